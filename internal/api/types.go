@@ -1,0 +1,150 @@
+// Package api holds the request and response types of the redis-replicad REST
+// API. The service and the provider's client both use them, so the wire format
+// cannot drift between the two. Field names follow the Redis Enterprise REST
+// API where it has a name for the concept.
+package api
+
+import "time"
+
+// Database statuses.
+const (
+	StatusPending = "pending" // created, redis-server not yet answering
+	StatusActive  = "active"  // redis-server answering
+	StatusFailed  = "failed"  // redis-server could not be started
+)
+
+// Replica Of sync states (replica_sync).
+const (
+	SyncEnabled = "enabled"
+	SyncPaused  = "paused"
+	SyncStopped = "stopped"
+)
+
+// Per-source and aggregate replication statuses.
+const (
+	SourceSyncing   = "syncing"
+	SourceInSync    = "in-sync"
+	SourceOutOfSync = "out-of-sync"
+)
+
+// MaxReplicaSources is the largest number of sources a destination may have.
+const MaxReplicaSources = 32
+
+// Database ("bdb") as returned by GET /v1/bdbs/{uid}.
+type Database struct {
+	UID        int      `json:"uid"`
+	Name       string   `json:"name"`
+	Port       int      `json:"port"`
+	MemorySize int64    `json:"memory_size"`
+	Status     string   `json:"status"`
+	Endpoint   Endpoint `json:"endpoint"`
+	// AuthenticationRedisPass is the password of the application user "default".
+	AuthenticationRedisPass string `json:"authentication_redis_pass"`
+
+	// Replica Of. Empty ReplicaSources means the database is not a replica.
+	ReplicaSources []ReplicaSourceStatus `json:"replica_sources"`
+	ReplicaSync    string                `json:"replica_sync,omitempty"`
+	// ReplicaSyncStatus aggregates the per-source statuses: the worst of them.
+	ReplicaSyncStatus string `json:"replica_sync_status,omitempty"`
+	// ReplicaGeneration counts the times the source set changed; each change
+	// flushes the destination and reloads every source.
+	ReplicaGeneration int64 `json:"replica_generation,omitempty"`
+
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Endpoint is where applications reach a database.
+type Endpoint struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// ReplicaSource is one source of a Replica Of destination, as written by a client.
+type ReplicaSource struct {
+	// URI is redis://[user]:password@host:port or redis://host:port.
+	URI        string `json:"uri"`
+	Encryption bool   `json:"encryption,omitempty"`
+	ServerCert string `json:"server_cert,omitempty"`
+	// Compression is 0 (off) to 6.
+	Compression int `json:"compression,omitempty"`
+}
+
+// ReplicaSourceStatus is a source with its live status, as read back.
+// The URI is returned as it was given (the API is authenticated); clients that
+// print it must redact it.
+type ReplicaSourceStatus struct {
+	ReplicaSource
+	Status         string    `json:"status"`
+	Lag            int64     `json:"lag"` // milliseconds
+	LastError      string    `json:"last_error,omitempty"`
+	LastUpdate     time.Time `json:"last_update"`
+	RDBSize        int64     `json:"rdb_size"`
+	RDBTransferred int64     `json:"rdb_transferred"`
+	// CompressionActive says whether the source agreed to compress.
+	CompressionActive bool `json:"compression_active,omitempty"`
+}
+
+// CreateDatabaseRequest is the body of POST /v1/bdbs.
+type CreateDatabaseRequest struct {
+	Name       string `json:"name"`
+	MemorySize int64  `json:"memory_size"`
+	// Port is optional; one from the service's range is chosen when 0.
+	Port int `json:"port,omitempty"`
+	// AuthenticationRedisPass is optional; one is generated when empty.
+	AuthenticationRedisPass string `json:"authentication_redis_pass,omitempty"`
+	// ReplicaSources makes the new database a Replica Of them.
+	ReplicaSources []ReplicaSource `json:"replica_sources,omitempty"`
+	ReplicaSync    string          `json:"replica_sync,omitempty"`
+}
+
+// UpdateDatabaseRequest is the body of PUT /v1/bdbs/{uid}. Nil fields are
+// left as they are. ReplicaSources set to an empty list removes Replica Of.
+type UpdateDatabaseRequest struct {
+	Name                    *string          `json:"name,omitempty"`
+	MemorySize              *int64           `json:"memory_size,omitempty"`
+	AuthenticationRedisPass *string          `json:"authentication_redis_pass,omitempty"`
+	ReplicaSources          *[]ReplicaSource `json:"replica_sources,omitempty"`
+	ReplicaSync             *string          `json:"replica_sync,omitempty"`
+}
+
+// SourceURL is the answer of GET /v1/bdbs/{uid}/source_url: the URL another
+// database uses to replicate from this one.
+type SourceURL struct {
+	URI string `json:"uri"`
+}
+
+// AdminPassword is the answer of POST /v1/bdbs/{uid}/actions/regenerate_admin_password.
+type AdminPassword struct {
+	AuthenticationAdminPass string `json:"authentication_admin_pass"`
+	URI                     string `json:"uri"`
+}
+
+// Cluster is the answer of GET /v1/cluster.
+type Cluster struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// CACert is the PEM certificate of the CA that signed the API's certificate.
+	CACert string `json:"ca_cert"`
+	// ProxyCert is what this instance's databases present to TLS clients.
+	ProxyCert string `json:"proxy_cert,omitempty"`
+	// SyncerCert is the client certificate this instance's syncers present.
+	SyncerCert string `json:"syncer_cert,omitempty"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Code        string `json:"error_code"`
+	Description string `json:"description"`
+}
+
+// Error codes.
+const (
+	CodeInvalidRequest = "invalid_request"
+	CodeUnauthorized   = "unauthorized"
+	CodeNotFound       = "not_found"
+	CodeConflict       = "conflict"
+	CodeInternal       = "internal_error"
+)
+
+func (e *Error) Error() string { return e.Code + ": " + e.Description }

@@ -1,0 +1,157 @@
+// Package redisurl parses and redacts the redis:// URLs that name a Replica Of
+// source. Credentials in these URLs are secrets: everything that prints a URL
+// goes through Redact.
+package redisurl
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Source is a parsed source URL.
+type Source struct {
+	Host     string
+	Port     int
+	Username string // empty means the "default" user (AUTH <password>)
+	Password string
+	// TLS is set by the rediss:// scheme.
+	TLS bool
+}
+
+// Addr is host:port, suitable for net.Dial.
+func (s Source) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
+
+// String is the URL without its password.
+func (s Source) String() string {
+	scheme := "redis"
+	if s.TLS {
+		scheme = "rediss"
+	}
+	user := ""
+	switch {
+	case s.Password != "":
+		user = url.PathEscape(s.Username) + ":" + redacted + "@"
+	case s.Username != "":
+		user = url.PathEscape(s.Username) + "@"
+	}
+	return scheme + "://" + user + s.Addr()
+}
+
+// URL is the URL with its credentials, URL-encoded.
+func (s Source) URL() string {
+	u := url.URL{Scheme: "redis", Host: s.Addr()}
+	if s.TLS {
+		u.Scheme = "rediss"
+	}
+	if s.Password != "" {
+		u.User = url.UserPassword(s.Username, s.Password)
+	} else if s.Username != "" {
+		u.User = url.User(s.Username)
+	}
+	return u.String()
+}
+
+const redacted = "xxxxx"
+
+// ErrInvalid is wrapped by every parse error.
+var ErrInvalid = errors.New("invalid source URL")
+
+// Parse reads redis://[user][:password]@host:port or redis://host:port.
+// Errors never contain the password: they describe the URL in redacted form.
+func Parse(raw string) (Source, error) {
+	fail := func(why string) (Source, error) {
+		return Source{}, fmt.Errorf("%w %q: %s", ErrInvalid, Redact(raw), why)
+	}
+	if strings.TrimSpace(raw) != raw || raw == "" {
+		return fail("empty or surrounded by spaces")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fail("not a URL")
+	}
+	var s Source
+	switch u.Scheme {
+	case "redis":
+	case "rediss":
+		s.TLS = true
+	default:
+		return fail("the scheme must be redis:// or rediss://")
+	}
+	if u.Opaque != "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fail("only redis://[user:password@]host:port is allowed (no path, query or fragment)")
+	}
+	host, portText := u.Hostname(), u.Port()
+	if host == "" {
+		return fail("a host is required")
+	}
+	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+		return fail("the host is not a name or an IP address")
+	}
+	if portText == "" {
+		return fail("a port is required")
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 1 || port > 65535 {
+		return fail("the port must be between 1 and 65535")
+	}
+	s.Host, s.Port = host, port
+	if u.User != nil {
+		s.Username = u.User.Username()
+		s.Password, _ = u.User.Password()
+		if s.Password == "" && s.Username != "" {
+			// redis://secret@host is how many tools spell a password-only URL.
+			s.Password, s.Username = s.Username, ""
+		}
+	}
+	if strings.ContainsAny(s.Username, " \r\n") {
+		return fail("the user name may not contain spaces or line breaks")
+	}
+	if strings.ContainsAny(s.Password, "\r\n") {
+		return fail("the password may not contain line breaks")
+	}
+	return s, nil
+}
+
+// Redact returns raw with any password replaced, also when raw does not
+// parse: the user-info part of anything that looks like a URL is hidden.
+func Redact(raw string) string {
+	if s, err := parseLoose(raw); err == nil {
+		return s
+	}
+	// Hide everything between "://" and the last "@" before the host.
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		if strings.Contains(raw, "@") {
+			return redacted + "@" + raw[strings.LastIndex(raw, "@")+1:]
+		}
+		return raw
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		return scheme + "://" + redacted + "@" + rest[at+1:]
+	}
+	return raw
+}
+
+func parseLoose(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.Host == "" {
+		return "", ErrInvalid
+	}
+	if u.User == nil {
+		return u.String(), nil
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), redacted)
+	} else {
+		// A lone user-info part may be a password (redis://secret@host).
+		u.User = url.User(redacted)
+	}
+	return u.String(), nil
+}
