@@ -1,0 +1,520 @@
+// Package client is the HTTP client of the redis-replicad REST API, used by the
+// Terraform provider.
+//
+// Every call takes a context, retries transient failures (connection errors,
+// HTTP 5xx and 429) with a bounded exponential backoff, never retries a 4xx,
+// and turns a non-2xx answer into a *StatusError that wraps the *api.Error the
+// service sent. Request and response bodies are never logged: they can carry
+// database passwords.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+)
+
+// Defaults of Config.
+const (
+	DefaultUsername     = "admin"
+	DefaultRetryMax     = 4
+	DefaultRetryWaitMin = 500 * time.Millisecond
+	DefaultRetryWaitMax = 10 * time.Second
+	DefaultTimeout      = 60 * time.Second
+)
+
+// maxBodySize bounds what is read of a response body.
+const maxBodySize = 16 << 20
+
+// LogFunc receives one event about an HTTP exchange. The fields hold only the
+// method, the path, the attempt number, the status and timings: never a body,
+// a header or a credential.
+type LogFunc func(ctx context.Context, msg string, fields map[string]any)
+
+// Config configures a Client.
+type Config struct {
+	// Endpoint is the base URL of the service, for example https://host:9443.
+	// It must not hold credentials.
+	Endpoint string
+	// Username and Password are the basic-auth credentials of the API.
+	// Username defaults to "admin".
+	Username string
+	Password string
+	// CACert is a PEM bundle of the certificate authorities trusted for the
+	// API's certificate. When empty, the system's roots are used.
+	CACert string
+	// InsecureSkipVerify turns off the verification of the API's certificate.
+	InsecureSkipVerify bool
+
+	// RetryMax is the largest number of retries after the first attempt
+	// (default 4; a negative value means no retry).
+	RetryMax int
+	// RetryWaitMin and RetryWaitMax bound the backoff between attempts.
+	RetryWaitMin time.Duration
+	RetryWaitMax time.Duration
+	// Timeout bounds one attempt (default 60s). The context bounds the call.
+	Timeout time.Duration
+
+	// UserAgent is sent with every request.
+	UserAgent string
+	// Log, when set, is told about each attempt and response.
+	Log LogFunc
+}
+
+// Client calls the REST API of one redis-replicad instance. It is safe for
+// concurrent use.
+type Client struct {
+	base      *url.URL
+	username  string
+	password  string
+	userAgent string
+	log       LogFunc
+	http      *retryablehttp.Client
+}
+
+// New checks cfg and returns a Client. It makes no request.
+func New(cfg Config) (*Client, error) {
+	if strings.TrimSpace(cfg.Endpoint) == "" {
+		return nil, errors.New("the endpoint is empty")
+	}
+	base, err := url.Parse(strings.TrimSpace(cfg.Endpoint))
+	if err != nil {
+		// The url package quotes the input; do not echo it, it may hold credentials.
+		return nil, errors.New("the endpoint is not a valid URL")
+	}
+	if base.Scheme != "https" && base.Scheme != "http" {
+		return nil, fmt.Errorf("the endpoint must be an https:// URL, got scheme %q", base.Scheme)
+	}
+	if base.Host == "" {
+		return nil, errors.New("the endpoint has no host")
+	}
+	if base.User != nil {
+		return nil, errors.New("the endpoint must not contain credentials: use the username and password settings")
+	}
+	if base.RawQuery != "" || base.Fragment != "" {
+		return nil, errors.New("the endpoint must not have a query or a fragment")
+	}
+	base.Path = strings.TrimRight(base.Path, "/")
+	base.RawPath = ""
+
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CACert != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(cfg.CACert)) {
+			return nil, errors.New("the CA certificate holds no valid PEM certificate")
+		}
+		tlsConfig.RootCAs = pool
+	}
+	if cfg.InsecureSkipVerify {
+		tlsConfig.InsecureSkipVerify = true //nolint:gosec // asked for by the user
+	}
+
+	transport := cleanhttp.DefaultPooledTransport()
+	transport.TLSClientConfig = tlsConfig
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	var rt http.RoundTripper = transport
+	if cfg.Log != nil {
+		rt = loggingTransport{next: transport, log: cfg.Log}
+	}
+	httpClient := &http.Client{
+		Transport: rt,
+		Timeout:   timeout,
+		// The API never redirects; following one could send the credentials elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+
+	c := &Client{
+		base:      base,
+		username:  cfg.Username,
+		password:  cfg.Password,
+		userAgent: cfg.UserAgent,
+		log:       cfg.Log,
+	}
+	if c.username == "" {
+		c.username = DefaultUsername
+	}
+	if c.userAgent == "" {
+		c.userAgent = "terraform-provider-redis"
+	}
+
+	rc := retryablehttp.NewClient()
+	rc.HTTPClient = httpClient
+	rc.Logger = nil // replaced by loggingTransport and checkRetry, which know the context
+	rc.RetryMax = cfg.RetryMax
+	switch {
+	case cfg.RetryMax < 0:
+		rc.RetryMax = 0
+	case cfg.RetryMax == 0:
+		rc.RetryMax = DefaultRetryMax
+	}
+	rc.RetryWaitMin = cfg.RetryWaitMin
+	if rc.RetryWaitMin <= 0 {
+		rc.RetryWaitMin = DefaultRetryWaitMin
+	}
+	rc.RetryWaitMax = cfg.RetryWaitMax
+	if rc.RetryWaitMax <= 0 {
+		rc.RetryWaitMax = DefaultRetryWaitMax
+	}
+	if rc.RetryWaitMax < rc.RetryWaitMin {
+		rc.RetryWaitMax = rc.RetryWaitMin
+	}
+	rc.Backoff = retryablehttp.DefaultBackoff
+	rc.CheckRetry = c.checkRetry
+	rc.ErrorHandler = giveUp
+	c.http = rc
+	return c, nil
+}
+
+// Endpoint returns the base URL the client talks to.
+func (c *Client) Endpoint() string { return c.base.String() }
+
+// ListDatabases returns every database.
+func (c *Client) ListDatabases(ctx context.Context) ([]api.Database, error) {
+	var out []api.Database
+	if err := c.do(ctx, http.MethodGet, "/v1/bdbs", nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// GetDatabase returns the database uid. A missing one gives an error for
+// which IsNotFound is true.
+func (c *Client) GetDatabase(ctx context.Context, uid int) (*api.Database, error) {
+	var out api.Database
+	if err := c.do(ctx, http.MethodGet, bdbPath(uid), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CreateDatabase creates a database. The service answers at once; the new
+// database is "pending" until its redis-server answers.
+func (c *Client) CreateDatabase(ctx context.Context, req api.CreateDatabaseRequest) (*api.Database, error) {
+	var out api.Database
+	if err := c.do(ctx, http.MethodPost, "/v1/bdbs", &req, &out, req.AuthenticationRedisPass); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UpdateDatabase changes the fields of req that are not nil.
+func (c *Client) UpdateDatabase(ctx context.Context, uid int, req api.UpdateDatabaseRequest) (*api.Database, error) {
+	var secrets []string
+	if req.AuthenticationRedisPass != nil {
+		secrets = append(secrets, *req.AuthenticationRedisPass)
+	}
+	if req.ReplicaSources != nil {
+		for _, s := range *req.ReplicaSources {
+			secrets = append(secrets, uriPassword(s.URI))
+		}
+	}
+	var out api.Database
+	if err := c.do(ctx, http.MethodPut, bdbPath(uid), &req, &out, secrets...); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteDatabase deletes the database uid.
+func (c *Client) DeleteDatabase(ctx context.Context, uid int) error {
+	return c.do(ctx, http.MethodDelete, bdbPath(uid), nil, nil)
+}
+
+// GetSourceURL returns the URL other databases use to replicate from uid.
+// It holds the admin password of the database.
+func (c *Client) GetSourceURL(ctx context.Context, uid int) (*api.SourceURL, error) {
+	var out api.SourceURL
+	if err := c.do(ctx, http.MethodGet, bdbPath(uid)+"/source_url", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RegenerateAdminPassword gives the database uid a new admin password, which
+// disconnects the sessions that use the old one.
+func (c *Client) RegenerateAdminPassword(ctx context.Context, uid int) (*api.AdminPassword, error) {
+	var out api.AdminPassword
+	if err := c.do(ctx, http.MethodPost, bdbPath(uid)+"/actions/regenerate_admin_password", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetCluster describes the service instance.
+func (c *Client) GetCluster(ctx context.Context) (*api.Cluster, error) {
+	var out api.Cluster
+	if err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func bdbPath(uid int) string { return "/v1/bdbs/" + strconv.Itoa(uid) }
+
+// do sends one request, with retries, and decodes the answer into out (when
+// not nil). secrets are values of the request that must never show in an
+// error; the API password is always one of them.
+func (c *Client) do(ctx context.Context, method, path string, in, out any, secrets ...string) error {
+	if ctx == nil {
+		return errors.New("nil context")
+	}
+	var body any
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s %s: encoding the request: %w", method, path, err)
+		}
+		body = b
+	}
+	u := *c.base
+	u.Path = c.base.Path + path
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.SetBasicAuth(c.username, c.password)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &redactedError{msg: method + " " + path + ": " + c.redact(err.Error(), secrets), err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize))
+	if err != nil {
+		return &redactedError{msg: method + " " + path + ": reading the response: " + c.redact(err.Error(), secrets), err: err}
+	}
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return c.statusError(method, path, resp.StatusCode, data, secrets)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		// The decoder's message never quotes the body's strings.
+		return fmt.Errorf("%s %s: decoding the response (HTTP %d): %w", method, path, resp.StatusCode, err)
+	}
+	return nil
+}
+
+func (c *Client) statusError(method, path string, status int, data []byte, secrets []string) error {
+	apiErr := &api.Error{}
+	if err := json.Unmarshal(data, apiErr); err != nil || apiErr.Code == "" {
+		apiErr = &api.Error{Code: fallbackCode(status), Description: summarize(data)}
+	}
+	apiErr.Description = c.redact(apiErr.Description, secrets)
+	return &StatusError{Method: method, Path: path, StatusCode: status, Err: apiErr}
+}
+
+// fallbackCode maps a status to an api error code when the body is not an
+// api.Error (for example an answer from a proxy).
+func fallbackCode(status int) string {
+	switch {
+	case status == http.StatusBadRequest:
+		return api.CodeInvalidRequest
+	case status == http.StatusUnauthorized:
+		return api.CodeUnauthorized
+	case status == http.StatusNotFound:
+		return api.CodeNotFound
+	case status == http.StatusConflict:
+		return api.CodeConflict
+	case status >= 500:
+		return api.CodeInternal
+	default:
+		return "http_" + strconv.Itoa(status)
+	}
+}
+
+// summarize returns a short, printable excerpt of a body that is not JSON.
+func summarize(data []byte) string {
+	s := strings.TrimSpace(string(bytes.ToValidUTF8(data, []byte("?"))))
+	s = strings.Join(strings.Fields(s), " ")
+	if s == "" {
+		return "the service sent no description"
+	}
+	const max = 200
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return s
+}
+
+// redact removes every known secret from s: the API password and the
+// secrets of the request, as they are and URL-encoded.
+func (c *Client) redact(s string, secrets []string) string {
+	all := append([]string{c.password}, secrets...)
+	for _, secret := range all {
+		if len(secret) < 3 {
+			// Replacing a one- or two-character string would shred the
+			// message without protecting anything.
+			continue
+		}
+		for _, form := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
+			s = strings.ReplaceAll(s, form, "(redacted)")
+		}
+	}
+	return s
+}
+
+// redactedError is an error whose message had the secrets removed. It still
+// unwraps to the original error, so errors.Is finds context.Canceled and the like.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// uriPassword returns the password of a redis:// URI, or "".
+func uriPassword(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil || u.User == nil {
+		return ""
+	}
+	p, _ := u.User.Password()
+	return p
+}
+
+// checkRetry decides whether an attempt is retried. Connection errors, 5xx
+// (but 501) and 429 are retried, 4xx never. A POST creates something, so it is
+// retried only when the service surely did not act on it: the connection was
+// refused, or the answer was 429 or 503.
+func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	retry, checkErr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+	if !retry || checkErr != nil {
+		return retry, checkErr
+	}
+	var method string
+	if resp != nil && resp.Request != nil {
+		method = resp.Request.Method
+	}
+	if err == nil && method == http.MethodPost {
+		retry = resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable
+	}
+	if err != nil && !isDialError(err) && isPOST(err) {
+		retry = false
+	}
+	if retry && c.log != nil {
+		fields := map[string]any{}
+		if resp != nil {
+			fields["status"] = resp.StatusCode
+		} else {
+			fields["error"] = err.Error()
+		}
+		c.log(ctx, "redis-replicad API attempt failed with a retryable error", fields)
+	}
+	return retry, nil
+}
+
+func isDialError(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "dial"
+}
+
+func isPOST(err error) bool {
+	var urlErr *url.Error
+	return errors.As(err, &urlErr) && urlErr.Op == "Post"
+}
+
+// giveUp is called when retries are exhausted. With a response, the response
+// is returned so that the caller decodes the service's error; without one,
+// the last error is.
+func giveUp(resp *http.Response, err error, tries int) (*http.Response, error) {
+	ctxErr := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	if resp != nil && !ctxErr {
+		return resp, nil
+	}
+	if resp != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+	}
+	if err == nil {
+		err = errors.New("no response")
+	}
+	if tries <= 1 {
+		return nil, err
+	}
+	return nil, fmt.Errorf("giving up after %d attempts: %w", tries, err)
+}
+
+// loggingTransport tells the LogFunc about every round trip: method, path,
+// status or error, and duration. Never a header or a body.
+type loggingTransport struct {
+	next http.RoundTripper
+	log  LogFunc
+}
+
+func (t loggingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	fields := map[string]any{
+		"method":      req.Method,
+		"path":        req.URL.Path,
+		"duration_ms": time.Since(start).Milliseconds(),
+	}
+	if err != nil {
+		fields["error"] = err.Error()
+	} else {
+		fields["status"] = resp.StatusCode
+	}
+	t.log(req.Context(), "redis-replicad API round trip", fields)
+	return resp, err
+}
+
+// StatusError is the error of an answer whose status is not 2xx. It wraps the
+// *api.Error that the service sent (errors.As finds it), with its description
+// cleared of any secret of the request.
+type StatusError struct {
+	Method     string
+	Path       string
+	StatusCode int
+	Err        *api.Error
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: HTTP %d: %s", e.Method, e.Path, e.StatusCode, e.Err.Error())
+}
+
+// Unwrap returns the service's *api.Error.
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// StatusCode returns the HTTP status of err when it is (or wraps) a
+// *StatusError, and 0 otherwise.
+func StatusCode(err error) int {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.StatusCode
+	}
+	return 0
+}
+
+// IsNotFound reports whether err is an HTTP 404 answer.
+func IsNotFound(err error) bool { return StatusCode(err) == http.StatusNotFound }
+
+// IsConflict reports whether err is an HTTP 409 answer.
+func IsConflict(err error) bool { return StatusCode(err) == http.StatusConflict }
