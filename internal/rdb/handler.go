@@ -1,0 +1,72 @@
+package rdb
+
+// Handler receives what the decoder finds, in payload order. Every []byte
+// (and every slice of structs holding them) is only valid during the call:
+// the decoder reuses its buffers, so a handler copies what it keeps.
+//
+// A key is delivered as BeginKey, then zero or more chunks of the call that
+// matches its type, then EndKey. Collections arrive in chunks bounded by the
+// decoder's limits (see WithChunkLimits), never as a whole. For a stream the
+// sequence is StreamEntries chunks, StreamMeta, then for each consumer
+// group: StreamGroup, and for each of its consumers StreamConsumer followed
+// by StreamPending chunks.
+//
+// Returning an error stops decoding; Decode returns it wrapped.
+type Handler interface {
+	// Aux is an AUX field (redis-ver, ctime, repl-id, lua, ...).
+	Aux(key, value []byte) error
+	// SelectDB starts the keys of a logical database.
+	SelectDB(db int) error
+	// ResizeDB is the size hint for the current database.
+	ResizeDB(dbSize, expiresSize uint64) error
+	// SlotInfo is the per-slot size hint written by cluster nodes (Redis 7.4+).
+	SlotInfo(slot, size, expiresSize uint64) error
+	// Function is a function library (its FUNCTION LOAD source code).
+	Function(code []byte) error
+
+	BeginKey(k *KeyMeta) error
+	// StringPart delivers a string value, in several parts when it is
+	// bigger than the chunk byte limit; last is set on the final part. An
+	// empty string is one empty part.
+	StringPart(k *KeyMeta, part []byte, last bool) error
+	ListChunk(k *KeyMeta, elems [][]byte) error
+	SetChunk(k *KeyMeta, members [][]byte) error
+	ZSetChunk(k *KeyMeta, members []ZMember) error
+	HashChunk(k *KeyMeta, fields []HashField) error
+	StreamEntries(k *KeyMeta, entries []StreamEntry) error
+	StreamMeta(k *KeyMeta, m *StreamMeta) error
+	StreamGroup(k *KeyMeta, g *StreamGroup) error
+	StreamConsumer(k *KeyMeta, group []byte, c *StreamConsumer) error
+	// StreamPending is a chunk of consumer's pending entries list in group.
+	StreamPending(k *KeyMeta, group, consumer []byte, pel []PendingEntry) error
+	EndKey(k *KeyMeta) error
+}
+
+// BaseHandler implements Handler by ignoring everything. Embed it to
+// handle only some events; beware that whatever is not overridden is
+// silently dropped.
+type BaseHandler struct{}
+
+var _ Handler = BaseHandler{}
+
+func (BaseHandler) Aux(key, value []byte) error                           { return nil }
+func (BaseHandler) SelectDB(db int) error                                 { return nil }
+func (BaseHandler) ResizeDB(dbSize, expiresSize uint64) error             { return nil }
+func (BaseHandler) SlotInfo(slot, size, expiresSize uint64) error         { return nil }
+func (BaseHandler) Function(code []byte) error                            { return nil }
+func (BaseHandler) BeginKey(k *KeyMeta) error                             { return nil }
+func (BaseHandler) StringPart(k *KeyMeta, part []byte, last bool) error   { return nil }
+func (BaseHandler) ListChunk(k *KeyMeta, elems [][]byte) error            { return nil }
+func (BaseHandler) SetChunk(k *KeyMeta, members [][]byte) error           { return nil }
+func (BaseHandler) ZSetChunk(k *KeyMeta, members []ZMember) error         { return nil }
+func (BaseHandler) HashChunk(k *KeyMeta, fields []HashField) error        { return nil }
+func (BaseHandler) StreamEntries(k *KeyMeta, entries []StreamEntry) error { return nil }
+func (BaseHandler) StreamMeta(k *KeyMeta, m *StreamMeta) error            { return nil }
+func (BaseHandler) StreamGroup(k *KeyMeta, g *StreamGroup) error          { return nil }
+func (BaseHandler) StreamConsumer(k *KeyMeta, group []byte, c *StreamConsumer) error {
+	return nil
+}
+func (BaseHandler) StreamPending(k *KeyMeta, group, consumer []byte, pel []PendingEntry) error {
+	return nil
+}
+func (BaseHandler) EndKey(k *KeyMeta) error { return nil }

@@ -1,0 +1,89 @@
+package rdb
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+)
+
+// ErrCorrupt is wrapped by every error caused by malformed payload bytes
+// (as opposed to I/O errors, handler errors or unsupported types).
+var ErrCorrupt = errors.New("corrupt rdb payload")
+
+func corruptf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+}
+
+// reader is the decoder's only access to the input. It keeps the running
+// CRC64 of everything consumed and the offset for error messages, and never
+// reads ahead of what the format asks for (beyond what br buffers).
+type reader struct {
+	br        *bufio.Reader
+	crc       uint64
+	off       int64
+	maxString int64
+	scratch   [16]byte
+	lzfIn     []byte // reused buffer for compressed bytes
+}
+
+// noEOF turns a clean EOF into ErrUnexpectedEOF: the RDB format says when
+// it ends (the EOF opcode), so running out of input is always truncation.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (r *reader) readByte() (byte, error) {
+	b, err := r.br.ReadByte()
+	if err != nil {
+		return 0, noEOF(err)
+	}
+	r.crc = crcTables[0][byte(r.crc)^b] ^ r.crc>>8
+	r.off++
+	return b, nil
+}
+
+func (r *reader) readFull(p []byte) error {
+	n, err := io.ReadFull(r.br, p)
+	r.crc = crc64Update(r.crc, p[:n])
+	r.off += int64(n)
+	return noEOF(err)
+}
+
+// readUint64LE reads a little-endian 64-bit value (millisecond times).
+func (r *reader) readUint64LE() (uint64, error) {
+	b := r.scratch[:8]
+	if err := r.readFull(b); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(b), nil
+}
+
+// readMillis reads an 8-byte little-endian millisecond timestamp. RDB 9+
+// always writes it little-endian (older files used host order, which was
+// little-endian on every platform Redis shipped for).
+func (r *reader) readMillis() (int64, error) {
+	v, err := r.readUint64LE()
+	return int64(v), err
+}
+
+// readStreamIDRaw reads a 16-byte big-endian stream ID as stored in rax keys
+// and PELs.
+func (r *reader) readStreamIDRaw() (StreamID, error) {
+	b := r.scratch[:16]
+	if err := r.readFull(b); err != nil {
+		return StreamID{}, err
+	}
+	return StreamID{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}, nil
+}
+
+// readBinaryDouble reads the 8-byte little-endian IEEE 754 score of ZSET_2.
+func (r *reader) readBinaryDouble() (float64, error) {
+	v, err := r.readUint64LE()
+	return math.Float64frombits(v), err
+}
