@@ -1,0 +1,104 @@
+// Command redis-replicad is the replication service: it runs Redis databases
+// and makes them Replica Of other databases, behind a REST API.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/service/app"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "redis-replicad:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "serve" {
+		if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
+			fmt.Println(app.Version)
+			return nil
+		}
+		return errors.New("usage: redis-replicad serve [flags]   (redis-replicad serve -h lists them)")
+	}
+	cfg, level, err := parseServe(args[1:], stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := app.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return a.Stop(shutdownCtx)
+}
+
+// parseServe reads the flags of "serve"; each flag can also be given as the
+// environment variable REDIS_REPLICAD_<NAME> (dashes become underscores).
+func parseServe(args []string, stderr io.Writer) (app.Config, slog.Level, error) {
+	var cfg app.Config
+	var portRange, logLevel string
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the state file, certificates and databases (required)")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9443", "host:port of the HTTPS REST API")
+	fs.StringVar(&cfg.Name, "name", "", "cluster name shown by /v1/cluster (default: the host name)")
+	fs.StringVar(&cfg.AdminUser, "admin-user", "admin", "user name of the REST API")
+	fs.StringVar(&cfg.AdminPassword, "admin-password", "", "password of the REST API (default: generated into <data-dir>/admin-password)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate of the API (default: issued by the instance's own CA, <data-dir>/ca.pem)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM key of --tls-cert")
+	fs.StringVar(&cfg.RedisServer, "redis-server", "", "path of the redis-server binary (default: found on PATH)")
+	fs.StringVar(&portRange, "port-range", "12000-12999", "ports given to databases that do not ask for one")
+	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host name that database endpoints and source URLs advertise (default: the listen host)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "REDIS_REPLICAD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, 0, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, 0, err
+	}
+	if cfg.DataDir == "" {
+		return cfg, 0, errors.New("--data-dir (or REDIS_REPLICAD_DATA_DIR) is required")
+	}
+	lo, hi, ok := strings.Cut(portRange, "-")
+	min, err1 := strconv.Atoi(lo)
+	max, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil {
+		return cfg, 0, fmt.Errorf("--port-range %q: want FROM-TO, for example 12000-12999", portRange)
+	}
+	cfg.PortMin, cfg.PortMax = min, max
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, 0, fmt.Errorf("--log-level: %w", err)
+	}
+	return cfg, level, nil
+}

@@ -1,0 +1,250 @@
+// Package api serves the REST API of redis-replicad: HTTP routing, basic
+// auth, strict JSON decoding and error mapping. What the requests do is the
+// Backend's business.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+)
+
+// Backend carries out the requests.
+type Backend interface {
+	ListDatabases(ctx context.Context) ([]api.Database, error)
+	GetDatabase(ctx context.Context, uid int) (api.Database, error)
+	CreateDatabase(ctx context.Context, req api.CreateDatabaseRequest) (api.Database, error)
+	UpdateDatabase(ctx context.Context, uid int, req api.UpdateDatabaseRequest) (api.Database, error)
+	DeleteDatabase(ctx context.Context, uid int) error
+	SourceURL(ctx context.Context, uid int) (api.SourceURL, error)
+	RegenerateAdminPassword(ctx context.Context, uid int) (api.AdminPassword, error)
+	Cluster(ctx context.Context) (api.Cluster, error)
+}
+
+// Config of the handler.
+type Config struct {
+	Username, Password string
+	Backend            Backend
+	Metrics            http.Handler
+	Logger             *slog.Logger
+}
+
+// maxBody bounds request bodies; the largest legitimate one (32 sources with
+// certificates) is far smaller.
+const maxBody = 4 << 20
+
+// NewHandler returns the API's routes.
+func NewHandler(cfg Config) http.Handler {
+	s := &server{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	auth := s.authenticated
+	mux.Handle("GET /metrics", auth(cfg.Metrics.ServeHTTP))
+	mux.Handle("GET /v1/cluster", auth(s.cluster))
+	mux.Handle("GET /v1/bdbs", auth(s.list))
+	mux.Handle("POST /v1/bdbs", auth(s.create))
+	mux.Handle("GET /v1/bdbs/{uid}", auth(s.get))
+	mux.Handle("PUT /v1/bdbs/{uid}", auth(s.update))
+	mux.Handle("DELETE /v1/bdbs/{uid}", auth(s.delete))
+	mux.Handle("GET /v1/bdbs/{uid}/source_url", auth(s.sourceURL))
+	mux.Handle("POST /v1/bdbs/{uid}/actions/regenerate_admin_password", auth(s.regenerate))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return s.logged(mux)
+}
+
+type server struct{ cfg Config }
+
+func (s *server) authenticated(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pw, ok := r.BasicAuth()
+		userOK := subtle.ConstantTimeCompare([]byte(user), []byte(s.cfg.Username)) == 1
+		pwOK := subtle.ConstantTimeCompare([]byte(pw), []byte(s.cfg.Password)) == 1
+		if !ok || !userOK || !pwOK {
+			w.Header().Set("WWW-Authenticate", `Basic realm="redis-replicad"`)
+			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "valid basic auth credentials are required")
+			return
+		}
+		next(w, r)
+	})
+}
+
+// logged logs each request's method, path, status and duration; never bodies,
+// which carry passwords.
+func (s *server) logged(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		began := time.Now()
+		next.ServeHTTP(rec, r)
+		if r.URL.Path == "/healthz" || r.URL.Path == "/metrics" {
+			return
+		}
+		s.cfg.Logger.Info("api request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(began).Round(time.Microsecond))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (s *server) cluster(w http.ResponseWriter, r *http.Request) {
+	c, err := s.cfg.Backend.Cluster(r.Context())
+	s.reply(w, c, err)
+}
+
+func (s *server) list(w http.ResponseWriter, r *http.Request) {
+	dbs, err := s.cfg.Backend.ListDatabases(r.Context())
+	if dbs == nil {
+		dbs = []api.Database{}
+	}
+	s.reply(w, dbs, err)
+}
+
+func (s *server) create(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateDatabaseRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	db, err := s.cfg.Backend.CreateDatabase(r.Context(), req)
+	s.reply(w, db, err)
+}
+
+func (s *server) get(w http.ResponseWriter, r *http.Request) {
+	uid, ok := pathUID(w, r)
+	if !ok {
+		return
+	}
+	db, err := s.cfg.Backend.GetDatabase(r.Context(), uid)
+	s.reply(w, db, err)
+}
+
+func (s *server) update(w http.ResponseWriter, r *http.Request) {
+	uid, ok := pathUID(w, r)
+	if !ok {
+		return
+	}
+	var req api.UpdateDatabaseRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	db, err := s.cfg.Backend.UpdateDatabase(r.Context(), uid, req)
+	s.reply(w, db, err)
+}
+
+func (s *server) delete(w http.ResponseWriter, r *http.Request) {
+	uid, ok := pathUID(w, r)
+	if !ok {
+		return
+	}
+	if err := s.cfg.Backend.DeleteDatabase(r.Context(), uid); err != nil {
+		s.reply(w, nil, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) sourceURL(w http.ResponseWriter, r *http.Request) {
+	uid, ok := pathUID(w, r)
+	if !ok {
+		return
+	}
+	u, err := s.cfg.Backend.SourceURL(r.Context(), uid)
+	s.reply(w, u, err)
+}
+
+func (s *server) regenerate(w http.ResponseWriter, r *http.Request) {
+	uid, ok := pathUID(w, r)
+	if !ok {
+		return
+	}
+	p, err := s.cfg.Backend.RegenerateAdminPassword(r.Context(), uid)
+	s.reply(w, p, err)
+}
+
+// reply writes v, or the error with the status its code calls for.
+func (s *server) reply(w http.ResponseWriter, v any, err error) {
+	if err == nil {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
+	var apiErr *api.Error
+	if errors.As(err, &apiErr) {
+		writeError(w, statusOf(apiErr.Code), apiErr.Code, apiErr.Description)
+		return
+	}
+	s.cfg.Logger.Error("request failed", "err", err)
+	writeError(w, http.StatusInternalServerError, api.CodeInternal, err.Error())
+}
+
+func statusOf(code string) int {
+	switch code {
+	case api.CodeInvalidRequest:
+		return http.StatusBadRequest
+	case api.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case api.CodeNotFound:
+		return http.StatusNotFound
+	case api.CodeConflict:
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+func pathUID(w http.ResponseWriter, r *http.Request) (int, bool) {
+	uid, err := strconv.Atoi(r.PathValue("uid"))
+	if err != nil || uid < 1 {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("database %q does not exist: ids are positive integers", r.PathValue("uid")))
+		return 0, false
+	}
+	return uid, true
+}
+
+// decode reads a JSON body strictly: unknown fields, trailing data and
+// malformed JSON are a 400 before anything is done.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "cannot read the request body: "+err.Error())
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: data after the JSON object")
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, api.Error{Code: code, Description: description})
+}

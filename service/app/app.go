@@ -1,0 +1,256 @@
+// Package app assembles a redis-replicad instance: state file, certificates,
+// database processes, syncers and the HTTPS API.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	apiserver "github.com/replicad/terraform-provider-redis/service/api"
+	"github.com/replicad/terraform-provider-redis/service/certs"
+	"github.com/replicad/terraform-provider-redis/service/controller"
+	"github.com/replicad/terraform-provider-redis/service/databases"
+	"github.com/replicad/terraform-provider-redis/service/replication"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// Version of the service, reported by /v1/cluster.
+const Version = "0.1.0"
+
+// Config of an instance. Zero values get the documented defaults.
+type Config struct {
+	DataDir       string
+	Listen        string // host:port of the API; port 0 picks one
+	Name          string // cluster name; default: the host name
+	AdminUser     string // default "admin"
+	AdminPassword string // default: generated once into DataDir/admin-password
+	TLSCert       string // PEM file; default: generated from the instance's CA
+	TLSKey        string
+	RedisServer   string // default: redis-server from PATH
+	PortMin       int    // default 12000
+	PortMax       int    // default 12999
+	AdvertiseHost string // default: the listen host
+	Logger        *slog.Logger
+}
+
+// App is a running instance.
+type App struct {
+	cfg      Config
+	store    *store.Store
+	dbs      *databases.Manager
+	repl     *replication.Manager
+	ctrl     *controller.Controller
+	listener net.Listener
+	http     *http.Server
+	caPEM    []byte
+	served   chan struct{}
+}
+
+// Start opens the state, brings every database and syncer back and serves
+// the API. It returns once the API accepts connections.
+func Start(ctx context.Context, cfg Config) (*App, error) {
+	if err := defaults(&cfg); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	redisServer, err := databases.FindRedisServer(cfg.RedisServer)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AdminPassword == "" {
+		if cfg.AdminPassword, err = loadOrCreateSecret(filepath.Join(cfg.DataDir, "admin-password")); err != nil {
+			return nil, err
+		}
+	}
+	ca, err := certs.LoadOrCreateCA(cfg.DataDir, "redis-replicad "+cfg.Name+" CA")
+	if err != nil {
+		return nil, fmt.Errorf("load or create the instance CA: %w", err)
+	}
+	tlsCert, err := apiCertificate(cfg, ca)
+	if err != nil {
+		return nil, err
+	}
+	proxyPEM, _, err := ca.LoadOrIssue(cfg.DataDir, "proxy", []string{cfg.AdvertiseHost, "localhost", "127.0.0.1"}, false)
+	if err != nil {
+		return nil, err
+	}
+	syncerPEM, _, err := ca.LoadOrIssue(cfg.DataDir, "syncer", []string{"redis-replicad-syncer"}, true)
+	if err != nil {
+		return nil, err
+	}
+
+	st, err := store.Open(filepath.Join(cfg.DataDir, "state.db"))
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{})}
+	a.dbs = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log})
+	a.repl = replication.NewManager(replication.Config{Databases: a.dbs, Registerer: reg, Logger: log})
+	a.ctrl = controller.New(controller.Config{
+		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,
+		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log,
+		Cluster: api.Cluster{Name: cfg.Name, Version: Version, CACert: string(ca.CertPEM), ProxyCert: string(proxyPEM), SyncerCert: string(syncerPEM)},
+	})
+	if err := a.ctrl.Start(ctx); err != nil {
+		a.closeParts()
+		return nil, err
+	}
+
+	a.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		a.closeParts()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	handler := apiserver.NewHandler(apiserver.Config{
+		Username: cfg.AdminUser, Password: cfg.AdminPassword, Backend: a.ctrl,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: log,
+	})
+	a.http = &http.Server{
+		Handler:           handler,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		defer close(a.served)
+		if err := a.http.ServeTLS(a.listener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("API server stopped", "err", err)
+		}
+	}()
+	log.Info("redis-replicad started", "api", a.URL(), "data_dir", cfg.DataDir, "name", cfg.Name)
+	return a, nil
+}
+
+// URL is the base URL of the API.
+func (a *App) URL() string { return "https://" + a.listener.Addr().String() }
+
+// Addr is the API's listening address.
+func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// AdminUser and AdminPassword are the API credentials.
+func (a *App) AdminUser() string     { return a.cfg.AdminUser }
+func (a *App) AdminPassword() string { return a.cfg.AdminPassword }
+
+// CACert is the PEM of the CA that signed the API certificate.
+func (a *App) CACert() []byte { return a.caPEM }
+
+// Databases gives tests access to the processes (to kill a child, say).
+func (a *App) Databases() *databases.Manager { return a.dbs }
+
+// Stop shuts the API, the syncers and the databases down.
+func (a *App) Stop(ctx context.Context) error {
+	err := a.http.Shutdown(ctx)
+	<-a.served
+	a.closeParts()
+	return err
+}
+
+func (a *App) closeParts() {
+	a.repl.Close()
+	a.dbs.Close()
+	a.store.Close()
+}
+
+func defaults(cfg *Config) error {
+	if cfg.DataDir == "" {
+		return errors.New("a data directory is required (--data-dir)")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:9443"
+	}
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+	}
+	if cfg.AdvertiseHost == "" {
+		cfg.AdvertiseHost = host
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			cfg.AdvertiseHost = "127.0.0.1"
+		}
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	if cfg.AdminUser == "" {
+		cfg.AdminUser = "admin"
+	}
+	if cfg.PortMin == 0 && cfg.PortMax == 0 {
+		cfg.PortMin, cfg.PortMax = 12000, 12999
+	}
+	if cfg.PortMin < 1 || cfg.PortMax > 65535 || cfg.PortMin > cfg.PortMax {
+		return fmt.Errorf("port range %d-%d is invalid", cfg.PortMin, cfg.PortMax)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return nil
+}
+
+func bindHost(listen string) string {
+	host, _, _ := net.SplitHostPort(listen)
+	if host == "" || host == "::" {
+		return "0.0.0.0"
+	}
+	return host
+}
+
+func apiCertificate(cfg Config, ca *certs.CA) (tls.Certificate, error) {
+	if cfg.TLSCert != "" {
+		c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("load API certificate: %w", err)
+		}
+		return c, nil
+	}
+	hosts := []string{cfg.AdvertiseHost, "localhost", "127.0.0.1", "::1"}
+	if h, _, _ := net.SplitHostPort(cfg.Listen); h != "" && !strings.Contains(strings.Join(hosts, " "), h) {
+		hosts = append(hosts, h)
+	}
+	certPEM, keyPEM, err := ca.LoadOrIssue(cfg.DataDir, "api", hosts, false)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// loadOrCreateSecret reads a secret file, writing a new random secret (mode
+// 0600) the first time.
+func loadOrCreateSecret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return s, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	buf := make([]byte, 24)
+	_, _ = rand.Read(buf)
+	s := base64.RawURLEncoding.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return s, nil
+}

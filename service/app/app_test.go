@@ -1,0 +1,234 @@
+package app_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+func TestDatabaseLifecycle(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "orders", MemorySize: 64 << 20})
+	if db.UID == 0 || db.Port == 0 || db.AuthenticationRedisPass == "" || db.Status != api.StatusActive {
+		t.Fatalf("created database lacks fields: %+v", db)
+	}
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	if err := c.Set(ctx(t), "k", "v", 0).Err(); err != nil {
+		t.Fatalf("write with the database password: %v", err)
+	}
+	if got := c.Get(ctx(t), "k").Val(); got != "v" {
+		t.Fatalf("read back %q", got)
+	}
+	if err := dbClient(t, db, "wrong-password").Ping(ctx(t)).Err(); err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+
+	// Update memory and password: both take effect live.
+	newPass := "a-new-password-123"
+	mem := int64(128 << 20)
+	var updated api.Database
+	if code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), api.UpdateDatabaseRequest{MemorySize: &mem, AuthenticationRedisPass: &newPass}, &updated); code != 200 {
+		t.Fatalf("update: %d %v", code, e)
+	}
+	if updated.MemorySize != mem || updated.AuthenticationRedisPass != newPass {
+		t.Fatalf("update not reflected: %+v", updated)
+	}
+	c2 := dbClient(t, db, newPass)
+	if got := c2.ConfigGet(ctx(t), "maxmemory").Val()["maxmemory"]; got != fmt.Sprint(mem) {
+		t.Fatalf("maxmemory = %s, want %d", got, mem)
+	}
+	if err := dbClient(t, db, db.AuthenticationRedisPass).Ping(ctx(t)).Err(); err == nil {
+		t.Fatal("the old password still works")
+	}
+
+	var list []api.Database
+	call(t, i, "GET", "/v1/bdbs", nil, &list)
+	if len(list) != 1 || list[0].Name != "orders" {
+		t.Fatalf("list = %+v", list)
+	}
+
+	if code, e := call(t, i, "DELETE", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, nil); code != http.StatusNoContent {
+		t.Fatalf("delete: %d %v", code, e)
+	}
+	if code, _ := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, nil); code != 404 {
+		t.Fatalf("get after delete: %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(i.DataDir, "dbs", fmt.Sprint(db.UID))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("files of the deleted database remain: %v", err)
+	}
+	if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", db.Port), time.Second); err == nil {
+		conn.Close()
+		t.Fatal("the deleted database still listens")
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "a", MemorySize: 64 << 20})
+	path := fmt.Sprintf("/v1/bdbs/%d", db.UID)
+	cases := []struct {
+		method, path string
+		body         any
+		status       int
+		mention      string
+	}{
+		{"POST", "/v1/bdbs", `{"name": "x", "memory_size": `, 400, "malformed JSON"},
+		{"POST", "/v1/bdbs", `{"name": "x", "memory_size": 1048576, "colour": "red"}`, 400, "unknown field"},
+		{"POST", "/v1/bdbs", `{"name": "x", "memory_size": 1048576} {}`, 400, "after the JSON"},
+		{"POST", "/v1/bdbs", `{"name": "x", "memory_size": "big"}`, 400, "memory_size"},
+		{"POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "x", MemorySize: 10}, 400, "memory_size"},
+		{"POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "has space", MemorySize: 1 << 20}, 400, "name"},
+		{"POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 20, Port: 70000}, 400, "port"},
+		{"POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "a", MemorySize: 1 << 20}, 409, "already exists"},
+		{"POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 20, Port: db.Port}, 409, "taken"},
+		{"POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 20, AuthenticationRedisPass: "short"}, 400, "8 to 128"},
+		{"POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 20, ReplicaSources: []api.ReplicaSource{{URI: "http://:secretpw@h:1"}}}, 400, "scheme"},
+		{"POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 20, ReplicaSync: "sometimes"}, 400, "replica_sync"},
+		{"PUT", path, `{"memory_size": 0}`, 400, "memory_size"},
+		{"PUT", path, `{"memory_size": 2097152, "name": "bad name"}`, 400, "name"},
+		{"PUT", path, `[1,2]`, 400, "malformed"},
+		{"PUT", "/v1/bdbs/999", `{}`, 404, "999"},
+		{"GET", "/v1/bdbs/abc", nil, 404, "abc"},
+		{"DELETE", "/v1/bdbs/999", nil, 404, "999"},
+	}
+	for _, c := range cases {
+		code, e := call(t, i, c.method, c.path, c.body, nil)
+		if code != c.status {
+			t.Errorf("%s %s %v: status %d, want %d (%v)", c.method, c.path, c.body, code, c.status, e)
+			continue
+		}
+		if !strings.Contains(e.Description, c.mention) || e.Code == "" {
+			t.Errorf("%s %s %v: error %+v does not mention %q", c.method, c.path, c.body, e, c.mention)
+		}
+		if strings.Contains(e.Description, "secretpw") {
+			t.Errorf("error shows a password: %s", e.Description)
+		}
+	}
+	var list []api.Database
+	call(t, i, "GET", "/v1/bdbs", nil, &list)
+	if len(list) != 1 || list[0].MemorySize != 64<<20 || list[0].Name != "a" {
+		t.Fatalf("bad requests changed state: %+v", list)
+	}
+}
+
+func TestUnauthenticatedIsRejected(t *testing.T) {
+	i := servicetest.Start(t)
+	for _, creds := range [][2]string{{"", ""}, {i.Username, "wrong"}, {"other", i.Password}} {
+		req, _ := http.NewRequest("GET", i.URL+"/v1/bdbs", nil)
+		if creds[0] != "" {
+			req.SetBasicAuth(creds[0], creds[1])
+		}
+		resp, err := i.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("credentials %q: status %d, want 401", creds[0], resp.StatusCode)
+		}
+	}
+	resp, err := i.HTTPClient().Get(i.URL + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz without credentials: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	var cluster api.Cluster
+	if code, _ := call(t, i, "GET", "/v1/cluster", nil, &cluster); code != 200 || !strings.Contains(cluster.CACert, "BEGIN CERTIFICATE") || cluster.Version == "" {
+		t.Fatalf("cluster: %d %+v", code, cluster)
+	}
+}
+
+func TestRestartKeepsDatabases(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "keep", MemorySize: 32 << 20, AuthenticationRedisPass: "keep-this-password"})
+	if err := dbClient(t, db, db.AuthenticationRedisPass).Set(ctx(t), "survives", "yes", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	i.Restart(t)
+	var after api.Database
+	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &after)
+	if after.Port != db.Port || after.AuthenticationRedisPass != db.AuthenticationRedisPass || after.Name != "keep" {
+		t.Fatalf("after restart: %+v, before %+v", after, db)
+	}
+	if got, err := dbClient(t, db, db.AuthenticationRedisPass).Get(ctx(t), "survives").Result(); got != "yes" {
+		t.Fatalf("data after restart: %q %v", got, err)
+	}
+}
+
+func TestKilledRedisServerComesBack(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "phoenix", MemorySize: 32 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	if err := c.Set(ctx(t), "k", "before the crash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	pid := i.App.Databases().PID(ctx(t), db.UID)
+	if pid == 0 {
+		t.Fatal("no pid for the database")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "a new redis-server serves the data", func() error {
+		if p := i.App.Databases().PID(ctx(t), db.UID); p == pid || p == 0 {
+			return fmt.Errorf("pid %d", p)
+		}
+		got, err := c.Get(ctx(t), "k").Result()
+		if err != nil {
+			return err
+		}
+		if got != "before the crash" {
+			return fmt.Errorf("value %q", got)
+		}
+		return nil
+	})
+}
+
+func TestServiceKilledWithSIGKILLComesBack(t *testing.T) {
+	p := servicetest.StartProcess(t)
+	i := &servicetest.Instance{URL: p.URL, Username: "admin", Password: p.Password(t), CACert: p.CACert(t)}
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "durable", MemorySize: 32 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	for n := range 100 {
+		if err := c.Set(ctx(t), fmt.Sprint("key:", n), n, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Kill(t)
+	// The children die with the service.
+	eventually(t, 10*time.Second, "the database stops with the service", func() error {
+		if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", db.Port), time.Second); err == nil {
+			conn.Close()
+			return errors.New("still listening")
+		}
+		return nil
+	})
+	p.Start(t)
+	var after api.Database
+	eventually(t, 30*time.Second, "the database is back", func() error {
+		if code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &after); code != 200 {
+			return fmt.Errorf("%d %v", code, e)
+		}
+		if after.Status != api.StatusActive {
+			return fmt.Errorf("status %s", after.Status)
+		}
+		return nil
+	})
+	if after.Port != db.Port || after.AuthenticationRedisPass != db.AuthenticationRedisPass {
+		t.Fatalf("after kill -9: %+v", after)
+	}
+	n, err := c.DBSize(ctx(t)).Result()
+	if err != nil || n != 100 {
+		t.Fatalf("keys after kill -9: %d %v\n%s", n, err, p.Log())
+	}
+}

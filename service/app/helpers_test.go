@@ -1,0 +1,95 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// call does one API request and decodes the answer into out (when not nil).
+func call(t *testing.T, i *servicetest.Instance, method, path string, body any, out any) (int, api.Error) {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, i.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(i.Username, i.Password)
+	resp, err := i.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var apiErr api.Error
+	if resp.StatusCode >= 300 {
+		if err := json.Unmarshal(data, &apiErr); err != nil {
+			t.Fatalf("%s %s: error body is not JSON: %s", method, path, data)
+		}
+		return resp.StatusCode, apiErr
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
+		}
+	}
+	return resp.StatusCode, apiErr
+}
+
+func mustCreate(t *testing.T, i *servicetest.Instance, req api.CreateDatabaseRequest) api.Database {
+	t.Helper()
+	var db api.Database
+	if code, e := call(t, i, "POST", "/v1/bdbs", req, &db); code != 200 {
+		t.Fatalf("create %s: %d %v", req.Name, code, e)
+	}
+	return db
+}
+
+func dbClient(t *testing.T, db api.Database, password string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", db.Endpoint.Host, db.Endpoint.Port), Password: password, MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, not a wait for an outcome
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}

@@ -1,0 +1,410 @@
+// Package controller carries out the API's requests: it validates them,
+// records the result in the store, and makes the running databases and
+// syncers match it.
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/databases"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// Replicator runs the Replica Of syncers of destinations.
+type Replicator interface {
+	// Configure makes the syncers of destination d match its stored Replica
+	// Of settings (none when it is not a replica).
+	Configure(ctx context.Context, d store.Database)
+	// Remove stops the syncers of destination uid.
+	Remove(uid int)
+	// Status returns the live status of each source of d, in d's order.
+	Status(d store.Database) []api.ReplicaSourceStatus
+}
+
+// Config of a Controller.
+type Config struct {
+	Store         *store.Store
+	Databases     *databases.Manager
+	Replicator    Replicator
+	AdvertiseHost string
+	PortMin       int
+	PortMax       int
+	Cluster       api.Cluster
+	Logger        *slog.Logger
+}
+
+// Controller implements the API's Backend.
+type Controller struct {
+	cfg Config
+	// mu serialises changes, so that a database is never configured by two
+	// requests at once.
+	mu sync.Mutex
+}
+
+// New returns a Controller.
+func New(cfg Config) *Controller { return &Controller{cfg: cfg} }
+
+// Start brings every stored database back: its process, then its syncers.
+func (c *Controller) Start(ctx context.Context) error {
+	all, err := c.cfg.Store.List()
+	if err != nil {
+		return fmt.Errorf("read databases from the state file: %w", err)
+	}
+	for _, d := range all {
+		if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
+			return fmt.Errorf("start database %d (%s): %w", d.UID, d.Name, err)
+		}
+		c.cfg.Logger.Info("database started", "uid", d.UID, "name", d.Name, "port", d.Port)
+	}
+	for _, d := range all {
+		if d.IsReplica() {
+			c.cfg.Replicator.Configure(ctx, d)
+		}
+	}
+	return nil
+}
+
+func invalid(format string, a ...any) error {
+	return &api.Error{Code: api.CodeInvalidRequest, Description: fmt.Sprintf(format, a...)}
+}
+
+func conflict(format string, a ...any) error {
+	return &api.Error{Code: api.CodeConflict, Description: fmt.Sprintf(format, a...)}
+}
+
+func notFound(uid int) error {
+	return &api.Error{Code: api.CodeNotFound, Description: fmt.Sprintf("database %d does not exist", uid)}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
+const (
+	minMemory = 1 << 20
+	maxMemory = 1 << 40
+)
+
+func validateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return invalid("name %q is invalid: use 1 to 63 letters, digits, '-' or '_', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+func validateMemory(n int64) error {
+	if n < minMemory || n > maxMemory {
+		return invalid("memory_size %d is out of range: it is in bytes, from %d (1 MiB) to %d (1 TiB)", n, int64(minMemory), int64(maxMemory))
+	}
+	return nil
+}
+
+func validatePassword(pw string) error {
+	if len(pw) < 8 || len(pw) > 128 {
+		return invalid("authentication_redis_pass must be 8 to 128 characters long")
+	}
+	for _, r := range pw {
+		if r <= ' ' || r == 0x7f {
+			return invalid("authentication_redis_pass may not contain spaces or control characters")
+		}
+	}
+	return nil
+}
+
+func newSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// CreateDatabase validates req, records the database and starts it.
+func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseRequest) (api.Database, error) {
+	if err := validateName(req.Name); err != nil {
+		return api.Database{}, err
+	}
+	if err := validateMemory(req.MemorySize); err != nil {
+		return api.Database{}, err
+	}
+	if req.Port != 0 && (req.Port < 1 || req.Port > 65535) {
+		return api.Database{}, invalid("port %d is out of range 1-65535", req.Port)
+	}
+	if req.AuthenticationRedisPass == "" {
+		req.AuthenticationRedisPass = newSecret()
+	} else if err := validatePassword(req.AuthenticationRedisPass); err != nil {
+		return api.Database{}, err
+	}
+	sync, err := validateSync(req.ReplicaSync, len(req.ReplicaSources) > 0)
+	if err != nil {
+		return api.Database{}, err
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now().UTC()
+	d := store.Database{
+		Name: req.Name, Port: req.Port, MemorySize: req.MemorySize,
+		RedisPassword: req.AuthenticationRedisPass, AdminPassword: newSecret(), InternalPassword: newSecret(),
+		ReplicaSources: req.ReplicaSources, ReplicaSync: sync, CreatedAt: now, UpdatedAt: now,
+	}
+	if d.IsReplica() {
+		d.ReplicaGeneration = 1
+	}
+	d, err = c.cfg.Store.Create(d, func(d *store.Database, existing []store.Database) error {
+		for _, o := range existing {
+			if o.Name == d.Name {
+				return conflict("a database named %q already exists (uid %d)", d.Name, o.UID)
+			}
+		}
+		if d.Port == 0 {
+			port, err := c.freePort(existing)
+			if err != nil {
+				return err
+			}
+			d.Port = port
+		} else if err := c.checkPort(d.Port, existing); err != nil {
+			return err
+		}
+		// The uid is assigned after this check; 0 is never a real uid.
+		return c.validateSources(*d, existing)
+	})
+	if err != nil {
+		return api.Database{}, err
+	}
+	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
+	if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
+		return api.Database{}, err
+	}
+	if d.IsReplica() {
+		c.cfg.Replicator.Configure(ctx, d)
+	}
+	return c.view(ctx, d), nil
+}
+
+func (c *Controller) checkPort(port int, existing []store.Database) error {
+	for _, o := range existing {
+		if o.Port == port {
+			return conflict("port %d is taken by database %d (%s)", port, o.UID, o.Name)
+		}
+	}
+	if !c.cfg.Databases.PortFree(port) {
+		return conflict("port %d is in use by another program on this host", port)
+	}
+	return nil
+}
+
+func (c *Controller) freePort(existing []store.Database) (int, error) {
+	used := map[int]bool{}
+	for _, o := range existing {
+		used[o.Port] = true
+	}
+	for p := c.cfg.PortMin; p <= c.cfg.PortMax; p++ {
+		if !used[p] && c.cfg.Databases.PortFree(p) {
+			return p, nil
+		}
+	}
+	return 0, conflict("no free port left in the range %d-%d", c.cfg.PortMin, c.cfg.PortMax)
+}
+
+// UpdateDatabase applies the fields req sets; nothing changes when any is invalid.
+func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.UpdateDatabaseRequest) (api.Database, error) {
+	if req.Name != nil {
+		if err := validateName(*req.Name); err != nil {
+			return api.Database{}, err
+		}
+	}
+	if req.MemorySize != nil {
+		if err := validateMemory(*req.MemorySize); err != nil {
+			return api.Database{}, err
+		}
+	}
+	if req.AuthenticationRedisPass != nil {
+		if err := validatePassword(*req.AuthenticationRedisPass); err != nil {
+			return api.Database{}, err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var before store.Database
+	d, err := c.cfg.Store.Update(uid, func(d *store.Database, others []store.Database) error {
+		before = *d
+		if req.Name != nil {
+			for _, o := range others {
+				if o.Name == *req.Name {
+					return conflict("a database named %q already exists (uid %d)", *req.Name, o.UID)
+				}
+			}
+			d.Name = *req.Name
+		}
+		if req.MemorySize != nil {
+			d.MemorySize = *req.MemorySize
+		}
+		if req.AuthenticationRedisPass != nil {
+			d.RedisPassword = *req.AuthenticationRedisPass
+		}
+		if err := c.applyReplicaChange(d, req); err != nil {
+			return err
+		}
+		d.UpdatedAt = time.Now().UTC()
+		return c.validateSources(*d, others)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return api.Database{}, notFound(uid)
+	}
+	if err != nil {
+		return api.Database{}, err
+	}
+	c.cfg.Logger.Info("database updated", "uid", d.UID, "name", d.Name)
+	if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
+		return api.Database{}, err
+	}
+	if before.IsReplica() || d.IsReplica() {
+		c.cfg.Replicator.Configure(ctx, d)
+	}
+	return c.view(ctx, d), nil
+}
+
+// DeleteDatabase stops a database and removes its files.
+func (c *Controller) DeleteDatabase(ctx context.Context, uid int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	all, err := c.cfg.Store.List()
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.UID == uid {
+			continue
+		}
+		for _, s := range o.ReplicaSources {
+			if c.localSource(s.URI, all) == uid {
+				// Allowed, as in Redis Enterprise: the destination will report
+				// the source as unreachable. Say so in the log.
+				c.cfg.Logger.Warn("deleting a database that is a Replica Of source", "uid", uid, "destination", o.UID)
+			}
+		}
+	}
+	if err := c.cfg.Store.Delete(uid); errors.Is(err, store.ErrNotFound) {
+		return notFound(uid)
+	} else if err != nil {
+		return err
+	}
+	c.cfg.Replicator.Remove(uid)
+	if err := c.cfg.Databases.Remove(uid); err != nil {
+		return err
+	}
+	c.cfg.Logger.Info("database deleted", "uid", uid)
+	return nil
+}
+
+// GetDatabase returns one database with its live status.
+func (c *Controller) GetDatabase(ctx context.Context, uid int) (api.Database, error) {
+	d, err := c.cfg.Store.Get(uid)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.Database{}, notFound(uid)
+	}
+	if err != nil {
+		return api.Database{}, err
+	}
+	return c.view(ctx, d), nil
+}
+
+// ListDatabases returns every database.
+func (c *Controller) ListDatabases(ctx context.Context) ([]api.Database, error) {
+	all, err := c.cfg.Store.List()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Database, 0, len(all))
+	for _, d := range all {
+		out = append(out, c.view(ctx, d))
+	}
+	return out, nil
+}
+
+// SourceURL is the URL other databases replicate from uid with.
+func (c *Controller) SourceURL(_ context.Context, uid int) (api.SourceURL, error) {
+	d, err := c.cfg.Store.Get(uid)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.SourceURL{}, notFound(uid)
+	}
+	if err != nil {
+		return api.SourceURL{}, err
+	}
+	return api.SourceURL{URI: c.sourceURL(d)}, nil
+}
+
+func (c *Controller) sourceURL(d store.Database) string {
+	u := url.URL{Scheme: "redis", User: url.UserPassword(databases.AdminUser, d.AdminPassword),
+		Host: net.JoinHostPort(c.cfg.AdvertiseHost, strconv.Itoa(d.Port))}
+	return u.String()
+}
+
+// RegenerateAdminPassword gives the admin user a new password and closes the
+// sessions that used the old one, replication links included.
+func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.AdminPassword, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
+		d.AdminPassword = newSecret()
+		d.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return api.AdminPassword{}, notFound(uid)
+	}
+	if err != nil {
+		return api.AdminPassword{}, err
+	}
+	if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
+		return api.AdminPassword{}, err
+	}
+	if err := c.cfg.Databases.DisconnectUser(ctx, uid, databases.AdminUser); err != nil {
+		return api.AdminPassword{}, fmt.Errorf("disconnect sessions of the old admin password: %w", err)
+	}
+	c.cfg.Logger.Info("admin password regenerated; old sessions disconnected", "uid", uid)
+	return api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}, nil
+}
+
+// Cluster describes this instance.
+func (c *Controller) Cluster(context.Context) (api.Cluster, error) { return c.cfg.Cluster, nil }
+
+// view is the API form of d with its live status.
+func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
+	out := api.Database{
+		UID: d.UID, Name: d.Name, Port: d.Port, MemorySize: d.MemorySize,
+		Status:                  c.cfg.Databases.Status(ctx, d.UID),
+		Endpoint:                api.Endpoint{Host: c.cfg.AdvertiseHost, Port: d.Port},
+		AuthenticationRedisPass: d.RedisPassword,
+		ReplicaSources:          []api.ReplicaSourceStatus{},
+		CreatedAt:               d.CreatedAt, UpdatedAt: d.UpdatedAt,
+	}
+	if d.IsReplica() {
+		out.ReplicaSync = d.ReplicaSync
+		out.ReplicaGeneration = d.ReplicaGeneration
+		out.ReplicaSources = c.cfg.Replicator.Status(d)
+		out.ReplicaSyncStatus = aggregate(out.ReplicaSources)
+	}
+	return out
+}
+
+// aggregate is the worst status of the sources.
+func aggregate(sources []api.ReplicaSourceStatus) string {
+	rank := map[string]int{api.SourceInSync: 0, api.SourceSyncing: 1, api.SourceOutOfSync: 2}
+	worst := api.SourceInSync
+	for _, s := range sources {
+		if rank[s.Status] > rank[worst] {
+			worst = s.Status
+		}
+	}
+	return worst
+}

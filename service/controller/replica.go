@@ -1,0 +1,183 @@
+package controller
+
+import (
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// validateSync checks replica_sync and returns its effective value.
+func validateSync(sync string, replica bool) (string, error) {
+	switch sync {
+	case "":
+		if replica {
+			return api.SyncEnabled, nil
+		}
+		return "", nil
+	case api.SyncEnabled, api.SyncPaused, api.SyncStopped:
+		if !replica {
+			return "", invalid("replica_sync %q needs replica_sources: the database is not a Replica Of anything", sync)
+		}
+		return sync, nil
+	}
+	return "", invalid("replica_sync %q is invalid: use enabled, paused or stopped", sync)
+}
+
+// applyReplicaChange applies the Replica Of part of an update to d. A new
+// source set, or enabling a stopped sync, starts a new generation: the
+// destination is flushed and loaded again from every source.
+func (c *Controller) applyReplicaChange(d *store.Database, req api.UpdateDatabaseRequest) error {
+	wasStopped := d.ReplicaSync == api.SyncStopped
+	if req.ReplicaSources != nil {
+		next := *req.ReplicaSources
+		if !sameSources(d.ReplicaSources, next) {
+			d.ReplicaGeneration++
+		}
+		d.ReplicaSources = next
+		if len(next) == 0 {
+			d.ReplicaSources, d.ReplicaSync = nil, ""
+		}
+	}
+	sync := d.ReplicaSync
+	if req.ReplicaSync != nil {
+		sync = *req.ReplicaSync
+	}
+	sync, err := validateSync(sync, d.IsReplica())
+	if err != nil {
+		return err
+	}
+	if wasStopped && sync == api.SyncEnabled && req.ReplicaSources == nil {
+		d.ReplicaGeneration++
+	}
+	d.ReplicaSync = sync
+	return nil
+}
+
+// sameSources compares two source lists as sets: order has no meaning.
+func sameSources(a, b []api.ReplicaSource) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	key := func(s api.ReplicaSource) string {
+		return strings.Join([]string{s.URI, boolText(s.Encryption), s.ServerCert, string(rune('0' + s.Compression))}, "\x00")
+	}
+	ka, kb := make([]string, len(a)), make([]string, len(b))
+	for i := range a {
+		ka[i], kb[i] = key(a[i]), key(b[i])
+	}
+	slices.Sort(ka)
+	slices.Sort(kb)
+	return slices.Equal(ka, kb)
+}
+
+func boolText(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// validateSources checks d's sources: URLs, count, duplicates, itself, and
+// cycles among this instance's databases. others are every other database.
+func (c *Controller) validateSources(d store.Database, others []store.Database) error {
+	if len(d.ReplicaSources) > api.MaxReplicaSources {
+		return invalid("a database can have at most %d replica sources, not %d", api.MaxReplicaSources, len(d.ReplicaSources))
+	}
+	seen := map[string]bool{}
+	for i, s := range d.ReplicaSources {
+		u, err := redisurl.Parse(s.URI)
+		if err != nil {
+			return invalid("replica_sources[%d]: %v", i, err)
+		}
+		if s.Compression < 0 || s.Compression > 6 {
+			return invalid("replica_sources[%d] (%s): compression %d is out of range 0-6", i, u, s.Compression)
+		}
+		if seen[u.Addr()] {
+			return invalid("replica_sources[%d]: %s is listed twice", i, u)
+		}
+		seen[u.Addr()] = true
+		if c.isLocalHost(u.Host) && u.Port == d.Port {
+			return invalid("replica_sources[%d]: %s is this database itself", i, u)
+		}
+	}
+	if d.UID == 0 {
+		// A new database has no port others could name yet... except its
+		// requested port: cycles through it are checked below all the same.
+		d.UID = -1
+	}
+	all := append(slices.Clone(others), d)
+	if cycle := c.findCycle(d.UID, all); cycle != "" {
+		return invalid("replica_sources would form a replication cycle: %s", cycle)
+	}
+	return nil
+}
+
+// localSource returns the uid of the database of this instance that uri
+// names, or 0.
+func (c *Controller) localSource(uri string, all []store.Database) int {
+	u, err := redisurl.Parse(uri)
+	if err != nil || !c.isLocalHost(u.Host) {
+		return 0
+	}
+	for _, o := range all {
+		if o.Port == u.Port {
+			return o.UID
+		}
+	}
+	return 0
+}
+
+func (c *Controller) isLocalHost(host string) bool {
+	if strings.EqualFold(host, c.cfg.AdvertiseHost) || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || ip.String() == c.cfg.AdvertiseHost)
+}
+
+// findCycle follows the local Replica Of edges from start and describes the
+// first path back to start, or returns "".
+func (c *Controller) findCycle(start int, all []store.Database) string {
+	byPort := map[int]store.Database{}
+	byUID := map[int]store.Database{}
+	for _, d := range all {
+		byPort[d.Port] = d
+		byUID[d.UID] = d
+	}
+	var path []string
+	visited := map[int]bool{}
+	var walk func(uid int) bool
+	walk = func(uid int) bool {
+		d := byUID[uid]
+		for _, s := range d.ReplicaSources {
+			u, err := redisurl.Parse(s.URI)
+			if err != nil || !c.isLocalHost(u.Host) {
+				continue
+			}
+			src, ok := byPort[u.Port]
+			if !ok {
+				continue
+			}
+			path = append(path, d.Name+" <- "+src.Name)
+			if src.UID == start {
+				return true
+			}
+			if !visited[src.UID] {
+				visited[src.UID] = true
+				if walk(src.UID) {
+					return true
+				}
+			}
+			path = path[:len(path)-1]
+		}
+		return false
+	}
+	if walk(start) {
+		return strings.Join(path, ", ")
+	}
+	return ""
+}

@@ -1,0 +1,270 @@
+// Package databases runs the redis-server processes of the service: one child
+// per database, with its own directory, generated config, port, persistence
+// and ACL users. A child that dies is restarted.
+package databases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// Config of a Manager.
+type Config struct {
+	RedisServer string // path of redis-server
+	DataDir     string // databases live in DataDir/dbs/<uid>
+	BindHost    string // interface the databases listen on
+	Logger      *slog.Logger
+}
+
+// FindRedisServer resolves the redis-server binary, with an error that says
+// how to install it when it is missing.
+func FindRedisServer(path string) (string, error) {
+	if path == "" {
+		path = "redis-server"
+	}
+	p, err := exec.LookPath(path)
+	if err != nil {
+		return "", fmt.Errorf("redis-server not found (%v): install Redis 7 or later, for example `apt-get install -y redis-server`, or pass --redis-server", err)
+	}
+	return p, nil
+}
+
+// Manager owns the processes. Its methods are safe for concurrent use.
+type Manager struct {
+	cfg Config
+	ctx context.Context // lives until Close; parent of every process
+
+	mu      sync.Mutex
+	procs   map[int]*process
+	clients map[int]*redis.Client
+	cancel  context.CancelFunc
+}
+
+// NewManager returns a Manager with no processes.
+func NewManager(cfg Config) *Manager {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, ctx: ctx, cancel: cancel, procs: map[int]*process{}, clients: map[int]*redis.Client{}}
+}
+
+// Dir is where the files of database uid live.
+func (m *Manager) Dir(uid int) string {
+	return filepath.Join(m.cfg.DataDir, "dbs", strconv.Itoa(uid))
+}
+
+// Addr is the loopback-reachable address of a database for the service itself.
+func (m *Manager) Addr(port int) string {
+	host := m.cfg.BindHost
+	if host == "" || host == "0.0.0.0" || host == "*" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// Ensure makes database d run as stored: it starts its process when none
+// runs, and otherwise applies the live settings (ACL users, maxmemory). The
+// config file is rewritten either way, so a restart keeps the settings.
+func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
+	dir := m.Dir(d.UID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create directory of database %d: %w", d.UID, err)
+	}
+	confPath := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost())), 0o600); err != nil {
+		return fmt.Errorf("write config of database %d: %w", d.UID, err)
+	}
+	m.mu.Lock()
+	p, running := m.procs[d.UID]
+	if !running {
+		p = &process{uid: d.UID, binary: m.cfg.RedisServer, dir: dir, confPath: confPath, log: m.cfg.Logger}
+		m.procs[d.UID] = p
+		p.start(m.ctx)
+	}
+	old := m.clients[d.UID]
+	m.clients[d.UID] = redis.NewClient(&redis.Options{
+		Addr: m.Addr(d.Port), Username: InternalUser, Password: d.InternalPassword,
+		MaxRetries: -1, DialTimeout: 2 * time.Second, PoolSize: 4,
+	})
+	m.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	if !running {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := WaitReady(ctx, m.Client(d.UID)); err != nil {
+			return fmt.Errorf("start database %d: %w", d.UID, err)
+		}
+		return nil
+	}
+	return m.applyLive(ctx, d)
+}
+
+// applyLive pushes users and limits to a running database.
+func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
+	c := m.Client(d.UID)
+	if err := WaitReady(ctx, c); err != nil {
+		return fmt.Errorf("database %d: %w", d.UID, err)
+	}
+	for _, u := range []struct{ name, pw, rules string }{
+		{AppUser, d.RedisPassword, appRules(d)},
+		{AdminUser, d.AdminPassword, fullRules},
+	} {
+		args := []any{"ACL", "SETUSER"}
+		for _, a := range aclArgs(u.name, u.pw, u.rules) {
+			args = append(args, a)
+		}
+		if err := c.Do(ctx, args...).Err(); err != nil {
+			return fmt.Errorf("set ACL user %s of database %d: %w", u.name, d.UID, err)
+		}
+	}
+	if err := c.ConfigSet(ctx, "maxmemory", strconv.FormatInt(d.MemorySize, 10)).Err(); err != nil {
+		return fmt.Errorf("set maxmemory of database %d: %w", d.UID, err)
+	}
+	return nil
+}
+
+// DisconnectUser closes every connection authenticated as user, such as the
+// replication sessions that used an old admin password.
+func (m *Manager) DisconnectUser(ctx context.Context, uid int, user string) error {
+	c := m.Client(uid)
+	if c == nil {
+		return fmt.Errorf("database %d is not running", uid)
+	}
+	return c.Do(ctx, "CLIENT", "KILL", "USER", user).Err()
+}
+
+// Client is the service's own connection pool to database uid (nil if unknown).
+func (m *Manager) Client(uid int) *redis.Client {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.clients[uid]
+}
+
+// Status reports whether database uid answers PING.
+func (m *Manager) Status(ctx context.Context, uid int) string {
+	m.mu.Lock()
+	p, c := m.procs[uid], m.clients[uid]
+	m.mu.Unlock()
+	if p == nil || c == nil {
+		return api.StatusPending
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		if _, restarts, _ := p.state(); restarts > 5 {
+			return api.StatusFailed
+		}
+		return api.StatusPending
+	}
+	return api.StatusActive
+}
+
+// PID returns the process id of the running child of uid, 0 if none (tests
+// use it to kill a child).
+func (m *Manager) PID(ctx context.Context, uid int) int {
+	c := m.Client(uid)
+	if c == nil {
+		return 0
+	}
+	info, err := c.InfoMap(ctx, "server").Result()
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(info["Server"]["process_id"])
+	return pid
+}
+
+// Remove stops database uid and deletes its files.
+func (m *Manager) Remove(uid int) error {
+	m.stop(uid)
+	if err := os.RemoveAll(m.Dir(uid)); err != nil {
+		return fmt.Errorf("remove files of database %d: %w", uid, err)
+	}
+	return nil
+}
+
+func (m *Manager) stop(uid int) {
+	m.mu.Lock()
+	p, c := m.procs[uid], m.clients[uid]
+	delete(m.procs, uid)
+	delete(m.clients, uid)
+	m.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+	if p != nil {
+		p.stop()
+	}
+}
+
+// Close stops every process.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	uids := make([]int, 0, len(m.procs))
+	for uid := range m.procs {
+		uids = append(uids, uid)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, uid := range uids {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.stop(uid) }()
+	}
+	wg.Wait()
+	m.cancel()
+}
+
+func (m *Manager) bindHost() string {
+	if m.cfg.BindHost == "" {
+		return "127.0.0.1"
+	}
+	if m.cfg.BindHost == "0.0.0.0" || m.cfg.BindHost == "*" {
+		return "* -::*"
+	}
+	return m.cfg.BindHost
+}
+
+// WaitReady polls PING until it answers or ctx ends (a starting
+// redis-server, or one loading its AOF, does not answer yet).
+func WaitReady(ctx context.Context, c *redis.Client) error {
+	if c == nil {
+		return errors.New("no client")
+	}
+	var last error
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		last = c.Ping(pctx).Err()
+		cancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for redis-server to answer: %w (last error: %v)", ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// PortFree says whether nothing listens on port of the bind host.
+func (m *Manager) PortFree(port int) bool {
+	l, err := net.Listen("tcp", m.Addr(port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}

@@ -1,0 +1,122 @@
+package databases
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// process supervises one redis-server child: it (re)starts it until stopped.
+type process struct {
+	uid      int
+	binary   string
+	dir      string
+	confPath string
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	running  bool // a child is up (it may not answer yet)
+	restarts int
+	lastErr  string
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (p *process) start(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	p.cancel = cancel
+	p.done = make(chan struct{})
+	go p.supervise(ctx)
+}
+
+// stop ends the child and waits for it.
+func (p *process) stop() {
+	p.cancel()
+	<-p.done
+}
+
+func (p *process) state() (running bool, restarts int, lastErr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running, p.restarts, p.lastErr
+}
+
+func (p *process) supervise(ctx context.Context) {
+	defer close(p.done)
+	backoff := 100 * time.Millisecond
+	for {
+		began := time.Now()
+		err := p.runOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		p.restarts++
+		p.lastErr = fmt.Sprint(err)
+		p.mu.Unlock()
+		if time.Since(began) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		p.log.Warn("redis-server exited; restarting", "uid", p.uid, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (p *process) runOnce(ctx context.Context) error {
+	cmd := exec.Command(p.binary, p.confPath)
+	cmd.Dir = p.dir
+	// The child ends with the service (even on kill -9), so a restarted
+	// service finds its ports free and starts the children again itself.
+	// SIGTERM, not SIGKILL: redis-server then writes out its AOF buffer,
+	// which appendfsync everysec may still hold for acknowledged writes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	out, err := os.OpenFile(filepath.Join(p.dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open stdout log: %w", err)
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", p.binary, err)
+	}
+	p.mu.Lock()
+	p.running = true
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.running = false
+		p.mu.Unlock()
+	}()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err == nil {
+			err = errors.New("exited with status 0")
+		}
+		return fmt.Errorf("redis-server: %w (see %s)", err, filepath.Join(p.dir, "redis.log"))
+	case <-ctx.Done():
+		// SIGTERM lets redis-server flush its AOF; SIGKILL if it hangs.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-waited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-waited
+		}
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,125 @@
+// Package servicetest starts real redis-replicad instances for tests: in
+// process on an ephemeral port with a temporary data directory, and real
+// redis-server children. A missing redis-server fails the test with what to
+// install; it never skips.
+package servicetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/service/app"
+)
+
+// Instance is a running service.
+type Instance struct {
+	App      *app.App
+	URL      string // https://127.0.0.1:port
+	Username string
+	Password string
+	CACert   string // PEM
+	DataDir  string
+	cfg      app.Config
+	quiet    atomic.Bool // set once the test is over: no more logging
+}
+
+// RequireRedisServer fails the test when redis-server is not installed.
+func RequireRedisServer(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is required by this test and is not on PATH: install Redis 7+ (apt-get install -y redis-server)")
+	}
+	return p
+}
+
+// Start runs an instance until the test ends.
+func Start(t testing.TB) *Instance {
+	t.Helper()
+	RequireRedisServer(t)
+	i := &Instance{DataDir: t.TempDir()}
+	base := 20000 + 200*rand.IntN(100)
+	i.cfg = app.Config{
+		PortMin: base, PortMax: base + 199,
+		DataDir: i.DataDir, Listen: "127.0.0.1:0", Name: "test",
+		// Each instance draws its database ports from a window of its own, so
+		// that two instances of one test do not race for the same port.
+		Logger: testLogger(t, &i.quiet),
+	}
+	i.start(t)
+	t.Cleanup(func() { i.stop(t); i.quiet.Store(true) })
+	return i
+}
+
+func (i *Instance) start(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := app.Start(ctx, i.cfg)
+	if err != nil {
+		t.Fatalf("start redis-replicad: %v", err)
+	}
+	i.App, i.URL = a, a.URL()
+	i.Username, i.Password, i.CACert = a.AdminUser(), a.AdminPassword(), string(a.CACert())
+	// A restart keeps the address, so clients and state stay valid.
+	i.cfg.Listen = a.Addr()
+}
+
+func (i *Instance) stop(t testing.TB) {
+	if i.App == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := i.App.Stop(ctx); err != nil {
+		t.Logf("stop redis-replicad: %v", err)
+	}
+	i.App = nil
+}
+
+// Restart stops the instance and starts it again on the same data directory
+// and address.
+func (i *Instance) Restart(t testing.TB) {
+	t.Helper()
+	i.stop(t)
+	i.start(t)
+}
+
+// HTTPClient trusts the instance's CA.
+func (i *Instance) HTTPClient() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(i.CACert))
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// testLogger sends the service's logs to the test log, and to nowhere when
+// REDIS_REPLICAD_TEST_QUIET is set.
+func testLogger(t testing.TB, quiet *atomic.Bool) *slog.Logger {
+	if os.Getenv("REDIS_REPLICAD_TEST_QUIET") != "" {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t, quiet}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct {
+	t     testing.TB
+	quiet *atomic.Bool
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if !w.quiet.Load() {
+		w.t.Logf("%s", bytes.TrimRight(p, "\n"))
+	}
+	return len(p), nil
+}

@@ -1,0 +1,198 @@
+// Package store keeps the service's state in a bbolt file: the databases it
+// runs, with their secrets and Replica Of configuration. It is the source of
+// truth; redis-server configs are generated from it at every start.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketDatabases = []byte("databases")
+	bucketMeta      = []byte("meta")
+	keyNextUID      = []byte("next_uid")
+)
+
+// ErrNotFound is returned for an unknown uid.
+var ErrNotFound = errors.New("not found")
+
+// Database is the stored record of one database.
+type Database struct {
+	UID        int       `json:"uid"`
+	Name       string    `json:"name"`
+	Port       int       `json:"port"`
+	MemorySize int64     `json:"memory_size"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+
+	// Secrets: the application user's, the admin user's (used by remote
+	// syncers to replicate from this database) and the service's own.
+	RedisPassword    string `json:"redis_password"`
+	AdminPassword    string `json:"admin_password"`
+	InternalPassword string `json:"internal_password"`
+
+	ReplicaSources []api.ReplicaSource `json:"replica_sources,omitempty"`
+	ReplicaSync    string              `json:"replica_sync,omitempty"`
+	// ReplicaGeneration changes whenever the destination must be flushed and
+	// reloaded from all sources (source set changed, stopped then enabled).
+	ReplicaGeneration int64 `json:"replica_generation,omitempty"`
+}
+
+// IsReplica says whether the database is a Replica Of destination.
+func (d *Database) IsReplica() bool { return len(d.ReplicaSources) > 0 }
+
+// Store is a bbolt-backed state file.
+type Store struct{ db *bolt.DB }
+
+// Open opens (or creates) the state file at path, mode 0600: it holds secrets.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketDatabases, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialise state file %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+func uidKey(uid int) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, uint64(uid))
+	return k
+}
+
+// List returns every database, ordered by uid.
+func (s *Store) List() ([]Database, error) {
+	var out []Database
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDatabases).ForEach(func(_, v []byte) error {
+			var d Database
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("decode database record: %w", err)
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Get returns one database.
+func (s *Store) Get(uid int) (Database, error) {
+	var d Database
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketDatabases).Get(uidKey(uid))
+		if v == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(v, &d)
+	})
+	return d, err
+}
+
+// Create stores a new database under a fresh uid, after check has approved
+// (and completed, say with a free port) it against every existing database
+// inside the same transaction, so that uniqueness checks cannot race.
+func (s *Store) Create(d Database, check func(d *Database, existing []Database) error) (Database, error) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		all, err := listTx(tx)
+		if err != nil {
+			return err
+		}
+		if err := check(&d, all); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		next := 1
+		if v := meta.Get(keyNextUID); v != nil {
+			next = int(binary.BigEndian.Uint64(v))
+		}
+		d.UID = next
+		if err := meta.Put(keyNextUID, uidKey(next+1)); err != nil {
+			return err
+		}
+		return putTx(tx, d)
+	})
+	return d, err
+}
+
+// Update applies change to the stored record of uid inside one transaction;
+// check sees every other database. Nothing is written when either fails.
+func (s *Store) Update(uid int, change func(d *Database, others []Database) error) (Database, error) {
+	var out Database
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		all, err := listTx(tx)
+		if err != nil {
+			return err
+		}
+		var others []Database
+		found := false
+		for _, d := range all {
+			if d.UID == uid {
+				out, found = d, true
+			} else {
+				others = append(others, d)
+			}
+		}
+		if !found {
+			return ErrNotFound
+		}
+		if err := change(&out, others); err != nil {
+			return err
+		}
+		return putTx(tx, out)
+	})
+	return out, err
+}
+
+// Delete removes a database record.
+func (s *Store) Delete(uid int) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDatabases)
+		if b.Get(uidKey(uid)) == nil {
+			return ErrNotFound
+		}
+		return b.Delete(uidKey(uid))
+	})
+}
+
+func listTx(tx *bolt.Tx) ([]Database, error) {
+	var out []Database
+	err := tx.Bucket(bucketDatabases).ForEach(func(_, v []byte) error {
+		var d Database
+		if err := json.Unmarshal(v, &d); err != nil {
+			return fmt.Errorf("decode database record: %w", err)
+		}
+		out = append(out, d)
+		return nil
+	})
+	return out, err
+}
+
+func putTx(tx *bolt.Tx, d Database) error {
+	v, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketDatabases).Put(uidKey(d.UID), v)
+}
