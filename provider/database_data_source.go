@@ -1,0 +1,141 @@
+package provider
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/datasourcevalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/client"
+)
+
+var (
+	_ datasource.DataSource                     = (*databaseDataSource)(nil)
+	_ datasource.DataSourceWithConfigure        = (*databaseDataSource)(nil)
+	_ datasource.DataSourceWithConfigValidators = (*databaseDataSource)(nil)
+)
+
+type databaseDataSource struct {
+	client *client.Client
+}
+
+func newDatabaseDataSource() datasource.DataSource { return &databaseDataSource{} }
+
+type databaseDataSourceModel struct {
+	ID         types.String `tfsdk:"id"`
+	Name       types.String `tfsdk:"name"`
+	MemorySize types.Int64  `tfsdk:"memory_size"`
+	Port       types.Int64  `tfsdk:"port"`
+	Password   types.String `tfsdk:"password"`
+	Endpoint   types.String `tfsdk:"endpoint"`
+	Status     types.String `tfsdk:"status"`
+}
+
+func (d *databaseDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_database"
+}
+
+func (d *databaseDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Reads a database of `redis-replicad`, selected by `id` or by `name` (exactly one of them).",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "The database's uid, as a string. Set either `id` or `name`.",
+				Optional:            true,
+				Computed:            true,
+				Validators: []validator.String{
+					stringvalidator.RegexMatches(regexp.MustCompile(`^[1-9][0-9]*$`), "must be a database uid, a positive integer such as \"3\""),
+				},
+			},
+			"name": schema.StringAttribute{
+				MarkdownDescription: "Name of the database. Set either `id` or `name`; a name that several databases share is an error.",
+				Optional:            true,
+				Computed:            true,
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+			},
+			"memory_size": schema.Int64Attribute{
+				MarkdownDescription: "Memory limit of the database in bytes.",
+				Computed:            true,
+			},
+			"port": schema.Int64Attribute{
+				MarkdownDescription: "TCP port of the database.",
+				Computed:            true,
+			},
+			"password": schema.StringAttribute{
+				MarkdownDescription: "Password of the database's `default` user.",
+				Computed:            true,
+				Sensitive:           true,
+			},
+			"endpoint": schema.StringAttribute{
+				MarkdownDescription: "Where applications reach the database, as `host:port`.",
+				Computed:            true,
+			},
+			"status": schema.StringAttribute{
+				MarkdownDescription: "Status of the database: `pending`, `active` or `failed`.",
+				Computed:            true,
+			},
+		},
+	}
+}
+
+func (d *databaseDataSource) ConfigValidators(context.Context) []datasource.ConfigValidator {
+	return []datasource.ConfigValidator{
+		datasourcevalidator.ExactlyOneOf(path.MatchRoot("id"), path.MatchRoot("name")),
+	}
+}
+
+func (d *databaseDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	d.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+func (d *databaseDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	var config databaseDataSourceModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	var db *api.Database
+	if !config.ID.IsNull() {
+		uid, err := parseDatabaseID(config.ID.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("id"), "Invalid database id", err.Error())
+			return
+		}
+		db, err = findDatabaseByID(ctx, d.client, uid)
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("id"), "Could not read the database "+strconv.Itoa(uid), err.Error())
+			return
+		}
+	} else {
+		var err error
+		db, err = findDatabaseByName(ctx, d.client, config.Name.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("name"), "Could not find the database", err.Error())
+			return
+		}
+	}
+
+	state := flattenDatabaseDataSource(db)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func flattenDatabaseDataSource(db *api.Database) databaseDataSourceModel {
+	return databaseDataSourceModel{
+		ID:         types.StringValue(strconv.Itoa(db.UID)),
+		Name:       types.StringValue(db.Name),
+		MemorySize: types.Int64Value(db.MemorySize),
+		Port:       types.Int64Value(int64(db.Port)),
+		Password:   types.StringValue(db.AuthenticationRedisPass),
+		Endpoint:   types.StringValue(databaseEndpoint(db)),
+		Status:     types.StringValue(db.Status),
+	}
+}

@@ -1,0 +1,329 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/client"
+)
+
+const (
+	defaultDatabaseCreateTimeout = 10 * time.Minute
+	defaultDatabaseUpdateTimeout = 10 * time.Minute
+	defaultDatabaseDeleteTimeout = 10 * time.Minute
+)
+
+var (
+	_ resource.Resource                = (*databaseResource)(nil)
+	_ resource.ResourceWithConfigure   = (*databaseResource)(nil)
+	_ resource.ResourceWithImportState = (*databaseResource)(nil)
+)
+
+type databaseResource struct {
+	client *client.Client
+}
+
+func newDatabaseResource() resource.Resource { return &databaseResource{} }
+
+type databaseResourceModel struct {
+	ID         types.String   `tfsdk:"id"`
+	Name       types.String   `tfsdk:"name"`
+	MemorySize types.Int64    `tfsdk:"memory_size"`
+	Port       types.Int64    `tfsdk:"port"`
+	Password   types.String   `tfsdk:"password"`
+	Endpoint   types.String   `tfsdk:"endpoint"`
+	Status     types.String   `tfsdk:"status"`
+	Timeouts   timeouts.Value `tfsdk:"timeouts"`
+}
+
+func (r *databaseResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_database"
+}
+
+func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A Redis database run by `redis-replicad`: a `redis-server` process with its own port, " +
+			"memory limit and password. Creating it waits until the database answers.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "The database's uid, as a string.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				MarkdownDescription: "Name of the database. Can be changed in place.",
+				Required:            true,
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+			},
+			"memory_size": schema.Int64Attribute{
+				MarkdownDescription: "Memory limit of the database in bytes (Redis `maxmemory`), at least 1 MiB (1048576). " +
+					"Can be changed in place.",
+				Required:   true,
+				Validators: []validator.Int64{int64validator.AtLeast(mib)},
+			},
+			"port": schema.Int64Attribute{
+				MarkdownDescription: "TCP port of the database. When unset, the service picks a free one from its range. " +
+					"Changing it replaces the database.",
+				Optional: true,
+				Computed: true,
+				Validators: []validator.Int64{
+					int64validator.Between(1, 65535),
+				},
+				PlanModifiers: []planmodifier.Int64{
+					int64planmodifier.UseStateForUnknown(),
+					int64planmodifier.RequiresReplace(),
+				},
+			},
+			"password": schema.StringAttribute{
+				MarkdownDescription: "Password of the database's `default` user, the one applications connect with. " +
+					"When unset, the service generates one. Can be changed in place.",
+				Optional:   true,
+				Computed:   true,
+				Sensitive:  true,
+				Validators: []validator.String{stringvalidator.LengthAtLeast(1)},
+				PlanModifiers: []planmodifier.String{
+					stringplanmodifier.UseStateForUnknown(),
+				},
+			},
+			"endpoint": schema.StringAttribute{
+				MarkdownDescription: "Where applications reach the database, as `host:port`.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"status": schema.StringAttribute{
+				MarkdownDescription: "Status of the database: `pending` (starting), `active` (answering) or `failed`.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{useStateWhenActive()},
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+func (r *databaseResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *databaseResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan databaseResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Create(ctx, defaultDatabaseCreateTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	in := api.CreateDatabaseRequest{
+		Name:       plan.Name.ValueString(),
+		MemorySize: plan.MemorySize.ValueInt64(),
+	}
+	if !plan.Port.IsUnknown() && !plan.Port.IsNull() {
+		in.Port = int(plan.Port.ValueInt64())
+	}
+	if !plan.Password.IsUnknown() && !plan.Password.IsNull() {
+		in.AuthenticationRedisPass = plan.Password.ValueString()
+	}
+	tflog.Debug(ctx, "creating a database", map[string]any{"name": in.Name, "memory_size": in.MemorySize, "port": in.Port})
+	db, err := r.client.CreateDatabase(ctx, in)
+	if err != nil {
+		resp.Diagnostics.AddError("Could not create the database "+strconv.Quote(in.Name), err.Error())
+		return
+	}
+	tflog.Info(ctx, "created a database", map[string]any{"uid": db.UID})
+
+	// Save what exists now, so that a database that fails to start is
+	// tainted in the state (and replaced by the next apply), not forgotten.
+	resp.Diagnostics.Append(flattenDatabase(db, &plan)...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	db, err = waitForDatabaseActive(ctx, r.client, db.UID, timeout)
+	if db != nil {
+		resp.Diagnostics.Append(flattenDatabase(db, &plan)...)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	if err != nil {
+		resp.Diagnostics.AddError("The database "+strconv.Quote(in.Name)+" did not become active", err.Error())
+	}
+}
+
+func (r *databaseResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state databaseResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	uid, err := parseDatabaseID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("id"), "Invalid database id", err.Error())
+		return
+	}
+	db, err := findDatabaseByID(ctx, r.client, uid)
+	if client.IsNotFound(err) {
+		tflog.Warn(ctx, "the database no longer exists, removing it from the state", map[string]any{"uid": uid})
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("Could not read the database %d", uid), err.Error())
+		return
+	}
+	resp.Diagnostics.Append(flattenDatabase(db, &state)...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *databaseResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state databaseResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Update(ctx, defaultDatabaseUpdateTimeout)
+	resp.Diagnostics.Append(diags...)
+	uid, err := parseDatabaseID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("id"), "Invalid database id", err.Error())
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	in, changed := expandDatabaseUpdate(plan, state)
+	var db *api.Database
+	if changed {
+		tflog.Debug(ctx, "updating a database", map[string]any{
+			"uid": uid, "name_changed": in.Name != nil, "memory_size_changed": in.MemorySize != nil,
+			"password_changed": in.AuthenticationRedisPass != nil,
+		})
+		if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
+			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the database %d", uid), err.Error())
+			return
+		}
+	}
+	db, err = waitForDatabaseActive(ctx, r.client, uid, timeout)
+	if db != nil {
+		resp.Diagnostics.Append(flattenDatabase(db, &plan)...)
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	}
+	if err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("The database %d is not active after the update", uid), err.Error())
+	}
+}
+
+func (r *databaseResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state databaseResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := state.Timeouts.Delete(ctx, defaultDatabaseDeleteTimeout)
+	resp.Diagnostics.Append(diags...)
+	uid, err := parseDatabaseID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("id"), "Invalid database id", err.Error())
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	tflog.Debug(ctx, "deleting a database", map[string]any{"uid": uid})
+	if err := r.client.DeleteDatabase(ctx, uid); err != nil {
+		if client.IsNotFound(err) {
+			return
+		}
+		resp.Diagnostics.AddError(fmt.Sprintf("Could not delete the database %d", uid), err.Error())
+		return
+	}
+	if err := waitForDatabaseDeleted(ctx, r.client, uid, timeout); err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("Could not delete the database %d", uid), err.Error())
+	}
+}
+
+func (r *databaseResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	if _, err := parseDatabaseID(req.ID); err != nil {
+		resp.Diagnostics.AddError("Invalid import id", err.Error())
+		return
+	}
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// expandDatabaseUpdate builds the PUT body from what differs between the plan
+// and the state. changed is false when there is nothing to send.
+func expandDatabaseUpdate(plan, state databaseResourceModel) (in api.UpdateDatabaseRequest, changed bool) {
+	if !plan.Name.Equal(state.Name) {
+		v := plan.Name.ValueString()
+		in.Name, changed = &v, true
+	}
+	if !plan.MemorySize.Equal(state.MemorySize) {
+		v := plan.MemorySize.ValueInt64()
+		in.MemorySize, changed = &v, true
+	}
+	if !plan.Password.IsUnknown() && !plan.Password.IsNull() && !plan.Password.Equal(state.Password) {
+		v := plan.Password.ValueString()
+		in.AuthenticationRedisPass, changed = &v, true
+	}
+	return in, changed
+}
+
+// flattenDatabase copies db into m. The timeouts are left as they are. An
+// empty password in the answer keeps the one m has.
+func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostics {
+	m.ID = types.StringValue(strconv.Itoa(db.UID))
+	m.Name = types.StringValue(db.Name)
+	m.MemorySize = types.Int64Value(db.MemorySize)
+	m.Port = types.Int64Value(int64(db.Port))
+	if db.AuthenticationRedisPass != "" || m.Password.IsUnknown() || m.Password.IsNull() {
+		m.Password = types.StringValue(db.AuthenticationRedisPass)
+	}
+	m.Endpoint = types.StringValue(databaseEndpoint(db))
+	m.Status = types.StringValue(db.Status)
+	return nil
+}
+
+// useStateWhenActive keeps the status of an active database in the plan:
+// an update leaves it active. Any other status is shown as unknown, since
+// the apply waits for the database to become active.
+func useStateWhenActive() planmodifier.String { return useStateWhenActiveModifier{} }
+
+type useStateWhenActiveModifier struct{}
+
+func (useStateWhenActiveModifier) Description(context.Context) string {
+	return "Keeps the status of an active database in the plan."
+}
+
+func (m useStateWhenActiveModifier) MarkdownDescription(ctx context.Context) string {
+	return m.Description(ctx)
+}
+
+func (useStateWhenActiveModifier) PlanModifyString(_ context.Context, req planmodifier.StringRequest, resp *planmodifier.StringResponse) {
+	if req.StateValue.IsNull() || !req.PlanValue.IsUnknown() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if req.StateValue.ValueString() == api.StatusActive {
+		resp.PlanValue = req.StateValue
+	}
+}

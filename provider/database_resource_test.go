@@ -1,0 +1,397 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/acctest"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/client"
+)
+
+const testAccDatabaseResource = "redis_database.test"
+
+func TestAccDatabaseResource_basic(t *testing.T) {
+	e := testAccStart(t)
+	name := acctest.RandomWithPrefix("tf-acc")
+	var uid int
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             e.checkDatabasesDestroyed,
+		Steps: []resource.TestStep{
+			// Create with a generated password and port.
+			{
+				Config: e.providerConfig() + testAccDatabaseConfig(name, 64<<20, ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(testAccDatabaseResource, plancheck.ResourceActionCreate),
+						plancheck.ExpectUnknownValue(testAccDatabaseResource, tfjsonpath.New("password")),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "name", name),
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "memory_size", strconv.Itoa(64<<20)),
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "status", api.StatusActive),
+					resource.TestMatchResourceAttr(testAccDatabaseResource, "id", regexp.MustCompile(`^[1-9][0-9]*$`)),
+					resource.TestMatchResourceAttr(testAccDatabaseResource, "port", regexp.MustCompile(`^[1-9][0-9]*$`)),
+					resource.TestMatchResourceAttr(testAccDatabaseResource, "endpoint", regexp.MustCompile(`^.+:[1-9][0-9]*$`)),
+					resource.TestMatchResourceAttr(testAccDatabaseResource, "password", regexp.MustCompile(`^.{8,}$`)),
+					testAccCaptureDatabaseUID(testAccDatabaseResource, &uid),
+					testAccCheckDatabaseConnects(testAccDatabaseResource),
+				),
+			},
+			// Update memory_size and password in place.
+			{
+				Config: e.providerConfig() + testAccDatabaseConfig(name, 128<<20, "tf-acc-password-2"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(testAccDatabaseResource, plancheck.ResourceActionUpdate),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "memory_size", strconv.Itoa(128<<20)),
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "password", "tf-acc-password-2"),
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "status", api.StatusActive),
+					testAccCheckDatabaseUIDUnchanged(testAccDatabaseResource, &uid),
+					testAccCheckDatabaseConnects(testAccDatabaseResource),
+					e.checkDatabaseMatches(testAccDatabaseResource, func(db *api.Database) error {
+						if db.MemorySize != 128<<20 {
+							return fmt.Errorf("the service has memory_size %d", db.MemorySize)
+						}
+						return nil
+					}),
+				),
+			},
+			// Import by id.
+			{
+				ResourceName:      testAccDatabaseResource,
+				ImportState:       true,
+				ImportStateVerify: true,
+			},
+			// A change made through the API shows in the next plan, and the
+			// apply puts the configured value back.
+			{
+				PreConfig: func() {
+					size := int64(96 << 20)
+					if _, err := e.client.UpdateDatabase(testAccContext(t), uid, api.UpdateDatabaseRequest{MemorySize: &size}); err != nil {
+						t.Fatalf("out-of-band update: %v", err)
+					}
+				},
+				Config: e.providerConfig() + testAccDatabaseConfig(name, 128<<20, "tf-acc-password-2"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(testAccDatabaseResource, plancheck.ResourceActionUpdate),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "memory_size", strconv.Itoa(128<<20)),
+					testAccCheckDatabaseUIDUnchanged(testAccDatabaseResource, &uid),
+				),
+			},
+			// The same drift, seen by a plan only.
+			{
+				PreConfig: func() {
+					size := int64(32 << 20)
+					if _, err := e.client.UpdateDatabase(testAccContext(t), uid, api.UpdateDatabaseRequest{MemorySize: &size}); err != nil {
+						t.Fatalf("out-of-band update: %v", err)
+					}
+				},
+				Config:             e.providerConfig() + testAccDatabaseConfig(name, 128<<20, "tf-acc-password-2"),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			// A database deleted outside Terraform is planned for creation.
+			{
+				PreConfig: func() {
+					ctx := testAccContext(t)
+					if err := e.client.DeleteDatabase(ctx, uid); err != nil {
+						t.Fatalf("out-of-band delete: %v", err)
+					}
+					if err := waitForDatabaseDeleted(ctx, e.client, uid, time.Minute); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: e.providerConfig() + testAccDatabaseConfig(name, 128<<20, "tf-acc-password-2"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(testAccDatabaseResource, plancheck.ResourceActionCreate),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "status", api.StatusActive),
+					testAccCheckDatabaseConnects(testAccDatabaseResource),
+				),
+			},
+		},
+	})
+}
+
+func TestAccDatabaseResource_port(t *testing.T) {
+	e := testAccStart(t)
+	name := acctest.RandomWithPrefix("tf-acc")
+	port := freePort(t)
+	other := freePort(t)
+	var uid int
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             e.checkDatabasesDestroyed,
+		Steps: []resource.TestStep{
+			{
+				Config: e.providerConfig() + testAccDatabaseConfigPort(name, port),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "port", strconv.Itoa(port)),
+					resource.TestMatchResourceAttr(testAccDatabaseResource, "endpoint", regexp.MustCompile(":"+strconv.Itoa(port)+"$")),
+					testAccCaptureDatabaseUID(testAccDatabaseResource, &uid),
+					testAccCheckDatabaseConnects(testAccDatabaseResource),
+				),
+			},
+			// A new port replaces the database.
+			{
+				Config: e.providerConfig() + testAccDatabaseConfigPort(name, other),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(testAccDatabaseResource, plancheck.ResourceActionDestroyBeforeCreate),
+					},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "port", strconv.Itoa(other)),
+					testAccCheckDatabaseConnects(testAccDatabaseResource),
+					func(*terraform.State) error {
+						if _, err := e.client.GetDatabase(context.Background(), uid); !client.IsNotFound(err) {
+							return fmt.Errorf("the replaced database %d still exists (err %v)", uid, err)
+						}
+						return nil
+					},
+				),
+			},
+		},
+	})
+}
+
+// TestAccDatabaseResource_invalid checks that bad values fail at plan time,
+// before any API call: the provider points at an address where nothing listens.
+func TestAccDatabaseResource_invalid(t *testing.T) {
+	testAccPreCheck(t)
+	provider := `
+provider "redis" {
+  endpoint = "https://127.0.0.1:1"
+  password = "unused"
+}
+`
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:      provider + testAccDatabaseConfig("bad", 0, ""),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)memory_size.*must be at least 1048576, got: 0`),
+			},
+			{
+				Config:      provider + testAccDatabaseConfigPort("bad", 70000),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)port.*must be between 1 and 65535, got: 70000`),
+			},
+			{
+				Config: provider + `
+resource "redis_database" "test" {
+  name        = ""
+  memory_size = 1048576
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)name.*string length must be at least 1`),
+			},
+		},
+	})
+}
+
+func TestAccProvider_missingConfiguration(t *testing.T) {
+	testAccPreCheck(t)
+	for _, v := range []string{EnvEndpoint, EnvUsername, EnvPassword, EnvCACert} {
+		t.Setenv(v, "")
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:      `data "redis_cluster" "this" {}`,
+				ExpectError: regexp.MustCompile(`Missing redis-replicad endpoint`),
+			},
+			{
+				Config: `
+provider "redis" {
+  endpoint = "http://127.0.0.1:1"
+}
+data "redis_cluster" "this" {}
+`,
+				ExpectError: regexp.MustCompile(`Invalid redis-replicad endpoint`),
+			},
+			{
+				Config: `
+provider "redis" {
+  endpoint = "https://127.0.0.1:1"
+}
+data "redis_cluster" "this" {}
+`,
+				ExpectError: regexp.MustCompile(`(?s)Missing redis-replicad password.*REDIS_REPLICAD_PASSWORD`),
+			},
+		},
+	})
+}
+
+func testAccDatabaseConfig(name string, memorySize int64, password string) string {
+	pw := ""
+	if password != "" {
+		pw = "  password    = " + hclString(password) + "\n"
+	}
+	return fmt.Sprintf(`
+resource "redis_database" "test" {
+  name        = %s
+  memory_size = %d
+%s}
+`, hclString(name), memorySize, pw)
+}
+
+func testAccDatabaseConfigPort(name string, port int) string {
+	return fmt.Sprintf(`
+resource "redis_database" "test" {
+  name        = %s
+  memory_size = 67108864
+  port        = %d
+}
+`, hclString(name), port)
+}
+
+// testAccCaptureDatabaseUID stores the uid of the resource in *uid.
+func testAccCaptureDatabaseUID(name string, uid *int) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		rs, ok := s.RootModule().Resources[name]
+		if !ok {
+			return fmt.Errorf("%s is not in the state", name)
+		}
+		n, err := parseDatabaseID(rs.Primary.ID)
+		if err != nil {
+			return err
+		}
+		*uid = n
+		return nil
+	}
+}
+
+func testAccCheckDatabaseUIDUnchanged(name string, uid *int) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		var now int
+		if err := testAccCaptureDatabaseUID(name, &now)(s); err != nil {
+			return err
+		}
+		if now != *uid {
+			return fmt.Errorf("%s was replaced: uid %d, was %d", name, now, *uid)
+		}
+		return nil
+	}
+}
+
+// testAccCheckDatabaseConnects writes and reads a key on the database's
+// endpoint with its password, as an application would.
+func testAccCheckDatabaseConnects(name string) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		rs, ok := s.RootModule().Resources[name]
+		if !ok {
+			return fmt.Errorf("%s is not in the state", name)
+		}
+		endpoint, password := rs.Primary.Attributes["endpoint"], rs.Primary.Attributes["password"]
+		rdb := redis.NewClient(&redis.Options{
+			Addr: endpoint, Password: password,
+			DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+			MaxRetries: -1,
+		})
+		defer rdb.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := rdb.Set(ctx, "tf-acc-key", "tf-acc-value", 0).Err(); err != nil {
+			return fmt.Errorf("SET on %s with the database's password: %w", endpoint, err)
+		}
+		got, err := rdb.Get(ctx, "tf-acc-key").Result()
+		if err != nil {
+			return fmt.Errorf("GET on %s: %w", endpoint, err)
+		}
+		if got != "tf-acc-value" {
+			return fmt.Errorf("GET on %s returned %q", endpoint, got)
+		}
+		// A wrong password is refused.
+		bad := redis.NewClient(&redis.Options{Addr: endpoint, Password: password + "-wrong", MaxRetries: -1})
+		defer bad.Close()
+		if err := bad.Ping(ctx).Err(); err == nil {
+			return fmt.Errorf("%s accepted a wrong password", endpoint)
+		}
+		return nil
+	}
+}
+
+// checkDatabaseMatches reads the resource's database from the service and
+// runs f on it.
+func (e *testAccEnv) checkDatabaseMatches(name string, f func(*api.Database) error) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		var uid int
+		if err := testAccCaptureDatabaseUID(name, &uid)(s); err != nil {
+			return err
+		}
+		db, err := e.client.GetDatabase(context.Background(), uid)
+		if err != nil {
+			return err
+		}
+		return f(db)
+	}
+}
+
+// checkDatabasesDestroyed verifies that no database of the state is left.
+func (e *testAccEnv) checkDatabasesDestroyed(s *terraform.State) error {
+	for _, rs := range s.RootModule().Resources {
+		if rs.Type != "redis_database" {
+			continue
+		}
+		uid, err := parseDatabaseID(rs.Primary.ID)
+		if err != nil {
+			return err
+		}
+		_, err = e.client.GetDatabase(context.Background(), uid)
+		if err == nil {
+			return fmt.Errorf("database %d still exists", uid)
+		}
+		if !client.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// freePort returns a TCP port that nothing listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}

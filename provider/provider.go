@@ -1,0 +1,210 @@
+// Package provider is the Terraform provider of redis-replicad, built on
+// terraform-plugin-framework.
+package provider
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/provider"
+	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/replicad/terraform-provider-redis/internal/client"
+)
+
+// Address is the provider's address in the registry.
+const Address = "registry.terraform.io/replicad/redis"
+
+// Environment variables read when the provider block leaves a setting out.
+const (
+	EnvEndpoint = "REDIS_REPLICAD_ENDPOINT"
+	EnvUsername = "REDIS_REPLICAD_USERNAME"
+	EnvPassword = "REDIS_REPLICAD_PASSWORD"
+	EnvCACert   = "REDIS_REPLICAD_CA_CERT"
+)
+
+var _ provider.Provider = (*redisProvider)(nil)
+
+type redisProvider struct {
+	version string
+}
+
+// New returns the constructor of the provider, as providerserver wants it.
+func New(version string) func() provider.Provider {
+	return func() provider.Provider { return &redisProvider{version: version} }
+}
+
+type providerModel struct {
+	Endpoint           types.String `tfsdk:"endpoint"`
+	Username           types.String `tfsdk:"username"`
+	Password           types.String `tfsdk:"password"`
+	CACert             types.String `tfsdk:"ca_cert"`
+	InsecureSkipVerify types.Bool   `tfsdk:"insecure_skip_verify"`
+}
+
+func (p *redisProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
+	resp.TypeName = "redis"
+	resp.Version = p.version
+}
+
+func (p *redisProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *provider.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "The `redis` provider manages the databases of one `redis-replicad` " +
+			"instance through its REST API. Use one provider block per instance, and " +
+			"[provider aliases](https://developer.hashicorp.com/terraform/language/providers/configuration#alias-multiple-provider-configurations) " +
+			"for several locations.",
+		Attributes: map[string]schema.Attribute{
+			"endpoint": schema.StringAttribute{
+				MarkdownDescription: "Base URL of the `redis-replicad` REST API, for example `https://replicad.example.com:9443`. " +
+					"It must use `https` and hold no credentials. May also be set with the `" + EnvEndpoint + "` environment variable.",
+				Optional: true,
+			},
+			"username": schema.StringAttribute{
+				MarkdownDescription: "User name of the REST API (HTTP basic authentication). Defaults to `admin`. " +
+					"May also be set with the `" + EnvUsername + "` environment variable.",
+				Optional: true,
+			},
+			"password": schema.StringAttribute{
+				MarkdownDescription: "Password of the REST API user. May also be set with the `" + EnvPassword + "` environment variable.",
+				Optional:            true,
+				Sensitive:           true,
+			},
+			"ca_cert": schema.StringAttribute{
+				MarkdownDescription: "PEM-encoded certificate of the authority that signed the API's TLS certificate " +
+					"(for example the `ca.pem` that `redis-replicad` generates in its data directory). " +
+					"When unset, the system's trusted authorities are used. " +
+					"May also be set with the `" + EnvCACert + "` environment variable.",
+				Optional: true,
+			},
+			"insecure_skip_verify": schema.BoolAttribute{
+				MarkdownDescription: "Skip the verification of the API's TLS certificate. " +
+					"Only for tests: anyone on the network path could then read the credentials. Defaults to `false`.",
+				Optional: true,
+			},
+		},
+	}
+}
+
+func (p *redisProvider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {
+	var config providerModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	for _, a := range []struct {
+		name  string
+		value types.String
+		env   string
+	}{
+		{"endpoint", config.Endpoint, EnvEndpoint},
+		{"username", config.Username, EnvUsername},
+		{"password", config.Password, EnvPassword},
+		{"ca_cert", config.CACert, EnvCACert},
+	} {
+		if a.value.IsUnknown() {
+			resp.Diagnostics.AddAttributeError(path.Root(a.name),
+				"Unknown redis-replicad "+a.name,
+				fmt.Sprintf("The provider cannot talk to redis-replicad because the value of %q is not known yet. "+
+					"Set it to a value known at plan time, or use the %s environment variable.", a.name, a.env))
+		}
+	}
+	if config.InsecureSkipVerify.IsUnknown() {
+		resp.Diagnostics.AddAttributeError(path.Root("insecure_skip_verify"), "Unknown insecure_skip_verify",
+			"The value of insecure_skip_verify must be known at plan time.")
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	cfg, diags := clientConfig(config, os.Getenv)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	cfg.UserAgent = "terraform-provider-redis/" + p.version
+	cfg.Log = func(ctx context.Context, msg string, fields map[string]any) {
+		tflog.Debug(ctx, msg, fields)
+	}
+
+	c, err := client.New(cfg)
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid redis-replicad provider configuration", err.Error())
+		return
+	}
+	ctx = tflog.SetField(ctx, "redis_replicad_endpoint", c.Endpoint())
+	tflog.Debug(ctx, "configured the redis-replicad client")
+
+	resp.ResourceData = c
+	resp.DataSourceData = c
+}
+
+// clientConfig merges the provider block with the environment and checks
+// the result. Every problem is a diagnostic that names the setting and its
+// environment variable.
+func clientConfig(config providerModel, getenv func(string) string) (client.Config, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	pick := func(v types.String, env string) string {
+		if !v.IsNull() && !v.IsUnknown() {
+			return v.ValueString()
+		}
+		return getenv(env)
+	}
+	cfg := client.Config{
+		Endpoint:           strings.TrimSpace(pick(config.Endpoint, EnvEndpoint)),
+		Username:           pick(config.Username, EnvUsername),
+		Password:           pick(config.Password, EnvPassword),
+		CACert:             pick(config.CACert, EnvCACert),
+		InsecureSkipVerify: config.InsecureSkipVerify.ValueBool(),
+	}
+	if cfg.Username == "" {
+		cfg.Username = client.DefaultUsername
+	}
+
+	if cfg.Endpoint == "" {
+		diags.AddAttributeError(path.Root("endpoint"), "Missing redis-replicad endpoint",
+			"The provider needs the URL of the redis-replicad REST API, for example https://replicad.example.com:9443. "+
+				"Set the endpoint attribute of the provider block or the "+EnvEndpoint+" environment variable.")
+	} else if u, err := url.Parse(cfg.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" {
+		diags.AddAttributeError(path.Root("endpoint"), "Invalid redis-replicad endpoint",
+			"The endpoint must be an https:// URL with a host, for example https://replicad.example.com:9443.")
+	} else if u.User != nil {
+		diags.AddAttributeError(path.Root("endpoint"), "Invalid redis-replicad endpoint",
+			"The endpoint must not contain credentials: set the username and password attributes "+
+				"(or "+EnvUsername+" and "+EnvPassword+") instead.")
+	}
+	if cfg.Password == "" {
+		diags.AddAttributeError(path.Root("password"), "Missing redis-replicad password",
+			"The provider needs the password of the redis-replicad REST API user "+cfg.Username+". "+
+				"Set the password attribute of the provider block or the "+EnvPassword+" environment variable.")
+	}
+	if cfg.CACert != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(cfg.CACert)) {
+		diags.AddAttributeError(path.Root("ca_cert"), "Invalid CA certificate",
+			"ca_cert (or "+EnvCACert+") must hold the PEM text of at least one certificate "+
+				"(-----BEGIN CERTIFICATE----- ...), not a file name.")
+	}
+	return cfg, diags
+}
+
+func (p *redisProvider) Resources(context.Context) []func() resource.Resource {
+	return []func() resource.Resource{
+		newDatabaseResource,
+	}
+}
+
+func (p *redisProvider) DataSources(context.Context) []func() datasource.DataSource {
+	return []func() datasource.DataSource{
+		newDatabaseDataSource,
+		newClusterDataSource,
+	}
+}

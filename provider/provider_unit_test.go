@@ -1,0 +1,213 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	fwprovider "github.com/hashicorp/terraform-plugin-framework/provider"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func diagSummaries(d diag.Diagnostics) string {
+	var s []string
+	for _, e := range d.Errors() {
+		s = append(s, e.Summary()+": "+e.Detail())
+	}
+	return strings.Join(s, "\n")
+}
+
+func TestClientConfigMissingValues(t *testing.T) {
+	_, diags := clientConfig(providerModel{}, env(nil))
+	got := diagSummaries(diags)
+	for _, want := range []string{"Missing redis-replicad endpoint", EnvEndpoint, "Missing redis-replicad password", EnvPassword} {
+		if !strings.Contains(got, want) {
+			t.Errorf("diagnostics %q lack %q", got, want)
+		}
+	}
+}
+
+func TestClientConfigFromEnvironment(t *testing.T) {
+	cfg, diags := clientConfig(providerModel{}, env(map[string]string{
+		EnvEndpoint: " https://h:9443 ",
+		EnvPassword: "pw",
+	}))
+	if diags.HasError() {
+		t.Fatal(diagSummaries(diags))
+	}
+	if cfg.Endpoint != "https://h:9443" || cfg.Username != "admin" || cfg.Password != "pw" {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+}
+
+func TestClientConfigBlockWinsOverEnvironment(t *testing.T) {
+	cfg, diags := clientConfig(providerModel{
+		Endpoint:           types.StringValue("https://block:1"),
+		Username:           types.StringValue("ops"),
+		Password:           types.StringValue("block-pw"),
+		InsecureSkipVerify: types.BoolValue(true),
+	}, env(map[string]string{EnvEndpoint: "https://env:2", EnvUsername: "envuser", EnvPassword: "env-pw"}))
+	if diags.HasError() {
+		t.Fatal(diagSummaries(diags))
+	}
+	if cfg.Endpoint != "https://block:1" || cfg.Username != "ops" || cfg.Password != "block-pw" || !cfg.InsecureSkipVerify {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+}
+
+func TestClientConfigRejects(t *testing.T) {
+	for name, tc := range map[string]struct {
+		m    providerModel
+		want string
+	}{
+		"http":        {providerModel{Endpoint: types.StringValue("http://h:1")}, "must be an https:// URL"},
+		"no host":     {providerModel{Endpoint: types.StringValue("https://")}, "must be an https:// URL"},
+		"credentials": {providerModel{Endpoint: types.StringValue("https://u:secretpw@h:1")}, "must not contain credentials"},
+		"ca file":     {providerModel{Endpoint: types.StringValue("https://h:1"), CACert: types.StringValue("/etc/ca.pem")}, "not a file name"},
+	} {
+		tc.m.Password = types.StringValue("pw")
+		_, diags := clientConfig(tc.m, env(nil))
+		got := diagSummaries(diags)
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("%s: diagnostics %q lack %q", name, got, tc.want)
+		}
+		if strings.Contains(got, "secretpw") {
+			t.Errorf("%s: diagnostics show the password", name)
+		}
+	}
+}
+
+func TestParseDatabaseID(t *testing.T) {
+	if uid, err := parseDatabaseID("12"); err != nil || uid != 12 {
+		t.Fatalf("parseDatabaseID(12) = %d, %v", uid, err)
+	}
+	for _, bad := range []string{"", "0", "-1", "012", "abc", "1.5", " 1"} {
+		if _, err := parseDatabaseID(bad); err == nil {
+			t.Errorf("parseDatabaseID(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestFlattenDatabase(t *testing.T) {
+	db := &api.Database{
+		UID: 3, Name: "cache", Port: 12000, MemorySize: 64 << 20, Status: api.StatusActive,
+		Endpoint: api.Endpoint{Host: "::1", Port: 12000}, AuthenticationRedisPass: "pw",
+	}
+	m := databaseResourceModel{Password: types.StringUnknown()}
+	flattenDatabase(db, &m)
+	if m.ID.ValueString() != "3" || m.Name.ValueString() != "cache" || m.Port.ValueInt64() != 12000 ||
+		m.MemorySize.ValueInt64() != 64<<20 || m.Status.ValueString() != "active" ||
+		m.Endpoint.ValueString() != "[::1]:12000" || m.Password.ValueString() != "pw" {
+		t.Fatalf("flattened %+v", m)
+	}
+	// An answer without the password keeps the known one.
+	db.AuthenticationRedisPass = ""
+	flattenDatabase(db, &m)
+	if m.Password.ValueString() != "pw" {
+		t.Fatalf("password = %q", m.Password.ValueString())
+	}
+}
+
+func TestExpandDatabaseUpdate(t *testing.T) {
+	state := databaseResourceModel{
+		Name: types.StringValue("a"), MemorySize: types.Int64Value(mib), Password: types.StringValue("p1"),
+	}
+	if _, changed := expandDatabaseUpdate(state, state); changed {
+		t.Fatal("no difference, yet changed")
+	}
+	plan := state
+	plan.MemorySize = types.Int64Value(2 * mib)
+	plan.Password = types.StringValue("p2")
+	in, changed := expandDatabaseUpdate(plan, state)
+	if !changed || in.Name != nil || *in.MemorySize != 2*mib || *in.AuthenticationRedisPass != "p2" {
+		t.Fatalf("in = %+v, changed = %v", in, changed)
+	}
+}
+
+func TestPoll(t *testing.T) {
+	ctx := context.Background()
+	n := 0
+	err := poll(ctx, 10*time.Second, func(context.Context) (bool, error) {
+		n++
+		return n == 3, nil
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("err = %v after %d checks", err, n)
+	}
+	err = poll(ctx, 300*time.Millisecond, func(context.Context) (bool, error) { return false, nil })
+	if !errors.Is(err, errPollTimeout) {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+	boom := errors.New("boom")
+	if err := poll(ctx, time.Second, func(context.Context) (bool, error) { return false, boom }); !errors.Is(err, boom) {
+		t.Fatalf("err = %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := poll(cctx, time.Second, func(context.Context) (bool, error) { return false, nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestSchemasAreDocumented makes sure every attribute has a description:
+// the documentation is generated from them.
+func TestSchemasAreDocumented(t *testing.T) {
+	ctx := context.Background()
+	p := New("test")()
+	var ps fwprovider.SchemaResponse
+	p.Schema(ctx, fwprovider.SchemaRequest{}, &ps)
+	check := func(kind string, desc string, attrs map[string]string) {
+		if desc == "" {
+			t.Errorf("%s has no description", kind)
+		}
+		for name, d := range attrs {
+			if d == "" {
+				t.Errorf("%s.%s has no description", kind, name)
+			}
+		}
+	}
+	attrs := map[string]string{}
+	for n, a := range ps.Schema.Attributes {
+		attrs[n] = a.GetMarkdownDescription()
+	}
+	check("provider", ps.Schema.MarkdownDescription, attrs)
+
+	for _, f := range p.Resources(ctx) {
+		r := f()
+		var md resource.MetadataResponse
+		r.Metadata(ctx, resource.MetadataRequest{ProviderTypeName: "redis"}, &md)
+		var s resource.SchemaResponse
+		r.Schema(ctx, resource.SchemaRequest{}, &s)
+		if s.Diagnostics.HasError() {
+			t.Fatal(s.Diagnostics)
+		}
+		attrs := map[string]string{}
+		for n, a := range s.Schema.Attributes {
+			attrs[n] = a.GetMarkdownDescription()
+		}
+		check(md.TypeName, s.Schema.MarkdownDescription, attrs)
+	}
+	for _, f := range p.DataSources(ctx) {
+		d := f()
+		var md datasource.MetadataResponse
+		d.Metadata(ctx, datasource.MetadataRequest{ProviderTypeName: "redis"}, &md)
+		var s datasource.SchemaResponse
+		d.Schema(ctx, datasource.SchemaRequest{}, &s)
+		attrs := map[string]string{}
+		for n, a := range s.Schema.Attributes {
+			attrs[n] = a.GetMarkdownDescription()
+		}
+		check("data."+md.TypeName, s.Schema.MarkdownDescription, attrs)
+	}
+}
