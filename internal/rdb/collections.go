@@ -230,14 +230,15 @@ func (d *Decoder) decodeQuicklist(v2 bool) error {
 	return d.flush()
 }
 
-// packSingles delivers every element of an encoded blob (list, set).
+// The pack* functions add the elements of one encoded blob to the current
+// chunk; the caller flushes at the end of the key, so that a quicklist's
+// many small nodes still make full-size chunks.
+
+// packSingles adds every element of an encoded blob (list, set).
 func (d *Decoder) packSingles(it packIter) error {
 	for {
 		e, ok, err := it.next()
 		if err != nil || !ok {
-			if err == nil {
-				err = d.flush()
-			}
 			return err
 		}
 		f := d.b.begin()
@@ -249,14 +250,11 @@ func (d *Decoder) packSingles(it packIter) error {
 	}
 }
 
-// packZSet delivers member/score pairs of a ziplist or listpack.
+// packZSet adds member/score pairs of a ziplist or listpack.
 func (d *Decoder) packZSet(it packIter) error {
 	for {
 		m, ok, err := it.next()
 		if err != nil || !ok {
-			if err == nil {
-				err = d.flush()
-			}
 			return err
 		}
 		s, ok, err := it.next()
@@ -279,15 +277,12 @@ func (d *Decoder) packZSet(it packIter) error {
 	}
 }
 
-// packHash delivers field/value pairs, or field/value/expiry triples for
+// packHash adds field/value pairs, or field/value/expiry triples for
 // the 7.4 listpack-ex encodings (expiry: absolute ms, 0 for none).
 func (d *Decoder) packHash(it packIter, withTTL bool) error {
 	for {
 		field, ok, err := it.next()
 		if err != nil || !ok {
-			if err == nil {
-				err = d.flush()
-			}
 			return err
 		}
 		value, ok, err := it.next()

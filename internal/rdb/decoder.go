@@ -386,6 +386,13 @@ func (d *Decoder) decodeValue(typ byte) error {
 		}
 	}
 	// The remaining types are one encoded blob.
+	if err := d.decodeBlobValue(typ); err != nil {
+		return err
+	}
+	return d.flush()
+}
+
+func (d *Decoder) decodeBlobValue(typ byte) error {
 	blob, err := d.readBlob()
 	if err != nil {
 		return err
