@@ -165,6 +165,26 @@ func TestAccDatabaseResource_port(t *testing.T) {
 					testAccCheckDatabaseConnects(testAccDatabaseResource),
 				),
 			},
+			// A restarted service gives the same database back: no change.
+			{
+				PreConfig: func() { e.inst.Restart(t) },
+				Config:    e.providerConfig() + testAccDatabaseConfigPort(name, port),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					testAccCheckDatabaseUIDUnchanged(testAccDatabaseResource, &uid),
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "status", api.StatusActive),
+					testAccCheckDatabaseConnects(testAccDatabaseResource),
+				),
+			},
+			// An import id that is not a uid is refused.
+			{
+				ResourceName:  testAccDatabaseResource,
+				ImportState:   true,
+				ImportStateId: "my-database",
+				ExpectError:   regexp.MustCompile(`"my-database" is not a database id`),
+			},
 			// A new port replaces the database.
 			{
 				Config: e.providerConfig() + testAccDatabaseConfigPort(name, other),
@@ -278,6 +298,11 @@ resource "redis_database" "test" {
   name        = %s
   memory_size = 67108864
   port        = %d
+
+  timeouts {
+    create = "2m"
+    delete = "2m"
+  }
 }
 `, hclString(name), port)
 }
