@@ -1,0 +1,2 @@
+# A database is imported by its uid.
+terraform import redis_database.cache 3
