@@ -80,7 +80,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			},
 			"port": schema.Int64Attribute{
 				MarkdownDescription: "TCP port of the database. When unset, the service picks a free one from its range. " +
-					"Changing it replaces the database.",
+					"Changing it replaces the database; removing it from the configuration keeps the current port.",
 				Optional: true,
 				Computed: true,
 				Validators: []validator.Int64{
@@ -93,7 +93,8 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			},
 			"password": schema.StringAttribute{
 				MarkdownDescription: "Password of the database's `default` user, the one applications connect with. " +
-					"When unset, the service generates one. Can be changed in place.",
+					"When unset, the service generates one. Can be changed in place; removing it from the configuration " +
+					"keeps the current password.",
 				Optional:   true,
 				Computed:   true,
 				Sensitive:  true,

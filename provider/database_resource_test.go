@@ -76,6 +76,14 @@ func TestAccDatabaseResource_basic(t *testing.T) {
 					}),
 				),
 			},
+			// Removing the password from the configuration keeps it.
+			{
+				Config: e.providerConfig() + testAccDatabaseConfig(name, 128<<20, ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.TestCheckResourceAttr(testAccDatabaseResource, "password", "tf-acc-password-2"),
+			},
 			// Import by id.
 			{
 				ResourceName:      testAccDatabaseResource,
@@ -178,6 +186,14 @@ func TestAccDatabaseResource_port(t *testing.T) {
 					testAccCheckDatabaseConnects(testAccDatabaseResource),
 				),
 			},
+			// Removing the port from the configuration keeps it.
+			{
+				Config: e.providerConfig() + testAccDatabaseConfigPort(name, 0),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.TestCheckResourceAttr(testAccDatabaseResource, "port", strconv.Itoa(port)),
+			},
 			// An import id that is not a uid is refused.
 			{
 				ResourceName:  testAccDatabaseResource,
@@ -211,7 +227,7 @@ func TestAccDatabaseResource_port(t *testing.T) {
 // TestAccDatabaseResource_invalid checks that bad values fail at plan time,
 // before any API call: the provider points at an address where nothing listens.
 func TestAccDatabaseResource_invalid(t *testing.T) {
-	testAccPreCheck(t)
+	testAccRequire(t)
 	provider := `
 provider "redis" {
   endpoint = "https://127.0.0.1:1"
@@ -246,7 +262,7 @@ resource "redis_database" "test" {
 }
 
 func TestAccProvider_missingConfiguration(t *testing.T) {
-	testAccPreCheck(t)
+	testAccRequire(t)
 	for _, v := range []string{EnvEndpoint, EnvUsername, EnvPassword, EnvCACert} {
 		t.Setenv(v, "")
 	}
@@ -292,19 +308,24 @@ resource "redis_database" "test" {
 `, hclString(name), memorySize, pw)
 }
 
+// testAccDatabaseConfigPort is a database with a port (none when port is 0)
+// and timeouts.
 func testAccDatabaseConfigPort(name string, port int) string {
+	portLine := ""
+	if port != 0 {
+		portLine = fmt.Sprintf("  port        = %d\n", port)
+	}
 	return fmt.Sprintf(`
 resource "redis_database" "test" {
   name        = %s
   memory_size = 67108864
-  port        = %d
-
+%s
   timeouts {
     create = "2m"
     delete = "2m"
   }
 }
-`, hclString(name), port)
+`, hclString(name), portLine)
 }
 
 // testAccCaptureDatabaseUID stores the uid of the resource in *uid.

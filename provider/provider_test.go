@@ -74,6 +74,16 @@ func versionAtLeast(version string, min [3]int) bool {
 	return true
 }
 
+// testAccRequire skips the test when TF_ACC is not set, as resource.Test
+// does, and otherwise fails it when terraform is missing.
+func testAccRequire(t *testing.T) {
+	t.Helper()
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance tests are run only when TF_ACC is set")
+	}
+	testAccPreCheck(t)
+}
+
 // testAccEnv is one redis-replicad instance started for an acceptance test,
 // with a client of its API for checks and out-of-band changes.
 type testAccEnv struct {
@@ -86,10 +96,7 @@ type testAccEnv struct {
 // anything.
 func testAccStart(t *testing.T) *testAccEnv {
 	t.Helper()
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("acceptance tests are run only when TF_ACC is set")
-	}
-	testAccPreCheck(t)
+	testAccRequire(t)
 	inst := servicetest.Start(t)
 	c, err := client.New(client.Config{
 		Endpoint: inst.URL, Username: inst.Username, Password: inst.Password, CACert: inst.CACert,
