@@ -1,0 +1,391 @@
+// Package replproto implements the replica side of the Redis replication
+// protocol: the handshake (PING, AUTH, REPLCONF, PSYNC), the RDB transfer in
+// both its length-prefixed and diskless "$EOF:<mark>" forms, and the command
+// stream with its replication offsets and acknowledgements.
+//
+// Typical use:
+//
+//	c, err := replproto.Dial(ctx, opts)
+//	sync, err := c.Handshake(ctx, lastReplID, lastAppliedOffset)
+//	if sync.Full {
+//		rdb, err := c.RDB(ctx)   // load rdb (an io.Reader), then
+//		err = rdb.Close()        // verify it was consumed entirely
+//	}
+//	for {
+//		cmd, err := c.ReadCommand(ctx)
+//		apply(cmd.Args)
+//		c.SetAppliedOffset(cmd.Offset)
+//	}
+//	// and, from another goroutine, about once a second:
+//	c.SendAck(appliedOffset)
+//
+// # Offsets
+//
+// The replication offset counts the bytes of the command stream, as the
+// source counts them in master_repl_offset. After +FULLRESYNC <id> <off> the
+// offset is off (the RDB describes the dataset at that offset); after
+// +CONTINUE it is the offset passed to Handshake. Every Command carries the
+// offset just after its last byte, so after applying it the caller has
+// applied everything up to Command.Offset, and that is the value to persist
+// and to pass to Handshake when reconnecting.
+//
+// # What ReadCommand returns
+//
+// Every command of the stream except REPLCONF is returned, including PING
+// (sent by the source every repl-ping-replica-period), SELECT, MULTI and
+// EXEC: they all advance the offset and the caller decides what to do with
+// them. REPLCONF commands (in practice "REPLCONF GETACK *") are handled
+// internally: GETACK is answered with REPLCONF ACK, and their bytes are
+// included in the Offset of the next command returned (and in Offset()).
+//
+// # Acknowledgements
+//
+// The offset acknowledged to the source is the applied offset reported by
+// the caller (SetAppliedOffset, or SendAck which also records it), never
+// merely what was received: the source uses these acks for WAIT and
+// min-replicas-to-write, which promise the data reached the replica. A GETACK
+// is answered with the applied offset; when the caller has applied
+// everything returned so far, the REPLCONF commands read since then (the
+// GETACK itself included, as Redis counts it) are no-ops that count as
+// applied, so the ack equals the source's master_repl_offset.
+//
+// The source drops a replica that does not ack within repl-timeout (60 s by
+// default), so the caller must call SendAck periodically; Redis replicas do
+// it every second. After a full resync the Conn itself sends one ACK as soon
+// as the RDB payload has been received: a source doing diskless sync does
+// not start the command stream until it gets that first ACK.
+//
+// # Errors
+//
+// All errors are *Error, classified by Kind (ErrAuth, ErrConn, ErrSource,
+// ErrTLS, ErrProtocol, ErrState); see IsRetryable. After an I/O or protocol
+// error the Conn is unusable: close it and dial again, passing the last
+// applied offset to Handshake. Passwords never appear in errors or logs.
+package replproto
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultReadTimeout must comfortably exceed the source's
+	// repl-ping-replica-period (10 s by default), the longest a healthy
+	// link stays silent; it matches Redis's own repl-timeout.
+	DefaultReadTimeout = 60 * time.Second
+)
+
+// readBufferSize is the size of the connection's read buffer: large enough
+// that a typical command is parsed without a system call, and that RDB
+// bytes are moved in big chunks.
+const readBufferSize = 64 << 10
+
+// Options configure a connection to the source.
+type Options struct {
+	Addr               string      // host:port
+	Username, Password string      // AUTH (username may be empty → AUTH <password>); no AUTH when both empty
+	TLSConfig          *tls.Config // nil = plain TCP
+	ListeningPort      int         // announced with REPLCONF listening-port (0 is fine)
+	// DialTimeout bounds the TCP connect plus the TLS handshake.
+	DialTimeout time.Duration
+	// ReadTimeout is how long a read may wait for data, re-armed at every
+	// read (so a link that keeps receiving PINGs or keepalive newlines never
+	// times out). It also bounds each write.
+	ReadTimeout time.Duration
+	Logger      *slog.Logger // nil = discard
+}
+
+type connState int
+
+const (
+	stateNew    connState = iota // connected, no handshake yet
+	stateRDB                     // +FULLRESYNC received, RDB payload next
+	stateStream                  // command stream
+	stateBroken                  // an error made the stream position unknown
+)
+
+// Conn is a replication link to a source, as seen by a replica.
+//
+// ReadCommand, Handshake and RDB must be called from one goroutine (the
+// reader). SendAck, SetAppliedOffset, Offset and Close may be called from any
+// goroutine.
+type Conn struct {
+	opts Options
+	log  *slog.Logger
+
+	dc *deadlineConn // the TCP connection, with per-read deadlines
+	nc net.Conn      // dc, or a TLS client over it
+	br *bufio.Reader
+	rd *resp.Reader
+
+	// Reader-goroutine state.
+	state  connState
+	err    error // sticky error once state is stateBroken
+	replID string
+
+	// Offsets, read from other goroutines.
+	offset   atomic.Int64 // bytes of the stream consumed so far
+	returned atomic.Int64 // offset after the last command returned by ReadCommand
+	applied  atomic.Int64 // highest offset the caller reported as applied
+
+	wmu  sync.Mutex // serializes writes: acks come from the reader and from the caller
+	wbuf []byte     // guarded by wmu
+
+	closed atomic.Bool
+
+	// noInitialAck disables the ACK sent after the RDB; tests use it to
+	// show that a diskless source really waits for it.
+	noInitialAck bool
+}
+
+// Dial connects to the source (and performs the TLS handshake when
+// TLSConfig is set). The returned Conn is ready for Handshake.
+func Dial(ctx context.Context, o Options) (*Conn, error) {
+	o = o.withDefaults()
+	dctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 15 * time.Second}
+	raw, err := d.DialContext(dctx, "tcp", o.Addr)
+	if err != nil {
+		return nil, &Error{Op: "dial", Kind: ErrConn, Err: err}
+	}
+	dc := &deadlineConn{Conn: raw, timeout: o.ReadTimeout}
+	var nc net.Conn = dc
+	if o.TLSConfig != nil {
+		cfg := o.TLSConfig.Clone()
+		if cfg.ServerName == "" {
+			// Verify the certificate against the host we dialed, as any
+			// TLS client would; tls.Client does not infer it.
+			host, _, _ := net.SplitHostPort(o.Addr)
+			cfg.ServerName = host
+		}
+		tc := tls.Client(dc, cfg)
+		dc.ctx = dctx
+		err := tc.HandshakeContext(dctx)
+		dc.ctx = nil
+		if err != nil {
+			raw.Close()
+			return nil, tlsError(err)
+		}
+		nc = tc
+	}
+	c := newConn(o, dc, nc)
+	c.log.Debug("connected to source", "tls", o.TLSConfig != nil)
+	return c, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// newConn wraps an established connection: nc is dc, or TLS over dc.
+func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
+	br := bufio.NewReaderSize(nc, readBufferSize)
+	return &Conn{
+		opts: o,
+		log:  o.Logger.With("source", o.Addr),
+		dc:   dc,
+		nc:   nc,
+		br:   br,
+		rd:   resp.NewReader(br),
+	}
+}
+
+// ReplID returns the source's replication ID, known after Handshake.
+func (c *Conn) ReplID() string { return c.replID }
+
+// Offset returns the replication offset of the stream consumed so far,
+// including REPLCONF commands handled internally. It can be called from any
+// goroutine.
+func (c *Conn) Offset() int64 { return c.offset.Load() }
+
+// SetAppliedOffset records that the stream has been applied up to offset;
+// it is what the Conn acknowledges when the source asks with GETACK. It only
+// moves forward, and can be called from any goroutine.
+func (c *Conn) SetAppliedOffset(offset int64) {
+	for {
+		cur := c.applied.Load()
+		if offset <= cur || c.applied.CompareAndSwap(cur, offset) {
+			return
+		}
+	}
+}
+
+// AppliedOffset returns the highest offset reported as applied.
+func (c *Conn) AppliedOffset() int64 { return c.applied.Load() }
+
+// SendAck sends REPLCONF ACK <offset> and records offset as applied (see
+// SetAppliedOffset). Safe to call concurrently with ReadCommand. It is bounded
+// by the read timeout rather than a context: an ack is small and a blocked
+// write means the link is dead.
+func (c *Conn) SendAck(offset int64) error {
+	c.SetAppliedOffset(offset)
+	return c.sendAck(context.Background(), offset)
+}
+
+func (c *Conn) sendAck(ctx context.Context, offset int64) error {
+	var num [20]byte
+	return c.writeCommand(ctx, "ACK", []byte("REPLCONF"), []byte("ACK"), strconv.AppendInt(num[:0], offset, 10))
+}
+
+// ackOffset is the offset to report to a GETACK: what the caller applied,
+// extended over the REPLCONF commands consumed internally when the caller is
+// caught up with everything ReadCommand returned (those commands have no
+// effect to apply).
+func (c *Conn) ackOffset() int64 {
+	applied := c.applied.Load()
+	if applied >= c.returned.Load() {
+		return max(applied, c.offset.Load())
+	}
+	return applied
+}
+
+// Close closes the connection. A ReadCommand blocked in another goroutine
+// returns with an error.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	return c.nc.Close()
+}
+
+// writeCommand sends one command, serialized with other writers.
+func (c *Conn) writeCommand(ctx context.Context, op string, args ...[]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return &Error{Op: op, Kind: ErrConn, Err: net.ErrClosed}
+	}
+	c.wbuf = resp.AppendCommand(c.wbuf[:0], args...)
+	if err := c.write(ctx, c.wbuf); err != nil {
+		return ioError(op, err)
+	}
+	return nil
+}
+
+// write writes b with a deadline from the read timeout and ctx, and aborts
+// when ctx is cancelled. Caller holds wmu.
+func (c *Conn) write(ctx context.Context, b []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	_ = c.nc.SetWriteDeadline(deadlineFor(ctx, c.opts.ReadTimeout))
+	if ctx.Done() == nil {
+		_, err := c.nc.Write(b)
+		return err
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.dc.Conn.SetWriteDeadline(aLongTimeAgo)
+		close(fired)
+	})
+	_, err := c.nc.Write(b)
+	if !stop() {
+		<-fired
+	}
+	return ctxError(ctx, err)
+}
+
+// fail records a stream-breaking error: the position in the stream is lost,
+// so every later read returns the same error.
+func (c *Conn) fail(err *Error) error {
+	if c.closed.Load() && errors.Is(err, ErrConn) {
+		err.Err = net.ErrClosed
+	}
+	c.state = stateBroken
+	c.err = err
+	return err
+}
+
+// failErr is fail for errors of unknown type.
+func (c *Conn) failErr(err error) error {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = ioError("stream", err)
+	}
+	return c.fail(e)
+}
+
+// clearReadContext ends the effect of the context a reading method stored
+// in c.dc.ctx (only the reader goroutine reads, so a plain field suffices).
+func (c *Conn) clearReadContext() { c.dc.ctx = nil }
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+func deadlineFor(ctx context.Context, timeout time.Duration) time.Time {
+	d := time.Now().Add(timeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		d = cd
+	}
+	return d
+}
+
+// deadlineConn re-arms the read deadline before every read of the socket,
+// so the timeout measures silence rather than the duration of a call
+// (reading a multi-gigabyte RDB can take longer than any fixed timeout).
+// It sits under TLS, so TLS reads are covered too. Reads also stop when the
+// context set by the reader is cancelled.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+	ctx     context.Context // set by the reader goroutine around its reads
+}
+
+func (d *deadlineConn) Read(p []byte) (int, error) {
+	ctx := d.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	_ = d.Conn.SetReadDeadline(deadlineFor(ctx, d.timeout))
+	if ctx.Done() == nil {
+		return d.Conn.Read(p)
+	}
+	// Cancellation interrupts a blocked read by moving the deadline to the
+	// past. The callback is waited for when it ran, so it cannot clobber the
+	// deadline of a later read.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = d.Conn.SetReadDeadline(aLongTimeAgo)
+		close(fired)
+	})
+	n, err := d.Conn.Read(p)
+	if !stop() {
+		<-fired
+	}
+	return n, ctxError(ctx, err)
+}
+
+// ctxError reports a deadline error caused by ctx (cancelled, or its own
+// deadline reached before the timeout's) as the context's error, so callers
+// can tell "asked to stop" from "the source went silent".
+func ctxError(ctx context.Context, err error) error {
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
