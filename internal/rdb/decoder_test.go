@@ -101,8 +101,8 @@ func TestBigStringInParts(t *testing.T) {
 	b.key(rdbTypeString, "big").str(val)
 	b.key(rdbTypeString, "bigz").lzfStr(val)
 	r := record(t, b.end(), WithChunkLimits(0, 1<<20))
-	if r.maxChunk > 1<<20 {
-		t.Fatalf("part of %d bytes", r.maxChunk)
+	if r.maxPart > 1<<20 || r.maxPart < 1<<19 {
+		t.Fatalf("part of %d bytes", r.maxPart)
 	}
 	for _, k := range r.keys {
 		if string(k.str) != val {
@@ -411,7 +411,7 @@ func TestHugeLengthsDoNotAllocate(t *testing.T) {
 		"string 1GiB":   newBuilder(10).key(rdbTypeString, "k").length(1 << 30).raw('x').end(),
 		"string 2^60":   newBuilder(10).key(rdbTypeString, "k").len64(1 << 60).raw('x').end(),
 		"element 400M":  newBuilder(10).key(rdbTypeList, "k").length(1).length(400 << 20).raw('x').end(),
-		"lzf 400M":      newBuilder(10).key(rdbTypeString, "k").raw(0xc3).length(4).length(400 << 20).raw(0, 'a', 0xe0, 0xff).end(),
+		"lzf 400M":      newBuilder(10).key(rdbTypeString, "k").raw(0xc3).length(4).length(400<<20).raw(0, 'a', 0xe0, 0xff).end(),
 		"list count":    newBuilder(10).key(rdbTypeList, "k").len64(1 << 62).str("x").end(),
 		"pel count":     newBuilder(10).key(rdbTypeStreamListpacks2, "k").length(0).do(func(b *rdbBuilder) { b.raw(make([]byte, 8)...) }).length(0).length(1).str("g").length(0).length(0).length(0).len64(1 << 50).end(),
 		"quicklist len": newBuilder(10).key(rdbTypeListQuicklist2, "k").len64(1 << 62).end(),
@@ -569,4 +569,3 @@ func richPayload() []byte {
 	writeTestStream(b, rdbTypeStreamListpacks3, "st")
 	return b.end()
 }
-

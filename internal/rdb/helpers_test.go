@@ -49,7 +49,8 @@ type recorder struct {
 	functions []string
 	keys      []*recKey
 	cur       *recKey
-	maxChunk  int
+	maxChunk  int // elements
+	maxPart   int // bytes of a string part
 	chunks    int
 	slotInfo  [][3]uint64
 	resize    [][2]uint64
@@ -99,7 +100,7 @@ func (r *recorder) BeginKey(k *KeyMeta) error {
 	return nil
 }
 func (r *recorder) StringPart(k *KeyMeta, p []byte, last bool) error {
-	r.chunk(len(p))
+	r.maxPart = max(r.maxPart, len(p))
 	r.cur.str = append(r.cur.str, p...)
 	return nil
 }
