@@ -105,7 +105,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{})}
 	a.dbs = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log})
-	a.repl = replication.NewManager(replication.Config{Databases: a.dbs, Registerer: reg, Logger: log})
+	a.repl = replication.NewManager(replication.Config{Databases: a.dbs, Registerer: reg, Logger: log,
+		OnStopped: func(uid int, gen int64) { a.ctrl.MarkStopped(context.Background(), uid, gen) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log,

@@ -375,6 +375,29 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 	return api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}, nil
 }
 
+// MarkStopped records that the sync of destination uid stopped on an error
+// (authentication, out of memory, unsupported data), unless its replication
+// settings changed since (gen is the generation that failed). Enabling it
+// again flushes and reloads.
+func (c *Controller) MarkStopped(ctx context.Context, uid int, gen int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
+		if d.ReplicaGeneration != gen || d.ReplicaSync != api.SyncEnabled {
+			return errStale
+		}
+		d.ReplicaSync = api.SyncStopped
+		d.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	c.cfg.Replicator.Configure(ctx, d)
+}
+
+var errStale = errors.New("stale")
+
 // Cluster describes this instance.
 func (c *Controller) Cluster(context.Context) (api.Cluster, error) { return c.cfg.Cluster, nil }
 

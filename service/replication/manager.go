@@ -1,6 +1,7 @@
 // Package replication runs the Replica Of syncers: for each destination, one
 // syncer per source that speaks the replication protocol to it and writes
-// what it receives into the destination.
+// what it receives into the destination, committing its position with the
+// data so that nothing is lost or applied twice across crashes.
 package replication
 
 import (
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/service/databases"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
@@ -19,31 +21,122 @@ type Config struct {
 	Databases  *databases.Manager
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// OnStopped is told that the sync of destination uid stopped on an
+	// error while at generation gen, so that the stored state says stopped.
+	// It is called on a goroutine of its own.
+	OnStopped func(uid int, gen int64)
 }
 
 // Manager owns every destination's syncers.
 type Manager struct {
-	cfg Config
-	mu  sync.Mutex
+	cfg     Config
+	metrics *metrics
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	mu    sync.Mutex
+	dests map[int]*destination
+	wg    sync.WaitGroup // OnStopped calls in flight
 }
 
 // NewManager returns a Manager with no syncers.
-func NewManager(cfg Config) *Manager { return &Manager{cfg: cfg} }
+func NewManager(cfg Config) *Manager {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, metrics: newMetrics(cfg.Registerer), ctx: ctx, cancel: cancel, dests: map[int]*destination{}}
+}
 
-// Configure makes the syncers of d match its settings.
-func (m *Manager) Configure(ctx context.Context, d store.Database) {}
+// Configure makes the syncers of d match its settings: it leaves them alone
+// when nothing about replication changed, and restarts them otherwise.
+func (m *Manager) Configure(_ context.Context, d store.Database) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.dests[d.UID]
+	if old != nil && d.IsReplica() && old.sameSetup(d) {
+		return
+	}
+	if old != nil {
+		old.stop()
+		delete(m.dests, d.UID)
+	}
+	if !d.IsReplica() {
+		m.metrics.removeDestination(d.UID)
+		m.cfg.Logger.Info("replica of removed; the data stays", "destination", d.UID)
+		return
+	}
+	dest := &destination{m: m, db: d, log: m.cfg.Logger}
+	for _, src := range d.ReplicaSources {
+		u, err := redisurl.Parse(src.URI)
+		if err != nil {
+			continue // validated by the controller before it was stored
+		}
+		st := &sourceStatus{}
+		// Keep the status (last error above all) across a pause or a stop
+		// of the same generation.
+		if old != nil && old.db.ReplicaGeneration == d.ReplicaGeneration {
+			for _, o := range old.sources {
+				if o.url.Addr() == u.Addr() {
+					st = o.status
+				}
+			}
+		}
+		dest.sources = append(dest.sources, &sourceState{src: src, url: u, status: st})
+	}
+	m.dests[d.UID] = dest
+	m.cfg.Logger.Info("replica of configured", "destination", d.UID, "sources", len(dest.sources), "sync", d.ReplicaSync, "generation", d.ReplicaGeneration)
+	dest.start(m.ctx)
+}
 
 // Remove stops the syncers of destination uid.
-func (m *Manager) Remove(uid int) {}
+func (m *Manager) Remove(uid int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old := m.dests[uid]; old != nil {
+		old.stop()
+		delete(m.dests, uid)
+	}
+	m.metrics.removeDestination(uid)
+}
 
-// Status returns the status of each source of d.
+// Status returns the status of each source of d, in d's order.
 func (m *Manager) Status(d store.Database) []api.ReplicaSourceStatus {
+	m.mu.Lock()
+	dest := m.dests[d.UID]
+	m.mu.Unlock()
 	out := make([]api.ReplicaSourceStatus, len(d.ReplicaSources))
-	for i, s := range d.ReplicaSources {
-		out[i] = api.ReplicaSourceStatus{ReplicaSource: s, Status: api.SourceSyncing}
+	for i, src := range d.ReplicaSources {
+		out[i] = api.ReplicaSourceStatus{ReplicaSource: src, Status: api.SourceSyncing}
+		if dest == nil {
+			continue
+		}
+		for _, s := range dest.sources {
+			if s.src == src {
+				out[i] = s.status.view(src)
+			}
+		}
 	}
 	return out
 }
 
+// stopped reports a sync stopped by an error.
+func (m *Manager) stopped(uid int, gen int64) {
+	if m.cfg.OnStopped == nil {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.cfg.OnStopped(uid, gen)
+	}()
+}
+
 // Close stops every syncer.
-func (m *Manager) Close() {}
+func (m *Manager) Close() {
+	m.mu.Lock()
+	for uid, d := range m.dests {
+		d.stop()
+		delete(m.dests, uid)
+	}
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+}

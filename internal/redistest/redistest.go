@@ -1,0 +1,147 @@
+// Package redistest runs plain redis-server processes for tests, and compares
+// two Redis databases key by key. A missing redis-server fails the test with
+// what to install; it never skips.
+package redistest
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a redis-server child of the test.
+type Server struct {
+	Port     int
+	Dir      string
+	Password string
+	args     []string
+	cmd      *exec.Cmd
+	t        testing.TB
+}
+
+// Addr is 127.0.0.1:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
+
+// URL is the redis:// URL of the server, with its password.
+func (s *Server) URL() string {
+	if s.Password == "" {
+		return "redis://" + s.Addr()
+	}
+	return "redis://:" + s.Password + "@" + s.Addr()
+}
+
+// Client connects to db 0.
+func (s *Server) Client() *redis.Client { return s.ClientDB(0) }
+
+// ClientDB connects to logical database db.
+func (s *Server) ClientDB(db int) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.Password, DB: db, MaxRetries: -1})
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Start runs redis-server on a free port with extra config args
+// ("--name", "value" pairs).
+func Start(t testing.TB, args ...string) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is required by this test and is not on PATH: install Redis 7+ (apt-get install -y redis-server)")
+	}
+	s := &Server{Dir: t.TempDir(), t: t, args: args}
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--requirepass" {
+			s.Password = args[i+1]
+		}
+	}
+	s.Port = FreePort(t)
+	s.start(bin)
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start(bin string) {
+	s.t.Helper()
+	all := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
+		"--save", "", "--appendonly", "no", "--logfile", filepath.Join(s.Dir, "redis.log")}, s.args...)
+	s.cmd = exec.Command(bin, all...)
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.Password, MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+			s.t.Fatalf("redis-server on %d did not answer: %v\n%s", s.Port, err, log)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+// Stop kills the server (its data goes with it unless persistence was asked).
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.ProcessState == nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	}
+}
+
+// Restart stops the server and starts a new one on the same port and
+// directory with the same arguments plus extra ones.
+func (s *Server) Restart(extra ...string) {
+	s.t.Helper()
+	s.Stop()
+	s.args = append(s.args, extra...)
+	bin, _ := exec.LookPath("redis-server")
+	s.start(bin)
+}
+
+// FreePort returns a loopback port that nothing listens on now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Eventually polls cond until it returns nil or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still not true after %s: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, not a wait for an outcome
+	}
+}
+
+// Ctx is a context bounded by the test.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+

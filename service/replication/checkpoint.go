@@ -1,0 +1,78 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The checkpoint of each source lives in the destination itself, in the
+// reserved logical database, and is written in the same MULTI/EXEC as the
+// commands it covers: after any crash, the destination's data and the offset
+// to resume from agree.
+const (
+	checkpointKey = "replicad:checkpoints" // hash: source address -> checkpoint
+	generationKey = "replicad:generation"  // string: the generation loaded
+)
+
+// checkpoint is how far the stream of one source has been applied.
+type checkpoint struct {
+	ReplID string
+	Offset int64
+	DB     int // the source's selected database at Offset
+}
+
+func (c checkpoint) String() string {
+	return c.ReplID + " " + strconv.FormatInt(c.Offset, 10) + " " + strconv.Itoa(c.DB)
+}
+
+func parseCheckpoint(s string) (checkpoint, error) {
+	f := strings.Fields(s)
+	if len(f) != 3 {
+		return checkpoint{}, fmt.Errorf("malformed checkpoint %q", s)
+	}
+	off, err1 := strconv.ParseInt(f[1], 10, 64)
+	db, err2 := strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil || len(f[0]) != 40 {
+		return checkpoint{}, fmt.Errorf("malformed checkpoint %q", s)
+	}
+	return checkpoint{ReplID: f[0], Offset: off, DB: db}, nil
+}
+
+// readCheckpoints returns the generation the destination holds and the
+// checkpoint of every source that has one. c is a client of the checkpoint
+// database (databases.CheckpointDB).
+func readCheckpoints(ctx context.Context, c *redis.Client) (int64, map[string]checkpoint, error) {
+	pipe := c.Pipeline()
+	gen := pipe.Get(ctx, generationKey)
+	all := pipe.HGetAll(ctx, checkpointKey)
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return 0, nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	g, _ := strconv.ParseInt(gen.Val(), 10, 64)
+	out := map[string]checkpoint{}
+	for src, v := range all.Val() {
+		cp, err := parseCheckpoint(v)
+		if err != nil {
+			continue // a full sync will replace it
+		}
+		out[src] = cp
+	}
+	return g, out, nil
+}
+
+// flushForGeneration empties the destination, checkpoints included, and
+// records the generation it is about to be loaded for. A crash after this
+// leaves no checkpoint, so the next start loads everything again.
+func flushForGeneration(ctx context.Context, c *redis.Client, gen int64) error {
+	pipe := c.TxPipeline()
+	pipe.FlushAll(ctx)
+	pipe.Set(ctx, generationKey, gen, 0)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("flush destination for generation %d: %w", gen, err)
+	}
+	return nil
+}

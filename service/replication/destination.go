@@ -1,0 +1,175 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/service/databases"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// destination runs the syncers of one Replica Of destination. Its loop is a
+// sequence of rounds: a round resumes every source from its checkpoint, or,
+// when any cannot (no checkpoint, a new generation, a source that answers
+// FULLRESYNC), flushes the destination and loads every source in full.
+type destination struct {
+	m       *Manager
+	db      store.Database
+	sources []*sourceState
+	log     *slog.Logger
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type sourceState struct {
+	src    api.ReplicaSource
+	url    redisurl.Source
+	status *sourceStatus
+}
+
+func (d *destination) start(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	d.cancel, d.done = cancel, make(chan struct{})
+	go d.run(ctx)
+}
+
+func (d *destination) stop() {
+	d.cancel()
+	<-d.done
+}
+
+func (d *destination) run(ctx context.Context) {
+	defer close(d.done)
+	switch d.db.ReplicaSync {
+	case api.SyncPaused, api.SyncStopped:
+		ph := phasePaused
+		if d.db.ReplicaSync == api.SyncStopped {
+			ph = phaseStopped
+		}
+		for _, s := range d.sources {
+			s.status.set(func(st *sourceStatus) { st.phase, st.connected = ph, false })
+		}
+		d.log.Info("replica sync is "+d.db.ReplicaSync, "destination", d.db.UID)
+		return
+	}
+	backoff := newBackoff()
+	forceFull := false
+	for {
+		err := d.round(ctx, forceFull)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case errors.Is(err, errNeedFullSync):
+			forceFull = true
+			continue
+		case errors.Is(err, errFatal):
+			d.log.Error("replica sync stopped", "destination", d.db.UID, "err", err)
+			for _, s := range d.sources {
+				s.status.set(func(st *sourceStatus) {
+					st.phase, st.connected = phaseStopped, false
+					if st.lastError == "" {
+						st.lastError = "stopped: another source failed: " + err.Error()
+					}
+				})
+			}
+			d.m.stopped(d.db.UID, d.db.ReplicaGeneration)
+			return
+		}
+		wait := backoff.next()
+		d.log.Warn("replication round failed; retrying", "destination", d.db.UID, "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// round runs every source until one needs the destination's attention.
+func (d *destination) round(ctx context.Context, forceFull bool) error {
+	addr := d.m.cfg.Databases.Addr(d.db.Port)
+	ckc := redis.NewClient(&redis.Options{Addr: addr, Username: databases.InternalUser, Password: d.db.InternalPassword, DB: databases.CheckpointDB, MaxRetries: -1})
+	defer ckc.Close()
+	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	err := databases.WaitReady(readyCtx, ckc)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("destination %d: %w", d.db.UID, err)
+	}
+	gen, cps, err := readCheckpoints(ctx, ckc)
+	if err != nil {
+		return err
+	}
+	full := forceFull || gen != d.db.ReplicaGeneration
+	for _, s := range d.sources {
+		if _, ok := cps[s.url.Addr()]; !ok {
+			full = true
+		}
+	}
+	if full {
+		d.log.Info("flushing the destination to load every source", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
+		if err := flushForGeneration(ctx, ckc, d.db.ReplicaGeneration); err != nil {
+			return err
+		}
+		cps = map[string]checkpoint{}
+	}
+
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
+	errs := make(chan error, len(d.sources))
+	var wg sync.WaitGroup
+	for _, s := range d.sources {
+		sy := &syncer{
+			source: s.src, url: s.url, destAddr: addr, destPass: d.db.InternalPassword,
+			status: s.status, metrics: d.m.metrics.forSource(d.db.UID, s.url.Addr()),
+			log: d.log.With("destination", d.db.UID),
+		}
+		if cp, ok := cps[s.url.Addr()]; ok {
+			sy.resume = &cp
+		}
+		if full {
+			s.status.set(func(st *sourceStatus) { st.rdbSize, st.rdbDone, st.received, st.applied = 0, 0, 0, 0 })
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sy.run(ctx); err != nil && ctx.Err() == nil {
+				errs <- err
+				cancelAll()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	// The first error tells why the round ended; the others are its echoes.
+	for err := range errs {
+		return err
+	}
+	return ctx.Err()
+}
+
+// sameSetup says whether a running destination already matches d, so that a
+// change elsewhere in the database (memory, password) leaves it running.
+func (d *destination) sameSetup(o store.Database) bool {
+	a := d.db
+	if a.ReplicaGeneration != o.ReplicaGeneration || a.ReplicaSync != o.ReplicaSync ||
+		a.Port != o.Port || a.InternalPassword != o.InternalPassword || len(a.ReplicaSources) != len(o.ReplicaSources) {
+		return false
+	}
+	for _, s := range o.ReplicaSources {
+		if !slices.Contains(a.ReplicaSources, s) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,63 @@
+package replication
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+)
+
+// kind says what the writer does with an item.
+type kind uint8
+
+const (
+	kindCommand  kind = iota // raw is a command to apply
+	kindOffset               // nothing to apply; only the offset moves (PING)
+	kindSelect               // the source selected db
+	kindTxBegin              // MULTI of a source transaction
+	kindTxEnd                // EXEC of a source transaction
+	kindFlushAll             // FLUSHALL: flush the 16 application databases only
+	kindLoadDone             // the RDB is loaded: commit the checkpoint at offset
+)
+
+// item travels from a syncer's reader to its writer. raw is the command
+// already encoded in RESP, so the writer only concatenates bytes.
+type item struct {
+	kind   kind
+	raw    []byte
+	db     int
+	offset int64 // replication offset after this item (stream items, kindLoadDone)
+	replID string
+	at     time.Time // when it was received, for the lag
+}
+
+// classify turns a command of the replication stream into an item.
+func classify(args [][]byte, offset int64, at time.Time) item {
+	it := item{kind: kindCommand, offset: offset, at: at}
+	name := args[0]
+	switch {
+	case len(args) == 1 && equalFold(name, "PING"):
+		it.kind = kindOffset
+	case len(args) == 2 && equalFold(name, "SELECT"):
+		if db, err := strconv.Atoi(string(args[1])); err == nil {
+			it.kind, it.db = kindSelect, db
+			return it
+		}
+		it.raw = resp.AppendCommand(nil, args...)
+	case len(args) == 1 && equalFold(name, "MULTI"):
+		it.kind = kindTxBegin
+	case len(args) == 1 && equalFold(name, "EXEC"):
+		it.kind = kindTxEnd
+	case equalFold(name, "FLUSHALL"):
+		it.kind = kindFlushAll
+		if len(args) > 1 {
+			it.raw = bytes.Clone(args[1]) // ASYNC or SYNC
+		}
+	default:
+		it.raw = resp.AppendCommand(nil, args...)
+	}
+	return it
+}
+
+func equalFold(b []byte, s string) bool { return len(b) == len(s) && bytes.EqualFold(b, []byte(s)) }

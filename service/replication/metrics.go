@@ -1,0 +1,64 @@
+package replication
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the Prometheus series of every syncer, labelled by destination
+// uid and source address (never the URL: it may hold a password).
+type metrics struct {
+	bytesIn, commandsIn, commandsApplied *prometheus.CounterVec
+	fullSyncs, partialSyncs, errors      *prometheus.CounterVec
+	appliedOffset, lag                   *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	labels := []string{"destination", "source"}
+	counter := func(name, help string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "replica", Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
+	}
+	gauge := func(name, help string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "replicad", Subsystem: "replica", Name: name, Help: help}, labels)
+		reg.MustRegister(g)
+		return g
+	}
+	return &metrics{
+		bytesIn:         counter("bytes_received_total", "Bytes received from the source: RDB payload and command stream."),
+		commandsIn:      counter("commands_received_total", "Commands received from the source, RDB load included."),
+		commandsApplied: counter("commands_applied_total", "Commands applied to the destination."),
+		fullSyncs:       counter("full_syncs_total", "Full synchronisations (RDB transfers) from the source."),
+		partialSyncs:    counter("partial_syncs_total", "Partial resynchronisations (PSYNC continue) with the source."),
+		errors:          counter("errors_total", "Errors of the replication link or of applying to the destination."),
+		appliedOffset:   gauge("applied_offset", "Replication offset of the source applied to the destination."),
+		lag:             gauge("lag_milliseconds", "Time from receiving the commands of the last batch to applying them."),
+	}
+}
+
+// sourceMetrics are the series of one syncer.
+type sourceMetrics struct {
+	bytesIn, commandsIn, commandsApplied prometheus.Counter
+	fullSyncs, partialSyncs, errors      prometheus.Counter
+	appliedOffset, lag                   prometheus.Gauge
+}
+
+func (m *metrics) forSource(uid int, addr string) *sourceMetrics {
+	l := prometheus.Labels{"destination": strconv.Itoa(uid), "source": addr}
+	return &sourceMetrics{
+		bytesIn: m.bytesIn.With(l), commandsIn: m.commandsIn.With(l), commandsApplied: m.commandsApplied.With(l),
+		fullSyncs: m.fullSyncs.With(l), partialSyncs: m.partialSyncs.With(l), errors: m.errors.With(l),
+		appliedOffset: m.appliedOffset.With(l), lag: m.lag.With(l),
+	}
+}
+
+func (m *metrics) removeDestination(uid int) {
+	l := prometheus.Labels{"destination": strconv.Itoa(uid)}
+	for _, v := range []*prometheus.CounterVec{m.bytesIn, m.commandsIn, m.commandsApplied, m.fullSyncs, m.partialSyncs, m.errors} {
+		v.DeletePartialMatch(l)
+	}
+	m.appliedOffset.DeletePartialMatch(l)
+	m.lag.DeletePartialMatch(l)
+}

@@ -1,0 +1,75 @@
+package replication
+
+import (
+	"sync"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+)
+
+// phase is where a syncer stands.
+type phase int
+
+const (
+	phaseConnecting phase = iota
+	phaseLoading
+	phaseStreaming
+	phaseStopped
+	phasePaused
+)
+
+// sourceStatus is the live status of one source; the API reads it.
+type sourceStatus struct {
+	mu         sync.Mutex
+	phase      phase
+	connected  bool
+	lastError  string
+	lastUpdate time.Time
+	rdbSize    int64
+	rdbDone    int64
+	rdbLive    func() (int64, int64) // size, transferred while loading
+	// Lag: received and applied offsets, and when the oldest received but
+	// unapplied item arrived.
+	received      int64
+	applied       int64
+	pendingSince  time.Time
+	lastLag       time.Duration
+	compressionOK bool
+}
+
+func (s *sourceStatus) set(f func(s *sourceStatus)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+	s.lastUpdate = time.Now().UTC()
+}
+
+// lag is how long the oldest received but unapplied command has waited.
+func (s *sourceStatus) lagLocked(now time.Time) time.Duration {
+	if s.applied >= s.received || s.pendingSince.IsZero() {
+		return 0
+	}
+	return now.Sub(s.pendingSince)
+}
+
+func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := api.ReplicaSourceStatus{
+		ReplicaSource: src, LastError: s.lastError, LastUpdate: s.lastUpdate,
+		RDBSize: s.rdbSize, RDBTransferred: s.rdbDone, CompressionActive: s.compressionOK,
+	}
+	if s.phase == phaseLoading && s.rdbLive != nil {
+		out.RDBSize, out.RDBTransferred = s.rdbLive()
+	}
+	out.Lag = s.lagLocked(time.Now()).Milliseconds()
+	switch {
+	case s.phase == phaseStreaming && s.connected:
+		out.Status = api.SourceInSync
+	case s.phase == phaseStopped || s.phase == phasePaused || s.lastError != "":
+		out.Status = api.SourceOutOfSync
+	default:
+		out.Status = api.SourceSyncing
+	}
+	return out
+}

@@ -1,0 +1,334 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/rdb"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/replproto"
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+)
+
+// errNeedFullSync ends a round: this source cannot continue from its
+// checkpoint, so the destination must be flushed and loaded from every source.
+var errNeedFullSync = errors.New("a full resync is needed")
+
+// syncer replicates one source into the destination. It is a Redis replica
+// on the wire: the reader goroutine speaks the replication protocol and
+// decodes, the writer goroutine applies, and a bounded channel between them
+// applies back-pressure to the source.
+type syncer struct {
+	source   api.ReplicaSource
+	url      redisurl.Source
+	destAddr string
+	destPass string
+	status   *sourceStatus
+	metrics  *sourceMetrics
+	log      *slog.Logger
+
+	// checkpoint to resume from; nil when this round must load in full.
+	resume *checkpoint
+}
+
+// run syncs until ctx ends or an error that needs the destination's
+// attention: errNeedFullSync, or a fatal error. Connection errors are retried
+// here with jittered backoff, resuming from the applied checkpoint.
+func (s *syncer) run(ctx context.Context) error {
+	backoff := newBackoff()
+	for {
+		began := time.Now()
+		err := s.session(ctx)
+		if time.Since(began) > 30*time.Second {
+			backoff.reset() // the link was healthy for a while
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.metrics.errors.Inc()
+		s.status.set(func(st *sourceStatus) { st.connected = false; st.lastError = err.Error() })
+		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
+			return err
+		}
+		if errors.Is(err, replproto.ErrAuth) {
+			return &fatalError{fmt.Errorf("authentication to source %s failed: %w", s.url, err)}
+		}
+		wait := backoff.next()
+		s.log.Warn("replication link failed; retrying", "source", s.url.String(), "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// session is one connection: handshake, the RDB if the source sends one, then
+// the stream until an error.
+func (s *syncer) session(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
+	conn, err := replproto.Dial(ctx, replproto.Options{
+		Addr: s.url.Addr(), Username: s.url.Username, Password: s.url.Password,
+		DialTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// ctx ending must unblock reads.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	w, err := dialDestination(ctx, s.destAddr, s.destPass, s.url.Addr())
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	stopW := context.AfterFunc(ctx, func() { w.Close() })
+	defer stopW()
+	w.onError = func(err error) {
+		s.metrics.errors.Inc()
+		s.log.Warn("a replicated command failed on the destination", "source", s.url.String(), "err", err)
+	}
+
+	replID, offset := "", int64(-1)
+	if s.resume != nil {
+		replID, offset = s.resume.ReplID, s.resume.Offset
+	}
+	syn, err := conn.Handshake(ctx, replID, offset)
+	if err != nil {
+		return err
+	}
+	if syn.Full && s.resume != nil {
+		s.log.Info("source cannot continue from the checkpoint; full resync of the destination", "source", s.url.String(), "checkpoint", s.resume.String())
+		return errNeedFullSync
+	}
+	s.status.set(func(st *sourceStatus) { st.connected = true })
+
+	items := make(chan item, 4096)
+	var wg sync.WaitGroup
+	var writeErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		writeErr = s.write(ctx, w, conn, items, syn)
+		if writeErr != nil {
+			cancel()
+		}
+	}()
+	go s.ack(ctx, conn)
+
+	var readErr error
+	if syn.Full {
+		s.metrics.fullSyncs.Inc()
+		readErr = s.load(ctx, conn, items, syn)
+	} else {
+		s.metrics.partialSyncs.Inc()
+		s.log.Info("partial resync", "source", s.url.String(), "offset", offset)
+		w.db, w.replID, w.applied = s.resume.DB, syn.ReplID, *s.resume
+		s.status.set(func(st *sourceStatus) { st.phase = phaseStreaming; st.lastError = "" })
+	}
+	if readErr == nil {
+		readErr = s.stream(ctx, conn, items)
+	}
+	close(items)
+	wg.Wait()
+	if writeErr != nil {
+		return writeErr
+	}
+	return readErr
+}
+
+// load reads the RDB payload and queues it as commands, then the item that
+// commits the checkpoint at the FULLRESYNC offset.
+func (s *syncer) load(ctx context.Context, conn *replproto.Conn, items chan<- item, syn replproto.Sync) error {
+	s.log.Info("full sync: loading the source's dataset", "source", s.url.String(), "replid", syn.ReplID, "offset", syn.Offset)
+	payload, err := conn.RDB(ctx)
+	if err != nil {
+		return err
+	}
+	s.status.set(func(st *sourceStatus) {
+		st.phase = phaseLoading
+		st.rdbLive = func() (int64, int64) { return payload.Size(), payload.Transferred() }
+	})
+	var br *bufio.Reader = payload.Bufio()
+	emit := func(cmd [][]byte) error {
+		select {
+		case items <- item{kind: kindCommand, raw: resp.AppendCommand(nil, cmd...)}:
+			s.metrics.commandsIn.Inc()
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := rdb.NewDecoder(br).Decode(ctx, rdb.NewCommandWriter(emit, rdb.WithReplaceKeys())); err != nil {
+		if errors.Is(err, rdb.ErrUnsupported) {
+			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.url, err)}
+		}
+		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
+	}
+	if err := payload.Close(); err != nil {
+		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
+	}
+	size, done := payload.Size(), payload.Transferred()
+	if size < 0 {
+		size = done
+	}
+	s.metrics.bytesIn.Add(float64(done))
+	s.status.set(func(st *sourceStatus) { st.rdbLive, st.rdbSize, st.rdbDone = nil, size, done })
+	select {
+	case items <- item{kind: kindLoadDone, offset: syn.Offset, replID: syn.ReplID}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// stream reads the command stream and queues it.
+func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, items chan<- item) error {
+	last := conn.Offset()
+	for {
+		cmd, err := conn.ReadCommand(ctx)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		it := classify(cmd.Args, cmd.Offset, now)
+		s.metrics.bytesIn.Add(float64(cmd.Offset - last))
+		s.metrics.commandsIn.Inc()
+		last = cmd.Offset
+		s.status.mu.Lock()
+		if s.status.applied >= s.status.received {
+			s.status.pendingSince = now
+		}
+		s.status.received = cmd.Offset
+		s.status.mu.Unlock()
+		select {
+		case items <- it:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// write drains items into the destination in batches. A batch of the stream
+// never ends inside a source transaction, and carries its checkpoint.
+func (s *syncer) write(ctx context.Context, w *destWriter, conn *replproto.Conn, items <-chan item, syn replproto.Sync) error {
+	loading := syn.Full
+	batch := make([]item, 0, maxBatchItems)
+	for {
+		first, ok := <-items
+		if !ok {
+			return nil
+		}
+		batch = append(batch[:0], first)
+		size := len(first.raw)
+		inTx := first.kind == kindTxBegin
+		done := loading && first.kind == kindLoadDone
+	fill:
+		for !done && (inTx || (len(batch) < maxBatchItems && size < maxBatchBytes)) {
+			var it item
+			if inTx {
+				// A source transaction is applied whole: wait for its EXEC.
+				if it, ok = <-items; !ok {
+					return nil // the link broke inside a transaction: resume from before it
+				}
+			} else {
+				select {
+				case it, ok = <-items:
+					if !ok {
+						break fill
+					}
+				default:
+					break fill
+				}
+			}
+			batch = append(batch, it)
+			size += len(it.raw)
+			switch it.kind {
+			case kindTxBegin:
+				inTx = true
+			case kindTxEnd:
+				inTx = false
+			case kindLoadDone:
+				done = true
+			}
+		}
+		if loading {
+			if err := w.applyLoad(ctx, batch); err != nil {
+				return err
+			}
+			if done {
+				loading = false
+				s.log.Info("full sync complete; streaming", "source", s.url.String(), "offset", w.applied.Offset)
+				s.resume = &checkpoint{ReplID: w.applied.ReplID, Offset: w.applied.Offset, DB: w.applied.DB}
+				conn.SetAppliedOffset(w.applied.Offset)
+				_ = conn.SendAck(w.applied.Offset)
+				s.status.set(func(st *sourceStatus) {
+					st.phase = phaseStreaming
+					st.lastError = ""
+					st.applied = w.applied.Offset
+					if st.received < st.applied {
+						st.received = st.applied
+					}
+				})
+			}
+			s.metrics.commandsApplied.Add(float64(len(batch)))
+			continue
+		}
+		if err := w.applyStream(ctx, batch); err != nil {
+			return err
+		}
+		cp := w.applied
+		s.resume = &cp
+		conn.SetAppliedOffset(cp.Offset)
+		s.metrics.commandsApplied.Add(float64(len(batch)))
+		s.metrics.appliedOffset.Set(float64(cp.Offset))
+		now := time.Now()
+		s.status.mu.Lock()
+		s.status.applied = cp.Offset
+		s.status.lastLag = now.Sub(first.at)
+		if s.status.applied < s.status.received {
+			// What arrived after this batch's last item is still pending.
+			s.status.pendingSince = batch[len(batch)-1].at
+		}
+		s.status.mu.Unlock()
+		s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
+	}
+}
+
+// ack reports the applied offset every second, as Redis replicas do.
+func (s *syncer) ack(ctx context.Context, conn *replproto.Conn) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = conn.SendAck(conn.AppliedOffset())
+		}
+	}
+}
+
+// backoff is exponential with full jitter, from 100 ms to 10 s.
+type backoff struct{ n int }
+
+func newBackoff() *backoff { return &backoff{} }
+func (b *backoff) reset()  { b.n = 0 }
+func (b *backoff) next() time.Duration {
+	ceil := min(100*time.Millisecond<<b.n, 10*time.Second)
+	if b.n < 10 {
+		b.n++
+	}
+	return ceil/2 + rand.N(ceil/2+1)
+}

@@ -1,0 +1,213 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+	"github.com/replicad/terraform-provider-redis/service/databases"
+)
+
+// Batch bounds: a batch is applied (and, on the stream, committed) at once.
+// Bigger batches amortise round trips; smaller ones bound memory and lag.
+const (
+	maxBatchItems = 2048
+	maxBatchBytes = 1 << 20
+)
+
+// errFatal marks errors that stop the sync instead of being retried: the
+// destination refused what the source sent (out of memory, an unknown
+// command), or the credentials are wrong.
+var errFatal = errors.New("fatal")
+
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string   { return e.err.Error() }
+func (e *fatalError) Unwrap() []error { return []error{errFatal, e.err} }
+
+func fatal(format string, a ...any) error { return &fatalError{fmt.Errorf(format, a...)} }
+
+// destWriter applies items to the destination over one connection of its
+// own, authenticated as the service's internal user.
+type destWriter struct {
+	conn   net.Conn
+	bw     *bufio.Writer
+	rd     *resp.Reader
+	source string // checkpoint field: the source's address
+
+	buf     []byte // the batch being built
+	queued  int    // replies expected for buf
+	db      int    // the source's selected database, as of the last item
+	replID  string
+	inTx    bool // inside a source MULTI
+	applied checkpoint
+	onError func(error) // a command of the source failed on the destination
+}
+
+func dialDestination(ctx context.Context, addr, password, source string) (*destWriter, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to destination %s: %w", addr, err)
+	}
+	w := &destWriter{conn: conn, bw: bufio.NewWriterSize(conn, 64<<10), rd: resp.NewReader(bufio.NewReaderSize(conn, 64<<10)), source: source}
+	if err := w.do(ctx, "AUTH", databases.InternalUser, password); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("authenticate to destination %s: %w", addr, err)
+	}
+	return w, nil
+}
+
+func (w *destWriter) Close() error { return w.conn.Close() }
+
+// do runs one command and checks its reply.
+func (w *destWriter) do(ctx context.Context, args ...string) error {
+	w.buf = resp.AppendCommandStrings(w.buf[:0], args...)
+	w.queued = 1
+	_, err := w.flush(ctx, false)
+	return err
+}
+
+func (w *destWriter) add(args ...string) {
+	w.buf = resp.AppendCommandStrings(w.buf, args...)
+	w.queued++
+}
+
+// flush sends the batch and reads its replies. In a transaction (tx), the
+// replies are +OK, +QUEUED..., then EXEC's array whose errors are the
+// source's commands failing at run time (reported, not fatal: the source ran
+// them successfully, so a type clash between sources is the likely cause).
+func (w *destWriter) flush(ctx context.Context, tx bool) (int, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	w.conn.SetDeadline(deadline)
+	defer func() { w.buf, w.queued = w.buf[:0], 0 }()
+	if _, err := w.bw.Write(w.buf); err != nil {
+		return 0, fmt.Errorf("write to destination: %w", err)
+	}
+	if err := w.bw.Flush(); err != nil {
+		return 0, fmt.Errorf("write to destination: %w", err)
+	}
+	var firstErr error
+	failures := 0
+	for i := 0; i < w.queued; i++ {
+		v, err := w.rd.ReadValue()
+		if err != nil {
+			return 0, fmt.Errorf("read reply from destination: %w", err)
+		}
+		if v.IsError() {
+			msg := string(v.Str)
+			if strings.HasPrefix(msg, "OOM") {
+				return 0, fatal("the destination is out of memory (raise its memory_size): %s", msg)
+			}
+			if firstErr == nil {
+				firstErr = fmt.Errorf("destination refused a command: %s", msg)
+			}
+			failures++
+			continue
+		}
+		if tx && i == w.queued-1 && v.Type == resp.Array {
+			for _, e := range v.Elems {
+				if e.IsError() {
+					failures++
+					if w.onError != nil {
+						w.onError(fmt.Errorf("command failed on the destination: %s", e.Str))
+					}
+				}
+			}
+		}
+	}
+	if firstErr != nil {
+		// Outside a transaction, or at queue time (which aborts EXEC): the
+		// destination cannot apply what the source sent.
+		return failures, &fatalError{firstErr}
+	}
+	return failures, nil
+}
+
+// applyLoad writes commands of the initial load. They are not wrapped in a
+// transaction (a dataset can be far bigger than one); a crash during the
+// load leaves no checkpoint, so the load starts over after a flush.
+func (w *destWriter) applyLoad(ctx context.Context, batch []item) error {
+	for _, it := range batch {
+		switch it.kind {
+		case kindCommand:
+			w.buf = append(w.buf, it.raw...)
+			w.queued++
+		case kindLoadDone:
+			if w.queued > 0 {
+				if _, err := w.flush(ctx, false); err != nil {
+					return err
+				}
+			}
+			w.db, w.replID = 0, it.replID
+			return w.commit(ctx, checkpoint{ReplID: it.replID, Offset: it.offset, DB: 0})
+		}
+	}
+	if w.queued == 0 {
+		return nil
+	}
+	_, err := w.flush(ctx, false)
+	return err
+}
+
+// commit records a checkpoint alone (after the load).
+func (w *destWriter) commit(ctx context.Context, cp checkpoint) error {
+	w.add("MULTI")
+	w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
+	w.add("HSET", checkpointKey, w.source, cp.String())
+	w.add("EXEC")
+	if _, err := w.flush(ctx, true); err != nil {
+		return fmt.Errorf("commit checkpoint: %w", err)
+	}
+	w.applied = cp
+	return nil
+}
+
+// applyStream applies a batch of the command stream and its checkpoint in
+// one MULTI/EXEC. The batch never ends inside a source transaction.
+func (w *destWriter) applyStream(ctx context.Context, batch []item) error {
+	w.add("MULTI")
+	w.add("SELECT", strconv.Itoa(w.db))
+	var last int64
+	for _, it := range batch {
+		last = it.offset
+		switch it.kind {
+		case kindCommand:
+			w.buf = append(w.buf, it.raw...)
+			w.queued++
+		case kindSelect:
+			w.db = it.db
+			w.add("SELECT", strconv.Itoa(it.db))
+		case kindFlushAll:
+			// The reserved database holds the checkpoints of every source:
+			// flush only the ones applications use.
+			for db := range databases.CheckpointDB {
+				w.add("SELECT", strconv.Itoa(db))
+				if len(it.raw) > 0 {
+					w.add("FLUSHDB", string(it.raw))
+				} else {
+					w.add("FLUSHDB")
+				}
+			}
+			w.add("SELECT", strconv.Itoa(w.db))
+		}
+	}
+	cp := checkpoint{ReplID: w.replID, Offset: last, DB: w.db}
+	w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
+	w.add("HSET", checkpointKey, w.source, cp.String())
+	w.add("EXEC")
+	if _, err := w.flush(ctx, true); err != nil {
+		return err
+	}
+	w.applied = cp
+	return nil
+}
