@@ -89,6 +89,9 @@ func (d *Decoder) Decode(ctx context.Context, h Handler) error {
 		return errors.New("rdb: Decode called twice")
 	}
 	d.used = true
+	if h == nil {
+		return errors.New("rdb: Decode needs a Handler")
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
