@@ -360,6 +360,12 @@ func (d *Decoder) trimBuffers() {
 	if cap(d.aux) > limit {
 		d.aux = nil
 	}
+	if cap(d.group) > limit {
+		d.group = nil
+	}
+	if cap(d.consumer) > limit {
+		d.consumer = nil
+	}
 	if cap(d.pel) > 1<<16 {
 		d.pel = nil
 	}

@@ -493,6 +493,7 @@ func TestCorruptBlobs(t *testing.T) {
 		"lp encoding":    newBuilder(10).key(rdbTypeSetListpack, "k").blob(mut(lp, 6, 0xf7)).end(),
 		"zl prevlen":     newBuilder(9).key(rdbTypeListZiplist, "k").blob(mut(zl, 13, 9)).end(),
 		"zl encoding":    newBuilder(9).key(rdbTypeListZiplist, "k").blob(mut(zl, 11, 0xc5)).end(),
+		"zl tail":        newBuilder(9).key(rdbTypeListZiplist, "k").blob(mut(zl, 4, 12)).end(),
 		"odd hash":       newBuilder(10).key(rdbTypeHashListpack, "k").blob(listpack("a", "b", "c")).end(),
 		"odd zset":       newBuilder(10).key(rdbTypeZSetListpack, "k").blob(listpack("a")).end(),
 		"bad score":      newBuilder(10).key(rdbTypeZSetListpack, "k").blob(listpack("a", "x1")).end(),

@@ -21,7 +21,9 @@ type ziplistIter struct {
 	pos      int
 	count    int
 	hdrCount int // 65535 when unknown
+	tail     int // offset of the last entry, from the header
 	prevLen  int
+	last     int // offset of the last entry seen
 }
 
 const zlHeaderSize = 10
@@ -33,13 +35,15 @@ func newZiplistIter(b []byte) (*ziplistIter, error) {
 	if total := binary.LittleEndian.Uint32(b); int64(total) != int64(len(b)) {
 		return nil, corruptf("ziplist header says %d bytes, blob has %d", total, len(b))
 	}
-	if tail := binary.LittleEndian.Uint32(b[4:]); int64(tail) >= int64(len(b)) {
+	tail := binary.LittleEndian.Uint32(b[4:])
+	if int64(tail) >= int64(len(b)) {
 		return nil, corruptf("ziplist tail offset %d out of range", tail)
 	}
 	if b[len(b)-1] != 0xff {
 		return nil, corruptf("ziplist is not terminated")
 	}
-	return &ziplistIter{buf: b, pos: zlHeaderSize, hdrCount: int(binary.LittleEndian.Uint16(b[8:]))}, nil
+	return &ziplistIter{buf: b, pos: zlHeaderSize, last: zlHeaderSize, tail: int(tail),
+		hdrCount: int(binary.LittleEndian.Uint16(b[8:]))}, nil
 }
 
 func (it *ziplistIter) next() (packEntry, bool, error) {
@@ -55,6 +59,9 @@ func (it *ziplistIter) next() (packEntry, bool, error) {
 		}
 		if it.hdrCount != 0xffff && it.hdrCount != it.count {
 			return packEntry{}, false, corruptf("ziplist header says %d elements, found %d", it.hdrCount, it.count)
+		}
+		if it.tail != it.last {
+			return packEntry{}, false, corruptf("ziplist tail offset %d, last entry at %d", it.tail, it.last)
 		}
 		return packEntry{}, false, nil
 	}
@@ -134,6 +141,7 @@ func (it *ziplistIter) next() (packEntry, bool, error) {
 		e, p = packEntry{ival: int64(u<<shift) >> shift, isInt: true}, p+1+width
 	}
 	it.prevLen = p - start
+	it.last = start
 	it.pos = p
 	it.count++
 	return e, true, nil
