@@ -1,0 +1,237 @@
+package replication_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+func TestDroppedConnectionResumesWithPartialSync(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	proxy := redistest.StartProxy(t, src.Addr())
+	writeDataset(t, src.Client(), "", 1000)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://:pw-123456@" + proxy.Addr}}})
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	for round := range 3 {
+		for n := range 500 {
+			src.Client().Incr(ctx, fmt.Sprint("counter:", n%10))
+		}
+		if proxy.Cut() == 0 {
+			t.Fatal("the proxy carried no connection")
+		}
+		for n := range 500 {
+			src.Client().HSet(ctx, "during-cut", fmt.Sprint(round, ":", n), n)
+		}
+		eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
+	}
+	m := a.metrics()
+	if full, partial := metric(m, "replicad_replica_full_syncs_total"), metric(m, "replicad_replica_partial_syncs_total"); full != 1 || partial < 3 {
+		t.Fatalf("full syncs %v, partial syncs %v: want 1 and at least 3\n%s", full, partial, grep(m, "syncs_total"))
+	}
+}
+
+func TestSourceReplacedOnSameAddressFullSync(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	writeDataset(t, src.Client(), "first:", 100)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
+
+	// A different server (no persistence: new replication id, other data) on
+	// the same address: the destination must hold exactly the new data.
+	src.Restart()
+	writeDataset(t, src.Client(), "second:", 50)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
+	if n := destClient(t, dst, 0).Exists(redistest.Ctx(t), "first:int").Val(); n != 0 {
+		t.Fatal("keys of the old server remain")
+	}
+	if full := metric(a.metrics(), "replicad_replica_full_syncs_total"); full != 2 {
+		t.Fatalf("full syncs = %v, want 2", full)
+	}
+}
+
+func TestSourceRestartWithPersistence(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	writeDataset(t, src.Client(), "", 100)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	src.Client().Set(ctx, "before-restart", "1", 0)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
+	// The source restarts from its RDB. Redis 7.0 gives a restarted master a
+	// new replication id, so this is a full sync (as for its own replicas);
+	// the destination must end up equal to the reloaded source.
+	src.Client().Do(ctx, "SHUTDOWN", "SAVE")
+	src.Restart()
+	src.Client().Set(ctx, "after-restart", "2", 0)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
+	if v := destClient(t, dst, 0).Get(ctx, "before-restart").Val(); v != "1" {
+		t.Fatalf("data saved by the source before its restart: %q", v)
+	}
+}
+
+func TestWrongPasswordStopsThenFixedSourceRecovers(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "right-password")
+	writeDataset(t, src.Client(), "", 10)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://:wrong-password@" + src.Addr()}}})
+	var db api.Database
+	redistest.Eventually(t, time.Minute, "the sync stops with an authentication error", func() error {
+		db = a.get(dst.UID)
+		if db.ReplicaSync != api.SyncStopped || db.ReplicaSources[0].Status != api.SourceOutOfSync {
+			return fmt.Errorf("sync %s, source %+v", db.ReplicaSync, db.ReplicaSources[0])
+		}
+		return nil
+	})
+	le := db.ReplicaSources[0].LastError
+	if !strings.Contains(strings.ToLower(le), "auth") || strings.Contains(le, "wrong-password") {
+		t.Fatalf("last_error %q: want an authentication error without the password", le)
+	}
+	// The password changes on the source, and the source list gets it.
+	ctx := redistest.Ctx(t)
+	src.Client().ConfigSet(ctx, "requirepass", "new-password")
+	src.Password = "new-password"
+	sources := []api.ReplicaSource{{URI: "redis://:new-password@" + src.Addr()}}
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &sources})
+	enabled := api.SyncEnabled
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &enabled})
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
+}
+
+func TestManyToOneAndOneToMany(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	var srcs []*redistest.Server
+	var sources []api.ReplicaSource
+	for n := range 3 {
+		s := redistest.Start(t, "--requirepass", fmt.Sprint("pw-source-", n))
+		writeDataset(t, s.Client(), fmt.Sprintf("s%d:", n), 500)
+		srcs = append(srcs, s)
+		sources = append(sources, api.ReplicaSource{URI: s.URL()})
+	}
+	// Many to one.
+	dst := a.create(api.CreateDatabaseRequest{Name: "many-to-one", MemorySize: 256 << 20, ReplicaSources: sources})
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	for n, s := range srcs {
+		s.Client().Set(ctx, fmt.Sprintf("s%d:live", n), "x", 0)
+	}
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, srcs[0].Client(), srcs[1].Client(), srcs[2].Client())
+
+	// Reordering is no change: nothing is flushed.
+	reordered := []api.ReplicaSource{sources[2], sources[0], sources[1]}
+	if db := a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &reordered}); db.ReplicaGeneration != 1 {
+		t.Fatalf("reordering changed the generation to %d", db.ReplicaGeneration)
+	}
+	// Removing a source re-replicates: its keys disappear.
+	two := sources[:2]
+	if db := a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &two}); db.ReplicaGeneration != 2 {
+		t.Fatalf("removing a source: generation %d, want 2", db.ReplicaGeneration)
+	}
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, srcs[0].Client(), srcs[1].Client())
+
+	// One to many: the first source feeds three destinations of the instance.
+	var dsts []api.Database
+	for n := range 3 {
+		dsts = append(dsts, a.create(api.CreateDatabaseRequest{Name: fmt.Sprint("copy-", n), MemorySize: 64 << 20,
+			ReplicaSources: []api.ReplicaSource{{URI: srcs[0].URL()}}}))
+	}
+	srcs[0].Client().Set(ctx, "fan-out", "y", 0)
+	for _, d := range dsts {
+		a.waitInSync(d.UID, time.Minute)
+		eventuallyEqual(t, time.Minute, destClient(t, d, 0), srcs[0].Client())
+	}
+}
+
+func TestLocalSourcePauseResumeStop(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	src := a.create(api.CreateDatabaseRequest{Name: "src", MemorySize: 64 << 20})
+	sc := destClient(t, src, 0)
+	writeDataset(t, sc, "", 100)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(src.UID)}}})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, sc)
+	ctx := redistest.Ctx(t)
+
+	// Paused: writes do not arrive; enabled: they do, from the same position.
+	paused := api.SyncPaused
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &paused})
+	sc.Set(ctx, "while-paused", "1", 0)
+	if err := sc.Do(ctx, "WAIT", 0, 300).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if dc.Exists(ctx, "while-paused").Val() != 0 {
+		t.Fatal("a write arrived while paused")
+	}
+	enabled := api.SyncEnabled
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &enabled})
+	eventuallyEqual(t, time.Minute, dc, sc)
+	if m := a.metrics(); metric(m, "replicad_replica_full_syncs_total") != 1 || metric(m, "replicad_replica_partial_syncs_total") != 1 {
+		t.Fatalf("resume after pause should be a partial sync:\n%s", grep(m, "syncs_total"))
+	}
+
+	// Stopped then enabled: flush and reload.
+	stopped := api.SyncStopped
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &stopped})
+	db := a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &enabled})
+	if db.ReplicaGeneration != 2 {
+		t.Fatalf("enabling a stopped sync: generation %d, want 2", db.ReplicaGeneration)
+	}
+	eventuallyEqual(t, time.Minute, dc, sc)
+	if m := a.metrics(); metric(m, "replicad_replica_full_syncs_total") != 2 {
+		t.Fatalf("stop then enable should reload:\n%s", grep(m, "syncs_total"))
+	}
+}
+
+func TestInvalidSourcesRejected(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	x := a.create(api.CreateDatabaseRequest{Name: "x", MemorySize: 8 << 20})
+	y := a.create(api.CreateDatabaseRequest{Name: "y", MemorySize: 8 << 20, ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(x.UID)}}})
+	many := make([]api.ReplicaSource, 33)
+	for n := range many {
+		many[n] = api.ReplicaSource{URI: fmt.Sprintf("redis://10.0.0.1:%d", 1000+n)}
+	}
+	cases := []struct {
+		uid     int
+		sources []api.ReplicaSource
+		mention string
+	}{
+		{x.UID, []api.ReplicaSource{{URI: a.sourceURL(x.UID)}}, "itself"},
+		{x.UID, []api.ReplicaSource{{URI: a.sourceURL(y.UID)}}, "cycle"},
+		{x.UID, many, "at most 32"},
+		{x.UID, []api.ReplicaSource{{URI: "redis://:topsecret@host"}}, "port"},
+		{x.UID, []api.ReplicaSource{{URI: "redis://h:1"}, {URI: "redis://h:1"}}, "twice"},
+		{x.UID, []api.ReplicaSource{{URI: "redis://h:1", Compression: 9}}, "compression"},
+	}
+	for _, c := range cases {
+		code, body := a.do("PUT", fmt.Sprintf("/v1/bdbs/%d", c.uid), api.UpdateDatabaseRequest{ReplicaSources: &c.sources}, nil)
+		if code != 400 || !strings.Contains(body, c.mention) || strings.Contains(body, "topsecret") {
+			t.Errorf("sources %d: %d %s, want 400 mentioning %q", len(c.sources), code, body, c.mention)
+		}
+	}
+	if db := a.get(x.UID); len(db.ReplicaSources) != 0 {
+		t.Fatalf("a rejected update changed the database: %+v", db.ReplicaSources)
+	}
+}
