@@ -49,11 +49,14 @@
 // GETACK itself included, as Redis counts it) are no-ops that count as
 // applied, so the ack equals the source's master_repl_offset.
 //
-// The source drops a replica that does not ack within repl-timeout (60 s by
-// default), so the caller must call SendAck periodically; Redis replicas do
-// it every second. After a full resync the Conn itself sends one ACK as soon
-// as the RDB payload has been received: a source doing diskless sync does
-// not start the command stream until it gets that first ACK.
+// Once the stream has started, the Conn acknowledges on its own every
+// Options.AckInterval (1 s, like Redis replicas), because the source drops a
+// replica that does not ack within repl-timeout (60 s by default), and a
+// source doing diskless sync does not start the command stream until it
+// gets an ACK after it has reaped its RDB child (which may be after the ACK
+// the Conn sends as soon as the payload is received, so the first periodic
+// acks come after 100, 200, 400 and 800 ms). The caller may also call
+// SendAck, e.g. right after applying a batch.
 //
 // # Errors
 //
@@ -86,6 +89,8 @@ const (
 	// repl-ping-replica-period (10 s by default), the longest a healthy
 	// link stays silent; it matches Redis's own repl-timeout.
 	DefaultReadTimeout = 60 * time.Second
+	// DefaultAckInterval is how often Redis replicas acknowledge.
+	DefaultAckInterval = time.Second
 )
 
 // readBufferSize is the size of the connection's read buffer: large enough
@@ -105,6 +110,11 @@ type Options struct {
 	// read (so a link that keeps receiving PINGs or keepalive newlines never
 	// times out). It also bounds each write.
 	ReadTimeout time.Duration
+	// AckInterval is the period of the automatic REPLCONF ACKs sent once
+	// the command stream has started (0 = DefaultAckInterval). Negative
+	// disables them: the caller must then call SendAck often enough to
+	// stay within the source's repl-timeout.
+	AckInterval time.Duration
 	Logger      *slog.Logger // nil = discard
 }
 
@@ -137,14 +147,22 @@ type Conn struct {
 	replID string
 
 	// Offsets, read from other goroutines.
-	offset   atomic.Int64 // bytes of the stream consumed so far
-	returned atomic.Int64 // offset after the last command returned by ReadCommand
-	applied  atomic.Int64 // highest offset the caller reported as applied
+	offset  atomic.Int64 // bytes of the stream consumed so far
+	applied atomic.Int64 // highest offset the caller reported as applied
+	// The ack logic needs these two consistently, hence the mutex.
+	posMu    sync.Mutex
+	returned int64 // offset after the last command returned by ReadCommand
+	noopEnd  int64 // end of the REPLCONF/empty commands consumed since then
+
+	ackerStarted bool          // reader-goroutine state
+	done         chan struct{} // closed by Close: stops the acker
+	closeCause   atomic.Pointer[Error]
 
 	wmu  sync.Mutex // serializes writes: acks come from the reader and from the caller
 	wbuf []byte     // guarded by wmu
 
-	closed atomic.Bool
+	closed    atomic.Bool
+	closeOnce sync.Once
 
 	// noInitialAck disables the ACK sent after the RDB; tests use it to
 	// show that a diskless source really waits for it.
@@ -194,6 +212,9 @@ func (o Options) withDefaults() Options {
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = DefaultReadTimeout
 	}
+	if o.AckInterval == 0 {
+		o.AckInterval = DefaultAckInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,6 +231,7 @@ func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
 		nc:   nc,
 		br:   br,
 		rd:   resp.NewReader(br),
+		done: make(chan struct{}),
 	}
 }
 
@@ -254,21 +276,76 @@ func (c *Conn) sendAck(ctx context.Context, offset int64) error {
 // extended over the REPLCONF commands consumed internally when the caller is
 // caught up with everything ReadCommand returned (those commands have no
 // effect to apply).
+//
+// It may run in the acker goroutine while the reader moves on, hence the
+// snapshot under posMu: reading the offsets one by one could combine a new
+// no-op end with an old returned offset and acknowledge an unapplied
+// command. The applied offset may be loaded after the snapshot: it only
+// grows, and applying past the snapshot's returned offset keeps the
+// snapshot's no-op range valid.
 func (c *Conn) ackOffset() int64 {
+	c.posMu.Lock()
+	returned, noopEnd := c.returned, c.noopEnd
+	c.posMu.Unlock()
 	applied := c.applied.Load()
-	if applied >= c.returned.Load() {
-		return max(applied, c.offset.Load())
+	if applied >= returned {
+		return max(applied, noopEnd)
 	}
 	return applied
+}
+
+// startStream is called when the command stream begins (after the RDB, or
+// on +CONTINUE): from then on the source expects periodic acks.
+func (c *Conn) startStream() {
+	c.state = stateStream
+	if c.opts.AckInterval > 0 && !c.ackerStarted {
+		c.ackerStarted = true
+		go c.ackLoop()
+	}
+}
+
+// ackLoop acknowledges the applied offset periodically, like the replica
+// cron of Redis. The first acks come quickly: a diskless source only starts
+// the stream on an ACK received after it reaped its RDB child.
+func (c *Conn) ackLoop() {
+	wait := min(100*time.Millisecond, c.opts.AckInterval)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-timer.C:
+		}
+		if err := c.sendAck(context.Background(), c.ackOffset()); err != nil {
+			if c.closed.Load() {
+				return
+			}
+			// A failed write leaves the link unusable: close it, so the
+			// reader stops too, and let it report why.
+			var e *Error
+			if errors.As(err, &e) {
+				c.closeCause.Store(e)
+			}
+			c.log.Warn("periodic ACK failed; closing the connection", "err", err)
+			_ = c.Close()
+			return
+		}
+		wait = min(wait*2, c.opts.AckInterval)
+		timer.Reset(wait)
+	}
 }
 
 // Close closes the connection. A ReadCommand blocked in another goroutine
 // returns with an error.
 func (c *Conn) Close() error {
-	if c.closed.Swap(true) {
-		return nil
-	}
-	return c.nc.Close()
+	var err error
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		close(c.done)
+		err = c.nc.Close()
+	})
+	return err
 }
 
 // writeCommand sends one command, serialized with other writers.
@@ -312,7 +389,11 @@ func (c *Conn) write(ctx context.Context, b []byte) error {
 // so every later read returns the same error.
 func (c *Conn) fail(err *Error) error {
 	if c.closed.Load() && errors.Is(err, ErrConn) {
-		err.Err = net.ErrClosed
+		if cause := c.closeCause.Load(); cause != nil {
+			err = cause
+		} else {
+			err.Err = net.ErrClosed
+		}
 	}
 	c.state = stateBroken
 	c.err = err
@@ -384,8 +465,16 @@ func (d *deadlineConn) Read(p []byte) (int, error) {
 // deadline reached before the timeout's) as the context's error, so callers
 // can tell "asked to stop" from "the source went silent".
 func ctxError(ctx context.Context, err error) error {
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
-		return ctx.Err()
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	// The socket deadline taken from ctx can fire a moment before ctx's
+	// own timer marks it done.
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
 	}
 	return err
 }

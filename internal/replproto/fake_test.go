@@ -50,6 +50,9 @@ func newFakePair(t *testing.T, o Options) (*fakeSource, *Conn) {
 	t.Helper()
 	client, server := net.Pipe()
 	o.Addr = "fake:6379"
+	if o.AckInterval == 0 {
+		o.AckInterval = -1 // scripts expect exact command sequences
+	}
 	o = o.withDefaults()
 	if testing.Verbose() {
 		o.Logger = testLogger(t)
@@ -655,6 +658,54 @@ func TestConcurrentAcks(t *testing.T) {
 	<-done
 	if acks < n {
 		t.Fatalf("%d acks, want at least %d (one per GETACK)", acks, n)
+	}
+}
+
+// Once streaming, the Conn acks by itself, quickly at first, reporting the
+// applied offset extended over internal REPLCONFs; Close stops it.
+func TestPeriodicAcks(t *testing.T) {
+	f, c := newFakePair(t, Options{AckInterval: 300 * time.Millisecond})
+	set := cmd("SET", "k", "v")
+	getack := cmd("REPLCONF", "GETACK", "*")
+	f.run(func() { f.handshake([]string{"PSYNC", testReplID, "11"}, "+CONTINUE\r\n") })
+	ctx := context.Background()
+	start := time.Now()
+	if _, err := c.Handshake(ctx, testReplID, 10); err != nil {
+		t.Fatal(err)
+	}
+	// First acks at about 100, 300 (100+200) and 600 (300+300) ms.
+	var times []time.Duration
+	for range 3 {
+		if a := nextAck(f); a != "10" {
+			t.Fatalf("periodic ack = %s, want 10", a)
+		}
+		times = append(times, time.Since(start))
+	}
+	if times[0] > 250*time.Millisecond || times[2] < 450*time.Millisecond || times[2] > 1500*time.Millisecond {
+		t.Fatalf("ack times %v, want about 100ms, 300ms, 600ms", times)
+	}
+	// A returned command not yet applied is not acknowledged; once it is,
+	// the GETACK after it counts too.
+	f.run(func() { f.send(set, getack) })
+	got, err := c.ReadCommand(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = c.ReadCommand(ctx) }() // consumes the GETACK, then blocks
+	if a := nextAck(f); a != "10" {
+		t.Fatalf("ack with SET unapplied = %s, want 10", a)
+	}
+	c.SetAppliedOffset(got.Offset)
+	want := itoa(10 + len(set) + len(getack))
+	deadline := time.Now().Add(3 * time.Second)
+	for a := nextAck(f); a != want; a = nextAck(f) {
+		if time.Now().After(deadline) || a == "" {
+			t.Fatalf("ack = %s, want %s", a, want)
+		}
+	}
+	c.Close()
+	for range f.cmds {
+		// drain until the pipe closes: nothing else is expected
 	}
 }
 

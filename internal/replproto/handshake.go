@@ -204,7 +204,8 @@ func (c *Conn) sendPsync(ctx context.Context, replID string, offset int64) (Sync
 		if err != nil || off < 0 || !validReplID(fields[1]) {
 			return Sync{}, psyncProtoError(v)
 		}
-		c.startAt(fields[1], off, stateRDB)
+		c.startAt(fields[1], off)
+		c.state = stateRDB
 		c.log.Info("source requires a full resync", "replid", fields[1], "offset", off, "asked_replid", replID, "asked_offset", offset)
 		return Sync{Full: true, ReplID: fields[1], Offset: off}, nil
 
@@ -220,7 +221,8 @@ func (c *Conn) sendPsync(ctx context.Context, replID string, offset int64) (Sync
 			}
 			id = fields[1]
 		}
-		c.startAt(id, offset, stateStream)
+		c.startAt(id, offset)
+		c.startStream()
 		c.log.Info("partial resync accepted", "replid", id, "offset", offset, "replid_changed", id != replID)
 		return Sync{ReplID: id, Offset: offset}, nil
 	}
@@ -231,12 +233,13 @@ func psyncProtoError(v resp.Value) *Error {
 	return &Error{Op: "PSYNC", Kind: ErrProtocol, Err: fmt.Errorf("unexpected reply %.80s", v.String())}
 }
 
-func (c *Conn) startAt(replID string, offset int64, state connState) {
+func (c *Conn) startAt(replID string, offset int64) {
 	c.replID = replID
 	c.offset.Store(offset)
-	c.returned.Store(offset)
 	c.applied.Store(offset)
-	c.state = state
+	c.posMu.Lock()
+	c.returned, c.noopEnd = offset, offset
+	c.posMu.Unlock()
 }
 
 // validReplID checks the shape of a replication ID: 40 hexadecimal

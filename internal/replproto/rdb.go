@@ -230,7 +230,7 @@ func (r *RDBReader) atMark() bool {
 func (r *RDBReader) finish() error {
 	c := r.c
 	r.complete.Store(true)
-	c.state = stateStream
+	c.startStream()
 	c.log.Info("RDB received", "bytes", r.transferred.Load(), "diskless", r.mark != nil)
 	if c.noInitialAck {
 		return nil

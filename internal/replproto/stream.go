@@ -48,16 +48,22 @@ func (c *Conn) ReadCommand(ctx context.Context) (Command, error) {
 			return Command{}, c.fail(ioError("stream", err))
 		}
 		off := c.offset.Add(n)
-		if len(args) == 0 {
-			continue // an empty command: Redis ignores it, but its bytes count
-		}
-		if equalFold(args[0], "REPLCONF") {
-			if err := c.handleReplconf(ctx, args); err != nil {
-				return Command{}, c.failErr(err)
+		if len(args) == 0 || equalFold(args[0], "REPLCONF") {
+			// Nothing for the caller to apply: the bytes count, and the
+			// no-op range after the last returned command grows.
+			c.posMu.Lock()
+			c.noopEnd = off
+			c.posMu.Unlock()
+			if len(args) > 0 {
+				if err := c.handleReplconf(ctx, args); err != nil {
+					return Command{}, c.failErr(err)
+				}
 			}
 			continue
 		}
-		c.returned.Store(off)
+		c.posMu.Lock()
+		c.returned, c.noopEnd = off, off
+		c.posMu.Unlock()
 		return Command{Args: args, Offset: off}, nil
 	}
 }
