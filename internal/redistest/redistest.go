@@ -70,7 +70,7 @@ func Start(t testing.TB, args ...string) *Server {
 func (s *Server) start(bin string) {
 	s.t.Helper()
 	all := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
-		"--save", "", "--appendonly", "no", "--logfile", filepath.Join(s.Dir, "redis.log")}, s.args...)
+		"--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0", "--logfile", filepath.Join(s.Dir, "redis.log")}, s.args...)
 	s.cmd = exec.Command(bin, all...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)

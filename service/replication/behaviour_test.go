@@ -235,3 +235,25 @@ func TestInvalidSourcesRejected(t *testing.T) {
 		t.Fatalf("a rejected update changed the database: %+v", db.ReplicaSources)
 	}
 }
+
+func TestDestinationOutOfMemoryStops(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	ctx := redistest.Ctx(t)
+	pipe := src.Client().Pipeline()
+	for n := range 3000 {
+		pipe.Set(ctx, fmt.Sprint("blob:", n), strings.Repeat("x", 2000), 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "small", MemorySize: 2 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	redistest.Eventually(t, time.Minute, "the sync stops on out of memory", func() error {
+		db := a.get(dst.UID)
+		if db.ReplicaSync != api.SyncStopped || !strings.Contains(db.ReplicaSources[0].LastError, "out of memory") {
+			return fmt.Errorf("sync %s, source %+v", db.ReplicaSync, db.ReplicaSources[0])
+		}
+		return nil
+	})
+}

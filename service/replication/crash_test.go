@@ -1,0 +1,128 @@
+package replication_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// TestExactlyOnceAcrossKill9 writes INCRs at full speed on the source while
+// the service is killed with SIGKILL and started again, several times. Every
+// counter of the destination must equal the source's: nothing lost, nothing
+// applied twice. Each restart must resume with a partial sync.
+func TestExactlyOnceAcrossKill9(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456", "--repl-backlog-size", "256mb")
+	p := servicetest.StartProcess(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("service log:\n%s", p.Log())
+		}
+	})
+	inst := &servicetest.Instance{URL: p.URL, Username: "admin", Password: p.Password(t), CACert: p.CACert(t)}
+	a := newAPI(t, inst)
+	dst := a.create(api.CreateDatabaseRequest{Name: "counters", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+
+	// The writer: pipelines of INCRs, and transactions, as fast as it can.
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var written atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c := src.Client()
+		for n := 0; ctx.Err() == nil; n++ {
+			var pipe redis.Pipeliner
+			if n%5 == 0 {
+				pipe = c.TxPipeline()
+			} else {
+				pipe = c.Pipeline()
+			}
+			for k := range 50 {
+				pipe.Incr(ctx, fmt.Sprint("counter:", (n+k)%40))
+			}
+			if _, err := pipe.Exec(ctx); err == nil {
+				written.Add(50)
+			}
+		}
+	}()
+	defer func() { stop(); wg.Wait() }()
+
+	dc := destClient(t, dst, 0)
+	for round := range 3 {
+		// Let the destination apply some of the stream, then crash it.
+		base := written.Load()
+		redistest.Eventually(t, time.Minute, "the stream is being applied", func() error {
+			if written.Load() < base+20000 {
+				return fmt.Errorf("written %d", written.Load()-base)
+			}
+			if db := a.get(dst.UID); db.ReplicaSyncStatus != api.SourceInSync {
+				return fmt.Errorf("status %s", db.ReplicaSyncStatus)
+			}
+			return nil
+		})
+		t.Logf("round %d: killing the service after %d writes", round, written.Load())
+		p.Kill(t)
+		p.Start(t)
+	}
+	stop()
+	wg.Wait()
+	if written.Load() == 0 {
+		t.Fatal("nothing was written")
+	}
+	redistest.Eventually(t, 2*time.Minute, "every counter equals the source's", func() error {
+		return redistest.Diff(context.Background(), dc, src.Client())
+	})
+	m := a.metrics()
+	if full, partial := metric(m, "replicad_replica_full_syncs_total"), metric(m, "replicad_replica_partial_syncs_total"); full != 0 || partial < 1 {
+		t.Fatalf("after the last restart: full syncs %v, partial %v; want a partial sync only\n%s\n%s", full, partial, grep(m, "syncs_total"), p.Log())
+	}
+	_ = http.StatusOK
+}
+
+// TestLargeCollections loads 500,000-member sorted set and hash (written in
+// chunks) and compares them member by member.
+func TestLargeCollections(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	ctx := redistest.Ctx(t)
+	c := src.Client()
+	const n = 500000
+	for start := 0; start < n; start += 20000 {
+		pipe := c.Pipeline()
+		zs := make([]redis.Z, 0, 20000)
+		hs := make([]any, 0, 40000)
+		for i := start; i < start+20000; i++ {
+			zs = append(zs, redis.Z{Score: float64(i) * 1.25, Member: fmt.Sprint("m", i)})
+			hs = append(hs, fmt.Sprint("f", i), i)
+		}
+		pipe.ZAdd(ctx, "big:zset", zs...)
+		pipe.HSet(ctx, "big:hash", hs...)
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Expire(ctx, "big:zset", time.Hour)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "big", MemorySize: 1 << 30, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, 3*time.Minute)
+	// Writes to the big keys during the stream.
+	c.ZAdd(ctx, "big:zset", redis.Z{Score: -1, Member: "new"})
+	c.HDel(ctx, "big:hash", "f7")
+	dc := destClient(t, dst, 0)
+	redistest.Eventually(t, time.Minute, "big keys equal", func() error {
+		if got := dc.ZCard(ctx, "big:zset").Val(); got != n+1 {
+			return fmt.Errorf("zcard %d", got)
+		}
+		return redistest.Diff(ctx, dc, c)
+	})
+}
