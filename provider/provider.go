@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -33,7 +34,10 @@ const (
 	EnvCACert   = "REDIS_REPLICAD_CA_CERT"
 )
 
-var _ provider.Provider = (*redisProvider)(nil)
+var (
+	_ provider.Provider                       = (*redisProvider)(nil)
+	_ provider.ProviderWithEphemeralResources = (*redisProvider)(nil)
+)
 
 type redisProvider struct {
 	version string
@@ -147,6 +151,7 @@ func (p *redisProvider) Configure(ctx context.Context, req provider.ConfigureReq
 
 	resp.ResourceData = c
 	resp.DataSourceData = c
+	resp.EphemeralResourceData = c
 }
 
 // clientConfig merges the provider block with the environment and checks
@@ -199,6 +204,8 @@ func clientConfig(config providerModel, getenv func(string) string) (client.Conf
 func (p *redisProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		newDatabaseResource,
+		newReplicaOfResource,
+		newSourceURLPasswordResource,
 	}
 }
 
@@ -206,5 +213,12 @@ func (p *redisProvider) DataSources(context.Context) []func() datasource.DataSou
 	return []func() datasource.DataSource{
 		newDatabaseDataSource,
 		newClusterDataSource,
+		newSourceURLDataSource,
+	}
+}
+
+func (p *redisProvider) EphemeralResources(context.Context) []func() ephemeral.EphemeralResource {
+	return []func() ephemeral.EphemeralResource{
+		newSourceURLEphemeralResource,
 	}
 }

@@ -1,0 +1,466 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/client"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+)
+
+// Helpers of the redis_replica_of resource: the source set and the
+// credentials beside it, flattening the service's answer, redaction and
+// waiting for the sync.
+//
+// A source is named by its address (host:port) in the `source` set, which
+// holds no secret, so that a plan shows which source is added, removed or
+// changed. The URLs with credentials live in `source_uris` (sensitive) or
+// `source_uris_wo` (write-only) and are matched to the sources by host:port.
+// A credential inside the set would not do: Terraform cannot mark one element
+// of a set as sensitive, so it would hide the whole set in every plan.
+
+// replicaSourceModel is one element of the `source` set.
+type replicaSourceModel struct {
+	Address     types.String `tfsdk:"address"`
+	Encryption  types.Bool   `tfsdk:"encryption"`
+	ServerCert  types.String `tfsdk:"server_cert"`
+	Compression types.Int64  `tfsdk:"compression"`
+}
+
+var replicaSourceAttrTypes = map[string]attr.Type{
+	"address":     types.StringType,
+	"encryption":  types.BoolType,
+	"server_cert": types.StringType,
+	"compression": types.Int64Type,
+}
+
+// sourceStatusModel is the live status of one source, a value of the
+// `source_status` map.
+type sourceStatusModel struct {
+	Status            types.String `tfsdk:"status"`
+	Lag               types.Int64  `tfsdk:"lag"`
+	LastError         types.String `tfsdk:"last_error"`
+	LastUpdate        types.String `tfsdk:"last_update"`
+	RDBSize           types.Int64  `tfsdk:"rdb_size"`
+	RDBTransferred    types.Int64  `tfsdk:"rdb_transferred"`
+	CompressionActive types.Bool   `tfsdk:"compression_active"`
+}
+
+var sourceStatusAttrTypes = map[string]attr.Type{
+	"status":             types.StringType,
+	"lag":                types.Int64Type,
+	"last_error":         types.StringType,
+	"last_update":        types.StringType,
+	"rdb_size":           types.Int64Type,
+	"rdb_transferred":    types.Int64Type,
+	"compression_active": types.BoolType,
+}
+
+// canonicalAddress checks a source address and returns it in the form the
+// service reports it (host:port, IPv6 hosts in brackets, no leading zeros).
+func canonicalAddress(s string) (string, error) {
+	host, portText, err := net.SplitHostPort(s)
+	if err != nil || host == "" || strings.ContainsAny(host, " /@\t\r\n") {
+		return "", fmt.Errorf("%q is not a host:port address, such as \"10.0.0.5:6379\" or \"[::1]:6379\"", s)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 1 || port > 65535 {
+		return "", fmt.Errorf("the port of %q must be a number between 1 and 65535", s)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// sourceURIAddress parses a URL with credentials and returns its host:port.
+// The error never holds the password.
+func sourceURIAddress(uri string) (string, error) {
+	u, err := redisurl.Parse(uri)
+	if err != nil {
+		return "", err
+	}
+	return u.Addr(), nil
+}
+
+// hasCredentials reports whether uri names a user or a password.
+func hasCredentials(uri string) bool {
+	u, err := redisurl.Parse(uri)
+	return err == nil && (u.Password != "" || u.Username != "")
+}
+
+// credentialSet collects the source URLs of a configuration or a plan,
+// by address.
+type credentialSet struct {
+	byAddr map[string]string
+	// unknown is set when some URL is not known yet (plan time): the
+	// matching could not be checked completely.
+	unknown bool
+}
+
+// addCredentials reads the URLs of attribute attrPath (a set or a list of
+// strings) into cs, reporting malformed URLs and addresses given twice.
+func (cs *credentialSet) add(ctx context.Context, attrPath path.Path, value attr.Value, diags *diag.Diagnostics) {
+	if cs.byAddr == nil {
+		cs.byAddr = map[string]string{}
+	}
+	if value == nil || value.IsNull() {
+		return
+	}
+	if value.IsUnknown() {
+		cs.unknown = true
+		return
+	}
+	var elems []types.String
+	switch v := value.(type) {
+	case types.Set:
+		diags.Append(v.ElementsAs(ctx, &elems, false)...)
+	case types.List:
+		diags.Append(v.ElementsAs(ctx, &elems, false)...)
+	default:
+		diags.AddAttributeError(attrPath, "Unexpected value", fmt.Sprintf("Got a %T. This is a bug in the provider.", value))
+		return
+	}
+	for _, e := range elems {
+		if e.IsUnknown() {
+			cs.unknown = true
+			continue
+		}
+		if e.IsNull() {
+			diags.AddAttributeError(attrPath, "Missing source URL", "A source URL is null: every element must be a redis:// or rediss:// URL.")
+			continue
+		}
+		addr, err := sourceURIAddress(e.ValueString())
+		if err != nil {
+			// redisurl's errors show the URL redacted.
+			diags.AddAttributeError(attrPath, "Invalid source URL", err.Error())
+			continue
+		}
+		if _, dup := cs.byAddr[addr]; dup {
+			diags.AddAttributeError(attrPath, "Source URL given twice",
+				fmt.Sprintf("Two source URLs (in source_uris or source_uris_wo) are for %s: give one URL per source.", addr))
+			continue
+		}
+		cs.byAddr[addr] = e.ValueString()
+	}
+}
+
+// sourcesFromSet reads the elements of the `source` set. known is false when
+// the set, or the address of one of its elements, is not known yet.
+func sourcesFromSet(ctx context.Context, set types.Set, diags *diag.Diagnostics) (sources []replicaSourceModel, known bool) {
+	if set.IsNull() || set.IsUnknown() {
+		return nil, !set.IsUnknown()
+	}
+	diags.Append(set.ElementsAs(ctx, &sources, false)...)
+	known = true
+	for _, s := range sources {
+		if s.Address.IsUnknown() || s.Encryption.IsUnknown() || s.ServerCert.IsUnknown() || s.Compression.IsUnknown() {
+			known = false
+		}
+	}
+	return sources, known
+}
+
+// checkSources reports what is wrong with a source set and the URLs beside
+// it: malformed or repeated addresses, too many sources, and URLs that match
+// no source. Unknown values are skipped.
+func checkSources(sources []replicaSourceModel, known bool, creds credentialSet, diags *diag.Diagnostics) {
+	if len(sources) > api.MaxReplicaSources {
+		diags.AddAttributeError(path.Root("source"), "Too many sources",
+			fmt.Sprintf("A database can be a Replica Of at most %d sources, not %d.", api.MaxReplicaSources, len(sources)))
+	}
+	seen := map[string]bool{}
+	for _, s := range sources {
+		if s.Address.IsUnknown() || s.Address.IsNull() {
+			continue
+		}
+		addr, err := canonicalAddress(s.Address.ValueString())
+		if err != nil {
+			diags.AddAttributeError(path.Root("source"), "Invalid source address", err.Error())
+			continue
+		}
+		if addr != s.Address.ValueString() {
+			diags.AddAttributeError(path.Root("source"), "Invalid source address",
+				fmt.Sprintf("Write the address %q as %q, the form the service reports.", s.Address.ValueString(), addr))
+			continue
+		}
+		if seen[addr] {
+			diags.AddAttributeError(path.Root("source"), "Source listed twice",
+				fmt.Sprintf("The source %s is listed twice with different settings: list each source once.", addr))
+		}
+		seen[addr] = true
+	}
+	if !known {
+		// A URL may be for a source whose address is not known yet.
+		return
+	}
+	for _, addr := range sortedKeys(creds.byAddr) {
+		if seen[addr] {
+			continue
+		}
+		diags.AddAttributeError(path.Root("source_uris"), "Source URL without a source",
+			fmt.Sprintf("A URL in source_uris or source_uris_wo is for %s, which is not the address of any source (%s). "+
+				"Add a source with address = %q, or remove the URL.", addr, strings.Join(sortedKeys(seen), ", "), addr))
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// expandReplicaSources builds the sources the service is given: each with
+// its URL from creds, or redis://address when it has none. The order is the
+// addresses' order, which the service ignores.
+func expandReplicaSources(sources []replicaSourceModel, creds map[string]string) []api.ReplicaSource {
+	out := make([]api.ReplicaSource, 0, len(sources))
+	for _, s := range sources {
+		addr := s.Address.ValueString()
+		uri, ok := creds[addr]
+		if !ok {
+			uri = "redis://" + addr
+		}
+		out = append(out, api.ReplicaSource{
+			URI:         uri,
+			Encryption:  s.Encryption.ValueBool(),
+			ServerCert:  s.ServerCert.ValueString(),
+			Compression: int(s.Compression.ValueInt64()),
+		})
+	}
+	slices.SortFunc(out, func(a, b api.ReplicaSource) int { return strings.Compare(a.URI, b.URI) })
+	return out
+}
+
+// flattenSources turns the service's sources into `source` set elements.
+// An option the service reports at its default value stays null when the
+// prior element of the same address had it null, so that a configuration
+// that leaves it out shows no difference.
+func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []replicaSourceModel {
+	byAddr := map[string]replicaSourceModel{}
+	for _, p := range prior {
+		byAddr[p.Address.ValueString()] = p
+	}
+	out := make([]replicaSourceModel, 0, len(in))
+	for _, s := range in {
+		addr := sourceAddress(s.URI)
+		p, had := byAddr[addr]
+		m := replicaSourceModel{
+			Address:     types.StringValue(addr),
+			Encryption:  types.BoolValue(s.Encryption),
+			ServerCert:  types.StringValue(s.ServerCert),
+			Compression: types.Int64Value(int64(s.Compression)),
+		}
+		if !s.Encryption && (!had || p.Encryption.IsNull()) {
+			m.Encryption = types.BoolNull()
+		}
+		if s.ServerCert == "" && (!had || p.ServerCert.IsNull()) {
+			m.ServerCert = types.StringNull()
+		}
+		if s.Compression == 0 && (!had || p.Compression.IsNull()) {
+			m.Compression = types.Int64Null()
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// sourceAddress is the host:port of a source URL as the service returns it;
+// a URL that does not parse is shown redacted, so that the plan still shows
+// that something differs.
+func sourceAddress(uri string) string {
+	if addr, err := sourceURIAddress(uri); err == nil {
+		return addr
+	}
+	return redisurl.Redact(uri)
+}
+
+// flattenSourceURIs refreshes the `source_uris` value from the service's
+// sources. Each URL of prior is replaced by the service's URL of the same
+// address (dropped when the service has no such source). When the write-only
+// URLs are not in use (woInUse false), every source URL of the service that
+// holds credentials is included too: a password added through the API shows
+// as a difference, and an import fills source_uris.
+func flattenSourceURIs(ctx context.Context, in []api.ReplicaSourceStatus, prior types.Set, woInUse bool, diags *diag.Diagnostics) types.Set {
+	service := map[string]string{}
+	for _, s := range in {
+		service[sourceAddress(s.URI)] = s.URI
+	}
+	var priorURIs []types.String
+	if !prior.IsNull() && !prior.IsUnknown() {
+		diags.Append(prior.ElementsAs(ctx, &priorURIs, false)...)
+	}
+	keep := map[string]bool{}
+	var out []attr.Value
+	add := func(uri string) {
+		if !keep[uri] {
+			keep[uri] = true
+			out = append(out, types.StringValue(uri))
+		}
+	}
+	for _, p := range priorURIs {
+		addr, err := sourceURIAddress(p.ValueString())
+		if err != nil {
+			continue
+		}
+		if uri, ok := service[addr]; ok {
+			add(uri)
+		}
+	}
+	if !woInUse {
+		for _, addr := range sortedKeys(service) {
+			if hasCredentials(service[addr]) {
+				add(service[addr])
+			}
+		}
+	}
+	if len(out) == 0 && (prior.IsNull() || prior.IsUnknown()) {
+		return types.SetNull(types.StringType)
+	}
+	v, d := types.SetValue(types.StringType, out)
+	diags.Append(d...)
+	return v
+}
+
+// flattenSourceStatus builds the `source_status` map, keyed by address. The
+// last errors are redacted with the URLs the service returned.
+func flattenSourceStatus(in []api.ReplicaSourceStatus, diags *diag.Diagnostics) types.Map {
+	objType := types.ObjectType{AttrTypes: sourceStatusAttrTypes}
+	uris := make([]string, len(in))
+	for i, s := range in {
+		uris[i] = s.URI
+	}
+	elems := map[string]attr.Value{}
+	for _, s := range in {
+		lastUpdate := ""
+		if !s.LastUpdate.IsZero() {
+			lastUpdate = s.LastUpdate.UTC().Format(time.RFC3339)
+		}
+		obj, d := types.ObjectValue(sourceStatusAttrTypes, map[string]attr.Value{
+			"status":             types.StringValue(s.Status),
+			"lag":                types.Int64Value(s.Lag),
+			"last_error":         types.StringValue(redactSecrets(s.LastError, uris...)),
+			"last_update":        types.StringValue(lastUpdate),
+			"rdb_size":           types.Int64Value(s.RDBSize),
+			"rdb_transferred":    types.Int64Value(s.RDBTransferred),
+			"compression_active": types.BoolValue(s.CompressionActive),
+		})
+		diags.Append(d...)
+		elems[sourceAddress(s.URI)] = obj
+	}
+	m, d := types.MapValue(objType, elems)
+	diags.Append(d...)
+	return m
+}
+
+// userinfoPattern finds the user-info part of anything that looks like a URL.
+var userinfoPattern = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@"']*@`)
+
+// redactSecrets removes from s the passwords of the given URLs, in every
+// encoding they may appear in, and the user-info part of any URL.
+func redactSecrets(s string, uris ...string) string {
+	for _, uri := range uris {
+		u, err := redisurl.Parse(uri)
+		if err != nil || len(u.Password) < 3 {
+			continue
+		}
+		for _, form := range []string{u.Password, url.QueryEscape(u.Password), url.PathEscape(u.Password)} {
+			s = strings.ReplaceAll(s, form, "xxxxx")
+		}
+	}
+	return userinfoPattern.ReplaceAllString(s, "${1}xxxxx@")
+}
+
+// errSyncStopped is returned by waitForReplicaSync when the service stopped
+// the sync (an authentication error, for example).
+var errSyncStopped = errors.New("the sync stopped")
+
+// waitForReplicaSync polls the destination uid until every source is in
+// sync, the service stops the sync, or timeout passes. Progress (the bytes of
+// the initial load) goes to the provider's log. The error names each source
+// that is not in sync, by address, with its last error.
+func waitForReplicaSync(ctx context.Context, c *client.Client, uid int, timeout time.Duration) (*api.Database, error) {
+	var last *api.Database
+	start := time.Now()
+	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
+		db, err := findDatabaseByID(ctx, c, uid)
+		if err != nil {
+			return false, err
+		}
+		last = db
+		if len(db.ReplicaSources) == 0 {
+			return false, fmt.Errorf("database %d is no longer a Replica Of anything: was it changed outside Terraform?", uid)
+		}
+		inSync := 0
+		for _, s := range db.ReplicaSources {
+			fields := map[string]any{
+				"destination":     uid,
+				"source":          sourceAddress(s.URI),
+				"status":          s.Status,
+				"rdb_size":        s.RDBSize,
+				"rdb_transferred": s.RDBTransferred,
+				"lag_ms":          s.Lag,
+				"elapsed":         time.Since(start).Round(time.Second).String(),
+			}
+			if s.LastError != "" {
+				fields["last_error"] = redactSecrets(s.LastError, s.URI)
+			}
+			tflog.Info(ctx, "waiting for the Replica Of sync", fields)
+			if s.Status == api.SourceInSync {
+				inSync++
+			}
+		}
+		if db.ReplicaSync == api.SyncStopped {
+			return false, errSyncStopped
+		}
+		return inSync == len(db.ReplicaSources), nil
+	})
+	switch {
+	case errors.Is(err, errPollTimeout):
+		return last, fmt.Errorf("not every source is in sync after %s: %s", timeout, describeUnsynced(last))
+	case errors.Is(err, errSyncStopped):
+		return last, fmt.Errorf("the service stopped the sync: %s", describeUnsynced(last))
+	}
+	return last, err
+}
+
+// describeUnsynced lists the sources of db that are not in sync, redacted,
+// with their last errors.
+func describeUnsynced(db *api.Database) string {
+	if db == nil {
+		return "the destination could not be read"
+	}
+	var parts []string
+	for _, s := range db.ReplicaSources {
+		if s.Status == api.SourceInSync {
+			continue
+		}
+		p := fmt.Sprintf("source %s is %s", sourceAddress(s.URI), s.Status)
+		if s.RDBSize > 0 && s.RDBTransferred < s.RDBSize {
+			p += fmt.Sprintf(" (initial load: %d of %d bytes)", s.RDBTransferred, s.RDBSize)
+		}
+		if s.LastError != "" {
+			p += ", last error: " + redactSecrets(s.LastError, s.URI)
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return "replica_sync is " + strconv.Quote(db.ReplicaSync)
+	}
+	return strings.Join(parts, "; ")
+}

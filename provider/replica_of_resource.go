@@ -1,0 +1,658 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/client"
+)
+
+const (
+	defaultReplicaOfCreateTimeout = 10 * time.Minute
+	defaultReplicaOfUpdateTimeout = 10 * time.Minute
+)
+
+var (
+	_ resource.Resource                   = (*replicaOfResource)(nil)
+	_ resource.ResourceWithConfigure      = (*replicaOfResource)(nil)
+	_ resource.ResourceWithImportState    = (*replicaOfResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*replicaOfResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*replicaOfResource)(nil)
+)
+
+type replicaOfResource struct {
+	client *client.Client
+}
+
+func newReplicaOfResource() resource.Resource { return &replicaOfResource{} }
+
+type replicaOfResourceModel struct {
+	ID                  types.String   `tfsdk:"id"`
+	DatabaseID          types.String   `tfsdk:"database_id"`
+	Source              types.Set      `tfsdk:"source"`
+	SourceURIs          types.Set      `tfsdk:"source_uris"`
+	SourceURIsWO        types.List     `tfsdk:"source_uris_wo"`
+	SourceURIsWOVersion types.Int64    `tfsdk:"source_uris_wo_version"`
+	Sync                types.String   `tfsdk:"sync"`
+	WaitForSync         types.Bool     `tfsdk:"wait_for_sync"`
+	Status              types.String   `tfsdk:"status"`
+	Generation          types.Int64    `tfsdk:"generation"`
+	SourceStatus        types.Map      `tfsdk:"source_status"`
+	Timeouts            timeouts.Value `tfsdk:"timeouts"`
+}
+
+var databaseIDPattern = regexp.MustCompile(`^[1-9][0-9]*$`)
+
+func (r *replicaOfResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_replica_of"
+}
+
+func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Makes a database a **Replica Of** a set of sources: it loads a full copy of every " +
+			"source, then applies their writes continuously. Sources can be databases of the same `redis-replicad`, " +
+			"of another instance (another region), or any Redis server. Making a database a replica, and any change " +
+			"to its sources, flushes it and loads it again from all sources. Destroying this resource ends Replica Of " +
+			"and leaves the data in place; the database becomes writable again.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "The destination database's uid, the same as `database_id`.",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"database_id": schema.StringAttribute{
+				MarkdownDescription: "The uid of the destination database, for example `redis_database.replica.id`. " +
+					"It must belong to the `redis-replicad` of this resource's provider. Changing it replaces the resource.",
+				Required:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Validators: []validator.String{
+					stringvalidator.RegexMatches(databaseIDPattern, "must be a database uid, a positive integer such as \"3\""),
+				},
+			},
+			"source": schema.SetNestedAttribute{
+				MarkdownDescription: "The sources, at most 32; their order has no meaning. A source is named by its " +
+					"`address` and holds no secret, so that a plan shows which source is added, removed or changed. " +
+					"Give the credentials of a source in `source_uris` or `source_uris_wo`. Any change to this set " +
+					"flushes the destination and loads it again from all sources; the plan warns about it.",
+				Required: true,
+				Validators: []validator.Set{
+					setvalidator.SizeBetween(1, api.MaxReplicaSources),
+				},
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"address": schema.StringAttribute{
+							MarkdownDescription: "Where the source listens, as `host:port` (for example " +
+								"`redis_database.source.endpoint`). The `host:port` of the source's URL must be the same.",
+							Required: true,
+						},
+						"encryption": schema.BoolAttribute{
+							MarkdownDescription: "Connect to the source with TLS. Defaults to `false`.",
+							Optional:            true,
+						},
+						"server_cert": schema.StringAttribute{
+							MarkdownDescription: "PEM certificate that the source presents over TLS " +
+								"(for another `redis-replicad`, its `proxy_cert` from the `redis_cluster` data source).",
+							Optional: true,
+						},
+						"compression": schema.Int64Attribute{
+							MarkdownDescription: "Compression level of the replication stream, `0` (off) to `6`. " +
+								"Defaults to `0`. Whether the source agreed shows in `source_status[*].compression_active`.",
+							Optional:   true,
+							Validators: []validator.Int64{int64validator.Between(0, 6)},
+						},
+					},
+				},
+			},
+			"source_uris": schema.SetAttribute{
+				MarkdownDescription: "URLs with the credentials of the sources that need them, " +
+					"`redis://[user:]password@host:port`, for example `redis_source_url_password.source.source_url`. " +
+					"Each URL goes with the source of the same `host:port`. Stored in the state, as a sensitive value.",
+				Optional:    true,
+				Sensitive:   true,
+				ElementType: types.StringType,
+			},
+			"source_uris_wo": schema.ListAttribute{
+				MarkdownDescription: "Like `source_uris`, but write-only (Terraform 1.11+): never stored in the plan " +
+					"or the state, so it accepts ephemeral values such as `ephemeral.redis_source_url.source.uri`. " +
+					"Terraform cannot see a change of a write-only value: change `source_uris_wo_version` to send new URLs.",
+				Optional:    true,
+				WriteOnly:   true,
+				ElementType: types.StringType,
+				Validators:  []validator.List{listvalidator.SizeAtMost(api.MaxReplicaSources)},
+			},
+			"source_uris_wo_version": schema.Int64Attribute{
+				MarkdownDescription: "Any change of this number sends `source_uris_wo` to the service again " +
+					"(and so flushes and reloads the destination).",
+				Optional: true,
+			},
+			"sync": schema.StringAttribute{
+				MarkdownDescription: "State of the sync: `enabled` (the default), `paused` (the destination keeps its " +
+					"data and stops applying the sources' writes; `enabled` again resumes where it was, without a flush) " +
+					"or `stopped` (likewise, but `enabled` again flushes the destination and loads it again). The service " +
+					"stops the sync by itself on an error it cannot retry (a wrong password, out of memory, a data type " +
+					"it cannot load): the next plan then shows `stopped` -> `enabled`.",
+				Optional: true,
+				Computed: true,
+				Default:  stringdefault.StaticString(api.SyncEnabled),
+				Validators: []validator.String{
+					stringvalidator.OneOf(api.SyncEnabled, api.SyncPaused, api.SyncStopped),
+				},
+			},
+			"wait_for_sync": schema.BoolAttribute{
+				MarkdownDescription: "When `sync` is `enabled`, make create and update wait until every source is " +
+					"in sync, within the `create` or `update` timeout. Defaults to `true`.",
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(true),
+			},
+			"status": schema.StringAttribute{
+				MarkdownDescription: "The worst status among the sources: `in-sync`, `syncing` or `out-of-sync`.",
+				Computed:            true,
+			},
+			"generation": schema.Int64Attribute{
+				MarkdownDescription: "How many times the destination was flushed and loaded again from its sources " +
+					"(each change of the source set, each restart of a stopped sync).",
+				Computed: true,
+			},
+			"source_status": schema.MapNestedAttribute{
+				MarkdownDescription: "The live status of each source, by address.",
+				Computed:            true,
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"status": schema.StringAttribute{
+							MarkdownDescription: "`syncing` (connecting or loading), `in-sync` or `out-of-sync` (paused, stopped or failing).",
+							Computed:            true,
+						},
+						"lag": schema.Int64Attribute{
+							MarkdownDescription: "How long, in milliseconds, the oldest write received from the source has waited to be applied.",
+							Computed:            true,
+						},
+						"last_error": schema.StringAttribute{
+							MarkdownDescription: "The last error of the sync with this source, without credentials; empty when it works.",
+							Computed:            true,
+						},
+						"last_update": schema.StringAttribute{
+							MarkdownDescription: "When the status last changed (RFC 3339).",
+							Computed:            true,
+						},
+						"rdb_size": schema.Int64Attribute{
+							MarkdownDescription: "Size in bytes of the source's last full copy (RDB).",
+							Computed:            true,
+						},
+						"rdb_transferred": schema.Int64Attribute{
+							MarkdownDescription: "Bytes of that copy loaded so far.",
+							Computed:            true,
+						},
+						"compression_active": schema.BoolAttribute{
+							MarkdownDescription: "Whether the source compresses the stream.",
+							Computed:            true,
+						},
+					},
+				},
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true}),
+		},
+	}
+}
+
+func (r *replicaOfResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.client = clientFromProviderData(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *replicaOfResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var config replicaOfResourceModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	r.credentials(ctx, config.SourceURIs, config.SourceURIsWO, config.Source, &resp.Diagnostics)
+}
+
+// credentials reads the source set and the URLs beside it, checks them, and
+// returns the URLs by address.
+func (r *replicaOfResource) credentials(ctx context.Context, uris types.Set, urisWO types.List, set types.Set, diags *diag.Diagnostics) ([]replicaSourceModel, credentialSet) {
+	var creds credentialSet
+	creds.add(ctx, path.Root("source_uris"), uris, diags)
+	creds.add(ctx, path.Root("source_uris_wo"), urisWO, diags)
+	sources, known := sourcesFromSet(ctx, set, diags)
+	checkSources(sources, known, creds, diags)
+	return sources, creds
+}
+
+// replicaChange is what a plan changes in the service's view of a replica.
+type replicaChange struct {
+	create         bool
+	sourcesChanged bool // the source set, the URLs or the write-only version
+	syncChanged    bool
+	restart        bool // stopped -> enabled
+}
+
+func (c replicaChange) flushes() bool { return c.create || c.sourcesChanged || c.restart }
+
+func planReplicaChange(plan replicaOfResourceModel, state *replicaOfResourceModel) replicaChange {
+	if state == nil {
+		return replicaChange{create: true}
+	}
+	ch := replicaChange{
+		sourcesChanged: !plan.Source.Equal(state.Source) || !plan.SourceURIs.Equal(state.SourceURIs) ||
+			!plan.SourceURIsWOVersion.Equal(state.SourceURIsWOVersion),
+		syncChanged: !plan.Sync.Equal(state.Sync),
+	}
+	ch.restart = state.Sync.ValueString() == api.SyncStopped && plan.Sync.ValueString() == api.SyncEnabled
+	return ch
+}
+
+func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() {
+		return // destroy: the data stays
+	}
+	var plan replicaOfResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	var state *replicaOfResourceModel
+	if !req.State.Raw.IsNull() {
+		state = &replicaOfResourceModel{}
+		resp.Diagnostics.Append(req.State.Get(ctx, state)...)
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ch := planReplicaChange(plan, state)
+	if state != nil && !ch.sourcesChanged && !ch.syncChanged {
+		// Nothing the service sees changes (wait_for_sync or timeouts
+		// only): the status stays as it is.
+		plan.Status, plan.Generation, plan.SourceStatus = state.Status, state.Generation, state.SourceStatus
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+		return
+	}
+	if !ch.flushes() {
+		return
+	}
+	summary, detail := r.flushWarning(ctx, plan, state, ch)
+	resp.Diagnostics.AddAttributeWarning(path.Root("source"), summary, detail)
+}
+
+// flushWarning describes what the apply of a plan that flushes the
+// destination will do: which database, from which sources, and why.
+func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfResourceModel, state *replicaOfResourceModel, ch replicaChange) (string, string) {
+	var diags diag.Diagnostics
+	dest := "the destination database"
+	if !plan.DatabaseID.IsUnknown() {
+		dest = "database " + plan.DatabaseID.ValueString()
+		if uid, err := parseDatabaseID(plan.DatabaseID.ValueString()); err == nil && r.client != nil {
+			if db, err := findDatabaseByID(ctx, r.client, uid); err == nil {
+				dest += " (" + strconv.Quote(db.Name) + ")"
+			}
+		}
+	}
+	planned, known := sourcesFromSet(ctx, plan.Source, &diags)
+	all := "sources known after apply"
+	if known {
+		all = strings.Join(sourceAddresses(planned), ", ")
+	}
+
+	if ch.create {
+		return "Replica Of flushes " + dest,
+			fmt.Sprintf("Making %s a Replica Of deletes its data, then loads every source: %s. "+
+				"Until the load completes, readers of the destination see a partial dataset.", dest, all)
+	}
+
+	var changes []string
+	prior, _ := sourcesFromSet(ctx, state.Source, &diags)
+	if known {
+		added, removed, changed := diffSources(prior, planned)
+		if len(added) > 0 {
+			changes = append(changes, "added: "+strings.Join(added, ", "))
+		}
+		if len(removed) > 0 {
+			changes = append(changes, "removed: "+strings.Join(removed, ", "))
+		}
+		if len(changed) > 0 {
+			changes = append(changes, "new settings: "+strings.Join(changed, ", "))
+		}
+	} else if !plan.Source.Equal(state.Source) {
+		changes = append(changes, "the source set is known after apply")
+	}
+	if !plan.SourceURIs.Equal(state.SourceURIs) {
+		changes = append(changes, credentialChanges(ctx, state.SourceURIs, plan.SourceURIs))
+	}
+	if !plan.SourceURIsWOVersion.Equal(state.SourceURIsWOVersion) {
+		changes = append(changes, "source_uris_wo_version changed: the write-only source URLs are sent again")
+	}
+	if ch.restart && !ch.sourcesChanged {
+		changes = append(changes, "the stopped sync is enabled again")
+	}
+	return "Replica Of re-replicates " + dest,
+		fmt.Sprintf("This plan changes the Replica Of of %s (%s). The service will flush the destination and "+
+			"load it again from all its sources: %s. Until the load completes, readers of the destination see a "+
+			"partial dataset.", dest, strings.Join(changes, "; "), all)
+}
+
+func sourceAddresses(sources []replicaSourceModel) []string {
+	out := make([]string, 0, len(sources))
+	for _, s := range sources {
+		out = append(out, s.Address.ValueString())
+	}
+	return sortedUnique(out)
+}
+
+func sortedUnique(s []string) []string {
+	m := map[string]bool{}
+	for _, v := range s {
+		m[v] = true
+	}
+	return sortedKeys(m)
+}
+
+// diffSources compares two source sets by address.
+func diffSources(before, after []replicaSourceModel) (added, removed, changed []string) {
+	b := map[string]replicaSourceModel{}
+	for _, s := range before {
+		b[s.Address.ValueString()] = s
+	}
+	a := map[string]replicaSourceModel{}
+	for _, s := range after {
+		a[s.Address.ValueString()] = s
+	}
+	for _, addr := range sortedKeys(a) {
+		old, ok := b[addr]
+		switch {
+		case !ok:
+			added = append(added, addr)
+		case !sameSourceSettings(old, a[addr]):
+			changed = append(changed, addr)
+		}
+	}
+	for _, addr := range sortedKeys(b) {
+		if _, ok := a[addr]; !ok {
+			removed = append(removed, addr)
+		}
+	}
+	return added, removed, changed
+}
+
+func sameSourceSettings(x, y replicaSourceModel) bool {
+	return x.Encryption.ValueBool() == y.Encryption.ValueBool() &&
+		x.ServerCert.ValueString() == y.ServerCert.ValueString() &&
+		x.Compression.ValueInt64() == y.Compression.ValueInt64()
+}
+
+// credentialChanges names the addresses whose URL changes, never the URLs.
+func credentialChanges(ctx context.Context, before, after types.Set) string {
+	if after.IsUnknown() {
+		return "new source credentials (known after apply)"
+	}
+	var diags diag.Diagnostics
+	var b, a credentialSet
+	b.add(ctx, path.Root("source_uris"), before, &diags)
+	a.add(ctx, path.Root("source_uris"), after, &diags)
+	var addrs []string
+	for addr, uri := range a.byAddr {
+		if b.byAddr[addr] != uri {
+			addrs = append(addrs, addr)
+		}
+	}
+	for addr := range b.byAddr {
+		if _, ok := a.byAddr[addr]; !ok {
+			addrs = append(addrs, addr)
+		}
+	}
+	if a.unknown {
+		return "new source credentials (some known after apply)"
+	}
+	if len(addrs) == 0 {
+		return "new source credentials"
+	}
+	return "new credentials for " + strings.Join(sortedUnique(addrs), ", ")
+}
+
+func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan, config replicaOfResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Create(ctx, defaultReplicaOfCreateTimeout)
+	resp.Diagnostics.Append(diags...)
+	uid, err := parseDatabaseID(plan.DatabaseID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("database_id"), "Invalid database id", err.Error())
+	}
+	sources, creds := r.credentials(ctx, plan.SourceURIs, config.SourceURIsWO, plan.Source, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx = tflog.SetField(ctx, "destination", uid)
+
+	db, err := findDatabaseByID(ctx, r.client, uid)
+	if err != nil {
+		if client.IsNotFound(err) {
+			resp.Diagnostics.AddAttributeError(path.Root("database_id"), "No such database",
+				fmt.Sprintf("The database %d does not exist on %s.", uid, r.client.Endpoint()))
+			return
+		}
+		resp.Diagnostics.AddError(fmt.Sprintf("Could not read the database %d", uid), err.Error())
+		return
+	}
+	if len(db.ReplicaSources) > 0 {
+		resp.Diagnostics.AddAttributeError(path.Root("database_id"), "The database is already a Replica Of",
+			fmt.Sprintf("The database %d (%q) is already a Replica Of %d source(s): %s. Manage it with Terraform by "+
+				"importing it (terraform import <address of this resource> %d) instead of creating it.",
+				uid, db.Name, len(db.ReplicaSources), strings.Join(apiSourceAddresses(db.ReplicaSources), ", "), uid))
+		return
+	}
+
+	list := expandReplicaSources(sources, creds.byAddr)
+	sync := plan.Sync.ValueString()
+	tflog.Info(ctx, "making the database a Replica Of", map[string]any{
+		"sources": strings.Join(sourceAddresses(sources), ", "), "sync": sync,
+	})
+	if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &sync}); err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("Could not make the database %d a Replica Of", uid), redactSecrets(err.Error(), list2uris(list)...))
+		return
+	}
+	plan.ID = plan.DatabaseID
+	r.finishApply(ctx, uid, &plan, timeout, &resp.State, &resp.Diagnostics)
+}
+
+// finishApply saves what exists, waits for the sync when asked, and saves
+// the final status. Saving before waiting means that an apply that times out
+// leaves the resource in the state (tainted), not forgotten.
+func (r *replicaOfResource) finishApply(ctx context.Context, uid int, plan *replicaOfResourceModel, timeout time.Duration, state interface {
+	Set(context.Context, any) diag.Diagnostics
+}, diags *diag.Diagnostics) {
+	db, err := findDatabaseByID(ctx, r.client, uid)
+	if err != nil {
+		diags.AddError(fmt.Sprintf("Could not read the database %d", uid), err.Error())
+		return
+	}
+	flattenReplicaOfStatus(db, plan, diags)
+	diags.Append(state.Set(ctx, plan)...)
+	if diags.HasError() {
+		return
+	}
+	if !plan.WaitForSync.ValueBool() || plan.Sync.ValueString() != api.SyncEnabled {
+		return
+	}
+	db, err = waitForReplicaSync(ctx, r.client, uid, timeout)
+	if db != nil && len(db.ReplicaSources) > 0 {
+		flattenReplicaOfStatus(db, plan, diags)
+		diags.Append(state.Set(ctx, plan)...)
+	}
+	if err != nil {
+		diags.AddError(fmt.Sprintf("The Replica Of of database %d is not in sync", uid), err.Error())
+	}
+}
+
+func list2uris(list []api.ReplicaSource) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = s.URI
+	}
+	return out
+}
+
+func apiSourceAddresses(in []api.ReplicaSourceStatus) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = sourceAddress(s.URI)
+	}
+	return sortedUnique(out)
+}
+
+func (r *replicaOfResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state replicaOfResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	uid, err := parseDatabaseID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("id"), "Invalid database id", err.Error())
+		return
+	}
+	db, err := findDatabaseByID(ctx, r.client, uid)
+	if client.IsNotFound(err) {
+		tflog.Warn(ctx, "the destination database no longer exists, removing its Replica Of from the state", map[string]any{"uid": uid})
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("Could not read the database %d", uid), err.Error())
+		return
+	}
+	if len(db.ReplicaSources) == 0 {
+		tflog.Warn(ctx, "the database is no longer a Replica Of, removing it from the state", map[string]any{"uid": uid})
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	flattenReplicaOf(ctx, db, &state, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state, config replicaOfResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Update(ctx, defaultReplicaOfUpdateTimeout)
+	resp.Diagnostics.Append(diags...)
+	uid, err := parseDatabaseID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("id"), "Invalid database id", err.Error())
+	}
+	sources, creds := r.credentials(ctx, plan.SourceURIs, config.SourceURIsWO, plan.Source, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx = tflog.SetField(ctx, "destination", uid)
+
+	ch := planReplicaChange(plan, &state)
+	var in api.UpdateDatabaseRequest
+	var list []api.ReplicaSource
+	if ch.sourcesChanged {
+		list = expandReplicaSources(sources, creds.byAddr)
+		in.ReplicaSources = &list
+	}
+	if ch.syncChanged {
+		sync := plan.Sync.ValueString()
+		in.ReplicaSync = &sync
+	}
+	if in.ReplicaSources == nil && in.ReplicaSync == nil {
+		// wait_for_sync or timeouts only.
+		plan.Status, plan.Generation, plan.SourceStatus = state.Status, state.Generation, state.SourceStatus
+		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+		return
+	}
+	tflog.Info(ctx, "updating the Replica Of", map[string]any{
+		"sources_changed": ch.sourcesChanged, "sources": strings.Join(sourceAddresses(sources), ", "),
+		"sync": plan.Sync.ValueString(), "flush": ch.flushes(),
+	})
+	if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), redactSecrets(err.Error(), list2uris(list)...))
+		return
+	}
+	r.finishApply(ctx, uid, &plan, timeout, &resp.State, &resp.Diagnostics)
+}
+
+func (r *replicaOfResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state replicaOfResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	uid, err := parseDatabaseID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("id"), "Invalid database id", err.Error())
+		return
+	}
+	none := []api.ReplicaSource{}
+	tflog.Info(ctx, "removing Replica Of; the data stays", map[string]any{"destination": uid})
+	if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &none}); err != nil {
+		if client.IsNotFound(err) {
+			return
+		}
+		resp.Diagnostics.AddError(fmt.Sprintf("Could not remove the Replica Of of database %d", uid), err.Error())
+	}
+}
+
+func (r *replicaOfResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	if _, err := parseDatabaseID(req.ID); err != nil {
+		resp.Diagnostics.AddError("Invalid import id", err.Error()+": import a Replica Of by the uid of its destination database")
+		return
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("database_id"), req.ID)...)
+}
+
+// flattenReplicaOf copies everything the service says about db's Replica Of
+// into m. The timeouts and the write-only settings are left as they are.
+func flattenReplicaOf(ctx context.Context, db *api.Database, m *replicaOfResourceModel, diags *diag.Diagnostics) {
+	m.ID = types.StringValue(strconv.Itoa(db.UID))
+	m.DatabaseID = m.ID
+	prior, _ := sourcesFromSet(ctx, m.Source, diags)
+	set, d := types.SetValueFrom(ctx, types.ObjectType{AttrTypes: replicaSourceAttrTypes}, flattenSources(db.ReplicaSources, prior))
+	diags.Append(d...)
+	m.Source = set
+	woInUse := !m.SourceURIsWOVersion.IsNull()
+	m.SourceURIs = flattenSourceURIs(ctx, db.ReplicaSources, m.SourceURIs, woInUse, diags)
+	m.Sync = types.StringValue(db.ReplicaSync)
+	if m.WaitForSync.IsNull() || m.WaitForSync.IsUnknown() {
+		m.WaitForSync = types.BoolValue(true) // after an import
+	}
+	flattenReplicaOfStatus(db, m, diags)
+}
+
+// flattenReplicaOfStatus copies the computed status of db into m.
+func flattenReplicaOfStatus(db *api.Database, m *replicaOfResourceModel, diags *diag.Diagnostics) {
+	m.Status = types.StringValue(db.ReplicaSyncStatus)
+	m.Generation = types.Int64Value(db.ReplicaGeneration)
+	m.SourceStatus = flattenSourceStatus(db.ReplicaSources, diags)
+}

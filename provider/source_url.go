@@ -1,0 +1,57 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/replicad/terraform-provider-redis/internal/client"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+)
+
+// Helpers shared by the redis_source_url data source, the redis_source_url
+// ephemeral resource and the redis_source_url_password resource.
+
+// sourceURL is a database's Replica Of source URL, taken apart.
+type sourceURL struct {
+	URI      string
+	Address  string
+	Username string
+	Password string
+}
+
+// parseSourceURL takes apart the URL the service returned. The error never
+// holds the password.
+func parseSourceURL(uri string) (sourceURL, error) {
+	u, err := redisurl.Parse(uri)
+	if err != nil {
+		return sourceURL{}, fmt.Errorf("the service returned a source URL that does not parse: %w", err)
+	}
+	return sourceURL{URI: uri, Address: u.Addr(), Username: u.Username, Password: u.Password}, nil
+}
+
+// readSourceURL returns the current source URL of the database uid; the
+// error satisfies client.IsNotFound when the database does not exist.
+func readSourceURL(ctx context.Context, c *client.Client, uid int) (sourceURL, error) {
+	out, err := c.GetSourceURL(ctx, uid)
+	if err != nil {
+		return sourceURL{}, err
+	}
+	return parseSourceURL(out.URI)
+}
+
+// regenerateSourceURL gives the database uid a new admin password and
+// returns the new source URL.
+func regenerateSourceURL(ctx context.Context, c *client.Client, uid int) (sourceURL, error) {
+	out, err := c.RegenerateAdminPassword(ctx, uid)
+	if err != nil {
+		return sourceURL{}, err
+	}
+	s, err := parseSourceURL(out.URI)
+	if err != nil {
+		return sourceURL{}, err
+	}
+	if out.AuthenticationAdminPass != "" && out.AuthenticationAdminPass != s.Password {
+		return sourceURL{}, fmt.Errorf("the service returned a source URL whose password is not the new one (%s)", redisurl.Redact(out.URI))
+	}
+	return s, nil
+}
