@@ -23,7 +23,9 @@ type sourceURLEphemeralResource struct {
 	client *client.Client
 }
 
-func newSourceURLEphemeralResource() ephemeral.EphemeralResource { return &sourceURLEphemeralResource{} }
+func newSourceURLEphemeralResource() ephemeral.EphemeralResource {
+	return &sourceURLEphemeralResource{}
+}
 
 type sourceURLEphemeralModel struct {
 	DatabaseID types.String `tfsdk:"database_id"`
