@@ -6,18 +6,17 @@
 // Typical use:
 //
 //	c, err := replproto.Dial(ctx, opts)
+//	defer c.Close()
 //	sync, err := c.Handshake(ctx, lastReplID, lastAppliedOffset)
 //	if sync.Full {
-//		rdb, err := c.RDB(ctx)   // load rdb (an io.Reader), then
+//		rdb, err := c.RDB(ctx)   // load rdb (an io.Reader, or rdb.Bufio()), then
 //		err = rdb.Close()        // verify it was consumed entirely
 //	}
 //	for {
-//		cmd, err := c.ReadCommand(ctx)
+//		cmd, err := c.ReadCommand(ctx) // cmd.Args valid until the next call
 //		apply(cmd.Args)
-//		c.SetAppliedOffset(cmd.Offset)
+//		c.SetAppliedOffset(cmd.Offset) // what acks report; may lag, from any goroutine
 //	}
-//	// and, from another goroutine, about once a second:
-//	c.SendAck(appliedOffset)
 //
 // # Offsets
 //
@@ -62,8 +61,9 @@
 //
 // All errors are *Error, classified by Kind (ErrAuth, ErrConn, ErrSource,
 // ErrTLS, ErrProtocol, ErrState); see IsRetryable. After an I/O or protocol
-// error the Conn is unusable: close it and dial again, passing the last
-// applied offset to Handshake. Passwords never appear in errors or logs.
+// error (including a cancelled context) the Conn is unusable and its socket
+// already closed: dial again, passing the last applied offset to Handshake.
+// Passwords never appear in errors or logs.
 package replproto
 
 import (
@@ -386,7 +386,8 @@ func (c *Conn) write(ctx context.Context, b []byte) error {
 }
 
 // fail records a stream-breaking error: the position in the stream is lost,
-// so every later read returns the same error.
+// so every later call returns the same error. The socket is closed at once,
+// which also stops the acker: nothing useful can be sent on it any more.
 func (c *Conn) fail(err *Error) error {
 	if c.closed.Load() && errors.Is(err, ErrConn) {
 		if cause := c.closeCause.Load(); cause != nil {
@@ -397,6 +398,7 @@ func (c *Conn) fail(err *Error) error {
 	}
 	c.state = stateBroken
 	c.err = err
+	_ = c.Close()
 	return err
 }
 

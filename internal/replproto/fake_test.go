@@ -53,6 +53,9 @@ func newFakePair(t *testing.T, o Options) (*fakeSource, *Conn) {
 	if o.AckInterval == 0 {
 		o.AckInterval = -1 // scripts expect exact command sequences
 	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 5 * time.Second // a broken reader fails fast
+	}
 	o = o.withDefaults()
 	if testing.Verbose() {
 		o.Logger = testLogger(t)
