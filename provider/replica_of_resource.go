@@ -309,7 +309,7 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 		}
 	}
 	planned, known := sourcesFromSet(ctx, plan.Source, &diags)
-	all := "sources known after apply"
+	all := "its sources (some addresses are known only after apply)"
 	if known {
 		all = strings.Join(sourceAddresses(planned), ", ")
 	}

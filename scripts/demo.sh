@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The main job, on one machine: start a redis-replicad instance, apply
-# examples/quickstart with the locally built provider, then write and read a
-# key in the database it created. Everything is stopped at the end.
+# The main job, on one machine. Two redis-replicad instances stand for two
+# locations, "us" and "eu", and a plain redis-server for a legacy database.
+# Terraform applies examples/geo-replication with the provider built here:
+# orders (us) is replicated to orders-replica (eu), and orders plus the legacy
+# server are replicated into inventory (eu). Then keys written to the sources
+# are read at the destinations, and each source's status and lag is printed.
+# Everything is stopped at the end; nothing is left behind but a temp dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/ensure-deps.sh
+echo "== building redis-replicad and terraform-provider-redis"
 make -s build
 
 work=$(mktemp -d /tmp/redis-replicad-demo.XXXXXX)
@@ -16,7 +21,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_instance NAME PORT: runs redis-replicad with its data in $work/NAME.
+# free_port N: the first port from N up that nothing listens on.
+free_port() {
+  local p=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+  echo "$p"
+}
+
+# start_instance NAME PORT RANGE: runs redis-replicad with its data in $work/NAME.
 start_instance() {
   local name=$1 port=$2 range=$3
   bin/redis-replicad serve --name "$name" --data-dir "$work/$name" --listen "127.0.0.1:$port" \
@@ -29,8 +41,20 @@ start_instance() {
   echo "redis-replicad $name did not start; its log:" >&2; cat "$work/$name.log" >&2; exit 1
 }
 
-echo "== starting redis-replicad (data in $work/local)"
-start_instance local 19443 19000-19099
+us_port=$(free_port 19443)
+eu_port=$(free_port $((us_port + 1)))
+legacy_port=$(free_port 19380)
+echo "== starting redis-replicad us (:$us_port), eu (:$eu_port) and a legacy redis-server (:$legacy_port)"
+start_instance us "$us_port" 19000-19099
+start_instance eu "$eu_port" 19100-19199
+mkdir -p "$work/legacy"
+redis-server --port "$legacy_port" --bind 127.0.0.1 --requirepass legacy-secret --save "" --appendonly no \
+  --dir "$work/legacy" --logfile "$work/legacy.log" &
+pids+=($!)
+legacy() { REDISCLI_AUTH=legacy-secret redis-cli -p "$legacy_port" "$@"; }
+for _ in $(seq 1 50); do legacy PING >/dev/null 2>&1 && break; sleep 0.1; done
+legacy SET sku:42 "blue mug" >/dev/null
+echo "legacy          SET sku:42 \"blue mug\"   (before Terraform: part of the initial load)"
 
 # Terraform uses the provider just built, not one from a registry.
 cat >"$work/terraformrc" <<RC
@@ -40,22 +64,60 @@ provider_installation {
 }
 RC
 export TF_CLI_CONFIG_FILE="$work/terraformrc" TF_IN_AUTOMATION=1
-export REDIS_REPLICAD_ENDPOINT=https://127.0.0.1:19443
-export REDIS_REPLICAD_PASSWORD="$(cat "$work/local/admin-password")"
-export REDIS_REPLICAD_CA_CERT="$(cat "$work/local/ca.pem")"
+export TF_VAR_us_endpoint="https://127.0.0.1:$us_port" TF_VAR_eu_endpoint="https://127.0.0.1:$eu_port"
+TF_VAR_us_password="$(cat "$work/us/admin-password")" TF_VAR_eu_password="$(cat "$work/eu/admin-password")"
+TF_VAR_us_ca_cert="$(cat "$work/us/ca.pem")" TF_VAR_eu_ca_cert="$(cat "$work/eu/ca.pem")"
+export TF_VAR_us_password TF_VAR_eu_password TF_VAR_us_ca_cert TF_VAR_eu_ca_cert
+export TF_VAR_legacy_redis_url="redis://:legacy-secret@127.0.0.1:$legacy_port"
 
-cp -r examples/quickstart "$work/tf"
-echo "== terraform apply examples/quickstart"
-terraform -chdir="$work/tf" apply -auto-approve -no-color 2>&1 | grep -v -i -E "dev_overrides|provider development|^ *-|^╷|^╵|^│ *$|The following provider|Skip terraform init|Terraform will perform" || true
+cp -r examples/geo-replication "$work/tf"
+tf() { terraform -chdir="$work/tf" "$@"; }
+echo "== terraform apply examples/geo-replication (log: $work/apply.log)"
+if ! tf apply -auto-approve -no-color >"$work/apply.log" 2>&1; then
+  cat "$work/apply.log" >&2; exit 1
+fi
+grep -E "^Warning: Replica Of|Creation complete|^Apply complete" "$work/apply.log" | sed 's/^/  /'
 
-endpoint=$(terraform -chdir="$work/tf" output -raw endpoint)
-password=$(terraform -chdir="$work/tf" output -raw password)
-host=${endpoint%:*} port=${endpoint##*:}
-echo "== writing and reading a key at $endpoint"
-REDISCLI_AUTH="$password" redis-cli -h "$host" -p "$port" SET greeting "hello from terraform" >/dev/null
-value=$(REDISCLI_AUTH="$password" redis-cli -h "$host" -p "$port" GET greeting)
-echo "GET greeting -> $value"
-[ "$value" = "hello from terraform" ] || { echo "unexpected value" >&2; exit 1; }
-echo "== terraform plan -detailed-exitcode (0 means no drift)"
-terraform -chdir="$work/tf" plan -detailed-exitcode -no-color >/dev/null 2>&1 && echo "no changes"
-echo "== done; stopping"
+# json_field NAME: the string value of "NAME" in the JSON object on stdin.
+json_field() { sed -E "s/.*\"$1\":\"([^\"]*)\".*/\1/"; }
+endpoints=$(tf output -json endpoints)
+passwords=$(tf output -json passwords)
+# db NAME ARGS...: redis-cli on the database NAME of the example.
+db() {
+  local name=$1; shift
+  local ep; ep=$(json_field "$name" <<<"$endpoints")
+  REDISCLI_AUTH="$(json_field "$name" <<<"$passwords")" redis-cli -h "${ep%:*}" -p "${ep##*:}" "$@"
+}
+
+echo "== writing to the sources"
+db orders SET order:1001 '{"sku":42,"qty":3}' >/dev/null
+echo "orders (us)     SET order:1001 '{\"sku\":42,\"qty\":3}'"
+legacy SET stock:42 17 >/dev/null
+echo "legacy          SET stock:42 17"
+
+echo "== reading at the destinations (eu)"
+# read_at NAME KEY WANT: waits up to 10 s for KEY to reach NAME.
+read_at() {
+  local got=""
+  for _ in $(seq 1 100); do
+    got=$(db "$1" GET "$2" 2>/dev/null || true)
+    [ "$got" = "$3" ] && break
+    sleep 0.1
+  done
+  printf '%-15s GET %-11s -> %s\n' "$1" "$2" "$got"
+  [ "$got" = "$3" ] || { echo "expected $3" >&2; exit 1; }
+}
+read_at orders_replica order:1001 '{"sku":42,"qty":3}'
+read_at inventory order:1001 '{"sku":42,"qty":3}'
+read_at inventory sku:42 "blue mug"
+read_at inventory stock:42 17
+printf '%-15s SET %-11s -> %s\n' orders_replica order:1002 "$(db orders_replica SET order:1002 x 2>&1 | head -c 60)..."
+
+echo "== status of each source (terraform output replication, after a refresh)"
+tf apply -refresh-only -auto-approve -no-color >/dev/null 2>&1
+tf output -raw replication
+echo
+echo "== terraform plan -detailed-exitcode (0: no drift)"
+rc=0; tf plan -detailed-exitcode -no-color >"$work/plan.log" 2>&1 || rc=$?
+[ "$rc" = 0 ] && echo "no changes" || { cat "$work/plan.log"; echo "plan exit code $rc" >&2; exit 1; }
+echo "== done; stopping everything"

@@ -1,0 +1,67 @@
+# Two locations, one provider block (alias) each.
+provider "redis" {
+  alias    = "us"
+  endpoint = "https://replicad-us.example.com:9443"
+  password = var.us_password
+}
+
+provider "redis" {
+  alias    = "eu"
+  endpoint = "https://replicad-eu.example.com:9443"
+  password = var.eu_password
+}
+
+# The source, in the US, and a source URL with a fresh admin password.
+resource "redis_database" "orders" {
+  provider    = redis.us
+  name        = "orders"
+  memory_size = 256 * 1024 * 1024
+}
+
+resource "redis_source_url_password" "orders" {
+  provider    = redis.us
+  database_id = redis_database.orders.id
+}
+
+# The destination, in Europe: a read-only copy of orders, kept up to date.
+resource "redis_database" "orders_eu" {
+  provider    = redis.eu
+  name        = "orders-eu"
+  memory_size = 256 * 1024 * 1024
+}
+
+resource "redis_replica_of" "orders_eu" {
+  provider    = redis.eu
+  database_id = redis_database.orders_eu.id
+
+  # Sources are named by host:port, with no secret, so that a plan shows
+  # which one is added, removed or changed.
+  source = [
+    { address = redis_source_url_password.orders.address, compression = 3 },
+    { address = "10.0.0.5:6379" }, # an open-source redis-server without a password
+  ]
+
+  # The credentials, matched to the sources by host:port.
+  source_uris = [redis_source_url_password.orders.source_url]
+
+  timeouts {
+    create = "30m" # the initial load of a large dataset takes time
+  }
+}
+
+output "replication" {
+  value = {
+    status  = redis_replica_of.orders_eu.status
+    sources = { for addr, s in redis_replica_of.orders_eu.source_status : addr => "${s.status}, lag ${s.lag} ms" }
+  }
+}
+
+variable "us_password" {
+  type      = string
+  sensitive = true
+}
+
+variable "eu_password" {
+  type      = string
+  sensitive = true
+}
