@@ -77,8 +77,13 @@ func renderConfig(d store.Database, dir, bindHost string) string {
 	line("shutdown-timeout 1")
 	line("repl-diskless-sync yes")
 	line("repl-diskless-sync-delay 0")
+	// Redis 7.0 replays the AOF as the default user and checks its ACL at
+	// each EXEC: a read-only default user (a Replica Of destination) would
+	// make it drop every replicated transaction on restart. So the default
+	// user starts with every permission but switched off (nobody can log in
+	// as it), and the service applies its real rules once the data is loaded.
+	line("user %s off %s %s", AppUser, passwordHash(d.RedisPassword), fullRules)
 	for _, u := range []struct{ name, pw, rules string }{
-		{AppUser, d.RedisPassword, appRules(d)},
 		{AdminUser, d.AdminPassword, fullRules},
 		{InternalUser, d.InternalPassword, fullRules},
 	} {

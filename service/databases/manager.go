@@ -50,13 +50,14 @@ type Manager struct {
 	mu      sync.Mutex
 	procs   map[int]*process
 	clients map[int]*redis.Client
+	current map[int]store.Database // as last ensured
 	cancel  context.CancelFunc
 }
 
 // NewManager returns a Manager with no processes.
 func NewManager(cfg Config) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, ctx: ctx, cancel: cancel, procs: map[int]*process{}, clients: map[int]*redis.Client{}}
+	return &Manager{cfg: cfg, ctx: ctx, cancel: cancel, procs: map[int]*process{}, clients: map[int]*redis.Client{}, current: map[int]store.Database{}}
 }
 
 // Dir is where the files of database uid live.
@@ -74,8 +75,8 @@ func (m *Manager) Addr(port int) string {
 }
 
 // Ensure makes database d run as stored: it starts its process when none
-// runs, and otherwise applies the live settings (ACL users, maxmemory). The
-// config file is rewritten either way, so a restart keeps the settings.
+// runs, then applies the live settings (ACL users, maxmemory) once it
+// answers. The config file is rewritten first, so a restart keeps them.
 func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
 	dir := m.Dir(d.UID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -86,9 +87,12 @@ func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
 		return fmt.Errorf("write config of database %d: %w", d.UID, err)
 	}
 	m.mu.Lock()
+	m.current[d.UID] = d
 	p, running := m.procs[d.UID]
 	if !running {
-		p = &process{uid: d.UID, binary: m.cfg.RedisServer, dir: dir, confPath: confPath, log: m.cfg.Logger}
+		uid := d.UID
+		p = &process{uid: uid, binary: m.cfg.RedisServer, dir: dir, confPath: confPath, addr: m.Addr(d.Port), log: m.cfg.Logger,
+			started: func(ctx context.Context) { m.afterStart(ctx, uid) }}
 		m.procs[d.UID] = p
 		p.start(m.ctx)
 	}
@@ -101,15 +105,31 @@ func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
 	if old != nil {
 		old.Close()
 	}
-	if !running {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := WaitReady(ctx, m.Client(d.UID)); err != nil {
-			return fmt.Errorf("start database %d: %w", d.UID, err)
-		}
-		return nil
-	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	return m.applyLive(ctx, d)
+}
+
+// afterStart applies the live settings once a (re)started child answers;
+// until then its application user is switched off (see renderConfig).
+func (m *Manager) afterStart(ctx context.Context, uid int) {
+	for ctx.Err() == nil {
+		m.mu.Lock()
+		d, ok := m.current[uid]
+		m.mu.Unlock()
+		if !ok {
+			return
+		}
+		err := m.applyLive(ctx, d)
+		if err == nil {
+			return
+		}
+		m.cfg.Logger.Warn("apply settings to a started redis-server; retrying", "uid", uid, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // applyLive pushes users and limits to a running database.
@@ -201,6 +221,7 @@ func (m *Manager) stop(uid int) {
 	p, c := m.procs[uid], m.clients[uid]
 	delete(m.procs, uid)
 	delete(m.clients, uid)
+	delete(m.current, uid)
 	m.mu.Unlock()
 	if c != nil {
 		c.Close()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,11 @@ type process struct {
 	binary   string
 	dir      string
 	confPath string
+	addr     string // where it listens
 	log      *slog.Logger
+	// started runs after each start of the child, on a goroutine of its
+	// own that ends with ctx: it applies what the config cannot hold.
+	started func(ctx context.Context)
 
 	mu       sync.Mutex
 	running  bool // a child is up (it may not answer yet)
@@ -76,6 +81,12 @@ func (p *process) supervise(ctx context.Context) {
 }
 
 func (p *process) runOnce(ctx context.Context) error {
+	// A redis-server of a previous life of the service may still be
+	// shutting down on this port (it got SIGTERM when the service died):
+	// wait for it to go, so that nobody mistakes it for the new one.
+	if err := waitPortFree(ctx, p.addr, 30*time.Second); err != nil {
+		return err
+	}
 	cmd := exec.Command(p.binary, p.confPath)
 	cmd.Dir = p.dir
 	// The child ends with the service (even on kill -9), so a restarted
@@ -95,6 +106,11 @@ func (p *process) runOnce(ctx context.Context) error {
 	p.mu.Lock()
 	p.running = true
 	p.mu.Unlock()
+	childCtx, childDone := context.WithCancel(ctx)
+	defer childDone()
+	if p.started != nil {
+		go p.started(childCtx)
+	}
 	defer func() {
 		p.mu.Lock()
 		p.running = false
@@ -118,5 +134,25 @@ func (p *process) runOnce(ctx context.Context) error {
 			<-waited
 		}
 		return ctx.Err()
+	}
+}
+
+// waitPortFree polls until nothing accepts connections on addr.
+func waitPortFree(ctx context.Context, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return nil
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			return fmt.Errorf("port of %s is still taken by another process after %s", addr, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }

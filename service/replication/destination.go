@@ -111,6 +111,7 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 		return err
 	}
 	full := forceFull || gen != d.db.ReplicaGeneration
+	d.log.Info("destination checkpoints", "destination", d.db.UID, "generation", gen, "want_generation", d.db.ReplicaGeneration, "checkpoints", len(cps), "force_full", forceFull)
 	for _, s := range d.sources {
 		if _, ok := cps[s.url.Addr()]; !ok {
 			full = true

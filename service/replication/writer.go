@@ -108,6 +108,10 @@ func (w *destWriter) flush(ctx context.Context, tx bool) (int, error) {
 			if strings.HasPrefix(msg, "OOM") {
 				return 0, fatal("the destination is out of memory (raise its memory_size): %s", msg)
 			}
+			if strings.HasPrefix(msg, "LOADING") || strings.HasPrefix(msg, "BUSY") {
+				// The destination restarted and is reading its AOF: retry.
+				return 0, fmt.Errorf("destination not ready: %s", msg)
+			}
 			if firstErr == nil {
 				firstErr = fmt.Errorf("destination refused a command: %s", msg)
 			}
