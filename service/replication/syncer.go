@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -162,6 +163,12 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, items chan<- it
 	})
 	var br *bufio.Reader = payload.Bufio()
 	emit := func(cmd [][]byte) error {
+		if len(cmd) == 2 && equalFold(cmd[0], "SELECT") {
+			db, _ := strconv.Atoi(string(cmd[1]))
+			if err := checkDB(db); err != nil {
+				return err
+			}
+		}
 		select {
 		case items <- item{kind: kindCommand, raw: resp.AppendCommand(nil, cmd...)}:
 			s.metrics.commandsIn.Inc()

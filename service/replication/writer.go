@@ -189,6 +189,9 @@ func (w *destWriter) applyStream(ctx context.Context, batch []item) error {
 			w.buf = append(w.buf, it.raw...)
 			w.queued++
 		case kindSelect:
+			if err := checkDB(it.db); err != nil {
+				return err
+			}
 			w.db = it.db
 			w.add("SELECT", strconv.Itoa(it.db))
 		case kindFlushAll:
@@ -213,5 +216,14 @@ func (w *destWriter) applyStream(ctx context.Context, batch []item) error {
 		return err
 	}
 	w.applied = cp
+	return nil
+}
+
+// checkDB refuses the logical databases the destination does not offer to
+// sources: the checkpoint database and beyond.
+func checkDB(db int) error {
+	if db < 0 || db >= databases.CheckpointDB {
+		return fatal("the source uses logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints)", db, databases.CheckpointDB-1, databases.CheckpointDB)
+	}
 	return nil
 }
