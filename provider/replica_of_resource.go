@@ -581,7 +581,10 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		list = expandReplicaSources(sources, creds.byAddr)
 		in.ReplicaSources = &list
 	}
-	if ch.syncChanged {
+	if ch.syncChanged || ch.sourcesChanged {
+		// With new sources, the sync state is sent too: the service may
+		// have stopped the sync since the refresh, and the plan says what
+		// it must be after the apply.
 		sync := plan.Sync.ValueString()
 		in.ReplicaSync = &sync
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -119,7 +121,7 @@ resource "redis_source_url_password" %q {
 func hclReplicaOf(alias, dst string, srcs []string, extra string) string {
 	var sources, uris []string
 	for _, s := range srcs {
-		sources = append(sources, fmt.Sprintf("    { address = redis_source_url_password.%s.address },", s))
+		sources = append(sources, fmt.Sprintf("    { address = redis_database.%s.endpoint },", s))
 		uris = append(uris, fmt.Sprintf("    redis_source_url_password.%s.source_url,", s))
 	}
 	return fmt.Sprintf(`
@@ -316,6 +318,38 @@ func (e *testAccEnv) checkReplica(name string, f func(*api.Database) error) reso
 	}
 }
 
+// captureGeneration stores the generation of a redis_replica_of.
+func captureGeneration(name string, gen *int64) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		rs, ok := s.RootModule().Resources[name]
+		if !ok {
+			return fmt.Errorf("%s is not in the state", name)
+		}
+		n, err := strconv.ParseInt(rs.Primary.Attributes["generation"], 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s generation: %w", name, err)
+		}
+		*gen = n
+		return nil
+	}
+}
+
+// checkGeneration checks the generation of a redis_replica_of against the
+// captured one: want is the expected increase.
+func checkGeneration(name string, gen *int64, want int64) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		var now int64
+		if err := captureGeneration(name, &now)(s); err != nil {
+			return err
+		}
+		if now != *gen+want {
+			return fmt.Errorf("%s generation = %d, want %d + %d", name, now, *gen, want)
+		}
+		*gen = now
+		return nil
+	}
+}
+
 func TestAccReplicaOf_oneToMany(t *testing.T) {
 	r := testAccStartTwo(t)
 	prefix := acctest.RandomWithPrefix("tf-acc")
@@ -334,18 +368,538 @@ func TestAccReplicaOf_oneToMany(t *testing.T) {
 				},
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr("redis_replica_of.remote", "sync", api.SyncEnabled),
+					resource.TestCheckResourceAttr("redis_replica_of.remote", "wait_for_sync", "true"),
 					resource.TestCheckResourceAttr("redis_replica_of.remote", "source.#", "1"),
-					resource.TestCheckResourceAttrPair("redis_replica_of.remote", "source.0.address", "redis_database.src", "endpoint"),
+					resource.TestCheckResourceAttrPair("redis_replica_of.remote", "source.0.address", "redis_source_url_password.src", "address"),
 					resource.TestCheckResourceAttrPair("redis_replica_of.remote", "database_id", "redis_database.remote", "id"),
 					resource.TestCheckResourceAttrPair("redis_replica_of.local", "database_id", "redis_database.local", "id"),
+					resource.TestCheckResourceAttr("redis_replica_of.remote", "generation", "1"),
 					testAccCheckSourceStatus("redis_replica_of.remote", 1),
 					testAccCheckSourceStatus("redis_replica_of.local", 1),
 					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.remote", "redis_database.local"}),
 					testAccCheckReadOnly("redis_database.remote"),
+					r.b.checkReplica("redis_replica_of.remote", func(db *api.Database) error {
+						if len(db.ReplicaSources) != 1 || db.ReplicaSync != api.SyncEnabled {
+							return fmt.Errorf("the service has %d sources, sync %q", len(db.ReplicaSources), db.ReplicaSync)
+						}
+						return nil
+					}),
+				),
+			},
+			// Both resources import by database id.
+			{
+				ResourceName:            "redis_replica_of.remote",
+				ImportState:             true,
+				ImportStateVerify:       true,
+				ImportStateVerifyIgnore: []string{"timeouts", "source_status"},
+			},
+			{
+				ResourceName:            "redis_source_url_password.src",
+				ImportState:             true,
+				ImportStateVerify:       true,
+				ImportStateVerifyIgnore: []string{"keepers"},
+			},
+			{
+				ResourceName:  "redis_replica_of.remote",
+				ImportState:   true,
+				ImportStateId: "orders",
+				ExpectError:   regexp.MustCompile(`"orders" is not a database id`),
+			},
+		},
+	})
+}
+
+// TestAccReplicaOf_manyToOne replicates three sources of two locations into
+// one destination, then reorders, adds and removes sources.
+func TestAccReplicaOf_manyToOne(t *testing.T) {
+	r := testAccStartTwo(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	base := r.providers() +
+		hclDatabase("a", "s1", prefix) + hclSourcePassword("a", "s1", "") +
+		hclDatabase("b", "s2", prefix) + hclSourcePassword("b", "s2", "") +
+		hclDatabase("a", "s3", prefix) + hclSourcePassword("a", "s3", "") +
+		hclDatabase("b", "dst", prefix)
+	const dst = "redis_replica_of.dst"
+	var gen int64
+	var s3Keys []string
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccTwoRegionsFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: base + hclReplicaOf("b", "dst", []string{"s1", "s2"}, ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(dst, "source.#", "2"),
+					testAccCheckSourceStatus(dst, 2),
+					captureGeneration(dst, &gen),
+					testAccCheckReplicates([]string{"redis_database.s1", "redis_database.s2"}, []string{"redis_database.dst"}),
+				),
+			},
+			// The order of the sources has no meaning.
+			{
+				Config: base + hclReplicaOf("b", "dst", []string{"s2", "s1"}, ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+			},
+			// Adding a source re-replicates from all of them.
+			{
+				Config: base + hclReplicaOf("b", "dst", []string{"s1", "s2", "s3"}, ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate),
+						plancheck.ExpectUnknownValue(dst, tfjsonpath.New("source_status")),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(dst, "source.#", "3"),
+					testAccCheckSourceStatus(dst, 3),
+					checkGeneration(dst, &gen, 1),
+					testAccCheckReplicates([]string{"redis_database.s1", "redis_database.s2", "redis_database.s3"}, []string{"redis_database.dst"}),
+					testAccWriteKey("redis_database.s3", &s3Keys),
+					testAccWriteKey("redis_database.s3", &s3Keys),
+					testAccCheckReplicates([]string{"redis_database.s1"}, []string{"redis_database.dst"}),
+				),
+			},
+			// Removing a source re-replicates from the others: its keys go.
+			{
+				Config: base + hclReplicaOf("b", "dst", []string{"s2", "s1"}, ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(dst, "source.#", "2"),
+					testAccCheckSourceStatus(dst, 2),
+					checkGeneration(dst, &gen, 1),
+					testAccCheckKeysGone("redis_database.dst", &s3Keys),
+					testAccCheckReplicates([]string{"redis_database.s1", "redis_database.s2"}, []string{"redis_database.dst"}),
+					r.b.checkReplica(dst, func(db *api.Database) error {
+						if got := apiSourceAddresses(db.ReplicaSources); len(got) != 2 {
+							return fmt.Errorf("the service has the sources %v", got)
+						}
+						return nil
+					}),
 				),
 			},
 		},
 	})
-	_ = errors.New
-	_ = regexp.MustCompile
+}
+
+// waitForService polls the destination of a redis_replica_of until f accepts it.
+func (e *testAccEnv) waitForReplica(name, what string, f func(*api.Database) error) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		var uid int
+		if err := testAccCaptureDatabaseUID(name, &uid)(s); err != nil {
+			return err
+		}
+		return testAccEventually(time.Minute, what, func(ctx context.Context) error {
+			db, err := e.client.GetDatabase(ctx, uid)
+			if err != nil {
+				return err
+			}
+			return f(db)
+		})
+	}
+}
+
+func syncIs(want string) func(*api.Database) error {
+	return func(db *api.Database) error {
+		if db.ReplicaSync != want {
+			return fmt.Errorf("replica_sync is %q, want %q", db.ReplicaSync, want)
+		}
+		return nil
+	}
+}
+
+// TestAccReplicaOf_syncStates pauses and resumes a sync (no flush), then
+// stops and restarts it (flush and reload).
+func TestAccReplicaOf_syncStates(t *testing.T) {
+	r := testAccStartTwo(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	base := r.providers() + hclDatabase("a", "src", prefix) + hclSourcePassword("a", "src", "") + hclDatabase("b", "dst", prefix)
+	config := func(sync string) string {
+		return base + hclReplicaOf("b", "dst", []string{"src"}, fmt.Sprintf("  sync = %q\n", sync))
+	}
+	const dst = "redis_replica_of.dst"
+	var gen int64
+	var written []string
+	empty := resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccTwoRegionsFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:           config(api.SyncEnabled),
+				ConfigPlanChecks: empty,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					captureGeneration(dst, &gen),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+				),
+			},
+			{
+				Config:           config(api.SyncPaused),
+				ConfigPlanChecks: empty,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(dst, "sync", api.SyncPaused),
+					r.b.waitForReplica(dst, "the sync is paused", func(db *api.Database) error {
+						if db.ReplicaSync != api.SyncPaused || db.ReplicaSyncStatus != api.SourceOutOfSync {
+							return fmt.Errorf("replica_sync %q, status %q", db.ReplicaSync, db.ReplicaSyncStatus)
+						}
+						return nil
+					}),
+					testAccWriteKey("redis_database.src", &written),
+				),
+			},
+			// Resuming continues where the sync was: no flush.
+			{
+				Config:           config(api.SyncEnabled),
+				ConfigPlanChecks: empty,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(dst, "sync", api.SyncEnabled),
+					testAccCheckSourceStatus(dst, 1),
+					checkGeneration(dst, &gen, 0),
+					testAccCheckKeysPresent("redis_database.dst", &written),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+				),
+			},
+			{
+				Config:           config(api.SyncStopped),
+				ConfigPlanChecks: empty,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(dst, "sync", api.SyncStopped),
+					r.b.waitForReplica(dst, "the sync is stopped", syncIs(api.SyncStopped)),
+					testAccWriteKey("redis_database.src", &written),
+				),
+			},
+			// Restarting a stopped sync flushes and reloads.
+			{
+				Config: config(api.SyncEnabled),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					testAccCheckSourceStatus(dst, 1),
+					checkGeneration(dst, &gen, 1),
+					testAccCheckKeysPresent("redis_database.dst", &written),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+				),
+			},
+		},
+	})
+}
+
+// testAccCheckKeysPresent waits until every key is in the database.
+func testAccCheckKeysPresent(dst string, keys *[]string) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		c, err := testAccClient(s, dst)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return testAccEventually(30*time.Second, "the keys reach "+dst, func(ctx context.Context) error {
+			n, err := c.Exists(ctx, *keys...).Result()
+			if err != nil {
+				return err
+			}
+			if n != int64(len(*keys)) {
+				return fmt.Errorf("%d of %d keys exist", n, len(*keys))
+			}
+			return nil
+		})
+	}
+}
+
+// TestAccReplicaOf_passwordRotation regenerates the source's password
+// through keepers while the destination keeps the old URL: the service stops
+// the sync with an authentication error, which the next plan shows; giving
+// the destination the new URL recovers.
+func TestAccReplicaOf_passwordRotation(t *testing.T) {
+	r := testAccStartTwo(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	config := func(keeper, extra string) string {
+		return r.providers() + hclDatabase("a", "src", prefix) + hclSourcePassword("a", "src", keeper) +
+			hclDatabase("b", "dst", prefix) + hclReplicaOf("b", "dst", []string{"src"}, extra)
+	}
+	const dst = "redis_replica_of.dst"
+	const pw = "redis_source_url_password.src"
+	keepOldURL := "  lifecycle {\n    ignore_changes = [source_uris]\n  }\n"
+	var oldPassword string
+	var gen int64
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccTwoRegionsFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config("1", ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestMatchResourceAttr(pw, "password", regexp.MustCompile(`^.{16,}$`)),
+					resource.TestCheckResourceAttrPair(pw, "address", "redis_database.src", "endpoint"),
+					func(s *terraform.State) error {
+						a := s.RootModule().Resources[pw].Primary.Attributes
+						oldPassword = a["password"]
+						if !strings.Contains(a["source_url"], url.QueryEscape(oldPassword)) || !strings.HasPrefix(a["source_url"], "redis://admin:") {
+							return fmt.Errorf("source_url does not hold the admin user and the password")
+						}
+						return nil
+					},
+					captureGeneration(dst, &gen),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+				),
+			},
+			// A new keeper regenerates the password; the destination still
+			// has the old URL, fails to authenticate and stops.
+			{
+				Config: config("2", keepOldURL),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(pw, plancheck.ResourceActionDestroyBeforeCreate),
+						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionNoop),
+					},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					func(s *terraform.State) error {
+						if s.RootModule().Resources[pw].Primary.Attributes["password"] == oldPassword {
+							return errors.New("the password was not regenerated")
+						}
+						return nil
+					},
+					r.b.waitForReplica(dst, "the sync stops on an authentication error", func(db *api.Database) error {
+						if db.ReplicaSync != api.SyncStopped {
+							return fmt.Errorf("replica_sync is %q", db.ReplicaSync)
+						}
+						if len(db.ReplicaSources) != 1 || !authError.MatchString(db.ReplicaSources[0].LastError) {
+							return fmt.Errorf("the last error is not an authentication error: %+v", db.ReplicaSources)
+						}
+						return nil
+					}),
+				),
+				// The refresh finds the sync stopped by the service.
+				ExpectNonEmptyPlan: true,
+			},
+			// The state shows why, without the password.
+			{
+				RefreshState:       true,
+				ExpectNonEmptyPlan: true,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(dst, "sync", api.SyncStopped),
+					resource.TestCheckResourceAttr(dst, "status", api.SourceOutOfSync),
+					func(s *terraform.State) error {
+						a := s.RootModule().Resources[dst].Primary.Attributes
+						for k, v := range a {
+							if strings.HasSuffix(k, ".last_error") {
+								if !authError.MatchString(v) {
+									return fmt.Errorf("%s = %q", k, v)
+								}
+								if strings.Contains(v, oldPassword) {
+									return fmt.Errorf("%s holds the password", k)
+								}
+								return nil
+							}
+						}
+						return errors.New("no last_error in source_status")
+					},
+				),
+			},
+			// The new URL (and sync enabled again) recovers.
+			{
+				Config: config("2", ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(dst, "sync", api.SyncEnabled),
+					testAccCheckSourceStatus(dst, 1),
+					checkGeneration(dst, &gen, 1),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+				),
+			},
+		},
+	})
+}
+
+var authError = regexp.MustCompile(`(?i)auth|WRONGPASS|password`)
+
+// TestAccReplicaOf_drift changes a replica through the API: a stopped sync,
+// other sources, other credentials and a removed Replica Of each show in the
+// next plan, and the apply puts the configuration back.
+func TestAccReplicaOf_drift(t *testing.T) {
+	r := testAccStartTwo(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	config := r.providers() +
+		hclDatabase("a", "src", prefix) + hclSourcePassword("a", "src", "") +
+		hclDatabase("a", "other", prefix) + hclSourcePassword("a", "other", "") +
+		hclDatabase("b", "dst", prefix) + hclReplicaOf("b", "dst", []string{"src"}, "")
+	const dst = "redis_replica_of.dst"
+	var uid int
+	var srcURL, otherURL string
+	var gen int64
+	ctx := testAccContext(t)
+	outOfBand := func(in api.UpdateDatabaseRequest) func() {
+		return func() {
+			if _, err := r.b.client.UpdateDatabase(ctx, uid, in); err != nil {
+				t.Fatalf("out-of-band update: %v", err)
+			}
+		}
+	}
+	stopped, none := api.SyncStopped, []api.ReplicaSource{}
+	expectUpdate := resource.ConfigPlanChecks{
+		PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate)},
+		PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+	}
+	inSync := resource.ComposeAggregateTestCheckFunc(
+		testAccCheckSourceStatus(dst, 1),
+		testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+		r.b.checkReplica(dst, func(db *api.Database) error {
+			if len(db.ReplicaSources) != 1 || db.ReplicaSources[0].URI != srcURL {
+				return fmt.Errorf("the service has the sources %v", apiSourceAddresses(db.ReplicaSources))
+			}
+			return nil
+		}),
+	)
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccTwoRegionsFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					testAccCaptureDatabaseUID(dst, &uid),
+					captureGeneration(dst, &gen),
+					func(s *terraform.State) error {
+						srcURL = s.RootModule().Resources["redis_source_url_password.src"].Primary.Attributes["source_url"]
+						otherURL = s.RootModule().Resources["redis_source_url_password.other"].Primary.Attributes["source_url"]
+						return nil
+					},
+				),
+			},
+			// The sync stopped through the API.
+			{
+				PreConfig:          outOfBand(api.UpdateDatabaseRequest{ReplicaSync: &stopped}),
+				Config:             config,
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			{
+				Config:           config,
+				ConfigPlanChecks: expectUpdate,
+				Check:            resource.ComposeAggregateTestCheckFunc(inSync, checkGeneration(dst, &gen, 1)),
+			},
+			// Another source set through the API.
+			{
+				PreConfig: func() {
+					outOfBand(api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: otherURL}}})()
+				},
+				Config:           config,
+				ConfigPlanChecks: expectUpdate,
+				Check:            resource.ComposeAggregateTestCheckFunc(inSync, checkGeneration(dst, &gen, 2)),
+			},
+			// Other credentials for the same source through the API.
+			{
+				PreConfig: func() {
+					u, _ := url.Parse(srcURL)
+					u.User = url.UserPassword("admin", "not-the-password")
+					outOfBand(api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: u.String()}}})()
+				},
+				Config:           config,
+				ConfigPlanChecks: expectUpdate,
+				Check:            resource.ComposeAggregateTestCheckFunc(inSync, checkGeneration(dst, &gen, 2)),
+			},
+			// Replica Of removed through the API: planned for creation.
+			{
+				PreConfig: outOfBand(api.UpdateDatabaseRequest{ReplicaSources: &none}),
+				Config:    config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(dst, plancheck.ResourceActionCreate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: inSync,
+			},
+		},
+	})
+}
+
+// TestAccReplicaOf_writeOnly feeds the source URL of an ephemeral resource
+// to source_uris_wo: nothing of it reaches the state. A password regenerated
+// through the API is sent to the destination by bumping the version.
+func TestAccReplicaOf_writeOnly(t *testing.T) {
+	r := testAccStartTwo(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	config := func(version int) string {
+		return r.providers() + hclDatabase("a", "src", prefix) + hclDatabase("b", "dst", prefix) + fmt.Sprintf(`
+ephemeral "redis_source_url" "src" {
+  provider    = redis
+  database_id = redis_database.src.id
+}
+
+resource "redis_replica_of" "dst" {
+  provider               = redisb
+  database_id            = redis_database.dst.id
+  source                 = [{ address = redis_database.src.endpoint }]
+  source_uris_wo         = [ephemeral.redis_source_url.src.uri]
+  source_uris_wo_version = %d
+}
+`, version)
+	}
+	const dst = "redis_replica_of.dst"
+	var srcUID int
+	var gen int64
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccTwoRegionsFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config(1),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckNoResourceAttr(dst, "source_uris_wo.#"),
+					resource.TestCheckNoResourceAttr(dst, "source_uris.#"),
+					resource.TestCheckResourceAttr(dst, "source_uris_wo_version", "1"),
+					testAccCheckSourceStatus(dst, 1),
+					testAccCaptureDatabaseUID("redis_database.src", &srcUID),
+					captureGeneration(dst, &gen),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+				),
+			},
+			// The password regenerated through the API stops the sync...
+			{
+				PreConfig: func() {
+					if _, err := r.a.client.RegenerateAdminPassword(testAccContext(t), srcUID); err != nil {
+						t.Fatal(err)
+					}
+				},
+				RefreshState:       true,
+				ExpectNonEmptyPlan: true,
+				Check: r.b.waitForReplica(dst, "the sync stops", func(db *api.Database) error {
+					return syncIs(api.SyncStopped)(db)
+				}),
+			},
+			// ... and a new version sends the current URL.
+			{
+				Config: config(2),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					testAccCheckSourceStatus(dst, 1),
+					checkGeneration(dst, &gen, 1),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+				),
+			},
+		},
+	})
 }
