@@ -33,6 +33,10 @@ import (
 // `source_uris_wo` (write-only) and are matched to the sources by host:port.
 // A credential inside the set would not do: Terraform cannot mark one element
 // of a set as sensitive, so it would hide the whole set in every plan.
+//
+// `source_uris` is a list whose order is ignored, not a set: the framework
+// names a set element by its value in its trace logs (attribute paths), which
+// would print the passwords; a list element is named by its index.
 
 // replicaSourceModel is one element of the `source` set.
 type replicaSourceModel struct {
@@ -296,7 +300,7 @@ func sourceAddress(uri string) string {
 // URLs are not in use (woInUse false), every source URL of the service that
 // holds credentials is included too: a password added through the API shows
 // as a difference, and an import fills source_uris.
-func flattenSourceURIs(ctx context.Context, in []api.ReplicaSourceStatus, prior types.Set, woInUse bool, diags *diag.Diagnostics) types.Set {
+func flattenSourceURIs(ctx context.Context, in []api.ReplicaSourceStatus, prior types.List, woInUse bool, diags *diag.Diagnostics) types.List {
 	service := map[string]string{}
 	for _, s := range in {
 		service[sourceAddress(s.URI)] = s.URI
@@ -330,9 +334,9 @@ func flattenSourceURIs(ctx context.Context, in []api.ReplicaSourceStatus, prior 
 		}
 	}
 	if len(out) == 0 && (prior.IsNull() || prior.IsUnknown()) {
-		return types.SetNull(types.StringType)
+		return types.ListNull(types.StringType)
 	}
-	v, d := types.SetValue(types.StringType, out)
+	v, d := types.ListValue(types.StringType, out)
 	diags.Append(d...)
 	return v
 }
