@@ -9,8 +9,10 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	fwprovider "github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
+	rschema "github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -195,8 +197,26 @@ func TestSchemasAreDocumented(t *testing.T) {
 		attrs := map[string]string{}
 		for n, a := range s.Schema.Attributes {
 			attrs[n] = a.GetMarkdownDescription()
+			if nested, ok := a.(rschema.NestedAttribute); ok {
+				for cn, c := range nested.GetNestedObject().GetAttributes() {
+					attrs[n+"."+cn] = c.GetMarkdownDescription()
+				}
+			}
 		}
 		check(md.TypeName, s.Schema.MarkdownDescription, attrs)
+	}
+	ep := p.(fwprovider.ProviderWithEphemeralResources)
+	for _, f := range ep.EphemeralResources(ctx) {
+		e := f()
+		var md ephemeral.MetadataResponse
+		e.Metadata(ctx, ephemeral.MetadataRequest{ProviderTypeName: "redis"}, &md)
+		var s ephemeral.SchemaResponse
+		e.Schema(ctx, ephemeral.SchemaRequest{}, &s)
+		attrs := map[string]string{}
+		for n, a := range s.Schema.Attributes {
+			attrs[n] = a.GetMarkdownDescription()
+		}
+		check("ephemeral."+md.TypeName, s.Schema.MarkdownDescription, attrs)
 	}
 	for _, f := range p.DataSources(ctx) {
 		d := f()

@@ -114,8 +114,12 @@ type credentialSet struct {
 	unknown bool
 }
 
-// addCredentials reads the URLs of attribute attrPath (a set or a list of
-// strings) into cs, reporting malformed URLs and addresses given twice.
+// add reads the URLs of attribute attrPath (a set or a list of strings)
+// into cs, reporting malformed URLs and addresses given twice.
+//
+// Its diagnostics name the attribute in their text but are not attached to
+// it: Terraform would print the configuration line, where a password may be
+// written out.
 func (cs *credentialSet) add(ctx context.Context, attrPath path.Path, value attr.Value, diags *diag.Diagnostics) {
 	if cs.byAddr == nil {
 		cs.byAddr = map[string]string{}
@@ -134,7 +138,7 @@ func (cs *credentialSet) add(ctx context.Context, attrPath path.Path, value attr
 	case types.List:
 		diags.Append(v.ElementsAs(ctx, &elems, false)...)
 	default:
-		diags.AddAttributeError(attrPath, "Unexpected value", fmt.Sprintf("Got a %T. This is a bug in the provider.", value))
+		diags.AddError("Unexpected value", fmt.Sprintf("%s is a %T. This is a bug in the provider.", attrPath, value))
 		return
 	}
 	for _, e := range elems {
@@ -143,17 +147,17 @@ func (cs *credentialSet) add(ctx context.Context, attrPath path.Path, value attr
 			continue
 		}
 		if e.IsNull() {
-			diags.AddAttributeError(attrPath, "Missing source URL", "A source URL is null: every element must be a redis:// or rediss:// URL.")
+			diags.AddError("Missing source URL", fmt.Sprintf("An element of %s is null: every element must be a redis:// or rediss:// URL.", attrPath))
 			continue
 		}
 		addr, err := sourceURIAddress(e.ValueString())
 		if err != nil {
 			// redisurl's errors show the URL redacted.
-			diags.AddAttributeError(attrPath, "Invalid source URL", err.Error())
+			diags.AddError("Invalid source URL", fmt.Sprintf("In %s: %s", attrPath, err))
 			continue
 		}
 		if _, dup := cs.byAddr[addr]; dup {
-			diags.AddAttributeError(attrPath, "Source URL given twice",
+			diags.AddError("Source URL given twice",
 				fmt.Sprintf("Two source URLs (in source_uris or source_uris_wo) are for %s: give one URL per source.", addr))
 			continue
 		}
@@ -214,7 +218,7 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 		if seen[addr] {
 			continue
 		}
-		diags.AddAttributeError(path.Root("source_uris"), "Source URL without a source",
+		diags.AddError("Source URL without a source",
 			fmt.Sprintf("A URL in source_uris or source_uris_wo is for %s, which is not the address of any source (%s). "+
 				"Add a source with address = %q, or remove the URL.", addr, strings.Join(sortedKeys(seen), ", "), addr))
 	}

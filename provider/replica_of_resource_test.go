@@ -903,3 +903,44 @@ resource "redis_replica_of" "dst" {
 		},
 	})
 }
+
+// TestAccReplicaOf_invalid checks that mistakes in the sources fail at plan
+// time, before any API call, with messages that show no password.
+func TestAccReplicaOf_invalid(t *testing.T) {
+	testAccRequire(t)
+	provider := `
+provider "redis" {
+  endpoint = "https://127.0.0.1:1"
+  password = "unused"
+}
+`
+	config := func(body string) string {
+		return provider + `
+resource "redis_replica_of" "bad" {
+  database_id = "1"
+` + body + `
+}
+`
+	}
+	steps := []struct {
+		body string
+		want string
+	}{
+		{`source = [{ address = "127.0.0.1:06379" }]`, `Write the address "127.0.0.1:06379" as\s+"127.0.0.1:6379"`},
+		{`source = [{ address = "cache.internal" }]`, `"cache.internal" is not a host:port address`},
+		{`source = [{ address = "10.0.0.1:6379" }, { address = "10.0.0.1:6379", compression = 2 }]`, `The source 10.0.0.1:6379 is listed twice`},
+		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"redis://:s3cret-pw@10.0.0.2:6379\"]", `(?s)A URL in source_uris or source_uris_wo is for\s+10.0.0.2:6379, which is not the address of any source\s+\(10.0.0.1:6379\)`},
+		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"redis://:s3cret-pw@10.0.0.1:6379\", \"redis://:other-pw@10.0.0.1:6379\"]", `Two source URLs \(in source_uris or source_uris_wo\) are for 10.0.0.1:6379`},
+		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"http://admin:s3cret-pw@10.0.0.1:6379\"]", `(?s)invalid source URL "http://admin:xxxxx@10.0.0.1:6379": the scheme must\s+be redis:// or rediss://`},
+		{`source = []`, `set must contain at least 1 elements`},
+		{"source = [{ address = \"10.0.0.1:6379\", compression = 9 }]", `value must be between 0 and 6, got: 9`},
+		{"source = [{ address = \"10.0.0.1:6379\" }]\nsync = \"running\"", `value must be one of`},
+	}
+	var ts []resource.TestStep
+	for _, s := range steps {
+		// Terraform wraps the messages: any space may be a line break.
+		want := strings.ReplaceAll(s.want, " ", `\s+`)
+		ts = append(ts, resource.TestStep{Config: config(s.body), PlanOnly: true, ExpectError: regexp.MustCompile(want)})
+	}
+	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: testAccProtoV6ProviderFactories, Steps: ts})
+}

@@ -1,0 +1,304 @@
+package provider
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+)
+
+func TestCanonicalAddress(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:6379":     "127.0.0.1:6379",
+		"cache.internal:80":  "cache.internal:80",
+		"[::1]:6379":         "[::1]:6379",
+		"127.0.0.1:06379":    "127.0.0.1:6379",
+		"cache.internal":     "",
+		":6379":              "",
+		"host:0":             "",
+		"host:65536":         "",
+		"host:http":          "",
+		"user@host:6379":     "",
+		"redis://host:6379":  "",
+		"a b:6379":           "",
+		"[::1]:6379:1":       "",
+		"127.0.0.1:6379\n":   "",
+		"127.0.0.1:6379/0":   "",
+		"[fe80::1%eth0]:100": "[fe80::1%eth0]:100",
+	} {
+		got, err := canonicalAddress(in)
+		if (err != nil) != (want == "") || got != want {
+			t.Errorf("canonicalAddress(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestRedactSecrets(t *testing.T) {
+	uris := []string{"redis://admin:p%40ss%2Fw0rd@10.0.0.1:6379", "redis://:plain-secret@10.0.0.2:6379", "redis://10.0.0.3:6379"}
+	for in, want := range map[string]string{
+		"AUTH failed for redis://admin:p%40ss%2Fw0rd@10.0.0.1:6379": "AUTH failed for redis://xxxxx@10.0.0.1:6379",
+		"password p@ss/w0rd rejected":                               "password xxxxx rejected",
+		"password p%40ss%2Fw0rd rejected":                           "password xxxxx rejected",
+		"dial redis://u:other@10.0.0.9:1 failed":                    "dial redis://xxxxx@10.0.0.9:1 failed",
+		`"rediss://:plain-secret@h:1"`:                              `"rediss://xxxxx@h:1"`,
+		"no secret here: 10.0.0.3:6379":                             "no secret here: 10.0.0.3:6379",
+	} {
+		if got := redactSecrets(in, uris...); got != want {
+			t.Errorf("redactSecrets(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func stringList(t *testing.T, values ...string) types.List {
+	t.Helper()
+	elems := make([]attr.Value, len(values))
+	for i, v := range values {
+		elems[i] = types.StringValue(v)
+	}
+	l, d := types.ListValue(types.StringType, elems)
+	if d.HasError() {
+		t.Fatal(d)
+	}
+	return l
+}
+
+func listStrings(t *testing.T, l types.List) []string {
+	t.Helper()
+	if l.IsNull() {
+		return nil
+	}
+	var out []string
+	if d := l.ElementsAs(context.Background(), &out, false); d.HasError() {
+		t.Fatal(d)
+	}
+	return out
+}
+
+func source(addr string) replicaSourceModel {
+	return replicaSourceModel{
+		Address: types.StringValue(addr), Encryption: types.BoolNull(),
+		ServerCert: types.StringNull(), Compression: types.Int64Null(),
+	}
+}
+
+func TestCredentialsAndExpand(t *testing.T) {
+	ctx := context.Background()
+	var diags diag.Diagnostics
+	var creds credentialSet
+	creds.add(ctx, path.Root("source_uris"), stringList(t, "redis://admin:secret-1@10.0.0.1:6379"), &diags)
+	creds.add(ctx, path.Root("source_uris_wo"), stringList(t, "redis://:secret-2@10.0.0.2:6379"), &diags)
+	sources := []replicaSourceModel{source("10.0.0.2:6379"), source("10.0.0.1:6379"), source("10.0.0.3:6379")}
+	sources[2].Compression = types.Int64Value(3)
+	checkSources(sources, true, creds, &diags)
+	if diags.HasError() {
+		t.Fatal(diagSummaries(diags))
+	}
+	got := expandReplicaSources(sources, creds.byAddr)
+	want := []api.ReplicaSource{
+		{URI: "redis://10.0.0.3:6379", Compression: 3},
+		{URI: "redis://:secret-2@10.0.0.2:6379"},
+		{URI: "redis://admin:secret-1@10.0.0.1:6379"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("expand = %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("expand[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestCredentialErrorsHideThePassword(t *testing.T) {
+	ctx := context.Background()
+	var diags diag.Diagnostics
+	var creds credentialSet
+	creds.add(ctx, path.Root("source_uris"), stringList(t,
+		"http://admin:hunter2-secret@10.0.0.1:6379",
+		"redis://:hunter3-secret@10.0.0.2:6379",
+		"redis://:hunter4-secret@10.0.0.2:6379",
+	), &diags)
+	checkSources([]replicaSourceModel{source("10.0.0.1:6379")}, true, creds, &diags)
+	text := diagSummaries(diags)
+	for _, want := range []string{"Invalid source URL", "Source URL given twice", "Source URL without a source: A URL in source_uris or source_uris_wo is for 10.0.0.2:6379"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the diagnostics do not say %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "hunter") {
+		t.Errorf("a password shows in the diagnostics:\n%s", text)
+	}
+	for _, d := range diags {
+		if _, ok := d.(diag.DiagnosticWithPath); ok {
+			t.Errorf("the diagnostic %q is attached to an attribute, whose configuration line may hold a password", d.Summary())
+		}
+	}
+}
+
+func TestCheckSourcesUnknown(t *testing.T) {
+	var diags diag.Diagnostics
+	var creds credentialSet
+	creds.add(context.Background(), path.Root("source_uris"), stringList(t, "redis://:pw-123@10.0.0.9:1"), &diags)
+	unknown := source("")
+	unknown.Address = types.StringUnknown()
+	// A URL may be for a source whose address is not known yet.
+	checkSources([]replicaSourceModel{unknown}, false, creds, &diags)
+	if diags.HasError() {
+		t.Fatal(diagSummaries(diags))
+	}
+}
+
+func TestFlattenSourcesKeepsNulls(t *testing.T) {
+	prior := []replicaSourceModel{source("10.0.0.1:6379"), source("10.0.0.2:6379")}
+	prior[1].Compression = types.Int64Value(0) // written out in the configuration
+	in := []api.ReplicaSourceStatus{
+		{ReplicaSource: api.ReplicaSource{URI: "redis://admin:x-123@10.0.0.1:6379"}},
+		{ReplicaSource: api.ReplicaSource{URI: "redis://10.0.0.2:6379"}},
+		{ReplicaSource: api.ReplicaSource{URI: "redis://10.0.0.3:6379", Encryption: true, Compression: 2}},
+	}
+	got := flattenSources(in, prior)
+	if got[0].Address.ValueString() != "10.0.0.1:6379" || !got[0].Compression.IsNull() || !got[0].Encryption.IsNull() {
+		t.Errorf("source 1 = %+v", got[0])
+	}
+	if got[1].Compression.IsNull() || got[1].Compression.ValueInt64() != 0 {
+		t.Errorf("source 2 lost its explicit compression = 0: %+v", got[1])
+	}
+	if !got[2].Encryption.ValueBool() || got[2].Compression.ValueInt64() != 2 || !got[2].ServerCert.IsNull() {
+		t.Errorf("source 3 = %+v", got[2])
+	}
+}
+
+func TestFlattenSourceURIs(t *testing.T) {
+	ctx := context.Background()
+	in := []api.ReplicaSourceStatus{
+		{ReplicaSource: api.ReplicaSource{URI: "redis://admin:new-pw-1@10.0.0.1:6379"}},
+		{ReplicaSource: api.ReplicaSource{URI: "redis://:pw-2@10.0.0.2:6379"}},
+		{ReplicaSource: api.ReplicaSource{URI: "redis://10.0.0.3:6379"}},
+	}
+	for _, tc := range []struct {
+		name  string
+		prior types.List
+		wo    bool
+		want  []string
+	}{
+		{"refresh keeps the order and takes the service's URL", stringList(t, "redis://:pw-2@10.0.0.2:6379", "redis://admin:old@10.0.0.1:6379"), false,
+			[]string{"redis://:pw-2@10.0.0.2:6379", "redis://admin:new-pw-1@10.0.0.1:6379"}},
+		{"import fills every URL with credentials", types.ListNull(types.StringType), false,
+			[]string{"redis://admin:new-pw-1@10.0.0.1:6379", "redis://:pw-2@10.0.0.2:6379"}},
+		{"write-only URLs are not read back", types.ListNull(types.StringType), true, nil},
+		{"with write-only URLs, only the listed ones", stringList(t, "redis://admin:old@10.0.0.1:6379", "redis://:gone@10.0.0.4:1"), true,
+			[]string{"redis://admin:new-pw-1@10.0.0.1:6379"}},
+	} {
+		var diags diag.Diagnostics
+		got := listStrings(t, flattenSourceURIs(ctx, in, tc.prior, tc.wo, &diags))
+		if diags.HasError() || strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("%s: got %v, want %v (%v)", tc.name, got, tc.want, diags)
+		}
+	}
+}
+
+func TestFlattenSourceStatus(t *testing.T) {
+	var diags diag.Diagnostics
+	m := flattenSourceStatus([]api.ReplicaSourceStatus{{
+		ReplicaSource: api.ReplicaSource{URI: "redis://admin:pw-9876@10.0.0.1:6379"},
+		Status:        api.SourceOutOfSync, Lag: 12, RDBSize: 100, RDBTransferred: 40,
+		LastError: "AUTH with redis://admin:pw-9876@10.0.0.1:6379 failed: pw-9876 is wrong",
+	}}, &diags)
+	if diags.HasError() {
+		t.Fatal(diags)
+	}
+	obj, ok := m.Elements()["10.0.0.1:6379"].(types.Object)
+	if !ok {
+		t.Fatalf("no status for 10.0.0.1:6379: %v", m)
+	}
+	got := obj.Attributes()["last_error"].(types.String).ValueString()
+	if strings.Contains(got, "pw-9876") || !strings.Contains(got, "redis://xxxxx@10.0.0.1:6379") {
+		t.Errorf("last_error = %q", got)
+	}
+}
+
+func TestDiffSources(t *testing.T) {
+	a := []replicaSourceModel{source("10.0.0.1:1"), source("10.0.0.2:1"), source("10.0.0.3:1")}
+	b := []replicaSourceModel{source("10.0.0.3:1"), source("10.0.0.1:1"), source("10.0.0.4:1")}
+	b[1].Compression = types.Int64Value(4)
+	added, removed, changed := diffSources(a, b)
+	if strings.Join(added, ",") != "10.0.0.4:1" || strings.Join(removed, ",") != "10.0.0.2:1" || strings.Join(changed, ",") != "10.0.0.1:1" {
+		t.Errorf("diffSources = %v %v %v", added, removed, changed)
+	}
+	// compression = 0 and no compression are the same setting.
+	c := []replicaSourceModel{source("10.0.0.1:1")}
+	c[0].Compression = types.Int64Value(0)
+	if _, _, changed := diffSources(a[:1], c); len(changed) != 0 {
+		t.Errorf("null and 0 differ: %v", changed)
+	}
+}
+
+func TestSameElements(t *testing.T) {
+	l := func(v ...string) []attr.Value { return stringList(t, v...).Elements() }
+	for _, tc := range []struct {
+		a, b []attr.Value
+		want bool
+	}{
+		{l("x", "y"), l("y", "x"), true},
+		{l("x", "x", "y"), l("x", "y", "y"), false},
+		{l("x"), l("x", "x"), false},
+		{l(), l(), true},
+		{[]attr.Value{types.StringUnknown()}, l("x"), false},
+	} {
+		if got := sameElements(tc.a, tc.b); got != tc.want {
+			t.Errorf("sameElements(%v, %v) = %v", tc.a, tc.b, got)
+		}
+	}
+}
+
+func TestDescribeUnsynced(t *testing.T) {
+	got := describeUnsynced(&api.Database{ReplicaSync: api.SyncEnabled, ReplicaSources: []api.ReplicaSourceStatus{
+		{ReplicaSource: api.ReplicaSource{URI: "redis://admin:pw-5555@10.0.0.1:6379"}, Status: api.SourceInSync},
+		{ReplicaSource: api.ReplicaSource{URI: "redis://admin:pw-6666@10.0.0.2:6379"}, Status: api.SourceSyncing,
+			RDBSize: 1000, RDBTransferred: 250, LastError: "slow: pw-6666"},
+	}})
+	want := "source 10.0.0.2:6379 is syncing (initial load: 250 of 1000 bytes), last error: slow: xxxxx"
+	if got != want {
+		t.Errorf("describeUnsynced = %q\nwant %q", got, want)
+	}
+}
+
+func TestPlanReplicaChange(t *testing.T) {
+	set := func(addrs ...string) types.Set {
+		var elems []attr.Value
+		for _, a := range addrs {
+			o, _ := types.ObjectValue(replicaSourceAttrTypes, map[string]attr.Value{
+				"address": types.StringValue(a), "encryption": types.BoolNull(),
+				"server_cert": types.StringNull(), "compression": types.Int64Null(),
+			})
+			elems = append(elems, o)
+		}
+		s, _ := types.SetValue(types.ObjectType{AttrTypes: replicaSourceAttrTypes}, elems)
+		return s
+	}
+	state := replicaOfResourceModel{Source: set("a:1", "b:1"), SourceURIs: types.ListNull(types.StringType),
+		SourceURIsWOVersion: types.Int64Null(), Sync: types.StringValue(api.SyncStopped)}
+	plan := state
+	plan.Source = set("b:1", "a:1")
+	if ch := planReplicaChange(plan, &state); ch.sourcesChanged || ch.flushes() {
+		t.Errorf("reordering is a change: %+v", ch)
+	}
+	plan.Sync = types.StringValue(api.SyncEnabled)
+	if ch := planReplicaChange(plan, &state); !ch.restart || !ch.flushes() || ch.sourcesChanged {
+		t.Errorf("restarting a stopped sync: %+v", ch)
+	}
+	plan.Sync = state.Sync
+	plan.SourceURIsWOVersion = types.Int64Value(2)
+	if ch := planReplicaChange(plan, &state); !ch.sourcesChanged {
+		t.Errorf("a new write-only version: %+v", ch)
+	}
+	if ch := planReplicaChange(plan, nil); !ch.create || !ch.flushes() {
+		t.Errorf("create: %+v", ch)
+	}
+}
