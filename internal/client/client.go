@@ -209,8 +209,12 @@ func (c *Client) GetDatabase(ctx context.Context, uid int) (*api.Database, error
 // CreateDatabase creates a database. The service answers at once; the new
 // database is "pending" until its redis-server answers.
 func (c *Client) CreateDatabase(ctx context.Context, req api.CreateDatabaseRequest) (*api.Database, error) {
+	secrets := []string{req.AuthenticationRedisPass}
+	for _, s := range req.ReplicaSources {
+		secrets = append(secrets, uriSecrets(s.URI)...)
+	}
 	var out api.Database
-	if err := c.do(ctx, http.MethodPost, "/v1/bdbs", &req, &out, req.AuthenticationRedisPass); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/v1/bdbs", &req, &out, secrets...); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -224,7 +228,7 @@ func (c *Client) UpdateDatabase(ctx context.Context, uid int, req api.UpdateData
 	}
 	if req.ReplicaSources != nil {
 		for _, s := range *req.ReplicaSources {
-			secrets = append(secrets, uriPassword(s.URI))
+			secrets = append(secrets, uriSecrets(s.URI)...)
 		}
 	}
 	var out api.Database
@@ -390,14 +394,21 @@ type redactedError struct {
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
-// uriPassword returns the password of a redis:// URI, or "".
-func uriPassword(uri string) string {
+// uriSecrets returns the password of a redis:// URI, decoded and as it is
+// written in the URI (whose escaping may differ from the query and path
+// escapings that redact also tries). A URI with a lone user-info part
+// (redis://secret@host, a password for many tools) gives that part.
+func uriSecrets(uri string) []string {
 	u, err := url.Parse(uri)
 	if err != nil || u.User == nil {
-		return ""
+		return nil
 	}
-	p, _ := u.User.Password()
-	return p
+	raw := u.User.String() // escaped as in the URI: user[:password]
+	if p, ok := u.User.Password(); ok {
+		_, escaped, _ := strings.Cut(raw, ":")
+		return []string{p, escaped}
+	}
+	return []string{u.User.Username(), raw}
 }
 
 // checkRetry decides whether an attempt is retried. Connection errors, 5xx

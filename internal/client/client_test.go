@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -220,6 +221,33 @@ func TestPasswordNeverInErrors(t *testing.T) {
 		}
 		if !strings.Contains(msg, "(redacted)") {
 			t.Fatalf("error %q was not redacted", msg)
+		}
+	}
+}
+
+func TestSourceURIPasswordsNeverInErrors(t *testing.T) {
+	const srcPass, lonePass = "src:p@ss/w%rd!", "lone-secret-42"
+	c, _ := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "rejected "+string(body))
+	})
+	uri := (&url.URL{Scheme: "redis", User: url.UserPassword("admin", srcPass), Host: "10.0.0.1:6379"}).String()
+	sources := []api.ReplicaSource{{URI: uri}, {URI: "redis://" + lonePass + "@10.0.0.2:6379"}}
+	ctx := context.Background()
+	_, errCreate := c.CreateDatabase(ctx, api.CreateDatabaseRequest{Name: "x", MemorySize: 1, ReplicaSources: sources})
+	_, errUpdate := c.UpdateDatabase(ctx, 1, api.UpdateDatabaseRequest{ReplicaSources: &sources})
+	for _, err := range []error{errCreate, errUpdate} {
+		if err == nil {
+			t.Fatal("no error")
+		}
+		msg := err.Error()
+		for _, secret := range []string{srcPass, url.QueryEscape(srcPass), url.PathEscape(srcPass), "p%40ss%2Fw%25rd", lonePass} {
+			if strings.Contains(msg, secret) {
+				t.Fatalf("error %q shows a secret (%q)", msg, secret)
+			}
+		}
+		if !strings.Contains(msg, "10.0.0.1:6379") {
+			t.Fatalf("error %q lost the address", msg)
 		}
 	}
 }
