@@ -356,7 +356,7 @@ func TestAccReplicaOf_oneToMany(t *testing.T) {
 	config := r.providers() +
 		hclDatabase("a", "src", prefix) + hclSourcePassword("a", "src", "") +
 		hclDatabase("b", "remote", prefix) + hclReplicaOf("b", "remote", []string{"src"}, "") +
-		hclDatabase("a", "local", prefix) + hclReplicaOf("a", "local", []string{"src"}, "")
+		hclDatabase("a", "local", prefix) + hclReplicaOf("a", "local", []string{"src"}, "  wait_for_sync = false\n")
 
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testAccTwoRegionsFactories,
@@ -375,7 +375,8 @@ func TestAccReplicaOf_oneToMany(t *testing.T) {
 					resource.TestCheckResourceAttrPair("redis_replica_of.local", "database_id", "redis_database.local", "id"),
 					resource.TestCheckResourceAttr("redis_replica_of.remote", "generation", "1"),
 					testAccCheckSourceStatus("redis_replica_of.remote", 1),
-					testAccCheckSourceStatus("redis_replica_of.local", 1),
+					resource.TestCheckResourceAttr("redis_replica_of.local", "wait_for_sync", "false"),
+					resource.TestCheckResourceAttr("redis_replica_of.local", "source_status.%", "1"),
 					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.remote", "redis_database.local"}),
 					testAccCheckReadOnly("redis_database.remote"),
 					r.b.checkReplica("redis_replica_of.remote", func(db *api.Database) error {
@@ -633,6 +634,7 @@ func TestAccReplicaOf_passwordRotation(t *testing.T) {
 	keepOldURL := "  lifecycle {\n    ignore_changes = [source_uris]\n  }\n"
 	var oldPassword string
 	var gen int64
+	var srcUID int
 
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testAccTwoRegionsFactories,
@@ -654,6 +656,7 @@ func TestAccReplicaOf_passwordRotation(t *testing.T) {
 						return nil
 					},
 					captureGeneration(dst, &gen),
+					testAccCaptureDatabaseUID("redis_database.src", &srcUID),
 					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
 				),
 			},
@@ -723,6 +726,28 @@ func TestAccReplicaOf_passwordRotation(t *testing.T) {
 					testAccCheckSourceStatus(dst, 1),
 					checkGeneration(dst, &gen, 1),
 					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+				),
+			},
+			// A password regenerated through the API: the password resource
+			// follows it on refresh, and the destination gets the new URL.
+			{
+				PreConfig: func() {
+					if _, err := r.a.client.RegenerateAdminPassword(testAccContext(t), srcUID); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: config("2", ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(pw, plancheck.ResourceActionNoop),
+						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					testAccCheckSourceStatus(dst, 1),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+					r.a.checkSourceURLMatches(pw),
 				),
 			},
 		},
@@ -943,4 +968,23 @@ resource "redis_replica_of" "bad" {
 		ts = append(ts, resource.TestStep{Config: config(s.body), PlanOnly: true, ExpectError: regexp.MustCompile(want)})
 	}
 	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: testAccProtoV6ProviderFactories, Steps: ts})
+}
+
+// checkSourceURLMatches checks that a redis_source_url_password holds the
+// database's current source URL.
+func (e *testAccEnv) checkSourceURLMatches(name string) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		var uid int
+		if err := testAccCaptureDatabaseUID(name, &uid)(s); err != nil {
+			return err
+		}
+		su, err := e.client.GetSourceURL(context.Background(), uid)
+		if err != nil {
+			return err
+		}
+		if s.RootModule().Resources[name].Primary.Attributes["source_url"] != su.URI {
+			return fmt.Errorf("%s does not hold the current source URL", name)
+		}
+		return nil
+	}
 }
