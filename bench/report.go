@@ -1,0 +1,255 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Results is what a run writes to results.json.
+type Results struct {
+	Machine   Machine    `json:"machine"`
+	Params    Params     `json:"params"`
+	Started   time.Time  `json:"started"`
+	Seconds   float64    `json:"seconds"`
+	FullSync  []FullSync `json:"full_sync,omitempty"`
+	Streaming *Streaming `json:"streaming,omitempty"`
+	Lag       *Lag       `json:"lag,omitempty"`
+	Terraform *Terraform `json:"terraform,omitempty"`
+	Errors    []string   `json:"errors,omitempty"`
+}
+
+type Params struct {
+	Scale         string `json:"scale"`
+	MixedKeys     int    `json:"mixed_keys"`
+	ZSetMembers   int    `json:"zset_members"`
+	Repeat        int    `json:"repeat"`
+	StreamSeconds int    `json:"stream_seconds"`
+	LagSeconds    int    `json:"lag_seconds"`
+	StreamKeys    int    `json:"stream_keys"`
+	TFDatabases   int    `json:"tf_databases"`
+	Profile       bool   `json:"profile"`
+}
+
+type Machine struct {
+	CPU       string  `json:"cpu"`
+	Cores     int     `json:"cores"`
+	MemoryGiB float64 `json:"memory_gib"`
+	Kernel    string  `json:"kernel"`
+	Go        string  `json:"go"`
+	Redis     string  `json:"redis"`
+	Terraform string  `json:"terraform"`
+	Commit    string  `json:"commit"`
+}
+
+func machine(root, redisServer string) Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb float64
+		fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %g kB", &kb)
+		m.MemoryGiB = float64(int(kb/1024/1024*10)) / 10
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	out := func(name string, args ...string) string {
+		cmd := exec.Command(name, args...)
+		cmd.Dir = root
+		b, _ := cmd.Output()
+		return strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	}
+	m.Redis = out(redisServer, "--version")
+	m.Terraform = out("terraform", "version")
+	m.Commit = out("git", "rev-parse", "--short", "HEAD")
+	if out("git", "status", "--porcelain", "--untracked-files=no") != "" {
+		m.Commit += " (with local changes)"
+	}
+	return m
+}
+
+// row of the summary table.
+type row struct {
+	figure, ours, native, ratio, target, met string
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func (r *Results) rows() []row {
+	var rows []row
+	for i, f := range r.FullSync {
+		target := "≥ 0.5x native"
+		rows = append(rows, row{
+			figure: "1. Full sync, " + f.Dataset + " (" + mib(f.RDBBytes) + " RDB): time to in-sync",
+			ours:   fmt.Sprintf("%.2f s, %s %s/s, %.0f MB/s", f.Ours.Seconds, kilo(f.Ours.ItemsPerSec), f.Unit, f.Ours.MBPerSec),
+			native: fmt.Sprintf("%.2f s, %s %s/s, %.0f MB/s", f.Native.Seconds, kilo(f.Native.ItemsPerSec), f.Unit, f.Native.MBPerSec),
+			ratio:  fmt.Sprintf("%.2fx", f.Ratio), target: target, met: yes(f.Ratio >= 0.5),
+		})
+		_ = i
+	}
+	if s := r.Streaming; s != nil {
+		o, n := s.Ours, s.Native
+		bound := func(x StreamSide) string {
+			if x.Growing {
+				return "growing"
+			}
+			return "bounded"
+		}
+		rows = append(rows, row{
+			figure: fmt.Sprintf("2. Streaming, saturating pipelined writer (%.0f s): commands/s applied (of what the source absorbed); backlog", s.Seconds),
+			ours:   fmt.Sprintf("%s/s (%.2f of %s/s); max %.0f ms behind, %s", kilo(o.AppliedRate), o.Fraction, kilo(o.SourceRate), o.MaxBehind*1000, bound(o)),
+			native: fmt.Sprintf("%s/s (%.2f of %s/s); max %.0f ms behind, %s", kilo(n.AppliedRate), n.Fraction, kilo(n.SourceRate), n.MaxBehind*1000, bound(n)),
+			ratio:  fmt.Sprintf("%.2fx", s.Ratio),
+			target: "≥ 0.8x of the source, lag not growing", met: yes(o.Fraction >= 0.8 && !o.Growing),
+		})
+	}
+	if l := r.Lag; l != nil {
+		rows = append(rows, row{
+			figure: fmt.Sprintf("3. Lag at half load (%s commands/s), probes every 5 ms: p50 / p99 / max", kilo(l.Rate)),
+			ours:   fmt.Sprintf("%.2f / %.2f / %.1f ms", l.Ours.P50, l.Ours.P99, l.Ours.Max),
+			native: fmt.Sprintf("%.2f / %.2f / %.1f ms", l.Native.P50, l.Native.P99, l.Native.Max),
+			ratio:  fmt.Sprintf("%.1fx (p99)", l.Ours.P99/l.Native.P99),
+			target: "p99 ≤ 10 ms", met: yes(l.Ours.P99 <= 10 && l.Ours.Missing == 0),
+		})
+	}
+	for _, f := range r.FullSync {
+		target, met := "", ""
+		if strings.Contains(f.Dataset, "sorted set") {
+			target, met = "≤ 128 MiB", yes(f.Service.PeakRSS <= 128<<20)
+		}
+		rows = append(rows, row{
+			figure: "4. Cost of the full sync of " + f.Dataset + ": peak RSS, CPU time",
+			ours:   fmt.Sprintf("service %s, %.1f s CPU; its redis-server %.1f s CPU", mib(f.Service.PeakRSS), f.Service.CPUSeconds, f.Destination.CPUSeconds),
+			native: fmt.Sprintf("replica %s, %.1f s CPU", mib(f.NativeReplica.PeakRSS), f.NativeReplica.CPUSeconds),
+			ratio:  "", target: target, met: met,
+		})
+	}
+	if s := r.Streaming; s != nil {
+		o, n := s.Ours, s.Native
+		rows = append(rows, row{
+			figure: "4. Cost of streaming: peak RSS, CPU time per million commands, bytes on the wire per applied command",
+			ours: fmt.Sprintf("service %s, %.1f s CPU/M cmds (its redis-server %.1f s); %.0f B in (stream + replies), %.0f B out",
+				mib(o.Process.PeakRSS), perM(o.Process.CPUSeconds, o), perM(o.Destination.CPUSeconds, o), o.WireInPerCmd, o.WireOutPerCmd),
+			native: fmt.Sprintf("replica %s, %.1f s CPU/M cmds; %.0f B in", mib(n.Process.PeakRSS), perM(n.Process.CPUSeconds, n), n.BytesPerCmd),
+			ratio:  fmt.Sprintf("%.1fx B out", o.WireOutPerCmd/n.BytesPerCmd),
+		})
+	}
+	if t := r.Terraform; t != nil {
+		what := fmt.Sprintf("%d redis_database + %d redis_replica_of", t.Databases, t.ReplicaOf)
+		rows = append(rows, row{
+			figure: "5. Terraform, " + what + ": apply; no-change plan",
+			ours:   fmt.Sprintf("apply %.1f s; plan %.2f s (exit %d)", t.Apply, t.Plan, t.PlanExitCode),
+			target: "plan < 5 s", met: yes(t.Plan < 5 && t.PlanExitCode == 0),
+		})
+	}
+	return rows
+}
+
+// perM is CPU seconds per million commands absorbed by the source.
+func perM(cpu float64, s StreamSide) float64 {
+	if s.Commands == 0 {
+		return 0
+	}
+	return cpu / float64(s.Commands) * 1e6
+}
+
+func (r *Results) markdown() string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "# redis-replicad benchmark\n\n")
+	fmt.Fprintf(&b, "Generated by `make bench` (`BENCH_SCALE=%s`) on %s; do not edit by hand. Raw figures: [results.json](results.json).\n\n", r.Params.Scale, r.Started.Format("2006-01-02"))
+	fmt.Fprintf(&b, "Machine: %s, %d cores, %.1f GiB, Linux %s; %s; %s; %s; commit %s. The run took %.0f s.\n\n",
+		m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.Go, m.Redis, m.Terraform, m.Commit, r.Seconds)
+	fmt.Fprintf(&b, "Every figure of redis-replicad is measured in the same run as its baseline, a fresh `redis-server` doing `REPLICAOF` of the same source, configured like the service's databases (AOF, fsync every second). Everything runs on this one machine, which is shared and noisy: compare ratios rather than absolute figures across runs.\n\n")
+	fmt.Fprintf(&b, "| Figure | redis-replicad | native replica | ratio | target | met |\n|---|---|---|---|---|---|\n")
+	for _, x := range r.rows() {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", x.figure, x.ours, x.native, x.ratio, x.target, x.met)
+	}
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(&b, "\nErrors:\n\n")
+		for _, e := range r.Errors {
+			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(e, "\n", " "))
+		}
+	}
+	b.WriteString(methodology)
+	return b.String()
+}
+
+const methodology = `
+## How each figure is measured
+
+1. **Full sync.** A source ` + "`redis-server`" + ` is filled (mixed types: 40% strings of 8 B to 8 KB, 10% of them with a TTL; 15% hashes, 15% lists, 10% sets, 15% sorted sets, 5% streams; 1% of the collections are big, 200 to 2,000 elements; or one sorted set of random scores). The native replica is a fresh ` + "`redis-server`" + `; the time runs from ` + "`REPLICAOF`" + ` until ` + "`master_link_status:up`" + ` with no sync in progress. Ours is a fresh database of the service; the time runs from the ` + "`PUT /v1/bdbs/{uid}`" + ` that sets its ` + "`replica_sources`" + ` until its status is ` + "`in-sync`" + ` (both polled every 10 ms). Both sides are checked afterwards: same key count, and 200 random keys read the same. MB/s is the RDB payload's size over the time. With BENCH_REPEAT > 1 the sides alternate and the median is reported.
+2. **Streaming.** One pipelined connection (8,192 commands in flight) writes as fast as the source accepts: 50% SET, 20% HSET, 10% INCR, 10% SADD, 10% ZADD over a bounded key space. The native replica and ours are measured one after the other, each alone with the source. Applied commands are the replica's applied replication offset (` + "`slave_repl_offset`" + `, ` + "`replicad_replica_applied_offset`" + `) divided by the stream's bytes per command; the backlog is the source's offset minus the applied offset, sampled every 200 ms. "Growing" means the mean backlog of the last quarter of the load exceeds 1.5 times that of the second quarter and 50 ms of the source's output.
+3. **Lag.** The same writer, paced at half of what the source absorbed in (2) while we replicated, plus a probe ` + "`SET probe:<n>`" + ` every 5 ms on its own connection. The destination reports each probe by keyspace notification (` + "`notify-keyspace-events K$`" + `), which it emits when the write is applied, i.e. when the value becomes readable; the lag is that moment minus the moment the probe was sent.
+4. **Cost.** The service runs as its own process; its peak RSS is sampled from /proc every 20 ms (and VmHWM, reset at the start of each phase), its CPU time is utime + stime, and its bytes on the wire are /proc/<pid>/io rchar and wchar (all its reads and writes: the source's stream and the destination's replies in; commands, MULTI/EXEC and checkpoints to the destination, and acks out), divided by the commands the source absorbed. The CPU time of the destination's ` + "`redis-server`" + ` is reported beside it.
+5. **Terraform.** A configuration of N ` + "`redis_database`" + ` and N ` + "`redis_replica_of`" + ` (each database a Replica Of one open-source ` + "`redis-server`" + ` holding 1,000 keys), with the provider built from this tree through ` + "`dev_overrides`" + `: wall time of ` + "`terraform apply`" + ` (which waits for every destination to be in sync), then of ` + "`terraform plan -detailed-exitcode`" + ` three times (median; exit code 0 means no change).
+`
+
+func (b *runner) write() error {
+	r := b.res
+	fmt.Println()
+	fmt.Printf("%-60s | %-45s | %-45s | %-10s | %s\n", "figure", "redis-replicad", "native", "ratio", "met")
+	for _, x := range r.rows() {
+		fmt.Printf("%-60s | %-45s | %-45s | %-10s | %s\n", x.figure, x.ours, x.native, x.ratio, strings.Trim(x.met, "*"))
+	}
+	for _, e := range r.Errors {
+		fmt.Println("error:", e)
+	}
+	if b.cfg.Results == "" {
+		return nil
+	}
+	j, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(b.cfg.Results, "results.json"), append(j, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(b.cfg.Results, "RESULTS.md"), []byte(r.markdown()), 0o644)
+}
+
+func mib(n int64) string {
+	if n >= 10<<30 {
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+}
+
+func kilo(f float64) string {
+	switch {
+	case f >= 1e6:
+		return fmt.Sprintf("%.2fM", f/1e6)
+	case f >= 1e3:
+		return fmt.Sprintf("%.0fk", f/1e3)
+	}
+	return fmt.Sprintf("%.0f", f)
+}
+
+func human(n int) string {
+	s := fmt.Sprint(n)
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}

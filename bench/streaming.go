@@ -1,0 +1,410 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+)
+
+// Streaming is row 2: a pipelined writer saturates the source.
+type Streaming struct {
+	Seconds float64    `json:"seconds"`
+	Native  StreamSide `json:"native"`
+	Ours    StreamSide `json:"ours"`
+	Ratio   float64    `json:"ratio"` // our applied rate / native's applied rate
+}
+
+// StreamSide is one side's figures. Rates are commands per second over the
+// load; a command's bytes are the stream's bytes per command at the source.
+type StreamSide struct {
+	Commands      int64   `json:"commands"`             // written during the load
+	SourceRate    float64 `json:"source_cmds_per_sec"`  // what the source absorbed
+	AppliedRate   float64 `json:"applied_cmds_per_sec"` // what reached the destination
+	Fraction      float64 `json:"applied_fraction"`     // applied / absorbed
+	BytesPerCmd   float64 `json:"stream_bytes_per_cmd"`
+	MaxBacklog    int64   `json:"max_backlog_bytes"`  // source offset - applied offset
+	MaxBehind     float64 `json:"max_behind_seconds"` // max backlog at the source's rate
+	Growing       bool    `json:"backlog_growing"`
+	Trend         string  `json:"backlog_trend"`
+	CatchUp       float64 `json:"catch_up_seconds"` // after the writer stopped
+	FullSyncs     int     `json:"full_resyncs"`     // the source dropped the link
+	Process       usage   `json:"process"`          // the service (ours) or the native replica
+	Destination   usage   `json:"destination,omitempty"`
+	WireInPerCmd  float64 `json:"wire_in_bytes_per_cmd,omitempty"`  // service: bytes read (source + destination replies)
+	WireOutPerCmd float64 `json:"wire_out_bytes_per_cmd,omitempty"` // service: bytes written (to the destination, acks)
+}
+
+// Lag is row 3: probes at half load.
+type Lag struct {
+	Rate   float64 `json:"cmds_per_sec"`
+	Native LagSide `json:"native"`
+	Ours   LagSide `json:"ours"`
+}
+
+type LagSide struct {
+	Probes   int     `json:"probes"`
+	Missing  int     `json:"missing"`
+	Achieved float64 `json:"achieved_cmds_per_sec"`
+	P50      float64 `json:"p50_ms"`
+	P99      float64 `json:"p99_ms"`
+	Max      float64 `json:"max_ms"`
+}
+
+type sample struct {
+	at       time.Duration
+	src, dst int64
+}
+
+func (b *runner) streaming(ctx context.Context) error {
+	src, err := b.startServer(ctx, "stream-source", sourceArgs...)
+	if err != nil {
+		return err
+	}
+	defer b.stopServer(src)
+	// Some data first, so that the key space exists at both sides.
+	if _, err := load(ctx, src.addr(), src.password, 1, func(int) gen {
+		g, n := streamGen(1, b.cfg.StreamKeys), 0
+		return func(dst []byte) ([]byte, int) {
+			if n >= b.cfg.StreamKeys {
+				return dst, 0
+			}
+			n++
+			return g(dst)
+		}
+	}); err != nil {
+		return err
+	}
+	dur := time.Duration(b.cfg.StreamSeconds) * time.Second
+	res := Streaming{Seconds: dur.Seconds()}
+
+	// Native.
+	b.logf("streaming: native replica under a saturating writer for %s", dur)
+	nat, err := b.startServer(ctx, "stream-native", replicaArgs...)
+	if err != nil {
+		return err
+	}
+	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
+		return err
+	}
+	res.Native, err = b.saturate(ctx, src, dur, nat.proc.pid(), 0, func(ctx context.Context) (int64, int, error) {
+		off, err := replOffset(ctx, nat.c)
+		return off, 0, err
+	}, nat.c)
+	b.stopServer(nat)
+	if err != nil {
+		return fmt.Errorf("native: %w", err)
+	}
+	b.logf("streaming: native: source %s cmd/s, applied %s cmd/s (%.2f), max behind %.3fs, %s", kilo(res.Native.SourceRate), kilo(res.Native.AppliedRate), res.Native.Fraction, res.Native.MaxBehind, res.Native.Trend)
+
+	// Ours.
+	b.logf("streaming: redis-replicad under a saturating writer for %s", dur)
+	sources := []api.ReplicaSource{{URI: src.url()}}
+	db, err := b.svc.create(ctx, api.CreateDatabaseRequest{Name: "streaming", MemorySize: 2 << 30, ReplicaSources: sources})
+	if err != nil {
+		return err
+	}
+	defer b.svc.delete(context.Background(), db.UID)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	db, err = b.svc.waitInSync(wctx, db.UID, 20*time.Millisecond)
+	cancel()
+	if err != nil {
+		return err
+	}
+	dc := dbClient(db)
+	defer dc.Close()
+	b.svc.profile(ctx, "start", "streaming")
+	res.Ours, err = b.saturate(ctx, src, dur, b.svc.pid(), childListening(b.svc.pid(), db.Port), func(ctx context.Context) (int64, int, error) {
+		m, err := b.svc.destMetrics(ctx, db.UID)
+		return int64(m.applied), int(m.fullSyncs), err
+	}, dc)
+	b.svc.profile(ctx, "stop", "")
+	if err != nil {
+		return fmt.Errorf("ours: %w", err)
+	}
+	res.Ratio = res.Ours.AppliedRate / res.Native.AppliedRate
+	b.res.Streaming = &res
+	b.logf("streaming: ours: source %s cmd/s, applied %s cmd/s (%.2f), max behind %.3fs, %s; service CPU %.1fs, peak RSS %s", kilo(res.Ours.SourceRate), kilo(res.Ours.AppliedRate), res.Ours.Fraction, res.Ours.MaxBehind, res.Ours.Trend, res.Ours.Process.CPUSeconds, mib(res.Ours.Process.PeakRSS))
+
+	// Lag at half of what the source absorbed while we replicated.
+	lag := Lag{Rate: res.Ours.SourceRate / 2}
+	ldur := time.Duration(b.cfg.LagSeconds) * time.Second
+	b.logf("lag: redis-replicad at %s cmd/s for %s", kilo(lag.Rate), ldur)
+	b.svc.profile(ctx, "start", "lag")
+	lag.Ours, err = b.probeLag(ctx, src, dc, lag.Rate, ldur)
+	b.svc.profile(ctx, "stop", "")
+	if err != nil {
+		return fmt.Errorf("lag, ours: %w", err)
+	}
+	b.logf("lag: ours: p50 %.2f ms, p99 %.2f ms, max %.2f ms", lag.Ours.P50, lag.Ours.P99, lag.Ours.Max)
+	_ = b.svc.delete(ctx, db.UID)
+
+	b.logf("lag: native replica at %s cmd/s for %s", kilo(lag.Rate), ldur)
+	nat, err = b.startServer(ctx, "lag-native", replicaArgs...)
+	if err != nil {
+		return err
+	}
+	defer b.stopServer(nat)
+	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
+		return err
+	}
+	lag.Native, err = b.probeLag(ctx, src, nat.c, lag.Rate, ldur)
+	if err != nil {
+		return fmt.Errorf("lag, native: %w", err)
+	}
+	b.logf("lag: native: p50 %.2f ms, p99 %.2f ms, max %.2f ms", lag.Native.P50, lag.Native.P99, lag.Native.Max)
+	b.res.Lag = &lag
+	return nil
+}
+
+// saturate runs the saturating writer against src for dur while sampling
+// the source's offset and the replica's applied offset, then waits for the
+// replica to catch up.
+func (b *runner) saturate(ctx context.Context, src *server, dur time.Duration, pid, destPid int,
+	applied func(context.Context) (int64, int, error), dst *redis.Client) (StreamSide, error) {
+	var side StreamSide
+	p, err := dialPipe(ctx, src.addr(), src.password, 8192)
+	if err != nil {
+		return side, err
+	}
+	defer p.close()
+	// Start from a replica that has applied everything, with an applied
+	// offset that has moved since its load.
+	if err := src.c.Set(ctx, "bench:settle", time.Now().UnixNano(), 0).Err(); err != nil {
+		return side, err
+	}
+	src0, err := replOffset(ctx, src.c)
+	if err != nil {
+		return side, err
+	}
+	var dst0 int64
+	var fs0 int
+	settle, cancelSettle := context.WithTimeout(ctx, time.Minute)
+	defer cancelSettle()
+	for {
+		dst0, fs0, err = applied(settle)
+		if err == nil && dst0 >= src0 {
+			break
+		}
+		if settle.Err() != nil {
+			return side, fmt.Errorf("the replica does not reach the source's offset %d before the load (at %d): %v", src0, dst0, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	src0, dst0 = min(src0, dst0), min(src0, dst0)
+	pm, dm := startMeter(pid), startMeter(destPid)
+	stop := make(chan struct{})
+	var samples []sample
+	var sampleErr error
+	var wg sync.WaitGroup
+	began := time.Now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			so, err1 := replOffset(ctx, src.c)
+			do, _, err2 := applied(ctx)
+			if err1 != nil || err2 != nil {
+				sampleErr = fmt.Errorf("sample offsets: %v %v", err1, err2)
+				continue
+			}
+			samples = append(samples, sample{time.Since(began), so - src0, do - dst0})
+		}
+	}()
+	timer := time.AfterFunc(dur, func() { close(stop) })
+	defer timer.Stop()
+	err = p.run(ctx, streamGen(uint64(time.Now().UnixNano()), b.cfg.StreamKeys), 0, stop)
+	elapsed := time.Since(began)
+	wg.Wait()
+	if err != nil {
+		return side, err
+	}
+	if err := p.errSummary(); err != nil {
+		return side, err
+	}
+	cmds := p.acked.Load()
+	src1, err := replOffset(ctx, src.c)
+	if err != nil {
+		return side, err
+	}
+	dst1, _, err := applied(ctx)
+	if err != nil {
+		return side, err
+	}
+	// Catch up: the replica reaches the source's offset at the stop.
+	caught := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	for {
+		do, _, err := applied(cctx)
+		if err == nil && do >= src1 {
+			break
+		}
+		if cctx.Err() != nil {
+			return side, fmt.Errorf("the replica did not catch up with offset %d in 3 minutes (at %d)", src1, do)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	side.CatchUp = time.Since(caught).Seconds()
+	use, duse := pm.stop(), dm.stop()
+	_, fs1, _ := applied(ctx)
+	side.FullSyncs = fs1 - fs0
+	if sampleErr != nil && len(samples) == 0 {
+		return side, sampleErr
+	}
+
+	secs := elapsed.Seconds()
+	side.Commands = cmds
+	side.SourceRate = float64(cmds) / secs
+	side.BytesPerCmd = float64(src1-src0) / float64(cmds)
+	side.AppliedRate = float64(dst1-dst0) / side.BytesPerCmd / secs
+	side.Fraction = side.AppliedRate / side.SourceRate
+	srcBytesPerSec := float64(src1-src0) / secs
+	for _, s := range samples {
+		side.MaxBacklog = max(side.MaxBacklog, s.src-s.dst)
+	}
+	side.MaxBehind = float64(side.MaxBacklog) / srcBytesPerSec
+	side.Growing, side.Trend = trend(samples, srcBytesPerSec)
+	side.Process = use
+	side.Destination = duse
+	if destPid != 0 {
+		side.WireInPerCmd = float64(use.ReadBytes) / float64(cmds)
+		side.WireOutPerCmd = float64(use.WriteBytes) / float64(cmds)
+	}
+	// Everything the source executed is at the destination: same key count.
+	want, err1 := src.c.DBSize(ctx).Result()
+	got, err2 := dst.DBSize(ctx).Result()
+	if err1 != nil || err2 != nil || want != got {
+		return side, fmt.Errorf("after catching up the destination holds %d keys, the source %d (%v %v)", got, want, err1, err2)
+	}
+	return side, nil
+}
+
+// trend says whether the backlog grows over the load: it compares the mean
+// backlog of the second quarter with that of the last, in seconds of the
+// source's output. A backlog that stays under 50 ms of output is bounded.
+func trend(s []sample, bytesPerSec float64) (bool, string) {
+	if len(s) < 8 {
+		return false, "too short to tell"
+	}
+	mean := func(v []sample) float64 {
+		t := 0.0
+		for _, x := range v {
+			t += float64(x.src - x.dst)
+		}
+		return t / float64(len(v)) / bytesPerSec
+	}
+	q := len(s) / 4
+	early, late := mean(s[q:2*q]), mean(s[3*q:])
+	desc := fmt.Sprintf("mean backlog %.0f ms then %.0f ms", early*1000, late*1000)
+	return late > 0.05 && late > 1.5*early, desc
+}
+
+// probeLag writes at rate commands/s to src for dur while a probe key is
+// written every 5 ms; the destination dst reports each probe's arrival by
+// keyspace notification, the moment it becomes readable there.
+func (b *runner) probeLag(ctx context.Context, src *server, dst *redis.Client, rate float64, dur time.Duration) (LagSide, error) {
+	var side LagSide
+	if err := dst.ConfigSet(ctx, "notify-keyspace-events", "K$").Err(); err != nil {
+		return side, fmt.Errorf("enable keyspace notifications at the destination: %w", err)
+	}
+	sub := dst.PSubscribe(ctx, "__keyspace@0__:probe:*")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		return side, err
+	}
+	const prefix = "__keyspace@0__:probe:"
+	var mu sync.Mutex
+	arrived := map[int]time.Time{}
+	go func() {
+		ch := sub.Channel(redis.WithChannelSize(10000))
+		for m := range ch {
+			now := time.Now()
+			if n, err := strconv.Atoi(m.Channel[len(prefix):]); err == nil {
+				mu.Lock()
+				if _, dup := arrived[n]; !dup {
+					arrived[n] = now
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+
+	p, err := dialPipe(ctx, src.addr(), src.password, 8192)
+	if err != nil {
+		return side, err
+	}
+	defer p.close()
+	stop := make(chan struct{})
+	loadErr := make(chan error, 1)
+	began := time.Now()
+	go func() { loadErr <- p.run(ctx, streamGen(uint64(time.Now().UnixNano()), b.cfg.StreamKeys), rate, stop) }()
+
+	prober := redis.NewClient(&redis.Options{Addr: src.addr(), Password: src.password, PoolSize: 1})
+	defer prober.Close()
+	var sent []time.Time
+	tick := time.NewTicker(5 * time.Millisecond)
+	end := time.After(dur)
+probe:
+	for {
+		select {
+		case <-ctx.Done():
+			close(stop)
+			return side, ctx.Err()
+		case <-end:
+			break probe
+		case <-tick.C:
+		}
+		seq := len(sent)
+		sent = append(sent, time.Now())
+		if err := prober.Set(ctx, "probe:"+strconv.Itoa(seq), seq, 0).Err(); err != nil {
+			close(stop)
+			return side, err
+		}
+	}
+	tick.Stop()
+	close(stop)
+	if err := <-loadErr; err != nil {
+		return side, err
+	}
+	side.Achieved = float64(p.acked.Load()) / time.Since(began).Seconds()
+	// Wait for the last probes (bounded).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(arrived)
+		mu.Unlock()
+		if n >= len(sent) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var lags []float64
+	for i, t := range sent {
+		if a, ok := arrived[i]; ok {
+			lags = append(lags, float64(a.Sub(t).Microseconds())/1000)
+		}
+	}
+	side.Probes, side.Missing = len(sent), len(sent)-len(lags)
+	if len(lags) == 0 {
+		return side, fmt.Errorf("no probe arrived")
+	}
+	sort.Float64s(lags)
+	pct := func(p float64) float64 { return lags[min(len(lags)-1, int(p*float64(len(lags))))] }
+	side.P50, side.P99, side.Max = pct(0.50), pct(0.99), lags[len(lags)-1]
+	return side, nil
+}
