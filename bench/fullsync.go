@@ -16,8 +16,8 @@ import (
 type FullSync struct {
 	Dataset       string    `json:"dataset"`
 	Keys          int64     `json:"keys"`
-	Items         int64     `json:"items"` // keys, or the members of the one sorted set
-	Unit          string    `json:"unit"`  // what Items counts
+	Items         int64     `json:"items"`         // keys, or the members of the one sorted set
+	Unit          string    `json:"unit"`          // what Items counts
 	Elements      int64     `json:"load_commands"` // commands that built the source
 	RDBBytes      int64     `json:"rdb_bytes"`
 	UsedMemory    int64     `json:"source_used_memory_bytes"`
@@ -34,9 +34,9 @@ type FullSync struct {
 
 // Rate is the median of one side.
 type Rate struct {
-	Seconds    float64 `json:"seconds"`
+	Seconds     float64 `json:"seconds"`
 	ItemsPerSec float64 `json:"items_per_sec"` // keys/s, or members/s
-	MBPerSec   float64 `json:"mb_per_sec"`
+	MBPerSec    float64 `json:"mb_per_sec"`
 }
 
 func median(v []float64) float64 {
