@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/ensure-deps.sh
 echo "== building redis-replicad and terraform-provider-redis"
-make -s build
+go build -o bin/redis-replicad ./cmd/redis-replicad
+go build -o bin/terraform-provider-redis .
 
 work=$(mktemp -d /tmp/redis-replicad-demo.XXXXXX)
 pids=()
