@@ -20,6 +20,13 @@ const (
 	SyncStopped = "stopped"
 )
 
+// TLS modes of a database (tls_mode).
+const (
+	TLSDisabled   = "disabled"    // no TLS
+	TLSEnabled    = "enabled"     // TLS for every client, replication included
+	TLSReplicaSSL = "replica_ssl" // TLS for replication traffic only
+)
+
 // Per-source and aggregate replication statuses.
 const (
 	SourceSyncing   = "syncing"
@@ -40,6 +47,14 @@ type Database struct {
 	Endpoint   Endpoint `json:"endpoint"`
 	// AuthenticationRedisPass is the password of the application user "default".
 	AuthenticationRedisPass string `json:"authentication_redis_pass"`
+	// ReplicationPort is the port destinations replicate from (the port of
+	// the source URL), served by the instance's replication gateway.
+	ReplicationPort int `json:"replication_port"`
+	// TLSMode is disabled, enabled (all clients) or replica_ssl (replication only).
+	TLSMode string `json:"tls_mode"`
+	// ClientCertificates (PEM) may replicate from this database over TLS;
+	// empty means any client that speaks TLS (and knows the password).
+	ClientCertificates []string `json:"client_certificates"`
 
 	// Replica Of. Empty ReplicaSources means the database is not a replica.
 	ReplicaSources []ReplicaSourceStatus `json:"replica_sources"`
@@ -83,6 +98,8 @@ type ReplicaSourceStatus struct {
 	RDBTransferred int64     `json:"rdb_transferred"`
 	// CompressionActive says whether the source agreed to compress.
 	CompressionActive bool `json:"compression_active,omitempty"`
+	// CompressionNote says why compression that was asked for is not active.
+	CompressionNote string `json:"compression_note,omitempty"`
 }
 
 // CreateDatabaseRequest is the body of POST /v1/bdbs.
@@ -92,7 +109,9 @@ type CreateDatabaseRequest struct {
 	// Port is optional; one from the service's range is chosen when 0.
 	Port int `json:"port,omitempty"`
 	// AuthenticationRedisPass is optional; one is generated when empty.
-	AuthenticationRedisPass string `json:"authentication_redis_pass,omitempty"`
+	AuthenticationRedisPass string   `json:"authentication_redis_pass,omitempty"`
+	TLSMode                 string   `json:"tls_mode,omitempty"`
+	ClientCertificates      []string `json:"client_certificates,omitempty"`
 	// ReplicaSources makes the new database a Replica Of them.
 	ReplicaSources []ReplicaSource `json:"replica_sources,omitempty"`
 	ReplicaSync    string          `json:"replica_sync,omitempty"`
@@ -104,6 +123,8 @@ type UpdateDatabaseRequest struct {
 	Name                    *string          `json:"name,omitempty"`
 	MemorySize              *int64           `json:"memory_size,omitempty"`
 	AuthenticationRedisPass *string          `json:"authentication_redis_pass,omitempty"`
+	TLSMode                 *string          `json:"tls_mode,omitempty"`
+	ClientCertificates      *[]string        `json:"client_certificates,omitempty"`
 	ReplicaSources          *[]ReplicaSource `json:"replica_sources,omitempty"`
 	ReplicaSync             *string          `json:"replica_sync,omitempty"`
 }

@@ -115,6 +115,10 @@ type Options struct {
 	// disables them: the caller must then call SendAck often enough to
 	// stay within the source's repl-timeout.
 	AckInterval time.Duration
+	// Compression (1 to 6) asks the source to compress what it sends, right
+	// after AUTH. Only a redis-replicad replication endpoint can; any other
+	// source refuses and the session goes on uncompressed (see Compressed).
+	Compression int
 	Logger      *slog.Logger // nil = discard
 }
 
@@ -142,9 +146,10 @@ type Conn struct {
 	rd *resp.Reader
 
 	// Reader-goroutine state.
-	state  connState
-	err    error // sticky error once state is stateBroken
-	replID string
+	state      connState
+	err        error // sticky error once state is stateBroken
+	replID     string
+	compressed bool // the source compresses what it sends
 
 	// Offsets, read from other goroutines.
 	offset  atomic.Int64 // bytes of the stream consumed so far
@@ -234,6 +239,13 @@ func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
 		done: make(chan struct{}),
 	}
 }
+
+// Compressed reports whether the source agreed to compress the session.
+func (c *Conn) Compressed() bool { return c.compressed }
+
+// WireBytes is the number of bytes received on the connection so far, as
+// they crossed the network (compressed, and with TLS framing when TLS is on).
+func (c *Conn) WireBytes() int64 { return c.dc.read.Load() }
 
 // ReplID returns the source's replication ID, known after Handshake.
 func (c *Conn) ReplID() string { return c.replID }
@@ -434,9 +446,11 @@ type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
 	ctx     context.Context // set by the reader goroutine around its reads
+	read    atomic.Int64    // bytes received on the wire
 }
 
-func (d *deadlineConn) Read(p []byte) (int, error) {
+func (d *deadlineConn) Read(p []byte) (n int, err error) {
+	defer func() { d.read.Add(int64(n)) }()
 	ctx := d.ctx
 	if ctx == nil {
 		ctx = context.Background()
@@ -456,7 +470,7 @@ func (d *deadlineConn) Read(p []byte) (int, error) {
 		_ = d.Conn.SetReadDeadline(aLongTimeAgo)
 		close(fired)
 	})
-	n, err := d.Conn.Read(p)
+	n, err = d.Conn.Read(p)
 	if !stop() {
 		<-fired
 	}

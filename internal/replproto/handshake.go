@@ -1,6 +1,8 @@
 package replproto
 
 import (
+	"bufio"
+	"compress/flate"
 	"context"
 	"errors"
 	"fmt"
@@ -55,6 +57,7 @@ func (c *Conn) Handshake(ctx context.Context, replID string, offset int64) (Sync
 	}{
 		{"PING", c.sendPing},
 		{"AUTH", c.sendAuth},
+		{"REPLICAD.COMPRESS", c.sendCompress},
 		{"REPLCONF listening-port", c.sendListeningPort},
 		{"REPLCONF capa", c.sendCapa},
 	}
@@ -136,6 +139,33 @@ func (c *Conn) sendAuth(ctx context.Context) error {
 		return &Error{Op: "AUTH", Kind: ErrProtocol, Err: fmt.Errorf("unexpected reply %.64s", v.String())}
 	}
 	c.log.Debug("authenticated", "user", c.opts.Username)
+	return nil
+}
+
+// sendCompress asks a redis-replicad source to compress the rest of the
+// session (DEFLATE with a sync flush after each chunk it relays). A source
+// that does not know the command (any plain redis-server) answers with an
+// error, and the session goes on uncompressed.
+func (c *Conn) sendCompress(ctx context.Context) error {
+	if c.opts.Compression <= 0 {
+		return nil
+	}
+	v, err := c.roundTrip(ctx, "REPLICAD.COMPRESS", "REPLICAD.COMPRESS", strconv.Itoa(c.opts.Compression))
+	if err != nil {
+		return err
+	}
+	if v.IsError() {
+		c.log.Info("the source does not compress", "reply", string(v.Str))
+		return nil
+	}
+	if c.br.Buffered() != 0 {
+		return &Error{Op: "REPLICAD.COMPRESS", Kind: ErrProtocol, Err: errors.New("data after the reply to the compression request")}
+	}
+	// From here on, what the source sends is a DEFLATE stream. The bufio
+	// reader under it is a ByteReader, so nothing is read ahead of need.
+	c.br = bufio.NewReaderSize(flate.NewReader(c.br), readBufferSize)
+	c.rd = resp.NewReader(c.br)
+	c.compressed = true
 	return nil
 }
 

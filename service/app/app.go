@@ -25,6 +25,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/controller"
 	"github.com/replicad/terraform-provider-redis/service/databases"
+	"github.com/replicad/terraform-provider-redis/service/gateway"
 	"github.com/replicad/terraform-provider-redis/service/replication"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
@@ -54,6 +55,7 @@ type App struct {
 	store    *store.Store
 	dbs      *databases.Manager
 	repl     *replication.Manager
+	gw       *gateway.Gateway
 	ctrl     *controller.Controller
 	listener net.Listener
 	http     *http.Server
@@ -88,13 +90,23 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	proxyPEM, _, err := ca.LoadOrIssue(cfg.DataDir, "proxy", []string{cfg.AdvertiseHost, "localhost", "127.0.0.1"}, false)
+	proxyPEM, proxyKey, err := ca.LoadOrIssue(cfg.DataDir, "proxy", []string{cfg.AdvertiseHost, "localhost", "127.0.0.1"}, false)
 	if err != nil {
 		return nil, err
 	}
-	syncerPEM, _, err := ca.LoadOrIssue(cfg.DataDir, "syncer", []string{"redis-replicad-syncer"}, true)
+	proxyCert, err := tls.X509KeyPair(proxyPEM, proxyKey)
+	if err != nil {
+		return nil, fmt.Errorf("load proxy certificate: %w", err)
+	}
+	// The syncer certificate is self-signed: a source pins it as it is,
+	// whoever the source's CA is (redis-server's own TLS included).
+	syncerPEM, syncerKey, err := certs.LoadOrCreateSelfSigned(cfg.DataDir, "syncer", "redis-replicad syncer "+cfg.Name)
 	if err != nil {
 		return nil, err
+	}
+	syncerCert, err := tls.X509KeyPair(syncerPEM, syncerKey)
+	if err != nil {
+		return nil, fmt.Errorf("load syncer certificate: %w", err)
 	}
 
 	st, err := store.Open(filepath.Join(cfg.DataDir, "state.db"))
@@ -104,11 +116,14 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{})}
-	a.dbs = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log})
-	a.repl = replication.NewManager(replication.Config{Databases: a.dbs, Registerer: reg, Logger: log,
+	a.dbs = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log,
+		TLS: databases.TLSFiles{CertFile: filepath.Join(cfg.DataDir, "proxy.pem"), KeyFile: filepath.Join(cfg.DataDir, "proxy-key.pem"), CAFile: filepath.Join(cfg.DataDir, "ca.pem")}})
+	a.gw = gateway.New(log, reg)
+	a.repl = replication.NewManager(replication.Config{Databases: a.dbs, Registerer: reg, Logger: log, SyncerCert: syncerCert,
 		OnStopped: func(uid int, gen int64) { a.ctrl.MarkStopped(context.Background(), uid, gen) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,
+		Gateway: &gatewayAdapter{gw: a.gw, dbs: a.dbs, bindHost: bindHost(cfg.Listen), proxyCert: proxyCert},
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log,
 		Cluster: api.Cluster{Name: cfg.Name, Version: Version, CACert: string(ca.CertPEM), ProxyCert: string(proxyPEM), SyncerCert: string(syncerPEM)},
 	})
@@ -168,6 +183,7 @@ func (a *App) Stop(ctx context.Context) error {
 
 func (a *App) closeParts() {
 	a.repl.Close()
+	a.gw.Close()
 	a.dbs.Close()
 	a.store.Close()
 }

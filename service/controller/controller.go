@@ -33,11 +33,19 @@ type Replicator interface {
 	Status(d store.Database) []api.ReplicaSourceStatus
 }
 
+// Gateway serves the replication endpoints of databases (the port of their
+// source URL).
+type Gateway interface {
+	Ensure(d store.Database) error
+	Remove(uid int)
+}
+
 // Config of a Controller.
 type Config struct {
 	Store         *store.Store
 	Databases     *databases.Manager
 	Replicator    Replicator
+	Gateway       Gateway
 	AdvertiseHost string
 	PortMin       int
 	PortMax       int
@@ -65,6 +73,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	for _, d := range all {
 		if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
 			return fmt.Errorf("start database %d (%s): %w", d.UID, d.Name, err)
+		}
+		if err := c.cfg.Gateway.Ensure(d); err != nil {
+			return err
 		}
 		c.cfg.Logger.Info("database started", "uid", d.UID, "name", d.Name, "port", d.Port)
 	}
@@ -147,6 +158,12 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	if err != nil {
 		return api.Database{}, err
 	}
+	if req.TLSMode == "" {
+		req.TLSMode = api.TLSDisabled
+	}
+	if err := validateTLS(req.TLSMode, req.ClientCertificates); err != nil {
+		return api.Database{}, err
+	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -154,6 +171,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	d := store.Database{
 		Name: req.Name, Port: req.Port, MemorySize: req.MemorySize,
 		RedisPassword: req.AuthenticationRedisPass, AdminPassword: newSecret(), InternalPassword: newSecret(),
+		TLSMode: req.TLSMode, ClientCertificates: req.ClientCertificates,
 		ReplicaSources: req.ReplicaSources, ReplicaSync: sync, CreatedAt: now, UpdatedAt: now,
 	}
 	if d.IsReplica() {
@@ -166,7 +184,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 			}
 		}
 		if d.Port == 0 {
-			port, err := c.freePort(existing)
+			port, err := c.freePort(existing, 0)
 			if err != nil {
 				return err
 			}
@@ -174,6 +192,11 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		} else if err := c.checkPort(d.Port, existing); err != nil {
 			return err
 		}
+		port, err := c.freePort(existing, d.Port)
+		if err != nil {
+			return err
+		}
+		d.ReplicationPort = port
 		// The uid is assigned after this check; 0 is never a real uid.
 		return c.validateSources(*d, existing)
 	})
@@ -181,7 +204,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
-	if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
+	if err := c.ensure(ctx, d); err != nil {
 		return api.Database{}, err
 	}
 	if d.IsReplica() {
@@ -190,9 +213,17 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	return c.view(ctx, d), nil
 }
 
+// ensure makes the database's process and replication endpoint match d.
+func (c *Controller) ensure(ctx context.Context, d store.Database) error {
+	if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
+		return err
+	}
+	return c.cfg.Gateway.Ensure(d)
+}
+
 func (c *Controller) checkPort(port int, existing []store.Database) error {
 	for _, o := range existing {
-		if o.Port == port {
+		if o.Port == port || o.ReplicationPort == port {
 			return conflict("port %d is taken by database %d (%s)", port, o.UID, o.Name)
 		}
 	}
@@ -202,10 +233,12 @@ func (c *Controller) checkPort(port int, existing []store.Database) error {
 	return nil
 }
 
-func (c *Controller) freePort(existing []store.Database) (int, error) {
-	used := map[int]bool{}
+// freePort picks the first free port of the range, other than also.
+func (c *Controller) freePort(existing []store.Database, also int) (int, error) {
+	used := map[int]bool{also: true}
 	for _, o := range existing {
 		used[o.Port] = true
+		used[o.ReplicationPort] = true
 	}
 	for p := c.cfg.PortMin; p <= c.cfg.PortMax; p++ {
 		if !used[p] && c.cfg.Databases.PortFree(p) {
@@ -251,6 +284,15 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		if req.AuthenticationRedisPass != nil {
 			d.RedisPassword = *req.AuthenticationRedisPass
 		}
+		if req.TLSMode != nil {
+			d.TLSMode = *req.TLSMode
+		}
+		if req.ClientCertificates != nil {
+			d.ClientCertificates = *req.ClientCertificates
+		}
+		if err := validateTLS(d.TLSMode, d.ClientCertificates); err != nil {
+			return err
+		}
 		if err := c.applyReplicaChange(d, req); err != nil {
 			return err
 		}
@@ -264,7 +306,11 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database updated", "uid", d.UID, "name", d.Name)
-	if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
+	if before.TLSMode != d.TLSMode {
+		// The listening ports change protocol: restart the process.
+		c.cfg.Databases.Stop(d.UID)
+	}
+	if err := c.ensure(ctx, d); err != nil {
 		return api.Database{}, err
 	}
 	if before.IsReplica() || d.IsReplica() {
@@ -299,6 +345,7 @@ func (c *Controller) DeleteDatabase(ctx context.Context, uid int) error {
 		return err
 	}
 	c.cfg.Replicator.Remove(uid)
+	c.cfg.Gateway.Remove(uid)
 	if err := c.cfg.Databases.Remove(uid); err != nil {
 		return err
 	}
@@ -345,7 +392,7 @@ func (c *Controller) SourceURL(_ context.Context, uid int) (api.SourceURL, error
 
 func (c *Controller) sourceURL(d store.Database) string {
 	u := url.URL{Scheme: "redis", User: url.UserPassword(databases.AdminUser, d.AdminPassword),
-		Host: net.JoinHostPort(c.cfg.AdvertiseHost, strconv.Itoa(d.Port))}
+		Host: net.JoinHostPort(c.cfg.AdvertiseHost, strconv.Itoa(d.ReplicationPort))}
 	return u.String()
 }
 
@@ -365,11 +412,9 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 	if err != nil {
 		return api.AdminPassword{}, err
 	}
-	if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
+	// The gateway closes the sessions of the old password.
+	if err := c.ensure(ctx, d); err != nil {
 		return api.AdminPassword{}, err
-	}
-	if err := c.cfg.Databases.DisconnectUser(ctx, uid, databases.AdminUser); err != nil {
-		return api.AdminPassword{}, fmt.Errorf("disconnect sessions of the old admin password: %w", err)
 	}
 	c.cfg.Logger.Info("admin password regenerated; old sessions disconnected", "uid", uid)
 	return api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}, nil
@@ -408,8 +453,17 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		Status:                  c.cfg.Databases.Status(ctx, d.UID),
 		Endpoint:                api.Endpoint{Host: c.cfg.AdvertiseHost, Port: d.Port},
 		AuthenticationRedisPass: d.RedisPassword,
+		ReplicationPort:         d.ReplicationPort,
+		TLSMode:                 d.TLSMode,
+		ClientCertificates:      d.ClientCertificates,
 		ReplicaSources:          []api.ReplicaSourceStatus{},
 		CreatedAt:               d.CreatedAt, UpdatedAt: d.UpdatedAt,
+	}
+	if out.TLSMode == "" {
+		out.TLSMode = api.TLSDisabled
+	}
+	if out.ClientCertificates == nil {
+		out.ClientCertificates = []string{}
 	}
 	if d.IsReplica() {
 		out.ReplicaSync = d.ReplicaSync

@@ -1,6 +1,9 @@
 package controller
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"net"
 	"slices"
 	"strings"
@@ -100,7 +103,7 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 			return invalid("replica_sources[%d]: %s is listed twice", i, u)
 		}
 		seen[u.Addr()] = true
-		if c.isLocalHost(u.Host) && u.Port == d.Port {
+		if c.isLocalHost(u.Host) && (u.Port == d.Port || u.Port == d.ReplicationPort) {
 			return invalid("replica_sources[%d]: %s is this database itself", i, u)
 		}
 	}
@@ -124,7 +127,7 @@ func (c *Controller) localSource(uri string, all []store.Database) int {
 		return 0
 	}
 	for _, o := range all {
-		if o.Port == u.Port {
+		if o.Port == u.Port || o.ReplicationPort == u.Port {
 			return o.UID
 		}
 	}
@@ -146,6 +149,9 @@ func (c *Controller) findCycle(start int, all []store.Database) string {
 	byUID := map[int]store.Database{}
 	for _, d := range all {
 		byPort[d.Port] = d
+		if d.ReplicationPort != 0 {
+			byPort[d.ReplicationPort] = d
+		}
 		byUID[d.UID] = d
 	}
 	var path []string
@@ -180,4 +186,28 @@ func (c *Controller) findCycle(start int, all []store.Database) string {
 		return strings.Join(path, ", ")
 	}
 	return ""
+}
+
+// validateTLS checks tls_mode and the client certificates (PEM).
+func validateTLS(mode string, certs []string) error {
+	switch mode {
+	case "", api.TLSDisabled, api.TLSEnabled, api.TLSReplicaSSL:
+	default:
+		return invalid("tls_mode %q is invalid: use disabled, enabled or replica_ssl", mode)
+	}
+	for i, c := range certs {
+		if _, err := ParseCertificate(c); err != nil {
+			return invalid("client_certificates[%d]: %v", i, err)
+		}
+	}
+	return nil
+}
+
+// ParseCertificate reads one PEM certificate.
+func ParseCertificate(text string) (*x509.Certificate, error) {
+	block, _ := pem.Decode([]byte(text))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("not a PEM certificate")
+	}
+	return x509.ParseCertificate(block.Bytes)
 }

@@ -5,6 +5,8 @@ package databases
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +29,14 @@ type Config struct {
 	RedisServer string // path of redis-server
 	DataDir     string // databases live in DataDir/dbs/<uid>
 	BindHost    string // interface the databases listen on
+	TLS         TLSFiles
 	Logger      *slog.Logger
+}
+
+// TLSFiles are what databases with TLS present and trust.
+type TLSFiles struct {
+	CertFile, KeyFile string // the instance's proxy certificate
+	CAFile            string // the instance's CA
 }
 
 // FindRedisServer resolves the redis-server binary, with an error that says
@@ -65,7 +75,15 @@ func (m *Manager) Dir(uid int) string {
 	return filepath.Join(m.cfg.DataDir, "dbs", strconv.Itoa(uid))
 }
 
-// Addr is the loopback-reachable address of a database for the service itself.
+// Socket is the unix socket through which the service itself talks to
+// database uid, whatever TLS its TCP port requires. It lives in a short
+// directory of its own, since socket paths are limited to about 100 bytes.
+func (m *Manager) Socket(uid int) string {
+	sum := sha256.Sum256([]byte(m.cfg.DataDir))
+	return filepath.Join(os.TempDir(), "redis-replicad-"+hex.EncodeToString(sum[:6]), strconv.Itoa(uid)+".sock")
+}
+
+// Addr is the TCP address of a database's port as seen from this host.
 func (m *Manager) Addr(port int) string {
 	host := m.cfg.BindHost
 	if host == "" || host == "0.0.0.0" || host == "*" {
@@ -82,8 +100,14 @@ func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create directory of database %d: %w", d.UID, err)
 	}
+	if err := os.MkdirAll(filepath.Dir(m.Socket(d.UID)), 0o700); err != nil {
+		return fmt.Errorf("create socket directory: %w", err)
+	}
 	confPath := filepath.Join(dir, "redis.conf")
-	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost())), 0o600); err != nil {
+	if err := writeClientCAs(filepath.Join(dir, "clients.pem"), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
+		return fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
+	}
+	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.Socket(d.UID), m.cfg.TLS)), 0o600); err != nil {
 		return fmt.Errorf("write config of database %d: %w", d.UID, err)
 	}
 	m.mu.Lock()
@@ -98,7 +122,7 @@ func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
 	}
 	old := m.clients[d.UID]
 	m.clients[d.UID] = redis.NewClient(&redis.Options{
-		Addr: m.Addr(d.Port), Username: InternalUser, Password: d.InternalPassword,
+		Network: "unix", Addr: m.Socket(d.UID), Username: InternalUser, Password: d.InternalPassword,
 		MaxRetries: -1, DialTimeout: 2 * time.Second, PoolSize: 4,
 	})
 	m.mu.Unlock()
@@ -140,7 +164,7 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 	}
 	for _, u := range []struct{ name, pw, rules string }{
 		{AppUser, d.RedisPassword, appRules(d)},
-		{AdminUser, d.AdminPassword, fullRules},
+		{AdminUser, AdminSecret(d), adminRules},
 	} {
 		args := []any{"ACL", "SETUSER"}
 		for _, a := range aclArgs(u.name, u.pw, u.rules) {
@@ -216,6 +240,9 @@ func (m *Manager) Remove(uid int) error {
 	return nil
 }
 
+// Stop stops database uid and keeps its files; Ensure starts it again.
+func (m *Manager) Stop(uid int) { m.stop(uid) }
+
 func (m *Manager) stop(uid int) {
 	m.mu.Lock()
 	p, c := m.procs[uid], m.clients[uid]
@@ -288,4 +315,22 @@ func (m *Manager) PortFree(port int) bool {
 	}
 	l.Close()
 	return true
+}
+
+// writeClientCAs writes what a TLS database trusts from clients: the
+// instance's CA (the service's own certificates) and the client certificates
+// the database allows. Client certificates are trusted as given (pinned).
+func writeClientCAs(path, caFile string, clientCerts []string) error {
+	var buf []byte
+	if caFile != "" {
+		ca, err := os.ReadFile(caFile)
+		if err != nil {
+			return err
+		}
+		buf = append(buf, ca...)
+	}
+	for _, c := range clientCerts {
+		buf = append(buf, []byte(strings.TrimSpace(c)+"\n")...)
+	}
+	return os.WriteFile(path, buf, 0o600)
 }

@@ -71,6 +71,13 @@ func (d *destination) run(ctx context.Context) {
 		switch {
 		case errors.Is(err, errNeedFullSync):
 			forceFull = true
+			// A little wait, so that a source that keeps failing its
+			// loads does not make the destination flush in a tight loop.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff.next() / 4):
+			}
 			continue
 		case errors.Is(err, errFatal):
 			d.log.Error("replica sync stopped", "destination", d.db.UID, "err", err)
@@ -97,8 +104,8 @@ func (d *destination) run(ctx context.Context) {
 
 // round runs every source until one needs the destination's attention.
 func (d *destination) round(ctx context.Context, forceFull bool) error {
-	addr := d.m.cfg.Databases.Addr(d.db.Port)
-	ckc := redis.NewClient(&redis.Options{Addr: addr, Username: databases.InternalUser, Password: d.db.InternalPassword, DB: databases.CheckpointDB, MaxRetries: -1})
+	addr := d.m.cfg.Databases.Socket(d.db.UID)
+	ckc := redis.NewClient(&redis.Options{Network: "unix", Addr: addr, Username: databases.InternalUser, Password: d.db.InternalPassword, DB: databases.CheckpointDB, MaxRetries: -1})
 	defer ckc.Close()
 	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	err := databases.WaitReady(readyCtx, ckc)
@@ -130,8 +137,14 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 	errs := make(chan error, len(d.sources))
 	var wg sync.WaitGroup
 	for _, s := range d.sources {
+		tlsCfg, err := d.m.sourceTLS(s.src)
+		if err != nil {
+			// Validated when stored; a certificate that no longer parses
+			// is a configuration error that retrying cannot fix.
+			return &fatalError{fmt.Errorf("source %s: %w", s.url, err)}
+		}
 		sy := &syncer{
-			source: s.src, url: s.url, destAddr: addr, destPass: d.db.InternalPassword,
+			source: s.src, url: s.url, destAddr: addr, destPass: d.db.InternalPassword, tls: tlsCfg,
 			status: s.status, metrics: d.m.metrics.forSource(d.db.UID, s.url.Addr()),
 			log: d.log.With("destination", d.db.UID),
 		}

@@ -30,11 +30,12 @@ type sourceStatus struct {
 	rdbLive    func() (int64, int64) // size, transferred while loading
 	// Lag: received and applied offsets, and when the oldest received but
 	// unapplied item arrived.
-	received      int64
-	applied       int64
-	pendingSince  time.Time
-	lastLag       time.Duration
-	compressionOK bool
+	received        int64
+	applied         int64
+	pendingSince    time.Time
+	lastLag         time.Duration
+	compressionOK   bool
+	compressionNote string // why compression asked for is not active
 }
 
 func (s *sourceStatus) set(f func(s *sourceStatus)) {
@@ -56,7 +57,7 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := api.ReplicaSourceStatus{
-		ReplicaSource: src, LastError: s.lastError, LastUpdate: s.lastUpdate,
+		ReplicaSource: src, LastError: s.lastError, LastUpdate: s.lastUpdate, CompressionNote: s.compressionNote,
 		RDBSize: s.rdbSize, RDBTransferred: s.rdbDone, CompressionActive: s.compressionOK,
 	}
 	if s.phase == phaseLoading && s.rdbLive != nil {

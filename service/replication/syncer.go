@@ -3,6 +3,7 @@ package replication
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,14 +30,19 @@ var errNeedFullSync = errors.New("a full resync is needed")
 type syncer struct {
 	source   api.ReplicaSource
 	url      redisurl.Source
-	destAddr string
+	destAddr string // the destination's unix socket
 	destPass string
+	tls      *tls.Config // nil: plain text
 	status   *sourceStatus
 	metrics  *sourceMetrics
 	log      *slog.Logger
 
 	// checkpoint to resume from; nil when this round must load in full.
 	resume *checkpoint
+	// loadStarted is set once a full load began writing to the destination:
+	// if it fails, the destination holds part of a dataset and must be
+	// flushed before anything is loaded again.
+	loadStarted bool
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -58,6 +64,10 @@ func (s *syncer) run(ctx context.Context) error {
 		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
 			return err
 		}
+		if s.resume == nil && s.loadStarted {
+			s.log.Warn("the full load was interrupted; the destination will be flushed and loaded again", "source", s.url.String(), "err", err)
+			return errNeedFullSync
+		}
 		if errors.Is(err, replproto.ErrAuth) {
 			return &fatalError{fmt.Errorf("authentication to source %s failed: %w", s.url, err)}
 		}
@@ -78,7 +88,8 @@ func (s *syncer) session(ctx context.Context) error {
 	defer cancel()
 	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
 	conn, err := replproto.Dial(ctx, replproto.Options{
-		Addr: s.url.Addr(), Username: s.url.Username, Password: s.url.Password,
+		Addr: s.url.Addr(), Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
+		Compression: s.source.Compression,
 		DialTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, Logger: s.log,
 	})
 	if err != nil {
@@ -101,6 +112,20 @@ func (s *syncer) session(ctx context.Context) error {
 		s.log.Warn("a replicated command failed on the destination", "source", s.url.String(), "err", err)
 	}
 
+	// The destination is the truth about what was applied: a batch whose
+	// EXEC ran but whose reply was lost is in it, and must not be applied
+	// again. So every session resumes from the checkpoint stored there.
+	if s.resume != nil {
+		cp, ok, err := w.readCheckpoint(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			s.log.Warn("the destination lost this source's checkpoint; full resync", "source", s.url.String())
+			return errNeedFullSync
+		}
+		s.resume = &cp
+	}
 	replID, offset := "", int64(-1)
 	if s.resume != nil {
 		replID, offset = s.resume.ReplID, s.resume.Offset
@@ -113,7 +138,17 @@ func (s *syncer) session(ctx context.Context) error {
 		s.log.Info("source cannot continue from the checkpoint; full resync of the destination", "source", s.url.String(), "checkpoint", s.resume.String())
 		return errNeedFullSync
 	}
-	s.status.set(func(st *sourceStatus) { st.connected = true })
+	s.status.set(func(st *sourceStatus) {
+		st.connected = true
+		st.compressionOK = conn.Compressed()
+		st.compressionNote = ""
+		if s.source.Compression > 0 && !conn.Compressed() {
+			st.compressionNote = "the source cannot compress (it is not a redis-replicad replication endpoint); replicating without compression"
+		}
+	})
+	if s.source.Compression > 0 && !conn.Compressed() {
+		s.log.Warn("compression asked but the source cannot compress", "source", s.url.String())
+	}
 
 	items := make(chan item, 4096)
 	var wg sync.WaitGroup
@@ -131,6 +166,7 @@ func (s *syncer) session(ctx context.Context) error {
 	var readErr error
 	if syn.Full {
 		s.metrics.fullSyncs.Inc()
+		s.loadStarted = true
 		readErr = s.load(ctx, conn, items, syn)
 	} else {
 		s.metrics.partialSyncs.Inc()

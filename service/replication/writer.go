@@ -52,7 +52,7 @@ type destWriter struct {
 
 func dialDestination(ctx context.Context, addr, password, source string) (*destWriter, error) {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := d.DialContext(ctx, "unix", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to destination %s: %w", addr, err)
 	}
@@ -135,6 +135,35 @@ func (w *destWriter) flush(ctx context.Context, tx bool) (int, error) {
 		return failures, &fatalError{firstErr}
 	}
 	return failures, nil
+}
+
+// readCheckpoint reads this source's checkpoint from the destination.
+func (w *destWriter) readCheckpoint(ctx context.Context) (checkpoint, bool, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	w.conn.SetDeadline(deadline)
+	buf := resp.AppendCommandStrings(nil, "SELECT", strconv.Itoa(databases.CheckpointDB))
+	buf = resp.AppendCommandStrings(buf, "HGET", checkpointKey, w.source)
+	if _, err := w.conn.Write(buf); err != nil {
+		return checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
+	}
+	var v resp.Value
+	for range 2 {
+		var err error
+		if v, err = w.rd.ReadValue(); err != nil {
+			return checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
+		}
+		if v.IsError() {
+			return checkpoint{}, false, fmt.Errorf("read checkpoint: %s", v.Str)
+		}
+	}
+	if v.Null {
+		return checkpoint{}, false, nil
+	}
+	cp, err := parseCheckpoint(string(v.Str))
+	if err != nil {
+		return checkpoint{}, false, nil
+	}
+	return cp, true, nil
 }
 
 // applyLoad writes commands of the initial load. They are not wrapped in a

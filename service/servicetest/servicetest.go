@@ -22,6 +22,13 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/app"
 )
 
+// Port windows: each instance of this test binary gets the next one, from a
+// random start so that test binaries running side by side rarely meet.
+var (
+	windowSeed = uint64(rand.IntN(100))
+	nextWindow atomic.Uint64
+)
+
 // Instance is a running service.
 type Instance struct {
 	App      *app.App
@@ -49,7 +56,7 @@ func Start(t testing.TB) *Instance {
 	t.Helper()
 	RequireRedisServer(t)
 	i := &Instance{DataDir: t.TempDir()}
-	base := 20000 + 200*rand.IntN(100)
+	base := 20000 + 200*int((windowSeed+nextWindow.Add(1))%100)
 	i.cfg = app.Config{
 		PortMin: base, PortMax: base + 199,
 		DataDir: i.DataDir, Listen: "127.0.0.1:0", Name: "test",

@@ -38,6 +38,14 @@ type Database struct {
 	AdminPassword    string `json:"admin_password"`
 	InternalPassword string `json:"internal_password"`
 
+	// ReplicationPort is where the replication gateway serves this
+	// database to destinations (the port of its source URL).
+	ReplicationPort int `json:"replication_port"`
+	// TLSMode is api.TLSDisabled, api.TLSEnabled or api.TLSReplicaSSL.
+	TLSMode string `json:"tls_mode,omitempty"`
+	// ClientCertificates (PEM) may replicate from this database over TLS.
+	ClientCertificates []string `json:"client_certificates,omitempty"`
+
 	ReplicaSources []api.ReplicaSource `json:"replica_sources,omitempty"`
 	ReplicaSync    string              `json:"replica_sync,omitempty"`
 	// ReplicaGeneration changes whenever the destination must be flushed and

@@ -1,0 +1,78 @@
+package app
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"strconv"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/controller"
+	"github.com/replicad/terraform-provider-redis/service/databases"
+	"github.com/replicad/terraform-provider-redis/service/gateway"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// gatewayAdapter turns stored databases into gateway endpoints.
+type gatewayAdapter struct {
+	gw        *gateway.Gateway
+	dbs       *databases.Manager
+	bindHost  string
+	proxyCert tls.Certificate
+}
+
+func (g *gatewayAdapter) Ensure(d store.Database) error {
+	host := g.bindHost
+	if host == "0.0.0.0" {
+		host = ""
+	}
+	ep := gateway.Endpoint{
+		UID: d.UID, Listen: net.JoinHostPort(host, strconv.Itoa(d.ReplicationPort)),
+		AdminUser: databases.AdminUser, AdminPassword: d.AdminPassword,
+		UpstreamNetwork: "unix", UpstreamAddr: g.dbs.Socket(d.UID),
+		UpstreamUser: databases.AdminUser, UpstreamPassword: databases.AdminSecret(d),
+	}
+	if d.TLSMode == api.TLSEnabled || d.TLSMode == api.TLSReplicaSSL {
+		cfg, err := replicationTLS(g.proxyCert, d.ClientCertificates)
+		if err != nil {
+			return err
+		}
+		ep.TLS = cfg
+	}
+	return g.gw.Ensure(ep)
+}
+
+func (g *gatewayAdapter) Remove(uid int) { g.gw.Remove(uid) }
+
+// replicationTLS is the server side of a TLS replication endpoint: the
+// instance's proxy certificate, and, when client certificates are listed,
+// only those (compared byte for byte: pinned, whoever issued them).
+func replicationTLS(cert tls.Certificate, clientPEMs []string) (*tls.Config, error) {
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if len(clientPEMs) == 0 {
+		return cfg, nil
+	}
+	var allowed []*x509.Certificate
+	for _, p := range clientPEMs {
+		c, err := controller.ParseCertificate(p)
+		if err != nil {
+			return nil, err
+		}
+		allowed = append(allowed, c)
+	}
+	cfg.ClientAuth = tls.RequireAnyClientCert
+	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("a client certificate is required")
+		}
+		for _, a := range allowed {
+			if bytes.Equal(a.Raw, raw[0]) {
+				return nil
+			}
+		}
+		return errors.New("the client certificate is not among the database's client_certificates")
+	}
+	return cfg, nil
+}
