@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +61,7 @@ func (s *syncer) run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		s.metrics.errors.Inc()
+		err = explain(err)
 		s.status.set(func(st *sourceStatus) { st.connected = false; st.lastError = err.Error() })
 		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
 			return err
@@ -374,4 +376,17 @@ func (b *backoff) next() time.Duration {
 		b.n++
 	}
 	return ceil/2 + rand.N(ceil/2+1)
+}
+
+// explain adds what a user can do about the errors whose cause is not plain
+// from the protocol's words.
+func explain(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "tls: bad certificate") || strings.Contains(msg, "tls: certificate required"):
+		return fmt.Errorf("the source refused this instance's TLS client certificate (add the instance's syncer_cert to the source database's client_certificates): %w", err)
+	case strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return fmt.Errorf("the source does not speak TLS: set encryption = false, or enable TLS on the source: %w", err)
+	}
+	return err
 }

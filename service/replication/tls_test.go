@@ -1,0 +1,173 @@
+package replication_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+func (a *apiClient) cluster() api.Cluster {
+	a.t.Helper()
+	var c api.Cluster
+	if code, body := a.do("GET", "/v1/cluster", nil, &c); code != 200 {
+		a.t.Fatalf("cluster: %d %s", code, body)
+	}
+	return c
+}
+
+// waitSourceError polls until the first source of uid reports an error
+// containing want, and returns the database.
+func (a *apiClient) waitSourceError(uid int, want string) api.Database {
+	a.t.Helper()
+	var db api.Database
+	redistest.Eventually(a.t, time.Minute, fmt.Sprintf("source error %q", want), func() error {
+		db = a.get(uid)
+		s := db.ReplicaSources[0]
+		if s.Status != api.SourceOutOfSync || !strings.Contains(s.LastError, want) {
+			return fmt.Errorf("status %s, last_error %q", s.Status, s.LastError)
+		}
+		return nil
+	})
+	return db
+}
+
+// twoRegions starts two instances: a source database in "us" that requires
+// TLS for replication and admits eu's syncer certificate.
+func twoRegions(t *testing.T) (us, eu *apiClient, src api.Database) {
+	us = newAPI(t, servicetest.Start(t))
+	eu = newAPI(t, servicetest.Start(t))
+	src = us.create(api.CreateDatabaseRequest{Name: "orders", MemorySize: 64 << 20, TLSMode: api.TLSReplicaSSL,
+		ClientCertificates: []string{eu.cluster().SyncerCert}})
+	writeDataset(t, destClient(t, src, 0), "", 200)
+	return us, eu, src
+}
+
+func TestEncryptedReplicationBetweenInstances(t *testing.T) {
+	us, eu, src := twoRegions(t)
+	dst := eu.create(api.CreateDatabaseRequest{Name: "orders-eu", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: us.sourceURL(src.UID), Encryption: true, ServerCert: us.cluster().ProxyCert}}})
+	eu.waitInSync(dst.UID, time.Minute)
+	sc := destClient(t, src, 0)
+	sc.Set(redistest.Ctx(t), "written-after", "tls", 0)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
+
+	// Replacing the allowed certificates with the same one plus another
+	// keeps the session and loads nothing again.
+	other := eu.cluster().ProxyCert
+	certs := []string{eu.cluster().SyncerCert, other}
+	us.update(src.UID, api.UpdateDatabaseRequest{ClientCertificates: &certs})
+	sc.Set(redistest.Ctx(t), "after-cert-update", "1", 0)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
+	if m := eu.metrics(); metric(m, "replicad_replica_full_syncs_total") != 1 {
+		t.Fatalf("a certificate update reloaded the destination:\n%s", grep(m, "syncs_total"))
+	}
+}
+
+func TestWrongServerCertIsRefused(t *testing.T) {
+	us, eu, src := twoRegions(t)
+	dst := eu.create(api.CreateDatabaseRequest{Name: "orders-eu", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: us.sourceURL(src.UID), Encryption: true, ServerCert: eu.cluster().ProxyCert}}})
+	eu.waitSourceError(dst.UID, "not trusted")
+	if n := destClient(t, dst, 0).DBSize(redistest.Ctx(t)).Val(); n != 0 {
+		t.Fatalf("%d keys applied from an untrusted source", n)
+	}
+}
+
+func TestSourceRequiringTLSRefusesPlainAndUnknownClients(t *testing.T) {
+	us, eu, src := twoRegions(t)
+	plain := eu.create(api.CreateDatabaseRequest{Name: "plain", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: us.sourceURL(src.UID)}}})
+	eu.waitSourceError(plain.UID, "TLS is required")
+
+	// A third instance whose syncer certificate the source does not list.
+	stranger := newAPI(t, servicetest.Start(t))
+	dst := stranger.create(api.CreateDatabaseRequest{Name: "stranger", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: us.sourceURL(src.UID), Encryption: true, ServerCert: us.cluster().ProxyCert}}})
+	stranger.waitSourceError(dst.UID, "TLS")
+	if n := destClient(t, dst, 0).DBSize(redistest.Ctx(t)).Val(); n != 0 {
+		t.Fatalf("%d keys reached a client the source does not admit", n)
+	}
+	if m := us.metrics(); metric(m, "replicad_gateway_refused_sessions_total", `reason="plaintext"`) < 1 || metric(m, "replicad_gateway_refused_sessions_total", `reason="tls"`) < 1 {
+		t.Fatalf("refusals not counted:\n%s", grep(m, "refused"))
+	}
+	// Admitting the stranger's certificate lets it in, without restarting it.
+	certs := []string{eu.cluster().SyncerCert, stranger.cluster().SyncerCert}
+	us.update(src.UID, api.UpdateDatabaseRequest{ClientCertificates: &certs})
+	stranger.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), destClient(t, src, 0))
+}
+
+func TestCompressedReplication(t *testing.T) {
+	us := newAPI(t, servicetest.Start(t))
+	eu := newAPI(t, servicetest.Start(t))
+	src := us.create(api.CreateDatabaseRequest{Name: "text", MemorySize: 128 << 20})
+	sc := destClient(t, src, 0)
+	ctx := redistest.Ctx(t)
+	pipe := sc.Pipeline()
+	for n := range 5000 {
+		pipe.Set(ctx, fmt.Sprint("doc:", n), strings.Repeat("compressible text ", 50), 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dst := eu.create(api.CreateDatabaseRequest{Name: "text-eu", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: us.sourceURL(src.UID), Compression: 6}}})
+	db := eu.waitInSync(dst.UID, time.Minute)
+	if !db.ReplicaSources[0].CompressionActive {
+		t.Fatalf("compression not active: %+v", db.ReplicaSources[0])
+	}
+	for n := range 500 {
+		sc.Set(ctx, fmt.Sprint("later:", n), strings.Repeat("more text ", 30), 0)
+	}
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
+	m := us.metrics()
+	wire, plain := metric(m, "replicad_gateway_sent_wire_bytes_total"), metric(m, "replicad_gateway_sent_bytes_total")
+	if wire <= 0 || plain <= 0 || wire*5 > plain {
+		t.Fatalf("compression did not shrink the traffic: %v bytes on the wire for %v", wire, plain)
+	}
+	t.Logf("compression: %.0f bytes on the wire for %.0f (%.1fx)", wire, plain, plain/wire)
+
+	// An open-source Redis cannot compress: replication goes on, and the
+	// status says so.
+	oss := redistest.Start(t, "--requirepass", "pw-123456")
+	oss.Client().Set(ctx, "k", "v", 0)
+	d2 := eu.create(api.CreateDatabaseRequest{Name: "from-oss", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: oss.URL(), Compression: 3}}})
+	db = eu.waitInSync(d2.UID, time.Minute)
+	if s := db.ReplicaSources[0]; s.CompressionActive || !strings.Contains(s.CompressionNote, "cannot compress") {
+		t.Fatalf("status of an OSS source asked to compress: %+v", s)
+	}
+	eventuallyEqual(t, time.Minute, destClient(t, d2, 0), oss.Client())
+}
+
+func TestTLSDatabaseForApplications(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	db := a.create(api.CreateDatabaseRequest{Name: "secure", MemorySize: 32 << 20, TLSMode: api.TLSEnabled})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(a.cluster().CACert))
+	addr := fmt.Sprintf("%s:%d", db.Endpoint.Host, db.Endpoint.Port)
+	tc := redis.NewClient(&redis.Options{Addr: addr, Password: db.AuthenticationRedisPass, MaxRetries: -1,
+		TLSConfig: &tls.Config{RootCAs: pool, ServerName: db.Endpoint.Host}})
+	defer tc.Close()
+	ctx := redistest.Ctx(t)
+	redistest.Eventually(t, 30*time.Second, "a TLS client works", func() error {
+		return tc.Set(ctx, "k", "over tls", 0).Err()
+	})
+	if err := destClient(t, db, 0).Ping(ctx).Err(); err == nil {
+		t.Fatal("a plain-text client was accepted by a TLS-only database")
+	}
+	// Switching TLS off keeps the data and accepts plain text again.
+	off := api.TLSDisabled
+	a.update(db.UID, api.UpdateDatabaseRequest{TLSMode: &off})
+	if v, err := destClient(t, db, 0).Get(ctx, "k").Result(); v != "over tls" {
+		t.Fatalf("after tls_mode=disabled: %q %v", v, err)
+	}
+}
