@@ -31,6 +31,9 @@ type Replicator interface {
 	Remove(uid int)
 	// Status returns the live status of each source of d, in d's order.
 	Status(d store.Database) []api.ReplicaSourceStatus
+	// ProbeCompression tells whether a source can compress:
+	// replication.ErrCannotCompress when it says it cannot.
+	ProbeCompression(ctx context.Context, src api.ReplicaSource) error
 }
 
 // Gateway serves the replication endpoints of databases (the port of their
@@ -158,6 +161,9 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	if err != nil {
 		return api.Database{}, err
 	}
+	if err := c.checkCompression(ctx, req.ReplicaSources); err != nil {
+		return api.Database{}, err
+	}
 	if req.TLSMode == "" {
 		req.TLSMode = api.TLSDisabled
 	}
@@ -262,6 +268,11 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 	}
 	if req.AuthenticationRedisPass != nil {
 		if err := validatePassword(*req.AuthenticationRedisPass); err != nil {
+			return api.Database{}, err
+		}
+	}
+	if req.ReplicaSources != nil {
+		if err := c.checkCompression(ctx, *req.ReplicaSources); err != nil {
 			return api.Database{}, err
 		}
 	}

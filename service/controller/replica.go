@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/service/replication"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
@@ -210,4 +212,24 @@ func ParseCertificate(text string) (*x509.Certificate, error) {
 		return nil, errors.New("not a PEM certificate")
 	}
 	return x509.ParseCertificate(block.Bytes)
+}
+
+// checkCompression refuses compression for sources that say they cannot
+// compress (open-source Redis servers: only a redis-replicad replication
+// endpoint can). A source that cannot be asked now (unreachable, say) is
+// accepted; its status will tell whether compression is active.
+func (c *Controller) checkCompression(ctx context.Context, sources []api.ReplicaSource) error {
+	for i, s := range sources {
+		if s.Compression == 0 {
+			continue
+		}
+		if _, err := redisurl.Parse(s.URI); err != nil {
+			continue // reported by validateSources
+		}
+		err := c.cfg.Replicator.ProbeCompression(ctx, s)
+		if errors.Is(err, replication.ErrCannotCompress) {
+			return invalid("replica_sources[%d] (%s): compression applies only between redis-replicad instances, and this source cannot compress (an open-source Redis?): set compression to 0", i, redisurl.Redact(s.URI))
+		}
+	}
+	return nil
 }

@@ -1,0 +1,87 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+	"github.com/replicad/terraform-provider-redis/service/gateway"
+)
+
+// ErrCannotCompress says that a source answered that it cannot compress.
+var ErrCannotCompress = errors.New("the source cannot compress")
+
+// ProbeCompression asks a source whether it can compress, as a syncer
+// would: it logs in and sends the compression request, then hangs up. It
+// returns ErrCannotCompress when the source refuses (an open-source Redis),
+// another error when it cannot tell (unreachable, wrong password), and nil
+// when the source agrees.
+func (m *Manager) ProbeCompression(ctx context.Context, src api.ReplicaSource) error {
+	u, err := redisurl.Parse(src.URI)
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := m.sourceTLS(src)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", u.Addr())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	if tlsCfg != nil {
+		tc := tls.Client(conn, tlsCfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return err
+		}
+		conn = tc
+	}
+	var buf []byte
+	if u.Password != "" {
+		if u.Username != "" {
+			buf = resp.AppendCommandStrings(buf, "AUTH", u.Username, u.Password)
+		} else {
+			buf = resp.AppendCommandStrings(buf, "AUTH", u.Password)
+		}
+	}
+	buf = resp.AppendCommandStrings(buf, gateway.CompressCommand, strconv.Itoa(max(src.Compression, 1)))
+	if _, err := conn.Write(buf); err != nil {
+		return err
+	}
+	rd := resp.NewReader(bufio.NewReader(conn))
+	if u.Password != "" {
+		v, err := rd.ReadValue()
+		if err != nil {
+			return err
+		}
+		if v.IsError() {
+			return fmt.Errorf("authentication failed")
+		}
+	}
+	v, err := rd.ReadValue()
+	if err != nil {
+		return err
+	}
+	if v.IsError() {
+		if strings.Contains(strings.ToLower(string(v.Str)), "unknown command") {
+			return ErrCannotCompress
+		}
+		return fmt.Errorf("the source answered: %s", v.Str)
+	}
+	return nil
+}
