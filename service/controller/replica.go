@@ -62,28 +62,25 @@ func (c *Controller) applyReplicaChange(d *store.Database, req api.UpdateDatabas
 	return nil
 }
 
-// sameSources compares two source lists as sets: order has no meaning.
+// sameSources says whether two source lists name the same sources, as sets
+// of addresses: order has no meaning, and new credentials, certificates or
+// compression for the same address are the same source (its syncer
+// reconnects and continues; nothing is reloaded).
 func sameSources(a, b []api.ReplicaSource) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	key := func(s api.ReplicaSource) string {
-		return strings.Join([]string{s.URI, boolText(s.Encryption), s.ServerCert, string(rune('0' + s.Compression))}, "\x00")
-	}
-	ka, kb := make([]string, len(a)), make([]string, len(b))
-	for i := range a {
-		ka[i], kb[i] = key(a[i]), key(b[i])
-	}
-	slices.Sort(ka)
-	slices.Sort(kb)
-	return slices.Equal(ka, kb)
+	return slices.Equal(sourceAddrs(a), sourceAddrs(b))
 }
 
-func boolText(b bool) string {
-	if b {
-		return "1"
+func sourceAddrs(list []api.ReplicaSource) []string {
+	out := make([]string, 0, len(list))
+	for _, s := range list {
+		if u, err := redisurl.Parse(s.URI); err == nil {
+			out = append(out, strings.ToLower(u.Addr()))
+		} else {
+			out = append(out, s.URI)
+		}
 	}
-	return "0"
+	slices.Sort(out)
+	return out
 }
 
 // validateSources checks d's sources: URLs, count, duplicates, itself, and

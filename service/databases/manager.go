@@ -180,16 +180,6 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 	return nil
 }
 
-// DisconnectUser closes every connection authenticated as user, such as the
-// replication sessions that used an old admin password.
-func (m *Manager) DisconnectUser(ctx context.Context, uid int, user string) error {
-	c := m.Client(uid)
-	if c == nil {
-		return fmt.Errorf("database %d is not running", uid)
-	}
-	return c.Do(ctx, "CLIENT", "KILL", "USER", user).Err()
-}
-
 // Client is the service's own connection pool to database uid (nil if unknown).
 func (m *Manager) Client(uid int) *redis.Client {
 	m.mu.Lock()

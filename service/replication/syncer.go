@@ -163,7 +163,6 @@ func (s *syncer) session(ctx context.Context) error {
 			cancel()
 		}
 	}()
-	go s.ack(ctx, conn)
 
 	var readErr error
 	if syn.Full {
@@ -328,6 +327,7 @@ func (s *syncer) write(ctx context.Context, w *destWriter, conn *replproto.Conn,
 				})
 			}
 			s.metrics.commandsApplied.Add(float64(len(batch)))
+			s.metrics.bytesApplied.Add(float64(size))
 			continue
 		}
 		if err := w.applyStream(ctx, batch); err != nil {
@@ -337,6 +337,7 @@ func (s *syncer) write(ctx context.Context, w *destWriter, conn *replproto.Conn,
 		s.resume = &cp
 		conn.SetAppliedOffset(cp.Offset)
 		s.metrics.commandsApplied.Add(float64(len(batch)))
+		s.metrics.bytesApplied.Add(float64(size))
 		s.metrics.appliedOffset.Set(float64(cp.Offset))
 		now := time.Now()
 		s.status.mu.Lock()
@@ -348,20 +349,6 @@ func (s *syncer) write(ctx context.Context, w *destWriter, conn *replproto.Conn,
 		}
 		s.status.mu.Unlock()
 		s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
-	}
-}
-
-// ack reports the applied offset every second, as Redis replicas do.
-func (s *syncer) ack(ctx context.Context, conn *replproto.Conn) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_ = conn.SendAck(conn.AppliedOffset())
-		}
 	}
 }
 
