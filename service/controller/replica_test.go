@@ -1,0 +1,65 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+func TestSameSourcesIsASetOfAddresses(t *testing.T) {
+	a := []api.ReplicaSource{{URI: "redis://:x@h1:1"}, {URI: "redis://h2:2"}}
+	cases := []struct {
+		b    []api.ReplicaSource
+		same bool
+	}{
+		{[]api.ReplicaSource{{URI: "redis://h2:2"}, {URI: "redis://:x@h1:1"}}, true},                      // reordered
+		{[]api.ReplicaSource{{URI: "redis://:new@h1:1", Compression: 3}, {URI: "redis://H2:2"}}, true},    // new credentials and options
+		{[]api.ReplicaSource{{URI: "redis://h1:1"}}, false},                                               // removed
+		{[]api.ReplicaSource{{URI: "redis://h1:1"}, {URI: "redis://h2:2"}, {URI: "redis://h3:3"}}, false}, // added
+		{[]api.ReplicaSource{{URI: "redis://h1:1"}, {URI: "redis://h2:9"}}, false},                        // another port
+	}
+	for i, c := range cases {
+		if got := sameSources(a, c.b); got != c.same {
+			t.Errorf("case %d: sameSources = %v, want %v", i, got, c.same)
+		}
+	}
+}
+
+func TestFindCycle(t *testing.T) {
+	c := &Controller{cfg: Config{AdvertiseHost: "10.1.1.1"}}
+	src := func(port string) []api.ReplicaSource {
+		return []api.ReplicaSource{{URI: "redis://:pw@10.1.1.1:" + port}}
+	}
+	all := []store.Database{
+		{UID: 1, Name: "a", Port: 100, ReplicationPort: 101, ReplicaSources: src("201")}, // a <- b
+		{UID: 2, Name: "b", Port: 200, ReplicationPort: 201, ReplicaSources: src("301")}, // b <- c
+		{UID: 3, Name: "c", Port: 300, ReplicationPort: 301},
+	}
+	if cyc := c.findCycle(1, all); cyc != "" {
+		t.Fatalf("a chain was taken for a cycle: %s", cyc)
+	}
+	all[2].ReplicaSources = src("101") // c <- a closes the loop
+	cyc := c.findCycle(3, all)
+	if !strings.Contains(cyc, "c <- a") || !strings.Contains(cyc, "b <- c") {
+		t.Fatalf("cycle not described: %q", cyc)
+	}
+	// A source on another host with the same port is not local.
+	all[2].ReplicaSources = []api.ReplicaSource{{URI: "redis://10.9.9.9:101"}}
+	if cyc := c.findCycle(3, all); cyc != "" {
+		t.Fatalf("a remote source was taken for a local one: %s", cyc)
+	}
+}
+
+func TestValidateSync(t *testing.T) {
+	if s, err := validateSync("", true); err != nil || s != api.SyncEnabled {
+		t.Fatalf("default for a replica: %q %v", s, err)
+	}
+	if _, err := validateSync(api.SyncPaused, false); err == nil {
+		t.Fatal("a sync state without sources was accepted")
+	}
+	if _, err := validateSync("later", true); err == nil {
+		t.Fatal("an unknown sync state was accepted")
+	}
+}
