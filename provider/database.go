@@ -74,6 +74,22 @@ func databaseEndpoint(db *api.Database) string {
 	return net.JoinHostPort(db.Endpoint.Host, strconv.Itoa(db.Endpoint.Port))
 }
 
+// databaseReplicationEndpoint formats where destinations replicate db from
+// (the host:port of its source URL, served by the instance's replication
+// gateway), as "host:port".
+func databaseReplicationEndpoint(db *api.Database) string {
+	if db.Endpoint.Host == "" || db.ReplicationPort == 0 {
+		return ""
+	}
+	return net.JoinHostPort(db.Endpoint.Host, strconv.Itoa(db.ReplicationPort))
+}
+
+// tlsModeDescription explains the values of tls_mode.
+const tlsModeDescription = "`disabled` (the default: no TLS), `enabled` (TLS for every client: the database's port " +
+	"speaks only TLS, with the instance's `proxy_cert`, signed by its `ca_cert`, as in " +
+	"`redis-cli --tls --cacert ca.pem`; the replication endpoint requires TLS too) or `replica_ssl` (TLS for " +
+	"replication only: the replication endpoint requires TLS, applications connect in plain text)"
+
 // waitForDatabaseActive polls the database uid until it is active, failed or
 // gone, or until timeout. It returns the database as last read.
 func waitForDatabaseActive(ctx context.Context, c *client.Client, uid int, timeout time.Duration) (*api.Database, error) {

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/datasourcevalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -37,6 +38,10 @@ type databaseDataSourceModel struct {
 	Password   types.String `tfsdk:"password"`
 	Endpoint   types.String `tfsdk:"endpoint"`
 	Status     types.String `tfsdk:"status"`
+
+	TLSMode             types.String `tfsdk:"tls_mode"`
+	ClientCertificates  types.Set    `tfsdk:"client_certificates"`
+	ReplicationEndpoint types.String `tfsdk:"replication_endpoint"`
 }
 
 func (d *databaseDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -82,6 +87,21 @@ func (d *databaseDataSource) Schema(_ context.Context, _ datasource.SchemaReques
 				MarkdownDescription: "Status of the database: `pending`, `active` or `failed`.",
 				Computed:            true,
 			},
+			"tls_mode": schema.StringAttribute{
+				MarkdownDescription: "TLS of the database: " + tlsModeDescription + ".",
+				Computed:            true,
+			},
+			"client_certificates": schema.SetAttribute{
+				MarkdownDescription: "PEM client certificates allowed to replicate from this database over TLS; " +
+					"empty when any TLS client that knows the source URL's password may.",
+				Computed:    true,
+				ElementType: types.StringType,
+			},
+			"replication_endpoint": schema.StringAttribute{
+				MarkdownDescription: "Where destinations replicate this database from, as `host:port` (the address " +
+					"of its source URL): the `address` of a `redis_replica_of` source.",
+				Computed: true,
+			},
 		},
 	}
 }
@@ -124,11 +144,16 @@ func (d *databaseDataSource) Read(ctx context.Context, req datasource.ReadReques
 		}
 	}
 
-	state := flattenDatabaseDataSource(db)
+	state, diags := flattenDatabaseDataSource(db)
+	resp.Diagnostics.Append(diags...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
-func flattenDatabaseDataSource(db *api.Database) databaseDataSourceModel {
+func flattenDatabaseDataSource(db *api.Database) (databaseDataSourceModel, diag.Diagnostics) {
+	// The resource's flattening, so that both read the service alike.
+	var r databaseResourceModel
+	r.ClientCertificates = types.SetValueMust(types.StringType, nil) // none: an empty set, not null
+	diags := flattenDatabase(db, &r)
 	return databaseDataSourceModel{
 		ID:         types.StringValue(strconv.Itoa(db.UID)),
 		Name:       types.StringValue(db.Name),
@@ -137,5 +162,9 @@ func flattenDatabaseDataSource(db *api.Database) databaseDataSourceModel {
 		Password:   types.StringValue(db.AuthenticationRedisPass),
 		Endpoint:   types.StringValue(databaseEndpoint(db)),
 		Status:     types.StringValue(db.Status),
-	}
+
+		TLSMode:             r.TLSMode,
+		ClientCertificates:  r.ClientCertificates,
+		ReplicationEndpoint: r.ReplicationEndpoint,
+	}, diags
 }

@@ -26,7 +26,7 @@ data "redis_database" "by_name" {
 `
 	var same []resource.TestCheckFunc
 	for _, ds := range []string{"data.redis_database.by_id", "data.redis_database.by_name"} {
-		for _, attr := range []string{"id", "name", "memory_size", "port", "password", "endpoint", "status"} {
+		for _, attr := range []string{"id", "name", "memory_size", "port", "password", "endpoint", "status", "tls_mode", "replication_endpoint"} {
 			same = append(same, resource.TestCheckResourceAttrPair(ds, attr, testAccDatabaseResource, attr))
 		}
 	}

@@ -8,13 +8,16 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -34,6 +37,7 @@ var (
 	_ resource.Resource                = (*databaseResource)(nil)
 	_ resource.ResourceWithConfigure   = (*databaseResource)(nil)
 	_ resource.ResourceWithImportState = (*databaseResource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*databaseResource)(nil)
 )
 
 type databaseResource struct {
@@ -50,7 +54,12 @@ type databaseResourceModel struct {
 	Password   types.String   `tfsdk:"password"`
 	Endpoint   types.String   `tfsdk:"endpoint"`
 	Status     types.String   `tfsdk:"status"`
-	Timeouts   timeouts.Value `tfsdk:"timeouts"`
+
+	TLSMode             types.String `tfsdk:"tls_mode"`
+	ClientCertificates  types.Set    `tfsdk:"client_certificates"`
+	ReplicationEndpoint types.String `tfsdk:"replication_endpoint"`
+
+	Timeouts timeouts.Value `tfsdk:"timeouts"`
 }
 
 func (r *databaseResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -113,6 +122,37 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				Computed:            true,
 				PlanModifiers:       []planmodifier.String{useStateWhenActive()},
 			},
+			"tls_mode": schema.StringAttribute{
+				MarkdownDescription: "TLS of the database: " + tlsModeDescription + ". Can be changed in place: " +
+					"the change restarts the database's `redis-server` (the data stays), which disconnects its clients.",
+				Optional: true,
+				Computed: true,
+				Default:  stringdefault.StaticString(api.TLSDisabled),
+				Validators: []validator.String{
+					stringvalidator.OneOf(api.TLSDisabled, api.TLSEnabled, api.TLSReplicaSSL),
+				},
+			},
+			"client_certificates": schema.SetAttribute{
+				MarkdownDescription: "PEM client certificates allowed to replicate from this database over TLS, " +
+					"typically the `syncer_cert` of the `redis_cluster` data source of each destination's instance. " +
+					"When set, the replication endpoint (and, with `tls_mode = \"enabled\"`, the database's port) " +
+					"admits only clients that present one of them, compared exactly (pinned). When unset or empty, " +
+					"any TLS client that knows the source URL's password may replicate. Can be changed in place, " +
+					"without a restart: replication sessions whose certificate is no longer listed are closed, the " +
+					"others go on.",
+				Optional:    true,
+				ElementType: types.StringType,
+				Validators: []validator.Set{
+					setvalidator.ValueStringsAre(pemCertificate()),
+				},
+			},
+			"replication_endpoint": schema.StringAttribute{
+				MarkdownDescription: "Where destinations replicate this database from, as `host:port`: the address " +
+					"of its source URL, served by the instance's replication gateway. Give it as the `address` of a " +
+					"`redis_replica_of` source. The source URL's password works only there.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
@@ -146,7 +186,15 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	if !plan.Password.IsUnknown() && !plan.Password.IsNull() {
 		in.AuthenticationRedisPass = plan.Password.ValueString()
 	}
-	tflog.Debug(ctx, "creating a database", map[string]any{"name": in.Name, "memory_size": in.MemorySize, "port": in.Port})
+	in.TLSMode = plan.TLSMode.ValueString()
+	in.ClientCertificates = expandCertificates(ctx, plan.ClientCertificates, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	tflog.Debug(ctx, "creating a database", map[string]any{
+		"name": in.Name, "memory_size": in.MemorySize, "port": in.Port,
+		"tls_mode": in.TLSMode, "client_certificates": len(in.ClientCertificates),
+	})
 	db, err := r.client.CreateDatabase(ctx, in)
 	if err != nil {
 		resp.Diagnostics.AddError("Could not create the database "+strconv.Quote(in.Name), err.Error())
@@ -214,12 +262,16 @@ func (r *databaseResource) Update(ctx context.Context, req resource.UpdateReques
 		return
 	}
 
-	in, changed := expandDatabaseUpdate(plan, state)
+	in, changed := expandDatabaseUpdate(ctx, plan, state, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
 	var db *api.Database
 	if changed {
 		tflog.Debug(ctx, "updating a database", map[string]any{
 			"uid": uid, "name_changed": in.Name != nil, "memory_size_changed": in.MemorySize != nil,
-			"password_changed": in.AuthenticationRedisPass != nil,
+			"password_changed": in.AuthenticationRedisPass != nil, "tls_mode_changed": in.TLSMode != nil,
+			"client_certificates_changed": in.ClientCertificates != nil,
 		})
 		if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
 			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the database %d", uid), err.Error())
@@ -274,7 +326,7 @@ func (r *databaseResource) ImportState(ctx context.Context, req resource.ImportS
 
 // expandDatabaseUpdate builds the PUT body from what differs between the plan
 // and the state. changed is false when there is nothing to send.
-func expandDatabaseUpdate(plan, state databaseResourceModel) (in api.UpdateDatabaseRequest, changed bool) {
+func expandDatabaseUpdate(ctx context.Context, plan, state databaseResourceModel, diags *diag.Diagnostics) (in api.UpdateDatabaseRequest, changed bool) {
 	if !plan.Name.Equal(state.Name) {
 		v := plan.Name.ValueString()
 		in.Name, changed = &v, true
@@ -287,7 +339,42 @@ func expandDatabaseUpdate(plan, state databaseResourceModel) (in api.UpdateDatab
 		v := plan.Password.ValueString()
 		in.AuthenticationRedisPass, changed = &v, true
 	}
+	if !plan.TLSMode.IsUnknown() && !plan.TLSMode.Equal(state.TLSMode) {
+		v := plan.TLSMode.ValueString()
+		in.TLSMode, changed = &v, true
+	}
+	if !plan.ClientCertificates.Equal(state.ClientCertificates) {
+		v := expandCertificates(ctx, plan.ClientCertificates, diags)
+		if v == nil {
+			v = []string{} // null: none allowed any more
+		}
+		in.ClientCertificates, changed = &v, true
+	}
 	return in, changed
+}
+
+// expandCertificates returns the PEM certificates of a set; nil for a null set.
+func expandCertificates(ctx context.Context, set types.Set, diags *diag.Diagnostics) []string {
+	if set.IsNull() || set.IsUnknown() {
+		return nil
+	}
+	var out []string
+	diags.Append(set.ElementsAs(ctx, &out, false)...)
+	return out
+}
+
+// flattenCertificates turns the service's certificates into a set. None
+// stays null when prior is null, so that a configuration that leaves
+// client_certificates out shows no difference.
+func flattenCertificates(certs []string, prior types.Set) (types.Set, diag.Diagnostics) {
+	if len(certs) == 0 && (prior.IsNull() || prior.IsUnknown()) {
+		return types.SetNull(types.StringType), nil
+	}
+	elems := make([]attr.Value, len(certs))
+	for i, c := range certs {
+		elems[i] = types.StringValue(c)
+	}
+	return types.SetValue(types.StringType, elems)
 }
 
 // flattenDatabase copies db into m. The timeouts are left as they are. An
@@ -302,7 +389,43 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 	}
 	m.Endpoint = types.StringValue(databaseEndpoint(db))
 	m.Status = types.StringValue(db.Status)
-	return nil
+	m.ReplicationEndpoint = types.StringValue(databaseReplicationEndpoint(db))
+	mode := db.TLSMode
+	if mode == "" {
+		mode = api.TLSDisabled
+	}
+	m.TLSMode = types.StringValue(mode)
+	certs, diags := flattenCertificates(db.ClientCertificates, m.ClientCertificates)
+	m.ClientCertificates = certs
+	return diags
+}
+
+// ModifyPlan warns that a new tls_mode restarts the database.
+func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || req.State.Raw.IsNull() {
+		return
+	}
+	var plan, state databaseResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || plan.TLSMode.IsUnknown() || plan.TLSMode.Equal(state.TLSMode) {
+		return
+	}
+	detail := fmt.Sprintf("Changing tls_mode of database %s (%q) from %q to %q restarts its redis-server: the data stays, "+
+		"but every client is disconnected.", state.ID.ValueString(), state.Name.ValueString(), state.TLSMode.ValueString(), plan.TLSMode.ValueString())
+	switch {
+	case plan.TLSMode.ValueString() == api.TLSEnabled:
+		detail += " From then on, applications must connect with TLS (trusting the instance's ca_cert)."
+	case state.TLSMode.ValueString() == api.TLSEnabled:
+		detail += " From then on, applications must connect in plain text."
+	}
+	if plan.TLSMode.ValueString() != api.TLSDisabled && state.TLSMode.ValueString() == api.TLSDisabled {
+		detail += " Destinations that replicate from it without encryption are refused until their source has encryption = true."
+	}
+	if plan.TLSMode.ValueString() == api.TLSDisabled {
+		detail += " Destinations that replicate from it with encryption = true are refused until their source has encryption = false."
+	}
+	resp.Diagnostics.AddAttributeWarning(path.Root("tls_mode"), "The database restarts", detail)
 }
 
 // useStateWhenActive keeps the status of an active database in the plan:

@@ -68,8 +68,9 @@ func TestAccExamples_quickstart(t *testing.T) {
 // TestAccExamples_geoReplication applies examples/geo-replication as
 // scripts/demo.sh does: the terraform CLI with the provider binary, one
 // provider alias per location, and a legacy redis-server given by URL. Keys
-// written to the sources are read at the destinations; rotating the password
-// keeps both destinations in sync.
+// written to the sources are read at the destinations; orders is replicated
+// over TLS and compressed, the legacy server in plain text; rotating the
+// password keeps both destinations in sync.
 func TestAccExamples_geoReplication(t *testing.T) {
 	r := testAccStartTwo(t)
 	legacy := redistest.Start(t, "--requirepass", "legacy-"+acctest.RandString(12))
@@ -101,6 +102,7 @@ func TestAccExamples_geoReplication(t *testing.T) {
 		return c
 	}
 	orders, replica, inventory := client("orders"), client("orders_replica"), client("inventory")
+	var ordersAddress string // where orders is replicated from
 	adminPassword := func(round string) {
 		uid, err := parseDatabaseID(mustGetDatabaseID(t, ctx, r.a, "orders"))
 		if err != nil {
@@ -115,6 +117,7 @@ func TestAccExamples_geoReplication(t *testing.T) {
 			t.Fatal(err)
 		}
 		secrets["admin password of orders ("+round+")"] = s.Password
+		ordersAddress = s.Address
 	}
 	adminPassword("first")
 
@@ -154,8 +157,32 @@ func TestAccExamples_geoReplication(t *testing.T) {
 	if n := strings.Count(status, " in-sync "); n != 3 {
 		t.Errorf("output replication shows %d sources in sync, want 3:\n%s", n, status)
 	}
-	if !strings.Contains(status, legacy.Addr()) || !strings.Contains(status, endpoints["orders"]) {
+	if !strings.Contains(status, legacy.Addr()) || !strings.Contains(status, ordersAddress) {
 		t.Errorf("output replication does not name the sources:\n%s", status)
+	}
+	// orders crosses over TLS, compressed; the legacy server plainly.
+	if n := strings.Count(status, ordersAddress); n != 2 || strings.Count(status, "  compressed") != 2 {
+		t.Errorf("output replication does not show orders compressed twice:\n%s", status)
+	}
+	ordersDB, err := findDatabaseByName(ctx, r.a.client, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ordersDB.TLSMode != api.TLSReplicaSSL || len(ordersDB.ClientCertificates) != 1 {
+		t.Errorf("orders has tls_mode %q and %d client certificates", ordersDB.TLSMode, len(ordersDB.ClientCertificates))
+	}
+	for _, name := range []string{"orders_replica", "inventory"} {
+		db, err := findDatabaseByName(ctx, r.b.client, strings.ReplaceAll(name, "_", "-"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, src := range db.ReplicaSources {
+			isOrders := sourceAddress(src.URI) == ordersAddress
+			if src.Encryption != isOrders || src.CompressionActive != isOrders || (src.Compression == 3) != isOrders {
+				t.Errorf("%s: source %s has encryption %v, compression %d, compression active %v", name,
+					sourceAddress(src.URI), src.Encryption, src.Compression, src.CompressionActive)
+			}
+		}
 	}
 	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color")
 

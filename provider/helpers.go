@@ -1,9 +1,15 @@
 package provider
 
 import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 
 	"github.com/replicad/terraform-provider-redis/internal/client"
 )
@@ -22,4 +28,44 @@ func clientFromProviderData(data any, diags *diag.Diagnostics) *client.Client {
 		return nil
 	}
 	return c
+}
+
+// pemCertificate validates that a string is one PEM certificate.
+func pemCertificate() validator.String { return pemCertificateValidator{} }
+
+type pemCertificateValidator struct{}
+
+func (pemCertificateValidator) Description(context.Context) string {
+	return "must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)"
+}
+
+func (v pemCertificateValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (v pemCertificateValidator) ValidateString(ctx context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if err := checkPEMCertificate(req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid certificate", err.Error())
+	}
+}
+
+// checkPEMCertificate reports why text is not one PEM certificate.
+func checkPEMCertificate(text string) error {
+	block, rest := pem.Decode([]byte(text))
+	if block == nil {
+		return errors.New("the value is not PEM: a certificate begins with -----BEGIN CERTIFICATE-----")
+	}
+	if block.Type != "CERTIFICATE" {
+		return fmt.Errorf("the PEM block is a %q, not a CERTIFICATE", block.Type)
+	}
+	if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+		return fmt.Errorf("the certificate does not parse: %v", err)
+	}
+	if len(strings.TrimSpace(string(rest))) != 0 {
+		return errors.New("the value holds more than one PEM block: give one certificate")
+	}
+	return nil
 }

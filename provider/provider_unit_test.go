@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
@@ -110,8 +111,28 @@ func TestFlattenDatabase(t *testing.T) {
 	flattenDatabase(db, &m)
 	if m.ID.ValueString() != "3" || m.Name.ValueString() != "cache" || m.Port.ValueInt64() != 12000 ||
 		m.MemorySize.ValueInt64() != 64<<20 || m.Status.ValueString() != "active" ||
-		m.Endpoint.ValueString() != "[::1]:12000" || m.Password.ValueString() != "pw" {
+		m.Endpoint.ValueString() != "[::1]:12000" || m.Password.ValueString() != "pw" ||
+		m.TLSMode.ValueString() != api.TLSDisabled || !m.ClientCertificates.IsNull() ||
+		m.ReplicationEndpoint.ValueString() != "" {
 		t.Fatalf("flattened %+v", m)
+	}
+	// The replication endpoint, the TLS mode and the certificates.
+	db.ReplicationPort, db.TLSMode, db.ClientCertificates = 12001, api.TLSReplicaSSL, []string{"c1", "c2"}
+	flattenDatabase(db, &m)
+	if m.ReplicationEndpoint.ValueString() != "[::1]:12001" || m.TLSMode.ValueString() != api.TLSReplicaSSL ||
+		len(m.ClientCertificates.Elements()) != 2 {
+		t.Fatalf("flattened %+v", m)
+	}
+	// No certificates: null when the prior value is null, empty when it is empty.
+	db.ClientCertificates = []string{}
+	flattenDatabase(db, &m)
+	if m.ClientCertificates.IsNull() || len(m.ClientCertificates.Elements()) != 0 {
+		t.Fatalf("client_certificates = %v, want an empty set", m.ClientCertificates)
+	}
+	m.ClientCertificates = types.SetNull(types.StringType)
+	flattenDatabase(db, &m)
+	if !m.ClientCertificates.IsNull() {
+		t.Fatalf("client_certificates = %v, want null", m.ClientCertificates)
 	}
 	// An answer without the password keeps the known one.
 	db.AuthenticationRedisPass = ""
@@ -124,16 +145,56 @@ func TestFlattenDatabase(t *testing.T) {
 func TestExpandDatabaseUpdate(t *testing.T) {
 	state := databaseResourceModel{
 		Name: types.StringValue("a"), MemorySize: types.Int64Value(mib), Password: types.StringValue("p1"),
+		TLSMode: types.StringValue(api.TLSDisabled), ClientCertificates: types.SetNull(types.StringType),
 	}
-	if _, changed := expandDatabaseUpdate(state, state); changed {
+	ctx := context.Background()
+	var diags diag.Diagnostics
+	if _, changed := expandDatabaseUpdate(ctx, state, state, &diags); changed {
 		t.Fatal("no difference, yet changed")
 	}
 	plan := state
 	plan.MemorySize = types.Int64Value(2 * mib)
 	plan.Password = types.StringValue("p2")
-	in, changed := expandDatabaseUpdate(plan, state)
-	if !changed || in.Name != nil || *in.MemorySize != 2*mib || *in.AuthenticationRedisPass != "p2" {
+	in, changed := expandDatabaseUpdate(ctx, plan, state, &diags)
+	if !changed || in.Name != nil || *in.MemorySize != 2*mib || *in.AuthenticationRedisPass != "p2" ||
+		in.TLSMode != nil || in.ClientCertificates != nil {
 		t.Fatalf("in = %+v, changed = %v", in, changed)
+	}
+
+	// TLS: a new mode, certificates added, then removed (null sends none).
+	plan = state
+	plan.TLSMode = types.StringValue(api.TLSReplicaSSL)
+	plan.ClientCertificates = types.SetValueMust(types.StringType, []attr.Value{types.StringValue("c1")})
+	in, changed = expandDatabaseUpdate(ctx, plan, state, &diags)
+	if !changed || in.TLSMode == nil || *in.TLSMode != api.TLSReplicaSSL || in.ClientCertificates == nil ||
+		len(*in.ClientCertificates) != 1 || (*in.ClientCertificates)[0] != "c1" {
+		t.Fatalf("in = %+v, changed = %v", in, changed)
+	}
+	in, changed = expandDatabaseUpdate(ctx, state, plan, &diags)
+	if !changed || in.ClientCertificates == nil || len(*in.ClientCertificates) != 0 || *in.TLSMode != api.TLSDisabled {
+		t.Fatalf("in = %+v, changed = %v", in, changed)
+	}
+	if diags.HasError() {
+		t.Fatal(diags)
+	}
+}
+
+func TestCheckPEMCertificate(t *testing.T) {
+	cert := testCertificatePEM(t, "unit")
+	if err := checkPEMCertificate(cert); err != nil {
+		t.Fatalf("a certificate: %v", err)
+	}
+	for text, want := range map[string]string{
+		"":                 "not PEM",
+		"hello":            "not PEM",
+		cert + cert:        "more than one PEM block",
+		"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n": `"PRIVATE KEY", not a CERTIFICATE`,
+		"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n": "does not parse",
+	} {
+		err := checkPEMCertificate(text)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("checkPEMCertificate(%.30q) = %v, want %q", text, err, want)
+		}
 	}
 }
 

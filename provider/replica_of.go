@@ -63,6 +63,7 @@ type sourceStatusModel struct {
 	RDBSize           types.Int64  `tfsdk:"rdb_size"`
 	RDBTransferred    types.Int64  `tfsdk:"rdb_transferred"`
 	CompressionActive types.Bool   `tfsdk:"compression_active"`
+	CompressionNote   types.String `tfsdk:"compression_note"`
 }
 
 var sourceStatusAttrTypes = map[string]attr.Type{
@@ -73,6 +74,7 @@ var sourceStatusAttrTypes = map[string]attr.Type{
 	"rdb_size":           types.Int64Type,
 	"rdb_transferred":    types.Int64Type,
 	"compression_active": types.BoolType,
+	"compression_note":   types.StringType,
 }
 
 // canonicalAddress checks a source address and returns it in the form the
@@ -209,6 +211,7 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 				fmt.Sprintf("The source %s is listed twice with different settings: list each source once.", addr))
 		}
 		seen[addr] = true
+		checkSourceTLS(addr, s, creds.byAddr[addr], diags)
 	}
 	if !known {
 		// A URL may be for a source whose address is not known yet.
@@ -221,6 +224,37 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 		diags.AddError("Source URL without a source",
 			fmt.Sprintf("A URL in source_uris or source_uris_wo is for %s, which is not the address of any source (%s). "+
 				"Add a source with address = %q, or remove the URL.", addr, strings.Join(sortedKeys(seen), ", "), addr))
+	}
+}
+
+// checkSourceTLS reports a source whose TLS settings cannot work: encryption
+// without the certificate to trust, a certificate without encryption, or a
+// rediss:// URL without encryption (the service connects as encryption says,
+// whatever the scheme). uri may be empty.
+func checkSourceTLS(addr string, s replicaSourceModel, uri string, diags *diag.Diagnostics) {
+	if s.Encryption.IsUnknown() || s.ServerCert.IsUnknown() {
+		return
+	}
+	encrypted := s.Encryption.ValueBool()
+	hasCert := !s.ServerCert.IsNull() && strings.TrimSpace(s.ServerCert.ValueString()) != ""
+	switch {
+	case encrypted && !hasCert:
+		diags.AddAttributeError(path.Root("source"), "Missing server_cert",
+			fmt.Sprintf("The source %s has encryption = true but no server_cert: give the PEM certificate the source must "+
+				"present, for another redis-replicad the proxy_cert of its redis_cluster data source, for an open-source "+
+				"Redis the certificate of the CA that signed its certificate.", addr))
+	case !encrypted && hasCert:
+		diags.AddAttributeError(path.Root("source"), "server_cert without encryption",
+			fmt.Sprintf("The source %s has a server_cert but not encryption = true: the syncer would connect in plain "+
+				"text and ignore the certificate. Set encryption = true, or remove server_cert.", addr))
+	}
+	if uri != "" && !encrypted {
+		if u, err := redisurl.Parse(uri); err == nil && u.TLS {
+			diags.AddError("rediss:// URL without encryption",
+				fmt.Sprintf("The URL for the source %s is rediss://, but the source does not have encryption = true: "+
+					"TLS is set by encryption (with server_cert), not by the URL's scheme. Set encryption = true and "+
+					"server_cert on the source.", addr))
+		}
 	}
 }
 
@@ -367,6 +401,7 @@ func flattenSourceStatus(in []api.ReplicaSourceStatus, diags *diag.Diagnostics) 
 			"rdb_size":           types.Int64Value(s.RDBSize),
 			"rdb_transferred":    types.Int64Value(s.RDBTransferred),
 			"compression_active": types.BoolValue(s.CompressionActive),
+			"compression_note":   types.StringValue(redactSecrets(s.CompressionNote, uris...)),
 		})
 		diags.Append(d...)
 		elems[sourceAddress(s.URI)] = obj

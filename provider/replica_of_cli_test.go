@@ -72,7 +72,7 @@ resource "redis_replica_of" "dst" {
   provider    = redis.eu
   database_id = redis_database.dst.id
   source = concat(
-    [{ address = redis_database.src.endpoint }],
+    [{ address = redis_database.src.replication_endpoint }],
     var.with_legacy ? [{ address = var.legacy_address }] : [],
   )
   source_uris = concat(

@@ -104,22 +104,36 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				NestedObject: schema.NestedAttributeObject{
 					Attributes: map[string]schema.Attribute{
 						"address": schema.StringAttribute{
-							MarkdownDescription: "Where the source listens, as `host:port` (for example " +
-								"`redis_database.source.endpoint`). The `host:port` of the source's URL must be the same.",
+							MarkdownDescription: "Where the source is replicated from, as `host:port`: for a database " +
+								"of `redis-replicad`, its `replication_endpoint` (or the `address` of " +
+								"`redis_source_url_password` or of the `redis_source_url` data source), not its " +
+								"`endpoint`; for an open-source Redis, its address. The `host:port` of the source's URL " +
+								"must be the same.",
 							Required: true,
 						},
 						"encryption": schema.BoolAttribute{
-							MarkdownDescription: "Connect to the source with TLS. Defaults to `false`.",
-							Optional:            true,
-						},
-						"server_cert": schema.StringAttribute{
-							MarkdownDescription: "PEM certificate that the source presents over TLS " +
-								"(for another `redis-replicad`, its `proxy_cert` from the `redis_cluster` data source).",
+							MarkdownDescription: "Connect to the source with TLS (1.2 or later), presenting this instance's " +
+								"`syncer_cert`; `server_cert` is then required. Needed when the source database has " +
+								"`tls_mode` `replica_ssl` or `enabled`, refused when it has `disabled`. Defaults to `false`.",
 							Optional: true,
 						},
+						"server_cert": schema.StringAttribute{
+							MarkdownDescription: "With `encryption`, the PEM certificate to trust: for a database of " +
+								"another `redis-replicad`, its instance's `proxy_cert` (from the `redis_cluster` data " +
+								"source), which the source must present exactly (pinned); for an open-source Redis, the " +
+								"certificate of the CA that signed its certificate. Host names are not checked. A source " +
+								"that presents another certificate is not trusted: nothing is replicated and " +
+								"`source_status[*].last_error` says so.",
+							Optional:   true,
+							Validators: []validator.String{pemCertificate()},
+						},
 						"compression": schema.Int64Attribute{
-							MarkdownDescription: "Compression level of the replication stream, `0` (off) to `6`. " +
-								"Defaults to `0`. Whether the source agreed shows in `source_status[*].compression_active`.",
+							MarkdownDescription: "Compression level of the replication traffic (DEFLATE), `0` (off, the " +
+								"default) to `6`. Only a database of another `redis-replicad` can compress, the initial " +
+								"load and the stream alike; an open-source Redis cannot, and the source is then " +
+								"replicated without compression: `source_status[*].compression_active` says whether the " +
+								"source compresses, and `compression_note` why not. Compression costs CPU on both " +
+								"sides; it pays between regions, rarely on a local network.",
 							Optional:   true,
 							Validators: []validator.Int64{int64validator.Between(0, 6)},
 						},
@@ -211,8 +225,13 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 							Computed:            true,
 						},
 						"compression_active": schema.BoolAttribute{
-							MarkdownDescription: "Whether the source compresses the stream.",
+							MarkdownDescription: "Whether the source compresses what it sends (known once connected).",
 							Computed:            true,
+						},
+						"compression_note": schema.StringAttribute{
+							MarkdownDescription: "Why compression that was asked for is not active (for example, the " +
+								"source is an open-source Redis); empty otherwise.",
+							Computed: true,
 						},
 					},
 				},

@@ -121,7 +121,7 @@ resource "redis_source_url_password" %q {
 func hclReplicaOf(alias, dst string, srcs []string, extra string) string {
 	var sources, uris []string
 	for _, s := range srcs {
-		sources = append(sources, fmt.Sprintf("    { address = redis_database.%s.endpoint },", s))
+		sources = append(sources, fmt.Sprintf("    { address = redis_database.%s.replication_endpoint },", s))
 		uris = append(uris, fmt.Sprintf("    redis_source_url_password.%s.source_url,", s))
 	}
 	return fmt.Sprintf(`
@@ -646,7 +646,7 @@ func TestAccReplicaOf_passwordRotation(t *testing.T) {
 				},
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestMatchResourceAttr(pw, "password", regexp.MustCompile(`^.{16,}$`)),
-					resource.TestCheckResourceAttrPair(pw, "address", "redis_database.src", "endpoint"),
+					resource.TestCheckResourceAttrPair(pw, "address", "redis_database.src", "replication_endpoint"),
 					func(s *terraform.State) error {
 						a := s.RootModule().Resources[pw].Primary.Attributes
 						oldPassword = a["password"]
@@ -871,7 +871,7 @@ ephemeral "redis_source_url" "src" {
 resource "redis_replica_of" "dst" {
   provider               = redisb
   database_id            = redis_database.dst.id
-  source                 = [{ address = redis_database.src.endpoint }]
+  source                 = [{ address = redis_database.src.replication_endpoint }]
   source_uris_wo         = [ephemeral.redis_source_url.src.uri]
   source_uris_wo_version = %d
 }

@@ -35,7 +35,7 @@ data "redis_source_url" "test" {
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttrPair(ds, "uri", pw, "source_url"),
 					resource.TestCheckResourceAttrPair(ds, "address", pw, "address"),
-					resource.TestCheckResourceAttrPair(ds, "address", testAccDatabaseResource, "endpoint"),
+					resource.TestCheckResourceAttrPair(ds, "address", testAccDatabaseResource, "replication_endpoint"),
 					resource.TestMatchResourceAttr(ds, "uri", regexp.MustCompile(`^redis://admin:[^@]{16,}@127\.0\.0\.1:[0-9]+$`)),
 					func(s *terraform.State) error {
 						first = s.RootModule().Resources[pw].Primary.Attributes["source_url"]

@@ -5,6 +5,12 @@
 #   eu: orders-replica     Replica Of orders                          (one-to-one)
 #   eu: inventory          Replica Of orders and the open-source one  (many-to-one)
 #
+# Replication of orders crosses the ocean encrypted and compressed: orders
+# requires TLS for replication and admits only eu's syncers (their client
+# certificate), and eu trusts exactly the certificate that us presents. The
+# redis_cluster data sources hand each location's certificates to the other.
+# The open-source server is replicated in plain text, uncompressed.
+#
 # scripts/demo.sh starts everything on one machine and applies this
 # configuration. By hand: set the variables (TF_VAR_us_endpoint, ...), then
 # terraform init && terraform apply.
@@ -32,12 +38,27 @@ provider "redis" {
   ca_cert  = var.eu_ca_cert
 }
 
+# The certificates of each location.
+data "redis_cluster" "us" {
+  provider = redis.us
+}
+
+data "redis_cluster" "eu" {
+  provider = redis.eu
+}
+
 # --- us: the source ---------------------------------------------------------
 
 resource "redis_database" "orders" {
   provider    = redis.us
   name        = "orders"
   memory_size = 64 * 1024 * 1024
+
+  # Replication only over TLS, and only for the syncers of eu. Applications
+  # keep connecting in plain text (tls_mode = "enabled" would make them use
+  # TLS too).
+  tls_mode            = "replica_ssl"
+  client_certificates = [data.redis_cluster.eu.syncer_cert]
 }
 
 # A fresh admin password for orders, and the source URL that holds it.
@@ -48,6 +69,18 @@ resource "redis_source_url_password" "orders" {
   database_id = redis_database.orders.id
   keepers = {
     rotation = var.password_rotation
+  }
+}
+
+# How eu replicates orders: at its replication endpoint (the host:port of its
+# source URL), over TLS, trusting exactly the certificate that us presents,
+# and compressed (level 3 of 1-6).
+locals {
+  orders_source = {
+    address     = redis_source_url_password.orders.address
+    encryption  = true
+    server_cert = data.redis_cluster.us.proxy_cert
+    compression = 3
   }
 }
 
@@ -64,9 +97,7 @@ resource "redis_replica_of" "orders_replica" {
   database_id = redis_database.orders_replica.id
 
   # Named by host:port, without secrets: plans show which source changes.
-  source = [
-    { address = redis_source_url_password.orders.address },
-  ]
+  source = [local.orders_source]
   # The credentials, matched by host:port; stored in the state as sensitive.
   source_uris = [redis_source_url_password.orders.source_url]
 }
@@ -97,7 +128,8 @@ resource "redis_replica_of" "inventory" {
   database_id = redis_database.inventory.id
 
   source = [
-    { address = redis_source_url_password.orders.address },
+    local.orders_source,
+    # An open-source Redis: plain text, and it could not compress anyway.
     { address = local.legacy_address },
   ]
   # Write-only (Terraform 1.11+): these URLs never reach the plan or the state.
@@ -128,14 +160,17 @@ output "passwords" {
 }
 
 output "replication" {
-  description = "Each destination's sources, with their status and lag (refresh to update)."
+  description = "Each destination's sources, with their status, lag and compression (refresh to update)."
   value = join("\n", flatten([
     for name, r in {
       orders_replica = redis_replica_of.orders_replica
       inventory      = redis_replica_of.inventory
       } : [
       for addr, s in r.source_status :
-      format("%-15s <- %-21s %-11s lag %d ms%s", name, addr, s.status, s.lag, s.last_error == "" ? "" : "  (${s.last_error})")
+      format("%-15s <- %-21s %-11s lag %d ms%s%s%s", name, addr, s.status, s.lag,
+        s.compression_active ? "  compressed" : "",
+        s.compression_note == "" ? "" : "  (${s.compression_note})",
+      s.last_error == "" ? "" : "  (${s.last_error})")
     ]
   ]))
 }
