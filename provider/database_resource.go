@@ -47,13 +47,13 @@ type databaseResource struct {
 func newDatabaseResource() resource.Resource { return &databaseResource{} }
 
 type databaseResourceModel struct {
-	ID         types.String   `tfsdk:"id"`
-	Name       types.String   `tfsdk:"name"`
-	MemorySize types.Int64    `tfsdk:"memory_size"`
-	Port       types.Int64    `tfsdk:"port"`
-	Password   types.String   `tfsdk:"password"`
-	Endpoint   types.String   `tfsdk:"endpoint"`
-	Status     types.String   `tfsdk:"status"`
+	ID         types.String `tfsdk:"id"`
+	Name       types.String `tfsdk:"name"`
+	MemorySize types.Int64  `tfsdk:"memory_size"`
+	Port       types.Int64  `tfsdk:"port"`
+	Password   types.String `tfsdk:"password"`
+	Endpoint   types.String `tfsdk:"endpoint"`
+	Status     types.String `tfsdk:"status"`
 
 	TLSMode             types.String `tfsdk:"tls_mode"`
 	ClientCertificates  types.Set    `tfsdk:"client_certificates"`

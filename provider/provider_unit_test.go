@@ -185,9 +185,9 @@ func TestCheckPEMCertificate(t *testing.T) {
 		t.Fatalf("a certificate: %v", err)
 	}
 	for text, want := range map[string]string{
-		"":                 "not PEM",
-		"hello":            "not PEM",
-		cert + cert:        "more than one PEM block",
+		"":          "not PEM",
+		"hello":     "not PEM",
+		cert + cert: "more than one PEM block",
 		"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n": `"PRIVATE KEY", not a CERTIFICATE`,
 		"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n": "does not parse",
 	} {
