@@ -48,19 +48,21 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 				Computed:            true,
 			},
 			"ca_cert": schema.StringAttribute{
-				MarkdownDescription: "PEM certificate of the authority that signed the API's TLS certificate " +
-					"(what the provider's `ca_cert` expects).",
+				MarkdownDescription: "PEM certificate of the instance's authority, which signed the API's TLS certificate " +
+					"(what the provider's `ca_cert` expects) and `proxy_cert`: applications of a database with " +
+					"`tls_mode = \"enabled\"` trust it (`redis-cli --tls --cacert`).",
 				Computed: true,
 			},
 			"proxy_cert": schema.StringAttribute{
-				MarkdownDescription: "PEM certificate that this instance's databases present to TLS clients: " +
-					"give it as `server_cert` to a Replica Of source that replicates from here with encryption. " +
-					"Empty when the databases do not serve TLS.",
+				MarkdownDescription: "PEM certificate that this instance's databases and replication endpoints present " +
+					"over TLS: give it as the `server_cert` of a `redis_replica_of` source, in another location, that " +
+					"replicates a database of this instance with `encryption = true`.",
 				Computed: true,
 			},
 			"syncer_cert": schema.StringAttribute{
-				MarkdownDescription: "PEM client certificate that this instance's syncers present to the sources they replicate from. " +
-					"Empty when the syncers do not use a client certificate.",
+				MarkdownDescription: "PEM client certificate (self-signed) that this instance's syncers present to the " +
+					"TLS sources they replicate from: put it in the `client_certificates` of a source database, in " +
+					"another location, that this instance replicates.",
 				Computed: true,
 			},
 		},

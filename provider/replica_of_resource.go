@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -95,8 +96,10 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			"source": schema.SetNestedAttribute{
 				MarkdownDescription: "The sources, at most 32; their order has no meaning. A source is named by its " +
 					"`address` and holds no secret, so that a plan shows which source is added, removed or changed. " +
-					"Give the credentials of a source in `source_uris` or `source_uris_wo`. Any change to this set " +
-					"flushes the destination and loads it again from all sources; the plan warns about it.",
+					"Give the credentials of a source in `source_uris` or `source_uris_wo`. Adding or removing a " +
+					"source flushes the destination and loads it again from all sources; the plan warns about it. " +
+					"New settings (`encryption`, `server_cert`, `compression`) or credentials for the same addresses " +
+					"do not: the syncers reconnect and continue where they were.",
 				Required: true,
 				Validators: []validator.Set{
 					setvalidator.SizeBetween(1, api.MaxReplicaSources),
@@ -268,14 +271,21 @@ func (r *replicaOfResource) credentials(ctx context.Context, uris, urisWO types.
 }
 
 // replicaChange is what a plan changes in the service's view of a replica.
+//
+// The service identifies a source by its address: new credentials, TLS
+// settings or compression for the same addresses make its syncers reconnect
+// and continue where they were. The destination is flushed and loaded again
+// only when it becomes a replica, when the set of addresses changes, and when
+// a stopped sync is enabled again.
 type replicaChange struct {
-	create         bool
-	sourcesChanged bool // the source set, the URLs or the write-only version
-	syncChanged    bool
-	restart        bool // stopped -> enabled
+	create           bool
+	sourcesChanged   bool // the source set, the URLs or the write-only version
+	addressesChanged bool // a source added or removed (or not known yet)
+	syncChanged      bool
+	restart          bool // stopped -> enabled
 }
 
-func (c replicaChange) flushes() bool { return c.create || c.sourcesChanged || c.restart }
+func (c replicaChange) flushes() bool { return c.create || c.addressesChanged || c.restart }
 
 func planReplicaChange(plan replicaOfResourceModel, state *replicaOfResourceModel) replicaChange {
 	if state == nil {
@@ -286,8 +296,33 @@ func planReplicaChange(plan replicaOfResourceModel, state *replicaOfResourceMode
 			!plan.SourceURIsWOVersion.Equal(state.SourceURIsWOVersion),
 		syncChanged: !plan.Sync.Equal(state.Sync),
 	}
+	if !plan.Source.Equal(state.Source) {
+		before, knownBefore := setAddresses(state.Source)
+		after, knownAfter := setAddresses(plan.Source)
+		ch.addressesChanged = !knownBefore || !knownAfter || !slices.Equal(before, after)
+	}
 	ch.restart = state.Sync.ValueString() == api.SyncStopped && plan.Sync.ValueString() == api.SyncEnabled
 	return ch
+}
+
+// setAddresses returns the sorted addresses of a `source` set; known is
+// false when the set or an address is not known yet.
+func setAddresses(set types.Set) (addrs []string, known bool) {
+	if set.IsUnknown() {
+		return nil, false
+	}
+	for _, e := range set.Elements() {
+		obj, ok := e.(types.Object)
+		if !ok || obj.IsUnknown() {
+			return nil, false
+		}
+		a, ok := obj.Attributes()["address"].(types.String)
+		if !ok || a.IsUnknown() {
+			return nil, false
+		}
+		addrs = append(addrs, a.ValueString())
+	}
+	return sortedUnique(addrs), true
 }
 
 func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
@@ -366,7 +401,7 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	if !plan.SourceURIsWOVersion.Equal(state.SourceURIsWOVersion) {
 		changes = append(changes, "source_uris_wo_version changed: the write-only source URLs are sent again")
 	}
-	if ch.restart && !ch.sourcesChanged {
+	if ch.restart {
 		changes = append(changes, "the stopped sync is enabled again")
 	}
 	return "Replica Of re-replicates " + dest,
@@ -604,6 +639,22 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 	if ch.sourcesChanged {
 		list = expandReplicaSources(sources, creds.byAddr)
 		in.ReplicaSources = &list
+	}
+	if ch.restart && ch.sourcesChanged && !ch.addressesChanged {
+		// The service enables a stopped sync with a flush and a full load
+		// only when no source list comes with it (the same addresses with
+		// new credentials would resume instead). Send the sources first,
+		// with the sync still stopped, so that the apply does what the plan
+		// said: a flush and a full load.
+		tflog.Info(ctx, "updating the sources of the stopped Replica Of before enabling it", map[string]any{
+			"sources": strings.Join(sourceAddresses(sources), ", "),
+		})
+		stopped := api.SyncStopped
+		if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &stopped}); err != nil {
+			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), redactSecrets(err.Error(), list2uris(list)...))
+			return
+		}
+		in.ReplicaSources = nil
 	}
 	if ch.syncChanged || ch.sourcesChanged {
 		// With new sources, the sync state is sent too: the service may

@@ -830,16 +830,29 @@ func TestAccReplicaOf_drift(t *testing.T) {
 				ConfigPlanChecks: expectUpdate,
 				Check:            resource.ComposeAggregateTestCheckFunc(inSync, checkGeneration(dst, &gen, 2)),
 			},
-			// Other credentials for the same source through the API.
+			// Other credentials for the same source through the API: the
+			// service reconnects with them (no reload) and stops the sync on
+			// the authentication error; the apply sends the configured URL and
+			// enables the sync again, which reloads.
 			{
 				PreConfig: func() {
 					u, _ := url.Parse(srcURL)
 					u.User = url.UserPassword("admin", "not-the-password")
 					outOfBand(api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: u.String()}}})()
+					err := testAccEventually(time.Minute, "the sync stops", func(ctx context.Context) error {
+						db, err := r.b.client.GetDatabase(ctx, uid)
+						if err != nil {
+							return err
+						}
+						return syncIs(api.SyncStopped)(db)
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
 				},
 				Config:           config,
 				ConfigPlanChecks: expectUpdate,
-				Check:            resource.ComposeAggregateTestCheckFunc(inSync, checkGeneration(dst, &gen, 2)),
+				Check:            resource.ComposeAggregateTestCheckFunc(inSync, checkGeneration(dst, &gen, 1)),
 			},
 			// Replica Of removed through the API: planned for creation.
 			{

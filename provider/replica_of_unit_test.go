@@ -301,4 +301,28 @@ func TestPlanReplicaChange(t *testing.T) {
 	if ch := planReplicaChange(plan, nil); !ch.create || !ch.flushes() {
 		t.Errorf("create: %+v", ch)
 	}
+
+	// New settings or credentials for the same addresses: sent, no flush.
+	plan = state
+	plan.Sync = types.StringValue(api.SyncEnabled)
+	state.Sync = plan.Sync
+	plan.Source = set("a:1", "b:1")
+	elems := plan.Source.Elements()
+	o := elems[0].(types.Object).Attributes()
+	o["compression"] = types.Int64Value(3)
+	elems[0] = types.ObjectValueMust(replicaSourceAttrTypes, o)
+	plan.Source = types.SetValueMust(types.ObjectType{AttrTypes: replicaSourceAttrTypes}, elems)
+	plan.SourceURIs = stringList(t, "redis://:pw-1@a:1")
+	if ch := planReplicaChange(plan, &state); !ch.sourcesChanged || ch.addressesChanged || ch.flushes() {
+		t.Errorf("new settings and credentials: %+v", ch)
+	}
+	// A source added, or an address not known yet: a flush.
+	plan.Source = set("a:1", "b:1", "c:1")
+	if ch := planReplicaChange(plan, &state); !ch.addressesChanged || !ch.flushes() {
+		t.Errorf("a source added: %+v", ch)
+	}
+	plan.Source = types.SetUnknown(types.ObjectType{AttrTypes: replicaSourceAttrTypes})
+	if ch := planReplicaChange(plan, &state); !ch.addressesChanged || !ch.flushes() {
+		t.Errorf("unknown sources: %+v", ch)
+	}
 }

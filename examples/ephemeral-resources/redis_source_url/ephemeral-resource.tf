@@ -9,7 +9,7 @@ resource "redis_replica_of" "orders_eu" {
   provider    = redis.eu
   database_id = redis_database.orders_eu.id
 
-  source = [{ address = redis_database.orders.endpoint }]
+  source = [{ address = redis_database.orders.replication_endpoint }]
 
   # An ephemeral value only fits a write-only argument. Terraform cannot see
   # when it changes: bump the version to send the URL again.

@@ -30,3 +30,26 @@ output "cache_password" {
   value     = redis_database.cache.password
   sensitive = true
 }
+
+# Replication only over TLS, and only for the syncers of another location
+# (its syncer_cert, from the redis_cluster data source of its provider).
+# Destinations replicate it from its replication_endpoint.
+provider "redis" {
+  alias    = "eu"
+  endpoint = "https://replicad-eu.example.com:9443"
+}
+
+data "redis_cluster" "eu" {
+  provider = redis.eu
+}
+
+resource "redis_database" "orders" {
+  name                = "orders"
+  memory_size         = 256 * 1024 * 1024
+  tls_mode            = "replica_ssl"
+  client_certificates = [data.redis_cluster.eu.syncer_cert]
+}
+
+output "orders_replication_endpoint" {
+  value = redis_database.orders.replication_endpoint
+}
