@@ -257,6 +257,28 @@ resource "redis_database" "test" {
 				PlanOnly:    true,
 				ExpectError: regexp.MustCompile(`(?s)name.*string length must be at least 1`),
 			},
+			{
+				Config: provider + `
+resource "redis_database" "test" {
+  name        = "bad"
+  memory_size = 1048576
+  tls_mode    = "required"
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)tls_mode.*value must be one of`),
+			},
+			{
+				Config: provider + `
+resource "redis_database" "test" {
+  name                = "bad"
+  memory_size         = 1048576
+  client_certificates = ["-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"]
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)Invalid certificate.*"PRIVATE KEY", not a CERTIFICATE`),
+			},
 		},
 	})
 }

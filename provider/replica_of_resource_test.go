@@ -946,6 +946,7 @@ resource "redis_replica_of" "dst" {
 // time, before any API call, with messages that show no password.
 func TestAccReplicaOf_invalid(t *testing.T) {
 	testAccRequire(t)
+	testCert := testCertificatePEM(t, "invalid")
 	provider := `
 provider "redis" {
   endpoint = "https://127.0.0.1:1"
@@ -973,6 +974,10 @@ resource "redis_replica_of" "bad" {
 		{`source = []`, `set must contain at least 1 elements`},
 		{"source = [{ address = \"10.0.0.1:6379\", compression = 9 }]", `value must be between 0 and 6, got: 9`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsync = \"running\"", `value must be one of`},
+		{"source = [{ address = \"10.0.0.1:6379\", encryption = true }]", `The source 10.0.0.1:6379 has encryption = true but no server_cert`},
+		{"source = [{ address = \"10.0.0.1:6379\", server_cert = " + hclString(testCert) + " }]", `The source 10.0.0.1:6379 has a server_cert but not encryption = true`},
+		{"source = [{ address = \"10.0.0.1:6379\", encryption = true, server_cert = \"not a certificate\" }]", `the value is not PEM`},
+		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"rediss://:s3cret-pw@10.0.0.1:6379\"]", `The URL for the source 10.0.0.1:6379 is rediss://, but the source does not have encryption = true`},
 	}
 	var ts []resource.TestStep
 	for _, s := range steps {

@@ -3,8 +3,9 @@
 # locations, "us" and "eu", and a plain redis-server for a legacy database.
 # Terraform applies examples/geo-replication with the provider built here:
 # orders (us) is replicated to orders-replica (eu), and orders plus the legacy
-# server are replicated into inventory (eu). Then keys written to the sources
-# are read at the destinations, and each source's status and lag is printed.
+# server are replicated into inventory (eu); orders over TLS and compressed.
+# Then keys written to the sources are read at the destinations, and each
+# source's status, lag and compression is printed.
 # Everything is stopped at the end; nothing is left behind but a temp dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,6 +100,9 @@ db() {
 echo "== writing to the sources"
 db orders SET order:1001 '{"sku":42,"qty":3}' >/dev/null
 echo "orders (us)     SET order:1001 '{\"sku\":42,\"qty\":3}'"
+shipment='{"order":1001,"status":"shipped","carrier":"ocean freight","warehouse":"eu-west"}'
+for i in $(seq 1 2000); do echo "SET shipment:$i '$shipment'"; done | db orders >/dev/null
+echo "orders (us)     SET shipment:1 ... shipment:2000 (for the compression figures below)"
 legacy SET stock:42 17 >/dev/null
 echo "legacy          SET stock:42 17"
 
@@ -118,12 +122,23 @@ read_at orders_replica order:1001 '{"sku":42,"qty":3}'
 read_at inventory order:1001 '{"sku":42,"qty":3}'
 read_at inventory sku:42 "blue mug"
 read_at inventory stock:42 17
+read_at orders_replica shipment:2000 "$shipment"
 printf '%-15s SET %-11s -> %s\n' orders_replica order:1002 "$(db orders_replica SET order:1002 x 2>&1 | head -c 60)..."
 
 echo "== status of each source (terraform output replication, after a refresh)"
 tf apply -refresh-only -auto-approve -no-color >/dev/null 2>&1
 tf output -raw replication
 echo
+if command -v curl >/dev/null 2>&1; then
+  echo "== bytes sent by the replication gateway of us (terraform set compression = 3)"
+  metrics=$(curl -fsS --cacert "$work/us/ca.pem" -u "admin:$TF_VAR_us_password" "https://127.0.0.1:$us_port/metrics")
+  # sum NAME: the sum of a counter over its databases.
+  sum() { awk -v m="$1" 'index($1, m "{") == 1 { s += $2 } END { printf "%d", s }' <<<"$metrics"; }
+  plain=$(sum replicad_gateway_sent_bytes_total) wire=$(sum replicad_gateway_sent_wire_bytes_total)
+  if [ "$plain" -gt 0 ]; then
+    echo "orders -> eu    $plain bytes replicated, $wire bytes on the wire ($((100 * wire / plain))%)"
+  fi
+fi
 echo "== terraform plan -detailed-exitcode (0: no drift)"
 rc=0; tf plan -detailed-exitcode -no-color >"$work/plan.log" 2>&1 || rc=$?
 [ "$rc" = 0 ] && echo "no changes" || { cat "$work/plan.log"; echo "plan exit code $rc" >&2; exit 1; }
