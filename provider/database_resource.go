@@ -135,8 +135,9 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			"client_certificates": schema.SetAttribute{
 				MarkdownDescription: "PEM client certificates allowed to replicate from this database over TLS, " +
 					"typically the `syncer_cert` of the `redis_cluster` data source of each destination's instance. " +
-					"When set, the replication endpoint (and, with `tls_mode = \"enabled\"`, the database's port) " +
-					"admits only clients that present one of them, compared exactly (pinned). When unset or empty, " +
+					"When set, the replication endpoint admits only clients that present one of them, compared " +
+					"exactly (pinned); with `tls_mode = \"enabled\"`, the database's port then requires a client " +
+					"certificate too: one of them, or one signed by the instance's `ca_cert`. When unset or empty, " +
 					"any TLS client that knows the source URL's password may replicate. Can be changed in place, " +
 					"without a restart: replication sessions whose certificate is no longer listed are closed, the " +
 					"others go on.",
