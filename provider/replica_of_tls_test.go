@@ -728,7 +728,20 @@ data "redis_cluster" "this" {}
 				PlanOnly:           true,
 				ExpectNonEmptyPlan: true,
 			},
-			// Back to plain text (the default, by leaving tls_mode out).
+			// Client certificates set through the API show too.
+			{
+				PreConfig: func() {
+					certs := []string{testCertificatePEM(t, "drift")}
+					if _, err := e.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ClientCertificates: &certs}); err != nil {
+						t.Fatalf("out-of-band update: %v", err)
+					}
+				},
+				Config:             config(api.TLSReplicaSSL),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			// Back to plain text (the default, by leaving tls_mode out), and
+			// no client certificates.
 			{
 				Config: config(""),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
@@ -739,8 +752,15 @@ data "redis_cluster" "this" {}
 				},
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr(testAccDatabaseResource, "tls_mode", api.TLSDisabled),
+					resource.TestCheckNoResourceAttr(testAccDatabaseResource, "client_certificates.#"),
 					testAccCheckDatabaseUIDUnchanged(testAccDatabaseResource, &uid),
 					testAccCheckDatabaseConnects(testAccDatabaseResource),
+					e.checkDatabaseMatches(testAccDatabaseResource, func(db *api.Database) error {
+						if db.TLSMode != api.TLSDisabled || len(db.ClientCertificates) != 0 {
+							return fmt.Errorf("the service has tls_mode %q and %d client certificates", db.TLSMode, len(db.ClientCertificates))
+						}
+						return nil
+					}),
 					func(s *terraform.State) error {
 						c, err := testAccClient(s, testAccDatabaseResource)
 						if err != nil {
