@@ -13,7 +13,7 @@ import (
 type Snapshot struct {
 	Type  string
 	Value string
-	PTTL  int64 // milliseconds; -1 without expiry
+	PTTL  int64 // expiry as a Unix time in milliseconds; -1 without expiry
 }
 
 // Read returns the snapshot of key.
@@ -73,10 +73,11 @@ func Read(ctx context.Context, c *redis.Client, key string) (Snapshot, error) {
 	if err != nil {
 		return s, fmt.Errorf("read %s %q: %w", typ, key, err)
 	}
-	// PTTL through Do: go-redis turns -1/-2 into durations of one unit.
-	ms, err := c.Do(ctx, "PTTL", key).Int64()
+	// The absolute expiry time (Redis 7+), so that the time taken to read
+	// a big value between the two servers does not count.
+	ms, err := c.Do(ctx, "PEXPIRETIME", key).Int64()
 	if err != nil {
-		return s, fmt.Errorf("pttl %q: %w", key, err)
+		return s, fmt.Errorf("pexpiretime %q: %w", key, err)
 	}
 	s.PTTL = max(ms, -1)
 	return s, nil
@@ -93,7 +94,7 @@ func Keys(ctx context.Context, c *redis.Client) ([]string, error) {
 }
 
 // Diff compares the destination dst with the union of the sources, key by
-// key: type, value and TTL (within a second). It returns a description of
+// key: type, value and expiry time (within a second). It returns a description of
 // the first differences, or nil when they agree.
 func Diff(ctx context.Context, dst *redis.Client, sources ...*redis.Client) error {
 	want := map[string]Snapshot{}
@@ -124,7 +125,7 @@ func Diff(ctx context.Context, dst *redis.Client, sources ...*redis.Client) erro
 		case g.Value != w.Value:
 			problems = append(problems, fmt.Sprintf("%q (%s): value differs: %.200q vs %.200q", k, w.Type, g.Value, w.Value))
 		case (w.PTTL < 0) != (g.PTTL < 0) || abs(w.PTTL-g.PTTL) > 1000:
-			problems = append(problems, fmt.Sprintf("%q: ttl %d ms, want %d ms", k, g.PTTL, w.PTTL))
+			problems = append(problems, fmt.Sprintf("%q: expires at %d ms, want %d ms", k, g.PTTL, w.PTTL))
 		}
 		if len(problems) >= 10 {
 			break

@@ -37,10 +37,12 @@ func validateSync(sync string, replica bool) (string, error) {
 // destination is flushed and loaded again from every source.
 func (c *Controller) applyReplicaChange(d *store.Database, req api.UpdateDatabaseRequest) error {
 	wasStopped := d.ReplicaSync == api.SyncStopped
+	bumped := false
 	if req.ReplicaSources != nil {
 		next := *req.ReplicaSources
 		if !sameSources(d.ReplicaSources, next) {
 			d.ReplicaGeneration++
+			bumped = true
 		}
 		d.ReplicaSources = next
 		if len(next) == 0 {
@@ -55,7 +57,9 @@ func (c *Controller) applyReplicaChange(d *store.Database, req api.UpdateDatabas
 	if err != nil {
 		return err
 	}
-	if wasStopped && sync == api.SyncEnabled && req.ReplicaSources == nil {
+	// Restarting a stopped sync flushes and reloads, whatever else the
+	// request changes (new credentials for the same sources included).
+	if wasStopped && sync == api.SyncEnabled && !bumped {
 		d.ReplicaGeneration++
 	}
 	d.ReplicaSync = sync
@@ -97,6 +101,17 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 		}
 		if s.Compression < 0 || s.Compression > 6 {
 			return invalid("replica_sources[%d] (%s): compression %d is out of range 0-6", i, u, s.Compression)
+		}
+		if s.Encryption && s.ServerCert == "" {
+			return invalid("replica_sources[%d] (%s): encryption needs server_cert: the source instance's proxy_cert, or the CA of an open-source Redis", i, u)
+		}
+		if s.ServerCert != "" {
+			if _, err := ParseCertificate(s.ServerCert); err != nil {
+				return invalid("replica_sources[%d] (%s): server_cert: %v", i, u, err)
+			}
+			if !s.Encryption {
+				return invalid("replica_sources[%d] (%s): server_cert is set but encryption is off", i, u)
+			}
 		}
 		if seen[u.Addr()] {
 			return invalid("replica_sources[%d]: %s is listed twice", i, u)

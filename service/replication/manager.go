@@ -84,6 +84,12 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 			for _, o := range old.sources {
 				if o.url.Addr() == u.Addr() {
 					st = o.status
+					// A new session starts: nothing is in sync until it
+					// streams with the new settings.
+					st.set(func(st *sourceStatus) {
+						st.connected, st.phase = false, phaseConnecting
+						st.compressionOK, st.compressionNote = false, ""
+					})
 				}
 			}
 		}
