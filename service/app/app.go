@@ -120,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		TLS: databases.TLSFiles{CertFile: filepath.Join(cfg.DataDir, "proxy.pem"), KeyFile: filepath.Join(cfg.DataDir, "proxy-key.pem"), CAFile: filepath.Join(cfg.DataDir, "ca.pem")}})
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Databases: a.dbs, Registerer: reg, Logger: log, SyncerCert: syncerCert,
-		OnStopped: func(uid int, gen int64) { a.ctrl.MarkStopped(context.Background(), uid, gen) }})
+		OnStopped: func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,
 		Gateway: &gatewayAdapter{gw: a.gw, dbs: a.dbs, bindHost: bindHost(cfg.Listen), proxyCert: proxyCert},

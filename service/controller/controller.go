@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -431,15 +432,17 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 	return api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}, nil
 }
 
-// MarkStopped records that the sync of destination uid stopped on an error
-// (authentication, out of memory, unsupported data), unless its replication
-// settings changed since (gen is the generation that failed). Enabling it
-// again flushes and reloads.
-func (c *Controller) MarkStopped(ctx context.Context, uid int, gen int64) {
+// MarkStopped records that the sync of a destination stopped on an error
+// (authentication, out of memory, unsupported data), unless its Replica Of
+// settings changed since: failed is the configuration that failed, and a
+// newer one (new credentials for the same sources, say) must not be stopped
+// by the failure of the old. Enabling it again flushes and reloads.
+func (c *Controller) MarkStopped(ctx context.Context, failed store.Database) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
-		if d.ReplicaGeneration != gen || d.ReplicaSync != api.SyncEnabled {
+	d, err := c.cfg.Store.Update(failed.UID, func(d *store.Database, _ []store.Database) error {
+		if d.ReplicaGeneration != failed.ReplicaGeneration || d.ReplicaSync != api.SyncEnabled ||
+			!slices.Equal(d.ReplicaSources, failed.ReplicaSources) {
 			return errStale
 		}
 		d.ReplicaSync = api.SyncStopped

@@ -89,7 +89,7 @@ func (d *destination) run(ctx context.Context) {
 					}
 				})
 			}
-			d.m.stopped(d.db.UID, d.db.ReplicaGeneration)
+			d.m.stopped(d.db)
 			return
 		}
 		wait := backoff.next()

@@ -27,10 +27,10 @@ type Config struct {
 	Databases  *databases.Manager
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
-	// OnStopped is told that the sync of destination uid stopped on an
-	// error while at generation gen, so that the stored state says stopped.
-	// It is called on a goroutine of its own.
-	OnStopped func(uid int, gen int64)
+	// OnStopped is told that the sync of a destination, configured as
+	// failed says, stopped on an error, so that the stored state says
+	// stopped. It is called on a goroutine of its own.
+	OnStopped func(failed store.Database)
 	// SyncerCert is the client certificate syncers present to TLS sources.
 	SyncerCert tls.Certificate
 }
@@ -132,14 +132,14 @@ func (m *Manager) Status(d store.Database) []api.ReplicaSourceStatus {
 }
 
 // stopped reports a sync stopped by an error.
-func (m *Manager) stopped(uid int, gen int64) {
+func (m *Manager) stopped(failed store.Database) {
 	if m.cfg.OnStopped == nil {
 		return
 	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		m.cfg.OnStopped(uid, gen)
+		m.cfg.OnStopped(failed)
 	}()
 }
 
