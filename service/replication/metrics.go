@@ -10,7 +10,7 @@ import (
 // uid and source address (never the URL: it may hold a password).
 type metrics struct {
 	bytesIn, commandsIn, commandsApplied *prometheus.CounterVec
-	bytesApplied                         *prometheus.CounterVec
+	bytesApplied, wireIn                 *prometheus.CounterVec
 	fullSyncs, partialSyncs, errors      *prometheus.CounterVec
 	appliedOffset, lag                   *prometheus.GaugeVec
 }
@@ -32,6 +32,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		commandsIn:      counter("commands_received_total", "Commands received from the source, RDB load included."),
 		commandsApplied: counter("commands_applied_total", "Commands applied to the destination."),
 		bytesApplied:    counter("bytes_applied_total", "Bytes of commands (RESP) applied to the destination."),
+		wireIn:          counter("wire_bytes_received_total", "Bytes received from the source as they crossed the network: compressed, with TLS framing."),
 		fullSyncs:       counter("full_syncs_total", "Full synchronisations (RDB transfers) from the source."),
 		partialSyncs:    counter("partial_syncs_total", "Partial resynchronisations (PSYNC continue) with the source."),
 		errors:          counter("errors_total", "Errors of the replication link or of applying to the destination."),
@@ -43,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // sourceMetrics are the series of one syncer.
 type sourceMetrics struct {
 	bytesIn, commandsIn, commandsApplied prometheus.Counter
-	bytesApplied                         prometheus.Counter
+	bytesApplied, wireIn                 prometheus.Counter
 	fullSyncs, partialSyncs, errors      prometheus.Counter
 	appliedOffset, lag                   prometheus.Gauge
 }
@@ -52,15 +53,15 @@ func (m *metrics) forSource(uid int, addr string) *sourceMetrics {
 	l := prometheus.Labels{"destination": strconv.Itoa(uid), "source": addr}
 	return &sourceMetrics{
 		bytesIn: m.bytesIn.With(l), commandsIn: m.commandsIn.With(l), commandsApplied: m.commandsApplied.With(l),
-		bytesApplied: m.bytesApplied.With(l),
-		fullSyncs:    m.fullSyncs.With(l), partialSyncs: m.partialSyncs.With(l), errors: m.errors.With(l),
+		bytesApplied: m.bytesApplied.With(l), wireIn: m.wireIn.With(l),
+		fullSyncs: m.fullSyncs.With(l), partialSyncs: m.partialSyncs.With(l), errors: m.errors.With(l),
 		appliedOffset: m.appliedOffset.With(l), lag: m.lag.With(l),
 	}
 }
 
 func (m *metrics) removeDestination(uid int) {
 	l := prometheus.Labels{"destination": strconv.Itoa(uid)}
-	for _, v := range []*prometheus.CounterVec{m.bytesIn, m.commandsIn, m.commandsApplied, m.bytesApplied, m.fullSyncs, m.partialSyncs, m.errors} {
+	for _, v := range []*prometheus.CounterVec{m.bytesIn, m.commandsIn, m.commandsApplied, m.bytesApplied, m.wireIn, m.fullSyncs, m.partialSyncs, m.errors} {
 		v.DeletePartialMatch(l)
 	}
 	m.appliedOffset.DeletePartialMatch(l)

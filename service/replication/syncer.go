@@ -44,6 +44,9 @@ type syncer struct {
 	// if it fails, the destination holds part of a dataset and must be
 	// flushed before anything is loaded again.
 	loadStarted bool
+	// wireSeen is how many bytes of the current connection the wire
+	// metric has counted.
+	wireSeen int64
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -107,6 +110,7 @@ func (s *syncer) session(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
+	s.wireSeen = 0
 	stopW := context.AfterFunc(ctx, func() { w.Close() })
 	defer stopW()
 	w.onError = func(err error) {
@@ -228,6 +232,8 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, items chan<- it
 		size = done
 	}
 	s.metrics.bytesIn.Add(float64(done))
+	s.wireSeen = conn.WireBytes()
+	s.metrics.wireIn.Add(float64(s.wireSeen))
 	s.status.set(func(st *sourceStatus) { st.rdbLive, st.rdbSize, st.rdbDone = nil, size, done })
 	select {
 	case items <- item{kind: kindLoadDone, offset: syn.Offset, replID: syn.ReplID}:
@@ -240,6 +246,9 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, items chan<- it
 // stream reads the command stream and queues it.
 func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, items chan<- item) error {
 	last := conn.Offset()
+	if s.wireSeen > conn.WireBytes() {
+		s.wireSeen = 0 // a new connection
+	}
 	for {
 		cmd, err := conn.ReadCommand(ctx)
 		if err != nil {
@@ -248,6 +257,10 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, items chan<- 
 		now := time.Now()
 		it := classify(cmd.Args, cmd.Offset, now)
 		s.metrics.bytesIn.Add(float64(cmd.Offset - last))
+		if wire := conn.WireBytes(); wire != s.wireSeen {
+			s.metrics.wireIn.Add(float64(wire - s.wireSeen))
+			s.wireSeen = wire
+		}
 		s.metrics.commandsIn.Inc()
 		last = cmd.Offset
 		s.status.mu.Lock()

@@ -134,6 +134,11 @@ func TestCompressedReplication(t *testing.T) {
 		t.Fatalf("compression did not shrink the traffic: %v bytes on the wire for %v", wire, plain)
 	}
 	t.Logf("compression: %.0f bytes on the wire for %.0f (%.1fx)", wire, plain, plain/wire)
+	// The destination sees the same: fewer bytes on the wire than it decodes.
+	em := eu.metrics()
+	if in, decoded := metric(em, "replicad_replica_wire_bytes_received_total"), metric(em, "replicad_replica_bytes_received_total"); in <= 0 || in*5 > decoded {
+		t.Fatalf("destination metrics: %v wire bytes for %v decoded", in, decoded)
+	}
 
 	// An open-source Redis cannot compress: the API says so at once.
 	oss := redistest.Start(t, "--requirepass", "pw-123456")
