@@ -66,23 +66,11 @@ func LoadOrCreateCA(dir, commonName string) (*CA, error) {
 // ca first if absent. hosts become DNS names or IP addresses of the
 // certificate; client adds the client-auth usage.
 func (ca *CA) LoadOrIssue(dir, name string, hosts []string, client bool) (certPEM, keyPEM []byte, err error) {
-	certPath, keyPath := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	if c, k, err := readPair(certPath, keyPath); err == nil {
-		return c, k, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(5, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		Subject:     pkix.Name{CommonName: name},
+		NotAfter:    time.Now().AddDate(5, 0, 0),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	if client {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
@@ -94,9 +82,45 @@ func (ca *CA) LoadOrIssue(dir, name string, hosts []string, client bool) (certPE
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	return loadOrCreate(dir, name, tmpl, ca.Cert, ca.Key)
+}
+
+// LoadOrCreateSelfSigned reads dir/<name>.pem and its key, creating a
+// self-signed client and server certificate first if absent. Such a
+// certificate is its own trust anchor, so a peer can pin it exactly.
+func LoadOrCreateSelfSigned(dir, name, commonName string) (certPEM, keyPEM []byte, err error) {
+	tmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: commonName},
+		DNSNames:              []string{name},
+		NotAfter:              time.Now().AddDate(5, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	return loadOrCreate(dir, name, tmpl, nil, nil)
+}
+
+// loadOrCreate reads dir/<name>.pem and its key, or makes a new key and a
+// certificate from tmpl signed by parent (itself when parent is nil).
+func loadOrCreate(dir, name string, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (certPEM, keyPEM []byte, err error) {
+	certPath, keyPath := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	if c, k, err := readPair(certPath, keyPath); err == nil {
+		return c, k, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("issue certificate %s: %w", name, err)
+		return nil, nil, err
+	}
+	tmpl.SerialNumber = serial()
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create certificate %s: %w", name, err)
 	}
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	if keyPEM, err = encodeKey(key); err != nil {
@@ -155,39 +179,4 @@ func writePair(certPath, keyPath string, certPEM, keyPEM []byte) error {
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	return n
-}
-
-// LoadOrCreateSelfSigned reads dir/<name>.pem and its key, creating a
-// self-signed client and server certificate first if absent. Such a
-// certificate is its own trust anchor, so a peer can pin it exactly.
-func LoadOrCreateSelfSigned(dir, name, commonName string) (certPEM, keyPEM []byte, err error) {
-	certPath, keyPath := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	if c, k, err := readPair(certPath, keyPath); err == nil {
-		return c, k, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: commonName},
-		DNSNames:              []string{name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(5, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create certificate %s: %w", name, err)
-	}
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if keyPEM, err = encodeKey(key); err != nil {
-		return nil, nil, err
-	}
-	return certPEM, keyPEM, writePair(certPath, keyPath, certPEM, keyPEM)
 }
