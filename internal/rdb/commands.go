@@ -106,6 +106,8 @@ var (
 	wLOAD        = []byte("LOAD")
 	wREPLACE     = []byte("REPLACE")
 	wSCRIPT      = []byte("SCRIPT")
+	wRESTORE     = []byte("RESTORE")
+	wABSTTL      = []byte("ABSTTL")
 	wZero        = []byte("0")
 	wTmpGroup    = []byte("__rdb_replay_tmp_group__")
 )
@@ -356,5 +358,29 @@ func (w *CommandWriter) EndKey(k *KeyMeta) error {
 	}
 	w.start(wPEXPIREAT, k.Key)
 	w.args = append(w.args, w.int(k.ExpireAtMs))
+	return w.send()
+}
+
+// RawValue writes a whole key with RESTORE key ttl payload [REPLACE]
+// [ABSTTL] (REPLACE with WithReplaceKeys; ABSTTL when it has an expiry).
+// It is used when the Decoder has WithRawValues: Redis then loads the value
+// as it loads an RDB, far cheaper than replaying it as commands.
+func (w *CommandWriter) RawValue(k *KeyMeta, payload []byte) error {
+	if k.DB != w.db {
+		w.start(wSELECT)
+		w.args = append(w.args, w.int(int64(k.DB)))
+		if err := w.send(); err != nil {
+			return err
+		}
+		w.db = k.DB
+	}
+	w.start(wRESTORE, k.Key)
+	w.args = append(w.args, w.int(k.ExpireAtMs), payload)
+	if w.replace {
+		w.args = append(w.args, wREPLACE)
+	}
+	if k.ExpireAtMs != 0 {
+		w.args = append(w.args, wABSTTL)
+	}
 	return w.send()
 }

@@ -331,6 +331,17 @@ func (d *Decoder) decodeKey(typ byte, expire, idle int64, freq int) error {
 		return e
 	}
 	d.meta = KeyMeta{DB: d.db, Key: key, ExpireAtMs: expire, Type: t, Encoding: typ, IdleSec: idle, Freq: freq}
+	if rh, ok := d.h.(RawHandler); ok && d.rawEligible(typ) {
+		done, err := d.decodeRaw(rh, typ)
+		if err != nil {
+			return fmt.Errorf("decode %s %s: %w", t, quoteKey(key), err)
+		}
+		if done {
+			d.trimBuffers()
+			return nil
+		}
+		// Too big to go whole: decoded again below, from the recorded bytes.
+	}
 	if err := d.h.BeginKey(&d.meta); err != nil {
 		return fmt.Errorf("key %s: %w", quoteKey(key), err)
 	}
@@ -369,6 +380,47 @@ func (d *Decoder) trimBuffers() {
 	if cap(d.pel) > 1<<16 {
 		d.pel = nil
 	}
+	if cap(d.r.rec) > limit {
+		d.r.rec = nil
+	}
+}
+
+// rawEligible says whether a value of RDB type typ may go whole to a
+// RawHandler: raw values are on, the server that will RESTORE it reads this
+// payload's version, and the type is not one of the pre-release encodings
+// that released servers do not load.
+func (d *Decoder) rawEligible(typ byte) bool {
+	return d.opts.rawLimit > 0 && d.version <= d.opts.rawVersion &&
+		typ != rdbTypeHashMetadataPreGA && typ != rdbTypeHashListpackExPreG
+}
+
+// decodeRaw records the bytes of the current key's value while decoding it
+// for nothing but its validity. If it ends within the raw limit, the
+// recorded value goes to h as a DUMP payload and decodeRaw returns true. If
+// it grows past the limit, the bytes recorded so far are put back in front
+// of the input, so that the caller decodes the value again as usual.
+func (d *Decoder) decodeRaw(h RawHandler, typ byte) (bool, error) {
+	r := &d.r
+	r.rec = append(r.rec[:0], typ)
+	r.recording, r.recLimit = true, d.opts.rawLimit
+	d.h = BaseHandler{}
+	err := d.decodeValue(typ)
+	d.h = h
+	r.recording = false
+	d.b.reset()
+	if errors.Is(err, errRawLimit) {
+		r.pre = r.rec[1:]
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	// The DUMP footer: RDB version (little-endian 16 bits), then the CRC64
+	// of everything before it.
+	p := binary.LittleEndian.AppendUint16(r.rec, uint16(d.version))
+	p = binary.LittleEndian.AppendUint64(p, crc64Update(0, p))
+	r.rec = p
+	return true, h.RawValue(&d.meta, p)
 }
 
 func (d *Decoder) decodeValue(typ byte) error {

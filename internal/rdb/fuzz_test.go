@@ -45,6 +45,16 @@ func FuzzDecode(f *testing.F) {
 		if r.maxChunk > 3 {
 			t.Fatalf("chunk of %d elements", r.maxChunk)
 		}
+		// So must raw values, whether they fit (whole) or not (recorded,
+		// then decoded again from the recorded bytes).
+		d3 := NewDecoder(bytes.NewReader(data), WithChecksum(false), WithChunkLimits(3, 64), WithMaxStringSize(1<<20), WithRawValues(40, maxSupportedVersion))
+		err3 := d3.Decode(context.Background(), NewCommandWriter(func(cmd [][]byte) error { return nil }, WithReplaceKeys()))
+		if (err == nil) != (err3 == nil) && !strings.Contains(errString(err), "NaN") && !strings.Contains(errString(err), "XADD") {
+			t.Fatalf("command writer: %v, with raw values: %v", err, err3)
+		}
+		if d3.Offset() != d.Offset() && err == nil {
+			t.Fatalf("offset %d with raw values, %d without", d3.Offset(), d.Offset())
+		}
 	})
 }
 

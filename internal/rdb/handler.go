@@ -70,3 +70,14 @@ func (BaseHandler) StreamPending(k *KeyMeta, group, consumer []byte, pel []Pendi
 	return nil
 }
 func (BaseHandler) EndKey(k *KeyMeta) error { return nil }
+
+// RawHandler is a Handler that can also take a whole key in the format of
+// DUMP (the value's RDB type byte and encoding, then the 2-byte RDB version
+// and the CRC64 of all that), which RESTORE loads without decoding anything
+// into commands. With WithRawValues, a key whose value fits the limit is
+// delivered as one RawValue call instead of BeginKey, chunks and EndKey.
+// payload is only valid during the call.
+type RawHandler interface {
+	Handler
+	RawValue(k *KeyMeta, payload []byte) error
+}

@@ -9,6 +9,9 @@ type options struct {
 	maxString int64 // largest single string accepted
 	checksum  bool  // verify the trailing CRC64
 	bufSize   int   // size of the bufio.Reader wrapped around a plain io.Reader
+
+	rawLimit   int // values encoded in at most this many bytes go whole to a RawHandler; 0 = never
+	rawVersion int // ... when the payload's RDB version is at most this
 }
 
 // Defaults. 512 MiB matches Redis's proto-max-bulk-len default: no valid
@@ -69,6 +72,25 @@ func WithBufferSize(n int) Option {
 	return func(o *options) {
 		if n >= 16 {
 			o.bufSize = n
+		}
+	}
+}
+
+// WithRawValues makes the decoder hand every key whose encoded value takes
+// at most limit bytes to the Handler's RawValue method (see RawHandler), as
+// a DUMP payload that RESTORE accepts, instead of decoding it into chunks.
+// It applies when the Handler implements RawHandler and the payload's RDB
+// version is at most maxVersion: the newest version that the server which
+// will RESTORE the payloads can read (RESTORE refuses newer ones). Bigger
+// values, and every value of a newer payload, are decoded as usual; memory
+// stays bounded by about limit plus the usual chunk.
+//
+// A raw value is still checked by decoding it in full before it is handed
+// over, so corrupt payloads are reported the same way.
+func WithRawValues(limit, maxVersion int) Option {
+	return func(o *options) {
+		if limit > 0 {
+			o.rawLimit, o.rawVersion = limit, maxVersion
 		}
 	}
 }

@@ -27,7 +27,20 @@ type reader struct {
 	maxString int64
 	scratch   [16]byte
 	lzfIn     []byte // reused buffer for compressed bytes
+
+	// Raw values (see Decoder.decodeRaw): while recording, every byte
+	// consumed is appended to rec, and a read that takes rec past recLimit
+	// fails with errRawLimit. Bytes in pre are consumed before br again
+	// (a value recorded then found too big, decoded a second time); they
+	// were already counted in crc and off.
+	rec       []byte
+	recording bool
+	recLimit  int
+	pre       []byte
 }
+
+// errRawLimit stops the recording of a value bigger than the raw limit.
+var errRawLimit = errors.New("value bigger than the raw value limit")
 
 // noEOF turns a clean EOF into ErrUnexpectedEOF: the RDB format says when
 // it ends (the EOF opcode), so running out of input is always truncation.
@@ -39,19 +52,43 @@ func noEOF(err error) error {
 }
 
 func (r *reader) readByte() (byte, error) {
+	if len(r.pre) > 0 {
+		b := r.pre[0]
+		r.pre = r.pre[1:]
+		return b, nil
+	}
 	b, err := r.br.ReadByte()
 	if err != nil {
 		return 0, noEOF(err)
 	}
 	r.crc = crcTables[0][byte(r.crc)^b] ^ r.crc>>8
 	r.off++
+	if r.recording {
+		r.rec = append(r.rec, b)
+		if len(r.rec) > r.recLimit {
+			return b, errRawLimit
+		}
+	}
 	return b, nil
 }
 
 func (r *reader) readFull(p []byte) error {
+	if len(r.pre) > 0 {
+		k := copy(p, r.pre)
+		r.pre = r.pre[k:]
+		if p = p[k:]; len(p) == 0 {
+			return nil
+		}
+	}
 	n, err := io.ReadFull(r.br, p)
 	r.crc = crc64Update(r.crc, p[:n])
 	r.off += int64(n)
+	if r.recording {
+		r.rec = append(r.rec, p[:n]...)
+		if err == nil && len(r.rec) > r.recLimit {
+			return errRawLimit
+		}
+	}
 	return noEOF(err)
 }
 
