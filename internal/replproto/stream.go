@@ -100,3 +100,8 @@ func equalFold(b []byte, s string) bool {
 	}
 	return true
 }
+
+// Buffered returns how many bytes of the stream are already received and
+// not yet returned: when it is 0, the next ReadCommand waits for the
+// network. Reader goroutine only.
+func (c *Conn) Buffered() int { return c.br.Buffered() }
