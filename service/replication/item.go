@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"strconv"
 	"time"
-
-	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
 // kind says what the writer does with an item.
@@ -22,7 +20,8 @@ const (
 )
 
 // item travels from a syncer's reader to its writer. raw is the command
-// already encoded in RESP, so the writer only concatenates bytes.
+// already encoded in RESP (in the arena of the item's block, see queue.go),
+// so the writer only concatenates bytes.
 type item struct {
 	kind   kind
 	raw    []byte
@@ -32,8 +31,9 @@ type item struct {
 	at     time.Time // when it was received, for the lag
 }
 
-// classify turns a command of the replication stream into an item.
-func classify(args [][]byte, offset int64, at time.Time) item {
+// classify turns a command of the replication stream into an item, and
+// returns the arguments to encode as its raw bytes (nil: none).
+func classify(args [][]byte, offset int64, at time.Time) (item, [][]byte) {
 	it := item{kind: kindCommand, offset: offset, at: at}
 	name := args[0]
 	switch {
@@ -42,9 +42,9 @@ func classify(args [][]byte, offset int64, at time.Time) item {
 	case len(args) == 2 && equalFold(name, "SELECT"):
 		if db, err := strconv.Atoi(string(args[1])); err == nil {
 			it.kind, it.db = kindSelect, db
-			return it
+			return it, nil
 		}
-		it.raw = resp.AppendCommand(nil, args...)
+		return it, args
 	case len(args) == 1 && equalFold(name, "MULTI"):
 		it.kind = kindTxBegin
 	case len(args) == 1 && equalFold(name, "EXEC"):
@@ -52,12 +52,12 @@ func classify(args [][]byte, offset int64, at time.Time) item {
 	case equalFold(name, "FLUSHALL"):
 		it.kind = kindFlushAll
 		if len(args) > 1 {
-			it.raw = bytes.Clone(args[1]) // ASYNC or SYNC
+			it.raw = bytes.Clone(args[1]) // ASYNC or SYNC; FLUSHALL is rare enough to allocate
 		}
 	default:
-		it.raw = resp.AppendCommand(nil, args...)
+		return it, args
 	}
-	return it
+	return it, nil
 }
 
 func equalFold(b []byte, s string) bool { return len(b) == len(s) && bytes.EqualFold(b, []byte(s)) }

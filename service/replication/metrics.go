@@ -12,6 +12,7 @@ type metrics struct {
 	bytesIn, commandsIn, commandsApplied *prometheus.CounterVec
 	bytesApplied, wireIn                 *prometheus.CounterVec
 	fullSyncs, partialSyncs, errors      *prometheus.CounterVec
+	batches                              *prometheus.CounterVec
 	appliedOffset, lag                   *prometheus.GaugeVec
 }
 
@@ -36,6 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fullSyncs:       counter("full_syncs_total", "Full synchronisations (RDB transfers) from the source."),
 		partialSyncs:    counter("partial_syncs_total", "Partial resynchronisations (PSYNC continue) with the source."),
 		errors:          counter("errors_total", "Errors of the replication link or of applying to the destination."),
+		batches:         counter("batches_total", "Batches sent to the destination (on the stream, one MULTI/EXEC with its checkpoint each)."),
 		appliedOffset:   gauge("applied_offset", "Replication offset of the source applied to the destination."),
 		lag:             gauge("lag_milliseconds", "Time from receiving the commands of the last batch to applying them."),
 	}
@@ -46,6 +48,7 @@ type sourceMetrics struct {
 	bytesIn, commandsIn, commandsApplied prometheus.Counter
 	bytesApplied, wireIn                 prometheus.Counter
 	fullSyncs, partialSyncs, errors      prometheus.Counter
+	batches                              prometheus.Counter
 	appliedOffset, lag                   prometheus.Gauge
 }
 
@@ -54,14 +57,14 @@ func (m *metrics) forSource(uid int, addr string) *sourceMetrics {
 	return &sourceMetrics{
 		bytesIn: m.bytesIn.With(l), commandsIn: m.commandsIn.With(l), commandsApplied: m.commandsApplied.With(l),
 		bytesApplied: m.bytesApplied.With(l), wireIn: m.wireIn.With(l),
-		fullSyncs: m.fullSyncs.With(l), partialSyncs: m.partialSyncs.With(l), errors: m.errors.With(l),
+		fullSyncs: m.fullSyncs.With(l), partialSyncs: m.partialSyncs.With(l), errors: m.errors.With(l), batches: m.batches.With(l),
 		appliedOffset: m.appliedOffset.With(l), lag: m.lag.With(l),
 	}
 }
 
 func (m *metrics) removeDestination(uid int) {
 	l := prometheus.Labels{"destination": strconv.Itoa(uid)}
-	for _, v := range []*prometheus.CounterVec{m.bytesIn, m.commandsIn, m.commandsApplied, m.bytesApplied, m.wireIn, m.fullSyncs, m.partialSyncs, m.errors} {
+	for _, v := range []*prometheus.CounterVec{m.bytesIn, m.commandsIn, m.commandsApplied, m.bytesApplied, m.wireIn, m.fullSyncs, m.partialSyncs, m.errors, m.batches} {
 		v.DeletePartialMatch(l)
 	}
 	m.appliedOffset.DeletePartialMatch(l)

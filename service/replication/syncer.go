@@ -17,7 +17,6 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
-	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
 // errNeedFullSync ends a round: this source cannot continue from its
@@ -26,8 +25,8 @@ var errNeedFullSync = errors.New("a full resync is needed")
 
 // syncer replicates one source into the destination. It is a Redis replica
 // on the wire: the reader goroutine speaks the replication protocol and
-// decodes, the writer goroutine applies, and a bounded channel between them
-// applies back-pressure to the source.
+// decodes, the writer goroutine applies, and a bounded queue between them
+// (queue.go) applies back-pressure to the source.
 type syncer struct {
 	source   api.ReplicaSource
 	url      redisurl.Source
@@ -47,6 +46,9 @@ type syncer struct {
 	// wireSeen is how many bytes of the current connection the wire
 	// metric has counted.
 	wireSeen int64
+	// destRDB is the newest RDB version the destination reads (0: unknown),
+	// for the keys of a full load written whole with RESTORE.
+	destRDB int
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -131,6 +133,8 @@ func (s *syncer) session(ctx context.Context) error {
 			return errNeedFullSync
 		}
 		s.resume = &cp
+	} else if s.destRDB, err = w.rdbVersion(ctx); err != nil {
+		return err
 	}
 	replID, offset := "", int64(-1)
 	if s.resume != nil {
@@ -156,23 +160,24 @@ func (s *syncer) session(ctx context.Context) error {
 		s.log.Warn("compression asked but the source cannot compress", "source", s.url.String())
 	}
 
-	items := make(chan item, 4096)
+	q := newQueue()
 	var wg sync.WaitGroup
 	var writeErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		writeErr = s.write(ctx, w, conn, items, syn)
+		writeErr = s.write(ctx, w, conn, q, syn)
 		if writeErr != nil {
 			cancel()
 		}
 	}()
 
+	p := &producer{q: q}
 	var readErr error
 	if syn.Full {
 		s.metrics.fullSyncs.Inc()
 		s.loadStarted = true
-		readErr = s.load(ctx, conn, items, syn)
+		readErr = s.load(ctx, conn, p, syn)
 	} else {
 		s.metrics.partialSyncs.Inc()
 		s.log.Info("partial resync", "source", s.url.String(), "offset", offset)
@@ -180,9 +185,9 @@ func (s *syncer) session(ctx context.Context) error {
 		s.status.set(func(st *sourceStatus) { st.phase = phaseStreaming; st.lastError = "" })
 	}
 	if readErr == nil {
-		readErr = s.stream(ctx, conn, items)
+		readErr = s.stream(ctx, conn, p)
 	}
-	close(items)
+	p.close()
 	wg.Wait()
 	if writeErr != nil {
 		return writeErr
@@ -192,7 +197,7 @@ func (s *syncer) session(ctx context.Context) error {
 
 // load reads the RDB payload and queues it as commands, then the item that
 // commits the checkpoint at the FULLRESYNC offset.
-func (s *syncer) load(ctx context.Context, conn *replproto.Conn, items chan<- item, syn replproto.Sync) error {
+func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, syn replproto.Sync) error {
 	s.log.Info("full sync: loading the source's dataset", "source", s.url.String(), "replid", syn.ReplID, "offset", syn.Offset)
 	payload, err := conn.RDB(ctx)
 	if err != nil {
@@ -210,15 +215,16 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, items chan<- it
 				return err
 			}
 		}
-		select {
-		case items <- item{kind: kindCommand, raw: resp.AppendCommand(nil, cmd...)}:
-			s.metrics.commandsIn.Inc()
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return p.add(ctx, item{kind: kindCommand}, cmd)
 	}
-	if err := rdb.NewDecoder(br).Decode(ctx, rdb.NewCommandWriter(emit, rdb.WithReplaceKeys())); err != nil {
+	p.onSend = func(b *block) { s.metrics.commandsIn.Add(float64(len(b.items))) }
+	// Keys small enough go whole, with RESTORE, when the destination reads
+	// the source's RDB version.
+	var opts []rdb.Option
+	if s.destRDB > 0 {
+		opts = append(opts, rdb.WithRawValues(rawValueLimit, s.destRDB))
+	}
+	if err := rdb.NewDecoder(br, opts...).Decode(ctx, rdb.NewCommandWriter(emit, rdb.WithReplaceKeys())); err != nil {
 		if errors.Is(err, rdb.ErrUnsupported) {
 			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.url, err)}
 		}
@@ -235,79 +241,105 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, items chan<- it
 	s.wireSeen = conn.WireBytes()
 	s.metrics.wireIn.Add(float64(s.wireSeen))
 	s.status.set(func(st *sourceStatus) { st.rdbLive, st.rdbSize, st.rdbDone = nil, size, done })
-	select {
-	case items <- item{kind: kindLoadDone, offset: syn.Offset, replID: syn.ReplID}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := p.add(ctx, item{kind: kindLoadDone, offset: syn.Offset, replID: syn.ReplID}, nil); err != nil {
+		return err
 	}
-	return nil
+	return p.flush(ctx)
 }
 
-// stream reads the command stream and queues it.
-func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, items chan<- item) error {
+// stream reads the command stream and queues it. Commands go to the writer
+// in blocks of what the connection has already received, so a block never
+// waits for more input: at low rates a block is one command.
+func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer) error {
 	last := conn.Offset()
 	if s.wireSeen > conn.WireBytes() {
 		s.wireSeen = 0 // a new connection
 	}
-	for {
-		cmd, err := conn.ReadCommand(ctx)
-		if err != nil {
-			return err
-		}
-		now := time.Now()
-		it := classify(cmd.Args, cmd.Offset, now)
-		s.metrics.bytesIn.Add(float64(cmd.Offset - last))
+	p.onSend = func(b *block) {
+		first, end := b.items[0], b.items[len(b.items)-1]
+		s.metrics.bytesIn.Add(float64(end.offset - last))
 		if wire := conn.WireBytes(); wire != s.wireSeen {
 			s.metrics.wireIn.Add(float64(wire - s.wireSeen))
 			s.wireSeen = wire
 		}
-		s.metrics.commandsIn.Inc()
-		last = cmd.Offset
+		s.metrics.commandsIn.Add(float64(len(b.items)))
+		last = end.offset
 		s.status.mu.Lock()
 		if s.status.applied >= s.status.received {
-			s.status.pendingSince = now
+			s.status.pendingSince = first.at
 		}
-		s.status.received = cmd.Offset
+		s.status.received = end.offset
 		s.status.mu.Unlock()
-		select {
-		case items <- it:
-		case <-ctx.Done():
-			return ctx.Err()
+	}
+	now := time.Now()
+	for {
+		// A command already buffered arrived with the previous one: only
+		// a read from the network needs a new time.
+		fresh := conn.Buffered() == 0
+		cmd, err := conn.ReadCommand(ctx)
+		if err != nil {
+			return err
+		}
+		if fresh {
+			now = time.Now()
+		}
+		it, args := classify(cmd.Args, cmd.Offset, now)
+		if err := p.add(ctx, it, args); err != nil {
+			return err
+		}
+		if conn.Buffered() == 0 {
+			if err := p.flush(ctx); err != nil {
+				return err
+			}
 		}
 	}
 }
 
-// write drains items into the destination in batches. A batch of the stream
-// never ends inside a source transaction, and carries its checkpoint.
-func (s *syncer) write(ctx context.Context, w *destWriter, conn *replproto.Conn, items <-chan item, syn replproto.Sync) error {
-	loading := syn.Full
-	batch := make([]item, 0, maxBatchItems)
-	for {
-		first, ok := <-items
-		if !ok {
-			return nil
+// write drains the queue into the destination in batches. A batch of the
+// stream never ends inside a source transaction, and carries its
+// checkpoint. Batches are pipelined: while the destination executes one,
+// the next gathers what arrives, and is sent when the destination is idle
+// or when it is full (up to maxInFlight batches unanswered). So an idle
+// link sends each command at once, and a busy one sends big batches, whose
+// fixed cost (MULTI, checkpoint, EXEC, system calls) is spread thin. A batch
+// counts as applied (checkpoint, acks, status) once its replies are read.
+func (s *syncer) write(ctx context.Context, w *destWriter, conn *replproto.Conn, q *queue, syn replproto.Sync) error {
+	c := &consumer{q: q}
+	defer c.release()
+	// loading: the load's last batch is not applied yet (bookkeeping of
+	// completed batches); encoding: it is not even built yet (what the next
+	// batch is). They differ while the load's last batch is in flight.
+	loading, encoding := syn.Full, syn.Full
+	var inFlight []sentBatch
+	complete := func() error {
+		b := inFlight[0]
+		inFlight = inFlight[1:]
+		return s.complete(ctx, w, conn, b, &loading)
+	}
+	drain := func() error {
+		for len(inFlight) > 0 {
+			if err := complete(); err != nil {
+				return err
+			}
 		}
-		batch = append(batch[:0], first)
-		size := len(first.raw)
-		inTx := first.kind == kindTxBegin
-		done := loading && first.kind == kindLoadDone
-	fill:
+		return nil
+	}
+	// The batch being gathered.
+	batch := make([]item, 0, maxBatchItems)
+	size, inTx, done := 0, false, false
+	for {
+		// Gather what is ready, waiting only when there is nothing else to
+		// do: no batch to send, none to complete.
 		for !done && (inTx || (len(batch) < maxBatchItems && size < maxBatchBytes)) {
-			var it item
-			if inTx {
-				// A source transaction is applied whole: wait for its EXEC.
-				if it, ok = <-items; !ok {
-					return nil // the link broke inside a transaction: resume from before it
-				}
-			} else {
-				select {
-				case it, ok = <-items:
-					if !ok {
-						break fill
-					}
-				default:
-					break fill
-				}
+			wait := len(inFlight) == 0 && (len(batch) == 0 || inTx)
+			it, ok, closed := c.next(ctx, wait)
+			if closed {
+				// The reader stopped. A transaction cut short is dropped:
+				// the next session resumes from before it.
+				return drain()
+			}
+			if !ok {
+				break
 			}
 			batch = append(batch, it)
 			size += len(it.raw)
@@ -317,52 +349,86 @@ func (s *syncer) write(ctx context.Context, w *destWriter, conn *replproto.Conn,
 			case kindTxEnd:
 				inTx = false
 			case kindLoadDone:
-				done = true
+				done = encoding
 			}
 		}
-		if loading {
-			if err := w.applyLoad(ctx, batch); err != nil {
+		full := done || len(batch) >= maxBatchItems || size >= maxBatchBytes
+		if len(batch) > 0 && !inTx && len(inFlight) < maxInFlight && (full || len(inFlight) == 0) {
+			var b sentBatch
+			var err error
+			if encoding {
+				b, err = w.encodeLoad(batch)
+				encoding = !done
+			} else {
+				b, err = w.encodeStream(batch)
+			}
+			if err != nil {
 				return err
 			}
-			if done {
-				loading = false
-				s.log.Info("full sync complete; streaming", "source", s.url.String(), "offset", w.applied.Offset)
-				s.resume = &checkpoint{ReplID: w.applied.ReplID, Offset: w.applied.Offset, DB: w.applied.DB}
-				conn.SetAppliedOffset(w.applied.Offset)
-				_ = conn.SendAck(w.applied.Offset)
-				s.status.set(func(st *sourceStatus) {
-					st.phase = phaseStreaming
-					st.lastError = ""
-					st.applied = w.applied.Offset
-					if st.received < st.applied {
-						st.received = st.applied
-					}
-				})
+			c.release() // the batch's bytes are in w.buf now
+			b.items, b.bytes, b.first, b.last = len(batch), size, batch[0].at, batch[len(batch)-1].at
+			if b.replies, err = w.send(ctx); err != nil {
+				return err
 			}
-			s.metrics.commandsApplied.Add(float64(len(batch)))
-			s.metrics.bytesApplied.Add(float64(size))
+			s.metrics.batches.Inc()
+			inFlight = append(inFlight, b)
+			clear(batch)
+			batch, size, done = batch[:0], 0, false
 			continue
 		}
-		if err := w.applyStream(ctx, batch); err != nil {
-			return err
+		if len(inFlight) > 0 {
+			if err := complete(); err != nil {
+				return err
+			}
 		}
-		cp := w.applied
-		s.resume = &cp
-		conn.SetAppliedOffset(cp.Offset)
-		s.metrics.commandsApplied.Add(float64(len(batch)))
-		s.metrics.bytesApplied.Add(float64(size))
-		s.metrics.appliedOffset.Set(float64(cp.Offset))
-		now := time.Now()
-		s.status.mu.Lock()
-		s.status.applied = cp.Offset
-		s.status.lastLag = now.Sub(first.at)
-		if s.status.applied < s.status.received {
-			// What arrived after this batch's last item is still pending.
-			s.status.pendingSince = batch[len(batch)-1].at
-		}
-		s.status.mu.Unlock()
-		s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
 	}
+}
+
+// complete reads the replies of a sent batch and records what it applied.
+func (s *syncer) complete(ctx context.Context, w *destWriter, conn *replproto.Conn, b sentBatch, loading *bool) error {
+	if _, err := w.receive(ctx, b.replies, b.tx); err != nil {
+		if b.commit {
+			return fmt.Errorf("commit checkpoint: %w", err)
+		}
+		return err
+	}
+	s.metrics.commandsApplied.Add(float64(b.items))
+	s.metrics.bytesApplied.Add(float64(b.bytes))
+	if !b.commit {
+		return nil // part of the initial load: no checkpoint yet
+	}
+	w.applied = b.cp
+	cp := b.cp
+	s.resume = &cp
+	if *loading {
+		*loading = false
+		s.log.Info("full sync complete; streaming", "source", s.url.String(), "offset", cp.Offset)
+		conn.SetAppliedOffset(cp.Offset)
+		_ = conn.SendAck(cp.Offset)
+		s.metrics.appliedOffset.Set(float64(cp.Offset))
+		s.status.set(func(st *sourceStatus) {
+			st.phase = phaseStreaming
+			st.lastError = ""
+			st.applied = cp.Offset
+			if st.received < st.applied {
+				st.received = st.applied
+			}
+		})
+		return nil
+	}
+	conn.SetAppliedOffset(cp.Offset)
+	s.metrics.appliedOffset.Set(float64(cp.Offset))
+	now := time.Now()
+	s.status.mu.Lock()
+	s.status.applied = cp.Offset
+	s.status.lastLag = now.Sub(b.first)
+	if s.status.applied < s.status.received {
+		// What arrived after this batch's last item is still pending.
+		s.status.pendingSince = b.last
+	}
+	s.status.mu.Unlock()
+	s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
+	return nil
 }
 
 // backoff is exponential with full jitter, from 100 ms to 10 s.

@@ -2,12 +2,12 @@ package replication
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/resp"
@@ -19,6 +19,8 @@ import (
 const (
 	maxBatchItems = 2048
 	maxBatchBytes = 1 << 20
+	// maxInFlight batches are sent before the replies of the first are read.
+	maxInFlight = 3
 )
 
 // errFatal marks errors that stop the sync instead of being retried: the
@@ -79,36 +81,65 @@ func (w *destWriter) add(args ...string) {
 	w.queued++
 }
 
-// flush sends the batch and reads its replies. In a transaction (tx), the
-// replies are +OK, +QUEUED..., then EXEC's array whose errors are the
-// source's commands failing at run time (reported, not fatal: the source ran
-// them successfully, so a type clash between sources is the likely cause).
+// flush sends the batch and reads its replies.
 func (w *destWriter) flush(ctx context.Context, tx bool) (int, error) {
+	n, err := w.send(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return w.receive(ctx, n, tx)
+}
+
+// deadline bounds one exchange with the destination.
+func (w *destWriter) deadline(ctx context.Context) {
 	deadline := time.Now().Add(2 * time.Minute)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	w.conn.SetDeadline(deadline)
+}
+
+// send writes the commands built in buf and returns how many replies they
+// will get.
+func (w *destWriter) send(ctx context.Context) (int, error) {
+	n := w.queued
 	defer func() { w.buf, w.queued = w.buf[:0], 0 }()
+	w.deadline(ctx)
 	if _, err := w.bw.Write(w.buf); err != nil {
 		return 0, fmt.Errorf("write to destination: %w", err)
 	}
 	if err := w.bw.Flush(); err != nil {
 		return 0, fmt.Errorf("write to destination: %w", err)
 	}
+	return n, nil
+}
+
+// receive reads the n replies of what send sent. In a transaction (tx), the
+// replies are +OK, +QUEUED..., then EXEC's array whose errors are the
+// source's commands failing at run time (reported, not fatal: the source ran
+// them successfully, so a type clash between sources is the likely cause).
+func (w *destWriter) receive(ctx context.Context, n int, tx bool) (int, error) {
+	w.deadline(ctx)
 	var firstErr error
 	failures := 0
-	for i := 0; i < w.queued; i++ {
-		v, err := w.rd.ReadValue()
+	// Runtime errors inside EXEC's array of results; elsewhere (a load
+	// command, MULTI, +QUEUED) a nested error cannot occur.
+	nested := func(msg []byte) {
+		failures++
+		if w.onError != nil {
+			w.onError(fmt.Errorf("command failed on the destination: %s", msg))
+		}
+	}
+	for i := 0; i < n; i++ {
+		msg, err := w.rd.SkipValue(nested)
 		if err != nil {
 			return 0, fmt.Errorf("read reply from destination: %w", err)
 		}
-		if v.IsError() {
-			msg := string(v.Str)
-			if strings.HasPrefix(msg, "OOM") {
+		if msg != nil {
+			if bytes.HasPrefix(msg, []byte("OOM")) {
 				return 0, fatal("the destination is out of memory (raise its memory_size): %s", msg)
 			}
-			if strings.HasPrefix(msg, "LOADING") || strings.HasPrefix(msg, "BUSY") {
+			if bytes.HasPrefix(msg, []byte("LOADING")) || bytes.HasPrefix(msg, []byte("BUSY")) {
 				// The destination restarted and is reading its AOF: retry.
 				return 0, fmt.Errorf("destination not ready: %s", msg)
 			}
@@ -116,17 +147,6 @@ func (w *destWriter) flush(ctx context.Context, tx bool) (int, error) {
 				firstErr = fmt.Errorf("destination refused a command: %s", msg)
 			}
 			failures++
-			continue
-		}
-		if tx && i == w.queued-1 && v.Type == resp.Array {
-			for _, e := range v.Elems {
-				if e.IsError() {
-					failures++
-					if w.onError != nil {
-						w.onError(fmt.Errorf("command failed on the destination: %s", e.Str))
-					}
-				}
-			}
 		}
 	}
 	if firstErr != nil {
@@ -166,48 +186,46 @@ func (w *destWriter) readCheckpoint(ctx context.Context) (checkpoint, bool, erro
 	return cp, true, nil
 }
 
-// applyLoad writes commands of the initial load. They are not wrapped in a
-// transaction (a dataset can be far bigger than one); a crash during the
-// load leaves no checkpoint, so the load starts over after a flush.
-func (w *destWriter) applyLoad(ctx context.Context, batch []item) error {
+// sentBatch is a batch sent to the destination whose replies are not read
+// yet.
+type sentBatch struct {
+	replies int
+	tx      bool       // ends with EXEC
+	commit  bool       // commits cp
+	cp      checkpoint // the checkpoint it commits
+	items   int
+	bytes   int       // of the source's commands
+	first   time.Time // when its first and last items were received
+	last    time.Time
+}
+
+// encodeLoad builds a batch of the initial load. Its commands are not
+// wrapped in a transaction (a dataset can be far bigger than one); a crash
+// during the load leaves no checkpoint, so the load starts over after a
+// flush. The item that ends the load adds the transaction that commits the
+// first checkpoint.
+func (w *destWriter) encodeLoad(batch []item) (sentBatch, error) {
 	for _, it := range batch {
 		switch it.kind {
 		case kindCommand:
 			w.buf = append(w.buf, it.raw...)
 			w.queued++
 		case kindLoadDone:
-			if w.queued > 0 {
-				if _, err := w.flush(ctx, false); err != nil {
-					return err
-				}
-			}
 			w.db, w.replID = 0, it.replID
-			return w.commit(ctx, checkpoint{ReplID: it.replID, Offset: it.offset, DB: 0})
+			cp := checkpoint{ReplID: it.replID, Offset: it.offset, DB: 0}
+			w.add("MULTI")
+			w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
+			w.add("HSET", checkpointKey, w.source, cp.String())
+			w.add("EXEC")
+			return sentBatch{tx: true, commit: true, cp: cp}, nil
 		}
 	}
-	if w.queued == 0 {
-		return nil
-	}
-	_, err := w.flush(ctx, false)
-	return err
+	return sentBatch{}, nil
 }
 
-// commit records a checkpoint alone (after the load).
-func (w *destWriter) commit(ctx context.Context, cp checkpoint) error {
-	w.add("MULTI")
-	w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
-	w.add("HSET", checkpointKey, w.source, cp.String())
-	w.add("EXEC")
-	if _, err := w.flush(ctx, true); err != nil {
-		return fmt.Errorf("commit checkpoint: %w", err)
-	}
-	w.applied = cp
-	return nil
-}
-
-// applyStream applies a batch of the command stream and its checkpoint in
+// encodeStream builds a batch of the command stream and its checkpoint in
 // one MULTI/EXEC. The batch never ends inside a source transaction.
-func (w *destWriter) applyStream(ctx context.Context, batch []item) error {
+func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
 	w.add("MULTI")
 	w.add("SELECT", strconv.Itoa(w.db))
 	var last int64
@@ -219,7 +237,7 @@ func (w *destWriter) applyStream(ctx context.Context, batch []item) error {
 			w.queued++
 		case kindSelect:
 			if err := checkDB(it.db); err != nil {
-				return err
+				return sentBatch{}, err
 			}
 			w.db = it.db
 			w.add("SELECT", strconv.Itoa(it.db))
@@ -241,11 +259,7 @@ func (w *destWriter) applyStream(ctx context.Context, batch []item) error {
 	w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
 	w.add("HSET", checkpointKey, w.source, cp.String())
 	w.add("EXEC")
-	if _, err := w.flush(ctx, true); err != nil {
-		return err
-	}
-	w.applied = cp
-	return nil
+	return sentBatch{tx: true, commit: true, cp: cp}, nil
 }
 
 // checkDB refuses the logical databases the destination does not offer to

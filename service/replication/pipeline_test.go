@@ -1,0 +1,83 @@
+package replication_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/databases"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// TestDestinationLinkCutExactlyOnce cuts the syncer's connection to the
+// destination again and again while INCRs stream in. Several batches are in
+// flight when it happens, some of them applied by the destination though
+// their replies are lost: the syncer must resume from the checkpoint the
+// destination holds, so that nothing is applied twice or lost.
+func TestDestinationLinkCutExactlyOnce(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456", "--repl-backlog-size", "256mb")
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "counters", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var written atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c := src.Client()
+		for n := 0; ctx.Err() == nil; n++ {
+			var pipe redis.Pipeliner
+			if n%5 == 0 {
+				pipe = c.TxPipeline()
+			} else {
+				pipe = c.Pipeline()
+			}
+			for k := range 100 {
+				pipe.Incr(ctx, fmt.Sprint("counter:", (n+k)%40))
+			}
+			if _, err := pipe.Exec(ctx); err == nil {
+				written.Add(100)
+			}
+		}
+	}()
+	defer func() { stop(); wg.Wait() }()
+
+	dc := destClient(t, dst, 0)
+	for round := range 5 {
+		base := written.Load()
+		redistest.Eventually(t, time.Minute, "the stream is being applied", func() error {
+			if written.Load() < base+20000 {
+				return fmt.Errorf("written %d", written.Load()-base)
+			}
+			return nil
+		})
+		// The application user may not write, but may disconnect clients;
+		// the syncer may still be reconnecting after the previous cut.
+		redistest.Eventually(t, time.Minute, "a connection of the syncer cut", func() error {
+			killed, err := dc.ClientKillByFilter(ctx, "USER", databases.InternalUser).Result()
+			if err == nil && killed == 0 {
+				err = fmt.Errorf("no connection to cut")
+			}
+			return err
+		})
+		t.Logf("round %d: cut the syncer's connections after %d writes", round, written.Load())
+	}
+	stop()
+	wg.Wait()
+	redistest.Eventually(t, 2*time.Minute, "every counter equals the source's", func() error {
+		return redistest.Diff(context.Background(), dc, src.Client())
+	})
+	m := a.metrics()
+	if full := metric(m, "replicad_replica_full_syncs_total"); full != 1 {
+		t.Fatalf("%v full syncs; want only the first (the cuts resume with partial syncs)\n%s", full, grep(m, "syncs_total"))
+	}
+}
