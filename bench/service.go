@@ -89,7 +89,7 @@ func (b *runner) startService(ctx context.Context) (*service, error) {
 			s.password, s.caPEM = strings.TrimSpace(string(pw)), ca
 			pool := x509.NewCertPool()
 			pool.AppendCertsFromPEM(ca)
-			s.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+			s.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableCompression: true}}
 			if resp, err := s.http.Get(s.url + "/healthz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == 200 {
@@ -235,7 +235,7 @@ func metric(text, name string, match ...string) float64 {
 
 // destMetrics are the series of destination uid.
 type destMetrics struct {
-	applied, bytesIn, cmdsApplied, fullSyncs, errors float64
+	applied, bytesIn, cmdsApplied, fullSyncs, errors, batches float64
 }
 
 func (s *service) destMetrics(ctx context.Context, uid int) (destMetrics, error) {
@@ -250,6 +250,7 @@ func (s *service) destMetrics(ctx context.Context, uid int) (destMetrics, error)
 		cmdsApplied: metric(text, "replicad_replica_commands_applied_total", l),
 		fullSyncs:   metric(text, "replicad_replica_full_syncs_total", l),
 		errors:      metric(text, "replicad_replica_errors_total", l),
+		batches:     metric(text, "replicad_replica_batches_total", l),
 	}, nil
 }
 

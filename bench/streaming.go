@@ -38,6 +38,7 @@ type StreamSide struct {
 	Destination   usage   `json:"destination,omitempty"`
 	WireInPerCmd  float64 `json:"wire_in_bytes_per_cmd,omitempty"`  // service: bytes read (source + destination replies)
 	WireOutPerCmd float64 `json:"wire_out_bytes_per_cmd,omitempty"` // service: bytes written (to the destination, acks)
+	AvgBatch      float64 `json:"avg_batch_cmds,omitempty"`         // service: commands per batch (MULTI/EXEC)
 }
 
 // Lag is row 3: probes at half load.
@@ -119,6 +120,7 @@ func (b *runner) streaming(ctx context.Context) error {
 	dc := dbClient(db)
 	defer dc.Close()
 	b.svc.profile(ctx, "start", "streaming")
+	m0, _ := b.svc.destMetrics(ctx, db.UID)
 	res.Ours, err = b.saturate(ctx, src, dur, b.svc.pid(), childListening(b.svc.pid(), db.Port), func(ctx context.Context) (int64, int, error) {
 		m, err := b.svc.destMetrics(ctx, db.UID)
 		return int64(m.applied), int(m.fullSyncs), err
@@ -127,9 +129,12 @@ func (b *runner) streaming(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ours: %w", err)
 	}
+	if m1, err := b.svc.destMetrics(ctx, db.UID); err == nil && m1.batches > m0.batches {
+		res.Ours.AvgBatch = (m1.cmdsApplied - m0.cmdsApplied) / (m1.batches - m0.batches)
+	}
 	res.Ratio = res.Ours.AppliedRate / res.Native.AppliedRate
 	b.res.Streaming = &res
-	b.logf("streaming: ours: source %s cmd/s, applied %s cmd/s (%.2f), max behind %.3fs, %s; service CPU %.1fs, peak RSS %s", kilo(res.Ours.SourceRate), kilo(res.Ours.AppliedRate), res.Ours.Fraction, res.Ours.MaxBehind, res.Ours.Trend, res.Ours.Process.CPUSeconds, mib(res.Ours.Process.PeakRSS))
+	b.logf("streaming: ours: source %s cmd/s, applied %s cmd/s (%.2f), max behind %.3fs, %s; service CPU %.1fs, peak RSS %s, %.0f commands per batch", kilo(res.Ours.SourceRate), kilo(res.Ours.AppliedRate), res.Ours.Fraction, res.Ours.MaxBehind, res.Ours.Trend, res.Ours.Process.CPUSeconds, mib(res.Ours.Process.PeakRSS), res.Ours.AvgBatch)
 
 	// Lag at half of what the source absorbed while we replicated.
 	lag := Lag{Rate: res.Ours.SourceRate / 2}
