@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 func (b *runner) cleanup() {
 	b.procs.stopAll()
 	_ = filepath.Walk(b.runDir, func(path string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() && !strings.HasSuffix(path, ".log") && !strings.HasSuffix(path, ".tf") {
+		if err == nil && !info.IsDir() && !strings.HasSuffix(path, ".log") && !strings.HasSuffix(path, ".tf") && !strings.HasSuffix(path, ".csv") {
 			_ = os.Remove(path)
 		}
 		return nil

@@ -3,8 +3,11 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,12 +52,16 @@ type Lag struct {
 }
 
 type LagSide struct {
-	Probes   int     `json:"probes"`
-	Missing  int     `json:"missing"`
-	Achieved float64 `json:"achieved_cmds_per_sec"`
-	P50      float64 `json:"p50_ms"`
-	P99      float64 `json:"p99_ms"`
-	Max      float64 `json:"max_ms"`
+	// CPU seconds per million commands at this rate: the service and its
+	// redis-server (ours), or the replica (native).
+	ServiceCPUPerM float64 `json:"service_cpu_s_per_m_cmds,omitempty"`
+	RedisCPUPerM   float64 `json:"redis_cpu_s_per_m_cmds"`
+	Probes         int     `json:"probes"`
+	Missing        int     `json:"missing"`
+	Achieved       float64 `json:"achieved_cmds_per_sec"`
+	P50            float64 `json:"p50_ms"`
+	P99            float64 `json:"p99_ms"`
+	Max            float64 `json:"max_ms"`
 }
 
 type sample struct {
@@ -141,12 +148,12 @@ func (b *runner) streaming(ctx context.Context) error {
 	ldur := time.Duration(b.cfg.LagSeconds) * time.Second
 	b.logf("lag: redis-replicad at %s cmd/s for %s", kilo(lag.Rate), ldur)
 	b.svc.profile(ctx, "start", "lag")
-	lag.Ours, err = b.probeLag(ctx, src, dc, lag.Rate, ldur)
+	lag.Ours, err = b.probeLag(ctx, "ours", src, dc, b.svc.pid(), childListening(b.svc.pid(), db.Port), lag.Rate, ldur)
 	b.svc.profile(ctx, "stop", "")
 	if err != nil {
 		return fmt.Errorf("lag, ours: %w", err)
 	}
-	b.logf("lag: ours: p50 %.2f ms, p99 %.2f ms, max %.2f ms", lag.Ours.P50, lag.Ours.P99, lag.Ours.Max)
+	b.logf("lag: ours: p50 %.2f ms, p99 %.2f ms, max %.2f ms; CPU per M commands: service %.2f s, its redis-server %.2f s", lag.Ours.P50, lag.Ours.P99, lag.Ours.Max, lag.Ours.ServiceCPUPerM, lag.Ours.RedisCPUPerM)
 	_ = b.svc.delete(ctx, db.UID)
 
 	b.logf("lag: native replica at %s cmd/s for %s", kilo(lag.Rate), ldur)
@@ -158,11 +165,11 @@ func (b *runner) streaming(ctx context.Context) error {
 	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
 		return err
 	}
-	lag.Native, err = b.probeLag(ctx, src, nat.c, lag.Rate, ldur)
+	lag.Native, err = b.probeLag(ctx, "native", src, nat.c, 0, nat.proc.pid(), lag.Rate, ldur)
 	if err != nil {
 		return fmt.Errorf("lag, native: %w", err)
 	}
-	b.logf("lag: native: p50 %.2f ms, p99 %.2f ms, max %.2f ms", lag.Native.P50, lag.Native.P99, lag.Native.Max)
+	b.logf("lag: native: p50 %.2f ms, p99 %.2f ms, max %.2f ms; CPU per M commands: replica %.2f s", lag.Native.P50, lag.Native.P99, lag.Native.Max, lag.Native.RedisCPUPerM)
 	b.res.Lag = &lag
 	return nil
 }
@@ -173,6 +180,7 @@ func (b *runner) streaming(ctx context.Context) error {
 func (b *runner) saturate(ctx context.Context, src *server, dur time.Duration, pid, destPid int,
 	applied func(context.Context) (int64, int, error), dst *redis.Client) (StreamSide, error) {
 	var side StreamSide
+	quiesce(ctx, src.c, dst)
 	p, err := dialPipe(ctx, src.addr(), src.password, 8192)
 	if err != nil {
 		return side, err
@@ -317,11 +325,28 @@ func trend(s []sample, bytesPerSec float64) (bool, string) {
 	return late > 0.05 && late > 1.5*early, desc
 }
 
+// quiesce waits (at most a minute) until none of the servers runs a fork:
+// an AOF rewrite, or the RDB of a full sync, so that a measurement starts
+// without one in its way (it may still meet the ones its load causes).
+func quiesce(ctx context.Context, clients ...*redis.Client) {
+	deadline := time.Now().Add(time.Minute)
+	for _, c := range clients {
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			m, err := info(ctx, c, "persistence")
+			if err != nil || m["aof_rewrite_in_progress"] != "1" && m["aof_rewrite_scheduled"] != "1" && m["rdb_bgsave_in_progress"] != "1" {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
 // probeLag writes at rate commands/s to src for dur while a probe key is
 // written every 5 ms; the destination dst reports each probe's arrival by
 // keyspace notification, the moment it becomes readable there.
-func (b *runner) probeLag(ctx context.Context, src *server, dst *redis.Client, rate float64, dur time.Duration) (LagSide, error) {
+func (b *runner) probeLag(ctx context.Context, name string, src *server, dst *redis.Client, svcPid, redisPid int, rate float64, dur time.Duration) (LagSide, error) {
 	var side LagSide
+	quiesce(ctx, src.c, dst)
 	if err := dst.ConfigSet(ctx, "notify-keyspace-events", "K$").Err(); err != nil {
 		return side, fmt.Errorf("enable keyspace notifications at the destination: %w", err)
 	}
@@ -354,6 +379,7 @@ func (b *runner) probeLag(ctx context.Context, src *server, dst *redis.Client, r
 	defer p.close()
 	stop := make(chan struct{})
 	loadErr := make(chan error, 1)
+	sm, rm := startMeter(svcPid), startMeter(redisPid)
 	began := time.Now()
 	go func() { loadErr <- p.run(ctx, streamGen(uint64(time.Now().UnixNano()), b.cfg.StreamKeys), rate, stop) }()
 
@@ -385,6 +411,10 @@ probe:
 		return side, err
 	}
 	side.Achieved = float64(p.acked.Load()) / time.Since(began).Seconds()
+	if n := float64(p.acked.Load()); n > 0 {
+		side.ServiceCPUPerM = sm.stop().CPUSeconds / n * 1e6
+		side.RedisCPUPerM = rm.stop().CPUSeconds / n * 1e6
+	}
 	// Wait for the last probes (bounded).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -399,11 +429,16 @@ probe:
 	mu.Lock()
 	defer mu.Unlock()
 	var lags []float64
+	// Every probe's lag, for a look at when the slow ones happen.
+	var csv strings.Builder
+	csv.WriteString("sent_ms,lag_ms\n")
 	for i, t := range sent {
 		if a, ok := arrived[i]; ok {
 			lags = append(lags, float64(a.Sub(t).Microseconds())/1000)
+			fmt.Fprintf(&csv, "%d,%.3f\n", t.Sub(began).Milliseconds(), lags[len(lags)-1])
 		}
 	}
+	_ = os.WriteFile(filepath.Join(b.runDir, "lag-"+name+".csv"), []byte(csv.String()), 0o644)
 	side.Probes, side.Missing = len(sent), len(sent)-len(lags)
 	if len(lags) == 0 {
 		return side, fmt.Errorf("no probe arrived")
