@@ -24,8 +24,8 @@ type runner struct {
 // Run runs the benchmark within cfg.Timeout and writes its results. A phase
 // that fails is reported in the results and the next one runs; everything
 // the run started is stopped before Run returns.
-func Run(ctx context.Context, cfg Config) error {
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+func Run(parent context.Context, cfg Config) error {
+	ctx, cancel := context.WithTimeout(parent, cfg.Timeout)
 	defer cancel()
 	b := &runner{cfg: cfg, began: time.Now()}
 	b.res = &Results{Started: b.began.UTC(), Params: Params{
@@ -82,6 +82,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	b.res.Seconds = time.Since(b.began).Seconds()
+	if interrupted := parent.Err() != nil; interrupted {
+		// Asked to stop: show what was measured, keep the last results.
+		b.cfg.Results = ""
+		defer b.logf("interrupted: %s and RESULTS.md left as they were", "results.json")
+	}
 	return b.write()
 }
 
