@@ -29,6 +29,8 @@ import (
 //	        current one (the first key always gets one)
 //	function FUNCTION LOAD REPLACE <code>
 //	aux lua  SCRIPT LOAD <body> (scripts that Redis < 7 kept in the RDB)
+//	raw      RESTORE key <expiry ms or 0> <DUMP payload> [REPLACE] [ABSTTL] for a
+//	         key the decoder hands over whole (WithRawValues)
 //
 // Commands use Redis 7.0 syntax (XSETID, ENTRIESREAD); field expiries need
 // 7.4. Limitations: pending entries whose message was deleted from the

@@ -42,6 +42,18 @@
 // the bytes actually read, and strings longer than WithMaxStringSize
 // (512 MiB by default, Redis's own limit) are errors.
 //
+// # Raw values
+//
+// With WithRawValues(limit, maxVersion) and a Handler that implements
+// RawHandler (CommandWriter does), a key whose encoded value takes at most
+// limit bytes is handed over whole, as the payload DUMP would produce for
+// it, instead of in chunks; CommandWriter writes it with RESTORE, which the
+// target loads as cheaply as an RDB. Only payloads whose RDB version the
+// target reads (maxVersion) qualify. The value is recorded while it is
+// decoded (so it is still checked); one that outgrows the limit is decoded
+// again from the recorded bytes and delivered in chunks as usual, so memory
+// stays bounded by the limit plus a chunk.
+//
 // # Reading exactly the payload
 //
 // After a full resync the master keeps sending the replication stream on
