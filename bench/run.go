@@ -82,6 +82,7 @@ func Run(parent context.Context, cfg Config) error {
 		}
 	}
 	b.res.Seconds = time.Since(b.began).Seconds()
+	b.res.Machine.LoadAfter = loadavg()
 	if interrupted := parent.Err() != nil; interrupted {
 		// Asked to stop: show what was measured, keep the last results.
 		b.cfg.Results = ""
