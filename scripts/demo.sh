@@ -54,8 +54,10 @@ echo "== starting redis-replicad us (:$us_port), eu (:$eu_port) and a legacy red
 start_instance us "$us_port" 19000-19099
 start_instance eu "$eu_port" 19100-19199
 mkdir -p "$work/legacy"
+# repl-diskless-sync-delay 0: start the full sync at once (Redis waits 5 s
+# by default, for more replicas to share one transfer).
 redis-server --port "$legacy_port" --bind 127.0.0.1 --requirepass legacy-secret --save "" --appendonly no \
-  --dir "$work/legacy" --logfile "$work/legacy.log" &
+  --repl-diskless-sync-delay 0 --dir "$work/legacy" --logfile "$work/legacy.log" &
 pids+=($!)
 legacy() { REDISCLI_AUTH=legacy-secret redis-cli -p "$legacy_port" "$@"; }
 for _ in $(seq 1 50); do legacy PING >/dev/null 2>&1 && break; sleep 0.1; done
