@@ -56,7 +56,11 @@ func (b *runner) startService(ctx context.Context) (*service, error) {
 	if err != nil {
 		return nil, err
 	}
-	lo := 30000 + 10*int(time.Now().UnixNano()%2000)
+	// Databases get ports below the kernel's ephemeral ones (32768 and up),
+	// so that no client connection takes a database's port between its
+	// check and its start, and away from the test helpers' windows
+	// (20000-39999) and the service's default range (12000-12999).
+	lo := 14000 + 300*int(time.Now().UnixNano()%13)
 	s := &service{dataDir: filepath.Join(b.runDir, "service")}
 	args := []string{"serve", "--name", "bench", "--data-dir", s.dataDir, "--listen", "127.0.0.1:" + strconv.Itoa(port),
 		"--port-range", fmt.Sprintf("%d-%d", lo, lo+299), "--log-level", "warn"}
@@ -265,3 +269,4 @@ func (s *service) profile(ctx context.Context, action, name string) {
 		resp.Body.Close()
 	}
 }
+
