@@ -269,4 +269,3 @@ func (s *service) profile(ctx context.Context, action, name string) {
 		resp.Body.Close()
 	}
 }
-
