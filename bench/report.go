@@ -165,6 +165,15 @@ func (r *Results) rows() []row {
 			ratio:  fmt.Sprintf("%.1fx B out", o.WireOutPerCmd/n.BytesPerCmd),
 		})
 	}
+	if l := r.Lag; l != nil && l.Native.RedisCPUPerM > 0 {
+		o := l.Ours.ServiceCPUPerM + l.Ours.RedisCPUPerM
+		rows = append(rows, row{
+			figure: fmt.Sprintf("4. Cost at half load (%s commands/s): CPU time per million commands", kilo(l.Rate)),
+			ours:   fmt.Sprintf("%.2f s: service %.2f s + its redis-server %.2f s", o, l.Ours.ServiceCPUPerM, l.Ours.RedisCPUPerM),
+			native: fmt.Sprintf("%.2f s: replica", l.Native.RedisCPUPerM),
+			ratio:  fmt.Sprintf("%.2fx", o/l.Native.RedisCPUPerM),
+		})
+	}
 	if t := r.Terraform; t != nil {
 		what := fmt.Sprintf("%d redis_database + %d redis_replica_of", t.Databases, t.ReplicaOf)
 		rows = append(rows, row{
@@ -221,8 +230,8 @@ const methodology = `
 Found with the CPU profiles of BENCH_PROFILE=1 (the service under pprof, profiles in bench/out/profiles) and perf on the redis-server processes.
 
 - **Full sync** is bounded by the destination's redis-server. A key replayed as commands costs it several times what loading the same key from an RDB costs, so keys whose encoding is at most 256 KiB go whole with RESTORE (as fast to load as an RDB), and only bigger keys go in chunks of commands. The destination keeps its AOF on during the load (the native replica turns it off while it loads, then rewrites it once), and it also has the service's work beside it on the same cores.
-- **Streaming** with a saturating writer is bounded by CPU: source, writer, service and destination share 2 cores. At the same rate the destination needs about 1.2x the native replica's CPU per command (each stream batch is a MULTI/EXEC carrying its checkpoint, so every command also gets a +QUEUED reply), and the service adds about 1 s of CPU per million commands. Even the native replica falls behind a saturating pipelined writer on this machine.
-- **Lag** at half load is about a millisecond at the median. The tail comes from the destination's AOF rewrites (a fork every few seconds at these write rates, the child taking one of the 2 cores); the native replica has them too, configured the same way. bench/out/run/lag-*.csv has every probe's lag.
+- **Streaming** with a saturating writer is bounded by CPU: source, writer, service and destination share 2 cores. At the same rate, the destination needs 5 to 20% more CPU per command than the native replica (each stream batch is a MULTI/EXEC that carries its checkpoint, so every command also gets a +QUEUED reply), and the service adds about 1 s of CPU per million commands (at moderate rates mostly system calls and wake-ups: reads of the source as its data arrives, so that a command is never held back), so the replication path costs about 1.4x the native replica's CPU. Even the native replica falls behind a saturating pipelined writer on this machine.
+- **Lag** at half load is about 2 ms at the median. The tail comes from stalls of a few seconds when a redis-server rewrites its AOF (a fork every few seconds at these write rates, whose child takes one of the 2 cores); the native replica has them too, being configured the same way. bench/out/run/lag-*.csv has every probe's lag.
 - **Memory**: the service's queue between reader and writer is bounded in bytes (64 blocks of about 64 KiB, or one bigger item), the decoder holds one chunk, and at most 3 batches of at most 1 MiB are in flight, whatever the biggest key.
 - **Terraform** plan time is Terraform's own start-up and one GET per resource.
 `
@@ -277,4 +286,17 @@ func human(n int) string {
 		out = append(out, s[i])
 	}
 	return string(out)
+}
+
+// Render rewrites RESULTS.md from results.json in dir, without measuring.
+func Render(dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var r Results
+	if err := json.Unmarshal(data, &r); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "RESULTS.md"), []byte(r.markdown()), 0o644)
 }

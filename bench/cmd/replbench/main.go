@@ -26,6 +26,18 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "render" {
+		// RESULTS.md again from results.json (after a change of its layout).
+		root, err := repoRoot()
+		if err == nil {
+			err = bench.Render(filepath.Join(root, "bench"))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "replbench render:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "replbench:", err)
 		os.Exit(1)
