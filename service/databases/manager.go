@@ -158,6 +158,9 @@ func (m *Manager) afterStart(ctx context.Context, uid int) {
 
 // applyLive pushes users and limits to a running database.
 func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
+	if err := m.waitOwnChild(ctx, d.UID); err != nil {
+		return fmt.Errorf("database %d: %w", d.UID, err)
+	}
 	c := m.Client(d.UID)
 	if err := WaitReady(ctx, c); err != nil {
 		return fmt.Errorf("database %d: %w", d.UID, err)
@@ -178,6 +181,28 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 		return fmt.Errorf("set maxmemory of database %d: %w", d.UID, err)
 	}
 	return nil
+}
+
+// waitOwnChild polls until the redis-server answering on the database's
+// socket is the child this Manager started: a server of a previous life of
+// the service may still be answering there while it shuts down.
+func (m *Manager) waitOwnChild(ctx context.Context, uid int) error {
+	for {
+		m.mu.Lock()
+		p := m.procs[uid]
+		m.mu.Unlock()
+		if p == nil {
+			return errors.New("not running")
+		}
+		if pid := p.childPID(); pid != 0 && m.PID(ctx, uid) == pid {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for its redis-server to start: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Client is the service's own connection pool to database uid (nil if unknown).

@@ -28,6 +28,7 @@ type process struct {
 
 	mu       sync.Mutex
 	running  bool // a child is up (it may not answer yet)
+	pid      int  // its process id
 	restarts int
 	lastErr  string
 
@@ -46,6 +47,12 @@ func (p *process) start(parent context.Context) {
 func (p *process) stop() {
 	p.cancel()
 	<-p.done
+}
+
+func (p *process) childPID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid
 }
 
 func (p *process) state() (running bool, restarts int, lastErr string) {
@@ -105,6 +112,7 @@ func (p *process) runOnce(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	p.running = true
+	p.pid = cmd.Process.Pid
 	p.mu.Unlock()
 	childCtx, childDone := context.WithCancel(ctx)
 	defer childDone()
@@ -113,7 +121,7 @@ func (p *process) runOnce(ctx context.Context) error {
 	}
 	defer func() {
 		p.mu.Lock()
-		p.running = false
+		p.running, p.pid = false, 0
 		p.mu.Unlock()
 	}()
 	waited := make(chan error, 1)
