@@ -34,6 +34,8 @@ type Config struct {
 
 	TFDatabases int // redis_database and redis_replica_of resources each
 
+	CompressKeys int // keys of the JSON-like dataset of the compression row (the mixed one gets half)
+
 	Only    map[string]bool // phases to run; empty = all
 	Timeout time.Duration   // bound of the whole run
 
@@ -44,18 +46,18 @@ type Config struct {
 }
 
 // Phases, in run order.
-var Phases = []string{"fullsync", "streaming", "terraform"}
+var Phases = []string{"fullsync", "compression", "streaming", "terraform"}
 
 func defaults(scale string) (Config, error) {
 	switch scale {
 	case "", "quick":
 		return Config{Scale: "quick", MixedKeys: 200_000, ZSetMembers: 1_000_000, Repeat: 1,
 			StreamSeconds: 15, LagSeconds: 15, StreamKeys: 100_000, TFDatabases: 50,
-			Timeout: 15 * time.Minute}, nil
+			CompressKeys: 200_000, Timeout: 15 * time.Minute}, nil
 	case "full":
 		return Config{Scale: "full", MixedKeys: 1_000_000, ZSetMembers: 1_000_000, Repeat: 3,
 			StreamSeconds: 30, LagSeconds: 30, StreamKeys: 200_000, TFDatabases: 50,
-			Timeout: 60 * time.Minute}, nil
+			CompressKeys: 500_000, Timeout: 60 * time.Minute}, nil
 	}
 	return Config{}, fmt.Errorf("BENCH_SCALE=%q: want quick or full", scale)
 }
@@ -69,7 +71,9 @@ func defaults(scale string) (Config, error) {
 //	BENCH_STREAM_SECONDS saturating load duration (quick 15, full 30)
 //	BENCH_LAG_SECONDS    half-load duration (quick 15, full 30)
 //	BENCH_TF_DATABASES   databases and replica_of resources each (50)
-//	BENCH_ONLY           comma list of phases: fullsync, streaming, terraform
+//	BENCH_COMPRESS_KEYS  JSON-like keys of the compression row, the mixed dataset there
+//	                     gets half (quick 200000, full 500000; 0 skips the row)
+//	BENCH_ONLY           comma list of phases: fullsync, compression, streaming, terraform
 //	BENCH_TIMEOUT        bound of the whole run (quick 15m, full 60m)
 //	BENCH_PROFILE        1: CPU and heap profiles of the service per phase in bench/out/profiles
 //	BENCH_RESULTS        directory of results.json and RESULTS.md (bench); "-" writes none
@@ -84,7 +88,7 @@ func FromEnv(root string) (Config, error) {
 	}{
 		{"BENCH_KEYS", &c.MixedKeys}, {"BENCH_ZSET", &c.ZSetMembers}, {"BENCH_REPEAT", &c.Repeat},
 		{"BENCH_STREAM_SECONDS", &c.StreamSeconds}, {"BENCH_LAG_SECONDS", &c.LagSeconds},
-		{"BENCH_TF_DATABASES", &c.TFDatabases},
+		{"BENCH_TF_DATABASES", &c.TFDatabases}, {"BENCH_COMPRESS_KEYS", &c.CompressKeys},
 	}
 	for _, v := range ints {
 		if s := os.Getenv(v.name); s != "" {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 )
@@ -192,5 +193,80 @@ func streamGen(seed uint64, keys int) gen {
 			dst = appendCmd(dst, []byte("ZADD"), k, num[:s], num[s:])
 		}
 		return dst, 1
+	}
+}
+
+// words of the JSON-like documents: the vocabulary of a typical
+// application's records, so that the text compresses as such data does.
+var words = []string{"active", "pending", "shipped", "delivered", "cancelled", "returned", "standard", "express",
+	"premium", "basic", "gold", "silver", "north", "south", "east", "west", "warehouse", "store", "online",
+	"mobile", "desktop", "tablet", "credit", "debit", "paypal", "voucher", "red", "blue", "green", "black",
+	"white", "small", "medium", "large", "cotton", "leather", "steel", "wood", "organic", "refurbished",
+	"the", "customer", "asked", "for", "a", "delivery", "before", "noon", "please", "leave", "parcel", "at",
+	"door", "gift", "wrap", "with", "card", "call", "on", "arrival", "fragile", "handle", "care"}
+
+var cities = []string{"Paris", "Berlin", "Madrid", "Rome", "Lisbon", "Dublin", "Vienna", "Prague", "Warsaw",
+	"Amsterdam", "Brussels", "Stockholm", "Oslo", "Helsinki", "Copenhagen", "Athens", "Budapest", "Zurich"}
+
+// jsonGen writes keys [from, to) of the JSON-like dataset: one string per
+// key, an order record of 300 B to 2 KB (field names repeated in every
+// record, values from a small vocabulary, numbers, dates and ids), the
+// kind of value that compression is meant for. The content of key i depends
+// only on i.
+func jsonGen(from, to int) gen {
+	i := from
+	var v []byte
+	return func(dst []byte) ([]byte, int) {
+		if i >= to {
+			return dst, 0
+		}
+		r := rand.New(rand.NewPCG(uint64(i), 11))
+		id := i
+		i++
+		pick := func(l []string) string { return l[r.IntN(len(l))] }
+		v = append(v[:0], `{"id":`...)
+		v = strconv.AppendInt(v, int64(id), 10)
+		v = append(v, `,"customer":{"id":"cus_`...)
+		v = strconv.AppendInt(v, int64(r.IntN(1_000_000)), 36)
+		v = append(v, `","email":"user`...)
+		v = strconv.AppendInt(v, int64(r.IntN(1_000_000)), 10)
+		v = append(v, `@example.com","city":"`...)
+		v = append(v, pick(cities)...)
+		v = append(v, `","tier":"`...)
+		v = append(v, pick(words[8:12])...)
+		v = append(v, `"},"status":"`...)
+		v = append(v, pick(words[:6])...)
+		v = append(v, `","created_at":"2025-`...)
+		v = fmt.Appendf(v, "%02d-%02dT%02d:%02d:%02dZ", 1+r.IntN(12), 1+r.IntN(28), r.IntN(24), r.IntN(60), r.IntN(60))
+		v = append(v, `","channel":"`...)
+		v = append(v, pick(words[16:22])...)
+		v = append(v, `","payment":{"method":"`...)
+		v = append(v, pick(words[22:26])...)
+		v = append(v, `","currency":"EUR"},"items":[`...)
+		for j := range 1 + r.IntN(12) {
+			if j > 0 {
+				v = append(v, ',')
+			}
+			v = append(v, `{"sku":"SKU-`...)
+			v = strconv.AppendInt(v, int64(10000+r.IntN(90000)), 10)
+			v = append(v, `","name":"`...)
+			v = append(v, pick(words[26:32])...)
+			v = append(v, ' ')
+			v = append(v, pick(words[32:40])...)
+			v = append(v, `","quantity":`...)
+			v = strconv.AppendInt(v, int64(1+r.IntN(5)), 10)
+			v = append(v, `,"unit_price":`...)
+			v = strconv.AppendFloat(v, float64(r.IntN(100_000))/100, 'f', 2, 64)
+			v = append(v, '}')
+		}
+		v = append(v, `],"note":"`...)
+		for j := range r.IntN(20) {
+			if j > 0 {
+				v = append(v, ' ')
+			}
+			v = append(v, pick(words[40:])...)
+		}
+		v = append(v, `"}`...)
+		return appendCmd(dst, []byte("SET"), []byte("order:"+strconv.Itoa(id)), v), 1
 	}
 }

@@ -31,7 +31,7 @@ func Run(parent context.Context, cfg Config) error {
 	b.res = &Results{Started: b.began.UTC(), Params: Params{
 		Scale: cfg.Scale, MixedKeys: cfg.MixedKeys, ZSetMembers: cfg.ZSetMembers, Repeat: cfg.Repeat,
 		StreamSeconds: cfg.StreamSeconds, LagSeconds: cfg.LagSeconds, StreamKeys: cfg.StreamKeys,
-		TFDatabases: cfg.TFDatabases, Profile: cfg.Profile,
+		TFDatabases: cfg.TFDatabases, CompressKeys: cfg.CompressKeys, Profile: cfg.Profile,
 	}}
 	var err error
 	if b.redisServer, err = exec.LookPath("redis-server"); err != nil {
@@ -62,6 +62,7 @@ func Run(parent context.Context, cfg Config) error {
 		run  func(context.Context) error
 	}{
 		{"fullsync", b.fullSyncs},
+		{"compression", b.compression},
 		{"streaming", b.streaming},
 		{"terraform", b.terraform},
 	}

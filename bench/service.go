@@ -52,6 +52,17 @@ func (b *runner) build(ctx context.Context) error {
 // startService runs the service with its data under runDir. Databases get
 // ports from a range of their own.
 func (b *runner) startService(ctx context.Context) (*service, error) {
+	return b.startInstance(ctx, "service", 0, b.cfg.Profile)
+}
+
+// portSlot picks, once per run, which of 13 ranges of 300 ports the first
+// instance takes; instance n takes the n-th range after it.
+var portSlot = int(time.Now().UnixNano() % 13)
+
+// startInstance runs an instance of the service named name (its data dir
+// and log under runDir), with the n-th port range of the run, under the
+// profiling wrapper when profile is set.
+func (b *runner) startInstance(ctx context.Context, name string, n int, profile bool) (*service, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -60,12 +71,17 @@ func (b *runner) startService(ctx context.Context) (*service, error) {
 	// so that no client connection takes a database's port between its
 	// check and its start, and away from the test helpers' windows
 	// (20000-39999) and the service's default range (12000-12999).
-	lo := 14000 + 300*int(time.Now().UnixNano()%13)
-	s := &service{dataDir: filepath.Join(b.runDir, "service")}
-	args := []string{"serve", "--name", "bench", "--data-dir", s.dataDir, "--listen", "127.0.0.1:" + strconv.Itoa(port),
+	lo := 14000 + 300*((portSlot+n)%13)
+	s := &service{dataDir: filepath.Join(b.runDir, name)}
+	logPath := filepath.Join(b.runDir, name+".log")
+	cluster := "bench"
+	if n > 0 {
+		cluster = fmt.Sprintf("bench-%d", n)
+	}
+	args := []string{"serve", "--name", cluster, "--data-dir", s.dataDir, "--listen", "127.0.0.1:" + strconv.Itoa(port),
 		"--port-range", fmt.Sprintf("%d-%d", lo, lo+299), "--log-level", "warn"}
 	bin := filepath.Join(b.cfg.OutDir, "bin", "redis-replicad")
-	if b.cfg.Profile {
+	if profile {
 		// The harness itself, as a service that can be told to profile.
 		if bin, err = os.Executable(); err != nil {
 			return nil, err
@@ -79,7 +95,7 @@ func (b *runner) startService(ctx context.Context) (*service, error) {
 			"--profile-dir", filepath.Join(b.cfg.OutDir, "profiles")}, args[1:]...)
 	}
 	cmd := exec.Command(bin, args...)
-	s.proc, err = b.procs.start("redis-replicad", cmd, filepath.Join(b.runDir, "service.log"), syscall.SIGTERM)
+	s.proc, err = b.procs.start("redis-replicad", cmd, logPath, syscall.SIGTERM)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +118,7 @@ func (b *runner) startService(ctx context.Context) (*service, error) {
 			}
 		}
 		if time.Now().After(deadline) || s.proc.exited() || ctx.Err() != nil {
-			log, _ := os.ReadFile(filepath.Join(b.runDir, "service.log"))
+			log, _ := os.ReadFile(logPath)
 			return nil, fmt.Errorf("redis-replicad did not start:\n%s", log)
 		}
 		time.Sleep(50 * time.Millisecond)
