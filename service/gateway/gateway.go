@@ -373,8 +373,8 @@ func (e *endpoint) relay(s *session, clientBuf *bufio.Reader, first [][]byte, le
 		defer func() { done <- struct{}{} }()
 		out := &countingWriter{w: s.client, n: wire}
 		if level == 0 {
-			n, _ := io.Copy(out, s.upstream)
-			plain.Add(float64(n))
+			// Uncompressed, both counters move with every write.
+			io.Copy(&countingWriter{w: out, n: plain}, s.upstream)
 			return
 		}
 		fw, _ := flate.NewWriter(out, level)
