@@ -232,3 +232,34 @@ func TestServiceKilledWithSIGKILLComesBack(t *testing.T) {
 		t.Fatalf("keys after kill -9: %d %v\n%s", n, err, p.Log())
 	}
 }
+
+func TestServiceStartsWhenADatabaseCannot(t *testing.T) {
+	i := servicetest.Start(t)
+	blocked := mustCreate(t, i, api.CreateDatabaseRequest{Name: "blocked", MemorySize: 16 << 20})
+	fine := mustCreate(t, i, api.CreateDatabaseRequest{Name: "fine", MemorySize: 16 << 20})
+	i.Stop(t)
+	// Another program takes the port of one database while the service is down.
+	squatter, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", blocked.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i.StartAgain(t)
+	var got api.Database
+	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", fine.UID), nil, &got)
+	if got.Status != api.StatusActive {
+		t.Fatalf("the other database: %s", got.Status)
+	}
+	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", blocked.UID), nil, &got)
+	if got.Status == api.StatusActive {
+		t.Fatal("a database whose port is taken says it is active")
+	}
+	// Once the port is free, the database comes back by itself.
+	squatter.Close()
+	eventually(t, time.Minute, "the blocked database starts", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", blocked.UID), nil, &got)
+		if got.Status != api.StatusActive {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return dbClient(t, blocked, blocked.AuthenticationRedisPass).Ping(ctx(t)).Err()
+	})
+}

@@ -75,11 +75,18 @@ func (c *Controller) Start(ctx context.Context) error {
 		return fmt.Errorf("read databases from the state file: %w", err)
 	}
 	for _, d := range all {
-		if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
-			return fmt.Errorf("start database %d (%s): %w", d.UID, d.Name, err)
-		}
+		// One database that cannot start (its port taken by another
+		// program, say) must not keep the others and the API down: its
+		// process keeps being retried, and its status says so.
 		if err := c.cfg.Gateway.Ensure(d); err != nil {
-			return err
+			c.cfg.Logger.Error("replication endpoint did not start", "uid", d.UID, "name", d.Name, "err", err)
+		}
+		startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.cfg.Databases.Ensure(startCtx, d)
+		cancel()
+		if err != nil {
+			c.cfg.Logger.Error("database did not start; retrying in the background", "uid", d.UID, "name", d.Name, "err", err)
+			continue
 		}
 		c.cfg.Logger.Info("database started", "uid", d.UID, "name", d.Name, "port", d.Port)
 	}

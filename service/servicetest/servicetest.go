@@ -95,6 +95,12 @@ func (i *Instance) stop(t testing.TB) {
 	i.App = nil
 }
 
+// Stop stops the instance; Start it again with StartAgain.
+func (i *Instance) Stop(t testing.TB) { i.stop(t) }
+
+// StartAgain starts a stopped instance on the same data directory and address.
+func (i *Instance) StartAgain(t testing.TB) { i.start(t) }
+
 // Restart stops the instance and starts it again on the same data directory
 // and address.
 func (i *Instance) Restart(t testing.TB) {
