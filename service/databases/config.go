@@ -108,6 +108,11 @@ func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFi
 	// On SIGTERM, wait at most a second for replicas to catch up, so that a
 	// restart of the service is quick.
 	line("shutdown-timeout 1")
+	// And never refuse SIGTERM: a destination that was just loaded rewrites
+	// its AOF, and Redis would otherwise not exit before that ends (nor when
+	// the service dies). Its AOF then still holds the state from before the
+	// load, without checkpoints, so the service loads it again.
+	line("shutdown-on-sigterm force")
 	line("repl-diskless-sync yes")
 	line("repl-diskless-sync-delay 0")
 	// Redis 7.0 replays the AOF as the default user and checks its ACL at

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -130,12 +131,36 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 			return err
 		}
 		cps = map[string]checkpoint{}
+		// Like a native replica, the destination does not log the load to
+		// its AOF command by command: the AOF is rewritten once from the
+		// loaded dataset. A crash before that rewrite ends finds the flushed
+		// state without checkpoints, and loads everything again.
+		if err := ckc.ConfigSet(ctx, "appendonly", "no").Err(); err != nil {
+			return fmt.Errorf("pause the AOF of destination %d for the load: %w", d.db.UID, err)
+		}
+	} else if err := ensureAOF(ctx, ckc); err != nil {
+		return err
 	}
 
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
-	errs := make(chan error, len(d.sources))
+	errs := make(chan error, len(d.sources)+1)
 	var wg sync.WaitGroup
+	var loading atomic.Int32
+	loading.Store(int32(len(d.sources)))
+	onLoaded := func() {
+		if loading.Add(-1) != 0 {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ensureAOF(ctx, ckc); err != nil && ctx.Err() == nil {
+				errs <- err
+				cancelAll()
+			}
+		}()
+	}
 	for _, s := range d.sources {
 		tlsCfg, err := d.m.sourceTLS(s.src)
 		if err != nil {
@@ -150,6 +175,9 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 		}
 		if cp, ok := cps[s.url.Addr()]; ok {
 			sy.resume = &cp
+		}
+		if full {
+			sy.onLoaded = onLoaded
 		}
 		if full {
 			s.status.set(func(st *sourceStatus) { st.rdbSize, st.rdbDone, st.received, st.applied = 0, 0, 0, 0 })
@@ -186,4 +214,25 @@ func (d *destination) sameSetup(o store.Database) bool {
 		}
 	}
 	return true
+}
+
+// ensureAOF turns the destination's AOF back on (which rewrites it from the
+// dataset) when a load turned it off, retrying while a rewrite cannot start.
+func ensureAOF(ctx context.Context, c *redis.Client) error {
+	for {
+		on, err := c.ConfigGet(ctx, "appendonly").Result()
+		if err == nil && on["appendonly"] == "yes" {
+			return nil
+		}
+		if err == nil {
+			if err = c.ConfigSet(ctx, "appendonly", "yes").Err(); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("turn the destination's AOF back on: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -46,6 +46,8 @@ type syncer struct {
 	// wireSeen is how many bytes of the current connection the wire
 	// metric has counted.
 	wireSeen int64
+	// onLoaded, when set, is told once the full load is committed.
+	onLoaded func()
 	// destRDB is the newest RDB version the destination reads (0: unknown),
 	// for the keys of a full load written whole with RESTORE.
 	destRDB int
@@ -403,6 +405,10 @@ func (s *syncer) complete(ctx context.Context, w *destWriter, conn *replproto.Co
 	if *loading {
 		*loading = false
 		s.log.Info("full sync complete; streaming", "source", s.url.String(), "offset", cp.Offset)
+		if s.onLoaded != nil {
+			s.onLoaded()
+			s.onLoaded = nil
+		}
 		conn.SetAppliedOffset(cp.Offset)
 		_ = conn.SendAck(cp.Offset)
 		s.metrics.appliedOffset.Set(float64(cp.Offset))
