@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/replicad/terraform-provider-redis/internal/client"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 )
@@ -37,6 +39,22 @@ func readSourceURL(ctx context.Context, c *client.Client, uid int) (sourceURL, e
 		return sourceURL{}, err
 	}
 	return parseSourceURL(out.URI)
+}
+
+// lookupSourceURL reads the source URL of the database named by the
+// database_id attribute, reporting a bad id or a failed read on it.
+func lookupSourceURL(ctx context.Context, c *client.Client, databaseID string, diags *diag.Diagnostics) (sourceURL, bool) {
+	uid, err := parseDatabaseID(databaseID)
+	if err != nil {
+		diags.AddAttributeError(path.Root("database_id"), "Invalid database id", err.Error())
+		return sourceURL{}, false
+	}
+	s, err := readSourceURL(ctx, c, uid)
+	if err != nil {
+		diags.AddAttributeError(path.Root("database_id"), fmt.Sprintf("Could not read the source URL of database %d", uid), err.Error())
+		return sourceURL{}, false
+	}
+	return s, true
 }
 
 // regenerateSourceURL gives the database uid a new admin password and

@@ -2,12 +2,10 @@ package provider
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral/schema"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -85,14 +83,8 @@ func (e *sourceURLEphemeralResource) Open(ctx context.Context, req ephemeral.Ope
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	uid, err := parseDatabaseID(config.DatabaseID.ValueString())
-	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("database_id"), "Invalid database id", err.Error())
-		return
-	}
-	s, err := readSourceURL(ctx, e.client, uid)
-	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("database_id"), fmt.Sprintf("Could not read the source URL of database %d", uid), err.Error())
+	s, ok := lookupSourceURL(ctx, e.client, config.DatabaseID.ValueString(), &resp.Diagnostics)
+	if !ok {
 		return
 	}
 	config.URI = types.StringValue(s.URI)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,51 +30,27 @@ func TestExactlyOnceAcrossKill9(t *testing.T) {
 	dst := a.create(api.CreateDatabaseRequest{Name: "counters", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
 	a.waitInSync(dst.UID, time.Minute)
 
-	// The writer: pipelines of INCRs, and transactions, as fast as it can.
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var written atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c := src.Client()
-		for n := 0; ctx.Err() == nil; n++ {
-			var pipe redis.Pipeliner
-			if n%5 == 0 {
-				pipe = c.TxPipeline()
-			} else {
-				pipe = c.Pipeline()
-			}
-			for k := range 50 {
-				pipe.Incr(ctx, fmt.Sprint("counter:", (n+k)%40))
-			}
-			if _, err := pipe.Exec(ctx); err == nil {
-				written.Add(50)
-			}
-		}
-	}()
-	defer func() { stop(); wg.Wait() }()
+	w := startIncrWriter(t, src.Client(), 50)
 
 	dc := destClient(t, dst, 0)
 	for round := range 5 {
 		// Let the destination apply some of the stream, then crash it.
-		base := written.Load()
+		base := w.written.Load()
 		redistest.Eventually(t, time.Minute, "the stream is being applied", func() error {
-			if written.Load() < base+20000 {
-				return fmt.Errorf("written %d", written.Load()-base)
+			if w.written.Load() < base+20000 {
+				return fmt.Errorf("written %d", w.written.Load()-base)
 			}
 			if db := a.get(dst.UID); db.ReplicaSyncStatus != api.SourceInSync {
 				return fmt.Errorf("status %s", db.ReplicaSyncStatus)
 			}
 			return nil
 		})
-		t.Logf("round %d: killing the service after %d writes", round, written.Load())
+		t.Logf("round %d: killing the service after %d writes", round, w.written.Load())
 		p.Kill(t)
 		p.Start(t)
 	}
-	stop()
-	wg.Wait()
-	if written.Load() == 0 {
+	w.stop()
+	if w.written.Load() == 0 {
 		t.Fatal("nothing was written")
 	}
 	redistest.Eventually(t, 2*time.Minute, "every counter equals the source's", func() error {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,4 +150,39 @@ func eventuallyEqual(t *testing.T, timeout time.Duration, dst *redis.Client, sou
 	redistest.Eventually(t, timeout, "destination equals the sources", func() error {
 		return redistest.Diff(context.Background(), dst, sources...)
 	})
+}
+
+// incrWriter writes INCRs to counter:0..39 on c as fast as it can, in
+// pipelines of batch and every fifth one as a transaction, until stopped.
+type incrWriter struct {
+	written atomic.Int64
+	stop    func()
+}
+
+func startIncrWriter(t *testing.T, c *redis.Client, batch int) *incrWriter {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &incrWriter{}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; ctx.Err() == nil; n++ {
+			var pipe redis.Pipeliner
+			if n%5 == 0 {
+				pipe = c.TxPipeline()
+			} else {
+				pipe = c.Pipeline()
+			}
+			for k := range batch {
+				pipe.Incr(ctx, fmt.Sprint("counter:", (n+k)%40))
+			}
+			if _, err := pipe.Exec(ctx); err == nil {
+				w.written.Add(int64(batch))
+			}
+		}
+	}()
+	var once sync.Once
+	w.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(w.stop)
+	return w
 }

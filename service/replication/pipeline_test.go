@@ -3,12 +3,9 @@ package replication_test
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/service/databases"
@@ -27,52 +24,29 @@ func TestDestinationLinkCutExactlyOnce(t *testing.T) {
 	dst := a.create(api.CreateDatabaseRequest{Name: "counters", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
 	a.waitInSync(dst.UID, time.Minute)
 
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var written atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c := src.Client()
-		for n := 0; ctx.Err() == nil; n++ {
-			var pipe redis.Pipeliner
-			if n%5 == 0 {
-				pipe = c.TxPipeline()
-			} else {
-				pipe = c.Pipeline()
-			}
-			for k := range 100 {
-				pipe.Incr(ctx, fmt.Sprint("counter:", (n+k)%40))
-			}
-			if _, err := pipe.Exec(ctx); err == nil {
-				written.Add(100)
-			}
-		}
-	}()
-	defer func() { stop(); wg.Wait() }()
+	w := startIncrWriter(t, src.Client(), 100)
 
 	dc := destClient(t, dst, 0)
 	for round := range 5 {
-		base := written.Load()
+		base := w.written.Load()
 		redistest.Eventually(t, time.Minute, "the stream is being applied", func() error {
-			if written.Load() < base+20000 {
-				return fmt.Errorf("written %d", written.Load()-base)
+			if w.written.Load() < base+20000 {
+				return fmt.Errorf("written %d", w.written.Load()-base)
 			}
 			return nil
 		})
 		// The application user may not write, but may disconnect clients;
 		// the syncer may still be reconnecting after the previous cut.
 		redistest.Eventually(t, time.Minute, "a connection of the syncer cut", func() error {
-			killed, err := dc.ClientKillByFilter(ctx, "USER", databases.InternalUser).Result()
+			killed, err := dc.ClientKillByFilter(redistest.Ctx(t), "USER", databases.InternalUser).Result()
 			if err == nil && killed == 0 {
 				err = fmt.Errorf("no connection to cut")
 			}
 			return err
 		})
-		t.Logf("round %d: cut the syncer's connections after %d writes", round, written.Load())
+		t.Logf("round %d: cut the syncer's connections after %d writes", round, w.written.Load())
 	}
-	stop()
-	wg.Wait()
+	w.stop()
 	redistest.Eventually(t, 2*time.Minute, "every counter equals the source's", func() error {
 		return redistest.Diff(context.Background(), dc, src.Client())
 	})
