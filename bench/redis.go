@@ -40,7 +40,10 @@ var sourceArgs = []string{"--save", "", "--appendonly", "no", "--repl-diskless-s
 // snapshots, 17 logical databases. Everything else is Redis's default, so
 // the replica receives the RDB to disk and then loads it, as a stock
 // replica does.
-var replicaArgs = []string{"--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--databases", "17"}
+var replicaArgs = []string{"--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--databases", "17",
+	// The service rewrites an AOF once it has grown by half the database's
+	// memory_size (and by its base size): 1 GiB for the streaming database.
+	"--auto-aof-rewrite-min-size", "1gb"}
 
 func (b *runner) startServer(ctx context.Context, name string, args ...string) (*server, error) {
 	port, err := freePort()
@@ -88,8 +91,8 @@ func (b *runner) stopServer(s *server) {
 }
 
 // info returns the fields of an INFO section.
-func info(ctx context.Context, c *redis.Client, section string) (map[string]string, error) {
-	text, err := c.Info(ctx, section).Result()
+func info(ctx context.Context, c *redis.Client, sections ...string) (map[string]string, error) {
+	text, err := c.Info(ctx, sections...).Result()
 	if err != nil {
 		return nil, err
 	}

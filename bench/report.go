@@ -146,6 +146,16 @@ func (r *Results) rows() []row {
 			ratio:  fmt.Sprintf("%.1fx (p99)", l.Ours.P99/l.Native.P99),
 			target: "p99 ≤ 10 ms", met: yes(l.Ours.P99 <= 10 && l.Ours.Missing == 0),
 		})
+		if o, n := l.RewriteOurs, l.RewriteNative; o.Probes > 0 && n.Probes > 0 {
+			side := func(s LagSide) string {
+				return fmt.Sprintf("%.2f / %.2f / %.1f ms (%d of %d probes sent while the fork ran)", s.P50, s.P99, s.Max, s.ForkProbes, s.Probes)
+			}
+			rows = append(rows, row{
+				figure: fmt.Sprintf("3. Lag at half load while the destination rewrites its AOF (threshold %s), probes every 5 ms: p50 / p99 / max", mib(l.RewriteThreshold)),
+				ours:   side(o), native: side(n),
+				ratio: fmt.Sprintf("%.1fx (p99)", o.P99/n.P99),
+			})
+		}
 	}
 	for _, f := range r.FullSync {
 		target, met := "", ""

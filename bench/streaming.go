@@ -44,11 +44,34 @@ type StreamSide struct {
 	AvgBatch      float64 `json:"avg_batch_cmds,omitempty"`         // service: commands per batch (MULTI/EXEC)
 }
 
-// Lag is row 3: probes at half load.
+// Lag is row 3: probes at half load, then the same while the destination
+// rewrites its AOF.
 type Lag struct {
-	Rate   float64 `json:"cmds_per_sec"`
-	Native LagSide `json:"native"`
-	Ours   LagSide `json:"ours"`
+	Rate          float64 `json:"cmds_per_sec"`
+	Native        LagSide `json:"native"`
+	Ours          LagSide `json:"ours"`
+	RewriteNative LagSide `json:"during_rewrite_native"`
+	RewriteOurs   LagSide `json:"during_rewrite_ours"`
+	// RewriteThreshold is the AOF growth past which both rewrite in the
+	// rewrite run: half the memory_size the service is given then.
+	RewriteThreshold int64 `json:"rewrite_threshold_bytes"`
+}
+
+// rewriteThreshold picks an AOF growth threshold that the destination c is
+// already past, and that leaves it a memory_size (twice the threshold)
+// above what it uses.
+func rewriteThreshold(ctx context.Context, c *redis.Client) (int64, error) {
+	m, err := info(ctx, c, "persistence", "memory")
+	if err != nil {
+		return 0, err
+	}
+	num := func(k string) int64 { return infoInt(m, k) }
+	growth, used := num("aof_current_size")-num("aof_base_size"), num("used_memory")
+	threshold := max(used, 64<<20) // the service's floor is 64 MiB
+	if growth <= threshold || growth <= num("aof_base_size") {
+		return 0, fmt.Errorf("the AOF grew by %d bytes only (base %d, used memory %d): no rewrite is due", growth, num("aof_base_size"), used)
+	}
+	return threshold, nil
 }
 
 type LagSide struct {
@@ -58,6 +81,7 @@ type LagSide struct {
 	RedisCPUPerM   float64 `json:"redis_cpu_s_per_m_cmds"`
 	Probes         int     `json:"probes"`
 	Missing        int     `json:"missing"`
+	ForkProbes     int     `json:"probes_during_fork"` // sent while the destination's fork child ran
 	Achieved       float64 `json:"achieved_cmds_per_sec"`
 	P50            float64 `json:"p50_ms"`
 	P99            float64 `json:"p99_ms"`
@@ -148,12 +172,32 @@ func (b *runner) streaming(ctx context.Context) error {
 	ldur := time.Duration(b.cfg.LagSeconds) * time.Second
 	b.logf("lag: redis-replicad at %s cmd/s for %s", kilo(lag.Rate), ldur)
 	b.svc.profile(ctx, "start", "lag")
-	lag.Ours, err = b.probeLag(ctx, "ours", src, dc, b.svc.pid(), childListening(b.svc.pid(), db.Port), lag.Rate, ldur)
+	redisPid := childListening(b.svc.pid(), db.Port)
+	lag.Ours, err = b.probeLag(ctx, "ours", src, dc, b.svc.pid(), redisPid, lag.Rate, ldur, nil)
 	b.svc.profile(ctx, "stop", "")
 	if err != nil {
 		return fmt.Errorf("lag, ours: %w", err)
 	}
 	b.logf("lag: ours: p50 %.2f ms, p99 %.2f ms, max %.2f ms; CPU per M commands: service %.2f s, its redis-server %.2f s", lag.Ours.P50, lag.Ours.P99, lag.Ours.Max, lag.Ours.ServiceCPUPerM, lag.Ours.RedisCPUPerM)
+	// The same with an AOF rewrite of the destination: a smaller
+	// memory_size lowers the service's threshold below what the AOF has
+	// grown by, so its scheduler starts one.
+	rdur := max(8*time.Second, ldur/2)
+	b.logf("lag: redis-replicad at %s cmd/s for %s, with an AOF rewrite of the destination", kilo(lag.Rate), rdur)
+	lag.RewriteOurs, err = b.probeLag(ctx, "ours-rewrite", src, dc, b.svc.pid(), redisPid, lag.Rate, rdur, func(ctx context.Context) error {
+		threshold, err := rewriteThreshold(ctx, dc)
+		if err != nil {
+			return err
+		}
+		lag.RewriteThreshold = threshold
+		mem := 2 * threshold
+		_, err = b.svc.update(ctx, db.UID, api.UpdateDatabaseRequest{MemorySize: &mem})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("lag during a rewrite, ours: %w", err)
+	}
+	b.logf("lag: ours during a rewrite: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d probes while the fork ran", lag.RewriteOurs.P50, lag.RewriteOurs.P99, lag.RewriteOurs.Max, lag.RewriteOurs.ForkProbes)
 	_ = b.svc.delete(ctx, db.UID)
 
 	b.logf("lag: native replica at %s cmd/s for %s", kilo(lag.Rate), ldur)
@@ -165,11 +209,20 @@ func (b *runner) streaming(ctx context.Context) error {
 	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
 		return err
 	}
-	lag.Native, err = b.probeLag(ctx, "native", src, nat.c, 0, nat.proc.pid(), lag.Rate, ldur)
+	lag.Native, err = b.probeLag(ctx, "native", src, nat.c, 0, nat.proc.pid(), lag.Rate, ldur, nil)
 	if err != nil {
 		return fmt.Errorf("lag, native: %w", err)
 	}
 	b.logf("lag: native: p50 %.2f ms, p99 %.2f ms, max %.2f ms; CPU per M commands: replica %.2f s", lag.Native.P50, lag.Native.P99, lag.Native.Max, lag.Native.RedisCPUPerM)
+	b.logf("lag: native replica at %s cmd/s for %s, with an AOF rewrite", kilo(lag.Rate), rdur)
+	lag.RewriteNative, err = b.probeLag(ctx, "native-rewrite", src, nat.c, 0, nat.proc.pid(), lag.Rate, rdur, func(ctx context.Context) error {
+		// Redis's own trigger, with the threshold the service used.
+		return nat.c.ConfigSet(ctx, "auto-aof-rewrite-min-size", strconv.FormatInt(lag.RewriteThreshold, 10)).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("lag during a rewrite, native: %w", err)
+	}
+	b.logf("lag: native during a rewrite: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d probes while the fork ran", lag.RewriteNative.P50, lag.RewriteNative.P99, lag.RewriteNative.Max, lag.RewriteNative.ForkProbes)
 	b.res.Lag = &lag
 	return nil
 }
@@ -344,7 +397,9 @@ func quiesce(ctx context.Context, clients ...*redis.Client) {
 // probeLag writes at rate commands/s to src for dur while a probe key is
 // written every 5 ms; the destination dst reports each probe's arrival by
 // keyspace notification, the moment it becomes readable there.
-func (b *runner) probeLag(ctx context.Context, name string, src *server, dst *redis.Client, svcPid, redisPid int, rate float64, dur time.Duration) (LagSide, error) {
+//
+// trigger, unless nil, runs a second into the load (to start a rewrite).
+func (b *runner) probeLag(ctx context.Context, name string, src *server, dst *redis.Client, svcPid, redisPid int, rate float64, dur time.Duration, trigger func(context.Context) error) (LagSide, error) {
 	var side LagSide
 	quiesce(ctx, src.c, dst)
 	if err := dst.ConfigSet(ctx, "notify-keyspace-events", "K$").Err(); err != nil {
@@ -381,11 +436,16 @@ func (b *runner) probeLag(ctx context.Context, name string, src *server, dst *re
 	loadErr := make(chan error, 1)
 	sm, rm := startMeter(svcPid), startMeter(redisPid)
 	began := time.Now()
+	forks := watchForks(ctx, dst, began)
 	go func() { loadErr <- p.run(ctx, streamGen(uint64(time.Now().UnixNano()), b.cfg.StreamKeys), rate, stop) }()
 
 	prober := redis.NewClient(&redis.Options{Addr: src.addr(), Password: src.password, PoolSize: 1})
 	defer prober.Close()
 	var sent []time.Time
+	triggerAt := time.After(time.Second)
+	if trigger == nil {
+		triggerAt = nil
+	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	end := time.After(dur)
 probe:
@@ -396,6 +456,12 @@ probe:
 			return side, ctx.Err()
 		case <-end:
 			break probe
+		case <-triggerAt:
+			if err := trigger(ctx); err != nil {
+				close(stop)
+				return side, fmt.Errorf("start a rewrite: %w", err)
+			}
+			continue
 		case <-tick.C:
 		}
 		seq := len(sent)
@@ -407,6 +473,7 @@ probe:
 	}
 	tick.Stop()
 	close(stop)
+	rewriting := forks.stop()
 	if err := <-loadErr; err != nil {
 		return side, err
 	}
@@ -431,11 +498,16 @@ probe:
 	var lags []float64
 	// Every probe's lag, for a look at when the slow ones happen.
 	var csv strings.Builder
-	csv.WriteString("sent_ms,lag_ms\n")
+	csv.WriteString("sent_ms,lag_ms,dst_fork\n")
 	for i, t := range sent {
 		if a, ok := arrived[i]; ok {
 			lags = append(lags, float64(a.Sub(t).Microseconds())/1000)
-			fmt.Fprintf(&csv, "%d,%.3f\n", t.Sub(began).Milliseconds(), lags[len(lags)-1])
+			fork := 0
+			if rewriting(t.Sub(began)) {
+				fork = 1
+				side.ForkProbes++
+			}
+			fmt.Fprintf(&csv, "%d,%.3f,%d\n", t.Sub(began).Milliseconds(), lags[len(lags)-1], fork)
 		}
 	}
 	_ = os.WriteFile(filepath.Join(b.runDir, "lag-"+name+".csv"), []byte(csv.String()), 0o644)
@@ -447,4 +519,49 @@ probe:
 	pct := func(p float64) float64 { return lags[min(len(lags)-1, int(p*float64(len(lags))))] }
 	side.P50, side.P99, side.Max = pct(0.50), pct(0.99), lags[len(lags)-1]
 	return side, nil
+}
+
+// forkWatch samples whether a server runs a fork (AOF rewrite or RDB), so
+// that each probe's lag can be set beside it.
+type forkWatch struct {
+	done  chan struct{}
+	ended chan struct{}
+	at    []time.Duration // sample times since began
+	fork  []bool
+}
+
+func watchForks(ctx context.Context, c *redis.Client, began time.Time) *forkWatch {
+	w := &forkWatch{done: make(chan struct{}), ended: make(chan struct{})}
+	go func() {
+		defer close(w.ended)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			m, err := info(ctx, c, "persistence")
+			if err != nil {
+				continue
+			}
+			w.at = append(w.at, time.Since(began))
+			w.fork = append(w.fork, m["aof_rewrite_in_progress"] == "1" || m["rdb_bgsave_in_progress"] == "1")
+		}
+	}()
+	return w
+}
+
+// stop ends the sampling and returns whether a fork ran at a moment (as of
+// the last sample before it).
+func (w *forkWatch) stop() func(time.Duration) bool {
+	close(w.done)
+	<-w.ended
+	return func(d time.Duration) bool {
+		i := sort.Search(len(w.at), func(i int) bool { return w.at[i] > d })
+		return i > 0 && w.fork[i-1]
+	}
 }

@@ -99,6 +99,8 @@ func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFi
 	// process (the page cache keeps what was written), RDB snapshots are off.
 	line("appendonly yes")
 	line("appendfsync everysec")
+	// The service starts rewrites itself, one at a time (see rewrite.go).
+	line("auto-aof-rewrite-percentage 0")
 	line(`save ""`)
 	line("maxmemory %d", d.MemorySize)
 	line("maxmemory-policy noeviction")

@@ -31,6 +31,10 @@ type Config struct {
 	BindHost    string // interface the databases listen on
 	TLS         TLSFiles
 	Logger      *slog.Logger
+
+	// AOF rewrites (see rewrite.go); zero values mean the defaults.
+	RewriteCheck     time.Duration // how often databases are looked at (500 ms)
+	MinRewriteGrowth int64         // least AOF growth that triggers a rewrite (64 MiB)
 }
 
 // TLSFiles are what databases with TLS present and trust.
@@ -62,12 +66,17 @@ type Manager struct {
 	clients map[int]*redis.Client
 	current map[int]store.Database // as last ensured
 	cancel  context.CancelFunc
+
+	rewriterDone chan struct{} // closed when scheduleRewrites returns
 }
 
 // NewManager returns a Manager with no processes.
 func NewManager(cfg Config) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, ctx: ctx, cancel: cancel, procs: map[int]*process{}, clients: map[int]*redis.Client{}, current: map[int]store.Database{}}
+	m := &Manager{cfg: cfg, ctx: ctx, cancel: cancel, procs: map[int]*process{}, clients: map[int]*redis.Client{}, current: map[int]store.Database{},
+		rewriterDone: make(chan struct{})}
+	go m.scheduleRewrites(ctx)
+	return m
 }
 
 // Dir is where the files of database uid live.
@@ -288,6 +297,7 @@ func (m *Manager) Close() {
 	}
 	wg.Wait()
 	m.cancel()
+	<-m.rewriterDone
 }
 
 func (m *Manager) bindHost() string {
