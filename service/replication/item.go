@@ -29,6 +29,14 @@ type item struct {
 	offset int64 // replication offset after this item (stream items, kindLoadDone)
 	replID string
 	at     time.Time // when it was received, for the lag
+
+	// What the writer may reorder (see mset.go): keys says what the
+	// producer is to fill in; key is the one key of the command (in raw), nil
+	// when its keys are not known; setArgs, for a plain SET, is where its key
+	// and value arguments start in raw.
+	keys    keyInfo
+	key     []byte
+	setArgs int
 }
 
 // classify turns a command of the replication stream into an item, and
@@ -55,6 +63,7 @@ func classify(args [][]byte, offset int64, at time.Time) (item, [][]byte) {
 			it.raw = bytes.Clone(args[1]) // ASYNC or SYNC; FLUSHALL is rare enough to allocate
 		}
 	default:
+		it.keys = keysOf(args)
 		return it, args
 	}
 	return it, nil

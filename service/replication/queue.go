@@ -62,6 +62,9 @@ func (p *producer) add(ctx context.Context, it item, args [][]byte) error {
 		// which stays valid; the block keeps the last one.
 		b.arena = resp.AppendCommand(b.arena, args...)
 		it.raw = b.arena[start:len(b.arena):len(b.arena)]
+		if it.keys != keysUnknown {
+			it.key, it.setArgs = locateKey(it.raw, args, it.keys)
+		}
 	}
 	b.items = append(b.items, it)
 	if len(b.items) >= blockItems || len(b.arena) >= blockBytes {

@@ -50,6 +50,7 @@ type destWriter struct {
 	inTx    bool // inside a source MULTI
 	applied checkpoint
 	onError func(error) // a command of the source failed on the destination
+	sets    msetBuilder // the plain SETs of the batch being encoded
 }
 
 func dialDestination(ctx context.Context, addr, password, source string) (*destWriter, error) {
@@ -224,24 +225,40 @@ func (w *destWriter) encodeLoad(batch []item) (sentBatch, error) {
 }
 
 // encodeStream builds a batch of the command stream and its checkpoint in
-// one MULTI/EXEC. The batch never ends inside a source transaction.
+// one MULTI/EXEC. The batch never ends inside a source transaction. Its
+// plain SETs become MSETs (see mset.go).
 func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
 	w.add("MULTI")
 	w.add("SELECT", strconv.Itoa(w.db))
 	var last int64
+	flushSets := func() {
+		var wrote bool
+		if w.buf, wrote = w.sets.flush(w.buf); wrote {
+			w.queued++
+		}
+	}
 	for _, it := range batch {
 		last = it.offset
 		switch it.kind {
 		case kindCommand:
+			if it.setArgs > 0 {
+				w.sets.add(it)
+				continue
+			}
+			if w.sets.holds(it) {
+				flushSets()
+			}
 			w.buf = append(w.buf, it.raw...)
 			w.queued++
 		case kindSelect:
 			if err := checkDB(it.db); err != nil {
 				return sentBatch{}, err
 			}
+			flushSets()
 			w.db = it.db
 			w.add("SELECT", strconv.Itoa(it.db))
 		case kindFlushAll:
+			flushSets()
 			// The reserved database holds the checkpoints of every source:
 			// flush only the ones applications use.
 			for db := range databases.CheckpointDB {
@@ -255,6 +272,7 @@ func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
 			w.add("SELECT", strconv.Itoa(w.db))
 		}
 	}
+	flushSets()
 	cp := checkpoint{ReplID: w.replID, Offset: last, DB: w.db}
 	w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
 	w.add("HSET", checkpointKey, w.source, cp.String())
