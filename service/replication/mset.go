@@ -19,9 +19,9 @@ import (
 type keyInfo uint8
 
 const (
-	keysUnknown keyInfo = iota // any number of keys, or keys elsewhere than the first argument
-	keysFirst                  // the first argument is its only key
-	keysPlainSet               // SET key value, without options
+	keysUnknown  keyInfo = iota // any number of keys, or keys elsewhere than the first argument
+	keysFirst                   // the first argument is its only key
+	keysPlainSet                // SET key value, without options
 )
 
 // singleKey lists common write commands whose only key is their first
