@@ -21,6 +21,12 @@ type Streaming struct {
 	Native  StreamSide `json:"native"`
 	Ours    StreamSide `json:"ours"`
 	Ratio   float64    `json:"ratio"` // our applied rate / native's applied rate
+
+	// The same writer paced at 0.8 of what the source absorbed in the
+	// saturating run of ours: does the lag stay bounded?
+	SustainedRate   float64    `json:"sustained_cmds_per_sec"`
+	SustainedNative StreamSide `json:"sustained_native"`
+	SustainedOurs   StreamSide `json:"sustained_ours"`
 }
 
 // StreamSide is one side's figures. Rates are commands per second over the
@@ -124,7 +130,7 @@ func (b *runner) streaming(ctx context.Context) error {
 	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
 		return err
 	}
-	res.Native, err = b.saturate(ctx, src, dur, nat.proc.pid(), 0, func(ctx context.Context) (int64, int, error) {
+	res.Native, err = b.saturate(ctx, src, dur, 0, nat.proc.pid(), 0, func(ctx context.Context) (int64, int, error) {
 		off, err := replOffset(ctx, nat.c)
 		return off, 0, err
 	}, nat.c)
@@ -152,10 +158,11 @@ func (b *runner) streaming(ctx context.Context) error {
 	defer dc.Close()
 	b.svc.profile(ctx, "start", "streaming")
 	m0, _ := b.svc.destMetrics(ctx, db.UID)
-	res.Ours, err = b.saturate(ctx, src, dur, b.svc.pid(), childListening(b.svc.pid(), db.Port), func(ctx context.Context) (int64, int, error) {
+	ourApplied := func(ctx context.Context) (int64, int, error) {
 		m, err := b.svc.destMetrics(ctx, db.UID)
 		return int64(m.applied), int(m.fullSyncs), err
-	}, dc)
+	}
+	res.Ours, err = b.saturate(ctx, src, dur, 0, b.svc.pid(), childListening(b.svc.pid(), db.Port), ourApplied, dc)
 	b.svc.profile(ctx, "stop", "")
 	if err != nil {
 		return fmt.Errorf("ours: %w", err)
@@ -166,6 +173,31 @@ func (b *runner) streaming(ctx context.Context) error {
 	res.Ratio = res.Ours.AppliedRate / res.Native.AppliedRate
 	b.res.Streaming = &res
 	b.logf("streaming: ours: source %s cmd/s, applied %s cmd/s (%.2f), max behind %.3fs, %s; service CPU %.1fs, peak RSS %s, %.0f commands per batch", kilo(res.Ours.SourceRate), kilo(res.Ours.AppliedRate), res.Ours.Fraction, res.Ours.MaxBehind, res.Ours.Trend, res.Ours.Process.CPUSeconds, mib(res.Ours.Process.PeakRSS), res.Ours.AvgBatch)
+
+	// Sustained: 0.8 of what the source absorbed while we replicated.
+	res.SustainedRate = 0.8 * res.Ours.SourceRate
+	b.logf("streaming: redis-replicad at %s cmd/s (0.8 of the source's) for %s", kilo(res.SustainedRate), dur)
+	res.SustainedOurs, err = b.saturate(ctx, src, dur, res.SustainedRate, b.svc.pid(), childListening(b.svc.pid(), db.Port), ourApplied, dc)
+	if err != nil {
+		return fmt.Errorf("ours, sustained: %w", err)
+	}
+	b.logf("streaming: ours sustained: applied %s cmd/s (%.2f), max behind %.3fs, %s", kilo(res.SustainedOurs.AppliedRate), res.SustainedOurs.Fraction, res.SustainedOurs.MaxBehind, res.SustainedOurs.Trend)
+	nat, err = b.startServer(ctx, "stream-native-sustained", replicaArgs...)
+	if err != nil {
+		return err
+	}
+	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
+		return err
+	}
+	res.SustainedNative, err = b.saturate(ctx, src, dur, res.SustainedRate, nat.proc.pid(), 0, func(ctx context.Context) (int64, int, error) {
+		off, err := replOffset(ctx, nat.c)
+		return off, 0, err
+	}, nat.c)
+	b.stopServer(nat)
+	if err != nil {
+		return fmt.Errorf("native, sustained: %w", err)
+	}
+	b.logf("streaming: native sustained: applied %s cmd/s (%.2f), max behind %.3fs, %s", kilo(res.SustainedNative.AppliedRate), res.SustainedNative.Fraction, res.SustainedNative.MaxBehind, res.SustainedNative.Trend)
 
 	// Lag at half of what the source absorbed while we replicated.
 	lag := Lag{Rate: res.Ours.SourceRate / 2}
@@ -230,7 +262,9 @@ func (b *runner) streaming(ctx context.Context) error {
 // saturate runs the saturating writer against src for dur while sampling
 // the source's offset and the replica's applied offset, then waits for the
 // replica to catch up.
-func (b *runner) saturate(ctx context.Context, src *server, dur time.Duration, pid, destPid int,
+//
+// rate, unless 0, paces the writer at that many commands per second.
+func (b *runner) saturate(ctx context.Context, src *server, dur time.Duration, rate float64, pid, destPid int,
 	applied func(context.Context) (int64, int, error), dst *redis.Client) (StreamSide, error) {
 	var side StreamSide
 	quiesce(ctx, src.c, dst)
@@ -291,7 +325,7 @@ func (b *runner) saturate(ctx context.Context, src *server, dur time.Duration, p
 	}()
 	timer := time.AfterFunc(dur, func() { close(stop) })
 	defer timer.Stop()
-	err = p.run(ctx, streamGen(uint64(time.Now().UnixNano()), b.cfg.StreamKeys), 0, stop)
+	err = p.run(ctx, streamGen(uint64(time.Now().UnixNano()), b.cfg.StreamKeys), rate, stop)
 	elapsed := time.Since(began)
 	wg.Wait()
 	if err != nil {
