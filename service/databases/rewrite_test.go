@@ -118,7 +118,9 @@ func TestServiceRewritesAOF(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if st.rewrites < 1 || st.forking || st.current > 1<<20 {
+		// 3 MB were written; between rewrites the AOF grows by less than
+		// the 1 MiB threshold past its base of about 100 KB.
+		if st.rewrites < 1 || st.forking || st.current > 2<<20 {
 			return fmt.Errorf("%d rewrites, fork running %v, AOF of %d bytes", st.rewrites, st.forking, st.current)
 		}
 		return nil
