@@ -182,22 +182,6 @@ func (b *runner) streaming(ctx context.Context) error {
 		return fmt.Errorf("ours, sustained: %w", err)
 	}
 	b.logf("streaming: ours sustained: applied %s cmd/s (%.2f), max behind %.3fs, %s", kilo(res.SustainedOurs.AppliedRate), res.SustainedOurs.Fraction, res.SustainedOurs.MaxBehind, res.SustainedOurs.Trend)
-	nat, err = b.startServer(ctx, "stream-native-sustained", replicaArgs...)
-	if err != nil {
-		return err
-	}
-	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
-		return err
-	}
-	res.SustainedNative, err = b.saturate(ctx, src, dur, res.SustainedRate, nat.proc.pid(), 0, func(ctx context.Context) (int64, int, error) {
-		off, err := replOffset(ctx, nat.c)
-		return off, 0, err
-	}, nat.c)
-	b.stopServer(nat)
-	if err != nil {
-		return fmt.Errorf("native, sustained: %w", err)
-	}
-	b.logf("streaming: native sustained: applied %s cmd/s (%.2f), max behind %.3fs, %s", kilo(res.SustainedNative.AppliedRate), res.SustainedNative.Fraction, res.SustainedNative.MaxBehind, res.SustainedNative.Trend)
 
 	// Lag at half of what the source absorbed while we replicated.
 	lag := Lag{Rate: res.Ours.SourceRate / 2}
@@ -231,6 +215,26 @@ func (b *runner) streaming(ctx context.Context) error {
 	}
 	b.logf("lag: ours during a rewrite: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d probes while the fork ran", lag.RewriteOurs.P50, lag.RewriteOurs.P99, lag.RewriteOurs.Max, lag.RewriteOurs.ForkProbes)
 	_ = b.svc.delete(ctx, db.UID)
+
+	// The native replica at the sustained rate, now that ours no longer
+	// replicates from the source.
+	b.logf("streaming: native replica at %s cmd/s (0.8 of the source's) for %s", kilo(res.SustainedRate), dur)
+	nat, err = b.startServer(ctx, "stream-native-sustained", replicaArgs...)
+	if err != nil {
+		return err
+	}
+	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
+		return err
+	}
+	res.SustainedNative, err = b.saturate(ctx, src, dur, res.SustainedRate, nat.proc.pid(), 0, func(ctx context.Context) (int64, int, error) {
+		off, err := replOffset(ctx, nat.c)
+		return off, 0, err
+	}, nat.c)
+	b.stopServer(nat)
+	if err != nil {
+		return fmt.Errorf("native, sustained: %w", err)
+	}
+	b.logf("streaming: native sustained: applied %s cmd/s (%.2f), max behind %.3fs, %s", kilo(res.SustainedNative.AppliedRate), res.SustainedNative.Fraction, res.SustainedNative.MaxBehind, res.SustainedNative.Trend)
 
 	b.logf("lag: native replica at %s cmd/s for %s", kilo(lag.Rate), ldur)
 	nat, err = b.startServer(ctx, "lag-native", replicaArgs...)
