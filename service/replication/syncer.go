@@ -300,8 +300,10 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer) 
 // write drains the queue into the destination in batches. A batch of the
 // stream never ends inside a source transaction, and carries its
 // checkpoint. Batches are pipelined: while the destination executes one,
-// the next gathers what arrives, and is sent when the destination is idle
-// or when it is full (up to maxInFlight batches unanswered). So an idle
+// the next gathers what arrives, and is sent at once while at most one
+// batch is unanswered, or when it is full (up to maxInFlight batches
+// unanswered): a command never waits for more than one batch ahead of it to
+// be answered before it is sent. So an idle
 // link sends each command at once, and a busy one sends big batches, whose
 // fixed cost (MULTI, checkpoint, EXEC, system calls) is spread thin. A batch
 // counts as applied (checkpoint, acks, status) once its replies are read.
@@ -355,7 +357,7 @@ func (s *syncer) write(ctx context.Context, w *destWriter, conn *replproto.Conn,
 			}
 		}
 		full := done || len(batch) >= maxBatchItems || size >= maxBatchBytes
-		if len(batch) > 0 && !inTx && len(inFlight) < maxInFlight && (full || len(inFlight) == 0) {
+		if len(batch) > 0 && !inTx && len(inFlight) < maxInFlight && (full || len(inFlight) < 2) {
 			var b sentBatch
 			var err error
 			if encoding {
