@@ -35,12 +35,11 @@ const (
 
 // aofState is what INFO persistence says about a database's forks and AOF.
 type aofState struct {
-	enabled   bool
-	forking   bool  // an AOF rewrite or snapshot child runs (or is scheduled)
-	current   int64 // size of the AOF
-	base      int64 // its size after the last rewrite
-	rewrites  int64 // rewrites done since the start of the process
-	lastError bool  // the last rewrite failed
+	enabled  bool
+	forking  bool  // an AOF rewrite or snapshot child runs (or is scheduled)
+	current  int64 // size of the AOF
+	base     int64 // its size after the last rewrite
+	rewrites int64 // rewrites done since the start of the process
 }
 
 func parseAOFState(info string) aofState {
@@ -62,8 +61,6 @@ func parseAOFState(info string) aofState {
 			st.base = n
 		case "aof_rewrites":
 			st.rewrites = n
-		case "aof_last_bgrewrite_status":
-			st.lastError = v != "ok"
 		}
 	}
 	return st

@@ -19,7 +19,7 @@ func TestRewritePolicy(t *testing.T) {
 	const mib = 1 << 20
 	st := parseAOFState("# Persistence\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\nrdb_bgsave_in_progress:0\r\n" +
 		"aof_current_size:300000000\r\naof_base_size:100000000\r\naof_rewrites:2\r\naof_last_bgrewrite_status:ok\r\n")
-	if !st.enabled || st.forking || st.current != 300_000_000 || st.base != 100_000_000 || st.rewrites != 2 || st.lastError {
+	if !st.enabled || st.forking || st.current != 300_000_000 || st.base != 100_000_000 || st.rewrites != 2 {
 		t.Fatalf("parsed %+v", st)
 	}
 	if parseAOFState("aof_rewrite_in_progress:1\r\n").forking != true || parseAOFState("rdb_bgsave_in_progress:1\r\n").forking != true {

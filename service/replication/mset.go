@@ -66,18 +66,28 @@ func keysOf(args [][]byte) keyInfo {
 }
 
 // locateKey finds, in raw (args encoded by resp.AppendCommand), the first
-// argument and, for a plain SET, where its arguments start.
+// argument and, for a plain SET, where its arguments start. It runs for
+// most commands of the stream, so it counts digits rather than format them.
 func locateKey(raw []byte, args [][]byte, keys keyInfo) (key []byte, setArgs int) {
 	// *<n>\r\n $<len>\r\n <name>\r\n, then $<len>\r\n <key>\r\n
-	at := 1 + len(strconv.Itoa(len(args))) + 2
-	at += 1 + len(strconv.Itoa(len(args[0]))) + 2 + len(args[0]) + 2
+	at := 1 + digits(len(args)) + 2
+	at += 1 + digits(len(args[0])) + 2 + len(args[0]) + 2
 	argsAt := at
-	at += 1 + len(strconv.Itoa(len(args[1]))) + 2
+	at += 1 + digits(len(args[1])) + 2
 	key = raw[at : at+len(args[1]) : at+len(args[1])]
 	if keys == keysPlainSet {
 		setArgs = argsAt
 	}
 	return key, setArgs
+}
+
+// digits is the length of n in decimal (n ≥ 0).
+func digits(n int) int {
+	d := 1
+	for ; n >= 10; n /= 10 {
+		d++
+	}
+	return d
 }
 
 // msetBuilder gathers the plain SETs of a batch.

@@ -124,3 +124,22 @@ func TestKeysOf(t *testing.T) {
 		}
 	}
 }
+
+func TestLocateKey(t *testing.T) {
+	key := bytes.Repeat([]byte("k"), 123) // a length of three digits
+	for _, args := range [][][]byte{
+		{[]byte("SET"), key, bytes.Repeat([]byte("v"), 1000)},
+		{[]byte("set"), []byte("a"), []byte("b")},
+		{[]byte("HSET"), key, []byte("f"), []byte("v"), []byte("f2"), []byte("v2"), []byte("f3"), []byte("v3"), []byte("f4"), []byte("v4")},
+	} {
+		raw := resp.AppendCommand(nil, args...)
+		keys := keysOf(args)
+		k, at := locateKey(raw, args, keys)
+		if !bytes.Equal(k, args[1]) {
+			t.Errorf("%s: key %q, want %q", args[0], k, args[1])
+		}
+		if keys == keysPlainSet && !bytes.Equal(raw[at:], resp.AppendCommand(nil, args[1:]...)[4:]) {
+			t.Errorf("%s: arguments at %d are %q", args[0], at, raw[at:])
+		}
+	}
+}
