@@ -168,7 +168,7 @@ func (s *syncer) session(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		writeErr = s.write(ctx, w, conn, q, syn)
+		writeErr = newBatcher(s, w, conn, q, syn.Full).run(ctx)
 		if writeErr != nil {
 			cancel()
 		}
@@ -183,7 +183,7 @@ func (s *syncer) session(ctx context.Context) error {
 	} else {
 		s.metrics.partialSyncs.Inc()
 		s.log.Info("partial resync", "source", s.url.String(), "offset", offset)
-		w.db, w.replID, w.applied = s.resume.DB, syn.ReplID, *s.resume
+		w.db, w.replID, w.last = s.resume.DB, syn.ReplID, s.resume.Offset
 		s.status.set(func(st *sourceStatus) { st.phase = phaseStreaming; st.lastError = "" })
 	}
 	if readErr == nil {
@@ -295,148 +295,6 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer) 
 			}
 		}
 	}
-}
-
-// write drains the queue into the destination in batches. A batch of the
-// stream never ends inside a source transaction, and carries its
-// checkpoint. Batches are pipelined: while the destination executes one,
-// the next gathers what arrives, and is sent at once while at most one
-// batch is unanswered, or when it is full (up to maxInFlight batches
-// unanswered): a command never waits for more than one batch ahead of it to
-// be answered before it is sent. So an idle
-// link sends each command at once, and a busy one sends big batches, whose
-// fixed cost (MULTI, checkpoint, EXEC, system calls) is spread thin. A batch
-// counts as applied (checkpoint, acks, status) once its replies are read.
-func (s *syncer) write(ctx context.Context, w *destWriter, conn *replproto.Conn, q *queue, syn replproto.Sync) error {
-	c := &consumer{q: q}
-	defer c.release()
-	// loading: the load's last batch is not applied yet (bookkeeping of
-	// completed batches); encoding: it is not even built yet (what the next
-	// batch is). They differ while the load's last batch is in flight.
-	loading, encoding := syn.Full, syn.Full
-	var inFlight []sentBatch
-	complete := func() error {
-		b := inFlight[0]
-		inFlight = inFlight[1:]
-		return s.complete(ctx, w, conn, b, &loading)
-	}
-	drain := func() error {
-		for len(inFlight) > 0 {
-			if err := complete(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	// The batch being gathered.
-	batch := make([]item, 0, maxBatchItems)
-	size, inTx, done := 0, false, false
-	for {
-		// Gather what is ready, waiting only when there is nothing else to
-		// do: no batch to send, none to complete.
-		for !done && (inTx || (len(batch) < maxBatchItems && size < maxBatchBytes)) {
-			wait := len(inFlight) == 0 && (len(batch) == 0 || inTx)
-			it, ok, closed := c.next(ctx, wait)
-			if closed {
-				// The reader stopped. A transaction cut short is dropped:
-				// the next session resumes from before it.
-				return drain()
-			}
-			if !ok {
-				break
-			}
-			batch = append(batch, it)
-			size += len(it.raw)
-			switch it.kind {
-			case kindTxBegin:
-				inTx = true
-			case kindTxEnd:
-				inTx = false
-			case kindLoadDone:
-				done = encoding
-			}
-		}
-		full := done || len(batch) >= maxBatchItems || size >= maxBatchBytes
-		if len(batch) > 0 && !inTx && len(inFlight) < maxInFlight && (full || len(inFlight) < 2) {
-			var b sentBatch
-			var err error
-			if encoding {
-				b, err = w.encodeLoad(batch)
-				encoding = !done
-			} else {
-				b, err = w.encodeStream(batch)
-			}
-			if err != nil {
-				return err
-			}
-			c.release() // the batch's bytes are in w.buf now
-			b.items, b.bytes, b.first, b.last = len(batch), size, batch[0].at, batch[len(batch)-1].at
-			if b.replies, err = w.send(ctx); err != nil {
-				return err
-			}
-			s.metrics.batches.Inc()
-			inFlight = append(inFlight, b)
-			clear(batch)
-			batch, size, done = batch[:0], 0, false
-			continue
-		}
-		if len(inFlight) > 0 {
-			if err := complete(); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// complete reads the replies of a sent batch and records what it applied.
-func (s *syncer) complete(ctx context.Context, w *destWriter, conn *replproto.Conn, b sentBatch, loading *bool) error {
-	if _, err := w.receive(ctx, b.replies, b.tx); err != nil {
-		if b.commit {
-			return fmt.Errorf("commit checkpoint: %w", err)
-		}
-		return err
-	}
-	s.metrics.commandsApplied.Add(float64(b.items))
-	s.metrics.bytesApplied.Add(float64(b.bytes))
-	if !b.commit {
-		return nil // part of the initial load: no checkpoint yet
-	}
-	w.applied = b.cp
-	cp := b.cp
-	s.resume = &cp
-	if *loading {
-		*loading = false
-		s.log.Info("full sync complete; streaming", "source", s.url.String(), "offset", cp.Offset)
-		if s.onLoaded != nil {
-			s.onLoaded()
-			s.onLoaded = nil
-		}
-		conn.SetAppliedOffset(cp.Offset)
-		_ = conn.SendAck(cp.Offset)
-		s.metrics.appliedOffset.Set(float64(cp.Offset))
-		s.status.set(func(st *sourceStatus) {
-			st.phase = phaseStreaming
-			st.lastError = ""
-			st.applied = cp.Offset
-			if st.received < st.applied {
-				st.received = st.applied
-			}
-		})
-		return nil
-	}
-	conn.SetAppliedOffset(cp.Offset)
-	s.metrics.appliedOffset.Set(float64(cp.Offset))
-	now := time.Now()
-	s.status.mu.Lock()
-	s.status.applied = cp.Offset
-	s.status.lastLag = now.Sub(b.first)
-	if s.status.applied < s.status.received {
-		// What arrived after this batch's last item is still pending.
-		s.status.pendingSince = b.last
-	}
-	s.status.mu.Unlock()
-	s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
-	return nil
 }
 
 // backoff is exponential with full jitter, from 100 ms to 10 s.

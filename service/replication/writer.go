@@ -47,8 +47,7 @@ type destWriter struct {
 	queued  int    // replies expected for buf
 	db      int    // the source's selected database, as of the last item
 	replID  string
-	inTx    bool // inside a source MULTI
-	applied checkpoint
+	last    int64 // the offset after the last item encoded
 	onError func(error) // a command of the source failed on the destination
 	sets    msetBuilder // the plain SETs of the batch being encoded
 }
@@ -193,6 +192,8 @@ type sentBatch struct {
 	replies int
 	tx      bool       // ends with EXEC
 	commit  bool       // commits cp
+	// loadDone: the commit of the full load's first checkpoint.
+	loadDone bool
 	cp      checkpoint // the checkpoint it commits
 	items   int
 	bytes   int       // of the source's commands
@@ -212,7 +213,7 @@ func (w *destWriter) encodeLoad(batch []item) (sentBatch, error) {
 			w.buf = append(w.buf, it.raw...)
 			w.queued++
 		case kindLoadDone:
-			w.db, w.replID = 0, it.replID
+			w.db, w.replID, w.last = 0, it.replID, it.offset
 			cp := checkpoint{ReplID: it.replID, Offset: it.offset, DB: 0}
 			w.add("MULTI")
 			w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
@@ -224,13 +225,26 @@ func (w *destWriter) encodeLoad(batch []item) (sentBatch, error) {
 	return sentBatch{}, nil
 }
 
-// encodeStream builds a batch of the command stream and its checkpoint in
-// one MULTI/EXEC. The batch never ends inside a source transaction. Its
-// plain SETs become MSETs (see mset.go).
+// encodeStream builds a whole batch of the command stream: MULTI, its
+// commands and its checkpoint, EXEC.
 func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
+	w.openTx()
+	if err := w.encodeItems(batch); err != nil {
+		return sentBatch{}, err
+	}
+	return w.commitTx(), nil
+}
+
+// openTx starts the destination's transaction of a batch.
+func (w *destWriter) openTx() {
 	w.add("MULTI")
 	w.add("SELECT", strconv.Itoa(w.db))
-	var last int64
+}
+
+// encodeItems appends items of the stream to the open transaction. Its
+// plain SETs become MSETs (see mset.go); the gathered SETs are written
+// before it returns, since the items' bytes go back to the queue then.
+func (w *destWriter) encodeItems(batch []item) error {
 	flushSets := func() {
 		var wrote bool
 		if w.buf, wrote = w.sets.flush(w.buf); wrote {
@@ -238,7 +252,7 @@ func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
 		}
 	}
 	for _, it := range batch {
-		last = it.offset
+		w.last = it.offset
 		switch it.kind {
 		case kindCommand:
 			if it.setArgs > 0 {
@@ -250,9 +264,11 @@ func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
 			}
 			w.buf = append(w.buf, it.raw...)
 			w.queued++
+		case kindBadDB:
+			return fatal("the source ran %s with logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints): the sync stops before applying it", it.raw, it.db, databases.CheckpointDB-1, databases.CheckpointDB)
 		case kindSelect:
 			if err := checkDB(it.db); err != nil {
-				return sentBatch{}, err
+				return err
 			}
 			flushSets()
 			w.db = it.db
@@ -273,11 +289,17 @@ func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
 		}
 	}
 	flushSets()
-	cp := checkpoint{ReplID: w.replID, Offset: last, DB: w.db}
+	return nil
+}
+
+// commitTx ends the open transaction with the checkpoint of everything
+// encoded so far.
+func (w *destWriter) commitTx() sentBatch {
+	cp := checkpoint{ReplID: w.replID, Offset: w.last, DB: w.db}
 	w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
 	w.add("HSET", checkpointKey, w.source, cp.String())
 	w.add("EXEC")
-	return sentBatch{tx: true, commit: true, cp: cp}, nil
+	return sentBatch{tx: true, commit: true, cp: cp}
 }
 
 // checkDB refuses the logical databases the destination does not offer to
