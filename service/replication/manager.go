@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -33,6 +34,11 @@ type Config struct {
 	OnStopped func(failed store.Database)
 	// SyncerCert is the client certificate syncers present to TLS sources.
 	SyncerCert tls.Certificate
+	// StallTimeout (default DefaultStallTimeout) and SilenceTimeout
+	// (default DefaultSilenceTimeout) are the watchdog's limits: how long
+	// a syncer may apply nothing while commands are pending, and how long
+	// a source may send nothing, before the source is out of sync.
+	StallTimeout, SilenceTimeout time.Duration
 }
 
 // Manager owns every destination's syncers.
@@ -49,6 +55,12 @@ type Manager struct {
 
 // NewManager returns a Manager with no syncers.
 func NewManager(cfg Config) *Manager {
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	if cfg.SilenceTimeout <= 0 {
+		cfg.SilenceTimeout = DefaultSilenceTimeout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, metrics: newMetrics(cfg.Registerer), ctx: ctx, cancel: cancel, dests: map[int]*destination{}}
 }

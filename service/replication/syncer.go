@@ -51,6 +51,8 @@ type syncer struct {
 	// destRDB is the newest RDB version the destination reads (0: unknown),
 	// for the keys of a full load written whole with RESTORE.
 	destRDB int
+	// The watchdog's limits (watchdog.go).
+	stallTimeout, silenceTimeout time.Duration
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -164,8 +166,18 @@ func (s *syncer) session(ctx context.Context) error {
 
 	q := newQueue()
 	var wg sync.WaitGroup
-	var writeErr error
-	wg.Add(1)
+	var writeErr, stallErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.watchdog(ctx, conn, func(err error) {
+			// Out of sync before anything else moves: the session's end
+			// would otherwise show in-sync for a moment.
+			s.status.set(func(st *sourceStatus) { st.connected, st.lastError = false, err.Error() })
+			stallErr = err
+			cancel()
+		})
+	}()
 	go func() {
 		defer wg.Done()
 		writeErr = newBatcher(s, w, conn, q, syn.Full).run(ctx)
@@ -190,7 +202,11 @@ func (s *syncer) session(ctx context.Context) error {
 		readErr = s.stream(ctx, conn, p)
 	}
 	p.close()
+	cancel() // the watchdog's work ends with the session's
 	wg.Wait()
+	if stallErr != nil {
+		return stallErr
+	}
 	if writeErr != nil {
 		return writeErr
 	}

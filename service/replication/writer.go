@@ -47,7 +47,7 @@ type destWriter struct {
 	queued  int    // replies expected for buf
 	db      int    // the source's selected database, as of the last item
 	replID  string
-	last    int64 // the offset after the last item encoded
+	last    int64       // the offset after the last item encoded
 	onError func(error) // a command of the source failed on the destination
 	sets    msetBuilder // the plain SETs of the batch being encoded
 }
@@ -190,15 +190,15 @@ func (w *destWriter) readCheckpoint(ctx context.Context) (checkpoint, bool, erro
 // yet.
 type sentBatch struct {
 	replies int
-	tx      bool       // ends with EXEC
-	commit  bool       // commits cp
+	tx      bool // ends with EXEC
+	commit  bool // commits cp
 	// loadDone: the commit of the full load's first checkpoint.
 	loadDone bool
-	cp      checkpoint // the checkpoint it commits
-	items   int
-	bytes   int       // of the source's commands
-	first   time.Time // when its first and last items were received
-	last    time.Time
+	cp       checkpoint // the checkpoint it commits
+	items    int
+	bytes    int       // of the source's commands
+	first    time.Time // when its first and last items were received
+	last     time.Time
 }
 
 // encodeLoad builds a batch of the initial load. Its commands are not
