@@ -65,6 +65,7 @@ type batcher struct {
 	// Totals of the batch across its pieces, for metrics and lag.
 	txItems, txBytes int
 	txFirst, lastAt  time.Time
+	txQueued         int // commands queued in the destination's open MULTI
 
 	// inFlight are the sends whose replies are not read yet, oldest first.
 	inFlight []sentBatch
@@ -89,10 +90,17 @@ func (b *batcher) run(ctx context.Context) error {
 	defer b.c.release()
 	for {
 		if closed := b.gather(ctx); closed {
-			// The reader stopped. A source transaction cut short is
-			// dropped: the destination discards the open MULTI when the
+			// The reader stopped. What it sent is applied (its last item
+			// may be the offset of the source's last REPLCONF, which a
+			// restarted source needs), except a source transaction cut
+			// short: the destination discards the open MULTI when the
 			// session's connection closes, and the next session resumes
-			// from before it.
+			// from before it. So does an interrupted load.
+			if b.state != batchEmpty && !b.inSourceTx && !b.loading && ctx.Err() == nil {
+				if err := b.send(ctx, true); err != nil {
+					return err
+				}
+			}
 			return b.drain(ctx)
 		}
 		var err error
@@ -177,8 +185,10 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 		sb.items, sb.bytes = len(b.items), b.size
 		sb.first, sb.last = b.items[0].at, b.lastAt
 	default:
-		if b.state != batchStreaming {
+		opens := b.state != batchStreaming
+		if opens {
 			b.w.openTx()
+			b.txQueued = 0
 			b.txItems, b.txBytes, b.txFirst = 0, 0, b.items[0].at
 		}
 		if err := b.w.encodeItems(b.items); err != nil {
@@ -190,6 +200,7 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 			sb = b.w.commitTx()
 			sb.items, sb.bytes, sb.first, sb.last = b.txItems, b.txBytes, b.txFirst, b.lastAt
 		}
+		sb.opens, sb.before = opens, b.txQueued
 	}
 	b.c.release() // the items' bytes are in w.buf now
 	clear(b.items)
@@ -201,8 +212,13 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 	}
 	b.s.status.setWriter(writerSending, len(b.inFlight))
 	var err error
-	if sb.replies, err = b.w.send(ctx); err != nil {
+	if sb.replies, sb.sent, err = b.w.sendKeep(ctx); err != nil {
 		return err
+	}
+	if sb.opens {
+		b.txQueued += sb.replies - 1
+	} else {
+		b.txQueued += sb.replies
 	}
 	b.s.metrics.batches.Inc()
 	b.inFlight = append(b.inFlight, sb)
@@ -225,7 +241,9 @@ func (b *batcher) complete(ctx context.Context) error {
 	sb := b.inFlight[0]
 	b.inFlight = b.inFlight[1:]
 	b.s.status.setWriter(writerReceiving, len(b.inFlight)+1)
-	if _, err := b.w.receive(ctx, sb.replies, sb.tx); err != nil {
+	_, err := b.w.receive(ctx, sb)
+	b.w.recycle(sb.sent)
+	if err != nil {
 		if sb.commit {
 			return fmt.Errorf("commit checkpoint: %w", err)
 		}

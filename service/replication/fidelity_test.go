@@ -2,7 +2,9 @@ package replication_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc64"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/internal/resp"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -146,4 +149,102 @@ func TestFrozenSourceIsOutOfSync(t *testing.T) {
 	eventuallyEqual(t, 2*time.Minute, destClient(t, dst, 0), src.Client())
 	db = a.waitInSync(dst.UID, 2*time.Minute)
 	assert.Empty(t, db.ReplicaSources[0].LastError)
+}
+
+// dump71 builds a DUMP payload of RDB version 11 (Redis 7.2), which a
+// Redis 7.0 destination refuses: type, value, version, CRC64 (Jones).
+func dump71(typ byte, value []byte) []byte {
+	p := append([]byte{typ}, value...)
+	p = binary.LittleEndian.AppendUint16(p, 11)
+	tab := crc64.MakeTable(0x95ac9329ac4bc9b5)
+	return binary.LittleEndian.AppendUint64(p, ^crc64.Update(^uint64(0), tab, p))
+}
+
+// TestRestoreOfANewerVersionIsApplied: a RESTORE from a 7.2 source (an RDB
+// 11 payload) reaches a 7.0 destination, which cannot read it: the service
+// decodes it into commands, TTL included.
+func TestRestoreOfANewerVersionIsApplied(t *testing.T) {
+	emptyRDB := append([]byte("REDIS0010\xff"), make([]byte, 8)...)
+	intset := []byte{2, 0, 0, 0, 3, 0, 0, 0, 1, 0, 2, 0, 3, 0}
+	expireAt := time.Now().Add(time.Hour).UnixMilli()
+	var stream []byte
+	stream = resp.AppendCommandStrings(stream, "SELECT", "0")
+	stream = resp.AppendCommandStrings(stream, "RESTORE", "k2", "0", string(dump71(0, append([]byte{5}, "hello"...))))
+	stream = resp.AppendCommandStrings(stream, "RESTORE", "set", strconv.FormatInt(expireAt, 10), string(dump71(11, append([]byte{byte(len(intset))}, intset...))), "ABSTTL")
+	stream = resp.AppendCommandStrings(stream, "SET", "after", "1")
+	addr := fakeSource(t, emptyRDB, stream)
+
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: "redis://" + addr}}})
+	dc := destClient(t, dst, 0)
+	ctx := context.Background()
+	redistest.Eventually(t, time.Minute, "the stream is applied", func() error {
+		if dc.Exists(ctx, "after").Val() != 1 {
+			return fmt.Errorf("not yet: %+v", a.get(dst.UID).ReplicaSources[0])
+		}
+		return nil
+	})
+	assert.Equal(t, "hello", dc.Get(ctx, "k2").Val())
+	assert.ElementsMatch(t, []string{"1", "2", "3"}, dc.SMembers(ctx, "set").Val())
+	assert.Equal(t, expireAt, dc.PExpireTime(ctx, "set").Val().Milliseconds())
+	db := a.get(dst.UID)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+}
+
+// TestCommandRefusedByTheDestinationStops: two sources hold one key under
+// two types; a command of one fails on the destination (WRONGTYPE) inside
+// the batch's EXEC. The sync stops, naming the command and the error.
+func TestCommandRefusedByTheDestinationStops(t *testing.T) {
+	s1 := redistest.Start(t, "--requirepass", "pw-1")
+	s2 := redistest.Start(t, "--requirepass", "pw-2")
+	ctx := redistest.Ctx(t)
+	require.NoError(t, s1.Client().Set(ctx, "clash", "a string", 0).Err())
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: s1.URL()}, {URI: s2.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	require.NoError(t, s2.Client().LPush(ctx, "clash", "an element").Err())
+
+	var db api.Database
+	redistest.Eventually(t, time.Minute, "the sync stops on the refused command", func() error {
+		db = a.get(dst.UID)
+		if db.ReplicaSync != api.SyncStopped {
+			return fmt.Errorf("sync %s, sources %+v", db.ReplicaSync, db.ReplicaSources)
+		}
+		return nil
+	})
+	var le string
+	for _, s := range db.ReplicaSources {
+		if strings.Contains(s.ReplicaSource.URI, s2.Addr()) {
+			le = s.LastError
+		}
+	}
+	assert.Contains(t, le, `LPUSH "clash"`)
+	assert.Contains(t, le, "WRONGTYPE")
+}
+
+// TestCleanSourceRestartContinues: a source shut down cleanly (SHUTDOWN
+// SAVE) and started again from its RDB keeps its replication id and offset,
+// and a native replica continues with a partial resync. So must the
+// destination: its checkpoint counts every byte of the stream, the
+// REPLCONF GETACK the source sends as it shuts down included.
+func TestCleanSourceRestartContinues(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	writeDataset(t, src.Client(), "", 100)
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	dc := destClient(t, dst, 0)
+	require.NoError(t, src.Client().Set(ctx, "before-restart", "1", 0).Err())
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+
+	_ = src.Client().Do(ctx, "SHUTDOWN", "SAVE").Err() // the connection closes
+	src.Restart()
+	require.NoError(t, src.Client().Set(ctx, "after-restart", "2", 0).Err())
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	a.waitInSync(dst.UID, time.Minute)
+	m := a.metrics()
+	assert.Equal(t, 1.0, metric(m, "replicad_replica_full_syncs_total"), "the restart must not reload the destination\n%s", grep(m, "syncs_total"))
+	assert.GreaterOrEqual(t, metric(m, "replicad_replica_partial_syncs_total"), 1.0)
 }

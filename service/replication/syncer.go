@@ -119,10 +119,6 @@ func (s *syncer) session(ctx context.Context) error {
 	s.wireSeen = 0
 	stopW := context.AfterFunc(ctx, func() { w.Close() })
 	defer stopW()
-	w.onError = func(err error) {
-		s.metrics.errors.Inc()
-		s.log.Warn("a replicated command failed on the destination", "source", s.url.String(), "err", err)
-	}
 
 	// The destination is the truth about what was applied: a batch whose
 	// EXEC ran but whose reply was lost is in it, and must not be applied
@@ -137,7 +133,8 @@ func (s *syncer) session(ctx context.Context) error {
 			return errNeedFullSync
 		}
 		s.resume = &cp
-	} else if s.destRDB, err = w.rdbVersion(ctx); err != nil {
+	}
+	if s.destRDB, err = w.rdbVersion(ctx); err != nil {
 		return err
 	}
 	replID, offset := "", int64(-1)
@@ -165,12 +162,15 @@ func (s *syncer) session(ctx context.Context) error {
 	}
 
 	q := newQueue()
-	var wg sync.WaitGroup
+	var wg, wdWG sync.WaitGroup
 	var writeErr, stallErr error
-	wg.Add(2)
+	wdCtx, wdCancel := context.WithCancel(ctx)
+	defer wdCancel()
+	wg.Add(1)
+	wdWG.Add(1)
 	go func() {
-		defer wg.Done()
-		s.watchdog(ctx, conn, func(err error) {
+		defer wdWG.Done()
+		s.watchdog(wdCtx, conn, func(err error) {
 			// Out of sync before anything else moves: the session's end
 			// would otherwise show in-sync for a moment.
 			s.status.set(func(st *sourceStatus) { st.connected, st.lastError = false, err.Error() })
@@ -202,8 +202,9 @@ func (s *syncer) session(ctx context.Context) error {
 		readErr = s.stream(ctx, conn, p)
 	}
 	p.close()
-	cancel() // the watchdog's work ends with the session's
 	wg.Wait()
+	wdCancel() // the watchdog's work ends with the writer's
+	wdWG.Wait()
 	if stallErr != nil {
 		return stallErr
 	}
@@ -290,20 +291,41 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer) 
 		s.status.mu.Unlock()
 	}
 	now := time.Now()
+	returned, inTx := conn.Offset(), false
 	for {
 		// A command already buffered arrived with the previous one: only
 		// a read from the network needs a new time.
 		fresh := conn.Buffered() == 0
 		cmd, err := conn.ReadCommand(ctx)
 		if err != nil {
+			// Every byte of the stream counts, the REPLCONF GETACK a
+			// source sends as it shuts down included: its offset must
+			// be the checkpoint's, or the restarted source refuses to
+			// continue (its RDB says where it stopped).
+			if off := conn.Offset(); off > returned && !inTx && ctx.Err() == nil {
+				if p.add(ctx, item{kind: kindOffset, offset: off, at: now}, nil) == nil {
+					_ = p.flush(ctx)
+				}
+			}
 			return err
 		}
+		returned = cmd.Offset
 		if fresh {
 			now = time.Now()
 		}
 		it, args := classify(cmd.Args, cmd.Offset, now)
-		if err := p.add(ctx, it, args); err != nil {
+		switch it.kind {
+		case kindTxBegin:
+			inTx = true
+		case kindTxEnd:
+			inTx = false
+		}
+		if done, err := s.restoreAsCommands(ctx, p, cmd.Args, cmd.Offset, now, inTx); err != nil {
 			return err
+		} else if !done {
+			if err := p.add(ctx, it, args); err != nil {
+				return err
+			}
 		}
 		if conn.Buffered() == 0 {
 			if err := p.flush(ctx); err != nil {
