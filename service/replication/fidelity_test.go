@@ -248,3 +248,44 @@ func TestCleanSourceRestartContinues(t *testing.T) {
 	assert.Equal(t, 1.0, metric(m, "replicad_replica_full_syncs_total"), "the restart must not reload the destination\n%s", grep(m, "syncs_total"))
 	assert.GreaterOrEqual(t, metric(m, "replicad_replica_partial_syncs_total"), 1.0)
 }
+
+// TestDatabaseArgumentsPast15Stop: MOVE, SWAPDB and COPY ... DB name
+// logical databases too; one the destination does not offer to sources
+// stops the sync as SELECT does, nothing applied to the wrong database.
+func TestDatabaseArgumentsPast15Stop(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cmd  []any
+		want string
+	}{
+		{"move-20", []any{"MOVE", "k", "20"}, "MOVE with logical database 20"},
+		{"move-16", []any{"MOVE", "k", "16"}, "MOVE with logical database 16"},
+		{"swapdb", []any{"SWAPDB", "0", "16"}, "SWAPDB with logical database 16"},
+		{"copy", []any{"COPY", "k", "k2", "DB", "17"}, "COPY with logical database 17"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := redistest.Start(t, "--requirepass", "pw-123456", "--databases", "32")
+			ctx := redistest.Ctx(t)
+			require.NoError(t, src.Client().Set(ctx, "k", "v", 0).Err())
+			a := newAPI(t, servicetest.Start(t))
+			dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+			a.waitInSync(dst.UID, time.Minute)
+			require.NoError(t, src.Client().Do(ctx, c.cmd...).Err())
+
+			var db api.Database
+			redistest.Eventually(t, time.Minute, "the sync stops", func() error {
+				db = a.get(dst.UID)
+				if db.ReplicaSync != api.SyncStopped {
+					return fmt.Errorf("sync %s, source %+v", db.ReplicaSync, db.ReplicaSources[0])
+				}
+				return nil
+			})
+			assert.Contains(t, db.ReplicaSources[0].LastError, c.want)
+			dc := destClient(t, dst, 0)
+			assert.Equal(t, "v", dc.Get(ctx, "k").Val(), "k stays where the last applied command left it")
+			for n := 1; n < 16; n++ {
+				assert.Zero(t, destClient(t, dst, n).DBSize(ctx).Val(), "database %d", n)
+			}
+		})
+	}
+}
