@@ -289,3 +289,49 @@ func TestDatabaseArgumentsPast15Stop(t *testing.T) {
 		})
 	}
 }
+
+// TestDestinationAsSource: A -> B -> C (a chain), then B promoted (Replica
+// Of removed) and still the source of C (failback). B's checkpoints never
+// reach C, and removing B's Replica Of deletes them.
+func TestDestinationAsSource(t *testing.T) {
+	srcA := redistest.Start(t, "--requirepass", "pw-123456")
+	writeDataset(t, srcA.Client(), "", 100)
+	a := newAPI(t, servicetest.Start(t))
+	b := a.create(api.CreateDatabaseRequest{Name: "b", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: srcA.URL()}}})
+	a.waitInSync(b.UID, time.Minute)
+	c := a.create(api.CreateDatabaseRequest{Name: "c", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(b.UID)}}})
+	a.waitInSync(c.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	bc, cc := destClient(t, b, 0), destClient(t, c, 0)
+
+	// The chain: writes on A reach C through B.
+	require.NoError(t, srcA.Client().Set(ctx, "chained", "1", 0).Err())
+	require.NoError(t, srcA.Client().Incr(ctx, "counter").Err())
+	eventuallyEqual(t, time.Minute, cc, srcA.Client())
+	db := a.waitInSync(c.UID, time.Minute)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+	for n := 1; n < 16; n++ {
+		assert.Zero(t, destClient(t, c, n).DBSize(ctx).Val(), "database %d of C", n)
+	}
+
+	// Failback: B promoted, written by applications, still the source of C.
+	checkpointsOfB := func() int64 {
+		n, err := destClient(t, b, 16).Exists(ctx, "replicad:checkpoints", "replicad:generation").Result()
+		require.NoError(t, err)
+		return n
+	}
+	require.Equal(t, int64(2), checkpointsOfB(), "B holds its checkpoints while it is a destination")
+	empty := []api.ReplicaSource{}
+	a.update(b.UID, api.UpdateDatabaseRequest{ReplicaSources: &empty})
+	require.NoError(t, bc.Set(ctx, "written-on-b", "2", 0).Err())
+	eventuallyEqual(t, time.Minute, cc, bc)
+	db = a.waitInSync(c.UID, time.Minute)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+	assert.Zero(t, checkpointsOfB(), "B's checkpoints are gone")
+
+	// A new destination of the promoted B loads it in full: no checkpoint
+	// of B reaches it either.
+	d := a.create(api.CreateDatabaseRequest{Name: "d", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(b.UID)}}})
+	a.waitInSync(d.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, destClient(t, d, 0), bc)
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
+	"github.com/replicad/terraform-provider-redis/service/databases"
 )
 
 // errNeedFullSync ends a round: this source cannot continue from its
@@ -199,7 +200,11 @@ func (s *syncer) session(ctx context.Context) error {
 		s.status.set(func(st *sourceStatus) { st.phase = phaseStreaming; st.lastError = "" })
 	}
 	if readErr == nil {
-		readErr = s.stream(ctx, conn, p)
+		db := 0
+		if !syn.Full {
+			db = s.resume.DB
+		}
+		readErr = s.stream(ctx, conn, p, db)
 	}
 	p.close()
 	wg.Wait()
@@ -227,12 +232,22 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 		st.rdbLive = func() (int64, int64) { return payload.Size(), payload.Transferred() }
 	})
 	var br *bufio.Reader = payload.Bufio()
+	db := 0
 	emit := func(cmd [][]byte) error {
 		if len(cmd) == 2 && equalFold(cmd[0], "SELECT") {
-			db, _ := strconv.Atoi(string(cmd[1]))
+			db, _ = strconv.Atoi(string(cmd[1]))
+			if db == databases.CheckpointDB {
+				return nil // the checkpoints of a source that is a destination too
+			}
 			if err := checkDB(db); err != nil {
 				return err
 			}
+		}
+		if db == databases.CheckpointDB {
+			if isCheckpointCommand(cmd) {
+				return nil // they never leave the instance that owns them
+			}
+			return checkDB(db)
 		}
 		return p.add(ctx, item{kind: kindCommand}, cmd)
 	}
@@ -269,7 +284,7 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 // stream reads the command stream and queues it. Commands go to the writer
 // in blocks of what the connection has already received, so a block never
 // waits for more input: at low rates a block is one command.
-func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer) error {
+func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, db int) error {
 	last := conn.Offset()
 	if s.wireSeen > conn.WireBytes() {
 		s.wireSeen = 0 // a new connection
@@ -319,6 +334,15 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer) 
 			inTx = true
 		case kindTxEnd:
 			inTx = false
+		case kindSelect:
+			db = it.db
+		case kindCommand:
+			if db == databases.CheckpointDB && isCheckpointCommand(cmd.Args) {
+				// A source that is a destination too (a chain) writes its
+				// own checkpoints: they never leave the instance that owns
+				// them, only their offset counts.
+				it, args = item{kind: kindOffset, offset: cmd.Offset, at: now}, nil
+			}
 		}
 		if done, err := s.restoreAsCommands(ctx, p, cmd.Args, cmd.Offset, now, inTx); err != nil {
 			return err

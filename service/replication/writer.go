@@ -282,7 +282,17 @@ func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
 // openTx starts the destination's transaction of a batch.
 func (w *destWriter) openTx() {
 	w.add("MULTI")
-	w.add("SELECT", strconv.Itoa(w.db))
+	w.add("SELECT", strconv.Itoa(w.appDB()))
+}
+
+// appDB is the database to select for the source's selected one: the
+// checkpoint database is never selected for a source's commands (and none
+// may come while the source has it selected).
+func (w *destWriter) appDB() int {
+	if w.db == databases.CheckpointDB {
+		return 0
+	}
+	return w.db
 }
 
 // encodeItems appends items of the stream to the open transaction. Its
@@ -299,6 +309,9 @@ func (w *destWriter) encodeItems(batch []item) error {
 		w.last = it.offset
 		switch it.kind {
 		case kindCommand:
+			if w.db == databases.CheckpointDB {
+				return checkDB(w.db) // not a checkpoint of a chained source
+			}
 			if it.setArgs > 0 {
 				w.sets.add(it)
 				continue
@@ -311,10 +324,16 @@ func (w *destWriter) encodeItems(batch []item) error {
 		case kindBadDB:
 			return fatal("the source ran %s with logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints): the sync stops before applying it", it.raw, it.db, databases.CheckpointDB-1, databases.CheckpointDB)
 		case kindSelect:
+			flushSets()
+			if it.db == databases.CheckpointDB {
+				// Only the checkpoints of a chained source are written
+				// there, and the reader drops them: select nothing.
+				w.db = it.db
+				continue
+			}
 			if err := checkDB(it.db); err != nil {
 				return err
 			}
-			flushSets()
 			w.db = it.db
 			w.add("SELECT", strconv.Itoa(it.db))
 		case kindFlushAll:
@@ -329,7 +348,7 @@ func (w *destWriter) encodeItems(batch []item) error {
 					w.add("FLUSHDB")
 				}
 			}
-			w.add("SELECT", strconv.Itoa(w.db))
+			w.add("SELECT", strconv.Itoa(w.appDB()))
 		}
 	}
 	flushSets()
