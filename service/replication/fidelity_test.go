@@ -239,6 +239,9 @@ func TestCleanSourceRestartContinues(t *testing.T) {
 	require.NoError(t, src.Client().Set(ctx, "before-restart", "1", 0).Err())
 	eventuallyEqual(t, time.Minute, dc, src.Client())
 
+	// A write just before: the source's SHUTDOWN then waits for its
+	// replicas, asking with REPLCONF GETACK.
+	require.NoError(t, src.Client().Set(ctx, "just-before", "1", 0).Err())
 	_ = src.Client().Do(ctx, "SHUTDOWN", "SAVE").Err() // the connection closes
 	src.Restart()
 	require.NoError(t, src.Client().Set(ctx, "after-restart", "2", 0).Err())
