@@ -382,3 +382,37 @@ func TestSameBigKeyInTwoSourcesIsOneValue(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, staged, "keys under their temporary names remain")
 }
+
+// TestSameSourceUnderTwoNamesIsRefused: 127.0.0.1:P and localhost:P are one
+// server; as two sources, every write would be applied twice.
+func TestSameSourceUnderTwoNamesIsRefused(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	ctx := redistest.Ctx(t)
+	for range 100 {
+		require.NoError(t, src.Client().Incr(ctx, "counter").Err())
+	}
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{
+		{URI: "redis://:pw-123456@127.0.0.1:" + strconv.Itoa(src.Port)},
+		{URI: "redis://:pw-123456@localhost:" + strconv.Itoa(src.Port)},
+	}})
+	var db api.Database
+	redistest.Eventually(t, time.Minute, "the sync stops", func() error {
+		db = a.get(dst.UID)
+		if db.ReplicaSync != api.SyncStopped {
+			return fmt.Errorf("sync %s, sources %+v", db.ReplicaSync, db.ReplicaSources)
+		}
+		return nil
+	})
+	var said bool
+	for _, s := range db.ReplicaSources {
+		said = said || strings.Contains(s.LastError, "the same server")
+	}
+	assert.True(t, said, "no source says it is the same server as another: %+v", db.ReplicaSources)
+	for range 100 {
+		require.NoError(t, src.Client().Incr(ctx, "counter").Err())
+	}
+	// Stopped: nothing more is applied, so never more than the source has.
+	n, _ := destClient(t, dst, 0).Get(ctx, "counter").Int()
+	assert.LessOrEqual(t, n, 100)
+}

@@ -54,6 +54,9 @@ type syncer struct {
 	destRDB int
 	// The watchdog's limits (watchdog.go).
 	stallTimeout, silenceTimeout time.Duration
+	// claim, when set, records the source's replication history for the
+	// session and refuses one that another source has (destination.claim).
+	claim func(addr, replID string) (func(), error)
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -145,6 +148,13 @@ func (s *syncer) session(ctx context.Context) error {
 	syn, err := conn.Handshake(ctx, replID, offset)
 	if err != nil {
 		return err
+	}
+	if s.claim != nil {
+		release, err := s.claim(s.url.Addr(), syn.ReplID)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	if syn.Full && s.resume != nil {
 		s.log.Info("source cannot continue from the checkpoint; full resync of the destination", "source", s.url.String(), "checkpoint", s.resume.String())
