@@ -204,7 +204,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	d, err = c.cfg.Store.Create(d, func(d *store.Database, existing []store.Database) error {
 		for _, o := range existing {
 			if sameName(o.Name, d.Name) {
-				return conflict("a database named %q already exists (uid %d)", d.Name, o.UID)
+				return conflict("a database named %q already exists (uid %d): names are unique regardless of case", o.Name, o.UID)
 			}
 		}
 		if d.Port == 0 {
@@ -302,7 +302,7 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		if req.Name != nil {
 			for _, o := range others {
 				if o.UID != d.UID && sameName(o.Name, *req.Name) {
-					return conflict("a database named %q already exists (uid %d)", *req.Name, o.UID)
+					return conflict("a database named %q already exists (uid %d): names are unique regardless of case", o.Name, o.UID)
 				}
 			}
 			d.Name = *req.Name

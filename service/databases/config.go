@@ -44,19 +44,14 @@ func appRules(d store.Database) string {
 // BGSAVE, ...), then back the @dangerous ones that only touch the user's own
 // data or read it (FLUSHALL, FLUSHDB, KEYS, SORT, RESTORE, INFO). Still
 // refused: SWAPDB and MIGRATE (they reach the service's checkpoint database
-// or another host), RESTORE-ASKING (cluster-only). SELECT reaches databases
-// 0 to 15 only: 16 holds the service's checkpoints.
-var appBaseRules = "~* &* +@all -@admin -@dangerous " +
-	"+flushall +flushdb +keys +sort +sort_ro +restore +info " +
-	"-select" + selectRules()
-
-func selectRules() string {
-	var b strings.Builder
-	for db := 0; db < CheckpointDB; db++ {
-		fmt.Fprintf(&b, " +select|%d", db)
-	}
-	return b.String()
-}
+// or another host), RESTORE-ASKING (cluster-only).
+//
+// SELECT stays whole: Redis can restrict a command's first argument only by
+// a rule it deprecates (and logs at every ACL SETUSER), so database 16 (the
+// checkpoints of a destination) is reachable; on a destination it is
+// read-only like the rest.
+const appBaseRules = "~* &* +@all -@admin -@dangerous " +
+	"+flushall +flushdb +keys +sort +sort_ro +restore +info"
 
 const fullRules = "~* &* +@all"
 
