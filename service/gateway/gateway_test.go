@@ -89,7 +89,6 @@ func (f *fakeRedis) commands() []string {
 	return append([]string(nil), f.got...)
 }
 
-
 // logLines is a slog handler that counts records by message.
 type logLines struct {
 	mu   sync.Mutex
