@@ -55,6 +55,8 @@ type Gateway struct {
 	log      *slog.Logger
 	metrics  *metrics
 	throttle *throttle
+	// handshakeTimeout closes connections that have not reached PSYNC.
+	handshakeTimeout time.Duration
 
 	mu  sync.Mutex
 	eps map[int]*endpoint
@@ -79,7 +81,7 @@ const maxSessionsPerEndpoint = 64
 
 // New returns a Gateway with no endpoints. Close stops it.
 func New(log *slog.Logger, reg prometheus.Registerer) *Gateway {
-	g := &Gateway{log: log, metrics: newMetrics(reg), throttle: newThrottle(log),
+	g := &Gateway{log: log, metrics: newMetrics(reg), throttle: newThrottle(log), handshakeTimeout: defaultHandshakeTimeout,
 		eps: map[int]*endpoint{}, pending: map[string]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go g.flushLoop()
@@ -266,9 +268,9 @@ func (e *endpoint) serve(raw net.Conn) {
 			e.g.releasePending(peer)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), e.g.handshakeTimeout)
 	defer cancel()
-	raw.SetDeadline(time.Now().Add(handshakeTimeout)) // the handshake must be quick
+	raw.SetDeadline(time.Now().Add(e.g.handshakeTimeout)) // the handshake must be quick
 	br := bufio.NewReader(raw)
 	first, err := br.Peek(1)
 	if err != nil {

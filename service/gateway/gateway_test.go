@@ -281,3 +281,31 @@ func TestHandshakeCommandDecisions(t *testing.T) {
 		}
 	}
 }
+
+// Idle and slow connections are closed once the handshake time is up, and
+// hold nothing: a destination can still replicate.
+func TestIdleAndSlowConnectionsAreClosed(t *testing.T) {
+	g, addr, _, _ := startGateway(t)
+	g.handshakeTimeout = time.Second
+	idle := dial(t, addr)
+	slow := dial(t, addr)
+	authed := dial(t, addr)
+	require.Equal(t, "OK", string(authed.do("AUTH", "secret").Str))
+	go func() {
+		// One byte at a time, never a whole command.
+		for _, b := range []byte("*2\r\n$4\r\nAUTH\r\n$6\r\nsec") {
+			if _, err := slow.c.Write([]byte{b}); err != nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	for name, c := range map[string]*client{"idle": idle, "slow": slow, "authenticated but idle": authed} {
+		start := time.Now()
+		_, err := io.ReadAll(c.c)
+		assert.NoError(t, err, name)
+		assert.Less(t, time.Since(start), 20*time.Second, "%s: closed by the gateway, not by the test's deadline", name)
+	}
+	c := dial(t, addr)
+	assert.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+}

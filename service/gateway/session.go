@@ -35,8 +35,9 @@ import (
 const (
 	maxArgLen   = 1 << 10
 	maxArgCount = 16
-	// handshakeTimeout bounds the time from connecting to PSYNC.
-	handshakeTimeout = 30 * time.Second
+	// defaultHandshakeTimeout bounds the time from connecting to PSYNC:
+	// idle and slow connections are closed then.
+	defaultHandshakeTimeout = 30 * time.Second
 	// stalledReaderTimeout closes a session whose client has not taken a
 	// write for that long: with the redis-server's output-buffer limit for
 	// replicas it bounds what a destination that stops reading costs.
@@ -223,7 +224,7 @@ func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, up net.Conn, upR
 			w.writeString(reply)
 			return false, errQuit
 		}
-		up.SetDeadline(time.Now().Add(handshakeTimeout))
+		up.SetDeadline(time.Now().Add(defaultHandshakeTimeout))
 		if _, err := up.Write(resp.AppendCommand(nil, cmd...)); err != nil {
 			return false, fmt.Errorf("send to the database: %w", err)
 		}
