@@ -77,6 +77,14 @@ func (i *Instance) start(t testing.TB) {
 	if err != nil {
 		t.Fatalf("start redis-replicad: %v", err)
 	}
+	// The API serves at once; tests start from an instance whose
+	// databases are back, as they did before it served early.
+	select {
+	case <-a.Started():
+	case <-ctx.Done():
+		_ = a.Stop(context.Background())
+		t.Fatalf("redis-replicad started but its databases did not come back within a minute")
+	}
 	i.App, i.URL = a, a.URL()
 	i.Username, i.Password, i.CACert = a.AdminUser(), a.AdminPassword(), string(a.CACert())
 	// A restart keeps the address, so clients and state stay valid.
