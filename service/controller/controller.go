@@ -41,6 +41,25 @@ type Replicator interface {
 	ProbeCompression(ctx context.Context, src api.ReplicaSource) error
 }
 
+// Databases runs the databases' processes (databases.Manager).
+type Databases interface {
+	// Start runs d's process without waiting for it to answer.
+	Start(d store.Database) error
+	// Ensure makes d's process run as stored, restarting it when its
+	// listening port changes, and waits until its settings are applied.
+	Ensure(ctx context.Context, d store.Database) error
+	// Create starts a new database and waits until it serves; on error
+	// nothing of it remains, and a port taken by another program is a
+	// *databases.PortInUseError.
+	Create(ctx context.Context, d store.Database) error
+	// Remove stops database uid and deletes its files.
+	Remove(uid int) error
+	// Status says how database uid stands, without I/O.
+	Status(uid int) (status string, loadedPercent float64)
+	// PortFree says whether nothing listens on port.
+	PortFree(port int) bool
+}
+
 // Gateway serves the replication endpoints of databases (the port of their
 // source URL).
 type Gateway interface {
@@ -51,7 +70,7 @@ type Gateway interface {
 // Config of a Controller.
 type Config struct {
 	Store         *store.Store
-	Databases     *databases.Manager
+	Databases     Databases
 	Replicator    Replicator
 	Gateway       Gateway
 	AdvertiseHost string

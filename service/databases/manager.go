@@ -243,7 +243,7 @@ func (m *Manager) afterStart(ctx context.Context, uid int) {
 			return
 		}
 		err := m.applyLive(ctx, d)
-		if err == nil {
+		if err == nil || ctx.Err() != nil {
 			return
 		}
 		m.cfg.Logger.Warn("apply settings to a started redis-server; retrying", "uid", uid, "err", err)
