@@ -11,7 +11,9 @@
 //     (REPLICAD.COMPRESS <level> right after AUTH), which only a gateway
 //     understands: a plain redis-server answers with an unknown-command error,
 //     which is how a destination learns that a source cannot compress;
-//   - closes every session when the admin password is regenerated.
+//   - accepts the previous admin password, after a regeneration, until its
+//     grace period ends (so that destinations can move to the new URL without
+//     an authentication error), then closes the sessions that used it.
 package gateway
 
 import (
@@ -45,6 +47,9 @@ type Endpoint struct {
 	Listen        string // host:port
 	AdminUser     string // the user name of the source URL
 	AdminPassword string
+	// PreviousAdminPassword is also accepted until PreviousAdminPasswordUntil.
+	PreviousAdminPassword      string
+	PreviousAdminPasswordUntil time.Time
 	// TLS, when set, is required: plain-text sessions are refused.
 	TLS *tls.Config
 	// Upstream is how the gateway reaches redis-server.
@@ -74,11 +79,25 @@ type endpoint struct {
 	cfg      Endpoint
 	sessions map[*session]struct{}
 	done     chan struct{}
+	// expiry closes the sessions of the previous password when its grace
+	// period ends.
+	expiry *time.Timer
 }
 
 type session struct {
 	client, upstream net.Conn
 	cert             *x509.Certificate // the client's, when it showed one
+	password         []byte            // the password it authenticated with
+}
+
+// acceptsPassword reports whether pw opens a session at now: the current
+// admin password, or the previous one during its grace period.
+func (ep Endpoint) acceptsPassword(pw []byte, now time.Time) bool {
+	if subtle.ConstantTimeCompare(pw, []byte(ep.AdminPassword)) == 1 {
+		return true
+	}
+	return ep.PreviousAdminPassword != "" && now.Before(ep.PreviousAdminPasswordUntil) &&
+		subtle.ConstantTimeCompare(pw, []byte(ep.PreviousAdminPassword)) == 1
 }
 
 func (s *session) close() {
@@ -89,7 +108,7 @@ func (s *session) close() {
 }
 
 // Ensure starts the endpoint of ep.UID, or updates it. A new password closes
-// every session; a new TLS configuration closes the sessions it would not
+// the sessions of passwords no longer accepted; a new TLS configuration closes the sessions it would not
 // admit any more (and every plain one when TLS becomes required).
 func (g *Gateway) Ensure(ep Endpoint) error {
 	g.mu.Lock()
@@ -106,6 +125,9 @@ func (g *Gateway) Ensure(ep Endpoint) error {
 		}
 		e = &endpoint{g: g, ln: ln, cfg: ep, sessions: map[*session]struct{}{}, done: make(chan struct{})}
 		g.eps[ep.UID] = e
+		e.mu.Lock()
+		e.scheduleExpiry()
+		e.mu.Unlock()
 		go e.accept()
 		return nil
 	}
@@ -137,6 +159,9 @@ func (e *endpoint) stop() {
 	e.ln.Close()
 	<-e.done
 	e.mu.Lock()
+	if e.expiry != nil {
+		e.expiry.Stop()
+	}
 	for s := range e.sessions {
 		s.close()
 	}
@@ -148,10 +173,12 @@ func (e *endpoint) update(ep Endpoint) {
 	defer e.mu.Unlock()
 	old := e.cfg
 	e.cfg = ep
+	e.scheduleExpiry()
+	now := time.Now()
 	for s := range e.sessions {
 		switch {
-		case old.AdminPassword != ep.AdminPassword:
-			s.close() // the old password no longer opens a session
+		case !ep.acceptsPassword(s.password, now):
+			s.close() // its password no longer opens a session
 		case ep.TLS != nil && s.cert == nil && requiresClientCert(ep.TLS):
 			s.close()
 		case ep.TLS != nil && s.cert != nil && ep.TLS.VerifyPeerCertificate != nil &&
@@ -160,6 +187,37 @@ func (e *endpoint) update(ep Endpoint) {
 		case ep.TLS != nil && old.TLS == nil:
 			s.close() // plain sessions must go once TLS is required
 		}
+	}
+}
+
+// scheduleExpiry arms the timer that closes the sessions of the previous
+// password when its grace period ends. e.mu must be held.
+func (e *endpoint) scheduleExpiry() {
+	if e.expiry != nil {
+		e.expiry.Stop()
+		e.expiry = nil
+	}
+	if e.cfg.PreviousAdminPassword == "" {
+		return
+	}
+	e.expiry = time.AfterFunc(time.Until(e.cfg.PreviousAdminPasswordUntil), e.expirePrevious)
+}
+
+// expirePrevious closes the sessions whose password is no longer accepted.
+func (e *endpoint) expirePrevious() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := time.Now()
+	n := 0
+	for s := range e.sessions {
+		if !e.cfg.acceptsPassword(s.password, now) {
+			s.close()
+			n++
+		}
+	}
+	if n > 0 {
+		e.g.log.Info("the grace period of the previous admin password ended; its replication sessions are closed",
+			"database", e.cfg.UID, "sessions", n)
 	}
 }
 
@@ -222,9 +280,11 @@ func (e *endpoint) serve(raw net.Conn) {
 	rd := resp.NewReader(br)
 	rd.MaxBulkLen, rd.MaxArrayLen = 1<<20, 64 // only small commands before AUTH
 
-	if !e.authenticate(conn, rd, cfg, log) {
+	pw, ok := e.authenticate(conn, rd, cfg, log)
+	if !ok {
 		return
 	}
+	s.password = pw
 	level, args, err := readCompression(conn, rd)
 	if err != nil {
 		return
@@ -246,13 +306,14 @@ func (e *endpoint) serve(raw net.Conn) {
 	log.Info("replication session closed")
 }
 
-// authenticate reads commands until a valid AUTH. PING before AUTH gets
-// NOAUTH, as from a redis-server with a password.
-func (e *endpoint) authenticate(conn net.Conn, rd *resp.Reader, cfg Endpoint, log *slog.Logger) bool {
+// authenticate reads commands until a valid AUTH and returns the password
+// it gave. PING before AUTH gets NOAUTH, as from a redis-server with a
+// password.
+func (e *endpoint) authenticate(conn net.Conn, rd *resp.Reader, cfg Endpoint, log *slog.Logger) ([]byte, bool) {
 	for {
 		args, _, err := rd.ReadCommand()
 		if err != nil {
-			return false
+			return nil, false
 		}
 		switch strings.ToUpper(string(args[0])) {
 		case "AUTH":
@@ -267,15 +328,15 @@ func (e *endpoint) authenticate(conn net.Conn, rd *resp.Reader, cfg Endpoint, lo
 				continue
 			}
 			userOK := user == nil || string(user) == cfg.AdminUser
-			if userOK && subtle.ConstantTimeCompare(pw, []byte(cfg.AdminPassword)) == 1 {
+			if userOK && cfg.acceptsPassword(pw, time.Now()) {
 				_, err := io.WriteString(conn, "+OK\r\n")
-				return err == nil
+				return append([]byte(nil), pw...), err == nil
 			}
 			e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "password").Inc()
 			log.Warn("refused a replication session: wrong user name or password")
 			io.WriteString(conn, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
 		case "QUIT":
-			return false
+			return nil, false
 		default:
 			io.WriteString(conn, "-NOAUTH Authentication required.\r\n")
 		}
@@ -339,7 +400,7 @@ func dialUpstream(cfg Endpoint) (net.Conn, error) {
 func (e *endpoint) track(s *session, cfg Endpoint) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.cfg.AdminPassword != cfg.AdminPassword {
+	if !e.cfg.acceptsPassword(s.password, time.Now()) {
 		return false // regenerated while this session was logging in
 	}
 	e.sessions[s] = struct{}{}
