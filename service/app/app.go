@@ -30,6 +30,11 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
+// DefaultAdminPasswordGrace is how long a regenerated admin password keeps
+// opening replication sessions: long enough for the terraform apply that
+// regenerated it to give the destinations the new URL.
+const DefaultAdminPasswordGrace = 15 * time.Minute
+
 // Version of the service, reported by /v1/cluster.
 const Version = "0.1.0"
 
@@ -47,6 +52,10 @@ type Config struct {
 	PortMax       int    // default 12999
 	AdvertiseHost string // default: the listen host
 	Logger        *slog.Logger
+	// AdminPasswordGrace: how long a database's admin password stays valid
+	// for replication after a regeneration. Default 15 minutes; negative
+	// for none.
+	AdminPasswordGrace time.Duration
 }
 
 // App is a running instance.
@@ -160,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,
 		Gateway: &gatewayAdapter{gw: a.gw, dbs: a.dbs, bindHost: bindHost(cfg.Listen), proxyCert: proxyCert},
-		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log,
+		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log, AdminPasswordGrace: max(cfg.AdminPasswordGrace, 0),
 		Cluster: api.Cluster{Name: cfg.Name, Version: Version, CACert: string(ca.CertPEM), ProxyCert: string(proxyPEM), SyncerCert: string(syncerPEM)},
 	})
 	a.listener, err = net.Listen("tcp", cfg.Listen)
@@ -250,6 +259,9 @@ func defaults(cfg *Config) error {
 	}
 	if cfg.AdminUser == "" {
 		cfg.AdminUser = "admin"
+	}
+	if cfg.AdminPasswordGrace == 0 {
+		cfg.AdminPasswordGrace = DefaultAdminPasswordGrace
 	}
 	if cfg.PortMin == 0 && cfg.PortMax == 0 {
 		cfg.PortMin, cfg.PortMax = 12000, 12999

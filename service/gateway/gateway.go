@@ -11,13 +11,16 @@
 //     (REPLICAD.COMPRESS <level> right after AUTH), which only a gateway
 //     understands: a plain redis-server answers with an unknown-command error,
 //     which is how a destination learns that a source cannot compress;
-//   - closes every session when the admin password is regenerated.
+//   - accepts the previous admin password, after a regeneration, until its
+//     grace period ends (so that destinations can move to the new URL without
+//     an authentication error), then closes the sessions that used it.
 package gateway
 
 import (
 	"bufio"
 	"compress/flate"
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -43,6 +46,9 @@ type Endpoint struct {
 	Listen        string // host:port
 	AdminUser     string // the user name of the source URL
 	AdminPassword string
+	// PreviousAdminPassword is also accepted until PreviousAdminPasswordUntil.
+	PreviousAdminPassword      string
+	PreviousAdminPasswordUntil time.Time
 	// TLS, when set, is required: plain-text sessions are refused.
 	TLS *tls.Config
 	// Upstream is how the gateway reaches redis-server.
@@ -129,11 +135,25 @@ type endpoint struct {
 	cfg      Endpoint
 	sessions map[*session]struct{}
 	done     chan struct{}
+	// expiry closes the sessions of the previous password when its grace
+	// period ends.
+	expiry *time.Timer
 }
 
 type session struct {
 	client, upstream net.Conn
 	cert             *x509.Certificate // the client's, when it showed one
+	password         []byte            // the password it authenticated with
+}
+
+// acceptsPassword reports whether pw opens a session at now: the current
+// admin password, or the previous one during its grace period.
+func (ep Endpoint) acceptsPassword(pw []byte, now time.Time) bool {
+	if subtle.ConstantTimeCompare(pw, []byte(ep.AdminPassword)) == 1 {
+		return true
+	}
+	return ep.PreviousAdminPassword != "" && now.Before(ep.PreviousAdminPasswordUntil) &&
+		subtle.ConstantTimeCompare(pw, []byte(ep.PreviousAdminPassword)) == 1
 }
 
 func (s *session) close() {
@@ -144,7 +164,7 @@ func (s *session) close() {
 }
 
 // Ensure starts the endpoint of ep.UID, or updates it. A new password closes
-// every session; a new TLS configuration closes the sessions it would not
+// the sessions of passwords no longer accepted; a new TLS configuration closes the sessions it would not
 // admit any more (and every plain one when TLS becomes required).
 func (g *Gateway) Ensure(ep Endpoint) error {
 	g.mu.Lock()
@@ -161,6 +181,9 @@ func (g *Gateway) Ensure(ep Endpoint) error {
 		}
 		e = &endpoint{g: g, ln: ln, cfg: ep, sessions: map[*session]struct{}{}, done: make(chan struct{})}
 		g.eps[ep.UID] = e
+		e.mu.Lock()
+		e.scheduleExpiry()
+		e.mu.Unlock()
 		go e.accept()
 		return nil
 	}
@@ -198,6 +221,9 @@ func (e *endpoint) stop() {
 	e.ln.Close()
 	<-e.done
 	e.mu.Lock()
+	if e.expiry != nil {
+		e.expiry.Stop()
+	}
 	for s := range e.sessions {
 		s.close()
 	}
@@ -209,10 +235,12 @@ func (e *endpoint) update(ep Endpoint) {
 	defer e.mu.Unlock()
 	old := e.cfg
 	e.cfg = ep
+	e.scheduleExpiry()
+	now := time.Now()
 	for s := range e.sessions {
 		switch {
-		case old.AdminPassword != ep.AdminPassword:
-			s.close() // the old password no longer opens a session
+		case !ep.acceptsPassword(s.password, now):
+			s.close() // its password no longer opens a session
 		case ep.TLS != nil && s.cert == nil && requiresClientCert(ep.TLS):
 			s.close()
 		case ep.TLS != nil && s.cert != nil && ep.TLS.VerifyPeerCertificate != nil &&
@@ -221,6 +249,37 @@ func (e *endpoint) update(ep Endpoint) {
 		case ep.TLS != nil && old.TLS == nil:
 			s.close() // plain sessions must go once TLS is required
 		}
+	}
+}
+
+// scheduleExpiry arms the timer that closes the sessions of the previous
+// password when its grace period ends. e.mu must be held.
+func (e *endpoint) scheduleExpiry() {
+	if e.expiry != nil {
+		e.expiry.Stop()
+		e.expiry = nil
+	}
+	if e.cfg.PreviousAdminPassword == "" {
+		return
+	}
+	e.expiry = time.AfterFunc(time.Until(e.cfg.PreviousAdminPasswordUntil), e.expirePrevious)
+}
+
+// expirePrevious closes the sessions whose password is no longer accepted.
+func (e *endpoint) expirePrevious() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := time.Now()
+	n := 0
+	for s := range e.sessions {
+		if !e.cfg.acceptsPassword(s.password, now) {
+			s.close()
+			n++
+		}
+	}
+	if n > 0 {
+		e.g.log.Info("the grace period of the previous admin password ended; its replication sessions are closed",
+			"database", e.cfg.UID, "sessions", n)
 	}
 }
 
@@ -305,9 +364,11 @@ func (e *endpoint) serve(raw net.Conn) {
 	rd := resp.NewReader(br)
 	rd.MaxBulkLen, rd.MaxArrayLen = maxArgLen, maxArgCount
 
-	if e.login(ctx, conn, rd, cfg, peer) != loginOK {
+	pw, ok := e.login(ctx, conn, rd, cfg, peer)
+	if !ok {
 		return
 	}
+	s.password = pw
 	level, firstCmd, err := readCompression(conn, rd)
 	if err != nil {
 		return
@@ -391,7 +452,7 @@ func (e *endpoint) stream(s *session, rd *resp.Reader, rw *replyWriter, upRd *re
 func (e *endpoint) track(s *session, cfg Endpoint) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.cfg.AdminPassword != cfg.AdminPassword {
+	if !e.cfg.acceptsPassword(s.password, time.Now()) {
 		return false // regenerated while this session was logging in
 	}
 	if len(e.sessions) >= maxSessionsPerEndpoint {
