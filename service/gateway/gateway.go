@@ -67,19 +67,20 @@ type Gateway struct {
 	mu  sync.Mutex
 	eps map[int]*endpoint
 
-	// pending counts the connections of each peer address that have not
-	// finished their handshake, across endpoints: idle or slow connections
+	// pending holds the connections of each peer address that are not yet
+	// replicating, oldest first, across endpoints: idle or slow connections
 	// of one address cannot take every file descriptor.
 	pendingMu sync.Mutex
-	pending   map[string]int
+	pending   map[string][]net.Conn
 
 	stop chan struct{}
 	done chan struct{}
 }
 
 // maxPendingPerPeer bounds the connections of one address that are not yet
-// replicating. A destination needs one per source database.
-const maxPendingPerPeer = 64
+// replicating; past it, the oldest is closed. A destination opens one per
+// source database at a time.
+const maxPendingPerPeer = 128
 
 // maxSessionsPerEndpoint bounds the replication sessions of one database:
 // each may make redis-server buffer up to its replica output-buffer limit.
@@ -88,7 +89,7 @@ const maxSessionsPerEndpoint = 64
 // New returns a Gateway with no endpoints. Close stops it.
 func New(log *slog.Logger, reg prometheus.Registerer) *Gateway {
 	g := &Gateway{log: log, metrics: newMetrics(reg), throttle: newThrottle(log), handshakeTimeout: defaultHandshakeTimeout,
-		eps: map[int]*endpoint{}, pending: map[string]int{},
+		eps: map[int]*endpoint{}, pending: map[string][]net.Conn{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go g.flushLoop()
 	return g
@@ -109,21 +110,34 @@ func (g *Gateway) flushLoop() {
 	}
 }
 
-func (g *Gateway) admitPending(peer string) bool {
+func (g *Gateway) admitPending(uid int, peer string, c net.Conn) {
 	g.pendingMu.Lock()
 	defer g.pendingMu.Unlock()
-	if g.pending[peer] >= maxPendingPerPeer {
-		return false
+	conns := g.pending[peer]
+	if len(conns) >= maxPendingPerPeer {
+		// The newcomer wins over the oldest: a flood of idle connections
+		// cannot keep a destination on the same address out.
+		g.metrics.refused.WithLabelValues(strconv.Itoa(uid), "too_many_pending").Inc()
+		conns[0].Close()
+		conns = conns[1:]
 	}
-	g.pending[peer]++
-	return true
+	g.pending[peer] = append(conns, c)
 }
 
-func (g *Gateway) releasePending(peer string) {
+func (g *Gateway) releasePending(peer string, c net.Conn) {
 	g.pendingMu.Lock()
 	defer g.pendingMu.Unlock()
-	if g.pending[peer]--; g.pending[peer] <= 0 {
+	conns := g.pending[peer]
+	for i, o := range conns {
+		if o == c {
+			conns = append(conns[:i:i], conns[i+1:]...)
+			break
+		}
+	}
+	if len(conns) == 0 {
 		delete(g.pending, peer)
+	} else {
+		g.pending[peer] = conns
 	}
 }
 
@@ -316,15 +330,11 @@ func (e *endpoint) serve(raw net.Conn) {
 			log.Error("replication session failed: internal error, session closed", "panic", fmt.Sprint(r))
 		}
 	}()
-	if !e.g.admitPending(peer) {
-		e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "too_many_connections").Inc()
-		io.WriteString(raw, "-ERR too many replication connections from your address being set up, try again\r\n")
-		return
-	}
+	e.g.admitPending(cfg.UID, peer, raw)
 	pending := true
 	defer func() {
 		if pending {
-			e.g.releasePending(peer)
+			e.g.releasePending(peer, raw)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), e.g.handshakeTimeout)
@@ -384,7 +394,7 @@ func (e *endpoint) serve(raw net.Conn) {
 		return
 	}
 	defer e.untrack(s)
-	e.g.releasePending(peer)
+	e.g.releasePending(peer, raw)
 	pending = false
 
 	label := strconv.Itoa(cfg.UID)
@@ -505,7 +515,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "gateway", Name: "refused_sessions_total",
-			Help: "Replication sessions refused, by reason (plaintext, tls, password, too_many_connections, too_many_sessions)."}, []string{"database", "reason"}),
+			Help: "Replication sessions refused, by reason (plaintext, tls, password, too_many_pending: the oldest of an address closed for a newer one, too_many_sessions)."}, []string{"database", "reason"}),
 		wireBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "gateway", Name: "sent_wire_bytes_total",
 			Help: "Bytes sent to destinations, after compression."}, []string{"database"}),
 		plainBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "gateway", Name: "sent_bytes_total",
