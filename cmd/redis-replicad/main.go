@@ -71,6 +71,8 @@ func parseServe(args []string, stderr io.Writer) (app.Config, slog.Level, error)
 	fs.StringVar(&portRange, "port-range", "12000-12999", "ports given to databases that do not ask for one")
 	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host name that database endpoints and source URLs advertise (default: the listen host)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&cfg.AdminPasswordGrace, "admin-password-grace", app.DefaultAdminPasswordGrace,
+		"how long a database's admin password keeps working for replication after it is regenerated (0s: not at all)")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "REDIS_REPLICAD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -96,6 +98,9 @@ func parseServe(args []string, stderr io.Writer) (app.Config, slog.Level, error)
 		return cfg, 0, fmt.Errorf("--port-range %q: want FROM-TO, for example 12000-12999", portRange)
 	}
 	cfg.PortMin, cfg.PortMax = min, max
+	if cfg.AdminPasswordGrace == 0 {
+		cfg.AdminPasswordGrace = -1 // app.Config's zero value is the default
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return cfg, 0, fmt.Errorf("--log-level: %w", err)

@@ -37,6 +37,9 @@ type Config struct {
 	Backend            Backend
 	Metrics            http.Handler
 	Logger             *slog.Logger
+	// Health says how the instance stands for /healthz: "starting" while
+	// its databases come back after a start, then "ok". Nil means "ok".
+	Health func() string
 }
 
 // maxBody bounds request bodies; the largest legitimate one (32 sources with
@@ -47,8 +50,14 @@ const maxBody = 4 << 20
 func NewHandler(cfg Config) http.Handler {
 	s := &server{cfg: cfg}
 	mux := http.NewServeMux()
+	// /healthz is liveness: the process serves (200) whatever its
+	// databases do; the status says whether they are all back yet.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		status := "ok"
+		if cfg.Health != nil {
+			status = cfg.Health()
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": status})
 	})
 	auth := s.authenticated
 	mux.Handle("GET /metrics", auth(cfg.Metrics.ServeHTTP))
@@ -210,8 +219,11 @@ func statusOf(code string) int {
 }
 
 func pathUID(w http.ResponseWriter, r *http.Request) (int, bool) {
-	uid, err := strconv.Atoi(r.PathValue("uid"))
-	if err != nil || uid < 1 {
+	// Canonical decimal only: "+1" and "01" are not database 1, so that one
+	// database has one URL.
+	raw := r.PathValue("uid")
+	uid, err := strconv.Atoi(raw)
+	if err != nil || uid < 1 || strconv.Itoa(uid) != raw {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("database %q does not exist: ids are positive integers", r.PathValue("uid")))
 		return 0, false
 	}
