@@ -105,6 +105,9 @@ func (b *batcher) run(ctx context.Context) error {
 		}
 		var err error
 		switch {
+		case b.loadDone && len(b.inFlight) > 0:
+			// The load's end is checked alone (see send).
+			err = b.complete(ctx)
 		case b.mayCommit():
 			err = b.send(ctx, true)
 		case b.mustStream():
@@ -223,6 +226,28 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 	}
 	b.s.metrics.batches.Inc()
 	b.inFlight = append(b.inFlight, sb)
+	if sb.loadDone {
+		return b.checkLoad(ctx)
+	}
+	return nil
+}
+
+// checkLoad runs once the load's end is sent, alone: it completes it, then
+// checks, before any command of the stream runs, what the load could not
+// reproduce, and notes it in the status.
+func (b *batcher) checkLoad(ctx context.Context) error {
+	if err := b.drain(ctx); err != nil {
+		return err
+	}
+	note, err := b.w.checkPending(ctx, b.s.loadPending)
+	b.s.loadPending = nil
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		b.s.log.Warn("the destination differs from the source", "source", b.s.url.String(), "note", note)
+	}
+	b.s.status.set(func(st *sourceStatus) { st.syncNote = note })
 	return nil
 }
 

@@ -36,6 +36,7 @@ type sourceStatus struct {
 	lastLag         time.Duration
 	compressionOK   bool
 	compressionNote string // why compression asked for is not active
+	syncNote        string // what of the source the last load could not reproduce
 
 	// What the watchdog (watchdog.go) reads: what the writer is doing, and
 	// when it last had a send answered.
@@ -104,7 +105,7 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := api.ReplicaSourceStatus{
-		ReplicaSource: src, LastError: s.lastError, LastUpdate: s.lastUpdate, CompressionNote: s.compressionNote,
+		ReplicaSource: src, LastError: s.lastError, LastUpdate: s.lastUpdate, CompressionNote: s.compressionNote, SyncNote: s.syncNote,
 		RDBSize: s.rdbSize, RDBTransferred: s.rdbDone, CompressionActive: s.compressionOK,
 	}
 	if s.phase == phaseLoading && s.rdbLive != nil {

@@ -54,6 +54,9 @@ type syncer struct {
 	destRDB int
 	// The watchdog's limits (watchdog.go).
 	stallTimeout, silenceTimeout time.Duration
+	// loadPending counts the pending entries of the streams the load wrote
+	// as commands, for the writer to check once the load is applied.
+	loadPending *pendingCounter
 	// claim, when set, records the source's replication history for the
 	// session and refuses one that another source has (destination.claim).
 	claim func(addr, replID string) (func(), error)
@@ -271,7 +274,8 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 	if s.destRDB > 0 {
 		opts = append(opts, rdb.WithRawValues(rawValueLimit, s.destRDB))
 	}
-	if err := rdb.NewDecoder(br, opts...).Decode(ctx, rdb.NewCommandWriter(emit, rdb.WithReplaceKeys(), rdb.WithStaging(staging))); err != nil {
+	pending := newPendingCounter(rdb.NewCommandWriter(emit, rdb.WithReplaceKeys(), rdb.WithStaging(staging)))
+	if err := rdb.NewDecoder(br, opts...).Decode(ctx, pending); err != nil {
 		if errors.Is(err, rdb.ErrUnsupported) {
 			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.url, err)}
 		}
@@ -288,6 +292,7 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 	s.wireSeen = conn.WireBytes()
 	s.metrics.wireIn.Add(float64(s.wireSeen))
 	s.status.set(func(st *sourceStatus) { st.rdbLive, st.rdbSize, st.rdbDone = nil, size, done })
+	s.loadPending = pending // the writer reads it once it has the item below
 	if err := p.add(ctx, item{kind: kindLoadDone, offset: syn.Offset, replID: syn.ReplID}, nil); err != nil {
 		return err
 	}
