@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/replicad/terraform-provider-redis/internal/replproto"
 )
 
 // The writer applies the queue to the destination in batches. On the
@@ -45,7 +43,7 @@ func (s batchState) String() string {
 type batcher struct {
 	s    *syncer
 	w    *destWriter
-	conn *replproto.Conn
+	conn acker
 	c    *consumer
 
 	state batchState
@@ -71,7 +69,14 @@ type batcher struct {
 	inFlight []sentBatch
 }
 
-func newBatcher(s *syncer, w *destWriter, conn *replproto.Conn, q *queue, loading bool) *batcher {
+// acker is what the writer tells the source: how far the stream is applied
+// (a *replproto.Conn).
+type acker interface {
+	SetAppliedOffset(offset int64)
+	SendAck(offset int64) error
+}
+
+func newBatcher(s *syncer, w *destWriter, conn acker, q *queue, loading bool) *batcher {
 	return &batcher{s: s, w: w, conn: conn, c: &consumer{q: q}, loading: loading, items: make([]item, 0, maxBatchItems)}
 }
 
@@ -281,7 +286,7 @@ func (b *batcher) complete(ctx context.Context) error {
 
 // applied records a completed send: metrics, and for a commit, the
 // checkpoint, the acknowledgement to the source and the status.
-func (s *syncer) applied(b sentBatch, conn *replproto.Conn) error {
+func (s *syncer) applied(b sentBatch, conn acker) error {
 	s.metrics.commandsApplied.Add(float64(b.items))
 	s.metrics.bytesApplied.Add(float64(b.bytes))
 	if !b.commit {

@@ -158,16 +158,15 @@ func (w *destWriter) writeBytes(ctx context.Context, b []byte) error {
 // version cannot read): it must be said, never only logged.
 func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 	w.deadline(ctx)
-	var firstErr error
+	var firstErr, nestedErr error
 	failures := 0
-	for i := 0; i < b.replies; i++ {
-		var nestedErr error
-		nested := func(at int, msg []byte) {
-			failures++
-			if nestedErr == nil {
-				nestedErr = fmt.Errorf("the destination failed a replicated command: %s: %s", b.queuedCommand(at), msg)
-			}
+	nested := func(at int, msg []byte) {
+		failures++
+		if nestedErr == nil {
+			nestedErr = fmt.Errorf("the destination failed a replicated command: %s: %s", b.queuedCommand(at), msg)
 		}
+	}
+	for i := 0; i < b.replies; i++ {
 		msg, err := w.rd.SkipValueIndexed(nested)
 		if err != nil {
 			return 0, fmt.Errorf("read reply from destination: %w", err)
