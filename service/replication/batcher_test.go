@@ -21,7 +21,7 @@ import (
 // fakeDestination answers what a syncer's writer sends as redis-server
 // does inside and outside MULTI, and records the transactions it ran.
 type fakeDestination struct {
-	mu      sync.Mutex
+	mu    sync.Mutex
 	execs []int    // commands queued by each EXEC
 	hsets []string // the checkpoints written
 }
@@ -67,7 +67,7 @@ func (f *fakeDestination) serve(c net.Conn) {
 type nopAcker struct{ applied int64 }
 
 func (a *nopAcker) SetAppliedOffset(o int64) { a.applied = o }
-func (a *nopAcker) SendAck(o int64) error   { a.applied = o; return nil }
+func (a *nopAcker) SendAck(o int64) error    { a.applied = o; return nil }
 
 // TestBatcherStreamsABigSourceTransaction: a source transaction of more
 // commands than the queue holds is streamed into one MULTI of the
