@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -391,13 +390,12 @@ func (b *backoff) next() time.Duration {
 }
 
 // explain adds what a user can do about the errors whose cause is not plain
-// from the protocol's words.
+// from the protocol's words (replproto classifies them).
 func explain(err error) error {
-	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "tls: bad certificate") || strings.Contains(msg, "tls: certificate required"):
+	case errors.Is(err, replproto.ErrClientCertRejected):
 		return fmt.Errorf("the source refused this instance's TLS client certificate (add the instance's syncer_cert to the source database's client_certificates): %w", err)
-	case strings.Contains(msg, "first record does not look like a TLS handshake"):
+	case errors.Is(err, replproto.ErrNotTLS):
 		return fmt.Errorf("the source does not speak TLS: set encryption = false, or enable TLS on the source: %w", err)
 	}
 	return err
