@@ -435,7 +435,7 @@ func (s *syncer) complete(ctx context.Context, w *destWriter, conn *replproto.Co
 		s.status.pendingSince = b.last
 	}
 	s.status.mu.Unlock()
-	s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
+	s.metrics.lag.Set(s.status.lastLag.Seconds())
 	return nil
 }
 
