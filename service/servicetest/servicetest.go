@@ -54,6 +54,13 @@ func RequireRedisServer(t testing.TB) string {
 // Start runs an instance until the test ends.
 func Start(t testing.TB) *Instance {
 	t.Helper()
+	return StartWith(t, nil)
+}
+
+// StartWith runs an instance whose configuration configure adjusts first
+// (a viewer user, say).
+func StartWith(t testing.TB, configure func(*app.Config)) *Instance {
+	t.Helper()
 	RequireRedisServer(t)
 	i := &Instance{DataDir: t.TempDir()}
 	base := 20000 + 200*int((windowSeed+nextWindow.Add(1))%100)
@@ -63,6 +70,9 @@ func Start(t testing.TB) *Instance {
 		// Each instance draws its database ports from a window of its own, so
 		// that two instances of one test do not race for the same port.
 		Logger: testLogger(t, &i.quiet),
+	}
+	if configure != nil {
+		configure(&i.cfg)
 	}
 	i.start(t)
 	t.Cleanup(func() { i.stop(t); i.quiet.Store(true) })

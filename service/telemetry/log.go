@@ -80,27 +80,39 @@ func (h *LogHandler) namesFor(attrs []slog.Attr, present map[string]bool) []slog
 		}
 		return false
 	}
-	named := has("name")
+	// The first database on the line is the one it is about: it gets
+	// "name", unless the line has one already; any other gets "<key>_name".
+	first := !h.boundDB()
 	var extra []slog.Attr
 	for _, a := range attrs {
 		if !isDBKey(a.Key) {
+			continue
+		}
+		key := a.Key + "_name"
+		if first {
+			first, key = false, "name"
+		}
+		if has(key) {
 			continue
 		}
 		name, ok := h.names.lookup(uidString(a.Value))
 		if !ok {
 			continue
 		}
-		key := a.Key + "_name"
-		if !named {
-			key, named = "name", true
-		}
-		if has(key) {
-			continue
-		}
 		extra = append(extra, slog.String(key, name))
 		present = with(present, key)
 	}
 	return extra
+}
+
+// boundDB reports whether a database attribute was bound with WithAttrs.
+func (h *LogHandler) boundDB() bool {
+	for _, k := range dbKeys {
+		if h.present[k] {
+			return true
+		}
+	}
+	return false
 }
 
 func with(m map[string]bool, key string) map[string]bool {
