@@ -74,7 +74,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),
-		chromedp.NoSandbox, // tests run as root in CI containers
+		chromedp.NoSandbox,                               // tests run as root in CI containers
 		chromedp.Flag("ignore-certificate-errors", true), // the instance's own CA
 		chromedp.WindowSize(1400, 900),
 	)...)
@@ -176,11 +176,11 @@ func logIn(t *testing.T, ctx context.Context, user, password, sel string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#login-user"))), "the login form")
+	// The form keeps the last user name: type over it.
+	eval[bool](t, ctx, `(document.getElementById("login-user").value = "", document.getElementById("login-password").value = "", true)`)
 	require.NoError(t, chromedp.Do(ctx,
-		chromedp.WaitVisible(chromedp.CSS("#login-user")),
-		chromedp.SetValue(chromedp.CSS("#login-user"), ""),
 		chromedp.SendKeys(chromedp.CSS("#login-user"), user),
-		chromedp.SetValue(chromedp.CSS("#login-password"), ""),
 		chromedp.SendKeys(chromedp.CSS("#login-password"), password),
 		chromedp.Click(chromedp.CSS("#login-submit")),
 		chromedp.WaitVisible(chromedp.CSS(sel)),
