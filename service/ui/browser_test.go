@@ -126,6 +126,27 @@ func TestConsoleInBrowser(t *testing.T) {
 		return nil
 	})
 
+	// Stop, then re-enable: the destination is flushed and reloaded, and in
+	// sync again. Each goes through a confirmation.
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(card+` button[data-action="stop"]`))))
+	confirm(t, bctx, "Stop the sync of orders_replica?")
+	waitText(t, bctx, syncBadge, api.SyncStopped)
+	waitSync(t, i, dst.UID, api.SyncStopped, api.SourceOutOfSync)
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(card+` button[data-action="enable"]`))))
+	confirm(t, bctx, "Re-enable the sync of orders_replica?")
+	waitText(t, bctx, syncBadge, api.SyncEnabled)
+	waitText(t, bctx, sourceStatus, api.SourceInSync)
+	waitSync(t, i, dst.UID, api.SyncEnabled, api.SourceInSync)
+	require.NoError(t, redistest.Diff(context.Background(), dstClient, srcClient), "the reloaded destination equals the source")
+
+	// "Get Replica Of source URL" shows the URL the API gives, with a copy button.
+	srcCard := fmt.Sprintf("#db-%d", src.UID)
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(srcCard+` button[data-action="source-url"]`)), chromedp.WaitVisible(chromedp.CSS("#dialog-url"))))
+	assert.Equal(t, su.URI, eval[string](t, bctx, `document.getElementById("dialog-url").value`))
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#dialog-copy"))))
+	waitText(t, bctx, "#dialog-copy", "Copied")
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#dialog-ok")), chromedp.WaitNotVisible(chromedp.CSS("#dialog"))))
+
 	// The viewer logs in: same status, no action, no secret.
 	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#logout"))))
 	logIn(t, bctx, viewerUser, viewerPassword, card)
@@ -161,6 +182,38 @@ func TestConsoleInBrowser(t *testing.T) {
 	var after api.SourceURL
 	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &after)
 	assert.Equal(t, su.URI, after.URI, "the viewer's regenerate changed nothing")
+
+	// Back as the admin: "Regenerate password", confirmed, shows the new URL;
+	// the destination that still uses the old one says so on the page.
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#logout"))))
+	logIn(t, bctx, i.Username, i.Password, card)
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(srcCard+` button[data-action="regenerate"]`))))
+	confirm(t, bctx, "Regenerate the admin password of orders?")
+	redistest.Eventually(t, time.Minute, "the new source URL is shown", func() error {
+		if title := text(t, bctx, "#dialog-title"); title != "New Replica Of source URL of orders" {
+			return fmt.Errorf("dialog: %q", title)
+		}
+		return nil
+	})
+	shown := eval[string](t, bctx, `document.getElementById("dialog-url").value`)
+	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &after)
+	assert.Equal(t, after.URI, shown, "the page shows the API's new source URL")
+	assert.NotEqual(t, su.URI, shown, "the password changed")
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#dialog-ok")), chromedp.WaitNotVisible(chromedp.CSS("#dialog"))))
+	waitText(t, bctx, sourceStatus, api.SourceOutOfSync)
+	redistest.Eventually(t, 2*time.Minute, "the page shows why the sync failed", func() error {
+		if e := text(t, bctx, card+" .source-error"); e == "" {
+			return fmt.Errorf("no last error shown")
+		}
+		return nil
+	})
+}
+
+// confirm checks the confirmation dialog's title and presses OK.
+func confirm(t *testing.T, ctx context.Context, title string) {
+	t.Helper()
+	waitText(t, ctx, "#dialog-title", title)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#dialog-ok")), chromedp.WaitNotVisible(chromedp.CSS("#dialog"))), "confirm %q", title)
 }
 
 func jsBody(b string) string {

@@ -73,7 +73,7 @@ function bar(done, total) {
 
 // lagGraph draws the samples of the last window as an SVG line.
 function lagGraph(points, windowSeconds) {
-  const w = 240, h = 48, pad = 2;
+  const w = 240, h = 48, pad = 3;
   const svg = document.createElementNS(SVG_NS, "svg");
   svg.setAttribute("class", "lag");
   svg.setAttribute("width", w);
@@ -83,6 +83,13 @@ function lagGraph(points, windowSeconds) {
   const max = Math.max(1, ...points.map((p) => p[1]));
   const x = (t) => pad + (w - 2 * pad) * (1 - (now - t) / windowSeconds);
   const y = (v) => h - pad - (h - 2 * pad) * (v / max);
+  const axis = document.createElementNS(SVG_NS, "line");
+  axis.setAttribute("x1", pad);
+  axis.setAttribute("x2", w - pad);
+  axis.setAttribute("y1", y(0));
+  axis.setAttribute("y2", y(0));
+  axis.setAttribute("stroke", "#d1d5db");
+  svg.append(axis);
   const title = document.createElementNS(SVG_NS, "title");
   title.textContent = `lag over the last ${Math.round(windowSeconds / 60)} minutes, up to ${duration(max)}`;
   svg.append(title);
@@ -93,6 +100,13 @@ function lagGraph(points, windowSeconds) {
     line.setAttribute("stroke", "#c6302b");
     line.setAttribute("stroke-width", "1.5");
     svg.append(line);
+    const last = points[points.length - 1];
+    const dot = document.createElementNS(SVG_NS, "circle");
+    dot.setAttribute("cx", x(last[0]).toFixed(1));
+    dot.setAttribute("cy", y(last[1]).toFixed(1));
+    dot.setAttribute("r", "2");
+    dot.setAttribute("fill", "#c6302b");
+    svg.append(dot);
   }
   const label = document.createElementNS(SVG_NS, "text");
   label.setAttribute("x", w - 4);
