@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -158,6 +159,11 @@ func ForViewer(db api.Database) api.Database {
 	sources := make([]api.ReplicaSourceStatus, len(db.ReplicaSources))
 	for i, src := range db.ReplicaSources {
 		if u, err := redisurl.Parse(src.URI); err == nil {
+			// Errors are written without secrets; this makes sure.
+			if u.Password != "" {
+				src.LastError = strings.ReplaceAll(src.LastError, u.Password, "xxxxx")
+				src.CompressionNote = strings.ReplaceAll(src.CompressionNote, u.Password, "xxxxx")
+			}
 			src.URI = u.Addr()
 		} else {
 			src.URI = ""

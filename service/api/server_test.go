@@ -26,7 +26,8 @@ const (
 
 func (b *backend) db() api.Database {
 	return api.Database{UID: 1, Name: "orders_replica", AuthenticationRedisPass: redisPass,
-		ReplicaSources: []api.ReplicaSourceStatus{{ReplicaSource: api.ReplicaSource{URI: sourceURL}, Status: api.SourceInSync}}}
+		ReplicaSources: []api.ReplicaSourceStatus{{ReplicaSource: api.ReplicaSource{URI: sourceURL}, Status: api.SourceInSync,
+			LastError: "an error that quoted the password s3cret-admin"}}}
 }
 func (b *backend) ListDatabases(context.Context) ([]api.Database, error) {
 	return []api.Database{b.db()}, nil
