@@ -78,7 +78,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	// Every line about a database carries its name beside its uid.
-	names := telemetry.NewNames()
+	names := telemetry.NewNames(nil)
 	log := slog.New(telemetry.NewLogHandler(cfg.Logger.Handler(), names))
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
@@ -130,6 +130,14 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	}
 	for _, d := range stored {
 		names.Set(d.UID, d.Name)
+	}
+	// A database being created is logged about (its syncers start) before
+	// the API call that creates it returns: its name is read from the store.
+	// A read transaction is safe here: it ends before the log call returns,
+	// also when the caller is inside a write transaction.
+	names.Load = func(uid int) (string, bool) {
+		d, err := st.Get(uid)
+		return d.Name, err == nil
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -11,7 +11,7 @@ import (
 )
 
 func TestLogLinesCarryTheDatabaseName(t *testing.T) {
-	names := NewNames()
+	names := NewNames(nil)
 	names.Set(1, "orders")
 	names.Set(2, "orders_replica")
 	var buf bytes.Buffer
@@ -57,4 +57,20 @@ func TestLogLinesCarryTheDatabaseName(t *testing.T) {
 	names.Set(1, "orders_v2")
 	log.Info("database updated", "uid", 1)
 	assert.Equal(t, "orders_v2", line()["name"])
+}
+
+// A database being created is logged about before the app learns its name:
+// the name is loaded from the store.
+func TestLogNamesLoadsWhatItDoesNotKnow(t *testing.T) {
+	loads := 0
+	names := NewNames(func(uid int) (string, bool) {
+		loads++
+		return "fresh", uid == 5
+	})
+	var buf bytes.Buffer
+	log := slog.New(NewLogHandler(slog.NewJSONHandler(&buf, nil), names))
+	log.Info("replica of configured", "destination", 5)
+	log.Info("replica of configured", "destination", 5)
+	assert.Equal(t, 2, bytes.Count(buf.Bytes(), []byte(`"name":"fresh"`)))
+	assert.Equal(t, 1, loads, "a loaded name is kept")
 }

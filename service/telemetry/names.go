@@ -11,14 +11,21 @@ import (
 
 // Names maps database uids to their current names, so that metrics and logs
 // can carry the name of a database that code elsewhere knows by uid only.
-// The app keeps it up to date from the API's answers.
+// The app keeps it up to date from the API's answers; a uid it does not know
+// yet (a database being created) is looked up with Load.
 type Names struct {
+	// Load reads the name of uid from where databases are stored; nil for
+	// none. It must not log.
+	Load func(uid int) (string, bool)
+
 	mu    sync.RWMutex
 	names map[int]string
 }
 
-// NewNames returns an empty map.
-func NewNames() *Names { return &Names{names: map[int]string{}} }
+// NewNames returns an empty map that loads what it misses with load.
+func NewNames(load func(uid int) (string, bool)) *Names {
+	return &Names{names: map[int]string{}, Load: load}
+}
 
 // Set records the name of uid.
 func (n *Names) Set(uid int, name string) {
@@ -37,8 +44,14 @@ func (n *Names) Delete(uid int) {
 // Get returns the name of uid.
 func (n *Names) Get(uid int) (string, bool) {
 	n.mu.RLock()
-	defer n.mu.RUnlock()
 	name, ok := n.names[uid]
+	n.mu.RUnlock()
+	if ok || n.Load == nil {
+		return name, ok
+	}
+	if name, ok = n.Load(uid); ok {
+		n.Set(uid, name)
+	}
 	return name, ok
 }
 
