@@ -213,6 +213,7 @@ func TestConsoleInBrowser(t *testing.T) {
 func confirm(t *testing.T, ctx context.Context, title string) {
 	t.Helper()
 	waitText(t, ctx, "#dialog-title", title)
+	assert.Equal(t, "none", eval[string](t, ctx, `getComputedStyle(document.getElementById("dialog-url-row")).display`), "a confirmation shows no URL")
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#dialog-ok")), chromedp.WaitNotVisible(chromedp.CSS("#dialog"))), "confirm %q", title)
 }
 
