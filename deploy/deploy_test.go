@@ -178,13 +178,17 @@ func assertEnum(t *testing.T, mf *dto.MetricFamily, states []string, want string
 
 var metricName = regexp.MustCompile(`\breplicad_[a-z0-9_]+`)
 
-// TestAlertRules checks deploy/prometheus/alerts.yml with promtool and
-// checks that every metric its rules name exists on a running service.
+// TestAlertRules checks deploy/prometheus/alerts.yml with promtool (syntax,
+// and the unit tests of alerts_test.yml) and checks that every metric its
+// rules name exists on a running service.
 func TestAlertRules(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	require.NoError(t, err, "promtool is needed to check the alert rules: install Debian's prometheus package (apt-get install -y --no-install-recommends prometheus); scripts/ensure-deps.sh does it")
 	out, err := exec.Command(promtool, "check", "rules", "prometheus/alerts.yml").CombinedOutput()
 	require.NoError(t, err, "promtool check rules:\n%s", out)
+	// Each alert fires when it should and stays quiet when it should not.
+	out, err = exec.Command(promtool, "test", "rules", "prometheus/alerts_test.yml").CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s", out)
 
 	raw, err := os.ReadFile("prometheus/alerts.yml")
 	require.NoError(t, err)
