@@ -182,6 +182,9 @@ var metricName = regexp.MustCompile(`\breplicad_[a-z0-9_]+`)
 // and the unit tests of alerts_test.yml) and checks that every metric its
 // rules name exists on a running service.
 func TestAlertRules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs promtool and starts redis-replicad")
+	}
 	promtool, err := exec.LookPath("promtool")
 	require.NoError(t, err, "promtool is needed to check the alert rules: install Debian's prometheus package (apt-get install -y --no-install-recommends prometheus); scripts/ensure-deps.sh does it")
 	out, err := exec.Command(promtool, "check", "rules", "prometheus/alerts.yml").CombinedOutput()

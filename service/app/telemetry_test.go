@@ -46,6 +46,9 @@ func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
 // life of a Replica Of and checks that every line about a database carries
 // its name, and that API requests are logged at debug.
 func TestLogLinesNameTheirDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad")
+	}
 	logs := &lockedBuffer{}
 	i := servicetest.StartWith(t, func(c *app.Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
