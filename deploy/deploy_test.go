@@ -259,6 +259,22 @@ func TestDashboard(t *testing.T) {
 	}
 	walk(dash["panels"])
 	require.NotEmpty(t, exprs, "the dashboard has queries")
+	// The data source is a variable: the dashboard imports and provisions
+	// as it is, on any Prometheus data source.
+	var vars []string
+	for _, v := range dash["templating"].(map[string]any)["list"].([]any) {
+		v := v.(map[string]any)
+		vars = append(vars, v["name"].(string)+":"+v["type"].(string))
+	}
+	assert.Contains(t, vars, "datasource:datasource")
+	for _, p := range dash["panels"].([]any) {
+		p := p.(map[string]any)
+		if p["type"] == "row" {
+			continue
+		}
+		ds, _ := p["datasource"].(map[string]any)
+		assert.Equal(t, "${datasource}", ds["uid"], "panel %q uses the data source variable", p["title"])
+	}
 	mfs := scrape(t)
 	used := map[string]bool{}
 	for _, e := range exprs {
