@@ -78,6 +78,8 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 	fs.StringVar(&cfg.ViewerPassword, "viewer-password", "", "password of --viewer-user")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (API requests are logged at debug)")
 	fs.StringVar(&lo.format, "log-format", "text", "text (key=value) or json (one object a line)")
+	fs.DurationVar(&cfg.AdminPasswordGrace, "admin-password-grace", app.DefaultAdminPasswordGrace,
+		"how long a database's admin password keeps working for replication after it is regenerated (0s: not at all)")
 	fs.Usage = func() { usage(fs) }
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -104,6 +106,9 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 		return cfg, lo, fmt.Errorf("--port-range %q: want FROM-TO, for example 12000-12999", portRange)
 	}
 	cfg.PortMin, cfg.PortMax = min, max
+	if cfg.AdminPasswordGrace == 0 {
+		cfg.AdminPasswordGrace = -1 // app.Config's zero value is the default
+	}
 	if err := lo.level.UnmarshalText([]byte(logLevel)); err != nil {
 		return cfg, lo, fmt.Errorf("--log-level: %w", err)
 	}

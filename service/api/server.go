@@ -50,6 +50,9 @@ type Config struct {
 	// the same authentication as the API; IsViewer tells who is asking.
 	ConsoleData http.Handler
 	Logger      *slog.Logger
+	// Health says how the instance stands for /healthz: "starting" while
+	// its databases come back after a start, then "ok". Nil means "ok".
+	Health func() string
 }
 
 // maxBody bounds request bodies; the largest legitimate one (32 sources with
@@ -60,8 +63,14 @@ const maxBody = 4 << 20
 func NewHandler(cfg Config) http.Handler {
 	s := &server{cfg: cfg}
 	mux := http.NewServeMux()
+	// /healthz is liveness: the process serves (200) whatever its
+	// databases do; the status says whether they are all back yet.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		status := "ok"
+		if cfg.Health != nil {
+			status = cfg.Health()
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": status})
 	})
 	read, admin := s.reader, s.admin
 	mux.Handle("GET /metrics", read(cfg.Metrics.ServeHTTP))

@@ -33,6 +33,11 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/ui"
 )
 
+// DefaultAdminPasswordGrace is how long a regenerated admin password keeps
+// opening replication sessions: long enough for the terraform apply that
+// regenerated it to give the destinations the new URL.
+const DefaultAdminPasswordGrace = 15 * time.Minute
+
 // Version of the service, reported by /v1/cluster.
 const Version = "0.1.0"
 
@@ -49,11 +54,15 @@ type Config struct {
 	PortMin       int    // default 12000
 	PortMax       int    // default 12999
 	AdvertiseHost string // default: the listen host
+	Logger        *slog.Logger
+	// AdminPasswordGrace: how long a database's admin password stays valid
+	// for replication after a regeneration. Default 15 minutes; negative
+	// for none.
+	AdminPasswordGrace time.Duration
 	// ViewerUser and ViewerPassword, when set, are a read-only user of the
 	// API, the console and /metrics.
 	ViewerUser     string
 	ViewerPassword string
-	Logger         *slog.Logger
 }
 
 // App is a running instance.
@@ -69,7 +78,43 @@ type App struct {
 	http     *http.Server
 	caPEM    []byte
 	served   chan struct{}
+
+	// Startup: the databases and syncers come back in the background.
+	stopStartup context.CancelFunc
+	started     chan struct{} // closed once every database is up (or given up on)
+	startupDone chan struct{} // closed when the startup goroutine returns
 }
+
+// startup brings the stored databases and syncers back, then waits for the
+// databases to serve; started is closed at the end whatever happened.
+func (a *App) startup(ctx context.Context) {
+	defer close(a.startupDone)
+	defer close(a.started)
+	began := time.Now()
+	if err := a.ctrl.Start(ctx); err != nil {
+		a.cfg.Logger.Error("bring the databases back", "err", err)
+		return
+	}
+	if err := a.ctrl.WaitStarted(ctx); err != nil {
+		return
+	}
+	a.cfg.Logger.Info("every database is back", "in", time.Since(began).Round(time.Millisecond))
+}
+
+// health is what /healthz says: "starting" while the databases come back,
+// then "ok".
+func (a *App) health() string {
+	select {
+	case <-a.started:
+		return "ok"
+	default:
+		return "starting"
+	}
+}
+
+// Started is closed once every database restored at start serves (or did
+// not come up within its grace period: it keeps being retried).
+func (a *App) Started() <-chan struct{} { return a.started }
 
 // Start opens the state, brings every database and syncer back and serves
 // the API. It returns once the API accepts connections.
@@ -141,7 +186,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{})}
+	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{}), started: make(chan struct{}), startupDone: make(chan struct{})}
 	a.dbs = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log,
 		TLS: databases.TLSFiles{CertFile: filepath.Join(cfg.DataDir, "proxy.pem"), KeyFile: filepath.Join(cfg.DataDir, "proxy-key.pem"), CAFile: filepath.Join(cfg.DataDir, "ca.pem")}})
 	a.gw = gateway.New(log, reg)
@@ -150,14 +195,9 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,
 		Gateway: &gatewayAdapter{gw: a.gw, dbs: a.dbs, bindHost: bindHost(cfg.Listen), proxyCert: proxyCert},
-		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log,
+		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log, AdminPasswordGrace: max(cfg.AdminPasswordGrace, 0),
 		Cluster: api.Cluster{Name: cfg.Name, Version: Version, CACert: string(ca.CertPEM), ProxyCert: string(proxyPEM), SyncerCert: string(syncerPEM)},
 	})
-	if err := a.ctrl.Start(ctx); err != nil {
-		a.closeParts()
-		return nil, err
-	}
-
 	a.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		a.closeParts()
@@ -181,20 +221,27 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		Backend: &namedBackend{Controller: a.ctrl, names: names},
 		Metrics: promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}), Logger: log,
 		Console: a.console.Files(), ConsoleData: a.console.Data(),
+		Health: a.health,
 	})
 	a.http = &http.Server{
 		Handler:           handler,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         certs.ServerTLS(tlsCert),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	// The API serves before the databases are back: a restart whose
+	// databases replay large AOFs must not hide it. Meanwhile /healthz says
+	// "starting" and each database says "loading".
 	go func() {
 		defer close(a.served)
 		if err := a.http.ServeTLS(a.listener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("API server stopped", "err", err)
 		}
 	}()
-	log.Info("redis-replicad started", "api", a.URL(), "data_dir", cfg.DataDir, "name", cfg.Name)
+	startCtx, cancel := context.WithCancel(context.Background())
+	a.stopStartup = cancel
+	go a.startup(startCtx)
+	log.Info("redis-replicad serving; databases coming back", "api", a.URL(), "data_dir", cfg.DataDir, "name", cfg.Name)
 	return a, nil
 }
 
@@ -218,6 +265,8 @@ func (a *App) Databases() *databases.Manager { return a.dbs }
 func (a *App) Stop(ctx context.Context) error {
 	err := a.http.Shutdown(ctx)
 	<-a.served
+	a.stopStartup()
+	<-a.startupDone
 	a.closeParts()
 	return err
 }
@@ -254,6 +303,9 @@ func defaults(cfg *Config) error {
 	}
 	if cfg.AdminUser == "" {
 		cfg.AdminUser = "admin"
+	}
+	if cfg.AdminPasswordGrace == 0 {
+		cfg.AdminPasswordGrace = DefaultAdminPasswordGrace
 	}
 	if cfg.PortMin == 0 && cfg.PortMax == 0 {
 		cfg.PortMin, cfg.PortMax = 12000, 12999

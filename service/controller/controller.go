@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -17,7 +18,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/service/databases"
@@ -38,6 +42,25 @@ type Replicator interface {
 	ProbeCompression(ctx context.Context, src api.ReplicaSource) error
 }
 
+// Databases runs the databases' processes (databases.Manager).
+type Databases interface {
+	// Start runs d's process without waiting for it to answer.
+	Start(d store.Database) error
+	// Ensure makes d's process run as stored, restarting it when its
+	// listening port changes, and waits until its settings are applied.
+	Ensure(ctx context.Context, d store.Database) error
+	// Create starts a new database and waits until it serves; on error
+	// nothing of it remains, and a port taken by another program is a
+	// *databases.PortInUseError.
+	Create(ctx context.Context, d store.Database) error
+	// Remove stops database uid and deletes its files.
+	Remove(uid int) error
+	// Status says how database uid stands, without I/O.
+	Status(uid int) (status string, loadedPercent float64)
+	// PortFree says whether nothing listens on port.
+	PortFree(port int) bool
+}
+
 // Gateway serves the replication endpoints of databases (the port of their
 // source URL).
 type Gateway interface {
@@ -48,7 +71,7 @@ type Gateway interface {
 // Config of a Controller.
 type Config struct {
 	Store         *store.Store
-	Databases     *databases.Manager
+	Databases     Databases
 	Replicator    Replicator
 	Gateway       Gateway
 	AdvertiseHost string
@@ -56,6 +79,9 @@ type Config struct {
 	PortMax       int
 	Cluster       api.Cluster
 	Logger        *slog.Logger
+	// AdminPasswordGrace is how long the previous admin password of a
+	// database stays valid after a regeneration; 0 for none.
+	AdminPasswordGrace time.Duration
 }
 
 // Controller implements the API's Backend.
@@ -69,8 +95,13 @@ type Controller struct {
 // New returns a Controller.
 func New(cfg Config) *Controller { return &Controller{cfg: cfg} }
 
-// Start brings every stored database back: its process, then its syncers.
+// Start brings every stored database back: its replication endpoint, its
+// process, then its syncers. It does not wait for the databases to answer
+// (one replaying a large AOF takes a while): their status says loading
+// meanwhile, and WaitStarted tells when they are all up.
 func (c *Controller) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	all, err := c.cfg.Store.List()
 	if err != nil {
 		return fmt.Errorf("read databases from the state file: %w", err)
@@ -82,14 +113,11 @@ func (c *Controller) Start(ctx context.Context) error {
 		if err := c.cfg.Gateway.Ensure(d); err != nil {
 			c.cfg.Logger.Error("replication endpoint did not start", "uid", d.UID, "name", d.Name, "err", err)
 		}
-		startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := c.cfg.Databases.Ensure(startCtx, d)
-		cancel()
-		if err != nil {
+		if err := c.cfg.Databases.Start(d); err != nil {
 			c.cfg.Logger.Error("database did not start; retrying in the background", "uid", d.UID, "name", d.Name, "err", err)
 			continue
 		}
-		c.cfg.Logger.Info("database started", "uid", d.UID, "name", d.Name, "port", d.Port)
+		c.cfg.Logger.Info("database starting", "uid", d.UID, "name", d.Name, "port", d.Port)
 	}
 	for _, d := range all {
 		if d.IsReplica() {
@@ -97,6 +125,43 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startGrace is how long a database that neither answers nor loads is
+// waited for at start before the instance calls itself started anyway (its
+// port taken, say: it keeps being retried, and its status says so).
+const startGrace = 10 * time.Second
+
+// WaitStarted returns once every database restored by Start is active,
+// failed, or has not come up within startGrace; one that is loading its data
+// is waited for as long as it loads.
+func (c *Controller) WaitStarted(ctx context.Context) error {
+	all, err := c.cfg.Store.List()
+	if err != nil {
+		return fmt.Errorf("read databases from the state file: %w", err)
+	}
+	began := time.Now()
+	for {
+		waiting := 0
+		for _, d := range all {
+			switch st, _ := c.cfg.Databases.Status(d.UID); st {
+			case api.StatusLoading:
+				waiting++
+			case api.StatusPending:
+				if time.Since(began) < startGrace {
+					waiting++
+				}
+			}
+		}
+		if waiting == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func invalid(format string, a ...any) error {
@@ -141,13 +206,20 @@ func validateMemory(n int64) error {
 	return nil
 }
 
+// validatePassword accepts any printable password, spaces included: Redis
+// takes any string, and the service stores only its hash in the database's
+// files. Control characters are refused: no client types them, and a
+// terminal that echoes them misleads.
 func validatePassword(pw string) error {
-	if len(pw) < 8 || len(pw) > 128 {
+	if n := utf8.RuneCountInString(pw); n < 8 || n > 128 {
 		return invalid("authentication_redis_pass must be 8 to 128 characters long")
 	}
+	if !utf8.ValidString(pw) {
+		return invalid("authentication_redis_pass must be valid UTF-8")
+	}
 	for _, r := range pw {
-		if r <= ' ' || r == 0x7f {
-			return invalid("authentication_redis_pass may not contain spaces or control characters")
+		if r != ' ' && !unicode.IsPrint(r) {
+			return invalid("authentication_redis_pass may not contain control characters")
 		}
 	}
 	return nil
@@ -201,6 +273,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	if d.IsReplica() {
 		d.ReplicaGeneration = 1
 	}
+	autoPort := d.Port == 0
 	d, err = c.cfg.Store.Create(d, func(d *store.Database, existing []store.Database) error {
 		for _, o := range existing {
 			if sameName(o.Name, d.Name) {
@@ -208,7 +281,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 			}
 		}
 		if d.Port == 0 {
-			port, err := c.freePort(existing, 0)
+			port, err := c.freePort(existing, nil)
 			if err != nil {
 				return err
 			}
@@ -216,7 +289,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		} else if err := c.checkPort(d.Port, existing); err != nil {
 			return err
 		}
-		port, err := c.freePort(existing, d.Port)
+		port, err := c.freePort(existing, map[int]bool{d.Port: true})
 		if err != nil {
 			return err
 		}
@@ -228,13 +301,83 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
-	if err := c.ensure(ctx, d); err != nil {
+	if d, err = c.startNew(ctx, d, autoPort); err != nil {
+		// A failed create leaves nothing behind: startNew removed the
+		// process, its files and its endpoint; the record goes too.
+		if delErr := c.cfg.Store.Delete(d.UID); delErr != nil {
+			c.cfg.Logger.Error("remove the record of a database that failed to start", "uid", d.UID, "err", delErr)
+		}
+		c.cfg.Logger.Warn("database creation failed; nothing was kept", "uid", d.UID, "name", d.Name, "err", err)
 		return api.Database{}, err
 	}
 	if d.IsReplica() {
 		c.cfg.Replicator.Configure(ctx, d)
 	}
 	return c.view(ctx, d), nil
+}
+
+// portAttempts bounds how often a new database moves to other ports when
+// the ones it was given turn out to be taken (by another instance on the
+// same host creating a database at the same moment, say).
+const portAttempts = 8
+
+// startNew starts a database just recorded: its replication endpoint, then
+// its process. A port found taken at that moment is replaced by another free
+// one when the service chose it, and is a conflict naming it when the user
+// did (auto says which). On error nothing of d runs and its files are gone;
+// the caller removes its record.
+func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) (store.Database, error) {
+	tried := map[int]bool{}
+	for attempt := 1; ; attempt++ {
+		err := c.cfg.Gateway.Ensure(d)
+		taken := 0
+		if err != nil {
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				return d, err
+			}
+			taken = d.ReplicationPort
+		} else if err = c.cfg.Databases.Create(ctx, d); err != nil {
+			c.cfg.Gateway.Remove(d.UID)
+			var inUse *databases.PortInUseError
+			if !errors.As(err, &inUse) {
+				return d, err
+			}
+			taken = d.Port
+		} else {
+			return d, nil
+		}
+		if taken == d.Port && !auto {
+			return d, conflict("port %d is in use by another program on this host", taken)
+		}
+		if attempt == portAttempts {
+			return d, conflict("could not find a free port for the database after %d attempts: port %d is in use by another program on this host", attempt, taken)
+		}
+		tried[taken] = true
+		c.cfg.Logger.Warn("a port chosen for a new database is taken; choosing another", "uid", d.UID, "port", taken)
+		next, uerr := c.cfg.Store.Update(d.UID, func(n *store.Database, others []store.Database) error {
+			avoid := maps.Clone(tried)
+			if taken == n.Port {
+				port, err := c.freePort(others, avoid)
+				if err != nil {
+					return err
+				}
+				n.Port = port
+			}
+			avoid[n.Port] = true
+			if taken == n.ReplicationPort || n.ReplicationPort == n.Port {
+				port, err := c.freePort(others, avoid)
+				if err != nil {
+					return err
+				}
+				n.ReplicationPort = port
+			}
+			return nil
+		})
+		if uerr != nil {
+			return d, uerr
+		}
+		d = next
+	}
 }
 
 // ensure makes the database's process and replication endpoint match d.
@@ -257,9 +400,13 @@ func (c *Controller) checkPort(port int, existing []store.Database) error {
 	return nil
 }
 
-// freePort picks the first free port of the range, other than also.
-func (c *Controller) freePort(existing []store.Database, also int) (int, error) {
-	used := map[int]bool{also: true}
+// freePort picks the first free port of the range, other than those of
+// avoid.
+func (c *Controller) freePort(existing []store.Database, avoid map[int]bool) (int, error) {
+	used := maps.Clone(avoid)
+	if used == nil {
+		used = map[int]bool{}
+	}
 	for _, o := range existing {
 		used[o.Port] = true
 		used[o.ReplicationPort] = true
@@ -335,10 +482,6 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database updated", "uid", d.UID, "name", d.Name)
-	if before.TLSMode != d.TLSMode {
-		// The listening ports change protocol: restart the process.
-		c.cfg.Databases.Stop(d.UID)
-	}
 	if err := c.ensure(ctx, d); err != nil {
 		return api.Database{}, err
 	}
@@ -425,14 +568,24 @@ func (c *Controller) sourceURL(d store.Database) string {
 	return u.String()
 }
 
-// RegenerateAdminPassword gives the admin user a new password and closes the
-// sessions that used the old one, replication links included.
+// RegenerateAdminPassword gives the admin user a new password. The old one
+// keeps opening replication sessions for the grace period
+// (Config.AdminPasswordGrace), so that the destinations replicating with it
+// can be given the new URL (by the same terraform apply) without an
+// authentication error, which would stop their sync. Once the grace period
+// is over, the gateway closes the sessions of the old password. A password
+// older than that is refused at once.
 func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.AdminPassword, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := time.Now().UTC()
 	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
+		d.PreviousAdminPassword, d.PreviousAdminPasswordUntil = "", time.Time{}
+		if c.cfg.AdminPasswordGrace > 0 {
+			d.PreviousAdminPassword, d.PreviousAdminPasswordUntil = d.AdminPassword, now.Add(c.cfg.AdminPasswordGrace)
+		}
 		d.AdminPassword = newSecret()
-		d.UpdatedAt = time.Now().UTC()
+		d.UpdatedAt = now
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -441,12 +594,17 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 	if err != nil {
 		return api.AdminPassword{}, err
 	}
-	// The gateway closes the sessions of the old password.
+	// The gateway closes the sessions of the old password when its grace
+	// period ends (at once without one).
 	if err := c.ensure(ctx, d); err != nil {
 		return api.AdminPassword{}, err
 	}
-	c.cfg.Logger.Info("admin password regenerated; old sessions disconnected", "uid", uid)
-	return api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}, nil
+	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}
+	if d.PreviousAdminPassword != "" {
+		out.PreviousPasswordValidUntil = d.PreviousAdminPasswordUntil
+	}
+	c.cfg.Logger.Info("admin password regenerated", "uid", uid, "old_password_valid_until", out.PreviousPasswordValidUntil)
+	return out, nil
 }
 
 // MarkStopped records that the sync of a destination stopped on an error
@@ -478,10 +636,12 @@ var errStale = errors.New("stale")
 func (c *Controller) Cluster(context.Context) (api.Cluster, error) { return c.cfg.Cluster, nil }
 
 // view is the API form of d with its live status.
-func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
+func (c *Controller) view(_ context.Context, d store.Database) api.Database {
+	status, progress := c.cfg.Databases.Status(d.UID)
 	out := api.Database{
 		UID: d.UID, Name: d.Name, Port: d.Port, MemorySize: d.MemorySize,
-		Status:                  c.cfg.Databases.Status(ctx, d.UID),
+		Status:                  status,
+		LoadingProgress:         progress,
 		Endpoint:                api.Endpoint{Host: c.cfg.AdvertiseHost, Port: d.Port},
 		AuthenticationRedisPass: d.RedisPassword,
 		ReplicationPort:         d.ReplicationPort,

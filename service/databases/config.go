@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
@@ -101,6 +102,7 @@ func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFi
 			line("tls-auth-clients optional")
 		}
 		line("tls-protocols %s", quote("TLSv1.2 TLSv1.3"))
+		line("tls-ciphers %s", quote(certs.OpenSSLCiphers))
 	} else {
 		line("port %d", d.Port)
 	}

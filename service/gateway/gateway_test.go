@@ -281,3 +281,51 @@ func TestHandshakeCommandDecisions(t *testing.T) {
 		}
 	}
 }
+
+// Idle and slow connections are closed once the handshake time is up, and
+// hold nothing: a destination can still replicate.
+func TestIdleAndSlowConnectionsAreClosed(t *testing.T) {
+	g, addr, _, _ := startGateway(t)
+	g.handshakeTimeout = time.Second
+	idle := dial(t, addr)
+	slow := dial(t, addr)
+	authed := dial(t, addr)
+	require.Equal(t, "OK", string(authed.do("AUTH", "secret").Str))
+	go func() {
+		// One byte at a time, never a whole command.
+		for _, b := range []byte("*2\r\n$4\r\nAUTH\r\n$6\r\nsec") {
+			if _, err := slow.c.Write([]byte{b}); err != nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	for name, c := range map[string]*client{"idle": idle, "slow": slow, "authenticated but idle": authed} {
+		start := time.Now()
+		_, err := io.ReadAll(c.c)
+		assert.NoError(t, err, name)
+		assert.Less(t, time.Since(start), 20*time.Second, "%s: closed by the gateway, not by the test's deadline", name)
+	}
+	c := dial(t, addr)
+	assert.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+}
+
+// Hundreds of idle connections from one address do not keep a destination
+// on that address from replicating at once.
+func TestIdleConnectionsDoNotLockOutADestination(t *testing.T) {
+	_, addr, _, _ := startGateway(t)
+	idle := make([]*client, 3*maxPendingPerPeer)
+	for k := range idle {
+		idle[k] = dial(t, addr)
+	}
+	c := dial(t, addr)
+	assert.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+	_, err := c.c.Write(resp.AppendCommandStrings(nil, "PSYNC", "?", "-1"))
+	require.NoError(t, err)
+	line, err := c.rd.Buffered().ReadString('\n')
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(line, "+FULLRESYNC"), line)
+	// The oldest idle ones were closed to make room.
+	_, err = io.ReadAll(idle[0].c)
+	assert.NoError(t, err)
+}

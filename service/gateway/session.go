@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"compress/flate"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -35,8 +34,9 @@ import (
 const (
 	maxArgLen   = 1 << 10
 	maxArgCount = 16
-	// handshakeTimeout bounds the time from connecting to PSYNC.
-	handshakeTimeout = 30 * time.Second
+	// defaultHandshakeTimeout bounds the time from connecting to PSYNC:
+	// idle and slow connections are closed then.
+	defaultHandshakeTimeout = 30 * time.Second
 	// stalledReaderTimeout closes a session whose client has not taken a
 	// write for that long: with the redis-server's output-buffer limit for
 	// replicas it bounds what a destination that stops reading costs.
@@ -79,25 +79,17 @@ func commandName(args [][]byte) string {
 	return strings.ToUpper(string(args[0]))
 }
 
-// loginResult is what the login phase ends with.
-type loginResult int
-
-const (
-	loginOK loginResult = iota
-	loginClosed
-)
-
-// login reads commands until a valid AUTH. PING before AUTH gets NOAUTH, as
-// from a redis-server with a password. Failed attempts are throttled per
-// peer (see throttle.go).
-func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg Endpoint, peer string) loginResult {
+// login reads commands until a valid AUTH, and returns the password that
+// opened the session. PING before AUTH gets NOAUTH, as from a redis-server
+// with a password. Failed attempts are throttled per peer (see throttle.go).
+func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg Endpoint, peer string) ([]byte, bool) {
 	for {
 		args, _, err := rd.ReadCommand()
 		if err != nil {
 			if isProtocolError(err) {
 				io.WriteString(w, "-ERR Protocol error: "+sanitize(err.Error())+"\r\n")
 			}
-			return loginClosed
+			return nil, false
 		}
 		switch commandName(args) {
 		case "":
@@ -114,22 +106,22 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 				continue
 			}
 			if err := e.g.throttle.wait(ctx, peer); err != nil {
-				return loginClosed
+				return nil, false
 			}
 			userOK := user == nil || string(user) == cfg.AdminUser
-			if userOK && subtle.ConstantTimeCompare(pw, []byte(cfg.AdminPassword)) == 1 {
+			if userOK && cfg.acceptsPassword(pw, time.Now()) {
 				e.g.throttle.succeeded(peer)
 				if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
-					return loginClosed
+					return nil, false
 				}
-				return loginOK
+				return append([]byte(nil), pw...), true
 			}
 			e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "password").Inc()
 			e.g.throttle.failed(peer, cfg.UID)
 			io.WriteString(w, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
 		case "QUIT":
 			io.WriteString(w, "+OK\r\n")
-			return loginClosed
+			return nil, false
 		default:
 			io.WriteString(w, "-NOAUTH Authentication required.\r\n")
 		}
@@ -223,7 +215,7 @@ func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, up net.Conn, upR
 			w.writeString(reply)
 			return false, errQuit
 		}
-		up.SetDeadline(time.Now().Add(handshakeTimeout))
+		up.SetDeadline(time.Now().Add(defaultHandshakeTimeout))
 		if _, err := up.Write(resp.AppendCommand(nil, cmd...)); err != nil {
 			return false, fmt.Errorf("send to the database: %w", err)
 		}
