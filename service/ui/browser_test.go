@@ -55,6 +55,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	i := servicetest.StartWith(t, func(c *app.Config) {
 		c.Name = "us-east"
 		c.ViewerUser, c.ViewerPassword = viewerUser, viewerPassword
+		// No grace for a regenerated password: the destination that keeps
+		// the old one fails at once, and the page must say so.
+		c.AdminPasswordGrace = -1
 	})
 
 	// A source with data, and a destination replicating it with compression.

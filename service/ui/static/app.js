@@ -162,7 +162,7 @@ async function showSourceURL(db) {
 
 async function regenerate(db) {
   const ok = await ask(`Regenerate the admin password of ${db.name}?`,
-    "Destinations that use the current source URL are disconnected and fail until they are given the new one.", "", "Regenerate");
+    "Destinations that use the current source URL are disconnected once the previous password's grace period ends (--admin-password-grace, 15 minutes by default), and fail until they are given the new URL.", "", "Regenerate");
   if (!ok) return;
   await act(async () => {
     const r = await call("POST", `/v1/bdbs/${db.uid}/actions/regenerate_admin_password`);
