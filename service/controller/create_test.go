@@ -97,7 +97,7 @@ func newFixture(t *testing.T, raced ...int) *fixture {
 	t.Cleanup(dbs.Close)
 	// Below the kernel's ephemeral range (32768 and up), where outgoing
 	// connections of this and other tests would take ports at random.
-	base := 11000 + 10*rand.IntN(1500)
+	base := 11000 + 10*rand.IntN(300)
 	r := racedDatabases{Manager: dbs, raced: map[int]bool{}}
 	for _, p := range raced {
 		r.raced[base+p] = true
