@@ -322,6 +322,6 @@ func (s *syncer) applied(b sentBatch, conn acker) error {
 		s.status.pendingSince = b.last
 	}
 	s.status.mu.Unlock()
-	s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
+	s.metrics.lag.Set(s.status.lastLag.Seconds())
 	return nil
 }
