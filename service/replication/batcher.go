@@ -100,8 +100,9 @@ func (b *batcher) run(ctx context.Context) error {
 			// restarted source needs), except a source transaction cut
 			// short: the destination discards the open MULTI when the
 			// session's connection closes, and the next session resumes
-			// from before it. So does an interrupted load.
-			if b.state != batchEmpty && !b.inSourceTx && !b.loading && ctx.Err() == nil {
+			// from before it. So does an interrupted load; a complete one
+			// is committed.
+			if b.state != batchEmpty && !b.inSourceTx && (!b.loading || b.loadDone) && ctx.Err() == nil {
 				if err := b.send(ctx, true); err != nil {
 					return err
 				}
