@@ -63,10 +63,31 @@ type batcher struct {
 	// Totals of the batch across its pieces, for metrics and lag.
 	txItems, txBytes int
 	txFirst, lastAt  time.Time
-	txQueued         int // commands queued in the destination's open MULTI
+	txQueued         int   // commands queued in the destination's open MULTI
+	txHits           []int // of them, those that must answer 1 (sentBatch.hits)
 
 	// inFlight are the sends whose replies are not read yet, oldest first.
 	inFlight []sentBatch
+}
+
+// maxTrackedHits bounds the commands of one transaction whose answer is
+// checked (sentBatch.hits): past it, the rest are not.
+const maxTrackedHits = 100000
+
+// lostKeys says that commands changing the expiry of keys found the keys
+// missing at the destination: the destination, a plain Redis primary,
+// expired them by itself while it lagged, where a native replica waits for
+// its master's DEL. What is lost is said, never only logged.
+func (s *syncer) lostKeys(n int, sample []string) {
+	s.log.Warn("commands changing the expiry of keys found them missing at the destination", "source", s.url.String(), "count", n, "first", sample)
+	s.status.set(func(st *sourceStatus) {
+		st.lostKeys += n
+		for _, c := range sample {
+			if len(st.lostSample) < 5 {
+				st.lostSample = append(st.lostSample, c)
+			}
+		}
+	})
 }
 
 // acker is what the writer tells the source: how far the stream is applied
@@ -200,14 +221,24 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 			b.txQueued = 0
 			b.txItems, b.txBytes, b.txFirst = 0, 0, b.items[0].at
 		}
+		b.w.hits = b.w.hits[:0]
 		if err := b.w.encodeItems(b.items); err != nil {
 			return err
+		}
+		for _, pos := range b.w.hits {
+			if opens {
+				pos-- // the MULTI has no result in EXEC's
+			}
+			if len(b.txHits) < maxTrackedHits {
+				b.txHits = append(b.txHits, b.txQueued+pos)
+			}
 		}
 		b.txItems += len(b.items)
 		b.txBytes += b.size
 		if commit {
 			sb = b.w.commitTx()
 			sb.executes = b.txQueued + b.w.queued
+			sb.hits, b.txHits = b.txHits, nil
 			sb.items, sb.bytes, sb.first, sb.last = b.txItems, b.txBytes, b.txFirst, b.lastAt
 		}
 		sb.opens, sb.before = opens, b.txQueued
@@ -282,6 +313,10 @@ func (b *batcher) complete(ctx context.Context) error {
 		return err
 	}
 	b.s.status.progress()
+	if b.w.lost > 0 {
+		b.s.lostKeys(b.w.lost, b.w.lostSample)
+		b.w.lost, b.w.lostSample = 0, b.w.lostSample[:0]
+	}
 	return b.s.applied(sb, b.conn)
 }
 

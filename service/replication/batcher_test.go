@@ -31,6 +31,7 @@ func (f *fakeDestination) serve(c net.Conn) {
 	rd := resp.NewReader(br)
 	bw := bufio.NewWriter(c)
 	inMulti, queued := false, 0
+	var results []string // of the commands queued in MULTI
 	for {
 		args, _, err := rd.ReadCommand()
 		if err != nil {
@@ -39,16 +40,24 @@ func (f *fakeDestination) serve(c net.Conn) {
 		name := strings.ToUpper(string(args[0]))
 		switch {
 		case name == "MULTI":
-			inMulti, queued = true, 0
+			inMulti, queued, results = true, 0, results[:0]
 			bw.WriteString("+OK\r\n")
 		case name == "EXEC":
 			f.mu.Lock()
 			f.execs = append(f.execs, queued)
 			f.mu.Unlock()
-			bw.WriteString("*" + strconv.Itoa(queued) + "\r\n" + strings.Repeat("+OK\r\n", queued))
+			bw.WriteString("*" + strconv.Itoa(queued) + "\r\n" + strings.Join(results, ""))
 			inMulti = false
 		case inMulti:
 			queued++
+			switch {
+			case name == "PERSIST" && string(args[1]) == "gone":
+				results = append(results, ":0\r\n") // a key the destination no longer has
+			case name == "PERSIST":
+				results = append(results, ":1\r\n")
+			default:
+				results = append(results, "+OK\r\n")
+			}
 			if name == "HSET" {
 				f.mu.Lock()
 				f.hsets = append(f.hsets, string(args[3]))
@@ -113,9 +122,16 @@ func TestBatcherStreamsABigSourceTransaction(t *testing.T) {
 		require.NoError(t, p.add(ctx, it, enc))
 	}
 	add("MULTI")
-	for range n {
+	for i := range n {
 		add("INCR", "k")
+		if i == 5 {
+			add("PERSIST", "gone") // in the first piece
+		}
+		if i == n/2 {
+			add("PERSIST", "here")
+		}
 	}
+	add("PERSIST", "gone") // in the send that commits
 	add("EXEC")
 	add("SET", "after", "1")
 	require.NoError(t, p.flush(ctx))
@@ -133,4 +149,6 @@ func TestBatcherStreamsABigSourceTransaction(t *testing.T) {
 	assert.GreaterOrEqual(t, total, n+1)
 	assert.Equal(t, int64(off), ack.applied, "the last checkpoint is the last item's offset")
 	assert.Contains(t, f.hsets[len(f.hsets)-1], " "+strconv.FormatInt(off, 10)+" ")
+	assert.Equal(t, 2, s.status.lostKeys, "the PERSISTs of a key the destination no longer has, found by their place in EXEC's results")
+	assert.Contains(t, s.status.lostSample, `PERSIST "gone"`, "the one in the send that commits is named (earlier pieces' bytes are gone)")
 }

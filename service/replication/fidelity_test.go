@@ -475,3 +475,42 @@ func TestPendingEntriesOfDeletedMessages(t *testing.T) {
 	assert.Contains(t, note, fmt.Sprintf(`"trimmed" group "g": %d of 1000`, kept))
 	assert.NotContains(t, note, `"deleted"`)
 }
+
+// TestKeyExpiredByTheDestinationIsReported: the destination, a plain Redis
+// primary, expires keys by itself. A key whose TTL the source removes while
+// the sync is paused expires at the destination; when the source's PERSIST
+// arrives the key is gone (a limit, see the README), and the source's
+// sync_note says so rather than staying silent.
+func TestKeyExpiredByTheDestinationIsReported(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	sc, dc := src.Client(), destClient(t, dst, 0)
+	require.NoError(t, sc.Set(ctx, "short-lived", "v", 2*time.Second).Err())
+	require.NoError(t, sc.Set(ctx, "kept", "v", time.Hour).Err())
+	require.NoError(t, sc.Persist(ctx, "kept").Err())
+	eventuallyEqual(t, time.Minute, dc, sc)
+	assert.Empty(t, a.get(dst.UID).ReplicaSources[0].SyncNote, "commands that found their key say nothing")
+
+	paused := api.SyncPaused
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &paused})
+	require.NoError(t, sc.Persist(ctx, "short-lived").Err())
+	redistest.Eventually(t, time.Minute, "the destination expires the key by itself", func() error {
+		if dc.Exists(ctx, "short-lived").Val() != 0 {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+	enabled := api.SyncEnabled
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &enabled})
+	redistest.Eventually(t, time.Minute, "the lost key is reported", func() error {
+		db := a.get(dst.UID)
+		if note := db.ReplicaSources[0].SyncNote; !strings.Contains(note, `PERSIST "short-lived"`) {
+			return fmt.Errorf("sync_note %q", note)
+		}
+		return nil
+	})
+	assert.Equal(t, int64(1), sc.Exists(ctx, "short-lived").Val())
+}
