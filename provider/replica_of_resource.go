@@ -130,12 +130,13 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 							Validators: []validator.String{pemCertificate()},
 						},
 						"compression": schema.Int64Attribute{
-							MarkdownDescription: "Compression level of the replication traffic (DEFLATE), `0` (off, the " +
-								"default) to `6`. Only a database of another `redis-replicad` can compress, the initial " +
+							MarkdownDescription: "Compression level of the replication traffic, `0` (off, the " +
+								"default) to `6`: zstd (levels 1-3 are zstd's level 1, 4-5 its level 3, 6 about its " +
+								"level 7), or DEFLATE at that level with a source instance that predates zstd. Only a database of another `redis-replicad` can compress, the initial " +
 								"load and the stream alike; an open-source Redis cannot, and the source is then " +
 								"replicated without compression: `source_status[*].compression_active` says whether the " +
-								"source compresses, and `compression_note` why not. Compression costs CPU on both " +
-								"sides; it pays between regions, rarely on a local network.",
+								"source compresses, and `compression_note` why not. Compression costs some CPU on both " +
+								"sides and saves bandwidth between regions.",
 							Optional:   true,
 							Validators: []validator.Int64{int64validator.Between(0, 6)},
 						},

@@ -103,6 +103,10 @@ type ReplicaSourceStatus struct {
 	RDBTransferred int64     `json:"rdb_transferred"`
 	// CompressionActive says whether the source agreed to compress.
 	CompressionActive bool `json:"compression_active,omitempty"`
+	// CompressionCodec is what the source compresses with while
+	// compression is active: "zstd", or "deflate" for a source instance
+	// that predates zstd.
+	CompressionCodec string `json:"compression_codec,omitempty"`
 	// CompressionNote says why compression that was asked for is not active.
 	CompressionNote string `json:"compression_note,omitempty"`
 	// SyncNote says what of the source the destination could not

@@ -98,6 +98,16 @@ const (
 // bytes are moved in big chunks.
 const readBufferSize = 64 << 10
 
+// Codecs a source may compress a session with.
+const (
+	CodecZstd    = "zstd"
+	CodecDeflate = "deflate"
+)
+
+// MaxZstdWindow is the biggest zstd window a source may use: what decoding
+// holds in memory. A redis-replicad gateway uses 1 MiB.
+const MaxZstdWindow = 8 << 20
+
 // Options configure a connection to the source.
 type Options struct {
 	Addr               string      // host:port
@@ -118,8 +128,12 @@ type Options struct {
 	// Compression (1 to 6) asks the source to compress what it sends, right
 	// after AUTH. Only a redis-replicad replication endpoint can; any other
 	// source refuses and the session goes on uncompressed (see Compressed).
+	// The codec is zstd when the source knows it, DEFLATE otherwise.
 	Compression int
-	Logger      *slog.Logger // nil = discard
+	// NoZstd does not offer zstd: the source compresses with DEFLATE, as
+	// an instance that predates zstd asks it to (tests use it).
+	NoZstd bool
+	Logger *slog.Logger // nil = discard
 }
 
 type connState int
@@ -146,10 +160,11 @@ type Conn struct {
 	rd *resp.Reader
 
 	// Reader-goroutine state.
-	state      connState
-	err        error // sticky error once state is stateBroken
-	replID     string
-	compressed bool // the source compresses what it sends
+	state       connState
+	err         error // sticky error once state is stateBroken
+	replID      string
+	compressed  string // the codec the source compresses with, "" for none
+	offeredZstd bool   // the source accepted our offer of zstd before AUTH
 
 	// Offsets, read from other goroutines.
 	offset  atomic.Int64 // bytes of the stream consumed so far
@@ -241,7 +256,11 @@ func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
 }
 
 // Compressed reports whether the source agreed to compress the session.
-func (c *Conn) Compressed() bool { return c.compressed }
+func (c *Conn) Compressed() bool { return c.compressed != "" }
+
+// Codec is the codec the source compresses the session with (CodecZstd or
+// CodecDeflate), "" when it does not compress.
+func (c *Conn) Codec() string { return c.compressed }
 
 // WireBytes is the number of bytes received on the connection so far, as
 // they crossed the network (compressed, and with TLS framing when TLS is on).

@@ -6,8 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
@@ -56,6 +59,7 @@ func (c *Conn) Handshake(ctx context.Context, replID string, offset int64) (Sync
 		run  func(context.Context) error
 	}{
 		{"PING", c.sendPing},
+		{"REPLICAD.CODECS", c.sendCodecs},
 		{"AUTH", c.sendAuth},
 		{"REPLICAD.COMPRESS", c.sendCompress},
 		{"REPLCONF listening-port", c.sendListeningPort},
@@ -142,10 +146,30 @@ func (c *Conn) sendAuth(ctx context.Context) error {
 	return nil
 }
 
+// sendCodecs tells a redis-replicad source, before AUTH, that we decode
+// zstd besides DEFLATE, when we are going to ask for compression. A source
+// that answers anything but +OK (NOAUTH from a gateway that predates zstd or
+// from a redis-server with a password, unknown command from one without)
+// will be asked for DEFLATE: the session goes on either way. Before AUTH,
+// because a gateway that predates it accepts the compression request only
+// as the first command after AUTH.
+func (c *Conn) sendCodecs(ctx context.Context) error {
+	if c.opts.Compression <= 0 || c.opts.NoZstd {
+		return nil
+	}
+	v, err := c.roundTrip(ctx, "REPLICAD.CODECS", "REPLICAD.CODECS", CodecZstd)
+	if err != nil {
+		return err
+	}
+	c.offeredZstd = v.Type == resp.SimpleString && string(v.Str) == "OK"
+	return nil
+}
+
 // sendCompress asks a redis-replicad source to compress the rest of the
-// session (DEFLATE with a sync flush after each chunk it relays). A source
-// that does not know the command (any plain redis-server) answers with an
-// error, and the session goes on uncompressed.
+// session (with a flush after each chunk it relays). It answers +ZSTD when
+// it compresses with zstd (only if we offered it), +OK with DEFLATE. A
+// source that does not know the command (any plain redis-server) answers
+// with an error, and the session goes on uncompressed.
 func (c *Conn) sendCompress(ctx context.Context) error {
 	if c.opts.Compression <= 0 {
 		return nil
@@ -161,11 +185,34 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 	if c.br.Buffered() != 0 {
 		return &Error{Op: "REPLICAD.COMPRESS", Kind: ErrProtocol, Err: errors.New("data after the reply to the compression request")}
 	}
-	// From here on, what the source sends is a DEFLATE stream. The bufio
-	// reader under it is a ByteReader, so nothing is read ahead of need.
-	c.br = bufio.NewReaderSize(flate.NewReader(c.br), readBufferSize)
+	codec := CodecDeflate
+	if v.Type == resp.SimpleString && string(v.Str) == "ZSTD" {
+		if !c.offeredZstd {
+			return &Error{Op: "REPLICAD.COMPRESS", Kind: ErrProtocol, Err: errors.New("the source chose zstd, which was not offered")}
+		}
+		codec = CodecZstd
+	}
+	// From here on, what the source sends is compressed. The bufio reader
+	// under it is a ByteReader, so DEFLATE reads nothing ahead of need;
+	// zstd reads whole blocks, which the source flushes one at a time.
+	var src io.Reader
+	switch codec {
+	case CodecZstd:
+		// Synchronous (no goroutine to stop), and a bound on the window
+		// the source may make us keep.
+		zr, err := zstd.NewReader(c.br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow),
+			zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return &Error{Op: "REPLICAD.COMPRESS", Kind: ErrProtocol, Err: err}
+		}
+		src = zr
+	default:
+		src = flate.NewReader(c.br)
+	}
+	c.br = bufio.NewReaderSize(src, readBufferSize)
 	c.rd = resp.NewReader(c.br)
-	c.compressed = true
+	c.compressed = codec
+	c.log.Debug("the source compresses", "codec", codec, "level", c.opts.Compression)
 	return nil
 }
 

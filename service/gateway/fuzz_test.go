@@ -47,6 +47,7 @@ func FuzzSession(f *testing.F) {
 		"*0\r\n", "*-1\r\n", "*-5\r\n", "*1\r\n$-1\r\n", "PING\r\n",
 		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n",
 		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*2\r\n$17\r\nREPLICAD.COMPRESS\r\n$1\r\n3\r\n*1\r\n$4\r\nINFO\r\n",
+		"*2\r\n$15\r\nREPLICAD.CODECS\r\n$4\r\nzstd\r\n*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*2\r\n$17\r\nREPLICAD.COMPRESS\r\n$1\r\n3\r\n*2\r\n$15\r\nREPLICAD.CODECS\r\n$4\r\nzstd\r\n",
 		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n1\r\n*1\r\n$8\r\nFLUSHALL\r\n",
 		"*3\r\n$4\r\nAUTH\r\n$5\r\nadmin\r\n$5\r\nwrong\r\n*2\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n",
 		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*2\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n*3\r\n$4\r\nAUTH\r\n$8\r\nreplicad\r\n$1\r\nx\r\n",
@@ -63,14 +64,15 @@ func FuzzSession(f *testing.F) {
 		rd := resp.NewReader(bufio.NewReader(bytes.NewReader(in)))
 		rd.MaxBulkLen, rd.MaxArrayLen = maxArgLen, maxArgCount
 		client := &recordConn{}
-		if _, ok := e.login(context.Background(), client, rd, cfg, "peer"); !ok {
+		_, offered, ok := e.login(context.Background(), client, rd, cfg, "peer")
+		if !ok {
 			return
 		}
-		level, first, err := readCompression(client, rd)
+		comp, first, err := readCompression(client, rd, offered)
 		if err != nil {
 			return
 		}
-		_ = level
+		_ = comp
 		up := &recordConn{}
 		upRd := resp.NewReader(bufio.NewReader(okForever{}))
 		rw := &replyWriter{conn: client, w: client}

@@ -10,7 +10,9 @@
 //   - compresses what it relays to the destination when the destination asks
 //     (REPLICAD.COMPRESS <level> right after AUTH), which only a gateway
 //     understands: a plain redis-server answers with an unknown-command error,
-//     which is how a destination learns that a source cannot compress;
+//     which is how a destination learns that a source cannot compress. The
+//     codec is zstd when the destination said before AUTH that it decodes
+//     it (REPLICAD.CODECS zstd), DEFLATE otherwise (see compress.go);
 //   - accepts the previous admin password, after a regeneration, until its
 //     grace period ends (so that destinations can move to the new URL without
 //     an authentication error), then closes the sessions that used it.
@@ -18,7 +20,6 @@ package gateway
 
 import (
 	"bufio"
-	"compress/flate"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -37,8 +38,15 @@ import (
 )
 
 // CompressCommand is the command a destination sends after AUTH to have the
-// rest of the session compressed (DEFLATE with sync flushes, level 1 to 6).
+// rest of the session compressed (level 1 to 6): with zstd when the
+// destination offered it with CodecsCommand, else with DEFLATE.
 const CompressCommand = "REPLICAD.COMPRESS"
+
+// CodecsCommand is what a destination sends before AUTH to say which codecs
+// it decodes besides DEFLATE ("zstd"). A gateway that predates it answers
+// NOAUTH and keeps the session, so the destination can still ask for
+// DEFLATE; a plain redis-server answers NOAUTH or unknown command.
+const CodecsCommand = "REPLICAD.CODECS"
 
 // Endpoint is the configuration of one database's replication endpoint.
 type Endpoint struct {
@@ -374,12 +382,12 @@ func (e *endpoint) serve(raw net.Conn) {
 	rd := resp.NewReader(br)
 	rd.MaxBulkLen, rd.MaxArrayLen = maxArgLen, maxArgCount
 
-	pw, ok := e.login(ctx, conn, rd, cfg, peer)
+	pw, offered, ok := e.login(ctx, conn, rd, cfg, peer)
 	if !ok {
 		return
 	}
 	s.password = pw
-	level, firstCmd, err := readCompression(conn, rd)
+	comp, firstCmd, err := readCompression(conn, rd, offered)
 	if err != nil {
 		return
 	}
@@ -401,12 +409,13 @@ func (e *endpoint) serve(raw net.Conn) {
 	wire := e.g.metrics.wireBytes.WithLabelValues(label)
 	plain := e.g.metrics.plainBytes.WithLabelValues(label)
 	rw := &replyWriter{conn: conn, w: &countingWriter{w: conn, n: wire}}
-	if level > 0 {
-		fw, err := flate.NewWriter(rw.w, level)
+	if comp.level > 0 {
+		cw, err := comp.writer(rw.w)
 		if err != nil {
+			log.Error("replication session: cannot start compression", "err", err)
 			return
 		}
-		rw.w, rw.flusher = fw, fw
+		rw.w, rw.flusher = cw, cw
 	}
 	rw.w = &countingWriter{w: rw.w, n: plain}
 
@@ -418,7 +427,7 @@ func (e *endpoint) serve(raw net.Conn) {
 		return
 	}
 	raw.SetReadDeadline(time.Time{})
-	log.Info("replication session opened", "compression", level, "tls", cfg.TLS != nil)
+	log.Info("replication session opened", "compression", comp.level, "codec", comp.codec, "tls", cfg.TLS != nil)
 	e.stream(s, rd, rw, upRd)
 	log.Info("replication session closed")
 }

@@ -272,7 +272,7 @@ func TestHandshakeCommandDecisions(t *testing.T) {
 		{args("ping"), forward}, {args("REPLCONF", "capa", "eof"), forward}, {args("INFO"), forward},
 		{args("CLIENT", "SETNAME", "x"), forward}, {args("CLIENT", "KILL", "x"), refuse}, {args("CLIENT"), refuse},
 		{args("QUIT"), quit}, {args("AUTH", "x"), refuse}, {args("HELLO", "3"), refuse},
-		{args(CompressCommand, "1"), refuse}, {args("CONFIG", "GET", "*"), refuse}, {args(""), refuse},
+		{args(CompressCommand, "1"), refuse}, {args(CodecsCommand, "zstd"), refuse}, {args("CONFIG", "GET", "*"), refuse}, {args(""), refuse},
 	} {
 		got, cmd, _ := handshakeCommand(tc.in)
 		assert.Equal(t, tc.want, got, "%q", tc.in)

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"compress/flate"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +17,8 @@ import (
 // A session goes through three phases, as a replica connection to a Redis
 // master does:
 //
-//	login     until a valid AUTH: only AUTH, PING (NOAUTH) and QUIT;
+//	login     until a valid AUTH: only AUTH, PING (NOAUTH), QUIT and
+//	          REPLICAD.CODECS (the codecs the client decodes);
 //	handshake request/response, one reply per command: PING, REPLCONF, INFO
 //	          (replication section only), SELECT, ECHO, CLIENT SETNAME, and
 //	          REPLICAD.COMPRESS as the first command; anything else gets
@@ -52,9 +52,11 @@ var errQuit = errors.New("client quit")
 // client asked for it, counted always.
 type replyWriter struct {
 	conn    net.Conn
-	w       io.Writer     // counting, then compressing when level > 0
-	flusher *flate.Writer // nil when uncompressed
+	w       io.Writer // counting, then compressing when level > 0
+	flusher flusher   // the compressor; nil when uncompressed
 }
+
+type flusher interface{ Flush() error }
 
 func (rw *replyWriter) write(p []byte) error {
 	rw.conn.SetWriteDeadline(time.Now().Add(stalledReaderTimeout))
@@ -80,20 +82,28 @@ func commandName(args [][]byte) string {
 }
 
 // login reads commands until a valid AUTH, and returns the password that
-// opened the session. PING before AUTH gets NOAUTH, as from a redis-server
-// with a password. Failed attempts are throttled per peer (see throttle.go).
-func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg Endpoint, peer string) ([]byte, bool) {
+// opened the session and the codecs the client said it decodes besides
+// DEFLATE. PING before AUTH gets NOAUTH, as from a redis-server with a
+// password. Failed attempts are throttled per peer (see throttle.go).
+func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg Endpoint, peer string) ([]byte, codecs, bool) {
+	var offered codecs
 	for {
 		args, _, err := rd.ReadCommand()
 		if err != nil {
 			if isProtocolError(err) {
 				io.WriteString(w, "-ERR Protocol error: "+sanitize(err.Error())+"\r\n")
 			}
-			return nil, false
+			return nil, offered, false
 		}
 		switch commandName(args) {
 		case "":
 			io.WriteString(w, "-ERR empty command\r\n")
+		case CodecsCommand:
+			// Before AUTH, so that a gateway that does not know it (it
+			// answers NOAUTH, as a redis-server does) keeps the session
+			// open: the client then asks for DEFLATE.
+			offered = parseCodecs(args[1:])
+			io.WriteString(w, "+OK\r\n")
 		case "AUTH":
 			var user, pw []byte
 			switch len(args) {
@@ -106,22 +116,22 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 				continue
 			}
 			if err := e.g.throttle.wait(ctx, peer); err != nil {
-				return nil, false
+				return nil, offered, false
 			}
 			userOK := user == nil || string(user) == cfg.AdminUser
 			if userOK && cfg.acceptsPassword(pw, time.Now()) {
 				e.g.throttle.succeeded(peer)
 				if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
-					return nil, false
+					return nil, offered, false
 				}
-				return append([]byte(nil), pw...), true
+				return append([]byte(nil), pw...), offered, true
 			}
 			e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "password").Inc()
 			e.g.throttle.failed(peer, cfg.UID)
 			io.WriteString(w, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
 		case "QUIT":
 			io.WriteString(w, "+OK\r\n")
-			return nil, false
+			return nil, offered, false
 		default:
 			io.WriteString(w, "-NOAUTH Authentication required.\r\n")
 		}
@@ -130,13 +140,15 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 
 // readCompression reads the first command after AUTH: the compression
 // request, answered here, or the first command of the handshake (returned).
-func readCompression(w io.Writer, rd *resp.Reader) (int, [][]byte, error) {
+// The codec is zstd when the client offered it before AUTH (the reply then
+// says +ZSTD), DEFLATE otherwise (+OK, what every client understands).
+func readCompression(w io.Writer, rd *resp.Reader, offered codecs) (compression, [][]byte, error) {
 	args, _, err := rd.ReadCommand()
 	if err != nil {
-		return 0, nil, err
+		return compression{}, nil, err
 	}
 	if commandName(args) != CompressCommand {
-		return 0, cloneArgs(args), nil
+		return compression{}, cloneArgs(args), nil
 	}
 	level := 0
 	if len(args) == 2 {
@@ -144,12 +156,17 @@ func readCompression(w io.Writer, rd *resp.Reader) (int, [][]byte, error) {
 	}
 	if level < 1 || level > 6 {
 		io.WriteString(w, "-ERR compression level must be 1 to 6\r\n")
-		return 0, nil, errors.New("bad compression level")
+		return compression{}, nil, errors.New("bad compression level")
 	}
-	if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
-		return 0, nil, err
+	c := compression{level: level, codec: codecDeflate}
+	reply := "+OK\r\n"
+	if offered.zstd {
+		c.codec, reply = codecZstd, "+ZSTD\r\n"
 	}
-	return level, nil, nil
+	if _, err := io.WriteString(w, reply); err != nil {
+		return compression{}, nil, err
+	}
+	return c, nil, nil
 }
 
 // verdict is what the handshake phase does with one command of the client.
@@ -185,6 +202,8 @@ func handshakeCommand(args [][]byte) (verdict, [][]byte, string) {
 		return refuse, nil, "-ERR this replication session is already authenticated\r\n"
 	case CompressCommand:
 		return refuse, nil, "-ERR " + CompressCommand + " must come right after AUTH\r\n"
+	case CodecsCommand:
+		return refuse, nil, "-ERR " + CodecsCommand + " must come before AUTH\r\n"
 	}
 	return refuse, nil, "-NOPERM a replication endpoint serves PSYNC, SYNC, REPLCONF, PING and INFO replication only\r\n"
 }

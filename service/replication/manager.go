@@ -106,7 +106,7 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 					// streams with the new settings.
 					st.set(func(st *sourceStatus) {
 						st.connected, st.phase = false, phaseConnecting
-						st.compressionOK, st.compressionNote = false, ""
+						st.compressionOK, st.compressionNote, st.codec = false, "", ""
 					})
 				}
 			}

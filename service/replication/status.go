@@ -37,6 +37,7 @@ type sourceStatus struct {
 	pendingSince    time.Time
 	lastLag         time.Duration
 	compressionOK   bool
+	codec           string // what the source compresses with
 	compressionNote string // why compression asked for is not active
 	syncNote        string // what of the source the last load could not reproduce
 	// lostKeys counts the commands that changed the expiry of a key the
@@ -112,7 +113,7 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 	defer s.mu.Unlock()
 	out := api.ReplicaSourceStatus{
 		ReplicaSource: src, LastError: s.lastError, LastUpdate: s.lastUpdate, CompressionNote: s.compressionNote, SyncNote: s.noteLocked(),
-		RDBSize: s.rdbSize, RDBTransferred: s.rdbDone, CompressionActive: s.compressionOK,
+		RDBSize: s.rdbSize, RDBTransferred: s.rdbDone, CompressionActive: s.compressionOK, CompressionCodec: s.codec,
 	}
 	if s.phase == phaseLoading && s.rdbLive != nil {
 		out.RDBSize, out.RDBTransferred = s.rdbLive()

@@ -164,7 +164,7 @@ func (s *syncer) session(ctx context.Context) error {
 	}
 	s.status.set(func(st *sourceStatus) {
 		st.connected = true
-		st.compressionOK = conn.Compressed()
+		st.compressionOK, st.codec = conn.Compressed(), conn.Codec()
 		st.compressionNote = ""
 		if s.source.Compression > 0 && !conn.Compressed() {
 			st.compressionNote = "the source cannot compress (it is not a redis-replicad replication endpoint); replicating without compression"
@@ -172,6 +172,8 @@ func (s *syncer) session(ctx context.Context) error {
 	})
 	if s.source.Compression > 0 && !conn.Compressed() {
 		s.log.Warn("compression asked but the source cannot compress", "source", s.url.String())
+	} else if conn.Compressed() {
+		s.log.Info("the source compresses", "source", s.url.String(), "codec", conn.Codec(), "level", s.source.Compression)
 	}
 
 	q := newQueue()

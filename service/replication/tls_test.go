@@ -1,16 +1,23 @@
 package replication_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/replproto"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -124,6 +131,7 @@ func TestCompressedReplication(t *testing.T) {
 	if !db.ReplicaSources[0].CompressionActive {
 		t.Fatalf("compression not active: %+v", db.ReplicaSources[0])
 	}
+	assert.Equal(t, "zstd", db.ReplicaSources[0].CompressionCodec, "two instances of this version compress with zstd")
 	for n := range 500 {
 		sc.Set(ctx, fmt.Sprint("later:", n), strings.Repeat("more text ", 30), 0)
 	}
@@ -146,6 +154,61 @@ func TestCompressedReplication(t *testing.T) {
 	code, body := eu.do("POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "from-oss", MemorySize: 64 << 20, ReplicaSources: bad}, nil)
 	if code != 400 || !strings.Contains(body, "compression applies only between redis-replicad instances") || strings.Contains(body, "pw-123456") {
 		t.Fatalf("compression from an open-source Redis: %d %s", code, body)
+	}
+}
+
+// A destination instance that predates zstd asks for DEFLATE (it sends no
+// codec offer before AUTH): the gateway of this version compresses with
+// DEFLATE, and the destination reads the whole RDB and the stream after
+// it. The same session with the offer gets zstd.
+func TestCompressedFullSyncForOlderAndNewerDestinations(t *testing.T) {
+	us := newAPI(t, servicetest.Start(t))
+	src := us.create(api.CreateDatabaseRequest{Name: "text", MemorySize: 128 << 20})
+	sc := destClient(t, src, 0)
+	ctx := redistest.Ctx(t)
+	pipe := sc.Pipeline()
+	for n := range 3000 {
+		pipe.Set(ctx, fmt.Sprint("doc:", n), strings.Repeat("compressible text ", 40), 0)
+	}
+	_, err := pipe.Exec(ctx)
+	require.NoError(t, err)
+	u, err := redisurl.Parse(us.sourceURL(src.UID))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name   string
+		noZstd bool
+		codec  string
+	}{{"older destination", true, replproto.CodecDeflate}, {"this version", false, replproto.CodecZstd}} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := replproto.Dial(ctx, replproto.Options{Addr: u.Addr(), Username: u.Username, Password: u.Password,
+				Compression: 3, NoZstd: tc.noZstd, AckInterval: time.Second})
+			require.NoError(t, err)
+			defer conn.Close()
+			syn, err := conn.Handshake(ctx, "", 0)
+			require.NoError(t, err)
+			require.True(t, syn.Full)
+			assert.Equal(t, tc.codec, conn.Codec())
+			r, err := conn.RDB(ctx)
+			require.NoError(t, err)
+			payload, err := io.ReadAll(r)
+			require.NoError(t, err)
+			require.NoError(t, r.Close())
+			require.True(t, bytes.HasPrefix(payload, []byte("REDIS")), "an RDB payload: %.16q", payload)
+			for _, n := range []int{0, 1234, 2999} {
+				assert.True(t, bytes.Contains(payload, []byte(fmt.Sprint("doc:", n))), "doc:%d in the RDB", n)
+			}
+			// The stream after it, compressed the same way.
+			require.NoError(t, sc.Set(ctx, "after-rdb", "streamed", 0).Err())
+			for {
+				cmd, err := conn.ReadCommand(ctx)
+				require.NoError(t, err)
+				if len(cmd.Args) == 3 && string(cmd.Args[1]) == "after-rdb" {
+					assert.Equal(t, "streamed", string(cmd.Args[2]))
+					break
+				}
+			}
+			assert.Less(t, conn.WireBytes()*3, int64(len(payload)), "compressed on the wire")
+		})
 	}
 }
 

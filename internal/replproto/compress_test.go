@@ -1,0 +1,139 @@
+package replproto
+
+import (
+	"compress/flate"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// flushWriter is the compressor of a fake source: every send is flushed, as
+// the gateway flushes every chunk it relays.
+type flushWriter interface {
+	io.Writer
+	Flush() error
+}
+
+func (f *fakeSource) sendCompressed(w flushWriter, chunks ...string) {
+	for _, c := range chunks {
+		if _, err := w.Write([]byte(c)); err != nil {
+			return
+		}
+		if err := w.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// compressedHandshake plays the handshake's steps after the compression
+// reply, compressed with w, and answers PSYNC with +CONTINUE.
+func (f *fakeSource) compressedHandshake(w flushWriter) {
+	f.expect("REPLCONF", "listening-port", "0")
+	f.sendCompressed(w, "+OK\r\n")
+	f.expect("REPLCONF", "capa", "eof", "capa", "psync2")
+	f.sendCompressed(w, "+OK\r\n")
+	f.expect("PSYNC", testReplID, "501")
+	f.sendCompressed(w, "+CONTINUE\r\n")
+}
+
+// A source that knows zstd accepts the offer before AUTH and answers the
+// compression request with +ZSTD; each flushed block is readable at once,
+// without waiting for the next one (the stream would lag otherwise).
+func TestCompressionNegotiatesZstd(t *testing.T) {
+	f, c := newFakePair(t, Options{Password: "pw", Compression: 3})
+	more := make(chan struct{})
+	f.run(func() {
+		f.expect("PING")
+		f.send("-NOAUTH Authentication required.\r\n")
+		f.expect("REPLICAD.CODECS", "zstd")
+		f.send("+OK\r\n")
+		f.expect("AUTH", "pw")
+		f.send("+OK\r\n")
+		f.expect("REPLICAD.COMPRESS", "3")
+		f.send("+ZSTD\r\n")
+		zw, err := zstd.NewWriter(f.conn, zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			f.errorf("zstd writer: %v", err)
+			return
+		}
+		f.compressedHandshake(zw)
+		f.sendCompressed(zw, cmd("SET", "a", "1"))
+		<-more // nothing more until the replica has read the first command
+		f.sendCompressed(zw, cmd("SET", "b", "2"))
+	})
+	ctx := context.Background()
+	_, err := c.Handshake(ctx, testReplID, 500)
+	require.NoError(t, err)
+	assert.True(t, c.Compressed())
+	assert.Equal(t, CodecZstd, c.Codec())
+	got, err := c.ReadCommand(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "SET a 1", argsString(got.Args))
+	close(more)
+	got, err = c.ReadCommand(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "SET b 2", argsString(got.Args))
+	assert.Equal(t, int64(500+len(cmd("SET", "a", "1"))+len(cmd("SET", "b", "2"))), got.Offset)
+}
+
+// A gateway that predates zstd answers the offer NOAUTH, as it answers any
+// command before AUTH, and compresses with DEFLATE: the session works.
+func TestCompressionFallsBackToDeflateWithAnOlderSource(t *testing.T) {
+	f, c := newFakePair(t, Options{Password: "pw", Compression: 6})
+	f.run(func() {
+		f.expect("PING")
+		f.send("-NOAUTH Authentication required.\r\n")
+		f.expect("REPLICAD.CODECS", "zstd")
+		f.send("-NOAUTH Authentication required.\r\n")
+		f.expect("AUTH", "pw")
+		f.send("+OK\r\n")
+		f.expect("REPLICAD.COMPRESS", "6")
+		f.send("+OK\r\n")
+		fw, _ := flate.NewWriter(f.conn, 6)
+		f.compressedHandshake(fw)
+		f.sendCompressed(fw, cmd("SET", "a", "1"))
+	})
+	ctx := context.Background()
+	_, err := c.Handshake(ctx, testReplID, 500)
+	require.NoError(t, err)
+	assert.Equal(t, CodecDeflate, c.Codec())
+	got, err := c.ReadCommand(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "SET a 1", argsString(got.Args))
+}
+
+// Without compression nothing new is sent: a plain source sees the handshake
+// of a Redis replica.
+func TestNoCodecsOfferWithoutCompression(t *testing.T) {
+	f, c := newFakePair(t, Options{})
+	f.run(func() {
+		f.handshake([]string{"PSYNC", testReplID, "501"}, "+CONTINUE\r\n")
+	})
+	_, err := c.Handshake(context.Background(), testReplID, 500)
+	require.NoError(t, err)
+	assert.False(t, c.Compressed())
+	assert.Empty(t, c.Codec())
+}
+
+// A source that answers +ZSTD to a replica that did not offer it (one that
+// asks for DEFLATE, as an instance that predates zstd does) breaks the
+// protocol: the handshake fails instead of decoding garbage.
+func TestZstdNotOfferedIsAProtocolError(t *testing.T) {
+	f, c := newFakePair(t, Options{Compression: 3, NoZstd: true})
+	f.run(func() {
+		f.expect("PING")
+		f.send("+PONG\r\n")
+		f.expect("REPLICAD.COMPRESS", "3")
+		f.send("+ZSTD\r\n")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := c.Handshake(ctx, testReplID, 500)
+	require.ErrorIs(t, err, ErrProtocol)
+	assert.Contains(t, err.Error(), "zstd")
+}
