@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -20,14 +21,24 @@ type Compression struct {
 	UsedMemory int64              `json:"source_used_memory_bytes"`
 	RDBBytes   int64              `json:"rdb_bytes"` // the RDB payload as the destination reports it (rdb_size)
 	Levels     []CompressionLevel `json:"levels"`
-	Checked    string             `json:"checked"`
+	// Link is the same full sync, uncompressed then at linkLevel, through
+	// a proxy that carries at most linkBandwidth (first dataset only).
+	Link    []CompressionLevel `json:"link_100mbit,omitempty"`
+	Checked string             `json:"checked"`
 }
+
+// The simulated WAN link of the compression rows: 100 Mbit/s each way.
+const (
+	linkBandwidth = 100e6 / 8 // bytes per second
+	linkLevel     = 3
+)
 
 // CompressionLevel is the full sync at one level: the median time of the
 // runs, and the bytes of the last run.
 type CompressionLevel struct {
 	Level   int       `json:"level"`
 	Active  bool      `json:"compression_active"` // what the destination reported
+	Codec   string    `json:"compression_codec,omitempty"`
 	Note    string    `json:"compression_note,omitempty"`
 	Seconds []float64 `json:"seconds"`
 	Rate    Rate      `json:"rate"` // MB/s of the RDB payload, as in row 1
@@ -73,11 +84,11 @@ func (b *runner) compression(ctx context.Context) error {
 		{fmt.Sprintf("JSON-like order records, %s keys", human(n)), n, 4 << 10, jsonGen},
 		{fmt.Sprintf("mixed types, %s keys", human(n/2)), n / 2, 8 << 10, mixedGen},
 	}
-	for _, d := range datasets {
+	for i, d := range datasets {
 		if d.keys == 0 {
 			continue
 		}
-		r, err := b.compressedSync(ctx, dst, d.name, d.keys, d.est, d.mk)
+		r, err := b.compressedSync(ctx, dst, d.name, d.keys, d.est, d.mk, i == 0)
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.name, err)
 		}
@@ -86,7 +97,7 @@ func (b *runner) compression(ctx context.Context) error {
 	return nil
 }
 
-func (b *runner) compressedSync(ctx context.Context, dst *service, name string, keys int, est int64, mk func(from, to int) gen) (Compression, error) {
+func (b *runner) compressedSync(ctx context.Context, dst *service, name string, keys int, est int64, mk func(from, to int) gen, link bool) (Compression, error) {
 	res := Compression{Dataset: name}
 	src := b.svc
 	b.logf("compression: %s: loading a database of instance A", name)
@@ -144,8 +155,45 @@ func (b *runner) compressedSync(ctx context.Context, dst *service, name string, 
 		levels[i].Throughput = levels[0].Rate.Seconds / levels[i].Rate.Seconds
 	}
 	res.Levels = levels
+	if link {
+		for _, lvl := range []int{0, linkLevel} {
+			l, err := b.linkRun(ctx, dst, db.UID, su.URI, lvl, res, memLimit, sc)
+			if err != nil {
+				return res, fmt.Errorf("compression %d over a %.0f Mbit/s link: %w", lvl, linkBandwidth*8/1e6, err)
+			}
+			res.Link = append(res.Link, l)
+		}
+		res.Link[1].Throughput = res.Link[0].Rate.Seconds / res.Link[1].Rate.Seconds
+		res.Link[0].Throughput = 1
+	}
 	res.Checked = fmt.Sprint(checked)
 	return res, nil
+}
+
+// linkRun is one full sync at level lvl through a proxy that simulates a
+// 100 Mbit/s link between the two instances: the destination is given the
+// source URL with the proxy's address.
+func (b *runner) linkRun(ctx context.Context, dst *service, srcUID int, srcURL string, lvl int, res Compression, memLimit int64, sc *redis.Client) (CompressionLevel, error) {
+	u, err := url.Parse(srcURL)
+	if err != nil {
+		return CompressionLevel{}, err
+	}
+	p, err := startLinkProxy(u.Host, linkBandwidth)
+	if err != nil {
+		return CompressionLevel{}, err
+	}
+	defer p.close()
+	u.Host = p.addr()
+	b.logf("compression: %s: level %d through a %.0f Mbit/s link", res.Dataset, lvl, linkBandwidth*8/1e6)
+	l, _, check, err := b.compressedRun(ctx, dst, srcUID, u.String(), lvl, res.Keys, memLimit, 0, sc)
+	if err != nil {
+		return l, err
+	}
+	s := l.Seconds[0]
+	l.Rate = Rate{Seconds: s, ItemsPerSec: float64(res.Keys) / s, MBPerSec: float64(res.RDBBytes) / s / 1e6}
+	l.WireMBPerSec = float64(l.GatewaySentWire) / s / 1e6
+	b.logf("compression: %s: level %d through the link in sync in %.2fs, %s on the wire (%s)", res.Dataset, lvl, s, mib(l.GatewaySentWire), check)
+	return l, nil
 }
 
 // compressedRun makes a fresh database of dst a Replica Of the source URL
@@ -206,7 +254,7 @@ func (b *runner) compressedRun(ctx context.Context, dst *service, srcUID int, sr
 	l.Received = int64(metric(text, "replicad_replica_bytes_received_total", lb))
 	l.ReceivedWire = int64(metric(text, "replicad_replica_wire_bytes_received_total", lb))
 	st := db.ReplicaSources[0]
-	l.Active, l.Note = st.CompressionActive, st.CompressionNote
+	l.Active, l.Note, l.Codec = st.CompressionActive, st.CompressionNote, st.CompressionCodec
 	if (lvl > 0) != l.Active {
 		return l, 0, "", fmt.Errorf("compression_active is %v at level %d (%s)", l.Active, lvl, l.Note)
 	}

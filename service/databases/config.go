@@ -117,6 +117,14 @@ func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFi
 	line("databases %d", CheckpointDB+1)
 	// Durability: the AOF makes every acknowledged write survive a crash of the
 	// process (the page cache keeps what was written), RDB snapshots are off.
+	// Strings go into RDB payloads (full syncs, the AOF's preamble) as
+	// they are, without Redis's LZF: a compressed replication session
+	// compresses them far better whole (zstd finds what repeats from one
+	// key to the next, which LZF inside each string hides), the fork
+	// child and the destination's decoder save the CPU, and a full sync
+	// runs faster. An uncompressed session sends more bytes for
+	// compressible values: between regions, ask for compression.
+	line("rdbcompression no")
 	line("appendonly yes")
 	line("appendfsync everysec")
 	// The service starts rewrites itself, one at a time (see rewrite.go).

@@ -56,7 +56,7 @@ func (c compression) writer(w io.Writer) (compressor, error) {
 		// One goroutine (ours), no checksum: TCP and TLS already check
 		// the bytes, and the stream never ends by itself.
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(ZstdLevel(c.level)), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(ZstdWindow), zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
+			zstd.WithWindowSize(ZstdWindow), zstd.WithEncoderCRC(false))
 	case codecDeflate:
 		return flate.NewWriter(w, c.level)
 	}

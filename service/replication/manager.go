@@ -49,9 +49,14 @@ type Manager struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 
-	mu    sync.Mutex
-	dests map[int]*destination
-	wg    sync.WaitGroup // OnStopped calls in flight
+	// configMu serializes Configure, Remove and Close, which wait for
+	// syncers to stop; mu guards dests only and is never held across a
+	// wait, so that status reads (Status) never wait behind replication
+	// work.
+	configMu sync.Mutex
+	mu       sync.Mutex
+	dests    map[int]*destination
+	wg       sync.WaitGroup // OnStopped calls in flight
 }
 
 // NewManager returns a Manager with no syncers.
@@ -69,15 +74,16 @@ func NewManager(cfg Config) *Manager {
 // Configure makes the syncers of d match its settings: it leaves them alone
 // when nothing about replication changed, and restarts them otherwise.
 func (m *Manager) Configure(_ context.Context, d store.Database) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old := m.dests[d.UID]
+	m.configMu.Lock()
+	defer m.configMu.Unlock()
+	old := m.dest(d.UID)
 	if old != nil && d.IsReplica() && old.sameSetup(d) {
 		return
 	}
 	if old != nil {
+		// Status shows the old syncers' last state while they stop.
 		old.stop()
-		delete(m.dests, d.UID)
+		m.setDest(d.UID, nil)
 	}
 	if !d.IsReplica() {
 		m.metrics.removeDestination(d.UID)
@@ -113,27 +119,43 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 		}
 		dest.sources = append(dest.sources, &sourceState{src: src, url: u, status: st})
 	}
-	m.dests[d.UID] = dest
+	m.setDest(d.UID, dest)
 	m.cfg.Logger.Info("replica of configured", "destination", d.UID, "sources", len(dest.sources), "sync", d.ReplicaSync, "generation", d.ReplicaGeneration)
 	dest.start(m.ctx)
 }
 
 // Remove stops the syncers of destination uid.
 func (m *Manager) Remove(uid int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if old := m.dests[uid]; old != nil {
+	m.configMu.Lock()
+	defer m.configMu.Unlock()
+	if old := m.dest(uid); old != nil {
 		old.stop()
-		delete(m.dests, uid)
+		m.setDest(uid, nil)
 	}
 	m.metrics.removeDestination(uid)
 }
 
+// dest is the destination uid, nil if none.
+func (m *Manager) dest(uid int) *destination {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.dests[uid]
+}
+
+// setDest sets (or with nil, deletes) the destination uid.
+func (m *Manager) setDest(uid int, d *destination) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d == nil {
+		delete(m.dests, uid)
+		return
+	}
+	m.dests[uid] = d
+}
+
 // Status returns the status of each source of d, in d's order.
 func (m *Manager) Status(d store.Database) []api.ReplicaSourceStatus {
-	m.mu.Lock()
-	dest := m.dests[d.UID]
-	m.mu.Unlock()
+	dest := m.dest(d.UID)
 	out := make([]api.ReplicaSourceStatus, len(d.ReplicaSources))
 	for i, src := range d.ReplicaSources {
 		out[i] = api.ReplicaSourceStatus{ReplicaSource: src, Status: api.SourceSyncing}
@@ -163,12 +185,15 @@ func (m *Manager) stopped(failed store.Database) {
 
 // Close stops every syncer.
 func (m *Manager) Close() {
+	m.configMu.Lock()
 	m.mu.Lock()
-	for uid, d := range m.dests {
-		d.stop()
-		delete(m.dests, uid)
-	}
+	all := m.dests
+	m.dests = map[int]*destination{}
 	m.mu.Unlock()
+	for _, d := range all {
+		d.stop()
+	}
+	m.configMu.Unlock()
 	m.cancel()
 	m.wg.Wait()
 }
