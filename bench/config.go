@@ -46,7 +46,7 @@ type Config struct {
 }
 
 // Phases, in run order.
-var Phases = []string{"fullsync", "compression", "streaming", "terraform"}
+var Phases = []string{"fullsync", "compression", "streaming", "manytoone", "terraform"}
 
 func defaults(scale string) (Config, error) {
 	switch scale {
@@ -73,7 +73,7 @@ func defaults(scale string) (Config, error) {
 //	BENCH_TF_DATABASES   databases and replica_of resources each (50)
 //	BENCH_COMPRESS_KEYS  JSON-like keys of the compression row, the mixed dataset there
 //	                     gets half (quick 200000, full 500000; 0 skips the row)
-//	BENCH_ONLY           comma list of phases: fullsync, compression, streaming, terraform
+//	BENCH_ONLY           comma list of phases: fullsync, compression, streaming, manytoone, terraform
 //	BENCH_TIMEOUT        bound of the whole run (quick 15m, full 60m)
 //	BENCH_PROFILE        1: CPU and heap profiles of the service per phase in bench/out/profiles
 //	BENCH_RESULTS        directory of results.json and RESULTS.md (bench); "-" writes none

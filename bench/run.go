@@ -64,6 +64,7 @@ func Run(parent context.Context, cfg Config) error {
 		{"fullsync", b.fullSyncs},
 		{"compression", b.compression},
 		{"streaming", b.streaming},
+		{"manytoone", b.manyToOne},
 		{"terraform", b.terraform},
 	}
 	for _, p := range phases {

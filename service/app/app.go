@@ -59,6 +59,9 @@ type Config struct {
 	// for replication after a regeneration. Default 15 minutes; negative
 	// for none.
 	AdminPasswordGrace time.Duration
+	// MaxConcurrentLoads bounds the full loads that run at once (0: the
+	// number of CPUs, at least 2).
+	MaxConcurrentLoads int
 	// ViewerUser and ViewerPassword, when set, are a read-only user of the
 	// API, the console and /metrics.
 	ViewerUser     string
@@ -191,6 +194,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		TLS: databases.TLSFiles{CertFile: filepath.Join(cfg.DataDir, "proxy.pem"), KeyFile: filepath.Join(cfg.DataDir, "proxy-key.pem"), CAFile: filepath.Join(cfg.DataDir, "ca.pem")}})
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Databases: a.dbs, Registerer: reg, Logger: log, SyncerCert: syncerCert,
+		MaxConcurrentLoads: cfg.MaxConcurrentLoads,
 		OnStopped: func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,

@@ -338,6 +338,7 @@ func (s *syncer) applied(b sentBatch, conn acker) error {
 			s.onLoaded()
 			s.onLoaded = nil
 		}
+
 		_ = conn.SendAck(cp.Offset)
 		s.status.set(func(st *sourceStatus) {
 			st.phase = phaseStreaming
@@ -347,6 +348,9 @@ func (s *syncer) applied(b sentBatch, conn acker) error {
 				st.received = st.applied
 			}
 		})
+		if s.releaseLoad != nil {
+			s.releaseLoad() // the stream needs no slot
+		}
 		return nil
 	}
 	now := time.Now()

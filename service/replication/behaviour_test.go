@@ -6,8 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -256,4 +261,45 @@ func TestDestinationOutOfMemoryStops(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// With a bound of one full load at a time, a destination of four sources
+// loads them one after the other (the API never shows two loading at once)
+// and ends with every key of every source.
+func TestFullLoadsRunWithinTheInstancesBound(t *testing.T) {
+	i := servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 1 })
+	a := newAPI(t, i)
+	ctx := redistest.Ctx(t)
+	var sources []api.ReplicaSource
+	var clients []*redis.Client
+	for n := range 4 {
+		s := redistest.Start(t)
+		c := s.Client()
+		p := c.Pipeline()
+		for k := range 20000 {
+			p.Set(ctx, fmt.Sprintf("s%d:key:%d", n, k), strings.Repeat("x", 100), 0)
+		}
+		_, err := p.Exec(ctx)
+		require.NoError(t, err)
+		sources = append(sources, api.ReplicaSource{URI: s.URL()})
+		clients = append(clients, c)
+	}
+	dst := a.create(api.CreateDatabaseRequest{Name: "four-sources", MemorySize: 256 << 20, ReplicaSources: sources})
+	most := 0
+	redistest.Eventually(t, 2*time.Minute, "every source in sync", func() error {
+		db := a.get(dst.UID)
+		loading := 0
+		for _, s := range db.ReplicaSources {
+			if s.Status == api.SourceSyncing && s.RDBTransferred > 0 {
+				loading++
+			}
+		}
+		most = max(most, loading)
+		if db.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s", db.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	assert.LessOrEqual(t, most, 1, "sources seen loading at once")
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), clients...)
 }

@@ -202,7 +202,7 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 			status: s.status, metrics: d.m.metrics.forSource(d.db.UID, s.url.Addr()),
 			log:          d.log.With("destination", d.db.UID),
 			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,
-			claim: d.claim,
+			claim: d.claim, loadSlots: d.m.loadSlots,
 		}
 		if cp, ok := cps[s.url.Addr()]; ok {
 			sy.resume = &cp

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -40,6 +41,9 @@ type Config struct {
 	// a syncer may apply nothing while commands are pending, and how long
 	// a source may send nothing, before the source is out of sync.
 	StallTimeout, SilenceTimeout time.Duration
+	// MaxConcurrentLoads bounds the full loads that run at once in the
+	// instance (default: the number of CPUs Go uses, at least 2).
+	MaxConcurrentLoads int
 }
 
 // Manager owns every destination's syncers.
@@ -53,10 +57,16 @@ type Manager struct {
 	// syncers to stop; mu guards dests only and is never held across a
 	// wait, so that status reads (Status) never wait behind replication
 	// work.
-	configMu sync.Mutex
-	mu       sync.Mutex
-	dests    map[int]*destination
-	wg       sync.WaitGroup // OnStopped calls in flight
+	// loadSlots holds a token per full load in progress. A load keeps the
+	// CPU busy (decoding, encoding, and the source's fork): with at most a
+	// few at once, 32 sources loading together take about as long as
+	// all at once, and the API and the streaming syncers still get the
+	// CPU when they need it instead of queueing behind dozens of them.
+	loadSlots chan struct{}
+	configMu  sync.Mutex
+	mu        sync.Mutex
+	dests     map[int]*destination
+	wg        sync.WaitGroup // OnStopped calls in flight
 }
 
 // NewManager returns a Manager with no syncers.
@@ -67,8 +77,12 @@ func NewManager(cfg Config) *Manager {
 	if cfg.SilenceTimeout <= 0 {
 		cfg.SilenceTimeout = DefaultSilenceTimeout
 	}
+	if cfg.MaxConcurrentLoads <= 0 {
+		cfg.MaxConcurrentLoads = max(2, runtime.GOMAXPROCS(0))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, metrics: newMetrics(cfg.Registerer), ctx: ctx, cancel: cancel, dests: map[int]*destination{}}
+	return &Manager{cfg: cfg, metrics: newMetrics(cfg.Registerer), ctx: ctx, cancel: cancel, dests: map[int]*destination{},
+		loadSlots: make(chan struct{}, cfg.MaxConcurrentLoads)}
 }
 
 // Configure makes the syncers of d match its settings: it leaves them alone

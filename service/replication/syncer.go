@@ -56,6 +56,11 @@ type syncer struct {
 	// loadPending counts the pending entries of the streams the load wrote
 	// as commands, for the writer to check once the load is applied.
 	loadPending *pendingCounter
+	// loadSlots bounds the full loads of the instance (Manager.loadSlots);
+	// nil: no bound. releaseLoad gives the session's slot back, once: when
+	// its load is committed, or when the session ends.
+	loadSlots   chan struct{}
+	releaseLoad func()
 	// claim, when set, records the source's replication history for the
 	// session and refuses one that another source has (destination.claim).
 	claim func(addr, replID string) (func(), error)
@@ -104,6 +109,17 @@ func (s *syncer) session(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
+	if s.resume == nil && s.loadSlots != nil {
+		// A full load: wait for a slot before the source forks for it.
+		select {
+		case s.loadSlots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		var once sync.Once
+		s.releaseLoad = func() { once.Do(func() { <-s.loadSlots }) }
+		defer s.releaseLoad()
+	}
 	conn, err := replproto.Dial(ctx, replproto.Options{
 		Addr: s.url.Addr(), Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
 		Compression: s.source.Compression,
