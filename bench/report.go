@@ -26,7 +26,7 @@ type Results struct {
 	Terraform   *Terraform    `json:"terraform,omitempty"`
 	// ManyToOne is rows 7 and 8: 32 sources into one destination.
 	ManyToOne *ManyToOne `json:"many_to_one,omitempty"`
-	Errors      []string      `json:"errors,omitempty"`
+	Errors    []string   `json:"errors,omitempty"`
 }
 
 type Params struct {

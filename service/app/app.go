@@ -195,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Databases: a.dbs, Registerer: reg, Logger: log, SyncerCert: syncerCert,
 		MaxConcurrentLoads: cfg.MaxConcurrentLoads,
-		OnStopped: func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
+		OnStopped:          func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,
 		Gateway: &gatewayAdapter{gw: a.gw, dbs: a.dbs, bindHost: bindHost(cfg.Listen), proxyCert: proxyCert},
