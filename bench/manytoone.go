@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -291,13 +293,17 @@ probe:
 	defer mu.Unlock()
 	all := []float64{}
 	per := make([][]float64, len(srcs))
+	var csv strings.Builder
+	csv.WriteString("sent_ms,source,lag_ms\n")
 	for i, t := range sent {
 		if a, ok := arrived[i]; ok {
 			l := float64(a.Sub(t).Microseconds()) / 1000
 			all = append(all, l)
 			per[i%len(srcs)] = append(per[i%len(srcs)], l)
+			fmt.Fprintf(&csv, "%d,%d,%.3f\n", t.Sub(began).Milliseconds(), i%len(srcs), l)
 		}
 	}
+	_ = os.WriteFile(filepath.Join(b.runDir, "lag-many-to-one.csv"), []byte(csv.String()), 0o644)
 	res.Lag.Probes, res.Lag.Missing = len(sent), len(sent)-len(all)
 	if len(all) == 0 {
 		return fmt.Errorf("no probe arrived")

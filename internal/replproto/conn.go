@@ -456,17 +456,35 @@ func deadlineFor(ctx context.Context, timeout time.Duration) time.Time {
 	return d
 }
 
-// deadlineConn re-arms the read deadline before every read of the socket,
+// deadlineConn re-arms the read deadline before the reads of the socket,
 // so the timeout measures silence rather than the duration of a call
 // (reading a multi-gigabyte RDB can take longer than any fixed timeout).
 // It sits under TLS, so TLS reads are covered too. Reads also stop when the
 // context set by the reader is cancelled.
+//
+// A stream is read in many small reads: the deadline is moved at most once
+// per rearmEvery (so silence is detected after timeout-rearmEvery to
+// timeout), and the cancellation callback is registered once per context,
+// not per read.
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
 	ctx     context.Context // set by the reader goroutine around its reads
 	read    atomic.Int64    // bytes received on the wire
+
+	// Reader-goroutine state: the context whose cancellation moves the
+	// deadline to the past (registered until that context ends or a read
+	// under another one), and how to unregister that.
+	watched   context.Context
+	unwatch   func() bool
+	unwatched chan struct{} // closed when the callback has run
+
+	mu    sync.Mutex
+	armed time.Time // the read deadline set last
 }
+
+// rearmEvery bounds how often a read moves the deadline.
+const rearmEvery = time.Second
 
 func (d *deadlineConn) Read(p []byte) (n int, err error) {
 	defer func() { d.read.Add(int64(n)) }()
@@ -477,23 +495,49 @@ func (d *deadlineConn) Read(p []byte) (n int, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	_ = d.Conn.SetReadDeadline(deadlineFor(ctx, d.timeout))
-	if ctx.Done() == nil {
-		return d.Conn.Read(p)
+	if ctx.Done() != nil && ctx != d.watched {
+		d.watch(ctx)
 	}
-	// Cancellation interrupts a blocked read by moving the deadline to the
-	// past. The callback is waited for when it ran, so it cannot clobber the
-	// deadline of a later read.
+	d.arm(ctx)
+	// The callback runs only once ctx is cancelled: cancelled after this
+	// check, it moves the deadline to the past behind arm, and the read
+	// below returns.
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err = d.Conn.Read(p)
+	return n, ctxError(ctx, err)
+}
+
+// watch makes the cancellation of ctx interrupt a blocked read by moving
+// the deadline to the past. The previous context's callback, if it ran, is
+// waited for, so that it cannot clobber a later deadline.
+func (d *deadlineConn) watch(ctx context.Context) {
+	if d.unwatch != nil && !d.unwatch() {
+		<-d.unwatched
+	}
 	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
+	d.watched, d.unwatched = ctx, fired
+	d.unwatch = context.AfterFunc(ctx, func() {
+		d.mu.Lock()
 		_ = d.Conn.SetReadDeadline(aLongTimeAgo)
+		d.armed = aLongTimeAgo
+		d.mu.Unlock()
 		close(fired)
 	})
-	n, err = d.Conn.Read(p)
-	if !stop() {
-		<-fired
+}
+
+// arm moves the read deadline to the timeout from now (or ctx's deadline,
+// if sooner), unless it was moved less than rearmEvery ago.
+func (d *deadlineConn) arm(ctx context.Context) {
+	want := deadlineFor(ctx, d.timeout)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, exact := ctx.Deadline(); !exact && d.timeout > 2*rearmEvery && !d.armed.Before(want.Add(-rearmEvery)) {
+		return
 	}
-	return n, ctxError(ctx, err)
+	_ = d.Conn.SetReadDeadline(want)
+	d.armed = want
 }
 
 // ctxError reports a deadline error caused by ctx (cancelled, or its own
