@@ -200,8 +200,7 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 	case CodecZstd:
 		// Synchronous (no goroutine to stop), and a bound on the window
 		// the source may make us keep.
-		zr, err := zstd.NewReader(c.br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow),
-			zstd.WithDecoderLowmem(true))
+		zr, err := zstd.NewReader(c.br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return &Error{Op: "REPLICAD.COMPRESS", Kind: ErrProtocol, Err: err}
 		}
