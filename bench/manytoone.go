@@ -197,6 +197,13 @@ func maxOf(v []float64) float64 {
 // each probe by keyspace notification, as in row 3.
 func (b *runner) manyLag(ctx context.Context, res *ManyToOne, srcs []*server, dst *redis.Client, redisPid int, dur time.Duration) error {
 	const prefix = "probe:"
+	// Nothing forks during the measurement but what the load causes (the
+	// destination rewrites its AOF once after a full load).
+	clients := []*redis.Client{dst}
+	for _, s := range srcs {
+		clients = append(clients, s.c)
+	}
+	quiesce(ctx, clients...)
 	var mu sync.Mutex
 	arrived := map[int]time.Time{}
 	watchCtx, stopWatch := context.WithCancel(ctx)

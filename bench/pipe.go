@@ -128,6 +128,13 @@ type gen func(dst []byte) ([]byte, int)
 func (p *pipe) run(ctx context.Context, g gen, rate float64, stop <-chan struct{}) error {
 	buf := make([]byte, 0, 64<<10)
 	began := time.Now()
+	// A paced writer waits for about 16 commands to be due (at least
+	// 200 µs, at most 5 ms): at a low rate (one of many sources) it does
+	// not wake thousands of times a second for one command each.
+	pause := 200 * time.Microsecond
+	if rate > 0 {
+		pause = min(max(time.Duration(16/rate*float64(time.Second)), pause), 5*time.Millisecond)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -152,7 +159,7 @@ func (p *pipe) run(ctx context.Context, g gen, rate float64, stop <-chan struct{
 		if rate > 0 {
 			due := int64(rate*time.Since(began).Seconds()) - p.sent
 			if due <= 0 {
-				time.Sleep(200 * time.Microsecond)
+				time.Sleep(pause)
 				continue
 			}
 			budget = min(budget, due)
