@@ -327,3 +327,13 @@ func TestPlanReplicaChange(t *testing.T) {
 		t.Errorf("unknown sources: %+v", ch)
 	}
 }
+
+func TestLoadProgress(t *testing.T) {
+	s := func(status string, size, done int64) api.ReplicaSourceStatus {
+		return api.ReplicaSourceStatus{Status: status, RDBSize: size, RDBTransferred: done}
+	}
+	assert.Equal(t, "25.0% of the initial load (250 of 1000 bytes)", loadProgress(s(api.SourceSyncing, 1000, 250)))
+	assert.Equal(t, "4096 bytes of the initial load (its size is not known yet)", loadProgress(s(api.SourceSyncing, 0, 4096)))
+	assert.Equal(t, "", loadProgress(s(api.SourceSyncing, 0, 0)))
+	assert.Equal(t, "", loadProgress(s(api.SourceInSync, 1000, 1000)))
+}
