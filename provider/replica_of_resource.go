@@ -75,8 +75,9 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Makes a database a **Replica Of** a set of sources: it loads a full copy of every " +
 			"source, then applies their writes continuously. Sources can be databases of the same `redis-replicad`, " +
-			"of another instance (another region), or any Redis server. Making a database a replica, and any change " +
-			"to its sources, flushes it and loads it again from all sources. Destroying this resource ends Replica Of " +
+			"of another instance (another region), or any Redis server. Making a database a replica, and adding or " +
+			"removing a source, flushes it and loads it again from all sources; new credentials or settings for the same " +
+			"sources do not. Destroying this resource ends Replica Of " +
 			"and leaves the data in place; the database becomes writable again.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
@@ -170,8 +171,9 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				Validators:  []validator.List{listvalidator.SizeAtMost(api.MaxReplicaSources)},
 			},
 			"source_uris_wo_version": schema.Int64Attribute{
-				MarkdownDescription: "Any change of this number sends `source_uris_wo` to the service again " +
-					"(and so flushes and reloads the destination).",
+				MarkdownDescription: "Any change of this number sends `source_uris_wo` to the service again. " +
+					"New credentials for the same sources do not flush the destination: its syncers reconnect " +
+					"with them and continue where they were.",
 				Optional: true,
 			},
 			"sync": schema.StringAttribute{
