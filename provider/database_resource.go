@@ -55,8 +55,8 @@ type databaseResourceModel struct {
 	// PasswordWO is write-only: always null in the plan and the state.
 	PasswordWO        types.String `tfsdk:"password_wo"`
 	PasswordWOVersion types.Int64  `tfsdk:"password_wo_version"`
-	Endpoint   types.String `tfsdk:"endpoint"`
-	Status     types.String `tfsdk:"status"`
+	Endpoint          types.String `tfsdk:"endpoint"`
+	Status            types.String `tfsdk:"status"`
 
 	TLSMode             types.String `tfsdk:"tls_mode"`
 	ClientCertificates  types.Set    `tfsdk:"client_certificates"`
