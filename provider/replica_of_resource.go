@@ -377,6 +377,13 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
+	if ch.create && plan.DatabaseID.IsUnknown() {
+		// The destination is created by the same apply: it holds no data
+		// to lose. (Terraform plans a create again at apply time, when the
+		// uid is known, and shows the warnings of both plans: warning here
+		// too would print two.)
+		return
+	}
 	summary, detail := r.flushWarning(ctx, plan, state, ch)
 	resp.Diagnostics.AddAttributeWarning(path.Root("source"), summary, detail)
 }
