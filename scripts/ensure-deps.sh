@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the service and the tests need when it is missing: redis-server
-# (Debian's package) and checks for Go and Terraform. Sourced by the other scripts.
+# and redis-cli (Debian's packages) and jq, and checks for Go and Terraform. Sourced by the other scripts.
 set -euo pipefail
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+# jq: the CI recipe of the redis_replica_of documentation, which a test runs.
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "missing: ${need_apt[*]} — install Redis 7+ (for example: sudo apt-get install -y redis-server)" >&2
+    echo "missing: ${need_apt[*]} — install them (Redis 7+; for example: sudo apt-get install -y ${need_apt[*]})" >&2
     exit 1
   fi
   echo "installing ${need_apt[*]} with apt-get" >&2
