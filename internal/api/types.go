@@ -9,8 +9,11 @@ import "time"
 // Database statuses.
 const (
 	StatusPending = "pending" // created, redis-server not yet answering
-	StatusActive  = "active"  // redis-server answering
-	StatusFailed  = "failed"  // redis-server could not be started
+	// StatusLoading: redis-server is loading its data (its AOF after a
+	// restart); loading_progress says how far.
+	StatusLoading = "loading"
+	StatusActive  = "active" // redis-server answering
+	StatusFailed  = "failed" // redis-server could not be started
 )
 
 // Replica Of sync states (replica_sync).
@@ -39,12 +42,14 @@ const MaxReplicaSources = 32
 
 // Database ("bdb") as returned by GET /v1/bdbs/{uid}.
 type Database struct {
-	UID        int      `json:"uid"`
-	Name       string   `json:"name"`
-	Port       int      `json:"port"`
-	MemorySize int64    `json:"memory_size"`
-	Status     string   `json:"status"`
-	Endpoint   Endpoint `json:"endpoint"`
+	UID        int    `json:"uid"`
+	Name       string `json:"name"`
+	Port       int    `json:"port"`
+	MemorySize int64  `json:"memory_size"`
+	Status     string `json:"status"`
+	// LoadingProgress is how far a loading database is, in percent.
+	LoadingProgress float64  `json:"loading_progress,omitempty"`
+	Endpoint        Endpoint `json:"endpoint"`
 	// AuthenticationRedisPass is the password of the application user "default".
 	AuthenticationRedisPass string `json:"authentication_redis_pass"`
 	// ReplicationPort is the port destinations replicate from (the port of
@@ -166,6 +171,7 @@ type Error struct {
 const (
 	CodeInvalidRequest = "invalid_request"
 	CodeUnauthorized   = "unauthorized"
+	CodeForbidden      = "forbidden" // a read-only (viewer) user asked for a change or a secret
 	CodeNotFound       = "not_found"
 	CodeConflict       = "conflict"
 	CodeInternal       = "internal_error"

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,8 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/gateway"
 	"github.com/replicad/terraform-provider-redis/service/replication"
 	"github.com/replicad/terraform-provider-redis/service/store"
+	"github.com/replicad/terraform-provider-redis/service/telemetry"
+	"github.com/replicad/terraform-provider-redis/service/ui"
 )
 
 // DefaultAdminPasswordGrace is how long a regenerated admin password keeps
@@ -58,6 +61,10 @@ type Config struct {
 	// for replication after a regeneration. Default 15 minutes; negative
 	// for none.
 	AdminPasswordGrace time.Duration
+	// ViewerUser and ViewerPassword, when set, are a read-only user of the
+	// API, the console and /metrics.
+	ViewerUser     string
+	ViewerPassword string
 }
 
 // App is a running instance.
@@ -68,11 +75,48 @@ type App struct {
 	repl     *replication.Manager
 	gw       *gateway.Gateway
 	ctrl     *controller.Controller
+	console  *ui.Console
 	listener net.Listener
 	http     *http.Server
 	caPEM    []byte
 	served   chan struct{}
+
+	// Startup: the databases and syncers come back in the background.
+	stopStartup context.CancelFunc
+	started     chan struct{} // closed once every database is up (or given up on)
+	startupDone chan struct{} // closed when the startup goroutine returns
 }
+
+// startup brings the stored databases and syncers back, then waits for the
+// databases to serve; started is closed at the end whatever happened.
+func (a *App) startup(ctx context.Context) {
+	defer close(a.startupDone)
+	defer close(a.started)
+	began := time.Now()
+	if err := a.ctrl.Start(ctx); err != nil {
+		a.cfg.Logger.Error("bring the databases back", "err", err)
+		return
+	}
+	if err := a.ctrl.WaitStarted(ctx); err != nil {
+		return
+	}
+	a.cfg.Logger.Info("every database is back", "in", time.Since(began).Round(time.Millisecond))
+}
+
+// health is what /healthz says: "starting" while the databases come back,
+// then "ok".
+func (a *App) health() string {
+	select {
+	case <-a.started:
+		return "ok"
+	default:
+		return "starting"
+	}
+}
+
+// Started is closed once every database restored at start serves (or did
+// not come up within its grace period: it keeps being retried).
+func (a *App) Started() <-chan struct{} { return a.started }
 
 // Start opens the state, brings every database and syncer back and serves
 // the API. It returns once the API accepts connections.
@@ -80,7 +124,9 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err := defaults(&cfg); err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
+	// Every line about a database carries its name beside its uid.
+	names := telemetry.NewNames(nil)
+	log := slog.New(telemetry.NewLogHandler(cfg.Logger.Handler(), names))
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -124,9 +170,25 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	stored, err := st.List()
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("read the state: %w", err)
+	}
+	for _, d := range stored {
+		names.Set(d.UID, d.Name)
+	}
+	// A database being created is logged about (its syncers start) before
+	// the API call that creates it returns: its name is read from the store.
+	// A read transaction is safe here: it ends before the log call returns,
+	// also when the caller is inside a write transaction.
+	names.Load = func(uid int) (string, bool) {
+		d, err := st.Get(uid)
+		return d.Name, err == nil
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{})}
+	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{}), started: make(chan struct{}), startupDone: make(chan struct{})}
 	a.dbs = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log,
 		TLS: databases.TLSFiles{CertFile: filepath.Join(cfg.DataDir, "proxy.pem"), KeyFile: filepath.Join(cfg.DataDir, "proxy-key.pem"), CAFile: filepath.Join(cfg.DataDir, "ca.pem")}})
 	a.gw = gateway.New(log, reg)
@@ -138,33 +200,50 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log, AdminPasswordGrace: max(cfg.AdminPasswordGrace, 0),
 		Cluster: api.Cluster{Name: cfg.Name, Version: Version, CACert: string(ca.CertPEM), ProxyCert: string(proxyPEM), SyncerCert: string(syncerPEM)},
 	})
-	if err := a.ctrl.Start(ctx); err != nil {
-		a.closeParts()
-		return nil, err
-	}
-
 	a.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		a.closeParts()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	certPEMs := map[string][]byte{"ca": ca.CertPEM, "proxy": proxyPEM, "syncer": syncerPEM}
+	if len(tlsCert.Certificate) > 0 {
+		certPEMs["api"] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsCert.Certificate[0]})
+	}
+	reg.MustRegister(telemetry.NewStatusCollector(telemetry.Source{
+		Version: Version, Databases: a.ctrl.ListDatabases, MemoryUsed: a.memoryUsed, Certificates: certPEMs,
+	}))
+	gatherer := telemetry.NamedGatherer{Gatherer: reg, Names: names}
+	a.console = ui.Start(ui.Config{
+		Name: cfg.Name, Version: Version, Certificates: certPEMs, Databases: a.ctrl.ListDatabases,
+		MemoryUsed: a.memoryUsed, Gatherer: reg, Logger: log,
+	})
 	handler := apiserver.NewHandler(apiserver.Config{
-		Username: cfg.AdminUser, Password: cfg.AdminPassword, Backend: a.ctrl,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: log,
+		Username: cfg.AdminUser, Password: cfg.AdminPassword,
+		ViewerUsername: cfg.ViewerUser, ViewerPassword: cfg.ViewerPassword,
+		Backend: &namedBackend{Controller: a.ctrl, names: names},
+		Metrics: promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}), Logger: log,
+		Console: a.console.Files(), ConsoleData: a.console.Data(),
+		Health: a.health,
 	})
 	a.http = &http.Server{
 		Handler:           handler,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         certs.ServerTLS(tlsCert),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	// The API serves before the databases are back: a restart whose
+	// databases replay large AOFs must not hide it. Meanwhile /healthz says
+	// "starting" and each database says "loading".
 	go func() {
 		defer close(a.served)
 		if err := a.http.ServeTLS(a.listener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("API server stopped", "err", err)
 		}
 	}()
-	log.Info("redis-replicad started", "api", a.URL(), "data_dir", cfg.DataDir, "name", cfg.Name)
+	startCtx, cancel := context.WithCancel(context.Background())
+	a.stopStartup = cancel
+	go a.startup(startCtx)
+	log.Info("redis-replicad serving; databases coming back", "api", a.URL(), "data_dir", cfg.DataDir, "name", cfg.Name)
 	return a, nil
 }
 
@@ -188,11 +267,16 @@ func (a *App) Databases() *databases.Manager { return a.dbs }
 func (a *App) Stop(ctx context.Context) error {
 	err := a.http.Shutdown(ctx)
 	<-a.served
+	a.stopStartup()
+	<-a.startupDone
 	a.closeParts()
 	return err
 }
 
 func (a *App) closeParts() {
+	if a.console != nil {
+		a.console.Close()
+	}
 	a.repl.Close()
 	a.gw.Close()
 	a.dbs.Close()
@@ -236,6 +320,12 @@ func defaults(cfg *Config) error {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if (cfg.ViewerUser == "") != (cfg.ViewerPassword == "") {
+		return errors.New("--viewer-user and --viewer-password go together")
+	}
+	if cfg.ViewerUser != "" && cfg.ViewerUser == cfg.AdminUser {
+		return errors.New("the viewer user must not be the admin user")
 	}
 	return nil
 }

@@ -10,13 +10,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/service/databases"
@@ -37,6 +42,25 @@ type Replicator interface {
 	ProbeCompression(ctx context.Context, src api.ReplicaSource) error
 }
 
+// Databases runs the databases' processes (databases.Manager).
+type Databases interface {
+	// Start runs d's process without waiting for it to answer.
+	Start(d store.Database) error
+	// Ensure makes d's process run as stored, restarting it when its
+	// listening port changes, and waits until its settings are applied.
+	Ensure(ctx context.Context, d store.Database) error
+	// Create starts a new database and waits until it serves; on error
+	// nothing of it remains, and a port taken by another program is a
+	// *databases.PortInUseError.
+	Create(ctx context.Context, d store.Database) error
+	// Remove stops database uid and deletes its files.
+	Remove(uid int) error
+	// Status says how database uid stands, without I/O.
+	Status(uid int) (status string, loadedPercent float64)
+	// PortFree says whether nothing listens on port.
+	PortFree(port int) bool
+}
+
 // Gateway serves the replication endpoints of databases (the port of their
 // source URL).
 type Gateway interface {
@@ -47,7 +71,7 @@ type Gateway interface {
 // Config of a Controller.
 type Config struct {
 	Store         *store.Store
-	Databases     *databases.Manager
+	Databases     Databases
 	Replicator    Replicator
 	Gateway       Gateway
 	AdvertiseHost string
@@ -71,8 +95,13 @@ type Controller struct {
 // New returns a Controller.
 func New(cfg Config) *Controller { return &Controller{cfg: cfg} }
 
-// Start brings every stored database back: its process, then its syncers.
+// Start brings every stored database back: its replication endpoint, its
+// process, then its syncers. It does not wait for the databases to answer
+// (one replaying a large AOF takes a while): their status says loading
+// meanwhile, and WaitStarted tells when they are all up.
 func (c *Controller) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	all, err := c.cfg.Store.List()
 	if err != nil {
 		return fmt.Errorf("read databases from the state file: %w", err)
@@ -84,14 +113,11 @@ func (c *Controller) Start(ctx context.Context) error {
 		if err := c.cfg.Gateway.Ensure(d); err != nil {
 			c.cfg.Logger.Error("replication endpoint did not start", "uid", d.UID, "name", d.Name, "err", err)
 		}
-		startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := c.cfg.Databases.Ensure(startCtx, d)
-		cancel()
-		if err != nil {
+		if err := c.cfg.Databases.Start(d); err != nil {
 			c.cfg.Logger.Error("database did not start; retrying in the background", "uid", d.UID, "name", d.Name, "err", err)
 			continue
 		}
-		c.cfg.Logger.Info("database started", "uid", d.UID, "name", d.Name, "port", d.Port)
+		c.cfg.Logger.Info("database starting", "uid", d.UID, "name", d.Name, "port", d.Port)
 	}
 	for _, d := range all {
 		if d.IsReplica() {
@@ -99,6 +125,43 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startGrace is how long a database that neither answers nor loads is
+// waited for at start before the instance calls itself started anyway (its
+// port taken, say: it keeps being retried, and its status says so).
+const startGrace = 10 * time.Second
+
+// WaitStarted returns once every database restored by Start is active,
+// failed, or has not come up within startGrace; one that is loading its data
+// is waited for as long as it loads.
+func (c *Controller) WaitStarted(ctx context.Context) error {
+	all, err := c.cfg.Store.List()
+	if err != nil {
+		return fmt.Errorf("read databases from the state file: %w", err)
+	}
+	began := time.Now()
+	for {
+		waiting := 0
+		for _, d := range all {
+			switch st, _ := c.cfg.Databases.Status(d.UID); st {
+			case api.StatusLoading:
+				waiting++
+			case api.StatusPending:
+				if time.Since(began) < startGrace {
+					waiting++
+				}
+			}
+		}
+		if waiting == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func invalid(format string, a ...any) error {
@@ -120,6 +183,15 @@ const (
 	maxMemory = 1 << 40
 )
 
+// minPort is the lowest port a database may ask for: the privileged ports
+// belong to the system, and the service often runs as root.
+const minPort = 1024
+
+// sameName says whether two database names clash. Names are unique without
+// regard to case ("orders" and "ORDERS" cannot coexist), as host names are:
+// a name that differs only in case is a mistake waiting to happen.
+func sameName(a, b string) bool { return strings.EqualFold(a, b) }
+
 func validateName(name string) error {
 	if !nameRE.MatchString(name) {
 		return invalid("name %q is invalid: use 1 to 63 letters, digits, '-' or '_', starting with a letter or digit", name)
@@ -134,13 +206,20 @@ func validateMemory(n int64) error {
 	return nil
 }
 
+// validatePassword accepts any printable password, spaces included: Redis
+// takes any string, and the service stores only its hash in the database's
+// files. Control characters are refused: no client types them, and a
+// terminal that echoes them misleads.
 func validatePassword(pw string) error {
-	if len(pw) < 8 || len(pw) > 128 {
+	if n := utf8.RuneCountInString(pw); n < 8 || n > 128 {
 		return invalid("authentication_redis_pass must be 8 to 128 characters long")
 	}
+	if !utf8.ValidString(pw) {
+		return invalid("authentication_redis_pass must be valid UTF-8")
+	}
 	for _, r := range pw {
-		if r <= ' ' || r == 0x7f {
-			return invalid("authentication_redis_pass may not contain spaces or control characters")
+		if r != ' ' && !unicode.IsPrint(r) {
+			return invalid("authentication_redis_pass may not contain control characters")
 		}
 	}
 	return nil
@@ -160,8 +239,8 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	if err := validateMemory(req.MemorySize); err != nil {
 		return api.Database{}, err
 	}
-	if req.Port != 0 && (req.Port < 1 || req.Port > 65535) {
-		return api.Database{}, invalid("port %d is out of range 1-65535", req.Port)
+	if req.Port != 0 && (req.Port < minPort || req.Port > 65535) {
+		return api.Database{}, invalid("port %d is out of range %d-65535 (ports below %d are reserved for system services)", req.Port, minPort, minPort)
 	}
 	if req.AuthenticationRedisPass == "" {
 		req.AuthenticationRedisPass = newSecret()
@@ -194,14 +273,15 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	if d.IsReplica() {
 		d.ReplicaGeneration = 1
 	}
+	autoPort := d.Port == 0
 	d, err = c.cfg.Store.Create(d, func(d *store.Database, existing []store.Database) error {
 		for _, o := range existing {
-			if o.Name == d.Name {
-				return conflict("a database named %q already exists (uid %d)", d.Name, o.UID)
+			if sameName(o.Name, d.Name) {
+				return conflict("a database named %q already exists (uid %d): names are unique regardless of case", o.Name, o.UID)
 			}
 		}
 		if d.Port == 0 {
-			port, err := c.freePort(existing, 0)
+			port, err := c.freePort(existing, nil)
 			if err != nil {
 				return err
 			}
@@ -209,7 +289,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		} else if err := c.checkPort(d.Port, existing); err != nil {
 			return err
 		}
-		port, err := c.freePort(existing, d.Port)
+		port, err := c.freePort(existing, map[int]bool{d.Port: true})
 		if err != nil {
 			return err
 		}
@@ -221,13 +301,83 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
-	if err := c.ensure(ctx, d); err != nil {
+	if d, err = c.startNew(ctx, d, autoPort); err != nil {
+		// A failed create leaves nothing behind: startNew removed the
+		// process, its files and its endpoint; the record goes too.
+		if delErr := c.cfg.Store.Delete(d.UID); delErr != nil {
+			c.cfg.Logger.Error("remove the record of a database that failed to start", "uid", d.UID, "err", delErr)
+		}
+		c.cfg.Logger.Warn("database creation failed; nothing was kept", "uid", d.UID, "name", d.Name, "err", err)
 		return api.Database{}, err
 	}
 	if d.IsReplica() {
 		c.cfg.Replicator.Configure(ctx, d)
 	}
 	return c.view(ctx, d), nil
+}
+
+// portAttempts bounds how often a new database moves to other ports when
+// the ones it was given turn out to be taken (by another instance on the
+// same host creating a database at the same moment, say).
+const portAttempts = 8
+
+// startNew starts a database just recorded: its replication endpoint, then
+// its process. A port found taken at that moment is replaced by another free
+// one when the service chose it, and is a conflict naming it when the user
+// did (auto says which). On error nothing of d runs and its files are gone;
+// the caller removes its record.
+func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) (store.Database, error) {
+	tried := map[int]bool{}
+	for attempt := 1; ; attempt++ {
+		err := c.cfg.Gateway.Ensure(d)
+		taken := 0
+		if err != nil {
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				return d, err
+			}
+			taken = d.ReplicationPort
+		} else if err = c.cfg.Databases.Create(ctx, d); err != nil {
+			c.cfg.Gateway.Remove(d.UID)
+			var inUse *databases.PortInUseError
+			if !errors.As(err, &inUse) {
+				return d, err
+			}
+			taken = d.Port
+		} else {
+			return d, nil
+		}
+		if taken == d.Port && !auto {
+			return d, conflict("port %d is in use by another program on this host", taken)
+		}
+		if attempt == portAttempts {
+			return d, conflict("could not find a free port for the database after %d attempts: port %d is in use by another program on this host", attempt, taken)
+		}
+		tried[taken] = true
+		c.cfg.Logger.Warn("a port chosen for a new database is taken; choosing another", "uid", d.UID, "port", taken)
+		next, uerr := c.cfg.Store.Update(d.UID, func(n *store.Database, others []store.Database) error {
+			avoid := maps.Clone(tried)
+			if taken == n.Port {
+				port, err := c.freePort(others, avoid)
+				if err != nil {
+					return err
+				}
+				n.Port = port
+			}
+			avoid[n.Port] = true
+			if taken == n.ReplicationPort || n.ReplicationPort == n.Port {
+				port, err := c.freePort(others, avoid)
+				if err != nil {
+					return err
+				}
+				n.ReplicationPort = port
+			}
+			return nil
+		})
+		if uerr != nil {
+			return d, uerr
+		}
+		d = next
+	}
 }
 
 // ensure makes the database's process and replication endpoint match d.
@@ -250,9 +400,13 @@ func (c *Controller) checkPort(port int, existing []store.Database) error {
 	return nil
 }
 
-// freePort picks the first free port of the range, other than also.
-func (c *Controller) freePort(existing []store.Database, also int) (int, error) {
-	used := map[int]bool{also: true}
+// freePort picks the first free port of the range, other than those of
+// avoid.
+func (c *Controller) freePort(existing []store.Database, avoid map[int]bool) (int, error) {
+	used := maps.Clone(avoid)
+	if used == nil {
+		used = map[int]bool{}
+	}
 	for _, o := range existing {
 		used[o.Port] = true
 		used[o.ReplicationPort] = true
@@ -294,8 +448,8 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		before = *d
 		if req.Name != nil {
 			for _, o := range others {
-				if o.Name == *req.Name {
-					return conflict("a database named %q already exists (uid %d)", *req.Name, o.UID)
+				if o.UID != d.UID && sameName(o.Name, *req.Name) {
+					return conflict("a database named %q already exists (uid %d): names are unique regardless of case", o.Name, o.UID)
 				}
 			}
 			d.Name = *req.Name
@@ -328,10 +482,6 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database updated", "uid", d.UID, "name", d.Name)
-	if before.TLSMode != d.TLSMode {
-		// The listening ports change protocol: restart the process.
-		c.cfg.Databases.Stop(d.UID)
-	}
 	if err := c.ensure(ctx, d); err != nil {
 		return api.Database{}, err
 	}
@@ -486,10 +636,12 @@ var errStale = errors.New("stale")
 func (c *Controller) Cluster(context.Context) (api.Cluster, error) { return c.cfg.Cluster, nil }
 
 // view is the API form of d with its live status.
-func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
+func (c *Controller) view(_ context.Context, d store.Database) api.Database {
+	status, progress := c.cfg.Databases.Status(d.UID)
 	out := api.Database{
 		UID: d.UID, Name: d.Name, Port: d.Port, MemorySize: d.MemorySize,
-		Status:                  c.cfg.Databases.Status(ctx, d.UID),
+		Status:                  status,
+		LoadingProgress:         progress,
 		Endpoint:                api.Endpoint{Host: c.cfg.AdvertiseHost, Port: d.Port},
 		AuthenticationRedisPass: d.RedisPassword,
 		ReplicationPort:         d.ReplicationPort,

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -105,27 +106,117 @@ func (m *Manager) Addr(port int) string {
 // runs, then applies the live settings (ACL users, maxmemory) once it
 // answers. The config file is rewritten first, so a restart keeps them.
 func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
+	if _, err := m.launch(d, false); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return m.applyLive(ctx, d)
+}
+
+// Start makes database d run as stored without waiting for it to answer:
+// its live settings are applied once it does (a restarted service replaying
+// a large AOF must not wait for it). Its status says where it stands.
+func (m *Manager) Start(d store.Database) error {
+	_, err := m.launch(d, false)
+	return err
+}
+
+// PortInUseError says that another program holds the port a new database
+// was to listen on.
+type PortInUseError struct{ Port int }
+
+func (e *PortInUseError) Error() string {
+	return fmt.Sprintf("port %d is in use by another program on this host", e.Port)
+}
+
+// Create starts a new database and waits until it serves. When it cannot
+// (its port taken by another program, between the check and the start, as
+// a second instance on the same host can do), it leaves nothing behind: no
+// process, no files; a taken port is a *PortInUseError.
+func (m *Manager) Create(ctx context.Context, d store.Database) (err error) {
+	defer func() {
+		if err != nil {
+			m.stop(d.UID)
+			if rmErr := os.RemoveAll(m.Dir(d.UID)); rmErr != nil {
+				m.cfg.Logger.Error("remove the files of a database that failed to start", "uid", d.UID, "err", rmErr)
+			}
+		}
+	}()
+	if !m.PortFree(d.Port) {
+		return &PortInUseError{Port: d.Port}
+	}
+	p, err := m.launch(d, true)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	applied := make(chan error, 1)
+	go func() { applied <- m.applyLive(ctx, d) }()
+	select {
+	case err := <-applied:
+		return err
+	case exit := <-p.exited:
+		cancel()
+		<-applied
+		if logShows(filepath.Join(m.Dir(d.UID), "redis.log"), "Address already in use") {
+			return &PortInUseError{Port: d.Port}
+		}
+		return fmt.Errorf("start database %d: %w", d.UID, exit)
+	}
+}
+
+// logShows says whether the tail of a log file holds s.
+func logShows(path, s string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > 16<<10 {
+		_, _ = f.Seek(-16<<10, io.SeekEnd)
+	}
+	b, _ := io.ReadAll(f)
+	return strings.Contains(string(b), s)
+}
+
+// launch writes d's files and starts its process when none runs (fresh: d
+// was just created).
+func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 	dir := m.Dir(d.UID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create directory of database %d: %w", d.UID, err)
+		return nil, fmt.Errorf("create directory of database %d: %w", d.UID, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(m.Socket(d.UID)), 0o700); err != nil {
-		return fmt.Errorf("create socket directory: %w", err)
+		return nil, fmt.Errorf("create socket directory: %w", err)
+	}
+	m.mu.Lock()
+	prev, known := m.current[d.UID]
+	_, running := m.procs[d.UID]
+	m.mu.Unlock()
+	if running && known && (prev.TLSMode != d.TLSMode || prev.Port != d.Port) {
+		// Its listening port changes protocol (or number): only a new
+		// process picks that up.
+		m.stop(d.UID)
 	}
 	confPath := filepath.Join(dir, "redis.conf")
 	if err := writeClientCAs(filepath.Join(dir, "clients.pem"), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
-		return fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
+		return nil, fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
 	}
 	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.Socket(d.UID), m.cfg.TLS)), 0o600); err != nil {
-		return fmt.Errorf("write config of database %d: %w", d.UID, err)
+		return nil, fmt.Errorf("write config of database %d: %w", d.UID, err)
 	}
 	m.mu.Lock()
 	m.current[d.UID] = d
 	p, running := m.procs[d.UID]
 	if !running {
-		uid := d.UID
-		p = &process{uid: uid, binary: m.cfg.RedisServer, dir: dir, confPath: confPath, addr: m.Addr(d.Port), log: m.cfg.Logger,
-			started: func(ctx context.Context) { m.afterStart(ctx, uid) }}
+		uid, password := d.UID, d.InternalPassword
+		p = &process{uid: uid, binary: m.cfg.RedisServer, dir: dir, confPath: confPath, addr: m.Addr(d.Port), log: m.cfg.Logger, fresh: fresh}
+		p.started = func(ctx context.Context) {
+			go m.watch(ctx, uid, p, password)
+			m.afterStart(ctx, uid)
+		}
 		m.procs[d.UID] = p
 		p.start(m.ctx)
 	}
@@ -138,9 +229,7 @@ func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
 	if old != nil {
 		old.Close()
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	return m.applyLive(ctx, d)
+	return p, nil
 }
 
 // afterStart applies the live settings once a (re)started child answers;
@@ -154,7 +243,7 @@ func (m *Manager) afterStart(ctx context.Context, uid int) {
 			return
 		}
 		err := m.applyLive(ctx, d)
-		if err == nil {
+		if err == nil || ctx.Err() != nil {
 			return
 		}
 		m.cfg.Logger.Warn("apply settings to a started redis-server; retrying", "uid", uid, "err", err)
@@ -167,7 +256,8 @@ func (m *Manager) afterStart(ctx context.Context, uid int) {
 
 // applyLive pushes users and limits to a running database.
 func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
-	if err := m.waitOwnChild(ctx, d.UID); err != nil {
+	p, pid, err := m.waitOwnChild(ctx, d.UID)
+	if err != nil {
 		return fmt.Errorf("database %d: %w", d.UID, err)
 	}
 	c := m.Client(d.UID)
@@ -189,26 +279,32 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 	if err := c.ConfigSet(ctx, "maxmemory", strconv.FormatInt(d.MemorySize, 10)).Err(); err != nil {
 		return fmt.Errorf("set maxmemory of database %d: %w", d.UID, err)
 	}
+	hard, soft := replicaOutputLimits(d.MemorySize)
+	limit := fmt.Sprintf("replica %d %d 60", hard, soft)
+	if err := c.ConfigSet(ctx, "client-output-buffer-limit", limit).Err(); err != nil {
+		return fmt.Errorf("set the replica output-buffer limit of database %d: %w", d.UID, err)
+	}
+	p.markReady(pid)
 	return nil
 }
 
 // waitOwnChild polls until the redis-server answering on the database's
 // socket is the child this Manager started: a server of a previous life of
 // the service may still be answering there while it shuts down.
-func (m *Manager) waitOwnChild(ctx context.Context, uid int) error {
+func (m *Manager) waitOwnChild(ctx context.Context, uid int) (*process, int, error) {
 	for {
 		m.mu.Lock()
 		p := m.procs[uid]
 		m.mu.Unlock()
 		if p == nil {
-			return errors.New("not running")
+			return nil, 0, errors.New("not running")
 		}
 		if pid := p.childPID(); pid != 0 && m.PID(ctx, uid) == pid {
-			return nil
+			return p, pid, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for its redis-server to start: %w", ctx.Err())
+			return nil, 0, fmt.Errorf("wait for its redis-server to start: %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -221,23 +317,18 @@ func (m *Manager) Client(uid int) *redis.Client {
 	return m.clients[uid]
 }
 
-// Status reports whether database uid answers PING.
-func (m *Manager) Status(ctx context.Context, uid int) string {
+// Status reports how database uid stands: pending, loading (replaying its
+// AOF; progress in percent), active or failed. It does no I/O: it reads what
+// the child's watcher last saw, so it answers at once however busy the
+// child is.
+func (m *Manager) Status(uid int) (status string, loadedPercent float64) {
 	m.mu.Lock()
-	p, c := m.procs[uid], m.clients[uid]
+	p := m.procs[uid]
 	m.mu.Unlock()
-	if p == nil || c == nil {
-		return api.StatusPending
+	if p == nil {
+		return api.StatusPending, 0
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		if _, restarts, _ := p.state(); restarts > 5 {
-			return api.StatusFailed
-		}
-		return api.StatusPending
-	}
-	return api.StatusActive
+	return p.status(time.Now())
 }
 
 // PID returns the process id of the running child of uid, 0 if none (tests

@@ -25,18 +25,28 @@ type process struct {
 	// started runs after each start of the child, on a goroutine of its
 	// own that ends with ctx: it applies what the config cannot hold.
 	started func(ctx context.Context)
+	// fresh: the database was just created, so no server of a previous
+	// life can hold its port. The first start then does not wait for the
+	// port to be free: a port taken by someone else is the caller's news
+	// at once (exited), not a 30 s wait.
+	fresh bool
+	// exited receives the error of the first run of the child that ends
+	// (buffered, never blocks the supervisor).
+	exited chan error
 
 	mu       sync.Mutex
 	running  bool // a child is up (it may not answer yet)
 	pid      int  // its process id
 	restarts int
 	lastErr  string
+	health   health // what the watcher saw of the current child
 
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 func (p *process) start(parent context.Context) {
+	p.exited = make(chan error, 1)
 	ctx, cancel := context.WithCancel(parent)
 	p.cancel = cancel
 	p.done = make(chan struct{})
@@ -70,9 +80,14 @@ func (p *process) supervise(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		select {
+		case p.exited <- err:
+		default:
+		}
 		p.mu.Lock()
 		p.restarts++
 		p.lastErr = fmt.Sprint(err)
+		p.health = health{}
 		p.mu.Unlock()
 		if time.Since(began) > 10*time.Second {
 			backoff = 100 * time.Millisecond
@@ -91,8 +106,14 @@ func (p *process) runOnce(ctx context.Context) error {
 	// A redis-server of a previous life of the service may still be
 	// shutting down on this port (it got SIGTERM when the service died):
 	// wait for it to go, so that nobody mistakes it for the new one.
-	if err := waitPortFree(ctx, p.addr, 30*time.Second); err != nil {
-		return err
+	p.mu.Lock()
+	fresh := p.fresh
+	p.fresh = false
+	p.mu.Unlock()
+	if !fresh {
+		if err := waitPortFree(ctx, p.addr, 30*time.Second); err != nil {
+			return err
+		}
 	}
 	cmd := exec.Command(p.binary, p.confPath)
 	cmd.Dir = p.dir
@@ -121,7 +142,7 @@ func (p *process) runOnce(ctx context.Context) error {
 	}
 	defer func() {
 		p.mu.Lock()
-		p.running, p.pid = false, 0
+		p.running, p.pid, p.health = false, 0, health{}
 		p.mu.Unlock()
 	}()
 	waited := make(chan error, 1)

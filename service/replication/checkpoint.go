@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -75,4 +76,25 @@ func flushForGeneration(ctx context.Context, c *redis.Client, gen int64) error {
 		return fmt.Errorf("flush destination for generation %d: %w", gen, err)
 	}
 	return nil
+}
+
+// isCheckpointCommand says whether a command of a source's checkpoint
+// database only touches this service's own keys: the source is a
+// destination of another syncer (a chain), whose checkpoints must not be
+// copied downstream.
+func isCheckpointCommand(args [][]byte) bool {
+	if len(args) < 2 {
+		return false
+	}
+	k := args[1]
+	return string(k) == checkpointKey || string(k) == generationKey
+}
+
+// unstaged is cmd with its first argument's staging prefix removed (a key
+// of the load built under a temporary name), or nil when it has none.
+func unstaged(cmd [][]byte, prefix []byte) [][]byte {
+	if len(cmd) < 2 || !bytes.HasPrefix(cmd[1], prefix) {
+		return nil
+	}
+	return [][]byte{cmd[0], cmd[1][len(prefix):]}
 }

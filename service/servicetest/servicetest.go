@@ -44,6 +44,9 @@ type Instance struct {
 // RequireRedisServer fails the test when redis-server is not installed.
 func RequireRedisServer(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs redis-server, not run with -short")
+	}
 	p, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is required by this test and is not on PATH: install Redis 7+ (apt-get install -y redis-server)")
@@ -57,13 +60,15 @@ func Start(t testing.TB) *Instance {
 	return StartWith(t, nil)
 }
 
-// StartWith is Start with changes to the instance's configuration, made by
-// configure (nil for none).
-func StartWith(t testing.TB, configure func(*app.Config)) *Instance {
+// StartWith runs an instance whose configuration change adjusts first (a
+// port range shared with another instance, another redis-server binary).
+func StartWith(t testing.TB, change func(*app.Config)) *Instance {
 	t.Helper()
 	RequireRedisServer(t)
 	i := &Instance{DataDir: t.TempDir()}
-	base := 20000 + 200*int((windowSeed+nextWindow.Add(1))%100)
+	// 14000-29999: below the ephemeral ports (32768 and up) and apart from
+	// the windows of StartProcess and of the controller tests.
+	base := 14000 + 200*int((windowSeed+nextWindow.Add(1))%80)
 	i.cfg = app.Config{
 		PortMin: base, PortMax: base + 199,
 		DataDir: i.DataDir, Listen: "127.0.0.1:0", Name: "test",
@@ -71,21 +76,34 @@ func StartWith(t testing.TB, configure func(*app.Config)) *Instance {
 		// that two instances of one test do not race for the same port.
 		Logger: testLogger(t, &i.quiet),
 	}
-	if configure != nil {
-		configure(&i.cfg)
+	if change != nil {
+		change(&i.cfg)
 	}
 	i.start(t)
 	t.Cleanup(func() { i.stop(t); i.quiet.Store(true) })
 	return i
 }
 
-func (i *Instance) start(t testing.TB) {
+func (i *Instance) start(t testing.TB) { i.startServing(t, true) }
+
+func (i *Instance) startServing(t testing.TB, waitStarted bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	a, err := app.Start(ctx, i.cfg)
 	if err != nil {
 		t.Fatalf("start redis-replicad: %v", err)
+	}
+	// The API serves at once; tests start from an instance whose
+	// databases are back, as they did before it served early, unless they
+	// look at the start itself.
+	if waitStarted {
+		select {
+		case <-a.Started():
+		case <-ctx.Done():
+			_ = a.Stop(context.Background())
+			t.Fatalf("redis-replicad started but its databases did not come back within a minute")
+		}
 	}
 	i.App, i.URL = a, a.URL()
 	i.Username, i.Password, i.CACert = a.AdminUser(), a.AdminPassword(), string(a.CACert())
@@ -110,6 +128,10 @@ func (i *Instance) Stop(t testing.TB) { i.stop(t) }
 
 // StartAgain starts a stopped instance on the same data directory and address.
 func (i *Instance) StartAgain(t testing.TB) { i.start(t) }
+
+// StartAgainServing starts a stopped instance again and returns as soon as
+// its API serves, before its databases are back (app.App.Started).
+func (i *Instance) StartAgainServing(t testing.TB) { i.startServing(t, false) }
 
 // Restart stops the instance and starts it again on the same data directory
 // and address.

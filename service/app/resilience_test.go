@@ -1,0 +1,309 @@
+package app_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/app"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// request does one API request without failing the test (safe from any
+// goroutine): the status and the body.
+func request(i *servicetest.Instance, method, path string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		j, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, i.URL+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.SetBasicAuth(i.Username, i.Password)
+	resp, err := i.HTTPClient().Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}
+
+// Defect 1 of issue 12: two instances on one host with the same port range,
+// creating databases at the same moment, pick the same free ports; the
+// loser's redis-server cannot bind. Every create must still succeed on a
+// port of its own, and nothing may be left pending.
+func TestInstancesSharingAPortRangeCreateAtOnce(t *testing.T) {
+	base := 30000 + 40*rand.IntN(250)
+	shared := func(c *app.Config) { c.PortMin, c.PortMax = base, base+39 }
+	instances := []*servicetest.Instance{servicetest.StartWith(t, shared), servicetest.StartWith(t, shared)}
+
+	const perInstance = 4
+	type created struct {
+		inst int
+		db   api.Database
+	}
+	var (
+		mu      sync.Mutex
+		results []created
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+	)
+	for n, inst := range instances {
+		for k := range perInstance {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				req := api.CreateDatabaseRequest{Name: fmt.Sprintf("db-%d", k), MemorySize: 16 << 20}
+				code, body, err := request(inst, "POST", "/v1/bdbs", req)
+				if !assert.NoError(t, err) || !assert.Equal(t, http.StatusOK, code, "create %s on instance %d: %s", req.Name, n, body) {
+					return
+				}
+				var db api.Database
+				if assert.NoError(t, json.Unmarshal(body, &db)) {
+					mu.Lock()
+					results = append(results, created{n, db})
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	require.Len(t, results, 2*perInstance, "every create succeeds")
+
+	ports := map[int]string{}
+	for _, r := range results {
+		for _, p := range []int{r.db.Port, r.db.ReplicationPort} {
+			who := fmt.Sprintf("instance %d database %s", r.inst, r.db.Name)
+			if other, dup := ports[p]; dup {
+				t.Errorf("port %d is used by %s and %s", p, other, who)
+			}
+			ports[p] = who
+		}
+		assert.Equal(t, api.StatusActive, r.db.Status)
+		c := dbClient(t, r.db, r.db.AuthenticationRedisPass)
+		key := fmt.Sprintf("owner:%d:%s", r.inst, r.db.Name)
+		require.NoError(t, c.Set(ctx(t), key, "me", 0).Err(), "instance %d database %s serves on port %d", r.inst, r.db.Name, r.db.Port)
+		n, err := c.DBSize(ctx(t)).Result()
+		require.NoError(t, err)
+		assert.EqualValues(t, 1, n, "database %s of instance %d on port %d holds only its own key", r.db.Name, r.inst, r.db.Port)
+	}
+	for n, inst := range instances {
+		var list []api.Database
+		code, _ := call(t, inst, "GET", "/v1/bdbs", nil, &list)
+		require.Equal(t, http.StatusOK, code)
+		assert.Len(t, list, perInstance, "instance %d keeps exactly the databases it created", n)
+		for _, db := range list {
+			assert.Equal(t, api.StatusActive, db.Status, "instance %d database %s", n, db.Name)
+		}
+	}
+}
+
+// Defect 2 of issue 12: any printable password works, spaces included, for
+// the application user and in source URLs; the files on disk hold hashes.
+func TestPasswordsWithSpaces(t *testing.T) {
+	i := servicetest.Start(t)
+	const appPass = "correct horse battery staple"
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "spaced", MemorySize: 16 << 20, AuthenticationRedisPass: appPass})
+	assert.Equal(t, appPass, db.AuthenticationRedisPass)
+	require.NoError(t, dbClient(t, db, appPass).Set(ctx(t), "k", "v", 0).Err(), "the application logs in with a password holding spaces")
+	assert.Error(t, dbClient(t, db, "correct horse").Ping(ctx(t)).Err(), "a wrong password is refused")
+
+	newPass := "  another one, with spaces  "
+	var updated api.Database
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), map[string]any{"authentication_redis_pass": newPass}, &updated)
+	require.Equal(t, http.StatusOK, code, "update: %v", e)
+	require.NoError(t, dbClient(t, db, newPass).Ping(ctx(t)).Err())
+
+	// Control characters are still refused, with a clear error.
+	code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), map[string]any{"authentication_redis_pass": "bad\npassword"}, nil)
+	assert.Equal(t, http.StatusBadRequest, code)
+	assert.Contains(t, e.Description, "control characters")
+
+	// A source whose password holds spaces, URL-encoded in its URL.
+	const srcPass = "source pass word"
+	src := redistest.Start(t, "--requirepass", srcPass)
+	require.NoError(t, src.Client().Set(ctx(t), "from-source", "yes", 0).Err())
+	uri := "redis://:" + url.PathEscape(srcPass) + "@" + src.Addr()
+	require.Contains(t, uri, "%20")
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "spaced-replica", MemorySize: 16 << 20,
+		AuthenticationRedisPass: "reader password", ReplicaSources: []api.ReplicaSource{{URI: uri}}})
+	eventually(t, time.Minute, "the replica loads from a source whose password holds spaces", func() error {
+		got, err := dbClient(t, dst, "reader password").Get(ctx(t), "from-source").Result()
+		if err != nil {
+			return err
+		}
+		if got != "yes" {
+			return fmt.Errorf("value %q", got)
+		}
+		return nil
+	})
+
+	// No password is on disk in clear in the databases' files.
+	err := filepath.Walk(filepath.Join(i.DataDir, "dbs"), func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || !strings.HasSuffix(path, ".conf") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, pw := range []string{appPass, newPass, "reader password", db.AuthenticationRedisPass} {
+			assert.NotContains(t, string(b), pw, "%s holds a password in clear", path)
+		}
+		assert.Contains(t, string(b), "#", "%s holds password hashes", path)
+		return nil
+	})
+	require.NoError(t, err)
+}
+
+// slowLoadingRedis is redis-server with Redis's own key-load-delay knob:
+// replaying an AOF then takes a while, as it does for a large dataset.
+func slowLoadingRedis(t *testing.T) string {
+	t.Helper()
+	bin := servicetest.RequireRedisServer(t)
+	path := filepath.Join(t.TempDir(), "redis-server-slow-load")
+	script := "#!/bin/sh\nexec " + bin + " \"$@\" --key-load-delay 200\n"
+	require.NoError(t, os.WriteFile(path, []byte(script), 0o755))
+	return path
+}
+
+func healthz(i *servicetest.Instance) (string, error) {
+	resp, err := i.HTTPClient().Get(i.URL + "/healthz")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct{ Status string }
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d", resp.StatusCode)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	return body.Status, err
+}
+
+// Defect 5 of issue 12: a restart whose databases replay their AOF must not
+// hide the API: /healthz says "starting", the database says "loading" (with
+// its progress), and both become ready by themselves.
+func TestAPIAnswersWhileDatabasesLoad(t *testing.T) {
+	i := servicetest.StartWith(t, func(c *app.Config) { c.RedisServer = slowLoadingRedis(t) })
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "big", MemorySize: 64 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	const keys = 30000
+	for n := 0; n < keys; n += 1000 {
+		pipe := c.Pipeline()
+		for k := n; k < n+1000; k++ {
+			pipe.Set(ctx(t), "key:"+strconv.Itoa(k), k, 0)
+		}
+		_, err := pipe.Exec(ctx(t))
+		require.NoError(t, err)
+	}
+	i.Stop(t)
+
+	i.StartAgainServing(t)
+	// At once, not after the load: the API serves and says why it is not
+	// all there yet.
+	status, err := healthz(i)
+	require.NoError(t, err)
+	assert.Equal(t, "starting", status)
+	seen := map[string]bool{}
+	var progress float64
+	eventually(t, 2*time.Minute, "the database is back after its load", func() error {
+		var got api.Database
+		code, body, err := request(i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("GET: %d %v", code, err)
+		}
+		if err := json.Unmarshal(body, &got); err != nil {
+			return err
+		}
+		seen[got.Status] = true
+		if got.Status == api.StatusLoading {
+			progress = max(progress, got.LoadingProgress)
+		}
+		if got.Status != api.StatusActive {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return nil
+	})
+	assert.True(t, seen[api.StatusLoading], "the database said loading while it replayed its AOF (seen: %v)", seen)
+	assert.Greater(t, progress, 0.0, "loading comes with its progress")
+	eventually(t, time.Minute, "healthz says ok", func() error {
+		s, err := healthz(i)
+		if err != nil {
+			return err
+		}
+		if s != "ok" {
+			return fmt.Errorf("healthz %q", s)
+		}
+		return nil
+	})
+	n, err := c.DBSize(ctx(t)).Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, keys, n, "every key is back")
+}
+
+// Defect 6 of issue 12: status reads never wait for a busy redis-server.
+// Here every database is frozen (SIGSTOP), the extreme of a busy one: the
+// list, each database and /healthz still answer at once.
+func TestStatusReadsDoNotWaitForBusyDatabases(t *testing.T) {
+	i := servicetest.Start(t)
+	const n = 6
+	var pids []int
+	for k := range n {
+		db := mustCreate(t, i, api.CreateDatabaseRequest{Name: fmt.Sprintf("busy-%d", k), MemorySize: 16 << 20})
+		pid := i.App.Databases().PID(ctx(t), db.UID)
+		require.NotZero(t, pid)
+		pids = append(pids, pid)
+	}
+	for _, pid := range pids {
+		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	}
+	// A frozen database made each status read wait for a PING timeout
+	// (a second per database); now no read does any I/O on it. The bound
+	// is far above what a read takes, far below what waiting costs.
+	const bound = 2 * time.Second
+	for range 3 {
+		began := time.Now()
+		code, body, err := request(i, "GET", "/v1/bdbs", nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code, "%s", body)
+		assert.Less(t, time.Since(began), bound, "GET /v1/bdbs with %d frozen databases", n)
+
+		began = time.Now()
+		code, _, err = request(i, "GET", "/v1/bdbs/1", nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+		assert.Less(t, time.Since(began), bound, "GET /v1/bdbs/1 of a frozen database")
+
+		began = time.Now()
+		_, err = healthz(i)
+		require.NoError(t, err)
+		assert.Less(t, time.Since(began), bound, "/healthz")
+	}
+}

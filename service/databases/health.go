@@ -1,0 +1,129 @@
+package databases
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+)
+
+// health is what the watcher of a child last saw of it. Status reads it and
+// nothing else, so a status read never waits for a busy redis-server (one
+// loading its AOF, or applying a fan-in of replication batches).
+type health struct {
+	pid        int       // the child that answered
+	answered   time.Time // its last answer, of any kind
+	loading    bool      // replaying its AOF (it answers LOADING)
+	loadedPerc float64   // how far, in percent
+	ready      bool      // its live settings (ACL users, maxmemory) are applied
+}
+
+// Watch intervals: quick while a child comes up, so that its status follows
+// at once; slow once it serves, to cost nothing.
+const (
+	watchStarting = 100 * time.Millisecond
+	watchServing  = time.Second
+	// A child that has not answered for this long is not called active:
+	// status never lies.
+	unresponsiveAfter = 10 * time.Second
+)
+
+// watch polls one child's INFO until ctx ends (the child exits or is
+// stopped), on a connection of its own.
+func (m *Manager) watch(ctx context.Context, uid int, p *process, password string) {
+	c := redis.NewClient(&redis.Options{
+		Network: "unix", Addr: m.Socket(uid), Username: InternalUser, Password: password,
+		MaxRetries: -1, PoolSize: 1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+	})
+	defer c.Close()
+	for {
+		serving := p.observe(ctx, c)
+		wait := watchStarting
+		if serving {
+			wait = watchServing
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// observe asks the child how it is and records it; it says whether the child
+// serves (answered, not loading, settings applied).
+func (p *process) observe(ctx context.Context, c *redis.Client) bool {
+	pid := p.childPID()
+	if pid == 0 {
+		return false
+	}
+	info, err := c.Info(ctx, "server", "persistence").Result()
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pid != pid {
+		return false // another child now: its own watcher reports it
+	}
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "LOADING") {
+			p.health.pid, p.health.answered, p.health.loading = pid, now, true
+		}
+		return false
+	}
+	fields := infoFields(info)
+	if fields["process_id"] != strconv.Itoa(pid) {
+		// A server of a previous life of the service still answers on the
+		// socket while it shuts down: it says nothing about ours.
+		return false
+	}
+	p.health.pid, p.health.answered = pid, now
+	p.health.loading = fields["loading"] == "1"
+	p.health.loadedPerc, _ = strconv.ParseFloat(fields["loading_loaded_perc"], 64)
+	return !p.health.loading && p.health.ready
+}
+
+// markReady records that the live settings of the running child are applied.
+func (p *process) markReady(pid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pid == pid && pid != 0 {
+		p.health.ready = true
+		p.health.pid = pid
+		if p.health.answered.IsZero() {
+			p.health.answered = time.Now()
+		}
+	}
+}
+
+// status is the database status of this process, from what was observed.
+func (p *process) status(now time.Time) (string, float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.health
+	switch {
+	case !p.running || h.answered.IsZero() || h.pid != p.pid || now.Sub(h.answered) > unresponsiveAfter:
+		if p.restarts > 5 {
+			return api.StatusFailed, 0
+		}
+		return api.StatusPending, 0
+	case h.loading:
+		return api.StatusLoading, h.loadedPerc
+	case !h.ready:
+		return api.StatusPending, 0
+	}
+	return api.StatusActive, 0
+}
+
+// infoFields parses the "name:value" lines of an INFO reply.
+func infoFields(info string) map[string]string {
+	out := map[string]string{}
+	for line := range strings.SplitSeq(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && !strings.HasPrefix(k, "#") {
+			out[k] = v
+		}
+	}
+	return out
+}
