@@ -307,3 +307,100 @@ func TestStatusReadsDoNotWaitForBusyDatabases(t *testing.T) {
 		assert.Less(t, time.Since(began), bound, "/healthz")
 	}
 }
+
+// Defect 4 of issue 12: a source whose client-output-buffer-limit for
+// replicas is smaller than what its writes pile up during a full sync cuts
+// every load. The destination says what to change on the source, backs off
+// between attempts, and succeeds once the limit is raised.
+func TestLoadCutBySourceOutputBufferLimit(t *testing.T) {
+	i := servicetest.Start(t)
+	src := redistest.Start(t, "--client-output-buffer-limit", "replica 256kb 0 0")
+	sc := src.Client()
+	// A dataset whose transfer takes a while...
+	for n := 0; n < 200000; n += 2000 {
+		pipe := sc.Pipeline()
+		for k := n; k < n+2000; k++ {
+			pipe.Set(ctx(t), "data:"+strconv.Itoa(k), strings.Repeat("d", 100), 0)
+		}
+		_, err := pipe.Exec(ctx(t))
+		require.NoError(t, err)
+	}
+	// ...and writes that pile up meanwhile.
+	stop := make(chan struct{})
+	wctx := ctx(t) // canceled after the writer stops (cleanups run last first)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		value := strings.Repeat("w", 1024)
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := sc.Set(wctx, "write:"+strconv.Itoa(n%2000), value, 0).Err(); err != nil {
+				t.Errorf("write to the source: %v", err)
+				return
+			}
+		}
+	}()
+	stopWriter := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopWriter)
+
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "cut", MemorySize: 256 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	get := func() api.ReplicaSourceStatus {
+		var got api.Database
+		code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		require.Equal(t, http.StatusOK, code, "%v", e)
+		require.Len(t, got.ReplicaSources, 1)
+		return got.ReplicaSources[0]
+	}
+	var first time.Time
+	var lastErr string
+	eventually(t, 2*time.Minute, "last_error says what to change on the source", func() error {
+		s := get()
+		if !strings.Contains(s.LastError, "client-output-buffer-limit") {
+			return fmt.Errorf("last_error %q", s.LastError)
+		}
+		if first.IsZero() {
+			first = time.Now()
+		}
+		if !strings.Contains(s.LastError, "attempt 3 ") {
+			return fmt.Errorf("last_error %q", s.LastError)
+		}
+		lastErr = s.LastError
+		assert.Equal(t, api.SourceOutOfSync, s.Status)
+		return nil
+	})
+	// Backing off: attempts 2 and 3 were announced 2 s and 4 s (at least
+	// three quarters of that) after the ones before.
+	assert.GreaterOrEqual(t, time.Since(first), 4*time.Second, "attempts are spaced")
+	assert.Contains(t, lastErr, "next attempt in")
+	fullSyncs := func() int {
+		info, err := sc.Info(ctx(t), "stats").Result()
+		require.NoError(t, err)
+		for line := range strings.SplitSeq(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "sync_full:"); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+		return -1
+	}
+	assert.LessOrEqual(t, fullSyncs(), 4, "the source served one full sync per announced attempt, not a loop")
+
+	// What the message says to do works.
+	require.NoError(t, sc.ConfigSet(ctx(t), "client-output-buffer-limit", "replica 0 0 0").Err())
+	eventually(t, 3*time.Minute, "the destination is in sync once the limit is raised", func() error {
+		if s := get(); s.Status != api.SourceInSync {
+			return fmt.Errorf("status %s, last_error %q", s.Status, s.LastError)
+		}
+		return nil
+	})
+	stopWriter()
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the destination holds exactly the source's data", func() error {
+		return redistest.Diff(ctx(t), dc, sc)
+	})
+}

@@ -63,6 +63,8 @@ func (d *destination) run(ctx context.Context) {
 		return
 	}
 	backoff := newBackoff()
+	var cuts cutBackoff
+	cutAttempts := 0
 	forceFull := false
 	for {
 		err := d.round(ctx, forceFull)
@@ -74,10 +76,26 @@ func (d *destination) run(ctx context.Context) {
 			forceFull = true
 			// A little wait, so that a source that keeps failing its
 			// loads does not make the destination flush in a tight loop.
+			wait := backoff.next() / 4
+			var cut *loadCutError
+			if errors.As(err, &cut) {
+				// The source will cut the next load too unless someone
+				// changes it: say what to change, and wait longer each
+				// time.
+				cutAttempts++
+				wait = cuts.next()
+				note := fmt.Sprintf("%s (full sync attempt %d cut by the source; next attempt in %s)", cut.Error(), cutAttempts, wait.Round(time.Second))
+				for _, s := range d.sources {
+					if s.url.Addr() == cut.addr {
+						s.status.set(func(st *sourceStatus) { st.lastError = note })
+					}
+				}
+				d.log.Warn("the source cut the full sync; backing off", "destination", d.db.UID, "source", cut.addr, "attempt", cutAttempts, "in", wait.Round(time.Millisecond))
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff.next() / 4):
+			case <-time.After(wait):
 			}
 			continue
 		case errors.Is(err, errFatal):

@@ -42,9 +42,13 @@ type Manager struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 
-	mu    sync.Mutex
-	dests map[int]*destination
-	wg    sync.WaitGroup // OnStopped calls in flight
+	// configMu serialises Configure, Remove and Close, which wait for
+	// syncers to stop; mu guards dests only, briefly, so that a status read
+	// never waits behind a reconfiguration.
+	configMu sync.Mutex
+	mu       sync.Mutex
+	dests    map[int]*destination
+	wg       sync.WaitGroup // OnStopped calls in flight
 }
 
 // NewManager returns a Manager with no syncers.
@@ -56,17 +60,23 @@ func NewManager(cfg Config) *Manager {
 // Configure makes the syncers of d match its settings: it leaves them alone
 // when nothing about replication changed, and restarts them otherwise.
 func (m *Manager) Configure(_ context.Context, d store.Database) {
+	m.configMu.Lock()
+	defer m.configMu.Unlock()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	old := m.dests[d.UID]
+	m.mu.Unlock()
 	if old != nil && d.IsReplica() && old.sameSetup(d) {
 		return
 	}
 	if old != nil {
+		// Until the new syncers replace them, status reads see the old
+		// ones stopping.
 		old.stop()
-		delete(m.dests, d.UID)
 	}
 	if !d.IsReplica() {
+		m.mu.Lock()
+		delete(m.dests, d.UID)
+		m.mu.Unlock()
 		m.metrics.removeDestination(d.UID)
 		m.cfg.Logger.Info("replica of removed; the data stays", "destination", d.UID)
 		return
@@ -95,18 +105,23 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 		}
 		dest.sources = append(dest.sources, &sourceState{src: src, url: u, status: st})
 	}
+	m.mu.Lock()
 	m.dests[d.UID] = dest
+	m.mu.Unlock()
 	m.cfg.Logger.Info("replica of configured", "destination", d.UID, "sources", len(dest.sources), "sync", d.ReplicaSync, "generation", d.ReplicaGeneration)
 	dest.start(m.ctx)
 }
 
 // Remove stops the syncers of destination uid.
 func (m *Manager) Remove(uid int) {
+	m.configMu.Lock()
+	defer m.configMu.Unlock()
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if old := m.dests[uid]; old != nil {
+	old := m.dests[uid]
+	delete(m.dests, uid)
+	m.mu.Unlock()
+	if old != nil {
 		old.stop()
-		delete(m.dests, uid)
 	}
 	m.metrics.removeDestination(uid)
 }
@@ -145,12 +160,15 @@ func (m *Manager) stopped(failed store.Database) {
 
 // Close stops every syncer.
 func (m *Manager) Close() {
+	m.configMu.Lock()
 	m.mu.Lock()
-	for uid, d := range m.dests {
-		d.stop()
-		delete(m.dests, uid)
-	}
+	dests := m.dests
+	m.dests = map[int]*destination{}
 	m.mu.Unlock()
+	for _, d := range dests {
+		d.stop()
+	}
+	m.configMu.Unlock()
 	m.cancel()
 	m.wg.Wait()
 }

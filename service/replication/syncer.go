@@ -51,6 +51,12 @@ type syncer struct {
 	// destRDB is the newest RDB version the destination reads (0: unknown),
 	// for the keys of a full load written whole with RESTORE.
 	destRDB int
+	// fullSession: the current session is a full sync, whose transfer
+	// ended at transferEnd (zero while it runs); lastCut: the last full
+	// sync was cut by the source (loadcut.go).
+	fullSession bool
+	transferEnd time.Time
+	lastCut     error
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -64,16 +70,26 @@ func (s *syncer) run(ctx context.Context) error {
 		if time.Since(began) > 30*time.Second {
 			backoff.reset() // the link was healthy for a while
 		}
+		if time.Since(began) > cutWindow {
+			s.lastCut = nil
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		s.metrics.errors.Inc()
 		err = explain(err)
+		if s.fullSession && closedByPeer(err) && (s.transferEnd.IsZero() || time.Since(s.transferEnd) < cutWindow) {
+			err = &loadCutError{addr: s.url.Addr(), err: err}
+			s.lastCut = err
+		}
 		s.status.set(func(st *sourceStatus) { st.connected = false; st.lastError = err.Error() })
 		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
 			return err
 		}
 		if s.resume == nil && s.loadStarted {
+			if errors.Is(err, errLoadCut) {
+				return fmt.Errorf("%w: %w", errNeedFullSync, err)
+			}
 			s.log.Warn("the full load was interrupted; the destination will be flushed and loaded again", "source", s.url.String(), "err", err)
 			return errNeedFullSync
 		}
@@ -96,6 +112,7 @@ func (s *syncer) session(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
+	s.fullSession, s.transferEnd = false, time.Time{}
 	conn, err := replproto.Dial(ctx, replproto.Options{
 		Addr: s.url.Addr(), Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
 		Compression: s.source.Compression,
@@ -148,6 +165,10 @@ func (s *syncer) session(ctx context.Context) error {
 	}
 	if syn.Full && s.resume != nil {
 		s.log.Info("source cannot continue from the checkpoint; full resync of the destination", "source", s.url.String(), "checkpoint", s.resume.String())
+		if s.lastCut != nil {
+			// The full sync before was cut: this one will likely be too.
+			return fmt.Errorf("%w: %w", errNeedFullSync, s.lastCut)
+		}
 		return errNeedFullSync
 	}
 	s.status.set(func(st *sourceStatus) {
@@ -178,8 +199,9 @@ func (s *syncer) session(ctx context.Context) error {
 	var readErr error
 	if syn.Full {
 		s.metrics.fullSyncs.Inc()
-		s.loadStarted = true
+		s.loadStarted, s.fullSession = true, true
 		readErr = s.load(ctx, conn, p, syn)
+		s.transferEnd = time.Now()
 	} else {
 		s.metrics.partialSyncs.Inc()
 		s.log.Info("partial resync", "source", s.url.String(), "offset", offset)
