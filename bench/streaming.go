@@ -434,36 +434,35 @@ func quiesce(ctx context.Context, clients ...*redis.Client) {
 
 // probeLag writes at rate commands/s to src for dur while a probe key is
 // written every 5 ms; the destination dst reports each probe's arrival by
-// keyspace notification, the moment it becomes readable there.
+// client-tracking invalidation (see watchKeys), the moment it becomes
+// readable there.
 //
 // trigger, unless nil, runs a second into the load (to start a rewrite).
 func (b *runner) probeLag(ctx context.Context, name string, src *server, dst *redis.Client, svcPid, redisPid int, rate float64, dur time.Duration, trigger func(context.Context) error) (LagSide, error) {
 	var side LagSide
 	quiesce(ctx, src.c, dst)
-	if err := dst.ConfigSet(ctx, "notify-keyspace-events", "K$").Err(); err != nil {
-		return side, fmt.Errorf("enable keyspace notifications at the destination: %w", err)
-	}
-	sub := dst.PSubscribe(ctx, "__keyspace@0__:probe:*")
-	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil {
-		return side, err
-	}
-	const prefix = "__keyspace@0__:probe:"
+	const prefix = "probe:"
 	var mu sync.Mutex
 	arrived := map[int]time.Time{}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	ready, watchErr := make(chan struct{}), make(chan error, 1)
 	go func() {
-		ch := sub.Channel(redis.WithChannelSize(10000))
-		for m := range ch {
-			now := time.Now()
-			if n, err := strconv.Atoi(m.Channel[len(prefix):]); err == nil {
+		watchErr <- watchKeys(watchCtx, dst, prefix, ready, func(key string, at time.Time) {
+			if n, err := strconv.Atoi(strings.TrimPrefix(key, prefix)); err == nil {
 				mu.Lock()
 				if _, dup := arrived[n]; !dup {
-					arrived[n] = now
+					arrived[n] = at
 				}
 				mu.Unlock()
 			}
-		}
+		})
 	}()
+	select {
+	case <-ready:
+	case err := <-watchErr:
+		return side, fmt.Errorf("watch the probes at the destination: %w", err)
+	}
 
 	p, err := dialPipe(ctx, src.addr(), src.password, 8192)
 	if err != nil {

@@ -37,6 +37,9 @@ func startRedis(t *testing.T, extra ...string) *testRedis {
 // dump.rdb, so it loads that data at startup.
 func startRedisWithDump(t *testing.T, dump []byte, extra ...string) *testRedis {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs redis-server, not run with -short")
+	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatal("redis-server not found in PATH: install redis-server (apt-get install -y redis-server)")

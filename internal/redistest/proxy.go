@@ -4,7 +4,9 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy forwards TCP connections to a target, and can cut them all at once:
@@ -17,6 +19,43 @@ type Proxy struct {
 	mu    sync.Mutex
 	conns []net.Conn
 	cuts  int
+
+	// A slow link: what the target sends goes on in chunks of slowChunk
+	// bytes, slowGap apart (0: at full speed).
+	slowChunk atomic.Int64
+	slowGap   atomic.Int64
+}
+
+// Slow makes what the target sends arrive in chunks of chunk bytes, gap
+// apart, as over a slow link: a value of the stream is split across many
+// reads. Slow(0, 0) restores full speed.
+func (p *Proxy) Slow(chunk int, gap time.Duration) {
+	p.slowChunk.Store(int64(chunk))
+	p.slowGap.Store(int64(gap))
+}
+
+// copyDown forwards what the target sends, slowly when asked.
+func (p *Proxy) copyDown(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for b := buf[:n]; len(b) > 0; {
+			chunk := len(b)
+			if c := int(p.slowChunk.Load()); c > 0 && c < chunk {
+				chunk = c
+			}
+			if _, werr := dst.Write(b[:chunk]); werr != nil {
+				return
+			}
+			b = b[chunk:]
+			if gap := time.Duration(p.slowGap.Load()); gap > 0 {
+				time.Sleep(gap) // the slow link's pace, not a wait for an outcome
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // StartProxy listens on a free loopback port and forwards to target.
@@ -47,7 +86,7 @@ func (p *Proxy) serve() {
 		p.conns = append(p.conns, c, u)
 		p.mu.Unlock()
 		go func() { io.Copy(u, c); u.Close() }()
-		go func() { io.Copy(c, u); c.Close() }()
+		go func() { p.copyDown(c, u); c.Close() }()
 	}
 }
 

@@ -51,6 +51,9 @@ func (s *Server) ClientDB(db int) *redis.Client {
 // ("--name", "value" pairs).
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs redis-server, not run with -short")
+	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is required by this test and is not on PATH: install Redis 7+ (apt-get install -y redis-server)")

@@ -38,6 +38,9 @@ func startRedis(t *testing.T, config ...string) *redisServer {
 // (TLS) already filled in.
 func startRedisWith(t *testing.T, s *redisServer, config ...string) *redisServer {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs redis-server, not run with -short")
+	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatal("install redis-server (apt-get install -y redis-server)")

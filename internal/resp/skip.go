@@ -13,10 +13,20 @@ import (
 // err is only for I/O failures and protocol errors, as for ReadValue, whose
 // limits it applies.
 func (r *Reader) SkipValue(nested func(msg []byte)) (errMsg []byte, err error) {
-	return r.skipValue(0, nested)
+	if nested == nil {
+		return r.skipValue(0, 0, nil)
+	}
+	return r.skipValue(0, 0, func(_ int, msg []byte) { nested(msg) })
 }
 
-func (r *Reader) skipValue(depth int, nested func(msg []byte)) ([]byte, error) {
+// SkipValueIndexed is SkipValue whose nested is also told the index, in the
+// top-level array, of the element the error is in: for EXEC, which queued
+// command failed.
+func (r *Reader) SkipValueIndexed(nested func(index int, msg []byte)) (errMsg []byte, err error) {
+	return r.skipValue(0, 0, nested)
+}
+
+func (r *Reader) skipValue(depth, top int, nested func(index int, msg []byte)) ([]byte, error) {
 	line, _, err := r.readLine()
 	if err != nil {
 		if depth > 0 {
@@ -33,7 +43,7 @@ func (r *Reader) skipValue(depth int, nested func(msg []byte)) ([]byte, error) {
 	case Error:
 		if depth > 0 {
 			if nested != nil {
-				nested(line[1:])
+				nested(top, line[1:])
 			}
 			return nil, nil
 		}
@@ -74,7 +84,11 @@ func (r *Reader) skipValue(depth int, nested func(msg []byte)) ([]byte, error) {
 			return nil, protoErrorf("arrays nested deeper than %d", r.MaxDepth)
 		}
 		for i := int64(0); i < count; i++ {
-			if _, err := r.skipValue(depth+1, nested); err != nil {
+			at := top
+			if depth == 0 {
+				at = int(i)
+			}
+			if _, err := r.skipValue(depth+1, at, nested); err != nil {
 				return nil, eofIsUnexpected(err)
 			}
 		}

@@ -219,8 +219,11 @@ func statusOf(code string) int {
 }
 
 func pathUID(w http.ResponseWriter, r *http.Request) (int, bool) {
-	uid, err := strconv.Atoi(r.PathValue("uid"))
-	if err != nil || uid < 1 {
+	// Canonical decimal only: "+1" and "01" are not database 1, so that one
+	// database has one URL.
+	raw := r.PathValue("uid")
+	uid, err := strconv.Atoi(raw)
+	if err != nil || uid < 1 || strconv.Itoa(uid) != raw {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("database %q does not exist: ids are positive integers", r.PathValue("uid")))
 		return 0, false
 	}

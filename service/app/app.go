@@ -175,7 +175,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	})
 	a.http = &http.Server{
 		Handler:           handler,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         certs.ServerTLS(tlsCert),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}

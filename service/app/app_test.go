@@ -44,7 +44,7 @@ func TestDatabaseLifecycle(t *testing.T) {
 		t.Fatalf("update not reflected: %+v", updated)
 	}
 	c2 := dbClient(t, db, newPass)
-	if got := c2.ConfigGet(ctx(t), "maxmemory").Val()["maxmemory"]; got != fmt.Sprint(mem) {
+	if got := infoField(t, c2, "memory", "maxmemory"); got != fmt.Sprint(mem) {
 		t.Fatalf("maxmemory = %s, want %d", got, mem)
 	}
 	if err := dbClient(t, db, db.AuthenticationRedisPass).Ping(ctx(t)).Err(); err == nil {

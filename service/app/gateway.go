@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/controller"
 	"github.com/replicad/terraform-provider-redis/service/databases"
 	"github.com/replicad/terraform-provider-redis/service/gateway"
@@ -50,7 +51,7 @@ func (g *gatewayAdapter) Remove(uid int) { g.gw.Remove(uid) }
 // instance's proxy certificate, and, when client certificates are listed,
 // only those (compared byte for byte: pinned, whoever issued them).
 func replicationTLS(cert tls.Certificate, clientPEMs []string) (*tls.Config, error) {
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg := certs.ServerTLS(cert)
 	if len(clientPEMs) == 0 {
 		return cfg, nil
 	}

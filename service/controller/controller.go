@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -179,6 +180,15 @@ const (
 	maxMemory = 1 << 40
 )
 
+// minPort is the lowest port a database may ask for: the privileged ports
+// belong to the system, and the service often runs as root.
+const minPort = 1024
+
+// sameName says whether two database names clash. Names are unique without
+// regard to case ("orders" and "ORDERS" cannot coexist), as host names are:
+// a name that differs only in case is a mistake waiting to happen.
+func sameName(a, b string) bool { return strings.EqualFold(a, b) }
+
 func validateName(name string) error {
 	if !nameRE.MatchString(name) {
 		return invalid("name %q is invalid: use 1 to 63 letters, digits, '-' or '_', starting with a letter or digit", name)
@@ -226,8 +236,8 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	if err := validateMemory(req.MemorySize); err != nil {
 		return api.Database{}, err
 	}
-	if req.Port != 0 && (req.Port < 1 || req.Port > 65535) {
-		return api.Database{}, invalid("port %d is out of range 1-65535", req.Port)
+	if req.Port != 0 && (req.Port < minPort || req.Port > 65535) {
+		return api.Database{}, invalid("port %d is out of range %d-65535 (ports below %d are reserved for system services)", req.Port, minPort, minPort)
 	}
 	if req.AuthenticationRedisPass == "" {
 		req.AuthenticationRedisPass = newSecret()
@@ -263,8 +273,8 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	autoPort := d.Port == 0
 	d, err = c.cfg.Store.Create(d, func(d *store.Database, existing []store.Database) error {
 		for _, o := range existing {
-			if o.Name == d.Name {
-				return conflict("a database named %q already exists (uid %d)", d.Name, o.UID)
+			if sameName(o.Name, d.Name) {
+				return conflict("a database named %q already exists (uid %d): names are unique regardless of case", o.Name, o.UID)
 			}
 		}
 		if d.Port == 0 {
@@ -435,8 +445,8 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		before = *d
 		if req.Name != nil {
 			for _, o := range others {
-				if o.Name == *req.Name {
-					return conflict("a database named %q already exists (uid %d)", *req.Name, o.UID)
+				if o.UID != d.UID && sameName(o.Name, *req.Name) {
+					return conflict("a database named %q already exists (uid %d): names are unique regardless of case", o.Name, o.UID)
 				}
 			}
 			d.Name = *req.Name

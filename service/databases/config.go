@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
@@ -28,14 +29,30 @@ const (
 // mixes with replicated keys.
 const CheckpointDB = 16
 
-// userRules returns the ACL rules of each user, without the password part.
+// appRules returns the ACL rules of the application user, without the
+// password part. Applications get the data commands and nothing that
+// administers the server (see appBaseRules); a destination is read-only.
 func appRules(d store.Database) string {
 	if d.IsReplica() {
 		// A destination is read-only for applications: writes get NOPERM.
-		return "~* &* +@all -@write"
+		return appBaseRules + " -@write"
 	}
-	return "~* &* +@all"
+	return appBaseRules
 }
+
+// appBaseRules: every command except @admin and @dangerous ones (ACL,
+// CONFIG, REPLICAOF, SHUTDOWN, DEBUG, MODULE, CLIENT KILL/PAUSE, MONITOR,
+// BGSAVE, ...), then back the @dangerous ones that only touch the user's own
+// data or read it (FLUSHALL, FLUSHDB, KEYS, SORT, RESTORE, INFO). Still
+// refused: SWAPDB and MIGRATE (they reach the service's checkpoint database
+// or another host), RESTORE-ASKING (cluster-only).
+//
+// SELECT stays whole: Redis can restrict a command's first argument only by
+// a rule it deprecates (and logs at every ACL SETUSER), so database 16 (the
+// checkpoints of a destination) is reachable; on a destination it is
+// read-only like the rest.
+const appBaseRules = "~* &* +@all -@admin -@dangerous " +
+	"+flushall +flushdb +keys +sort +sort_ro +restore +info"
 
 const fullRules = "~* &* +@all"
 
@@ -62,8 +79,10 @@ func AdminSecret(d store.Database) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// adminRules let a session replicate and nothing else.
-const adminRules = "-@all +psync +sync +replconf +ping +auth +hello +select +info +client|setname"
+// adminRules let a session replicate and nothing else. The replication
+// gateway, the only way in for this user, already refuses everything else
+// and narrows INFO to its replication section: this is the second fence.
+const adminRules = "-@all +psync +sync +replconf +ping +select +info +echo +client|setname"
 
 // renderConfig writes the redis.conf of a database.
 func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFiles) string {
@@ -83,6 +102,7 @@ func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFi
 			line("tls-auth-clients optional")
 		}
 		line("tls-protocols %s", quote("TLSv1.2 TLSv1.3"))
+		line("tls-ciphers %s", quote(certs.OpenSSLCiphers))
 	} else {
 		line("port %d", d.Port)
 	}
@@ -107,6 +127,11 @@ func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFi
 	// A larger backlog lets destinations resume with a partial sync after
 	// longer interruptions.
 	line("repl-backlog-size 16mb")
+	// What a replica that stops reading can make this server buffer before
+	// it is disconnected: a share of the database's memory, not Redis's
+	// fixed 256 MB.
+	hard, soft := replicaOutputLimits(d.MemorySize)
+	line("client-output-buffer-limit replica %d %d 60", hard, soft)
 	// On SIGTERM, wait at most a second for replicas to catch up, so that a
 	// restart of the service is quick.
 	line("shutdown-timeout 1")
@@ -132,6 +157,15 @@ func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFi
 		line("user %s %s", args[0], strings.Join(args[2:], " "))
 	}
 	return b.String()
+}
+
+// replicaOutputLimits are the hard and soft output-buffer limits of one
+// replica connection: half the database's memory_size, between 32 MiB and
+// 512 MiB, the soft limit half of that over 60 s. Enough for the writes
+// that arrive while a full sync transfers, bounded for a replica that stalls.
+func replicaOutputLimits(memorySize int64) (hard, soft int64) {
+	hard = min(max(memorySize/2, 32<<20), 512<<20)
+	return hard, hard / 2
 }
 
 func quote(s string) string {

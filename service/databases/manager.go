@@ -279,6 +279,11 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 	if err := c.ConfigSet(ctx, "maxmemory", strconv.FormatInt(d.MemorySize, 10)).Err(); err != nil {
 		return fmt.Errorf("set maxmemory of database %d: %w", d.UID, err)
 	}
+	hard, soft := replicaOutputLimits(d.MemorySize)
+	limit := fmt.Sprintf("replica %d %d 60", hard, soft)
+	if err := c.ConfigSet(ctx, "client-output-buffer-limit", limit).Err(); err != nil {
+		return fmt.Errorf("set the replica output-buffer limit of database %d: %w", d.UID, err)
+	}
 	p.markReady(pid)
 	return nil
 }

@@ -90,6 +90,9 @@ func niceOf(t *testing.T, pid int) int {
 // The service rewrites a database's AOF once it has grown past the
 // threshold, and redis-server does not do it by itself.
 func TestServiceRewritesAOF(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs redis-server, not run with -short")
+	}
 	bin, err := FindRedisServer("")
 	if err != nil {
 		t.Fatal(err)

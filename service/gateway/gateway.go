@@ -18,7 +18,6 @@ import (
 	"bufio"
 	"compress/flate"
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -27,7 +26,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,16 +52,73 @@ type Endpoint struct {
 
 // Gateway runs the endpoints of every database.
 type Gateway struct {
-	log     *slog.Logger
-	metrics *metrics
+	log      *slog.Logger
+	metrics  *metrics
+	throttle *throttle
+	// handshakeTimeout closes connections that have not reached PSYNC.
+	handshakeTimeout time.Duration
 
 	mu  sync.Mutex
 	eps map[int]*endpoint
+
+	// pending counts the connections of each peer address that have not
+	// finished their handshake, across endpoints: idle or slow connections
+	// of one address cannot take every file descriptor.
+	pendingMu sync.Mutex
+	pending   map[string]int
+
+	stop chan struct{}
+	done chan struct{}
 }
 
-// New returns a Gateway with no endpoints.
+// maxPendingPerPeer bounds the connections of one address that are not yet
+// replicating. A destination needs one per source database.
+const maxPendingPerPeer = 64
+
+// maxSessionsPerEndpoint bounds the replication sessions of one database:
+// each may make redis-server buffer up to its replica output-buffer limit.
+const maxSessionsPerEndpoint = 64
+
+// New returns a Gateway with no endpoints. Close stops it.
 func New(log *slog.Logger, reg prometheus.Registerer) *Gateway {
-	return &Gateway{log: log, metrics: newMetrics(reg), eps: map[int]*endpoint{}}
+	g := &Gateway{log: log, metrics: newMetrics(reg), throttle: newThrottle(log), handshakeTimeout: defaultHandshakeTimeout,
+		eps: map[int]*endpoint{}, pending: map[string]int{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go g.flushLoop()
+	return g
+}
+
+// flushLoop reports the failed logins that the throttle held back.
+func (g *Gateway) flushLoop() {
+	defer close(g.done)
+	t := time.NewTicker(logWindow / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			g.throttle.flush()
+		case <-g.stop:
+			return
+		}
+	}
+}
+
+func (g *Gateway) admitPending(peer string) bool {
+	g.pendingMu.Lock()
+	defer g.pendingMu.Unlock()
+	if g.pending[peer] >= maxPendingPerPeer {
+		return false
+	}
+	g.pending[peer]++
+	return true
+}
+
+func (g *Gateway) releasePending(peer string) {
+	g.pendingMu.Lock()
+	defer g.pendingMu.Unlock()
+	if g.pending[peer]--; g.pending[peer] <= 0 {
+		delete(g.pending, peer)
+	}
 }
 
 type endpoint struct {
@@ -131,6 +186,12 @@ func (g *Gateway) Close() {
 		e.stop()
 		delete(g.eps, uid)
 	}
+	select {
+	case <-g.stop:
+	default:
+		close(g.stop)
+		<-g.done
+	}
 }
 
 func (e *endpoint) stop() {
@@ -182,13 +243,34 @@ func (e *endpoint) accept() {
 	}
 }
 
-// serve runs one session: TLS, AUTH, optional compression, then relay.
+// serve runs one session: TLS, login, optional compression, handshake, then
+// the stream. A panic ends this session only, never the service.
 func (e *endpoint) serve(raw net.Conn) {
 	cfg := e.config()
+	peer := peerHost(raw.RemoteAddr())
 	log := e.g.log.With("database", cfg.UID, "peer", raw.RemoteAddr().String())
 	s := &session{client: raw}
 	defer s.close()
-	raw.SetDeadline(time.Now().Add(30 * time.Second)) // the handshake must be quick
+	defer func() {
+		if r := recover(); r != nil {
+			e.g.metrics.panics.Inc()
+			log.Error("replication session failed: internal error, session closed", "panic", fmt.Sprint(r))
+		}
+	}()
+	if !e.g.admitPending(peer) {
+		e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "too_many_connections").Inc()
+		io.WriteString(raw, "-ERR too many replication connections from your address being set up, try again\r\n")
+		return
+	}
+	pending := true
+	defer func() {
+		if pending {
+			e.g.releasePending(peer)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), e.g.handshakeTimeout)
+	defer cancel()
+	raw.SetDeadline(time.Now().Add(e.g.handshakeTimeout)) // the handshake must be quick
 	br := bufio.NewReader(raw)
 	first, err := br.Peek(1)
 	if err != nil {
@@ -199,17 +281,18 @@ func (e *endpoint) serve(raw net.Conn) {
 	switch {
 	case cfg.TLS != nil && !isTLS:
 		e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "plaintext").Inc()
-		log.Warn("refused a plain-text replication session: TLS is required")
+		log.Debug("refused a plain-text replication session: TLS is required")
 		io.WriteString(raw, "-ERR TLS is required to replicate from this database\r\n")
 		return
 	case cfg.TLS == nil && isTLS:
-		log.Warn("refused a TLS replication session: the database does not have TLS enabled")
+		e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "tls").Inc()
+		log.Debug("refused a TLS replication session: the database does not have TLS enabled")
 		return
 	case cfg.TLS != nil:
 		tc := tls.Server(conn, cfg.TLS)
-		if err := tc.Handshake(); err != nil {
+		if err := tc.HandshakeContext(ctx); err != nil {
 			e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "tls").Inc()
-			log.Warn("refused a replication session: TLS handshake failed", "err", err)
+			log.Debug("refused a replication session: TLS handshake failed", "err", err)
 			return
 		}
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
@@ -220,16 +303,16 @@ func (e *endpoint) serve(raw net.Conn) {
 	}
 	s.client = conn
 	rd := resp.NewReader(br)
-	rd.MaxBulkLen, rd.MaxArrayLen = 1<<20, 64 // only small commands before AUTH
+	rd.MaxBulkLen, rd.MaxArrayLen = maxArgLen, maxArgCount
 
-	if !e.authenticate(conn, rd, cfg, log) {
+	if e.login(ctx, conn, rd, cfg, peer) != loginOK {
 		return
 	}
-	level, args, err := readCompression(conn, rd)
+	level, firstCmd, err := readCompression(conn, rd)
 	if err != nil {
 		return
 	}
-	upstream, err := dialUpstream(cfg)
+	upstream, upRd, err := dialUpstream(ctx, cfg)
 	if err != nil {
 		log.Error("replication session: cannot reach the database", "err", err)
 		io.WriteString(conn, "-ERR the database is not available, try again\r\n")
@@ -240,155 +323,58 @@ func (e *endpoint) serve(raw net.Conn) {
 		return
 	}
 	defer e.untrack(s)
-	raw.SetDeadline(time.Time{})
+	e.g.releasePending(peer)
+	pending = false
+
+	label := strconv.Itoa(cfg.UID)
+	wire := e.g.metrics.wireBytes.WithLabelValues(label)
+	plain := e.g.metrics.plainBytes.WithLabelValues(label)
+	rw := &replyWriter{conn: conn, w: &countingWriter{w: conn, n: wire}}
+	if level > 0 {
+		fw, err := flate.NewWriter(rw.w, level)
+		if err != nil {
+			return
+		}
+		rw.w, rw.flusher = fw, fw
+	}
+	rw.w = &countingWriter{w: rw.w, n: plain}
+
+	streaming, err := handshake(rw, rd, firstCmd, upstream, upRd)
+	if !streaming {
+		if err != nil && !errors.Is(err, errQuit) {
+			log.Debug("replication session ended during the handshake", "err", err)
+		}
+		return
+	}
+	raw.SetReadDeadline(time.Time{})
 	log.Info("replication session opened", "compression", level, "tls", cfg.TLS != nil)
-	e.relay(s, br, args, level, cfg.UID)
+	e.stream(s, rd, rw, upRd)
 	log.Info("replication session closed")
 }
 
-// authenticate reads commands until a valid AUTH. PING before AUTH gets
-// NOAUTH, as from a redis-server with a password.
-func (e *endpoint) authenticate(conn net.Conn, rd *resp.Reader, cfg Endpoint, log *slog.Logger) bool {
-	for {
-		args, _, err := rd.ReadCommand()
-		if err != nil {
-			return false
-		}
-		switch strings.ToUpper(string(args[0])) {
-		case "AUTH":
-			var user, pw []byte
-			switch len(args) {
-			case 2:
-				pw = args[1]
-			case 3:
-				user, pw = args[1], args[2]
-			default:
-				io.WriteString(conn, "-ERR wrong number of arguments for 'auth' command\r\n")
-				continue
-			}
-			userOK := user == nil || string(user) == cfg.AdminUser
-			if userOK && subtle.ConstantTimeCompare(pw, []byte(cfg.AdminPassword)) == 1 {
-				_, err := io.WriteString(conn, "+OK\r\n")
-				return err == nil
-			}
-			e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "password").Inc()
-			log.Warn("refused a replication session: wrong user name or password")
-			io.WriteString(conn, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
-		case "QUIT":
-			return false
-		default:
-			io.WriteString(conn, "-NOAUTH Authentication required.\r\n")
-		}
-	}
-}
-
-// readCompression reads the first command after AUTH: the compression
-// request, answered here, or the first command for redis-server (returned).
-func readCompression(conn net.Conn, rd *resp.Reader) (int, [][]byte, error) {
-	args, _, err := rd.ReadCommand()
-	if err != nil {
-		return 0, nil, err
-	}
-	if !strings.EqualFold(string(args[0]), CompressCommand) {
-		return 0, cloneArgs(args), nil
-	}
-	level := 0
-	if len(args) == 2 {
-		level, _ = strconv.Atoi(string(args[1]))
-	}
-	if level < 1 || level > 6 {
-		io.WriteString(conn, "-ERR compression level must be 1 to 6\r\n")
-		return 0, nil, errors.New("bad compression level")
-	}
-	if _, err := io.WriteString(conn, "+OK\r\n"); err != nil {
-		return 0, nil, err
-	}
-	return level, nil, nil
-}
-
-func cloneArgs(args [][]byte) [][]byte {
-	out := make([][]byte, len(args))
-	for i, a := range args {
-		out[i] = append([]byte(nil), a...)
-	}
-	return out
-}
-
-func dialUpstream(cfg Endpoint) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, cfg.UpstreamNetwork, cfg.UpstreamAddr)
-	if err != nil {
-		return nil, err
-	}
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(resp.AppendCommandStrings(nil, "AUTH", cfg.UpstreamUser, cfg.UpstreamPassword)); err != nil {
-		c.Close()
-		return nil, err
-	}
-	v, err := resp.NewReader(bufio.NewReaderSize(c, 64)).ReadValue()
-	if err != nil || v.IsError() {
-		c.Close()
-		return nil, fmt.Errorf("authenticate to the database: %v %v", err, v.Err())
-	}
-	c.SetDeadline(time.Time{})
-	return c, nil
-}
-
-func (e *endpoint) track(s *session, cfg Endpoint) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.cfg.AdminPassword != cfg.AdminPassword {
-		return false // regenerated while this session was logging in
-	}
-	e.sessions[s] = struct{}{}
-	return true
-}
-
-func (e *endpoint) untrack(s *session) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	delete(e.sessions, s)
-}
-
-// relay copies both ways until either side closes. The first command for
-// redis-server (already read) goes first; what the client had buffered
-// follows. Replies are compressed when asked.
-func (e *endpoint) relay(s *session, clientBuf *bufio.Reader, first [][]byte, level, uid int) {
-	label := strconv.Itoa(uid)
-	wire := e.g.metrics.wireBytes.WithLabelValues(label)
-	plain := e.g.metrics.plainBytes.WithLabelValues(label)
+// stream relays the source's stream to the client, and the client's
+// REPLCONF commands (ACKs) to the source, until either side closes.
+func (e *endpoint) stream(s *session, rd *resp.Reader, rw *replyWriter, upRd *resp.Reader) {
 	done := make(chan struct{}, 2)
 	go func() {
 		defer func() { done <- struct{}{} }()
-		if first != nil {
-			if _, err := s.upstream.Write(resp.AppendCommand(nil, first...)); err != nil {
-				return
+		defer func() {
+			if r := recover(); r != nil {
+				e.g.metrics.panics.Inc()
+				e.g.log.Error("replication session failed: internal error, session closed", "panic", fmt.Sprint(r))
 			}
-		}
-		io.Copy(s.upstream, clientBuf)
+		}()
+		rd.MaxArrayLen = maxArgCount
+		forwardReplconf(rd, s.upstream)
 	}()
 	go func() {
 		defer func() { done <- struct{}{} }()
-		out := &countingWriter{w: s.client, n: wire}
-		if level == 0 {
-			// Uncompressed, both counters move with every write.
-			io.Copy(&countingWriter{w: out, n: plain}, s.upstream)
-			return
-		}
-		fw, _ := flate.NewWriter(out, level)
+		up := upRd.Buffered()
 		buf := make([]byte, 64<<10)
 		for {
-			n, err := s.upstream.Read(buf)
+			n, err := up.Read(buf)
 			if n > 0 {
-				plain.Add(float64(n))
-				// Flush at every read: the stream must not wait in the
-				// compressor, or the destination would lag.
-				if _, werr := fw.Write(buf[:n]); werr != nil {
-					return
-				}
-				if werr := fw.Flush(); werr != nil {
+				if werr := rw.write(buf[:n]); werr != nil {
 					return
 				}
 			}
@@ -400,6 +386,34 @@ func (e *endpoint) relay(s *session, clientBuf *bufio.Reader, first [][]byte, le
 	<-done
 	s.close()
 	<-done
+}
+
+func (e *endpoint) track(s *session, cfg Endpoint) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cfg.AdminPassword != cfg.AdminPassword {
+		return false // regenerated while this session was logging in
+	}
+	if len(e.sessions) >= maxSessionsPerEndpoint {
+		e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "too_many_sessions").Inc()
+		io.WriteString(s.client, "-ERR too many replication sessions of this database\r\n")
+		return false
+	}
+	e.sessions[s] = struct{}{}
+	return true
+}
+
+func (e *endpoint) untrack(s *session) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.sessions, s)
+}
+
+func peerHost(a net.Addr) string {
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
 }
 
 type countingWriter struct {
@@ -424,17 +438,20 @@ func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 type metrics struct {
 	refused               *prometheus.CounterVec
 	wireBytes, plainBytes *prometheus.CounterVec
+	panics                prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "gateway", Name: "refused_sessions_total",
-			Help: "Replication sessions refused, by reason (plaintext, tls, password)."}, []string{"database", "reason"}),
+			Help: "Replication sessions refused, by reason (plaintext, tls, password, too_many_connections, too_many_sessions)."}, []string{"database", "reason"}),
 		wireBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "gateway", Name: "sent_wire_bytes_total",
 			Help: "Bytes sent to destinations, after compression."}, []string{"database"}),
 		plainBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "gateway", Name: "sent_bytes_total",
 			Help: "Bytes sent to destinations, before compression."}, []string{"database"}),
 	}
-	reg.MustRegister(m.refused, m.wireBytes, m.plainBytes)
+	m.panics = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "gateway", Name: "session_panics_total",
+		Help: "Replication sessions ended by an internal error (each closed that session only)."})
+	reg.MustRegister(m.refused, m.wireBytes, m.plainBytes, m.panics)
 	return m
 }

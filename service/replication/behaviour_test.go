@@ -71,9 +71,9 @@ func TestSourceRestartWithPersistence(t *testing.T) {
 	ctx := redistest.Ctx(t)
 	src.Client().Set(ctx, "before-restart", "1", 0)
 	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
-	// The source restarts from its RDB. Redis 7.0 gives a restarted master a
-	// new replication id, so this is a full sync (as for its own replicas);
-	// the destination must end up equal to the reloaded source.
+	// The source restarts from its RDB (which continues its replication
+	// history: see TestCleanSourceRestartContinues); the destination must
+	// end up equal to the reloaded source.
 	src.Client().Do(ctx, "SHUTDOWN", "SAVE")
 	src.Restart()
 	src.Client().Set(ctx, "after-restart", "2", 0)

@@ -76,3 +76,15 @@ func flushForGeneration(ctx context.Context, c *redis.Client, gen int64) error {
 	}
 	return nil
 }
+
+// isCheckpointCommand says whether a command of a source's checkpoint
+// database only touches this service's own keys: the source is a
+// destination of another syncer (a chain), whose checkpoints must not be
+// copied downstream.
+func isCheckpointCommand(args [][]byte) bool {
+	if len(args) < 2 {
+		return false
+	}
+	k := args[1]
+	return string(k) == checkpointKey || string(k) == generationKey
+}

@@ -189,7 +189,8 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 		sy := &syncer{
 			source: s.src, url: s.url, destAddr: addr, destPass: d.db.InternalPassword, tls: tlsCfg,
 			status: s.status, metrics: d.m.metrics.forSource(d.db.UID, s.url.Addr()),
-			log: d.log.With("destination", d.db.UID),
+			log:          d.log.With("destination", d.db.UID),
+			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,
 		}
 		if cp, ok := cps[s.url.Addr()]; ok {
 			sy.resume = &cp

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strconv"
 	"time"
+
+	"github.com/replicad/terraform-provider-redis/service/databases"
 )
 
 // kind says what the writer does with an item.
@@ -17,6 +19,7 @@ const (
 	kindTxEnd                // EXEC of a source transaction
 	kindFlushAll             // FLUSHALL: flush the 16 application databases only
 	kindLoadDone             // the RDB is loaded: commit the checkpoint at offset
+	kindBadDB                // a command names database db, which the destination does not offer; raw is its name
 )
 
 // item travels from a syncer's reader to its writer. raw is the command
@@ -63,6 +66,10 @@ func classify(args [][]byte, offset int64, at time.Time) (item, [][]byte) {
 			it.raw = bytes.Clone(args[1]) // ASYNC or SYNC; FLUSHALL is rare enough to allocate
 		}
 	default:
+		if db, bad := dbArgOutOfRange(args); bad {
+			it.kind, it.db, it.raw = kindBadDB, db, bytes.ToUpper(args[0])
+			return it, nil
+		}
 		it.keys = keysOf(args)
 		return it, args
 	}
@@ -70,3 +77,34 @@ func classify(args [][]byte, offset int64, at time.Time) (item, [][]byte) {
 }
 
 func equalFold(b []byte, s string) bool { return len(b) == len(s) && bytes.EqualFold(b, []byte(s)) }
+
+// dbArgOutOfRange finds, in the commands that name a logical database
+// (MOVE key db, SWAPDB a b, COPY src dst DB db), one the destination does
+// not offer to sources: the checkpoint database and beyond. Applied, it
+// would write into the checkpoints, or fail and be lost.
+func dbArgOutOfRange(args [][]byte) (int, bool) {
+	name := args[0]
+	check := func(arg []byte) (int, bool) {
+		db, err := strconv.Atoi(string(arg))
+		if err != nil {
+			return 0, false // the source accepted it, so it cannot happen; the destination would refuse it
+		}
+		return db, db < 0 || db >= databases.CheckpointDB
+	}
+	switch {
+	case len(args) == 3 && equalFold(name, "MOVE"):
+		return check(args[2])
+	case len(args) == 3 && equalFold(name, "SWAPDB"):
+		if db, bad := check(args[1]); bad {
+			return db, true
+		}
+		return check(args[2])
+	case len(args) > 3 && equalFold(name, "COPY"):
+		for i := 3; i+1 < len(args); i++ {
+			if equalFold(args[i], "DB") {
+				return check(args[i+1])
+			}
+		}
+	}
+	return 0, false
+}

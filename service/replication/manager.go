@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/service/databases"
@@ -33,6 +35,11 @@ type Config struct {
 	OnStopped func(failed store.Database)
 	// SyncerCert is the client certificate syncers present to TLS sources.
 	SyncerCert tls.Certificate
+	// StallTimeout (default DefaultStallTimeout) and SilenceTimeout
+	// (default DefaultSilenceTimeout) are the watchdog's limits: how long
+	// a syncer may apply nothing while commands are pending, and how long
+	// a source may send nothing, before the source is out of sync.
+	StallTimeout, SilenceTimeout time.Duration
 }
 
 // Manager owns every destination's syncers.
@@ -53,6 +60,12 @@ type Manager struct {
 
 // NewManager returns a Manager with no syncers.
 func NewManager(cfg Config) *Manager {
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	if cfg.SilenceTimeout <= 0 {
+		cfg.SilenceTimeout = DefaultSilenceTimeout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, metrics: newMetrics(cfg.Registerer), ctx: ctx, cancel: cancel, dests: map[int]*destination{}}
 }
@@ -79,6 +92,11 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 		m.mu.Unlock()
 		m.metrics.removeDestination(d.UID)
 		m.cfg.Logger.Info("replica of removed; the data stays", "destination", d.UID)
+		if old != nil {
+			// The checkpoints go with the Replica Of: the database may now
+			// be a source itself (failback), and they must not leave it.
+			m.clearCheckpoints(d)
+		}
 		return
 	}
 	dest := &destination{m: m, db: d, log: m.cfg.Logger}
@@ -221,4 +239,18 @@ func (m *Manager) sourceTLS(src api.ReplicaSource) (*tls.Config, error) {
 		return errors.New("the source's certificate is not trusted: it is not the server_cert given for this source, nor signed by it")
 	}
 	return cfg, nil
+}
+
+// clearCheckpoints deletes the replication checkpoints of a database that
+// is no longer a destination. It is best effort: a source's syncers drop
+// checkpoints they receive anyway (see isCheckpointCommand).
+func (m *Manager) clearCheckpoints(d store.Database) {
+	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Network: "unix", Addr: m.cfg.Databases.Socket(d.UID), Username: databases.InternalUser,
+		Password: d.InternalPassword, DB: databases.CheckpointDB, MaxRetries: -1})
+	defer c.Close()
+	if err := c.Del(ctx, checkpointKey, generationKey).Err(); err != nil {
+		m.cfg.Logger.Warn("could not delete the replication checkpoints of a former destination", "destination", d.UID, "err", err)
+	}
 }

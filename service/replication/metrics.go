@@ -12,8 +12,8 @@ type metrics struct {
 	bytesIn, commandsIn, commandsApplied *prometheus.CounterVec
 	bytesApplied, wireIn                 *prometheus.CounterVec
 	fullSyncs, partialSyncs, errors      *prometheus.CounterVec
-	batches                              *prometheus.CounterVec
-	appliedOffset, lag                   *prometheus.GaugeVec
+	batches, stalls                      *prometheus.CounterVec
+	appliedOffset, lag, stalled          *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,6 +40,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		batches:         counter("batches_total", "Batches sent to the destination (on the stream, one MULTI/EXEC with its checkpoint each)."),
 		appliedOffset:   gauge("applied_offset", "Replication offset of the source applied to the destination."),
 		lag:             gauge("lag_milliseconds", "Time from receiving the commands of the last batch to applying them."),
+		stalls:          counter("stalls_total", "Times the watchdog found the syncer stuck (commands pending, nothing applied) and restarted it from its checkpoint."),
+		stalled:         gauge("stalled", "1 while the watchdog holds the source out of sync: the syncer is stuck, or the source sends nothing, not even pings."),
 	}
 }
 
@@ -48,8 +50,8 @@ type sourceMetrics struct {
 	bytesIn, commandsIn, commandsApplied prometheus.Counter
 	bytesApplied, wireIn                 prometheus.Counter
 	fullSyncs, partialSyncs, errors      prometheus.Counter
-	batches                              prometheus.Counter
-	appliedOffset, lag                   prometheus.Gauge
+	batches, stalls                      prometheus.Counter
+	appliedOffset, lag, stalled          prometheus.Gauge
 }
 
 func (m *metrics) forSource(uid int, addr string) *sourceMetrics {
@@ -59,14 +61,16 @@ func (m *metrics) forSource(uid int, addr string) *sourceMetrics {
 		bytesApplied: m.bytesApplied.With(l), wireIn: m.wireIn.With(l),
 		fullSyncs: m.fullSyncs.With(l), partialSyncs: m.partialSyncs.With(l), errors: m.errors.With(l), batches: m.batches.With(l),
 		appliedOffset: m.appliedOffset.With(l), lag: m.lag.With(l),
+		stalls: m.stalls.With(l), stalled: m.stalled.With(l),
 	}
 }
 
 func (m *metrics) removeDestination(uid int) {
 	l := prometheus.Labels{"destination": strconv.Itoa(uid)}
-	for _, v := range []*prometheus.CounterVec{m.bytesIn, m.commandsIn, m.commandsApplied, m.bytesApplied, m.wireIn, m.fullSyncs, m.partialSyncs, m.errors, m.batches} {
+	for _, v := range []*prometheus.CounterVec{m.bytesIn, m.commandsIn, m.commandsApplied, m.bytesApplied, m.wireIn, m.fullSyncs, m.partialSyncs, m.errors, m.batches, m.stalls} {
 		v.DeletePartialMatch(l)
 	}
 	m.appliedOffset.DeletePartialMatch(l)
 	m.lag.DeletePartialMatch(l)
+	m.stalled.DeletePartialMatch(l)
 }

@@ -35,10 +35,10 @@ func TestDestinationLinkCutExactlyOnce(t *testing.T) {
 			}
 			return nil
 		})
-		// The application user may not write, but may disconnect clients;
-		// the syncer may still be reconnecting after the previous cut.
+		// As the service's own user (applications may not disconnect
+		// clients); the syncer may still be reconnecting after the previous cut.
 		redistest.Eventually(t, time.Minute, "a connection of the syncer cut", func() error {
-			killed, err := dc.ClientKillByFilter(redistest.Ctx(t), "USER", databases.InternalUser).Result()
+			killed, err := i.App.Databases().Client(dst.UID).ClientKillByFilter(redistest.Ctx(t), "USER", databases.InternalUser).Result()
 			if err == nil && killed == 0 {
 				err = fmt.Errorf("no connection to cut")
 			}

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"time"
 
+	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 	"github.com/replicad/terraform-provider-redis/service/databases"
 )
@@ -48,4 +50,63 @@ func (w *destWriter) rdbVersion(ctx context.Context) (int, error) {
 		}
 	}
 	return version, nil
+}
+
+// restoreAsCommands applies a RESTORE of the stream whose payload the
+// destination cannot read (a newer source's RDB version) as the commands
+// that build the same value, decoded here: otherwise the destination would
+// refuse it. The commands go in one transaction (the source's, when the
+// RESTORE is in one), so the key appears whole. It returns false, having
+// done nothing, for any other command.
+func (s *syncer) restoreAsCommands(ctx context.Context, p *producer, args [][]byte, off int64, at time.Time, inTx bool) (bool, error) {
+	if len(args) < 4 || !equalFold(args[0], "RESTORE") || s.destRDB == 0 {
+		return false, nil
+	}
+	version, ok := rdb.DumpVersion(args[3])
+	if !ok || version <= s.destRDB {
+		return false, nil
+	}
+	key := args[1]
+	ttl, err := strconv.ParseInt(string(args[2]), 10, 64)
+	if err != nil {
+		return false, nil // the destination says what is wrong with it
+	}
+	abs := false
+	for _, a := range args[4:] {
+		abs = abs || equalFold(a, "ABSTTL")
+	}
+	add := func(kind kind, cmd [][]byte) error {
+		it, enc := item{kind: kind, offset: off, at: at}, [][]byte(nil)
+		if cmd != nil {
+			it, enc = classify(cmd, off, at)
+		}
+		return p.add(ctx, it, enc)
+	}
+	if !inTx {
+		if err := add(kindTxBegin, nil); err != nil {
+			return true, err
+		}
+	}
+	emit := func(cmd [][]byte) error {
+		if equalFold(cmd[0], "SELECT") {
+			return nil // the stream's database is selected already
+		}
+		return add(kindCommand, cmd)
+	}
+	if err := rdb.DecodeDump(ctx, key, args[3], rdb.NewCommandWriter(emit, rdb.WithReplaceKeys())); err != nil {
+		return true, fatal("the source ran RESTORE %q with an RDB %d payload, which the destination (RDB %d) cannot read and this service cannot decode: %v", key, version, s.destRDB, err)
+	}
+	if ttl > 0 {
+		cmd := "PEXPIRE"
+		if abs {
+			cmd = "PEXPIREAT"
+		}
+		if err := add(kindCommand, [][]byte{[]byte(cmd), key, args[2]}); err != nil {
+			return true, err
+		}
+	}
+	if !inTx {
+		return true, add(kindTxEnd, nil)
+	}
+	return true, nil
 }

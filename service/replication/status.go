@@ -36,6 +36,50 @@ type sourceStatus struct {
 	lastLag         time.Duration
 	compressionOK   bool
 	compressionNote string // why compression asked for is not active
+
+	// What the watchdog (watchdog.go) reads: what the writer is doing, and
+	// when it last had a send answered.
+	writerAt     writerActivity
+	unanswered   int
+	lastProgress time.Time
+	// watchdogNote says why the watchdog holds the source out of sync
+	// (a stuck syncer, a silent source); empty when it does not.
+	watchdogNote string
+}
+
+// writerActivity is what a syncer's writer is doing.
+type writerActivity uint8
+
+const (
+	writerIdle      writerActivity = iota // waiting for commands from the source
+	writerSending                         // writing a batch to the destination
+	writerReceiving                       // reading the destination's replies
+)
+
+func (a writerActivity) String() string {
+	switch a {
+	case writerSending:
+		return "writing a batch to the destination"
+	case writerReceiving:
+		return "waiting for the destination to answer"
+	default:
+		return "waiting for commands from the source"
+	}
+}
+
+// setWriter records what the writer does now, and how many of its sends
+// are unanswered.
+func (s *sourceStatus) setWriter(a writerActivity, unanswered int) {
+	s.mu.Lock()
+	s.writerAt, s.unanswered = a, unanswered
+	s.mu.Unlock()
+}
+
+// progress records that the destination answered a send.
+func (s *sourceStatus) progress() {
+	s.mu.Lock()
+	s.lastProgress = time.Now()
+	s.mu.Unlock()
 }
 
 func (s *sourceStatus) set(f func(s *sourceStatus)) {
@@ -64,10 +108,13 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 		out.RDBSize, out.RDBTransferred = s.rdbLive()
 	}
 	out.Lag = s.lagLocked(time.Now()).Milliseconds()
+	if out.LastError == "" {
+		out.LastError = s.watchdogNote
+	}
 	switch {
-	case s.phase == phaseStreaming && s.connected:
+	case s.phase == phaseStreaming && s.connected && s.watchdogNote == "":
 		out.Status = api.SourceInSync
-	case s.phase == phaseStopped || s.phase == phasePaused || s.lastError != "":
+	case s.phase == phaseStopped || s.phase == phasePaused || s.lastError != "" || s.watchdogNote != "":
 		out.Status = api.SourceOutOfSync
 	default:
 		out.Status = api.SourceSyncing

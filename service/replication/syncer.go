@@ -17,6 +17,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
+	"github.com/replicad/terraform-provider-redis/service/databases"
 )
 
 // errNeedFullSync ends a round: this source cannot continue from its
@@ -57,6 +58,8 @@ type syncer struct {
 	fullSession bool
 	transferEnd time.Time
 	lastCut     error
+	// The watchdog's limits (watchdog.go).
+	stallTimeout, silenceTimeout time.Duration
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -134,10 +137,6 @@ func (s *syncer) session(ctx context.Context) error {
 	s.wireSeen = 0
 	stopW := context.AfterFunc(ctx, func() { w.Close() })
 	defer stopW()
-	w.onError = func(err error) {
-		s.metrics.errors.Inc()
-		s.log.Warn("a replicated command failed on the destination", "source", s.url.String(), "err", err)
-	}
 
 	// The destination is the truth about what was applied: a batch whose
 	// EXEC ran but whose reply was lost is in it, and must not be applied
@@ -152,7 +151,8 @@ func (s *syncer) session(ctx context.Context) error {
 			return errNeedFullSync
 		}
 		s.resume = &cp
-	} else if s.destRDB, err = w.rdbVersion(ctx); err != nil {
+	}
+	if s.destRDB, err = w.rdbVersion(ctx); err != nil {
 		return err
 	}
 	replID, offset := "", int64(-1)
@@ -184,12 +184,25 @@ func (s *syncer) session(ctx context.Context) error {
 	}
 
 	q := newQueue()
-	var wg sync.WaitGroup
-	var writeErr error
+	var wg, wdWG sync.WaitGroup
+	var writeErr, stallErr error
+	wdCtx, wdCancel := context.WithCancel(ctx)
+	defer wdCancel()
 	wg.Add(1)
+	wdWG.Add(1)
+	go func() {
+		defer wdWG.Done()
+		s.watchdog(wdCtx, conn, func(err error) {
+			// Out of sync before anything else moves: the session's end
+			// would otherwise show in-sync for a moment.
+			s.status.set(func(st *sourceStatus) { st.connected, st.lastError = false, err.Error() })
+			stallErr = err
+			cancel()
+		})
+	}()
 	go func() {
 		defer wg.Done()
-		writeErr = s.write(ctx, w, conn, q, syn)
+		writeErr = newBatcher(s, w, conn, q, syn.Full).run(ctx)
 		if writeErr != nil {
 			cancel()
 		}
@@ -205,14 +218,23 @@ func (s *syncer) session(ctx context.Context) error {
 	} else {
 		s.metrics.partialSyncs.Inc()
 		s.log.Info("partial resync", "source", s.url.String(), "offset", offset)
-		w.db, w.replID, w.applied = s.resume.DB, syn.ReplID, *s.resume
+		w.db, w.replID, w.last = s.resume.DB, syn.ReplID, s.resume.Offset
 		s.status.set(func(st *sourceStatus) { st.phase = phaseStreaming; st.lastError = "" })
 	}
 	if readErr == nil {
-		readErr = s.stream(ctx, conn, p)
+		db := 0
+		if !syn.Full {
+			db = s.resume.DB
+		}
+		readErr = s.stream(ctx, conn, p, db)
 	}
 	p.close()
 	wg.Wait()
+	wdCancel() // the watchdog's work ends with the writer's
+	wdWG.Wait()
+	if stallErr != nil {
+		return stallErr
+	}
 	if writeErr != nil {
 		return writeErr
 	}
@@ -232,12 +254,22 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 		st.rdbLive = func() (int64, int64) { return payload.Size(), payload.Transferred() }
 	})
 	var br *bufio.Reader = payload.Bufio()
+	db := 0
 	emit := func(cmd [][]byte) error {
 		if len(cmd) == 2 && equalFold(cmd[0], "SELECT") {
-			db, _ := strconv.Atoi(string(cmd[1]))
+			db, _ = strconv.Atoi(string(cmd[1]))
+			if db == databases.CheckpointDB {
+				return nil // the checkpoints of a source that is a destination too
+			}
 			if err := checkDB(db); err != nil {
 				return err
 			}
+		}
+		if db == databases.CheckpointDB {
+			if isCheckpointCommand(cmd) {
+				return nil // they never leave the instance that owns them
+			}
+			return checkDB(db)
 		}
 		return p.add(ctx, item{kind: kindCommand}, cmd)
 	}
@@ -274,7 +306,7 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 // stream reads the command stream and queues it. Commands go to the writer
 // in blocks of what the connection has already received, so a block never
 // waits for more input: at low rates a block is one command.
-func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer) error {
+func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, db int) error {
 	last := conn.Offset()
 	if s.wireSeen > conn.WireBytes() {
 		s.wireSeen = 0 // a new connection
@@ -296,20 +328,50 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer) 
 		s.status.mu.Unlock()
 	}
 	now := time.Now()
+	returned, inTx := conn.Offset(), false
 	for {
 		// A command already buffered arrived with the previous one: only
 		// a read from the network needs a new time.
 		fresh := conn.Buffered() == 0
 		cmd, err := conn.ReadCommand(ctx)
 		if err != nil {
+			// Every byte of the stream counts, the REPLCONF GETACK a
+			// source sends as it shuts down included: its offset must
+			// be the checkpoint's, or the restarted source refuses to
+			// continue (its RDB says where it stopped).
+			if off := conn.Offset(); off > returned && !inTx && ctx.Err() == nil {
+				if p.add(ctx, item{kind: kindOffset, offset: off, at: now}, nil) == nil {
+					_ = p.flush(ctx)
+				}
+			}
 			return err
 		}
+		returned = cmd.Offset
 		if fresh {
 			now = time.Now()
 		}
 		it, args := classify(cmd.Args, cmd.Offset, now)
-		if err := p.add(ctx, it, args); err != nil {
+		switch it.kind {
+		case kindTxBegin:
+			inTx = true
+		case kindTxEnd:
+			inTx = false
+		case kindSelect:
+			db = it.db
+		case kindCommand:
+			if db == databases.CheckpointDB && isCheckpointCommand(cmd.Args) {
+				// A source that is a destination too (a chain) writes its
+				// own checkpoints: they never leave the instance that owns
+				// them, only their offset counts.
+				it, args = item{kind: kindOffset, offset: cmd.Offset, at: now}, nil
+			}
+		}
+		if done, err := s.restoreAsCommands(ctx, p, cmd.Args, cmd.Offset, now, inTx); err != nil {
 			return err
+		} else if !done {
+			if err := p.add(ctx, it, args); err != nil {
+				return err
+			}
 		}
 		if conn.Buffered() == 0 {
 			if err := p.flush(ctx); err != nil {
@@ -317,148 +379,6 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer) 
 			}
 		}
 	}
-}
-
-// write drains the queue into the destination in batches. A batch of the
-// stream never ends inside a source transaction, and carries its
-// checkpoint. Batches are pipelined: while the destination executes one,
-// the next gathers what arrives, and is sent at once while at most one
-// batch is unanswered, or when it is full (up to maxInFlight batches
-// unanswered): a command never waits for more than one batch ahead of it to
-// be answered before it is sent. So an idle
-// link sends each command at once, and a busy one sends big batches, whose
-// fixed cost (MULTI, checkpoint, EXEC, system calls) is spread thin. A batch
-// counts as applied (checkpoint, acks, status) once its replies are read.
-func (s *syncer) write(ctx context.Context, w *destWriter, conn *replproto.Conn, q *queue, syn replproto.Sync) error {
-	c := &consumer{q: q}
-	defer c.release()
-	// loading: the load's last batch is not applied yet (bookkeeping of
-	// completed batches); encoding: it is not even built yet (what the next
-	// batch is). They differ while the load's last batch is in flight.
-	loading, encoding := syn.Full, syn.Full
-	var inFlight []sentBatch
-	complete := func() error {
-		b := inFlight[0]
-		inFlight = inFlight[1:]
-		return s.complete(ctx, w, conn, b, &loading)
-	}
-	drain := func() error {
-		for len(inFlight) > 0 {
-			if err := complete(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	// The batch being gathered.
-	batch := make([]item, 0, maxBatchItems)
-	size, inTx, done := 0, false, false
-	for {
-		// Gather what is ready, waiting only when there is nothing else to
-		// do: no batch to send, none to complete.
-		for !done && (inTx || (len(batch) < maxBatchItems && size < maxBatchBytes)) {
-			wait := len(inFlight) == 0 && (len(batch) == 0 || inTx)
-			it, ok, closed := c.next(ctx, wait)
-			if closed {
-				// The reader stopped. A transaction cut short is dropped:
-				// the next session resumes from before it.
-				return drain()
-			}
-			if !ok {
-				break
-			}
-			batch = append(batch, it)
-			size += len(it.raw)
-			switch it.kind {
-			case kindTxBegin:
-				inTx = true
-			case kindTxEnd:
-				inTx = false
-			case kindLoadDone:
-				done = encoding
-			}
-		}
-		full := done || len(batch) >= maxBatchItems || size >= maxBatchBytes
-		if len(batch) > 0 && !inTx && len(inFlight) < maxInFlight && (full || len(inFlight) < 2) {
-			var b sentBatch
-			var err error
-			if encoding {
-				b, err = w.encodeLoad(batch)
-				encoding = !done
-			} else {
-				b, err = w.encodeStream(batch)
-			}
-			if err != nil {
-				return err
-			}
-			c.release() // the batch's bytes are in w.buf now
-			b.items, b.bytes, b.first, b.last = len(batch), size, batch[0].at, batch[len(batch)-1].at
-			if b.replies, err = w.send(ctx); err != nil {
-				return err
-			}
-			s.metrics.batches.Inc()
-			inFlight = append(inFlight, b)
-			clear(batch)
-			batch, size, done = batch[:0], 0, false
-			continue
-		}
-		if len(inFlight) > 0 {
-			if err := complete(); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// complete reads the replies of a sent batch and records what it applied.
-func (s *syncer) complete(ctx context.Context, w *destWriter, conn *replproto.Conn, b sentBatch, loading *bool) error {
-	if _, err := w.receive(ctx, b.replies, b.tx); err != nil {
-		if b.commit {
-			return fmt.Errorf("commit checkpoint: %w", err)
-		}
-		return err
-	}
-	s.metrics.commandsApplied.Add(float64(b.items))
-	s.metrics.bytesApplied.Add(float64(b.bytes))
-	if !b.commit {
-		return nil // part of the initial load: no checkpoint yet
-	}
-	w.applied = b.cp
-	cp := b.cp
-	s.resume = &cp
-	if *loading {
-		*loading = false
-		s.log.Info("full sync complete; streaming", "source", s.url.String(), "offset", cp.Offset)
-		if s.onLoaded != nil {
-			s.onLoaded()
-			s.onLoaded = nil
-		}
-		conn.SetAppliedOffset(cp.Offset)
-		_ = conn.SendAck(cp.Offset)
-		s.metrics.appliedOffset.Set(float64(cp.Offset))
-		s.status.set(func(st *sourceStatus) {
-			st.phase = phaseStreaming
-			st.lastError = ""
-			st.applied = cp.Offset
-			if st.received < st.applied {
-				st.received = st.applied
-			}
-		})
-		return nil
-	}
-	conn.SetAppliedOffset(cp.Offset)
-	s.metrics.appliedOffset.Set(float64(cp.Offset))
-	now := time.Now()
-	s.status.mu.Lock()
-	s.status.applied = cp.Offset
-	s.status.lastLag = now.Sub(b.first)
-	if s.status.applied < s.status.received {
-		// What arrived after this batch's last item is still pending.
-		s.status.pendingSince = b.last
-	}
-	s.status.mu.Unlock()
-	s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
-	return nil
 }
 
 // backoff is exponential with full jitter, from 100 ms to 10 s.

@@ -15,8 +15,9 @@ import (
 )
 
 // fakeSource answers the replica handshake and sends rdb as the payload of
-// a full resync: a source whose data the destination cannot take.
-func fakeSource(t *testing.T, rdb []byte) string {
+// a full resync, then stream as the command stream: a source whose data
+// the destination cannot take as it is.
+func fakeSource(t *testing.T, rdb []byte, stream ...[]byte) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +43,13 @@ func fakeSource(t *testing.T, rdb []byte) string {
 					case "PSYNC":
 						fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\n", strings.Repeat("a", 40), len(rdb))
 						c.Write(rdb)
+						for _, b := range stream {
+							c.Write(b)
+						}
+					case "REPLCONF":
+						if !strings.EqualFold(string(args[1]), "ACK") { // a replica's ACK gets no reply
+							c.Write([]byte("+OK\r\n"))
+						}
 					default:
 						c.Write([]byte("+OK\r\n"))
 					}

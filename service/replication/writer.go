@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/resp"
@@ -43,14 +44,13 @@ type destWriter struct {
 	rd     *resp.Reader
 	source string // checkpoint field: the source's address
 
-	buf     []byte // the batch being built
-	queued  int    // replies expected for buf
-	db      int    // the source's selected database, as of the last item
-	replID  string
-	inTx    bool // inside a source MULTI
-	applied checkpoint
-	onError func(error) // a command of the source failed on the destination
-	sets    msetBuilder // the plain SETs of the batch being encoded
+	buf    []byte // the batch being built
+	queued int    // replies expected for buf
+	db     int    // the source's selected database, as of the last item
+	replID string
+	last   int64       // the offset after the last item encoded
+	spare  [][]byte    // buffers of answered batches, for the next ones
+	sets   msetBuilder // the plain SETs of the batch being encoded
 }
 
 func dialDestination(ctx context.Context, addr, password, source string) (*destWriter, error) {
@@ -88,7 +88,7 @@ func (w *destWriter) flush(ctx context.Context, tx bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return w.receive(ctx, n, tx)
+	return w.receive(ctx, sentBatch{replies: n, tx: tx})
 }
 
 // deadline bounds one exchange with the destination.
@@ -105,34 +105,70 @@ func (w *destWriter) deadline(ctx context.Context) {
 func (w *destWriter) send(ctx context.Context) (int, error) {
 	n := w.queued
 	defer func() { w.buf, w.queued = w.buf[:0], 0 }()
-	w.deadline(ctx)
-	if _, err := w.bw.Write(w.buf); err != nil {
-		return 0, fmt.Errorf("write to destination: %w", err)
-	}
-	if err := w.bw.Flush(); err != nil {
-		return 0, fmt.Errorf("write to destination: %w", err)
+	if err := w.write(ctx); err != nil {
+		return 0, err
 	}
 	return n, nil
 }
 
-// receive reads the n replies of what send sent. In a transaction (tx), the
-// replies are +OK, +QUEUED..., then EXEC's array whose errors are the
-// source's commands failing at run time (reported, not fatal: the source ran
-// them successfully, so a type clash between sources is the likely cause).
-func (w *destWriter) receive(ctx context.Context, n int, tx bool) (int, error) {
+// sendKeep is send for a batch: it also returns the bytes sent, which the
+// batch keeps until its replies are read, to name a command the
+// destination refuses. w.buf becomes a spare buffer (give the returned one
+// back with recycle).
+func (w *destWriter) sendKeep(ctx context.Context) (int, []byte, error) {
+	n, sent := w.queued, w.buf
+	if k := len(w.spare); k > 0 {
+		w.buf, w.spare = w.spare[k-1][:0], w.spare[:k-1]
+	} else {
+		w.buf = nil
+	}
+	w.queued = 0
+	if err := w.writeBytes(ctx, sent); err != nil {
+		return 0, nil, err
+	}
+	return n, sent, nil
+}
+
+// recycle takes back a buffer returned by sendKeep.
+func (w *destWriter) recycle(b []byte) {
+	if b != nil && cap(b) <= 4*maxBatchBytes && len(w.spare) <= maxInFlight {
+		w.spare = append(w.spare, b[:0])
+	}
+}
+
+func (w *destWriter) write(ctx context.Context) error { return w.writeBytes(ctx, w.buf) }
+
+func (w *destWriter) writeBytes(ctx context.Context, b []byte) error {
+	w.deadline(ctx)
+	if _, err := w.bw.Write(b); err != nil {
+		return fmt.Errorf("write to destination: %w", err)
+	}
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("write to destination: %w", err)
+	}
+	return nil
+}
+
+// receive reads the replies of what send sent. Any error stops the sync,
+// naming the command that failed when b kept what it sent: a command
+// refused at queue time (which aborts EXEC) or outside a transaction, and,
+// in a transaction (b.tx), a command failing at run time inside EXEC's
+// array of results. The source ran every one of them successfully, so the
+// destination has diverged (a type clash between sources, a payload its
+// version cannot read): it must be said, never only logged.
+func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 	w.deadline(ctx)
 	var firstErr error
 	failures := 0
-	// Runtime errors inside EXEC's array of results; elsewhere (a load
-	// command, MULTI, +QUEUED) a nested error cannot occur.
-	nested := func(msg []byte) {
-		failures++
-		if w.onError != nil {
-			w.onError(fmt.Errorf("command failed on the destination: %s", msg))
+	for i := 0; i < b.replies; i++ {
+		var nestedErr error
+		nested := func(at int, msg []byte) {
+			failures++
+			if nestedErr == nil {
+				nestedErr = fmt.Errorf("the destination failed a replicated command: %s: %s", b.queuedCommand(at), msg)
+			}
 		}
-	}
-	for i := 0; i < n; i++ {
-		msg, err := w.rd.SkipValue(nested)
+		msg, err := w.rd.SkipValueIndexed(nested)
 		if err != nil {
 			return 0, fmt.Errorf("read reply from destination: %w", err)
 		}
@@ -140,19 +176,20 @@ func (w *destWriter) receive(ctx context.Context, n int, tx bool) (int, error) {
 			if bytes.HasPrefix(msg, []byte("OOM")) {
 				return 0, fatal("the destination is out of memory (raise its memory_size): %s", msg)
 			}
-			if bytes.HasPrefix(msg, []byte("LOADING")) || bytes.HasPrefix(msg, []byte("BUSY")) {
+			if bytes.HasPrefix(msg, []byte("LOADING")) || bytes.HasPrefix(msg, []byte("BUSY ")) {
 				// The destination restarted and is reading its AOF: retry.
 				return 0, fmt.Errorf("destination not ready: %s", msg)
 			}
 			if firstErr == nil {
-				firstErr = fmt.Errorf("destination refused a command: %s", msg)
+				firstErr = fmt.Errorf("the destination refused a replicated command: %s: %s", b.command(i), msg)
 			}
 			failures++
 		}
+		if firstErr == nil && nestedErr != nil {
+			firstErr = nestedErr
+		}
 	}
 	if firstErr != nil {
-		// Outside a transaction, or at queue time (which aborts EXEC): the
-		// destination cannot apply what the source sent.
 		return failures, &fatalError{firstErr}
 	}
 	return failures, nil
@@ -191,13 +228,21 @@ func (w *destWriter) readCheckpoint(ctx context.Context) (checkpoint, bool, erro
 // yet.
 type sentBatch struct {
 	replies int
-	tx      bool       // ends with EXEC
-	commit  bool       // commits cp
-	cp      checkpoint // the checkpoint it commits
-	items   int
-	bytes   int       // of the source's commands
-	first   time.Time // when its first and last items were received
-	last    time.Time
+	tx      bool // ends with EXEC
+	commit  bool // commits cp
+	// loadDone: the commit of the full load's first checkpoint.
+	loadDone bool
+	cp       checkpoint // the checkpoint it commits
+	// sent is what was sent, kept to name a command the destination
+	// refuses; opens says it starts with the MULTI, before counts the
+	// commands queued by earlier pieces of the same transaction.
+	sent   []byte
+	opens  bool
+	before int
+	items  int
+	bytes  int       // of the source's commands
+	first  time.Time // when its first and last items were received
+	last   time.Time
 }
 
 // encodeLoad builds a batch of the initial load. Its commands are not
@@ -212,7 +257,7 @@ func (w *destWriter) encodeLoad(batch []item) (sentBatch, error) {
 			w.buf = append(w.buf, it.raw...)
 			w.queued++
 		case kindLoadDone:
-			w.db, w.replID = 0, it.replID
+			w.db, w.replID, w.last = 0, it.replID, it.offset
 			cp := checkpoint{ReplID: it.replID, Offset: it.offset, DB: 0}
 			w.add("MULTI")
 			w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
@@ -224,13 +269,36 @@ func (w *destWriter) encodeLoad(batch []item) (sentBatch, error) {
 	return sentBatch{}, nil
 }
 
-// encodeStream builds a batch of the command stream and its checkpoint in
-// one MULTI/EXEC. The batch never ends inside a source transaction. Its
-// plain SETs become MSETs (see mset.go).
+// encodeStream builds a whole batch of the command stream: MULTI, its
+// commands and its checkpoint, EXEC.
 func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
+	w.openTx()
+	if err := w.encodeItems(batch); err != nil {
+		return sentBatch{}, err
+	}
+	return w.commitTx(), nil
+}
+
+// openTx starts the destination's transaction of a batch.
+func (w *destWriter) openTx() {
 	w.add("MULTI")
-	w.add("SELECT", strconv.Itoa(w.db))
-	var last int64
+	w.add("SELECT", strconv.Itoa(w.appDB()))
+}
+
+// appDB is the database to select for the source's selected one: the
+// checkpoint database is never selected for a source's commands (and none
+// may come while the source has it selected).
+func (w *destWriter) appDB() int {
+	if w.db == databases.CheckpointDB {
+		return 0
+	}
+	return w.db
+}
+
+// encodeItems appends items of the stream to the open transaction. Its
+// plain SETs become MSETs (see mset.go); the gathered SETs are written
+// before it returns, since the items' bytes go back to the queue then.
+func (w *destWriter) encodeItems(batch []item) error {
 	flushSets := func() {
 		var wrote bool
 		if w.buf, wrote = w.sets.flush(w.buf); wrote {
@@ -238,9 +306,12 @@ func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
 		}
 	}
 	for _, it := range batch {
-		last = it.offset
+		w.last = it.offset
 		switch it.kind {
 		case kindCommand:
+			if w.db == databases.CheckpointDB {
+				return checkDB(w.db) // not a checkpoint of a chained source
+			}
 			if it.setArgs > 0 {
 				w.sets.add(it)
 				continue
@@ -250,11 +321,19 @@ func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
 			}
 			w.buf = append(w.buf, it.raw...)
 			w.queued++
+		case kindBadDB:
+			return fatal("the source ran %s with logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints): the sync stops before applying it", it.raw, it.db, databases.CheckpointDB-1, databases.CheckpointDB)
 		case kindSelect:
-			if err := checkDB(it.db); err != nil {
-				return sentBatch{}, err
-			}
 			flushSets()
+			if it.db == databases.CheckpointDB {
+				// Only the checkpoints of a chained source are written
+				// there, and the reader drops them: select nothing.
+				w.db = it.db
+				continue
+			}
+			if err := checkDB(it.db); err != nil {
+				return err
+			}
 			w.db = it.db
 			w.add("SELECT", strconv.Itoa(it.db))
 		case kindFlushAll:
@@ -269,15 +348,21 @@ func (w *destWriter) encodeStream(batch []item) (sentBatch, error) {
 					w.add("FLUSHDB")
 				}
 			}
-			w.add("SELECT", strconv.Itoa(w.db))
+			w.add("SELECT", strconv.Itoa(w.appDB()))
 		}
 	}
 	flushSets()
-	cp := checkpoint{ReplID: w.replID, Offset: last, DB: w.db}
+	return nil
+}
+
+// commitTx ends the open transaction with the checkpoint of everything
+// encoded so far.
+func (w *destWriter) commitTx() sentBatch {
+	cp := checkpoint{ReplID: w.replID, Offset: w.last, DB: w.db}
 	w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
 	w.add("HSET", checkpointKey, w.source, cp.String())
 	w.add("EXEC")
-	return sentBatch{tx: true, commit: true, cp: cp}, nil
+	return sentBatch{tx: true, commit: true, cp: cp}
 }
 
 // checkDB refuses the logical databases the destination does not offer to
@@ -287,4 +372,54 @@ func checkDB(db int) error {
 		return fatal("the source uses logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints)", db, databases.CheckpointDB-1, databases.CheckpointDB)
 	}
 	return nil
+}
+
+// command describes the i-th command of what b sent.
+func (b sentBatch) command(i int) string {
+	if b.sent == nil {
+		return fmt.Sprintf("command %d of a batch", i+1)
+	}
+	rd := resp.NewReader(bufio.NewReader(bytes.NewReader(b.sent)))
+	for n := 0; ; n++ {
+		args, _, err := rd.ReadCommand()
+		if err != nil {
+			return fmt.Sprintf("command %d of a batch", i+1)
+		}
+		if n == i {
+			return describe(args)
+		}
+	}
+}
+
+// queuedCommand describes the command at index at of the transaction's
+// EXEC results.
+func (b sentBatch) queuedCommand(at int) string {
+	j := at - b.before
+	if j < 0 {
+		return fmt.Sprintf("command %d of a source transaction streamed to the destination", at+1)
+	}
+	if b.opens {
+		j++ // the MULTI
+	}
+	return b.command(j)
+}
+
+// describe names a command by its name and first argument (the key, for
+// most), without its values, which may be big or binary.
+func describe(args [][]byte) string {
+	if len(args) == 0 {
+		return "an empty command"
+	}
+	out := strings.ToUpper(string(args[0]))
+	if len(args) > 1 {
+		k := args[1]
+		if len(k) > 64 {
+			k = k[:64]
+		}
+		out += " " + strconv.Quote(string(k))
+	}
+	if len(args) > 2 {
+		out += " ..."
+	}
+	return out
 }

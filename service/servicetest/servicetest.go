@@ -44,6 +44,9 @@ type Instance struct {
 // RequireRedisServer fails the test when redis-server is not installed.
 func RequireRedisServer(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs redis-server, not run with -short")
+	}
 	p, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is required by this test and is not on PATH: install Redis 7+ (apt-get install -y redis-server)")

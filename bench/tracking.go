@@ -1,0 +1,97 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+)
+
+// watchKeys reports every change of a key under prefix at the server of c,
+// the moment the server announces it: client-side-caching invalidations in
+// broadcast mode (CLIENT TRACKING ... BCAST), redirected to a subscribed
+// connection. Unlike keyspace notifications it needs no CONFIG SET, which
+// the application user of a database may not run. It returns when ctx ends
+// or the connection fails; ready is closed once tracking is on.
+func watchKeys(ctx context.Context, c *redis.Client, prefix string, ready chan<- struct{}, changed func(key string, at time.Time)) error {
+	o := c.Options()
+	var d net.Dialer
+	dial := func() (net.Conn, *resp.Reader, error) {
+		conn, err := d.DialContext(ctx, "tcp", o.Addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		rd := resp.NewReader(bufio.NewReader(conn))
+		if o.Password != "" {
+			args := []string{"AUTH", o.Password}
+			if o.Username != "" {
+				args = []string{"AUTH", o.Username, o.Password}
+			}
+			if _, err := conn.Write(resp.AppendCommandStrings(nil, args...)); err != nil {
+				conn.Close()
+				return nil, nil, err
+			}
+			if v, err := rd.ReadValue(); err != nil || v.IsError() {
+				conn.Close()
+				return nil, nil, fmt.Errorf("authenticate: %v %v", err, v.Err())
+			}
+		}
+		return conn, rd, nil
+	}
+	roundTrip := func(conn net.Conn, rd *resp.Reader, args ...string) (resp.Value, error) {
+		if _, err := conn.Write(resp.AppendCommandStrings(nil, args...)); err != nil {
+			return resp.Value{}, err
+		}
+		v, err := rd.ReadValue()
+		if err == nil && v.IsError() {
+			err = fmt.Errorf("%s: %w", args[0], v.Err())
+		}
+		return v, err
+	}
+
+	sub, subRd, err := dial()
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	id, err := roundTrip(sub, subRd, "CLIENT", "ID")
+	if err != nil {
+		return err
+	}
+	if _, err := roundTrip(sub, subRd, "SUBSCRIBE", "__redis__:invalidate"); err != nil {
+		return err
+	}
+	tracker, trRd, err := dial()
+	if err != nil {
+		return err
+	}
+	defer tracker.Close()
+	if _, err := roundTrip(tracker, trRd, "CLIENT", "TRACKING", "ON", "REDIRECT", fmt.Sprint(id.Int), "BCAST", "PREFIX", prefix); err != nil {
+		return err
+	}
+	close(ready)
+	stop := context.AfterFunc(ctx, func() { sub.Close() })
+	defer stop()
+	for {
+		v, err := subRd.ReadValue()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		now := time.Now()
+		// ["message", "__redis__:invalidate", [key, ...]]
+		if v.Type != resp.Array || len(v.Elems) != 3 || !strings.EqualFold(string(v.Elems[0].Str), "message") {
+			continue
+		}
+		for _, k := range v.Elems[2].Elems {
+			changed(string(k.Str), now)
+		}
+	}
+}

@@ -1,0 +1,210 @@
+package app_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// What held when the service was attacked, kept true by a test each.
+
+func TestHugeBodyIsRefused(t *testing.T) {
+	i := servicetest.Start(t)
+	body := `{"name": "x", "memory_size": 1048576, "authentication_redis_pass": "` + strings.Repeat("a", 5<<20) + `"}`
+	code, e := call(t, i, "POST", "/v1/bdbs", body, nil)
+	assert.Equal(t, 400, code, "%v", e)
+	var list []api.Database
+	call(t, i, "GET", "/v1/bdbs", nil, &list)
+	assert.Empty(t, list)
+}
+
+func TestRacingConflictingCreatesHaveOneWinner(t *testing.T) {
+	i := servicetest.Start(t)
+	const n = 50
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for k := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[k], _ = call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "race", MemorySize: 16 << 20}, nil)
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, c := range codes {
+		if c == 200 {
+			won++
+		} else {
+			assert.Equal(t, 409, c)
+		}
+	}
+	assert.Equal(t, 1, won)
+	var list []api.Database
+	call(t, i, "GET", "/v1/bdbs", nil, &list)
+	assert.Len(t, list, 1, "no orphan of the losers")
+}
+
+func TestAPIOffersModernTLSOnly(t *testing.T) {
+	i := servicetest.Start(t)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(i.CACert))
+	host := strings.TrimPrefix(i.URL, "https://")
+	try := func(cfg *tls.Config) error {
+		cfg.RootCAs = pool
+		c, err := tls.Dial("tcp", host, cfg)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	assert.NoError(t, try(&tls.Config{MinVersion: tls.VersionTLS13}), "TLS 1.3")
+	assert.NoError(t, try(&tls.Config{MaxVersion: tls.VersionTLS12}), "TLS 1.2")
+	assert.Error(t, try(&tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}), "TLS 1.1 and older")
+	var weak []*tls.CipherSuite
+	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		if !strings.Contains(cs.Name, "GCM") && !strings.Contains(cs.Name, "CHACHA20") {
+			weak = append(weak, cs)
+		}
+	}
+	require.NotEmpty(t, weak)
+	for _, cs := range weak {
+		if !supportsTLS12(cs) {
+			continue
+		}
+		assert.Error(t, try(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{cs.ID}}), "a cipher without AEAD: %s", cs.Name)
+	}
+	resp, err := http.Get("http://" + host + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 400, resp.StatusCode, "plain HTTP on the HTTPS port")
+}
+
+func supportsTLS12(cs *tls.CipherSuite) bool {
+	for _, v := range cs.SupportedVersions {
+		if v == tls.VersionTLS12 {
+			return true
+		}
+	}
+	return false
+}
+
+// No secret in the service's log, on any command line, or in a file anyone
+// but the service may read.
+func TestSecretsStayOutOfLogsCommandLinesAndOpenFiles(t *testing.T) {
+	p := servicetest.StartProcess(t)
+	api := newProcessAPI(t, p)
+	appPass := "app-pass-" + strconv.Itoa(os.Getpid()) + "-Zq9"
+	src := api.create(t, map[string]any{"name": "src", "memory_size": 64 << 20, "authentication_redis_pass": appPass})
+	var su struct{ URI string }
+	api.do(t, "GET", fmt.Sprintf("/v1/bdbs/%v/source_url", src["uid"]), nil, &su)
+	u, err := url.Parse(su.URI)
+	require.NoError(t, err)
+	adminPass, _ := u.User.Password()
+	api.create(t, map[string]any{"name": "dst", "memory_size": 64 << 20, "replica_sources": []map[string]any{{"uri": su.URI}}})
+	// A wrong password and a regenerated one are logged; neither may show.
+	api.create(t, map[string]any{"name": "bad", "memory_size": 64 << 20, "replica_sources": []map[string]any{{"uri": "redis://admin:wrong-secret-123@" + u.Host}}})
+	var regen struct {
+		Password string `json:"authentication_admin_pass"`
+	}
+	api.do(t, "POST", fmt.Sprintf("/v1/bdbs/%v/actions/regenerate_admin_password", src["uid"]), nil, &regen)
+
+	secrets := []string{appPass, adminPass, "wrong-secret-123", p.Password(t)}
+	if regen.Password != "" {
+		secrets = append(secrets, regen.Password)
+	}
+	log := p.Log()
+	require.Contains(t, log, "database created", "the log is being written")
+	for _, s := range secrets {
+		assert.NotContains(t, log, s, "a secret in the service's log")
+	}
+	// Every process on the host: the service, its redis-servers.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	checked := 0
+	for _, f := range procs {
+		b, err := os.ReadFile(f)
+		if err != nil || !bytes.Contains(b, []byte(p.DataDir)) && !bytes.Contains(b, []byte("redis-server")) {
+			continue
+		}
+		checked++
+		for _, s := range secrets {
+			assert.NotContains(t, string(b), s, "a secret on the command line of %s", f)
+		}
+	}
+	assert.Greater(t, checked, 1, "the service and its redis-servers were found")
+	// Files that hold secrets are the service's alone.
+	require.NoError(t, filepath.WalkDir(p.DataDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if name == "state.db" || strings.Contains(name, "password") || strings.HasSuffix(name, "key.pem") || strings.HasSuffix(name, ".conf") || strings.HasSuffix(name, ".acl") {
+			assert.Zero(t, info.Mode().Perm()&0o077, "%s is readable by others: %v", path, info.Mode())
+		}
+		return nil
+	}))
+}
+
+// processAPI calls the REST API of a service running as a process.
+type processAPI struct {
+	url, user, pass string
+	c               *http.Client
+}
+
+func newProcessAPI(t *testing.T, p *servicetest.Process) *processAPI {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(p.CACert(t)))
+	return &processAPI{url: p.URL, user: "admin", pass: p.Password(t),
+		c: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+}
+
+func (a *processAPI) do(t *testing.T, method, path string, body, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, a.url+path, rd)
+	require.NoError(t, err)
+	req.SetBasicAuth(a.user, a.pass)
+	resp, err := a.c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		require.NoError(t, json.Unmarshal(data, out), "%s", data)
+	}
+	return resp.StatusCode
+}
+
+func (a *processAPI) create(t *testing.T, req map[string]any) map[string]any {
+	t.Helper()
+	var db map[string]any
+	code := a.do(t, "POST", "/v1/bdbs", req, &db)
+	require.Equal(t, 200, code, "create %v", req["name"])
+	return db
+}

@@ -1,0 +1,385 @@
+package app_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// sourceEndpoint returns the replication endpoint and password of db.
+func sourceEndpoint(t *testing.T, i *servicetest.Instance, db api.Database) (addr, password string) {
+	t.Helper()
+	var su api.SourceURL
+	code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", db.UID), nil, &su)
+	require.Equal(t, 200, code, "source_url: %v", e)
+	u, err := url.Parse(su.URI)
+	require.NoError(t, err)
+	pw, _ := u.User.Password()
+	return u.Host, pw
+}
+
+// rawConn is a connection speaking RESP by hand, for what clients never send.
+type rawConn struct {
+	t  *testing.T
+	c  net.Conn
+	rd *resp.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(time.Minute))
+	return &rawConn{t: t, c: c, rd: resp.NewReader(bufio.NewReader(c))}
+}
+
+func (r *rawConn) send(raw string) (resp.Value, error) {
+	if _, err := io.WriteString(r.c, raw); err != nil {
+		return resp.Value{}, err
+	}
+	return r.rd.ReadValue()
+}
+
+func (r *rawConn) do(args ...string) resp.Value {
+	r.t.Helper()
+	v, err := r.send(string(resp.AppendCommandStrings(nil, args...)))
+	require.NoError(r.t, err, "%v", args)
+	return v
+}
+
+func healthy(t *testing.T, i *servicetest.Instance) {
+	t.Helper()
+	r, err := i.HTTPClient().Get(i.URL + "/healthz")
+	require.NoError(t, err, "the service must still answer")
+	r.Body.Close()
+	require.Equal(t, 200, r.StatusCode)
+}
+
+// Four bytes used to stop the whole service. No input on a replication
+// endpoint, before or after AUTH, may do more than close its own session.
+func TestReplicationEndpointSurvivesMalformedInput(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "src", MemorySize: 64 << 20})
+	app := dbClient(t, db, db.AuthenticationRedisPass)
+	require.NoError(t, app.Set(ctx(t), "k", "v", 0).Err())
+	addr, pw := sourceEndpoint(t, i, db)
+
+	garbage := []string{"*0\r\n", "*-1\r\n", "*-2\r\n", "*1\r\n$-1\r\n", "*2\r\n$3\r\n", "*9999999999\r\n",
+		"*1\r\n$999999999\r\n", "$5\r\nhello\r\n", ":1\r\n", "PING\r\n", "\x00\x01\xff\xfe\r\n", "\x16\x03\x01\x00\x05hello", "\r\n\r\n"}
+	for _, g := range garbage {
+		for _, authenticated := range []bool{false, true} {
+			c := dialRaw(t, addr)
+			if authenticated {
+				require.Equal(t, "OK", string(c.do("AUTH", pw).Str))
+			}
+			c.c.Write([]byte(g))
+			c.c.(*net.TCPConn).CloseWrite()
+			io.ReadAll(c.c) // an error reply or nothing, then the end
+			healthy(t, i)
+		}
+	}
+	// Empty commands are answered, and the session goes on.
+	c := dialRaw(t, addr)
+	v, err := c.send("*0\r\n")
+	require.NoError(t, err)
+	assert.Equal(t, "ERR empty command", string(v.Str))
+	require.Equal(t, "OK", string(c.do("AUTH", pw).Str))
+	v, err = c.send("*-1\r\n")
+	require.NoError(t, err)
+	assert.Equal(t, "ERR empty command", string(v.Str))
+	assert.Equal(t, "PONG", string(c.do("PING").Str))
+
+	// The database, its endpoint and the API all still serve.
+	assert.Equal(t, "v", app.Get(ctx(t), "k").Val())
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: fmt.Sprintf("redis://admin:%s@%s", url.QueryEscape(pw), addr)}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the destination has the source's key", func() error {
+		if got, err := dc.Get(ctx(t), "k").Result(); err != nil || got != "v" {
+			return fmt.Errorf("GET k = %q, %v", got, err)
+		}
+		return nil
+	})
+}
+
+// A source URL lets its holder replicate, and nothing more.
+func TestSourceURLGivesReplicationOnly(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "src", MemorySize: 64 << 20})
+	require.NoError(t, dbClient(t, db, db.AuthenticationRedisPass).Set(ctx(t), "secret-key", "v", 0).Err())
+	addr, pw := sourceEndpoint(t, i, db)
+	c := dialRaw(t, addr)
+	require.Equal(t, "OK", string(c.do("AUTH", "admin", pw).Str))
+
+	info := string(c.do("INFO").Str) + string(c.do("INFO", "everything").Str) + string(c.do("INFO", "server", "keyspace").Str)
+	assert.Contains(t, info, "role:master", "INFO replication is what replicas need")
+	for _, leak := range []string{"config_file", "process_id", "executable", "db0:", "used_memory", "connected_clients:"} {
+		assert.NotContains(t, info, leak, "INFO through a source URL shows the replication section only")
+	}
+	for _, cmd := range [][]string{
+		{"GET", "secret-key"}, {"KEYS", "*"}, {"SCAN", "0"}, {"CONFIG", "GET", "*"}, {"CONFIG", "SET", "maxmemory", "1"},
+		{"ACL", "SETUSER", "default", "+@all"}, {"ACL", "LIST"}, {"FLUSHALL"}, {"SET", "x", "y"}, {"DEBUG", "SLEEP", "0"},
+		{"CLIENT", "LIST"}, {"CLIENT", "KILL", "TYPE", "normal"}, {"REPLICAOF", "127.0.0.1", "1"}, {"SHUTDOWN"},
+		{"MONITOR"}, {"AUTH", "default", db.AuthenticationRedisPass}, {"HELLO", "3", "AUTH", "default", db.AuthenticationRedisPass},
+		{"EVAL", "return redis.call('get','secret-key')", "0"}, {"SELECT", "0"},
+	} {
+		v := c.do(cmd...)
+		if cmd[0] == "SELECT" {
+			continue // harmless, and some replication tools send it
+		}
+		assert.True(t, v.IsError(), "%s through a source URL must be refused, got %s", cmd[0], v.String())
+	}
+	// And still a replica may connect.
+	assert.Equal(t, "PONG", string(c.do("PING").Str))
+	assert.Equal(t, "OK", string(c.do("REPLCONF", "capa", "eof", "capa", "psync2").Str))
+	_, err := c.c.Write(resp.AppendCommandStrings(nil, "PSYNC", "?", "-1"))
+	require.NoError(t, err)
+	line, err := c.rd.Buffered().ReadString('\n')
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(line, "+FULLRESYNC"), line)
+	healthy(t, i)
+}
+
+// A destination that stops reading is disconnected before the source has
+// buffered more than its limit for one replica.
+func TestStalledReplicaIsDisconnected(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "src", MemorySize: 64 << 20})
+	app := dbClient(t, db, db.AuthenticationRedisPass)
+	addr, pw := sourceEndpoint(t, i, db)
+	c := dialRaw(t, addr)
+	require.Equal(t, "OK", string(c.do("AUTH", pw).Str))
+	_, err := c.c.Write(resp.AppendCommandStrings(nil, "PSYNC", "?", "-1"))
+	require.NoError(t, err)
+	eventually(t, time.Minute, "the replica is connected", func() error {
+		if n := infoField(t, app, "replication", "connected_slaves"); n != "1" {
+			return fmt.Errorf("connected_slaves = %s", n)
+		}
+		return nil
+	})
+	// Read nothing more. Write far more than the limit (32 MiB for this
+	// size) by overwriting a few keys: the dataset stays small.
+	value := strings.Repeat("x", 512<<10)
+	eventually(t, 2*time.Minute, "the source disconnects the stalled replica", func() error {
+		for k := range 16 {
+			if err := app.Set(ctx(t), "big:"+strconv.Itoa(k), value, 0).Err(); err != nil {
+				return err
+			}
+		}
+		if n := infoField(t, app, "replication", "connected_slaves"); n != "0" {
+			return fmt.Errorf("connected_slaves = %s", n)
+		}
+		return nil
+	})
+	peak, err := strconv.ParseInt(infoField(t, app, "memory", "used_memory_peak"), 10, 64)
+	require.NoError(t, err)
+	assert.Less(t, peak, int64(64<<20), "the source's memory stays within its limit")
+	_, err = io.ReadAll(c.c)
+	assert.NoError(t, err, "the gateway closed the session once the source dropped it")
+	healthy(t, i)
+}
+
+// What the application user of a database may do: data commands; on a
+// destination, read-only ones. Never administration.
+func TestApplicationUserMayUseDataCommandsOnly(t *testing.T) {
+	i := servicetest.Start(t)
+	src := mustCreate(t, i, api.CreateDatabaseRequest{Name: "src", MemorySize: 64 << 20})
+	sc := dbClient(t, src, src.AuthenticationRedisPass)
+	require.NoError(t, sc.Set(ctx(t), "k", "v", 0).Err())
+	require.NoError(t, sc.RPush(ctx(t), "list", "a", "b").Err())
+	addr, pw := sourceEndpoint(t, i, src)
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: fmt.Sprintf("redis://admin:%s@%s", url.QueryEscape(pw), addr)}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the destination is loaded", func() error {
+		if n, err := dc.LLen(ctx(t), "list").Result(); err != nil || n != 2 {
+			return fmt.Errorf("LLEN list = %d, %v", n, err)
+		}
+		return nil
+	})
+
+	// What the issue found an application could do, and must not.
+	admin := [][]any{
+		{"ACL", "SETUSER", "default", "+@all"}, {"ACL", "SETUSER", "replicad", "resetpass", "off"}, {"ACL", "LIST"},
+		{"CONFIG", "SET", "maxmemory", "1"}, {"CONFIG", "SET", "maxmemory-policy", "allkeys-random"}, {"CONFIG", "GET", "*"},
+		{"CONFIG", "REWRITE"}, {"REPLICAOF", "127.0.0.1", "1"}, {"SLAVEOF", "127.0.0.1", "1"}, {"SHUTDOWN", "NOSAVE"},
+		{"FAILOVER"}, {"DEBUG", "SLEEP", "0"}, {"MODULE", "LIST"}, {"CLIENT", "KILL", "TYPE", "normal"},
+		{"CLIENT", "PAUSE", "1000"}, {"CLIENT", "LIST"}, {"BGSAVE"}, {"BGREWRITEAOF"}, {"SAVE"}, {"SWAPDB", "0", "1"},
+		{"MIGRATE", "127.0.0.1", "1", "k", "0", "1000"}, {"MONITOR"}, {"SLOWLOG", "RESET"},
+		{"LATENCY", "RESET"}, {"PSYNC", "?", "-1"}, {"SYNC"}, {"LASTSAVE"}, {"ROLE"},
+	}
+	for _, c := range []*redis.Client{sc, dc} {
+		for _, cmd := range admin {
+			assertDenied(t, c.Do(ctx(t), cmd...).Err(), "%v", cmd)
+		}
+	}
+	// On a destination, reads work and writes get NOPERM...
+	reads := [][]any{{"GET", "k"}, {"LRANGE", "list", "0", "-1"}, {"KEYS", "*"}, {"SCAN", "0"}, {"TTL", "k"}, {"DUMP", "k"},
+		{"SORT_RO", "list", "ALPHA"}, {"EVAL", "return redis.call('get', KEYS[1])", "1", "k"}, {"INFO", "keyspace"}}
+	for _, cmd := range reads {
+		assert.NoError(t, dc.Do(ctx(t), cmd...).Err(), "%v on a destination", cmd)
+	}
+	writes := [][]any{{"SET", "k", "x"}, {"DEL", "k"}, {"EXPIRE", "k", "1"}, {"PERSIST", "k"}, {"RPUSH", "list", "c"},
+		{"FLUSHALL"}, {"FLUSHDB"}, {"SORT", "list", "ALPHA", "STORE", "o"}, {"RESTORE", "n", "0", "x"}, {"COPY", "k", "k2"},
+		{"MOVE", "k", "1"}, {"FUNCTION", "FLUSH"}, {"EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "k"}}
+	for _, cmd := range writes {
+		assertDenied(t, dc.Do(ctx(t), cmd...).Err(), "%v on a destination", cmd)
+	}
+	assert.Equal(t, "v", dc.Get(ctx(t), "k").Val(), "nothing the application tried changed the destination")
+
+	// ... and data commands of every family work on a normal database
+	// (last: they change what the destination replicates).
+	data := [][]any{
+		{"SET", "s", "1"}, {"INCR", "s"}, {"GET", "s"}, {"APPEND", "s", "x"}, {"LPUSH", "l", "a"}, {"LRANGE", "l", "0", "-1"},
+		{"HSET", "h", "f", "v"}, {"HGETALL", "h"}, {"SADD", "set", "m"}, {"SMEMBERS", "set"}, {"ZADD", "z", "1", "m"},
+		{"ZRANGE", "z", "0", "-1"}, {"XADD", "x", "*", "f", "v"}, {"XRANGE", "x", "-", "+"}, {"SETBIT", "b", "1", "1"},
+		{"GETBIT", "b", "1"}, {"PFADD", "p", "a"}, {"PFCOUNT", "p"}, {"GEOADD", "g", "1", "1", "m"}, {"GEOPOS", "g", "m"},
+		{"EXPIRE", "s", "100"}, {"TTL", "s"}, {"PERSIST", "s"}, {"KEYS", "*"}, {"SCAN", "0"}, {"TYPE", "s"}, {"EXISTS", "s"},
+		{"DUMP", "s"}, {"SORT", "l", "ALPHA"}, {"SORT_RO", "l", "ALPHA"}, {"PUBLISH", "ch", "m"}, {"EVAL", "return 1", "0"},
+		{"EVAL", "return redis.call('set', KEYS[1], 'v')", "1", "e"}, {"INFO", "keyspace"},
+		{"DBSIZE"}, {"MEMORY", "USAGE", "s"}, {"OBJECT", "ENCODING", "s"}, {"CLIENT", "SETNAME", "app"}, {"CLIENT", "ID"},
+		{"ACL", "WHOAMI"}, {"PING"}, {"ECHO", "x"}, {"COPY", "s", "s2"}, {"RENAME", "s2", "s3"}, {"DEL", "s3"}, {"FLUSHDB"},
+		{"FLUSHALL"},
+	}
+	for _, cmd := range data {
+		assert.NoError(t, sc.Do(ctx(t), cmd...).Err(), "%v on a normal database", cmd)
+	}
+	// Every command Redis knows, by category: none of @admin is allowed, and
+	// @dangerous only where it touches the user's own data.
+	sweepCommands(t, i, src, false)
+	sweepCommands(t, i, dst, true)
+}
+
+// assertDenied checks that err is a refusal by the ACL (NOPERM, or its
+// wording inside a script), or of a command redis-server disables outright.
+func assertDenied(t *testing.T, err error, format string, args ...any) {
+	t.Helper()
+	if !assert.Error(t, err, fmt.Sprintf(format, args...)) {
+		return
+	}
+	msg := err.Error()
+	ok := strings.HasPrefix(msg, "NOPERM") || strings.Contains(msg, "can't run this command") || strings.Contains(msg, "command not allowed")
+	assert.True(t, ok, "not refused for lack of permission: %s (%s)", msg, fmt.Sprintf(format, args...))
+}
+
+// dangerousDataCommands are the @dangerous commands an application keeps.
+var dangerousDataCommands = map[string]bool{"flushall": true, "flushdb": true, "keys": true, "sort": true, "sort_ro": true, "restore": true, "info": true}
+
+// sweepCommands runs every command of the server, with arguments of the
+// right count, as the application user, and checks the ACL's verdict.
+func sweepCommands(t *testing.T, i *servicetest.Instance, db api.Database, destination bool) {
+	t.Helper()
+	cmds, err := dbClient(t, db, db.AuthenticationRedisPass).Do(ctx(t), "COMMAND").Slice()
+	require.NoError(t, err)
+	type command struct {
+		name  string
+		arity int64
+		cats  map[string]bool
+	}
+	var all []command
+	var collect func(v any)
+	collect = func(v any) {
+		e := v.([]any)
+		c := command{name: e[0].(string), arity: e[1].(int64), cats: map[string]bool{}}
+		for _, cat := range e[6].([]any) {
+			c.cats[cat.(string)] = true
+		}
+		subs, _ := e[9].([]any)
+		if len(subs) == 0 {
+			all = append(all, c)
+		}
+		for _, s := range subs {
+			collect(s)
+		}
+	}
+	for _, c := range cmds {
+		collect(c)
+	}
+	require.Greater(t, len(all), 200, "COMMAND lists every command")
+	addr := fmt.Sprintf("%s:%d", db.Endpoint.Host, db.Endpoint.Port)
+	for _, c := range all {
+		parts := strings.Split(c.name, "|")
+		n := c.arity
+		if n < 0 {
+			n = -n
+		}
+		args := append([]string(nil), parts...)
+		for int64(len(args)) < n {
+			args = append(args, "x")
+		}
+		base := parts[0]
+		switch base {
+		case "select":
+			args = []string{"select", "1"}
+		case "quit", "reset", "subscribe", "psubscribe", "ssubscribe", "auth", "hello":
+			continue // connection state, not permissions
+		}
+		wantDenied := c.cats["@admin"] || (c.cats["@dangerous"] && !dangerousDataCommands[base]) || (destination && c.cats["@write"])
+		conn := dialRaw(t, addr)
+		require.Equal(t, "OK", string(conn.do("AUTH", db.AuthenticationRedisPass).Str))
+		v, err := conn.send(string(resp.AppendCommandStrings(nil, args...)))
+		conn.c.Close()
+		if err != nil {
+			// A permitted command may close the connection (none should,
+			// with these arguments); a denied one never does.
+			assert.False(t, wantDenied, "%s: %v", c.name, err)
+			continue
+		}
+		// MODULE and DEBUG are refused before the ACL is consulted.
+		denied := v.IsError() && (strings.HasPrefix(string(v.Str), "NOPERM") || strings.Contains(string(v.Str), "command not allowed"))
+		assert.Equal(t, wantDenied, denied, "%s (categories %v, destination %v): %s", c.name, keysOf(c.cats), destination, v.String())
+	}
+	healthy(t, i)
+}
+
+func keysOf(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// The small rules: no privileged ports, one URL per database, one database
+// per name whatever its case.
+func TestAPIRefusesAmbiguousInput(t *testing.T) {
+	i := servicetest.Start(t)
+	code, e := call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "low", MemorySize: 64 << 20, Port: 80}, nil)
+	assert.Equal(t, 400, code)
+	assert.Contains(t, e.Description, "port 80")
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dup1", MemorySize: 64 << 20})
+	for _, uid := range []string{"+1", "01", "1.0", " 1", "0x1"} {
+		code, _ := call(t, i, "GET", "/v1/bdbs/"+url.PathEscape(uid), nil, nil)
+		assert.Equal(t, 404, code, "uid %q", uid)
+	}
+	code, _ = call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, nil)
+	assert.Equal(t, 200, code)
+	code, e = call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "DUP1", MemorySize: 64 << 20}, nil)
+	assert.Equal(t, 409, code, "names differ only in case")
+	assert.Contains(t, e.Description, "dup1")
+	other := mustCreate(t, i, api.CreateDatabaseRequest{Name: "other", MemorySize: 64 << 20})
+	rename := "Dup1"
+	code, _ = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", other.UID), api.UpdateDatabaseRequest{Name: &rename}, nil)
+	assert.Equal(t, 409, code, "a rename to a name that differs only in case")
+	rename = "OTHER"
+	code, _ = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", other.UID), api.UpdateDatabaseRequest{Name: &rename}, nil)
+	assert.Equal(t, 200, code, "a database may change the case of its own name")
+	var list []api.Database
+	call(t, i, "GET", "/v1/bdbs", nil, &list)
+	assert.Len(t, list, 2, "nothing left behind by the refused calls")
+}

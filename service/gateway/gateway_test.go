@@ -1,0 +1,311 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+)
+
+// fakeRedis is the upstream of a gateway in these tests: it answers what a
+// redis-server answers a replica, and records every command it receives.
+type fakeRedis struct {
+	ln net.Listener
+	mu sync.Mutex
+	// got holds the upper-cased command names received after AUTH.
+	got []string
+}
+
+func startFakeRedis(t *testing.T) *fakeRedis {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	f := &fakeRedis{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.serve(c)
+		}
+	}()
+	return f
+}
+
+func (f *fakeRedis) serve(c net.Conn) {
+	defer c.Close()
+	rd := resp.NewReader(bufio.NewReader(c))
+	for {
+		args, _, err := rd.ReadCommand()
+		if err != nil {
+			return
+		}
+		name := strings.ToUpper(string(args[0]))
+		if name != "AUTH" {
+			f.mu.Lock()
+			f.got = append(f.got, strings.ToUpper(string(bytes.Join(args, []byte(" ")))))
+			f.mu.Unlock()
+		}
+		var reply string
+		switch name {
+		case "PING":
+			reply = "+PONG\r\n"
+		case "INFO":
+			body := "# Replication\r\nrole:master\r\n"
+			reply = "$" + strconv.Itoa(len(body)) + "\r\n" + body + "\r\n"
+		case "PSYNC", "SYNC":
+			c.Write([]byte("+FULLRESYNC 0123456789012345678901234567890123456789 0\r\n$0\r\n"))
+			continue
+		case "REPLCONF":
+			if len(args) > 1 && strings.EqualFold(string(args[1]), "ACK") {
+				continue // a master does not answer ACKs
+			}
+			reply = "+OK\r\n"
+		default:
+			reply = "+OK\r\n"
+		}
+		c.Write([]byte(reply))
+	}
+}
+
+func (f *fakeRedis) commands() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.got...)
+}
+
+// logLines is a slog handler that counts records by message.
+type logLines struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logLines) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logLines) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Level.String()+" "+r.Message)
+	return nil
+}
+func (l *logLines) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logLines) WithGroup(string) slog.Handler      { return l }
+func (l *logLines) count(prefix string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.msgs {
+		if strings.HasPrefix(m, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// startGateway runs a gateway with one endpoint in front of a fakeRedis.
+func startGateway(t *testing.T) (*Gateway, string, *fakeRedis, *logLines) {
+	t.Helper()
+	up := startFakeRedis(t)
+	logs := &logLines{}
+	g := New(slog.New(logs), prometheus.NewRegistry())
+	t.Cleanup(g.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	require.NoError(t, g.Ensure(Endpoint{UID: 1, Listen: addr, AdminUser: "admin", AdminPassword: "secret",
+		UpstreamNetwork: "tcp", UpstreamAddr: up.ln.Addr().String(), UpstreamUser: "admin", UpstreamPassword: "x"}))
+	return g, addr, up, logs
+}
+
+// client is one connection to an endpoint.
+type client struct {
+	t  *testing.T
+	c  net.Conn
+	rd *resp.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	return &client{t: t, c: c, rd: resp.NewReader(bufio.NewReader(c))}
+}
+
+// send writes raw bytes and reads one reply.
+func (c *client) send(raw string) resp.Value {
+	c.t.Helper()
+	_, err := io.WriteString(c.c, raw)
+	require.NoError(c.t, err)
+	v, err := c.rd.ReadValue()
+	require.NoError(c.t, err, "reply to %q", raw)
+	return v
+}
+
+func (c *client) do(args ...string) resp.Value {
+	c.t.Helper()
+	return c.send(string(resp.AppendCommandStrings(nil, args...)))
+}
+
+func TestMalformedCommandsGetAnErrorAndTheGatewayStaysUp(t *testing.T) {
+	_, addr, up, _ := startGateway(t)
+	for _, raw := range []string{"*0\r\n", "*-1\r\n"} {
+		c := dial(t, addr)
+		assert.Equal(t, "ERR empty command", string(c.send(raw).Str), "before AUTH: %q", raw)
+		assert.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+		assert.Equal(t, "ERR empty command", string(c.send(raw).Str), "after AUTH, as the first command: %q", raw)
+		assert.Equal(t, "ERR empty command", string(c.send(raw).Str), "after AUTH: %q", raw)
+		assert.Equal(t, "PONG", string(c.do("PING").Str), "the session goes on")
+	}
+	for _, raw := range []string{"*-5\r\n", "*1\r\n$-1\r\n", "*99999\r\n", "*1\r\n$99999999\r\n", "PING\r\n", "\x00\xff\r\n", "*1\r\n$4\r\nPINGxx"} {
+		c := dial(t, addr)
+		c.c.Write([]byte(raw))
+		c.c.(*net.TCPConn).CloseWrite()
+		// Whatever comes back (an error reply, or nothing), the connection ends.
+		_, err := io.ReadAll(c.c)
+		assert.NoError(t, err, "%q", raw)
+	}
+	// Still serving.
+	c := dial(t, addr)
+	assert.Equal(t, "OK", string(c.do("AUTH", "admin", "secret").Str))
+	assert.Equal(t, "PONG", string(c.do("PING").Str))
+	assert.NotContains(t, up.commands(), "", "no empty command reached redis-server")
+}
+
+func TestOnlyReplicationCommandsReachTheDatabase(t *testing.T) {
+	_, addr, up, _ := startGateway(t)
+	c := dial(t, addr)
+	require.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+	for _, cmd := range [][]string{
+		{"CONFIG", "SET", "maxmemory", "1"}, {"ACL", "SETUSER", "default", "+@all"}, {"REPLICAOF", "example.com", "6379"},
+		{"FLUSHALL"}, {"GET", "k"}, {"KEYS", "*"}, {"DEBUG", "SLEEP", "1"}, {"SHUTDOWN"}, {"MONITOR"},
+		{"CLIENT", "KILL", "TYPE", "normal"}, {"EVAL", "return 1", "0"},
+	} {
+		v := c.do(cmd...)
+		assert.True(t, v.IsError(), "%v must be refused", cmd)
+		assert.Contains(t, string(v.Str), "NOPERM", "%v", cmd)
+	}
+	for _, cmd := range [][]string{{"AUTH", "replicad", "guess"}, {"HELLO", "3", "AUTH", "replicad", "guess"}} {
+		v := c.do(cmd...)
+		assert.True(t, v.IsError(), "%v must be refused", cmd[0])
+	}
+	info := c.do("INFO", "server", "keyspace")
+	assert.Contains(t, string(info.Str), "role:master")
+	assert.Equal(t, "PONG", string(c.do("PING").Str))
+	assert.Equal(t, "OK", string(c.do("REPLCONF", "listening-port", "1").Str))
+	_, err := c.c.Write(resp.AppendCommandStrings(nil, "PSYNC", "?", "-1"))
+	require.NoError(t, err)
+	line, err := bufio.NewReader(c.c).ReadString('\n')
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(line, "+FULLRESYNC"), line)
+
+	assert.Equal(t, []string{"INFO REPLICATION", "PING", "REPLCONF LISTENING-PORT 1", "PSYNC ? -1"}, up.commands(),
+		"what reached redis-server: INFO narrowed to replication, nothing refused")
+}
+
+func TestWrongPasswordsAreThrottledAndLoggedInAggregate(t *testing.T) {
+	g, addr, _, logs := startGateway(t)
+	g.throttle.base, g.throttle.max = 10*time.Millisecond, 40*time.Millisecond
+	const attempts = 40
+	var wantDelay time.Duration
+	for i := 1; i < attempts; i++ {
+		wantDelay += g.throttle.delayFor(i)
+	}
+	start := time.Now()
+	// Half on one connection, half on a connection each, in parallel: the
+	// throttle is per address, not per connection.
+	c := dial(t, addr)
+	for range attempts / 2 {
+		assert.Contains(t, string(c.do("AUTH", "admin", "wrong").Str), "WRONGPASS")
+	}
+	var wg sync.WaitGroup
+	for range attempts / 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dial(t, addr)
+			assert.Contains(t, string(c.do("AUTH", "wrong").Str), "WRONGPASS")
+		}()
+	}
+	wg.Wait()
+	// A lower bound, not a timing assertion: attempts cannot come faster
+	// than the delays the throttle imposes.
+	assert.GreaterOrEqual(t, time.Since(start), wantDelay, "%d failed attempts must be slowed down", attempts)
+	assert.Equal(t, 1, logs.count("WARN refused a replication session"), "one line for a burst of failures")
+	// The right password still works, after the delay.
+	c = dial(t, addr)
+	assert.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+	// The burst is summarised once its window ends.
+	g.throttle.succeeded("127.0.0.1")
+	assert.Equal(t, 1, logs.count("WARN refused more replication sessions"), "the suppressed count is reported")
+}
+
+func TestHandshakeCommandDecisions(t *testing.T) {
+	args := func(s ...string) [][]byte {
+		out := make([][]byte, len(s))
+		for i, a := range s {
+			out[i] = []byte(a)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		in   [][]byte
+		want verdict
+	}{
+		{nil, refuse}, {args(), refuse}, {args("psync", "?", "-1"), startStream}, {args("SYNC"), startStream},
+		{args("ping"), forward}, {args("REPLCONF", "capa", "eof"), forward}, {args("INFO"), forward},
+		{args("CLIENT", "SETNAME", "x"), forward}, {args("CLIENT", "KILL", "x"), refuse}, {args("CLIENT"), refuse},
+		{args("QUIT"), quit}, {args("AUTH", "x"), refuse}, {args("HELLO", "3"), refuse},
+		{args(CompressCommand, "1"), refuse}, {args("CONFIG", "GET", "*"), refuse}, {args(""), refuse},
+	} {
+		got, cmd, _ := handshakeCommand(tc.in)
+		assert.Equal(t, tc.want, got, "%q", tc.in)
+		if tc.want == forward && commandName(tc.in) == "INFO" {
+			assert.Equal(t, args("INFO", "replication"), cmd)
+		}
+	}
+}
+
+// Idle and slow connections are closed once the handshake time is up, and
+// hold nothing: a destination can still replicate.
+func TestIdleAndSlowConnectionsAreClosed(t *testing.T) {
+	g, addr, _, _ := startGateway(t)
+	g.handshakeTimeout = time.Second
+	idle := dial(t, addr)
+	slow := dial(t, addr)
+	authed := dial(t, addr)
+	require.Equal(t, "OK", string(authed.do("AUTH", "secret").Str))
+	go func() {
+		// One byte at a time, never a whole command.
+		for _, b := range []byte("*2\r\n$4\r\nAUTH\r\n$6\r\nsec") {
+			if _, err := slow.c.Write([]byte{b}); err != nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	for name, c := range map[string]*client{"idle": idle, "slow": slow, "authenticated but idle": authed} {
+		start := time.Now()
+		_, err := io.ReadAll(c.c)
+		assert.NoError(t, err, name)
+		assert.Less(t, time.Since(start), 20*time.Second, "%s: closed by the gateway, not by the test's deadline", name)
+	}
+	c := dial(t, addr)
+	assert.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+}

@@ -1,0 +1,307 @@
+package gateway
+
+import (
+	"bufio"
+	"compress/flate"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+)
+
+// A session goes through three phases, as a replica connection to a Redis
+// master does:
+//
+//	login     until a valid AUTH: only AUTH, PING (NOAUTH) and QUIT;
+//	handshake request/response, one reply per command: PING, REPLCONF, INFO
+//	          (replication section only), SELECT, ECHO, CLIENT SETNAME, and
+//	          REPLICAD.COMPRESS as the first command; anything else gets
+//	          NOPERM from the gateway itself;
+//	stream    after PSYNC or SYNC: the source's bytes flow to the client,
+//	          and only REPLCONF goes upstream (a master never answers a
+//	          replica's commands, so nothing else has a purpose).
+//
+// Every command is parsed and checked here before anything reaches
+// redis-server, whose own ACL for the replication user is a second fence.
+
+// Limits of what a client may send. Replication needs only short commands.
+const (
+	maxArgLen   = 1 << 10
+	maxArgCount = 16
+	// defaultHandshakeTimeout bounds the time from connecting to PSYNC:
+	// idle and slow connections are closed then.
+	defaultHandshakeTimeout = 30 * time.Second
+	// stalledReaderTimeout closes a session whose client has not taken a
+	// write for that long: with the redis-server's output-buffer limit for
+	// replicas it bounds what a destination that stops reading costs.
+	stalledReaderTimeout = 60 * time.Second
+	// maxReplyLen bounds a reply relayed during the handshake.
+	maxReplyLen = 1 << 20
+)
+
+// errPolicy is a client's command the gateway refuses; the session goes on.
+var errQuit = errors.New("client quit")
+
+// replyWriter is where the session writes to the client: compressed once the
+// client asked for it, counted always.
+type replyWriter struct {
+	conn    net.Conn
+	w       io.Writer     // counting, then compressing when level > 0
+	flusher *flate.Writer // nil when uncompressed
+}
+
+func (rw *replyWriter) write(p []byte) error {
+	rw.conn.SetWriteDeadline(time.Now().Add(stalledReaderTimeout))
+	if _, err := rw.w.Write(p); err != nil {
+		return err
+	}
+	if rw.flusher != nil {
+		// Flush at every write: the stream must not wait in the compressor,
+		// or the destination would lag.
+		return rw.flusher.Flush()
+	}
+	return nil
+}
+
+func (rw *replyWriter) writeString(s string) error { return rw.write([]byte(s)) }
+
+// commandName is the upper-cased name of a command, "" for an empty one.
+func commandName(args [][]byte) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return strings.ToUpper(string(args[0]))
+}
+
+// loginResult is what the login phase ends with.
+type loginResult int
+
+const (
+	loginOK loginResult = iota
+	loginClosed
+)
+
+// login reads commands until a valid AUTH. PING before AUTH gets NOAUTH, as
+// from a redis-server with a password. Failed attempts are throttled per
+// peer (see throttle.go).
+func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg Endpoint, peer string) loginResult {
+	for {
+		args, _, err := rd.ReadCommand()
+		if err != nil {
+			if isProtocolError(err) {
+				io.WriteString(w, "-ERR Protocol error: "+sanitize(err.Error())+"\r\n")
+			}
+			return loginClosed
+		}
+		switch commandName(args) {
+		case "":
+			io.WriteString(w, "-ERR empty command\r\n")
+		case "AUTH":
+			var user, pw []byte
+			switch len(args) {
+			case 2:
+				pw = args[1]
+			case 3:
+				user, pw = args[1], args[2]
+			default:
+				io.WriteString(w, "-ERR wrong number of arguments for 'auth' command\r\n")
+				continue
+			}
+			if err := e.g.throttle.wait(ctx, peer); err != nil {
+				return loginClosed
+			}
+			userOK := user == nil || string(user) == cfg.AdminUser
+			if userOK && subtle.ConstantTimeCompare(pw, []byte(cfg.AdminPassword)) == 1 {
+				e.g.throttle.succeeded(peer)
+				if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
+					return loginClosed
+				}
+				return loginOK
+			}
+			e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "password").Inc()
+			e.g.throttle.failed(peer, cfg.UID)
+			io.WriteString(w, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+		case "QUIT":
+			io.WriteString(w, "+OK\r\n")
+			return loginClosed
+		default:
+			io.WriteString(w, "-NOAUTH Authentication required.\r\n")
+		}
+	}
+}
+
+// readCompression reads the first command after AUTH: the compression
+// request, answered here, or the first command of the handshake (returned).
+func readCompression(w io.Writer, rd *resp.Reader) (int, [][]byte, error) {
+	args, _, err := rd.ReadCommand()
+	if err != nil {
+		return 0, nil, err
+	}
+	if commandName(args) != CompressCommand {
+		return 0, cloneArgs(args), nil
+	}
+	level := 0
+	if len(args) == 2 {
+		level, _ = strconv.Atoi(string(args[1]))
+	}
+	if level < 1 || level > 6 {
+		io.WriteString(w, "-ERR compression level must be 1 to 6\r\n")
+		return 0, nil, errors.New("bad compression level")
+	}
+	if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
+		return 0, nil, err
+	}
+	return level, nil, nil
+}
+
+// verdict is what the handshake phase does with one command of the client.
+type verdict int
+
+const (
+	forward     verdict = iota // send upstream, relay its one reply
+	startStream                // send upstream, then relay the stream
+	refuse                     // answer with the error, send nothing upstream
+	quit                       // answer +OK and close
+)
+
+// handshakeCommand decides what happens to one command of the handshake
+// phase. It may rewrite the command (INFO is narrowed to its replication
+// section). It never panics, whatever args holds: it is fuzzed.
+func handshakeCommand(args [][]byte) (verdict, [][]byte, string) {
+	switch name := commandName(args); name {
+	case "":
+		return refuse, nil, "-ERR empty command\r\n"
+	case "PSYNC", "SYNC":
+		return startStream, args, ""
+	case "PING", "REPLCONF", "ECHO", "SELECT":
+		return forward, args, ""
+	case "INFO":
+		return forward, [][]byte{[]byte("INFO"), []byte("replication")}, ""
+	case "CLIENT":
+		if len(args) == 3 && strings.EqualFold(string(args[1]), "SETNAME") {
+			return forward, args, ""
+		}
+	case "QUIT":
+		return quit, nil, "+OK\r\n"
+	case "AUTH", "HELLO":
+		return refuse, nil, "-ERR this replication session is already authenticated\r\n"
+	case CompressCommand:
+		return refuse, nil, "-ERR " + CompressCommand + " must come right after AUTH\r\n"
+	}
+	return refuse, nil, "-NOPERM a replication endpoint serves PSYNC, SYNC, REPLCONF, PING and INFO replication only\r\n"
+}
+
+// handshake relays the client's commands one at a time, each with its
+// reply, until PSYNC or SYNC, which it sends upstream and returns true.
+func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, up net.Conn, upRd *resp.Reader) (bool, error) {
+	args := first
+	for {
+		if args == nil {
+			var err error
+			if args, _, err = rd.ReadCommand(); err != nil {
+				if isProtocolError(err) {
+					w.writeString("-ERR Protocol error: " + sanitize(err.Error()) + "\r\n")
+				}
+				return false, err
+			}
+		}
+		v, cmd, reply := handshakeCommand(args)
+		args = nil
+		switch v {
+		case refuse:
+			if err := w.writeString(reply); err != nil {
+				return false, err
+			}
+			continue
+		case quit:
+			w.writeString(reply)
+			return false, errQuit
+		}
+		up.SetDeadline(time.Now().Add(defaultHandshakeTimeout))
+		if _, err := up.Write(resp.AppendCommand(nil, cmd...)); err != nil {
+			return false, fmt.Errorf("send to the database: %w", err)
+		}
+		if v == startStream {
+			up.SetDeadline(time.Time{})
+			return true, nil
+		}
+		val, err := upRd.ReadValue()
+		if err != nil {
+			return false, fmt.Errorf("read the database's reply: %w", err)
+		}
+		if err := w.write(resp.AppendValue(nil, val)); err != nil {
+			return false, err
+		}
+	}
+}
+
+// forwardReplconf sends the client's REPLCONF commands upstream during the
+// stream phase (ACKs, and GETACK answers) and drops anything else.
+func forwardReplconf(rd *resp.Reader, up net.Conn) error {
+	for {
+		args, _, err := rd.ReadCommand()
+		if err != nil {
+			return err
+		}
+		if commandName(args) != "REPLCONF" {
+			continue
+		}
+		if _, err := up.Write(resp.AppendCommand(nil, args...)); err != nil {
+			return err
+		}
+	}
+}
+
+func cloneArgs(args [][]byte) [][]byte {
+	out := make([][]byte, len(args))
+	for i, a := range args {
+		out[i] = append([]byte(nil), a...)
+	}
+	return out
+}
+
+func isProtocolError(err error) bool {
+	return err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !isNetError(err)
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed)
+}
+
+// sanitize keeps an error message on one line, for a RESP error reply.
+func sanitize(s string) string {
+	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
+}
+
+// dialUpstream connects to redis-server as the replication user.
+func dialUpstream(ctx context.Context, cfg Endpoint) (net.Conn, *resp.Reader, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, cfg.UpstreamNetwork, cfg.UpstreamAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(resp.AppendCommandStrings(nil, "AUTH", cfg.UpstreamUser, cfg.UpstreamPassword)); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	rd := resp.NewReader(bufio.NewReaderSize(c, 64<<10))
+	rd.MaxBulkLen = maxReplyLen
+	v, err := rd.ReadValue()
+	if err != nil || v.IsError() {
+		c.Close()
+		return nil, nil, fmt.Errorf("authenticate to the database: %v %v", err, v.Err())
+	}
+	c.SetDeadline(time.Time{})
+	return c, rd, nil
+}

@@ -1,0 +1,296 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/replproto"
+)
+
+// The writer applies the queue to the destination in batches. On the
+// stream, a batch is one MULTI/EXEC on the destination that also commits
+// the checkpoint of its last item, so a batch is applied whole or not at
+// all. A source transaction stays whole inside one batch; one too big for a
+// batch (a script's effects, a MULTI of any size) is streamed into the
+// destination's open MULTI piece by piece, as a native replica's master
+// client queues it: the destination holds it, the service only a piece.
+//
+// batchState names where the batch being built stands, as replication.c
+// names a replica's states.
+type batchState uint8
+
+const (
+	// batchEmpty: nothing gathered, no transaction open on the destination.
+	batchEmpty batchState = iota
+	// batchGathering: items gathered, none of them sent yet.
+	batchGathering
+	// batchStreaming: the destination's MULTI and part of a source
+	// transaction are sent; the batch ends (EXEC) after the source's EXEC.
+	batchStreaming
+)
+
+func (s batchState) String() string {
+	switch s {
+	case batchEmpty:
+		return "empty"
+	case batchGathering:
+		return "gathering"
+	default:
+		return "streaming a source transaction"
+	}
+}
+
+// batcher is the writer goroutine of a session.
+type batcher struct {
+	s    *syncer
+	w    *destWriter
+	conn *replproto.Conn
+	c    *consumer
+
+	state batchState
+	// loading: the items are the RDB's commands, applied without a
+	// transaction; the item kindLoadDone ends the load with the first
+	// checkpoint. Then the stream follows.
+	loading bool
+	// loadDone: the gathered items end with kindLoadDone; the batch must
+	// be sent before anything else is gathered.
+	loadDone bool
+	// inSourceTx: the last item gathered is inside a source MULTI, so the
+	// batch cannot be committed yet.
+	inSourceTx bool
+
+	items []item // gathered, not sent
+	size  int    // bytes of items
+	// Totals of the batch across its pieces, for metrics and lag.
+	txItems, txBytes int
+	txFirst, lastAt  time.Time
+	txQueued         int // commands queued in the destination's open MULTI
+
+	// inFlight are the sends whose replies are not read yet, oldest first.
+	inFlight []sentBatch
+}
+
+func newBatcher(s *syncer, w *destWriter, conn *replproto.Conn, q *queue, loading bool) *batcher {
+	return &batcher{s: s, w: w, conn: conn, c: &consumer{q: q}, loading: loading, items: make([]item, 0, maxBatchItems)}
+}
+
+// run drains the queue into the destination until the reader stops (nil)
+// or the destination fails.
+//
+// Batches are pipelined: while the destination executes one, the next
+// gathers what arrives, and is sent at once while at most one batch is
+// unanswered, or when it is full (up to maxInFlight unanswered): a command
+// never waits for more than one batch ahead of it to be answered. So an
+// idle link sends each command at once, and a busy one sends big batches,
+// whose fixed cost (MULTI, checkpoint, EXEC, system calls) is spread thin.
+// A batch counts as applied (checkpoint, acks, status) once its replies are
+// read.
+func (b *batcher) run(ctx context.Context) error {
+	defer b.c.release()
+	for {
+		if closed := b.gather(ctx); closed {
+			// The reader stopped. What it sent is applied (its last item
+			// may be the offset of the source's last REPLCONF, which a
+			// restarted source needs), except a source transaction cut
+			// short: the destination discards the open MULTI when the
+			// session's connection closes, and the next session resumes
+			// from before it. So does an interrupted load.
+			if b.state != batchEmpty && !b.inSourceTx && !b.loading && ctx.Err() == nil {
+				if err := b.send(ctx, true); err != nil {
+					return err
+				}
+			}
+			return b.drain(ctx)
+		}
+		var err error
+		switch {
+		case b.mayCommit():
+			err = b.send(ctx, true)
+		case b.mustStream():
+			err = b.send(ctx, false)
+		case len(b.inFlight) > 0:
+			err = b.complete(ctx)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// full says that the batch takes no more items.
+func (b *batcher) full() bool {
+	return b.loadDone || len(b.items) >= maxBatchItems || b.size >= maxBatchBytes
+}
+
+// gather takes what the reader has ready, waiting only when there is
+// nothing else to do: nothing to send, nothing to complete. It returns true
+// once the reader stopped and everything it sent was taken.
+func (b *batcher) gather(ctx context.Context) bool {
+	for !b.full() {
+		wait := len(b.inFlight) == 0 && (len(b.items) == 0 || b.inSourceTx)
+		if wait {
+			b.s.status.setWriter(writerIdle, 0)
+		}
+		it, ok, closed := b.c.next(ctx, wait)
+		if closed {
+			return true
+		}
+		if !ok {
+			return false
+		}
+		b.items = append(b.items, it)
+		b.size += len(it.raw)
+		b.lastAt = it.at
+		if b.state == batchEmpty {
+			b.state = batchGathering
+		}
+		switch it.kind {
+		case kindTxBegin:
+			b.inSourceTx = true
+		case kindTxEnd:
+			b.inSourceTx = false
+		case kindLoadDone:
+			b.loadDone = true
+		}
+	}
+	return false
+}
+
+// mayCommit says whether to send the batch now, ending it.
+func (b *batcher) mayCommit() bool {
+	if b.state == batchEmpty || b.inSourceTx || len(b.inFlight) >= maxInFlight {
+		return false
+	}
+	return b.full() || len(b.inFlight) < 2
+}
+
+// mustStream says whether to send the gathered part of a source
+// transaction into the destination's open MULTI, to free its memory.
+func (b *batcher) mustStream() bool {
+	return b.inSourceTx && !b.loading && b.full() && len(b.inFlight) < maxInFlight
+}
+
+// send encodes the gathered items and sends them: the whole batch (commit),
+// or a piece of a source transaction.
+func (b *batcher) send(ctx context.Context, commit bool) error {
+	var sb sentBatch
+	switch {
+	case b.loading:
+		var err error
+		if sb, err = b.w.encodeLoad(b.items); err != nil {
+			return err
+		}
+		sb.loadDone, b.loading = b.loadDone, !b.loadDone
+		sb.items, sb.bytes = len(b.items), b.size
+		sb.first, sb.last = b.items[0].at, b.lastAt
+	default:
+		opens := b.state != batchStreaming
+		if opens {
+			b.w.openTx()
+			b.txQueued = 0
+			b.txItems, b.txBytes, b.txFirst = 0, 0, b.items[0].at
+		}
+		if err := b.w.encodeItems(b.items); err != nil {
+			return err
+		}
+		b.txItems += len(b.items)
+		b.txBytes += b.size
+		if commit {
+			sb = b.w.commitTx()
+			sb.items, sb.bytes, sb.first, sb.last = b.txItems, b.txBytes, b.txFirst, b.lastAt
+		}
+		sb.opens, sb.before = opens, b.txQueued
+	}
+	b.c.release() // the items' bytes are in w.buf now
+	clear(b.items)
+	b.items, b.size, b.loadDone = b.items[:0], 0, false
+	if commit {
+		b.state = batchEmpty
+	} else {
+		b.state = batchStreaming
+	}
+	b.s.status.setWriter(writerSending, len(b.inFlight))
+	var err error
+	if sb.replies, sb.sent, err = b.w.sendKeep(ctx); err != nil {
+		return err
+	}
+	if sb.opens {
+		b.txQueued += sb.replies - 1
+	} else {
+		b.txQueued += sb.replies
+	}
+	b.s.metrics.batches.Inc()
+	b.inFlight = append(b.inFlight, sb)
+	return nil
+}
+
+// drain completes every send in flight.
+func (b *batcher) drain(ctx context.Context) error {
+	for len(b.inFlight) > 0 {
+		if err := b.complete(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// complete reads the replies of the oldest send and records what it
+// applied.
+func (b *batcher) complete(ctx context.Context) error {
+	sb := b.inFlight[0]
+	b.inFlight = b.inFlight[1:]
+	b.s.status.setWriter(writerReceiving, len(b.inFlight)+1)
+	_, err := b.w.receive(ctx, sb)
+	b.w.recycle(sb.sent)
+	if err != nil {
+		if sb.commit {
+			return fmt.Errorf("commit checkpoint: %w", err)
+		}
+		return err
+	}
+	b.s.status.progress()
+	return b.s.applied(sb, b.conn)
+}
+
+// applied records a completed send: metrics, and for a commit, the
+// checkpoint, the acknowledgement to the source and the status.
+func (s *syncer) applied(b sentBatch, conn *replproto.Conn) error {
+	s.metrics.commandsApplied.Add(float64(b.items))
+	s.metrics.bytesApplied.Add(float64(b.bytes))
+	if !b.commit {
+		return nil // part of the initial load, or of a streamed transaction
+	}
+	cp := b.cp
+	s.resume = &cp
+	conn.SetAppliedOffset(cp.Offset)
+	s.metrics.appliedOffset.Set(float64(cp.Offset))
+	if b.loadDone {
+		s.log.Info("full sync complete; streaming", "source", s.url.String(), "offset", cp.Offset)
+		if s.onLoaded != nil {
+			s.onLoaded()
+			s.onLoaded = nil
+		}
+		_ = conn.SendAck(cp.Offset)
+		s.status.set(func(st *sourceStatus) {
+			st.phase = phaseStreaming
+			st.lastError = ""
+			st.applied = cp.Offset
+			if st.received < st.applied {
+				st.received = st.applied
+			}
+		})
+		return nil
+	}
+	now := time.Now()
+	s.status.mu.Lock()
+	s.status.applied = cp.Offset
+	s.status.lastLag = now.Sub(b.first)
+	if s.status.applied < s.status.received {
+		// What arrived after this batch's last item is still pending.
+		s.status.pendingSince = b.last
+	}
+	s.status.mu.Unlock()
+	s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
+	return nil
+}

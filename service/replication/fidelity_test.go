@@ -1,0 +1,340 @@
+package replication_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc64"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// TestBigTransactionsAreApplied: a script's effects (Redis 7 replicates
+// them as one MULTI/EXEC) and a MULTI/EXEC, each of 100,000 commands, far
+// more than the writer's queue holds, then a transaction that arrives
+// slowly, split across many reads. Each must be applied, and what follows
+// them too.
+func TestBigTransactionsAreApplied(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	proxy := redistest.StartProxy(t, src.Addr())
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://:pw-123456@" + proxy.Addr}}})
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	sc, dc := src.Client(), destClient(t, dst, 0)
+
+	const n = 100000
+	script := `for i = 1, tonumber(ARGV[1]) do redis.call('HSET', KEYS[1], 'f' .. i, i) end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1`
+	require.NoError(t, sc.Eval(ctx, script, []string{"script:hash", "script:done"}, n).Err())
+	tx := sc.TxPipeline()
+	for i := range n {
+		tx.RPush(ctx, "tx:list", i)
+	}
+	_, err := tx.Exec(ctx)
+	require.NoError(t, err)
+	require.NoError(t, sc.Set(ctx, "after-big", "1", 0).Err())
+	eventuallyEqual(t, 3*time.Minute, dc, sc)
+
+	// A transaction over a slow link: many reads, with pauses between them.
+	proxy.Slow(1024, time.Millisecond)
+	tx = sc.TxPipeline()
+	for i := range 20000 {
+		tx.HSet(ctx, "slow:hash", fmt.Sprint("f", i), i)
+	}
+	_, err = tx.Exec(ctx)
+	require.NoError(t, err)
+	require.NoError(t, sc.Set(ctx, "after-slow", "1", 0).Err())
+	eventuallyEqual(t, 3*time.Minute, dc, sc)
+	proxy.Slow(0, 0)
+
+	db := a.waitInSync(dst.UID, time.Minute)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+	assert.Equal(t, int64(n), dc.HLen(context.Background(), "script:hash").Val())
+	assert.Equal(t, int64(n), dc.LLen(context.Background(), "tx:list").Val())
+}
+
+// pidOf is the process id of the redis-server that c talks to.
+func pidOf(t *testing.T, c *redis.Client) int {
+	t.Helper()
+	info, err := c.InfoMap(context.Background(), "server").Result()
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(info["Server"]["process_id"])
+	require.NoError(t, err)
+	return pid
+}
+
+// freeze stops process pid (SIGSTOP) until the returned function, or the
+// end of the test, continues it.
+func freeze(t *testing.T, pid int) func() {
+	t.Helper()
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	var once sync.Once
+	thaw := func() { once.Do(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) }
+	t.Cleanup(thaw)
+	return thaw
+}
+
+// TestFrozenDestinationIsOutOfSync freezes the destination's redis-server
+// under load: the status must say out-of-sync, with a last_error saying
+// the syncer is stuck and where, the metrics too, and once the destination
+// runs again the sync resumes and catches up.
+func TestFrozenDestinationIsOutOfSync(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456", "--repl-backlog-size", "256mb")
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	thaw := freeze(t, pidOf(t, dc))
+	w := startIncrWriter(t, src.Client(), 20)
+
+	var db api.Database
+	redistest.Eventually(t, time.Minute, "the frozen destination's source is out of sync", func() error {
+		db = a.get(dst.UID)
+		if s := db.ReplicaSources[0]; s.Status != api.SourceOutOfSync || !strings.Contains(s.LastError, "stuck") {
+			return fmt.Errorf("source %+v", s)
+		}
+		return nil
+	})
+	t.Logf("last_error: %s", db.ReplicaSources[0].LastError)
+	assert.Contains(t, db.ReplicaSources[0].LastError, "destination")
+	assert.GreaterOrEqual(t, metric(a.metrics(), "replicad_replica_stalls_total"), 1.0)
+
+	thaw()
+	w.stop()
+	eventuallyEqual(t, 2*time.Minute, dc, src.Client())
+	db = a.waitInSync(dst.UID, time.Minute)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+}
+
+// TestFrozenSourceIsOutOfSync: a source that sends nothing, not even the
+// ping it sends every 10 s, is not in sync.
+func TestFrozenSourceIsOutOfSync(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	thaw := freeze(t, pidOf(t, src.Client()))
+
+	frozen := time.Now()
+	var db api.Database
+	// The source pings every 10 s; the read timeout (60 s) is far later.
+	redistest.Eventually(t, 40*time.Second, "the frozen source is out of sync", func() error {
+		db = a.get(dst.UID)
+		if s := db.ReplicaSources[0]; s.Status != api.SourceOutOfSync {
+			return fmt.Errorf("source %+v", s)
+		}
+		return nil
+	})
+	t.Logf("out of sync %s after the source froze", time.Since(frozen).Round(time.Second))
+	assert.Contains(t, db.ReplicaSources[0].LastError, "nothing received from the source")
+
+	thaw()
+	require.NoError(t, src.Client().Set(context.Background(), "after-thaw", "1", 0).Err())
+	eventuallyEqual(t, 2*time.Minute, destClient(t, dst, 0), src.Client())
+	db = a.waitInSync(dst.UID, 2*time.Minute)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+}
+
+// dump71 builds a DUMP payload of RDB version 11 (Redis 7.2), which a
+// Redis 7.0 destination refuses: type, value, version, CRC64 (Jones).
+func dump71(typ byte, value []byte) []byte {
+	p := append([]byte{typ}, value...)
+	p = binary.LittleEndian.AppendUint16(p, 11)
+	tab := crc64.MakeTable(0x95ac9329ac4bc9b5)
+	return binary.LittleEndian.AppendUint64(p, ^crc64.Update(^uint64(0), tab, p))
+}
+
+// TestRestoreOfANewerVersionIsApplied: a RESTORE from a 7.2 source (an RDB
+// 11 payload) reaches a 7.0 destination, which cannot read it: the service
+// decodes it into commands, TTL included.
+func TestRestoreOfANewerVersionIsApplied(t *testing.T) {
+	emptyRDB := append([]byte("REDIS0010\xff"), make([]byte, 8)...)
+	intset := []byte{2, 0, 0, 0, 3, 0, 0, 0, 1, 0, 2, 0, 3, 0}
+	expireAt := time.Now().Add(time.Hour).UnixMilli()
+	var stream []byte
+	stream = resp.AppendCommandStrings(stream, "SELECT", "0")
+	stream = resp.AppendCommandStrings(stream, "RESTORE", "k2", "0", string(dump71(0, append([]byte{5}, "hello"...))))
+	stream = resp.AppendCommandStrings(stream, "RESTORE", "set", strconv.FormatInt(expireAt, 10), string(dump71(11, append([]byte{byte(len(intset))}, intset...))), "ABSTTL")
+	stream = resp.AppendCommandStrings(stream, "SET", "after", "1")
+	addr := fakeSource(t, emptyRDB, stream)
+
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: "redis://" + addr}}})
+	dc := destClient(t, dst, 0)
+	ctx := context.Background()
+	redistest.Eventually(t, time.Minute, "the stream is applied", func() error {
+		if dc.Exists(ctx, "after").Val() != 1 {
+			return fmt.Errorf("not yet: %+v", a.get(dst.UID).ReplicaSources[0])
+		}
+		return nil
+	})
+	assert.Equal(t, "hello", dc.Get(ctx, "k2").Val())
+	assert.ElementsMatch(t, []string{"1", "2", "3"}, dc.SMembers(ctx, "set").Val())
+	assert.Equal(t, expireAt, dc.PExpireTime(ctx, "set").Val().Milliseconds())
+	db := a.get(dst.UID)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+}
+
+// TestCommandRefusedByTheDestinationStops: two sources hold one key under
+// two types; a command of one fails on the destination (WRONGTYPE) inside
+// the batch's EXEC. The sync stops, naming the command and the error.
+func TestCommandRefusedByTheDestinationStops(t *testing.T) {
+	s1 := redistest.Start(t, "--requirepass", "pw-1")
+	s2 := redistest.Start(t, "--requirepass", "pw-2")
+	ctx := redistest.Ctx(t)
+	require.NoError(t, s1.Client().Set(ctx, "clash", "a string", 0).Err())
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: s1.URL()}, {URI: s2.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	require.NoError(t, s2.Client().LPush(ctx, "clash", "an element").Err())
+
+	var db api.Database
+	redistest.Eventually(t, time.Minute, "the sync stops on the refused command", func() error {
+		db = a.get(dst.UID)
+		if db.ReplicaSync != api.SyncStopped {
+			return fmt.Errorf("sync %s, sources %+v", db.ReplicaSync, db.ReplicaSources)
+		}
+		return nil
+	})
+	var le string
+	for _, s := range db.ReplicaSources {
+		if strings.Contains(s.ReplicaSource.URI, s2.Addr()) {
+			le = s.LastError
+		}
+	}
+	assert.Contains(t, le, `LPUSH "clash"`)
+	assert.Contains(t, le, "WRONGTYPE")
+}
+
+// TestCleanSourceRestartContinues: a source shut down cleanly (SHUTDOWN
+// SAVE) and started again from its RDB keeps its replication id and offset,
+// and a native replica continues with a partial resync. So must the
+// destination: its checkpoint counts every byte of the stream, the
+// REPLCONF GETACK the source sends as it shuts down included.
+func TestCleanSourceRestartContinues(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	writeDataset(t, src.Client(), "", 100)
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	dc := destClient(t, dst, 0)
+	require.NoError(t, src.Client().Set(ctx, "before-restart", "1", 0).Err())
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+
+	// A write just before: the source's SHUTDOWN then waits for its
+	// replicas, asking with REPLCONF GETACK.
+	require.NoError(t, src.Client().Set(ctx, "just-before", "1", 0).Err())
+	_ = src.Client().Do(ctx, "SHUTDOWN", "SAVE").Err() // the connection closes
+	src.Restart()
+	require.NoError(t, src.Client().Set(ctx, "after-restart", "2", 0).Err())
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	a.waitInSync(dst.UID, time.Minute)
+	m := a.metrics()
+	assert.Equal(t, 1.0, metric(m, "replicad_replica_full_syncs_total"), "the restart must not reload the destination\n%s", grep(m, "syncs_total"))
+	assert.GreaterOrEqual(t, metric(m, "replicad_replica_partial_syncs_total"), 1.0)
+}
+
+// TestDatabaseArgumentsPast15Stop: MOVE, SWAPDB and COPY ... DB name
+// logical databases too; one the destination does not offer to sources
+// stops the sync as SELECT does, nothing applied to the wrong database.
+func TestDatabaseArgumentsPast15Stop(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cmd  []any
+		want string
+	}{
+		{"move-20", []any{"MOVE", "k", "20"}, "MOVE with logical database 20"},
+		{"move-16", []any{"MOVE", "k", "16"}, "MOVE with logical database 16"},
+		{"swapdb", []any{"SWAPDB", "0", "16"}, "SWAPDB with logical database 16"},
+		{"copy", []any{"COPY", "k", "k2", "DB", "17"}, "COPY with logical database 17"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := redistest.Start(t, "--requirepass", "pw-123456", "--databases", "32")
+			ctx := redistest.Ctx(t)
+			require.NoError(t, src.Client().Set(ctx, "k", "v", 0).Err())
+			a := newAPI(t, servicetest.Start(t))
+			dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+			a.waitInSync(dst.UID, time.Minute)
+			require.NoError(t, src.Client().Do(ctx, c.cmd...).Err())
+
+			var db api.Database
+			redistest.Eventually(t, time.Minute, "the sync stops", func() error {
+				db = a.get(dst.UID)
+				if db.ReplicaSync != api.SyncStopped {
+					return fmt.Errorf("sync %s, source %+v", db.ReplicaSync, db.ReplicaSources[0])
+				}
+				return nil
+			})
+			assert.Contains(t, db.ReplicaSources[0].LastError, c.want)
+			dc := destClient(t, dst, 0)
+			assert.Equal(t, "v", dc.Get(ctx, "k").Val(), "k stays where the last applied command left it")
+			for n := 1; n < 16; n++ {
+				assert.Zero(t, destClient(t, dst, n).DBSize(ctx).Val(), "database %d", n)
+			}
+		})
+	}
+}
+
+// TestDestinationAsSource: A -> B -> C (a chain), then B promoted (Replica
+// Of removed) and still the source of C (failback). B's checkpoints never
+// reach C, and removing B's Replica Of deletes them.
+func TestDestinationAsSource(t *testing.T) {
+	srcA := redistest.Start(t, "--requirepass", "pw-123456")
+	writeDataset(t, srcA.Client(), "", 100)
+	a := newAPI(t, servicetest.Start(t))
+	b := a.create(api.CreateDatabaseRequest{Name: "b", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: srcA.URL()}}})
+	a.waitInSync(b.UID, time.Minute)
+	c := a.create(api.CreateDatabaseRequest{Name: "c", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(b.UID)}}})
+	a.waitInSync(c.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	bc, cc := destClient(t, b, 0), destClient(t, c, 0)
+
+	// The chain: writes on A reach C through B.
+	require.NoError(t, srcA.Client().Set(ctx, "chained", "1", 0).Err())
+	require.NoError(t, srcA.Client().Incr(ctx, "counter").Err())
+	eventuallyEqual(t, time.Minute, cc, srcA.Client())
+	db := a.waitInSync(c.UID, time.Minute)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+	for n := 1; n < 16; n++ {
+		assert.Zero(t, destClient(t, c, n).DBSize(ctx).Val(), "database %d of C", n)
+	}
+
+	// Failback: B promoted, written by applications, still the source of C.
+	checkpointsOfB := func() int64 {
+		n, err := destClient(t, b, 16).Exists(ctx, "replicad:checkpoints", "replicad:generation").Result()
+		require.NoError(t, err)
+		return n
+	}
+	require.Equal(t, int64(2), checkpointsOfB(), "B holds its checkpoints while it is a destination")
+	empty := []api.ReplicaSource{}
+	a.update(b.UID, api.UpdateDatabaseRequest{ReplicaSources: &empty})
+	require.NoError(t, bc.Set(ctx, "written-on-b", "2", 0).Err())
+	eventuallyEqual(t, time.Minute, cc, bc)
+	db = a.waitInSync(c.UID, time.Minute)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+	assert.Zero(t, checkpointsOfB(), "B's checkpoints are gone")
+
+	// A new destination of the promoted B loads it in full: no checkpoint
+	// of B reaches it either.
+	d := a.create(api.CreateDatabaseRequest{Name: "d", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(b.UID)}}})
+	a.waitInSync(d.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, destClient(t, d, 0), bc)
+}

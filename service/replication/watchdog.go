@@ -1,0 +1,91 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/replproto"
+)
+
+// Defaults of the watchdog's limits (Config.StallTimeout, SilenceTimeout).
+const (
+	// DefaultStallTimeout: a syncer with commands pending whose writer had
+	// nothing answered by the destination for this long is stuck.
+	DefaultStallTimeout = 5 * time.Second
+	// DefaultSilenceTimeout: a source sends a PING every
+	// repl-ping-replica-period (10 s by default); nothing at all for
+	// longer than that plus a margin means it is frozen or the link is.
+	DefaultSilenceTimeout = 15 * time.Second
+)
+
+// errStalled ends a session whose syncer is stuck; the next one resumes
+// from the checkpoint.
+var errStalled = errors.New("the syncer is stuck")
+
+// watchdog keeps a session's status honest: "in-sync" means that the
+// applied offset follows the source now. It runs beside the reader and the
+// writer of a streaming session and checks, a few times a second:
+//   - that the writer makes progress while commands are pending: if not,
+//     whatever the cause (a destination that stopped answering, a writer
+//     blocked on a full pipe, a bug), the source is out of sync, with where
+//     the writer is stuck, and the session is restarted from its
+//     checkpoint (stop is called with the reason);
+//   - that the source sends something, data or ping: if not, the source is
+//     out of sync until it does (the read timeout reconnects later).
+func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(error)) {
+	tick := min(s.stallTimeout, s.silenceTimeout) / 10
+	t := time.NewTicker(max(tick, 10*time.Millisecond))
+	defer t.Stop()
+	lastWire, lastData := conn.WireBytes(), time.Now()
+	defer s.status.set(func(st *sourceStatus) { st.watchdogNote = "" })
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if w := conn.WireBytes(); w != lastWire {
+			lastWire, lastData = w, now
+		}
+		st := s.status
+		st.mu.Lock()
+		streaming := st.phase == phaseStreaming
+		pending := st.received > st.applied
+		since := st.pendingSince
+		if st.lastProgress.After(since) {
+			since = st.lastProgress
+		}
+		stuckFor := now.Sub(since)
+		where, unanswered, applied, received := st.writerAt, st.unanswered, st.applied, st.received
+		note := ""
+		switch {
+		case !streaming:
+		case pending && !since.IsZero() && stuckFor > s.stallTimeout:
+			note = fmt.Sprintf("the syncer is stuck: its writer is %s (%d sends unanswered) and applied nothing for %s; applied offset %d, received %d; restarting from the checkpoint",
+				where, unanswered, stuckFor.Round(time.Second), applied, received)
+		case now.Sub(lastData) > s.silenceTimeout:
+			note = fmt.Sprintf("nothing received from the source for %s, not even its ping (sent every repl-ping-replica-period, 10 s by default): the source or the link is frozen", now.Sub(lastData).Round(time.Second))
+		}
+		changed := note != st.watchdogNote
+		st.watchdogNote = note
+		if changed {
+			st.lastUpdate = now.UTC()
+		}
+		st.mu.Unlock()
+		if changed && note != "" {
+			s.log.Warn("replication watchdog", "source", s.url.String(), "note", note)
+		}
+		if note != "" && pending && stuckFor > s.stallTimeout && streaming {
+			s.metrics.stalled.Set(1)
+			s.metrics.stalls.Inc()
+			stop(fmt.Errorf("%w: %s", errStalled, note))
+			return
+		}
+		if note == "" {
+			s.metrics.stalled.Set(0)
+		}
+	}
+}
