@@ -11,6 +11,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/service/replication"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
@@ -99,8 +100,8 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 		if err != nil {
 			return invalid("replica_sources[%d]: %v", i, err)
 		}
-		if s.Compression < 0 || s.Compression > 6 {
-			return invalid("replica_sources[%d] (%s): compression %d is out of range 0-6", i, u, s.Compression)
+		if err := replcompress.CheckLevel(s.Compression); err != nil {
+			return invalid("replica_sources[%d] (%s): %v", i, u, err)
 		}
 		if s.Encryption && s.ServerCert == "" {
 			return invalid("replica_sources[%d] (%s): encryption needs server_cert: the source instance's proxy_cert, or the CA of an open-source Redis", i, u)
