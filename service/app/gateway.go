@@ -1,16 +1,13 @@
 package app
 
 import (
-	"bytes"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"net"
 	"strconv"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 	"github.com/replicad/terraform-provider-redis/service/certs"
-	"github.com/replicad/terraform-provider-redis/service/controller"
 	"github.com/replicad/terraform-provider-redis/service/databases"
 	"github.com/replicad/terraform-provider-redis/service/gateway"
 	"github.com/replicad/terraform-provider-redis/service/store"
@@ -55,25 +52,8 @@ func replicationTLS(cert tls.Certificate, clientPEMs []string) (*tls.Config, err
 	if len(clientPEMs) == 0 {
 		return cfg, nil
 	}
-	var allowed []*x509.Certificate
-	for _, p := range clientPEMs {
-		c, err := controller.ParseCertificate(p)
-		if err != nil {
-			return nil, err
-		}
-		allowed = append(allowed, c)
-	}
-	cfg.ClientAuth = tls.RequireAnyClientCert
-	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 {
-			return errors.New("a client certificate is required")
-		}
-		for _, a := range allowed {
-			if bytes.Equal(a.Raw, raw[0]) {
-				return nil
-			}
-		}
-		return errors.New("the client certificate is not among the database's client_certificates")
+	if err := tlspin.RequireClientCerts(cfg, clientPEMs); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

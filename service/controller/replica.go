@@ -2,8 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"net"
 	"slices"
@@ -12,6 +10,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/replcompress"
+	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 	"github.com/replicad/terraform-provider-redis/service/replication"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
@@ -107,7 +106,7 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 			return invalid("replica_sources[%d] (%s): encryption needs server_cert: the source instance's proxy_cert, or the CA of an open-source Redis", i, u)
 		}
 		if s.ServerCert != "" {
-			if _, err := ParseCertificate(s.ServerCert); err != nil {
+			if _, err := tlspin.ParseCertificate(s.ServerCert); err != nil {
 				return invalid("replica_sources[%d] (%s): server_cert: %v", i, u, err)
 			}
 			if !s.Encryption {
@@ -211,20 +210,11 @@ func validateTLS(mode string, certs []string) error {
 		return invalid("tls_mode %q is invalid: use disabled, enabled or replica_ssl", mode)
 	}
 	for i, c := range certs {
-		if _, err := ParseCertificate(c); err != nil {
+		if _, err := tlspin.ParseCertificate(c); err != nil {
 			return invalid("client_certificates[%d]: %v", i, err)
 		}
 	}
 	return nil
-}
-
-// ParseCertificate reads one PEM certificate.
-func ParseCertificate(text string) (*x509.Certificate, error) {
-	block, _ := pem.Decode([]byte(text))
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, errors.New("not a PEM certificate")
-	}
-	return x509.ParseCertificate(block.Bytes)
 }
 
 // checkCompression refuses compression for sources that say they cannot

@@ -5,13 +5,8 @@
 package replication
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -20,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 	"github.com/replicad/terraform-provider-redis/service/databases"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
@@ -200,43 +196,8 @@ func (m *Manager) sourceTLS(src api.ReplicaSource) (*tls.Config, error) {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{m.cfg.SyncerCert}}
-	block, _ := pem.Decode([]byte(src.ServerCert))
-	if block == nil {
-		return nil, errors.New("server_cert is not a PEM certificate")
-	}
-	want, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("server_cert: %w", err)
-	}
-	// Verification is ours: by pinning or by a chain to the given CA, not
-	// by host name (sources are often reached by IP address or through
-	// tunnels whose names are not in their certificates).
-	cfg.InsecureSkipVerify = true
-	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 {
-			return errors.New("the source presented no certificate")
-		}
-		leaf, err := x509.ParseCertificate(raw[0])
-		if err != nil {
-			return err
-		}
-		if bytes.Equal(leaf.Raw, want.Raw) {
-			return nil
-		}
-		if want.IsCA {
-			pool := x509.NewCertPool()
-			pool.AddCert(want)
-			inter := x509.NewCertPool()
-			for _, r := range raw[1:] {
-				if c, err := x509.ParseCertificate(r); err == nil {
-					inter.AddCert(c)
-				}
-			}
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter}); err == nil {
-				return nil
-			}
-		}
-		return errors.New("the source's certificate is not trusted: it is not the server_cert given for this source, nor signed by it")
+	if err := tlspin.TrustServer(cfg, src.ServerCert); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
