@@ -2,6 +2,7 @@ package app
 
 import (
 	"crypto/tls"
+	"github.com/replicad/terraform-provider-redis/service/replication"
 	"net"
 	"strconv"
 
@@ -56,4 +57,11 @@ func replicationTLS(cert tls.Certificate, clientPEMs []string) (*tls.Config, err
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// destinations gives the syncers the service's own way into its databases.
+type destinations struct{ dbs *databases.Manager }
+
+func (x destinations) Access(d store.Database) replication.Access {
+	return replication.Access{Network: "unix", Addr: x.dbs.Socket(d.UID), Username: databases.InternalUser, Password: d.InternalPassword}
 }

@@ -12,8 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
-	"github.com/replicad/terraform-provider-redis/service/databases"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
@@ -123,11 +123,11 @@ func (d *destination) run(ctx context.Context) {
 
 // round runs every source until one needs the destination's attention.
 func (d *destination) round(ctx context.Context, forceFull bool) error {
-	addr := d.m.cfg.Databases.Socket(d.db.UID)
-	ckc := redis.NewClient(&redis.Options{Network: "unix", Addr: addr, Username: databases.InternalUser, Password: d.db.InternalPassword, DB: databases.CheckpointDB, MaxRetries: -1})
+	dest := d.m.cfg.Destinations.Access(d.db)
+	ckc := dest.client(layout.CheckpointDB)
 	defer ckc.Close()
 	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err := databases.WaitReady(readyCtx, ckc)
+	err := waitReady(readyCtx, ckc)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("destination %d: %w", d.db.UID, err)
@@ -187,7 +187,7 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 			return &fatalError{fmt.Errorf("source %s: %w", s.url, err)}
 		}
 		sy := &syncer{
-			source: s.src, url: s.url, destAddr: addr, destPass: d.db.InternalPassword, tls: tlsCfg,
+			source: s.src, url: s.url, dest: dest, tls: tlsCfg,
 			status: s.status, metrics: d.m.metrics.forSource(d.db.UID, s.url.Addr()),
 			log:          d.log.With("destination", d.db.UID),
 			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,

@@ -7,24 +7,24 @@ package replication
 import (
 	"context"
 	"crypto/tls"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/tlspin"
-	"github.com/replicad/terraform-provider-redis/service/databases"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
 // Config of a Manager.
 type Config struct {
-	Databases  *databases.Manager
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	// Destinations says how to reach the databases syncers write to.
+	Destinations Destinations
+	Registerer   prometheus.Registerer
+	Logger       *slog.Logger
 	// OnStopped is told that the sync of a destination, configured as
 	// failed says, stopped on an error, so that the stored state says
 	// stopped. It is called on a goroutine of its own.
@@ -208,8 +208,7 @@ func (m *Manager) sourceTLS(src api.ReplicaSource) (*tls.Config, error) {
 func (m *Manager) clearCheckpoints(d store.Database) {
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 	defer cancel()
-	c := redis.NewClient(&redis.Options{Network: "unix", Addr: m.cfg.Databases.Socket(d.UID), Username: databases.InternalUser,
-		Password: d.InternalPassword, DB: databases.CheckpointDB, MaxRetries: -1})
+	c := m.cfg.Destinations.Access(d).client(layout.CheckpointDB)
 	defer c.Close()
 	if err := c.Del(ctx, checkpointKey, generationKey).Err(); err != nil {
 		m.cfg.Logger.Warn("could not delete the replication checkpoints of a former destination", "destination", d.UID, "err", err)

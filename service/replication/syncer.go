@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
-	"github.com/replicad/terraform-provider-redis/service/databases"
 )
 
 // errNeedFullSync ends a round: this source cannot continue from its
@@ -29,14 +29,13 @@ var errNeedFullSync = errors.New("a full resync is needed")
 // decodes, the writer goroutine applies, and a bounded queue between them
 // (queue.go) applies back-pressure to the source.
 type syncer struct {
-	source   api.ReplicaSource
-	url      redisurl.Source
-	destAddr string // the destination's unix socket
-	destPass string
-	tls      *tls.Config // nil: plain text
-	status   *sourceStatus
-	metrics  *sourceMetrics
-	log      *slog.Logger
+	source  api.ReplicaSource
+	url     redisurl.Source
+	dest    Access      // the destination
+	tls     *tls.Config // nil: plain text
+	status  *sourceStatus
+	metrics *sourceMetrics
+	log     *slog.Logger
 
 	// checkpoint to resume from; nil when this round must load in full.
 	resume *checkpoint
@@ -129,7 +128,7 @@ func (s *syncer) session(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	w, err := dialDestination(ctx, s.destAddr, s.destPass, s.url.Addr())
+	w, err := dialDestination(ctx, s.dest, s.url.Addr())
 	if err != nil {
 		return err
 	}
@@ -258,14 +257,14 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 	emit := func(cmd [][]byte) error {
 		if len(cmd) == 2 && equalFold(cmd[0], "SELECT") {
 			db, _ = strconv.Atoi(string(cmd[1]))
-			if db == databases.CheckpointDB {
+			if db == layout.CheckpointDB {
 				return nil // the checkpoints of a source that is a destination too
 			}
 			if err := checkDB(db); err != nil {
 				return err
 			}
 		}
-		if db == databases.CheckpointDB {
+		if db == layout.CheckpointDB {
 			if isCheckpointCommand(cmd) {
 				return nil // they never leave the instance that owns them
 			}
@@ -359,7 +358,7 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 		case kindSelect:
 			db = it.db
 		case kindCommand:
-			if db == databases.CheckpointDB && isCheckpointCommand(cmd.Args) {
+			if db == layout.CheckpointDB && isCheckpointCommand(cmd.Args) {
 				// A source that is a destination too (a chain) writes its
 				// own checkpoints: they never leave the instance that owns
 				// them, only their offset counts.
