@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"github.com/replicad/terraform-provider-redis/service/replication"
 	"net"
+	"net/url"
 	"strconv"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -64,4 +65,10 @@ type destinations struct{ dbs *databases.Manager }
 
 func (x destinations) Access(d store.Database) replication.Access {
 	return replication.Access{Network: "unix", Addr: x.dbs.Socket(d.UID), Username: databases.InternalUser, Password: d.InternalPassword}
+}
+
+func (g *gatewayAdapter) SourceURL(d store.Database, host string) string {
+	u := url.URL{Scheme: "redis", User: url.UserPassword(databases.AdminUser, d.AdminPassword),
+		Host: net.JoinHostPort(host, strconv.Itoa(d.ReplicationPort))}
+	return u.String()
 }

@@ -11,11 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,6 +63,9 @@ type Databases interface {
 type Gateway interface {
 	Ensure(d store.Database) error
 	Remove(uid int)
+	// SourceURL is the URL destinations replicate from d with, its
+	// endpoint advertised as host: the gateway owns who logs in there.
+	SourceURL(d store.Database, host string) string
 }
 
 // Config of a Controller.
@@ -560,9 +560,7 @@ func (c *Controller) SourceURL(_ context.Context, uid int) (api.SourceURL, error
 }
 
 func (c *Controller) sourceURL(d store.Database) string {
-	u := url.URL{Scheme: "redis", User: url.UserPassword(databases.AdminUser, d.AdminPassword),
-		Host: net.JoinHostPort(c.cfg.AdvertiseHost, strconv.Itoa(d.ReplicationPort))}
-	return u.String()
+	return c.cfg.Gateway.SourceURL(d, c.cfg.AdvertiseHost)
 }
 
 // RegenerateAdminPassword gives the admin user a new password and closes the

@@ -184,3 +184,7 @@ func TestRequestedPortTakenAtStartIsAConflictAndLeavesNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, f.base, db.Port)
 }
+
+func (g *listeningGateway) SourceURL(d store.Database, host string) string {
+	return "redis://admin:" + d.AdminPassword + "@" + net.JoinHostPort(host, strconv.Itoa(d.ReplicationPort))
+}
