@@ -404,3 +404,41 @@ func TestLoadCutBySourceOutputBufferLimit(t *testing.T) {
 		return redistest.Diff(ctx(t), dc, sc)
 	})
 }
+
+// Issue 12, item 3 (the part that is done): while a destination reloads
+// (flushed, its sources not all loaded), it says loading rather than
+// active, and active again once the load completes.
+func TestReloadingDestinationSaysLoading(t *testing.T) {
+	i := servicetest.Start(t)
+	src := redistest.Start(t)
+	for n := range 1000 {
+		require.NoError(t, src.Client().Set(ctx(t), "k"+strconv.Itoa(n), n, 0).Err())
+	}
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "reloading", MemorySize: 64 << 20})
+	// The source is frozen: the load that the new source list starts
+	// cannot end until it thaws.
+	require.NoError(t, syscall.Kill(src.PID(), syscall.SIGSTOP))
+	thaw := sync.OnceFunc(func() { _ = syscall.Kill(src.PID(), syscall.SIGCONT) })
+	t.Cleanup(thaw)
+	var got api.Database
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: src.URL()}}}, &got)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	eventually(t, time.Minute, "the reloading destination says loading", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusLoading {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return nil
+	})
+	assert.GreaterOrEqual(t, got.LoadingProgress, 0.0)
+	assert.Less(t, got.LoadingProgress, 100.0)
+	thaw()
+	eventually(t, time.Minute, "the loaded destination is active", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s, sync %s", got.Status, got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	require.NoError(t, redistest.Diff(ctx(t), dbClient(t, dst, dst.AuthenticationRedisPass), src.Client()))
+}

@@ -34,6 +34,10 @@ type Replicator interface {
 	Remove(uid int)
 	// Status returns the live status of each source of d, in d's order.
 	Status(d store.Database) []api.ReplicaSourceStatus
+	// Loading says whether destination uid is being reloaded from its
+	// sources (flushed, not every source loaded yet), and how far in
+	// percent (-1: unknown).
+	Loading(uid int) (bool, float64)
 	// ProbeCompression tells whether a source can compress:
 	// replication.ErrCannotCompress when it says it cannot.
 	ProbeCompression(ctx context.Context, src api.ReplicaSource) error
@@ -637,6 +641,11 @@ func (c *Controller) view(_ context.Context, d store.Database) api.Database {
 		out.ClientCertificates = []string{}
 	}
 	if d.IsReplica() {
+		// While a reload runs, readers see part of the data: the
+		// database says so.
+		if loading, progress := c.cfg.Replicator.Loading(d.UID); loading && out.Status == api.StatusActive {
+			out.Status, out.LoadingProgress = api.StatusLoading, max(progress, 0)
+		}
 		out.ReplicaSync = d.ReplicaSync
 		out.ReplicaGeneration = d.ReplicaGeneration
 		out.ReplicaSources = c.cfg.Replicator.Status(d)

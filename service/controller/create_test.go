@@ -75,6 +75,7 @@ type noReplicas struct{}
 
 func (noReplicas) Configure(context.Context, store.Database)                 {}
 func (noReplicas) Remove(int)                                                {}
+func (noReplicas) Loading(int) (bool, float64)                               { return false, 0 }
 func (noReplicas) Status(store.Database) []api.ReplicaSourceStatus           { return nil }
 func (noReplicas) ProbeCompression(context.Context, api.ReplicaSource) error { return nil }
 

@@ -26,6 +26,9 @@ type destination struct {
 	db      store.Database
 	sources []*sourceState
 	log     *slog.Logger
+	// reloading: the destination was flushed for a full load that has not
+	// completed yet: readers see part of the data (Loading).
+	reloading atomic.Bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -144,6 +147,7 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 		}
 	}
 	if full {
+		d.reloading.Store(true)
 		d.log.Info("flushing the destination to load every source", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
 		if err := flushForGeneration(ctx, ckc, d.db.ReplicaGeneration); err != nil {
 			return err
@@ -170,6 +174,7 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 		if loading.Add(-1) != 0 {
 			return
 		}
+		d.reloading.Store(false)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -160,6 +160,38 @@ func (m *Manager) Status(d store.Database) []api.ReplicaSourceStatus {
 	return out
 }
 
+// Loading says whether destination uid is being reloaded (flushed, and not
+// every source loaded yet), and how far in percent when every source's
+// dataset size is known (-1 otherwise).
+func (m *Manager) Loading(uid int) (bool, float64) {
+	m.mu.Lock()
+	dest := m.dests[uid]
+	m.mu.Unlock()
+	if dest == nil || !dest.reloading.Load() {
+		return false, 0
+	}
+	var size, done int64
+	for _, s := range dest.sources {
+		st := s.status
+		st.mu.Lock()
+		n, k := st.rdbSize, st.rdbDone
+		if st.phase == phaseLoading && st.rdbLive != nil {
+			n, k = st.rdbLive()
+		} else if st.phase != phaseStreaming {
+			n, k = -1, 0 // not started, or started over: unknown
+		}
+		st.mu.Unlock()
+		if n < 0 {
+			return true, -1
+		}
+		size, done = size+n, done+k
+	}
+	if size == 0 {
+		return true, -1
+	}
+	return true, 100 * float64(done) / float64(size)
+}
+
 // stopped reports a sync stopped by an error.
 func (m *Manager) stopped(failed store.Database) {
 	if m.cfg.OnStopped == nil {
