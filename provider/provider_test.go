@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 
 	"github.com/replicad/terraform-provider-redis/internal/client"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -96,8 +97,15 @@ type testAccEnv struct {
 // anything.
 func testAccStart(t *testing.T) *testAccEnv {
 	t.Helper()
+	return testAccStartWith(t, nil)
+}
+
+// testAccStartWith is testAccStart with changes to the instance's
+// configuration (nil for none).
+func testAccStartWith(t *testing.T, configure func(*app.Config)) *testAccEnv {
+	t.Helper()
 	testAccRequire(t)
-	inst := servicetest.Start(t)
+	inst := servicetest.StartWith(t, configure)
 	c, err := client.New(client.Config{
 		Endpoint: inst.URL, Username: inst.Username, Password: inst.Password, CACert: inst.CACert,
 	})
@@ -106,6 +114,11 @@ func testAccStart(t *testing.T) *testAccEnv {
 	}
 	return &testAccEnv{inst: inst, client: c}
 }
+
+// testAccShortGrace gives regenerated admin passwords a grace period of a
+// few seconds, for tests of what a destination that keeps the old password
+// experiences once it ends.
+func testAccShortGrace(c *app.Config) { c.AdminPasswordGrace = 3 * time.Second }
 
 // providerConfig is the provider block that points at the instance.
 func (e *testAccEnv) providerConfig() string {

@@ -34,9 +34,12 @@ import (
 // A credential inside the set would not do: Terraform cannot mark one element
 // of a set as sensitive, so it would hide the whole set in every plan.
 //
-// `source_uris` is a list whose order is ignored, not a set: the framework
-// names a set element by its value in its trace logs (attribute paths), which
-// would print the passwords; a list element is named by its index.
+// `source_uris` is a set: Terraform compares sensitivity marks as well as
+// values, and marks list elements by index, so a list that mixes sensitive
+// and literal URLs plans an invisible update when reordered or imported. The
+// framework names a set element by its value in its DEBUG and TRACE logs
+// (attribute paths); main caps the framework's log level at INFO for that
+// reason (see FrameworkLogLevel).
 
 // replicaSourceModel is one element of the `source` set.
 type replicaSourceModel struct {
@@ -338,7 +341,7 @@ func sourceAddress(uri string) string {
 // URLs are not in use (woInUse false), every source URL of the service that
 // holds credentials is included too: a password added through the API shows
 // as a difference, and an import fills source_uris.
-func flattenSourceURIs(ctx context.Context, in []api.ReplicaSourceStatus, prior types.List, woInUse bool, diags *diag.Diagnostics) types.List {
+func flattenSourceURIs(ctx context.Context, in []api.ReplicaSourceStatus, prior types.Set, woInUse bool, diags *diag.Diagnostics) types.Set {
 	service := map[string]string{}
 	for _, s := range in {
 		service[sourceAddress(s.URI)] = s.URI
@@ -372,9 +375,9 @@ func flattenSourceURIs(ctx context.Context, in []api.ReplicaSourceStatus, prior 
 		}
 	}
 	if len(out) == 0 && (prior.IsNull() || prior.IsUnknown()) {
-		return types.ListNull(types.StringType)
+		return types.SetNull(types.StringType)
 	}
-	v, d := types.ListValue(types.StringType, out)
+	v, d := types.SetValue(types.StringType, out)
 	diags.Append(d...)
 	return v
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -54,7 +53,7 @@ type replicaOfResourceModel struct {
 	ID                  types.String   `tfsdk:"id"`
 	DatabaseID          types.String   `tfsdk:"database_id"`
 	Source              types.Set      `tfsdk:"source"`
-	SourceURIs          types.List     `tfsdk:"source_uris"`
+	SourceURIs          types.Set      `tfsdk:"source_uris"`
 	SourceURIsWO        types.List     `tfsdk:"source_uris_wo"`
 	SourceURIsWOVersion types.Int64    `tfsdk:"source_uris_wo_version"`
 	Sync                types.String   `tfsdk:"sync"`
@@ -143,17 +142,22 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 					},
 				},
 			},
-			"source_uris": schema.ListAttribute{
+			"source_uris": schema.SetAttribute{
 				MarkdownDescription: "URLs with the credentials of the sources that need them, " +
 					"`redis://[user:]password@host:port`, for example `redis_source_url_password.source.source_url`. " +
 					"Each URL goes with the source of the same `host:port`; their order has no meaning. " +
 					"Stored in the state, as a sensitive value.",
-				Optional:      true,
-				Computed:      true, // only so that a new order of the same URLs plans no change
-				Sensitive:     true,
-				ElementType:   types.StringType,
-				Validators:    []validator.List{listvalidator.SizeAtMost(api.MaxReplicaSources)},
-				PlanModifiers: []planmodifier.List{ignoreListOrder()},
+				// A set, not a list: Terraform compares the sensitivity
+				// marks of a value as well as the value, and marks the
+				// elements of a list by index, so that a list mixing a
+				// sensitive and a literal URL would plan an invisible
+				// update whenever its order changes, and after every import
+				// (the imported state has no per-element marks). A set
+				// carries the marks of its elements as one mark on the set.
+				Optional:    true,
+				Sensitive:   true,
+				ElementType: types.StringType,
+				Validators:  []validator.Set{setvalidator.SizeAtMost(api.MaxReplicaSources)},
 			},
 			"source_uris_wo": schema.ListAttribute{
 				MarkdownDescription: "Like `source_uris`, but write-only (Terraform 1.11+): never stored in the plan " +
@@ -261,7 +265,7 @@ func (r *replicaOfResource) ValidateConfig(ctx context.Context, req resource.Val
 
 // credentials reads the source set and the URLs beside it, checks them, and
 // returns the URLs by address.
-func (r *replicaOfResource) credentials(ctx context.Context, uris, urisWO types.List, set types.Set, diags *diag.Diagnostics) ([]replicaSourceModel, credentialSet) {
+func (r *replicaOfResource) credentials(ctx context.Context, uris types.Set, urisWO types.List, set types.Set, diags *diag.Diagnostics) ([]replicaSourceModel, credentialSet) {
 	var creds credentialSet
 	creds.add(ctx, path.Root("source_uris"), uris, diags)
 	creds.add(ctx, path.Root("source_uris_wo"), urisWO, diags)
@@ -460,7 +464,7 @@ func sameSourceSettings(x, y replicaSourceModel) bool {
 }
 
 // credentialChanges names the addresses whose URL changes, never the URLs.
-func credentialChanges(ctx context.Context, before, after types.List) string {
+func credentialChanges(ctx context.Context, before, after types.Set) string {
 	if after.IsUnknown() {
 		return "new source credentials (known after apply)"
 	}
@@ -733,54 +737,4 @@ func flattenReplicaOfStatus(db *api.Database, m *replicaOfResourceModel, diags *
 	m.Status = types.StringValue(db.ReplicaSyncStatus)
 	m.Generation = types.Int64Value(db.ReplicaGeneration)
 	m.SourceStatus = flattenSourceStatus(db.ReplicaSources, diags)
-}
-
-// ignoreListOrder plans no change for a list whose elements are those of
-// the state in another order, and plans null (not "known after apply") for a
-// list removed from the configuration.
-func ignoreListOrder() planmodifier.List { return ignoreListOrderModifier{} }
-
-type ignoreListOrderModifier struct{}
-
-func (ignoreListOrderModifier) Description(context.Context) string {
-	return "The order of the elements has no meaning."
-}
-
-func (m ignoreListOrderModifier) MarkdownDescription(ctx context.Context) string {
-	return m.Description(ctx)
-}
-
-func (ignoreListOrderModifier) PlanModifyList(ctx context.Context, req planmodifier.ListRequest, resp *planmodifier.ListResponse) {
-	if req.ConfigValue.IsNull() {
-		resp.PlanValue = types.ListNull(req.ConfigValue.ElementType(ctx))
-		return
-	}
-	if req.ConfigValue.IsUnknown() || req.StateValue.IsNull() || req.StateValue.IsUnknown() {
-		return
-	}
-	if sameElements(req.ConfigValue.Elements(), req.StateValue.Elements()) {
-		resp.PlanValue = req.StateValue
-	}
-}
-
-// sameElements compares two lists of known values as multisets.
-func sameElements(a, b []attr.Value) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	used := make([]bool, len(b))
-next:
-	for _, x := range a {
-		if x.IsUnknown() {
-			return false
-		}
-		for j, y := range b {
-			if !used[j] && x.Equal(y) {
-				used[j] = true
-				continue next
-			}
-		}
-		return false
-	}
-	return true
 }

@@ -619,11 +619,12 @@ func testAccCheckKeysPresent(dst string, keys *[]string) resource.TestCheckFunc 
 }
 
 // TestAccReplicaOf_passwordRotation regenerates the source's password
-// through keepers while the destination keeps the old URL: the service stops
+// through keepers while the destination keeps the old URL: once the old
+// password's grace period is over (a few seconds here), the service stops
 // the sync with an authentication error, which the next plan shows; giving
 // the destination the new URL recovers.
 func TestAccReplicaOf_passwordRotation(t *testing.T) {
-	r := testAccStartTwo(t)
+	r := &testAccTwoRegions{a: testAccStartWith(t, testAccShortGrace), b: testAccStart(t)}
 	prefix := acctest.RandomWithPrefix("tf-acc")
 	config := func(keeper, extra string) string {
 		return r.providers() + hclDatabase("a", "src", prefix) + hclSourcePassword("a", "src", keeper) +
@@ -661,7 +662,8 @@ func TestAccReplicaOf_passwordRotation(t *testing.T) {
 				),
 			},
 			// A new keeper regenerates the password; the destination still
-			// has the old URL, fails to authenticate and stops.
+			// has the old URL and, after the grace period, fails to
+			// authenticate and stops.
 			{
 				Config: config("2", keepOldURL),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
@@ -872,7 +874,7 @@ func TestAccReplicaOf_drift(t *testing.T) {
 // to source_uris_wo: nothing of it reaches the state. A password regenerated
 // through the API is sent to the destination by bumping the version.
 func TestAccReplicaOf_writeOnly(t *testing.T) {
-	r := testAccStartTwo(t)
+	r := &testAccTwoRegions{a: testAccStartWith(t, testAccShortGrace), b: testAccStart(t)}
 	prefix := acctest.RandomWithPrefix("tf-acc")
 	config := func(version int) string {
 		return r.providers() + hclDatabase("a", "src", prefix) + hclDatabase("b", "dst", prefix) + fmt.Sprintf(`
@@ -912,7 +914,8 @@ resource "redis_replica_of" "dst" {
 					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
 				),
 			},
-			// The password regenerated through the API stops the sync...
+			// The password regenerated through the API stops the sync
+			// once its grace period is over...
 			{
 				PreConfig: func() {
 					if _, err := r.a.client.RegenerateAdminPassword(testAccContext(t), srcUID); err != nil {

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -9,6 +10,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 )
@@ -66,6 +69,23 @@ func stringList(t *testing.T, values ...string) types.List {
 		t.Fatal(d)
 	}
 	return l
+}
+
+func stringSet(t *testing.T, values ...string) types.Set {
+	t.Helper()
+	return types.SetValueMust(types.StringType, stringList(t, values...).Elements())
+}
+
+// setStrings returns the elements of a set of strings, sorted.
+func setStrings(t *testing.T, s types.Set) []string {
+	t.Helper()
+	if s.IsNull() {
+		return nil
+	}
+	var out []string
+	require.False(t, s.ElementsAs(context.Background(), &out, false).HasError())
+	slices.Sort(out)
+	return out
 }
 
 func listStrings(t *testing.T, l types.List) []string {
@@ -183,23 +203,22 @@ func TestFlattenSourceURIs(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name  string
-		prior types.List
+		prior types.Set
 		wo    bool
 		want  []string
 	}{
-		{"refresh keeps the order and takes the service's URL", stringList(t, "redis://:pw-2@10.0.0.2:6379", "redis://admin:old@10.0.0.1:6379"), false,
+		{"refresh takes the service's URL", stringSet(t, "redis://:pw-2@10.0.0.2:6379", "redis://admin:old@10.0.0.1:6379"), false,
 			[]string{"redis://:pw-2@10.0.0.2:6379", "redis://admin:new-pw-1@10.0.0.1:6379"}},
-		{"import fills every URL with credentials", types.ListNull(types.StringType), false,
-			[]string{"redis://admin:new-pw-1@10.0.0.1:6379", "redis://:pw-2@10.0.0.2:6379"}},
-		{"write-only URLs are not read back", types.ListNull(types.StringType), true, nil},
-		{"with write-only URLs, only the listed ones", stringList(t, "redis://admin:old@10.0.0.1:6379", "redis://:gone@10.0.0.4:1"), true,
+		{"import fills every URL with credentials", types.SetNull(types.StringType), false,
+			[]string{"redis://:pw-2@10.0.0.2:6379", "redis://admin:new-pw-1@10.0.0.1:6379"}},
+		{"write-only URLs are not read back", types.SetNull(types.StringType), true, nil},
+		{"with write-only URLs, only the listed ones", stringSet(t, "redis://admin:old@10.0.0.1:6379", "redis://:gone@10.0.0.4:1"), true,
 			[]string{"redis://admin:new-pw-1@10.0.0.1:6379"}},
 	} {
 		var diags diag.Diagnostics
-		got := listStrings(t, flattenSourceURIs(ctx, in, tc.prior, tc.wo, &diags))
-		if diags.HasError() || strings.Join(got, " ") != strings.Join(tc.want, " ") {
-			t.Errorf("%s: got %v, want %v (%v)", tc.name, got, tc.want, diags)
-		}
+		got := setStrings(t, flattenSourceURIs(ctx, in, tc.prior, tc.wo, &diags))
+		assert.False(t, diags.HasError(), "%s: %v", tc.name, diags)
+		assert.Equal(t, tc.want, got, tc.name)
 	}
 }
 
@@ -239,24 +258,6 @@ func TestDiffSources(t *testing.T) {
 	}
 }
 
-func TestSameElements(t *testing.T) {
-	l := func(v ...string) []attr.Value { return stringList(t, v...).Elements() }
-	for _, tc := range []struct {
-		a, b []attr.Value
-		want bool
-	}{
-		{l("x", "y"), l("y", "x"), true},
-		{l("x", "x", "y"), l("x", "y", "y"), false},
-		{l("x"), l("x", "x"), false},
-		{l(), l(), true},
-		{[]attr.Value{types.StringUnknown()}, l("x"), false},
-	} {
-		if got := sameElements(tc.a, tc.b); got != tc.want {
-			t.Errorf("sameElements(%v, %v) = %v", tc.a, tc.b, got)
-		}
-	}
-}
-
 func TestDescribeUnsynced(t *testing.T) {
 	got := describeUnsynced(&api.Database{ReplicaSync: api.SyncEnabled, ReplicaSources: []api.ReplicaSourceStatus{
 		{ReplicaSource: api.ReplicaSource{URI: "redis://admin:pw-5555@10.0.0.1:6379"}, Status: api.SourceInSync},
@@ -282,7 +283,7 @@ func TestPlanReplicaChange(t *testing.T) {
 		s, _ := types.SetValue(types.ObjectType{AttrTypes: replicaSourceAttrTypes}, elems)
 		return s
 	}
-	state := replicaOfResourceModel{Source: set("a:1", "b:1"), SourceURIs: types.ListNull(types.StringType),
+	state := replicaOfResourceModel{Source: set("a:1", "b:1"), SourceURIs: types.SetNull(types.StringType),
 		SourceURIsWOVersion: types.Int64Null(), Sync: types.StringValue(api.SyncStopped)}
 	plan := state
 	plan.Source = set("b:1", "a:1")
@@ -312,7 +313,7 @@ func TestPlanReplicaChange(t *testing.T) {
 	o["compression"] = types.Int64Value(3)
 	elems[0] = types.ObjectValueMust(replicaSourceAttrTypes, o)
 	plan.Source = types.SetValueMust(types.ObjectType{AttrTypes: replicaSourceAttrTypes}, elems)
-	plan.SourceURIs = stringList(t, "redis://:pw-1@a:1")
+	plan.SourceURIs = stringSet(t, "redis://:pw-1@a:1")
 	if ch := planReplicaChange(plan, &state); !ch.sourcesChanged || ch.addressesChanged || ch.flushes() {
 		t.Errorf("new settings and credentials: %+v", ch)
 	}

@@ -3,9 +3,11 @@ package provider
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 	"github.com/replicad/terraform-provider-redis/internal/client"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 )
@@ -70,6 +72,12 @@ func regenerateSourceURL(ctx context.Context, c *client.Client, uid int) (source
 	}
 	if out.AuthenticationAdminPass != "" && out.AuthenticationAdminPass != s.Password {
 		return sourceURL{}, fmt.Errorf("the service returned a source URL whose password is not the new one (%s)", redisurl.Redact(out.URI))
+	}
+	if out.PreviousPasswordValidUntil.IsZero() {
+		tflog.Info(ctx, "the old password no longer opens replication sessions", map[string]any{"uid": uid})
+	} else {
+		tflog.Info(ctx, "the old password keeps working for replication until the grace period ends",
+			map[string]any{"uid": uid, "valid_until": out.PreviousPasswordValidUntil.UTC().Format(time.RFC3339)})
 	}
 	return s, nil
 }

@@ -22,6 +22,7 @@ var (
 	_ resource.Resource                = (*sourceURLPasswordResource)(nil)
 	_ resource.ResourceWithConfigure   = (*sourceURLPasswordResource)(nil)
 	_ resource.ResourceWithImportState = (*sourceURLPasswordResource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*sourceURLPasswordResource)(nil)
 )
 
 type sourceURLPasswordResource struct {
@@ -47,9 +48,16 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Regenerates the admin password of a database (\"Regenerate Password\") and exposes its " +
 			"Replica Of source URL, `redis://admin:<password>@host:port`, for destinations in other locations. " +
-			"Regenerating disconnects the sessions that use the old password: destinations that still use the old " +
-			"URL stop with an authentication error until they are given the new one. Changing `keepers` regenerates " +
-			"the password again. Destroying this resource only forgets the password: the current one stays valid.",
+			"Changing `keepers` regenerates the password again.\n\n" +
+			"After a regeneration, the old password keeps working for replication for a grace period (the " +
+			"service's `--admin-password-grace`, 15 minutes by default), so that destinations given the new " +
+			"`source_url` in the same apply reconnect with it and continue where they were: no flush, no reload. " +
+			"A destination that still uses the old URL keeps replicating until the grace period ends; then the " +
+			"service closes its replication session, it fails to authenticate, and its sync stops (`sync` becomes " +
+			"`stopped` and `source_status[*].last_error` says why; the next plan shows `stopped` -> `enabled`, and " +
+			"enabling it again with the new URL flushes and reloads it). A second regeneration ends the grace " +
+			"period of the first password at once.\n\n" +
+			"Destroying this resource only forgets the password: the current one stays valid.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				MarkdownDescription: "The database's uid, the same as `database_id`.",
@@ -66,10 +74,13 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 			},
 			"keepers": schema.MapAttribute{
 				MarkdownDescription: "Arbitrary values; any change regenerates the password (the idiom of the " +
-					"`random` provider), for example `{ rotation = \"2025-q3\" }`.",
-				Optional:      true,
-				ElementType:   types.StringType,
-				PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplace()},
+					"`random` provider), for example `{ rotation = \"2025-q3\" }`. Keepers given to a resource that " +
+					"had none (after `terraform import`, say) are only recorded: nothing is regenerated.",
+				Optional:    true,
+				ElementType: types.StringType,
+				PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplaceIf(keepersChanged,
+					"A change of keepers regenerates the password; keepers given to a resource that had none do not.",
+					"A change of `keepers` regenerates the password; keepers given to a resource that had none do not.")},
 			},
 			"password": schema.StringAttribute{
 				MarkdownDescription: "The admin password of the database.",
@@ -107,7 +118,7 @@ func (r *sourceURLPasswordResource) Create(ctx context.Context, req resource.Cre
 		resp.Diagnostics.AddAttributeError(path.Root("database_id"), "Invalid database id", err.Error())
 		return
 	}
-	tflog.Info(ctx, "regenerating the admin password of a database; sessions with the old one are disconnected", map[string]any{"uid": uid})
+	tflog.Info(ctx, "regenerating the admin password of a database", map[string]any{"uid": uid})
 	s, err := regenerateSourceURL(ctx, r.client, uid)
 	if err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("Could not regenerate the admin password of database %d", uid), err.Error())
@@ -150,8 +161,40 @@ func (r *sourceURLPasswordResource) Read(ctx context.Context, req resource.ReadR
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
-// Update only happens for a change that needs no API call (none today:
-// every argument forces a replacement).
+// keepersChanged requires a replacement (a new password) when keepers
+// change, but not when the prior state has none: an import knows no keepers,
+// and importing must not regenerate the password that destinations use.
+func keepersChanged(_ context.Context, req planmodifier.MapRequest, resp *mapplanmodifier.RequiresReplaceIfFuncResponse) {
+	resp.RequiresReplace = !req.StateValue.IsNull() && !req.PlanValue.Equal(req.StateValue)
+}
+
+// ModifyPlan keeps `address` known when the password is regenerated (the
+// resource replaced): the address does not change with the password, and a
+// destination whose source address is unknown would be planned (and warned)
+// as a flush.
+func (r *sourceURLPasswordResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || r.client == nil {
+		return
+	}
+	var plan sourceURLPasswordResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() || !plan.Address.IsUnknown() || plan.DatabaseID.IsUnknown() {
+		return
+	}
+	uid, err := parseDatabaseID(plan.DatabaseID.ValueString())
+	if err != nil {
+		return // reported by the validator
+	}
+	s, err := readSourceURL(ctx, r.client, uid)
+	if err != nil {
+		// Not fatal for a plan: the address stays unknown.
+		tflog.Debug(ctx, "could not read the source URL to plan its address", map[string]any{"uid": uid, "err": err.Error()})
+		return
+	}
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("address"), s.Address)...)
+}
+
+// Update records new keepers on a resource that had none: no API call.
 func (r *sourceURLPasswordResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
 	var plan sourceURLPasswordResourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)

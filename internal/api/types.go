@@ -144,6 +144,9 @@ type SourceURL struct {
 type AdminPassword struct {
 	AuthenticationAdminPass string `json:"authentication_admin_pass"`
 	URI                     string `json:"uri"`
+	// PreviousPasswordValidUntil is when the replaced password stops
+	// opening replication sessions (zero: it already has).
+	PreviousPasswordValidUntil time.Time `json:"previous_password_valid_until,omitzero"`
 }
 
 // Cluster is the answer of GET /v1/cluster.
@@ -168,6 +171,7 @@ type Error struct {
 const (
 	CodeInvalidRequest = "invalid_request"
 	CodeUnauthorized   = "unauthorized"
+	CodeForbidden      = "forbidden" // a read-only (viewer) user asked for a change or a secret
 	CodeNotFound       = "not_found"
 	CodeConflict       = "conflict"
 	CodeInternal       = "internal_error"

@@ -47,6 +47,28 @@ type CommandWriter struct {
 
 	args [][]byte
 	num  []byte // holds formatted numbers of the command being built
+
+	// staging: a key is built under staging+key and renamed at its end
+	// (WithStaging); staged is that name for the current key.
+	staging []byte
+	staged  []byte
+}
+
+// WithStaging makes the writer build each key under the name prefix+key and
+// RENAME it to its own name once complete, so that it appears at once and
+// whole: a key written in chunks is never seen half built, and two writers
+// loading the same key name concurrently (two sources) end with one's
+// value, never a mix of both.
+func WithStaging(prefix []byte) WriterOption {
+	return func(w *CommandWriter) { w.staging = prefix }
+}
+
+// key is the name the current key is written under.
+func (w *CommandWriter) key(k *KeyMeta) []byte {
+	if w.staging == nil {
+		return k.Key
+	}
+	return w.staged
 }
 
 // WriterOption configures a CommandWriter.
@@ -109,6 +131,7 @@ var (
 	wREPLACE     = []byte("REPLACE")
 	wSCRIPT      = []byte("SCRIPT")
 	wRESTORE     = []byte("RESTORE")
+	wRENAME      = []byte("RENAME")
 	wABSTTL      = []byte("ABSTTL")
 	wZero        = []byte("0")
 	wTmpGroup    = []byte("__rdb_replay_tmp_group__")
@@ -192,8 +215,11 @@ func (w *CommandWriter) BeginKey(k *KeyMeta) error {
 		}
 		w.db = k.DB
 	}
+	if w.staging != nil {
+		w.staged = append(append(w.staged[:0], w.staging...), k.Key...)
+	}
 	if w.replace {
-		w.start(wDEL, k.Key)
+		w.start(wDEL, w.key(k))
 		return w.send()
 	}
 	return nil
@@ -201,9 +227,9 @@ func (w *CommandWriter) BeginKey(k *KeyMeta) error {
 
 func (w *CommandWriter) StringPart(k *KeyMeta, part []byte, last bool) error {
 	if w.wrote {
-		w.start(wAPPEND, k.Key, part)
+		w.start(wAPPEND, w.key(k), part)
 	} else {
-		w.start(wSET, k.Key, part)
+		w.start(wSET, w.key(k), part)
 	}
 	w.wrote = true
 	return w.send()
@@ -221,7 +247,7 @@ func (w *CommandWriter) multi(cmd []byte, k *KeyMeta, elems [][]byte) error {
 	if len(elems) == 0 {
 		return nil
 	}
-	w.start(cmd, k.Key)
+	w.start(cmd, w.key(k))
 	w.args = append(w.args, elems...)
 	w.wrote = true
 	return w.send()
@@ -231,7 +257,7 @@ func (w *CommandWriter) ZSetChunk(k *KeyMeta, members []ZMember) error {
 	if len(members) == 0 {
 		return nil
 	}
-	w.start(wZADD, k.Key)
+	w.start(wZADD, w.key(k))
 	for _, m := range members {
 		if math.IsNaN(m.Score) {
 			return fmt.Errorf("zset %s member %q: score is NaN, which Redis does not accept", quoteKey(k.Key), m.Member)
@@ -246,7 +272,7 @@ func (w *CommandWriter) HashChunk(k *KeyMeta, fields []HashField) error {
 	if len(fields) == 0 {
 		return nil
 	}
-	w.start(wHSET, k.Key)
+	w.start(wHSET, w.key(k))
 	for _, f := range fields {
 		w.args = append(w.args, f.Field, f.Value)
 	}
@@ -263,7 +289,7 @@ func (w *CommandWriter) HashChunk(k *KeyMeta, fields []HashField) error {
 			j++
 		}
 		if ms != 0 {
-			w.start(wHPEXPIREAT, k.Key)
+			w.start(wHPEXPIREAT, w.key(k))
 			w.args = append(w.args, w.int(ms), wFIELDS, w.int(int64(j-i)))
 			for _, f := range fields[i:j] {
 				w.args = append(w.args, f.Field)
@@ -285,7 +311,7 @@ func (w *CommandWriter) StreamEntries(k *KeyMeta, entries []StreamEntry) error {
 		if len(e.Fields) == 0 || len(e.Fields)%2 != 0 {
 			return fmt.Errorf("stream %s entry %s: %d field names and values cannot be written with XADD", quoteKey(k.Key), e.ID, len(e.Fields))
 		}
-		w.start(wXADD, k.Key)
+		w.start(wXADD, w.key(k))
 		w.args = append(w.args, w.id(e.ID))
 		w.args = append(w.args, e.Fields...)
 		if err := w.send(); err != nil {
@@ -302,16 +328,16 @@ func (w *CommandWriter) StreamMeta(k *KeyMeta, m *StreamMeta) error {
 	if w.added == 0 {
 		// Every entry was deleted (or there never was one): make the key
 		// exist with a throwaway group, as XSETID needs an existing stream.
-		w.start(wXGROUP, wCREATE, k.Key, wTmpGroup, wZero, wMKSTREAM)
+		w.start(wXGROUP, wCREATE, w.key(k), wTmpGroup, wZero, wMKSTREAM)
 		if err := w.send(); err != nil {
 			return err
 		}
-		w.start(wXGROUP, wDESTROY, k.Key, wTmpGroup)
+		w.start(wXGROUP, wDESTROY, w.key(k), wTmpGroup)
 		if err := w.send(); err != nil {
 			return err
 		}
 	}
-	w.start(wXSETID, k.Key)
+	w.start(wXSETID, w.key(k))
 	w.args = append(w.args, w.id(m.LastID))
 	if m.HasV2Fields {
 		w.args = append(w.args, wENTRIESADD, w.uint(m.EntriesAdded), wMAXDELID, w.id(m.MaxDeletedID))
@@ -320,7 +346,7 @@ func (w *CommandWriter) StreamMeta(k *KeyMeta, m *StreamMeta) error {
 }
 
 func (w *CommandWriter) StreamGroup(k *KeyMeta, g *StreamGroup) error {
-	w.start(wXGROUP, wCREATE, k.Key, g.Name)
+	w.start(wXGROUP, wCREATE, w.key(k), g.Name)
 	w.args = append(w.args, w.id(g.LastID))
 	if g.EntriesRead >= 0 {
 		w.args = append(w.args, wENTRIESREAD, w.int(g.EntriesRead))
@@ -329,7 +355,7 @@ func (w *CommandWriter) StreamGroup(k *KeyMeta, g *StreamGroup) error {
 }
 
 func (w *CommandWriter) StreamConsumer(k *KeyMeta, group []byte, c *StreamConsumer) error {
-	w.start(wXGROUP, wCREATECONS, k.Key, group, c.Name)
+	w.start(wXGROUP, wCREATECONS, w.key(k), group, c.Name)
 	return w.send()
 }
 
@@ -340,7 +366,7 @@ func (w *CommandWriter) StreamPending(k *KeyMeta, group, consumer []byte, pel []
 		for j < len(pel) && pel[j].DeliveryTimeMs == pel[i].DeliveryTimeMs && pel[j].DeliveryCount == pel[i].DeliveryCount {
 			j++
 		}
-		w.start(wXCLAIM, k.Key, group, consumer, wZero)
+		w.start(wXCLAIM, w.key(k), group, consumer, wZero)
 		for _, p := range pel[i:j] {
 			w.args = append(w.args, w.id(p.ID))
 		}
@@ -355,12 +381,21 @@ func (w *CommandWriter) StreamPending(k *KeyMeta, group, consumer []byte, pel []
 }
 
 func (w *CommandWriter) EndKey(k *KeyMeta) error {
-	if k.ExpireAtMs == 0 || !w.wrote {
+	if !w.wrote {
 		return nil
 	}
-	w.start(wPEXPIREAT, k.Key)
-	w.args = append(w.args, w.int(k.ExpireAtMs))
-	return w.send()
+	if k.ExpireAtMs != 0 {
+		w.start(wPEXPIREAT, w.key(k))
+		w.args = append(w.args, w.int(k.ExpireAtMs))
+		if err := w.send(); err != nil {
+			return err
+		}
+	}
+	if w.staging != nil {
+		w.start(wRENAME, w.staged, k.Key) // the expiry goes with it
+		return w.send()
+	}
+	return nil
 }
 
 // RawValue writes a whole key with RESTORE key ttl payload [REPLACE]

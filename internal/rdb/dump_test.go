@@ -50,3 +50,20 @@ func TestDecodeDumpOfANewerVersion(t *testing.T) {
 	err := DecodeDump(context.Background(), []byte("k"), []byte{1, 2}, NewCommandWriter(func([][]byte) error { return nil }))
 	assert.Error(t, err, "a payload too short to have a footer")
 }
+
+func TestStagingBuildsUnderATemporaryName(t *testing.T) {
+	var got []string
+	emit := func(cmd [][]byte) error {
+		var s []string
+		for _, a := range cmd {
+			s = append(s, string(a))
+		}
+		if s[0] != "SELECT" {
+			got = append(got, strings.Join(s, " "))
+		}
+		return nil
+	}
+	w := NewCommandWriter(emit, WithReplaceKeys(), WithStaging([]byte("tmp:")))
+	require.NoError(t, DecodeDump(context.Background(), []byte("k"), dumpOf(0, append([]byte{5}, "hello"...), 11), w))
+	assert.Equal(t, "DEL tmp:k|SET tmp:k hello|RENAME tmp:k k", strings.Join(got, "|"))
+}

@@ -31,6 +31,7 @@ func (g *gatewayAdapter) Ensure(d store.Database) error {
 	ep := gateway.Endpoint{
 		UID: d.UID, Listen: net.JoinHostPort(host, strconv.Itoa(d.ReplicationPort)),
 		AdminUser: databases.AdminUser, AdminPassword: d.AdminPassword,
+		PreviousAdminPassword: d.PreviousAdminPassword, PreviousAdminPasswordUntil: d.PreviousAdminPasswordUntil,
 		UpstreamNetwork: "unix", UpstreamAddr: g.dbs.Socket(d.UID),
 		UpstreamUser: databases.AdminUser, UpstreamPassword: databases.AdminSecret(d),
 	}

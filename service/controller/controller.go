@@ -83,6 +83,9 @@ type Config struct {
 	PortMax       int
 	Cluster       api.Cluster
 	Logger        *slog.Logger
+	// AdminPasswordGrace is how long the previous admin password of a
+	// database stays valid after a regeneration; 0 for none.
+	AdminPasswordGrace time.Duration
 }
 
 // Controller implements the API's Backend.
@@ -567,14 +570,24 @@ func (c *Controller) sourceURL(d store.Database) string {
 	return c.cfg.Gateway.SourceURL(d, c.cfg.AdvertiseHost)
 }
 
-// RegenerateAdminPassword gives the admin user a new password and closes the
-// sessions that used the old one, replication links included.
+// RegenerateAdminPassword gives the admin user a new password. The old one
+// keeps opening replication sessions for the grace period
+// (Config.AdminPasswordGrace), so that the destinations replicating with it
+// can be given the new URL (by the same terraform apply) without an
+// authentication error, which would stop their sync. Once the grace period
+// is over, the gateway closes the sessions of the old password. A password
+// older than that is refused at once.
 func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.AdminPassword, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := time.Now().UTC()
 	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
+		d.PreviousAdminPassword, d.PreviousAdminPasswordUntil = "", time.Time{}
+		if c.cfg.AdminPasswordGrace > 0 {
+			d.PreviousAdminPassword, d.PreviousAdminPasswordUntil = d.AdminPassword, now.Add(c.cfg.AdminPasswordGrace)
+		}
 		d.AdminPassword = newSecret()
-		d.UpdatedAt = time.Now().UTC()
+		d.UpdatedAt = now
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -583,12 +596,17 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 	if err != nil {
 		return api.AdminPassword{}, err
 	}
-	// The gateway closes the sessions of the old password.
+	// The gateway closes the sessions of the old password when its grace
+	// period ends (at once without one).
 	if err := c.ensure(ctx, d); err != nil {
 		return api.AdminPassword{}, err
 	}
-	c.cfg.Logger.Info("admin password regenerated; old sessions disconnected", "uid", uid)
-	return api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}, nil
+	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}
+	if d.PreviousAdminPassword != "" {
+		out.PreviousPasswordValidUntil = d.PreviousAdminPasswordUntil
+	}
+	c.cfg.Logger.Info("admin password regenerated", "uid", uid, "old_password_valid_until", out.PreviousPasswordValidUntil)
+	return out, nil
 }
 
 // MarkStopped records that the sync of a destination stopped on an error

@@ -63,7 +63,7 @@ func FuzzSession(f *testing.F) {
 		rd := resp.NewReader(bufio.NewReader(bytes.NewReader(in)))
 		rd.MaxBulkLen, rd.MaxArrayLen = maxArgLen, maxArgCount
 		client := &recordConn{}
-		if e.login(context.Background(), client, rd, cfg, "peer") != loginOK {
+		if _, ok := e.login(context.Background(), client, rd, cfg, "peer"); !ok {
 			return
 		}
 		level, first, err := readCompression(client, rd)

@@ -11,12 +11,15 @@
 //     (REPLICAD.COMPRESS <level> right after AUTH), which only a gateway
 //     understands: a plain redis-server answers with an unknown-command error,
 //     which is how a destination learns that a source cannot compress;
-//   - closes every session when the admin password is regenerated.
+//   - accepts the previous admin password, after a regeneration, until its
+//     grace period ends (so that destinations can move to the new URL without
+//     an authentication error), then closes the sessions that used it.
 package gateway
 
 import (
 	"bufio"
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -43,6 +46,9 @@ type Endpoint struct {
 	Listen        string // host:port
 	AdminUser     string // the user name of the source URL
 	AdminPassword string
+	// PreviousAdminPassword is also accepted until PreviousAdminPasswordUntil.
+	PreviousAdminPassword      string
+	PreviousAdminPasswordUntil time.Time
 	// TLS, when set, is required: plain-text sessions are refused.
 	TLS *tls.Config
 	// Upstream is how the gateway reaches redis-server.
@@ -61,19 +67,20 @@ type Gateway struct {
 	mu  sync.Mutex
 	eps map[int]*endpoint
 
-	// pending counts the connections of each peer address that have not
-	// finished their handshake, across endpoints: idle or slow connections
+	// pending holds the connections of each peer address that are not yet
+	// replicating, oldest first, across endpoints: idle or slow connections
 	// of one address cannot take every file descriptor.
 	pendingMu sync.Mutex
-	pending   map[string]int
+	pending   map[string][]net.Conn
 
 	stop chan struct{}
 	done chan struct{}
 }
 
 // maxPendingPerPeer bounds the connections of one address that are not yet
-// replicating. A destination needs one per source database.
-const maxPendingPerPeer = 64
+// replicating; past it, the oldest is closed. A destination opens one per
+// source database at a time.
+const maxPendingPerPeer = 128
 
 // maxSessionsPerEndpoint bounds the replication sessions of one database:
 // each may make redis-server buffer up to its replica output-buffer limit.
@@ -82,7 +89,7 @@ const maxSessionsPerEndpoint = 64
 // New returns a Gateway with no endpoints. Close stops it.
 func New(log *slog.Logger, reg prometheus.Registerer) *Gateway {
 	g := &Gateway{log: log, metrics: newMetrics(reg), throttle: newThrottle(log), handshakeTimeout: defaultHandshakeTimeout,
-		eps: map[int]*endpoint{}, pending: map[string]int{},
+		eps: map[int]*endpoint{}, pending: map[string][]net.Conn{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go g.flushLoop()
 	return g
@@ -103,21 +110,34 @@ func (g *Gateway) flushLoop() {
 	}
 }
 
-func (g *Gateway) admitPending(peer string) bool {
+func (g *Gateway) admitPending(uid int, peer string, c net.Conn) {
 	g.pendingMu.Lock()
 	defer g.pendingMu.Unlock()
-	if g.pending[peer] >= maxPendingPerPeer {
-		return false
+	conns := g.pending[peer]
+	if len(conns) >= maxPendingPerPeer {
+		// The newcomer wins over the oldest: a flood of idle connections
+		// cannot keep a destination on the same address out.
+		g.metrics.refused.WithLabelValues(strconv.Itoa(uid), "too_many_pending").Inc()
+		conns[0].Close()
+		conns = conns[1:]
 	}
-	g.pending[peer]++
-	return true
+	g.pending[peer] = append(conns, c)
 }
 
-func (g *Gateway) releasePending(peer string) {
+func (g *Gateway) releasePending(peer string, c net.Conn) {
 	g.pendingMu.Lock()
 	defer g.pendingMu.Unlock()
-	if g.pending[peer]--; g.pending[peer] <= 0 {
+	conns := g.pending[peer]
+	for i, o := range conns {
+		if o == c {
+			conns = append(conns[:i:i], conns[i+1:]...)
+			break
+		}
+	}
+	if len(conns) == 0 {
 		delete(g.pending, peer)
+	} else {
+		g.pending[peer] = conns
 	}
 }
 
@@ -129,11 +149,25 @@ type endpoint struct {
 	cfg      Endpoint
 	sessions map[*session]struct{}
 	done     chan struct{}
+	// expiry closes the sessions of the previous password when its grace
+	// period ends.
+	expiry *time.Timer
 }
 
 type session struct {
 	client, upstream net.Conn
 	cert             *x509.Certificate // the client's, when it showed one
+	password         []byte            // the password it authenticated with
+}
+
+// acceptsPassword reports whether pw opens a session at now: the current
+// admin password, or the previous one during its grace period.
+func (ep Endpoint) acceptsPassword(pw []byte, now time.Time) bool {
+	if subtle.ConstantTimeCompare(pw, []byte(ep.AdminPassword)) == 1 {
+		return true
+	}
+	return ep.PreviousAdminPassword != "" && now.Before(ep.PreviousAdminPasswordUntil) &&
+		subtle.ConstantTimeCompare(pw, []byte(ep.PreviousAdminPassword)) == 1
 }
 
 func (s *session) close() {
@@ -144,7 +178,7 @@ func (s *session) close() {
 }
 
 // Ensure starts the endpoint of ep.UID, or updates it. A new password closes
-// every session; a new TLS configuration closes the sessions it would not
+// the sessions of passwords no longer accepted; a new TLS configuration closes the sessions it would not
 // admit any more (and every plain one when TLS becomes required).
 func (g *Gateway) Ensure(ep Endpoint) error {
 	g.mu.Lock()
@@ -161,6 +195,9 @@ func (g *Gateway) Ensure(ep Endpoint) error {
 		}
 		e = &endpoint{g: g, ln: ln, cfg: ep, sessions: map[*session]struct{}{}, done: make(chan struct{})}
 		g.eps[ep.UID] = e
+		e.mu.Lock()
+		e.scheduleExpiry()
+		e.mu.Unlock()
 		go e.accept()
 		return nil
 	}
@@ -198,6 +235,9 @@ func (e *endpoint) stop() {
 	e.ln.Close()
 	<-e.done
 	e.mu.Lock()
+	if e.expiry != nil {
+		e.expiry.Stop()
+	}
 	for s := range e.sessions {
 		s.close()
 	}
@@ -209,10 +249,12 @@ func (e *endpoint) update(ep Endpoint) {
 	defer e.mu.Unlock()
 	old := e.cfg
 	e.cfg = ep
+	e.scheduleExpiry()
+	now := time.Now()
 	for s := range e.sessions {
 		switch {
-		case old.AdminPassword != ep.AdminPassword:
-			s.close() // the old password no longer opens a session
+		case !ep.acceptsPassword(s.password, now):
+			s.close() // its password no longer opens a session
 		case ep.TLS != nil && s.cert == nil && requiresClientCert(ep.TLS):
 			s.close()
 		case ep.TLS != nil && s.cert != nil && ep.TLS.VerifyPeerCertificate != nil &&
@@ -221,6 +263,37 @@ func (e *endpoint) update(ep Endpoint) {
 		case ep.TLS != nil && old.TLS == nil:
 			s.close() // plain sessions must go once TLS is required
 		}
+	}
+}
+
+// scheduleExpiry arms the timer that closes the sessions of the previous
+// password when its grace period ends. e.mu must be held.
+func (e *endpoint) scheduleExpiry() {
+	if e.expiry != nil {
+		e.expiry.Stop()
+		e.expiry = nil
+	}
+	if e.cfg.PreviousAdminPassword == "" {
+		return
+	}
+	e.expiry = time.AfterFunc(time.Until(e.cfg.PreviousAdminPasswordUntil), e.expirePrevious)
+}
+
+// expirePrevious closes the sessions whose password is no longer accepted.
+func (e *endpoint) expirePrevious() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := time.Now()
+	n := 0
+	for s := range e.sessions {
+		if !e.cfg.acceptsPassword(s.password, now) {
+			s.close()
+			n++
+		}
+	}
+	if n > 0 {
+		e.g.log.Info("the grace period of the previous admin password ended; its replication sessions are closed",
+			"database", e.cfg.UID, "sessions", n)
 	}
 }
 
@@ -257,15 +330,11 @@ func (e *endpoint) serve(raw net.Conn) {
 			log.Error("replication session failed: internal error, session closed", "panic", fmt.Sprint(r))
 		}
 	}()
-	if !e.g.admitPending(peer) {
-		e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "too_many_connections").Inc()
-		io.WriteString(raw, "-ERR too many replication connections from your address being set up, try again\r\n")
-		return
-	}
+	e.g.admitPending(cfg.UID, peer, raw)
 	pending := true
 	defer func() {
 		if pending {
-			e.g.releasePending(peer)
+			e.g.releasePending(peer, raw)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), e.g.handshakeTimeout)
@@ -305,9 +374,11 @@ func (e *endpoint) serve(raw net.Conn) {
 	rd := resp.NewReader(br)
 	rd.MaxBulkLen, rd.MaxArrayLen = maxArgLen, maxArgCount
 
-	if e.login(ctx, conn, rd, cfg, peer) != loginOK {
+	pw, ok := e.login(ctx, conn, rd, cfg, peer)
+	if !ok {
 		return
 	}
+	s.password = pw
 	level, firstCmd, err := readCompression(conn, rd)
 	if err != nil {
 		return
@@ -323,7 +394,7 @@ func (e *endpoint) serve(raw net.Conn) {
 		return
 	}
 	defer e.untrack(s)
-	e.g.releasePending(peer)
+	e.g.releasePending(peer, raw)
 	pending = false
 
 	label := strconv.Itoa(cfg.UID)
@@ -391,7 +462,7 @@ func (e *endpoint) stream(s *session, rd *resp.Reader, rw *replyWriter, upRd *re
 func (e *endpoint) track(s *session, cfg Endpoint) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.cfg.AdminPassword != cfg.AdminPassword {
+	if !e.cfg.acceptsPassword(s.password, time.Now()) {
 		return false // regenerated while this session was logging in
 	}
 	if len(e.sessions) >= maxSessionsPerEndpoint {
@@ -444,7 +515,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "gateway", Name: "refused_sessions_total",
-			Help: "Replication sessions refused, by reason (plaintext, tls, password, too_many_connections, too_many_sessions)."}, []string{"database", "reason"}),
+			Help: "Replication sessions refused, by reason (plaintext, tls, password, too_many_pending: the oldest of an address closed for a newer one, too_many_sessions)."}, []string{"database", "reason"}),
 		wireBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "gateway", Name: "sent_wire_bytes_total",
 			Help: "Bytes sent to destinations, after compression."}, []string{"database"}),
 		plainBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "replicad", Subsystem: "gateway", Name: "sent_bytes_total",

@@ -309,3 +309,23 @@ func TestIdleAndSlowConnectionsAreClosed(t *testing.T) {
 	c := dial(t, addr)
 	assert.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
 }
+
+// Hundreds of idle connections from one address do not keep a destination
+// on that address from replicating at once.
+func TestIdleConnectionsDoNotLockOutADestination(t *testing.T) {
+	_, addr, _, _ := startGateway(t)
+	idle := make([]*client, 3*maxPendingPerPeer)
+	for k := range idle {
+		idle[k] = dial(t, addr)
+	}
+	c := dial(t, addr)
+	assert.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+	_, err := c.c.Write(resp.AppendCommandStrings(nil, "PSYNC", "?", "-1"))
+	require.NoError(t, err)
+	line, err := c.rd.Buffered().ReadString('\n')
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(line, "+FULLRESYNC"), line)
+	// The oldest idle ones were closed to make room.
+	_, err = io.ReadAll(idle[0].c)
+	assert.NoError(t, err)
+}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"compress/flate"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -81,25 +80,17 @@ func commandName(args [][]byte) string {
 	return strings.ToUpper(string(args[0]))
 }
 
-// loginResult is what the login phase ends with.
-type loginResult int
-
-const (
-	loginOK loginResult = iota
-	loginClosed
-)
-
-// login reads commands until a valid AUTH. PING before AUTH gets NOAUTH, as
-// from a redis-server with a password. Failed attempts are throttled per
-// peer (see throttle.go).
-func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg Endpoint, peer string) loginResult {
+// login reads commands until a valid AUTH, and returns the password that
+// opened the session. PING before AUTH gets NOAUTH, as from a redis-server
+// with a password. Failed attempts are throttled per peer (see throttle.go).
+func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg Endpoint, peer string) ([]byte, bool) {
 	for {
 		args, _, err := rd.ReadCommand()
 		if err != nil {
 			if isProtocolError(err) {
 				io.WriteString(w, "-ERR Protocol error: "+sanitize(err.Error())+"\r\n")
 			}
-			return loginClosed
+			return nil, false
 		}
 		switch commandName(args) {
 		case "":
@@ -116,22 +107,22 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 				continue
 			}
 			if err := e.g.throttle.wait(ctx, peer); err != nil {
-				return loginClosed
+				return nil, false
 			}
 			userOK := user == nil || string(user) == cfg.AdminUser
-			if userOK && subtle.ConstantTimeCompare(pw, []byte(cfg.AdminPassword)) == 1 {
+			if userOK && cfg.acceptsPassword(pw, time.Now()) {
 				e.g.throttle.succeeded(peer)
 				if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
-					return loginClosed
+					return nil, false
 				}
-				return loginOK
+				return append([]byte(nil), pw...), true
 			}
 			e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "password").Inc()
 			e.g.throttle.failed(peer, cfg.UID)
 			io.WriteString(w, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
 		case "QUIT":
 			io.WriteString(w, "+OK\r\n")
-			return loginClosed
+			return nil, false
 		default:
 			io.WriteString(w, "-NOAUTH Authentication required.\r\n")
 		}

@@ -130,7 +130,7 @@ func (b *batcher) gather(ctx context.Context) bool {
 	for !b.full() {
 		wait := len(b.inFlight) == 0 && (len(b.items) == 0 || b.inSourceTx)
 		if wait {
-			b.s.status.setWriter(writerIdle, 0)
+			b.s.status.setWriter(writerIdle, 0, 0)
 		}
 		it, ok, closed := b.c.next(ctx, wait)
 		if closed {
@@ -198,6 +198,7 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 		b.txBytes += b.size
 		if commit {
 			sb = b.w.commitTx()
+			sb.executes = b.txQueued + b.w.queued
 			sb.items, sb.bytes, sb.first, sb.last = b.txItems, b.txBytes, b.txFirst, b.lastAt
 		}
 		sb.opens, sb.before = opens, b.txQueued
@@ -210,7 +211,7 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 	} else {
 		b.state = batchStreaming
 	}
-	b.s.status.setWriter(writerSending, len(b.inFlight))
+	b.s.status.setWriter(writerSending, len(b.inFlight), 0)
 	var err error
 	if sb.replies, sb.sent, err = b.w.sendKeep(ctx); err != nil {
 		return err
@@ -240,7 +241,7 @@ func (b *batcher) drain(ctx context.Context) error {
 func (b *batcher) complete(ctx context.Context) error {
 	sb := b.inFlight[0]
 	b.inFlight = b.inFlight[1:]
-	b.s.status.setWriter(writerReceiving, len(b.inFlight)+1)
+	b.s.status.setWriter(writerReceiving, len(b.inFlight)+1, sb.executes)
 	_, err := b.w.receive(ctx, sb)
 	b.w.recycle(sb.sent)
 	if err != nil {
@@ -291,6 +292,6 @@ func (s *syncer) applied(b sentBatch, conn *replproto.Conn) error {
 		s.status.pendingSince = b.last
 	}
 	s.status.mu.Unlock()
-	s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
+	s.metrics.lag.Set(s.status.lastLag.Seconds())
 	return nil
 }

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -87,4 +88,13 @@ func isCheckpointCommand(args [][]byte) bool {
 	}
 	k := args[1]
 	return string(k) == checkpointKey || string(k) == generationKey
+}
+
+// unstaged is cmd with its first argument's staging prefix removed (a key
+// of the load built under a temporary name), or nil when it has none.
+func unstaged(cmd [][]byte, prefix []byte) [][]byte {
+	if len(cmd) < 2 || !bytes.HasPrefix(cmd[1], prefix) {
+		return nil
+	}
+	return [][]byte{cmd[0], cmd[1][len(prefix):]}
 }

@@ -32,6 +32,35 @@ type destination struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// histories maps the replication id of each source in session to its
+	// address: a source is recognized by what it is, not by the spelling
+	// of its address.
+	histMu    sync.Mutex
+	histories map[string]string
+}
+
+// claim records that the source at addr has the replication history
+// replID. The same history under another address is the same server (or
+// one of its replicas) reached another way: its writes would be applied
+// twice, so it is refused. release forgets the claim.
+func (d *destination) claim(addr, replID string) (release func(), err error) {
+	d.histMu.Lock()
+	defer d.histMu.Unlock()
+	if other, ok := d.histories[replID]; ok && other != addr {
+		return nil, fatal("sources %s and %s are the same server, or hold the same replication history (replication id %s): each write would be applied twice; keep only one of them", other, addr, replID)
+	}
+	if d.histories == nil {
+		d.histories = map[string]string{}
+	}
+	d.histories[replID] = addr
+	return func() {
+		d.histMu.Lock()
+		defer d.histMu.Unlock()
+		if d.histories[replID] == addr {
+			delete(d.histories, replID)
+		}
+	}, nil
 }
 
 type sourceState struct {
@@ -196,6 +225,7 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 			status: s.status, metrics: d.m.metrics.forSource(d.db.UID, s.url.Addr()),
 			log:          d.log.With("destination", d.db.UID),
 			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,
+			claim: d.claim,
 		}
 		if cp, ok := cps[s.url.Addr()]; ok {
 			sy.resume = &cp

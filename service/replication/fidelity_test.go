@@ -338,3 +338,81 @@ func TestDestinationAsSource(t *testing.T) {
 	a.waitInSync(d.UID, time.Minute)
 	eventuallyEqual(t, time.Minute, destClient(t, d, 0), bc)
 }
+
+// TestSameBigKeyInTwoSourcesIsOneValue: two sources hold big lists under
+// the same names, loaded in chunks at the same time. Each list of the
+// destination must be one source's, whole, never a mix.
+func TestSameBigKeyInTwoSourcesIsOneValue(t *testing.T) {
+	const keys, elems = 4, 200000
+	var srcs []*redistest.Server
+	var sources []api.ReplicaSource
+	ctx := redistest.Ctx(t)
+	for n := range 2 {
+		s := redistest.Start(t, "--requirepass", fmt.Sprint("pw-", n))
+		for k := range keys {
+			for start := 0; start < elems; start += 10000 {
+				var vals []any
+				for i := start; i < start+10000; i++ {
+					vals = append(vals, fmt.Sprintf("s%d-%d", n, i))
+				}
+				require.NoError(t, s.Client().RPush(ctx, fmt.Sprint("biglist:", k), vals...).Err())
+			}
+		}
+		srcs = append(srcs, s)
+		sources = append(sources, api.ReplicaSource{URI: s.URL()})
+	}
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 512 << 20, ReplicaSources: sources})
+	a.waitInSync(dst.UID, 3*time.Minute)
+	dc := destClient(t, dst, 0)
+	for k := range keys {
+		key := fmt.Sprint("biglist:", k)
+		got, err := redistest.Read(ctx, dc, key)
+		require.NoError(t, err)
+		var match bool
+		for _, s := range srcs {
+			want, err := redistest.Read(ctx, s.Client(), key)
+			require.NoError(t, err)
+			match = match || got == want
+		}
+		n := dc.LLen(ctx, key).Val()
+		assert.True(t, match, "%s: %d elements at the destination, a value neither source has", key, n)
+	}
+	staged, err := dc.Keys(ctx, "replicad:load:*").Result()
+	require.NoError(t, err)
+	assert.Empty(t, staged, "keys under their temporary names remain")
+}
+
+// TestSameSourceUnderTwoNamesIsRefused: 127.0.0.1:P and localhost:P are one
+// server; as two sources, every write would be applied twice.
+func TestSameSourceUnderTwoNamesIsRefused(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	ctx := redistest.Ctx(t)
+	for range 100 {
+		require.NoError(t, src.Client().Incr(ctx, "counter").Err())
+	}
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{
+		{URI: "redis://:pw-123456@127.0.0.1:" + strconv.Itoa(src.Port)},
+		{URI: "redis://:pw-123456@localhost:" + strconv.Itoa(src.Port)},
+	}})
+	var db api.Database
+	redistest.Eventually(t, time.Minute, "the sync stops", func() error {
+		db = a.get(dst.UID)
+		if db.ReplicaSync != api.SyncStopped {
+			return fmt.Errorf("sync %s, sources %+v", db.ReplicaSync, db.ReplicaSources)
+		}
+		return nil
+	})
+	var said bool
+	for _, s := range db.ReplicaSources {
+		said = said || strings.Contains(s.LastError, "the same server")
+	}
+	assert.True(t, said, "no source says it is the same server as another: %+v", db.ReplicaSources)
+	for range 100 {
+		require.NoError(t, src.Client().Incr(ctx, "counter").Err())
+	}
+	// Stopped: nothing more is applied, so never more than the source has.
+	n, _ := destClient(t, dst, 0).Get(ctx, "counter").Int()
+	assert.LessOrEqual(t, n, 100)
+}

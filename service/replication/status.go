@@ -39,8 +39,11 @@ type sourceStatus struct {
 
 	// What the watchdog (watchdog.go) reads: what the writer is doing, and
 	// when it last had a send answered.
-	writerAt     writerActivity
-	unanswered   int
+	writerAt   writerActivity
+	unanswered int
+	// executing: commands the destination runs for the send the writer
+	// awaits (an EXEC of a big transaction takes a while).
+	executing    int
 	lastProgress time.Time
 	// watchdogNote says why the watchdog holds the source out of sync
 	// (a stuck syncer, a silent source); empty when it does not.
@@ -69,9 +72,9 @@ func (a writerActivity) String() string {
 
 // setWriter records what the writer does now, and how many of its sends
 // are unanswered.
-func (s *sourceStatus) setWriter(a writerActivity, unanswered int) {
+func (s *sourceStatus) setWriter(a writerActivity, unanswered, executing int) {
 	s.mu.Lock()
-	s.writerAt, s.unanswered = a, unanswered
+	s.writerAt, s.unanswered, s.executing = a, unanswered, executing
 	s.mu.Unlock()
 }
 

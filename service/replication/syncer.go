@@ -59,6 +59,9 @@ type syncer struct {
 	lastCut     error
 	// The watchdog's limits (watchdog.go).
 	stallTimeout, silenceTimeout time.Duration
+	// claim, when set, records the source's replication history for the
+	// session and refuses one that another source has (destination.claim).
+	claim func(addr, replID string) (func(), error)
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -162,6 +165,13 @@ func (s *syncer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.claim != nil {
+		release, err := s.claim(s.url.Addr(), syn.ReplID)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if syn.Full && s.resume != nil {
 		s.log.Info("source cannot continue from the checkpoint; full resync of the destination", "source", s.url.String(), "checkpoint", s.resume.String())
 		if s.lastCut != nil {
@@ -253,6 +263,9 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 		st.rdbLive = func() (int64, int64) { return payload.Size(), payload.Transferred() }
 	})
 	var br *bufio.Reader = payload.Bufio()
+	// Keys written in chunks are built under a name of this source's and
+	// renamed once whole (see rdb.WithStaging).
+	staging := []byte("replicad:load:" + s.url.Addr() + ":")
 	db := 0
 	emit := func(cmd [][]byte) error {
 		if len(cmd) == 2 && equalFold(cmd[0], "SELECT") {
@@ -265,7 +278,7 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 			}
 		}
 		if db == layout.CheckpointDB {
-			if isCheckpointCommand(cmd) {
+			if isCheckpointCommand(cmd) || isCheckpointCommand(unstaged(cmd, staging)) {
 				return nil // they never leave the instance that owns them
 			}
 			return checkDB(db)
@@ -279,7 +292,7 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 	if s.destRDB > 0 {
 		opts = append(opts, rdb.WithRawValues(rawValueLimit, s.destRDB))
 	}
-	if err := rdb.NewDecoder(br, opts...).Decode(ctx, rdb.NewCommandWriter(emit, rdb.WithReplaceKeys())); err != nil {
+	if err := rdb.NewDecoder(br, opts...).Decode(ctx, rdb.NewCommandWriter(emit, rdb.WithReplaceKeys(), rdb.WithStaging(staging))); err != nil {
 		if errors.Is(err, rdb.ErrUnsupported) {
 			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.url, err)}
 		}

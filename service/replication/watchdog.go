@@ -20,6 +20,11 @@ const (
 	DefaultSilenceTimeout = 15 * time.Second
 )
 
+// execAllowance is how long the watchdog allows per command of an EXEC
+// the writer awaits, on top of the stall limit (50,000 commands a second;
+// a destination runs millions).
+const execAllowance = 20 * time.Microsecond
+
 // errStalled ends a session whose syncer is stuck; the next one resumes
 // from the checkpoint.
 var errStalled = errors.New("the syncer is stuck")
@@ -60,10 +65,14 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		}
 		stuckFor := now.Sub(since)
 		where, unanswered, applied, received := st.writerAt, st.unanswered, st.applied, st.received
+		// An EXEC of a big transaction runs for a while: the limit grows
+		// with it, at a pace far below what a destination manages.
+		limit := s.stallTimeout + time.Duration(st.executing)*execAllowance
+		stuck := pending && !since.IsZero() && stuckFor > limit
 		note := ""
 		switch {
 		case !streaming:
-		case pending && !since.IsZero() && stuckFor > s.stallTimeout:
+		case stuck:
 			note = fmt.Sprintf("the syncer is stuck: its writer is %s (%d sends unanswered) and applied nothing for %s; applied offset %d, received %d; restarting from the checkpoint",
 				where, unanswered, stuckFor.Round(time.Second), applied, received)
 		case now.Sub(lastData) > s.silenceTimeout:
@@ -78,7 +87,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		if changed && note != "" {
 			s.log.Warn("replication watchdog", "source", s.url.String(), "note", note)
 		}
-		if note != "" && pending && stuckFor > s.stallTimeout && streaming {
+		if stuck && streaming {
 			s.metrics.stalled.Set(1)
 			s.metrics.stalls.Inc()
 			stop(fmt.Errorf("%w: %s", errStalled, note))

@@ -239,10 +239,12 @@ type sentBatch struct {
 	sent   []byte
 	opens  bool
 	before int
-	items  int
-	bytes  int       // of the source's commands
-	first  time.Time // when its first and last items were received
-	last   time.Time
+	// executes: the commands its EXEC runs, earlier pieces' included.
+	executes int
+	items    int
+	bytes    int       // of the source's commands
+	first    time.Time // when its first and last items were received
+	last     time.Time
 }
 
 // encodeLoad builds a batch of the initial load. Its commands are not

@@ -37,6 +37,12 @@ type Database struct {
 	RedisPassword    string `json:"redis_password"`
 	AdminPassword    string `json:"admin_password"`
 	InternalPassword string `json:"internal_password"`
+	// PreviousAdminPassword, the admin password before the last
+	// regeneration, still opens replication sessions until
+	// PreviousAdminPasswordUntil, so that destinations can be given the
+	// new source URL before the old one stops working.
+	PreviousAdminPassword      string    `json:"previous_admin_password,omitempty"`
+	PreviousAdminPasswordUntil time.Time `json:"previous_admin_password_until,omitzero"`
 
 	// ReplicationPort is where the replication gateway serves this
 	// database to destinations (the port of its source URL).
