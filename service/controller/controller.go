@@ -110,6 +110,22 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read databases from the state file: %w", err)
 	}
+	kept := all[:0]
+	for _, d := range all {
+		if d.Creating {
+			// Its create never answered: a failed request leaves nothing.
+			c.cfg.Logger.Warn("removing a database whose creation did not finish", "uid", d.UID, "name", d.Name)
+			if err := c.cfg.Databases.Remove(d.UID); err != nil {
+				c.cfg.Logger.Error("remove the files of an unfinished database", "uid", d.UID, "err", err)
+			}
+			if err := c.cfg.Store.Delete(d.UID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("remove the record of unfinished database %d: %w", d.UID, err)
+			}
+			continue
+		}
+		kept = append(kept, d)
+	}
+	all = kept
 	for _, d := range all {
 		// One database that cannot start (its port taken by another
 		// program, say) must not keep the others and the API down: its
@@ -273,6 +289,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		RedisPassword: req.AuthenticationRedisPass, AdminPassword: newSecret(), InternalPassword: newSecret(),
 		TLSMode: req.TLSMode, ClientCertificates: req.ClientCertificates,
 		ReplicaSources: req.ReplicaSources, ReplicaSync: sync, CreatedAt: now, UpdatedAt: now,
+		Creating: true,
 	}
 	if d.IsReplica() {
 		d.ReplicaGeneration = 1
@@ -305,7 +322,25 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
-	if d, err = c.startNew(ctx, d, autoPort); err != nil {
+	d, err = c.startNew(ctx, d, autoPort)
+	if err == nil {
+		var done store.Database
+		done, err = c.cfg.Store.Update(d.UID, func(n *store.Database, _ []store.Database) error {
+			n.Creating = false
+			return nil
+		})
+		if err == nil {
+			d = done
+		} else {
+			c.cfg.Replicator.Remove(d.UID)
+			c.cfg.Gateway.Remove(d.UID)
+			if rmErr := c.cfg.Databases.Remove(d.UID); rmErr != nil {
+				c.cfg.Logger.Error("remove the files of a database that failed to be recorded", "uid", d.UID, "err", rmErr)
+			}
+			err = fmt.Errorf("record database %d as created: %w", d.UID, err)
+		}
+	}
+	if err != nil {
 		// A failed create leaves nothing behind: startNew removed the
 		// process, its files and its endpoint; the record goes too.
 		if delErr := c.cfg.Store.Delete(d.UID); delErr != nil {
