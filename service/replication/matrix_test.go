@@ -6,10 +6,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -145,5 +147,94 @@ func loadKeys(t *testing.T, s *redistest.Server, n int) {
 		}
 		_, err := pipe.Exec(context.Background())
 		require.NoError(t, err)
+	}
+}
+
+// TestMatrixLinkDownLongerThanBacklog holds the link to the source down
+// while the source writes far more than its backlog holds: the destination
+// cannot continue, resyncs in full, and ends equal, counters included.
+func TestMatrixLinkDownLongerThanBacklog(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "16kb")
+	proxy := redistest.StartProxy(t, src.Addr())
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "far-behind", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{URI: "redis://" + proxy.Addr}}})
+	a.waitInSync(dst.UID, time.Minute)
+	fullBefore := metric(a.metrics(), "replicad_replica_full_syncs_total")
+	w := startIncrWriter(t, src.Client(), 20)
+
+	proxy.Down()
+	base := w.written.Load()
+	redistest.Eventually(t, time.Minute, "the source wrote past its backlog", func() error {
+		if n := w.written.Load() - base; n < 20000 { // about 600 KB of stream, the backlog holds 16 KB
+			return fmt.Errorf("written %d", n)
+		}
+		return nil
+	})
+	proxy.Restore()
+	a.waitInSync(dst.UID, 2*time.Minute)
+	w.stop()
+	eventuallyEqual(t, 2*time.Minute, destClient(t, dst, 0), src.Client())
+	require.Greater(t, metric(a.metrics(), "replicad_replica_full_syncs_total"), fullBefore, "the destination resynced in full")
+}
+
+// prefixedWriter INCRs prefix:0..9 on c until stopped, so that several
+// sources of one destination never write the same key.
+func prefixedWriter(t *testing.T, c *redis.Client, prefix string) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := 0; ctx.Err() == nil; n++ {
+			pipe := c.Pipeline()
+			for k := range 10 {
+				pipe.Incr(ctx, prefix+strconv.Itoa((n+k)%10))
+			}
+			_, _ = pipe.Exec(ctx)
+		}
+	}()
+	stop := sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestMatrixFanInAndFanOutUnderLoad replicates 32 sources into one
+// destination, and one source into 16 destinations, while every source
+// takes INCRs: each destination ends equal to its sources.
+func TestMatrixFanInAndFanOutUnderLoad(t *testing.T) {
+	keys := matrixScale(500)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+
+	var srcs []*redistest.Server
+	var clients []*redis.Client
+	var sources []api.ReplicaSource
+	var stops []func()
+	for n := range api.MaxReplicaSources {
+		s := redistest.Start(t)
+		writeDataset(t, s.Client(), fmt.Sprintf("s%d:", n), keys)
+		srcs = append(srcs, s)
+		clients = append(clients, s.Client())
+		sources = append(sources, api.ReplicaSource{URI: s.URL()})
+	}
+	for n, s := range srcs {
+		stops = append(stops, prefixedWriter(t, s.Client(), fmt.Sprintf("s%d:counter:", n)))
+	}
+	fanIn := a.create(api.CreateDatabaseRequest{Name: "fan-in", MemorySize: 512 << 20, ReplicaSources: sources})
+	var fanOut []api.Database
+	for n := range 16 {
+		fanOut = append(fanOut, a.create(api.CreateDatabaseRequest{Name: fmt.Sprintf("fan-out-%d", n), MemorySize: 64 << 20,
+			ReplicaSources: []api.ReplicaSource{{URI: srcs[0].URL()}}}))
+	}
+	a.waitInSync(fanIn.UID, 5*time.Minute)
+	for _, d := range fanOut {
+		a.waitInSync(d.UID, 5*time.Minute)
+	}
+	for _, stop := range stops {
+		stop()
+	}
+	eventuallyEqual(t, 3*time.Minute, destClient(t, fanIn, 0), clients...)
+	for _, d := range fanOut {
+		eventuallyEqual(t, 2*time.Minute, destClient(t, d, 0), clients[0])
 	}
 }
