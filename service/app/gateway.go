@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/tls"
 	"github.com/replicad/terraform-provider-redis/service/replication"
 	"net"
@@ -73,3 +74,22 @@ func (g *gatewayAdapter) SourceURL(d store.Database, host string) string {
 		Host: net.JoinHostPort(host, strconv.Itoa(d.ReplicationPort))}
 	return u.String()
 }
+
+func (x destinations) Shadow(ctx context.Context, d store.Database) (replication.Shadow, error) {
+	s, err := x.dbs.StartShadow(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return shadow{s: s, d: d}, nil
+}
+
+type shadow struct {
+	s *databases.Shadow
+	d store.Database
+}
+
+func (s shadow) Access() replication.Access {
+	return replication.Access{Network: "unix", Addr: s.s.Socket(), Username: databases.InternalUser, Password: s.d.InternalPassword}
+}
+func (s shadow) SwapIn(ctx context.Context) error { return s.s.SwapIn(ctx) }
+func (s shadow) Close()                           { s.s.Close() }

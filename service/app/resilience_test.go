@@ -442,3 +442,101 @@ func TestReloadingDestinationSaysLoading(t *testing.T) {
 	})
 	require.NoError(t, redistest.Diff(ctx(t), dbClient(t, dst, dst.AuthenticationRedisPass), src.Client()))
 }
+
+// Defect 3 of issue 12: while a destination reloads (here: its source list
+// changed), its readers keep the previous data, whole, until the new data is
+// loaded; then they see the new data, whole.
+func TestReloadKeepsThePreviousDataReadable(t *testing.T) {
+	i := servicetest.Start(t)
+	oldSrc, newSrc := redistest.Start(t), redistest.Start(t)
+	const keys = 2000
+	for n := range keys {
+		require.NoError(t, oldSrc.Client().Set(ctx(t), "old:"+strconv.Itoa(n), n, 0).Err())
+		require.NoError(t, newSrc.Client().Set(ctx(t), "new:"+strconv.Itoa(n), n, 0).Err())
+	}
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "swapped", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the destination holds the old source", func() error {
+		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+	})
+
+	// The new source is frozen: the reload cannot end until it thaws.
+	require.NoError(t, syscall.Kill(newSrc.PID(), syscall.SIGSTOP))
+	thaw := sync.OnceFunc(func() { _ = syscall.Kill(newSrc.PID(), syscall.SIGCONT) })
+	t.Cleanup(thaw)
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: newSrc.URL()}}}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	var got api.Database
+	eventually(t, time.Minute, "the destination says loading", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusLoading {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return nil
+	})
+	// Readers still see every key of the previous data, and nothing else.
+	require.NoError(t, redistest.Diff(ctx(t), dc, oldSrc.Client()), "the previous data stays readable during the reload")
+
+	thaw()
+	eventually(t, time.Minute, "the destination holds the new source, and only it", func() error {
+		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	})
+	eventually(t, time.Minute, "the destination is in sync and active", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s, sync %s", got.Status, got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	// It keeps replicating from the checkpoint the swap brought, and its
+	// AOF holds the new data: a restart keeps it.
+	require.NoError(t, newSrc.Client().Set(ctx(t), "new:after", "swap", 0).Err())
+	eventually(t, time.Minute, "a write after the swap is replicated", func() error {
+		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	})
+	i.Restart(t)
+	dc = dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the swapped data survives a restart", func() error {
+		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	})
+}
+
+// The documented fallback of item 3: when the host cannot hold a second copy
+// of the database (here its memory_size is larger than the host's free
+// memory), the reload happens in place: the destination says loading, and
+// readers see it fill up from empty.
+func TestReloadInPlaceWithoutMemoryForTwoCopies(t *testing.T) {
+	i := servicetest.Start(t)
+	oldSrc, newSrc := redistest.Start(t), redistest.Start(t)
+	for n := range 100 {
+		require.NoError(t, oldSrc.Client().Set(ctx(t), "old:"+strconv.Itoa(n), n, 0).Err())
+		require.NoError(t, newSrc.Client().Set(ctx(t), "new:"+strconv.Itoa(n), n, 0).Err())
+	}
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "huge", MemorySize: 1 << 40,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the destination holds the old source", func() error {
+		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+	})
+	require.NoError(t, syscall.Kill(newSrc.PID(), syscall.SIGSTOP))
+	thaw := sync.OnceFunc(func() { _ = syscall.Kill(newSrc.PID(), syscall.SIGCONT) })
+	t.Cleanup(thaw)
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: newSrc.URL()}}}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	eventually(t, time.Minute, "the destination is flushed and says loading", func() error {
+		var got api.Database
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusLoading {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		if n, err := dc.DBSize(ctx(t)).Result(); err != nil || n != 0 {
+			return fmt.Errorf("%d keys (%v)", n, err)
+		}
+		return nil
+	})
+	thaw()
+	eventually(t, time.Minute, "the destination holds the new source", func() error {
+		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	})
+}

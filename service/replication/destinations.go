@@ -14,6 +14,21 @@ import (
 // app wires them), so this package knows nothing of processes.
 type Destinations interface {
 	Access(d store.Database) Access
+	// Shadow starts a second, empty server beside d, which a reload
+	// loads while d keeps serving its previous data. An error (the host
+	// lacks the memory for a second copy, say) means the reload happens
+	// in place.
+	Shadow(ctx context.Context, d store.Database) (Shadow, error)
+}
+
+// Shadow is a server a reload loads while the destination keeps serving.
+type Shadow interface {
+	Access() Access
+	// SwapIn makes the shadow's data the destination's, in one step for
+	// its readers, and closes the shadow. The destination's AOF is off
+	// afterwards (the next round turns it on, which rewrites it).
+	SwapIn(ctx context.Context) error
+	Close()
 }
 
 // Access is the service's own way into a database, whatever TLS its TCP
