@@ -78,7 +78,15 @@ func (m *Manager) StartShadow(ctx context.Context, d store.Database) (*Shadow, e
 func (s *Shadow) Socket() string { return s.socket }
 
 func (s *Shadow) client(db int) *redis.Client {
-	return redis.NewClient(&redis.Options{Network: "unix", Addr: s.socket, Username: InternalUser, Password: s.d.InternalPassword, DB: db, MaxRetries: -1})
+	return unixClient(s.socket, s.d.InternalPassword, db)
+}
+
+// unixClient is a connection to a server's socket as the service's user,
+// with no read timeout of its own: SAVE and DEBUG RELOAD of a large dataset
+// take as long as they take, and ctx bounds them.
+func unixClient(socket, password string, db int) *redis.Client {
+	return redis.NewClient(&redis.Options{Network: "unix", Addr: socket, Username: InternalUser, Password: password, DB: db,
+		MaxRetries: -1, ReadTimeout: -1, ContextTimeoutEnabled: true})
 }
 
 // SwapIn makes the shadow's data the database's: the shadow saves it, and
@@ -100,10 +108,8 @@ func (s *Shadow) SwapIn(ctx context.Context) error {
 		return fmt.Errorf("move the reloaded data of database %d: %w", s.d.UID, err)
 	}
 	defer os.Remove(dump)
-	c := s.m.Client(s.d.UID)
-	if c == nil {
-		return fmt.Errorf("database %d is not running", s.d.UID)
-	}
+	c := unixClient(s.m.Socket(s.d.UID), s.d.InternalPassword, 0)
+	defer c.Close()
 	if err := c.ConfigSet(ctx, "appendonly", "no").Err(); err != nil {
 		return fmt.Errorf("pause the AOF of database %d for the swap: %w", s.d.UID, err)
 	}
