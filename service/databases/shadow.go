@@ -54,6 +54,7 @@ func (m *Manager) StartShadow(ctx context.Context, d store.Database) (*Shadow, e
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("write the reload config of database %d: %w", d.UID, err)
 	}
+	_ = os.Remove(s.socket) // left by a shadow that was killed
 	s.cmd = exec.Command(m.cfg.RedisServer, confPath)
 	s.cmd.Dir = dir
 	// It dies with the service, as the databases do.
@@ -62,10 +63,20 @@ func (m *Manager) StartShadow(ctx context.Context, d store.Database) (*Shadow, e
 		return nil, fmt.Errorf("start the reload server of database %d: %w", d.UID, err)
 	}
 	go func() { s.waited <- s.cmd.Wait() }()
-	c := s.client(0)
-	defer c.Close()
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// Its socket first, so that no dial fails (and logs) before it exists.
+	for {
+		if _, err := os.Stat(s.socket); err == nil || wctx.Err() != nil {
+			break
+		}
+		select {
+		case <-wctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	c := s.client(0)
+	defer c.Close()
 	if err := WaitReady(wctx, c); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("the reload server of database %d: %w", d.UID, err)
@@ -135,6 +146,7 @@ func (s *Shadow) Close() {
 		s.waited <- nil // a second Close returns at once
 	}
 	_ = os.RemoveAll(s.dir)
+	_ = os.Remove(s.socket)
 }
 
 // renderShadowConfig is the config of a shadow: the service's user only,

@@ -156,6 +156,11 @@ func (m *Manager) Status(d store.Database) []api.ReplicaSourceStatus {
 				out[i] = s.status.view(src)
 			}
 		}
+		// A source loaded into a reload's second server is not in sync
+		// with what readers see until the reload is swapped in.
+		if out[i].Status == api.SourceInSync && dest.reloading.Load() {
+			out[i].Status = api.SourceSyncing
+		}
 	}
 	return out
 }
