@@ -355,9 +355,6 @@ func (m *Manager) Remove(uid int) error {
 	return nil
 }
 
-// Stop stops database uid and keeps its files; Ensure starts it again.
-func (m *Manager) Stop(uid int) { m.stop(uid) }
-
 func (m *Manager) stop(uid int) {
 	m.mu.Lock()
 	p, c := m.procs[uid], m.clients[uid]

@@ -61,6 +61,7 @@ func fillDisk(t *testing.T, dir string, free int64) string {
 // saying so, and nothing is lost or applied twice: once there is room again
 // and the sync is enabled, the destination equals the source.
 func TestMatrixDiskFull(t *testing.T) {
+	servicetest.RequireRedisServer(t) // first: -short skips before mounting
 	disk := smallDisk(t, 64<<20)
 	src := redistest.Start(t)
 	sc := src.Client()
