@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -538,5 +539,78 @@ func TestReloadInPlaceWithoutMemoryForTwoCopies(t *testing.T) {
 	thaw()
 	eventually(t, time.Minute, "the destination holds the new source", func() error {
 		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	})
+}
+
+// Fault matrix, API row: racing conflicting updates. Every request gets a
+// definite answer (200 or 409, never 500), the stored state is one of the
+// requested ones, and the running state follows it.
+func TestRacingConflictingUpdates(t *testing.T) {
+	i := servicetest.Start(t)
+	a := mustCreate(t, i, api.CreateDatabaseRequest{Name: "a", MemorySize: 16 << 20})
+	b := mustCreate(t, i, api.CreateDatabaseRequest{Name: "b", MemorySize: 16 << 20})
+	src1, src2 := redistest.Start(t), redistest.Start(t)
+	require.NoError(t, src1.Client().Set(ctx(t), "one", "1", 0).Err())
+	require.NoError(t, src2.Client().Set(ctx(t), "two", "2", 0).Err())
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src1.URL()}}})
+
+	sets := [][]api.ReplicaSource{{{URI: src1.URL()}}, {{URI: src2.URL()}}, {{URI: src1.URL()}, {URI: src2.URL()}}}
+	var wg sync.WaitGroup
+	for n := range 12 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			uid := []int{a.UID, b.UID}[n%2]
+			code, body, err := request(i, "PUT", fmt.Sprintf("/v1/bdbs/%d", uid), map[string]any{"name": "winner"})
+			if assert.NoError(t, err) {
+				assert.Contains(t, []int{http.StatusOK, http.StatusConflict}, code, "rename: %s", body)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			code, body, err := request(i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": sets[n%3]})
+			if assert.NoError(t, err) {
+				assert.Equal(t, http.StatusOK, code, "change of sources: %s", body)
+			}
+		}()
+	}
+	wg.Wait()
+
+	var list []api.Database
+	code, _ := call(t, i, "GET", "/v1/bdbs", nil, &list)
+	require.Equal(t, http.StatusOK, code)
+	winners := 0
+	for _, db := range list {
+		if db.Name == "winner" {
+			winners++
+		}
+	}
+	assert.Equal(t, 1, winners, "exactly one database won the name")
+
+	var got api.Database
+	eventually(t, 2*time.Minute, "the destination follows the stored source list", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("sync %s", got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	var want []*redistest.Server
+	for _, s := range got.ReplicaSources {
+		switch s.URI {
+		case src1.URL():
+			want = append(want, src1)
+		case src2.URL():
+			want = append(want, src2)
+		default:
+			t.Fatalf("stored source %q was never requested", s.URI)
+		}
+	}
+	var clients []*redis.Client
+	for _, s := range want {
+		clients = append(clients, s.Client())
+	}
+	eventually(t, time.Minute, "the destination holds exactly its stored sources", func() error {
+		return redistest.Diff(ctx(t), dbClient(t, dst, dst.AuthenticationRedisPass), clients...)
 	})
 }
