@@ -42,3 +42,16 @@ func TestLevels(t *testing.T) {
 	assert.True(t, replcompress.Refused("ERR unknown command 'REPLICAD.COMPRESS', with args beginning with: '3'"))
 	assert.False(t, replcompress.Refused("ERR compression level must be 1 to 6"))
 }
+
+// FuzzParseLevel: any argument is a level in range or an error.
+func FuzzParseLevel(f *testing.F) {
+	for _, s := range []string{"1", "6", "0", "7", "-1", "", "x", "99999999999999999999"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, arg []byte) {
+		level, err := replcompress.ParseLevel(arg)
+		if err == nil && (level < replcompress.MinLevel || level > replcompress.MaxLevel) {
+			t.Fatalf("level %d accepted from %q", level, arg)
+		}
+	})
+}

@@ -130,3 +130,18 @@ func TestParseCertificateSaysWhy(t *testing.T) {
 		assert.ErrorContains(t, err, want)
 	}
 }
+
+// FuzzParseCertificate: any text gets a certificate or an error, never a
+// panic; a certificate it accepts encodes back to one PEM block.
+func FuzzParseCertificate(f *testing.F) {
+	f.Add("")
+	f.Add("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+	f.Add("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+	f.Add("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIB\n-----END CERTIFICATE-----\ntrailing")
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := tlspin.ParseCertificate(text)
+		if err == nil && (c == nil || len(c.Raw) == 0) {
+			t.Fatalf("no error and no certificate for %q", text)
+		}
+	})
+}
