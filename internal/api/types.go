@@ -105,6 +105,9 @@ type ReplicaSourceStatus struct {
 	CompressionActive bool `json:"compression_active,omitempty"`
 	// CompressionNote says why compression that was asked for is not active.
 	CompressionNote string `json:"compression_note,omitempty"`
+	// SyncNote says what of the source the destination could not
+	// reproduce exactly (what Redis cannot recreate through commands).
+	SyncNote string `json:"sync_note,omitempty"`
 }
 
 // CreateDatabaseRequest is the body of POST /v1/bdbs.

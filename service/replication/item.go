@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/replicad/terraform-provider-redis/service/databases"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 )
 
 // kind says what the writer does with an item.
@@ -40,6 +40,10 @@ type item struct {
 	keys    keyInfo
 	key     []byte
 	setArgs int
+	// mustChange: the source sends the command only when it changed the
+	// key (PEXPIREAT, PERSIST), so the destination must answer 1; 0 says
+	// the destination lost the key (see destWriter.receive).
+	mustChange bool
 }
 
 // classify turns a command of the replication stream into an item, and
@@ -71,6 +75,7 @@ func classify(args [][]byte, offset int64, at time.Time) (item, [][]byte) {
 			return it, nil
 		}
 		it.keys = keysOf(args)
+		it.mustChange = len(args) >= 2 && (equalFold(name, "PEXPIREAT") || equalFold(name, "PERSIST"))
 		return it, args
 	}
 	return it, nil
@@ -89,7 +94,7 @@ func dbArgOutOfRange(args [][]byte) (int, bool) {
 		if err != nil {
 			return 0, false // the source accepted it, so it cannot happen; the destination would refuse it
 		}
-		return db, db < 0 || db >= databases.CheckpointDB
+		return db, db < 0 || db >= layout.CheckpointDB
 	}
 	switch {
 	case len(args) == 3 && equalFold(name, "MOVE"):

@@ -6,13 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/resp"
-	"github.com/replicad/terraform-provider-redis/service/databases"
 )
 
 // Batch bounds: a batch is applied (and, on the stream, committed) at once.
@@ -51,18 +51,25 @@ type destWriter struct {
 	last   int64       // the offset after the last item encoded
 	spare  [][]byte    // buffers of answered batches, for the next ones
 	sets   msetBuilder // the plain SETs of the batch being encoded
+	// hits are the positions in buf of commands that must answer 1
+	// (item.mustChange); the batcher takes them after encoding.
+	hits []int
+	// lost counts the commands that answered 0 instead (the key is missing
+	// at the destination), lostSample names the first ones.
+	lost       int
+	lostSample []string
 }
 
-func dialDestination(ctx context.Context, addr, password, source string) (*destWriter, error) {
+func dialDestination(ctx context.Context, dest Access, source string) (*destWriter, error) {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", addr)
+	conn, err := d.DialContext(ctx, dest.Network, dest.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to destination %s: %w", addr, err)
+		return nil, fmt.Errorf("connect to destination %s: %w", dest.Addr, err)
 	}
 	w := &destWriter{conn: conn, bw: bufio.NewWriterSize(conn, 64<<10), rd: resp.NewReader(bufio.NewReaderSize(conn, 64<<10)), source: source}
-	if err := w.do(ctx, "AUTH", databases.InternalUser, password); err != nil {
+	if err := w.do(ctx, "AUTH", dest.Username, dest.Password); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("authenticate to destination %s: %w", addr, err)
+		return nil, fmt.Errorf("authenticate to destination %s: %w", dest.Addr, err)
 	}
 	return w, nil
 }
@@ -158,16 +165,32 @@ func (w *destWriter) writeBytes(ctx context.Context, b []byte) error {
 // version cannot read): it must be said, never only logged.
 func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 	w.deadline(ctx)
-	var firstErr error
+	var firstErr, nestedErr error
 	failures := 0
-	for i := 0; i < b.replies; i++ {
-		var nestedErr error
-		nested := func(at int, msg []byte) {
-			failures++
-			if nestedErr == nil {
-				nestedErr = fmt.Errorf("the destination failed a replicated command: %s: %s", b.queuedCommand(at), msg)
+	hits := b.hits
+	nested := &resp.Nested{Error: func(at int, msg []byte) {
+		failures++
+		if nestedErr == nil {
+			nestedErr = fmt.Errorf("the destination failed a replicated command: %s: %s", b.queuedCommand(at), msg)
+		}
+	}}
+	if len(hits) > 0 {
+		nested.Int = func(at int, v int64) {
+			for len(hits) > 0 && hits[0] < at {
+				hits = hits[1:]
+			}
+			if len(hits) > 0 && hits[0] == at {
+				hits = hits[1:]
+				if v == 0 {
+					w.lost++
+					if len(w.lostSample) < 5 {
+						w.lostSample = append(w.lostSample, b.queuedCommand(at))
+					}
+				}
 			}
 		}
+	}
+	for i := 0; i < b.replies; i++ {
 		msg, err := w.rd.SkipValueIndexed(nested)
 		if err != nil {
 			return 0, fmt.Errorf("read reply from destination: %w", err)
@@ -199,7 +222,7 @@ func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 func (w *destWriter) readCheckpoint(ctx context.Context) (checkpoint, bool, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	w.conn.SetDeadline(deadline)
-	buf := resp.AppendCommandStrings(nil, "SELECT", strconv.Itoa(databases.CheckpointDB))
+	buf := resp.AppendCommandStrings(nil, "SELECT", strconv.Itoa(layout.CheckpointDB))
 	buf = resp.AppendCommandStrings(buf, "HGET", checkpointKey, w.source)
 	if _, err := w.conn.Write(buf); err != nil {
 		return checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
@@ -241,10 +264,13 @@ type sentBatch struct {
 	before int
 	// executes: the commands its EXEC runs, earlier pieces' included.
 	executes int
-	items    int
-	bytes    int       // of the source's commands
-	first    time.Time // when its first and last items were received
-	last     time.Time
+	// hits: the indexes in EXEC's results of the commands that must
+	// answer 1 (destWriter.hits).
+	hits  []int
+	items int
+	bytes int       // of the source's commands
+	first time.Time // when its first and last items were received
+	last  time.Time
 }
 
 // encodeLoad builds a batch of the initial load. Its commands are not
@@ -262,7 +288,7 @@ func (w *destWriter) encodeLoad(batch []item) (sentBatch, error) {
 			w.db, w.replID, w.last = 0, it.replID, it.offset
 			cp := checkpoint{ReplID: it.replID, Offset: it.offset, DB: 0}
 			w.add("MULTI")
-			w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
+			w.add("SELECT", strconv.Itoa(layout.CheckpointDB))
 			w.add("HSET", checkpointKey, w.source, cp.String())
 			w.add("EXEC")
 			return sentBatch{tx: true, commit: true, cp: cp}, nil
@@ -291,7 +317,7 @@ func (w *destWriter) openTx() {
 // checkpoint database is never selected for a source's commands (and none
 // may come while the source has it selected).
 func (w *destWriter) appDB() int {
-	if w.db == databases.CheckpointDB {
+	if w.db == layout.CheckpointDB {
 		return 0
 	}
 	return w.db
@@ -311,7 +337,7 @@ func (w *destWriter) encodeItems(batch []item) error {
 		w.last = it.offset
 		switch it.kind {
 		case kindCommand:
-			if w.db == databases.CheckpointDB {
+			if w.db == layout.CheckpointDB {
 				return checkDB(w.db) // not a checkpoint of a chained source
 			}
 			if it.setArgs > 0 {
@@ -321,13 +347,16 @@ func (w *destWriter) encodeItems(batch []item) error {
 			if w.sets.holds(it) {
 				flushSets()
 			}
+			if it.mustChange {
+				w.hits = append(w.hits, w.queued)
+			}
 			w.buf = append(w.buf, it.raw...)
 			w.queued++
 		case kindBadDB:
-			return fatal("the source ran %s with logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints): the sync stops before applying it", it.raw, it.db, databases.CheckpointDB-1, databases.CheckpointDB)
+			return fatal("the source ran %s with logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints): the sync stops before applying it", it.raw, it.db, layout.CheckpointDB-1, layout.CheckpointDB)
 		case kindSelect:
 			flushSets()
-			if it.db == databases.CheckpointDB {
+			if it.db == layout.CheckpointDB {
 				// Only the checkpoints of a chained source are written
 				// there, and the reader drops them: select nothing.
 				w.db = it.db
@@ -342,7 +371,7 @@ func (w *destWriter) encodeItems(batch []item) error {
 			flushSets()
 			// The reserved database holds the checkpoints of every source:
 			// flush only the ones applications use.
-			for db := range databases.CheckpointDB {
+			for db := range layout.CheckpointDB {
 				w.add("SELECT", strconv.Itoa(db))
 				if len(it.raw) > 0 {
 					w.add("FLUSHDB", string(it.raw))
@@ -361,7 +390,7 @@ func (w *destWriter) encodeItems(batch []item) error {
 // encoded so far.
 func (w *destWriter) commitTx() sentBatch {
 	cp := checkpoint{ReplID: w.replID, Offset: w.last, DB: w.db}
-	w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
+	w.add("SELECT", strconv.Itoa(layout.CheckpointDB))
 	w.add("HSET", checkpointKey, w.source, cp.String())
 	w.add("EXEC")
 	return sentBatch{tx: true, commit: true, cp: cp}
@@ -370,8 +399,8 @@ func (w *destWriter) commitTx() sentBatch {
 // checkDB refuses the logical databases the destination does not offer to
 // sources: the checkpoint database and beyond.
 func checkDB(db int) error {
-	if db < 0 || db >= databases.CheckpointDB {
-		return fatal("the source uses logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints)", db, databases.CheckpointDB-1, databases.CheckpointDB)
+	if db < 0 || db >= layout.CheckpointDB {
+		return fatal("the source uses logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints)", db, layout.CheckpointDB-1, layout.CheckpointDB)
 	}
 	return nil
 }
