@@ -2,10 +2,10 @@ package databases
 
 import "syscall"
 
-// childProcAttr makes a redis-server end with the service (even on kill
-// -9), so a restarted service finds its ports free and starts the children
-// again itself. SIGTERM, not SIGKILL: redis-server then writes out its AOF
-// buffer, which appendfsync everysec may still hold for acknowledged writes.
-func childProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+// childProcAttr makes a child process end with the service (even on kill
+// -9), with signal sig: a restarted service then finds the ports free and
+// starts the children again itself. Its own process group keeps it from
+// the signals of the service's terminal.
+func childProcAttr(sig syscall.Signal) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: sig, Setpgid: true}
 }
