@@ -1,8 +1,13 @@
 package provider
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -208,4 +213,63 @@ func redisClientFor(t *testing.T, host string, port int, password string) *redis
 	c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(host, strconv.Itoa(port)), Password: password, MaxRetries: -1})
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestAccReplicaOf_serviceRestartDuringWait restarts the service while a
+// create waits for the initial load: the provider retries the API until it
+// answers again, and the apply ends once the destination is in sync.
+func TestAccReplicaOf_serviceRestartDuringWait(t *testing.T) {
+	e := testAccStart(t)
+	legacy := redistest.Start(t, "--requirepass", "legacy-restart-secret", "--enable-debug-command", "yes",
+		"--rdbcompression", "no", "--repl-diskless-sync", "no")
+	ctx := testAccContext(t)
+	require.NoError(t, legacy.Client().Do(ctx, "DEBUG", "POPULATE", 40000, "key", 100).Err())
+	proxy := startSlowProxy(t, legacy.Addr(), 400<<10)
+	logPath := filepath.Join(t.TempDir(), "terraform.log")
+	cli := newTestAccCLI(t, "TF_LOG=INFO", "TF_LOG_PATH="+logPath, "TF_VAR_create_timeout=3m",
+		"TF_VAR_endpoint="+e.inst.URL, "TF_VAR_password="+e.inst.Password, "TF_VAR_ca_cert="+e.inst.CACert,
+		"TF_VAR_source_address="+proxy.addr, "TF_VAR_source_url=redis://:legacy-restart-secret@"+proxy.addr)
+	cli.write("main.tf", testAccWaitConfig)
+
+	bin := os.Getenv("TF_ACC_TERRAFORM_PATH")
+	if bin == "" {
+		bin = "terraform"
+	}
+	apply := exec.Command(bin, "-chdir="+cli.dir, "apply", "-auto-approve", "-no-color")
+	apply.Env = cli.env
+	var out strings.Builder
+	apply.Stdout, apply.Stderr = &out, &out
+	require.NoError(t, apply.Start())
+	done := make(chan error, 1)
+	go func() { done <- apply.Wait() }()
+	logged := func(what string) func(context.Context) error {
+		return func(context.Context) error {
+			data, _ := os.ReadFile(logPath)
+			if !strings.Contains(string(data), what) {
+				return fmt.Errorf("not logged yet: %q", what)
+			}
+			return nil
+		}
+	}
+	require.NoError(t, testAccEventually(2*time.Minute, "the wait starts", logged("waiting for the Replica Of sync")))
+	e.inst.Stop(t)
+	require.NoError(t, testAccEventually(2*time.Minute, "the provider meets the outage", logged("cannot be reached")))
+	e.inst.StartAgain(t)
+
+	select {
+	case err := <-done:
+		require.NoError(t, err, "the apply failed:\n%s", out.String())
+	case <-time.After(4 * time.Minute):
+		t.Fatalf("the apply did not end:\n%s", out.String())
+	}
+	data, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	assert.Contains(t, string(data), "the redis-replicad API answers again")
+	assert.NotContains(t, out.String(), "Warning: The Replica Of of database", "the apply did not wait for the sync")
+	uid, err := strconv.Atoi(strings.TrimSpace(cli.mustRun(0, "output", "-raw", "dst_id")))
+	require.NoError(t, err)
+	db, err := e.client.GetDatabase(ctx, uid)
+	require.NoError(t, err)
+	assert.Equal(t, "in-sync", db.ReplicaSyncStatus)
+	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color")
 }
