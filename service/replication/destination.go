@@ -64,6 +64,9 @@ type sourceState struct {
 	src    api.ReplicaSource
 	url    redisurl.Source
 	status *sourceStatus
+	// cluster is set while the source is a Redis Cluster (cluster.go).
+	// It is swapped by the round and read by the API.
+	cluster atomic.Pointer[clusterState]
 }
 
 func (d *destination) start(parent context.Context) {
@@ -149,8 +152,13 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 	}
 	full := forceFull || gen != d.db.ReplicaGeneration
 	d.log.Info("destination checkpoints", "destination", d.db.UID, "generation", gen, "want_generation", d.db.ReplicaGeneration, "checkpoints", len(cps), "force_full", forceFull)
-	for _, s := range d.sources {
-		if _, ok := cps[s.url.Addr()]; !ok {
+	// A source that is a Redis Cluster is replicated shard by shard.
+	units, err := d.plan(ctx, cps)
+	if err != nil {
+		return err
+	}
+	for _, u := range units {
+		if _, ok := cps[u.key]; !ok {
 			full = true
 		}
 	}
@@ -173,10 +181,10 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
-	errs := make(chan error, len(d.sources)+1)
+	errs := make(chan error, 2*len(units)+1)
 	var wg sync.WaitGroup
 	var loading atomic.Int32
-	loading.Store(int32(len(d.sources)))
+	loading.Store(int32(len(units)))
 	onLoaded := func() {
 		if loading.Add(-1) != 0 {
 			return
@@ -191,27 +199,49 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 		}()
 	}
 	for _, s := range d.sources {
+		if s.cluster.Load() == nil {
+			continue
+		}
+		log := d.log.With("destination", d.db.UID)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.watch(ctx, s, log); err != nil && ctx.Err() == nil {
+				errs <- err
+				cancelAll()
+			}
+		}()
+	}
+	for _, u := range units {
+		s := u.src
 		tlsCfg, err := d.m.sourceTLS(s.src)
 		if err != nil {
 			// Validated when stored; a certificate that no longer parses
 			// is a configuration error that retrying cannot fix.
 			return &fatalError{fmt.Errorf("source %s: %w", s.url, err)}
 		}
+		log := d.log.With("destination", d.db.UID)
+		if u.shard != "" {
+			log = log.With("shard", u.shard)
+		}
 		sy := &syncer{
 			source: s.src, url: s.url, destAddr: addr, destPass: d.db.InternalPassword, tls: tlsCfg,
-			status: s.status, metrics: d.m.metrics.forSource(d.db.UID, s.url.Addr()),
-			log:          d.log.With("destination", d.db.UID),
+			status: u.status, metrics: d.m.metrics.forSource(d.db.UID, u.key),
+			log:          log,
 			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,
 			claim: d.claim,
 		}
-		if cp, ok := cps[s.url.Addr()]; ok {
+		if u.locate != nil {
+			sy.key, sy.locate = u.key, u.locate
+		}
+		if cp, ok := cps[u.key]; ok {
 			sy.resume = &cp
 		}
 		if full {
 			sy.onLoaded = onLoaded
 		}
 		if full {
-			s.status.set(func(st *sourceStatus) { st.rdbSize, st.rdbDone, st.received, st.applied = 0, 0, 0, 0 })
+			u.status.set(func(st *sourceStatus) { st.rdbSize, st.rdbDone, st.received, st.applied = 0, 0, 0, 0 })
 		}
 		wg.Add(1)
 		go func() {

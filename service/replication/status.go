@@ -36,6 +36,11 @@ type sourceStatus struct {
 	lastLag         time.Duration
 	compressionOK   bool
 	compressionNote string // why compression asked for is not active
+	// node is the address of the server replicated from (a clustered
+	// source's shard moves between nodes); the syncs it took, full or
+	// partial, count since the Replica Of was configured.
+	node                    string
+	fullSyncs, partialSyncs int
 
 	// What the watchdog (watchdog.go) reads: what the writer is doing, and
 	// when it last had a send answered.

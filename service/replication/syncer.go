@@ -57,6 +57,20 @@ type syncer struct {
 	// claim, when set, records the source's replication history for the
 	// session and refuses one that another source has (destination.claim).
 	claim func(addr, replID string) (func(), error)
+	// A shard of a clustered source (cluster.go): key names its checkpoint
+	// (the source's address and the shard's slots), and locate finds the
+	// node to replicate it from now, which changes when it fails over.
+	// Both are empty for a source that is one server.
+	key    string
+	locate func(ctx context.Context) (string, error)
+}
+
+// checkpointKey is the field of this syncer's checkpoint in the destination.
+func (s *syncer) checkpointKey() string {
+	if s.key != "" {
+		return s.key
+	}
+	return s.url.Addr()
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -102,8 +116,15 @@ func (s *syncer) session(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
+	addr := s.url.Addr()
+	if s.locate != nil {
+		var err error
+		if addr, err = s.locate(ctx); err != nil {
+			return err
+		}
+	}
 	conn, err := replproto.Dial(ctx, replproto.Options{
-		Addr: s.url.Addr(), Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
+		Addr: addr, Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
 		Compression: s.source.Compression,
 		DialTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, Logger: s.log,
 	})
@@ -115,7 +136,7 @@ func (s *syncer) session(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	w, err := dialDestination(ctx, s.destAddr, s.destPass, s.url.Addr())
+	w, err := dialDestination(ctx, s.destAddr, s.destPass, s.checkpointKey())
 	if err != nil {
 		return err
 	}
@@ -150,7 +171,7 @@ func (s *syncer) session(ctx context.Context) error {
 		return err
 	}
 	if s.claim != nil {
-		release, err := s.claim(s.url.Addr(), syn.ReplID)
+		release, err := s.claim(s.checkpointKey(), syn.ReplID)
 		if err != nil {
 			return err
 		}
@@ -162,6 +183,12 @@ func (s *syncer) session(ctx context.Context) error {
 	}
 	s.status.set(func(st *sourceStatus) {
 		st.connected = true
+		st.node = addr
+		if syn.Full {
+			st.fullSyncs++
+		} else {
+			st.partialSyncs++
+		}
 		st.compressionOK = conn.Compressed()
 		st.compressionNote = ""
 		if s.source.Compression > 0 && !conn.Compressed() {
@@ -350,6 +377,9 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 		case kindSelect:
 			db = it.db
 		case kindCommand:
+			if s.key != "" && isFlush(cmd.Args) {
+				return fmt.Errorf("shard %s of the clustered source ran %s, which empties that shard only: the destination is re-replicated from every shard: %w", s.key, strings.ToUpper(string(cmd.Args[0])), errNeedFullSync)
+			}
 			if db == databases.CheckpointDB && isCheckpointCommand(cmd.Args) {
 				// A source that is a destination too (a chain) writes its
 				// own checkpoints: they never leave the instance that owns

@@ -1,0 +1,370 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/cluster"
+)
+
+// A source may be a Redis Cluster: its URL names any node. Each round
+// discovers the shards (cluster.Discover) and runs one syncer per shard,
+// each a PSYNC replica of that shard with a checkpoint of its own, named by
+// the source's address and the shard's slots. A shard's syncer finds the
+// node that serves its slots at every connection, so it follows a failover
+// and continues from its checkpoint. A change of the slot map (resharding)
+// re-replicates the destination: keys moving between two shards arrive on
+// two streams whose order relative to each other is unknown.
+
+// clusterPollInterval is how often a round checks a clustered source's
+// slot map; clusterSettle is how long the map must stay the same after a
+// change before the destination is loaded again (a resharding moves slots
+// one after the other).
+const (
+	clusterPollInterval = time.Second
+	clusterSettle       = 3 * time.Second
+)
+
+// unit is one syncer of a round: a source that is one server, or one shard
+// of a clustered source.
+type unit struct {
+	src    *sourceState
+	key    string // checkpoint field
+	status *sourceStatus
+	// Set for a shard only.
+	shard  string // its slots
+	locate func(ctx context.Context) (string, error)
+}
+
+// clusterState is what a destination knows of one clustered source,
+// across rounds: the statuses of its shards and the last topology seen.
+type clusterState struct {
+	mu       sync.Mutex
+	shards   map[string]*sourceStatus // by slots
+	roles    map[string]string        // slots -> role of the node replicated from
+	current  []string                 // the slots of this round's shards
+	topology cluster.Topology
+	// note says the slot map changed and the destination is re-replicated
+	// for it; it stays until every shard is in sync again.
+	note string
+}
+
+func (c *clusterState) shard(slots string) *sourceStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shards[slots] == nil {
+		c.shards[slots] = &sourceStatus{}
+	}
+	return c.shards[slots]
+}
+
+// reconnecting marks every shard as not in sync: a new session starts.
+func (c *clusterState) reconnecting() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.shards {
+		st.set(func(st *sourceStatus) {
+			st.connected, st.phase = false, phaseConnecting
+			st.compressionOK, st.compressionNote = false, ""
+		})
+	}
+}
+
+func shardKey(addr, slots string) string { return addr + "#" + slots }
+
+// isFlush says whether a command empties a database: on the stream of one
+// shard it empties that shard only, so it cannot be applied to a
+// destination that holds every shard's keys.
+func isFlush(args [][]byte) bool {
+	return len(args) > 0 && (equalFold(args[0], "FLUSHALL") || equalFold(args[0], "FLUSHDB"))
+}
+
+// sourceClient is a plain client of one node of source s.
+func (d *destination) sourceClient(s *sourceState, addr string) (*redis.Client, error) {
+	tlsCfg, err := d.m.sourceTLS(s.src)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(&redis.Options{Addr: addr, Username: s.url.Username, Password: s.url.Password, TLSConfig: tlsCfg,
+		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, MaxRetries: -1, PoolSize: 1,
+		// The source's own protocol version: RESP3 is not needed here.
+		Protocol: 2, DisableIdentity: true}), nil
+}
+
+// topology asks the nodes of s, the known ones first then the URL's, for
+// the cluster's shards.
+func (d *destination) topology(ctx context.Context, s *sourceState) (cluster.Topology, error) {
+	seeds := []string{}
+	cl := s.cluster.Load()
+	if cl != nil {
+		cl.mu.Lock()
+		seeds = append(seeds, cl.topology.Addrs()...)
+		cl.mu.Unlock()
+	}
+	if !slices.Contains(seeds, s.url.Addr()) {
+		seeds = append(seeds, s.url.Addr())
+	}
+	var errs []error
+	for _, addr := range seeds {
+		c, err := d.sourceClient(s, addr)
+		if err != nil {
+			return cluster.Topology{}, err
+		}
+		t, err := cluster.Discover(ctx, c, s.src.Encryption)
+		c.Close()
+		if err == nil && len(t.Shards) > 0 {
+			if cl != nil {
+				cl.mu.Lock()
+				cl.topology = t
+				cl.mu.Unlock()
+			}
+			return t, nil
+		}
+		if err == nil {
+			err = errors.New("no shard holds slots")
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return cluster.Topology{}, fmt.Errorf("discover the shards of %s: %w", s.url, errors.Join(errs...))
+}
+
+// plan returns the syncers of a round: one per source, or one per shard of
+// a clustered source. cps are the checkpoints the destination holds: when a
+// source cannot be reached, they say whether it was a cluster and of which
+// shards (its syncers then retry until it answers).
+func (d *destination) plan(ctx context.Context, cps map[string]checkpoint) ([]unit, error) {
+	var units []unit
+	for _, s := range d.sources {
+		isCluster, err := d.probe(ctx, s)
+		var known []string // shards of s that have a checkpoint
+		for k := range cps {
+			if slots, ok := strings.CutPrefix(k, s.url.Addr()+"#"); ok {
+				known = append(known, slots)
+			}
+		}
+		if err != nil {
+			_, single := cps[s.url.Addr()]
+			switch {
+			case len(known) > 0:
+				isCluster = true
+			case single:
+				isCluster = false
+			default:
+				s.status.set(func(st *sourceStatus) { st.lastError = err.Error() })
+				return nil, err
+			}
+			d.log.Warn("source unreachable; resuming it as it was replicated last", "source", s.url.String(), "cluster", isCluster, "err", err)
+		}
+		if !isCluster {
+			s.cluster.Store(nil)
+			units = append(units, unit{src: s, key: s.url.Addr(), status: s.status})
+			continue
+		}
+		cl := s.cluster.Load()
+		if cl == nil {
+			cl = &clusterState{shards: map[string]*sourceStatus{}, roles: map[string]string{}}
+			s.cluster.Store(cl)
+		}
+		var shards []string
+		if t, err := d.topology(ctx, s); err == nil {
+			for _, sh := range t.Shards {
+				shards = append(shards, sh.Key())
+			}
+		} else if len(known) > 0 {
+			slices.Sort(known)
+			shards = known
+		} else {
+			s.status.set(func(st *sourceStatus) { st.lastError = err.Error() })
+			return nil, err
+		}
+		s.status.set(func(st *sourceStatus) { st.lastError = "" })
+		cl.mu.Lock()
+		cl.current = shards
+		cl.mu.Unlock()
+		for _, slots := range shards {
+			units = append(units, unit{src: s, key: shardKey(s.url.Addr(), slots), status: cl.shard(slots), shard: slots,
+				locate: func(ctx context.Context) (string, error) { return d.locate(ctx, s, slots) }})
+		}
+	}
+	return units, nil
+}
+
+// probe says whether source s is a Redis Cluster.
+func (d *destination) probe(ctx context.Context, s *sourceState) (bool, error) {
+	c, err := d.sourceClient(s, s.url.Addr())
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	on, err := cluster.Enabled(ctx, c)
+	if err != nil {
+		return false, fmt.Errorf("ask %s whether it is a Redis Cluster: %w", s.url, err)
+	}
+	return on, nil
+}
+
+// locate finds the node to replicate the shard of s holding slots from:
+// its master, or an online replica when the source says read_from replica
+// (the master when no replica is online).
+func (d *destination) locate(ctx context.Context, s *sourceState, slots string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	t, err := d.topology(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	sh, ok := t.Shard(slots)
+	if !ok {
+		note := fmt.Sprintf("the slot map of source %s changed (resharding): no shard holds exactly slots %s now; the destination is re-replicated from every shard", s.url, slots)
+		d.log.Warn(note, "destination", d.db.UID, "partition", t.Partition())
+		return "", fmt.Errorf("%s: %w", note, errNeedFullSync)
+	}
+	var node cluster.Node
+	if s.src.ReadFrom == api.ReadFromReplica {
+		if r := sh.Replicas(); len(r) > 0 && r[0].Online() {
+			node = r[0]
+		}
+	}
+	if node.Addr == "" {
+		m, ok := sh.Master()
+		if !ok || !m.Online() {
+			return "", fmt.Errorf("shard %s of source %s has no master online (a failover may be in progress)", slots, s.url)
+		}
+		node = m
+	}
+	if cl := s.cluster.Load(); cl != nil {
+		cl.mu.Lock()
+		cl.roles[slots] = node.Role
+		cl.mu.Unlock()
+	}
+	return node.Addr, nil
+}
+
+// watch polls the slot map of clustered source s during a round. When it
+// changes, the source is out of sync until the map has settled, then the
+// round ends with errNeedFullSync: the destination is loaded again.
+func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logger) error {
+	cl := s.cluster.Load()
+	cl.mu.Lock()
+	want := strings.Join(cl.current, " ")
+	cl.mu.Unlock()
+	t := time.NewTicker(clusterPollInterval)
+	defer t.Stop()
+	var changed string
+	var since time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		top, err := d.topology(ctx, s)
+		if err != nil {
+			continue // the shards' syncers report unreachable nodes
+		}
+		p := top.Partition()
+		switch {
+		case p == want && changed == "":
+			continue
+		case p != changed:
+			// A (new) change: wait for the map to settle.
+			changed, since = p, time.Now()
+			note := fmt.Sprintf("the slot map of the clustered source changed (resharding: %q, was %q): the destination will be flushed and re-replicated from every shard once it settles", p, want)
+			log.Warn("slot map of a clustered source changed", "source", s.url.String(), "partition", p, "was", want)
+			cl.mu.Lock()
+			cl.note = note
+			cl.mu.Unlock()
+		case time.Since(since) >= clusterSettle:
+			log.Warn("re-replicating the destination: the slot map of a clustered source changed", "source", s.url.String(), "partition", p, "was", want)
+			return fmt.Errorf("the slot map of source %s changed (resharding): %w", s.url, errNeedFullSync)
+		}
+	}
+}
+
+// view is the status of a source: for a clustered one, its shards' with
+// their sum.
+func (s *sourceState) view() api.ReplicaSourceStatus {
+	out := s.status.view(s.src)
+	c := s.cluster.Load()
+	if c == nil {
+		return out
+	}
+	c.mu.Lock()
+	current := slices.Clone(c.current)
+	c.mu.Unlock()
+	if len(current) == 0 {
+		return out
+	}
+	s.status.mu.Lock()
+	halted := s.status.phase == phaseStopped || s.status.phase == phasePaused
+	s.status.mu.Unlock()
+	srcErr := out.LastError
+	sum := out
+	sum.Status, sum.Lag, sum.LastError, sum.RDBSize, sum.RDBTransferred = api.SourceInSync, 0, "", 0, 0
+	sum.CompressionActive = true
+	rank := map[string]int{api.SourceInSync: 0, api.SourceSyncing: 1, api.SourceOutOfSync: 2}
+	for _, slots := range current {
+		st := c.shard(slots)
+		v := st.view(s.src)
+		st.mu.Lock()
+		sh := api.ReplicaShardStatus{Slots: slots, Node: st.node, Status: v.Status, Lag: v.Lag, LastError: v.LastError,
+			LastUpdate: v.LastUpdate, RDBSize: v.RDBSize, RDBTransferred: v.RDBTransferred, FullSyncs: st.fullSyncs, PartialSyncs: st.partialSyncs}
+		st.mu.Unlock()
+		c.mu.Lock()
+		sh.Role = c.roles[slots]
+		c.mu.Unlock()
+		if halted {
+			sh.Status = api.SourceOutOfSync
+		}
+		if rank[sh.Status] > rank[sum.Status] {
+			sum.Status = sh.Status
+		}
+		sum.Lag = max(sum.Lag, sh.Lag)
+		if sum.LastError == "" && sh.LastError != "" {
+			sum.LastError = "shard " + slots + ": " + sh.LastError
+		}
+		sum.RDBSize += sh.RDBSize
+		sum.RDBTransferred += sh.RDBTransferred
+		sum.CompressionActive = sum.CompressionActive && v.CompressionActive
+		if sum.CompressionNote == "" {
+			sum.CompressionNote = v.CompressionNote
+		}
+		if sh.LastUpdate.After(sum.LastUpdate) {
+			sum.LastUpdate = sh.LastUpdate
+		}
+		sum.Shards = append(sum.Shards, sh)
+	}
+	c.mu.Lock()
+	if sum.Status == api.SourceInSync && !halted {
+		c.note = "" // the re-replication it announced is done
+	}
+	note := c.note
+	c.mu.Unlock()
+	switch {
+	case note != "":
+		sum.LastError = note
+		sum.Status = api.SourceOutOfSync
+	case sum.LastError == "" && srcErr != "":
+		sum.LastError = srcErr
+		if sum.Status == api.SourceInSync {
+			sum.Status = api.SourceOutOfSync
+		}
+	}
+	if halted {
+		sum.Status = api.SourceOutOfSync
+	}
+	return sum
+}
