@@ -174,3 +174,27 @@ func (n *Server) Log() string { return filepath.Join(n.Dir, "redis.log") }
 
 // Running says whether the server process is alive (not stopped by the test).
 func (s *Server) Running() bool { return s.cmd != nil && s.cmd.ProcessState == nil }
+
+// Promote makes replica r the master of its shard with CLUSTER FAILOVER
+// (or, after its master was killed, waits for the cluster to promote it),
+// then waits until every node agrees.
+func (cl *Cluster) Promote(r *Server, failover bool) {
+	cl.t.Helper()
+	ctx := context.Background()
+	if failover {
+		if err := cl.c(r).Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
+			cl.t.Fatalf("CLUSTER FAILOVER on %s: %v", r.Addr(), err)
+		}
+	}
+	Eventually(cl.t, 2*time.Minute, "replica "+r.Addr()+" promoted", func() error {
+		role, err := cl.c(r).Do(ctx, "ROLE").Slice()
+		if err != nil {
+			return err
+		}
+		if len(role) == 0 || role[0] != "master" {
+			return fmt.Errorf("role %v", role)
+		}
+		return nil
+	})
+	cl.WaitOK()
+}

@@ -277,8 +277,15 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 		}
 		p := top.Partition()
 		switch {
-		case p == want && changed == "":
-			continue
+		case p == want:
+			if changed != "" {
+				// Back as it was (a transient view during a failover):
+				// nothing moved.
+				changed = ""
+				cl.mu.Lock()
+				cl.note = ""
+				cl.mu.Unlock()
+			}
 		case p != changed:
 			// A (new) change: wait for the map to settle.
 			changed, since = p, time.Now()
