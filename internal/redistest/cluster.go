@@ -198,3 +198,51 @@ func (cl *Cluster) Promote(r *Server, failover bool) {
 	})
 	cl.WaitOK()
 }
+
+// MoveSlots moves slots from master from to master to as redis-cli
+// --cluster reshard does: IMPORTING and MIGRATING, MIGRATE of every key,
+// then SETSLOT NODE on every master.
+func (cl *Cluster) MoveSlots(from, to *Server, slots ...int) {
+	cl.t.Helper()
+	ctx := context.Background()
+	fromID, toID := cl.NodeID(from), cl.NodeID(to)
+	for _, slot := range slots {
+		if err := cl.c(to).Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID).Err(); err != nil {
+			cl.t.Fatalf("SETSLOT IMPORTING: %v", err)
+		}
+		if err := cl.c(from).Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID).Err(); err != nil {
+			cl.t.Fatalf("SETSLOT MIGRATING: %v", err)
+		}
+		for {
+			keys, err := cl.c(from).ClusterGetKeysInSlot(ctx, slot, 100).Result()
+			if err != nil {
+				cl.t.Fatalf("GETKEYSINSLOT: %v", err)
+			}
+			if len(keys) == 0 {
+				break
+			}
+			args := []any{"MIGRATE", "127.0.0.1", to.Port, "", 0, 10000}
+			if to.Password != "" {
+				args = append(args, "AUTH", to.Password)
+			}
+			args = append(args, "KEYS")
+			for _, k := range keys {
+				args = append(args, k)
+			}
+			if err := cl.c(from).Do(ctx, args...).Err(); err != nil {
+				cl.t.Fatalf("MIGRATE: %v", err)
+			}
+		}
+		for _, n := range []*Server{to, from} {
+			if err := cl.c(n).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
+				cl.t.Fatalf("SETSLOT NODE: %v", err)
+			}
+		}
+	}
+	for _, m := range cl.Masters() {
+		for _, slot := range slots {
+			_ = cl.c(m).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err()
+		}
+	}
+	cl.WaitOK()
+}

@@ -52,9 +52,24 @@ type clusterState struct {
 	roles    map[string]string        // slots -> role of the node replicated from
 	current  []string                 // the slots of this round's shards
 	topology cluster.Topology
-	// note says the slot map changed and the destination is re-replicated
-	// for it; it stays until every shard is in sync again.
-	note string
+	// note says the source reshards and the destination is re-replicated
+	// for it; it stays until every shard is in sync after that reload.
+	// activity is when a sign of resharding was last seen (a change of the
+	// slot map, a key migrating); pending is set until the reload starts.
+	note     string
+	activity time.Time
+	pending  bool
+}
+
+// resharding records a sign that slots move between the shards.
+func (c *clusterState) resharding(log *slog.Logger, url, why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.pending {
+		log.Warn("a clustered source is resharding; the destination will be re-replicated from every shard once it settles", "source", url, "sign", why)
+	}
+	c.activity, c.pending = time.Now(), true
+	c.note = "the clustered source is resharding (" + why + "): the destination will be flushed and re-replicated from every shard once its slot map settles"
 }
 
 func (c *clusterState) shard(slots string) *sourceStatus {
@@ -85,6 +100,36 @@ func shardKey(addr, slots string) string { return addr + "#" + slots }
 // destination that holds every shard's keys.
 func isFlush(args [][]byte) bool {
 	return len(args) > 0 && (equalFold(args[0], "FLUSHALL") || equalFold(args[0], "FLUSHDB"))
+}
+
+var (
+	cmdRestore = []byte("RESTORE")
+	argReplace = []byte("REPLACE")
+)
+
+// shardCommand checks a command of a shard's stream. A flush empties that
+// shard only, and cannot be applied to a destination that holds every
+// shard's keys: the destination is loaded again. A RESTORE-ASKING is a key
+// migrating into the shard (resharding): it is applied as a RESTORE that
+// replaces what the destination holds (the DEL from the shard it leaves
+// comes on another stream, in no known order), and the source is reported
+// as resharding until its destination is loaded again.
+func (s *syncer) shardCommand(args [][]byte) ([][]byte, error) {
+	switch {
+	case isFlush(args):
+		return nil, fmt.Errorf("shard %s of the clustered source ran %s, which empties that shard only: the destination is re-replicated from every shard: %w",
+			s.key, strings.ToUpper(string(args[0])), errNeedFullSync)
+	case len(args) >= 4 && equalFold(args[0], "RESTORE-ASKING"):
+		if s.onMigrating != nil {
+			s.onMigrating()
+		}
+		out := append([][]byte{cmdRestore}, args[1:]...)
+		if !slices.ContainsFunc(args[4:], func(a []byte) bool { return equalFold(a, "REPLACE") }) {
+			out = append(out, argReplace)
+		}
+		return out, nil
+	}
+	return args, nil
 }
 
 // sourceClient is a plain client of one node of source s.
@@ -161,8 +206,15 @@ func (d *destination) plan(ctx context.Context, cps map[string]checkpoint) ([]un
 			case single:
 				isCluster = false
 			default:
-				s.status.set(func(st *sourceStatus) { st.lastError = err.Error() })
-				return nil, err
+				// Nothing says what it is: its syncer asks again before
+				// each connection, and meanwhile says why it cannot
+				// connect in its own words (TLS refused, wrong password).
+				d.log.Warn("cannot tell whether the source is a Redis Cluster yet", "source", s.url.String(), "err", err)
+				s.cluster.Store(nil)
+				units = append(units, unit{src: s, key: s.url.Addr(), status: s.status, locate: func(ctx context.Context) (string, error) {
+					return d.reprobe(ctx, s)
+				}})
+				continue
 			}
 			d.log.Warn("source unreachable; resuming it as it was replicated last", "source", s.url.String(), "cluster", isCluster, "err", err)
 		}
@@ -191,6 +243,9 @@ func (d *destination) plan(ctx context.Context, cps map[string]checkpoint) ([]un
 		s.status.set(func(st *sourceStatus) { st.lastError = "" })
 		cl.mu.Lock()
 		cl.current = shards
+		// A reload for a resharding starts now; the note stays until
+		// it is done.
+		cl.activity, cl.pending = time.Time{}, false
 		cl.mu.Unlock()
 		for _, slots := range shards {
 			units = append(units, unit{src: s, key: shardKey(s.url.Addr(), slots), status: cl.shard(slots), shard: slots,
@@ -198,6 +253,17 @@ func (d *destination) plan(ctx context.Context, cps map[string]checkpoint) ([]un
 		}
 	}
 	return units, nil
+}
+
+// reprobe is the address to replicate s from when the round could not
+// tell whether it is a Redis Cluster: its own, unless it now says it is a
+// cluster, which ends the round to replicate it shard by shard.
+func (d *destination) reprobe(ctx context.Context, s *sourceState) (string, error) {
+	isCluster, err := d.probe(ctx, s)
+	if err == nil && isCluster {
+		return "", fmt.Errorf("source %s is a Redis Cluster: replicating it shard by shard: %w", s.url, errNeedFullSync)
+	}
+	return s.url.Addr(), nil
 }
 
 // probe says whether source s is a Redis Cluster.
@@ -254,49 +320,35 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 }
 
 // watch polls the slot map of clustered source s during a round. When it
-// changes, the source is out of sync until the map has settled, then the
-// round ends with errNeedFullSync: the destination is loaded again.
+// changes, or keys migrate between shards, the source is out of sync until
+// the resharding settles (no sign of it for clusterSettle); then the round
+// ends with errNeedFullSync: the destination is loaded again.
 func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logger) error {
 	cl := s.cluster.Load()
 	cl.mu.Lock()
-	want := strings.Join(cl.current, " ")
+	seen := strings.Join(cl.current, " ")
 	cl.mu.Unlock()
 	t := time.NewTicker(clusterPollInterval)
 	defer t.Stop()
-	var changed string
-	var since time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
-		top, err := d.topology(ctx, s)
-		if err != nil {
-			continue // the shards' syncers report unreachable nodes
-		}
-		p := top.Partition()
-		switch {
-		case p == want:
-			if changed != "" {
-				// Back as it was (a transient view during a failover):
-				// nothing moved.
-				changed = ""
-				cl.mu.Lock()
-				cl.note = ""
-				cl.mu.Unlock()
+		if top, err := d.topology(ctx, s); err == nil {
+			// (An unreachable node is the shards' syncers' to report.)
+			if p := top.Partition(); p != seen {
+				cl.resharding(log, s.url.String(), fmt.Sprintf("its slot map is now %q, was %q", p, seen))
+				seen = p
 			}
-		case p != changed:
-			// A (new) change: wait for the map to settle.
-			changed, since = p, time.Now()
-			note := fmt.Sprintf("the slot map of the clustered source changed (resharding: %q, was %q): the destination will be flushed and re-replicated from every shard once it settles", p, want)
-			log.Warn("slot map of a clustered source changed", "source", s.url.String(), "partition", p, "was", want)
-			cl.mu.Lock()
-			cl.note = note
-			cl.mu.Unlock()
-		case time.Since(since) >= clusterSettle:
-			log.Warn("re-replicating the destination: the slot map of a clustered source changed", "source", s.url.String(), "partition", p, "was", want)
-			return fmt.Errorf("the slot map of source %s changed (resharding): %w", s.url, errNeedFullSync)
+		}
+		cl.mu.Lock()
+		last := cl.activity
+		cl.mu.Unlock()
+		if !last.IsZero() && time.Since(last) >= clusterSettle {
+			log.Warn("re-replicating the destination: a clustered source resharded", "source", s.url.String(), "slot_map", seen)
+			return fmt.Errorf("the clustered source %s resharded: %w", s.url, errNeedFullSync)
 		}
 	}
 }
@@ -355,7 +407,7 @@ func (s *sourceState) view() api.ReplicaSourceStatus {
 		sum.Shards = append(sum.Shards, sh)
 	}
 	c.mu.Lock()
-	if sum.Status == api.SourceInSync && !halted {
+	if sum.Status == api.SourceInSync && !halted && !c.pending {
 		c.note = "" // the re-replication it announced is done
 	}
 	note := c.note

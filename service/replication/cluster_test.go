@@ -241,3 +241,58 @@ func TestClusterSourceFailover(t *testing.T) {
 	assert.Equal(t, srcPushes, pushes)
 	assert.Positive(t, incrs)
 }
+
+func TestClusterSourceResharding(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	load := startClusterLoad(t, cc)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	masters := cl.Masters()
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 512 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: masters[2].URL()}}})
+	db := a.waitInSync(dst.UID, 3*time.Minute)
+	requireShards(t, db.ReplicaSources[0])
+
+	// Slots 0 to 99 (keys of the dataset and of the load among them) move
+	// from the first shard to the second, under load.
+	var slots []int
+	for s := range 100 {
+		slots = append(slots, s)
+	}
+	cl.MoveSlots(masters[0], masters[1], slots...)
+
+	// The status says so, then the destination is re-replicated.
+	redistest.Eventually(t, time.Minute, "last_error tells of the resharding", func() error {
+		st := a.get(dst.UID).ReplicaSources[0]
+		if !strings.Contains(st.LastError, "slot map") {
+			return fmt.Errorf("status %s, last_error %q", st.Status, st.LastError)
+		}
+		assert.Equal(t, api.SourceOutOfSync, st.Status)
+		return nil
+	})
+	redistest.Eventually(t, 3*time.Minute, "in sync with the new slot map", func() error {
+		st := a.get(dst.UID).ReplicaSources[0]
+		if st.Status != api.SourceInSync || len(st.Shards) != 3 || st.Shards[0].Slots != "0-99,5461-10921" {
+			return fmt.Errorf("status %s, last_error %q, shards %+v", st.Status, st.LastError, st.Shards)
+		}
+		return nil
+	})
+	st := a.get(dst.UID).ReplicaSources[0]
+	assert.Empty(t, st.LastError)
+	assert.Equal(t, "100-5460", st.Shards[1].Slots)
+	// The reload is a full sync of every shard: the two new ones, and the
+	// one whose slots stayed (its second).
+	assert.Equal(t, 1, st.Shards[0].FullSyncs)
+	assert.Equal(t, 1, st.Shards[1].FullSyncs)
+	assert.Equal(t, "10922-16383", st.Shards[2].Slots)
+	assert.Equal(t, 2, st.Shards[2].FullSyncs)
+
+	load.stop()
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, 2*time.Minute, dc, cl.MasterClients()...)
+	srcIncrs, srcPushes := loadTotals(t, cc)
+	incrs, pushes := loadTotals(t, dc)
+	assert.Equal(t, srcIncrs, incrs)
+	assert.Equal(t, srcPushes, pushes)
+	assert.Equal(t, load.incrs.Load(), incrs, "every acknowledged INCR, once")
+}

@@ -231,8 +231,11 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,
 			claim: d.claim,
 		}
-		if u.locate != nil {
-			sy.key, sy.locate = u.key, u.locate
+		sy.locate = u.locate
+		if u.shard != "" {
+			sy.key = u.key
+			cl, url := s.cluster.Load(), s.url.String()
+			sy.onMigrating = func() { cl.resharding(log, url, "keys migrate into shard "+u.shard) }
 		}
 		if cp, ok := cps[u.key]; ok {
 			sy.resume = &cp

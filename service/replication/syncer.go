@@ -63,6 +63,8 @@ type syncer struct {
 	// Both are empty for a source that is one server.
 	key    string
 	locate func(ctx context.Context) (string, error)
+	// onMigrating is told that keys migrate into the shard (resharding).
+	onMigrating func()
 }
 
 // checkpointKey is the field of this syncer's checkpoint in the destination.
@@ -365,6 +367,11 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 			return err
 		}
 		returned = cmd.Offset
+		if s.key != "" {
+			if cmd.Args, err = s.shardCommand(cmd.Args); err != nil {
+				return err
+			}
+		}
 		if fresh {
 			now = time.Now()
 		}
@@ -377,9 +384,6 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 		case kindSelect:
 			db = it.db
 		case kindCommand:
-			if s.key != "" && isFlush(cmd.Args) {
-				return fmt.Errorf("shard %s of the clustered source ran %s, which empties that shard only: the destination is re-replicated from every shard: %w", s.key, strings.ToUpper(string(cmd.Args[0])), errNeedFullSync)
-			}
 			if db == databases.CheckpointDB && isCheckpointCommand(cmd.Args) {
 				// A source that is a destination too (a chain) writes its
 				// own checkpoints: they never leave the instance that owns
