@@ -296,3 +296,81 @@ func TestClusterSourceResharding(t *testing.T) {
 	assert.Equal(t, srcPushes, pushes)
 	assert.Equal(t, load.incrs.Load(), incrs, "every acknowledged INCR, once")
 }
+
+// connectedReplicas is what INFO replication of n says of its replicas.
+func connectedReplicas(t *testing.T, n *redistest.Server) int {
+	info, err := n.Client().Info(redistest.Ctx(t), "replication").Result()
+	require.NoError(t, err)
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "connected_slaves:"); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return -1
+}
+
+func TestClusterSourceReadFromReplica(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	load := startClusterLoad(t, cc)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	masters := cl.Masters()
+	src := api.ReplicaSource{URI: masters[0].URL()}
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 512 << 20, ReplicaSources: []api.ReplicaSource{src}})
+	db := a.waitInSync(dst.UID, 3*time.Minute)
+	requireShards(t, db.ReplicaSources[0])
+
+	// A wrong value is refused with what to write.
+	bad := []api.ReplicaSource{{URI: src.URI, ReadFrom: "nearest"}}
+	code, body := a.do("PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{ReplicaSources: &bad}, nil)
+	assert.Equal(t, 400, code)
+	assert.Contains(t, body, "use master or replica")
+
+	// Reading from the replicas is the same source: the syncers continue
+	// from their checkpoints there, nothing is reloaded.
+	src.ReadFrom = api.ReadFromReplica
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{src}})
+	redistest.Eventually(t, 3*time.Minute, "every shard replicated from a replica", func() error {
+		db := a.get(dst.UID)
+		for _, sh := range db.ReplicaSources[0].Shards {
+			if sh.Role != "replica" || sh.Status != api.SourceInSync {
+				return fmt.Errorf("shard %+v", sh)
+			}
+		}
+		return nil
+	})
+	db = a.get(dst.UID)
+	assert.Equal(t, int64(1), db.ReplicaGeneration, "no new generation")
+	for _, sh := range db.ReplicaSources[0].Shards {
+		assert.Equal(t, 1, sh.FullSyncs, "continued, not reloaded: %+v", sh)
+		assert.GreaterOrEqual(t, sh.PartialSyncs, 1, "%+v", sh)
+		for _, m := range masters {
+			assert.NotEqual(t, m.Addr(), sh.Node, "a master is not read")
+		}
+	}
+	// The masters serve their cluster replica only; each replica serves
+	// the syncer.
+	for _, m := range masters {
+		assert.Equal(t, 1, connectedReplicas(t, m), "replicas of master %s", m.Addr())
+		assert.Equal(t, 1, connectedReplicas(t, cl.ReplicaOf(m)), "replicas of the replica of %s", m.Addr())
+	}
+
+	// Without an online replica, the shard is read from its master.
+	m0 := masters[0]
+	sh0, ok := shardOf(db.ReplicaSources[0], cl.ReplicaOf(m0).Addr())
+	require.True(t, ok)
+	cl.ReplicaOf(m0).Stop()
+	after := waitShard(t, a, dst.UID, sh0.Slots, m0.Addr())
+	assert.Equal(t, "master", after.Role)
+	assert.Equal(t, 1, after.FullSyncs, "the master continues the replica's stream: %+v", after)
+
+	load.stop()
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, 2*time.Minute, dc, cl.MasterClients()...)
+	incrs, pushes := loadTotals(t, dc)
+	srcIncrs, srcPushes := loadTotals(t, cc)
+	assert.Equal(t, srcIncrs, incrs)
+	assert.Equal(t, srcPushes, pushes)
+	assert.Equal(t, load.incrs.Load(), incrs, "every acknowledged INCR, once")
+}
