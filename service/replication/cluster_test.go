@@ -374,3 +374,52 @@ func TestClusterSourceReadFromReplica(t *testing.T) {
 	assert.Equal(t, srcPushes, pushes)
 	assert.Equal(t, load.incrs.Load(), incrs, "every acknowledged INCR, once")
 }
+
+// TestClusterSourceAcrossServiceKill9 kills the service with SIGKILL while
+// a clustered source is streamed under load, several times: each shard
+// resumes from its own checkpoint with a partial sync, and the counters are
+// exact.
+func TestClusterSourceAcrossServiceKill9(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	p := servicetest.StartProcess(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("service log:\n%s", p.Log())
+		}
+	})
+	inst := &servicetest.Instance{URL: p.URL, Username: "admin", Password: p.Password(t), CACert: p.CACert(t)}
+	a := newAPI(t, inst)
+	dst := a.create(api.CreateDatabaseRequest{Name: "counters", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: cl.Nodes[1].URL()}}})
+	a.waitInSync(dst.UID, 3*time.Minute)
+	load := startClusterLoad(t, cc)
+	for round := range 3 {
+		base := load.incrs.Load()
+		redistest.Eventually(t, time.Minute, "the stream is being applied", func() error {
+			if load.incrs.Load() < base+2000 {
+				return fmt.Errorf("written %d", load.incrs.Load()-base)
+			}
+			if db := a.get(dst.UID); db.ReplicaSyncStatus != api.SourceInSync {
+				return fmt.Errorf("status %s", db.ReplicaSyncStatus)
+			}
+			return nil
+		})
+		t.Logf("round %d: killing the service after %d INCRs", round, load.incrs.Load())
+		p.Kill(t)
+		p.Start(t)
+	}
+	db := a.waitInSync(dst.UID, 3*time.Minute)
+	for _, sh := range db.ReplicaSources[0].Shards {
+		assert.Equal(t, 0, sh.FullSyncs, "the restarted service continued shard %s: %+v", sh.Slots, sh)
+		assert.Equal(t, 1, sh.PartialSyncs, "%+v", sh)
+	}
+	load.stop()
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, 2*time.Minute, dc, cl.MasterClients()...)
+	incrs, pushes := loadTotals(t, dc)
+	assert.Equal(t, load.incrs.Load(), incrs, "every acknowledged INCR, once")
+	assert.Equal(t, load.pushes.Load(), pushes, "every acknowledged RPUSH, once")
+	m := a.metrics()
+	assert.Equal(t, 0.0, metric(m, "replicad_replica_full_syncs_total"), grep(m, "syncs_total"))
+	assert.Equal(t, 3.0, float64(strings.Count(grep(m, "replicad_replica_partial_syncs_total{"), "\n")+1), grep(m, "partial_syncs_total"))
+}
