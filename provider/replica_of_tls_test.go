@@ -24,6 +24,9 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 )
 
+// seriesName matches the name label of a series.
+var seriesName = regexp.MustCompile(`,name="[^"]*"`)
+
 // Acceptance tests of issue 6: TLS for Replica Of traffic, TLS databases,
 // and compressed replication between two instances. Location "a" holds the
 // sources, location "b" the destinations, as in the other Replica Of tests.
@@ -558,6 +561,8 @@ func gatewayBytes(e *testAccEnv, uid int) (wire, plain float64, err error) {
 		if !ok {
 			continue
 		}
+		// The series carry the database's name beside its uid.
+		name = seriesName.ReplaceAllString(name, "")
 		var dst *float64
 		switch name {
 		case "replicad_gateway_sent_wire_bytes_total" + label:

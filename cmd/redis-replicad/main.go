@@ -34,11 +34,14 @@ func run(args []string, stderr io.Writer) error {
 		}
 		return errors.New("usage: redis-replicad serve [flags]   (redis-replicad serve -h lists them)")
 	}
-	cfg, level, err := parseServe(args[1:], stderr)
+	cfg, logOpts, err := parseServe(args[1:], stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = logOpts.logger(stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -55,9 +58,10 @@ func run(args []string, stderr io.Writer) error {
 
 // parseServe reads the flags of "serve"; each flag can also be given as the
 // environment variable REDIS_REPLICAD_<NAME> (dashes become underscores).
-func parseServe(args []string, stderr io.Writer) (app.Config, slog.Level, error) {
+func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error) {
 	var cfg app.Config
 	var portRange, logLevel string
+	var lo logOptions
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the state file, certificates and databases (required)")
@@ -70,12 +74,16 @@ func parseServe(args []string, stderr io.Writer) (app.Config, slog.Level, error)
 	fs.StringVar(&cfg.RedisServer, "redis-server", "", "path of the redis-server binary (default: found on PATH)")
 	fs.StringVar(&portRange, "port-range", "12000-12999", "ports given to databases that do not ask for one")
 	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host name that database endpoints and source URLs advertise (default: the listen host)")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.ViewerUser, "viewer-user", "", "user name of a read-only user of the API, the console and /metrics (default: none)")
+	fs.StringVar(&cfg.ViewerPassword, "viewer-password", "", "password of --viewer-user")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (API requests are logged at debug)")
+	fs.StringVar(&lo.format, "log-format", "text", "text (key=value) or json (one object a line)")
 	fs.DurationVar(&cfg.AdminPasswordGrace, "admin-password-grace", app.DefaultAdminPasswordGrace,
 		"how long a database's admin password keeps working for replication after it is regenerated (0s: not at all)")
+	fs.Usage = func() { usage(fs) }
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := "REDIS_REPLICAD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envName(f.Name)
 		if v, ok := os.LookupEnv(name); ok {
 			if err := f.Value.Set(v); err != nil && envErr == nil {
 				envErr = fmt.Errorf("%s: %w", name, err)
@@ -83,27 +91,63 @@ func parseServe(args []string, stderr io.Writer) (app.Config, slog.Level, error)
 		}
 	})
 	if envErr != nil {
-		return cfg, 0, envErr
+		return cfg, lo, envErr
 	}
 	if err := fs.Parse(args); err != nil {
-		return cfg, 0, err
+		return cfg, lo, err
 	}
 	if cfg.DataDir == "" {
-		return cfg, 0, errors.New("--data-dir (or REDIS_REPLICAD_DATA_DIR) is required")
+		return cfg, lo, errors.New("--data-dir (or REDIS_REPLICAD_DATA_DIR) is required")
 	}
-	lo, hi, ok := strings.Cut(portRange, "-")
-	min, err1 := strconv.Atoi(lo)
-	max, err2 := strconv.Atoi(hi)
+	from, to, ok := strings.Cut(portRange, "-")
+	min, err1 := strconv.Atoi(from)
+	max, err2 := strconv.Atoi(to)
 	if !ok || err1 != nil || err2 != nil {
-		return cfg, 0, fmt.Errorf("--port-range %q: want FROM-TO, for example 12000-12999", portRange)
+		return cfg, lo, fmt.Errorf("--port-range %q: want FROM-TO, for example 12000-12999", portRange)
 	}
 	cfg.PortMin, cfg.PortMax = min, max
 	if cfg.AdminPasswordGrace == 0 {
 		cfg.AdminPasswordGrace = -1 // app.Config's zero value is the default
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return cfg, 0, fmt.Errorf("--log-level: %w", err)
+	if err := lo.level.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, lo, fmt.Errorf("--log-level: %w", err)
 	}
-	return cfg, level, nil
+	if lo.format != "text" && lo.format != "json" {
+		return cfg, lo, fmt.Errorf("--log-format %q: want text or json", lo.format)
+	}
+	return cfg, lo, nil
+}
+
+// envName is the environment variable that sets flag name.
+func envName(name string) string {
+	return "REDIS_REPLICAD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// usage lists the flags of serve, each with its environment variable.
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprintln(w, "usage: redis-replicad serve [flags]")
+	fmt.Fprintln(w, "\nEach flag can also be set by the environment variable shown; a flag on the command line wins.")
+	fmt.Fprintln(w)
+	fs.VisitAll(func(f *flag.Flag) {
+		def := ""
+		if f.DefValue != "" {
+			def = fmt.Sprintf(" (default %q)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  --%s  [$%s]\n    \t%s%s\n", f.Name, envName(f.Name), f.Usage, def)
+	})
+}
+
+// logOptions are --log-level and --log-format.
+type logOptions struct {
+	level  slog.Level
+	format string
+}
+
+func (o logOptions) logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: o.level}
+	if o.format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

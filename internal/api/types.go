@@ -211,6 +211,7 @@ type Error struct {
 const (
 	CodeInvalidRequest = "invalid_request"
 	CodeUnauthorized   = "unauthorized"
+	CodeForbidden      = "forbidden" // a read-only (viewer) user asked for a change or a secret
 	CodeNotFound       = "not_found"
 	CodeConflict       = "conflict"
 	CodeInternal       = "internal_error"

@@ -14,9 +14,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 )
 
 // Backend carries out the requests.
@@ -34,9 +36,20 @@ type Backend interface {
 // Config of the handler.
 type Config struct {
 	Username, Password string
-	Backend            Backend
-	Metrics            http.Handler
-	Logger             *slog.Logger
+	// ViewerUsername and ViewerPassword, when set, are a read-only user: it
+	// may read the databases, the cluster, the metrics and the console, but
+	// change nothing and never sees a password or a source URL.
+	ViewerUsername, ViewerPassword string
+	Backend                        Backend
+	Metrics                        http.Handler
+	// Console serves the status console's files (GET / and /ui/...): they
+	// hold no data, so they are served without authentication; the page
+	// asks for a login and reads everything through authenticated calls.
+	Console http.Handler
+	// ConsoleData serves the console's own read calls (/ui/api/...), behind
+	// the same authentication as the API; IsViewer tells who is asking.
+	ConsoleData http.Handler
+	Logger      *slog.Logger
 	// Health says how the instance stands for /healthz: "starting" while
 	// its databases come back after a start, then "ok". Nil means "ok".
 	Health func() string
@@ -59,16 +72,23 @@ func NewHandler(cfg Config) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": status})
 	})
-	auth := s.authenticated
-	mux.Handle("GET /metrics", auth(cfg.Metrics.ServeHTTP))
-	mux.Handle("GET /v1/cluster", auth(s.cluster))
-	mux.Handle("GET /v1/bdbs", auth(s.list))
-	mux.Handle("POST /v1/bdbs", auth(s.create))
-	mux.Handle("GET /v1/bdbs/{uid}", auth(s.get))
-	mux.Handle("PUT /v1/bdbs/{uid}", auth(s.update))
-	mux.Handle("DELETE /v1/bdbs/{uid}", auth(s.delete))
-	mux.Handle("GET /v1/bdbs/{uid}/source_url", auth(s.sourceURL))
-	mux.Handle("POST /v1/bdbs/{uid}/actions/regenerate_admin_password", auth(s.regenerate))
+	read, admin := s.reader, s.admin
+	mux.Handle("GET /metrics", read(cfg.Metrics.ServeHTTP))
+	mux.Handle("GET /v1/cluster", read(s.cluster))
+	mux.Handle("GET /v1/bdbs", read(s.list))
+	mux.Handle("POST /v1/bdbs", admin(s.create))
+	mux.Handle("GET /v1/bdbs/{uid}", read(s.get))
+	mux.Handle("PUT /v1/bdbs/{uid}", admin(s.update))
+	mux.Handle("DELETE /v1/bdbs/{uid}", admin(s.delete))
+	mux.Handle("GET /v1/bdbs/{uid}/source_url", admin(s.sourceURL))
+	mux.Handle("POST /v1/bdbs/{uid}/actions/regenerate_admin_password", admin(s.regenerate))
+	if cfg.Console != nil {
+		mux.Handle("GET /{$}", cfg.Console)
+		mux.Handle("GET /ui/", cfg.Console)
+	}
+	if cfg.ConsoleData != nil {
+		mux.Handle("GET /ui/api/", read(cfg.ConsoleData.ServeHTTP))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -77,18 +97,90 @@ func NewHandler(cfg Config) http.Handler {
 
 type server struct{ cfg Config }
 
-func (s *server) authenticated(next http.HandlerFunc) http.Handler {
+type role int
+
+const (
+	roleNone role = iota
+	roleAdmin
+	roleViewer
+)
+
+type roleKey struct{}
+
+// IsViewer reports whether the request behind ctx was made by the read-only
+// viewer user.
+func IsViewer(ctx context.Context) bool { r, _ := ctx.Value(roleKey{}).(role); return r == roleViewer }
+
+// roleOf checks the basic auth credentials of r. Both pairs are always
+// compared, so the time taken says nothing about which user name exists.
+func (s *server) roleOf(r *http.Request) role {
+	user, pw, ok := r.BasicAuth()
+	if !ok {
+		return roleNone
+	}
+	admin := equal(user, s.cfg.Username) & equal(pw, s.cfg.Password)
+	viewer := 0
+	if s.cfg.ViewerUsername != "" && s.cfg.ViewerPassword != "" {
+		viewer = equal(user, s.cfg.ViewerUsername) & equal(pw, s.cfg.ViewerPassword)
+	}
+	switch {
+	case admin == 1:
+		return roleAdmin
+	case viewer == 1:
+		return roleViewer
+	}
+	return roleNone
+}
+
+func equal(a, b string) int { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) }
+
+// reader lets the admin and the viewer in.
+func (s *server) reader(next http.HandlerFunc) http.Handler { return s.authenticated(next, false) }
+
+// admin lets the admin in; the viewer gets 403.
+func (s *server) admin(next http.HandlerFunc) http.Handler { return s.authenticated(next, true) }
+
+func (s *server) authenticated(next http.HandlerFunc, adminOnly bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, pw, ok := r.BasicAuth()
-		userOK := subtle.ConstantTimeCompare([]byte(user), []byte(s.cfg.Username)) == 1
-		pwOK := subtle.ConstantTimeCompare([]byte(pw), []byte(s.cfg.Password)) == 1
-		if !ok || !userOK || !pwOK {
-			w.Header().Set("WWW-Authenticate", `Basic realm="redis-replicad"`)
+		who := s.roleOf(r)
+		switch {
+		case who == roleNone:
+			// The console logs in with its own form: a challenge would make
+			// the browser open its login dialog over the page.
+			if r.Header.Get("X-Requested-With") == "" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="redis-replicad"`)
+			}
 			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "valid basic auth credentials are required")
 			return
+		case who == roleViewer && adminOnly:
+			writeError(w, http.StatusForbidden, api.CodeForbidden, "the viewer user may read the status but not change anything or read secrets")
+			return
 		}
-		next(w, r)
+		next(w, r.WithContext(context.WithValue(r.Context(), roleKey{}, who)))
 	})
+}
+
+// ForViewer is db as the viewer user sees it: without the application
+// password, and with each source's address instead of its URL (which may
+// hold a password).
+func ForViewer(db api.Database) api.Database {
+	db.AuthenticationRedisPass = ""
+	sources := make([]api.ReplicaSourceStatus, len(db.ReplicaSources))
+	for i, src := range db.ReplicaSources {
+		if u, err := redisurl.Parse(src.URI); err == nil {
+			// Errors are written without secrets; this makes sure.
+			if u.Password != "" {
+				src.LastError = strings.ReplaceAll(src.LastError, u.Password, "xxxxx")
+				src.CompressionNote = strings.ReplaceAll(src.CompressionNote, u.Password, "xxxxx")
+			}
+			src.URI = u.Addr()
+		} else {
+			src.URI = ""
+		}
+		sources[i] = src
+	}
+	db.ReplicaSources = sources
+	return db
 }
 
 // logged logs each request's method, path, status and duration; never bodies,
@@ -101,7 +193,9 @@ func (s *server) logged(next http.Handler) http.Handler {
 		if r.URL.Path == "/healthz" || r.URL.Path == "/metrics" {
 			return
 		}
-		s.cfg.Logger.Info("api request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(began).Round(time.Microsecond))
+		// Debug, not info: requests are half of all lines, and a poll
+		// (the console's, Terraform's) repeats them every few seconds.
+		s.cfg.Logger.Debug("api request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(began).Round(time.Microsecond))
 	})
 }
 
@@ -125,6 +219,11 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	if dbs == nil {
 		dbs = []api.Database{}
 	}
+	if IsViewer(r.Context()) {
+		for i := range dbs {
+			dbs[i] = ForViewer(dbs[i])
+		}
+	}
 	s.reply(w, dbs, err)
 }
 
@@ -143,6 +242,9 @@ func (s *server) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	db, err := s.cfg.Backend.GetDatabase(r.Context(), uid)
+	if IsViewer(r.Context()) {
+		db = ForViewer(db)
+	}
 	s.reply(w, db, err)
 }
 
@@ -210,6 +312,8 @@ func statusOf(code string) int {
 		return http.StatusBadRequest
 	case api.CodeUnauthorized:
 		return http.StatusUnauthorized
+	case api.CodeForbidden:
+		return http.StatusForbidden
 	case api.CodeNotFound:
 		return http.StatusNotFound
 	case api.CodeConflict:

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,8 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/gateway"
 	"github.com/replicad/terraform-provider-redis/service/replication"
 	"github.com/replicad/terraform-provider-redis/service/store"
+	"github.com/replicad/terraform-provider-redis/service/telemetry"
+	"github.com/replicad/terraform-provider-redis/service/ui"
 )
 
 // DefaultAdminPasswordGrace is how long a regenerated admin password keeps
@@ -56,6 +59,10 @@ type Config struct {
 	// for replication after a regeneration. Default 15 minutes; negative
 	// for none.
 	AdminPasswordGrace time.Duration
+	// ViewerUser and ViewerPassword, when set, are a read-only user of the
+	// API, the console and /metrics.
+	ViewerUser     string
+	ViewerPassword string
 }
 
 // App is a running instance.
@@ -66,6 +73,7 @@ type App struct {
 	repl     *replication.Manager
 	gw       *gateway.Gateway
 	ctrl     *controller.Controller
+	console  *ui.Console
 	listener net.Listener
 	http     *http.Server
 	caPEM    []byte
@@ -114,7 +122,9 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err := defaults(&cfg); err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
+	// Every line about a database carries its name beside its uid.
+	names := telemetry.NewNames(nil)
+	log := slog.New(telemetry.NewLogHandler(cfg.Logger.Handler(), names))
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -158,6 +168,22 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	stored, err := st.List()
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("read the state: %w", err)
+	}
+	for _, d := range stored {
+		names.Set(d.UID, d.Name)
+	}
+	// A database being created is logged about (its syncers start) before
+	// the API call that creates it returns: its name is read from the store.
+	// A read transaction is safe here: it ends before the log call returns,
+	// also when the caller is inside a write transaction.
+	names.Load = func(uid int) (string, bool) {
+		d, err := st.Get(uid)
+		return d.Name, err == nil
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{}), started: make(chan struct{}), startupDone: make(chan struct{})}
@@ -177,9 +203,24 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		a.closeParts()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	certPEMs := map[string][]byte{"ca": ca.CertPEM, "proxy": proxyPEM, "syncer": syncerPEM}
+	if len(tlsCert.Certificate) > 0 {
+		certPEMs["api"] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsCert.Certificate[0]})
+	}
+	reg.MustRegister(telemetry.NewStatusCollector(telemetry.Source{
+		Version: Version, Databases: a.ctrl.ListDatabases, MemoryUsed: a.memoryUsed, Certificates: certPEMs,
+	}))
+	gatherer := telemetry.NamedGatherer{Gatherer: reg, Names: names}
+	a.console = ui.Start(ui.Config{
+		Name: cfg.Name, Version: Version, Certificates: certPEMs, Databases: a.ctrl.ListDatabases,
+		MemoryUsed: a.memoryUsed, Gatherer: reg, Logger: log,
+	})
 	handler := apiserver.NewHandler(apiserver.Config{
-		Username: cfg.AdminUser, Password: cfg.AdminPassword, Backend: a.ctrl,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: log,
+		Username: cfg.AdminUser, Password: cfg.AdminPassword,
+		ViewerUsername: cfg.ViewerUser, ViewerPassword: cfg.ViewerPassword,
+		Backend: &namedBackend{Controller: a.ctrl, names: names},
+		Metrics: promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}), Logger: log,
+		Console: a.console.Files(), ConsoleData: a.console.Data(),
 		Health: a.health,
 	})
 	a.http = &http.Server{
@@ -231,6 +272,9 @@ func (a *App) Stop(ctx context.Context) error {
 }
 
 func (a *App) closeParts() {
+	if a.console != nil {
+		a.console.Close()
+	}
 	a.repl.Close()
 	a.gw.Close()
 	a.dbs.Close()
@@ -274,6 +318,12 @@ func defaults(cfg *Config) error {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if (cfg.ViewerUser == "") != (cfg.ViewerPassword == "") {
+		return errors.New("--viewer-user and --viewer-password go together")
+	}
+	if cfg.ViewerUser != "" && cfg.ViewerUser == cfg.AdminUser {
+		return errors.New("the viewer user must not be the admin user")
 	}
 	return nil
 }

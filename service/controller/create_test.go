@@ -95,7 +95,9 @@ func newFixture(t *testing.T, raced ...int) *fixture {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dbs := databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: dir, BindHost: "127.0.0.1", Logger: log})
 	t.Cleanup(dbs.Close)
-	base := 40000 + 10*rand.IntN(2000)
+	// Below the kernel's ephemeral range (32768 and up), where outgoing
+	// connections of this and other tests would take ports at random.
+	base := 11000 + 10*rand.IntN(300)
 	r := racedDatabases{Manager: dbs, raced: map[int]bool{}}
 	for _, p := range raced {
 		r.raced[base+p] = true

@@ -292,6 +292,6 @@ func (s *syncer) applied(b sentBatch, conn *replproto.Conn) error {
 		s.status.pendingSince = b.last
 	}
 	s.status.mu.Unlock()
-	s.metrics.lag.Set(float64(s.status.lastLag.Milliseconds()))
+	s.metrics.lag.Set(s.status.lastLag.Seconds())
 	return nil
 }

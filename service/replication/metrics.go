@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		errors:          counter("errors_total", "Errors of the replication link or of applying to the destination."),
 		batches:         counter("batches_total", "Batches sent to the destination (on the stream, one MULTI/EXEC with its checkpoint each)."),
 		appliedOffset:   gauge("applied_offset", "Replication offset of the source applied to the destination."),
-		lag:             gauge("lag_milliseconds", "Time from receiving the commands of the last batch to applying them."),
+		lag:             gauge("batch_lag_seconds", "Time from receiving the commands of the last applied batch to applying them."),
 		stalls:          counter("stalls_total", "Times the watchdog found the syncer stuck (commands pending, nothing applied) and restarted it from its checkpoint."),
 		stalled:         gauge("stalled", "1 while the watchdog holds the source out of sync: the syncer is stuck, or the source sends nothing, not even pings."),
 	}

@@ -84,7 +84,7 @@ func (p *Process) Start(t testing.TB) {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	base := 30000 + 200*int(time.Now().UnixNano()%50)
+	base := 30000 + 200*int(time.Now().UnixNano()%13) // below the ephemeral ports
 	p.Cmd = exec.Command(p.binary, "serve", "--data-dir", p.DataDir, "--listen", p.Listen,
 		"--port-range", strconv.Itoa(base)+"-"+strconv.Itoa(base+199))
 	p.Cmd.Stdout, p.Cmd.Stderr = log, log

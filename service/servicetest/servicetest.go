@@ -66,7 +66,9 @@ func StartWith(t testing.TB, change func(*app.Config)) *Instance {
 	t.Helper()
 	RequireRedisServer(t)
 	i := &Instance{DataDir: t.TempDir()}
-	base := 20000 + 200*int((windowSeed+nextWindow.Add(1))%100)
+	// 14000-29999: below the ephemeral ports (32768 and up) and apart from
+	// the windows of StartProcess and of the controller tests.
+	base := 14000 + 200*int((windowSeed+nextWindow.Add(1))%80)
 	i.cfg = app.Config{
 		PortMin: base, PortMax: base + 199,
 		DataDir: i.DataDir, Listen: "127.0.0.1:0", Name: "test",

@@ -1,0 +1,153 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// backend records the calls that reach it; the databases hold secrets the
+// viewer must not see.
+type backend struct{ calls []string }
+
+const (
+	redisPass = "app-password-123"
+	sourceURL = "redis://admin:s3cret-admin@10.0.0.7:12001"
+)
+
+func (b *backend) db() api.Database {
+	return api.Database{UID: 1, Name: "orders_replica", AuthenticationRedisPass: redisPass,
+		ReplicaSources: []api.ReplicaSourceStatus{{ReplicaSource: api.ReplicaSource{URI: sourceURL}, Status: api.SourceInSync,
+			LastError: "an error that quoted the password s3cret-admin"}}}
+}
+func (b *backend) ListDatabases(context.Context) ([]api.Database, error) {
+	return []api.Database{b.db()}, nil
+}
+func (b *backend) GetDatabase(context.Context, int) (api.Database, error) { return b.db(), nil }
+func (b *backend) CreateDatabase(context.Context, api.CreateDatabaseRequest) (api.Database, error) {
+	b.calls = append(b.calls, "create")
+	return b.db(), nil
+}
+func (b *backend) UpdateDatabase(context.Context, int, api.UpdateDatabaseRequest) (api.Database, error) {
+	b.calls = append(b.calls, "update")
+	return b.db(), nil
+}
+func (b *backend) DeleteDatabase(context.Context, int) error {
+	b.calls = append(b.calls, "delete")
+	return nil
+}
+func (b *backend) SourceURL(context.Context, int) (api.SourceURL, error) {
+	b.calls = append(b.calls, "source_url")
+	return api.SourceURL{URI: sourceURL}, nil
+}
+func (b *backend) RegenerateAdminPassword(context.Context, int) (api.AdminPassword, error) {
+	b.calls = append(b.calls, "regenerate")
+	return api.AdminPassword{}, nil
+}
+func (b *backend) Cluster(context.Context) (api.Cluster, error) { return api.Cluster{Name: "c"}, nil }
+
+func newTestHandler(b *backend) http.Handler {
+	return NewHandler(Config{Username: "admin", Password: "admin-pw", ViewerUsername: "viewer", ViewerPassword: "viewer-pw",
+		Backend: b, Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "replicad_build_info 1\n") }),
+		ConsoleData: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, map[bool]string{true: "viewer", false: "admin"}[IsViewer(r.Context())])
+		}),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+func request(h http.Handler, user, pw, method, path, body string, header ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if user != "" {
+		req.SetBasicAuth(user, pw)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestViewerReadsButChangesNothing(t *testing.T) {
+	b := &backend{}
+	h := newTestHandler(b)
+
+	for _, path := range []string{"/v1/bdbs", "/v1/bdbs/1", "/v1/cluster", "/metrics", "/ui/api/overview"} {
+		rec := request(h, "viewer", "viewer-pw", "GET", path, "")
+		assert.Equal(t, http.StatusOK, rec.Code, "viewer GET %s", path)
+		assert.NotContains(t, rec.Body.String(), redisPass, "viewer GET %s shows the database password", path)
+		assert.NotContains(t, rec.Body.String(), "s3cret-admin", "viewer GET %s shows a source's password", path)
+		assert.NotContains(t, rec.Body.String(), "redis://", "viewer GET %s shows a source URL", path)
+	}
+	var dbs []api.Database
+	require.NoError(t, json.Unmarshal(request(h, "viewer", "viewer-pw", "GET", "/v1/bdbs", "").Body.Bytes(), &dbs))
+	require.Len(t, dbs, 1)
+	assert.Equal(t, "10.0.0.7:12001", dbs[0].ReplicaSources[0].URI, "the viewer sees the source's address")
+	assert.Equal(t, api.SourceInSync, dbs[0].ReplicaSources[0].Status)
+	assert.Equal(t, "viewer", request(h, "viewer", "viewer-pw", "GET", "/ui/api/overview", "").Body.String())
+
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/bdbs", `{"name":"x","memory_size":1}`},
+		{"PUT", "/v1/bdbs/1", `{"replica_sync":"paused"}`},
+		{"DELETE", "/v1/bdbs/1", ""},
+		{"GET", "/v1/bdbs/1/source_url", ""},
+		{"POST", "/v1/bdbs/1/actions/regenerate_admin_password", ""},
+	} {
+		rec := request(h, "viewer", "viewer-pw", c.method, c.path, c.body)
+		assert.Equal(t, http.StatusForbidden, rec.Code, "viewer %s %s", c.method, c.path)
+		var e api.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+		assert.Equal(t, api.CodeForbidden, e.Code)
+	}
+	assert.Empty(t, b.calls, "no change reached the backend")
+
+	// The admin still does everything and sees everything.
+	assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "PUT", "/v1/bdbs/1", `{"replica_sync":"paused"}`).Code)
+	assert.Contains(t, request(h, "admin", "admin-pw", "GET", "/v1/bdbs/1", "").Body.String(), sourceURL)
+	assert.Equal(t, []string{"update"}, b.calls)
+}
+
+func TestAuthentication(t *testing.T) {
+	h := newTestHandler(&backend{})
+	for _, c := range []struct{ user, pw string }{{"", ""}, {"viewer", "admin-pw"}, {"admin", "viewer-pw"}, {"viewer", "wrong"}} {
+		rec := request(h, c.user, c.pw, "GET", "/v1/bdbs", "")
+		assert.Equal(t, http.StatusUnauthorized, rec.Code, "%q/%q", c.user, c.pw)
+		assert.NotEmpty(t, rec.Header().Get("WWW-Authenticate"))
+	}
+	// The console's own calls get no challenge: the browser would open its
+	// login dialog over the page.
+	rec := request(h, "admin", "wrong", "GET", "/ui/api/overview", "", "X-Requested-With", "replicad-console")
+	assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	assert.Empty(t, rec.Header().Get("WWW-Authenticate"))
+	// Without a viewer configured, an empty viewer login is no login.
+	noViewer := NewHandler(Config{Username: "admin", Password: "admin-pw", Backend: &backend{}, Metrics: http.NotFoundHandler(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	assert.Equal(t, http.StatusUnauthorized, request(noViewer, "", "", "GET", "/v1/bdbs", "").Code)
+	req := httptest.NewRequest("GET", "/v1/bdbs", nil)
+	req.Header.Set("Authorization", "Basic Og==") // ":"
+	rec = httptest.NewRecorder()
+	noViewer.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusUnauthorized, rec.Code)
+}
+
+func TestRequestsLogAtDebug(t *testing.T) {
+	var buf strings.Builder
+	h := NewHandler(Config{Username: "admin", Password: "admin-pw", Backend: &backend{}, Metrics: http.NotFoundHandler(),
+		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	request(h, "admin", "admin-pw", "GET", "/v1/bdbs", "")
+	assert.Empty(t, buf.String(), "a request is not logged at info")
+	buf.Reset()
+	h = NewHandler(Config{Username: "admin", Password: "admin-pw", Backend: &backend{}, Metrics: http.NotFoundHandler(),
+		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	request(h, "admin", "admin-pw", "GET", "/v1/bdbs", "")
+	assert.Contains(t, buf.String(), "level=DEBUG msg=\"api request\"")
+}
