@@ -34,11 +34,18 @@ func (cl *Cluster) c(n *Server) *redis.Client {
 // waits until every node says cluster_state:ok. extra are more config args.
 func StartCluster(t testing.TB, masters, replicas int, extra ...string) *Cluster {
 	t.Helper()
+	return StartClusterWith(t, masters, replicas, func(int) []string { return extra })
+}
+
+// StartClusterWith is StartCluster with the extra config args of each node
+// given by nodeArgs (node i, masters first).
+func StartClusterWith(t testing.TB, masters, replicas int, nodeArgs func(i int) []string) *Cluster {
+	t.Helper()
 	cl := &Cluster{t: t, clients: map[*Server]*redis.Client{}}
-	for range masters * (1 + replicas) {
+	for i := range masters * (1 + replicas) {
 		args := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "1500", "--cluster-replica-validity-factor", "0",
-			"--appendonly", "yes"}, extra...)
+			"--appendonly", "yes"}, nodeArgs(i)...)
 		cl.Nodes = append(cl.Nodes, Start(t, args...))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -49,8 +56,15 @@ func StartCluster(t testing.TB, masters, replicas int, extra ...string) *Cluster
 			t.Fatalf("CLUSTER ADDSLOTSRANGE %d %d: %v", from, to, err)
 		}
 	}
+	// With tls-cluster, a node's cluster port is its TLS port: that is
+	// where it is met.
+	meet := strconv.Itoa(cl.Nodes[0].Port)
+	if v, _ := cl.c(cl.Nodes[0]).ConfigGet(ctx, "tls-cluster").Result(); v["tls-cluster"] == "yes" {
+		p, _ := cl.c(cl.Nodes[0]).ConfigGet(ctx, "tls-port").Result()
+		meet = p["tls-port"]
+	}
 	for _, n := range cl.Nodes[1:] {
-		if err := cl.c(n).ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(cl.Nodes[0].Port)).Err(); err != nil {
+		if err := cl.c(n).ClusterMeet(ctx, "127.0.0.1", meet).Err(); err != nil {
 			t.Fatalf("CLUSTER MEET: %v", err)
 		}
 	}

@@ -3,6 +3,9 @@ package replication_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -422,4 +426,40 @@ func TestClusterSourceAcrossServiceKill9(t *testing.T) {
 	m := a.metrics()
 	assert.Equal(t, 0.0, metric(m, "replicad_replica_full_syncs_total"), grep(m, "syncs_total"))
 	assert.Equal(t, 3.0, float64(strings.Count(grep(m, "replicad_replica_partial_syncs_total{"), "\n")+1), grep(m, "partial_syncs_total"))
+}
+
+// TestClusterSourceOverTLS replicates a Redis Cluster whose nodes serve
+// TLS with their own CA (the cluster bus and its replication too): the
+// shards are found on their TLS ports and replicated over TLS.
+func TestClusterSourceOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.LoadOrCreateCA(dir, "cluster test CA")
+	require.NoError(t, err)
+	_, _, err = ca.LoadOrIssue(dir, "node", []string{"127.0.0.1"}, true)
+	require.NoError(t, err)
+	tlsPorts := map[int]int{}
+	cl := redistest.StartClusterWith(t, 3, 1, func(i int) []string {
+		tlsPorts[i] = redistest.FreePort(t)
+		return []string{"--requirepass", "cluster-secret", "--masterauth", "cluster-secret",
+			"--tls-port", strconv.Itoa(tlsPorts[i]), "--tls-cert-file", filepath.Join(dir, "node.pem"),
+			"--tls-key-file", filepath.Join(dir, "node-key.pem"), "--tls-ca-cert-file", filepath.Join(dir, "ca.pem"),
+			"--tls-cluster", "yes", "--tls-replication", "yes", "--tls-auth-clients", "no"}
+	})
+	cc := cl.Client()
+	writeClusterDataset(t, cc, "", 100)
+
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	uri := fmt.Sprintf("redis://:cluster-secret@127.0.0.1:%d", tlsPorts[0])
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: uri, Encryption: true, ServerCert: string(ca.CertPEM)}}})
+	db := a.waitInSync(dst.UID, 3*time.Minute)
+	requireShards(t, db.ReplicaSources[0])
+	for _, sh := range db.ReplicaSources[0].Shards {
+		_, port, _ := strings.Cut(sh.Node, ":")
+		p, _ := strconv.Atoi(port)
+		assert.Contains(t, slices.Collect(maps.Values(tlsPorts)), p, "shard %+v is read on a TLS port", sh)
+	}
+	writeClusterDataset(t, cc, "later:", 20)
+	eventuallyEqual(t, 2*time.Minute, destClient(t, dst, 0), cl.MasterClients()...)
 }
