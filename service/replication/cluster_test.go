@@ -463,3 +463,25 @@ func TestClusterSourceOverTLS(t *testing.T) {
 	writeClusterDataset(t, cc, "later:", 20)
 	eventuallyEqual(t, 2*time.Minute, destClient(t, dst, 0), cl.MasterClients()...)
 }
+
+// TestSameClusterUnderTwoNodesIsRefused: two nodes of one cluster given as
+// two sources are the same source; its writes would be applied twice.
+func TestSameClusterUnderTwoNodesIsRefused(t *testing.T) {
+	cl, _ := startSourceCluster(t)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: cl.Nodes[0].URL()}, {URI: cl.Nodes[4].URL()}}})
+	redistest.Eventually(t, 2*time.Minute, "the sync stops", func() error {
+		db := a.get(dst.UID)
+		if db.ReplicaSync != api.SyncStopped {
+			return fmt.Errorf("sync %s: %+v", db.ReplicaSync, db.ReplicaSources)
+		}
+		for _, s := range db.ReplicaSources {
+			if strings.Contains(s.LastError, "same replication history") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no source says why: %+v", db.ReplicaSources)
+	})
+}
