@@ -275,7 +275,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 										MarkdownDescription: "The last error of the shard's sync, without credentials.", Computed: true,
 									},
 									"full_syncs": schema.Int64Attribute{
-										MarkdownDescription: "Full syncs of the shard since the Replica Of was configured.", Computed: true,
+										MarkdownDescription: "Full syncs of the shard since the Replica Of was configured or the service started.", Computed: true,
 									},
 									"partial_syncs": schema.Int64Attribute{
 										MarkdownDescription: "Partial syncs (continued from the checkpoint, as after a failover of the shard).", Computed: true,

@@ -119,7 +119,8 @@ type ReplicaShardStatus struct {
 	RDBSize        int64 `json:"rdb_size"`
 	RDBTransferred int64 `json:"rdb_transferred"`
 	// FullSyncs and PartialSyncs count the shard's syncs since the Replica
-	// Of was configured: after a failover of the shard, a partial sync means
+	// Of was configured or the service started, whichever is later: after a
+	// failover of the shard, a partial sync means
 	// the new master continued the replication stream from the checkpoint,
 	// a full one that it could not (and the destination was reloaded).
 	FullSyncs    int `json:"full_syncs"`

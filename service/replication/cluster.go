@@ -47,7 +47,11 @@ type unit struct {
 // clusterState is what a destination knows of one clustered source,
 // across rounds: the statuses of its shards and the last topology seen.
 type clusterState struct {
-	mu       sync.Mutex
+	mu sync.Mutex
+	// seeds are nodes known from before this process started (the hint
+	// kept in the destination, see nodesField), asked when the URL's node
+	// does not answer.
+	seeds    []string
 	shards   map[string]*sourceStatus // by slots
 	roles    map[string]string        // slots -> role of the node replicated from
 	current  []string                 // the slots of this round's shards
@@ -94,6 +98,33 @@ func (c *clusterState) reconnecting() {
 }
 
 func shardKey(addr, slots string) string { return addr + "#" + slots }
+
+// nodesField is the field of the checkpoint hash that keeps the nodes of
+// the clustered source at addr, so that a restarted service finds the
+// cluster when the node of its URL is down. It is a hint, not a checkpoint
+// (it does not parse as one: readCheckpoints skips it).
+func nodesField(addr string) string { return addr + "#nodes" }
+
+// saveNodes keeps the nodes of every clustered source in the destination
+// (see nodesField).
+func (d *destination) saveNodes(ctx context.Context, ckc *redis.Client) error {
+	for _, s := range d.sources {
+		cl := s.cluster.Load()
+		if cl == nil {
+			continue
+		}
+		cl.mu.Lock()
+		nodes := cl.topology.Addrs()
+		cl.mu.Unlock()
+		if len(nodes) == 0 {
+			continue
+		}
+		if err := ckc.HSet(ctx, checkpointKey, nodesField(s.url.Addr()), strings.Join(nodes, " ")).Err(); err != nil {
+			return fmt.Errorf("keep the nodes of source %s in the destination: %w", s.url, err)
+		}
+	}
+	return nil
+}
 
 // isFlush says whether a command empties a database: on the stream of one
 // shard it empties that shard only, so it cannot be applied to a
@@ -157,6 +188,13 @@ func (d *destination) topology(ctx context.Context, s *sourceState) (cluster.Top
 	if !slices.Contains(seeds, s.url.Addr()) {
 		seeds = append(seeds, s.url.Addr())
 	}
+	if cl != nil {
+		for _, a := range cl.seeds {
+			if !slices.Contains(seeds, a) {
+				seeds = append(seeds, a)
+			}
+		}
+	}
 	var errs []error
 	for _, addr := range seeds {
 		c, err := d.sourceClient(s, addr)
@@ -188,7 +226,7 @@ func (d *destination) topology(ctx context.Context, s *sourceState) (cluster.Top
 // a clustered source. cps are the checkpoints the destination holds: when a
 // source cannot be reached, they say whether it was a cluster and of which
 // shards (its syncers then retry until it answers).
-func (d *destination) plan(ctx context.Context, cps map[string]checkpoint) ([]unit, error) {
+func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[string]checkpoint) ([]unit, error) {
 	var units []unit
 	for _, s := range d.sources {
 		isCluster, err := d.probe(ctx, s)
@@ -198,10 +236,12 @@ func (d *destination) plan(ctx context.Context, cps map[string]checkpoint) ([]un
 				known = append(known, slots)
 			}
 		}
+		// The nodes of a clustered source, kept in the destination.
+		hint, _ := ckc.HGet(ctx, checkpointKey, nodesField(s.url.Addr())).Result()
 		if err != nil {
 			_, single := cps[s.url.Addr()]
 			switch {
-			case len(known) > 0:
+			case len(known) > 0 || hint != "":
 				isCluster = true
 			case single:
 				isCluster = false
@@ -225,7 +265,7 @@ func (d *destination) plan(ctx context.Context, cps map[string]checkpoint) ([]un
 		}
 		cl := s.cluster.Load()
 		if cl == nil {
-			cl = &clusterState{shards: map[string]*sourceStatus{}, roles: map[string]string{}}
+			cl = &clusterState{shards: map[string]*sourceStatus{}, roles: map[string]string{}, seeds: strings.Fields(hint)}
 			s.cluster.Store(cl)
 		}
 		var shards []string

@@ -485,3 +485,47 @@ func TestSameClusterUnderTwoNodesIsRefused(t *testing.T) {
 		return fmt.Errorf("no source says why: %+v", db.ReplicaSources)
 	})
 }
+
+// TestClusterSourceURLNodeDownAtRestart: the service restarts while the
+// node its source URL names is dead (killed, its replica promoted): it finds
+// the cluster through the nodes it kept in the destination, and every shard
+// continues from its checkpoint.
+func TestClusterSourceURLNodeDownAtRestart(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	m0 := cl.Masters()[0]
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: m0.URL()}}})
+	db := a.waitInSync(dst.UID, 3*time.Minute)
+	sh0, ok := shardOf(db.ReplicaSources[0], m0.Addr())
+	require.True(t, ok)
+	// The load is persisted once the destination's AOF is rewritten.
+	dc := destClient(t, dst, 0)
+	redistest.Eventually(t, time.Minute, "the destination's AOF holds the load", func() error {
+		info, err := dc.Info(context.Background(), "persistence").Result()
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{"aof_enabled:1\r", "aof_rewrite_in_progress:0\r", "aof_rewrite_scheduled:0\r"} {
+			if !strings.Contains(info, want) {
+				return fmt.Errorf("no %q in %s", want, info)
+			}
+		}
+		return nil
+	})
+
+	i.Stop(t)
+	r0 := cl.ReplicaOf(m0)
+	m0.Stop()
+	cl.Promote(r0, false)
+	writeClusterDataset(t, cc, "while-down:", 50)
+	i.StartAgain(t)
+
+	after := waitShard(t, a, dst.UID, sh0.Slots, r0.Addr())
+	// (The counts start again with the service.)
+	assert.Equal(t, 0, after.FullSyncs, "continued, not reloaded: %+v", after)
+	assert.Equal(t, 1, after.PartialSyncs, "%+v", after)
+	writeClusterDataset(t, cc, "after:", 50)
+	eventuallyEqual(t, 2*time.Minute, dc, cl.MasterClients()...)
+}

@@ -153,7 +153,7 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 	full := forceFull || gen != d.db.ReplicaGeneration
 	d.log.Info("destination checkpoints", "destination", d.db.UID, "generation", gen, "want_generation", d.db.ReplicaGeneration, "checkpoints", len(cps), "force_full", forceFull)
 	// A source that is a Redis Cluster is replicated shard by shard.
-	units, err := d.plan(ctx, cps)
+	units, err := d.plan(ctx, ckc, cps)
 	if err != nil {
 		return err
 	}
@@ -168,6 +168,11 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 			return err
 		}
 		cps = map[string]checkpoint{}
+		// Written while the AOF is on: a restart before the load is
+		// persisted still finds a clustered source's nodes.
+		if err := d.saveNodes(ctx, ckc); err != nil {
+			return err
+		}
 		// Like a native replica, the destination does not log the load to
 		// its AOF command by command: the AOF is rewritten once from the
 		// loaded dataset. A crash before that rewrite ends finds the flushed
@@ -176,6 +181,8 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 			return fmt.Errorf("pause the AOF of destination %d for the load: %w", d.db.UID, err)
 		}
 	} else if err := ensureAOF(ctx, ckc); err != nil {
+		return err
+	} else if err := d.saveNodes(ctx, ckc); err != nil {
 		return err
 	}
 
