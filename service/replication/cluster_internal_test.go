@@ -57,7 +57,9 @@ func clusterSource(shards map[string]func(*sourceStatus)) *sourceState {
 	return s
 }
 
-func inSync(st *sourceStatus) { st.phase, st.connected, st.rdbSize, st.rdbDone = phaseStreaming, true, 100, 100 }
+func inSync(st *sourceStatus) {
+	st.phase, st.connected, st.rdbSize, st.rdbDone = phaseStreaming, true, 100, 100
+}
 
 func TestClusterSourceView(t *testing.T) {
 	s := clusterSource(map[string]func(*sourceStatus){"0-8191": inSync, "8192-16383": inSync})
