@@ -146,6 +146,9 @@ type ReplicaSourceStatus struct {
 	// shard. The source's own fields sum them up: the worst status, the
 	// largest lag, the first error, the total load.
 	Shards []ReplicaShardStatus `json:"shards,omitempty"`
+	// SyncNote says what of the source the destination could not
+	// reproduce exactly (what Redis cannot recreate through commands).
+	SyncNote string `json:"sync_note,omitempty"`
 }
 
 // CreateDatabaseRequest is the body of POST /v1/bdbs.

@@ -18,7 +18,9 @@ import (
 //	zset    ZADD key score m...       (one per chunk; shortest exact scores, inf/-inf)
 //	hash    HSET key f v...           (one per chunk), then for fields with an
 //	        expiry HPEXPIREAT key ms FIELDS n f... (needs a Redis 7.4+ destination)
-//	stream  XADD key <id> f v... per live entry (deleted entries are skipped);
+//	stream  XADD key <id> f v... per entry, deleted ones included (XDEL'd once
+//	        the pending entries are claimed, so a pending entry of a deleted
+//	        message is kept);
 //	        an empty stream is created with XGROUP CREATE ... MKSTREAM (+ DESTROY);
 //	        XSETID key <last-id> [ENTRIESADDED n MAXDELETEDID id] (the extras when
 //	        the RDB has them, RDB 10+); per group XGROUP CREATE key g <id>
@@ -33,8 +35,9 @@ import (
 //	         key the decoder hands over whole (WithRawValues)
 //
 // Commands use Redis 7.0 syntax (XSETID, ENTRIESREAD); field expiries need
-// 7.4. Limitations: pending entries whose message was deleted from the
-// stream cannot be recreated (XCLAIM ignores IDs not in the stream), and
+// 7.4. Limitations: pending entries whose message is no longer in the RDB
+// (trimmed, or deleted with all the entries of its listpack) cannot be
+// recreated (XCLAIM ignores IDs not in the stream), and
 // consumers' seen/active times are those of the replay, not the source's.
 type CommandWriter struct {
 	emit    func(cmd [][]byte) error
@@ -52,6 +55,9 @@ type CommandWriter struct {
 	// (WithStaging); staged is that name for the current key.
 	staging []byte
 	staged  []byte
+	// deleted: the entries of the current stream deleted at the source,
+	// written to be claimed, and deleted again at its end.
+	deleted []StreamID
 }
 
 // WithStaging makes the writer build each key under the name prefix+key and
@@ -132,6 +138,7 @@ var (
 	wSCRIPT      = []byte("SCRIPT")
 	wRESTORE     = []byte("RESTORE")
 	wRENAME      = []byte("RENAME")
+	wXDEL        = []byte("XDEL")
 	wABSTTL      = []byte("ABSTTL")
 	wZero        = []byte("0")
 	wTmpGroup    = []byte("__rdb_replay_tmp_group__")
@@ -218,6 +225,7 @@ func (w *CommandWriter) BeginKey(k *KeyMeta) error {
 	if w.staging != nil {
 		w.staged = append(append(w.staged[:0], w.staging...), k.Key...)
 	}
+	w.deleted = w.deleted[:0]
 	if w.replace {
 		w.start(wDEL, w.key(k))
 		return w.send()
@@ -306,7 +314,13 @@ func (w *CommandWriter) HashChunk(k *KeyMeta, fields []HashField) error {
 func (w *CommandWriter) StreamEntries(k *KeyMeta, entries []StreamEntry) error {
 	for _, e := range entries {
 		if e.Deleted {
-			continue
+			// Written too, and deleted once the pending entries are
+			// claimed (EndKey): XCLAIM only takes an ID the stream holds,
+			// and a consumer group may still have this one pending.
+			if len(e.Fields) == 0 || len(e.Fields)%2 != 0 {
+				continue
+			}
+			w.deleted = append(w.deleted, e.ID)
 		}
 		if len(e.Fields) == 0 || len(e.Fields)%2 != 0 {
 			return fmt.Errorf("stream %s entry %s: %d field names and values cannot be written with XADD", quoteKey(k.Key), e.ID, len(e.Fields))
@@ -384,6 +398,18 @@ func (w *CommandWriter) EndKey(k *KeyMeta) error {
 	if !w.wrote {
 		return nil
 	}
+	for len(w.deleted) > 0 {
+		n := min(len(w.deleted), 1000)
+		w.start(wXDEL, w.key(k))
+		for _, id := range w.deleted[:n] {
+			w.args = append(w.args, w.id(id))
+		}
+		if err := w.send(); err != nil {
+			return err
+		}
+		w.deleted = w.deleted[n:]
+	}
+	w.deleted = w.deleted[:0]
 	if k.ExpireAtMs != 0 {
 		w.start(wPEXPIREAT, w.key(k))
 		w.args = append(w.args, w.int(k.ExpireAtMs))

@@ -105,6 +105,7 @@ func TestStreams(t *testing.T) {
 		"XADD st 1-0 a 1 b 2",
 		"XADD st 1-1 a 3 b 4",
 		"XADD st 2-0 c 5",
+		"XADD st 2-5 a x b y", // deleted at the source: written to be claimed, deleted at the end
 		"XADD st 3-0 x 1",
 	}
 	pel := []string{
@@ -121,11 +122,11 @@ func TestStreams(t *testing.T) {
 	}{
 		{rdbTypeStreamListpacks3, append(append(append(append([]string{"SELECT 0"}, common...),
 			"XSETID st 3-0 ENTRIESADDED 5 MAXDELETEDID 2-5",
-			"XGROUP CREATE st g1 2-0 ENTRIESREAD 3"), pel...), "XGROUP CREATE st g2 0-0")},
+			"XGROUP CREATE st g1 2-0 ENTRIESREAD 3"), pel...), "XGROUP CREATE st g2 0-0", "XDEL st 2-5")},
 		{rdbTypeStreamListpacks2, nil},
 		{rdbTypeStreamListpacks, append(append(append(append([]string{"SELECT 0"}, common...),
 			"XSETID st 3-0",
-			"XGROUP CREATE st g1 2-0"), pel...), "XGROUP CREATE st g2 0-0")},
+			"XGROUP CREATE st g1 2-0"), pel...), "XGROUP CREATE st g2 0-0", "XDEL st 2-5")},
 	} {
 		b := newBuilder(11)
 		writeTestStream(b, tc.typ, "st")
@@ -166,9 +167,9 @@ func TestEmptyStreams(t *testing.T) {
 	b.expireMs(1900000000000).key(rdbTypeStreamListpacks2, "e").length(0).length(0).length(0).length(0).
 		length(0).length(0).length(0).length(0).length(0).length(0)
 	wantCmds(t, decodeCmds(t, b.end()), "SELECT 0",
-		"XGROUP CREATE s __rdb_replay_tmp_group__ 0 MKSTREAM",
-		"XGROUP DESTROY s __rdb_replay_tmp_group__",
+		"XADD s 5-0 f v", // deleted at the source: the key exists, and its entry does not once complete
 		"XSETID s 5-0 ENTRIESADDED 1 MAXDELETEDID 5-0",
+		"XDEL s 5-0",
 		"XGROUP CREATE e __rdb_replay_tmp_group__ 0 MKSTREAM",
 		"XGROUP DESTROY e __rdb_replay_tmp_group__",
 		"XSETID e 0-0 ENTRIESADDED 0 MAXDELETEDID 0-0",

@@ -41,6 +41,14 @@ var (
 	// ErrRDBNotConsumed is wrapped by RDBReader.Close when the caller had
 	// not read the whole payload (the rest was drained and discarded).
 	ErrRDBNotConsumed = errors.New("RDB payload not fully consumed")
+
+	// Causes of ErrTLS errors that a user can act on, wrapped beside it.
+	//
+	// ErrClientCertRejected: the source refused the client certificate
+	// (TLS alert bad_certificate or certificate_required).
+	ErrClientCertRejected = errors.New("the source refused the client certificate")
+	// ErrNotTLS: what the source answered is not TLS.
+	ErrNotTLS = errors.New("the source does not speak TLS")
 )
 
 // Error describes a failed step of the replication protocol.
@@ -95,6 +103,10 @@ func ioError(op string, err error) *Error {
 	}
 	kind := ErrConn
 	switch {
+	case certRejected(err):
+		// With TLS 1.3 the source checks the client certificate after the
+		// handshake: its refusal comes with the first read.
+		kind, err = ErrTLS, errors.Join(ErrClientCertRejected, err)
 	case errors.Is(err, resp.ErrProtocol):
 		kind = ErrProtocol
 	case errors.Is(err, io.EOF):
@@ -108,6 +120,29 @@ func ioError(op string, err error) *Error {
 
 var errReadTimeout = errors.New("i/o timeout (no data from source within the read timeout)")
 
+// TLS alerts (RFC 8446, 6.2) that say the peer refused our certificate.
+const (
+	alertBadCertificate      tls.AlertError = 42
+	alertCertificateRequired tls.AlertError = 116
+)
+
+// certRejected says whether err is the peer's TLS alert refusing our
+// certificate. Over TCP, crypto/tls reports a received alert as a
+// net.OpError "remote error" around an unexported type: its text is all
+// there is to tell which alert it is.
+func certRejected(err error) bool {
+	var aerr tls.AlertError
+	if errors.As(err, &aerr) {
+		return aerr == alertBadCertificate || aerr == alertCertificateRequired
+	}
+	var oerr *net.OpError
+	if errors.As(err, &oerr) && oerr.Op == "remote error" && oerr.Err != nil {
+		msg := oerr.Err.Error()
+		return msg == alertBadCertificate.Error() || msg == alertCertificateRequired.Error()
+	}
+	return false
+}
+
 // tlsError classifies a TLS handshake failure: certificate and protocol
 // mismatches are configuration problems, anything else is the network.
 func tlsError(err error) *Error {
@@ -119,8 +154,14 @@ func tlsError(err error) *Error {
 		cerr  x509.CertificateInvalidError
 		rerr  tls.RecordHeaderError
 	)
+	switch {
+	case certRejected(err):
+		return &Error{Op: "TLS handshake", Kind: ErrTLS, Err: errors.Join(ErrClientCertRejected, err)}
+	case errors.As(err, &rerr):
+		return &Error{Op: "TLS handshake", Kind: ErrTLS, Err: errors.Join(ErrNotTLS, err)}
+	}
 	if errors.As(err, &verr) || errors.As(err, &aerr) || errors.As(err, &uaerr) ||
-		errors.As(err, &herr) || errors.As(err, &cerr) || errors.As(err, &rerr) {
+		errors.As(err, &herr) || errors.As(err, &cerr) {
 		return &Error{Op: "TLS handshake", Kind: ErrTLS, Err: err}
 	}
 	var nerr net.Error

@@ -16,17 +16,24 @@ func (r *Reader) SkipValue(nested func(msg []byte)) (errMsg []byte, err error) {
 	if nested == nil {
 		return r.skipValue(0, 0, nil)
 	}
-	return r.skipValue(0, 0, func(_ int, msg []byte) { nested(msg) })
+	return r.skipValue(0, 0, &Nested{Error: func(_ int, msg []byte) { nested(msg) }})
 }
 
-// SkipValueIndexed is SkipValue whose nested is also told the index, in the
-// top-level array, of the element the error is in: for EXEC, which queued
-// command failed.
-func (r *Reader) SkipValueIndexed(nested func(index int, msg []byte)) (errMsg []byte, err error) {
-	return r.skipValue(0, 0, nested)
+// Nested receives what SkipValueIndexed finds inside a top-level array,
+// with the index of the element it is in: for EXEC, which queued command.
+type Nested struct {
+	// Error, when not nil, is called with every error at any depth.
+	Error func(index int, msg []byte)
+	// Int, when not nil, is called with every element that is an integer.
+	Int func(index int, v int64)
 }
 
-func (r *Reader) skipValue(depth, top int, nested func(index int, msg []byte)) ([]byte, error) {
+// SkipValueIndexed is SkipValue reporting to n what is inside an array.
+func (r *Reader) SkipValueIndexed(n *Nested) (errMsg []byte, err error) {
+	return r.skipValue(0, 0, n)
+}
+
+func (r *Reader) skipValue(depth, top int, nested *Nested) ([]byte, error) {
 	line, _, err := r.readLine()
 	if err != nil {
 		if depth > 0 {
@@ -42,15 +49,19 @@ func (r *Reader) skipValue(depth, top int, nested func(index int, msg []byte)) (
 		return nil, nil
 	case Error:
 		if depth > 0 {
-			if nested != nil {
-				nested(top, line[1:])
+			if nested != nil && nested.Error != nil {
+				nested.Error(top, line[1:])
 			}
 			return nil, nil
 		}
 		return slices.Clone(line[1:]), nil
 	case Integer:
-		if _, ok := parseInt(line[1:]); !ok {
+		v, ok := parseInt(line[1:])
+		if !ok {
 			return nil, protoErrorf("invalid integer %s", quotePrefix(line[1:]))
+		}
+		if depth == 1 && nested != nil && nested.Int != nil {
+			nested.Int(top, v)
 		}
 		return nil, nil
 	case BulkString:

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/replicad/terraform-provider-redis/internal/replproto"
 )
 
 // The writer applies the queue to the destination in batches. On the
@@ -45,7 +43,7 @@ func (s batchState) String() string {
 type batcher struct {
 	s    *syncer
 	w    *destWriter
-	conn *replproto.Conn
+	conn acker
 	c    *consumer
 
 	state batchState
@@ -65,13 +63,41 @@ type batcher struct {
 	// Totals of the batch across its pieces, for metrics and lag.
 	txItems, txBytes int
 	txFirst, lastAt  time.Time
-	txQueued         int // commands queued in the destination's open MULTI
+	txQueued         int   // commands queued in the destination's open MULTI
+	txHits           []int // of them, those that must answer 1 (sentBatch.hits)
 
 	// inFlight are the sends whose replies are not read yet, oldest first.
 	inFlight []sentBatch
 }
 
-func newBatcher(s *syncer, w *destWriter, conn *replproto.Conn, q *queue, loading bool) *batcher {
+// maxTrackedHits bounds the commands of one transaction whose answer is
+// checked (sentBatch.hits): past it, the rest are not.
+const maxTrackedHits = 100000
+
+// lostKeys says that commands changing the expiry of keys found the keys
+// missing at the destination: the destination, a plain Redis primary,
+// expired them by itself while it lagged, where a native replica waits for
+// its master's DEL. What is lost is said, never only logged.
+func (s *syncer) lostKeys(n int, sample []string) {
+	s.log.Warn("commands changing the expiry of keys found them missing at the destination", "source", s.url.String(), "count", n, "first", sample)
+	s.status.set(func(st *sourceStatus) {
+		st.lostKeys += n
+		for _, c := range sample {
+			if len(st.lostSample) < 5 {
+				st.lostSample = append(st.lostSample, c)
+			}
+		}
+	})
+}
+
+// acker is what the writer tells the source: how far the stream is applied
+// (a *replproto.Conn).
+type acker interface {
+	SetAppliedOffset(offset int64)
+	SendAck(offset int64) error
+}
+
+func newBatcher(s *syncer, w *destWriter, conn acker, q *queue, loading bool) *batcher {
 	return &batcher{s: s, w: w, conn: conn, c: &consumer{q: q}, loading: loading, items: make([]item, 0, maxBatchItems)}
 }
 
@@ -95,8 +121,9 @@ func (b *batcher) run(ctx context.Context) error {
 			// restarted source needs), except a source transaction cut
 			// short: the destination discards the open MULTI when the
 			// session's connection closes, and the next session resumes
-			// from before it. So does an interrupted load.
-			if b.state != batchEmpty && !b.inSourceTx && !b.loading && ctx.Err() == nil {
+			// from before it. So does an interrupted load; a complete one
+			// is committed.
+			if b.state != batchEmpty && !b.inSourceTx && (!b.loading || b.loadDone) && ctx.Err() == nil {
 				if err := b.send(ctx, true); err != nil {
 					return err
 				}
@@ -105,6 +132,9 @@ func (b *batcher) run(ctx context.Context) error {
 		}
 		var err error
 		switch {
+		case b.loadDone && len(b.inFlight) > 0:
+			// The load's end is checked alone (see send).
+			err = b.complete(ctx)
 		case b.mayCommit():
 			err = b.send(ctx, true)
 		case b.mustStream():
@@ -191,14 +221,24 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 			b.txQueued = 0
 			b.txItems, b.txBytes, b.txFirst = 0, 0, b.items[0].at
 		}
+		b.w.hits = b.w.hits[:0]
 		if err := b.w.encodeItems(b.items); err != nil {
 			return err
+		}
+		for _, pos := range b.w.hits {
+			if opens {
+				pos-- // the MULTI has no result in EXEC's
+			}
+			if len(b.txHits) < maxTrackedHits {
+				b.txHits = append(b.txHits, b.txQueued+pos)
+			}
 		}
 		b.txItems += len(b.items)
 		b.txBytes += b.size
 		if commit {
 			sb = b.w.commitTx()
 			sb.executes = b.txQueued + b.w.queued
+			sb.hits, b.txHits = b.txHits, nil
 			sb.items, sb.bytes, sb.first, sb.last = b.txItems, b.txBytes, b.txFirst, b.lastAt
 		}
 		sb.opens, sb.before = opens, b.txQueued
@@ -223,6 +263,28 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 	}
 	b.s.metrics.batches.Inc()
 	b.inFlight = append(b.inFlight, sb)
+	if sb.loadDone {
+		return b.checkLoad(ctx)
+	}
+	return nil
+}
+
+// checkLoad runs once the load's end is sent, alone: it completes it, then
+// checks, before any command of the stream runs, what the load could not
+// reproduce, and notes it in the status.
+func (b *batcher) checkLoad(ctx context.Context) error {
+	if err := b.drain(ctx); err != nil {
+		return err
+	}
+	note, err := b.w.checkPending(ctx, b.s.loadPending)
+	b.s.loadPending = nil
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		b.s.log.Warn("the destination differs from the source", "source", b.s.url.String(), "note", note)
+	}
+	b.s.status.set(func(st *sourceStatus) { st.syncNote = note })
 	return nil
 }
 
@@ -251,12 +313,16 @@ func (b *batcher) complete(ctx context.Context) error {
 		return err
 	}
 	b.s.status.progress()
+	if b.w.lost > 0 {
+		b.s.lostKeys(b.w.lost, b.w.lostSample)
+		b.w.lost, b.w.lostSample = 0, b.w.lostSample[:0]
+	}
 	return b.s.applied(sb, b.conn)
 }
 
 // applied records a completed send: metrics, and for a commit, the
 // checkpoint, the acknowledgement to the source and the status.
-func (s *syncer) applied(b sentBatch, conn *replproto.Conn) error {
+func (s *syncer) applied(b sentBatch, conn acker) error {
 	s.metrics.commandsApplied.Add(float64(b.items))
 	s.metrics.bytesApplied.Add(float64(b.bytes))
 	if !b.commit {

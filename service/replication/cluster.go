@@ -441,6 +441,9 @@ func (s *sourceState) view() api.ReplicaSourceStatus {
 		if sum.CompressionNote == "" {
 			sum.CompressionNote = v.CompressionNote
 		}
+		if v.SyncNote != "" {
+			sum.SyncNote = strings.TrimPrefix(sum.SyncNote+"; ", "; ") + "shard " + slots + ": " + v.SyncNote
+		}
 		if sh.LastUpdate.After(sum.LastUpdate) {
 			sum.LastUpdate = sh.LastUpdate
 		}

@@ -251,7 +251,10 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 			sy.onLoaded = onLoaded
 		}
 		if full {
-			u.status.set(func(st *sourceStatus) { st.rdbSize, st.rdbDone, st.received, st.applied = 0, 0, 0, 0 })
+			u.status.set(func(st *sourceStatus) {
+				st.rdbSize, st.rdbDone, st.received, st.applied, st.syncNote = 0, 0, 0, 0, ""
+				st.lostKeys, st.lostSample = 0, nil
+			})
 		}
 		wg.Add(1)
 		go func() {

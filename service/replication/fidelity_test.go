@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc64"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -415,4 +416,101 @@ func TestSameSourceUnderTwoNamesIsRefused(t *testing.T) {
 	// Stopped: nothing more is applied, so never more than the source has.
 	n, _ := destClient(t, dst, 0).Get(ctx, "counter").Int()
 	assert.LessOrEqual(t, n, 100)
+}
+
+// noise is n bytes that do not compress, so that a value's size in the
+// RDB is its size.
+func noise(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rand.Uint32())
+	}
+	return string(b)
+}
+
+// TestPendingEntriesOfDeletedMessages: streams too big for RESTORE are
+// loaded as commands. The pending entries of messages deleted at the
+// source (XDEL) are kept; those of trimmed messages, which Redis cannot
+// recreate, are reported in the source's sync_note.
+func TestPendingEntriesOfDeletedMessages(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	ctx := redistest.Ctx(t)
+	sc := src.Client()
+	for _, key := range []string{"deleted", "trimmed"} {
+		for i := range 1000 {
+			require.NoError(t, sc.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []string{"payload", noise(400), "n", strconv.Itoa(i)}}).Err())
+		}
+		require.NoError(t, sc.XGroupCreate(ctx, key, "g", "0").Err())
+		require.NoError(t, sc.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{key, ">"}, Count: 1000}).Err())
+	}
+	msgs, err := sc.XRange(ctx, "deleted", "-", "+").Result()
+	require.NoError(t, err)
+	for i, m := range msgs {
+		if i%2 == 0 {
+			require.NoError(t, sc.XDel(ctx, "deleted", m.ID).Err())
+		}
+	}
+	// The messages read are trimmed; as many unread ones keep the stream
+	// too big for RESTORE.
+	for i := range 1000 {
+		require.NoError(t, sc.XAdd(ctx, &redis.XAddArgs{Stream: "trimmed", Values: []string{"payload", noise(400), "n", strconv.Itoa(i)}}).Err())
+	}
+	require.NoError(t, sc.XTrimMaxLen(ctx, "trimmed", 1000).Err())
+	require.Equal(t, int64(1000), sc.XPending(ctx, "trimmed", "g").Val().Count)
+
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	db := a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	want, err := redistest.Read(ctx, sc, "deleted")
+	require.NoError(t, err)
+	got, err := redistest.Read(ctx, dc, "deleted")
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "the stream with deleted messages, its pending entries included")
+	assert.Equal(t, int64(1000), dc.XPending(ctx, "deleted", "g").Val().Count)
+
+	note := db.ReplicaSources[0].SyncNote
+	kept := dc.XPending(ctx, "trimmed", "g").Val().Count
+	assert.Less(t, kept, int64(1000))
+	assert.Contains(t, note, fmt.Sprintf(`"trimmed" group "g": %d of 1000`, kept))
+	assert.NotContains(t, note, `"deleted"`)
+}
+
+// TestKeyExpiredByTheDestinationIsReported: the destination, a plain Redis
+// primary, expires keys by itself. A key whose TTL the source removes while
+// the sync is paused expires at the destination; when the source's PERSIST
+// arrives the key is gone (a limit, see the README), and the source's
+// sync_note says so rather than staying silent.
+func TestKeyExpiredByTheDestinationIsReported(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	sc, dc := src.Client(), destClient(t, dst, 0)
+	require.NoError(t, sc.Set(ctx, "short-lived", "v", 2*time.Second).Err())
+	require.NoError(t, sc.Set(ctx, "kept", "v", time.Hour).Err())
+	require.NoError(t, sc.Persist(ctx, "kept").Err())
+	eventuallyEqual(t, time.Minute, dc, sc)
+	assert.Empty(t, a.get(dst.UID).ReplicaSources[0].SyncNote, "commands that found their key say nothing")
+
+	paused := api.SyncPaused
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &paused})
+	require.NoError(t, sc.Persist(ctx, "short-lived").Err())
+	redistest.Eventually(t, time.Minute, "the destination expires the key by itself", func() error {
+		if dc.Exists(ctx, "short-lived").Val() != 0 {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+	enabled := api.SyncEnabled
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &enabled})
+	redistest.Eventually(t, time.Minute, "the lost key is reported", func() error {
+		db := a.get(dst.UID)
+		if note := db.ReplicaSources[0].SyncNote; !strings.Contains(note, `PERSIST "short-lived"`) {
+			return fmt.Errorf("sync_note %q", note)
+		}
+		return nil
+	})
+	assert.Equal(t, int64(1), sc.Exists(ctx, "short-lived").Val())
 }

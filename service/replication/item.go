@@ -40,6 +40,10 @@ type item struct {
 	keys    keyInfo
 	key     []byte
 	setArgs int
+	// mustChange: the source sends the command only when it changed the
+	// key (PEXPIREAT, PERSIST), so the destination must answer 1; 0 says
+	// the destination lost the key (see destWriter.receive).
+	mustChange bool
 }
 
 // classify turns a command of the replication stream into an item, and
@@ -71,6 +75,7 @@ func classify(args [][]byte, offset int64, at time.Time) (item, [][]byte) {
 			return it, nil
 		}
 		it.keys = keysOf(args)
+		it.mustChange = len(args) >= 2 && (equalFold(name, "PEXPIREAT") || equalFold(name, "PERSIST"))
 		return it, args
 	}
 	return it, nil

@@ -1,6 +1,8 @@
 package replication
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +43,11 @@ type sourceStatus struct {
 	// partial, count since the Replica Of was configured.
 	node                    string
 	fullSyncs, partialSyncs int
+	syncNote                string // what of the source the last load could not reproduce
+	// lostKeys counts the commands that changed the expiry of a key the
+	// destination had already expired by itself; lostSample names some.
+	lostKeys   int
+	lostSample []string
 
 	// What the watchdog (watchdog.go) reads: what the writer is doing, and
 	// when it last had a send answered.
@@ -109,7 +116,7 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := api.ReplicaSourceStatus{
-		ReplicaSource: src, LastError: s.lastError, LastUpdate: s.lastUpdate, CompressionNote: s.compressionNote,
+		ReplicaSource: src, LastError: s.lastError, LastUpdate: s.lastUpdate, CompressionNote: s.compressionNote, SyncNote: s.noteLocked(),
 		RDBSize: s.rdbSize, RDBTransferred: s.rdbDone, CompressionActive: s.compressionOK,
 	}
 	if s.phase == phaseLoading && s.rdbLive != nil {
@@ -128,4 +135,18 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 		out.Status = api.SourceSyncing
 	}
 	return out
+}
+
+// noteLocked is the sync note: what of the source the destination does not
+// reproduce.
+func (s *sourceStatus) noteLocked() string {
+	note := s.syncNote
+	if s.lostKeys > 0 {
+		if note != "" {
+			note += "; "
+		}
+		note += fmt.Sprintf("%d replicated commands changed the expiry of keys the destination no longer has: it expired them by itself while it lagged, before the source extended or removed their TTL (%s); they are missing until the next full resync",
+			s.lostKeys, strings.Join(s.lostSample, ", "))
+	}
+	return note
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +53,9 @@ type syncer struct {
 	destRDB int
 	// The watchdog's limits (watchdog.go).
 	stallTimeout, silenceTimeout time.Duration
+	// loadPending counts the pending entries of the streams the load wrote
+	// as commands, for the writer to check once the load is applied.
+	loadPending *pendingCounter
 	// claim, when set, records the source's replication history for the
 	// session and refuses one that another source has (destination.claim).
 	claim func(addr, replID string) (func(), error)
@@ -300,7 +302,8 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 	if s.destRDB > 0 {
 		opts = append(opts, rdb.WithRawValues(rawValueLimit, s.destRDB))
 	}
-	if err := rdb.NewDecoder(br, opts...).Decode(ctx, rdb.NewCommandWriter(emit, rdb.WithReplaceKeys(), rdb.WithStaging(staging))); err != nil {
+	pending := newPendingCounter(rdb.NewCommandWriter(emit, rdb.WithReplaceKeys(), rdb.WithStaging(staging)))
+	if err := rdb.NewDecoder(br, opts...).Decode(ctx, pending); err != nil {
 		if errors.Is(err, rdb.ErrUnsupported) {
 			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.url, err)}
 		}
@@ -317,6 +320,7 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 	s.wireSeen = conn.WireBytes()
 	s.metrics.wireIn.Add(float64(s.wireSeen))
 	s.status.set(func(st *sourceStatus) { st.rdbLive, st.rdbSize, st.rdbDone = nil, size, done })
+	s.loadPending = pending // the writer reads it once it has the item below
 	if err := p.add(ctx, item{kind: kindLoadDone, offset: syn.Offset, replID: syn.ReplID}, nil); err != nil {
 		return err
 	}
@@ -420,13 +424,12 @@ func (b *backoff) next() time.Duration {
 }
 
 // explain adds what a user can do about the errors whose cause is not plain
-// from the protocol's words.
+// from the protocol's words (replproto classifies them).
 func explain(err error) error {
-	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "tls: bad certificate") || strings.Contains(msg, "tls: certificate required"):
+	case errors.Is(err, replproto.ErrClientCertRejected):
 		return fmt.Errorf("the source refused this instance's TLS client certificate (add the instance's syncer_cert to the source database's client_certificates): %w", err)
-	case strings.Contains(msg, "first record does not look like a TLS handshake"):
+	case errors.Is(err, replproto.ErrNotTLS):
 		return fmt.Errorf("the source does not speak TLS: set encryption = false, or enable TLS on the source: %w", err)
 	}
 	return err

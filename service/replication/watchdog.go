@@ -29,6 +29,13 @@ const execAllowance = 20 * time.Microsecond
 // from the checkpoint.
 var errStalled = errors.New("the syncer is stuck")
 
+// stallError is errStalled with what the watchdog saw (its message starts
+// with errStalled's).
+type stallError struct{ note string }
+
+func (e stallError) Error() string { return e.note }
+func (e stallError) Unwrap() error { return errStalled }
+
 // watchdog keeps a session's status honest: "in-sync" means that the
 // applied offset follows the source now. It runs beside the reader and the
 // writer of a streaming session and checks, a few times a second:
@@ -73,8 +80,8 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		switch {
 		case !streaming:
 		case stuck:
-			note = fmt.Sprintf("the syncer is stuck: its writer is %s (%d sends unanswered) and applied nothing for %s; applied offset %d, received %d; restarting from the checkpoint",
-				where, unanswered, stuckFor.Round(time.Second), applied, received)
+			note = fmt.Sprintf("%s: its writer is %s (%d of its sends unanswered) and applied nothing for %s; applied offset %d, received %d; restarting from the checkpoint",
+				errStalled, where, unanswered, stuckFor.Round(time.Second), applied, received)
 		case now.Sub(lastData) > s.silenceTimeout:
 			note = fmt.Sprintf("nothing received from the source for %s, not even its ping (sent every repl-ping-replica-period, 10 s by default): the source or the link is frozen", now.Sub(lastData).Round(time.Second))
 		}
@@ -90,7 +97,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		if stuck && streaming {
 			s.metrics.stalled.Set(1)
 			s.metrics.stalls.Inc()
-			stop(fmt.Errorf("%w: %s", errStalled, note))
+			stop(stallError{note})
 			return
 		}
 		if note == "" {

@@ -51,6 +51,13 @@ type destWriter struct {
 	last   int64       // the offset after the last item encoded
 	spare  [][]byte    // buffers of answered batches, for the next ones
 	sets   msetBuilder // the plain SETs of the batch being encoded
+	// hits are the positions in buf of commands that must answer 1
+	// (item.mustChange); the batcher takes them after encoding.
+	hits []int
+	// lost counts the commands that answered 0 instead (the key is missing
+	// at the destination), lostSample names the first ones.
+	lost       int
+	lostSample []string
 }
 
 func dialDestination(ctx context.Context, addr, password, source string) (*destWriter, error) {
@@ -158,16 +165,32 @@ func (w *destWriter) writeBytes(ctx context.Context, b []byte) error {
 // version cannot read): it must be said, never only logged.
 func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 	w.deadline(ctx)
-	var firstErr error
+	var firstErr, nestedErr error
 	failures := 0
-	for i := 0; i < b.replies; i++ {
-		var nestedErr error
-		nested := func(at int, msg []byte) {
-			failures++
-			if nestedErr == nil {
-				nestedErr = fmt.Errorf("the destination failed a replicated command: %s: %s", b.queuedCommand(at), msg)
+	hits := b.hits
+	nested := &resp.Nested{Error: func(at int, msg []byte) {
+		failures++
+		if nestedErr == nil {
+			nestedErr = fmt.Errorf("the destination failed a replicated command: %s: %s", b.queuedCommand(at), msg)
+		}
+	}}
+	if len(hits) > 0 {
+		nested.Int = func(at int, v int64) {
+			for len(hits) > 0 && hits[0] < at {
+				hits = hits[1:]
+			}
+			if len(hits) > 0 && hits[0] == at {
+				hits = hits[1:]
+				if v == 0 {
+					w.lost++
+					if len(w.lostSample) < 5 {
+						w.lostSample = append(w.lostSample, b.queuedCommand(at))
+					}
+				}
 			}
 		}
+	}
+	for i := 0; i < b.replies; i++ {
 		msg, err := w.rd.SkipValueIndexed(nested)
 		if err != nil {
 			return 0, fmt.Errorf("read reply from destination: %w", err)
@@ -241,10 +264,13 @@ type sentBatch struct {
 	before int
 	// executes: the commands its EXEC runs, earlier pieces' included.
 	executes int
-	items    int
-	bytes    int       // of the source's commands
-	first    time.Time // when its first and last items were received
-	last     time.Time
+	// hits: the indexes in EXEC's results of the commands that must
+	// answer 1 (destWriter.hits).
+	hits  []int
+	items int
+	bytes int       // of the source's commands
+	first time.Time // when its first and last items were received
+	last  time.Time
 }
 
 // encodeLoad builds a batch of the initial load. Its commands are not
@@ -320,6 +346,9 @@ func (w *destWriter) encodeItems(batch []item) error {
 			}
 			if w.sets.holds(it) {
 				flushSets()
+			}
+			if it.mustChange {
+				w.hits = append(w.hits, w.queued)
 			}
 			w.buf = append(w.buf, it.raw...)
 			w.queued++
