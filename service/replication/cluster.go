@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,8 +41,46 @@ type unit struct {
 	key    string // checkpoint field
 	status *sourceStatus
 	// Set for a shard only.
-	shard  string // its slots
-	locate func(ctx context.Context) (string, error)
+	shard    string // its slots
+	locate   func(ctx context.Context) (string, error)
+	relocate chan struct{}
+}
+
+// errRelocated ends a session that moves to a better node.
+var errRelocated = errors.New("moving to another node of the shard")
+
+// watchRelocate ends the session when s.relocate says so while it streams
+// (never during a load: that would reload the destination). The returned
+// function, deferred by the session, turns its error into errRelocated.
+func (s *syncer) watchRelocate(ctx context.Context, cancel func()) func(*error) {
+	var moved atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-s.relocate:
+				s.status.mu.Lock()
+				streaming := s.status.phase == phaseStreaming
+				s.status.mu.Unlock()
+				if streaming {
+					s.log.Info("a replica of the shard is online again: reading from it", "source", s.url.String())
+					moved.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return func(err *error) {
+		close(done)
+		if moved.Load() {
+			*err = errRelocated
+		}
+	}
 }
 
 // clusterState is what a destination knows of one clustered source,
@@ -51,10 +90,14 @@ type clusterState struct {
 	// seeds are nodes known from before this process started (the hint
 	// kept in the destination, see nodesField), asked when the URL's node
 	// does not answer.
-	seeds    []string
-	shards   map[string]*sourceStatus // by slots
-	roles    map[string]string        // slots -> role of the node replicated from
-	current  []string                 // the slots of this round's shards
+	seeds  []string
+	shards map[string]*sourceStatus // by slots
+	roles  map[string]string        // slots -> role of the node replicated from
+	// fallback: shards read from their master because no replica was
+	// online; kicks: their syncers' relocate channels.
+	fallback map[string]bool
+	kicks    map[string]chan struct{}
+	current  []string // the slots of this round's shards
 	topology cluster.Topology
 	// note says the source reshards and the destination is re-replicated
 	// for it; it stays until every shard is in sync after that reload.
@@ -63,6 +106,26 @@ type clusterState struct {
 	note     string
 	activity time.Time
 	pending  bool
+}
+
+// relocate kicks the syncers of shards read from their master for want
+// of an online replica, when top shows one.
+func (c *clusterState) relocate(top cluster.Topology) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for slots, fb := range c.fallback {
+		if !fb {
+			continue
+		}
+		sh, ok := top.Shard(slots)
+		if r := sh.Replicas(); !ok || len(r) == 0 || !r[0].Online() {
+			continue
+		}
+		select {
+		case c.kicks[slots] <- struct{}{}:
+		default: // one kick pending is enough
+		}
+	}
 }
 
 // resharding records a sign that slots move between the shards.
@@ -265,7 +328,8 @@ func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[strin
 		}
 		cl := s.cluster.Load()
 		if cl == nil {
-			cl = &clusterState{shards: map[string]*sourceStatus{}, roles: map[string]string{}, seeds: strings.Fields(hint)}
+			cl = &clusterState{shards: map[string]*sourceStatus{}, roles: map[string]string{}, seeds: strings.Fields(hint),
+				fallback: map[string]bool{}, kicks: map[string]chan struct{}{}}
 			s.cluster.Store(cl)
 		}
 		var shards []string
@@ -287,8 +351,15 @@ func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[strin
 		// it is done.
 		cl.activity, cl.pending = time.Time{}, false
 		cl.mu.Unlock()
+		cl.mu.Lock()
 		for _, slots := range shards {
-			units = append(units, unit{src: s, key: shardKey(s.url.Addr(), slots), status: cl.shard(slots), shard: slots,
+			if cl.kicks[slots] == nil {
+				cl.kicks[slots] = make(chan struct{}, 1)
+			}
+		}
+		cl.mu.Unlock()
+		for _, slots := range shards {
+			units = append(units, unit{src: s, key: shardKey(s.url.Addr(), slots), status: cl.shard(slots), shard: slots, relocate: cl.kicks[slots],
 				locate: func(ctx context.Context) (string, error) { return d.locate(ctx, s, slots) }})
 		}
 	}
@@ -339,9 +410,17 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 		return "", fmt.Errorf("%s: %w", note, errNeedFullSync)
 	}
 	var node cluster.Node
+	fallback := false
 	if s.src.ReadFrom == api.ReadFromReplica {
 		if r := sh.Replicas(); len(r) > 0 && r[0].Online() {
 			node = r[0]
+		} else {
+			fallback = true
+			health := make([]string, len(r))
+			for i, n := range r {
+				health[i] = n.Addr + " " + n.Health
+			}
+			d.log.Info("no replica of the shard is online: reading from its master until one is", "source", s.url.String(), "shard", slots, "replicas", health)
 		}
 	}
 	if node.Addr == "" {
@@ -354,6 +433,7 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 	if cl := s.cluster.Load(); cl != nil {
 		cl.mu.Lock()
 		cl.roles[slots] = node.Role
+		cl.fallback[slots] = fallback
 		cl.mu.Unlock()
 	}
 	return node.Addr, nil
@@ -382,6 +462,7 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 				cl.resharding(log, s.url.String(), fmt.Sprintf("its slot map is now %q, was %q", p, seen))
 				seen = p
 			}
+			cl.relocate(top)
 		}
 		cl.mu.Lock()
 		last := cl.activity

@@ -364,10 +364,17 @@ func TestClusterSourceReadFromReplica(t *testing.T) {
 	m0 := masters[0]
 	sh0, ok := shardOf(db.ReplicaSources[0], cl.ReplicaOf(m0).Addr())
 	require.True(t, ok)
-	cl.ReplicaOf(m0).Stop()
+	r0 := cl.ReplicaOf(m0)
+	r0.Stop()
 	after := waitShard(t, a, dst.UID, sh0.Slots, m0.Addr())
 	assert.Equal(t, "master", after.Role)
 	assert.Equal(t, 1, after.FullSyncs, "the master continues the replica's stream: %+v", after)
+
+	// Once the replica is back, the shard is read from it again.
+	r0.Restart()
+	after = waitShard(t, a, dst.UID, sh0.Slots, r0.Addr())
+	assert.Equal(t, "replica", after.Role)
+	assert.Equal(t, 1, after.FullSyncs, "continued on the replica: %+v", after)
 
 	load.stop()
 	dc := destClient(t, dst, 0)

@@ -240,7 +240,7 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 		}
 		sy.locate = u.locate
 		if u.shard != "" {
-			sy.key = u.key
+			sy.key, sy.relocate = u.key, u.relocate
 			cl, url := s.cluster.Load(), s.url.String()
 			sy.onMigrating = func() { cl.resharding(log, url, "keys migrate into shard "+u.shard) }
 		}

@@ -67,6 +67,10 @@ type syncer struct {
 	locate func(ctx context.Context) (string, error)
 	// onMigrating is told that keys migrate into the shard (resharding).
 	onMigrating func()
+	// relocate tells a streaming session to move to a better node (a
+	// replica, for a shard read from its master only because no replica
+	// was online).
+	relocate <-chan struct{}
 }
 
 // checkpointKey is the field of this syncer's checkpoint in the destination.
@@ -92,6 +96,9 @@ func (s *syncer) run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		s.metrics.errors.Inc()
+		if errors.Is(err, errRelocated) {
+			continue // a better node to read from: reconnect at once
+		}
 		err = explain(err)
 		s.status.set(func(st *sourceStatus) { st.connected = false; st.lastError = err.Error() })
 		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
@@ -116,9 +123,12 @@ func (s *syncer) run(ctx context.Context) error {
 
 // session is one connection: handshake, the RDB if the source sends one, then
 // the stream until an error.
-func (s *syncer) session(ctx context.Context) error {
+func (s *syncer) session(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if s.relocate != nil {
+		defer s.watchRelocate(ctx, cancel)(&err)
+	}
 	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
 	addr := s.url.Addr()
 	if s.locate != nil {
