@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/cluster"
@@ -44,6 +46,17 @@ type unit struct {
 	shard    string // its slots
 	locate   func(ctx context.Context) (string, error)
 	relocate chan struct{}
+}
+
+// newShardInfo is the series that names the node each shard of a
+// clustered source is read from (source is "<address>#<slots>", as in the
+// shard's other series).
+func newShardInfo(reg prometheus.Registerer) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "replicad", Subsystem: "replica", Name: "shard_info",
+		Help: "1 for the node each shard of a clustered source is replicated from, with its role (master or replica)."},
+		[]string{"destination", "source", "node", "role"})
+	reg.MustRegister(g)
+	return g
 }
 
 // errRelocated ends a session that moves to a better node.
@@ -436,6 +449,10 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 		cl.fallback[slots] = fallback
 		cl.mu.Unlock()
 	}
+	l := prometheus.Labels{"destination": strconv.Itoa(d.db.UID), "source": shardKey(s.url.Addr(), slots)}
+	d.m.metrics.shardInfo.DeletePartialMatch(l)
+	l["node"], l["role"] = node.Addr, node.Role
+	d.m.metrics.shardInfo.With(l).Set(1)
 	return node.Addr, nil
 }
 

@@ -162,6 +162,7 @@ func TestReplicaOfRedisCluster(t *testing.T) {
 		label := fmt.Sprintf(`source="%s#%s"`, replica.Addr(), sh.Slots)
 		assert.Equal(t, 1.0, metric(m, "replicad_replica_full_syncs_total", label), "metrics of shard %s:\n%s", sh.Slots, grep(m, "full_syncs"))
 		assert.Positive(t, metric(m, "replicad_replica_commands_applied_total", label))
+		assert.Equal(t, 1.0, metric(m, "replicad_replica_shard_info", label, `node="`+sh.Node+`"`, `role="master"`), grep(m, "shard_info"))
 	}
 	assert.NotContains(t, m, "cluster-secret")
 }
