@@ -156,11 +156,19 @@ func ParseEnabled(info string) bool {
 	return false
 }
 
+// ErrUnsupported says that a cluster does not answer CLUSTER SHARDS: it
+// runs a Redis older than 7.0.
+var ErrUnsupported = errors.New("the cluster does not know CLUSTER SHARDS: replicating a Redis Cluster needs Redis 7.0 or later on its nodes")
+
 // Discover reads the shards of the cluster c belongs to. With tls, nodes are
 // reached on their TLS port.
 func Discover(ctx context.Context, c *redis.Client, tls bool) (Topology, error) {
 	shards, err := c.ClusterShards(ctx).Result()
 	if err != nil {
+		var rerr redis.Error
+		if errors.As(err, &rerr) && strings.Contains(strings.ToLower(rerr.Error()), "unknown") {
+			return Topology{}, fmt.Errorf("%w (%v)", ErrUnsupported, err)
+		}
 		return Topology{}, fmt.Errorf("CLUSTER SHARDS: %w", err)
 	}
 	var t Topology

@@ -355,6 +355,9 @@ func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[strin
 			shards = known
 		} else {
 			s.status.set(func(st *sourceStatus) { st.lastError = err.Error() })
+			if errors.Is(err, cluster.ErrUnsupported) {
+				return nil, &fatalError{err} // retrying will not teach it
+			}
 			return nil, err
 		}
 		s.status.set(func(st *sourceStatus) { st.lastError = "" })
