@@ -118,7 +118,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"status": schema.StringAttribute{
-				MarkdownDescription: "Status of the database: `pending` (starting), `active` (answering) or `failed`.",
+				MarkdownDescription: "Status of the database: `pending` (starting), `loading` (loading its data: after a restart, or reloaded from its Replica Of sources), `active` (answering) or `failed`.",
 				Computed:            true,
 				PlanModifiers:       []planmodifier.String{useStateWhenActive()},
 			},

@@ -2,14 +2,11 @@ package provider
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 
 	"github.com/replicad/terraform-provider-redis/internal/client"
 )
@@ -54,18 +51,6 @@ func (v pemCertificateValidator) ValidateString(ctx context.Context, req validat
 
 // checkPEMCertificate reports why text is not one PEM certificate.
 func checkPEMCertificate(text string) error {
-	block, rest := pem.Decode([]byte(text))
-	if block == nil {
-		return errors.New("the value is not PEM: a certificate begins with -----BEGIN CERTIFICATE-----")
-	}
-	if block.Type != "CERTIFICATE" {
-		return fmt.Errorf("the PEM block is a %q, not a CERTIFICATE", block.Type)
-	}
-	if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-		return fmt.Errorf("the certificate does not parse: %v", err)
-	}
-	if len(strings.TrimSpace(string(rest))) != 0 {
-		return errors.New("the value holds more than one PEM block: give one certificate")
-	}
-	return nil
+	_, err := tlspin.ParseCertificate(text)
+	return err
 }

@@ -2,13 +2,13 @@ package replproto
 
 import (
 	"bufio"
-	"compress/flate"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -57,7 +57,7 @@ func (c *Conn) Handshake(ctx context.Context, replID string, offset int64) (Sync
 	}{
 		{"PING", c.sendPing},
 		{"AUTH", c.sendAuth},
-		{"REPLICAD.COMPRESS", c.sendCompress},
+		{replcompress.Command, c.sendCompress},
 		{"REPLCONF listening-port", c.sendListeningPort},
 		{"REPLCONF capa", c.sendCapa},
 	}
@@ -150,7 +150,7 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 	if c.opts.Compression <= 0 {
 		return nil
 	}
-	v, err := c.roundTrip(ctx, "REPLICAD.COMPRESS", "REPLICAD.COMPRESS", strconv.Itoa(c.opts.Compression))
+	v, err := c.roundTrip(ctx, replcompress.Command, replcompress.Request(c.opts.Compression)...)
 	if err != nil {
 		return err
 	}
@@ -159,11 +159,11 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 		return nil
 	}
 	if c.br.Buffered() != 0 {
-		return &Error{Op: "REPLICAD.COMPRESS", Kind: ErrProtocol, Err: errors.New("data after the reply to the compression request")}
+		return &Error{Op: replcompress.Command, Kind: ErrProtocol, Err: errors.New("data after the reply to the compression request")}
 	}
 	// From here on, what the source sends is a DEFLATE stream. The bufio
 	// reader under it is a ByteReader, so nothing is read ahead of need.
-	c.br = bufio.NewReaderSize(flate.NewReader(c.br), readBufferSize)
+	c.br = bufio.NewReaderSize(replcompress.NewReader(c.br), readBufferSize)
 	c.rd = resp.NewReader(c.br)
 	c.compressed = true
 	return nil

@@ -190,7 +190,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.dbs = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log,
 		TLS: databases.TLSFiles{CertFile: filepath.Join(cfg.DataDir, "proxy.pem"), KeyFile: filepath.Join(cfg.DataDir, "proxy-key.pem"), CAFile: filepath.Join(cfg.DataDir, "ca.pem")}})
 	a.gw = gateway.New(log, reg)
-	a.repl = replication.NewManager(replication.Config{Databases: a.dbs, Registerer: reg, Logger: log, SyncerCert: syncerCert,
+	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
 		OnStopped: func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,

@@ -65,12 +65,6 @@ func (p *process) childPID() int {
 	return p.pid
 }
 
-func (p *process) state() (running bool, restarts int, lastErr string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.running, p.restarts, p.lastErr
-}
-
 func (p *process) supervise(ctx context.Context) {
 	defer close(p.done)
 	backoff := 100 * time.Millisecond

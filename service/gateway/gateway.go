@@ -18,7 +18,6 @@ package gateway
 
 import (
 	"bufio"
-	"compress/flate"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -33,12 +32,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
 // CompressCommand is the command a destination sends after AUTH to have the
-// rest of the session compressed (DEFLATE with sync flushes, level 1 to 6).
-const CompressCommand = "REPLICAD.COMPRESS"
+// rest of the session compressed (package replcompress owns the extension).
+const CompressCommand = replcompress.Command
 
 // Endpoint is the configuration of one database's replication endpoint.
 type Endpoint struct {
@@ -402,7 +402,7 @@ func (e *endpoint) serve(raw net.Conn) {
 	plain := e.g.metrics.plainBytes.WithLabelValues(label)
 	rw := &replyWriter{conn: conn, w: &countingWriter{w: conn, n: wire}}
 	if level > 0 {
-		fw, err := flate.NewWriter(rw.w, level)
+		fw, err := replcompress.NewWriter(rw.w, level)
 		if err != nil {
 			return
 		}

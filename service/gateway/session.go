@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -138,13 +139,13 @@ func readCompression(w io.Writer, rd *resp.Reader) (int, [][]byte, error) {
 	if commandName(args) != CompressCommand {
 		return 0, cloneArgs(args), nil
 	}
-	level := 0
+	level, err := 0, errors.New("one argument: the level")
 	if len(args) == 2 {
-		level, _ = strconv.Atoi(string(args[1]))
+		level, err = replcompress.ParseLevel(args[1])
 	}
-	if level < 1 || level > 6 {
-		io.WriteString(w, "-ERR compression level must be 1 to 6\r\n")
-		return 0, nil, errors.New("bad compression level")
+	if err != nil {
+		io.WriteString(w, "-ERR "+err.Error()+"\r\n")
+		return 0, nil, fmt.Errorf("bad compression request: %w", err)
 	}
 	if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
 		return 0, nil, err

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
-	"github.com/replicad/terraform-provider-redis/service/databases"
 )
 
 // errNeedFullSync ends a round: this source cannot continue from its
@@ -28,14 +28,13 @@ var errNeedFullSync = errors.New("a full resync is needed")
 // decodes, the writer goroutine applies, and a bounded queue between them
 // (queue.go) applies back-pressure to the source.
 type syncer struct {
-	source   api.ReplicaSource
-	url      redisurl.Source
-	destAddr string // the destination's unix socket
-	destPass string
-	tls      *tls.Config // nil: plain text
-	status   *sourceStatus
-	metrics  *sourceMetrics
-	log      *slog.Logger
+	source  api.ReplicaSource
+	url     redisurl.Source
+	dest    Access      // the destination
+	tls     *tls.Config // nil: plain text
+	status  *sourceStatus
+	metrics *sourceMetrics
+	log     *slog.Logger
 
 	// checkpoint to resume from; nil when this round must load in full.
 	resume *checkpoint
@@ -51,6 +50,12 @@ type syncer struct {
 	// destRDB is the newest RDB version the destination reads (0: unknown),
 	// for the keys of a full load written whole with RESTORE.
 	destRDB int
+	// fullSession: the current session is a full sync, whose transfer
+	// ended at transferEnd (zero while it runs); lastCut: the last full
+	// sync was cut by the source (loadcut.go).
+	fullSession bool
+	transferEnd time.Time
+	lastCut     error
 	// The watchdog's limits (watchdog.go).
 	stallTimeout, silenceTimeout time.Duration
 	// loadPending counts the pending entries of the streams the load wrote
@@ -92,6 +97,9 @@ func (s *syncer) run(ctx context.Context) error {
 		if time.Since(began) > 30*time.Second {
 			backoff.reset() // the link was healthy for a while
 		}
+		if time.Since(began) > cutWindow {
+			s.lastCut = nil
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -100,11 +108,18 @@ func (s *syncer) run(ctx context.Context) error {
 			continue // a better node to read from: reconnect at once
 		}
 		err = explain(err)
+		if s.fullSession && closedByPeer(err) && (s.transferEnd.IsZero() || time.Since(s.transferEnd) < cutWindow) {
+			err = &loadCutError{addr: s.url.Addr(), err: err}
+			s.lastCut = err
+		}
 		s.status.set(func(st *sourceStatus) { st.connected = false; st.lastError = err.Error() })
 		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
 			return err
 		}
 		if s.resume == nil && s.loadStarted {
+			if errors.Is(err, errLoadCut) {
+				return fmt.Errorf("%w: %w", errNeedFullSync, err)
+			}
 			s.log.Warn("the full load was interrupted; the destination will be flushed and loaded again", "source", s.url.String(), "err", err)
 			return errNeedFullSync
 		}
@@ -137,6 +152,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	s.fullSession, s.transferEnd = false, time.Time{}
 	conn, err := replproto.Dial(ctx, replproto.Options{
 		Addr: addr, Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
 		Compression: s.source.Compression,
@@ -150,7 +166,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	w, err := dialDestination(ctx, s.destAddr, s.destPass, s.checkpointKey())
+	w, err := dialDestination(ctx, s.dest, s.checkpointKey())
 	if err != nil {
 		return err
 	}
@@ -193,6 +209,10 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	}
 	if syn.Full && s.resume != nil {
 		s.log.Info("source cannot continue from the checkpoint; full resync of the destination", "source", s.url.String(), "checkpoint", s.resume.String())
+		if s.lastCut != nil {
+			// The full sync before was cut: this one will likely be too.
+			return fmt.Errorf("%w: %w", errNeedFullSync, s.lastCut)
+		}
 		return errNeedFullSync
 	}
 	s.status.set(func(st *sourceStatus) {
@@ -242,8 +262,9 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	var readErr error
 	if syn.Full {
 		s.metrics.fullSyncs.Inc()
-		s.loadStarted = true
+		s.loadStarted, s.fullSession = true, true
 		readErr = s.load(ctx, conn, p, syn)
+		s.transferEnd = time.Now()
 	} else {
 		s.metrics.partialSyncs.Inc()
 		s.log.Info("partial resync", "source", s.url.String(), "offset", offset)
@@ -290,14 +311,14 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 	emit := func(cmd [][]byte) error {
 		if len(cmd) == 2 && equalFold(cmd[0], "SELECT") {
 			db, _ = strconv.Atoi(string(cmd[1]))
-			if db == databases.CheckpointDB {
+			if db == layout.CheckpointDB {
 				return nil // the checkpoints of a source that is a destination too
 			}
 			if err := checkDB(db); err != nil {
 				return err
 			}
 		}
-		if db == databases.CheckpointDB {
+		if db == layout.CheckpointDB {
 			if isCheckpointCommand(cmd) || isCheckpointCommand(unstaged(cmd, staging)) {
 				return nil // they never leave the instance that owns them
 			}
@@ -398,7 +419,7 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 		case kindSelect:
 			db = it.db
 		case kindCommand:
-			if db == databases.CheckpointDB && isCheckpointCommand(cmd.Args) {
+			if db == layout.CheckpointDB && isCheckpointCommand(cmd.Args) {
 				// A source that is a destination too (a chain) writes its
 				// own checkpoints: they never leave the instance that owns
 				// them, only their offset counts.
