@@ -366,8 +366,6 @@ func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[strin
 		// A reload for a resharding starts now; the note stays until
 		// it is done.
 		cl.activity, cl.pending = time.Time{}, false
-		cl.mu.Unlock()
-		cl.mu.Lock()
 		for _, slots := range shards {
 			if cl.kicks[slots] == nil {
 				cl.kicks[slots] = make(chan struct{}, 1)
