@@ -141,6 +141,15 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 							Optional:   true,
 							Validators: []validator.Int64{int64validator.Between(0, 6)},
 						},
+						"read_from": schema.StringAttribute{
+							MarkdownDescription: "For a source that is a Redis Cluster (its address names any of its " +
+								"nodes), which node of each shard to replicate from: `master` (the default) or `replica`, " +
+								"an online replica of the shard (its master when none is online), so that replication " +
+								"does not load the masters. Changing it continues the sync without a reload. A source " +
+								"that is one server ignores it.",
+							Optional:   true,
+							Validators: []validator.String{stringvalidator.OneOf(api.ReadFromMaster, api.ReadFromReplica)},
+						},
 					},
 				},
 			},
@@ -250,6 +259,40 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 							MarkdownDescription: "Why compression that was asked for is not active (for example, the " +
 								"source is an open-source Redis); empty otherwise.",
 							Computed: true,
+						},
+						"shards": schema.ListNestedAttribute{
+							MarkdownDescription: "For a source that is a Redis Cluster, each shard, replicated by a syncer of " +
+								"its own, by slots; empty for a source that is one server. The source's own fields sum " +
+								"them up (the worst status, the largest lag, the first error).",
+							Computed: true,
+							NestedObject: schema.NestedAttributeObject{
+								Attributes: map[string]schema.Attribute{
+									"slots": schema.StringAttribute{
+										MarkdownDescription: "The slots of the shard, as ranges (`0-5460`).", Computed: true,
+									},
+									"node": schema.StringAttribute{
+										MarkdownDescription: "The node the shard is replicated from now (`host:port`).", Computed: true,
+									},
+									"role": schema.StringAttribute{
+										MarkdownDescription: "That node's role: `master` or `replica`.", Computed: true,
+									},
+									"status": schema.StringAttribute{
+										MarkdownDescription: "`syncing`, `in-sync` or `out-of-sync`.", Computed: true,
+									},
+									"lag": schema.Int64Attribute{
+										MarkdownDescription: "Lag of the shard in milliseconds.", Computed: true,
+									},
+									"last_error": schema.StringAttribute{
+										MarkdownDescription: "The last error of the shard's sync, without credentials.", Computed: true,
+									},
+									"full_syncs": schema.Int64Attribute{
+										MarkdownDescription: "Full syncs of the shard since the Replica Of was configured or the service started.", Computed: true,
+									},
+									"partial_syncs": schema.Int64Attribute{
+										MarkdownDescription: "Partial syncs (continued from the checkpoint, as after a failover of the shard).", Computed: true,
+									},
+								},
+							},
 						},
 					},
 				},
@@ -497,7 +540,17 @@ func diffSources(before, after []replicaSourceModel) (added, removed, changed []
 func sameSourceSettings(x, y replicaSourceModel) bool {
 	return x.Encryption.ValueBool() == y.Encryption.ValueBool() &&
 		x.ServerCert.ValueString() == y.ServerCert.ValueString() &&
-		x.Compression.ValueInt64() == y.Compression.ValueInt64()
+		x.Compression.ValueInt64() == y.Compression.ValueInt64() &&
+		readFrom(x) == readFrom(y)
+}
+
+// readFrom is the node a source's shards are read from, its default
+// spelled out.
+func readFrom(s replicaSourceModel) string {
+	if v := s.ReadFrom.ValueString(); v != "" {
+		return v
+	}
+	return api.ReadFromMaster
 }
 
 // credentialChanges names the addresses whose URL changes, never the URLs.

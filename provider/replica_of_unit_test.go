@@ -103,7 +103,7 @@ func listStrings(t *testing.T, l types.List) []string {
 func source(addr string) replicaSourceModel {
 	return replicaSourceModel{
 		Address: types.StringValue(addr), Encryption: types.BoolNull(),
-		ServerCert: types.StringNull(), Compression: types.Int64Null(),
+		ServerCert: types.StringNull(), Compression: types.Int64Null(), ReadFrom: types.StringNull(),
 	}
 }
 
@@ -267,7 +267,7 @@ func TestPlanReplicaChange(t *testing.T) {
 		for _, a := range addrs {
 			o, _ := types.ObjectValue(replicaSourceAttrTypes, map[string]attr.Value{
 				"address": types.StringValue(a), "encryption": types.BoolNull(),
-				"server_cert": types.StringNull(), "compression": types.Int64Null(),
+				"server_cert": types.StringNull(), "compression": types.Int64Null(), "read_from": types.StringNull(),
 			})
 			elems = append(elems, o)
 		}

@@ -102,6 +102,9 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 		if err := replcompress.CheckLevel(s.Compression); err != nil {
 			return invalid("replica_sources[%d] (%s): %v", i, u, err)
 		}
+		if s.ReadFrom != "" && s.ReadFrom != api.ReadFromMaster && s.ReadFrom != api.ReadFromReplica {
+			return invalid("replica_sources[%d] (%s): read_from %q is invalid: use master or replica (which node of each shard of a clustered source to replicate from)", i, u, s.ReadFrom)
+		}
 		if s.Encryption && s.ServerCert == "" {
 			return invalid("replica_sources[%d] (%s): encryption needs server_cert: the source instance's proxy_cert, or the CA of an open-source Redis", i, u)
 		}

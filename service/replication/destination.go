@@ -72,6 +72,9 @@ type sourceState struct {
 	src    api.ReplicaSource
 	url    redisurl.Source
 	status *sourceStatus
+	// cluster is set while the source is a Redis Cluster (cluster.go).
+	// It is swapped by the round and read by the API.
+	cluster atomic.Pointer[clusterState]
 }
 
 func (d *destination) start(parent context.Context) {
@@ -179,8 +182,13 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 	}
 	full := forceFull || gen != d.db.ReplicaGeneration
 	d.log.Info("destination checkpoints", "destination", d.db.UID, "generation", gen, "want_generation", d.db.ReplicaGeneration, "checkpoints", len(cps), "force_full", forceFull)
-	for _, s := range d.sources {
-		if _, ok := cps[s.url.Addr()]; !ok {
+	// A source that is a Redis Cluster is replicated shard by shard.
+	units, err := d.plan(ctx, ckc, cps)
+	if err != nil {
+		return err
+	}
+	for _, u := range units {
+		if _, ok := cps[u.key]; !ok {
 			full = true
 		}
 	}
@@ -201,6 +209,9 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		if err := flushForGeneration(ctx, sc, d.db.ReplicaGeneration); err != nil {
 			return err
 		}
+		if err := d.saveNodes(ctx, sc); err != nil {
+			return err
+		}
 		cps = map[string]checkpoint{}
 	} else if full {
 		d.log.Info("flushing the destination to load every source", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
@@ -208,6 +219,11 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			return err
 		}
 		cps = map[string]checkpoint{}
+		// Written while the AOF is on: a restart before the load is
+		// persisted still finds a clustered source's nodes.
+		if err := d.saveNodes(ctx, ckc); err != nil {
+			return err
+		}
 		// Like a native replica, the destination does not log the load to
 		// its AOF command by command: the AOF is rewritten once from the
 		// loaded dataset. A crash before that rewrite ends finds the flushed
@@ -217,14 +233,16 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		}
 	} else if err := ensureAOF(ctx, ckc); err != nil {
 		return err
+	} else if err := d.saveNodes(ctx, ckc); err != nil {
+		return err
 	}
 
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
-	errs := make(chan error, len(d.sources)+1)
+	errs := make(chan error, 2*len(units)+1)
 	var wg sync.WaitGroup
 	var loading atomic.Int32
-	loading.Store(int32(len(d.sources)))
+	loading.Store(int32(len(units)))
 	var swapReady atomic.Bool
 	onLoaded := func() {
 		if loading.Add(-1) != 0 {
@@ -247,27 +265,52 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		}()
 	}
 	for _, s := range d.sources {
+		if s.cluster.Load() == nil {
+			continue
+		}
+		log := d.log.With("destination", d.db.UID)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.watch(ctx, s, log); err != nil && ctx.Err() == nil {
+				errs <- err
+				cancelAll()
+			}
+		}()
+	}
+	for _, u := range units {
+		s := u.src
 		tlsCfg, err := d.m.sourceTLS(s.src)
 		if err != nil {
 			// Validated when stored; a certificate that no longer parses
 			// is a configuration error that retrying cannot fix.
 			return &fatalError{fmt.Errorf("source %s: %w", s.url, err)}
 		}
+		log := d.log.With("destination", d.db.UID)
+		if u.shard != "" {
+			log = log.With("shard", u.shard)
+		}
 		sy := &syncer{
 			source: s.src, url: s.url, dest: dest, tls: tlsCfg,
-			status: s.status, metrics: d.m.metrics.forSource(d.db.UID, s.url.Addr()),
-			log:          d.log.With("destination", d.db.UID),
+			status: u.status, metrics: d.m.metrics.forSource(d.db.UID, u.key),
+			log:          log,
 			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,
 			claim: d.claim,
 		}
-		if cp, ok := cps[s.url.Addr()]; ok {
+		sy.locate = u.locate
+		if u.shard != "" {
+			sy.key, sy.relocate = u.key, u.relocate
+			cl, url := s.cluster.Load(), s.url.String()
+			sy.onMigrating = func() { cl.resharding(log, url, "keys migrate into shard "+u.shard) }
+		}
+		if cp, ok := cps[u.key]; ok {
 			sy.resume = &cp
 		}
 		if full {
 			sy.onLoaded = onLoaded
 		}
 		if full {
-			s.status.set(func(st *sourceStatus) {
+			u.status.set(func(st *sourceStatus) {
 				st.rdbSize, st.rdbDone, st.received, st.applied, st.syncNote = 0, 0, 0, 0, ""
 				st.lostKeys, st.lostSample = 0, nil
 			})

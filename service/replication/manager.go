@@ -102,12 +102,13 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 			continue // validated by the controller before it was stored
 		}
 		st := &sourceStatus{}
+		var cl *clusterState
 		// Keep the status (last error above all) across a pause or a stop
 		// of the same generation.
 		if old != nil && old.db.ReplicaGeneration == d.ReplicaGeneration {
 			for _, o := range old.sources {
 				if o.url.Addr() == u.Addr() {
-					st = o.status
+					st, cl = o.status, o.cluster.Load()
 					// A new session starts: nothing is in sync until it
 					// streams with the new settings.
 					st.set(func(st *sourceStatus) {
@@ -117,7 +118,12 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 				}
 			}
 		}
-		dest.sources = append(dest.sources, &sourceState{src: src, url: u, status: st})
+		ss := &sourceState{src: src, url: u, status: st}
+		if cl != nil {
+			cl.reconnecting()
+			ss.cluster.Store(cl)
+		}
+		dest.sources = append(dest.sources, ss)
 	}
 	m.mu.Lock()
 	m.dests[d.UID] = dest
@@ -153,7 +159,7 @@ func (m *Manager) Status(d store.Database) []api.ReplicaSourceStatus {
 		}
 		for _, s := range dest.sources {
 			if s.src == src {
-				out[i] = s.status.view(src)
+				out[i] = s.view()
 			}
 		}
 		// A source loaded into a reload's second server is not in sync

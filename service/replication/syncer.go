@@ -64,6 +64,26 @@ type syncer struct {
 	// claim, when set, records the source's replication history for the
 	// session and refuses one that another source has (destination.claim).
 	claim func(addr, replID string) (func(), error)
+	// A shard of a clustered source (cluster.go): key names its checkpoint
+	// (the source's address and the shard's slots), and locate finds the
+	// node to replicate it from now, which changes when it fails over.
+	// Both are empty for a source that is one server.
+	key    string
+	locate func(ctx context.Context) (string, error)
+	// onMigrating is told that keys migrate into the shard (resharding).
+	onMigrating func()
+	// relocate tells a streaming session to move to a better node (a
+	// replica, for a shard read from its master only because no replica
+	// was online).
+	relocate <-chan struct{}
+}
+
+// checkpointKey is the field of this syncer's checkpoint in the destination.
+func (s *syncer) checkpointKey() string {
+	if s.key != "" {
+		return s.key
+	}
+	return s.url.Addr()
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -84,6 +104,9 @@ func (s *syncer) run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		s.metrics.errors.Inc()
+		if errors.Is(err, errRelocated) {
+			continue // a better node to read from: reconnect at once
+		}
 		err = explain(err)
 		if s.fullSession && closedByPeer(err) && (s.transferEnd.IsZero() || time.Since(s.transferEnd) < cutWindow) {
 			err = &loadCutError{addr: s.url.Addr(), err: err}
@@ -115,13 +138,23 @@ func (s *syncer) run(ctx context.Context) error {
 
 // session is one connection: handshake, the RDB if the source sends one, then
 // the stream until an error.
-func (s *syncer) session(ctx context.Context) error {
+func (s *syncer) session(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if s.relocate != nil {
+		defer s.watchRelocate(ctx, cancel)(&err)
+	}
 	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
+	addr := s.url.Addr()
+	if s.locate != nil {
+		var err error
+		if addr, err = s.locate(ctx); err != nil {
+			return err
+		}
+	}
 	s.fullSession, s.transferEnd = false, time.Time{}
 	conn, err := replproto.Dial(ctx, replproto.Options{
-		Addr: s.url.Addr(), Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
+		Addr: addr, Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
 		Compression: s.source.Compression,
 		DialTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, Logger: s.log,
 	})
@@ -133,7 +166,7 @@ func (s *syncer) session(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	w, err := dialDestination(ctx, s.dest, s.url.Addr())
+	w, err := dialDestination(ctx, s.dest, s.checkpointKey())
 	if err != nil {
 		return err
 	}
@@ -168,7 +201,7 @@ func (s *syncer) session(ctx context.Context) error {
 		return err
 	}
 	if s.claim != nil {
-		release, err := s.claim(s.url.Addr(), syn.ReplID)
+		release, err := s.claim(s.checkpointKey(), syn.ReplID)
 		if err != nil {
 			return err
 		}
@@ -184,6 +217,12 @@ func (s *syncer) session(ctx context.Context) error {
 	}
 	s.status.set(func(st *sourceStatus) {
 		st.connected = true
+		st.node = addr
+		if syn.Full {
+			st.fullSyncs++
+		} else {
+			st.partialSyncs++
+		}
 		st.compressionOK = conn.Compressed()
 		st.compressionNote = ""
 		if s.source.Compression > 0 && !conn.Compressed() {
@@ -363,6 +402,11 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 			return err
 		}
 		returned = cmd.Offset
+		if s.key != "" {
+			if cmd.Args, err = s.shardCommand(cmd.Args); err != nil {
+				return err
+			}
+		}
 		if fresh {
 			now = time.Now()
 		}

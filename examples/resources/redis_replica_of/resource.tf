@@ -39,6 +39,9 @@ resource "redis_replica_of" "orders_eu" {
   source = [
     { address = redis_source_url_password.orders.address, compression = 3 },
     { address = "10.0.0.5:6379" }, # an open-source redis-server without a password
+    # Any node of an open-source Redis Cluster: each of its shards is
+    # replicated, here from one of the shard's replicas.
+    { address = "10.0.0.7:7000", read_from = "replica" },
   ]
 
   # The credentials, matched to the sources by host:port.
