@@ -65,6 +65,13 @@ func (b *runner) fullSyncs(ctx context.Context) error {
 		}
 		b.res.FullSync = append(b.res.FullSync, r)
 	}
+	if b.cfg.MixedKeys > 0 {
+		r, err := b.clusterFullSync(ctx)
+		if err != nil {
+			return fmt.Errorf("full sync of the clustered source: %w", err)
+		}
+		b.res.FullSync = append(b.res.FullSync, r)
+	}
 	if b.cfg.ZSetMembers > 0 {
 		r, err := b.fullSync(ctx, fmt.Sprintf("one sorted set of %s members", human(b.cfg.ZSetMembers)), "members", int64(b.cfg.ZSetMembers), func(ctx context.Context, src *server) (int64, error) {
 			return load(ctx, src.addr(), src.password, 1, func(int) gen { return zsetGen("big:zset", b.cfg.ZSetMembers) })

@@ -162,7 +162,8 @@ func (s *service) create(ctx context.Context, req api.CreateDatabaseRequest) (ap
 	if err := s.do(ctx, "POST", "/v1/bdbs", req, &db); err != nil {
 		return db, err
 	}
-	for db.Status != api.StatusActive {
+	// A replica says loading until its first load ends: its server answers.
+	for db.Status != api.StatusActive && db.Status != api.StatusLoading {
 		if ctx.Err() != nil {
 			return db, fmt.Errorf("database %s not active: %w", req.Name, ctx.Err())
 		}

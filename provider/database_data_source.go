@@ -84,7 +84,7 @@ func (d *databaseDataSource) Schema(_ context.Context, _ datasource.SchemaReques
 				Computed:            true,
 			},
 			"status": schema.StringAttribute{
-				MarkdownDescription: "Status of the database: `pending`, `active` or `failed`.",
+				MarkdownDescription: "Status of the database: `pending` (starting), `loading` (loading its data: after a restart, or reloaded from its Replica Of sources), `active` (answering) or `failed`.",
 				Computed:            true,
 			},
 			"tls_mode": schema.StringAttribute{

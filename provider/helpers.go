@@ -2,14 +2,12 @@ package provider
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 
 	"github.com/replicad/terraform-provider-redis/internal/client"
 )
@@ -54,18 +52,28 @@ func (v pemCertificateValidator) ValidateString(ctx context.Context, req validat
 
 // checkPEMCertificate reports why text is not one PEM certificate.
 func checkPEMCertificate(text string) error {
-	block, rest := pem.Decode([]byte(text))
-	if block == nil {
-		return errors.New("the value is not PEM: a certificate begins with -----BEGIN CERTIFICATE-----")
+	_, err := tlspin.ParseCertificate(text)
+	return err
+}
+
+// durationString validates a Go duration such as "90s" or "5m", not negative.
+func durationString() validator.String { return durationValidator{} }
+
+type durationValidator struct{}
+
+func (durationValidator) Description(context.Context) string {
+	return `must be a duration such as "90s" or "5m", not negative`
+}
+
+func (v durationValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (v durationValidator) ValidateString(ctx context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
 	}
-	if block.Type != "CERTIFICATE" {
-		return fmt.Errorf("the PEM block is a %q, not a CERTIFICATE", block.Type)
+	d, err := time.ParseDuration(req.ConfigValue.ValueString())
+	if err != nil || d < 0 {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid duration",
+			fmt.Sprintf("%q is not a duration such as \"90s\" or \"5m\" (units: s, m, h), not negative.", req.ConfigValue.ValueString()))
 	}
-	if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-		return fmt.Errorf("the certificate does not parse: %v", err)
-	}
-	if len(strings.TrimSpace(string(rest))) != 0 {
-		return errors.New("the value holds more than one PEM block: give one certificate")
-	}
-	return nil
 }

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -16,10 +15,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
-	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
-	"github.com/replicad/terraform-provider-redis/internal/client"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 )
 
@@ -47,6 +44,7 @@ type replicaSourceModel struct {
 	Encryption  types.Bool   `tfsdk:"encryption"`
 	ServerCert  types.String `tfsdk:"server_cert"`
 	Compression types.Int64  `tfsdk:"compression"`
+	ReadFrom    types.String `tfsdk:"read_from"`
 }
 
 var replicaSourceAttrTypes = map[string]attr.Type{
@@ -54,6 +52,7 @@ var replicaSourceAttrTypes = map[string]attr.Type{
 	"encryption":  types.BoolType,
 	"server_cert": types.StringType,
 	"compression": types.Int64Type,
+	"read_from":   types.StringType,
 }
 
 // sourceStatusModel is the live status of one source, a value of the
@@ -67,6 +66,20 @@ type sourceStatusModel struct {
 	RDBTransferred    types.Int64  `tfsdk:"rdb_transferred"`
 	CompressionActive types.Bool   `tfsdk:"compression_active"`
 	CompressionNote   types.String `tfsdk:"compression_note"`
+	Shards            types.List   `tfsdk:"shards"`
+}
+
+// shardStatusAttrTypes are the attributes of one shard of a clustered
+// source, an element of `source_status[*].shards`.
+var shardStatusAttrTypes = map[string]attr.Type{
+	"slots":         types.StringType,
+	"node":          types.StringType,
+	"role":          types.StringType,
+	"status":        types.StringType,
+	"lag":           types.Int64Type,
+	"last_error":    types.StringType,
+	"full_syncs":    types.Int64Type,
+	"partial_syncs": types.Int64Type,
 }
 
 var sourceStatusAttrTypes = map[string]attr.Type{
@@ -78,6 +91,7 @@ var sourceStatusAttrTypes = map[string]attr.Type{
 	"rdb_transferred":    types.Int64Type,
 	"compression_active": types.BoolType,
 	"compression_note":   types.StringType,
+	"shards":             types.ListType{ElemType: types.ObjectType{AttrTypes: shardStatusAttrTypes}},
 }
 
 // canonicalAddress checks a source address and returns it in the form the
@@ -179,7 +193,7 @@ func sourcesFromSet(ctx context.Context, set types.Set, diags *diag.Diagnostics)
 	diags.Append(set.ElementsAs(ctx, &sources, false)...)
 	known = true
 	for _, s := range sources {
-		if s.Address.IsUnknown() || s.Encryption.IsUnknown() || s.ServerCert.IsUnknown() || s.Compression.IsUnknown() {
+		if s.Address.IsUnknown() || s.Encryption.IsUnknown() || s.ServerCert.IsUnknown() || s.Compression.IsUnknown() || s.ReadFrom.IsUnknown() {
 			known = false
 		}
 	}
@@ -286,6 +300,7 @@ func expandReplicaSources(sources []replicaSourceModel, creds map[string]string)
 			Encryption:  s.Encryption.ValueBool(),
 			ServerCert:  s.ServerCert.ValueString(),
 			Compression: int(s.Compression.ValueInt64()),
+			ReadFrom:    s.ReadFrom.ValueString(),
 		})
 	}
 	slices.SortFunc(out, func(a, b api.ReplicaSource) int { return strings.Compare(a.URI, b.URI) })
@@ -310,6 +325,7 @@ func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []
 			Encryption:  types.BoolValue(s.Encryption),
 			ServerCert:  types.StringValue(s.ServerCert),
 			Compression: types.Int64Value(int64(s.Compression)),
+			ReadFrom:    types.StringValue(s.ReadFrom),
 		}
 		if !s.Encryption && (!had || p.Encryption.IsNull()) {
 			m.Encryption = types.BoolNull()
@@ -319,6 +335,9 @@ func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []
 		}
 		if s.Compression == 0 && (!had || p.Compression.IsNull()) {
 			m.Compression = types.Int64Null()
+		}
+		if s.ReadFrom == "" && (!had || p.ReadFrom.IsNull()) {
+			m.ReadFrom = types.StringNull()
 		}
 		out = append(out, m)
 	}
@@ -396,6 +415,24 @@ func flattenSourceStatus(in []api.ReplicaSourceStatus, diags *diag.Diagnostics) 
 		if !s.LastUpdate.IsZero() {
 			lastUpdate = s.LastUpdate.UTC().Format(time.RFC3339)
 		}
+		shardType := types.ObjectType{AttrTypes: shardStatusAttrTypes}
+		shards := make([]attr.Value, 0, len(s.Shards))
+		for _, sh := range s.Shards {
+			o, d := types.ObjectValue(shardStatusAttrTypes, map[string]attr.Value{
+				"slots":         types.StringValue(sh.Slots),
+				"node":          types.StringValue(sh.Node),
+				"role":          types.StringValue(sh.Role),
+				"status":        types.StringValue(sh.Status),
+				"lag":           types.Int64Value(sh.Lag),
+				"last_error":    types.StringValue(redactSecrets(sh.LastError, uris...)),
+				"full_syncs":    types.Int64Value(int64(sh.FullSyncs)),
+				"partial_syncs": types.Int64Value(int64(sh.PartialSyncs)),
+			})
+			diags.Append(d...)
+			shards = append(shards, o)
+		}
+		shardList, d := types.ListValue(shardType, shards)
+		diags.Append(d...)
 		obj, d := types.ObjectValue(sourceStatusAttrTypes, map[string]attr.Value{
 			"status":             types.StringValue(s.Status),
 			"lag":                types.Int64Value(s.Lag),
@@ -405,6 +442,7 @@ func flattenSourceStatus(in []api.ReplicaSourceStatus, diags *diag.Diagnostics) 
 			"rdb_transferred":    types.Int64Value(s.RDBTransferred),
 			"compression_active": types.BoolValue(s.CompressionActive),
 			"compression_note":   types.StringValue(redactSecrets(s.CompressionNote, uris...)),
+			"shards":             shardList,
 		})
 		diags.Append(d...)
 		elems[sourceAddress(s.URI)] = obj
@@ -430,59 +468,6 @@ func redactSecrets(s string, uris ...string) string {
 		}
 	}
 	return userinfoPattern.ReplaceAllString(s, "${1}xxxxx@")
-}
-
-// errSyncStopped is returned by waitForReplicaSync when the service stopped
-// the sync (an authentication error, for example).
-var errSyncStopped = errors.New("the sync stopped")
-
-// waitForReplicaSync polls the destination uid until every source is in
-// sync, the service stops the sync, or timeout passes. Progress (the bytes of
-// the initial load) goes to the provider's log. The error names each source
-// that is not in sync, by address, with its last error.
-func waitForReplicaSync(ctx context.Context, c *client.Client, uid int, timeout time.Duration) (*api.Database, error) {
-	var last *api.Database
-	start := time.Now()
-	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
-		db, err := findDatabaseByID(ctx, c, uid)
-		if err != nil {
-			return false, err
-		}
-		last = db
-		if len(db.ReplicaSources) == 0 {
-			return false, fmt.Errorf("database %d is no longer a Replica Of anything: was it changed outside Terraform?", uid)
-		}
-		inSync := 0
-		for _, s := range db.ReplicaSources {
-			fields := map[string]any{
-				"destination":     uid,
-				"source":          sourceAddress(s.URI),
-				"status":          s.Status,
-				"rdb_size":        s.RDBSize,
-				"rdb_transferred": s.RDBTransferred,
-				"lag_ms":          s.Lag,
-				"elapsed":         time.Since(start).Round(time.Second).String(),
-			}
-			if s.LastError != "" {
-				fields["last_error"] = redactSecrets(s.LastError, s.URI)
-			}
-			tflog.Info(ctx, "waiting for the Replica Of sync", fields)
-			if s.Status == api.SourceInSync {
-				inSync++
-			}
-		}
-		if db.ReplicaSync == api.SyncStopped {
-			return false, errSyncStopped
-		}
-		return inSync == len(db.ReplicaSources), nil
-	})
-	switch {
-	case errors.Is(err, errPollTimeout):
-		return last, fmt.Errorf("not every source is in sync after %s: %s", timeout, describeUnsynced(last))
-	case errors.Is(err, errSyncStopped):
-		return last, fmt.Errorf("the service stopped the sync: %s", describeUnsynced(last))
-	}
-	return last, err
 }
 
 // describeUnsynced lists the sources of db that are not in sync, redacted,

@@ -88,6 +88,43 @@ type ReplicaSource struct {
 	ServerCert string `json:"server_cert,omitempty"`
 	// Compression is 0 (off) to 6.
 	Compression int `json:"compression,omitempty"`
+	// ReadFrom says which node of each shard a clustered source is
+	// replicated from: ReadFromMaster (the default, also when empty) or
+	// ReadFromReplica, so that replication does not load the masters. A
+	// source that is one server ignores it.
+	ReadFrom string `json:"read_from,omitempty"`
+}
+
+// Values of ReplicaSource.ReadFrom.
+const (
+	ReadFromMaster  = "master"
+	ReadFromReplica = "replica"
+)
+
+// ReplicaShardStatus is the status of one shard of a clustered source
+// (a Redis Cluster): each shard is replicated by a syncer of its own, with
+// its own checkpoint.
+type ReplicaShardStatus struct {
+	// Slots the shard holds, as ranges: "0-5460" or "0-99,200-300".
+	Slots string `json:"slots"`
+	// Node is the address of the server the shard is replicated from now,
+	// and Role its role (master or replica).
+	Node       string    `json:"node"`
+	Role       string    `json:"role"`
+	Status     string    `json:"status"`
+	Lag        int64     `json:"lag"` // milliseconds
+	LastError  string    `json:"last_error,omitempty"`
+	LastUpdate time.Time `json:"last_update"`
+	// RDBSize and RDBTransferred are the progress of the shard's full load.
+	RDBSize        int64 `json:"rdb_size"`
+	RDBTransferred int64 `json:"rdb_transferred"`
+	// FullSyncs and PartialSyncs count the shard's syncs since the Replica
+	// Of was configured or the service started, whichever is later: after a
+	// failover of the shard, a partial sync means
+	// the new master continued the replication stream from the checkpoint,
+	// a full one that it could not (and the destination was reloaded).
+	FullSyncs    int `json:"full_syncs"`
+	PartialSyncs int `json:"partial_syncs"`
 }
 
 // ReplicaSourceStatus is a source with its live status, as read back.
@@ -109,6 +146,10 @@ type ReplicaSourceStatus struct {
 	CompressionCodec string `json:"compression_codec,omitempty"`
 	// CompressionNote says why compression that was asked for is not active.
 	CompressionNote string `json:"compression_note,omitempty"`
+	// Shards is set when the source is a Redis Cluster: one entry per
+	// shard. The source's own fields sum them up: the worst status, the
+	// largest lag, the first error, the total load.
+	Shards []ReplicaShardStatus `json:"shards,omitempty"`
 	// SyncNote says what of the source the destination could not
 	// reproduce exactly (what Redis cannot recreate through commands).
 	SyncNote string `json:"sync_note,omitempty"`

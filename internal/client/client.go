@@ -529,3 +529,22 @@ func IsNotFound(err error) bool { return StatusCode(err) == http.StatusNotFound 
 
 // IsConflict reports whether err is an HTTP 409 answer.
 func IsConflict(err error) bool { return StatusCode(err) == http.StatusConflict }
+
+// IsUnreachable reports whether err means that the API could not be reached
+// or could not answer: no HTTP answer at all (connection refused or reset, a
+// timeout, a TLS failure), or a 502, 503 or 504. A caller that waits for
+// something may retry such an error for as long as it waits; the service
+// may be restarting.
+func IsUnreachable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	switch StatusCode(err) {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	case 0:
+		var re *redactedError
+		return errors.As(err, &re)
+	}
+	return false
+}

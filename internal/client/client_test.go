@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const (
@@ -490,4 +493,27 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestIsUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	refused, err := New(Config{Endpoint: "https://" + addr, Password: testPassword, InsecureSkipVerify: true,
+		RetryMax: -1})
+	require.NoError(t, err)
+	_, err = refused.ListDatabases(context.Background())
+	assert.True(t, IsUnreachable(err), "connection refused: %v", err)
+
+	var status atomic.Int32
+	c, _ := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, int(status.Load()), api.CodeInternal, "x")
+	})
+	for code, want := range map[int]bool{503: true, 502: true, 504: true, 500: false, 404: false, 400: false} {
+		status.Store(int32(code))
+		_, err = c.GetCluster(context.Background())
+		assert.Equal(t, want, IsUnreachable(err), "HTTP %d: %v", code, err)
+	}
+	assert.False(t, IsUnreachable(nil))
 }

@@ -24,7 +24,19 @@ type Proxy struct {
 	// bytes, slowGap apart (0: at full speed).
 	slowChunk atomic.Int64
 	slowGap   atomic.Int64
+	// down: the link is cut until Restore; new connections are closed.
+	down atomic.Bool
 }
+
+// Down cuts every open connection and refuses new ones until Restore: a
+// link down for as long as the test says.
+func (p *Proxy) Down() {
+	p.down.Store(true)
+	p.Cut()
+}
+
+// Restore accepts connections again after Down.
+func (p *Proxy) Restore() { p.down.Store(false) }
 
 // Slow makes what the target sends arrive in chunks of chunk bytes, gap
 // apart, as over a slow link: a value of the stream is split across many
@@ -76,6 +88,10 @@ func (p *Proxy) serve() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		if p.down.Load() {
+			c.Close()
+			continue
 		}
 		u, err := net.Dial("tcp", p.target)
 		if err != nil {

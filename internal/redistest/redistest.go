@@ -96,6 +96,9 @@ func (s *Server) start(bin string) {
 	}
 }
 
+// PID is the server's process id (to freeze it with SIGSTOP, say).
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // Stop kills the server (its data goes with it unless persistence was asked).
 func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.ProcessState == nil {

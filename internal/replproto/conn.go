@@ -79,6 +79,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -98,15 +99,11 @@ const (
 // bytes are moved in big chunks.
 const readBufferSize = 64 << 10
 
-// Codecs a source may compress a session with.
+// Codecs a source may compress a session with (see replcompress).
 const (
-	CodecZstd    = "zstd"
-	CodecDeflate = "deflate"
+	CodecZstd    = replcompress.Zstd
+	CodecDeflate = replcompress.Deflate
 )
-
-// MaxZstdWindow is the biggest zstd window a source may use: what decoding
-// holds in memory. A redis-replicad gateway uses 1 MiB.
-const MaxZstdWindow = 8 << 20
 
 // Options configure a connection to the source.
 type Options struct {

@@ -2,16 +2,13 @@ package replproto
 
 import (
 	"bufio"
-	"compress/flate"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
-
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -59,9 +56,9 @@ func (c *Conn) Handshake(ctx context.Context, replID string, offset int64) (Sync
 		run  func(context.Context) error
 	}{
 		{"PING", c.sendPing},
-		{"REPLICAD.CODECS", c.sendCodecs},
+		{replcompress.CodecsCommand, c.sendCodecs},
 		{"AUTH", c.sendAuth},
-		{"REPLICAD.COMPRESS", c.sendCompress},
+		{replcompress.Command, c.sendCompress},
 		{"REPLCONF listening-port", c.sendListeningPort},
 		{"REPLCONF capa", c.sendCapa},
 	}
@@ -157,7 +154,7 @@ func (c *Conn) sendCodecs(ctx context.Context) error {
 	if c.opts.Compression <= 0 || c.opts.NoZstd {
 		return nil
 	}
-	v, err := c.roundTrip(ctx, "REPLICAD.CODECS", "REPLICAD.CODECS", CodecZstd)
+	v, err := c.roundTrip(ctx, replcompress.CodecsCommand, replcompress.Offer()...)
 	if err != nil {
 		return err
 	}
@@ -174,7 +171,7 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 	if c.opts.Compression <= 0 {
 		return nil
 	}
-	v, err := c.roundTrip(ctx, "REPLICAD.COMPRESS", "REPLICAD.COMPRESS", strconv.Itoa(c.opts.Compression))
+	v, err := c.roundTrip(ctx, replcompress.Command, replcompress.Request(c.opts.Compression)...)
 	if err != nil {
 		return err
 	}
@@ -183,30 +180,21 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 		return nil
 	}
 	if c.br.Buffered() != 0 {
-		return &Error{Op: "REPLICAD.COMPRESS", Kind: ErrProtocol, Err: errors.New("data after the reply to the compression request")}
+		return &Error{Op: replcompress.Command, Kind: ErrProtocol, Err: errors.New("data after the reply to the compression request")}
 	}
-	codec := CodecDeflate
-	if v.Type == resp.SimpleString && string(v.Str) == "ZSTD" {
-		if !c.offeredZstd {
-			return &Error{Op: "REPLICAD.COMPRESS", Kind: ErrProtocol, Err: errors.New("the source chose zstd, which was not offered")}
-		}
-		codec = CodecZstd
+	codec := replcompress.Deflate
+	if v.Type == resp.SimpleString {
+		codec = replcompress.CodecOfReply(string(v.Str))
+	}
+	if codec == replcompress.Zstd && !c.offeredZstd {
+		return &Error{Op: replcompress.Command, Kind: ErrProtocol, Err: errors.New("the source chose zstd, which was not offered")}
 	}
 	// From here on, what the source sends is compressed. The bufio reader
 	// under it is a ByteReader, so DEFLATE reads nothing ahead of need;
 	// zstd reads whole blocks, which the source flushes one at a time.
-	var src io.Reader
-	switch codec {
-	case CodecZstd:
-		// Synchronous (no goroutine to stop), and a bound on the window
-		// the source may make us keep.
-		zr, err := zstd.NewReader(c.br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow))
-		if err != nil {
-			return &Error{Op: "REPLICAD.COMPRESS", Kind: ErrProtocol, Err: err}
-		}
-		src = zr
-	default:
-		src = flate.NewReader(c.br)
+	src, err := replcompress.NewDecompressor(c.br, codec)
+	if err != nil {
+		return &Error{Op: replcompress.Command, Kind: ErrProtocol, Err: err}
 	}
 	c.br = bufio.NewReaderSize(src, readBufferSize)
 	c.rd = resp.NewReader(c.br)

@@ -38,8 +38,10 @@ import (
 // regenerated it to give the destinations the new URL.
 const DefaultAdminPasswordGrace = 15 * time.Minute
 
-// Version of the service, reported by /v1/cluster.
-const Version = "0.1.0"
+// Version of the service, reported by /v1/cluster and `redis-replicad
+// version`. Release builds set it from git (make build, goreleaser):
+// -ldflags "-X github.com/replicad/terraform-provider-redis/service/app.Version=v1.2.3".
+var Version = "dev"
 
 // Config of an instance. Zero values get the documented defaults.
 type Config struct {
@@ -193,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.dbs = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log,
 		TLS: databases.TLSFiles{CertFile: filepath.Join(cfg.DataDir, "proxy.pem"), KeyFile: filepath.Join(cfg.DataDir, "proxy-key.pem"), CAFile: filepath.Join(cfg.DataDir, "ca.pem")}})
 	a.gw = gateway.New(log, reg)
-	a.repl = replication.NewManager(replication.Config{Databases: a.dbs, Registerer: reg, Logger: log, SyncerCert: syncerCert,
+	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
 		MaxConcurrentLoads: cfg.MaxConcurrentLoads,
 		OnStopped:          func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
 	a.ctrl = controller.New(controller.Config{

@@ -1,16 +1,16 @@
 package app
 
 import (
-	"bytes"
+	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
+	"github.com/replicad/terraform-provider-redis/service/replication"
 	"net"
+	"net/url"
 	"strconv"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 	"github.com/replicad/terraform-provider-redis/service/certs"
-	"github.com/replicad/terraform-provider-redis/service/controller"
 	"github.com/replicad/terraform-provider-redis/service/databases"
 	"github.com/replicad/terraform-provider-redis/service/gateway"
 	"github.com/replicad/terraform-provider-redis/service/store"
@@ -56,25 +56,40 @@ func replicationTLS(cert tls.Certificate, clientPEMs []string) (*tls.Config, err
 	if len(clientPEMs) == 0 {
 		return cfg, nil
 	}
-	var allowed []*x509.Certificate
-	for _, p := range clientPEMs {
-		c, err := controller.ParseCertificate(p)
-		if err != nil {
-			return nil, err
-		}
-		allowed = append(allowed, c)
-	}
-	cfg.ClientAuth = tls.RequireAnyClientCert
-	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 {
-			return errors.New("a client certificate is required")
-		}
-		for _, a := range allowed {
-			if bytes.Equal(a.Raw, raw[0]) {
-				return nil
-			}
-		}
-		return errors.New("the client certificate is not among the database's client_certificates")
+	if err := tlspin.RequireClientCerts(cfg, clientPEMs); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
+
+// destinations gives the syncers the service's own way into its databases.
+type destinations struct{ dbs *databases.Manager }
+
+func (x destinations) Access(d store.Database) replication.Access {
+	return replication.Access{Network: "unix", Addr: x.dbs.Socket(d.UID), Username: databases.InternalUser, Password: d.InternalPassword}
+}
+
+func (g *gatewayAdapter) SourceURL(d store.Database, host string) string {
+	u := url.URL{Scheme: "redis", User: url.UserPassword(databases.AdminUser, d.AdminPassword),
+		Host: net.JoinHostPort(host, strconv.Itoa(d.ReplicationPort))}
+	return u.String()
+}
+
+func (x destinations) Shadow(ctx context.Context, d store.Database) (replication.Shadow, error) {
+	s, err := x.dbs.StartShadow(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return shadow{s: s, d: d}, nil
+}
+
+type shadow struct {
+	s *databases.Shadow
+	d store.Database
+}
+
+func (s shadow) Access() replication.Access {
+	return replication.Access{Network: "unix", Addr: s.s.Socket(), Username: databases.InternalUser, Password: s.d.InternalPassword}
+}
+func (s shadow) SwapIn(ctx context.Context) error { return s.s.SwapIn(ctx) }
+func (s shadow) Close()                           { s.s.Close() }

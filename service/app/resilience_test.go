@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -306,4 +307,310 @@ func TestStatusReadsDoNotWaitForBusyDatabases(t *testing.T) {
 		require.NoError(t, err)
 		assert.Less(t, time.Since(began), bound, "/healthz")
 	}
+}
+
+// Defect 4 of issue 12: a source whose client-output-buffer-limit for
+// replicas is smaller than what its writes pile up during a full sync cuts
+// every load. The destination says what to change on the source, backs off
+// between attempts, and succeeds once the limit is raised.
+func TestLoadCutBySourceOutputBufferLimit(t *testing.T) {
+	i := servicetest.Start(t)
+	src := redistest.Start(t, "--client-output-buffer-limit", "replica 256kb 0 0")
+	sc := src.Client()
+	// A dataset whose transfer takes a while...
+	for n := 0; n < 200000; n += 2000 {
+		pipe := sc.Pipeline()
+		for k := n; k < n+2000; k++ {
+			pipe.Set(ctx(t), "data:"+strconv.Itoa(k), strings.Repeat("d", 100), 0)
+		}
+		_, err := pipe.Exec(ctx(t))
+		require.NoError(t, err)
+	}
+	// ...and writes that pile up meanwhile.
+	stop := make(chan struct{})
+	wctx := ctx(t) // canceled after the writer stops (cleanups run last first)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		value := strings.Repeat("w", 1024)
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := sc.Set(wctx, "write:"+strconv.Itoa(n%2000), value, 0).Err(); err != nil {
+				t.Errorf("write to the source: %v", err)
+				return
+			}
+		}
+	}()
+	stopWriter := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopWriter)
+
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "cut", MemorySize: 256 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	get := func() api.ReplicaSourceStatus {
+		var got api.Database
+		code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		require.Equal(t, http.StatusOK, code, "%v", e)
+		require.Len(t, got.ReplicaSources, 1)
+		return got.ReplicaSources[0]
+	}
+	var first time.Time
+	var lastErr string
+	eventually(t, 2*time.Minute, "last_error says what to change on the source", func() error {
+		s := get()
+		if !strings.Contains(s.LastError, "client-output-buffer-limit") {
+			return fmt.Errorf("last_error %q", s.LastError)
+		}
+		if first.IsZero() {
+			first = time.Now()
+		}
+		if !strings.Contains(s.LastError, "attempt 3 ") {
+			return fmt.Errorf("last_error %q", s.LastError)
+		}
+		lastErr = s.LastError
+		assert.Equal(t, api.SourceOutOfSync, s.Status)
+		return nil
+	})
+	// Backing off: attempts 2 and 3 were announced 2 s and 4 s (at least
+	// three quarters of that) after the ones before.
+	assert.GreaterOrEqual(t, time.Since(first), 4*time.Second, "attempts are spaced")
+	assert.Contains(t, lastErr, "next attempt in")
+	fullSyncs := func() int {
+		info, err := sc.Info(ctx(t), "stats").Result()
+		require.NoError(t, err)
+		for line := range strings.SplitSeq(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "sync_full:"); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+		return -1
+	}
+	assert.LessOrEqual(t, fullSyncs(), 4, "the source served one full sync per announced attempt, not a loop")
+
+	// What the message says to do works.
+	require.NoError(t, sc.ConfigSet(ctx(t), "client-output-buffer-limit", "replica 0 0 0").Err())
+	eventually(t, 3*time.Minute, "the destination is in sync once the limit is raised", func() error {
+		if s := get(); s.Status != api.SourceInSync {
+			return fmt.Errorf("status %s, last_error %q", s.Status, s.LastError)
+		}
+		return nil
+	})
+	stopWriter()
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the destination holds exactly the source's data", func() error {
+		return redistest.Diff(ctx(t), dc, sc)
+	})
+}
+
+// Issue 12, item 3 (the part that is done): while a destination reloads
+// (flushed, its sources not all loaded), it says loading rather than
+// active, and active again once the load completes.
+func TestReloadingDestinationSaysLoading(t *testing.T) {
+	i := servicetest.Start(t)
+	src := redistest.Start(t)
+	for n := range 1000 {
+		require.NoError(t, src.Client().Set(ctx(t), "k"+strconv.Itoa(n), n, 0).Err())
+	}
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "reloading", MemorySize: 64 << 20})
+	// The source is frozen: the load that the new source list starts
+	// cannot end until it thaws.
+	require.NoError(t, syscall.Kill(src.PID(), syscall.SIGSTOP))
+	thaw := sync.OnceFunc(func() { _ = syscall.Kill(src.PID(), syscall.SIGCONT) })
+	t.Cleanup(thaw)
+	var got api.Database
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: src.URL()}}}, &got)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	eventually(t, time.Minute, "the reloading destination says loading", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusLoading {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return nil
+	})
+	assert.GreaterOrEqual(t, got.LoadingProgress, 0.0)
+	assert.Less(t, got.LoadingProgress, 100.0)
+	thaw()
+	eventually(t, time.Minute, "the loaded destination is active", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s, sync %s", got.Status, got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	require.NoError(t, redistest.Diff(ctx(t), dbClient(t, dst, dst.AuthenticationRedisPass), src.Client()))
+}
+
+// Defect 3 of issue 12: while a destination reloads (here: its source list
+// changed), its readers keep the previous data, whole, until the new data is
+// loaded; then they see the new data, whole.
+func TestReloadKeepsThePreviousDataReadable(t *testing.T) {
+	i := servicetest.Start(t)
+	oldSrc, newSrc := redistest.Start(t), redistest.Start(t)
+	const keys = 2000
+	for n := range keys {
+		require.NoError(t, oldSrc.Client().Set(ctx(t), "old:"+strconv.Itoa(n), n, 0).Err())
+		require.NoError(t, newSrc.Client().Set(ctx(t), "new:"+strconv.Itoa(n), n, 0).Err())
+	}
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "swapped", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the destination holds the old source", func() error {
+		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+	})
+
+	// The new source is frozen: the reload cannot end until it thaws.
+	require.NoError(t, syscall.Kill(newSrc.PID(), syscall.SIGSTOP))
+	thaw := sync.OnceFunc(func() { _ = syscall.Kill(newSrc.PID(), syscall.SIGCONT) })
+	t.Cleanup(thaw)
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: newSrc.URL()}}}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	var got api.Database
+	eventually(t, time.Minute, "the destination says loading", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusLoading {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return nil
+	})
+	// Readers still see every key of the previous data, and nothing else.
+	require.NoError(t, redistest.Diff(ctx(t), dc, oldSrc.Client()), "the previous data stays readable during the reload")
+
+	thaw()
+	eventually(t, time.Minute, "the destination holds the new source, and only it", func() error {
+		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	})
+	eventually(t, time.Minute, "the destination is in sync and active", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s, sync %s", got.Status, got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	// It keeps replicating from the checkpoint the swap brought, and its
+	// AOF holds the new data: a restart keeps it.
+	require.NoError(t, newSrc.Client().Set(ctx(t), "new:after", "swap", 0).Err())
+	eventually(t, time.Minute, "a write after the swap is replicated", func() error {
+		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	})
+	i.Restart(t)
+	dc = dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the swapped data survives a restart", func() error {
+		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	})
+}
+
+// The documented fallback of item 3: when the host cannot hold a second copy
+// of the database (here its memory_size is larger than the host's free
+// memory), the reload happens in place: the destination says loading, and
+// readers see it fill up from empty.
+func TestReloadInPlaceWithoutMemoryForTwoCopies(t *testing.T) {
+	i := servicetest.Start(t)
+	oldSrc, newSrc := redistest.Start(t), redistest.Start(t)
+	for n := range 100 {
+		require.NoError(t, oldSrc.Client().Set(ctx(t), "old:"+strconv.Itoa(n), n, 0).Err())
+		require.NoError(t, newSrc.Client().Set(ctx(t), "new:"+strconv.Itoa(n), n, 0).Err())
+	}
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "huge", MemorySize: 1 << 40,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the destination holds the old source", func() error {
+		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+	})
+	require.NoError(t, syscall.Kill(newSrc.PID(), syscall.SIGSTOP))
+	thaw := sync.OnceFunc(func() { _ = syscall.Kill(newSrc.PID(), syscall.SIGCONT) })
+	t.Cleanup(thaw)
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: newSrc.URL()}}}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	eventually(t, time.Minute, "the destination is flushed and says loading", func() error {
+		var got api.Database
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusLoading {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		if n, err := dc.DBSize(ctx(t)).Result(); err != nil || n != 0 {
+			return fmt.Errorf("%d keys (%v)", n, err)
+		}
+		return nil
+	})
+	thaw()
+	eventually(t, time.Minute, "the destination holds the new source", func() error {
+		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	})
+}
+
+// Fault matrix, API row: racing conflicting updates. Every request gets a
+// definite answer (200 or 409, never 500), the stored state is one of the
+// requested ones, and the running state follows it.
+func TestRacingConflictingUpdates(t *testing.T) {
+	i := servicetest.Start(t)
+	a := mustCreate(t, i, api.CreateDatabaseRequest{Name: "a", MemorySize: 16 << 20})
+	b := mustCreate(t, i, api.CreateDatabaseRequest{Name: "b", MemorySize: 16 << 20})
+	src1, src2 := redistest.Start(t), redistest.Start(t)
+	require.NoError(t, src1.Client().Set(ctx(t), "one", "1", 0).Err())
+	require.NoError(t, src2.Client().Set(ctx(t), "two", "2", 0).Err())
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src1.URL()}}})
+
+	sets := [][]api.ReplicaSource{{{URI: src1.URL()}}, {{URI: src2.URL()}}, {{URI: src1.URL()}, {URI: src2.URL()}}}
+	var wg sync.WaitGroup
+	for n := range 12 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			uid := []int{a.UID, b.UID}[n%2]
+			code, body, err := request(i, "PUT", fmt.Sprintf("/v1/bdbs/%d", uid), map[string]any{"name": "winner"})
+			if assert.NoError(t, err) {
+				assert.Contains(t, []int{http.StatusOK, http.StatusConflict}, code, "rename: %s", body)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			code, body, err := request(i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": sets[n%3]})
+			if assert.NoError(t, err) {
+				assert.Equal(t, http.StatusOK, code, "change of sources: %s", body)
+			}
+		}()
+	}
+	wg.Wait()
+
+	var list []api.Database
+	code, _ := call(t, i, "GET", "/v1/bdbs", nil, &list)
+	require.Equal(t, http.StatusOK, code)
+	winners := 0
+	for _, db := range list {
+		if db.Name == "winner" {
+			winners++
+		}
+	}
+	assert.Equal(t, 1, winners, "exactly one database won the name")
+
+	var got api.Database
+	eventually(t, 2*time.Minute, "the destination follows the stored source list", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("sync %s", got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	var want []*redistest.Server
+	for _, s := range got.ReplicaSources {
+		switch s.URI {
+		case src1.URL():
+			want = append(want, src1)
+		case src2.URL():
+			want = append(want, src2)
+		default:
+			t.Fatalf("stored source %q was never requested", s.URI)
+		}
+	}
+	var clients []*redis.Client
+	for _, s := range want {
+		clients = append(clients, s.Client())
+	}
+	eventually(t, time.Minute, "the destination holds exactly its stored sources", func() error {
+		return redistest.Diff(ctx(t), dbClient(t, dst, dst.AuthenticationRedisPass), clients...)
+	})
 }

@@ -11,11 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,6 +34,10 @@ type Replicator interface {
 	Remove(uid int)
 	// Status returns the live status of each source of d, in d's order.
 	Status(d store.Database) []api.ReplicaSourceStatus
+	// Loading says whether destination uid is being reloaded from its
+	// sources (flushed, not every source loaded yet), and how far in
+	// percent (-1: unknown).
+	Loading(uid int) (bool, float64)
 	// ProbeCompression tells whether a source can compress:
 	// replication.ErrCannotCompress when it says it cannot.
 	ProbeCompression(ctx context.Context, src api.ReplicaSource) error
@@ -66,6 +67,9 @@ type Databases interface {
 type Gateway interface {
 	Ensure(d store.Database) error
 	Remove(uid int)
+	// SourceURL is the URL destinations replicate from d with, its
+	// endpoint advertised as host: the gateway owns who logs in there.
+	SourceURL(d store.Database, host string) string
 }
 
 // Config of a Controller.
@@ -106,6 +110,22 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read databases from the state file: %w", err)
 	}
+	kept := all[:0]
+	for _, d := range all {
+		if d.Creating {
+			// Its create never answered: a failed request leaves nothing.
+			c.cfg.Logger.Warn("removing a database whose creation did not finish", "uid", d.UID, "name", d.Name)
+			if err := c.cfg.Databases.Remove(d.UID); err != nil {
+				c.cfg.Logger.Error("remove the files of an unfinished database", "uid", d.UID, "err", err)
+			}
+			if err := c.cfg.Store.Delete(d.UID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("remove the record of unfinished database %d: %w", d.UID, err)
+			}
+			continue
+		}
+		kept = append(kept, d)
+	}
+	all = kept
 	for _, d := range all {
 		// One database that cannot start (its port taken by another
 		// program, say) must not keep the others and the API down: its
@@ -269,6 +289,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		RedisPassword: req.AuthenticationRedisPass, AdminPassword: newSecret(), InternalPassword: newSecret(),
 		TLSMode: req.TLSMode, ClientCertificates: req.ClientCertificates,
 		ReplicaSources: req.ReplicaSources, ReplicaSync: sync, CreatedAt: now, UpdatedAt: now,
+		Creating: true,
 	}
 	if d.IsReplica() {
 		d.ReplicaGeneration = 1
@@ -301,7 +322,25 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
-	if d, err = c.startNew(ctx, d, autoPort); err != nil {
+	d, err = c.startNew(ctx, d, autoPort)
+	if err == nil {
+		var done store.Database
+		done, err = c.cfg.Store.Update(d.UID, func(n *store.Database, _ []store.Database) error {
+			n.Creating = false
+			return nil
+		})
+		if err == nil {
+			d = done
+		} else {
+			c.cfg.Replicator.Remove(d.UID)
+			c.cfg.Gateway.Remove(d.UID)
+			if rmErr := c.cfg.Databases.Remove(d.UID); rmErr != nil {
+				c.cfg.Logger.Error("remove the files of a database that failed to be recorded", "uid", d.UID, "err", rmErr)
+			}
+			err = fmt.Errorf("record database %d as created: %w", d.UID, err)
+		}
+	}
+	if err != nil {
 		// A failed create leaves nothing behind: startNew removed the
 		// process, its files and its endpoint; the record goes too.
 		if delErr := c.cfg.Store.Delete(d.UID); delErr != nil {
@@ -563,9 +602,7 @@ func (c *Controller) SourceURL(_ context.Context, uid int) (api.SourceURL, error
 }
 
 func (c *Controller) sourceURL(d store.Database) string {
-	u := url.URL{Scheme: "redis", User: url.UserPassword(databases.AdminUser, d.AdminPassword),
-		Host: net.JoinHostPort(c.cfg.AdvertiseHost, strconv.Itoa(d.ReplicationPort))}
-	return u.String()
+	return c.cfg.Gateway.SourceURL(d, c.cfg.AdvertiseHost)
 }
 
 // RegenerateAdminPassword gives the admin user a new password. The old one
@@ -657,6 +694,11 @@ func (c *Controller) view(_ context.Context, d store.Database) api.Database {
 		out.ClientCertificates = []string{}
 	}
 	if d.IsReplica() {
+		// While a reload runs, readers see part of the data: the
+		// database says so.
+		if loading, progress := c.cfg.Replicator.Loading(d.UID); loading && out.Status == api.StatusActive {
+			out.Status, out.LoadingProgress = api.StatusLoading, max(progress, 0)
+		}
 		out.ReplicaSync = d.ReplicaSync
 		out.ReplicaGeneration = d.ReplicaGeneration
 		out.ReplicaSources = c.cfg.Replicator.Status(d)

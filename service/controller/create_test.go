@@ -75,6 +75,7 @@ type noReplicas struct{}
 
 func (noReplicas) Configure(context.Context, store.Database)                 {}
 func (noReplicas) Remove(int)                                                {}
+func (noReplicas) Loading(int) (bool, float64)                               { return false, 0 }
 func (noReplicas) Status(store.Database) []api.ReplicaSourceStatus           { return nil }
 func (noReplicas) ProbeCompression(context.Context, api.ReplicaSource) error { return nil }
 
@@ -180,9 +181,41 @@ func TestRequestedPortTakenAtStartIsAConflictAndLeavesNothing(t *testing.T) {
 	assert.Empty(t, all, "a failed create leaves no record")
 	assert.Empty(t, f.dirs(t), "a failed create leaves no files")
 
-	// Nothing trips a later call: the name is free, and so is every port
-	// the failed attempt held.
+	// Nothing trips a later call: the name is free again.
 	db, err := f.ctrl.CreateDatabase(ctx, api.CreateDatabaseRequest{Name: "wanted", MemorySize: 16 << 20})
 	require.NoError(t, err)
-	assert.Equal(t, f.base, db.Port)
+	assert.Equal(t, api.StatusActive, db.Status)
+}
+
+func (g *listeningGateway) SourceURL(d store.Database, host string) string {
+	return "redis://admin:" + d.AdminPassword + "@" + net.JoinHostPort(host, strconv.Itoa(d.ReplicationPort))
+}
+
+func TestUnfinishedCreateIsRemovedAtStart(t *testing.T) {
+	f := newFixture(t)
+	// What a service killed in the middle of a create leaves: a record
+	// still marked creating, and the database's directory.
+	d, err := f.store.Create(store.Database{Name: "half-made", Port: f.base, ReplicationPort: f.base + 1, MemorySize: 16 << 20,
+		InternalPassword: "internal", AdminPassword: "admin", RedisPassword: "application", Creating: true},
+		func(*store.Database, []store.Database) error { return nil })
+	require.NoError(t, err)
+	dir := filepath.Join(f.dataDir, "dbs", strconv.Itoa(d.UID))
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "redis.conf"), []byte("port 1\n"), 0o600))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, f.ctrl.Start(ctx))
+	all, err := f.store.List()
+	require.NoError(t, err)
+	assert.Empty(t, all, "the record of a create that never answered is gone")
+	assert.Empty(t, f.dirs(t), "and so are its files")
+
+	// Its name and ports are free for the next create.
+	db, err := f.ctrl.CreateDatabase(ctx, api.CreateDatabaseRequest{Name: "half-made", MemorySize: 16 << 20})
+	require.NoError(t, err)
+	assert.Equal(t, api.StatusActive, db.Status)
+	got, err := f.store.Get(db.UID)
+	require.NoError(t, err)
+	assert.False(t, got.Creating, "a database whose create answered is no longer marked creating")
 }

@@ -2,8 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"net"
 	"slices"
@@ -11,6 +9,8 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
+	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 	"github.com/replicad/terraform-provider-redis/service/replication"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
@@ -99,14 +99,17 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 		if err != nil {
 			return invalid("replica_sources[%d]: %v", i, err)
 		}
-		if s.Compression < 0 || s.Compression > 6 {
-			return invalid("replica_sources[%d] (%s): compression %d is out of range 0-6", i, u, s.Compression)
+		if err := replcompress.CheckLevel(s.Compression); err != nil {
+			return invalid("replica_sources[%d] (%s): %v", i, u, err)
+		}
+		if s.ReadFrom != "" && s.ReadFrom != api.ReadFromMaster && s.ReadFrom != api.ReadFromReplica {
+			return invalid("replica_sources[%d] (%s): read_from %q is invalid: use master or replica (which node of each shard of a clustered source to replicate from)", i, u, s.ReadFrom)
 		}
 		if s.Encryption && s.ServerCert == "" {
 			return invalid("replica_sources[%d] (%s): encryption needs server_cert: the source instance's proxy_cert, or the CA of an open-source Redis", i, u)
 		}
 		if s.ServerCert != "" {
-			if _, err := ParseCertificate(s.ServerCert); err != nil {
+			if _, err := tlspin.ParseCertificate(s.ServerCert); err != nil {
 				return invalid("replica_sources[%d] (%s): server_cert: %v", i, u, err)
 			}
 			if !s.Encryption {
@@ -210,20 +213,11 @@ func validateTLS(mode string, certs []string) error {
 		return invalid("tls_mode %q is invalid: use disabled, enabled or replica_ssl", mode)
 	}
 	for i, c := range certs {
-		if _, err := ParseCertificate(c); err != nil {
+		if _, err := tlspin.ParseCertificate(c); err != nil {
 			return invalid("client_certificates[%d]: %v", i, err)
 		}
 	}
 	return nil
-}
-
-// ParseCertificate reads one PEM certificate.
-func ParseCertificate(text string) (*x509.Certificate, error) {
-	block, _ := pem.Decode([]byte(text))
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, errors.New("not a PEM certificate")
-	}
-	return x509.ParseCertificate(block.Bytes)
 }
 
 // checkCompression refuses compression for sources that say they cannot

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"path/filepath"
 	"strings"
 
@@ -22,12 +23,6 @@ const (
 	// local syncers' writes.
 	InternalUser = "replicad"
 )
-
-// CheckpointDB is the logical database that holds the applied offset of each
-// source on a Replica Of destination. It is one past the 16 that applications
-// (and sources) use, so the databases map one to one and the checkpoint never
-// mixes with replicated keys.
-const CheckpointDB = 16
 
 // appRules returns the ACL rules of the application user, without the
 // password part. Applications get the data commands and nothing that
@@ -111,10 +106,13 @@ func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFi
 	line("unixsocket %s", quote(socket))
 	line("unixsocketperm 700")
 	line("protected-mode no")
+	// A reload is swapped in with DEBUG RELOAD over the service's own
+	// socket (shadow.go); the ACLs let no other user run DEBUG.
+	line("enable-debug-command local")
 	line("daemonize no")
 	line("dir %s", quote(dir))
 	line("logfile %s", quote("redis.log"))
-	line("databases %d", CheckpointDB+1)
+	line("databases %d", layout.Databases)
 	// Durability: the AOF makes every acknowledged write survive a crash of the
 	// process (the page cache keeps what was written), RDB snapshots are off.
 	// Strings go into RDB payloads (full syncs, the AOF's preamble) as

@@ -160,25 +160,38 @@ func (m *Manager) Create(ctx context.Context, d store.Database) (err error) {
 	case exit := <-p.exited:
 		cancel()
 		<-applied
-		if logShows(filepath.Join(m.Dir(d.UID), "redis.log"), "Address already in use") {
+		tail := logTail(filepath.Join(m.Dir(d.UID), "redis.log"))
+		if strings.Contains(tail, "Address already in use") {
 			return &PortInUseError{Port: d.Port}
 		}
-		return fmt.Errorf("start database %d: %w", d.UID, exit)
+		// Its files go with the failed create: say what its log said.
+		return fmt.Errorf("start database %d: %w; redis-server said: %s", d.UID, exit, lastLines(tail, 3))
 	}
 }
 
-// logShows says whether the tail of a log file holds s.
-func logShows(path, s string) bool {
+// logTail is the end of a log file ("" when there is none).
+func logTail(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
-		return false
+		return ""
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil && st.Size() > 16<<10 {
 		_, _ = f.Seek(-16<<10, io.SeekEnd)
 	}
 	b, _ := io.ReadAll(f)
-	return strings.Contains(string(b), s)
+	return string(b)
+}
+
+// lastLines is the last n non-empty lines of text, joined by " | ".
+func lastLines(text string, n int) string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out[max(0, len(out)-n):], " | ")
 }
 
 // launch writes d's files and starts its process when none runs (fresh: d
@@ -354,9 +367,6 @@ func (m *Manager) Remove(uid int) error {
 	}
 	return nil
 }
-
-// Stop stops database uid and keeps its files; Ensure starts it again.
-func (m *Manager) Stop(uid int) { m.stop(uid) }
 
 func (m *Manager) stop(uid int) {
 	m.mu.Lock()

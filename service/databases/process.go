@@ -65,12 +65,6 @@ func (p *process) childPID() int {
 	return p.pid
 }
 
-func (p *process) state() (running bool, restarts int, lastErr string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.running, p.restarts, p.lastErr
-}
-
 func (p *process) supervise(ctx context.Context) {
 	defer close(p.done)
 	backoff := 100 * time.Millisecond
@@ -117,11 +111,9 @@ func (p *process) runOnce(ctx context.Context) error {
 	}
 	cmd := exec.Command(p.binary, p.confPath)
 	cmd.Dir = p.dir
-	// The child ends with the service (even on kill -9), so a restarted
-	// service finds its ports free and starts the children again itself.
 	// SIGTERM, not SIGKILL: redis-server then writes out its AOF buffer,
 	// which appendfsync everysec may still hold for acknowledged writes.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	cmd.SysProcAttr = childProcAttr(syscall.SIGTERM)
 	out, err := os.OpenFile(filepath.Join(p.dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open stdout log: %w", err)

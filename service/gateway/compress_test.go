@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -21,7 +22,7 @@ func compressedReplies(t *testing.T, c *client, codec string) *resp.Reader {
 	// buffer; nothing was sent after it, so the buffer is empty.
 	var r io.Reader
 	switch codec {
-	case codecZstd:
+	case replcompress.Zstd:
 		zr, err := zstd.NewReader(c.c, zstd.WithDecoderConcurrency(1))
 		require.NoError(t, err)
 		t.Cleanup(zr.Close)
@@ -41,10 +42,10 @@ func TestCompressionCodecNegotiation(t *testing.T) {
 		reply string
 		codec string
 	}{
-		{"zstd offered", []string{"zstd"}, "ZSTD", codecZstd},
-		{"zstd offered among unknown codecs", []string{"brotli", "ZSTD"}, "ZSTD", codecZstd},
-		{"older destination", nil, "OK", codecDeflate},
-		{"nothing it knows offered", []string{"lz4"}, "OK", codecDeflate},
+		{"zstd offered", []string{"zstd"}, "ZSTD", replcompress.Zstd},
+		{"zstd offered among unknown codecs", []string{"brotli", "ZSTD"}, "ZSTD", replcompress.Zstd},
+		{"older destination", nil, "OK", replcompress.Deflate},
+		{"nothing it knows offered", []string{"lz4"}, "OK", replcompress.Deflate},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, addr, _, _ := startGateway(t)
@@ -77,12 +78,4 @@ func TestCodecsOfferAfterAuthIsRefused(t *testing.T) {
 	assert.Contains(t, string(v.Str), "before AUTH")
 	assert.Equal(t, "PONG", string(c.do("PING").Str))
 	assert.NotContains(t, up.commands(), "REPLICAD.CODECS ZSTD", "the offer never reaches redis-server")
-}
-
-func TestZstdLevels(t *testing.T) {
-	assert.Equal(t, zstd.SpeedFastest, ZstdLevel(1))
-	assert.Equal(t, zstd.SpeedFastest, ZstdLevel(3))
-	assert.Equal(t, zstd.SpeedDefault, ZstdLevel(4))
-	assert.Equal(t, zstd.SpeedDefault, ZstdLevel(5))
-	assert.Equal(t, zstd.SpeedBetterCompression, ZstdLevel(6))
 }

@@ -34,19 +34,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
 // CompressCommand is the command a destination sends after AUTH to have the
-// rest of the session compressed (level 1 to 6): with zstd when the
-// destination offered it with CodecsCommand, else with DEFLATE.
-const CompressCommand = "REPLICAD.COMPRESS"
+// rest of the session compressed (package replcompress owns the extension:
+// zstd when the destination offered it with CodecsCommand, else DEFLATE).
+const CompressCommand = replcompress.Command
 
 // CodecsCommand is what a destination sends before AUTH to say which codecs
-// it decodes besides DEFLATE ("zstd"). A gateway that predates it answers
-// NOAUTH and keeps the session, so the destination can still ask for
-// DEFLATE; a plain redis-server answers NOAUTH or unknown command.
-const CodecsCommand = "REPLICAD.CODECS"
+// it decodes besides DEFLATE (see replcompress).
+const CodecsCommand = replcompress.CodecsCommand
 
 // Endpoint is the configuration of one database's replication endpoint.
 type Endpoint struct {
@@ -410,7 +409,7 @@ func (e *endpoint) serve(raw net.Conn) {
 	plain := e.g.metrics.plainBytes.WithLabelValues(label)
 	rw := &replyWriter{conn: conn, w: &countingWriter{w: conn, n: wire}}
 	if comp.level > 0 {
-		cw, err := comp.writer(rw.w)
+		cw, err := replcompress.NewCompressor(rw.w, comp.codec, comp.level)
 		if err != nil {
 			log.Error("replication session: cannot start compression", "err", err)
 			return

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -150,20 +151,19 @@ func readCompression(w io.Writer, rd *resp.Reader, offered codecs) (compression,
 	if commandName(args) != CompressCommand {
 		return compression{}, cloneArgs(args), nil
 	}
-	level := 0
+	level, err := 0, errors.New("one argument: the level")
 	if len(args) == 2 {
-		level, _ = strconv.Atoi(string(args[1]))
+		level, err = replcompress.ParseLevel(args[1])
 	}
-	if level < 1 || level > 6 {
-		io.WriteString(w, "-ERR compression level must be 1 to 6\r\n")
-		return compression{}, nil, errors.New("bad compression level")
+	if err != nil {
+		io.WriteString(w, "-ERR "+err.Error()+"\r\n")
+		return compression{}, nil, fmt.Errorf("bad compression request: %w", err)
 	}
-	c := compression{level: level, codec: codecDeflate}
-	reply := "+OK\r\n"
+	c := compression{level: level, codec: replcompress.Deflate}
 	if offered.zstd {
-		c.codec, reply = codecZstd, "+ZSTD\r\n"
+		c.codec = replcompress.Zstd
 	}
-	if _, err := io.WriteString(w, reply); err != nil {
+	if _, err := io.WriteString(w, "+"+replcompress.Reply(c.codec)+"\r\n"); err != nil {
 		return compression{}, nil, err
 	}
 	return c, nil, nil

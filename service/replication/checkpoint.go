@@ -45,7 +45,7 @@ func parseCheckpoint(s string) (checkpoint, error) {
 
 // readCheckpoints returns the generation the destination holds and the
 // checkpoint of every source that has one. c is a client of the checkpoint
-// database (databases.CheckpointDB).
+// database (layout.CheckpointDB).
 func readCheckpoints(ctx context.Context, c *redis.Client) (int64, map[string]checkpoint, error) {
 	pipe := c.Pipeline()
 	gen := pipe.Get(ctx, generationKey)

@@ -6,14 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
-	"github.com/replicad/terraform-provider-redis/service/databases"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
@@ -26,6 +28,12 @@ type destination struct {
 	db      store.Database
 	sources []*sourceState
 	log     *slog.Logger
+	// reloading: a full load of the destination has not completed yet
+	// (Loading).
+	reloading atomic.Bool
+	// inPlace: reloads flush the destination and load it in place, its
+	// readers seeing it fill up, since a shadow could not be swapped in.
+	inPlace bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -64,6 +72,9 @@ type sourceState struct {
 	src    api.ReplicaSource
 	url    redisurl.Source
 	status *sourceStatus
+	// cluster is set while the source is a Redis Cluster (cluster.go).
+	// It is swapped by the round and read by the API.
+	cluster atomic.Pointer[clusterState]
 }
 
 func (d *destination) start(parent context.Context) {
@@ -92,6 +103,8 @@ func (d *destination) run(ctx context.Context) {
 		return
 	}
 	backoff := newBackoff()
+	var cuts cutBackoff
+	cutAttempts := 0
 	forceFull := false
 	for {
 		err := d.round(ctx, forceFull)
@@ -99,14 +112,33 @@ func (d *destination) run(ctx context.Context) {
 			return
 		}
 		switch {
+		case errors.Is(err, errSwapped):
+			forceFull = false
+			continue
 		case errors.Is(err, errNeedFullSync):
 			forceFull = true
 			// A little wait, so that a source that keeps failing its
 			// loads does not make the destination flush in a tight loop.
+			wait := backoff.next() / 4
+			var cut *loadCutError
+			if errors.As(err, &cut) {
+				// The source will cut the next load too unless someone
+				// changes it: say what to change, and wait longer each
+				// time.
+				cutAttempts++
+				wait = cuts.next()
+				note := fmt.Sprintf("%s (full sync attempt %d cut by the source; next attempt in %s)", cut.Error(), cutAttempts, wait.Round(time.Second))
+				for _, s := range d.sources {
+					if s.url.Addr() == cut.addr {
+						s.status.set(func(st *sourceStatus) { st.lastError = note })
+					}
+				}
+				d.log.Warn("the source cut the full sync; backing off", "destination", d.db.UID, "source", cut.addr, "attempt", cutAttempts, "in", wait.Round(time.Millisecond))
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff.next() / 4):
+			case <-time.After(wait):
 			}
 			continue
 		case errors.Is(err, errFatal):
@@ -133,12 +165,13 @@ func (d *destination) run(ctx context.Context) {
 }
 
 // round runs every source until one needs the destination's attention.
-func (d *destination) round(ctx context.Context, forceFull bool) error {
-	addr := d.m.cfg.Databases.Socket(d.db.UID)
-	ckc := redis.NewClient(&redis.Options{Network: "unix", Addr: addr, Username: databases.InternalUser, Password: d.db.InternalPassword, DB: databases.CheckpointDB, MaxRetries: -1})
+func (d *destination) round(parent context.Context, forceFull bool) error {
+	ctx := parent
+	dest := d.m.cfg.Destinations.Access(d.db)
+	ckc := dest.client(layout.CheckpointDB)
 	defer ckc.Close()
 	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err := databases.WaitReady(readyCtx, ckc)
+	err := waitReady(readyCtx, ckc)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("destination %d: %w", d.db.UID, err)
@@ -149,17 +182,48 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 	}
 	full := forceFull || gen != d.db.ReplicaGeneration
 	d.log.Info("destination checkpoints", "destination", d.db.UID, "generation", gen, "want_generation", d.db.ReplicaGeneration, "checkpoints", len(cps), "force_full", forceFull)
-	for _, s := range d.sources {
-		if _, ok := cps[s.url.Addr()]; !ok {
+	// A source that is a Redis Cluster is replicated shard by shard.
+	units, err := d.plan(ctx, ckc, cps)
+	if err != nil {
+		return err
+	}
+	for _, u := range units {
+		if _, ok := cps[u.key]; !ok {
 			full = true
 		}
 	}
+	var shadow Shadow
 	if full {
+		d.reloading.Store(true)
+		shadow = d.startShadow(ctx, ckc)
+	}
+	if shadow != nil {
+		defer shadow.Close()
+		// The destination keeps serving its previous data, and its
+		// checkpoints, until the shadow is loaded and swapped in: a crash
+		// meanwhile starts the reload again.
+		dest = shadow.Access()
+		sc := dest.client(layout.CheckpointDB)
+		defer sc.Close()
+		d.log.Info("loading every source into a second server; the destination serves its previous data meanwhile", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
+		if err := flushForGeneration(ctx, sc, d.db.ReplicaGeneration); err != nil {
+			return err
+		}
+		if err := d.saveNodes(ctx, sc); err != nil {
+			return err
+		}
+		cps = map[string]checkpoint{}
+	} else if full {
 		d.log.Info("flushing the destination to load every source", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
 		if err := flushForGeneration(ctx, ckc, d.db.ReplicaGeneration); err != nil {
 			return err
 		}
 		cps = map[string]checkpoint{}
+		// Written while the AOF is on: a restart before the load is
+		// persisted still finds a clustered source's nodes.
+		if err := d.saveNodes(ctx, ckc); err != nil {
+			return err
+		}
 		// Like a native replica, the destination does not log the load to
 		// its AOF command by command: the AOF is rewritten once from the
 		// loaded dataset. A crash before that rewrite ends finds the flushed
@@ -169,18 +233,28 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 		}
 	} else if err := ensureAOF(ctx, ckc); err != nil {
 		return err
+	} else if err := d.saveNodes(ctx, ckc); err != nil {
+		return err
 	}
 
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
-	errs := make(chan error, len(d.sources)+1)
+	errs := make(chan error, 2*len(units)+1)
 	var wg sync.WaitGroup
 	var loading atomic.Int32
-	loading.Store(int32(len(d.sources)))
+	loading.Store(int32(len(units)))
+	var swapReady atomic.Bool
 	onLoaded := func() {
 		if loading.Add(-1) != 0 {
 			return
 		}
+		if shadow != nil {
+			// Every source is in the shadow: stop, and swap it in.
+			swapReady.Store(true)
+			cancelAll()
+			return
+		}
+		d.reloading.Store(false)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -191,27 +265,52 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 		}()
 	}
 	for _, s := range d.sources {
+		if s.cluster.Load() == nil {
+			continue
+		}
+		log := d.log.With("destination", d.db.UID)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.watch(ctx, s, log); err != nil && ctx.Err() == nil {
+				errs <- err
+				cancelAll()
+			}
+		}()
+	}
+	for _, u := range units {
+		s := u.src
 		tlsCfg, err := d.m.sourceTLS(s.src)
 		if err != nil {
 			// Validated when stored; a certificate that no longer parses
 			// is a configuration error that retrying cannot fix.
 			return &fatalError{fmt.Errorf("source %s: %w", s.url, err)}
 		}
+		log := d.log.With("destination", d.db.UID)
+		if u.shard != "" {
+			log = log.With("shard", u.shard)
+		}
 		sy := &syncer{
-			source: s.src, url: s.url, destAddr: addr, destPass: d.db.InternalPassword, tls: tlsCfg,
-			status: s.status, metrics: d.m.metrics.forSource(d.db.UID, s.url.Addr()),
-			log:          d.log.With("destination", d.db.UID),
+			source: s.src, url: s.url, dest: dest, tls: tlsCfg,
+			status: u.status, metrics: d.m.metrics.forSource(d.db.UID, u.key),
+			log:          log,
 			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,
 			claim: d.claim, loadSlots: d.m.loadSlots,
 		}
-		if cp, ok := cps[s.url.Addr()]; ok {
+		sy.locate = u.locate
+		if u.shard != "" {
+			sy.key, sy.relocate = u.key, u.relocate
+			cl, url := s.cluster.Load(), s.url.String()
+			sy.onMigrating = func() { cl.resharding(log, url, "keys migrate into shard "+u.shard) }
+		}
+		if cp, ok := cps[u.key]; ok {
 			sy.resume = &cp
 		}
 		if full {
 			sy.onLoaded = onLoaded
 		}
 		if full {
-			s.status.set(func(st *sourceStatus) {
+			u.status.set(func(st *sourceStatus) {
 				st.rdbSize, st.rdbDone, st.received, st.applied, st.syncNote = 0, 0, 0, 0, ""
 				st.lostKeys, st.lostSample = 0, nil
 			})
@@ -231,7 +330,51 @@ func (d *destination) round(ctx context.Context, forceFull bool) error {
 	for err := range errs {
 		return err
 	}
+	if swapReady.Load() && parent.Err() == nil {
+		if err := shadow.SwapIn(parent); err != nil {
+			d.inPlace = true
+			return fmt.Errorf("%w: swap the reloaded data into destination %d (later reloads happen in place): %w", errNeedFullSync, d.db.UID, err)
+		}
+		d.reloading.Store(false)
+		d.log.Info("reloaded data swapped in", "destination", d.db.UID)
+		return errSwapped
+	}
 	return ctx.Err()
+}
+
+// errSwapped ends a round whose reload was swapped in: the next round
+// continues every source from the checkpoints the swap brought.
+var errSwapped = errors.New("the reloaded data was swapped in")
+
+// startShadow starts the server a reload loads while the destination keeps
+// serving, or returns nil when the reload is to happen in place: the
+// destination holds no data to keep (its first load), a swap failed before,
+// or no shadow can run (the host lacks the memory for two copies).
+func (d *destination) startShadow(ctx context.Context, ckc *redis.Client) Shadow {
+	if d.inPlace {
+		return nil
+	}
+	info, err := ckc.Info(ctx, "keyspace").Result()
+	if err != nil || !holdsData(info) {
+		return nil
+	}
+	sh, err := d.m.cfg.Destinations.Shadow(ctx, d.db)
+	if err != nil {
+		d.log.Warn("reloading in place: readers see the destination fill up", "destination", d.db.UID, "err", err)
+		return nil
+	}
+	return sh
+}
+
+// holdsData says whether an INFO keyspace reply shows keys in a database
+// of the applications (not only checkpoints).
+func holdsData(info string) bool {
+	for line := range strings.SplitSeq(info, "\n") {
+		if db, _, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && strings.HasPrefix(db, "db") && db != "db"+strconv.Itoa(layout.CheckpointDB) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameSetup says whether a running destination already matches d, so that a

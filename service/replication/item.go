@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/replicad/terraform-provider-redis/service/databases"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 )
 
 // kind says what the writer does with an item.
@@ -94,7 +94,7 @@ func dbArgOutOfRange(args [][]byte) (int, bool) {
 		if err != nil {
 			return 0, false // the source accepted it, so it cannot happen; the destination would refuse it
 		}
-		return db, db < 0 || db >= databases.CheckpointDB
+		return db, db < 0 || db >= layout.CheckpointDB
 	}
 	switch {
 	case len(args) == 3 && equalFold(name, "MOVE"):

@@ -5,31 +5,27 @@
 package replication
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
-	"fmt"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"log/slog"
 	"runtime"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
-	"github.com/replicad/terraform-provider-redis/service/databases"
+	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
 // Config of a Manager.
 type Config struct {
-	Databases  *databases.Manager
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	// Destinations says how to reach the databases syncers write to.
+	Destinations Destinations
+	Registerer   prometheus.Registerer
+	Logger       *slog.Logger
 	// OnStopped is told that the sync of a destination, configured as
 	// failed says, stopped on an error, so that the stored state says
 	// stopped. It is called on a goroutine of its own.
@@ -53,20 +49,19 @@ type Manager struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 
-	// configMu serializes Configure, Remove and Close, which wait for
-	// syncers to stop; mu guards dests only and is never held across a
-	// wait, so that status reads (Status) never wait behind replication
-	// work.
 	// loadSlots holds a token per full load in progress. A load keeps the
 	// CPU busy (decoding, encoding, and the source's fork): with at most a
 	// few at once, 32 sources loading together take about as long as
 	// all at once, and the API and the streaming syncers still get the
 	// CPU when they need it instead of queueing behind dozens of them.
 	loadSlots chan struct{}
-	configMu  sync.Mutex
-	mu        sync.Mutex
-	dests     map[int]*destination
-	wg        sync.WaitGroup // OnStopped calls in flight
+	// configMu serialises Configure, Remove and Close, which wait for
+	// syncers to stop; mu guards dests only, briefly, so that a status read
+	// never waits behind a reconfiguration.
+	configMu sync.Mutex
+	mu       sync.Mutex
+	dests    map[int]*destination
+	wg       sync.WaitGroup // OnStopped calls in flight
 }
 
 // NewManager returns a Manager with no syncers.
@@ -90,16 +85,21 @@ func NewManager(cfg Config) *Manager {
 func (m *Manager) Configure(_ context.Context, d store.Database) {
 	m.configMu.Lock()
 	defer m.configMu.Unlock()
-	old := m.dest(d.UID)
+	m.mu.Lock()
+	old := m.dests[d.UID]
+	m.mu.Unlock()
 	if old != nil && d.IsReplica() && old.sameSetup(d) {
 		return
 	}
 	if old != nil {
-		// Status shows the old syncers' last state while they stop.
+		// Until the new syncers replace them, status reads see the old
+		// ones stopping.
 		old.stop()
-		m.setDest(d.UID, nil)
 	}
 	if !d.IsReplica() {
+		m.mu.Lock()
+		delete(m.dests, d.UID)
+		m.mu.Unlock()
 		m.metrics.removeDestination(d.UID)
 		m.cfg.Logger.Info("replica of removed; the data stays", "destination", d.UID)
 		if old != nil {
@@ -116,12 +116,13 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 			continue // validated by the controller before it was stored
 		}
 		st := &sourceStatus{}
+		var cl *clusterState
 		// Keep the status (last error above all) across a pause or a stop
 		// of the same generation.
 		if old != nil && old.db.ReplicaGeneration == d.ReplicaGeneration {
 			for _, o := range old.sources {
 				if o.url.Addr() == u.Addr() {
-					st = o.status
+					st, cl = o.status, o.cluster.Load()
 					// A new session starts: nothing is in sync until it
 					// streams with the new settings.
 					st.set(func(st *sourceStatus) {
@@ -131,9 +132,16 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 				}
 			}
 		}
-		dest.sources = append(dest.sources, &sourceState{src: src, url: u, status: st})
+		ss := &sourceState{src: src, url: u, status: st}
+		if cl != nil {
+			cl.reconnecting()
+			ss.cluster.Store(cl)
+		}
+		dest.sources = append(dest.sources, ss)
 	}
-	m.setDest(d.UID, dest)
+	m.mu.Lock()
+	m.dests[d.UID] = dest
+	m.mu.Unlock()
 	m.cfg.Logger.Info("replica of configured", "destination", d.UID, "sources", len(dest.sources), "sync", d.ReplicaSync, "generation", d.ReplicaGeneration)
 	dest.start(m.ctx)
 }
@@ -142,34 +150,21 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 func (m *Manager) Remove(uid int) {
 	m.configMu.Lock()
 	defer m.configMu.Unlock()
-	if old := m.dest(uid); old != nil {
+	m.mu.Lock()
+	old := m.dests[uid]
+	delete(m.dests, uid)
+	m.mu.Unlock()
+	if old != nil {
 		old.stop()
-		m.setDest(uid, nil)
 	}
 	m.metrics.removeDestination(uid)
 }
 
-// dest is the destination uid, nil if none.
-func (m *Manager) dest(uid int) *destination {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.dests[uid]
-}
-
-// setDest sets (or with nil, deletes) the destination uid.
-func (m *Manager) setDest(uid int, d *destination) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if d == nil {
-		delete(m.dests, uid)
-		return
-	}
-	m.dests[uid] = d
-}
-
 // Status returns the status of each source of d, in d's order.
 func (m *Manager) Status(d store.Database) []api.ReplicaSourceStatus {
-	dest := m.dest(d.UID)
+	m.mu.Lock()
+	dest := m.dests[d.UID]
+	m.mu.Unlock()
 	out := make([]api.ReplicaSourceStatus, len(d.ReplicaSources))
 	for i, src := range d.ReplicaSources {
 		out[i] = api.ReplicaSourceStatus{ReplicaSource: src, Status: api.SourceSyncing}
@@ -178,11 +173,48 @@ func (m *Manager) Status(d store.Database) []api.ReplicaSourceStatus {
 		}
 		for _, s := range dest.sources {
 			if s.src == src {
-				out[i] = s.status.view(src)
+				out[i] = s.view()
 			}
+		}
+		// A source loaded into a reload's second server is not in sync
+		// with what readers see until the reload is swapped in.
+		if out[i].Status == api.SourceInSync && dest.reloading.Load() {
+			out[i].Status = api.SourceSyncing
 		}
 	}
 	return out
+}
+
+// Loading says whether destination uid is being reloaded (flushed, and not
+// every source loaded yet), and how far in percent when every source's
+// dataset size is known (-1 otherwise).
+func (m *Manager) Loading(uid int) (bool, float64) {
+	m.mu.Lock()
+	dest := m.dests[uid]
+	m.mu.Unlock()
+	if dest == nil || !dest.reloading.Load() {
+		return false, 0
+	}
+	var size, done int64
+	for _, s := range dest.sources {
+		st := s.status
+		st.mu.Lock()
+		n, k := st.rdbSize, st.rdbDone
+		if st.phase == phaseLoading && st.rdbLive != nil {
+			n, k = st.rdbLive()
+		} else if st.phase != phaseStreaming {
+			n, k = -1, 0 // not started, or started over: unknown
+		}
+		st.mu.Unlock()
+		if n < 0 {
+			return true, -1
+		}
+		size, done = size+n, done+k
+	}
+	if size == 0 {
+		return true, -1
+	}
+	return true, 100 * float64(done) / float64(size)
 }
 
 // stopped reports a sync stopped by an error.
@@ -201,10 +233,10 @@ func (m *Manager) stopped(failed store.Database) {
 func (m *Manager) Close() {
 	m.configMu.Lock()
 	m.mu.Lock()
-	all := m.dests
+	dests := m.dests
 	m.dests = map[int]*destination{}
 	m.mu.Unlock()
-	for _, d := range all {
+	for _, d := range dests {
 		d.stop()
 	}
 	m.configMu.Unlock()
@@ -221,43 +253,8 @@ func (m *Manager) sourceTLS(src api.ReplicaSource) (*tls.Config, error) {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{m.cfg.SyncerCert}}
-	block, _ := pem.Decode([]byte(src.ServerCert))
-	if block == nil {
-		return nil, errors.New("server_cert is not a PEM certificate")
-	}
-	want, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("server_cert: %w", err)
-	}
-	// Verification is ours: by pinning or by a chain to the given CA, not
-	// by host name (sources are often reached by IP address or through
-	// tunnels whose names are not in their certificates).
-	cfg.InsecureSkipVerify = true
-	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 {
-			return errors.New("the source presented no certificate")
-		}
-		leaf, err := x509.ParseCertificate(raw[0])
-		if err != nil {
-			return err
-		}
-		if bytes.Equal(leaf.Raw, want.Raw) {
-			return nil
-		}
-		if want.IsCA {
-			pool := x509.NewCertPool()
-			pool.AddCert(want)
-			inter := x509.NewCertPool()
-			for _, r := range raw[1:] {
-				if c, err := x509.ParseCertificate(r); err == nil {
-					inter.AddCert(c)
-				}
-			}
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter}); err == nil {
-				return nil
-			}
-		}
-		return errors.New("the source's certificate is not trusted: it is not the server_cert given for this source, nor signed by it")
+	if err := tlspin.TrustServer(cfg, src.ServerCert); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
@@ -268,8 +265,7 @@ func (m *Manager) sourceTLS(src api.ReplicaSource) (*tls.Config, error) {
 func (m *Manager) clearCheckpoints(d store.Database) {
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 	defer cancel()
-	c := redis.NewClient(&redis.Options{Network: "unix", Addr: m.cfg.Databases.Socket(d.UID), Username: databases.InternalUser,
-		Password: d.InternalPassword, DB: databases.CheckpointDB, MaxRetries: -1})
+	c := m.cfg.Destinations.Access(d).client(layout.CheckpointDB)
 	defer c.Close()
 	if err := c.Del(ctx, checkpointKey, generationKey).Err(); err != nil {
 		m.cfg.Logger.Warn("could not delete the replication checkpoints of a former destination", "destination", d.UID, "err", err)

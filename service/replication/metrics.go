@@ -14,6 +14,7 @@ type metrics struct {
 	fullSyncs, partialSyncs, errors      *prometheus.CounterVec
 	batches, stalls                      *prometheus.CounterVec
 	appliedOffset, lag, stalled          *prometheus.GaugeVec
+	shardInfo                            *prometheus.GaugeVec // cluster.go
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -42,6 +43,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lag:             gauge("batch_lag_seconds", "Time from receiving the commands of the last applied batch to applying them."),
 		stalls:          counter("stalls_total", "Times the watchdog found the syncer stuck (commands pending, nothing applied) and restarted it from its checkpoint."),
 		stalled:         gauge("stalled", "1 while the watchdog holds the source out of sync: the syncer is stuck, or the source sends nothing, not even pings."),
+		shardInfo:       newShardInfo(reg),
 	}
 }
 
@@ -73,4 +75,5 @@ func (m *metrics) removeDestination(uid int) {
 	m.appliedOffset.DeletePartialMatch(l)
 	m.lag.DeletePartialMatch(l)
 	m.stalled.DeletePartialMatch(l)
+	m.shardInfo.DeletePartialMatch(l)
 }

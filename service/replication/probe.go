@@ -7,14 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
-	"github.com/replicad/terraform-provider-redis/service/gateway"
 )
 
 // ErrCannotCompress says that a source answered that it cannot compress.
@@ -59,7 +57,7 @@ func (m *Manager) ProbeCompression(ctx context.Context, src api.ReplicaSource) e
 			buf = resp.AppendCommandStrings(buf, "AUTH", u.Password)
 		}
 	}
-	buf = resp.AppendCommandStrings(buf, gateway.CompressCommand, strconv.Itoa(max(src.Compression, 1)))
+	buf = resp.AppendCommandStrings(buf, replcompress.Request(max(src.Compression, replcompress.MinLevel))...)
 	if _, err := conn.Write(buf); err != nil {
 		return err
 	}
@@ -78,7 +76,7 @@ func (m *Manager) ProbeCompression(ctx context.Context, src api.ReplicaSource) e
 		return err
 	}
 	if v.IsError() {
-		if strings.Contains(strings.ToLower(string(v.Str)), "unknown command") {
+		if replcompress.Refused(string(v.Str)) {
 			return ErrCannotCompress
 		}
 		return fmt.Errorf("the source answered: %s", v.Str)

@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
-	"github.com/replicad/terraform-provider-redis/service/databases"
 )
 
 // rawValueLimit: during a full load, a key whose RDB encoding takes at most
@@ -24,7 +24,7 @@ const rawValueLimit = 256 << 10
 // loaded destination holds in the checkpoint database. 0 (RESTORE unused)
 // when it cannot tell.
 func (w *destWriter) rdbVersion(ctx context.Context) (int, error) {
-	w.buf = resp.AppendCommandStrings(w.buf[:0], "SELECT", strconv.Itoa(databases.CheckpointDB))
+	w.buf = resp.AppendCommandStrings(w.buf[:0], "SELECT", strconv.Itoa(layout.CheckpointDB))
 	w.buf = resp.AppendCommandStrings(w.buf, "DUMP", generationKey)
 	w.buf = resp.AppendCommandStrings(w.buf, "SELECT", "0")
 	defer func() { w.buf = w.buf[:0] }()

@@ -39,7 +39,12 @@ type sourceStatus struct {
 	compressionOK   bool
 	codec           string // what the source compresses with
 	compressionNote string // why compression asked for is not active
-	syncNote        string // what of the source the last load could not reproduce
+	// node is the address of the server replicated from (a clustered
+	// source's shard moves between nodes); the syncs it took, full or
+	// partial, count since the Replica Of was configured.
+	node                    string
+	fullSyncs, partialSyncs int
+	syncNote                string // what of the source the last load could not reproduce
 	// lostKeys counts the commands that changed the expiry of a key the
 	// destination had already expired by itself; lostSample names some.
 	lostKeys   int

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
-	"github.com/replicad/terraform-provider-redis/service/databases"
 )
 
 // errNeedFullSync ends a round: this source cannot continue from its
@@ -28,14 +28,13 @@ var errNeedFullSync = errors.New("a full resync is needed")
 // decodes, the writer goroutine applies, and a bounded queue between them
 // (queue.go) applies back-pressure to the source.
 type syncer struct {
-	source   api.ReplicaSource
-	url      redisurl.Source
-	destAddr string // the destination's unix socket
-	destPass string
-	tls      *tls.Config // nil: plain text
-	status   *sourceStatus
-	metrics  *sourceMetrics
-	log      *slog.Logger
+	source  api.ReplicaSource
+	url     redisurl.Source
+	dest    Access      // the destination
+	tls     *tls.Config // nil: plain text
+	status  *sourceStatus
+	metrics *sourceMetrics
+	log     *slog.Logger
 
 	// checkpoint to resume from; nil when this round must load in full.
 	resume *checkpoint
@@ -51,6 +50,12 @@ type syncer struct {
 	// destRDB is the newest RDB version the destination reads (0: unknown),
 	// for the keys of a full load written whole with RESTORE.
 	destRDB int
+	// fullSession: the current session is a full sync, whose transfer
+	// ended at transferEnd (zero while it runs); lastCut: the last full
+	// sync was cut by the source (loadcut.go).
+	fullSession bool
+	transferEnd time.Time
+	lastCut     error
 	// The watchdog's limits (watchdog.go).
 	stallTimeout, silenceTimeout time.Duration
 	// loadPending counts the pending entries of the streams the load wrote
@@ -64,6 +69,26 @@ type syncer struct {
 	// claim, when set, records the source's replication history for the
 	// session and refuses one that another source has (destination.claim).
 	claim func(addr, replID string) (func(), error)
+	// A shard of a clustered source (cluster.go): key names its checkpoint
+	// (the source's address and the shard's slots), and locate finds the
+	// node to replicate it from now, which changes when it fails over.
+	// Both are empty for a source that is one server.
+	key    string
+	locate func(ctx context.Context) (string, error)
+	// onMigrating is told that keys migrate into the shard (resharding).
+	onMigrating func()
+	// relocate tells a streaming session to move to a better node (a
+	// replica, for a shard read from its master only because no replica
+	// was online).
+	relocate <-chan struct{}
+}
+
+// checkpointKey is the field of this syncer's checkpoint in the destination.
+func (s *syncer) checkpointKey() string {
+	if s.key != "" {
+		return s.key
+	}
+	return s.url.Addr()
 }
 
 // run syncs until ctx ends or an error that needs the destination's
@@ -77,16 +102,29 @@ func (s *syncer) run(ctx context.Context) error {
 		if time.Since(began) > 30*time.Second {
 			backoff.reset() // the link was healthy for a while
 		}
+		if time.Since(began) > cutWindow {
+			s.lastCut = nil
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		s.metrics.errors.Inc()
+		if errors.Is(err, errRelocated) {
+			continue // a better node to read from: reconnect at once
+		}
 		err = explain(err)
+		if s.fullSession && closedByPeer(err) && (s.transferEnd.IsZero() || time.Since(s.transferEnd) < cutWindow) {
+			err = &loadCutError{addr: s.url.Addr(), err: err}
+			s.lastCut = err
+		}
 		s.status.set(func(st *sourceStatus) { st.connected = false; st.lastError = err.Error() })
 		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
 			return err
 		}
 		if s.resume == nil && s.loadStarted {
+			if errors.Is(err, errLoadCut) {
+				return fmt.Errorf("%w: %w", errNeedFullSync, err)
+			}
 			s.log.Warn("the full load was interrupted; the destination will be flushed and loaded again", "source", s.url.String(), "err", err)
 			return errNeedFullSync
 		}
@@ -105,9 +143,12 @@ func (s *syncer) run(ctx context.Context) error {
 
 // session is one connection: handshake, the RDB if the source sends one, then
 // the stream until an error.
-func (s *syncer) session(ctx context.Context) error {
+func (s *syncer) session(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if s.relocate != nil {
+		defer s.watchRelocate(ctx, cancel)(&err)
+	}
 	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
 	if s.resume == nil && s.loadSlots != nil {
 		// A full load: wait for a slot before the source forks for it.
@@ -120,8 +161,16 @@ func (s *syncer) session(ctx context.Context) error {
 		s.releaseLoad = func() { once.Do(func() { <-s.loadSlots }) }
 		defer s.releaseLoad()
 	}
+	addr := s.url.Addr()
+	if s.locate != nil {
+		var err error
+		if addr, err = s.locate(ctx); err != nil {
+			return err
+		}
+	}
+	s.fullSession, s.transferEnd = false, time.Time{}
 	conn, err := replproto.Dial(ctx, replproto.Options{
-		Addr: s.url.Addr(), Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
+		Addr: addr, Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
 		Compression: s.source.Compression,
 		DialTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, Logger: s.log,
 	})
@@ -133,7 +182,7 @@ func (s *syncer) session(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	w, err := dialDestination(ctx, s.destAddr, s.destPass, s.url.Addr())
+	w, err := dialDestination(ctx, s.dest, s.checkpointKey())
 	if err != nil {
 		return err
 	}
@@ -168,7 +217,7 @@ func (s *syncer) session(ctx context.Context) error {
 		return err
 	}
 	if s.claim != nil {
-		release, err := s.claim(s.url.Addr(), syn.ReplID)
+		release, err := s.claim(s.checkpointKey(), syn.ReplID)
 		if err != nil {
 			return err
 		}
@@ -176,10 +225,20 @@ func (s *syncer) session(ctx context.Context) error {
 	}
 	if syn.Full && s.resume != nil {
 		s.log.Info("source cannot continue from the checkpoint; full resync of the destination", "source", s.url.String(), "checkpoint", s.resume.String())
+		if s.lastCut != nil {
+			// The full sync before was cut: this one will likely be too.
+			return fmt.Errorf("%w: %w", errNeedFullSync, s.lastCut)
+		}
 		return errNeedFullSync
 	}
 	s.status.set(func(st *sourceStatus) {
 		st.connected = true
+		st.node = addr
+		if syn.Full {
+			st.fullSyncs++
+		} else {
+			st.partialSyncs++
+		}
 		st.compressionOK, st.codec = conn.Compressed(), conn.Codec()
 		st.compressionNote = ""
 		if s.source.Compression > 0 && !conn.Compressed() {
@@ -221,8 +280,9 @@ func (s *syncer) session(ctx context.Context) error {
 	var readErr error
 	if syn.Full {
 		s.metrics.fullSyncs.Inc()
-		s.loadStarted = true
+		s.loadStarted, s.fullSession = true, true
 		readErr = s.load(ctx, conn, p, syn)
+		s.transferEnd = time.Now()
 	} else {
 		s.metrics.partialSyncs.Inc()
 		s.log.Info("partial resync", "source", s.url.String(), "offset", offset)
@@ -269,14 +329,14 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 	emit := func(cmd [][]byte) error {
 		if len(cmd) == 2 && equalFold(cmd[0], "SELECT") {
 			db, _ = strconv.Atoi(string(cmd[1]))
-			if db == databases.CheckpointDB {
+			if db == layout.CheckpointDB {
 				return nil // the checkpoints of a source that is a destination too
 			}
 			if err := checkDB(db); err != nil {
 				return err
 			}
 		}
-		if db == databases.CheckpointDB {
+		if db == layout.CheckpointDB {
 			if isCheckpointCommand(cmd) || isCheckpointCommand(unstaged(cmd, staging)) {
 				return nil // they never leave the instance that owns them
 			}
@@ -360,6 +420,11 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 			return err
 		}
 		returned = cmd.Offset
+		if s.key != "" {
+			if cmd.Args, err = s.shardCommand(cmd.Args); err != nil {
+				return err
+			}
+		}
 		if fresh {
 			now = time.Now()
 		}
@@ -372,7 +437,7 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 		case kindSelect:
 			db = it.db
 		case kindCommand:
-			if db == databases.CheckpointDB && isCheckpointCommand(cmd.Args) {
+			if db == layout.CheckpointDB && isCheckpointCommand(cmd.Args) {
 				// A source that is a destination too (a chain) writes its
 				// own checkpoints: they never leave the instance that owns
 				// them, only their offset counts.

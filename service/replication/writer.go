@@ -6,13 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/resp"
-	"github.com/replicad/terraform-provider-redis/service/databases"
 )
 
 // Batch bounds: a batch is applied (and, on the stream, committed) at once.
@@ -60,16 +60,16 @@ type destWriter struct {
 	lostSample []string
 }
 
-func dialDestination(ctx context.Context, addr, password, source string) (*destWriter, error) {
+func dialDestination(ctx context.Context, dest Access, source string) (*destWriter, error) {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", addr)
+	conn, err := d.DialContext(ctx, dest.Network, dest.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to destination %s: %w", addr, err)
+		return nil, fmt.Errorf("connect to destination %s: %w", dest.Addr, err)
 	}
 	w := &destWriter{conn: conn, bw: bufio.NewWriterSize(conn, 64<<10), rd: resp.NewReader(bufio.NewReaderSize(conn, 64<<10)), source: source}
-	if err := w.do(ctx, "AUTH", databases.InternalUser, password); err != nil {
+	if err := w.do(ctx, "AUTH", dest.Username, dest.Password); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("authenticate to destination %s: %w", addr, err)
+		return nil, fmt.Errorf("authenticate to destination %s: %w", dest.Addr, err)
 	}
 	return w, nil
 }
@@ -222,7 +222,7 @@ func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 func (w *destWriter) readCheckpoint(ctx context.Context) (checkpoint, bool, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	w.conn.SetDeadline(deadline)
-	buf := resp.AppendCommandStrings(nil, "SELECT", strconv.Itoa(databases.CheckpointDB))
+	buf := resp.AppendCommandStrings(nil, "SELECT", strconv.Itoa(layout.CheckpointDB))
 	buf = resp.AppendCommandStrings(buf, "HGET", checkpointKey, w.source)
 	if _, err := w.conn.Write(buf); err != nil {
 		return checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
@@ -288,7 +288,7 @@ func (w *destWriter) encodeLoad(batch []item) (sentBatch, error) {
 			w.db, w.replID, w.last = 0, it.replID, it.offset
 			cp := checkpoint{ReplID: it.replID, Offset: it.offset, DB: 0}
 			w.add("MULTI")
-			w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
+			w.add("SELECT", strconv.Itoa(layout.CheckpointDB))
 			w.add("HSET", checkpointKey, w.source, cp.String())
 			w.add("EXEC")
 			return sentBatch{tx: true, commit: true, cp: cp}, nil
@@ -317,7 +317,7 @@ func (w *destWriter) openTx() {
 // checkpoint database is never selected for a source's commands (and none
 // may come while the source has it selected).
 func (w *destWriter) appDB() int {
-	if w.db == databases.CheckpointDB {
+	if w.db == layout.CheckpointDB {
 		return 0
 	}
 	return w.db
@@ -337,7 +337,7 @@ func (w *destWriter) encodeItems(batch []item) error {
 		w.last = it.offset
 		switch it.kind {
 		case kindCommand:
-			if w.db == databases.CheckpointDB {
+			if w.db == layout.CheckpointDB {
 				return checkDB(w.db) // not a checkpoint of a chained source
 			}
 			if it.setArgs > 0 {
@@ -353,10 +353,10 @@ func (w *destWriter) encodeItems(batch []item) error {
 			w.buf = append(w.buf, it.raw...)
 			w.queued++
 		case kindBadDB:
-			return fatal("the source ran %s with logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints): the sync stops before applying it", it.raw, it.db, databases.CheckpointDB-1, databases.CheckpointDB)
+			return fatal("the source ran %s with logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints): the sync stops before applying it", it.raw, it.db, layout.CheckpointDB-1, layout.CheckpointDB)
 		case kindSelect:
 			flushSets()
-			if it.db == databases.CheckpointDB {
+			if it.db == layout.CheckpointDB {
 				// Only the checkpoints of a chained source are written
 				// there, and the reader drops them: select nothing.
 				w.db = it.db
@@ -371,7 +371,7 @@ func (w *destWriter) encodeItems(batch []item) error {
 			flushSets()
 			// The reserved database holds the checkpoints of every source:
 			// flush only the ones applications use.
-			for db := range databases.CheckpointDB {
+			for db := range layout.CheckpointDB {
 				w.add("SELECT", strconv.Itoa(db))
 				if len(it.raw) > 0 {
 					w.add("FLUSHDB", string(it.raw))
@@ -390,7 +390,7 @@ func (w *destWriter) encodeItems(batch []item) error {
 // encoded so far.
 func (w *destWriter) commitTx() sentBatch {
 	cp := checkpoint{ReplID: w.replID, Offset: w.last, DB: w.db}
-	w.add("SELECT", strconv.Itoa(databases.CheckpointDB))
+	w.add("SELECT", strconv.Itoa(layout.CheckpointDB))
 	w.add("HSET", checkpointKey, w.source, cp.String())
 	w.add("EXEC")
 	return sentBatch{tx: true, commit: true, cp: cp}
@@ -399,8 +399,8 @@ func (w *destWriter) commitTx() sentBatch {
 // checkDB refuses the logical databases the destination does not offer to
 // sources: the checkpoint database and beyond.
 func checkDB(db int) error {
-	if db < 0 || db >= databases.CheckpointDB {
-		return fatal("the source uses logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints)", db, databases.CheckpointDB-1, databases.CheckpointDB)
+	if db < 0 || db >= layout.CheckpointDB {
+		return fatal("the source uses logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints)", db, layout.CheckpointDB-1, layout.CheckpointDB)
 	}
 	return nil
 }

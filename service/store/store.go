@@ -57,6 +57,11 @@ type Database struct {
 	// ReplicaGeneration changes whenever the destination must be flushed and
 	// reloaded from all sources (source set changed, stopped then enabled).
 	ReplicaGeneration int64 `json:"replica_generation,omitempty"`
+
+	// Creating is set until the request that created the database has
+	// started it: a record still creating when the service starts belongs
+	// to a request that never answered (the service died), and goes.
+	Creating bool `json:"creating,omitempty"`
 }
 
 // IsReplica says whether the database is a Replica Of destination.

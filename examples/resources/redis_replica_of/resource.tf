@@ -39,6 +39,9 @@ resource "redis_replica_of" "orders_eu" {
   source = [
     { address = redis_source_url_password.orders.address, compression = 3 },
     { address = "10.0.0.5:6379" }, # an open-source redis-server without a password
+    # Any node of an open-source Redis Cluster: each of its shards is
+    # replicated, here from one of the shard's replicas.
+    { address = "10.0.0.7:7000", read_from = "replica" },
   ]
 
   # The credentials, matched to the sources by host:port.
@@ -46,6 +49,20 @@ resource "redis_replica_of" "orders_eu" {
 
   timeouts {
     create = "30m" # the initial load of a large dataset takes time
+  }
+}
+
+# A plan shows what Terraform would change, not whether the replication
+# works: a source that is down leaves `plan -detailed-exitcode` at 0. This
+# check fails (a warning in the plan, "fail" in its JSON) when a source of the
+# destination is not in sync; see "Catching a destination out of sync in CI".
+check "orders_eu_in_sync" {
+  assert {
+    condition = alltrue([for s in values(redis_replica_of.orders_eu.source_status) : s.status == "in-sync"])
+    error_message = join("; ", [
+      for addr, s in redis_replica_of.orders_eu.source_status :
+      "${addr} is ${s.status}: ${s.last_error}" if s.status != "in-sync"
+    ])
   }
 }
 

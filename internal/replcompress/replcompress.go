@@ -1,0 +1,176 @@
+// Package replcompress is the compression extension of redis-replicad's
+// replication endpoints, both sides: a destination sends
+// "REPLICAD.COMPRESS <level>" right after AUTH; a replication endpoint that
+// agrees answers and sends the rest of the session as one compressed
+// stream, flushed after each chunk it relays. Any other source (a plain
+// redis-server) answers "unknown command", and the session goes on
+// uncompressed.
+//
+// The codec is negotiated: a destination that decodes zstd says so before
+// AUTH ("REPLICAD.CODECS zstd"), an endpoint that knows the offer answers
+// +OK and later answers the compression request +ZSTD, and the stream is
+// zstd. An endpoint that predates zstd answers the offer NOAUTH (as it
+// answers any command before AUTH) and the request +OK; a destination that
+// predates it makes no offer: either way the stream is DEFLATE, as before.
+package replcompress
+
+import (
+	"compress/flate"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Command is the request, sent right after AUTH.
+const Command = "REPLICAD.COMPRESS"
+
+// Levels a session may ask for (DEFLATE's fast end: the stream is relayed
+// live, and higher levels cost CPU for little gain on Redis data). 0 in a
+// source's settings means no compression.
+const (
+	MinLevel = 1
+	MaxLevel = 6
+)
+
+// CheckLevel says why level is not a valid setting for a source (0: none).
+func CheckLevel(level int) error {
+	if level < 0 || level > MaxLevel {
+		return fmt.Errorf("compression %d is out of range 0-%d", level, MaxLevel)
+	}
+	return nil
+}
+
+// ParseLevel reads the level argument of a request.
+func ParseLevel(arg []byte) (int, error) {
+	level, err := strconv.Atoi(string(arg))
+	if err != nil || level < MinLevel || level > MaxLevel {
+		return 0, fmt.Errorf("compression level must be %d to %d", MinLevel, MaxLevel)
+	}
+	return level, nil
+}
+
+// Request is the command asking for level, as its arguments.
+func Request(level int) []string { return []string{Command, strconv.Itoa(level)} }
+
+// Refused says whether an error reply to the request means the source cannot
+// compress at all (it does not know the command), as opposed to an error of
+// a source that can (a bad level, say).
+func Refused(reply string) bool {
+	return strings.Contains(strings.ToLower(reply), "unknown command")
+}
+
+// NewWriter is the server side: what it writes after +OK is compressed;
+// Flush ends each relayed chunk so that the destination gets it at once.
+func NewWriter(w io.Writer, level int) (*flate.Writer, error) {
+	return flate.NewWriter(w, level)
+}
+
+// NewReader is the client side: it decompresses what follows +OK. Give it a
+// reader that is an io.ByteReader (a bufio.Reader), so that it reads nothing
+// ahead of need.
+func NewReader(r io.Reader) io.ReadCloser { return flate.NewReader(r) }
+
+// Codecs of a compressed session.
+const (
+	Deflate = "deflate" // every destination decodes it
+	Zstd    = "zstd"
+)
+
+// CodecsCommand is the offer a destination sends before AUTH: the codecs
+// it decodes besides DEFLATE. Before AUTH, because an endpoint that predates
+// it accepts the compression request only as the first command after AUTH,
+// and answers any command before AUTH with NOAUTH, keeping the session.
+const CodecsCommand = "REPLICAD.CODECS"
+
+// Offer is the offer of zstd, as its arguments.
+func Offer() []string { return []string{CodecsCommand, Zstd} }
+
+// Offered says whether the offer's arguments name zstd; names it does not
+// know are ignored (a newer destination may offer more).
+func Offered(args [][]byte) bool {
+	for _, a := range args {
+		if strings.EqualFold(string(a), Zstd) {
+			return true
+		}
+	}
+	return false
+}
+
+// Reply is the endpoint's answer to the compression request for a codec:
+// +ZSTD, or +OK for DEFLATE (what every destination understands).
+func Reply(codec string) string {
+	if codec == Zstd {
+		return "ZSTD"
+	}
+	return "OK"
+}
+
+// CodecOfReply is the codec a destination reads after the reply (a
+// simple string) to its compression request.
+func CodecOfReply(reply string) string {
+	if reply == "ZSTD" {
+		return Zstd
+	}
+	return Deflate
+}
+
+// ZstdWindow is the window an endpoint compresses with: what a session's
+// compressor keeps (twice over) and its destination must hold to decode.
+// Big enough to find what repeats from one key to the next.
+const ZstdWindow = 1 << 20
+
+// MaxZstdWindow is the biggest window a destination accepts: a bound on
+// the memory a source can make it hold.
+const MaxZstdWindow = 8 << 20
+
+// ZstdLevel maps a level (1 to 6) to zstd's: 1 to 3 are zstd's fastest
+// (its level 1), which compresses faster than loopback carries a full
+// sync; 4 and 5 its default (level 3); 6 its better compression (about
+// level 7).
+func ZstdLevel(level int) zstd.EncoderLevel {
+	switch {
+	case level <= 3:
+		return zstd.SpeedFastest
+	case level <= 5:
+		return zstd.SpeedDefault
+	}
+	return zstd.SpeedBetterCompression
+}
+
+// Compressor is the server side of a session: what is written is
+// compressed, and Flush makes it all decodable at the other end.
+type Compressor interface {
+	io.Writer
+	Flush() error
+}
+
+// NewCompressor is the server side for codec at level.
+func NewCompressor(w io.Writer, codec string, level int) (Compressor, error) {
+	switch codec {
+	case Zstd:
+		// One goroutine (the caller's), no checksum: TCP and TLS already
+		// check the bytes, and the stream never ends by itself.
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(ZstdLevel(level)), zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(ZstdWindow), zstd.WithEncoderCRC(false))
+	case Deflate:
+		return NewWriter(w, level)
+	}
+	return nil, fmt.Errorf("unknown codec %q", codec)
+}
+
+// NewDecompressor is the client side for codec. r should be a bufio.Reader:
+// DEFLATE then reads nothing ahead of need, and zstd reads whole blocks,
+// which the source flushes one at a time.
+func NewDecompressor(r io.Reader, codec string) (io.Reader, error) {
+	switch codec {
+	case Zstd:
+		// Synchronous (no goroutine to stop), with a bound on the window.
+		return zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow))
+	case Deflate:
+		return NewReader(r), nil
+	}
+	return nil, fmt.Errorf("unknown codec %q", codec)
+}

@@ -1,0 +1,103 @@
+// Package tlspin owns how redis-replicad reads certificates given as PEM
+// text and trusts them, on both sides of a replication link: a destination
+// trusts a source by its server_cert (the very certificate, or the CA that
+// signed it), and a replication endpoint admits only the client
+// certificates a database lists (compared byte for byte: pinned, whoever
+// issued them). The provider validates the same text with the same parser.
+package tlspin
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ParseCertificate reads text that holds exactly one PEM certificate, and
+// says why when it does not.
+func ParseCertificate(text string) (*x509.Certificate, error) {
+	block, rest := pem.Decode([]byte(text))
+	if block == nil {
+		return nil, errors.New("the value is not PEM: a certificate begins with -----BEGIN CERTIFICATE-----")
+	}
+	if block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("the PEM block is a %q, not a CERTIFICATE", block.Type)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("the certificate does not parse: %v", err)
+	}
+	if len(strings.TrimSpace(string(rest))) != 0 {
+		return nil, errors.New("the value holds more than one PEM block: give one certificate")
+	}
+	return c, nil
+}
+
+// RequireClientCerts makes a server configuration admit only clients that
+// present one of allowed (PEM), compared byte for byte.
+func RequireClientCerts(cfg *tls.Config, allowed []string) error {
+	var pinned []*x509.Certificate
+	for i, p := range allowed {
+		c, err := ParseCertificate(p)
+		if err != nil {
+			return fmt.Errorf("client certificate %d: %w", i, err)
+		}
+		pinned = append(pinned, c)
+	}
+	cfg.ClientAuth = tls.RequireAnyClientCert
+	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("a client certificate is required")
+		}
+		for _, a := range pinned {
+			if bytes.Equal(a.Raw, raw[0]) {
+				return nil
+			}
+		}
+		return errors.New("the client certificate is not among the database's client_certificates")
+	}
+	return nil
+}
+
+// TrustServer makes a client configuration trust a server by serverCert
+// (PEM): the server must present exactly that certificate, or, when it is a
+// CA, one that it signed. Host names are not checked: sources are often
+// reached by IP address or through tunnels whose names are not in their
+// certificates, and the pin is stronger than a name.
+func TrustServer(cfg *tls.Config, serverCert string) error {
+	want, err := ParseCertificate(serverCert)
+	if err != nil {
+		return fmt.Errorf("server_cert: %w", err)
+	}
+	cfg.InsecureSkipVerify = true // verification is ours, below
+	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("the source presented no certificate")
+		}
+		leaf, err := x509.ParseCertificate(raw[0])
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(leaf.Raw, want.Raw) {
+			return nil
+		}
+		if want.IsCA {
+			roots := x509.NewCertPool()
+			roots.AddCert(want)
+			inter := x509.NewCertPool()
+			for _, r := range raw[1:] {
+				if c, err := x509.ParseCertificate(r); err == nil {
+					inter.AddCert(c)
+				}
+			}
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err == nil {
+				return nil
+			}
+		}
+		return errors.New("the source's certificate is not trusted: it is not the server_cert given for this source, nor signed by it")
+	}
+	return nil
+}

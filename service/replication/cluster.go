@@ -1,0 +1,571 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/cluster"
+)
+
+// A source may be a Redis Cluster: its URL names any node. Each round
+// discovers the shards (cluster.Discover) and runs one syncer per shard,
+// each a PSYNC replica of that shard with a checkpoint of its own, named by
+// the source's address and the shard's slots. A shard's syncer finds the
+// node that serves its slots at every connection, so it follows a failover
+// and continues from its checkpoint. A change of the slot map (resharding)
+// re-replicates the destination: keys moving between two shards arrive on
+// two streams whose order relative to each other is unknown.
+
+// clusterPollInterval is how often a round checks a clustered source's
+// slot map; clusterSettle is how long the map must stay the same after a
+// change before the destination is loaded again (a resharding moves slots
+// one after the other).
+const (
+	clusterPollInterval = time.Second
+	clusterSettle       = 3 * time.Second
+)
+
+// unit is one syncer of a round: a source that is one server, or one shard
+// of a clustered source.
+type unit struct {
+	src    *sourceState
+	key    string // checkpoint field
+	status *sourceStatus
+	// Set for a shard only.
+	shard    string // its slots
+	locate   func(ctx context.Context) (string, error)
+	relocate chan struct{}
+}
+
+// newShardInfo is the series that names the node each shard of a
+// clustered source is read from (source is "<address>#<slots>", as in the
+// shard's other series).
+func newShardInfo(reg prometheus.Registerer) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "replicad", Subsystem: "replica", Name: "shard_info",
+		Help: "1 for the node each shard of a clustered source is replicated from, with its role (master or replica)."},
+		[]string{"destination", "source", "node", "role"})
+	reg.MustRegister(g)
+	return g
+}
+
+// errRelocated ends a session that moves to a better node.
+var errRelocated = errors.New("moving to another node of the shard")
+
+// watchRelocate ends the session when s.relocate says so while it streams
+// (never during a load: that would reload the destination). The returned
+// function, deferred by the session, turns its error into errRelocated.
+func (s *syncer) watchRelocate(ctx context.Context, cancel func()) func(*error) {
+	var moved atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-s.relocate:
+				s.status.mu.Lock()
+				streaming := s.status.phase == phaseStreaming
+				s.status.mu.Unlock()
+				if streaming {
+					s.log.Info("a replica of the shard is online again: reading from it", "source", s.url.String())
+					moved.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return func(err *error) {
+		close(done)
+		if moved.Load() {
+			*err = errRelocated
+		}
+	}
+}
+
+// clusterState is what a destination knows of one clustered source,
+// across rounds: the statuses of its shards and the last topology seen.
+type clusterState struct {
+	mu sync.Mutex
+	// seeds are nodes known from before this process started (the hint
+	// kept in the destination, see nodesField), asked when the URL's node
+	// does not answer.
+	seeds  []string
+	shards map[string]*sourceStatus // by slots
+	roles  map[string]string        // slots -> role of the node replicated from
+	// fallback: shards read from their master because no replica was
+	// online; kicks: their syncers' relocate channels.
+	fallback map[string]bool
+	kicks    map[string]chan struct{}
+	current  []string // the slots of this round's shards
+	topology cluster.Topology
+	// note says the source reshards and the destination is re-replicated
+	// for it; it stays until every shard is in sync after that reload.
+	// activity is when a sign of resharding was last seen (a change of the
+	// slot map, a key migrating); pending is set until the reload starts.
+	note     string
+	activity time.Time
+	pending  bool
+}
+
+// relocate kicks the syncers of shards read from their master for want
+// of an online replica, when top shows one.
+func (c *clusterState) relocate(top cluster.Topology) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for slots, fb := range c.fallback {
+		if !fb {
+			continue
+		}
+		sh, ok := top.Shard(slots)
+		if r := sh.Replicas(); !ok || len(r) == 0 || !r[0].Online() {
+			continue
+		}
+		select {
+		case c.kicks[slots] <- struct{}{}:
+		default: // one kick pending is enough
+		}
+	}
+}
+
+// resharding records a sign that slots move between the shards.
+func (c *clusterState) resharding(log *slog.Logger, url, why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.pending {
+		log.Warn("a clustered source is resharding; the destination will be re-replicated from every shard once it settles", "source", url, "sign", why)
+	}
+	c.activity, c.pending = time.Now(), true
+	c.note = "the clustered source is resharding (" + why + "): the destination will be flushed and re-replicated from every shard once its slot map settles"
+}
+
+func (c *clusterState) shard(slots string) *sourceStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shards[slots] == nil {
+		c.shards[slots] = &sourceStatus{}
+	}
+	return c.shards[slots]
+}
+
+// reconnecting marks every shard as not in sync: a new session starts.
+func (c *clusterState) reconnecting() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.shards {
+		st.set(func(st *sourceStatus) {
+			st.connected, st.phase = false, phaseConnecting
+			st.compressionOK, st.compressionNote = false, ""
+		})
+	}
+}
+
+func shardKey(addr, slots string) string { return addr + "#" + slots }
+
+// nodesField is the field of the checkpoint hash that keeps the nodes of
+// the clustered source at addr, so that a restarted service finds the
+// cluster when the node of its URL is down. It is a hint, not a checkpoint
+// (it does not parse as one: readCheckpoints skips it).
+func nodesField(addr string) string { return addr + "#nodes" }
+
+// saveNodes keeps the nodes of every clustered source in the destination
+// (see nodesField).
+func (d *destination) saveNodes(ctx context.Context, ckc *redis.Client) error {
+	for _, s := range d.sources {
+		cl := s.cluster.Load()
+		if cl == nil {
+			continue
+		}
+		cl.mu.Lock()
+		nodes := cl.topology.Addrs()
+		cl.mu.Unlock()
+		if len(nodes) == 0 {
+			continue
+		}
+		if err := ckc.HSet(ctx, checkpointKey, nodesField(s.url.Addr()), strings.Join(nodes, " ")).Err(); err != nil {
+			return fmt.Errorf("keep the nodes of source %s in the destination: %w", s.url, err)
+		}
+	}
+	return nil
+}
+
+// isFlush says whether a command empties a database: on the stream of one
+// shard it empties that shard only, so it cannot be applied to a
+// destination that holds every shard's keys.
+func isFlush(args [][]byte) bool {
+	return len(args) > 0 && (equalFold(args[0], "FLUSHALL") || equalFold(args[0], "FLUSHDB"))
+}
+
+var (
+	cmdRestore = []byte("RESTORE")
+	argReplace = []byte("REPLACE")
+)
+
+// shardCommand checks a command of a shard's stream. A flush empties that
+// shard only, and cannot be applied to a destination that holds every
+// shard's keys: the destination is loaded again. A RESTORE-ASKING is a key
+// migrating into the shard (resharding): it is applied as a RESTORE that
+// replaces what the destination holds (the DEL from the shard it leaves
+// comes on another stream, in no known order), and the source is reported
+// as resharding until its destination is loaded again.
+func (s *syncer) shardCommand(args [][]byte) ([][]byte, error) {
+	switch {
+	case isFlush(args):
+		return nil, fmt.Errorf("shard %s of the clustered source ran %s, which empties that shard only: the destination is re-replicated from every shard: %w",
+			s.key, strings.ToUpper(string(args[0])), errNeedFullSync)
+	case len(args) >= 4 && equalFold(args[0], "RESTORE-ASKING"):
+		if s.onMigrating != nil {
+			s.onMigrating()
+		}
+		out := append([][]byte{cmdRestore}, args[1:]...)
+		if !slices.ContainsFunc(args[4:], func(a []byte) bool { return equalFold(a, "REPLACE") }) {
+			out = append(out, argReplace)
+		}
+		return out, nil
+	}
+	return args, nil
+}
+
+// sourceClient is a plain client of one node of source s.
+func (d *destination) sourceClient(s *sourceState, addr string) (*redis.Client, error) {
+	tlsCfg, err := d.m.sourceTLS(s.src)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(&redis.Options{Addr: addr, Username: s.url.Username, Password: s.url.Password, TLSConfig: tlsCfg,
+		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, MaxRetries: -1, PoolSize: 1,
+		// The source's own protocol version: RESP3 is not needed here.
+		Protocol: 2, DisableIdentity: true}), nil
+}
+
+// topology asks the nodes of s, the known ones first then the URL's, for
+// the cluster's shards.
+func (d *destination) topology(ctx context.Context, s *sourceState) (cluster.Topology, error) {
+	seeds := []string{}
+	cl := s.cluster.Load()
+	if cl != nil {
+		cl.mu.Lock()
+		seeds = append(seeds, cl.topology.Addrs()...)
+		cl.mu.Unlock()
+	}
+	if !slices.Contains(seeds, s.url.Addr()) {
+		seeds = append(seeds, s.url.Addr())
+	}
+	if cl != nil {
+		for _, a := range cl.seeds {
+			if !slices.Contains(seeds, a) {
+				seeds = append(seeds, a)
+			}
+		}
+	}
+	var errs []error
+	for _, addr := range seeds {
+		c, err := d.sourceClient(s, addr)
+		if err != nil {
+			return cluster.Topology{}, err
+		}
+		t, err := cluster.Discover(ctx, c, s.src.Encryption)
+		c.Close()
+		if err == nil && len(t.Shards) > 0 {
+			if cl != nil {
+				cl.mu.Lock()
+				cl.topology = t
+				cl.mu.Unlock()
+			}
+			return t, nil
+		}
+		if err == nil {
+			err = errors.New("no shard holds slots")
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return cluster.Topology{}, fmt.Errorf("discover the shards of %s: %w", s.url, errors.Join(errs...))
+}
+
+// plan returns the syncers of a round: one per source, or one per shard of
+// a clustered source. cps are the checkpoints the destination holds: when a
+// source cannot be reached, they say whether it was a cluster and of which
+// shards (its syncers then retry until it answers).
+func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[string]checkpoint) ([]unit, error) {
+	var units []unit
+	for _, s := range d.sources {
+		isCluster, err := d.probe(ctx, s)
+		var known []string // shards of s that have a checkpoint
+		for k := range cps {
+			if slots, ok := strings.CutPrefix(k, s.url.Addr()+"#"); ok {
+				known = append(known, slots)
+			}
+		}
+		// The nodes of a clustered source, kept in the destination.
+		hint, _ := ckc.HGet(ctx, checkpointKey, nodesField(s.url.Addr())).Result()
+		if err != nil {
+			_, single := cps[s.url.Addr()]
+			switch {
+			case len(known) > 0 || hint != "":
+				isCluster = true
+			case single:
+				isCluster = false
+			default:
+				// Nothing says what it is: its syncer asks again before
+				// each connection, and meanwhile says why it cannot
+				// connect in its own words (TLS refused, wrong password).
+				d.log.Warn("cannot tell whether the source is a Redis Cluster yet", "source", s.url.String(), "err", err)
+				s.cluster.Store(nil)
+				units = append(units, unit{src: s, key: s.url.Addr(), status: s.status, locate: func(ctx context.Context) (string, error) {
+					return d.reprobe(ctx, s)
+				}})
+				continue
+			}
+			d.log.Warn("source unreachable; resuming it as it was replicated last", "source", s.url.String(), "cluster", isCluster, "err", err)
+		}
+		if !isCluster {
+			s.cluster.Store(nil)
+			units = append(units, unit{src: s, key: s.url.Addr(), status: s.status})
+			continue
+		}
+		cl := s.cluster.Load()
+		if cl == nil {
+			cl = &clusterState{shards: map[string]*sourceStatus{}, roles: map[string]string{}, seeds: strings.Fields(hint),
+				fallback: map[string]bool{}, kicks: map[string]chan struct{}{}}
+			s.cluster.Store(cl)
+		}
+		var shards []string
+		if t, err := d.topology(ctx, s); err == nil {
+			for _, sh := range t.Shards {
+				shards = append(shards, sh.Key())
+			}
+		} else if len(known) > 0 {
+			slices.Sort(known)
+			shards = known
+		} else {
+			s.status.set(func(st *sourceStatus) { st.lastError = err.Error() })
+			if errors.Is(err, cluster.ErrUnsupported) {
+				return nil, &fatalError{err} // retrying will not teach it
+			}
+			return nil, err
+		}
+		s.status.set(func(st *sourceStatus) { st.lastError = "" })
+		cl.mu.Lock()
+		cl.current = shards
+		// A reload for a resharding starts now; the note stays until
+		// it is done.
+		cl.activity, cl.pending = time.Time{}, false
+		for _, slots := range shards {
+			if cl.kicks[slots] == nil {
+				cl.kicks[slots] = make(chan struct{}, 1)
+			}
+		}
+		cl.mu.Unlock()
+		for _, slots := range shards {
+			units = append(units, unit{src: s, key: shardKey(s.url.Addr(), slots), status: cl.shard(slots), shard: slots, relocate: cl.kicks[slots],
+				locate: func(ctx context.Context) (string, error) { return d.locate(ctx, s, slots) }})
+		}
+	}
+	return units, nil
+}
+
+// reprobe is the address to replicate s from when the round could not
+// tell whether it is a Redis Cluster: its own, unless it now says it is a
+// cluster, which ends the round to replicate it shard by shard.
+func (d *destination) reprobe(ctx context.Context, s *sourceState) (string, error) {
+	isCluster, err := d.probe(ctx, s)
+	if err == nil && isCluster {
+		return "", fmt.Errorf("source %s is a Redis Cluster: replicating it shard by shard: %w", s.url, errNeedFullSync)
+	}
+	return s.url.Addr(), nil
+}
+
+// probe says whether source s is a Redis Cluster.
+func (d *destination) probe(ctx context.Context, s *sourceState) (bool, error) {
+	c, err := d.sourceClient(s, s.url.Addr())
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	on, err := cluster.Enabled(ctx, c)
+	if err != nil {
+		return false, fmt.Errorf("ask %s whether it is a Redis Cluster: %w", s.url, err)
+	}
+	return on, nil
+}
+
+// locate finds the node to replicate the shard of s holding slots from:
+// its master, or an online replica when the source says read_from replica
+// (the master when no replica is online).
+func (d *destination) locate(ctx context.Context, s *sourceState, slots string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	t, err := d.topology(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	sh, ok := t.Shard(slots)
+	if !ok {
+		note := fmt.Sprintf("the slot map of source %s changed (resharding): no shard holds exactly slots %s now; the destination is re-replicated from every shard", s.url, slots)
+		d.log.Warn(note, "destination", d.db.UID, "partition", t.Partition())
+		return "", fmt.Errorf("%s: %w", note, errNeedFullSync)
+	}
+	var node cluster.Node
+	fallback := false
+	if s.src.ReadFrom == api.ReadFromReplica {
+		if r := sh.Replicas(); len(r) > 0 && r[0].Online() {
+			node = r[0]
+		} else {
+			fallback = true
+			health := make([]string, len(r))
+			for i, n := range r {
+				health[i] = n.Addr + " " + n.Health
+			}
+			d.log.Info("no replica of the shard is online: reading from its master until one is", "source", s.url.String(), "shard", slots, "replicas", health)
+		}
+	}
+	if node.Addr == "" {
+		m, ok := sh.Master()
+		if !ok || !m.Online() {
+			return "", fmt.Errorf("shard %s of source %s has no master online (a failover may be in progress)", slots, s.url)
+		}
+		node = m
+	}
+	if cl := s.cluster.Load(); cl != nil {
+		cl.mu.Lock()
+		cl.roles[slots] = node.Role
+		cl.fallback[slots] = fallback
+		cl.mu.Unlock()
+	}
+	l := prometheus.Labels{"destination": strconv.Itoa(d.db.UID), "source": shardKey(s.url.Addr(), slots)}
+	d.m.metrics.shardInfo.DeletePartialMatch(l)
+	l["node"], l["role"] = node.Addr, node.Role
+	d.m.metrics.shardInfo.With(l).Set(1)
+	return node.Addr, nil
+}
+
+// watch polls the slot map of clustered source s during a round. When it
+// changes, or keys migrate between shards, the source is out of sync until
+// the resharding settles (no sign of it for clusterSettle); then the round
+// ends with errNeedFullSync: the destination is loaded again.
+func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logger) error {
+	cl := s.cluster.Load()
+	cl.mu.Lock()
+	seen := strings.Join(cl.current, " ")
+	cl.mu.Unlock()
+	t := time.NewTicker(clusterPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if top, err := d.topology(ctx, s); err == nil {
+			// (An unreachable node is the shards' syncers' to report.)
+			if p := top.Partition(); p != seen {
+				cl.resharding(log, s.url.String(), fmt.Sprintf("its slot map is now %q, was %q", p, seen))
+				seen = p
+			}
+			cl.relocate(top)
+		}
+		cl.mu.Lock()
+		last := cl.activity
+		cl.mu.Unlock()
+		if !last.IsZero() && time.Since(last) >= clusterSettle {
+			log.Warn("re-replicating the destination: a clustered source resharded", "source", s.url.String(), "slot_map", seen)
+			return fmt.Errorf("the clustered source %s resharded: %w", s.url, errNeedFullSync)
+		}
+	}
+}
+
+// view is the status of a source: for a clustered one, its shards' with
+// their sum.
+func (s *sourceState) view() api.ReplicaSourceStatus {
+	out := s.status.view(s.src)
+	c := s.cluster.Load()
+	if c == nil {
+		return out
+	}
+	c.mu.Lock()
+	current := slices.Clone(c.current)
+	c.mu.Unlock()
+	if len(current) == 0 {
+		return out
+	}
+	s.status.mu.Lock()
+	halted := s.status.phase == phaseStopped || s.status.phase == phasePaused
+	s.status.mu.Unlock()
+	srcErr := out.LastError
+	sum := out
+	sum.Status, sum.Lag, sum.LastError, sum.RDBSize, sum.RDBTransferred = api.SourceInSync, 0, "", 0, 0
+	sum.CompressionActive = true
+	rank := map[string]int{api.SourceInSync: 0, api.SourceSyncing: 1, api.SourceOutOfSync: 2}
+	for _, slots := range current {
+		st := c.shard(slots)
+		v := st.view(s.src)
+		st.mu.Lock()
+		sh := api.ReplicaShardStatus{Slots: slots, Node: st.node, Status: v.Status, Lag: v.Lag, LastError: v.LastError,
+			LastUpdate: v.LastUpdate, RDBSize: v.RDBSize, RDBTransferred: v.RDBTransferred, FullSyncs: st.fullSyncs, PartialSyncs: st.partialSyncs}
+		st.mu.Unlock()
+		c.mu.Lock()
+		sh.Role = c.roles[slots]
+		c.mu.Unlock()
+		if halted {
+			sh.Status = api.SourceOutOfSync
+		}
+		if rank[sh.Status] > rank[sum.Status] {
+			sum.Status = sh.Status
+		}
+		sum.Lag = max(sum.Lag, sh.Lag)
+		if sum.LastError == "" && sh.LastError != "" {
+			sum.LastError = "shard " + slots + ": " + sh.LastError
+		}
+		sum.RDBSize += sh.RDBSize
+		sum.RDBTransferred += sh.RDBTransferred
+		sum.CompressionActive = sum.CompressionActive && v.CompressionActive
+		if sum.CompressionNote == "" {
+			sum.CompressionNote = v.CompressionNote
+		}
+		if v.SyncNote != "" {
+			sum.SyncNote = strings.TrimPrefix(sum.SyncNote+"; ", "; ") + "shard " + slots + ": " + v.SyncNote
+		}
+		if sh.LastUpdate.After(sum.LastUpdate) {
+			sum.LastUpdate = sh.LastUpdate
+		}
+		sum.Shards = append(sum.Shards, sh)
+	}
+	c.mu.Lock()
+	if sum.Status == api.SourceInSync && !halted && !c.pending {
+		c.note = "" // the re-replication it announced is done
+	}
+	note := c.note
+	c.mu.Unlock()
+	switch {
+	case note != "":
+		sum.LastError = note
+		sum.Status = api.SourceOutOfSync
+	case sum.LastError == "" && srcErr != "":
+		sum.LastError = srcErr
+		if sum.Status == api.SourceInSync {
+			sum.Status = api.SourceOutOfSync
+		}
+	}
+	if halted {
+		sum.Status = api.SourceOutOfSync
+	}
+	return sum
+}

@@ -1,0 +1,63 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// Destinations is what the syncers need of the databases they write to:
+// how the service itself reaches one. The process manager provides it (the
+// app wires them), so this package knows nothing of processes.
+type Destinations interface {
+	Access(d store.Database) Access
+	// Shadow starts a second, empty server beside d, which a reload
+	// loads while d keeps serving its previous data. An error (the host
+	// lacks the memory for a second copy, say) means the reload happens
+	// in place.
+	Shadow(ctx context.Context, d store.Database) (Shadow, error)
+}
+
+// Shadow is a server a reload loads while the destination keeps serving.
+type Shadow interface {
+	Access() Access
+	// SwapIn makes the shadow's data the destination's, in one step for
+	// its readers, and closes the shadow. The destination's AOF is off
+	// afterwards (the next round turns it on, which rewrites it).
+	SwapIn(ctx context.Context) error
+	Close()
+}
+
+// Access is the service's own way into a database, whatever TLS its TCP
+// port requires: a local socket and an identity allowed everything.
+type Access struct {
+	Network, Addr      string
+	Username, Password string
+}
+
+// client is a connection pool to logical database db.
+func (a Access) client(db int) *redis.Client {
+	return redis.NewClient(&redis.Options{Network: a.Network, Addr: a.Addr, Username: a.Username, Password: a.Password, DB: db, MaxRetries: -1})
+}
+
+// waitReady polls PING until the destination answers (a starting
+// redis-server, or one loading its AOF, does not) or ctx ends.
+func waitReady(ctx context.Context, c *redis.Client) error {
+	var last error
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		last = c.Ping(pctx).Err()
+		cancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the destination to answer: %w (last error: %v)", ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

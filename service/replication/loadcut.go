@@ -1,0 +1,61 @@
+package replication
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"syscall"
+	"time"
+)
+
+// errLoadCut marks a full sync whose link the source closed during the
+// transfer or soon after it. A source does that when the writes it buffers
+// for a replica meanwhile exceed its client-output-buffer-limit for
+// replicas: every new attempt meets the same limit, so retrying at once
+// loops forever. The destination says what to change and backs off.
+var errLoadCut = errors.New("the source closed the link during a full sync")
+
+// cutWindow is how long after a full transfer a link closed by the source
+// still counts as cut by its output buffer limit: the soft limit of Redis's
+// default ("replica 256mb 64mb 60") acts after 60 s over it.
+const cutWindow = 70 * time.Second
+
+// loadCutError is a full sync of source addr cut by the source.
+type loadCutError struct {
+	addr string
+	err  error
+}
+
+func (e *loadCutError) Error() string {
+	return fmt.Sprintf("the source closed the replication link during the full sync or just after it, "+
+		"as Redis does when the writes it buffers for a replica meanwhile exceed its client-output-buffer-limit for replicas: "+
+		"raise it on the source (for example CONFIG SET client-output-buffer-limit \"replica 1gb 512mb 120\", or \"replica 0 0 0\" for no limit) "+
+		"or lower its write rate during the sync: %v", e.err)
+}
+
+func (e *loadCutError) Unwrap() []error { return []error{errLoadCut, e.err} }
+
+// closedByPeer says whether err is the other side closing the connection
+// (EOF, reset, broken pipe), not a timeout of ours or a protocol error.
+func closedByPeer(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// cutBackoff spaces the loads of a destination whose source keeps cutting
+// them: exponential with jitter, from 2 s to 5 min.
+type cutBackoff struct{ n int }
+
+func (b *cutBackoff) next() time.Duration {
+	ceil := min(2*time.Second<<b.n, 5*time.Minute)
+	if b.n < 10 {
+		b.n++
+	}
+	return ceil*3/4 + rand.N(ceil/4+1)
+}
