@@ -270,8 +270,8 @@ func TestDestinationOutOfMemoryStops(t *testing.T) {
 }
 
 // With a bound of one full load at a time, a destination of four sources
-// loads them one after the other (the API never shows two loading at once)
-// and ends with every key of every source.
+// loads them one after the other (the API never shows two receiving their
+// RDB at once) and ends with every key of every source.
 func TestFullLoadsRunWithinTheInstancesBound(t *testing.T) {
 	i := servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 1 })
 	a := newAPI(t, i)
@@ -296,7 +296,9 @@ func TestFullLoadsRunWithinTheInstancesBound(t *testing.T) {
 		db := a.get(dst.UID)
 		loading := 0
 		for _, s := range db.ReplicaSources {
-			if s.Status == api.SourceSyncing && s.RDBTransferred > 0 {
+			// Receiving its RDB: some of it transferred, the end not yet
+			// (a diskless RDB's size is unknown, -1, until its end).
+			if s.RDBTransferred > 0 && (s.RDBSize < 0 || s.RDBTransferred < s.RDBSize) {
 				loading++
 			}
 		}
