@@ -12,7 +12,7 @@
 //     understands: a plain redis-server answers with an unknown-command error,
 //     which is how a destination learns that a source cannot compress. The
 //     codec is zstd when the destination said before AUTH that it decodes
-//     it (REPLICAD.CODECS zstd), DEFLATE otherwise (see compress.go);
+//     it (REPLICAD.CODECS zstd), DEFLATE otherwise (see replcompress);
 //   - accepts the previous admin password, after a regeneration, until its
 //     grace period ends (so that destinations can move to the new URL without
 //     an authentication error), then closes the sessions that used it.
