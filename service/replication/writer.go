@@ -58,6 +58,8 @@ type destWriter struct {
 	// at the destination), lostSample names the first ones.
 	lost       int
 	lostSample []string
+	// armed is the connection's deadline as set last (see deadline).
+	armed time.Time
 }
 
 func dialDestination(ctx context.Context, dest Access, source string) (*destWriter, error) {
@@ -98,13 +100,19 @@ func (w *destWriter) flush(ctx context.Context, tx bool) (int, error) {
 	return w.receive(ctx, sentBatch{replies: n, tx: tx})
 }
 
-// deadline bounds one exchange with the destination.
+// deadline bounds one exchange with the destination: two minutes, less at
+// most a second, since the deadline is moved at most once a second (each
+// move resets two runtime timers, and a stream makes thousands of
+// exchanges a second).
 func (w *destWriter) deadline(ctx context.Context) {
 	deadline := time.Now().Add(2 * time.Minute)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
+	} else if !w.armed.Before(deadline.Add(-time.Second)) {
+		return
 	}
 	w.conn.SetDeadline(deadline)
+	w.armed = deadline
 }
 
 // send writes the commands built in buf and returns how many replies they
@@ -222,6 +230,7 @@ func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 func (w *destWriter) readCheckpoint(ctx context.Context) (checkpoint, bool, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	w.conn.SetDeadline(deadline)
+	w.armed = deadline
 	buf := resp.AppendCommandStrings(nil, "SELECT", strconv.Itoa(layout.CheckpointDB))
 	buf = resp.AppendCommandStrings(buf, "HGET", checkpointKey, w.source)
 	if _, err := w.conn.Write(buf); err != nil {
