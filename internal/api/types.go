@@ -50,6 +50,13 @@ type Database struct {
 	// LoadingProgress is how far a loading database is, in percent.
 	LoadingProgress float64  `json:"loading_progress,omitempty"`
 	Endpoint        Endpoint `json:"endpoint"`
+	// ShardsCount, Replication and OSSCluster as created: with
+	// shards_count > 1 or oss_cluster the database is a Redis Cluster and
+	// Endpoints lists its nodes (any cluster-aware client starts from one).
+	ShardsCount int            `json:"shards_count"`
+	Replication bool           `json:"replication"`
+	OSSCluster  bool           `json:"oss_cluster"`
+	Endpoints   []NodeEndpoint `json:"endpoints"`
 	// AuthenticationRedisPass is the password of the application user "default".
 	AuthenticationRedisPass string `json:"authentication_redis_pass"`
 	// ReplicationPort is the port destinations replicate from (the port of
@@ -78,6 +85,18 @@ type Database struct {
 type Endpoint struct {
 	Host string `json:"host"`
 	Port int    `json:"port"`
+}
+
+// NodeEndpoint is one redis-server of a database: a master (it serves
+// Slots) or a replica of the master at Master.
+type NodeEndpoint struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	Role string `json:"role"` // master or replica
+	// Slots the node serves, as ranges ("0-5460"); empty for a replica.
+	Slots string `json:"slots,omitempty"`
+	// Master is host:port of the master of a replica.
+	Master string `json:"master,omitempty"`
 }
 
 // ReplicaSource is one source of a Replica Of destination, as written by a client.
@@ -164,6 +183,11 @@ type CreateDatabaseRequest struct {
 	// ReplicaSources makes the new database a Replica Of them.
 	ReplicaSources []ReplicaSource `json:"replica_sources,omitempty"`
 	ReplicaSync    string          `json:"replica_sync,omitempty"`
+	// ShardsCount > 1 or OSSCluster makes the database a Redis Cluster of
+	// that many masters (1 when 0); Replication gives each a replica.
+	ShardsCount int  `json:"shards_count,omitempty"`
+	Replication bool `json:"replication,omitempty"`
+	OSSCluster  bool `json:"oss_cluster,omitempty"`
 }
 
 // UpdateDatabaseRequest is the body of PUT /v1/bdbs/{uid}. Nil fields are
@@ -176,6 +200,11 @@ type UpdateDatabaseRequest struct {
 	ClientCertificates      *[]string        `json:"client_certificates,omitempty"`
 	ReplicaSources          *[]ReplicaSource `json:"replica_sources,omitempty"`
 	ReplicaSync             *string          `json:"replica_sync,omitempty"`
+	// ShardsCount, Replication and OSSCluster cannot change yet (that is a
+	// resharding): a value other than the database's is refused.
+	ShardsCount *int  `json:"shards_count,omitempty"`
+	Replication *bool `json:"replication,omitempty"`
+	OSSCluster  *bool `json:"oss_cluster,omitempty"`
 }
 
 // SourceURL is the answer of GET /v1/bdbs/{uid}/source_url: the URL another

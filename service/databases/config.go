@@ -113,6 +113,9 @@ func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFi
 	line("dir %s", quote(dir))
 	line("logfile %s", quote("redis.log"))
 	line("databases %d", layout.Databases)
+	if d.Clustered() {
+		clusterConfig(d, bindHost, line)
+	}
 	// Durability: the AOF makes every acknowledged write survive a crash of the
 	// process (the page cache keeps what was written), RDB snapshots are off.
 	line("appendonly yes")
