@@ -2,6 +2,9 @@ package app_test
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -240,4 +243,61 @@ func TestShardedDatabaseRefusals(t *testing.T) {
 	line, err = rd.ReadString('\n')
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(line, "-ERR this database is sharded"), "answer to PSYNC: %q", line)
+}
+
+func TestShardedDatabaseWithTLS(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "secure-shop", MemorySize: 64 << 20, ShardsCount: 2, Replication: true, TLSMode: api.TLSEnabled})
+	require.Len(t, db.Endpoints, 4, "%+v", db.Endpoints)
+	masters := 0
+	for _, ep := range db.Endpoints {
+		if ep.Role == "master" {
+			masters++
+		}
+	}
+	assert.Equal(t, 2, masters, "%+v", db.Endpoints)
+	var cl api.Cluster
+	code, e := call(t, i, "GET", "/v1/cluster", nil, &cl)
+	require.Equal(t, 200, code, "%v", e)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM([]byte(cl.CACert)))
+	var addrs []string
+	for _, ep := range db.Endpoints {
+		addrs = append(addrs, net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)))
+	}
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: db.AuthenticationRedisPass,
+		TLSConfig: &tls.Config{RootCAs: pool, ServerName: db.Endpoints[0].Host}})
+	defer c.Close()
+	for k := range 100 {
+		require.NoError(t, c.Set(ctx(t), "k"+strconv.Itoa(k), k, 0).Err())
+	}
+	for k := range 100 {
+		v, err := c.Get(ctx(t), "k"+strconv.Itoa(k)).Result()
+		require.NoError(t, err)
+		assert.Equal(t, strconv.Itoa(k), v)
+	}
+	// The replicas replicate over TLS too: each holds its master's keys.
+	eventually(t, 60*time.Second, "every replica holds its master's keys", func() error {
+		return c.ForEachSlave(ctx(t), func(ctx context.Context, r *redis.Client) error {
+			if err := r.ReadOnly(ctx).Err(); err != nil {
+				return err
+			}
+			n, err := r.DBSize(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if n < 20 {
+				return fmt.Errorf("a replica holds %d keys", n)
+			}
+			return nil
+		})
+	})
+	// A plain-text client is refused.
+	plain := redis.NewClient(&redis.Options{Addr: addrs[0], Password: db.AuthenticationRedisPass, MaxRetries: -1})
+	defer plain.Close()
+	assert.Error(t, plain.Ping(ctx(t)).Err())
+	off := api.TLSDisabled
+	code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), api.UpdateDatabaseRequest{TLSMode: &off}, nil)
+	assert.Equal(t, http.StatusBadRequest, code)
+	assert.Contains(t, e.Description, "tls_mode cannot change")
 }

@@ -391,7 +391,7 @@ func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) 
 			if !errors.As(err, &inUse) {
 				return d, err
 			}
-			taken = d.Port
+			taken = inUse.Port // the database's own, or a node's
 		} else {
 			return d, nil
 		}

@@ -31,9 +31,6 @@ func validateSharding(req api.CreateDatabaseRequest) error {
 	if per := req.MemorySize / int64(max(req.ShardsCount, 1)); per < minMemory {
 		return invalid("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (1 MiB) each needs", req.MemorySize, req.ShardsCount, per, int64(minMemory))
 	}
-	if req.TLSMode == api.TLSEnabled {
-		return invalid("tls_mode enabled is not supported yet on a sharded database (shards_count > 1 or oss_cluster)")
-	}
 	return nil
 }
 
@@ -53,8 +50,10 @@ func checkShardingChange(d store.Database, req api.UpdateDatabaseRequest) error 
 	if !d.Clustered() {
 		return nil
 	}
-	if req.TLSMode != nil && *req.TLSMode == api.TLSEnabled {
-		return invalid("tls_mode enabled is not supported yet on a sharded database")
+	if req.TLSMode != nil && (*req.TLSMode == api.TLSEnabled) != (d.TLSMode == api.TLSEnabled) {
+		// Every node's port, bus and replica links change protocol at
+		// once: the cluster would have to be taken down and formed again.
+		return invalid("tls_mode cannot change to or from enabled on a sharded database yet (its nodes' links would all change protocol); create a new database instead")
 	}
 	if req.MemorySize != nil {
 		if per := *req.MemorySize / int64(d.Shards()); per < minMemory {

@@ -78,7 +78,7 @@ func NodeCount(shards int, replication bool) int {
 }
 
 // clusterConfig is what renderConfig adds for a cluster node.
-func clusterConfig(d store.Database, bindHost string, line func(string, ...any)) {
+func clusterConfig(d store.Database, bindHost string, tlsFiles TLSFiles, line func(string, ...any)) {
 	line("cluster-enabled yes")
 	// Nodes tell clients (MOVED, CLUSTER SHARDS) the address they listen
 	// on; one bound to every interface lets Redis learn its address from
@@ -94,8 +94,14 @@ func clusterConfig(d store.Database, bindHost string, line func(string, ...any))
 	// service made is the layout the API shows.
 	line("cluster-allow-replica-migration no")
 	if d.TLSMode == api.TLSEnabled {
+		// Its port speaks only TLS: so do the bus and the replica links,
+		// each node presenting the instance's certificate to the others.
 		line("tls-cluster yes")
 		line("tls-replication yes")
+		if tlsFiles.NodeCertFile != "" {
+			line("tls-client-cert-file %s", quote(tlsFiles.NodeCertFile))
+			line("tls-client-key-file %s", quote(tlsFiles.NodeKeyFile))
+		}
 	}
 }
 
@@ -267,7 +273,7 @@ func (m *Manager) Topology(ctx context.Context, uid int) (cluster.Topology, erro
 			continue
 		}
 		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		t, err := cluster.Discover(qctx, c, false)
+		t, err := cluster.Discover(qctx, c, d.TLSMode == api.TLSEnabled)
 		cancel()
 		if err == nil {
 			return t, nil

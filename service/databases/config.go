@@ -114,7 +114,7 @@ func renderConfig(d store.Database, dir, bindHost, socket string, tlsFiles TLSFi
 	line("logfile %s", quote("redis.log"))
 	line("databases %d", layout.Databases)
 	if d.Clustered() {
-		clusterConfig(d, bindHost, line)
+		clusterConfig(d, bindHost, tlsFiles, line)
 	}
 	// Durability: the AOF makes every acknowledged write survive a crash of the
 	// process (the page cache keeps what was written), RDB snapshots are off.

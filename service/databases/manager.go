@@ -42,6 +42,9 @@ type Config struct {
 type TLSFiles struct {
 	CertFile, KeyFile string // the instance's proxy certificate
 	CAFile            string // the instance's CA
+	// NodeCertFile and NodeKeyFile are the client certificate (of the
+	// CA) the nodes of a sharded database present to each other.
+	NodeCertFile, NodeKeyFile string
 }
 
 // FindRedisServer resolves the redis-server binary, with an error that says
