@@ -301,3 +301,136 @@ func TestShardedDatabaseWithTLS(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, code)
 	assert.Contains(t, e.Description, "tls_mode cannot change")
 }
+
+// TestShardedDatabaseFailover stops a master (SIGSTOP: the service sees no
+// exit to restart) until the cluster promotes its replica; the API then
+// shows the new roles, every key is still served and writable, and the old
+// master comes back as the replica of the new one.
+func TestShardedDatabaseFailover(t *testing.T) {
+	i := servicetest.Start(t)
+	// Three masters: a failover needs a majority of them to agree.
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "fo", MemorySize: 96 << 20, ShardsCount: 3, Replication: true})
+	c := clusterClient(t, db, db.AuthenticationRedisPass)
+	for k := range 200 {
+		require.NoError(t, c.Set(ctx(t), "key:"+strconv.Itoa(k), k, 0).Err())
+	}
+	var old, standby api.NodeEndpoint
+	for _, ep := range db.Endpoints {
+		if ep.Role == "master" && ep.Slots == "0-5461" {
+			old = ep
+		}
+	}
+	for _, ep := range db.Endpoints {
+		if ep.Role == "replica" && ep.Master == net.JoinHostPort(old.Host, strconv.Itoa(old.Port)) {
+			standby = ep
+		}
+	}
+	require.NotZero(t, old.Port, "%+v", db.Endpoints)
+	require.NotZero(t, standby.Port, "%+v", db.Endpoints)
+	// The replica holds every key of its master before the master goes.
+	eventually(t, 30*time.Second, "the replica caught up", func() error {
+		r := nodeClient(t, standby, db.AuthenticationRedisPass)
+		m := nodeClient(t, old, db.AuthenticationRedisPass)
+		rn, err := r.DBSize(ctx(t)).Result()
+		if err != nil {
+			return err
+		}
+		mn, err := m.DBSize(ctx(t)).Result()
+		if err != nil {
+			return err
+		}
+		if rn != mn {
+			return fmt.Errorf("replica %d keys, master %d", rn, mn)
+		}
+		return nil
+	})
+	pid, err := strconv.Atoi(infoField(t, nodeClient(t, old, db.AuthenticationRedisPass), "server", "process_id"))
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	eventually(t, 60*time.Second, "the replica is promoted and the API says so", func() error {
+		for _, ep := range getDB(t, i, db.UID).Endpoints {
+			if ep.Port == standby.Port {
+				if ep.Role != "master" || ep.Slots != "0-5461" {
+					return fmt.Errorf("node %d: %+v", ep.Port, ep)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("node %d not listed", standby.Port)
+	})
+	eventually(t, 60*time.Second, "every key served and writable on the promoted replica", func() error {
+		for k := range 200 {
+			if v, err := c.Get(ctx(t), "key:"+strconv.Itoa(k)).Result(); err != nil || v != strconv.Itoa(k) {
+				return fmt.Errorf("key:%d = %q %v", k, v, err)
+			}
+		}
+		return c.Set(ctx(t), "after-failover", "yes", 0).Err()
+	})
+	resume()
+	eventually(t, 60*time.Second, "the old master is back as the replica of the new one", func() error {
+		for _, ep := range getDB(t, i, db.UID).Endpoints {
+			if ep.Port == old.Port {
+				if ep.Role != "replica" || ep.Master != net.JoinHostPort(standby.Host, strconv.Itoa(standby.Port)) {
+					return fmt.Errorf("node %d: %+v", ep.Port, ep)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("node %d not listed", old.Port)
+	})
+	assert.Equal(t, "yes", c.Get(ctx(t), "after-failover").Val())
+}
+
+func TestShardedDatabaseSurvivesKilledService(t *testing.T) {
+	p := servicetest.StartProcess(t)
+	i := &servicetest.Instance{URL: p.URL, Username: "admin", Password: p.Password(t), CACert: p.CACert(t)}
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "durable-shards", MemorySize: 96 << 20, ShardsCount: 3, Replication: true})
+	checkLayout(t, db)
+	c := clusterClient(t, db, db.AuthenticationRedisPass)
+	for k := range 300 {
+		require.NoError(t, c.Set(ctx(t), "key:"+strconv.Itoa(k), k, 0).Err())
+	}
+	p.Kill(t)
+	eventually(t, 30*time.Second, "every node stops with the service", func() error {
+		for _, ep := range db.Endpoints {
+			if conn, err := net.DialTimeout("tcp", net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)), time.Second); err == nil {
+				conn.Close()
+				return fmt.Errorf("node %d still listening", ep.Port)
+			}
+		}
+		return nil
+	})
+	p.Start(t)
+	eventually(t, 90*time.Second, "the cluster is back with every key", func() error {
+		var after api.Database
+		if code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &after); code != 200 {
+			return fmt.Errorf("%d %v", code, e)
+		}
+		if after.Status != api.StatusActive {
+			return fmt.Errorf("status %s", after.Status)
+		}
+		for k := range 300 {
+			if v, err := c.Get(ctx(t), "key:"+strconv.Itoa(k)).Result(); err != nil || v != strconv.Itoa(k) {
+				return fmt.Errorf("key:%d = %q %v", k, v, err)
+			}
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "every node known to the cluster again", func() error {
+		for _, ep := range getDB(t, i, db.UID).Endpoints {
+			if ep.Role == "unknown" {
+				return fmt.Errorf("node %d unknown", ep.Port)
+			}
+		}
+		return nil
+	})
+	checkLayout(t, getDB(t, i, db.UID))
+}

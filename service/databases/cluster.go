@@ -261,24 +261,50 @@ func keys(d store.Database) []int {
 // API shows.
 func (m *Manager) Topology(ctx context.Context, uid int) (cluster.Topology, error) {
 	m.mu.Lock()
-	d, ok := m.current[uid]
+	d, ok := m.clusters[uid]
 	m.mu.Unlock()
-	if !ok || !d.Clustered() {
+	if !ok {
 		return cluster.Topology{}, fmt.Errorf("database %d is not a running cluster", uid)
 	}
-	var last error
-	for _, k := range keys(d) {
+	// Every node is asked at once: a node that hangs (stopped, or busy)
+	// must not keep the others from answering in time.
+	ks := keys(d)
+	type answer struct {
+		t   cluster.Topology
+		err error
+	}
+	answers := make([]chan answer, len(ks))
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for i, k := range ks {
+		answers[i] = make(chan answer, 1)
 		c := m.Client(k)
 		if c == nil {
+			answers[i] <- answer{err: errors.New("not running")}
 			continue
 		}
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		t, err := cluster.Discover(qctx, c, d.TLSMode == api.TLSEnabled)
-		cancel()
-		if err == nil {
-			return t, nil
+		go func() {
+			t, err := cluster.Discover(qctx, c, d.TLSMode == api.TLSEnabled)
+			answers[i] <- answer{t, err}
+		}()
+	}
+	// The first node, in the database's order, that answers in time.
+	var last error = qctx.Err()
+	for _, ch := range answers {
+		var a answer
+		select {
+		case a = <-ch:
+		default:
+			select {
+			case a = <-ch:
+			case <-qctx.Done():
+				continue // this one hangs; the next may have answered
+			}
 		}
-		last = err
+		if a.err == nil {
+			return a.t, nil
+		}
+		last = a.err
 	}
 	return cluster.Topology{}, fmt.Errorf("no node of database %d answered CLUSTER SHARDS: %v", uid, last)
 }
