@@ -598,7 +598,7 @@ func (c *Controller) SourceURL(_ context.Context, uid int) (api.SourceURL, error
 	if err != nil {
 		return api.SourceURL{}, err
 	}
-	return api.SourceURL{URI: c.sourceURL(d)}, nil
+	return api.SourceURL{URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}, nil
 }
 
 func (c *Controller) sourceURL(d store.Database) string {
@@ -611,8 +611,12 @@ func (c *Controller) sourceURL(d store.Database) string {
 // can be given the new URL (by the same terraform apply) without an
 // authentication error, which would stop their sync. Once the grace period
 // is over, the gateway closes the sessions of the old password. A password
-// older than that is refused at once.
-func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.AdminPassword, error) {
+// older than that is refused at once. The request's keepers are stored
+// with the new password (and the old password's are dropped).
+func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int, req api.RegenerateAdminPasswordRequest) (api.AdminPassword, error) {
+	if err := req.Validate(); err != nil {
+		return api.AdminPassword{}, &api.Error{Code: api.CodeInvalidRequest, Description: err.Error()}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now().UTC()
@@ -622,6 +626,10 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 			d.PreviousAdminPassword, d.PreviousAdminPasswordUntil = d.AdminPassword, now.Add(c.cfg.AdminPasswordGrace)
 		}
 		d.AdminPassword = newSecret()
+		d.AdminPasswordKeepers = maps.Clone(req.Keepers)
+		if len(d.AdminPasswordKeepers) == 0 {
+			d.AdminPasswordKeepers = nil
+		}
 		d.UpdatedAt = now
 		return nil
 	})
@@ -636,7 +644,7 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 	if err := c.ensure(ctx, d); err != nil {
 		return api.AdminPassword{}, err
 	}
-	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}
+	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}
 	if d.PreviousAdminPassword != "" {
 		out.PreviousPasswordValidUntil = d.PreviousAdminPasswordUntil
 	}
