@@ -78,7 +78,7 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 					"`random` provider), for example `{ rotation = \"2025-q3\" }`. The service stores them with the " +
 					"password they regenerated, and refresh reads them back, so that an import into a configuration " +
 					"with the same keepers plans nothing. Keepers given to a resource whose password has none (" +
-					"regenerated outside Terraform, say) are only recorded: nothing is regenerated.",
+					"regenerated outside Terraform, say) are only recorded, with the service too: nothing is regenerated.",
 				Optional:    true,
 				ElementType: types.StringType,
 				PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplaceIf(keepersChanged,
@@ -214,10 +214,30 @@ func (r *sourceURLPasswordResource) ModifyPlan(ctx context.Context, req resource
 	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("address"), s.Address)...)
 }
 
-// Update records new keepers on a resource that had none: no API call.
+// Update records keepers for a password that had none (imported, or
+// regenerated outside Terraform): the service tags the current password
+// with them, without regenerating it, so that a later import finds them.
+// (Any other change of keepers is a replacement.)
 func (r *sourceURLPasswordResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
 	var plan sourceURLPasswordResourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	keepers, diags := keepersOf(ctx, plan.Keepers)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if len(keepers) > 0 {
+		uid, err := parseDatabaseID(plan.ID.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("id"), "Invalid database id", err.Error())
+			return
+		}
+		// The planned password stays: the next refresh sees any newer one.
+		if _, err := r.client.RecordAdminPasswordKeepers(ctx, uid, keepers); err != nil {
+			resp.Diagnostics.AddError(fmt.Sprintf("Could not record the keepers of the admin password of database %d", uid), err.Error())
+			return
+		}
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 

@@ -46,7 +46,8 @@ resource "redis_source_url_password" "src" {
 // regenerated with keepers, forgotten and imported again (terraform import,
 // then an import block), plans nothing: the service kept the keepers with
 // the password. Other keepers then regenerate it; a password regenerated
-// outside Terraform (no keepers) takes configured keepers as a record only.
+// outside Terraform (no keepers) takes configured keepers as a record only,
+// kept by the service for the next import.
 func TestAccSourceURLPassword_importPlansNothing(t *testing.T) {
 	e := testAccStart(t)
 	cli := newTestAccCLI(t, "TF_VAR_endpoint="+e.inst.URL, "TF_VAR_password="+e.inst.Password, "TF_VAR_ca_cert="+e.inst.CACert)
@@ -122,6 +123,17 @@ import {
 	now, err := e.client.GetSourceURL(testAccContext(t), uid)
 	require.NoError(t, err)
 	assert.Equal(t, outside.URI, now.URI, "recording keepers regenerated the password")
+	assert.Equal(t, map[string]string{"rotation": "2", "team": "payments"}, now.AdminPasswordKeepers,
+		"the recorded keepers are not stored with the password")
+	// Recorded with the service, they are found by the next import.
+	cli.mustRun(0, "state", "rm", addr)
+	cli.mustRun(0, "import", "-no-color", "-var", "rotation=2", addr, id)
+	out, code = cli.run("plan", "-detailed-exitcode", "-no-color", "-var", "rotation=2")
+	assert.Equal(t, 0, code, "a plan after importing a password with recorded keepers plans a change:\n%s", out)
+	// The service keeps them: other keepers are not recorded over them.
+	_, err = e.client.RecordAdminPasswordKeepers(testAccContext(t), uid, map[string]string{"rotation": "other"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "already has keepers")
 
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color", "-var", "rotation=2")
 }

@@ -203,6 +203,24 @@ type RegenerateAdminPasswordRequest struct {
 	Keepers map[string]string `json:"keepers,omitempty"`
 }
 
+// AdminPasswordKeepersRequest is the body of PUT
+// /v1/bdbs/{uid}/admin_password_keepers: it records keepers for the current
+// admin password when it has none (one regenerated without keepers, or
+// before the service stored them), without regenerating it. A password
+// that has keepers keeps them: other keepers are a conflict (regenerate
+// the password to change them), the same ones are accepted again.
+type AdminPasswordKeepersRequest struct {
+	Keepers map[string]string `json:"keepers"`
+}
+
+// Validate says what is wrong with r: keepers are required and bounded.
+func (r AdminPasswordKeepersRequest) Validate() error {
+	if len(r.Keepers) == 0 {
+		return errors.New("keepers: at least one entry is required")
+	}
+	return RegenerateAdminPasswordRequest{Keepers: r.Keepers}.Validate()
+}
+
 // Bounds of RegenerateAdminPasswordRequest.Keepers.
 const (
 	MaxAdminPasswordKeepers = 64

@@ -269,6 +269,17 @@ func (c *Client) RegenerateAdminPassword(ctx context.Context, uid int, keepers m
 	return &out, nil
 }
 
+// RecordAdminPasswordKeepers tags the current admin password of uid, which
+// has no keepers, with keepers, without regenerating it. The service
+// answers a conflict when the password already has other keepers.
+func (c *Client) RecordAdminPasswordKeepers(ctx context.Context, uid int, keepers map[string]string) (*api.SourceURL, error) {
+	var out api.SourceURL
+	if err := c.do(ctx, http.MethodPut, bdbPath(uid)+"/admin_password_keepers", api.AdminPasswordKeepersRequest{Keepers: keepers}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // GetCluster describes the service instance.
 func (c *Client) GetCluster(ctx context.Context) (*api.Cluster, error) {
 	var out api.Cluster

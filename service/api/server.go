@@ -30,6 +30,7 @@ type Backend interface {
 	DeleteDatabase(ctx context.Context, uid int) error
 	SourceURL(ctx context.Context, uid int) (api.SourceURL, error)
 	RegenerateAdminPassword(ctx context.Context, uid int, req api.RegenerateAdminPasswordRequest) (api.AdminPassword, error)
+	RecordAdminPasswordKeepers(ctx context.Context, uid int, req api.AdminPasswordKeepersRequest) (api.SourceURL, error)
 	Cluster(ctx context.Context) (api.Cluster, error)
 }
 
@@ -82,6 +83,7 @@ func NewHandler(cfg Config) http.Handler {
 	mux.Handle("DELETE /v1/bdbs/{uid}", admin(s.delete))
 	mux.Handle("GET /v1/bdbs/{uid}/source_url", admin(s.sourceURL))
 	mux.Handle("POST /v1/bdbs/{uid}/actions/regenerate_admin_password", admin(s.regenerate))
+	mux.Handle("PUT /v1/bdbs/{uid}/admin_password_keepers", admin(s.recordKeepers))
 	if cfg.Console != nil {
 		mux.Handle("GET /{$}", cfg.Console)
 		mux.Handle("GET /ui/", cfg.Console)
@@ -298,6 +300,23 @@ func (s *server) regenerate(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := s.cfg.Backend.RegenerateAdminPassword(r.Context(), uid, req)
 	s.reply(w, p, err)
+}
+
+func (s *server) recordKeepers(w http.ResponseWriter, r *http.Request) {
+	uid, ok := pathUID(w, r)
+	if !ok {
+		return
+	}
+	var req api.AdminPasswordKeepersRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := req.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, err.Error())
+		return
+	}
+	u, err := s.cfg.Backend.RecordAdminPasswordKeepers(r.Context(), uid, req)
+	s.reply(w, u, err)
 }
 
 // reply writes v, or the error with the status its code calls for.

@@ -58,6 +58,11 @@ func (b *backend) RegenerateAdminPassword(_ context.Context, _ int, req api.Rege
 	b.calls = append(b.calls, "regenerate")
 	return api.AdminPassword{}, nil
 }
+func (b *backend) RecordAdminPasswordKeepers(_ context.Context, _ int, req api.AdminPasswordKeepersRequest) (api.SourceURL, error) {
+	b.calls = append(b.calls, "record_keepers")
+	b.keepers = req.Keepers
+	return api.SourceURL{URI: sourceURL, AdminPasswordKeepers: req.Keepers}, nil
+}
 func (b *backend) Cluster(context.Context) (api.Cluster, error) { return api.Cluster{Name: "c"}, nil }
 
 func newTestHandler(b *backend) http.Handler {
@@ -106,6 +111,7 @@ func TestViewerReadsButChangesNothing(t *testing.T) {
 		{"DELETE", "/v1/bdbs/1", ""},
 		{"GET", "/v1/bdbs/1/source_url", ""},
 		{"POST", "/v1/bdbs/1/actions/regenerate_admin_password", ""},
+		{"PUT", "/v1/bdbs/1/admin_password_keepers", `{"keepers":{"a":"b"}}`},
 	} {
 		rec := request(h, "viewer", "viewer-pw", c.method, c.path, c.body)
 		assert.Equal(t, http.StatusForbidden, rec.Code, "viewer %s %s", c.method, c.path)
@@ -198,4 +204,28 @@ func TestRegenerateKeepers(t *testing.T) {
 		assert.Equal(t, api.CodeInvalidRequest, e.Code, name)
 	}
 	assert.Empty(t, b.calls, "a rejected regeneration reached the backend")
+}
+
+// Recording keepers: a body with keepers is required, decoded strictly.
+func TestRecordKeepers(t *testing.T) {
+	const path = "/v1/bdbs/1/admin_password_keepers"
+	b := &backend{}
+	h := newTestHandler(b)
+	for name, body := range map[string]string{
+		"empty body":    "",
+		"no keepers":    `{}`,
+		"empty keepers": `{"keepers":{}}`,
+		"unknown field": `{"keepers":{"a":"b"},"regenerate":true}`,
+		"empty key":     `{"keepers":{"":"b"}}`,
+	} {
+		rec := request(h, "admin", "admin-pw", "PUT", path, body)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, name)
+	}
+	assert.Empty(t, b.calls, "a rejected request reached the backend")
+	rec := request(h, "admin", "admin-pw", "PUT", path, `{"keepers":{"rotation":"1"}}`)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, map[string]string{"rotation": "1"}, b.keepers)
+	var out api.SourceURL
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out))
+	assert.Equal(t, map[string]string{"rotation": "1"}, out.AdminPasswordKeepers)
 }

@@ -652,6 +652,42 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int, req a
 	return out, nil
 }
 
+// RecordAdminPasswordKeepers tags the current admin password of uid with
+// keepers when it has none, without regenerating it (Terraform records the
+// keepers of an imported password so). Keepers already there stay: others
+// are a conflict, the same ones are accepted again (a retried request).
+func (c *Controller) RecordAdminPasswordKeepers(_ context.Context, uid int, req api.AdminPasswordKeepersRequest) (api.SourceURL, error) {
+	if err := req.Validate(); err != nil {
+		return api.SourceURL{}, &api.Error{Code: api.CodeInvalidRequest, Description: err.Error()}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
+		if d.AdminPasswordKeepers != nil {
+			if maps.Equal(d.AdminPasswordKeepers, req.Keepers) {
+				return errUnchanged
+			}
+			return conflict("the admin password of database %d already has keepers; regenerate it to give it others", uid)
+		}
+		d.AdminPasswordKeepers = maps.Clone(req.Keepers)
+		d.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		d, err = c.cfg.Store.Get(uid)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return api.SourceURL{}, notFound(uid)
+	}
+	if err != nil {
+		return api.SourceURL{}, err
+	}
+	return api.SourceURL{URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}, nil
+}
+
+// errUnchanged aborts a store update that has nothing to write.
+var errUnchanged = errors.New("unchanged")
+
 // MarkStopped records that the sync of a destination stopped on an error
 // (authentication, out of memory, unsupported data), unless its Replica Of
 // settings changed since: failed is the configuration that failed, and a
