@@ -56,8 +56,11 @@ type databaseResourceModel struct {
 	MemorySize types.Int64  `tfsdk:"memory_size"`
 	Port       types.Int64  `tfsdk:"port"`
 	Password   types.String `tfsdk:"password"`
-	Endpoint   types.String `tfsdk:"endpoint"`
-	Status     types.String `tfsdk:"status"`
+	// PasswordWO is write-only: always null in the plan and the state.
+	PasswordWO        types.String `tfsdk:"password_wo"`
+	PasswordWOVersion types.Int64  `tfsdk:"password_wo_version"`
+	Endpoint          types.String `tfsdk:"endpoint"`
+	Status            types.String `tfsdk:"status"`
 
 	TLSMode             types.String `tfsdk:"tls_mode"`
 	ClientCertificates  types.Set    `tfsdk:"client_certificates"`
@@ -112,13 +115,36 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			"password": schema.StringAttribute{
 				MarkdownDescription: "Password of the database's `default` user, the one applications connect with. " +
 					"When unset, the service generates one. Can be changed in place; removing it from the configuration " +
-					"keeps the current password.",
+					"keeps the current password. Stored in the state (sensitive); to keep it out of the state, give " +
+					"`password_wo` instead, and `password` is then null.",
 				Optional:   true,
 				Computed:   true,
 				Sensitive:  true,
 				Validators: []validator.String{stringvalidator.LengthAtLeast(1)},
 				PlanModifiers: []planmodifier.String{
+					nullWithWriteOnlyPassword(),
 					stringplanmodifier.UseStateForUnknown(),
+				},
+			},
+			"password_wo": schema.StringAttribute{
+				MarkdownDescription: "Like `password`, but write-only (Terraform 1.11+): never stored in the plan or " +
+					"the state, so it accepts ephemeral values (for example from an `ephemeral \"random_password\"`). " +
+					"Requires `password_wo_version`; conflicts with `password`. Terraform cannot see a change of a " +
+					"write-only value: change `password_wo_version` to set the new password.",
+				Optional:  true,
+				WriteOnly: true,
+				Sensitive: true,
+				Validators: []validator.String{
+					stringvalidator.LengthAtLeast(1),
+					stringvalidator.ConflictsWith(path.MatchRoot("password")),
+					stringvalidator.AlsoRequires(path.MatchRoot("password_wo_version")),
+				},
+			},
+			"password_wo_version": schema.Int64Attribute{
+				MarkdownDescription: "Any change of this number sets the password to `password_wo`. Requires `password_wo`.",
+				Optional:            true,
+				Validators: []validator.Int64{
+					int64validator.AlsoRequires(path.MatchRoot("password_wo")),
 				},
 			},
 			"endpoint": schema.StringAttribute{
@@ -228,6 +254,11 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	if !plan.Password.IsUnknown() && !plan.Password.IsNull() {
 		in.AuthenticationRedisPass = plan.Password.ValueString()
 	}
+	var wo types.String
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("password_wo"), &wo)...)
+	if !wo.IsNull() && !wo.IsUnknown() {
+		in.AuthenticationRedisPass = wo.ValueString()
+	}
 	in.TLSMode = plan.TLSMode.ValueString()
 	in.ShardsCount = int(plan.ShardsCount.ValueInt64())
 	in.Replication = plan.Replication.ValueBool()
@@ -308,6 +339,15 @@ func (r *databaseResource) Update(ctx context.Context, req resource.UpdateReques
 	}
 
 	in, changed := expandDatabaseUpdate(ctx, plan, state, &resp.Diagnostics)
+	if !plan.PasswordWOVersion.IsNull() && !plan.PasswordWOVersion.Equal(state.PasswordWOVersion) {
+		// A new version: the write-only password, from the configuration.
+		var wo types.String
+		resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("password_wo"), &wo)...)
+		if !wo.IsNull() && !wo.IsUnknown() {
+			v := wo.ValueString()
+			in.AuthenticationRedisPass, changed = &v, true
+		}
+	}
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -429,7 +469,10 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 	m.Name = types.StringValue(db.Name)
 	m.MemorySize = types.Int64Value(db.MemorySize)
 	m.Port = types.Int64Value(int64(db.Port))
-	if db.AuthenticationRedisPass != "" || m.Password.IsUnknown() || m.Password.IsNull() {
+	switch {
+	case !m.PasswordWOVersion.IsNull():
+		m.Password = types.StringNull() // write-only: never in the state
+	case db.AuthenticationRedisPass != "" || m.Password.IsUnknown() || m.Password.IsNull():
 		m.Password = types.StringValue(db.AuthenticationRedisPass)
 	}
 	m.Endpoint = types.StringValue(databaseEndpoint(db))
@@ -511,6 +554,29 @@ func refuseReshard(plan, state databaseResourceModel, diags *diag.Diagnostics) {
 				fmt.Sprintf("Changing %s of %s from %t to %t is not supported yet. Keep it at %t, or create a new database.",
 					b.attr, name, b.state.ValueBool(), b.plan.ValueBool(), b.state.ValueBool()))
 		}
+	}
+}
+
+// nullWithWriteOnlyPassword plans a null password when the configuration
+// gives the password as write-only (password_wo_version set): the state must
+// not hold it.
+func nullWithWriteOnlyPassword() planmodifier.String { return nullWithWriteOnlyPasswordModifier{} }
+
+type nullWithWriteOnlyPasswordModifier struct{}
+
+func (nullWithWriteOnlyPasswordModifier) Description(context.Context) string {
+	return "Null when the password is write-only."
+}
+
+func (m nullWithWriteOnlyPasswordModifier) MarkdownDescription(ctx context.Context) string {
+	return m.Description(ctx)
+}
+
+func (nullWithWriteOnlyPasswordModifier) PlanModifyString(ctx context.Context, req planmodifier.StringRequest, resp *planmodifier.StringResponse) {
+	var version types.Int64
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("password_wo_version"), &version)...)
+	if !version.IsNull() && req.ConfigValue.IsNull() {
+		resp.PlanValue = types.StringNull()
 	}
 }
 

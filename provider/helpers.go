@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -53,4 +54,26 @@ func (v pemCertificateValidator) ValidateString(ctx context.Context, req validat
 func checkPEMCertificate(text string) error {
 	_, err := tlspin.ParseCertificate(text)
 	return err
+}
+
+// durationString validates a Go duration such as "90s" or "5m", not negative.
+func durationString() validator.String { return durationValidator{} }
+
+type durationValidator struct{}
+
+func (durationValidator) Description(context.Context) string {
+	return `must be a duration such as "90s" or "5m", not negative`
+}
+
+func (v durationValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (v durationValidator) ValidateString(ctx context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	d, err := time.ParseDuration(req.ConfigValue.ValueString())
+	if err != nil || d < 0 {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid duration",
+			fmt.Sprintf("%q is not a duration such as \"90s\" or \"5m\" (units: s, m, h), not negative.", req.ConfigValue.ValueString()))
+	}
 }

@@ -147,7 +147,7 @@ func (p *redisProvider) Configure(ctx context.Context, req provider.ConfigureReq
 		return
 	}
 	ctx = tflog.SetField(ctx, "redis_replicad_endpoint", c.Endpoint())
-	tflog.Debug(ctx, "configured the redis-replicad client")
+	tflog.Info(ctx, "configured the redis-replicad client", map[string]any{"provider_version": p.version})
 
 	resp.ResourceData = c
 	resp.DataSourceData = c

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -16,10 +15,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
-	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
-	"github.com/replicad/terraform-provider-redis/internal/client"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 )
 
@@ -471,59 +468,6 @@ func redactSecrets(s string, uris ...string) string {
 		}
 	}
 	return userinfoPattern.ReplaceAllString(s, "${1}xxxxx@")
-}
-
-// errSyncStopped is returned by waitForReplicaSync when the service stopped
-// the sync (an authentication error, for example).
-var errSyncStopped = errors.New("the sync stopped")
-
-// waitForReplicaSync polls the destination uid until every source is in
-// sync, the service stops the sync, or timeout passes. Progress (the bytes of
-// the initial load) goes to the provider's log. The error names each source
-// that is not in sync, by address, with its last error.
-func waitForReplicaSync(ctx context.Context, c *client.Client, uid int, timeout time.Duration) (*api.Database, error) {
-	var last *api.Database
-	start := time.Now()
-	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
-		db, err := findDatabaseByID(ctx, c, uid)
-		if err != nil {
-			return false, err
-		}
-		last = db
-		if len(db.ReplicaSources) == 0 {
-			return false, fmt.Errorf("database %d is no longer a Replica Of anything: was it changed outside Terraform?", uid)
-		}
-		inSync := 0
-		for _, s := range db.ReplicaSources {
-			fields := map[string]any{
-				"destination":     uid,
-				"source":          sourceAddress(s.URI),
-				"status":          s.Status,
-				"rdb_size":        s.RDBSize,
-				"rdb_transferred": s.RDBTransferred,
-				"lag_ms":          s.Lag,
-				"elapsed":         time.Since(start).Round(time.Second).String(),
-			}
-			if s.LastError != "" {
-				fields["last_error"] = redactSecrets(s.LastError, s.URI)
-			}
-			tflog.Info(ctx, "waiting for the Replica Of sync", fields)
-			if s.Status == api.SourceInSync {
-				inSync++
-			}
-		}
-		if db.ReplicaSync == api.SyncStopped {
-			return false, errSyncStopped
-		}
-		return inSync == len(db.ReplicaSources), nil
-	})
-	switch {
-	case errors.Is(err, errPollTimeout):
-		return last, fmt.Errorf("not every source is in sync after %s: %s", timeout, describeUnsynced(last))
-	case errors.Is(err, errSyncStopped):
-		return last, fmt.Errorf("the service stopped the sync: %s", describeUnsynced(last))
-	}
-	return last, err
 }
 
 // describeUnsynced lists the sources of db that are not in sync, redacted,

@@ -58,6 +58,7 @@ type replicaOfResourceModel struct {
 	SourceURIsWOVersion types.Int64    `tfsdk:"source_uris_wo_version"`
 	Sync                types.String   `tfsdk:"sync"`
 	WaitForSync         types.Bool     `tfsdk:"wait_for_sync"`
+	FailAfter           types.String   `tfsdk:"fail_after"`
 	Status              types.String   `tfsdk:"status"`
 	Generation          types.Int64    `tfsdk:"generation"`
 	SourceStatus        types.Map      `tfsdk:"source_status"`
@@ -74,8 +75,9 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Makes a database a **Replica Of** a set of sources: it loads a full copy of every " +
 			"source, then applies their writes continuously. Sources can be databases of the same `redis-replicad`, " +
-			"of another instance (another region), or any Redis server. Making a database a replica, and any change " +
-			"to its sources, flushes it and loads it again from all sources. Destroying this resource ends Replica Of " +
+			"of another instance (another region), or any Redis server. Making a database a replica, and adding or " +
+			"removing a source, flushes it and loads it again from all sources; new credentials or settings for the same " +
+			"sources do not. Destroying this resource ends Replica Of " +
 			"and leaves the data in place; the database becomes writable again.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
@@ -178,8 +180,9 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				Validators:  []validator.List{listvalidator.SizeAtMost(api.MaxReplicaSources)},
 			},
 			"source_uris_wo_version": schema.Int64Attribute{
-				MarkdownDescription: "Any change of this number sends `source_uris_wo` to the service again " +
-					"(and so flushes and reloads the destination).",
+				MarkdownDescription: "Any change of this number sends `source_uris_wo` to the service again. " +
+					"New credentials for the same sources do not flush the destination: its syncers reconnect " +
+					"with them and continue where they were.",
 				Optional: true,
 			},
 			"sync": schema.StringAttribute{
@@ -201,6 +204,14 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				Optional: true,
 				Computed: true,
 				Default:  booldefault.StaticBool(true),
+			},
+			"fail_after": schema.StringAttribute{
+				MarkdownDescription: "While create or update waits for the sync, give up once every source has " +
+					"been failing (not in sync, with a `last_error`) for this long, with an error that names each " +
+					"source and its error, instead of waiting until the timeout. A duration such as `\"90s\"` or " +
+					"`\"5m\"`; `\"0s\"` waits until the timeout. Defaults to `\"3m\"`.",
+				Optional:   true,
+				Validators: []validator.String{durationString()},
 			},
 			"status": schema.StringAttribute{
 				MarkdownDescription: "The worst status among the sources: `in-sync`, `syncing` or `out-of-sync`.",
@@ -388,15 +399,44 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	}
 	ch := planReplicaChange(plan, state)
 	if state != nil && !ch.sourcesChanged && !ch.syncChanged {
-		// Nothing the service sees changes (wait_for_sync or timeouts
-		// only): the status stays as it is.
-		plan.Status, plan.Generation, plan.SourceStatus = state.Status, state.Generation, state.SourceStatus
+		// Nothing the service sees changes (wait_for_sync, fail_after or
+		// timeouts only): the status stays as it is, unless an earlier
+		// apply could not see the sync complete: this one waits for it,
+		// and the status is known after apply.
+		plan.Generation = state.Generation
+		plan.Status, plan.SourceStatus = state.Status, state.SourceStatus
+		if awaitingSync(ctx, req.Private, plan) {
+			plan.Status = types.StringUnknown()
+			plan.SourceStatus = types.MapUnknown(types.ObjectType{AttrTypes: sourceStatusAttrTypes})
+		}
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
 	if !ch.flushes() {
+		// New credentials or settings for the same sources, or a new sync
+		// state that does not restart: the destination is not flushed, so
+		// the generation stays. The status does change.
+		plan.Generation = state.Generation
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
+	if ch.create && plan.DatabaseID.IsUnknown() {
+		// The destination is created by the same apply: it holds no data
+		// to lose. (Terraform plans a create again at apply time, when the
+		// uid is known, and shows the warnings of both plans: warning here
+		// too would print two.)
+		return
+	}
+	// A `terraform apply` that plans too shows this warning twice for a
+	// create (before the approval prompt and at the end; with
+	// -auto-approve, once at the end with "one more similar warning"):
+	// Terraform plans the resource again just before it applies it and
+	// prints the warnings of both plans. That second call cannot be
+	// told apart: for a create, PlanResourceChange gets the same config and
+	// proposed state, a null prior state, no private data (the first
+	// plan's never reaches the second) and the same client capabilities;
+	// and warning from Create instead would warn after the user approved.
+	// See hashicorp/terraform-plugin-framework#1306. The docs say so.
 	summary, detail := r.flushWarning(ctx, plan, state, ch)
 	resp.Diagnostics.AddAttributeWarning(path.Root("source"), summary, detail)
 }
@@ -428,7 +468,12 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 
 	var changes []string
 	prior, _ := sourcesFromSet(ctx, state.Source, &diags)
+	var remaining map[string]bool // the addresses that stay; nil when unknown
 	if known {
+		remaining = map[string]bool{}
+		for _, s := range planned {
+			remaining[s.Address.ValueString()] = true
+		}
 		added, removed, changed := diffSources(prior, planned)
 		if len(added) > 0 {
 			changes = append(changes, "added: "+strings.Join(added, ", "))
@@ -443,7 +488,9 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 		changes = append(changes, "the source set is known after apply")
 	}
 	if !plan.SourceURIs.Equal(state.SourceURIs) {
-		changes = append(changes, credentialChanges(ctx, state.SourceURIs, plan.SourceURIs))
+		if c := credentialChanges(ctx, state.SourceURIs, plan.SourceURIs, remaining); c != "" {
+			changes = append(changes, c)
+		}
 	}
 	if !plan.SourceURIsWOVersion.Equal(state.SourceURIsWOVersion) {
 		changes = append(changes, "source_uris_wo_version changed: the write-only source URLs are sent again")
@@ -517,7 +564,9 @@ func readFrom(s replicaSourceModel) string {
 }
 
 // credentialChanges names the addresses whose URL changes, never the URLs.
-func credentialChanges(ctx context.Context, before, after types.Set) string {
+// Only the addresses of remaining count (a removed source gets no "new
+// credentials"), all when it is nil; "" when none is left.
+func credentialChanges(ctx context.Context, before, after types.Set, remaining map[string]bool) string {
 	if after.IsUnknown() {
 		return "new source credentials (known after apply)"
 	}
@@ -536,11 +585,14 @@ func credentialChanges(ctx context.Context, before, after types.Set) string {
 			addrs = append(addrs, addr)
 		}
 	}
+	if remaining != nil {
+		addrs = slices.DeleteFunc(addrs, func(addr string) bool { return !remaining[addr] })
+	}
 	if a.unknown {
 		return "new source credentials (some known after apply)"
 	}
 	if len(addrs) == 0 {
-		return "new source credentials"
+		return ""
 	}
 	return "new credentials for " + strings.Join(sortedUnique(addrs), ", ")
 }
@@ -592,36 +644,79 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 		return
 	}
 	plan.ID = plan.DatabaseID
-	r.finishApply(ctx, uid, &plan, timeout, &resp.State, &resp.Diagnostics)
+	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), true, &resp.State, resp.Private, &resp.Diagnostics)
+}
+
+// awaitingSyncKey is set in the private state while an apply's wait for the
+// sync is unfinished (it timed out, or the API could not be reached): the
+// next plan then plans an update that waits again, instead of nothing.
+const awaitingSyncKey = "awaiting_sync"
+
+type stateSetter interface {
+	Set(context.Context, any) diag.Diagnostics
+}
+
+type privateSetter interface {
+	SetKey(context.Context, string, []byte) diag.Diagnostics
 }
 
 // finishApply saves what exists, waits for the sync when asked, and saves
-// the final status. Saving before waiting means that an apply that times out
-// leaves the resource in the state (tainted), not forgotten.
-func (r *replicaOfResource) finishApply(ctx context.Context, uid int, plan *replicaOfResourceModel, timeout time.Duration, state interface {
-	Set(context.Context, any) diag.Diagnostics
-}, diags *diag.Diagnostics) {
+// the final status. Saving before waiting means that an apply that fails
+// while waiting leaves the resource in the state, not forgotten.
+//
+// A create whose wait ends with the load still progressing (the timeout
+// passed) or with the API unreachable ends with a warning, not an error:
+// Terraform taints a resource whose create failed and replaces it at the
+// next apply, which would flush the destination and start the load again
+// from zero. The next plan keeps waiting instead (awaitingSyncKey).
+func (r *replicaOfResource) finishApply(ctx context.Context, uid int, plan *replicaOfResourceModel, w syncWait, create bool,
+	state stateSetter, private privateSetter, diags *diag.Diagnostics) {
+	planned := plan.Generation
 	db, err := findDatabaseByID(ctx, r.client, uid)
 	if err != nil {
 		diags.AddError(fmt.Sprintf("Could not read the database %d", uid), err.Error())
 		return
 	}
-	flattenReplicaOfStatus(db, plan, diags)
+	flattenAppliedStatus(db, plan, planned, diags)
+	if !plan.WaitForSync.ValueBool() || plan.Sync.ValueString() != api.SyncEnabled {
+		diags.Append(private.SetKey(ctx, awaitingSyncKey, nil)...)
+		diags.Append(state.Set(ctx, plan)...)
+		return
+	}
+	diags.Append(private.SetKey(ctx, awaitingSyncKey, []byte("true"))...)
 	diags.Append(state.Set(ctx, plan)...)
 	if diags.HasError() {
 		return
 	}
-	if !plan.WaitForSync.ValueBool() || plan.Sync.ValueString() != api.SyncEnabled {
-		return
-	}
-	db, err = waitForReplicaSync(ctx, r.client, uid, timeout)
+	db, err = waitForReplicaSync(ctx, r.client, uid, w)
 	if db != nil && len(db.ReplicaSources) > 0 {
-		flattenReplicaOfStatus(db, plan, diags)
+		flattenAppliedStatus(db, plan, planned, diags)
 		diags.Append(state.Set(ctx, plan)...)
 	}
-	if err != nil {
+	switch {
+	case err == nil:
+		diags.Append(private.SetKey(ctx, awaitingSyncKey, nil)...)
+	case create && resumable(err):
+		diags.AddWarning(fmt.Sprintf("The Replica Of of database %d is not in sync yet", uid),
+			err.Error()+"\n\nThe resource is created and kept (not tainted): the service goes on loading the sources, "+
+				"and the next apply waits for the sync again, without a flush or a reload. The next plan shows it as an "+
+				"update of status. Sources: "+describeSources(db)+".")
+	default:
 		diags.AddError(fmt.Sprintf("The Replica Of of database %d is not in sync", uid), err.Error())
 	}
+}
+
+// syncWaitOf is how an apply of m waits, within timeout.
+func syncWaitOf(m replicaOfResourceModel, timeout time.Duration, diags *diag.Diagnostics) syncWait {
+	w := syncWait{timeout: timeout, failAfter: defaultFailAfter}
+	if !m.FailAfter.IsNull() && !m.FailAfter.IsUnknown() {
+		d, err := time.ParseDuration(m.FailAfter.ValueString())
+		if err != nil {
+			diags.AddAttributeError(path.Root("fail_after"), "Invalid duration", err.Error())
+		}
+		w.failAfter = d
+	}
+	return w
 }
 
 func list2uris(list []api.ReplicaSource) []string {
@@ -667,6 +762,10 @@ func (r *replicaOfResource) Read(ctx context.Context, req resource.ReadRequest, 
 		return
 	}
 	flattenReplicaOf(ctx, db, &state, &resp.Diagnostics)
+	if db.ReplicaSyncStatus == api.SourceInSync {
+		// The wait an earlier apply could not finish is over.
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, awaitingSyncKey, nil)...)
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -721,7 +820,13 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		in.ReplicaSync = &sync
 	}
 	if in.ReplicaSources == nil && in.ReplicaSync == nil {
-		// wait_for_sync or timeouts only.
+		if awaitingSync(ctx, req.Private, plan) {
+			// A wait that an earlier apply could not finish.
+			tflog.Info(ctx, "waiting for the sync that the last apply did not see complete")
+			r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), false, &resp.State, resp.Private, &resp.Diagnostics)
+			return
+		}
+		// wait_for_sync, fail_after or timeouts only.
 		plan.Status, plan.Generation, plan.SourceStatus = state.Status, state.Generation, state.SourceStatus
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 		return
@@ -734,7 +839,19 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		resp.Diagnostics.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), redactSecrets(err.Error(), list2uris(list)...))
 		return
 	}
-	r.finishApply(ctx, uid, &plan, timeout, &resp.State, &resp.Diagnostics)
+	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), false, &resp.State, resp.Private, &resp.Diagnostics)
+}
+
+// awaitingSync reports whether an earlier apply left a wait for the sync
+// unfinished, and the plan m still asks to wait.
+func awaitingSync(ctx context.Context, private interface {
+	GetKey(context.Context, string) ([]byte, diag.Diagnostics)
+}, m replicaOfResourceModel) bool {
+	if private == nil || !m.WaitForSync.ValueBool() || m.Sync.ValueString() != api.SyncEnabled {
+		return false
+	}
+	v, _ := private.GetKey(ctx, awaitingSyncKey)
+	return len(v) > 0
 }
 
 func (r *replicaOfResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -790,4 +907,21 @@ func flattenReplicaOfStatus(db *api.Database, m *replicaOfResourceModel, diags *
 	m.Status = types.StringValue(db.ReplicaSyncStatus)
 	m.Generation = types.Int64Value(db.ReplicaGeneration)
 	m.SourceStatus = flattenSourceStatus(db.ReplicaSources, diags)
+}
+
+// flattenAppliedStatus is flattenReplicaOfStatus after an apply whose plan
+// knew the generation (a change that does not flush). Terraform refuses a
+// result that differs from a known planned value, so when the service
+// flushed the destination anyway (on its own, during the apply), the planned
+// generation is kept, with a warning, until the next refresh records it.
+func flattenAppliedStatus(db *api.Database, m *replicaOfResourceModel, planned types.Int64, diags *diag.Diagnostics) {
+	flattenReplicaOfStatus(db, m, diags)
+	if planned.IsUnknown() || planned.IsNull() || planned.Equal(m.Generation) {
+		return
+	}
+	diags.AddWarning("The destination was flushed during the apply",
+		fmt.Sprintf("The service flushed database %d and loaded it again from its sources during the apply (generation %d, "+
+			"then %d), although this change does not flush it: another change, or a restart of a stopped sync, did. The next "+
+			"refresh records the new generation.", db.UID, planned.ValueInt64(), db.ReplicaGeneration))
+	m.Generation = planned
 }

@@ -229,17 +229,12 @@ func TestFlattenSourceStatus(t *testing.T) {
 		Status:        api.SourceOutOfSync, Lag: 12, RDBSize: 100, RDBTransferred: 40,
 		LastError: "AUTH with redis://admin:pw-9876@10.0.0.1:6379 failed: pw-9876 is wrong",
 	}}, &diags)
-	if diags.HasError() {
-		t.Fatal(diags)
-	}
+	require.False(t, diags.HasError(), "%v", diags)
 	obj, ok := m.Elements()["10.0.0.1:6379"].(types.Object)
-	if !ok {
-		t.Fatalf("no status for 10.0.0.1:6379: %v", m)
-	}
+	require.True(t, ok, "no status for 10.0.0.1:6379: %v", m)
 	got := obj.Attributes()["last_error"].(types.String).ValueString()
-	if strings.Contains(got, "pw-9876") || !strings.Contains(got, "redis://xxxxx@10.0.0.1:6379") {
-		t.Errorf("last_error = %q", got)
-	}
+	assert.NotContains(t, got, "pw-9876")
+	assert.Contains(t, got, "redis://xxxxx@10.0.0.1:6379")
 }
 
 func TestDiffSources(t *testing.T) {
@@ -247,15 +242,14 @@ func TestDiffSources(t *testing.T) {
 	b := []replicaSourceModel{source("10.0.0.3:1"), source("10.0.0.1:1"), source("10.0.0.4:1")}
 	b[1].Compression = types.Int64Value(4)
 	added, removed, changed := diffSources(a, b)
-	if strings.Join(added, ",") != "10.0.0.4:1" || strings.Join(removed, ",") != "10.0.0.2:1" || strings.Join(changed, ",") != "10.0.0.1:1" {
-		t.Errorf("diffSources = %v %v %v", added, removed, changed)
-	}
+	assert.Equal(t, []string{"10.0.0.4:1"}, added)
+	assert.Equal(t, []string{"10.0.0.2:1"}, removed)
+	assert.Equal(t, []string{"10.0.0.1:1"}, changed)
 	// compression = 0 and no compression are the same setting.
 	c := []replicaSourceModel{source("10.0.0.1:1")}
 	c[0].Compression = types.Int64Value(0)
-	if _, _, changed := diffSources(a[:1], c); len(changed) != 0 {
-		t.Errorf("null and 0 differ: %v", changed)
-	}
+	_, _, changed = diffSources(a[:1], c)
+	assert.Empty(t, changed, "null and 0 differ")
 }
 
 func TestDescribeUnsynced(t *testing.T) {
@@ -264,10 +258,7 @@ func TestDescribeUnsynced(t *testing.T) {
 		{ReplicaSource: api.ReplicaSource{URI: "redis://admin:pw-6666@10.0.0.2:6379"}, Status: api.SourceSyncing,
 			RDBSize: 1000, RDBTransferred: 250, LastError: "slow: pw-6666"},
 	}})
-	want := "source 10.0.0.2:6379 is syncing (initial load: 250 of 1000 bytes), last error: slow: xxxxx"
-	if got != want {
-		t.Errorf("describeUnsynced = %q\nwant %q", got, want)
-	}
+	assert.Equal(t, "source 10.0.0.2:6379 is syncing (initial load: 250 of 1000 bytes), last error: slow: xxxxx", got)
 }
 
 func TestPlanReplicaChange(t *testing.T) {
@@ -326,4 +317,14 @@ func TestPlanReplicaChange(t *testing.T) {
 	if ch := planReplicaChange(plan, &state); !ch.addressesChanged || !ch.flushes() {
 		t.Errorf("unknown sources: %+v", ch)
 	}
+}
+
+func TestLoadProgress(t *testing.T) {
+	s := func(status string, size, done int64) api.ReplicaSourceStatus {
+		return api.ReplicaSourceStatus{Status: status, RDBSize: size, RDBTransferred: done}
+	}
+	assert.Equal(t, "25.0% of the initial load (250 of 1000 bytes)", loadProgress(s(api.SourceSyncing, 1000, 250)))
+	assert.Equal(t, "4096 bytes of the initial load (its size is not known yet)", loadProgress(s(api.SourceSyncing, 0, 4096)))
+	assert.Equal(t, "", loadProgress(s(api.SourceSyncing, 0, 0)))
+	assert.Equal(t, "", loadProgress(s(api.SourceInSync, 1000, 1000)))
 }

@@ -7,6 +7,16 @@
 # Then keys written to the sources are read at the destinations, and each
 # source's status, lag and compression is printed.
 # Everything is stopped at the end; nothing is left behind but a temp dir.
+#
+# Environment:
+#   DEMO_US_PORT, DEMO_EU_PORT      API ports of the two instances (default: the
+#                                   first free ports from 19443)
+#   DEMO_LEGACY_PORT                port of the legacy redis-server (default:
+#                                   the first free port from 19380)
+#   DEMO_US_PORTS, DEMO_EU_PORTS    port ranges of their databases
+#                                   (default 19000-19099 and 19100-19199)
+#   KEEP=1                          leave everything running at the end, and
+#                                   print how to reach it and stop it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -17,7 +27,9 @@ go build -o bin/terraform-provider-redis .
 
 work=$(mktemp -d /tmp/redis-replicad-demo.XXXXXX)
 pids=()
+keep=${KEEP:-0}
 cleanup() {
+  if [ "$keep" = 1 ]; then return; fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
@@ -47,12 +59,14 @@ start_instance() {
   echo "redis-replicad $name did not start; its log:" >&2; cat "$work/$name.log" >&2; exit 1
 }
 
-us_port=$(free_port 19443)
-eu_port=$(free_port $((us_port + 1)))
-legacy_port=$(free_port 19380)
+us_port=${DEMO_US_PORT:-$(free_port 19443)}
+eu_port=${DEMO_EU_PORT:-$(free_port $((us_port + 1)))}
+legacy_port=${DEMO_LEGACY_PORT:-$(free_port 19380)}
+us_ports=${DEMO_US_PORTS:-19000-19099}
+eu_ports=${DEMO_EU_PORTS:-19100-19199}
 echo "== starting redis-replicad us (:$us_port), eu (:$eu_port) and a legacy redis-server (:$legacy_port)"
-start_instance us "$us_port" 19000-19099
-start_instance eu "$eu_port" 19100-19199
+start_instance us "$us_port" "$us_ports"
+start_instance eu "$eu_port" "$eu_ports"
 mkdir -p "$work/legacy"
 # repl-diskless-sync-delay 0: start the full sync at once (Redis waits 5 s
 # by default, for more replicas to share one transfer).
@@ -144,4 +158,15 @@ fi
 echo "== terraform plan -detailed-exitcode (0: no drift)"
 rc=0; tf plan -detailed-exitcode -no-color >"$work/plan.log" 2>&1 || rc=$?
 [ "$rc" = 0 ] && echo "no changes" || { cat "$work/plan.log"; echo "plan exit code $rc" >&2; exit 1; }
+if [ "$keep" = 1 ]; then
+  cat <<EOF
+== done; everything is left running (KEEP=1)
+  us      https://127.0.0.1:$us_port  user admin, password in $work/us/admin-password, CA $work/us/ca.pem
+  eu      https://127.0.0.1:$eu_port  user admin, password in $work/eu/admin-password, CA $work/eu/ca.pem
+  legacy  redis://:legacy-secret@127.0.0.1:$legacy_port
+  terraform: TF_CLI_CONFIG_FILE=$work/terraformrc terraform -chdir=$work/tf output
+stop them (the instances stop their databases) with: kill ${pids[*]}
+EOF
+  exit 0
+fi
 echo "== done; stopping everything"

@@ -5,7 +5,11 @@
 #   export REDIS_REPLICAD_ENDPOINT=https://127.0.0.1:9443
 #   export REDIS_REPLICAD_PASSWORD="$(cat DATA_DIR/admin-password)"
 #   export REDIS_REPLICAD_CA_CERT="$(cat DATA_DIR/ca.pem)"
-#   terraform init && terraform apply
+#   terraform apply
+#
+# With the provider built from this repository (make build, and the
+# dev_overrides of the README), there is nothing to install: no terraform
+# init. With a released provider, run terraform init first.
 #   redis-cli -h "$(terraform output -raw endpoint | cut -d: -f1)" \
 #             -p "$(terraform output -raw endpoint | cut -d: -f2)" \
 #             -a "$(terraform output -raw password)" PING

@@ -254,10 +254,27 @@ func (c *Client) GetSourceURL(ctx context.Context, uid int) (*api.SourceURL, err
 }
 
 // RegenerateAdminPassword gives the database uid a new admin password, which
-// disconnects the sessions that use the old one.
-func (c *Client) RegenerateAdminPassword(ctx context.Context, uid int) (*api.AdminPassword, error) {
+// disconnects the sessions that use the old one once its grace period ends.
+// keepers (nil for none) are stored with the new password and read back by
+// GetSourceURL as admin_password_keepers.
+func (c *Client) RegenerateAdminPassword(ctx context.Context, uid int, keepers map[string]string) (*api.AdminPassword, error) {
 	var out api.AdminPassword
-	if err := c.do(ctx, http.MethodPost, bdbPath(uid)+"/actions/regenerate_admin_password", nil, &out); err != nil {
+	var body any
+	if len(keepers) > 0 {
+		body = api.RegenerateAdminPasswordRequest{Keepers: keepers}
+	}
+	if err := c.do(ctx, http.MethodPost, bdbPath(uid)+"/actions/regenerate_admin_password", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RecordAdminPasswordKeepers tags the current admin password of uid, which
+// has no keepers, with keepers, without regenerating it. The service
+// answers a conflict when the password already has other keepers.
+func (c *Client) RecordAdminPasswordKeepers(ctx context.Context, uid int, keepers map[string]string) (*api.SourceURL, error) {
+	var out api.SourceURL
+	if err := c.do(ctx, http.MethodPut, bdbPath(uid)+"/admin_password_keepers", api.AdminPasswordKeepersRequest{Keepers: keepers}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -529,3 +546,22 @@ func IsNotFound(err error) bool { return StatusCode(err) == http.StatusNotFound 
 
 // IsConflict reports whether err is an HTTP 409 answer.
 func IsConflict(err error) bool { return StatusCode(err) == http.StatusConflict }
+
+// IsUnreachable reports whether err means that the API could not be reached
+// or could not answer: no HTTP answer at all (connection refused or reset, a
+// timeout, a TLS failure), or a 502, 503 or 504. A caller that waits for
+// something may retry such an error for as long as it waits; the service
+// may be restarting.
+func IsUnreachable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	switch StatusCode(err) {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	case 0:
+		var re *redactedError
+		return errors.As(err, &re)
+	}
+	return false
+}

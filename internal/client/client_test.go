@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const (
@@ -390,7 +393,9 @@ func TestRoutesAndBodies(t *testing.T) {
 	must(t, c.DeleteDatabase(ctx, 5))
 	su, err := c.GetSourceURL(ctx, 5)
 	must(t, err)
-	ap, err := c.RegenerateAdminPassword(ctx, 5)
+	ap, err := c.RegenerateAdminPassword(ctx, 5, nil)
+	must(t, err)
+	_, err = c.RegenerateAdminPassword(ctx, 5, map[string]string{"rotation": "2"})
 	must(t, err)
 	cl, err := c.GetCluster(ctx)
 	must(t, err)
@@ -405,6 +410,7 @@ func TestRoutesAndBodies(t *testing.T) {
 		{"DELETE", "/v1/bdbs/5", ""},
 		{"GET", "/v1/bdbs/5/source_url", ""},
 		{"POST", "/v1/bdbs/5/actions/regenerate_admin_password", ""},
+		{"POST", "/v1/bdbs/5/actions/regenerate_admin_password", `{"keepers":{"rotation":"2"}}`},
 		{"GET", "/v1/cluster", ""},
 	}
 	if len(got) != len(want) {
@@ -490,4 +496,27 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestIsUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	refused, err := New(Config{Endpoint: "https://" + addr, Password: testPassword, InsecureSkipVerify: true,
+		RetryMax: -1})
+	require.NoError(t, err)
+	_, err = refused.ListDatabases(context.Background())
+	assert.True(t, IsUnreachable(err), "connection refused: %v", err)
+
+	var status atomic.Int32
+	c, _ := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, int(status.Load()), api.CodeInternal, "x")
+	})
+	for code, want := range map[int]bool{503: true, 502: true, 504: true, 500: false, 404: false, 400: false} {
+		status.Store(int32(code))
+		_, err = c.GetCluster(context.Background())
+		assert.Equal(t, want, IsUnreachable(err), "HTTP %d: %v", code, err)
+	}
+	assert.False(t, IsUnreachable(nil))
 }

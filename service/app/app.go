@@ -38,8 +38,10 @@ import (
 // regenerated it to give the destinations the new URL.
 const DefaultAdminPasswordGrace = 15 * time.Minute
 
-// Version of the service, reported by /v1/cluster.
-const Version = "0.1.0"
+// Version of the service, reported by /v1/cluster and `redis-replicad
+// version`. Release builds set it from git (make build, goreleaser):
+// -ldflags "-X github.com/replicad/terraform-provider-redis/service/app.Version=v1.2.3".
+var Version = "dev"
 
 // Config of an instance. Zero values get the documented defaults.
 type Config struct {

@@ -618,7 +618,7 @@ func (c *Controller) SourceURL(_ context.Context, uid int) (api.SourceURL, error
 	if err != nil {
 		return api.SourceURL{}, err
 	}
-	return api.SourceURL{URI: c.sourceURL(d)}, nil
+	return api.SourceURL{URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}, nil
 }
 
 func (c *Controller) sourceURL(d store.Database) string {
@@ -631,8 +631,12 @@ func (c *Controller) sourceURL(d store.Database) string {
 // can be given the new URL (by the same terraform apply) without an
 // authentication error, which would stop their sync. Once the grace period
 // is over, the gateway closes the sessions of the old password. A password
-// older than that is refused at once.
-func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.AdminPassword, error) {
+// older than that is refused at once. The request's keepers are stored
+// with the new password (and the old password's are dropped).
+func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int, req api.RegenerateAdminPasswordRequest) (api.AdminPassword, error) {
+	if err := req.Validate(); err != nil {
+		return api.AdminPassword{}, &api.Error{Code: api.CodeInvalidRequest, Description: err.Error()}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now().UTC()
@@ -642,6 +646,10 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 			d.PreviousAdminPassword, d.PreviousAdminPasswordUntil = d.AdminPassword, now.Add(c.cfg.AdminPasswordGrace)
 		}
 		d.AdminPassword = newSecret()
+		d.AdminPasswordKeepers = maps.Clone(req.Keepers)
+		if len(d.AdminPasswordKeepers) == 0 {
+			d.AdminPasswordKeepers = nil
+		}
 		d.UpdatedAt = now
 		return nil
 	})
@@ -656,13 +664,49 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 	if err := c.ensure(ctx, d); err != nil {
 		return api.AdminPassword{}, err
 	}
-	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}
+	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}
 	if d.PreviousAdminPassword != "" {
 		out.PreviousPasswordValidUntil = d.PreviousAdminPasswordUntil
 	}
 	c.cfg.Logger.Info("admin password regenerated", "uid", uid, "old_password_valid_until", out.PreviousPasswordValidUntil)
 	return out, nil
 }
+
+// RecordAdminPasswordKeepers tags the current admin password of uid with
+// keepers when it has none, without regenerating it (Terraform records the
+// keepers of an imported password so). Keepers already there stay: others
+// are a conflict, the same ones are accepted again (a retried request).
+func (c *Controller) RecordAdminPasswordKeepers(_ context.Context, uid int, req api.AdminPasswordKeepersRequest) (api.SourceURL, error) {
+	if err := req.Validate(); err != nil {
+		return api.SourceURL{}, &api.Error{Code: api.CodeInvalidRequest, Description: err.Error()}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
+		if d.AdminPasswordKeepers != nil {
+			if maps.Equal(d.AdminPasswordKeepers, req.Keepers) {
+				return errUnchanged
+			}
+			return conflict("the admin password of database %d already has keepers; regenerate it to give it others", uid)
+		}
+		d.AdminPasswordKeepers = maps.Clone(req.Keepers)
+		d.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		d, err = c.cfg.Store.Get(uid)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return api.SourceURL{}, notFound(uid)
+	}
+	if err != nil {
+		return api.SourceURL{}, err
+	}
+	return api.SourceURL{URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}, nil
+}
+
+// errUnchanged aborts a store update that has nothing to write.
+var errUnchanged = errors.New("unchanged")
 
 // MarkStopped records that the sync of a destination stopped on an error
 // (authentication, out of memory, unsupported data), unless its Replica Of

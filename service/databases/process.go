@@ -111,11 +111,9 @@ func (p *process) runOnce(ctx context.Context) error {
 	}
 	cmd := exec.Command(p.binary, p.confPath)
 	cmd.Dir = p.dir
-	// The child ends with the service (even on kill -9), so a restarted
-	// service finds its ports free and starts the children again itself.
 	// SIGTERM, not SIGKILL: redis-server then writes out its AOF buffer,
 	// which appendfsync everysec may still hold for acknowledged writes.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	cmd.SysProcAttr = childProcAttr(syscall.SIGTERM)
 	out, err := os.OpenFile(filepath.Join(p.dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open stdout log: %w", err)

@@ -58,7 +58,7 @@ func (m *Manager) StartShadow(ctx context.Context, d store.Database) (*Shadow, e
 	s.cmd = exec.Command(m.cfg.RedisServer, confPath)
 	s.cmd.Dir = dir
 	// It dies with the service, as the databases do.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	s.cmd.SysProcAttr = childProcAttr(syscall.SIGKILL)
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the reload server of database %d: %w", d.UID, err)
 	}

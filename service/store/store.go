@@ -43,6 +43,10 @@ type Database struct {
 	// new source URL before the old one stops working.
 	PreviousAdminPassword      string    `json:"previous_admin_password,omitempty"`
 	PreviousAdminPasswordUntil time.Time `json:"previous_admin_password_until,omitzero"`
+	// AdminPasswordKeepers is the caller's tag of the current admin
+	// password (api.RegenerateAdminPasswordRequest.Keepers); a
+	// regeneration replaces it.
+	AdminPasswordKeepers map[string]string `json:"admin_password_keepers,omitempty"`
 
 	// ReplicationPort is where the replication gateway serves this
 	// database to destinations (the port of its source URL).

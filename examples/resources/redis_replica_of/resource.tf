@@ -52,6 +52,20 @@ resource "redis_replica_of" "orders_eu" {
   }
 }
 
+# A plan shows what Terraform would change, not whether the replication
+# works: a source that is down leaves `plan -detailed-exitcode` at 0. This
+# check fails (a warning in the plan, "fail" in its JSON) when a source of the
+# destination is not in sync; see "Catching a destination out of sync in CI".
+check "orders_eu_in_sync" {
+  assert {
+    condition = alltrue([for s in values(redis_replica_of.orders_eu.source_status) : s.status == "in-sync"])
+    error_message = join("; ", [
+      for addr, s in redis_replica_of.orders_eu.source_status :
+      "${addr} is ${s.status}: ${s.last_error}" if s.status != "in-sync"
+    ])
+  }
+}
+
 output "replication" {
   value = {
     status  = redis_replica_of.orders_eu.status

@@ -1,0 +1,106 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/client"
+)
+
+// fakeReplicaAPI serves GET /v1/bdbs/1 as a destination whose one source
+// becomes in sync after inSyncAfter answers; while down is set, it answers
+// 503, as a proxy in front of a restarting service would.
+type fakeReplicaAPI struct {
+	down        atomic.Bool
+	refused     atomic.Int32 // 503 answers
+	answers     atomic.Int32
+	inSyncAfter int32
+}
+
+func (f *fakeReplicaAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.down.Load() {
+		f.refused.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(api.Error{Code: "unavailable", Description: "restarting"})
+		return
+	}
+	n := f.answers.Add(1)
+	status := api.SourceSyncing
+	if n > f.inSyncAfter {
+		status = api.SourceInSync
+	}
+	_ = json.NewEncoder(w).Encode(api.Database{UID: 1, ReplicaSync: api.SyncEnabled, ReplicaSyncStatus: status,
+		ReplicaSources: []api.ReplicaSourceStatus{{ReplicaSource: api.ReplicaSource{URI: "redis://:pw-secret@10.0.0.1:6379"}, Status: status}}})
+}
+
+func newFakeClient(t *testing.T, h http.Handler) *client.Client {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{Endpoint: srv.URL, Password: "x",
+		CACert:   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})),
+		RetryMax: -1})
+	require.NoError(t, err)
+	return c
+}
+
+// A service that does not answer for a while (a restart) does not end the
+// wait: it goes on once the service answers again.
+func TestWaitForReplicaSyncSurvivesAnOutage(t *testing.T) {
+	f := &fakeReplicaAPI{inSyncAfter: 2}
+	f.down.Store(true)
+	c := newFakeClient(t, f)
+	done := make(chan error, 1)
+	go func() {
+		_, err := waitForReplicaSync(context.Background(), c, 1, syncWait{timeout: time.Minute})
+		done <- err
+	}()
+	// Down until the wait has met the outage a few times.
+	require.Eventually(t, func() bool { return f.refused.Load() >= 3 }, 30*time.Second, 10*time.Millisecond)
+	f.down.Store(false)
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("the wait did not end once the service answered again")
+	}
+}
+
+// A service unreachable until the timeout: the error says so, not that
+// the sources are not in sync.
+func TestWaitForReplicaSyncUnreachable(t *testing.T) {
+	f := &fakeReplicaAPI{}
+	f.down.Store(true)
+	c := newFakeClient(t, f)
+	_, err := waitForReplicaSync(context.Background(), c, 1, syncWait{timeout: 2 * time.Second})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "could not be reached")
+	assert.NotContains(t, err.Error(), "not in sync")
+	assert.True(t, resumable(err), "an unreachable API leaves a create that the next apply resumes")
+
+	// Nothing listens at all.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	c, err = client.New(client.Config{Endpoint: "https://" + addr, Password: "x", InsecureSkipVerify: true, RetryMax: -1})
+	require.NoError(t, err)
+	_, err = waitForReplicaSync(context.Background(), c, 1, syncWait{timeout: 2 * time.Second})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "https://"+addr+" could not be reached")
+}
