@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	neturl "net/url"
@@ -106,6 +107,20 @@ func TestShardedDatabase(t *testing.T) {
 		assert.ErrorContains(t, nc.Do(ctx(t), "CLUSTER", "FORGET", "0000000000000000000000000000000000000000").Err(), "NOPERM", "node %d", ep.Port)
 	}
 	assert.Error(t, clusterClient(t, db, "wrong-password").Ping(ctx(t)).Err(), "a wrong password was accepted")
+
+	// The memory metric sums the masters: the data memory_size bounds.
+	var mastersUsed, oneMaster int64
+	for _, ep := range db.Endpoints {
+		if ep.Role == "master" {
+			n, err := strconv.ParseInt(infoField(t, nodeClient(t, ep, db.AuthenticationRedisPass), "memory", "used_memory"), 10, 64)
+			require.NoError(t, err)
+			mastersUsed += n
+			oneMaster = n
+		}
+	}
+	metric := scrapeMetric(t, i, "replicad_database_memory_used_bytes", `name="shop"`)
+	assert.InEpsilon(t, float64(mastersUsed), metric, 0.2, "metric %v, masters' used_memory %d", metric, mastersUsed)
+	assert.Greater(t, metric, 2.5*float64(oneMaster), "the metric counts every master")
 	readAll := func() error {
 		for k := range n {
 			v, err := c.Get(ctx(t), "key:"+strconv.Itoa(k)).Result()
@@ -433,4 +448,27 @@ func TestShardedDatabaseSurvivesKilledService(t *testing.T) {
 		return nil
 	})
 	checkLayout(t, getDB(t, i, db.UID))
+}
+
+// scrapeMetric reads one sample of /metrics whose labels hold label.
+func scrapeMetric(t *testing.T, i *servicetest.Instance, name, label string) float64 {
+	t.Helper()
+	req, err := http.NewRequest("GET", i.URL+"/metrics", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(i.Username, i.Password)
+	resp, err := i.HTTPClient().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, label) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			require.NoError(t, err)
+			return v
+		}
+	}
+	t.Fatalf("no %s{%s} in /metrics", name, label)
+	return 0
 }

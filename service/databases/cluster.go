@@ -341,3 +341,24 @@ func masterAuth(ctx context.Context, c *redis.Client, d store.Database) error {
 	}
 	return nil
 }
+
+// NodeClients are the service's connections to every redis-server of
+// database uid: its one server, or each node of a sharded database.
+func (m *Manager) NodeClients(uid int) []*redis.Client {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, clustered := m.clusters[uid]
+	if !clustered {
+		if c := m.clients[uid]; c != nil {
+			return []*redis.Client{c}
+		}
+		return nil
+	}
+	var out []*redis.Client
+	for _, k := range keys(d) {
+		if c := m.clients[k]; c != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
