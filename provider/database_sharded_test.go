@@ -26,6 +26,10 @@ resource "redis_database" "test" {
   shards_count = %d
   replication  = true
 }
+
+data "redis_database" "sharded" {
+  id = redis_database.test.id
+}
 `, hclString(name), memorySize, shards)
 }
 
@@ -49,6 +53,10 @@ func TestAccDatabaseResource_sharded(t *testing.T) {
 					resource.TestCheckResourceAttr(testAccDatabaseResource, "oss_cluster", "false"),
 					resource.TestCheckResourceAttr(testAccDatabaseResource, "status", api.StatusActive),
 					resource.TestCheckResourceAttr(testAccDatabaseResource, "endpoints.#", "6"),
+					resource.TestCheckResourceAttr("data.redis_database.sharded", "shards_count", "3"),
+					resource.TestCheckResourceAttr("data.redis_database.sharded", "replication", "true"),
+					resource.TestCheckResourceAttrPair("data.redis_database.sharded", "endpoints.#", testAccDatabaseResource, "endpoints.#"),
+					resource.TestCheckResourceAttrPair("data.redis_database.sharded", "endpoints.5", testAccDatabaseResource, "endpoints.5"),
 					testAccCaptureDatabaseUID(testAccDatabaseResource, &uid),
 					testAccCheckClusterServes(testAccDatabaseResource, 3),
 					e.checkDatabaseMatches(testAccDatabaseResource, func(db *api.Database) error {
