@@ -200,8 +200,17 @@ func (m *Manager) formCluster(ctx context.Context, d store.Database) error {
 			if err != nil {
 				return err
 			}
-			if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(d.Nodes))+"\r") {
+			if !strings.Contains(info, "cluster_state:ok") {
 				return errors.New("cluster not formed yet")
+			}
+			// And it knows every node in its place: each replica with
+			// its master (gossip spreads that a little later).
+			t, err := cluster.Discover(ctx, c, d.TLSMode == api.TLSEnabled)
+			if err != nil {
+				return err
+			}
+			if n := len(t.Addrs()); len(t.Shards) != shards || n != len(d.Nodes) {
+				return fmt.Errorf("node %d sees %d shards of %d nodes, not %d of %d yet", i, len(t.Shards), n, shards, len(d.Nodes))
 			}
 			return nil
 		}); err != nil {
