@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -471,4 +472,36 @@ func scrapeMetric(t *testing.T, i *servicetest.Instance, name, label string) flo
 	}
 	t.Fatalf("no %s{%s} in /metrics", name, label)
 	return 0
+}
+
+// TestShardedDatabaseAdvertisesItsHostName: clients follow the instance's
+// advertised host name in the cluster's redirections, not an address the
+// nodes learnt from each other.
+func TestShardedDatabaseAdvertisesItsHostName(t *testing.T) {
+	i := servicetest.StartWith(t, func(c *app.Config) { c.AdvertiseHost = "localhost" })
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "named", MemorySize: 32 << 20, ShardsCount: 2})
+	require.Len(t, db.Endpoints, 2)
+	assert.Equal(t, "localhost", db.Endpoints[0].Host)
+	// A key of the second shard, asked of the first: MOVED names the host.
+	first := nodeClient(t, db.Endpoints[0], db.AuthenticationRedisPass)
+	key := ""
+	for k := 0; key == ""; k++ {
+		if s := redisKeySlot(t, first, "k"+strconv.Itoa(k)); s > 8191 {
+			key = "k" + strconv.Itoa(k)
+		}
+	}
+	err := first.Get(ctx(t), key).Err()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "MOVED")
+	assert.Contains(t, err.Error(), "localhost:"+strconv.Itoa(db.Endpoints[1].Port))
+	c := clusterClient(t, db, db.AuthenticationRedisPass)
+	require.NoError(t, c.Set(ctx(t), key, "v", 0).Err())
+	assert.Equal(t, "v", c.Get(ctx(t), key).Val())
+}
+
+func redisKeySlot(t *testing.T, c *redis.Client, key string) int64 {
+	t.Helper()
+	n, err := c.ClusterKeySlot(ctx(t), key).Result()
+	require.NoError(t, err)
+	return n
 }

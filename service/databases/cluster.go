@@ -78,13 +78,23 @@ func NodeCount(shards int, replication bool) int {
 }
 
 // clusterConfig is what renderConfig adds for a cluster node.
-func clusterConfig(d store.Database, bindHost string, tlsFiles TLSFiles, line func(string, ...any)) {
+func clusterConfig(d store.Database, bindHost, advertise string, tlsFiles TLSFiles, line func(string, ...any)) {
 	line("cluster-enabled yes")
-	// Nodes tell clients (MOVED, CLUSTER SHARDS) the address they listen
-	// on; one bound to every interface lets Redis learn its address from
-	// its peers.
-	if ip := net.ParseIP(bindHost); ip != nil && !ip.IsUnspecified() {
+	// Nodes tell clients (MOVED, CLUSTER SHARDS) where to find them: the
+	// host the instance advertises. A name is announced as such (the
+	// nodes still reach each other at the address they met at); an
+	// address is announced as the nodes' own, the cluster bus included.
+	// Without either, Redis learns a node's address from its peers.
+	switch ip := net.ParseIP(advertise); {
+	case advertise != "" && ip == nil:
+		line("cluster-announce-hostname %s", advertise)
+		line("cluster-preferred-endpoint-type hostname")
+	case ip != nil && !ip.IsUnspecified():
 		line("cluster-announce-ip %s", ip)
+	default:
+		if ip := net.ParseIP(bindHost); ip != nil && !ip.IsUnspecified() {
+			line("cluster-announce-ip %s", ip)
+		}
 	}
 	line("cluster-config-file nodes.conf")
 	line("cluster-port %d", d.Nodes[0].BusPort)

@@ -30,8 +30,11 @@ type Config struct {
 	RedisServer string // path of redis-server
 	DataDir     string // databases live in DataDir/dbs/<uid>
 	BindHost    string // interface the databases listen on
-	TLS         TLSFiles
-	Logger      *slog.Logger
+	// AdvertiseHost is the host clients reach the databases at: the nodes
+	// of a sharded database announce it (MOVED, CLUSTER SHARDS).
+	AdvertiseHost string
+	TLS           TLSFiles
+	Logger        *slog.Logger
 
 	// AOF rewrites (see rewrite.go); zero values mean the defaults.
 	RewriteCheck     time.Duration // how often databases are looked at (500 ms)
@@ -262,7 +265,7 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 	if err := writeClientCAs(filepath.Join(dir, "clients.pem"), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
 		return nil, fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
 	}
-	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.Socket(d.UID), m.cfg.TLS)), 0o600); err != nil {
+	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.cfg.AdvertiseHost, m.Socket(d.UID), m.cfg.TLS)), 0o600); err != nil {
 		return nil, fmt.Errorf("write config of database %d: %w", d.UID, err)
 	}
 	m.mu.Lock()
