@@ -333,3 +333,17 @@ func TestIdleConnectionsDoNotLockOutADestination(t *testing.T) {
 	_, err = io.ReadAll(idle[0].c)
 	assert.NoError(t, err)
 }
+
+// A protocol error is answered without quoting the input, which may hold a
+// password (an inline AUTH, say).
+func TestProtocolErrorsDoNotEchoInput(t *testing.T) {
+	_, addr, _, _ := startGateway(t)
+	for _, in := range []string{"AUTH admin hunter2-secret\r\n", "*2\r\n$4\r\nAUTH\r\nhunter2-secret\r\n"} {
+		c := dial(t, addr)
+		_, err := io.WriteString(c.c, in)
+		require.NoError(t, err)
+		out, _ := io.ReadAll(c.c)
+		assert.Contains(t, string(out), "Protocol error")
+		assert.NotContains(t, string(out), "hunter2")
+	}
+}
