@@ -90,6 +90,12 @@ func (c *testAccCLI) write(name, content string) {
 // and stderr are also kept in c.all.
 func (c *testAccCLI) run(args ...string) (string, int) {
 	c.t.Helper()
+	return c.runInput("", args...)
+}
+
+// runInput is run with stdin, for the answers to terraform's prompts.
+func (c *testAccCLI) runInput(stdin string, args ...string) (string, int) {
+	c.t.Helper()
 	bin := os.Getenv("TF_ACC_TERRAFORM_PATH")
 	if bin == "" {
 		bin = "terraform"
@@ -98,6 +104,7 @@ func (c *testAccCLI) run(args ...string) (string, int) {
 	cmd.Env = c.env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdin = strings.NewReader(stdin)
 	err := cmd.Run()
 	c.all.Write(stdout.Bytes())
 	c.all.Write(stderr.Bytes())

@@ -42,6 +42,11 @@ type databaseDataSourceModel struct {
 	TLSMode             types.String `tfsdk:"tls_mode"`
 	ClientCertificates  types.Set    `tfsdk:"client_certificates"`
 	ReplicationEndpoint types.String `tfsdk:"replication_endpoint"`
+
+	ShardsCount types.Int64 `tfsdk:"shards_count"`
+	Replication types.Bool  `tfsdk:"replication"`
+	OSSCluster  types.Bool  `tfsdk:"oss_cluster"`
+	Endpoints   types.List  `tfsdk:"endpoints"`
 }
 
 func (d *databaseDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -101,6 +106,23 @@ func (d *databaseDataSource) Schema(_ context.Context, _ datasource.SchemaReques
 				MarkdownDescription: "Where destinations replicate this database from, as `host:port` (the address " +
 					"of its source URL): the `address` of a `redis_replica_of` source.",
 				Computed: true,
+			},
+			"shards_count": schema.Int64Attribute{
+				MarkdownDescription: "Number of shards; above 1 the database is a Redis Cluster.",
+				Computed:            true,
+			},
+			"replication": schema.BoolAttribute{
+				MarkdownDescription: "Whether each shard has a replica.",
+				Computed:            true,
+			},
+			"oss_cluster": schema.BoolAttribute{
+				MarkdownDescription: "Whether the database is a Redis Cluster even with one shard.",
+				Computed:            true,
+			},
+			"endpoints": schema.ListAttribute{
+				MarkdownDescription: "Every `redis-server` of the database, as `host:port`, masters first.",
+				Computed:            true,
+				ElementType:         types.StringType,
 			},
 		},
 	}
@@ -166,5 +188,10 @@ func flattenDatabaseDataSource(db *api.Database) (databaseDataSourceModel, diag.
 		TLSMode:             r.TLSMode,
 		ClientCertificates:  r.ClientCertificates,
 		ReplicationEndpoint: r.ReplicationEndpoint,
+
+		ShardsCount: r.ShardsCount,
+		Replication: r.Replication,
+		OSSCluster:  r.OSSCluster,
+		Endpoints:   r.Endpoints,
 	}, diags
 }

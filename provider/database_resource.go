@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -15,7 +16,10 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -61,6 +65,11 @@ type databaseResourceModel struct {
 	TLSMode             types.String `tfsdk:"tls_mode"`
 	ClientCertificates  types.Set    `tfsdk:"client_certificates"`
 	ReplicationEndpoint types.String `tfsdk:"replication_endpoint"`
+
+	ShardsCount types.Int64 `tfsdk:"shards_count"`
+	Replication types.Bool  `tfsdk:"replication"`
+	OSSCluster  types.Bool  `tfsdk:"oss_cluster"`
+	Endpoints   types.List  `tfsdk:"endpoints"`
 
 	Timeouts timeouts.Value `tfsdk:"timeouts"`
 }
@@ -180,6 +189,38 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				Computed:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
+			"shards_count": schema.Int64Attribute{
+				MarkdownDescription: "Number of shards (1 to 64). Above 1 the database is a Redis Cluster of that many " +
+					"masters, the slots split evenly between them and `memory_size` split across them; applications use a " +
+					"cluster-aware client starting from any of `endpoints`. Cannot be changed yet: a change is refused at " +
+					"plan time (resharding a database is not supported; create a new database instead).",
+				Optional:   true,
+				Computed:   true,
+				Default:    int64default.StaticInt64(1),
+				Validators: []validator.Int64{int64validator.Between(1, 64)},
+			},
+			"replication": schema.BoolAttribute{
+				MarkdownDescription: "Gives each shard a replica, which the cluster promotes when its master fails. " +
+					"Needs `shards_count` above 1 or `oss_cluster = true`. Cannot be changed yet (refused at plan time).",
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+			},
+			"oss_cluster": schema.BoolAttribute{
+				MarkdownDescription: "Makes the database a Redis Cluster even with one shard (`shards_count` above 1 " +
+					"always does). Cannot be changed yet (refused at plan time).",
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+			},
+			"endpoints": schema.ListAttribute{
+				MarkdownDescription: "Every `redis-server` of the database, as `host:port`: the masters first, in the " +
+					"order of their slots, then their replicas. A cluster-aware client can start from any of them; " +
+					"the current role and slots of each are in the service's API.",
+				Computed:      true,
+				ElementType:   types.StringType,
+				PlanModifiers: []planmodifier.List{listplanmodifier.UseStateForUnknown()},
+			},
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
@@ -219,6 +260,9 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 		in.AuthenticationRedisPass = wo.ValueString()
 	}
 	in.TLSMode = plan.TLSMode.ValueString()
+	in.ShardsCount = int(plan.ShardsCount.ValueInt64())
+	in.Replication = plan.Replication.ValueBool()
+	in.OSSCluster = plan.OSSCluster.ValueBool()
 	in.ClientCertificates = expandCertificates(ctx, plan.ClientCertificates, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
@@ -439,8 +483,22 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 		mode = api.TLSDisabled
 	}
 	m.TLSMode = types.StringValue(mode)
+	m.ShardsCount = types.Int64Value(int64(max(db.ShardsCount, 1)))
+	m.Replication = types.BoolValue(db.Replication)
+	m.OSSCluster = types.BoolValue(db.OSSCluster)
 	certs, diags := flattenCertificates(db.ClientCertificates, m.ClientCertificates)
 	m.ClientCertificates = certs
+	eps := make([]attr.Value, 0, len(db.Endpoints))
+	for _, ep := range db.Endpoints {
+		eps = append(eps, types.StringValue(net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))))
+	}
+	if len(eps) == 0 {
+		// A service from before sharded databases: its one server.
+		eps = append(eps, m.Endpoint)
+	}
+	list, d := types.ListValue(types.StringType, eps)
+	diags.Append(d...)
+	m.Endpoints = list
 	return diags
 }
 
@@ -452,6 +510,10 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	var plan, state databaseResourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	refuseReshard(plan, state, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() || plan.TLSMode.IsUnknown() || plan.TLSMode.Equal(state.TLSMode) {
 		return
 	}
@@ -470,6 +532,29 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 		detail += " Destinations that replicate from it with encryption = true are refused until their source has encryption = false."
 	}
 	resp.Diagnostics.AddAttributeWarning(path.Root("tls_mode"), "The database restarts", detail)
+}
+
+// refuseReshard says at plan time that the shards of a database cannot
+// change yet, rather than letting the apply fail (or replacing the database,
+// which would lose its data).
+func refuseReshard(plan, state databaseResourceModel, diags *diag.Diagnostics) {
+	name := fmt.Sprintf("database %s (%q)", state.ID.ValueString(), state.Name.ValueString())
+	if !plan.ShardsCount.IsUnknown() && !state.ShardsCount.IsNull() && !plan.ShardsCount.Equal(state.ShardsCount) {
+		diags.AddAttributeError(path.Root("shards_count"), "shards_count cannot change yet",
+			fmt.Sprintf("Changing shards_count of %s from %d to %d would reshard it, which redis-replicad does not do yet. "+
+				"Keep shards_count at %d, or create a new database with the shards wanted.", name,
+				state.ShardsCount.ValueInt64(), plan.ShardsCount.ValueInt64(), state.ShardsCount.ValueInt64()))
+	}
+	for _, b := range []struct {
+		attr        string
+		plan, state types.Bool
+	}{{"replication", plan.Replication, state.Replication}, {"oss_cluster", plan.OSSCluster, state.OSSCluster}} {
+		if !b.plan.IsUnknown() && !b.state.IsNull() && !b.plan.Equal(b.state) {
+			diags.AddAttributeError(path.Root(b.attr), b.attr+" cannot change yet",
+				fmt.Sprintf("Changing %s of %s from %t to %t is not supported yet. Keep it at %t, or create a new database.",
+					b.attr, name, b.state.ValueBool(), b.plan.ValueBool(), b.state.ValueBool()))
+		}
+	}
 }
 
 // nullWithWriteOnlyPassword plans a null password when the configuration

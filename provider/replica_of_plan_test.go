@@ -73,7 +73,7 @@ func flat(s string) string { return strings.Join(strings.Fields(s), " ") }
 // a create, none for a password rotation (the source address stays known),
 // no "new credentials" for a source that is removed, and only the sync for
 // paused -> enabled; and that importing a source URL password into a
-// configuration with keepers regenerates nothing.
+// configuration with keepers plans nothing.
 func TestAccPlans_sayWhatHappens(t *testing.T) {
 	e := testAccStart(t)
 	legacy := redistest.Start(t, "--requirepass", "legacy-plan-secret")
@@ -114,22 +114,20 @@ func TestAccPlans_sayWhatHappens(t *testing.T) {
 	assert.NotContains(t, plan, "generation", "paused -> enabled shows a new generation")
 	cli.mustRun(0, "apply", "-auto-approve", "-no-color", "-var", "rotation=2")
 
-	// Import the source URL password: no new password.
+	// Import the source URL password: no new password, no change at all
+	// (the service kept its keepers; see also
+	// TestAccSourceURLPassword_importPlansNothing).
 	state := cli.mustRun(0, "state", "show", "-no-color", "redis_source_url_password.src")
 	id := stateAttr(t, state, "id")
 	pwBefore, err := e.client.GetSourceURL(testAccContext(t), mustAtoi(t, id))
 	require.NoError(t, err)
 	cli.mustRun(0, "state", "rm", "redis_source_url_password.src")
 	cli.mustRun(0, "import", "-no-color", "-var", "rotation=2", "redis_source_url_password.src", id)
-	plan = flat(cli.mustRun(2, "plan", "-detailed-exitcode", "-no-color", "-var", "rotation=2"))
-	assert.Contains(t, plan, "0 to add, 1 to change, 0 to destroy", "keepers are recorded in place")
-	assert.NotContains(t, plan, "must be replaced")
-	assert.NotContains(t, plan, "redis_replica_of.dst will be updated")
-	cli.mustRun(0, "apply", "-auto-approve", "-no-color", "-var", "rotation=2")
+	out, code := cli.run("plan", "-detailed-exitcode", "-no-color", "-var", "rotation=2")
+	assert.Equal(t, 0, code, "the import plans a change:\n%s", out)
 	pwAfter, err := e.client.GetSourceURL(testAccContext(t), mustAtoi(t, id))
 	require.NoError(t, err)
 	assert.Equal(t, pwBefore.URI, pwAfter.URI, "the import regenerated the password")
-	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color", "-var", "rotation=2")
 	// A change of keepers after that regenerates again.
 	plan = flat(cli.mustRun(2, "plan", "-detailed-exitcode", "-no-color", "-var", "rotation=3"))
 	assert.Contains(t, plan, "redis_source_url_password.src must be replaced")
@@ -142,4 +140,58 @@ func mustAtoi(t *testing.T, s string) int {
 	n, err := strconv.Atoi(s)
 	require.NoError(t, err)
 	return n
+}
+
+// TestAccPlans_createOnExistingDatabaseWarnsOncePerCommand: making an
+// existing database a Replica Of warns, in the plan that the user approves,
+// that its data goes; with a saved plan, each command says it once. (A
+// `terraform apply` that plans too prints it twice: Terraform plans again
+// before applying, and nothing tells the provider which plan it is in; the
+// resource docs say so.)
+func TestAccPlans_createOnExistingDatabaseWarnsOncePerCommand(t *testing.T) {
+	e := testAccStart(t)
+	legacy := redistest.Start(t, "--requirepass", "legacy-plan-secret")
+	cli := newTestAccCLI(t, "TF_VAR_endpoint="+e.inst.URL, "TF_VAR_password="+e.inst.Password, "TF_VAR_ca_cert="+e.inst.CACert)
+	cli.write("main.tf", testAccPlanConfig(legacy))
+	// The destination exists before it becomes a Replica Of.
+	cli.mustRun(0, "apply", "-auto-approve", "-no-color",
+		"-target=redis_database.dst", "-target=redis_source_url_password.src")
+	uid := stateAttr(t, cli.mustRun(0, "state", "show", "-no-color", "redis_database.dst"), "id")
+
+	const warning = "Warning: Replica Of flushes database "
+	before := cli.all.Len()
+	cli.mustRun(2, "plan", "-detailed-exitcode", "-no-color", "-out=create.tfplan")
+	plan := flat(cli.all.String()[before:])
+	assert.Equal(t, 1, strings.Count(plan, warning), "flush warnings of the plan:\n%s", plan)
+	assert.Contains(t, plan, warning+uid+` ("plan-dst")`, "the warning names the existing destination")
+
+	before = cli.all.Len()
+	cli.mustRun(0, "apply", "-no-color", "create.tfplan")
+	applied := flat(cli.all.String()[before:])
+	assert.Equal(t, 1, strings.Count(applied, warning), "flush warnings of the apply:\n%s", applied)
+	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color")
+
+	// What the resource docs say of one `terraform apply -auto-approve`:
+	// the warning of the plan and that of the plan Terraform makes again
+	// before it applies, shown together at the end. When this fails,
+	// Terraform changed: update the docs.
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color", "-target=redis_replica_of.dst")
+	before = cli.all.Len()
+	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
+	applied = flat(cli.all.String()[before:])
+	assert.Equal(t, 1, strings.Count(applied, warning), "flush warnings of one terraform apply:\n%s", applied)
+	assert.Contains(t, applied, "(and one more similar warning elsewhere)", "the re-plan's warning")
+
+	// An interactive apply: the warning comes before the question, so the
+	// user sees it before answering; the re-plan's comes at the end.
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color", "-target=redis_replica_of.dst")
+	before = cli.all.Len()
+	out, code := cli.runInput("yes\n", "apply", "-no-color")
+	require.Equal(t, 0, code, "interactive apply:\n%s", tail(cli.all.String()[before:], 8000))
+	question := strings.Index(out, "Do you want to perform these actions?")
+	require.Positive(t, question, "terraform did not ask:\n%s", out)
+	assert.Equal(t, 1, strings.Count(flat(out[:question]), warning), "flush warnings before the question:\n%s", out)
+	assert.Equal(t, 1, strings.Count(flat(out[question:]), warning), "flush warnings after the question:\n%s", out)
+
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
 }

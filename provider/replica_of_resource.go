@@ -428,6 +428,16 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		// too would print two.)
 		return
 	}
+	// A `terraform apply` that plans too shows this warning twice for a
+	// create (before the approval prompt and at the end; with
+	// -auto-approve, once at the end with "one more similar warning"):
+	// Terraform plans the resource again just before it applies it and
+	// prints the warnings of both plans. That second call cannot be
+	// told apart: for a create, PlanResourceChange gets the same config and
+	// proposed state, a null prior state, no private data (the first
+	// plan's never reaches the second) and the same client capabilities;
+	// and warning from Create instead would warn after the user approved.
+	// See hashicorp/terraform-plugin-framework#1306. The docs say so.
 	summary, detail := r.flushWarning(ctx, plan, state, ch)
 	resp.Diagnostics.AddAttributeWarning(path.Root("source"), summary, detail)
 }

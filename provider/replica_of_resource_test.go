@@ -734,7 +734,7 @@ func TestAccReplicaOf_passwordRotation(t *testing.T) {
 			// follows it on refresh, and the destination gets the new URL.
 			{
 				PreConfig: func() {
-					if _, err := r.a.client.RegenerateAdminPassword(testAccContext(t), srcUID); err != nil {
+					if _, err := r.a.client.RegenerateAdminPassword(testAccContext(t), srcUID, nil); err != nil {
 						t.Fatal(err)
 					}
 				},
@@ -918,7 +918,7 @@ resource "redis_replica_of" "dst" {
 			// once its grace period is over...
 			{
 				PreConfig: func() {
-					if _, err := r.a.client.RegenerateAdminPassword(testAccContext(t), srcUID); err != nil {
+					if _, err := r.a.client.RegenerateAdminPassword(testAccContext(t), srcUID, nil); err != nil {
 						t.Fatal(err)
 					}
 				},

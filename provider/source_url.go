@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -21,6 +22,9 @@ type sourceURL struct {
 	Address  string
 	Username string
 	Password string
+	// Keepers are those the service stored with the current password
+	// (nil when it was regenerated without any).
+	Keepers map[string]string
 }
 
 // parseSourceURL takes apart the URL the service returned. The error never
@@ -40,7 +44,9 @@ func readSourceURL(ctx context.Context, c *client.Client, uid int) (sourceURL, e
 	if err != nil {
 		return sourceURL{}, err
 	}
-	return parseSourceURL(out.URI)
+	s, err := parseSourceURL(out.URI)
+	s.Keepers = out.AdminPasswordKeepers
+	return s, err
 }
 
 // lookupSourceURL reads the source URL of the database named by the
@@ -59,10 +65,10 @@ func lookupSourceURL(ctx context.Context, c *client.Client, databaseID string, d
 	return s, true
 }
 
-// regenerateSourceURL gives the database uid a new admin password and
-// returns the new source URL.
-func regenerateSourceURL(ctx context.Context, c *client.Client, uid int) (sourceURL, error) {
-	out, err := c.RegenerateAdminPassword(ctx, uid)
+// regenerateSourceURL gives the database uid a new admin password, tagged
+// with keepers, and returns the new source URL.
+func regenerateSourceURL(ctx context.Context, c *client.Client, uid int, keepers map[string]string) (sourceURL, error) {
+	out, err := c.RegenerateAdminPassword(ctx, uid, keepers)
 	if err != nil {
 		return sourceURL{}, err
 	}
@@ -72,6 +78,12 @@ func regenerateSourceURL(ctx context.Context, c *client.Client, uid int) (source
 	}
 	if out.AuthenticationAdminPass != "" && out.AuthenticationAdminPass != s.Password {
 		return sourceURL{}, fmt.Errorf("the service returned a source URL whose password is not the new one (%s)", redisurl.Redact(out.URI))
+	}
+	s.Keepers = out.AdminPasswordKeepers
+	if len(keepers) > 0 && !maps.Equal(s.Keepers, keepers) {
+		// A service older than the keepers forgets them: an import would
+		// then not find them. Not fatal, the password is new.
+		tflog.Warn(ctx, "the service did not store the keepers with the password; an import will not find them", map[string]any{"uid": uid})
 	}
 	if out.PreviousPasswordValidUntil.IsZero() {
 		tflog.Info(ctx, "the old password no longer opens replication sessions", map[string]any{"uid": uid})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -74,8 +75,10 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 			},
 			"keepers": schema.MapAttribute{
 				MarkdownDescription: "Arbitrary values; any change regenerates the password (the idiom of the " +
-					"`random` provider), for example `{ rotation = \"2025-q3\" }`. Keepers given to a resource that " +
-					"had none (after `terraform import`, say) are only recorded: nothing is regenerated.",
+					"`random` provider), for example `{ rotation = \"2025-q3\" }`. The service stores them with the " +
+					"password they regenerated, and refresh reads them back, so that an import into a configuration " +
+					"with the same keepers plans nothing. Keepers given to a resource whose password has none (" +
+					"regenerated outside Terraform, say) are only recorded, with the service too: nothing is regenerated.",
 				Optional:    true,
 				ElementType: types.StringType,
 				PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplaceIf(keepersChanged,
@@ -118,8 +121,14 @@ func (r *sourceURLPasswordResource) Create(ctx context.Context, req resource.Cre
 		resp.Diagnostics.AddAttributeError(path.Root("database_id"), "Invalid database id", err.Error())
 		return
 	}
+	keepers, diags := keepersOf(ctx, plan.Keepers)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
 	tflog.Info(ctx, "regenerating the admin password of a database", map[string]any{"uid": uid})
-	s, err := regenerateSourceURL(ctx, r.client, uid)
+	// The keepers go with the password, so that an import finds them.
+	s, err := regenerateSourceURL(ctx, r.client, uid, keepers)
 	if err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("Could not regenerate the admin password of database %d", uid), err.Error())
 		return
@@ -158,6 +167,17 @@ func (r *sourceURLPasswordResource) Read(ctx context.Context, req resource.ReadR
 	}
 	state.DatabaseID = state.ID
 	flattenSourceURLPassword(s, &state)
+	// The keepers the password was regenerated with, as the service keeps
+	// them: after an import, a configuration with the same keepers plans
+	// nothing, and one with other keepers a regeneration. A password
+	// regenerated without keepers (outside Terraform, or by a provider
+	// before they were stored) leaves the state's as they are: they are
+	// the only record.
+	if len(s.Keepers) > 0 {
+		k, diags := types.MapValueFrom(ctx, types.StringType, s.Keepers)
+		resp.Diagnostics.Append(diags...)
+		state.Keepers = k
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -194,10 +214,30 @@ func (r *sourceURLPasswordResource) ModifyPlan(ctx context.Context, req resource
 	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("address"), s.Address)...)
 }
 
-// Update records new keepers on a resource that had none: no API call.
+// Update records keepers for a password that had none (imported, or
+// regenerated outside Terraform): the service tags the current password
+// with them, without regenerating it, so that a later import finds them.
+// (Any other change of keepers is a replacement.)
 func (r *sourceURLPasswordResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
 	var plan sourceURLPasswordResourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	keepers, diags := keepersOf(ctx, plan.Keepers)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if len(keepers) > 0 {
+		uid, err := parseDatabaseID(plan.ID.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("id"), "Invalid database id", err.Error())
+			return
+		}
+		// The planned password stays: the next refresh sees any newer one.
+		if _, err := r.client.RecordAdminPasswordKeepers(ctx, uid, keepers); err != nil {
+			resp.Diagnostics.AddError(fmt.Sprintf("Could not record the keepers of the admin password of database %d", uid), err.Error())
+			return
+		}
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 
@@ -214,6 +254,16 @@ func (r *sourceURLPasswordResource) ImportState(ctx context.Context, req resourc
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("database_id"), req.ID)...)
+}
+
+// keepersOf is the keepers attribute as a Go map (nil when null or empty).
+func keepersOf(ctx context.Context, m types.Map) (map[string]string, diag.Diagnostics) {
+	if m.IsNull() || m.IsUnknown() || len(m.Elements()) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	diags := m.ElementsAs(ctx, &out, false)
+	return out, diags
 }
 
 func flattenSourceURLPassword(s sourceURL, m *sourceURLPasswordResourceModel) {

@@ -4,7 +4,11 @@
 // API where it has a name for the concept.
 package api
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // Database statuses.
 const (
@@ -50,6 +54,13 @@ type Database struct {
 	// LoadingProgress is how far a loading database is, in percent.
 	LoadingProgress float64  `json:"loading_progress,omitempty"`
 	Endpoint        Endpoint `json:"endpoint"`
+	// ShardsCount, Replication and OSSCluster as created: with
+	// shards_count > 1 or oss_cluster the database is a Redis Cluster and
+	// Endpoints lists its nodes (any cluster-aware client starts from one).
+	ShardsCount int            `json:"shards_count"`
+	Replication bool           `json:"replication"`
+	OSSCluster  bool           `json:"oss_cluster"`
+	Endpoints   []NodeEndpoint `json:"endpoints"`
 	// AuthenticationRedisPass is the password of the application user "default".
 	AuthenticationRedisPass string `json:"authentication_redis_pass"`
 	// ReplicationPort is the port destinations replicate from (the port of
@@ -78,6 +89,18 @@ type Database struct {
 type Endpoint struct {
 	Host string `json:"host"`
 	Port int    `json:"port"`
+}
+
+// NodeEndpoint is one redis-server of a database: a master (it serves
+// Slots) or a replica of the master at Master.
+type NodeEndpoint struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	Role string `json:"role"` // master or replica
+	// Slots the node serves, as ranges ("0-5460"); empty for a replica.
+	Slots string `json:"slots,omitempty"`
+	// Master is host:port of the master of a replica.
+	Master string `json:"master,omitempty"`
 }
 
 // ReplicaSource is one source of a Replica Of destination, as written by a client.
@@ -168,6 +191,11 @@ type CreateDatabaseRequest struct {
 	// ReplicaSources makes the new database a Replica Of them.
 	ReplicaSources []ReplicaSource `json:"replica_sources,omitempty"`
 	ReplicaSync    string          `json:"replica_sync,omitempty"`
+	// ShardsCount > 1 or OSSCluster makes the database a Redis Cluster of
+	// that many masters (1 when 0); Replication gives each a replica.
+	ShardsCount int  `json:"shards_count,omitempty"`
+	Replication bool `json:"replication,omitempty"`
+	OSSCluster  bool `json:"oss_cluster,omitempty"`
 }
 
 // UpdateDatabaseRequest is the body of PUT /v1/bdbs/{uid}. Nil fields are
@@ -180,12 +208,75 @@ type UpdateDatabaseRequest struct {
 	ClientCertificates      *[]string        `json:"client_certificates,omitempty"`
 	ReplicaSources          *[]ReplicaSource `json:"replica_sources,omitempty"`
 	ReplicaSync             *string          `json:"replica_sync,omitempty"`
+	// ShardsCount, Replication and OSSCluster cannot change yet (that is a
+	// resharding): a value other than the database's is refused.
+	ShardsCount *int  `json:"shards_count,omitempty"`
+	Replication *bool `json:"replication,omitempty"`
+	OSSCluster  *bool `json:"oss_cluster,omitempty"`
 }
 
 // SourceURL is the answer of GET /v1/bdbs/{uid}/source_url: the URL another
 // database uses to replicate from this one.
 type SourceURL struct {
 	URI string `json:"uri"`
+	// AdminPasswordKeepers are the keepers given with the regeneration
+	// that made the current admin password (absent when none were).
+	AdminPasswordKeepers map[string]string `json:"admin_password_keepers,omitempty"`
+}
+
+// RegenerateAdminPasswordRequest is the optional body of POST
+// /v1/bdbs/{uid}/actions/regenerate_admin_password (an empty body is the
+// same as {}).
+type RegenerateAdminPasswordRequest struct {
+	// Keepers is an opaque tag of the new password, stored with it and
+	// returned as admin_password_keepers until the next regeneration: the
+	// caller's record of why the password was made (Terraform's keepers),
+	// so that a caller that lost it (an import) can find it again. Not a
+	// secret: it is returned to whoever may read the source URL.
+	Keepers map[string]string `json:"keepers,omitempty"`
+}
+
+// AdminPasswordKeepersRequest is the body of PUT
+// /v1/bdbs/{uid}/admin_password_keepers: it records keepers for the current
+// admin password when it has none (one regenerated without keepers, or
+// before the service stored them), without regenerating it. A password
+// that has keepers keeps them: other keepers are a conflict (regenerate
+// the password to change them), the same ones are accepted again.
+type AdminPasswordKeepersRequest struct {
+	Keepers map[string]string `json:"keepers"`
+}
+
+// Validate says what is wrong with r: keepers are required and bounded.
+func (r AdminPasswordKeepersRequest) Validate() error {
+	if len(r.Keepers) == 0 {
+		return errors.New("keepers: at least one entry is required")
+	}
+	return RegenerateAdminPasswordRequest{Keepers: r.Keepers}.Validate()
+}
+
+// Bounds of RegenerateAdminPasswordRequest.Keepers.
+const (
+	MaxAdminPasswordKeepers = 64
+	MaxKeeperKeyBytes       = 256
+	MaxKeeperValueBytes     = 4096
+)
+
+// Validate says what is wrong with r, without echoing its values.
+func (r RegenerateAdminPasswordRequest) Validate() error {
+	if len(r.Keepers) > MaxAdminPasswordKeepers {
+		return fmt.Errorf("keepers: %d entries, at most %d are allowed", len(r.Keepers), MaxAdminPasswordKeepers)
+	}
+	for k, v := range r.Keepers {
+		switch {
+		case k == "":
+			return errors.New("keepers: a key is empty")
+		case len(k) > MaxKeeperKeyBytes:
+			return fmt.Errorf("keepers: a key of %d bytes, at most %d are allowed", len(k), MaxKeeperKeyBytes)
+		case len(v) > MaxKeeperValueBytes:
+			return fmt.Errorf("keepers: the value of %q has %d bytes, at most %d are allowed", k, len(v), MaxKeeperValueBytes)
+		}
+	}
+	return nil
 }
 
 // AdminPassword is the answer of POST /v1/bdbs/{uid}/actions/regenerate_admin_password.
@@ -195,6 +286,8 @@ type AdminPassword struct {
 	// PreviousPasswordValidUntil is when the replaced password stops
 	// opening replication sessions (zero: it already has).
 	PreviousPasswordValidUntil time.Time `json:"previous_password_valid_until,omitzero"`
+	// AdminPasswordKeepers are the keepers of the request, as stored.
+	AdminPasswordKeepers map[string]string `json:"admin_password_keepers,omitempty"`
 }
 
 // Cluster is the answer of GET /v1/cluster.

@@ -254,10 +254,27 @@ func (c *Client) GetSourceURL(ctx context.Context, uid int) (*api.SourceURL, err
 }
 
 // RegenerateAdminPassword gives the database uid a new admin password, which
-// disconnects the sessions that use the old one.
-func (c *Client) RegenerateAdminPassword(ctx context.Context, uid int) (*api.AdminPassword, error) {
+// disconnects the sessions that use the old one once its grace period ends.
+// keepers (nil for none) are stored with the new password and read back by
+// GetSourceURL as admin_password_keepers.
+func (c *Client) RegenerateAdminPassword(ctx context.Context, uid int, keepers map[string]string) (*api.AdminPassword, error) {
 	var out api.AdminPassword
-	if err := c.do(ctx, http.MethodPost, bdbPath(uid)+"/actions/regenerate_admin_password", nil, &out); err != nil {
+	var body any
+	if len(keepers) > 0 {
+		body = api.RegenerateAdminPasswordRequest{Keepers: keepers}
+	}
+	if err := c.do(ctx, http.MethodPost, bdbPath(uid)+"/actions/regenerate_admin_password", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RecordAdminPasswordKeepers tags the current admin password of uid, which
+// has no keepers, with keepers, without regenerating it. The service
+// answers a conflict when the password already has other keepers.
+func (c *Client) RecordAdminPasswordKeepers(ctx context.Context, uid int, keepers map[string]string) (*api.SourceURL, error) {
+	var out api.SourceURL
+	if err := c.do(ctx, http.MethodPut, bdbPath(uid)+"/admin_password_keepers", api.AdminPasswordKeepersRequest{Keepers: keepers}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -393,7 +393,9 @@ func TestRoutesAndBodies(t *testing.T) {
 	must(t, c.DeleteDatabase(ctx, 5))
 	su, err := c.GetSourceURL(ctx, 5)
 	must(t, err)
-	ap, err := c.RegenerateAdminPassword(ctx, 5)
+	ap, err := c.RegenerateAdminPassword(ctx, 5, nil)
+	must(t, err)
+	_, err = c.RegenerateAdminPassword(ctx, 5, map[string]string{"rotation": "2"})
 	must(t, err)
 	cl, err := c.GetCluster(ctx)
 	must(t, err)
@@ -408,6 +410,7 @@ func TestRoutesAndBodies(t *testing.T) {
 		{"DELETE", "/v1/bdbs/5", ""},
 		{"GET", "/v1/bdbs/5/source_url", ""},
 		{"POST", "/v1/bdbs/5/actions/regenerate_admin_password", ""},
+		{"POST", "/v1/bdbs/5/actions/regenerate_admin_password", `{"keepers":{"rotation":"2"}}`},
 		{"GET", "/v1/cluster", ""},
 	}
 	if len(got) != len(want) {

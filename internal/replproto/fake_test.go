@@ -684,7 +684,9 @@ func TestPeriodicAcks(t *testing.T) {
 		}
 		times = append(times, time.Since(start))
 	}
-	if times[0] > 250*time.Millisecond || times[2] < 450*time.Millisecond || times[2] > 1500*time.Millisecond {
+	// Lower bounds only: an ack cannot come before its time, but a loaded
+	// machine (the race detector, CI) may deliver it late.
+	if times[1] < 250*time.Millisecond || times[2] < 450*time.Millisecond || times[2] > 10*time.Second {
 		t.Fatalf("ack times %v, want about 100ms, 300ms, 600ms", times)
 	}
 	// A returned command not yet applied is not acknowledged; once it is,
@@ -714,17 +716,19 @@ func TestPeriodicAcks(t *testing.T) {
 
 // The read timeout measures silence: keepalive newlines re-arm it.
 func TestKeepalivesRefreshReadTimeout(t *testing.T) {
-	f, c := newFakePair(t, Options{ReadTimeout: 200 * time.Millisecond})
+	// The timeout leaves room for a loaded machine (the race detector, CI)
+	// to be late with a keepalive; the keepalives last 3x the timeout.
+	f, c := newFakePair(t, Options{ReadTimeout: time.Second})
 	f.run(func() {
 		f.handshake([]string{"PSYNC", "?", "-1"}, "")
-		for range 12 { // 600 ms of keepalives, 3x the timeout
+		for range 30 { // 3 s of keepalives, 3x the timeout
 			f.send("\n")
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
 		f.send("+FULLRESYNC " + testReplID + " 0\r\n")
-		for range 12 {
+		for range 30 {
 			f.send("\n")
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
 		f.send("$9\r\nREDIS0010")
 	})
@@ -745,8 +749,8 @@ func TestKeepalivesRefreshReadTimeout(t *testing.T) {
 	if !errors.Is(err, ErrConn) || !IsRetryable(err) || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("silent source: err = %v, want retryable timeout", err)
 	}
-	if d := time.Since(start); d < 150*time.Millisecond || d > 2*time.Second {
-		t.Fatalf("timed out after %v, want about 200ms", d)
+	if d := time.Since(start); d < 900*time.Millisecond || d > 20*time.Second {
+		t.Fatalf("timed out after %v, want about 1s", d)
 	}
 }
 

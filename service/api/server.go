@@ -29,7 +29,8 @@ type Backend interface {
 	UpdateDatabase(ctx context.Context, uid int, req api.UpdateDatabaseRequest) (api.Database, error)
 	DeleteDatabase(ctx context.Context, uid int) error
 	SourceURL(ctx context.Context, uid int) (api.SourceURL, error)
-	RegenerateAdminPassword(ctx context.Context, uid int) (api.AdminPassword, error)
+	RegenerateAdminPassword(ctx context.Context, uid int, req api.RegenerateAdminPasswordRequest) (api.AdminPassword, error)
+	RecordAdminPasswordKeepers(ctx context.Context, uid int, req api.AdminPasswordKeepersRequest) (api.SourceURL, error)
 	Cluster(ctx context.Context) (api.Cluster, error)
 }
 
@@ -82,6 +83,7 @@ func NewHandler(cfg Config) http.Handler {
 	mux.Handle("DELETE /v1/bdbs/{uid}", admin(s.delete))
 	mux.Handle("GET /v1/bdbs/{uid}/source_url", admin(s.sourceURL))
 	mux.Handle("POST /v1/bdbs/{uid}/actions/regenerate_admin_password", admin(s.regenerate))
+	mux.Handle("PUT /v1/bdbs/{uid}/admin_password_keepers", admin(s.recordKeepers))
 	if cfg.Console != nil {
 		mux.Handle("GET /{$}", cfg.Console)
 		mux.Handle("GET /ui/", cfg.Console)
@@ -287,8 +289,34 @@ func (s *server) regenerate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p, err := s.cfg.Backend.RegenerateAdminPassword(r.Context(), uid)
+	// The body is optional: an empty one regenerates without keepers.
+	var req api.RegenerateAdminPasswordRequest
+	if !decodeOptional(w, r, &req) {
+		return
+	}
+	if err := req.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, err.Error())
+		return
+	}
+	p, err := s.cfg.Backend.RegenerateAdminPassword(r.Context(), uid, req)
 	s.reply(w, p, err)
+}
+
+func (s *server) recordKeepers(w http.ResponseWriter, r *http.Request) {
+	uid, ok := pathUID(w, r)
+	if !ok {
+		return
+	}
+	var req api.AdminPasswordKeepersRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := req.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, err.Error())
+		return
+	}
+	u, err := s.cfg.Backend.RecordAdminPasswordKeepers(r.Context(), uid, req)
+	s.reply(w, u, err)
 }
 
 // reply writes v, or the error with the status its code calls for.
@@ -337,11 +365,32 @@ func pathUID(w http.ResponseWriter, r *http.Request) (int, bool) {
 // decode reads a JSON body strictly: unknown fields, trailing data and
 // malformed JSON are a 400 before anything is done.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := readBody(w, r)
+	return ok && decodeBody(w, body, v)
+}
+
+// decodeOptional is decode for a body that may be empty (v left as it is).
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := readBody(w, r)
+	if !ok {
+		return false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return true
+	}
+	return decodeBody(w, body, v)
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "cannot read the request body: "+err.Error())
-		return false
+		return nil, false
 	}
+	return body, true
+}
+
+func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,7 +18,10 @@ import (
 
 // backend records the calls that reach it; the databases hold secrets the
 // viewer must not see.
-type backend struct{ calls []string }
+type backend struct {
+	calls   []string
+	keepers map[string]string // of the last regeneration
+}
 
 const (
 	redisPass = "app-password-123"
@@ -49,9 +53,15 @@ func (b *backend) SourceURL(context.Context, int) (api.SourceURL, error) {
 	b.calls = append(b.calls, "source_url")
 	return api.SourceURL{URI: sourceURL}, nil
 }
-func (b *backend) RegenerateAdminPassword(context.Context, int) (api.AdminPassword, error) {
+func (b *backend) RegenerateAdminPassword(_ context.Context, _ int, req api.RegenerateAdminPasswordRequest) (api.AdminPassword, error) {
+	b.keepers = req.Keepers
 	b.calls = append(b.calls, "regenerate")
 	return api.AdminPassword{}, nil
+}
+func (b *backend) RecordAdminPasswordKeepers(_ context.Context, _ int, req api.AdminPasswordKeepersRequest) (api.SourceURL, error) {
+	b.calls = append(b.calls, "record_keepers")
+	b.keepers = req.Keepers
+	return api.SourceURL{URI: sourceURL, AdminPasswordKeepers: req.Keepers}, nil
 }
 func (b *backend) Cluster(context.Context) (api.Cluster, error) { return api.Cluster{Name: "c"}, nil }
 
@@ -101,6 +111,7 @@ func TestViewerReadsButChangesNothing(t *testing.T) {
 		{"DELETE", "/v1/bdbs/1", ""},
 		{"GET", "/v1/bdbs/1/source_url", ""},
 		{"POST", "/v1/bdbs/1/actions/regenerate_admin_password", ""},
+		{"PUT", "/v1/bdbs/1/admin_password_keepers", `{"keepers":{"a":"b"}}`},
 	} {
 		rec := request(h, "viewer", "viewer-pw", c.method, c.path, c.body)
 		assert.Equal(t, http.StatusForbidden, rec.Code, "viewer %s %s", c.method, c.path)
@@ -150,4 +161,71 @@ func TestRequestsLogAtDebug(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	request(h, "admin", "admin-pw", "GET", "/v1/bdbs", "")
 	assert.Contains(t, buf.String(), "level=DEBUG msg=\"api request\"")
+}
+
+// The regeneration's body is optional; when given, it is decoded strictly
+// and its keepers are bounded, and a rejected request reaches no backend.
+func TestRegenerateKeepers(t *testing.T) {
+	const path = "/v1/bdbs/1/actions/regenerate_admin_password"
+	b := &backend{}
+	h := newTestHandler(b)
+
+	for _, body := range []string{"", " \n", "{}"} {
+		b.keepers = map[string]string{"stale": "x"}
+		assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "POST", path, body).Code, "body %q", body)
+		assert.Empty(t, b.keepers, "body %q", body)
+	}
+	rec := request(h, "admin", "admin-pw", "POST", path, `{"keepers":{"rotation":"2025-q3","team":"a b"}}`)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, map[string]string{"rotation": "2025-q3", "team": "a b"}, b.keepers)
+
+	big := map[string]string{}
+	for i := range api.MaxAdminPasswordKeepers + 1 {
+		big[strconv.Itoa(i)] = "v"
+	}
+	tooMany, err := json.Marshal(api.RegenerateAdminPasswordRequest{Keepers: big})
+	require.NoError(t, err)
+	b.calls = nil
+	for name, body := range map[string]string{
+		"unknown field":   `{"keepers":{"a":"b"},"password":"chosen"}`,
+		"malformed":       `{"keepers":`,
+		"not strings":     `{"keepers":{"a":1}}`,
+		"trailing data":   `{} {}`,
+		"too many":        string(tooMany),
+		"empty key":       `{"keepers":{"":"b"}}`,
+		"key too long":    `{"keepers":{"` + strings.Repeat("k", api.MaxKeeperKeyBytes+1) + `":"b"}}`,
+		"value too long":  `{"keepers":{"a":"` + strings.Repeat("v", api.MaxKeeperValueBytes+1) + `"}}`,
+		"keepers is list": `{"keepers":["a"]}`,
+	} {
+		rec := request(h, "admin", "admin-pw", "POST", path, body)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, name)
+		var e api.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e), name)
+		assert.Equal(t, api.CodeInvalidRequest, e.Code, name)
+	}
+	assert.Empty(t, b.calls, "a rejected regeneration reached the backend")
+}
+
+// Recording keepers: a body with keepers is required, decoded strictly.
+func TestRecordKeepers(t *testing.T) {
+	const path = "/v1/bdbs/1/admin_password_keepers"
+	b := &backend{}
+	h := newTestHandler(b)
+	for name, body := range map[string]string{
+		"empty body":    "",
+		"no keepers":    `{}`,
+		"empty keepers": `{"keepers":{}}`,
+		"unknown field": `{"keepers":{"a":"b"},"regenerate":true}`,
+		"empty key":     `{"keepers":{"":"b"}}`,
+	} {
+		rec := request(h, "admin", "admin-pw", "PUT", path, body)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, name)
+	}
+	assert.Empty(t, b.calls, "a rejected request reached the backend")
+	rec := request(h, "admin", "admin-pw", "PUT", path, `{"keepers":{"rotation":"1"}}`)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, map[string]string{"rotation": "1"}, b.keepers)
+	var out api.SourceURL
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out))
+	assert.Equal(t, map[string]string{"rotation": "1"}, out.AdminPasswordKeepers)
 }

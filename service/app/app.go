@@ -158,6 +158,12 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load proxy certificate: %w", err)
 	}
+	// The nodes of a sharded database with TLS talk to each other (cluster
+	// bus, replica links) as clients with this certificate of the
+	// instance's CA, which every database trusts.
+	if _, _, err := ca.LoadOrIssue(cfg.DataDir, "node", []string{cfg.AdvertiseHost, "localhost", "127.0.0.1"}, true); err != nil {
+		return nil, err
+	}
 	// The syncer certificate is self-signed: a source pins it as it is,
 	// whoever the source's CA is (redis-server's own TLS included).
 	syncerPEM, syncerKey, err := certs.LoadOrCreateSelfSigned(cfg.DataDir, "syncer", "redis-replicad syncer "+cfg.Name)
@@ -193,7 +199,9 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{}), started: make(chan struct{}), startupDone: make(chan struct{})}
 	a.dbs = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log,
-		TLS: databases.TLSFiles{CertFile: filepath.Join(cfg.DataDir, "proxy.pem"), KeyFile: filepath.Join(cfg.DataDir, "proxy-key.pem"), CAFile: filepath.Join(cfg.DataDir, "ca.pem")}})
+		AdvertiseHost: cfg.AdvertiseHost,
+		TLS: databases.TLSFiles{CertFile: filepath.Join(cfg.DataDir, "proxy.pem"), KeyFile: filepath.Join(cfg.DataDir, "proxy-key.pem"), CAFile: filepath.Join(cfg.DataDir, "ca.pem"),
+			NodeCertFile: filepath.Join(cfg.DataDir, "node.pem"), NodeKeyFile: filepath.Join(cfg.DataDir, "node-key.pem")}})
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
 		MaxConcurrentLoads: cfg.MaxConcurrentLoads,

@@ -36,6 +36,11 @@ func (g *gatewayAdapter) Ensure(d store.Database) error {
 		UpstreamNetwork: "unix", UpstreamAddr: g.dbs.Socket(d.UID),
 		UpstreamUser: databases.AdminUser, UpstreamPassword: databases.AdminSecret(d),
 	}
+	if d.Clustered() {
+		// Its node 0 holds only a part of the data: a destination must not
+		// take it for the whole.
+		ep.Refuse = "this database is sharded (a Redis Cluster): replicating from a sharded database is not supported yet"
+	}
 	if d.TLSMode == api.TLSEnabled || d.TLSMode == api.TLSReplicaSSL {
 		cfg, err := replicationTLS(g.proxyCert, d.ClientCertificates)
 		if err != nil {

@@ -42,23 +42,38 @@ func (b *namedBackend) DeleteDatabase(ctx context.Context, uid int) error {
 	return err
 }
 
-// memoryUsed is the used_memory of database uid's redis-server.
+// memoryUsed is the used_memory of database uid: of its redis-server, or
+// the sum over the masters of a sharded database (the data memory_size
+// bounds; replicas hold copies).
 func (a *App) memoryUsed(ctx context.Context, uid int) (int64, bool) {
-	c := a.dbs.Client(uid)
-	if c == nil {
+	clients := a.dbs.NodeClients(uid)
+	if len(clients) == 0 {
 		return 0, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	info, err := c.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			return n, err == nil
+	var total int64
+	for _, c := range clients {
+		info, err := c.Info(ctx, "memory", "replication").Result()
+		if err != nil {
+			return 0, false // part of the sum would be missing
+		}
+		var used int64
+		master := len(clients) == 1
+		for _, line := range strings.Split(info, "\n") {
+			line = strings.TrimSpace(line)
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				if used, err = strconv.ParseInt(v, 10, 64); err != nil {
+					return 0, false
+				}
+			}
+			if line == "role:master" {
+				master = true
+			}
+		}
+		if master {
+			total += used
 		}
 	}
-	return 0, false
+	return total, true
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/replicad/terraform-provider-redis/internal/cluster"
 	"log/slog"
 	"maps"
 	"regexp"
@@ -60,6 +61,8 @@ type Databases interface {
 	Status(uid int) (status string, loadedPercent float64)
 	// PortFree says whether nothing listens on port.
 	PortFree(port int) bool
+	// Topology is the cluster of a clustered database as its nodes see it.
+	Topology(ctx context.Context, uid int) (cluster.Topology, error)
 }
 
 // Gateway serves the replication endpoints of databases (the port of their
@@ -280,6 +283,9 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	if err := validateTLS(req.TLSMode, req.ClientCertificates); err != nil {
 		return api.Database{}, err
 	}
+	if err := validateSharding(req); err != nil {
+		return api.Database{}, err
+	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -289,6 +295,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		RedisPassword: req.AuthenticationRedisPass, AdminPassword: newSecret(), InternalPassword: newSecret(),
 		TLSMode: req.TLSMode, ClientCertificates: req.ClientCertificates,
 		ReplicaSources: req.ReplicaSources, ReplicaSync: sync, CreatedAt: now, UpdatedAt: now,
+		ShardsCount: max(req.ShardsCount, 1), Replication: req.Replication, OSSCluster: req.OSSCluster,
 		Creating: true,
 	}
 	if d.IsReplica() {
@@ -315,6 +322,9 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 			return err
 		}
 		d.ReplicationPort = port
+		if err := c.nodePorts(d, existing); err != nil {
+			return err
+		}
 		// The uid is assigned after this check; 0 is never a real uid.
 		return c.validateSources(*d, existing)
 	})
@@ -381,7 +391,7 @@ func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) 
 			if !errors.As(err, &inUse) {
 				return d, err
 			}
-			taken = d.Port
+			taken = inUse.Port // the database's own, or a node's
 		} else {
 			return d, nil
 		}
@@ -410,7 +420,13 @@ func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) 
 				}
 				n.ReplicationPort = port
 			}
-			return nil
+			// Nodes other than the first take ports from the range
+			// whoever chose the database's port.
+			n.Nodes = nil
+			for _, p := range n.Ports() {
+				avoid[p] = true
+			}
+			return c.nodePortsAvoiding(n, others, avoid)
 		})
 		if uerr != nil {
 			return d, uerr
@@ -429,7 +445,7 @@ func (c *Controller) ensure(ctx context.Context, d store.Database) error {
 
 func (c *Controller) checkPort(port int, existing []store.Database) error {
 	for _, o := range existing {
-		if o.Port == port || o.ReplicationPort == port {
+		if slices.Contains(o.Ports(), port) {
 			return conflict("port %d is taken by database %d (%s)", port, o.UID, o.Name)
 		}
 	}
@@ -447,8 +463,9 @@ func (c *Controller) freePort(existing []store.Database, avoid map[int]bool) (in
 		used = map[int]bool{}
 	}
 	for _, o := range existing {
-		used[o.Port] = true
-		used[o.ReplicationPort] = true
+		for _, p := range o.Ports() {
+			used[p] = true
+		}
 	}
 	for p := c.cfg.PortMin; p <= c.cfg.PortMax; p++ {
 		if !used[p] && c.cfg.Databases.PortFree(p) {
@@ -498,6 +515,9 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		}
 		if req.AuthenticationRedisPass != nil {
 			d.RedisPassword = *req.AuthenticationRedisPass
+		}
+		if err := checkShardingChange(*d, req); err != nil {
+			return err
 		}
 		if req.TLSMode != nil {
 			d.TLSMode = *req.TLSMode
@@ -598,7 +618,7 @@ func (c *Controller) SourceURL(_ context.Context, uid int) (api.SourceURL, error
 	if err != nil {
 		return api.SourceURL{}, err
 	}
-	return api.SourceURL{URI: c.sourceURL(d)}, nil
+	return api.SourceURL{URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}, nil
 }
 
 func (c *Controller) sourceURL(d store.Database) string {
@@ -611,8 +631,12 @@ func (c *Controller) sourceURL(d store.Database) string {
 // can be given the new URL (by the same terraform apply) without an
 // authentication error, which would stop their sync. Once the grace period
 // is over, the gateway closes the sessions of the old password. A password
-// older than that is refused at once.
-func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.AdminPassword, error) {
+// older than that is refused at once. The request's keepers are stored
+// with the new password (and the old password's are dropped).
+func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int, req api.RegenerateAdminPasswordRequest) (api.AdminPassword, error) {
+	if err := req.Validate(); err != nil {
+		return api.AdminPassword{}, &api.Error{Code: api.CodeInvalidRequest, Description: err.Error()}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now().UTC()
@@ -622,6 +646,10 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 			d.PreviousAdminPassword, d.PreviousAdminPasswordUntil = d.AdminPassword, now.Add(c.cfg.AdminPasswordGrace)
 		}
 		d.AdminPassword = newSecret()
+		d.AdminPasswordKeepers = maps.Clone(req.Keepers)
+		if len(d.AdminPasswordKeepers) == 0 {
+			d.AdminPasswordKeepers = nil
+		}
 		d.UpdatedAt = now
 		return nil
 	})
@@ -636,13 +664,49 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int) (api.
 	if err := c.ensure(ctx, d); err != nil {
 		return api.AdminPassword{}, err
 	}
-	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d)}
+	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}
 	if d.PreviousAdminPassword != "" {
 		out.PreviousPasswordValidUntil = d.PreviousAdminPasswordUntil
 	}
 	c.cfg.Logger.Info("admin password regenerated", "uid", uid, "old_password_valid_until", out.PreviousPasswordValidUntil)
 	return out, nil
 }
+
+// RecordAdminPasswordKeepers tags the current admin password of uid with
+// keepers when it has none, without regenerating it (Terraform records the
+// keepers of an imported password so). Keepers already there stay: others
+// are a conflict, the same ones are accepted again (a retried request).
+func (c *Controller) RecordAdminPasswordKeepers(_ context.Context, uid int, req api.AdminPasswordKeepersRequest) (api.SourceURL, error) {
+	if err := req.Validate(); err != nil {
+		return api.SourceURL{}, &api.Error{Code: api.CodeInvalidRequest, Description: err.Error()}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
+		if d.AdminPasswordKeepers != nil {
+			if maps.Equal(d.AdminPasswordKeepers, req.Keepers) {
+				return errUnchanged
+			}
+			return conflict("the admin password of database %d already has keepers; regenerate it to give it others", uid)
+		}
+		d.AdminPasswordKeepers = maps.Clone(req.Keepers)
+		d.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		d, err = c.cfg.Store.Get(uid)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return api.SourceURL{}, notFound(uid)
+	}
+	if err != nil {
+		return api.SourceURL{}, err
+	}
+	return api.SourceURL{URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}, nil
+}
+
+// errUnchanged aborts a store update that has nothing to write.
+var errUnchanged = errors.New("unchanged")
 
 // MarkStopped records that the sync of a destination stopped on an error
 // (authentication, out of memory, unsupported data), unless its Replica Of
@@ -673,7 +737,7 @@ var errStale = errors.New("stale")
 func (c *Controller) Cluster(context.Context) (api.Cluster, error) { return c.cfg.Cluster, nil }
 
 // view is the API form of d with its live status.
-func (c *Controller) view(_ context.Context, d store.Database) api.Database {
+func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 	status, progress := c.cfg.Databases.Status(d.UID)
 	out := api.Database{
 		UID: d.UID, Name: d.Name, Port: d.Port, MemorySize: d.MemorySize,
@@ -693,6 +757,8 @@ func (c *Controller) view(_ context.Context, d store.Database) api.Database {
 	if out.ClientCertificates == nil {
 		out.ClientCertificates = []string{}
 	}
+	out.ShardsCount, out.Replication, out.OSSCluster = d.Shards(), d.Replication, d.OSSCluster
+	out.Endpoints = c.endpoints(ctx, d)
 	if d.IsReplica() {
 		// While a reload runs, readers see part of the data: the
 		// database says so.

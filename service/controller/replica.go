@@ -93,8 +93,18 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 	if len(d.ReplicaSources) > api.MaxReplicaSources {
 		return invalid("a database can have at most %d replica sources, not %d", api.MaxReplicaSources, len(d.ReplicaSources))
 	}
+	if d.Clustered() && d.IsReplica() {
+		return invalid("a sharded database (shards_count > 1 or oss_cluster) cannot be a Replica Of destination yet")
+	}
 	seen := map[string]bool{}
 	for i, s := range d.ReplicaSources {
+		if uid := c.localSource(s.URI, others); uid != 0 {
+			for _, o := range others {
+				if o.UID == uid && o.Clustered() {
+					return invalid("replica_sources[%d]: database %d (%s) is sharded: replicating from a sharded database is not supported yet", i, o.UID, o.Name)
+				}
+			}
+		}
 		u, err := redisurl.Parse(s.URI)
 		if err != nil {
 			return invalid("replica_sources[%d]: %v", i, err)

@@ -30,8 +30,11 @@ type Config struct {
 	RedisServer string // path of redis-server
 	DataDir     string // databases live in DataDir/dbs/<uid>
 	BindHost    string // interface the databases listen on
-	TLS         TLSFiles
-	Logger      *slog.Logger
+	// AdvertiseHost is the host clients reach the databases at: the nodes
+	// of a sharded database announce it (MOVED, CLUSTER SHARDS).
+	AdvertiseHost string
+	TLS           TLSFiles
+	Logger        *slog.Logger
 
 	// AOF rewrites (see rewrite.go); zero values mean the defaults.
 	RewriteCheck     time.Duration // how often databases are looked at (500 ms)
@@ -42,6 +45,9 @@ type Config struct {
 type TLSFiles struct {
 	CertFile, KeyFile string // the instance's proxy certificate
 	CAFile            string // the instance's CA
+	// NodeCertFile and NodeKeyFile are the client certificate (of the
+	// CA) the nodes of a sharded database present to each other.
+	NodeCertFile, NodeKeyFile string
 }
 
 // FindRedisServer resolves the redis-server binary, with an error that says
@@ -65,8 +71,11 @@ type Manager struct {
 	mu      sync.Mutex
 	procs   map[int]*process
 	clients map[int]*redis.Client
-	current map[int]store.Database // as last ensured
-	cancel  context.CancelFunc
+	current map[int]store.Database // as last ensured, by process key
+	// clusters are the clustered databases by uid (their nodes' records
+	// are in current, under nodeKey).
+	clusters map[int]store.Database
+	cancel   context.CancelFunc
 
 	rewriterDone chan struct{} // closed when scheduleRewrites returns
 }
@@ -75,6 +84,7 @@ type Manager struct {
 func NewManager(cfg Config) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, cancel: cancel, procs: map[int]*process{}, clients: map[int]*redis.Client{}, current: map[int]store.Database{},
+		clusters:     map[int]store.Database{},
 		rewriterDone: make(chan struct{})}
 	go m.scheduleRewrites(ctx)
 	return m
@@ -82,6 +92,9 @@ func NewManager(cfg Config) *Manager {
 
 // Dir is where the files of database uid live.
 func (m *Manager) Dir(uid int) string {
+	if uid < 0 {
+		return m.nodeDir(uid) // a node of a clustered database
+	}
 	return filepath.Join(m.cfg.DataDir, "dbs", strconv.Itoa(uid))
 }
 
@@ -106,6 +119,20 @@ func (m *Manager) Addr(port int) string {
 // runs, then applies the live settings (ACL users, maxmemory) once it
 // answers. The config file is rewritten first, so a restart keeps them.
 func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
+	if d.Clustered() {
+		m.remember(d)
+		for i := range d.Nodes {
+			if err := m.ensureOne(ctx, nodeDatabase(d, i)); err != nil {
+				return fmt.Errorf("node %d: %w", i, err)
+			}
+		}
+		return nil
+	}
+	return m.ensureOne(ctx, d)
+}
+
+// ensureOne is Ensure of one process.
+func (m *Manager) ensureOne(ctx context.Context, d store.Database) error {
 	if _, err := m.launch(d, false); err != nil {
 		return err
 	}
@@ -114,10 +141,27 @@ func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
 	return m.applyLive(ctx, d)
 }
 
+// remember records a clustered database under its uid, so that Status and
+// Remove find its nodes (node 0's record is kept under its own key).
+func (m *Manager) remember(d store.Database) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.clusters[d.UID] = d
+}
+
 // Start makes database d run as stored without waiting for it to answer:
 // its live settings are applied once it does (a restarted service replaying
 // a large AOF must not wait for it). Its status says where it stands.
 func (m *Manager) Start(d store.Database) error {
+	if d.Clustered() {
+		m.remember(d)
+		for i := range d.Nodes {
+			if _, err := m.launch(nodeDatabase(d, i), false); err != nil {
+				return fmt.Errorf("node %d: %w", i, err)
+			}
+		}
+		return nil
+	}
 	_, err := m.launch(d, false)
 	return err
 }
@@ -137,12 +181,16 @@ func (e *PortInUseError) Error() string {
 func (m *Manager) Create(ctx context.Context, d store.Database) (err error) {
 	defer func() {
 		if err != nil {
-			m.stop(d.UID)
+			m.stopAll(d)
 			if rmErr := os.RemoveAll(m.Dir(d.UID)); rmErr != nil {
 				m.cfg.Logger.Error("remove the files of a database that failed to start", "uid", d.UID, "err", rmErr)
 			}
 		}
 	}()
+	if d.Clustered() {
+		m.remember(d)
+		return m.createCluster(ctx, d)
+	}
 	if !m.PortFree(d.Port) {
 		return &PortInUseError{Port: d.Port}
 	}
@@ -217,7 +265,7 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 	if err := writeClientCAs(filepath.Join(dir, "clients.pem"), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
 		return nil, fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
 	}
-	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.Socket(d.UID), m.cfg.TLS)), 0o600); err != nil {
+	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.cfg.AdvertiseHost, m.Socket(d.UID), m.cfg.TLS)), 0o600); err != nil {
 		return nil, fmt.Errorf("write config of database %d: %w", d.UID, err)
 	}
 	m.mu.Lock()
@@ -289,6 +337,11 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 			return fmt.Errorf("set ACL user %s of database %d: %w", u.name, d.UID, err)
 		}
 	}
+	if d.Clustered() {
+		if err := masterAuth(ctx, c, d); err != nil {
+			return fmt.Errorf("database %d: %w", d.UID, err)
+		}
+	}
 	if err := c.ConfigSet(ctx, "maxmemory", strconv.FormatInt(d.MemorySize, 10)).Err(); err != nil {
 		return fmt.Errorf("set maxmemory of database %d: %w", d.UID, err)
 	}
@@ -337,7 +390,22 @@ func (m *Manager) Client(uid int) *redis.Client {
 func (m *Manager) Status(uid int) (status string, loadedPercent float64) {
 	m.mu.Lock()
 	p := m.procs[uid]
+	d, clustered := m.clusters[uid]
+	var nodes []*process
+	for _, k := range keys(d) {
+		nodes = append(nodes, m.procs[k])
+	}
 	m.mu.Unlock()
+	if clustered {
+		statuses, progress := make([]string, len(nodes)), make([]float64, len(nodes))
+		for i, n := range nodes {
+			statuses[i] = api.StatusPending
+			if n != nil {
+				statuses[i], progress[i] = n.status(time.Now())
+			}
+		}
+		return nodesStatus(statuses, progress)
+	}
 	if p == nil {
 		return api.StatusPending, 0
 	}
@@ -361,11 +429,30 @@ func (m *Manager) PID(ctx context.Context, uid int) int {
 
 // Remove stops database uid and deletes its files.
 func (m *Manager) Remove(uid int) error {
+	m.mu.Lock()
+	d, clustered := m.clusters[uid]
+	m.mu.Unlock()
+	if clustered {
+		m.stopAll(d)
+	}
 	m.stop(uid)
 	if err := os.RemoveAll(m.Dir(uid)); err != nil {
 		return fmt.Errorf("remove files of database %d: %w", uid, err)
 	}
 	return nil
+}
+
+// stopAll stops every process of d and forgets it.
+func (m *Manager) stopAll(d store.Database) {
+	var wg sync.WaitGroup
+	for _, k := range keys(d) {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.stop(k) }()
+	}
+	wg.Wait()
+	m.mu.Lock()
+	delete(m.clusters, d.UID)
+	m.mu.Unlock()
 }
 
 func (m *Manager) stop(uid int) {

@@ -61,6 +61,9 @@ type Endpoint struct {
 	// Upstream is how the gateway reaches redis-server.
 	UpstreamNetwork, UpstreamAddr  string
 	UpstreamUser, UpstreamPassword string
+	// Refuse, when set, is why this database cannot be replicated from:
+	// authenticated sessions get it as an error instead of a stream.
+	Refuse string
 }
 
 // Gateway runs the endpoints of every database.
@@ -388,6 +391,10 @@ func (e *endpoint) serve(raw net.Conn) {
 	s.password = pw
 	comp, firstCmd, err := readCompression(conn, rd, offered)
 	if err != nil {
+		return
+	}
+	if cfg.Refuse != "" {
+		io.WriteString(conn, "-ERR "+sanitize(cfg.Refuse)+"\r\n")
 		return
 	}
 	upstream, upRd, err := dialUpstream(ctx, cfg)

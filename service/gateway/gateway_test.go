@@ -117,12 +117,16 @@ func (l *logLines) count(prefix string) int {
 }
 
 // startGateway runs a gateway with one endpoint in front of a fakeRedis.
-func startGateway(t *testing.T) (*Gateway, string, *fakeRedis, *logLines) {
+// configure, when given, changes the gateway before it serves.
+func startGateway(t *testing.T, configure ...func(*Gateway)) (*Gateway, string, *fakeRedis, *logLines) {
 	t.Helper()
 	up := startFakeRedis(t)
 	logs := &logLines{}
 	g := New(slog.New(logs), prometheus.NewRegistry())
 	t.Cleanup(g.Close)
+	for _, c := range configure {
+		c(g)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
@@ -220,8 +224,9 @@ func TestOnlyReplicationCommandsReachTheDatabase(t *testing.T) {
 }
 
 func TestWrongPasswordsAreThrottledAndLoggedInAggregate(t *testing.T) {
-	g, addr, _, logs := startGateway(t)
-	g.throttle.base, g.throttle.max = 10*time.Millisecond, 40*time.Millisecond
+	g, addr, _, logs := startGateway(t, func(g *Gateway) {
+		g.throttle.base, g.throttle.max = 10*time.Millisecond, 40*time.Millisecond
+	})
 	const attempts = 40
 	var wantDelay time.Duration
 	for i := 1; i < attempts; i++ {
@@ -285,8 +290,7 @@ func TestHandshakeCommandDecisions(t *testing.T) {
 // Idle and slow connections are closed once the handshake time is up, and
 // hold nothing: a destination can still replicate.
 func TestIdleAndSlowConnectionsAreClosed(t *testing.T) {
-	g, addr, _, _ := startGateway(t)
-	g.handshakeTimeout = time.Second
+	_, addr, _, _ := startGateway(t, func(g *Gateway) { g.handshakeTimeout = time.Second })
 	idle := dial(t, addr)
 	slow := dial(t, addr)
 	authed := dial(t, addr)
@@ -328,4 +332,18 @@ func TestIdleConnectionsDoNotLockOutADestination(t *testing.T) {
 	// The oldest idle ones were closed to make room.
 	_, err = io.ReadAll(idle[0].c)
 	assert.NoError(t, err)
+}
+
+// A protocol error is answered without quoting the input, which may hold a
+// password (an inline AUTH, say).
+func TestProtocolErrorsDoNotEchoInput(t *testing.T) {
+	_, addr, _, _ := startGateway(t)
+	for _, in := range []string{"AUTH admin hunter2-secret\r\n", "*2\r\n$4\r\nAUTH\r\nhunter2-secret\r\n"} {
+		c := dial(t, addr)
+		_, err := io.WriteString(c.c, in)
+		require.NoError(t, err)
+		out, _ := io.ReadAll(c.c)
+		assert.Contains(t, string(out), "Protocol error")
+		assert.NotContains(t, string(out), "hunter2")
+	}
 }

@@ -92,7 +92,7 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 		args, _, err := rd.ReadCommand()
 		if err != nil {
 			if isProtocolError(err) {
-				io.WriteString(w, "-ERR Protocol error: "+sanitize(err.Error())+"\r\n")
+				io.WriteString(w, protocolErrorReply)
 			}
 			return nil, offered, false
 		}
@@ -217,7 +217,7 @@ func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, up net.Conn, upR
 			var err error
 			if args, _, err = rd.ReadCommand(); err != nil {
 				if isProtocolError(err) {
-					w.writeString("-ERR Protocol error: " + sanitize(err.Error()) + "\r\n")
+					w.writeString(protocolErrorReply)
 				}
 				return false, err
 			}
@@ -286,10 +286,15 @@ func isNetError(err error) bool {
 	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed)
 }
 
-// sanitize keeps an error message on one line, for a RESP error reply.
+// sanitize keeps a message of the service on one line, for a RESP error
+// reply.
 func sanitize(s string) string {
 	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 }
+
+// protocolErrorReply answers input that is not RESP. It never quotes the
+// input back: a malformed line may hold a password.
+const protocolErrorReply = "-ERR Protocol error: expected a RESP array of bulk strings, within the endpoint's limits\r\n"
 
 // dialUpstream connects to redis-server as the replication user.
 func dialUpstream(ctx context.Context, cfg Endpoint) (net.Conn, *resp.Reader, error) {

@@ -423,7 +423,9 @@ func TestClusterSourceAcrossServiceKill9(t *testing.T) {
 	db := a.waitInSync(dst.UID, 3*time.Minute)
 	for _, sh := range db.ReplicaSources[0].Shards {
 		assert.Equal(t, 0, sh.FullSyncs, "the restarted service continued shard %s: %+v", sh.Slots, sh)
-		assert.Equal(t, 1, sh.PartialSyncs, "%+v", sh)
+		// At least one: a busy machine may make a shard reconnect again
+		// (and continue again) before the status is read.
+		assert.GreaterOrEqual(t, sh.PartialSyncs, 1, "%+v", sh)
 	}
 	load.stop()
 	dc := destClient(t, dst, 0)

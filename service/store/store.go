@@ -43,6 +43,10 @@ type Database struct {
 	// new source URL before the old one stops working.
 	PreviousAdminPassword      string    `json:"previous_admin_password,omitempty"`
 	PreviousAdminPasswordUntil time.Time `json:"previous_admin_password_until,omitzero"`
+	// AdminPasswordKeepers is the caller's tag of the current admin
+	// password (api.RegenerateAdminPasswordRequest.Keepers); a
+	// regeneration replaces it.
+	AdminPasswordKeepers map[string]string `json:"admin_password_keepers,omitempty"`
 
 	// ReplicationPort is where the replication gateway serves this
 	// database to destinations (the port of its source URL).
@@ -58,10 +62,46 @@ type Database struct {
 	// reloaded from all sources (source set changed, stopped then enabled).
 	ReplicaGeneration int64 `json:"replica_generation,omitempty"`
 
+	// ShardsCount (0 or 1: one redis-server), Replication (a replica per
+	// shard) and OSSCluster describe a sharded database: a Redis Cluster of
+	// Nodes, see Clustered.
+	ShardsCount int  `json:"shards_count,omitempty"`
+	Replication bool `json:"replication,omitempty"`
+	OSSCluster  bool `json:"oss_cluster,omitempty"`
+	// Nodes of a clustered database: the masters first (node i serves
+	// shard i), then, with Replication, the replica of each master in the
+	// same order. Node 0's Port is the database's Port.
+	Nodes []Node `json:"nodes,omitempty"`
+
 	// Creating is set until the request that created the database has
 	// started it: a record still creating when the service starts belongs
 	// to a request that never answered (the service died), and goes.
 	Creating bool `json:"creating,omitempty"`
+}
+
+// Node is one redis-server of a clustered database.
+type Node struct {
+	// Port is where clients reach it; BusPort is its cluster bus (Redis's
+	// default, Port+10000, could fall on another database's port).
+	Port    int `json:"port"`
+	BusPort int `json:"bus_port"`
+}
+
+// Clustered says whether the database is a Redis Cluster (shards_count > 1
+// or oss_cluster) rather than one redis-server.
+func (d *Database) Clustered() bool { return d.ShardsCount > 1 || d.OSSCluster }
+
+// Shards is the number of shards (masters) of the database, at least 1.
+func (d *Database) Shards() int { return max(d.ShardsCount, 1) }
+
+// Ports are every port the database holds: its own, its replication
+// endpoint's and its cluster nodes'.
+func (d *Database) Ports() []int {
+	out := []int{d.Port, d.ReplicationPort}
+	for _, n := range d.Nodes {
+		out = append(out, n.Port, n.BusPort)
+	}
+	return out
 }
 
 // IsReplica says whether the database is a Replica Of destination.

@@ -56,7 +56,7 @@ func NewStatusCollector(src Source) prometheus.Collector {
 		buildInfo: prometheus.NewDesc("replicad_build_info", "Version of redis-replicad and of the Go it was built with; always 1.",
 			[]string{"version", "go_version"}, nil),
 		dbUp:     prometheus.NewDesc("replicad_database_up", "1 when the database's redis-server answers, 0 otherwise.", db, nil),
-		memUsed:  prometheus.NewDesc("replicad_database_memory_used_bytes", "Memory the database's redis-server uses (used_memory).", db, nil),
+		memUsed:  prometheus.NewDesc("replicad_database_memory_used_bytes", "Memory the database's redis-server uses (used_memory; summed over the masters of a sharded database).", db, nil),
 		memLimit: prometheus.NewDesc("replicad_database_memory_limit_bytes", "The database's memory limit (memory_size).", db, nil),
 		replSync: prometheus.NewDesc("replicad_replica_sync", "Replica Of sync state of a destination (replica_sync): 1 for its state, 0 for the others.",
 			[]string{"destination", "name", "state"}, nil),

@@ -53,3 +53,17 @@ resource "redis_database" "orders" {
 output "orders_replication_endpoint" {
   value = redis_database.orders.replication_endpoint
 }
+
+# A Redis Cluster of 3 shards, each with a replica: 1 GiB split across the
+# shards. Applications use a cluster-aware client starting from any of its
+# endpoints. shards_count, replication and oss_cluster cannot change later.
+resource "redis_database" "catalog" {
+  name         = "catalog"
+  memory_size  = 1024 * 1024 * 1024
+  shards_count = 3
+  replication  = true
+}
+
+output "catalog_endpoints" {
+  value = redis_database.catalog.endpoints
+}
