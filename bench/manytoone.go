@@ -194,9 +194,8 @@ func maxOf(v []float64) float64 {
 
 // manyLag runs a paced writer on each source (the rate split evenly) and
 // sends a probe every 5 ms to the sources in turn; the destination reports
-// each probe by keyspace notification, as in row 3.
+// each probe by client-tracking invalidation, as in row 3.
 func (b *runner) manyLag(ctx context.Context, res *ManyToOne, srcs []*server, dst *redis.Client, redisPid int, dur time.Duration) error {
-	const prefix = "probe:"
 	// Nothing forks during the measurement but what the load causes (the
 	// destination rewrites its AOF once after a full load).
 	clients := []*redis.Client{dst}
@@ -204,27 +203,11 @@ func (b *runner) manyLag(ctx context.Context, res *ManyToOne, srcs []*server, ds
 		clients = append(clients, s.c)
 	}
 	quiesce(ctx, clients...)
-	var mu sync.Mutex
-	arrived := map[int]time.Time{}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	ready, watchErr := make(chan struct{}), make(chan error, 1)
-	go func() {
-		watchErr <- watchKeys(watchCtx, dst, prefix, ready, func(key string, at time.Time) {
-			if n, err := strconv.Atoi(strings.TrimPrefix(key, prefix)); err == nil {
-				mu.Lock()
-				if _, dup := arrived[n]; !dup {
-					arrived[n] = at
-				}
-				mu.Unlock()
-			}
-		})
-	}()
-	select {
-	case <-ready:
-	case err := <-watchErr:
-		return fmt.Errorf("watch the probes at the destination: %w", err)
+	probes, err := watchProbes(ctx, dst)
+	if err != nil {
+		return err
 	}
+	defer probes.Close()
 	pipes := make([]*pipe, len(srcs))
 	probers := make([]*redis.Client, len(srcs))
 	for i, s := range srcs {
@@ -262,7 +245,7 @@ probe:
 		}
 		seq := len(sent)
 		sent = append(sent, time.Now())
-		if err := probers[seq%len(probers)].Set(ctx, prefix+strconv.Itoa(seq), seq, 0).Err(); err != nil {
+		if err := probers[seq%len(probers)].Set(ctx, probePrefix+strconv.Itoa(seq), seq, 0).Err(); err != nil {
 			probeErr = err
 			break
 		}
@@ -286,18 +269,7 @@ probe:
 		res.Lag.ServiceCPUPerM = sm.stop().CPUSeconds / float64(acked) * 1e6
 		res.Lag.RedisCPUPerM = rm.stop().CPUSeconds / float64(acked) * 1e6
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(arrived)
-		mu.Unlock()
-		if n >= len(sent) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	arrived := probes.waitFor(len(sent), time.Now().Add(30*time.Second))
 	all := []float64{}
 	per := make([][]float64, len(srcs))
 	var csv strings.Builder

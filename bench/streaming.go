@@ -441,28 +441,11 @@ func quiesce(ctx context.Context, clients ...*redis.Client) {
 func (b *runner) probeLag(ctx context.Context, name string, src *server, dst *redis.Client, svcPid, redisPid int, rate float64, dur time.Duration, trigger func(context.Context) error) (LagSide, error) {
 	var side LagSide
 	quiesce(ctx, src.c, dst)
-	const prefix = "probe:"
-	var mu sync.Mutex
-	arrived := map[int]time.Time{}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	ready, watchErr := make(chan struct{}), make(chan error, 1)
-	go func() {
-		watchErr <- watchKeys(watchCtx, dst, prefix, ready, func(key string, at time.Time) {
-			if n, err := strconv.Atoi(strings.TrimPrefix(key, prefix)); err == nil {
-				mu.Lock()
-				if _, dup := arrived[n]; !dup {
-					arrived[n] = at
-				}
-				mu.Unlock()
-			}
-		})
-	}()
-	select {
-	case <-ready:
-	case err := <-watchErr:
-		return side, fmt.Errorf("watch the probes at the destination: %w", err)
+	probes, err := watchProbes(ctx, dst)
+	if err != nil {
+		return side, err
 	}
+	defer probes.Close()
 
 	p, err := dialPipe(ctx, src.addr(), src.password, 8192)
 	if err != nil {
@@ -503,7 +486,7 @@ probe:
 		}
 		seq := len(sent)
 		sent = append(sent, time.Now())
-		if err := prober.Set(ctx, "probe:"+strconv.Itoa(seq), seq, 0).Err(); err != nil {
+		if err := prober.Set(ctx, probePrefix+strconv.Itoa(seq), seq, 0).Err(); err != nil {
 			close(stop)
 			return side, err
 		}
@@ -520,18 +503,7 @@ probe:
 		side.RedisCPUPerM = rm.stop().CPUSeconds / n * 1e6
 	}
 	// Wait for the last probes (bounded).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(arrived)
-		mu.Unlock()
-		if n >= len(sent) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	arrived := probes.waitFor(len(sent), time.Now().Add(30*time.Second))
 	var lags []float64
 	// Every probe's lag, for a look at when the slow ones happen.
 	var csv strings.Builder

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -94,4 +96,63 @@ func watchKeys(ctx context.Context, c *redis.Client, prefix string, ready chan<-
 			changed(string(k.Str), now)
 		}
 	}
+}
+
+// probeWatch records when each key probe:<n> first changed at a server.
+type probeWatch struct {
+	stop context.CancelFunc
+
+	mu      sync.Mutex
+	arrived map[int]time.Time
+}
+
+const probePrefix = "probe:"
+
+// watchProbes starts watching dst; it returns once the watch is on.
+// Close stops it.
+func watchProbes(ctx context.Context, dst *redis.Client) (*probeWatch, error) {
+	ctx, stop := context.WithCancel(ctx)
+	w := &probeWatch{stop: stop, arrived: map[int]time.Time{}}
+	ready, failed := make(chan struct{}), make(chan error, 1)
+	go func() {
+		failed <- watchKeys(ctx, dst, probePrefix, ready, func(key string, at time.Time) {
+			if n, err := strconv.Atoi(strings.TrimPrefix(key, probePrefix)); err == nil {
+				w.mu.Lock()
+				if _, dup := w.arrived[n]; !dup {
+					w.arrived[n] = at
+				}
+				w.mu.Unlock()
+			}
+		})
+	}()
+	select {
+	case <-ready:
+		return w, nil
+	case err := <-failed:
+		stop()
+		return nil, fmt.Errorf("watch the probes at the destination: %w", err)
+	}
+}
+
+func (w *probeWatch) Close() { w.stop() }
+
+// waitFor polls until n probes arrived or the deadline passes, and returns
+// the arrival times seen by then.
+func (w *probeWatch) waitFor(n int, deadline time.Time) map[int]time.Time {
+	for {
+		w.mu.Lock()
+		got := len(w.arrived)
+		w.mu.Unlock()
+		if got >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[int]time.Time, len(w.arrived))
+	for k, v := range w.arrived {
+		out[k] = v
+	}
+	return out
 }

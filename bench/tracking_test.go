@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,4 +49,27 @@ func TestWatchKeysSeesChangesAtAReplica(t *testing.T) {
 	}
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// The probes' arrival times are what the lag rows measure.
+func TestWatchProbesRecordsFirstArrivals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	s := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w, err := watchProbes(ctx, s.Client())
+	require.NoError(t, err)
+	defer w.Close()
+	before := time.Now()
+	for _, n := range []int{0, 1, 1, 2} {
+		require.NoError(t, s.Client().Set(ctx, probePrefix+strconv.Itoa(n), n, 0).Err())
+	}
+	require.NoError(t, s.Client().Set(ctx, "other", 1, 0).Err())
+	got := w.waitFor(3, time.Now().Add(30*time.Second))
+	require.Len(t, got, 3)
+	for n := range 3 {
+		require.False(t, got[n].Before(before), "probe %d", n)
+	}
 }
