@@ -9,8 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -305,21 +303,8 @@ func labelsOf(m *dto.Metric) map[string]string {
 // it is not nil, and returned.
 func call(t *testing.T, i *servicetest.Instance, user, password, method, path string, body, out any) []byte {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		j, err := json.Marshal(body)
-		require.NoError(t, err)
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, i.URL+path, rd)
-	require.NoError(t, err)
-	req.SetBasicAuth(user, password)
-	resp, err := i.HTTPClient().Do(req)
-	require.NoError(t, err, "%s %s", method, path)
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.Less(t, resp.StatusCode, 300, "%s %s as %s: %s", method, path, user, data)
+	status, data := i.Request(t, user, password, method, path, body)
+	require.Less(t, status, 300, "%s %s as %s: %s", method, path, user, data)
 	if out != nil {
 		require.NoError(t, json.Unmarshal(data, out), "%s %s: %s", method, path, data)
 	}

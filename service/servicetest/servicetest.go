@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -167,4 +168,33 @@ func (w testWriter) Write(p []byte) (int, error) {
 		w.t.Logf("%s", bytes.TrimRight(p, "\n"))
 	}
 	return len(p), nil
+}
+
+// Request makes one API request as user, with body (when not nil) as JSON,
+// and returns the status and the answer's body.
+func (i *Instance) Request(t testing.TB, user, password, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		j, err := json.Marshal(body)
+		if err != nil {
+			t.Fatalf("%s %s: encode the body: %v", method, path, err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, i.URL+path, rd)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	req.SetBasicAuth(user, password)
+	resp, err := i.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read the answer: %v", method, path, err)
+	}
+	return resp.StatusCode, data
 }

@@ -1,11 +1,9 @@
 package ui_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -326,22 +324,9 @@ func client(t *testing.T, d api.Database) *redis.Client {
 // do makes one API call as user and decodes a 2xx answer into out.
 func do(t *testing.T, i *servicetest.Instance, user, password, method, path string, body, out any) int {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		j, err := json.Marshal(body)
-		require.NoError(t, err)
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, i.URL+path, rd)
-	require.NoError(t, err)
-	req.SetBasicAuth(user, password)
-	resp, err := i.HTTPClient().Do(req)
-	require.NoError(t, err, "%s %s", method, path)
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	if resp.StatusCode < 300 && out != nil && len(data) > 0 {
+	status, data := i.Request(t, user, password, method, path, body)
+	if status < 300 && out != nil && len(data) > 0 {
 		require.NoError(t, json.Unmarshal(data, out), "%s %s: %s", method, path, data)
 	}
-	return resp.StatusCode
+	return status
 }
