@@ -21,6 +21,7 @@ import (
 func TestAccReplicaOf_redisCluster(t *testing.T) {
 	e := testAccStart(t)
 	cl := redistest.StartCluster(t, 3, 1, "--requirepass", "cluster-acc-secret", "--masterauth", "cluster-acc-secret")
+	cl.WaitReplicasOnline() // read_from = "replica" must find one per shard
 	node := cl.Nodes[0]
 	cc := cl.Client()
 	ctx := context.Background()

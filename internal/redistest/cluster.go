@@ -260,3 +260,32 @@ func (cl *Cluster) MoveSlots(from, to *Server, slots ...int) {
 	}
 	cl.WaitOK()
 }
+
+// WaitReplicasOnline waits until every running node's CLUSTER SHARDS lists
+// every replica as online: right after a start, a replica that is still
+// loading is "loading", and a syncer told to read from replicas would read
+// from the master instead.
+func (cl *Cluster) WaitReplicasOnline() {
+	cl.t.Helper()
+	Eventually(cl.t, 2*time.Minute, "every replica online", func() error {
+		for _, n := range cl.Nodes {
+			if !n.Running() {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			shards, err := cl.c(n).ClusterShards(ctx).Result()
+			cancel()
+			if err != nil {
+				return err
+			}
+			for _, s := range shards {
+				for _, node := range s.Nodes {
+					if node.Role == "replica" && node.Health != "online" {
+						return fmt.Errorf("node %d sees replica %s:%d %s", n.Port, node.IP, node.Port, node.Health)
+					}
+				}
+			}
+		}
+		return nil
+	})
+}
