@@ -57,6 +57,8 @@ type batcher struct {
 	// inSourceTx: the last item gathered is inside a source MULTI, so the
 	// batch cannot be committed yet.
 	inSourceTx bool
+	// held: this batcher held its writer for a swap already (once a session).
+	held bool
 
 	items []item // gathered, not sent
 	size  int    // bytes of items
@@ -115,6 +117,11 @@ func newBatcher(s *syncer, w *destWriter, conn acker, q *queue, loading bool) *b
 func (b *batcher) run(ctx context.Context) error {
 	defer b.c.release()
 	for {
+		if b.mayHold() && b.s.hold.isRequested() {
+			if err := b.holdForSwap(ctx); err != nil {
+				return err
+			}
+		}
 		if closed := b.gather(ctx); closed {
 			// The reader stopped. What it sent is applied (its last item
 			// may be the offset of the source's last REPLCONF, which a
@@ -162,7 +169,11 @@ func (b *batcher) gather(ctx context.Context) bool {
 		if wait {
 			b.s.status.setWriter(writerIdle, 0, 0)
 		}
-		it, ok, closed := b.c.next(ctx, wait)
+		var wake <-chan struct{}
+		if b.mayHold() && len(b.items) == 0 && len(b.inFlight) == 0 {
+			wake = b.s.hold.requested
+		}
+		it, ok, closed := b.c.next(ctx, wait, wake)
 		if closed {
 			return true
 		}

@@ -244,21 +244,38 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 	var loading atomic.Int32
 	loading.Store(int32(len(units)))
 	var swapReady atomic.Bool
+	var hold *swapHold
+	keys := make([]string, 0, len(units))
+	for _, u := range units {
+		keys = append(keys, u.key)
+	}
+	if shadow != nil {
+		hold = newSwapHold()
+	}
 	onLoaded := func() {
 		if loading.Add(-1) != 0 {
 			return
 		}
-		if shadow != nil {
-			// Every source is in the shadow: stop, and swap it in.
-			swapReady.Store(true)
-			cancelAll()
-			return
-		}
-		d.reloading.Store(false)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := ensureAOF(ctx, ckc); err != nil && ctx.Err() == nil {
+			var err error
+			if shadow != nil {
+				// Every source is in the shadow: swap it in.
+				var swapped bool
+				if swapped, err = d.swapUnderHold(ctx, shadow, hold, keys); !swapped && err == nil {
+					// Not every writer could hold: end the round
+					// and swap then, as the links close.
+					swapReady.Store(true)
+					cancelAll()
+					return
+				}
+			}
+			if err == nil {
+				d.reloading.Store(false)
+				err = ensureAOF(ctx, ckc)
+			}
+			if err != nil && ctx.Err() == nil {
 				errs <- err
 				cancelAll()
 			}
@@ -306,6 +323,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		if cp, ok := cps[u.key]; ok {
 			sy.resume = &cp
 		}
+		sy.hold = hold
 		if full {
 			sy.onLoaded = onLoaded
 		}
@@ -340,6 +358,31 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		return errSwapped
 	}
 	return ctx.Err()
+}
+
+// swapUnderHold swaps a loaded shadow in while the sources' links stay
+// open (see swapHold). It returns false, and no error, when not every
+// writer reached a boundary in time: the caller then ends the round and
+// swaps as the links close.
+func (d *destination) swapUnderHold(ctx context.Context, shadow Shadow, hold *swapHold, keys []string) (bool, error) {
+	hold.request()
+	wctx, cancel := context.WithTimeout(ctx, holdTimeout)
+	err := hold.waitHeld(wctx, keys)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		d.log.Warn("the sources' writers could not all hold for the swap; swapping as the round ends", "destination", d.db.UID, "err", err)
+		return false, nil
+	}
+	if err := shadow.SwapIn(ctx); err != nil {
+		d.inPlace = true
+		return false, fmt.Errorf("%w: swap the reloaded data into destination %d (later reloads happen in place): %w", errNeedFullSync, d.db.UID, err)
+	}
+	d.log.Info("reloaded data swapped in; the sources' links stayed open", "destination", d.db.UID)
+	hold.release(d.m.cfg.Destinations.Access(d.db))
+	return true, nil
 }
 
 // errSwapped ends a round whose reload was swapped in: the next round

@@ -105,7 +105,9 @@ type consumer struct {
 // next returns the next item. With wait it blocks until one comes (or ctx
 // ends); without, ok is false when none is ready. closed is true once the
 // reader stopped and everything it sent was taken.
-func (c *consumer) next(ctx context.Context, wait bool) (it item, ok, closed bool) {
+//
+// A wait also ends, with nothing (ok false), when wake is closed.
+func (c *consumer) next(ctx context.Context, wait bool, wake <-chan struct{}) (it item, ok, closed bool) {
 	for c.cur == nil || c.i >= len(c.cur.items) {
 		if c.cur != nil {
 			c.used = append(c.used, c.cur)
@@ -118,6 +120,8 @@ func (c *consumer) next(ctx context.Context, wait bool) (it item, ok, closed boo
 			case b, open = <-c.q.full:
 			case <-ctx.Done():
 				return item{}, false, true
+			case <-wake:
+				return item{}, false, false
 			}
 		} else {
 			select {

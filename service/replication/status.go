@@ -70,6 +70,7 @@ const (
 	writerIdle      writerActivity = iota // waiting for commands from the source
 	writerSending                         // writing a batch to the destination
 	writerReceiving                       // reading the destination's replies
+	writerHeld                            // held while a reload is swapped in
 )
 
 func (a writerActivity) String() string {
@@ -78,6 +79,8 @@ func (a writerActivity) String() string {
 		return "writing a batch to the destination"
 	case writerReceiving:
 		return "waiting for the destination to answer"
+	case writerHeld:
+		return "held while the reloaded data is swapped in"
 	default:
 		return "waiting for commands from the source"
 	}

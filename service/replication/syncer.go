@@ -28,9 +28,12 @@ var errNeedFullSync = errors.New("a full resync is needed")
 // decodes, the writer goroutine applies, and a bounded queue between them
 // (queue.go) applies back-pressure to the source.
 type syncer struct {
-	source  api.ReplicaSource
-	url     redisurl.Source
-	dest    Access      // the destination
+	source api.ReplicaSource
+	url    redisurl.Source
+	dest   Access // the destination (a shadow, during a reload)
+	// hold, during a reload into a shadow: holds the writer while the
+	// shadow is swapped in, then moves it to the destination.
+	hold    *swapHold
 	tls     *tls.Config // nil: plain text
 	status  *sourceStatus
 	metrics *sourceMetrics
@@ -81,6 +84,17 @@ type syncer struct {
 	// replica, for a shard read from its master only because no replica
 	// was online).
 	relocate <-chan struct{}
+}
+
+// destAccess is where the syncer writes: its destination, or the one a
+// reload's shadow was swapped into during the round.
+func (s *syncer) destAccess() Access {
+	if s.hold != nil {
+		if target, ok := s.hold.swapped(); ok {
+			return target
+		}
+	}
+	return s.dest
 }
 
 // checkpointKey is the field of this syncer's checkpoint in the destination.
@@ -182,7 +196,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	w, err := dialDestination(ctx, s.dest, s.checkpointKey())
+	w, err := dialDestination(ctx, s.destAccess(), s.checkpointKey())
 	if err != nil {
 		return err
 	}

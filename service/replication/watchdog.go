@@ -75,7 +75,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		// An EXEC of a big transaction runs for a while: the limit grows
 		// with it, at a pace far below what a destination manages.
 		limit := s.stallTimeout + time.Duration(st.executing)*execAllowance
-		stuck := pending && !since.IsZero() && stuckFor > limit
+		stuck := pending && where != writerHeld && !since.IsZero() && stuckFor > limit
 		note := ""
 		switch {
 		case !streaming:

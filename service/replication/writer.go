@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/resp"
@@ -39,6 +40,9 @@ func fatal(format string, a ...any) error { return &fatalError{fmt.Errorf(format
 // destWriter applies items to the destination over one connection of its
 // own, authenticated as the service's internal user.
 type destWriter struct {
+	// mu guards conn against Close from another goroutine while redial
+	// replaces it; the writer's own goroutine reads conn without it.
+	mu     sync.Mutex
 	conn   net.Conn
 	bw     *bufio.Writer
 	rd     *resp.Reader
@@ -68,7 +72,7 @@ func dialDestination(ctx context.Context, dest Access, source string) (*destWrit
 	if err != nil {
 		return nil, fmt.Errorf("connect to destination %s: %w", dest.Addr, err)
 	}
-	w := &destWriter{conn: conn, bw: bufio.NewWriterSize(conn, 64<<10), rd: resp.NewReader(bufio.NewReaderSize(conn, 64<<10)), source: source}
+	w := &destWriter{conn: conn, bw: bufio.NewWriterSize(conn, 64<<10), rd: newDestReader(conn), source: source}
 	if err := w.do(ctx, "AUTH", dest.Username, dest.Password); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("authenticate to destination %s: %w", dest.Addr, err)
@@ -76,7 +80,15 @@ func dialDestination(ctx context.Context, dest Access, source string) (*destWrit
 	return w, nil
 }
 
-func (w *destWriter) Close() error { return w.conn.Close() }
+func newDestReader(conn net.Conn) *resp.Reader {
+	return resp.NewReader(bufio.NewReaderSize(conn, 64<<10))
+}
+
+func (w *destWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.conn.Close()
+}
 
 // do runs one command and checks its reply.
 func (w *destWriter) do(ctx context.Context, args ...string) error {
