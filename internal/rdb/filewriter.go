@@ -188,11 +188,19 @@ func (w *FileWriter) RawValue(k *KeyMeta, payload []byte) error {
 	if len(payload) < 11 {
 		return fmt.Errorf("raw value of %s: payload of %d bytes", quoteKey(k.Key), len(payload))
 	}
-	keep, err := w.keyHeader(k, payload[0])
+	return w.RawBody(k, payload[:len(payload)-10])
+}
+
+// RawBody copies a whole value given as its type byte and its encoding.
+func (w *FileWriter) RawBody(k *KeyMeta, body []byte) error {
+	if len(body) < 1 {
+		return fmt.Errorf("raw value of %s: empty", quoteKey(k.Key))
+	}
+	keep, err := w.keyHeader(k, body[0])
 	if err != nil || !keep {
 		return err
 	}
-	return w.write(payload[1 : len(payload)-10])
+	return w.write(body[1:])
 }
 
 func (w *FileWriter) BeginKey(k *KeyMeta) error {

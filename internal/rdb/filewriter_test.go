@@ -3,8 +3,10 @@ package rdb
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -100,7 +102,7 @@ func TestFileWriterStreamOverRawLimit(t *testing.T) {
 	c := src.client(0)
 	defer c.Close()
 	for i := range 500 {
-		src.do(c, "XADD", "s", "*", "n", i, "pad", "pppppppppppppppppppp")
+		src.do(c, "XADD", "s", "*", "n", i, "pad", strconv.FormatUint(rand.Uint64(), 36)+strconv.FormatUint(rand.Uint64(), 36))
 	}
 	_, err := writeFile(t, src.save(), nil, nil, WithRawValues(4096, 10))
 	require.ErrorIs(t, err, ErrNotWritable)
