@@ -121,7 +121,15 @@ func (s *syncer) loadFile(ctx context.Context, syn replproto.Sync, payload *repl
 	s.log.Info("dataset written to a file; the destination loads it", "source", s.url.String(), "bytes", payload.Transferred())
 	loaded = true // consumed by LoadRDB, whatever happens
 	if err := fl.loader.LoadRDB(ctx, fl.db, path); err != nil {
-		return fmt.Errorf("load the dataset of %s into destination %d: %w", s.url, fl.db.UID, err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// redis-server refused the file (or died on it: a payload our
+		// decoder accepts and Redis does not, from a hostile source,
+		// say). Commands go through checks that stop the sync instead.
+		err = fmt.Errorf("load the dataset of %s into destination %d: %w", s.url, fl.db.UID, err)
+		fl.refuse(err)
+		return fmt.Errorf("%w: %w: %w", errNeedFullSync, errFileRefused, err)
 	}
 	return s.checkLoadedMemory(ctx)
 }
