@@ -24,6 +24,9 @@ const rawValueLimit = 256 << 10
 // loaded destination holds in the checkpoint database. 0 (RESTORE unused)
 // when it cannot tell.
 func (w *destWriter) rdbVersion(ctx context.Context) (int, error) {
+	if w.cl != nil {
+		return w.cl.rdbVersion(ctx)
+	}
 	w.buf = resp.AppendCommandStrings(w.buf[:0], "SELECT", strconv.Itoa(layout.CheckpointDB))
 	w.buf = resp.AppendCommandStrings(w.buf, "DUMP", generationKey)
 	w.buf = resp.AppendCommandStrings(w.buf, "SELECT", "0")

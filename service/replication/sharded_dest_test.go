@@ -1,0 +1,217 @@
+package replication_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// fillEveryType writes n keys of every type (a tenth with a TTL), and two
+// lists too big to be written whole (built under a staging name, then
+// renamed), spread across all hash slots.
+func fillEveryType(t *testing.T, c *redis.Client, n int) {
+	ctx := redistest.Ctx(t)
+	for start := 0; start < n; start += 1000 {
+		pipe := c.Pipeline()
+		for i := start; i < min(start+1000, n); i++ {
+			k := fmt.Sprintf("k:%d", i)
+			switch i % 7 {
+			case 0:
+				pipe.Set(ctx, k, strings.Repeat("v", i%50), 0)
+			case 1:
+				pipe.RPush(ctx, k, "a", i, "c")
+			case 2:
+				pipe.HSet(ctx, k, "f1", i, "f2", "x")
+			case 3:
+				pipe.SAdd(ctx, k, "m1", i, "m3")
+			case 4:
+				pipe.ZAdd(ctx, k, redis.Z{Score: float64(i), Member: "a"}, redis.Z{Score: 1.5, Member: "b"})
+			case 5:
+				pipe.XAdd(ctx, &redis.XAddArgs{Stream: k, Values: []any{"f", i}})
+			case 6:
+				pipe.PFAdd(ctx, k, "a", "b", i)
+			}
+			if i%10 == 0 {
+				pipe.Expire(ctx, k, time.Hour)
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		require.NoError(t, err)
+	}
+	for _, k := range []string{"big:list:1", "big:{tagged}:list"} {
+		vals := make([]any, 0, 50000)
+		for i := range 50000 {
+			vals = append(vals, fmt.Sprintf("element-%08d", i))
+		}
+		require.NoError(t, c.RPush(ctx, k, vals...).Err())
+	}
+}
+
+// shardedMasters are clients of the destination's current masters, as the
+// API lists them, logged in as the application.
+func shardedMasters(a *apiClient, uid int) ([]*redis.Client, func(), error) {
+	db := a.get(uid)
+	var out []*redis.Client
+	for _, ep := range db.Endpoints {
+		if ep.Role == "master" {
+			out = append(out, redis.NewClient(&redis.Options{Addr: net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)), Password: db.AuthenticationRedisPass, MaxRetries: -1}))
+		}
+	}
+	closeAll := func() {
+		for _, c := range out {
+			c.Close()
+		}
+	}
+	if len(out) != db.ShardsCount {
+		closeAll()
+		return nil, nil, fmt.Errorf("%d masters listed, want %d: %+v", len(out), db.ShardsCount, db.Endpoints)
+	}
+	return out, closeAll, nil
+}
+
+// eventuallyEqualSharded polls until the sharded destination's masters
+// hold exactly the source's keys (the service's replicad: keys aside).
+func eventuallyEqualSharded(t *testing.T, a *apiClient, uid int, timeout time.Duration, src *redis.Client) {
+	t.Helper()
+	redistest.Eventually(t, timeout, "the sharded destination equals the source key by key", func() error {
+		masters, closeAll, err := shardedMasters(a, uid)
+		if err != nil {
+			return err
+		}
+		defer closeAll()
+		return redistest.DiffMasters(context.Background(), masters, "replicad:", src)
+	})
+}
+
+// TestShardedDestination replicates a plain source into a database of 3
+// shards with a replica each: a full load of every type while counters are
+// written (every fifth batch a MULTI over keys of many slots), the stream,
+// a kill -9 of the service mid-stream, and a kill -9 of a destination
+// master whose replica the cluster promotes. After each, the destination
+// equals the source key by key: nothing lost, nothing applied twice.
+func TestShardedDestination(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456", "--repl-backlog-size", "256mb")
+	sc := src.Client()
+	ctx := redistest.Ctx(t)
+	fillEveryType(t, sc, 20000)
+
+	p := servicetest.StartProcess(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("service log:\n%s", p.Log())
+		}
+	})
+	inst := &servicetest.Instance{URL: p.URL, Username: "admin", Password: p.Password(t), CACert: p.CACert(t)}
+	a := newAPI(t, inst)
+
+	// (1) The load, with a writer running during it.
+	w := startIncrWriter(t, sc, 50)
+	dst := a.create(api.CreateDatabaseRequest{Name: "sharded", MemorySize: 384 << 20, ShardsCount: 3, Replication: true,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, 3*time.Minute)
+	w.stop()
+	require.Greater(t, w.written.Load(), int64(0), "nothing was written during the load")
+	// Multi-key commands over several slots, on the stream.
+	require.NoError(t, sc.MSet(ctx, "mset:a", "1", "mset:b", "2", "mset:c", "3").Err())
+	require.NoError(t, sc.Del(ctx, "k:1", "k:2", "k:3", "k:4").Err())
+	eventuallyEqualSharded(t, a, dst.UID, 2*time.Minute, sc)
+	// Every master holds a part of the keys.
+	masters, closeAll, err := shardedMasters(a, dst.UID)
+	require.NoError(t, err)
+	for _, m := range masters {
+		n, err := m.DBSize(ctx).Result()
+		require.NoError(t, err)
+		assert.Greater(t, n, int64(20000/6), "a master holds %d keys", n)
+		// The application cannot write, nor touch the checkpoints.
+		assert.ErrorContains(t, m.Set(ctx, "x", "y", 0).Err(), "NOPERM")
+	}
+	closeAll()
+	// (4) The source's MULTIs over many slots were split by slot: said.
+	db := a.get(dst.UID)
+	require.Len(t, db.ReplicaSources, 1)
+	assert.Contains(t, db.ReplicaSources[0].SyncNote, "slot by slot", "the status says that transactions were split")
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+
+	// (2) kill -9 of the service mid-stream, twice.
+	w = startIncrWriter(t, sc, 50)
+	for round := range 2 {
+		base := w.written.Load()
+		redistest.Eventually(t, time.Minute, "the stream is being applied", func() error {
+			if w.written.Load() < base+20000 {
+				return fmt.Errorf("written %d", w.written.Load()-base)
+			}
+			if db := a.get(dst.UID); db.ReplicaSyncStatus != api.SourceInSync {
+				return fmt.Errorf("status %s", db.ReplicaSyncStatus)
+			}
+			return nil
+		})
+		t.Logf("round %d: killing the service after %d writes", round, w.written.Load())
+		p.Kill(t)
+		p.Start(t)
+	}
+	a.waitInSync(dst.UID, 2*time.Minute)
+	w.stop()
+	eventuallyEqualSharded(t, a, dst.UID, 2*time.Minute, sc)
+	m := a.metrics()
+	if full, partial := metric(m, "replicad_replica_full_syncs_total"), metric(m, "replicad_replica_partial_syncs_total"); full != 0 || partial < 1 {
+		t.Fatalf("after the last restart: full syncs %v, partial %v; want a partial sync only", full, partial)
+	}
+
+	// (3) kill -9 of a destination master: its replica is promoted, the
+	// writer follows it.
+	w = startIncrWriter(t, sc, 50)
+	redistest.Eventually(t, time.Minute, "the stream is being applied", func() error {
+		if w.written.Load() < 20000 {
+			return fmt.Errorf("written %d", w.written.Load())
+		}
+		return nil
+	})
+	db = a.get(dst.UID)
+	var victim api.NodeEndpoint
+	for _, ep := range db.Endpoints {
+		if ep.Role == "master" {
+			victim = ep
+			break
+		}
+	}
+	vc := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(victim.Host, strconv.Itoa(victim.Port)), Password: db.AuthenticationRedisPass})
+	info, err := vc.Info(ctx, "server").Result()
+	vc.Close()
+	require.NoError(t, err)
+	pid := 0
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+	}
+	require.NotZero(t, pid)
+	t.Logf("killing destination master %d (pid %d) after %d writes", victim.Port, pid, w.written.Load())
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	base := w.written.Load()
+	redistest.Eventually(t, 2*time.Minute, "the stream goes on after the failover", func() error {
+		if w.written.Load() < base+20000 {
+			return fmt.Errorf("written %d", w.written.Load()-base)
+		}
+		if db := a.get(dst.UID); db.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s: %+v", db.ReplicaSyncStatus, db.ReplicaSources)
+		}
+		return nil
+	})
+	w.stop()
+	eventuallyEqualSharded(t, a, dst.UID, 2*time.Minute, sc)
+	db = a.get(dst.UID)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+}
