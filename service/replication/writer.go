@@ -301,7 +301,7 @@ type sentBatch struct {
 	executes int
 	// hits: the indexes in EXEC's results of the commands that must
 	// answer 1 (destWriter.hits).
-	hits  []int
+	hits []int
 	// parts: what a batch for a sharded destination sent each master.
 	parts []clusterPart
 	items int
