@@ -96,6 +96,23 @@ func eventuallyEqualSharded(t *testing.T, a *apiClient, uid int, timeout time.Du
 	})
 }
 
+// nodePID is the process id of a node of a database.
+func nodePID(t *testing.T, ep api.NodeEndpoint, password string) int {
+	c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)), Password: password})
+	defer c.Close()
+	info, err := c.Info(redistest.Ctx(t), "server").Result()
+	require.NoError(t, err)
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			pid, err := strconv.Atoi(v)
+			require.NoError(t, err)
+			return pid
+		}
+	}
+	t.Fatalf("INFO server of node %d has no process_id", ep.Port)
+	return 0
+}
+
 // TestShardedDestination replicates a plain source into a database of 3
 // shards with a replica each: a full load of every type while counters are
 // written (every fifth batch a MULTI over keys of many slots), the stream,
@@ -187,17 +204,7 @@ func TestShardedDestination(t *testing.T) {
 			break
 		}
 	}
-	vc := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(victim.Host, strconv.Itoa(victim.Port)), Password: db.AuthenticationRedisPass})
-	info, err := vc.Info(ctx, "server").Result()
-	vc.Close()
-	require.NoError(t, err)
-	pid := 0
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			pid, _ = strconv.Atoi(v)
-		}
-	}
-	require.NotZero(t, pid)
+	pid := nodePID(t, victim, db.AuthenticationRedisPass)
 	t.Logf("killing destination master %d (pid %d) after %d writes", victim.Port, pid, w.written.Load())
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	base := w.written.Load()
@@ -214,4 +221,75 @@ func TestShardedDestination(t *testing.T) {
 	eventuallyEqualSharded(t, a, dst.UID, 2*time.Minute, sc)
 	db = a.get(dst.UID)
 	assert.Empty(t, db.ReplicaSources[0].LastError)
+
+	// (3b) The same, where the cluster promotes the replica before the
+	// service restarts the killed master: the master is stopped first
+	// (SIGSTOP, no exit for the service to see) until its replica is
+	// promoted, then killed; it comes back as the new master's replica.
+	w = startIncrWriter(t, sc, 50)
+	redistest.Eventually(t, time.Minute, "the stream is being applied", func() error {
+		if w.written.Load() < 20000 {
+			return fmt.Errorf("written %d", w.written.Load())
+		}
+		return nil
+	})
+	db = a.get(dst.UID)
+	var standby api.NodeEndpoint
+	for _, ep := range db.Endpoints {
+		if ep.Role == "master" && ep.Port != victim.Port {
+			victim = ep
+			break
+		}
+	}
+	for _, ep := range db.Endpoints {
+		if ep.Role == "replica" && ep.Master == net.JoinHostPort(victim.Host, strconv.Itoa(victim.Port)) {
+			standby = ep
+		}
+	}
+	require.NotZero(t, standby.Port, "no replica of %d: %+v", victim.Port, db.Endpoints)
+	pid = nodePID(t, victim, db.AuthenticationRedisPass)
+	t.Logf("stopping destination master %d (pid %d) after %d writes, until %d is promoted", victim.Port, pid, w.written.Load(), standby.Port)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	redistest.Eventually(t, time.Minute, "the replica is promoted", func() error {
+		for _, ep := range a.get(dst.UID).Endpoints {
+			if ep.Port == standby.Port && ep.Role == "master" {
+				return nil
+			}
+		}
+		return fmt.Errorf("node %d not master yet", standby.Port)
+	})
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	base = w.written.Load()
+	redistest.Eventually(t, 2*time.Minute, "the stream goes on into the promoted replica", func() error {
+		if w.written.Load() < base+20000 {
+			return fmt.Errorf("written %d", w.written.Load()-base)
+		}
+		if db := a.get(dst.UID); db.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s: %+v", db.ReplicaSyncStatus, db.ReplicaSources)
+		}
+		return nil
+	})
+	w.stop()
+	eventuallyEqualSharded(t, a, dst.UID, 2*time.Minute, sc)
+	redistest.Eventually(t, time.Minute, "the killed master is back as a replica", func() error {
+		for _, ep := range a.get(dst.UID).Endpoints {
+			if ep.Port == victim.Port {
+				if ep.Role != "replica" {
+					return fmt.Errorf("node %d: %+v", ep.Port, ep)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("node %d not listed", victim.Port)
+	})
+	db = a.get(dst.UID)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+	m = a.metrics()
+	assert.Zero(t, metric(m, "replicad_replica_full_syncs_total"), "a failover of the destination made a full sync")
+	for _, l := range strings.Split(p.Log(), "\n") {
+		if strings.Contains(l, "WARN") || strings.Contains(l, "ERROR") || strings.Contains(l, "sync") {
+			t.Log(l)
+		}
+	}
 }
