@@ -566,11 +566,11 @@ func splitRaw(raw []byte, dst [][]byte) ([][]byte, error) {
 		return nil, errors.New("not a RESP array")
 	}
 	i := bytes.IndexByte(raw, '\r')
-	if i < 0 {
+	if i < 0 || i+1 >= len(raw) || raw[i+1] != '\n' {
 		return nil, errors.New("truncated command")
 	}
-	n, err := strconv.Atoi(string(raw[1:i]))
-	if err != nil || n < 1 {
+	n, ok := parseLen(raw[1:i])
+	if !ok || n < 1 {
 		return nil, fmt.Errorf("bad argument count %q", raw[1:i])
 	}
 	at := i + 2
@@ -579,15 +579,15 @@ func splitRaw(raw []byte, dst [][]byte) ([][]byte, error) {
 			return nil, errors.New("truncated command")
 		}
 		j := bytes.IndexByte(raw[at:], '\r')
-		if j < 0 {
+		if j < 0 || at+j+1 >= len(raw) || raw[at+j+1] != '\n' {
 			return nil, errors.New("truncated command")
 		}
-		size, err := strconv.Atoi(string(raw[at+1 : at+j]))
-		if err != nil || size < 0 {
+		size, ok := parseLen(raw[at+1 : at+j])
+		if !ok {
 			return nil, errors.New("bad argument length")
 		}
 		start := at + j + 2
-		if start+size+2 > len(raw) {
+		if start+size+2 > len(raw) || raw[start+size] != '\r' || raw[start+size+1] != '\n' {
 			return nil, errors.New("truncated command")
 		}
 		dst = append(dst, raw[start:start+size:start+size])
@@ -683,4 +683,19 @@ func (s *syncer) splitByShard(n int, sample string) {
 			st.syncNote += "; " + note
 		}
 	})
+}
+
+// parseLen reads a length of RESP: decimal digits only.
+func parseLen(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 10 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
