@@ -687,7 +687,7 @@ func (s *syncer) splitByShard(n int, sample string) {
 
 // parseLen reads a length of RESP: decimal digits only.
 func parseLen(b []byte) (int, bool) {
-	if len(b) == 0 || len(b) > 10 {
+	if len(b) == 0 || len(b) > 10 || (len(b) > 1 && b[0] == '0') {
 		return 0, false
 	}
 	n := 0
