@@ -84,7 +84,7 @@ func shardedMasters(a *apiClient, uid int) ([]*redis.Client, func(), error) {
 
 // eventuallyEqualSharded polls until the sharded destination's masters
 // hold exactly the source's keys (the service's replicad: keys aside).
-func eventuallyEqualSharded(t *testing.T, a *apiClient, uid int, timeout time.Duration, src *redis.Client) {
+func eventuallyEqualSharded(t *testing.T, a *apiClient, uid int, timeout time.Duration, sources ...*redis.Client) {
 	t.Helper()
 	redistest.Eventually(t, timeout, "the sharded destination equals the source key by key", func() error {
 		masters, closeAll, err := shardedMasters(a, uid)
@@ -92,7 +92,7 @@ func eventuallyEqualSharded(t *testing.T, a *apiClient, uid int, timeout time.Du
 			return err
 		}
 		defer closeAll()
-		return redistest.DiffMasters(context.Background(), masters, "replicad:", src)
+		return redistest.DiffMasters(context.Background(), masters, "replicad:", sources...)
 	})
 }
 
@@ -291,5 +291,138 @@ func TestShardedDestination(t *testing.T) {
 		if strings.Contains(l, "WARN") || strings.Contains(l, "ERROR") || strings.Contains(l, "sync") {
 			t.Log(l)
 		}
+	}
+}
+
+// TestShardedDestinationOfManySources replicates a Redis Cluster of 3
+// masters and a plain server, both written to during the load and the
+// stream, into a sharded destination of 2 shards (other slots than the
+// source cluster's): the destination is the union of both, key by key, and
+// every acknowledged INCR and RPUSH is there once.
+func TestShardedDestinationOfManySources(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	load := startClusterLoad(t, cc)
+	plain := redistest.Start(t, "--requirepass", "pw-123456")
+	pc := plain.Client()
+	ctx := redistest.Ctx(t)
+	for i := range 2000 {
+		require.NoError(t, pc.HSet(ctx, fmt.Sprintf("plain:%d", i), "f", i).Err())
+	}
+	// The plain source's writes, in MULTIs over many slots, on keys of
+	// its own.
+	wctx, stopPlain := context.WithCancel(ctx)
+	plainDone := make(chan struct{})
+	go func() {
+		defer close(plainDone)
+		for n := 0; wctx.Err() == nil; n++ {
+			pipe := pc.TxPipeline()
+			for k := range 10 {
+				pipe.Incr(wctx, fmt.Sprint("plain:ctr:", (n+k)%25))
+			}
+			_, _ = pipe.Exec(wctx)
+		}
+	}()
+	w := &incrWriter{stop: func() { stopPlain(); <-plainDone }}
+	t.Cleanup(w.stop)
+
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "union", MemorySize: 512 << 20, ShardsCount: 2,
+		ReplicaSources: []api.ReplicaSource{{URI: cl.Masters()[0].URL()}, {URI: plain.URL()}}})
+	a.waitInSync(dst.UID, 3*time.Minute)
+	writeClusterDataset(t, cc, "later:", 50)
+	load.stop()
+	w.stop()
+	sources := append(cl.MasterClients(), pc)
+	eventuallyEqualSharded(t, a, dst.UID, 2*time.Minute, sources...)
+	masters, closeAll, err := shardedMasters(a, dst.UID)
+	require.NoError(t, err)
+	defer closeAll()
+	var incrs, pushes int64
+	for _, m := range masters {
+		// Each master answers for its own slots: ask the one that holds
+		// each key.
+		for k := range 60 {
+			v, err := m.Get(ctx, fmt.Sprint("counter:", k)).Result()
+			if err == nil {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				incrs += n
+			}
+		}
+		for k := range 30 {
+			if n, err := m.LLen(ctx, fmt.Sprint("seq:", k)).Result(); err == nil {
+				pushes += n
+			}
+		}
+	}
+	assert.Equal(t, load.incrs.Load(), incrs, "every acknowledged INCR of the cluster, once")
+	assert.Equal(t, load.pushes.Load(), pushes, "every acknowledged RPUSH of the cluster, once")
+	require.Positive(t, incrs)
+	db := a.get(dst.UID)
+	require.Len(t, db.ReplicaSources, 2)
+	for _, st := range db.ReplicaSources {
+		assert.Empty(t, st.LastError, "%+v", st)
+	}
+}
+
+// TestShardedDestinationRefusesWhatItCannotApply: a source using another
+// database than 0, and a command over keys of two slots that cannot be
+// split (RENAME), stop the sync with a last_error that says why.
+func TestShardedDestinationRefusesWhatItCannotApply(t *testing.T) {
+	ctx := redistest.Ctx(t)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	for name, tc := range map[string]struct {
+		before, after func(c *redis.Client)
+		want          string
+	}{
+		"database 1 in the dataset": {
+			before: func(c *redis.Client) {
+				c1 := redis.NewClient(&redis.Options{Addr: c.Options().Addr, Password: c.Options().Password, DB: 1})
+				defer c1.Close()
+				require.NoError(t, c1.Set(ctx, "in-db-1", "x", 0).Err())
+			},
+			want: "database 0 only",
+		},
+		"database 1 on the stream": {
+			after: func(c *redis.Client) {
+				c1 := redis.NewClient(&redis.Options{Addr: c.Options().Addr, Password: c.Options().Password, DB: 1})
+				defer c1.Close()
+				require.NoError(t, c1.Set(ctx, "in-db-1", "x", 0).Err())
+			},
+			want: "database 0 only",
+		},
+		"RENAME across slots": {
+			after: func(c *redis.Client) {
+				require.NoError(t, c.Set(ctx, "a", "1", 0).Err())
+				require.NoError(t, c.Rename(ctx, "a", "b").Err())
+			},
+			want: `RENAME "a"`,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := redistest.Start(t, "--requirepass", "pw-123456")
+			sc := src.Client()
+			require.NoError(t, sc.Set(ctx, "k", "v", 0).Err())
+			if tc.before != nil {
+				tc.before(sc)
+			}
+			dst := a.create(api.CreateDatabaseRequest{Name: "refuses-" + strconv.Itoa(int(time.Now().UnixNano()%100000)), MemorySize: 96 << 20, ShardsCount: 2,
+				ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+			if tc.after != nil {
+				a.waitInSync(dst.UID, 2*time.Minute)
+				tc.after(sc)
+			}
+			redistest.Eventually(t, 2*time.Minute, "the sync stops with a clear error", func() error {
+				db := a.get(dst.UID)
+				if len(db.ReplicaSources) != 1 || !strings.Contains(db.ReplicaSources[0].LastError, tc.want) {
+					return fmt.Errorf("status %s: %+v", db.ReplicaSyncStatus, db.ReplicaSources)
+				}
+				if db.ReplicaSyncStatus == api.SourceInSync {
+					return fmt.Errorf("still in sync")
+				}
+				return nil
+			})
+		})
 	}
 }
