@@ -361,3 +361,41 @@ func sortedSlots(m map[int][]byte) []int {
 	sort.Ints(out)
 	return out
 }
+
+// clearClusterCheckpoints deletes the checkpoint keys of every master of
+// a sharded database that is no longer a destination, and the nodes of
+// its clustered sources (checkpointKey): database 0 holds the
+// applications' keys only again.
+func clearClusterCheckpoints(ctx context.Context, dest Access) error {
+	t, err := discoverDest(ctx, dest)
+	if err != nil {
+		return err
+	}
+	for i, sh := range t.shards {
+		c := sh.acc.client(0)
+		err := func() error {
+			defer c.Close()
+			var keys []string
+			iter := c.Scan(ctx, 0, clusterKeyPrefix+"*", 1000).Iterator()
+			for iter.Next(ctx) {
+				keys = append(keys, iter.Val())
+			}
+			if err := iter.Err(); err != nil {
+				return err
+			}
+			if int(t.owner[cluster.KeySlot([]byte(checkpointKey))]) == i {
+				keys = append(keys, checkpointKey)
+			}
+			pipe := c.Pipeline()
+			for _, k := range keys {
+				pipe.Del(ctx, k) // a key a command: each in its own slot
+			}
+			_, err := pipe.Exec(ctx)
+			return err
+		}()
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", sh.addr, err)
+		}
+	}
+	return nil
+}

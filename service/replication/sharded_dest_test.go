@@ -363,6 +363,23 @@ func TestShardedDestinationOfManySources(t *testing.T) {
 	for _, st := range db.ReplicaSources {
 		assert.Empty(t, st.LastError, "%+v", st)
 	}
+
+	// No longer a destination: the data stays, the service's keys go.
+	none := []api.ReplicaSource{}
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &none})
+	redistest.Eventually(t, time.Minute, "no replicad: key left on the masters", func() error {
+		for _, m := range masters {
+			keys, err := m.Keys(ctx, "replicad:*").Result()
+			if err != nil {
+				return err
+			}
+			if len(keys) > 0 {
+				return fmt.Errorf("%s holds %d keys such as %q", m.Options().Addr, len(keys), keys[0])
+			}
+		}
+		return nil
+	})
+	require.NoError(t, redistest.DiffMasters(ctx, masters, "", sources...))
 }
 
 // TestShardedDestinationRefusesWhatItCannotApply: a source using another
