@@ -239,6 +239,9 @@ func (cw *clusterWriter) route(ctx context.Context, raw []byte, offset int64) er
 		return fatal("a replicated command could not be read back: %v", err)
 	}
 	cw.args = args
+	if db, ok := otherDB(args); ok {
+		return fatal("the source ran %s with logical database %d; a sharded destination (a Redis Cluster) has database 0 only: the sync stops before applying it", strings.ToUpper(string(args[0])), db)
+	}
 	keys, err := cw.keyIndexes(ctx, args)
 	if err != nil {
 		return err
@@ -698,4 +701,31 @@ func parseLen(b []byte) (int, bool) {
 		n = n*10 + int(c-'0')
 	}
 	return n, true
+}
+
+// otherDB finds, in the commands that name a logical database (MOVE key
+// db, SWAPDB a b, COPY src dst DB db), one other than 0, which a cluster
+// does not have.
+func otherDB(args [][]byte) (int, bool) {
+	name := args[0]
+	check := func(arg []byte) (int, bool) {
+		db, err := strconv.Atoi(string(arg))
+		return db, err != nil || db != 0
+	}
+	switch {
+	case len(args) == 3 && equalFold(name, "MOVE"):
+		return check(args[2])
+	case len(args) == 3 && equalFold(name, "SWAPDB"):
+		if db, bad := check(args[1]); bad {
+			return db, true
+		}
+		return check(args[2])
+	case len(args) > 3 && equalFold(name, "COPY"):
+		for i := 3; i+1 < len(args); i++ {
+			if equalFold(args[i], "DB") {
+				return check(args[i+1])
+			}
+		}
+	}
+	return 0, false
 }

@@ -179,6 +179,9 @@ func TestClusterWriterRefuses(t *testing.T) {
 		"RENAME across slots": {cmdItem(10, "RENAME", "a", "b")},
 		"another database":    {{kind: kindSelect, db: 3, offset: 10}, cmdItem(20, "SET", "a", "1")},
 		"bad db argument":     {{kind: kindBadDB, db: 16, raw: []byte("MOVE"), offset: 10}},
+		"MOVE to database 1":  {cmdItem(10, "MOVE", "a", "1")},
+		"SWAPDB":              {cmdItem(10, "SWAPDB", "0", "1")},
+		"COPY to database 2":  {cmdItem(10, "COPY", "a", "b", "DB", "2")},
 	} {
 		cw := testClusterWriter(t)
 		_, err := cw.encodeBatch(context.Background(), items, false)
