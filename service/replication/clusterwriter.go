@@ -36,10 +36,8 @@ type clusterWriter struct {
 	cmds   map[string]*redis.CommandInfo
 	gen    int64
 	// applied: per slot, how far this source's commands are applied (from
-	// the checkpoints read as the session began); shardApplied: per shard,
-	// its shard checkpoint's offset. nil after a full load.
-	applied      []int64
-	shardApplied []int64
+	// the checkpoints read as the session began); nil after a full load.
+	applied []int64
 	// load: the batch being encoded is the full load's.
 	load bool
 
@@ -114,10 +112,6 @@ func (cw *clusterWriter) readCheckpoint(ctx context.Context) (checkpoint, bool, 
 		return checkpoint{}, false, nil
 	}
 	cw.applied = st.applied(cw.topo, cw.source)
-	cw.shardApplied = make([]int64, len(st.shard))
-	for i, m := range st.shard {
-		cw.shardApplied[i] = m[cw.source].Offset
-	}
 	return cp, true, nil
 }
 
@@ -242,6 +236,9 @@ func (cw *clusterWriter) route(ctx context.Context, raw []byte, offset int64) er
 	if db, ok := otherDB(args); ok {
 		return fatal("the source ran %s with logical database %d; a sharded destination (a Redis Cluster) has database 0 only: the sync stops before applying it", strings.ToUpper(string(args[0])), db)
 	}
+	if isKeyless(args) {
+		return cw.keyless(args, raw, offset)
+	}
 	keys, err := cw.keyIndexes(ctx, args)
 	if err != nil {
 		return err
@@ -258,9 +255,7 @@ func (cw *clusterWriter) route(ctx context.Context, raw []byte, offset int64) er
 		}
 	}
 	if same {
-		if cw.applied == nil || offset > cw.applied[slot] {
-			cw.add(slot, raw)
-		}
+		cw.addUnlessApplied(slot, raw, offset)
 		return nil
 	}
 	name := strings.ToUpper(string(args[0]))
@@ -286,37 +281,48 @@ func (cw *clusterWriter) route(ctx context.Context, raw []byte, offset int64) er
 		bySlot[s] = append(bySlot[s], args[i:i+step]...)
 	}
 	for _, s := range order {
-		if cw.applied == nil || offset > cw.applied[s] {
-			cw.add(s, resp.AppendCommand(nil, bySlot[s]...))
-		}
+		cw.addUnlessApplied(s, resp.AppendCommand(nil, bySlot[s]...), offset)
 	}
 	return nil
 }
 
-// keyless places a command without keys: a function library goes to every
-// master (each serves functions for its own keys); anything else cannot be
-// placed and stops the sync.
+// keyless places a command without keys. A function library goes to
+// every master (each runs functions on its own keys), a PUBLISH to one (the
+// cluster delivers it to every node's subscribers): each in the
+// transaction of a slot of the master, so that it is applied once, with
+// that slot's checkpoint. FLUSHDB empties every master. Anything else
+// cannot be placed and stops the sync.
 func (cw *clusterWriter) keyless(args [][]byte, raw []byte, offset int64) error {
-	if equalFold(args[0], "FLUSHDB") {
+	switch {
+	case equalFold(args[0], "FLUSHDB"):
 		var mode []byte
 		if len(args) > 1 {
 			mode = args[1]
 		}
 		cw.flushAll(mode, offset)
-		return nil
-	}
-	if equalFold(args[0], "FUNCTION") {
-		cw.barrier()
-		for i, w := range cw.shards {
-			if cw.shardApplied != nil && offset <= cw.shardApplied[i] {
-				continue // this master has it already
-			}
-			w.buf = append(w.buf, raw...)
-			w.queued++
+	case equalFold(args[0], "FUNCTION"):
+		for _, sh := range cw.topo.shards {
+			cw.addUnlessApplied(sh.first(), raw, offset)
 		}
-		return nil
+	case equalFold(args[0], "PUBLISH"):
+		cw.addUnlessApplied(cw.topo.shards[0].first(), raw, offset)
+	default:
+		return fatal("the source ran %s, which has no key to place it on a shard of the sharded destination: the sync stops before applying it", describe(args))
 	}
-	return fatal("the source ran %s, which has no key to place it on a shard of the sharded destination: the sync stops before applying it", describe(args))
+	return nil
+}
+
+// isKeyless names the commands without keys that keyless places.
+func isKeyless(args [][]byte) bool {
+	return equalFold(args[0], "FLUSHDB") || equalFold(args[0], "FUNCTION") || equalFold(args[0], "PUBLISH")
+}
+
+// addUnlessApplied adds a command of the stream at offset to slot's group,
+// unless the slot's checkpoint shows it applied.
+func (cw *clusterWriter) addUnlessApplied(slot int, raw []byte, offset int64) {
+	if cw.applied == nil || offset > cw.applied[slot] {
+		cw.add(slot, raw)
+	}
 }
 
 // flushAll empties every master, keeping this source's shard checkpoint
@@ -339,7 +345,7 @@ func (cw *clusterWriter) flushAll(mode []byte, offset int64) {
 	}
 	// Replayed after a crash, the flush empties every master again, so
 	// what follows it is applied again everywhere.
-	cw.applied, cw.shardApplied = nil, nil
+	cw.applied = nil
 }
 
 // routeLoad places a command of the full load. A key built in chunks under
@@ -404,7 +410,13 @@ var stagingPrefix = []byte("replicad:load:")
 // (ZUNIONSTORE, SORT ... STORE, XGROUP CREATE, ...), from the destination
 // itself (COMMAND GETKEYS).
 func (cw *clusterWriter) keyIndexes(ctx context.Context, args [][]byte) ([]int, error) {
+	if equalFold(args[0], "SPUBLISH") && len(args) == 3 {
+		return []int{1}, nil // a shard channel lives in the slot of its name
+	}
 	info := cw.cmds[strings.ToLower(string(args[0]))]
+	if len(args) == 1 {
+		return nil, nil
+	}
 	if info != nil && info.FirstKeyPos > 0 && !hasFlag(info.Flags, "movablekeys") {
 		last := int(info.LastKeyPos)
 		if last < 0 {
@@ -424,8 +436,12 @@ func (cw *clusterWriter) keyIndexes(ctx context.Context, args [][]byte) ([]int, 
 	keys, err := cw.meta.CommandGetKeys(ctx, iargs...).Result()
 	if err != nil {
 		var rerr redis.Error
-		if errors.As(err, &rerr) && (strings.Contains(err.Error(), "no key") || strings.Contains(err.Error(), "Invalid arguments")) {
-			return nil, nil
+		if errors.As(err, &rerr) {
+			if strings.Contains(err.Error(), "no key arguments") {
+				return nil, nil
+			}
+			// The destination's answer will not change: say it.
+			return nil, fatal("the sharded destination cannot tell the keys of %s, to route it by slot: %v", describe(args), err)
 		}
 		return nil, fmt.Errorf("find the keys of %s: %w", describe(args), err)
 	}

@@ -237,3 +237,32 @@ func TestClusterWriterLoadStagesInTheKeysSlot(t *testing.T) {
 	_, err = cw.encodeBatch(context.Background(), []item{{kind: kindCommand, raw: resp.AppendCommandStrings(nil, "SELECT", "2")}}, true)
 	assert.ErrorContains(t, err, "logical database 2")
 }
+
+func TestClusterWriterKeylessCommands(t *testing.T) {
+	cw := testClusterWriter(t)
+	_, err := cw.encodeBatch(context.Background(), []item{
+		cmdItem(10, "FUNCTION", "LOAD", "#!lua name=lib\nredis.register_function('f', function() return 1 end)"),
+		cmdItem(20, "PUBLISH", "news", "hello"),
+		cmdItem(30, "SPUBLISH", "a", "hello"), // the shard channel "a" is in the slot of key "a"
+	}, false)
+	require.NoError(t, err)
+	got := sentCommands(t, cw)
+	for i, first := range []int{0, 5462, 10923} {
+		assert.Contains(t, got[i], "FUNCTION LOAD #!lua name=lib\nredis.register_function('f', function() return 1 end)", "shard %d", i)
+		assert.Contains(t, got[i], "HSET "+slotCheckpointKey(first)+" src:1 "+strings.Repeat("a", 40)+" 30 0", "shard %d: with its slot's checkpoint", i)
+	}
+	assert.Contains(t, got[0], "PUBLISH news hello")
+	assert.NotContains(t, got[1], "PUBLISH news hello", "published once")
+	assert.Contains(t, got[2], "SPUBLISH a hello")
+
+	// Replayed after a crash, what a slot holds is not applied again.
+	cw = testClusterWriter(t)
+	cw.applied = make([]int64, cluster.Slots)
+	cw.applied[0] = 25
+	_, err = cw.encodeBatch(context.Background(), []item{cmdItem(10, "FUNCTION", "DELETE", "lib"), cmdItem(20, "PUBLISH", "news", "again")}, false)
+	require.NoError(t, err)
+	got = sentCommands(t, cw)
+	assert.NotContains(t, strings.Join(got[0], "\n"), "FUNCTION DELETE")
+	assert.NotContains(t, strings.Join(got[0], "\n"), "PUBLISH")
+	assert.Contains(t, got[1], "FUNCTION DELETE lib")
+}

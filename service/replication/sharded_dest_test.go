@@ -364,6 +364,30 @@ func TestShardedDestinationOfManySources(t *testing.T) {
 		assert.Empty(t, st.LastError, "%+v", st)
 	}
 
+	// Keyless commands of the plain source: a function library reaches
+	// every master, a message every subscriber of the cluster, once.
+	sub := masters[len(masters)-1].Subscribe(ctx, "news")
+	defer sub.Close()
+	_, err = sub.Receive(ctx) // subscribed
+	require.NoError(t, err)
+	require.NoError(t, pc.FunctionLoad(ctx, "#!lua name=acc\nredis.register_function('one', function() return 1 end)").Err())
+	require.NoError(t, pc.Publish(ctx, "news", "hello").Err())
+	msg, err := sub.ReceiveMessage(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", msg.Payload)
+	redistest.Eventually(t, time.Minute, "the function on every master", func() error {
+		for _, m := range masters {
+			libs, err := m.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: "acc"}).Result()
+			if err != nil {
+				return err
+			}
+			if len(libs) != 1 {
+				return fmt.Errorf("%s has %d libraries", m.Options().Addr, len(libs))
+			}
+		}
+		return nil
+	})
+
 	// No longer a destination: the data stays, the service's keys go.
 	none := []api.ReplicaSource{}
 	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &none})
