@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/cluster"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -174,10 +175,13 @@ func (cw *clusterWriter) encodeBatch(ctx context.Context, batch []item, load boo
 			cw.inTx, cw.txSlots = false, nil
 		case kindSelect:
 			w.last = it.offset
-			if it.db != 0 {
+			// The checkpoint database of a source that is a destination
+			// too (a chain) is selected for its checkpoints only, which
+			// the reader drops; a command there stops the sync below.
+			if it.db != 0 && it.db != layout.CheckpointDB {
 				return sentBatch{}, clusterDBError(it.db)
 			}
-			w.db = 0
+			w.db = it.db
 		case kindBadDB:
 			return sentBatch{}, fatal("the source ran %s with logical database %d; a sharded destination (a Redis Cluster) has database 0 only: the sync stops before applying it", it.raw, it.db)
 		case kindFlushAll:

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/cluster"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -265,4 +266,23 @@ func TestClusterWriterKeylessCommands(t *testing.T) {
 	assert.NotContains(t, strings.Join(got[0], "\n"), "FUNCTION DELETE")
 	assert.NotContains(t, strings.Join(got[0], "\n"), "PUBLISH")
 	assert.Contains(t, got[1], "FUNCTION DELETE lib")
+}
+
+func TestClusterWriterChainedSourceCheckpoints(t *testing.T) {
+	// A source that is a destination too selects its checkpoint database
+	// for its own checkpoints (the reader turns them into offsets): no
+	// error, and nothing of it applied.
+	cw := testClusterWriter(t)
+	_, err := cw.encodeBatch(context.Background(), []item{
+		{kind: kindSelect, db: layout.CheckpointDB, offset: 10},
+		{kind: kindOffset, offset: 20},
+		{kind: kindSelect, db: 0, offset: 30},
+		cmdItem(40, "SET", "a", "1"),
+	}, false)
+	require.NoError(t, err)
+	assert.Contains(t, sentCommands(t, cw)[2], "SET a 1")
+	// Anything else in that database stops the sync.
+	cw = testClusterWriter(t)
+	_, err = cw.encodeBatch(context.Background(), []item{{kind: kindSelect, db: layout.CheckpointDB, offset: 10}, cmdItem(20, "SET", "a", "1")}, false)
+	assert.ErrorContains(t, err, "database 16")
 }

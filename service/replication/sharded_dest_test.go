@@ -467,3 +467,25 @@ func TestShardedDestinationRefusesWhatItCannotApply(t *testing.T) {
 		})
 	}
 }
+
+// TestShardedDestinationOfADestination: a one-server database that is
+// itself a Replica Of is the source of a sharded one (a chain): writes
+// reach the end of the chain, and the middle's checkpoints never do.
+func TestShardedDestinationOfADestination(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	sc := src.Client()
+	fillEveryType(t, sc, 2000)
+	a := newAPI(t, servicetest.Start(t))
+	mid := a.create(api.CreateDatabaseRequest{Name: "mid", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(mid.UID, time.Minute)
+	end := a.create(api.CreateDatabaseRequest{Name: "end", MemorySize: 192 << 20, ShardsCount: 3,
+		ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(mid.UID)}}})
+	a.waitInSync(end.UID, 2*time.Minute)
+	ctx := redistest.Ctx(t)
+	for i := range 100 {
+		require.NoError(t, sc.Incr(ctx, fmt.Sprint("chained:", i%7)).Err())
+	}
+	eventuallyEqualSharded(t, a, end.UID, 2*time.Minute, sc)
+	db := a.waitInSync(end.UID, time.Minute)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+}
