@@ -45,12 +45,18 @@ type clusterWriter struct {
 	// The batch being encoded: per slot, its commands; and their count.
 	groups map[int][]byte
 	counts map[int]int
+	// checks: per slot, the commands of its group that must answer 1
+	// (item.mustChange); execChecks: per shard, the EXECs sent with such
+	// commands in this batch (see receive).
+	checks     map[int][]mustAnswer
+	execChecks [][]execCheck
 	// splits counts the source transactions and commands applied slot by
 	// slot; splitSample names the first.
 	splits      int
 	splitSample string
 	txSlots     map[int]bool // the slots of the source transaction being encoded
 	inTx        bool
+	mustChange  bool // the command being routed must answer 1
 	args        [][]byte
 }
 
@@ -137,6 +143,22 @@ type clusterPart struct {
 	shard   int
 	replies int
 	sent    []byte
+	checks  []execCheck
+}
+
+// mustAnswer is a command that must answer 1 (PEXPIREAT, PERSIST: the
+// source sends them only when they changed the key): its index in its
+// transaction's results, and what it is, to name it.
+type mustAnswer struct {
+	at   int
+	what string
+}
+
+// execCheck is an EXEC, by the index of its reply among what the batch
+// sent its master, and the results in it that must be 1.
+type execCheck struct {
+	reply  int
+	checks []mustAnswer
 }
 
 // encodeBatch routes a batch's items into the masters' buffers. load: the
@@ -158,7 +180,10 @@ func (cw *clusterWriter) encodeBatch(ctx context.Context, batch []item, load boo
 			if w.db != 0 {
 				return sentBatch{}, clusterDBError(w.db)
 			}
-			if err := cw.route(ctx, it.raw, it.offset); err != nil {
+			cw.mustChange = it.mustChange
+			err := cw.route(ctx, it.raw, it.offset)
+			cw.mustChange = false
+			if err != nil {
 				return sentBatch{}, err
 			}
 			w.last = it.offset
@@ -220,6 +245,16 @@ func (cw *clusterWriter) split(what string) {
 
 // add appends a command of slot s to the batch's group of s.
 func (cw *clusterWriter) add(slot int, raw []byte) {
+	if cw.mustChange && !cw.load {
+		if cw.checks == nil {
+			cw.checks = map[int][]mustAnswer{}
+		}
+		what := "a command"
+		if args, err := splitRaw(raw, nil); err == nil {
+			what = describe(args)
+		}
+		cw.checks[slot] = append(cw.checks[slot], mustAnswer{at: cw.counts[slot], what: what})
+	}
 	cw.groups[slot] = append(cw.groups[slot], raw...)
 	cw.counts[slot]++
 	if cw.inTx {
@@ -498,10 +533,18 @@ func (cw *clusterWriter) emitGroups(cp *checkpoint) {
 		if cp != nil {
 			w.add("HSET", slotCheckpointKey(s), cw.source, cp.String())
 			w.add("EXEC")
+			if c := cw.checks[s]; len(c) > 0 {
+				i := cw.topo.owner[s]
+				if cw.execChecks == nil {
+					cw.execChecks = make([][]execCheck, len(cw.shards))
+				}
+				cw.execChecks[i] = append(cw.execChecks[i], execCheck{reply: w.queued - 1, checks: c})
+			}
 		}
 	}
 	clear(cw.groups)
 	clear(cw.counts)
+	clear(cw.checks)
 }
 
 // markShards writes cp as every shard's checkpoint of this source, after
@@ -523,7 +566,11 @@ func (cw *clusterWriter) send(ctx context.Context, sb *sentBatch) error {
 		if err != nil {
 			return fmt.Errorf("destination shard %s: %w", cw.topo.shards[i].addr, err)
 		}
-		sb.parts = append(sb.parts, clusterPart{shard: i, replies: n, sent: sent})
+		part := clusterPart{shard: i, replies: n, sent: sent}
+		if cw.execChecks != nil {
+			part.checks, cw.execChecks[i] = cw.execChecks[i], nil
+		}
+		sb.parts = append(sb.parts, part)
 	}
 	return nil
 }
@@ -547,7 +594,13 @@ func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error)
 				firstErr = fmt.Errorf("the destination failed a replicated command in a transaction on shard %s: %s", addr, msg)
 			}
 		}}
+		checks := p.checks
 		for i := 0; i < p.replies; i++ {
+			nested.Int = nil
+			if len(checks) > 0 && checks[0].reply == i {
+				nested.Int = cw.checkAnswers(checks[0].checks)
+				checks = checks[1:]
+			}
 			msg, err := w.rd.SkipValueIndexed(nested)
 			if err != nil {
 				w.recycle(p.sent)
@@ -580,6 +633,28 @@ func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error)
 		return 0, &fatalError{firstErr}
 	}
 	return 0, nil
+}
+
+// checkAnswers returns the callback that counts, in the results of one
+// EXEC, the commands that answered 0 where they must answer 1: the
+// destination had already expired their key by itself (see
+// destWriter.receive).
+func (cw *clusterWriter) checkAnswers(checks []mustAnswer) func(at int, v int64) {
+	return func(at int, v int64) {
+		for len(checks) > 0 && checks[0].at < at {
+			checks = checks[1:]
+		}
+		if len(checks) > 0 && checks[0].at == at {
+			if v == 0 {
+				w := cw.parent
+				w.lost++
+				if len(w.lostSample) < 5 {
+					w.lostSample = append(w.lostSample, checks[0].what)
+				}
+			}
+			checks = checks[1:]
+		}
+	}
 }
 
 // splitRaw parses one RESP-encoded command (as resp.AppendCommand writes

@@ -489,3 +489,47 @@ func TestShardedDestinationOfADestination(t *testing.T) {
 	db := a.waitInSync(end.UID, time.Minute)
 	assert.Empty(t, db.ReplicaSources[0].LastError)
 }
+
+// TestShardedDestinationReportsKeysItExpired: as on a one-server
+// destination, a PERSIST that finds its key already expired by the
+// sharded destination (while the sync was paused) is named in sync_note.
+func TestShardedDestinationReportsKeysItExpired(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 96 << 20, ShardsCount: 3, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	sc := src.Client()
+	require.NoError(t, sc.Set(ctx, "short-lived", "v", 2*time.Second).Err())
+	require.NoError(t, sc.Set(ctx, "kept", "v", time.Hour).Err())
+	require.NoError(t, sc.Persist(ctx, "kept").Err())
+	eventuallyEqualSharded(t, a, dst.UID, time.Minute, sc)
+	assert.Empty(t, a.get(dst.UID).ReplicaSources[0].SyncNote, "commands that found their key say nothing")
+
+	paused := api.SyncPaused
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &paused})
+	require.NoError(t, sc.Persist(ctx, "short-lived").Err())
+	redistest.Eventually(t, time.Minute, "the destination expires the key by itself", func() error {
+		masters, closeAll, err := shardedMasters(a, dst.UID)
+		if err != nil {
+			return err
+		}
+		defer closeAll()
+		for _, m := range masters {
+			// KEYS answers for the master's own slots, without MOVED.
+			if keys, err := m.Keys(ctx, "short-lived").Result(); err != nil || len(keys) != 0 {
+				return fmt.Errorf("still there (%v)", err)
+			}
+		}
+		return nil
+	})
+	enabled := api.SyncEnabled
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &enabled})
+	redistest.Eventually(t, time.Minute, "the lost key is reported", func() error {
+		db := a.get(dst.UID)
+		if note := db.ReplicaSources[0].SyncNote; !strings.Contains(note, `PERSIST "short-lived"`) {
+			return fmt.Errorf("sync_note %q", note)
+		}
+		return nil
+	})
+}
