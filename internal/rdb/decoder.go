@@ -415,6 +415,9 @@ func (d *Decoder) decodeRaw(h RawHandler, typ byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if bh, ok := h.(RawBodyHandler); ok {
+		return true, bh.RawBody(&d.meta, r.rec)
+	}
 	// The DUMP footer: RDB version (little-endian 16 bits), then the CRC64
 	// of everything before it.
 	p := binary.LittleEndian.AppendUint16(r.rec, uint16(d.version))

@@ -81,3 +81,11 @@ type RawHandler interface {
 	Handler
 	RawValue(k *KeyMeta, payload []byte) error
 }
+
+// RawBodyHandler is a RawHandler that takes whole values without the DUMP
+// footer (an RDB file has none): RawBody gets the type byte and the value,
+// and RawValue is not called. body is only valid during the call.
+type RawBodyHandler interface {
+	RawHandler
+	RawBody(k *KeyMeta, body []byte) error
+}

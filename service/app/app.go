@@ -64,6 +64,8 @@ type Config struct {
 	// MaxConcurrentLoads bounds the full loads that run at once (0: the
 	// number of CPUs, at least 2).
 	MaxConcurrentLoads int
+	// FileLoadRawLimit: see replication.Config (0: its default).
+	FileLoadRawLimit int
 	// ViewerUser and ViewerPassword, when set, are a read-only user of the
 	// API, the console and /metrics.
 	ViewerUser     string
@@ -204,8 +206,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 			NodeCertFile: filepath.Join(cfg.DataDir, "node.pem"), NodeKeyFile: filepath.Join(cfg.DataDir, "node-key.pem")}})
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
-		MaxConcurrentLoads: cfg.MaxConcurrentLoads,
-		OnStopped:          func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
+		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit,
+		OnStopped: func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,
 		Gateway: &gatewayAdapter{gw: a.gw, dbs: a.dbs, bindHost: bindHost(cfg.Listen), proxyCert: proxyCert},

@@ -6,6 +6,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/replication"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -94,6 +95,11 @@ func (x destinations) Shadow(ctx context.Context, d store.Database) (replication
 		return nil, err
 	}
 	return shadow{s: s, d: d}, nil
+}
+
+func (x destinations) CreateRDB(d store.Database) (*os.File, error) { return x.dbs.CreateRDB(d) }
+func (x destinations) LoadRDB(ctx context.Context, d store.Database, path string) error {
+	return x.dbs.LoadRDB(ctx, d, path)
 }
 
 type shadow struct {

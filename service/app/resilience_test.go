@@ -502,13 +502,16 @@ func TestReloadKeepsThePreviousDataReadable(t *testing.T) {
 	})
 }
 
-// A reload into a second server is swapped in while the sources' links stay
-// open: a source whose backlog cannot cover the time of the swap (a busy
-// source, a small repl-backlog-size) is not asked for another full sync
-// after it, which on a busy enough source used to make a reload loop.
+// A reload into a second server (several sources: see
+// TestSingleSourceLoadsFromAFile for one) is swapped in while the sources'
+// links stay open: a source whose backlog cannot cover the time of the
+// swap (a busy source, a small repl-backlog-size) is not asked for another
+// full sync after it, which on a busy enough source used to make a reload
+// loop.
 func TestSwapKeepsTheSourceLinksOpen(t *testing.T) {
 	i := servicetest.Start(t)
-	oldSrc := redistest.Start(t)
+	oldSrc, other := redistest.Start(t), redistest.Start(t)
+	require.NoError(t, other.Client().Set(ctx(t), "other", "1", 0).Err())
 	busy := redistest.Start(t, "--repl-backlog-size", "16kb")
 	bc := busy.Client()
 	for n := 0; n < 50000; n += 1000 {
@@ -554,7 +557,7 @@ func TestSwapKeepsTheSourceLinksOpen(t *testing.T) {
 	stopWriter := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	t.Cleanup(stopWriter)
 
-	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: busy.URL()}}}, nil)
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: busy.URL()}, {URI: other.URL()}}}, nil)
 	require.Equal(t, http.StatusOK, code, "%v", e)
 	var got api.Database
 	eventually(t, 2*time.Minute, "the reload is swapped in and the destination in sync", func() error {
@@ -568,8 +571,8 @@ func TestSwapKeepsTheSourceLinksOpen(t *testing.T) {
 		return nil
 	})
 	stopWriter()
-	eventually(t, time.Minute, "the destination holds the busy source, key by key", func() error {
-		return redistest.Diff(ctx(t), dc, bc)
+	eventually(t, time.Minute, "the destination holds the busy source and the other, key by key", func() error {
+		return redistest.Diff(ctx(t), dc, bc, other.Client())
 	})
 	assert.Equal(t, 1, statsField(t, bc, "sync_full"), "one full sync for the reload, none after the swap")
 	assert.Equal(t, 0, statsField(t, bc, "sync_partial_err"), "no PSYNC refused after the swap")
@@ -592,14 +595,16 @@ func statsField(t *testing.T, c *redis.Client, name string) int {
 
 // The documented fallback of item 3: when the host cannot hold a second copy
 // of the database (here its memory_size is larger than the host's free
-// memory), the reload happens in place: the destination says loading, and
-// readers see it fill up from empty.
+// memory), a reload from several sources (one source loads through a file,
+// which needs no second copy) happens in place: the destination says
+// loading, and readers see it fill up from empty.
 func TestReloadInPlaceWithoutMemoryForTwoCopies(t *testing.T) {
 	i := servicetest.Start(t)
-	oldSrc, newSrc := redistest.Start(t), redistest.Start(t)
+	oldSrc, newSrc, otherSrc := redistest.Start(t), redistest.Start(t), redistest.Start(t)
 	for n := range 100 {
 		require.NoError(t, oldSrc.Client().Set(ctx(t), "old:"+strconv.Itoa(n), n, 0).Err())
 		require.NoError(t, newSrc.Client().Set(ctx(t), "new:"+strconv.Itoa(n), n, 0).Err())
+		require.NoError(t, otherSrc.Client().Set(ctx(t), "other:"+strconv.Itoa(n), n, 0).Err())
 	}
 	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "huge", MemorySize: 1 << 40,
 		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
@@ -610,7 +615,7 @@ func TestReloadInPlaceWithoutMemoryForTwoCopies(t *testing.T) {
 	require.NoError(t, syscall.Kill(newSrc.PID(), syscall.SIGSTOP))
 	thaw := sync.OnceFunc(func() { _ = syscall.Kill(newSrc.PID(), syscall.SIGCONT) })
 	t.Cleanup(thaw)
-	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: newSrc.URL()}}}, nil)
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: newSrc.URL()}, {URI: otherSrc.URL()}}}, nil)
 	require.Equal(t, http.StatusOK, code, "%v", e)
 	eventually(t, time.Minute, "the destination is flushed and says loading", func() error {
 		var got api.Database
@@ -618,14 +623,15 @@ func TestReloadInPlaceWithoutMemoryForTwoCopies(t *testing.T) {
 		if got.Status != api.StatusLoading {
 			return fmt.Errorf("status %s", got.Status)
 		}
-		if n, err := dc.DBSize(ctx(t)).Result(); err != nil || n != 0 {
-			return fmt.Errorf("%d keys (%v)", n, err)
+		// The other source may be loaded already: the frozen one is not.
+		if n, err := dc.Exists(ctx(t), "old:0", "new:0").Result(); err != nil || n != 0 {
+			return fmt.Errorf("%d of the old source's and the frozen one's keys (%v)", n, err)
 		}
 		return nil
 	})
 	thaw()
-	eventually(t, time.Minute, "the destination holds the new source", func() error {
-		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	eventually(t, time.Minute, "the destination holds the new sources", func() error {
+		return redistest.Diff(ctx(t), dc, newSrc.Client(), otherSrc.Client())
 	})
 }
 

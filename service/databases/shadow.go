@@ -114,26 +114,48 @@ func (s *Shadow) SwapIn(ctx context.Context) error {
 	if err := sc.Save(ctx).Err(); err != nil {
 		return fmt.Errorf("save the reloaded data of database %d: %w", s.d.UID, err)
 	}
-	dump := filepath.Join(s.m.Dir(s.d.UID), "dump.rdb")
-	if err := os.Rename(filepath.Join(s.dir, "dump.rdb"), dump); err != nil {
-		return fmt.Errorf("move the reloaded data of database %d: %w", s.d.UID, err)
+	return s.m.LoadRDB(ctx, s.d, filepath.Join(s.dir, "dump.rdb"))
+}
+
+// CreateRDB creates an empty file for an RDB that LoadRDB then loads into
+// d: in d's directory, so that LoadRDB only renames it.
+func (m *Manager) CreateRDB(d store.Database) (*os.File, error) {
+	f, err := os.CreateTemp(m.Dir(d.UID), "load-*.rdb")
+	if err != nil {
+		return nil, fmt.Errorf("create an rdb file for database %d: %w", d.UID, err)
+	}
+	return f, nil
+}
+
+// LoadRDB makes the RDB file at path d's data, in place of its own, in one
+// step for its readers (they wait for the load, and never see part of a
+// dataset). The file is consumed. d's AOF is off afterwards: the caller
+// turns it on again, which rewrites it from the new data. A crash before
+// that leaves d's previous AOF, from before the load, whose checkpoints
+// say that the load is still to do. d's own replicas (a chain) resync in
+// full.
+func (m *Manager) LoadRDB(ctx context.Context, d store.Database, path string) error {
+	dump := filepath.Join(m.Dir(d.UID), "dump.rdb")
+	if err := os.Rename(path, dump); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("move the loaded data of database %d: %w", d.UID, err)
 	}
 	defer os.Remove(dump)
-	c := unixClient(s.m.Socket(s.d.UID), s.d.InternalPassword, 0)
+	c := unixClient(m.Socket(d.UID), d.InternalPassword, 0)
 	defer c.Close()
 	if err := c.ConfigSet(ctx, "appendonly", "no").Err(); err != nil {
-		return fmt.Errorf("pause the AOF of database %d for the swap: %w", s.d.UID, err)
+		return fmt.Errorf("pause the AOF of database %d for the load: %w", d.UID, err)
 	}
 	if err := c.Do(ctx, "DEBUG", "RELOAD", "NOSAVE").Err(); err != nil {
-		return fmt.Errorf("load the reloaded data into database %d: %w", s.d.UID, err)
+		return fmt.Errorf("load the new data into database %d: %w", d.UID, err)
 	}
 	// Its replicas hold the previous data: a new replication history makes
 	// them resync in full instead of continuing.
 	if err := c.Do(ctx, "DEBUG", "CHANGE-REPL-ID").Err(); err != nil {
-		return fmt.Errorf("start a new replication history for database %d: %w", s.d.UID, err)
+		return fmt.Errorf("start a new replication history for database %d: %w", d.UID, err)
 	}
 	if err := c.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
-		return fmt.Errorf("disconnect the replicas of database %d: %w", s.d.UID, err)
+		return fmt.Errorf("disconnect the replicas of database %d: %w", d.UID, err)
 	}
 	return nil
 }

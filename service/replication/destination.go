@@ -34,6 +34,9 @@ type destination struct {
 	// inPlace: reloads flush the destination and load it in place, its
 	// readers seeing it fill up, since a shadow could not be swapped in.
 	inPlace bool
+	// noFile: this destination's full loads use commands, not an RDB
+	// file (fileload.go), since its source's dataset could not go there.
+	noFile atomic.Bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -208,13 +211,19 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		}
 	}
 	var shadow Shadow
+	var file *fileLoad
 	if full {
 		d.reloading.Store(true)
-		if !dest.clustered() {
+		if file = d.fileLoadFor(units); file == nil && !dest.clustered() {
 			shadow = d.startShadow(ctx, ckc)
 		}
 	}
-	if shadow != nil {
+	if file != nil {
+		// The destination keeps its data, and its checkpoints, until the
+		// file is loaded in their place: a crash meanwhile loads again.
+		d.log.Info("loading the source into a file that the destination then loads; it serves its previous data meanwhile", "destination", d.db.UID, "generation", d.db.ReplicaGeneration)
+		cps = map[string]checkpoint{}
+	} else if shadow != nil {
 		defer shadow.Close()
 		// The destination keeps serving its previous data, and its
 		// checkpoints, until the shadow is loaded and swapped in: a crash
@@ -350,7 +359,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		if cp, ok := cps[u.key]; ok {
 			sy.resume = &cp
 		}
-		sy.hold = hold
+		sy.hold, sy.file = hold, file
 		if full {
 			sy.onLoaded = onLoaded
 		}

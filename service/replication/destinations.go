@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,6 +20,17 @@ type Destinations interface {
 	// lacks the memory for a second copy, say) means the reload happens
 	// in place.
 	Shadow(ctx context.Context, d store.Database) (Shadow, error)
+}
+
+// RDBLoader is what Destinations may also offer: loading a whole dataset
+// into a database from an RDB file, natively, in one step for its readers.
+// A single source's full load goes that way (see syncer.loadFile).
+type RDBLoader interface {
+	// CreateRDB creates an empty file for LoadRDB.
+	CreateRDB(d store.Database) (*os.File, error)
+	// LoadRDB replaces d's data with the RDB file at path, which it
+	// consumes. d's AOF is off afterwards (the caller turns it on).
+	LoadRDB(ctx context.Context, d store.Database, path string) error
 }
 
 // Shadow is a server a reload loads while the destination keeps serving.

@@ -20,6 +20,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -428,11 +429,18 @@ func noise(n int) string {
 	return string(b)
 }
 
-// TestPendingEntriesOfDeletedMessages: streams too big for RESTORE are
-// loaded as commands. The pending entries of messages deleted at the
-// source (XDEL) are kept; those of trimmed messages, which Redis cannot
-// recreate, are reported in the source's sync_note.
+// TestPendingEntriesOfDeletedMessages: a full load through an RDB file
+// carries streams whole, every pending entry included. Streams loaded as
+// commands (here: over the file load's raw limit, so the load falls back
+// to commands) keep the pending entries of messages deleted at the source
+// (XDEL); those of trimmed messages, which Redis cannot recreate, are
+// reported in the source's sync_note.
 func TestPendingEntriesOfDeletedMessages(t *testing.T) {
+	t.Run("file", func(t *testing.T) { testPendingEntries(t, 0) })
+	t.Run("commands", func(t *testing.T) { testPendingEntries(t, 64<<10) })
+}
+
+func testPendingEntries(t *testing.T, fileRawLimit int) {
 	src := redistest.Start(t, "--requirepass", "pw-123456")
 	ctx := redistest.Ctx(t)
 	sc := src.Client()
@@ -458,7 +466,7 @@ func TestPendingEntriesOfDeletedMessages(t *testing.T) {
 	require.NoError(t, sc.XTrimMaxLen(ctx, "trimmed", 1000).Err())
 	require.Equal(t, int64(1000), sc.XPending(ctx, "trimmed", "g").Val().Count)
 
-	a := newAPI(t, servicetest.Start(t))
+	a := newAPI(t, servicetest.StartWith(t, func(c *app.Config) { c.FileLoadRawLimit = fileRawLimit }))
 	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
 	db := a.waitInSync(dst.UID, time.Minute)
 	dc := destClient(t, dst, 0)
@@ -470,6 +478,16 @@ func TestPendingEntriesOfDeletedMessages(t *testing.T) {
 	assert.Equal(t, int64(1000), dc.XPending(ctx, "deleted", "g").Val().Count)
 
 	note := db.ReplicaSources[0].SyncNote
+	if fileRawLimit == 0 {
+		want, err := redistest.Read(ctx, sc, "trimmed")
+		require.NoError(t, err)
+		got, err := redistest.Read(ctx, dc, "trimmed")
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "the trimmed stream, whole")
+		assert.Equal(t, int64(1000), dc.XPending(ctx, "trimmed", "g").Val().Count)
+		assert.Empty(t, note)
+		return
+	}
 	kept := dc.XPending(ctx, "trimmed", "g").Val().Count
 	assert.Less(t, kept, int64(1000))
 	assert.Contains(t, note, fmt.Sprintf(`"trimmed" group "g": %d of 1000`, kept))

@@ -40,6 +40,11 @@ type Config struct {
 	// MaxConcurrentLoads bounds the full loads that run at once in the
 	// instance (default: the number of CPUs Go uses, at least 2).
 	MaxConcurrentLoads int
+	// FileLoadRawLimit: in a full load through an RDB file (fileload.go),
+	// values up to this size are copied whole, bigger ones written from
+	// their chunks (default 64 MiB; streams cannot be, and make the load
+	// use commands instead).
+	FileLoadRawLimit int
 }
 
 // Manager owns every destination's syncers.

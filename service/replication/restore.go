@@ -27,8 +27,33 @@ func (w *destWriter) rdbVersion(ctx context.Context) (int, error) {
 	if w.cl != nil {
 		return w.cl.rdbVersion(ctx)
 	}
+	// The generation key is there once a destination was loaded; before
+	// that, a key made for the question and deleted in the same
+	// transaction.
+	v, err := w.dumpVersion(ctx, false)
+	if v != 0 || err != nil {
+		return v, err
+	}
+	return w.dumpVersion(ctx, true)
+}
+
+// dumpVersion sends, in the checkpoint database, a DUMP of the generation
+// key, or with probe one of a key it creates and deletes in the same
+// transaction, and returns the RDB version of the payload (0: none).
+func (w *destWriter) dumpVersion(ctx context.Context, probe bool) (int, error) {
+	const probeKey = "replicad:rdb-version"
 	w.buf = resp.AppendCommandStrings(w.buf[:0], "SELECT", strconv.Itoa(layout.CheckpointDB))
-	w.buf = resp.AppendCommandStrings(w.buf, "DUMP", generationKey)
+	n := 3
+	if !probe {
+		w.buf = resp.AppendCommandStrings(w.buf, "DUMP", generationKey)
+	} else {
+		w.buf = resp.AppendCommandStrings(w.buf, "MULTI")
+		w.buf = resp.AppendCommandStrings(w.buf, "SET", probeKey, "1")
+		w.buf = resp.AppendCommandStrings(w.buf, "DUMP", probeKey)
+		w.buf = resp.AppendCommandStrings(w.buf, "DEL", probeKey)
+		w.buf = resp.AppendCommandStrings(w.buf, "EXEC")
+		n = 7
+	}
 	w.buf = resp.AppendCommandStrings(w.buf, "SELECT", "0")
 	defer func() { w.buf = w.buf[:0] }()
 	w.deadline(ctx)
@@ -39,7 +64,13 @@ func (w *destWriter) rdbVersion(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("write to destination: %w", err)
 	}
 	version := 0
-	for i := range 3 {
+	found := func(payload []byte) {
+		// The payload ends with the 2-byte version and the 8-byte CRC64.
+		if len(payload) >= 11 {
+			version = int(binary.LittleEndian.Uint16(payload[len(payload)-10:]))
+		}
+	}
+	for i := range n {
 		v, err := w.rd.ReadValue()
 		if err != nil {
 			return 0, fmt.Errorf("read reply from destination: %w", err)
@@ -47,9 +78,11 @@ func (w *destWriter) rdbVersion(ctx context.Context) (int, error) {
 		if v.IsError() {
 			return 0, fmt.Errorf("destination refused DUMP: %s", v.Str)
 		}
-		// The payload ends with the 2-byte version and the 8-byte CRC64.
-		if i == 1 && !v.Null && len(v.Str) >= 11 {
-			version = int(binary.LittleEndian.Uint16(v.Str[len(v.Str)-10:]))
+		switch {
+		case !probe && i == 1 && !v.Null:
+			found(v.Str)
+		case probe && i == 5 && len(v.Elems) == 3 && !v.Elems[1].Null:
+			found(v.Elems[1].Str)
 		}
 	}
 	return version, nil

@@ -48,6 +48,9 @@ type syncer struct {
 	// wireSeen is how many bytes of the current connection the wire
 	// metric has counted.
 	wireSeen int64
+	// file, when set, makes a full load go through an RDB file that the
+	// destination loads natively (fileload.go).
+	file *fileLoad
 	// onLoaded, when set, is told once the full load is committed.
 	onLoaded func()
 	// destRDB is the newest RDB version the destination reads (0: unknown),
@@ -340,6 +343,12 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 		st.rdbLive = func() (int64, int64) { return payload.Size(), payload.Transferred() }
 	})
 	var br *bufio.Reader = payload.Bufio()
+	if s.file != nil && s.destRDB > 0 {
+		if err := s.loadFile(ctx, syn, payload, br); err != nil {
+			return err
+		}
+		return s.loadDone(ctx, conn, p, syn, payload, nil)
+	}
 	// Keys written in chunks are built under a name of this source's and
 	// renamed once whole (see rdb.WithStaging).
 	staging := []byte("replicad:load:" + s.url.Addr() + ":")
@@ -379,6 +388,12 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 	if err := payload.Close(); err != nil {
 		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
 	}
+	return s.loadDone(ctx, conn, p, syn, payload, pending)
+}
+
+// loadDone records the end of the RDB's transfer and queues the item that
+// commits the load.
+func (s *syncer) loadDone(ctx context.Context, conn *replproto.Conn, p *producer, syn replproto.Sync, payload *replproto.RDBReader, pending *pendingCounter) error {
 	size, done := payload.Size(), payload.Transferred()
 	if size < 0 {
 		size = done

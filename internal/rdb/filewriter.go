@@ -1,0 +1,390 @@
+package rdb
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+)
+
+// ErrNotWritable is returned by a FileWriter for a value it cannot write
+// in an RDB file of its version: a stream that did not come whole (too big
+// for the raw limit, or from a newer RDB version), hash fields with their
+// own expiry. The caller loads that dataset some other way.
+var ErrNotWritable = errors.New("value cannot be written to the RDB file")
+
+// FileWriter is a RawHandler that writes what a Decoder finds as an RDB
+// file that redis-server loads natively (DEBUG RELOAD, or at start), which
+// costs the server far less than the same keys replayed as commands.
+//
+// Values that come whole (RawValue) are copied as they are. Others come in
+// chunks, whose number is unknown when the value starts: they are written
+// in the plain encodings every Redis still loads (RDB_TYPE_LIST, _SET,
+// _ZSET_2, _HASH, strings) with a 64-bit length that is filled in once the
+// value ends, and the checksum is then computed again from the file.
+//
+// Keep filters what is written: a key for which it returns false is left
+// out; an error stops the decoding.
+type FileWriter struct {
+	BaseHandler
+	f       *os.File
+	bw      *bufio.Writer
+	version int
+	crc     uint64
+	pos     int64
+	// patched: a length was filled in after it was written, so the running
+	// checksum is stale.
+	patched bool
+
+	Keep func(k *KeyMeta) (bool, error)
+
+	db, written int // the current database of the input, and of the file (-1 none)
+	resize      *[2]uint64
+	skipping    bool // the current key is left out
+	// A value written in chunks: where its length is, and how many
+	// elements (or bytes, for a string) it has so far.
+	lenAt int64
+	count uint64
+}
+
+// NewFileWriter starts an RDB file of the given version (10 for Redis 7.0)
+// in f, which must be empty, readable and seekable.
+func NewFileWriter(f *os.File, version int) (*FileWriter, error) {
+	w := &FileWriter{f: f, bw: bufio.NewWriterSize(f, 1<<20), version: version, written: -1}
+	if err := w.write([]byte(fmt.Sprintf("REDIS%04d", version))); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *FileWriter) write(p []byte) error {
+	if !w.patched {
+		w.crc = crc64Update(w.crc, p)
+	}
+	n, err := w.bw.Write(p)
+	w.pos += int64(n)
+	if err != nil {
+		return fmt.Errorf("write rdb file: %w", err)
+	}
+	return nil
+}
+
+func (w *FileWriter) byte1(b byte) error { return w.write([]byte{b}) }
+
+// length writes an RDB length in its shortest form.
+func (w *FileWriter) length(n uint64) error {
+	var b [9]byte
+	switch {
+	case n < 1<<6:
+		b[0] = byte(n)
+		return w.write(b[:1])
+	case n < 1<<14:
+		b[0], b[1] = 0x40|byte(n>>8), byte(n)
+		return w.write(b[:2])
+	case n <= math.MaxUint32:
+		b[0] = 0x80
+		binary.BigEndian.PutUint32(b[1:], uint32(n))
+		return w.write(b[:5])
+	default:
+		b[0] = 0x81
+		binary.BigEndian.PutUint64(b[1:], n)
+		return w.write(b[:9])
+	}
+}
+
+// lengthLater writes a 64-bit length to be filled in by patchLength.
+func (w *FileWriter) lengthLater() error {
+	w.lenAt, w.count = w.pos, 0
+	return w.write([]byte{0x81, 0, 0, 0, 0, 0, 0, 0, 0})
+}
+
+func (w *FileWriter) patchLength() error {
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("write rdb file: %w", err)
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], w.count)
+	if _, err := w.f.WriteAt(b[:], w.lenAt+1); err != nil {
+		return fmt.Errorf("write rdb file: %w", err)
+	}
+	w.patched = true
+	return nil
+}
+
+func (w *FileWriter) str(p []byte) error {
+	if err := w.length(uint64(len(p))); err != nil {
+		return err
+	}
+	return w.write(p)
+}
+
+func (w *FileWriter) SelectDB(db int) error {
+	w.db, w.resize = db, nil
+	return nil
+}
+
+func (w *FileWriter) ResizeDB(dbSize, expiresSize uint64) error {
+	w.resize = &[2]uint64{dbSize, expiresSize}
+	return nil
+}
+
+func (w *FileWriter) Function(code []byte) error {
+	if err := w.byte1(opFunction2); err != nil {
+		return err
+	}
+	return w.str(code)
+}
+
+// keyHeader decides whether k is written and writes what precedes its
+// value: the database switch if any, the expiry, the type and the name.
+func (w *FileWriter) keyHeader(k *KeyMeta, typ byte) (bool, error) {
+	if w.Keep != nil {
+		keep, err := w.Keep(k)
+		if err != nil || !keep {
+			return false, err
+		}
+	}
+	if w.written != k.DB {
+		if err := w.byte1(opSelectDB); err != nil {
+			return false, err
+		}
+		if err := w.length(uint64(k.DB)); err != nil {
+			return false, err
+		}
+		if w.resize != nil {
+			if err := w.byte1(opResizeDB); err != nil {
+				return false, err
+			}
+			if err := w.length(w.resize[0]); err != nil {
+				return false, err
+			}
+			if err := w.length(w.resize[1]); err != nil {
+				return false, err
+			}
+		}
+		w.written = k.DB
+	}
+	if k.ExpireAtMs != 0 {
+		var b [9]byte
+		b[0] = opExpireTimeMs
+		binary.LittleEndian.PutUint64(b[1:], uint64(k.ExpireAtMs))
+		if err := w.write(b[:]); err != nil {
+			return false, err
+		}
+	}
+	if err := w.byte1(typ); err != nil {
+		return false, err
+	}
+	return true, w.str(k.Key)
+}
+
+// RawValue copies a whole value: the DUMP payload is the type byte, the
+// value, then a 10-byte footer (version, checksum) that the file does not
+// have.
+func (w *FileWriter) RawValue(k *KeyMeta, payload []byte) error {
+	if len(payload) < 11 {
+		return fmt.Errorf("raw value of %s: payload of %d bytes", quoteKey(k.Key), len(payload))
+	}
+	return w.RawBody(k, payload[:len(payload)-10])
+}
+
+// RawBody copies a whole value given as its type byte and its encoding.
+func (w *FileWriter) RawBody(k *KeyMeta, body []byte) error {
+	if len(body) < 1 {
+		return fmt.Errorf("raw value of %s: empty", quoteKey(k.Key))
+	}
+	keep, err := w.keyHeader(k, body[0])
+	if err != nil || !keep {
+		return err
+	}
+	return w.write(body[1:])
+}
+
+func (w *FileWriter) BeginKey(k *KeyMeta) error {
+	var typ byte
+	switch k.Type {
+	case TypeString:
+		typ = rdbTypeString
+	case TypeList:
+		typ = rdbTypeList
+	case TypeSet:
+		typ = rdbTypeSet
+	case TypeZSet:
+		typ = rdbTypeZSet2
+	case TypeHash:
+		typ = rdbTypeHash
+	default:
+		if w.Keep != nil {
+			if keep, err := w.Keep(k); err != nil || !keep {
+				w.skipping = true
+				return err
+			}
+		}
+		return fmt.Errorf("%w: %s %s came in chunks", ErrNotWritable, k.Type, quoteKey(k.Key))
+	}
+	keep, err := w.keyHeader(k, typ)
+	if err != nil {
+		return err
+	}
+	w.skipping = !keep
+	if !keep {
+		return nil
+	}
+	return w.lengthLater()
+}
+
+// The chunks of a stream left out are ignored (BaseHandler); the others
+// are written.
+
+func (w *FileWriter) StringPart(k *KeyMeta, part []byte, last bool) error {
+	if w.skipping {
+		return nil
+	}
+	w.count += uint64(len(part))
+	return w.write(part)
+}
+
+func (w *FileWriter) singles(elems [][]byte) error {
+	if w.skipping {
+		return nil
+	}
+	for _, e := range elems {
+		if err := w.str(e); err != nil {
+			return err
+		}
+	}
+	w.count += uint64(len(elems))
+	return nil
+}
+
+func (w *FileWriter) ListChunk(k *KeyMeta, elems [][]byte) error  { return w.singles(elems) }
+func (w *FileWriter) SetChunk(k *KeyMeta, members [][]byte) error { return w.singles(members) }
+
+func (w *FileWriter) ZSetChunk(k *KeyMeta, members []ZMember) error {
+	if w.skipping {
+		return nil
+	}
+	var b [8]byte
+	for _, m := range members {
+		if err := w.str(m.Member); err != nil {
+			return err
+		}
+		binary.LittleEndian.PutUint64(b[:], math.Float64bits(m.Score))
+		if err := w.write(b[:]); err != nil {
+			return err
+		}
+	}
+	w.count += uint64(len(members))
+	return nil
+}
+
+func (w *FileWriter) HashChunk(k *KeyMeta, fields []HashField) error {
+	if w.skipping {
+		return nil
+	}
+	for _, f := range fields {
+		if f.ExpireAtMs != 0 {
+			return fmt.Errorf("%w: hash %s has fields with their own expiry", ErrNotWritable, quoteKey(k.Key))
+		}
+		if err := w.str(f.Field); err != nil {
+			return err
+		}
+		if err := w.str(f.Value); err != nil {
+			return err
+		}
+	}
+	w.count += uint64(len(fields))
+	return nil
+}
+
+func (w *FileWriter) EndKey(k *KeyMeta) error {
+	if w.skipping {
+		w.skipping = false
+		return nil
+	}
+	return w.patchLength()
+}
+
+// Extra is a key the caller adds after the decoded dataset (the service's
+// own bookkeeping): a string, or a hash when Fields is set.
+type Extra struct {
+	DB     int
+	Key    string
+	Value  string
+	Fields map[string]string
+}
+
+// Close writes the extra keys, the end of the file and its checksum, and
+// syncs it to disk. The file stays open: the caller closes it.
+func (w *FileWriter) Close(extra ...Extra) error {
+	for _, e := range extra {
+		k := &KeyMeta{DB: e.DB, Key: []byte(e.Key)}
+		typ := byte(rdbTypeString)
+		if e.Fields != nil {
+			typ = rdbTypeHash
+		}
+		w.Keep = nil
+		if _, err := w.keyHeader(k, typ); err != nil {
+			return err
+		}
+		if e.Fields == nil {
+			if err := w.str([]byte(e.Value)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.length(uint64(len(e.Fields))); err != nil {
+			return err
+		}
+		for f, v := range e.Fields {
+			if err := w.str([]byte(f)); err != nil {
+				return err
+			}
+			if err := w.str([]byte(v)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.byte1(opEOF); err != nil {
+		return err
+	}
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("write rdb file: %w", err)
+	}
+	if w.patched {
+		// Lengths were filled in: the checksum is of the file as it is.
+		crc, err := fileCRC(w.f, w.pos)
+		if err != nil {
+			return err
+		}
+		w.crc = crc
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], w.crc)
+	if _, err := w.f.WriteAt(b[:], w.pos); err != nil {
+		return fmt.Errorf("write rdb file: %w", err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("sync rdb file: %w", err)
+	}
+	return nil
+}
+
+func fileCRC(f *os.File, size int64) (uint64, error) {
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
+	buf := make([]byte, 1<<20)
+	var crc uint64
+	for {
+		n, err := r.Read(buf)
+		crc = crc64Update(crc, buf[:n])
+		if err == io.EOF {
+			return crc, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("checksum rdb file: %w", err)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/replicad/terraform-provider-redis/internal/layout"
+	"github.com/replicad/terraform-provider-redis/internal/rdb"
+	"github.com/replicad/terraform-provider-redis/internal/replproto"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// defaultFileRawLimit: in a load into a file, values up to this size are
+// copied whole (the decoder holds one at a time); bigger ones are written
+// from their chunks.
+const defaultFileRawLimit = 64 << 20
+
+// fileLoad is a full load that goes into an RDB file which the destination
+// then loads natively, instead of commands: a redis-server loads an RDB
+// several times faster than it runs the RESTOREs of the same keys, the
+// service spends less too, and the destination serves its previous data
+// until the file is complete, then switches to the new data in one step.
+// It is used when one source (one server) is loaded into a destination
+// that is one server.
+type fileLoad struct {
+	loader     RDBLoader
+	db         store.Database
+	generation int64
+	rawLimit   int
+	// refuse is told when the dataset cannot be written to a file (a
+	// stream too big to copy whole, or from a newer RDB version): the
+	// destination's later loads use commands.
+	refuse func(error)
+}
+
+// errFileRefused: the dataset cannot go through a file; the load starts
+// again with commands.
+var errFileRefused = errors.New("the dataset cannot be loaded from an RDB file; loading it with commands")
+
+// loadFile is load's path for a fileLoad: the RDB is decoded into the file
+// as it arrives, the destination loads it, and the writer then commits the
+// same checkpoint that the file carries.
+func (s *syncer) loadFile(ctx context.Context, syn replproto.Sync, payload *replproto.RDBReader, br *bufio.Reader) error {
+	fl := s.file
+	f, err := fl.loader.CreateRDB(fl.db)
+	if err != nil {
+		return err
+	}
+	path := f.Name()
+	loaded := false
+	defer func() {
+		f.Close()
+		if !loaded {
+			os.Remove(path)
+		}
+	}()
+	fw, err := rdb.NewFileWriter(f, s.destRDB)
+	if err != nil {
+		return err
+	}
+	fw.Keep = func(k *rdb.KeyMeta) (bool, error) {
+		if k.DB == layout.CheckpointDB {
+			// The checkpoints of a source that is a destination too
+			// never leave the instance that owns them.
+			if k := string(k.Key); k == checkpointKey || k == generationKey {
+				return false, nil
+			}
+		}
+		return true, checkDB(k.DB)
+	}
+	if err := rdb.NewDecoder(br, rdb.WithRawValues(fl.rawLimit, s.destRDB)).Decode(ctx, fw); err != nil {
+		switch {
+		case errors.Is(err, rdb.ErrNotWritable):
+			fl.refuse(err)
+			return fmt.Errorf("%w: %w: %w", errNeedFullSync, errFileRefused, err)
+		case errors.Is(err, rdb.ErrUnsupported):
+			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.url, err)}
+		}
+		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
+	}
+	if err := payload.Close(); err != nil {
+		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
+	}
+	// The file carries what the destination's checkpoint database holds
+	// once the load is committed: a crash after the destination loaded it
+	// resumes from there.
+	cp := checkpoint{ReplID: syn.ReplID, Offset: syn.Offset, DB: 0}
+	if err := fw.Close(
+		rdb.Extra{DB: layout.CheckpointDB, Key: generationKey, Value: strconv.FormatInt(fl.generation, 10)},
+		rdb.Extra{DB: layout.CheckpointDB, Key: checkpointKey, Fields: map[string]string{s.checkpointKey(): cp.String()}},
+	); err != nil {
+		return fmt.Errorf("write the dataset of %s to a file: %w", s.url, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write the dataset of %s to a file: %w", s.url, err)
+	}
+	s.log.Info("dataset written to a file; the destination loads it", "source", s.url.String(), "bytes", payload.Transferred())
+	loaded = true // consumed by LoadRDB, whatever happens
+	if err := fl.loader.LoadRDB(ctx, fl.db, path); err != nil {
+		return fmt.Errorf("load the dataset of %s into destination %d: %w", s.url, fl.db.UID, err)
+	}
+	return nil
+}
+
+// fileLoadFor is the fileLoad of a full round of units, or nil when the
+// load goes by commands: several sources, or a clustered one, go into one
+// dataset, which a file load would replace at each source's end.
+func (d *destination) fileLoadFor(units []unit) *fileLoad {
+	loader, ok := d.m.cfg.Destinations.(RDBLoader)
+	if !ok || d.noFile.Load() || len(units) != 1 || units[0].shard != "" || d.db.Clustered() {
+		return nil
+	}
+	limit := d.m.cfg.FileLoadRawLimit
+	if limit <= 0 {
+		limit = defaultFileRawLimit
+	}
+	return &fileLoad{loader: loader, db: d.db, generation: d.db.ReplicaGeneration, rawLimit: limit, refuse: func(err error) {
+		d.noFile.Store(true)
+		d.log.Warn("the source's dataset cannot be loaded from an RDB file; this destination loads with commands from now on", "destination", d.db.UID, "err", err)
+	}}
+}
