@@ -285,6 +285,11 @@ func (cw *clusterWriter) route(ctx context.Context, raw []byte, offset int64) er
 	if len(keys) == 0 {
 		return cw.keyless(args, raw, offset)
 	}
+	for _, k := range keys {
+		if isCheckpointName(args[k]) {
+			return fatal("the source writes key %q, a name a sharded destination keeps for its replication checkpoints: the sync stops before applying it", args[k])
+		}
+	}
 	slot := cluster.KeySlot(args[keys[0]])
 	same := true
 	for _, k := range keys[1:] {
@@ -823,4 +828,11 @@ func otherDB(args [][]byte) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// isCheckpointName says whether key is one of a sharded destination's
+// checkpoint keys (replicad:{tag}:cp, replicad:{tag}:shard).
+func isCheckpointName(key []byte) bool {
+	return bytes.HasPrefix(key, []byte(clusterKeyPrefix)) &&
+		(bytes.HasSuffix(key, []byte(clusterSlotSuffix)) || bytes.HasSuffix(key, []byte(clusterShardSuffix)))
 }

@@ -183,6 +183,7 @@ func TestClusterWriterRefuses(t *testing.T) {
 		"MOVE to database 1":  {cmdItem(10, "MOVE", "a", "1")},
 		"SWAPDB":              {cmdItem(10, "SWAPDB", "0", "1")},
 		"COPY to database 2":  {cmdItem(10, "COPY", "a", "b", "DB", "2")},
+		"a checkpoint's name": {cmdItem(10, "SET", "replicad:{x}:cp", "1")},
 	} {
 		cw := testClusterWriter(t)
 		_, err := cw.encodeBatch(context.Background(), items, false)
@@ -191,6 +192,8 @@ func TestClusterWriterRefuses(t *testing.T) {
 		switch name {
 		case "RENAME across slots":
 			assert.Contains(t, err.Error(), `RENAME "a"`)
+		case "a checkpoint's name":
+			assert.Contains(t, err.Error(), `"replicad:{x}:cp"`)
 		default:
 			assert.Contains(t, err.Error(), "database 0 only")
 		}
