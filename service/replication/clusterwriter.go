@@ -11,7 +11,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/cluster"
-	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -178,7 +177,12 @@ func (cw *clusterWriter) encodeBatch(ctx context.Context, batch []item, load boo
 				continue
 			}
 			if w.db != 0 {
-				return sentBatch{}, clusterDBError(w.db)
+				if apply, err := cw.inOtherDB(it.raw, w.db); err != nil {
+					return sentBatch{}, err
+				} else if !apply {
+					w.last = it.offset
+					continue
+				}
 			}
 			cw.mustChange = it.mustChange
 			err := cw.route(ctx, it.raw, it.offset)
@@ -199,13 +203,8 @@ func (cw *clusterWriter) encodeBatch(ctx context.Context, batch []item, load boo
 			}
 			cw.inTx, cw.txSlots = false, nil
 		case kindSelect:
+			// Selecting another database is not using it (see inOtherDB).
 			w.last = it.offset
-			// The checkpoint database of a source that is a destination
-			// too (a chain) is selected for its checkpoints only, which
-			// the reader drops; a command there stops the sync below.
-			if it.db != 0 && it.db != layout.CheckpointDB {
-				return sentBatch{}, clusterDBError(it.db)
-			}
 			w.db = it.db
 		case kindBadDB:
 			return sentBatch{}, fatal("the source ran %s with logical database %d; a sharded destination (a Redis Cluster) has database 0 only: the sync stops before applying it", it.raw, it.db)
@@ -229,6 +228,29 @@ func (cw *clusterWriter) encodeBatch(ctx context.Context, batch []item, load boo
 		cw.emitGroups(nil)
 	}
 	return sb, nil
+}
+
+// inOtherDB decides about a command the source ran in database db, not
+// 0. A FLUSHDB there empties what the destination never had (a database
+// with keys stops the load or the stream first): nothing to do. Which
+// database is selected does not matter to PUBLISH and FUNCTION. Anything
+// else would write where a cluster has no database: the sync stops. (A
+// source that is a destination too flushes every database of its own at
+// a FLUSHALL, and selects its checkpoint database for its checkpoints,
+// which the reader drops.)
+func (cw *clusterWriter) inOtherDB(raw []byte, db int) (apply bool, err error) {
+	args, err := splitRaw(raw, cw.args[:0])
+	if err != nil {
+		return false, fatal("a replicated command could not be read back: %v", err)
+	}
+	cw.args = args
+	switch {
+	case equalFold(args[0], "FLUSHDB"):
+		return false, nil
+	case equalFold(args[0], "PUBLISH") || equalFold(args[0], "FUNCTION"):
+		return true, nil
+	}
+	return false, fatal("the source ran %s in logical database %d; a sharded destination (a Redis Cluster) has database 0 only: the sync stops before applying it", describe(args), db)
 }
 
 func clusterDBError(db int) error {

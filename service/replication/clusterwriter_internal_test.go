@@ -177,13 +177,14 @@ func TestClusterWriterSkipsWhatASlotHolds(t *testing.T) {
 
 func TestClusterWriterRefuses(t *testing.T) {
 	for name, items := range map[string][]item{
-		"RENAME across slots": {cmdItem(10, "RENAME", "a", "b")},
-		"another database":    {{kind: kindSelect, db: 3, offset: 10}, cmdItem(20, "SET", "a", "1")},
-		"bad db argument":     {{kind: kindBadDB, db: 16, raw: []byte("MOVE"), offset: 10}},
-		"MOVE to database 1":  {cmdItem(10, "MOVE", "a", "1")},
-		"SWAPDB":              {cmdItem(10, "SWAPDB", "0", "1")},
-		"COPY to database 2":  {cmdItem(10, "COPY", "a", "b", "DB", "2")},
-		"a checkpoint's name": {cmdItem(10, "SET", "replicad:{x}:cp", "1")},
+		"RENAME across slots":        {cmdItem(10, "RENAME", "a", "b")},
+		"another database":           {{kind: kindSelect, db: 3, offset: 10}, cmdItem(20, "SET", "a", "1")},
+		"FLUSHDB in 2, then a write": {{kind: kindSelect, db: 2, offset: 10}, cmdItem(20, "FLUSHDB"), cmdItem(30, "SET", "a", "1")},
+		"bad db argument":            {{kind: kindBadDB, db: 16, raw: []byte("MOVE"), offset: 10}},
+		"MOVE to database 1":         {cmdItem(10, "MOVE", "a", "1")},
+		"SWAPDB":                     {cmdItem(10, "SWAPDB", "0", "1")},
+		"COPY to database 2":         {cmdItem(10, "COPY", "a", "b", "DB", "2")},
+		"a checkpoint's name":        {cmdItem(10, "SET", "replicad:{x}:cp", "1")},
 	} {
 		cw := testClusterWriter(t)
 		_, err := cw.encodeBatch(context.Background(), items, false)
@@ -288,4 +289,18 @@ func TestClusterWriterChainedSourceCheckpoints(t *testing.T) {
 	cw = testClusterWriter(t)
 	_, err = cw.encodeBatch(context.Background(), []item{{kind: kindSelect, db: layout.CheckpointDB, offset: 10}, cmdItem(20, "SET", "a", "1")}, false)
 	assert.ErrorContains(t, err, "database 16")
+
+	// Its FLUSHALL reaches the stream as a FLUSHDB of each database: the
+	// one of 0 empties the masters, the others have nothing to empty.
+	cw = testClusterWriter(t)
+	items := []item{}
+	for db := range 16 {
+		items = append(items, item{kind: kindSelect, db: db, offset: int64(10 + 2*db)}, cmdItem(int64(11+2*db), "FLUSHDB"))
+	}
+	items = append(items, item{kind: kindSelect, db: 0, offset: 50}, cmdItem(60, "SET", "a", "1"))
+	_, err = cw.encodeBatch(context.Background(), items, false)
+	require.NoError(t, err)
+	got := strings.Join(sentCommands(t, cw)[2], "\n")
+	assert.Equal(t, 1, strings.Count(got, "FLUSHALL"), got)
+	assert.Contains(t, got, "SET a 1")
 }

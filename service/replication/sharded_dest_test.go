@@ -475,7 +475,8 @@ func TestShardedDestinationOfADestination(t *testing.T) {
 	src := redistest.Start(t, "--requirepass", "pw-123456")
 	sc := src.Client()
 	fillEveryType(t, sc, 2000)
-	a := newAPI(t, servicetest.Start(t))
+	inst := servicetest.Start(t)
+	a := newAPI(t, inst)
 	mid := a.create(api.CreateDatabaseRequest{Name: "mid", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
 	a.waitInSync(mid.UID, time.Minute)
 	end := a.create(api.CreateDatabaseRequest{Name: "end", MemorySize: 192 << 20, ShardsCount: 3,
@@ -488,6 +489,20 @@ func TestShardedDestinationOfADestination(t *testing.T) {
 	eventuallyEqualSharded(t, a, end.UID, 2*time.Minute, sc)
 	db := a.waitInSync(end.UID, time.Minute)
 	assert.Empty(t, db.ReplicaSources[0].LastError)
+
+	// A FLUSHALL at the source empties every master of the end and keeps
+	// its checkpoints: after a restart, both continue without a reload.
+	require.NoError(t, sc.FlushAll(ctx).Err())
+	for i := range 50 {
+		require.NoError(t, sc.Set(ctx, fmt.Sprint("after-flush:", i), i, 0).Err())
+	}
+	eventuallyEqualSharded(t, a, end.UID, 2*time.Minute, sc)
+	inst.Restart(t)
+	require.NoError(t, sc.Incr(ctx, "after-restart").Err())
+	a.waitInSync(end.UID, 2*time.Minute)
+	eventuallyEqualSharded(t, a, end.UID, 2*time.Minute, sc)
+	m := a.metrics()
+	assert.Zero(t, metric(m, "replicad_replica_full_syncs_total"), "a reload after the restart:\n%s", grep(m, "syncs_total"))
 }
 
 // TestShardedDestinationReportsKeysItExpired: as on a one-server
