@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -62,4 +64,33 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkFileWriter: the payload decoded into an RDB file, values whole
+// (as a single source's full load does) or in chunks.
+func BenchmarkFileWriter(b *testing.B) {
+	payload := benchPayload()
+	for _, raw := range []int{64 << 20, 0} {
+		b.Run(fmt.Sprintf("raw=%d", raw), func(b *testing.B) {
+			b.SetBytes(int64(len(payload)))
+			dir := b.TempDir()
+			for b.Loop() {
+				f, err := os.Create(filepath.Join(dir, "out.rdb"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				w, err := NewFileWriter(f, 11)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := NewDecoder(bytes.NewReader(payload), WithRawValues(raw, 11)).Decode(context.Background(), w); err != nil {
+					b.Fatal(err)
+				}
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+		})
+	}
 }

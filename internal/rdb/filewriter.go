@@ -40,6 +40,9 @@ type FileWriter struct {
 	patched bool
 
 	Keep func(k *KeyMeta) (bool, error)
+	// OnAux, when set, sees the payload's AUX fields (they are not
+	// written: Redis needs none to load the file).
+	OnAux func(key, value []byte) error
 
 	db, written int // the current database of the input, and of the file (-1 none)
 	resize      *[2]uint64
@@ -119,6 +122,13 @@ func (w *FileWriter) str(p []byte) error {
 		return err
 	}
 	return w.write(p)
+}
+
+func (w *FileWriter) Aux(key, value []byte) error {
+	if w.OnAux != nil {
+		return w.OnAux(key, value)
+	}
+	return nil
 }
 
 func (w *FileWriter) SelectDB(db int) error {

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -328,27 +329,10 @@ func TestLoadCutBySourceOutputBufferLimit(t *testing.T) {
 		require.NoError(t, err)
 	}
 	// ...and writes that pile up meanwhile.
-	stop := make(chan struct{})
-	wctx := ctx(t) // canceled after the writer stops (cleanups run last first)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		value := strings.Repeat("w", 1024)
-		for n := 0; ; n++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := sc.Set(wctx, "write:"+strconv.Itoa(n%2000), value, 0).Err(); err != nil {
-				t.Errorf("write to the source: %v", err)
-				return
-			}
-		}
-	}()
-	stopWriter := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopWriter)
+	value := strings.Repeat("w", 1024)
+	stopWriter := writeUntilStopped(t, func(c context.Context, n int) error {
+		return sc.Set(c, "write:"+strconv.Itoa(n%2000), value, 0).Err()
+	})
 
 	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "cut", MemorySize: 256 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
 	get := func() api.ReplicaSourceStatus {
@@ -531,31 +515,15 @@ func TestSwapKeepsTheSourceLinksOpen(t *testing.T) {
 	})
 
 	// Writes that overrun a 16 kB backlog many times a second.
-	stop := make(chan struct{})
-	wctx := ctx(t)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		value := strings.Repeat("w", 512)
-		for n := 0; ; n++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			pipe := bc.Pipeline()
-			for k := range 20 {
-				pipe.Set(wctx, "write:"+strconv.Itoa((n*20+k)%5000), value, 0)
-			}
-			if _, err := pipe.Exec(wctx); err != nil {
-				t.Errorf("write to the source: %v", err)
-				return
-			}
+	value := strings.Repeat("w", 512)
+	stopWriter := writeUntilStopped(t, func(c context.Context, n int) error {
+		pipe := bc.Pipeline()
+		for k := range 20 {
+			pipe.Set(c, "write:"+strconv.Itoa((n*20+k)%5000), value, 0)
 		}
-	}()
-	stopWriter := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopWriter)
+		_, err := pipe.Exec(c)
+		return err
+	})
 
 	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: busy.URL()}, {URI: other.URL()}}}, nil)
 	require.Equal(t, http.StatusOK, code, "%v", e)
@@ -706,4 +674,30 @@ func TestRacingConflictingUpdates(t *testing.T) {
 	eventually(t, time.Minute, "the destination holds exactly its stored sources", func() error {
 		return redistest.Diff(ctx(t), dbClient(t, dst, dst.AuthenticationRedisPass), clients...)
 	})
+}
+
+// writeUntilStopped calls write with 0, 1, 2, ... on a goroutine until the
+// returned stop is called (also at the test's end); an error fails the test.
+func writeUntilStopped(t *testing.T, write func(ctx context.Context, n int) error) (stop func()) {
+	done := make(chan struct{})
+	wctx := ctx(t) // canceled after the writer stops (cleanups run last first)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; ; n++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := write(wctx, n); err != nil {
+				t.Errorf("write to the source: %v", err)
+				return
+			}
+		}
+	}()
+	stop = sync.OnceFunc(func() { close(done); wg.Wait() })
+	t.Cleanup(stop)
+	return stop
 }

@@ -120,6 +120,13 @@ func (s *Shadow) SwapIn(ctx context.Context) error {
 // CreateRDB creates an empty file for an RDB that LoadRDB then loads into
 // d: in d's directory, so that LoadRDB only renames it.
 func (m *Manager) CreateRDB(d store.Database) (*os.File, error) {
+	// One load at a time per database: a file left by a load that a crash
+	// interrupted is only taking disk space.
+	if stale, err := filepath.Glob(filepath.Join(m.Dir(d.UID), "load-*.rdb")); err == nil {
+		for _, p := range stale {
+			_ = os.Remove(p)
+		}
+	}
 	f, err := os.CreateTemp(m.Dir(d.UID), "load-*.rdb")
 	if err != nil {
 		return nil, fmt.Errorf("create an rdb file for database %d: %w", d.UID, err)

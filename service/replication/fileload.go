@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
@@ -72,7 +73,26 @@ func (s *syncer) loadFile(ctx context.Context, syn replproto.Sync, payload *repl
 		}
 		return true, checkDB(k.DB)
 	}
+	// A native load ignores maxmemory: a dataset far bigger than the
+	// destination may use (twice, since the source's figure counts its
+	// buffers and fragmentation too) is refused before it is loaded, from
+	// the memory the source says it uses; the memory the loaded data takes
+	// is checked after.
+	fw.OnAux = func(key, value []byte) error {
+		if string(key) != "used-mem" {
+			return nil
+		}
+		used, err := strconv.ParseInt(string(value), 10, 64)
+		if err == nil && fl.db.MemorySize > 0 && used > 2*fl.db.MemorySize {
+			return fatal("the destination is out of memory (raise its memory_size): the source uses %d MiB (its RDB's used-mem), the destination's memory_size is %d MiB",
+				used>>20, fl.db.MemorySize>>20)
+		}
+		return nil
+	}
 	if err := rdb.NewDecoder(br, rdb.WithRawValues(fl.rawLimit, s.destRDB)).Decode(ctx, fw); err != nil {
+		if errors.Is(err, errFatal) {
+			return err
+		}
 		switch {
 		case errors.Is(err, rdb.ErrNotWritable):
 			fl.refuse(err)
@@ -101,9 +121,44 @@ func (s *syncer) loadFile(ctx context.Context, syn replproto.Sync, payload *repl
 	s.log.Info("dataset written to a file; the destination loads it", "source", s.url.String(), "bytes", payload.Transferred())
 	loaded = true // consumed by LoadRDB, whatever happens
 	if err := fl.loader.LoadRDB(ctx, fl.db, path); err != nil {
-		return fmt.Errorf("load the dataset of %s into destination %d: %w", s.url, fl.db.UID, err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// redis-server refused the file (or died on it: a payload our
+		// decoder accepts and Redis does not, from a hostile source,
+		// say). Commands go through checks that stop the sync instead.
+		err = fmt.Errorf("load the dataset of %s into destination %d: %w", s.url, fl.db.UID, err)
+		fl.refuse(err)
+		return fmt.Errorf("%w: %w: %w", errNeedFullSync, errFileRefused, err)
+	}
+	return s.checkLoadedMemory(ctx)
+}
+
+// checkLoadedMemory stops the sync when the data a file brought takes more
+// than the destination's maxmemory, as a load by commands would have.
+func (s *syncer) checkLoadedMemory(ctx context.Context) error {
+	c := s.destAccess().client(0)
+	defer c.Close()
+	info, err := c.Info(ctx, "memory").Result()
+	if err != nil {
+		return fmt.Errorf("read the destination's memory after the load: %w", err)
+	}
+	used, limit := infoInt(info, "used_memory"), infoInt(info, "maxmemory")
+	if limit > 0 && used > limit {
+		return fatal("the destination is out of memory (raise its memory_size): the loaded data takes %d MiB, its maxmemory is %d MiB", used>>20, limit>>20)
 	}
 	return nil
+}
+
+// infoInt is a numeric field of an INFO reply (0 when absent).
+func infoInt(info, field string) int64 {
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // fileLoadFor is the fileLoad of a full round of units, or nil when the

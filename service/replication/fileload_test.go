@@ -72,6 +72,24 @@ func TestSingleSourceLoadsFromAFile(t *testing.T) {
 	i.Restart(t)
 	writeDataset(t, sc, "restarted:", 100)
 	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
+
+	// Another source, with the same function library as the first: the
+	// destination loads its file in place of everything it held, the
+	// library included.
+	const lib = "#!lua name=mylib\nredis.register_function('myfunc', function(keys, args) return args[1] end)"
+	ctx := redistest.Ctx(t)
+	require.NoError(t, sc.FunctionLoadReplace(ctx, lib).Err())
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
+	other := redistest.Start(t)
+	oc := other.ClientDB(0)
+	require.NoError(t, oc.FunctionLoad(ctx, lib).Err())
+	writeDataset(t, oc, "other:", 100)
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: other.URL()}}})
+	a.waitInSync(dst.UID, 2*time.Minute)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), oc)
+	got, err := destClient(t, dst, 0).FCall(ctx, "myfunc", nil, "hello").Text()
+	require.NoError(t, err)
+	assert.Equal(t, "hello", got, "the library came with the other source's data")
 }
 
 // A dataset that cannot go through a file (here a stream bigger than the
