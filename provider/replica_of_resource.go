@@ -87,7 +87,10 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			},
 			"database_id": schema.StringAttribute{
 				MarkdownDescription: "The uid of the destination database, for example `redis_database.replica.id`. " +
-					"It must belong to the `redis-replicad` of this resource's provider. Changing it replaces the resource.",
+					"It must belong to the `redis-replicad` of this resource's provider. Changing it replaces the resource. " +
+					"A sharded database (`shards_count` above 1) may be the destination: commands are routed by hash slot, " +
+					"sources must use database 0 only, and a source transaction over several slots is applied slot by slot " +
+					"(see the README's \"Sharded destinations\").",
 				Required:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 				Validators: []validator.String{

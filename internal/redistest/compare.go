@@ -151,3 +151,70 @@ func abs(x int64) int64 {
 	}
 	return x
 }
+
+// DiffMasters is Diff for a destination that is a Redis Cluster: its keys
+// are those of every master (each read from the master that holds it),
+// except the keys whose name starts with ignore (a service's own
+// bookkeeping, "" for none).
+func DiffMasters(ctx context.Context, masters []*redis.Client, ignore string, sources ...*redis.Client) error {
+	want := map[string]Snapshot{}
+	for _, src := range sources {
+		keys, err := Keys(ctx, src)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			s, err := Read(ctx, src, k)
+			if err != nil {
+				return err
+			}
+			if s.Type != "none" {
+				want[k] = s
+			}
+		}
+	}
+	var problems []string
+	got := 0
+	for _, m := range masters {
+		keys, err := Keys(ctx, m)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if ignore != "" && strings.HasPrefix(k, ignore) {
+				continue
+			}
+			got++
+			w, ok := want[k]
+			if !ok {
+				if len(problems) < 10 {
+					problems = append(problems, fmt.Sprintf("%q: not at the sources", k))
+				}
+				continue
+			}
+			g, err := Read(ctx, m, k)
+			if err != nil {
+				return err
+			}
+			if len(problems) >= 10 {
+				continue
+			}
+			switch {
+			case g.Type != w.Type:
+				problems = append(problems, fmt.Sprintf("%q: type %s, want %s", k, g.Type, w.Type))
+			case g.Value != w.Value:
+				problems = append(problems, fmt.Sprintf("%q (%s): value differs: %.200q vs %.200q", k, w.Type, g.Value, w.Value))
+			case (w.PTTL < 0) != (g.PTTL < 0) || abs(w.PTTL-g.PTTL) > 1000:
+				problems = append(problems, fmt.Sprintf("%q: expires at %d ms, want %d ms", k, g.PTTL, w.PTTL))
+			}
+		}
+	}
+	if got != len(want) {
+		problems = append(problems, fmt.Sprintf("destination masters hold %d keys, sources %d", got, len(want)))
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return fmt.Errorf("destination differs: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}

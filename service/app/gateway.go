@@ -72,7 +72,15 @@ func replicationTLS(cert tls.Certificate, clientPEMs []string) (*tls.Config, err
 type destinations struct{ dbs *databases.Manager }
 
 func (x destinations) Access(d store.Database) replication.Access {
-	return replication.Access{Network: "unix", Addr: x.dbs.Socket(d.UID), Username: databases.InternalUser, Password: d.InternalPassword}
+	a := replication.Access{Network: "unix", Addr: x.dbs.Socket(d.UID), Username: databases.InternalUser, Password: d.InternalPassword}
+	if d.Clustered() {
+		// Each node by the port the cluster announces it at.
+		a.Nodes = map[int]replication.Access{}
+		for i, n := range d.Nodes {
+			a.Nodes[n.Port] = replication.Access{Network: "unix", Addr: x.dbs.NodeSocket(d.UID, i), Username: databases.InternalUser, Password: d.InternalPassword}
+		}
+	}
+	return a
 }
 
 func (g *gatewayAdapter) SourceURL(d store.Database, host string) string {

@@ -225,8 +225,6 @@ func TestShardedDatabaseRefusals(t *testing.T) {
 		{"replication without a cluster", api.CreateDatabaseRequest{Name: "x", MemorySize: 32 << 20, Replication: true}, "replication"},
 		{"too many shards", api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 30, ShardsCount: 65}, "shards_count"},
 		{"too little memory per shard", api.CreateDatabaseRequest{Name: "x", MemorySize: 2 << 20, ShardsCount: 3}, "per shard"},
-		{"a sharded destination", api.CreateDatabaseRequest{Name: "x", MemorySize: 32 << 20, ShardsCount: 2,
-			ReplicaSources: []api.ReplicaSource{{URI: url.URI}}}, "cannot be a Replica Of destination yet"},
 		{"a sharded source", api.CreateDatabaseRequest{Name: "x", MemorySize: 32 << 20,
 			ReplicaSources: []api.ReplicaSource{{URI: shardedURL.URI}}}, "is sharded"},
 	}

@@ -93,9 +93,6 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 	if len(d.ReplicaSources) > api.MaxReplicaSources {
 		return invalid("a database can have at most %d replica sources, not %d", api.MaxReplicaSources, len(d.ReplicaSources))
 	}
-	if d.Clustered() && d.IsReplica() {
-		return invalid("a sharded database (shards_count > 1 or oss_cluster) cannot be a Replica Of destination yet")
-	}
 	seen := map[string]bool{}
 	for i, s := range d.ReplicaSources {
 		if uid := c.localSource(s.URI, others); uid != 0 {

@@ -381,3 +381,6 @@ func (m *Manager) NodeClients(uid int) []*redis.Client {
 	}
 	return out
 }
+
+// NodeSocket is the service's own socket into node i of database uid.
+func (m *Manager) NodeSocket(uid, i int) string { return m.Socket(nodeKey(uid, i)) }

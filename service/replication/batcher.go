@@ -157,6 +157,9 @@ func (b *batcher) run(ctx context.Context) error {
 
 // full says that the batch takes no more items.
 func (b *batcher) full() bool {
+	if b.w.cl != nil && b.inSourceTx && !b.loading {
+		return false // a source transaction is gathered whole (sendCluster)
+	}
 	return b.loadDone || len(b.items) >= maxBatchItems || b.size >= maxBatchBytes
 }
 
@@ -209,12 +212,15 @@ func (b *batcher) mayCommit() bool {
 // mustStream says whether to send the gathered part of a source
 // transaction into the destination's open MULTI, to free its memory.
 func (b *batcher) mustStream() bool {
-	return b.inSourceTx && !b.loading && b.full() && len(b.inFlight) < maxInFlight
+	return b.inSourceTx && !b.loading && b.full() && len(b.inFlight) < maxInFlight && b.w.cl == nil
 }
 
 // send encodes the gathered items and sends them: the whole batch (commit),
 // or a piece of a source transaction.
 func (b *batcher) send(ctx context.Context, commit bool) error {
+	if b.w.cl != nil {
+		return b.sendCluster(ctx)
+	}
 	var sb sentBatch
 	switch {
 	case b.loading:

@@ -171,20 +171,35 @@ func (d *destination) run(ctx context.Context) {
 func (d *destination) round(parent context.Context, forceFull bool) error {
 	ctx := parent
 	dest := d.m.cfg.Destinations.Access(d.db)
-	ckc := dest.client(layout.CheckpointDB)
+	var ckc *redis.Client
+	var cps map[string]checkpoint
+	var full bool
+	if dest.clustered() {
+		// A sharded destination keeps its checkpoints per slot and shard
+		// (clusterdest.go); ckc is then the master that keeps the nodes
+		// of clustered sources (saveNodes).
+		var err error
+		if cps, full, ckc, err = d.clusterPrep(ctx, dest, forceFull); err != nil {
+			return err
+		}
+	} else {
+		ckc = dest.client(layout.CheckpointDB)
+		readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := waitReady(readyCtx, ckc)
+		cancel()
+		if err != nil {
+			ckc.Close()
+			return fmt.Errorf("destination %d: %w", d.db.UID, err)
+		}
+		var gen int64
+		if gen, cps, err = readCheckpoints(ctx, ckc); err != nil {
+			ckc.Close()
+			return err
+		}
+		full = forceFull || gen != d.db.ReplicaGeneration
+		d.log.Info("destination checkpoints", "destination", d.db.UID, "generation", gen, "want_generation", d.db.ReplicaGeneration, "checkpoints", len(cps), "force_full", forceFull)
+	}
 	defer ckc.Close()
-	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err := waitReady(readyCtx, ckc)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("destination %d: %w", d.db.UID, err)
-	}
-	gen, cps, err := readCheckpoints(ctx, ckc)
-	if err != nil {
-		return err
-	}
-	full := forceFull || gen != d.db.ReplicaGeneration
-	d.log.Info("destination checkpoints", "destination", d.db.UID, "generation", gen, "want_generation", d.db.ReplicaGeneration, "checkpoints", len(cps), "force_full", forceFull)
 	// A source that is a Redis Cluster is replicated shard by shard.
 	units, err := d.plan(ctx, ckc, cps)
 	if err != nil {
@@ -199,7 +214,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 	var file *fileLoad
 	if full {
 		d.reloading.Store(true)
-		if file = d.fileLoadFor(units); file == nil {
+		if file = d.fileLoadFor(units); file == nil && !dest.clustered() {
 			shadow = d.startShadow(ctx, ckc)
 		}
 	}
@@ -224,6 +239,16 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			return err
 		}
 		cps = map[string]checkpoint{}
+	} else if full && dest.clustered() {
+		// Loaded in place, the AOF on (each master's replica follows it).
+		d.log.Info("flushing the sharded destination to load every source", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
+		if err := flushClusterDest(ctx, dest, d.db.ReplicaGeneration); err != nil {
+			return fmt.Errorf("flush destination %d for generation %d: %w", d.db.UID, d.db.ReplicaGeneration, err)
+		}
+		cps = map[string]checkpoint{}
+		if err := d.saveNodes(ctx, ckc); err != nil {
+			return err
+		}
 	} else if full {
 		d.log.Info("flushing the destination to load every source", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
 		if err := flushForGeneration(ctx, ckc, d.db.ReplicaGeneration); err != nil {

@@ -48,6 +48,10 @@ type Shadow interface {
 type Access struct {
 	Network, Addr      string
 	Username, Password string
+	// Nodes, for a sharded database (a Redis Cluster): how the service
+	// reaches each of its nodes, by the port the cluster announces for it.
+	// Empty for a database that is one server.
+	Nodes map[int]Access
 }
 
 // client is a connection pool to logical database db.

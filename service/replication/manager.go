@@ -270,7 +270,14 @@ func (m *Manager) sourceTLS(src api.ReplicaSource) (*tls.Config, error) {
 func (m *Manager) clearCheckpoints(d store.Database) {
 	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 	defer cancel()
-	c := m.cfg.Destinations.Access(d).client(layout.CheckpointDB)
+	acc := m.cfg.Destinations.Access(d)
+	if acc.clustered() {
+		if err := clearClusterCheckpoints(ctx, acc); err != nil {
+			m.cfg.Logger.Warn("could not delete the replication checkpoints of a former destination", "destination", d.UID, "err", err)
+		}
+		return
+	}
+	c := acc.client(layout.CheckpointDB)
 	defer c.Close()
 	if err := c.Del(ctx, checkpointKey, generationKey).Err(); err != nil {
 		m.cfg.Logger.Warn("could not delete the replication checkpoints of a former destination", "destination", d.UID, "err", err)

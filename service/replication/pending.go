@@ -56,6 +56,9 @@ func (h *pendingCounter) StreamPending(k *rdb.KeyMeta, group, consumer []byte, p
 // one is whole). The stream has not moved yet: it runs before any command
 // of the stream is sent.
 func (w *destWriter) checkPending(ctx context.Context, h *pendingCounter) (string, error) {
+	if w.cl != nil {
+		return w.cl.checkPending(ctx, h)
+	}
 	if h == nil || (len(h.counts) == 0 && !h.unchecked) {
 		return "", nil
 	}
@@ -89,15 +92,20 @@ func (w *destWriter) checkPending(ctx context.Context, h *pendingCounter) (strin
 			}
 		}
 	}
+	return pendingNote(lost, short, h.unchecked), nil
+}
+
+// pendingNote says what a load's check of the pending entries found.
+func pendingNote(lost int64, short []string, unchecked bool) string {
 	var note string
 	if lost > 0 {
 		note = fmt.Sprintf("%d pending entries of consumer groups refer to stream messages deleted or trimmed at the source, which Redis cannot recreate through commands (XCLAIM needs the message): %s", lost, strings.Join(short, "; "))
 	}
-	if h.unchecked {
+	if unchecked {
 		if note != "" {
 			note += "; "
 		}
 		note += fmt.Sprintf("pending entries of consumer groups past the first %d were not checked", maxCheckedGroups)
 	}
-	return note, nil
+	return note
 }

@@ -24,6 +24,9 @@ const rawValueLimit = 256 << 10
 // loaded destination holds in the checkpoint database. 0 (RESTORE unused)
 // when it cannot tell.
 func (w *destWriter) rdbVersion(ctx context.Context) (int, error) {
+	if w.cl != nil {
+		return w.cl.rdbVersion(ctx)
+	}
 	// The generation key is there once a destination was loaded; before
 	// that, a key made for the question and deleted in the same
 	// transaction.

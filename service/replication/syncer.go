@@ -87,6 +87,10 @@ type syncer struct {
 	// replica, for a shard read from its master only because no replica
 	// was online).
 	relocate <-chan struct{}
+	// splitNoted: the status says that commands were applied slot by slot
+	// into a sharded destination; splitCount counts them.
+	splitNoted bool
+	splitCount int
 }
 
 // destAccess is where the syncer writes: its destination, or the one a

@@ -64,9 +64,14 @@ type destWriter struct {
 	lostSample []string
 	// armed is the connection's deadline as set last (see deadline).
 	armed time.Time
+	// cl, for a sharded destination, writes in its stead (clusterwriter.go).
+	cl *clusterWriter
 }
 
 func dialDestination(ctx context.Context, dest Access, source string) (*destWriter, error) {
+	if dest.clustered() {
+		return dialCluster(ctx, dest, source)
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, dest.Network, dest.Addr)
 	if err != nil {
@@ -85,6 +90,9 @@ func newDestReader(conn net.Conn) *resp.Reader {
 }
 
 func (w *destWriter) Close() error {
+	if w.cl != nil {
+		return w.cl.close()
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.conn.Close()
@@ -184,6 +192,9 @@ func (w *destWriter) writeBytes(ctx context.Context, b []byte) error {
 // destination has diverged (a type clash between sources, a payload its
 // version cannot read): it must be said, never only logged.
 func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
+	if w.cl != nil {
+		return w.cl.receive(ctx, b)
+	}
 	w.deadline(ctx)
 	var firstErr, nestedErr error
 	failures := 0
@@ -240,6 +251,9 @@ func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 
 // readCheckpoint reads this source's checkpoint from the destination.
 func (w *destWriter) readCheckpoint(ctx context.Context) (checkpoint, bool, error) {
+	if w.cl != nil {
+		return w.cl.readCheckpoint(ctx)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	w.conn.SetDeadline(deadline)
 	w.armed = deadline
@@ -287,7 +301,9 @@ type sentBatch struct {
 	executes int
 	// hits: the indexes in EXEC's results of the commands that must
 	// answer 1 (destWriter.hits).
-	hits  []int
+	hits []int
+	// parts: what a batch for a sharded destination sent each master.
+	parts []clusterPart
 	items int
 	bytes int       // of the source's commands
 	first time.Time // when its first and last items were received
