@@ -225,8 +225,6 @@ func TestShardedDatabaseRefusals(t *testing.T) {
 		{"replication without a cluster", api.CreateDatabaseRequest{Name: "x", MemorySize: 32 << 20, Replication: true}, "replication"},
 		{"too many shards", api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 30, ShardsCount: 65}, "shards_count"},
 		{"too little memory per shard", api.CreateDatabaseRequest{Name: "x", MemorySize: 2 << 20, ShardsCount: 3}, "per shard"},
-		{"a sharded source", api.CreateDatabaseRequest{Name: "x", MemorySize: 32 << 20,
-			ReplicaSources: []api.ReplicaSource{{URI: shardedURL.URI}}}, "is sharded"},
 	}
 	for _, tc := range cases {
 		code, e := call(t, i, "POST", "/v1/bdbs", tc.req, nil)
@@ -237,8 +235,9 @@ func TestShardedDatabaseRefusals(t *testing.T) {
 	var list []api.Database
 	call(t, i, "GET", "/v1/bdbs", nil, &list)
 	assert.Len(t, list, 2, "a refused create left something behind")
-	// The gateway of a sharded database refuses to stream a part of it
-	// (its first node) to a destination of another instance.
+	// The database's own replication endpoint refuses to stream a part of
+	// it (its first node) to a destination that does not know clusters:
+	// its shards are streamed by the endpoints CLUSTER SHARDS names.
 	u, err := neturl.Parse(shardedURL.URI)
 	require.NoError(t, err)
 	pw, _ := u.User.Password()

@@ -95,13 +95,6 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 	}
 	seen := map[string]bool{}
 	for i, s := range d.ReplicaSources {
-		if uid := c.localSource(s.URI, others); uid != 0 {
-			for _, o := range others {
-				if o.UID == uid && o.Clustered() {
-					return invalid("replica_sources[%d]: database %d (%s) is sharded: replicating from a sharded database is not supported yet", i, o.UID, o.Name)
-				}
-			}
-		}
 		u, err := redisurl.Parse(s.URI)
 		if err != nil {
 			return invalid("replica_sources[%d]: %v", i, err)
@@ -127,7 +120,7 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 			return invalid("replica_sources[%d]: %s is listed twice", i, u)
 		}
 		seen[u.Addr()] = true
-		if c.isLocalHost(u.Host) && (u.Port == d.Port || u.Port == d.ReplicationPort) {
+		if c.isLocalHost(u.Host) && slices.Contains(d.Ports(), u.Port) {
 			return invalid("replica_sources[%d]: %s is this database itself", i, u)
 		}
 	}
@@ -151,7 +144,7 @@ func (c *Controller) localSource(uri string, all []store.Database) int {
 		return 0
 	}
 	for _, o := range all {
-		if o.Port == u.Port || o.ReplicationPort == u.Port {
+		if slices.Contains(o.Ports(), u.Port) {
 			return o.UID
 		}
 	}
@@ -172,9 +165,10 @@ func (c *Controller) findCycle(start int, all []store.Database) string {
 	byPort := map[int]store.Database{}
 	byUID := map[int]store.Database{}
 	for _, d := range all {
-		byPort[d.Port] = d
-		if d.ReplicationPort != 0 {
-			byPort[d.ReplicationPort] = d
+		for _, p := range d.Ports() {
+			if p != 0 {
+				byPort[p] = d
+			}
 		}
 		byUID[d.UID] = d
 	}

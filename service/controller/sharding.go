@@ -92,6 +92,9 @@ func (c *Controller) nodePortsAvoiding(d *store.Database, existing []store.Datab
 		if n.BusPort, err = next(); err != nil {
 			return err
 		}
+		if n.ReplicationPort, err = next(); err != nil {
+			return err
+		}
 		d.Nodes = append(d.Nodes, n)
 	}
 	return nil

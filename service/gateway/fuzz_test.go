@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/replicad/terraform-provider-redis/internal/cluster"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -51,6 +52,10 @@ func FuzzSession(f *testing.F) {
 		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n1\r\n*1\r\n$8\r\nFLUSHALL\r\n",
 		"*3\r\n$4\r\nAUTH\r\n$5\r\nadmin\r\n$5\r\nwrong\r\n*2\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n",
 		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*2\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n*3\r\n$4\r\nAUTH\r\n$8\r\nreplicad\r\n$1\r\nx\r\n",
+		// A destination discovering a sharded database's shards.
+		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*2\r\n$4\r\nINFO\r\n$7\r\ncluster\r\n*2\r\n$7\r\nCLUSTER\r\n$6\r\nSHARDS\r\n",
+		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*2\r\n$7\r\ncluster\r\n$6\r\nshards\r\n*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n ",
+		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*3\r\n$7\r\nCLUSTER\r\n$6\r\nSHARDS\r\n$1\r\nx\r\n*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -76,7 +81,21 @@ func FuzzSession(f *testing.F) {
 		up := &recordConn{}
 		upRd := resp.NewReader(bufio.NewReader(okForever{}))
 		rw := &replyWriter{conn: client, w: client}
-		streaming, _ := handshake(rw, rd, first, up, upRd)
+		env := handshakeEnv{up: &upstream{dial: func() (net.Conn, *resp.Reader, error) { return up, upRd, nil }}}
+		// Inputs of odd length play against a sharded database's own
+		// endpoint: it answers the cluster's questions and never streams.
+		sharded := len(in)%2 == 1
+		if sharded {
+			env.refuse = "this database is sharded"
+			env.shards = func() ([]byte, error) {
+				return appendShards(nil, cluster.Topology{Shards: []cluster.Shard{{Slots: []cluster.Range{{Start: 0, End: 16383}},
+					Nodes: []cluster.Node{{ID: "a", Addr: "127.0.0.1:7000", Role: cluster.RoleMaster, Health: cluster.HealthOK}}}}}, false), nil
+			}
+		}
+		streaming, _ := handshake(rw, rd, first, env)
+		if streaming && sharded {
+			t.Fatal("a sharded database's own endpoint started a stream")
+		}
 		if streaming {
 			forwardReplconf(rd, up)
 		}
@@ -89,6 +108,9 @@ func FuzzSession(f *testing.F) {
 			name := strings.ToUpper(string(args[0]))
 			if !allowed[name] {
 				t.Fatalf("%q reached redis-server", args)
+			}
+			if sharded && (name == "PSYNC" || name == "SYNC") {
+				t.Fatalf("%q reached the first node of a sharded database", args)
 			}
 			if name == "INFO" && (len(args) != 2 || string(args[1]) != "replication") {
 				t.Fatalf("INFO not narrowed: %q", args)

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/replicad/terraform-provider-redis/internal/cluster"
 	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
@@ -49,7 +50,10 @@ const CodecsCommand = replcompress.CodecsCommand
 
 // Endpoint is the configuration of one database's replication endpoint.
 type Endpoint struct {
-	UID           int
+	UID int
+	// Node is 0 for the database's own endpoint (its source URL), i+1 for
+	// the endpoint of node i of a sharded database.
+	Node          int
 	Listen        string // host:port
 	AdminUser     string // the user name of the source URL
 	AdminPassword string
@@ -61,10 +65,19 @@ type Endpoint struct {
 	// Upstream is how the gateway reaches redis-server.
 	UpstreamNetwork, UpstreamAddr  string
 	UpstreamUser, UpstreamPassword string
-	// Refuse, when set, is why this database cannot be replicated from:
-	// authenticated sessions get it as an error instead of a stream.
+	// Refuse, when set, is why this endpoint does not stream: without
+	// Cluster, authenticated sessions get it as an error at once; with
+	// Cluster, PSYNC and SYNC get it (the database's own endpoint of a
+	// sharded database, whose nodes' endpoints stream).
 	Refuse string
+	// Cluster, set on every endpoint of a sharded database, reads its
+	// shards as a destination must see them: each node's address is its
+	// replication endpoint (host and port). See cluster.go.
+	Cluster func(ctx context.Context) (cluster.Topology, error)
 }
+
+// epKey names an endpoint: a database's, or one of its nodes'.
+type epKey struct{ uid, node int }
 
 // Gateway runs the endpoints of every database.
 type Gateway struct {
@@ -75,7 +88,7 @@ type Gateway struct {
 	handshakeTimeout time.Duration
 
 	mu  sync.Mutex
-	eps map[int]*endpoint
+	eps map[epKey]*endpoint
 
 	// pending holds the connections of each peer address that are not yet
 	// replicating, oldest first, across endpoints: idle or slow connections
@@ -99,7 +112,7 @@ const maxSessionsPerEndpoint = 64
 // New returns a Gateway with no endpoints. Close stops it.
 func New(log *slog.Logger, reg prometheus.Registerer) *Gateway {
 	g := &Gateway{log: log, metrics: newMetrics(reg), throttle: newThrottle(log), handshakeTimeout: defaultHandshakeTimeout,
-		eps: map[int]*endpoint{}, pending: map[string][]net.Conn{},
+		eps: map[epKey]*endpoint{}, pending: map[string][]net.Conn{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go g.flushLoop()
 	return g
@@ -165,9 +178,27 @@ type endpoint struct {
 }
 
 type session struct {
-	client, upstream net.Conn
-	cert             *x509.Certificate // the client's, when it showed one
-	password         []byte            // the password it authenticated with
+	client   net.Conn
+	cert     *x509.Certificate // the client's, when it showed one
+	password []byte            // the password it authenticated with
+
+	// upstream is made during the handshake (see upstream in session.go)
+	// while close may be called by an update of the endpoint.
+	mu       sync.Mutex
+	upstream net.Conn
+	closed   bool
+}
+
+// setUpstream records the session's connection to redis-server, unless
+// the session is already closed.
+func (s *session) setUpstream(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.upstream = c
+	return true
 }
 
 // acceptsPassword reports whether pw opens a session at now: the current
@@ -180,7 +211,16 @@ func (ep Endpoint) acceptsPassword(pw []byte, now time.Time) bool {
 		subtle.ConstantTimeCompare(pw, []byte(ep.PreviousAdminPassword)) == 1
 }
 
+func (s *session) upstreamConn() net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.upstream
+}
+
 func (s *session) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
 	s.client.Close()
 	if s.upstream != nil {
 		s.upstream.Close()
@@ -193,7 +233,8 @@ func (s *session) close() {
 func (g *Gateway) Ensure(ep Endpoint) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	e := g.eps[ep.UID]
+	key := epKey{ep.UID, ep.Node}
+	e := g.eps[key]
 	if e != nil && e.cfg.Listen != ep.Listen {
 		e.stop()
 		e = nil
@@ -204,7 +245,7 @@ func (g *Gateway) Ensure(ep Endpoint) error {
 			return fmt.Errorf("listen for replication of database %d on %s: %w", ep.UID, ep.Listen, err)
 		}
 		e = &endpoint{g: g, ln: ln, cfg: ep, sessions: map[*session]struct{}{}, done: make(chan struct{})}
-		g.eps[ep.UID] = e
+		g.eps[key] = e
 		e.mu.Lock()
 		e.scheduleExpiry()
 		e.mu.Unlock()
@@ -215,13 +256,22 @@ func (g *Gateway) Ensure(ep Endpoint) error {
 	return nil
 }
 
-// Remove stops the endpoint of uid and closes its sessions.
+// Remove stops the endpoints of uid (its own and its nodes') and closes
+// their sessions.
 func (g *Gateway) Remove(uid int) {
+	g.RemoveNodes(uid, -1)
+}
+
+// RemoveNodes stops the endpoints of the nodes of uid from node `from` on
+// (-1: the database's own endpoint too).
+func (g *Gateway) RemoveNodes(uid, from int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if e := g.eps[uid]; e != nil {
-		e.stop()
-		delete(g.eps, uid)
+	for k, e := range g.eps {
+		if k.uid == uid && k.node > from {
+			e.stop()
+			delete(g.eps, k)
+		}
 	}
 }
 
@@ -229,9 +279,9 @@ func (g *Gateway) Remove(uid int) {
 func (g *Gateway) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for uid, e := range g.eps {
+	for k, e := range g.eps {
 		e.stop()
-		delete(g.eps, uid)
+		delete(g.eps, k)
 	}
 	select {
 	case <-g.stop:
@@ -332,6 +382,9 @@ func (e *endpoint) serve(raw net.Conn) {
 	cfg := e.config()
 	peer := peerHost(raw.RemoteAddr())
 	log := e.g.log.With("database", cfg.UID, "peer", raw.RemoteAddr().String())
+	if cfg.Node > 0 {
+		log = log.With("node", cfg.Node-1)
+	}
 	s := &session{client: raw}
 	defer s.close()
 	defer func() {
@@ -393,17 +446,22 @@ func (e *endpoint) serve(raw net.Conn) {
 	if err != nil {
 		return
 	}
-	if cfg.Refuse != "" {
+	if cfg.Refuse != "" && cfg.Cluster == nil {
 		io.WriteString(conn, "-ERR "+sanitize(cfg.Refuse)+"\r\n")
 		return
 	}
-	upstream, upRd, err := dialUpstream(ctx, cfg)
-	if err != nil {
-		log.Error("replication session: cannot reach the database", "err", err)
-		io.WriteString(conn, "-ERR the database is not available, try again\r\n")
-		return
-	}
-	s.upstream = upstream
+	up := &upstream{dial: func() (net.Conn, *resp.Reader, error) {
+		c, rd, err := dialUpstream(ctx, cfg)
+		if err != nil {
+			log.Error("replication session: cannot reach the database", "err", err)
+			return nil, nil, err
+		}
+		if !s.setUpstream(c) {
+			c.Close()
+			return nil, nil, net.ErrClosed
+		}
+		return c, rd, nil
+	}}
 	if !e.track(s, cfg) {
 		return
 	}
@@ -425,7 +483,17 @@ func (e *endpoint) serve(raw net.Conn) {
 	}
 	rw.w = &countingWriter{w: rw.w, n: plain}
 
-	streaming, err := handshake(rw, rd, firstCmd, upstream, upRd)
+	env := handshakeEnv{up: up, refuse: cfg.Refuse}
+	if cfg.Cluster != nil {
+		env.shards = func() ([]byte, error) {
+			t, err := cfg.Cluster(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return appendShards(nil, t, cfg.TLS != nil), nil
+		}
+	}
+	streaming, err := handshake(rw, rd, firstCmd, env)
 	if !streaming {
 		if err != nil && !errors.Is(err, errQuit) {
 			log.Debug("replication session ended during the handshake", "err", err)
@@ -434,7 +502,7 @@ func (e *endpoint) serve(raw net.Conn) {
 	}
 	raw.SetReadDeadline(time.Time{})
 	log.Info("replication session opened", "compression", comp.level, "codec", comp.codec, "tls", cfg.TLS != nil)
-	e.stream(s, rd, rw, upRd)
+	e.stream(s, rd, rw, up.rd)
 	log.Info("replication session closed")
 }
 
@@ -451,7 +519,7 @@ func (e *endpoint) stream(s *session, rd *resp.Reader, rw *replyWriter, upRd *re
 			}
 		}()
 		rd.MaxArrayLen = maxArgCount
-		forwardReplconf(rd, s.upstream)
+		forwardReplconf(rd, s.upstreamConn())
 	}()
 	go func() {
 		defer func() { done <- struct{}{} }()

@@ -271,16 +271,20 @@ func TestHandshakeCommandDecisions(t *testing.T) {
 		return out
 	}
 	for _, tc := range []struct {
-		in   [][]byte
-		want verdict
+		in        [][]byte
+		want      verdict
+		clustered bool
 	}{
-		{nil, refuse}, {args(), refuse}, {args("psync", "?", "-1"), startStream}, {args("SYNC"), startStream},
-		{args("ping"), forward}, {args("REPLCONF", "capa", "eof"), forward}, {args("INFO"), forward},
-		{args("CLIENT", "SETNAME", "x"), forward}, {args("CLIENT", "KILL", "x"), refuse}, {args("CLIENT"), refuse},
-		{args("QUIT"), quit}, {args("AUTH", "x"), refuse}, {args("HELLO", "3"), refuse},
-		{args(CompressCommand, "1"), refuse}, {args(CodecsCommand, "zstd"), refuse}, {args("CONFIG", "GET", "*"), refuse}, {args(""), refuse},
+		{args("INFO", "cluster"), forward, false}, {args("INFO", "Cluster"), answerInfo, true}, {args("INFO", "cluster", "x"), forward, true},
+		{args("CLUSTER", "SHARDS"), refuse, false}, {args("cluster", "shards"), answerShards, true},
+		{args("CLUSTER", "NODES"), refuse, true}, {args("CLUSTER", "SHARDS", "x"), refuse, true}, {args("CLUSTER"), refuse, true},
+		{nil, refuse, false}, {args(), refuse, false}, {args("psync", "?", "-1"), startStream, false}, {args("SYNC"), startStream, false},
+		{args("ping"), forward, false}, {args("REPLCONF", "capa", "eof"), forward, false}, {args("INFO"), forward, false},
+		{args("CLIENT", "SETNAME", "x"), forward, false}, {args("CLIENT", "KILL", "x"), refuse, false}, {args("CLIENT"), refuse, false},
+		{args("QUIT"), quit, false}, {args("AUTH", "x"), refuse, false}, {args("HELLO", "3"), refuse, false},
+		{args(CompressCommand, "1"), refuse, false}, {args(CodecsCommand, "zstd"), refuse, false}, {args("CONFIG", "GET", "*"), refuse, false}, {args(""), refuse, false},
 	} {
-		got, cmd, _ := handshakeCommand(tc.in)
+		got, cmd, _ := handshakeCommand(tc.in, tc.clustered)
 		assert.Equal(t, tc.want, got, "%q", tc.in)
 		if tc.want == forward && commandName(tc.in) == "INFO" {
 			assert.Equal(t, args("INFO", "replication"), cmd)

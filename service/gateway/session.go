@@ -22,7 +22,9 @@ import (
 //	          REPLICAD.CODECS (the codecs the client decodes);
 //	handshake request/response, one reply per command: PING, REPLCONF, INFO
 //	          (replication section only), SELECT, ECHO, CLIENT SETNAME, and
-//	          REPLICAD.COMPRESS as the first command; anything else gets
+//	          REPLICAD.COMPRESS as the first command; on a sharded
+//	          database's endpoints, INFO cluster and CLUSTER SHARDS,
+//	          answered by the gateway (see cluster.go); anything else gets
 //	          NOPERM from the gateway itself;
 //	stream    after PSYNC or SYNC: the source's bytes flow to the client,
 //	          and only REPLCONF goes upstream (a master never answers a
@@ -173,16 +175,20 @@ func readCompression(w io.Writer, rd *resp.Reader, offered codecs) (compression,
 type verdict int
 
 const (
-	forward     verdict = iota // send upstream, relay its one reply
-	startStream                // send upstream, then relay the stream
-	refuse                     // answer with the error, send nothing upstream
-	quit                       // answer +OK and close
+	forward      verdict = iota // send upstream, relay its one reply
+	startStream                 // send upstream, then relay the stream
+	refuse                      // answer with the error, send nothing upstream
+	quit                        // answer +OK and close
+	answerInfo                  // INFO cluster of a sharded database: answered here
+	answerShards                // CLUSTER SHARDS of a sharded database: answered here
 )
 
 // handshakeCommand decides what happens to one command of the handshake
 // phase. It may rewrite the command (INFO is narrowed to its replication
-// section). It never panics, whatever args holds: it is fuzzed.
-func handshakeCommand(args [][]byte) (verdict, [][]byte, string) {
+// section). clustered says the endpoint is a sharded database's: INFO
+// cluster and CLUSTER SHARDS are then answered by the gateway. It never
+// panics, whatever args holds: it is fuzzed.
+func handshakeCommand(args [][]byte, clustered bool) (verdict, [][]byte, string) {
 	switch name := commandName(args); name {
 	case "":
 		return refuse, nil, "-ERR empty command\r\n"
@@ -191,7 +197,17 @@ func handshakeCommand(args [][]byte) (verdict, [][]byte, string) {
 	case "PING", "REPLCONF", "ECHO", "SELECT":
 		return forward, args, ""
 	case "INFO":
+		if clustered && len(args) == 2 && strings.EqualFold(string(args[1]), "cluster") {
+			return answerInfo, nil, ""
+		}
 		return forward, [][]byte{[]byte("INFO"), []byte("replication")}, ""
+	case "CLUSTER":
+		if len(args) == 2 && strings.EqualFold(string(args[1]), "SHARDS") {
+			if clustered {
+				return answerShards, nil, ""
+			}
+			return refuse, nil, "-ERR This instance has cluster support disabled\r\n"
+		}
 	case "CLIENT":
 		if len(args) == 3 && strings.EqualFold(string(args[1]), "SETNAME") {
 			return forward, args, ""
@@ -205,12 +221,44 @@ func handshakeCommand(args [][]byte) (verdict, [][]byte, string) {
 	case CodecsCommand:
 		return refuse, nil, "-ERR " + CodecsCommand + " must come before AUTH\r\n"
 	}
-	return refuse, nil, "-NOPERM a replication endpoint serves PSYNC, SYNC, REPLCONF, PING and INFO replication only\r\n"
+	return refuse, nil, "-NOPERM a replication endpoint serves PSYNC, SYNC, REPLCONF, PING, INFO replication and, for a sharded database, INFO cluster and CLUSTER SHARDS only\r\n"
+}
+
+// upstream is the session's connection to redis-server, made when the
+// first command that needs it comes: the questions a sharded database's
+// endpoint answers itself (INFO cluster, CLUSTER SHARDS) need none, so
+// discovery works while the node behind the endpoint is down.
+type upstream struct {
+	dial func() (net.Conn, *resp.Reader, error)
+	conn net.Conn
+	rd   *resp.Reader
+}
+
+func (u *upstream) get() (net.Conn, *resp.Reader, error) {
+	if u.conn == nil {
+		c, rd, err := u.dial()
+		if err != nil {
+			return nil, nil, err
+		}
+		u.conn, u.rd = c, rd
+	}
+	return u.conn, u.rd, nil
+}
+
+// handshakeEnv is what a handshake answers with besides redis-server.
+type handshakeEnv struct {
+	up *upstream
+	// shards writes the answer to CLUSTER SHARDS; nil when the endpoint
+	// is not a sharded database's.
+	shards func() ([]byte, error)
+	// refuse, when set, is the error PSYNC and SYNC get: the endpoint
+	// does not stream (a sharded database's own, whose nodes stream).
+	refuse string
 }
 
 // handshake relays the client's commands one at a time, each with its
 // reply, until PSYNC or SYNC, which it sends upstream and returns true.
-func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, up net.Conn, upRd *resp.Reader) (bool, error) {
+func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, env handshakeEnv) (bool, error) {
 	args := first
 	for {
 		if args == nil {
@@ -222,7 +270,7 @@ func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, up net.Conn, upR
 				return false, err
 			}
 		}
-		v, cmd, reply := handshakeCommand(args)
+		v, cmd, reply := handshakeCommand(args, env.shards != nil)
 		args = nil
 		switch v {
 		case refuse:
@@ -233,6 +281,30 @@ func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, up net.Conn, upR
 		case quit:
 			w.writeString(reply)
 			return false, errQuit
+		case answerInfo:
+			if err := w.writeString("$" + strconv.Itoa(len(clusterInfo)) + "\r\n" + clusterInfo + "\r\n"); err != nil {
+				return false, err
+			}
+			continue
+		case answerShards:
+			out, err := env.shards()
+			if err != nil {
+				out = []byte("-ERR cannot read the shards of this database now, try again: " + sanitize(err.Error()) + "\r\n")
+			}
+			if err := w.write(out); err != nil {
+				return false, err
+			}
+			continue
+		case startStream:
+			if env.refuse != "" {
+				w.writeString("-ERR " + sanitize(env.refuse) + "\r\n")
+				return false, errQuit
+			}
+		}
+		up, upRd, err := env.up.get()
+		if err != nil {
+			w.writeString("-ERR the database is not available, try again\r\n")
+			return false, fmt.Errorf("reach the database: %w", err)
 		}
 		up.SetDeadline(time.Now().Add(defaultHandshakeTimeout))
 		if _, err := up.Write(resp.AppendCommand(nil, cmd...)); err != nil {

@@ -85,6 +85,11 @@ type Node struct {
 	// default, Port+10000, could fall on another database's port).
 	Port    int `json:"port"`
 	BusPort int `json:"bus_port"`
+	// ReplicationPort is where the replication gateway serves this node
+	// to destinations: the node address that the database's replication
+	// endpoint gives in CLUSTER SHARDS. 0 for a database recorded before
+	// sharded databases could be sources.
+	ReplicationPort int `json:"replication_port,omitempty"`
 }
 
 // Clustered says whether the database is a Redis Cluster (shards_count > 1
@@ -95,11 +100,14 @@ func (d *Database) Clustered() bool { return d.ShardsCount > 1 || d.OSSCluster }
 func (d *Database) Shards() int { return max(d.ShardsCount, 1) }
 
 // Ports are every port the database holds: its own, its replication
-// endpoint's and its cluster nodes'.
+// endpoint's and its cluster nodes' (with their replication endpoints).
 func (d *Database) Ports() []int {
 	out := []int{d.Port, d.ReplicationPort}
 	for _, n := range d.Nodes {
 		out = append(out, n.Port, n.BusPort)
+		if n.ReplicationPort != 0 {
+			out = append(out, n.ReplicationPort)
+		}
 	}
 	return out
 }
