@@ -210,7 +210,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		OnStopped: func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,
-		Gateway: &gatewayAdapter{gw: a.gw, dbs: a.dbs, bindHost: bindHost(cfg.Listen), proxyCert: proxyCert},
+		Gateway: &gatewayAdapter{gw: a.gw, dbs: a.dbs, bindHost: bindHost(cfg.Listen), proxyCert: proxyCert, advertiseHost: cfg.AdvertiseHost},
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log, AdminPasswordGrace: max(cfg.AdminPasswordGrace, 0),
 		Cluster: api.Cluster{Name: cfg.Name, Version: Version, CACert: string(ca.CertPEM), ProxyCert: string(proxyPEM), SyncerCert: string(syncerPEM)},
 	})

@@ -3,17 +3,19 @@ package app
 import (
 	"context"
 	"crypto/tls"
-	"github.com/replicad/terraform-provider-redis/service/replication"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"strconv"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/cluster"
 	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/databases"
 	"github.com/replicad/terraform-provider-redis/service/gateway"
+	"github.com/replicad/terraform-provider-redis/service/replication"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
@@ -23,6 +25,9 @@ type gatewayAdapter struct {
 	dbs       *databases.Manager
 	bindHost  string
 	proxyCert tls.Certificate
+	// advertiseHost is the host of the node addresses a sharded
+	// database's endpoints give in CLUSTER SHARDS.
+	advertiseHost string
 }
 
 func (g *gatewayAdapter) Ensure(d store.Database) error {
@@ -37,11 +42,6 @@ func (g *gatewayAdapter) Ensure(d store.Database) error {
 		UpstreamNetwork: "unix", UpstreamAddr: g.dbs.Socket(d.UID),
 		UpstreamUser: databases.AdminUser, UpstreamPassword: databases.AdminSecret(d),
 	}
-	if d.Clustered() {
-		// Its node 0 holds only a part of the data: a destination must not
-		// take it for the whole.
-		ep.Refuse = "this database is sharded (a Redis Cluster): replicating from a sharded database is not supported yet"
-	}
 	if d.TLSMode == api.TLSEnabled || d.TLSMode == api.TLSReplicaSSL {
 		cfg, err := replicationTLS(g.proxyCert, d.ClientCertificates)
 		if err != nil {
@@ -49,7 +49,71 @@ func (g *gatewayAdapter) Ensure(d store.Database) error {
 		}
 		ep.TLS = cfg
 	}
-	return g.gw.Ensure(ep)
+	if !d.Clustered() {
+		return g.gw.Ensure(ep)
+	}
+	// A sharded database is served as a Redis Cluster whose nodes are
+	// replication endpoints, one per node (see package gateway): its own
+	// endpoint answers the destination's questions (INFO cluster, CLUSTER
+	// SHARDS) but streams nothing, since its node 0 holds only a part of
+	// the data.
+	for _, n := range d.Nodes {
+		if n.ReplicationPort == 0 {
+			ep.Refuse = "this sharded database was created by a version that gave its nodes no replication endpoints: it cannot be a source; create a new sharded database and move its data there"
+			return g.gw.Ensure(ep)
+		}
+	}
+	ep.Refuse = "this database is sharded (a Redis Cluster): its shards stream from the node endpoints that CLUSTER SHARDS names; replicate it with a destination that knows Redis Cluster sources"
+	ep.Cluster = g.clusterView(d)
+	if err := g.gw.Ensure(ep); err != nil {
+		return err
+	}
+	for i, n := range d.Nodes {
+		nep := ep
+		nep.Node, nep.Refuse = i+1, ""
+		nep.Listen = net.JoinHostPort(host, strconv.Itoa(n.ReplicationPort))
+		nep.UpstreamAddr = g.dbs.NodeSocket(d.UID, i)
+		if err := g.gw.Ensure(nep); err != nil {
+			return fmt.Errorf("replication endpoint of node %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// clusterView reads the shards of sharded database d from its nodes, each
+// node's address replaced by its replication endpoint's: what its
+// endpoints answer to CLUSTER SHARDS. Roles, health and offsets are the
+// real cluster's, so a destination follows a failover as it would on any
+// Redis Cluster.
+func (g *gatewayAdapter) clusterView(d store.Database) func(ctx context.Context) (cluster.Topology, error) {
+	repl := map[int]int{} // the port a node is announced at -> its endpoint's
+	for _, n := range d.Nodes {
+		repl[n.Port] = n.ReplicationPort
+	}
+	uid, host := d.UID, g.advertiseHost
+	return func(ctx context.Context) (cluster.Topology, error) {
+		t, err := g.dbs.Topology(ctx, uid)
+		if err != nil {
+			return cluster.Topology{}, err
+		}
+		out := cluster.Topology{Shards: make([]cluster.Shard, 0, len(t.Shards))}
+		for _, sh := range t.Shards {
+			nodes := make([]cluster.Node, 0, len(sh.Nodes))
+			for _, n := range sh.Nodes {
+				_, p, err := net.SplitHostPort(n.Addr)
+				port, perr := strconv.Atoi(p)
+				rp, ok := repl[port]
+				if err != nil || perr != nil || !ok {
+					continue // not a node of this database's record
+				}
+				n.Addr = net.JoinHostPort(host, strconv.Itoa(rp))
+				nodes = append(nodes, n)
+			}
+			sh.Nodes = nodes
+			out.Shards = append(out.Shards, sh)
+		}
+		return out, nil
+	}
 }
 
 func (g *gatewayAdapter) Remove(uid int) { g.gw.Remove(uid) }
