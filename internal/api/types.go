@@ -101,6 +101,11 @@ type NodeEndpoint struct {
 	Slots string `json:"slots,omitempty"`
 	// Master is host:port of the master of a replica.
 	Master string `json:"master,omitempty"`
+	// ReplicationPort is the port of the node's own replication endpoint,
+	// where destinations stream its shard (they find it through the
+	// database's source URL; open it to them as the database's
+	// replication_port).
+	ReplicationPort int `json:"replication_port,omitempty"`
 }
 
 // ReplicaSource is one source of a Replica Of destination, as written by a client.

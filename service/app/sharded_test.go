@@ -197,9 +197,12 @@ func TestShardedDatabase(t *testing.T) {
 	_, err = os.Stat(filepath.Join(i.DataDir, "dbs", fmt.Sprint(db.UID)))
 	assert.True(t, errors.Is(err, os.ErrNotExist), "files of the deleted database remain: %v", err)
 	for _, ep := range after.Endpoints {
-		if conn, err := net.DialTimeout("tcp", net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)), time.Second); err == nil {
-			conn.Close()
-			t.Errorf("node %d of the deleted database still listens", ep.Port)
+		require.NotZero(t, ep.ReplicationPort, "node %d has no replication endpoint", ep.Port)
+		for _, port := range []int{ep.Port, ep.ReplicationPort} {
+			if conn, err := net.DialTimeout("tcp", net.JoinHostPort(ep.Host, strconv.Itoa(port)), time.Second); err == nil {
+				conn.Close()
+				t.Errorf("port %d of node %d of the deleted database still listens", port, ep.Port)
+			}
 		}
 	}
 }

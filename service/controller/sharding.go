@@ -136,6 +136,7 @@ func (c *Controller) endpoints(ctx context.Context, d store.Database) []api.Node
 		if !ok {
 			ep = api.NodeEndpoint{Host: host, Port: n.Port, Role: "unknown"}
 		}
+		ep.ReplicationPort = n.ReplicationPort
 		out = append(out, ep)
 	}
 	return out

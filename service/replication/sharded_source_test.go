@@ -65,7 +65,9 @@ func TestShardedDatabaseAsSource(t *testing.T) {
 			assert.Equal(t, 1, sh.FullSyncs, "%+v", sh)
 			// Each shard streams from its node's own replication endpoint.
 			assert.NotEqual(t, url, sh.Node)
-			assert.NotContains(t, []string{"", fmt.Sprint("127.0.0.1:", src.Port)}, sh.Node, "%+v", sh)
+			assert.True(t, slices.ContainsFunc(src.Endpoints, func(ep api.NodeEndpoint) bool {
+				return ep.Role == "master" && sh.Node == net.JoinHostPort(ep.Host, strconv.Itoa(ep.ReplicationPort))
+			}), "shard %s streams from %q, not a master's replication endpoint: %+v", sh.Slots, sh.Node, src.Endpoints)
 		}
 		assert.Equal(t, []string{"0-5461", "5462-10922", "10923-16383"}, slots)
 		assert.Empty(t, st.LastError)
@@ -150,6 +152,9 @@ func TestShardedDatabaseAsSource(t *testing.T) {
 			syncs += sh.FullSyncs + sh.PartialSyncs
 		}
 		assert.Greater(t, syncs, 3, "the failed-over shard synced again: %+v", st.Shards)
+		assert.True(t, slices.ContainsFunc(st.Shards, func(sh api.ReplicaShardStatus) bool {
+			return sh.Node == net.JoinHostPort(standby.Host, strconv.Itoa(standby.ReplicationPort))
+		}), "a shard streams from the promoted node's endpoint (port %d): %+v", standby.ReplicationPort, st.Shards)
 		t.Logf("database %d after the source failover: %+v", uid, st.Shards)
 	}
 	check("after the source failover")
