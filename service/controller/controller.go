@@ -129,6 +129,9 @@ func (c *Controller) Start(ctx context.Context) error {
 		kept = append(kept, d)
 	}
 	all = kept
+	for i, d := range all {
+		all[i] = c.giveNodesReplicationPorts(d)
+	}
 	for _, d := range all {
 		// One database that cannot start (its port taken by another
 		// program, say) must not keep the others and the API down: its

@@ -219,3 +219,31 @@ func TestUnfinishedCreateIsRemovedAtStart(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, got.Creating, "a database whose create answered is no longer marked creating")
 }
+
+// A sharded database recorded before sharded databases could be sources
+// has nodes without replication endpoints: at start they get ports of
+// their own, free and distinct from every other port of the database.
+func TestNodesGetReplicationPortsAtStart(t *testing.T) {
+	f := newFixture(t)
+	b := f.base
+	d, err := f.store.Create(store.Database{Name: "old-sharded", Port: b, ReplicationPort: b + 1, MemorySize: 32 << 20, ShardsCount: 2,
+		Nodes:            []store.Node{{Port: b, BusPort: b + 2}, {Port: b + 3, BusPort: b + 4}},
+		InternalPassword: "internal", AdminPassword: "admin", RedisPassword: "application"},
+		func(*store.Database, []store.Database) error { return nil })
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, f.ctrl.Start(ctx))
+	got, err := f.store.Get(d.UID)
+	require.NoError(t, err)
+	seen := map[int]bool{}
+	for _, p := range got.Ports() {
+		// (Node 0 listens on the database's port: listed twice.)
+		assert.False(t, seen[p] && p != got.Port, "port %d is used twice: %+v", p, got)
+		seen[p] = true
+	}
+	for i, n := range got.Nodes {
+		assert.NotZero(t, n.ReplicationPort, "node %d", i)
+		assert.True(t, n.ReplicationPort >= b && n.ReplicationPort <= b+9, "node %d: port %d out of the range", i, n.ReplicationPort)
+	}
+}

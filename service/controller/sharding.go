@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -140,4 +141,38 @@ func (c *Controller) endpoints(ctx context.Context, d store.Database) []api.Node
 		out = append(out, ep)
 	}
 	return out
+}
+
+// giveNodesReplicationPorts gives the nodes of a sharded database recorded
+// before sharded databases could be sources a replication endpoint each,
+// so that it can be one. On failure (no free port) d stays as it was: its
+// replication endpoint then says why it cannot be a source.
+func (c *Controller) giveNodesReplicationPorts(d store.Database) store.Database {
+	if !d.Clustered() || !slices.ContainsFunc(d.Nodes, func(n store.Node) bool { return n.ReplicationPort == 0 }) {
+		return d
+	}
+	next, err := c.cfg.Store.Update(d.UID, func(n *store.Database, others []store.Database) error {
+		avoid := map[int]bool{}
+		for _, p := range n.Ports() {
+			avoid[p] = true
+		}
+		for i := range n.Nodes {
+			if n.Nodes[i].ReplicationPort != 0 {
+				continue
+			}
+			p, err := c.freePort(others, avoid)
+			if err != nil {
+				return err
+			}
+			avoid[p] = true
+			n.Nodes[i].ReplicationPort = p
+		}
+		return nil
+	})
+	if err != nil {
+		c.cfg.Logger.Error("cannot give the nodes of a sharded database their replication endpoints; it cannot be a source until then", "uid", d.UID, "name", d.Name, "err", err)
+		return d
+	}
+	c.cfg.Logger.Info("the nodes of a sharded database got their replication endpoints", "uid", d.UID, "name", d.Name)
+	return next
 }
