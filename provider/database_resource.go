@@ -185,7 +185,9 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			"replication_endpoint": schema.StringAttribute{
 				MarkdownDescription: "Where destinations replicate this database from, as `host:port`: the address " +
 					"of its source URL, served by the instance's replication gateway. Give it as the `address` of a " +
-					"`redis_replica_of` source. The source URL's password works only there.",
+					"`redis_replica_of` source. The source URL's password works only there. For a sharded database, " +
+					"destinations find its shards there and stream each from its node's own replication endpoint " +
+					"(ports of the service's range, listed in the service's API).",
 				Computed:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
