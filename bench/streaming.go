@@ -27,6 +27,11 @@ type Streaming struct {
 	SustainedRate   float64    `json:"sustained_cmds_per_sec"`
 	SustainedNative StreamSide `json:"sustained_native"`
 	SustainedOurs   StreamSide `json:"sustained_ours"`
+
+	// The saturating writer with a destination of 3 shards (a Redis
+	// Cluster the service runs), compared with Native.
+	Sharded      StreamSide `json:"sharded"`
+	ShardedRatio float64    `json:"sharded_ratio"`
 }
 
 // StreamSide is one side's figures. Rates are commands per second over the
@@ -216,6 +221,13 @@ func (b *runner) streaming(ctx context.Context) error {
 	b.logf("lag: ours during a rewrite: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d probes while the fork ran", lag.RewriteOurs.P50, lag.RewriteOurs.P99, lag.RewriteOurs.Max, lag.RewriteOurs.ForkProbes)
 	_ = b.svc.delete(ctx, db.UID)
 
+	// Into a sharded destination, alone with the source.
+	b.logf("streaming: redis-replicad into a 3-shard destination under a saturating writer for %s", dur)
+	if err := b.streamSharded(ctx, src, dur, &res); err != nil {
+		return fmt.Errorf("ours, sharded: %w", err)
+	}
+	b.logf("streaming: ours, 3 shards: source %s cmd/s, applied %s cmd/s (%.2f), max behind %.3fs, %s", kilo(res.Sharded.SourceRate), kilo(res.Sharded.AppliedRate), res.Sharded.Fraction, res.Sharded.MaxBehind, res.Sharded.Trend)
+
 	// The native replica at the sustained rate, now that ours no longer
 	// replicates from the source.
 	b.logf("streaming: native replica at %s cmd/s (0.8 of the source's) for %s", kilo(res.SustainedRate), dur)
@@ -263,6 +275,65 @@ func (b *runner) streaming(ctx context.Context) error {
 	return nil
 }
 
+// streamSharded measures the saturating writer with a destination of 3
+// shards.
+func (b *runner) streamSharded(ctx context.Context, src *server, dur time.Duration, res *Streaming) error {
+	db, err := b.svc.create(ctx, api.CreateDatabaseRequest{Name: "streaming-sharded", MemorySize: 3 << 30, ShardsCount: 3,
+		ReplicaSources: []api.ReplicaSource{{URI: src.url()}}})
+	if err != nil {
+		return err
+	}
+	defer b.svc.delete(context.Background(), db.UID)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	db, err = b.svc.waitInSync(wctx, db.UID, 20*time.Millisecond)
+	cancel()
+	if err != nil {
+		return err
+	}
+	dc := dbClient(db)
+	defer dc.Close()
+	var masters []*redis.Client
+	for _, ep := range db.Endpoints {
+		if ep.Role == "master" {
+			c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", ep.Port), Password: db.AuthenticationRedisPass, MaxRetries: -1, ReadTimeout: time.Minute})
+			defer c.Close()
+			masters = append(masters, c)
+		}
+	}
+	// The application's keys: every master's, without the service's
+	// checkpoint keys (replicad:{tag}:..., database 0 of a cluster).
+	keys := func(ctx context.Context) *redis.IntCmd {
+		cmd := redis.NewIntCmd(ctx)
+		var n int64
+		for _, c := range masters {
+			size, err := c.DBSize(ctx).Result()
+			if err != nil {
+				cmd.SetErr(err)
+				return cmd
+			}
+			n += size
+			iter := c.Scan(ctx, 0, "replicad:*", 10000).Iterator()
+			for iter.Next(ctx) {
+				n--
+			}
+			if err := iter.Err(); err != nil {
+				cmd.SetErr(err)
+				return cmd
+			}
+		}
+		cmd.SetVal(n)
+		return cmd
+	}
+	res.Sharded, err = b.saturateInto(ctx, src, dur, 0, b.svc.pid(), 0, func(ctx context.Context) (int64, int, error) {
+		m, err := b.svc.destMetrics(ctx, db.UID)
+		return int64(m.applied), int(m.fullSyncs), err
+	}, dc, keys)
+	if err == nil && res.Native.AppliedRate > 0 {
+		res.ShardedRatio = res.Sharded.AppliedRate / res.Native.AppliedRate
+	}
+	return err
+}
+
 // saturate runs the saturating writer against src for dur while sampling
 // the source's offset and the replica's applied offset, then waits for the
 // replica to catch up.
@@ -270,6 +341,13 @@ func (b *runner) streaming(ctx context.Context) error {
 // rate, unless 0, paces the writer at that many commands per second.
 func (b *runner) saturate(ctx context.Context, src *server, dur time.Duration, rate float64, pid, destPid int,
 	applied func(context.Context) (int64, int, error), dst *redis.Client) (StreamSide, error) {
+	return b.saturateInto(ctx, src, dur, rate, pid, destPid, applied, dst, dst.DBSize)
+}
+
+// saturateInto is saturate with the destination's key count given by
+// dstKeys (a sharded destination's is the sum over its masters).
+func (b *runner) saturateInto(ctx context.Context, src *server, dur time.Duration, rate float64, pid, destPid int,
+	applied func(context.Context) (int64, int, error), dst *redis.Client, dstKeys func(context.Context) *redis.IntCmd) (StreamSide, error) {
 	var side StreamSide
 	quiesce(ctx, src.c, dst)
 	p, err := dialPipe(ctx, src.addr(), src.password, 8192)
@@ -389,7 +467,7 @@ func (b *runner) saturate(ctx context.Context, src *server, dur time.Duration, r
 	}
 	// Everything the source executed is at the destination: same key count.
 	want, err1 := src.c.DBSize(ctx).Result()
-	got, err2 := dst.DBSize(ctx).Result()
+	got, err2 := dstKeys(ctx).Result()
 	if err1 != nil || err2 != nil || want != got {
 		return side, fmt.Errorf("after catching up the destination holds %d keys, the source %d (%v %v)", got, want, err1, err2)
 	}
