@@ -83,3 +83,52 @@ func TestShardedSourceOfTheSameInstance(t *testing.T) {
 		assert.Positive(t, sh.PartialSyncs, "shard %s continued: %+v", sh.Slots, sh)
 	}
 }
+
+// TestShardedSourceReadFromReplica: a destination with read_from =
+// "replica" streams each shard of a sharded source from its replica's
+// replication endpoint, as the source's CLUSTER SHARDS names it.
+func TestShardedSourceReadFromReplica(t *testing.T) {
+	i := servicetest.Start(t)
+	src := mustCreate(t, i, api.CreateDatabaseRequest{Name: "sharded-src", MemorySize: 64 << 20, ShardsCount: 2, Replication: true})
+	cc := clusterClient(t, src, src.AuthenticationRedisPass)
+	for k := range 300 {
+		require.NoError(t, cc.RPush(ctx(t), fmt.Sprint("list:", k), k, "x").Err())
+	}
+	var url api.SourceURL
+	code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &url)
+	require.Equal(t, 200, code, "%v", e)
+	// The replicas must be linked before the destination asks for them.
+	eventually(t, time.Minute, "the source's replicas are online", func() error {
+		for _, ep := range getDB(t, i, src.UID).Endpoints {
+			if ep.Role == "replica" && infoField(t, nodeClient(t, ep, src.AuthenticationRedisPass), "replication", "master_link_status") != "up" {
+				return fmt.Errorf("replica %d not linked", ep.Port)
+			}
+		}
+		return nil
+	})
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "plain-dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: url.URI, ReadFrom: api.ReadFromReplica}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	replicaEndpoints := map[string]bool{}
+	var masters []*redis.Client
+	for _, ep := range getDB(t, i, src.UID).Endpoints {
+		if ep.Role == "replica" {
+			replicaEndpoints[fmt.Sprintf("%s:%d", ep.Host, ep.ReplicationPort)] = true
+		} else {
+			masters = append(masters, nodeClient(t, ep, src.AuthenticationRedisPass))
+		}
+	}
+	require.NoError(t, cc.Set(ctx(t), "later", "1", 0).Err())
+	eventually(t, 2*time.Minute, "the destination equals the source, read from its replicas", func() error {
+		db := getDB(t, i, dst.UID)
+		if db.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s: %+v", db.ReplicaSyncStatus, db.ReplicaSources)
+		}
+		for _, sh := range db.ReplicaSources[0].Shards {
+			if sh.Role != "replica" || !replicaEndpoints[sh.Node] {
+				return fmt.Errorf("shard %s read from %s (%s), not a replica's endpoint %v", sh.Slots, sh.Node, sh.Role, replicaEndpoints)
+			}
+		}
+		return redistest.Diff(ctx(t), dc, masters...)
+	})
+}
