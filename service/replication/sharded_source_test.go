@@ -165,4 +165,35 @@ func TestShardedDatabaseAsSource(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A plain kill -9 of a source master under load: the service restarts
+	// it, or the cluster promotes its replica first, whichever comes
+	// first; either way the destinations end equal to the source.
+	load = startClusterLoad(t, cc)
+	base = load.incrs.Load()
+	redistest.Eventually(t, time.Minute, "writes during the stream", func() error {
+		if load.incrs.Load() < base+2000 {
+			return fmt.Errorf("%d INCRs since", load.incrs.Load()-base)
+		}
+		return nil
+	})
+	db = us.get(src.UID)
+	i := slices.IndexFunc(db.Endpoints, func(ep api.NodeEndpoint) bool { return ep.Role == "master" && ep.Port != standby.Port })
+	require.GreaterOrEqual(t, i, 0, "%+v", db.Endpoints)
+	pid = nodePID(t, db.Endpoints[i], db.AuthenticationRedisPass)
+	t.Logf("kill -9 of source master %d (pid %d)", db.Endpoints[i].Port, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	base = load.incrs.Load()
+	redistest.Eventually(t, 2*time.Minute, "writes after the kill", func() error {
+		if load.incrs.Load() < base+2000 {
+			return fmt.Errorf("%d INCRs since", load.incrs.Load()-base)
+		}
+		return nil
+	})
+	load.stop()
+	for _, uid := range []int{plain.UID, sharded.UID} {
+		st := eu.waitInSync(uid, 3*time.Minute).ReplicaSources[0]
+		t.Logf("database %d after the kill -9: %+v", uid, st.Shards)
+	}
+	check("after a kill -9 of a source master")
 }
