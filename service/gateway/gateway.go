@@ -15,7 +15,9 @@
 //     it (REPLICAD.CODECS zstd), DEFLATE otherwise (see replcompress);
 //   - accepts the previous admin password, after a regeneration, until its
 //     grace period ends (so that destinations can move to the new URL without
-//     an authentication error), then closes the sessions that used it.
+//     an authentication error), then closes the sessions that used it;
+//   - serves a sharded database as a Redis Cluster whose nodes are
+//     replication endpoints, one per node (see cluster.go).
 package gateway
 
 import (
@@ -259,16 +261,10 @@ func (g *Gateway) Ensure(ep Endpoint) error {
 // Remove stops the endpoints of uid (its own and its nodes') and closes
 // their sessions.
 func (g *Gateway) Remove(uid int) {
-	g.RemoveNodes(uid, -1)
-}
-
-// RemoveNodes stops the endpoints of the nodes of uid from node `from` on
-// (-1: the database's own endpoint too).
-func (g *Gateway) RemoveNodes(uid, from int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for k, e := range g.eps {
-		if k.uid == uid && k.node > from {
+		if k.uid == uid {
 			e.stop()
 			delete(g.eps, k)
 		}
