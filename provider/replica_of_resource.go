@@ -147,7 +147,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 						},
 						"read_from": schema.StringAttribute{
 							MarkdownDescription: "For a source that is a Redis Cluster (its address names any of its " +
-								"nodes), which node of each shard to replicate from: `master` (the default) or `replica`, " +
+								"nodes; or a sharded `redis_database`, by its `replication_endpoint`), which node of each shard to replicate from: `master` (the default) or `replica`, " +
 								"an online replica of the shard (its master when none is online), so that replication " +
 								"does not load the masters. Changing it continues the sync without a reload. A source " +
 								"that is one server ignores it.",
