@@ -1,0 +1,110 @@
+package replication_test
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// A Redis Cluster of 3 masters and 3 replicas into a sharded destination
+// of 3 shards with replication, with INCR and RPUSH written across all
+// slots from before the load to the end, through every fault of the issue
+// in turn: CLUSTER FAILOVER of a source shard, kill -9 of a source master,
+// kill -9 of a destination master, kill -9 of the service. The
+// destination ends equal to the source key by key, the counters exact.
+func TestClusterSourceIntoShardedDestinationUnderFaults(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	load := startClusterLoad(t, cc)
+	p := servicetest.StartProcess(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("service log:\n%s", p.Log())
+		}
+	})
+	a := newAPI(t, &servicetest.Instance{URL: p.URL, Username: "admin", Password: p.Password(t), CACert: p.CACert(t)})
+	masters := cl.Masters()
+	require.Len(t, masters, 3)
+	dst := a.create(api.CreateDatabaseRequest{Name: "sharded", MemorySize: 512 << 20, ShardsCount: 3, Replication: true,
+		ReplicaSources: []api.ReplicaSource{{URI: masters[0].URL()}}})
+	a.waitInSync(dst.UID, 3*time.Minute)
+
+	// progress waits until the load has written more and the destination
+	// is in sync again.
+	progress := func(what string) {
+		t.Helper()
+		base := load.incrs.Load()
+		redistest.Eventually(t, 3*time.Minute, what, func() error {
+			if load.incrs.Load() < base+2000 {
+				return fmt.Errorf("%d INCRs since", load.incrs.Load()-base)
+			}
+			db := a.get(dst.UID)
+			if db.ReplicaSyncStatus != api.SourceInSync {
+				return fmt.Errorf("sync %s: %+v", db.ReplicaSyncStatus, db.ReplicaSources)
+			}
+			return nil
+		})
+	}
+
+	// CLUSTER FAILOVER of a source shard.
+	r0 := cl.ReplicaOf(masters[0])
+	sh0, ok := shardOf(a.get(dst.UID).ReplicaSources[0], masters[0].Addr())
+	require.True(t, ok)
+	cl.Promote(r0, true)
+	waitShard(t, a, dst.UID, sh0.Slots, r0.Addr())
+	progress("the stream goes on after CLUSTER FAILOVER of a source shard")
+
+	// kill -9 of a source master; the cluster promotes its replica.
+	m1 := masters[1]
+	sh1, ok := shardOf(a.get(dst.UID).ReplicaSources[0], m1.Addr())
+	require.True(t, ok)
+	r1 := cl.ReplicaOf(m1)
+	m1.Stop()
+	cl.Promote(r1, false)
+	waitShard(t, a, dst.UID, sh1.Slots, r1.Addr())
+	progress("the stream goes on after kill -9 of a source master")
+
+	// kill -9 of a destination master.
+	db := a.get(dst.UID)
+	var victim api.NodeEndpoint
+	for _, ep := range db.Endpoints {
+		if ep.Role == "master" {
+			victim = ep
+			break
+		}
+	}
+	require.NoError(t, syscall.Kill(nodePID(t, victim, db.AuthenticationRedisPass), syscall.SIGKILL))
+	progress("the stream goes on after kill -9 of a destination master")
+
+	// kill -9 of the service.
+	p.Kill(t)
+	p.Start(t)
+	progress("the stream goes on after kill -9 of the service")
+
+	load.stop()
+	eventuallyEqualSharded(t, a, dst.UID, 3*time.Minute, cl.MasterClients()...)
+	db = a.get(dst.UID)
+	var addrs []string
+	for _, ep := range db.Endpoints {
+		addrs = append(addrs, net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)))
+	}
+	dc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: db.AuthenticationRedisPass})
+	defer dc.Close()
+	// Counters exact: the destination holds what the cluster holds (a
+	// kill -9 may lose acknowledged writes in the cluster itself).
+	srcIncrs, srcPushes := loadTotals(t, cc)
+	incrs, pushes := loadTotals(t, dc)
+	assert.Equal(t, srcIncrs, incrs, "INCRs")
+	assert.Equal(t, srcPushes, pushes, "RPUSHes")
+	assert.Positive(t, incrs)
+}
