@@ -327,8 +327,10 @@ type Extra struct {
 	Fields map[string]string
 }
 
-// Close writes the extra keys, the end of the file and its checksum, and
-// syncs it to disk. The file stays open: the caller closes it.
+// Close writes the extra keys, the end of the file and its checksum. It
+// does not sync the file: a load reads it at once, from the page cache, and
+// a crash before the load makes the load start over. The file stays open:
+// the caller closes it.
 func (w *FileWriter) Close(extra ...Extra) error {
 	for _, e := range extra {
 		k := &KeyMeta{DB: e.DB, Key: []byte(e.Key)}
@@ -376,9 +378,6 @@ func (w *FileWriter) Close(extra ...Extra) error {
 	binary.LittleEndian.PutUint64(b[:], w.crc)
 	if _, err := w.f.WriteAt(b[:], w.pos); err != nil {
 		return fmt.Errorf("write rdb file: %w", err)
-	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("sync rdb file: %w", err)
 	}
 	return nil
 }
