@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -107,4 +108,27 @@ func TestClusterSourceIntoShardedDestinationUnderFaults(t *testing.T) {
 	assert.Equal(t, srcIncrs, incrs, "INCRs")
 	assert.Equal(t, srcPushes, pushes, "RPUSHes")
 	assert.Positive(t, incrs)
+}
+
+// A source transaction far bigger than the queue between reader and writer
+// (100,000 SETs, about 13 MB, over every slot) into a sharded destination,
+// which gathers a source transaction whole before splitting it by slot: it
+// is applied, and what follows it too.
+func TestShardedDestinationBigSourceTransaction(t *testing.T) {
+	src := redistest.Start(t)
+	sc := src.Client()
+	ctx := redistest.Ctx(t)
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "bigtx", MemorySize: 256 << 20, ShardsCount: 2,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, 2*time.Minute)
+	tx := sc.TxPipeline()
+	value := strings.Repeat("v", 100)
+	for k := range 100000 {
+		tx.Set(ctx, fmt.Sprint("tx:", k), value, 0)
+	}
+	_, err := tx.Exec(ctx)
+	require.NoError(t, err)
+	require.NoError(t, sc.Set(ctx, "after", "1", 0).Err())
+	eventuallyEqualSharded(t, a, dst.UID, 2*time.Minute, sc)
 }
