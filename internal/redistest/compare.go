@@ -97,21 +97,9 @@ func Keys(ctx context.Context, c *redis.Client) ([]string, error) {
 // key: type, value and expiry time (within a second). It returns a description of
 // the first differences, or nil when they agree.
 func Diff(ctx context.Context, dst *redis.Client, sources ...*redis.Client) error {
-	want := map[string]Snapshot{}
-	for _, src := range sources {
-		keys, err := Keys(ctx, src)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			s, err := Read(ctx, src, k)
-			if err != nil {
-				return err
-			}
-			if s.Type != "none" {
-				want[k] = s
-			}
-		}
+	want, err := snapshots(ctx, sources...)
+	if err != nil {
+		return err
 	}
 	var problems []string
 	for k, w := range want {
@@ -157,21 +145,9 @@ func abs(x int64) int64 {
 // except the keys whose name starts with ignore (a service's own
 // bookkeeping, "" for none).
 func DiffMasters(ctx context.Context, masters []*redis.Client, ignore string, sources ...*redis.Client) error {
-	want := map[string]Snapshot{}
-	for _, src := range sources {
-		keys, err := Keys(ctx, src)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			s, err := Read(ctx, src, k)
-			if err != nil {
-				return err
-			}
-			if s.Type != "none" {
-				want[k] = s
-			}
-		}
+	want, err := snapshots(ctx, sources...)
+	if err != nil {
+		return err
 	}
 	var problems []string
 	got := 0
@@ -217,4 +193,26 @@ func DiffMasters(ctx context.Context, masters []*redis.Client, ignore string, so
 		return fmt.Errorf("destination differs: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// snapshots reads every key of the sources (the union; a later source's
+// key replaces an earlier one's).
+func snapshots(ctx context.Context, sources ...*redis.Client) (map[string]Snapshot, error) {
+	want := map[string]Snapshot{}
+	for _, src := range sources {
+		keys, err := Keys(ctx, src)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			s, err := Read(ctx, src, k)
+			if err != nil {
+				return nil, err
+			}
+			if s.Type != "none" {
+				want[k] = s
+			}
+		}
+	}
+	return want, nil
 }

@@ -829,27 +829,10 @@ func parseLen(b []byte) (int, bool) {
 // db, SWAPDB a b, COPY src dst DB db), one other than 0, which a cluster
 // does not have.
 func otherDB(args [][]byte) (int, bool) {
-	name := args[0]
-	check := func(arg []byte) (int, bool) {
+	return findDBArg(args, func(arg []byte) (int, bool) {
 		db, err := strconv.Atoi(string(arg))
 		return db, err != nil || db != 0
-	}
-	switch {
-	case len(args) == 3 && equalFold(name, "MOVE"):
-		return check(args[2])
-	case len(args) == 3 && equalFold(name, "SWAPDB"):
-		if db, bad := check(args[1]); bad {
-			return db, true
-		}
-		return check(args[2])
-	case len(args) > 3 && equalFold(name, "COPY"):
-		for i := 3; i+1 < len(args); i++ {
-			if equalFold(args[i], "DB") {
-				return check(args[i+1])
-			}
-		}
-	}
-	return 0, false
+	})
 }
 
 // isCheckpointName says whether key is one of a sharded destination's

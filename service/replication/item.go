@@ -88,14 +88,19 @@ func equalFold(b []byte, s string) bool { return len(b) == len(s) && bytes.Equal
 // not offer to sources: the checkpoint database and beyond. Applied, it
 // would write into the checkpoints, or fail and be lost.
 func dbArgOutOfRange(args [][]byte) (int, bool) {
-	name := args[0]
-	check := func(arg []byte) (int, bool) {
+	return findDBArg(args, func(arg []byte) (int, bool) {
 		db, err := strconv.Atoi(string(arg))
 		if err != nil {
 			return 0, false // the source accepted it, so it cannot happen; the destination would refuse it
 		}
 		return db, db < 0 || db >= layout.CheckpointDB
-	}
+	})
+}
+
+// findDBArg runs check on each database argument of MOVE, SWAPDB and
+// COPY ... DB, and returns the first it flags.
+func findDBArg(args [][]byte, check func(arg []byte) (int, bool)) (int, bool) {
+	name := args[0]
 	switch {
 	case len(args) == 3 && equalFold(name, "MOVE"):
 		return check(args[2])
