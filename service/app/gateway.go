@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -136,7 +137,8 @@ func replicationTLS(cert tls.Certificate, clientPEMs []string) (*tls.Config, err
 type destinations struct{ dbs *databases.Manager }
 
 func (x destinations) Access(d store.Database) replication.Access {
-	a := replication.Access{Network: "unix", Addr: x.dbs.Socket(d.UID), Username: databases.InternalUser, Password: d.InternalPassword}
+	a := replication.Access{Network: "unix", Addr: x.dbs.Socket(d.UID), Username: databases.InternalUser, Password: d.InternalPassword,
+		LogFile: filepath.Join(x.dbs.Dir(d.UID), "redis.log")}
 	if d.Clustered() {
 		// Each node by the port the cluster announces it at.
 		a.Nodes = map[int]replication.Access{}

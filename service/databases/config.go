@@ -115,6 +115,16 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 	line("databases %d", layout.Databases)
 	if d.Clustered() {
 		clusterConfig(d, bindHost, advertise, tlsFiles, line)
+	} else if d.IsReplica() {
+		// A Replica Of destination is a replica of the service, which
+		// attaches it once running (replication/masterlink.go): a replica
+		// never expires keys by itself. Until then it is a replica of
+		// port 0, which refuses it (it tries again once a second).
+		line("replicaof 127.0.0.1 0")
+		// Read-only until attached: a writable replica would expire the
+		// keys its AOF gives a TTL, as written by a client of its own.
+		line("replica-read-only yes")
+		line("replica-ignore-maxmemory no")
 	}
 	// Durability: the AOF makes every acknowledged write survive a crash of the
 	// process (the page cache keeps what was written), RDB snapshots are off.

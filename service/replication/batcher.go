@@ -116,6 +116,7 @@ func newBatcher(s *syncer, w *destWriter, conn acker, q *queue, loading bool) *b
 // read.
 func (b *batcher) run(ctx context.Context) error {
 	defer b.c.release()
+	defer b.w.endLink()
 	for {
 		if b.mayHold() && b.s.hold.isRequested() {
 			if err := b.holdForSwap(ctx); err != nil {
@@ -221,6 +222,7 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 	if b.w.cl != nil {
 		return b.sendCluster(ctx)
 	}
+	viaLink := b.w.link != nil && !b.loading
 	var sb sentBatch
 	switch {
 	case b.loading:
@@ -270,7 +272,14 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 	}
 	b.s.status.setWriter(writerSending, len(b.inFlight), 0)
 	var err error
-	if sb.replies, sb.sent, err = b.w.sendKeep(ctx); err != nil {
+	if viaLink {
+		// A master gets no replies: nothing to check command by command.
+		sb.hits = nil
+		sb.link, sb.linkEnd, sb.replies, sb.sent, err = b.w.sendLink(ctx, commit)
+	} else {
+		sb.replies, sb.sent, err = b.w.sendKeep(ctx)
+	}
+	if err != nil {
 		return err
 	}
 	if sb.opens {

@@ -40,6 +40,14 @@ type destination struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	// link makes a single-server destination a replica of the service
+	// (masterlink.go); nil for a sharded one, which Redis Cluster does not
+	// let replicate from outside.
+	link     *masterLink
+	linkDone chan struct{}
+	// linkFatal carries an error the destination answered over the link
+	// to the round, which stops.
+	linkFatal chan error
 
 	// histories maps the replication id of each source in session to its
 	// address: a source is recognized by what it is, not by the spelling
@@ -83,12 +91,41 @@ type sourceState struct {
 func (d *destination) start(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
 	d.cancel, d.done = cancel, make(chan struct{})
+	d.linkFatal = make(chan error, 1)
+	if acc := d.m.cfg.Destinations.Access(d.db); !acc.clustered() {
+		l, err := newMasterLink(d.db.UID, acc, d.log, d.linkFailed)
+		if err != nil {
+			d.log.Error("the destination expires keys by itself: no master link", "destination", d.db.UID, "err", err)
+		} else {
+			// Paused and stopped destinations stay replicas too.
+			d.link, d.linkDone = l, make(chan struct{})
+			go func() {
+				defer close(d.linkDone)
+				l.run(ctx)
+			}()
+		}
+	}
 	go d.run(ctx)
+}
+
+// linkFailed stops the sync: the destination answered a replicated
+// command with an error. Every source says so, since the link is theirs.
+func (d *destination) linkFailed(err error) {
+	for _, s := range d.sources {
+		s.status.set(func(st *sourceStatus) { st.lastError = err.Error() })
+	}
+	select {
+	case d.linkFatal <- err:
+	default:
+	}
 }
 
 func (d *destination) stop() {
 	d.cancel()
 	<-d.done
+	if d.linkDone != nil {
+		<-d.linkDone
+	}
 }
 
 func (d *destination) run(ctx context.Context) {
@@ -275,7 +312,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
-	errs := make(chan error, 2*len(units)+1)
+	errs := make(chan error, 2*len(units)+2)
 	var wg sync.WaitGroup
 	var loading atomic.Int32
 	loading.Store(int32(len(units)))
@@ -287,6 +324,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 	}
 	if shadow != nil {
 		hold = newSwapHold()
+		hold.link = d.link
 	}
 	onLoaded := func() {
 		if loading.Add(-1) != 0 {
@@ -317,6 +355,16 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case err := <-d.linkFatal:
+			errs <- err
+			cancelAll()
+		case <-ctx.Done():
+		}
+	}()
 	for _, s := range d.sources {
 		if s.cluster.Load() == nil {
 			continue
@@ -360,6 +408,9 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			sy.resume = &cp
 		}
 		sy.hold, sy.file = hold, file
+		if shadow == nil {
+			sy.link = d.link
+		}
 		if full {
 			sy.onLoaded = onLoaded
 		}

@@ -48,6 +48,9 @@ type Shadow interface {
 type Access struct {
 	Network, Addr      string
 	Username, Password string
+	// LogFile is the server's log, where a replica names the errors it
+	// answered its master (masterlink.go).
+	LogFile string
 	// Nodes, for a sharded database (a Redis Cluster): how the service
 	// reaches each of its nodes, by the port the cluster announces for it.
 	// Empty for a database that is one server.

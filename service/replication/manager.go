@@ -277,6 +277,9 @@ func (m *Manager) clearCheckpoints(d store.Database) {
 		}
 		return
 	}
+	if err := detachDestination(ctx, acc); err != nil {
+		m.cfg.Logger.Warn("could not make a former destination a primary again", "destination", d.UID, "err", err)
+	}
 	c := acc.client(layout.CheckpointDB)
 	defer c.Close()
 	if err := c.Del(ctx, checkpointKey, generationKey).Err(); err != nil {

@@ -26,6 +26,7 @@ type swapHold struct {
 
 	released chan struct{} // closed once the swap is done
 	target   Access        // where the writers continue after the swap
+	link     *masterLink   // and the link their transactions take there
 }
 
 func newSwapHold() *swapHold {
@@ -108,6 +109,7 @@ func (b *batcher) holdForSwap(ctx context.Context) error {
 	if err := b.w.redial(ctx, h.target); err != nil {
 		return err
 	}
+	b.w.link = h.link
 	b.s.status.progress() // the time held is not a stall
 	b.s.status.setWriter(writerIdle, 0, 0)
 	return nil

@@ -33,7 +33,10 @@ type syncer struct {
 	dest   Access // the destination (a shadow, during a reload)
 	// hold, during a reload into a shadow: holds the writer while the
 	// shadow is swapped in, then moves it to the destination.
-	hold    *swapHold
+	hold *swapHold
+	// link: the transactions of the stream go to the destination over its
+	// master link (masterlink.go), when it has one and no shadow is loaded.
+	link    *masterLink
 	tls     *tls.Config // nil: plain text
 	status  *sourceStatus
 	metrics *sourceMetrics
@@ -95,6 +98,18 @@ type syncer struct {
 
 // destAccess is where the syncer writes: its destination, or the one a
 // reload's shadow was swapped into during the round.
+// destLink is the master link of the destination the syncer writes to:
+// none while it writes to a shadow.
+func (s *syncer) destLink() *masterLink {
+	if s.hold != nil {
+		if _, ok := s.hold.swapped(); ok {
+			return s.hold.link
+		}
+		return nil
+	}
+	return s.link
+}
+
 func (s *syncer) destAccess() Access {
 	if s.hold != nil {
 		if target, ok := s.hold.swapped(); ok {
@@ -212,6 +227,14 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	stopW := context.AfterFunc(ctx, func() { w.Close() })
 	defer stopW()
 
+	if l := s.destLink(); l != nil {
+		// What an earlier session committed over the link is applied
+		// before the checkpoint is read.
+		w.link = l
+		if err := l.barrier(ctx); err != nil {
+			return err
+		}
+	}
 	// The destination is the truth about what was applied: a batch whose
 	// EXEC ran but whose reply was lost is in it, and must not be applied
 	// again. So every session resumes from the checkpoint stored there.

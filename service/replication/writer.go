@@ -66,6 +66,11 @@ type destWriter struct {
 	armed time.Time
 	// cl, for a sharded destination, writes in its stead (clusterwriter.go).
 	cl *clusterWriter
+	// link: the stream's transactions go over the destination's master
+	// link; ls is its session while this writer holds it (from a
+	// transaction's MULTI to its EXEC).
+	link *masterLink
+	ls   *linkSession
 }
 
 func dialDestination(ctx context.Context, dest Access, source string) (*destWriter, error) {
@@ -164,6 +169,48 @@ func (w *destWriter) sendKeep(ctx context.Context) (int, []byte, error) {
 	return n, sent, nil
 }
 
+// sendLink is sendKeep for a transaction's piece over the master link:
+// commit says that it ends with the EXEC. The writer holds the link from
+// the piece that opens the transaction to the one that commits it.
+func (w *destWriter) sendLink(ctx context.Context, commit bool) (*linkSession, int64, int, []byte, error) {
+	n, sent := w.queued, w.buf
+	if k := len(w.spare); k > 0 {
+		w.buf, w.spare = w.spare[k-1][:0], w.spare[:k-1]
+	} else {
+		w.buf = nil
+	}
+	w.queued = 0
+	if w.ls == nil {
+		s, err := w.link.session(ctx)
+		if err != nil {
+			return nil, 0, 0, nil, err
+		}
+		if err := s.lock(ctx); err != nil {
+			return nil, 0, 0, nil, fmt.Errorf("wait for the destination's master link: %w", err)
+		}
+		w.ls = s
+	}
+	s := w.ls
+	end, err := s.write(ctx, sent, commit, w.source)
+	if err != nil || commit {
+		w.ls = nil
+		s.unlock()
+	}
+	if err != nil {
+		return nil, 0, 0, nil, err
+	}
+	return s, end, n, sent, nil
+}
+
+// endLink lets the link go when the writer stops inside a transaction.
+func (w *destWriter) endLink() {
+	if s := w.ls; s != nil {
+		w.ls = nil
+		s.discard()
+		s.unlock()
+	}
+}
+
 // recycle takes back a buffer returned by sendKeep.
 func (w *destWriter) recycle(b []byte) {
 	if b != nil && cap(b) <= 4*maxBatchBytes && len(w.spare) <= maxInFlight {
@@ -194,6 +241,15 @@ func (w *destWriter) writeBytes(ctx context.Context, b []byte) error {
 func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 	if w.cl != nil {
 		return w.cl.receive(ctx, b)
+	}
+	if b.link != nil {
+		if !b.commit {
+			return 0, nil // a piece: applied with the transaction's EXEC
+		}
+		if err := b.link.waitAck(ctx, b.linkEnd); err != nil {
+			return 0, fmt.Errorf("wait for the destination to apply a batch: %w", err)
+		}
+		return 0, nil
 	}
 	w.deadline(ctx)
 	var firstErr, nestedErr error
@@ -304,10 +360,14 @@ type sentBatch struct {
 	hits []int
 	// parts: what a batch for a sharded destination sent each master.
 	parts []clusterPart
-	items int
-	bytes int       // of the source's commands
-	first time.Time // when its first and last items were received
-	last  time.Time
+	// link: the master link session it went over, and the offset there
+	// whose acknowledgement says it is applied.
+	link    *linkSession
+	linkEnd int64
+	items   int
+	bytes   int       // of the source's commands
+	first   time.Time // when its first and last items were received
+	last    time.Time
 }
 
 // encodeLoad builds a batch of the initial load. Its commands are not

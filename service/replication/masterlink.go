@@ -1,0 +1,666 @@
+package replication
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+)
+
+// A single-server destination is a replica of the service. A plain Redis
+// primary expires keys by its own clock: a key whose TTL the source extends
+// or removes while the destination lags would be deleted there for good.
+// A replica never expires a key itself: it hides it from readers once its
+// TTL has passed and waits for its master's DEL, as a native replica does.
+// So the destination's redis-server is a replica of a loopback endpoint of
+// the service (the master link), and the stream's transactions reach it
+// over that link, as its master's writes.
+//
+// What the link changes for the writer:
+//   - a master gets no replies: a batch counts as applied once the replica
+//     acknowledges its offset (REPLCONF GETACK after each committed batch);
+//   - errors are seen through the destination's unexpected_error_replies
+//     counter and the line its log gives each one;
+//   - one link for every source of the destination: a writer holds it from
+//     a transaction's MULTI to its EXEC.
+//
+// The link never sends a dataset: the destination keeps its own and
+// continues (+CONTINUE). To have a replication history to continue, the
+// service turns it into a replica with MULTI, REPLICAOF NO ONE, REPLICAOF
+// <link>, EXEC: in between, Redis caches the server's own history as its
+// master's. Loads, checkpoint reads and the service's own commands use a
+// normal connection, which a writable replica (replica-read-only no)
+// accepts; the application user cannot write to a destination (ACL).
+// While the service is not attached, the destination is a replica of its
+// own port (renderConfig), which never answers it: it expires nothing.
+
+// linkUser is the user name the destination presents to the master link.
+const linkUser = "replicad-link"
+
+// linkErrorPoll is how often the destination's error counter is read.
+const linkErrorPoll = 100 * time.Millisecond
+
+// masterLink is the loopback master endpoint of one destination.
+type masterLink struct {
+	uid    int
+	acc    Access
+	log    *slog.Logger
+	ln     net.Listener
+	secret string
+
+	// onFatal is told when the destination answered a replicated command
+	// with an error: the sync stops.
+	onFatal func(error)
+
+	mu      sync.Mutex
+	sess    *linkSession
+	changed chan struct{} // closed and replaced whenever sess changes
+}
+
+func newMasterLink(uid int, acc Access, log *slog.Logger, onFatal func(error)) (*masterLink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen for destination %d's master link: %w", uid, err)
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return &masterLink{uid: uid, acc: acc, log: log, ln: ln, secret: hex.EncodeToString(b), changed: make(chan struct{}), onFatal: onFatal}, nil
+}
+
+func (l *masterLink) port() int { return l.ln.Addr().(*net.TCPAddr).Port }
+
+// run serves the link until ctx ends: it accepts the destination's
+// connections and, whenever no session is up, makes the destination a
+// replica of the link. At the end the destination stays a replica (of a
+// link that no longer answers), so that it expires nothing.
+func (l *masterLink) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.accept(ctx)
+	}()
+	c := l.acc.client(0)
+	defer c.Close()
+	backoff := newBackoff()
+	for ctx.Err() == nil {
+		if s := l.current(); s == nil {
+			if err := l.attach(ctx, c); err != nil && ctx.Err() == nil {
+				l.log.Warn("could not make the destination a replica of the service; retrying", "destination", l.uid, "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(backoff.next()):
+				}
+				continue
+			}
+		} else {
+			backoff = newBackoff()
+		}
+		l.mu.Lock()
+		ch := l.changed
+		l.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-ch:
+		case <-time.After(time.Second):
+		}
+	}
+	l.ln.Close()
+	if s := l.current(); s != nil {
+		s.fail(errors.New("the destination's replication stopped"))
+	}
+	wg.Wait()
+}
+
+// attach makes the destination a writable replica of the link, and waits
+// until it connects.
+func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := waitReady(actx, c); err != nil {
+		return err
+	}
+	// A writable replica expires the keys its own clients gave a TTL (the
+	// loads, which use a normal connection): not while its active expiry
+	// is off. So that goes first. Its master's DELs expire keys.
+	if err := c.Do(actx, "DEBUG", "SET-ACTIVE-EXPIRE", "0").Err(); err != nil {
+		return fmt.Errorf("stop the destination's own expiry: %w", err)
+	}
+	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "no"}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
+		if err := c.ConfigSet(actx, kv[0], kv[1]).Err(); err != nil {
+			return fmt.Errorf("configure the destination's master link (%s): %w", kv[0], err)
+		}
+	}
+	pipe := c.TxPipeline()
+	pipe.Do(actx, "REPLICAOF", "NO", "ONE")
+	pipe.Do(actx, "REPLICAOF", "127.0.0.1", strconv.Itoa(l.port()))
+	if _, err := pipe.Exec(actx); err != nil {
+		return fmt.Errorf("make the destination a replica of the service: %w", err)
+	}
+	l.mu.Lock()
+	ch := l.changed
+	l.mu.Unlock()
+	for l.current() == nil {
+		select {
+		case <-actx.Done():
+			return fmt.Errorf("the destination did not connect to the service as a replica: %w", actx.Err())
+		case <-ch:
+			l.mu.Lock()
+			ch = l.changed
+			l.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// detachDestination makes a former destination a primary again: it
+// expires keys by itself again, and refuses writes of no one.
+func detachDestination(ctx context.Context, acc Access) error {
+	c := acc.client(0)
+	defer c.Close()
+	if err := c.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		return fmt.Errorf("make the former destination a primary: %w", err)
+	}
+	if err := c.Do(ctx, "DEBUG", "SET-ACTIVE-EXPIRE", "1").Err(); err != nil {
+		return fmt.Errorf("restore the former destination's expiry: %w", err)
+	}
+	return c.ConfigSet(ctx, "replica-read-only", "yes").Err()
+}
+
+func (l *masterLink) accept(ctx context.Context) {
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			s, err := l.handshake(ctx, conn)
+			if err != nil {
+				conn.Close()
+				if ctx.Err() == nil {
+					l.log.Warn("refused a connection to the master link", "destination", l.uid, "err", err)
+				}
+				return
+			}
+			l.install(ctx, s)
+		}()
+	}
+}
+
+// handshake answers a replica's handshake: PING, AUTH, REPLCONF, then
+// PSYNC, which it continues. A replica without a history (PSYNC ?) would
+// need a dataset: it is refused, and attach gives it one to continue.
+func (l *masterLink) handshake(ctx context.Context, conn net.Conn) (*linkSession, error) {
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReaderSize(conn, 16<<10)
+	rd := resp.NewReader(br)
+	authed := false
+	for {
+		args, _, err := rd.ReadCommand()
+		if err != nil {
+			return nil, fmt.Errorf("read the replica's handshake: %w", err)
+		}
+		if len(args) == 0 {
+			return nil, errors.New("empty command in the replica's handshake")
+		}
+		name := strings.ToUpper(string(args[0]))
+		reply := "+OK\r\n"
+		switch {
+		case name == "PING":
+			reply = "+PONG\r\n"
+		case name == "AUTH" && len(args) == 3:
+			if string(args[1]) != linkUser || subtle.ConstantTimeCompare(args[2], []byte(l.secret)) != 1 {
+				conn.Write([]byte("-WRONGPASS invalid username-password pair\r\n"))
+				return nil, errors.New("wrong credentials")
+			}
+			authed = true
+		case !authed:
+			conn.Write([]byte("-NOAUTH Authentication required.\r\n"))
+			return nil, fmt.Errorf("%s before AUTH", name)
+		case name == "REPLCONF":
+		case name == "PSYNC" && len(args) == 3:
+			off, err := strconv.ParseInt(string(args[2]), 10, 64)
+			if string(args[1]) == "?" || err != nil || off < 1 {
+				conn.Write([]byte("-ERR the service's master link continues a replica's own history only\r\n"))
+				return nil, errors.New("the destination has no replication history to continue")
+			}
+			// No replication id: the replica keeps its own, and its
+			// own replicas (a chain) continue too.
+			if _, err := conn.Write([]byte("+CONTINUE\r\n")); err != nil {
+				return nil, err
+			}
+			conn.SetDeadline(time.Time{})
+			s := &linkSession{link: l, conn: conn, rd: rd, bw: bufio.NewWriterSize(conn, 64<<10), base: off - 1,
+				sem: make(chan struct{}, 1), ackCh: make(chan struct{}), done: make(chan struct{})}
+			return s, nil
+		default:
+			conn.Write([]byte("-ERR unexpected command in a replica's handshake\r\n"))
+			return nil, fmt.Errorf("unexpected %s in the handshake", name)
+		}
+		if _, err := conn.Write([]byte(reply)); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// install makes s the link's session, ending the previous one.
+func (l *masterLink) install(ctx context.Context, s *linkSession) {
+	c := l.acc.client(0)
+	base, err := errorReplies(ctx, c)
+	if err != nil {
+		c.Close()
+		s.conn.Close()
+		l.log.Warn("could not read the destination's error counter", "destination", l.uid, "err", err)
+		return
+	}
+	l.mu.Lock()
+	old := l.sess
+	l.sess = s
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.mu.Unlock()
+	if old != nil {
+		old.fail(errors.New("the destination connected again"))
+	}
+	l.log.Info("the destination is a replica of the service", "destination", l.uid, "offset", s.base)
+	go s.readAcks()
+	go func() {
+		defer c.Close()
+		s.watchErrors(ctx, c, base)
+	}()
+	go func() {
+		<-s.done
+		l.mu.Lock()
+		if l.sess == s {
+			l.sess = nil
+			close(l.changed)
+			l.changed = make(chan struct{})
+		}
+		l.mu.Unlock()
+	}()
+}
+
+// current is the live session, or nil.
+func (l *masterLink) current() *linkSession {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sess != nil && l.sess.failed() == nil {
+		return l.sess
+	}
+	return nil
+}
+
+// session waits for a live session.
+func (l *masterLink) session(ctx context.Context) (*linkSession, error) {
+	for {
+		l.mu.Lock()
+		s, ch := l.sess, l.changed
+		l.mu.Unlock()
+		if s != nil && s.failed() == nil {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for the destination's master link: %w", ctx.Err())
+		case <-ch:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// barrier waits until everything committed over the link so far is
+// applied: a session that resumes from the checkpoint it reads next must
+// not find a batch of an earlier session still on its way. A session that
+// ended has nothing on its way: the destination applies what it received
+// before it connects again.
+func (l *masterLink) barrier(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		s, err := l.session(ctx)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		end := s.committed
+		s.mu.Unlock()
+		err = s.waitAck(ctx, end)
+		if err == nil || errors.Is(err, errFatal) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// linkSession is one connection of the destination to the link.
+type linkSession struct {
+	link *masterLink
+	conn net.Conn
+	rd   *resp.Reader
+	bw   *bufio.Writer
+	base int64 // the replica's offset when the session started
+
+	// sem is held by the writer sending, from a transaction's MULTI to
+	// its EXEC; sent is guarded by it.
+	sem  chan struct{}
+	sent int64
+
+	mu        sync.Mutex
+	acked     int64 // what the replica acknowledged applying
+	committed int64 // the end of the last batch sent with a GETACK
+	ackCh     chan struct{}
+	err       error
+	done      chan struct{}
+	// recent are the last batches committed, to name the one the
+	// destination failed; next is where the next one goes.
+	recent [linkRecent]linkBatch
+	next   int
+}
+
+// linkRecent batches are remembered; the bytes of those up to
+// linkKeepBytes.
+const (
+	linkRecent    = 64
+	linkKeepBytes = 8 << 10
+)
+
+type linkBatch struct {
+	end    int64
+	source string
+	size   int
+	sent   []byte // nil when over linkKeepBytes
+}
+
+// remember records a committed batch (with mu held).
+func (s *linkSession) remember(end int64, source string, b []byte) {
+	e := &s.recent[s.next%linkRecent]
+	s.next++
+	e.end, e.source, e.size = end, source, len(b)
+	e.sent = e.sent[:0]
+	if len(b) <= linkKeepBytes {
+		e.sent = append(e.sent, b...)
+	} else {
+		e.sent = nil
+	}
+}
+
+// suspects describes the batches committed past offset after: one of them
+// holds the command the destination failed.
+func (s *linkSession) suspects(after int64) (string, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var parts []string
+	n := 0
+	for i := max(0, s.next-linkRecent); i < s.next; i++ {
+		e := &s.recent[i%linkRecent]
+		if e.end <= after {
+			continue
+		}
+		n++
+		if len(parts) < 3 {
+			what := fmt.Sprintf("a batch of %d bytes", e.size)
+			if e.sent != nil {
+				what = describeBatch(e.sent)
+			}
+			parts = append(parts, fmt.Sprintf("source %s: %s", e.source, what))
+		}
+	}
+	return strings.Join(parts, "; "), n
+}
+
+// describeBatch names the source's commands in a batch's transaction,
+// without the service's own (MULTI, SELECT, the checkpoint, EXEC).
+func describeBatch(b []byte) string {
+	rd := resp.NewReader(bufio.NewReader(bytes.NewReader(b)))
+	var names []string
+	more := 0
+	for {
+		args, _, err := rd.ReadCommand()
+		if err != nil || len(args) == 0 {
+			break
+		}
+		switch strings.ToUpper(string(args[0])) {
+		case "MULTI", "EXEC", "SELECT":
+			continue
+		case "HSET":
+			if len(args) > 1 && string(args[1]) == checkpointKey {
+				continue
+			}
+		}
+		if len(names) < 3 {
+			names = append(names, describe(args))
+		} else {
+			more++
+		}
+	}
+	out := strings.Join(names, ", ")
+	if more > 0 {
+		out += fmt.Sprintf(" and %d more", more)
+	}
+	return out
+}
+
+var getAck = resp.AppendCommandStrings(nil, "REPLCONF", "GETACK", "*")
+
+func (s *linkSession) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// fail ends the session: the destination applies what it received and
+// connects again, with its offset.
+func (s *linkSession) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.conn.Close()
+}
+
+func (s *linkSession) lock(ctx context.Context) error {
+	select {
+	case s.sem <- struct{}{}:
+		return nil
+	case <-s.done:
+		return s.failed()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *linkSession) unlock() { <-s.sem }
+
+// write sends b (the holder of sem only). commit: b ends a transaction,
+// and a GETACK follows it; end is then the offset to wait for. A write
+// cut short would leave part of a command in the stream: it ends the
+// session.
+func (s *linkSession) write(ctx context.Context, b []byte, commit bool, source string) (end int64, err error) {
+	stop := context.AfterFunc(ctx, func() { s.fail(fmt.Errorf("a writer stopped mid-write: %w", ctx.Err())) })
+	defer stop()
+	s.conn.SetWriteDeadline(time.Now().Add(2 * time.Minute))
+	_, err = s.bw.Write(b)
+	s.sent += int64(len(b))
+	end = s.sent
+	if commit && err == nil {
+		_, err = s.bw.Write(getAck)
+		s.sent += int64(len(getAck))
+	}
+	if err == nil {
+		err = s.bw.Flush()
+	}
+	if err != nil {
+		err = fmt.Errorf("write to the destination's master link: %w", err)
+		s.fail(err)
+		return 0, err
+	}
+	if commit {
+		s.mu.Lock()
+		s.committed = end
+		s.remember(end, source, b)
+		s.mu.Unlock()
+	}
+	return end, nil
+}
+
+// discard ends a transaction its writer abandons, so that the next
+// writer's MULTI does not nest in it.
+func (s *linkSession) discard() {
+	s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	b := resp.AppendCommandStrings(nil, "DISCARD")
+	_, err := s.bw.Write(b)
+	if err == nil {
+		err = s.bw.Flush()
+	}
+	s.sent += int64(len(b))
+	if err != nil {
+		s.fail(fmt.Errorf("discard an abandoned transaction: %w", err))
+	}
+}
+
+// waitAck waits until the replica acknowledged applying up to end.
+func (s *linkSession) waitAck(ctx context.Context, end int64) error {
+	for {
+		s.mu.Lock()
+		acked, ch, err := s.acked, s.ackCh, s.err
+		s.mu.Unlock()
+		if acked >= end {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// readAcks reads the replica's REPLCONF ACKs until the session ends.
+func (s *linkSession) readAcks() {
+	for {
+		args, _, err := s.rd.ReadCommand()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.fail(fmt.Errorf("the destination's master link: %w", err))
+			}
+			return
+		}
+		if len(args) < 3 || !bytes.EqualFold(args[0], []byte("REPLCONF")) || !bytes.EqualFold(args[1], []byte("ACK")) {
+			continue
+		}
+		off, err := strconv.ParseInt(string(args[2]), 10, 64)
+		if err != nil {
+			continue
+		}
+		s.mu.Lock()
+		if off-s.base > s.acked {
+			s.acked = off - s.base
+			close(s.ackCh)
+			s.ackCh = make(chan struct{})
+		}
+		s.mu.Unlock()
+	}
+}
+
+// watchErrors ends the session with a fatal error when the destination
+// answers a replicated command with an error: a master gets no replies,
+// but the replica counts them and logs each one.
+func (s *linkSession) watchErrors(ctx context.Context, c *redis.Client, base int64) {
+	t := time.NewTicker(linkErrorPoll)
+	defer t.Stop()
+	var checked int64 // acknowledged when the counter was last read
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		acked := s.acked
+		s.mu.Unlock()
+		n, err := errorReplies(ctx, c)
+		if err != nil || n <= base {
+			checked = acked
+			continue
+		}
+		msg := lastLinkError(s.link.acc.LogFile)
+		if which, k := s.suspects(checked); k == 1 {
+			msg += " in " + which
+		} else if k > 1 {
+			msg += fmt.Sprintf(" in one of %d batches (%s)", k, which)
+		}
+		var e error
+		if strings.Contains(msg, "OOM ") {
+			e = fatal("the destination is out of memory (raise its memory_size): %s", msg)
+		} else {
+			e = fatal("the destination failed a replicated command: %s", msg)
+		}
+		if s.link.onFatal != nil {
+			s.link.onFatal(e)
+		}
+		s.link.log.Error("the destination failed a replicated command", "destination", s.link.uid, "error", msg)
+		// The destination connects again and stays a replica, expiring
+		// nothing, while the sync is stopped.
+		s.fail(e)
+		return
+	}
+}
+
+// errorReplies reads the destination's count of errors it answered its
+// master (or its replicas).
+func errorReplies(ctx context.Context, c *redis.Client) (int64, error) {
+	info, err := c.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0, err
+	}
+	return infoInt(info, "unexpected_error_replies"), nil
+}
+
+// lastLinkError is the error the destination last logged answering its
+// master, with the command that got it.
+func lastLinkError(logFile string) string {
+	const marker = "This replica is sending an error to its master: "
+	unknown := "an error (see the destination's log)"
+	if logFile == "" {
+		return unknown
+	}
+	f, err := os.Open(logFile)
+	if err != nil {
+		return unknown
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > 256<<10 {
+		f.Seek(st.Size()-256<<10, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	i := bytes.LastIndex(b, []byte(marker))
+	if i < 0 {
+		return unknown
+	}
+	line := b[i+len(marker):]
+	if j := bytes.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	return strings.TrimSpace(string(line))
+}
