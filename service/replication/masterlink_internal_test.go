@@ -1,0 +1,183 @@
+package replication
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+)
+
+func testLink(t *testing.T) *masterLink {
+	t.Helper()
+	l, err := newMasterLink(1, Access{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.ln.Close() })
+	return l
+}
+
+// handshakeOver runs the link's handshake against what a client sends,
+// and returns the session (or the error) and what the link answered.
+func handshakeOver(t *testing.T, l *masterLink, input []byte) (*linkSession, error, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	server, err := ln.Accept()
+	require.NoError(t, err)
+	var got bytes.Buffer
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		io.Copy(&got, client)
+	}()
+	// All the input, then the end of it: the link reads no more.
+	client.Write(input)
+	client.(*net.TCPConn).CloseWrite()
+	s, err := l.handshake(context.Background(), server)
+	server.Close()
+	<-readDone
+	return s, err, got.String()
+}
+
+func cmds(args ...[]string) []byte {
+	var b []byte
+	for _, a := range args {
+		b = resp.AppendCommandStrings(b, a...)
+	}
+	return b
+}
+
+func TestLinkHandshakeContinuesTheReplicasHistory(t *testing.T) {
+	l := testLink(t)
+	s, err, got := handshakeOver(t, l, cmds(
+		[]string{"PING"}, []string{"AUTH", linkUser, l.secret},
+		[]string{"REPLCONF", "listening-port", "6379"}, []string{"REPLCONF", "capa", "eof", "capa", "psync2"},
+		[]string{"PSYNC", "0123456789012345678901234567890123456789", "1001"}))
+	require.NoError(t, err)
+	require.NotNil(t, s)
+	assert.Equal(t, int64(1000), s.base, "the replica's offset is the one before the first byte it asks for")
+	assert.Equal(t, "+PONG\r\n+OK\r\n+OK\r\n+OK\r\n+CONTINUE\r\n", got, "no replication id: the replica keeps its own")
+}
+
+func TestLinkHandshakeRefusesStrangers(t *testing.T) {
+	l := testLink(t)
+	for name, c := range map[string]struct {
+		input []byte
+		reply string
+	}{
+		"wrong password":      {cmds([]string{"AUTH", linkUser, "guess"}), "-WRONGPASS"},
+		"wrong user":          {cmds([]string{"AUTH", "default", l.secret}), "-WRONGPASS"},
+		"psync without auth":  {cmds([]string{"PSYNC", "?", "-1"}), "-NOAUTH"},
+		"replconf first":      {cmds([]string{"REPLCONF", "capa", "eof"}), "-NOAUTH"},
+		"no history":          {cmds([]string{"AUTH", linkUser, l.secret}, []string{"PSYNC", "?", "-1"}), "-ERR"},
+		"bad offset":          {cmds([]string{"AUTH", linkUser, l.secret}, []string{"PSYNC", "abc", "x"}), "-ERR"},
+		"other command":       {cmds([]string{"AUTH", linkUser, l.secret}, []string{"FLUSHALL"}), "-ERR"},
+		"empty array":         {[]byte("*0\r\n"), ""},
+		"garbage":             {[]byte("\x00\x01junk\r\n"), ""},
+		"auth with one arg":   {cmds([]string{"AUTH", l.secret}), "-NOAUTH"},
+		"negative bulk count": {[]byte("*1\r\n$-5\r\n"), ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err, got := handshakeOver(t, l, c.input)
+			assert.Error(t, err)
+			assert.Nil(t, s)
+			assert.NotContains(t, got, "+CONTINUE")
+			assert.NotContains(t, got, l.secret, "the secret never goes back")
+			if c.reply != "" {
+				assert.Contains(t, got, c.reply)
+			}
+		})
+	}
+}
+
+// FuzzLinkHandshake: whatever a local process sends the link, nothing
+// panics, and only the right credentials before PSYNC open a session.
+func FuzzLinkHandshake(f *testing.F) {
+	f.Add([]byte("*1\r\n$4\r\nPING\r\n"))
+	f.Add(cmds([]string{"AUTH", linkUser, "secret"}, []string{"PSYNC", "id", "5"}))
+	f.Add([]byte("*0\r\n"))
+	f.Add([]byte("*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n"))
+	f.Fuzz(func(t *testing.T, input []byte) {
+		l := testLink(t)
+		l.secret = "secret"
+		s, err, _ := handshakeOver(t, l, input)
+		if s == nil {
+			require.Error(t, err)
+			return
+		}
+		authed := bytes.Contains(input, []byte(linkUser)) && bytes.Contains(input, []byte("secret"))
+		assert.True(t, authed, "a session without the credentials")
+	})
+}
+
+func TestLinkSessionCountsAcks(t *testing.T) {
+	server, replica := net.Pipe()
+	defer replica.Close()
+	s := &linkSession{link: testLink(t), conn: server, rd: resp.NewReader(bufio.NewReader(server)), bw: bufio.NewWriter(server),
+		base: 500, sem: make(chan struct{}, 1), ackCh: make(chan struct{}), done: make(chan struct{})}
+	go s.readAcks()
+	// The replica reads what the link writes.
+	sent := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, 4096)
+		n, _ := io.ReadAtLeast(replica, b, 10)
+		sent <- b[:n]
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, s.lock(ctx))
+	batch := cmds([]string{"MULTI"}, []string{"SET", "k", "v"}, []string{"EXEC"})
+	end, err := s.write(ctx, batch, true, "src")
+	require.NoError(t, err)
+	s.unlock()
+	assert.Equal(t, int64(len(batch)), end)
+	wire := <-sent
+	assert.True(t, bytes.HasPrefix(wire, batch))
+
+	waited := make(chan error, 1)
+	go func() { waited <- s.waitAck(ctx, end) }()
+	replica.Write(cmds([]string{"REPLCONF", "ACK", "510"})) // not yet
+	select {
+	case err := <-waited:
+		t.Fatalf("applied before its acknowledgement: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	replica.Write(cmds([]string{"REPLCONF", "ACK", strconv.FormatInt(500+end, 10)}))
+	require.NoError(t, <-waited)
+	replica.Close()
+	require.Eventually(t, func() bool { return s.failed() != nil }, 5*time.Second, 10*time.Millisecond, "a closed link ends the session")
+	assert.Error(t, s.waitAck(ctx, end+1000))
+}
+
+func TestDescribeBatchNamesTheSourcesCommands(t *testing.T) {
+	b := cmds([]string{"MULTI"}, []string{"SELECT", "0"}, []string{"LPUSH", "clash", "x"}, []string{"SELECT", "16"},
+		[]string{"HSET", checkpointKey, "src", "cp"}, []string{"EXEC"})
+	assert.Equal(t, `LPUSH "clash" ...`, describeBatch(b))
+	many := cmds([]string{"MULTI"}, []string{"INCR", "a"}, []string{"INCR", "b"}, []string{"INCR", "c"}, []string{"INCR", "d"}, []string{"EXEC"})
+	assert.Equal(t, `INCR "a", INCR "b", INCR "c" and 1 more`, describeBatch(many))
+}
+
+func TestLastLinkErrorReadsTheReplicasLog(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "redis.log")
+	log := "1:S 28 Nov 2026 # == CRITICAL == This replica is sending an error to its master: 'first' after processing the command 'exec'\n" +
+		"1:S 28 Nov 2026 * other\n" +
+		"1:S 28 Nov 2026 # == CRITICAL == This replica is sending an error to its master: '-WRONGTYPE Operation against a key' after processing the command 'exec'\n"
+	require.NoError(t, os.WriteFile(p, []byte(log), 0o600))
+	assert.Equal(t, "'-WRONGTYPE Operation against a key' after processing the command 'exec'", lastLinkError(p))
+	assert.Contains(t, lastLinkError(filepath.Join(t.TempDir(), "missing")), "see the destination's log")
+}
