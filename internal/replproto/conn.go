@@ -157,6 +157,9 @@ type Conn struct {
 	rd *resp.Reader
 
 	// Reader-goroutine state.
+	// idle, when set, runs when ReadCommand consumed commands it handles
+	// itself and is about to wait for the network (see OnIdle).
+	idle        func()
 	state       connState
 	err         error // sticky error once state is stateBroken
 	replID      string

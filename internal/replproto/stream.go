@@ -59,6 +59,9 @@ func (c *Conn) ReadCommand(ctx context.Context) (Command, error) {
 					return Command{}, c.failErr(err)
 				}
 			}
+			if c.idle != nil && c.br.Buffered() == 0 {
+				c.idle()
+			}
 			continue
 		}
 		c.posMu.Lock()
@@ -67,6 +70,15 @@ func (c *Conn) ReadCommand(ctx context.Context) (Command, error) {
 		return Command{Args: args, Offset: off}, nil
 	}
 }
+
+// OnIdle sets f to run, on the reader goroutine, when ReadCommand has
+// consumed a command it handles itself (REPLCONF GETACK) and is about to
+// wait for the network. A caller that decides whether to pass on what it
+// read by looking at Buffered (nothing more buffered: pass it on now)
+// would otherwise wait, holding the commands before it, for a next
+// command that may not come soon: a source sends GETACK right after a
+// transaction (WAIT, a shutdown, a replica's master link).
+func (c *Conn) OnIdle(f func()) { c.idle = f }
 
 // handleReplconf answers REPLCONF GETACK with the applied offset. Other
 // REPLCONF subcommands from a source have no meaning for a replica and are

@@ -81,6 +81,16 @@ func (m *Manager) StartShadow(ctx context.Context, d store.Database) (*Shadow, e
 		s.Close()
 		return nil, fmt.Errorf("the reload server of database %d: %w", d.UID, err)
 	}
+	// Like the destination (a replica), it expires nothing by itself: the
+	// sources' DELs do. Active expiry goes off before it is writable.
+	if err := c.Do(wctx, "DEBUG", "SET-ACTIVE-EXPIRE", "0").Err(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stop the expiry of the reload server of database %d: %w", d.UID, err)
+	}
+	if err := c.ConfigSet(wctx, "replica-read-only", "no").Err(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("make the reload server of database %d writable: %w", d.UID, err)
+	}
 	return s, nil
 }
 
@@ -195,6 +205,12 @@ func renderShadowConfig(d store.Database, dir, socket string) string {
 	line(`save ""`)
 	line("maxmemory %d", d.MemorySize)
 	line("maxmemory-policy noeviction")
+	// A replica (of port 0, which refuses it) keeps the keys whose TTL
+	// passes during the load, as the destination does (see renderConfig).
+	line("replicaof 127.0.0.1 0")
+	line("replica-read-only yes")
+	line("replica-ignore-maxmemory no")
+	line("enable-debug-command local")
 	line("user %s off", AppUser)
 	args := aclArgs(InternalUser, d.InternalPassword, fullRules)
 	line("user %s %s", args[0], strings.Join(args[2:], " "))

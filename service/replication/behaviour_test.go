@@ -311,3 +311,25 @@ func TestFullLoadsRunWithinTheInstancesBound(t *testing.T) {
 	assert.LessOrEqual(t, most, 1, "sources seen loading at once")
 	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), clients...)
 }
+
+// TestDestinationOutOfMemoryOnTheStreamStops: the stream's writes reach the
+// destination over its master link, where Redis answers nothing; a write
+// refused for memory still stops the sync, saying so.
+func TestDestinationOutOfMemoryOnTheStreamStops(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	ctx := redistest.Ctx(t)
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "small", MemorySize: 4 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	for n := range 40 {
+		require.NoError(t, src.Client().Set(ctx, fmt.Sprint("blob:", n), strings.Repeat("x", 200000), 0).Err())
+	}
+	redistest.Eventually(t, time.Minute, "the sync stops on out of memory", func() error {
+		db := a.get(dst.UID)
+		if db.ReplicaSync != api.SyncStopped || !strings.Contains(db.ReplicaSources[0].LastError, "out of memory") {
+			return fmt.Errorf("sync %s, source %+v", db.ReplicaSync, db.ReplicaSources[0])
+		}
+		return nil
+	})
+	assert.Contains(t, a.get(dst.UID).ReplicaSources[0].LastError, `SET "blob:`, "the batch is named")
+}

@@ -345,6 +345,12 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 					return
 				}
 			}
+			if err == nil && shadow == nil && file == nil && d.link != nil {
+				// A replica passes on only its master's stream: its own
+				// replicas (a chain) did not see this load, made with a
+				// connection of the service's. They resync in full.
+				err = newHistory(ctx, ckc)
+			}
 			if err == nil {
 				d.reloading.Store(false)
 				err = ensureAOF(ctx, ckc)
@@ -542,4 +548,16 @@ func ensureAOF(ctx context.Context, c *redis.Client) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// newHistory starts a new replication history on the destination and
+// disconnects its replicas, which then resync in full.
+func newHistory(ctx context.Context, c *redis.Client) error {
+	if err := c.Do(ctx, "DEBUG", "CHANGE-REPL-ID").Err(); err != nil {
+		return fmt.Errorf("start a new replication history for the destination's replicas: %w", err)
+	}
+	if err := c.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
+		return fmt.Errorf("disconnect the destination's replicas: %w", err)
+	}
+	return nil
 }

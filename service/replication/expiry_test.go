@@ -167,3 +167,26 @@ func waitPersisted(t *testing.T, dc *redis.Client) {
 		return nil
 	})
 }
+
+// TestChainThroughAMultiSourceDestination: B, loaded from two sources with
+// connections of the service (not its master link, which is all a replica
+// passes on), is itself the source of C, which started during B's load.
+// C ends equal to both sources: B's load makes C resync in full.
+func TestChainThroughAMultiSourceDestination(t *testing.T) {
+	s1 := redistest.Start(t, "--requirepass", "pw-1")
+	s2 := redistest.Start(t, "--requirepass", "pw-2")
+	writeDataset(t, s1.Client(), "one:", 200)
+	writeDataset(t, s2.Client(), "two:", 200)
+	a := newAPI(t, servicetest.Start(t))
+	b := a.create(api.CreateDatabaseRequest{Name: "b", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: s1.URL()}, {URI: s2.URL()}}})
+	c := a.create(api.CreateDatabaseRequest{Name: "c", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(b.UID)}}})
+	a.waitInSync(b.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	cc := destClient(t, c, 0)
+	eventuallyEqual(t, time.Minute, cc, s1.Client(), s2.Client())
+	require.NoError(t, s1.Client().Set(ctx, "one:after", "1", time.Hour).Err())
+	require.NoError(t, s2.Client().Incr(ctx, "two:counter").Err())
+	eventuallyEqual(t, time.Minute, cc, s1.Client(), s2.Client())
+	db := a.waitInSync(c.UID, time.Minute)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+}

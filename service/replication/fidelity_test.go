@@ -493,3 +493,27 @@ func testPendingEntries(t *testing.T, fileRawLimit int) {
 	assert.Contains(t, note, fmt.Sprintf(`"trimmed" group "g": %d of 1000`, kept))
 	assert.NotContains(t, note, `"deleted"`)
 }
+
+// TestTransactionFollowedByGetAckIsApplied: a source that asks for an ack
+// right after a transaction (WAIT, a shutdown, or a destination's own
+// master link when the source is a destination in a chain) and then sends
+// nothing for a while: the transaction is applied at once, not held until
+// the next command.
+func TestTransactionFollowedByGetAckIsApplied(t *testing.T) {
+	emptyRDB := append([]byte("REDIS0010\xff"), make([]byte, 8)...)
+	var stream []byte
+	for _, c := range [][]string{{"MULTI"}, {"SELECT", "0"}, {"SET", "chained", "1"}, {"EXEC"}, {"REPLCONF", "GETACK", "*"}} {
+		stream = resp.AppendCommandStrings(stream, c...)
+	}
+	addr := fakeSource(t, emptyRDB, stream)
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: "redis://" + addr}}})
+	dc := destClient(t, dst, 0)
+	// Well within the silence timeout: nothing else arrives.
+	redistest.Eventually(t, 5*time.Second, "the transaction is applied", func() error {
+		if dc.Exists(context.Background(), "chained").Val() != 1 {
+			return fmt.Errorf("not yet: %+v", a.get(dst.UID).ReplicaSources[0])
+		}
+		return nil
+	})
+}

@@ -371,8 +371,7 @@ type linkSession struct {
 	next   int
 }
 
-// linkRecent batches are remembered; the bytes of those up to
-// linkKeepBytes.
+// linkRecent batches are remembered, and the first linkKeepBytes of each.
 const (
 	linkRecent    = 64
 	linkKeepBytes = 8 << 10
@@ -382,7 +381,7 @@ type linkBatch struct {
 	end    int64
 	source string
 	size   int
-	sent   []byte // nil when over linkKeepBytes
+	sent   []byte // its first linkKeepBytes
 }
 
 // remember records a committed batch (with mu held).
@@ -390,12 +389,8 @@ func (s *linkSession) remember(end int64, source string, b []byte) {
 	e := &s.recent[s.next%linkRecent]
 	s.next++
 	e.end, e.source, e.size = end, source, len(b)
-	e.sent = e.sent[:0]
-	if len(b) <= linkKeepBytes {
-		e.sent = append(e.sent, b...)
-	} else {
-		e.sent = nil
-	}
+	// A big batch keeps its beginning: enough to name its first commands.
+	e.sent = append(e.sent[:0], b[:min(len(b), linkKeepBytes)]...)
 }
 
 // suspects describes the batches committed past offset after: one of them
@@ -412,9 +407,9 @@ func (s *linkSession) suspects(after int64) (string, int) {
 		}
 		n++
 		if len(parts) < 3 {
-			what := fmt.Sprintf("a batch of %d bytes", e.size)
-			if e.sent != nil {
-				what = describeBatch(e.sent)
+			what := describeBatch(e.sent)
+			if e.size > len(e.sent) {
+				what += fmt.Sprintf(" (a batch of %d bytes)", e.size)
 			}
 			parts = append(parts, fmt.Sprintf("source %s: %s", e.source, what))
 		}
@@ -423,35 +418,88 @@ func (s *linkSession) suspects(after int64) (string, int) {
 }
 
 // describeBatch names the source's commands in a batch's transaction,
-// without the service's own (MULTI, SELECT, the checkpoint, EXEC).
+// without the service's own (MULTI, SELECT, the checkpoint, EXEC). b may
+// be the beginning of a batch only: a command cut short is named by what
+// of it b holds.
 func describeBatch(b []byte) string {
-	rd := resp.NewReader(bufio.NewReader(bytes.NewReader(b)))
 	var names []string
 	more := 0
-	for {
-		args, _, err := rd.ReadCommand()
-		if err != nil || len(args) == 0 {
+	for len(b) > 0 {
+		args, count, rest, ok := commandHead(b, 2)
+		if len(args) == 0 {
 			break
 		}
+		own := false
 		switch strings.ToUpper(string(args[0])) {
 		case "MULTI", "EXEC", "SELECT":
-			continue
+			own = true
 		case "HSET":
-			if len(args) > 1 && string(args[1]) == checkpointKey {
-				continue
+			own = len(args) > 1 && string(args[1]) == checkpointKey
+		}
+		if !own {
+			if len(names) < 3 {
+				if count > len(args) {
+					args = append(args, nil) // describe says "..." for the rest
+				}
+				names = append(names, describe(args))
+			} else {
+				more++
 			}
 		}
-		if len(names) < 3 {
-			names = append(names, describe(args))
-		} else {
-			more++
+		if !ok {
+			break
 		}
+		b = rest
 	}
 	out := strings.Join(names, ", ")
 	if more > 0 {
 		out += fmt.Sprintf(" and %d more", more)
 	}
 	return out
+}
+
+// commandHead parses the RESP command at the start of b and returns its
+// first n arguments (fewer when b ends first), how many it has, what
+// follows the command, and whether b held the whole command.
+func commandHead(b []byte, n int) (args [][]byte, count int, rest []byte, ok bool) {
+	line := func() ([]byte, bool) {
+		i := bytes.Index(b, []byte("\r\n"))
+		if i < 0 {
+			return nil, false
+		}
+		l := b[:i]
+		b = b[i+2:]
+		return l, true
+	}
+	h, found := line()
+	if !found || len(h) < 2 || h[0] != '*' {
+		return nil, 0, nil, false
+	}
+	count, err := strconv.Atoi(string(h[1:]))
+	if err != nil || count < 1 {
+		return nil, 0, nil, false
+	}
+	for i := 0; i < count; i++ {
+		h, found := line()
+		if !found || len(h) < 2 || h[0] != '$' {
+			return args, count, nil, false
+		}
+		size, err := strconv.Atoi(string(h[1:]))
+		if err != nil || size < 0 {
+			return args, count, nil, false
+		}
+		if len(b) < size+2 {
+			if i < n {
+				args = append(args, b[:min(len(b), size)])
+			}
+			return args, count, nil, false
+		}
+		if i < n {
+			args = append(args, b[:size])
+		}
+		b = b[size+2:]
+	}
+	return args, count, b, true
 }
 
 var getAck = resp.AppendCommandStrings(nil, "REPLCONF", "GETACK", "*")
@@ -654,13 +702,27 @@ func lastLinkError(logFile string) string {
 		f.Seek(st.Size()-256<<10, io.SeekStart)
 	}
 	b, _ := io.ReadAll(f)
-	i := bytes.LastIndex(b, []byte(marker))
+	line := func(end int) (string, int) {
+		i := bytes.LastIndex(b[:end], []byte(marker))
+		if i < 0 {
+			return "", -1
+		}
+		l := b[i+len(marker):]
+		if j := bytes.IndexByte(l, '\n'); j >= 0 {
+			l = l[:j]
+		}
+		return strings.TrimSpace(string(l)), i
+	}
+	last, i := line(len(b))
 	if i < 0 {
 		return unknown
 	}
-	line := b[i+len(marker):]
-	if j := bytes.IndexByte(line, '\n'); j >= 0 {
-		line = line[:j]
+	// A command refused at queue time makes EXEC fail too: the cause is
+	// the line before.
+	if strings.Contains(last, "EXECABORT") {
+		if cause, j := line(i); j >= 0 {
+			return cause + " (the transaction was discarded)"
+		}
 	}
-	return strings.TrimSpace(string(line))
+	return last
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,4 +181,25 @@ func TestLastLinkErrorReadsTheReplicasLog(t *testing.T) {
 	require.NoError(t, os.WriteFile(p, []byte(log), 0o600))
 	assert.Equal(t, "'-WRONGTYPE Operation against a key' after processing the command 'exec'", lastLinkError(p))
 	assert.Contains(t, lastLinkError(filepath.Join(t.TempDir(), "missing")), "see the destination's log")
+
+	log += "1:S # == CRITICAL == This replica is sending an error to its master: '-OOM command not allowed when used memory > 'maxmemory'.' after processing the command 'set'\n" +
+		"1:S # == CRITICAL == This replica is sending an error to its master: '-EXECABORT Transaction discarded because of previous errors.' after processing the command 'exec'\n"
+	require.NoError(t, os.WriteFile(p, []byte(log), 0o600))
+	assert.Equal(t, "'-OOM command not allowed when used memory > 'maxmemory'.' after processing the command 'set' (the transaction was discarded)", lastLinkError(p),
+		"the cause, not the EXEC it aborted")
+}
+
+func TestDescribeBatchNamesACommandCutShort(t *testing.T) {
+	b := cmds([]string{"MULTI"}, []string{"SELECT", "0"}, []string{"SET", "blob:1", strings.Repeat("x", 100000)}, []string{"EXEC"})
+	assert.Equal(t, `SET "blob:1" ...`, describeBatch(b[:200]))
+	assert.Equal(t, "", describeBatch([]byte("*garbage")))
+}
+
+// FuzzDescribeBatch: whatever bytes a batch begins with, naming it never
+// panics.
+func FuzzDescribeBatch(f *testing.F) {
+	f.Add(cmds([]string{"MULTI"}, []string{"SET", "k", "v"}, []string{"EXEC"}))
+	f.Add([]byte("*2\r\n$3\r\nGET\r\n$-1\r\n"))
+	f.Add([]byte("*1\r\n$99999999999999999999\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) { _ = describeBatch(b) })
 }

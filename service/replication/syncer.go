@@ -458,6 +458,8 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 	}
 	now := time.Now()
 	returned, inTx := conn.Offset(), false
+	conn.OnIdle(func() { _ = p.flush(ctx) })
+	defer conn.OnIdle(nil)
 	for {
 		// A command already buffered arrived with the previous one: only
 		// a read from the network needs a new time.
