@@ -125,6 +125,10 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 		// keys its AOF gives a TTL, as written by a client of its own.
 		line("replica-read-only yes")
 		line("replica-ignore-maxmemory no")
+		// A replica that cannot write its AOF would crash at its master's
+		// next write: it applies it, and the service stops the sync,
+		// saying so (MISCONF).
+		line("replica-ignore-disk-write-errors yes")
 	}
 	// Durability: the AOF makes every acknowledged write survive a crash of the
 	// process (the page cache keeps what was written), RDB snapshots are off.

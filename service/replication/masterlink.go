@@ -647,8 +647,23 @@ func (s *linkSession) watchErrors(ctx context.Context, c *redis.Client, base int
 		s.mu.Lock()
 		acked := s.acked
 		s.mu.Unlock()
-		n, err := errorReplies(ctx, c)
-		if err != nil || n <= base {
+		info, err := c.Info(ctx, "stats", "persistence").Result()
+		if err != nil {
+			continue
+		}
+		if strings.Contains(info, "aof_last_write_status:err") {
+			// A replica applies its master's writes even when it
+			// cannot log them (replica-ignore-disk-write-errors: else
+			// it would crash): say it, as a primary's MISCONF would.
+			e := fatal("MISCONF the destination cannot write its AOF (is its disk full?): the writes it receives would not survive a restart; the sync stops")
+			s.link.log.Error("the destination cannot write its AOF", "destination", s.link.uid)
+			if s.link.onFatal != nil {
+				s.link.onFatal(e)
+			}
+			s.fail(e)
+			return
+		}
+		if n := infoInt(info, "unexpected_error_replies"); n <= base {
 			checked = acked
 			continue
 		}
