@@ -207,7 +207,7 @@ func (l *masterLink) accept(ctx context.Context) {
 // need a dataset: it is refused, and attach gives it one to continue.
 func (l *masterLink) handshake(ctx context.Context, conn net.Conn) (*linkSession, error) {
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReaderSize(conn, 16<<10)
+	br := bufio.NewReaderSize(quickAckReader{conn}, 16<<10)
 	rd := resp.NewReader(br)
 	authed := false
 	for {
@@ -740,4 +740,17 @@ func lastLinkError(logFile string) string {
 		}
 	}
 	return last
+}
+
+// quickAckReader acknowledges at once what it reads. A replica's socket to
+// its master has Nagle's algorithm on: its next ACK waits until the
+// previous one is acknowledged, which Linux delays up to 40 ms while the
+// link has nothing to send back, so a writer waiting for its batch's ACK
+// would wait that long. TCP_QUICKACK does not stay set: it is set before
+// each read.
+type quickAckReader struct{ c net.Conn }
+
+func (q quickAckReader) Read(p []byte) (int, error) {
+	setQuickAck(q.c)
+	return q.c.Read(p)
 }
