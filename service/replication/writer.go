@@ -151,11 +151,9 @@ func (w *destWriter) send(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// sendKeep is send for a batch: it also returns the bytes sent, which the
-// batch keeps until its replies are read, to name a command the
-// destination refuses. w.buf becomes a spare buffer (give the returned one
-// back with recycle).
-func (w *destWriter) sendKeep(ctx context.Context) (int, []byte, error) {
+// takeBatch takes the batch built in buf and how many replies it will get,
+// and starts the next one in a spare buffer.
+func (w *destWriter) takeBatch() (int, []byte) {
 	n, sent := w.queued, w.buf
 	if k := len(w.spare); k > 0 {
 		w.buf, w.spare = w.spare[k-1][:0], w.spare[:k-1]
@@ -163,6 +161,15 @@ func (w *destWriter) sendKeep(ctx context.Context) (int, []byte, error) {
 		w.buf = nil
 	}
 	w.queued = 0
+	return n, sent
+}
+
+// sendKeep is send for a batch: it also returns the bytes sent, which the
+// batch keeps until its replies are read, to name a command the
+// destination refuses. w.buf becomes a spare buffer (give the returned one
+// back with recycle).
+func (w *destWriter) sendKeep(ctx context.Context) (int, []byte, error) {
+	n, sent := w.takeBatch()
 	if err := w.writeBytes(ctx, sent); err != nil {
 		return 0, nil, err
 	}
@@ -173,13 +180,7 @@ func (w *destWriter) sendKeep(ctx context.Context) (int, []byte, error) {
 // commit says that it ends with the EXEC. The writer holds the link from
 // the piece that opens the transaction to the one that commits it.
 func (w *destWriter) sendLink(ctx context.Context, commit bool) (*linkSession, int64, int, []byte, error) {
-	n, sent := w.queued, w.buf
-	if k := len(w.spare); k > 0 {
-		w.buf, w.spare = w.spare[k-1][:0], w.spare[:k-1]
-	} else {
-		w.buf = nil
-	}
-	w.queued = 0
+	n, sent := w.takeBatch()
 	if w.ls == nil {
 		s, err := w.link.session(ctx)
 		if err != nil {
