@@ -373,8 +373,10 @@ type linkSession struct {
 
 // linkRecent batches are remembered, and the first linkKeepBytes of each.
 const (
-	linkRecent    = 64
-	linkKeepBytes = 8 << 10
+	linkRecent = 64
+	// Enough for the first commands' names and keys: the copy is made
+	// for every batch, on the stream's path.
+	linkKeepBytes = 1 << 10
 )
 
 type linkBatch struct {

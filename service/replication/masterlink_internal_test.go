@@ -153,10 +153,15 @@ func TestLinkSessionCountsAcks(t *testing.T) {
 	waited := make(chan error, 1)
 	go func() { waited <- s.waitAck(ctx, end) }()
 	replica.Write(cmds([]string{"REPLCONF", "ACK", "510"})) // not yet
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.acked == 10
+	}, 5*time.Second, time.Millisecond, "the first ACK is read")
 	select {
 	case err := <-waited:
 		t.Fatalf("applied before its acknowledgement: %v", err)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	replica.Write(cmds([]string{"REPLCONF", "ACK", strconv.FormatInt(500+end, 10)}))
 	require.NoError(t, <-waited)
