@@ -79,7 +79,7 @@ func (b *runner) startInstance(ctx context.Context, name string, n int, profile 
 		cluster = fmt.Sprintf("bench-%d", n)
 	}
 	args := []string{"serve", "--name", cluster, "--data-dir", s.dataDir, "--listen", "127.0.0.1:" + strconv.Itoa(port),
-		"--port-range", fmt.Sprintf("%d-%d", lo, lo+299), "--log-level", "warn"}
+		"--port-range", fmt.Sprintf("%d-%d", lo, lo+299), "--log-level", envOr("BENCH_LOG_LEVEL", "warn")}
 	bin := filepath.Join(b.cfg.OutDir, "bin", "redis-replicad")
 	if profile {
 		// The harness itself, as a service that can be told to profile.
@@ -285,4 +285,12 @@ func (s *service) profile(ctx context.Context, action, name string) {
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
 	}
+}
+
+// envOr is the environment variable name, or def when it is empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

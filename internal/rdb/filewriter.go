@@ -16,6 +16,11 @@ import (
 // own expiry. The caller loads that dataset some other way.
 var ErrNotWritable = errors.New("value cannot be written to the RDB file")
 
+// ErrTooBigToStream is the ErrNotWritable of a StreamWriter for a value
+// that came in chunks and takes more than its spool limit: a file could
+// take it.
+var ErrTooBigToStream = fmt.Errorf("%w: a value that came in chunks is too big to hold until its end", ErrNotWritable)
+
 // FileWriter is a RawHandler that writes what a Decoder finds as an RDB
 // file that redis-server loads natively (DEBUG RELOAD, or at start), which
 // costs the server far less than the same keys replayed as commands.
@@ -30,7 +35,7 @@ var ErrNotWritable = errors.New("value cannot be written to the RDB file")
 // out; an error stops the decoding.
 type FileWriter struct {
 	BaseHandler
-	f       *os.File
+	f       *os.File // nil for a stream (NewStreamWriter)
 	bw      *bufio.Writer
 	version int
 	crc     uint64
@@ -51,6 +56,11 @@ type FileWriter struct {
 	// elements (or bytes, for a string) it has so far.
 	lenAt int64
 	count uint64
+	// A stream cannot fill in a length: a value that comes in chunks is
+	// held in spool (at most spoolLimit bytes) until its end.
+	spool      []byte
+	spooling   bool
+	spoolLimit int
 }
 
 // NewFileWriter starts an RDB file of the given version (10 for Redis 7.0)
@@ -63,7 +73,27 @@ func NewFileWriter(f *os.File, version int) (*FileWriter, error) {
 	return w, nil
 }
 
+// NewStreamWriter starts an RDB of the given version written to out as it
+// is made, for a reader that loads it as it arrives (a replica's diskless
+// load). Nothing written can be changed later: a value that comes in
+// chunks, whose length is only known at its end, is held until then, and
+// one that takes more than spoolLimit bytes is refused with ErrNotWritable.
+func NewStreamWriter(out io.Writer, version, spoolLimit int) (*FileWriter, error) {
+	w := &FileWriter{bw: bufio.NewWriterSize(out, 256<<10), version: version, written: -1, spoolLimit: spoolLimit}
+	if err := w.write([]byte(fmt.Sprintf("REDIS%04d", version))); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
 func (w *FileWriter) write(p []byte) error {
+	if w.spooling {
+		if len(w.spool)+len(p) > w.spoolLimit {
+			return fmt.Errorf("%w (more than %d bytes)", ErrTooBigToStream, w.spoolLimit)
+		}
+		w.spool = append(w.spool, p...)
+		return nil
+	}
 	if !w.patched {
 		w.crc = crc64Update(w.crc, p)
 	}
@@ -100,11 +130,26 @@ func (w *FileWriter) length(n uint64) error {
 
 // lengthLater writes a 64-bit length to be filled in by patchLength.
 func (w *FileWriter) lengthLater() error {
+	if w.f == nil {
+		w.spooling, w.spool, w.count = true, w.spool[:0], 0
+		return nil
+	}
 	w.lenAt, w.count = w.pos, 0
 	return w.write([]byte{0x81, 0, 0, 0, 0, 0, 0, 0, 0})
 }
 
 func (w *FileWriter) patchLength() error {
+	if w.f == nil {
+		w.spooling = false
+		if err := w.length(w.count); err != nil {
+			return err
+		}
+		err := w.write(w.spool)
+		if cap(w.spool) > 1<<20 {
+			w.spool = nil // a big value's buffer is not kept
+		}
+		return err
+	}
 	if err := w.bw.Flush(); err != nil {
 		return fmt.Errorf("write rdb file: %w", err)
 	}
@@ -362,6 +407,17 @@ func (w *FileWriter) Close(extra ...Extra) error {
 	}
 	if err := w.byte1(opEOF); err != nil {
 		return err
+	}
+	if w.f == nil {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], w.crc)
+		if _, err := w.bw.Write(b[:]); err != nil {
+			return fmt.Errorf("write rdb stream: %w", err)
+		}
+		if err := w.bw.Flush(); err != nil {
+			return fmt.Errorf("write rdb stream: %w", err)
+		}
+		return nil
 	}
 	if err := w.bw.Flush(); err != nil {
 		return fmt.Errorf("write rdb file: %w", err)

@@ -107,3 +107,52 @@ func TestFileWriterStreamOverRawLimit(t *testing.T) {
 	_, err := writeFile(t, src.save(), nil, nil, WithRawValues(4096, 10))
 	require.ErrorIs(t, err, ErrNotWritable)
 }
+
+// writeStream is writeFile for a StreamWriter holding at most spool bytes
+// of a value that comes in chunks.
+func writeStream(t *testing.T, dump []byte, spool int, opts ...Option) ([]byte, error) {
+	t.Helper()
+	var out bytes.Buffer
+	w, err := NewStreamWriter(&out, 10, spool)
+	require.NoError(t, err)
+	if err := NewDecoder(bytes.NewReader(dump), opts...).Decode(context.Background(), w); err != nil {
+		return nil, err
+	}
+	require.NoError(t, w.Close(Extra{DB: 3, Key: "extra", Value: "v"}))
+	return out.Bytes(), nil
+}
+
+// A stream, which cannot fill in a length later, holds a value that comes
+// in chunks until its end: whole values, values in chunks and the extra
+// keys load in a real redis-server, checksum included. A value in chunks
+// bigger than the spool limit is refused.
+func TestStreamWriterLoadsInRedis(t *testing.T) {
+	src := startRedis(t)
+	loadDataset(t, src)
+	out, err := writeStream(t, src.save(), 1<<20, WithRawValues(1<<30, 10))
+	require.NoError(t, err)
+	dst := startRedisWithDump(t, out)
+	c := dst.client(3)
+	assert.Equal(t, "v", dst.do(c, "GET", "extra"))
+	dst.do(c, "DEL", "extra")
+	c.Close()
+	compareServers(t, src, dst)
+
+	for _, db := range []int{0, 1, 7} {
+		c := src.client(db)
+		for _, k := range src.do(c, "KEYS", "*stream*").([]any) {
+			src.do(c, "DEL", k)
+		}
+		c.Close()
+	}
+	out, err = writeStream(t, src.save(), 8<<20, WithRawValues(4096, 10), WithChunkLimits(100, 0))
+	require.NoError(t, err)
+	dst = startRedisWithDump(t, out)
+	c = dst.client(3)
+	dst.do(c, "DEL", "extra")
+	c.Close()
+	compareServers(t, src, dst)
+
+	_, err = writeStream(t, src.save(), 1024, WithRawValues(512, 10), WithChunkLimits(100, 0))
+	require.ErrorIs(t, err, ErrNotWritable)
+}

@@ -66,6 +66,8 @@ type Config struct {
 	MaxConcurrentLoads int
 	// FileLoadRawLimit: see replication.Config (0: its default).
 	FileLoadRawLimit int
+	// NoLinkLoad: see replication.Config.
+	NoLinkLoad bool
 	// ViewerUser and ViewerPassword, when set, are a read-only user of the
 	// API, the console and /metrics.
 	ViewerUser     string
@@ -206,7 +208,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 			NodeCertFile: filepath.Join(cfg.DataDir, "node.pem"), NodeKeyFile: filepath.Join(cfg.DataDir, "node-key.pem")}})
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
-		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit,
+		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad,
 		OnStopped: func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,

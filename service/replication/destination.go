@@ -37,6 +37,9 @@ type destination struct {
 	// noFile: this destination's full loads use commands, not an RDB
 	// file (fileload.go), since its source's dataset could not go there.
 	noFile atomic.Bool
+	// noLinkLoad: this destination's full loads go through a file, not
+	// over its master link (linkload.go).
+	noLinkLoad atomic.Bool
 
 	cancel context.CancelFunc
 	done   chan struct{}

@@ -36,6 +36,11 @@ type fileLoad struct {
 	// stream too big to copy whole, or from a newer RDB version): the
 	// destination's later loads use commands.
 	refuse func(error)
+	// link, when set, takes the dataset as a full sync instead of a file
+	// (linkload.go); refuseLink is told when that cannot be done, and the
+	// destination's later loads use a file.
+	link       *masterLink
+	refuseLink func(error)
 }
 
 // errFileRefused: the dataset cannot go through a file; the load starts
@@ -44,9 +49,13 @@ var errFileRefused = errors.New("the dataset cannot be loaded from an RDB file; 
 
 // loadFile is load's path for a fileLoad: the RDB is decoded into the file
 // as it arrives, the destination loads it, and the writer then commits the
-// same checkpoint that the file carries.
+// same checkpoint that the file carries. When the destination's link can
+// take it, the RDB goes there instead, and is loaded as it arrives.
 func (s *syncer) loadFile(ctx context.Context, syn replproto.Sync, payload *replproto.RDBReader, br *bufio.Reader) error {
 	fl := s.file
+	if fl.link != nil && s.linkLoadFits(ctx) {
+		return s.loadOverLink(ctx, syn, payload, br)
+	}
 	f, err := fl.loader.CreateRDB(fl.db)
 	if err != nil {
 		return err
@@ -63,6 +72,91 @@ func (s *syncer) loadFile(ctx context.Context, syn replproto.Sync, payload *repl
 	if err != nil {
 		return err
 	}
+	if err := s.writeDataset(ctx, fw, syn, payload, br); err != nil {
+		if errors.Is(err, rdb.ErrNotWritable) {
+			fl.refuse(err)
+			return fmt.Errorf("%w: %w: %w", errNeedFullSync, errFileRefused, err)
+		}
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write the dataset of %s to a file: %w", s.url, err)
+	}
+	s.log.Info("dataset written to a file; the destination loads it", "source", s.url.String(), "bytes", payload.Transferred())
+	loaded = true // consumed by LoadRDB, whatever happens
+	if err := fl.loader.LoadRDB(ctx, fl.db, path); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// redis-server refused the file (or died on it: a payload our
+		// decoder accepts and Redis does not, from a hostile source,
+		// say). Commands go through checks that stop the sync instead.
+		err = fmt.Errorf("load the dataset of %s into destination %d: %w", s.url, fl.db.UID, err)
+		fl.refuse(err)
+		return fmt.Errorf("%w: %w: %w", errNeedFullSync, errFileRefused, err)
+	}
+	return s.checkLoadedMemory(ctx)
+}
+
+// loadOverLink sends the dataset to the destination as a full sync over
+// its master link, which it loads as it arrives (linkload.go).
+func (s *syncer) loadOverLink(ctx context.Context, syn replproto.Sync, payload *replproto.RDBReader, br *bufio.Reader) error {
+	fl := s.file
+	ld, err := fl.link.fullSync(ctx)
+	if err != nil {
+		return fmt.Errorf("start the load of %s over the destination's master link: %w", s.url, err)
+	}
+	fw, err := rdb.NewStreamWriter(ld, s.destRDB, fl.rawLimit)
+	if err == nil {
+		err = s.writeDataset(ctx, fw, syn, payload, br)
+	}
+	if err != nil {
+		ld.abort()
+		switch {
+		case errors.Is(err, rdb.ErrTooBigToStream):
+			// A file can take it.
+			fl.refuseLink(err)
+			return fmt.Errorf("%w: %w", errNeedFullSync, err)
+		case errors.Is(err, rdb.ErrNotWritable):
+			// Nor can a file (a stream that came in chunks).
+			fl.refuse(err)
+			return fmt.Errorf("%w: %w: %w", errNeedFullSync, errFileRefused, err)
+		}
+		return err
+	}
+	s.log.Info("dataset sent over the destination's master link; it loads it", "source", s.url.String(), "bytes", payload.Transferred())
+	if err := ld.finish(ctx); err != nil {
+		if errors.Is(err, errLinkLoadRefused) {
+			// A payload our decoder accepts and Redis does not: the
+			// file load reports what Redis says, or falls back to
+			// commands.
+			fl.refuseLink(err)
+			return fmt.Errorf("%w: %w", errNeedFullSync, err)
+		}
+		return err
+	}
+	return s.checkLoadedMemory(ctx)
+}
+
+// linkLoadFits: the destination can hold its current data and the new
+// dataset at once while it loads over the link (at most half its memory
+// is used). It has no way to know the new dataset's size before it
+// arrives; the RDB's used-mem is still checked as it arrives.
+func (s *syncer) linkLoadFits(ctx context.Context) bool {
+	c := s.destAccess().client(0)
+	defer c.Close()
+	info, err := c.Info(ctx, "memory").Result()
+	if err != nil {
+		return false
+	}
+	used, limit := infoInt(info, "used_memory"), infoInt(info, "maxmemory")
+	return limit == 0 || used <= limit/2
+}
+
+// writeDataset decodes the source's RDB into fw, with the checkpoints that
+// the destination holds once the dataset is loaded.
+func (s *syncer) writeDataset(ctx context.Context, fw *rdb.FileWriter, syn replproto.Sync, payload *replproto.RDBReader, br *bufio.Reader) error {
+	fl := s.file
 	fw.Keep = func(k *rdb.KeyMeta) (bool, error) {
 		if k.DB == layout.CheckpointDB {
 			// The checkpoints of a source that is a destination too
@@ -90,14 +184,10 @@ func (s *syncer) loadFile(ctx context.Context, syn replproto.Sync, payload *repl
 		return nil
 	}
 	if err := rdb.NewDecoder(br, rdb.WithRawValues(fl.rawLimit, s.destRDB)).Decode(ctx, fw); err != nil {
-		if errors.Is(err, errFatal) {
+		if errors.Is(err, errFatal) || errors.Is(err, rdb.ErrNotWritable) {
 			return err
 		}
-		switch {
-		case errors.Is(err, rdb.ErrNotWritable):
-			fl.refuse(err)
-			return fmt.Errorf("%w: %w: %w", errNeedFullSync, errFileRefused, err)
-		case errors.Is(err, rdb.ErrUnsupported):
+		if errors.Is(err, rdb.ErrUnsupported) {
 			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.url, err)}
 		}
 		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
@@ -105,33 +195,17 @@ func (s *syncer) loadFile(ctx context.Context, syn replproto.Sync, payload *repl
 	if err := payload.Close(); err != nil {
 		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
 	}
-	// The file carries what the destination's checkpoint database holds
-	// once the load is committed: a crash after the destination loaded it
-	// resumes from there.
+	// The dataset carries what the destination's checkpoint database
+	// holds once the load is committed: a crash after the destination
+	// loaded it resumes from there.
 	cp := checkpoint{ReplID: syn.ReplID, Offset: syn.Offset, DB: 0}
 	if err := fw.Close(
 		rdb.Extra{DB: layout.CheckpointDB, Key: generationKey, Value: strconv.FormatInt(fl.generation, 10)},
 		rdb.Extra{DB: layout.CheckpointDB, Key: checkpointKey, Fields: map[string]string{s.checkpointKey(): cp.String()}},
 	); err != nil {
-		return fmt.Errorf("write the dataset of %s to a file: %w", s.url, err)
+		return fmt.Errorf("write the dataset of %s: %w", s.url, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write the dataset of %s to a file: %w", s.url, err)
-	}
-	s.log.Info("dataset written to a file; the destination loads it", "source", s.url.String(), "bytes", payload.Transferred())
-	loaded = true // consumed by LoadRDB, whatever happens
-	if err := fl.loader.LoadRDB(ctx, fl.db, path); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// redis-server refused the file (or died on it: a payload our
-		// decoder accepts and Redis does not, from a hostile source,
-		// say). Commands go through checks that stop the sync instead.
-		err = fmt.Errorf("load the dataset of %s into destination %d: %w", s.url, fl.db.UID, err)
-		fl.refuse(err)
-		return fmt.Errorf("%w: %w: %w", errNeedFullSync, errFileRefused, err)
-	}
-	return s.checkLoadedMemory(ctx)
+	return nil
 }
 
 // checkLoadedMemory stops the sync when the data a file brought takes more
@@ -173,8 +247,16 @@ func (d *destination) fileLoadFor(units []unit) *fileLoad {
 	if limit <= 0 {
 		limit = defaultFileRawLimit
 	}
-	return &fileLoad{loader: loader, db: d.db, generation: d.db.ReplicaGeneration, rawLimit: limit, refuse: func(err error) {
+	fl := &fileLoad{loader: loader, db: d.db, generation: d.db.ReplicaGeneration, rawLimit: limit, refuse: func(err error) {
 		d.noFile.Store(true)
 		d.log.Warn("the source's dataset cannot be loaded from an RDB file; this destination loads with commands from now on", "destination", d.db.UID, "err", err)
 	}}
+	if d.link != nil && !d.noLinkLoad.Load() && !d.m.cfg.NoLinkLoad {
+		fl.link = d.link
+		fl.refuseLink = func(err error) {
+			d.noLinkLoad.Store(true)
+			d.log.Warn("the source's dataset cannot be loaded over the destination's master link; this destination loads from an RDB file from now on", "destination", d.db.UID, "err", err)
+		}
+	}
+	return fl
 }

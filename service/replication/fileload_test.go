@@ -45,7 +45,8 @@ func TestSingleSourceLoadsFromAFile(t *testing.T) {
 	require.NoError(t, sc.Set(redistest.Ctx(t), "bigstring", strings.Repeat("s", 300<<10), time.Hour).Err())
 	w := startIncrWriter(t, sc, 50)
 
-	i := servicetest.StartWith(t, func(c *app.Config) { c.FileLoadRawLimit = 256 << 10 })
+	// The path of a destination whose link cannot take the load.
+	i := servicetest.StartWith(t, func(c *app.Config) { c.FileLoadRawLimit = 256 << 10; c.NoLinkLoad = true })
 	a := newAPI(t, i)
 	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 512 << 20,
 		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})

@@ -45,6 +45,10 @@ type Config struct {
 	// their chunks (default 64 MiB; streams cannot be, and make the load
 	// use commands instead).
 	FileLoadRawLimit int
+	// NoLinkLoad: one-server destinations load a source's RDB from a file
+	// (DEBUG RELOAD), never as a full sync over their master link
+	// (linkload.go). For tests and comparisons.
+	NoLinkLoad bool
 }
 
 // Manager owns every destination's syncers.

@@ -69,7 +69,17 @@ type masterLink struct {
 
 	mu      sync.Mutex
 	sess    *linkSession
-	changed chan struct{} // closed and replaced whenever sess changes
+	changed chan struct{} // closed and replaced whenever sess or loading changes
+	// loadWant is a full sync (linkload.go) waiting for the destination's
+	// next PSYNC; loading: the destination is loading one, and its
+	// session starts once it has.
+	loadWant chan *linkLoad
+	loading  bool
+	// attachAfter: run leaves the attaching to the destination until
+	// then. A replica whose master closed the link connects again at
+	// once, and an attach meanwhile (REPLICAOF) would cut that
+	// connection, and the full sync it came for.
+	attachAfter time.Time
 }
 
 func newMasterLink(uid int, acc Access, log *slog.Logger, onFatal func(error)) (*masterLink, error) {
@@ -99,7 +109,7 @@ func (l *masterLink) run(ctx context.Context) {
 	defer c.Close()
 	backoff := newBackoff()
 	for ctx.Err() == nil {
-		if s := l.current(); s == nil {
+		if s := l.current(); s == nil && !l.isLoading() && time.Now().After(l.holdAttach()) {
 			if err := l.attach(ctx, c); err != nil && ctx.Err() == nil {
 				l.log.Warn("could not make the destination a replica of the service; retrying", "destination", l.uid, "err", err)
 				select {
@@ -141,7 +151,9 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 	if err := c.Do(actx, "DEBUG", "SET-ACTIVE-EXPIRE", "0").Err(); err != nil {
 		return fmt.Errorf("stop the destination's own expiry: %w", err)
 	}
-	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "no"}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
+	// swapdb: a full sync from the link (linkload.go) is loaded as it
+	// arrives, the previous data readable until it is complete.
+	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "no"}, {"repl-diskless-load", "swapdb"}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
 		if err := c.ConfigSet(actx, kv[0], kv[1]).Err(); err != nil {
 			return fmt.Errorf("configure the destination's master link (%s): %w", kv[0], err)
 		}
@@ -155,7 +167,7 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 	l.mu.Lock()
 	ch := l.changed
 	l.mu.Unlock()
-	for l.current() == nil {
+	for l.current() == nil && !l.isLoading() {
 		select {
 		case <-actx.Done():
 			return fmt.Errorf("the destination did not connect to the service as a replica: %w", actx.Err())
@@ -189,13 +201,22 @@ func (l *masterLink) accept(ctx context.Context) {
 			return
 		}
 		go func() {
-			s, err := l.handshake(ctx, conn)
+			s, ld, err := l.handshake(ctx, conn)
 			if err != nil {
 				conn.Close()
 				if ctx.Err() == nil {
 					l.log.Warn("refused a connection to the master link", "destination", l.uid, "err", err)
 				}
 				return
+			}
+			if ld != nil {
+				// A full sync: the session starts once the
+				// destination has loaded it.
+				if s = ld.await(ctx); s == nil {
+					conn.Close()
+					l.setLoading(false)
+					return
+				}
 			}
 			l.install(ctx, s)
 		}()
@@ -205,18 +226,20 @@ func (l *masterLink) accept(ctx context.Context) {
 // handshake answers a replica's handshake: PING, AUTH, REPLCONF, then
 // PSYNC, which it continues. A replica without a history (PSYNC ?) would
 // need a dataset: it is refused, and attach gives it one to continue.
-func (l *masterLink) handshake(ctx context.Context, conn net.Conn) (*linkSession, error) {
+// When a full sync waits for the destination (linkload.go), its PSYNC gets
+// that instead: handshake returns the load, which the loader then feeds.
+func (l *masterLink) handshake(ctx context.Context, conn net.Conn) (*linkSession, *linkLoad, error) {
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReaderSize(quickAckReader{conn}, 16<<10)
 	rd := resp.NewReader(br)
-	authed := false
+	authed, capaEOF := false, false
 	for {
 		args, _, err := rd.ReadCommand()
 		if err != nil {
-			return nil, fmt.Errorf("read the replica's handshake: %w", err)
+			return nil, nil, fmt.Errorf("read the replica's handshake: %w", err)
 		}
 		if len(args) == 0 {
-			return nil, errors.New("empty command in the replica's handshake")
+			return nil, nil, errors.New("empty command in the replica's handshake")
 		}
 		name := strings.ToUpper(string(args[0]))
 		reply := "+OK\r\n"
@@ -226,36 +249,48 @@ func (l *masterLink) handshake(ctx context.Context, conn net.Conn) (*linkSession
 		case name == "AUTH" && len(args) == 3:
 			if string(args[1]) != linkUser || subtle.ConstantTimeCompare(args[2], []byte(l.secret)) != 1 {
 				conn.Write([]byte("-WRONGPASS invalid username-password pair\r\n"))
-				return nil, errors.New("wrong credentials")
+				return nil, nil, errors.New("wrong credentials")
 			}
 			authed = true
 		case !authed:
 			conn.Write([]byte("-NOAUTH Authentication required.\r\n"))
-			return nil, fmt.Errorf("%s before AUTH", name)
+			return nil, nil, fmt.Errorf("%s before AUTH", name)
 		case name == "REPLCONF":
+			for i := 1; i+1 < len(args); i += 2 {
+				if bytes.EqualFold(args[i], []byte("capa")) && bytes.EqualFold(args[i+1], []byte("eof")) {
+					capaEOF = true
+				}
+			}
 		case name == "PSYNC" && len(args) == 3:
 			off, err := strconv.ParseInt(string(args[2]), 10, 64)
+			if ld := l.takeLoad(conn, rd); ld != nil {
+				ld.begin(string(args[1]), off, capaEOF)
+				return nil, ld, nil
+			}
 			if string(args[1]) == "?" || err != nil || off < 1 {
 				conn.Write([]byte("-ERR the service's master link continues a replica's own history only\r\n"))
-				return nil, errors.New("the destination has no replication history to continue")
+				return nil, nil, errors.New("the destination has no replication history to continue")
 			}
 			// No replication id: the replica keeps its own, and its
 			// own replicas (a chain) continue too.
 			if _, err := conn.Write([]byte("+CONTINUE\r\n")); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			conn.SetDeadline(time.Time{})
-			s := &linkSession{link: l, conn: conn, rd: rd, bw: bufio.NewWriterSize(conn, 64<<10), base: off - 1,
-				sem: make(chan struct{}, 1), ackCh: make(chan struct{}), done: make(chan struct{})}
-			return s, nil
+			return newLinkSession(l, conn, rd, off-1), nil, nil
 		default:
 			conn.Write([]byte("-ERR unexpected command in a replica's handshake\r\n"))
-			return nil, fmt.Errorf("unexpected %s in the handshake", name)
+			return nil, nil, fmt.Errorf("unexpected %s in the handshake", name)
 		}
 		if _, err := conn.Write([]byte(reply)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
+}
+
+func newLinkSession(l *masterLink, conn net.Conn, rd *resp.Reader, base int64) *linkSession {
+	return &linkSession{link: l, conn: conn, rd: rd, bw: bufio.NewWriterSize(conn, 64<<10), base: base,
+		sem: make(chan struct{}, 1), ackCh: make(chan struct{}), done: make(chan struct{})}
 }
 
 // install makes s the link's session, ending the previous one.
@@ -265,12 +300,14 @@ func (l *masterLink) install(ctx context.Context, s *linkSession) {
 	if err != nil {
 		c.Close()
 		s.conn.Close()
+		l.setLoading(false)
 		l.log.Warn("could not read the destination's error counter", "destination", l.uid, "err", err)
 		return
 	}
 	l.mu.Lock()
 	old := l.sess
 	l.sess = s
+	l.loading = false
 	close(l.changed)
 	l.changed = make(chan struct{})
 	l.mu.Unlock()
@@ -285,6 +322,7 @@ func (l *masterLink) install(ctx context.Context, s *linkSession) {
 	}()
 	go func() {
 		<-s.done
+		l.log.Info("the destination's master link session ended", "destination", l.uid, "reason", s.failed())
 		l.mu.Lock()
 		if l.sess == s {
 			l.sess = nil
@@ -607,7 +645,7 @@ func (s *linkSession) waitAck(ctx context.Context, end int64) error {
 // readAcks reads the replica's REPLCONF ACKs until the session ends.
 func (s *linkSession) readAcks() {
 	for {
-		args, _, err := s.rd.ReadCommand()
+		args, _, err := readReplicaCommand(s.rd)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				s.fail(fmt.Errorf("the destination's master link: %w", err))

@@ -49,7 +49,7 @@ func handshakeOver(t *testing.T, l *masterLink, input []byte) (*linkSession, err
 	// All the input, then the end of it: the link reads no more.
 	client.Write(input)
 	client.(*net.TCPConn).CloseWrite()
-	s, err := l.handshake(context.Background(), server)
+	s, _, err := l.handshake(context.Background(), server)
 	server.Close()
 	<-readDone
 	return s, err, got.String()
