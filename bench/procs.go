@@ -76,11 +76,14 @@ func (ps *procs) stop(p *proc, grace time.Duration) {
 	}
 }
 
-// kill ends p at once.
+// kill ends p at once, with its process group: a redis-server's fork
+// child (an AOF rewrite just after a sync, say) would otherwise live on
+// and take CPU from the next measurement.
 func (ps *procs) kill(p *proc) {
 	if p == nil || p.exited() {
 		return
 	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	_ = p.cmd.Process.Kill()
 	<-p.done
 }

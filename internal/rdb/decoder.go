@@ -331,6 +331,13 @@ func (d *Decoder) decodeKey(typ byte, expire, idle int64, freq int) error {
 		return e
 	}
 	d.meta = KeyMeta{DB: d.db, Key: key, ExpireAtMs: expire, Type: t, Encoding: typ, IdleSec: idle, Freq: freq}
+	if sh, ok := d.h.(RawStreamHandler); ok && d.rawEligible(typ) && sh.StreamsRaw() && t != TypeStream {
+		if err := d.decodeRawStream(sh, typ); err != nil {
+			return fmt.Errorf("decode %s %s: %w", t, quoteKey(key), err)
+		}
+		d.trimBuffers()
+		return nil
+	}
 	if rh, ok := d.h.(RawHandler); ok && d.rawEligible(typ) {
 		done, err := d.decodeRaw(rh, typ)
 		if err != nil {
@@ -424,6 +431,46 @@ func (d *Decoder) decodeRaw(h RawHandler, typ byte) (bool, error) {
 	p = binary.LittleEndian.AppendUint64(p, crc64Update(0, p))
 	r.rec = p
 	return true, h.RawValue(&d.meta, p)
+}
+
+// decodeRawStream is decodeRaw for a handler that takes a value in pieces:
+// what is recorded goes on at safe points (reader.safePoint), once it is
+// checked, so a value of any size goes whole without being held; only the
+// bytes between two safe points (one listpack, one string) are, up to the
+// raw limit (ErrTooBigToStream beyond). Streams, whose checks span the
+// whole value, do not come this way.
+func (d *Decoder) decodeRawStream(h RawStreamHandler, typ byte) error {
+	keep, err := h.RawStart(&d.meta)
+	if err != nil {
+		return err
+	}
+	r := &d.r
+	r.rec = r.rec[:0]
+	r.recording, r.recLimit = true, d.opts.rawLimit
+	r.sink = h.RawPart
+	if !keep {
+		r.sink = func([]byte) error { return nil }
+	}
+	d.h = BaseHandler{}
+	err = d.decodeValue(typ)
+	d.h = h
+	r.recording = false
+	sink := r.sink
+	r.sink = nil
+	d.b.reset()
+	if errors.Is(err, errRawLimit) {
+		return fmt.Errorf("%w (more than %d bytes in one piece)", ErrTooBigToStream, d.opts.rawLimit)
+	}
+	if err != nil {
+		return err
+	}
+	if !keep {
+		return nil
+	}
+	if err := sink(r.rec); err != nil {
+		return err
+	}
+	return h.RawEnd(&d.meta)
 }
 
 func (d *Decoder) decodeValue(typ byte) error {

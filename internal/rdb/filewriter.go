@@ -236,6 +236,23 @@ func (w *FileWriter) keyHeader(k *KeyMeta, typ byte) (bool, error) {
 	return true, w.str(k.Key)
 }
 
+// StreamsRaw: a stream takes values in pieces, as they are read (a file
+// holds them whole, and writes those over the raw limit from their chunks).
+func (w *FileWriter) StreamsRaw() bool { return w.f == nil }
+
+// RawStart writes what precedes a value that comes in pieces.
+func (w *FileWriter) RawStart(k *KeyMeta) (bool, error) {
+	keep, err := w.keyHeader(k, k.Encoding)
+	w.skipping = !keep
+	return keep, err
+}
+
+// RawPart writes a piece of the value RawStart began.
+func (w *FileWriter) RawPart(p []byte) error { return w.write(p) }
+
+// RawEnd ends the value RawStart began.
+func (w *FileWriter) RawEnd(*KeyMeta) error { return nil }
+
 // RawValue copies a whole value: the DUMP payload is the type byte, the
 // value, then a 10-byte footer (version, checksum) that the file does not
 // have.

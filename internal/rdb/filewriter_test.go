@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -122,22 +123,37 @@ func writeStream(t *testing.T, dump []byte, spool int, opts ...Option) ([]byte, 
 	return out.Bytes(), nil
 }
 
-// A stream, which cannot fill in a length later, holds a value that comes
-// in chunks until its end: whole values, values in chunks and the extra
-// keys load in a real redis-server, checksum included. A value in chunks
-// bigger than the spool limit is refused.
+// A stream, which cannot fill in a length later, takes whole values in
+// pieces as they are read, and holds a value that comes in chunks until
+// its end: both, and the extra keys, load in a real redis-server, checksum
+// included. A piece bigger than the raw limit, or a value in chunks bigger
+// than the spool limit, is refused.
 func TestStreamWriterLoadsInRedis(t *testing.T) {
 	src := startRedis(t)
 	loadDataset(t, src)
-	out, err := writeStream(t, src.save(), 1<<20, WithRawValues(1<<30, 10))
-	require.NoError(t, err)
-	dst := startRedisWithDump(t, out)
-	c := dst.client(3)
-	assert.Equal(t, "v", dst.do(c, "GET", "extra"))
-	dst.do(c, "DEL", "extra")
+	check := func(out []byte) {
+		t.Helper()
+		dst := startRedisWithDump(t, out)
+		c := dst.client(3)
+		assert.Equal(t, "v", dst.do(c, "GET", "extra"))
+		dst.do(c, "DEL", "extra")
+		c.Close()
+		compareServers(t, src, dst)
+	}
+	// Whole values, in pieces of 64 KiB at most: one big value takes
+	// several.
+	c := src.client(2)
+	src.do(c, "DEL", "huge")
+	for i := range 20 {
+		src.do(c, "RPUSH", "huge", strings.Repeat(strconv.Itoa(i), 8000))
+	}
 	c.Close()
-	compareServers(t, src, dst)
+	out, err := writeStream(t, src.save(), 1<<20, WithRawValues(1<<20, 10))
+	require.NoError(t, err)
+	check(out)
 
+	// Values in chunks (the raw values' version is too old for this
+	// payload), held until their end.
 	for _, db := range []int{0, 1, 7} {
 		c := src.client(db)
 		for _, k := range src.do(c, "KEYS", "*stream*").([]any) {
@@ -145,14 +161,12 @@ func TestStreamWriterLoadsInRedis(t *testing.T) {
 		}
 		c.Close()
 	}
-	out, err = writeStream(t, src.save(), 8<<20, WithRawValues(4096, 10), WithChunkLimits(100, 0))
+	out, err = writeStream(t, src.save(), 8<<20, WithRawValues(1<<20, 9), WithChunkLimits(100, 0))
 	require.NoError(t, err)
-	dst = startRedisWithDump(t, out)
-	c = dst.client(3)
-	dst.do(c, "DEL", "extra")
-	c.Close()
-	compareServers(t, src, dst)
+	check(out)
 
-	_, err = writeStream(t, src.save(), 1024, WithRawValues(512, 10), WithChunkLimits(100, 0))
-	require.ErrorIs(t, err, ErrNotWritable)
+	_, err = writeStream(t, src.save(), 1024, WithRawValues(1<<20, 9), WithChunkLimits(100, 0))
+	require.ErrorIs(t, err, ErrTooBigToStream)
+	_, err = writeStream(t, src.save(), 8<<20, WithRawValues(4096, 10))
+	require.ErrorIs(t, err, ErrTooBigToStream)
 }

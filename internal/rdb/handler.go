@@ -89,3 +89,19 @@ type RawBodyHandler interface {
 	RawHandler
 	RawBody(k *KeyMeta, body []byte) error
 }
+
+// RawStreamHandler is a RawBodyHandler that can take a whole value in
+// pieces as it is read, instead of held until its end (see
+// Decoder.decodeRawStream): RawStart with the key (its Encoding is the
+// value's RDB type), RawPart with each piece of the value after the type
+// byte, in order, RawEnd once the value was read whole and found valid. A
+// value found invalid ends the decoding with an error, after some of its
+// pieces went to the handler: the handler's output must then be dropped.
+// StreamsRaw says whether the handler wants values that way.
+type RawStreamHandler interface {
+	RawBodyHandler
+	StreamsRaw() bool
+	RawStart(k *KeyMeta) (keep bool, err error)
+	RawPart(p []byte) error
+	RawEnd(k *KeyMeta) error
+}

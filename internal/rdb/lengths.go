@@ -29,6 +29,9 @@ const (
 
 // readLenOrEnc reads a length, or the special-encoding number when enc is set.
 func (r *reader) readLenOrEnc() (v uint64, enc bool, err error) {
+	if err := r.safePoint(); err != nil {
+		return 0, false, err
+	}
 	b, err := r.readByte()
 	if err != nil {
 		return 0, false, err

@@ -37,6 +37,26 @@ type reader struct {
 	recording bool
 	recLimit  int
 	pre       []byte
+	// sink, while recording a value that streams (Decoder.decodeRawStream),
+	// takes what rec holds at the next safe point once rec holds
+	// streamPiece bytes: rec then only holds what came since.
+	sink func([]byte) error
+}
+
+// streamPiece is how much of a streaming value is gathered before it goes
+// on.
+const streamPiece = 64 << 10
+
+// safePoint is called where everything recorded so far has been checked
+// (the start of a length: the elements before it were read whole and
+// validated): what a streaming value recorded may go on.
+func (r *reader) safePoint() error {
+	if r.sink == nil || len(r.rec) < streamPiece {
+		return nil
+	}
+	err := r.sink(r.rec)
+	r.rec = r.rec[:0]
+	return err
 }
 
 // errRawLimit stops the recording of a value bigger than the raw limit.
