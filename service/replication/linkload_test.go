@@ -1,6 +1,9 @@
 package replication_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -8,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -63,4 +67,128 @@ func TestSingleSourceLoadsOverTheLink(t *testing.T) {
 	writeDataset(t, sc, "restarted:", 100)
 	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
 	assert.Contains(t, stats, "sync_full:1\r\n", "no full sync after the restart")
+}
+
+// fillStrings writes n random strings of size bytes under prefix.
+func fillStrings(t *testing.T, c *redis.Client, prefix string, n, size int) {
+	t.Helper()
+	ctx := redistest.Ctx(t)
+	p := c.Pipeline()
+	for k := range n {
+		p.Set(ctx, fmt.Sprintf("%s%d", prefix, k), noise(size), 0) // incompressible
+		if k%1000 == 999 {
+			_, err := p.Exec(ctx)
+			require.NoError(t, err)
+		}
+	}
+	_, err := p.Exec(ctx)
+	require.NoError(t, err)
+}
+
+// infoField is a field of the destination's INFO section, as its
+// application user reads it.
+func infoField(t *testing.T, c *redis.Client, section, field string) string {
+	info, err := c.Info(context.Background(), section).Result()
+	if err != nil {
+		return ""
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// A full load over the link that is cut midway (the new source's link
+// fails) leaves the destination with its previous data, readable all
+// along, and says so in its status; once the source is back, the load
+// starts over and completes.
+func TestLinkLoadCutMidwayKeepsThePreviousData(t *testing.T) {
+	s1 := redistest.Start(t)
+	writeDataset(t, s1.Client(), "one:", 100)
+	s2 := redistest.Start(t, "--requirepass", "pw-2")
+	fillStrings(t, s2.Client(), "two:", 20000, 200)
+	proxy := redistest.StartProxy(t, s2.Addr())
+
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: s1.URL()}}})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("destination's log:\n%s", destLog(t, i, dst.UID))
+		}
+	})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, s1.Client())
+
+	// 4 MB at 1.6 MB/s: the load takes seconds.
+	proxy.Slow(8<<10, 5*time.Millisecond)
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: "redis://:pw-2@" + proxy.Addr}}})
+	loading := func() bool { return infoField(t, dc, "persistence", "async_loading") == "1" }
+	redistest.Eventually(t, 30*time.Second, "the destination serves its previous data while it loads over its link", func() error {
+		if !loading() {
+			return errors.New("not loading")
+		}
+		// A few keys: while it loads, the destination answers a command
+		// per 64 KiB loaded.
+		for _, k := range []string{"one:int", "one:str:150", "one:ttl"} {
+			want, _ := s1.Client().Get(context.Background(), k).Result()
+			if got, err := dc.Get(context.Background(), k).Result(); err != nil || got != want {
+				return fmt.Errorf("%s: %q, %v; want %q", k, got, err, want)
+			}
+		}
+		if !loading() {
+			return errors.New("the load ended meanwhile")
+		}
+		return nil
+	})
+	proxy.Down()
+	redistest.Eventually(t, 30*time.Second, "the load is dropped", func() error {
+		if v := infoField(t, dc, "persistence", "async_loading"); v != "0" {
+			return fmt.Errorf("async_loading:%s", v)
+		}
+		return nil
+	})
+	require.NoError(t, redistest.Diff(context.Background(), dc, s1.Client()), "the previous data stays")
+	redistest.Eventually(t, 30*time.Second, "the status says the source failed", func() error {
+		db := a.get(dst.UID)
+		if db.ReplicaSyncStatus == api.SourceInSync || db.ReplicaSources[0].LastError == "" {
+			return fmt.Errorf("status %s, last error %q", db.ReplicaSyncStatus, db.ReplicaSources[0].LastError)
+		}
+		return nil
+	})
+
+	proxy.Slow(0, 0)
+	proxy.Restore()
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, s2.Client())
+	writeDataset(t, s2.Client(), "after:", 10)
+	eventuallyEqual(t, time.Minute, dc, s2.Client())
+}
+
+// A destination that is itself the source of another (a chain) loads a new
+// source over its link: the other one holds the previous data, and
+// resyncs in full to the new data instead of continuing.
+func TestChainThroughADestinationThatReloads(t *testing.T) {
+	s1 := redistest.Start(t)
+	s2 := redistest.Start(t)
+	writeDataset(t, s1.Client(), "one:", 100)
+	writeDataset(t, s2.Client(), "two:", 100)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	b := a.create(api.CreateDatabaseRequest{Name: "b", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: s1.URL()}}})
+	c := a.create(api.CreateDatabaseRequest{Name: "c", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(b.UID)}}})
+	a.waitInSync(b.UID, time.Minute)
+	cc := destClient(t, c, 0)
+	eventuallyEqual(t, time.Minute, cc, s1.Client())
+
+	a.update(b.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: s2.URL()}}})
+	a.waitInSync(b.UID, time.Minute)
+	require.Contains(t, destLog(t, i, b.UID), "MASTER <-> REPLICA sync: Finished with success", "b loaded over its link")
+	eventuallyEqual(t, time.Minute, cc, s2.Client())
+	require.NoError(t, s2.Client().Incr(redistest.Ctx(t), "two:counter").Err())
+	eventuallyEqual(t, time.Minute, cc, s2.Client())
 }

@@ -52,6 +52,12 @@ import (
 // linkUser is the user name the destination presents to the master link.
 const linkUser = "replicad-link"
 
+// loadingEventsEvery: a destination loading a full sync over its link
+// answers its clients (from its previous data) every this many bytes
+// loaded; Redis's default, 2 MB, would hold them for seconds on a slow
+// link.
+const loadingEventsEvery = 64 << 10
+
 // linkErrorPoll is how often the destination's error counter is read.
 const linkErrorPoll = 100 * time.Millisecond
 
@@ -153,7 +159,7 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 	}
 	// swapdb: a full sync from the link (linkload.go) is loaded as it
 	// arrives, the previous data readable until it is complete.
-	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "no"}, {"repl-diskless-load", "swapdb"}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
+	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "no"}, {"repl-diskless-load", "swapdb"}, {"loading-process-events-interval-bytes", strconv.Itoa(loadingEventsEvery)}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
 		if err := c.ConfigSet(actx, kv[0], kv[1]).Err(); err != nil {
 			return fmt.Errorf("configure the destination's master link (%s): %w", kv[0], err)
 		}
