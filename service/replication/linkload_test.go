@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,4 +192,38 @@ func TestChainThroughADestinationThatReloads(t *testing.T) {
 	eventuallyEqual(t, time.Minute, cc, s2.Client())
 	require.NoError(t, s2.Client().Incr(redistest.Ctx(t), "two:counter").Err())
 	eventuallyEqual(t, time.Minute, cc, s2.Client())
+}
+
+// The destination's redis-server killed (SIGKILL) while it loads over its
+// link: the service starts it again and the load starts over, to the end.
+func TestLinkLoadDestinationKilledMidway(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-2")
+	fillStrings(t, src.Client(), "two:", 20000, 200)
+	proxy := redistest.StartProxy(t, src.Addr())
+	proxy.Slow(8<<10, 5*time.Millisecond)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://:pw-2@" + proxy.Addr}}})
+	dc := destClient(t, dst, 0)
+	redistest.Eventually(t, 30*time.Second, "the destination loads over its link", func() error {
+		if v := infoField(t, dc, "persistence", "async_loading"); v != "1" {
+			return fmt.Errorf("async_loading:%s", v)
+		}
+		return nil
+	})
+	pid := i.App.Databases().PID(context.Background(), dst.UID)
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	redistest.Eventually(t, time.Minute, "a new destination process", func() error {
+		if p := i.App.Databases().PID(context.Background(), dst.UID); p == 0 || p == pid {
+			return fmt.Errorf("pid %d", p)
+		}
+		return nil
+	})
+	proxy.Slow(0, 0)
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	writeDataset(t, src.Client(), "after:", 10)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
 }
