@@ -73,6 +73,8 @@ func defaults(scale string) (Config, error) {
 //	BENCH_TF_DATABASES   databases and replica_of resources each (50)
 //	BENCH_COMPRESS_KEYS  JSON-like keys of the compression row, the mixed dataset there
 //	                     gets half (quick 200000, full 500000; 0 skips the row)
+//	BENCH_MANY_RATE      combined commands/s of the many-to-one lag row (default: the
+//	                     half load of the lag row, 100000 when that did not run)
 //	BENCH_ONLY           comma list of phases: fullsync, compression, streaming, manytoone, terraform
 //	BENCH_TIMEOUT        bound of the whole run (quick 15m, full 60m)
 //	BENCH_PROFILE        1: CPU and heap profiles of the service per phase in bench/out/profiles

@@ -129,6 +129,9 @@ func (b *runner) manyToOne(ctx context.Context) error {
 	if b.res.Lag != nil {
 		res.Rate = b.res.Lag.Rate
 	}
+	if v, err := strconv.Atoi(os.Getenv("BENCH_MANY_RATE")); err == nil && v > 0 {
+		res.Rate = float64(v)
+	}
 	ldur := time.Duration(b.cfg.LagSeconds) * time.Second
 	b.logf("many-to-one: %d sources at %s cmd/s together for %s", manySources, kilo(res.Rate), ldur)
 	b.svc.profile(ctx, "start", "many-to-one-lag")
