@@ -173,6 +173,8 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 	l.mu.Lock()
 	ch := l.changed
 	l.mu.Unlock()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
 	for l.current() == nil && !l.isLoading() {
 		select {
 		case <-actx.Done():
@@ -181,6 +183,13 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 			l.mu.Lock()
 			ch = l.changed
 			l.mu.Unlock()
+		case <-check.C:
+			// A destination that restarted meanwhile (its config makes
+			// it a replica of port 0) never connects: attach it again.
+			info, err := c.Info(actx, "replication").Result()
+			if err == nil && infoInt(info, "master_port") != int64(l.port()) {
+				return errors.New("the destination is no longer a replica of the service (did it restart?)")
+			}
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -207,4 +209,37 @@ func FuzzDescribeBatch(f *testing.F) {
 	f.Add([]byte("*2\r\n$3\r\nGET\r\n$-1\r\n"))
 	f.Add([]byte("*1\r\n$99999999999999999999\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) { _ = describeBatch(b) })
+}
+
+// attach gives up, so that it can be tried again, when the destination is
+// no longer a replica of the link while it waits for it to connect (a
+// destination restarted meanwhile, whose config makes it a replica of port
+// 0), instead of waiting 30 s for a connection that never comes.
+func TestLinkAttachNoticesARestartedDestination(t *testing.T) {
+	dst := redistest.Start(t, "--enable-debug-command", "yes")
+	l, err := newMasterLink(1, Access{Network: "tcp", Addr: dst.Addr()}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.ln.Close() })
+	// Nobody accepts on the link: the destination connects, never gets
+	// past its handshake, and attach waits.
+	c := l.acc.client(0)
+	defer c.Close()
+	ctx := redistest.Ctx(t)
+	attached := make(chan error, 1)
+	go func() { attached <- l.attach(ctx, c) }()
+	other := dst.Client()
+	redistest.Eventually(t, 10*time.Second, "the destination is a replica of the link", func() error {
+		info, err := other.Info(ctx, "replication").Result()
+		if err != nil || infoInt(info, "master_port") != int64(l.port()) {
+			return fmt.Errorf("%v %q", err, info)
+		}
+		return nil
+	})
+	require.NoError(t, other.Do(ctx, "REPLICAOF", "127.0.0.1", "0").Err()) // as a restart would
+	select {
+	case err := <-attached:
+		require.ErrorContains(t, err, "no longer a replica of the service")
+	case <-time.After(10 * time.Second):
+		t.Fatal("attach still waits for a destination that will not connect")
+	}
 }
