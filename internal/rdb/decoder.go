@@ -447,7 +447,10 @@ func (d *Decoder) decodeRawStream(h RawStreamHandler, typ byte) error {
 	r := &d.r
 	r.rec = r.rec[:0]
 	r.recording, r.recLimit = true, d.opts.rawLimit
-	r.sink = h.RawPart
+	r.sink, r.piece = h.RawPart, streamPiece
+	if d.opts.piece > 0 {
+		r.piece = d.opts.piece
+	}
 	if !keep {
 		r.sink = func([]byte) error { return nil }
 	}

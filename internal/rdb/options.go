@@ -12,6 +12,7 @@ type options struct {
 
 	rawLimit   int // values encoded in at most this many bytes go whole to a RawHandler; 0 = never
 	rawVersion int // ... when the payload's RDB version is at most this
+	piece      int // a value that streams goes on once this many bytes are checked (0: streamPiece)
 }
 
 // Defaults. 512 MiB matches Redis's proto-max-bulk-len default: no valid
@@ -94,3 +95,7 @@ func WithRawValues(limit, maxVersion int) Option {
 		}
 	}
 }
+
+// withPiece makes values that stream go on in pieces of about n bytes (at
+// their first safe point past n), to exercise the pieces in tests.
+func withPiece(n int) Option { return func(o *options) { o.piece = n } }

@@ -40,7 +40,8 @@ type reader struct {
 	// sink, while recording a value that streams (Decoder.decodeRawStream),
 	// takes what rec holds at the next safe point once rec holds
 	// streamPiece bytes: rec then only holds what came since.
-	sink func([]byte) error
+	sink  func([]byte) error
+	piece int // streamPiece, or less in tests
 }
 
 // streamPiece is how much of a streaming value is gathered before it goes
@@ -51,7 +52,7 @@ const streamPiece = 64 << 10
 // (the start of a length: the elements before it were read whole and
 // validated): what a streaming value recorded may go on.
 func (r *reader) safePoint() error {
-	if r.sink == nil || len(r.rec) < streamPiece {
+	if r.sink == nil || len(r.rec) < r.piece {
 		return nil
 	}
 	err := r.sink(r.rec)
