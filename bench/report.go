@@ -167,6 +167,12 @@ func (r *Results) rows() []row {
 			ratio:  fmt.Sprintf("%.1fx (p99)", l.Ours.P99/l.Native.P99),
 			target: "p99 ≤ native's", met: yes(l.Ours.P99 <= l.Native.P99 && l.Ours.Missing == 0),
 		})
+		if l.RewriteSkipped != "" {
+			rows = append(rows, row{
+				figure: "3. Lag at half load while the destination rewrites its AOF",
+				ours:   "not measured: " + l.RewriteSkipped,
+			})
+		}
 		if o, n := l.RewriteOurs, l.RewriteNative; o.Probes > 0 && n.Probes > 0 {
 			side := func(s LagSide) string {
 				return fmt.Sprintf("%.2f / %.2f / %.1f ms (%d of %d probes sent while the fork ran)", s.P50, s.P99, s.Max, s.ForkProbes, s.Probes)
