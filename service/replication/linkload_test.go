@@ -67,6 +67,8 @@ func TestSingleSourceLoadsOverTheLink(t *testing.T) {
 	i.Restart(t)
 	writeDataset(t, sc, "restarted:", 100)
 	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
+	stats, err = sc.Info(redistest.Ctx(t), "stats").Result()
+	require.NoError(t, err)
 	assert.Contains(t, stats, "sync_full:1\r\n", "no full sync after the restart")
 }
 
