@@ -229,3 +229,33 @@ func TestLinkLoadDestinationKilledMidway(t *testing.T) {
 	writeDataset(t, src.Client(), "after:", 10)
 	eventuallyEqual(t, time.Minute, dc, src.Client())
 }
+
+// A destination that uses more than half its memory could not hold the new
+// dataset beside its current one while it loads over its link: the load
+// goes through a file instead (one copy in memory at a time), and the
+// result is the same.
+func TestLinkLoadNeedsHalfTheMemoryFree(t *testing.T) {
+	s1 := redistest.Start(t)
+	fillStrings(t, s1.Client(), "one:", 4000, 10<<10) // 40 MiB
+	s2 := redistest.Start(t)
+	writeDataset(t, s2.Client(), "two:", 100)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: s1.URL()}}})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("destination's log:\n%s", destLog(t, i, dst.UID))
+		}
+	})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, s1.Client())
+	require.Equal(t, 1, strings.Count(destLog(t, i, dst.UID), "MASTER <-> REPLICA sync: Finished with success"), "the first load went over the link")
+
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: s2.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, s2.Client())
+	assert.Equal(t, 1, strings.Count(destLog(t, i, dst.UID), "MASTER <-> REPLICA sync: Finished with success"), "the second went through a file")
+	assert.Greater(t, rdbKeysLoaded(t, dst), 200, "the destination loaded the file")
+}
