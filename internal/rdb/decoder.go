@@ -457,20 +457,15 @@ func (d *Decoder) decodeRawStream(h RawStreamHandler, typ byte) error {
 	d.h = BaseHandler{}
 	err = d.decodeValue(typ)
 	d.h = h
-	r.recording = false
-	sink := r.sink
-	r.sink = nil
+	r.recording, r.sink = false, nil
 	d.b.reset()
 	if errors.Is(err, errRawLimit) {
-		return fmt.Errorf("%w (more than %d bytes in one piece)", ErrTooBigToStream, d.opts.rawLimit)
+		return fmt.Errorf("%w (more than %d bytes between two checks)", ErrTooBigToStream, d.opts.rawLimit)
 	}
-	if err != nil {
+	if err != nil || !keep {
 		return err
 	}
-	if !keep {
-		return nil
-	}
-	if err := sink(r.rec); err != nil {
+	if err := h.RawPart(r.rec); err != nil {
 		return err
 	}
 	return h.RawEnd(&d.meta)

@@ -17,9 +17,9 @@ import (
 var ErrNotWritable = errors.New("value cannot be written to the RDB file")
 
 // ErrTooBigToStream is the ErrNotWritable of a StreamWriter for a value
-// that came in chunks and takes more than its spool limit: a file could
-// take it.
-var ErrTooBigToStream = fmt.Errorf("%w: a value that came in chunks is too big to hold until its end", ErrNotWritable)
+// too big to hold until it may go on (a value in chunks, until its end; a
+// whole one, between two checks): a file could take it.
+var ErrTooBigToStream = fmt.Errorf("%w: a value is too big to hold until it can be streamed", ErrNotWritable)
 
 // FileWriter is a RawHandler that writes what a Decoder finds as an RDB
 // file that redis-server loads natively (DEBUG RELOAD, or at start), which

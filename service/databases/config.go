@@ -125,10 +125,6 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 		// keys its AOF gives a TTL, as written by a client of its own.
 		line("replica-read-only yes")
 		line("replica-ignore-maxmemory no")
-		// A full sync over the link is loaded as it arrives, the
-		// previous data readable meanwhile.
-		line("repl-diskless-load swapdb")
-		line("loading-process-events-interval-bytes %d", 64<<10)
 		// A replica that cannot write its AOF would crash at its master's
 		// next write: it applies it, and the service stops the sync,
 		// saying so (MISCONF).

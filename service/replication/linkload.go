@@ -114,6 +114,8 @@ func (l *masterLink) takeLoad(conn net.Conn, rd *resp.Reader) *linkLoad {
 	l.loadWant <- ld // buffered, and sent under mu: fullSync's giveUp finds it
 	l.loadWant = nil
 	l.loading = true
+	close(l.changed)
+	l.changed = make(chan struct{})
 	return ld
 }
 
