@@ -30,6 +30,7 @@ type Config struct {
 
 	StreamSeconds int // duration of the saturating load
 	LagSeconds    int // duration of the half-load lag measurement
+	LagRate       int // commands/s of the lag rows (0: half the saturating run's source rate)
 	StreamKeys    int // key space of the streaming load
 
 	TFDatabases int // redis_database and redis_replica_of resources each
@@ -75,6 +76,8 @@ func defaults(scale string) (Config, error) {
 //	                     gets half (quick 200000, full 500000; 0 skips the row)
 //	BENCH_MANY_RATE      combined commands/s of the many-to-one lag row (default: the
 //	                     half load of the lag row, 100000 when that did not run)
+//	BENCH_LAG_RATE       commands/s of the half-load lag rows (default: half of what the
+//	                     source absorbed in the saturating run), to compare runs
 //	BENCH_ONLY           comma list of phases: fullsync, compression, streaming, manytoone, terraform
 //	BENCH_TIMEOUT        bound of the whole run (quick 15m, full 60m)
 //	BENCH_PROFILE        1: CPU and heap profiles of the service per phase in bench/out/profiles
@@ -89,7 +92,7 @@ func FromEnv(root string) (Config, error) {
 		dst  *int
 	}{
 		{"BENCH_KEYS", &c.MixedKeys}, {"BENCH_ZSET", &c.ZSetMembers}, {"BENCH_REPEAT", &c.Repeat},
-		{"BENCH_STREAM_SECONDS", &c.StreamSeconds}, {"BENCH_LAG_SECONDS", &c.LagSeconds},
+		{"BENCH_STREAM_SECONDS", &c.StreamSeconds}, {"BENCH_LAG_SECONDS", &c.LagSeconds}, {"BENCH_LAG_RATE", &c.LagRate},
 		{"BENCH_TF_DATABASES", &c.TFDatabases}, {"BENCH_COMPRESS_KEYS", &c.CompressKeys},
 	}
 	for _, v := range ints {

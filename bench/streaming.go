@@ -105,6 +105,7 @@ type LagSide struct {
 	P50            float64 `json:"p50_ms"`
 	P99            float64 `json:"p99_ms"`
 	Max            float64 `json:"max_ms"`
+	AvgBatch       float64 `json:"avg_batch_cmds,omitempty"` // service: commands per batch (MULTI/EXEC)
 }
 
 type sample struct {
@@ -198,16 +199,23 @@ func (b *runner) streaming(ctx context.Context) error {
 
 	// Lag at half of what the source absorbed while we replicated.
 	lag := Lag{Rate: res.Ours.SourceRate / 2}
+	if b.cfg.LagRate > 0 {
+		lag.Rate = float64(b.cfg.LagRate)
+	}
 	ldur := time.Duration(b.cfg.LagSeconds) * time.Second
 	b.logf("lag: redis-replicad at %s cmd/s for %s", kilo(lag.Rate), ldur)
 	b.svc.profile(ctx, "start", "lag")
 	redisPid := childListening(b.svc.pid(), db.Port)
+	m0, _ = b.svc.destMetrics(ctx, db.UID)
 	lag.Ours, err = b.probeLag(ctx, "ours", src, dc, b.svc.pid(), redisPid, lag.Rate, ldur, nil)
 	b.svc.profile(ctx, "stop", "")
 	if err != nil {
 		return fmt.Errorf("lag, ours: %w", err)
 	}
-	b.logf("lag: ours: p50 %.2f ms, p99 %.2f ms, max %.2f ms; CPU per M commands: service %.2f s, its redis-server %.2f s", lag.Ours.P50, lag.Ours.P99, lag.Ours.Max, lag.Ours.ServiceCPUPerM, lag.Ours.RedisCPUPerM)
+	if m1, err := b.svc.destMetrics(ctx, db.UID); err == nil && m1.batches > m0.batches {
+		lag.Ours.AvgBatch = (m1.cmdsApplied - m0.cmdsApplied) / (m1.batches - m0.batches)
+	}
+	b.logf("lag: ours: p50 %.2f ms, p99 %.2f ms, max %.2f ms; CPU per M commands: service %.2f s, its redis-server %.2f s; %.0f commands per batch", lag.Ours.P50, lag.Ours.P99, lag.Ours.Max, lag.Ours.ServiceCPUPerM, lag.Ours.RedisCPUPerM, lag.Ours.AvgBatch)
 	// The same with an AOF rewrite of the destination: a smaller
 	// memory_size lowers the service's threshold below what the AOF has
 	// grown by, so its scheduler starts one.
