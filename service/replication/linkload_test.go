@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -258,4 +260,90 @@ func TestLinkLoadNeedsHalfTheMemoryFree(t *testing.T) {
 	eventuallyEqual(t, time.Minute, dc, s2.Client())
 	assert.Equal(t, 1, strings.Count(destLog(t, i, dst.UID), "MASTER <-> REPLICA sync: Finished with success"), "the second went through a file")
 	assert.Contains(t, destLog(t, i, dst.UID), "DB reloaded by DEBUG RELOAD", "the destination loaded a file")
+}
+
+// Any local process can connect to a destination's master link. A flood of
+// idle connections to it is bounded (the oldest are closed), and keeps
+// neither the destination out nor the stream from flowing, across a
+// restart of the destination's redis-server in the middle of the flood.
+func TestLinkFloodOfIdleConnectionsKeepsTheDestinationIn(t *testing.T) {
+	src := redistest.Start(t)
+	writeDataset(t, src.Client(), "", 500)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	port := infoField(t, dc, "replication", "master_port")
+	require.NotEmpty(t, port, "the destination names its master link")
+	linkAddr := net.JoinHostPort("127.0.0.1", port)
+
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	dial := func() {
+		c, err := net.Dial("tcp", linkAddr)
+		require.NoError(t, err)
+		conns = append(conns, c)
+	}
+	for range 300 {
+		dial()
+	}
+	// The link closes the oldest at once (not at the end of the
+	// handshake's 10 s): the first 200 read the end.
+	for n, c := range conns[:200] {
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+		_, err := c.Read(make([]byte, 1))
+		require.ErrorIs(t, err, io.EOF, "connection %d of the flood is closed by the link", n)
+	}
+	writeDataset(t, src.Client(), "during:", 100)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+
+	// The destination restarts while the flood goes on: it gets back in.
+	stop := make(chan struct{})
+	flooded := make(chan struct{})
+	go func() {
+		defer close(flooded)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		var held []net.Conn // the newest 100, idle
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if c, err := net.Dial("tcp", linkAddr); err == nil {
+				held = append(held, c)
+			}
+			if len(held) > 100 {
+				held[0].Close()
+				held = held[1:]
+			}
+		}
+	}()
+	pid := i.App.Databases().PID(context.Background(), dst.UID)
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	redistest.Eventually(t, time.Minute, "a new destination process", func() error {
+		if p := i.App.Databases().PID(context.Background(), dst.UID); p == 0 || p == pid {
+			return fmt.Errorf("pid %d", p)
+		}
+		return nil
+	})
+	writeDataset(t, src.Client(), "restarted:", 100)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	a.waitInSync(dst.UID, time.Minute)
+	close(stop)
+	<-flooded
 }

@@ -86,7 +86,26 @@ type masterLink struct {
 	// once, and an attach meanwhile (REPLICAOF) would cut that
 	// connection, and the full sync it came for.
 	attachAfter time.Time
+
+	// pending: the connections still in their handshake, oldest first
+	// (see maxPendingHandshakes); refusals counts the refused ones since
+	// the last that was logged, logged once per refusalLogEvery.
+	pendingMu   sync.Mutex
+	pending     []net.Conn
+	refusals    int
+	refusalLast time.Time
 }
+
+// maxPendingHandshakes bounds the connections to a link that are not yet
+// its session: the listener is on loopback, but any local process can
+// connect, and each connection holds a goroutine and a buffer for up to
+// the handshake's timeout. Past the bound the oldest is closed, so that a
+// flood of idle connections cannot keep the destination out: its own
+// connection is the newest when it arrives.
+const maxPendingHandshakes = 32
+
+// refusalLogEvery bounds the log lines of refused connections.
+const refusalLogEvery = 10 * time.Second
 
 func newMasterLink(uid int, acc Access, log *slog.Logger, onFatal func(error)) (*masterLink, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -215,12 +234,14 @@ func (l *masterLink) accept(ctx context.Context) {
 		if err != nil {
 			return
 		}
+		l.admit(conn)
 		go func() {
 			s, ld, err := l.handshake(ctx, conn)
+			l.release(conn)
 			if err != nil {
 				conn.Close()
 				if ctx.Err() == nil {
-					l.log.Warn("refused a connection to the master link", "destination", l.uid, "err", err)
+					l.refused(err)
 				}
 				return
 			}
@@ -236,6 +257,46 @@ func (l *masterLink) accept(ctx context.Context) {
 			l.install(ctx, s)
 		}()
 	}
+}
+
+// admit records conn as pending, closing the oldest pending connection
+// when there are maxPendingHandshakes already.
+func (l *masterLink) admit(conn net.Conn) {
+	l.pendingMu.Lock()
+	defer l.pendingMu.Unlock()
+	if len(l.pending) >= maxPendingHandshakes {
+		l.pending[0].Close() // its handshake fails, and says so
+		l.pending = l.pending[1:]
+	}
+	l.pending = append(l.pending, conn)
+}
+
+// release forgets conn, whose handshake is over.
+func (l *masterLink) release(conn net.Conn) {
+	l.pendingMu.Lock()
+	defer l.pendingMu.Unlock()
+	for i, c := range l.pending {
+		if c == conn {
+			l.pending = append(l.pending[:i:i], l.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+// refused logs a refused connection: the first, then at most one line per
+// refusalLogEvery with how many there were, so that a local process
+// hammering the port cannot flood the log.
+func (l *masterLink) refused(err error) {
+	l.pendingMu.Lock()
+	l.refusals++
+	n, now := l.refusals, time.Now()
+	if now.Sub(l.refusalLast) < refusalLogEvery {
+		l.pendingMu.Unlock()
+		return
+	}
+	l.refusals, l.refusalLast = 0, now
+	l.pendingMu.Unlock()
+	l.log.Warn("refused a connection to the master link", "destination", l.uid, "refused", n, "err", err)
 }
 
 // handshake answers a replica's handshake: PING, AUTH, REPLCONF, then

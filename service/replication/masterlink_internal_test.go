@@ -243,3 +243,22 @@ func TestLinkAttachNoticesARestartedDestination(t *testing.T) {
 		t.Fatal("attach still waits for a destination that will not connect")
 	}
 }
+
+// A local process hammering the link's port with bad handshakes gets one
+// log line per refusalLogEvery, which counts them, not one per connection.
+func TestLinkRefusalsAreLoggedSparingly(t *testing.T) {
+	var logged bytes.Buffer
+	l, err := newMasterLink(1, Access{}, slog.New(slog.NewTextHandler(&logged, nil)), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.ln.Close() })
+	for range 1000 {
+		l.refused(fmt.Errorf("wrong credentials"))
+	}
+	assert.Equal(t, 1, strings.Count(logged.String(), "refused a connection"), "one line for the burst:\n%s", logged.String())
+	l.pendingMu.Lock()
+	l.refusalLast = time.Now().Add(-refusalLogEvery) // as if the window passed
+	l.pendingMu.Unlock()
+	l.refused(fmt.Errorf("wrong credentials"))
+	assert.Equal(t, 2, strings.Count(logged.String(), "refused a connection"))
+	assert.Contains(t, logged.String(), "refused=1000", "the next line counts the refusals it stands for")
+}
