@@ -105,6 +105,14 @@ type row struct {
 	figure, ours, native, ratio, target, met string
 }
 
+// perBatch says how many commands a batch of the service held, when known.
+func perBatch(n float64) string {
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %.0f commands per batch", n)
+}
+
 func yes(ok bool) string {
 	if ok {
 		return "yes"
@@ -210,7 +218,7 @@ func (r *Results) rows() []row {
 		o := l.Ours.ServiceCPUPerM + l.Ours.RedisCPUPerM
 		rows = append(rows, row{
 			figure: fmt.Sprintf("4. Cost at half load (%s commands/s): CPU time per million commands", kilo(l.Rate)),
-			ours:   fmt.Sprintf("%.2f s: service %.2f s + its redis-server %.2f s", o, l.Ours.ServiceCPUPerM, l.Ours.RedisCPUPerM),
+			ours:   fmt.Sprintf("%.2f s: service %.2f s + its redis-server %.2f s%s", o, l.Ours.ServiceCPUPerM, l.Ours.RedisCPUPerM, perBatch(l.Ours.AvgBatch)),
 			native: fmt.Sprintf("%.2f s: replica", l.Native.RedisCPUPerM),
 			ratio:  fmt.Sprintf("%.2fx", o/l.Native.RedisCPUPerM),
 			target: "≤ 1.1x", met: yes(o/l.Native.RedisCPUPerM <= 1.1),
@@ -345,7 +353,7 @@ Found with the CPU profiles of BENCH_PROFILE=1 (the service under pprof, profile
 - **Compression** costs CPU on both sides, which over loopback is all it costs, and the uncompressed sync already keeps both cores busy (the source's fork child, the two instances, the destination's load). The source instance's gateway compresses with zstd's fastest level (levels 1 to 3), flushing at every chunk it relays from redis-server so that the stream never waits in the compressor; the destination instance decompresses in its syncer's reader, ahead of the RDB decoder. Measured on the JSON-like orders in 64 KiB flushes (a Go benchmark of the codecs on this machine): zstd's fastest level compresses at about 250 MB/s of one core and decodes at about 700 MB/s, 0.8 s of CPU for the 153 MiB of this row, which on 2 saturated cores costs at least 0.4 s on a sync that takes 1.1 to 1.4 s uncompressed: 0.9x is out of reach here with zstd. S2 (klauspost/compress/s2) is twice as fast (550 and 1,500 MB/s) but compresses these records 3.6x, which misses the bytes target (0.28x, not 0.25x). Level 6 (zstd's better compression, about its level 7) costs about twice the CPU of level 3 for 15% fewer bytes. The RDB carries values without Redis's LZF (` + "`rdbcompression no`" + ` on the service's databases): zstd then compresses the JSON-like orders 5.5x whole, against 2.4x when LZF has already compressed each value; random letters and digits (the mixed dataset) compress little beyond their 6 bits of entropy per byte. Through the 100 Mbit/s link the time is the bytes on the wire over the bandwidth: the compressed sync sends a fifth of the bytes.
 - **The API under load** was slow because of CPU, not I/O: status reads only read memory (the destinations' map has a lock of its own that nothing holds across a wait), but with 32 sources loading at once, 64 busy goroutines of the service and 33 busy redis-servers queued every request behind them (p99 about 1 s, ` + "`/healthz`" + ` included, in a run before the bound below). At most as many full loads as the service has CPUs (at least 2) now run at once in an instance; the others wait for a slot before they ask their source for a full sync, which takes about as long in all.
 - **Many-to-one**: at a combined 100k commands/s the 32 sources keep a median lag of about 2 ms; at the half load of (3), 180k to 190k, they fall behind. perf on the whole machine (` + "`perf record -a`" + `, 190k commands/s) shows why: the machine is saturated (under 1% idle), the 32 sources' redis-servers take 54% of it (each source's paced writes come in small pipelines, and each source feeds a replica), the harness's writers and probes 10%, the destination's redis-server 20% and the service 7%; the service and its destination spend 1.0 and 1.9 s per million commands, less than with one source at half load. Grouping the 32 writers' batches into one write and one GETACK on the shared master link was tried and changed nothing measurable, so it was not kept. Each source has its own syncer and MULTI/EXEC batches with its own checkpoint; they share the destination's master link only from a MULTI to its EXEC.
-- **CPU at half load** (profile of the lag phase, BENCH_PROFILE=1): the service spends about 35% of its CPU in system calls and waking up for them (a read of the source as data arrives, a write per batch to the master link, a read per acknowledgement), about 30% parsing the stream, and about 20% batching and encoding it. Its redis-server needs less CPU per command than the native replica, so what is over 1.1x is the service's own: at half load batches are small, and each costs its system calls and wake-ups; fewer of them would need longer batches, which the lag pays for.
+- **CPU at half load** (profile of the lag phase, BENCH_PROFILE=1, and ` + "`strace -c`" + ` on the service, at a fixed 180k commands/s with BENCH_LAG_RATE): the service spends 1.7 to 1.9 s per million commands, its redis-server 2.7 to 3.2 s, the native replica 3.0 to 3.8 s (the spread is this machine's noise from run to run). A third of the service's time is in the kernel (/proc: 0.57 of 1.54 s): each second about 2,700 reads of the source (a source sends its stream once per turn of its event loop), 500 writes to the master link, and some 6,000 futex, nanosleep and epoll calls of Go's scheduler waking goroutines and threads. pprof splits the rest into about 30% parsing the stream, 20% batching and encoding it, and 13% waking up, most of it Go's sysmon thread, which each system call after an idle spell wakes. The batches are not small (150 to 300 commands at that rate), and longer ones did not help: a pause of 1 ms between small reads of the source (fewer reads; batches of 311 commands instead of 251) left the CPU per command where it was (1.92 against 1.86 s), and so did running the service with GOMAXPROCS=1, without hand-offs between threads (1.74 against 1.80 s). Both were reverted. What is over 1.1x is the service's own cost per command: parsing, re-encoding, batching, and the system calls that carry them. Meeting 1.1x would take it under about 0.5 s per million commands, a third of today's.
 - **Terraform** plan time is Terraform's own start-up and one GET per resource.
 `
 
