@@ -34,6 +34,14 @@ func testLink(t *testing.T) *masterLink {
 // and returns the session (or the error) and what the link answered.
 func handshakeOver(t *testing.T, l *masterLink, input []byte) (*linkSession, error, string) {
 	t.Helper()
+	s, _, err, got := handshakeLoadOver(t, l, input)
+	return s, err, got
+}
+
+// handshakeLoadOver is handshakeOver that also returns the full sync the
+// handshake handed the connection to, if any.
+func handshakeLoadOver(t *testing.T, l *masterLink, input []byte) (*linkSession, *linkLoad, error, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -51,10 +59,10 @@ func handshakeOver(t *testing.T, l *masterLink, input []byte) (*linkSession, err
 	// All the input, then the end of it: the link reads no more.
 	client.Write(input)
 	client.(*net.TCPConn).CloseWrite()
-	s, _, err := l.handshake(context.Background(), server)
+	s, ld, err := l.handshake(context.Background(), server)
 	server.Close()
 	<-readDone
-	return s, err, got.String()
+	return s, ld, err, got.String()
 }
 
 func cmds(args ...[]string) []byte {
@@ -125,6 +133,40 @@ func FuzzLinkHandshake(f *testing.F) {
 		}
 		authed := bytes.Contains(input, []byte(linkUser)) && bytes.Contains(input, []byte("secret"))
 		assert.True(t, authed, "a session without the credentials")
+	})
+}
+
+// With a full sync waiting for the destination, whatever a peer sends
+// never gets it the load without the credentials, and never panics.
+func FuzzLinkHandshakeWithALoadPending(f *testing.F) {
+	f.Add(cmds([]string{"AUTH", linkUser, "secret"}, []string{"REPLCONF", "capa", "eof"}, []string{"PSYNC", "?", "-1"}))
+	f.Add(cmds([]string{"AUTH", linkUser, "secret"}, []string{"PSYNC", "0123456789012345678901234567890123456789", "9223372036854775807"}))
+	f.Add(cmds([]string{"PSYNC", "?", "-1"}))
+	f.Add([]byte("*0\r\n"))
+	f.Fuzz(func(t *testing.T, input []byte) {
+		l := testLink(t)
+		l.secret = "secret"
+		want := make(chan *linkLoad, 1)
+		l.loadWant = want
+		s, ld, err, got := handshakeLoadOver(t, l, input)
+		authed := bytes.Contains(input, []byte(linkUser)) && bytes.Contains(input, []byte("secret"))
+		switch {
+		case ld != nil:
+			assert.True(t, authed, "a load without the credentials")
+			<-ld.started
+			assert.Same(t, ld, <-want, "the waiting full sync gets the connection")
+			if ld.err == nil {
+				assert.Contains(t, got, "+FULLRESYNC ", "the load starts with FULLRESYNC")
+				assert.GreaterOrEqual(t, ld.offset, int64(1))
+			}
+		case s != nil:
+			t.Fatalf("a session while a full sync waits: the load must take the PSYNC")
+		default:
+			require.Error(t, err)
+			if !authed {
+				assert.NotNil(t, l.loadWant, "a stranger's handshake leaves the full sync waiting for the destination")
+			}
+		}
 	})
 }
 
