@@ -45,6 +45,35 @@ func waitAsyncLoading(t *testing.T, dc *redis.Client, want string) {
 	})
 }
 
+// startReplicaOf starts an instance with a database of memory bytes that is
+// a Replica Of source, and waits until it is in sync; it returns the
+// database's client of its database 0 too.
+func startReplicaOf(t *testing.T, source string, memory int64) (*servicetest.Instance, *apiClient, api.Database, *redis.Client) {
+	t.Helper()
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: memory,
+		ReplicaSources: []api.ReplicaSource{{URI: source}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	return i, a, dst, destClient(t, dst, 0)
+}
+
+// killDestination SIGKILLs the destination's redis-server and waits until
+// the service runs a new one.
+func killDestination(t *testing.T, i *servicetest.Instance, uid int) {
+	t.Helper()
+	pid := i.App.Databases().PID(context.Background(), uid)
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	redistest.Eventually(t, time.Minute, "a new destination process", func() error {
+		if p := i.App.Databases().PID(context.Background(), uid); p == 0 || p == pid {
+			return fmt.Errorf("pid %d", p)
+		}
+		return nil
+	})
+}
+
 // destLog is the destination's redis-server log, for a failing test.
 func destLog(t *testing.T, i *servicetest.Instance, uid int) string {
 	b, err := os.ReadFile(filepath.Join(i.DataDir, "dbs", strconv.Itoa(uid), "redis.log"))
@@ -220,15 +249,7 @@ func TestLinkLoadDestinationKilledMidway(t *testing.T) {
 		ReplicaSources: []api.ReplicaSource{{URI: "redis://:pw-2@" + proxy.Addr}}})
 	dc := destClient(t, dst, 0)
 	waitAsyncLoading(t, dc, "1")
-	pid := i.App.Databases().PID(context.Background(), dst.UID)
-	require.NotZero(t, pid)
-	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
-	redistest.Eventually(t, time.Minute, "a new destination process", func() error {
-		if p := i.App.Databases().PID(context.Background(), dst.UID); p == 0 || p == pid {
-			return fmt.Errorf("pid %d", p)
-		}
-		return nil
-	})
+	killDestination(t, i, dst.UID)
 	proxy.Slow(0, 0)
 	a.waitInSync(dst.UID, time.Minute)
 	eventuallyEqual(t, time.Minute, dc, src.Client())
@@ -245,13 +266,7 @@ func TestLinkLoadNeedsHalfTheMemoryFree(t *testing.T) {
 	fillStrings(t, s1.Client(), "one:", 4000, 10<<10) // 40 MiB
 	s2 := redistest.Start(t)
 	writeDataset(t, s2.Client(), "two:", 100)
-	i := servicetest.Start(t)
-	a := newAPI(t, i)
-	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: s1.URL()}}})
-	logDestOnFailure(t, i, dst.UID)
-	a.waitInSync(dst.UID, time.Minute)
-	dc := destClient(t, dst, 0)
+	i, a, dst, dc := startReplicaOf(t, s1.URL(), 64<<20)
 	eventuallyEqual(t, time.Minute, dc, s1.Client())
 	require.Equal(t, 1, strings.Count(destLog(t, i, dst.UID), "MASTER <-> REPLICA sync: Finished with success"), "the first load went over the link")
 
@@ -269,13 +284,7 @@ func TestLinkLoadNeedsHalfTheMemoryFree(t *testing.T) {
 func TestLinkFloodOfIdleConnectionsKeepsTheDestinationIn(t *testing.T) {
 	src := redistest.Start(t)
 	writeDataset(t, src.Client(), "", 500)
-	i := servicetest.Start(t)
-	a := newAPI(t, i)
-	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
-	logDestOnFailure(t, i, dst.UID)
-	a.waitInSync(dst.UID, time.Minute)
-	dc := destClient(t, dst, 0)
+	i, a, dst, dc := startReplicaOf(t, src.URL(), 128<<20)
 	port := infoField(t, dc, "replication", "master_port")
 	require.NotEmpty(t, port, "the destination names its master link")
 	linkAddr := net.JoinHostPort("127.0.0.1", port)
@@ -332,15 +341,7 @@ func TestLinkFloodOfIdleConnectionsKeepsTheDestinationIn(t *testing.T) {
 			}
 		}
 	}()
-	pid := i.App.Databases().PID(context.Background(), dst.UID)
-	require.NotZero(t, pid)
-	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
-	redistest.Eventually(t, time.Minute, "a new destination process", func() error {
-		if p := i.App.Databases().PID(context.Background(), dst.UID); p == 0 || p == pid {
-			return fmt.Errorf("pid %d", p)
-		}
-		return nil
-	})
+	killDestination(t, i, dst.UID)
 	writeDataset(t, src.Client(), "restarted:", 100)
 	eventuallyEqual(t, time.Minute, dc, src.Client())
 	a.waitInSync(dst.UID, time.Minute)
