@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/sysmon"
 )
 
 // service is redis-replicad running as a child process of the harness.
@@ -95,6 +96,10 @@ func (b *runner) startInstance(ctx context.Context, name string, n int, profile 
 			"--profile-dir", filepath.Join(b.cfg.OutDir, "profiles")}, args[1:]...)
 	}
 	cmd := exec.Command(bin, args...)
+	if profile {
+		// What redis-replicad serve gives itself (internal/sysmon).
+		cmd.Env, _ = sysmon.WithAwake(os.Environ())
+	}
 	s.proc, err = b.procs.start("redis-replicad", cmd, logPath, syscall.SIGTERM)
 	if err != nil {
 		return nil, err

@@ -16,10 +16,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/replicad/terraform-provider-redis/internal/sysmon"
 	"github.com/replicad/terraform-provider-redis/service/app"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		sysmon.KeepAwake()
+	}
 	if err := run(os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "redis-replicad:", err)
 		os.Exit(1)
