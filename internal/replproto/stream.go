@@ -14,6 +14,10 @@ type Command struct {
 	// Offset is the replication offset just after this command: once it is
 	// applied, the caller has applied the stream up to Offset.
 	Offset int64
+	// Raw is the command as it came, when it came buffered whole (nil
+	// otherwise): the RESP encoding of Args (resp.Reader.Raw), valid as
+	// long as they are.
+	Raw []byte
 }
 
 // Is reports whether the command's name is name, ignoring ASCII case.
@@ -67,7 +71,7 @@ func (c *Conn) ReadCommand(ctx context.Context) (Command, error) {
 		c.posMu.Lock()
 		c.returned, c.noopEnd = off, off
 		c.posMu.Unlock()
-		return Command{Args: args, Offset: off}, nil
+		return Command{Args: args, Offset: off, Raw: c.rd.Raw()}, nil
 	}
 }
 

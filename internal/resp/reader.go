@@ -47,6 +47,9 @@ type Reader struct {
 	ends []int
 	args [][]byte
 	line []byte // scratch for lines longer than the bufio buffer
+	// raw: buf[:raw] is the last command's encoding, as it was read (see
+	// Raw); 0 when ReadCommand read it piece by piece.
+	raw int
 }
 
 // NewReader returns a Reader with the default limits.
@@ -87,6 +90,10 @@ func (r *Reader) ReadCommand() (args [][]byte, n int64, err error) {
 		r.args, r.ends = nil, nil
 	}
 
+	r.raw = 0
+	if args, n, ok := r.readBuffered(); ok {
+		return args, n, nil
+	}
 	line, ln, err := r.readLine()
 	if err != nil {
 		return nil, 0, err
@@ -139,6 +146,81 @@ func (r *Reader) ReadCommand() (args [][]byte, n int64, err error) {
 	}
 	r.buf, r.ends, r.args = buf, ends, args
 	return args, n, nil
+}
+
+// Raw returns the encoding of the command the last ReadCommand returned,
+// exactly as it was read, when that command was already buffered whole
+// (the common case on a busy stream), and nil otherwise. What ReadCommand
+// accepts has one encoding only (no signs or leading zeros in lengths), so
+// Raw is AppendCommand of the arguments, without the work. It shares the
+// arguments' buffer and is valid as long as they are.
+func (r *Reader) Raw() []byte {
+	if r.raw == 0 {
+		return nil
+	}
+	return r.buf[:r.raw:r.raw]
+}
+
+// readBuffered is ReadCommand for a command that is buffered whole: one
+// pass over the buffered bytes, one copy. ok is false, with nothing
+// consumed, for anything else (not all there yet, an empty or malformed
+// command, a limit exceeded): the line-by-line path then reads it, and
+// reports the errors.
+func (r *Reader) readBuffered() (args [][]byte, n int64, ok bool) {
+	if r.br.Buffered() == 0 {
+		// Wait for the next bytes here, as the line-by-line path would:
+		// one read brings what arrived, often many commands.
+		if _, err := r.br.Peek(1); err != nil {
+			return nil, 0, false
+		}
+	}
+	b, _ := r.br.Peek(r.br.Buffered())
+	if len(b) < 4 || b[0] != '*' {
+		return nil, 0, false
+	}
+	count, pos, ok := bufferedLength(b, 1)
+	if !ok || count < 1 || count > r.MaxArrayLen {
+		return nil, 0, false
+	}
+	ends := r.ends[:0]
+	for range count {
+		if pos >= len(b) || b[pos] != '$' {
+			return nil, 0, false
+		}
+		size, next, ok := bufferedLength(b, pos+1)
+		if !ok || size < 0 || size > r.MaxBulkLen || int64(len(b)-next) < size+2 {
+			return nil, 0, false
+		}
+		end := next + int(size)
+		if b[end] != '\r' || b[end+1] != '\n' {
+			return nil, 0, false
+		}
+		ends = append(ends, next, end)
+		pos = end + 2
+	}
+	buf := append(r.buf[:0], b[:pos]...)
+	argv := r.args[:0]
+	for i := 0; i < len(ends); i += 2 {
+		argv = append(argv, buf[ends[i]:ends[i+1]:ends[i+1]])
+	}
+	_, _ = r.br.Discard(pos)
+	r.buf, r.ends, r.args, r.raw = buf, ends, argv, pos
+	return argv, int64(pos), true
+}
+
+// bufferedLength parses the length that starts at b[at] and ends with CRLF,
+// as parseInt does; next is where the line after it starts.
+func bufferedLength(b []byte, at int) (v int64, next int, ok bool) {
+	for i := at; i < len(b) && i-at <= 20; i++ {
+		if b[i] == '\r' {
+			if i+1 >= len(b) || b[i+1] != '\n' {
+				return 0, 0, false
+			}
+			v, ok = parseInt(b[at:i])
+			return v, i + 2, ok
+		}
+	}
+	return 0, 0, false
 }
 
 // ReadValue reads one reply of any RESP2 type. The returned Value owns its

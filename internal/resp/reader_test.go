@@ -10,6 +10,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // newTestReader reads s through a bufio.Reader of the given size (16 is the
@@ -533,34 +536,74 @@ func FuzzReadValue(f *testing.F) {
 func FuzzReadCommand(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rest := bytes.NewReader(data)
-		br := bufio.NewReaderSize(rest, 16)
-		r := NewReader(br)
-		r.MaxBulkLen = 1 << 16
-		r.MaxArrayLen = 1 << 10
-		start := 0
-		for {
-			args, n, err := r.ReadCommand()
-			if err != nil {
-				if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, ErrProtocol) {
-					t.Fatalf("unexpected error type: %v", err)
+		// A small buffer reads most commands line by line, a big one
+		// whole from the buffer (readBuffered): both agree with the bytes.
+		for _, size := range bufSizes {
+			rest := bytes.NewReader(data)
+			br := bufio.NewReaderSize(rest, size)
+			r := NewReader(br)
+			r.MaxBulkLen = 1 << 16
+			r.MaxArrayLen = 1 << 10
+			start := 0
+			for {
+				args, n, err := r.ReadCommand()
+				if err != nil {
+					if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, ErrProtocol) {
+						t.Fatalf("unexpected error type: %v", err)
+					}
+					break
 				}
-				return
-			}
-			end := consumed(data, rest, br)
-			if int64(end-start) != n {
-				t.Fatalf("reported %d bytes, consumed %d", n, end-start)
-			}
-			// Except for the "*-1" spelling of an empty command, the
-			// arguments re-encode to exactly the bytes counted.
-			if got := data[start:end]; string(got) != "*-1\r\n" {
-				if enc := AppendCommand(nil, args...); !bytes.Equal(enc, got) {
-					t.Fatalf("re-encoded %q, read %q", enc, got)
+				end := consumed(data, rest, br)
+				if int64(end-start) != n {
+					t.Fatalf("reported %d bytes, consumed %d", n, end-start)
 				}
+				got := data[start:end]
+				// Except for the "*-1" spelling of an empty command, the
+				// arguments re-encode to exactly the bytes counted.
+				if string(got) != "*-1\r\n" {
+					if enc := AppendCommand(nil, args...); !bytes.Equal(enc, got) {
+						t.Fatalf("re-encoded %q, read %q", enc, got)
+					}
+				}
+				if raw := r.Raw(); raw != nil && !bytes.Equal(raw, got) {
+					t.Fatalf("Raw %q, read %q", raw, got)
+				}
+				start = end
 			}
-			start = end
 		}
 	})
+}
+
+// A stream whose commands are buffered whole is read in one pass per
+// command, and Raw gives each command's bytes without re-encoding; a
+// command bigger than the buffer is read line by line, and has no Raw.
+func TestReadCommandBufferedWhole(t *testing.T) {
+	var stream []byte
+	stream = AppendCommandStrings(stream, "SET", "k1", "v1")
+	stream = AppendCommandStrings(stream, "HSET", "h", "f", strings.Repeat("x", 100))
+	stream = AppendCommandStrings(stream, "SET", "big", strings.Repeat("y", 5000))
+	stream = AppendCommandStrings(stream, "DEL", "k1")
+	r := newTestReader(string(stream), 4096)
+	want := [][]string{{"SET", "k1", "v1"}, {"HSET", "h", "f", strings.Repeat("x", 100)}, {"SET", "big", strings.Repeat("y", 5000)}, {"DEL", "k1"}}
+	for i, w := range want {
+		args, n, err := r.ReadCommand()
+		require.NoError(t, err)
+		got := make([]string, len(args))
+		for j, a := range args {
+			got[j] = string(a)
+			assert.Equal(t, len(a), cap(a), "argument %d's capacity is clipped", j)
+		}
+		assert.Equal(t, w, got)
+		enc := AppendCommandStrings(nil, w...)
+		assert.Equal(t, int64(len(enc)), n)
+		if i == 2 {
+			assert.Nil(t, r.Raw(), "a command bigger than the buffer is read line by line")
+		} else {
+			assert.Equal(t, enc, r.Raw(), "command %d was buffered whole", i)
+		}
+	}
+	_, _, err := r.ReadCommand()
+	assert.ErrorIs(t, err, io.EOF)
 }
 
 // --- benchmarks ---

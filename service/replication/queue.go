@@ -48,6 +48,12 @@ type producer struct {
 // add queues it; when args is not nil, it.raw is their RESP encoding.
 // It sends the block when full, and waits for a free one when it must.
 func (p *producer) add(ctx context.Context, it item, args [][]byte) error {
+	return p.addEncoded(ctx, it, args, nil)
+}
+
+// addEncoded is add with enc, when not nil, the RESP encoding of args as
+// it came from the source, copied instead of encoding args again.
+func (p *producer) addEncoded(ctx context.Context, it item, args [][]byte, enc []byte) error {
 	if p.cur == nil {
 		select {
 		case p.cur = <-p.q.free:
@@ -60,7 +66,11 @@ func (p *producer) add(ctx context.Context, it item, args [][]byte) error {
 		start := len(b.arena)
 		// A reallocation leaves earlier items pointing into the old array,
 		// which stays valid; the block keeps the last one.
-		b.arena = resp.AppendCommand(b.arena, args...)
+		if enc != nil {
+			b.arena = append(b.arena, enc...)
+		} else {
+			b.arena = resp.AppendCommand(b.arena, args...)
+		}
 		it.raw = b.arena[start:len(b.arena):len(b.arena)]
 		if it.keys != keysUnknown {
 			it.key, it.setArgs = locateKey(it.raw, args, it.keys)

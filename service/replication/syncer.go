@@ -479,9 +479,14 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 		}
 		returned = cmd.Offset
 		if s.key != "" {
-			if cmd.Args, err = s.shardCommand(cmd.Args); err != nil {
+			sharded, err := s.shardCommand(cmd.Args)
+			if err != nil {
 				return err
 			}
+			if len(sharded) == 0 || len(sharded) != len(cmd.Args) || &sharded[0] != &cmd.Args[0] {
+				cmd.Raw = nil // rewritten: encoded anew
+			}
+			cmd.Args = sharded
 		}
 		if fresh {
 			now = time.Now()
@@ -505,7 +510,11 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 		if done, err := s.restoreAsCommands(ctx, p, cmd.Args, cmd.Offset, now, inTx); err != nil {
 			return err
 		} else if !done {
-			if err := p.add(ctx, it, args); err != nil {
+			enc := cmd.Raw
+			if args == nil {
+				enc = nil
+			}
+			if err := p.addEncoded(ctx, it, args, enc); err != nil {
 				return err
 			}
 		}
