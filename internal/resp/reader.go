@@ -91,8 +91,8 @@ func (r *Reader) ReadCommand() (args [][]byte, n int64, err error) {
 	}
 
 	r.raw = 0
-	if args, n, ok := r.readBuffered(); ok {
-		return args, n, nil
+	if args, n, done, err := r.readBuffered(); done {
+		return args, n, err
 	}
 	line, ln, err := r.readLine()
 	if err != nil {
@@ -162,38 +162,38 @@ func (r *Reader) Raw() []byte {
 }
 
 // readBuffered is ReadCommand for a command that is buffered whole: one
-// pass over the buffered bytes, one copy. ok is false, with nothing
+// pass over the buffered bytes, one copy. done is false, with nothing
 // consumed, for anything else (not all there yet, an empty or malformed
 // command, a limit exceeded): the line-by-line path then reads it, and
-// reports the errors.
-func (r *Reader) readBuffered() (args [][]byte, n int64, ok bool) {
+// reports the errors. With nothing buffered it waits for the next bytes,
+// as that path would, and returns the read's error as it would.
+func (r *Reader) readBuffered() (args [][]byte, n int64, done bool, err error) {
 	if r.br.Buffered() == 0 {
-		// Wait for the next bytes here, as the line-by-line path would:
-		// one read brings what arrived, often many commands.
+		// One read brings what arrived, often many commands.
 		if _, err := r.br.Peek(1); err != nil {
-			return nil, 0, false
+			return nil, 0, true, err
 		}
 	}
 	b, _ := r.br.Peek(r.br.Buffered())
 	if len(b) < 4 || b[0] != '*' {
-		return nil, 0, false
+		return nil, 0, false, nil
 	}
 	count, pos, ok := bufferedLength(b, 1)
 	if !ok || count < 1 || count > r.MaxArrayLen {
-		return nil, 0, false
+		return nil, 0, false, nil
 	}
 	ends := r.ends[:0]
 	for range count {
 		if pos >= len(b) || b[pos] != '$' {
-			return nil, 0, false
+			return nil, 0, false, nil
 		}
 		size, next, ok := bufferedLength(b, pos+1)
 		if !ok || size < 0 || size > r.MaxBulkLen || int64(len(b)-next) < size+2 {
-			return nil, 0, false
+			return nil, 0, false, nil
 		}
 		end := next + int(size)
 		if b[end] != '\r' || b[end+1] != '\n' {
-			return nil, 0, false
+			return nil, 0, false, nil
 		}
 		ends = append(ends, next, end)
 		pos = end + 2
@@ -205,7 +205,7 @@ func (r *Reader) readBuffered() (args [][]byte, n int64, ok bool) {
 	}
 	_, _ = r.br.Discard(pos)
 	r.buf, r.ends, r.args, r.raw = buf, ends, argv, pos
-	return argv, int64(pos), true
+	return argv, int64(pos), true, nil
 }
 
 // bufferedLength parses the length that starts at b[at] and ends with CRLF,

@@ -635,3 +635,33 @@ func BenchmarkReadCommandSet(b *testing.B) {
 		})
 	}
 }
+
+// errAfter returns its data, then err on every read after it.
+type errAfter struct {
+	data []byte
+	err  error
+	n    int // reads after the data
+}
+
+func (e *errAfter) Read(p []byte) (int, error) {
+	if len(e.data) > 0 {
+		n := copy(p, e.data)
+		e.data = e.data[n:]
+		return n, nil
+	}
+	e.n++
+	return 0, e.err
+}
+
+// A read error is returned as the read returned it, once: waiting for the
+// next command reads the connection once, not again to find the error.
+func TestReadCommandReturnsTheReadError(t *testing.T) {
+	cut := errors.New("connection reset by peer")
+	src := &errAfter{data: AppendCommandStrings(nil, "SET", "k", "v"), err: cut}
+	r := NewReader(bufio.NewReaderSize(src, 4096))
+	_, _, err := r.ReadCommand()
+	require.NoError(t, err)
+	_, _, err = r.ReadCommand()
+	assert.ErrorIs(t, err, cut)
+	assert.Equal(t, 1, src.n, "one read after the data")
+}
