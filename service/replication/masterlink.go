@@ -104,6 +104,11 @@ type masterLink struct {
 // connection is the newest when it arrives.
 const maxPendingHandshakes = 32
 
+// maxLinkOffset bounds the offset a replica may continue from: offsets
+// grow with every byte sent, and one near 2^63 would overflow. No real
+// replica comes near it.
+const maxLinkOffset = 1 << 62
+
 // refusalLogEvery bounds the log lines of refused connections.
 const refusalLogEvery = 10 * time.Second
 
@@ -339,6 +344,10 @@ func (l *masterLink) handshake(ctx context.Context, conn net.Conn) (*linkSession
 			}
 		case name == "PSYNC" && len(args) == 3:
 			off, err := strconv.ParseInt(string(args[2]), 10, 64)
+			if err == nil && off > maxLinkOffset {
+				conn.Write([]byte("-ERR replication offset out of range\r\n"))
+				return nil, nil, fmt.Errorf("PSYNC offset %d is out of range", off)
+			}
 			if ld := l.takeLoad(conn, rd); ld != nil {
 				ld.begin(string(args[1]), off, capaEOF)
 				return nil, ld, nil

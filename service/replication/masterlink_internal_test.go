@@ -136,6 +136,26 @@ func FuzzLinkHandshake(f *testing.F) {
 	})
 }
 
+// An offset that later bytes would overflow is refused, with a load
+// waiting or not.
+func TestLinkHandshakeRefusesAnOffsetOutOfRange(t *testing.T) {
+	for _, pending := range []bool{false, true} {
+		l := testLink(t)
+		if pending {
+			l.loadWant = make(chan *linkLoad, 1)
+		}
+		s, ld, err, got := handshakeLoadOver(t, l, cmds([]string{"AUTH", linkUser, l.secret}, []string{"REPLCONF", "capa", "eof"},
+			[]string{"PSYNC", "0123456789012345678901234567890123456789", "9223372036854775807"}))
+		assert.Nil(t, s)
+		assert.Nil(t, ld)
+		assert.ErrorContains(t, err, "out of range")
+		assert.Contains(t, got, "-ERR replication offset out of range")
+		if pending {
+			assert.NotNil(t, l.loadWant, "the full sync still waits for the destination")
+		}
+	}
+}
+
 // With a full sync waiting for the destination, whatever a peer sends
 // never gets it the load without the credentials, and never panics.
 func FuzzLinkHandshakeWithALoadPending(f *testing.F) {
