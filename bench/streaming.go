@@ -156,19 +156,11 @@ func (b *runner) streaming(ctx context.Context) error {
 
 	// Ours.
 	b.logf("streaming: redis-replicad under a saturating writer for %s", dur)
-	sources := []api.ReplicaSource{{URI: src.url()}}
-	db, err := b.svc.create(ctx, api.CreateDatabaseRequest{Name: "streaming", MemorySize: 2 << 30, ReplicaSources: sources})
+	db, dc, err := b.freshDestination(ctx, "streaming", src)
 	if err != nil {
 		return err
 	}
 	defer b.svc.delete(context.Background(), db.UID)
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	db, err = b.svc.waitInSync(wctx, db.UID, 20*time.Millisecond)
-	cancel()
-	if err != nil {
-		return err
-	}
-	dc := dbClient(db)
 	defer dc.Close()
 	b.svc.profile(ctx, "start", "streaming")
 	m0, _ := b.svc.destMetrics(ctx, db.UID)
@@ -197,7 +189,17 @@ func (b *runner) streaming(ctx context.Context) error {
 	}
 	b.logf("streaming: ours sustained: applied %s cmd/s (%.2f), max behind %.3fs, %s", kilo(res.SustainedOurs.AppliedRate), res.SustainedOurs.Fraction, res.SustainedOurs.MaxBehind, res.SustainedOurs.Trend)
 
-	// Lag at half of what the source absorbed while we replicated.
+	// Lag at half of what the source absorbed while we replicated, into
+	// a fresh destination, as the native replica's is: the one of the
+	// saturating runs carries their AOF growth, and at full scale its
+	// scheduler rewrote the AOF in the middle of the lag row.
+	_ = b.svc.delete(ctx, db.UID)
+	db, dc, err = b.freshDestination(ctx, "lag", src)
+	if err != nil {
+		return err
+	}
+	defer b.svc.delete(context.Background(), db.UID)
+	defer dc.Close()
 	lag := Lag{Rate: res.Ours.SourceRate / 2}
 	if b.cfg.LagRate > 0 {
 		lag.Rate = float64(b.cfg.LagRate)
@@ -519,6 +521,23 @@ func trend(s []sample, bytesPerSec float64) (bool, string) {
 	early, late := mean(s[q:2*q]), mean(s[3*q:])
 	desc := fmt.Sprintf("mean backlog %.0f ms then %.0f ms", early*1000, late*1000)
 	return late > 0.05 && late > 1.5*early, desc
+}
+
+// freshDestination creates a database of the service (2 GiB) that is a
+// Replica Of src, and waits until it is in sync.
+func (b *runner) freshDestination(ctx context.Context, name string, src *server) (api.Database, *redis.Client, error) {
+	db, err := b.svc.create(ctx, api.CreateDatabaseRequest{Name: name, MemorySize: 2 << 30, ReplicaSources: []api.ReplicaSource{{URI: src.url()}}})
+	if err != nil {
+		return db, nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	uid := db.UID
+	if db, err = b.svc.waitInSync(wctx, uid, 20*time.Millisecond); err != nil {
+		_ = b.svc.delete(context.Background(), uid)
+		return db, nil, err
+	}
+	return db, dbClient(db), nil
 }
 
 // quiesce waits (at most a minute) until none of the servers runs a fork:
