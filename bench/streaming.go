@@ -77,8 +77,9 @@ type Lag struct {
 var errNoRewriteDue = errors.New("no rewrite is due")
 
 // rewriteThreshold picks an AOF growth threshold that the destination c is
-// already past, and that leaves it a memory_size (twice the threshold)
-// above what it uses.
+// already past, and that leaves it a memory_size (twice the threshold) 32
+// MiB above what it uses: the load's key space is bounded, so what it uses
+// stays about the same during the row.
 func rewriteThreshold(ctx context.Context, c *redis.Client) (int64, error) {
 	m, err := info(ctx, c, "persistence", "memory")
 	if err != nil {
@@ -86,7 +87,7 @@ func rewriteThreshold(ctx context.Context, c *redis.Client) (int64, error) {
 	}
 	num := func(k string) int64 { return infoInt(m, k) }
 	growth, used := num("aof_current_size")-num("aof_base_size"), num("used_memory")
-	threshold := max(used, 64<<20) // the service's floor is 64 MiB
+	threshold := max(used/2+16<<20, 64<<20) // the service's floor is 64 MiB
 	if growth <= threshold || growth <= num("aof_base_size") {
 		return 0, fmt.Errorf("the AOF grew by %d bytes only since its last rewrite (base %d, used memory %d): %w", growth, num("aof_base_size"), used, errNoRewriteDue)
 	}
