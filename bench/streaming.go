@@ -161,8 +161,16 @@ func (b *runner) streaming(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer b.svc.delete(context.Background(), db.UID)
-	defer dc.Close()
+	// drop deletes the current destination, once (deferred: the last).
+	dropped := false
+	drop := func() {
+		if !dropped {
+			dc.Close()
+			_ = b.svc.delete(context.Background(), db.UID)
+			dropped = true
+		}
+	}
+	defer drop()
 	b.svc.profile(ctx, "start", "streaming")
 	m0, _ := b.svc.destMetrics(ctx, db.UID)
 	ourApplied := func(ctx context.Context) (int64, int, error) {
@@ -194,13 +202,12 @@ func (b *runner) streaming(ctx context.Context) error {
 	// a fresh destination, as the native replica's is: the one of the
 	// saturating runs carries their AOF growth, and at full scale its
 	// scheduler rewrote the AOF in the middle of the lag row.
-	_ = b.svc.delete(ctx, db.UID)
+	drop()
 	db, dc, err = b.freshDestination(ctx, "lag", src)
 	if err != nil {
 		return err
 	}
-	defer b.svc.delete(context.Background(), db.UID)
-	defer dc.Close()
+	dropped = false
 	lag := Lag{Rate: res.Ours.SourceRate / 2}
 	if b.cfg.LagRate > 0 {
 		lag.Rate = float64(b.cfg.LagRate)
@@ -245,7 +252,7 @@ func (b *runner) streaming(ctx context.Context) error {
 	default:
 		b.logf("lag: ours during a rewrite: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d probes while the fork ran", lag.RewriteOurs.P50, lag.RewriteOurs.P99, lag.RewriteOurs.Max, lag.RewriteOurs.ForkProbes)
 	}
-	_ = b.svc.delete(ctx, db.UID)
+	drop()
 
 	// Into a sharded destination, alone with the source.
 	b.logf("streaming: redis-replicad into a 3-shard destination under a saturating writer for %s", dur)

@@ -20,16 +20,23 @@ func TestVersionIsStamped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "redis-replicad")
-	build := exec.Command("go", "build", "-o", bin,
-		"-ldflags", "-X github.com/replicad/terraform-provider-redis/service/app.Version=v9.8.7-test", ".")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bin := buildBinary(t, t.TempDir(), "-ldflags", "-X github.com/replicad/terraform-provider-redis/service/app.Version=v9.8.7-test")
 	for _, arg := range []string{"version", "--version"} {
 		out, err := exec.Command(bin, arg).Output()
 		require.NoError(t, err)
 		assert.Equal(t, "v9.8.7-test", strings.TrimSpace(string(out)), arg)
 	}
+}
+
+// buildBinary builds redis-replicad into dir with the extra go build flags,
+// and returns its path.
+func buildBinary(t *testing.T, dir string, flags ...string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "redis-replicad")
+	args := append(append([]string{"build", "-o", bin}, flags...), ".")
+	out, err := exec.Command("go", args...).CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
 }
 
 func TestParseServeGrace(t *testing.T) {

@@ -31,9 +31,7 @@ func TestServeKeepsSysmonAwake(t *testing.T) {
 		t.Fatal("redis-server is not on PATH: install it (apt-get install -y redis-server)")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "redis-replicad")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bin := buildBinary(t, dir)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
