@@ -104,6 +104,12 @@ type masterLink struct {
 // connection is the newest when it arrives.
 const maxPendingHandshakes = 32
 
+// Limits of what a replica may send over its link.
+const (
+	linkMaxArgLen = 1 << 10
+	linkMaxArgs   = 16
+)
+
 // maxLinkOffset bounds the offset a replica may continue from: offsets
 // grow with every byte sent, and one near 2^63 would overflow. No real
 // replica comes near it.
@@ -313,6 +319,9 @@ func (l *masterLink) handshake(ctx context.Context, conn net.Conn) (*linkSession
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReaderSize(quickAckReader{conn}, 16<<10)
 	rd := resp.NewReader(br)
+	// A replica sends only short commands (handshake, REPLCONF ACK): a
+	// stranger cannot make the link hold more than this per connection.
+	rd.MaxBulkLen, rd.MaxArrayLen = linkMaxArgLen, linkMaxArgs
 	authed, capaEOF := false, false
 	for {
 		args, _, err := rd.ReadCommand()

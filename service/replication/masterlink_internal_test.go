@@ -136,6 +136,20 @@ func FuzzLinkHandshake(f *testing.F) {
 	})
 }
 
+// A stranger's big command is refused at its header, before its bytes are
+// taken: the link holds little for a connection that has not logged in.
+func TestLinkHandshakeRefusesBigCommands(t *testing.T) {
+	for _, input := range [][]byte{
+		[]byte("*1\r\n$536870912\r\nPING"),
+		[]byte("*1048576\r\n$4\r\nPING\r\n"),
+	} {
+		l := testLink(t)
+		s, err, _ := handshakeOver(t, l, input)
+		assert.Nil(t, s)
+		assert.ErrorContains(t, err, "exceeds limit")
+	}
+}
+
 // An offset that later bytes would overflow is refused, with a load
 // waiting or not.
 func TestLinkHandshakeRefusesAnOffsetOutOfRange(t *testing.T) {
