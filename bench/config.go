@@ -29,7 +29,8 @@ type Config struct {
 	Repeat      int // full-sync runs of each side; the median is reported
 
 	StreamSeconds int // duration of the saturating load
-	LagSeconds    int // duration of the half-load lag measurement
+	LagSeconds    int // duration of the half-load lag measurement (of each run of it)
+	LagRuns       int // runs of the lag measurement per side, alternating; probes pooled
 	LagRate       int // commands/s of the lag rows (0: half the saturating run's source rate)
 	StreamKeys    int // key space of the streaming load
 
@@ -53,11 +54,11 @@ func defaults(scale string) (Config, error) {
 	switch scale {
 	case "", "quick":
 		return Config{Scale: "quick", MixedKeys: 200_000, ZSetMembers: 1_000_000, Repeat: 1,
-			StreamSeconds: 15, LagSeconds: 15, StreamKeys: 100_000, TFDatabases: 50,
+			StreamSeconds: 15, LagSeconds: 15, LagRuns: 3, StreamKeys: 100_000, TFDatabases: 50,
 			CompressKeys: 200_000, Timeout: 15 * time.Minute}, nil
 	case "full":
 		return Config{Scale: "full", MixedKeys: 1_000_000, ZSetMembers: 1_000_000, Repeat: 3,
-			StreamSeconds: 30, LagSeconds: 30, StreamKeys: 200_000, TFDatabases: 50,
+			StreamSeconds: 30, LagSeconds: 30, LagRuns: 3, StreamKeys: 200_000, TFDatabases: 50,
 			CompressKeys: 500_000, Timeout: 60 * time.Minute}, nil
 	}
 	return Config{}, fmt.Errorf("BENCH_SCALE=%q: want quick or full", scale)
@@ -70,7 +71,8 @@ func defaults(scale string) (Config, error) {
 //	BENCH_ZSET           members of the big sorted set (1000000)
 //	BENCH_REPEAT         full-sync runs per side, median reported (quick 1, full 3)
 //	BENCH_STREAM_SECONDS saturating load duration (quick 15, full 30)
-//	BENCH_LAG_SECONDS    half-load duration (quick 15, full 30)
+//	BENCH_LAG_SECONDS    half-load duration, of each lag run (quick 15, full 30)
+//	BENCH_LAG_RUNS       lag runs per side, ours and native alternating (3)
 //	BENCH_TF_DATABASES   databases and replica_of resources each (50)
 //	BENCH_COMPRESS_KEYS  JSON-like keys of the compression row, the mixed dataset there
 //	                     gets half (quick 200000, full 500000; 0 skips the row)
@@ -93,6 +95,7 @@ func FromEnv(root string) (Config, error) {
 	}{
 		{"BENCH_KEYS", &c.MixedKeys}, {"BENCH_ZSET", &c.ZSetMembers}, {"BENCH_REPEAT", &c.Repeat},
 		{"BENCH_STREAM_SECONDS", &c.StreamSeconds}, {"BENCH_LAG_SECONDS", &c.LagSeconds}, {"BENCH_LAG_RATE", &c.LagRate},
+		{"BENCH_LAG_RUNS", &c.LagRuns},
 		{"BENCH_TF_DATABASES", &c.TFDatabases}, {"BENCH_COMPRESS_KEYS", &c.CompressKeys},
 	}
 	for _, v := range ints {
@@ -106,6 +109,9 @@ func FromEnv(root string) (Config, error) {
 	}
 	if c.Repeat < 1 {
 		c.Repeat = 1
+	}
+	if c.LagRuns < 1 {
+		c.LagRuns = 1
 	}
 	if s := os.Getenv("BENCH_TIMEOUT"); s != "" {
 		d, err := time.ParseDuration(s)

@@ -30,7 +30,7 @@ func Run(parent context.Context, cfg Config) error {
 	b := &runner{cfg: cfg, began: time.Now()}
 	b.res = &Results{Started: b.began.UTC(), Params: Params{
 		Scale: cfg.Scale, MixedKeys: cfg.MixedKeys, ZSetMembers: cfg.ZSetMembers, Repeat: cfg.Repeat,
-		StreamSeconds: cfg.StreamSeconds, LagSeconds: cfg.LagSeconds, StreamKeys: cfg.StreamKeys,
+		StreamSeconds: cfg.StreamSeconds, LagSeconds: cfg.LagSeconds, LagRuns: cfg.LagRuns, StreamKeys: cfg.StreamKeys,
 		TFDatabases: cfg.TFDatabases, CompressKeys: cfg.CompressKeys, Profile: cfg.Profile,
 	}}
 	var err error

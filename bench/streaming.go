@@ -107,6 +107,52 @@ type LagSide struct {
 	P99            float64 `json:"p99_ms"`
 	Max            float64 `json:"max_ms"`
 	AvgBatch       float64 `json:"avg_batch_cmds,omitempty"` // service: commands per batch (MULTI/EXEC)
+	// Runs pooled into this side (see poolLag), with each run's own p99
+	// and CPU per million commands (service and redis-server together).
+	Runs       int       `json:"runs,omitempty"`
+	RunP99     []float64 `json:"run_p99_ms,omitempty"`
+	RunCPUPerM []float64 `json:"run_cpu_s_per_m_cmds,omitempty"`
+
+	lags                 []float64 // every arrived probe's lag, sorted
+	cmds                 float64   // commands the source absorbed
+	serviceCPU, redisCPU float64   // CPU seconds
+}
+
+// poolLag merges runs of one side: percentiles of all their probes, CPU
+// over all their commands. Pooling, rather than a median of the runs'
+// p99s, lets a stall of one run weigh as much as its probes do.
+func poolLag(runs []LagSide) LagSide {
+	var p LagSide
+	var batches float64
+	for _, r := range runs {
+		p.Probes += r.Probes
+		p.Missing += r.Missing
+		p.ForkProbes += r.ForkProbes
+		p.Achieved += r.Achieved / float64(len(runs))
+		batches += r.AvgBatch / float64(len(runs))
+		p.lags = append(p.lags, r.lags...)
+		p.cmds += r.cmds
+		p.serviceCPU += r.serviceCPU
+		p.redisCPU += r.redisCPU
+		p.RunP99 = append(p.RunP99, r.P99)
+		p.RunCPUPerM = append(p.RunCPUPerM, r.ServiceCPUPerM+r.RedisCPUPerM)
+	}
+	p.Runs, p.AvgBatch = len(runs), batches
+	if p.cmds > 0 {
+		p.ServiceCPUPerM, p.RedisCPUPerM = p.serviceCPU/p.cmds*1e6, p.redisCPU/p.cmds*1e6
+	}
+	sort.Float64s(p.lags)
+	p.P50, p.P99, p.Max = percentiles(p.lags)
+	return p
+}
+
+// percentiles are the p50, p99 and max of sorted lags.
+func percentiles(lags []float64) (p50, p99, maxLag float64) {
+	if len(lags) == 0 {
+		return 0, 0, 0
+	}
+	pct := func(p float64) float64 { return lags[min(len(lags)-1, int(p*float64(len(lags))))] }
+	return pct(0.50), pct(0.99), lags[len(lags)-1]
 }
 
 type sample struct {
@@ -198,60 +244,6 @@ func (b *runner) streaming(ctx context.Context) error {
 	}
 	b.logf("streaming: ours sustained: applied %s cmd/s (%.2f), max behind %.3fs, %s", kilo(res.SustainedOurs.AppliedRate), res.SustainedOurs.Fraction, res.SustainedOurs.MaxBehind, res.SustainedOurs.Trend)
 
-	// Lag at half of what the source absorbed while we replicated, into
-	// a fresh destination, as the native replica's is: the one of the
-	// saturating runs carries their AOF growth, and at full scale its
-	// scheduler rewrote the AOF in the middle of the lag row.
-	drop()
-	db, dc, err = b.freshDestination(ctx, "lag", src)
-	if err != nil {
-		return err
-	}
-	dropped = false
-	lag := Lag{Rate: res.Ours.SourceRate / 2}
-	if b.cfg.LagRate > 0 {
-		lag.Rate = float64(b.cfg.LagRate)
-	}
-	ldur := time.Duration(b.cfg.LagSeconds) * time.Second
-	b.logf("lag: redis-replicad at %s cmd/s for %s", kilo(lag.Rate), ldur)
-	b.svc.profile(ctx, "start", "lag")
-	redisPid := childListening(b.svc.pid(), db.Port)
-	m0, _ = b.svc.destMetrics(ctx, db.UID)
-	lag.Ours, err = b.probeLag(ctx, "ours", src, dc, b.svc.pid(), redisPid, lag.Rate, ldur, nil)
-	b.svc.profile(ctx, "stop", "")
-	if err != nil {
-		return fmt.Errorf("lag, ours: %w", err)
-	}
-	if m1, err := b.svc.destMetrics(ctx, db.UID); err == nil && m1.batches > m0.batches {
-		lag.Ours.AvgBatch = (m1.cmdsApplied - m0.cmdsApplied) / (m1.batches - m0.batches)
-	}
-	b.logf("lag: ours: p50 %.2f ms, p99 %.2f ms, max %.2f ms; CPU per M commands: service %.2f s, its redis-server %.2f s; %.0f commands per batch", lag.Ours.P50, lag.Ours.P99, lag.Ours.Max, lag.Ours.ServiceCPUPerM, lag.Ours.RedisCPUPerM, lag.Ours.AvgBatch)
-	// The same with an AOF rewrite of the destination: a smaller
-	// memory_size lowers the service's threshold below what the AOF has
-	// grown by, so its scheduler starts one.
-	rdur := max(8*time.Second, ldur/2)
-	b.logf("lag: redis-replicad at %s cmd/s for %s, with an AOF rewrite of the destination", kilo(lag.Rate), rdur)
-	lag.RewriteOurs, err = b.probeLag(ctx, "ours-rewrite", src, dc, b.svc.pid(), redisPid, lag.Rate, rdur, func(ctx context.Context) error {
-		threshold, err := rewriteThreshold(ctx, dc)
-		if err != nil {
-			return err
-		}
-		lag.RewriteThreshold = threshold
-		mem := 2 * threshold
-		_, err = b.svc.update(ctx, db.UID, api.UpdateDatabaseRequest{MemorySize: &mem})
-		return err
-	})
-	switch {
-	case errors.Is(err, errNoRewriteDue):
-		// The service rewrote the AOF shortly before (its own
-		// scheduler, during the longer runs of a full-scale bench).
-		lag.RewriteOurs, lag.RewriteSkipped = LagSide{}, err.Error()
-		b.logf("lag: the rewrite row is not measured: %v", err)
-	case err != nil:
-		return fmt.Errorf("lag during a rewrite, ours: %w", err)
-	default:
-		b.logf("lag: ours during a rewrite: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d probes while the fork ran", lag.RewriteOurs.P50, lag.RewriteOurs.P99, lag.RewriteOurs.Max, lag.RewriteOurs.ForkProbes)
-	}
 	drop()
 
 	// Into a sharded destination, alone with the source.
@@ -281,35 +273,138 @@ func (b *runner) streaming(ctx context.Context) error {
 	}
 	b.logf("streaming: native sustained: applied %s cmd/s (%.2f), max behind %.3fs, %s", kilo(res.SustainedNative.AppliedRate), res.SustainedNative.Fraction, res.SustainedNative.MaxBehind, res.SustainedNative.Trend)
 
-	b.logf("lag: native replica at %s cmd/s for %s", kilo(lag.Rate), ldur)
-	nat, err = b.startServer(ctx, "lag-native", replicaArgs...)
+	// Lag at half of what the source absorbed while we replicated.
+	lag := Lag{Rate: res.Ours.SourceRate / 2}
+	if b.cfg.LagRate > 0 {
+		lag.Rate = float64(b.cfg.LagRate)
+	}
+	err = b.lagRows(ctx, src, &lag)
+	if lag.Ours.Runs > 0 && lag.Native.Runs > 0 {
+		b.res.Lag = &lag
+	}
+	return err
+}
+
+// lagRows measures row 3 (and the CPU at half load): LagRuns runs of each
+// side, ours and the native replica alternating, each into a fresh
+// destination (the database of the saturating runs carries their AOF
+// growth, and at full scale its scheduler rewrote the AOF in the middle of
+// a lag run), so that both sides meet the shared machine in the same states;
+// the runs of a side are pooled. After the last runs, the rewrite runs.
+func (b *runner) lagRows(ctx context.Context, src *server, lag *Lag) error {
+	ldur := time.Duration(b.cfg.LagSeconds) * time.Second
+	var ours, native []LagSide
+	pool := func() {
+		if len(ours) > 0 {
+			lag.Ours = poolLag(ours)
+		}
+		if len(native) > 0 {
+			lag.Native = poolLag(native)
+		}
+	}
+	defer pool()
+	for run := range b.cfg.LagRuns {
+		last := run == b.cfg.LagRuns-1
+		side, err := b.lagOurs(ctx, src, lag, run, ldur, last)
+		if err != nil {
+			return err
+		}
+		ours = append(ours, side)
+		if side, err = b.lagNative(ctx, src, lag, run, ldur, last); err != nil {
+			return err
+		}
+		native = append(native, side)
+	}
+	return nil
+}
+
+// lagOurs is one lag run of ours into a fresh database, and with rewrite
+// the rewrite run after it.
+func (b *runner) lagOurs(ctx context.Context, src *server, lag *Lag, run int, ldur time.Duration, rewrite bool) (LagSide, error) {
+	db, dc, err := b.freshDestination(ctx, fmt.Sprintf("lag-%d", run), src)
 	if err != nil {
+		return LagSide{}, err
+	}
+	defer func() {
+		dc.Close()
+		_ = b.svc.delete(context.Background(), db.UID)
+	}()
+	b.logf("lag: redis-replicad at %s cmd/s for %s (run %d of %d)", kilo(lag.Rate), ldur, run+1, b.cfg.LagRuns)
+	b.svc.profile(ctx, "start", fmt.Sprintf("lag-%d", run))
+	redisPid := childListening(b.svc.pid(), db.Port)
+	m0, _ := b.svc.destMetrics(ctx, db.UID)
+	side, err := b.probeLag(ctx, fmt.Sprintf("ours-%d", run), src, dc, b.svc.pid(), redisPid, lag.Rate, ldur, nil)
+	b.svc.profile(ctx, "stop", "")
+	if err != nil {
+		return side, fmt.Errorf("lag, ours: %w", err)
+	}
+	if m1, err := b.svc.destMetrics(ctx, db.UID); err == nil && m1.batches > m0.batches {
+		side.AvgBatch = (m1.cmdsApplied - m0.cmdsApplied) / (m1.batches - m0.batches)
+	}
+	b.logf("lag: ours: p50 %.2f ms, p99 %.2f ms, max %.2f ms; CPU per M commands: service %.2f s, its redis-server %.2f s; %.0f commands per batch", side.P50, side.P99, side.Max, side.ServiceCPUPerM, side.RedisCPUPerM, side.AvgBatch)
+	if !rewrite {
+		return side, nil
+	}
+	// The same with an AOF rewrite of the destination: a smaller
+	// memory_size lowers the service's threshold below what the AOF has
+	// grown by, so its scheduler starts one.
+	rdur := max(8*time.Second, ldur/2)
+	b.logf("lag: redis-replicad at %s cmd/s for %s, with an AOF rewrite of the destination", kilo(lag.Rate), rdur)
+	lag.RewriteOurs, err = b.probeLag(ctx, "ours-rewrite", src, dc, b.svc.pid(), redisPid, lag.Rate, rdur, func(ctx context.Context) error {
+		threshold, err := rewriteThreshold(ctx, dc)
+		if err != nil {
+			return err
+		}
+		lag.RewriteThreshold = threshold
+		mem := 2 * threshold
+		_, err = b.svc.update(ctx, db.UID, api.UpdateDatabaseRequest{MemorySize: &mem})
 		return err
+	})
+	switch {
+	case errors.Is(err, errNoRewriteDue):
+		// The service rewrote the AOF shortly before (its own
+		// scheduler, during the longer runs of a full-scale bench).
+		lag.RewriteOurs, lag.RewriteSkipped = LagSide{}, err.Error()
+		b.logf("lag: the rewrite row is not measured: %v", err)
+	case err != nil:
+		return side, fmt.Errorf("lag during a rewrite, ours: %w", err)
+	default:
+		b.logf("lag: ours during a rewrite: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d probes while the fork ran", lag.RewriteOurs.P50, lag.RewriteOurs.P99, lag.RewriteOurs.Max, lag.RewriteOurs.ForkProbes)
+	}
+	return side, nil
+}
+
+// lagNative is one lag run of a fresh native replica, and with rewrite
+// (unless ours skipped its rewrite run) the rewrite run after it.
+func (b *runner) lagNative(ctx context.Context, src *server, lag *Lag, run int, ldur time.Duration, rewrite bool) (LagSide, error) {
+	b.logf("lag: native replica at %s cmd/s for %s (run %d of %d)", kilo(lag.Rate), ldur, run+1, b.cfg.LagRuns)
+	nat, err := b.startServer(ctx, fmt.Sprintf("lag-native-%d", run), replicaArgs...)
+	if err != nil {
+		return LagSide{}, err
 	}
 	defer b.stopServer(nat)
 	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
-		return err
+		return LagSide{}, err
 	}
-	lag.Native, err = b.probeLag(ctx, "native", src, nat.c, 0, nat.proc.pid(), lag.Rate, ldur, nil)
+	side, err := b.probeLag(ctx, fmt.Sprintf("native-%d", run), src, nat.c, 0, nat.proc.pid(), lag.Rate, ldur, nil)
 	if err != nil {
-		return fmt.Errorf("lag, native: %w", err)
+		return side, fmt.Errorf("lag, native: %w", err)
 	}
-	b.logf("lag: native: p50 %.2f ms, p99 %.2f ms, max %.2f ms; CPU per M commands: replica %.2f s", lag.Native.P50, lag.Native.P99, lag.Native.Max, lag.Native.RedisCPUPerM)
-	if lag.RewriteSkipped != "" {
-		b.res.Lag = &lag
-		return nil
+	b.logf("lag: native: p50 %.2f ms, p99 %.2f ms, max %.2f ms; CPU per M commands: replica %.2f s", side.P50, side.P99, side.Max, side.RedisCPUPerM)
+	if !rewrite || lag.RewriteSkipped != "" {
+		return side, nil
 	}
+	rdur := max(8*time.Second, ldur/2)
 	b.logf("lag: native replica at %s cmd/s for %s, with an AOF rewrite", kilo(lag.Rate), rdur)
 	lag.RewriteNative, err = b.probeLag(ctx, "native-rewrite", src, nat.c, 0, nat.proc.pid(), lag.Rate, rdur, func(ctx context.Context) error {
 		// Redis's own trigger, with the threshold the service used.
 		return nat.c.ConfigSet(ctx, "auto-aof-rewrite-min-size", strconv.FormatInt(lag.RewriteThreshold, 10)).Err()
 	})
 	if err != nil {
-		return fmt.Errorf("lag during a rewrite, native: %w", err)
+		return side, fmt.Errorf("lag during a rewrite, native: %w", err)
 	}
 	b.logf("lag: native during a rewrite: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d probes while the fork ran", lag.RewriteNative.P50, lag.RewriteNative.P99, lag.RewriteNative.Max, lag.RewriteNative.ForkProbes)
-	b.res.Lag = &lag
-	return nil
+	return side, nil
 }
 
 // streamSharded measures the saturating writer with a destination of 3
@@ -630,9 +725,11 @@ probe:
 		return side, err
 	}
 	side.Achieved = float64(p.acked.Load()) / time.Since(began).Seconds()
-	if n := float64(p.acked.Load()); n > 0 {
-		side.ServiceCPUPerM = sm.stop().CPUSeconds / n * 1e6
-		side.RedisCPUPerM = rm.stop().CPUSeconds / n * 1e6
+	side.cmds = float64(p.acked.Load())
+	side.serviceCPU, side.redisCPU = sm.stop().CPUSeconds, rm.stop().CPUSeconds
+	if side.cmds > 0 {
+		side.ServiceCPUPerM = side.serviceCPU / side.cmds * 1e6
+		side.RedisCPUPerM = side.redisCPU / side.cmds * 1e6
 	}
 	// Wait for the last probes (bounded).
 	arrived := probes.waitFor(len(sent), time.Now().Add(30*time.Second))
@@ -657,8 +754,8 @@ probe:
 		return side, fmt.Errorf("no probe arrived")
 	}
 	sort.Float64s(lags)
-	pct := func(p float64) float64 { return lags[min(len(lags)-1, int(p*float64(len(lags))))] }
-	side.P50, side.P99, side.Max = pct(0.50), pct(0.99), lags[len(lags)-1]
+	side.lags = lags
+	side.P50, side.P99, side.Max = percentiles(lags)
 	return side, nil
 }
 

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"hash/maphash"
 	"strconv"
 )
 
@@ -94,16 +95,21 @@ func digits(n int) int {
 type msetBuilder struct {
 	args  []byte // the key and value arguments, RESP-encoded
 	pairs int
-	keys  map[string]struct{}
+	// keys holds a hash of each gathered key, not the key: a string key
+	// would cost an allocation per SET, half the stream. Two keys with one
+	// hash only make a command wait for the MSET it need not wait for,
+	// which is always correct.
+	keys map[uint64]struct{}
+	seed maphash.Seed
 }
 
 func (m *msetBuilder) add(it item) {
 	if m.keys == nil {
-		m.keys = map[string]struct{}{}
+		m.keys, m.seed = map[uint64]struct{}{}, maphash.MakeSeed()
 	}
 	m.args = append(m.args, it.raw[it.setArgs:]...)
 	m.pairs++
-	m.keys[string(it.key)] = struct{}{}
+	m.keys[maphash.Bytes(m.seed, it.key)] = struct{}{}
 }
 
 // holds says whether an item must wait for the gathered SETs to be written
@@ -115,7 +121,7 @@ func (m *msetBuilder) holds(it item) bool {
 	if it.key == nil {
 		return true
 	}
-	_, ok := m.keys[string(it.key)]
+	_, ok := m.keys[maphash.Bytes(m.seed, it.key)]
 	return ok
 }
 
