@@ -39,3 +39,12 @@ func TestEachRunListsRunsOnlyWhenPooled(t *testing.T) {
 	assert.Equal(t, "", lagRuns(LagSide{Runs: 1}, 15))
 	assert.Equal(t, ", 3 runs of 15 s of each side, alternating, pooled", lagRuns(LagSide{Runs: 3}, 15))
 }
+
+func TestParseCPULine(t *testing.T) {
+	busy, total, err := parseCPULine("cpu  100 5 50 800 40 1 2 0 0 0\ncpu0 1 2 3 4 5\n")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(100+5+50+1+2), busy)
+	assert.Equal(t, uint64(998), total)
+	_, _, err = parseCPULine("intr 1 2 3")
+	assert.Error(t, err)
+}

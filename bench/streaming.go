@@ -664,10 +664,17 @@ func quiesce(ctx context.Context, clients ...*redis.Client) {
 // client-tracking invalidation (see watchKeys), the moment it becomes
 // readable there.
 //
-// trigger, unless nil, runs a second into the load (to start a rewrite).
+// trigger, unless nil, runs a second into the measurement (to start a
+// rewrite), which begins after lagWarmUp of load.
+// lagWarmUp is how long probeLag loads before it measures.
+const lagWarmUp = time.Second
+
 func (b *runner) probeLag(ctx context.Context, name string, src *server, dst *redis.Client, svcPid, redisPid int, rate float64, dur time.Duration, trigger func(context.Context) error) (LagSide, error) {
 	var side LagSide
 	quiesce(ctx, src.c, dst)
+	if !settle(ctx, 15*time.Second) {
+		b.logf("lag: the machine did not settle before the %s run (more than a fifth of its CPU busy)", name)
+	}
 	probes, err := watchProbes(ctx, dst)
 	if err != nil {
 		return side, err
@@ -681,10 +688,25 @@ func (b *runner) probeLag(ctx context.Context, name string, src *server, dst *re
 	defer p.close()
 	stop := make(chan struct{})
 	loadErr := make(chan error, 1)
+	go func() { loadErr <- p.run(ctx, streamGen(uint64(time.Now().UnixNano()), b.cfg.StreamKeys), rate, stop) }()
+	// A second of load before anything is measured: from a quiet machine
+	// (settle), the first few hundred milliseconds of load put both sides
+	// tens of milliseconds behind, which is the start, not the steady state.
+	select {
+	case <-ctx.Done():
+		close(stop)
+		return side, ctx.Err()
+	case err := <-loadErr:
+		if err == nil {
+			err = errors.New("it ended before the measurement")
+		}
+		return side, fmt.Errorf("load: %w", err)
+	case <-time.After(lagWarmUp):
+	}
+	acked0 := p.acked.Load()
 	sm, rm := startMeter(svcPid), startMeter(redisPid)
 	began := time.Now()
 	forks := watchForks(ctx, dst, began)
-	go func() { loadErr <- p.run(ctx, streamGen(uint64(time.Now().UnixNano()), b.cfg.StreamKeys), rate, stop) }()
 
 	prober := redis.NewClient(&redis.Options{Addr: src.addr(), Password: src.password, PoolSize: 1})
 	defer prober.Close()
@@ -724,8 +746,8 @@ probe:
 	if err := <-loadErr; err != nil {
 		return side, err
 	}
-	side.Achieved = float64(p.acked.Load()) / time.Since(began).Seconds()
-	side.cmds = float64(p.acked.Load())
+	side.cmds = float64(p.acked.Load() - acked0)
+	side.Achieved = side.cmds / time.Since(began).Seconds()
 	side.serviceCPU, side.redisCPU = sm.stop().CPUSeconds, rm.stop().CPUSeconds
 	if side.cmds > 0 {
 		side.ServiceCPUPerM = side.serviceCPU / side.cmds * 1e6
