@@ -706,6 +706,8 @@ func (b *runner) probeLag(ctx context.Context, name string, src *server, dst *re
 	acked0 := p.acked.Load()
 	sm, rm := startMeter(svcPid), startMeter(redisPid)
 	began := time.Now()
+	// The start of lag-<name>.csv's clock, to line it up with other traces.
+	b.logf("lag: %s probes from %s", name, began.UTC().Format("15:04:05.000"))
 	forks := watchForks(ctx, dst, began)
 
 	prober := redis.NewClient(&redis.Options{Addr: src.addr(), Password: src.password, PoolSize: 1})
