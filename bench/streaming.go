@@ -347,7 +347,11 @@ func (b *runner) lagOurs(ctx context.Context, src *server, lag *Lag, run int, ld
 	}
 	// The same with an AOF rewrite of the destination: a smaller
 	// memory_size lowers the service's threshold below what the AOF has
-	// grown by, so its scheduler starts one.
+	// grown by, so its scheduler starts one. At a low rate the lag run may
+	// not have grown it enough: the load goes on until it has.
+	if err := b.growAOF(ctx, src, dc, lag.Rate, time.Minute); err != nil {
+		return side, fmt.Errorf("grow the AOF for the rewrite run: %w", err)
+	}
 	rdur := max(8*time.Second, ldur/2)
 	b.logf("lag: redis-replicad at %s cmd/s for %s, with an AOF rewrite of the destination", kilo(lag.Rate), rdur)
 	lag.RewriteOurs, err = b.probeLag(ctx, "ours-rewrite", src, dc, b.svc.pid(), redisPid, lag.Rate, rdur, func(ctx context.Context) error {
@@ -372,6 +376,40 @@ func (b *runner) lagOurs(ctx context.Context, src *server, lag *Lag, run int, ld
 		b.logf("lag: ours during a rewrite: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d probes while the fork ran", lag.RewriteOurs.P50, lag.RewriteOurs.P99, lag.RewriteOurs.Max, lag.RewriteOurs.ForkProbes)
 	}
 	return side, nil
+}
+
+// growAOF keeps a paced load on src until dst's AOF has grown enough for
+// rewriteThreshold, or for at most limit (the rewrite run then says so).
+func (b *runner) growAOF(ctx context.Context, src *server, dst *redis.Client, rate float64, limit time.Duration) error {
+	due := func() bool {
+		_, err := rewriteThreshold(ctx, dst)
+		return !errors.Is(err, errNoRewriteDue)
+	}
+	if due() {
+		return nil
+	}
+	p, err := dialPipe(ctx, src.addr(), src.password, 8192)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- p.run(ctx, streamGen(uint64(time.Now().UnixNano()), b.cfg.StreamKeys), rate, stop) }()
+	deadline := time.Now().Add(limit)
+	for !due() && time.Now().Before(deadline) && ctx.Err() == nil {
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // lagNative is one lag run of a fresh native replica, and with rewrite
