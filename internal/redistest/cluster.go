@@ -42,11 +42,19 @@ func StartCluster(t testing.TB, masters, replicas int, extra ...string) *Cluster
 func StartClusterWith(t testing.TB, masters, replicas int, nodeArgs func(i int) []string) *Cluster {
 	t.Helper()
 	cl := &Cluster{t: t, clients: map[*Server]*redis.Client{}}
+	// Each node's cluster bus gets a port of FreePort's window too: Redis's
+	// default, its port + 10000, would fall in the windows of the service's
+	// tests (or past 65535).
+	busPorts := map[*Server]int{}
 	for i := range masters * (1 + replicas) {
+		bus := FreePort(t)
 		args := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(bus),
 			"--cluster-node-timeout", "1500", "--cluster-replica-validity-factor", "0",
 			"--appendonly", "yes"}, nodeArgs(i)...)
-		cl.Nodes = append(cl.Nodes, Start(t, args...))
+		n := Start(t, args...)
+		busPorts[n] = bus
+		cl.Nodes = append(cl.Nodes, n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -64,7 +72,7 @@ func StartClusterWith(t testing.TB, masters, replicas int, nodeArgs func(i int) 
 		meet = p["tls-port"]
 	}
 	for _, n := range cl.Nodes[1:] {
-		if err := cl.c(n).ClusterMeet(ctx, "127.0.0.1", meet).Err(); err != nil {
+		if err := cl.c(n).Do(ctx, "CLUSTER", "MEET", "127.0.0.1", meet, busPorts[cl.Nodes[0]]).Err(); err != nil {
 			t.Fatalf("CLUSTER MEET: %v", err)
 		}
 	}

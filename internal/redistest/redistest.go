@@ -5,11 +5,13 @@ package redistest
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,15 +119,36 @@ func (s *Server) Restart(extra ...string) {
 	s.start(bin)
 }
 
+// Ports of FreePort: 4000-10999, below the kernel's ephemeral ports (32768
+// and up) and apart from the windows of the service's tests (11000-32599).
+// A port taken from the ephemeral range could become the local port of any
+// outgoing connection of a test running beside, between the check and the
+// server's bind ("Address already in use", seen in CI).
+const (
+	freePortMin   = 4000
+	freePortCount = 7000
+)
+
+// nextFreePort walks the window from a point of its own per test process,
+// so that two test binaries running at once seldom try the same ports.
+var nextFreePort atomic.Int64
+
+func init() { nextFreePort.Store(rand.Int64N(freePortCount)) }
+
 // FreePort returns a loopback port that nothing listens on now.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range freePortCount {
+		port := freePortMin + int(nextFreePort.Add(1)%freePortCount)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in %d-%d", freePortMin, freePortMin+freePortCount-1)
+	return 0
 }
 
 // Eventually polls cond until it returns nil or timeout passes.
