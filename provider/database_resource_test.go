@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"net"
 	"regexp"
 	"strconv"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/client"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 )
 
 const testAccDatabaseResource = "redis_database.test"
@@ -456,10 +456,5 @@ func (e *testAccEnv) checkDatabasesDestroyed(s *terraform.State) error {
 // freePort returns a TCP port that nothing listens on right now.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return redistest.FreePort(t)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -107,12 +108,7 @@ func tail(s string, n int) string {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return redistest.FreePort(t)
 }
 
 // waitReady waits until the server answers PING.

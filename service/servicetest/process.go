@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 )
 
 // Process is redis-replicad running as a separate OS process, for tests that
@@ -142,11 +144,8 @@ func (p *Process) Log() string {
 	return string(b)
 }
 
+// freeAddr is a loopback address for the process to listen on, from
+// redistest's window below the ephemeral ports.
 func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
 }
