@@ -184,11 +184,8 @@ func (b *runner) streaming(ctx context.Context) error {
 
 	// Native.
 	b.logf("streaming: native replica under a saturating writer for %s", dur)
-	nat, err := b.startServer(ctx, "stream-native", replicaArgs...)
+	nat, err := b.freshNative(ctx, "stream-native", src)
 	if err != nil {
-		return err
-	}
-	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
 		return err
 	}
 	res.Native, err = b.saturate(ctx, src, dur, 0, nat.proc.pid(), 0, func(ctx context.Context) (int64, int, error) {
@@ -256,11 +253,7 @@ func (b *runner) streaming(ctx context.Context) error {
 	// The native replica at the sustained rate, now that ours no longer
 	// replicates from the source.
 	b.logf("streaming: native replica at %s cmd/s (0.8 of the source's) for %s", kilo(res.SustainedRate), dur)
-	nat, err = b.startServer(ctx, "stream-native-sustained", replicaArgs...)
-	if err != nil {
-		return err
-	}
-	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
+	if nat, err = b.freshNative(ctx, "stream-native-sustained", src); err != nil {
 		return err
 	}
 	res.SustainedNative, err = b.saturate(ctx, src, dur, res.SustainedRate, nat.proc.pid(), 0, func(ctx context.Context) (int64, int, error) {
@@ -416,14 +409,11 @@ func (b *runner) growAOF(ctx context.Context, src *server, dst *redis.Client, ra
 // (unless ours skipped its rewrite run) the rewrite run after it.
 func (b *runner) lagNative(ctx context.Context, src *server, lag *Lag, run int, ldur time.Duration, rewrite bool) (LagSide, error) {
 	b.logf("lag: native replica at %s cmd/s for %s (run %d of %d)", kilo(lag.Rate), ldur, run+1, b.cfg.LagRuns)
-	nat, err := b.startServer(ctx, fmt.Sprintf("lag-native-%d", run), replicaArgs...)
+	nat, err := b.freshNative(ctx, fmt.Sprintf("lag-native-%d", run), src)
 	if err != nil {
 		return LagSide{}, err
 	}
 	defer b.stopServer(nat)
-	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
-		return LagSide{}, err
-	}
 	side, err := b.probeLag(ctx, fmt.Sprintf("native-%d", run), src, nat.c, 0, nat.proc.pid(), lag.Rate, ldur, nil)
 	if err != nil {
 		return side, fmt.Errorf("lag, native: %w", err)
@@ -679,6 +669,20 @@ func (b *runner) freshDestination(ctx context.Context, name string, src *server)
 		return db, nil, err
 	}
 	return db, dbClient(db), nil
+}
+
+// freshNative starts a native replica of src and waits until it is in
+// sync; the caller stops it.
+func (b *runner) freshNative(ctx context.Context, name string, src *server) (*server, error) {
+	nat, err := b.startServer(ctx, name, replicaArgs...)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := replicaOf(ctx, nat, src, 10*time.Millisecond); err != nil {
+		b.stopServer(nat)
+		return nil, err
+	}
+	return nat, nil
 }
 
 // quiesce waits (at most a minute) until none of the servers runs a fork:

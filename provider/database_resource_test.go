@@ -153,8 +153,8 @@ func TestAccDatabaseResource_basic(t *testing.T) {
 func TestAccDatabaseResource_port(t *testing.T) {
 	e := testAccStart(t)
 	name := acctest.RandomWithPrefix("tf-acc")
-	port := freePort(t)
-	other := freePort(t)
+	port := redistest.FreePort(t)
+	other := redistest.FreePort(t)
 	var uid int
 
 	resource.Test(t, resource.TestCase{
@@ -451,10 +451,4 @@ func (e *testAccEnv) checkDatabasesDestroyed(s *terraform.State) error {
 		}
 	}
 	return nil
-}
-
-// freePort returns a TCP port that nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	return redistest.FreePort(t)
 }

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 )
 
 // session is a replica connection that has completed a full sync.
@@ -513,7 +515,7 @@ func TestSourcePingCounted(t *testing.T) {
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	caPEM, certFile, keyFile, caFile := makeTLSFiles(t, dir)
-	tlsPort := strconv.Itoa(freePort(t))
+	tlsPort := strconv.Itoa(redistest.FreePort(t))
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	clientTLS := &tls.Config{RootCAs: pool}

@@ -47,7 +47,7 @@ func startRedisWith(t *testing.T, s *redisServer, config ...string) *redisServer
 		t.Fatal("install redis-server (apt-get install -y redis-server)")
 	}
 	dir := t.TempDir()
-	port := freePort(t)
+	port := redistest.FreePort(t)
 	s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.dir = dir
 
@@ -104,11 +104,6 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	return redistest.FreePort(t)
 }
 
 // waitReady waits until the server answers PING.

@@ -125,7 +125,7 @@ func TestServiceRewritesAOF(t *testing.T) {
 		// past its threshold any more (1 MiB, or its base size when that
 		// is bigger: a rewrite slowed by a busy machine takes in what was
 		// written meanwhile).
-		if st.rewrites < 1 || st.forking || st.current > 3<<20*9/10 || overdue(st, d.MemorySize, 1<<20) >= 1 {
+		if st.rewrites < 1 || st.forking || st.current > 9*(3<<20)/10 || overdue(st, d.MemorySize, m.cfg.MinRewriteGrowth) >= 1 {
 			return fmt.Errorf("%d rewrites, fork running %v, AOF of %d bytes (base %d)", st.rewrites, st.forking, st.current, st.base)
 		}
 		return nil
