@@ -197,6 +197,10 @@ func (b *batcher) gather(ctx context.Context) bool {
 			b.inSourceTx = false
 		case kindLoadDone:
 			b.loadDone = true
+			// Queued after the reader set it: the queue orders the two.
+			if l := b.s.loadedLink; l != nil {
+				b.w.bound, b.s.loadedLink = l, nil
+			}
 		}
 	}
 	return false

@@ -151,7 +151,7 @@ func TestReplicaOfRedisCluster(t *testing.T) {
 	writeClusterDataset(t, cc, "later:", 100)
 	load.stop()
 	dc := destClient(t, dst, 0)
-	eventuallyEqual(t, 2*time.Minute, dc, cl.MasterClients()...)
+	eventuallyEqualCluster(t, a, dst, dc, cl)
 	incrs, pushes := loadTotals(t, dc)
 	assert.Equal(t, load.incrs.Load(), incrs, "every acknowledged INCR, once")
 	assert.Equal(t, load.pushes.Load(), pushes, "every acknowledged RPUSH, once")
@@ -237,7 +237,7 @@ func TestClusterSourceFailover(t *testing.T) {
 
 	load.stop()
 	dc := destClient(t, dst, 0)
-	eventuallyEqual(t, 2*time.Minute, dc, cl.MasterClients()...)
+	eventuallyEqualCluster(t, a, dst, dc, cl)
 	// Counters exact: the destination holds what the cluster holds (a
 	// kill -9 may lose acknowledged writes in the cluster itself).
 	srcIncrs, srcPushes := loadTotals(t, cc)
@@ -294,7 +294,7 @@ func TestClusterSourceResharding(t *testing.T) {
 
 	load.stop()
 	dc := destClient(t, dst, 0)
-	eventuallyEqual(t, 2*time.Minute, dc, cl.MasterClients()...)
+	eventuallyEqualCluster(t, a, dst, dc, cl)
 	srcIncrs, srcPushes := loadTotals(t, cc)
 	incrs, pushes := loadTotals(t, dc)
 	assert.Equal(t, srcIncrs, incrs)
@@ -379,7 +379,7 @@ func TestClusterSourceReadFromReplica(t *testing.T) {
 
 	load.stop()
 	dc := destClient(t, dst, 0)
-	eventuallyEqual(t, 2*time.Minute, dc, cl.MasterClients()...)
+	eventuallyEqualCluster(t, a, dst, dc, cl)
 	incrs, pushes := loadTotals(t, dc)
 	srcIncrs, srcPushes := loadTotals(t, cc)
 	assert.Equal(t, srcIncrs, incrs)
@@ -429,7 +429,7 @@ func TestClusterSourceAcrossServiceKill9(t *testing.T) {
 	}
 	load.stop()
 	dc := destClient(t, dst, 0)
-	eventuallyEqual(t, 2*time.Minute, dc, cl.MasterClients()...)
+	eventuallyEqualCluster(t, a, dst, dc, cl)
 	incrs, pushes := loadTotals(t, dc)
 	assert.Equal(t, load.incrs.Load(), incrs, "every acknowledged INCR, once")
 	assert.Equal(t, load.pushes.Load(), pushes, "every acknowledged RPUSH, once")
@@ -471,7 +471,7 @@ func TestClusterSourceOverTLS(t *testing.T) {
 		assert.Contains(t, slices.Collect(maps.Values(tlsPorts)), p, "shard %+v is read on a TLS port", sh)
 	}
 	writeClusterDataset(t, cc, "later:", 20)
-	eventuallyEqual(t, 2*time.Minute, destClient(t, dst, 0), cl.MasterClients()...)
+	eventuallyEqualCluster(t, a, dst, destClient(t, dst, 0), cl)
 }
 
 // TestSameClusterUnderTwoNodesIsRefused: two nodes of one cluster given as
@@ -537,5 +537,62 @@ func TestClusterSourceURLNodeDownAtRestart(t *testing.T) {
 	assert.Equal(t, 0, after.FullSyncs, "continued, not reloaded: %+v", after)
 	assert.Equal(t, 1, after.PartialSyncs, "%+v", after)
 	writeClusterDataset(t, cc, "after:", 50)
-	eventuallyEqual(t, 2*time.Minute, dc, cl.MasterClients()...)
+	eventuallyEqualCluster(t, a, dst, dc, cl)
+}
+
+// eventuallyEqualCluster polls until the destination dc (of dst) equals
+// the cluster cl key by key. The masters are asked again at every poll: a
+// busy machine may see a failover in the meantime. When it fails it logs
+// what explainClusterDiff tells.
+func eventuallyEqualCluster(t *testing.T, a *apiClient, dst api.Database, dc *redis.Client, cl *redistest.Cluster) {
+	t.Helper()
+	t.Cleanup(func() { explainClusterDiff(t, a, dst, cl) })
+	redistest.Eventually(t, 2*time.Minute, "destination equals the cluster", func() error {
+		masters := cl.MasterClients()
+		defer func() {
+			for _, m := range masters {
+				m.Close()
+			}
+		}()
+		return redistest.Diff(context.Background(), dc, masters...)
+	})
+}
+
+// explainClusterDiff logs, once a test failed, what tells a lagging shard
+// from a lost batch: each shard's status, the checkpoints the destination
+// holds, and each node's role, replication ID and offset.
+func explainClusterDiff(t *testing.T, a *apiClient, dst api.Database, cl *redistest.Cluster) {
+	t.Helper()
+	if !t.Failed() {
+		return
+	}
+	ctx := context.Background()
+	db := a.get(dst.UID)
+	t.Logf("status %s generation %d", db.ReplicaSyncStatus, db.ReplicaGeneration)
+	for _, st := range db.ReplicaSources {
+		for _, sh := range st.Shards {
+			t.Logf("shard %+v", sh)
+		}
+	}
+	cps, err := destClient(t, dst, 16).HGetAll(ctx, "replicad:checkpoints").Result()
+	t.Logf("checkpoints (err %v):", err)
+	for _, k := range slices.Sorted(maps.Keys(cps)) {
+		t.Logf("  %s = %s", k, cps[k])
+	}
+	for _, n := range cl.Nodes {
+		info, err := n.Client().Info(ctx, "replication").Result()
+		if err != nil {
+			t.Logf("node %s: %v", n.Addr(), err)
+			continue
+		}
+		var parts []string
+		for _, line := range strings.Split(info, "\r\n") {
+			for _, f := range []string{"role:", "master_replid:", "master_replid2:", "master_repl_offset:", "second_repl_offset:", "master_port:", "master_link_status:", "connected_slaves:"} {
+				if strings.HasPrefix(line, f) {
+					parts = append(parts, line)
+				}
+			}
+		}
+		t.Logf("node %s: %s", n.Addr(), strings.Join(parts, " "))
+	}
 }

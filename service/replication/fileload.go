@@ -125,7 +125,8 @@ func (s *syncer) loadOverLink(ctx context.Context, syn replproto.Sync, payload *
 		return err
 	}
 	s.log.Info("dataset sent over the destination's master link; it loads it", "source", s.url.String(), "bytes", payload.Transferred())
-	if err := ld.finish(ctx); err != nil {
+	next, err := ld.finish(ctx)
+	if err != nil {
 		if errors.Is(err, errLinkLoadRefused) {
 			// A payload our decoder accepts and Redis does not: the
 			// file load reports what Redis says, or falls back to
@@ -135,6 +136,7 @@ func (s *syncer) loadOverLink(ctx context.Context, syn replproto.Sync, payload *
 		}
 		return err
 	}
+	s.loadedLink = next // the writer continues there (see destWriter.bound)
 	return s.checkLoadedMemory(ctx)
 }
 

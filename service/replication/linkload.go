@@ -179,20 +179,20 @@ func (ld *linkLoad) Write(p []byte) (int, error) {
 
 // finish ends the RDB and waits until the destination has loaded it: it
 // then acknowledges its offset, and the link's session continues on the
-// same connection.
-func (ld *linkLoad) finish(ctx context.Context) error {
+// same connection. It returns that session.
+func (ld *linkLoad) finish(ctx context.Context) (*linkSession, error) {
 	if _, err := ld.Write(ld.mark); err != nil {
 		ld.abort()
-		return err
+		return nil, err
 	}
 	for {
 		args, _, err := readReplicaCommand(ld.rd)
 		if err != nil {
 			ld.abort()
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
-			return fmt.Errorf("%w: %w", errLinkLoadRefused, err)
+			return nil, fmt.Errorf("%w: %w", errLinkLoadRefused, err)
 		}
 		if len(args) >= 3 && bytes.EqualFold(args[0], []byte("REPLCONF")) && bytes.EqualFold(args[1], []byte("ACK")) {
 			if off, err := strconv.ParseInt(string(args[2]), 10, 64); err == nil && off >= ld.offset {
@@ -202,10 +202,11 @@ func (ld *linkLoad) finish(ctx context.Context) error {
 	}
 	if ld.stop != nil && !ld.stop() {
 		ld.abort() // cancelled just now: the connection is closed
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	ld.result <- newLinkSession(ld.link, ld.conn, ld.rd, ld.offset)
-	return nil
+	s := newLinkSession(ld.link, ld.conn, ld.rd, ld.offset)
+	ld.result <- s
+	return s, nil
 }
 
 // abort ends the load: the destination drops what it loaded so far and

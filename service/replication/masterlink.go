@@ -458,22 +458,26 @@ func (l *masterLink) session(ctx context.Context) (*linkSession, error) {
 // barrier waits until everything committed over the link so far is
 // applied: a session that resumes from the checkpoint it reads next must
 // not find a batch of an earlier session still on its way. A session that
-// ended has nothing on its way: the destination applies what it received
-// before it connects again.
-func (l *masterLink) barrier(ctx context.Context) error {
+// ended has nothing on its way: the destination applied what it received,
+// or lost it with the rest of what a restart did not keep. It returns the
+// session waited on, which the checkpoint read next belongs to.
+func (l *masterLink) barrier(ctx context.Context) (*linkSession, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	for {
 		s, err := l.session(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		s.mu.Lock()
 		end := s.committed
 		s.mu.Unlock()
 		err = s.waitAck(ctx, end)
-		if err == nil || errors.Is(err, errFatal) || ctx.Err() != nil {
-			return err
+		if err == nil {
+			return s, nil
+		}
+		if errors.Is(err, errFatal) || ctx.Err() != nil {
+			return nil, err
 		}
 	}
 }

@@ -103,6 +103,45 @@ func TestMatrixDestinationRedisKilledUnderLoad(t *testing.T) {
 	eventuallyEqual(t, 2*time.Minute, destClient(t, dst, 0), src.Client())
 }
 
+// TestMatrixDestinationRestartsWithLessThanItApplied restarts the
+// destination's redis-server from a disk that holds less than it had
+// applied (here its AOF stopped by hand; in life, appendfsync everysec and
+// a SIGKILL, or a host that lost power), while its syncer is idle: the
+// syncer must not go on from where it was, but from the checkpoint the
+// restarted destination holds, and apply again what the disk lost.
+func TestMatrixDestinationRestartsWithLessThanItApplied(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "64mb")
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "forgetful", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	logDestOnFailure(t, i, dst.UID)
+	ctx := redistest.Ctx(t)
+	sc, dc := src.Client(), destClient(t, dst, 0)
+	require.NoError(t, sc.Set(ctx, "before", "1", 0).Err())
+	eventuallyEqual(t, time.Minute, dc, sc)
+
+	// From here the destination applies writes in memory only.
+	admin := i.App.Databases().Client(dst.UID)
+	t.Cleanup(func() { admin.Close() })
+	require.NoError(t, admin.ConfigSet(ctx, "appendonly", "no").Err())
+	for range 100 {
+		require.NoError(t, sc.Incr(ctx, "counter").Err())
+	}
+	eventuallyEqual(t, time.Minute, dc, sc)
+	a.waitInSync(dst.UID, time.Minute)
+
+	killDestination(t, i, dst.UID)
+	redistest.Eventually(t, time.Minute, "the restarted destination answers", func() error {
+		return dc.Ping(ctx).Err()
+	})
+	require.NoError(t, sc.Incr(ctx, "counter").Err())
+	eventuallyEqual(t, time.Minute, dc, sc)
+	v, err := dc.Get(ctx, "counter").Result()
+	require.NoError(t, err)
+	require.Equal(t, "101", v)
+}
+
 // TestMatrixRestartWhileSourceListChanges kills the service right after a
 // change of the source list was accepted (the reload it starts is under
 // way or not begun): once back, the destination holds exactly both

@@ -110,6 +110,7 @@ func (b *batcher) holdForSwap(ctx context.Context) error {
 		return err
 	}
 	b.w.link = h.link
+	b.w.bound = nil       // the first session it takes there
 	b.s.status.progress() // the time held is not a stall
 	b.s.status.setWriter(writerIdle, 0, 0)
 	return nil

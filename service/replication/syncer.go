@@ -94,6 +94,9 @@ type syncer struct {
 	// into a sharded destination; splitCount counts them.
 	splitNoted bool
 	splitCount int
+	// loadedLink is the link session that followed this session's load
+	// over the link; the writer takes it with the load's end item.
+	loadedLink *linkSession
 }
 
 // destAccess is where the syncer writes: its destination, or the one a
@@ -147,6 +150,10 @@ func (s *syncer) run(ctx context.Context) error {
 		s.metrics.errors.Inc()
 		if errors.Is(err, errRelocated) {
 			continue // a better node to read from: reconnect at once
+		}
+		if errors.Is(err, errLinkChanged) {
+			s.log.Info("the destination's master link started a new session; continuing from the destination's checkpoint", "source", s.url.String())
+			continue
 		}
 		err = explain(err)
 		if s.fullSession && closedByPeer(err) && (s.transferEnd.IsZero() || time.Since(s.transferEnd) < cutWindow) {
@@ -231,7 +238,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		// What an earlier session committed over the link is applied
 		// before the checkpoint is read.
 		w.link = l
-		if err := l.barrier(ctx); err != nil {
+		if w.bound, err = l.barrier(ctx); err != nil {
 			return err
 		}
 	}

@@ -71,7 +71,20 @@ type destWriter struct {
 	// transaction's MULTI to its EXEC).
 	link *masterLink
 	ls   *linkSession
+	// bound is the link session on which the writer's position holds: the
+	// one its syncer's session read the checkpoint through, or the one a
+	// load over the link continued on (nil: the first one it takes). A
+	// batch never goes over another session: the destination may have
+	// connected again after a restart that kept less than it had applied
+	// (SIGKILL with appendfsync everysec, an AOF rewrite cut short), and
+	// only its checkpoint says where to continue (errLinkChanged).
+	bound *linkSession
 }
+
+// errLinkChanged ends a syncer's session whose writer finds the
+// destination's master link on a new session: the syncer resumes from the
+// checkpoint the destination holds now.
+var errLinkChanged = errors.New("the destination connected to its master link again; resuming from the checkpoint it holds")
 
 func dialDestination(ctx context.Context, dest Access, source string) (*destWriter, error) {
 	if dest.clustered() {
@@ -185,6 +198,11 @@ func (w *destWriter) sendLink(ctx context.Context, commit bool) (*linkSession, i
 		s, err := w.link.session(ctx)
 		if err != nil {
 			return nil, 0, 0, nil, err
+		}
+		if w.bound == nil {
+			w.bound = s
+		} else if s != w.bound {
+			return nil, 0, 0, nil, errLinkChanged
 		}
 		if err := s.lock(ctx); err != nil {
 			return nil, 0, 0, nil, fmt.Errorf("wait for the destination's master link: %w", err)
