@@ -404,6 +404,9 @@ func TestClusterSourceAcrossServiceKill9(t *testing.T) {
 	dst := a.create(api.CreateDatabaseRequest{Name: "counters", MemorySize: 256 << 20,
 		ReplicaSources: []api.ReplicaSource{{URI: cl.Nodes[1].URL()}}})
 	a.waitInSync(dst.UID, 3*time.Minute)
+	// A kill before the load is persisted loads everything again (the
+	// destination restarts from its AOF of before the load).
+	waitLoadPersisted(t, destClient(t, dst, 0))
 	load := startClusterLoad(t, cc)
 	for round := range 3 {
 		base := load.incrs.Load()
@@ -510,20 +513,8 @@ func TestClusterSourceURLNodeDownAtRestart(t *testing.T) {
 	db := a.waitInSync(dst.UID, 3*time.Minute)
 	sh0, ok := shardOf(db.ReplicaSources[0], m0.Addr())
 	require.True(t, ok)
-	// The load is persisted once the destination's AOF is rewritten.
 	dc := destClient(t, dst, 0)
-	redistest.Eventually(t, time.Minute, "the destination's AOF holds the load", func() error {
-		info, err := dc.Info(context.Background(), "persistence").Result()
-		if err != nil {
-			return err
-		}
-		for _, want := range []string{"aof_enabled:1\r", "aof_rewrite_in_progress:0\r", "aof_rewrite_scheduled:0\r"} {
-			if !strings.Contains(info, want) {
-				return fmt.Errorf("no %q in %s", want, info)
-			}
-		}
-		return nil
-	})
+	waitLoadPersisted(t, dc)
 
 	i.Stop(t)
 	r0 := cl.ReplicaOf(m0)
@@ -595,4 +586,22 @@ func explainClusterDiff(t *testing.T, a *apiClient, dst api.Database, cl *redist
 		}
 		t.Logf("node %s: %s", n.Addr(), strings.Join(parts, " "))
 	}
+}
+
+// waitLoadPersisted waits until the destination's AOF holds its load: the
+// AOF, off during the load, is on again and rewritten from the loaded data.
+func waitLoadPersisted(t *testing.T, dc *redis.Client) {
+	t.Helper()
+	redistest.Eventually(t, time.Minute, "the destination's AOF holds the load", func() error {
+		info, err := dc.Info(context.Background(), "persistence").Result()
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{"aof_enabled:1\r", "aof_rewrite_in_progress:0\r", "aof_rewrite_scheduled:0\r"} {
+			if !strings.Contains(info, want) {
+				return fmt.Errorf("no %q in %s", want, info)
+			}
+		}
+		return nil
+	})
 }

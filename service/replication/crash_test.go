@@ -30,9 +30,11 @@ func TestExactlyOnceAcrossKill9(t *testing.T) {
 	dst := a.create(api.CreateDatabaseRequest{Name: "counters", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
 	a.waitInSync(dst.UID, time.Minute)
 
+	dc := destClient(t, dst, 0)
+	// A kill before the load is persisted loads everything again.
+	waitLoadPersisted(t, dc)
 	w := startIncrWriter(t, src.Client(), 50)
 
-	dc := destClient(t, dst, 0)
 	for round := range 5 {
 		// Let the destination apply some of the stream, then crash it.
 		base := w.written.Load()
