@@ -348,3 +348,38 @@ func TestLinkFloodOfIdleConnectionsKeepsTheDestinationIn(t *testing.T) {
 	close(stop)
 	<-flooded
 }
+
+// The destination's redis-server killed (SIGKILL) after a load over its
+// link, before its AOF holds the load (the rewrite that follows a load is
+// slowed down here), while the syncer is idle: the restarted destination
+// has its data of before the load, so the syncer may not go on from where
+// it was. It loads everything again, and then continues.
+func TestLinkLoadDestinationKilledBeforeTheLoadIsPersisted(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-3")
+	fillStrings(t, src.Client(), "k:", 2000, 100)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20})
+	logDestOnFailure(t, i, dst.UID)
+	ctx := redistest.Ctx(t)
+	admin := i.App.Databases().Client(dst.UID)
+	t.Cleanup(func() { admin.Close() })
+	// 2,000 keys at 1 ms each: the rewrite after the load takes 2 s.
+	require.NoError(t, admin.ConfigSet(ctx, "rdb-key-save-delay", "1000").Err())
+
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: "redis://:pw-3@" + src.Addr()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	require.Equal(t, "1", infoField(t, dc, "persistence", "aof_rewrite_in_progress"), "the load is not in the AOF yet")
+	require.NoError(t, src.Client().Incr(ctx, "counter").Err())
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+
+	killDestination(t, i, dst.UID)
+	require.NoError(t, src.Client().Incr(ctx, "counter").Err())
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	require.Equal(t, "2", dc.Get(ctx, "counter").Val())
+	a.waitInSync(dst.UID, time.Minute)
+	m := a.metrics()
+	assert.Equal(t, 2.0, metric(m, "replicad_replica_full_syncs_total"), "loaded again after the restart:\n%s", grep(m, "syncs_total"))
+}
