@@ -46,6 +46,7 @@ type unit struct {
 	shard    string // its slots
 	locate   func(ctx context.Context) (string, error)
 	relocate chan struct{}
+	avoid    func(addr string) bool // see destination.avoidReplica
 }
 
 // newShardInfo is the series that names the node each shard of a
@@ -110,6 +111,9 @@ type clusterState struct {
 	// online; kicks: their syncers' relocate channels.
 	fallback map[string]bool
 	kicks    map[string]chan struct{}
+	// avoid: per shard, a replica that could not serve its syncer (see
+	// avoidReplica), read around until the time given.
+	avoid    map[string]avoidance
 	current  []string // the slots of this round's shards
 	topology cluster.Topology
 	// note says the source reshards and the destination is re-replicated
@@ -119,6 +123,25 @@ type clusterState struct {
 	note     string
 	activity time.Time
 	pending  bool
+}
+
+// replicaAvoidFor is how long a shard is read from its master after its
+// replica could not serve the syncer. The cluster may call a replica
+// online for a while after it died (cluster-node-timeout), and a replica
+// that restarted cannot continue a position from before its own resync;
+// its master can, until its backlog moves past it.
+const replicaAvoidFor = 10 * time.Second
+
+type avoidance struct {
+	addr  string
+	until time.Time
+}
+
+// avoided says whether the shard's replica at addr is to be read around
+// now (with mu held).
+func (c *clusterState) avoided(slots, addr string) bool {
+	a, ok := c.avoid[slots]
+	return ok && a.addr == addr && time.Now().Before(a.until)
 }
 
 // relocate kicks the syncers of shards read from their master for want
@@ -131,7 +154,7 @@ func (c *clusterState) relocate(top cluster.Topology) {
 			continue
 		}
 		sh, ok := top.Shard(slots)
-		if r := sh.Replicas(); !ok || len(r) == 0 || !r[0].Online() {
+		if r := sh.Replicas(); !ok || len(r) == 0 || !r[0].Online() || c.avoided(slots, r[0].Addr) {
 			continue
 		}
 		select {
@@ -342,7 +365,7 @@ func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[strin
 		cl := s.cluster.Load()
 		if cl == nil {
 			cl = &clusterState{shards: map[string]*sourceStatus{}, roles: map[string]string{}, seeds: strings.Fields(hint),
-				fallback: map[string]bool{}, kicks: map[string]chan struct{}{}}
+				fallback: map[string]bool{}, kicks: map[string]chan struct{}{}, avoid: map[string]avoidance{}}
 			s.cluster.Store(cl)
 		}
 		var shards []string
@@ -374,7 +397,8 @@ func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[strin
 		cl.mu.Unlock()
 		for _, slots := range shards {
 			units = append(units, unit{src: s, key: shardKey(s.url.Addr(), slots), status: cl.shard(slots), shard: slots, relocate: cl.kicks[slots],
-				locate: func(ctx context.Context) (string, error) { return d.locate(ctx, s, slots) }})
+				locate: func(ctx context.Context) (string, error) { return d.locate(ctx, s, slots) },
+				avoid:  func(addr string) bool { return d.avoidReplica(s, slots, addr) }})
 		}
 	}
 	return units, nil
@@ -425,9 +449,19 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 	}
 	var node cluster.Node
 	fallback := false
+	cl := s.cluster.Load()
 	if s.src.ReadFrom == api.ReadFromReplica {
-		if r := sh.Replicas(); len(r) > 0 && r[0].Online() {
+		avoided := false
+		if r := sh.Replicas(); len(r) > 0 && cl != nil {
+			cl.mu.Lock()
+			avoided = cl.avoided(slots, r[0].Addr)
+			cl.mu.Unlock()
+		}
+		if r := sh.Replicas(); len(r) > 0 && r[0].Online() && !avoided {
 			node = r[0]
+		} else if avoided {
+			fallback = true
+			d.log.Info("the shard's replica could not serve its syncer just now: reading from its master for a while", "source", s.url.String(), "shard", slots, "replica", r[0].Addr, "for", replicaAvoidFor)
 		} else {
 			fallback = true
 			health := make([]string, len(r))
@@ -444,7 +478,7 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 		}
 		node = m
 	}
-	if cl := s.cluster.Load(); cl != nil {
+	if cl != nil {
 		cl.mu.Lock()
 		cl.roles[slots] = node.Role
 		cl.fallback[slots] = fallback
@@ -455,6 +489,25 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 	l["node"], l["role"] = node.Addr, node.Role
 	d.m.metrics.shardInfo.With(l).Set(1)
 	return node.Addr, nil
+}
+
+// avoidReplica has the shard of s holding slots read from its master for
+// replicaAvoidFor when addr is the replica it is read from now: the syncer
+// could not connect to it, or it cannot continue from the checkpoint. It
+// says whether it did (false: addr is the master, or reading from
+// replicas is not asked).
+func (d *destination) avoidReplica(s *sourceState, slots, addr string) bool {
+	cl := s.cluster.Load()
+	if cl == nil || s.src.ReadFrom != api.ReadFromReplica {
+		return false
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.roles[slots] != "replica" {
+		return false
+	}
+	cl.avoid[slots] = avoidance{addr: addr, until: time.Now().Add(replicaAvoidFor)}
+	return true
 }
 
 // watch polls the slot map of clustered source s during a round. When it

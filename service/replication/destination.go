@@ -409,7 +409,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		}
 		sy.locate = u.locate
 		if u.shard != "" {
-			sy.key, sy.relocate = u.key, u.relocate
+			sy.key, sy.relocate, sy.avoid = u.key, u.relocate, u.avoid
 			cl, url := s.cluster.Load(), s.url.String()
 			sy.onMigrating = func() { cl.resharding(log, url, "keys migrate into shard "+u.shard) }
 		}

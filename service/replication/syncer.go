@@ -84,6 +84,9 @@ type syncer struct {
 	// Both are empty for a source that is one server.
 	key    string
 	locate func(ctx context.Context) (string, error)
+	// avoid, for a shard read from a replica, has the next locate choose
+	// its master for a while when that replica cannot serve the session.
+	avoid func(addr string) bool
 	// onMigrating is told that keys migrate into the shard (resharding).
 	onMigrating func()
 	// relocate tells a streaming session to move to a better node (a
@@ -218,6 +221,9 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		DialTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, Logger: s.log,
 	})
 	if err != nil {
+		if s.avoid != nil && s.avoid(addr) {
+			return fmt.Errorf("%w: the shard's replica %s does not answer: %w", errRelocated, addr, err)
+		}
 		return err
 	}
 	defer conn.Close()
@@ -273,6 +279,12 @@ func (s *syncer) session(ctx context.Context) (err error) {
 			return err
 		}
 		defer release()
+	}
+	if syn.Full && s.resume != nil && s.avoid != nil && s.avoid(addr) {
+		// A replica that resynced itself cannot continue from before
+		// that; its master may.
+		s.log.Info("the shard's replica cannot continue from the checkpoint; trying its master", "source", s.url.String(), "replica", addr, "checkpoint", s.resume.String())
+		return fmt.Errorf("%w: replica %s cannot continue from the checkpoint", errRelocated, addr)
 	}
 	if syn.Full && s.resume != nil {
 		s.log.Info("source cannot continue from the checkpoint; full resync of the destination", "source", s.url.String(), "checkpoint", s.resume.String())
