@@ -111,13 +111,9 @@ func TestMatrixDestinationRedisKilledUnderLoad(t *testing.T) {
 // restarted destination holds, and apply again what the disk lost.
 func TestMatrixDestinationRestartsWithLessThanItApplied(t *testing.T) {
 	src := redistest.Start(t, "--repl-backlog-size", "64mb")
-	i := servicetest.Start(t)
-	a := newAPI(t, i)
-	dst := a.create(api.CreateDatabaseRequest{Name: "forgetful", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
-	a.waitInSync(dst.UID, time.Minute)
-	logDestOnFailure(t, i, dst.UID)
+	i, a, dst, dc := startReplicaOf(t, src.URL(), 64<<20)
 	ctx := redistest.Ctx(t)
-	sc, dc := src.Client(), destClient(t, dst, 0)
+	sc := src.Client()
 	require.NoError(t, sc.Set(ctx, "before", "1", 0).Err())
 	eventuallyEqual(t, time.Minute, dc, sc)
 
