@@ -214,7 +214,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	s.fullSession, s.transferEnd = false, time.Time{}
+	s.fullSession, s.transferEnd, s.loadedLink = false, time.Time{}, nil
 	conn, err := replproto.Dial(ctx, replproto.Options{
 		Addr: addr, Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
 		Compression: s.source.Compression,
