@@ -338,3 +338,47 @@ func TestLinkRefusalsAreLoggedSparingly(t *testing.T) {
 	assert.Equal(t, 2, strings.Count(logged.String(), "refused a connection"))
 	assert.Contains(t, logged.String(), "refused=1000", "the next line counts the refusals it stands for")
 }
+
+// A writer sends only over the link session its position holds on: a new
+// session may be a destination that restarted with less than it applied.
+func TestWriterStaysOnTheLinkSessionOfItsCheckpoint(t *testing.T) {
+	l := testLink(t)
+	session := func() *linkSession {
+		server, replica := net.Pipe()
+		t.Cleanup(func() { replica.Close() })
+		go io.Copy(io.Discard, replica) // the replica reads what it is sent
+		return newLinkSession(l, server, resp.NewReader(bufio.NewReader(server)), 0)
+	}
+	install := func(s *linkSession) {
+		l.mu.Lock()
+		l.sess = s
+		l.mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first := session()
+	install(first)
+	w := &destWriter{link: l, bound: first, source: "src"}
+	batch := cmds([]string{"MULTI"}, []string{"INCR", "k"}, []string{"EXEC"})
+
+	w.buf = append(w.buf[:0], batch...)
+	s, _, _, _, err := w.sendLink(ctx, true)
+	require.NoError(t, err)
+	assert.Same(t, first, s)
+
+	second := session()
+	install(second)
+	w.buf = append(w.buf[:0], batch...)
+	_, _, _, _, err = w.sendLink(ctx, true)
+	require.ErrorIs(t, err, errLinkChanged)
+	assert.Zero(t, second.sent, "nothing went over the new session")
+
+	// A writer not yet bound (after a reload's swap) takes the session it
+	// finds.
+	w.bound = nil
+	w.buf = append(w.buf[:0], batch...)
+	s, _, _, _, err = w.sendLink(ctx, true)
+	require.NoError(t, err)
+	assert.Same(t, second, s)
+	assert.Same(t, second, w.bound)
+}
