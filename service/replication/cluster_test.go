@@ -23,14 +23,10 @@ import (
 )
 
 // startSourceCluster runs a Redis Cluster of 3 masters and 3 replicas with
-// a password, loaded with keys of every type across the slots. Its nodes
-// wait 5 s before failing a silent master over: on a busy machine a master
-// stalls for longer than redistest's 1.5 s, and a failover nobody asked
-// for loses writes the cluster acknowledged, which the tests count.
+// a password, loaded with keys of every type across the slots.
 func startSourceCluster(t *testing.T) (*redistest.Cluster, *redis.ClusterClient) {
 	t.Helper()
-	cl := redistest.StartCluster(t, 3, 1, "--requirepass", "cluster-secret", "--masterauth", "cluster-secret",
-		"--cluster-node-timeout", "5000")
+	cl := redistest.StartCluster(t, 3, 1, "--requirepass", "cluster-secret", "--masterauth", "cluster-secret")
 	c := cl.Client()
 	writeClusterDataset(t, c, "", 300)
 	return cl, c
