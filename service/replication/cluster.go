@@ -451,13 +451,14 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 	fallback := false
 	cl := s.cluster.Load()
 	if s.src.ReadFrom == api.ReadFromReplica {
+		r := sh.Replicas()
 		avoided := false
-		if r := sh.Replicas(); len(r) > 0 && cl != nil {
+		if len(r) > 0 && cl != nil {
 			cl.mu.Lock()
 			avoided = cl.avoided(slots, r[0].Addr)
 			cl.mu.Unlock()
 		}
-		if r := sh.Replicas(); len(r) > 0 && r[0].Online() && !avoided {
+		if len(r) > 0 && r[0].Online() && !avoided {
 			node = r[0]
 		} else if avoided {
 			fallback = true

@@ -571,7 +571,9 @@ func explainClusterDiff(t *testing.T, a *apiClient, dst api.Database, cl *redist
 		t.Logf("  %s = %s", k, cps[k])
 	}
 	for _, n := range cl.Nodes {
-		info, err := n.Client().Info(ctx, "replication").Result()
+		c := n.Client()
+		info, err := c.Info(ctx, "replication").Result()
+		c.Close()
 		if err != nil {
 			t.Logf("node %s: %v", n.Addr(), err)
 			continue

@@ -364,8 +364,9 @@ func TestLinkLoadDestinationKilledBeforeTheLoadIsPersisted(t *testing.T) {
 	ctx := redistest.Ctx(t)
 	admin := i.App.Databases().Client(dst.UID)
 	t.Cleanup(func() { admin.Close() })
-	// 2,000 keys at 1 ms each: the rewrite after the load takes 2 s.
-	require.NoError(t, admin.ConfigSet(ctx, "rdb-key-save-delay", "1000").Err())
+	// 2,000 keys at 5 ms each: the rewrite after the load takes 10 s,
+	// time enough for the checks before the kill on a busy machine.
+	require.NoError(t, admin.ConfigSet(ctx, "rdb-key-save-delay", "5000").Err())
 
 	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: "redis://:pw-3@" + src.Addr()}}})
 	a.waitInSync(dst.UID, time.Minute)
