@@ -118,6 +118,11 @@ func (b *batcher) run(ctx context.Context) error {
 	defer b.c.release()
 	defer b.w.endLink()
 	for {
+		if b.watchesLink() {
+			if cur, _ := b.w.link.watch(); cur != b.w.bound {
+				return errLinkChanged
+			}
+		}
 		if b.mayHold() && b.s.hold.isRequested() {
 			if err := b.holdForSwap(ctx); err != nil {
 				return err
@@ -156,6 +161,17 @@ func (b *batcher) run(ctx context.Context) error {
 	}
 }
 
+// watchesLink says whether the writer, idle, is to end its session as soon
+// as the destination's master link changes session: the destination may
+// have restarted with less than this writer applied (see destWriter.bound),
+// and only its checkpoint says where to continue. Waiting for the next
+// batch to notice would leave the status in-sync over a destination that
+// lost data, for as long as the source stays idle.
+func (b *batcher) watchesLink() bool {
+	return b.w.link != nil && b.w.bound != nil && b.w.cl == nil && !b.loading &&
+		b.state == batchEmpty && len(b.inFlight) == 0
+}
+
 // full says that the batch takes no more items.
 func (b *batcher) full() bool {
 	if b.w.cl != nil && b.inSourceTx && !b.loading {
@@ -173,11 +189,18 @@ func (b *batcher) gather(ctx context.Context) bool {
 		if wait {
 			b.s.status.setWriter(writerIdle, 0, 0)
 		}
-		var wake <-chan struct{}
+		var wake, moved <-chan struct{}
 		if b.mayHold() && len(b.items) == 0 && len(b.inFlight) == 0 {
 			wake = b.s.hold.requested
 		}
-		it, ok, closed := b.c.next(ctx, wait, wake)
+		if wait && b.watchesLink() {
+			cur, ch := b.w.link.watch()
+			if cur != b.w.bound {
+				return false // run ends the session
+			}
+			moved = ch
+		}
+		it, ok, closed := b.c.next(ctx, wait, wake, moved)
 		if closed {
 			return true
 		}

@@ -472,12 +472,19 @@ func (d *destination) swapUnderHold(ctx context.Context, shadow Shadow, hold *sw
 		d.log.Warn("the sources' writers could not all hold for the swap; swapping as the round ends", "destination", d.db.UID, "err", err)
 		return false, nil
 	}
+	// The writers continue on the link session that saw the swap: one
+	// that was live before it and still is after it belongs to the process
+	// that loaded the swapped data (DEBUG RELOAD keeps the master link).
+	var before *linkSession
+	if d.link != nil {
+		before = d.link.current()
+	}
 	if err := shadow.SwapIn(ctx); err != nil {
 		d.inPlace = true
 		return false, fmt.Errorf("%w: swap the reloaded data into destination %d (later reloads happen in place): %w", errNeedFullSync, d.db.UID, err)
 	}
 	d.log.Info("reloaded data swapped in; the sources' links stayed open", "destination", d.db.UID)
-	hold.release(d.m.cfg.Destinations.Access(d.db))
+	hold.release(d.m.cfg.Destinations.Access(d.db), swappedOn(before, d.link))
 	return true, nil
 }
 

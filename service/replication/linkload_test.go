@@ -384,3 +384,57 @@ func TestLinkLoadDestinationKilledBeforeTheLoadIsPersisted(t *testing.T) {
 	m := a.metrics()
 	assert.Equal(t, 2.0, metric(m, "replicad_replica_full_syncs_total"), "loaded again after the restart:\n%s", grep(m, "syncs_total"))
 }
+
+// A reload into a shadow (several sources) is swapped in while the
+// sources' writers hold, and they continue into the destination. Until the
+// destination's AOF is rewritten from the swapped data, a SIGKILL brings
+// back the AOF of before the reload: the writers, idle at the kill, must
+// not go on from where the swap left them on top of that older data.
+func TestSwapDestinationKilledBeforeTheSwapIsPersisted(t *testing.T) {
+	// No PINGs from the sources (their every 10 s would be writes).
+	idle := []string{"--repl-ping-replica-period", "3600"}
+	oldSrc, srcA, srcB := redistest.Start(t), redistest.Start(t, idle...), redistest.Start(t, idle...)
+	fillStrings(t, oldSrc.Client(), "old:", 100, 20)
+	fillStrings(t, srcA.Client(), "a:", 1000, 100)
+	fillStrings(t, srcB.Client(), "b:", 1000, 100)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, oldSrc.Client())
+	redistest.Eventually(t, time.Minute, "the first load is in the AOF", func() error {
+		if v := infoField(t, dc, "persistence", "aof_rewrite_in_progress"); v != "0" {
+			return fmt.Errorf("aof_rewrite_in_progress %q", v)
+		}
+		return nil
+	})
+
+	ctx := redistest.Ctx(t)
+	admin := i.App.Databases().Client(dst.UID)
+	t.Cleanup(func() { admin.Close() })
+	// About 2,000 keys at 5 ms each: the rewrite after the swap takes 10 s.
+	require.NoError(t, admin.ConfigSet(ctx, "rdb-key-save-delay", "5000").Err())
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: srcA.URL()}, {URI: srcB.URL()}}})
+	eventuallyEqual(t, time.Minute, dc, srcA.Client(), srcB.Client())
+	a.waitInSync(dst.UID, time.Minute)
+	require.Contains(t, destLog(t, i, dst.UID), "DB reloaded by DEBUG RELOAD", "the reload was swapped in")
+	require.Equal(t, "1", infoField(t, dc, "persistence", "aof_rewrite_in_progress"), "the swapped data is not in the AOF yet")
+
+	killDestination(t, i, dst.UID)
+	// The sources stay idle: nothing is in flight when it restarts.
+	redistest.Eventually(t, time.Minute, "the restarted destination is attached to its master link", func() error {
+		if v := infoField(t, dc, "replication", "master_link_status"); v != "up" {
+			return fmt.Errorf("master_link_status %q", v)
+		}
+		return nil
+	})
+	// Idle sources: the writers must notice by themselves (30 s: before
+	// the sources' read timeout, 60 s, would end the wait).
+	eventuallyEqual(t, 30*time.Second, dc, srcA.Client(), srcB.Client())
+	require.NoError(t, srcA.Client().Incr(ctx, "counter").Err())
+	eventuallyEqual(t, time.Minute, dc, srcA.Client(), srcB.Client())
+	a.waitInSync(dst.UID, time.Minute)
+}

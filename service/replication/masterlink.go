@@ -437,6 +437,18 @@ func (l *masterLink) current() *linkSession {
 	return nil
 }
 
+// watch is the live session (nil: none) and a channel closed at the next
+// change of session.
+func (l *masterLink) watch() (*linkSession, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.sess
+	if s != nil && s.failed() != nil {
+		s = nil
+	}
+	return s, l.changed
+}
+
 // session waits for a live session.
 func (l *masterLink) session(ctx context.Context) (*linkSession, error) {
 	for {

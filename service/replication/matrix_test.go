@@ -110,7 +110,8 @@ func TestMatrixDestinationRedisKilledUnderLoad(t *testing.T) {
 // syncer must not go on from where it was, but from the checkpoint the
 // restarted destination holds, and apply again what the disk lost.
 func TestMatrixDestinationRestartsWithLessThanItApplied(t *testing.T) {
-	src := redistest.Start(t, "--repl-backlog-size", "64mb")
+	// No PING from the source (its every 10 s would be a write).
+	src := redistest.Start(t, "--repl-backlog-size", "64mb", "--repl-ping-replica-period", "3600")
 	i, a, dst, dc := startReplicaOf(t, src.URL(), 64<<20)
 	ctx := redistest.Ctx(t)
 	sc := src.Client()
@@ -131,6 +132,10 @@ func TestMatrixDestinationRestartsWithLessThanItApplied(t *testing.T) {
 	redistest.Eventually(t, time.Minute, "the restarted destination answers", func() error {
 		return dc.Ping(ctx).Err()
 	})
+	// The source is idle: the writer must notice the restart by itself,
+	// not at the next write, or the status says in-sync over lost data
+	// (30 s: before the source's read timeout, 60 s, would end the wait).
+	eventuallyEqual(t, 30*time.Second, dc, sc)
 	require.NoError(t, sc.Incr(ctx, "counter").Err())
 	eventuallyEqual(t, time.Minute, dc, sc)
 	v, err := dc.Get(ctx, "counter").Result()

@@ -116,8 +116,8 @@ type consumer struct {
 // ends); without, ok is false when none is ready. closed is true once the
 // reader stopped and everything it sent was taken.
 //
-// A wait also ends, with nothing (ok false), when wake is closed.
-func (c *consumer) next(ctx context.Context, wait bool, wake <-chan struct{}) (it item, ok, closed bool) {
+// A wait also ends, with nothing (ok false), when wake or moved is closed.
+func (c *consumer) next(ctx context.Context, wait bool, wake, moved <-chan struct{}) (it item, ok, closed bool) {
 	for c.cur == nil || c.i >= len(c.cur.items) {
 		if c.cur != nil {
 			c.used = append(c.used, c.cur)
@@ -131,6 +131,8 @@ func (c *consumer) next(ctx context.Context, wait bool, wake <-chan struct{}) (i
 			case <-ctx.Done():
 				return item{}, false, true
 			case <-wake:
+				return item{}, false, false
+			case <-moved:
 				return item{}, false, false
 			}
 		} else {

@@ -27,6 +27,29 @@ type swapHold struct {
 	released chan struct{} // closed once the swap is done
 	target   Access        // where the writers continue after the swap
 	link     *masterLink   // and the link their transactions take there
+	// session is the link session the swapped data holds on (the
+	// writers' bound), or noSession when none is known to: the writers
+	// then resume from the checkpoints the destination holds.
+	session *linkSession
+}
+
+// noSession is a bound no link session matches: a writer bound to it
+// resumes from the destination's checkpoint at its first batch
+// (errLinkChanged).
+var noSession = &linkSession{}
+
+// swappedOn is the session writers continue on after a swap: the link's
+// session if it was live before the swap (before) and still is, else
+// noSession. A different or missing one means the destination's process
+// may have restarted during the swap, from an AOF without the swapped data.
+func swappedOn(before *linkSession, link *masterLink) *linkSession {
+	if link == nil {
+		return nil
+	}
+	if after := link.current(); before != nil && after == before {
+		return after
+	}
+	return noSession
 }
 
 func newSwapHold() *swapHold {
@@ -75,8 +98,8 @@ func (h *swapHold) waitHeld(ctx context.Context, keys []string) error {
 
 // release lets the held writers go on into target. A swap that does not
 // happen releases nobody: the round ends, and with it the sessions.
-func (h *swapHold) release(target Access) {
-	h.target = target
+func (h *swapHold) release(target Access, session *linkSession) {
+	h.target, h.session = target, session
 	close(h.released)
 }
 
@@ -110,7 +133,9 @@ func (b *batcher) holdForSwap(ctx context.Context) error {
 		return err
 	}
 	b.w.link = h.link
-	b.w.bound = nil       // the first session it takes there
+	// Not the first session it finds: the destination may restart from an
+	// AOF without the swapped data before this writer's next batch.
+	b.w.bound = h.session
 	b.s.status.progress() // the time held is not a stall
 	b.s.status.setWriter(writerIdle, 0, 0)
 	return nil

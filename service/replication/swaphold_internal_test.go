@@ -29,7 +29,7 @@ func TestSwapHoldWaitsForEverySource(t *testing.T) {
 	h.arrivals <- "b"
 	require.NoError(t, <-done)
 
-	h.release(Access{Addr: "/tmp/dest.sock"})
+	h.release(Access{Addr: "/tmp/dest.sock"}, nil)
 	target, swapped := h.swapped()
 	assert.True(t, swapped)
 	assert.Equal(t, "/tmp/dest.sock", target.Addr)
