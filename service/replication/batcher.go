@@ -119,7 +119,7 @@ func (b *batcher) run(ctx context.Context) error {
 	defer b.w.endLink()
 	for {
 		if b.watchesLink() {
-			if cur, _ := b.w.link.watch(); cur != b.w.bound {
+			if cur, _ := b.w.link.watch(); cur != nil && cur != b.w.bound {
 				return errLinkChanged
 			}
 		}
@@ -166,7 +166,9 @@ func (b *batcher) run(ctx context.Context) error {
 // have restarted with less than this writer applied (see destWriter.bound),
 // and only its checkpoint says where to continue. Waiting for the next
 // batch to notice would leave the status in-sync over a destination that
-// lost data, for as long as the source stays idle.
+// lost data, for as long as the source stays idle. Only a live session
+// counts: the one a load over the link hands over is installed a moment
+// after the writer takes it, and between sessions a batch waits anyway.
 func (b *batcher) watchesLink() bool {
 	return b.w.link != nil && b.w.bound != nil && b.w.cl == nil && !b.loading &&
 		b.state == batchEmpty && len(b.inFlight) == 0
@@ -195,7 +197,7 @@ func (b *batcher) gather(ctx context.Context) bool {
 		}
 		if wait && b.watchesLink() {
 			cur, ch := b.w.link.watch()
-			if cur != b.w.bound {
+			if cur != nil && cur != b.w.bound {
 				return false // run ends the session
 			}
 			moved = ch
