@@ -130,7 +130,15 @@ type Options struct {
 	// NoZstd does not offer zstd: the source compresses with DEFLATE, as
 	// an instance that predates zstd asks it to (tests use it).
 	NoZstd bool
-	Logger *slog.Logger // nil = discard
+	// AskLineage asks a redis-replicad source, during the handshake, which
+	// databases it replicates from, itself included (see Lineage); any
+	// other source refuses, and the session goes on.
+	AskLineage bool
+	// OnLineage, when set, is told the lineage before PSYNC (nil: the
+	// source did not answer); an error ends the handshake with it, before
+	// the source starts a sync for nothing.
+	OnLineage func(lineage []string) error
+	Logger    *slog.Logger // nil = discard
 }
 
 type connState int
@@ -163,8 +171,9 @@ type Conn struct {
 	state       connState
 	err         error // sticky error once state is stateBroken
 	replID      string
-	compressed  string // the codec the source compresses with, "" for none
-	offeredZstd bool   // the source accepted our offer of zstd before AUTH
+	compressed  string   // the codec the source compresses with, "" for none
+	offeredZstd bool     // the source accepted our offer of zstd before AUTH
+	lineage     []string // the source's answer to LineageCommand
 
 	// Offsets, read from other goroutines.
 	offset  atomic.Int64 // bytes of the stream consumed so far

@@ -59,6 +59,7 @@ func (c *Conn) Handshake(ctx context.Context, replID string, offset int64) (Sync
 		{replcompress.CodecsCommand, c.sendCodecs},
 		{"AUTH", c.sendAuth},
 		{replcompress.Command, c.sendCompress},
+		{LineageCommand, c.askLineage},
 		{"REPLCONF listening-port", c.sendListeningPort},
 		{"REPLCONF capa", c.sendCapa},
 	}

@@ -179,6 +179,12 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		return nil, fmt.Errorf("load syncer certificate: %w", err)
 	}
 
+	// The instance's name in the lineages that find replication cycles
+	// across instances (see package replication): random once, kept.
+	instanceID, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, "instance-id"))
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(filepath.Join(cfg.DataDir, "state.db"))
 	if err != nil {
 		return nil, err
@@ -208,11 +214,11 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 			NodeCertFile: filepath.Join(cfg.DataDir, "node.pem"), NodeKeyFile: filepath.Join(cfg.DataDir, "node-key.pem")}})
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
-		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad,
+		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad, InstanceID: instanceID,
 		OnStopped: func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,
-		Gateway: &gatewayAdapter{gw: a.gw, dbs: a.dbs, bindHost: bindHost(cfg.Listen), proxyCert: proxyCert, advertiseHost: cfg.AdvertiseHost},
+		Gateway: &gatewayAdapter{gw: a.gw, dbs: a.dbs, bindHost: bindHost(cfg.Listen), proxyCert: proxyCert, advertiseHost: cfg.AdvertiseHost, lineage: a.repl.Lineage},
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log, AdminPasswordGrace: max(cfg.AdminPasswordGrace, 0),
 		Cluster: api.Cluster{Name: cfg.Name, Version: Version, CACert: string(ca.CertPEM), ProxyCert: string(proxyPEM), SyncerCert: string(syncerPEM)},
 	})

@@ -29,6 +29,8 @@ type gatewayAdapter struct {
 	// advertiseHost is the host of the node addresses a sharded
 	// database's endpoints give in CLUSTER SHARDS.
 	advertiseHost string
+	// lineage answers the lineage question of a database's endpoints.
+	lineage func(uid int) []string
 }
 
 func (g *gatewayAdapter) Ensure(d store.Database) error {
@@ -42,6 +44,10 @@ func (g *gatewayAdapter) Ensure(d store.Database) error {
 		PreviousAdminPassword: d.PreviousAdminPassword, PreviousAdminPasswordUntil: d.PreviousAdminPasswordUntil,
 		UpstreamNetwork: "unix", UpstreamAddr: g.dbs.Socket(d.UID),
 		UpstreamUser: databases.AdminUser, UpstreamPassword: databases.AdminSecret(d),
+	}
+	if g.lineage != nil {
+		uid := d.UID
+		ep.Lineage = func() []string { return g.lineage(uid) }
 	}
 	if d.TLSMode == api.TLSEnabled || d.TLSMode == api.TLSReplicaSSL {
 		cfg, err := replicationTLS(g.proxyCert, d.ClientCertificates)

@@ -76,6 +76,10 @@ type Endpoint struct {
 	// shards as a destination must see them: each node's address is its
 	// replication endpoint (host and port). See cluster.go.
 	Cluster func(ctx context.Context) (cluster.Topology, error)
+	// Lineage, when set, is the database's lineage, the answer to
+	// replproto.LineageCommand: a destination in it would close a
+	// replication cycle.
+	Lineage func() []string
 }
 
 // epKey names an endpoint: a database's, or one of its nodes'.
@@ -479,7 +483,7 @@ func (e *endpoint) serve(raw net.Conn) {
 	}
 	rw.w = &countingWriter{w: rw.w, n: plain}
 
-	env := handshakeEnv{up: up, refuse: cfg.Refuse}
+	env := handshakeEnv{up: up, refuse: cfg.Refuse, lineage: cfg.Lineage}
 	if cfg.Cluster != nil {
 		env.shards = func() ([]byte, error) {
 			t, err := cfg.Cluster(ctx)

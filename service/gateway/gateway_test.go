@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/replicad/terraform-provider-redis/internal/replproto"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -283,6 +284,7 @@ func TestHandshakeCommandDecisions(t *testing.T) {
 		{args("CLIENT", "SETNAME", "x"), forward, false}, {args("CLIENT", "KILL", "x"), refuse, false}, {args("CLIENT"), refuse, false},
 		{args("QUIT"), quit, false}, {args("AUTH", "x"), refuse, false}, {args("HELLO", "3"), refuse, false},
 		{args(CompressCommand, "1"), refuse, false}, {args(CodecsCommand, "zstd"), refuse, false}, {args("CONFIG", "GET", "*"), refuse, false}, {args(""), refuse, false},
+		{args("replicad.lineage"), answerLineage, false}, {args(replproto.LineageCommand), answerLineage, true}, {args(replproto.LineageCommand, "x"), refuse, false},
 	} {
 		got, cmd, _ := handshakeCommand(tc.in, tc.clustered)
 		assert.Equal(t, tc.want, got, "%q", tc.in)
@@ -355,4 +357,19 @@ func TestProtocolErrorsDoNotEchoInput(t *testing.T) {
 		assert.Contains(t, string(out), "Protocol error")
 		assert.NotContains(t, string(out), "hunter2")
 	}
+}
+
+// The lineage question is answered by the gateway itself, after AUTH only,
+// with the endpoint's lineage, and never reaches redis-server.
+func TestLineageIsAnsweredAfterAuthOnly(t *testing.T) {
+	g, addr, up, _ := startGateway(t)
+	ep := g.eps[epKey{1, 0}].config()
+	ep.Lineage = func() []string { return []string{"instance/1", "other/4"} }
+	require.NoError(t, g.Ensure(ep))
+	c := dial(t, addr)
+	assert.True(t, c.do(replproto.LineageCommand).IsError(), "before AUTH")
+	require.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+	assert.Equal(t, []string{"instance/1", "other/4"}, replproto.ParseLineage(c.do(replproto.LineageCommand)))
+	assert.Equal(t, "PONG", string(c.do("PING").Str), "the session goes on")
+	assert.NotContains(t, strings.Join(up.commands(), " "), "LINEAGE", "answered by the gateway")
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/replcompress"
+	"github.com/replicad/terraform-provider-redis/internal/replproto"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -22,7 +23,8 @@ import (
 //	          REPLICAD.CODECS (the codecs the client decodes);
 //	handshake request/response, one reply per command: PING, REPLCONF, INFO
 //	          (replication section only), SELECT, ECHO, CLIENT SETNAME, and
-//	          REPLICAD.COMPRESS as the first command; on a sharded
+//	          REPLICAD.COMPRESS as the first command; REPLICAD.LINEAGE,
+//	          answered by the gateway (Endpoint.Lineage); on a sharded
 //	          database's endpoints, INFO cluster and CLUSTER SHARDS,
 //	          answered by the gateway (see cluster.go); anything else gets
 //	          NOPERM from the gateway itself;
@@ -175,12 +177,13 @@ func readCompression(w io.Writer, rd *resp.Reader, offered codecs) (compression,
 type verdict int
 
 const (
-	forward      verdict = iota // send upstream, relay its one reply
-	startStream                 // send upstream, then relay the stream
-	refuse                      // answer with the error, send nothing upstream
-	quit                        // answer +OK and close
-	answerInfo                  // INFO cluster of a sharded database: answered here
-	answerShards                // CLUSTER SHARDS of a sharded database: answered here
+	forward       verdict = iota // send upstream, relay its one reply
+	startStream                  // send upstream, then relay the stream
+	refuse                       // answer with the error, send nothing upstream
+	quit                         // answer +OK and close
+	answerInfo                   // INFO cluster of a sharded database: answered here
+	answerShards                 // CLUSTER SHARDS of a sharded database: answered here
+	answerLineage                // replproto.LineageCommand: answered here
 )
 
 // handshakeCommand decides what happens to one command of the handshake
@@ -216,6 +219,11 @@ func handshakeCommand(args [][]byte, clustered bool) (verdict, [][]byte, string)
 		return quit, nil, "+OK\r\n"
 	case "AUTH", "HELLO":
 		return refuse, nil, "-ERR this replication session is already authenticated\r\n"
+	case replproto.LineageCommand:
+		if len(args) == 1 {
+			return answerLineage, nil, ""
+		}
+		return refuse, nil, "-ERR wrong number of arguments for '" + strings.ToLower(replproto.LineageCommand) + "' command\r\n"
 	case CompressCommand:
 		return refuse, nil, "-ERR " + CompressCommand + " must come right after AUTH\r\n"
 	case CodecsCommand:
@@ -254,6 +262,8 @@ type handshakeEnv struct {
 	// refuse, when set, is the error PSYNC and SYNC get: the endpoint
 	// does not stream (a sharded database's own, whose nodes stream).
 	refuse string
+	// lineage answers replproto.LineageCommand; nil: an empty lineage.
+	lineage func() []string
 }
 
 // handshake relays the client's commands one at a time, each with its
@@ -283,6 +293,15 @@ func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, env handshakeEnv
 			return false, errQuit
 		case answerInfo:
 			if err := w.writeString("$" + strconv.Itoa(len(clusterInfo)) + "\r\n" + clusterInfo + "\r\n"); err != nil {
+				return false, err
+			}
+			continue
+		case answerLineage:
+			var l []string
+			if env.lineage != nil {
+				l = env.lineage()
+			}
+			if err := w.write(replproto.AppendLineage(nil, l)); err != nil {
 				return false, err
 			}
 			continue

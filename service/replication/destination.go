@@ -407,6 +407,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,
 			claim: d.claim, loadSlots: d.m.loadSlots,
 		}
+		sy.lineage = func(l []string) error { return d.checkLineage(u.key, sy, l) }
 		sy.locate = u.locate
 		if u.shard != "" {
 			sy.key, sy.relocate, sy.avoid = u.key, u.relocate, u.avoid

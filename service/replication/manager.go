@@ -49,6 +49,10 @@ type Config struct {
 	// (DEBUG RELOAD), never as a full sync over their master link
 	// (linkload.go). For tests and comparisons.
 	NoLinkLoad bool
+	// InstanceID names this instance in the lineages of its databases
+	// (lineage.go): stable across restarts, unique among the instances
+	// that replicate from one another. Default: a random one.
+	InstanceID string
 }
 
 // Manager owns every destination's syncers.
@@ -71,6 +75,11 @@ type Manager struct {
 	mu       sync.Mutex
 	dests    map[int]*destination
 	wg       sync.WaitGroup // OnStopped calls in flight
+
+	// learned holds the lineage each source answered, by destination and
+	// checkpoint key (lineage.go).
+	lineageMu sync.Mutex
+	learned   map[int]map[string][]string
 }
 
 // NewManager returns a Manager with no syncers.
@@ -83,6 +92,9 @@ func NewManager(cfg Config) *Manager {
 	}
 	if cfg.MaxConcurrentLoads <= 0 {
 		cfg.MaxConcurrentLoads = max(2, runtime.GOMAXPROCS(0))
+	}
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = newInstanceID()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, metrics: newMetrics(cfg.Registerer), ctx: ctx, cancel: cancel, dests: map[int]*destination{},
@@ -105,6 +117,7 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 		// ones stopping.
 		old.stop()
 	}
+	m.forgetLineage(d.UID) // the new syncers learn it again
 	if !d.IsReplica() {
 		m.mu.Lock()
 		delete(m.dests, d.UID)
@@ -166,6 +179,7 @@ func (m *Manager) Remove(uid int) {
 	if old != nil {
 		old.stop()
 	}
+	m.forgetLineage(uid)
 	m.metrics.removeDestination(uid)
 }
 

@@ -78,6 +78,9 @@ type syncer struct {
 	// claim, when set, records the source's replication history for the
 	// session and refuses one that another source has (destination.claim).
 	claim func(addr, replID string) (func(), error)
+	// lineage is told the source's lineage after each handshake (nil:
+	// unknown); an error refuses the source (a replication cycle).
+	lineage func([]string) error
 	// A shard of a clustered source (cluster.go): key names its checkpoint
 	// (the source's address and the shard's slots), and locate finds the
 	// node to replicate it from now, which changes when it fails over.
@@ -215,9 +218,18 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		}
 	}
 	s.fullSession, s.transferEnd, s.loadedLink = false, time.Time{}, nil
+	// A cycle is refused before PSYNC (the source forks for nothing
+	// otherwise), and said in its own words, not as a connection error.
+	var cycle error
+	onLineage := func(l []string) error {
+		if s.lineage != nil {
+			cycle = s.lineage(l)
+		}
+		return cycle
+	}
 	conn, err := replproto.Dial(ctx, replproto.Options{
 		Addr: addr, Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
-		Compression: s.source.Compression,
+		Compression: s.source.Compression, AskLineage: true, OnLineage: onLineage,
 		DialTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, Logger: s.log,
 	})
 	if err != nil {
@@ -270,6 +282,9 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		replID, offset = s.resume.ReplID, s.resume.Offset
 	}
 	syn, err := conn.Handshake(ctx, replID, offset)
+	if cycle != nil {
+		return cycle
+	}
 	if err != nil {
 		return err
 	}

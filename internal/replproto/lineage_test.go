@@ -1,0 +1,42 @@
+package replproto
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+)
+
+func readLineage(t *testing.T, b []byte) []string {
+	t.Helper()
+	v, err := resp.NewReader(bufio.NewReader(bytes.NewReader(b))).ReadValue()
+	require.NoError(t, err)
+	return ParseLineage(v)
+}
+
+func TestLineageRoundTrip(t *testing.T) {
+	in := []string{"inst-a/1", "inst-b/7"}
+	assert.Equal(t, in, readLineage(t, AppendLineage(nil, in)))
+	assert.Equal(t, []string{}, readLineage(t, AppendLineage(nil, nil)), "an empty lineage is not an unknown one")
+}
+
+func TestLineageIsBounded(t *testing.T) {
+	var many []string
+	for range MaxLineage + 10 {
+		many = append(many, "x/1")
+	}
+	assert.Len(t, readLineage(t, AppendLineage(nil, many)), MaxLineage)
+	long := strings.Repeat("y", MaxLineageEntry+1)
+	assert.Equal(t, []string{"a/1"}, readLineage(t, AppendLineage(nil, []string{long, "a/1"})), "an entry too long is skipped")
+}
+
+func TestLineageOfAnotherReplyIsUnknown(t *testing.T) {
+	for _, reply := range []string{"-ERR unknown command 'REPLICAD.LINEAGE'\r\n", "-NOPERM no\r\n", "+OK\r\n", ":1\r\n", "*-1\r\n"} {
+		assert.Nil(t, readLineage(t, []byte(reply)), "%q", reply)
+	}
+}
