@@ -76,6 +76,14 @@ func (m *Manager) learnLineage(uid int, source string, lineage []string) {
 	m.learned[uid][source] = lineage
 }
 
+// unlearnLineage drops what source (a checkpoint key) of destination uid
+// answered.
+func (m *Manager) unlearnLineage(uid int, source string) {
+	m.lineageMu.Lock()
+	defer m.lineageMu.Unlock()
+	delete(m.learned[uid], source)
+}
+
 // forgetLineage drops what the syncers of destination uid learned: its
 // sources changed, or it is no longer a destination.
 func (m *Manager) forgetLineage(uid int) {
@@ -88,6 +96,10 @@ func (m *Manager) forgetLineage(uid int) {
 // a plain redis-server) and refuses the source when d is in it.
 func (d *destination) checkLineage(key string, s *syncer, lineage []string) error {
 	if slices.Contains(lineage, d.m.identity(d.db.UID)) {
+		// What an earlier session learned from this source no longer
+		// holds: the other end of the cycle must not find itself in
+		// this database's lineage through it, or both ends would refuse.
+		d.m.unlearnLineage(d.db.UID, key)
 		// Retried with backoff, not fatal: a handshake costs little, and
 		// the lineage a source gave may be a moment old (a link of the
 		// cycle just removed): the sync starts once the cycle is gone.

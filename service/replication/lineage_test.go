@@ -103,3 +103,57 @@ func TestReplicationCycleThroughThreeDatabasesIsRefused(t *testing.T) {
 	us.waitInSync(a.UID, time.Minute)
 	eventuallyEqual(t, time.Minute, destClient(t, a, 0), destClient(t, other, 0))
 }
+
+// Both links of a cycle saved at once, in two instances: neither side
+// knows of the other's link at its first handshake, so both load once;
+// from the next handshakes on, one link is refused and the other goes on:
+// the reloads stop.
+func TestReplicationCycleSavedOnBothSidesAtOnce(t *testing.T) {
+	us := newAPI(t, servicetest.Start(t))
+	eu := newAPI(t, servicetest.Start(t))
+	a := us.create(api.CreateDatabaseRequest{Name: "a", MemorySize: 64 << 20})
+	b := eu.create(api.CreateDatabaseRequest{Name: "b", MemorySize: 64 << 20})
+	writeDataset(t, destClient(t, a, 0), "a:", 100)
+	writeDataset(t, destClient(t, b, 0), "b:", 100)
+	aURL, bURL := us.sourceURL(a.UID), eu.sourceURL(b.UID)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		us.update(a.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: bURL}}})
+	}()
+	eu.update(b.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: aURL}}})
+	<-done
+
+	full := func() float64 {
+		return metric(us.metrics(), "replicad_replica_full_syncs_total") + metric(eu.metrics(), "replicad_replica_full_syncs_total")
+	}
+	var settled float64
+	redistest.Eventually(t, 2*time.Minute, "one link refused, the other in sync, and no more loads", func() error {
+		sa, sb := us.get(a.UID).ReplicaSources[0], eu.get(b.UID).ReplicaSources[0]
+		refusedA, refusedB := strings.HasPrefix(sa.LastError, "replication cycle"), strings.HasPrefix(sb.LastError, "replication cycle")
+		switch {
+		case refusedA == refusedB:
+			return fmt.Errorf("a: %s %q; b: %s %q", sa.Status, sa.LastError, sb.Status, sb.LastError)
+		case refusedA && sb.Status != api.SourceInSync, refusedB && sa.Status != api.SourceInSync:
+			return fmt.Errorf("the other link is not in sync: a: %s %q; b: %s %q", sa.Status, sa.LastError, sb.Status, sb.LastError)
+		}
+		if n := full(); n != settled {
+			settled = n
+			return fmt.Errorf("%v loads so far", n)
+		}
+		return nil
+	})
+	assert.LessOrEqual(t, settled, 4.0, "the loads stopped after a round or two")
+	// Three more refusals (handshakes) later, still no load.
+	errs := func() float64 {
+		return metric(us.metrics(), "replicad_replica_errors_total") + metric(eu.metrics(), "replicad_replica_errors_total")
+	}
+	before := errs()
+	redistest.Eventually(t, time.Minute, "three more handshakes refused", func() error {
+		if n := errs(); n < before+3 {
+			return fmt.Errorf("%v refusals since", n-before)
+		}
+		return nil
+	})
+	assert.Equal(t, settled, full(), "no load since")
+}
