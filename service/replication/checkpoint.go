@@ -3,11 +3,16 @@ package replication
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
 // The checkpoint of each source lives in the destination itself, in the
@@ -43,17 +48,40 @@ func parseCheckpoint(s string) (checkpoint, error) {
 	return checkpoint{ReplID: f[0], Offset: off, DB: db}, nil
 }
 
-// readCheckpoints returns the generation the destination holds and the
+// generationMark is what a destination holds for the generation of db it
+// was loaded for: the number, and a MAC of it under the database's
+// internal password, which applications never see. While a database is
+// not a destination its application user may write anything in the
+// checkpoint database (sharded: any key); a generation and checkpoints of
+// a source's live history planted there made a new Replica Of skip its
+// load and stream on top of the planted data, saying in-sync. Without the
+// password the mark cannot be forged, and a generation's number never
+// comes back for a database (it only grows), so an old mark cannot be
+// replayed.
+func generationMark(db store.Database) string {
+	mac := hmac.New(sha256.New, []byte(db.InternalPassword))
+	fmt.Fprintf(mac, "redis-replicad generation %d %d", db.UID, db.ReplicaGeneration)
+	return strconv.FormatInt(db.ReplicaGeneration, 10) + ":" + hex.EncodeToString(mac.Sum(nil)[:16])
+}
+
+// markGeneration is the generation number of a mark, for the logs (0: none).
+func markGeneration(mark string) int64 {
+	n, _, _ := strings.Cut(mark, ":")
+	g, _ := strconv.ParseInt(n, 10, 64)
+	return g
+}
+
+// readCheckpoints returns the generation mark the destination holds and the
 // checkpoint of every source that has one. c is a client of the checkpoint
 // database (layout.CheckpointDB).
-func readCheckpoints(ctx context.Context, c *redis.Client) (int64, map[string]checkpoint, error) {
+func readCheckpoints(ctx context.Context, c *redis.Client) (string, map[string]checkpoint, error) {
 	pipe := c.Pipeline()
 	gen := pipe.Get(ctx, generationKey)
 	all := pipe.HGetAll(ctx, checkpointKey)
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return 0, nil, fmt.Errorf("read checkpoints: %w", err)
+		return "", nil, fmt.Errorf("read checkpoints: %w", err)
 	}
-	g, _ := strconv.ParseInt(gen.Val(), 10, 64)
+	g := gen.Val()
 	out := map[string]checkpoint{}
 	for src, v := range all.Val() {
 		cp, err := parseCheckpoint(v)
@@ -66,14 +94,14 @@ func readCheckpoints(ctx context.Context, c *redis.Client) (int64, map[string]ch
 }
 
 // flushForGeneration empties the destination, checkpoints included, and
-// records the generation it is about to be loaded for. A crash after this
-// leaves no checkpoint, so the next start loads everything again.
-func flushForGeneration(ctx context.Context, c *redis.Client, gen int64) error {
+// records the generation (its mark) it is about to be loaded for. A crash
+// after this leaves no checkpoint, so the next start loads everything again.
+func flushForGeneration(ctx context.Context, c *redis.Client, gen string) error {
 	pipe := c.TxPipeline()
 	pipe.FlushAll(ctx)
 	pipe.Set(ctx, generationKey, gen, 0)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("flush destination for generation %d: %w", gen, err)
+		return fmt.Errorf("flush destination for generation %d: %w", markGeneration(gen), err)
 	}
 	return nil
 }

@@ -155,8 +155,8 @@ func (a Access) destTopology(t cluster.Topology) (*destTopology, error) {
 
 // destState is what a sharded destination holds of the checkpoints.
 type destState struct {
-	// gens: the generation each shard holds (0: none).
-	gens []int64
+	// gens: the generation mark each shard holds ("": none).
+	gens []string
 	// shard[i][source]: shard i's checkpoint of the source.
 	shard []map[string]checkpoint
 	// slot[source][slot]: the checkpoints of slots, read from the slot's
@@ -166,7 +166,7 @@ type destState struct {
 
 // readDestState reads every checkpoint key of every master.
 func readDestState(ctx context.Context, t *destTopology) (*destState, error) {
-	st := &destState{gens: make([]int64, len(t.shards)), shard: make([]map[string]checkpoint, len(t.shards)), slot: map[string]map[int]checkpoint{}}
+	st := &destState{gens: make([]string, len(t.shards)), shard: make([]map[string]checkpoint, len(t.shards)), slot: map[string]map[int]checkpoint{}}
 	for i, sh := range t.shards {
 		st.shard[i] = map[string]checkpoint{}
 		c := sh.acc.client(0)
@@ -195,7 +195,7 @@ func readDestState(ctx context.Context, t *destTopology) (*destState, error) {
 				case strings.HasSuffix(k, clusterShardSuffix):
 					for f, v := range vals[j].Val() {
 						if f == generationField {
-							st.gens[i], _ = strconv.ParseInt(v, 10, 64)
+							st.gens[i] = v
 						} else if cp, err := parseCheckpoint(v); err == nil {
 							st.shard[i][f] = cp
 						}
@@ -224,13 +224,13 @@ func readDestState(ctx context.Context, t *destTopology) (*destState, error) {
 	return st, nil
 }
 
-// generation is the generation every shard holds, 0 when they disagree or
-// one holds none (a load was cut short).
-func (st *destState) generation() int64 {
+// generation is the generation mark every shard holds, "" when they
+// disagree or one holds none (a load was cut short).
+func (st *destState) generation() string {
 	g := st.gens[0]
 	for _, x := range st.gens {
 		if x != g {
-			return 0
+			return ""
 		}
 	}
 	return g
@@ -284,8 +284,9 @@ func (d *destination) clusterPrep(ctx context.Context, dest Access, forceFull bo
 			cps[key] = cp
 		}
 	}
-	full := forceFull || gen != d.db.ReplicaGeneration
-	d.log.Info("destination checkpoints", "destination", d.db.UID, "shards", len(t.shards), "generation", gen, "want_generation", d.db.ReplicaGeneration, "checkpoints", len(cps), "force_full", forceFull)
+	full := forceFull || gen != generationMark(d.db)
+	d.log.Info("destination checkpoints", "destination", d.db.UID, "shards", len(t.shards), "generation", markGeneration(gen), "want_generation", d.db.ReplicaGeneration,
+		"generation_marked", gen == generationMark(d.db), "checkpoints", len(cps), "force_full", forceFull)
 	hints := t.shards[t.owner[cluster.KeySlot([]byte(checkpointKey))]].acc.client(0)
 	return cps, full, hints, nil
 }
@@ -312,7 +313,7 @@ func waitDest(ctx context.Context, dest Access) (*destTopology, error) {
 // records the generation about to be loaded in its shard checkpoint key.
 // A crash before every master is flushed leaves some without the
 // generation: the next round loads everything again.
-func flushClusterDest(ctx context.Context, dest Access, gen int64) error {
+func flushClusterDest(ctx context.Context, dest Access, gen string) error {
 	t, err := waitDest(ctx, dest)
 	if err != nil {
 		return err
@@ -322,7 +323,7 @@ func flushClusterDest(ctx context.Context, dest Access, gen int64) error {
 
 // flushCluster empties every master and records the generation about to
 // be loaded in its shard checkpoint key.
-func flushCluster(ctx context.Context, t *destTopology, gen int64) error {
+func flushCluster(ctx context.Context, t *destTopology, gen string) error {
 	for _, sh := range t.shards {
 		c := sh.acc.client(0)
 		pipe := c.TxPipeline()

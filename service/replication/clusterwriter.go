@@ -34,7 +34,7 @@ type clusterWriter struct {
 	shards []*destWriter // per shard of topo
 	meta   *redis.Client // COMMAND GETKEYS, for the commands the table cannot place
 	cmds   map[string]*redis.CommandInfo
-	gen    int64
+	gen    string
 	// applied: per slot, how far this source's commands are applied (from
 	// the checkpoints read as the session began); nil after a full load.
 	applied []int64
@@ -86,7 +86,7 @@ func dialCluster(ctx context.Context, dest Access, source string) (*destWriter, 
 		cw.close()
 		return nil, fmt.Errorf("read the destination's generation: %w", err)
 	}
-	cw.gen, _ = strconv.ParseInt(g, 10, 64)
+	cw.gen = g
 	parent := &destWriter{cl: cw, source: source}
 	cw.parent = parent
 	return parent, nil
@@ -406,7 +406,7 @@ func (cw *clusterWriter) flushAll(mode []byte, offset int64) {
 			w.add("FLUSHALL")
 		}
 		key := shardCheckpointKey(cw.topo.shards[i].first())
-		w.add("HSET", key, cw.source, cp.String(), generationField, strconv.FormatInt(cw.gen, 10))
+		w.add("HSET", key, cw.source, cp.String(), generationField, cw.gen)
 		w.add("EXEC")
 	}
 	// Replayed after a crash, the flush empties every master again, so

@@ -74,7 +74,7 @@ func testClusterWriter(t *testing.T) *clusterWriter {
 			topo.owner[s] = int16(i)
 		}
 	}
-	cw := &clusterWriter{source: "src:1", topo: topo, groups: map[int][]byte{}, counts: map[int]int{}, gen: 3,
+	cw := &clusterWriter{source: "src:1", topo: topo, groups: map[int][]byte{}, counts: map[int]int{}, gen: "3",
 		cmds: map[string]*redis.CommandInfo{
 			"set":    {Name: "set", FirstKeyPos: 1, LastKeyPos: 1, StepCount: 1},
 			"incr":   {Name: "incr", FirstKeyPos: 1, LastKeyPos: 1, StepCount: 1},

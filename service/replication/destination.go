@@ -231,13 +231,14 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			ckc.Close()
 			return fmt.Errorf("destination %d: %w", d.db.UID, err)
 		}
-		var gen int64
+		var gen string
 		if gen, cps, err = readCheckpoints(ctx, ckc); err != nil {
 			ckc.Close()
 			return err
 		}
-		full = forceFull || gen != d.db.ReplicaGeneration
-		d.log.Info("destination checkpoints", "destination", d.db.UID, "generation", gen, "want_generation", d.db.ReplicaGeneration, "checkpoints", len(cps), "force_full", forceFull)
+		full = forceFull || gen != generationMark(d.db)
+		d.log.Info("destination checkpoints", "destination", d.db.UID, "generation", markGeneration(gen), "want_generation", d.db.ReplicaGeneration,
+			"generation_marked", gen == generationMark(d.db), "checkpoints", len(cps), "force_full", forceFull)
 	}
 	defer ckc.Close()
 	// A source that is a Redis Cluster is replicated shard by shard.
@@ -272,7 +273,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		sc := dest.client(layout.CheckpointDB)
 		defer sc.Close()
 		d.log.Info("loading every source into a second server; the destination serves its previous data meanwhile", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
-		if err := flushForGeneration(ctx, sc, d.db.ReplicaGeneration); err != nil {
+		if err := flushForGeneration(ctx, sc, generationMark(d.db)); err != nil {
 			return err
 		}
 		if err := d.saveNodes(ctx, sc); err != nil {
@@ -282,7 +283,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 	} else if full && dest.clustered() {
 		// Loaded in place, the AOF on (each master's replica follows it).
 		d.log.Info("flushing the sharded destination to load every source", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
-		if err := flushClusterDest(ctx, dest, d.db.ReplicaGeneration); err != nil {
+		if err := flushClusterDest(ctx, dest, generationMark(d.db)); err != nil {
 			return fmt.Errorf("flush destination %d for generation %d: %w", d.db.UID, d.db.ReplicaGeneration, err)
 		}
 		cps = map[string]checkpoint{}
@@ -291,7 +292,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		}
 	} else if full {
 		d.log.Info("flushing the destination to load every source", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
-		if err := flushForGeneration(ctx, ckc, d.db.ReplicaGeneration); err != nil {
+		if err := flushForGeneration(ctx, ckc, generationMark(d.db)); err != nil {
 			return err
 		}
 		cps = map[string]checkpoint{}

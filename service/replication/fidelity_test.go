@@ -517,3 +517,36 @@ func TestTransactionFollowedByGetAckIsApplied(t *testing.T) {
 		return nil
 	})
 }
+
+// While a database is not a destination its application user may write in
+// the checkpoint database. A generation and a checkpoint of the source's
+// live history (its INFO gives both) planted there made a new Replica Of
+// skip its load and stream on top of the planted data, in-sync. The
+// service trusts only the generation it marked itself.
+func TestPlantedCheckpointsAreNotTrusted(t *testing.T) {
+	src := redistest.Start(t)
+	writeDataset(t, src.Client(), "real:", 100)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	// A first replica gives the source a backlog, and so a history a
+	// planted checkpoint can name.
+	first := a.create(api.CreateDatabaseRequest{Name: "first", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(first.UID, time.Minute)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20})
+	logDestOnFailure(t, i, dst.UID)
+	ctx := redistest.Ctx(t)
+	replID := infoField(t, src.Client(), "replication", "master_replid")
+	offset := infoField(t, src.Client(), "replication", "master_repl_offset")
+	require.NotEmpty(t, replID)
+
+	// As the application user of dst, a plain database for now.
+	app := destClient(t, dst, 16)
+	require.NoError(t, app.Set(ctx, "replicad:generation", "1", 0).Err())
+	require.NoError(t, app.HSet(ctx, "replicad:checkpoints", src.Addr(), replID+" "+offset+" 0").Err())
+	require.NoError(t, destClient(t, dst, 0).Set(ctx, "planted", "yes", 0).Err())
+
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, 30*time.Second, destClient(t, dst, 0), src.Client())
+	assert.Equal(t, 1.0, metric(a.metrics(), "replicad_replica_full_syncs_total", `destination="2"`), "dst was loaded")
+}

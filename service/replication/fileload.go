@@ -30,7 +30,7 @@ const defaultFileRawLimit = 64 << 20
 type fileLoad struct {
 	loader     RDBLoader
 	db         store.Database
-	generation int64
+	generation string // its mark (generationMark)
 	rawLimit   int
 	// refuse is told when the dataset cannot be written to a file (a
 	// stream too big to copy whole, or from a newer RDB version): the
@@ -202,7 +202,7 @@ func (s *syncer) writeDataset(ctx context.Context, fw *rdb.FileWriter, syn replp
 	// loaded it resumes from there.
 	cp := checkpoint{ReplID: syn.ReplID, Offset: syn.Offset, DB: 0}
 	if err := fw.Close(
-		rdb.Extra{DB: layout.CheckpointDB, Key: generationKey, Value: strconv.FormatInt(fl.generation, 10)},
+		rdb.Extra{DB: layout.CheckpointDB, Key: generationKey, Value: fl.generation},
 		rdb.Extra{DB: layout.CheckpointDB, Key: checkpointKey, Fields: map[string]string{s.checkpointKey(): cp.String()}},
 	); err != nil {
 		return fmt.Errorf("write the dataset of %s: %w", s.url, err)
@@ -249,7 +249,7 @@ func (d *destination) fileLoadFor(units []unit) *fileLoad {
 	if limit <= 0 {
 		limit = defaultFileRawLimit
 	}
-	fl := &fileLoad{loader: loader, db: d.db, generation: d.db.ReplicaGeneration, rawLimit: limit, refuse: func(err error) {
+	fl := &fileLoad{loader: loader, db: d.db, generation: generationMark(d.db), rawLimit: limit, refuse: func(err error) {
 		d.noFile.Store(true)
 		d.log.Warn("the source's dataset cannot be loaded from an RDB file; this destination loads with commands from now on", "destination", d.db.UID, "err", err)
 	}}
