@@ -15,6 +15,11 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
+// twoInstances starts two instances of the service, as two regions.
+func twoInstances(t *testing.T) (us, eu *apiClient) {
+	return newAPI(t, servicetest.Start(t)), newAPI(t, servicetest.Start(t))
+}
+
 // waitCycleRefused waits until the source of uid is refused as closing a
 // replication cycle, and the sync stopped.
 func (a *apiClient) waitCycleRefused(uid int) api.Database {
@@ -37,8 +42,7 @@ func (a *apiClient) waitCycleRefused(uid int) api.Database {
 // that closes the cycle is refused at its handshake, before any load, and
 // says why; the other link goes on.
 func TestReplicationCycleAcrossInstancesIsRefused(t *testing.T) {
-	us := newAPI(t, servicetest.Start(t))
-	eu := newAPI(t, servicetest.Start(t))
+	us, eu := twoInstances(t)
 	a := us.create(api.CreateDatabaseRequest{Name: "a", MemorySize: 64 << 20})
 	ac := destClient(t, a, 0)
 	writeDataset(t, ac, "", 200)
@@ -79,8 +83,7 @@ func TestReplicationCycleAcrossInstancesIsRefused(t *testing.T) {
 
 // Through a third database: A <- C <- B <- A, C and B in another instance.
 func TestReplicationCycleThroughThreeDatabasesIsRefused(t *testing.T) {
-	us := newAPI(t, servicetest.Start(t))
-	eu := newAPI(t, servicetest.Start(t))
+	us, eu := twoInstances(t)
 	a := us.create(api.CreateDatabaseRequest{Name: "a", MemorySize: 64 << 20})
 	writeDataset(t, destClient(t, a, 0), "", 50)
 	b := eu.create(api.CreateDatabaseRequest{Name: "b", MemorySize: 64 << 20,
@@ -109,8 +112,7 @@ func TestReplicationCycleThroughThreeDatabasesIsRefused(t *testing.T) {
 // from the next handshakes on, one link is refused and the other goes on:
 // the reloads stop.
 func TestReplicationCycleSavedOnBothSidesAtOnce(t *testing.T) {
-	us := newAPI(t, servicetest.Start(t))
-	eu := newAPI(t, servicetest.Start(t))
+	us, eu := twoInstances(t)
 	a := us.create(api.CreateDatabaseRequest{Name: "a", MemorySize: 64 << 20})
 	b := eu.create(api.CreateDatabaseRequest{Name: "b", MemorySize: 64 << 20})
 	writeDataset(t, destClient(t, a, 0), "a:", 100)
