@@ -315,12 +315,24 @@ func (m *Manager) afterStart(ctx context.Context, uid int) {
 	}
 }
 
-// applyLive pushes users and limits to a running database.
+// applyLive pushes users and limits to a running database: its latest
+// settings, whatever d holds. Applies take turns, and each reads the
+// settings once it has its turn: the apply a start schedules could
+// otherwise finish after the one of an update that came right after the
+// create (Terraform creates a database, then makes it a Replica Of), and
+// leave the application user of a destination able to write.
 func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 	p, pid, err := m.waitOwnChild(ctx, d.UID)
 	if err != nil {
 		return fmt.Errorf("database %d: %w", d.UID, err)
 	}
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
+	m.mu.Lock()
+	if cur, ok := m.current[d.UID]; ok {
+		d = cur
+	}
+	m.mu.Unlock()
 	c := m.Client(d.UID)
 	if err := WaitReady(ctx, c); err != nil {
 		return fmt.Errorf("database %d: %w", d.UID, err)

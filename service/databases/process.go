@@ -34,6 +34,10 @@ type process struct {
 	// (buffered, never blocks the supervisor).
 	exited chan error
 
+	// applyMu makes the applies of live settings (Manager.applyLive) to
+	// this process take turns.
+	applyMu sync.Mutex
+
 	mu       sync.Mutex
 	running  bool // a child is up (it may not answer yet)
 	pid      int  // its process id

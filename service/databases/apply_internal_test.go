@@ -1,0 +1,45 @@
+package databases
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// A database created, then at once made a Replica Of (as Terraform does):
+// the apply of settings its start scheduled may finish after the update's.
+// It must not bring back the application user's write rights: every apply
+// pushes the latest settings.
+func TestALateApplyKeepsTheLatestSettings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs redis-server, not run with -short")
+	}
+	bin, err := FindRedisServer("")
+	require.NoError(t, err)
+	m := NewManager(Config{RedisServer: bin, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(m.Close)
+	ctx := redistest.Ctx(t)
+	plain := store.Database{UID: 1, Port: redistest.FreePort(t), MemorySize: 32 << 20, RedisPassword: "app", AdminPassword: "admin", InternalPassword: "internal"}
+	require.NoError(t, m.Create(ctx, plain))
+	replica := plain
+	replica.ReplicaSources = []api.ReplicaSource{{URI: "redis://127.0.0.1:1"}}
+	replica.ReplicaSync = api.SyncEnabled
+	require.True(t, replica.IsReplica())
+	require.NoError(t, m.Ensure(ctx, replica))
+
+	// The start's apply, late, with the settings it was scheduled with.
+	require.NoError(t, m.applyLive(ctx, plain))
+	app := redis.NewClient(&redis.Options{Addr: m.Addr(plain.Port), Password: "app"})
+	t.Cleanup(func() { app.Close() })
+	err = app.Set(ctx, "k", "v", 0).Err()
+	require.Error(t, err, "the application user of a destination cannot write")
+	assert.Contains(t, err.Error(), "NOPERM")
+}
