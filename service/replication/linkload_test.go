@@ -415,8 +415,9 @@ func TestSwapDestinationKilledBeforeTheSwapIsPersisted(t *testing.T) {
 	ctx := redistest.Ctx(t)
 	admin := i.App.Databases().Client(dst.UID)
 	t.Cleanup(func() { admin.Close() })
-	// About 2,000 keys at 5 ms each: the rewrite after the swap takes 10 s.
-	require.NoError(t, admin.ConfigSet(ctx, "rdb-key-save-delay", "5000").Err())
+	// About 2,000 keys at 10 ms each: the rewrite after the swap takes 20 s,
+	// time enough for the checks before the kill on a busy machine.
+	require.NoError(t, admin.ConfigSet(ctx, "rdb-key-save-delay", "10000").Err())
 	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: srcA.URL()}, {URI: srcB.URL()}}})
 	eventuallyEqual(t, time.Minute, dc, srcA.Client(), srcB.Client())
 	a.waitInSync(dst.UID, time.Minute)
@@ -431,9 +432,9 @@ func TestSwapDestinationKilledBeforeTheSwapIsPersisted(t *testing.T) {
 		}
 		return nil
 	})
-	// Idle sources: the writers must notice by themselves (30 s: before
+	// Idle sources: the writers must notice by themselves (45 s: before
 	// the sources' read timeout, 60 s, would end the wait).
-	eventuallyEqual(t, 30*time.Second, dc, srcA.Client(), srcB.Client())
+	eventuallyEqual(t, 45*time.Second, dc, srcA.Client(), srcB.Client())
 	require.NoError(t, srcA.Client().Incr(ctx, "counter").Err())
 	eventuallyEqual(t, time.Minute, dc, srcA.Client(), srcB.Client())
 	a.waitInSync(dst.UID, time.Minute)
