@@ -30,20 +30,28 @@ func (c *Conn) askLineage(ctx context.Context) error {
 	if !c.opts.AskLineage {
 		return nil
 	}
-	// A real answer is small: a source that sends more is refused before
-	// anything is allocated for it.
-	bulk, array := c.rd.MaxBulkLen, c.rd.MaxArrayLen
-	c.rd.MaxBulkLen, c.rd.MaxArrayLen = 64<<10, 4*MaxLineage
-	v, err := c.roundTrip(ctx, LineageCommand, LineageCommand)
-	c.rd.MaxBulkLen, c.rd.MaxArrayLen = bulk, array
-	if err != nil {
+	if err := c.writeCommand(ctx, LineageCommand, []byte(LineageCommand)); err != nil {
 		return err
+	}
+	v, err := readLineageReply(c.rd)
+	if err != nil {
+		return ioError(LineageCommand, err)
 	}
 	c.lineage = ParseLineage(v)
 	if c.opts.OnLineage != nil {
 		return c.opts.OnLineage(c.lineage)
 	}
 	return nil
+}
+
+// readLineageReply reads the reply to LineageCommand. A real answer is
+// small: a source that sends more is refused before anything is allocated
+// for it.
+func readLineageReply(rd *resp.Reader) (resp.Value, error) {
+	bulk, array := rd.MaxBulkLen, rd.MaxArrayLen
+	rd.MaxBulkLen, rd.MaxArrayLen = 64<<10, 4*MaxLineage
+	defer func() { rd.MaxBulkLen, rd.MaxArrayLen = bulk, array }()
+	return rd.ReadValue()
 }
 
 // Lineage is the source's lineage as it answered during the handshake;

@@ -40,3 +40,35 @@ func TestLineageOfAnotherReplyIsUnknown(t *testing.T) {
 		assert.Nil(t, readLineage(t, []byte(reply)), "%q", reply)
 	}
 }
+
+// Whatever a source answers, the lineage kept is bounded, and an answer
+// too big is refused rather than read.
+func FuzzLineageReply(f *testing.F) {
+	f.Add(AppendLineage(nil, []string{"a/1", "b/2"}))
+	f.Add([]byte("-ERR unknown command\r\n"))
+	f.Add([]byte("*99999999\r\n"))
+	f.Add([]byte("*1\r\n$99999999\r\n"))
+	f.Add([]byte("*2\r\n*1\r\n$1\r\na\r\n$3\r\nb/1\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		v, err := readLineageReply(resp.NewReader(bufio.NewReader(bytes.NewReader(in))))
+		if err != nil {
+			return
+		}
+		l := ParseLineage(v)
+		if len(l) > MaxLineage {
+			t.Fatalf("%d names kept", len(l))
+		}
+		for _, id := range l {
+			if id == "" || len(id) > MaxLineageEntry {
+				t.Fatalf("name %q kept", id)
+			}
+		}
+	})
+}
+
+func TestAnAnswerTooBigIsRefused(t *testing.T) {
+	_, err := readLineageReply(resp.NewReader(bufio.NewReader(strings.NewReader("*2000\r\n"))))
+	assert.Error(t, err)
+	_, err = readLineageReply(resp.NewReader(bufio.NewReader(strings.NewReader("*1\r\n$100000\r\n"))))
+	assert.Error(t, err)
+}
