@@ -210,6 +210,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{}), started: make(chan struct{}), startupDone: make(chan struct{})}
 	a.dbs = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log,
 		AdvertiseHost: cfg.AdvertiseHost,
+		// Set below, before any database starts, so before any restarts.
+		OnRestart: func(uid int) { a.repl.DestinationRestarted(uid) },
 		TLS: databases.TLSFiles{CertFile: filepath.Join(cfg.DataDir, "proxy.pem"), KeyFile: filepath.Join(cfg.DataDir, "proxy-key.pem"), CAFile: filepath.Join(cfg.DataDir, "ca.pem"),
 			NodeCertFile: filepath.Join(cfg.DataDir, "node.pem"), NodeKeyFile: filepath.Join(cfg.DataDir, "node-key.pem")}})
 	a.gw = gateway.New(log, reg)

@@ -36,6 +36,13 @@ type Config struct {
 	TLS           TLSFiles
 	Logger        *slog.Logger
 
+	// OnRestart, when set, is told (on a goroutine of its own) that the
+	// redis-server of database uid, or of one of its nodes, started again
+	// after it had exited: it may hold less than it had applied
+	// (appendfsync everysec), which writers of a destination must learn
+	// even when they have nothing to send.
+	OnRestart func(uid int)
+
 	// AOF rewrites (see rewrite.go); zero values mean the defaults.
 	RewriteCheck     time.Duration // how often databases are looked at (500 ms)
 	MinRewriteGrowth int64         // least AOF growth that triggers a rewrite (64 MiB)
@@ -276,6 +283,13 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 		p = &process{uid: uid, binary: m.cfg.RedisServer, dir: dir, confPath: confPath, addr: m.Addr(d.Port), log: m.cfg.Logger, fresh: fresh}
 		p.started = func(ctx context.Context) {
 			go m.watch(ctx, uid, p, password)
+			p.mu.Lock()
+			restarted := p.restarts > 0
+			p.mu.Unlock()
+			if restarted && m.cfg.OnRestart != nil {
+				db, _ := splitKey(uid)
+				go m.cfg.OnRestart(db)
+			}
 			m.afterStart(ctx, uid)
 		}
 		m.procs[d.UID] = p

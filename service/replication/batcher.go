@@ -123,6 +123,13 @@ func (b *batcher) run(ctx context.Context) error {
 				return errLinkChanged
 			}
 		}
+		if b.watchesRestarts() {
+			select {
+			case <-b.w.restarted:
+				return errDestRestarted
+			default:
+			}
+		}
 		if b.mayHold() && b.s.hold.isRequested() {
 			if err := b.holdForSwap(ctx); err != nil {
 				return err
@@ -174,6 +181,13 @@ func (b *batcher) watchesLink() bool {
 		b.state == batchEmpty && len(b.inFlight) == 0
 }
 
+// watchesRestarts is watchesLink for a sharded destination, which has no
+// master link: an idle writer ends its session when one of the nodes
+// restarted.
+func (b *batcher) watchesRestarts() bool {
+	return b.w.cl != nil && b.w.restarted != nil && !b.loading && b.state == batchEmpty && len(b.inFlight) == 0
+}
+
 // full says that the batch takes no more items.
 func (b *batcher) full() bool {
 	if b.w.cl != nil && b.inSourceTx && !b.loading {
@@ -201,6 +215,9 @@ func (b *batcher) gather(ctx context.Context) bool {
 				return false // run ends the session
 			}
 			moved = ch
+		}
+		if wait && b.watchesRestarts() {
+			moved = b.w.restarted // run ends the session
 		}
 		it, ok, closed := b.c.next(ctx, wait, wake, moved)
 		if closed {

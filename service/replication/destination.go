@@ -57,6 +57,31 @@ type destination struct {
 	// of its address.
 	histMu    sync.Mutex
 	histories map[string]string
+
+	// restarts is closed and replaced at each restart of one of the
+	// destination's processes (Manager.DestinationRestarted).
+	restartMu sync.Mutex
+	restarts  chan struct{}
+}
+
+// restartCh is the channel closed at the destination's next restart.
+func (d *destination) restartCh() <-chan struct{} {
+	d.restartMu.Lock()
+	defer d.restartMu.Unlock()
+	if d.restarts == nil {
+		d.restarts = make(chan struct{})
+	}
+	return d.restarts
+}
+
+// restarted wakes the writers waiting on restartCh.
+func (d *destination) restarted() {
+	d.restartMu.Lock()
+	defer d.restartMu.Unlock()
+	if d.restarts != nil {
+		close(d.restarts)
+	}
+	d.restarts = make(chan struct{})
 }
 
 // claim records that the source at addr has the replication history
@@ -409,6 +434,9 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			claim: d.claim, loadSlots: d.m.loadSlots,
 		}
 		sy.lineage = func(l []string) error { return d.checkLineage(u.key, sy, l) }
+		if d.db.Clustered() {
+			sy.destRestarts = d.restartCh
+		}
 		sy.locate = u.locate
 		if u.shard != "" {
 			sy.key, sy.relocate, sy.avoid = u.key, u.relocate, u.avoid

@@ -168,6 +168,20 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 	dest.start(m.ctx)
 }
 
+// DestinationRestarted is told that a redis-server of database uid (one
+// of its nodes) started again after it had exited. A sharded destination's
+// idle writers then resume from the checkpoints its nodes hold: a node may
+// be back with less than it had applied. (A single-server destination's
+// writers learn it from their master link.)
+func (m *Manager) DestinationRestarted(uid int) {
+	m.mu.Lock()
+	d := m.dests[uid]
+	m.mu.Unlock()
+	if d != nil && d.db.Clustered() {
+		d.restarted()
+	}
+}
+
 // Remove stops the syncers of destination uid.
 func (m *Manager) Remove(uid int) {
 	m.configMu.Lock()

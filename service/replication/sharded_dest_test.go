@@ -548,3 +548,36 @@ func TestShardedDestinationReportsKeysItExpired(t *testing.T) {
 		return nil
 	})
 }
+
+// A node of a sharded destination that restarts with less than it applied
+// (here: its AOF turned off) is caught up at once, with the source idle:
+// its writers hold no master link that would tell them, and used to go on
+// until the source's next write or ping (never, with a long ping period)
+// saying in-sync.
+func TestShardedDestinationNodeRestartsWithLessThanItApplied(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "64mb", "--repl-ping-replica-period", "3600")
+	sc := src.Client()
+	ctx := redistest.Ctx(t)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "sharded", MemorySize: 128 << 20, ShardsCount: 2,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, 2*time.Minute)
+
+	// From here node 0 applies writes in memory only.
+	admin := i.App.Databases().Client(dst.UID)
+	t.Cleanup(func() { admin.Close() })
+	require.NoError(t, admin.ConfigSet(ctx, "appendonly", "no").Err())
+	for n := range 200 {
+		require.NoError(t, sc.Incr(ctx, "k"+strconv.Itoa(n)).Err())
+	}
+	eventuallyEqualSharded(t, a, dst.UID, time.Minute, sc)
+	a.waitInSync(dst.UID, time.Minute)
+
+	killDestination(t, i, dst.UID)
+	// 45 s: before the source's read timeout, 60 s, would end the wait.
+	eventuallyEqualSharded(t, a, dst.UID, 45*time.Second, sc)
+	require.NoError(t, sc.Incr(ctx, "k0").Err())
+	eventuallyEqualSharded(t, a, dst.UID, time.Minute, sc)
+	a.waitInSync(dst.UID, time.Minute)
+}

@@ -78,6 +78,9 @@ type syncer struct {
 	// claim, when set, records the source's replication history for the
 	// session and refuses one that another source has (destination.claim).
 	claim func(addr, replID string) (func(), error)
+	// destRestarts, for a sharded destination, is a channel closed at the
+	// next restart of one of its nodes (Manager.DestinationRestarted).
+	destRestarts func() <-chan struct{}
 	// lineage is told the source's lineage after each handshake (nil:
 	// unknown); an error refuses the source (a replication cycle).
 	lineage func([]string) error
@@ -156,6 +159,10 @@ func (s *syncer) run(ctx context.Context) error {
 		s.metrics.errors.Inc()
 		if errors.Is(err, errRelocated) {
 			continue // a better node to read from: reconnect at once
+		}
+		if errors.Is(err, errDestRestarted) {
+			s.log.Info("a node of the destination restarted; continuing from the checkpoints it holds", "source", s.url.String())
+			continue
 		}
 		if errors.Is(err, errLinkChanged) {
 			s.log.Info("the destination's master link started a new session; continuing from the destination's checkpoint", "source", s.url.String())
@@ -243,11 +250,16 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
+	var restarted <-chan struct{}
+	if s.destRestarts != nil {
+		restarted = s.destRestarts() // before the checkpoints are read
+	}
 	w, err := dialDestination(ctx, s.destAccess(), s.checkpointKey())
 	if err != nil {
 		return err
 	}
 	defer w.Close()
+	w.restarted = restarted
 	s.wireSeen = 0
 	stopW := context.AfterFunc(ctx, func() { w.Close() })
 	defer stopW()

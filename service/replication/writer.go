@@ -79,7 +79,16 @@ type destWriter struct {
 	// (SIGKILL with appendfsync everysec, an AOF rewrite cut short), and
 	// only its checkpoint says where to continue (errLinkChanged).
 	bound *linkSession
+	// restarted, for a sharded destination, is closed once one of its
+	// nodes restarted after this writer's session read its checkpoints
+	// (nil: never). A node may come back with less than it had applied;
+	// an idle writer would not notice until its next batch.
+	restarted <-chan struct{}
 }
+
+// errDestRestarted ends a syncer's session whose sharded destination had a
+// node restart: the syncer resumes from the checkpoints the nodes hold now.
+var errDestRestarted = errors.New("a node of the destination restarted; resuming from the checkpoints it holds")
 
 // errLinkChanged ends a syncer's session whose writer finds the
 // destination's master link on a new session: the syncer resumes from the
