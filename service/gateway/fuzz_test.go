@@ -56,6 +56,8 @@ func FuzzSession(f *testing.F) {
 		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*2\r\n$4\r\nINFO\r\n$7\r\ncluster\r\n*2\r\n$7\r\nCLUSTER\r\n$6\r\nSHARDS\r\n",
 		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*2\r\n$7\r\ncluster\r\n$6\r\nshards\r\n*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n ",
 		"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*3\r\n$7\r\nCLUSTER\r\n$6\r\nSHARDS\r\n$1\r\nx\r\n*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n",
+		// The lineage question, before and after AUTH, and with arguments.
+		"*1\r\n$16\r\nREPLICAD.LINEAGE\r\n*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*1\r\n$16\r\nREPLICAD.LINEAGE\r\n*2\r\n$16\r\nreplicad.lineage\r\n$1\r\nx\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -81,7 +83,8 @@ func FuzzSession(f *testing.F) {
 		up := &recordConn{}
 		upRd := resp.NewReader(bufio.NewReader(okForever{}))
 		rw := &replyWriter{conn: client, w: client}
-		env := handshakeEnv{up: &upstream{dial: func() (net.Conn, *resp.Reader, error) { return up, upRd, nil }}}
+		env := handshakeEnv{up: &upstream{dial: func() (net.Conn, *resp.Reader, error) { return up, upRd, nil }},
+			lineage: func() []string { return []string{"instance/1"} }}
 		// Inputs of odd length play against a sharded database's own
 		// endpoint: it answers the cluster's questions and never streams.
 		sharded := len(in)%2 == 1

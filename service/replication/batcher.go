@@ -118,17 +118,8 @@ func (b *batcher) run(ctx context.Context) error {
 	defer b.c.release()
 	defer b.w.endLink()
 	for {
-		if b.watchesLink() {
-			if cur, _ := b.w.link.watch(); cur != nil && cur != b.w.bound {
-				return errLinkChanged
-			}
-		}
-		if b.watchesRestarts() {
-			select {
-			case <-b.w.restarted:
-				return errDestRestarted
-			default:
-			}
+		if _, err := b.destMoved(); err != nil {
+			return err
 		}
 		if b.mayHold() && b.s.hold.isRequested() {
 			if err := b.holdForSwap(ctx); err != nil {
@@ -168,24 +159,39 @@ func (b *batcher) run(ctx context.Context) error {
 	}
 }
 
-// watchesLink says whether the writer, idle, is to end its session as soon
-// as the destination's master link changes session: the destination may
-// have restarted with less than this writer applied (see destWriter.bound),
-// and only its checkpoint says where to continue. Waiting for the next
+// destMoved says whether the writer, idle, is to end its session because
+// the destination may have restarted with less than this writer applied:
+// only its checkpoints say where to continue then. Waiting for the next
 // batch to notice would leave the status in-sync over a destination that
-// lost data, for as long as the source stays idle. Only a live session
-// counts: the one a load over the link hands over is installed a moment
-// after the writer takes it, and between sessions a batch waits anyway.
-func (b *batcher) watchesLink() bool {
-	return b.w.link != nil && b.w.bound != nil && b.w.cl == nil && !b.loading &&
-		b.state == batchEmpty && len(b.inFlight) == 0
-}
-
-// watchesRestarts is watchesLink for a sharded destination, which has no
-// master link: an idle writer ends its session when one of the nodes
-// restarted.
-func (b *batcher) watchesRestarts() bool {
-	return b.w.cl != nil && b.w.restarted != nil && !b.loading && b.state == batchEmpty && len(b.inFlight) == 0
+// lost data, for as long as the source stays idle. It returns the error
+// that ends the session, or a channel closed when that may change (nil:
+// nothing to watch).
+//
+// A single server: its master link changed session (see destWriter.bound).
+// Only a live session counts: the one a load over the link hands over is
+// installed a moment after the writer takes it, and between sessions a
+// batch waits anyway. A sharded destination, which has no master link:
+// one of its nodes restarted (destWriter.restarted).
+func (b *batcher) destMoved() (<-chan struct{}, error) {
+	if b.loading || b.state != batchEmpty || len(b.inFlight) > 0 {
+		return nil, nil
+	}
+	switch {
+	case b.w.cl != nil && b.w.restarted != nil:
+		select {
+		case <-b.w.restarted:
+			return nil, errDestRestarted
+		default:
+			return b.w.restarted, nil
+		}
+	case b.w.cl == nil && b.w.link != nil && b.w.bound != nil:
+		cur, ch := b.w.link.watch()
+		if cur != nil && cur != b.w.bound {
+			return nil, errLinkChanged
+		}
+		return ch, nil
+	}
+	return nil, nil
 }
 
 // full says that the batch takes no more items.
@@ -209,15 +215,11 @@ func (b *batcher) gather(ctx context.Context) bool {
 		if b.mayHold() && len(b.items) == 0 && len(b.inFlight) == 0 {
 			wake = b.s.hold.requested
 		}
-		if wait && b.watchesLink() {
-			cur, ch := b.w.link.watch()
-			if cur != nil && cur != b.w.bound {
+		if wait {
+			var err error
+			if moved, err = b.destMoved(); err != nil {
 				return false // run ends the session
 			}
-			moved = ch
-		}
-		if wait && b.watchesRestarts() {
-			moved = b.w.restarted // run ends the session
 		}
 		it, ok, closed := b.c.next(ctx, wait, wake, moved)
 		if closed {

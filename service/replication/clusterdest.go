@@ -284,9 +284,10 @@ func (d *destination) clusterPrep(ctx context.Context, dest Access, forceFull bo
 			cps[key] = cp
 		}
 	}
-	full := forceFull || gen != generationMark(d.db)
+	marked := gen == generationMark(d.db)
+	full := forceFull || !marked
 	d.log.Info("destination checkpoints", "destination", d.db.UID, "shards", len(t.shards), "generation", markGeneration(gen), "want_generation", d.db.ReplicaGeneration,
-		"generation_marked", gen == generationMark(d.db), "checkpoints", len(cps), "force_full", forceFull)
+		"generation_marked", marked, "checkpoints", len(cps), "force_full", forceFull)
 	hints := t.shards[t.owner[cluster.KeySlot([]byte(checkpointKey))]].acc.client(0)
 	return cps, full, hints, nil
 }

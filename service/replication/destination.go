@@ -261,9 +261,10 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			ckc.Close()
 			return err
 		}
-		full = forceFull || gen != generationMark(d.db)
+		marked := gen == generationMark(d.db)
+		full = forceFull || !marked
 		d.log.Info("destination checkpoints", "destination", d.db.UID, "generation", markGeneration(gen), "want_generation", d.db.ReplicaGeneration,
-			"generation_marked", gen == generationMark(d.db), "checkpoints", len(cps), "force_full", forceFull)
+			"generation_marked", marked, "checkpoints", len(cps), "force_full", forceFull)
 	}
 	defer ckc.Close()
 	// A source that is a Redis Cluster is replicated shard by shard.

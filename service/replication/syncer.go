@@ -81,8 +81,9 @@ type syncer struct {
 	// destRestarts, for a sharded destination, is a channel closed at the
 	// next restart of one of its nodes (Manager.DestinationRestarted).
 	destRestarts func() <-chan struct{}
-	// lineage is told the source's lineage after each handshake (nil:
-	// unknown); an error refuses the source (a replication cycle).
+	// lineage is told the source's lineage during each handshake, before
+	// PSYNC (nil: unknown); an error refuses the source (a replication
+	// cycle).
 	lineage func([]string) error
 	// A shard of a clustered source (cluster.go): key names its checkpoint
 	// (the source's address and the shard's slots), and locate finds the
