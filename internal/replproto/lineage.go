@@ -45,12 +45,12 @@ func (c *Conn) askLineage(ctx context.Context) error {
 }
 
 // readLineageReply reads the reply to LineageCommand. A real answer is
-// small: a source that sends more is refused before anything is allocated
-// for it.
+// small and flat: a source that sends more (past 1 MiB in all, or nested
+// arrays) is refused before anything is allocated for it.
 func readLineageReply(rd *resp.Reader) (resp.Value, error) {
-	bulk, array := rd.MaxBulkLen, rd.MaxArrayLen
-	rd.MaxBulkLen, rd.MaxArrayLen = 64<<10, 4*MaxLineage
-	defer func() { rd.MaxBulkLen, rd.MaxArrayLen = bulk, array }()
+	bulk, array, depth := rd.MaxBulkLen, rd.MaxArrayLen, rd.MaxDepth
+	rd.MaxBulkLen, rd.MaxArrayLen, rd.MaxDepth = 1<<10, 4*MaxLineage, 1
+	defer func() { rd.MaxBulkLen, rd.MaxArrayLen, rd.MaxDepth = bulk, array, depth }()
 	return rd.ReadValue()
 }
 

@@ -71,4 +71,9 @@ func TestAnAnswerTooBigIsRefused(t *testing.T) {
 	assert.Error(t, err)
 	_, err = readLineageReply(resp.NewReader(bufio.NewReader(strings.NewReader("*1\r\n$100000\r\n"))))
 	assert.Error(t, err)
+	_, err = readLineageReply(resp.NewReader(bufio.NewReader(strings.NewReader("*1\r\n*1\r\n$3\r\na/1\r\n"))))
+	assert.Error(t, err, "nested arrays")
+	v, err := readLineageReply(resp.NewReader(bufio.NewReader(strings.NewReader(string(AppendLineage(nil, []string{"a/1"}))))))
+	require.NoError(t, err, "a flat answer is read")
+	assert.Equal(t, []string{"a/1"}, ParseLineage(v))
 }
