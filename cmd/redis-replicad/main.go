@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/sysmon"
 	"github.com/replicad/terraform-provider-redis/service/app"
 )
@@ -46,6 +47,10 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = logOpts.logger(stderr)
+	// go-redis prints its own complaints (a pool that cannot dial a
+	// database that is down) with the standard logger: they go through
+	// ours instead, so that every line has the chosen format.
+	redis.SetLogger(goRedisLog{cfg.Logger.With("component", "go-redis")})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -154,4 +159,12 @@ func (o logOptions) logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// goRedisLog passes go-redis's messages to slog, at debug level: what they
+// report (a connection that failed) is the caller's error to report too.
+type goRedisLog struct{ log *slog.Logger }
+
+func (l goRedisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "))
 }

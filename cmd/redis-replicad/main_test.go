@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"os/exec"
@@ -72,4 +73,18 @@ func TestLogFormat(t *testing.T) {
 	_, _, err = parseServe([]string{"--data-dir", t.TempDir(), "--log-format", "xml"}, &bytes.Buffer{})
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "text or json"), err.Error())
+}
+
+// go-redis's own messages (a pool that cannot dial a database that is down)
+// come out as lines of the chosen format, not the standard logger's.
+func TestGoRedisMessagesAreLogLines(t *testing.T) {
+	_, lo, err := parseServe([]string{"--data-dir", t.TempDir(), "--log-format", "json", "--log-level", "debug"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	goRedisLog{lo.logger(&out).With("component", "go-redis")}.Printf(context.Background(), "redis: connection pool: failed to dial after %d attempts: %s", 5, "connect: no such file or directory")
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(out.Bytes(), &line), "a JSON log line: %s", out.String())
+	assert.Equal(t, "connection pool: failed to dial after 5 attempts: connect: no such file or directory", line["msg"])
+	assert.Equal(t, "go-redis", line["component"])
+	assert.Equal(t, "DEBUG", line["level"])
 }

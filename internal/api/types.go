@@ -52,8 +52,12 @@ type Database struct {
 	MemorySize int64  `json:"memory_size"`
 	Status     string `json:"status"`
 	// LoadingProgress is how far a loading database is, in percent.
-	LoadingProgress float64  `json:"loading_progress,omitempty"`
-	Endpoint        Endpoint `json:"endpoint"`
+	LoadingProgress float64 `json:"loading_progress,omitempty"`
+	// LastError says why a pending or failed database does not serve
+	// after its redis-server ended (what it logged: a port taken, a
+	// full disk); empty otherwise.
+	LastError string   `json:"last_error,omitempty"`
+	Endpoint  Endpoint `json:"endpoint"`
 	// ShardsCount, Replication and OSSCluster as created: with
 	// shards_count > 1 or oss_cluster the database is a Redis Cluster and
 	// Endpoints lists its nodes (any cluster-aware client starts from one).

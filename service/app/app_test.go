@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
@@ -233,10 +236,26 @@ func TestServiceKilledWithSIGKILLComesBack(t *testing.T) {
 	}
 }
 
+// A database whose port another program took while the service was down:
+// the others start, and the API, the metrics and the statuses of its
+// sources say what is wrong, until the port is free and it comes back.
 func TestServiceStartsWhenADatabaseCannot(t *testing.T) {
 	i := servicetest.Start(t)
-	blocked := mustCreate(t, i, api.CreateDatabaseRequest{Name: "blocked", MemorySize: 16 << 20})
 	fine := mustCreate(t, i, api.CreateDatabaseRequest{Name: "fine", MemorySize: 16 << 20})
+	require.NoError(t, dbClient(t, fine, fine.AuthenticationRedisPass).Set(ctx(t), "k", "v", 0).Err())
+	var url api.SourceURL
+	code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", fine.UID), nil, &url)
+	require.Equal(t, 200, code, "%v", e)
+	blocked := mustCreate(t, i, api.CreateDatabaseRequest{Name: "blocked", MemorySize: 16 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: url.URI}}})
+	var got api.Database
+	eventually(t, 30*time.Second, "the replica is in sync", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", blocked.UID), nil, &got)
+		if got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("%s", got.ReplicaSyncStatus)
+		}
+		return nil
+	})
 	i.Stop(t)
 	// Another program takes the port of one database while the service is down.
 	squatter, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", blocked.Port))
@@ -244,22 +263,44 @@ func TestServiceStartsWhenADatabaseCannot(t *testing.T) {
 		t.Fatal(err)
 	}
 	i.StartAgain(t)
-	var got api.Database
 	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", fine.UID), nil, &got)
 	if got.Status != api.StatusActive {
 		t.Fatalf("the other database: %s", got.Status)
 	}
-	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", blocked.UID), nil, &got)
-	if got.Status == api.StatusActive {
-		t.Fatal("a database whose port is taken says it is active")
-	}
-	// Once the port is free, the database comes back by itself.
+	assert.Empty(t, got.LastError)
+	port := fmt.Sprintf("127.0.0.1:%d", blocked.Port)
+	eventually(t, 15*time.Second, "the database says why it does not serve", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", blocked.UID), nil, &got)
+		if got.Status == api.StatusActive {
+			return errors.New("a database whose port is taken says it is active")
+		}
+		if !strings.Contains(got.LastError, port) || !strings.Contains(got.LastError, "taken by another process") {
+			return fmt.Errorf("status %s, last_error %q", got.Status, got.LastError)
+		}
+		src := got.ReplicaSources[0]
+		if src.Status != api.SourceOutOfSync || !strings.HasPrefix(src.LastError, "the destination is down: ") || got.ReplicaSyncStatus != api.SourceOutOfSync {
+			return fmt.Errorf("its source says %s (%q), the database %s", src.Status, src.LastError, got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	code, metrics := i.Request(t, i.Username, i.Password, "GET", "/metrics", nil)
+	require.Equal(t, 200, code)
+	assert.Regexp(t, fmt.Sprintf(`replicad_replica_source_status\{destination="%d",name="blocked",source="[^"]+",state="out-of-sync"\} 1`, blocked.UID), string(metrics))
+	assert.Contains(t, string(metrics), fmt.Sprintf(`replicad_database_up{database="%d",name="blocked"} 0`, blocked.UID))
+
+	// Once the port is free, the database comes back by itself, and so
+	// does its replication.
 	squatter.Close()
 	eventually(t, time.Minute, "the blocked database starts", func() error {
+		got = api.Database{} // fields the answer omits must not stay from the last one
 		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", blocked.UID), nil, &got)
-		if got.Status != api.StatusActive {
-			return fmt.Errorf("status %s", got.Status)
+		if got.Status != api.StatusActive || got.LastError != "" || got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s (%q), sources %s", got.Status, got.LastError, got.ReplicaSyncStatus)
 		}
-		return dbClient(t, blocked, blocked.AuthenticationRedisPass).Ping(ctx(t)).Err()
+		v, err := dbClient(t, blocked, blocked.AuthenticationRedisPass).Get(ctx(t), "k").Result()
+		if err != nil || v != "v" {
+			return fmt.Errorf("k: %q %v", v, err)
+		}
+		return nil
 	})
 }

@@ -59,6 +59,8 @@ type Databases interface {
 	Remove(uid int) error
 	// Status says how database uid stands, without I/O.
 	Status(uid int) (status string, loadedPercent float64)
+	// Problem says why a database that is down does not serve (empty otherwise).
+	Problem(uid int) string
 	// PortFree says whether nothing listens on port.
 	PortFree(port int) bool
 	// Topology is the cluster of a clustered database as its nodes see it.
@@ -753,6 +755,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		ClientCertificates:      d.ClientCertificates,
 		ReplicaSources:          []api.ReplicaSourceStatus{},
 		CreatedAt:               d.CreatedAt, UpdatedAt: d.UpdatedAt,
+		LastError:               c.cfg.Databases.Problem(d.UID),
 	}
 	if out.TLSMode == "" {
 		out.TLSMode = api.TLSDisabled
@@ -771,9 +774,23 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		out.ReplicaSync = d.ReplicaSync
 		out.ReplicaGeneration = d.ReplicaGeneration
 		out.ReplicaSources = c.cfg.Replicator.Status(d)
+		destinationDown(out.ReplicaSources, out.LastError)
 		out.ReplicaSyncStatus = aggregate(out.ReplicaSources)
 	}
 	return out
+}
+
+// destinationDown marks every source out of sync while the destination's
+// redis-server is down (problem says why): nothing of theirs is applied,
+// whatever their syncers last saw, which may be a moment old.
+func destinationDown(sources []api.ReplicaSourceStatus, problem string) {
+	if problem == "" {
+		return
+	}
+	for i := range sources {
+		sources[i].Status = api.SourceOutOfSync
+		sources[i].LastError = "the destination is down: " + problem
+	}
 }
 
 // aggregate is the worst status of the sources.

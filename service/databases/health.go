@@ -105,7 +105,7 @@ func (p *process) status(now time.Time) (string, float64) {
 	h := p.health
 	switch {
 	case !p.running || h.answered.IsZero() || h.pid != p.pid || now.Sub(h.answered) > unresponsiveAfter:
-		if p.restarts > 5 {
+		if p.failing > 5 {
 			return api.StatusFailed, 0
 		}
 		return api.StatusPending, 0
@@ -115,6 +115,25 @@ func (p *process) status(now time.Time) (string, float64) {
 		return api.StatusPending, 0
 	}
 	return api.StatusActive, 0
+}
+
+// problem says why the child does not serve: its last run ended, or its
+// port is taken (empty while it serves, loads, or starts).
+func (p *process) problem(now time.Time) string {
+	if st, _ := p.status(now); st != api.StatusPending && st != api.StatusFailed {
+		return ""
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.waiting != "" && p.failing > 0:
+		return p.waiting + "; before that: " + p.lastErr
+	case p.waiting != "":
+		return p.waiting
+	case p.failing > 0:
+		return p.lastErr
+	}
+	return ""
 }
 
 // infoFields parses the "name:value" lines of an INFO reply.

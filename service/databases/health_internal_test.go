@@ -1,10 +1,14 @@
 package databases
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 )
@@ -35,8 +39,48 @@ func TestStatusFollowsWhatTheWatcherSaw(t *testing.T) {
 	p.health = health{pid: 41, answered: now, ready: true}
 	assert.Equal(t, api.StatusPending, st(), "what a previous child said is not about this one")
 
-	p.running, p.pid, p.restarts = false, 0, 6
+	p.running, p.pid, p.restarts, p.failing, p.lastErr = false, 0, 6, 6, "redis-server: exit status 1: Failed listening on port 7000 (TCP), aborting."
 	assert.Equal(t, api.StatusFailed, st(), "restarted again and again")
+	assert.Equal(t, p.lastErr, p.problem(now), "a failed database says why")
+
+	p.failing = 1
+	assert.Equal(t, api.StatusPending, st(), "one crash is a restart, not a failure")
+	assert.Equal(t, p.lastErr, p.problem(now), "until it serves again, the crash is why")
+
+	p.waiting = "port 127.0.0.1:7000 is taken by another process"
+	assert.Contains(t, p.problem(now), p.waiting)
+
+	p.running, p.pid, p.waiting = true, 43, ""
+	p.health = health{pid: 43, answered: now, ready: true}
+	assert.Equal(t, api.StatusActive, st())
+	assert.Empty(t, p.problem(now), "a database that serves has no problem")
+}
+
+// What a redis-server that could not start logged is why its database is
+// down; only its own warnings count, and never a quoted configuration line.
+func TestExitCauseReadsTheLastWarningsOfTheChild(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "redis.log")
+	log := strings.Join([]string{
+		"100:M 29 Nov 2026 02:00:00.000 # Server initialized",
+		"100:M 29 Nov 2026 02:00:01.000 * Ready to accept connections",
+		"200:S 29 Nov 2026 02:07:43.436 * monotonic clock: POSIX clock_gettime",
+		"200:S 29 Nov 2026 02:07:43.436 # Warning: Could not create server TCP listening socket 127.0.0.1:7000: bind: Address already in use",
+		"200:S 29 Nov 2026 02:07:43.436 # Failed listening on port 7000 (TCP), aborting.",
+		"",
+	}, "\n")
+	require.NoError(t, os.WriteFile(path, []byte(log), 0o600))
+	assert.Equal(t, "Warning: Could not create server TCP listening socket 127.0.0.1:7000: bind: Address already in use; Failed listening on port 7000 (TCP), aborting.", exitCause(path, 200))
+	assert.Equal(t, "Server initialized", exitCause(path, 100))
+	assert.Empty(t, exitCause(path, 300), "another child's lines say nothing of this one")
+	assert.Empty(t, exitCause(filepath.Join(t.TempDir(), "none.log"), 200))
+
+	require.NoError(t, os.WriteFile(path, []byte("300:M 29 Nov 2026 02:00:00.000 # Bad directive >>> 'requirepass hunter2'\n"), 0o600))
+	assert.Equal(t, "Bad directive", exitCause(path, 300), "a quoted configuration line may hold a secret")
+
+	// A huge log: only its end is read, and the cause is bounded.
+	big := strings.Repeat("300:M 29 Nov 2026 02:00:00.000 * filler\n", 100000) + "300:M 29 Nov 2026 02:00:00.000 # " + strings.Repeat("x", 5000) + "\n"
+	require.NoError(t, os.WriteFile(path, []byte(big), 0o600))
+	assert.LessOrEqual(t, len(exitCause(path, 300)), 403)
 }
 
 func TestInfoFields(t *testing.T) {

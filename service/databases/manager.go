@@ -409,6 +409,37 @@ func (m *Manager) Client(uid int) *redis.Client {
 	return m.clients[uid]
 }
 
+// Problem says why database uid does not serve after its redis-server (or
+// one of its nodes) ended, with what redis-server logged about it; empty
+// while it serves, loads, or first starts. Like Status, it does no I/O
+// but reading the end of a log of a server that ended.
+func (m *Manager) Problem(uid int) string {
+	m.mu.Lock()
+	p := m.procs[uid]
+	d, clustered := m.clusters[uid]
+	var nodes []*process
+	for _, k := range keys(d) {
+		nodes = append(nodes, m.procs[k])
+	}
+	m.mu.Unlock()
+	now := time.Now()
+	if !clustered {
+		if p == nil {
+			return ""
+		}
+		return p.problem(now)
+	}
+	for _, n := range nodes {
+		if n == nil {
+			continue
+		}
+		if why := n.problem(now); why != "" {
+			return fmt.Sprintf("node %s: %s", n.addr, why)
+		}
+	}
+	return ""
+}
+
 // Status reports how database uid stands: pending, loading (replaying its
 // AOF; progress in percent), active or failed. It does no I/O: it reads what
 // the child's watcher last saw, so it answers at once however busy the

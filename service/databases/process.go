@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -42,8 +45,14 @@ type process struct {
 	running  bool // a child is up (it may not answer yet)
 	pid      int  // its process id
 	restarts int
-	lastErr  string
-	health   health // what the watcher saw of the current child
+	// failing counts the runs in a row that ended within a few seconds;
+	// lastErr is why the last run ended, with the cause redis-server
+	// logged (problem reports it).
+	failing int
+	lastErr string
+	waiting string // why the next child waits to start (its port is taken)
+	lastPID int    // the pid of the last child started, whose log lines say why it ended
+	health  health // what the watcher saw of the current child
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -82,12 +91,21 @@ func (p *process) supervise(ctx context.Context) {
 		case p.exited <- err:
 		default:
 		}
+		served := time.Since(began) > 10*time.Second
+		cause := fmt.Sprint(err)
+		if why := exitCause(filepath.Join(p.dir, "redis.log"), p.lastPID); why != "" {
+			cause += ": " + why
+		}
 		p.mu.Lock()
 		p.restarts++
-		p.lastErr = fmt.Sprint(err)
+		p.failing++
+		if served {
+			p.failing = 1
+		}
+		p.lastErr = cause
 		p.health = health{}
 		p.mu.Unlock()
-		if time.Since(began) > 10*time.Second {
+		if served {
 			backoff = 100 * time.Millisecond
 		}
 		p.log.Warn("redis-server exited; restarting", "uid", p.uid, "err", err, "in", backoff)
@@ -109,7 +127,15 @@ func (p *process) runOnce(ctx context.Context) error {
 	p.fresh = false
 	p.mu.Unlock()
 	if !fresh {
-		if err := waitPortFree(ctx, p.addr, 30*time.Second); err != nil {
+		err := waitPortFree(ctx, p.addr, 30*time.Second, func() {
+			p.mu.Lock()
+			p.waiting = fmt.Sprintf("port %s is taken by another process: waiting for it to be free (a redis-server of the service's previous life shutting down, or another program)", p.addr)
+			p.mu.Unlock()
+		})
+		p.mu.Lock()
+		p.waiting = ""
+		p.mu.Unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -130,6 +156,7 @@ func (p *process) runOnce(ctx context.Context) error {
 	p.mu.Lock()
 	p.running = true
 	p.pid = cmd.Process.Pid
+	p.lastPID = p.pid
 	p.mu.Unlock()
 	childCtx, childDone := context.WithCancel(ctx)
 	defer childDone()
@@ -162,9 +189,11 @@ func (p *process) runOnce(ctx context.Context) error {
 	}
 }
 
-// waitPortFree polls until nothing accepts connections on addr.
-func waitPortFree(ctx context.Context, addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+// waitPortFree polls until nothing accepts connections on addr; slow runs
+// once if the port is still taken after a second.
+func waitPortFree(ctx context.Context, addr string, timeout time.Duration, slow func()) error {
+	began := time.Now()
+	deadline := began.Add(timeout)
 	for {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
@@ -174,10 +203,58 @@ func waitPortFree(ctx context.Context, addr string, timeout time.Duration) error
 		if time.Now().After(deadline) {
 			return fmt.Errorf("port of %s is still taken by another process after %s", addr, timeout)
 		}
+		if slow != nil && time.Since(began) > time.Second {
+			slow()
+			slow = nil
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// exitCause is what a redis-server that ended logged as its last warnings
+// ("# ..." lines of its pid), such as a port it could not listen on, so
+// that the API can say why a database is down. It reads the end of the log
+// only, and keeps nothing of a line past ">>>" (where Redis quotes a
+// configuration line).
+func exitCause(logPath string, pid int) string {
+	if pid == 0 {
+		return ""
+	}
+	f, err := os.Open(logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const tail = 16 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > tail {
+		_, _ = f.Seek(st.Size()-tail, io.SeekStart)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, tail))
+	prefix := strconv.Itoa(pid) + ":"
+	var warnings []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		_, msg, ok := strings.Cut(line, " # ")
+		if !ok {
+			continue
+		}
+		msg, _, _ = strings.Cut(msg, ">>>")
+		if msg = strings.TrimSpace(msg); msg != "" {
+			warnings = append(warnings, msg)
+		}
+	}
+	if len(warnings) > 2 {
+		warnings = warnings[len(warnings)-2:]
+	}
+	out := strings.Join(warnings, "; ")
+	if len(out) > 400 {
+		out = out[:400] + "..."
+	}
+	return out
 }

@@ -211,6 +211,7 @@ function renderDatabase(db, inst) {
       fact("Replication endpoint", el("span", { class: "mono" }, `${db.endpoint.host}:${db.replication_port}`)),
       fact("Memory", el("span", null, mem)),
       fact("TLS", el("span", null, db.tls_mode))));
+  if (db.last_error) card.append(el("p", { class: "error db-error" }, db.last_error));
   if (db.replica_sources.length > 0) {
     const rows = db.replica_sources.map((s, i) => {
       const extra = db.sources[i] || { address: "", lag: [], bytes_received: 0, wire_bytes_received: 0 };
