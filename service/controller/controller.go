@@ -755,7 +755,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		ClientCertificates:      d.ClientCertificates,
 		ReplicaSources:          []api.ReplicaSourceStatus{},
 		CreatedAt:               d.CreatedAt, UpdatedAt: d.UpdatedAt,
-		LastError:               c.cfg.Databases.Problem(d.UID),
+		LastError: c.cfg.Databases.Problem(d.UID),
 	}
 	if out.TLSMode == "" {
 		out.TLSMode = api.TLSDisabled
