@@ -301,6 +301,9 @@ func (a *App) closeParts() {
 	if a.console != nil {
 		a.console.Close()
 	}
+	if a.ctrl != nil {
+		a.ctrl.Close()
+	}
 	a.repl.Close()
 	a.gw.Close()
 	a.dbs.Close()

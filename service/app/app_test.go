@@ -257,17 +257,19 @@ func TestServiceStartsWhenADatabaseCannot(t *testing.T) {
 		return nil
 	})
 	i.Stop(t)
-	// Another program takes the port of one database while the service is down.
+	// Other programs take the port of one database, and the replication
+	// endpoint of the other, while the service is down.
 	squatter, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", blocked.Port))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	endpointSquatter, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", fine.ReplicationPort))
+	require.NoError(t, err)
 	i.StartAgain(t)
 	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", fine.UID), nil, &got)
 	if got.Status != api.StatusActive {
 		t.Fatalf("the other database: %s", got.Status)
 	}
-	assert.Empty(t, got.LastError)
+	assert.Contains(t, got.LastError, "replication endpoint does not listen", "a database whose destinations cannot connect says so")
+	assert.Contains(t, got.LastError, fmt.Sprint(fine.ReplicationPort))
 	port := fmt.Sprintf("127.0.0.1:%d", blocked.Port)
 	eventually(t, 15*time.Second, "the database says why it does not serve", func() error {
 		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", blocked.UID), nil, &got)
@@ -288,9 +290,18 @@ func TestServiceStartsWhenADatabaseCannot(t *testing.T) {
 	assert.Regexp(t, fmt.Sprintf(`replicad_replica_source_status\{destination="%d",name="blocked",source="[^"]+",state="out-of-sync"\} 1`, blocked.UID), string(metrics))
 	assert.Contains(t, string(metrics), fmt.Sprintf(`replicad_database_up{database="%d",name="blocked"} 0`, blocked.UID))
 
-	// Once the port is free, the database comes back by itself, and so
-	// does its replication.
+	// Once the ports are free, the database and the endpoint come back by
+	// themselves, and so does the replication between them.
 	squatter.Close()
+	endpointSquatter.Close()
+	eventually(t, 30*time.Second, "the replication endpoint listens", func() error {
+		got = api.Database{}
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", fine.UID), nil, &got)
+		if got.LastError != "" {
+			return errors.New(got.LastError)
+		}
+		return nil
+	})
 	eventually(t, time.Minute, "the blocked database starts", func() error {
 		got = api.Database{} // fields the answer omits must not stay from the last one
 		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", blocked.UID), nil, &got)

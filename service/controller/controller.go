@@ -99,10 +99,21 @@ type Controller struct {
 	// mu serialises changes, so that a database is never configured by two
 	// requests at once.
 	mu sync.Mutex
+
+	// Replication endpoints retried in the background (endpoints.go).
+	downMu      sync.Mutex
+	epDown      endpointsDown
+	retryCtx    context.Context
+	stopRetries context.CancelFunc
+	retries     sync.WaitGroup
 }
 
-// New returns a Controller.
-func New(cfg Config) *Controller { return &Controller{cfg: cfg} }
+// New returns a Controller; Close stops what it runs in the background.
+func New(cfg Config) *Controller {
+	c := &Controller{cfg: cfg}
+	c.retryCtx, c.stopRetries = context.WithCancel(context.Background())
+	return c
+}
 
 // Start brings every stored database back: its replication endpoint, its
 // process, then its syncers. It does not wait for the databases to answer
@@ -139,7 +150,10 @@ func (c *Controller) Start(ctx context.Context) error {
 		// program, say) must not keep the others and the API down: its
 		// process keeps being retried, and its status says so.
 		if err := c.cfg.Gateway.Ensure(d); err != nil {
-			c.cfg.Logger.Error("replication endpoint did not start", "uid", d.UID, "name", d.Name, "err", err)
+			c.cfg.Logger.Error("replication endpoint did not start; retrying in the background", "uid", d.UID, "name", d.Name, "err", err)
+			c.setEndpointDown(d.UID, err)
+			c.retries.Add(1)
+			go c.retryEndpoint(c.retryCtx, d.UID)
 		}
 		if err := c.cfg.Databases.Start(d); err != nil {
 			c.cfg.Logger.Error("database did not start; retrying in the background", "uid", d.UID, "name", d.Name, "err", err)
@@ -755,8 +769,9 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		ClientCertificates:      d.ClientCertificates,
 		ReplicaSources:          []api.ReplicaSourceStatus{},
 		CreatedAt:               d.CreatedAt, UpdatedAt: d.UpdatedAt,
-		LastError: c.cfg.Databases.Problem(d.UID),
 	}
+	down := c.cfg.Databases.Problem(d.UID)
+	out.LastError = strings.Trim(down+"; "+c.endpointProblem(d.UID), "; ")
 	if out.TLSMode == "" {
 		out.TLSMode = api.TLSDisabled
 	}
@@ -774,7 +789,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		out.ReplicaSync = d.ReplicaSync
 		out.ReplicaGeneration = d.ReplicaGeneration
 		out.ReplicaSources = c.cfg.Replicator.Status(d)
-		destinationDown(out.ReplicaSources, out.LastError)
+		destinationDown(out.ReplicaSources, down)
 		out.ReplicaSyncStatus = aggregate(out.ReplicaSources)
 	}
 	return out

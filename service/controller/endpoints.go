@@ -1,0 +1,80 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// endpointsDown tracks replication endpoints that could not listen when the
+// service started (their port taken by another program): each is retried
+// in the background until it listens, and until then its database says so.
+// A squatter on that port would otherwise be where the database's
+// destinations connect, while the database looked healthy.
+type endpointsDown struct {
+	down map[int]string // uid -> why its endpoint does not listen
+}
+
+// retryEndpoint retries the replication endpoint of database uid until it
+// listens, the database is deleted, or the controller closes. Each attempt
+// reads the database's latest record under c.mu, so that it never brings
+// back an endpoint that a delete or an update has just changed.
+func (c *Controller) retryEndpoint(ctx context.Context, uid int) {
+	defer c.retries.Done()
+	wait := 200 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+		c.mu.Lock()
+		d, err := c.cfg.Store.Get(uid)
+		if errors.Is(err, store.ErrNotFound) {
+			c.setEndpointDown(uid, nil)
+			c.mu.Unlock()
+			return
+		}
+		if err == nil {
+			err = c.cfg.Gateway.Ensure(c.giveNodesReplicationPorts(d))
+		}
+		c.setEndpointDown(uid, err)
+		c.mu.Unlock()
+		if err == nil {
+			c.cfg.Logger.Info("replication endpoint started", "uid", uid, "name", d.Name, "port", d.ReplicationPort)
+			return
+		}
+	}
+}
+
+// setEndpointDown records why the endpoint of uid does not listen (nil: it
+// does).
+func (c *Controller) setEndpointDown(uid int, err error) {
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	if err == nil {
+		delete(c.epDown.down, uid)
+		return
+	}
+	if c.epDown.down == nil {
+		c.epDown.down = map[int]string{}
+	}
+	c.epDown.down[uid] = fmt.Sprintf("its replication endpoint does not listen, so destinations cannot replicate from it (retrying): %v", err)
+}
+
+// endpointProblem says why the replication endpoint of uid does not listen.
+func (c *Controller) endpointProblem(uid int) string {
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	return c.epDown.down[uid]
+}
+
+// Close stops what the controller runs in the background and waits for it.
+func (c *Controller) Close() {
+	c.stopRetries()
+	c.retries.Wait()
+}
