@@ -97,6 +97,25 @@ func TestAccDatabaseResource_passwordWO(t *testing.T) {
 					testAccCheckPassword(second, first),
 				),
 			},
+			// No password at all any more: the current one stays, and the
+			// state records it (it held none while it was write-only).
+			{
+				Config: e.providerConfig() + fmt.Sprintf(`
+resource "redis_database" "test" {
+  name        = %q
+  memory_size = 67108864
+}
+`, name),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(testAccDatabaseResource, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "password", second),
+					resource.TestCheckNoResourceAttr(testAccDatabaseResource, "password_wo_version"),
+					testAccCheckPassword(second, first),
+				),
+			},
 			// From password to password_wo and back.
 			{
 				Config: e.providerConfig() + fmt.Sprintf(`

@@ -89,9 +89,12 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"name": schema.StringAttribute{
-				MarkdownDescription: "Name of the database. Can be changed in place.",
-				Required:            true,
-				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+				MarkdownDescription: "Name of the database: 1 to 63 letters, digits, `-` or `_`, starting with a letter " +
+					"or digit, unique in the instance regardless of case. Can be changed in place.",
+				Required: true,
+				Validators: []validator.String{
+					stringvalidator.RegexMatches(namePattern, "must be 1 to 63 letters, digits, '-' or '_', starting with a letter or digit"),
+				},
 			},
 			"memory_size": schema.Int64Attribute{
 				MarkdownDescription: "Memory limit of the database in bytes (Redis `maxmemory`), at least 1 MiB (1048576). " +
@@ -124,6 +127,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				PlanModifiers: []planmodifier.String{
 					nullWithWriteOnlyPassword(),
 					stringplanmodifier.UseStateForUnknown(),
+					unknownWhenWriteOnlyPasswordDropped(),
 				},
 			},
 			"password_wo": schema.StringAttribute{
@@ -579,6 +583,36 @@ func (nullWithWriteOnlyPasswordModifier) PlanModifyString(ctx context.Context, r
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("password_wo_version"), &version)...)
 	if !version.IsNull() && req.ConfigValue.IsNull() {
 		resp.PlanValue = types.StringNull()
+	}
+}
+
+// unknownWhenWriteOnlyPasswordDropped plans the password as unknown when
+// the configuration stops giving it write-only (password_wo_version
+// removed) and gives no password either: the current password stays, and
+// the state, which held none, records it after the apply.
+func unknownWhenWriteOnlyPasswordDropped() planmodifier.String {
+	return unknownWhenWriteOnlyPasswordDroppedModifier{}
+}
+
+type unknownWhenWriteOnlyPasswordDroppedModifier struct{}
+
+func (unknownWhenWriteOnlyPasswordDroppedModifier) Description(context.Context) string {
+	return "Unknown when the write-only password is removed from the configuration: the current password is read after the apply."
+}
+
+func (m unknownWhenWriteOnlyPasswordDroppedModifier) MarkdownDescription(ctx context.Context) string {
+	return m.Description(ctx)
+}
+
+func (unknownWhenWriteOnlyPasswordDroppedModifier) PlanModifyString(ctx context.Context, req planmodifier.StringRequest, resp *planmodifier.StringResponse) {
+	if req.State.Raw.IsNull() || !req.ConfigValue.IsNull() {
+		return
+	}
+	var before, after types.Int64
+	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("password_wo_version"), &before)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("password_wo_version"), &after)...)
+	if !before.IsNull() && after.IsNull() {
+		resp.PlanValue = types.StringUnknown()
 	}
 }
 

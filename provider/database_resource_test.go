@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -255,7 +256,40 @@ resource "redis_database" "test" {
 }
 `,
 				PlanOnly:    true,
-				ExpectError: regexp.MustCompile(`(?s)name.*string length must be at least 1`),
+				ExpectError: regexp.MustCompile(`(?s)name.*must\s+be\s+1\s+to\s+63\s+letters`),
+			},
+			// What the service would refuse is refused at plan time: a
+			// rename that comes with a replacement would otherwise destroy
+			// the database before its create fails.
+			{
+				Config: provider + `
+resource "redis_database" "test" {
+  name        = "orders.v2"
+  memory_size = 1048576
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)name.*must\s+be\s+1\s+to\s+63\s+letters.*got:\s+orders.v2`),
+			},
+			{
+				Config: provider + `
+resource "redis_database" "test" {
+  name        = "` + strings.Repeat("a", 64) + `"
+  memory_size = 1048576
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)name.*must\s+be\s+1\s+to\s+63\s+letters.*got:\s+aaaa`),
+			},
+			{
+				Config: provider + `
+resource "redis_database" "test" {
+  name        = "-orders"
+  memory_size = 1048576
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)name.*starting\s+with\s+a\s+letter\s+or\s+digit.*got:\s+-orders`),
 			},
 			{
 				Config: provider + `

@@ -209,6 +209,7 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 			fmt.Sprintf("A database can be a Replica Of at most %d sources, not %d.", api.MaxReplicaSources, len(sources)))
 	}
 	seen := map[string]bool{}
+	invalid := false
 	for _, s := range sources {
 		if s.Address.IsUnknown() || s.Address.IsNull() {
 			continue
@@ -216,11 +217,13 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 		addr, err := canonicalAddress(s.Address.ValueString())
 		if err != nil {
 			diags.AddAttributeError(path.Root("source"), "Invalid source address", err.Error())
+			invalid = true
 			continue
 		}
 		if addr != s.Address.ValueString() {
 			diags.AddAttributeError(path.Root("source"), "Invalid source address",
 				fmt.Sprintf("Write the address %q as %q, the form the service reports.", s.Address.ValueString(), addr))
+			invalid = true
 			continue
 		}
 		if seen[addr] {
@@ -230,8 +233,9 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 		seen[addr] = true
 		checkSourceTLS(addr, s, creds.byAddr[addr], diags)
 	}
-	if !known {
-		// A URL may be for a source whose address is not known yet.
+	if !known || invalid {
+		// A URL may be for a source whose address is not known yet, or
+		// for one whose address is reported as invalid above.
 		return
 	}
 	for _, addr := range sortedKeys(creds.byAddr) {

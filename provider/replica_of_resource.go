@@ -67,6 +67,9 @@ type replicaOfResourceModel struct {
 
 var databaseIDPattern = regexp.MustCompile(`^[1-9][0-9]*$`)
 
+// namePattern is what the service accepts as a database name.
+var namePattern = regexp.MustCompile(api.NamePattern)
+
 func (r *replicaOfResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_replica_of"
 }
@@ -181,13 +184,21 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				Optional:    true,
 				WriteOnly:   true,
 				ElementType: types.StringType,
-				Validators:  []validator.List{listvalidator.SizeAtMost(api.MaxReplicaSources)},
+				Validators: []validator.List{
+					listvalidator.SizeAtMost(api.MaxReplicaSources),
+					listvalidator.AlsoRequires(path.MatchRoot("source_uris_wo_version")),
+				},
 			},
 			"source_uris_wo_version": schema.Int64Attribute{
 				MarkdownDescription: "Any change of this number sends `source_uris_wo` to the service again. " +
 					"New credentials for the same sources do not flush the destination: its syncers reconnect " +
-					"with them and continue where they were.",
+					"with them and continue where they were. Requires `source_uris_wo`. The provider also keeps a " +
+					"salted digest of the URLs it sent (in the resource's private state, never in the plan): URLs " +
+					"that differ from it, or that are known only at apply time, are sent again without a new version.",
 				Optional: true,
+				Validators: []validator.Int64{
+					int64validator.AlsoRequires(path.MatchRoot("source_uris_wo")),
+				},
 			},
 			"sync": schema.StringAttribute{
 				MarkdownDescription: "State of the sync: `enabled` (the default), `paused` (the destination keeps its " +
@@ -345,6 +356,9 @@ type replicaChange struct {
 	addressesChanged bool // a source added or removed (or not known yet)
 	syncChanged      bool
 	restart          bool // stopped -> enabled
+	// resendWriteOnly: the write-only URLs differ from those sent last, or
+	// are known only at apply time (replica_of_sent.go).
+	resendWriteOnly bool
 }
 
 func (c replicaChange) flushes() bool { return c.create || c.addressesChanged || c.restart }
@@ -402,6 +416,13 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		return
 	}
 	ch := planReplicaChange(plan, state)
+	if state != nil {
+		var wo types.List
+		resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("source_uris_wo"), &wo)...)
+		if sentURIsDiffer(ctx, req.Private, wo) {
+			ch.sourcesChanged, ch.resendWriteOnly = true, true
+		}
+	}
 	if state != nil && !ch.sourcesChanged && !ch.syncChanged {
 		// Nothing the service sees changes (wait_for_sync, fail_after or
 		// timeouts only): the status stays as it is, unless an earlier
@@ -421,6 +442,12 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		// state that does not restart: the destination is not flushed, so
 		// the generation stays. The status does change.
 		plan.Generation = state.Generation
+		if ch.resendWriteOnly {
+			// Nothing else in the plan differs from the state: an
+			// unknown status makes it an update.
+			plan.Status = types.StringUnknown()
+			plan.SourceStatus = types.MapUnknown(types.ObjectType{AttrTypes: sourceStatusAttrTypes})
+		}
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
@@ -441,20 +468,30 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	// plan's never reaches the second) and the same client capabilities;
 	// and warning from Create instead would warn after the user approved.
 	// See hashicorp/terraform-plugin-framework#1306. The docs say so.
-	summary, detail := r.flushWarning(ctx, plan, state, ch)
+	summary, detail, missing := r.flushWarning(ctx, plan, state, ch)
+	if missing {
+		resp.Diagnostics.AddAttributeError(path.Root("database_id"), "No such database",
+			fmt.Sprintf("The database %s does not exist on %s.", plan.DatabaseID.ValueString(), r.client.Endpoint()))
+		return
+	}
 	resp.Diagnostics.AddAttributeWarning(path.Root("source"), summary, detail)
 }
 
 // flushWarning describes what the apply of a plan that flushes the
 // destination will do: which database, from which sources, and why.
-func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfResourceModel, state *replicaOfResourceModel, ch replicaChange) (string, string) {
+// missing says that the destination does not exist (the service said so;
+// an error reaching it says nothing).
+func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfResourceModel, state *replicaOfResourceModel, ch replicaChange) (summary, detail string, missing bool) {
 	var diags diag.Diagnostics
 	dest := "the destination database"
 	if !plan.DatabaseID.IsUnknown() {
 		dest = "database " + plan.DatabaseID.ValueString()
 		if uid, err := parseDatabaseID(plan.DatabaseID.ValueString()); err == nil && r.client != nil {
-			if db, err := findDatabaseByID(ctx, r.client, uid); err == nil {
+			db, err := findDatabaseByID(ctx, r.client, uid)
+			if err == nil {
 				dest += " (" + strconv.Quote(db.Name) + ")"
+			} else if client.IsNotFound(err) {
+				return "", "", true
 			}
 		}
 	}
@@ -467,7 +504,7 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	if ch.create {
 		return "Replica Of flushes " + dest,
 			fmt.Sprintf("Making %s a Replica Of deletes its data, then loads every source: %s. "+
-				"Until the load completes, readers of the destination see a partial dataset.", dest, all)
+				"Until the load completes, readers of the destination see a partial dataset.", dest, all), false
 	}
 
 	var changes []string
@@ -498,6 +535,8 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	}
 	if !plan.SourceURIsWOVersion.Equal(state.SourceURIsWOVersion) {
 		changes = append(changes, "source_uris_wo_version changed: the write-only source URLs are sent again")
+	} else if ch.resendWriteOnly {
+		changes = append(changes, "the write-only source URLs differ from those sent last, or are known only after apply: they are sent again")
 	}
 	if ch.restart {
 		changes = append(changes, "the stopped sync is enabled again")
@@ -505,7 +544,7 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	return "Replica Of re-replicates " + dest,
 		fmt.Sprintf("This plan changes the Replica Of of %s (%s). The service will flush the destination and "+
 			"load it again from all its sources: %s. Until the load completes, readers of the destination see a "+
-			"partial dataset.", dest, strings.Join(changes, "; "), all)
+			"partial dataset.", dest, strings.Join(changes, "; "), all), false
 }
 
 func sourceAddresses(sources []replicaSourceModel) []string {
@@ -647,6 +686,7 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 		resp.Diagnostics.AddError(fmt.Sprintf("Could not make the database %d a Replica Of", uid), redactSecrets(err.Error(), list2uris(list)...))
 		return
 	}
+	recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)
 	plan.ID = plan.DatabaseID
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), true, &resp.State, resp.Private, &resp.Diagnostics)
 }
@@ -794,6 +834,9 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 	ctx = tflog.SetField(ctx, "destination", uid)
 
 	ch := planReplicaChange(plan, &state)
+	if sentURIsDiffer(ctx, req.Private, config.SourceURIsWO) {
+		ch.sourcesChanged, ch.resendWriteOnly = true, true
+	}
 	var in api.UpdateDatabaseRequest
 	var list []api.ReplicaSource
 	if ch.sourcesChanged {
@@ -842,6 +885,9 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 	if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), redactSecrets(err.Error(), list2uris(list)...))
 		return
+	}
+	if ch.sourcesChanged {
+		recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)
 	}
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), false, &resp.State, resp.Private, &resp.Diagnostics)
 }

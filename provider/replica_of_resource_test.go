@@ -941,6 +941,37 @@ resource "redis_replica_of" "dst" {
 					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
 				),
 			},
+			// A new URL without a new version (the password regenerated
+			// again, or a source replaced at the same address): the
+			// provider sees that it differs from the URL it sent, and
+			// sends it, instead of leaving the destination on a password
+			// that no longer works.
+			{
+				PreConfig: func() {
+					if _, err := r.a.client.RegenerateAdminPassword(testAccContext(t), srcUID, nil); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: config(2),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					testAccCheckSourceStatus(dst, 1),
+					r.b.waitForReplica(dst, "the destination has the current URL", func(db *api.Database) error {
+						su, err := r.a.client.GetSourceURL(testAccContext(t), srcUID)
+						if err != nil {
+							return err
+						}
+						if len(db.ReplicaSources) != 1 || db.ReplicaSources[0].URI != su.URI {
+							return errors.New("the destination still has the previous URL")
+						}
+						return syncIs(api.SyncEnabled)(db)
+					}),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+				),
+			},
 		},
 	})
 }
@@ -981,6 +1012,8 @@ resource "redis_replica_of" "bad" {
 		{"source = [{ address = \"10.0.0.1:6379\", server_cert = " + hclString(testCert) + " }]", `The source 10.0.0.1:6379 has a server_cert but not encryption = true`},
 		{"source = [{ address = \"10.0.0.1:6379\", encryption = true, server_cert = \"not a certificate\" }]", `the value is not PEM`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"rediss://:s3cret-pw@10.0.0.1:6379\"]", `The URL for the source 10.0.0.1:6379 is rediss://, but the source does not have encryption = true`},
+		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris_wo = [\"redis://:s3cret-pw@10.0.0.1:6379\"]", `(?s)Attribute "source_uris_wo_version" must be specified when "source_uris_wo" is specified`},
+		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris_wo_version = 1", `(?s)Attribute "source_uris_wo" must be specified when "source_uris_wo_version" is specified`},
 	}
 	var ts []resource.TestStep
 	for _, s := range steps {
@@ -1008,4 +1041,23 @@ func (e *testAccEnv) checkSourceURLMatches(name string) resource.TestCheckFunc {
 		}
 		return nil
 	}
+}
+
+// A destination that does not exist is an error at plan time, not a
+// warning that it will be flushed followed by an error at apply time.
+func TestAccReplicaOf_missingDestination(t *testing.T) {
+	e := testAccStart(t)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: e.providerConfig() + `
+resource "redis_replica_of" "dst" {
+  database_id = "9999"
+  source      = [{ address = "127.0.0.1:6379" }]
+}
+`,
+			PlanOnly:    true,
+			ExpectError: regexp.MustCompile(`(?s)No such database.*The database 9999 does not exist`),
+		}},
+	})
 }

@@ -44,6 +44,11 @@ const (
 // MaxReplicaSources is the largest number of sources a destination may have.
 const MaxReplicaSources = 32
 
+// NamePattern is what a database name may be: 1 to 63 letters, digits, '-'
+// or '_', starting with a letter or digit. The service refuses any other;
+// the provider checks it at plan time.
+const NamePattern = `^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`
+
 // Database ("bdb") as returned by GET /v1/bdbs/{uid}.
 type Database struct {
 	UID        int    `json:"uid"`

@@ -218,7 +218,7 @@ func notFound(uid int) error {
 	return &api.Error{Code: api.CodeNotFound, Description: fmt.Sprintf("database %d does not exist", uid)}
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+var nameRE = regexp.MustCompile(api.NamePattern)
 
 const (
 	minMemory = 1 << 20
