@@ -409,19 +409,24 @@ func (m *Manager) Client(uid int) *redis.Client {
 	return m.clients[uid]
 }
 
+// processesOf returns the process of database uid, or the processes of its
+// nodes (nil for a node not started) when it is clustered.
+func (m *Manager) processesOf(uid int) (p *process, nodes []*process, clustered bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, clustered := m.clusters[uid]
+	for _, k := range keys(d) {
+		nodes = append(nodes, m.procs[k])
+	}
+	return m.procs[uid], nodes, clustered
+}
+
 // Problem says why database uid does not serve after its redis-server (or
 // one of its nodes) ended, with what redis-server logged about it; empty
 // while it serves, loads, or first starts. Like Status, it does no I/O
 // but reading the end of a log of a server that ended.
 func (m *Manager) Problem(uid int) string {
-	m.mu.Lock()
-	p := m.procs[uid]
-	d, clustered := m.clusters[uid]
-	var nodes []*process
-	for _, k := range keys(d) {
-		nodes = append(nodes, m.procs[k])
-	}
-	m.mu.Unlock()
+	p, nodes, clustered := m.processesOf(uid)
 	now := time.Now()
 	if !clustered {
 		if p == nil {
@@ -445,14 +450,7 @@ func (m *Manager) Problem(uid int) string {
 // the child's watcher last saw, so it answers at once however busy the
 // child is.
 func (m *Manager) Status(uid int) (status string, loadedPercent float64) {
-	m.mu.Lock()
-	p := m.procs[uid]
-	d, clustered := m.clusters[uid]
-	var nodes []*process
-	for _, k := range keys(d) {
-		nodes = append(nodes, m.procs[k])
-	}
-	m.mu.Unlock()
+	p, nodes, clustered := m.processesOf(uid)
 	if clustered {
 		statuses, progress := make([]string, len(nodes)), make([]float64, len(nodes))
 		for i, n := range nodes {
