@@ -180,7 +180,8 @@ type shadow struct {
 }
 
 func (s shadow) Access() replication.Access {
-	return replication.Access{Network: "unix", Addr: s.s.Socket(), Username: databases.InternalUser, Password: s.d.InternalPassword}
+	return replication.Access{Network: "unix", Addr: s.s.Socket(), Username: databases.InternalUser, Password: s.d.InternalPassword,
+		LogFile: s.s.LogFile()}
 }
 func (s shadow) SwapIn(ctx context.Context) error { return s.s.SwapIn(ctx) }
 func (s shadow) Close()                           { s.s.Close() }

@@ -98,6 +98,9 @@ func (m *Manager) StartShadow(ctx context.Context, d store.Database) (*Shadow, e
 // password log in.
 func (s *Shadow) Socket() string { return s.socket }
 
+// LogFile is the shadow's redis-server log.
+func (s *Shadow) LogFile() string { return filepath.Join(s.dir, "redis.log") }
+
 func (s *Shadow) client(db int) *redis.Client {
 	return unixClient(s.socket, s.d.InternalPassword, db)
 }
@@ -207,6 +210,9 @@ func renderShadowConfig(d store.Database, dir, socket string) string {
 	line("maxmemory-policy noeviction")
 	// A replica (of port 0, which refuses it) keeps the keys whose TTL
 	// passes during the load, as the destination does (see renderConfig).
+	// The sources' streams reach it over a master link of its own (see
+	// package replication): written by a normal client, a replica deletes
+	// an expired key that a write touches.
 	line("replicaof 127.0.0.1 0")
 	line("replica-read-only yes")
 	line("replica-ignore-maxmemory no")

@@ -278,6 +278,8 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		}
 	}
 	var shadow Shadow
+	var shadowLink *masterLink
+	stopShadowLink := func() {}
 	var file *fileLoad
 	if full {
 		d.reloading.Store(true)
@@ -298,6 +300,16 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		dest = shadow.Access()
 		sc := dest.client(layout.CheckpointDB)
 		defer sc.Close()
+		if d.link != nil {
+			// The sources loaded first stream into the shadow while the
+			// others load: over a master link of its own, as their
+			// master's writes, so that it expires nothing by itself.
+			var err error
+			if shadowLink, stopShadowLink, err = d.startShadowLink(ctx, dest); err != nil {
+				return err
+			}
+			defer stopShadowLink()
+		}
 		d.log.Info("loading every source into a second server; the destination serves its previous data meanwhile", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(d.sources))
 		if err := flushForGeneration(ctx, sc, generationMark(d.db)); err != nil {
 			return err
@@ -367,7 +379,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			if shadow != nil {
 				// Every source is in the shadow: swap it in.
 				var swapped bool
-				if swapped, err = d.swapUnderHold(ctx, shadow, hold, keys); !swapped && err == nil {
+				if swapped, err = d.swapUnderHold(ctx, shadow, stopShadowLink, hold, keys); !swapped && err == nil {
 					// Not every writer could hold: end the round
 					// and swap then, as the links close.
 					swapReady.Store(true)
@@ -448,8 +460,9 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			sy.resume = &cp
 		}
 		sy.hold, sy.file = hold, file
-		if shadow == nil {
-			sy.link = d.link
+		sy.link = d.link
+		if shadow != nil {
+			sy.link = shadowLink
 		}
 		if full {
 			sy.onLoaded = onLoaded
@@ -476,6 +489,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		return err
 	}
 	if swapReady.Load() && parent.Err() == nil {
+		stopShadowLink()
 		if err := shadow.SwapIn(parent); err != nil {
 			d.inPlace = true
 			return fmt.Errorf("%w: swap the reloaded data into destination %d (later reloads happen in place): %w", errNeedFullSync, d.db.UID, err)
@@ -491,7 +505,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 // open (see swapHold). It returns false, and no error, when not every
 // writer reached a boundary in time: the caller then ends the round and
 // swaps as the links close.
-func (d *destination) swapUnderHold(ctx context.Context, shadow Shadow, hold *swapHold, keys []string) (bool, error) {
+func (d *destination) swapUnderHold(ctx context.Context, shadow Shadow, stopShadowLink func(), hold *swapHold, keys []string) (bool, error) {
 	hold.request()
 	wctx, cancel := context.WithTimeout(ctx, holdTimeout)
 	err := hold.waitHeld(wctx, keys)
@@ -510,6 +524,10 @@ func (d *destination) swapUnderHold(ctx context.Context, shadow Shadow, hold *sw
 	if d.link != nil {
 		before = d.link.current()
 	}
+	// Every writer holds with nothing unacknowledged: the shadow's link
+	// has nothing more to carry, and must not reattach the shadow that
+	// SwapIn stops.
+	stopShadowLink()
 	if err := shadow.SwapIn(ctx); err != nil {
 		d.inPlace = true
 		return false, fmt.Errorf("%w: swap the reloaded data into destination %d (later reloads happen in place): %w", errNeedFullSync, d.db.UID, err)
@@ -517,6 +535,24 @@ func (d *destination) swapUnderHold(ctx context.Context, shadow Shadow, hold *sw
 	d.log.Info("reloaded data swapped in; the sources' links stayed open", "destination", d.db.UID)
 	hold.release(d.m.cfg.Destinations.Access(d.db), swappedOn(before, d.link))
 	return true, nil
+}
+
+// startShadowLink makes the shadow at acc a replica of a master link of its
+// own, which the sources' writers use until the swap; stop ends it (once,
+// whoever calls it first).
+func (d *destination) startShadowLink(ctx context.Context, acc Access) (*masterLink, func(), error) {
+	l, err := newMasterLink(d.db.UID, acc, d.log.With("shadow", true), d.linkFailed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("master link of the reload server: %w", err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.run(lctx)
+	}()
+	var once sync.Once
+	return l, func() { once.Do(func() { cancel(); <-done }) }, nil
 }
 
 // errSwapped ends a round whose reload was swapped in: the next round

@@ -439,3 +439,64 @@ func TestSwapDestinationKilledBeforeTheSwapIsPersisted(t *testing.T) {
 	eventuallyEqual(t, time.Minute, dc, srcA.Client(), srcB.Client())
 	a.waitInSync(dst.UID, time.Minute)
 }
+
+// While a reload loads several sources into a second server (the shadow),
+// the sources loaded first stream into it. The shadow must expire nothing by
+// itself, as the destination does not: a write that reaches it after a
+// key's TTL passed there, but that the source ran while the key lived, must
+// find the key. Written with a normal connection, a writable replica deletes
+// an expired key that a write touches; the source's writes reach the shadow
+// as its master's, as they reach the destination.
+func TestShadowExpiresNothingByItself(t *testing.T) {
+	oldSrc, fast, slow := redistest.Start(t), redistest.Start(t), redistest.Start(t)
+	fillStrings(t, oldSrc.Client(), "old:", 100, 20)
+	fillStrings(t, slow.Client(), "slow:", 1000, 100)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, oldSrc.Client())
+
+	ctx := redistest.Ctx(t)
+	// The slow source takes 10 s to write its dataset (1,000 keys at
+	// 10 ms): the fast one streams into the shadow meanwhile.
+	require.NoError(t, slow.Client().ConfigSet(ctx, "rdb-key-save-delay", "10000").Err())
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: fast.URL()}, {URI: slow.URL()}}})
+	fc := fast.Client()
+	redistest.Eventually(t, time.Minute, "the fast source streams into the shadow", func() error {
+		if err := fc.Incr(ctx, "tick").Err(); err != nil {
+			return err
+		}
+		if n := metric(a.metrics(), "replicad_replica_batches_total", `source="`+fast.Addr()+`"`); n < 1 {
+			return fmt.Errorf("%v batches", n)
+		}
+		return nil
+	})
+	require.FileExists(t, filepath.Join(i.DataDir, "dbs", strconv.Itoa(dst.UID), "reload", "redis.conf"), "the reload goes through a shadow")
+	require.Equal(t, api.StatusLoading, a.get(dst.UID).Status, "the slow source still loads")
+
+	// The source runs the script at once; its effects (a list and a set
+	// given a 1 ms TTL, then moved into keys without one) reach the shadow
+	// some 50 ms later, after the TTL passed there.
+	const script = `
+redis.call('rpush', 'lq', 'x', 'y'); redis.call('pexpire', 'lq', 1)
+redis.call('sadd', 'sk', 'a', 'b'); redis.call('pexpire', 'sk', 1)
+redis.call('set', 'gone', 'v', 'px', 1)
+local n = 0; for i = 1, 3000000 do n = n + i end
+redis.call('lmove', 'lq', 'lout', 'left', 'left')
+redis.call('sunionstore', 'sout', 'sk')
+redis.call('persist', 'gone')
+return n`
+	require.NoError(t, fc.Eval(ctx, script, nil).Err())
+	require.Equal(t, "list", fc.Type(ctx, "lout").Val())
+	require.Equal(t, time.Duration(-1), fc.PTTL(ctx, "gone").Val(), "the source saved the key")
+
+	eventuallyEqual(t, 2*time.Minute, dc, fc, slow.Client())
+	db := a.waitInSync(dst.UID, time.Minute)
+	for _, s := range db.ReplicaSources {
+		assert.Empty(t, s.SyncNote, "the destination lost no key: %s", s.URI)
+	}
+}

@@ -111,16 +111,16 @@ type syncer struct {
 
 // destAccess is where the syncer writes: its destination, or the one a
 // reload's shadow was swapped into during the round.
-// destLink is the master link of the destination the syncer writes to:
-// none while it writes to a shadow.
+// destLink is the master link of the server the syncer writes to: the
+// shadow's own while it writes to a reload's shadow, the destination's
+// after the swap.
 func (s *syncer) destLink() *masterLink {
 	if s.hold != nil {
 		if _, ok := s.hold.swapped(); ok {
 			return s.hold.link
 		}
-		return nil
 	}
-	return s.link
+	return s.link // the shadow's own link until the swap
 }
 
 func (s *syncer) destAccess() Access {
