@@ -232,6 +232,13 @@ func isFlush(args [][]byte) bool {
 	return len(args) > 0 && (equalFold(args[0], "FLUSHALL") || equalFold(args[0], "FLUSHDB"))
 }
 
+// isKeyspaceWide says whether a command acts on whole databases (a flush,
+// SWAPDB): from one of several sources of a destination, it would also act
+// on what the others wrote there.
+func isKeyspaceWide(args [][]byte) bool {
+	return isFlush(args) || len(args) > 0 && equalFold(args[0], "SWAPDB")
+}
+
 var (
 	cmdRestore = []byte("RESTORE")
 	argReplace = []byte("REPLACE")

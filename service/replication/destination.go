@@ -447,6 +447,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			claim: d.claim, loadSlots: d.m.loadSlots,
 		}
 		sy.lineage = func(l []string) error { return d.checkLineage(u.key, sy, l) }
+		sy.shared = len(units) > 1
 		if d.db.Clustered() {
 			sy.destRestarts = d.restartCh
 		}

@@ -550,3 +550,46 @@ func TestPlantedCheckpointsAreNotTrusted(t *testing.T) {
 	eventuallyEqual(t, 30*time.Second, destClient(t, dst, 0), src.Client())
 	assert.Equal(t, 1.0, metric(a.metrics(), "replicad_replica_full_syncs_total", `destination="2"`), "dst was loaded")
 }
+
+// In a destination of several sources, a command of one source on whole
+// databases (FLUSHALL, FLUSHDB, SWAPDB) would also empty or move what the
+// others wrote there: the destination is re-replicated from every source
+// instead, and ends as the union of what they hold, database by database.
+func TestKeyspaceWideCommandOfOneSourceKeepsTheOthers(t *testing.T) {
+	ctx := redistest.Ctx(t)
+	a, b := redistest.Start(t), redistest.Start(t)
+	fillStrings(t, a.Client(), "a:", 50, 10)
+	fillStrings(t, b.Client(), "b:", 50, 10)
+	require.NoError(t, b.ClientDB(1).Set(ctx, "b-in-1", "v", 0).Err())
+	i := servicetest.Start(t)
+	ac := newAPI(t, i)
+	dst := ac.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: a.URL()}, {URI: b.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	ac.waitInSync(dst.UID, time.Minute)
+	d0, d1 := destClient(t, dst, 0), destClient(t, dst, 1)
+	equalDBs := func(what string) {
+		t.Helper()
+		redistest.Eventually(t, 2*time.Minute, what, func() error {
+			if err := redistest.Diff(ctx, d0, a.Client(), b.Client()); err != nil {
+				return fmt.Errorf("db 0: %w", err)
+			}
+			if err := redistest.Diff(ctx, d1, a.ClientDB(1), b.ClientDB(1)); err != nil {
+				return fmt.Errorf("db 1: %w", err)
+			}
+			return nil
+		})
+		ac.waitInSync(dst.UID, time.Minute)
+	}
+	equalDBs("the destination holds both sources")
+
+	for _, cmd := range [][]any{{"swapdb", "0", "1"}, {"flushdb"}, {"flushall"}} {
+		require.NoError(t, a.Client().Do(ctx, cmd...).Err(), "%v", cmd)
+		require.NoError(t, a.Client().Set(ctx, fmt.Sprint("after-", cmd[0]), "v", 0).Err())
+		equalDBs(fmt.Sprintf("after %v at one source, the other's keys are still there", cmd))
+		assert.Equal(t, int64(1), d1.Exists(ctx, "b-in-1").Val())
+	}
+	// A write of the other source still lands on its own value.
+	require.NoError(t, b.Client().Append(ctx, "b:1", "+").Err())
+	equalDBs("the other source's later writes apply to its keys")
+}

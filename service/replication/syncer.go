@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,6 +108,10 @@ type syncer struct {
 	// loadedLink is the link session that followed this session's load
 	// over the link; the writer takes it with the load's end item.
 	loadedLink *linkSession
+	// shared: other sources (or shards) write into the same destination,
+	// so a command on whole databases from this one cannot be applied as
+	// it is (see isKeyspaceWide).
+	shared bool
 }
 
 // destAccess is where the syncer writes: its destination, or the one a
@@ -525,6 +530,10 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 			return err
 		}
 		returned = cmd.Offset
+		if s.shared && s.key == "" && isKeyspaceWide(cmd.Args) {
+			return fmt.Errorf("source %s ran %s, which would also empty or move what the destination's other sources wrote there: the destination is re-replicated from every source: %w",
+				s.url, strings.ToUpper(string(cmd.Args[0])), errNeedFullSync)
+		}
 		if s.key != "" {
 			sharded, err := s.shardCommand(cmd.Args)
 			if err != nil {
