@@ -94,7 +94,8 @@ func newFixture(t *testing.T, raced ...int) *fixture {
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dbs := databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: dir, BindHost: "127.0.0.1", Logger: log})
+	dbs, err := databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: dir, BindHost: "127.0.0.1", Logger: log})
+	require.NoError(t, err)
 	t.Cleanup(dbs.Close)
 	// Below the kernel's ephemeral range (32768 and up), where outgoing
 	// connections of this and other tests would take ports at random.

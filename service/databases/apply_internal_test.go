@@ -24,7 +24,8 @@ func TestALateApplyKeepsTheLatestSettings(t *testing.T) {
 	}
 	bin, err := FindRedisServer("")
 	require.NoError(t, err)
-	m := NewManager(Config{RedisServer: bin, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	m, err := NewManager(Config{RedisServer: bin, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
 	t.Cleanup(m.Close)
 	ctx := redistest.Ctx(t)
 	plain := store.Database{UID: 1, Port: redistest.FreePort(t), MemorySize: 32 << 20, RedisPassword: "app", AdminPassword: "admin", InternalPassword: "internal"}

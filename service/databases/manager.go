@@ -5,8 +5,6 @@ package databases
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -72,8 +70,9 @@ func FindRedisServer(path string) (string, error) {
 
 // Manager owns the processes. Its methods are safe for concurrent use.
 type Manager struct {
-	cfg Config
-	ctx context.Context // lives until Close; parent of every process
+	cfg    Config
+	ctx    context.Context // lives until Close; parent of every process
+	runDir string          // the sockets' directory, removed by Close
 
 	mu      sync.Mutex
 	procs   map[int]*process
@@ -88,13 +87,22 @@ type Manager struct {
 }
 
 // NewManager returns a Manager with no processes.
-func NewManager(cfg Config) *Manager {
+func NewManager(cfg Config) (*Manager, error) {
+	// The sockets through which the service talks to its databases as
+	// their all-powerful user: in a directory this process creates, mode
+	// 0700, under a name nobody can guess. A predictable name in the shared
+	// temporary directory could be created first by another local user,
+	// who would then be handed the internal password.
+	runDir, err := os.MkdirTemp("", "redis-replicad-")
+	if err != nil {
+		return nil, fmt.Errorf("create the directory of the databases' sockets: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{cfg: cfg, ctx: ctx, cancel: cancel, procs: map[int]*process{}, clients: map[int]*redis.Client{}, current: map[int]store.Database{},
+	m := &Manager{cfg: cfg, ctx: ctx, cancel: cancel, runDir: runDir, procs: map[int]*process{}, clients: map[int]*redis.Client{}, current: map[int]store.Database{},
 		clusters:     map[int]store.Database{},
 		rewriterDone: make(chan struct{})}
 	go m.scheduleRewrites(ctx)
-	return m
+	return m, nil
 }
 
 // Dir is where the files of database uid live.
@@ -107,10 +115,10 @@ func (m *Manager) Dir(uid int) string {
 
 // Socket is the unix socket through which the service itself talks to
 // database uid, whatever TLS its TCP port requires. It lives in a short
-// directory of its own, since socket paths are limited to about 100 bytes.
+// directory of this process's own (see NewManager), since socket paths are
+// limited to about 100 bytes.
 func (m *Manager) Socket(uid int) string {
-	sum := sha256.Sum256([]byte(m.cfg.DataDir))
-	return filepath.Join(os.TempDir(), "redis-replicad-"+hex.EncodeToString(sum[:6]), strconv.Itoa(uid)+".sock")
+	return filepath.Join(m.runDir, strconv.Itoa(uid)+".sock")
 }
 
 // Addr is the TCP address of a database's port as seen from this host.
@@ -255,9 +263,6 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 	dir := m.Dir(d.UID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create directory of database %d: %w", d.UID, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(m.Socket(d.UID)), 0o700); err != nil {
-		return nil, fmt.Errorf("create socket directory: %w", err)
 	}
 	m.mu.Lock()
 	prev, known := m.current[d.UID]
@@ -541,6 +546,7 @@ func (m *Manager) Close() {
 	wg.Wait()
 	m.cancel()
 	<-m.rewriterDone
+	_ = os.RemoveAll(m.runDir)
 }
 
 func (m *Manager) bindHost() string {

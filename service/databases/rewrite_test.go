@@ -97,8 +97,11 @@ func TestServiceRewritesAOF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewManager(Config{RedisServer: bin, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	m, err := NewManager(Config{RedisServer: bin, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		RewriteCheck: 50 * time.Millisecond, MinRewriteGrowth: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(m.Close)
 	ctx := redistest.Ctx(t)
 	d := store.Database{UID: 1, Port: redistest.FreePort(t), MemorySize: 2 << 20, RedisPassword: "app", AdminPassword: "admin", InternalPassword: "internal"}
