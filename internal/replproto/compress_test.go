@@ -3,6 +3,7 @@ package replproto
 import (
 	"compress/flate"
 	"context"
+	"errors"
 	"io"
 	"testing"
 	"time"
@@ -136,4 +137,23 @@ func TestZstdNotOfferedIsAProtocolError(t *testing.T) {
 	_, err := c.Handshake(ctx, testReplID, 500)
 	require.ErrorIs(t, err, ErrProtocol)
 	assert.Contains(t, err.Error(), "zstd")
+}
+
+// A source that closes the connection instead of answering AUTH (a
+// redis-replicad gateway throttling a burst of failed authentications from
+// this address) is a connection error, retried: not wrong credentials,
+// which stop the sync. The error says what may be going on.
+func TestAuthClosedWithoutAnswerIsRetryable(t *testing.T) {
+	f, c := newFakePair(t, Options{Password: "pw"})
+	f.run(func() {
+		f.expect("PING")
+		f.send("-NOAUTH Authentication required.\r\n")
+		f.expect("AUTH", "pw")
+		f.conn.Close()
+	})
+	_, err := c.Handshake(context.Background(), testReplID, 500)
+	require.Error(t, err)
+	assert.False(t, errors.Is(err, ErrAuth), "%v", err)
+	assert.True(t, IsRetryable(err), "%v", err)
+	assert.Contains(t, err.Error(), "throttles failed authentications")
 }

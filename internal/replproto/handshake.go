@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -130,6 +131,12 @@ func (c *Conn) sendAuth(ctx context.Context) error {
 	}
 	v, err := c.roundTrip(ctx, "AUTH", args...)
 	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && errors.Is(err, io.EOF) {
+			// What a redis-replicad gateway does while it throttles a
+			// burst of failed authentications from this address.
+			e.Err = fmt.Errorf("%w (the source closed the connection without answering AUTH: a redis-replicad source does so while it throttles failed authentications from this address)", e.Err)
+		}
 		return err
 	}
 	if se, ok := v.Err().(*resp.ServerError); ok {

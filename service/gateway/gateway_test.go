@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
@@ -259,7 +261,7 @@ func TestWrongPasswordsAreThrottledAndLoggedInAggregate(t *testing.T) {
 	c = dial(t, addr)
 	assert.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
 	// The burst is summarised once its window ends.
-	g.throttle.succeeded("127.0.0.1")
+	g.throttle.succeeded("127.0.0.1/1/0")
 	assert.Equal(t, 1, logs.count("WARN refused more replication sessions"), "the suppressed count is reported")
 }
 
@@ -372,4 +374,59 @@ func TestLineageIsAnsweredAfterAuthOnly(t *testing.T) {
 	assert.Equal(t, []string{"instance/1", "other/4"}, replproto.ParseLineage(c.do(replproto.LineageCommand)))
 	assert.Equal(t, "PONG", string(c.do("PING").Str), "the session goes on")
 	assert.NotContains(t, strings.Join(up.commands(), " "), "LINEAGE", "answered by the gateway")
+}
+
+// A burst of wrong passwords from connections that give up at once locks
+// nobody out for long: turns are reserved at most maxWait ahead (the rest
+// are closed), and the throttle is per endpoint, so a destination of
+// another database is not slowed at all.
+func TestABurstOfWrongPasswordsLocksNobodyOut(t *testing.T) {
+	g, addr, up, _ := startGateway(t, func(g *Gateway) {
+		// Without the bound, 300 reserved turns of 1 s would hold a
+		// correct password 300 s, far past the client's deadline (30 s).
+		g.throttle.base, g.throttle.max, g.throttle.maxWait = time.Second, time.Second, 2*time.Second
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	other := ln.Addr().String()
+	ln.Close()
+	require.NoError(t, g.Ensure(Endpoint{UID: 2, Listen: other, AdminUser: "admin", AdminPassword: "other-secret",
+		UpstreamNetwork: "tcp", UpstreamAddr: up.ln.Addr().String(), UpstreamUser: "admin", UpstreamPassword: "x"}))
+
+	var wg sync.WaitGroup
+	for range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			_, _ = c.Write(resp.AppendCommandStrings(nil, "AUTH", "admin", "guess"))
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, "OK", string(dial(t, other).do("AUTH", "admin", "other-secret").Str), "another endpoint is not slowed")
+	// The burst's last connections are still being refused for a moment:
+	// a client retries, as a destination does.
+	redistest.Eventually(t, 20*time.Second, "the attacked endpoint takes a correct password once the burst ends", func() error {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(resp.AppendCommandStrings(nil, "AUTH", "admin", "secret")); err != nil {
+			return err
+		}
+		v, err := resp.NewReader(bufio.NewReader(c)).ReadValue()
+		if err != nil {
+			return err
+		}
+		if string(v.Str) != "OK" {
+			return fmt.Errorf("%s", v.String())
+		}
+		return nil
+	})
 }

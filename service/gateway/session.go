@@ -120,19 +120,25 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 				io.WriteString(w, "-ERR wrong number of arguments for 'auth' command\r\n")
 				continue
 			}
-			if err := e.g.throttle.wait(ctx, peer); err != nil {
+			// Per endpoint: a burst against one database does not slow
+			// the destinations of another.
+			key := peer + "/" + strconv.Itoa(cfg.UID) + "/" + strconv.Itoa(cfg.Node)
+			if err := e.g.throttle.wait(ctx, key); err != nil {
+				// Closed without a reply: an error reply to AUTH means
+				// wrong credentials to a client, which stops its sync;
+				// a closed connection is retried.
 				return nil, offered, false
 			}
 			userOK := user == nil || string(user) == cfg.AdminUser
 			if userOK && cfg.acceptsPassword(pw, time.Now()) {
-				e.g.throttle.succeeded(peer)
+				e.g.throttle.succeeded(key)
 				if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
 					return nil, offered, false
 				}
 				return append([]byte(nil), pw...), offered, true
 			}
 			e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "password").Inc()
-			e.g.throttle.failed(peer, cfg.UID)
+			e.g.throttle.failed(key, cfg.UID)
 			io.WriteString(w, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
 		case "QUIT":
 			io.WriteString(w, "+OK\r\n")

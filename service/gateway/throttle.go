@@ -2,28 +2,37 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
 
 // throttle slows down password guessing on replication endpoints and keeps
-// a guesser from filling the log. Per peer address (the IP, not the port):
+// a guesser from filling the log. Per peer address (the IP, not the port)
+// and endpoint (a database, or a node of one):
 //
 //   - the first freeAttempts failures cost nothing (a destination with an
 //     old password retries with backoff anyway);
-//   - after that, each AUTH of the peer waits until the previous failure's
-//     delay has passed; the delay doubles per failure up to maxDelay;
+//   - after that, the AUTHs of the peer take turns, one per delay, which
+//     doubles per failure up to maxDelay;
+//   - an AUTH whose turn would come later than maxWait from now is not
+//     queued: its connection is closed (errThrottled), and the client
+//     retries later;
 //   - failures are logged once per logWindow per peer: the first at once,
 //     the rest as a count when the window ends.
 //
-// A success clears the peer's record. Nobody is locked out: a correct
-// password is accepted after the delay, so a guesser sharing an address with
-// a real destination slows it down but does not stop it.
+// A success clears the peer's record. Nobody is locked out for long: turns
+// are reserved at most maxWait ahead, so once a burst of guesses ends, a
+// correct password is accepted within maxWait and a delay, even when the
+// guesser's connections gave up without using their turns; and a burst
+// against one endpoint does not slow the destinations of another.
 type throttle struct {
 	log       *slog.Logger
 	now       func() time.Time
 	base, max time.Duration // the first delay, and the longest
+	maxWait   time.Duration // the furthest ahead a turn is reserved
 
 	mu    sync.Mutex
 	peers map[string]*peerRecord
@@ -38,17 +47,23 @@ type peerRecord struct {
 	database   int       // the database of the last failure, for the log
 }
 
+// errThrottled: the peer's turns are taken further ahead than maxWait.
+var errThrottled = errors.New("too many failed authentications from this address: try again later")
+
 const (
 	freeAttempts = 3
 	baseDelay    = 50 * time.Millisecond
 	maxDelay     = 2 * time.Second
+	// maxWaitAhead, well under the handshake's timeout (30 s), bounds the
+	// queue of a peer's AUTHs.
+	maxWaitAhead = 5 * time.Second
 	// forgetAfter drops the record of a peer that stopped failing.
 	forgetAfter = 10 * time.Minute
 	logWindow   = time.Minute
 )
 
 func newThrottle(log *slog.Logger) *throttle {
-	return &throttle{log: log, now: time.Now, base: baseDelay, max: maxDelay, peers: map[string]*peerRecord{}}
+	return &throttle{log: log, now: time.Now, base: baseDelay, max: maxDelay, maxWait: maxWaitAhead, peers: map[string]*peerRecord{}}
 }
 
 // delayFor is the wait after the n-th consecutive failure.
@@ -63,17 +78,22 @@ func (t *throttle) delayFor(failures int) time.Duration {
 	return min(d, t.max)
 }
 
-// wait blocks until the peer may try a password again.
+// wait blocks until the peer may try a password again; errThrottled when
+// its turn would come later than maxWait.
 func (t *throttle) wait(ctx context.Context, peer string) error {
 	t.mu.Lock()
 	now := t.now()
 	var until time.Time
 	if r := t.peers[peer]; r != nil && r.failures >= freeAttempts {
-		// Reserve a slot: parallel connections of one peer take turns, one
+		// Reserve a turn: parallel connections of one peer take turns, one
 		// attempt per delay, instead of all waking up together.
 		until = r.next
 		if until.Before(now) {
 			until = now
+		}
+		if until.Sub(now) > t.maxWait {
+			t.mu.Unlock()
+			return errThrottled
 		}
 		r.next = until.Add(t.delayFor(r.failures + 1))
 	}
@@ -122,7 +142,7 @@ func (t *throttle) failed(peer string, database int) {
 	if r.loggedAt.IsZero() {
 		r.loggedAt = now
 		t.log.Warn("refused a replication session: wrong user name or password",
-			"database", database, "peer", peer)
+			"database", database, "peer", peerOf(peer))
 		return
 	}
 	r.suppressed++
@@ -151,7 +171,7 @@ func (t *throttle) flushLocked(peer string, r *peerRecord) {
 		return
 	}
 	t.log.Warn("refused more replication sessions: wrong user name or password",
-		"database", r.database, "peer", peer, "attempts", r.suppressed,
+		"database", r.database, "peer", peerOf(peer), "attempts", r.suppressed,
 		"since", r.loggedAt.UTC().Format(time.RFC3339), "delay_per_attempt", t.delayFor(r.failures).String())
 	r.suppressed = 0
 	r.loggedAt = t.now()
@@ -164,4 +184,10 @@ func (t *throttle) pruneLocked(now time.Time) {
 			delete(t.peers, peer)
 		}
 	}
+}
+
+// peerOf is the address in a throttle key ("address/database/node").
+func peerOf(key string) string {
+	addr, _, _ := strings.Cut(key, "/")
+	return addr
 }
