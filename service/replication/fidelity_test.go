@@ -593,3 +593,36 @@ func TestKeyspaceWideCommandOfOneSourceKeepsTheOthers(t *testing.T) {
 	require.NoError(t, b.Client().Append(ctx, "b:1", "+").Err())
 	equalDBs("the other source's later writes apply to its keys")
 }
+
+// A source value bigger than the destination's memory_size stops the sync
+// (out of memory); once the value is gone at the source, enabling the sync
+// again reloads the destination, although it is still over its limit: the
+// attach to its master link must not be refused as a transaction queued
+// over maxmemory.
+func TestEnablingADestinationOverItsMemoryLimitReloadsIt(t *testing.T) {
+	ctx := redistest.Ctx(t)
+	src := redistest.Start(t)
+	sc := src.Client()
+	fillStrings(t, sc, "k:", 100, 10)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+
+	require.NoError(t, sc.SetRange(ctx, "big", 128<<20, "x").Err())
+	redistest.Eventually(t, time.Minute, "the sync stops: out of memory", func() error {
+		db := a.get(dst.UID)
+		if db.ReplicaSync != api.SyncStopped {
+			return fmt.Errorf("sync %s: %+v", db.ReplicaSync, db.ReplicaSources)
+		}
+		return nil
+	})
+	assert.Contains(t, a.get(dst.UID).ReplicaSources[0].LastError, "out of memory")
+
+	require.NoError(t, sc.Del(ctx, "big").Err())
+	enabled := api.SyncEnabled
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &enabled})
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
+}

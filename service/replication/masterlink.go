@@ -194,10 +194,7 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 			return fmt.Errorf("configure the destination's master link (%s): %w", kv[0], err)
 		}
 	}
-	pipe := c.TxPipeline()
-	pipe.Do(actx, "REPLICAOF", "NO", "ONE")
-	pipe.Do(actx, "REPLICAOF", "127.0.0.1", strconv.Itoa(l.port()))
-	if _, err := pipe.Exec(actx); err != nil {
+	if err := l.replicaOfLink(actx, c); err != nil {
 		return fmt.Errorf("make the destination a replica of the service: %w", err)
 	}
 	l.mu.Lock()
@@ -223,6 +220,42 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 		}
 	}
 	return nil
+}
+
+// replicaOfLink makes the destination a replica of the link, continuing its
+// own history (MULTI, REPLICAOF NO ONE, REPLICAOF <link>, EXEC). A server
+// over its maxmemory refuses every command queued in a MULTI: a destination
+// the sync stopped on a source's value too big for it is in that state when
+// the sync is enabled again, and the reload that follows would empty it. So
+// then the limit is lifted for the transaction, and set back after, unless
+// the service set another one meanwhile.
+func (l *masterLink) replicaOfLink(ctx context.Context, c *redis.Client) error {
+	attach := func() error {
+		pipe := c.TxPipeline()
+		pipe.Do(ctx, "REPLICAOF", "NO", "ONE")
+		pipe.Do(ctx, "REPLICAOF", "127.0.0.1", strconv.Itoa(l.port()))
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	err := attach()
+	if err == nil || !strings.HasPrefix(err.Error(), "EXECABORT") && !strings.HasPrefix(err.Error(), "OOM") {
+		return err
+	}
+	limit, gerr := c.ConfigGet(ctx, "maxmemory").Result()
+	if gerr != nil || limit["maxmemory"] == "" || limit["maxmemory"] == "0" {
+		return err
+	}
+	if err := c.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		return fmt.Errorf("lift the memory limit of a destination over it: %w", err)
+	}
+	l.log.Warn("the destination is over its memory limit: lifted for its attach to the service", "destination", l.uid, "maxmemory", limit["maxmemory"])
+	err = attach()
+	if now, gerr := c.ConfigGet(ctx, "maxmemory").Result(); gerr == nil && now["maxmemory"] == "0" {
+		if serr := c.ConfigSet(ctx, "maxmemory", limit["maxmemory"]).Err(); serr != nil && err == nil {
+			err = fmt.Errorf("set the memory limit of the destination back: %w", serr)
+		}
+	}
+	return err
 }
 
 // detachDestination makes a former destination a primary again: it
