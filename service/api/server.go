@@ -94,7 +94,16 @@ func NewHandler(cfg Config) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
-	return s.logged(mux)
+	// A browser that logged in to the API (basic auth, which it then
+	// sends by itself) must not let another site's page change anything:
+	// a form or a script of that page posting here is refused. Terraform,
+	// curl and the console (same origin) are not browsers' cross-origin
+	// requests.
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusForbidden, api.CodeForbidden, "cross-origin request refused: a page of another site may not change this service")
+	}))
+	return s.logged(csrf.Handler(mux))
 }
 
 type server struct{ cfg Config }

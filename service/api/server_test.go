@@ -229,3 +229,35 @@ func TestRecordKeepers(t *testing.T) {
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out))
 	assert.Equal(t, map[string]string{"rotation": "1"}, out.AdminPasswordKeepers)
 }
+
+// A page of another site, in a browser that logged in to the API (which
+// then sends the credentials by itself), cannot change anything: its form
+// posts and scripts' requests are refused before they reach the backend.
+// Reads, Terraform, curl and the console (same origin) are not affected.
+func TestCrossOriginChangesAreRefused(t *testing.T) {
+	b := &backend{}
+	h := newTestHandler(b)
+	for _, hdr := range [][]string{
+		{"Origin", "https://evil.example", "Content-Type", "text/plain"},
+		{"Sec-Fetch-Site", "cross-site", "Content-Type", "application/x-www-form-urlencoded"},
+	} {
+		for _, c := range []struct{ method, path, body string }{
+			{"POST", "/v1/bdbs", `{"name":"csrf","memory_size":1048576}`},
+			{"POST", "/v1/bdbs/1/actions/regenerate_admin_password", ""},
+			{"PUT", "/v1/bdbs/1", `{"replica_sync":"stopped"}`},
+			{"DELETE", "/v1/bdbs/1", ""},
+		} {
+			rec := request(h, "admin", "admin-pw", c.method, c.path, c.body, hdr...)
+			assert.Equal(t, http.StatusForbidden, rec.Code, "%s %s with %v", c.method, c.path, hdr)
+			assert.Contains(t, rec.Body.String(), "cross-origin request refused")
+		}
+		assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "GET", "/v1/bdbs", "", hdr...).Code, "reads are not changes")
+	}
+	assert.Empty(t, b.calls, "no cross-origin change reached the backend")
+
+	assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "POST", "/v1/bdbs", `{"name":"ok","memory_size":1048576}`,
+		"Sec-Fetch-Site", "same-origin", "Content-Type", "application/json").Code, "the console, same origin")
+	assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "POST", "/v1/bdbs", `{"name":"ok","memory_size":1048576}`,
+		"Content-Type", "application/json").Code, "Terraform and curl send no Origin")
+	assert.Equal(t, []string{"create", "create"}, b.calls)
+}

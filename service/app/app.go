@@ -257,7 +257,12 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		Handler:           handler,
 		TLSConfig:         certs.ServerTLS(tlsCert),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// A request's body (4 MiB at most) arrives within a minute, and a
+		// kept-alive connection is closed after two idle minutes: an
+		// unauthenticated client cannot hold connections for ever.
+		ReadTimeout: time.Minute,
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	// The API serves before the databases are back: a restart whose
 	// databases replay large AOFs must not hide it. Meanwhile /healthz says
