@@ -12,6 +12,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 var (
@@ -121,6 +122,9 @@ type Store struct{ db *bolt.DB }
 // Open opens (or creates) the state file at path, mode 0600: it holds secrets.
 func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open state file %s: it is locked: another redis-replicad serves this data directory (%w)", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestStoreSurvivesReopen(t *testing.T) {
@@ -71,4 +74,16 @@ func TestStoreSurvivesReopen(t *testing.T) {
 	if err != nil || c.UID != 3 {
 		t.Fatalf("uid after reopen = %d, %v; uids are never reused", c.UID, err)
 	}
+}
+
+// A second instance on the same data directory is refused with a message
+// that says so, not a bare timeout.
+func TestASecondOpenSaysTheFileIsLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = Open(path)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "another redis-replicad serves this data directory")
 }
