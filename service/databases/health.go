@@ -19,6 +19,7 @@ type health struct {
 	loading    bool      // replaying its AOF (it answers LOADING)
 	loadedPerc float64   // how far, in percent
 	ready      bool      // its live settings (ACL users, maxmemory) are applied
+	busySince  time.Time // since when it answers BUSY (a script runs), zero if it does not
 }
 
 // Watch intervals: quick while a child comes up, so that its status follows
@@ -41,6 +42,7 @@ func (m *Manager) watch(ctx context.Context, uid int, p *process, password strin
 	defer c.Close()
 	for {
 		serving := p.observe(ctx, c)
+		m.killBusyScript(ctx, uid, p, c)
 		wait := watchStarting
 		if serving {
 			wait = watchServing
@@ -68,11 +70,19 @@ func (p *process) observe(ctx context.Context, c *redis.Client) bool {
 		return false // another child now: its own watcher reports it
 	}
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "LOADING") {
+		switch {
+		case strings.HasPrefix(err.Error(), "LOADING"):
 			p.health.pid, p.health.answered, p.health.loading = pid, now, true
+		case strings.HasPrefix(err.Error(), "BUSY"):
+			if p.health.busySince.IsZero() {
+				p.health.busySince = now
+			}
+			return false
 		}
+		p.health.busySince = time.Time{}
 		return false
 	}
+	p.health.busySince = time.Time{}
 	fields := infoFields(info)
 	if fields["process_id"] != strconv.Itoa(pid) {
 		// A server of a previous life of the service still answers on the
@@ -83,6 +93,40 @@ func (p *process) observe(ctx context.Context, c *redis.Client) bool {
 	p.health.loading = fields["loading"] == "1"
 	p.health.loadedPerc, _ = strconv.ParseFloat(fields["loading_loaded_perc"], 64)
 	return !p.health.loading && p.health.ready
+}
+
+// busyKillAfter is how long a destination may run a script before the
+// service kills it.
+const busyKillAfter = 5 * time.Second
+
+// killBusyScript ends a script that has kept a Replica Of destination busy
+// for busyKillAfter. On a destination the application user may run only
+// read-only scripts and functions, which SCRIPT KILL and FUNCTION KILL end
+// safely; one that loops would otherwise hold back replication for ever
+// (a busy server applies nothing of its master's stream).
+func (m *Manager) killBusyScript(ctx context.Context, key int, p *process, c *redis.Client) {
+	p.mu.Lock()
+	since := p.health.busySince
+	p.mu.Unlock()
+	if since.IsZero() || time.Since(since) < busyKillAfter {
+		return
+	}
+	uid, _ := splitKey(key)
+	m.mu.Lock()
+	d, ok := m.current[uid]
+	if !ok {
+		d, ok = m.clusters[uid]
+	}
+	m.mu.Unlock()
+	if !ok || !d.IsReplica() {
+		return // its own scripts are the application's business
+	}
+	for _, cmd := range [][]any{{"SCRIPT", "KILL"}, {"FUNCTION", "KILL"}} {
+		if err := c.Do(ctx, cmd...).Err(); err == nil {
+			m.cfg.Logger.Warn("killed a script that kept a Replica Of destination busy: it held back replication", "uid", uid, "busy_for", time.Since(since).Round(time.Second))
+			return
+		}
+	}
 }
 
 // markReady records that the live settings of the running child are applied.

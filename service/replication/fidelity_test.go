@@ -626,3 +626,40 @@ func TestEnablingADestinationOverItsMemoryLimitReloadsIt(t *testing.T) {
 	a.waitInSync(dst.UID, time.Minute)
 	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
 }
+
+// The application user of a destination may run read-only scripts; one
+// that loops keeps the destination busy, and a busy server applies nothing
+// of its master's stream. The service kills it (after 5 s), and
+// replication goes on.
+func TestALoopingScriptOnADestinationIsKilled(t *testing.T) {
+	ctx := redistest.Ctx(t)
+	src := redistest.Start(t)
+	sc := src.Client()
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+
+	app := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", dst.Endpoint.Host, dst.Endpoint.Port), Password: dst.AuthenticationRedisPass,
+		MaxRetries: -1, ReadTimeout: -1})
+	t.Cleanup(func() { app.Close() })
+	looped := make(chan error, 1)
+	go func() { looped <- app.Do(ctx, "EVAL_RO", "while true do end", 0).Err() }()
+	redistest.Eventually(t, 10*time.Second, "the script runs", func() error {
+		if err := destClient(t, dst, 0).Ping(ctx).Err(); err == nil || !strings.HasPrefix(err.Error(), "BUSY") {
+			return fmt.Errorf("PING: %v", err)
+		}
+		return nil
+	})
+	require.NoError(t, sc.Set(ctx, "written-while-busy", "v", 0).Err())
+	select {
+	case err := <-looped:
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "killed")
+	case <-time.After(time.Minute):
+		t.Fatal("the looping script still runs after a minute")
+	}
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
+	a.waitInSync(dst.UID, time.Minute)
+}
