@@ -286,6 +286,7 @@ func TestHandshakeCommandDecisions(t *testing.T) {
 		{args("CLIENT", "SETNAME", "x"), forward, false}, {args("CLIENT", "KILL", "x"), refuse, false}, {args("CLIENT"), refuse, false},
 		{args("QUIT"), quit, false}, {args("AUTH", "x"), refuse, false}, {args("HELLO", "3"), refuse, false},
 		{args(CompressCommand, "1"), refuse, false}, {args(CodecsCommand, "zstd"), refuse, false}, {args("CONFIG", "GET", "*"), refuse, false}, {args(""), refuse, false},
+		{args("REPLCONF", "ACK", "10"), refuse, false}, {args("replconf", "getack", "*"), refuse, false}, {args("REPLCONF", "listening-port", "1"), forward, false},
 		{args("replicad.lineage"), answerLineage, false}, {args(replproto.LineageCommand), answerLineage, true}, {args(replproto.LineageCommand, "x"), refuse, false},
 	} {
 		got, cmd, _ := handshakeCommand(tc.in, tc.clustered)

@@ -203,7 +203,15 @@ func handshakeCommand(args [][]byte, clustered bool) (verdict, [][]byte, string)
 		return refuse, nil, "-ERR empty command\r\n"
 	case "PSYNC", "SYNC":
 		return startStream, args, ""
-	case "PING", "REPLCONF", "ECHO", "SELECT":
+	case "REPLCONF":
+		// redis-server answers ACK and GETACK of a client that is not yet
+		// its replica with nothing: relayed, the session would wait for a
+		// reply that never comes.
+		if len(args) >= 2 && (strings.EqualFold(string(args[1]), "ACK") || strings.EqualFold(string(args[1]), "GETACK")) {
+			return refuse, nil, "-ERR REPLCONF " + strings.ToUpper(string(args[1])) + " belongs to a replication stream: send it after PSYNC\r\n"
+		}
+		return forward, args, ""
+	case "PING", "ECHO", "SELECT":
 		return forward, args, ""
 	case "INFO":
 		if clustered && len(args) == 2 && strings.EqualFold(string(args[1]), "cluster") {
