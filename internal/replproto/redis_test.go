@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,14 +82,23 @@ func startRedisWith(t *testing.T, s *redisServer, config ...string) *redisServer
 	}
 	cmd := exec.Command(bin, confPath)
 	cmd.Dir = dir
+	// A group of its own: its fork children (an RDB being written) die
+	// with it, before the test's directory is removed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+		pgid := cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		<-exited
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if syscall.Kill(-pgid, 0) != nil {
+				break // nobody left in the group
+			}
+		}
 		if t.Failed() {
 			if log, err := os.ReadFile(filepath.Join(dir, "redis.log")); err == nil {
 				t.Logf("redis.log:\n%s", tail(string(log), 3000))
