@@ -29,10 +29,11 @@ type loadCutError struct {
 }
 
 func (e *loadCutError) Error() string {
-	return fmt.Sprintf("the source closed the replication link during the full sync or just after it, "+
-		"as Redis does when the writes it buffers for a replica meanwhile exceed its client-output-buffer-limit for replicas: "+
-		"raise it on the source (for example CONFIG SET client-output-buffer-limit \"replica 1gb 512mb 120\", or \"replica 0 0 0\" for no limit) "+
-		"or lower its write rate during the sync: %v", e.err)
+	return fmt.Sprintf("the source closed the replication link during the full sync or within %s of it, "+
+		"as Redis does when the writes it buffers for a replica meanwhile exceed its client-output-buffer-limit for replicas "+
+		"(its log then says \"scheduled to be closed ASAP for overcoming of output buffer limits\"; a restart or a CLIENT KILL of the source looks the same from here): "+
+		"if so, raise it on the source (for example CONFIG SET client-output-buffer-limit \"replica 1gb 512mb 120\", or \"replica 0 0 0\" for no limit) "+
+		"or lower its write rate during the sync: %v", cutWindow, e.err)
 }
 
 func (e *loadCutError) Unwrap() []error { return []error{errLoadCut, e.err} }
