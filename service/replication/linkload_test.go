@@ -399,12 +399,7 @@ func TestSwapDestinationKilledBeforeTheSwapIsPersisted(t *testing.T) {
 	fillStrings(t, srcB.Client(), "b:", 1000, 100)
 	i := servicetest.Start(t)
 	a := newAPI(t, i)
-	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
-	logDestOnFailure(t, i, dst.UID)
-	a.waitInSync(dst.UID, time.Minute)
-	dc := destClient(t, dst, 0)
-	eventuallyEqual(t, time.Minute, dc, oldSrc.Client())
+	dst, dc := destinationHolding(t, i, a, oldSrc)
 	redistest.Eventually(t, time.Minute, "the first load is in the AOF", func() error {
 		if v := infoField(t, dc, "persistence", "aof_rewrite_in_progress"); v != "0" {
 			return fmt.Errorf("aof_rewrite_in_progress %q", v)
@@ -453,12 +448,7 @@ func TestShadowExpiresNothingByItself(t *testing.T) {
 	fillStrings(t, slow.Client(), "slow:", 1000, 100)
 	i := servicetest.Start(t)
 	a := newAPI(t, i)
-	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
-	logDestOnFailure(t, i, dst.UID)
-	a.waitInSync(dst.UID, time.Minute)
-	dc := destClient(t, dst, 0)
-	eventuallyEqual(t, time.Minute, dc, oldSrc.Client())
+	dst, dc := destinationHolding(t, i, a, oldSrc)
 
 	ctx := redistest.Ctx(t)
 	// The slow source takes 10 s to write its dataset (1,000 keys at
@@ -499,4 +489,17 @@ return n`
 	for _, s := range db.ReplicaSources {
 		assert.Empty(t, s.SyncNote, "the destination lost no key: %s", s.URI)
 	}
+}
+
+// destinationHolding creates a destination of src, and waits until it holds
+// src's data: a later change of its sources is then a reload.
+func destinationHolding(t *testing.T, i *servicetest.Instance, a *apiClient, src *redistest.Server) (api.Database, *redis.Client) {
+	t.Helper()
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	return dst, dc
 }
