@@ -324,12 +324,13 @@ type Error struct {
 
 // Error codes.
 const (
-	CodeInvalidRequest = "invalid_request"
-	CodeUnauthorized   = "unauthorized"
-	CodeForbidden      = "forbidden" // a read-only (viewer) user asked for a change or a secret
-	CodeNotFound       = "not_found"
-	CodeConflict       = "conflict"
-	CodeInternal       = "internal_error"
+	CodeInvalidRequest  = "invalid_request"
+	CodeUnauthorized    = "unauthorized"
+	CodeForbidden       = "forbidden"         // a read-only (viewer) user asked for a change or a secret
+	CodeTooManyRequests = "too_many_requests" // wrong passwords from the address: retry after Retry-After
+	CodeNotFound        = "not_found"
+	CodeConflict        = "conflict"
+	CodeInternal        = "internal_error"
 )
 
 func (e *Error) Error() string { return e.Code + ": " + e.Description }

@@ -12,13 +12,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/throttle"
 )
 
 // Backend carries out the requests.
@@ -54,6 +57,9 @@ type Config struct {
 	// Health says how the instance stands for /healthz: "starting" while
 	// its databases come back after a start, then "ok". Nil means "ok".
 	Health func() string
+	// Logins slows down wrong passwords per client address; nil: one
+	// with the package throttle's defaults.
+	Logins *throttle.Throttle
 }
 
 // maxBody bounds request bodies; the largest legitimate one (32 sources with
@@ -62,6 +68,9 @@ const maxBody = 4 << 20
 
 // NewHandler returns the API's routes.
 func NewHandler(cfg Config) http.Handler {
+	if cfg.Logins == nil {
+		cfg.Logins = throttle.New(cfg.Logger, "API login")
+	}
 	s := &server{cfg: cfg}
 	mux := http.NewServeMux()
 	// /healthz is liveness: the process serves (200) whatever its
@@ -106,7 +115,10 @@ func NewHandler(cfg Config) http.Handler {
 	return s.logged(csrf.Handler(mux))
 }
 
-type server struct{ cfg Config }
+type server struct {
+	cfg       Config
+	lastFlush atomic.Int64 // unix nanoseconds of the last Logins.Flush
+}
 
 type role int
 
@@ -145,6 +157,36 @@ func (s *server) roleOf(r *http.Request) role {
 
 func equal(a, b string) int { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) }
 
+// login checks r's credentials, after the turn the throttle gives the
+// client's address when it has been guessing (package throttle): the
+// answer of a turn too far ahead is 429 with Retry-After, which Terraform's
+// client retries. ok is false when an answer was written.
+func (s *server) login(w http.ResponseWriter, r *http.Request) (role, bool) {
+	if _, _, given := r.BasicAuth(); !given {
+		return roleNone, true // no guess: a 401 with its challenge
+	}
+	peer, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		peer = r.RemoteAddr
+	}
+	if now := time.Now().UnixNano(); now-s.lastFlush.Load() > int64(throttle.LogWindow/4) {
+		s.lastFlush.Store(now)
+		s.cfg.Logins.Flush()
+	}
+	if err := s.cfg.Logins.Wait(r.Context(), peer); err != nil {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, api.CodeTooManyRequests, "too many failed logins from this address: try again in a few seconds")
+		return roleNone, false
+	}
+	who := s.roleOf(r)
+	if who == roleNone {
+		s.cfg.Logins.Failed(peer, "peer", peer)
+	} else {
+		s.cfg.Logins.Succeeded(peer)
+	}
+	return who, true
+}
+
 // reader lets the admin and the viewer in.
 func (s *server) reader(next http.HandlerFunc) http.Handler { return s.authenticated(next, false) }
 
@@ -153,7 +195,10 @@ func (s *server) admin(next http.HandlerFunc) http.Handler { return s.authentica
 
 func (s *server) authenticated(next http.HandlerFunc, adminOnly bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		who := s.roleOf(r)
+		who, ok := s.login(w, r)
+		if !ok {
+			return
+		}
 		switch {
 		case who == roleNone:
 			// The console logs in with its own form: a challenge would make

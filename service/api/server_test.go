@@ -3,15 +3,20 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/internal/throttle"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -260,4 +265,50 @@ func TestCrossOriginChangesAreRefused(t *testing.T) {
 	assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "POST", "/v1/bdbs", `{"name":"ok","memory_size":1048576}`,
 		"Content-Type", "application/json").Code, "Terraform and curl send no Origin")
 	assert.Equal(t, []string{"create", "create"}, b.calls)
+}
+
+// Wrong passwords are slowed down per client address: a guesser gets 429
+// (which Terraform's client retries) once its turns are taken seconds ahead,
+// another address is not slowed at all, and the guesser's own address logs
+// in with the right password once the burst ends.
+func TestWrongPasswordsAreThrottledPerAddress(t *testing.T) {
+	b := &backend{}
+	logins := throttle.New(slog.New(slog.NewTextHandler(io.Discard, nil)), "API login")
+	logins.Base, logins.Max, logins.MaxWait = time.Second, time.Second, 2*time.Second
+	h := NewHandler(Config{Username: "admin", Password: "admin-pw", Backend: b, Logins: logins, Metrics: http.NotFoundHandler(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	from := func(addr, pw string) int {
+		req := httptest.NewRequest("GET", "/v1/bdbs", nil)
+		req.RemoteAddr = addr + ":40000"
+		req.SetBasicAuth("admin", pw)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := from("10.0.0.1", "guess")
+			mu.Lock()
+			codes[c]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	assert.Positive(t, codes[http.StatusTooManyRequests], "a burst of guesses is cut short: %v", codes)
+	assert.Equal(t, 20, codes[http.StatusTooManyRequests]+codes[http.StatusUnauthorized], "%v", codes)
+	assert.LessOrEqual(t, codes[http.StatusUnauthorized], 6, "at most the free attempts and the turns within MaxWait were checked: %v", codes)
+
+	assert.Equal(t, http.StatusOK, from("10.0.0.2", "admin-pw"), "another address is not slowed")
+	redistest.Eventually(t, 10*time.Second, "the guesser's address logs in with the right password", func() error {
+		if c := from("10.0.0.1", "admin-pw"); c != http.StatusOK {
+			return fmt.Errorf("%d", c)
+		}
+		return nil
+	})
+	assert.Equal(t, http.StatusUnauthorized, from("10.0.0.1", "guess"), "a success clears the record: the next failure is free")
 }

@@ -65,7 +65,7 @@ func FuzzSession(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		g := New(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 		defer g.Close()
-		g.throttle.base = 0 // no waiting in the fuzzer
+		g.throttle.Base = 0 // no waiting in the fuzzer
 		e := &endpoint{g: g, sessions: map[*session]struct{}{}}
 		cfg := Endpoint{UID: 1, AdminUser: "admin", AdminPassword: "secret"}
 		rd := resp.NewReader(bufio.NewReader(bytes.NewReader(in)))

@@ -39,6 +39,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/cluster"
 	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
+	"github.com/replicad/terraform-provider-redis/internal/throttle"
 )
 
 // CompressCommand is the command a destination sends after AUTH to have the
@@ -89,7 +90,7 @@ type epKey struct{ uid, node int }
 type Gateway struct {
 	log      *slog.Logger
 	metrics  *metrics
-	throttle *throttle
+	throttle *throttle.Throttle
 	// handshakeTimeout closes connections that have not reached PSYNC.
 	handshakeTimeout time.Duration
 
@@ -117,7 +118,7 @@ const maxSessionsPerEndpoint = 64
 
 // New returns a Gateway with no endpoints. Close stops it.
 func New(log *slog.Logger, reg prometheus.Registerer) *Gateway {
-	g := &Gateway{log: log, metrics: newMetrics(reg), throttle: newThrottle(log), handshakeTimeout: defaultHandshakeTimeout,
+	g := &Gateway{log: log, metrics: newMetrics(reg), throttle: throttle.New(log, "replication session"), handshakeTimeout: defaultHandshakeTimeout,
 		eps: map[epKey]*endpoint{}, pending: map[string][]net.Conn{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go g.flushLoop()
@@ -127,12 +128,12 @@ func New(log *slog.Logger, reg prometheus.Registerer) *Gateway {
 // flushLoop reports the failed logins that the throttle held back.
 func (g *Gateway) flushLoop() {
 	defer close(g.done)
-	t := time.NewTicker(logWindow / 4)
+	t := time.NewTicker(throttle.LogWindow / 4)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			g.throttle.flush()
+			g.throttle.Flush()
 		case <-g.stop:
 			return
 		}

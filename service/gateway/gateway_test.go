@@ -229,12 +229,12 @@ func TestOnlyReplicationCommandsReachTheDatabase(t *testing.T) {
 
 func TestWrongPasswordsAreThrottledAndLoggedInAggregate(t *testing.T) {
 	g, addr, _, logs := startGateway(t, func(g *Gateway) {
-		g.throttle.base, g.throttle.max = 10*time.Millisecond, 40*time.Millisecond
+		g.throttle.Base, g.throttle.Max = 10*time.Millisecond, 40*time.Millisecond
 	})
 	const attempts = 40
 	var wantDelay time.Duration
 	for i := 1; i < attempts; i++ {
-		wantDelay += g.throttle.delayFor(i)
+		wantDelay += g.throttle.DelayFor(i)
 	}
 	start := time.Now()
 	// Half on one connection, half on a connection each, in parallel: the
@@ -261,7 +261,7 @@ func TestWrongPasswordsAreThrottledAndLoggedInAggregate(t *testing.T) {
 	c = dial(t, addr)
 	assert.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
 	// The burst is summarised once its window ends.
-	g.throttle.succeeded("127.0.0.1/1/0")
+	g.throttle.Succeeded("127.0.0.1/1/0")
 	assert.Equal(t, 1, logs.count("WARN refused more replication sessions"), "the suppressed count is reported")
 }
 
@@ -385,7 +385,7 @@ func TestABurstOfWrongPasswordsLocksNobodyOut(t *testing.T) {
 	g, addr, up, _ := startGateway(t, func(g *Gateway) {
 		// Without the bound, 300 reserved turns of 1 s would hold a
 		// correct password 300 s, far past the client's deadline (30 s).
-		g.throttle.base, g.throttle.max, g.throttle.maxWait = time.Second, time.Second, 2*time.Second
+		g.throttle.Base, g.throttle.Max, g.throttle.MaxWait = time.Second, time.Second, 2*time.Second
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -123,7 +123,7 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 			// Per endpoint: a burst against one database does not slow
 			// the destinations of another.
 			key := peer + "/" + strconv.Itoa(cfg.UID) + "/" + strconv.Itoa(cfg.Node)
-			if err := e.g.throttle.wait(ctx, key); err != nil {
+			if err := e.g.throttle.Wait(ctx, key); err != nil {
 				// Closed without a reply: an error reply to AUTH means
 				// wrong credentials to a client, which stops its sync;
 				// a closed connection is retried.
@@ -131,14 +131,14 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 			}
 			userOK := user == nil || string(user) == cfg.AdminUser
 			if userOK && cfg.acceptsPassword(pw, time.Now()) {
-				e.g.throttle.succeeded(key)
+				e.g.throttle.Succeeded(key)
 				if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
 					return nil, offered, false
 				}
 				return append([]byte(nil), pw...), offered, true
 			}
 			e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "password").Inc()
-			e.g.throttle.failed(key, cfg.UID)
+			e.g.throttle.Failed(key, "database", cfg.UID, "peer", peer)
 			io.WriteString(w, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
 		case "QUIT":
 			io.WriteString(w, "+OK\r\n")
