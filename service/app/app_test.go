@@ -3,6 +3,7 @@ package app_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -248,21 +249,46 @@ func TestServiceStartsWhenADatabaseCannot(t *testing.T) {
 	require.Equal(t, 200, code, "%v", e)
 	blocked := mustCreate(t, i, api.CreateDatabaseRequest{Name: "blocked", MemorySize: 16 << 20,
 		ReplicaSources: []api.ReplicaSource{{URI: url.URI}}})
+	other := mustCreate(t, i, api.CreateDatabaseRequest{Name: "other", MemorySize: 16 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: url.URI}}})
 	var got api.Database
-	eventually(t, 30*time.Second, "the replica is in sync", func() error {
-		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", blocked.UID), nil, &got)
-		if got.ReplicaSyncStatus != api.SourceInSync {
-			return fmt.Errorf("%s", got.ReplicaSyncStatus)
-		}
-		return nil
-	})
+	for _, db := range []api.Database{blocked, other} {
+		eventually(t, 30*time.Second, "the replica is in sync", func() error {
+			call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+			if got.ReplicaSyncStatus != api.SourceInSync {
+				return fmt.Errorf("%s", got.ReplicaSyncStatus)
+			}
+			return nil
+		})
+	}
 	i.Stop(t)
 	// Other programs take the port of one database, and the replication
-	// endpoint of the other, while the service is down.
+	// endpoint of the other, while the service is down. The one on the
+	// endpoint answers like a Redis that does not know the password.
 	squatter, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", blocked.Port))
 	require.NoError(t, err)
 	endpointSquatter, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", fine.ReplicationPort))
 	require.NoError(t, err)
+	go func() {
+		for {
+			c, err := endpointSquatter.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					if _, err := io.WriteString(c, "-WRONGPASS invalid username-password pair or user is disabled.\r\n"); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
 	i.StartAgain(t)
 	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", fine.UID), nil, &got)
 	if got.Status != api.StatusActive {
@@ -285,6 +311,19 @@ func TestServiceStartsWhenADatabaseCannot(t *testing.T) {
 		}
 		return nil
 	})
+	// A destination of the database whose endpoint does not listen is
+	// refused by whoever holds that port: it retries, and says why,
+	// instead of stopping its sync for good.
+	eventually(t, 30*time.Second, "the other destination says why it cannot replicate", func() error {
+		got = api.Database{}
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", other.UID), nil, &got)
+		src := got.ReplicaSources[0]
+		if src.Status != api.SourceOutOfSync || !strings.Contains(src.LastError, "replication endpoint does not listen") {
+			return fmt.Errorf("its source says %s (%q)", src.Status, src.LastError)
+		}
+		return nil
+	})
+	assert.Equal(t, api.SyncEnabled, got.ReplicaSync, "someone else's refusal does not stop the sync")
 	code, metrics := i.Request(t, i.Username, i.Password, "GET", "/metrics", nil)
 	require.Equal(t, 200, code)
 	assert.Regexp(t, fmt.Sprintf(`replicad_replica_source_status\{destination="%d",name="blocked",source="[^"]+",state="out-of-sync"\} 1`, blocked.UID), string(metrics))
@@ -311,6 +350,14 @@ func TestServiceStartsWhenADatabaseCannot(t *testing.T) {
 		v, err := dbClient(t, blocked, blocked.AuthenticationRedisPass).Get(ctx(t), "k").Result()
 		if err != nil || v != "v" {
 			return fmt.Errorf("k: %q %v", v, err)
+		}
+		return nil
+	})
+	eventually(t, time.Minute, "the other destination is in sync again", func() error {
+		got = api.Database{}
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", other.UID), nil, &got)
+		if got.ReplicaSync != api.SyncEnabled || got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("sync %s, status %s: %+v", got.ReplicaSync, got.ReplicaSyncStatus, got.ReplicaSources)
 		}
 		return nil
 	})

@@ -78,3 +78,18 @@ func (c *Controller) Close() {
 	c.stopRetries()
 	c.retries.Wait()
 }
+
+// EndpointDownAt says why the replication endpoint of the database of this
+// instance that the source URL uri names does not listen; empty when it
+// listens, or when uri names no database of this instance.
+func (c *Controller) EndpointDownAt(uri string) string {
+	all, err := c.cfg.Store.List()
+	if err != nil {
+		return ""
+	}
+	uid := c.localSource(uri, all)
+	if uid == 0 {
+		return ""
+	}
+	return c.endpointProblem(uid)
+}

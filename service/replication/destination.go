@@ -448,6 +448,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		}
 		sy.lineage = func(l []string) error { return d.checkLineage(u.key, sy, l) }
 		sy.shared = len(units) > 1
+		sy.localDown = d.m.cfg.LocalEndpointDown
 		if d.db.Clustered() {
 			sy.destRestarts = d.restartCh
 		}

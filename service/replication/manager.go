@@ -30,6 +30,12 @@ type Config struct {
 	// failed says, stopped on an error, so that the stored state says
 	// stopped. It is called on a goroutine of its own.
 	OnStopped func(failed store.Database)
+	// LocalEndpointDown says why the replication endpoint of the database
+	// of this instance that a source URL names does not listen (empty: it
+	// listens, or the URL names no database of this instance). A wrong
+	// password from its port is then someone else's answer, retried, not
+	// a reason to stop the sync.
+	LocalEndpointDown func(uri string) string
 	// SyncerCert is the client certificate syncers present to TLS sources.
 	SyncerCert tls.Certificate
 	// StallTimeout (default DefaultStallTimeout) and SilenceTimeout

@@ -108,6 +108,10 @@ type syncer struct {
 	// loadedLink is the link session that followed this session's load
 	// over the link; the writer takes it with the load's end item.
 	loadedLink *linkSession
+	// localDown, when set, says why the replication endpoint of the
+	// database of this instance at a source URL does not listen (empty:
+	// it listens, or the URL is not of this instance).
+	localDown func(uri string) string
 	// shared: other sources (or shards) write into the same destination,
 	// so a command on whole databases from this one cannot be applied as
 	// it is (see isKeyspaceWide).
@@ -191,7 +195,15 @@ func (s *syncer) run(ctx context.Context) error {
 			return errNeedFullSync
 		}
 		if errors.Is(err, replproto.ErrAuth) {
-			return &fatalError{fmt.Errorf("authentication to source %s failed: %w", s.url, err)}
+			if why := s.localSourceDown(); why != "" {
+				// Whoever holds the port of a source of this instance
+				// whose endpoint does not listen refused the password:
+				// not the source. Retried until the endpoint listens.
+				err = fmt.Errorf("the source is a database of this instance, and %s; the program on its port refused the password: %w", why, err)
+				s.status.set(func(st *sourceStatus) { st.lastError = err.Error() })
+			} else {
+				return &fatalError{fmt.Errorf("authentication to source %s failed: %w", s.url, err)}
+			}
 		}
 		wait := backoff.next()
 		s.log.Warn("replication link failed; retrying", "source", s.url.String(), "err", err, "in", wait.Round(time.Millisecond))
@@ -605,4 +617,13 @@ func explain(err error) error {
 		return fmt.Errorf("the source does not speak TLS: set encryption = false, or enable TLS on the source: %w", err)
 	}
 	return err
+}
+
+// localSourceDown says why the source, when it is a database of this
+// instance, cannot be reached at its replication endpoint.
+func (s *syncer) localSourceDown() string {
+	if s.localDown == nil {
+		return ""
+	}
+	return s.localDown(s.source.URI)
 }
