@@ -98,7 +98,10 @@ func readCheckpoints(ctx context.Context, c *redis.Client) (string, map[string]c
 // after this leaves no checkpoint, so the next start loads everything again.
 func flushForGeneration(ctx context.Context, c *redis.Client, gen string) error {
 	pipe := c.TxPipeline()
+	// FLUSHALL keeps function libraries: a library of a former source
+	// would outlive it.
 	pipe.FlushAll(ctx)
+	pipe.Do(ctx, "FUNCTION", "FLUSH")
 	pipe.Set(ctx, generationKey, gen, 0)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("flush destination for generation %d: %w", markGeneration(gen), err)

@@ -329,6 +329,7 @@ func flushCluster(ctx context.Context, t *destTopology, gen string) error {
 		c := sh.acc.client(0)
 		pipe := c.TxPipeline()
 		pipe.FlushAll(ctx)
+		pipe.Do(ctx, "FUNCTION", "FLUSH") // FLUSHALL keeps them
 		pipe.HSet(ctx, shardCheckpointKey(sh.first()), generationField, gen)
 		_, err := pipe.Exec(ctx)
 		c.Close()

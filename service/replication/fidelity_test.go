@@ -663,3 +663,34 @@ func TestALoopingScriptOnADestinationIsKilled(t *testing.T) {
 	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
 	a.waitInSync(dst.UID, time.Minute)
 }
+
+// FLUSHALL keeps function libraries: a destination flushed to load its new
+// sources in place must not keep the library of a source it no longer has.
+func TestAReloadInPlaceKeepsNoLibraryOfAFormerSource(t *testing.T) {
+	ctx := redistest.Ctx(t)
+	a, b, c := redistest.Start(t), redistest.Start(t), redistest.Start(t)
+	require.NoError(t, a.Client().FunctionLoad(ctx, "#!lua name=former\nredis.register_function('f', function() return 'a' end)").Err())
+	require.NoError(t, b.Client().Set(ctx, "b", "1", 0).Err())
+	require.NoError(t, c.Client().Set(ctx, "c", "1", 0).Err())
+	i := servicetest.Start(t)
+	ac := newAPI(t, i)
+	// a holds no key: its destination holds no data, so the next reload
+	// flushes it in place (no second server).
+	dst := ac.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: a.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	ac.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	redistest.Eventually(t, time.Minute, "the destination has the library", func() error {
+		if libs := dc.FunctionList(ctx, redis.FunctionListQuery{}).Val(); len(libs) != 1 {
+			return fmt.Errorf("%d libraries", len(libs))
+		}
+		return nil
+	})
+
+	ac.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: b.URL()}, {URI: c.URL()}}})
+	ac.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, b.Client(), c.Client())
+	libs, err := dc.FunctionList(ctx, redis.FunctionListQuery{}).Result()
+	require.NoError(t, err)
+	assert.Empty(t, libs, "the former source's library is gone")
+}
