@@ -207,7 +207,7 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 	c.br = bufio.NewReaderSize(src, readBufferSize)
 	c.rd = resp.NewReader(c.br)
 	c.compressed = codec
-	c.log.Debug("the source compresses", "codec", codec, "level", c.opts.Compression)
+	c.log.Debug("the source compresses", "codec", codec, "compression_level", c.opts.Compression)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -384,14 +386,47 @@ func apiCertificate(cfg Config, ca *certs.CA) (tls.Certificate, error) {
 		return c, nil
 	}
 	hosts := []string{cfg.AdvertiseHost, "localhost", "127.0.0.1", "::1"}
-	if h, _, _ := net.SplitHostPort(cfg.Listen); h != "" && !strings.Contains(strings.Join(hosts, " "), h) {
+	if h, _, _ := net.SplitHostPort(cfg.Listen); h != "" && !slices.Contains(hosts, h) {
 		hosts = append(hosts, h)
 	}
 	certPEM, keyPEM, err := ca.LoadOrIssue(cfg.DataDir, "api", hosts, false)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
+	if !coversHosts(certPEM, hosts) {
+		// Issued by a start with another --listen or --advertise-host:
+		// clients would not verify it. Nobody pins the API's certificate
+		// (they trust the CA), so it is issued again.
+		for _, f := range []string{"api.pem", "api-key.pem"} {
+			_ = os.Remove(filepath.Join(cfg.DataDir, f))
+		}
+		if certPEM, keyPEM, err = ca.LoadOrIssue(cfg.DataDir, "api", hosts, false); err != nil {
+			return tls.Certificate{}, err
+		}
+	}
 	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// coversHosts says whether the certificate in certPEM is valid for every
+// host (names and addresses; unspecified addresses such as 0.0.0.0 aside).
+func coversHosts(certPEM []byte, hosts []string) bool {
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return false
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return false
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
+			continue
+		}
+		if cert.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // loadOrCreateSecret reads a secret file, writing a new random secret (mode

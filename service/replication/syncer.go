@@ -356,7 +356,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	if s.source.Compression > 0 && !conn.Compressed() {
 		s.log.Warn("compression asked but the source cannot compress", "source", s.url.String())
 	} else if conn.Compressed() {
-		s.log.Info("the source compresses", "source", s.url.String(), "codec", conn.Codec(), "level", s.source.Compression)
+		s.log.Info("the source compresses", "source", s.url.String(), "codec", conn.Codec(), "compression_level", s.source.Compression)
 	}
 
 	q := newQueue()
