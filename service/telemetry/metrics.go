@@ -55,7 +55,7 @@ func NewStatusCollector(src Source) prometheus.Collector {
 		src: src,
 		buildInfo: prometheus.NewDesc("replicad_build_info", "Version of redis-replicad and of the Go it was built with; always 1.",
 			[]string{"version", "go_version"}, nil),
-		dbUp:     prometheus.NewDesc("replicad_database_up", "1 when the database's redis-server answers, 0 otherwise.", db, nil),
+		dbUp:     prometheus.NewDesc("replicad_database_up", "1 when the database's redis-server runs and answers (status active, or loading: replaying its AOF, or reloaded from its Replica Of sources), 0 when it is starting, unresponsive or failed.", db, nil),
 		memUsed:  prometheus.NewDesc("replicad_database_memory_used_bytes", "Memory the database's redis-server uses (used_memory; summed over the masters of a sharded database).", db, nil),
 		memLimit: prometheus.NewDesc("replicad_database_memory_limit_bytes", "The database's memory limit (memory_size).", db, nil),
 		replSync: prometheus.NewDesc("replicad_replica_sync", "Replica Of sync state of a destination (replica_sync): 1 for its state, 0 for the others.",
@@ -94,7 +94,10 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, d := range dbs {
 		uid := strconv.Itoa(d.UID)
-		gauge(c.dbUp, bool01(d.Status == api.StatusActive), uid, d.Name)
+		// A destination loading from its sources serves its previous data
+		// (or its load) all along: it is up, and its sources' series say
+		// how the load goes.
+		gauge(c.dbUp, bool01(d.Status == api.StatusActive || d.Status == api.StatusLoading), uid, d.Name)
 		gauge(c.memLimit, float64(d.MemorySize), uid, d.Name)
 		if c.src.MemoryUsed != nil {
 			if used, ok := c.src.MemoryUsed(ctx, d.UID); ok {
@@ -119,7 +122,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			gauge(c.lag, float64(s.Lag)/1000, uid, d.Name, addr)
 			gauge(c.loadBytes, float64(s.RDBTransferred), uid, d.Name, addr)
-			gauge(c.loadTotal, float64(s.RDBSize), uid, d.Name, addr)
+			gauge(c.loadTotal, float64(max(s.RDBSize, 0)), uid, d.Name, addr) // -1: not known (diskless)
 			gauge(c.compression, bool01(s.CompressionActive), uid, d.Name, addr)
 		}
 	}

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"context"
 	"sort"
 	"strings"
 	"testing"
@@ -8,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
 )
 
 // series gathers g as "name{k=v,...}" strings.
@@ -54,4 +57,39 @@ func TestNamedGathererAddsTheCurrentName(t *testing.T) {
 	// A rename shows at the next scrape.
 	names.Set(1, "orders_v2")
 	assert.Contains(t, series(t, named), "replicad_gateway_sent_bytes_total{database=1,name=orders_v2}")
+}
+
+// A destination loading from its sources (or replaying its AOF) answers:
+// it is up, so that "database down" does not page for every long load; a
+// diskless load's unknown size is 0, as documented, not -1.
+func TestLoadingDatabasesAreUp(t *testing.T) {
+	dbs := []api.Database{
+		{UID: 1, Name: "active", Status: api.StatusActive},
+		{UID: 2, Name: "loading", Status: api.StatusLoading, ReplicaSync: api.SyncEnabled,
+			ReplicaSources: []api.ReplicaSourceStatus{{ReplicaSource: api.ReplicaSource{URI: "redis://10.0.0.1:6379"}, Status: api.SourceSyncing, RDBSize: -1, RDBTransferred: 4096}}},
+		{UID: 3, Name: "pending", Status: api.StatusPending},
+		{UID: 4, Name: "failed", Status: api.StatusFailed},
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewStatusCollector(Source{Version: "test", Databases: func(context.Context) ([]api.Database, error) { return dbs, nil }}))
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	values := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			key := mf.GetName()
+			for _, lp := range m.Label {
+				if lp.GetName() == "name" {
+					key += "/" + lp.GetValue()
+				}
+			}
+			values[key] = m.GetGauge().GetValue()
+		}
+	}
+	assert.Equal(t, 1.0, values["replicad_database_up/active"])
+	assert.Equal(t, 1.0, values["replicad_database_up/loading"])
+	assert.Equal(t, 0.0, values["replicad_database_up/pending"])
+	assert.Equal(t, 0.0, values["replicad_database_up/failed"])
+	assert.Equal(t, 0.0, values["replicad_replica_load_total_bytes/loading"])
+	assert.Equal(t, 4096.0, values["replicad_replica_load_bytes/loading"])
 }
