@@ -90,7 +90,7 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 		line("tls-port %d", d.Port)
 		line("tls-cert-file %s", quote(tlsFiles.CertFile))
 		line("tls-key-file %s", quote(tlsFiles.KeyFile))
-		line("tls-ca-cert-file %s", quote(filepath.Join(dir, "clients.pem")))
+		line("tls-ca-cert-file %s", quote(filepath.Join(dir, clientCAFile(d))))
 		if len(d.ClientCertificates) > 0 {
 			line("tls-auth-clients yes")
 		} else {

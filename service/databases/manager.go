@@ -5,6 +5,8 @@ package databases
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -274,7 +276,7 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 		m.stop(d.UID)
 	}
 	confPath := filepath.Join(dir, "redis.conf")
-	if err := writeClientCAs(filepath.Join(dir, "clients.pem"), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
+	if err := writeClientCAs(dir, clientCAFile(d), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
 		return nil, fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
 	}
 	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.cfg.AdvertiseHost, m.Socket(d.UID), m.cfg.TLS)), 0o600); err != nil {
@@ -375,6 +377,17 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 	}
 	if err := c.ConfigSet(ctx, "maxmemory", strconv.FormatInt(d.MemorySize, 10)).Err(); err != nil {
 		return fmt.Errorf("set maxmemory of database %d: %w", d.UID, err)
+	}
+	if d.TLSMode == api.TLSEnabled {
+		// The pinned client certificates, which the config file holds for
+		// the next start, apply to this one too.
+		auth := "optional"
+		if len(d.ClientCertificates) > 0 {
+			auth = "yes"
+		}
+		if err := c.Do(ctx, "CONFIG", "SET", "tls-ca-cert-file", filepath.Join(m.Dir(d.UID), clientCAFile(d)), "tls-auth-clients", auth).Err(); err != nil {
+			return fmt.Errorf("set the trusted client certificates of database %d: %w", d.UID, err)
+		}
 	}
 	hard, soft := replicaOutputLimits(d.MemorySize)
 	limit := fmt.Sprintf("replica %d %d 60", hard, soft)
@@ -591,10 +604,28 @@ func (m *Manager) PortFree(port int) bool {
 	return true
 }
 
-// writeClientCAs writes what a TLS database trusts from clients: the
-// instance's CA (the service's own certificates) and the client certificates
-// the database allows. Client certificates are trusted as given (pinned).
-func writeClientCAs(path, caFile string, clientCerts []string) error {
+// clientCAFile is the name of the file of what a TLS database trusts from
+// clients: named after the pinned certificates, so that a change of them is
+// a new path, which CONFIG SET tls-ca-cert-file applies to the running
+// server (the same path would not be read again).
+func clientCAFile(d store.Database) string {
+	sum := sha256.Sum256([]byte(strings.Join(d.ClientCertificates, "\n")))
+	return "clients-" + hex.EncodeToString(sum[:6]) + ".pem"
+}
+
+// writeClientCAs writes name in dir, what a TLS database trusts from
+// clients: the instance's CA (the service's own certificates) and the client
+// certificates the database allows. Client certificates are trusted as
+// given (pinned). Files of earlier pins are removed.
+func writeClientCAs(dir, name, caFile string, clientCerts []string) error {
+	if old, err := filepath.Glob(filepath.Join(dir, "clients*.pem")); err == nil {
+		for _, f := range old {
+			if filepath.Base(f) != name {
+				_ = os.Remove(f)
+			}
+		}
+	}
+	path := filepath.Join(dir, name)
 	var buf []byte
 	if caFile != "" {
 		ca, err := os.ReadFile(caFile)

@@ -2,10 +2,16 @@ package replication_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -235,4 +241,55 @@ func TestTLSDatabaseForApplications(t *testing.T) {
 	if v, err := destClient(t, db, 0).Get(ctx, "k").Result(); v != "over tls" {
 		t.Fatalf("after tls_mode=disabled: %q %v", v, err)
 	}
+}
+
+// Pinned client certificates of a database that requires TLS apply to its
+// own port at once, without a restart: a pin shuts out clients without that
+// certificate, and removing it revokes the certificate.
+func TestPinnedClientCertificatesApplyToTheDatabasePortAtOnce(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	db := a.create(api.CreateDatabaseRequest{Name: "secure", MemorySize: 32 << 20, TLSMode: api.TLSEnabled})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(a.cluster().CACert))
+	certPEM, keyPEM := selfSignedClient(t)
+	clientCert, err := tls.X509KeyPair(certPEM, keyPEM)
+	require.NoError(t, err)
+	ctx := redistest.Ctx(t)
+	ping := func(cert *tls.Certificate) error {
+		cfg := &tls.Config{RootCAs: pool, ServerName: db.Endpoint.Host}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", db.Endpoint.Host, db.Endpoint.Port), Password: db.AuthenticationRedisPass,
+			MaxRetries: -1, TLSConfig: cfg, DialTimeout: 2 * time.Second})
+		defer c.Close()
+		return c.Ping(ctx).Err()
+	}
+	redistest.Eventually(t, 30*time.Second, "a TLS client without a certificate is served", func() error { return ping(nil) })
+	pid := i.App.Databases().PID(ctx, db.UID)
+
+	a.update(db.UID, api.UpdateDatabaseRequest{ClientCertificates: &[]string{string(certPEM)}})
+	require.Error(t, ping(nil), "a client without the pinned certificate is refused")
+	require.NoError(t, ping(&clientCert), "the pinned certificate is served")
+
+	a.update(db.UID, api.UpdateDatabaseRequest{ClientCertificates: &[]string{}})
+	require.Error(t, ping(&clientCert), "an unpinned certificate is revoked")
+	require.NoError(t, ping(nil))
+	assert.Equal(t, pid, i.App.Databases().PID(ctx, db.UID), "no restart")
+}
+
+// selfSignedClient is a client certificate and its key, in PEM.
+func selfSignedClient(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "app"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kb, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
