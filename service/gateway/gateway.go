@@ -420,6 +420,9 @@ func (e *endpoint) serve(raw net.Conn) {
 	case cfg.TLS == nil && isTLS:
 		e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "tls").Inc()
 		log.Debug("refused a TLS replication session: the database does not have TLS enabled")
+		// Plain text, not a TLS alert: the client's TLS layer then says
+		// that what answered does not speak TLS, which is the cause.
+		io.WriteString(raw, "-ERR this replication endpoint does not use TLS\r\n")
 		return
 	case cfg.TLS != nil:
 		tc := tls.Server(conn, cfg.TLS)

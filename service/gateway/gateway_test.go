@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"crypto/tls"
 	"bytes"
 	"context"
 	"fmt"
@@ -430,4 +431,17 @@ func TestABurstOfWrongPasswordsLocksNobodyOut(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A TLS client of an endpoint without TLS learns that what answered does
+// not speak TLS (the cause), not that the connection was closed.
+func TestATLSClientOfAPlainEndpointIsToldItIsNotTLS(t *testing.T) {
+	_, addr, _, _ := startGateway(t)
+	raw, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	err = tls.Client(raw, &tls.Config{InsecureSkipVerify: true}).Handshake()
+	var notTLS tls.RecordHeaderError
+	require.ErrorAs(t, err, &notTLS, "%v", err)
 }
