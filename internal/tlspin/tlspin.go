@@ -93,8 +93,15 @@ func TrustServer(cfg *tls.Config, serverCert string) error {
 					inter.AddCert(c)
 				}
 			}
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err == nil {
+			_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+			if err == nil {
 				return nil
+			}
+			var invalid x509.CertificateInvalidError
+			if errors.As(err, &invalid) {
+				// Signed by it, but not valid (expired, say): that is
+				// what to fix, not which certificate to trust.
+				return fmt.Errorf("the source's certificate is signed by the server_cert given for this source, but is not valid: %w", err)
 			}
 		}
 		return errors.New("the source's certificate is not trusted: it is not the server_cert given for this source, nor signed by it")

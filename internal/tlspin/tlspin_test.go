@@ -145,3 +145,23 @@ func FuzzParseCertificate(f *testing.F) {
 		}
 	})
 }
+
+// A source certificate signed by the given CA but expired says so: the fix
+// is a new certificate at the source, not another server_cert here.
+func TestTrustServerSaysWhenTheSignedCertificateIsNotValid(t *testing.T) {
+	ca, caKey := issue(t, "ca", true, nil, nil)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(99), Subject: pkix.Name{CommonName: "expired"},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	server := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	client := &tls.Config{}
+	require.NoError(t, tlspin.TrustServer(client, ca.pem))
+	err = handshake(t, server, client)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "signed by the server_cert given for this source, but is not valid")
+	assert.ErrorContains(t, err, "expired")
+}
