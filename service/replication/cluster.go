@@ -355,14 +355,14 @@ func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[strin
 				// Nothing says what it is: its syncer asks again before
 				// each connection, and meanwhile says why it cannot
 				// connect in its own words (TLS refused, wrong password).
-				d.log.Warn("cannot tell whether the source is a Redis Cluster yet", "source", s.url.String(), "err", err)
+				d.log.Warn("cannot tell whether the source is a Redis Cluster yet", "destination", d.db.UID, "source", s.url.String(), "err", err)
 				s.cluster.Store(nil)
 				units = append(units, unit{src: s, key: s.url.Addr(), status: s.status, locate: func(ctx context.Context) (string, error) {
 					return d.reprobe(ctx, s)
 				}})
 				continue
 			}
-			d.log.Warn("source unreachable; resuming it as it was replicated last", "source", s.url.String(), "cluster", isCluster, "err", err)
+			d.log.Warn("source unreachable; resuming it as it was replicated last", "destination", d.db.UID, "source", s.url.String(), "cluster", isCluster, "err", err)
 		}
 		if !isCluster {
 			s.cluster.Store(nil)
@@ -469,14 +469,14 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 			node = r[0]
 		} else if avoided {
 			fallback = true
-			d.log.Info("the shard's replica could not serve its syncer just now: reading from its master for a while", "source", s.url.String(), "shard", slots, "replica", r[0].Addr, "for", replicaAvoidFor)
+			d.log.Info("the shard's replica could not serve its syncer just now: reading from its master for a while", "destination", d.db.UID, "source", s.url.String(), "shard", slots, "replica", r[0].Addr, "for", replicaAvoidFor)
 		} else {
 			fallback = true
 			health := make([]string, len(r))
 			for i, n := range r {
 				health[i] = n.Addr + " " + n.Health
 			}
-			d.log.Info("no replica of the shard is online: reading from its master until one is", "source", s.url.String(), "shard", slots, "replicas", health)
+			d.log.Info("no replica of the shard is online: reading from its master until one is", "destination", d.db.UID, "source", s.url.String(), "shard", slots, "replicas", health)
 		}
 	}
 	if node.Addr == "" {
