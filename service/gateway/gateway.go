@@ -274,6 +274,12 @@ func (g *Gateway) Remove(uid int) {
 			delete(g.eps, k)
 		}
 	}
+	// Its series go with it: a deleted database's would stay for ever,
+	// without a name.
+	db := prometheus.Labels{"database": strconv.Itoa(uid)}
+	g.metrics.refused.DeletePartialMatch(db)
+	g.metrics.wireBytes.DeletePartialMatch(db)
+	g.metrics.plainBytes.DeletePartialMatch(db)
 }
 
 // Close stops every endpoint.

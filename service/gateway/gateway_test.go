@@ -445,3 +445,36 @@ func TestATLSClientOfAPlainEndpointIsToldItIsNotTLS(t *testing.T) {
 	var notTLS tls.RecordHeaderError
 	require.ErrorAs(t, err, &notTLS, "%v", err)
 }
+
+// A removed database's series go with it.
+func TestRemoveDeletesTheDatabaseSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g := New(slog.New(&logLines{}), reg)
+	t.Cleanup(g.Close)
+	up := startFakeRedis(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	require.NoError(t, g.Ensure(Endpoint{UID: 7, Listen: addr, AdminUser: "admin", AdminPassword: "secret",
+		UpstreamNetwork: "tcp", UpstreamAddr: up.ln.Addr().String(), UpstreamUser: "admin", UpstreamPassword: "x"}))
+	assert.Contains(t, string(dial(t, addr).do("AUTH", "admin", "wrong").Str), "WRONGPASS")
+	count := func() int {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		n := 0
+		for _, mf := range mfs {
+			for _, m := range mf.Metric {
+				for _, lp := range m.Label {
+					if lp.GetName() == "database" && lp.GetValue() == "7" {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	require.Positive(t, count(), "a refused session is counted")
+	g.Remove(7)
+	assert.Zero(t, count(), "no series of a removed database")
+}
