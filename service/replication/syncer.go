@@ -183,7 +183,7 @@ func (s *syncer) run(ctx context.Context) error {
 			err = &loadCutError{addr: s.url.Addr(), err: err}
 			s.lastCut = err
 		}
-		s.status.set(func(st *sourceStatus) { st.connected = false; st.lastError = err.Error() })
+		s.status.set(func(st *sourceStatus) { st.connected, st.compressionOK, st.lastError = false, false, err.Error() })
 		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
 			return err
 		}
