@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return &metrics{
 		bytesIn:         counter("bytes_received_total", "Bytes received from the source: RDB payload and command stream."),
-		commandsIn:      counter("commands_received_total", "Commands received from the source, RDB load included."),
+		commandsIn:      counter("commands_received_total", "Commands received on the source's command stream (a full load's keys are not commands: see load_bytes)."),
 		commandsApplied: counter("commands_applied_total", "Commands applied to the destination."),
 		bytesApplied:    counter("bytes_applied_total", "Bytes of commands (RESP) applied to the destination."),
 		wireIn:          counter("wire_bytes_received_total", "Bytes received from the source as they crossed the network: compressed, with TLS framing."),
