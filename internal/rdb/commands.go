@@ -410,15 +410,19 @@ func (w *CommandWriter) EndKey(k *KeyMeta) error {
 		w.deleted = w.deleted[n:]
 	}
 	w.deleted = w.deleted[:0]
-	if k.ExpireAtMs != 0 {
-		w.start(wPEXPIREAT, w.key(k))
-		w.args = append(w.args, w.int(k.ExpireAtMs))
+	if w.staging != nil {
+		// Renamed first, then given its expiry: a destination that
+		// expires keys by itself (a sharded one) would delete a staged
+		// key whose TTL passed during the load at its PEXPIREAT, and the
+		// RENAME would then find nothing and fail the load.
+		w.start(wRENAME, w.staged, k.Key)
 		if err := w.send(); err != nil {
 			return err
 		}
 	}
-	if w.staging != nil {
-		w.start(wRENAME, w.staged, k.Key) // the expiry goes with it
+	if k.ExpireAtMs != 0 {
+		w.start(wPEXPIREAT, k.Key)
+		w.args = append(w.args, w.int(k.ExpireAtMs))
 		return w.send()
 	}
 	return nil
