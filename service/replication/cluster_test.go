@@ -607,3 +607,38 @@ func waitLoadPersisted(t *testing.T, dc *redis.Client) {
 		return nil
 	})
 }
+
+// A shard's replica whose own master link is down refuses PSYNC
+// (NOMASTERLINK) while its master is healthy: the shard is read from the
+// master for a while, instead of asking the same replica again and again.
+func TestClusterSourceReplicaWithoutItsMasterIsReadAround(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	masters := cl.Masters()
+	src := api.ReplicaSource{URI: masters[0].URL(), ReadFrom: api.ReadFromReplica}
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20, ReplicaSources: []api.ReplicaSource{src}})
+	a.waitInSync(dst.UID, 3*time.Minute)
+	m0 := masters[0]
+	r0 := cl.ReplicaOf(m0)
+	db := a.get(dst.UID)
+	sh0, ok := shardOf(db.ReplicaSources[0], r0.Addr())
+	require.True(t, ok, "shard of %s read from its replica: %+v", m0.Addr(), db.ReplicaSources[0].Shards)
+
+	// The replica can no longer log in to its master, and its syncer's
+	// session is cut: it answers the next PSYNC with NOMASTERLINK.
+	ctx := redistest.Ctx(t)
+	rc := r0.Client()
+	require.NoError(t, rc.ConfigSet(ctx, "masterauth", "not-the-password").Err())
+	require.NoError(t, rc.Do(ctx, "CLIENT", "KILL", "TYPE", "master").Err())
+	require.NoError(t, rc.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err())
+	redistest.Eventually(t, 30*time.Second, "the replica's link to its master is down", func() error {
+		if v := infoField(t, rc, "replication", "master_link_status"); v != "down" {
+			return fmt.Errorf("master_link_status %q", v)
+		}
+		return nil
+	})
+	writeClusterDataset(t, cc, "after:", 50)
+	waitShard(t, a, dst.UID, sh0.Slots, m0.Addr())
+	eventuallyEqualCluster(t, a, dst, destClient(t, dst, 0), cl)
+}

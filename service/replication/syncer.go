@@ -316,6 +316,12 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		return cycle
 	}
 	if err != nil {
+		if errors.Is(err, replproto.ErrSource) && s.avoid != nil && s.avoid(addr) {
+			// A shard's replica that refuses to serve (its own master
+			// link is down: NOMASTERLINK) is read around for a while,
+			// as one that does not answer.
+			return fmt.Errorf("%w: the shard's replica %s refused to serve its syncer: %w", errRelocated, addr, err)
+		}
 		return err
 	}
 	if s.claim != nil {
