@@ -618,12 +618,20 @@ func TestClusterSourceReplicaWithoutItsMasterIsReadAround(t *testing.T) {
 	masters := cl.Masters()
 	src := api.ReplicaSource{URI: masters[0].URL(), ReadFrom: api.ReadFromReplica}
 	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20, ReplicaSources: []api.ReplicaSource{src}})
-	a.waitInSync(dst.UID, 3*time.Minute)
 	m0 := masters[0]
 	r0 := cl.ReplicaOf(m0)
-	db := a.get(dst.UID)
-	sh0, ok := shardOf(db.ReplicaSources[0], r0.Addr())
-	require.True(t, ok, "shard of %s read from its replica: %+v", m0.Addr(), db.ReplicaSources[0].Shards)
+	// The cluster's replicas may still be linking to their masters: the
+	// shard is read from its master until its replica serves.
+	var sh0 api.ReplicaShardStatus
+	redistest.Eventually(t, 3*time.Minute, "the shard of "+m0.Addr()+" is read from its replica", func() error {
+		db := a.get(dst.UID)
+		sh, ok := shardOf(db.ReplicaSources[0], r0.Addr())
+		if !ok || sh.Status != api.SourceInSync || db.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s, shards %+v", db.ReplicaSyncStatus, db.ReplicaSources[0].Shards)
+		}
+		sh0 = sh
+		return nil
+	})
 
 	// The replica can no longer log in to its master, and its syncer's
 	// session is cut: it answers the next PSYNC with NOMASTERLINK.
