@@ -34,16 +34,7 @@ func TestDecodeDumpOfANewerVersion(t *testing.T) {
 		{set, "DEL k|SADD k 1 2 3"},
 	} {
 		var got []string
-		emit := func(cmd [][]byte) error {
-			var s []string
-			for _, a := range cmd {
-				s = append(s, string(a))
-			}
-			if s[0] != "SELECT" {
-				got = append(got, strings.Join(s, " "))
-			}
-			return nil
-		}
+		emit := recordCommands(&got)
 		require.NoError(t, DecodeDump(context.Background(), []byte("k"), c.payload, NewCommandWriter(emit, WithReplaceKeys())))
 		assert.Equal(t, c.want, strings.Join(got, "|"))
 	}
@@ -53,16 +44,7 @@ func TestDecodeDumpOfANewerVersion(t *testing.T) {
 
 func TestStagingBuildsUnderATemporaryName(t *testing.T) {
 	var got []string
-	emit := func(cmd [][]byte) error {
-		var s []string
-		for _, a := range cmd {
-			s = append(s, string(a))
-		}
-		if s[0] != "SELECT" {
-			got = append(got, strings.Join(s, " "))
-		}
-		return nil
-	}
+	emit := recordCommands(&got)
 	w := NewCommandWriter(emit, WithReplaceKeys(), WithStaging([]byte("tmp:")))
 	require.NoError(t, DecodeDump(context.Background(), []byte("k"), dumpOf(0, append([]byte{5}, "hello"...), 11), w))
 	assert.Equal(t, "DEL tmp:k|SET tmp:k hello|RENAME tmp:k k", strings.Join(got, "|"))
@@ -73,20 +55,26 @@ func TestStagingBuildsUnderATemporaryName(t *testing.T) {
 // during the load at its PEXPIREAT, and a RENAME after it would fail.
 func TestStagedKeyIsRenamedBeforeItsExpiry(t *testing.T) {
 	var got []string
-	emit := func(cmd [][]byte) error {
-		var s []string
-		for _, a := range cmd {
-			s = append(s, string(a))
-		}
-		if s[0] != "SELECT" {
-			got = append(got, strings.Join(s, " "))
-		}
-		return nil
-	}
+	emit := recordCommands(&got)
 	w := NewCommandWriter(emit, WithReplaceKeys(), WithStaging([]byte("tmp:")))
 	k := &KeyMeta{Key: []byte("k"), ExpireAtMs: 1700000000000, Type: TypeList, IdleSec: -1, Freq: -1}
 	require.NoError(t, w.BeginKey(k))
 	require.NoError(t, w.ListChunk(k, [][]byte{[]byte("a"), []byte("b")}))
 	require.NoError(t, w.EndKey(k))
 	assert.Equal(t, "DEL tmp:k|RPUSH tmp:k a b|RENAME tmp:k k|PEXPIREAT k 1700000000000", strings.Join(got, "|"))
+}
+
+// recordCommands is an emit function that appends each command but SELECT
+// to got, its words joined by spaces.
+func recordCommands(got *[]string) func([][]byte) error {
+	return func(cmd [][]byte) error {
+		var s []string
+		for _, a := range cmd {
+			s = append(s, string(a))
+		}
+		if s[0] != "SELECT" {
+			*got = append(*got, strings.Join(s, " "))
+		}
+		return nil
+	}
 }

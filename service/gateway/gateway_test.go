@@ -2,9 +2,9 @@ package gateway
 
 import (
 	"bufio"
-	"crypto/tls"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -132,10 +132,7 @@ func startGateway(t *testing.T, configure ...func(*Gateway)) (*Gateway, string, 
 	for _, c := range configure {
 		c(g)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeLoopbackAddr(t)
 	require.NoError(t, g.Ensure(Endpoint{UID: 1, Listen: addr, AdminUser: "admin", AdminPassword: "secret",
 		UpstreamNetwork: "tcp", UpstreamAddr: up.ln.Addr().String(), UpstreamUser: "admin", UpstreamPassword: "x"}))
 	return g, addr, up, logs
@@ -388,10 +385,7 @@ func TestABurstOfWrongPasswordsLocksNobodyOut(t *testing.T) {
 		// correct password 300 s, far past the client's deadline (30 s).
 		g.throttle.Base, g.throttle.Max, g.throttle.MaxWait = time.Second, time.Second, 2*time.Second
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	other := ln.Addr().String()
-	ln.Close()
+	other := freeLoopbackAddr(t)
 	require.NoError(t, g.Ensure(Endpoint{UID: 2, Listen: other, AdminUser: "admin", AdminPassword: "other-secret",
 		UpstreamNetwork: "tcp", UpstreamAddr: up.ln.Addr().String(), UpstreamUser: "admin", UpstreamPassword: "x"}))
 
@@ -452,10 +446,7 @@ func TestRemoveDeletesTheDatabaseSeries(t *testing.T) {
 	g := New(slog.New(&logLines{}), reg)
 	t.Cleanup(g.Close)
 	up := startFakeRedis(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeLoopbackAddr(t)
 	require.NoError(t, g.Ensure(Endpoint{UID: 7, Listen: addr, AdminUser: "admin", AdminPassword: "secret",
 		UpstreamNetwork: "tcp", UpstreamAddr: up.ln.Addr().String(), UpstreamUser: "admin", UpstreamPassword: "x"}))
 	assert.Contains(t, string(dial(t, addr).do("AUTH", "admin", "wrong").Str), "WRONGPASS")
@@ -477,4 +468,13 @@ func TestRemoveDeletesTheDatabaseSeries(t *testing.T) {
 	require.Positive(t, count(), "a refused session is counted")
 	g.Remove(7)
 	assert.Zero(t, count(), "no series of a removed database")
+}
+
+// freeLoopbackAddr is a loopback address nothing listens on just now.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
 }
