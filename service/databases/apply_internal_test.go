@@ -1,9 +1,11 @@
 package databases
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -43,4 +45,49 @@ func TestALateApplyKeepsTheLatestSettings(t *testing.T) {
 	err = app.Set(ctx, "k", "v", 0).Err()
 	require.Error(t, err, "the application user of a destination cannot write")
 	assert.Contains(t, err.Error(), "NOPERM")
+}
+
+// The API's update of a database (a regenerated password, say) comes while
+// the apply its start scheduled still waits for the server: that apply's
+// connections must stay usable. Closing them made it wait for ever, with
+// its turn taken, and every later apply and API call behind it.
+func TestAnEnsureKeepsTheConnectionsInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs redis-server, not run with -short")
+	}
+	bin, err := FindRedisServer("")
+	require.NoError(t, err)
+	m, err := NewManager(Config{RedisServer: bin, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	t.Cleanup(m.Close)
+	ctx := redistest.Ctx(t)
+	d := store.Database{UID: 1, Port: redistest.FreePort(t), MemorySize: 32 << 20, RedisPassword: "app", AdminPassword: "admin", InternalPassword: "internal"}
+	require.NoError(t, m.Create(ctx, d))
+	inUse := m.Client(d.UID)
+
+	d.AdminPassword = "regenerated"
+	require.NoError(t, m.Ensure(ctx, d))
+	require.NoError(t, inUse.Ping(ctx).Err(), "the connections held before the update still work")
+	assert.Same(t, inUse, m.Client(d.UID))
+
+	// While an apply has the turn, another gives up with its context
+	// instead of waiting for ever.
+	p := m.procs[d.UID]
+	p.applyTurn <- struct{}{}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	err = m.applyLive(short, d)
+	<-p.applyTurn
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, m.applyLive(ctx, d), "the turn is free again")
+}
+
+// A closed pool never answers again: waiting for it ends at once.
+func TestWaitReadyEndsOnAClosedPool(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	require.NoError(t, c.Close())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := WaitReady(ctx, c)
+	require.ErrorIs(t, err, redis.ErrClosed)
 }

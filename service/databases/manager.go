@@ -270,7 +270,8 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 	prev, known := m.current[d.UID]
 	_, running := m.procs[d.UID]
 	m.mu.Unlock()
-	if running && known && (prev.TLSMode != d.TLSMode || prev.Port != d.Port) {
+	restart := running && known && (prev.TLSMode != d.TLSMode || prev.Port != d.Port)
+	if restart {
 		// Its listening port changes protocol (or number): only a new
 		// process picks that up.
 		m.stop(d.UID)
@@ -287,7 +288,8 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 	p, running := m.procs[d.UID]
 	if !running {
 		uid, password := d.UID, d.InternalPassword
-		p = &process{uid: uid, binary: m.cfg.RedisServer, dir: dir, confPath: confPath, addr: m.Addr(d.Port), log: m.cfg.Logger, fresh: fresh}
+		p = &process{uid: uid, binary: m.cfg.RedisServer, dir: dir, confPath: confPath, addr: m.Addr(d.Port), log: m.cfg.Logger, fresh: fresh,
+			applyTurn: make(chan struct{}, 1)}
 		p.started = func(ctx context.Context) {
 			go m.watch(ctx, uid, p, password)
 			p.mu.Lock()
@@ -302,11 +304,18 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 		m.procs[d.UID] = p
 		p.start(m.ctx)
 	}
+	// The pool is kept while its socket and password stay and its server
+	// was not just replaced: closing it would fail whoever holds it now (an
+	// apply waiting for the server to answer, a status read).
 	old := m.clients[d.UID]
-	m.clients[d.UID] = redis.NewClient(&redis.Options{
-		Network: "unix", Addr: m.Socket(d.UID), Username: InternalUser, Password: d.InternalPassword,
-		MaxRetries: -1, DialTimeout: 2 * time.Second, PoolSize: 4,
-	})
+	if old != nil && !restart && old.Options().Addr == m.Socket(d.UID) && old.Options().Password == d.InternalPassword {
+		old = nil
+	} else {
+		m.clients[d.UID] = redis.NewClient(&redis.Options{
+			Network: "unix", Addr: m.Socket(d.UID), Username: InternalUser, Password: d.InternalPassword,
+			MaxRetries: -1, DialTimeout: 2 * time.Second, PoolSize: 4,
+		})
+	}
 	m.mu.Unlock()
 	if old != nil {
 		old.Close()
@@ -347,8 +356,12 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 	if err != nil {
 		return fmt.Errorf("database %d: %w", d.UID, err)
 	}
-	p.applyMu.Lock()
-	defer p.applyMu.Unlock()
+	select {
+	case p.applyTurn <- struct{}{}:
+		defer func() { <-p.applyTurn }()
+	case <-ctx.Done():
+		return fmt.Errorf("database %d: wait for the apply of its settings under way: %w", d.UID, ctx.Err())
+	}
 	m.mu.Lock()
 	if cur, ok := m.current[d.UID]; ok {
 		d = cur
@@ -585,6 +598,10 @@ func WaitReady(ctx context.Context, c *redis.Client) error {
 		cancel()
 		if last == nil {
 			return nil
+		}
+		if errors.Is(last, redis.ErrClosed) {
+			// Never answers again: the caller takes the current pool.
+			return fmt.Errorf("wait for redis-server to answer: %w", last)
 		}
 		select {
 		case <-ctx.Done():

@@ -37,9 +37,12 @@ type process struct {
 	// (buffered, never blocks the supervisor).
 	exited chan error
 
-	// applyMu makes the applies of live settings (Manager.applyLive) to
+	// applyTurn makes the applies of live settings (Manager.applyLive) to
 	// this process take turns.
-	applyMu sync.Mutex
+	// this process take turns: a buffered channel of one, so that an apply
+	// waiting for its turn gives up with its context (the API's apply must
+	// never wait for ever behind the start's).
+	applyTurn chan struct{}
 
 	mu       sync.Mutex
 	running  bool // a child is up (it may not answer yet)

@@ -40,6 +40,7 @@ type Instance struct {
 	DataDir  string
 	cfg      app.Config
 	quiet    atomic.Bool // set once the test is over: no more logging
+	recent   *logTail    // the last log lines, printed when the test fails
 }
 
 // RequireRedisServer fails the test when redis-server is not installed.
@@ -66,7 +67,7 @@ func Start(t testing.TB) *Instance {
 func StartWith(t testing.TB, change func(*app.Config)) *Instance {
 	t.Helper()
 	RequireRedisServer(t)
-	i := &Instance{DataDir: t.TempDir()}
+	i := &Instance{DataDir: t.TempDir(), recent: &logTail{}}
 	// 14000-29999: below the ephemeral ports (32768 and up) and apart from
 	// the windows of StartProcess and of the controller tests.
 	base := 14000 + 200*int((windowSeed+nextWindow.Add(1))%80)
@@ -75,13 +76,20 @@ func StartWith(t testing.TB, change func(*app.Config)) *Instance {
 		DataDir: i.DataDir, Listen: "127.0.0.1:0", Name: "test",
 		// Each instance draws its database ports from a window of its own, so
 		// that two instances of one test do not race for the same port.
-		Logger: testLogger(t, &i.quiet),
+		Logger: testLogger(t, &i.quiet, i.recent),
 	}
 	if change != nil {
 		change(&i.cfg)
 	}
 	i.start(t)
-	t.Cleanup(func() { i.stop(t); i.quiet.Store(true) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			// Before the stop, which may unblock what is stuck.
+			i.reportFailure(t)
+		}
+		i.stop(t)
+		i.quiet.Store(true)
+	})
 	return i
 }
 
@@ -149,11 +157,11 @@ func (i *Instance) HTTPClient() *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
-// testLogger sends the service's logs to the test log, and to nowhere when
-// REDIS_REPLICAD_TEST_QUIET is set.
-func testLogger(t testing.TB, quiet *atomic.Bool) *slog.Logger {
+// testLogger sends the service's logs to the test log, and only to recent
+// when REDIS_REPLICAD_TEST_QUIET is set (CI), which a failing test prints.
+func testLogger(t testing.TB, quiet *atomic.Bool, recent *logTail) *slog.Logger {
 	if os.Getenv("REDIS_REPLICAD_TEST_QUIET") != "" {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return slog.New(slog.NewTextHandler(recent, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	return slog.New(slog.NewTextHandler(testWriter{t, quiet}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }

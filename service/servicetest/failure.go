@@ -1,0 +1,82 @@
+package servicetest
+
+import (
+	"bytes"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// logTail keeps the last lines an instance logged, so that a test failing
+// in CI (where the logs are quiet) still says what the service did.
+type logTail struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+const logTailLines = 150
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(bytes.TrimRight(p, "\n")))
+	if n := len(l.lines) - logTailLines; n > 0 {
+		l.lines = append(l.lines[:0:0], l.lines[n:]...)
+	}
+	return len(p), nil
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// reportFailure prints, for a failed test, the instance's last log lines
+// (when quiet) and the service's goroutines that have been blocked for a
+// minute or more: a hung API call is then explained by the stacks that hold
+// it, not guessed at.
+func (i *Instance) reportFailure(t testing.TB) {
+	if tail := i.recent.String(); tail != "" {
+		t.Logf("last log lines of the instance at %s:\n%s", i.URL, tail)
+	}
+	if stuck := stuckGoroutines(); stuck != "" {
+		t.Logf("goroutines of the service blocked for a minute or more:\n%s", stuck)
+	}
+}
+
+// blockedFor matches a goroutine header that says how long it has waited:
+// "goroutine 42 [sync.Mutex.Lock, 3 minutes]:".
+var blockedFor = regexp.MustCompile(`^goroutine \d+ \[[^\]]*, (\d+) minutes?[^\]]*\]:`)
+
+// stuckGoroutines is the stacks of the goroutines blocked for a minute or
+// more that run the service's code.
+func stuckGoroutines() string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		m := blockedFor.FindStringSubmatch(g)
+		if m == nil {
+			continue
+		}
+		if mins, _ := strconv.Atoi(m[1]); mins < 1 {
+			continue
+		}
+		if !strings.Contains(g, "terraform-provider-redis/service/") {
+			continue
+		}
+		out = append(out, g)
+	}
+	return strings.Join(out, "\n\n")
+}
