@@ -1,0 +1,93 @@
+package app_test
+
+import (
+	"fmt"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// An API change of a database whose redis-server restarted and still loads
+// its data: the change waits for the load and is applied, and the API keeps
+// answering. The service used to close the connections the restart's own
+// apply was waiting on, which then waited for ever with its turn taken:
+// the change, and every API call after it, hung.
+func TestAChangeDuringARestartsLoadIsApplied(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "slowload", MemorySize: 64 << 20})
+	app := dbClient(t, db, db.AuthenticationRedisPass)
+	const keys = 3000
+	pipe := app.Pipeline()
+	for n := range keys {
+		pipe.Set(ctx(t), "k:"+strconv.Itoa(n), n, 0)
+	}
+	_, err := pipe.Exec(ctx(t))
+	require.NoError(t, err)
+
+	// The restart loads its AOF's RDB base slowly, a millisecond a key,
+	// and answers meanwhile (every KiB loaded).
+	internal := i.App.Databases().Client(db.UID)
+	require.NoError(t, internal.Do(ctx(t), "BGREWRITEAOF").Err())
+	eventually(t, time.Minute, "the AOF is rewritten (an RDB base)", func() error {
+		if v := infoField(t, internal, "persistence", "aof_rewrite_in_progress"); v != "0" {
+			return fmt.Errorf("aof_rewrite_in_progress %s", v)
+		}
+		if v := infoField(t, internal, "persistence", "aof_last_bgrewrite_status"); v != "ok" {
+			return fmt.Errorf("aof_last_bgrewrite_status %s", v)
+		}
+		return nil
+	})
+	require.NoError(t, internal.ConfigSet(ctx(t), "key-load-delay", "1000").Err())
+	require.NoError(t, internal.ConfigSet(ctx(t), "loading-process-events-interval-bytes", "1024").Err())
+	require.NoError(t, internal.Do(ctx(t), "CONFIG", "REWRITE").Err())
+
+	pid := i.App.Databases().PID(ctx(t), db.UID)
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	eventually(t, 30*time.Second, "the restarted redis-server is loading", func() error {
+		var got api.Database
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+		if got.Status != api.StatusLoading {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return nil
+	})
+
+	// The change answers (the test's client gives up after 30 s).
+	memory := int64(96 << 20)
+	var changed api.Database
+	code, apiErr := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), api.UpdateDatabaseRequest{MemorySize: &memory}, &changed)
+	require.Equal(t, 200, code, "%v", apiErr)
+	// So does the next one.
+	var got api.Database
+	code, apiErr = call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+	require.Equal(t, 200, code, "%v", apiErr)
+
+	eventually(t, time.Minute, "the database serves its data with the new memory size", func() error {
+		n, err := app.DBSize(ctx(t)).Result()
+		if err != nil {
+			return err
+		}
+		if n != keys {
+			return fmt.Errorf("%d keys", n)
+		}
+		maxmemory, err := i.App.Databases().Client(db.UID).ConfigGet(ctx(t), "maxmemory").Result()
+		if err != nil {
+			return err
+		}
+		if maxmemory["maxmemory"] != strconv.FormatInt(memory, 10) {
+			return fmt.Errorf("maxmemory %s", maxmemory["maxmemory"])
+		}
+		return nil
+	})
+	v, err := app.Get(ctx(t), "k:2999").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "2999", v)
+}
