@@ -113,6 +113,29 @@ func unixClient(socket, password string, db int) *redis.Client {
 		MaxRetries: -1, ReadTimeout: -1, ContextTimeoutEnabled: true})
 }
 
+// closeWhenDone closes c once ctx ends, which ends a command waiting for
+// its answer: go-redis heeds a context's deadline but not its cancel, and a
+// stopped server (SIGSTOP, a stalled disk) never answers. Without it, a
+// sync being stopped (a delete, a shutdown) waited for ever behind a
+// DEBUG RELOAD, with the controller's lock held. The caller calls the
+// returned func when done with c.
+func closeWhenDone(ctx context.Context, c *redis.Client) (stop func()) {
+	cancel := context.AfterFunc(ctx, func() { c.Close() })
+	return func() {
+		cancel()
+		c.Close()
+	}
+}
+
+// ended is err, or ctx's error when ctx ended first (the client was
+// closed under the command).
+func ended(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
+
 // SwapIn makes the shadow's data the database's: the shadow saves it, and
 // the database loads that file in place of its own data (its clients wait
 // for the load, and never see part of a dataset). The database's AOF is off
@@ -123,8 +146,8 @@ func unixClient(socket, password string, db int) *redis.Client {
 func (s *Shadow) SwapIn(ctx context.Context) error {
 	defer s.Close()
 	sc := s.client(0)
-	defer sc.Close()
-	if err := sc.Save(ctx).Err(); err != nil {
+	defer closeWhenDone(ctx, sc)()
+	if err := ended(ctx, sc.Save(ctx).Err()); err != nil {
 		return fmt.Errorf("save the reloaded data of database %d: %w", s.d.UID, err)
 	}
 	return s.m.LoadRDB(ctx, s.d, filepath.Join(s.dir, "dump.rdb"))
@@ -162,19 +185,19 @@ func (m *Manager) LoadRDB(ctx context.Context, d store.Database, path string) er
 	}
 	defer os.Remove(dump)
 	c := unixClient(m.Socket(d.UID), d.InternalPassword, 0)
-	defer c.Close()
-	if err := c.ConfigSet(ctx, "appendonly", "no").Err(); err != nil {
+	defer closeWhenDone(ctx, c)()
+	if err := ended(ctx, c.ConfigSet(ctx, "appendonly", "no").Err()); err != nil {
 		return fmt.Errorf("pause the AOF of database %d for the load: %w", d.UID, err)
 	}
-	if err := c.Do(ctx, "DEBUG", "RELOAD", "NOSAVE").Err(); err != nil {
+	if err := ended(ctx, c.Do(ctx, "DEBUG", "RELOAD", "NOSAVE").Err()); err != nil {
 		return fmt.Errorf("load the new data into database %d: %w", d.UID, err)
 	}
 	// Its replicas hold the previous data: a new replication history makes
 	// them resync in full instead of continuing.
-	if err := c.Do(ctx, "DEBUG", "CHANGE-REPL-ID").Err(); err != nil {
+	if err := ended(ctx, c.Do(ctx, "DEBUG", "CHANGE-REPL-ID").Err()); err != nil {
 		return fmt.Errorf("start a new replication history for database %d: %w", d.UID, err)
 	}
-	if err := c.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
+	if err := ended(ctx, c.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err()); err != nil {
 		return fmt.Errorf("disconnect the replicas of database %d: %w", d.UID, err)
 	}
 	return nil

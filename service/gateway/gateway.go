@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/replicad/terraform-provider-redis/internal/acceptloop"
 	"github.com/replicad/terraform-provider-redis/internal/cluster"
 	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
@@ -375,9 +376,11 @@ func (e *endpoint) config() Endpoint {
 func (e *endpoint) accept() {
 	defer close(e.done)
 	for {
-		c, err := e.ln.Accept()
+		c, err := acceptloop.Accept(e.ln, func(err error) {
+			e.g.log.Warn("replication endpoint: accepting a connection failed; retrying", "database", e.config().UID, "err", err)
+		})
 		if err != nil {
-			return
+			return // closed
 		}
 		go e.serve(c)
 	}

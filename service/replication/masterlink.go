@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/acceptloop"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -274,9 +275,11 @@ func detachDestination(ctx context.Context, acc Access) error {
 
 func (l *masterLink) accept(ctx context.Context) {
 	for {
-		conn, err := l.ln.Accept()
+		conn, err := acceptloop.Accept(l.ln, func(err error) {
+			l.log.Warn("the destination's master link: accepting a connection failed; retrying", "err", err)
+		})
 		if err != nil {
-			return
+			return // closed
 		}
 		l.admit(conn)
 		go func() {
