@@ -91,3 +91,59 @@ func TestAChangeDuringARestartsLoadIsApplied(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "2999", v)
 }
+
+// A change of a database whose redis-server does not answer (stopped,
+// here with SIGSTOP) ends with an error that says the change is recorded,
+// the database's last_error says its settings are not applied yet, and
+// once the server answers again they are: the record and the server must
+// not disagree until the next restart. Changes of other databases still
+// go through meanwhile.
+func TestAChangeOfADatabaseThatDoesNotAnswerIsAppliedOnceItDoes(t *testing.T) {
+	i := servicetest.Start(t)
+	frozen := mustCreate(t, i, api.CreateDatabaseRequest{Name: "frozen", MemorySize: 32 << 20, AuthenticationRedisPass: "old-password-1"})
+	other := mustCreate(t, i, api.CreateDatabaseRequest{Name: "other", MemorySize: 32 << 20})
+	pid := i.App.Databases().PID(ctx(t), frozen.UID)
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	})
+
+	newPassword := "new-password-2"
+	code, apiErr := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", frozen.UID), api.UpdateDatabaseRequest{AuthenticationRedisPass: &newPassword}, nil)
+	require.Equal(t, 500, code)
+	assert.Contains(t, apiErr.Description, "the change is recorded, and is applied as soon as its redis-server answers")
+
+	memory := int64(48 << 20)
+	var changed api.Database
+	code, apiErr = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", other.UID), api.UpdateDatabaseRequest{MemorySize: &memory}, &changed)
+	require.Equal(t, 200, code, "another database's change goes through: %v", apiErr)
+
+	var got api.Database
+	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", frozen.UID), nil, &got)
+	assert.Equal(t, newPassword, got.AuthenticationRedisPass, "the record holds the change")
+	assert.Contains(t, got.LastError, "its latest settings are not applied yet")
+
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+	stopped = false
+	eventually(t, time.Minute, "the new password works and the old one does not", func() error {
+		if err := dbClient(t, frozen, newPassword).Ping(ctx(t)).Err(); err != nil {
+			return fmt.Errorf("new password: %w", err)
+		}
+		if err := dbClient(t, frozen, "old-password-1").Ping(ctx(t)).Err(); err == nil {
+			return fmt.Errorf("the old password still works")
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "last_error clears", func() error {
+		var got api.Database
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", frozen.UID), nil, &got)
+		if got.LastError != "" {
+			return fmt.Errorf("last_error %q", got.LastError)
+		}
+		return nil
+	})
+}

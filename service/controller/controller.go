@@ -61,6 +61,9 @@ type Databases interface {
 	Status(uid int) (status string, loadedPercent float64)
 	// Problem says why a database that is down does not serve (empty otherwise).
 	Problem(uid int) string
+	// SettingsPending says why a database's latest settings are not
+	// applied yet (they are retried); empty when they are.
+	SettingsPending(uid int) string
 	// PortFree says whether nothing listens on port.
 	PortFree(port int) bool
 	// Topology is the cluster of a clustered database as its nodes see it.
@@ -455,11 +458,15 @@ func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) 
 }
 
 // ensure makes the database's process and replication endpoint match d.
+// The endpoint is updated even when the process's apply fails (the change
+// is recorded, and applied later): a regenerated password must not be
+// recorded for the database and refused by its endpoint.
 func (c *Controller) ensure(ctx context.Context, d store.Database) error {
-	if err := c.cfg.Databases.Ensure(ctx, d); err != nil {
-		return err
+	dbErr := c.cfg.Databases.Ensure(ctx, d)
+	if err := c.cfg.Gateway.Ensure(d); err != nil {
+		return errors.Join(dbErr, err)
 	}
-	return c.cfg.Gateway.Ensure(d)
+	return dbErr
 }
 
 func (c *Controller) checkPort(port int, existing []store.Database) error {
@@ -560,11 +567,15 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database updated", "uid", d.UID, "name", d.Name)
-	if err := c.ensure(ctx, d); err != nil {
-		return api.Database{}, err
-	}
+	// The syncers follow the record even when the process has not taken
+	// its settings yet (they are retried): a failed apply must not leave
+	// the replication of the previous record running.
+	err = c.ensure(ctx, d)
 	if before.IsReplica() || d.IsReplica() {
 		c.cfg.Replicator.Configure(ctx, d)
+	}
+	if err != nil {
+		return api.Database{}, err
 	}
 	return c.view(ctx, d), nil
 }
@@ -771,7 +782,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		CreatedAt:               d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
 	down := c.cfg.Databases.Problem(d.UID)
-	out.LastError = strings.Trim(down+"; "+c.endpointProblem(d.UID), "; ")
+	out.LastError = joinProblems(down, c.cfg.Databases.SettingsPending(d.UID), c.endpointProblem(d.UID))
 	if out.TLSMode == "" {
 		out.TLSMode = api.TLSDisabled
 	}
@@ -793,6 +804,11 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		out.ReplicaSyncStatus = aggregate(out.ReplicaSources)
 	}
 	return out
+}
+
+// joinProblems joins the non-empty ones with "; ".
+func joinProblems(problems ...string) string {
+	return strings.Join(slices.DeleteFunc(problems, func(p string) bool { return p == "" }), "; ")
 }
 
 // destinationDown marks every source out of sync while the destination's

@@ -180,6 +180,17 @@ func (p *process) problem(now time.Time) string {
 	return ""
 }
 
+// settingsPending says why the database's latest settings are not applied
+// yet, while they are retried (Manager.reapplyLater); empty when they are.
+func (p *process) settingsPending() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.applyErr == "" {
+		return ""
+	}
+	return "its latest settings are not applied yet (they are as soon as its redis-server answers): " + p.applyErr
+}
+
 // infoFields parses the "name:value" lines of an INFO reply.
 func infoFields(info string) map[string]string {
 	out := map[string]string{}

@@ -148,14 +148,74 @@ func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
 	return m.ensureOne(ctx, d)
 }
 
+// applyWait bounds how long a change waits for its redis-server to take
+// its settings; past it, they are applied in the background
+// (reapplyLater). The API holds the controller's lock meanwhile, so one
+// database that does not answer must not hold every other change long.
+const applyWait = 15 * time.Second
+
 // ensureOne is Ensure of one process.
 func (m *Manager) ensureOne(ctx context.Context, d store.Database) error {
-	if _, err := m.launch(d, false); err != nil {
+	p, err := m.launch(d, false)
+	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, applyWait)
 	defer cancel()
-	return m.applyLive(ctx, d)
+	if err := m.applyLive(ctx, d); err != nil {
+		m.reapplyLater(d.UID, p, err)
+		return fmt.Errorf("%w; the change is recorded, and is applied as soon as its redis-server answers", err)
+	}
+	return nil
+}
+
+// reapplyLater keeps applying the latest settings of uid to p in the
+// background until an apply succeeds or p stops. An apply the API gave up
+// on (the server did not answer in time, the caller went away) must still
+// reach the server: the record and the server would otherwise disagree
+// until its next restart. Until then the database's last_error says so.
+func (m *Manager) reapplyLater(uid int, p *process, why error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.applyErr = why.Error()
+	if p.reapplying || p.ctx == nil {
+		return
+	}
+	p.reapplying = true
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		for {
+			// Each attempt waits up to 30 s for the server to answer, so
+			// it applies as soon as the server does: a destination's
+			// application user must not write meanwhile.
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			m.mu.Lock()
+			d, known := m.current[uid]
+			m.mu.Unlock()
+			var err error
+			if known {
+				ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+				err = m.applyLive(ctx, d)
+				cancel()
+			}
+			p.mu.Lock()
+			if err == nil || !known {
+				p.reapplying = false
+				p.mu.Unlock()
+				if known {
+					m.cfg.Logger.Info("the latest settings of a database are applied after all", "uid", uid)
+				}
+				return
+			}
+			p.applyErr = err.Error()
+			p.mu.Unlock()
+		}
+	}()
 }
 
 // remember records a clustered database under its uid, so that Status and
@@ -408,6 +468,9 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 		return fmt.Errorf("set the replica output-buffer limit of database %d: %w", d.UID, err)
 	}
 	p.markReady(pid)
+	p.mu.Lock()
+	p.applyErr = ""
+	p.mu.Unlock()
 	return nil
 }
 
@@ -471,6 +534,27 @@ func (m *Manager) Problem(uid int) string {
 		}
 		if why := n.problem(now); why != "" {
 			return fmt.Sprintf("node %s: %s", n.addr, why)
+		}
+	}
+	return ""
+}
+
+// SettingsPending says why the latest settings of database uid (any of
+// its nodes) are not applied yet; empty when they are.
+func (m *Manager) SettingsPending(uid int) string {
+	p, nodes, clustered := m.processesOf(uid)
+	if !clustered {
+		nodes = []*process{p}
+	}
+	for _, n := range nodes {
+		if n == nil {
+			continue
+		}
+		if why := n.settingsPending(); why != "" {
+			if clustered {
+				return fmt.Sprintf("node %s: %s", n.addr, why)
+			}
+			return why
 		}
 	}
 	return ""

@@ -38,7 +38,6 @@ type process struct {
 	exited chan error
 
 	// applyTurn makes the applies of live settings (Manager.applyLive) to
-	// this process take turns.
 	// this process take turns: a buffered channel of one, so that an apply
 	// waiting for its turn gives up with its context (the API's apply must
 	// never wait for ever behind the start's).
@@ -56,15 +55,21 @@ type process struct {
 	waiting string // why the next child waits to start (its port is taken)
 	lastPID int    // the pid of the last child started, whose log lines say why it ended
 	health  health // what the watcher saw of the current child
+	// applyErr says why the latest settings are not applied yet, while
+	// reapplying retries them in the background (Manager.reapplyLater).
+	applyErr   string
+	reapplying bool
 
+	ctx    context.Context // ends when the process is stopped
 	cancel context.CancelFunc
 	done   chan struct{}
+	bg     sync.WaitGroup // reapplyLater's goroutine
 }
 
 func (p *process) start(parent context.Context) {
 	p.exited = make(chan error, 1)
 	ctx, cancel := context.WithCancel(parent)
-	p.cancel = cancel
+	p.ctx, p.cancel = ctx, cancel
 	p.done = make(chan struct{})
 	go p.supervise(ctx)
 }
@@ -73,6 +78,7 @@ func (p *process) start(parent context.Context) {
 func (p *process) stop() {
 	p.cancel()
 	<-p.done
+	p.bg.Wait()
 }
 
 func (p *process) childPID() int {
