@@ -490,7 +490,7 @@ func (m *Manager) waitOwnChild(ctx context.Context, uid int) (*process, int, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("wait for its redis-server to start: %w", ctx.Err())
+			return nil, 0, fmt.Errorf("its redis-server does not answer (starting, stopped or busy): %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
