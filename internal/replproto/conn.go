@@ -480,6 +480,10 @@ type deadlineConn struct {
 	timeout time.Duration
 	ctx     context.Context // set by the reader goroutine around its reads
 	read    atomic.Int64    // bytes received on the wire
+	// When the read under way began, 0 when none is (unix ns), and when
+	// the last read that waited for the network ended (see CaughtUp).
+	readingSince atomic.Int64
+	waitedEnd    atomic.Int64
 
 	// Reader-goroutine state: the context whose cancellation moves the
 	// deadline to the past (registered until that context ends or a read
@@ -514,8 +518,37 @@ func (d *deadlineConn) Read(p []byte) (n int, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	began := time.Now()
+	d.readingSince.Store(began.UnixNano())
 	n, err = d.Conn.Read(p)
+	ended := time.Now()
+	d.readingSince.Store(0)
+	if ended.Sub(began) >= waitedRead {
+		d.waitedEnd.Store(ended.UnixNano())
+	}
 	return n, ctxError(ctx, err)
+}
+
+// waitedRead is how long a read must block to count as waiting for the
+// network: the source had sent nothing more when it began.
+const waitedRead = time.Millisecond
+
+// caughtUpWindow: a connection whose last wait for the network is older
+// than this is not caught up any more (its reader has been busy since).
+const caughtUpWindow = time.Second
+
+// CaughtUp reports whether the reader has consumed everything the source
+// sent, as far as the connection can tell: since since, one of its reads
+// has waited for the network (is waiting now, or did within the last
+// second). A reader that resumes a stream with a backlog reads it without
+// ever waiting; the applied offset alone cannot tell, since the source's
+// backlog is not received yet.
+func (c *Conn) CaughtUp(since, now time.Time) bool {
+	if rs := c.dc.readingSince.Load(); rs != 0 && rs >= since.UnixNano() && now.UnixNano()-rs >= int64(waitedRead) {
+		return true
+	}
+	we := c.dc.waitedEnd.Load()
+	return we >= since.UnixNano() && now.UnixNano()-we <= int64(caughtUpWindow)
 }
 
 // watch makes the cancellation of ctx interrupt a blocked read by moving

@@ -22,9 +22,12 @@ const (
 
 // sourceStatus is the live status of one source; the API reads it.
 type sourceStatus struct {
-	mu         sync.Mutex
-	phase      phase
-	connected  bool
+	mu        sync.Mutex
+	phase     phase
+	connected bool
+	// caughtUp, while a stream is read, says whether its reader has
+	// consumed what the source sent (replproto.Conn.CaughtUp).
+	caughtUp   func(now time.Time) bool
 	lastError  string
 	lastUpdate time.Time
 	rdbSize    int64
@@ -108,6 +111,11 @@ func (s *sourceStatus) set(f func(s *sourceStatus)) {
 	s.lastUpdate = time.Now().UTC()
 }
 
+// inSyncMaxLag: a source whose oldest unapplied command has waited longer
+// is catching up (syncing), not in sync: a destination that was stopped for
+// a while resumes with a backlog its reader has already received.
+const inSyncMaxLag = time.Second
+
 // lag is how long the oldest received but unapplied command has waited.
 func (s *sourceStatus) lagLocked(now time.Time) time.Duration {
 	if s.applied >= s.received || s.pendingSince.IsZero() {
@@ -126,12 +134,14 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 	if s.phase == phaseLoading && s.rdbLive != nil {
 		out.RDBSize, out.RDBTransferred = s.rdbLive()
 	}
-	out.Lag = s.lagLocked(time.Now()).Milliseconds()
+	now := time.Now()
+	out.Lag = s.lagLocked(now).Milliseconds()
 	if out.LastError == "" {
 		out.LastError = s.watchdogNote
 	}
 	switch {
-	case s.phase == phaseStreaming && s.connected && s.watchdogNote == "":
+	case s.phase == phaseStreaming && s.connected && s.watchdogNote == "" &&
+		(s.caughtUp == nil || s.caughtUp(now)) && s.lagLocked(now) <= inSyncMaxLag:
 		out.Status = api.SourceInSync
 	case s.phase == phaseStopped || s.phase == phasePaused || s.lastError != "" || s.watchdogNote != "":
 		out.Status = api.SourceOutOfSync

@@ -506,6 +506,12 @@ func (s *syncer) loadDone(ctx context.Context, conn *replproto.Conn, p *producer
 // in blocks of what the connection has already received, so a block never
 // waits for more input: at low rates a block is one command.
 func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, db int) error {
+	// In sync once the reader has caught up with what the source sent: a
+	// resumed stream may start with a backlog of seconds, which the
+	// applied offset cannot show until it is received.
+	since := time.Now()
+	s.status.set(func(st *sourceStatus) { st.caughtUp = func(now time.Time) bool { return conn.CaughtUp(since, now) } })
+	defer s.status.set(func(st *sourceStatus) { st.caughtUp = nil })
 	last := conn.Offset()
 	if s.wireSeen > conn.WireBytes() {
 		s.wireSeen = 0 // a new connection
