@@ -362,3 +362,19 @@ func TestServiceStartsWhenADatabaseCannot(t *testing.T) {
 		return nil
 	})
 }
+
+// The ports a deleted database released do not go to the next database
+// created: the deleted one's destinations would log in to that other
+// database, get its refusal and stop their sync, where they should find
+// their source unreachable.
+func TestADeletedDatabasesPortsAreNotGivenAtOnceToAnother(t *testing.T) {
+	i := servicetest.Start(t)
+	mustCreate(t, i, api.CreateDatabaseRequest{Name: "kept", MemorySize: 32 << 20})
+	gone := mustCreate(t, i, api.CreateDatabaseRequest{Name: "gone", MemorySize: 32 << 20})
+	code, apiErr := call(t, i, "DELETE", fmt.Sprintf("/v1/bdbs/%d", gone.UID), nil, nil)
+	require.Equal(t, 200, code, "%v", apiErr)
+	next := mustCreate(t, i, api.CreateDatabaseRequest{Name: "next", MemorySize: 32 << 20})
+	released := []int{gone.Port, gone.ReplicationPort}
+	assert.NotContains(t, released, next.Port)
+	assert.NotContains(t, released, next.ReplicationPort)
+}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode"
@@ -109,6 +110,14 @@ type Controller struct {
 	retryCtx    context.Context
 	stopRetries context.CancelFunc
 	retries     sync.WaitGroup
+
+	// nextPort is where the search for a free port starts: after the last
+	// port given. A port that a deleted database released goes to a new
+	// database only once the range has been gone through, so that the
+	// deleted one's destinations meanwhile find nothing there (the source
+	// is unreachable) rather than another database, which refuses their
+	// password and stops their sync.
+	nextPort atomic.Int64
 }
 
 // New returns a Controller; Close stops what it runs in the background.
@@ -128,6 +137,13 @@ func (c *Controller) Start(ctx context.Context) error {
 	all, err := c.cfg.Store.List()
 	if err != nil {
 		return fmt.Errorf("read databases from the state file: %w", err)
+	}
+	for _, d := range all {
+		for _, p := range d.Ports() {
+			if int64(p) >= c.nextPort.Load() {
+				c.nextPort.Store(int64(p + 1))
+			}
+		}
 	}
 	kept := all[:0]
 	for _, d := range all {
@@ -493,8 +509,15 @@ func (c *Controller) freePort(existing []store.Database, avoid map[int]bool) (in
 			used[p] = true
 		}
 	}
-	for p := c.cfg.PortMin; p <= c.cfg.PortMax; p++ {
+	n := c.cfg.PortMax - c.cfg.PortMin + 1
+	start := int(c.nextPort.Load())
+	if start < c.cfg.PortMin || start > c.cfg.PortMax {
+		start = c.cfg.PortMin
+	}
+	for k := range max(n, 0) {
+		p := c.cfg.PortMin + (start-c.cfg.PortMin+k)%n
 		if !used[p] && c.cfg.Databases.PortFree(p) {
+			c.nextPort.Store(int64(p + 1))
 			return p, nil
 		}
 	}
