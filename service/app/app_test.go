@@ -372,7 +372,7 @@ func TestADeletedDatabasesPortsAreNotGivenAtOnceToAnother(t *testing.T) {
 	mustCreate(t, i, api.CreateDatabaseRequest{Name: "kept", MemorySize: 32 << 20})
 	gone := mustCreate(t, i, api.CreateDatabaseRequest{Name: "gone", MemorySize: 32 << 20})
 	code, apiErr := call(t, i, "DELETE", fmt.Sprintf("/v1/bdbs/%d", gone.UID), nil, nil)
-	require.Equal(t, 200, code, "%v", apiErr)
+	require.Equal(t, 204, code, "%v", apiErr)
 	next := mustCreate(t, i, api.CreateDatabaseRequest{Name: "next", MemorySize: 32 << 20})
 	released := []int{gone.Port, gone.ReplicationPort}
 	assert.NotContains(t, released, next.Port)
