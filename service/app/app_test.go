@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -377,4 +378,34 @@ func TestADeletedDatabasesPortsAreNotGivenAtOnceToAnother(t *testing.T) {
 	released := []int{gone.Port, gone.ReplicationPort}
 	assert.NotContains(t, released, next.Port)
 	assert.NotContains(t, released, next.ReplicationPort)
+}
+
+// A delete that the service's death interrupted leaves the database's
+// files (its record is gone first): the next start removes them. A
+// directory of a uid the service never gave is not its own and stays.
+func TestADeleteInterruptedByTheServicesDeathLeavesNoFiles(t *testing.T) {
+	i := servicetest.Start(t)
+	kept := mustCreate(t, i, api.CreateDatabaseRequest{Name: "kept", MemorySize: 32 << 20})
+	gone := mustCreate(t, i, api.CreateDatabaseRequest{Name: "gone", MemorySize: 32 << 20})
+	code, apiErr := call(t, i, "DELETE", fmt.Sprintf("/v1/bdbs/%d", gone.UID), nil, nil)
+	require.Equal(t, 204, code, "%v", apiErr)
+	i.Stop(t)
+	// What the interrupted delete left, and a directory that is not the
+	// service's.
+	leftover := filepath.Join(i.DataDir, "dbs", strconv.Itoa(gone.UID))
+	foreign := filepath.Join(i.DataDir, "dbs", "999")
+	for _, dir := range []string{leftover, foreign} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "appendonlydir"), 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "appendonlydir", "appendonly.aof.1.incr.aof"), []byte("*1\r\n$4\r\nPING\r\n"), 0o600))
+	}
+	i.StartAgain(t)
+	_, err := os.Stat(leftover)
+	assert.True(t, os.IsNotExist(err), "the deleted database's files are removed: %v", err)
+	_, err = os.Stat(foreign)
+	assert.NoError(t, err, "a directory of a uid never given stays")
+	_, err = os.Stat(filepath.Join(i.DataDir, "dbs", strconv.Itoa(kept.UID)))
+	assert.NoError(t, err, "the kept database's files stay")
+	var got api.Database
+	code, apiErr = call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", kept.UID), nil, &got)
+	require.Equal(t, 200, code, "%v", apiErr)
 }

@@ -65,6 +65,9 @@ type Databases interface {
 	// SettingsPending says why a database's latest settings are not
 	// applied yet (they are retried); empty when they are.
 	SettingsPending(uid int) string
+	// RemoveLeftovers deletes the directories of the uids below next
+	// that keep does not hold, and says which.
+	RemoveLeftovers(keep map[int]bool, next int) ([]int, error)
 	// PortFree says whether nothing listens on port.
 	PortFree(port int) bool
 	// Topology is the cluster of a clustered database as its nodes see it.
@@ -161,6 +164,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		kept = append(kept, d)
 	}
 	all = kept
+	c.removeLeftovers(all)
 	for i, d := range all {
 		all[i] = c.giveNodesReplicationPorts(d)
 	}
@@ -192,6 +196,28 @@ func (c *Controller) Start(ctx context.Context) error {
 // waited for at start before the instance calls itself started anyway (its
 // port taken, say: it keeps being retried, and its status says so).
 const startGrace = 10 * time.Second
+
+// removeLeftovers deletes the files of deleted databases that a delete
+// interrupted by the service's death left (its record gone, its files
+// not). A failure is logged: it costs disk, not service.
+func (c *Controller) removeLeftovers(all []store.Database) {
+	next, err := c.cfg.Store.NextUID()
+	if err != nil {
+		c.cfg.Logger.Error("read the next uid from the state file", "err", err)
+		return
+	}
+	keep := map[int]bool{}
+	for _, d := range all {
+		keep[d.UID] = true
+	}
+	removed, err := c.cfg.Databases.RemoveLeftovers(keep, next)
+	for _, uid := range removed {
+		c.cfg.Logger.Warn("removed the files of a deleted database, which its delete had left (the service stopped during it)", "uid", uid)
+	}
+	if err != nil {
+		c.cfg.Logger.Error("remove the files of deleted databases", "err", err)
+	}
+}
 
 // WaitStarted returns once every database restored by Start is active,
 // failed, or has not come up within startGrace; one that is loading its data

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -610,6 +611,34 @@ func (m *Manager) Remove(uid int) error {
 		return fmt.Errorf("remove files of database %d: %w", uid, err)
 	}
 	return nil
+}
+
+// RemoveLeftovers deletes the directories of databases that no longer
+// exist: those of uids below next (given once) that keep does not hold.
+// A delete that the service's death interrupted (its record gone, its
+// files not yet) leaves one, with the deleted data in its AOF. A directory
+// of a uid never given is left alone: it is not the service's. It returns
+// the uids whose files it removed.
+func (m *Manager) RemoveLeftovers(keep map[int]bool, next int) ([]int, error) {
+	entries, err := os.ReadDir(filepath.Join(m.cfg.DataDir, "dbs"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the databases' directories: %w", err)
+	}
+	var removed []int
+	for _, e := range entries {
+		uid, err := strconv.Atoi(e.Name())
+		if err != nil || !e.IsDir() || uid <= 0 || uid >= next || keep[uid] {
+			continue
+		}
+		if err := os.RemoveAll(m.Dir(uid)); err != nil {
+			return removed, fmt.Errorf("remove the files of deleted database %d: %w", uid, err)
+		}
+		removed = append(removed, uid)
+	}
+	return removed, nil
 }
 
 // stopAll stops every process of d and forgets it.

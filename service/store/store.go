@@ -181,6 +181,19 @@ func (s *Store) Get(uid int) (Database, error) {
 	return d, err
 }
 
+// NextUID is the uid the next database created gets: every uid below it
+// was given once (uids are never given again).
+func (s *Store) NextUID() (int, error) {
+	next := 1
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyNextUID); v != nil {
+			next = int(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return next, err
+}
+
 // Create stores a new database under a fresh uid, after check has approved
 // (and completed, say with a free port) it against every existing database
 // inside the same transaction, so that uniqueness checks cannot race.
