@@ -16,11 +16,9 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
-// A database created, then at once made a Replica Of (as Terraform does):
-// the apply of settings its start scheduled may finish after the update's.
-// It must not bring back the application user's write rights: every apply
-// pushes the latest settings.
-func TestALateApplyKeepsTheLatestSettings(t *testing.T) {
+// startManager is a Manager of real redis-servers until the test ends.
+func startManager(t *testing.T) *Manager {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs redis-server, not run with -short")
 	}
@@ -29,6 +27,15 @@ func TestALateApplyKeepsTheLatestSettings(t *testing.T) {
 	m, err := NewManager(Config{RedisServer: bin, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	t.Cleanup(m.Close)
+	return m
+}
+
+// A database created, then at once made a Replica Of (as Terraform does):
+// the apply of settings its start scheduled may finish after the update's.
+// It must not bring back the application user's write rights: every apply
+// pushes the latest settings.
+func TestALateApplyKeepsTheLatestSettings(t *testing.T) {
+	m := startManager(t)
 	ctx := redistest.Ctx(t)
 	plain := store.Database{UID: 1, Port: redistest.FreePort(t), MemorySize: 32 << 20, RedisPassword: "app", AdminPassword: "admin", InternalPassword: "internal"}
 	require.NoError(t, m.Create(ctx, plain))
@@ -42,7 +49,7 @@ func TestALateApplyKeepsTheLatestSettings(t *testing.T) {
 	require.NoError(t, m.applyLive(ctx, plain))
 	app := redis.NewClient(&redis.Options{Addr: m.Addr(plain.Port), Password: "app"})
 	t.Cleanup(func() { app.Close() })
-	err = app.Set(ctx, "k", "v", 0).Err()
+	err := app.Set(ctx, "k", "v", 0).Err()
 	require.Error(t, err, "the application user of a destination cannot write")
 	assert.Contains(t, err.Error(), "NOPERM")
 }
@@ -52,14 +59,7 @@ func TestALateApplyKeepsTheLatestSettings(t *testing.T) {
 // connections must stay usable. Closing them made it wait for ever, with
 // its turn taken, and every later apply and API call behind it.
 func TestAnEnsureKeepsTheConnectionsInUse(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs redis-server, not run with -short")
-	}
-	bin, err := FindRedisServer("")
-	require.NoError(t, err)
-	m, err := NewManager(Config{RedisServer: bin, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	t.Cleanup(m.Close)
+	m := startManager(t)
 	ctx := redistest.Ctx(t)
 	d := store.Database{UID: 1, Port: redistest.FreePort(t), MemorySize: 32 << 20, RedisPassword: "app", AdminPassword: "admin", InternalPassword: "internal"}
 	require.NoError(t, m.Create(ctx, d))
@@ -76,7 +76,7 @@ func TestAnEnsureKeepsTheConnectionsInUse(t *testing.T) {
 	p.applyTurn <- struct{}{}
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
-	err = m.applyLive(short, d)
+	err := m.applyLive(short, d)
 	<-p.applyTurn
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NoError(t, m.applyLive(ctx, d), "the turn is free again")
