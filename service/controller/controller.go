@@ -143,7 +143,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	for _, d := range all {
 		for _, p := range d.Ports() {
-			if int64(p) >= c.nextPort.Load() {
+			// Ports a request named outside the range say nothing of
+			// where the range was given up to.
+			if p >= c.cfg.PortMin && p <= c.cfg.PortMax && int64(p) >= c.nextPort.Load() {
 				c.nextPort.Store(int64(p + 1))
 			}
 		}

@@ -401,7 +401,11 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		s.metrics.partialSyncs.Inc()
 		s.log.Info("partial resync", "source", s.url.String(), "offset", offset)
 		w.db, w.replID, w.last = s.resume.DB, syn.ReplID, s.resume.Offset
-		s.status.set(func(st *sourceStatus) { st.phase = phaseStreaming; st.lastError = "" })
+		// Not in sync before stream has looked at the backlog the
+		// source resumes with (it sets caughtUp at once).
+		s.status.set(func(st *sourceStatus) {
+			st.phase, st.lastError, st.caughtUp = phaseStreaming, "", func(time.Time) bool { return false }
+		})
 	}
 	if readErr == nil {
 		db := 0
