@@ -105,8 +105,18 @@ func dialDestination(ctx context.Context, dest Access, source string) (*destWrit
 		return nil, fmt.Errorf("connect to destination %s: %w", dest.Addr, err)
 	}
 	w := &destWriter{conn: conn, bw: bufio.NewWriterSize(conn, 64<<10), rd: newDestReader(conn), source: source}
-	if err := w.do(ctx, "AUTH", dest.Username, dest.Password); err != nil {
+	// A destination that accepts but does not answer (stopped, swapping)
+	// must not hold the syncer's stop for the exchange's two minutes.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	err = w.do(ctx, "AUTH", dest.Username, dest.Password)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		conn.Close()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, fmt.Errorf("authenticate to destination %s: %w", dest.Addr, err)
 	}
 	return w, nil
