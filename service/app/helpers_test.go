@@ -58,6 +58,36 @@ func call(t *testing.T, i *servicetest.Instance, method, path string, body any, 
 	return resp.StatusCode, apiErr
 }
 
+// tryCall is call for another goroutine than the test's: it reports a
+// failed request instead of ending the test.
+func tryCall(i *servicetest.Instance, method, path string, body any) (int, api.Error, error) {
+	j, err := json.Marshal(body)
+	if err != nil {
+		return 0, api.Error{}, err
+	}
+	req, err := http.NewRequest(method, i.URL+path, bytes.NewReader(j))
+	if err != nil {
+		return 0, api.Error{}, err
+	}
+	req.SetBasicAuth(i.Username, i.Password)
+	resp, err := i.HTTPClient().Do(req)
+	if err != nil {
+		return 0, api.Error{}, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, api.Error{}, err
+	}
+	var apiErr api.Error
+	if resp.StatusCode >= 300 {
+		if err := json.Unmarshal(data, &apiErr); err != nil {
+			return resp.StatusCode, apiErr, fmt.Errorf("error body is not JSON: %s", data)
+		}
+	}
+	return resp.StatusCode, apiErr, nil
+}
+
 func mustCreate(t *testing.T, i *servicetest.Instance, req api.CreateDatabaseRequest) api.Database {
 	t.Helper()
 	var db api.Database

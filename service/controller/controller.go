@@ -103,9 +103,11 @@ type Config struct {
 // Controller implements the API's Backend.
 type Controller struct {
 	cfg Config
-	// mu serialises changes, so that a database is never configured by two
-	// requests at once.
-	mu sync.Mutex
+	// mu serialises the recording of changes, which are checked against
+	// every database; turns serialises their application to each
+	// database's processes (turns.go).
+	mu    sync.Mutex
+	turns turns
 
 	// Replication endpoints retried in the background (endpoints.go).
 	downMu      sync.Mutex
@@ -575,7 +577,6 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		}
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	var before store.Database
 	d, err := c.cfg.Store.Update(uid, func(d *store.Database, others []store.Database) error {
 		before = *d
@@ -611,6 +612,7 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		d.UpdatedAt = time.Now().UTC()
 		return c.validateSources(*d, others)
 	})
+	c.mu.Unlock()
 	if errors.Is(err, store.ErrNotFound) {
 		return api.Database{}, notFound(uid)
 	}
@@ -618,13 +620,7 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database updated", "uid", d.UID, "name", d.Name)
-	// The syncers follow the record even when the process has not taken
-	// its settings yet (they are retried): a failed apply must not leave
-	// the replication of the previous record running.
-	err = c.ensure(ctx, d)
-	if before.IsReplica() || d.IsReplica() {
-		c.cfg.Replicator.Configure(ctx, d)
-	}
+	d, err = c.applyLatest(ctx, uid, before.IsReplica() || d.IsReplica())
 	if err != nil {
 		return api.Database{}, err
 	}
@@ -633,6 +629,25 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 
 // DeleteDatabase stops a database and removes its files.
 func (c *Controller) DeleteDatabase(ctx context.Context, uid int) error {
+	if err := c.deleteRecord(uid); err != nil {
+		return err
+	}
+	// The processes go in the database's turn: after any change of it
+	// that is being applied, and without holding the other databases'
+	// changes while a redis-server that does not answer is stopped.
+	release := c.turns.take(uid)
+	defer release()
+	c.cfg.Replicator.Remove(uid)
+	c.cfg.Gateway.Remove(uid)
+	if err := c.cfg.Databases.Remove(uid); err != nil {
+		return err
+	}
+	c.cfg.Logger.Info("database deleted", "uid", uid)
+	return nil
+}
+
+// deleteRecord removes the record of uid.
+func (c *Controller) deleteRecord(uid int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	all, err := c.cfg.Store.List()
@@ -656,12 +671,6 @@ func (c *Controller) DeleteDatabase(ctx context.Context, uid int) error {
 	} else if err != nil {
 		return err
 	}
-	c.cfg.Replicator.Remove(uid)
-	c.cfg.Gateway.Remove(uid)
-	if err := c.cfg.Databases.Remove(uid); err != nil {
-		return err
-	}
-	c.cfg.Logger.Info("database deleted", "uid", uid)
 	return nil
 }
 
@@ -719,7 +728,6 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int, req a
 		return api.AdminPassword{}, &api.Error{Code: api.CodeInvalidRequest, Description: err.Error()}
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := time.Now().UTC()
 	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
 		d.PreviousAdminPassword, d.PreviousAdminPasswordUntil = "", time.Time{}
@@ -734,6 +742,7 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int, req a
 		d.UpdatedAt = now
 		return nil
 	})
+	c.mu.Unlock()
 	if errors.Is(err, store.ErrNotFound) {
 		return api.AdminPassword{}, notFound(uid)
 	}
@@ -741,8 +750,9 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int, req a
 		return api.AdminPassword{}, err
 	}
 	// The gateway closes the sessions of the old password when its grace
-	// period ends (at once without one).
-	if err := c.ensure(ctx, d); err != nil {
+	// period ends (at once without one). The answer is about the password
+	// this request made, even if another regeneration raced it.
+	if _, err := c.applyLatest(ctx, uid, false); err != nil {
 		return api.AdminPassword{}, err
 	}
 	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}
@@ -796,8 +806,7 @@ var errUnchanged = errors.New("unchanged")
 // by the failure of the old. Enabling it again flushes and reloads.
 func (c *Controller) MarkStopped(ctx context.Context, failed store.Database) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	d, err := c.cfg.Store.Update(failed.UID, func(d *store.Database, _ []store.Database) error {
+	_, err := c.cfg.Store.Update(failed.UID, func(d *store.Database, _ []store.Database) error {
 		if d.ReplicaGeneration != failed.ReplicaGeneration || d.ReplicaSync != api.SyncEnabled ||
 			!slices.Equal(d.ReplicaSources, failed.ReplicaSources) {
 			return errStale
@@ -806,10 +815,15 @@ func (c *Controller) MarkStopped(ctx context.Context, failed store.Database) {
 		d.UpdatedAt = time.Now().UTC()
 		return nil
 	})
+	c.mu.Unlock()
 	if err != nil {
 		return
 	}
-	c.cfg.Replicator.Configure(ctx, d)
+	release := c.turns.take(failed.UID)
+	defer release()
+	if d, err := c.cfg.Store.Get(failed.UID); err == nil {
+		c.cfg.Replicator.Configure(ctx, d) // the latest record: see applyLatest
+	}
 }
 
 var errStale = errors.New("stale")
