@@ -89,6 +89,9 @@ type App struct {
 	http     *http.Server
 	caPEM    []byte
 	served   chan struct{}
+	// endRequests ends the contexts of the API's requests in flight, at
+	// Stop once they have had stopGrace to finish.
+	endRequests context.CancelFunc
 
 	// Startup: the databases and syncers come back in the background.
 	stopStartup context.CancelFunc
@@ -256,7 +259,10 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		Console: a.console.Files(), ConsoleData: a.console.Data(),
 		Health: a.health,
 	})
+	reqCtx, endRequests := context.WithCancel(context.Background())
+	a.endRequests = endRequests
 	a.http = &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		Handler:           handler,
 		TLSConfig:         certs.ServerTLS(tlsCert),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -301,13 +307,23 @@ func (a *App) Databases() *databases.Manager { return a.dbs }
 
 // Stop shuts the API, the syncers and the databases down.
 func (a *App) Stop(ctx context.Context) error {
+	// A request in flight has a moment to finish; then its context ends,
+	// so that a change waiting for a redis-server that does not answer
+	// (it is recorded, and applied once the server answers) does not
+	// hold the stop.
+	end := time.AfterFunc(stopGrace, a.endRequests)
+	defer end.Stop()
 	err := a.http.Shutdown(ctx)
+	a.endRequests()
 	<-a.served
 	a.stopStartup()
 	<-a.startupDone
 	a.closeParts()
 	return err
 }
+
+// stopGrace is how long Stop lets the API's requests in flight finish.
+const stopGrace = 3 * time.Second
 
 func (a *App) closeParts() {
 	if a.console != nil {

@@ -183,3 +183,54 @@ func TestAChangeOfADatabaseThatDoesNotAnswerIsAppliedOnceItDoes(t *testing.T) {
 		return nil
 	})
 }
+
+// A stop (SIGTERM) while API changes wait for a redis-server that does not
+// answer does not wait out each change's 15 s: the requests in flight get a
+// moment, then end, and their changes stay recorded (a restart applies
+// them).
+func TestAStopDoesNotWaitForChangesOfADatabaseThatDoesNotAnswer(t *testing.T) {
+	i := servicetest.Start(t)
+	frozen := mustCreate(t, i, api.CreateDatabaseRequest{Name: "frozen", MemorySize: 32 << 20, AuthenticationRedisPass: "old-password-1"})
+	pid := i.App.Databases().PID(ctx(t), frozen.UID)
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+
+	// Three changes: one waits for the server, two for their turn.
+	const changes = 3
+	done := make(chan error, changes)
+	for k := range changes {
+		go func() {
+			pw := fmt.Sprintf("new-password-%d", k)
+			code, apiErr, err := tryCall(i, "PUT", fmt.Sprintf("/v1/bdbs/%d", frozen.UID), api.UpdateDatabaseRequest{AuthenticationRedisPass: &pw})
+			if err == nil && code == 200 {
+				err = fmt.Errorf("a change of a stopped redis-server answered 200")
+			} else if err == nil {
+				t.Logf("change %d: %d %s", k, code, apiErr.Description)
+			}
+			done <- err
+		}()
+	}
+	eventually(t, 30*time.Second, "every change is recorded", func() error {
+		var got api.Database
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", frozen.UID), nil, &got)
+		if got.UpdatedAt.Before(frozen.UpdatedAt) || got.AuthenticationRedisPass == "old-password-1" {
+			return fmt.Errorf("nothing recorded yet")
+		}
+		return nil
+	})
+
+	began := time.Now()
+	i.Stop(t)
+	took := time.Since(began)
+	for range changes {
+		select {
+		case err := <-done:
+			_ = err // the connection may close before an answer: either is fine
+		case <-time.After(time.Minute):
+			t.Fatal("a request outlived the service's stop")
+		}
+	}
+	// Each change alone may wait 15 s for the server; three in a row, 45 s.
+	assert.Less(t, took, 12*time.Second, "the stop waited for the changes of a database that does not answer")
+}

@@ -187,7 +187,11 @@ func (p *process) runOnce(ctx context.Context) error {
 		return fmt.Errorf("redis-server: %w (see %s)", err, filepath.Join(p.dir, "redis.log"))
 	case <-ctx.Done():
 		// SIGTERM lets redis-server flush its AOF; SIGKILL if it hangs.
+		// SIGCONT after it, as init systems do: a server stopped (SIGSTOP,
+		// a debugger) would otherwise only take its SIGTERM once
+		// continued, and the stop would wait for the SIGKILL.
 		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Process.Signal(syscall.SIGCONT)
 		select {
 		case <-waited:
 		case <-time.After(10 * time.Second):
