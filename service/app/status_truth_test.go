@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,4 +95,56 @@ func TestInSyncAfterAStoppedDestinationMeansItsBacklogIsApplied(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, want, got, "keys in the destination when its source first says in-sync with no lag again")
 	require.NoError(t, redistest.Diff(ctx(t), destination, source))
+}
+
+// Full loads stalled by a destination that does not answer (stopped in the
+// middle of its load, here) give their slot back to the instance's other
+// loads (there are max(2, CPUs)): another destination of the same source
+// still loads. The stalled ones used to hold their slots until their
+// sessions failed, minutes later.
+func TestStoppedDestinationsDoNotHoldTheFullLoadsOfOthers(t *testing.T) {
+	i := servicetest.Start(t)
+	// A source that takes a few seconds to write its RDB, so that the
+	// destinations are stopped in the middle of their loads.
+	source := redistest.Start(t, "--rdb-key-save-delay", "2000")
+	sc := source.Client()
+	pipe := sc.Pipeline()
+	for k := range 2000 {
+		pipe.Set(ctx(t), "k:"+strconv.Itoa(k), k, time.Duration(k%3)*time.Hour)
+	}
+	_, err := pipe.Exec(ctx(t))
+	require.NoError(t, err)
+	sources := []api.ReplicaSource{{URI: source.URL()}}
+
+	slots := max(2, runtime.NumCPU())
+	for n := range slots {
+		db := mustCreate(t, i, api.CreateDatabaseRequest{Name: fmt.Sprintf("stopped-%d", n), MemorySize: 64 << 20})
+		code, apiErr := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), api.UpdateDatabaseRequest{ReplicaSources: &sources}, nil)
+		require.Equal(t, 200, code, "%v", apiErr)
+		eventually(t, time.Minute, "the destination loads", func() error {
+			var got api.Database
+			call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+			if got.Status != api.StatusLoading {
+				return fmt.Errorf("status %s", got.Status)
+			}
+			return nil
+		})
+		pid := i.App.Databases().PID(ctx(t), db.UID)
+		require.NotZero(t, pid)
+		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	}
+
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20})
+	code, apiErr := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{ReplicaSources: &sources}, nil)
+	require.Equal(t, 200, code, "%v", apiErr)
+	eventually(t, time.Minute, "the running destination loads and is in sync", func() error {
+		var got api.Database
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s %+v", got.ReplicaSyncStatus, got.ReplicaSources)
+		}
+		return nil
+	})
+	require.NoError(t, redistest.Diff(ctx(t), dbClient(t, dst, dst.AuthenticationRedisPass), sc))
 }

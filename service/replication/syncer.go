@@ -73,9 +73,11 @@ type syncer struct {
 	loadPending *pendingCounter
 	// loadSlots bounds the full loads of the instance (Manager.loadSlots);
 	// nil: no bound. releaseLoad gives the session's slot back, once: when
-	// its load is committed, or when the session ends.
-	loadSlots   chan struct{}
-	releaseLoad func()
+	// its load is committed, when it has taken nothing from its source for
+	// loadIdle, or when the session ends.
+	loadSlots    chan struct{}
+	releaseLoad  func()
+	loadReleased <-chan struct{} // closed by releaseLoad
 	// claim, when set, records the source's replication history for the
 	// session and refuses one that another source has (destination.claim).
 	claim func(addr, replID string) (func(), error)
@@ -224,6 +226,22 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		defer s.watchRelocate(ctx, cancel)(&err)
 	}
 	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
+	var restarted <-chan struct{}
+	if s.destRestarts != nil {
+		restarted = s.destRestarts() // before the checkpoints are read
+	}
+	// The destination first: one that does not answer (stopped, say)
+	// must not hold a full-load slot that the instance's other
+	// destinations wait for.
+	w, err := dialDestination(ctx, s.destAccess(), s.checkpointKey())
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	w.restarted = restarted
+	s.wireSeen = 0
+	stopW := context.AfterFunc(ctx, func() { w.Close() })
+	defer stopW()
 	if s.resume == nil && s.loadSlots != nil {
 		// A full load: wait for a slot before the source forks for it.
 		select {
@@ -232,7 +250,9 @@ func (s *syncer) session(ctx context.Context) (err error) {
 			return ctx.Err()
 		}
 		var once sync.Once
-		s.releaseLoad = func() { once.Do(func() { <-s.loadSlots }) }
+		released := make(chan struct{})
+		s.releaseLoad = func() { once.Do(func() { <-s.loadSlots; close(released) }) }
+		s.loadReleased = released
 		defer s.releaseLoad()
 	}
 	addr := s.url.Addr()
@@ -267,20 +287,9 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	// ctx ending must unblock reads.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-
-	var restarted <-chan struct{}
-	if s.destRestarts != nil {
-		restarted = s.destRestarts() // before the checkpoints are read
+	if s.resume == nil && s.loadSlots != nil {
+		defer s.releaseLoadWhenIdle(ctx, conn.WireBytes)()
 	}
-	w, err := dialDestination(ctx, s.destAccess(), s.checkpointKey())
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	w.restarted = restarted
-	s.wireSeen = 0
-	stopW := context.AfterFunc(ctx, func() { w.Close() })
-	defer stopW()
 
 	if l := s.destLink(); l != nil {
 		// What an earlier session committed over the link is applied
@@ -642,4 +651,44 @@ func (s *syncer) localSourceDown() string {
 		return ""
 	}
 	return s.localDown(s.source.URI)
+}
+
+// loadIdle is how long a full load may take nothing from its source before
+// it gives its slot back: one stalled by a destination that does not
+// answer (stopped, say: the syncer waits to write, and reads nothing) or by
+// its source spends no CPU, and must not hold back the instance's other
+// loads. A source preparing its RDB on disk sends a newline every second,
+// which counts.
+const loadIdle = 10 * time.Second
+
+// releaseLoadWhenIdle gives the session's load slot back once wire (the
+// bytes read from the source) has not moved for loadIdle. The load goes on
+// without a slot. The returned func stops the watch.
+func (s *syncer) releaseLoadWhenIdle(ctx context.Context, wire func() int64) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	release, released := s.releaseLoad, s.loadReleased
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		last, since := wire(), time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-released: // the stream began, or the session ends
+				return
+			case now := <-tick.C:
+				if n := wire(); n != last {
+					last, since = n, now
+				} else if now.Sub(since) >= loadIdle {
+					s.log.Info("the full load has taken nothing from its source for a while; its slot goes to the instance's other loads", "source", s.url.String(), "idle", now.Sub(since).Round(time.Second))
+					release()
+					return
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
