@@ -96,9 +96,15 @@ func NewManager(cfg Config) (*Manager, error) {
 	// 0700, under a name nobody can guess. A predictable name in the shared
 	// temporary directory could be created first by another local user,
 	// who would then be handed the internal password.
+	removePreviousRunDir(cfg)
 	runDir, err := os.MkdirTemp("", "redis-replicad-")
 	if err != nil {
 		return nil, fmt.Errorf("create the directory of the databases' sockets: %w", err)
+	}
+	if cfg.DataDir != "" {
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, runDirFile), []byte(runDir), 0o600); err != nil {
+			cfg.Logger.Warn("record the directory of the databases' sockets", "err", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, cancel: cancel, runDir: runDir, procs: map[int]*process{}, clients: map[int]*redis.Client{}, current: map[int]store.Database{},
@@ -106,6 +112,38 @@ func NewManager(cfg Config) (*Manager, error) {
 		rewriterDone: make(chan struct{})}
 	go m.scheduleRewrites(ctx)
 	return m, nil
+}
+
+// runDirFile, in the data directory, names the sockets' directory of the
+// last Manager of that data directory (the state file's lock makes it one
+// at a time).
+const runDirFile = "sockets-dir"
+
+// removePreviousRunDir removes the sockets' directory of the data
+// directory's previous run, which Close did not remove if the service was
+// killed (kill -9, a crash): each such run would otherwise leave one in the
+// shared temporary directory. Only a directory of the temporary directory
+// named as NewManager names them is removed (the file is the service's
+// own, mode 0600).
+func removePreviousRunDir(cfg Config) {
+	if cfg.DataDir == "" {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(cfg.DataDir, runDirFile))
+	if err != nil {
+		return
+	}
+	dir := filepath.Clean(string(b))
+	if filepath.Dir(dir) != filepath.Clean(os.TempDir()) || !strings.HasPrefix(filepath.Base(dir), "redis-replicad-") {
+		return
+	}
+	st, err := os.Lstat(dir)
+	if err != nil || !st.IsDir() {
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil && cfg.Logger != nil {
+		cfg.Logger.Warn("remove the sockets' directory of the previous run", "dir", dir, "err", err)
+	}
 }
 
 // Dir is where the files of database uid live.
