@@ -484,6 +484,11 @@ type deadlineConn struct {
 	// the last read that waited for the network ended (see CaughtUp).
 	readingSince atomic.Int64
 	waitedEnd    atomic.Int64
+	// atBoundary: the reader has consumed every byte received so far and
+	// waits for the start of the next command (set by ReadCommand, cleared
+	// by a read that returns bytes). A wait in the middle of a command (a
+	// value of 200 MB arriving) is not a wait for the source.
+	atBoundary atomic.Bool
 
 	// Reader-goroutine state: the context whose cancellation moves the
 	// deadline to the past (registered until that context ends or a read
@@ -518,13 +523,21 @@ func (d *deadlineConn) Read(p []byte) (n int, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	boundary := d.atBoundary.Load()
 	began := time.Now()
-	d.readingSince.Store(began.UnixNano())
+	if boundary {
+		d.readingSince.Store(began.UnixNano())
+	}
 	n, err = d.Conn.Read(p)
 	ended := time.Now()
-	d.readingSince.Store(0)
-	if ended.Sub(began) >= waitedRead {
-		d.waitedEnd.Store(ended.UnixNano())
+	if boundary {
+		d.readingSince.Store(0)
+		if ended.Sub(began) >= waitedRead {
+			d.waitedEnd.Store(ended.UnixNano())
+		}
+	}
+	if n > 0 {
+		d.atBoundary.Store(false)
 	}
 	return n, ctxError(ctx, err)
 }
@@ -539,8 +552,10 @@ const caughtUpWindow = time.Second
 
 // CaughtUp reports whether the reader has consumed everything the source
 // sent, as far as the connection can tell: since since, one of its reads
-// has waited for the network (is waiting now, or did within the last
-// second). A reader that resumes a stream with a backlog reads it without
+// has waited for the network between two commands (is waiting now, or did
+// within the last second). A read that waits for the rest of a command
+// does not count: the command is not received, and the lag, which counts
+// received commands, cannot show it. A reader that resumes a stream with a backlog reads it without
 // ever waiting; the applied offset alone cannot tell, since the source's
 // backlog is not received yet.
 func (c *Conn) CaughtUp(since, now time.Time) bool {

@@ -47,6 +47,9 @@ func (c *Conn) ReadCommand(ctx context.Context) (Command, error) {
 	defer c.clearReadContext()
 
 	for {
+		// Nothing buffered: a wait for the network now is one for the
+		// next command (CaughtUp).
+		c.dc.atBoundary.Store(c.br.Buffered() == 0)
 		args, n, err := c.rd.ReadCommand()
 		if err != nil {
 			return Command{}, c.fail(ioError("stream", err))
