@@ -61,6 +61,11 @@ type sourceStatus struct {
 	// awaits (an EXEC of a big transaction takes a while).
 	executing    int
 	lastProgress time.Time
+	// handedAt: when the writer was last given commands while it had none
+	// pending. The writer cannot be stuck on what it has not been given:
+	// a batch that waited for the end of a big command arriving over a
+	// slow link holds commands received long before.
+	handedAt time.Time
 	// watchdogNote says why the watchdog holds the source out of sync
 	// (a stuck syncer, a silent source); empty when it does not.
 	watchdogNote string
@@ -95,6 +100,32 @@ func (s *sourceStatus) setWriter(a writerActivity, unanswered, executing int) {
 	s.mu.Lock()
 	s.writerAt, s.unanswered, s.executing = a, unanswered, executing
 	s.mu.Unlock()
+}
+
+// handOverLocked records that the commands received from receivedAt on,
+// up to offset end, go to the writer now.
+func (s *sourceStatus) handOverLocked(receivedAt time.Time, end int64, now time.Time) {
+	if s.applied >= s.received {
+		s.pendingSince, s.handedAt = receivedAt, now
+	}
+	s.received = end
+}
+
+// stallSinceLocked is when the writer's wait for the destination began, as
+// far as the watchdog is concerned: the latest of when the oldest pending
+// command was received, when a send was last answered, and when the writer
+// was last given commands with none pending. The lag counts from receipt;
+// this does not, since a command may wait in its batch for the end of a
+// big one arriving slowly, which is not the writer's doing.
+func (s *sourceStatus) stallSinceLocked() time.Time {
+	since := s.pendingSince
+	if s.lastProgress.After(since) {
+		since = s.lastProgress
+	}
+	if s.handedAt.After(since) {
+		since = s.handedAt
+	}
+	return since
 }
 
 // progress records that the destination answered a send.

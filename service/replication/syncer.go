@@ -539,10 +539,7 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 		s.metrics.commandsIn.Add(float64(len(b.items)))
 		last = end.offset
 		s.status.mu.Lock()
-		if s.status.applied >= s.status.received {
-			s.status.pendingSince = first.at
-		}
-		s.status.received = end.offset
+		s.status.handOverLocked(first.at, end.offset, time.Now())
 		s.status.mu.Unlock()
 	}
 	now := time.Now()

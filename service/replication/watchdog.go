@@ -66,10 +66,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		st.mu.Lock()
 		streaming := st.phase == phaseStreaming
 		pending := st.received > st.applied
-		since := st.pendingSince
-		if st.lastProgress.After(since) {
-			since = st.lastProgress
-		}
+		since := st.stallSinceLocked()
 		stuckFor := now.Sub(since)
 		where, unanswered, applied, received := st.writerAt, st.unanswered, st.applied, st.received
 		// An EXEC of a big transaction runs for a while: the limit grows

@@ -1,0 +1,33 @@
+package replication
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// Commands that waited in their batch for the end of a big command
+// arriving slowly (41 s, here) are handed to the writer together with it:
+// the lag counts from their receipt, but the watchdog's clock, which says
+// whether the writer is stuck, starts when the writer gets them. It used
+// to start at their receipt, so the watchdog restarted the syncer as soon
+// as the big command arrived.
+func TestTheStallClockStartsWhenTheWriterIsGivenCommands(t *testing.T) {
+	now := time.Now()
+	st := sourceStatus{applied: 100, received: 100, lastProgress: now.Add(-time.Minute)}
+	st.handOverLocked(now.Add(-41*time.Second), 200, now)
+	assert.Equal(t, now, st.stallSinceLocked())
+	assert.Equal(t, 41*time.Second, st.lagLocked(now), "the lag counts from receipt")
+	assert.Equal(t, int64(200), st.received)
+
+	// More commands handed over while some are pending do not restart the
+	// clock: the writer has had work since then.
+	later := now.Add(10 * time.Second)
+	st.handOverLocked(later, 300, later)
+	assert.Equal(t, now, st.stallSinceLocked())
+
+	// A send answered restarts it.
+	st.lastProgress = later.Add(time.Second)
+	assert.Equal(t, later.Add(time.Second), st.stallSinceLocked())
+}
