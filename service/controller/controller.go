@@ -865,6 +865,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		out.ReplicaSync = d.ReplicaSync
 		out.ReplicaGeneration = d.ReplicaGeneration
 		out.ReplicaSources = c.cfg.Replicator.Status(d)
+		destinationNotServing(out.ReplicaSources, status)
 		destinationDown(out.ReplicaSources, down)
 		out.ReplicaSyncStatus = aggregate(out.ReplicaSources)
 	}
@@ -886,6 +887,21 @@ func destinationDown(sources []api.ReplicaSourceStatus, problem string) {
 	for i := range sources {
 		sources[i].Status = api.SourceOutOfSync
 		sources[i].LastError = "the destination is down: " + problem
+	}
+}
+
+// destinationNotServing marks the sources that say in-sync as syncing while
+// the destination's redis-server starts or replays its AOF (status, its
+// process's): it applies nothing meanwhile, and what a syncer queued in
+// the last second before its restart does not show in its lag.
+func destinationNotServing(sources []api.ReplicaSourceStatus, status string) {
+	if status != api.StatusPending && status != api.StatusLoading {
+		return
+	}
+	for i := range sources {
+		if sources[i].Status == api.SourceInSync {
+			sources[i].Status = api.SourceSyncing
+		}
 	}
 }
 

@@ -63,3 +63,24 @@ func TestValidateSync(t *testing.T) {
 		t.Fatal("an unknown sync state was accepted")
 	}
 }
+
+// While the destination's redis-server starts or replays its AOF (after a
+// kill, say), it applies nothing: no source is in sync, whatever its syncer
+// last saw (its lag may be under the second that in-sync allows).
+func TestNoSourceIsInSyncWhileTheDestinationLoads(t *testing.T) {
+	sources := func() []api.ReplicaSourceStatus {
+		return []api.ReplicaSourceStatus{{Status: api.SourceInSync, Lag: 340}, {Status: api.SourceOutOfSync, LastError: "x"}}
+	}
+	for _, st := range []string{api.StatusPending, api.StatusLoading} {
+		s := sources()
+		destinationNotServing(s, st)
+		if s[0].Status != api.SourceSyncing || s[1].Status != api.SourceOutOfSync || aggregate(s) != api.SourceOutOfSync {
+			t.Errorf("destination %s: sources %+v", st, s)
+		}
+	}
+	s := sources()
+	destinationNotServing(s, api.StatusActive)
+	if s[0].Status != api.SourceInSync {
+		t.Errorf("an active destination's source in sync became %s", s[0].Status)
+	}
+}
