@@ -244,6 +244,35 @@ var (
 	argReplace = []byte("REPLACE")
 )
 
+// sharedFunctionCommand adapts a function library command for a destination
+// that several streams write: several sources, or the shards of a
+// clustered source. Each may load the same library (every master of a
+// cluster needs it; the same application in several regions loads its
+// own), which a second FUNCTION LOAD refuses, and the sync would stop. So a
+// library load replaces the one of that name (FUNCTION LOAD gets REPLACE,
+// FUNCTION RESTORE's APPEND policy becomes REPLACE): the last one loaded
+// is in force, as on a source loaded twice with REPLACE. A FUNCTION FLUSH,
+// or a RESTORE with FLUSH, would also delete the other streams' libraries:
+// the destination is loaded again, as for a flush. It returns nil when the
+// command stays as it is.
+func sharedFunctionCommand(args [][]byte) ([][]byte, error) {
+	if len(args) < 2 || !equalFold(args[0], "FUNCTION") {
+		return nil, nil
+	}
+	switch {
+	case equalFold(args[1], "FLUSH"), equalFold(args[1], "RESTORE") && len(args) >= 4 && equalFold(args[3], "FLUSH"):
+		return nil, fmt.Errorf("the source ran FUNCTION %s, which would also delete the function libraries of the destination's other sources or shards: the destination is re-replicated from every one: %w",
+			strings.ToUpper(string(args[1])), errNeedFullSync)
+	case equalFold(args[1], "LOAD") && len(args) == 3:
+		return [][]byte{args[0], args[1], argReplace, args[2]}, nil
+	case equalFold(args[1], "RESTORE") && len(args) == 3:
+		return append(slices.Clip(args), argReplace), nil
+	case equalFold(args[1], "RESTORE") && len(args) == 4 && equalFold(args[3], "APPEND"):
+		return [][]byte{args[0], args[1], args[2], argReplace}, nil
+	}
+	return nil, nil
+}
+
 // shardCommand checks a command of a shard's stream. A flush empties that
 // shard only, and cannot be applied to a destination that holds every
 // shard's keys: the destination is loaded again. A RESTORE-ASKING is a key

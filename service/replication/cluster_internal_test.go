@@ -99,3 +99,39 @@ func TestClusterSourceView(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestSharedFunctionCommand(t *testing.T) {
+	args := func(s ...string) [][]byte {
+		out := make([][]byte, len(s))
+		for i, a := range s {
+			out[i] = []byte(a)
+		}
+		return out
+	}
+	str := func(a [][]byte) string {
+		var parts []string
+		for _, x := range a {
+			parts = append(parts, string(x))
+		}
+		return strings.Join(parts, " ")
+	}
+	for in, want := range map[string]string{
+		"FUNCTION LOAD code":         "FUNCTION LOAD REPLACE code",
+		"function load code":         "function load REPLACE code",
+		"FUNCTION LOAD REPLACE code": "",
+		"FUNCTION RESTORE p":         "FUNCTION RESTORE p REPLACE",
+		"FUNCTION RESTORE p APPEND":  "FUNCTION RESTORE p REPLACE",
+		"FUNCTION RESTORE p REPLACE": "",
+		"FUNCTION DELETE lib":        "",
+		"FCALL f 0":                  "",
+		"SET k v":                    "",
+	} {
+		got, err := sharedFunctionCommand(args(strings.Fields(in)...))
+		require.NoError(t, err, in)
+		assert.Equal(t, want, str(got), in)
+	}
+	for _, in := range []string{"FUNCTION FLUSH", "FUNCTION FLUSH ASYNC", "FUNCTION RESTORE p FLUSH"} {
+		_, err := sharedFunctionCommand(args(strings.Fields(in)...))
+		assert.ErrorIs(t, err, errNeedFullSync, in)
+	}
+}

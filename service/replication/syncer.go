@@ -568,6 +568,15 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 			return fmt.Errorf("source %s ran %s, which would also empty or move what the destination's other sources wrote there: the destination is re-replicated from every source: %w",
 				s.url, strings.ToUpper(string(cmd.Args[0])), errNeedFullSync)
 		}
+		if s.shared || s.key != "" {
+			adapted, err := sharedFunctionCommand(cmd.Args)
+			if err != nil {
+				return fmt.Errorf("source %s: %w", s.url, err)
+			}
+			if adapted != nil {
+				cmd.Args, cmd.Raw = adapted, nil
+			}
+		}
 		if s.key != "" {
 			sharded, err := s.shardCommand(cmd.Args)
 			if err != nil {
