@@ -117,41 +117,69 @@ func Parse(raw string) (Source, error) {
 }
 
 // Redact returns raw with any password replaced, also when raw does not
-// parse: the user-info part of anything that looks like a URL is hidden.
+// parse. A URL that does not parse as plain redis://[user:password@]host:port
+// may hold its password anywhere (an unencoded '#', '?' or '/' in it makes
+// the rest parse as a fragment, a query or a path): everything before the
+// last '@' is hidden, and so are a path, query or fragment. Text that is
+// not a URL at all may be a password given by mistake: it is hidden unless
+// it is a host:port.
 func Redact(raw string) string {
-	if s, err := parseLoose(raw); err == nil {
+	if s, ok := redactPlain(raw); ok {
 		return s
 	}
-	// Hide everything between "://" and the last "@" before the host.
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		if strings.Contains(raw, "@") {
-			return redacted + "@" + raw[strings.LastIndex(raw, "@")+1:]
-		}
-		return raw
+	scheme, rest, hasScheme := strings.Cut(raw, "://")
+	prefix := ""
+	if !hasScheme {
+		rest = raw
+	} else if lower := strings.ToLower(scheme); lower == "redis" || lower == "rediss" {
+		prefix = scheme + "://"
+	} else {
+		prefix = redacted + "://"
 	}
 	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		return scheme + "://" + redacted + "@" + rest[at+1:]
+		return prefix + redacted + "@" + hostPart(rest[at+1:])
 	}
-	return raw
+	if hasScheme {
+		return prefix + hostPart(rest)
+	}
+	if host, port, err := net.SplitHostPort(raw); err == nil && !strings.ContainsAny(host, " \t\r\n") {
+		if _, err := strconv.Atoi(port); err == nil {
+			return raw
+		}
+	}
+	if strings.TrimSpace(raw) == "" {
+		return raw
+	}
+	return redacted
 }
 
-func parseLoose(raw string) (string, error) {
+// redactPlain redacts a URL that parses as plain
+// scheme://[user[:password]@]host[:port][/]; ok is false for anything else.
+func redactPlain(raw string) (string, bool) {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return "", err
+	if err != nil || u.Host == "" || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery ||
+		(u.Path != "" && u.Path != "/") || strings.ContainsAny(raw, "#?") || strings.Contains(raw, "@") != (u.User != nil) {
+		return "", false
 	}
-	if u.Host == "" {
-		return "", ErrInvalid
+	if lower := strings.ToLower(u.Scheme); lower != "redis" && lower != "rediss" {
+		u.Scheme = redacted // not a scheme: perhaps part of a password
 	}
-	if u.User == nil {
-		return u.String(), nil
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), redacted)
+		} else {
+			// A lone user-info part may be a password (redis://secret@host).
+			u.User = url.User(redacted)
+		}
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), redacted)
-	} else {
-		// A lone user-info part may be a password (redis://secret@host).
-		u.User = url.User(redacted)
+	return u.String(), true
+}
+
+// hostPart is what of s (what follows the user-info part) names the host:
+// up to a path, query or fragment, which are hidden.
+func hostPart(s string) string {
+	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+		return s[:i] + "/" + redacted
 	}
-	return u.String(), nil
+	return s
 }

@@ -63,7 +63,19 @@ func TestRedactMalformed(t *testing.T) {
 	for in, want := range map[string]string{
 		"redis://user:top%zzsecret@host:1": "redis://xxxxx@host:1",
 		"user:topsecret@host":              "xxxxx@host",
-		"plain text":                       "plain text",
+		// An unencoded '#', '?' or '/' after digits: Go reads ":42" as
+		// the host and port, and the rest as a fragment, query or path.
+		"redis://:42#TOPSECRET@127.0.0.1:23811": "redis://xxxxx@127.0.0.1:23811",
+		"redis://:42?TOPSECRET@127.0.0.1:23811": "redis://xxxxx@127.0.0.1:23811",
+		"redis://:42/TOPSECRET@127.0.0.1:23811": "redis://xxxxx@127.0.0.1:23811",
+		"redis://h:1?password=TOPSECRET":        "redis://h:1/xxxxx",
+		"redis://h:1#TOPSECRET":                 "redis://h:1/xxxxx",
+		"TOPSECRET://h:1":                       "xxxxx://h:1",
+		// Not a URL: perhaps a password given by mistake.
+		"TOPSECRET":      "xxxxx",
+		"plain text":     "xxxxx",
+		"localhost:6379": "localhost:6379",
+		"":               "",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
