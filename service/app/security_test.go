@@ -2,7 +2,9 @@ package app_test
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
+	"hash/crc64"
 	"io"
 	"net"
 	"net/url"
@@ -382,4 +384,31 @@ func TestAPIRefusesAmbiguousInput(t *testing.T) {
 	var list []api.Database
 	call(t, i, "GET", "/v1/bdbs", nil, &list)
 	assert.Len(t, list, 2, "nothing left behind by the refused calls")
+}
+
+// The application user's RESTORE is checked deeply: a crafted payload (a
+// listpack whose first entry claims 63 bytes) used to be stored, and the
+// redis-server crashed when an application read it, again after each
+// restart.
+func TestACraftedRestoreOfTheApplicationUserIsRefused(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "plain", MemorySize: 64 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	require.NoError(t, c.HSet(ctx(t), "model", "a", "1").Err())
+	dump, err := c.Dump(ctx(t), "model").Result()
+	require.NoError(t, err)
+	p := []byte(dump)
+	require.Equal(t, byte(0x81), p[8], "the first entry of the listpack")
+	p[8] = 0xbf
+	p = p[:len(p)-8]
+	tab := crc64.MakeTable(0x95ac9329ac4bc9b5)
+	p = binary.LittleEndian.AppendUint64(p, ^crc64.Update(^uint64(0), tab, p))
+
+	err = c.Do(ctx(t), "RESTORE", "poison", "0", string(p)).Err()
+	require.Error(t, err, "the crafted payload is accepted")
+	assert.Contains(t, err.Error(), "Bad data format")
+	// A valid payload still restores.
+	require.NoError(t, c.Do(ctx(t), "RESTORE", "copy", "0", dump).Err())
+	assert.Equal(t, map[string]string{"a": "1"}, c.HGetAll(ctx(t), "copy").Val())
+	assert.Zero(t, c.Exists(ctx(t), "poison").Val())
 }

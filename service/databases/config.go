@@ -140,6 +140,12 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 	// runs faster. An uncompressed session sends more bytes for
 	// compressible values: between regions, ask for compression.
 	line("rdbcompression no")
+	// A RESTORE of a client (the application user) is checked whole: a
+	// crafted payload (a listpack whose entries lie about their lengths)
+	// would otherwise be stored, and crash the server when read. Loads,
+	// the master link and the service's own user are not: the service
+	// checks what it gives the database itself.
+	line("sanitize-dump-payload clients")
 	line("appendonly yes")
 	line("appendfsync everysec")
 	// The service starts rewrites itself, one at a time (see rewrite.go).
@@ -173,7 +179,7 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 	line("user %s off %s %s", AppUser, passwordHash(d.RedisPassword), fullRules)
 	for _, u := range []struct{ name, pw, rules string }{
 		{AdminUser, AdminSecret(d), adminRules},
-		{InternalUser, d.InternalPassword, fullRules},
+		{InternalUser, d.InternalPassword, fullRules + " skip-sanitize-payload"},
 	} {
 		args := aclArgs(u.name, u.pw, u.rules)
 		// "reset" is for ACL SETUSER; a config directive starts from scratch.

@@ -694,3 +694,56 @@ func TestAReloadInPlaceKeepsNoLibraryOfAFormerSource(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, libs, "the former source's library is gone")
 }
+
+// crashingDump is a DUMP payload that a server without deep checks
+// (sanitize-dump-payload no, Redis's default) accepts with RESTORE, and
+// that crashes it when the value is read: a hash of one field whose
+// listpack's first entry claims to be 63 bytes long.
+func crashingDump(t *testing.T, c *redis.Client) string {
+	t.Helper()
+	ctx := redistest.Ctx(t)
+	require.NoError(t, c.HSet(ctx, "model", "a", "1").Err())
+	dump, err := c.Dump(ctx, "model").Result()
+	require.NoError(t, err)
+	require.NoError(t, c.Del(ctx, "model").Err())
+	p := []byte(dump)
+	// type 16 (hash as listpack), the listpack's string length (1 byte),
+	// its total bytes (4) and element count (2), then the first entry:
+	// 0x81, a string of 1 byte ("a").
+	require.Equal(t, byte(16), p[0])
+	require.Equal(t, byte(0x81), p[8], "the first entry of the listpack")
+	p[8] = 0xbf
+	p = p[:len(p)-8]
+	tab := crc64.MakeTable(0x95ac9329ac4bc9b5)
+	return string(binary.LittleEndian.AppendUint64(p, ^crc64.Update(^uint64(0), tab, p)))
+}
+
+// A source that holds a crafted value (it does not check RESTORE payloads
+// deeply, as Redis does not by default) must not pass it on: the
+// destination trusts its master's RESTOREs, and would crash when an
+// application reads it. The sync stops, saying why, and the destination
+// keeps serving without it.
+func TestACraftedRestorePayloadNeverReachesTheDestination(t *testing.T) {
+	src := redistest.Start(t)
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + src.Addr()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	sc, dc := src.Client(), destClient(t, dst, 0)
+	require.NoError(t, sc.Set(ctx, "before", "1", 0).Err())
+	require.NoError(t, sc.Do(ctx, "RESTORE", "poison", "0", crashingDump(t, sc)).Err(), "the source accepts it")
+
+	redistest.Eventually(t, time.Minute, "the sync stops, saying why", func() error {
+		s := a.get(dst.UID).ReplicaSources[0]
+		if s.Status != api.SourceOutOfSync || !strings.Contains(s.LastError, "does not decode") {
+			return fmt.Errorf("source %s: %s", s.Status, s.LastError)
+		}
+		return nil
+	})
+	n, err := dc.Exists(ctx, "poison").Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "the crafted value reached the destination")
+	assert.Equal(t, "1", dc.Get(ctx, "before").Val(), "what came before it is applied")
+	require.NoError(t, dc.Ping(ctx).Err(), "the destination serves")
+}
