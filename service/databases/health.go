@@ -95,12 +95,13 @@ func (p *process) observe(ctx context.Context, c *redis.Client) bool {
 	return !p.health.loading && p.health.ready
 }
 
-// busyKillAfter is how long a destination may run a script before the
-// service kills it.
-const busyKillAfter = 5 * time.Second
+// busyKillAfter is how long a destination may answer BUSY before the
+// service kills its script. Redis answers BUSY only once a script has run
+// for busy-reply-threshold (5 s): it is killed at the first BUSY, 5 s in.
+const busyKillAfter = 0
 
 // killBusyScript ends a script that has kept a Replica Of destination busy
-// for busyKillAfter. On a destination the application user may run only
+// (for 5 s, when Redis starts answering BUSY). On a destination the application user may run only
 // read-only scripts and functions, which SCRIPT KILL and FUNCTION KILL end
 // safely; one that loops would otherwise hold back replication for ever
 // (a busy server applies nothing of its master's stream).
