@@ -91,6 +91,9 @@ func Parse(raw string) (Source, error) {
 	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
 		return fail("the host is not a name or an IP address")
 	}
+	if len(host) > 253 {
+		return fail("the host name is longer than 253 characters, which DNS allows")
+	}
 	if portText == "" {
 		return fail("a port is required")
 	}

@@ -43,7 +43,7 @@ func TestParseRejects(t *testing.T) {
 	for _, in := range []string{
 		"", " redis://h:1", "http://h:1", "redis://h", "redis://:pw@h", "redis://h:0", "redis://h:70000",
 		"redis://h:1/0", "redis://h:1?db=2", "redis://:topsecret@h:1#x", "redis:///", "not a url at all",
-		"redis://u:pa%0Ass@h:1",
+		"redis://u:pa%0Ass@h:1", "redis://" + strings.Repeat("h", 254) + ":1",
 	} {
 		_, err := Parse(in)
 		if err == nil {

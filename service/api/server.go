@@ -460,6 +460,9 @@ func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	// Answers carry passwords (a database's, a source URL's): no cache
+	// along the way, or in a browser, may keep them.
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

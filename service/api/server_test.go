@@ -317,3 +317,20 @@ func TestWrongPasswordsAreThrottledPerAddress(t *testing.T) {
 	})
 	assert.Equal(t, http.StatusUnauthorized, from("10.0.0.1", "guess"), "a success clears the record: the next failure is free")
 }
+
+// Answers that carry passwords are never cached (a proxy on the way, a
+// browser that showed them).
+func TestAnswersWithSecretsAreNotCached(t *testing.T) {
+	h := newTestHandler(&backend{})
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/v1/bdbs", ""},
+		{"GET", "/v1/bdbs/1", ""},
+		{"GET", "/v1/bdbs/1/source_url", ""},
+		{"POST", "/v1/bdbs/1/actions/regenerate_admin_password", ""},
+		{"PUT", "/v1/bdbs/1", `{"replica_sync":"paused"}`},
+		{"GET", "/v1/bdbs/404", ""},
+	} {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, c.body)
+		assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"), "%s %s (%d)", c.method, c.path, rec.Code)
+	}
+}
