@@ -62,7 +62,7 @@ func (d *databaseDataSource) Schema(_ context.Context, _ datasource.SchemaReques
 				Optional:            true,
 				Computed:            true,
 				Validators: []validator.String{
-					stringvalidator.RegexMatches(regexp.MustCompile(`^[1-9][0-9]*$`), "must be a database uid, a positive integer such as \"3\""),
+					noEcho(stringvalidator.RegexMatches(regexp.MustCompile(`^[1-9][0-9]*$`), "must be a database uid, a positive integer such as \"3\"")),
 				},
 			},
 			"name": schema.StringAttribute{

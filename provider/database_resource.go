@@ -42,6 +42,8 @@ var (
 	_ resource.ResourceWithConfigure   = (*databaseResource)(nil)
 	_ resource.ResourceWithImportState = (*databaseResource)(nil)
 	_ resource.ResourceWithModifyPlan  = (*databaseResource)(nil)
+
+	_ resource.ResourceWithValidateConfig = (*databaseResource)(nil)
 )
 
 type databaseResource struct {
@@ -53,7 +55,7 @@ func newDatabaseResource() resource.Resource { return &databaseResource{} }
 type databaseResourceModel struct {
 	ID         types.String `tfsdk:"id"`
 	Name       types.String `tfsdk:"name"`
-	MemorySize types.Int64  `tfsdk:"memory_size"`
+	MemorySize wholeNumber  `tfsdk:"memory_size"`
 	Port       types.Int64  `tfsdk:"port"`
 	Password   types.String `tfsdk:"password"`
 	// PasswordWO is write-only: always null in the plan and the state.
@@ -93,22 +95,25 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 					"or digit, unique in the instance regardless of case. Can be changed in place.",
 				Required: true,
 				Validators: []validator.String{
-					stringvalidator.RegexMatches(namePattern, "must be 1 to 63 letters, digits, '-' or '_', starting with a letter or digit"),
+					noEcho(stringvalidator.RegexMatches(namePattern, "must be 1 to 63 letters, digits, '-' or '_', starting with a letter or digit")),
 				},
 			},
 			"memory_size": schema.Int64Attribute{
-				MarkdownDescription: "Memory limit of the database in bytes (Redis `maxmemory`), at least 1 MiB (1048576). " +
+				MarkdownDescription: "Memory limit of the database in bytes (Redis `maxmemory`), a whole number from 1 MiB " +
+					"(1048576) to 1 TiB (1099511627776); a sharded database needs at least 1 MiB per shard. " +
 					"Can be changed in place.",
 				Required:   true,
-				Validators: []validator.Int64{int64validator.AtLeast(mib)},
+				CustomType: wholeNumberType{},
+				Validators: []validator.Int64{memorySize()},
 			},
 			"port": schema.Int64Attribute{
-				MarkdownDescription: "TCP port of the database. When unset, the service picks a free one from its range. " +
+				MarkdownDescription: "TCP port of the database, 1024 to 65535 (the lower ports are reserved for system " +
+					"services). When unset, the service picks a free one from its range. " +
 					"Changing it replaces the database; removing it from the configuration keeps the current port.",
 				Optional: true,
 				Computed: true,
 				Validators: []validator.Int64{
-					int64validator.Between(1, 65535),
+					int64validator.Between(minDatabasePort, 65535),
 				},
 				PlanModifiers: []planmodifier.Int64{
 					int64planmodifier.UseStateForUnknown(),
@@ -116,14 +121,14 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				},
 			},
 			"password": schema.StringAttribute{
-				MarkdownDescription: "Password of the database's `default` user, the one applications connect with. " +
-					"When unset, the service generates one. Can be changed in place; removing it from the configuration " +
+				MarkdownDescription: "Password of the database's `default` user, the one applications connect with: " +
+					"8 to 128 printable characters (spaces included, no control characters). When unset, the service generates one. Can be changed in place; removing it from the configuration " +
 					"keeps the current password. Stored in the state (sensitive); to keep it out of the state, give " +
 					"`password_wo` instead, and `password` is then null.",
 				Optional:   true,
 				Computed:   true,
 				Sensitive:  true,
-				Validators: []validator.String{stringvalidator.LengthAtLeast(1)},
+				Validators: []validator.String{databasePassword()},
 				PlanModifiers: []planmodifier.String{
 					nullWithWriteOnlyPassword(),
 					stringplanmodifier.UseStateForUnknown(),
@@ -139,7 +144,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				WriteOnly: true,
 				Sensitive: true,
 				Validators: []validator.String{
-					stringvalidator.LengthAtLeast(1),
+					databasePassword(),
 					stringvalidator.ConflictsWith(path.MatchRoot("password")),
 					stringvalidator.AlsoRequires(path.MatchRoot("password_wo_version")),
 				},
@@ -168,7 +173,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				Computed: true,
 				Default:  stringdefault.StaticString(api.TLSDisabled),
 				Validators: []validator.String{
-					stringvalidator.OneOf(api.TLSDisabled, api.TLSEnabled, api.TLSReplicaSSL),
+					noEcho(stringvalidator.OneOf(api.TLSDisabled, api.TLSEnabled, api.TLSReplicaSSL)),
 				},
 			},
 			"client_certificates": schema.SetAttribute{
@@ -232,6 +237,50 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
 		},
 	}
+}
+
+// ValidateConfig checks what the service would refuse of the sharding
+// settings together, with its words: a replica per shard needs a Redis
+// Cluster, and each shard at least 1 MiB. Each attribute is read on its own,
+// so that one that does not convert (reported by its own check) does not
+// hide the others.
+func (r *databaseResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var memory wholeNumber
+	var shards types.Int64
+	var replication, ossCluster types.Bool
+	var diags diag.Diagnostics
+	diags.Append(req.Config.GetAttribute(ctx, path.Root("memory_size"), &memory)...)
+	diags.Append(req.Config.GetAttribute(ctx, path.Root("shards_count"), &shards)...)
+	diags.Append(req.Config.GetAttribute(ctx, path.Root("replication"), &replication)...)
+	diags.Append(req.Config.GetAttribute(ctx, path.Root("oss_cluster"), &ossCluster)...)
+	if diags.HasError() {
+		return // a value that does not convert: its attribute's check says why
+	}
+	resp.Diagnostics.Append(checkSharding(memory.Int64Value, shards, replication, ossCluster)...)
+}
+
+// checkSharding is the service's validateSharding on configuration values;
+// unknown values are skipped, null ones take their defaults.
+func checkSharding(memory, shards types.Int64, replication, ossCluster types.Bool) diag.Diagnostics {
+	var diags diag.Diagnostics
+	if shards.IsUnknown() || ossCluster.IsUnknown() {
+		return diags
+	}
+	n := max(shards.ValueInt64(), 1) // null: the default, 1
+	clustered := n > 1 || ossCluster.ValueBool()
+	if !replication.IsUnknown() && replication.ValueBool() && !clustered {
+		diags.AddAttributeError(path.Root("replication"), "replication needs a Redis Cluster",
+			"replication (a replica per shard) needs a Redis Cluster for now: set shards_count above 1 or oss_cluster = true.")
+	}
+	if !clustered || memory.IsUnknown() || memory.IsNull() || n > maxShardsCount {
+		return diags
+	}
+	if per := memory.ValueInt64() / n; per < mib {
+		diags.AddAttributeError(path.Root("memory_size"), "Not enough memory per shard",
+			fmt.Sprintf("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (1 MiB) each needs.",
+				memory.ValueInt64(), n, per, mib))
+	}
+	return diags
 }
 
 func (r *databaseResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -473,7 +522,7 @@ func flattenCertificates(certs []string, prior types.Set) (types.Set, diag.Diagn
 func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostics {
 	m.ID = types.StringValue(strconv.Itoa(db.UID))
 	m.Name = types.StringValue(db.Name)
-	m.MemorySize = types.Int64Value(db.MemorySize)
+	m.MemorySize = newWholeNumber(db.MemorySize)
 	m.Port = types.Int64Value(int64(db.Port))
 	switch {
 	case !m.PasswordWOVersion.IsNull():

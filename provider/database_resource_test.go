@@ -237,16 +237,16 @@ provider "redis" {
 `
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps: []resource.TestStep{
+		Steps: append([]resource.TestStep{
 			{
 				Config:      provider + testAccDatabaseConfig("bad", 0, ""),
 				PlanOnly:    true,
-				ExpectError: regexp.MustCompile(`(?s)memory_size.*must be at least 1048576, got: 0`),
+				ExpectError: regexp.MustCompile(`(?s)memory_size.*memory_size\s+0\s+is\s+out\s+of\s+range:\s+it\s+is\s+in\s+bytes,\s+from\s+1048576\s+\(1\s+MiB\)\s+to\s+1099511627776\s+\(1\s+TiB\)`),
 			},
 			{
 				Config:      provider + testAccDatabaseConfigPort("bad", 70000),
 				PlanOnly:    true,
-				ExpectError: regexp.MustCompile(`(?s)port.*must be between 1 and 65535, got: 70000`),
+				ExpectError: regexp.MustCompile(`(?s)port.*must be between 1024 and 65535, got: 70000`),
 			},
 			{
 				Config: provider + `
@@ -269,7 +269,7 @@ resource "redis_database" "test" {
 }
 `,
 				PlanOnly:    true,
-				ExpectError: regexp.MustCompile(`(?s)name.*must\s+be\s+1\s+to\s+63\s+letters.*got:\s+orders.v2`),
+				ExpectError: regexp.MustCompile(`(?s)name.*must\s+be\s+1\s+to\s+63\s+letters`),
 			},
 			{
 				Config: provider + `
@@ -279,7 +279,7 @@ resource "redis_database" "test" {
 }
 `,
 				PlanOnly:    true,
-				ExpectError: regexp.MustCompile(`(?s)name.*must\s+be\s+1\s+to\s+63\s+letters.*got:\s+aaaa`),
+				ExpectError: regexp.MustCompile(`(?s)name.*must\s+be\s+1\s+to\s+63\s+letters`),
 			},
 			{
 				Config: provider + `
@@ -289,7 +289,7 @@ resource "redis_database" "test" {
 }
 `,
 				PlanOnly:    true,
-				ExpectError: regexp.MustCompile(`(?s)name.*starting\s+with\s+a\s+letter\s+or\s+digit.*got:\s+-orders`),
+				ExpectError: regexp.MustCompile(`(?s)name.*starting\s+with\s+a\s+letter\s+or\s+digit`),
 			},
 			{
 				Config: provider + `
@@ -313,8 +313,41 @@ resource "redis_database" "test" {
 				PlanOnly:    true,
 				ExpectError: regexp.MustCompile(`(?s)Invalid certificate.*"PRIVATE KEY", not a CERTIFICATE`),
 			},
-		},
+		}, testAccServiceRulesAtPlan(provider)...),
 	})
+}
+
+// testAccServiceRulesAtPlan are steps whose configuration the service
+// refuses (service/controller), refused at plan time with its words.
+func testAccServiceRulesAtPlan(provider string) []resource.TestStep {
+	db := func(body string) string {
+		return provider + `
+resource "redis_database" "test" {
+  name = "bad"
+` + body + `
+}
+`
+	}
+	var steps []resource.TestStep
+	for _, s := range []struct{ body, want string }{
+		{"memory_size = 1099511627777", `memory_size 1099511627777 is out of range: it is in bytes, from 1048576 (1 MiB) to 1099511627776 (1 TiB)`},
+		{"memory_size = 1048576.5", `memory_size must be a whole number`},
+		{"memory_size = 8388608\nreplication = true", `replication (a replica per shard) needs a Redis Cluster for now: set shards_count above 1 or oss_cluster = true`},
+		{"memory_size = 8388608\nreplication = true\nshards_count = 1", `replication (a replica per shard) needs a Redis Cluster`},
+		{"memory_size = 4194304\nshards_count = 64", `memory_size 4194304 split across 64 shards leaves 65536 bytes per shard, less than the 1048576 (1 MiB) each needs`},
+		{"memory_size = 1048576\noss_cluster = true\nshards_count = 2", `memory_size 1048576 split across 2 shards leaves 524288 bytes per shard`},
+		{"memory_size = 1048576\npassword = \"short\"", `The password must be 8 to 128 characters long`},
+		{"memory_size = 1048576\npassword = \"" + strings.Repeat("p", 129) + "\"", `The password must be 8 to 128 characters long`},
+		{"memory_size = 1048576\npassword = \"with a\\ttab\"", `The password may not contain control characters`},
+		{"memory_size = 1048576\nport = 80", `port.*must be between 1024 and 65535`},
+	} {
+		want := strings.ReplaceAll(regexp.QuoteMeta(s.want), " ", `\s+`)
+		if strings.HasPrefix(s.want, "port") {
+			want = strings.ReplaceAll(s.want, " ", `\s+`)
+		}
+		steps = append(steps, resource.TestStep{Config: db(s.body), PlanOnly: true, ExpectError: regexp.MustCompile("(?s)" + want)})
+	}
+	return steps
 }
 
 func TestAccProvider_missingConfiguration(t *testing.T) {

@@ -2,8 +2,11 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -74,6 +77,81 @@ func (v durationValidator) ValidateString(ctx context.Context, req validator.Str
 	d, err := time.ParseDuration(req.ConfigValue.ValueString())
 	if err != nil || d < 0 {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid duration",
-			fmt.Sprintf("%q is not a duration such as \"90s\" or \"5m\" (units: s, m, h), not negative.", req.ConfigValue.ValueString()))
+			"The value must be a duration such as \"90s\" or \"5m\" (units: s, m, h), not negative "+notShown+".")
 	}
+}
+
+// The rules below are the service's (service/controller), checked at plan
+// time with the same words, so that a configuration the service refuses
+// fails at plan, not halfway through an apply.
+const (
+	maxMemorySize      = 1 << 40 // 1 TiB
+	minPasswordLength  = 8
+	maxPasswordLength  = 128
+	minDatabasePort    = 1024
+	maxShardsCount     = 64
+	memorySizeRuleText = "it is in bytes, from 1048576 (1 MiB) to 1099511627776 (1 TiB)"
+)
+
+// memorySize validates memory_size: 1 MiB to 1 TiB.
+func memorySize() validator.Int64 { return memorySizeValidator{} }
+
+type memorySizeValidator struct{}
+
+func (memorySizeValidator) Description(context.Context) string {
+	return "must be from 1048576 (1 MiB) to 1099511627776 (1 TiB) bytes"
+}
+
+func (v memorySizeValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (memorySizeValidator) ValidateInt64(_ context.Context, req validator.Int64Request, resp *validator.Int64Response) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if n := req.ConfigValue.ValueInt64(); n < mib || n > maxMemorySize {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid memory_size",
+			fmt.Sprintf("memory_size %d is out of range: %s.", n, memorySizeRuleText))
+	}
+}
+
+// databasePassword validates the password of a database as the service
+// does: 8 to 128 characters, printable (spaces included). The messages never
+// show the password, nor its length.
+func databasePassword() validator.String { return databasePasswordValidator{} }
+
+type databasePasswordValidator struct{}
+
+func (databasePasswordValidator) Description(context.Context) string {
+	return "must be 8 to 128 printable characters (spaces included)"
+}
+
+func (v databasePasswordValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (databasePasswordValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if err := checkDatabasePassword(req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid password", fmt.Sprintf("The %s %s.", req.Path, err))
+	}
+}
+
+// checkDatabasePassword says what the service would refuse in pw.
+func checkDatabasePassword(pw string) error {
+	if n := utf8.RuneCountInString(pw); n < minPasswordLength || n > maxPasswordLength {
+		return fmt.Errorf("must be %d to %d characters long", minPasswordLength, maxPasswordLength)
+	}
+	if !utf8.ValidString(pw) {
+		return errors.New("must be valid UTF-8")
+	}
+	for _, r := range pw {
+		if r != ' ' && !unicode.IsPrint(r) {
+			return errors.New("may not contain control characters")
+		}
+	}
+	return nil
 }

@@ -144,7 +144,7 @@ func TestFlattenDatabase(t *testing.T) {
 
 func TestExpandDatabaseUpdate(t *testing.T) {
 	state := databaseResourceModel{
-		Name: types.StringValue("a"), MemorySize: types.Int64Value(mib), Password: types.StringValue("p1"),
+		Name: types.StringValue("a"), MemorySize: newWholeNumber(mib), Password: types.StringValue("p1"),
 		TLSMode: types.StringValue(api.TLSDisabled), ClientCertificates: types.SetNull(types.StringType),
 	}
 	ctx := context.Background()
@@ -153,7 +153,7 @@ func TestExpandDatabaseUpdate(t *testing.T) {
 		t.Fatal("no difference, yet changed")
 	}
 	plan := state
-	plan.MemorySize = types.Int64Value(2 * mib)
+	plan.MemorySize = newWholeNumber(2 * mib)
 	plan.Password = types.StringValue("p2")
 	in, changed := expandDatabaseUpdate(ctx, plan, state, &diags)
 	if !changed || in.Name != nil || *in.MemorySize != 2*mib || *in.AuthenticationRedisPass != "p2" ||

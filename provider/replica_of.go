@@ -97,13 +97,20 @@ var sourceStatusAttrTypes = map[string]attr.Type{
 // canonicalAddress checks a source address and returns it in the form the
 // service reports it (host:port, IPv6 hosts in brackets, no leading zeros).
 func canonicalAddress(s string) (string, error) {
+	// The value is not shown when it does not parse: it may be a password,
+	// or a URL with one (shown without it).
 	host, portText, err := net.SplitHostPort(s)
 	if err != nil || host == "" || strings.ContainsAny(host, " /@\t\r\n") {
-		return "", fmt.Errorf("%q is not a host:port address, such as \"10.0.0.5:6379\" or \"[::1]:6379\"", s)
+		if r, ok := redactedURL(s); ok {
+			return "", fmt.Errorf("a source address is a URL, %q, not a host:port address such as \"10.0.0.5:6379\" "+
+				"or \"[::1]:6379\": give the address without the scheme and credentials, and the URL in source_uris or "+
+				"source_uris_wo", r)
+		}
+		return "", fmt.Errorf("a source address is not a host:port address, such as \"10.0.0.5:6379\" or \"[::1]:6379\" %s", notShown)
 	}
 	port, err := strconv.Atoi(portText)
 	if err != nil || port < 1 || port > 65535 {
-		return "", fmt.Errorf("the port of %q must be a number between 1 and 65535", s)
+		return "", fmt.Errorf("the port of a source address must be a number between 1 and 65535 %s", notShown)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
@@ -171,8 +178,7 @@ func (cs *credentialSet) add(ctx context.Context, attrPath path.Path, value attr
 		}
 		addr, err := sourceURIAddress(e.ValueString())
 		if err != nil {
-			// redisurl's errors show the URL redacted.
-			diags.AddError("Invalid source URL", fmt.Sprintf("In %s: %s", attrPath, err))
+			diags.AddError("Invalid source URL", fmt.Sprintf("In %s: %s", attrPath, sourceURLError(e.ValueString(), err)))
 			continue
 		}
 		if _, dup := cs.byAddr[addr]; dup {
@@ -349,13 +355,16 @@ func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []
 }
 
 // sourceAddress is the host:port of a source URL as the service returns it;
-// a URL that does not parse is shown redacted, so that the plan still shows
-// that something differs.
+// a URL that does not parse is shown redacted (or not at all when it is not
+// URL-like), so that the plan still shows that something differs.
 func sourceAddress(uri string) string {
 	if addr, err := sourceURIAddress(uri); err == nil {
 		return addr
 	}
-	return redisurl.Redact(uri)
+	if r, ok := redactedURL(uri); ok {
+		return r
+	}
+	return "(a source URL that does not parse)"
 }
 
 // flattenSourceURIs refreshes the `source_uris` value from the service's

@@ -97,7 +97,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				Required:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 				Validators: []validator.String{
-					stringvalidator.RegexMatches(databaseIDPattern, "must be a database uid, a positive integer such as \"3\""),
+					noEcho(stringvalidator.RegexMatches(databaseIDPattern, "must be a database uid, a positive integer such as \"3\"")),
 				},
 			},
 			"source": schema.SetNestedAttribute{
@@ -155,7 +155,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"does not load the masters. Changing it continues the sync without a reload. A source " +
 								"that is one server ignores it.",
 							Optional:   true,
-							Validators: []validator.String{stringvalidator.OneOf(api.ReadFromMaster, api.ReadFromReplica)},
+							Validators: []validator.String{noEcho(stringvalidator.OneOf(api.ReadFromMaster, api.ReadFromReplica))},
 						},
 					},
 				},
@@ -180,7 +180,9 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			"source_uris_wo": schema.ListAttribute{
 				MarkdownDescription: "Like `source_uris`, but write-only (Terraform 1.11+): never stored in the plan " +
 					"or the state, so it accepts ephemeral values such as `ephemeral.redis_source_url.source.uri`. " +
-					"Terraform cannot see a change of a write-only value: change `source_uris_wo_version` to send new URLs.",
+					"Terraform cannot see a change of a write-only value: change `source_uris_wo_version` to send new URLs " +
+					"(for a password that a `redis_source_url_password` of the configuration rotates, set it to that " +
+					"resource's `password_version`).",
 				Optional:    true,
 				WriteOnly:   true,
 				ElementType: types.StringType,
@@ -191,10 +193,15 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			},
 			"source_uris_wo_version": schema.Int64Attribute{
 				MarkdownDescription: "Any change of this number sends `source_uris_wo` to the service again. " +
+					"For URLs read from the `redis_source_url` ephemeral resource of a database whose password a " +
+					"`redis_source_url_password` of the same configuration rotates, set it to that resource's " +
+					"`password_version`: it is known only after apply when the password is regenerated, so that the " +
+					"same apply sends the new URL (the ephemeral resource must depend on the password resource). " +
 					"New credentials for the same sources do not flush the destination: its syncers reconnect " +
 					"with them and continue where they were. Requires `source_uris_wo`. The provider also keeps a " +
 					"salted digest of the URLs it sent (in the resource's private state, never in the plan): URLs " +
-					"that differ from it, or that are known only at apply time, are sent again without a new version.",
+					"that differ from it, or that are known only at apply time, are sent again without a new version, " +
+					"and the plan warns that they are.",
 				Optional: true,
 				Validators: []validator.Int64{
 					int64validator.AlsoRequires(path.MatchRoot("source_uris_wo")),
@@ -210,7 +217,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				Computed: true,
 				Default:  stringdefault.StaticString(api.SyncEnabled),
 				Validators: []validator.String{
-					stringvalidator.OneOf(api.SyncEnabled, api.SyncPaused, api.SyncStopped),
+					noEcho(stringvalidator.OneOf(api.SyncEnabled, api.SyncPaused, api.SyncStopped)),
 				},
 			},
 			"wait_for_sync": schema.BoolAttribute{
@@ -330,6 +337,35 @@ func (r *replicaOfResource) ValidateConfig(ctx context.Context, req resource.Val
 		return
 	}
 	r.credentials(ctx, config.SourceURIs, config.SourceURIsWO, config.Source, &resp.Diagnostics)
+	if addrs := urisWithoutCredentials(ctx, config.SourceURIs); len(addrs) > 0 {
+		resp.Diagnostics.AddWarning("A source URL without credentials in source_uris",
+			fmt.Sprintf("source_uris holds a URL without a user or password, for %s. A source without a URL is reached "+
+				"the same way (redis://host:port), so leave the URL out: the service cannot tell the two apart, and "+
+				"an import (which reads back only the URLs that hold credentials) would otherwise be followed by a plan "+
+				"that changes source_uris.", strings.Join(addrs, ", ")))
+	}
+}
+
+// urisWithoutCredentials returns the addresses of the known URLs of a
+// source_uris value that hold neither a user nor a password.
+func urisWithoutCredentials(ctx context.Context, uris types.Set) []string {
+	if uris.IsNull() || uris.IsUnknown() {
+		return nil
+	}
+	var elems []types.String
+	if diags := uris.ElementsAs(ctx, &elems, false); diags.HasError() {
+		return nil
+	}
+	var addrs []string
+	for _, e := range elems {
+		if e.IsNull() || e.IsUnknown() {
+			continue
+		}
+		if addr, err := sourceURIAddress(e.ValueString()); err == nil && !hasCredentials(e.ValueString()) {
+			addrs = append(addrs, addr)
+		}
+	}
+	return sortedUnique(addrs)
 }
 
 // credentials reads the source set and the URLs beside it, checks them, and
@@ -447,6 +483,14 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 			// unknown status makes it an update.
 			plan.Status = types.StringUnknown()
 			plan.SourceStatus = types.MapUnknown(types.ObjectType{AttrTypes: sourceStatusAttrTypes})
+			if plan.SourceURIsWOVersion.Equal(state.SourceURIsWOVersion) {
+				// The plan shows only the status changing: say why.
+				resp.Diagnostics.AddWarning("The write-only source URLs are sent again", fmt.Sprintf(
+					"The write-only source URLs (source_uris_wo) of the Replica Of of database %s changed since the last "+
+						"apply, or are known only at apply time, although source_uris_wo_version did not change (a source's "+
+						"password regenerated, say): the apply sends them again. The syncers reconnect with them and "+
+						"continue where they were; nothing is flushed.", state.ID.ValueString()))
+			}
 		}
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
@@ -509,11 +553,19 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 
 	var changes []string
 	prior, _ := sourcesFromSet(ctx, state.Source, &diags)
-	var remaining map[string]bool // the addresses that stay; nil when unknown
+	// The addresses that were sources and stay (nil when unknown): an
+	// added source is "added", not given "new credentials".
+	var remaining map[string]bool
 	if known {
 		remaining = map[string]bool{}
+		before := map[string]bool{}
+		for _, s := range prior {
+			before[s.Address.ValueString()] = true
+		}
 		for _, s := range planned {
-			remaining[s.Address.ValueString()] = true
+			if before[s.Address.ValueString()] {
+				remaining[s.Address.ValueString()] = true
+			}
 		}
 		added, removed, changed := diffSources(prior, planned)
 		if len(added) > 0 {
@@ -607,8 +659,10 @@ func readFrom(s replicaSourceModel) string {
 }
 
 // credentialChanges names the addresses whose URL changes, never the URLs.
-// Only the addresses of remaining count (a removed source gets no "new
-// credentials"), all when it is nil; "" when none is left.
+// Only the addresses of remaining count (a removed or added source gets no
+// "new credentials"), all when it is nil; "" when none is left. A URL
+// without credentials is the same as none: a source without a URL is
+// reached that way.
 func credentialChanges(ctx context.Context, before, after types.Set, remaining map[string]bool) string {
 	if after.IsUnknown() {
 		return "new source credentials (known after apply)"
@@ -618,13 +672,17 @@ func credentialChanges(ctx context.Context, before, after types.Set, remaining m
 	b.add(ctx, path.Root("source_uris"), before, &diags)
 	a.add(ctx, path.Root("source_uris"), after, &diags)
 	var addrs []string
-	for addr, uri := range a.byAddr {
-		if b.byAddr[addr] != uri {
+	changed := func(addr string) bool {
+		before, after := b.byAddr[addr], a.byAddr[addr]
+		return before != after && (hasCredentials(before) || hasCredentials(after))
+	}
+	for addr := range a.byAddr {
+		if changed(addr) {
 			addrs = append(addrs, addr)
 		}
 	}
 	for addr := range b.byAddr {
-		if _, ok := a.byAddr[addr]; !ok {
+		if _, ok := a.byAddr[addr]; !ok && changed(addr) {
 			addrs = append(addrs, addr)
 		}
 	}
@@ -712,11 +770,18 @@ type privateSetter interface {
 // passed) or with the API unreachable ends with a warning, not an error:
 // Terraform taints a resource whose create failed and replaces it at the
 // next apply, which would flush the destination and start the load again
-// from zero. The next plan keeps waiting instead (awaitingSyncKey).
+// from zero. The next plan keeps waiting instead (awaitingSyncKey). A wait
+// that Terraform interrupted (Ctrl-C) is the same: the sources are
+// configured, only the wait was cut short.
 func (r *replicaOfResource) finishApply(ctx context.Context, uid int, plan *replicaOfResourceModel, w syncWait, create bool,
 	state stateSetter, private privateSetter, diags *diag.Diagnostics) {
 	planned := plan.Generation
-	db, err := findDatabaseByID(ctx, r.client, uid)
+	// The change is made: what it made is read and saved even when
+	// Terraform was interrupted meanwhile (it cancels ctx), so that the
+	// resource is recorded as it is rather than failed.
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	db, err := findDatabaseByID(readCtx, r.client, uid)
 	if err != nil {
 		diags.AddError(fmt.Sprintf("Could not read the database %d", uid), err.Error())
 		return

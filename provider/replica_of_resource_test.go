@@ -732,6 +732,9 @@ func TestAccReplicaOf_passwordRotation(t *testing.T) {
 			},
 			// A password regenerated through the API: the password resource
 			// follows it on refresh, and the destination gets the new URL.
+			// The new password has no keepers (refresh reads that, as an
+			// import does): the configured ones are recorded in place,
+			// without a regeneration.
 			{
 				PreConfig: func() {
 					if _, err := r.a.client.RegenerateAdminPassword(testAccContext(t), srcUID, nil); err != nil {
@@ -741,7 +744,7 @@ func TestAccReplicaOf_passwordRotation(t *testing.T) {
 				Config: config("2", ""),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
 					PreApply: []plancheck.PlanCheck{
-						plancheck.ExpectResourceAction(pw, plancheck.ResourceActionNoop),
+						plancheck.ExpectResourceAction(pw, plancheck.ResourceActionUpdate),
 						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate),
 					},
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
@@ -1000,7 +1003,9 @@ resource "redis_replica_of" "bad" {
 		want string
 	}{
 		{`source = [{ address = "127.0.0.1:06379" }]`, `Write the address "127.0.0.1:06379" as\s+"127.0.0.1:6379"`},
-		{`source = [{ address = "cache.internal" }]`, `"cache.internal" is not a host:port address`},
+		{`source = [{ address = "cache.internal" }]`, `a source address is not a host:port address`},
+		{`source = [{ address = "redis://:s3cret-pw@10.0.0.1:6379" }]`, `a source address is a URL, "redis://:xxxxx@10.0.0.1:6379", not a host:port address`},
+		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"s3cret-pw\"]", `invalid source URL \(the value is not shown: it does not parse, and may be a secret\): the scheme must be redis:// or rediss://`},
 		{`source = [{ address = "10.0.0.1:6379" }, { address = "10.0.0.1:6379", compression = 2 }]`, `The source 10.0.0.1:6379 is listed twice`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"redis://:s3cret-pw@10.0.0.2:6379\"]", `(?s)A URL in source_uris or source_uris_wo is for\s+10.0.0.2:6379, which is not the address of any source\s+\(10.0.0.1:6379\)`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"redis://:s3cret-pw@10.0.0.1:6379\", \"redis://:other-pw@10.0.0.1:6379\"]", `Two source URLs \(in source_uris or source_uris_wo\) are for 10.0.0.1:6379`},

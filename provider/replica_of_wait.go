@@ -38,6 +38,9 @@ const (
 	waitStopped                            // the service stopped the sync
 	waitFailing                            // every source failed for fail_after
 	waitGone                               // the database is no longer a Replica Of
+	// waitInterrupted: Terraform cancelled the apply (Ctrl-C) while it
+	// waited; the Replica Of is configured, only the wait was cut short.
+	waitInterrupted
 )
 
 // syncWaitError says why a wait for the sync failed.
@@ -52,13 +55,14 @@ type syncWaitError struct {
 func (e *syncWaitError) Error() string { return e.msg }
 
 // resumable reports whether the next apply may simply keep waiting: the load
-// was progressing when the timeout passed, or the API could not be reached.
+// was progressing when the timeout passed, the API could not be reached, or
+// Terraform was interrupted while it waited.
 func resumable(err error) bool {
 	var we *syncWaitError
 	if !errors.As(err, &we) {
 		return false
 	}
-	return we.outcome == waitUnreachable || (we.outcome == waitTimedOut && we.loading)
+	return we.outcome == waitUnreachable || we.outcome == waitInterrupted || (we.outcome == waitTimedOut && we.loading)
 }
 
 var (
@@ -145,6 +149,11 @@ func waitForReplicaSync(ctx context.Context, c *client.Client, uid int, w syncWa
 		return &syncWaitError{outcome: o, msg: fmt.Sprintf(format, args...)}
 	}
 	switch {
+	case ctx.Err() != nil:
+		// Terraform was interrupted (Ctrl-C): it cancels the provider's
+		// requests. The sources stay configured on the service.
+		return last, fail(waitInterrupted, "the wait for the sync was interrupted (Terraform was cancelled) before every "+
+			"source was in sync: %s", describeUnsynced(last))
 	case errors.Is(err, errPollTimeout) && apiErr != nil:
 		return last, fail(waitUnreachable, "the redis-replicad API at %s could not be reached for the last %s of the %s timeout, "+
 			"so the sync could not be checked (the service may be restarting; the Replica Of goes on without Terraform): %v",

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -103,4 +105,68 @@ func TestWaitForReplicaSyncUnreachable(t *testing.T) {
 	_, err = waitForReplicaSync(context.Background(), c, 1, syncWait{timeout: 2 * time.Second})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "https://"+addr+" could not be reached")
+}
+
+type fakeStateSetter struct{ sets int }
+
+func (f *fakeStateSetter) Set(context.Context, any) diag.Diagnostics { f.sets++; return nil }
+
+type fakePrivate map[string][]byte
+
+func (f fakePrivate) SetKey(_ context.Context, k string, v []byte) diag.Diagnostics {
+	f[k] = v
+	return nil
+}
+
+// Terraform interrupted (Ctrl-C) while a create waits for the sync: the
+// wait ends as a create that timed out does, with a warning, so that the
+// resource is kept, not tainted (and replaced, flushing the destination,
+// by the next apply), and the next apply waits again.
+func TestFinishApplyInterruptedCreateIsKept(t *testing.T) {
+	f := &fakeReplicaAPI{inSyncAfter: 1 << 30} // never in sync
+	c := newFakeClient(t, f)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Interrupted once the wait has polled a few times.
+		deadline := time.Now().Add(30 * time.Second)
+		for f.answers.Load() < 3 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond) // poll interval, not a wait for an outcome
+		}
+		cancel()
+	}()
+	plan := replicaOfResourceModel{
+		ID: types.StringValue("1"), DatabaseID: types.StringValue("1"),
+		Sync: types.StringValue(api.SyncEnabled), WaitForSync: types.BoolValue(true),
+		Generation: types.Int64Unknown(),
+	}
+	r := &replicaOfResource{client: c}
+	state, private := &fakeStateSetter{}, fakePrivate{}
+	var diags diag.Diagnostics
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.finishApply(ctx, 1, &plan, syncWait{timeout: time.Minute}, true, state, private, &diags)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the wait did not end when Terraform interrupted it")
+	}
+	require.False(t, diags.HasError(), "an interrupted create fails (and is tainted): %v", diags)
+	require.Equal(t, 1, diags.WarningsCount(), "%v", diags)
+	w := diags.Warnings()[0]
+	assert.Contains(t, w.Summary(), "is not in sync yet")
+	assert.Contains(t, w.Detail(), "interrupted")
+	assert.Contains(t, w.Detail(), "not tainted")
+	assert.NotContains(t, w.Detail(), "pw-secret")
+	assert.Equal(t, "true", string(private[awaitingSyncKey]), "the next apply does not wait again")
+	assert.Positive(t, state.sets)
+	assert.Equal(t, api.SourceSyncing, plan.Status.ValueString())
+
+	// The wait itself says it was interrupted, not that it timed out.
+	_, err := waitForReplicaSync(ctx, c, 1, syncWait{timeout: time.Minute})
+	require.Error(t, err)
+	assert.True(t, resumable(err))
+	assert.Contains(t, err.Error(), "interrupted")
 }

@@ -43,7 +43,7 @@ func (d *sourceURLDataSource) Schema(_ context.Context, _ datasource.SchemaReque
 				MarkdownDescription: "The uid of the source database.",
 				Required:            true,
 				Validators: []validator.String{
-					stringvalidator.RegexMatches(databaseIDPattern, "must be a database uid, a positive integer such as \"3\""),
+					noEcho(stringvalidator.RegexMatches(databaseIDPattern, "must be a database uid, a positive integer such as \"3\"")),
 				},
 			},
 			"uri": schema.StringAttribute{

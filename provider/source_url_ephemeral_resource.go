@@ -42,13 +42,14 @@ func (e *sourceURLEphemeralResource) Schema(_ context.Context, _ ephemeral.Schem
 		MarkdownDescription: "Reads the current Replica Of source URL of a database without storing it anywhere " +
 			"(Terraform 1.10+). An ephemeral value can only go where Terraform does not store it: give it to " +
 			"`source_uris_wo`, the write-only argument of `redis_replica_of` (Terraform 1.11+), with a " +
-			"`source_uris_wo_version` that you change whenever the URL changes.",
+			"`source_uris_wo_version` that changes whenever the URL changes: for a password that a " +
+			"`redis_source_url_password` of the same configuration rotates, its `password_version`.",
 		Attributes: map[string]schema.Attribute{
 			"database_id": schema.StringAttribute{
 				MarkdownDescription: "The uid of the source database.",
 				Required:            true,
 				Validators: []validator.String{
-					stringvalidator.RegexMatches(databaseIDPattern, "must be a database uid, a positive integer such as \"3\""),
+					noEcho(stringvalidator.RegexMatches(databaseIDPattern, "must be a database uid, a positive integer such as \"3\"")),
 				},
 			},
 			"uri": schema.StringAttribute{

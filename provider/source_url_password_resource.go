@@ -2,13 +2,17 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"strconv"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -39,6 +43,8 @@ type sourceURLPasswordResourceModel struct {
 	Password   types.String `tfsdk:"password"`
 	SourceURL  types.String `tfsdk:"source_url"`
 	Address    types.String `tfsdk:"address"`
+	// PasswordVersion identifies the current password (passwordVersion).
+	PasswordVersion types.Int64 `tfsdk:"password_version"`
 }
 
 func (r *sourceURLPasswordResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -70,7 +76,7 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 				Required:            true,
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
 				Validators: []validator.String{
-					stringvalidator.RegexMatches(databaseIDPattern, "must be a database uid, a positive integer such as \"3\""),
+					noEcho(stringvalidator.RegexMatches(databaseIDPattern, "must be a database uid, a positive integer such as \"3\"")),
 				},
 			},
 			"keepers": schema.MapAttribute{
@@ -101,6 +107,17 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 				MarkdownDescription: "The `host:port` of the source URL, for the `address` of a source of a `redis_replica_of`.",
 				Computed:            true,
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"password_version": schema.Int64Attribute{
+				MarkdownDescription: "A number that identifies the current password: it changes whenever the password " +
+					"does (a regeneration by this resource, or one outside Terraform that refresh finds), and it is " +
+					"known only after apply when the plan regenerates the password. Give it to " +
+					"`source_uris_wo_version` of a `redis_replica_of` that takes the URL from the `redis_source_url` " +
+					"ephemeral resource, so that a rotation sends the new URL in the same apply. It is a one-way " +
+					"digest of the password and the database's uid (48 bits of SHA-256), not a secret, and refresh " +
+					"and import compute it again from the current password.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
 			},
 		},
 	}
@@ -134,7 +151,7 @@ func (r *sourceURLPasswordResource) Create(ctx context.Context, req resource.Cre
 		return
 	}
 	plan.ID = plan.DatabaseID
-	flattenSourceURLPassword(s, &plan)
+	flattenSourceURLPassword(uid, s, &plan)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 
@@ -166,19 +183,27 @@ func (r *sourceURLPasswordResource) Read(ctx context.Context, req resource.ReadR
 		tflog.Warn(ctx, "the source URL of the database changed outside Terraform", map[string]any{"uid": uid, "address": s.Address})
 	}
 	state.DatabaseID = state.ID
-	flattenSourceURLPassword(s, &state)
+	flattenSourceURLPassword(uid, s, &state)
 	// The keepers the password was regenerated with, as the service keeps
-	// them: after an import, a configuration with the same keepers plans
-	// nothing, and one with other keepers a regeneration. A password
-	// regenerated without keepers (outside Terraform, or by a provider
-	// before they were stored) leaves the state's as they are: they are
-	// the only record.
-	if len(s.Keepers) > 0 {
-		k, diags := types.MapValueFrom(ctx, types.StringType, s.Keepers)
-		resp.Diagnostics.Append(diags...)
-		state.Keepers = k
-	}
+	// them, at every refresh as at an import, so that one server state
+	// gives one plan: a configuration with the same keepers plans nothing,
+	// one with other keepers a regeneration. A password regenerated
+	// without keepers (outside Terraform, or by a provider before they
+	// were stored) has none: the keepers of the configuration are then
+	// recorded by an in-place update, which regenerates nothing.
+	state.Keepers = keepersValue(ctx, s.Keepers, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+// keepersValue is the keepers attribute for the keepers the service stored
+// with a password: null when there are none.
+func keepersValue(ctx context.Context, keepers map[string]string, diags *diag.Diagnostics) types.Map {
+	if len(keepers) == 0 {
+		return types.MapNull(types.StringType)
+	}
+	k, d := types.MapValueFrom(ctx, types.StringType, keepers)
+	diags.Append(d...)
+	return k
 }
 
 // keepersChanged requires a replacement (a new password) when keepers
@@ -266,8 +291,19 @@ func keepersOf(ctx context.Context, m types.Map) (map[string]string, diag.Diagno
 	return out, diags
 }
 
-func flattenSourceURLPassword(s sourceURL, m *sourceURLPasswordResourceModel) {
+func flattenSourceURLPassword(uid int, s sourceURL, m *sourceURLPasswordResourceModel) {
 	m.Password = types.StringValue(s.Password)
 	m.SourceURL = types.StringValue(s.URI)
 	m.Address = types.StringValue(s.Address)
+	m.PasswordVersion = types.Int64Value(passwordVersion(uid, s.Password))
+}
+
+// passwordVersion identifies the admin password of database uid: the first
+// 48 bits of a SHA-256 digest, a positive number that any JSON reader keeps
+// exact. It is computed, not stored by the service, so that refresh and
+// import find the same number for the same password. A digest of a password
+// the service generated (192 random bits) tells nothing about it.
+func passwordVersion(uid int, password string) int64 {
+	sum := sha256.Sum256([]byte("redis_source_url_password\x00" + strconv.Itoa(uid) + "\x00" + password))
+	return int64(binary.BigEndian.Uint64(sum[:8]) >> 16)
 }

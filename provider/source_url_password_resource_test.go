@@ -47,7 +47,8 @@ resource "redis_source_url_password" "src" {
 // then an import block), plans nothing: the service kept the keepers with
 // the password. Other keepers then regenerate it; a password regenerated
 // outside Terraform (no keepers) takes configured keepers as a record only,
-// kept by the service for the next import.
+// kept by the service for the next import, whether the resource was
+// refreshed or imported.
 func TestAccSourceURLPassword_importPlansNothing(t *testing.T) {
 	e := testAccStart(t)
 	cli := newTestAccCLI(t, "TF_VAR_endpoint="+e.inst.URL, "TF_VAR_password="+e.inst.Password, "TF_VAR_ca_cert="+e.inst.CACert)
@@ -105,19 +106,21 @@ import {
 	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color", "-var", "rotation=2")
 
 	// A password regenerated outside Terraform has no keepers: refresh
-	// keeps the state's, and an import records the configured ones in
-	// place, regenerating nothing.
+	// reads that, as an import does, and both plan the same in-place
+	// update that records the configured keepers, regenerating nothing.
 	outside, err := e.client.RegenerateAdminPassword(testAccContext(t), uid, nil)
 	require.NoError(t, err)
 	assert.Empty(t, outside.AdminPasswordKeepers)
-	plan = flat(cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color", "-var", "rotation=2"))
-	assert.NotContains(t, plan, "must be replaced")
-	cli.mustRun(0, "apply", "-refresh-only", "-auto-approve", "-no-color", "-var", "rotation=2")
+	refreshed := flat(cli.mustRun(2, "plan", "-detailed-exitcode", "-no-color", "-var", "rotation=2"))
 	cli.mustRun(0, "state", "rm", addr)
 	cli.mustRun(0, "import", "-no-color", "-var", "rotation=2", addr, id)
-	plan = flat(cli.mustRun(2, "plan", "-detailed-exitcode", "-no-color", "-var", "rotation=2"))
-	assert.Contains(t, plan, "0 to add, 1 to change, 0 to destroy", "keepers are recorded in place")
-	assert.NotContains(t, plan, "must be replaced")
+	imported := flat(cli.mustRun(2, "plan", "-detailed-exitcode", "-no-color", "-var", "rotation=2"))
+	for what, plan := range map[string]string{"after a refresh": refreshed, "after an import": imported} {
+		assert.Contains(t, plan, addr+" will be updated in-place", what)
+		assert.Contains(t, plan, "+ keepers", what)
+		assert.Contains(t, plan, "0 to add, 1 to change, 0 to destroy", "keepers are recorded in place "+what)
+		assert.NotContains(t, plan, "must be replaced", what)
+	}
 	cli.mustRun(0, "apply", "-auto-approve", "-no-color", "-var", "rotation=2")
 	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color", "-var", "rotation=2")
 	now, err := e.client.GetSourceURL(testAccContext(t), uid)
