@@ -166,6 +166,10 @@ func (s *syncer) writeDataset(ctx context.Context, fw *rdb.FileWriter, syn replp
 			if k := string(k.Key); k == checkpointKey || k == generationKey {
 				return false, nil
 			}
+			if s.serviceSource {
+				s.status.set(func(st *sourceStatus) { st.reserved++ })
+				return false, nil // see reservedDB
+			}
 		}
 		return true, checkDB(k.DB)
 	}

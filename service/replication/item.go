@@ -118,3 +118,31 @@ func findDBArg(args [][]byte, check func(arg []byte) (int, bool)) (int, bool) {
 	}
 	return 0, false
 }
+
+// reservedDBCommand adapts, for a source that is a redis-replicad database,
+// a command that moves or copies a key into logical database 16: that
+// database is the service's own (the checkpoints of a destination), which
+// its application user can reach (Redis cannot refuse one SELECT argument
+// cleanly) but which no application should use. What an application puts
+// there is not replicated, and the sync goes on (the source's sync_note
+// counts it): stopping every destination of the source, as for a database
+// a destination does not have, would let an application user stop them
+// all. A MOVE into it takes the key out of the application's databases, so
+// it becomes a DEL; a COPY into it changes nothing there, and is dropped.
+// It returns nil, false for any other command.
+func reservedDBCommand(args [][]byte) (out [][]byte, drop bool) {
+	db, ok := findDBArg(args, func(arg []byte) (int, bool) {
+		db, err := strconv.Atoi(string(arg))
+		return db, err == nil && db == layout.CheckpointDB
+	})
+	if !ok || db != layout.CheckpointDB {
+		return nil, false
+	}
+	switch {
+	case equalFold(args[0], "MOVE"):
+		return [][]byte{[]byte("DEL"), args[1]}, false
+	case equalFold(args[0], "COPY"):
+		return nil, true
+	}
+	return nil, false // SWAPDB: refused to applications
+}

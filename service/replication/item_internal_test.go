@@ -27,3 +27,23 @@ func TestDBArgOutOfRange(t *testing.T) {
 		assert.Equal(t, want, db, cmd)
 	}
 }
+
+func TestReservedDBCommand(t *testing.T) {
+	split := func(s string) [][]byte {
+		var out [][]byte
+		for _, f := range strings.Fields(s) {
+			out = append(out, []byte(f))
+		}
+		return out
+	}
+	out, drop := reservedDBCommand(split("MOVE k 16"))
+	assert.False(t, drop)
+	assert.Equal(t, split("DEL k"), out)
+	_, drop = reservedDBCommand(split("COPY a b DB 16 REPLACE"))
+	assert.True(t, drop)
+	for _, c := range []string{"MOVE k 3", "COPY a b DB 2", "MOVE k 17", "SET k 16", "COPY a b"} {
+		out, drop := reservedDBCommand(split(c))
+		assert.Nil(t, out, c)
+		assert.False(t, drop, c)
+	}
+}

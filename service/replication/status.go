@@ -2,6 +2,7 @@ package replication
 
 import (
 	"fmt"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,10 @@ type sourceStatus struct {
 	// destination had already expired by itself; lostSample names some.
 	lostKeys   int
 	lostSample []string
+	// reserved counts what a source that is a redis-replicad database held
+	// or ran in its logical database 16, which the service keeps for
+	// itself (checkpoints): not replicated (reservedDB).
+	reserved int
 
 	// What the watchdog (watchdog.go) reads: what the writer is doing, and
 	// when it last had a send answered.
@@ -186,6 +191,12 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 // reproduce.
 func (s *sourceStatus) noteLocked() string {
 	note := s.syncNote
+	if s.reserved > 0 {
+		if note != "" {
+			note += "; "
+		}
+		note += fmt.Sprintf("%d keys or writes of the source's applications in logical database %d, which redis-replicad keeps for its own use, are not replicated", s.reserved, layout.CheckpointDB)
+	}
 	if s.lostKeys > 0 {
 		if note != "" {
 			note += "; "

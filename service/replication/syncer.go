@@ -118,6 +118,10 @@ type syncer struct {
 	// so a command on whole databases from this one cannot be applied as
 	// it is (see isKeyspaceWide).
 	shared bool
+	// serviceSource: the source is a database of a redis-replicad
+	// instance (it answered the lineage question), whose logical database
+	// 16 is the service's own (reservedDB).
+	serviceSource bool
 }
 
 // destAccess is where the syncer writes: its destination, or the one a
@@ -266,7 +270,9 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	// A cycle is refused before PSYNC (the source forks for nothing
 	// otherwise), and said in its own words, not as a connection error.
 	var cycle error
+	s.serviceSource = false
 	onLineage := func(l []string) error {
+		s.serviceSource = l != nil // only the service's endpoints answer
 		if s.lineage != nil {
 			cycle = s.lineage(l)
 		}
@@ -473,6 +479,10 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 			if isCheckpointCommand(cmd) || isCheckpointCommand(unstaged(cmd, staging)) {
 				return nil // they never leave the instance that owns them
 			}
+			if s.serviceSource {
+				s.status.set(func(st *sourceStatus) { st.reserved++ })
+				return nil // see reservedDB
+			}
 			return checkDB(db)
 		}
 		return p.add(ctx, item{kind: kindCommand}, cmd)
@@ -568,6 +578,21 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 			return fmt.Errorf("source %s ran %s, which would also empty or move what the destination's other sources wrote there: the destination is re-replicated from every source: %w",
 				s.url, strings.ToUpper(string(cmd.Args[0])), errNeedFullSync)
 		}
+		if s.serviceSource {
+			if adapted, drop := reservedDBCommand(cmd.Args); drop {
+				s.status.set(func(st *sourceStatus) { st.reserved++ })
+				cmd.Args, cmd.Raw = nil, nil
+			} else if adapted != nil {
+				cmd.Args, cmd.Raw = adapted, nil
+			}
+		}
+		if len(cmd.Args) == 0 {
+			// Nothing to apply: only its offset counts.
+			if err := p.add(ctx, item{kind: kindOffset, offset: cmd.Offset, at: now}, nil); err != nil {
+				return err
+			}
+			continue
+		}
 		if s.shared || s.key != "" {
 			adapted, err := sharedFunctionCommand(cmd.Args)
 			if err != nil {
@@ -599,10 +624,14 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 		case kindSelect:
 			db = it.db
 		case kindCommand:
-			if db == layout.CheckpointDB && isCheckpointCommand(cmd.Args) {
+			if db == layout.CheckpointDB && (isCheckpointCommand(cmd.Args) || s.serviceSource) {
 				// A source that is a destination too (a chain) writes its
 				// own checkpoints: they never leave the instance that owns
-				// them, only their offset counts.
+				// them, only their offset counts. Anything else there is
+				// an application's misuse of the service's database.
+				if !isCheckpointCommand(cmd.Args) {
+					s.status.set(func(st *sourceStatus) { st.reserved++ })
+				}
 				it, args = item{kind: kindOffset, offset: cmd.Offset, at: now}, nil
 			}
 		}
