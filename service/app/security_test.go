@@ -83,6 +83,9 @@ func TestReplicationEndpointSurvivesMalformedInput(t *testing.T) {
 
 	garbage := []string{"*0\r\n", "*-1\r\n", "*-2\r\n", "*1\r\n$-1\r\n", "*2\r\n$3\r\n", "*9999999999\r\n",
 		"*1\r\n$999999999\r\n", "$5\r\nhello\r\n", ":1\r\n", "PING\r\n", "\x00\x01\xff\xfe\r\n", "\x16\x03\x01\x00\x05hello", "\r\n\r\n"}
+	// Input that is not RESP at all: an error reply says so before the end.
+	malformed := map[string]bool{"*-2\r\n": true, "*9999999999\r\n": true, "*1\r\n$999999999\r\n": true, "$5\r\nhello\r\n": true,
+		":1\r\n": true, "\x00\x01\xff\xfe\r\n": true}
 	for _, g := range garbage {
 		for _, authenticated := range []bool{false, true} {
 			c := dialRaw(t, addr)
@@ -91,7 +94,10 @@ func TestReplicationEndpointSurvivesMalformedInput(t *testing.T) {
 			}
 			c.c.Write([]byte(g))
 			c.c.(*net.TCPConn).CloseWrite()
-			io.ReadAll(c.c) // an error reply or nothing, then the end
+			out, _ := io.ReadAll(c.c) // an error reply or nothing, then the end
+			if malformed[g] {
+				assert.True(t, strings.HasPrefix(string(out), "-ERR"), "%q (authenticated %v) is answered %q, not with an error", g, authenticated, out)
+			}
 			healthy(t, i)
 		}
 	}

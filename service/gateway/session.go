@@ -156,6 +156,9 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 func readCompression(w io.Writer, rd *resp.Reader, offered codecs) (compression, [][]byte, error) {
 	args, _, err := rd.ReadCommand()
 	if err != nil {
+		if isProtocolError(err) {
+			io.WriteString(w, protocolErrorReply)
+		}
 		return compression{}, nil, err
 	}
 	if commandName(args) != CompressCommand {
