@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
+
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	apiserver "github.com/replicad/terraform-provider-redis/service/api"
 	"github.com/replicad/terraform-provider-redis/service/certs"
@@ -74,6 +76,11 @@ type Config struct {
 	// API, the console and /metrics.
 	ViewerUser     string
 	ViewerPassword string
+	// MaxAPIConnections bounds the API's open connections (0: 1024): more
+	// wait in the kernel's queue until one closes, so that a flood of
+	// connections cannot use up the file descriptors that the databases'
+	// restarts, logs and replication need.
+	MaxAPIConnections int
 }
 
 // App is a running instance.
@@ -239,6 +246,11 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		a.closeParts()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	maxConns := cfg.MaxAPIConnections
+	if maxConns <= 0 {
+		maxConns = defaultMaxAPIConnections
+	}
+	a.listener = netutil.LimitListener(a.listener, maxConns)
 	certPEMs := map[string][]byte{"ca": ca.CertPEM, "proxy": proxyPEM, "syncer": syncerPEM}
 	if len(tlsCert.Certificate) > 0 {
 		certPEMs["api"] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsCert.Certificate[0]})
@@ -321,6 +333,10 @@ func (a *App) Stop(ctx context.Context) error {
 	a.closeParts()
 	return err
 }
+
+// defaultMaxAPIConnections: see Config.MaxAPIConnections. Terraform, the
+// console and monitoring need a few dozen.
+const defaultMaxAPIConnections = 1024
 
 // stopGrace is how long Stop lets the API's requests in flight finish.
 const stopGrace = 3 * time.Second

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -417,4 +419,47 @@ func TestACraftedRestoreOfTheApplicationUserIsRefused(t *testing.T) {
 	require.NoError(t, c.Do(ctx(t), "RESTORE", "copy", "0", dump).Err())
 	assert.Equal(t, map[string]string{"a": "1"}, c.HGetAll(ctx(t), "copy").Val())
 	assert.Zero(t, c.Exists(ctx(t), "poison").Val())
+}
+
+// A flood of connections to the API (idle, never authenticated) holds at
+// most MaxAPIConnections of the service's file descriptors: the others wait
+// in the kernel's queue. They used to take one each, until the process had
+// none left for anything else (a database's restart failed with "too many
+// open files"). Once the flood ends, the API answers.
+func TestAFloodOfAPIConnectionsHoldsABoundedNumberOfFiles(t *testing.T) {
+	const limit = 8
+	i := servicetest.StartWith(t, func(cfg *app.Config) { cfg.MaxAPIConnections = limit })
+	openFiles := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		require.NoError(t, err)
+		return len(entries)
+	}
+	before := openFiles()
+	var flood []net.Conn
+	defer func() {
+		for _, c := range flood {
+			c.Close()
+		}
+	}()
+	for range 100 {
+		c, err := net.Dial("tcp", i.App.Addr())
+		require.NoError(t, err)
+		flood = append(flood, c)
+	}
+	// The test's own 100 ends count too; the service's side may hold at
+	// most limit of the others.
+	eventually(t, 10*time.Second, "the service accepted what it may", func() error {
+		if n := openFiles() - before - len(flood); n < limit {
+			return fmt.Errorf("%d accepted", n)
+		}
+		return nil
+	})
+	assert.LessOrEqual(t, openFiles()-before-len(flood), limit+4, "files held by the service for the flood")
+
+	for _, c := range flood {
+		c.Close()
+	}
+	flood = nil
+	code, apiErr := call(t, i, "GET", "/v1/bdbs", nil, nil)
+	assert.Equal(t, 200, code, "%v", apiErr)
 }
