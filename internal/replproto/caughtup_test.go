@@ -3,6 +3,7 @@ package replproto
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,8 @@ func TestCaughtUpOnlyBetweenCommands(t *testing.T) {
 	whole := cmd("SET", "big", strings.Repeat("v", 1<<20))
 	half := len(whole) / 2
 	halfSent, rest := make(chan struct{}), make(chan struct{})
+	letRest := sync.OnceFunc(func() { close(rest) })
+	t.Cleanup(letRest) // runs before newFakePair's, which waits for the script
 	f.run(func() {
 		f.handshake([]string{"PSYNC", testReplID, "501"}, "+CONTINUE\r\n")
 		f.send(cmd("SET", "a", "1"))
@@ -49,7 +52,7 @@ func TestCaughtUpOnlyBetweenCommands(t *testing.T) {
 		require.False(t, c.CaughtUp(since, time.Now()), "caught up in the middle of a command")
 		time.Sleep(time.Millisecond)
 	}
-	close(rest)
+	letRest()
 	got := <-read
 	assert.Equal(t, "SET", string(got.Args[0]))
 

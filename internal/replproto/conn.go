@@ -71,6 +71,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -252,7 +253,7 @@ func (o Options) withDefaults() Options {
 
 // newConn wraps an established connection: nc is dc, or TLS over dc.
 func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
-	br := bufio.NewReaderSize(nc, readBufferSize)
+	br := bufio.NewReaderSize(boundaryReader{nc, &dc.atBoundary}, readBufferSize)
 	return &Conn{
 		opts: o,
 		log:  o.Logger.With("source", o.Addr),
@@ -486,8 +487,9 @@ type deadlineConn struct {
 	waitedEnd    atomic.Int64
 	// atBoundary: the reader has consumed every byte received so far and
 	// waits for the start of the next command (set by ReadCommand, cleared
-	// by a read that returns bytes). A wait in the middle of a command (a
-	// value of 200 MB arriving) is not a wait for the source.
+	// as soon as the stream's reader gets bytes: see boundaryReader). A
+	// wait in the middle of a command (a value of 200 MB arriving) is not a
+	// wait for the source.
 	atBoundary atomic.Bool
 
 	// Reader-goroutine state: the context whose cancellation moves the
@@ -535,9 +537,6 @@ func (d *deadlineConn) Read(p []byte) (n int, err error) {
 		if ended.Sub(began) >= waitedRead {
 			d.waitedEnd.Store(ended.UnixNano())
 		}
-	}
-	if n > 0 {
-		d.atBoundary.Store(false)
 	}
 	return n, ctxError(ctx, err)
 }
@@ -613,4 +612,22 @@ func ctxError(ctx context.Context, err error) error {
 		return context.DeadlineExceeded
 	}
 	return err
+}
+
+// boundaryReader is what the stream's reader (the bufio.Reader the RESP
+// parser reads) reads from: the bytes under it may come from TLS's or the
+// decompressor's own buffers, without a read of the network, so it is
+// there, not at the network, that the first bytes of the next command are
+// seen (they clear the mark of a wait between commands).
+type boundaryReader struct {
+	r          io.Reader
+	atBoundary *atomic.Bool
+}
+
+func (b boundaryReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.atBoundary.Store(false)
+	}
+	return n, err
 }

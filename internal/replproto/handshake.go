@@ -204,7 +204,7 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 	if err != nil {
 		return &Error{Op: replcompress.Command, Kind: ErrProtocol, Err: err}
 	}
-	c.br = bufio.NewReaderSize(src, readBufferSize)
+	c.br = bufio.NewReaderSize(boundaryReader{src, &c.dc.atBoundary}, readBufferSize)
 	c.rd = resp.NewReader(c.br)
 	c.compressed = codec
 	c.log.Debug("the source compresses", "codec", codec, "compression_level", c.opts.Compression)
