@@ -252,8 +252,10 @@ var (
 // library load replaces the one of that name (FUNCTION LOAD gets REPLACE,
 // FUNCTION RESTORE's APPEND policy becomes REPLACE): the last one loaded
 // is in force, as on a source loaded twice with REPLACE. A FUNCTION FLUSH,
-// or a RESTORE with FLUSH, would also delete the other streams' libraries:
-// the destination is loaded again, as for a flush. It returns nil when the
+// or a RESTORE with FLUSH, would also delete the other streams' libraries,
+// and a FUNCTION DELETE may delete one another stream still has (or fail
+// on one another stream deleted first): the destination is loaded again,
+// as for a flush. It returns nil when the
 // command stays as it is.
 func sharedFunctionCommand(args [][]byte) ([][]byte, error) {
 	if len(args) < 2 || !equalFold(args[0], "FUNCTION") {
@@ -263,6 +265,11 @@ func sharedFunctionCommand(args [][]byte) ([][]byte, error) {
 	case equalFold(args[1], "FLUSH"), equalFold(args[1], "RESTORE") && len(args) >= 4 && equalFold(args[3], "FLUSH"):
 		return nil, fmt.Errorf("the source ran FUNCTION %s, which would also delete the function libraries of the destination's other sources or shards: the destination is re-replicated from every one: %w",
 			strings.ToUpper(string(args[1])), errNeedFullSync)
+	case equalFold(args[1], "DELETE"):
+		// Another source (or shard) may still hold the library, or may
+		// have deleted it already (the destination would refuse a second
+		// DELETE, and the sync would stop).
+		return nil, fmt.Errorf("the source ran FUNCTION DELETE, and the destination's other sources or shards may hold the same library: the destination is re-replicated from every one: %w", errNeedFullSync)
 	case equalFold(args[1], "LOAD") && len(args) == 3:
 		return [][]byte{args[0], args[1], argReplace, args[2]}, nil
 	case equalFold(args[1], "RESTORE") && len(args) == 3:

@@ -122,7 +122,6 @@ func TestSharedFunctionCommand(t *testing.T) {
 		"FUNCTION RESTORE p":         "FUNCTION RESTORE p REPLACE",
 		"FUNCTION RESTORE p APPEND":  "FUNCTION RESTORE p REPLACE",
 		"FUNCTION RESTORE p REPLACE": "",
-		"FUNCTION DELETE lib":        "",
 		"FCALL f 0":                  "",
 		"SET k v":                    "",
 	} {
@@ -130,7 +129,7 @@ func TestSharedFunctionCommand(t *testing.T) {
 		require.NoError(t, err, in)
 		assert.Equal(t, want, str(got), in)
 	}
-	for _, in := range []string{"FUNCTION FLUSH", "FUNCTION FLUSH ASYNC", "FUNCTION RESTORE p FLUSH"} {
+	for _, in := range []string{"FUNCTION FLUSH", "FUNCTION FLUSH ASYNC", "FUNCTION RESTORE p FLUSH", "FUNCTION DELETE lib"} {
 		_, err := sharedFunctionCommand(args(strings.Fields(in)...))
 		assert.ErrorIs(t, err, errNeedFullSync, in)
 	}

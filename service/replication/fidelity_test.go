@@ -736,7 +736,8 @@ func TestACraftedRestorePayloadNeverReachesTheDestination(t *testing.T) {
 	ctx := redistest.Ctx(t)
 	sc, dc := src.Client(), destClient(t, dst, 0)
 	require.NoError(t, sc.Set(ctx, "before", "1", 0).Err())
-	require.NoError(t, sc.Do(ctx, "RESTORE", "poison", "0", crashingDump(t, sc)).Err(), "the source accepts it")
+	crafted := crashingDump(t, sc)
+	require.NoError(t, sc.Do(ctx, "RESTORE", "poison", "0", crafted).Err(), "the source accepts it")
 
 	redistest.Eventually(t, time.Minute, "the sync stops, saying why", func() error {
 		s := a.get(dst.UID).ReplicaSources[0]
@@ -750,4 +751,20 @@ func TestACraftedRestorePayloadNeverReachesTheDestination(t *testing.T) {
 	assert.Zero(t, n, "the crafted value reached the destination")
 	assert.Equal(t, "1", dc.Get(ctx, "before").Val(), "what came before it is applied")
 	require.NoError(t, dc.Ping(ctx).Err(), "the destination serves")
+
+	// RESTORE-ASKING, which Redis runs outside a cluster too, is checked
+	// the same way.
+	src2 := redistest.Start(t)
+	dst2 := a.create(api.CreateDatabaseRequest{Name: "dst2", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + src2.Addr()}}})
+	a.waitInSync(dst2.UID, time.Minute)
+	require.NoError(t, src2.Client().Do(ctx, "RESTORE-ASKING", "poison", "0", crafted).Err())
+	redistest.Eventually(t, time.Minute, "the sync stops, saying why", func() error {
+		s := a.get(dst2.UID).ReplicaSources[0]
+		if s.Status != api.SourceOutOfSync || !strings.Contains(s.LastError, "does not decode") {
+			return fmt.Errorf("source %s: %s", s.Status, s.LastError)
+		}
+		return nil
+	})
+	assert.Zero(t, destClient(t, dst2, 0).Exists(ctx, "poison").Val())
 }

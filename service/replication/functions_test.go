@@ -72,4 +72,29 @@ func TestTheSameFunctionLibraryFromTwoSources(t *testing.T) {
 	})
 	eventuallyEqual(t, time.Minute, dc, c1, c2)
 	a.waitInSync(dst.UID, time.Minute)
+
+	// Both delete a library: the second DELETE used to find it gone at
+	// the destination, which stopped the sync.
+	for _, c := range []*redis.Client{c1, c2} {
+		require.NoError(t, c.FunctionLoad(ctx, lib("both")).Err())
+	}
+	redistest.Eventually(t, time.Minute, "the destination has the library", func() error {
+		if got := libraries(); !slices.Contains(got, "both") {
+			return fmt.Errorf("libraries %v", got)
+		}
+		return nil
+	})
+	for _, c := range []*redis.Client{c1, c2} {
+		require.NoError(t, c.FunctionDelete(ctx, "both").Err())
+	}
+	require.NoError(t, c2.Set(ctx, "after-delete", "1", 0).Err())
+	redistest.Eventually(t, 2*time.Minute, "the library is gone from the destination", func() error {
+		if got := libraries(); !slices.Equal(got, []string{"app", "only2", "v2"}) {
+			return fmt.Errorf("libraries %v", got)
+		}
+		return nil
+	})
+	eventuallyEqual(t, time.Minute, dc, c1, c2)
+	db = a.waitInSync(dst.UID, time.Minute)
+	require.Equal(t, api.SyncEnabled, db.ReplicaSync)
 }

@@ -146,3 +146,15 @@ func reservedDBCommand(args [][]byte) (out [][]byte, drop bool) {
 	}
 	return nil, false // SWAPDB: refused to applications
 }
+
+// movesOut says whether a command run in logical database 16 moves or
+// copies a key into a database the applications use (MOVE k 0, COPY a b DB
+// 3): what it brings there is unknown to a destination that does not
+// replicate database 16 (reservedDBCommand).
+func movesOut(args [][]byte) bool {
+	_, ok := findDBArg(args, func(arg []byte) (int, bool) {
+		db, err := strconv.Atoi(string(arg))
+		return db, err == nil && db >= 0 && db < layout.CheckpointDB
+	})
+	return ok && (equalFold(args[0], "MOVE") || equalFold(args[0], "COPY"))
+}

@@ -43,6 +43,17 @@ func TestTheServicesDatabaseOfASourceIsNotReplicated(t *testing.T) {
 	require.NoError(t, sc.Do(ctx, "COPY", "copied", "copied", "DB", layout.CheckpointDB).Err())
 	require.NoError(t, sc.Set(ctx, "after", "1", 0).Err())
 	eventuallyEqual(t, time.Minute, dc, sc)
+
+	// A write right before a dropped COPY is not held back until the
+	// source's next ping (10 s).
+	pipe := sc.Pipeline()
+	pipe.Set(ctx, "right-before", "1", 0)
+	pipe.Do(ctx, "COPY", "after", "after", "DB", layout.CheckpointDB, "REPLACE")
+	_, err := pipe.Exec(ctx)
+	require.NoError(t, err)
+	redistest.Eventually(t, 5*time.Second, "the write before the COPY is applied", func() error {
+		return dc.Get(ctx, "right-before").Err()
+	})
 	db := a.waitInSync(dst.UID, time.Minute)
 	s := db.ReplicaSources[0]
 	assert.Empty(t, s.LastError)
@@ -58,4 +69,11 @@ func TestTheServicesDatabaseOfASourceIsNotReplicated(t *testing.T) {
 		assert.Zero(t, n, "%s is in the destination's database %d", k, layout.CheckpointDB)
 	}
 	assert.False(t, strings.Contains(s.SyncNote, "password"))
+
+	// A key moved out of database 16 into one the applications use is
+	// unknown to the destination: it is re-replicated, and has it.
+	require.NoError(t, s16.Set(ctx, "out", "1", 0).Err())
+	require.NoError(t, s16.Move(ctx, "out", 0).Err())
+	eventuallyEqual(t, 2*time.Minute, dc, sc)
+	a.waitInSync(dst.UID, time.Minute)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/layout"
@@ -95,14 +96,18 @@ func (w *destWriter) dumpVersion(ctx context.Context, probe bool) (int, error) {
 // RESTORE is in one), so the key appears whole. It returns false, having
 // done nothing, for any other command.
 func (s *syncer) restoreAsCommands(ctx context.Context, p *producer, args [][]byte, off int64, at time.Time, inTx bool) (bool, error) {
-	if len(args) < 4 || !equalFold(args[0], "RESTORE") {
+	if len(args) < 4 || !equalFold(args[0], "RESTORE") && !equalFold(args[0], "RESTORE-ASKING") {
 		return false, nil
 	}
 	// The destination trusts its master's RESTOREs (sanitize-dump-payload
 	// does not check them), and a crafted payload would crash it when
 	// read: the service decodes each one first, as it does a full sync's.
+	// RESTORE-ASKING too: Redis runs it outside a cluster as well.
 	if err := rdb.DecodeDump(ctx, args[1], args[3], rdb.BaseHandler{}); err != nil {
-		return true, fatal("the source ran RESTORE %q with a payload that does not decode (corrupt, or crafted to crash the server that reads it): it is not applied: %v", args[1], err)
+		return true, fatal("the source ran %s %q with a payload that does not decode (corrupt, or crafted to crash the server that reads it): it is not applied: %v", strings.ToUpper(string(args[0])), args[1], err)
+	}
+	if !equalFold(args[0], "RESTORE") {
+		return false, nil
 	}
 	if s.destRDB == 0 {
 		return false, nil

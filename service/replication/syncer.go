@@ -579,6 +579,10 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 				s.url, strings.ToUpper(string(cmd.Args[0])), errNeedFullSync)
 		}
 		if s.serviceSource {
+			if db == layout.CheckpointDB && movesOut(cmd.Args) {
+				return fmt.Errorf("source %s: an application moved or copied a key out of logical database %d, which the service does not replicate: the destination is re-replicated: %w",
+					s.url, layout.CheckpointDB, errNeedFullSync)
+			}
 			if adapted, drop := reservedDBCommand(cmd.Args); drop {
 				s.status.set(func(st *sourceStatus) { st.reserved++ })
 				cmd.Args, cmd.Raw = nil, nil
@@ -587,9 +591,19 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 			}
 		}
 		if len(cmd.Args) == 0 {
-			// Nothing to apply: only its offset counts.
+			// Nothing to apply: only its offset counts. What came before
+			// it goes now if nothing more is buffered, as after any
+			// command.
+			if fresh {
+				now = time.Now()
+			}
 			if err := p.add(ctx, item{kind: kindOffset, offset: cmd.Offset, at: now}, nil); err != nil {
 				return err
+			}
+			if conn.Buffered() == 0 {
+				if err := p.flush(ctx); err != nil {
+					return err
+				}
 			}
 			continue
 		}
