@@ -143,17 +143,31 @@ func Redact(raw string) string {
 		return prefix + redacted + "@" + hostPart(rest[at+1:])
 	}
 	if hasScheme {
-		return prefix + hostPart(rest)
-	}
-	if host, port, err := net.SplitHostPort(raw); err == nil && !strings.ContainsAny(host, " \t\r\n") {
-		if _, err := strconv.Atoi(port); err == nil {
-			return raw
+		// No '@': what follows the scheme is shown only if it is a
+		// host:port ("redis://:secret" and "redis://user:secret" are not).
+		if h := hostPart(rest); isHostPort(strings.TrimSuffix(h, "/"+redacted)) {
+			return prefix + h
 		}
+		return prefix + redacted
+	}
+	if isHostPort(raw) {
+		return raw
 	}
 	if strings.TrimSpace(raw) == "" {
 		return raw
 	}
 	return redacted
+}
+
+// isHostPort says whether s is a host (a name or an address) and a port
+// from 1 to 65535.
+func isHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || strings.ContainsAny(host, " \t\r\n:@") && net.ParseIP(host) == nil {
+		return false
+	}
+	p, err := strconv.Atoi(port)
+	return err == nil && p >= 1 && p <= 65535
 }
 
 // redactPlain redacts a URL that parses as plain
@@ -164,11 +178,14 @@ func redactPlain(raw string) (string, bool) {
 		(u.Path != "" && u.Path != "/") || strings.ContainsAny(raw, "#?") || strings.Contains(raw, "@") != (u.User != nil) {
 		return "", false
 	}
+	if u.Port() != "" && !isHostPort(u.Host) {
+		return "", false // redis://user:12345678 is a user and a password
+	}
 	if lower := strings.ToLower(u.Scheme); lower != "redis" && lower != "rediss" {
 		u.Scheme = redacted // not a scheme: perhaps part of a password
 	}
 	if u.User != nil {
-		if _, has := u.User.Password(); has {
+		if pw, has := u.User.Password(); has && pw != "" {
 			u.User = url.UserPassword(u.User.Username(), redacted)
 		} else {
 			// A lone user-info part may be a password (redis://secret@host).

@@ -75,7 +75,14 @@ func TestRedactMalformed(t *testing.T) {
 		"TOPSECRET":      "xxxxx",
 		"plain text":     "xxxxx",
 		"localhost:6379": "localhost:6379",
-		"":               "",
+		// No host: what follows the scheme is the user and password.
+		"redis://:mypassword":      "redis://xxxxx",
+		"redis://default:secret":   "redis://xxxxx",
+		"redis://default:12345678": "redis://xxxxx",
+		"redis://user:pass%zz":     "redis://xxxxx",
+		"redis://h:6379":           "redis://h:6379",
+		"redis://pw:@host:1":       "redis://xxxxx@host:1",
+		"":                         "",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
