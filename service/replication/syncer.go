@@ -702,12 +702,15 @@ func (s *syncer) localSourceDown() string {
 	return s.localDown(s.source.URI)
 }
 
-// loadIdle is how long a full load may take nothing from its source before
-// it gives its slot back: one stalled by a destination that does not
-// answer (stopped, say: the syncer waits to write, and reads nothing) or by
-// its source spends no CPU, and must not hold back the instance's other
-// loads. A source preparing its RDB on disk sends a newline every second,
-// which counts.
+// loadIdle is how long a full load may take nothing from its source, with
+// its destination answering nothing either, before it gives its slot back:
+// one stalled by a destination that does not answer (stopped, say: the
+// syncer waits to write, and reads nothing) or by its source spends no
+// CPU, and must not hold back the instance's other loads. A source
+// preparing its RDB on disk sends a newline every second, which counts.
+// A destination that loads a file (DEBUG RELOAD) answers nothing either: a
+// load of more than 10 s gives its slot back too, and the next load may
+// start beside it.
 const loadIdle = 10 * time.Second
 
 // releaseLoadWhenIdle gives the session's load slot back once wire (the
@@ -721,7 +724,12 @@ func (s *syncer) releaseLoadWhenIdle(ctx context.Context, wire func() int64) (st
 		defer close(done)
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
-		last, since := wire(), time.Now()
+		progress := func() time.Time {
+			s.status.mu.Lock()
+			defer s.status.mu.Unlock()
+			return s.status.lastProgress
+		}
+		last, answered, since := wire(), progress(), time.Now()
 		for {
 			select {
 			case <-ctx.Done():
@@ -729,8 +737,10 @@ func (s *syncer) releaseLoadWhenIdle(ctx context.Context, wire func() int64) (st
 			case <-released: // the stream began, or the session ends
 				return
 			case now := <-tick.C:
-				if n := wire(); n != last {
-					last, since = n, now
+				// A destination that applies (answers) is working even
+				// when the source waits for it.
+				if n, a := wire(), progress(); n != last || !a.Equal(answered) {
+					last, answered, since = n, a, now
 				} else if now.Sub(since) >= loadIdle {
 					s.log.Info("the full load has taken nothing from its source for a while; its slot goes to the instance's other loads", "source", s.url.String(), "idle", now.Sub(since).Round(time.Second))
 					release()
