@@ -42,12 +42,16 @@ func TestCaughtUpOnlyBetweenCommands(t *testing.T) {
 	read := make(chan Command, 1)
 	go func() {
 		got, err := c.ReadCommand(ctx)
-		assert.NoError(t, err)
+		if !assert.NoError(t, err) {
+			read <- Command{Args: [][]byte{nil}}
+			return
+		}
 		read <- Command{Args: [][]byte{append([]byte(nil), got.Args[0]...)}, Offset: got.Offset}
 	}()
 	<-halfSent
-	// The reader now waits for the second half: for a while (far longer
-	// than the millisecond a wait must last to count), it has not caught up.
+	// The reader now waits for the second half: soon (a wait counts once
+	// it lasts a millisecond), and for a while, it has not caught up.
+	waitFor(t, "not caught up while the command is half received", func() bool { return !c.CaughtUp(since, time.Now()) })
 	for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); {
 		require.False(t, c.CaughtUp(since, time.Now()), "caught up in the middle of a command")
 		time.Sleep(time.Millisecond)
@@ -61,5 +65,13 @@ func TestCaughtUpOnlyBetweenCommands(t *testing.T) {
 	for !c.CaughtUp(since, time.Now()) {
 		require.True(t, time.Now().Before(deadline), "never caught up while waiting between commands")
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitFor polls cond until it holds, for at most 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), what)
 	}
 }

@@ -78,6 +78,7 @@ func TestCaughtUpOnlyBetweenCommandsOverTLS(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "SET a 1", argsString(first.Args))
 	go func() { _, _ = c.ReadCommand(ctx) }()
+	waitFor(t, "not caught up while the command is half received", func() bool { return !c.CaughtUp(since, time.Now()) })
 	for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); {
 		require.False(t, c.CaughtUp(since, time.Now()), "caught up in the middle of a command (over TLS)")
 		time.Sleep(time.Millisecond)

@@ -485,6 +485,10 @@ type deadlineConn struct {
 	// the last read that waited for the network ended (see CaughtUp).
 	readingSince atomic.Int64
 	waitedEnd    atomic.Int64
+	// midSince: when the read under way in the middle of a command began
+	// (0 when none is). A wait for the rest of a command undoes an earlier
+	// wait between commands: the command is not received.
+	midSince atomic.Int64
 	// atBoundary: the reader has consumed every byte received so far and
 	// waits for the start of the next command (set by ReadCommand, cleared
 	// as soon as the stream's reader gets bytes: see boundaryReader). A
@@ -529,13 +533,21 @@ func (d *deadlineConn) Read(p []byte) (n int, err error) {
 	began := time.Now()
 	if boundary {
 		d.readingSince.Store(began.UnixNano())
+	} else {
+		d.midSince.Store(began.UnixNano())
 	}
 	n, err = d.Conn.Read(p)
 	ended := time.Now()
+	waited := ended.Sub(began) >= waitedRead
 	if boundary {
 		d.readingSince.Store(0)
-		if ended.Sub(began) >= waitedRead {
+		if waited {
 			d.waitedEnd.Store(ended.UnixNano())
+		}
+	} else {
+		d.midSince.Store(0)
+		if waited {
+			d.waitedEnd.Store(0)
 		}
 	}
 	return n, ctxError(ctx, err)
@@ -558,6 +570,9 @@ const caughtUpWindow = time.Second
 // ever waiting; the applied offset alone cannot tell, since the source's
 // backlog is not received yet.
 func (c *Conn) CaughtUp(since, now time.Time) bool {
+	if ms := c.dc.midSince.Load(); ms != 0 && now.UnixNano()-ms >= int64(waitedRead) {
+		return false // waiting for the rest of a command
+	}
 	if rs := c.dc.readingSince.Load(); rs != 0 && rs >= since.UnixNano() && now.UnixNano()-rs >= int64(waitedRead) {
 		return true
 	}
