@@ -19,7 +19,7 @@ import (
 
 const (
 	// mib is a mebibyte, the smallest memory_size.
-	mib = 1 << 20
+	mib = api.MinMemorySize
 
 	pollMinInterval = 200 * time.Millisecond
 	pollMaxInterval = 3 * time.Second

@@ -113,7 +113,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				Optional: true,
 				Computed: true,
 				Validators: []validator.Int64{
-					int64validator.Between(minDatabasePort, 65535),
+					int64validator.Between(api.MinPort, 65535),
 				},
 				PlanModifiers: []planmodifier.Int64{
 					int64planmodifier.UseStateForUnknown(),
@@ -272,7 +272,7 @@ func checkSharding(memory, shards types.Int64, replication, ossCluster types.Boo
 		diags.AddAttributeError(path.Root("replication"), "replication needs a Redis Cluster",
 			"replication (a replica per shard) needs a Redis Cluster for now: set shards_count above 1 or oss_cluster = true.")
 	}
-	if !clustered || memory.IsUnknown() || memory.IsNull() || n > maxShardsCount {
+	if !clustered || memory.IsUnknown() || memory.IsNull() || n > api.MaxShards {
 		return diags
 	}
 	if per := memory.ValueInt64() / n; per < mib {

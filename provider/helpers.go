@@ -2,17 +2,15 @@ package provider
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
-	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 
+	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/client"
+	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 )
 
 // clientFromProviderData returns the client that the provider's Configure
@@ -85,11 +83,6 @@ func (v durationValidator) ValidateString(ctx context.Context, req validator.Str
 // time with the same words, so that a configuration the service refuses
 // fails at plan, not halfway through an apply.
 const (
-	maxMemorySize      = 1 << 40 // 1 TiB
-	minPasswordLength  = 8
-	maxPasswordLength  = 128
-	minDatabasePort    = 1024
-	maxShardsCount     = 64
 	memorySizeRuleText = "it is in bytes, from 1048576 (1 MiB) to 1099511627776 (1 TiB)"
 )
 
@@ -110,7 +103,7 @@ func (memorySizeValidator) ValidateInt64(_ context.Context, req validator.Int64R
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	if n := req.ConfigValue.ValueInt64(); n < mib || n > maxMemorySize {
+	if n := req.ConfigValue.ValueInt64(); n < api.MinMemorySize || n > api.MaxMemorySize {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid memory_size",
 			fmt.Sprintf("memory_size %d is out of range: %s.", n, memorySizeRuleText))
 	}
@@ -135,23 +128,7 @@ func (databasePasswordValidator) ValidateString(_ context.Context, req validator
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	if err := checkDatabasePassword(req.ConfigValue.ValueString()); err != nil {
+	if err := api.CheckPassword(req.ConfigValue.ValueString()); err != nil {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid password", fmt.Sprintf("The %s %s.", req.Path, err))
 	}
-}
-
-// checkDatabasePassword says what the service would refuse in pw.
-func checkDatabasePassword(pw string) error {
-	if n := utf8.RuneCountInString(pw); n < minPasswordLength || n > maxPasswordLength {
-		return fmt.Errorf("must be %d to %d characters long", minPasswordLength, maxPasswordLength)
-	}
-	if !utf8.ValidString(pw) {
-		return errors.New("must be valid UTF-8")
-	}
-	for _, r := range pw {
-		if r != ' ' && !unicode.IsPrint(r) {
-			return errors.New("may not contain control characters")
-		}
-	}
-	return nil
 }

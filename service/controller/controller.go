@@ -19,8 +19,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/service/databases"
@@ -269,15 +267,6 @@ func notFound(uid int) error {
 
 var nameRE = regexp.MustCompile(api.NamePattern)
 
-const (
-	minMemory = 1 << 20
-	maxMemory = 1 << 40
-)
-
-// minPort is the lowest port a database may ask for: the privileged ports
-// belong to the system, and the service often runs as root.
-const minPort = 1024
-
 // sameName says whether two database names clash. Names are unique without
 // regard to case ("orders" and "ORDERS" cannot coexist), as host names are:
 // a name that differs only in case is a mistake waiting to happen.
@@ -291,27 +280,16 @@ func validateName(name string) error {
 }
 
 func validateMemory(n int64) error {
-	if n < minMemory || n > maxMemory {
-		return invalid("memory_size %d is out of range: it is in bytes, from %d (1 MiB) to %d (1 TiB)", n, int64(minMemory), int64(maxMemory))
+	if n < api.MinMemorySize || n > api.MaxMemorySize {
+		return invalid("memory_size %d is out of range: it is in bytes, from %d (1 MiB) to %d (1 TiB)", n, int64(api.MinMemorySize), int64(api.MaxMemorySize))
 	}
 	return nil
 }
 
-// validatePassword accepts any printable password, spaces included: Redis
-// takes any string, and the service stores only its hash in the database's
-// files. Control characters are refused: no client types them, and a
-// terminal that echoes them misleads.
+// validatePassword: see api.CheckPassword.
 func validatePassword(pw string) error {
-	if n := utf8.RuneCountInString(pw); n < 8 || n > 128 {
-		return invalid("authentication_redis_pass must be 8 to 128 characters long")
-	}
-	if !utf8.ValidString(pw) {
-		return invalid("authentication_redis_pass must be valid UTF-8")
-	}
-	for _, r := range pw {
-		if r != ' ' && !unicode.IsPrint(r) {
-			return invalid("authentication_redis_pass may not contain control characters")
-		}
+	if err := api.CheckPassword(pw); err != nil {
+		return invalid("authentication_redis_pass %v", err)
 	}
 	return nil
 }
@@ -330,8 +308,8 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	if err := validateMemory(req.MemorySize); err != nil {
 		return api.Database{}, err
 	}
-	if req.Port != 0 && (req.Port < minPort || req.Port > 65535) {
-		return api.Database{}, invalid("port %d is out of range %d-65535 (ports below %d are reserved for system services)", req.Port, minPort, minPort)
+	if req.Port != 0 && (req.Port < api.MinPort || req.Port > 65535) {
+		return api.Database{}, invalid("port %d is out of range %d-65535 (ports below %d are reserved for system services)", req.Port, api.MinPort, api.MinPort)
 	}
 	if req.AuthenticationRedisPass == "" {
 		req.AuthenticationRedisPass = newSecret()

@@ -13,14 +13,10 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
-// maxShards bounds shards_count: each shard is a redis-server (two with
-// replication) and four ports of the range.
-const maxShards = 64
-
 // validateSharding checks the sharding fields of a create.
 func validateSharding(req api.CreateDatabaseRequest) error {
-	if req.ShardsCount < 0 || req.ShardsCount > maxShards {
-		return invalid("shards_count %d is out of range 1-%d", req.ShardsCount, maxShards)
+	if req.ShardsCount < 0 || req.ShardsCount > api.MaxShards {
+		return invalid("shards_count %d is out of range 1-%d", req.ShardsCount, api.MaxShards)
 	}
 	clustered := req.ShardsCount > 1 || req.OSSCluster
 	if req.Replication && !clustered {
@@ -29,8 +25,8 @@ func validateSharding(req api.CreateDatabaseRequest) error {
 	if !clustered {
 		return nil
 	}
-	if per := req.MemorySize / int64(max(req.ShardsCount, 1)); per < minMemory {
-		return invalid("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (1 MiB) each needs", req.MemorySize, req.ShardsCount, per, int64(minMemory))
+	if per := req.MemorySize / int64(max(req.ShardsCount, 1)); per < api.MinMemorySize {
+		return invalid("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (1 MiB) each needs", req.MemorySize, req.ShardsCount, per, int64(api.MinMemorySize))
 	}
 	return nil
 }
@@ -57,8 +53,8 @@ func checkShardingChange(d store.Database, req api.UpdateDatabaseRequest) error 
 		return invalid("tls_mode cannot change to or from enabled on a sharded database yet (its nodes' links would all change protocol); create a new database instead")
 	}
 	if req.MemorySize != nil {
-		if per := *req.MemorySize / int64(d.Shards()); per < minMemory {
-			return invalid("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (1 MiB) each needs", *req.MemorySize, d.Shards(), per, int64(minMemory))
+		if per := *req.MemorySize / int64(d.Shards()); per < api.MinMemorySize {
+			return invalid("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (1 MiB) each needs", *req.MemorySize, d.Shards(), per, int64(api.MinMemorySize))
 		}
 	}
 	return nil
