@@ -154,3 +154,24 @@ func tail(s string, n int) string {
 	}
 	return "..." + s[len(s)-n:]
 }
+
+// testAccCLIProviderConfig is the start of a configuration run by
+// testAccCLI: the provider from the local build, configured from the
+// TF_VAR_endpoint, TF_VAR_password and TF_VAR_ca_cert its tests set.
+const testAccCLIProviderConfig = `
+terraform {
+  required_providers {
+    redis = { source = "replicad/redis" }
+  }
+}
+
+variable "endpoint" {}
+variable "ca_cert" {}
+variable "password" { sensitive = true }
+
+provider "redis" {
+  endpoint = var.endpoint
+  password = var.password
+  ca_cert  = var.ca_cert
+}
+`

@@ -15,23 +15,8 @@ import (
 // with write-only URLs: the ephemeral redis_source_url read after the
 // redis_source_url_password, and source_uris_wo_version tied to its
 // password_version.
-const testAccWORotationConfig = `
-terraform {
-  required_providers {
-    redis = { source = "replicad/redis" }
-  }
-}
-
-variable "endpoint" {}
-variable "ca_cert" {}
-variable "password" { sensitive = true }
+const testAccWORotationConfig = testAccCLIProviderConfig + `
 variable "rotation" { default = "1" }
-
-provider "redis" {
-  endpoint = var.endpoint
-  password = var.password
-  ca_cert  = var.ca_cert
-}
 
 resource "redis_database" "src" {
   name        = "worot-src"
@@ -127,23 +112,7 @@ func urlPassword(t *testing.T, uri string) string {
 func TestAccReplicaOf_writeOnlyResendWarns(t *testing.T) {
 	e := testAccStart(t)
 	cli := newTestAccCLI(t, "TF_VAR_endpoint="+e.inst.URL, "TF_VAR_password="+e.inst.Password, "TF_VAR_ca_cert="+e.inst.CACert)
-	cli.write("main.tf", `
-terraform {
-  required_providers {
-    redis = { source = "replicad/redis" }
-  }
-}
-
-variable "endpoint" {}
-variable "ca_cert" {}
-variable "password" { sensitive = true }
-
-provider "redis" {
-  endpoint = var.endpoint
-  password = var.password
-  ca_cert  = var.ca_cert
-}
-
+	cli.write("main.tf", testAccCLIProviderConfig+`
 resource "redis_database" "src" {
   name        = "woresend-src"
   memory_size = 8388608
