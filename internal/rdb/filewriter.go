@@ -35,21 +35,19 @@ var ErrTooBigToStream = fmt.Errorf("%w: a value is too big to hold until it can 
 // out; an error stops the decoding.
 type FileWriter struct {
 	BaseHandler
-	f       *os.File // nil for a stream (NewStreamWriter)
-	bw      *bufio.Writer
+	out     *sink
 	version int
-	crc     uint64
-	pos     int64
-	// patched: a length was filled in after it was written, so the running
-	// checksum is stale.
-	patched bool
+	// merge, when set, is the Merger this writer is an input of: it writes
+	// each key whole in its turn (turn held).
+	merge *Merger
+	held  bool
 
 	Keep func(k *KeyMeta) (bool, error)
 	// OnAux, when set, sees the payload's AUX fields (they are not
 	// written: Redis needs none to load the file).
 	OnAux func(key, value []byte) error
 
-	db, written int // the current database of the input, and of the file (-1 none)
+	db     int // the current database of the input
 	resize      *[2]uint64
 	skipping    bool // the current key is left out
 	// A value written in chunks: where its length is, and how many
@@ -66,7 +64,7 @@ type FileWriter struct {
 // NewFileWriter starts an RDB file of the given version (10 for Redis 7.0)
 // in f, which must be empty, readable and seekable.
 func NewFileWriter(f *os.File, version int) (*FileWriter, error) {
-	w := &FileWriter{f: f, bw: bufio.NewWriterSize(f, 1<<20), version: version, written: -1}
+	w := &FileWriter{out: &sink{f: f, bw: bufio.NewWriterSize(f, 1<<20), written: -1}, version: version}
 	if err := w.write([]byte(fmt.Sprintf("REDIS%04d", version))); err != nil {
 		return nil, err
 	}
@@ -79,7 +77,7 @@ func NewFileWriter(f *os.File, version int) (*FileWriter, error) {
 // chunks, whose length is only known at its end, is held until then, and
 // one that takes more than spoolLimit bytes is refused with ErrNotWritable.
 func NewStreamWriter(out io.Writer, version, spoolLimit int) (*FileWriter, error) {
-	w := &FileWriter{bw: bufio.NewWriterSize(out, 256<<10), version: version, written: -1, spoolLimit: spoolLimit}
+	w := &FileWriter{out: &sink{bw: bufio.NewWriterSize(out, 256<<10), written: -1}, version: version, spoolLimit: spoolLimit}
 	if err := w.write([]byte(fmt.Sprintf("REDIS%04d", version))); err != nil {
 		return nil, err
 	}
@@ -94,11 +92,28 @@ func (w *FileWriter) write(p []byte) error {
 		w.spool = append(w.spool, p...)
 		return nil
 	}
-	if !w.patched {
-		w.crc = crc64Update(w.crc, p)
+	return w.out.write(p)
+}
+
+// sink is where a FileWriter's bytes go: its file or stream, or the
+// stream that the inputs of a Merger share.
+type sink struct {
+	f       *os.File // nil for a stream
+	bw      *bufio.Writer
+	crc     uint64
+	pos     int64
+	written int // the database the output is in (-1 none)
+	// patched: a length was filled in after it was written, so the running
+	// checksum is stale.
+	patched bool
+}
+
+func (o *sink) write(p []byte) error {
+	if !o.patched {
+		o.crc = crc64Update(o.crc, p)
 	}
-	n, err := w.bw.Write(p)
-	w.pos += int64(n)
+	n, err := o.bw.Write(p)
+	o.pos += int64(n)
 	if err != nil {
 		return fmt.Errorf("write rdb file: %w", err)
 	}
@@ -130,16 +145,16 @@ func (w *FileWriter) length(n uint64) error {
 
 // lengthLater writes a 64-bit length to be filled in by patchLength.
 func (w *FileWriter) lengthLater() error {
-	if w.f == nil {
+	if w.out.f == nil {
 		w.spooling, w.spool, w.count = true, w.spool[:0], 0
 		return nil
 	}
-	w.lenAt, w.count = w.pos, 0
+	w.lenAt, w.count = w.out.pos, 0
 	return w.write([]byte{0x81, 0, 0, 0, 0, 0, 0, 0, 0})
 }
 
 func (w *FileWriter) patchLength() error {
-	if w.f == nil {
+	if w.out.f == nil {
 		w.spooling = false
 		if err := w.length(w.count); err != nil {
 			return err
@@ -150,15 +165,15 @@ func (w *FileWriter) patchLength() error {
 		}
 		return err
 	}
-	if err := w.bw.Flush(); err != nil {
+	if err := w.out.bw.Flush(); err != nil {
 		return fmt.Errorf("write rdb file: %w", err)
 	}
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], w.count)
-	if _, err := w.f.WriteAt(b[:], w.lenAt+1); err != nil {
+	if _, err := w.out.f.WriteAt(b[:], w.lenAt+1); err != nil {
 		return fmt.Errorf("write rdb file: %w", err)
 	}
-	w.patched = true
+	w.out.patched = true
 	return nil
 }
 
@@ -187,10 +202,42 @@ func (w *FileWriter) ResizeDB(dbSize, expiresSize uint64) error {
 }
 
 func (w *FileWriter) Function(code []byte) error {
+	if w.merge != nil {
+		// Every master of a clustered source has the same libraries: a
+		// second copy would fail the load ("already exists").
+		if !w.merge.firstFunction(code) {
+			return nil
+		}
+		if err := w.take(); err != nil {
+			return err
+		}
+		defer w.give()
+	}
 	if err := w.byte1(opFunction2); err != nil {
 		return err
 	}
 	return w.str(code)
+}
+
+// take waits for this input's turn to write to a Merger's output; a
+// writer of its own has it always.
+func (w *FileWriter) take() error {
+	if w.merge == nil || w.held {
+		return nil
+	}
+	if err := w.merge.take(); err != nil {
+		return err
+	}
+	w.held = true
+	return nil
+}
+
+// give ends the turn that take began, once a key is written whole.
+func (w *FileWriter) give() {
+	if w.held {
+		w.held = false
+		w.merge.give()
+	}
 }
 
 // keyHeader decides whether k is written and writes what precedes its
@@ -202,7 +249,10 @@ func (w *FileWriter) keyHeader(k *KeyMeta, typ byte) (bool, error) {
 			return false, err
 		}
 	}
-	if w.written != k.DB {
+	if err := w.take(); err != nil {
+		return false, err
+	}
+	if w.out.written != k.DB {
 		if err := w.byte1(opSelectDB); err != nil {
 			return false, err
 		}
@@ -220,7 +270,7 @@ func (w *FileWriter) keyHeader(k *KeyMeta, typ byte) (bool, error) {
 				return false, err
 			}
 		}
-		w.written = k.DB
+		w.out.written = k.DB
 	}
 	if k.ExpireAtMs != 0 {
 		var b [9]byte
@@ -238,7 +288,7 @@ func (w *FileWriter) keyHeader(k *KeyMeta, typ byte) (bool, error) {
 
 // StreamsRaw: a stream takes values in pieces, as they are read (a file
 // holds them whole, and writes those over the raw limit from their chunks).
-func (w *FileWriter) StreamsRaw() bool { return w.f == nil }
+func (w *FileWriter) StreamsRaw() bool { return w.out.f == nil }
 
 // RawStart writes what precedes a value that comes in pieces.
 func (w *FileWriter) RawStart(k *KeyMeta) (bool, error) {
@@ -251,7 +301,10 @@ func (w *FileWriter) RawStart(k *KeyMeta) (bool, error) {
 func (w *FileWriter) RawPart(p []byte) error { return w.write(p) }
 
 // RawEnd ends the value RawStart began.
-func (w *FileWriter) RawEnd(*KeyMeta) error { return nil }
+func (w *FileWriter) RawEnd(*KeyMeta) error {
+	w.give()
+	return nil
+}
 
 // RawValue copies a whole value: the DUMP payload is the type byte, the
 // value, then a 10-byte footer (version, checksum) that the file does not
@@ -272,7 +325,11 @@ func (w *FileWriter) RawBody(k *KeyMeta, body []byte) error {
 	if err != nil || !keep {
 		return err
 	}
-	return w.write(body[1:])
+	if err := w.write(body[1:]); err != nil {
+		return err
+	}
+	w.give()
+	return nil
 }
 
 func (w *FileWriter) BeginKey(k *KeyMeta) error {
@@ -377,7 +434,11 @@ func (w *FileWriter) EndKey(k *KeyMeta) error {
 		w.skipping = false
 		return nil
 	}
-	return w.patchLength()
+	if err := w.patchLength(); err != nil {
+		return err
+	}
+	w.give()
+	return nil
 }
 
 // Extra is a key the caller adds after the decoded dataset (the service's
@@ -425,31 +486,32 @@ func (w *FileWriter) Close(extra ...Extra) error {
 	if err := w.byte1(opEOF); err != nil {
 		return err
 	}
-	if w.f == nil {
+	o := w.out
+	if o.f == nil {
 		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], w.crc)
-		if _, err := w.bw.Write(b[:]); err != nil {
+		binary.LittleEndian.PutUint64(b[:], o.crc)
+		if _, err := o.bw.Write(b[:]); err != nil {
 			return fmt.Errorf("write rdb stream: %w", err)
 		}
-		if err := w.bw.Flush(); err != nil {
+		if err := o.bw.Flush(); err != nil {
 			return fmt.Errorf("write rdb stream: %w", err)
 		}
 		return nil
 	}
-	if err := w.bw.Flush(); err != nil {
+	if err := o.bw.Flush(); err != nil {
 		return fmt.Errorf("write rdb file: %w", err)
 	}
-	if w.patched {
+	if o.patched {
 		// Lengths were filled in: the checksum is of the file as it is.
-		crc, err := fileCRC(w.f, w.pos)
+		crc, err := fileCRC(o.f, o.pos)
 		if err != nil {
 			return err
 		}
-		w.crc = crc
+		o.crc = crc
 	}
 	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], w.crc)
-	if _, err := w.f.WriteAt(b[:], w.pos); err != nil {
+	binary.LittleEndian.PutUint64(b[:], o.crc)
+	if _, err := o.f.WriteAt(b[:], o.pos); err != nil {
 		return fmt.Errorf("write rdb file: %w", err)
 	}
 	return nil

@@ -1,0 +1,103 @@
+package rdb
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Merger writes one RDB stream from several decoded ones (the shards of a
+// clustered source, or several sources of one destination), for a reader
+// that loads it as it arrives: each input is a FileWriter (Input) that a
+// Decoder of its own feeds, at the same time as the others. The output
+// takes the inputs' keys in whatever order they come, each key whole: an
+// input writes a key in its turn, which it holds from the key's header to
+// its end (a big value in pieces holds it for as long as it takes to
+// arrive). Function libraries are written once each.
+//
+// When an input fails (its decoder returns an error), the caller must call
+// Fail: the output is then cut in the middle of a key, and the inputs
+// waiting for their turn are told. Once every input is done, Close ends
+// the stream.
+type Merger struct {
+	out        sink
+	version    int
+	spoolLimit int
+	turn       chan struct{} // holds a token while an input writes
+	failed     chan struct{} // closed by Fail
+	failOnce   sync.Once
+	err        error
+
+	mu        sync.Mutex
+	functions map[[32]byte]bool
+}
+
+// NewStreamMerger starts an RDB of the given version written to out, as
+// NewStreamWriter does, for several inputs.
+func NewStreamMerger(out io.Writer, version, spoolLimit int) (*Merger, error) {
+	m := &Merger{
+		out:     sink{bw: bufio.NewWriterSize(out, 256<<10), written: -1},
+		version: version, spoolLimit: spoolLimit,
+		turn: make(chan struct{}, 1), failed: make(chan struct{}),
+		functions: map[[32]byte]bool{},
+	}
+	if err := m.out.write(fmt.Appendf(nil, "REDIS%04d", version)); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Input is a writer for one decoded RDB. Its Close must not be called:
+// the Merger's Close ends the output.
+func (m *Merger) Input() *FileWriter {
+	return &FileWriter{out: &m.out, merge: m, version: m.version, spoolLimit: m.spoolLimit}
+}
+
+// Fail stops the merge: inputs waiting for their turn, and those that
+// take one later, get err.
+func (m *Merger) Fail(err error) {
+	m.failOnce.Do(func() {
+		m.err = fmt.Errorf("merged rdb stopped: %w", err)
+		close(m.failed)
+	})
+}
+
+func (m *Merger) take() error {
+	select {
+	case <-m.failed:
+		return m.err
+	default:
+	}
+	select {
+	case m.turn <- struct{}{}:
+		return nil
+	case <-m.failed:
+		return m.err
+	}
+}
+
+func (m *Merger) give() { <-m.turn }
+
+// firstFunction reports whether code is a library not written yet.
+func (m *Merger) firstFunction(code []byte) bool {
+	sum := sha256.Sum256(code)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.functions[sum] {
+		return false
+	}
+	m.functions[sum] = true
+	return true
+}
+
+// Close writes the extra keys, the end of the stream and its checksum,
+// once every input is done.
+func (m *Merger) Close(extra ...Extra) error {
+	w := m.Input()
+	if err := w.take(); err != nil {
+		return err
+	}
+	return w.Close(extra...)
+}

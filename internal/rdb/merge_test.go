@@ -1,0 +1,114 @@
+package rdb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// mergeHalves decodes dump twice at once, as two inputs of one Merger that
+// each keep the keys of one half (by a hash of the name): the output holds
+// the dump's keys once each, like one dataset split over two shards.
+func mergeHalves(t *testing.T, dump []byte, spool int, opts ...Option) ([]byte, error) {
+	t.Helper()
+	var out bytes.Buffer
+	m, err := NewStreamMerger(&out, 10, spool)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		in := m.Input()
+		in.Keep = func(k *KeyMeta) (bool, error) {
+			h := fnv.New32a()
+			h.Write(k.Key)
+			return int(h.Sum32()%2) == i, nil
+		}
+		wg.Go(func() {
+			if err := NewDecoder(bytes.NewReader(dump), opts...).Decode(context.Background(), in); err != nil {
+				errs[i] = err
+				m.Fail(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	require.NoError(t, m.Close(Extra{DB: 3, Key: "extra", Value: "v"}))
+	return out.Bytes(), nil
+}
+
+// Two inputs decoded at the same time, values whole (big ones in pieces)
+// or in chunks, make one stream that a real redis-server loads (checksum
+// included) with every key of both, and each function library once.
+func TestMergerLoadsInRedis(t *testing.T) {
+	src := startRedis(t)
+	loadDataset(t, src)
+	c := src.client(2)
+	for i := range 20 {
+		src.do(c, "RPUSH", "huge", strings.Repeat(strconv.Itoa(i), 8000))
+	}
+	c.Close()
+	check := func(out []byte) {
+		t.Helper()
+		dst := startRedisWithDump(t, out)
+		c := dst.client(3)
+		assert.Equal(t, "v", dst.do(c, "GET", "extra"))
+		dst.do(c, "DEL", "extra")
+		// The dataset's library, which both inputs carry, once (a second
+		// copy would fail the load).
+		assert.Len(t, dst.do(c, "FUNCTION", "LIST").([]any), 1)
+		c.Close()
+		compareServers(t, src, dst)
+	}
+	out, err := mergeHalves(t, src.save(), 1<<20, WithRawValues(1<<20, 10))
+	require.NoError(t, err)
+	check(out)
+
+	for _, db := range []int{0, 1, 7} {
+		c := src.client(db)
+		for _, k := range src.do(c, "KEYS", "*stream*").([]any) {
+			src.do(c, "DEL", k)
+		}
+		c.Close()
+	}
+	out, err = mergeHalves(t, src.save(), 8<<20, WithRawValues(1<<20, 9), WithChunkLimits(100, 0))
+	require.NoError(t, err)
+	check(out)
+}
+
+// An input that fails in the middle of a key (holding the turn) stops the
+// merge: the other input, waiting for its turn, is told instead of waiting
+// for good, and so is Close.
+func TestMergerFailWakesTheOtherInputs(t *testing.T) {
+	var out bytes.Buffer
+	m, err := NewStreamMerger(&out, 10, 1<<20)
+	require.NoError(t, err)
+	a, b := m.Input(), m.Input()
+	require.NoError(t, a.BeginKey(&KeyMeta{Key: []byte("big"), Type: TypeList}))
+	require.NoError(t, a.ListChunk(nil, [][]byte{[]byte("x")}))
+	got := make(chan error, 1)
+	go func() { got <- b.RawBody(&KeyMeta{Key: []byte("k")}, []byte{0, 1, 'v'}) }()
+	select {
+	case err := <-got:
+		t.Fatalf("the second input wrote while the first held its turn: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	m.Fail(errors.New("source gone"))
+	select {
+	case err := <-got:
+		require.ErrorContains(t, err, "source gone")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting input was not told of the failure")
+	}
+	require.ErrorContains(t, m.Close(), "source gone")
+}
