@@ -47,9 +47,9 @@ type FileWriter struct {
 	// written: Redis needs none to load the file).
 	OnAux func(key, value []byte) error
 
-	db     int // the current database of the input
-	resize      *[2]uint64
-	skipping    bool // the current key is left out
+	db       int // the current database of the input
+	resize   *[2]uint64
+	skipping bool // the current key is left out
 	// A value written in chunks: where its length is, and how many
 	// elements (or bytes, for a string) it has so far.
 	lenAt int64
