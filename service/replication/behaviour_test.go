@@ -1,8 +1,10 @@
 package replication_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/service/app"
+	"github.com/replicad/terraform-provider-redis/service/replication"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -269,47 +272,120 @@ func TestDestinationOutOfMemoryStops(t *testing.T) {
 	})
 }
 
-// With a bound of one full load at a time, a destination of four sources
-// loads them one after the other (the API never shows two receiving their
-// RDB at once) and ends with every key of every source.
+// With a bound of one full load at a time, a destination of more sources
+// than one full sync merges (maxMergedInputs) loads them one after the
+// other (the API never shows two receiving their RDB at once) and ends
+// with every key of every source.
 func TestFullLoadsRunWithinTheInstancesBound(t *testing.T) {
 	i := servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 1 })
 	a := newAPI(t, i)
+	sources, clients := filledSources(t, replication.MaxMergedInputs+1, 5000)
+	dst := a.create(api.CreateDatabaseRequest{Name: "many-sources", MemorySize: 256 << 20, ReplicaSources: sources})
+	most := mostReceivingAtOnce(t, a, dst.UID)
+	assert.LessOrEqual(t, most[dst.UID], 1, "sources seen loading at once")
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), clients...)
+}
+
+// A merged load (several sources as one full sync of their destination)
+// takes one of the instance's load slots for all its sources: with a bound
+// of one, two destinations of three sources each never receive at once,
+// and each ends with every key of its sources.
+func TestAMergedLoadTakesOneSlot(t *testing.T) {
+	i := servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 1 })
+	a := newAPI(t, i)
+	srcA, clientsA := filledSources(t, 3, 20000)
+	srcB, clientsB := filledSources(t, 3, 20000)
+	var dsts []api.Database
+	for n, src := range [][]api.ReplicaSource{srcA, srcB} {
+		dsts = append(dsts, a.create(api.CreateDatabaseRequest{Name: fmt.Sprintf("merged-%d", n), MemorySize: 256 << 20, ReplicaSources: src}))
+	}
+	var mu sync.Mutex
+	both := false
+	ctx, cancel := context.WithCancel(redistest.Ctx(t))
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for ctx.Err() == nil {
+			receiving := 0
+			for _, d := range dsts {
+				if receivingSources(a.get(d.UID)) > 0 {
+					receiving++
+				}
+			}
+			mu.Lock()
+			both = both || receiving > 1
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	for n, d := range dsts {
+		redistest.Eventually(t, 2*time.Minute, "every source in sync", func() error {
+			if st := a.get(d.UID).ReplicaSyncStatus; st != api.SourceInSync {
+				return fmt.Errorf("status %s", st)
+			}
+			return nil
+		})
+		eventuallyEqual(t, time.Minute, destClient(t, d, 0), [][]*redis.Client{clientsA, clientsB}[n]...)
+	}
+	cancel()
+	<-watched
+	mu.Lock()
+	defer mu.Unlock()
+	assert.False(t, both, "two destinations received their sources' RDBs at once")
+}
+
+// filledSources starts n redis-servers of keys keys each (names unique
+// to each) and returns them as replica sources, with a client of each.
+func filledSources(t *testing.T, n, keys int) ([]api.ReplicaSource, []*redis.Client) {
+	t.Helper()
 	ctx := redistest.Ctx(t)
 	var sources []api.ReplicaSource
 	var clients []*redis.Client
-	for n := range 4 {
+	for range n {
 		s := redistest.Start(t)
 		c := s.Client()
 		p := c.Pipeline()
-		for k := range 20000 {
-			p.Set(ctx, fmt.Sprintf("s%d:key:%d", n, k), strings.Repeat("x", 100), 0)
+		for k := range keys {
+			p.Set(ctx, fmt.Sprintf("%s:key:%d", s.Addr(), k), strings.Repeat("x", 100), 0)
 		}
 		_, err := p.Exec(ctx)
 		require.NoError(t, err)
 		sources = append(sources, api.ReplicaSource{URI: s.URL()})
 		clients = append(clients, c)
 	}
-	dst := a.create(api.CreateDatabaseRequest{Name: "four-sources", MemorySize: 256 << 20, ReplicaSources: sources})
-	most := 0
-	redistest.Eventually(t, 2*time.Minute, "every source in sync", func() error {
-		db := a.get(dst.UID)
-		loading := 0
-		for _, s := range db.ReplicaSources {
-			// Receiving its RDB: some of it transferred, the end not yet
-			// (a diskless RDB's size is unknown, -1, until its end).
-			if s.RDBTransferred > 0 && (s.RDBSize < 0 || s.RDBTransferred < s.RDBSize) {
-				loading++
-			}
+	return sources, clients
+}
+
+// receivingSources counts db's sources receiving their RDB: some of it
+// transferred, the end not yet (a diskless RDB's size is unknown, -1,
+// until its end).
+func receivingSources(db api.Database) int {
+	n := 0
+	for _, s := range db.ReplicaSources {
+		if s.RDBTransferred > 0 && (s.RDBSize < 0 || s.RDBTransferred < s.RDBSize) {
+			n++
 		}
-		most = max(most, loading)
+	}
+	return n
+}
+
+// mostReceivingAtOnce waits until uid is in sync and returns the most of
+// its sources seen receiving their RDB at once.
+func mostReceivingAtOnce(t *testing.T, a *apiClient, uid int) map[int]int {
+	t.Helper()
+	most := map[int]int{}
+	redistest.Eventually(t, 2*time.Minute, "every source in sync", func() error {
+		db := a.get(uid)
+		most[uid] = max(most[uid], receivingSources(db))
 		if db.ReplicaSyncStatus != api.SourceInSync {
 			return fmt.Errorf("status %s", db.ReplicaSyncStatus)
 		}
 		return nil
 	})
-	assert.LessOrEqual(t, most, 1, "sources seen loading at once")
-	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), clients...)
+	return most
 }
 
 // TestDestinationOutOfMemoryOnTheStreamStops: the stream's writes reach the

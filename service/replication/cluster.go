@@ -207,6 +207,18 @@ func nodesField(addr string) string { return addr + "#nodes" }
 // saveNodes keeps the nodes of every clustered source in the destination
 // (see nodesField).
 func (d *destination) saveNodes(ctx context.Context, ckc *redis.Client) error {
+	for field, nodes := range d.nodeFields() {
+		if err := ckc.HSet(ctx, checkpointKey, field, nodes).Err(); err != nil {
+			return fmt.Errorf("keep the nodes of a clustered source in the destination: %w", err)
+		}
+	}
+	return nil
+}
+
+// nodeFields are the fields of the checkpoint hash that keep the nodes of
+// each clustered source (saveNodes).
+func (d *destination) nodeFields() map[string]string {
+	out := map[string]string{}
 	for _, s := range d.sources {
 		cl := s.cluster.Load()
 		if cl == nil {
@@ -215,14 +227,11 @@ func (d *destination) saveNodes(ctx context.Context, ckc *redis.Client) error {
 		cl.mu.Lock()
 		nodes := cl.topology.Addrs()
 		cl.mu.Unlock()
-		if len(nodes) == 0 {
-			continue
-		}
-		if err := ckc.HSet(ctx, checkpointKey, nodesField(s.url.Addr()), strings.Join(nodes, " ")).Err(); err != nil {
-			return fmt.Errorf("keep the nodes of source %s in the destination: %w", s.url, err)
+		if len(nodes) > 0 {
+			out[nodesField(s.url.Addr())] = strings.Join(nodes, " ")
 		}
 	}
-	return nil
+	return out
 }
 
 // isFlush says whether a command empties a database: on the stream of one

@@ -40,6 +40,9 @@ type destination struct {
 	// noLinkLoad: this destination's full loads go through a file, not
 	// over its master link (linkload.go).
 	noLinkLoad atomic.Bool
+	// noMerge: this destination's full loads of several sources do not
+	// go as one full sync (mergeload.go).
+	noMerge atomic.Bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -284,10 +287,17 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 	if full {
 		d.reloading.Store(true)
 		if file = d.fileLoadFor(units); file == nil && !dest.clustered() {
-			shadow = d.startShadow(ctx, ckc)
+			if file = d.mergedLoadFor(ctx, units, ckc); file == nil {
+				shadow = d.startShadow(ctx, ckc)
+			}
 		}
 	}
-	if file != nil {
+	if file != nil && file.merge != nil {
+		// As a file: the destination keeps its data, and its
+		// checkpoints, until the merged load is swapped in.
+		d.log.Info("loading every source as one full sync over the destination's master link; it serves its previous data meanwhile", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(units))
+		cps = map[string]checkpoint{}
+	} else if file != nil {
 		// The destination keeps its data, and its checkpoints, until the
 		// file is loaded in their place: a crash meanwhile loads again.
 		d.log.Info("loading the source into a file that the destination then loads; it serves its previous data meanwhile", "destination", d.db.UID, "generation", d.db.ReplicaGeneration)
@@ -354,6 +364,22 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
+	merged := file != nil && file.merge != nil
+	if merged {
+		file.merge.ctx = ctx
+		if d.m.loadSlots != nil {
+			// Its sources load at once: the merged load takes one of
+			// the instance's load slots for them all.
+			select {
+			case d.m.loadSlots <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			release := sync.OnceFunc(func() { <-d.m.loadSlots })
+			defer release()
+			file.merge.onEnd = release
+		}
+	}
 	errs := make(chan error, 2*len(units)+2)
 	var wg sync.WaitGroup
 	var loading atomic.Int32
@@ -445,6 +471,9 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			log:          log,
 			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,
 			claim: d.claim, loadSlots: d.m.loadSlots,
+		}
+		if merged {
+			sy.loadSlots = nil // the merged load holds one for all
 		}
 		sy.lineage = func(l []string) error { return d.checkLineage(u.key, sy, l) }
 		sy.shared = len(units) > 1

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
@@ -41,6 +42,9 @@ type fileLoad struct {
 	// destination's later loads use a file.
 	link       *masterLink
 	refuseLink func(error)
+	// merge, when set, takes the datasets of every source of the round
+	// as one full sync over link (mergeload.go).
+	merge *mergedLoad
 }
 
 // errFileRefused: the dataset cannot go through a file; the load starts
@@ -53,6 +57,9 @@ var errFileRefused = errors.New("the dataset cannot be loaded from an RDB file; 
 // take it, the RDB goes there instead, and is loaded as it arrives.
 func (s *syncer) loadFile(ctx context.Context, syn replproto.Sync, payload *replproto.RDBReader, br *bufio.Reader) error {
 	fl := s.file
+	if fl.merge != nil {
+		return s.loadMerged(ctx, syn, payload, br)
+	}
 	if fl.link != nil && s.linkLoadFits(ctx) {
 		return s.loadOverLink(ctx, syn, payload, br)
 	}
@@ -147,6 +154,12 @@ func (s *syncer) loadOverLink(ctx context.Context, syn replproto.Sync, payload *
 func (s *syncer) linkLoadFits(ctx context.Context) bool {
 	c := s.destAccess().client(0)
 	defer c.Close()
+	return halfMemoryFree(ctx, c)
+}
+
+// halfMemoryFree: the server c uses at most half its maxmemory (or has
+// none).
+func halfMemoryFree(ctx context.Context, c *redis.Client) bool {
 	info, err := c.Info(ctx, "memory").Result()
 	if err != nil {
 		return false
@@ -158,6 +171,32 @@ func (s *syncer) linkLoadFits(ctx context.Context) bool {
 // writeDataset decodes the source's RDB into fw, with the checkpoints that
 // the destination holds once the dataset is loaded.
 func (s *syncer) writeDataset(ctx context.Context, fw *rdb.FileWriter, syn replproto.Sync, payload *replproto.RDBReader, br *bufio.Reader) error {
+	if err := s.decodeDataset(ctx, fw, payload, br); err != nil {
+		return err
+	}
+	// The dataset carries what the destination's checkpoint database
+	// holds once the load is committed: a crash after the destination
+	// loaded it resumes from there.
+	cp := checkpoint{ReplID: syn.ReplID, Offset: syn.Offset, DB: 0}
+	if err := fw.Close(loadMarks(s.file.generation, map[string]string{s.checkpointKey(): cp.String()})...); err != nil {
+		return fmt.Errorf("write the dataset of %s: %w", s.url, err)
+	}
+	return nil
+}
+
+// loadMarks are the keys a loaded dataset ends with: the generation it
+// belongs to, and the checkpoint of each source in it.
+func loadMarks(generation string, checkpoints map[string]string) []rdb.Extra {
+	return []rdb.Extra{
+		{DB: layout.CheckpointDB, Key: generationKey, Value: generation},
+		{DB: layout.CheckpointDB, Key: checkpointKey, Fields: checkpoints},
+	}
+}
+
+// decodeDataset decodes the source's RDB into fw, leaving out what never
+// leaves the service (its checkpoints, its reserved database), and checks
+// the memory the source says it uses against the destination's.
+func (s *syncer) decodeDataset(ctx context.Context, fw *rdb.FileWriter, payload *replproto.RDBReader, br *bufio.Reader) error {
 	fl := s.file
 	fw.Keep = func(k *rdb.KeyMeta) (bool, error) {
 		if k.DB == layout.CheckpointDB {
@@ -200,16 +239,6 @@ func (s *syncer) writeDataset(ctx context.Context, fw *rdb.FileWriter, syn replp
 	}
 	if err := payload.Close(); err != nil {
 		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
-	}
-	// The dataset carries what the destination's checkpoint database
-	// holds once the load is committed: a crash after the destination
-	// loaded it resumes from there.
-	cp := checkpoint{ReplID: syn.ReplID, Offset: syn.Offset, DB: 0}
-	if err := fw.Close(
-		rdb.Extra{DB: layout.CheckpointDB, Key: generationKey, Value: fl.generation},
-		rdb.Extra{DB: layout.CheckpointDB, Key: checkpointKey, Fields: map[string]string{s.checkpointKey(): cp.String()}},
-	); err != nil {
-		return fmt.Errorf("write the dataset of %s: %w", s.url, err)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -397,7 +398,8 @@ func TestSwapDestinationKilledBeforeTheSwapIsPersisted(t *testing.T) {
 	fillStrings(t, oldSrc.Client(), "old:", 100, 20)
 	fillStrings(t, srcA.Client(), "a:", 1000, 100)
 	fillStrings(t, srcB.Client(), "b:", 1000, 100)
-	i := servicetest.Start(t)
+	// Loaded through a shadow, not merged into one full sync.
+	i := servicetest.StartWith(t, func(c *app.Config) { c.NoMergedLoad = true })
 	a := newAPI(t, i)
 	dst, dc := destinationHolding(t, i, a, oldSrc)
 	redistest.Eventually(t, time.Minute, "the first load is in the AOF", func() error {
@@ -446,7 +448,8 @@ func TestShadowExpiresNothingByItself(t *testing.T) {
 	oldSrc, fast, slow := redistest.Start(t), redistest.Start(t), redistest.Start(t)
 	fillStrings(t, oldSrc.Client(), "old:", 100, 20)
 	fillStrings(t, slow.Client(), "slow:", 1000, 100)
-	i := servicetest.Start(t)
+	// Loaded through a shadow, not merged into one full sync.
+	i := servicetest.StartWith(t, func(c *app.Config) { c.NoMergedLoad = true })
 	a := newAPI(t, i)
 	dst, dc := destinationHolding(t, i, a, oldSrc)
 

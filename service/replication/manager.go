@@ -55,6 +55,10 @@ type Config struct {
 	// (DEBUG RELOAD), never as a full sync over their master link
 	// (linkload.go). For tests and comparisons.
 	NoLinkLoad bool
+	// NoMergedLoad: several sources loaded at once go into a second
+	// server with commands (shadow.go), never as one full sync
+	// (mergeload.go). For tests and comparisons.
+	NoMergedLoad bool
 	// InstanceID names this instance in the lineages of its databases
 	// (lineage.go): stable across restarts, unique among the instances
 	// that replicate from one another. Default: a random one.

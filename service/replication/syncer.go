@@ -455,7 +455,7 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 		st.rdbLive = func() (int64, int64) { return payload.Size(), payload.Transferred() }
 	})
 	var br *bufio.Reader = payload.Bufio()
-	if s.file != nil && s.destRDB > 0 {
+	if s.file != nil && (s.destRDB > 0 || s.file.merge != nil) {
 		if err := s.loadFile(ctx, syn, payload, br); err != nil {
 			return err
 		}

@@ -1,0 +1,4 @@
+package replication
+
+// MaxMergedInputs is maxMergedInputs for the external tests.
+const MaxMergedInputs = maxMergedInputs

@@ -1,0 +1,275 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/rdb"
+	"github.com/replicad/terraform-provider-redis/internal/replproto"
+)
+
+// A full load of several sources at once (the shards of a clustered
+// source, or the sources of a many-to-one destination) into a one-server
+// destination goes over its master link as one full sync, as a single
+// source's does (linkload.go): each syncer decodes its source's RDB into
+// an input of one rdb.Merger, which writes each key whole in its turn, and
+// the destination loads the merged RDB natively as it arrives, serving its
+// previous data until it swaps the new one in. The other way to put
+// several sources into one dataset, commands into a second server
+// (shadow.go), costs the destination several times more per key.
+//
+// Every syncer of the round reaches its source's FULLRESYNC before the
+// destination's full sync starts: one that cannot (its source is down)
+// would leave the destination's link idle, which the destination ends
+// after its repl-timeout. The last input to end ends the merged RDB, with
+// every source's checkpoint, and waits for the destination to load it. A
+// failure of any input ends the whole load: the destination keeps its
+// previous data, and the round starts again.
+
+// maxMergedInputs bounds the sources merged in one load: they all load at
+// once (each source forks for it), where separate loads wait for one of
+// the instance's load slots.
+const maxMergedInputs = 8
+
+// mergeReadyTimeout bounds the wait for every source of a merged load to
+// start its full sync; past it, the destination's loads stop merging.
+const mergeReadyTimeout = 30 * time.Second
+
+// mergedLoad is one merged full sync of a destination.
+type mergedLoad struct {
+	link         *masterLink
+	ctx          context.Context // the round's: the load ends with it
+	generation   string
+	want         []string // the checkpoint keys of the round's units
+	readyTimeout time.Duration
+	// refuse is told when these datasets cannot be merged (a value the
+	// stream cannot take, the destination refused the RDB, a source
+	// that did not start): the destination's later loads do not merge.
+	refuse func(error)
+	onEnd  func() // told once, when the load ends either way
+	// moreFields are fields the checkpoint hash holds beside the
+	// checkpoints (the nodes of clustered sources, saveNodes).
+	moreFields func() map[string]string
+
+	mu          sync.Mutex
+	joined      map[string]bool
+	ready       chan struct{} // closed once every unit joined
+	ld          *linkLoad
+	merger      *rdb.Merger
+	startErr    error
+	started     bool
+	checkpoints map[string]string
+
+	endOnce sync.Once
+	done    chan struct{} // closed by end
+	next    *linkSession  // the link's session after the load (nil on err)
+	err     error
+}
+
+func newMergedLoad(link *masterLink, generation string, units []unit) *mergedLoad {
+	m := &mergedLoad{
+		link: link, ctx: context.Background(), generation: generation, readyTimeout: mergeReadyTimeout,
+		refuse: func(error) {}, onEnd: func() {}, moreFields: func() map[string]string { return nil },
+		joined: map[string]bool{}, ready: make(chan struct{}), checkpoints: map[string]string{}, done: make(chan struct{}),
+	}
+	for _, u := range units {
+		m.want = append(m.want, u.key)
+	}
+	return m
+}
+
+// join waits until every unit has its source's FULLRESYNC, and returns
+// this unit's input into the merged RDB; the first to get there starts
+// the destination's full sync.
+func (m *mergedLoad) join(ctx context.Context, key string, version, spoolLimit int) (*rdb.FileWriter, error) {
+	m.mu.Lock()
+	m.joined[key] = true
+	if len(m.joined) == len(m.want) {
+		select {
+		case <-m.ready:
+		default:
+			close(m.ready)
+		}
+	}
+	m.mu.Unlock()
+	timer := time.NewTimer(m.readyTimeout)
+	defer timer.Stop()
+	select {
+	case <-m.ready:
+	case <-m.done:
+		return nil, m.err
+	case <-ctx.Done():
+		m.end(nil, ctx.Err())
+		return nil, ctx.Err()
+	case <-timer.C:
+		err := fmt.Errorf("%w: the sources did not all start their full sync within %s (waiting for %s); the destination loads them one by one from now on",
+			errNeedFullSync, m.readyTimeout, strings.Join(m.missing(), ", "))
+		m.refuse(err)
+		m.end(nil, err)
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.started {
+		m.started = true
+		m.startErr = m.startLocked(version, spoolLimit)
+	}
+	if m.startErr != nil {
+		return nil, m.startErr
+	}
+	return m.merger.Input(), nil
+}
+
+// startLocked asks the destination for a full sync over its link and
+// starts the merged RDB there.
+func (m *mergedLoad) startLocked(version, spoolLimit int) error {
+	select {
+	case <-m.done:
+		return m.err
+	default:
+	}
+	ld, err := m.link.fullSync(m.ctx)
+	if err != nil {
+		return fmt.Errorf("start the merged load over the destination's master link: %w", err)
+	}
+	mg, err := rdb.NewStreamMerger(ld, version, spoolLimit)
+	if err != nil {
+		ld.abort()
+		return fmt.Errorf("start the merged load over the destination's master link: %w", err)
+	}
+	m.ld, m.merger = ld, mg
+	return nil
+}
+
+// missing names the units that have not joined.
+func (m *mergedLoad) missing() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, k := range m.want {
+		if !m.joined[k] {
+			out = append(out, k) // an address, or an address and a shard
+		}
+	}
+	return out
+}
+
+// inputDone records that key's RDB is in the merged one, with the
+// checkpoint it resumes from, and waits for the destination to load the
+// whole: the last input ends the RDB. It returns the link's session that
+// follows the load.
+func (m *mergedLoad) inputDone(ctx context.Context, key string, cp checkpoint) (*linkSession, error) {
+	m.mu.Lock()
+	m.checkpoints[key] = cp.String()
+	last := len(m.checkpoints) == len(m.want)
+	fields := maps.Clone(m.checkpoints)
+	ld, merger := m.ld, m.merger
+	m.mu.Unlock()
+	if last {
+		maps.Copy(fields, m.moreFields())
+		marks := loadMarks(m.generation, fields)
+		var next *linkSession
+		err := merger.Close(marks...)
+		if err != nil {
+			err = fmt.Errorf("end the merged dataset: %w", err)
+		} else if next, err = ld.finish(m.ctx); errors.Is(err, errLinkLoadRefused) {
+			// A payload our decoder accepts and Redis does not: the
+			// loads that do not merge report it, or use commands.
+			m.refuse(err)
+			err = fmt.Errorf("%w: %w", errNeedFullSync, err)
+		}
+		m.end(next, err)
+	}
+	select {
+	case <-m.done:
+		return m.next, m.err
+	case <-ctx.Done():
+		m.end(nil, ctx.Err())
+		return nil, ctx.Err()
+	}
+}
+
+// end ends the load, once: with the session that follows it, or with err,
+// when the destination drops what it was sent and keeps its data.
+func (m *mergedLoad) end(next *linkSession, err error) {
+	m.endOnce.Do(func() {
+		m.mu.Lock()
+		ld, merger := m.ld, m.merger
+		m.mu.Unlock()
+		m.next, m.err = next, err
+		if err != nil {
+			if merger != nil {
+				merger.Fail(err)
+			}
+			if ld != nil {
+				ld.abort()
+			}
+		}
+		close(m.done)
+		m.onEnd()
+	})
+}
+
+// loadMerged is loadFile's path for a merged load.
+func (s *syncer) loadMerged(ctx context.Context, syn replproto.Sync, payload *replproto.RDBReader, br *bufio.Reader) error {
+	m := s.file.merge
+	if s.destRDB <= 0 {
+		err := fmt.Errorf("%w: the destination did not tell its RDB version; it loads its sources one by one", errNeedFullSync)
+		m.refuse(err)
+		m.end(nil, err)
+		return err
+	}
+	in, err := m.join(ctx, s.checkpointKey(), s.destRDB, s.file.rawLimit)
+	if err != nil {
+		return err
+	}
+	if err := s.decodeDataset(ctx, in, payload, br); err != nil {
+		if errors.Is(err, rdb.ErrNotWritable) {
+			// A value the stream cannot take (ErrTooBigToStream), or
+			// that no RDB of this version can.
+			m.refuse(err)
+			err = fmt.Errorf("%w: %w", errNeedFullSync, err)
+		}
+		m.end(nil, err)
+		return err
+	}
+	s.log.Info("dataset sent into the destination's merged full sync", "source", s.url.String(), "bytes", payload.Transferred())
+	next, err := m.inputDone(ctx, s.checkpointKey(), checkpoint{ReplID: syn.ReplID, Offset: syn.Offset, DB: 0})
+	if err != nil {
+		return err
+	}
+	s.loadedLink = next // the writer continues there (see destWriter.bound)
+	return s.checkLoadedMemory(ctx)
+}
+
+// mergedLoadFor is the merged load of a full round of units, or nil when
+// they load some other way: one unit (fileLoadFor), too many to load at
+// once, a sharded destination (no master link), or one whose memory
+// cannot hold its current data and the new at once.
+func (d *destination) mergedLoadFor(ctx context.Context, units []unit, ckc *redis.Client) *fileLoad {
+	if len(units) < 2 || len(units) > maxMergedInputs || d.link == nil || d.db.Clustered() ||
+		d.noMerge.Load() || d.noLinkLoad.Load() || d.m.cfg.NoLinkLoad || d.m.cfg.NoMergedLoad || !halfMemoryFree(ctx, ckc) {
+		return nil
+	}
+	limit := d.m.cfg.FileLoadRawLimit
+	if limit <= 0 {
+		limit = defaultFileRawLimit
+	}
+	m := newMergedLoad(d.link, generationMark(d.db), units)
+	m.moreFields = d.nodeFields
+	var once sync.Once
+	m.refuse = func(err error) {
+		once.Do(func() {
+			d.noMerge.Store(true)
+			d.log.Warn("the sources' datasets cannot be loaded as one full sync; this destination loads them one by one from now on", "destination", d.db.UID, "err", err)
+		})
+	}
+	return &fileLoad{db: d.db, generation: m.generation, rawLimit: limit, link: d.link, merge: m, refuse: m.refuse, refuseLink: m.refuse}
+}
