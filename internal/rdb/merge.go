@@ -1,7 +1,6 @@
 package rdb
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -38,7 +37,7 @@ type Merger struct {
 // NewStreamWriter does, for several inputs.
 func NewStreamMerger(out io.Writer, version, spoolLimit int) (*Merger, error) {
 	m := &Merger{
-		out:     sink{bw: bufio.NewWriterSize(out, 256<<10), written: -1},
+		out:     *newStreamSink(out),
 		version: version, spoolLimit: spoolLimit,
 		turn: make(chan struct{}, 1), failed: make(chan struct{}),
 		functions: map[[32]byte]bool{},
