@@ -253,6 +253,7 @@ func (b *runner) oursClusterSync(ctx context.Context, node *server, keys, memLim
 	defer b.svc.delete(context.Background(), db.UID)
 	dm := startMeter(childListening(b.svc.pid(), db.Port))
 	sm := startMeter(b.svc.pid())
+	b.svc.profile(ctx, "start", fmt.Sprintf("fullsync-cluster-%d", run))
 	began := time.Now()
 	sources := []api.ReplicaSource{{URI: node.url()}}
 	if _, err := b.svc.update(ctx, db.UID, api.UpdateDatabaseRequest{ReplicaSources: &sources}); err != nil {
@@ -262,6 +263,7 @@ func (b *runner) oursClusterSync(ctx context.Context, node *server, keys, memLim
 	defer cancel()
 	db, err = b.svc.waitInSync(sctx, db.UID, 10*time.Millisecond)
 	d := time.Since(began)
+	b.svc.profile(ctx, "stop", "")
 	svc, dst := sm.stop(), dm.stop()
 	if err != nil {
 		return 0, svc, dst, 0, "", err
