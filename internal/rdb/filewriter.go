@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"time"
 )
 
 // ErrNotWritable is returned by a FileWriter for a value it cannot write
@@ -110,6 +111,25 @@ type sink struct {
 	// unchecked: the output ends with a checksum of 0, which Redis takes
 	// as "saved without a checksum" and loads without that check.
 	unchecked bool
+	flushed   time.Time // a stream's last flush
+}
+
+// streamFlushEvery: a stream is flushed at the end of a key when it was
+// last flushed this long ago, so that what a slow source sends reaches
+// the reader (a replica, which gives up on a master that sends nothing
+// for its repl-timeout) instead of waiting in the buffer.
+const streamFlushEvery = 100 * time.Millisecond
+
+// keyDone is told at the end of each key written whole.
+func (o *sink) keyDone() error {
+	if o.f != nil || time.Since(o.flushed) < streamFlushEvery {
+		return nil
+	}
+	o.flushed = time.Now()
+	if err := o.bw.Flush(); err != nil {
+		return fmt.Errorf("write rdb stream: %w", err)
+	}
+	return nil
 }
 
 // newStreamSink is the sink of a stream: a replica loads it as it
@@ -118,7 +138,7 @@ type sink struct {
 // carries no checksum of its own. A third of the service's CPU in a full
 // sync went into checksums, one of them this one.
 func newStreamSink(out io.Writer) *sink {
-	return &sink{bw: bufio.NewWriterSize(out, 256<<10), written: -1, unchecked: true}
+	return &sink{bw: bufio.NewWriterSize(out, 256<<10), written: -1, unchecked: true, flushed: time.Now()}
 }
 
 func (o *sink) write(p []byte) error {
@@ -245,6 +265,14 @@ func (w *FileWriter) take() error {
 	return nil
 }
 
+// keyEnd is the end of a key written whole: the stream may be flushed,
+// and a Merger's input gives its turn back.
+func (w *FileWriter) keyEnd() error {
+	err := w.out.keyDone()
+	w.give()
+	return err
+}
+
 // give ends the turn that take began, once a key is written whole.
 func (w *FileWriter) give() {
 	if w.held {
@@ -314,10 +342,7 @@ func (w *FileWriter) RawStart(k *KeyMeta) (bool, error) {
 func (w *FileWriter) RawPart(p []byte) error { return w.write(p) }
 
 // RawEnd ends the value RawStart began.
-func (w *FileWriter) RawEnd(*KeyMeta) error {
-	w.give()
-	return nil
-}
+func (w *FileWriter) RawEnd(*KeyMeta) error { return w.keyEnd() }
 
 // RawValue copies a whole value: the DUMP payload is the type byte, the
 // value, then a 10-byte footer (version, checksum) that the file does not
@@ -341,8 +366,7 @@ func (w *FileWriter) RawBody(k *KeyMeta, body []byte) error {
 	if err := w.write(body[1:]); err != nil {
 		return err
 	}
-	w.give()
-	return nil
+	return w.keyEnd()
 }
 
 func (w *FileWriter) BeginKey(k *KeyMeta) error {
@@ -450,8 +474,7 @@ func (w *FileWriter) EndKey(k *KeyMeta) error {
 	if err := w.patchLength(); err != nil {
 		return err
 	}
-	w.give()
-	return nil
+	return w.keyEnd()
 }
 
 // Extra is a key the caller adds after the decoded dataset (the service's

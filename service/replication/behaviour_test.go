@@ -15,7 +15,6 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/service/app"
-	"github.com/replicad/terraform-provider-redis/service/replication"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -272,32 +271,32 @@ func TestDestinationOutOfMemoryStops(t *testing.T) {
 	})
 }
 
-// With a bound of one full load at a time, a destination of more sources
-// than one full sync merges (maxMergedInputs) loads them one after the
-// other (the API never shows two receiving their RDB at once) and ends
+// With a bound of one full load at a time, a destination of several
+// sources loads them one after the other (the API never shows two receiving their RDB at once) and ends
 // with every key of every source.
 func TestFullLoadsRunWithinTheInstancesBound(t *testing.T) {
 	i := servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 1 })
 	a := newAPI(t, i)
-	sources, clients := filledSources(t, replication.MaxMergedInputs+1, 5000)
+	sources, clients := filledSources(t, 4, 5000)
 	dst := a.create(api.CreateDatabaseRequest{Name: "many-sources", MemorySize: 256 << 20, ReplicaSources: sources})
 	most := mostReceivingAtOnce(t, a, dst.UID)
 	assert.LessOrEqual(t, most[dst.UID], 1, "sources seen loading at once")
 	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), clients...)
 }
 
-// A merged load (several sources as one full sync of their destination)
-// takes one of the instance's load slots for all its sources: with a bound
-// of one, two destinations of three sources each never receive at once,
-// and each ends with every key of its sources.
+// A merged load (the shards of a clustered source as one full sync of
+// their destination) takes one of the instance's load slots for all its
+// shards: with a bound of one, two destinations of one clustered source
+// never receive at once, and each ends equal to the cluster.
 func TestAMergedLoadTakesOneSlot(t *testing.T) {
 	i := servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 1 })
 	a := newAPI(t, i)
-	srcA, clientsA := filledSources(t, 3, 20000)
-	srcB, clientsB := filledSources(t, 3, 20000)
+	cl, cc := startSourceCluster(t)
+	writeClusterDataset(t, cc, "more:", 3000)
 	var dsts []api.Database
-	for n, src := range [][]api.ReplicaSource{srcA, srcB} {
-		dsts = append(dsts, a.create(api.CreateDatabaseRequest{Name: fmt.Sprintf("merged-%d", n), MemorySize: 256 << 20, ReplicaSources: src}))
+	for n := range 2 {
+		dsts = append(dsts, a.create(api.CreateDatabaseRequest{Name: fmt.Sprintf("merged-%d", n), MemorySize: 256 << 20,
+			ReplicaSources: []api.ReplicaSource{{URI: cl.Masters()[0].URL()}}}))
 	}
 	var mu sync.Mutex
 	both := false
@@ -308,7 +307,7 @@ func TestAMergedLoadTakesOneSlot(t *testing.T) {
 		for ctx.Err() == nil {
 			receiving := 0
 			for _, d := range dsts {
-				if receivingSources(a.get(d.UID)) > 0 {
+				if receivingShards(a.get(d.UID)) > 0 {
 					receiving++
 				}
 			}
@@ -321,20 +320,28 @@ func TestAMergedLoadTakesOneSlot(t *testing.T) {
 			}
 		}
 	}()
-	for n, d := range dsts {
-		redistest.Eventually(t, 2*time.Minute, "every source in sync", func() error {
-			if st := a.get(d.UID).ReplicaSyncStatus; st != api.SourceInSync {
-				return fmt.Errorf("status %s", st)
-			}
-			return nil
-		})
-		eventuallyEqual(t, time.Minute, destClient(t, d, 0), [][]*redis.Client{clientsA, clientsB}[n]...)
+	for _, d := range dsts {
+		a.waitInSync(d.UID, 3*time.Minute)
+		eventuallyEqualCluster(t, a, d, destClient(t, d, 0), cl)
 	}
 	cancel()
 	<-watched
 	mu.Lock()
 	defer mu.Unlock()
-	assert.False(t, both, "two destinations received their sources' RDBs at once")
+	assert.False(t, both, "two destinations received their shards' RDBs at once")
+}
+
+// receivingShards counts the shards of db's sources receiving their RDB.
+func receivingShards(db api.Database) int {
+	n := 0
+	for _, s := range db.ReplicaSources {
+		for _, sh := range s.Shards {
+			if sh.RDBTransferred > 0 && (sh.RDBSize < 0 || sh.RDBTransferred < sh.RDBSize) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // filledSources starts n redis-servers of keys keys each (names unique

@@ -474,6 +474,9 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		}
 		if merged {
 			sy.loadSlots = nil // the merged load holds one for all
+			if sy.slots, err = parseSlots(u.shard); err != nil {
+				return &fatalError{err}
+			}
 		}
 		sy.lineage = func(l []string) error { return d.checkLineage(u.key, sy, l) }
 		sy.shared = len(units) > 1

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/cluster"
 	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
@@ -199,6 +200,9 @@ func loadMarks(generation string, checkpoints map[string]string) []rdb.Extra {
 func (s *syncer) decodeDataset(ctx context.Context, fw *rdb.FileWriter, payload *replproto.RDBReader, br *bufio.Reader) error {
 	fl := s.file
 	fw.Keep = func(k *rdb.KeyMeta) (bool, error) {
+		if s.slots != nil && !s.slots.has(cluster.KeySlot(k.Key)) {
+			return false, fmt.Errorf("%w: %s in slot %d", errOutsideShard, s.url.Addr(), cluster.KeySlot(k.Key))
+		}
 		if k.DB == layout.CheckpointDB {
 			// The checkpoints of a source that is a destination too
 			// never leave the instance that owns them.

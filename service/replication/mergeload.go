@@ -6,24 +6,32 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/cluster"
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
 )
 
-// A full load of several sources at once (the shards of a clustered
-// source, or the sources of a many-to-one destination) into a one-server
-// destination goes over its master link as one full sync, as a single
-// source's does (linkload.go): each syncer decodes its source's RDB into
-// an input of one rdb.Merger, which writes each key whole in its turn, and
-// the destination loads the merged RDB natively as it arrives, serving its
-// previous data until it swaps the new one in. The other way to put
-// several sources into one dataset, commands into a second server
+// The full load of a clustered source (one syncer per shard) into a
+// one-server destination goes over its master link as one full sync, as a
+// single source's does (linkload.go): each syncer decodes its shard's RDB
+// into an input of one rdb.Merger, which writes each key whole in its
+// turn, and the destination loads the merged RDB natively as it arrives,
+// serving its previous data until it swaps the new one in. The other way
+// to put several RDBs into one dataset, commands into a second server
 // (shadow.go), costs the destination several times more per key.
+//
+// Redis aborts on a key that an RDB holds twice, so a merged RDB must hold
+// each key once: each shard's keys are those of its slots, and a key of
+// another slot (a resharding under way, the shards forked at different
+// moments) stops the merge, and the destination loads its shards with
+// commands instead. Independent sources of one destination may hold the
+// same key; they are not merged.
 //
 // Every syncer of the round reaches its source's FULLRESYNC before the
 // destination's full sync starts: one that cannot (its source is down)
@@ -33,10 +41,10 @@ import (
 // failure of any input ends the whole load: the destination keeps its
 // previous data, and the round starts again.
 
-// maxMergedInputs bounds the sources merged in one load: they all load at
-// once (each source forks for it), where separate loads wait for one of
+// maxMergedInputs bounds the shards merged in one load: they all load at
+// once (each master forks for it), where separate loads wait for one of
 // the instance's load slots.
-const maxMergedInputs = 8
+const maxMergedInputs = 16
 
 // mergeReadyTimeout bounds the wait for every source of a merged load to
 // start its full sync; past it, the destination's loads stop merging.
@@ -67,8 +75,7 @@ type mergedLoad struct {
 	started     bool
 	checkpoints map[string]string
 
-	endOnce sync.Once
-	done    chan struct{} // closed by end
+	done chan struct{} // closed by end
 	next    *linkSession  // the link's session after the load (nil on err)
 	err     error
 }
@@ -104,7 +111,7 @@ func (m *mergedLoad) join(ctx context.Context, key string, version, spoolLimit i
 	select {
 	case <-m.ready:
 	case <-m.done:
-		return nil, m.err
+		return nil, m.stoppedErr()
 	case <-ctx.Done():
 		m.end(nil, ctx.Err())
 		return nil, ctx.Err()
@@ -124,7 +131,20 @@ func (m *mergedLoad) join(ctx context.Context, key string, version, spoolLimit i
 	if m.startErr != nil {
 		return nil, m.startErr
 	}
+	select {
+	case <-m.done:
+		return nil, m.stoppedErr()
+	default:
+	}
 	return m.merger.Input(), nil
+}
+
+// stoppedErr is the error of an input that finds the load ended.
+func (m *mergedLoad) stoppedErr() error {
+	if m.err == nil {
+		return fmt.Errorf("%w: %w: it ended before this shard joined", errNeedFullSync, errMergeStopped)
+	}
+	return echo(m.err)
 }
 
 // startLocked asks the destination for a full sync over its link and
@@ -132,7 +152,7 @@ func (m *mergedLoad) join(ctx context.Context, key string, version, spoolLimit i
 func (m *mergedLoad) startLocked(version, spoolLimit int) error {
 	select {
 	case <-m.done:
-		return m.err
+		return m.stoppedErr()
 	default:
 	}
 	ld, err := m.link.fullSync(m.ctx)
@@ -189,6 +209,9 @@ func (m *mergedLoad) inputDone(ctx context.Context, key string, cp checkpoint) (
 	}
 	select {
 	case <-m.done:
+		if m.err != nil && !last {
+			return nil, echo(m.err)
+		}
 		return m.next, m.err
 	case <-ctx.Done():
 		m.end(nil, ctx.Err())
@@ -197,24 +220,53 @@ func (m *mergedLoad) inputDone(ctx context.Context, key string, cp checkpoint) (
 }
 
 // end ends the load, once: with the session that follows it, or with err,
-// when the destination drops what it was sent and keeps its data.
+// when the destination drops what it was sent and keeps its data. Under
+// mu, so that a full sync started by join is either seen here and aborted
+// or never started.
 func (m *mergedLoad) end(next *linkSession, err error) {
-	m.endOnce.Do(func() {
-		m.mu.Lock()
-		ld, merger := m.ld, m.merger
+	m.mu.Lock()
+	select {
+	case <-m.done:
 		m.mu.Unlock()
-		m.next, m.err = next, err
-		if err != nil {
-			if merger != nil {
-				merger.Fail(err)
-			}
-			if ld != nil {
-				ld.abort()
-			}
+		return
+	default:
+	}
+	m.next, m.err = next, err
+	ld, merger := m.ld, m.merger
+	close(m.done)
+	m.mu.Unlock()
+	if err != nil {
+		if merger != nil {
+			merger.Fail(err)
 		}
-		close(m.done)
-		m.onEnd()
-	})
+		if ld != nil {
+			ld.abort()
+		}
+	}
+	m.onEnd()
+}
+
+// ended reports whether the load ended, and its error.
+func (m *mergedLoad) ended() (bool, error) {
+	select {
+	case <-m.done:
+		return true, m.err
+	default:
+		return false, nil
+	}
+}
+
+// errMergeStopped is what the inputs of a merged load get when another
+// input (another shard, or the destination) ended it: not this shard's
+// source's doing, so its status and the cut backoff do not blame it.
+var errMergeStopped = errors.New("the merged full sync stopped")
+
+// echo is the error of an input whose load another ended with cause.
+func echo(cause error) error {
+	if errors.Is(cause, errFatal) {
+		return &fatalError{fmt.Errorf("%w: %s", errMergeStopped, cause)}
+	}
+	return fmt.Errorf("%w: %w: %s", errNeedFullSync, errMergeStopped, cause)
 }
 
 // loadMerged is loadFile's path for a merged load.
@@ -231,9 +283,13 @@ func (s *syncer) loadMerged(ctx context.Context, syn replproto.Sync, payload *re
 		return err
 	}
 	if err := s.decodeDataset(ctx, in, payload, br); err != nil {
-		if errors.Is(err, rdb.ErrNotWritable) {
+		if done, cause := m.ended(); done && cause != nil {
+			return echo(cause) // another ended it: this source did nothing wrong
+		}
+		if errors.Is(err, rdb.ErrNotWritable) || errors.Is(err, errOutsideShard) {
 			// A value the stream cannot take (ErrTooBigToStream), or
-			// that no RDB of this version can.
+			// that no RDB of this version can; a key of another
+			// shard's slots.
 			m.refuse(err)
 			err = fmt.Errorf("%w: %w", errNeedFullSync, err)
 		}
@@ -250,12 +306,21 @@ func (s *syncer) loadMerged(ctx context.Context, syn replproto.Sync, payload *re
 }
 
 // mergedLoadFor is the merged load of a full round of units, or nil when
-// they load some other way: one unit (fileLoadFor), too many to load at
-// once, a sharded destination (no master link), or one whose memory
-// cannot hold its current data and the new at once.
+// they load some other way: anything but the shards of one clustered
+// source, too many shards to load at once, a sharded destination (no
+// master link), or one whose memory cannot hold its current data and the
+// new at once.
 func (d *destination) mergedLoadFor(ctx context.Context, units []unit, ckc *redis.Client) *fileLoad {
 	if len(units) < 2 || len(units) > maxMergedInputs || d.link == nil || d.db.Clustered() ||
-		d.noMerge.Load() || d.noLinkLoad.Load() || d.m.cfg.NoLinkLoad || d.m.cfg.NoMergedLoad || !halfMemoryFree(ctx, ckc) {
+		d.noMerge.Load() || d.noLinkLoad.Load() || d.m.cfg.NoLinkLoad || d.m.cfg.NoMergedLoad {
+		return nil
+	}
+	for _, u := range units {
+		if u.shard == "" || u.src != units[0].src {
+			return nil // independent sources may hold the same key
+		}
+	}
+	if !halfMemoryFree(ctx, ckc) {
 		return nil
 	}
 	limit := d.m.cfg.FileLoadRawLimit
@@ -273,3 +338,33 @@ func (d *destination) mergedLoadFor(ctx context.Context, units []unit, ckc *redi
 	}
 	return &fileLoad{db: d.db, generation: m.generation, rawLimit: limit, link: d.link, merge: m, refuse: m.refuse, refuseLink: m.refuse}
 }
+
+// errOutsideShard: a shard's RDB holds a key of a slot the shard does not
+// own (as the round found the cluster), which its merged RDB cannot take.
+var errOutsideShard = errors.New("a key outside the shard's slots (a resharding under way?)")
+
+// slotSet is the slots of a shard.
+type slotSet [cluster.Slots / 64]uint64
+
+// parseSlots reads a shard's slots as cluster.Shard.Key writes them
+// ("0-5460", "0-99,200-300,7000").
+func parseSlots(key string) (*slotSet, error) {
+	var set slotSet
+	for part := range strings.SplitSeq(key, ",") {
+		lo, hi, found := strings.Cut(part, "-")
+		if !found {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || a < 0 || b < a || b >= cluster.Slots {
+			return nil, fmt.Errorf("slots %q: not a list of slot ranges", key)
+		}
+		for slot := a; slot <= b; slot++ {
+			set[slot/64] |= 1 << (slot % 64)
+		}
+	}
+	return &set, nil
+}
+
+func (s *slotSet) has(slot int) bool { return s[slot/64]&(1<<(slot%64)) != 0 }

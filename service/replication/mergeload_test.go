@@ -17,96 +17,85 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
-// Several sources loaded at once go to their one-server destination as one
-// full sync over its master link (one load of the destination, natively,
-// not their keys as commands): every type, TTLs, several databases, the
-// same function library from each source once, writes during the load;
-// each source's stream then continues from the checkpoint the load
-// carried, across a restart of the service too.
-func TestSeveralSourcesLoadAsOneFullSync(t *testing.T) {
-	var srcs []*redistest.Server
-	var clients []*redis.Client
-	for n := range 3 {
-		s := redistest.Start(t)
-		writeDataset(t, s.ClientDB(0), fmt.Sprintf("s%d:", n), 20000)
-		writeDataset(t, s.ClientDB(4), fmt.Sprintf("s%d:db4:", n), 10)
-		require.NoError(t, s.ClientDB(0).FunctionLoad(redistest.Ctx(t), "#!lua name=app\nredis.register_function('one', function() return 1 end)").Err())
-		srcs, clients = append(srcs, s), append(clients, s.ClientDB(0))
-	}
-	w := startIncrWriter(t, clients[1], 50)
+// mergedLoads counts the full syncs the destination loaded over its link.
+func mergedLoads(t *testing.T, i *servicetest.Instance, uid int) int {
+	return strings.Count(destLog(t, i, uid), "MASTER <-> REPLICA sync: Finished with success")
+}
 
+// The shards of a clustered source go to their one-server destination as
+// one full sync over its master link (one load of the destination,
+// natively, not their keys as commands): every type, TTLs, the library
+// every master holds once, writes during the load; each shard's stream
+// then continues from the checkpoint the load carried, across a restart of
+// the service too (which finds the cluster through the nodes the load
+// kept).
+func TestAClusteredSourceLoadsAsOneFullSync(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	ctx := redistest.Ctx(t)
+	for _, m := range cl.MasterClients() {
+		require.NoError(t, m.FunctionLoad(ctx, "#!lua name=app\nredis.register_function('one', function() return 1 end)").Err())
+	}
+	load := startClusterLoad(t, cc)
 	i := servicetest.Start(t)
 	a := newAPI(t, i)
-	var sources []api.ReplicaSource
-	for _, s := range srcs {
-		sources = append(sources, api.ReplicaSource{URI: s.URL()})
-	}
-	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 512 << 20, ReplicaSources: sources})
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 512 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: cl.Masters()[0].URL()}}})
 	logDestOnFailure(t, i, dst.UID)
-	a.waitInSync(dst.UID, 2*time.Minute)
-	assert.Equal(t, 1, strings.Count(destLog(t, i, dst.UID), "MASTER <-> REPLICA sync: Finished with success"), "the sources' datasets were loaded as one full sync")
-	w.stop()
+	db := a.waitInSync(dst.UID, 3*time.Minute)
+	requireShards(t, db.ReplicaSources[0])
+	assert.Equal(t, 1, mergedLoads(t, i, dst.UID), "the shards were loaded as one full sync")
+	load.stop()
 	dc := destClient(t, dst, 0)
-	eventuallyEqual(t, time.Minute, dc, clients...)
-	var db4 []*redis.Client
-	for _, s := range srcs {
-		db4 = append(db4, s.ClientDB(4))
-	}
-	eventuallyEqual(t, time.Minute, destClient(t, dst, 4), db4...)
-	libs, err := dc.FunctionList(redistest.Ctx(t), redis.FunctionListQuery{}).Result()
+	eventuallyEqualCluster(t, a, dst, dc, cl)
+	libs, err := dc.FunctionList(ctx, redis.FunctionListQuery{}).Result()
 	require.NoError(t, err)
 	require.Len(t, libs, 1)
 	assert.Equal(t, "app", libs[0].Name)
 
-	for n, c := range clients {
-		writeDataset(t, c, fmt.Sprintf("after%d:", n), 10)
-	}
-	eventuallyEqual(t, time.Minute, dc, clients...)
+	writeClusterDataset(t, cc, "after:", 20)
+	eventuallyEqualCluster(t, a, dst, dc, cl)
+	waitLoadPersisted(t, dc)
 	i.Restart(t)
-	for n, c := range clients {
-		writeDataset(t, c, fmt.Sprintf("restarted%d:", n), 10)
+	writeClusterDataset(t, cc, "restarted:", 20)
+	eventuallyEqualCluster(t, a, dst, dc, cl)
+	for _, sh := range a.waitInSync(dst.UID, time.Minute).ReplicaSources[0].Shards {
+		assert.Equal(t, 0, sh.FullSyncs, "continued after the restart, not loaded again: %+v", sh)
 	}
-	eventuallyEqual(t, time.Minute, dc, clients...)
-	for _, c := range clients {
-		stats, err := c.Info(redistest.Ctx(t), "stats").Result()
-		require.NoError(t, err)
-		assert.Contains(t, stats, "sync_full:1\r\n", "one full sync of each source, none after the restart")
-	}
+	assert.Equal(t, 1, mergedLoads(t, i, dst.UID), "no second load")
 }
 
-// A merged load cut midway (one source's link fails) leaves the
-// destination with its previous data, readable all along, and its status
-// says so; once the source is back, the destination loads every source
-// and ends equal to them all.
+// A merged load that a shard's master cuts midway leaves the destination
+// with its previous data, readable all along; the status says what
+// happened, and the load starts over and completes.
 func TestAMergedLoadCutMidwayKeepsThePreviousData(t *testing.T) {
-	s1 := redistest.Start(t)
-	writeDataset(t, s1.Client(), "one:", 100)
-	s2 := redistest.Start(t, "--requirepass", "pw-2")
-	fillStrings(t, s2.Client(), "two:", 20000, 200)
-	s3 := redistest.Start(t)
-	fillStrings(t, s3.Client(), "three:", 5000, 200)
-	proxy := redistest.StartProxy(t, s2.Addr())
-
+	old := redistest.Start(t)
+	writeDataset(t, old.Client(), "one:", 100)
+	cl, cc := startSourceCluster(t)
 	i := servicetest.Start(t)
 	a := newAPI(t, i)
 	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: s1.URL()}}})
+		ReplicaSources: []api.ReplicaSource{{URI: old.URL()}}})
 	logDestOnFailure(t, i, dst.UID)
 	a.waitInSync(dst.UID, time.Minute)
 	dc := destClient(t, dst, 0)
-	eventuallyEqual(t, time.Minute, dc, s1.Client())
+	eventuallyEqual(t, time.Minute, dc, old.Client())
 
-	// 4 MB at 1.6 MB/s: the load takes seconds.
-	proxy.Slow(8<<10, 5*time.Millisecond)
-	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{
-		{URI: s1.URL()}, {URI: "redis://:pw-2@" + proxy.Addr}, {URI: s3.URL()}}})
+	// One master writes its RDB slowly (1 ms a key, some 4,000 keys): the
+	// load takes seconds. (Slower, the destination would answer its
+	// readers seconds apart: it serves them between pieces of 64 KiB
+	// loaded.)
+	ctx := redistest.Ctx(t)
+	writeClusterDataset(t, cc, "more:", 1000)
+	slow := cl.MasterClients()[1]
+	require.NoError(t, slow.ConfigSet(ctx, "rdb-key-save-delay", "1000").Err())
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: cl.Masters()[0].URL()}}})
 	loading := func() bool { return infoField(t, dc, "persistence", "async_loading") == "1" }
-	redistest.Eventually(t, 30*time.Second, "the destination serves its previous data while it loads over its link", func() error {
+	redistest.Eventually(t, time.Minute, "the destination serves its previous data while it loads over its link", func() error {
 		if !loading() {
 			return errors.New("not loading")
 		}
 		for _, k := range []string{"one:int", "one:str:150", "one:ttl"} {
-			want, _ := s1.Client().Get(context.Background(), k).Result()
+			want, _ := old.Client().Get(context.Background(), k).Result()
 			if got, err := dc.Get(context.Background(), k).Result(); err != nil || got != want {
 				return fmt.Errorf("%s: %q, %v; want %q", k, got, err, want)
 			}
@@ -116,48 +105,92 @@ func TestAMergedLoadCutMidwayKeepsThePreviousData(t *testing.T) {
 		}
 		return nil
 	})
-	proxy.Down()
+	require.NoError(t, slow.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err())
 	waitAsyncLoading(t, dc, "0")
-	require.NoError(t, redistest.Diff(context.Background(), dc, s1.Client()), "the previous data stays")
-	redistest.Eventually(t, 30*time.Second, "the status says the source failed", func() error {
-		db := a.get(dst.UID)
-		if db.ReplicaSyncStatus == api.SourceInSync || db.ReplicaSources[1].LastError == "" {
-			return fmt.Errorf("status %s, last error %q", db.ReplicaSyncStatus, db.ReplicaSources[1].LastError)
-		}
-		return nil
-	})
-
-	proxy.Slow(0, 0)
-	proxy.Restore()
+	require.NoError(t, redistest.Diff(context.Background(), dc, old.Client()), "the previous data stays")
+	require.NoError(t, slow.ConfigSet(ctx, "rdb-key-save-delay", "0").Err())
 	a.waitInSync(dst.UID, 2*time.Minute)
-	eventuallyEqual(t, time.Minute, dc, s1.Client(), s2.Client(), s3.Client())
-	writeDataset(t, s2.Client(), "after:", 10)
-	eventuallyEqual(t, time.Minute, dc, s1.Client(), s2.Client(), s3.Client())
+	eventuallyEqualCluster(t, a, dst, dc, cl)
+	writeClusterDataset(t, cc, "after:", 20)
+	eventuallyEqualCluster(t, a, dst, dc, cl)
+	st := a.get(dst.UID).ReplicaSources[0]
+	assert.Empty(t, st.LastError)
 }
 
-// Two sources holding different code under one library name cannot be
-// merged into one RDB (Redis refuses the second library): the destination
-// drops that load, keeps what it had, and loads its sources one by one,
-// ending in sync with every key and the library of one of them.
+// Masters holding different code under one library name cannot be merged
+// into one RDB (Redis refuses the second library): the destination drops
+// that load, keeps what it had, and loads the shards another way, ending
+// in sync with every key and the library of one of them.
 func TestAMergedLoadTheDestinationRefusesFallsBack(t *testing.T) {
-	s1, s2 := redistest.Start(t), redistest.Start(t)
+	cl, _ := startSourceCluster(t)
 	ctx := redistest.Ctx(t)
-	for n, c := range []*redis.Client{s1.Client(), s2.Client()} {
+	for n, m := range cl.MasterClients() {
 		code := fmt.Sprintf("#!lua name=app\nredis.register_function('f%d', function() return %d end)", n, n)
-		require.NoError(t, c.FunctionLoad(ctx, code).Err())
-		fillStrings(t, c, fmt.Sprintf("s%d:", n), 1000, 50)
+		require.NoError(t, m.FunctionLoad(ctx, code).Err())
 	}
 	i := servicetest.Start(t)
 	a := newAPI(t, i)
 	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: s1.URL()}, {URI: s2.URL()}}})
+		ReplicaSources: []api.ReplicaSource{{URI: cl.Masters()[0].URL()}}})
 	logDestOnFailure(t, i, dst.UID)
-	a.waitInSync(dst.UID, 2*time.Minute)
+	a.waitInSync(dst.UID, 3*time.Minute)
 	dc := destClient(t, dst, 0)
-	eventuallyEqual(t, time.Minute, dc, s1.Client(), s2.Client())
+	eventuallyEqualCluster(t, a, dst, dc, cl)
 	libs, err := dc.FunctionList(ctx, redis.FunctionListQuery{}).Result()
 	require.NoError(t, err)
 	require.Len(t, libs, 1)
 	assert.Equal(t, "app", libs[0].Name)
 	assert.Contains(t, destLog(t, i, dst.UID), "Library 'app' already exists", "the merged load was tried and refused")
+}
+
+// A key of a slot its shard does not own (a resharding under way: the
+// slot is migrating, the key already moved) would be in two shards' RDBs
+// if they forked at different moments, and Redis aborts on a key an RDB
+// holds twice. The merge stops at such a key, and the shards load another
+// way: the destination holds every master's keys, and never restarted.
+func TestAKeyOutsideItsShardStopsTheMerge(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	ctx := redistest.Ctx(t)
+	masters := cl.Masters()
+	from, to := masters[0], masters[1]
+	slot := 7 // of the first master (0-5460)
+	keys, err := cl.MasterClients()[0].ClusterGetKeysInSlot(ctx, slot, 1).Result()
+	require.NoError(t, err)
+	if len(keys) == 0 {
+		// A key of that slot ("{x}" hashes the braces' content only).
+		for n := 0; ; n++ {
+			k := fmt.Sprintf("{%d}moved", n)
+			if s, _ := cc.ClusterKeySlot(ctx, k).Result(); s == int64(slot) {
+				require.NoError(t, cc.Set(ctx, k, "v", 0).Err())
+				keys = []string{k}
+				break
+			}
+		}
+	}
+	moved, err := cc.Dump(ctx, keys[0]).Result()
+	require.NoError(t, err)
+	fc, tc := from.Client(), to.Client()
+	require.NoError(t, tc.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.NodeID(from)).Err())
+	require.NoError(t, fc.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.NodeID(to)).Err())
+	require.NoError(t, fc.Do(ctx, "MIGRATE", "127.0.0.1", to.Port, keys[0], 0, 10000, "AUTH", to.Password).Err())
+
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: from.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, 3*time.Minute)
+	dc := destClient(t, dst, 0)
+	pid := i.App.Databases().PID(ctx, dst.UID)
+	got, err := dc.Dump(ctx, keys[0]).Result()
+	require.NoError(t, err, "the destination holds the key that moved")
+	assert.Equal(t, moved, got)
+	assert.Equal(t, pid, i.App.Databases().PID(ctx, dst.UID), "the destination did not restart")
+	assert.NotContains(t, destLog(t, i, dst.UID), "Duplicated key")
+
+	// The resharding ends; the destination follows.
+	for _, m := range cl.Masters() {
+		require.NoError(t, m.Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", cl.NodeID(to)).Err())
+	}
+	eventuallyEqualCluster(t, a, dst, dc, cl)
 }

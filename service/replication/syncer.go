@@ -55,6 +55,9 @@ type syncer struct {
 	// file, when set, makes a full load go through an RDB file that the
 	// destination loads natively (fileload.go).
 	file *fileLoad
+	// slots, when set, are the slots of the shard whose RDB goes into a
+	// merged load: a key of another slot stops it (mergeload.go).
+	slots *slotSet
 	// onLoaded, when set, is told once the full load is committed.
 	onLoaded func()
 	// destRDB is the newest RDB version the destination reads (0: unknown),

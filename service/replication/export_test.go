@@ -1,4 +1,0 @@
-package replication
-
-// MaxMergedInputs is maxMergedInputs for the external tests.
-const MaxMergedInputs = maxMergedInputs
