@@ -76,8 +76,8 @@ type mergedLoad struct {
 	checkpoints map[string]string
 
 	done chan struct{} // closed by end
-	next    *linkSession  // the link's session after the load (nil on err)
-	err     error
+	next *linkSession  // the link's session after the load (nil on err)
+	err  error
 }
 
 func newMergedLoad(link *masterLink, generation string, units []unit) *mergedLoad {
