@@ -46,6 +46,31 @@ func waitAsyncLoading(t *testing.T, dc *redis.Client, want string) {
 	})
 }
 
+// waitServingWhileLoading waits until the destination dc loads over its
+// link (async_loading) and meanwhile serves the previous data: a few keys
+// written by writeDataset with prefix "one:" read as they do on old.
+func waitServingWhileLoading(t *testing.T, dc, old *redis.Client, timeout time.Duration) {
+	t.Helper()
+	loading := func() bool { return infoField(t, dc, "persistence", "async_loading") == "1" }
+	redistest.Eventually(t, timeout, "the destination serves its previous data while it loads over its link", func() error {
+		if !loading() {
+			return errors.New("not loading")
+		}
+		// A few keys: while it loads, the destination answers a command
+		// per 64 KiB loaded.
+		for _, k := range []string{"one:int", "one:str:150", "one:ttl"} {
+			want, _ := old.Get(context.Background(), k).Result()
+			if got, err := dc.Get(context.Background(), k).Result(); err != nil || got != want {
+				return fmt.Errorf("%s: %q, %v; want %q", k, got, err, want)
+			}
+		}
+		if !loading() {
+			return errors.New("the load ended meanwhile")
+		}
+		return nil
+	})
+}
+
 // startReplicaOf starts an instance with a database of memory bytes that is
 // a Replica Of source, and waits until it is in sync; it returns the
 // database's client of its database 0 too.
@@ -176,24 +201,7 @@ func TestLinkLoadCutMidwayKeepsThePreviousData(t *testing.T) {
 	// 4 MB at 1.6 MB/s: the load takes seconds.
 	proxy.Slow(8<<10, 5*time.Millisecond)
 	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: "redis://:pw-2@" + proxy.Addr}}})
-	loading := func() bool { return infoField(t, dc, "persistence", "async_loading") == "1" }
-	redistest.Eventually(t, 30*time.Second, "the destination serves its previous data while it loads over its link", func() error {
-		if !loading() {
-			return errors.New("not loading")
-		}
-		// A few keys: while it loads, the destination answers a command
-		// per 64 KiB loaded.
-		for _, k := range []string{"one:int", "one:str:150", "one:ttl"} {
-			want, _ := s1.Client().Get(context.Background(), k).Result()
-			if got, err := dc.Get(context.Background(), k).Result(); err != nil || got != want {
-				return fmt.Errorf("%s: %q, %v; want %q", k, got, err, want)
-			}
-		}
-		if !loading() {
-			return errors.New("the load ended meanwhile")
-		}
-		return nil
-	})
+	waitServingWhileLoading(t, dc, s1.Client(), 30*time.Second)
 	proxy.Down()
 	waitAsyncLoading(t, dc, "0")
 	require.NoError(t, redistest.Diff(context.Background(), dc, s1.Client()), "the previous data stays")

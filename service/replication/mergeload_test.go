@@ -2,7 +2,6 @@ package replication_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -89,22 +88,7 @@ func TestAMergedLoadCutMidwayKeepsThePreviousData(t *testing.T) {
 	slow := cl.MasterClients()[1]
 	require.NoError(t, slow.ConfigSet(ctx, "rdb-key-save-delay", "1000").Err())
 	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: cl.Masters()[0].URL()}}})
-	loading := func() bool { return infoField(t, dc, "persistence", "async_loading") == "1" }
-	redistest.Eventually(t, time.Minute, "the destination serves its previous data while it loads over its link", func() error {
-		if !loading() {
-			return errors.New("not loading")
-		}
-		for _, k := range []string{"one:int", "one:str:150", "one:ttl"} {
-			want, _ := old.Client().Get(context.Background(), k).Result()
-			if got, err := dc.Get(context.Background(), k).Result(); err != nil || got != want {
-				return fmt.Errorf("%s: %q, %v; want %q", k, got, err, want)
-			}
-		}
-		if !loading() {
-			return errors.New("the load ended meanwhile")
-		}
-		return nil
-	})
+	waitServingWhileLoading(t, dc, old.Client(), time.Minute)
 	require.NoError(t, slow.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err())
 	waitAsyncLoading(t, dc, "0")
 	require.NoError(t, redistest.Diff(context.Background(), dc, old.Client()), "the previous data stays")
