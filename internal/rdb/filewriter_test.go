@@ -123,23 +123,41 @@ func writeStream(t *testing.T, dump []byte, spool int, opts ...Option) ([]byte, 
 	return out.Bytes(), nil
 }
 
+// requireLoadsAs checks that the RDB stream out, written with the extra
+// key of writeStream, loads in a real redis-server and holds what src
+// holds, functions included.
+func requireLoadsAs(t *testing.T, out []byte, src *testRedis) {
+	t.Helper()
+	dst := startRedisWithDump(t, out)
+	c := dst.client(3)
+	assert.Equal(t, "v", dst.do(c, "GET", "extra"))
+	dst.do(c, "DEL", "extra")
+	c.Close()
+	compareServers(t, src, dst)
+}
+
+// deleteStreams deletes the streams of loadDataset: no version of the
+// RDB file can carry a stream that comes in chunks.
+func deleteStreams(src *testRedis) {
+	for _, db := range []int{0, 1, 7} {
+		c := src.client(db)
+		for _, k := range src.do(c, "KEYS", "*stream*").([]any) {
+			src.do(c, "DEL", k)
+		}
+		c.Close()
+	}
+}
+
 // A stream, which cannot fill in a length later, takes whole values in
 // pieces as they are read, and holds a value that comes in chunks until
-// its end: both, and the extra keys, load in a real redis-server, checksum
-// included. A piece bigger than the raw limit, or a value in chunks bigger
-// than the spool limit, is refused.
+// its end: both, and the extra keys, load in a real redis-server (the
+// stream's checksum is 0, which Redis does not check). A piece bigger than
+// the raw limit, or a value in chunks bigger than the spool limit, is
+// refused.
 func TestStreamWriterLoadsInRedis(t *testing.T) {
 	src := startRedis(t)
 	loadDataset(t, src)
-	check := func(out []byte) {
-		t.Helper()
-		dst := startRedisWithDump(t, out)
-		c := dst.client(3)
-		assert.Equal(t, "v", dst.do(c, "GET", "extra"))
-		dst.do(c, "DEL", "extra")
-		c.Close()
-		compareServers(t, src, dst)
-	}
+	check := func(out []byte) { t.Helper(); requireLoadsAs(t, out, src) }
 	// Whole values, in pieces of 64 KiB at most: one big value takes
 	// several.
 	c := src.client(2)
@@ -154,13 +172,7 @@ func TestStreamWriterLoadsInRedis(t *testing.T) {
 
 	// Values in chunks (the raw values' version is too old for this
 	// payload), held until their end.
-	for _, db := range []int{0, 1, 7} {
-		c := src.client(db)
-		for _, k := range src.do(c, "KEYS", "*stream*").([]any) {
-			src.do(c, "DEL", k)
-		}
-		c.Close()
-	}
+	deleteStreams(src)
 	out, err = writeStream(t, src.save(), 8<<20, WithRawValues(1<<20, 9), WithChunkLimits(100, 0))
 	require.NoError(t, err)
 	check(out)

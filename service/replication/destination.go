@@ -40,8 +40,8 @@ type destination struct {
 	// noLinkLoad: this destination's full loads go through a file, not
 	// over its master link (linkload.go).
 	noLinkLoad atomic.Bool
-	// noMerge: this destination's full loads of several sources do not
-	// go as one full sync (mergeload.go).
+	// noMerge: this destination's full loads of a clustered source's
+	// shards do not go as one full sync (mergeload.go).
 	noMerge atomic.Bool
 
 	cancel context.CancelFunc
@@ -295,7 +295,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 	if file != nil && file.merge != nil {
 		// As a file: the destination keeps its data, and its
 		// checkpoints, until the merged load is swapped in.
-		d.log.Info("loading every source as one full sync over the destination's master link; it serves its previous data meanwhile", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "sources", len(units))
+		d.log.Info("loading the clustered source's shards as one full sync over the destination's master link; it serves its previous data meanwhile", "destination", d.db.UID, "generation", d.db.ReplicaGeneration, "shards", len(units))
 		cps = map[string]checkpoint{}
 	} else if file != nil {
 		// The destination keeps its data, and its checkpoints, until the

@@ -33,11 +33,11 @@ import (
 // commands instead. Independent sources of one destination may hold the
 // same key; they are not merged.
 //
-// Every syncer of the round reaches its source's FULLRESYNC before the
-// destination's full sync starts: one that cannot (its source is down)
+// Every syncer of the round reaches its shard's FULLRESYNC before the
+// destination's full sync starts: one that cannot (its node is down)
 // would leave the destination's link idle, which the destination ends
 // after its repl-timeout. The last input to end ends the merged RDB, with
-// every source's checkpoint, and waits for the destination to load it. A
+// every shard's checkpoint, and waits for the destination to load it. A
 // failure of any input ends the whole load: the destination keeps its
 // previous data, and the round starts again.
 
@@ -46,7 +46,7 @@ import (
 // the instance's load slots.
 const maxMergedInputs = 16
 
-// mergeReadyTimeout bounds the wait for every source of a merged load to
+// mergeReadyTimeout bounds the wait for every shard of a merged load to
 // start its full sync; past it, the destination's loads stop merging.
 const mergeReadyTimeout = 30 * time.Second
 
@@ -58,8 +58,9 @@ type mergedLoad struct {
 	want         []string // the checkpoint keys of the round's units
 	readyTimeout time.Duration
 	// refuse is told when these datasets cannot be merged (a value the
-	// stream cannot take, the destination refused the RDB, a source
-	// that did not start): the destination's later loads do not merge.
+	// stream cannot take, a key outside its shard, the destination
+	// refused the RDB, a shard that did not start): the destination's
+	// later loads do not merge.
 	refuse func(error)
 	onEnd  func() // told once, when the load ends either way
 	// moreFields are fields the checkpoint hash holds beside the
@@ -116,7 +117,7 @@ func (m *mergedLoad) join(ctx context.Context, key string, version, spoolLimit i
 		m.end(nil, ctx.Err())
 		return nil, ctx.Err()
 	case <-timer.C:
-		err := fmt.Errorf("%w: the sources did not all start their full sync within %s (waiting for %s); the destination loads them one by one from now on",
+		err := fmt.Errorf("%w: the shards did not all start their full sync within %s (waiting for %s); the destination loads them with commands from now on",
 			errNeedFullSync, m.readyTimeout, strings.Join(m.missing(), ", "))
 		m.refuse(err)
 		m.end(nil, err)
@@ -209,10 +210,12 @@ func (m *mergedLoad) inputDone(ctx context.Context, key string, cp checkpoint) (
 	}
 	select {
 	case <-m.done:
-		if m.err != nil && !last {
+		if m.err != nil {
+			// Another shard's doing, or the destination's (the last
+			// input's too: it only ends the RDB and waits for the load).
 			return nil, echo(m.err)
 		}
-		return m.next, m.err
+		return m.next, nil
 	case <-ctx.Done():
 		m.end(nil, ctx.Err())
 		return nil, ctx.Err()
@@ -273,7 +276,7 @@ func echo(cause error) error {
 func (s *syncer) loadMerged(ctx context.Context, syn replproto.Sync, payload *replproto.RDBReader, br *bufio.Reader) error {
 	m := s.file.merge
 	if s.destRDB <= 0 {
-		err := fmt.Errorf("%w: the destination did not tell its RDB version; it loads its sources one by one", errNeedFullSync)
+		err := fmt.Errorf("%w: the destination did not tell its RDB version; it loads the shards with commands", errNeedFullSync)
 		m.refuse(err)
 		m.end(nil, err)
 		return err
@@ -333,7 +336,7 @@ func (d *destination) mergedLoadFor(ctx context.Context, units []unit, ckc *redi
 	m.refuse = func(err error) {
 		once.Do(func() {
 			d.noMerge.Store(true)
-			d.log.Warn("the sources' datasets cannot be loaded as one full sync; this destination loads them one by one from now on", "destination", d.db.UID, "err", err)
+			d.log.Warn("the shards' datasets cannot be loaded as one full sync; this destination loads them with commands from now on", "destination", d.db.UID, "err", err)
 		})
 	}
 	return &fileLoad{db: d.db, generation: m.generation, rawLimit: limit, link: d.link, merge: m, refuse: m.refuse, refuseLink: m.refuse}
