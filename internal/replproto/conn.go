@@ -78,6 +78,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/replcompress"
@@ -267,6 +268,11 @@ func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
 
 // Compressed reports whether the source agreed to compress the session.
 func (c *Conn) Compressed() bool { return c.compressed != "" }
+
+// ClosedByPeer says whether a read met the source closing the connection
+// (EOF or reset). An error of the session that is not from the source (the
+// destination closing its end, say) leaves it false.
+func (c *Conn) ClosedByPeer() bool { return c.dc.peerClosed.Load() }
 
 // Codec is the codec the source compresses the session with (CodecZstd or
 // CodecDeflate), "" when it does not compress.
@@ -495,6 +501,9 @@ type deadlineConn struct {
 	// wait in the middle of a command (a value of 200 MB arriving) is not a
 	// wait for the source.
 	atBoundary atomic.Bool
+	// peerClosed: a read met the source closing the connection (EOF or
+	// reset), as opposed to our end closing it or timing out.
+	peerClosed atomic.Bool
 
 	// Reader-goroutine state: the context whose cancellation moves the
 	// deadline to the past (registered until that context ends or a read
@@ -537,6 +546,9 @@ func (d *deadlineConn) Read(p []byte) (n int, err error) {
 		d.midSince.Store(began.UnixNano())
 	}
 	n, err = d.Conn.Read(p)
+	if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		d.peerClosed.Store(true)
+	}
 	ended := time.Now()
 	waited := ended.Sub(began) >= waitedRead
 	if boundary {

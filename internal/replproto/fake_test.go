@@ -793,6 +793,35 @@ func TestCloseUnblocksReader(t *testing.T) {
 	if err := c.SendAck(1); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("SendAck after Close: %v", err)
 	}
+	if c.ClosedByPeer() {
+		t.Fatal("ClosedByPeer after our own Close: the source did not close it")
+	}
+}
+
+// The source closing the connection is told apart from our end closing it
+// (TestCloseUnblocksReader): only the first may be blamed on the source.
+func TestClosedByPeerWhenTheSourceCloses(t *testing.T) {
+	f, c := newFakePair(t, Options{})
+	f.run(func() {
+		f.handshake([]string{"PSYNC", testReplID, "1"}, "+CONTINUE\r\n")
+		f.send(cmd("SET", "a", "1"))
+		f.conn.Close()
+	})
+	if _, err := c.Handshake(context.Background(), testReplID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadCommand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.ClosedByPeer() {
+		t.Fatal("ClosedByPeer while the source is connected")
+	}
+	if _, err := c.ReadCommand(context.Background()); !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("err = %v, want EOF", err)
+	}
+	if !c.ClosedByPeer() {
+		t.Fatal("the source closed the connection, and ClosedByPeer says not")
+	}
 }
 
 func TestEmptyCommandsCounted(t *testing.T) {

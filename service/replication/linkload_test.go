@@ -8,8 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -258,12 +260,65 @@ func TestLinkLoadDestinationKilledMidway(t *testing.T) {
 		ReplicaSources: []api.ReplicaSource{{URI: "redis://:pw-2@" + proxy.Addr}}})
 	dc := destClient(t, dst, 0)
 	waitAsyncLoading(t, dc, "1")
+	seen := watchSourceErrors(t, a, dst.UID)
 	killDestination(t, i, dst.UID)
 	proxy.Slow(0, 0)
 	a.waitInSync(dst.UID, time.Minute)
 	eventuallyEqual(t, time.Minute, dc, src.Client())
 	writeDataset(t, src.Client(), "after:", 10)
 	eventuallyEqual(t, time.Minute, dc, src.Client())
+	requireSourceNotBlamed(t, seen())
+}
+
+// watchSourceErrors polls the status of destination uid every 20 ms until
+// the test ends, and returns a function giving every source error seen.
+func watchSourceErrors(t *testing.T, a *apiClient, uid int) func() []string {
+	t.Helper()
+	var mu sync.Mutex
+	var seen []string
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var db api.Database
+			if code, _ := a.do("GET", fmt.Sprintf("/v1/bdbs/%d", uid), nil, &db); code == 200 {
+				mu.Lock()
+				for _, s := range db.ReplicaSources {
+					if s.LastError != "" && !slices.Contains(seen, s.LastError) {
+						seen = append(seen, s.LastError)
+					}
+				}
+				mu.Unlock()
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	stop := func() { once.Do(func() { close(done); <-stopped }) }
+	t.Cleanup(stop)
+	return func() []string {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+// requireSourceNotBlamed fails if a status blamed the source for what its
+// destination did (it was killed, or it closed the link).
+func requireSourceNotBlamed(t *testing.T, seen []string) {
+	t.Helper()
+	for _, e := range seen {
+		require.NotContains(t, e, "the source closed", "the destination failed, not the source")
+	}
+	t.Logf("source errors seen: %q", seen)
 }
 
 // A destination that uses more than half its memory could not hold the new

@@ -65,10 +65,13 @@ type syncer struct {
 	destRDB int
 	// fullSession: the current session is a full sync, whose transfer
 	// ended at transferEnd (zero while it runs); lastCut: the last full
-	// sync was cut by the source (loadcut.go).
-	fullSession bool
-	transferEnd time.Time
-	lastCut     error
+	// sync was cut by the source (loadcut.go); sourceClosed: the session's
+	// connection to the source met the source closing it (a broken pipe
+	// from the destination is not a cut by the source).
+	fullSession  bool
+	sourceClosed bool
+	transferEnd  time.Time
+	lastCut      error
 	// The watchdog's limits (watchdog.go).
 	stallTimeout, silenceTimeout time.Duration
 	// loadPending counts the pending entries of the streams the load wrote
@@ -188,7 +191,7 @@ func (s *syncer) run(ctx context.Context) error {
 			continue
 		}
 		err = explain(err)
-		if s.fullSession && closedByPeer(err) && (s.transferEnd.IsZero() || time.Since(s.transferEnd) < cutWindow) {
+		if s.fullSession && s.sourceClosed && closedByPeer(err) && (s.transferEnd.IsZero() || time.Since(s.transferEnd) < cutWindow) {
 			err = &loadCutError{addr: s.url.Addr(), err: err}
 			s.lastCut = err
 		}
@@ -269,7 +272,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	s.fullSession, s.transferEnd, s.loadedLink = false, time.Time{}, nil
+	s.fullSession, s.sourceClosed, s.transferEnd, s.loadedLink = false, false, time.Time{}, nil
 	// A cycle is refused before PSYNC (the source forks for nothing
 	// otherwise), and said in its own words, not as a connection error.
 	var cycle error
@@ -293,6 +296,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		return err
 	}
 	defer conn.Close()
+	defer func() { s.sourceClosed = conn.ClosedByPeer() }()
 	// ctx ending must unblock reads.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
