@@ -77,6 +77,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatal(err)
 			}
 			fuzzRoundTrip(t, "stream", data, r, sw, func() ([]byte, error) { return out.Bytes(), nil }, WithRawValues(1<<20, maxSupportedVersion), withPiece(16))
+			fuzzMerge(t, data, r)
 		}
 	})
 }
@@ -108,6 +109,33 @@ func fuzzRoundTrip(t *testing.T, what string, data []byte, want *recorder, w *Fi
 	}
 	if a, b := canonical(want), canonical(got); !slices.Equal(a, b) {
 		t.Fatalf("the written %s decodes to other content:\n%v\n%v", what, a, b)
+	}
+}
+
+// fuzzMerge decodes data as two inputs of one Merger, each keeping half
+// the keys, and checks that the merged stream decodes to want's content
+// plus the Merger's extra key.
+func fuzzMerge(t *testing.T, data []byte, want *recorder) {
+	merged, err := mergeHalves(t, data, 1<<20, WithChecksum(false), WithChunkLimits(3, 64), WithMaxStringSize(1<<20),
+		WithRawValues(1<<20, maxSupportedVersion), withPiece(16))
+	if errors.Is(err, ErrNotWritable) || (err != nil && strings.Contains(err.Error(), "NaN")) {
+		return
+	}
+	if err != nil {
+		t.Fatalf("merge: %v", err)
+	}
+	got := newRecorder()
+	if err := NewDecoder(bytes.NewReader(merged), WithChunkLimits(3, 64), WithMaxStringSize(1<<20)).Decode(context.Background(), got); err != nil {
+		t.Fatalf("decode the merged stream: %v", err)
+	}
+	var extra []string
+	for _, l := range canonical(got) {
+		if !strings.HasPrefix(l, `3|"extra"|`) {
+			extra = append(extra, l)
+		}
+	}
+	if a := canonical(want); !slices.Equal(a, extra) {
+		t.Fatalf("the merged stream decodes to other content:\n%v\n%v", a, extra)
 	}
 }
 
