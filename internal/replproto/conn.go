@@ -269,8 +269,8 @@ func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
 // Compressed reports whether the source agreed to compress the session.
 func (c *Conn) Compressed() bool { return c.compressed != "" }
 
-// ClosedByPeer says whether a read met the source closing the connection
-// (EOF or reset). An error of the session that is not from the source (the
+// ClosedByPeer says whether a read or a write met the source closing the
+// connection (EOF, reset, broken pipe). An error of the session that is not from the source (the
 // destination closing its end, say) leaves it false.
 func (c *Conn) ClosedByPeer() bool { return c.dc.peerClosed.Load() }
 
@@ -501,8 +501,9 @@ type deadlineConn struct {
 	// wait in the middle of a command (a value of 200 MB arriving) is not a
 	// wait for the source.
 	atBoundary atomic.Bool
-	// peerClosed: a read met the source closing the connection (EOF or
-	// reset), as opposed to our end closing it or timing out.
+	// peerClosed: a read or a write met the source closing the connection
+	// (EOF, reset, broken pipe), as opposed to our end closing it or a
+	// timeout.
 	peerClosed atomic.Bool
 
 	// Reader-goroutine state: the context whose cancellation moves the
@@ -563,6 +564,16 @@ func (d *deadlineConn) Read(p []byte) (n int, err error) {
 		}
 	}
 	return n, ctxError(ctx, err)
+}
+
+// Write is the connection's, noting a source that closed it: a write (an
+// ACK, say) can be the first to meet it, while nothing is read.
+func (d *deadlineConn) Write(p []byte) (int, error) {
+	n, err := d.Conn.Write(p)
+	if err != nil && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+		d.peerClosed.Store(true)
+	}
+	return n, err
 }
 
 // waitedRead is how long a read must block to count as waiting for the

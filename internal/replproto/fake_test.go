@@ -898,3 +898,40 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }
+
+// A source that closed the connection while nothing was read (the replica
+// busy elsewhere) is met by a write, an ACK: that counts as the source
+// closing it too.
+func TestClosedByPeerOnAWrite(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	(<-accepted).Close()
+	o := Options{Addr: "source:6379", ReadTimeout: 5 * time.Second, AckInterval: -1}.withDefaults()
+	dc := &deadlineConn{Conn: client, timeout: o.ReadTimeout}
+	c := newConn(o, dc, dc)
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.dc.Write([]byte(cmd("REPLCONF", "ACK", "1"))); !c.ClosedByPeer(); {
+		if time.Now().After(deadline) {
+			t.Fatal("writes to a closed connection never failed as closed by the peer")
+		}
+		if _, err := c.dc.Write([]byte(cmd("REPLCONF", "ACK", "1"))); err != nil && !c.ClosedByPeer() {
+			t.Fatalf("write error %v not counted as the peer closing", err)
+		}
+	}
+}

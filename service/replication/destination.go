@@ -204,7 +204,7 @@ func (d *destination) run(ctx context.Context) {
 						s.status.set(func(st *sourceStatus) { st.lastError = note })
 					}
 				}
-				d.log.Warn("the source cut the full sync; backing off", "destination", d.db.UID, "source", cut.addr, "attempt", cutAttempts, "in", wait.Round(time.Millisecond))
+				d.log.Warn("the source cut the full sync; backing off", "destination", d.db.UID, "source", cut.addr, "node", cut.node, "attempt", cutAttempts, "in", wait.Round(time.Millisecond))
 			}
 			select {
 			case <-ctx.Done():

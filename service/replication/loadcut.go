@@ -22,18 +22,23 @@ var errLoadCut = errors.New("the source closed the link during a full sync")
 // default ("replica 256mb 64mb 60") acts after 60 s over it.
 const cutWindow = 70 * time.Second
 
-// loadCutError is a full sync of source addr cut by the source.
+// loadCutError is a full sync of source addr cut by the source: by its
+// node node (a clustered source's URL names any node).
 type loadCutError struct {
-	addr string
-	err  error
+	addr, node string
+	err        error
 }
 
 func (e *loadCutError) Error() string {
-	return fmt.Sprintf("the source closed the replication link during the full sync or within %s of it, "+
+	who := "the source"
+	if e.node != "" && e.node != e.addr {
+		who = "the source's node " + e.node
+	}
+	return fmt.Sprintf("%s closed the replication link during the full sync or within %s of it, "+
 		"as Redis does when the writes it buffers for a replica meanwhile exceed its client-output-buffer-limit for replicas "+
 		"(its log then says \"scheduled to be closed ASAP for overcoming of output buffer limits\"; a restart or a CLIENT KILL of the source looks the same from here): "+
 		"if so, raise it on the source (for example CONFIG SET client-output-buffer-limit \"replica 1gb 512mb 120\", or \"replica 0 0 0\" for no limit) "+
-		"or lower its write rate during the sync: %v", cutWindow, e.err)
+		"or lower its write rate during the sync: %v", who, cutWindow, e.err)
 }
 
 func (e *loadCutError) Unwrap() []error { return []error{errLoadCut, e.err} }

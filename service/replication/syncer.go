@@ -70,8 +70,11 @@ type syncer struct {
 	// from the destination is not a cut by the source).
 	fullSession  bool
 	sourceClosed bool
-	transferEnd  time.Time
-	lastCut      error
+	// node: the address the session reads from (a clustered source's
+	// shard is read from one of its nodes, not the URL's).
+	node        string
+	transferEnd time.Time
+	lastCut     error
 	// The watchdog's limits (watchdog.go).
 	stallTimeout, silenceTimeout time.Duration
 	// loadPending counts the pending entries of the streams the load wrote
@@ -192,7 +195,7 @@ func (s *syncer) run(ctx context.Context) error {
 		}
 		err = explain(err)
 		if s.fullSession && s.sourceClosed && closedByPeer(err) && (s.transferEnd.IsZero() || time.Since(s.transferEnd) < cutWindow) {
-			err = &loadCutError{addr: s.url.Addr(), err: err}
+			err = &loadCutError{addr: s.url.Addr(), node: s.node, err: err}
 			s.lastCut = err
 		}
 		s.status.set(func(st *sourceStatus) { st.connected, st.compressionOK, st.lastError = false, false, err.Error() })
@@ -273,6 +276,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		}
 	}
 	s.fullSession, s.sourceClosed, s.transferEnd, s.loadedLink = false, false, time.Time{}, nil
+	s.node = addr
 	// A cycle is refused before PSYNC (the source forks for nothing
 	// otherwise), and said in its own words, not as a connection error.
 	var cycle error
