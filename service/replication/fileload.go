@@ -194,6 +194,9 @@ func loadMarks(generation string, checkpoints map[string]string) []rdb.Extra {
 	}
 }
 
+// shardBaseMemory is about what an empty master of a Redis Cluster uses.
+const shardBaseMemory = 2 << 20
+
 // decodeDataset decodes the source's RDB into fw, leaving out what never
 // leaves the service (its checkpoints, its reserved database), and checks
 // the memory the source says it uses against the destination's.
@@ -226,7 +229,22 @@ func (s *syncer) decodeDataset(ctx context.Context, fw *rdb.FileWriter, payload 
 			return nil
 		}
 		used, err := strconv.ParseInt(string(value), 10, 64)
-		if err == nil && fl.db.MemorySize > 0 && used > 2*fl.db.MemorySize {
+		if err != nil || used < 0 || fl.db.MemorySize <= 0 {
+			return nil
+		}
+		if fl.merge != nil {
+			// The shards of a merged load land at once: their sum, less
+			// an allowance for each master's own fixed use (about 2 MiB
+			// when empty) past the first, which the destination does
+			// not take again.
+			allowance := int64(len(fl.merge.want)-1) * shardBaseMemory
+			if total := fl.merge.usedMem.Add(used); total > 2*fl.db.MemorySize+allowance {
+				return fatal("the destination is out of memory (raise its memory_size): the shards of the source use %d MiB together so far (their RDBs' used-mem), the destination's memory_size is %d MiB",
+					total>>20, fl.db.MemorySize>>20)
+			}
+			return nil
+		}
+		if used > 2*fl.db.MemorySize {
 			return fatal("the destination is out of memory (raise its memory_size): the source uses %d MiB (its RDB's used-mem), the destination's memory_size is %d MiB",
 				used>>20, fl.db.MemorySize>>20)
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -66,6 +67,9 @@ type mergedLoad struct {
 	// moreFields are fields the checkpoint hash holds beside the
 	// checkpoints (the nodes of clustered sources, saveNodes).
 	moreFields func() map[string]string
+	// usedMem sums the memory the shards' RDBs say their masters use: the
+	// destination takes them all at once.
+	usedMem atomic.Int64
 
 	mu          sync.Mutex
 	joined      map[string]bool

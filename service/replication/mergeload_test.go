@@ -3,6 +3,7 @@ package replication_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -177,4 +178,47 @@ func TestAKeyOutsideItsShardStopsTheMerge(t *testing.T) {
 		require.NoError(t, m.Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", cl.NodeID(to)).Err())
 	}
 	eventuallyEqualCluster(t, a, dst, dc, cl)
+}
+
+// The shards of a merged load land in the destination at once, so the
+// memory their masters say they use is summed before the load: shards that
+// each fit but together do not are refused before the destination takes
+// them (it took several times its memory_size when each was checked
+// alone).
+func TestAMergedLoadChecksTheShardsMemoryTogether(t *testing.T) {
+	cl := redistest.StartCluster(t, 3, 0)
+	ctx := redistest.Ctx(t)
+	cc := cl.Client()
+	val := strings.Repeat("m", 1<<20)
+	for _, tag := range []string{"{a}", "{b}", "{c}"} { // one tag per shard
+		for n := range 8 {
+			require.NoError(t, cc.Set(ctx, fmt.Sprintf("%s:big:%d", tag, n), val, 0).Err())
+		}
+	}
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	// 8 MiB: each shard (about 12 MiB) is under twice that, the three are
+	// not.
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 8 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: cl.Masters()[0].URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	dc := destClient(t, dst, 0)
+	var peak int64
+	redistest.Eventually(t, 2*time.Minute, "the sync stops on out of memory", func() error {
+		if v, err := strconv.ParseInt(infoField(t, dc, "memory", "used_memory"), 10, 64); err == nil {
+			peak = max(peak, v)
+		}
+		db := a.get(dst.UID)
+		if db.ReplicaSync != api.SyncStopped {
+			return fmt.Errorf("sync %s", db.ReplicaSync)
+		}
+		if e := db.ReplicaSources[0].LastError; !strings.Contains(e, "out of memory") || !strings.Contains(e, "together") {
+			return fmt.Errorf("last error %q", e)
+		}
+		return nil
+	})
+	assert.Less(t, peak, int64(16<<20), "the destination took the shards (peak used_memory)")
+	n, err := dc.DBSize(ctx).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing was loaded")
 }
