@@ -96,6 +96,11 @@ func (s Shard) Replicas() []Node {
 // first slot.
 type Topology struct {
 	Shards []Shard
+	// Slotless are the masters that serve no slot. They hold no data,
+	// except while slots migrate into them: the keys of a slot being
+	// imported are there before the slot is (redis-cli --cluster reshard
+	// to a new master).
+	Slotless []Node
 }
 
 // Partition describes how the slots are split between shards, whichever
@@ -173,9 +178,6 @@ func Discover(ctx context.Context, c *redis.Client, tls bool) (Topology, error) 
 	}
 	var t Topology
 	for _, s := range shards {
-		if len(s.Slots) == 0 {
-			continue // a master without slots holds no data
-		}
 		sh := Shard{}
 		for _, r := range s.Slots {
 			if r.Start < 0 || r.End >= Slots || r.Start > r.End {
@@ -198,6 +200,12 @@ func Discover(ctx context.Context, c *redis.Client, tls bool) (Topology, error) 
 			}
 			sh.Nodes = append(sh.Nodes, Node{ID: n.ID, Addr: net.JoinHostPort(host, strconv.FormatInt(port, 10)),
 				Role: n.Role, Health: n.Health, Offset: n.ReplicationOffset})
+		}
+		if len(sh.Slots) == 0 {
+			if m, ok := sh.Master(); ok {
+				t.Slotless = append(t.Slotless, m)
+			}
+			continue
 		}
 		t.Shards = append(t.Shards, sh)
 	}

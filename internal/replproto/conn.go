@@ -269,6 +269,10 @@ func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
 // Compressed reports whether the source agreed to compress the session.
 func (c *Conn) Compressed() bool { return c.compressed != "" }
 
+// Done is closed once the connection is closed: by Close, or by the acker
+// when an ACK cannot be sent (the source closed it, say).
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
 // ClosedByPeer says whether a read or a write met the source closing the
 // connection (EOF, reset, broken pipe). An error of the session that is not from the source (the
 // destination closing its end, say) leaves it false.

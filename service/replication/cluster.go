@@ -574,17 +574,27 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 	cl.mu.Unlock()
 	t := time.NewTicker(clusterPollInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.C:
+			}
 		}
 		if top, err := d.topology(ctx, s); err == nil {
 			// (An unreachable node is the shards' syncers' to report.)
 			if p := top.Partition(); p != seen {
 				cl.resharding(log, s.url.String(), fmt.Sprintf("its slot map is now %q, was %q", p, seen))
 				seen = p
+			}
+			// The round has no syncer for a master without slots: keys
+			// migrating into it would be missed (the shard they leave
+			// sends their DEL) while the status said in sync.
+			for _, m := range top.Slotless {
+				if n := d.keysOf(ctx, s, m.Addr); n > 0 {
+					cl.resharding(log, s.url.String(), fmt.Sprintf("master %s serves no slot yet holds %d keys: a slot migrates into it", m.Addr, n))
+				}
 			}
 			cl.relocate(top)
 		}
@@ -596,6 +606,22 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 			return fmt.Errorf("the clustered source %s resharded: %w", s.url, errNeedFullSync)
 		}
 	}
+}
+
+// keysOf counts the keys of node addr of clustered source s (0 when it
+// cannot tell).
+func (d *destination) keysOf(ctx context.Context, s *sourceState, addr string) int64 {
+	c, err := d.sourceClient(s, addr)
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	n, err := c.DBSize(ctx).Result()
+	if err != nil {
+		d.log.Debug("count the keys of a master without slots", "source", s.url.String(), "node", addr, "err", err)
+		return 0
+	}
+	return n
 }
 
 // view is the status of a source: for a clustered one, its shards' with

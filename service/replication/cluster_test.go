@@ -650,3 +650,111 @@ func TestClusterSourceReplicaWithoutItsMasterIsReadAround(t *testing.T) {
 	waitShard(t, a, dst.UID, sh0.Slots, m0.Addr())
 	eventuallyEqualCluster(t, a, dst, destClient(t, dst, 0), cl)
 }
+
+// slotlessMaster turns a replica of the cluster into a master that serves
+// no slot yet (as a node added to a cluster is, before a resharding moves
+// slots to it), and waits until the others know it.
+func slotlessMaster(t *testing.T, cl *redistest.Cluster) *redistest.Server {
+	t.Helper()
+	ctx := redistest.Ctx(t)
+	masters := cl.Masters()
+	nw := cl.ReplicaOf(masters[len(masters)-1])
+	require.NoError(t, nw.Client().Do(ctx, "CLUSTER", "RESET", "SOFT").Err())
+	nodes, err := masters[0].Client().ClusterNodes(ctx).Result()
+	require.NoError(t, err)
+	bus := ""
+	for _, line := range strings.Split(nodes, "\n") {
+		if strings.Contains(line, "myself") { // id ip:port@bus flags ...
+			_, bus, _ = strings.Cut(strings.Fields(line)[1], "@")
+			bus, _, _ = strings.Cut(bus, ",")
+		}
+	}
+	require.NoError(t, nw.Client().Do(ctx, "CLUSTER", "MEET", "127.0.0.1", masters[0].Port, bus).Err())
+	id := cl.NodeID(nw)
+	redistest.Eventually(t, time.Minute, "the new master is known and its cluster ok", func() error {
+		nodes, err := masters[0].Client().ClusterNodes(ctx).Result()
+		if err != nil || !strings.Contains(nodes, id) {
+			return fmt.Errorf("%v: %s", err, nodes)
+		}
+		info, err := nw.Client().ClusterInfo(ctx).Result()
+		if err != nil || !strings.Contains(info, "cluster_state:ok") {
+			return fmt.Errorf("%v %s", err, info)
+		}
+		return nil
+	})
+	return nw
+}
+
+// Keys migrating into a master that serves no slot yet (the first slot of
+// a resharding to a new node) have no syncer to follow them, and the shard
+// they leave sends their DEL: the source is not in sync while that lasts
+// (the status says why), and once the slot has moved the destination is
+// loaded again, from every shard, the new one included.
+func TestKeysMigratingIntoAMasterWithoutSlots(t *testing.T) {
+	cl := redistest.StartCluster(t, 3, 1, "--requirepass", "cluster-secret", "--masterauth", "cluster-secret")
+	cc := cl.Client()
+	writeClusterDataset(t, cc, "", 100)
+	ctx := redistest.Ctx(t)
+	nw := slotlessMaster(t, cl)
+	slot, err := cc.ClusterKeySlot(ctx, "k0:str").Result()
+	require.NoError(t, err)
+	owner, err := cc.MasterForKey(ctx, "k0:str")
+	require.NoError(t, err)
+	var from *redistest.Server
+	for _, m := range cl.Masters() {
+		if m.Addr() == owner.Options().Addr {
+			from = m
+		}
+	}
+	require.NotNil(t, from)
+	keys, err := from.Client().ClusterGetKeysInSlot(ctx, int(slot), 1000).Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, keys)
+	fromID, nwID := cl.NodeID(from), cl.NodeID(nw)
+	require.NoError(t, nw.Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID).Err())
+	require.NoError(t, from.Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", nwID).Err())
+	args := []any{"MIGRATE", "127.0.0.1", nw.Port, "", 0, 10000, "AUTH", nw.Password, "KEYS"}
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	require.NoError(t, from.Client().Do(ctx, args...).Err())
+
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: from.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	dc := destClient(t, dst, 0)
+	redistest.Eventually(t, 2*time.Minute, "the status says the keys migrate to a master without slots", func() error {
+		db := a.get(dst.UID)
+		src := db.ReplicaSources[0]
+		if src.Status == api.SourceInSync {
+			missing := 0
+			for _, k := range keys {
+				if dc.Exists(ctx, k).Val() == 0 {
+					missing++
+				}
+			}
+			require.Zero(t, missing, "in-sync while %d keys that migrated are missing at the destination", missing)
+		}
+		if !strings.Contains(src.LastError, "serves no slot") || src.Status != api.SourceOutOfSync {
+			return fmt.Errorf("status %s, last error %q", src.Status, src.LastError)
+		}
+		return nil
+	})
+
+	// The slot moves: the destination is loaded again with the new shard.
+	for _, n := range []*redistest.Server{nw, from} {
+		require.NoError(t, n.Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", nwID).Err())
+	}
+	cl.WaitOK()
+	writeClusterDataset(t, cc, "after:", 20)
+	redistest.Eventually(t, 2*time.Minute, "in sync from 4 shards", func() error {
+		db := a.get(dst.UID)
+		if db.ReplicaSyncStatus != api.SourceInSync || len(db.ReplicaSources[0].Shards) != 4 {
+			return fmt.Errorf("status %s, shards %+v", db.ReplicaSyncStatus, db.ReplicaSources[0].Shards)
+		}
+		return nil
+	})
+	eventuallyEqualCluster(t, a, dst, dc, cl)
+}

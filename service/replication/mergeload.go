@@ -190,7 +190,7 @@ func (m *mergedLoad) missing() []string {
 // checkpoint it resumes from, and waits for the destination to load the
 // whole: the last input ends the RDB. It returns the link's session that
 // follows the load.
-func (m *mergedLoad) inputDone(ctx context.Context, key string, cp checkpoint) (*linkSession, error) {
+func (m *mergedLoad) inputDone(ctx context.Context, key string, cp checkpoint, src *replproto.Conn) (*linkSession, error) {
 	m.mu.Lock()
 	m.checkpoints[key] = cp.String()
 	last := len(m.checkpoints) == len(m.want)
@@ -212,6 +212,10 @@ func (m *mergedLoad) inputDone(ctx context.Context, key string, cp checkpoint) (
 		}
 		m.end(next, err)
 	}
+	var srcDone <-chan struct{}
+	if src != nil {
+		srcDone = src.Done()
+	}
 	select {
 	case <-m.done:
 		if m.err != nil {
@@ -223,6 +227,19 @@ func (m *mergedLoad) inputDone(ctx context.Context, key string, cp checkpoint) (
 	case <-ctx.Done():
 		m.end(nil, ctx.Err())
 		return nil, ctx.Err()
+	case <-srcDone:
+		// Nothing reads this shard's stream until every shard is loaded:
+		// its master buffers the writes meanwhile, and may cut the link
+		// over its output buffer limit. Each merged load would meet the
+		// same; loads with commands stream each shard as soon as it is
+		// loaded.
+		err := fmt.Errorf("%w: the source's node closed the link of shard %s while it waited for the other shards of a merged full sync (over its client-output-buffer-limit for replicas, likely); the destination loads this source's shards with commands from now on, which stream each shard once it is loaded",
+			errNeedFullSync, key)
+		if src.ClosedByPeer() {
+			m.refuse(err)
+		}
+		m.end(nil, err)
+		return nil, err
 	}
 }
 
@@ -304,7 +321,7 @@ func (s *syncer) loadMerged(ctx context.Context, syn replproto.Sync, payload *re
 		return err
 	}
 	s.log.Info("dataset sent into the destination's merged full sync", "source", s.url.String(), "bytes", payload.Transferred())
-	next, err := m.inputDone(ctx, s.checkpointKey(), checkpoint{ReplID: syn.ReplID, Offset: syn.Offset, DB: 0})
+	next, err := m.inputDone(ctx, s.checkpointKey(), checkpoint{ReplID: syn.ReplID, Offset: syn.Offset, DB: 0}, s.srcConn)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package replication_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -221,4 +222,69 @@ func TestAMergedLoadChecksTheShardsMemoryTogether(t *testing.T) {
 	n, err := dc.DBSize(ctx).Result()
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing was loaded")
+}
+
+// A shard whose RDB is loaded waits, its stream unread, for the slowest
+// shard of the merged load; its master buffers the writes meanwhile, and
+// cuts it over its output buffer limit. Every merged load would meet the
+// same, so the destination loads the shards with commands instead (each
+// streams as soon as it is loaded) and gets in sync, where it reloaded
+// for ever.
+func TestAMergedLoadShardCutWhileWaitingFallsBack(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	writeClusterDataset(t, cc, "more:", 1000)
+	ctx := redistest.Ctx(t)
+	masters := cl.Masters()
+	var busy *redistest.Server
+	var tag string
+	for n := 0; busy == nil; n++ {
+		tag = fmt.Sprintf("{w%d}", n)
+		owner, err := cc.MasterForKey(ctx, tag)
+		require.NoError(t, err)
+		for _, m := range masters {
+			if m.Addr() == owner.Options().Addr {
+				busy = m
+			}
+		}
+	}
+	require.NoError(t, busy.Client().ConfigSet(ctx, "client-output-buffer-limit", "replica 8mb 4mb 5").Err())
+	for _, m := range masters {
+		if m != busy {
+			// Another shard loads slowly (about 10 s).
+			require.NoError(t, m.Client().ConfigSet(ctx, "rdb-key-save-delay", "3000").Err())
+			break
+		}
+	}
+	// About 2 MB/s of writes to the busy shard.
+	wctx, stop := context.WithCancel(ctx)
+	writer := make(chan struct{})
+	go func() {
+		defer close(writer)
+		v := strings.Repeat("z", 20<<10)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-wctx.Done():
+				return
+			case <-tick.C:
+			}
+			cc.Set(wctx, fmt.Sprintf("%s%d", tag, n%500), v, 0)
+		}
+	}()
+	defer func() { stop(); <-writer }()
+
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 512 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: masters[0].URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	seen := watchSourceErrors(t, a, dst.UID)
+	a.waitInSync(dst.UID, 2*time.Minute)
+	errs := seen()
+	assert.True(t, slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, "while it waited for the other shards") }),
+		"the status said why the merged load stopped: %q", errs)
+	stop()
+	<-writer
+	eventuallyEqualCluster(t, a, dst, destClient(t, dst, 0), cl)
 }

@@ -71,8 +71,10 @@ type syncer struct {
 	fullSession  bool
 	sourceClosed bool
 	// node: the address the session reads from (a clustered source's
-	// shard is read from one of its nodes, not the URL's).
+	// shard is read from one of its nodes, not the URL's); srcConn: the
+	// session's connection to it.
 	node        string
+	srcConn     *replproto.Conn
 	transferEnd time.Time
 	lastCut     error
 	// The watchdog's limits (watchdog.go).
@@ -300,7 +302,8 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		return err
 	}
 	defer conn.Close()
-	defer func() { s.sourceClosed = conn.ClosedByPeer() }()
+	s.srcConn = conn
+	defer func() { s.sourceClosed, s.srcConn = conn.ClosedByPeer(), nil }()
 	// ctx ending must unblock reads.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
