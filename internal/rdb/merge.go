@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Merger writes one RDB stream from several decoded ones (the shards of a
@@ -28,6 +29,8 @@ type Merger struct {
 	failed     chan struct{} // closed by Fail
 	failOnce   sync.Once
 	err        error
+	closing    chan struct{} // closed by Close: stops keepAlive
+	closeOnce  sync.Once
 
 	mu        sync.Mutex
 	functions map[[32]byte]bool
@@ -39,13 +42,71 @@ func NewStreamMerger(out io.Writer, version, spoolLimit int) (*Merger, error) {
 	m := &Merger{
 		out:     *newStreamSink(out),
 		version: version, spoolLimit: spoolLimit,
-		turn: make(chan struct{}, 1), failed: make(chan struct{}),
+		turn: make(chan struct{}, 1), failed: make(chan struct{}), closing: make(chan struct{}),
 		functions: map[[32]byte]bool{},
 	}
 	if err := m.out.write(fmt.Appendf(nil, "REDIS%04d", version)); err != nil {
 		return nil, err
 	}
+	go m.keepAlive()
 	return m, nil
+}
+
+// keepaliveEvery: a Merger whose output has been idle this long (every
+// input waiting for its source, one that saves its RDB to disk before it
+// sends it, say) writes an AUX field, which a reader skips, so that a
+// replica loading it does not give up on its master after its
+// repl-timeout.
+const keepaliveEvery = time.Second
+
+// keepaliveAux is the AUX field of keepalives.
+var keepaliveAux = []byte("replicad-keepalive")
+
+// keepAlive writes keepalives between keys until the Merger ends.
+func (m *Merger) keepAlive() {
+	t := time.NewTicker(keepaliveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.closing:
+			return
+		case <-m.failed:
+			return
+		case <-t.C:
+		}
+		select {
+		case m.turn <- struct{}{}:
+		default:
+			continue // an input is writing
+		}
+		var err error
+		if time.Since(m.out.flushed) >= keepaliveEvery {
+			err = m.writeKeepalive()
+		}
+		<-m.turn
+		if err != nil {
+			return // the inputs meet the same error on their next write
+		}
+	}
+}
+
+// writeKeepalive writes and flushes one keepalive, with the turn held.
+func (m *Merger) writeKeepalive() error {
+	w := m.Input()
+	if err := w.byte1(opAux); err != nil {
+		return err
+	}
+	if err := w.str(keepaliveAux); err != nil {
+		return err
+	}
+	if err := w.str(nil); err != nil {
+		return err
+	}
+	m.out.flushed = time.Now()
+	if err := m.out.bw.Flush(); err != nil {
+		return fmt.Errorf("write rdb stream: %w", err)
+	}
+	return nil
 }
 
 // Input is a writer for one decoded RDB. Its Close must not be called:
@@ -94,6 +155,7 @@ func (m *Merger) firstFunction(code []byte) bool {
 // Close writes the extra keys, the end of the stream and its checksum,
 // once every input is done.
 func (m *Merger) Close(extra ...Extra) error {
+	m.closeOnce.Do(func() { close(m.closing) })
 	w := m.Input()
 	if err := w.take(); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,4 +95,51 @@ func TestMergerFailWakesTheOtherInputs(t *testing.T) {
 		t.Fatal("the waiting input was not told of the failure")
 	}
 	require.ErrorContains(t, m.Close(), "source gone")
+}
+
+// lockedBuffer is a bytes.Buffer that a Merger's keepalives and the test
+// may use at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.b.Bytes())
+}
+
+// While every input waits for its source (one that saves its RDB to disk
+// before it sends it, say), the output gets keepalives, so that a replica
+// loading it does not give up on it after its repl-timeout; they load in a
+// real redis-server as part of the RDB.
+func TestMergerKeepsAnIdleOutputAlive(t *testing.T) {
+	src := startRedis(t)
+	loadDataset(t, src)
+	dump := src.save()
+	var out lockedBuffer
+	m, err := NewStreamMerger(&out, 10, 1<<20)
+	require.NoError(t, err)
+	decode := func(half int) {
+		in := m.Input()
+		in.Keep = func(k *KeyMeta) (bool, error) {
+			h := fnv.New32a()
+			h.Write(k.Key)
+			return int(h.Sum32()%2) == half, nil
+		}
+		require.NoError(t, NewDecoder(bytes.NewReader(dump), WithRawValues(1<<20, 10)).Decode(context.Background(), in))
+	}
+	decode(0)
+	require.Eventually(t, func() bool { return bytes.Contains(out.Bytes(), keepaliveAux) }, 10*time.Second, 50*time.Millisecond,
+		"no keepalive in an idle output")
+	decode(1)
+	require.NoError(t, m.Close(Extra{DB: 3, Key: "extra", Value: "v"}))
+	requireLoadsAs(t, out.Bytes(), src)
 }

@@ -70,8 +70,9 @@ type Config struct {
 	MaxConcurrentLoads int
 	// FileLoadRawLimit: see replication.Config (0: its default).
 	FileLoadRawLimit int
-	// NoLinkLoad, NoMergedLoad: see replication.Config.
+	// NoLinkLoad, NoMergedLoad, MergeReadyTimeout: see replication.Config.
 	NoLinkLoad, NoMergedLoad bool
+	MergeReadyTimeout        time.Duration
 	// ViewerUser and ViewerPassword, when set, are a read-only user of the
 	// API, the console and /metrics.
 	ViewerUser     string
@@ -232,7 +233,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
-		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad, NoMergedLoad: cfg.NoMergedLoad, InstanceID: instanceID,
+		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad, NoMergedLoad: cfg.NoMergedLoad, MergeReadyTimeout: cfg.MergeReadyTimeout, InstanceID: instanceID,
 		OnStopped:         func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) },
 		LocalEndpointDown: func(uri string) string { return a.ctrl.EndpointDownAt(uri) }})
 	a.ctrl = controller.New(controller.Config{

@@ -59,6 +59,9 @@ type Config struct {
 	// server with commands (shadow.go), never as one full sync
 	// (mergeload.go). For tests and comparisons.
 	NoMergedLoad bool
+	// MergeReadyTimeout bounds the wait of a merged load for every shard's
+	// FULLRESYNC (default 30 s). For tests.
+	MergeReadyTimeout time.Duration
 	// InstanceID names this instance in the lineages of its databases
 	// (lineage.go): stable across restarts, unique among the instances
 	// that replicate from one another. Default: a random one.

@@ -36,8 +36,10 @@ import (
 //
 // Every syncer of the round reaches its shard's FULLRESYNC before the
 // destination's full sync starts: one that cannot (its node is down)
-// would leave the destination's link idle, which the destination ends
-// after its repl-timeout. The last input to end ends the merged RDB, with
+// would leave the destination's link idle. A shard's payload may come
+// well after its FULLRESYNC (a master that saves its RDB to disk first):
+// the Merger then writes keepalives, which the destination skips, so that
+// it does not end the link after its repl-timeout. The last input to end ends the merged RDB, with
 // every shard's checkpoint, and waits for the destination to load it. A
 // failure of any input ends the whole load: the destination keeps its
 // previous data, and the round starts again.
@@ -73,7 +75,7 @@ type mergedLoad struct {
 
 	mu          sync.Mutex
 	joined      map[string]bool
-	ready       chan struct{} // closed once every unit joined
+	ready       chan struct{} // closed once every unit has its FULLRESYNC
 	ld          *linkLoad
 	merger      *rdb.Merger
 	startErr    error
@@ -97,11 +99,11 @@ func newMergedLoad(link *masterLink, generation string, units []unit) *mergedLoa
 	return m
 }
 
-// join waits until every unit has its source's FULLRESYNC, and returns
-// this unit's input into the merged RDB; the first to get there starts
-// the destination's full sync.
-func (m *mergedLoad) join(ctx context.Context, key string, version, spoolLimit int) (*rdb.FileWriter, error) {
+// announce records that unit key has its source's FULLRESYNC (its
+// payload may come much later: a source that saves its RDB to disk first).
+func (m *mergedLoad) announce(key string) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.joined[key] = true
 	if len(m.joined) == len(m.want) {
 		select {
@@ -110,7 +112,13 @@ func (m *mergedLoad) join(ctx context.Context, key string, version, spoolLimit i
 			close(m.ready)
 		}
 	}
-	m.mu.Unlock()
+}
+
+// join waits until every unit has its source's FULLRESYNC, and returns
+// this unit's input into the merged RDB, once its payload starts; the
+// first to get there starts the destination's full sync.
+func (m *mergedLoad) join(ctx context.Context, key string, version, spoolLimit int) (*rdb.FileWriter, error) {
+	m.announce(key)
 	timer := time.NewTimer(m.readyTimeout)
 	defer timer.Stop()
 	select {
@@ -121,8 +129,10 @@ func (m *mergedLoad) join(ctx context.Context, key string, version, spoolLimit i
 		m.end(nil, ctx.Err())
 		return nil, ctx.Err()
 	case <-timer.C:
-		err := fmt.Errorf("%w: the shards did not all start their full sync within %s (waiting for %s); the destination loads them with commands from now on",
-			errNeedFullSync, m.readyTimeout, strings.Join(m.missing(), ", "))
+		// Not this shard's doing: errMergeStopped, and the shard that did
+		// not start reports its own trouble.
+		err := fmt.Errorf("%w: %w: the shards did not all start their full sync within %s (waiting for %s); the destination loads them with commands from now on",
+			errNeedFullSync, errMergeStopped, m.readyTimeout, strings.Join(m.missing(), ", "))
 		m.refuse(err)
 		m.end(nil, err)
 		return nil, err
@@ -352,6 +362,9 @@ func (d *destination) mergedLoadFor(ctx context.Context, units []unit, ckc *redi
 		limit = defaultFileRawLimit
 	}
 	m := newMergedLoad(d.link, generationMark(d.db), units)
+	if t := d.m.cfg.MergeReadyTimeout; t > 0 {
+		m.readyTimeout = t
+	}
 	m.moreFields = d.nodeFields
 	var once sync.Once
 	m.refuse = func(err error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -287,4 +288,45 @@ func TestAMergedLoadShardCutWhileWaitingFallsBack(t *testing.T) {
 	stop()
 	<-writer
 	eventuallyEqualCluster(t, a, dst, destClient(t, dst, 0), cl)
+}
+
+// Masters that save their RDB to disk before they send it answer FULLRESYNC
+// at once and send the payload once saved: a merged load waits for the
+// slowest save (the barrier is the FULLRESYNC, not the payload, which
+// turned the merge off for good when a save took longer than the barrier's
+// timeout), and keeps the destination's link alive meanwhile (its
+// repl-timeout is shorter than that wait here).
+func TestAMergedLoadWaitsForAShardThatSavesToDisk(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	ctx := redistest.Ctx(t)
+	masters := cl.Masters()
+	for _, m := range masters {
+		require.NoError(t, m.Client().ConfigSet(ctx, "repl-diskless-sync", "no").Err())
+	}
+	// One master's save takes several seconds.
+	require.NoError(t, masters[1].Client().ConfigSet(ctx, "rdb-key-save-delay", "10000").Err())
+	i := servicetest.StartWith(t, func(c *app.Config) { c.MergeReadyTimeout = 2 * time.Second })
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20})
+	logDestOnFailure(t, i, dst.UID)
+	admin := i.App.Databases().Client(dst.UID)
+	require.NoError(t, admin.ConfigSet(ctx, "repl-timeout", "3").Err())
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: masters[0].URL()}}})
+	a.waitInSync(dst.UID, 2*time.Minute)
+	assert.Equal(t, "3", infoConfig(t, admin, "repl-timeout"), "the destination's repl-timeout stayed short")
+	assert.Equal(t, 1, mergedLoads(t, i, dst.UID), "the shards were loaded as one full sync")
+	assert.NotContains(t, destLog(t, i, dst.UID), "timeout", "the destination's link timed out")
+	for _, m := range masters {
+		require.NoError(t, m.Client().ConfigSet(ctx, "rdb-key-save-delay", "0").Err())
+	}
+	writeClusterDataset(t, cc, "after:", 20)
+	eventuallyEqualCluster(t, a, dst, destClient(t, dst, 0), cl)
+}
+
+// infoConfig is a parameter of a server's configuration.
+func infoConfig(t *testing.T, c *redis.Client, name string) string {
+	t.Helper()
+	v, err := c.ConfigGet(redistest.Ctx(t), name).Result()
+	require.NoError(t, err)
+	return v[name]
 }

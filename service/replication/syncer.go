@@ -460,6 +460,11 @@ func (s *syncer) session(ctx context.Context) (err error) {
 // commits the checkpoint at the FULLRESYNC offset.
 func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, syn replproto.Sync) error {
 	s.log.Info("full sync: loading the source's dataset", "source", s.url.String(), "replid", syn.ReplID, "offset", syn.Offset)
+	if s.file != nil && s.file.merge != nil {
+		// The merged load's barrier is the FULLRESYNC, not the payload:
+		// a source that saves its RDB to disk first sends it later.
+		s.file.merge.announce(s.checkpointKey())
+	}
 	payload, err := conn.RDB(ctx)
 	if err != nil {
 		return err
