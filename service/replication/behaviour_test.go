@@ -416,3 +416,45 @@ func TestDestinationOutOfMemoryOnTheStreamStops(t *testing.T) {
 	})
 	assert.Contains(t, a.get(dst.UID).ReplicaSources[0].LastError, `SET "blob:`, "the batch is named")
 }
+
+// A source's transaction goes to the destination whole, from its MULTI to
+// its EXEC, over the master link that every source of the destination
+// shares: while one arrives slowly, the other sources' writes wait behind
+// it. Their status says so, naming the source that holds the link; the
+// watchdog does not take them for stuck (it restarted them, blaming the
+// destination), and everything is applied once the transaction is.
+func TestASlowTransactionOfOneSourceIsNotBlamedOnTheOthers(t *testing.T) {
+	sa := redistest.Start(t, "--client-output-buffer-limit", "replica 0 0 0")
+	sb := redistest.Start(t)
+	proxy := redistest.StartProxy(t, sa.Addr())
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	d := a.create(api.CreateDatabaseRequest{Name: "d", MemorySize: 512 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + proxy.Addr}, {URI: sb.URL()}}})
+	logDestOnFailure(t, i, d.UID)
+	a.waitInSync(d.UID, time.Minute)
+	seen := watchSourceErrors(t, a, d.UID)
+	ctx := redistest.Ctx(t)
+	proxy.Slow(4096, 20*time.Millisecond) // about 200 KB/s from A
+	tx := sa.Client().TxPipeline()
+	for n := range 100000 {
+		tx.HSet(ctx, "a:hash", fmt.Sprint("f", n), n)
+	}
+	_, err := tx.Exec(ctx)
+	require.NoError(t, err)
+	// B writes while A's transaction arrives (about 15 s).
+	redistest.Eventually(t, time.Minute, "B's status names the transaction it waits behind", func() error {
+		require.NoError(t, sb.Client().Incr(ctx, "b:ticks").Err())
+		b := a.get(d.UID).ReplicaSources[1]
+		if !strings.Contains(b.LastError, "holds for a transaction") || !strings.Contains(b.LastError, proxy.Addr) {
+			return fmt.Errorf("B %s: %q", b.Status, b.LastError)
+		}
+		return nil
+	})
+	proxy.Slow(0, 0)
+	dc := destClient(t, d, 0)
+	eventuallyEqual(t, 2*time.Minute, dc, sa.Client(), sb.Client())
+	for _, e := range seen() {
+		assert.NotContains(t, e, "stuck", "a source waiting behind another's transaction was taken for stuck")
+	}
+}

@@ -542,6 +542,11 @@ type linkSession struct {
 	// its EXEC; sent is guarded by it.
 	sem  chan struct{}
 	sent int64
+	// holder is the source whose writer holds sem, and since when (for
+	// the status of the writers waiting for it).
+	holdMu    sync.Mutex
+	holder    string
+	heldSince time.Time
 
 	mu        sync.Mutex
 	acked     int64 // what the replica acknowledged applying
@@ -708,9 +713,10 @@ func (s *linkSession) fail(err error) {
 	s.conn.Close()
 }
 
-func (s *linkSession) lock(ctx context.Context) error {
+func (s *linkSession) lock(ctx context.Context, source string) error {
 	select {
 	case s.sem <- struct{}{}:
+		s.held(source)
 		return nil
 	case <-s.done:
 		return s.failed()
@@ -719,7 +725,37 @@ func (s *linkSession) lock(ctx context.Context) error {
 	}
 }
 
-func (s *linkSession) unlock() { <-s.sem }
+// tryLock is lock when sem is free, without waiting.
+func (s *linkSession) tryLock(source string) bool {
+	select {
+	case s.sem <- struct{}{}:
+		s.held(source)
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *linkSession) held(source string) {
+	s.holdMu.Lock()
+	s.holder, s.heldSince = source, time.Now()
+	s.holdMu.Unlock()
+}
+
+func (s *linkSession) unlock() {
+	s.holdMu.Lock()
+	s.holder = ""
+	s.holdMu.Unlock()
+	<-s.sem
+}
+
+// heldBy is the source whose writer holds the link, and since when ("" if
+// none).
+func (s *linkSession) heldBy() (string, time.Time) {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	return s.holder, s.heldSince
+}
 
 // write sends b (the holder of sem only). commit: b ends a transaction,
 // and a GETACK follows it; end is then the offset to wait for. A write

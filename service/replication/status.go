@@ -74,16 +74,20 @@ type sourceStatus struct {
 	// watchdogNote says why the watchdog holds the source out of sync
 	// (a stuck syncer, a silent source); empty when it does not.
 	watchdogNote string
+	// linkHeldBy names the source whose transaction holds the master link
+	// while the writer waits for it (writerWaitingLink).
+	linkHeldBy func() (string, time.Time)
 }
 
 // writerActivity is what a syncer's writer is doing.
 type writerActivity uint8
 
 const (
-	writerIdle      writerActivity = iota // waiting for commands from the source
-	writerSending                         // writing a batch to the destination
-	writerReceiving                       // reading the destination's replies
-	writerHeld                            // held while a reload is swapped in
+	writerIdle        writerActivity = iota // waiting for commands from the source
+	writerSending                           // writing a batch to the destination
+	writerReceiving                         // reading the destination's replies
+	writerHeld                              // held while a reload is swapped in
+	writerWaitingLink                       // waiting for the master link another source's transaction holds
 )
 
 func (a writerActivity) String() string {
@@ -94,6 +98,8 @@ func (a writerActivity) String() string {
 		return "waiting for the destination to answer"
 	case writerHeld:
 		return "held while the reloaded data is swapped in"
+	case writerWaitingLink:
+		return "waiting for the destination's master link, which another source's transaction holds"
 	default:
 		return "waiting for commands from the source"
 	}

@@ -254,6 +254,15 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	}
 	defer w.Close()
 	w.restarted = restarted
+	w.onLinkWait = func(heldBy func() (string, time.Time)) {
+		s.status.set(func(st *sourceStatus) {
+			if heldBy != nil {
+				st.writerAt, st.linkHeldBy = writerWaitingLink, heldBy
+			} else if st.writerAt == writerWaitingLink {
+				st.writerAt, st.linkHeldBy = writerSending, nil
+			}
+		})
+	}
 	s.wireSeen = 0
 	stopW := context.AfterFunc(ctx, func() { w.Close() })
 	defer stopW()

@@ -72,10 +72,21 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		// An EXEC of a big transaction runs for a while: the limit grows
 		// with it, at a pace far below what a destination manages.
 		limit := s.stallTimeout + time.Duration(st.executing)*execAllowance
-		stuck := pending && where != writerHeld && !since.IsZero() && stuckFor > limit
+		// Waiting behind another source's transaction, which holds the
+		// master link until its EXEC arrives, is that source's time: this
+		// one is behind, and says why, but is not stuck.
+		waiting := where == writerWaitingLink && st.linkHeldBy != nil
+		stuck := pending && where != writerHeld && !waiting && !since.IsZero() && stuckFor > limit
 		note := ""
 		switch {
 		case !streaming:
+		case waiting && pending && !since.IsZero() && stuckFor > limit:
+			holder, heldSince := st.linkHeldBy()
+			if holder == "" {
+				break // let go just now
+			}
+			note = fmt.Sprintf("behind: its writes wait for the destination's master link, which source %s holds for a transaction that it has been receiving for %s (a transaction goes to the destination as it arrives, whole, from its MULTI to its EXEC); they follow once it is applied",
+				holder, now.Sub(heldSince).Round(time.Second))
 		case stuck:
 			note = fmt.Sprintf("%s: its writer is %s (%d of its sends unanswered) and applied nothing for %s; applied offset %d, received %d; restarting from the checkpoint",
 				errStalled, where, unanswered, stuckFor.Round(time.Second), applied, received)

@@ -47,6 +47,10 @@ type destWriter struct {
 	bw     *bufio.Writer
 	rd     *resp.Reader
 	source string // checkpoint field: the source's address
+	// onLinkWait is told when the writer waits for the master link that
+	// another source's writer holds (heldBy names it), and with nil once
+	// it has it.
+	onLinkWait func(heldBy func() (string, time.Time))
 
 	buf    []byte // the batch being built
 	queued int    // replies expected for buf
@@ -223,8 +227,19 @@ func (w *destWriter) sendLink(ctx context.Context, commit bool) (*linkSession, i
 		} else if s != w.bound {
 			return nil, 0, 0, nil, errLinkChanged
 		}
-		if err := s.lock(ctx); err != nil {
-			return nil, 0, 0, nil, fmt.Errorf("wait for the destination's master link: %w", err)
+		if !s.tryLock(w.source) {
+			// Another source's transaction holds the link, from its
+			// MULTI to its EXEC, however long it takes to arrive.
+			if w.onLinkWait != nil {
+				w.onLinkWait(s.heldBy)
+			}
+			err := s.lock(ctx, w.source)
+			if w.onLinkWait != nil {
+				w.onLinkWait(nil)
+			}
+			if err != nil {
+				return nil, 0, 0, nil, fmt.Errorf("wait for the destination's master link: %w", err)
+			}
 		}
 		w.ls = s
 	}
