@@ -458,3 +458,48 @@ func TestASlowTransactionOfOneSourceIsNotBlamedOnTheOthers(t *testing.T) {
 		assert.NotContains(t, e, "stuck", "a source waiting behind another's transaction was taken for stuck")
 	}
 }
+
+// bigEffects is a script of 2n effects that leaves almost nothing: RPUSHes
+// into a list it then deletes, and INCRs.
+const bigEffects = `
+for i = 1, tonumber(ARGV[1]) do
+  redis.call('RPUSH', KEYS[1], i)
+  redis.call('INCR', KEYS[2])
+end
+redis.call('DEL', KEYS[1])
+return 1`
+
+// Big transactions one after the other into a small dataset (scripts of
+// 300,000 effects, MULTIs of 100,000 commands): a destination holds each
+// until its EXEC, at a cost by command, not by the data it leaves, and
+// applies them all, as a native replica would (it stopped out of memory,
+// refused by its maxmemory, with a 16 MB dataset in 256 MB).
+func TestBigTransactionsIntoASmallDatasetAreApplied(t *testing.T) {
+	src := redistest.Start(t, "--client-output-buffer-limit", "replica 0 0 0")
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	sc, dc, ctx := src.Client(), destClient(t, dst, 0), redistest.Ctx(t)
+	for n := range 20 {
+		if n%2 == 0 {
+			require.NoError(t, sc.Eval(ctx, bigEffects, []string{"tmp", "ctr"}, 150000).Err())
+			continue
+		}
+		pipe := sc.TxPipeline()
+		for k := range 50000 {
+			pipe.RPush(ctx, "l", k)
+			pipe.Incr(ctx, "c")
+		}
+		pipe.LTrim(ctx, "l", -20000, -1)
+		_, err := pipe.Exec(ctx)
+		require.NoError(t, err)
+	}
+	redistest.Eventually(t, 3*time.Minute, "the destination equals the source", func() error {
+		if db := a.get(dst.UID); db.ReplicaSync == api.SyncStopped {
+			t.Fatalf("the sync stopped: %s", db.ReplicaSources[0].LastError)
+		}
+		return redistest.Diff(ctx, dc, sc)
+	})
+}
