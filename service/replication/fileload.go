@@ -114,6 +114,7 @@ func (s *syncer) loadOverLink(ctx context.Context, syn replproto.Sync, payload *
 	if err != nil {
 		return fmt.Errorf("start the load of %s over the destination's master link: %w", s.url, err)
 	}
+	defer s.watchLoadWrites(ld)()
 	fw, err := rdb.NewStreamWriter(ld, s.destRDB, fl.rawLimit)
 	if err == nil {
 		err = s.writeDataset(ctx, fw, syn, payload, br)
@@ -192,6 +193,14 @@ func loadMarks(generation string, checkpoints map[string]string) []rdb.Extra {
 		{DB: layout.CheckpointDB, Key: generationKey, Value: generation},
 		{DB: layout.CheckpointDB, Key: checkpointKey, Fields: checkpoints},
 	}
+}
+
+// watchLoadWrites lets the watchdog see the load's writes to the
+// destination (a destination that stopped reading holds one), until the
+// returned function is called.
+func (s *syncer) watchLoadWrites(ld *linkLoad) func() {
+	s.status.set(func(st *sourceStatus) { st.loadWriting = ld.writingSince })
+	return func() { s.status.set(func(st *sourceStatus) { st.loadWriting = nil }) }
 }
 
 // shardBaseMemory is about what an empty master of a Redis Cluster uses.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/resp"
@@ -54,6 +55,18 @@ type linkLoad struct {
 	offset  int64             // the destination's offset once it has loaded
 	result  chan *linkSession // the session that follows the load, or nil
 	stop    func() bool       // ends the cancellation callback
+	// writing is when the write under way began (unix ns, 0: none), for
+	// the status of a destination that takes nothing (writingSince).
+	writing atomic.Int64
+}
+
+// writingSince is when the write to the destination under way began (zero
+// when none is): a destination that stopped reading holds it.
+func (ld *linkLoad) writingSince() time.Time {
+	if n := ld.writing.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // fullSync asks the destination for a full sync over its link (by ending
@@ -170,7 +183,9 @@ func (ld *linkLoad) begin(replID string, psyncOffset int64, capaEOF bool) {
 // Write sends part of the RDB.
 func (ld *linkLoad) Write(p []byte) (int, error) {
 	ld.conn.SetWriteDeadline(time.Now().Add(time.Minute))
+	ld.writing.Store(time.Now().UnixNano())
 	n, err := ld.conn.Write(p)
+	ld.writing.Store(0)
 	if err != nil {
 		return n, fmt.Errorf("send the dataset over the destination's master link: %w", err)
 	}

@@ -569,3 +569,40 @@ func destinationHolding(t *testing.T, i *servicetest.Instance, a *apiClient, src
 	eventuallyEqual(t, time.Minute, dc, src.Client())
 	return dst, dc
 }
+
+// A destination stopped (SIGSTOP) while it loads over its link takes none
+// of the data: the source's status says so (it said syncing, with no
+// error), and the load goes on once the destination runs again.
+func TestLinkLoadIntoAStoppedDestinationSaysSo(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-2")
+	fillStrings(t, src.Client(), "two:", 4000, 10<<10) // 40 MB
+	proxy := redistest.StartProxy(t, src.Addr())
+	proxy.Slow(64<<10, 5*time.Millisecond) // about 12 MB/s: a load of seconds
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://:pw-2@" + proxy.Addr}}})
+	logDestOnFailure(t, i, dst.UID)
+	dc := destClient(t, dst, 0)
+	waitAsyncLoading(t, dc, "1")
+	pid := i.App.Databases().PID(context.Background(), dst.UID)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	stopped := true
+	defer func() {
+		if stopped {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	redistest.Eventually(t, time.Minute, "the status says the destination takes nothing", func() error {
+		s := a.get(dst.UID).ReplicaSources[0]
+		if s.Status == api.SourceInSync || !strings.Contains(s.LastError, "has taken none of the full load") {
+			return fmt.Errorf("%s: %q", s.Status, s.LastError)
+		}
+		return nil
+	})
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+	stopped = false
+	proxy.Slow(0, 0)
+	a.waitInSync(dst.UID, 2*time.Minute)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+}

@@ -316,6 +316,10 @@ func (s *syncer) loadMerged(ctx context.Context, syn replproto.Sync, payload *re
 	if err != nil {
 		return err
 	}
+	m.mu.Lock()
+	ld := m.ld
+	m.mu.Unlock()
+	defer s.watchLoadWrites(ld)()
 	if err := s.decodeDataset(ctx, in, payload, br); err != nil {
 		if done, cause := m.ended(); done && cause != nil {
 			return echo(cause) // another ended it: this source did nothing wrong

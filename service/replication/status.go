@@ -74,6 +74,9 @@ type sourceStatus struct {
 	// watchdogNote says why the watchdog holds the source out of sync
 	// (a stuck syncer, a silent source); empty when it does not.
 	watchdogNote string
+	// loadWriting, during a load over the master link, is when the write
+	// to the destination under way began (zero when none is).
+	loadWriting func() time.Time
 	// linkHeldBy names the source whose transaction holds the master link
 	// while the writer waits for it (writerWaitingLink).
 	linkHeldBy func() (string, time.Time)

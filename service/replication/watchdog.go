@@ -78,7 +78,15 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		waiting := where == writerWaitingLink && st.linkHeldBy != nil
 		stuck := pending && where != writerHeld && !waiting && !since.IsZero() && stuckFor > limit
 		note := ""
+		var writingSince time.Time
+		if st.phase == phaseLoading && st.loadWriting != nil {
+			writingSince = st.loadWriting()
+		}
 		switch {
+		case !writingSince.IsZero() && now.Sub(writingSince) > s.stallTimeout:
+			// Not stuck: the load goes on once the destination reads.
+			note = fmt.Sprintf("the destination has taken none of the full load's data for %s (is its redis-server stopped, or too busy to read?): the load waits for it",
+				now.Sub(writingSince).Round(time.Second))
 		case !streaming:
 		case waiting && pending && !since.IsZero() && stuckFor > limit:
 			holder, heldSince := st.linkHeldBy()
