@@ -124,9 +124,7 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 		// Read-only until attached: a writable replica would expire the
 		// keys its AOF gives a TTL, as written by a client of its own.
 		line("replica-read-only yes")
-		// As a native replica does (see replication/masterlink.go: the
-		// service polices the limit on the data).
-		line("replica-ignore-maxmemory yes")
+		line("replica-ignore-maxmemory no")
 		// A replica that cannot write its AOF would crash at its master's
 		// next write: it applies it, and the service stops the sync,
 		// saying so (MISCONF).

@@ -189,14 +189,8 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 		return fmt.Errorf("stop the destination's own expiry: %w", err)
 	}
 	// swapdb: a full sync from the link (linkload.go) is loaded as it
-	// arrives, the previous data readable until it is complete. The
-	// replica ignores its maxmemory, as a native one does: a master's
-	// transaction is queued whole before its EXEC, which takes memory by
-	// its number of commands (about 200 bytes each), not by the data it
-	// leaves, and a big one was refused (OOM) into a destination that
-	// its data fitted easily. The link polices the limit on the data
-	// instead (watchErrors).
-	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "yes"}, {"repl-diskless-load", "swapdb"}, {"loading-process-events-interval-bytes", strconv.Itoa(loadingEventsEvery)}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
+	// arrives, the previous data readable until it is complete.
+	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "no"}, {"repl-diskless-load", "swapdb"}, {"loading-process-events-interval-bytes", strconv.Itoa(loadingEventsEvery)}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
 		if err := c.ConfigSet(actx, kv[0], kv[1]).Err(); err != nil {
 			return fmt.Errorf("configure the destination's master link (%s): %w", kv[0], err)
 		}
@@ -605,9 +599,6 @@ func (s *linkSession) suspects(after int64) (string, int) {
 		n++
 		if len(parts) < 3 {
 			what := describeBatch(e.sent)
-			if what == "" {
-				what = "the service's checkpoint only"
-			}
 			if e.size > len(e.sent) {
 				what += fmt.Sprintf(" (a batch of %d bytes)", e.size)
 			}
@@ -867,7 +858,6 @@ func (s *linkSession) watchErrors(ctx context.Context, c *redis.Client, base int
 	t := time.NewTicker(linkErrorPoll)
 	defer t.Stop()
 	var checked int64 // acknowledged when the counter was last read
-	var over memoryWatch
 	for {
 		select {
 		case <-s.done:
@@ -879,20 +869,9 @@ func (s *linkSession) watchErrors(ctx context.Context, c *redis.Client, base int
 		s.mu.Lock()
 		acked := s.acked
 		s.mu.Unlock()
-		info, err := c.Info(ctx, "stats", "persistence", "memory").Result()
+		info, err := c.Info(ctx, "stats", "persistence").Result()
 		if err != nil {
 			continue
-		}
-		if e := over.check(info, time.Now(), acked); e != nil {
-			if which, k := s.suspects(over.under); k > 0 {
-				e = fmt.Errorf("%w; applied since it was under: %s", e, which)
-			}
-			s.link.log.Error("the destination is out of memory", "destination", s.link.uid, "err", e)
-			if s.link.onFatal != nil {
-				s.link.onFatal(e)
-			}
-			s.fail(e)
-			return
 		}
 		if strings.Contains(info, "aof_last_write_status:err") {
 			// A replica applies its master's writes even when it
@@ -931,39 +910,6 @@ func (s *linkSession) watchErrors(ctx context.Context, c *redis.Client, base int
 		s.fail(e)
 		return
 	}
-}
-
-// memoryOverFor is how long a destination's data must stay over its
-// maxmemory before the sync stops: a swapped-out dataset freed in the
-// background, or a transaction queued whole, passes.
-const memoryOverFor = 3 * time.Second
-
-// memoryWatch stops the sync when a destination's data stays over its
-// maxmemory (memory_size): what Redis counts against maxmemory, less the
-// memory of its clients, which holds a master's transaction until its EXEC
-// (the replica ignores its maxmemory; see attach).
-// under is the offset the destination had acknowledged when its data was
-// last under the limit: the batches after it took it over.
-type memoryWatch struct {
-	since time.Time
-	under int64
-}
-
-func (w *memoryWatch) check(info string, now time.Time, acked int64) error {
-	limit := infoInt(info, "maxmemory")
-	data := infoInt(info, "used_memory") - infoInt(info, "mem_clients_normal") - infoInt(info, "mem_clients_slaves") - infoInt(info, "mem_aof_buffer")
-	if limit <= 0 || data <= limit || infoInt(info, "lazyfree_pending_objects") > 0 {
-		w.since, w.under = time.Time{}, acked
-		return nil
-	}
-	if w.since.IsZero() {
-		w.since = now
-	}
-	if now.Sub(w.since) < memoryOverFor {
-		return nil
-	}
-	return fatal("the destination is out of memory (raise its memory_size): its data takes %d MiB, over its memory_size of %d MiB, for %s",
-		data>>20, limit>>20, now.Sub(w.since).Round(100*time.Millisecond))
 }
 
 // errorReplies reads the destination's count of errors it answered its

@@ -384,27 +384,3 @@ func TestWriterStaysOnTheLinkSessionOfItsCheckpoint(t *testing.T) {
 	assert.Same(t, second, s)
 	assert.Same(t, second, w.bound)
 }
-
-// The data of a destination over its maxmemory stops the sync once it has
-// stayed over for memoryOverFor; the memory of its clients (a master's
-// transaction queued until its EXEC) does not count, nor does a dataset
-// freed in the background after a swap.
-func TestMemoryWatch(t *testing.T) {
-	info := func(used, clients, lazy int64) string {
-		return fmt.Sprintf("# Memory\r\nused_memory:%d\r\nmaxmemory:%d\r\nmem_clients_normal:%d\r\nmem_clients_slaves:0\r\nmem_aof_buffer:0\r\nlazyfree_pending_objects:%d\r\n", used, 100<<20, clients, lazy)
-	}
-	now := time.Now()
-	var w memoryWatch
-	assert.NoError(t, w.check(info(300<<20, 250<<20, 0), now, 0), "a big transaction queued: the data is 50 MiB")
-	assert.NoError(t, w.check(info(300<<20, 250<<20, 0), now.Add(time.Hour), 0))
-	assert.NoError(t, w.check(info(150<<20, 0, 3), now, 0), "an old dataset being freed")
-	assert.NoError(t, w.check(info(150<<20, 0, 0), now, 0), "over since now")
-	assert.NoError(t, w.check(info(150<<20, 0, 0), now.Add(memoryOverFor/2), 0))
-	assert.NoError(t, w.check(info(90<<20, 0, 0), now.Add(memoryOverFor), 0), "back under: the clock starts again")
-	assert.NoError(t, w.check(info(150<<20, 0, 0), now.Add(2*memoryOverFor), 0))
-	err := w.check(info(150<<20, 0, 0), now.Add(3*memoryOverFor), 0)
-	require.Error(t, err)
-	assert.ErrorIs(t, err, errFatal)
-	assert.Contains(t, err.Error(), "out of memory")
-	assert.Contains(t, err.Error(), "150 MiB")
-}
