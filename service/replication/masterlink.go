@@ -599,6 +599,9 @@ func (s *linkSession) suspects(after int64) (string, int) {
 		n++
 		if len(parts) < 3 {
 			what := describeBatch(e.sent)
+			if what == "" {
+				what = "the service's checkpoint only"
+			}
 			if e.size > len(e.sent) {
 				what += fmt.Sprintf(" (a batch of %d bytes)", e.size)
 			}
