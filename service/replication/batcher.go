@@ -323,7 +323,7 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 	if viaLink {
 		// A master gets no replies: nothing to check command by command.
 		sb.hits = nil
-		sb.link, sb.linkEnd, sb.replies, sb.sent, err = b.w.sendLink(ctx, commit)
+		sb.link, sb.linkEnd, sb.replies, sb.sent, err = b.w.sendLink(ctx, commit, sb.executes)
 	} else {
 		sb.replies, sb.sent, err = b.w.sendKeep(ctx)
 	}

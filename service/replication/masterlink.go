@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -547,6 +548,9 @@ type linkSession struct {
 	holdMu    sync.Mutex
 	holder    string
 	heldSince time.Time
+	// lastExecutes: the commands of the EXEC sent last, which the next
+	// writer's first batch waits behind.
+	lastExecutes atomic.Int64
 
 	mu        sync.Mutex
 	acked     int64 // what the replica acknowledged applying

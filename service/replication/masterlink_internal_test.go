@@ -364,14 +364,14 @@ func TestWriterStaysOnTheLinkSessionOfItsCheckpoint(t *testing.T) {
 	batch := cmds([]string{"MULTI"}, []string{"INCR", "k"}, []string{"EXEC"})
 
 	w.buf = append(w.buf[:0], batch...)
-	s, _, _, _, err := w.sendLink(ctx, true)
+	s, _, _, _, err := w.sendLink(ctx, true, 1)
 	require.NoError(t, err)
 	assert.Same(t, first, s)
 
 	second := session()
 	install(second)
 	w.buf = append(w.buf[:0], batch...)
-	_, _, _, _, err = w.sendLink(ctx, true)
+	_, _, _, _, err = w.sendLink(ctx, true, 1)
 	require.ErrorIs(t, err, errLinkChanged)
 	assert.Zero(t, second.sent, "nothing went over the new session")
 
@@ -379,7 +379,7 @@ func TestWriterStaysOnTheLinkSessionOfItsCheckpoint(t *testing.T) {
 	// finds.
 	w.bound = nil
 	w.buf = append(w.buf[:0], batch...)
-	s, _, _, _, err = w.sendLink(ctx, true)
+	s, _, _, _, err = w.sendLink(ctx, true, 1)
 	require.NoError(t, err)
 	assert.Same(t, second, s)
 	assert.Same(t, second, w.bound)

@@ -31,3 +31,22 @@ func TestTheStallClockStartsWhenTheWriterIsGivenCommands(t *testing.T) {
 	st.lastProgress = later.Add(time.Second)
 	assert.Equal(t, later.Add(time.Second), st.stallSinceLocked())
 }
+
+// A writer that waited for the master link behind another source's
+// transaction, then got it: its stall clock starts then, plus the
+// allowance of the holder's EXEC, which the destination runs before the
+// writer's batch (the holder lets go once the EXEC is written). It was left
+// at the wait's start, so the watchdog restarted the writer as stuck as
+// soon as it had the link.
+func TestTheStallClockStartsWhenTheLinkIsFree(t *testing.T) {
+	began := time.Now().Add(-time.Minute)
+	s := &syncer{status: &sourceStatus{applied: 100, received: 200, pendingSince: began, handedAt: began}}
+	s.linkWait(func() (string, time.Time) { return "a:6379", began })
+	assert.Equal(t, writerWaitingLink, s.status.writerAt)
+	before := time.Now()
+	s.linkGot(600000)
+	assert.Equal(t, writerSending, s.status.writerAt)
+	assert.Nil(t, s.status.linkHeldBy)
+	since := s.status.stallSinceLocked()
+	assert.False(t, since.Before(before.Add(600000*execAllowance)), "the clock starts after the holder's EXEC: %s", since)
+}

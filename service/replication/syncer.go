@@ -166,6 +166,25 @@ func (s *syncer) checkpointKey() string {
 	return s.url.Addr()
 }
 
+// linkWait records that the writer waits for the master link, which
+// another source's writer holds (heldBy names it).
+func (s *syncer) linkWait(heldBy func() (string, time.Time)) {
+	s.status.set(func(st *sourceStatus) { st.writerAt, st.linkHeldBy = writerWaitingLink, heldBy })
+}
+
+// linkGot records that the writer has the master link after a wait, behind
+// an EXEC of executesAhead commands that the destination may still run.
+// The wait was the holder's time: the stall clock starts now, once that
+// EXEC has had its allowance.
+func (s *syncer) linkGot(executesAhead int64) {
+	s.status.set(func(st *sourceStatus) {
+		if st.writerAt == writerWaitingLink {
+			st.writerAt, st.linkHeldBy = writerSending, nil
+		}
+		st.handedAt = time.Now().Add(time.Duration(executesAhead) * execAllowance)
+	})
+}
+
 // run syncs until ctx ends or an error that needs the destination's
 // attention: errNeedFullSync, or a fatal error. Connection errors are retried
 // here with jittered backoff, resuming from the applied checkpoint.
@@ -254,15 +273,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	}
 	defer w.Close()
 	w.restarted = restarted
-	w.onLinkWait = func(heldBy func() (string, time.Time)) {
-		s.status.set(func(st *sourceStatus) {
-			if heldBy != nil {
-				st.writerAt, st.linkHeldBy = writerWaitingLink, heldBy
-			} else if st.writerAt == writerWaitingLink {
-				st.writerAt, st.linkHeldBy = writerSending, nil
-			}
-		})
-	}
+	w.onLinkWait, w.onLinkGot = s.linkWait, s.linkGot
 	s.wireSeen = 0
 	stopW := context.AfterFunc(ctx, func() { w.Close() })
 	defer stopW()

@@ -48,9 +48,10 @@ type destWriter struct {
 	rd     *resp.Reader
 	source string // checkpoint field: the source's address
 	// onLinkWait is told when the writer waits for the master link that
-	// another source's writer holds (heldBy names it), and with nil once
-	// it has it.
+	// another source's writer holds (heldBy names it); onLinkGot once it
+	// has it, with the commands of the EXEC its holder sent last.
 	onLinkWait func(heldBy func() (string, time.Time))
+	onLinkGot  func(executesAhead int64)
 
 	buf    []byte // the batch being built
 	queued int    // replies expected for buf
@@ -215,7 +216,7 @@ func (w *destWriter) sendKeep(ctx context.Context) (int, []byte, error) {
 // sendLink is sendKeep for a transaction's piece over the master link:
 // commit says that it ends with the EXEC. The writer holds the link from
 // the piece that opens the transaction to the one that commits it.
-func (w *destWriter) sendLink(ctx context.Context, commit bool) (*linkSession, int64, int, []byte, error) {
+func (w *destWriter) sendLink(ctx context.Context, commit bool, executes int) (*linkSession, int64, int, []byte, error) {
 	n, sent := w.takeBatch()
 	if w.ls == nil {
 		s, err := w.link.session(ctx)
@@ -234,8 +235,9 @@ func (w *destWriter) sendLink(ctx context.Context, commit bool) (*linkSession, i
 				w.onLinkWait(s.heldBy)
 			}
 			err := s.lock(ctx, w.source)
-			if w.onLinkWait != nil {
-				w.onLinkWait(nil)
+			if w.onLinkGot != nil && err == nil {
+				// The holder's EXEC may still be running.
+				w.onLinkGot(s.lastExecutes.Load())
 			}
 			if err != nil {
 				return nil, 0, 0, nil, fmt.Errorf("wait for the destination's master link: %w", err)
@@ -245,6 +247,9 @@ func (w *destWriter) sendLink(ctx context.Context, commit bool) (*linkSession, i
 	}
 	s := w.ls
 	end, err := s.write(ctx, sent, commit, w.source)
+	if commit {
+		s.lastExecutes.Store(int64(executes))
+	}
 	if err != nil || commit {
 		w.ls = nil
 		s.unlock()
