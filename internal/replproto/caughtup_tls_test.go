@@ -85,3 +85,42 @@ func TestCaughtUpOnlyBetweenCommandsOverTLS(t *testing.T) {
 	}
 	letRest()
 }
+
+// A source over TLS that closes the connection sends close_notify: TLS
+// ends the stream with io.EOF while the socket under it returned data, and
+// that still counts as the source closing it (a TLS source's cut of a full
+// sync was not counted as a cut).
+func TestClosedByPeerOverTLS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() { c, _ := ln.Accept(); accepted <- c }()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	srv := tls.Server(<-accepted, &tls.Config{Certificates: []tls.Certificate{selfSignedCert(t)}})
+	o := Options{Addr: "fake:1", AckInterval: -1, ReadTimeout: 5 * time.Second}.withDefaults()
+	dc := &deadlineConn{Conn: raw, timeout: o.ReadTimeout}
+	tc := tls.Client(dc, &tls.Config{InsecureSkipVerify: true})
+	go srv.Handshake()
+	require.NoError(t, tc.Handshake())
+	c := newConn(o, dc, tc)
+	defer c.Close()
+	f := &fakeSource{t: t, conn: srv, cmds: make(chan []string, 100)}
+	go f.readLoop()
+	defer func() { f.closing.Store(true); f.wg.Wait() }()
+	f.run(func() {
+		f.handshake([]string{"PSYNC", testReplID, "501"}, "+CONTINUE\r\n")
+		f.send(cmd("SET", "a", "1"))
+		srv.Close() // close_notify, then FIN
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = c.Handshake(ctx, testReplID, 500)
+	require.NoError(t, err)
+	_, err = c.ReadCommand(ctx)
+	require.NoError(t, err)
+	_, err = c.ReadCommand(ctx)
+	require.Error(t, err)
+	require.True(t, c.ClosedByPeer(), "the source closed the connection: %v", err)
+}

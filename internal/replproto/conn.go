@@ -254,7 +254,7 @@ func (o Options) withDefaults() Options {
 
 // newConn wraps an established connection: nc is dc, or TLS over dc.
 func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
-	br := bufio.NewReaderSize(boundaryReader{nc, &dc.atBoundary}, readBufferSize)
+	br := bufio.NewReaderSize(boundaryReader{peerReader{nc, &dc.peerClosed}, &dc.atBoundary}, readBufferSize)
 	return &Conn{
 		opts: o,
 		log:  o.Logger.With("source", o.Addr),
@@ -661,6 +661,22 @@ func ctxError(ctx context.Context, err error) error {
 // decompressor's own buffers, without a read of the network, so it is
 // there, not at the network, that the first bytes of the next command are
 // seen (they clear the mark of a wait between commands).
+// peerReader notes a read that met the source closing the connection. Over
+// TLS the source's close_notify ends the stream with io.EOF while the
+// socket under it still returned data, so deadlineConn cannot see it.
+type peerReader struct {
+	r          io.Reader
+	peerClosed *atomic.Bool
+}
+
+func (p peerReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		p.peerClosed.Store(true)
+	}
+	return n, err
+}
+
 type boundaryReader struct {
 	r          io.Reader
 	atBoundary *atomic.Bool

@@ -592,6 +592,9 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 			// migrating into it would be missed (the shard they leave
 			// sends their DEL) while the status said in sync.
 			for _, m := range top.Slotless {
+				if !m.Online() {
+					continue // a failed master (failed over) stays listed until forgotten
+				}
 				if n := d.keysOf(ctx, s, m.Addr); n > 0 {
 					cl.resharding(log, s.url.String(), fmt.Sprintf("master %s serves no slot yet holds %d keys: a slot migrates into it", m.Addr, n))
 				}
@@ -616,6 +619,8 @@ func (d *destination) keysOf(ctx context.Context, s *sourceState, addr string) i
 		return 0
 	}
 	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	n, err := c.DBSize(ctx).Result()
 	if err != nil {
 		d.log.Debug("count the keys of a master without slots", "source", s.url.String(), "node", addr, "err", err)

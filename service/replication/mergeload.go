@@ -238,6 +238,16 @@ func (m *mergedLoad) inputDone(ctx context.Context, key string, cp checkpoint, s
 		m.end(nil, ctx.Err())
 		return nil, ctx.Err()
 	case <-srcDone:
+		if ctx.Err() != nil {
+			m.end(nil, ctx.Err())
+			return nil, ctx.Err()
+		}
+		if !src.ClosedByPeer() {
+			// Closed on this side (a failed ACK, say).
+			err := fmt.Errorf("%w: the link of shard %s to its source closed while it waited for the other shards of a merged full sync", errNeedFullSync, key)
+			m.end(nil, err)
+			return nil, err
+		}
 		// Nothing reads this shard's stream until every shard is loaded:
 		// its master buffers the writes meanwhile, and may cut the link
 		// over its output buffer limit. Each merged load would meet the
@@ -245,9 +255,7 @@ func (m *mergedLoad) inputDone(ctx context.Context, key string, cp checkpoint, s
 		// loaded.
 		err := fmt.Errorf("%w: the source's node closed the link of shard %s while it waited for the other shards of a merged full sync (over its client-output-buffer-limit for replicas, likely); the destination loads this source's shards with commands from now on, which stream each shard once it is loaded",
 			errNeedFullSync, key)
-		if src.ClosedByPeer() {
-			m.refuse(err)
-		}
+		m.refuse(err)
 		m.end(nil, err)
 		return nil, err
 	}
