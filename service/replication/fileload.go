@@ -99,7 +99,7 @@ func (s *syncer) loadFile(ctx context.Context, syn replproto.Sync, payload *repl
 		// redis-server refused the file (or died on it: a payload our
 		// decoder accepts and Redis does not, from a hostile source,
 		// say). Commands go through checks that stop the sync instead.
-		err = fmt.Errorf("load the dataset of %s into destination %d: %w", s.url, fl.db.UID, err)
+		err = fmt.Errorf("load the dataset of %s into destination %d: %w", s.from(), fl.db.UID, err)
 		fl.refuse(err)
 		return fmt.Errorf("%w: %w: %w", errNeedFullSync, errFileRefused, err)
 	}
@@ -264,12 +264,12 @@ func (s *syncer) decodeDataset(ctx context.Context, fw *rdb.FileWriter, payload 
 			return err
 		}
 		if errors.Is(err, rdb.ErrUnsupported) {
-			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.url, err)}
+			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.from(), err)}
 		}
-		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
+		return fmt.Errorf("load the dataset of %s: %w", s.from(), err)
 	}
 	if err := payload.Close(); err != nil {
-		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
+		return fmt.Errorf("load the dataset of %s: %w", s.from(), err)
 	}
 	return nil
 }

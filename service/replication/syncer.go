@@ -166,6 +166,15 @@ func (s *syncer) checkpointKey() string {
 	return s.url.Addr()
 }
 
+// from names the source in errors: with the node read from, when the URL
+// names another (a clustered source's shard). The URL prints redacted.
+func (s *syncer) from() string {
+	if s.node == "" || s.node == s.url.Addr() {
+		return s.url.String()
+	}
+	return fmt.Sprintf("%s (node %s)", s.url, s.node)
+}
+
 // linkWait records that the writer waits for the master link, which
 // another source's writer holds (heldBy names it).
 func (s *syncer) linkWait(heldBy func() (string, time.Time)) {
@@ -536,12 +545,12 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 	pending := newPendingCounter(rdb.NewCommandWriter(emit, rdb.WithReplaceKeys(), rdb.WithStaging(staging)))
 	if err := rdb.NewDecoder(br, opts...).Decode(ctx, pending); err != nil {
 		if errors.Is(err, rdb.ErrUnsupported) {
-			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.url, err)}
+			return &fatalError{fmt.Errorf("load the dataset of %s: %w", s.from(), err)}
 		}
-		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
+		return fmt.Errorf("load the dataset of %s: %w", s.from(), err)
 	}
 	if err := payload.Close(); err != nil {
-		return fmt.Errorf("load the dataset of %s: %w", s.url, err)
+		return fmt.Errorf("load the dataset of %s: %w", s.from(), err)
 	}
 	return s.loadDone(ctx, conn, p, syn, payload, pending)
 }
