@@ -574,6 +574,7 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 	cl.mu.Unlock()
 	t := time.NewTicker(clusterPollInterval)
 	defer t.Stop()
+	uncounted := map[string]bool{} // masters without slots whose keys could not be counted (logged once)
 	for first := true; ; first = false {
 		if !first {
 			select {
@@ -595,7 +596,12 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 				if !m.Online() {
 					continue // a failed master (failed over) stays listed until forgotten
 				}
-				if n := d.keysOf(ctx, s, m.Addr); n > 0 {
+				n, err := d.keysOf(ctx, s, m.Addr)
+				if err != nil && !uncounted[m.Addr] {
+					uncounted[m.Addr] = true
+					log.Warn("cannot count the keys of a master without slots: keys migrating into it are not seen until it owns their slot", "source", s.url.String(), "node", m.Addr, "err", err)
+				}
+				if n > 0 {
 					cl.resharding(log, s.url.String(), fmt.Sprintf("master %s serves no slot yet holds %d keys: a slot migrates into it", m.Addr, n))
 				}
 			}
@@ -611,22 +617,16 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 	}
 }
 
-// keysOf counts the keys of node addr of clustered source s (0 when it
-// cannot tell).
-func (d *destination) keysOf(ctx context.Context, s *sourceState, addr string) int64 {
+// keysOf counts the keys of node addr of clustered source s.
+func (d *destination) keysOf(ctx context.Context, s *sourceState, addr string) (int64, error) {
 	c, err := d.sourceClient(s, addr)
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	n, err := c.DBSize(ctx).Result()
-	if err != nil {
-		d.log.Debug("count the keys of a master without slots", "source", s.url.String(), "node", addr, "err", err)
-		return 0
-	}
-	return n
+	return c.DBSize(ctx).Result()
 }
 
 // view is the status of a source: for a clustered one, its shards' with
