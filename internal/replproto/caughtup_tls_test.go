@@ -29,13 +29,9 @@ func selfSignedCert(t *testing.T) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
 }
 
-// Over TLS, a small command and the start of a big one come in separate
-// records of one read of the network; TLS hands out the first record,
-// then the second from its own buffer, without a read of the network. The
-// wait for the rest of the big command is still in the middle of a
-// command: not caught up. (The mark of a wait between commands was cleared
-// only by a read of the network.)
-func TestCaughtUpOnlyBetweenCommandsOverTLS(t *testing.T) {
+// tlsPair is a replica Conn over TLS on loopback, and the source's end.
+func tlsPair(t *testing.T) (*Conn, *tls.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -49,7 +45,17 @@ func TestCaughtUpOnlyBetweenCommandsOverTLS(t *testing.T) {
 	tc := tls.Client(dc, &tls.Config{InsecureSkipVerify: true})
 	go srv.Handshake()
 	require.NoError(t, tc.Handshake())
-	c := newConn(o, dc, tc)
+	return newConn(o, dc, tc), srv
+}
+
+// Over TLS, a small command and the start of a big one come in separate
+// records of one read of the network; TLS hands out the first record,
+// then the second from its own buffer, without a read of the network. The
+// wait for the rest of the big command is still in the middle of a
+// command: not caught up. (The mark of a wait between commands was cleared
+// only by a read of the network.)
+func TestCaughtUpOnlyBetweenCommandsOverTLS(t *testing.T) {
+	c, srv := tlsPair(t)
 	f := &fakeSource{t: t, conn: srv, cmds: make(chan []string, 100)}
 	go f.readLoop()
 	defer func() { f.closing.Store(true); c.Close(); srv.Close(); f.wg.Wait() }()
@@ -69,7 +75,7 @@ func TestCaughtUpOnlyBetweenCommandsOverTLS(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err = c.Handshake(ctx, testReplID, 500)
+	_, err := c.Handshake(ctx, testReplID, 500)
 	require.NoError(t, err)
 	close(start)
 	<-sent // both records are in the socket's buffer (loopback)
@@ -91,20 +97,7 @@ func TestCaughtUpOnlyBetweenCommandsOverTLS(t *testing.T) {
 // that still counts as the source closing it (a TLS source's cut of a full
 // sync was not counted as a cut).
 func TestClosedByPeerOverTLS(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() { c, _ := ln.Accept(); accepted <- c }()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	srv := tls.Server(<-accepted, &tls.Config{Certificates: []tls.Certificate{selfSignedCert(t)}})
-	o := Options{Addr: "fake:1", AckInterval: -1, ReadTimeout: 5 * time.Second}.withDefaults()
-	dc := &deadlineConn{Conn: raw, timeout: o.ReadTimeout}
-	tc := tls.Client(dc, &tls.Config{InsecureSkipVerify: true})
-	go srv.Handshake()
-	require.NoError(t, tc.Handshake())
-	c := newConn(o, dc, tc)
+	c, srv := tlsPair(t)
 	defer c.Close()
 	f := &fakeSource{t: t, conn: srv, cmds: make(chan []string, 100)}
 	go f.readLoop()
@@ -116,7 +109,7 @@ func TestClosedByPeerOverTLS(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err = c.Handshake(ctx, testReplID, 500)
+	_, err := c.Handshake(ctx, testReplID, 500)
 	require.NoError(t, err)
 	_, err = c.ReadCommand(ctx)
 	require.NoError(t, err)
