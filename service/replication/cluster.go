@@ -617,7 +617,10 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 	}
 }
 
-// keysOf counts the keys of node addr of clustered source s.
+// keysOf counts the keys of node addr of clustered source s, a master
+// without slots. A node's view of the cluster may list a replica that way
+// for a moment (one that was just made a replica): its keys are its
+// master's, so a node that is not a master counts none.
 func (d *destination) keysOf(ctx context.Context, s *sourceState, addr string) (int64, error) {
 	c, err := d.sourceClient(s, addr)
 	if err != nil {
@@ -626,6 +629,13 @@ func (d *destination) keysOf(ctx context.Context, s *sourceState, addr string) (
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return 0, err
+	}
+	if !strings.Contains(info, "role:master") {
+		return 0, nil
+	}
 	return c.DBSize(ctx).Result()
 }
 

@@ -519,8 +519,20 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 	wg.Wait()
 	close(errs)
 	// The first error tells why the round ended; the others are its echoes.
+	// An input of a merged load that another input's failure ended
+	// (errMergeStopped) may get there first: the cause is what counts (a
+	// cut by a source backs off).
+	var first error
 	for err := range errs {
-		return err
+		if !errors.Is(err, errMergeStopped) {
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return first
 	}
 	if swapReady.Load() && parent.Err() == nil {
 		stopShadowLink()
