@@ -384,3 +384,20 @@ func TestWriterStaysOnTheLinkSessionOfItsCheckpoint(t *testing.T) {
 	assert.Same(t, second, s)
 	assert.Same(t, second, w.bound)
 }
+
+// The batches named when the destination fails a command: one that holds
+// only the service's checkpoint says so (it was named as an empty one,
+// "source x: ").
+func TestSuspectsNameACheckpointOnlyBatch(t *testing.T) {
+	s := &linkSession{}
+	data := cmds([]string{"MULTI"}, []string{"SELECT", "0"}, []string{"SET", "k", "v"}, []string{"EXEC"})
+	cp := cmds([]string{"MULTI"}, []string{"SELECT", "16"}, []string{"HSET", checkpointKey, "src", "cp"}, []string{"EXEC"})
+	s.remember(10, "a:1", data)
+	s.remember(20, "b:2", cp)
+	which, n := s.suspects(0)
+	assert.Equal(t, 2, n)
+	assert.Equal(t, `source a:1: SET "k" ...; source b:2: the service's checkpoint only`, which)
+	which, n = s.suspects(10)
+	assert.Equal(t, 1, n)
+	assert.Equal(t, `source b:2: the service's checkpoint only`, which)
+}

@@ -5,6 +5,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 )
 
 // Commands that waited in their batch for the end of a big command
@@ -49,4 +52,18 @@ func TestTheStallClockStartsWhenTheLinkIsFree(t *testing.T) {
 	assert.Nil(t, s.status.linkHeldBy)
 	since := s.status.stallSinceLocked()
 	assert.False(t, since.Before(before.Add(600000*execAllowance)), "the clock starts after the holder's EXEC: %s", since)
+}
+
+// A shard's errors name the node it is read from beside its source's URL,
+// which names any node of the cluster; the URL's password stays hidden.
+func TestErrorsNameTheNodeReadFrom(t *testing.T) {
+	u, err := redisurl.Parse("redis://:secret-pw@10.0.0.1:7000")
+	require.NoError(t, err)
+	s := &syncer{url: u}
+	assert.Equal(t, "redis://:xxxxx@10.0.0.1:7000", s.from())
+	s.node = "10.0.0.1:7000"
+	assert.Equal(t, "redis://:xxxxx@10.0.0.1:7000", s.from())
+	s.node = "10.0.0.2:7001"
+	assert.Equal(t, "redis://:xxxxx@10.0.0.1:7000 (node 10.0.0.2:7001)", s.from())
+	assert.NotContains(t, s.from(), "secret-pw")
 }
