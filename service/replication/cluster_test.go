@@ -651,6 +651,21 @@ func TestClusterSourceReplicaWithoutItsMasterIsReadAround(t *testing.T) {
 	eventuallyEqualCluster(t, a, dst, destClient(t, dst, 0), cl)
 }
 
+// migrateKeys starts moving slot from one master to another and moves
+// keys of it, as redis-cli --cluster reshard does, without ending the move
+// (CLUSTER SETSLOT ... NODE).
+func migrateKeys(t *testing.T, cl *redistest.Cluster, from, to *redistest.Server, slot int64, keys ...string) {
+	t.Helper()
+	ctx := redistest.Ctx(t)
+	require.NoError(t, to.Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.NodeID(from)).Err())
+	require.NoError(t, from.Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.NodeID(to)).Err())
+	args := []any{"MIGRATE", "127.0.0.1", to.Port, "", 0, 10000, "AUTH", to.Password, "KEYS"}
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	require.NoError(t, from.Client().Do(ctx, args...).Err())
+}
+
 // slotlessMaster turns a replica of the cluster into a master that serves
 // no slot yet (as a node added to a cluster is, before a resharding moves
 // slots to it), and waits until the others know it.
@@ -710,14 +725,8 @@ func TestKeysMigratingIntoAMasterWithoutSlots(t *testing.T) {
 	keys, err := from.Client().ClusterGetKeysInSlot(ctx, int(slot), 1000).Result()
 	require.NoError(t, err)
 	require.NotEmpty(t, keys)
-	fromID, nwID := cl.NodeID(from), cl.NodeID(nw)
-	require.NoError(t, nw.Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID).Err())
-	require.NoError(t, from.Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", nwID).Err())
-	args := []any{"MIGRATE", "127.0.0.1", nw.Port, "", 0, 10000, "AUTH", nw.Password, "KEYS"}
-	for _, k := range keys {
-		args = append(args, k)
-	}
-	require.NoError(t, from.Client().Do(ctx, args...).Err())
+	migrateKeys(t, cl, from, nw, slot, keys...)
+	nwID := cl.NodeID(nw)
 
 	i := servicetest.Start(t)
 	a := newAPI(t, i)

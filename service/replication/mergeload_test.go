@@ -156,10 +156,7 @@ func TestAKeyOutsideItsShardStopsTheMerge(t *testing.T) {
 	}
 	moved, err := cc.Dump(ctx, keys[0]).Result()
 	require.NoError(t, err)
-	fc, tc := from.Client(), to.Client()
-	require.NoError(t, tc.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.NodeID(from)).Err())
-	require.NoError(t, fc.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.NodeID(to)).Err())
-	require.NoError(t, fc.Do(ctx, "MIGRATE", "127.0.0.1", to.Port, keys[0], 0, 10000, "AUTH", to.Password).Err())
+	migrateKeys(t, cl, from, to, int64(slot), keys[0])
 
 	i := servicetest.Start(t)
 	a := newAPI(t, i)
