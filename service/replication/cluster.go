@@ -641,6 +641,22 @@ func (d *destination) keysOf(ctx context.Context, s *sourceState, addr string) (
 
 // view is the status of a source: for a clustered one, its shards' with
 // their sum.
+// tell sets the last error of source s: of each of its shards too, for a
+// clustered source, since its view shows a shard's error first.
+func (s *sourceState) tell(msg string) {
+	s.status.set(func(st *sourceStatus) { st.lastError = msg })
+	c := s.cluster.Load()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	current := slices.Clone(c.current)
+	c.mu.Unlock()
+	for _, slots := range current {
+		c.shard(slots).set(func(st *sourceStatus) { st.lastError = msg })
+	}
+}
+
 func (s *sourceState) view() api.ReplicaSourceStatus {
 	out := s.status.view(s.src)
 	c := s.cluster.Load()

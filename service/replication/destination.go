@@ -201,7 +201,7 @@ func (d *destination) run(ctx context.Context) {
 				note := fmt.Sprintf("%s (full sync attempt %d cut by the source; next attempt in %s)", cut.Error(), cutAttempts, wait.Round(time.Second))
 				for _, s := range d.sources {
 					if s.url.Addr() == cut.addr {
-						s.status.set(func(st *sourceStatus) { st.lastError = note })
+						s.tell(note)
 					}
 				}
 				d.log.Warn("the source cut the full sync; backing off", "destination", d.db.UID, "source", cut.addr, "node", cut.node, "attempt", cutAttempts, "in", wait.Round(time.Millisecond))

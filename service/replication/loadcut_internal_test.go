@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
 )
 
@@ -56,4 +58,41 @@ func TestHoldsData(t *testing.T) {
 	assert.False(t, holdsData("# Keyspace\r\ndb16:keys=2,expires=0,avg_ttl=0\r\n"), "checkpoints only")
 	assert.True(t, holdsData("# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\ndb16:keys=2,expires=0,avg_ttl=0\r\n"))
 	assert.True(t, holdsData("# Keyspace\r\ndb15:keys=1,expires=0,avg_ttl=0\r\n"))
+}
+
+// The other shards of a merged load that a source cut echo its error to
+// the round, and may get there first: their echo is a cut too, so that
+// the destination backs off whichever arrives first. Other causes are
+// told, not wrapped: an echo must not make its shard reconnect at once as
+// if it were relocated.
+func TestAnEchoOfACutIsACut(t *testing.T) {
+	cut := &loadCutError{addr: "h:1", node: "h:2", err: io.ErrUnexpectedEOF}
+	e := echo(fmt.Errorf("%w: %w", errNeedFullSync, cut))
+	assert.ErrorIs(t, e, errMergeStopped)
+	assert.ErrorIs(t, e, errNeedFullSync)
+	var got *loadCutError
+	if assert.ErrorAs(t, e, &got) {
+		assert.Equal(t, "h:2", got.node)
+	}
+
+	e = echo(fmt.Errorf("%w: moved", errRelocated))
+	assert.ErrorIs(t, e, errMergeStopped)
+	assert.NotErrorIs(t, e, errRelocated)
+	assert.Contains(t, e.Error(), "moved")
+}
+
+// A cut is told once: asCut does not wrap a cut again, and only a full
+// session whose source closed the link is one.
+func TestAsCutNeedsTheSourceToClose(t *testing.T) {
+	u, err := redisurl.Parse("redis://h:1")
+	require.NoError(t, err)
+	s := &syncer{url: u, node: "h:2", fullSession: true}
+	eof := fmt.Errorf("read: %w", io.ErrUnexpectedEOF)
+	assert.NotErrorIs(t, s.asCut(eof, false), errLoadCut, "closed on our side")
+	cut := s.asCut(eof, true)
+	assert.ErrorIs(t, cut, errLoadCut)
+	assert.Same(t, cut, s.asCut(cut, true), "not wrapped twice")
+	assert.Equal(t, cut, s.lastCut)
+	s.fullSession = false
+	assert.NotErrorIs(t, s.asCut(eof, true), errLoadCut, "a partial sync's link closing is no cut")
 }

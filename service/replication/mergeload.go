@@ -303,10 +303,18 @@ func (m *mergedLoad) ended() (bool, error) {
 // source's doing, so its status and the cut backoff do not blame it.
 var errMergeStopped = errors.New("the merged full sync stopped")
 
-// echo is the error of an input whose load another ended with cause.
+// echo is the error of an input whose load another ended with cause. A
+// cut by the source stays one (the destination backs off before the next
+// load, whichever input's error reaches it first); other causes are only
+// told, not wrapped, since they are about the input that met them (an
+// errRelocated would make this one reconnect, say).
 func echo(cause error) error {
 	if errors.Is(cause, errFatal) {
 		return &fatalError{fmt.Errorf("%w: %s", errMergeStopped, cause)}
+	}
+	var cut *loadCutError
+	if errors.As(cause, &cut) {
+		return fmt.Errorf("%w: %w: %w", errNeedFullSync, errMergeStopped, cut)
 	}
 	return fmt.Errorf("%w: %w: %s", errNeedFullSync, errMergeStopped, cause)
 }
@@ -332,6 +340,10 @@ func (s *syncer) loadMerged(ctx context.Context, syn replproto.Sync, payload *re
 		if done, cause := m.ended(); done && cause != nil {
 			return echo(cause) // another ended it: this source did nothing wrong
 		}
+		// A cut is told here, not only by run once the session is over:
+		// the other shards echo the load's error to the round, and the
+		// first error there decides whether the next load backs off.
+		err = s.asCut(err, s.srcConn != nil && s.srcConn.ClosedByPeer())
 		if errors.Is(err, rdb.ErrNotWritable) || errors.Is(err, errOutsideShard) {
 			// A value the stream cannot take (ErrTooBigToStream), or
 			// that no RDB of this version can; a key of another

@@ -2,7 +2,6 @@ package replication_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -94,15 +93,21 @@ func TestAMergedLoadCutMidwayKeepsThePreviousData(t *testing.T) {
 	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: cl.Masters()[0].URL()}}})
 	waitServingWhileLoading(t, dc, old.Client(), time.Minute)
 	require.NoError(t, slow.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err())
-	// The cut load is dropped, not swapped in: the destination kept its
-	// previous data (readable meanwhile, above). The next load may start
-	// at once, so its log says it rather than a moment between loads.
-	redistest.Eventually(t, time.Minute, "the cut load is dropped", func() error {
-		if !strings.Contains(destLog(t, i, dst.UID), "Discarding temporary DB") {
-			return errors.New("not yet")
+	// The cut is told as one, naming the shard's node that cut it, and
+	// the next load waits (at least 1.5 s), whichever shard's error
+	// reached the destination first (the others' say the load stopped).
+	redistest.Eventually(t, time.Minute, "the status tells the cut", func() error {
+		st := a.get(dst.UID).ReplicaSources[0]
+		if !strings.Contains(st.LastError, "full sync attempt 1 cut by the source") {
+			return fmt.Errorf("last_error %q", st.LastError)
 		}
+		assert.Contains(t, st.LastError, "the source's node "+cl.Masters()[1].Addr(), "it names the node that cut")
+		assert.Equal(t, api.SourceOutOfSync, st.Status)
 		return nil
 	})
+	// The cut load was dropped, not swapped in: the destination kept its
+	// previous data (readable meanwhile, above).
+	assert.Contains(t, destLog(t, i, dst.UID), "Discarding temporary DB")
 	if infoField(t, dc, "replication", "async_loading") == "1" {
 		require.NoError(t, redistest.Diff(context.Background(), dc, old.Client()), "the previous data stays")
 	}

@@ -194,6 +194,19 @@ func (s *syncer) linkGot(executesAhead int64) {
 	})
 }
 
+// asCut returns err as a loadCutError when it ends a full session whose
+// source closed the link (closed) during the transfer or within cutWindow
+// of its end, and records it as the last cut; other errors as they are.
+func (s *syncer) asCut(err error, closed bool) error {
+	if errors.Is(err, errLoadCut) || !s.fullSession || !closed || !closedByPeer(err) ||
+		(!s.transferEnd.IsZero() && time.Since(s.transferEnd) >= cutWindow) {
+		return err
+	}
+	cut := &loadCutError{addr: s.url.Addr(), node: s.node, err: err}
+	s.lastCut = cut
+	return cut
+}
+
 // run syncs until ctx ends or an error that needs the destination's
 // attention: errNeedFullSync, or a fatal error. Connection errors are retried
 // here with jittered backoff, resuming from the applied checkpoint.
@@ -223,11 +236,7 @@ func (s *syncer) run(ctx context.Context) error {
 			s.log.Info("the destination's master link started a new session; continuing from the destination's checkpoint", "source", s.url.String())
 			continue
 		}
-		err = explain(err)
-		if s.fullSession && s.sourceClosed && closedByPeer(err) && (s.transferEnd.IsZero() || time.Since(s.transferEnd) < cutWindow) {
-			err = &loadCutError{addr: s.url.Addr(), node: s.node, err: err}
-			s.lastCut = err
-		}
+		err = s.asCut(explain(err), s.sourceClosed)
 		s.status.set(func(st *sourceStatus) { st.connected, st.compressionOK, st.lastError = false, false, err.Error() })
 		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
 			return err
