@@ -639,8 +639,6 @@ func (d *destination) keysOf(ctx context.Context, s *sourceState, addr string) (
 	return c.DBSize(ctx).Result()
 }
 
-// view is the status of a source: for a clustered one, its shards' with
-// their sum.
 // tell sets the last error of source s: of each of its shards too, for a
 // clustered source, since its view shows a shard's error first.
 func (s *sourceState) tell(msg string) {
@@ -657,6 +655,8 @@ func (s *sourceState) tell(msg string) {
 	}
 }
 
+// view is the status of a source: for a clustered one, its shards' with
+// their sum.
 func (s *sourceState) view() api.ReplicaSourceStatus {
 	out := s.status.view(s.src)
 	c := s.cluster.Load()
