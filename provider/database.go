@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
@@ -48,7 +49,7 @@ func findDatabaseByName(ctx context.Context, c *client.Client, name string) (*ap
 	}
 	var found []api.Database
 	for _, db := range dbs {
-		if db.Name == name {
+		if strings.EqualFold(db.Name, name) { // the service's names are unique regardless of case
 			found = append(found, db)
 		}
 	}

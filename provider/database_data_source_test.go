@@ -23,9 +23,14 @@ data "redis_database" "by_id" {
 data "redis_database" "by_name" {
   name = redis_database.test.name
 }
+
+# Names are unique regardless of case: any case finds the database.
+data "redis_database" "by_upper_name" {
+  name = upper(redis_database.test.name)
+}
 `
 	var same []resource.TestCheckFunc
-	for _, ds := range []string{"data.redis_database.by_id", "data.redis_database.by_name"} {
+	for _, ds := range []string{"data.redis_database.by_id", "data.redis_database.by_name", "data.redis_database.by_upper_name"} {
 		for _, attr := range []string{"id", "name", "memory_size", "port", "password", "endpoint", "status", "tls_mode", "replication_endpoint"} {
 			same = append(same, resource.TestCheckResourceAttrPair(ds, attr, testAccDatabaseResource, attr))
 		}

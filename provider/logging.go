@@ -21,8 +21,12 @@ func FrameworkLogLevel(getenv func(string) string) (string, bool) {
 		return "", false
 	}
 	for _, v := range []string{"TF_LOG", "TF_LOG_PROVIDER", "TF_LOG_SDK"} {
+		// Terraform takes any value that is not a level (TF_LOG=1, say) for
+		// TRACE, and so do the framework's loggers: only the levels that log
+		// nothing of the framework's DEBUG and TRACE lines are left alone.
 		switch strings.ToUpper(strings.TrimSpace(getenv(v))) {
-		case "TRACE", "DEBUG", "JSON": // JSON is TRACE in JSON
+		case "", "INFO", "WARN", "ERROR", "OFF":
+		default:
 			return "INFO", true
 		}
 	}

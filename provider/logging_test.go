@@ -20,6 +20,11 @@ func TestFrameworkLogLevel(t *testing.T) {
 		{map[string]string{"TF_LOG_PROVIDER": "trace"}, "INFO", true},
 		{map[string]string{"TF_LOG_SDK": "debug"}, "INFO", true},
 		{map[string]string{"TF_LOG": "trace", FrameworkLogEnv: "trace"}, "", false},
+		// Terraform takes a value that is not a level for TRACE.
+		{map[string]string{"TF_LOG": "1"}, "INFO", true},
+		{map[string]string{"TF_LOG": "yes"}, "INFO", true},
+		{map[string]string{"TF_LOG": "off"}, "", false},
+		{map[string]string{"TF_LOG": "warn", "TF_LOG_PROVIDER": "error"}, "", false},
 	} {
 		got, set := FrameworkLogLevel(func(k string) string { return tc.env[k] })
 		assert.Equal(t, tc.want, got, "%v", tc.env)

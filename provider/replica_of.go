@@ -112,6 +112,11 @@ func canonicalAddress(s string) (string, error) {
 	if err != nil || port < 1 || port > 65535 {
 		return "", fmt.Errorf("the port of a source address must be a number between 1 and 65535 %s", notShown)
 	}
+	if strings.Contains(host, "%") {
+		// The service's source URLs take no IPv6 zone: said at plan
+		// time, not as an unparsable URL at apply time.
+		return "", fmt.Errorf("a source address has an IPv6 zone (%%name), which the service does not take: give a global or unique local IPv6 address, or a host name")
+	}
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 

@@ -728,10 +728,7 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 		return
 	}
 	if len(db.ReplicaSources) > 0 {
-		resp.Diagnostics.AddAttributeError(path.Root("database_id"), "The database is already a Replica Of",
-			fmt.Sprintf("The database %d (%q) is already a Replica Of %d source(s): %s. Manage it with Terraform by "+
-				"importing it (terraform import <address of this resource> %d) instead of creating it.",
-				uid, db.Name, len(db.ReplicaSources), strings.Join(apiSourceAddresses(db.ReplicaSources), ", "), uid))
+		addAlreadyReplicaOf(&resp.Diagnostics, db)
 		return
 	}
 
@@ -740,13 +737,32 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 	tflog.Info(ctx, "making the database a Replica Of", map[string]any{
 		"sources": strings.Join(sourceAddresses(sources), ", "), "sync": sync,
 	})
-	if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &sync}); err != nil {
+	// Conditional on the generation read above: another apply (another
+	// resource on the same database_id, another configuration) that made
+	// it a Replica Of since then makes this one fail, not take it over.
+	gen := db.ReplicaGeneration
+	if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &sync, IfReplicaGeneration: &gen}); err != nil {
+		if client.IsConflict(err) {
+			if now, rerr := findDatabaseByID(ctx, r.client, uid); rerr == nil && len(now.ReplicaSources) > 0 {
+				addAlreadyReplicaOf(&resp.Diagnostics, now)
+				return
+			}
+		}
 		resp.Diagnostics.AddError(fmt.Sprintf("Could not make the database %d a Replica Of", uid), redactSecrets(err.Error(), list2uris(list)...))
 		return
 	}
 	recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)
 	plan.ID = plan.DatabaseID
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), true, &resp.State, resp.Private, &resp.Diagnostics)
+}
+
+// addAlreadyReplicaOf says that database db, which a create was to make a
+// Replica Of, already is one: it is imported, not created.
+func addAlreadyReplicaOf(diags *diag.Diagnostics, db *api.Database) {
+	diags.AddAttributeError(path.Root("database_id"), "The database is already a Replica Of",
+		fmt.Sprintf("The database %d (%q) is already a Replica Of %d source(s): %s. Manage it with Terraform by "+
+			"importing it (terraform import <address of this resource> %d) instead of creating it.",
+			db.UID, db.Name, len(db.ReplicaSources), strings.Join(apiSourceAddresses(db.ReplicaSources), ", "), db.UID))
 }
 
 // awaitingSyncKey is set in the private state while an apply's wait for the
@@ -901,6 +917,13 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 	ch := planReplicaChange(plan, &state)
 	if sentURIsDiffer(ctx, req.Private, config.SourceURIsWO) {
 		ch.sourcesChanged, ch.resendWriteOnly = true, true
+	}
+	if ch.restart && !config.SourceURIsWO.IsNull() {
+		// The service may have stopped the sync because the credentials it
+		// holds for a write-only source were changed behind Terraform's back
+		// (they cannot be read back and compared): enabling it again with
+		// them would fail again. Send the URLs of the configuration too.
+		ch.sourcesChanged = true
 	}
 	var in api.UpdateDatabaseRequest
 	var list []api.ReplicaSource

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 )
 
 // testAccTwoRegions starts two redis-replicad instances, "a" and "b", each
@@ -896,7 +897,7 @@ resource "redis_replica_of" "dst" {
 `, version)
 	}
 	const dst = "redis_replica_of.dst"
-	var srcUID int
+	var srcUID, dstUID int
 	var gen int64
 
 	resource.Test(t, resource.TestCase{
@@ -972,6 +973,46 @@ resource "redis_replica_of" "dst" {
 						}
 						return syncIs(api.SyncEnabled)(db)
 					}),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+					testAccCaptureDatabaseUID("redis_database.dst", &dstUID),
+				),
+			},
+			// A wrong password put on the destination behind Terraform's
+			// back stops the sync; the apply that enables it again sends
+			// the configuration's URL (it cannot read the one the service
+			// holds to compare), instead of failing with the wrong one
+			// at every apply.
+			{
+				PreConfig: func() {
+					ctx := testAccContext(t)
+					su, err := r.a.client.GetSourceURL(ctx, srcUID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					u, err := url.Parse(su.URI)
+					if err != nil {
+						t.Fatal(err)
+					}
+					u.User = url.UserPassword(u.User.Username(), "not-the-password")
+					wrong := []api.ReplicaSource{{URI: u.String()}}
+					if _, err := r.b.client.UpdateDatabase(ctx, dstUID, api.UpdateDatabaseRequest{ReplicaSources: &wrong}); err != nil {
+						t.Fatal(err)
+					}
+				},
+				RefreshState:       true,
+				ExpectNonEmptyPlan: true,
+				Check: r.b.waitForReplica(dst, "the sync stops", func(db *api.Database) error {
+					return syncIs(api.SyncStopped)(db)
+				}),
+			},
+			{
+				Config: config(2),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					testAccCheckSourceStatus(dst, 1),
 					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
 				),
 			},
@@ -1063,6 +1104,34 @@ resource "redis_replica_of" "dst" {
 `,
 			PlanOnly:    true,
 			ExpectError: regexp.MustCompile(`(?s)No such database.*The database 9999 does not exist`),
+		}},
+	})
+}
+
+// Two redis_replica_of on one database_id, created in the same apply
+// (in parallel): one makes it a Replica Of, the other fails and says to
+// import it, instead of both being created and undoing each other at
+// every later apply.
+func TestAccReplicaOf_twoResourcesOnOneDatabase(t *testing.T) {
+	e := testAccStart(t)
+	src := redistest.Start(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	config := e.providerConfig() + hclDatabase("a", "dst", prefix) + fmt.Sprintf(`
+resource "redis_replica_of" "one" {
+  database_id = redis_database.dst.id
+  source      = [{ address = %[1]q }]
+}
+
+resource "redis_replica_of" "two" {
+  database_id = redis_database.dst.id
+  source      = [{ address = %[1]q, compression = 0, read_from = "replica" }]
+}
+`, src.Addr())
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config:      config,
+			ExpectError: regexp.MustCompile(`(?s)The database is already a Replica Of.*terraform import`),
 		}},
 	})
 }

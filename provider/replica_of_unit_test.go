@@ -33,7 +33,7 @@ func TestCanonicalAddress(t *testing.T) {
 		"[::1]:6379:1":       "",
 		"127.0.0.1:6379\n":   "",
 		"127.0.0.1:6379/0":   "",
-		"[fe80::1%eth0]:100": "[fe80::1%eth0]:100",
+		"[fe80::1%eth0]:100": "", // the service's URLs take no zone
 	} {
 		got, err := canonicalAddress(in)
 		if (err != nil) != (want == "") || got != want {
@@ -327,4 +327,16 @@ func TestLoadProgress(t *testing.T) {
 	assert.Equal(t, "4096 bytes of the initial load (its size is not known yet)", loadProgress(s(api.SourceSyncing, 0, 4096)))
 	assert.Equal(t, "", loadProgress(s(api.SourceSyncing, 0, 0)))
 	assert.Equal(t, "", loadProgress(s(api.SourceInSync, 1000, 1000)))
+}
+
+// An address without a URL is sent as redis://address, which the service
+// parses back to the same address.
+func TestExpandedAddressParsesBack(t *testing.T) {
+	for _, addr := range []string{"10.0.0.1:6379", "[::1]:6379", "[fd00::5]:100", "cache.internal:6380"} {
+		got := expandReplicaSources([]replicaSourceModel{source(addr)}, nil)
+		back, err := sourceURIAddress(got[0].URI)
+		if assert.NoError(t, err, addr) {
+			assert.Equal(t, addr, back)
+		}
+	}
 }

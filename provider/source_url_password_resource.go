@@ -191,7 +191,13 @@ func (r *sourceURLPasswordResource) Read(ctx context.Context, req resource.ReadR
 	// without keepers (outside Terraform, or by a provider before they
 	// were stored) has none: the keepers of the configuration are then
 	// recorded by an in-place update, which regenerates nothing.
-	state.Keepers = keepersValue(ctx, s.Keepers, &resp.Diagnostics)
+	keepers := keepersValue(ctx, s.Keepers, &resp.Diagnostics)
+	if keepers.IsNull() && !state.Keepers.IsNull() && !state.Keepers.IsUnknown() && len(state.Keepers.Elements()) == 0 {
+		// keepers = {} in the configuration: the service stores no keepers
+		// for an empty map; null would be a difference at every plan.
+		keepers = state.Keepers
+	}
+	state.Keepers = keepers
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 

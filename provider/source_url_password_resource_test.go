@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/hashicorp/terraform-plugin-testing/helper/acctest"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -139,4 +142,25 @@ import {
 	assert.Contains(t, err.Error(), "already has keepers")
 
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color", "-var", "rotation=2")
+}
+
+// keepers = {} is stored by the service as no keepers; it plans nothing
+// after the apply, as keepers omitted does.
+func TestAccSourceURLPassword_emptyKeepersPlanNothing(t *testing.T) {
+	e := testAccStart(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: e.providerConfig() + hclDatabase("a", "src", prefix) + `
+resource "redis_source_url_password" "src" {
+  database_id = redis_database.src.id
+  keepers     = {}
+}
+`,
+			ConfigPlanChecks: resource.ConfigPlanChecks{
+				PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+			},
+		}},
+	})
 }

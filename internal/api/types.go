@@ -227,6 +227,11 @@ type UpdateDatabaseRequest struct {
 	ShardsCount *int  `json:"shards_count,omitempty"`
 	Replication *bool `json:"replication,omitempty"`
 	OSSCluster  *bool `json:"oss_cluster,omitempty"`
+	// IfReplicaGeneration makes the update conditional: it is refused
+	// (409) unless the database's replica_generation is still this one,
+	// so that two clients that read a database that was not a Replica Of
+	// cannot both make it one.
+	IfReplicaGeneration *int64 `json:"if_replica_generation,omitempty"`
 }
 
 // SourceURL is the answer of GET /v1/bdbs/{uid}/source_url: the URL another

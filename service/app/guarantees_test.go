@@ -64,6 +64,47 @@ func TestRacingConflictingCreatesHaveOneWinner(t *testing.T) {
 	assert.Len(t, list, 1, "no orphan of the losers")
 }
 
+// Two clients that read a database that is not a Replica Of (two
+// Terraform resources on one database_id) and make it one with
+// if_replica_generation: one wins, the other gets a 409 and changed
+// nothing.
+func TestRacingConditionalReplicaOfsHaveOneWinner(t *testing.T) {
+	i := servicetest.Start(t)
+	srcA := mustCreate(t, i, api.CreateDatabaseRequest{Name: "a", MemorySize: 16 << 20})
+	srcB := mustCreate(t, i, api.CreateDatabaseRequest{Name: "b", MemorySize: 16 << 20})
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 16 << 20})
+	gen := dst.ReplicaGeneration
+	uris := []string{sourceURL(t, i, srcA.UID), sourceURL(t, i, srcB.UID)}
+	codes := make([]int, len(uris))
+	var wg sync.WaitGroup
+	for k, uri := range uris {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[k], _ = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{
+				ReplicaSources: &[]api.ReplicaSource{{URI: uri}}, IfReplicaGeneration: &gen}, nil)
+		}()
+	}
+	wg.Wait()
+	assert.ElementsMatch(t, []int{200, 409}, codes)
+	var got api.Database
+	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+	require.Len(t, got.ReplicaSources, 1)
+	winner := 0
+	if codes[1] == 200 {
+		winner = 1
+	}
+	want, err := url.Parse(uris[winner])
+	require.NoError(t, err)
+	assert.Contains(t, got.ReplicaSources[0].URI, want.Host, "the winner's source, not the loser's")
+	assert.Equal(t, gen+1, got.ReplicaGeneration)
+
+	// Unconditional updates are as before.
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{
+		ReplicaSources: &[]api.ReplicaSource{{URI: uris[1-winner]}}}, nil)
+	assert.Equal(t, 200, code, "%v", e)
+}
+
 func TestAPIOffersModernTLSOnly(t *testing.T) {
 	i := servicetest.Start(t)
 	pool := x509.NewCertPool()

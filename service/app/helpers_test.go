@@ -131,3 +131,13 @@ func infoField(t *testing.T, c *redis.Client, section, field string) string {
 	t.Fatalf("INFO %s has no %s", section, field)
 	return ""
 }
+
+// sourceURL is the source URL of database uid (GET .../source_url).
+func sourceURL(t *testing.T, i *servicetest.Instance, uid int) string {
+	t.Helper()
+	var su api.SourceURL
+	if code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", uid), nil, &su); code != 200 {
+		t.Fatalf("source_url of %d: %d %v", uid, code, e)
+	}
+	return su.URI
+}

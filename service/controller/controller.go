@@ -558,6 +558,9 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 	var before store.Database
 	d, err := c.cfg.Store.Update(uid, func(d *store.Database, others []store.Database) error {
 		before = *d
+		if g := req.IfReplicaGeneration; g != nil && *g != d.ReplicaGeneration {
+			return conflict("the Replica Of of database %d changed since it was read (replica_generation is %d, not %d): read it again", d.UID, d.ReplicaGeneration, *g)
+		}
 		if req.Name != nil {
 			for _, o := range others {
 				if o.UID != d.UID && sameName(o.Name, *req.Name) {
