@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"testing"
 
@@ -66,4 +67,27 @@ func TestSentURIsDiffer(t *testing.T) {
 
 	priv[sentURIsKey] = []byte("not json")
 	assert.False(t, sentURIsDiffer(ctx, priv, first), "a record it cannot read counts as none")
+}
+
+// The digest is argon2id, not a fast hash that a reader of the state could
+// try a dictionary against; a record of an earlier version (HMAC-SHA256, no
+// kdf) is still compared.
+func TestSentURIsDigestIsMemoryHard(t *testing.T) {
+	ctx := context.Background()
+	priv := memPrivate{}
+	uris := woList("redis://:user-chosen@10.0.0.1:6379")
+	var diags diag.Diagnostics
+	recordSentURIs(ctx, priv, uris, &diags)
+	var rec sentURIs
+	require.NoError(t, json.Unmarshal(priv[sentURIsKey], &rec))
+	assert.Equal(t, "argon2id", rec.KDF)
+	salt, err := hex.DecodeString(rec.Salt)
+	require.NoError(t, err)
+	assert.NotEqual(t, uriDigest("", salt, []string{"redis://:user-chosen@10.0.0.1:6379"}), rec.Sum, "not the HMAC")
+
+	old, err := json.Marshal(sentURIs{Salt: rec.Salt, Sum: uriDigest("", salt, []string{"redis://:user-chosen@10.0.0.1:6379"})})
+	require.NoError(t, err)
+	priv[sentURIsKey] = old
+	assert.False(t, sentURIsDiffer(ctx, priv, uris), "an earlier version's record of the same URLs")
+	assert.True(t, sentURIsDiffer(ctx, priv, woList("redis://:other@10.0.0.1:6379")), "an earlier version's record of other URLs")
 }
