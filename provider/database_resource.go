@@ -253,6 +253,7 @@ func (r *databaseResource) ValidateConfig(ctx context.Context, req resource.Vali
 	diags.Append(req.Config.GetAttribute(ctx, path.Root("shards_count"), &shards)...)
 	diags.Append(req.Config.GetAttribute(ctx, path.Root("replication"), &replication)...)
 	diags.Append(req.Config.GetAttribute(ctx, path.Root("oss_cluster"), &ossCluster)...)
+	checkTimeouts(ctx, req.Config, &resp.Diagnostics)
 	if diags.HasError() {
 		return // a value that does not convert: its attribute's check says why
 	}

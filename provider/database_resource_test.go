@@ -249,6 +249,20 @@ provider "redis" {
 				ExpectError: regexp.MustCompile(`(?s)port.*must be between 1024 and 65535, got: 70000`),
 			},
 			{
+				// Not a database created and then a wait that fails at once.
+				Config: provider + `
+resource "redis_database" "test" {
+  name        = "bad"
+  memory_size = 1048576
+  timeouts {
+    create = "-1s"
+  }
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)Invalid timeout.*The create timeout must be a positive duration`),
+			},
+			{
 				Config: provider + `
 resource "redis_database" "test" {
   name        = ""

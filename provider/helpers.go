@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/client"
@@ -130,5 +134,25 @@ func (databasePasswordValidator) ValidateString(_ context.Context, req validator
 	}
 	if err := api.CheckPassword(req.ConfigValue.ValueString()); err != nil {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid password", fmt.Sprintf("The %s %s.", req.Path, err))
+	}
+}
+
+// checkTimeouts refuses a negative duration in the timeouts block of a
+// configuration: the timeouts package checks the format only, and an apply
+// given "-1s" would create the object and then fail its wait at once.
+func checkTimeouts(ctx context.Context, config tfsdk.Config, diags *diag.Diagnostics) {
+	var block timeouts.Value
+	if config.GetAttribute(ctx, path.Root("timeouts"), &block).HasError() || block.IsNull() || block.IsUnknown() {
+		return
+	}
+	for name, v := range block.Attributes() {
+		s, ok := v.(types.String)
+		if !ok || s.IsNull() || s.IsUnknown() {
+			continue
+		}
+		if d, err := time.ParseDuration(s.ValueString()); err == nil && d <= 0 {
+			diags.AddAttributeError(path.Root("timeouts").AtName(name), "Invalid timeout",
+				fmt.Sprintf("The %s timeout must be a positive duration (such as \"10m\"), not %q.", name, s.ValueString()))
+		}
 	}
 }

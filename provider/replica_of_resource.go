@@ -336,6 +336,7 @@ func (r *replicaOfResource) ValidateConfig(ctx context.Context, req resource.Val
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	checkTimeouts(ctx, req.Config, &resp.Diagnostics)
 	r.credentials(ctx, config.SourceURIs, config.SourceURIsWO, config.Source, &resp.Diagnostics)
 	if addrs := urisWithoutCredentials(ctx, config.SourceURIs); len(addrs) > 0 {
 		resp.Diagnostics.AddWarning("A source URL without credentials in source_uris",

@@ -1060,6 +1060,8 @@ resource "redis_replica_of" "bad" {
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"rediss://:s3cret-pw@10.0.0.1:6379\"]", `The URL for the source 10.0.0.1:6379 is rediss://, but the source does not have encryption = true`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris_wo = [\"redis://:s3cret-pw@10.0.0.1:6379\"]", `(?s)Attribute "source_uris_wo_version" must be specified when "source_uris_wo" is specified`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris_wo_version = 1", `(?s)Attribute "source_uris_wo" must be specified when "source_uris_wo_version" is specified`},
+		{"source = [{ address = \"10.0.0.1:6379\" }]\ntimeouts {\n update = \"0s\"\n}", `The update timeout must be a positive duration`},
+		{`source = [{ address = "[fe80::1%eth0]:6379" }]`, `a source address has an IPv6 zone`},
 	}
 	var ts []resource.TestStep
 	for _, s := range steps {
