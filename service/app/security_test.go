@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
@@ -462,4 +463,80 @@ func TestAFloodOfAPIConnectionsHoldsABoundedNumberOfFiles(t *testing.T) {
 	flood = nil
 	code, apiErr := call(t, i, "GET", "/v1/bdbs", nil, nil)
 	assert.Equal(t, 200, code, "%v", apiErr)
+}
+
+// Readers of a destination hold memory that counts toward its maxmemory:
+// a reader that announces a huge argument and sends it slowly, or
+// thousands of connections opened at once (its port is open to anyone),
+// made the destination refuse its source's next writes out of memory, and
+// the service stopped the sync for good, blaming the data. The
+// destination now evicts such clients (maxmemory-clients), and an OOM
+// while the data fits is not the end of the sync.
+func TestReadersHoldingMemoryDoNotStopTheSync(t *testing.T) {
+	i := servicetest.Start(t)
+	src := redistest.Start(t)
+	sc := src.Client()
+	for n := range 1000 {
+		require.NoError(t, sc.Set(ctx(t), fmt.Sprintf("k%d", n), strings.Repeat("v", 100), 0).Err())
+	}
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	get := func() api.Database {
+		var got api.Database
+		code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		require.Equal(t, 200, code, "%v", e)
+		return got
+	}
+	eventually(t, time.Minute, "in sync", func() error {
+		if s := get().ReplicaSyncStatus; s != api.SourceInSync {
+			return fmt.Errorf("status %s", s)
+		}
+		return nil
+	})
+
+	// A reader (the application user) announces a 100 MB argument and
+	// sends 40 MB of it: Redis makes room for the whole argument.
+	addr := net.JoinHostPort(dst.Endpoint.Host, strconv.Itoa(dst.Endpoint.Port))
+	hog, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer hog.Close()
+	_, err = fmt.Fprintf(hog, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*2\r\n$3\r\nGET\r\n$%d\r\n", len(dst.AuthenticationRedisPass), dst.AuthenticationRedisPass, 100<<20)
+	require.NoError(t, err)
+	chunk := []byte(strings.Repeat("x", 1<<20))
+	for range 40 {
+		if _, err := hog.Write(chunk); err != nil {
+			break // evicted already
+		}
+	}
+	// And a thousand connections that send nothing.
+	var idle []net.Conn
+	for range 1000 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		idle = append(idle, c)
+	}
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+
+	// Meanwhile the source writes: the sync goes on, and ends equal.
+	for n := range 2000 {
+		require.NoError(t, sc.Set(ctx(t), fmt.Sprintf("after%d", n), strings.Repeat("w", 100), 0).Err())
+	}
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, 2*time.Minute, "the destination holds the source's data", func() error {
+		if db := get(); db.ReplicaSync != api.SyncEnabled {
+			t.Fatalf("the sync stopped: %+v", db.ReplicaSources)
+		}
+		return redistest.Diff(ctx(t), dc, sc)
+	})
+	eventually(t, time.Minute, "in sync", func() error {
+		if s := get().ReplicaSyncStatus; s != api.SourceInSync {
+			return fmt.Errorf("status %s", s)
+		}
+		return nil
+	})
 }

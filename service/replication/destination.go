@@ -177,10 +177,22 @@ func (d *destination) run(ctx context.Context) {
 	var cuts cutBackoff
 	cutAttempts := 0
 	forceFull := false
+	var clientOOMs []time.Time
 	for {
 		err := d.round(ctx, forceFull)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errDestClientsOOM) {
+			// Reloaded for an OOM blamed on the clients' buffers: a
+			// few times, since they come and go; more often, the data
+			// is the cause after all (close to maxmemory, with the
+			// service's own batches on top).
+			clientOOMs = append(slices.DeleteFunc(clientOOMs, func(at time.Time) bool { return time.Since(at) > clientOOMWindow }), time.Now())
+			if len(clientOOMs) >= maxClientOOMs {
+				err = fatal("%s; this is the %d%s time in %s, so the data does not leave room enough: raise the destination's memory_size",
+					err, len(clientOOMs), ordinalSuffix(len(clientOOMs)), clientOOMWindow)
+			}
 		}
 		switch {
 		case errors.Is(err, errSwapped):

@@ -279,13 +279,13 @@ func (s *syncer) decodeDataset(ctx context.Context, fw *rdb.FileWriter, payload 
 func (s *syncer) checkLoadedMemory(ctx context.Context) error {
 	c := s.destAccess().client(0)
 	defer c.Close()
-	info, err := c.Info(ctx, "memory").Result()
+	m, err := readMemory(ctx, c)
 	if err != nil {
-		return fmt.Errorf("read the destination's memory after the load: %w", err)
+		return fmt.Errorf("after the load: %w", err)
 	}
-	used, limit := infoInt(info, "used_memory"), infoInt(info, "maxmemory")
-	if limit > 0 && used > limit {
-		return fatal("the destination is out of memory (raise its memory_size): the loaded data takes %d MiB, its maxmemory is %d MiB", used>>20, limit>>20)
+	// Its clients' buffers are not the loaded data (oom.go).
+	if m.limit > 0 && m.data() > m.limit {
+		return fatal("the destination is out of memory (raise its memory_size): the loaded data takes %d MiB, its maxmemory is %d MiB", m.data()>>20, m.limit>>20)
 	}
 	return nil
 }

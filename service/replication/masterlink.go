@@ -904,7 +904,7 @@ func (s *linkSession) watchErrors(ctx context.Context, c *redis.Client, base int
 		}
 		var e error
 		if strings.Contains(msg, "OOM ") {
-			e = fatal("the destination is out of memory (raise its memory_size): %s", msg)
+			e = classifyOOM(ctx, c, msg)
 		} else {
 			e = fatal("the destination failed a replicated command: %s", msg)
 		}

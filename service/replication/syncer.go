@@ -237,6 +237,12 @@ func (s *syncer) run(ctx context.Context) error {
 			continue
 		}
 		err = s.asCut(explain(err), s.sourceClosed)
+		var oom *destOOMError
+		if errors.As(err, &oom) {
+			c := s.destAccess().client(0)
+			err = classifyOOM(ctx, c, oom.msg)
+			c.Close()
+		}
 		s.status.set(func(st *sourceStatus) { st.connected, st.compressionOK, st.lastError = false, false, err.Error() })
 		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
 			return err

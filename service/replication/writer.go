@@ -114,6 +114,13 @@ func dialDestination(ctx context.Context, dest Access, source string) (*destWrit
 	// must not hold the syncer's stop for the exchange's two minutes.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	err = w.do(ctx, "AUTH", dest.Username, dest.Password)
+	if err == nil {
+		// Client eviction (maxmemory-clients, against clients that hold
+		// memory) is for the database's readers, not the writer: its
+		// batches may be the biggest buffers there. (A server without
+		// it refuses the command; nothing depends on it.)
+		_ = w.do(ctx, "CLIENT", "NO-EVICT", "on")
+	}
 	if !stop() && err == nil {
 		err = ctx.Err()
 	}
@@ -342,7 +349,7 @@ func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 		}
 		if msg != nil {
 			if bytes.HasPrefix(msg, []byte("OOM")) {
-				return 0, fatal("the destination is out of memory (raise its memory_size): %s", msg)
+				return 0, &destOOMError{msg: string(msg)} // told apart by the syncer (classifyOOM)
 			}
 			if bytes.HasPrefix(msg, []byte("LOADING")) || bytes.HasPrefix(msg, []byte("BUSY ")) {
 				// The destination restarted and is reading its AOF: retry.
