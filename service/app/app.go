@@ -234,7 +234,9 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
 		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad, NoMergedLoad: cfg.NoMergedLoad, MergeReadyTimeout: cfg.MergeReadyTimeout, InstanceID: instanceID,
-		OnStopped:         func(failed store.Database) { a.ctrl.MarkStopped(context.Background(), failed) },
+		OnStopped: func(failed store.Database, why map[string]string) {
+			a.ctrl.MarkStopped(context.Background(), failed, why)
+		},
 		LocalEndpointDown: func(uri string) string { return a.ctrl.EndpointDownAt(uri) }})
 	a.ctrl = controller.New(controller.Config{
 		Store: st, Databases: a.dbs, Replicator: a.repl, AdvertiseHost: cfg.AdvertiseHost,

@@ -706,3 +706,49 @@ func writeUntilStopped(t *testing.T, write func(ctx context.Context, n int) erro
 	t.Cleanup(stop)
 	return stop
 }
+
+// A sync stopped on an error says why after the service restarts, and
+// forgets it once enabled again with what fixes it.
+func TestAStoppedSyncSaysWhyAfterARestart(t *testing.T) {
+	i := servicetest.Start(t)
+	src := redistest.Start(t, "--requirepass", "right-password")
+	require.NoError(t, src.Client().Set(ctx(t), "k", "v", 0).Err())
+	wrong := fmt.Sprintf("redis://:wrong-password@%s", src.Addr())
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: wrong}}})
+	get := func() api.Database {
+		var got api.Database
+		code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		require.Equal(t, http.StatusOK, code, "%v", e)
+		return got
+	}
+	var why string
+	eventually(t, time.Minute, "the sync stops on the password", func() error {
+		db := get()
+		if db.ReplicaSync != api.SyncStopped || !strings.Contains(db.ReplicaSources[0].LastError, "WRONGPASS") {
+			return fmt.Errorf("sync %s, sources %+v", db.ReplicaSync, db.ReplicaSources)
+		}
+		why = db.ReplicaSources[0].LastError
+		return nil
+	})
+	assert.NotContains(t, why, "wrong-password")
+
+	i.Restart(t)
+	db := get()
+	assert.Equal(t, api.SyncStopped, db.ReplicaSync)
+	assert.Equal(t, why, db.ReplicaSources[0].LastError, "the reason survives the restart")
+	assert.Equal(t, api.SourceOutOfSync, db.ReplicaSources[0].Status)
+
+	right := []api.ReplicaSource{{URI: fmt.Sprintf("redis://:right-password@%s", src.Addr())}}
+	enabled := api.SyncEnabled
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{ReplicaSources: &right, ReplicaSync: &enabled}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	eventually(t, time.Minute, "in sync, the reason gone", func() error {
+		db := get()
+		if db.ReplicaSyncStatus != api.SourceInSync || db.ReplicaSources[0].LastError != "" {
+			return fmt.Errorf("status %s, last_error %q", db.ReplicaSyncStatus, db.ReplicaSources[0].LastError)
+		}
+		return nil
+	})
+	i.Restart(t)
+	assert.Empty(t, get().ReplicaSources[0].LastError, "no stale reason after another restart")
+}

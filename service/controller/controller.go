@@ -785,14 +785,14 @@ var errUnchanged = errors.New("unchanged")
 // settings changed since: failed is the configuration that failed, and a
 // newer one (new credentials for the same sources, say) must not be stopped
 // by the failure of the old. Enabling it again flushes and reloads.
-func (c *Controller) MarkStopped(ctx context.Context, failed store.Database) {
+func (c *Controller) MarkStopped(ctx context.Context, failed store.Database, why map[string]string) {
 	c.mu.Lock()
 	_, err := c.cfg.Store.Update(failed.UID, func(d *store.Database, _ []store.Database) error {
 		if d.ReplicaGeneration != failed.ReplicaGeneration || d.ReplicaSync != api.SyncEnabled ||
 			!slices.Equal(d.ReplicaSources, failed.ReplicaSources) {
 			return errStale
 		}
-		d.ReplicaSync = api.SyncStopped
+		d.ReplicaSync, d.ReplicaStopErrors = api.SyncStopped, why
 		d.UpdatedAt = time.Now().UTC()
 		return nil
 	})

@@ -63,6 +63,9 @@ func (c *Controller) applyReplicaChange(d *store.Database, req api.UpdateDatabas
 		d.ReplicaGeneration++
 	}
 	d.ReplicaSync = sync
+	if sync != api.SyncStopped || bumped {
+		d.ReplicaStopErrors = nil // they were about the sync that stopped
+	}
 	return nil
 }
 

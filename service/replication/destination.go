@@ -234,7 +234,13 @@ func (d *destination) run(ctx context.Context) {
 					}
 				})
 			}
-			d.m.stopped(d.db)
+			why := map[string]string{}
+			for _, s := range d.sources {
+				if e := s.view().LastError; e != "" {
+					why[s.url.Addr()] = e
+				}
+			}
+			d.m.stopped(d.db, why)
 			return
 		}
 		wait := backoff.next()

@@ -29,7 +29,7 @@ type Config struct {
 	// OnStopped is told that the sync of a destination, configured as
 	// failed says, stopped on an error, so that the stored state says
 	// stopped. It is called on a goroutine of its own.
-	OnStopped func(failed store.Database)
+	OnStopped func(failed store.Database, why map[string]string)
 	// LocalEndpointDown says why the replication endpoint of the database
 	// of this instance that a source URL names does not listen (empty: it
 	// listens, or the URL names no database of this instance). A wrong
@@ -167,6 +167,15 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 				}
 			}
 		}
+		if d.ReplicaSync == api.SyncStopped {
+			// Why it stopped, as recorded (after a restart of the
+			// service, nothing else remembers it).
+			st.set(func(st *sourceStatus) {
+				if why := d.ReplicaStopErrors[u.Addr()]; st.lastError == "" && why != "" {
+					st.lastError = why
+				}
+			})
+		}
 		ss := &sourceState{src: src, url: u, status: st}
 		if cl != nil {
 			cl.reconnecting()
@@ -268,14 +277,15 @@ func (m *Manager) Loading(uid int) (bool, float64) {
 }
 
 // stopped reports a sync stopped by an error.
-func (m *Manager) stopped(failed store.Database) {
+// why is each source's last error, by address.
+func (m *Manager) stopped(failed store.Database, why map[string]string) {
 	if m.cfg.OnStopped == nil {
 		return
 	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		m.cfg.OnStopped(failed)
+		m.cfg.OnStopped(failed, why)
 	}()
 }
 

@@ -59,6 +59,11 @@ type Database struct {
 
 	ReplicaSources []api.ReplicaSource `json:"replica_sources,omitempty"`
 	ReplicaSync    string              `json:"replica_sync,omitempty"`
+	// ReplicaStopErrors says why a stopped sync stopped: each source's
+	// last error, by its address (host:port), so that the status still
+	// says it after a restart of the service. Empty unless ReplicaSync
+	// is stopped.
+	ReplicaStopErrors map[string]string `json:"replica_stop_errors,omitempty"`
 	// ReplicaGeneration changes whenever the destination must be flushed and
 	// reloaded from all sources (source set changed, stopped then enabled).
 	ReplicaGeneration int64 `json:"replica_generation,omitempty"`
