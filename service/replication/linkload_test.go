@@ -606,3 +606,72 @@ func TestLinkLoadIntoAStoppedDestinationSaysSo(t *testing.T) {
 	a.waitInSync(dst.UID, 2*time.Minute)
 	eventuallyEqual(t, time.Minute, dc, src.Client())
 }
+
+// After a reload swapped in (several sources), a new session of the
+// destination's master link (its redis-server killed and restarted) made
+// every syncer of the round hold for the swap again, bound to the link's
+// session of the swap: each batch found the link moved on, and the
+// syncers reconnected hundreds of times a second, applying nothing, while
+// the status said syncing. They continue once, from the checkpoint.
+func TestALinkSessionAfterASwapIsNotHeldForIt(t *testing.T) {
+	srcA, srcB := redistest.Start(t), redistest.Start(t)
+	fillStrings(t, srcA.Client(), "a:", 200, 20)
+	fillStrings(t, srcB.Client(), "b:", 200, 20)
+	i := servicetest.StartWith(t, func(c *app.Config) { c.NoMergedLoad = true })
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: srcA.URL()}, {URI: srcB.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	ctx := redistest.Ctx(t)
+
+	// A FLUSHALL on one source reloads the destination from both, through
+	// a second server swapped in.
+	require.NoError(t, srcA.Client().FlushAll(ctx).Err())
+	fillStrings(t, srcA.Client(), "a2:", 50, 20)
+	redistest.Eventually(t, time.Minute, "the reload is swapped in", func() error {
+		if !strings.Contains(destLog(t, i, dst.UID), "DB reloaded by DEBUG RELOAD") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	eventuallyEqual(t, time.Minute, dc, srcA.Client(), srcB.Client())
+	a.waitInSync(dst.UID, time.Minute)
+
+	syncs := func() int {
+		n := 0
+		for _, f := range []string{"sync_full", "sync_partial_ok", "sync_partial_err"} {
+			v, err := strconv.Atoi(infoField(t, srcA.Client(), "stats", f))
+			require.NoError(t, err)
+			n += v
+		}
+		return n
+	}
+	before := syncs()
+	killDestination(t, i, dst.UID)
+	require.NoError(t, srcA.Client().Set(ctx, "after", "1", 0).Err())
+	require.NoError(t, srcB.Client().Set(ctx, "after-b", "1", 0).Err())
+	eventuallyEqual(t, time.Minute, dc, srcA.Client(), srcB.Client())
+	a.waitInSync(dst.UID, time.Minute)
+	assert.LessOrEqual(t, syncs()-before, 10, "the syncers reconnected in a loop")
+}
+
+// A source restarted without its data soon after a full sync closes the
+// link as one that cuts its replicas over their output buffer limit does;
+// but its new history shows it was not that: the destination loads it
+// again at once, without the cut's backoff and its advice.
+func TestASourceRestartedSoonAfterAFullSyncIsNoCut(t *testing.T) {
+	src := redistest.Start(t)
+	fillStrings(t, src.Client(), "k:", 200, 20)
+	_, a, dst, dc := startReplicaOf(t, src.URL(), 64<<20)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	seen := watchSourceErrors(t, a, dst.UID)
+	src.Restart() // no persistence: empty, another replication id
+	fillStrings(t, src.Client(), "new:", 100, 20)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	a.waitInSync(dst.UID, time.Minute)
+	for _, e := range seen() {
+		require.NotContains(t, e, "cut by the source", "a restart was taken for a cut")
+	}
+}

@@ -143,7 +143,15 @@ func (b *batcher) holdForSwap(ctx context.Context) error {
 
 // mayHold says whether the batcher is at a boundary where it can hold.
 func (b *batcher) mayHold() bool {
-	return !b.held && b.s.hold != nil && !b.loading && b.state == batchEmpty && !b.inSourceTx
+	if b.held || b.s.hold == nil || b.loading || b.state != batchEmpty || b.inSourceTx {
+		return false
+	}
+	// A session that starts after the swap already writes to the swapped
+	// destination, bound to the link session it read its checkpoint
+	// through: holding would bind it to the swap's session, stale once the
+	// link has moved on (errLinkChanged at every batch, a reconnect loop).
+	_, done := b.s.hold.swapped()
+	return !done
 }
 
 // redial moves the writer to another server (a shadow swapped in): same

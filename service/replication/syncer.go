@@ -211,7 +211,8 @@ func (s *syncer) asCut(err error, closed bool) error {
 // attention: errNeedFullSync, or a fatal error. Connection errors are retried
 // here with jittered backoff, resuming from the applied checkpoint.
 func (s *syncer) run(ctx context.Context) error {
-	backoff := newBackoff()
+	backoff, quick := newBackoff(), newBackoff()
+	var lastQuick time.Time
 	for {
 		began := time.Now()
 		err := s.session(ctx)
@@ -225,15 +226,27 @@ func (s *syncer) run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		s.metrics.errors.Inc()
-		if errors.Is(err, errRelocated) {
-			continue // a better node to read from: reconnect at once
-		}
-		if errors.Is(err, errDestRestarted) {
-			s.log.Info("a node of the destination restarted; continuing from the checkpoints it holds", "source", s.url.String())
-			continue
-		}
-		if errors.Is(err, errLinkChanged) {
-			s.log.Info("the destination's master link started a new session; continuing from the destination's checkpoint", "source", s.url.String())
+		if errors.Is(err, errRelocated) || errors.Is(err, errDestRestarted) || errors.Is(err, errLinkChanged) {
+			// Reconnect at once: a better node to read from, or a
+			// destination that moved on. Not in a loop, though: a
+			// session that ends that way within a second of the last
+			// waits, growing, as for a connection error.
+			switch {
+			case errors.Is(err, errDestRestarted):
+				s.log.Info("a node of the destination restarted; continuing from the checkpoints it holds", "source", s.url.String())
+			case errors.Is(err, errLinkChanged):
+				s.log.Info("the destination's master link started a new session; continuing from the destination's checkpoint", "source", s.url.String())
+			}
+			if time.Since(lastQuick) < time.Second {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(quick.next()):
+				}
+			} else {
+				quick.reset()
+			}
+			lastQuick = time.Now()
 			continue
 		}
 		err = s.asCut(explain(err), s.sourceClosed)
@@ -412,10 +425,14 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	}
 	if syn.Full && s.resume != nil {
 		s.log.Info("source cannot continue from the checkpoint; full resync of the destination", "source", s.url.String(), "checkpoint", s.resume.String())
-		if s.lastCut != nil {
-			// The full sync before was cut: this one will likely be too.
+		if s.lastCut != nil && syn.ReplID == s.resume.ReplID {
+			// The full sync before was cut, and the source has the same
+			// history: this one will likely be cut too. (A source with
+			// another history restarted, or failed over: that closed
+			// the link, not its output buffer limit.)
 			return fmt.Errorf("%w: %w", errNeedFullSync, s.lastCut)
 		}
+		s.lastCut = nil
 		return errNeedFullSync
 	}
 	s.status.set(func(st *sourceStatus) {
