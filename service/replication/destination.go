@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -178,10 +179,16 @@ func (d *destination) run(ctx context.Context) {
 	cutAttempts := 0
 	forceFull := false
 	var clientOOMs []time.Time
+	var reloads reloadBackoff
 	for {
+		began := time.Now()
 		err := d.round(ctx, forceFull)
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(began) > reloadCalm {
+			backoff.reset()
+			reloads.reset()
 		}
 		if errors.Is(err, errDestClientsOOM) {
 			// Reloaded for an OOM blamed on the clients' buffers: a
@@ -200,9 +207,11 @@ func (d *destination) run(ctx context.Context) {
 			continue
 		case errors.Is(err, errNeedFullSync):
 			forceFull = true
-			// A little wait, so that a source that keeps failing its
-			// loads does not make the destination flush in a tight loop.
-			wait := backoff.next() / 4
+			// A wait, growing while rounds end soon after they start,
+			// so that a source that keeps failing its loads (a stream
+			// that breaks right after each) does not make the
+			// destination flush and the sources fork in a loop.
+			wait := reloads.next()
 			var cut *loadCutError
 			if errors.As(err, &cut) {
 				// The source will cut the next load too unless someone
@@ -251,6 +260,24 @@ func (d *destination) run(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// reloadCalm is how long a round must last for the next reload of the
+// destination to start at once again.
+const reloadCalm = time.Minute
+
+// reloadBackoff spaces the full reloads of a destination whose rounds keep
+// ending: exponential with jitter, from 250 ms to 5 minutes.
+type reloadBackoff struct{ n int }
+
+func (b *reloadBackoff) reset() { b.n = 0 }
+
+func (b *reloadBackoff) next() time.Duration {
+	ceil := min(250*time.Millisecond<<b.n, 5*time.Minute)
+	if b.n < 12 {
+		b.n++
+	}
+	return ceil/2 + rand.N(ceil/2+1)
 }
 
 // round runs every source until one needs the destination's attention.

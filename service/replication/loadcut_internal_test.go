@@ -96,3 +96,21 @@ func TestAsCutNeedsTheSourceToClose(t *testing.T) {
 	s.fullSession = false
 	assert.NotErrorIs(t, s.asCut(eof, true), errLoadCut, "a partial sync's link closing is no cut")
 }
+
+// Reloads of a destination whose rounds keep ending soon after they start
+// (a stream that breaks right after each full sync) wait longer each time,
+// up to 5 minutes, instead of flushing it and forking the sources every
+// couple of seconds.
+func TestReloadBackoffGrowsToItsCeiling(t *testing.T) {
+	var b reloadBackoff
+	first := b.next()
+	assert.LessOrEqual(t, first, 250*time.Millisecond, "the first reload is at once")
+	var last time.Duration
+	for range 20 {
+		last = b.next()
+		assert.LessOrEqual(t, last, 5*time.Minute)
+	}
+	assert.GreaterOrEqual(t, last, 5*time.Minute/2)
+	b.reset()
+	assert.LessOrEqual(t, b.next(), 250*time.Millisecond, "after a calm round")
+}
