@@ -68,6 +68,9 @@ type masterLink struct {
 	uid    int
 	acc    Access
 	log    *slog.Logger
+	// counterFailures counts the failures to read the destination's
+	// error counter since counterWarned (unix ns), when one was logged.
+	counterFailures, counterWarned atomic.Int64
 	ln     net.Listener
 	secret string
 
@@ -430,9 +433,22 @@ func (l *masterLink) install(ctx context.Context, s *linkSession) {
 	base, err := errorReplies(ctx, c)
 	if err != nil {
 		c.Close()
-		s.conn.Close()
-		l.setLoading(false)
-		l.log.Warn("could not read the destination's error counter", "destination", l.uid, "err", err)
+		defer l.setLoading(false)
+		defer s.conn.Close()
+		// Logged once in a while: a destination that refuses the
+		// service's connections (maxclients reached) reconnects its
+		// link again and again.
+		if n := l.counterFailures.Add(1); n == 1 || time.Since(time.Unix(0, l.counterWarned.Load())) > 10*time.Second {
+			l.counterWarned.Store(time.Now().UnixNano())
+			l.counterFailures.Store(0)
+			l.log.Warn("could not read the destination's error counter; its master link is closed for it to connect again", "destination", l.uid, "err", err, "times", n)
+		}
+		// And closed after a while, so that it does not connect again
+		// at once.
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
 		return
 	}
 	l.mu.Lock()
