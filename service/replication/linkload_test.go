@@ -675,3 +675,52 @@ func TestASourceRestartedSoonAfterAFullSyncIsNoCut(t *testing.T) {
 		require.NotContains(t, e, "cut by the source", "a restart was taken for a cut")
 	}
 }
+
+// One of several sources flushing a logical database where the
+// destination holds nothing (an application's routine FLUSHDB of an empty
+// database, every few seconds) reloaded the destination from every source
+// each time. A flush that finds nothing at the destination is a no-op; one
+// that finds keys still reloads it, since they may be another source's.
+func TestAFlushOfNothingDoesNotReloadTheOtherSources(t *testing.T) {
+	srcA, srcB := redistest.Start(t), redistest.Start(t)
+	fillStrings(t, srcA.Client(), "a:", 100, 20)
+	fillStrings(t, srcB.Client(), "b:", 100, 20)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: srcA.URL()}, {URI: srcB.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, srcA.Client(), srcB.Client())
+	ctx := redistest.Ctx(t)
+	fullSyncs := func() string { return infoField(t, srcB.Client(), "stats", "sync_full") }
+	before := fullSyncs()
+
+	for range 3 {
+		require.NoError(t, srcA.ClientDB(9).FlushDB(ctx).Err())
+	}
+	require.NoError(t, srcA.Client().Do(ctx, "SWAPDB", 7, 8).Err())
+	require.NoError(t, srcA.Client().Set(ctx, "after", "1", 0).Err())
+	eventuallyEqual(t, time.Minute, dc, srcA.Client(), srcB.Client())
+	a.waitInSync(dst.UID, time.Minute)
+	assert.Equal(t, before, fullSyncs(), "the other source was loaded again")
+
+	// A flush of a database that holds keys (this source's, here) still
+	// reloads: the destination cannot tell whose they are.
+	require.NoError(t, srcA.ClientDB(9).Set(ctx, "nine", "9", 0).Err())
+	redistest.Eventually(t, time.Minute, "the key reaches database 9", func() error {
+		return destClient(t, dst, 9).Get(ctx, "nine").Err()
+	})
+	require.NoError(t, srcA.ClientDB(9).FlushDB(ctx).Err())
+	redistest.Eventually(t, 2*time.Minute, "reloaded, without the flushed key", func() error {
+		if n := destClient(t, dst, 9).Exists(ctx, "nine").Val(); n != 0 {
+			return errors.New("the key is still there")
+		}
+		if fullSyncs() == before {
+			return errors.New("no reload")
+		}
+		return nil
+	})
+	eventuallyEqual(t, time.Minute, dc, srcA.Client(), srcB.Client())
+}

@@ -653,8 +653,14 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 			}
 			return err
 		}
+		before := returned
 		returned = cmd.Offset
-		if s.shared && s.key == "" && isKeyspaceWide(cmd.Args) {
+		if s.shared && s.key == "" && isKeyspaceWide(cmd.Args) && !inTx && s.emptyAtDestination(ctx, p, cmd.Args, db, before) {
+			// Nothing of this source there to empty or move: a no-op
+			// that another source's keys must not pay for.
+			s.log.Info("a source's flush found nothing of it at the destination; not applied", "source", s.url.String(), "command", strings.ToUpper(string(cmd.Args[0])))
+			cmd.Args, cmd.Raw = nil, nil
+		} else if s.shared && s.key == "" && isKeyspaceWide(cmd.Args) {
 			return fmt.Errorf("source %s ran %s, which would also empty or move what the destination's other sources wrote there: the destination is re-replicated from every source: %w",
 				s.url, strings.ToUpper(string(cmd.Args[0])), errNeedFullSync)
 		}
@@ -746,6 +752,68 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 			}
 		}
 	}
+}
+
+// emptyAtDestination says whether keyspace-wide command args (FLUSHDB,
+// FLUSHALL, SWAPDB), run by this source in logical database db after the
+// stream offset before, finds the databases it acts on empty at the
+// destination once everything before it is applied: then this source has
+// nothing there for it to act on, and the other sources' keys, which it
+// would act on too, are not its to touch. Any doubt (a sharded
+// destination, a wait too long, an error) says no, and the destination is
+// reloaded as before.
+func (s *syncer) emptyAtDestination(ctx context.Context, p *producer, args [][]byte, db int, before int64) bool {
+	dest := s.destAccess()
+	if dest.clustered() || p.flush(ctx) != nil {
+		return false
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		s.status.mu.Lock()
+		applied := s.status.applied
+		s.status.mu.Unlock()
+		if applied >= before {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	c := dest.client(0)
+	defer c.Close()
+	info, err := c.Info(wctx, "keyspace").Result()
+	if err != nil {
+		return false
+	}
+	holds := map[int]bool{} // the logical databases that hold keys
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if n, err := strconv.Atoi(strings.TrimPrefix(name, "db")); ok && err == nil && strings.HasPrefix(name, "db") && !strings.HasPrefix(rest, "keys=0,") {
+			holds[n] = true
+		}
+	}
+	switch strings.ToUpper(string(args[0])) {
+	case "FLUSHALL":
+		for n := range holds {
+			if n != layout.CheckpointDB {
+				return false
+			}
+		}
+		return true
+	case "FLUSHDB":
+		return db != layout.CheckpointDB && !holds[db]
+	case "SWAPDB":
+		if len(args) != 3 {
+			return false
+		}
+		a, err1 := strconv.Atoi(string(args[1]))
+		b, err2 := strconv.Atoi(string(args[2]))
+		return err1 == nil && err2 == nil && a != layout.CheckpointDB && b != layout.CheckpointDB && !holds[a] && !holds[b]
+	}
+	return false
 }
 
 // backoff is exponential with full jitter, from 100 ms to 10 s.
