@@ -65,14 +65,14 @@ const linkErrorPoll = 100 * time.Millisecond
 
 // masterLink is the loopback master endpoint of one destination.
 type masterLink struct {
-	uid    int
-	acc    Access
-	log    *slog.Logger
+	uid int
+	acc Access
+	log *slog.Logger
 	// counterFailures counts the failures to read the destination's
 	// error counter since counterWarned (unix ns), when one was logged.
 	counterFailures, counterWarned atomic.Int64
-	ln     net.Listener
-	secret string
+	ln                             net.Listener
+	secret                         string
 
 	// onFatal is told when the destination answered a replicated command
 	// with an error: the sync stops.
