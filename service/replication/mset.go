@@ -76,11 +76,17 @@ func locateKey(raw []byte, args [][]byte, keys keyInfo) (key []byte, setArgs int
 	argsAt := at
 	at += 1 + digits(len(args[1])) + 2
 	key = raw[at : at+len(args[1]) : at+len(args[1])]
-	if keys == keysPlainSet {
+	if keys == keysPlainSet && len(raw) <= maxMSETSet {
 		setArgs = argsAt
 	}
 	return key, setArgs
 }
+
+// maxMSETSet bounds the SETs gathered into an MSET: a bigger one goes as it
+// came, since gathering copies it twice more (into the MSET's arguments,
+// then into the batch), and a value of hundreds of megabytes would cost
+// the service that many times its size.
+const maxMSETSet = 64 << 10
 
 // digits is the length of n in decimal (n ≥ 0).
 func digits(n int) int {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -142,4 +144,16 @@ func TestLocateKey(t *testing.T) {
 			t.Errorf("%s: arguments at %d are %q", args[0], at, raw[at:])
 		}
 	}
+}
+
+// A SET bigger than maxMSETSet is not gathered into an MSET: gathering
+// would copy its value twice more.
+func TestABigSetIsNotGathered(t *testing.T) {
+	small := [][]byte{[]byte("SET"), []byte("k"), []byte("v")}
+	_, setArgs := locateKey(resp.AppendCommand(nil, small...), small, keysPlainSet)
+	assert.Positive(t, setArgs)
+	big := [][]byte{[]byte("SET"), []byte("k"), bytes.Repeat([]byte("v"), maxMSETSet)}
+	key, setArgs := locateKey(resp.AppendCommand(nil, big...), big, keysPlainSet)
+	assert.Zero(t, setArgs)
+	assert.Equal(t, "k", string(key), "its key is still known")
 }
