@@ -377,7 +377,9 @@ func (b *batcher) drain(ctx context.Context) error {
 func (b *batcher) complete(ctx context.Context) error {
 	sb := b.inFlight[0]
 	b.inFlight = b.inFlight[1:]
-	b.s.status.setWriter(writerReceiving, len(b.inFlight)+1, sb.executes)
+	// A big value takes the destination time to read and store too: a
+	// thousand bytes count as one command (50 MB/s at execAllowance).
+	b.s.status.setWriter(writerReceiving, len(b.inFlight)+1, sb.executes+sb.bytes/1000)
 	_, err := b.w.receive(ctx, sb)
 	b.w.recycle(sb.sent)
 	if err != nil {
