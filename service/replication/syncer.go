@@ -297,6 +297,9 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		defer s.watchRelocate(ctx, cancel)(&err)
 	}
 	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
+	// What the last session saw of its source is not this one's: an
+	// error before it connects is not a cut of the last one's full sync.
+	s.fullSession, s.sourceClosed, s.transferEnd, s.loadedLink = false, false, time.Time{}, nil
 	var restarted <-chan struct{}
 	if s.destRestarts != nil {
 		restarted = s.destRestarts() // before the checkpoints are read
@@ -334,7 +337,6 @@ func (s *syncer) session(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	s.fullSession, s.sourceClosed, s.transferEnd, s.loadedLink = false, false, time.Time{}, nil
 	s.node = addr
 	// A cycle is refused before PSYNC (the source forks for nothing
 	// otherwise), and said in its own words, not as a connection error.
