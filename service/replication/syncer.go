@@ -194,6 +194,10 @@ func (s *syncer) linkGot(executesAhead int64) {
 	})
 }
 
+// handshakeQuiet is how long a source may take to answer the handshake
+// before the status says it has not.
+const handshakeQuiet = 15 * time.Second
+
 // asCut returns err as a loadCutError when it ends a full session whose
 // source closed the link (closed) during the transfer or within cutWindow
 // of its end, and records it as the last cut; other errors as they are.
@@ -399,7 +403,19 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	if s.resume != nil {
 		replID, offset = s.resume.ReplID, s.resume.Offset
 	}
+	// A source that accepts and does not answer is waited for up to the
+	// read timeout; the status says so meanwhile.
+	quiet := fmt.Sprintf("the source (%s) accepted the connection but has not answered the replication handshake for %s: "+
+		"is it a Redis server, and is it busy? (a full sync may also wait for a save in progress, or for repl-diskless-sync-delay)", addr, handshakeQuiet)
+	told := time.AfterFunc(handshakeQuiet, func() { s.status.set(func(st *sourceStatus) { st.lastError = quiet }) })
 	syn, err := conn.Handshake(ctx, replID, offset)
+	if !told.Stop() {
+		s.status.set(func(st *sourceStatus) {
+			if st.lastError == quiet {
+				st.lastError = ""
+			}
+		})
+	}
 	if cycle != nil {
 		return cycle
 	}

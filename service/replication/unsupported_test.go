@@ -2,6 +2,7 @@ package replication_test
 
 import (
 	"bufio"
+	"io"
 	"fmt"
 	"net"
 	"strings"
@@ -77,4 +78,42 @@ func TestUnknownTypeStopsTheSync(t *testing.T) {
 	if le := db.ReplicaSources[0].LastError; !strings.Contains(le, "mystery") || !strings.Contains(le, "type 99") {
 		t.Fatalf("last_error %q does not name the key and the type", le)
 	}
+}
+
+// A source that accepts the connection and never answers is waited for up
+// to the read timeout (a minute); meanwhile the status says what it waits
+// for, instead of syncing with no error.
+func TestASourceThatNeverAnswersIsToldInTheStatus(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			go func() { _, _ = io.Copy(io.Discard, c) }() // reads, never answers
+		}
+	}()
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: "redis://" + ln.Addr().String()}}})
+	redistest.Eventually(t, time.Minute, "the status says the source does not answer", func() error {
+		src := a.get(dst.UID).ReplicaSources[0]
+		if src.Status != api.SourceOutOfSync || !strings.Contains(src.LastError, "has not answered the replication handshake") {
+			return fmt.Errorf("status %s, last_error %q", src.Status, src.LastError)
+		}
+		return nil
+	})
 }
