@@ -2,8 +2,8 @@ package replication_test
 
 import (
 	"bufio"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
