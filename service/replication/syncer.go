@@ -269,7 +269,7 @@ func (s *syncer) run(ctx context.Context) error {
 				return fmt.Errorf("%w: %w", errNeedFullSync, err)
 			}
 			s.log.Warn("the full load was interrupted; the destination will be flushed and loaded again", "source", s.url.String(), "err", err)
-			return errNeedFullSync
+			return fmt.Errorf("%w: the full load was interrupted: %v", errNeedFullSync, err)
 		}
 		if errors.Is(err, replproto.ErrAuth) {
 			if why := s.localSourceDown(); why != "" {
@@ -392,7 +392,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		}
 		if !ok {
 			s.log.Warn("the destination lost this source's checkpoint; full resync", "source", s.url.String())
-			return errNeedFullSync
+			return fmt.Errorf("%w: the destination lost this source's checkpoint", errNeedFullSync)
 		}
 		s.resume = &cp
 	}
@@ -451,7 +451,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 			return fmt.Errorf("%w: %w", errNeedFullSync, s.lastCut)
 		}
 		s.lastCut = nil
-		return errNeedFullSync
+		return fmt.Errorf("%w: the source cannot continue from the checkpoint (%s)", errNeedFullSync, s.resume)
 	}
 	s.status.set(func(st *sourceStatus) {
 		st.connected = true
