@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -179,7 +178,7 @@ func (d *destination) run(ctx context.Context) {
 	cutAttempts := 0
 	forceFull := false
 	var clientOOMs []time.Time
-	var reloads reloadBackoff
+	reloads := newReloadBackoff()
 	for {
 		began := time.Now()
 		err := d.round(ctx, forceFull)
@@ -266,19 +265,9 @@ func (d *destination) run(ctx context.Context) {
 // destination to start at once again.
 const reloadCalm = time.Minute
 
-// reloadBackoff spaces the full reloads of a destination whose rounds keep
-// ending: exponential with jitter, from 250 ms to 5 minutes.
-type reloadBackoff struct{ n int }
-
-func (b *reloadBackoff) reset() { b.n = 0 }
-
-func (b *reloadBackoff) next() time.Duration {
-	ceil := min(250*time.Millisecond<<b.n, 5*time.Minute)
-	if b.n < 12 {
-		b.n++
-	}
-	return ceil/2 + rand.N(ceil/2+1)
-}
+// newReloadBackoff spaces the full reloads of a destination whose rounds
+// keep ending: from 250 ms to 5 minutes.
+func newReloadBackoff() *backoff { return &backoff{base: 250 * time.Millisecond, most: 5 * time.Minute} }
 
 // round runs every source until one needs the destination's attention.
 func (d *destination) round(parent context.Context, forceFull bool) error {

@@ -102,7 +102,7 @@ func TestAsCutNeedsTheSourceToClose(t *testing.T) {
 // up to 5 minutes, instead of flushing it and forking the sources every
 // couple of seconds.
 func TestReloadBackoffGrowsToItsCeiling(t *testing.T) {
-	var b reloadBackoff
+	b := newReloadBackoff()
 	first := b.next()
 	assert.LessOrEqual(t, first, 250*time.Millisecond, "the first reload is at once")
 	var last time.Duration

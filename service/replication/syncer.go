@@ -834,14 +834,21 @@ func (s *syncer) emptyAtDestination(ctx context.Context, p *producer, args [][]b
 	return false
 }
 
-// backoff is exponential with full jitter, from 100 ms to 10 s.
-type backoff struct{ n int }
+// backoff is exponential with jitter: each wait is between half and all
+// of its ceiling, which starts at base and doubles up to most.
+type backoff struct {
+	base, most time.Duration
+	n          int
+}
 
-func newBackoff() *backoff { return &backoff{} }
-func (b *backoff) reset()  { b.n = 0 }
+// newBackoff is the backoff of connection errors: from 100 ms to 10 s.
+func newBackoff() *backoff { return &backoff{base: 100 * time.Millisecond, most: 10 * time.Second} }
+
+func (b *backoff) reset() { b.n = 0 }
+
 func (b *backoff) next() time.Duration {
-	ceil := min(100*time.Millisecond<<b.n, 10*time.Second)
-	if b.n < 10 {
+	ceil := min(b.base<<b.n, b.most)
+	if ceil < b.most {
 		b.n++
 	}
 	return ceil/2 + rand.N(ceil/2+1)
