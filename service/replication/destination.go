@@ -225,6 +225,18 @@ func (d *destination) run(ctx context.Context) {
 					}
 				}
 				d.log.Warn("the source cut the full sync; backing off", "destination", d.db.UID, "source", cut.addr, "node", cut.node, "attempt", cutAttempts, "in", wait.Round(time.Millisecond))
+			} else if wait >= 2*time.Second {
+				// Reloads that keep coming are spaced out: say when the
+				// next one is, beside why.
+				d.log.Warn("the destination is loaded again after a wait: its loads keep ending soon after they start", "destination", d.db.UID, "err", err, "in", wait.Round(time.Millisecond))
+				until := fmt.Sprintf(" (loaded again from every source in %s: the loads keep ending soon after they start)", wait.Round(time.Second))
+				for _, s := range d.sources {
+					s.status.set(func(st *sourceStatus) {
+						if st.lastError != "" {
+							st.lastError += until
+						}
+					})
+				}
 			}
 			select {
 			case <-ctx.Done():
