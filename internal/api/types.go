@@ -228,8 +228,9 @@ type UpdateDatabaseRequest struct {
 	Replication *bool `json:"replication,omitempty"`
 	OSSCluster  *bool `json:"oss_cluster,omitempty"`
 	// IfReplicaGeneration makes the update conditional: it is refused
-	// (409) unless the database's replica_generation is still this one,
-	// so that two clients that read a database that was not a Replica Of
+	// (409) unless the database's replica_generation is still this one
+	// (0 for a database that is not a Replica Of, as it reads: none), so
+	// that two clients that read a database that was not a Replica Of
 	// cannot both make it one.
 	IfReplicaGeneration *int64 `json:"if_replica_generation,omitempty"`
 }

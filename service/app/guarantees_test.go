@@ -103,6 +103,16 @@ func TestRacingConditionalReplicaOfsHaveOneWinner(t *testing.T) {
 	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{
 		ReplicaSources: &[]api.ReplicaSource{{URI: uris[1-winner]}}}, nil)
 	assert.Equal(t, 200, code, "%v", e)
+
+	// No longer a Replica Of, the database reads with no generation: a
+	// conditional update with what it reads succeeds.
+	code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{}}, nil)
+	require.Equal(t, 200, code, "%v", e)
+	var plain api.Database
+	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &plain)
+	code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{
+		ReplicaSources: &[]api.ReplicaSource{{URI: uris[0]}}, IfReplicaGeneration: &plain.ReplicaGeneration}, nil)
+	assert.Equal(t, 200, code, "%v", e)
 }
 
 func TestAPIOffersModernTLSOnly(t *testing.T) {

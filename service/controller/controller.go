@@ -558,8 +558,8 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 	var before store.Database
 	d, err := c.cfg.Store.Update(uid, func(d *store.Database, others []store.Database) error {
 		before = *d
-		if g := req.IfReplicaGeneration; g != nil && *g != d.ReplicaGeneration {
-			return conflict("the Replica Of of database %d changed since it was read (replica_generation is %d, not %d): read it again", d.UID, d.ReplicaGeneration, *g)
+		if g := req.IfReplicaGeneration; g != nil && *g != shownGeneration(*d) {
+			return conflict("the Replica Of of database %d changed since it was read (replica_generation is %d, not %d): read it again", d.UID, shownGeneration(*d), *g)
 		}
 		if req.Name != nil {
 			for _, o := range others {
@@ -775,6 +775,16 @@ func (c *Controller) RecordAdminPasswordKeepers(_ context.Context, uid int, req 
 		return api.SourceURL{}, err
 	}
 	return api.SourceURL{URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}, nil
+}
+
+// shownGeneration is the replica_generation of d as the API shows it: none
+// (0) for a database that is not a Replica Of, whatever it counted while
+// it was one.
+func shownGeneration(d store.Database) int64 {
+	if !d.IsReplica() {
+		return 0
+	}
+	return d.ReplicaGeneration
 }
 
 // errUnchanged aborts a store update that has nothing to write.
