@@ -80,8 +80,7 @@ type Config struct {
 	// MaxAPIConnections bounds the API's open connections (0: 1024): more
 	// wait in the kernel's queue until one closes, so that a flood of
 	// connections cannot use up the file descriptors that the databases'
-	// restarts, logs and replication need. One remote address may hold an
-	// eighth of them (at least 16); its others are closed at once.
+	// restarts, logs and replication need.
 	MaxAPIConnections int
 }
 
@@ -254,8 +253,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if maxConns <= 0 {
 		maxConns = defaultMaxAPIConnections
 	}
-	// Each remote address holds an eighth of them at most (at least 16).
-	a.listener = netutil.LimitListener(limitPerPeer(a.listener, max(maxConns/8, 16)), maxConns)
+	a.listener = netutil.LimitListener(a.listener, maxConns)
 	certPEMs := map[string][]byte{"ca": ca.CertPEM, "proxy": proxyPEM, "syncer": syncerPEM}
 	if len(tlsCert.Certificate) > 0 {
 		certPEMs["api"] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsCert.Certificate[0]})

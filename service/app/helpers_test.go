@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -143,26 +140,4 @@ func sourceURL(t *testing.T, i *servicetest.Instance, uid int) string {
 		t.Fatalf("source_url of %d: %d %v", uid, code, e)
 	}
 	return su.URI
-}
-
-// countClosed counts the connections that the other side closed within d:
-// each is read at once, since a read that waits for the deadline of one
-// would leave none of the time to the others.
-func countClosed(conns []net.Conn, d time.Duration) int {
-	deadline := time.Now().Add(d)
-	results := make(chan bool, len(conns))
-	for _, c := range conns {
-		go func() {
-			c.SetReadDeadline(deadline)
-			_, err := c.Read(make([]byte, 1))
-			results <- errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
-		}()
-	}
-	n := 0
-	for range conns {
-		if <-results {
-			n++
-		}
-	}
-	return n
 }

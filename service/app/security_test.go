@@ -540,30 +540,3 @@ func TestReadersHoldingMemoryDoNotStopTheSync(t *testing.T) {
 		return nil
 	})
 }
-
-// One host holding many idle connections to the API (half-open TLS
-// handshakes, reopened as they time out) held all the API's connections,
-// and every other caller waited. A remote address holds an eighth of them:
-// its others are closed at once, and the API answers the rest.
-func TestOneHostHoldsAShareOfTheAPIConnections(t *testing.T) {
-	const limit = 128 // 16 for each address
-	i := servicetest.StartWith(t, func(cfg *app.Config) { cfg.MaxAPIConnections = limit })
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
-	var flood []net.Conn
-	defer func() {
-		for _, c := range flood {
-			c.Close()
-		}
-	}()
-	for range limit + 20 {
-		c, err := d.Dial("tcp", i.App.Addr())
-		require.NoError(t, err)
-		flood = append(flood, c)
-	}
-	// Past its share, the host's connections are closed by the service.
-	closed := countClosed(flood, 3*time.Second)
-	assert.GreaterOrEqual(t, closed, limit+20-16, "connections of one host past its share")
-	// Another address is answered.
-	code, apiErr := call(t, i, "GET", "/v1/bdbs", nil, nil)
-	assert.Equal(t, 200, code, "%v", apiErr)
-}
