@@ -469,9 +469,9 @@ func TestAFloodOfAPIConnectionsHoldsABoundedNumberOfFiles(t *testing.T) {
 // a reader that announces a huge argument and sends it slowly, or
 // thousands of connections opened at once (its port is open to anyone),
 // made the destination refuse its source's next writes out of memory, and
-// the service stopped the sync for good, blaming the data. The
-// destination now evicts such clients (maxmemory-clients), and an OOM
-// while the data fits is not the end of the sync.
+// the service stopped the sync for good, blaming the data. An OOM while
+// the data fits now waits for the clients to free their memory, saying
+// so, and then loads the destination again.
 func TestReadersHoldingMemoryDoNotStopTheSync(t *testing.T) {
 	i := servicetest.Start(t)
 	src := redistest.Start(t)
@@ -522,9 +522,24 @@ func TestReadersHoldingMemoryDoNotStopTheSync(t *testing.T) {
 		}
 	}()
 
-	// Meanwhile the source writes: the sync goes on, and ends equal.
+	// Meanwhile the source writes: the destination refuses them.
 	for n := range 2000 {
 		require.NoError(t, sc.Set(ctx(t), fmt.Sprintf("after%d", n), strings.Repeat("w", 100), 0).Err())
+	}
+	eventually(t, time.Minute, "the status says what the destination waits for", func() error {
+		db := get()
+		if db.ReplicaSync != api.SyncEnabled {
+			t.Fatalf("the sync stopped: %+v", db.ReplicaSources)
+		}
+		if e := db.ReplicaSources[0].LastError; !strings.Contains(e, "waiting for its clients to free") {
+			return fmt.Errorf("last_error %q", e)
+		}
+		return nil
+	})
+	// The readers go: the destination is loaded again, and ends equal.
+	hog.Close()
+	for _, c := range idle {
+		c.Close()
 	}
 	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
 	eventually(t, 2*time.Minute, "the destination holds the source's data", func() error {

@@ -59,7 +59,9 @@ func (c *Controller) applyReplicaChange(d *store.Database, req api.UpdateDatabas
 	}
 	// Restarting a stopped sync flushes and reloads, whatever else the
 	// request changes (new credentials for the same sources included).
-	if wasStopped && sync == api.SyncEnabled && !bumped {
+	if wasStopped && sync != api.SyncStopped && !bumped {
+		// Paused first, then enabled, too: the reload is owed from the
+		// stop (a batch the destination refused may be missing).
 		d.ReplicaGeneration++
 	}
 	d.ReplicaSync = sync

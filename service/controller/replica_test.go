@@ -84,3 +84,24 @@ func TestNoSourceIsInSyncWhileTheDestinationLoads(t *testing.T) {
 		t.Errorf("an active destination's source in sync became %s", s[0].Status)
 	}
 }
+
+// A stopped sync owes the destination a reload, whether it is enabled at
+// once or paused first: the generation changes on leaving stopped, once.
+func TestLeavingAStoppedSyncReloads(t *testing.T) {
+	c := &Controller{}
+	src := []api.ReplicaSource{{URI: "redis://10.0.0.1:6379"}}
+	d := store.Database{ReplicaSources: src, ReplicaSync: api.SyncStopped, ReplicaGeneration: 4, ReplicaStopErrors: map[string]string{"10.0.0.1:6379": "OOM"}}
+	paused, enabled := api.SyncPaused, api.SyncEnabled
+	if err := c.applyReplicaChange(&d, api.UpdateDatabaseRequest{ReplicaSync: &paused}); err != nil {
+		t.Fatal(err)
+	}
+	if d.ReplicaGeneration != 5 || d.ReplicaStopErrors != nil {
+		t.Fatalf("stopped -> paused: generation %d, stop errors %v", d.ReplicaGeneration, d.ReplicaStopErrors)
+	}
+	if err := c.applyReplicaChange(&d, api.UpdateDatabaseRequest{ReplicaSync: &enabled}); err != nil {
+		t.Fatal(err)
+	}
+	if d.ReplicaGeneration != 5 {
+		t.Fatalf("paused -> enabled: generation %d, want 5 (the reload is already owed)", d.ReplicaGeneration)
+	}
+}

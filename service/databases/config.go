@@ -125,7 +125,6 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 		// keys its AOF gives a TTL, as written by a client of its own.
 		line("replica-read-only yes")
 		line("replica-ignore-maxmemory no")
-		line("maxmemory-clients %d", clientsMemoryLimit(d))
 		// A replica that cannot write its AOF would crash at its master's
 		// next write: it applies it, and the service stops the sync,
 		// saying so (MISCONF).
@@ -196,23 +195,6 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 func replicaOutputLimits(memorySize int64) (hard, soft int64) {
 	hard = min(max(memorySize/2, 32<<20), 512<<20)
 	return hard, hard / 2
-}
-
-// clientsMemoryLimit is the memory the clients of database d may hold
-// together before Redis evicts the biggest (maxmemory-clients): an eighth
-// of its memory_size, at least 16 MiB (some 700 idle connections), for a
-// Replica Of destination, 0 (no limit) otherwise. A destination's clients
-// are its readers: their buffers count toward maxmemory, and
-// connections opened by the thousand, or a reader that never reads its
-// replies, would make it refuse its sources' writes (out of memory) with
-// no data to blame. The service's own connections are not evicted
-// (CLIENT NO-EVICT), nor is the master link. A database that is not a
-// replica keeps Redis's default: its own application decides.
-func clientsMemoryLimit(d store.Database) int64 {
-	if !d.IsReplica() || d.Clustered() {
-		return 0
-	}
-	return max(d.MemorySize/8, 16<<20)
 }
 
 func quote(s string) string {

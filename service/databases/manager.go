@@ -501,9 +501,6 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 			return fmt.Errorf("set the trusted client certificates of database %d: %w", d.UID, err)
 		}
 	}
-	if err := c.ConfigSet(ctx, "maxmemory-clients", strconv.FormatInt(clientsMemoryLimit(d), 10)).Err(); err != nil {
-		return fmt.Errorf("set the clients' memory limit of database %d: %w", d.UID, err)
-	}
 	hard, soft := replicaOutputLimits(d.MemorySize)
 	limit := fmt.Sprintf("replica %d %d 60", hard, soft)
 	if err := c.ConfigSet(ctx, "client-output-buffer-limit", limit).Err(); err != nil {

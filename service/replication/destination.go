@@ -190,14 +190,15 @@ func (d *destination) run(ctx context.Context) {
 			reloads.reset()
 		}
 		if errors.Is(err, errDestClientsOOM) {
-			// Reloaded for an OOM blamed on the clients' buffers: a
-			// few times, since they come and go; more often, the data
-			// is the cause after all (close to maxmemory, with the
-			// service's own batches on top).
+			// Reloaded for an OOM blamed on the clients' buffers, once
+			// they free it; the second time, the data is the cause after
+			// all (close to maxmemory, with a big write on top).
 			clientOOMs = append(slices.DeleteFunc(clientOOMs, func(at time.Time) bool { return time.Since(at) > clientOOMWindow }), time.Now())
 			if len(clientOOMs) >= maxClientOOMs {
 				err = fatal("%s; this is the %d%s time in %s, so the data does not leave room enough: raise the destination's memory_size",
 					err, len(clientOOMs), ordinalSuffix(len(clientOOMs)), clientOOMWindow)
+			} else if d.waitClientsFree(ctx, err) != nil {
+				return
 			}
 		}
 		switch {
@@ -210,9 +211,12 @@ func (d *destination) run(ctx context.Context) {
 			// so that a source that keeps failing its loads (a stream
 			// that breaks right after each) does not make the
 			// destination flush and the sources fork in a loop.
-			wait := reloads.next()
+			var wait time.Duration
 			var cut *loadCutError
-			if errors.As(err, &cut) {
+			if !errors.As(err, &cut) {
+				wait = reloads.next()
+			}
+			if cut != nil {
 				// The source will cut the next load too unless someone
 				// changes it: say what to change, and wait longer each
 				// time.
@@ -229,11 +233,11 @@ func (d *destination) run(ctx context.Context) {
 				// Reloads that keep coming are spaced out: say when the
 				// next one is, beside why.
 				d.log.Warn("the destination is loaded again after a wait: its loads keep ending soon after they start", "destination", d.db.UID, "err", err, "in", wait.Round(time.Millisecond))
-				until := fmt.Sprintf(" (loaded again from every source in %s: the loads keep ending soon after they start)", wait.Round(time.Second))
+				until := fmt.Sprintf("%s%s: the loads keep ending soon after they start)", reloadNote, wait.Round(time.Second))
 				for _, s := range d.sources {
 					s.status.set(func(st *sourceStatus) {
 						if st.lastError != "" {
-							st.lastError += until
+							st.lastError = withoutNotes(st.lastError) + until
 						}
 					})
 				}
@@ -256,7 +260,7 @@ func (d *destination) run(ctx context.Context) {
 			}
 			why := map[string]string{}
 			for _, s := range d.sources {
-				if e := s.view().LastError; e != "" {
+				if e := withoutNotes(s.view().LastError); e != "" {
 					why[s.url.Addr()] = e
 				}
 			}
@@ -277,9 +281,49 @@ func (d *destination) run(ctx context.Context) {
 // destination to start at once again.
 const reloadCalm = time.Minute
 
+// waitClientsFree waits until the destination's memory, its clients'
+// buffers included, is under maxmemory again (less a sixteenth), after an
+// OOM blamed on them (err): a reload before would meet the same. The
+// sources' status says what it waits for meanwhile.
+func (d *destination) waitClientsFree(ctx context.Context, err error) error {
+	c := d.m.cfg.Destinations.Access(d.db).client(0)
+	defer c.Close()
+	for {
+		m, rerr := readMemory(ctx, c)
+		if rerr == nil && (m.limit == 0 || m.used <= m.limit-m.limit/16) {
+			return nil
+		}
+		if rerr == nil {
+			note := fmt.Sprintf("%s; waiting for its clients to free their %d MiB (it uses %d MiB of %d MiB) before it is loaded again",
+				err, m.clients>>20, m.used>>20, m.limit>>20)
+			for _, s := range d.sources {
+				s.tell(note)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // newReloadBackoff spaces the full reloads of a destination whose rounds
-// keep ending: from 250 ms to 5 minutes.
-func newReloadBackoff() *backoff { return &backoff{base: 250 * time.Millisecond, most: 5 * time.Minute} }
+// keep ending: from 250 ms to 30 s (a reload an application asks for, a
+// flush of a clustered source's shard, say, waits at most that).
+func newReloadBackoff() *backoff { return &backoff{base: 250 * time.Millisecond, most: 30 * time.Second} }
+
+// reloadNote is what the sources' last errors say while a reload waits.
+const reloadNote = " (loaded again from every source in "
+
+// withoutNotes is a last error without what the destination added to it
+// for its next attempt (a reload's wait, a cut's attempt): what is stored
+// as the reason of a stopped sync, which makes no next attempt.
+func withoutNotes(msg string) string {
+	msg, _, _ = strings.Cut(msg, reloadNote)
+	msg, _, _ = strings.Cut(msg, " (full sync attempt ")
+	return msg
+}
 
 // round runs every source until one needs the destination's attention.
 func (d *destination) round(parent context.Context, forceFull bool) error {

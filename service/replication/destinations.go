@@ -59,13 +59,7 @@ type Access struct {
 
 // client is a connection pool to logical database db.
 func (a Access) client(db int) *redis.Client {
-	return redis.NewClient(&redis.Options{Network: a.Network, Addr: a.Addr, Username: a.Username, Password: a.Password, DB: db, MaxRetries: -1,
-		OnConnect: func(ctx context.Context, cn *redis.Conn) error {
-			// Not evicted as the readers that hold memory are
-			// (maxmemory-clients); a server without it refuses this.
-			_ = cn.Do(ctx, "CLIENT", "NO-EVICT", "on").Err()
-			return nil
-		}})
+	return redis.NewClient(&redis.Options{Network: a.Network, Addr: a.Addr, Username: a.Username, Password: a.Password, DB: db, MaxRetries: -1})
 }
 
 // waitReady polls PING until the destination answers (a starting

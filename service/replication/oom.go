@@ -13,17 +13,20 @@ import (
 // maxmemory, and its clients' buffers count there: readers that do not
 // read their replies, or announce a huge argument, or thousands of
 // connections opened at once (anyone who reaches the port can open them)
-// can put it over without any data. Such an OOM passes: the destination
-// evicts those clients (maxmemory-clients) and the service's own are not
-// evicted (CLIENT NO-EVICT). So the sync stops only when the data itself
-// does not fit; otherwise the destination is loaded again, after a wait,
-// since a batch it discarded may be followed by batches it applied.
+// can put it over without any data, for a while. So an OOM while the data
+// itself fits is not the end of the sync at once: the destination is
+// loaded again (a batch it discarded may be followed by batches it
+// applied, so resuming is not safe). The second such OOM within an hour
+// stops the sync as any OOM did: then the data is the cause (close to
+// maxmemory, with one big write on top), or the clients hold their memory
+// for good. Evicting clients (maxmemory-clients) is not done: a reader of
+// a big value holds its size in its reply, legitimately.
 
 // maxClientOOMs reloads for clients' OOMs within clientOOMWindow stop the
 // sync: the data is then the cause (destination.run).
 const (
-	maxClientOOMs   = 3
-	clientOOMWindow = 10 * time.Minute
+	maxClientOOMs   = 2
+	clientOOMWindow = time.Hour
 )
 
 func ordinalSuffix(n int) string {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -407,15 +408,22 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	// read timeout; the status says so meanwhile.
 	quiet := fmt.Sprintf("the source (%s) accepted the connection but has not answered the replication handshake for %s: "+
 		"is it a Redis server, and is it busy? (a full sync may also wait for a save in progress, or for repl-diskless-sync-delay)", addr, handshakeQuiet)
-	told := time.AfterFunc(handshakeQuiet, func() { s.status.set(func(st *sourceStatus) { st.lastError = quiet }) })
-	syn, err := conn.Handshake(ctx, replID, offset)
-	if !told.Stop() {
+	var answered atomic.Bool
+	told := time.AfterFunc(handshakeQuiet, func() {
 		s.status.set(func(st *sourceStatus) {
-			if st.lastError == quiet {
-				st.lastError = ""
+			if !answered.Load() { // checked under the status's lock, as below
+				st.lastError = quiet
 			}
 		})
-	}
+	})
+	syn, err := conn.Handshake(ctx, replID, offset)
+	told.Stop()
+	s.status.set(func(st *sourceStatus) {
+		answered.Store(true)
+		if st.lastError == quiet {
+			st.lastError = ""
+		}
+	})
 	if cycle != nil {
 		return cycle
 	}

@@ -114,13 +114,6 @@ func dialDestination(ctx context.Context, dest Access, source string) (*destWrit
 	// must not hold the syncer's stop for the exchange's two minutes.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	err = w.do(ctx, "AUTH", dest.Username, dest.Password)
-	if err == nil {
-		// Client eviction (maxmemory-clients, against clients that hold
-		// memory) is for the database's readers, not the writer: its
-		// batches may be the biggest buffers there. (A server without
-		// it refuses the command; nothing depends on it.)
-		_ = w.do(ctx, "CLIENT", "NO-EVICT", "on")
-	}
 	if !stop() && err == nil {
 		err = ctx.Err()
 	}
