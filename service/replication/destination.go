@@ -311,7 +311,9 @@ func (d *destination) waitClientsFree(ctx context.Context, err error) error {
 // newReloadBackoff spaces the full reloads of a destination whose rounds
 // keep ending: from 250 ms to 30 s (a reload an application asks for, a
 // flush of a clustered source's shard, say, waits at most that).
-func newReloadBackoff() *backoff { return &backoff{base: 250 * time.Millisecond, most: 30 * time.Second} }
+func newReloadBackoff() *backoff {
+	return &backoff{base: 250 * time.Millisecond, most: 30 * time.Second}
+}
 
 // reloadNote is what the sources' last errors say while a reload waits.
 const reloadNote = " (loaded again from every source in "
