@@ -195,8 +195,8 @@ func (d *destination) run(ctx context.Context) {
 			// all (close to maxmemory, with a big write on top).
 			clientOOMs = append(slices.DeleteFunc(clientOOMs, func(at time.Time) bool { return time.Since(at) > clientOOMWindow }), time.Now())
 			if len(clientOOMs) >= maxClientOOMs {
-				err = fatal("%s; this is the %d%s time in %s, so the data does not leave room enough: raise the destination's memory_size",
-					err, len(clientOOMs), ordinalSuffix(len(clientOOMs)), clientOOMWindow)
+				err = fatal("%s; that is %d times within %s, so the data does not leave room enough: raise the destination's memory_size",
+					err, len(clientOOMs), clientOOMWindow)
 			} else if d.waitClientsFree(ctx, err) != nil {
 				return
 			}
@@ -281,16 +281,16 @@ func (d *destination) run(ctx context.Context) {
 // destination to start at once again.
 const reloadCalm = time.Minute
 
-// waitClientsFree waits until the destination's memory, its clients'
-// buffers included, is under maxmemory again (less a sixteenth), after an
-// OOM blamed on them (err): a reload before would meet the same. The
+// waitClientsFree waits until the destination's clients have freed their
+// memory (memoryUse.clientsFreed), after an OOM blamed on them (err): a
+// reload before would meet the same. The
 // sources' status says what it waits for meanwhile.
 func (d *destination) waitClientsFree(ctx context.Context, err error) error {
 	c := d.m.cfg.Destinations.Access(d.db).client(0)
 	defer c.Close()
 	for {
 		m, rerr := readMemory(ctx, c)
-		if rerr == nil && (m.limit == 0 || m.used <= m.limit-m.limit/16) {
+		if rerr == nil && m.clientsFreed() {
 			return nil
 		}
 		if rerr == nil {
@@ -720,12 +720,26 @@ func (d *destination) startShadow(ctx context.Context, ckc *redis.Client) Shadow
 // holdsData says whether an INFO keyspace reply shows keys in a database
 // of the applications (not only checkpoints).
 func holdsData(info string) bool {
-	for line := range strings.SplitSeq(info, "\n") {
-		if db, _, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && strings.HasPrefix(db, "db") && db != "db"+strconv.Itoa(layout.CheckpointDB) {
+	for db := range keyspaceDBs(info) {
+		if db != layout.CheckpointDB {
 			return true
 		}
 	}
 	return false
+}
+
+// keyspaceDBs is the logical databases that an INFO keyspace reply shows
+// keys in (it lists those only).
+func keyspaceDBs(info string) map[int]bool {
+	dbs := map[int]bool{}
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		n, err := strconv.Atoi(strings.TrimPrefix(name, "db"))
+		if ok && err == nil && strings.HasPrefix(name, "db") && !strings.HasPrefix(rest, "keys=0,") {
+			dbs[n] = true
+		}
+	}
+	return dbs
 }
 
 // sameSetup says whether a running destination already matches d, so that a

@@ -438,7 +438,7 @@ func (l *masterLink) install(ctx context.Context, s *linkSession) {
 		// Logged once in a while: a destination that refuses the
 		// service's connections (maxclients reached) reconnects its
 		// link again and again.
-		if n := l.counterFailures.Add(1); n == 1 || time.Since(time.Unix(0, l.counterWarned.Load())) > 10*time.Second {
+		if n := l.counterFailures.Add(1); time.Since(time.Unix(0, l.counterWarned.Load())) > 10*time.Second {
 			l.counterWarned.Store(time.Now().UnixNano())
 			l.counterFailures.Store(0)
 			l.log.Warn("could not read the destination's error counter; its master link is closed for it to connect again", "destination", l.uid, "err", err, "times", n)

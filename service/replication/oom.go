@@ -29,20 +29,6 @@ const (
 	clientOOMWindow = time.Hour
 )
 
-func ordinalSuffix(n int) string {
-	switch {
-	case n%100 >= 11 && n%100 <= 13:
-		return "th"
-	case n%10 == 1:
-		return "st"
-	case n%10 == 2:
-		return "nd"
-	case n%10 == 3:
-		return "rd"
-	}
-	return "th"
-}
-
 // errDestClientsOOM: the destination refused a write out of memory while
 // its data fits: its clients held the memory.
 var errDestClientsOOM = errors.New("the destination refused a write out of memory held by its clients' buffers")
@@ -74,6 +60,13 @@ func (m memoryUse) data() int64 { return m.used - m.clients }
 // dataFits says whether the data leaves a sixteenth of maxmemory free: an
 // OOM then came from the clients' buffers.
 func (m memoryUse) dataFits() bool { return m.limit == 0 || m.data() <= m.limit-m.limit/16 }
+
+// clientsFreed says whether the clients' buffers are back within that
+// sixteenth (or the whole is under maxmemory by it): the data that fitted
+// fits with them.
+func (m memoryUse) clientsFreed() bool {
+	return m.limit == 0 || m.clients <= m.limit/16 || m.used <= m.limit-m.limit/16
+}
 
 // classifyOOM turns an OOM of the destination into what to do about it:
 // a fatal error when its data does not fit, errNeedFullSync (a reload

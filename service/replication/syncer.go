@@ -681,14 +681,15 @@ func (s *syncer) stream(ctx context.Context, conn *replproto.Conn, p *producer, 
 		}
 		before := returned
 		returned = cmd.Offset
-		if s.shared && s.key == "" && isKeyspaceWide(cmd.Args) && !inTx && s.emptyAtDestination(ctx, p, cmd.Args, db, before) {
+		if s.shared && s.key == "" && isKeyspaceWide(cmd.Args) {
+			if inTx || !s.emptyAtDestination(ctx, p, cmd.Args, db, before) {
+				return fmt.Errorf("source %s ran %s, which would also empty or move what the destination's other sources wrote there: the destination is re-replicated from every source: %w",
+					s.url, strings.ToUpper(string(cmd.Args[0])), errNeedFullSync)
+			}
 			// Nothing of this source there to empty or move: a no-op
 			// that another source's keys must not pay for.
 			s.log.Info("a source's flush found nothing of it at the destination; not applied", "source", s.url.String(), "command", strings.ToUpper(string(cmd.Args[0])))
 			cmd.Args, cmd.Raw = nil, nil
-		} else if s.shared && s.key == "" && isKeyspaceWide(cmd.Args) {
-			return fmt.Errorf("source %s ran %s, which would also empty or move what the destination's other sources wrote there: the destination is re-replicated from every source: %w",
-				s.url, strings.ToUpper(string(cmd.Args[0])), errNeedFullSync)
 		}
 		if s.serviceSource {
 			if db == layout.CheckpointDB && movesOut(cmd.Args) {
@@ -814,21 +815,10 @@ func (s *syncer) emptyAtDestination(ctx context.Context, p *producer, args [][]b
 	if err != nil {
 		return false
 	}
-	holds := map[int]bool{} // the logical databases that hold keys
-	for line := range strings.SplitSeq(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if n, err := strconv.Atoi(strings.TrimPrefix(name, "db")); ok && err == nil && strings.HasPrefix(name, "db") && !strings.HasPrefix(rest, "keys=0,") {
-			holds[n] = true
-		}
-	}
+	holds := keyspaceDBs(info)
 	switch strings.ToUpper(string(args[0])) {
 	case "FLUSHALL":
-		for n := range holds {
-			if n != layout.CheckpointDB {
-				return false
-			}
-		}
-		return true
+		return !holdsData(info)
 	case "FLUSHDB":
 		return db != layout.CheckpointDB && !holds[db]
 	case "SWAPDB":
