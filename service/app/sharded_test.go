@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
@@ -511,4 +512,87 @@ func redisKeySlot(t *testing.T, c *redis.Client, key string) int64 {
 	n, err := c.ClusterKeySlot(ctx(t), key).Result()
 	require.NoError(t, err)
 	return n
+}
+
+// busOf is the bus port of the node at ep, as its CLUSTER NODES
+// says, and how many nodes it knows.
+func busOf(t *testing.T, c *redis.Client) (bus int, known []string) {
+	t.Helper()
+	out, err := c.Do(ctx(t), "CLUSTER", "NODES").Text()
+	require.NoError(t, err)
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		require.GreaterOrEqual(t, len(f), 3, "CLUSTER NODES line %q", l)
+		known = append(known, f[0])
+		if strings.Contains(f[2], "myself") {
+			at := strings.IndexByte(f[1], '@')
+			require.Positive(t, at, "no bus port in %q", f[1])
+			end := strings.IndexByte(f[1][at:], ',')
+			if end < 0 {
+				end = len(f[1]) - at
+			}
+			bus, err = strconv.Atoi(f[1][at+1 : at+end])
+			require.NoError(t, err, "bus port in %q", f[1])
+		}
+	}
+	require.NotZero(t, bus, "CLUSTER NODES names no node as myself:\n%s", out)
+	return bus, known
+}
+
+// A cluster node believes what its bus is told: a stranger that meets a
+// node joins the cluster, and can take its slots by claiming a higher
+// epoch. The bus of a sharded database takes only the instance's nodes.
+func TestShardedDatabaseBusRefusesStrangers(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "bus", MemorySize: 96 << 20, ShardsCount: 3,
+		AuthenticationRedisPass: "bus-password-1"})
+	node := nodeClient(t, db.Endpoints[0], db.AuthenticationRedisPass)
+	bus, before := busOf(t, node)
+	require.Len(t, before, 3)
+
+	stranger := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "1000")
+	sc := stranger.Client()
+	strangerID, err := sc.Do(ctx(t), "CLUSTER", "MYID").Text()
+	require.NoError(t, err)
+	require.NoError(t, sc.Do(ctx(t), "CLUSTER", "MEET", db.Endpoints[0].Host, db.Endpoints[0].Port, bus).Err())
+	// The stranger keeps the node as "handshake" until the node answers
+	// on the bus (then it is a peer) or a node timeout passes (then it
+	// forgets it).
+	eventually(t, 30*time.Second, "the stranger's handshake with the node ends", func() error {
+		out, err := sc.Do(ctx(t), "CLUSTER", "NODES").Text()
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, "handshake") {
+			return fmt.Errorf("still in handshake:\n%s", out)
+		}
+		return nil
+	})
+	out, err := sc.Do(ctx(t), "CLUSTER", "NODES").Text()
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(out), "\n")+1, "the stranger met the database's nodes:\n%s", out)
+	for _, ep := range db.Endpoints {
+		_, known := busOf(t, nodeClient(t, ep, db.AuthenticationRedisPass))
+		assert.NotContains(t, known, strangerID, "node %d knows the stranger", ep.Port)
+		assert.Len(t, known, 3, "node %d", ep.Port)
+	}
+	// And the nodes still talk to each other: the cluster serves.
+	c := clusterClient(t, db, db.AuthenticationRedisPass)
+	for k := range 30 {
+		require.NoError(t, c.Set(ctx(t), "k"+strconv.Itoa(k), k, 0).Err())
+	}
+	assert.Equal(t, "ok", infoClusterState(t, node))
+}
+
+func infoClusterState(t *testing.T, c *redis.Client) string {
+	t.Helper()
+	out, err := c.Do(ctx(t), "CLUSTER", "INFO").Text()
+	require.NoError(t, err)
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "cluster_state:"); ok {
+			return v
+		}
+	}
+	t.Fatalf("no cluster_state in CLUSTER INFO:\n%s", out)
+	return ""
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/cluster"
+	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
@@ -112,6 +113,27 @@ func clusterConfig(d store.Database, bindHost, advertise string, tlsFiles TLSFil
 			line("tls-client-cert-file %s", quote(tlsFiles.NodeCertFile))
 			line("tls-client-key-file %s", quote(tlsFiles.NodeKeyFile))
 		}
+	} else if tlsFiles.NodeCertFile != "" && tlsFiles.CAFile != "" {
+		// Its port speaks plain TCP, but the bus does not: Redis trusts
+		// whatever a bus connection says (a MEET from anyone joins the
+		// cluster, a higher epoch takes slots), so it speaks TLS and
+		// every peer must present a certificate of the instance's CA.
+		// Only the node certificate is issued for clients by that CA,
+		// and its key never leaves the instance. tls-port stays 0, so
+		// tls-auth-clients binds the bus alone; replicas still reach
+		// their masters on the plain port, with the internal password.
+		// With tls-cluster, Redis gives its peers its TLS port as the one
+		// replicas connect to: 0 here, so each node announces its plain
+		// port as both (CLUSTER SHARDS then shows it as tls-port too).
+		line("tls-cluster yes")
+		line("cluster-announce-port %d", d.Port)
+		line("cluster-announce-tls-port %d", d.Port)
+		line("tls-cert-file %s", quote(tlsFiles.NodeCertFile))
+		line("tls-key-file %s", quote(tlsFiles.NodeKeyFile))
+		line("tls-ca-cert-file %s", quote(tlsFiles.CAFile))
+		line("tls-auth-clients yes")
+		line("tls-protocols %s", quote("TLSv1.2 TLSv1.3"))
+		line("tls-ciphers %s", quote(certs.OpenSSLCiphers))
 	}
 }
 
