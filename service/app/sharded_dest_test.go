@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +67,102 @@ func TestShardedDestinationWithTLS(t *testing.T) {
 			if v, err := c.Get(ctx(t), "k"+strconv.Itoa(k)).Result(); err != nil || v != strconv.Itoa(k) {
 				return fmt.Errorf("k%d = %q %v", k, v, err)
 			}
+		}
+		return nil
+	})
+}
+
+// The readers of one shard of a sharded destination hold memory that
+// counts toward that shard's maxmemory, as on a one-server destination
+// (TestReadersHoldingMemoryDoNotStopTheSync): the refusal was taken for a
+// slot move, retried, then stopped the sync for good, blaming the data.
+// Now the shard's own memory is read: the destination waits for the
+// clients to free it, saying so, then is loaded again.
+func TestReadersHoldingAShardsMemoryDoNotStopTheSync(t *testing.T) {
+	i := servicetest.Start(t)
+	src := redistest.Start(t)
+	sc := src.Client()
+	for n := range 1000 {
+		require.NoError(t, sc.Set(ctx(t), fmt.Sprintf("k%d", n), strings.Repeat("v", 100), 0).Err())
+	}
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 96 << 20, ShardsCount: 3,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	eventually(t, time.Minute, "in sync", func() error {
+		if s := getDB(t, i, dst.UID).ReplicaSyncStatus; s != api.SourceInSync {
+			return fmt.Errorf("status %s", s)
+		}
+		return nil
+	})
+
+	// A reader of the first master announces a 100 MB argument and sends
+	// 40 MB of it (its shard's limit is 32 MiB), and a thousand
+	// connections to it send nothing.
+	var hogged api.NodeEndpoint
+	for _, ep := range dst.Endpoints {
+		if ep.Role == "master" {
+			hogged = ep
+			break
+		}
+	}
+	addr := net.JoinHostPort(hogged.Host, strconv.Itoa(hogged.Port))
+	hog, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer hog.Close()
+	_, err = fmt.Fprintf(hog, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*2\r\n$3\r\nGET\r\n$%d\r\n", len(dst.AuthenticationRedisPass), dst.AuthenticationRedisPass, 100<<20)
+	require.NoError(t, err)
+	chunk := []byte(strings.Repeat("x", 1<<20))
+	for range 40 {
+		if _, err := hog.Write(chunk); err != nil {
+			break
+		}
+	}
+	var idle []net.Conn
+	for range 1000 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		idle = append(idle, c)
+	}
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+
+	// Meanwhile the source writes, some of it to the hogged shard.
+	for n := range 2000 {
+		require.NoError(t, sc.Set(ctx(t), fmt.Sprintf("after%d", n), strings.Repeat("w", 100), 0).Err())
+	}
+	eventually(t, time.Minute, "the status says what the destination waits for", func() error {
+		db := getDB(t, i, dst.UID)
+		if db.ReplicaSync != api.SyncEnabled {
+			t.Fatalf("the sync stopped: %+v", db.ReplicaSources)
+		}
+		if e := db.ReplicaSources[0].LastError; !strings.Contains(e, "waiting for its clients to free") || !strings.Contains(e, strconv.Itoa(hogged.Port)) {
+			return fmt.Errorf("last_error %q (want the wait, on shard %d)", e, hogged.Port)
+		}
+		return nil
+	})
+	hog.Close()
+	for _, c := range idle {
+		c.Close()
+	}
+	var masters []*redis.Client
+	for _, ep := range dst.Endpoints {
+		if ep.Role == "master" {
+			masters = append(masters, nodeClient(t, ep, dst.AuthenticationRedisPass))
+		}
+	}
+	eventually(t, 2*time.Minute, "the destination holds the source's data", func() error {
+		if db := getDB(t, i, dst.UID); db.ReplicaSync != api.SyncEnabled {
+			t.Fatalf("the sync stopped: %+v", db.ReplicaSources)
+		}
+		return redistest.DiffMasters(ctx(t), masters, "replicad:", sc)
+	})
+	eventually(t, time.Minute, "in sync", func() error {
+		if s := getDB(t, i, dst.UID).ReplicaSyncStatus; s != api.SourceInSync {
+			return fmt.Errorf("status %s", s)
 		}
 		return nil
 	})

@@ -607,9 +607,11 @@ func (cw *clusterWriter) send(ctx context.Context, sb *sentBatch) error {
 // sync: the next session reads the slot map and the checkpoints again.
 func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error) {
 	var moved, firstErr error
+	var oom *destOOMError
 	for _, p := range sb.parts {
 		w := cw.shards[p.shard]
 		addr := cw.topo.shards[p.shard].addr
+		partOOM := false
 		w.deadline(ctx)
 		part := sentBatch{sent: p.sent}
 		nested := &resp.Nested{Error: func(at int, msg []byte) {
@@ -636,7 +638,16 @@ func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error)
 			switch {
 			case msg == nil:
 			case bytes.HasPrefix(msg, []byte("OOM")):
-				firstErr = fatal("destination shard %s is out of memory (raise its memory_size): %s", addr, msg)
+				// Told apart by the syncer (classifyOOM), with the
+				// memory of this shard.
+				partOOM = true
+				if oom == nil {
+					acc := cw.topo.shards[p.shard].acc
+					oom = &destOOMError{msg: fmt.Sprintf("shard %s: %s", addr, msg), node: &acc}
+				}
+			case partOOM && bytes.HasPrefix(msg, []byte("EXECABORT")):
+				// The EXEC of a transaction a queued command of which was
+				// refused out of memory: that refusal is the error.
 			case isClusterRedirect(msg) || bytes.HasPrefix(msg, []byte("EXECABORT")):
 				if moved == nil {
 					moved = fmt.Errorf("%w: shard %s: %s", errDestMoved, addr, msg)
@@ -646,6 +657,11 @@ func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error)
 			}
 		}
 		w.recycle(p.sent)
+	}
+	if oom != nil {
+		// Before a slot move elsewhere in the batch: retrying the batch
+		// elsewhere would meet the same shard out of memory.
+		return 0, oom
 	}
 	if moved != nil {
 		// A queued command refused because the slot moved aborts its

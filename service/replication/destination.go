@@ -286,7 +286,12 @@ const reloadCalm = time.Minute
 // reload before would meet the same. The
 // sources' status says what it waits for meanwhile.
 func (d *destination) waitClientsFree(ctx context.Context, err error) error {
-	c := d.m.cfg.Destinations.Access(d.db).client(0)
+	node := d.m.cfg.Destinations.Access(d.db)
+	var oom *clientsOOMError
+	if errors.As(err, &oom) {
+		node = oom.node // the shard that refused the write
+	}
+	c := node.client(0)
 	defer c.Close()
 	for {
 		m, rerr := readMemory(ctx, c)

@@ -920,7 +920,7 @@ func (s *linkSession) watchErrors(ctx context.Context, c *redis.Client, base int
 		}
 		var e error
 		if strings.Contains(msg, "OOM ") {
-			e = classifyOOM(ctx, c, msg)
+			e = classifyOOM(ctx, s.link.acc, &destOOMError{msg: msg})
 		} else {
 			e = fatal("the destination failed a replicated command: %s", msg)
 		}

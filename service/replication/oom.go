@@ -29,13 +29,21 @@ const (
 	clientOOMWindow = time.Hour
 )
 
+// oomRecount is how long classifyOOM reads the memory again while the
+// data seems not to fit.
+const oomRecount = 1500 * time.Millisecond
+
 // errDestClientsOOM: the destination refused a write out of memory while
 // its data fits: its clients held the memory.
 var errDestClientsOOM = errors.New("the destination refused a write out of memory held by its clients' buffers")
 
 // destOOMError is a write the destination refused out of memory, not yet
-// told apart (classifyOOM).
-type destOOMError struct{ msg string }
+// told apart (classifyOOM). node is the shard of a sharded destination
+// that refused it (nil: the destination's one server).
+type destOOMError struct {
+	msg  string
+	node *Access
+}
 
 func (e *destOOMError) Error() string {
 	return "the destination is out of memory (raise its memory_size): " + e.msg
@@ -68,14 +76,48 @@ func (m memoryUse) clientsFreed() bool {
 	return m.limit == 0 || m.clients <= m.limit/16 || m.used <= m.limit-m.limit/16
 }
 
+// clientsOOMError is an OOM blamed on the clients of node (the server, or
+// the shard, that refused the write): the destination is loaded again
+// once they free their memory.
+type clientsOOMError struct {
+	node Access
+	msg  string
+}
+
+func (e *clientsOOMError) Error() string { return e.msg }
+
+func (e *clientsOOMError) Unwrap() []error { return []error{errNeedFullSync, errDestClientsOOM} }
+
 // classifyOOM turns an OOM of the destination into what to do about it:
-// a fatal error when its data does not fit, errNeedFullSync (a reload
+// a fatal error when the data of the server that refused the write (dest,
+// or the shard named in oom) does not fit, a clientsOOMError (a reload
 // once the clients are gone) when its clients held the memory.
-func classifyOOM(ctx context.Context, c *redis.Client, msg string) error {
-	m, err := readMemory(ctx, c)
-	if err != nil || !m.dataFits() {
-		return &destOOMError{msg: msg}
+func classifyOOM(ctx context.Context, dest Access, oom *destOOMError) error {
+	node := dest
+	if oom.node != nil {
+		node = *oom.node
 	}
-	return fmt.Errorf("%w: %w: %s (its data takes %d MiB of its %d MiB; its clients took %d MiB when read after): it is loaded again",
-		errNeedFullSync, errDestClientsOOM, msg, m.data()>>20, m.limit>>20, m.clients>>20)
+	c := node.client(0)
+	defer c.Close()
+	// Redis counts a client's buffers in mem_clients_normal in its cron,
+	// each client about once a second: a reader's buffer that just grew
+	// shows in used_memory first. So a reading where the data does not
+	// fit is taken again until it does or a second and a half passed.
+	var m memoryUse
+	var err error
+	for deadline := time.Now().Add(oomRecount); ; {
+		if m, err = readMemory(ctx, c); err == nil && m.dataFits() {
+			break
+		}
+		if time.Now().After(deadline) {
+			return oom
+		}
+		select {
+		case <-ctx.Done():
+			return oom
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return &clientsOOMError{node: node, msg: fmt.Sprintf("%s: %s: %s (its data takes %d MiB of its %d MiB; its clients took %d MiB when read after): it is loaded again",
+		errNeedFullSync, errDestClientsOOM, oom.msg, m.data()>>20, m.limit>>20, m.clients>>20)}
 }

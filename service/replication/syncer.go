@@ -257,9 +257,7 @@ func (s *syncer) run(ctx context.Context) error {
 		err = s.asCut(explain(err), s.sourceClosed)
 		var oom *destOOMError
 		if errors.As(err, &oom) {
-			c := s.destAccess().client(0)
-			err = classifyOOM(ctx, c, oom.msg)
-			c.Close()
+			err = classifyOOM(ctx, s.destAccess(), oom)
 		}
 		s.status.set(func(st *sourceStatus) { st.connected, st.compressionOK, st.lastError = false, false, err.Error() })
 		if errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
