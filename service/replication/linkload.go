@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,9 @@ type linkLoad struct {
 	// writing is when the write under way began (unix ns, 0: none), for
 	// the status of a destination that takes nothing (writingSince).
 	writing atomic.Int64
+	// runID is the destination's run_id when the load began ("": not
+	// read): a link closed by another process is no refusal (refused).
+	runID string
 }
 
 // writingSince is when the write to the destination under way began (zero
@@ -107,6 +111,7 @@ func (l *masterLink) fullSync(ctx context.Context) (*linkLoad, error) {
 			ld.abort()
 			return nil, ld.err
 		}
+		ld.runID = readRunID(ctx, l.acc)
 		ld.stop = context.AfterFunc(ctx, func() { ld.conn.Close() })
 		return ld, nil
 	case <-ctx.Done():
@@ -207,6 +212,9 @@ func (ld *linkLoad) finish(ctx context.Context) (*linkSession, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			if !ld.refused(ctx) {
+				return nil, fmt.Errorf("the destination restarted while it loaded the dataset: %w", err)
+			}
 			return nil, fmt.Errorf("%w: %w", errLinkLoadRefused, err)
 		}
 		if len(args) >= 3 && bytes.EqualFold(args[0], []byte("REPLCONF")) && bytes.EqualFold(args[1], []byte("ACK")) {
@@ -222,6 +230,51 @@ func (ld *linkLoad) finish(ctx context.Context) (*linkSession, error) {
 	s := newLinkSession(ld.link, ld.conn, ld.rd, ld.offset)
 	ld.result <- s
 	return s, nil
+}
+
+// refusedWithin bounds how long refused waits for the destination to
+// answer after its link closed.
+const refusedWithin = 10 * time.Second
+
+// refused says whether the destination that closed the link during the
+// load is the process that began it, alive: Redis closes the link of a
+// load it refuses and goes on. A destination that died (kill -9, a crash)
+// and was restarted refused nothing: its next load may go over the link.
+func (ld *linkLoad) refused(ctx context.Context) bool {
+	if ld.runID == "" {
+		return true // as before this check: not known
+	}
+	ctx, cancel := context.WithTimeout(ctx, refusedWithin)
+	defer cancel()
+	for {
+		if id := readRunID(ctx, ld.link.acc); id != "" {
+			return id == ld.runID
+		}
+		select {
+		case <-ctx.Done():
+			return false // not answering: not the process that refuses and goes on
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// readRunID is the run_id of the destination's server ("" when it does not
+// answer within a second).
+func readRunID(ctx context.Context, acc Access) string {
+	c := acc.client(0)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return ""
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // abort ends the load: the destination drops what it loaded so far and

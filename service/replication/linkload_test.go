@@ -270,6 +270,46 @@ func TestLinkLoadDestinationKilledMidway(t *testing.T) {
 	requireSourceNotBlamed(t, seen())
 }
 
+// A destination killed after the whole dataset was sent over its link,
+// while it loads it, refused nothing: its next load goes over the link
+// again. It was taken for a refusal, and every later load of the
+// destination went through a file.
+func TestLinkLoadDestinationKilledWhileItLoadsIsNoRefusal(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-4")
+	fillStrings(t, src.Client(), "k:", 2000, 100)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20})
+	logDestOnFailure(t, i, dst.UID)
+	admin := i.App.Databases().Client(dst.UID)
+	t.Cleanup(func() { admin.Close() })
+	// 2,000 keys at 5 ms each: the load takes 10 s after the 200 KB of
+	// the dataset have been sent (a restart forgets it).
+	require.NoError(t, admin.ConfigSet(redistest.Ctx(t), "key-load-delay", "5000").Err())
+	pid := i.App.Databases().PID(redistest.Ctx(t), dst.UID) // it does not answer while it loads
+	require.NotZero(t, pid)
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: "redis://:pw-4@" + src.Addr()}}})
+	dc := destClient(t, dst, 0)
+	// An empty destination loads blocking, answering nobody: the logs
+	// say where it is.
+	redistest.Eventually(t, 30*time.Second, "the whole dataset sent while the destination loads", func() error {
+		if !strings.Contains(destLog(t, i, dst.UID), "MASTER <-> REPLICA sync: Loading DB in memory") {
+			return errors.New("not loading")
+		}
+		if !strings.Contains(i.RecentLogs(), "dataset sent over the destination's master link") {
+			return errors.New("not sent whole yet")
+		}
+		return nil
+	})
+	require.NotContains(t, destLog(t, i, dst.UID), "Done loading RDB", "still loading at the kill")
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	assert.Equal(t, 2, strings.Count(destLog(t, i, dst.UID), "MASTER <-> REPLICA sync: Loading DB in memory"),
+		"the load after the kill went over the link too")
+	assert.NotContains(t, i.RecentLogs(), "loads from an RDB file from now on")
+}
+
 // watchSourceErrors polls the status of destination uid every 20 ms until
 // the test ends, and returns a function giving every source error seen.
 func watchSourceErrors(t *testing.T, a *apiClient, uid int) func() []string {

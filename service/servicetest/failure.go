@@ -2,6 +2,7 @@ package servicetest
 
 import (
 	"bytes"
+	"os"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -40,7 +41,7 @@ func (l *logTail) String() string {
 // minute or more: a hung API call is then explained by the stacks that hold
 // it, not guessed at.
 func (i *Instance) reportFailure(t testing.TB) {
-	if tail := i.recent.String(); tail != "" {
+	if tail := i.recent.String(); tail != "" && os.Getenv("REDIS_REPLICAD_TEST_QUIET") != "" {
 		t.Logf("last log lines of the instance at %s:\n%s", i.URL, tail)
 	}
 	if stuck := stuckGoroutines(); stuck != "" {
@@ -80,3 +81,7 @@ func stuckGoroutines() string {
 	}
 	return strings.Join(out, "\n\n")
 }
+
+// RecentLogs is the instance's last log lines (at most 150): what a test
+// waits for when only the service knows where it is.
+func (i *Instance) RecentLogs() string { return i.recent.String() }

@@ -157,13 +157,14 @@ func (i *Instance) HTTPClient() *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
-// testLogger sends the service's logs to the test log, and only to recent
-// when REDIS_REPLICAD_TEST_QUIET is set (CI), which a failing test prints.
+// testLogger sends the service's logs to recent (see RecentLogs), and to
+// the test log unless REDIS_REPLICAD_TEST_QUIET is set (CI): then a failing
+// test prints recent.
 func testLogger(t testing.TB, quiet *atomic.Bool, recent *logTail) *slog.Logger {
 	if os.Getenv("REDIS_REPLICAD_TEST_QUIET") != "" {
 		return slog.New(slog.NewTextHandler(recent, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	return slog.New(slog.NewTextHandler(testWriter{t, quiet}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t, quiet}, recent), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 type testWriter struct {
