@@ -361,6 +361,13 @@ func defaults(cfg *Config) error {
 	if cfg.DataDir == "" {
 		return errors.New("a data directory is required (--data-dir)")
 	}
+	// redis-server runs in its database's directory: a relative path
+	// there would name another place (and the logs it points to).
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("data directory %q: %w", cfg.DataDir, err)
+	}
+	cfg.DataDir = dir
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:9443"
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -408,4 +409,27 @@ func TestADeleteInterruptedByTheServicesDeathLeavesNoFiles(t *testing.T) {
 	var got api.Database
 	code, apiErr = call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", kept.UID), nil, &got)
 	require.Equal(t, 200, code, "%v", apiErr)
+}
+
+// A data directory given as a relative path (`--data-dir ./data`) works:
+// every database failed to start, since redis-server runs in its own
+// directory, where the path named nothing.
+func TestARelativeDataDirectoryWorks(t *testing.T) {
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	rel, err := filepath.Rel(wd, t.TempDir())
+	require.NoError(t, err)
+	require.False(t, filepath.IsAbs(rel))
+	i := servicetest.StartWith(t, func(c *app.Config) { c.DataDir = rel })
+	for _, req := range []api.CreateDatabaseRequest{
+		{Name: "plain", MemorySize: 32 << 20},
+		{Name: "sharded", MemorySize: 96 << 20, ShardsCount: 3},
+	} {
+		db := mustCreate(t, i, req)
+		assert.Equal(t, api.StatusActive, db.Status, "%s", req.Name)
+		c := dbClient(t, db, db.AuthenticationRedisPass)
+		assert.NoError(t, c.Ping(ctx(t)).Err(), "%s", req.Name)
+		_, err := os.Stat(filepath.Join(rel, "dbs", strconv.Itoa(db.UID), "redis.log"))
+		assert.NoError(t, err, "%s keeps its files in the data directory", req.Name)
+	}
 }

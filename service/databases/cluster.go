@@ -175,7 +175,7 @@ func (m *Manager) createCluster(ctx context.Context, d store.Database) error {
 		case exit := <-p.exited:
 			cancel()
 			<-applied
-			tail := logTail(filepath.Join(m.Dir(nd.UID), "redis.log"))
+			tail := startLog(m.Dir(nd.UID))
 			if strings.Contains(tail, "Address already in use") {
 				return &PortInUseError{Port: nd.Port}
 			}

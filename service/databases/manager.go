@@ -324,13 +324,23 @@ func (m *Manager) Create(ctx context.Context, d store.Database) (err error) {
 	case exit := <-p.exited:
 		cancel()
 		<-applied
-		tail := logTail(filepath.Join(m.Dir(d.UID), "redis.log"))
+		tail := startLog(m.Dir(d.UID))
 		if strings.Contains(tail, "Address already in use") {
 			return &PortInUseError{Port: d.Port}
 		}
 		// Its files go with the failed create: say what its log said.
 		return fmt.Errorf("start database %d: %w; redis-server said: %s", d.UID, exit, lastLines(tail, 3))
 	}
+}
+
+// startLog is what a redis-server that failed to start in dir said: the end
+// of its log, or of its standard output and error when it wrote no log
+// (it could not read its configuration, or enter its directory).
+func startLog(dir string) string {
+	if tail := logTail(filepath.Join(dir, "redis.log")); strings.TrimSpace(tail) != "" {
+		return tail
+	}
+	return logTail(filepath.Join(dir, "stdout.log"))
 }
 
 // logTail is the end of a log file ("" when there is none).
