@@ -59,7 +59,9 @@ type TLSFiles struct {
 }
 
 // FindRedisServer resolves the redis-server binary, with an error that says
-// how to install it when it is missing.
+// how to install it when it is missing, or when what the path names is not
+// a redis-server of version 7 or later (ACL users, CLUSTER SHARDS, the AOF
+// of several files).
 func FindRedisServer(path string) (string, error) {
 	if path == "" {
 		path = "redis-server"
@@ -68,7 +70,32 @@ func FindRedisServer(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("redis-server not found (%v): install Redis 7 or later, for example `apt-get install -y redis-server`, or pass --redis-server", err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, p, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version failed (%v): --redis-server must name a redis-server of Redis 7 or later", p, err)
+	}
+	major, ok := redisMajor(string(out))
+	if !ok {
+		return "", fmt.Errorf("%s is not a redis-server (its --version said %q): --redis-server must name a redis-server of Redis 7 or later", p, strings.TrimSpace(string(out)))
+	}
+	if major < 7 {
+		return "", fmt.Errorf("%s is Redis %d: the service needs Redis 7 or later", p, major)
+	}
 	return p, nil
+}
+
+// redisMajor reads the major version from what redis-server --version
+// prints ("Redis server v=7.0.15 sha=...").
+func redisMajor(version string) (int, bool) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(version), "Redis server v=")
+	if !ok {
+		return 0, false
+	}
+	major, _, _ := strings.Cut(rest, ".")
+	n, err := strconv.Atoi(major)
+	return n, err == nil
 }
 
 // Manager owns the processes. Its methods are safe for concurrent use.

@@ -1,0 +1,48 @@
+package databases
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRedisMajor(t *testing.T) {
+	for in, want := range map[string]int{
+		"Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0\n": 7,
+		"Redis server v=6.2.14 sha=00000000:0": 6,
+		"Redis server v=255.255.255":          255,
+	} {
+		got, ok := redisMajor(in)
+		assert.True(t, ok, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "redis-server 7.0", "Valkey server v=8.0.1", "Redis server v=x.0"} {
+		_, ok := redisMajor(in)
+		assert.False(t, ok, in)
+	}
+}
+
+// A --redis-server that is not one, or too old, is refused at start with
+// what to do; before, the service started and every database failed.
+func TestFindRedisServerRefusesWhatIsNotRedis7(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755))
+		return p
+	}
+	_, err := FindRedisServer(script("false", "exit 1"))
+	assert.ErrorContains(t, err, "must name a redis-server of Redis 7 or later")
+	_, err = FindRedisServer(script("echo", "echo hello"))
+	assert.ErrorContains(t, err, `is not a redis-server (its --version said "hello")`)
+	_, err = FindRedisServer(script("old", "echo 'Redis server v=6.2.14 sha=00000000:0'"))
+	assert.ErrorContains(t, err, "is Redis 6: the service needs Redis 7 or later")
+	p, err := FindRedisServer(script("new", "echo 'Redis server v=7.2.4 sha=00000000:0'"))
+	assert.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "new"), p)
+	_, err = FindRedisServer(filepath.Join(dir, "missing"))
+	assert.ErrorContains(t, err, "apt-get install -y redis-server")
+}
