@@ -12,8 +12,8 @@ import (
 func TestRedisMajor(t *testing.T) {
 	for in, want := range map[string]int{
 		"Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0\n": 7,
-		"Redis server v=6.2.14 sha=00000000:0": 6,
-		"Redis server v=255.255.255":          255,
+		"Redis server v=6.2.14 sha=00000000:0":                                                       6,
+		"Redis server v=255.255.255":                                                                 255,
 	} {
 		got, ok := redisMajor(in)
 		assert.True(t, ok, in)
