@@ -19,9 +19,6 @@ import (
 // flattening and waiting.
 
 const (
-	// mib is a mebibyte, the smallest memory_size.
-	mib = api.MinMemorySize
-
 	pollMinInterval = 200 * time.Millisecond
 	pollMaxInterval = 3 * time.Second
 )

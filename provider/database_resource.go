@@ -99,8 +99,8 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				},
 			},
 			"memory_size": schema.Int64Attribute{
-				MarkdownDescription: "Memory limit of the database in bytes (Redis `maxmemory`), a whole number from 1 MiB " +
-					"(1048576) to 1 TiB (1099511627776); a sharded database needs at least 1 MiB per shard. " +
+				MarkdownDescription: "Memory limit of the database in bytes (Redis `maxmemory`), a whole number from 4 MiB " +
+					"(4194304) to 1 TiB (1099511627776); a sharded database needs at least 4 MiB per shard. " +
 					"Can be changed in place.",
 				Required:   true,
 				CustomType: wholeNumberType{},
@@ -168,7 +168,8 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			},
 			"tls_mode": schema.StringAttribute{
 				MarkdownDescription: "TLS of the database: " + tlsModeDescription + ". Can be changed in place: " +
-					"the change restarts the database's `redis-server` (the data stays), which disconnects its clients.",
+					"the change restarts the database's `redis-server` (the data stays), which disconnects its clients. " +
+					"On a sharded database, a change to or from `enabled` is refused at plan time (not supported yet).",
 				Optional: true,
 				Computed: true,
 				Default:  stringdefault.StaticString(api.TLSDisabled),
@@ -241,7 +242,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 
 // ValidateConfig checks what the service would refuse of the sharding
 // settings together, with its words: a replica per shard needs a Redis
-// Cluster, and each shard at least 1 MiB. Each attribute is read on its own,
+// Cluster, and each shard at least 4 MiB. Each attribute is read on its own,
 // so that one that does not convert (reported by its own check) does not
 // hide the others.
 func (r *databaseResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
@@ -276,10 +277,10 @@ func checkSharding(memory, shards types.Int64, replication, ossCluster types.Boo
 	if !clustered || memory.IsUnknown() || memory.IsNull() || n > api.MaxShards {
 		return diags
 	}
-	if per := memory.ValueInt64() / n; per < mib {
+	if per := memory.ValueInt64() / n; per < api.MinMemorySize {
 		diags.AddAttributeError(path.Root("memory_size"), "Not enough memory per shard",
-			fmt.Sprintf("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (1 MiB) each needs.",
-				memory.ValueInt64(), n, per, mib))
+			fmt.Sprintf("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (4 MiB) each needs.",
+				memory.ValueInt64(), n, per, int64(api.MinMemorySize)))
 	}
 	return diags
 }
@@ -571,6 +572,17 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	}
 	refuseReshard(plan, state, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() || plan.TLSMode.IsUnknown() || plan.TLSMode.Equal(state.TLSMode) {
+		return
+	}
+	if (state.ShardsCount.ValueInt64() > 1 || state.OSSCluster.ValueBool()) &&
+		(plan.TLSMode.ValueString() == api.TLSEnabled || state.TLSMode.ValueString() == api.TLSEnabled) {
+		// The service refuses it (400): say so at plan time, not with a
+		// restart warning followed by a failed apply.
+		resp.Diagnostics.AddAttributeError(path.Root("tls_mode"), "tls_mode cannot change yet",
+			fmt.Sprintf("Changing tls_mode of the sharded database %s (%q) from %q to %q is not supported yet: its nodes' "+
+				"links would all change protocol. Keep tls_mode at %q, or create a new database with the tls_mode wanted.",
+				state.ID.ValueString(), state.Name.ValueString(), state.TLSMode.ValueString(), plan.TLSMode.ValueString(),
+				state.TLSMode.ValueString()))
 		return
 	}
 	detail := fmt.Sprintf("Changing tls_mode of database %s (%q) from %q to %q restarts its redis-server: the data stays, "+

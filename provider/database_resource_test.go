@@ -241,7 +241,7 @@ provider "redis" {
 			{
 				Config:      provider + testAccDatabaseConfig("bad", 0, ""),
 				PlanOnly:    true,
-				ExpectError: regexp.MustCompile(`(?s)memory_size.*memory_size\s+0\s+is\s+out\s+of\s+range:\s+it\s+is\s+in\s+bytes,\s+from\s+1048576\s+\(1\s+MiB\)\s+to\s+1099511627776\s+\(1\s+TiB\)`),
+				ExpectError: regexp.MustCompile(`(?s)memory_size.*memory_size\s+0\s+is\s+out\s+of\s+range:\s+it\s+is\s+in\s+bytes,\s+from\s+4194304\s+\(4\s+MiB\)\s+to\s+1099511627776\s+\(1\s+TiB\)`),
 			},
 			{
 				Config:      provider + testAccDatabaseConfigPort("bad", 70000),
@@ -253,7 +253,7 @@ provider "redis" {
 				Config: provider + `
 resource "redis_database" "test" {
   name        = "bad"
-  memory_size = 1048576
+  memory_size = 4194304
   timeouts {
     create = "-1s"
   }
@@ -266,7 +266,7 @@ resource "redis_database" "test" {
 				Config: provider + `
 resource "redis_database" "test" {
   name        = ""
-  memory_size = 1048576
+  memory_size = 4194304
 }
 `,
 				PlanOnly:    true,
@@ -279,7 +279,7 @@ resource "redis_database" "test" {
 				Config: provider + `
 resource "redis_database" "test" {
   name        = "orders.v2"
-  memory_size = 1048576
+  memory_size = 4194304
 }
 `,
 				PlanOnly:    true,
@@ -289,7 +289,7 @@ resource "redis_database" "test" {
 				Config: provider + `
 resource "redis_database" "test" {
   name        = "` + strings.Repeat("a", 64) + `"
-  memory_size = 1048576
+  memory_size = 4194304
 }
 `,
 				PlanOnly:    true,
@@ -299,7 +299,7 @@ resource "redis_database" "test" {
 				Config: provider + `
 resource "redis_database" "test" {
   name        = "-orders"
-  memory_size = 1048576
+  memory_size = 4194304
 }
 `,
 				PlanOnly:    true,
@@ -309,7 +309,7 @@ resource "redis_database" "test" {
 				Config: provider + `
 resource "redis_database" "test" {
   name        = "bad"
-  memory_size = 1048576
+  memory_size = 4194304
   tls_mode    = "required"
 }
 `,
@@ -320,7 +320,7 @@ resource "redis_database" "test" {
 				Config: provider + `
 resource "redis_database" "test" {
   name                = "bad"
-  memory_size         = 1048576
+  memory_size         = 4194304
   client_certificates = ["-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"]
 }
 `,
@@ -344,16 +344,16 @@ resource "redis_database" "test" {
 	}
 	var steps []resource.TestStep
 	for _, s := range []struct{ body, want string }{
-		{"memory_size = 1099511627777", `memory_size 1099511627777 is out of range: it is in bytes, from 1048576 (1 MiB) to 1099511627776 (1 TiB)`},
-		{"memory_size = 1048576.5", `memory_size must be a whole number`},
+		{"memory_size = 1099511627777", `memory_size 1099511627777 is out of range: it is in bytes, from 4194304 (4 MiB) to 1099511627776 (1 TiB)`},
+		{"memory_size = 4194304.5", `memory_size must be a whole number`},
 		{"memory_size = 8388608\nreplication = true", `replication (a replica per shard) needs a Redis Cluster for now: set shards_count above 1 or oss_cluster = true`},
 		{"memory_size = 8388608\nreplication = true\nshards_count = 1", `replication (a replica per shard) needs a Redis Cluster`},
-		{"memory_size = 4194304\nshards_count = 64", `memory_size 4194304 split across 64 shards leaves 65536 bytes per shard, less than the 1048576 (1 MiB) each needs`},
-		{"memory_size = 1048576\noss_cluster = true\nshards_count = 2", `memory_size 1048576 split across 2 shards leaves 524288 bytes per shard`},
-		{"memory_size = 1048576\npassword = \"short\"", `The password must be 8 to 128 characters long`},
-		{"memory_size = 1048576\npassword = \"" + strings.Repeat("p", 129) + "\"", `The password must be 8 to 128 characters long`},
-		{"memory_size = 1048576\npassword = \"with a\\ttab\"", `The password may not contain control characters`},
-		{"memory_size = 1048576\nport = 80", `port.*must be between 1024 and 65535`},
+		{"memory_size = 16777216\nshards_count = 64", `memory_size 16777216 split across 64 shards leaves 262144 bytes per shard, less than the 4194304 (4 MiB) each needs`},
+		{"memory_size = 4194304\noss_cluster = true\nshards_count = 2", `memory_size 4194304 split across 2 shards leaves 2097152 bytes per shard`},
+		{"memory_size = 4194304\npassword = \"short\"", `The password must be 8 to 128 characters long`},
+		{"memory_size = 4194304\npassword = \"" + strings.Repeat("p", 129) + "\"", `The password must be 8 to 128 characters long`},
+		{"memory_size = 4194304\npassword = \"with a\\ttab\"", `The password may not contain control characters`},
+		{"memory_size = 4194304\nport = 80", `port.*must be between 1024 and 65535`},
 	} {
 		want := strings.ReplaceAll(regexp.QuoteMeta(s.want), " ", `\s+`)
 		if strings.HasPrefix(s.want, "port") {

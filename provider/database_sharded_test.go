@@ -150,3 +150,30 @@ func testAccCheckClusterServes(name string, masters int) resource.TestCheckFunc 
 		return nil
 	}
 }
+
+// TestAccDatabaseResource_shardedTLSEnabledRefusedAtPlan: tls_mode to or
+// from "enabled" on a sharded database, which the service refuses (400),
+// is refused at plan time, as a new shards_count is, rather than planned
+// with a restart warning and failed by the apply.
+func TestAccDatabaseResource_shardedTLSEnabledRefusedAtPlan(t *testing.T) {
+	e := testAccStart(t)
+	name := acctest.RandomWithPrefix("tf-acc")
+	config := func(tls string) string {
+		return e.providerConfig() + fmt.Sprintf(`
+resource "redis_database" "test" {
+  name         = %s
+  memory_size  = %d
+  shards_count = 2
+  tls_mode     = %q
+}
+`, hclString(name), 64<<20, tls)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             e.checkDatabasesDestroyed,
+		Steps: []resource.TestStep{
+			{Config: config("disabled")},
+			{Config: config("enabled"), PlanOnly: true, ExpectError: regexp.MustCompile(`tls_mode cannot change yet`)},
+		},
+	})
+}

@@ -87,16 +87,16 @@ func (v durationValidator) ValidateString(ctx context.Context, req validator.Str
 // time with the same words, so that a configuration the service refuses
 // fails at plan, not halfway through an apply.
 const (
-	memorySizeRuleText = "it is in bytes, from 1048576 (1 MiB) to 1099511627776 (1 TiB)"
+	memorySizeRuleText = "it is in bytes, from 4194304 (4 MiB) to 1099511627776 (1 TiB)"
 )
 
-// memorySize validates memory_size: 1 MiB to 1 TiB.
+// memorySize validates memory_size: 4 MiB to 1 TiB.
 func memorySize() validator.Int64 { return memorySizeValidator{} }
 
 type memorySizeValidator struct{}
 
 func (memorySizeValidator) Description(context.Context) string {
-	return "must be from 1048576 (1 MiB) to 1099511627776 (1 TiB) bytes"
+	return "must be from 4194304 (4 MiB) to 1099511627776 (1 TiB) bytes"
 }
 
 func (v memorySizeValidator) MarkdownDescription(ctx context.Context) string {

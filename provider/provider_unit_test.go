@@ -144,7 +144,7 @@ func TestFlattenDatabase(t *testing.T) {
 
 func TestExpandDatabaseUpdate(t *testing.T) {
 	state := databaseResourceModel{
-		Name: types.StringValue("a"), MemorySize: newWholeNumber(mib), Password: types.StringValue("p1"),
+		Name: types.StringValue("a"), MemorySize: newWholeNumber(api.MinMemorySize), Password: types.StringValue("p1"),
 		TLSMode: types.StringValue(api.TLSDisabled), ClientCertificates: types.SetNull(types.StringType),
 	}
 	ctx := context.Background()
@@ -153,10 +153,10 @@ func TestExpandDatabaseUpdate(t *testing.T) {
 		t.Fatal("no difference, yet changed")
 	}
 	plan := state
-	plan.MemorySize = newWholeNumber(2 * mib)
+	plan.MemorySize = newWholeNumber(2 * api.MinMemorySize)
 	plan.Password = types.StringValue("p2")
 	in, changed := expandDatabaseUpdate(ctx, plan, state, &diags)
-	if !changed || in.Name != nil || *in.MemorySize != 2*mib || *in.AuthenticationRedisPass != "p2" ||
+	if !changed || in.Name != nil || *in.MemorySize != 2*api.MinMemorySize || *in.AuthenticationRedisPass != "p2" ||
 		in.TLSMode != nil || in.ClientCertificates != nil {
 		t.Fatalf("in = %+v, changed = %v", in, changed)
 	}

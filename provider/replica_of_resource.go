@@ -522,6 +522,12 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	resp.Diagnostics.AddAttributeWarning(path.Root("source"), summary, detail)
 }
 
+// readersDuringLoad is what the readers of a destination see while it is
+// loaded (README, "Readers keep the previous data during a reload").
+const readersDuringLoad = "Until the load completes, readers of a one-server destination with memory to spare " +
+	"keep its previous data, then see the new dataset whole; a sharded destination, or one without " +
+	"memory for two copies, is emptied first, and its readers see it fill up."
+
 // flushWarning describes what the apply of a plan that flushes the
 // destination will do: which database, from which sources, and why.
 // missing says that the destination does not exist (the service said so;
@@ -549,7 +555,7 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	if ch.create {
 		return "Replica Of flushes " + dest,
 			fmt.Sprintf("Making %s a Replica Of deletes its data, then loads every source: %s. "+
-				"Until the load completes, readers of the destination see a partial dataset.", dest, all), false
+				readersDuringLoad, dest, all), false
 	}
 
 	var changes []string
@@ -596,8 +602,7 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	}
 	return "Replica Of re-replicates " + dest,
 		fmt.Sprintf("This plan changes the Replica Of of %s (%s). The service will flush the destination and "+
-			"load it again from all its sources: %s. Until the load completes, readers of the destination see a "+
-			"partial dataset.", dest, strings.Join(changes, "; "), all), false
+			"load it again from all its sources: %s. "+readersDuringLoad, dest, strings.Join(changes, "; "), all), false
 }
 
 func sourceAddresses(sources []replicaSourceModel) []string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -84,9 +85,17 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 					"`random` provider), for example `{ rotation = \"2025-q3\" }`. The service stores them with the " +
 					"password they regenerated, and refresh reads them back, so that an import into a configuration " +
 					"with the same keepers plans nothing. Keepers given to a resource whose password has none (" +
-					"regenerated outside Terraform, say) are only recorded, with the service too: nothing is regenerated.",
+					"regenerated outside Terraform, say) are only recorded, with the service too: nothing is regenerated. " +
+					"At most 64 entries, keys of 1 to 256 bytes, values of at most 4096 bytes (checked at plan time).",
 				Optional:    true,
 				ElementType: types.StringType,
+				// The service's limits (README, regenerate_admin_password),
+				// checked at plan time rather than in the middle of an apply.
+				Validators: []validator.Map{
+					mapvalidator.SizeAtMost(64),
+					mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 256)),
+					mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(4096)),
+				},
 				PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplaceIf(keepersChanged,
 					"A change of keepers regenerates the password; keepers given to a resource that had none do not.",
 					"A change of `keepers` regenerates the password; keepers given to a resource that had none do not.")},

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"fmt"
+	"regexp"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/acctest"
@@ -163,4 +164,38 @@ resource "redis_source_url_password" "src" {
 			},
 		}},
 	})
+}
+
+// TestAccSourceURLPassword_keepersLimitsAtPlan: keepers beyond the
+// service's limits (64 entries, keys of 1 to 256 bytes, values up to 4096
+// bytes) are refused by the plan, not by the service in the middle of an
+// apply that has already changed other resources.
+func TestAccSourceURLPassword_keepersLimitsAtPlan(t *testing.T) {
+	e := testAccStart(t)
+	many := ""
+	for i := range 65 {
+		many += fmt.Sprintf("k%d = \"v\", ", i)
+	}
+	long := ""
+	for range 4097 {
+		long += "b"
+	}
+	var steps []resource.TestStep
+	for _, c := range []struct{ keepers, want string }{
+		{`{ "" = "x" }`, `string length must be between 1 and 256`},
+		{"{ " + many + "}", `must contain at most 64 elements`},
+		{`{ a = "` + long + `" }`, `string length must be at most 4096`},
+	} {
+		steps = append(steps, resource.TestStep{
+			Config: e.providerConfig() + `
+resource "redis_source_url_password" "src" {
+  database_id = "1"
+  keepers     = ` + c.keepers + `
+}
+`,
+			PlanOnly:    true,
+			ExpectError: regexp.MustCompile(c.want),
+		})
+	}
+	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: testAccProtoV6ProviderFactories, Steps: steps})
 }

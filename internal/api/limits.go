@@ -11,8 +11,10 @@ import (
 // checks at plan time with the same rules.
 const (
 	// MinMemorySize and MaxMemorySize bound memory_size (bytes), also per
-	// shard for the minimum.
-	MinMemorySize = 1 << 20
+	// shard for the minimum. An empty redis-server of the service uses
+	// about 1 MiB, a cluster node with a replica more: below 4 MiB a
+	// database refused writes while empty, or soon after.
+	MinMemorySize = 4 << 20
 	MaxMemorySize = 1 << 40
 	// MinPort is the lowest port a database may ask for: the privileged
 	// ports belong to the system, and the service often runs as root.

@@ -138,7 +138,7 @@ func TestPOSTNotRetriedOn500(t *testing.T) {
 		calls.Add(1)
 		writeError(w, http.StatusInternalServerError, api.CodeInternal, "half done")
 	})
-	_, err := c.CreateDatabase(context.Background(), api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 20})
+	_, err := c.CreateDatabase(context.Background(), api.CreateDatabaseRequest{Name: "x", MemorySize: 4 << 20})
 	if StatusCode(err) != http.StatusInternalServerError {
 		t.Fatalf("err = %v", err)
 	}
@@ -156,7 +156,7 @@ func TestRetryOn429(t *testing.T) {
 		}
 		writeJSON(w, api.Database{UID: 1, Name: "x"})
 	})
-	if _, err := c.CreateDatabase(context.Background(), api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 20}); err != nil {
+	if _, err := c.CreateDatabase(context.Background(), api.CreateDatabaseRequest{Name: "x", MemorySize: 4 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load(); n != 2 {
@@ -374,7 +374,7 @@ func TestRoutesAndBodies(t *testing.T) {
 		case r.URL.Path == "/v1/cluster":
 			writeJSON(w, api.Cluster{Name: "c", Version: "1"})
 		default:
-			writeJSON(w, api.Database{UID: 5, Name: "n", MemorySize: 1 << 20})
+			writeJSON(w, api.Database{UID: 5, Name: "n", MemorySize: 4 << 20})
 		}
 	})
 	ctx := context.Background()
@@ -384,7 +384,7 @@ func TestRoutesAndBodies(t *testing.T) {
 	if len(dbs) != 2 {
 		t.Fatalf("dbs = %+v", dbs)
 	}
-	_, err = c.CreateDatabase(ctx, api.CreateDatabaseRequest{Name: "n", MemorySize: 1 << 20})
+	_, err = c.CreateDatabase(ctx, api.CreateDatabaseRequest{Name: "n", MemorySize: 4 << 20})
 	must(t, err)
 	_, err = c.GetDatabase(ctx, 5)
 	must(t, err)
@@ -404,7 +404,7 @@ func TestRoutesAndBodies(t *testing.T) {
 	}
 	want := []seen{
 		{"GET", "/v1/bdbs", ""},
-		{"POST", "/v1/bdbs", `{"name":"n","memory_size":1048576}`},
+		{"POST", "/v1/bdbs", `{"name":"n","memory_size":4194304}`},
 		{"GET", "/v1/bdbs/5", ""},
 		{"PUT", "/v1/bdbs/5", `{"memory_size":2097152}`},
 		{"DELETE", "/v1/bdbs/5", ""},
@@ -457,7 +457,7 @@ func TestLogNeverSeesSecrets(t *testing.T) {
 	})
 	must(t, err)
 	_ = c
-	_, err = c2.CreateDatabase(context.Background(), api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 20, AuthenticationRedisPass: dbPass})
+	_, err = c2.CreateDatabase(context.Background(), api.CreateDatabaseRequest{Name: "x", MemorySize: 4 << 20, AuthenticationRedisPass: dbPass})
 	must(t, err)
 	mu.Lock()
 	defer mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -166,4 +167,50 @@ func TestReadersHoldingAShardsMemoryDoNotStopTheSync(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A sharded destination that cannot be flushed for its load (its data is
+// over a memory_size lowered below it: the flush's transaction is refused
+// out of memory) says so in its source's status, with Redis's reason, for
+// as long as it keeps failing: it said "syncing" with no error, and
+// Terraform waited its whole timeout for a load that never started.
+func TestShardedDestinationFlushFailureIsShown(t *testing.T) {
+	i := servicetest.Start(t)
+	src := redistest.Start(t)
+	require.NoError(t, src.Client().Set(ctx(t), "k", "v", 0).Err())
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "full", MemorySize: 64 << 20, ShardsCount: 2})
+	c := clusterClient(t, dst, dst.AuthenticationRedisPass)
+	for n := range 3000 {
+		require.NoError(t, c.Set(ctx(t), fmt.Sprintf("old:%d", n), strings.Repeat("x", 4000), 0).Err())
+	}
+	low := int64(8 << 20)
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{MemorySize: &low}, nil)
+	require.Equal(t, 200, code, "%v", e)
+	sources := []api.ReplicaSource{{URI: src.URL()}}
+	code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{ReplicaSources: &sources}, nil)
+	require.Equal(t, 200, code, "%v", e)
+
+	failures := func() int { return strings.Count(i.RecentLogs(), "replication round failed; retrying") }
+	check := func() error {
+		s := getDB(t, i, dst.UID).ReplicaSources[0]
+		if s.Status == api.SourceInSync {
+			t.Fatalf("in sync over its memory_size: %+v", s)
+		}
+		if !strings.Contains(s.LastError, "OOM") || strings.Contains(s.LastError, "EXECABORT") {
+			return fmt.Errorf("status %s, last_error %q: want the OOM that refused the flush", s.Status, s.LastError)
+		}
+		return nil
+	}
+	eventually(t, 30*time.Second, "the status says why the load cannot start", check)
+	// And goes on saying it across the next failed rounds.
+	for range 3 {
+		seen := failures()
+		eventually(t, 30*time.Second, "another failed round", func() error {
+			if failures() <= seen {
+				return errors.New("no new failure yet")
+			}
+			return nil
+		})
+		require.NoError(t, check())
+	}
 }

@@ -235,7 +235,7 @@ func TestShardedDatabaseRefusals(t *testing.T) {
 	}{
 		{"replication without a cluster", api.CreateDatabaseRequest{Name: "x", MemorySize: 32 << 20, Replication: true}, "replication"},
 		{"too many shards", api.CreateDatabaseRequest{Name: "x", MemorySize: 1 << 30, ShardsCount: 65}, "shards_count"},
-		{"too little memory per shard", api.CreateDatabaseRequest{Name: "x", MemorySize: 2 << 20, ShardsCount: 3}, "per shard"},
+		{"too little memory per shard", api.CreateDatabaseRequest{Name: "x", MemorySize: 8 << 20, ShardsCount: 3}, "per shard"},
 	}
 	for _, tc := range cases {
 		code, e := call(t, i, "POST", "/v1/bdbs", tc.req, nil)

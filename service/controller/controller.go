@@ -281,7 +281,7 @@ func validateName(name string) error {
 
 func validateMemory(n int64) error {
 	if n < api.MinMemorySize || n > api.MaxMemorySize {
-		return invalid("memory_size %d is out of range: it is in bytes, from %d (1 MiB) to %d (1 TiB)", n, int64(api.MinMemorySize), int64(api.MaxMemorySize))
+		return invalid("memory_size %d is out of range: it is in bytes, from %d (4 MiB) to %d (1 TiB)", n, int64(api.MinMemorySize), int64(api.MaxMemorySize))
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ func validateSharding(req api.CreateDatabaseRequest) error {
 		return nil
 	}
 	if per := req.MemorySize / int64(max(req.ShardsCount, 1)); per < api.MinMemorySize {
-		return invalid("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (1 MiB) each needs", req.MemorySize, req.ShardsCount, per, int64(api.MinMemorySize))
+		return invalid("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (4 MiB) each needs", req.MemorySize, req.ShardsCount, per, int64(api.MinMemorySize))
 	}
 	return nil
 }
@@ -54,7 +54,7 @@ func checkShardingChange(d store.Database, req api.UpdateDatabaseRequest) error 
 	}
 	if req.MemorySize != nil {
 		if per := *req.MemorySize / int64(d.Shards()); per < api.MinMemorySize {
-			return invalid("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (1 MiB) each needs", *req.MemorySize, d.Shards(), per, int64(api.MinMemorySize))
+			return invalid("memory_size %d split across %d shards leaves %d bytes per shard, less than the %d (4 MiB) each needs", *req.MemorySize, d.Shards(), per, int64(api.MinMemorySize))
 		}
 	}
 	return nil

@@ -261,7 +261,7 @@ func TestDestinationOutOfMemoryStops(t *testing.T) {
 	}
 	i := servicetest.Start(t)
 	a := newAPI(t, i)
-	dst := a.create(api.CreateDatabaseRequest{Name: "small", MemorySize: 2 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	dst := a.create(api.CreateDatabaseRequest{Name: "small", MemorySize: 4 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
 	redistest.Eventually(t, time.Minute, "the sync stops on out of memory", func() error {
 		db := a.get(dst.UID)
 		if db.ReplicaSync != api.SyncStopped || !strings.Contains(db.ReplicaSources[0].LastError, "out of memory") {

@@ -331,13 +331,29 @@ func flushCluster(ctx context.Context, t *destTopology, gen string) error {
 		pipe.FlushAll(ctx)
 		pipe.Do(ctx, "FUNCTION", "FLUSH") // FLUSHALL keeps them
 		pipe.HSet(ctx, shardCheckpointKey(sh.first()), generationField, gen)
-		_, err := pipe.Exec(ctx)
+		cmds, err := pipe.Exec(ctx)
 		c.Close()
 		if err != nil {
-			return fmt.Errorf("shard %s: %w", sh.addr, err)
+			return fmt.Errorf("shard %s: %w", sh.addr, queuedError(cmds, err))
 		}
 	}
 	return nil
+}
+
+// queuedError is the error of a transaction that failed: the error that
+// the server gave a command at queue time (an OOM, say) rather than the
+// EXECABORT that hides it. (The command is not named: go-redis may file
+// the error under another command of the transaction.)
+func queuedError(cmds []redis.Cmder, err error) error {
+	if !strings.HasPrefix(err.Error(), "EXECABORT") {
+		return err
+	}
+	for _, cmd := range cmds {
+		if e := cmd.Err(); e != nil && !strings.HasPrefix(e.Error(), "EXECABORT") {
+			return fmt.Errorf("the transaction was refused: %w", e)
+		}
+	}
+	return err
 }
 
 // isClusterRedirect says whether an error reply of a cluster node means

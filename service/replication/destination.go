@@ -179,6 +179,7 @@ func (d *destination) run(ctx context.Context) {
 	forceFull := false
 	var clientOOMs []time.Time
 	reloads := newReloadBackoff()
+	roundNote := "" // what the last failed round told the sources
 	for {
 		began := time.Now()
 		err := d.round(ctx, forceFull)
@@ -269,6 +270,20 @@ func (d *destination) run(ctx context.Context) {
 		}
 		wait := backoff.next()
 		d.log.Warn("replication round failed; retrying", "destination", d.db.UID, "err", err, "in", wait.Round(time.Millisecond))
+		// A round that fails before its syncers run (the destination
+		// cannot be flushed or read) says why to every source without an
+		// error of its own, which would otherwise stay "syncing" with no
+		// error for as long as it keeps failing. A syncer that gets on
+		// clears it.
+		prev := roundNote
+		roundNote = "the destination's replication round failed; retrying in " + wait.Round(time.Millisecond).String() + ": " + err.Error()
+		for _, s := range d.sources {
+			s.status.set(func(st *sourceStatus) {
+				if st.lastError == "" || st.lastError == prev {
+					st.lastError = roundNote
+				}
+			})
+		}
 		select {
 		case <-ctx.Done():
 			return
