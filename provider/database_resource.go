@@ -139,7 +139,9 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				MarkdownDescription: "Like `password`, but write-only (Terraform 1.11+): never stored in the plan or " +
 					"the state, so it accepts ephemeral values (for example from an `ephemeral \"random_password\"`). " +
 					"Requires `password_wo_version`; conflicts with `password`. Terraform cannot see a change of a " +
-					"write-only value: change `password_wo_version` to set the new password.",
+					"write-only value: change `password_wo_version` to set the new password. Removing both from the " +
+					"configuration keeps the database's password, and the state then records it in `password` (a " +
+					"sensitive attribute): keep them to keep it out of the state.",
 				Optional:  true,
 				WriteOnly: true,
 				Sensitive: true,
