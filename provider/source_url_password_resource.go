@@ -86,7 +86,9 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 					"password they regenerated, and refresh reads them back, so that an import into a configuration " +
 					"with the same keepers plans nothing. Keepers given to a resource whose password has none (" +
 					"regenerated outside Terraform, say) are only recorded, with the service too: nothing is regenerated. " +
-					"At most 64 entries, keys of 1 to 256 bytes, values of at most 4096 bytes (checked at plan time).",
+					"At most 64 entries, keys of 1 to 256 bytes, values of at most 4096 bytes (checked at plan time). " +
+					"Leave `keepers` out rather than writing `{}`: an import cannot tell an empty map from none, and " +
+					"the plan after it would add `{}`.",
 				Optional:    true,
 				ElementType: types.StringType,
 				// The service's limits (README, regenerate_admin_password),
