@@ -433,3 +433,28 @@ func TestARelativeDataDirectoryWorks(t *testing.T) {
 		assert.NoError(t, err, "%s keeps its files in the data directory", req.Name)
 	}
 }
+
+// A memory_size below what a database holds is refused, with the figures:
+// it was taken, and Redis then refused every write.
+func TestAMemorySizeBelowTheDataIsRefused(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "full", MemorySize: 32 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	for n := range 2500 {
+		require.NoError(t, c.Set(ctx(t), fmt.Sprintf("k%d", n), strings.Repeat("x", 4000), 0).Err())
+	}
+	small := int64(4 << 20)
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), api.UpdateDatabaseRequest{MemorySize: &small}, nil)
+	require.Equal(t, http.StatusBadRequest, code, "%v", e)
+	assert.Contains(t, e.Description, "memory_size 4194304 is too small: the database uses")
+	var got api.Database
+	code, e = call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+	require.Equal(t, 200, code, "%v", e)
+	assert.Equal(t, int64(32<<20), got.MemorySize, "unchanged")
+	require.NoError(t, c.Set(ctx(t), "still", "writable", 0).Err())
+	// Lower, but above the data: taken.
+	fits := int64(24 << 20)
+	code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), api.UpdateDatabaseRequest{MemorySize: &fits}, nil)
+	require.Equal(t, 200, code, "%v", e)
+	require.NoError(t, c.Set(ctx(t), "then", "writable", 0).Err())
+}

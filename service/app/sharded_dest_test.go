@@ -169,25 +169,37 @@ func TestReadersHoldingAShardsMemoryDoNotStopTheSync(t *testing.T) {
 	})
 }
 
-// A sharded destination that cannot be flushed for its load (its data is
-// over a memory_size lowered below it: the flush's transaction is refused
-// out of memory) says so in its source's status, with Redis's reason, for
-// as long as it keeps failing: it said "syncing" with no error, and
-// Terraform waited its whole timeout for a load that never started.
+// A sharded destination that cannot be flushed for its load (a reader
+// holds a shard over its maxmemory: the flush's transaction is refused out
+// of memory) says so in its source's status, with Redis's reason, for as
+// long as it keeps failing: it said "syncing" with no error, and Terraform
+// waited its whole timeout for a load that never started.
 func TestShardedDestinationFlushFailureIsShown(t *testing.T) {
 	i := servicetest.Start(t)
 	src := redistest.Start(t)
 	require.NoError(t, src.Client().Set(ctx(t), "k", "v", 0).Err())
-	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "full", MemorySize: 64 << 20, ShardsCount: 2})
-	c := clusterClient(t, dst, dst.AuthenticationRedisPass)
-	for n := range 3000 {
-		require.NoError(t, c.Set(ctx(t), fmt.Sprintf("old:%d", n), strings.Repeat("x", 4000), 0).Err())
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "held", MemorySize: 64 << 20, ShardsCount: 2})
+	var hogged api.NodeEndpoint
+	for _, ep := range dst.Endpoints {
+		if ep.Role == "master" {
+			hogged = ep
+			break
+		}
 	}
-	low := int64(8 << 20)
-	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{MemorySize: &low}, nil)
-	require.Equal(t, 200, code, "%v", e)
+	// It announces a 100 MB argument and sends 40 MB of it (the shard's
+	// limit is 32 MiB).
+	hog, err := net.Dial("tcp", net.JoinHostPort(hogged.Host, strconv.Itoa(hogged.Port)))
+	require.NoError(t, err)
+	defer hog.Close()
+	_, err = fmt.Fprintf(hog, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*2\r\n$3\r\nGET\r\n$%d\r\n", len(dst.AuthenticationRedisPass), dst.AuthenticationRedisPass, 100<<20)
+	require.NoError(t, err)
+	chunk := []byte(strings.Repeat("x", 1<<20))
+	for range 40 {
+		_, err := hog.Write(chunk)
+		require.NoError(t, err)
+	}
 	sources := []api.ReplicaSource{{URI: src.URL()}}
-	code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{ReplicaSources: &sources}, nil)
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{ReplicaSources: &sources}, nil)
 	require.Equal(t, 200, code, "%v", e)
 
 	failures := func() int { return strings.Count(i.RecentLogs(), "replication round failed; retrying") }

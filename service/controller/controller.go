@@ -70,6 +70,9 @@ type Databases interface {
 	PortFree(port int) bool
 	// Topology is the cluster of a clustered database as its nodes see it.
 	Topology(ctx context.Context, uid int) (cluster.Topology, error)
+	// MemoryInUse is the most memory one node of d uses toward its
+	// maxmemory (0 when none answers).
+	MemoryInUse(ctx context.Context, d store.Database) int64
 }
 
 // Gateway serves the replication endpoints of databases (the port of their
@@ -543,6 +546,9 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		if err := validateMemory(*req.MemorySize); err != nil {
 			return api.Database{}, err
 		}
+		if err := c.checkMemoryFits(ctx, uid, *req.MemorySize); err != nil {
+			return api.Database{}, err
+		}
 	}
 	if req.AuthenticationRedisPass != nil {
 		if err := validatePassword(*req.AuthenticationRedisPass); err != nil {
@@ -606,6 +612,26 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		return api.Database{}, err
 	}
 	return c.view(ctx, d), nil
+}
+
+// checkMemoryFits refuses a memory_size that leaves a node of database uid
+// less than what it uses now: Redis would refuse every write, and, on a
+// destination, every replicated one. Only a running node is asked; the
+// data may still grow past the limit later, as it may at any size.
+func (c *Controller) checkMemoryFits(ctx context.Context, uid int, size int64) error {
+	d, err := c.cfg.Store.Get(uid)
+	if err != nil || size >= d.MemorySize {
+		return nil // not found is said later; a raise always fits
+	}
+	per := size / int64(d.Shards())
+	if used := c.cfg.Databases.MemoryInUse(ctx, d); used > per {
+		what := "the database uses"
+		if d.Shards() > 1 {
+			what = fmt.Sprintf("leaves %d bytes per shard, and a shard uses", per)
+		}
+		return invalid("memory_size %d is too small: %s %d bytes now, and Redis would refuse every write (delete data first, or keep memory_size above that)", size, what, used)
+	}
+	return nil
 }
 
 // DeleteDatabase stops a database and removes its files.

@@ -844,3 +844,27 @@ func writeClientCAs(dir, name, caFile string, clientCerts []string) error {
 	}
 	return os.WriteFile(path, buf, 0o600)
 }
+
+// MemoryInUse is the most memory a node of d uses toward its maxmemory
+// (used_memory less mem_not_counted_for_evict, as Redis counts it before
+// refusing a write), over its nodes that answer within a second; 0 when
+// none does.
+func (m *Manager) MemoryInUse(ctx context.Context, d store.Database) int64 {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var most int64
+	for _, k := range keys(d) {
+		c := m.Client(k)
+		if c == nil {
+			continue
+		}
+		info, err := c.InfoMap(ctx, "memory").Result()
+		if err != nil {
+			continue
+		}
+		used, _ := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
+		free, _ := strconv.ParseInt(info["Memory"]["mem_not_counted_for_evict"], 10, 64)
+		most = max(most, used-free)
+	}
+	return most
+}
