@@ -100,6 +100,20 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.ConsoleData != nil {
 		mux.Handle("GET /ui/api/", read(cfg.ConsoleData.ServeHTTP))
 	}
+	// A path the API knows, asked with another method, is a 405 that
+	// names the methods it takes (the catch-all below would say 404).
+	for path, allow := range map[string]string{
+		"/healthz": "GET", "/metrics": "GET", "/v1/cluster": "GET",
+		"/v1/bdbs": "GET, POST", "/v1/bdbs/{uid}": "GET, PUT, DELETE",
+		"/v1/bdbs/{uid}/source_url":                        "GET",
+		"/v1/bdbs/{uid}/actions/regenerate_admin_password": "POST",
+		"/v1/bdbs/{uid}/admin_password_keepers":            "PUT",
+	} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, api.CodeInvalidRequest, fmt.Sprintf("%s takes %s, not %s", r.URL.Path, allow, r.Method))
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})

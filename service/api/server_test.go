@@ -334,3 +334,22 @@ func TestAnswersWithSecretsAreNotCached(t *testing.T) {
 		assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"), "%s %s (%d)", c.method, c.path, rec.Code)
 	}
 }
+
+// A known path asked with a method it does not take is a 405 naming the
+// ones it takes; an unknown path is a 404.
+func TestWrongMethodIsMethodNotAllowed(t *testing.T) {
+	h := newTestHandler(&backend{})
+	for _, c := range []struct{ method, path, allow string }{
+		{"PATCH", "/v1/bdbs/1", "GET, PUT, DELETE"},
+		{"DELETE", "/v1/cluster", "GET"},
+		{"PUT", "/v1/bdbs", "GET, POST"},
+		{"GET", "/v1/bdbs/1/actions/regenerate_admin_password", "POST"},
+	} {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, "")
+		assert.Equal(t, http.StatusMethodNotAllowed, rec.Code, "%s %s", c.method, c.path)
+		assert.Equal(t, c.allow, rec.Header().Get("Allow"), "%s %s", c.method, c.path)
+		assert.Contains(t, rec.Body.String(), "takes "+c.allow, "%s %s", c.method, c.path)
+	}
+	assert.Equal(t, http.StatusNotFound, request(h, "admin", "admin-pw", "GET", "/v1/nothing", "").Code)
+	assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "GET", "/v1/bdbs/1", "").Code)
+}
