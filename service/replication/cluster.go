@@ -81,7 +81,7 @@ func (s *syncer) watchRelocate(ctx context.Context, cancel func()) func(*error) 
 				streaming := s.status.phase == phaseStreaming
 				s.status.mu.Unlock()
 				if streaming {
-					s.log.Info("a replica of the shard is online again: reading from it", "source", s.url.String())
+					s.log.Info("a better node serves the shard now (a replica online again, or a master failed over): reading from it", "source", s.url.String())
 					moved.Store(true)
 					cancel()
 					return
@@ -111,6 +111,8 @@ type clusterState struct {
 	// online; kicks: their syncers' relocate channels.
 	fallback map[string]bool
 	kicks    map[string]chan struct{}
+	// nodes: per shard, the node its syncer was last given (locate).
+	nodes map[string]string
 	// avoid: per shard, a replica that could not serve its syncer (see
 	// avoidReplica), read around until the time given.
 	avoid    map[string]avoidance
@@ -145,10 +147,38 @@ func (c *clusterState) avoided(slots, addr string) bool {
 }
 
 // relocate kicks the syncers of shards read from their master for want
-// of an online replica, when top shows one.
+// of an online replica, when top shows one; and those of shards read from
+// a master that is no longer theirs: a master that froze or whose host was
+// cut off was failed over by the cluster, and its syncer's link to it
+// would only end at the read timeout (a minute), by when the promoted
+// node's backlog may no longer hold the checkpoint (a full reload of the
+// destination instead of a partial resync).
 func (c *clusterState) relocate(top cluster.Topology) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for slots, role := range c.roles {
+		if role != cluster.RoleMaster || c.nodes[slots] == "" {
+			continue
+		}
+		sh, ok := top.Shard(slots)
+		if !ok {
+			continue // a resharding: watch handles it
+		}
+		var master cluster.Node
+		for _, n := range sh.Nodes {
+			if n.Role == cluster.RoleMaster && n.Online() {
+				master = n
+				break
+			}
+		}
+		if master.Addr == "" || master.Addr == c.nodes[slots] {
+			continue
+		}
+		select {
+		case c.kicks[slots] <- struct{}{}:
+		default:
+		}
+	}
 	for slots, fb := range c.fallback {
 		if !fb {
 			continue
@@ -417,7 +447,7 @@ func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[strin
 		cl := s.cluster.Load()
 		if cl == nil {
 			cl = &clusterState{shards: map[string]*sourceStatus{}, roles: map[string]string{}, seeds: strings.Fields(hint),
-				fallback: map[string]bool{}, kicks: map[string]chan struct{}{}, avoid: map[string]avoidance{}}
+				fallback: map[string]bool{}, kicks: map[string]chan struct{}{}, avoid: map[string]avoidance{}, nodes: map[string]string{}}
 			s.cluster.Store(cl)
 		}
 		var shards []string
@@ -535,6 +565,10 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 		cl.mu.Lock()
 		cl.roles[slots] = node.Role
 		cl.fallback[slots] = fallback
+		if cl.nodes == nil {
+			cl.nodes = map[string]string{}
+		}
+		cl.nodes[slots] = node.Addr
 		cl.mu.Unlock()
 	}
 	l := prometheus.Labels{"destination": strconv.Itoa(d.db.UID), "source": shardKey(s.url.Addr(), slots)}

@@ -132,3 +132,47 @@ func TestShardedDestinationBigSourceTransaction(t *testing.T) {
 	require.NoError(t, sc.Set(ctx, "after", "1", 0).Err())
 	eventuallyEqualSharded(t, a, dst.UID, 2*time.Minute, sc)
 }
+
+// A source master freezes (SIGSTOP, as a hung host or a partition does):
+// the cluster promotes its replica within seconds, and the shard's syncer
+// must follow it promptly with a partial resync, not wait a minute on the
+// frozen link (by then the promoted node's backlog has moved past the
+// checkpoint, and every destination is flushed and reloaded).
+func TestAFrozenSourceMasterIsLeftPromptly(t *testing.T) {
+	cl, cc := startSourceCluster(t)
+	load := startClusterLoad(t, cc)
+	a := newAPI(t, servicetest.Start(t))
+	masters := cl.Masters()
+	dst := a.create(api.CreateDatabaseRequest{Name: "sharded", MemorySize: 384 << 20, ShardsCount: 3,
+		ReplicaSources: []api.ReplicaSource{{URI: masters[1].URL()}}})
+	a.waitInSync(dst.UID, 3*time.Minute)
+	sh0, ok := shardOf(a.get(dst.UID).ReplicaSources[0], masters[0].Addr())
+	require.True(t, ok)
+	r0 := cl.ReplicaOf(masters[0])
+	pid := masters[0].PID()
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	// The cluster fails it over by itself (node timeout 1.5 s).
+	redistest.Eventually(t, time.Minute, "the cluster promotes the replica", func() error {
+		info, err := r0.Client().Info(redistest.Ctx(t), "replication").Result()
+		if err != nil || !strings.Contains(info, "role:master") {
+			return fmt.Errorf("%v %s", err, info)
+		}
+		return nil
+	})
+	promoted := time.Now()
+	var got api.ReplicaShardStatus
+	redistest.Eventually(t, 20*time.Second, "the shard read from the promoted node", func() error {
+		db := a.get(dst.UID)
+		got, _ = shardOf(db.ReplicaSources[0], r0.Addr())
+		if got.Slots != sh0.Slots || db.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("%s after the promotion: status %s, shards %+v", time.Since(promoted).Round(time.Second), db.ReplicaSyncStatus, db.ReplicaSources[0].Shards)
+		}
+		return nil
+	})
+	require.Equal(t, sh0.FullSyncs, got.FullSyncs, "a partial resync, no reload: %+v", got)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+	load.stop()
+	cl.WaitOK()
+	eventuallyEqualSharded(t, a, dst.UID, 3*time.Minute, cl.MasterClients()...)
+}
