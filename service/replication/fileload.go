@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/cluster"
@@ -279,6 +280,29 @@ func (s *syncer) decodeDataset(ctx context.Context, fw *rdb.FileWriter, payload 
 func (s *syncer) checkLoadedMemory(ctx context.Context) error {
 	c := s.destAccess().client(0)
 	defer c.Close()
+	// A load over the link swaps the new dataset in and frees the previous
+	// one in the background: until that is done, used_memory counts both.
+	// Judge the loaded data once the previous one is freed.
+	wait := time.NewTimer(time.Minute)
+	defer wait.Stop()
+	for {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			return fmt.Errorf("after the load: read the destination's memory: %w", err)
+		}
+		if infoInt(info, "lazyfree_pending_objects") == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wait.C:
+			s.log.Warn("the destination still frees its previous dataset a minute after the load; its memory is judged now", "source", s.url.String())
+		case <-time.After(50 * time.Millisecond):
+			continue
+		}
+		break
+	}
 	m, err := readMemory(ctx, c)
 	if err != nil {
 		return fmt.Errorf("after the load: %w", err)

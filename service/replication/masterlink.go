@@ -841,6 +841,10 @@ func (s *linkSession) waitAck(ctx context.Context, end int64) error {
 		}
 		select {
 		case <-ch:
+		case <-s.done:
+			// The session ended (the destination died, or connected
+			// again): no ACK will come on it. Return its error now, not
+			// when the watchdog finds the writer stuck.
 		case <-ctx.Done():
 			return ctx.Err()
 		}

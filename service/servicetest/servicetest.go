@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,6 +42,11 @@ type Instance struct {
 	cfg      app.Config
 	quiet    atomic.Bool // set once the test is over: no more logging
 	recent   *logTail    // the last log lines, printed when the test fails
+	// client is HTTPClient's, made once: a client per request left its
+	// kept-alive connection open, and a test polling the API a thousand
+	// times reached the service's bound on connections and hung.
+	clientOnce sync.Once
+	client     *http.Client
 }
 
 // RequireRedisServer fails the test when redis-server is not installed.
@@ -130,6 +136,9 @@ func (i *Instance) stop(t testing.TB) {
 		t.Logf("stop redis-replicad: %v", err)
 	}
 	i.App = nil
+	if i.client != nil {
+		i.client.CloseIdleConnections() // of the stopped service
+	}
 }
 
 // Stop stops the instance; Start it again with StartAgain.
@@ -150,11 +159,15 @@ func (i *Instance) Restart(t testing.TB) {
 	i.start(t)
 }
 
-// HTTPClient trusts the instance's CA.
+// HTTPClient trusts the instance's CA. It is the same client for every
+// call, so that its connections are kept alive and reused.
 func (i *Instance) HTTPClient() *http.Client {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(i.CACert))
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	i.clientOnce.Do(func() {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM([]byte(i.CACert))
+		i.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	})
+	return i.client
 }
 
 // testLogger sends the service's logs to recent (see RecentLogs), and to
