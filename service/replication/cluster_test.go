@@ -355,11 +355,18 @@ func TestClusterSourceReadFromReplica(t *testing.T) {
 		}
 	}
 	// The masters serve their cluster replica only; each replica serves
-	// the syncer.
-	for _, m := range masters {
-		assert.Equal(t, 1, connectedReplicas(t, m), "replicas of master %s", m.Addr())
-		assert.Equal(t, 1, connectedReplicas(t, cl.ReplicaOf(m)), "replicas of the replica of %s", m.Addr())
-	}
+	// the syncer (once a syncer that moved has connected again).
+	redistest.Eventually(t, 30*time.Second, "each replica serves one syncer, each master its replica only", func() error {
+		for _, m := range masters {
+			if n := connectedReplicas(t, m); n != 1 {
+				return fmt.Errorf("master %s has %d replicas", m.Addr(), n)
+			}
+			if n := connectedReplicas(t, cl.ReplicaOf(m)); n != 1 {
+				return fmt.Errorf("the replica of %s has %d replicas", m.Addr(), n)
+			}
+		}
+		return nil
+	})
 
 	// Without an online replica, the shard is read from its master.
 	m0 := masters[0]

@@ -785,9 +785,13 @@ func (s *linkSession) heldBy() (string, time.Time) {
 // cut short would leave part of a command in the stream: it ends the
 // session.
 func (s *linkSession) write(ctx context.Context, b []byte, commit bool, source string) (end int64, err error) {
-	stop := context.AfterFunc(ctx, func() { s.fail(fmt.Errorf("a writer stopped mid-write: %w", ctx.Err())) })
-	defer stop()
 	s.conn.SetWriteDeadline(time.Now().Add(2 * time.Minute))
+	// A writer stopped mid-write (its syncer moves to another node, say)
+	// lets the write end if it can within a second: a write cut short
+	// leaves part of a command in the stream, which ends the session of
+	// every source of the destination.
+	stop := context.AfterFunc(ctx, func() { s.conn.SetWriteDeadline(time.Now().Add(time.Second)) })
+	defer stop()
 	_, err = s.bw.Write(b)
 	s.sent += int64(len(b))
 	end = s.sent
