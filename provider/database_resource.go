@@ -576,7 +576,12 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	if resp.Diagnostics.HasError() || plan.TLSMode.IsUnknown() || plan.TLSMode.Equal(state.TLSMode) {
 		return
 	}
-	if (state.ShardsCount.ValueInt64() > 1 || state.OSSCluster.ValueBool()) &&
+	// A plan that replaces the database (a new port: the one attribute
+	// that requires it) creates one with the tls_mode wanted, which is
+	// what the refusal below tells to do. (resp.RequiresReplace does not
+	// say it here: the framework gives ModifyPlan an empty one.)
+	replacing := plan.Port.IsUnknown() || !plan.Port.Equal(state.Port)
+	if !replacing && (state.ShardsCount.ValueInt64() > 1 || state.OSSCluster.ValueBool()) &&
 		(plan.TLSMode.ValueString() == api.TLSEnabled || state.TLSMode.ValueString() == api.TLSEnabled) {
 		// The service refuses it (400): say so at plan time, not with a
 		// restart warning followed by a failed apply.

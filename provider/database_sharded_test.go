@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/app"
 )
 
 func testAccShardedDatabaseConfig(name string, shards int, memorySize int64) string {
@@ -174,6 +175,35 @@ resource "redis_database" "test" {
 		Steps: []resource.TestStep{
 			{Config: config("disabled")},
 			{Config: config("enabled"), PlanOnly: true, ExpectError: regexp.MustCompile(`tls_mode cannot change yet`)},
+		},
+	})
+}
+
+// TestAccDatabaseResource_shardedTLSChangeWithAReplacement: a plan that
+// replaces a sharded database (a new port) may give the new one another
+// tls_mode: that is the "create a new database" the refusal of an in-place
+// change asks for. The refusal blocked this plan too.
+func TestAccDatabaseResource_shardedTLSChangeWithAReplacement(t *testing.T) {
+	var freePort int
+	e := testAccStartWith(t, func(c *app.Config) { freePort = c.PortMax })
+	name := acctest.RandomWithPrefix("tf-acc")
+	config := func(tls, port string) string {
+		return e.providerConfig() + fmt.Sprintf(`
+resource "redis_database" "test" {
+  name         = %s
+  memory_size  = %d
+  shards_count = 2
+  tls_mode     = %q
+  %s
+}
+`, hclString(name), 64<<20, tls, port)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             e.checkDatabasesDestroyed,
+		Steps: []resource.TestStep{
+			{Config: config("disabled", "")},
+			{Config: config("enabled", fmt.Sprintf("port = %d", freePort)), PlanOnly: true, ExpectNonEmptyPlan: true},
 		},
 	})
 }

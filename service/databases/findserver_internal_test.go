@@ -46,3 +46,19 @@ func TestFindRedisServerRefusesWhatIsNotRedis7(t *testing.T) {
 	_, err = FindRedisServer(filepath.Join(dir, "missing"))
 	assert.ErrorContains(t, err, "apt-get install -y redis-server")
 }
+
+// A relative --redis-server (`--redis-server ./bin/redis-server`) is
+// resolved at start: each redis-server is started in its database's own
+// directory, where a relative path names nothing (every database failed to
+// start, as with a relative --data-dir).
+func TestFindRedisServerResolvesARelativePath(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "bin"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bin", "redis-server"),
+		[]byte("#!/bin/sh\necho 'Redis server v=7.2.4 sha=00000000:0'\n"), 0o755))
+	t.Chdir(dir)
+	p, err := FindRedisServer("./bin/redis-server")
+	require.NoError(t, err)
+	assert.True(t, filepath.IsAbs(p), "%q is relative: a redis-server started in its database's directory would not find it", p)
+	assert.Equal(t, filepath.Join(dir, "bin", "redis-server"), p)
+}

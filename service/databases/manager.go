@@ -70,6 +70,11 @@ func FindRedisServer(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("redis-server not found (%v): install Redis 7 or later, for example `apt-get install -y redis-server`, or pass --redis-server", err)
 	}
+	// Each redis-server starts in its database's directory, where a
+	// relative path (--redis-server ./bin/redis-server) names nothing.
+	if p, err = filepath.Abs(p); err != nil {
+		return "", fmt.Errorf("redis-server %q: %w", path, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, p, "--version").Output()

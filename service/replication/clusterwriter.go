@@ -635,15 +635,16 @@ func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error)
 				w.recycle(p.sent)
 				return 0, fmt.Errorf("read reply from destination shard %s: %w", addr, err)
 			}
+			refusal, isOOM := oomReply(msg)
 			switch {
 			case msg == nil:
-			case bytes.HasPrefix(msg, []byte("OOM")):
+			case isOOM:
 				// Told apart by the syncer (classifyOOM), with the
 				// memory of this shard.
 				partOOM = true
 				if oom == nil {
 					acc := cw.topo.shards[p.shard].acc
-					oom = &destOOMError{msg: fmt.Sprintf("shard %s: %s", addr, msg), node: &acc}
+					oom = &destOOMError{msg: fmt.Sprintf("shard %s: %s", addr, refusal), node: &acc}
 				}
 			case partOOM && bytes.HasPrefix(msg, []byte("EXECABORT")):
 				// The EXEC of a transaction a queued command of which was

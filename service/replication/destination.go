@@ -54,6 +54,10 @@ type destination struct {
 	// linkFatal carries an error the destination answered over the link
 	// to the round, which stops.
 	linkFatal chan error
+	// roundNote is what the last round that failed before its syncers ran
+	// told the sources without an error of their own ("": nothing). Only
+	// run's goroutine (run, round) touches it.
+	roundNote string
 
 	// histories maps the replication id of each source in session to its
 	// address: a source is recognized by what it is, not by the spelling
@@ -179,12 +183,19 @@ func (d *destination) run(ctx context.Context) {
 	forceFull := false
 	var clientOOMs []time.Time
 	reloads := newReloadBackoff()
-	roundNote := "" // what the last failed round told the sources
 	for {
 		began := time.Now()
 		err := d.round(ctx, forceFull)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errSwapped) || errors.Is(err, errNeedFullSync) || errors.Is(err, errFatal) {
+			// This round's end says what it says: a stop must not
+			// record "retrying" as a source's reason, a reload's wait
+			// must not be appended to it. (A round that fails again
+			// before its syncers replaces the note below, without a
+			// moment of none.)
+			d.clearRoundNote()
 		}
 		if time.Since(began) > reloadCalm {
 			backoff.reset()
@@ -269,27 +280,44 @@ func (d *destination) run(ctx context.Context) {
 			return
 		}
 		wait := backoff.next()
-		d.log.Warn("replication round failed; retrying", "destination", d.db.UID, "err", err, "in", wait.Round(time.Millisecond))
 		// A round that fails before its syncers run (the destination
 		// cannot be flushed or read) says why to every source without an
 		// error of its own, which would otherwise stay "syncing" with no
-		// error for as long as it keeps failing. A syncer that gets on
-		// clears it.
-		prev := roundNote
-		roundNote = "the destination's replication round failed; retrying in " + wait.Round(time.Millisecond).String() + ": " + err.Error()
+		// error for as long as it keeps failing. The next round clears it
+		// once its syncers start (round).
+		prev := d.roundNote
+		d.roundNote = "the destination's replication round failed; retrying in " + wait.Round(time.Millisecond).String() + ": " + err.Error()
 		for _, s := range d.sources {
 			s.status.set(func(st *sourceStatus) {
 				if st.lastError == "" || st.lastError == prev {
-					st.lastError = roundNote
+					st.lastError = d.roundNote
 				}
 			})
 		}
+		d.log.Warn("replication round failed; retrying", "destination", d.db.UID, "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
 	}
+}
+
+// clearRoundNote takes the note of a failed round (roundNote) out of the
+// sources' status: it is stale once a round got its syncers going, or
+// ended otherwise.
+func (d *destination) clearRoundNote() {
+	if d.roundNote == "" {
+		return
+	}
+	for _, s := range d.sources {
+		s.status.set(func(st *sourceStatus) {
+			if st.lastError == d.roundNote {
+				st.lastError = ""
+			}
+		})
+	}
+	d.roundNote = ""
 }
 
 // reloadCalm is how long a round must last for the next reload of the
@@ -474,6 +502,10 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		return err
 	}
 
+	// The destination is ready for the syncers: what a previous round
+	// that failed before them told the sources is stale (the load would
+	// say "retrying" until it completes).
+	d.clearRoundNote()
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
 	merged := file != nil && file.merge != nil

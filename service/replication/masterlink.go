@@ -986,8 +986,10 @@ func lastLinkError(logFile string) string {
 		return unknown
 	}
 	// A command refused at queue time makes EXEC fail too: the cause is
-	// the line before.
-	if strings.Contains(last, "EXECABORT") {
+	// the line before. (An EXEC refused by itself, out of memory say,
+	// names its cause: "EXECABORT Transaction discarded because of: OOM
+	// ..."; the line before is then an older, unrelated error.)
+	if strings.Contains(last, "EXECABORT") && strings.Contains(last, "previous errors") {
 		if cause, j := line(i); j >= 0 {
 			return cause + " (the transaction was discarded)"
 		}

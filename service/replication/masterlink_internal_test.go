@@ -272,6 +272,12 @@ func TestLastLinkErrorReadsTheReplicasLog(t *testing.T) {
 	require.NoError(t, os.WriteFile(p, []byte(log), 0o600))
 	assert.Equal(t, "'-OOM command not allowed when used memory > 'maxmemory'.' after processing the command 'set' (the transaction was discarded)", lastLinkError(p),
 		"the cause, not the EXEC it aborted")
+
+	// An EXEC refused by itself names its cause: the line before is an
+	// older error, not this one's.
+	log += "1:S # == CRITICAL == This replica is sending an error to its master: '-EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.' after processing the command 'exec'\n"
+	require.NoError(t, os.WriteFile(p, []byte(log), 0o600))
+	assert.Equal(t, "'-EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.' after processing the command 'exec'", lastLinkError(p))
 }
 
 func TestDescribeBatchNamesACommandCutShort(t *testing.T) {

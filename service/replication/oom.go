@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,27 @@ func (e *destOOMError) Error() string {
 }
 
 func (e *destOOMError) Unwrap() error { return errFatal }
+
+// execAbortBecause is how Redis answers an EXEC it refuses itself (not for
+// a command refused while queued: that is "... because of previous
+// errors."), followed by the reason.
+var execAbortBecause = []byte("EXECABORT Transaction discarded because of: ")
+
+// oomReply says whether msg, an error reply of the destination, refused a
+// write out of memory, and returns that refusal: an OOM, or the EXECABORT
+// of an EXEC that Redis refused out of memory. Redis checks the memory
+// again at EXEC for a transaction of writes, and the commands it queued
+// hold their arguments until then: the last of a transaction of big
+// values can take the server over maxmemory, and only its EXEC is refused.
+func oomReply(msg []byte) ([]byte, bool) {
+	if bytes.HasPrefix(msg, []byte("OOM")) {
+		return msg, true
+	}
+	if rest, ok := bytes.CutPrefix(msg, execAbortBecause); ok && bytes.HasPrefix(rest, []byte("OOM")) {
+		return rest, true
+	}
+	return nil, false
+}
 
 // memoryUse is what INFO memory says of a destination's memory.
 type memoryUse struct{ used, clients, limit int64 }

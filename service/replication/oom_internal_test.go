@@ -31,3 +31,28 @@ func TestKeyspaceDBsListsTheDatabasesWithKeys(t *testing.T) {
 	assert.True(t, holdsData(info))
 	assert.False(t, holdsData("# Keyspace\r\ndb16:keys=1,expires=0,avg_ttl=0\r\n"), "checkpoints only")
 }
+
+// An EXEC that Redis refuses itself out of memory (the queued commands'
+// arguments took the server over maxmemory after the last was queued) is
+// an OOM, not a slot move or a failed command: Redis 7 answers it
+// "EXECABORT Transaction discarded because of: OOM ...".
+func TestOOMReplyTakesAnEXECRefusedOutOfMemory(t *testing.T) {
+	oom := "OOM command not allowed when used memory > 'maxmemory'."
+	for msg, want := range map[string]string{
+		oom: oom,
+		"EXECABORT Transaction discarded because of: " + oom: oom,
+	} {
+		got, ok := oomReply([]byte(msg))
+		assert.True(t, ok, msg)
+		assert.Equal(t, want, string(got), msg)
+	}
+	for _, msg := range []string{
+		"EXECABORT Transaction discarded because of previous errors.",
+		"EXECABORT Transaction discarded because of: MASTERDOWN Link with MASTER is down",
+		"MOVED 3999 127.0.0.1:6381",
+		"ERR something about OOM",
+	} {
+		_, ok := oomReply([]byte(msg))
+		assert.False(t, ok, msg)
+	}
+}

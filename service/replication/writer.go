@@ -341,8 +341,8 @@ func (w *destWriter) receive(ctx context.Context, b sentBatch) (int, error) {
 			return 0, fmt.Errorf("read reply from destination: %w", err)
 		}
 		if msg != nil {
-			if bytes.HasPrefix(msg, []byte("OOM")) {
-				return 0, &destOOMError{msg: string(msg)} // told apart by the syncer (classifyOOM)
+			if refusal, ok := oomReply(msg); ok {
+				return 0, &destOOMError{msg: string(refusal)} // told apart by the syncer (classifyOOM)
 			}
 			if bytes.HasPrefix(msg, []byte("LOADING")) || bytes.HasPrefix(msg, []byte("BUSY ")) {
 				// The destination restarted and is reading its AOF: retry.

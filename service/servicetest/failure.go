@@ -16,6 +16,7 @@ import (
 type logTail struct {
 	mu    sync.Mutex
 	lines []string
+	total int // lines written ever: lines holds the last ones of them
 }
 
 const logTailLines = 150
@@ -24,6 +25,7 @@ func (l *logTail) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lines = append(l.lines, string(bytes.TrimRight(p, "\n")))
+	l.total++
 	if n := len(l.lines) - logTailLines; n > 0 {
 		l.lines = append(l.lines[:0:0], l.lines[n:]...)
 	}
@@ -83,5 +85,26 @@ func stuckGoroutines() string {
 }
 
 // RecentLogs is the instance's last log lines (at most 150): what a test
-// waits for when only the service knows where it is.
+// waits for when only the service knows where it is. Do not count lines in
+// it to see whether something happened again: once it holds 150 lines, a
+// new one pushes an old one out, and the count may stay the same; use
+// LogMark and LogsSince.
 func (i *Instance) RecentLogs() string { return i.recent.String() }
+
+// LogMark is how many lines the instance has logged so far: LogsSince(mark)
+// is what it logged after.
+func (i *Instance) LogMark() int {
+	i.recent.mu.Lock()
+	defer i.recent.mu.Unlock()
+	return i.recent.total
+}
+
+// LogsSince is what the instance logged after mark (LogMark), of its last
+// 150 lines.
+func (i *Instance) LogsSince(mark int) string {
+	l := i.recent
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := min(max(l.total-mark, 0), len(l.lines))
+	return strings.Join(l.lines[len(l.lines)-n:], "\n")
+}
