@@ -113,15 +113,15 @@ func clusterConfig(d store.Database, bindHost, advertise string, tlsFiles TLSFil
 			line("tls-client-cert-file %s", quote(tlsFiles.NodeCertFile))
 			line("tls-client-key-file %s", quote(tlsFiles.NodeKeyFile))
 		}
-	} else if tlsFiles.NodeCertFile != "" && tlsFiles.CAFile != "" {
+	} else if tlsFiles.NodeCertFile != "" && tlsFiles.CAFile != "" && !tlsFiles.NoTLS {
 		// Its port speaks plain TCP, but the bus does not: Redis trusts
 		// whatever a bus connection says (a MEET from anyone joins the
-		// cluster, a higher epoch takes slots), so it speaks TLS and
-		// every peer must present a certificate of the instance's CA.
-		// Only the node certificate is issued for clients by that CA,
-		// and its key never leaves the instance. tls-port stays 0, so
-		// tls-auth-clients binds the bus alone; replicas still reach
-		// their masters on the plain port, with the internal password.
+		// cluster, a higher epoch takes slots), so it speaks TLS, and
+		// Redis requires a client certificate on the bus, here of the
+		// instance's CA, whose only client certificate is the nodes'
+		// own (its key never leaves the instance). tls-port stays 0:
+		// replicas still reach their masters on the plain port, with
+		// the internal password.
 		// With tls-cluster, Redis gives its peers its TLS port as the one
 		// replicas connect to: 0 here, so each node announces its plain
 		// port as both (CLUSTER SHARDS then shows it as tls-port too).

@@ -2,6 +2,7 @@ package databases
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -61,4 +62,21 @@ func TestFindRedisServerResolvesARelativePath(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, filepath.IsAbs(p), "%q is relative: a redis-server started in its database's directory would not find it", p)
 	assert.Equal(t, filepath.Join(dir, "bin", "redis-server"), p)
+}
+
+// A redis-server built without TLS stops at the first tls-* directive of
+// its configuration: the cluster bus then stays plain (a TLS bus would keep
+// every sharded database from starting).
+func TestTLSBuiltTellsABuildWithoutTLS(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, said string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\ncat >/dev/null\nprintf '%s\\n' \""+said+"\"\nexit 1\n"), 0o755))
+		return p
+	}
+	assert.False(t, tlsBuilt(script("plain", "Reading the configuration file, at line 1\n>>> 'tls-cluster no'\nBad directive or wrong number of arguments")))
+	assert.True(t, tlsBuilt(script("tls", "Reading the configuration file, at line 2\n>>> 'no-such-directive-of-redis-replicad 1'\nBad directive or wrong number of arguments")))
+	if bin, err := exec.LookPath("redis-server"); err == nil {
+		assert.True(t, tlsBuilt(bin), "Debian's redis-server is built with TLS")
+	}
 }

@@ -56,6 +56,9 @@ type TLSFiles struct {
 	// NodeCertFile and NodeKeyFile are the client certificate (of the
 	// CA) the nodes of a sharded database present to each other.
 	NodeCertFile, NodeKeyFile string
+	// NoTLS: the redis-server was built without TLS (NewManager finds
+	// out), so the cluster bus of a database without TLS stays plain.
+	NoTLS bool
 }
 
 // FindRedisServer resolves the redis-server binary, with an error that says
@@ -89,6 +92,19 @@ func FindRedisServer(path string) (string, error) {
 		return "", fmt.Errorf("%s is Redis %d: the service needs Redis 7 or later", p, major)
 	}
 	return p, nil
+}
+
+// tlsBuilt says whether the redis-server binary knows TLS: one built
+// without it stops at a tls-* directive of its configuration. It is given
+// one, then a directive nobody knows, on its standard input, and says
+// which line it stopped at; it never starts serving.
+func tlsBuilt(binary string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "-")
+	cmd.Stdin = strings.NewReader("tls-cluster no\nno-such-directive-of-redis-replicad 1\n")
+	out, _ := cmd.CombinedOutput()
+	return !strings.Contains(string(out), ">>> 'tls-cluster")
 }
 
 // redisMajor reads the major version from what redis-server --version
@@ -137,6 +153,10 @@ func NewManager(cfg Config) (*Manager, error) {
 		if err := os.WriteFile(filepath.Join(cfg.DataDir, runDirFile), []byte(runDir), 0o600); err != nil {
 			cfg.Logger.Warn("record the directory of the databases' sockets", "err", err)
 		}
+	}
+	if cfg.TLS.NodeCertFile != "" && !tlsBuilt(cfg.RedisServer) {
+		cfg.TLS.NoTLS = true
+		cfg.Logger.Warn("redis-server was built without TLS: the cluster bus of sharded databases is not authenticated (keep their bus ports private), and databases with TLS cannot start", "redis_server", cfg.RedisServer)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, ctx: ctx, cancel: cancel, runDir: runDir, procs: map[int]*process{}, clients: map[int]*redis.Client{}, current: map[int]store.Database{},
