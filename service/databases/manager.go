@@ -870,26 +870,38 @@ func writeClientCAs(dir, name, caFile string, clientCerts []string) error {
 	return os.WriteFile(path, buf, 0o600)
 }
 
-// MemoryInUse is the most memory a node of d uses toward its maxmemory
-// (used_memory less mem_not_counted_for_evict, as Redis counts it before
-// refusing a write), over its nodes that answer within a second; 0 when
-// none does.
+// MemoryInUse is the most memory that the data of a node of d takes
+// toward its maxmemory (used_memory less mem_not_counted_for_evict, as
+// Redis counts it before refusing a write, less its normal clients'
+// buffers, which readers can make grow and shrink), over its nodes that
+// answer within a second (asked at once); 0 when none does.
 func (m *Manager) MemoryInUse(ctx context.Context, d store.Database) int64 {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	var most int64
-	for _, k := range keys(d) {
+	ks := keys(d)
+	uses := make(chan int64, len(ks))
+	for _, k := range ks {
 		c := m.Client(k)
 		if c == nil {
+			uses <- 0
 			continue
 		}
-		info, err := c.InfoMap(ctx, "memory").Result()
-		if err != nil {
-			continue
-		}
-		used, _ := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
-		free, _ := strconv.ParseInt(info["Memory"]["mem_not_counted_for_evict"], 10, 64)
-		most = max(most, used-free)
+		go func() {
+			info, err := c.InfoMap(ctx, "memory").Result()
+			if err != nil {
+				uses <- 0
+				return
+			}
+			field := func(name string) int64 {
+				n, _ := strconv.ParseInt(info["Memory"][name], 10, 64)
+				return n
+			}
+			uses <- field("used_memory") - field("mem_not_counted_for_evict") - field("mem_clients_normal")
+		}()
+	}
+	var most int64
+	for range ks {
+		most = max(most, <-uses)
 	}
 	return most
 }

@@ -213,6 +213,12 @@ func (ld *linkLoad) finish(ctx context.Context) (*linkSession, error) {
 				return nil, ctx.Err()
 			}
 			if !ld.refused(ctx) {
+				// Killed, or crashed: not a refusal, unless it keeps
+				// happening (the kernel's OOM killer ends a load that
+				// holds two datasets): then a file, one at a time.
+				if n := ld.link.diedInLoads.Add(1); n >= maxDiedInLoads {
+					return nil, fmt.Errorf("%w: the destination died during %d loads over its link in a row: %w", errLinkLoadRefused, n, err)
+				}
 				return nil, fmt.Errorf("the destination restarted while it loaded the dataset: %w", err)
 			}
 			return nil, fmt.Errorf("%w: %w", errLinkLoadRefused, err)
@@ -227,10 +233,15 @@ func (ld *linkLoad) finish(ctx context.Context) (*linkSession, error) {
 		ld.abort() // cancelled just now: the connection is closed
 		return nil, ctx.Err()
 	}
+	ld.link.diedInLoads.Store(0)
 	s := newLinkSession(ld.link, ld.conn, ld.rd, ld.offset)
 	ld.result <- s
 	return s, nil
 }
+
+// maxDiedInLoads loads over the link in a row during which the destination
+// died make its later loads go through a file.
+const maxDiedInLoads = 2
 
 // refusedWithin bounds how long refused waits for the destination to
 // answer after its link closed.

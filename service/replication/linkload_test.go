@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -308,6 +309,53 @@ func TestLinkLoadDestinationKilledWhileItLoadsIsNoRefusal(t *testing.T) {
 	assert.Equal(t, 2, strings.Count(destLog(t, i, dst.UID), "MASTER <-> REPLICA sync: Loading DB in memory"),
 		"the load after the kill went over the link too")
 	assert.NotContains(t, i.RecentLogs(), "loads from an RDB file from now on")
+}
+
+// A destination that dies during two loads over its link in a row (the
+// kernel's OOM killer ends a load that holds two datasets, say) loads
+// through a file next, one dataset at a time, rather than dying again.
+func TestLinkLoadDestinationDyingInLoadsFallsBackToAFile(t *testing.T) {
+	bin := servicetest.RequireRedisServer(t)
+	wrapper := filepath.Join(t.TempDir(), "redis-server")
+	// Every load of this redis-server takes 5 ms a key: 10 s for the
+	// dataset below, once sent whole.
+	require.NoError(t, os.WriteFile(wrapper, []byte("#!/bin/sh\nexec "+bin+" \"$@\" --key-load-delay 5000\n"), 0o755))
+	src := redistest.Start(t, "--requirepass", "pw-5")
+	fillStrings(t, src.Client(), "k:", 2000, 100)
+	i := servicetest.StartWith(t, func(c *app.Config) { c.RedisServer = wrapper })
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20})
+	logDestOnFailure(t, i, dst.UID)
+	pidRe := regexp.MustCompile(`pid=(\d+), just started`)
+	lastPID := func() int {
+		m := pidRe.FindAllStringSubmatch(destLog(t, i, dst.UID), -1)
+		require.NotEmpty(t, m)
+		pid, err := strconv.Atoi(m[len(m)-1][1])
+		require.NoError(t, err)
+		return pid
+	}
+	killDuringLoad := func(loads int) {
+		t.Helper()
+		mark := i.LogMark()
+		redistest.Eventually(t, time.Minute, fmt.Sprintf("load %d sent whole while the destination loads it", loads), func() error {
+			if n := strings.Count(destLog(t, i, dst.UID), "MASTER <-> REPLICA sync: Loading DB in memory"); n < loads {
+				return fmt.Errorf("%d loads begun", n)
+			}
+			if !strings.Contains(i.LogsSince(mark), "dataset sent over the destination's master link") {
+				return errors.New("not sent whole yet")
+			}
+			return nil
+		})
+		require.Equal(t, loads-1, strings.Count(destLog(t, i, dst.UID), "Done loading RDB"), "still loading at the kill")
+		require.NoError(t, syscall.Kill(lastPID(), syscall.SIGKILL))
+	}
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: "redis://:pw-5@" + src.Addr()}}})
+	killDuringLoad(1)
+	killDuringLoad(2)
+	a.waitInSync(dst.UID, 2*time.Minute)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
+	assert.Equal(t, 2, strings.Count(destLog(t, i, dst.UID), "MASTER <-> REPLICA sync: Loading DB in memory"),
+		"the third load went through a file")
 }
 
 // watchSourceErrors polls the status of destination uid every 20 ms until

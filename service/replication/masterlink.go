@@ -65,6 +65,9 @@ const linkErrorPoll = 100 * time.Millisecond
 
 // masterLink is the loopback master endpoint of one destination.
 type masterLink struct {
+	// diedInLoads counts the loads over the link in a row during which
+	// the destination died (linkload.go, finish).
+	diedInLoads atomic.Int32
 	uid int
 	acc Access
 	log *slog.Logger
