@@ -68,9 +68,9 @@ type masterLink struct {
 	// diedInLoads counts the loads over the link in a row during which
 	// the destination died (linkload.go, finish).
 	diedInLoads atomic.Int32
-	uid int
-	acc Access
-	log *slog.Logger
+	uid         int
+	acc         Access
+	log         *slog.Logger
 	// counterFailures counts the failures to read the destination's
 	// error counter since counterWarned (unix ns), when one was logged.
 	counterFailures, counterWarned atomic.Int64
