@@ -93,7 +93,7 @@ func TestDestinationKilledMidStreamResumesWithoutAWatchdogStall(t *testing.T) {
 		// watchdog's 5 s.
 		marker := "marker:" + strconv.Itoa(round)
 		require.NoError(t, source.Set(ctx(t), marker, round, 0).Err())
-		deadline := back.Add(3 * time.Second)
+		deadline := back.Add(4500 * time.Millisecond) // under the watchdog's 5 s, whatever the machine's load
 		for {
 			n, err := destination.Exists(ctx(t), marker).Result()
 			if err == nil && n == 1 {
