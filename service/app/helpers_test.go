@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
+	"github.com/stretchr/testify/require"
 )
 
 // call does one API request and decodes the answer into out (when not nil).
@@ -140,4 +143,44 @@ func sourceURL(t *testing.T, i *servicetest.Instance, uid int) string {
 		t.Fatalf("source_url of %d: %d %v", uid, code, e)
 	}
 	return su.URI
+}
+
+// holdMemory makes readers of the node at addr hold memory that counts
+// toward its maxmemory, with the application's password: one announces a
+// 100 MB argument and sends 40 MB of it (Redis makes room for the whole
+// argument), and, with idle, a thousand connections send nothing.
+// release closes them all (it is also called when the test ends).
+func holdMemory(t *testing.T, addr, password string, idle bool) (release func()) {
+	t.Helper()
+	hog, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(hog, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*2\r\n$3\r\nGET\r\n$%d\r\n", len(password), password, 100<<20)
+	require.NoError(t, err)
+	chunk := []byte(strings.Repeat("x", 1<<20))
+	for range 40 {
+		if _, err := hog.Write(chunk); err != nil {
+			break // closed by the server already
+		}
+	}
+	conns := []net.Conn{hog}
+	for range 1000 {
+		if !idle {
+			break
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
 }

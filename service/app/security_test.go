@@ -494,33 +494,8 @@ func TestReadersHoldingMemoryDoNotStopTheSync(t *testing.T) {
 	})
 
 	// A reader (the application user) announces a 100 MB argument and
-	// sends 40 MB of it: Redis makes room for the whole argument.
-	addr := net.JoinHostPort(dst.Endpoint.Host, strconv.Itoa(dst.Endpoint.Port))
-	hog, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer hog.Close()
-	_, err = fmt.Fprintf(hog, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*2\r\n$3\r\nGET\r\n$%d\r\n", len(dst.AuthenticationRedisPass), dst.AuthenticationRedisPass, 100<<20)
-	require.NoError(t, err)
-	chunk := []byte(strings.Repeat("x", 1<<20))
-	for range 40 {
-		if _, err := hog.Write(chunk); err != nil {
-			break // evicted already
-		}
-	}
-	// And a thousand connections that send nothing.
-	var idle []net.Conn
-	for range 1000 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			break
-		}
-		idle = append(idle, c)
-	}
-	defer func() {
-		for _, c := range idle {
-			c.Close()
-		}
-	}()
+	// sends 40 MB of it, and a thousand connections send nothing.
+	release := holdMemory(t, net.JoinHostPort(dst.Endpoint.Host, strconv.Itoa(dst.Endpoint.Port)), dst.AuthenticationRedisPass, true)
 
 	// Meanwhile the source writes: the destination refuses them.
 	for n := range 2000 {
@@ -537,10 +512,7 @@ func TestReadersHoldingMemoryDoNotStopTheSync(t *testing.T) {
 		return nil
 	})
 	// The readers go: the destination is loaded again, and ends equal.
-	hog.Close()
-	for _, c := range idle {
-		c.Close()
-	}
+	release()
 	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
 	eventually(t, 2*time.Minute, "the destination holds the source's data", func() error {
 		if db := get(); db.ReplicaSync != api.SyncEnabled {

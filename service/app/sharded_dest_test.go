@@ -105,31 +105,7 @@ func TestReadersHoldingAShardsMemoryDoNotStopTheSync(t *testing.T) {
 			break
 		}
 	}
-	addr := net.JoinHostPort(hogged.Host, strconv.Itoa(hogged.Port))
-	hog, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer hog.Close()
-	_, err = fmt.Fprintf(hog, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*2\r\n$3\r\nGET\r\n$%d\r\n", len(dst.AuthenticationRedisPass), dst.AuthenticationRedisPass, 100<<20)
-	require.NoError(t, err)
-	chunk := []byte(strings.Repeat("x", 1<<20))
-	for range 40 {
-		if _, err := hog.Write(chunk); err != nil {
-			break
-		}
-	}
-	var idle []net.Conn
-	for range 1000 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			break
-		}
-		idle = append(idle, c)
-	}
-	defer func() {
-		for _, c := range idle {
-			c.Close()
-		}
-	}()
+	release := holdMemory(t, net.JoinHostPort(hogged.Host, strconv.Itoa(hogged.Port)), dst.AuthenticationRedisPass, true)
 
 	// Meanwhile the source writes, some of it to the hogged shard.
 	for n := range 2000 {
@@ -145,10 +121,7 @@ func TestReadersHoldingAShardsMemoryDoNotStopTheSync(t *testing.T) {
 		}
 		return nil
 	})
-	hog.Close()
-	for _, c := range idle {
-		c.Close()
-	}
+	release()
 	var masters []*redis.Client
 	for _, ep := range dst.Endpoints {
 		if ep.Role == "master" {
@@ -186,18 +159,8 @@ func TestShardedDestinationFlushFailureIsShown(t *testing.T) {
 			break
 		}
 	}
-	// It announces a 100 MB argument and sends 40 MB of it (the shard's
-	// limit is 32 MiB).
-	hog, err := net.Dial("tcp", net.JoinHostPort(hogged.Host, strconv.Itoa(hogged.Port)))
-	require.NoError(t, err)
-	defer hog.Close()
-	_, err = fmt.Fprintf(hog, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*2\r\n$3\r\nGET\r\n$%d\r\n", len(dst.AuthenticationRedisPass), dst.AuthenticationRedisPass, 100<<20)
-	require.NoError(t, err)
-	chunk := []byte(strings.Repeat("x", 1<<20))
-	for range 40 {
-		_, err := hog.Write(chunk)
-		require.NoError(t, err)
-	}
+	// The shard's limit is 32 MiB.
+	holdMemory(t, net.JoinHostPort(hogged.Host, strconv.Itoa(hogged.Port)), dst.AuthenticationRedisPass, false)
 	sources := []api.ReplicaSource{{URI: src.URL()}}
 	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{ReplicaSources: &sources}, nil)
 	require.Equal(t, 200, code, "%v", e)
