@@ -339,7 +339,12 @@ func TestLoadCutBySourceOutputBufferLimit(t *testing.T) {
 		return sc.Set(c, "write:"+strconv.Itoa(n%2000), value, 0).Err()
 	})
 
-	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "cut", MemorySize: 256 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	// The source's transfers go through a slow link, so that its writes
+	// pile up past the limit during every one of them, whatever the
+	// machine's speed (a fast load could end before they did).
+	proxy := redistest.StartProxy(t, src.Addr())
+	proxy.Slow(64<<10, 20*time.Millisecond)
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "cut", MemorySize: 256 << 20, ReplicaSources: []api.ReplicaSource{{URI: "redis://" + proxy.Addr}}})
 	get := func() api.ReplicaSourceStatus {
 		var got api.Database
 		code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
@@ -379,7 +384,9 @@ func TestLoadCutBySourceOutputBufferLimit(t *testing.T) {
 	require.GreaterOrEqual(t, attempt, 3, "last_error still counts the cut attempts")
 	assert.LessOrEqual(t, served, attempt+1, "the source served one full sync per announced attempt, not a loop")
 
-	// What the message says to do works.
+	// What the message says to do works (over a link that keeps up with
+	// the writer).
+	proxy.Slow(0, 0)
 	require.NoError(t, sc.ConfigSet(ctx(t), "client-output-buffer-limit", "replica 0 0 0").Err())
 	eventually(t, 3*time.Minute, "the destination is in sync once the limit is raised", func() error {
 		if s := get(); s.Status != api.SourceInSync {
