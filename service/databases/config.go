@@ -51,6 +51,17 @@ const appBaseRules = "~* &* +@all -@admin -@dangerous " +
 
 const fullRules = "~* &* +@all"
 
+// startRules are the application user's while its redis-server starts: it
+// replays its AOF (see renderConfig) as this user, so every command a
+// replicated transaction may hold is admitted. Applications can log in
+// meanwhile, and get LOADING, which clients retry, where a user switched off
+// gave them WRONGPASS for the right password. While Redis loads it runs only
+// the commands flagged "loading" (AUTH, PING's kin, INFO, pub/sub, MULTI,
+// CLIENT, ACL and CONFIG, ...); those of them that administer the server
+// are all in @admin, which these rules leave out. The real rules replace
+// them as soon as the server answers (applyLive, which polls for it).
+const startRules = "~* &* +@all -@admin"
+
 // passwordHash is the form ACL rules accept ("#<sha256>"), so that the
 // generated config never holds a password in clear.
 func passwordHash(pw string) string {
@@ -174,9 +185,9 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 	// Redis 7.0 replays the AOF as the default user and checks its ACL at
 	// each EXEC: a read-only default user (a Replica Of destination) would
 	// make it drop every replicated transaction on restart. So the default
-	// user starts with every permission but switched off (nobody can log in
-	// as it), and the service applies its real rules once the data is loaded.
-	line("user %s off %s %s", AppUser, passwordHash(d.RedisPassword), fullRules)
+	// user starts with startRules, which admit every write, and the service
+	// applies its real rules once the data is loaded (applyLive).
+	line("user %s on %s %s", AppUser, passwordHash(d.RedisPassword), startRules)
 	for _, u := range []struct{ name, pw, rules string }{
 		{AdminUser, AdminSecret(d), adminRules},
 		{InternalUser, d.InternalPassword, fullRules + " skip-sanitize-payload"},

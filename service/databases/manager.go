@@ -485,7 +485,7 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 }
 
 // afterStart applies the live settings once a (re)started child answers;
-// until then its application user is switched off (see renderConfig).
+// until then its application user has startRules (see renderConfig).
 func (m *Manager) afterStart(ctx context.Context, uid int) {
 	for ctx.Err() == nil {
 		m.mu.Lock()
@@ -816,10 +816,16 @@ func WaitReady(ctx context.Context, c *redis.Client) error {
 			// Never answers again: the caller takes the current pool.
 			return fmt.Errorf("wait for redis-server to answer: %w", last)
 		}
+		// A server loading its AOF is asked more often: its application
+		// user keeps startRules until this returns (applyLive).
+		wait := 50 * time.Millisecond
+		if strings.HasPrefix(last.Error(), "LOADING") {
+			wait = 10 * time.Millisecond
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for redis-server to answer: %w (last error: %v)", ctx.Err(), last)
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
