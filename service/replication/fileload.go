@@ -316,13 +316,18 @@ func (s *syncer) checkLoadedMemory(ctx context.Context) error {
 
 // infoInt is a numeric field of an INFO reply (0 when absent).
 func infoInt(info, field string) int64 {
+	n, _ := strconv.ParseInt(infoField(info, field), 10, 64)
+	return n
+}
+
+// infoField is the value of field in an INFO reply, "" when it is absent.
+func infoField(info, field string) string {
 	for line := range strings.SplitSeq(info, "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
+			return v
 		}
 	}
-	return 0
+	return ""
 }
 
 // fileLoadFor is the fileLoad of a full round of units, or nil when the

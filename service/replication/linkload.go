@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -280,12 +279,7 @@ func readRunID(ctx context.Context, acc Access) string {
 	if err != nil {
 		return ""
 	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
-			return v
-		}
-	}
-	return ""
+	return infoField(info, "run_id")
 }
 
 // abort ends the load: the destination drops what it loaded so far and
