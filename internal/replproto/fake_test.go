@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/resp"
+	"github.com/stretchr/testify/require"
 )
 
 // fakeSource is the source end of a net.Pipe: tests script what it sends,
@@ -319,6 +321,69 @@ func TestRDBTruncated(t *testing.T) {
 			if _, err := c.ReadCommand(context.Background()); err == nil {
 				t.Fatal("ReadCommand after a truncated RDB succeeded")
 			}
+		})
+	}
+}
+
+// A diskless RDB whose end is followed by something else than the mark
+// (a broken source or proxy) is a protocol error as soon as the decoder has
+// read the RDB's end, as Redis's "Replication stream EOF marker is broken":
+// the reader must not take the source's pings that follow for payload and
+// wait for a mark that never comes.
+func TestRDBBrokenEOFMarkAfterTheRDB(t *testing.T) {
+	mark := strings.Repeat("cd", 20)
+	payload := "REDIS0010" + strings.Repeat("y", 100) + "\xff12345678"
+	for _, viaBufio := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bufio=%v", viaBufio), func(t *testing.T) {
+			f, c := newFakePair(t, Options{})
+			stop := make(chan struct{})
+			defer close(stop)
+			f.run(func() {
+				f.handshake([]string{"PSYNC", "?", "-1"}, "+FULLRESYNC "+testReplID+" 0\r\n")
+				// The wrong mark and a ping come with the RDB, so that the
+				// decoder's buffer may take them.
+				f.send("$EOF:"+mark+"\r\n", payload+strings.Repeat("ef", 20)+cmd("PING"))
+				// The source goes on pinging, as a live source does.
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(10 * time.Millisecond):
+						if _, err := f.conn.Write([]byte(cmd("PING"))); err != nil {
+							return
+						}
+					}
+				}
+			})
+			ctx := context.Background()
+			_, err := c.Handshake(ctx, "", 0)
+			require.NoError(t, err)
+			rdb, err := c.RDB(ctx)
+			require.NoError(t, err)
+			// The decoder reads the RDB up to its checksum, and not a byte
+			// more (its buffer may hold what came after).
+			var r io.Reader = rdb
+			if viaBufio {
+				r = rdb.Bufio()
+			}
+			got := make([]byte, len(payload))
+			_, err = io.ReadFull(r, got)
+			require.NoError(t, err)
+			require.Equal(t, payload, string(got))
+
+			closed := make(chan error, 1)
+			go func() { closed <- rdb.Close() }()
+			select {
+			case err := <-closed:
+				require.Error(t, err, "an RDB followed by a wrong mark was accepted")
+				require.ErrorIs(t, err, ErrProtocol)
+				require.Contains(t, err.Error(), "mark")
+			case <-time.After(3 * time.Second):
+				c.Close()
+				t.Fatalf("Close still reads 3s after the RDB ended, followed by a wrong mark and the source's pings (%d bytes taken as payload)", rdb.Transferred())
+			}
+			_, err = c.ReadCommand(ctx)
+			require.Error(t, err, "the stream goes on after a broken mark")
 		})
 	}
 }

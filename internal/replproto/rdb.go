@@ -255,6 +255,20 @@ func (r *RDBReader) Close() error {
 	if r.bufr != nil {
 		unread = int64(r.bufr.Buffered())
 	}
+	if !r.complete.Load() && r.mark != nil {
+		// The decoder read the whole RDB, up to its end opcode and
+		// checksum: the mark must come next, as Redis checks ("Replication
+		// stream EOF marker is broken"). Reading on until something that
+		// looks like the mark turns up would take the source's pings for
+		// payload and wait for ever, so bytes the decoder left are not
+		// drained either.
+		if unread > 0 {
+			r.err = r.c.fail(&Error{Op: "RDB", Kind: ErrProtocol, Err: fmt.Errorf(
+				"%w: %d bytes left unread after the RDB's end, where the end mark of the diskless transfer should be", ErrRDBNotConsumed, unread)})
+			return r.err
+		}
+		return r.expectMark()
+	}
 	if !r.complete.Load() {
 		n, err := io.Copy(io.Discard, struct{ io.Reader }{r})
 		if err != nil {
@@ -266,4 +280,28 @@ func (r *RDBReader) Close() error {
 		return &Error{Op: "RDB", Kind: ErrState, Err: fmt.Errorf("%w: %d bytes left unread", ErrRDBNotConsumed, unread)}
 	}
 	return nil
+}
+
+// expectMark reads the mark that must follow the end of a diskless RDB and
+// finishes the transfer, or fails the connection when the bytes there are
+// not the mark.
+func (r *RDBReader) expectMark() error {
+	c := r.c
+	c.dc.ctx = r.ctx
+	defer c.clearReadContext()
+	b, err := c.br.Peek(eofMarkLen)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the source hung up before the mark
+		}
+		r.err = c.fail(ioError("RDB", err))
+		return r.err
+	}
+	if !bytes.Equal(b, r.mark) {
+		r.err = c.fail(&Error{Op: "RDB", Kind: ErrProtocol, Err: fmt.Errorf(
+			"the end mark of the diskless transfer is broken: the RDB ended, and the next %d bytes are %.64q, not the mark the source announced", eofMarkLen, b)})
+		return r.err
+	}
+	_, _ = c.br.Discard(eofMarkLen)
+	return r.finish()
 }
