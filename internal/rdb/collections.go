@@ -55,11 +55,28 @@ func (d *Decoder) decodeString() error {
 	}
 }
 
+// checkStreamedEntries refuses a hash-table encoded value that streams in
+// pieces and declares more entries than WithMaxStreamedEntries allows.
+func (d *Decoder) checkStreamedEntries(n uint64) error {
+	if !d.streamingKept || d.opts.maxStreamedEntries == 0 || n <= d.opts.maxStreamedEntries {
+		return nil
+	}
+	switch d.meta.Encoding {
+	case rdbTypeSet, rdbTypeHash, rdbTypeZSet, rdbTypeZSet2, rdbTypeHashMetadata:
+		return fmt.Errorf("%w (it declares %d entries, more than %d: the loading server would allocate a hash table for them before it reads one)",
+			ErrTooBigToStream, n, d.opts.maxStreamedEntries)
+	}
+	return nil
+}
+
 // decodeSingles reads the plain LIST and SET encodings: a count, then that
 // many strings.
 func (d *Decoder) decodeSingles() error {
 	n, err := d.r.readLen()
 	if err != nil {
+		return err
+	}
+	if err := d.checkStreamedEntries(n); err != nil {
 		return err
 	}
 	for i := uint64(0); i < n; i++ {
@@ -79,6 +96,9 @@ func (d *Decoder) decodeSingles() error {
 func (d *Decoder) decodeZSet(binaryScores bool) error {
 	n, err := d.r.readLen()
 	if err != nil {
+		return err
+	}
+	if err := d.checkStreamedEntries(n); err != nil {
 		return err
 	}
 	for i := uint64(0); i < n; i++ {
@@ -107,6 +127,9 @@ func (d *Decoder) decodeZSet(binaryScores bool) error {
 func (d *Decoder) decodeHash() error {
 	n, err := d.r.readLen()
 	if err != nil {
+		return err
+	}
+	if err := d.checkStreamedEntries(n); err != nil {
 		return err
 	}
 	for i := uint64(0); i < n; i++ {
@@ -143,6 +166,9 @@ func (d *Decoder) decodeHashMetadata(relative bool) error {
 	}
 	n, err := d.r.readLen()
 	if err != nil {
+		return err
+	}
+	if err := d.checkStreamedEntries(n); err != nil {
 		return err
 	}
 	for i := uint64(0); i < n; i++ {

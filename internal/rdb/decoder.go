@@ -34,6 +34,9 @@ type Decoder struct {
 	h    Handler
 	db   int
 	meta KeyMeta
+	// streamingKept: the value under way streams in pieces to a handler
+	// that keeps it (decodeRawStream); see WithMaxStreamedEntries.
+	streamingKept bool
 
 	key  []byte // current key
 	blob []byte // current encoded blob (listpack, ziplist, ...)
@@ -455,8 +458,9 @@ func (d *Decoder) decodeRawStream(h RawStreamHandler, typ byte) error {
 		r.sink = func([]byte) error { return nil }
 	}
 	d.h = BaseHandler{}
+	d.streamingKept = keep
 	err = d.decodeValue(typ)
-	d.h = h
+	d.h, d.streamingKept = h, false
 	r.recording, r.sink = false, nil
 	d.b.reset()
 	if errors.Is(err, errRawLimit) {

@@ -3,6 +3,7 @@ package rdb
 import (
 	"bytes"
 	"context"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -181,4 +182,51 @@ func TestStreamWriterLoadsInRedis(t *testing.T) {
 	require.ErrorIs(t, err, ErrTooBigToStream)
 	_, err = writeStream(t, src.save(), 8<<20, WithRawValues(4096, 10))
 	require.ErrorIs(t, err, ErrTooBigToStream)
+}
+
+// A set, hash or sorted set that streams in pieces goes on with its
+// declared count, which the loading server allocates a hash table for
+// before it reads an entry: a source that declares 2^32 members and sends
+// a few made a destination of 64 MiB allocate 32 GiB. Past the limit of
+// WithMaxStreamedEntries such a value is refused (ErrTooBigToStream: the
+// load goes through a file, whose count is that of the entries read)
+// before its count is written; within it, it streams as before.
+func TestStreamWriterRefusesAHugeDeclaredCount(t *testing.T) {
+	set := func(declared uint64, members int, typ byte) []byte {
+		b := newBuilder(10).selectDB(0).key(typ, "big").length(declared)
+		for i := range members {
+			b.str("member-" + strconv.Itoa(i))
+			if typ == rdbTypeHash {
+				b.str("v")
+			}
+			if typ == rdbTypeZSet2 {
+				b.raw(make([]byte, 8)...)
+			}
+		}
+		return b.end()
+	}
+	opts := func(limit int64) []Option {
+		return []Option{WithRawValues(1<<20, 10), WithMaxStreamedEntries(limit), withPiece(64)}
+	}
+	for _, typ := range []byte{rdbTypeSet, rdbTypeHash, rdbTypeZSet2} {
+		// A lie: 2^32-1 members declared, 300 sent, then the payload ends.
+		lie := set(math.MaxUint32, 300, typ)
+		lie = lie[:len(lie)-9]
+		var out bytes.Buffer
+		w, err := NewStreamWriter(&out, 10, 1<<20)
+		require.NoError(t, err)
+		err = NewDecoder(bytes.NewReader(lie), opts(1000)...).Decode(context.Background(), w)
+		require.ErrorIs(t, err, ErrTooBigToStream, "type %d", typ)
+		require.NotContains(t, out.String(), "\x80\xff\xff\xff\xff", "type %d: the declared count reached the stream", typ)
+
+		// An honest value past the limit is refused too; within it, it
+		// streams.
+		_, err = writeStream(t, set(300, 300, typ), 1<<20, opts(200)...)
+		require.ErrorIs(t, err, ErrTooBigToStream, "type %d", typ)
+		_, err = writeStream(t, set(300, 300, typ), 1<<20, opts(300)...)
+		require.NoError(t, err, "type %d", typ)
+	}
+	// A list has no hash table: its count is not limited.
+	_, err := writeStream(t, set(300, 300, rdbTypeList), 1<<20, opts(200)...)
+	require.NoError(t, err)
 }

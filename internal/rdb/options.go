@@ -13,6 +13,9 @@ type options struct {
 	rawLimit   int // values encoded in at most this many bytes go whole to a RawHandler; 0 = never
 	rawVersion int // ... when the payload's RDB version is at most this
 	piece      int // a value that streams goes on once this many bytes are checked (0: streamPiece)
+	// maxStreamedEntries: a set, hash or sorted set that streams
+	// (decodeRawStream) declaring more entries is refused (0 = no limit).
+	maxStreamedEntries uint64
 }
 
 // Defaults. 512 MiB matches Redis's proto-max-bulk-len default: no valid
@@ -92,6 +95,24 @@ func WithRawValues(limit, maxVersion int) Option {
 	return func(o *options) {
 		if limit > 0 {
 			o.rawLimit, o.rawVersion = limit, maxVersion
+		}
+	}
+}
+
+// WithMaxStreamedEntries refuses, with ErrTooBigToStream, to stream in
+// pieces (RawStreamHandler) a set, hash or sorted set in its hash-table
+// encoding that declares more than n entries. A server that loads such a
+// value allocates a hash table for the declared count before it reads an
+// entry (8 bytes a bucket), and the count goes on with the first piece,
+// before the decoder has seen whether the value holds that many: a payload
+// that declares billions of entries and sends a few makes the loading
+// server take gigabytes. Such a value goes to the handler's other
+// methods, which write the count of the entries actually read. n < 1
+// means no limit.
+func WithMaxStreamedEntries(n int64) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxStreamedEntries = uint64(n)
 		}
 	}
 }

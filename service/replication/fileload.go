@@ -260,7 +260,12 @@ func (s *syncer) decodeDataset(ctx context.Context, fw *rdb.FileWriter, payload 
 		}
 		return nil
 	}
-	if err := rdb.NewDecoder(br, rdb.WithRawValues(fl.rawLimit, s.destRDB)).Decode(ctx, fw); err != nil {
+	// A hash table of more entries than a sixteenth of the destination's
+	// memory cannot fit (8 bytes a bucket, and far more an entry): its
+	// count, which Redis allocates a table for before it reads an entry,
+	// does not go to the destination before the entries are read.
+	opts := []rdb.Option{rdb.WithRawValues(fl.rawLimit, s.destRDB), rdb.WithMaxStreamedEntries(fl.db.MemorySize / 16)}
+	if err := rdb.NewDecoder(br, opts...).Decode(ctx, fw); err != nil {
 		if errors.Is(err, errFatal) || errors.Is(err, rdb.ErrNotWritable) {
 			return err
 		}
