@@ -22,6 +22,10 @@ var ErrNotWritable = errors.New("value cannot be written to the RDB file")
 // whole one, between two checks): a file could take it.
 var ErrTooBigToStream = fmt.Errorf("%w: a value is too big to hold until it can be streamed", ErrNotWritable)
 
+// ErrTooBig is returned by a FileWriter whose output would pass its
+// MaxSize.
+var ErrTooBig = errors.New("the RDB written passes its size limit")
+
 // FileWriter is a RawHandler that writes what a Decoder finds as an RDB
 // file that redis-server loads natively (DEBUG RELOAD, or at start), which
 // costs the server far less than the same keys replayed as commands.
@@ -47,6 +51,9 @@ type FileWriter struct {
 	// OnAux, when set, sees the payload's AUX fields (they are not
 	// written: Redis needs none to load the file).
 	OnAux func(key, value []byte) error
+	// MaxSize, when positive, bounds the bytes written (file or stream):
+	// a write past it fails with ErrTooBig.
+	MaxSize int64
 
 	db       int // the current database of the input
 	resize   *[2]uint64
@@ -87,6 +94,9 @@ func NewStreamWriter(out io.Writer, version, spoolLimit int) (*FileWriter, error
 }
 
 func (w *FileWriter) write(p []byte) error {
+	if w.MaxSize > 0 && w.out.pos+int64(len(w.spool))+int64(len(p)) > w.MaxSize {
+		return fmt.Errorf("%w (%d bytes)", ErrTooBig, w.MaxSize)
+	}
 	if w.spooling {
 		if len(w.spool)+len(p) > w.spoolLimit {
 			return fmt.Errorf("%w (more than %d bytes)", ErrTooBigToStream, w.spoolLimit)

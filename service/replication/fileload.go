@@ -265,7 +265,19 @@ func (s *syncer) decodeDataset(ctx context.Context, fw *rdb.FileWriter, payload 
 	// count, which Redis allocates a table for before it reads an entry,
 	// does not go to the destination before the entries are read.
 	opts := []rdb.Option{rdb.WithRawValues(fl.rawLimit, s.destRDB), rdb.WithMaxStreamedEntries(fl.db.MemorySize / 16)}
+	// Nor does a dataset whose RDB alone passes twice the destination's
+	// memory_size (as the source's used-mem above): a source that does
+	// not say, or lies, would otherwise fill the disk with the file, or
+	// the destination's memory over its link, which a load takes past
+	// maxmemory.
+	if fl.db.MemorySize > 0 {
+		fw.MaxSize = 2*fl.db.MemorySize + maxLoadSlack
+	}
 	if err := rdb.NewDecoder(br, opts...).Decode(ctx, fw); err != nil {
+		if errors.Is(err, rdb.ErrTooBig) {
+			return fatal("the destination is out of memory (raise its memory_size): the dataset of %s takes more than %d MiB as an RDB, the destination's memory_size is %d MiB",
+				s.from(), fw.MaxSize>>20, fl.db.MemorySize>>20)
+		}
 		if errors.Is(err, errFatal) || errors.Is(err, rdb.ErrNotWritable) {
 			return err
 		}
@@ -279,6 +291,10 @@ func (s *syncer) decodeDataset(ctx context.Context, fw *rdb.FileWriter, payload 
 	}
 	return nil
 }
+
+// maxLoadSlack: what an RDB written for a load may take past twice the
+// destination's memory_size (the service's own keys, the RDB's framing).
+const maxLoadSlack = 64 << 20
 
 // checkLoadedMemory stops the sync when the data a file brought takes more
 // than the destination's maxmemory, as a load by commands would have.
