@@ -876,14 +876,22 @@ func (s *syncer) localSourceDown() string {
 // one stalled by a destination that does not answer (stopped, say: the
 // syncer waits to write, and reads nothing) or by its source spends no
 // CPU, and must not hold back the instance's other loads. A source
-// preparing its RDB on disk sends a newline every second, which counts.
+// preparing its RDB on disk sends a newline a second, which spends no CPU
+// here either: it does not count (loadMinProgress).
 // A destination that loads a file (DEBUG RELOAD) answers nothing either: a
 // load of more than 10 s gives its slot back too, and the next load may
 // start beside it.
 const loadIdle = 10 * time.Second
 
+// loadMinProgress is what a full load must take from its source within
+// loadIdle to count as moving: a source that trickles its RDB (a byte a
+// second, from a broken or hostile server) would otherwise hold a slot
+// for ever, and two of them every load of the instance.
+const loadMinProgress = 64 << 10
+
 // releaseLoadWhenIdle gives the session's load slot back once wire (the
-// bytes read from the source) has not moved for loadIdle. The load goes on
+// bytes read from the source) has moved less than loadMinProgress in
+// loadIdle, while the destination answered nothing. The load goes on
 // without a slot. The returned func stops the watch.
 func (s *syncer) releaseLoadWhenIdle(ctx context.Context, wire func() int64) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -908,10 +916,10 @@ func (s *syncer) releaseLoadWhenIdle(ctx context.Context, wire func() int64) (st
 			case now := <-tick.C:
 				// A destination that applies (answers) is working even
 				// when the source waits for it.
-				if n, a := wire(), progress(); n != last || !a.Equal(answered) {
+				if n, a := wire(), progress(); n-last >= loadMinProgress || !a.Equal(answered) {
 					last, answered, since = n, a, now
 				} else if now.Sub(since) >= loadIdle {
-					s.log.Info("the full load has taken nothing from its source for a while; its slot goes to the instance's other loads", "source", s.url.String(), "idle", now.Sub(since).Round(time.Second))
+					s.log.Info("the full load has taken next to nothing from its source for a while; its slot goes to the instance's other loads", "source", s.url.String(), "idle", now.Sub(since).Round(time.Second))
 					release()
 					return
 				}
