@@ -18,9 +18,9 @@ import (
 // startTricklingSource is a source that answers the replica handshake,
 // then sends its RDB a byte every 200 ms (a broken or hostile server): an
 // AUX field whose value is announced as 1 MB long.
-func startTricklingSource(t *testing.T, addr string) {
+func startTricklingSource(t *testing.T) (addr string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done); ln.Close() })
@@ -74,6 +74,7 @@ func startTricklingSource(t *testing.T, addr string) {
 			go serve(c)
 		}
 	}()
+	return ln.Addr().String()
 }
 
 // A source that trickles its RDB (a byte now and then, never idle for
@@ -83,14 +84,9 @@ func startTricklingSource(t *testing.T, addr string) {
 // a word why. A load that takes next to nothing from its source gives its
 // slot back, as an idle one does.
 func TestATricklingSourceDoesNotHoldBackOtherLoads(t *testing.T) {
-	i := servicetest.StartWith(t, func(c *app.Config) {
-		c.PortMin, c.PortMax = 23600, 23649
-		c.Listen = "127.0.0.1:23650"
-		c.MaxConcurrentLoads = 1
-	})
-	startTricklingSource(t, "127.0.0.1:23651")
+	i := servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 1 })
 	slow := mustCreate(t, i, api.CreateDatabaseRequest{Name: "slow", MemorySize: 64 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: "redis://127.0.0.1:23651"}}})
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + startTricklingSource(t)}}})
 	eventually(t, 30*time.Second, "the trickling source's load holds the slot", func() error {
 		var db api.Database
 		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", slow.UID), nil, &db)
