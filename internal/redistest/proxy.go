@@ -3,6 +3,7 @@ package redistest
 import (
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,7 +74,11 @@ func (p *Proxy) copyDown(dst, src net.Conn) {
 // StartProxy listens on a free loopback port and forwards to target.
 func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	if _, _, ok := testPorts(); ok {
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -145,11 +146,54 @@ var nextFreePort atomic.Int64
 
 func init() { nextFreePort.Store(rand.Int64N(freePortCount)) }
 
+// TestPortsEnv, when set to "MIN-MAX", confines the ports tests listen on
+// to that range (a shared machine where each user has a range of its own):
+// its first third goes to FreePort, the rest to the service's instances
+// (ServiceWindows).
+const TestPortsEnv = "REDIS_REPLICAD_TEST_PORTS"
+
+// testPorts parses TestPortsEnv: ok is false when it is unset.
+func testPorts() (lo, hi int, ok bool) {
+	v := os.Getenv(TestPortsEnv)
+	if v == "" {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(v, "-")
+	lo, err1 := strconv.Atoi(a)
+	hi, err2 := strconv.Atoi(b)
+	if !found || err1 != nil || err2 != nil || hi-lo < 299 {
+		panic(TestPortsEnv + " must be MIN-MAX with at least 300 ports, not " + v)
+	}
+	return lo, hi, true
+}
+
+// freeWindow is the window of FreePort.
+func freeWindow() (lo, count int) {
+	if l, h, ok := testPorts(); ok {
+		return l, (h - l + 1) / 3
+	}
+	return freePortMin, freePortCount
+}
+
+// ServiceWindows returns where the service's instances of tests take their
+// windows of database ports when TestPortsEnv is set: base, a count of
+// windows of size each; ok is false when it is unset.
+func ServiceWindows() (base, count, size int, ok bool) {
+	l, h, ok := testPorts()
+	if !ok {
+		return 0, 0, 0, false
+	}
+	base = l + (h-l+1)/3
+	size = 60
+	return base, (h + 1 - base) / size, size, true
+}
+
 // FreePort returns a loopback port that nothing listens on now.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range freePortCount {
-		port := freePortMin + int(nextFreePort.Add(1)%freePortCount)
+	lo, count := freeWindow()
+	for range count {
+		port := lo + int(nextFreePort.Add(1)%int64(count))
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			continue // in use
@@ -157,7 +201,7 @@ func FreePort(t testing.TB) int {
 		l.Close()
 		return port
 	}
-	t.Fatalf("no free port in %d-%d", freePortMin, freePortMin+freePortCount-1)
+	t.Fatalf("no free port in %d-%d", lo, lo+count-1)
 	return 0
 }
 

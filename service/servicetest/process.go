@@ -86,9 +86,12 @@ func (p *Process) Start(t testing.TB) {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	base := 30000 + 200*int(time.Now().UnixNano()%13) // below the ephemeral ports
+	base, size := 30000+200*int(time.Now().UnixNano()%13), 200 // below the ephemeral ports
+	if wb, n, sz, ok := redistest.ServiceWindows(); ok {
+		base, size = wb+sz*int(time.Now().UnixNano()%int64(n)), sz
+	}
 	p.Cmd = exec.Command(p.binary, "serve", "--data-dir", p.DataDir, "--listen", p.Listen,
-		"--port-range", strconv.Itoa(base)+"-"+strconv.Itoa(base+199))
+		"--port-range", strconv.Itoa(base)+"-"+strconv.Itoa(base+size-1))
 	p.Cmd.Stdout, p.Cmd.Stderr = log, log
 	if err := p.Cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.binary, err)

@@ -13,14 +13,17 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/service/app"
 )
 
@@ -76,10 +79,14 @@ func StartWith(t testing.TB, change func(*app.Config)) *Instance {
 	i := &Instance{DataDir: t.TempDir(), recent: &logTail{}}
 	// 14000-29999: below the ephemeral ports (32768 and up) and apart from
 	// the windows of StartProcess and of the controller tests.
-	base := 14000 + 200*int((windowSeed+nextWindow.Add(1))%80)
+	base, size, listen := 14000+200*int((windowSeed+nextWindow.Add(1))%80), 200, "127.0.0.1:0"
+	if wb, n, sz, ok := redistest.ServiceWindows(); ok {
+		base, size = wb+sz*int((windowSeed+nextWindow.Add(1))%uint64(n)), sz
+		listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
+	}
 	i.cfg = app.Config{
-		PortMin: base, PortMax: base + 199,
-		DataDir: i.DataDir, Listen: "127.0.0.1:0", Name: "test",
+		PortMin: base, PortMax: base + size - 1,
+		DataDir: i.DataDir, Listen: listen, Name: "test",
 		// Each instance draws its database ports from a window of its own, so
 		// that two instances of one test do not race for the same port.
 		Logger: testLogger(t, &i.quiet, i.recent),
