@@ -118,7 +118,7 @@ func writeRich(t *testing.T, c *redis.Client, prefix string) {
 // streamFull is what XINFO STREAM FULL says of a stream that a replica
 // must reproduce: everything but the times of reading and of delivery.
 func streamFull(ctx context.Context, c *redis.Client, key string) (string, error) {
-	v, err := c.Do(ctx, "XINFO", "STREAM", key, "FULL").Result()
+	v, err := c.Do(ctx, "XINFO", "STREAM", key, "FULL", "COUNT", 0).Result()
 	if err != nil {
 		return "", err
 	}
@@ -507,4 +507,196 @@ func TestHundredMegabyteValues(t *testing.T) {
 	a.waitInSync(dst.UID, 10*time.Minute)
 	require.NoError(t, sc.Set(ctx, "big:after", big+"2", 0).Err())
 	check()
+}
+
+// ttlWrites changes TTLs every way Redis 7.0 has, on keys of prefix, in
+// databases 0, 4 and 6 of c.
+func ttlWrites(t *testing.T, c *redis.Client, prefix string, swap bool) {
+	t.Helper()
+	ctx := redistest.Ctx(t)
+	c4 := selectDB(c, 4)
+	defer c4.Close()
+	do := func(c *redis.Client, args ...any) {
+		t.Helper()
+		require.NoError(t, c.Do(ctx, args...).Err(), "%v", args)
+	}
+	p := func(s string) string { return prefix + s }
+	far := time.Now().Add(3 * time.Hour).UnixMilli()
+	do(c, "SET", p("keepttl"), "a", "PX", 7200000)
+	do(c, "SET", p("keepttl"), "b", "KEEPTTL")
+	do(c, "SET", p("nx"), "v")
+	do(c, "EXPIRE", p("nx"), 1000, "NX")
+	do(c, "EXPIRE", p("nx"), 5000, "NX")
+	do(c, "EXPIRE", p("nx"), 100, "GT")
+	do(c, "EXPIRE", p("nx"), 9000, "GT")
+	do(c, "EXPIRE", p("nx"), 8000, "LT")
+	do(c, "EXPIRE", p("nx"), 1, "XX")
+	do(c, "PEXPIREAT", p("nx"), far)
+	do(c, "SET", p("past"), "v")
+	do(c, "EXPIRE", p("past"), -10)
+	do(c, "SET", p("pastat"), "v")
+	do(c, "PEXPIREAT", p("pastat"), 1)
+	do(c, "SET", p("renamed-from"), "v", "PXAT", far+1)
+	do(c, "RENAME", p("renamed-from"), p("renamed"))
+	do(c, "HSET", p("copied-from"), "f", "v")
+	do(c, "PEXPIREAT", p("copied-from"), far+2)
+	do(c, "COPY", p("copied-from"), p("copied"))
+	do(c, "COPY", p("copied-from"), p("copied"), "DB", 4, "REPLACE")
+	do(c, "SET", p("moved"), "v", "PXAT", far+3)
+	do(c, "MOVE", p("moved"), 4)
+	do(c, "SET", p("getex"), "v")
+	do(c, "GETEX", p("getex"), "PXAT", far+4)
+	do(c, "SET", p("getex-persist"), "v", "EX", 100)
+	do(c, "GETEX", p("getex-persist"), "PERSIST")
+	do(c, "SET", p("persist"), "v", "EX", 100)
+	do(c, "PERSIST", p("persist"))
+	do(c, "SET", p("restore-from"), "payload", "PXAT", far+5)
+	dump, err := c.Dump(ctx, p("restore-from")).Result()
+	require.NoError(t, err)
+	do(c, "RESTORE", p("restored-abs"), far+6, dump, "ABSTTL", "IDLETIME", 1000)
+	do(c, "RESTORE", p("restored-rel"), 3600000, dump)
+	do(c4, "SET", p("db4-ttl"), "v", "PX", 3600000)
+	do(c4, "EXPIRETIME", p("db4-ttl"))
+	if swap {
+		do(c, "SWAPDB", 4, 6)
+	}
+}
+
+// TestTTLCommandsFollowTheSource: every TTL command of Redis 7.0 on the
+// stream, then a kill -9 of the destination, into a destination of one
+// source and of two: each key with the source's exact expiry time.
+func TestTTLCommandsFollowTheSource(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprint(n, " sources"), func(t *testing.T) {
+			src := redistest.Start(t, "--repl-backlog-size", "64mb")
+			other := redistest.Start(t)
+			sc := src.Client()
+			ttlWrites(t, sc, "load:", false)
+			rs := []api.ReplicaSource{{URI: src.URL()}, {URI: other.URL()}}[:n]
+			i := servicetest.Start(t)
+			a := newAPI(t, i)
+			dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: rs})
+			logDestOnFailure(t, i, dst.UID)
+			a.waitInSync(dst.UID, time.Minute)
+			dc := destClient(t, dst, 0)
+			eventuallyStrictEqual(t, time.Minute, dc, sc, 0, 4, 6)
+			ttlWrites(t, sc, "stream:", true)
+			eventuallyStrictEqual(t, time.Minute, dc, sc, 0, 4, 6)
+			a.waitInSync(dst.UID, time.Minute)
+			killDestination(t, i, dst.UID)
+			ttlWrites(t, sc, "after:", true)
+			a.waitInSync(dst.UID, time.Minute)
+			eventuallyStrictEqual(t, time.Minute, dc, sc, 0, 4, 6)
+		})
+	}
+}
+
+// bigIncrTx runs one transaction of n INCRs of tx:counter and one INCR of
+// tx:done after it.
+func bigIncrTx(t *testing.T, c *redis.Client, n int) {
+	t.Helper()
+	ctx := redistest.Ctx(t)
+	_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for range n {
+			p.Incr(ctx, "tx:counter")
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, c.Incr(ctx, "tx:done").Err())
+}
+
+// TestKillsInsideABigTransaction: a transaction of 200,000 INCRs arrives
+// slowly; the service is killed (SIGKILL) while the destination holds part
+// of it in its MULTI: once back, the counter is exactly what the source
+// has, neither short nor doubled.
+func TestKillsInsideABigTransaction(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "256mb")
+	sc := src.Client()
+	proxy := redistest.StartProxy(t, src.Addr())
+	p := servicetest.StartProcess(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("service log:\n%s", p.Log())
+		}
+	})
+	a := newAPI(t, &servicetest.Instance{URL: p.URL, Username: "admin", Password: p.Password(t), CACert: p.CACert(t)})
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20, ReplicaSources: []api.ReplicaSource{{URI: "redis://" + proxy.Addr}}})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	ctx := redistest.Ctx(t)
+	for round := range 2 {
+		proxy.Slow(16<<10, 5*time.Millisecond) // ~3 MB/s: the transaction (~6 MB) takes seconds
+		bigIncrTx(t, sc, 200000)
+		redistest.Eventually(t, time.Minute, "part of the transaction has arrived", func() error {
+			db := a.get(dst.UID)
+			if len(db.ReplicaSources) == 0 || db.ReplicaSources[0].Status == api.SourceInSync {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+		time.Sleep(time.Duration(500+700*round) * time.Millisecond) // let part of the transaction stream
+		p.Kill(t)
+		proxy.Slow(0, 0)
+		p.Start(t)
+		redistest.Eventually(t, 2*time.Minute, "the destination has the transactions", func() error {
+			want := sc.Get(ctx, "tx:done").Val()
+			if got := dc.Get(ctx, "tx:done").Val(); got != want {
+				return fmt.Errorf("tx:done %q, want %q", got, want)
+			}
+			return nil
+		})
+		require.Equal(t, sc.Get(ctx, "tx:counter").Val(), dc.Get(ctx, "tx:counter").Val(), "round %d", round)
+	}
+	eventuallyStrictEqual(t, time.Minute, dc, sc, 0)
+}
+
+// writeBigStream writes a stream of over 256 KiB (loaded as commands by a
+// destination of several sources) with everything a stream keeps besides
+// its entries: groups, consumers with and without pending entries,
+// delivery counts, deleted entries, XSETID's counters.
+func writeBigStream(t *testing.T, c *redis.Client, s string) {
+	t.Helper()
+	ctx := redistest.Ctx(t)
+	do := func(args ...any) {
+		t.Helper()
+		require.NoError(t, c.Do(ctx, args...).Err(), "%v", args[:min(len(args), 4)])
+	}
+	for j := range 3000 {
+		do("XADD", s, fmt.Sprintf("%d-%d", 1000+j, j%3), "f", noise(200), "n", j)
+	}
+	do("XGROUP", "CREATE", s, "g1", "0")
+	do("XGROUP", "CREATE", s, "g2", "1500-0")
+	do("XREADGROUP", "GROUP", "g1", "alice", "COUNT", 50, "STREAMS", s, ">")
+	do("XREADGROUP", "GROUP", "g1", "bob", "COUNT", 30, "STREAMS", s, ">")
+	do("XREADGROUP", "GROUP", "g2", "erin", "COUNT", 10, "STREAMS", s, ">")
+	do("XGROUP", "CREATECONSUMER", s, "g1", "carol")
+	do("XGROUP", "CREATECONSUMER", s, "g2", "dave")
+	do("XACK", s, "g1", "1001-1", "1002-2")
+	do("XCLAIM", s, "g1", "bob", 0, "1003-0", "1004-1")
+	do("XCLAIM", s, "g1", "carol", 0, "1005-2", "RETRYCOUNT", 7)
+	do("XDEL", s, "1006-0", "2500-1")
+	do("XSETID", s, "9000-0", "ENTRIESADDED", 5000, "MAXDELETEDID", "8000-0")
+}
+
+// TestBigStreamLoadedWithCommands: a stream over 256 KiB into a
+// destination of two sources, loaded with commands: the same stream,
+// groups, consumers, pending entries and counters as at the source.
+func TestBigStreamLoadedWithCommands(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "64mb")
+	other := redistest.Start(t)
+	sc := src.Client()
+	writeBigStream(t, sc, "big-stream")
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}, {URI: other.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyStrictEqual(t, 30*time.Second, dc, sc, 0)
+	db := a.get(dst.UID)
+	for _, s := range db.ReplicaSources {
+		require.Empty(t, s.SyncNote, s.URI)
+	}
 }
