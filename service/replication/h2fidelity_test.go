@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -698,5 +699,104 @@ func TestBigStreamLoadedWithCommands(t *testing.T) {
 	db := a.get(dst.UID)
 	for _, s := range db.ReplicaSources {
 		require.Empty(t, s.SyncNote, s.URI)
+	}
+}
+
+// TestEvictionAndExpiryDuringLoadAndStream: a source whose maxmemory makes
+// it evict (allkeys-lru) and whose keys expire within seconds, written
+// during the full load of a destination of two sources and after it: the
+// source's evictions and expiries are DELs at the destination, which ends
+// equal to it.
+func TestEvictionAndExpiryDuringLoadAndStream(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "1mb", "--maxmemory", "40mb", "--maxmemory-policy", "allkeys-lru")
+	other := redistest.Start(t)
+	sc := src.Client()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var written atomic.Int64
+	var lastErr atomic.Value
+	go func() {
+		defer close(done)
+		val := strings.Repeat("x", 10<<10)
+		for n := 0; ctx.Err() == nil; n++ {
+			p := sc.Pipeline()
+			for j := range 50 {
+				k := fmt.Sprint("k:", n*50+j)
+				if j%2 == 0 {
+					p.Set(ctx, k, val, time.Duration(200+(n*50+j)%3000)*time.Millisecond)
+				} else {
+					p.Set(ctx, k, val, 0)
+				}
+				p.Incr(ctx, "counter")
+			}
+			if _, err := p.Exec(ctx); err == nil {
+				written.Add(50)
+			} else if ctx.Err() == nil {
+				lastErr.Store(err.Error())
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	redistest.Eventually(t, time.Minute, "the source evicts", func() error {
+		info := sc.Info(context.Background(), "stats").Val()
+		if strings.Contains(info, "evicted_keys:0\r") {
+			return fmt.Errorf("no eviction yet")
+		}
+		return nil
+	})
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}, {URI: other.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, 2*time.Minute)
+	base := written.Load()
+	redistest.Eventually(t, time.Minute, "the stream goes on a while", func() error {
+		if written.Load() < base+20000 {
+			return fmt.Errorf("%d written, last error %v", written.Load()-base, lastErr.Load())
+		}
+		return nil
+	})
+	cancel()
+	<-done
+	dc := destClient(t, dst, 0)
+	eventuallyStrictEqual(t, time.Minute, dc, sc, 0)
+	t.Logf("%d keys written", written.Load())
+}
+
+// TestSourceKilledAndRestarted: a source killed (SIGKILL) under writes and
+// restarted from its disk (everything, part of it, or nothing: a new
+// replication history each time) into destinations of one and two
+// sources: each ends equal to what the source holds now, counters
+// included, an empty source too.
+func TestSourceKilledAndRestarted(t *testing.T) {
+	for _, persist := range [][]string{{"--appendonly", "yes", "--appendfsync", "always"}, {"--appendonly", "no", "--save", ""}} {
+		for _, n := range []int{1, 2} {
+			t.Run(fmt.Sprint(persist[1], " ", n), func(t *testing.T) {
+				src := redistest.Start(t, append([]string{"--repl-backlog-size", "64mb"}, persist...)...)
+				other := redistest.Start(t)
+				i := servicetest.Start(t)
+				a := newAPI(t, i)
+				rs := []api.ReplicaSource{{URI: src.URL()}, {URI: other.URL()}}[:n]
+				dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: rs})
+				logDestOnFailure(t, i, dst.UID)
+				a.waitInSync(dst.UID, time.Minute)
+				dc := destClient(t, dst, 0)
+				w := startIncrWriter(t, src.Client(), 20)
+				redistest.Eventually(t, time.Minute, "writes flow", func() error {
+					if w.written.Load() < 5000 {
+						return fmt.Errorf("%d", w.written.Load())
+					}
+					return nil
+				})
+				src.Restart()
+				w.stop()
+				sc := src.Client()
+				require.NoError(t, sc.Incr(context.Background(), "after-restart").Err())
+				eventuallyStrictEqual(t, time.Minute, dc, sc, 0)
+				a.waitInSync(dst.UID, time.Minute)
+				eventuallyStrictEqual(t, time.Minute, dc, sc, 0)
+			})
+		}
 	}
 }
