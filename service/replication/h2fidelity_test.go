@@ -800,3 +800,164 @@ func TestSourceKilledAndRestarted(t *testing.T) {
 		}
 	}
 }
+
+// TestRichDatasetThroughAChain: source -> A -> B, A a destination of the
+// source and B of A (and of another source, so loaded with commands): B
+// holds exactly the source's data, every database, TTL and stream
+// detail, after the load, on the stream, and after A's redis-server is
+// killed.
+func TestRichDatasetThroughAChain(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "64mb")
+	other := redistest.Start(t)
+	sc := src.Client()
+	writeRichEverywhere(t, sc, "load:")
+	ttlWrites(t, sc, "ttl-load:", false)
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	mid := a.create(api.CreateDatabaseRequest{Name: "mid", MemorySize: 128 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(mid.UID, time.Minute)
+	for _, n := range []int{1, 2} {
+		rs := []api.ReplicaSource{{URI: a.sourceURL(mid.UID)}, {URI: other.URL()}}[:n]
+		end := a.create(api.CreateDatabaseRequest{Name: fmt.Sprint("end", n), MemorySize: 128 << 20, ReplicaSources: rs})
+		logDestOnFailure(t, i, end.UID)
+		a.waitInSync(end.UID, time.Minute)
+		ec := destClient(t, end, 0)
+		eventuallyStrictEqual(t, time.Minute, ec, sc, 0, 3, 4, 6, 15)
+		writeRichEverywhere(t, sc, fmt.Sprint("stream", n, ":"))
+		ttlWrites(t, sc, fmt.Sprint("ttl-stream", n, ":"), true)
+		eventuallyStrictEqual(t, time.Minute, ec, sc, 0, 3, 4, 6, 15)
+		killDestination(t, i, mid.UID)
+		a.waitInSync(mid.UID, time.Minute)
+		writeRichEverywhere(t, sc, fmt.Sprint("after", n, ":"))
+		a.waitInSync(end.UID, time.Minute)
+		eventuallyStrictEqual(t, time.Minute, ec, sc, 0, 3, 4, 6, 15)
+	}
+}
+
+// TestScriptsFunctionsAndBlockedClients: a script of 20,000 writes over two
+// databases, a function that writes, a failed WATCH, and blocking commands
+// served at the source (BLMOVE, BZPOPMIN, XREADGROUP BLOCK), into
+// destinations of one and two sources.
+func TestScriptsFunctionsAndBlockedClients(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprint(n, " sources"), func(t *testing.T) {
+			src := redistest.Start(t, "--repl-backlog-size", "64mb")
+			other := redistest.Start(t)
+			sc := src.Client()
+			ctx := redistest.Ctx(t)
+			i := servicetest.Start(t)
+			a := newAPI(t, i)
+			rs := []api.ReplicaSource{{URI: src.URL()}, {URI: other.URL()}}[:n]
+			dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20, ReplicaSources: rs})
+			logDestOnFailure(t, i, dst.UID)
+			a.waitInSync(dst.UID, time.Minute)
+			dc := destClient(t, dst, 0)
+
+			script := `for i = 1, 10000 do redis.call('SELECT', 0) redis.call('HSET', 'sh', i, i) redis.call('SELECT', 5) redis.call('SET', 'sk' .. i, i, 'PX', 3600000 + i) end
+redis.call('SELECT', 0) redis.call('DEL', 'sh') redis.call('HSET', 'sh', 'last', 1) return 1`
+			require.NoError(t, sc.Eval(ctx, script, nil).Err())
+			require.NoError(t, sc.FunctionLoad(ctx, "#!lua name=h2lib\nredis.register_function('h2f', function(keys, args) redis.call('INCR', keys[1]) redis.call('PEXPIRE', keys[1], 5000000) return redis.call('LPUSH', keys[2], args[1]) end)").Err())
+			for j := range 100 {
+				require.NoError(t, sc.FCall(ctx, "h2f", []string{"fc:{x}", "fl:{x}"}, j).Err())
+			}
+			// A WATCH that fails: nothing of its transaction happens.
+			require.NoError(t, sc.Set(ctx, "watched", "1", 0).Err())
+			c1 := redis.NewClient(&redis.Options{Addr: src.Addr()})
+			defer c1.Close()
+			err := c1.Watch(ctx, func(tx *redis.Tx) error {
+				require.NoError(t, sc.Set(ctx, "watched", "2", 0).Err())
+				_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+					p.Set(ctx, "watched", "3", 0)
+					p.Set(ctx, "watch-side", "x", 0)
+					return nil
+				})
+				return err
+			}, "watched")
+			require.ErrorIs(t, err, redis.TxFailedErr)
+			// Blocked clients served by later writes.
+			blocked := make(chan error, 3)
+			go func() { blocked <- c1.BLMove(ctx, "bl-src", "bl-dst", "LEFT", "RIGHT", 0).Err() }()
+			c2 := redis.NewClient(&redis.Options{Addr: src.Addr()})
+			defer c2.Close()
+			go func() { blocked <- c2.BZPopMin(ctx, 0, "bz").Err() }()
+			require.NoError(t, sc.XGroupCreateMkStream(ctx, "xs", "g", "$").Err())
+			c3 := redis.NewClient(&redis.Options{Addr: src.Addr()})
+			defer c3.Close()
+			go func() {
+				blocked <- c3.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "blocked", Streams: []string{"xs", ">"}, Block: 0}).Err()
+			}()
+			redistest.Eventually(t, time.Minute, "three clients blocked", func() error {
+				if !strings.Contains(sc.Info(ctx, "clients").Val(), "blocked_clients:3\r") {
+					return fmt.Errorf("not yet")
+				}
+				return nil
+			})
+			require.NoError(t, sc.RPush(ctx, "bl-src", "a", "b").Err())
+			require.NoError(t, sc.ZAdd(ctx, "bz", redis.Z{Score: 1, Member: "m1"}, redis.Z{Score: 2, Member: "m2"}).Err())
+			require.NoError(t, sc.XAdd(ctx, &redis.XAddArgs{Stream: "xs", Values: []any{"f", "v"}}).Err())
+			for range 3 {
+				require.NoError(t, <-blocked)
+			}
+			eventuallyStrictEqual(t, time.Minute, dc, sc, 0, 5)
+			a.waitInSync(dst.UID, time.Minute)
+			killDestination(t, i, dst.UID)
+			require.NoError(t, sc.FCall(ctx, "h2f", []string{"fc:{x}", "fl:{x}"}, "after").Err())
+			a.waitInSync(dst.UID, time.Minute)
+			eventuallyStrictEqual(t, time.Minute, dc, sc, 0, 5)
+			fs, err := dc.FunctionList(ctx, redis.FunctionListQuery{}).Result()
+			require.NoError(t, err)
+			require.Len(t, fs, 1)
+		})
+	}
+}
+
+// TestStreamCommandsOnTheStream: the stream commands that change groups
+// and pending entries (XAUTOCLAIM, XCLAIM JUSTID, XTRIM MINID, XSETID,
+// XGROUP DELCONSUMER/DESTROY/SETID, XACK) on the replication stream, then
+// a kill -9 of the destination, into destinations of one and two sources.
+func TestStreamCommandsOnTheStream(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprint(n, " sources"), func(t *testing.T) {
+			src := redistest.Start(t, "--repl-backlog-size", "64mb")
+			other := redistest.Start(t)
+			sc := src.Client()
+			ctx := redistest.Ctx(t)
+			writeBigStream(t, sc, "s")
+			i := servicetest.Start(t)
+			a := newAPI(t, i)
+			rs := []api.ReplicaSource{{URI: src.URL()}, {URI: other.URL()}}[:n]
+			dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20, ReplicaSources: rs})
+			logDestOnFailure(t, i, dst.UID)
+			a.waitInSync(dst.UID, time.Minute)
+			dc := destClient(t, dst, 0)
+			do := func(args ...any) {
+				t.Helper()
+				require.NoError(t, sc.Do(ctx, args...).Err(), "%v", args)
+			}
+			for round := range 2 {
+				do("XAUTOCLAIM", "s", "g1", "zed", 0, "0-0", "COUNT", 5)
+				do("XAUTOCLAIM", "s", "g1", "zed2", 0, "0-0", "COUNT", 3, "JUSTID")
+				do("XCLAIM", "s", "g1", "carol", 0, "1010-1", "1011-2", "JUSTID")
+				do("XCLAIM", "s", "g1", "carol", 0, "1012-0", "IDLE", 5000, "RETRYCOUNT", 3, "FORCE")
+				do("XADD", "s", "MAXLEN", "~", 2500, "*", "f", round)
+				do("XTRIM", "s", "MINID", "1100-0")
+				do("XREADGROUP", "GROUP", "g2", "new", "COUNT", 20, "STREAMS", "s", ">")
+				do("XACK", "s", "g2", "1500-0", "1501-1")
+				do("XGROUP", "DELCONSUMER", "s", "g1", "alice")
+				do("XGROUP", "CREATE", "s", fmt.Sprint("tmp", round), "0")
+				do("XGROUP", "SETID", "s", fmt.Sprint("tmp", round), "2000-0", "ENTRIESREAD", 1000)
+				do("XGROUP", "CREATE", "s", "gone", "0", "MKSTREAM")
+				do("XGROUP", "DESTROY", "s", "gone")
+				do("XADD", "s", "NOMKSTREAM", "*", "f", "v")
+				do("XADD", "empty-tail", fmt.Sprint(1+100*round, "-1"), "f", "v")
+				do("XDEL", "empty-tail", fmt.Sprint(1+100*round, "-1"))
+				do("XSETID", "empty-tail", fmt.Sprint(10+100*round, "-0"), "ENTRIESADDED", 5+round, "MAXDELETEDID", fmt.Sprint(3+100*round, "-0"))
+				eventuallyStrictEqual(t, time.Minute, dc, sc, 0)
+				a.waitInSync(dst.UID, time.Minute)
+				killDestination(t, i, dst.UID)
+				a.waitInSync(dst.UID, time.Minute)
+				eventuallyStrictEqual(t, time.Minute, dc, sc, 0)
+			}
+		})
+	}
+}
