@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 
@@ -468,8 +469,13 @@ func stagedKey(rest []byte) ([]byte, bool) {
 }
 
 // stagingPrefix starts the names of keys a load builds in chunks
-// (syncer.load).
-var stagingPrefix = []byte("replicad:load:")
+// (syncer.load): replicad:load:<nonce>:, the nonce drawn at random by each
+// process. A source may hold keys of any name: with a fixed prefix, a
+// source key named replicad:load:<the source's address>:<key> beside a big
+// <key> was deleted (or built upon) by the staging of <key>, and on a
+// sharded destination any source key named so was renamed, all while the
+// destination said in-sync.
+var stagingPrefix = []byte("replicad:load:" + strconv.FormatUint(rand.Uint64(), 36) + ":")
 
 // keyIndexes says which arguments of a command are keys: from the
 // destination's command table, or, for the commands whose keys move

@@ -226,7 +226,7 @@ func TestClusterWriterFlushKeepsItsCheckpoint(t *testing.T) {
 
 func TestClusterWriterLoadStagesInTheKeysSlot(t *testing.T) {
 	cw := testClusterWriter(t)
-	staged := "replicad:load:127.0.0.1:6379:a"
+	staged := string(stagingPrefix) + "127.0.0.1:6379:a"
 	_, err := cw.encodeBatch(context.Background(), []item{
 		{kind: kindCommand, raw: resp.AppendCommandStrings(nil, "SELECT", "0")},
 		{kind: kindCommand, raw: resp.AppendCommandStrings(nil, "RPUSH", staged, "x")},
@@ -234,7 +234,7 @@ func TestClusterWriterLoadStagesInTheKeysSlot(t *testing.T) {
 	}, true)
 	require.NoError(t, err)
 	got := sentCommands(t, cw)
-	tagged := "replicad:load:{" + slotTags()[cluster.KeySlot([]byte("a"))] + "}:127.0.0.1:6379:a"
+	tagged := string(stagingPrefix) + "{" + slotTags()[cluster.KeySlot([]byte("a"))] + "}:127.0.0.1:6379:a"
 	assert.Equal(t, []string{"RPUSH " + tagged + " x", "RENAME " + tagged + " a"}, got[2])
 	assert.Empty(t, got[0])
 

@@ -961,3 +961,127 @@ func TestStreamCommandsOnTheStream(t *testing.T) {
 		})
 	}
 }
+
+// TestBigKeysWithTTLsInOtherDatabases: keys too big for one RESTORE (built
+// under a staging name, then renamed) with TTLs, in databases 0, 5 and 15,
+// loaded with commands (two sources), then again after a reload: same
+// values, same expiry times, no staging key left.
+func TestBigKeysWithTTLsInOtherDatabases(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "64mb")
+	other := redistest.Start(t)
+	sc := src.Client()
+	ctx := redistest.Ctx(t)
+	far := time.Now().Add(5 * time.Hour).UnixMilli()
+	for k, db := range []int{0, 5, 15} {
+		c := selectDB(sc, db)
+		for j := range 2000 {
+			require.NoError(t, c.HSet(ctx, "big-hash", fmt.Sprint("f", j), noise(200)).Err())
+			require.NoError(t, c.RPush(ctx, "big-list", noise(200)).Err())
+			require.NoError(t, c.ZAdd(ctx, "big-zset", redis.Z{Score: float64(j) / 3, Member: noise(200)}).Err())
+			require.NoError(t, c.SAdd(ctx, "big-set", noise(200)).Err())
+		}
+		require.NoError(t, c.Set(ctx, "big-string", noise(600<<10), 0).Err())
+		for j, key := range []string{"big-hash", "big-list", "big-zset", "big-set", "big-string"} {
+			require.NoError(t, c.Do(ctx, "PEXPIREAT", key, far+int64(100*k+j)).Err())
+		}
+		writeBigStream(t, c, "big-stream")
+		require.NoError(t, c.Do(ctx, "PEXPIREAT", "big-stream", far+int64(100*k+9)).Err())
+		c.Close()
+	}
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}, {URI: other.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyStrictEqual(t, time.Minute, dc, sc, 0, 5, 15)
+	// A reload (a FLUSHDB of the other source): through the second server.
+	require.NoError(t, other.Client().FlushDB(ctx).Err())
+	redistest.Eventually(t, time.Minute, "the reload", func() error {
+		if !strings.Contains(a.metrics(), "replicad_replica_full_syncs_total") {
+			return fmt.Errorf("no metric")
+		}
+		return nil
+	})
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyStrictEqual(t, time.Minute, dc, sc, 0, 5, 15)
+}
+
+// TestSourceKeysNamedLikeStagingKeys: a source holds keys whose names are
+// those a load with commands builds its big keys under
+// (replicad:load:<source address>:<key>) beside those big keys: after the
+// load, the destination holds both, as the source does.
+func TestSourceKeysNamedLikeStagingKeys(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "64mb")
+	other := redistest.Start(t)
+	sc := src.Client()
+	ctx := redistest.Ctx(t)
+	for j := range 10 {
+		for range 2000 {
+			require.NoError(t, sc.RPush(ctx, fmt.Sprint("big", j), noise(200)).Err())
+		}
+		require.NoError(t, sc.Set(ctx, fmt.Sprintf("replicad:load:%s:big%d", src.Addr(), j), "an application's own key", 0).Err())
+	}
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}, {URI: other.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	redistest.Eventually(t, time.Minute, "the load is over", func() error {
+		db := a.get(dst.UID)
+		if db.ReplicaSyncStatus == api.SourceInSync || db.ReplicaSync == api.SyncStopped {
+			return nil
+		}
+		return fmt.Errorf("%s", db.ReplicaSyncStatus)
+	})
+	dc := destClient(t, dst, 0)
+	eventuallyStrictEqual(t, 30*time.Second, dc, sc, 0)
+	db := a.get(dst.UID)
+	require.Empty(t, db.ReplicaSources[0].LastError)
+}
+
+// TestSourceKeysNamedLikeStagingKeysShardedDestination: the same into a
+// sharded destination, whose load gave such keys a hash tag (renamed
+// them).
+func TestSourceKeysNamedLikeStagingKeysShardedDestination(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "64mb")
+	sc := src.Client()
+	ctx := redistest.Ctx(t)
+	var names []string
+	for j := range 4 {
+		for range 2000 {
+			require.NoError(t, sc.RPush(ctx, fmt.Sprint("big", j), noise(200)).Err())
+		}
+		name := fmt.Sprintf("replicad:load:%s:big%d", src.Addr(), j)
+		names = append(names, name)
+		require.NoError(t, sc.Set(ctx, name, "an application's own key", 0).Err())
+	}
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20, ShardsCount: 2,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, 2*time.Minute)
+	redistest.Eventually(t, 30*time.Second, "the destination holds the source's keys under their names", func() error {
+		masters, done, err := shardedMasters(a, dst.UID)
+		if err != nil {
+			return err
+		}
+		defer done()
+		for _, name := range append(names, "big0", "big1", "big2", "big3") {
+			found := 0
+			for _, m := range masters {
+				found += int(m.Exists(ctx, name).Val())
+			}
+			if found != 1 {
+				var all []string
+				for _, m := range masters {
+					k, _ := m.Keys(ctx, "replicad:load:*").Result()
+					all = append(all, k...)
+				}
+				return fmt.Errorf("%q found on %d masters; staging-like keys there: %q", name, found, all)
+			}
+		}
+		return nil
+	})
+}

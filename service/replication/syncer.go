@@ -566,8 +566,9 @@ func (s *syncer) load(ctx context.Context, conn *replproto.Conn, p *producer, sy
 		return s.loadDone(ctx, conn, p, syn, payload, nil)
 	}
 	// Keys written in chunks are built under a name of this source's and
-	// renamed once whole (see rdb.WithStaging).
-	staging := []byte("replicad:load:" + s.url.Addr() + ":")
+	// renamed once whole (see rdb.WithStaging), under stagingPrefix, which
+	// holds a nonce of this process: see there.
+	staging := []byte(string(stagingPrefix) + s.url.Addr() + ":")
 	db := 0
 	emit := func(cmd [][]byte) error {
 		if len(cmd) == 2 && equalFold(cmd[0], "SELECT") {
