@@ -432,7 +432,7 @@ func TestMixedDatabaseTransactionsAcrossServiceKills(t *testing.T) {
 }
 
 // TestHundredMegabyteValues: a 100 MB string, a list of 100 MB and a hash
-// of 1,000,000 fields (a tenth at CI scale... three tenths) in the full load, then a 100 MB SET and an APPEND
+// of 1,000,000 fields (three tenths of that at CI scale) in the full load, then a 100 MB SET and an APPEND
 // on the stream, into a one-source destination, then two.
 func TestHundredMegabyteValues(t *testing.T) {
 	// 30 MB values at CI scale, 100 MB with REDIS_REPLICAD_MATRIX_SCALE=full.
