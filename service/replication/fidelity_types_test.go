@@ -1086,3 +1086,36 @@ func TestSourceKeysNamedLikeStagingKeysShardedDestination(t *testing.T) {
 		return nil
 	})
 }
+
+// TestEmptyKeyName: the key "" (a big list with a TTL in database 0, a
+// string in database 1), loaded with commands and written on the stream
+// (plain SETs, gathered into an MSET).
+func TestEmptyKeyName(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "64mb")
+	other := redistest.Start(t)
+	sc := src.Client()
+	ctx := redistest.Ctx(t)
+	for range 2000 {
+		require.NoError(t, sc.RPush(ctx, "", noise(200)).Err())
+	}
+	require.NoError(t, sc.PExpire(ctx, "", time.Hour).Err())
+	c1 := selectDB(sc, 1)
+	defer c1.Close()
+	require.NoError(t, c1.Set(ctx, "", "", 0).Err())
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}, {URI: other.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyStrictEqual(t, 30*time.Second, dc, sc, 0, 1)
+	p := c1.Pipeline()
+	p.Set(ctx, "", "x", 0)
+	p.Set(ctx, "a", "y", 0)
+	p.Set(ctx, "", "z", 0)
+	_, err := p.Exec(ctx)
+	require.NoError(t, err)
+	require.NoError(t, sc.Del(ctx, "").Err())
+	eventuallyStrictEqual(t, 30*time.Second, dc, sc, 0, 1)
+}
