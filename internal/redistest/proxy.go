@@ -27,7 +27,13 @@ type Proxy struct {
 	slowGap   atomic.Int64
 	// down: the link is cut until Restore; new connections are closed.
 	down atomic.Bool
+	// forwarded counts the bytes the target sent that went on.
+	forwarded atomic.Int64
 }
+
+// Forwarded is how many bytes from the target the proxy has passed on so
+// far, over every connection: a test waits for part of a transfer with it.
+func (p *Proxy) Forwarded() int64 { return p.forwarded.Load() }
 
 // Down cuts every open connection and refuses new ones until Restore: a
 // link down for as long as the test says.
@@ -60,6 +66,7 @@ func (p *Proxy) copyDown(dst, src net.Conn) {
 			if _, werr := dst.Write(b[:chunk]); werr != nil {
 				return
 			}
+			p.forwarded.Add(int64(chunk))
 			b = b[chunk:]
 			if gap := time.Duration(p.slowGap.Load()); gap > 0 {
 				time.Sleep(gap) // the slow link's pace, not a wait for an outcome

@@ -629,15 +629,18 @@ func TestKillsInsideABigTransaction(t *testing.T) {
 	ctx := redistest.Ctx(t)
 	for round := range 2 {
 		proxy.Slow(16<<10, 5*time.Millisecond) // ~3 MB/s: the transaction (~6 MB) takes seconds
+		mark := proxy.Forwarded()
 		bigIncrTx(t, sc, 200000)
+		// The transaction is about 6 MB on the stream: the kill comes
+		// once 1 MB (first round) or 3 MB (second) of it went through.
+		part := int64(1+2*round) << 20
 		redistest.Eventually(t, time.Minute, "part of the transaction has arrived", func() error {
-			db := a.get(dst.UID)
-			if len(db.ReplicaSources) == 0 || db.ReplicaSources[0].Status == api.SourceInSync {
-				return fmt.Errorf("not yet")
+			if n := proxy.Forwarded() - mark; n < part {
+				return fmt.Errorf("%d bytes forwarded", n)
 			}
 			return nil
 		})
-		time.Sleep(time.Duration(500+700*round) * time.Millisecond) // let part of the transaction stream
+		require.NotEqual(t, sc.Get(ctx, "tx:done").Val(), dc.Get(ctx, "tx:done").Val(), "the kill comes before the transaction is applied")
 		p.Kill(t)
 		proxy.Slow(0, 0)
 		p.Start(t)
