@@ -59,8 +59,13 @@ const fullRules = "~* &* +@all"
 // the commands flagged "loading" (AUTH, PING's kin, INFO, pub/sub, MULTI,
 // CLIENT, ACL and CONFIG, ...); those of them that administer the server
 // are all in @admin, which these rules leave out. The real rules replace
-// them as soon as the server answers (applyLive, which polls for it).
-const startRules = "~* &* +@all -@admin"
+// them as soon as the server answers (applyLive, which polls for it), but
+// the commands clients sent meanwhile run first, with these rules: so they
+// are the real ones (appBaseRules) plus only what a replicated transaction
+// may hold besides (SWAPDB, and RESTORE-ASKING, which a non-cluster source
+// runs as a RESTORE). MIGRATE never is in one (Redis propagates it as a
+// DEL): it stays refused, as it reaches another host.
+const startRules = appBaseRules + " +swapdb +restore-asking"
 
 // passwordHash is the form ACL rules accept ("#<sha256>"), so that the
 // generated config never holds a password in clear.

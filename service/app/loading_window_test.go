@@ -1,0 +1,80 @@
+package app_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+	"github.com/stretchr/testify/require"
+)
+
+// The application user of a restarting database has its start rules until
+// the service applies its real ones (applyLive), some milliseconds after
+// the replay ends. An application that keeps asking, as clients told
+// LOADING do, gets its first commands after the replay run in that window:
+// MIGRATE (which the real rules refuse: it reaches another host) must be
+// refused then too.
+func TestNoCommandTheRealRulesRefuseRunsRightAfterAReplay(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "window", MemorySize: 256 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	value := strings.Repeat("v", 64)
+	for round := range 10 {
+		pipe := c.Pipeline()
+		for k := range 10000 {
+			pipe.Set(ctx(t), fmt.Sprintf("bulk:%d:%d", round, k), value, 0)
+		}
+		_, err := pipe.Exec(ctx(t))
+		require.NoError(t, err)
+	}
+	assertDenied(t, c.Do(ctx(t), "MIGRATE", "127.0.0.1", "1", "bulk:0:0", "0", "100").Err(), "MIGRATE before the restart")
+
+	pid := i.App.Databases().PID(ctx(t), db.UID)
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	eventually(t, 10*time.Second, "the killed redis-server is gone", func() error {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("pid %d: %v", pid, err)
+		}
+		return nil
+	})
+
+	// A client that asks again at once, on one connection while it lasts,
+	// until its command is answered by something else than LOADING.
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(db.Port))
+	deadline := time.Now().Add(2 * time.Minute)
+	var answered error
+	attempts := 0
+	for answered == nil {
+		require.True(t, time.Now().Before(deadline), "the database never answered after its restart")
+		rc := redis.NewClient(&redis.Options{Addr: addr, Password: db.AuthenticationRedisPass, MaxRetries: -1,
+			DialTimeout: time.Second, ReadTimeout: 2 * time.Second, PoolSize: 1})
+		for time.Now().Before(deadline) {
+			attempts++
+			err := rc.Do(ctx(t), "MIGRATE", "127.0.0.1", "1", "bulk:0:0", "0", "100").Err()
+			var opErr *net.OpError
+			if err != nil && (errors.As(err, &opErr) || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "connection reset")) {
+				break // not listening yet: dial again
+			}
+			if err != nil && strings.HasPrefix(err.Error(), "LOADING") {
+				continue
+			}
+			if err == nil {
+				err = errors.New("MIGRATE ran")
+			}
+			answered = err
+			break
+		}
+		rc.Close()
+	}
+	t.Logf("first answer after %d attempts: %v", attempts, answered)
+	assertDenied(t, answered, "MIGRATE, the first command run after the replay")
+}
