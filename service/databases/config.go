@@ -192,7 +192,18 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 	// make it drop every replicated transaction on restart. So the default
 	// user starts with startRules, which admit every write, and the service
 	// applies its real rules once the data is loaded (applyLive).
-	line("user %s on %s %s", AppUser, passwordHash(d.RedisPassword), startRules)
+	//
+	// Except on the nodes of a sharded destination: its masters are no
+	// Redis replicas (replica-read-only does not hold there), so the
+	// writes clients sent during the replay would run right after it, with
+	// these rules (a restarted master says CLUSTERDOWN to commands with
+	// keys for 2 s, not to FLUSHALL). There the user stays off until
+	// applyLive, and applications are told WRONGPASS meanwhile.
+	state := "on"
+	if d.Clustered() && d.IsReplica() {
+		state = "off"
+	}
+	line("user %s %s %s %s", AppUser, state, passwordHash(d.RedisPassword), startRules)
 	for _, u := range []struct{ name, pw, rules string }{
 		{AdminUser, AdminSecret(d), adminRules},
 		{InternalUser, d.InternalPassword, fullRules + " skip-sanitize-payload"},
