@@ -189,6 +189,15 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 	if err := waitReady(actx, c); err != nil {
 		return err
 	}
+	// Writable, the destination is read-only for applications only by
+	// their user's rules: a destination that just restarted gives that
+	// user its start rules, which admit every write (its AOF's replay
+	// needs them), until the service applies the real ones once it
+	// answers. Not writable before then, or applications' writes land in
+	// it.
+	if err := waitAppReadOnly(actx, c); err != nil {
+		return err
+	}
 	// A writable replica expires the keys its own clients gave a TTL (the
 	// loads, which use a normal connection): not while its active expiry
 	// is off. So that goes first. Its master's DELs expire keys.
@@ -228,6 +237,22 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 		}
 	}
 	return nil
+}
+
+// waitAppReadOnly polls until the destination's application user
+// ("default") may not write.
+func waitAppReadOnly(ctx context.Context, c *redis.Client) error {
+	for {
+		v, err := c.Do(ctx, "ACL", "DRYRUN", "default", "SET", "replicad:probe", "x").Text()
+		if err == nil && v != "OK" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the destination's application user to be read-only: %w (last answer: %q, %v)", ctx.Err(), v, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // replicaOfLink makes the destination a replica of the link, continuing its

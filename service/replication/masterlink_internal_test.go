@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -406,4 +407,43 @@ func TestSuspectsNameACheckpointOnlyBatch(t *testing.T) {
 	which, n = s.suspects(10)
 	assert.Equal(t, 1, n)
 	assert.Equal(t, `source b:2: the service's checkpoint only`, which)
+}
+
+// A destination that just restarted gives its application user start
+// rules that admit writes (its AOF's replay needs them) until the service
+// applies the real ones: the link must not make it a writable replica
+// before then, or applications' writes land in it (a write right after a
+// restart was applied, now and then, when the attach won the race).
+func TestAttachWaitsForTheApplicationUserToBeReadOnly(t *testing.T) {
+	dest := redistest.Start(t, "--replicaof", "127.0.0.1", "0", "--replica-read-only", "yes", "--enable-debug-command", "yes",
+		"--user", "default", "on", "nopass", "~*", "&*", "+@all", "-@admin",
+		"--user", "svc", "on", ">svc", "~*", "&*", "+@all")
+	l := testLink(t)
+	c := redis.NewClient(&redis.Options{Addr: dest.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	svc := redis.NewClient(&redis.Options{Addr: dest.Addr(), Username: "svc", Password: "svc", MaxRetries: -1})
+	t.Cleanup(func() { svc.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = l.attach(ctx, svc) // fails: nothing connects within 2 s, or the user never becomes read-only
+	got, err := svc.ConfigGet(context.Background(), "replica-read-only").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "yes", got["replica-read-only"], "the destination was made writable while its application user may write")
+	err = c.Set(context.Background(), "app", "x", 0).Err()
+	require.Error(t, err, "an application's write was applied")
+
+	// Once the real rules are there, the attach goes on.
+	require.NoError(t, svc.Do(context.Background(), "ACL", "SETUSER", "default", "-@write").Err())
+	actx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.attach(actx, svc) }()
+	defer func() { stop(); <-done }()
+	redistest.Eventually(t, 10*time.Second, "the destination is made a writable replica", func() error {
+		got, err := svc.ConfigGet(context.Background(), "replica-read-only").Result()
+		if err != nil || got["replica-read-only"] != "no" {
+			return fmt.Errorf("replica-read-only %v (%v)", got, err)
+		}
+		return nil
+	})
 }
