@@ -15,10 +15,9 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
-// startTricklingSource is a source that answers the replica handshake,
-// then sends its RDB a byte every 200 ms (a broken or hostile server): an
-// AUX field whose value is announced as 1 MB long.
-func startTricklingSource(t *testing.T) (addr string) {
+// startFakeSource is a source that answers the replica handshake, then
+// lets fullSync answer PSYNC (done closes when the test ends).
+func startFakeSource(t *testing.T, fullSync func(c net.Conn, done <-chan struct{})) (addr string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -52,17 +51,8 @@ func startTricklingSource(t *testing.T) (addr string) {
 				fmt.Fprint(c, map[bool]string{true: "+PONG\r\n", false: "+OK\r\n"}[strings.EqualFold(args[0], "PING")])
 				continue
 			}
-			fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\nREDIS0010\xfa\x01x\x80\x00\x10\x00\x00", strings.Repeat("ab", 20), 2000000)
-			for {
-				select {
-				case <-done:
-					return
-				case <-time.After(200 * time.Millisecond):
-				}
-				if _, err := c.Write([]byte("a")); err != nil {
-					return
-				}
-			}
+			fullSync(c, done)
+			return
 		}
 	}
 	go func() {
@@ -75,6 +65,64 @@ func startTricklingSource(t *testing.T) (addr string) {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// startTricklingSource is a source that sends its RDB a byte every 200 ms
+// (a broken or hostile server): an AUX field whose value is announced as
+// 1 MB long.
+func startTricklingSource(t *testing.T) (addr string) {
+	return startFakeSource(t, func(c net.Conn, done <-chan struct{}) {
+		fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\nREDIS0010\xfa\x01x\x80\x00\x10\x00\x00", strings.Repeat("ab", 20), 2000000)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond): // the source's pace
+			}
+			if _, err := c.Write([]byte("a")); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// A source that writes its RDB to disk before it sends it (Redis before
+// 7.0, or repl-diskless-sync no) sends a newline now and then meanwhile,
+// for as long as the save takes. Its load keeps its slot: given back, it
+// would not be taken again when the payload flows, and the loads of the
+// instance would then run past their bound.
+func TestASourceSavingToDiskKeepsItsLoadSlot(t *testing.T) {
+	i := servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 1 })
+	saving := 12 * time.Second // past the 10 s after which an idle load gives its slot back
+	addr := startFakeSource(t, func(c net.Conn, done <-chan struct{}) {
+		fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n", strings.Repeat("cd", 20))
+		for end := time.Now().Add(saving); time.Now().Before(end); {
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond): // the source's pace
+			}
+			if _, err := c.Write([]byte("\n")); err != nil {
+				return
+			}
+		}
+		// An empty dataset (a checksum of 0 is "not computed"), then an
+		// idle stream.
+		fmt.Fprintf(c, "$18\r\nREDIS0010\xff\x00\x00\x00\x00\x00\x00\x00\x00")
+		<-done
+	})
+	mark := i.LogMark()
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "disk", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + addr}}})
+	eventually(t, time.Minute, "the load ends", func() error {
+		var got api.Database
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+		if got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s", got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	require.NotContains(t, i.LogsSince(mark), "its slot goes to the instance's other loads")
 }
 
 // A source that trickles its RDB (a byte now and then, never idle for

@@ -877,17 +877,20 @@ func (s *syncer) localSourceDown() string {
 // one stalled by a destination that does not answer (stopped, say: the
 // syncer waits to write, and reads nothing) or by its source spends no
 // CPU, and must not hold back the instance's other loads. A source
-// preparing its RDB on disk sends a newline a second, which spends no CPU
-// here either: it does not count (loadMinProgress).
+// preparing its RDB on disk sends a newline a second until the payload
+// begins: that counts, as the load's CPU is still to come (see
+// loadMinProgress for what counts once the payload flows).
 // A destination that loads a file (DEBUG RELOAD) answers nothing either: a
 // load of more than 10 s gives its slot back too, and the next load may
 // start beside it.
 const loadIdle = 10 * time.Second
 
 // loadMinProgress is what a full load must take from its source within
-// loadIdle to count as moving: a source that trickles its RDB (a byte a
-// second, from a broken or hostile server) would otherwise hold a slot
-// for ever, and two of them every load of the instance.
+// loadIdle to count as moving once its payload flows: a source that
+// trickles its RDB (a byte a second, from a broken or hostile server)
+// would otherwise hold a slot for ever, and two of them every load of the
+// instance. Before the payload, a slot given back would not be taken
+// again when it flows, and loads past the bound would run at once.
 const loadMinProgress = 64 << 10
 
 // releaseLoadWhenIdle gives the session's load slot back once wire (the
@@ -907,6 +910,16 @@ func (s *syncer) releaseLoadWhenIdle(ctx context.Context, wire func() int64) (st
 			defer s.status.mu.Unlock()
 			return s.status.lastProgress
 		}
+		payloadFlows := func() bool {
+			s.status.mu.Lock()
+			live := s.status.rdbLive
+			s.status.mu.Unlock()
+			if live == nil {
+				return false
+			}
+			_, n := live()
+			return n > 0
+		}
 		last, answered, since := wire(), progress(), time.Now()
 		for {
 			select {
@@ -917,7 +930,11 @@ func (s *syncer) releaseLoadWhenIdle(ctx context.Context, wire func() int64) (st
 			case now := <-tick.C:
 				// A destination that applies (answers) is working even
 				// when the source waits for it.
-				if n, a := wire(), progress(); n-last >= loadMinProgress || !a.Equal(answered) {
+				need := int64(1)
+				if payloadFlows() {
+					need = loadMinProgress
+				}
+				if n, a := wire(), progress(); n-last >= need || !a.Equal(answered) {
 					last, answered, since = n, a, now
 				} else if now.Sub(since) >= loadIdle {
 					s.log.Info("the full load has taken next to nothing from its source for a while; its slot goes to the instance's other loads", "source", s.url.String(), "idle", now.Sub(since).Round(time.Second))
