@@ -301,8 +301,12 @@ func FuzzDescribeBatch(f *testing.F) {
 // destination restarted meanwhile, whose config makes it a replica of port
 // 0), instead of waiting 30 s for a connection that never comes.
 func TestLinkAttachNoticesARestartedDestination(t *testing.T) {
-	dst := redistest.Start(t, "--enable-debug-command", "yes")
-	l, err := newMasterLink(1, Access{Network: "tcp", Addr: dst.Addr()}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	// The application user (default) is read-only, as the service makes
+	// it: attach waits for that (TestAttachWaitsForTheApplicationUserToBeReadOnly).
+	dst := redistest.Start(t, "--enable-debug-command", "yes",
+		"--user", "default", "on", "nopass", "~*", "&*", "+@all", "-@write",
+		"--user", "svc", "on", ">svc", "~*", "&*", "+@all")
+	l, err := newMasterLink(1, Access{Network: "tcp", Addr: dst.Addr(), Username: "svc", Password: "svc"}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { l.ln.Close() })
 	// Nobody accepts on the link: the destination connects, never gets
