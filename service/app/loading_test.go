@@ -1,13 +1,10 @@
 package app_test
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,15 +32,7 @@ func TestApplicationsAreToldLoadingWhileADestinationReplaysItsAOF(t *testing.T) 
 	// the AOF's base), then streamed writes, which reach the AOF in the
 	// service's MULTI/EXEC batches: the replay checks those against the
 	// application user's rules.
-	value := strings.Repeat("v", 64)
-	for round := range 20 {
-		pipe := source.Pipeline()
-		for k := range 10000 {
-			pipe.Set(ctx(t), fmt.Sprintf("bulk:%d:%d", round, k), value, 0)
-		}
-		_, err := pipe.Exec(ctx(t))
-		require.NoError(t, err)
-	}
+	fillBulk(t, source, 20)
 	inSync := func() error {
 		var got api.Database
 		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
@@ -70,13 +59,7 @@ func TestApplicationsAreToldLoadingWhileADestinationReplaysItsAOF(t *testing.T) 
 
 	pid := i.App.Databases().PID(ctx(t), dst.UID)
 	require.NotZero(t, pid)
-	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
-	eventually(t, 10*time.Second, "the killed redis-server is gone", func() error {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("pid %d: %v", pid, err)
-		}
-		return nil
-	})
+	killAndWaitGone(t, pid)
 
 	// A fresh connection each time, as a client reconnecting would, until
 	// a read gets an answer.
@@ -89,10 +72,9 @@ func TestApplicationsAreToldLoadingWhileADestinationReplaysItsAOF(t *testing.T) 
 		c := redis.NewClient(&redis.Options{Addr: addr, Password: dst.AuthenticationRedisPass, MaxRetries: -1,
 			DialTimeout: time.Second, ReadTimeout: 2 * time.Second, PoolSize: 1})
 		err := c.Get(ctx(t), "counter").Err()
-		var opErr *net.OpError
 		switch {
 		case err == nil:
-		case errors.As(err, &opErr), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		case notListening(err):
 			// Not listening yet, or the killed server's connection.
 		case strings.HasPrefix(err.Error(), "LOADING"):
 			if !sawLoading {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,26 +26,12 @@ func TestNoCommandTheRealRulesRefuseRunsRightAfterAReplay(t *testing.T) {
 	i := servicetest.Start(t)
 	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "window", MemorySize: 256 << 20})
 	c := dbClient(t, db, db.AuthenticationRedisPass)
-	value := strings.Repeat("v", 64)
-	for round := range 10 {
-		pipe := c.Pipeline()
-		for k := range 10000 {
-			pipe.Set(ctx(t), fmt.Sprintf("bulk:%d:%d", round, k), value, 0)
-		}
-		_, err := pipe.Exec(ctx(t))
-		require.NoError(t, err)
-	}
+	fillBulk(t, c, 10)
 	assertDenied(t, c.Do(ctx(t), "MIGRATE", "127.0.0.1", "1", "bulk:0:0", "0", "100").Err(), "MIGRATE before the restart")
 
 	pid := i.App.Databases().PID(ctx(t), db.UID)
 	require.NotZero(t, pid)
-	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
-	eventually(t, 10*time.Second, "the killed redis-server is gone", func() error {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("pid %d: %v", pid, err)
-		}
-		return nil
-	})
+	killAndWaitGone(t, pid)
 
 	// A client that asks again at once, on one connection while it lasts,
 	// until its command is answered by something else than LOADING.
@@ -61,8 +46,7 @@ func TestNoCommandTheRealRulesRefuseRunsRightAfterAReplay(t *testing.T) {
 		for time.Now().Before(deadline) {
 			attempts++
 			err := rc.Do(ctx(t), "MIGRATE", "127.0.0.1", "1", "bulk:0:0", "0", "100").Err()
-			var opErr *net.OpError
-			if err != nil && (errors.As(err, &opErr) || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "connection reset")) {
+			if err != nil && notListening(err) {
 				break // not listening yet: dial again
 			}
 			if err != nil && strings.HasPrefix(err.Error(), "LOADING") {
@@ -91,15 +75,7 @@ func TestNoApplicationWriteRunsRightAfterAShardedDestinationReplays(t *testing.T
 	i := servicetest.Start(t)
 	src := redistest.Start(t)
 	sc := src.Client()
-	value := strings.Repeat("v", 64)
-	for round := range 5 {
-		pipe := sc.Pipeline()
-		for k := range 10000 {
-			pipe.Set(ctx(t), fmt.Sprintf("bulk:%d:%d", round, k), value, 0)
-		}
-		_, err := pipe.Exec(ctx(t))
-		require.NoError(t, err)
-	}
+	fillBulk(t, sc, 5)
 	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 192 << 20, ShardsCount: 2,
 		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
 	eventually(t, 2*time.Minute, "in sync", func() error {
@@ -122,13 +98,7 @@ func TestNoApplicationWriteRunsRightAfterAShardedDestinationReplays(t *testing.T
 	assertDenied(t, vc.FlushAll(ctx(t)).Err(), "FLUSHALL before the restart")
 	pid, err := strconv.Atoi(infoField(t, vc, "server", "process_id"))
 	require.NoError(t, err)
-	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
-	eventually(t, 10*time.Second, "the killed node is gone", func() error {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("pid %d: %v", pid, err)
-		}
-		return nil
-	})
+	killAndWaitGone(t, pid)
 
 	addr := net.JoinHostPort(victim.Host, strconv.Itoa(victim.Port))
 	deadline := time.Now().Add(2 * time.Minute)
@@ -139,8 +109,7 @@ func TestNoApplicationWriteRunsRightAfterAShardedDestinationReplays(t *testing.T
 			DialTimeout: time.Second, ReadTimeout: 2 * time.Second, PoolSize: 1})
 		for time.Now().Before(deadline) {
 			err := rc.FlushAll(ctx(t)).Err()
-			var opErr *net.OpError
-			if err != nil && (errors.As(err, &opErr) || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "connection reset")) {
+			if err != nil && notListening(err) {
 				break // not listening yet: dial again
 			}
 			if err != nil && strings.HasPrefix(err.Error(), "LOADING") {
