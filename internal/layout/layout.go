@@ -12,3 +12,9 @@ const CheckpointDB = 16
 
 // Databases is how many logical databases each redis-server offers.
 const Databases = CheckpointDB + 1
+
+// AppUser is the user applications log in as on every database (the
+// password authentication_redis_pass): the process manager sets its rules,
+// and the replication engine waits for them before it lets a destination
+// take writes from its master link.
+const AppUser = "default"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,25 +94,55 @@ func startTricklingSource(t *testing.T) (addr string) {
 // instance would then run past their bound.
 func TestASourceSavingToDiskKeepsItsLoadSlot(t *testing.T) {
 	i := servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 1 })
-	saving := 12 * time.Second // past the 10 s after which an idle load gives its slot back
+	addr := startFakeSource(t, saveToDiskThenSendEmpty)
+	mark := i.LogMark()
+	requireLoadKeepsItsSlot(t, i, addr, mark)
+}
+
+// The same after a load of that source broke off mid-payload: what the
+// broken load had received is not the next one's (it once was, and the
+// keepalives of the next one's save did not count as progress).
+func TestASourceSavingToDiskAfterABrokenLoadKeepsItsLoadSlot(t *testing.T) {
+	i := servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 1 })
+	var syncs atomic.Int32
 	addr := startFakeSource(t, func(c net.Conn, done <-chan struct{}) {
-		fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n", strings.Repeat("cd", 20))
-		for end := time.Now().Add(saving); time.Now().Before(end); {
-			select {
-			case <-done:
-				return
-			case <-time.After(200 * time.Millisecond): // the source's pace
-			}
-			if _, err := c.Write([]byte("\n")); err != nil {
-				return
-			}
+		if syncs.Add(1) == 1 {
+			// Part of a 2 MB AUX field, then the connection drops.
+			fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n$%d\r\nREDIS0010\xfa\x01x\x80\x00\x10\x00\x00%s", strings.Repeat("ab", 20), 2000000, strings.Repeat("a", 1000))
+			return
 		}
-		// An empty dataset (a checksum of 0 is "not computed"), then an
-		// idle stream.
-		fmt.Fprintf(c, "$18\r\nREDIS0010\xff\x00\x00\x00\x00\x00\x00\x00\x00")
-		<-done
+		saveToDiskThenSendEmpty(c, done)
 	})
 	mark := i.LogMark()
+	requireLoadKeepsItsSlot(t, i, addr, mark)
+	require.GreaterOrEqual(t, syncs.Load(), int32(2), "the source was asked for a second full sync")
+}
+
+// saveToDiskThenSendEmpty answers PSYNC as a source that saves its RDB to
+// disk for 12 s (past the 10 s after which an idle load gives its slot
+// back), sending a newline every 200 ms meanwhile, then sends an empty
+// dataset (a checksum of 0 is "not computed") and an idle stream.
+func saveToDiskThenSendEmpty(c net.Conn, done <-chan struct{}) {
+	fmt.Fprintf(c, "+FULLRESYNC %s 0\r\n", strings.Repeat("cd", 20))
+	for end := time.Now().Add(12 * time.Second); time.Now().Before(end); {
+		select {
+		case <-done:
+			return
+		case <-time.After(200 * time.Millisecond): // the source's pace
+		}
+		if _, err := c.Write([]byte("\n")); err != nil {
+			return
+		}
+	}
+	fmt.Fprintf(c, "$18\r\nREDIS0010\xff\x00\x00\x00\x00\x00\x00\x00\x00")
+	<-done
+}
+
+// requireLoadKeepsItsSlot makes a database a Replica Of the source at
+// addr, waits for it to be in sync, and checks that its load never gave
+// its slot back.
+func requireLoadKeepsItsSlot(t *testing.T, i *servicetest.Instance, addr string, mark int) {
+	t.Helper()
 	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "disk", MemorySize: 64 << 20,
 		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + addr}}})
 	eventually(t, time.Minute, "the load ends", func() error {

@@ -16,7 +16,7 @@ import (
 // User names inside every database.
 const (
 	// AppUser is what applications use (the password authentication_redis_pass).
-	AppUser = "default"
+	AppUser = layout.AppUser
 	// AdminUser is what remote syncers use to replicate from this database.
 	AdminUser = "admin"
 	// InternalUser is the service's own identity: administration and the

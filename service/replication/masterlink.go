@@ -21,6 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/acceptloop"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -243,7 +244,7 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 // ("default") may not write.
 func waitAppReadOnly(ctx context.Context, c *redis.Client) error {
 	for {
-		v, err := c.Do(ctx, "ACL", "DRYRUN", "default", "SET", "replicad:probe", "x").Text()
+		v, err := c.Do(ctx, "ACL", "DRYRUN", layout.AppUser, "SET", "replicad:probe", "x").Text()
 		if err == nil && v != "OK" {
 			return nil
 		}

@@ -299,9 +299,11 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	if s.relocate != nil {
 		defer s.watchRelocate(ctx, cancel)(&err)
 	}
-	s.status.set(func(st *sourceStatus) { st.phase = phaseConnecting })
 	// What the last session saw of its source is not this one's: an
-	// error before it connects is not a cut of the last one's full sync.
+	// error before it connects is not a cut of the last one's full sync,
+	// and the payload a broken load had received does not make this
+	// one's keepalives count for nothing (releaseLoadWhenIdle).
+	s.status.set(func(st *sourceStatus) { st.phase, st.rdbLive = phaseConnecting, nil })
 	s.fullSession, s.sourceClosed, s.transferEnd, s.loadedLink = false, false, time.Time{}, nil
 	var restarted <-chan struct{}
 	if s.destRestarts != nil {
