@@ -809,7 +809,12 @@ func WaitReady(ctx context.Context, c *redis.Client) error {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		last = c.Ping(pctx).Err()
 		cancel()
-		if last == nil {
+		// A server that cannot write its AOF (its disk full or
+		// read-only) answers PING with MISCONF: it serves, and what the
+		// service gives it (ACL SETUSER, CONFIG SET) writes nothing to
+		// the AOF. Waiting for a PONG held its settings until the disk
+		// had room, and every change of it behind them.
+		if last == nil || strings.HasPrefix(last.Error(), "MISCONF") {
 			return nil
 		}
 		if errors.Is(last, redis.ErrClosed) {

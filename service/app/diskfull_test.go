@@ -1,0 +1,92 @@
+package app_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/app"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// smallDataDisk mounts a tmpfs of size bytes for the test, a disk it can
+// fill. It needs root (scripts/test.sh runs as root).
+func smallDataDisk(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("this test fills a small disk, a tmpfs it mounts: run it as root (scripts/test.sh does): mount: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fillDataDisk leaves no free space on the filesystem of dir, with a file
+// whose path it returns.
+func fillDataDisk(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	defer f.Close()
+	chunk := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			require.ErrorIs(t, err, syscall.ENOSPC)
+			return path
+		}
+	}
+}
+
+// A database whose disk is full refuses writes (MISCONF: its AOF cannot be
+// written), and answers even PING so. A change of its settings must still
+// reach it: ACL SETUSER and CONFIG SET write nothing to the AOF.
+func TestAChangeOfADatabaseWhoseDiskIsFullIsApplied(t *testing.T) {
+	disk := smallDataDisk(t, 64<<20)
+	i := servicetest.StartWith(t, func(c *app.Config) { c.DataDir = filepath.Join(disk, "data") })
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "full", MemorySize: 32 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	require.NoError(t, c.Set(ctx(t), "k", "v", 0).Err())
+	filler := fillDataDisk(t, disk)
+	t.Cleanup(func() { _ = os.Remove(filler) })
+	big := strings.Repeat("x", 100_000)
+	eventually(t, 30*time.Second, "writes are refused for the full disk", func() error {
+		if err := c.Set(ctx(t), "k", big, 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "MISCONF") {
+			return fmt.Errorf("write: %v", err)
+		}
+		return nil
+	})
+
+	const newPassword = "a new password for a full disk"
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), map[string]any{"authentication_redis_pass": newPassword}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	nc := dbClient(t, db, newPassword)
+	require.NoError(t, nc.Get(ctx(t), "k").Err(), "the new password is in force")
+	var got api.Database
+	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+	require.Empty(t, got.LastError)
+
+	require.NoError(t, os.Remove(filler))
+	eventually(t, 30*time.Second, "writes come back once the disk has room", func() error {
+		return nc.Set(ctx(t), "k", "after", 0).Err()
+	})
+	old := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", db.Port), Password: db.AuthenticationRedisPass})
+	defer old.Close()
+	require.Error(t, old.Ping(ctx(t)).Err(), "the old password is refused")
+}
