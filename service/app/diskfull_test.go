@@ -80,7 +80,7 @@ func TestAChangeOfADatabaseWhoseDiskIsFullIsApplied(t *testing.T) {
 	require.NoError(t, nc.Get(ctx(t), "k").Err(), "the new password is in force")
 	var got api.Database
 	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
-	require.Empty(t, got.LastError)
+	require.NotContains(t, got.LastError, "not applied")
 
 	require.NoError(t, os.Remove(filler))
 	eventually(t, 30*time.Second, "writes come back once the disk has room", func() error {
@@ -89,4 +89,44 @@ func TestAChangeOfADatabaseWhoseDiskIsFullIsApplied(t *testing.T) {
 	old := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", db.Port), Password: db.AuthenticationRedisPass})
 	defer old.Close()
 	require.Error(t, old.Ping(ctx(t)).Err(), "the old password is refused")
+}
+
+// A database that refuses every write because it cannot write its AOF (its
+// disk full) is not silently active: its last_error says so, until the disk
+// has room again and it writes.
+func TestADatabaseWhoseDiskIsFullSaysSo(t *testing.T) {
+	disk := smallDataDisk(t, 64<<20)
+	i := servicetest.StartWith(t, func(c *app.Config) { c.DataDir = filepath.Join(disk, "data") })
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "full", MemorySize: 32 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	filler := fillDataDisk(t, disk)
+	t.Cleanup(func() { _ = os.Remove(filler) })
+	big := strings.Repeat("x", 100_000)
+	eventually(t, 30*time.Second, "writes are refused for the full disk", func() error {
+		if err := c.Set(ctx(t), "k", big, 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "MISCONF") {
+			return fmt.Errorf("write: %v", err)
+		}
+		return nil
+	})
+	var got api.Database
+	eventually(t, 10*time.Second, "the database says that it cannot write", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+		if !strings.Contains(got.LastError, "AOF") {
+			return fmt.Errorf("status %s, last_error %q", got.Status, got.LastError)
+		}
+		return nil
+	})
+
+	require.NoError(t, os.Remove(filler))
+	eventually(t, 30*time.Second, "writes come back once the disk has room", func() error {
+		return c.Set(ctx(t), "k", "after", 0).Err()
+	})
+	eventually(t, 10*time.Second, "the database no longer says that it cannot write", func() error {
+		var got api.Database
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+		if got.LastError != "" || got.Status != api.StatusActive {
+			return fmt.Errorf("status %s, last_error %q", got.Status, got.LastError)
+		}
+		return nil
+	})
 }

@@ -2,6 +2,8 @@ package databases
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +22,9 @@ type health struct {
 	loadedPerc float64   // how far, in percent
 	ready      bool      // its live settings (ACL users, maxmemory) are applied
 	busySince  time.Time // since when it answers BUSY (a script runs), zero if it does not
+	// aofWriteErr: its last write to its AOF failed (a full or read-only
+	// disk), so it refuses every write (MISCONF) until one succeeds.
+	aofWriteErr bool
 }
 
 // Watch intervals: quick while a child comes up, so that its status follows
@@ -92,6 +97,7 @@ func (p *process) observe(ctx context.Context, c *redis.Client) bool {
 	p.health.pid, p.health.answered = pid, now
 	p.health.loading = fields["loading"] == "1"
 	p.health.loadedPerc, _ = strconv.ParseFloat(fields["loading_loaded_perc"], 64)
+	p.health.aofWriteErr = fields["aof_last_write_status"] == "err"
 	return !p.health.loading && p.health.ready
 }
 
@@ -179,6 +185,17 @@ func (p *process) problem(now time.Time) string {
 		return p.lastErr
 	}
 	return ""
+}
+
+// diskProblem says why the child refuses writes although it serves: it
+// cannot write its AOF. Empty when it can, or is not known to serve.
+func (p *process) diskProblem() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.running || !p.health.aofWriteErr || p.health.pid != p.pid {
+		return ""
+	}
+	return fmt.Sprintf("its redis-server cannot write its AOF, and refuses every write until it can: its disk is full or read-only (see %s)", filepath.Join(p.dir, "redis.log"))
 }
 
 // settingsPending says why the database's latest settings are not applied

@@ -640,6 +640,27 @@ func (m *Manager) Problem(uid int) string {
 	return ""
 }
 
+// DiskProblem says why database uid (any of its nodes) refuses writes
+// while it serves: it cannot write its AOF. Like Status, it does no I/O.
+func (m *Manager) DiskProblem(uid int) string {
+	p, nodes, clustered := m.processesOf(uid)
+	if !clustered {
+		nodes = []*process{p}
+	}
+	for _, n := range nodes {
+		if n == nil {
+			continue
+		}
+		if why := n.diskProblem(); why != "" {
+			if clustered {
+				return fmt.Sprintf("node %s: %s", n.addr, why)
+			}
+			return why
+		}
+	}
+	return ""
+}
+
 // SettingsPending says why the latest settings of database uid (any of
 // its nodes) are not applied yet; empty when they are.
 func (m *Manager) SettingsPending(uid int) string {
