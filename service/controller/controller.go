@@ -60,9 +60,10 @@ type Databases interface {
 	Status(uid int) (status string, loadedPercent float64)
 	// Problem says why a database that is down does not serve (empty otherwise).
 	Problem(uid int) string
-	// DiskProblem says why a database that serves refuses writes (it
-	// cannot write its AOF); empty otherwise.
-	DiskProblem(uid int) string
+	// Degraded says why a database whose process runs does not fully
+	// serve (it has not answered for a while, or cannot write its AOF,
+	// so refuses writes); empty otherwise.
+	Degraded(uid int) string
 	// SettingsPending says why a database's latest settings are not
 	// applied yet (they are retried); empty when they are.
 	SettingsPending(uid int) string
@@ -867,7 +868,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		CreatedAt:               d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
 	down := c.cfg.Databases.Problem(d.UID)
-	out.LastError = joinProblems(down, c.cfg.Databases.DiskProblem(d.UID), c.cfg.Databases.SettingsPending(d.UID), c.endpointProblem(d.UID))
+	out.LastError = joinProblems(down, c.cfg.Databases.Degraded(d.UID), c.cfg.Databases.SettingsPending(d.UID), c.endpointProblem(d.UID))
 	if out.TLSMode == "" {
 		out.TLSMode = api.TLSDisabled
 	}

@@ -187,15 +187,24 @@ func (p *process) problem(now time.Time) string {
 	return ""
 }
 
-// diskProblem says why the child refuses writes although it serves: it
-// cannot write its AOF. Empty when it can, or is not known to serve.
-func (p *process) diskProblem() string {
+// degraded says why the running child does not fully serve, where its
+// status alone would not tell: it answered once and has not for a while
+// (stopped, or stalled on its disk), or it cannot write its AOF (so it
+// refuses every write). Empty when neither holds.
+func (p *process) degraded(now time.Time) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.running || !p.health.aofWriteErr || p.health.pid != p.pid {
+	h := p.health
+	if !p.running || h.pid != p.pid || h.answered.IsZero() {
 		return ""
 	}
-	return fmt.Sprintf("its redis-server cannot write its AOF, and refuses every write until it can: its disk is full or read-only (see %s)", filepath.Join(p.dir, "redis.log"))
+	if silent := now.Sub(h.answered); silent > unresponsiveAfter {
+		return fmt.Sprintf("its redis-server (pid %d) has not answered for %s (stopped, or stalled on its disk)", h.pid, silent.Round(time.Second))
+	}
+	if h.aofWriteErr {
+		return fmt.Sprintf("its redis-server cannot write its AOF, and refuses every write until it can: its disk is full or read-only (see %s)", filepath.Join(p.dir, "redis.log"))
+	}
+	return ""
 }
 
 // settingsPending says why the database's latest settings are not applied

@@ -640,9 +640,10 @@ func (m *Manager) Problem(uid int) string {
 	return ""
 }
 
-// DiskProblem says why database uid (any of its nodes) refuses writes
-// while it serves: it cannot write its AOF. Like Status, it does no I/O.
-func (m *Manager) DiskProblem(uid int) string {
+// Degraded says why database uid (any of its nodes), whose redis-server
+// runs, does not fully serve: it has not answered for a while, or cannot
+// write its AOF. Like Status, it does no I/O.
+func (m *Manager) Degraded(uid int) string {
 	p, nodes, clustered := m.processesOf(uid)
 	if !clustered {
 		nodes = []*process{p}
@@ -651,7 +652,7 @@ func (m *Manager) DiskProblem(uid int) string {
 		if n == nil {
 			continue
 		}
-		if why := n.diskProblem(); why != "" {
+		if why := n.degraded(time.Now()); why != "" {
 			if clustered {
 				return fmt.Sprintf("node %s: %s", n.addr, why)
 			}
