@@ -75,8 +75,9 @@ type Databases interface {
 	// Topology is the cluster of a clustered database as its nodes see it.
 	Topology(ctx context.Context, uid int) (cluster.Topology, error)
 	// MemoryInUse is the most memory one node of d uses toward its
-	// maxmemory (0 when none answers).
-	MemoryInUse(ctx context.Context, d store.Database) int64
+	// maxmemory; an error when a node cannot tell (it does not answer,
+	// or still loads its data).
+	MemoryInUse(ctx context.Context, d store.Database) (int64, error)
 }
 
 // Gateway serves the replication endpoints of databases (the port of their
@@ -620,15 +621,21 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 
 // checkMemoryFits refuses a memory_size that leaves a node of database uid
 // less than what it uses now: Redis would refuse every write, and, on a
-// destination, every replicated one. Only a running node is asked; the
-// data may still grow past the limit later, as it may at any size.
+// destination, every replicated one. A lowering is refused too while a
+// node cannot tell what it uses (stopped, busy, loading its data): it was
+// recorded unchecked, and applied once the node answered. The data may
+// still grow past the limit later, as it may at any size.
 func (c *Controller) checkMemoryFits(ctx context.Context, uid int, size int64) error {
 	d, err := c.cfg.Store.Get(uid)
 	if err != nil || size >= d.MemorySize {
 		return nil // not found is said later; a raise always fits
 	}
 	per := size / int64(d.Shards())
-	if used := c.cfg.Databases.MemoryInUse(ctx, d); used > per {
+	used, err := c.cfg.Databases.MemoryInUse(ctx, d)
+	if err != nil {
+		return conflict("memory_size %d cannot be lowered now: what the database holds cannot be told, since %v; try again once it answers (a raise is always accepted)", size, err)
+	}
+	if used > per {
 		what := "the database uses"
 		if d.Shards() > 1 {
 			what = fmt.Sprintf("leaves %d bytes per shard, and a shard uses", per)

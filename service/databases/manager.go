@@ -906,35 +906,53 @@ func writeClientCAs(dir, name, caFile string, clientCerts []string) error {
 // MemoryInUse is the most memory that the data of a node of d takes
 // toward its maxmemory (used_memory less mem_not_counted_for_evict, as
 // Redis counts it before refusing a write, less its normal clients'
-// buffers, which readers can make grow and shrink), over its nodes that
-// answer within a second (asked at once); 0 when none does.
-func (m *Manager) MemoryInUse(ctx context.Context, d store.Database) int64 {
+// buffers, which readers can make grow and shrink), over its nodes, asked
+// at once. It fails when a node does not answer within a second (stopped,
+// busy) or still loads its data: what it holds cannot be told then, and
+// 0 would pass for "nothing".
+func (m *Manager) MemoryInUse(ctx context.Context, d store.Database) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	ks := keys(d)
-	uses := make(chan int64, len(ks))
+	type use struct {
+		n   int64
+		err error
+	}
+	uses := make(chan use, len(ks))
 	for _, k := range ks {
 		c := m.Client(k)
 		if c == nil {
-			uses <- 0
+			uses <- use{err: errors.New("its redis-server does not run")}
 			continue
 		}
 		go func() {
-			info, err := c.InfoMap(ctx, "memory").Result()
+			info, err := c.InfoMap(ctx, "memory", "persistence").Result()
 			if err != nil {
-				uses <- 0
+				uses <- use{err: fmt.Errorf("its redis-server does not answer (stopped or busy): %w", err)}
+				return
+			}
+			if info["Persistence"]["loading"] == "1" {
+				uses <- use{err: errors.New("its redis-server still loads its data")}
 				return
 			}
 			field := func(name string) int64 {
 				n, _ := strconv.ParseInt(info["Memory"][name], 10, 64)
 				return n
 			}
-			uses <- field("used_memory") - field("mem_not_counted_for_evict") - field("mem_clients_normal")
+			uses <- use{n: field("used_memory") - field("mem_not_counted_for_evict") - field("mem_clients_normal")}
 		}()
 	}
 	var most int64
+	var errs []error
 	for range ks {
-		most = max(most, <-uses)
+		u := <-uses
+		most = max(most, u.n)
+		if u.err != nil {
+			errs = append(errs, u.err)
+		}
 	}
-	return most
+	if len(errs) > 0 {
+		return 0, errs[0]
+	}
+	return most, nil
 }
