@@ -199,6 +199,9 @@ func (p *process) degraded(now time.Time) string {
 		return ""
 	}
 	if silent := now.Sub(h.answered); silent > unresponsiveAfter {
+		if !h.busySince.IsZero() {
+			return fmt.Sprintf("its redis-server (pid %d) has answered only BUSY for %s (a script or function runs)", h.pid, now.Sub(h.busySince).Round(time.Second))
+		}
 		return fmt.Sprintf("its redis-server (pid %d) has not answered for %s (stopped, or stalled on its disk)", h.pid, silent.Round(time.Second))
 	}
 	if h.aofWriteErr {

@@ -89,3 +89,24 @@ func TestInfoFields(t *testing.T) {
 	assert.Equal(t, "1", f["loading"])
 	assert.Equal(t, "12.50", f["loading_loaded_perc"])
 }
+
+// A running child whose status alone would mislead says why: silent for
+// too long (stopped), answering only BUSY, or unable to write its AOF.
+func TestDegradedSaysWhyARunningChildDoesNotServe(t *testing.T) {
+	now := time.Now()
+	p := &process{running: true, pid: 42, dir: "/data/dbs/1"}
+	p.health = health{pid: 42, answered: now, ready: true}
+	assert.Empty(t, p.degraded(now), "a child that serves")
+
+	p.health.answered = now.Add(-unresponsiveAfter - 2*time.Second)
+	assert.Contains(t, p.degraded(now), "has not answered for 12s")
+
+	p.health.busySince = now.Add(-20 * time.Second)
+	assert.Contains(t, p.degraded(now), "only BUSY for 20s")
+
+	p.health = health{pid: 42, answered: now, ready: true, aofWriteErr: true}
+	assert.Contains(t, p.degraded(now), "cannot write its AOF")
+
+	p.health = health{pid: 41, answered: now.Add(-time.Minute)}
+	assert.Empty(t, p.degraded(now), "what a previous child said is not about this one")
+}
