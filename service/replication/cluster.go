@@ -600,8 +600,13 @@ func (d *destination) avoidReplica(s *sourceState, slots, addr string) bool {
 // watch polls the slot map of clustered source s during a round. When it
 // changes, or keys migrate between shards, the source is out of sync until
 // the resharding settles (no sign of it for clusterSettle); then the round
-// ends with errNeedFullSync: the destination is loaded again.
-func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logger) error {
+// ends with errNeedFullSync: the destination is loaded again. keep stores
+// the nodes of the clustered sources in the destination (saveNodes) when
+// the cluster's nodes change: a round lasts as long as nothing goes wrong,
+// and a cluster whose hosts were all replaced meanwhile (each failover
+// followed with a partial resync) was not found by a restarted service
+// whose URL node had gone, from the nodes the round began with.
+func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logger, keep func(context.Context) error) error {
 	cl := s.cluster.Load()
 	cl.mu.Lock()
 	seen := strings.Join(cl.current, " ")
@@ -610,6 +615,7 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 	defer t.Stop()
 	uncounted := map[string]bool{} // masters without slots whose keys could not be counted (logged once)
 	unasked := false               // the masters refuse CLUSTER NODES (logged once, not asked again)
+	kept, keepFailed := "", false  // the nodes last kept in the destination
 	clients := map[string]*redis.Client{}
 	defer func() {
 		for _, c := range clients {
@@ -659,6 +665,14 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 				}
 			}
 			cl.relocate(top)
+			if nodes := strings.Join(top.Addrs(), " "); nodes != kept {
+				if err := keep(ctx); err == nil {
+					kept = nodes
+				} else if !keepFailed && ctx.Err() == nil {
+					keepFailed = true
+					log.Warn("cannot keep the nodes of a clustered source in the destination; a restarted service finds the cluster through its URL and the nodes kept before", "source", s.url.String(), "err", err)
+				}
+			}
 		}
 		cl.mu.Lock()
 		last := cl.activity
