@@ -600,8 +600,13 @@ func (d *destination) avoidReplica(s *sourceState, slots, addr string) bool {
 // watch polls the slot map of clustered source s during a round. When it
 // changes, or keys migrate between shards, the source is out of sync until
 // the resharding settles (no sign of it for clusterSettle); then the round
-// ends with errNeedFullSync: the destination is loaded again.
-func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logger) error {
+// ends with errNeedFullSync: the destination is loaded again. keep stores
+// the nodes of the clustered sources in the destination (saveNodes) when
+// the cluster's nodes change: a round lasts as long as nothing goes wrong,
+// and a cluster whose hosts were all replaced meanwhile (each failover
+// followed with a partial resync) was not found by a restarted service
+// whose URL node had gone, from the nodes the round began with.
+func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logger, keep func(context.Context) error) error {
 	cl := s.cluster.Load()
 	cl.mu.Lock()
 	seen := strings.Join(cl.current, " ")
@@ -609,6 +614,14 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 	t := time.NewTicker(clusterPollInterval)
 	defer t.Stop()
 	uncounted := map[string]bool{} // masters without slots whose keys could not be counted (logged once)
+	unasked := false               // the masters refuse CLUSTER NODES (logged once, not asked again)
+	kept, keepFailed := "", false  // the nodes last kept in the destination
+	clients := map[string]*redis.Client{}
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
 	for first := true; ; first = false {
 		if !first {
 			select {
@@ -622,6 +635,18 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 			if p := top.Partition(); p != seen {
 				cl.resharding(log, s.url.String(), fmt.Sprintf("its slot map is now %q, was %q", p, seen))
 				seen = p
+			}
+			// A slot open on a master (MIGRATING, IMPORTING) moves keys
+			// between two shards whose forks for a load, and whose
+			// streams, are not in step: a key that moved between the
+			// forks is in both RDBs, and the shard it left streams its
+			// DEL, with no RESTORE-ASKING anywhere and the same slot map.
+			// A resharding that stopped midway (redis-cli --cluster
+			// reshard on an error) leaves slots open for good. (Asked
+			// first: the more precise sign below is the one the note
+			// keeps.)
+			if !unasked {
+				unasked = d.checkOpenSlots(ctx, s, log, top, clients)
 			}
 			// The round has no syncer for a master without slots: keys
 			// migrating into it would be missed (the shard they leave
@@ -640,6 +665,14 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 				}
 			}
 			cl.relocate(top)
+			if nodes := strings.Join(top.Addrs(), " "); nodes != kept {
+				if err := keep(ctx); err == nil {
+					kept = nodes
+				} else if !keepFailed && ctx.Err() == nil {
+					keepFailed = true
+					log.Warn("cannot keep the nodes of a clustered source in the destination; a restarted service finds the cluster through its URL and the nodes kept before", "source", s.url.String(), "err", err)
+				}
+			}
 		}
 		cl.mu.Lock()
 		last := cl.activity
@@ -649,6 +682,118 @@ func (d *destination) watch(ctx context.Context, s *sourceState, log *slog.Logge
 			return fmt.Errorf("the clustered source %s resharded: %w", s.url, errNeedFullSync)
 		}
 	}
+}
+
+// checkOpenSlots asks every online master of top whether it has slots
+// open (see openSlots), and records a resharding while any has. It says
+// whether a master refused the question (a restricted user: the masters
+// of a cluster share their users), which is logged, and not asked again
+// this round; a master that does not answer is its shard's syncer's to
+// report.
+func (d *destination) checkOpenSlots(ctx context.Context, s *sourceState, log *slog.Logger, top cluster.Topology, clients map[string]*redis.Client) (refused bool) {
+	masters := slices.Clone(top.Slotless)
+	ids := map[string]string{}
+	for _, sh := range top.Shards {
+		for _, n := range sh.Nodes {
+			ids[n.ID] = n.Addr
+		}
+		if m, ok := sh.Master(); ok {
+			masters = append(masters, m)
+		}
+	}
+	for _, m := range top.Slotless {
+		ids[m.ID] = m.Addr
+	}
+	cl := s.cluster.Load()
+	for _, m := range masters {
+		if !m.Online() {
+			continue
+		}
+		c := clients[m.Addr]
+		if c == nil {
+			var err error
+			if c, err = d.sourceClient(s, m.Addr); err != nil {
+				return false
+			}
+			clients[m.Addr] = c
+		}
+		open, err := openSlots(ctx, c)
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			// (A sharded database of this service, read through its
+			// gateway, refuses it; it cannot be resharded.)
+			log.Info("the clustered source refuses CLUSTER NODES: a slot left open by a resharding is not seen", "source", s.url.String(), "node", m.Addr, "err", err)
+			return true
+		}
+		for _, o := range open {
+			other := ids[o.node]
+			if other == "" {
+				other = "node " + o.node
+			}
+			how := "migrating to"
+			if o.importing {
+				how = "importing from"
+			}
+			cl.resharding(log, s.url.String(), fmt.Sprintf("slot %d is open on %s, %s %s", o.slot, m.Addr, how, other))
+		}
+	}
+	return false
+}
+
+// openSlot is a slot that a master moves: out (MIGRATING) or in
+// (IMPORTING), from or to node.
+type openSlot struct {
+	slot      int
+	importing bool
+	node      string
+}
+
+// openSlots reads the slots a master has open from its own line of
+// CLUSTER NODES: "[<slot>->-<node>]" migrating, "[<slot>-<-<node>]"
+// importing (CLUSTER SHARDS does not tell).
+func openSlots(ctx context.Context, c *redis.Client) ([]openSlot, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	nodes, err := c.ClusterNodes(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	return parseOpenSlots(nodes), nil
+}
+
+// parseOpenSlots reads the open slots of the "myself" line of CLUSTER
+// NODES.
+func parseOpenSlots(nodes string) []openSlot {
+	var out []openSlot
+	for _, line := range strings.Split(nodes, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || !slices.Contains(strings.Split(f[2], ","), "myself") {
+			continue
+		}
+		for _, x := range f[8:] {
+			x, ok := strings.CutPrefix(x, "[")
+			if !ok {
+				continue
+			}
+			x = strings.TrimSuffix(x, "]")
+			o := openSlot{}
+			var slot string
+			if a, b, ok := strings.Cut(x, "->-"); ok {
+				slot, o.node = a, b
+			} else if a, b, ok := strings.Cut(x, "-<-"); ok {
+				slot, o.node, o.importing = a, b, true
+			} else {
+				continue
+			}
+			n, err := strconv.Atoi(slot)
+			if err != nil {
+				continue
+			}
+			o.slot = n
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // keysOf counts the keys of node addr of clustered source s, a master

@@ -134,3 +134,13 @@ func TestSharedFunctionCommand(t *testing.T) {
 		assert.ErrorIs(t, err, errNeedFullSync, in)
 	}
 }
+
+func TestParseOpenSlots(t *testing.T) {
+	nodes := "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 [5461->-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1] [93-<-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f]\n" +
+		"67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922 [7-<-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca]\n"
+	assert.Equal(t, []openSlot{
+		{slot: 5461, node: "67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1"},
+		{slot: 93, importing: true, node: "292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f"},
+	}, parseOpenSlots(nodes), "the node's own line only")
+	assert.Empty(t, parseOpenSlots("e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460\n"))
+}

@@ -420,6 +420,9 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			full = true
 		}
 	}
+	// hintsAt are where the nodes of clustered sources are kept (saveNodes):
+	// the destination, and a shadow loading in its place.
+	hintsAt := []*redis.Client{ckc}
 	var shadow Shadow
 	var shadowLink *masterLink
 	stopShadowLink := func() {}
@@ -450,6 +453,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		dest = shadow.Access()
 		sc := dest.client(layout.CheckpointDB)
 		defer sc.Close()
+		hintsAt = append(hintsAt, sc)
 		if d.link != nil {
 			// The sources loaded first stream into the shadow while the
 			// others load: over a master link of its own, as their
@@ -591,7 +595,15 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := d.watch(ctx, s, log); err != nil && ctx.Err() == nil {
+			keep := func(ctx context.Context) error {
+				for _, c := range hintsAt {
+					if err := d.saveNodes(ctx, c); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			if err := d.watch(ctx, s, log, keep); err != nil && ctx.Err() == nil {
 				errs <- err
 				cancelAll()
 			}
