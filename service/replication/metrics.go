@@ -49,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		appliedOffset:   gauge("applied_offset", "Replication offset of the source applied to the destination."),
 		lag:             gauge("batch_lag_seconds", "Time from receiving the commands of the last applied batch to applying them."),
 		stalls:          counter("stalls_total", "Times the watchdog found the syncer stuck (commands pending, nothing applied) and restarted it from its checkpoint."),
-		stalled:         gauge("stalled", "1 while the watchdog holds the source out of sync: the syncer is stuck, or the source sends nothing, not even pings."),
+		stalled:         gauge("stalled", "1 while the watchdog holds the source out of sync (its last_error says why): the syncer is stuck, the source sends nothing, not even pings, the destination takes none of a full load, or a transaction of another source holds the writes back."),
 		shardInfo:       newShardInfo(reg),
 		sources:         map[int]map[string]bool{},
 	}

@@ -3,6 +3,7 @@ package replication_test
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,4 +48,65 @@ func TestARemovedSourceLeavesNoSeries(t *testing.T) {
 	})
 	assert.Contains(t, a.metrics(), fmt.Sprintf(`replicad_replica_applied_offset{destination="%d",name="dst",source="127.0.0.1:%d"}`, dst.UID, kept.ReplicationPort),
 		"the series of the source that stays")
+}
+
+// A source that sends nothing, not even its pings (frozen, or its link
+// blackholed), is held out of sync by the watchdog: replicad_replica_stalled
+// says so ("1 while the watchdog holds the source out of sync"; it stayed
+// 0), and the watchdog says it once in the log, not once a second for as
+// long as the source is silent.
+func TestASilentSourceIsStalledInMetricsAndLoggedOnce(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	src := redistest.Start(t)
+	require.NoError(t, src.Client().Set(redistest.Ctx(t), "k", "v", 0).Err())
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	stalled := func() float64 {
+		return metric(a.metrics(), "replicad_replica_stalled", fmt.Sprintf(`destination="%d"`, dst.UID), `source="`+src.Addr()+`"`)
+	}
+	require.Equal(t, 0.0, stalled())
+
+	mark := i.LogMark()
+	require.NoError(t, syscall.Kill(src.PID(), syscall.SIGSTOP))
+	frozen := true
+	t.Cleanup(func() {
+		if frozen {
+			_ = syscall.Kill(src.PID(), syscall.SIGCONT)
+		}
+	})
+	var silentSince time.Time
+	redistest.Eventually(t, time.Minute, "the watchdog finds the source silent", func() error {
+		s := a.get(dst.UID).ReplicaSources[0]
+		if s.Status != api.SourceOutOfSync || !strings.Contains(s.LastError, "nothing received from the source") {
+			return fmt.Errorf("status %s: %s", s.Status, s.LastError)
+		}
+		silentSince = time.Now()
+		return nil
+	})
+	assert.Equal(t, 1.0, stalled(), "replicad_replica_stalled while the watchdog holds the source out of sync")
+	// Silent a while longer (the read timeout, a minute, ends the session
+	// later): the status keeps saying so, the log does not repeat it.
+	redistest.Eventually(t, time.Minute, "the source stays silent for 8 s more", func() error {
+		if s := a.get(dst.UID).ReplicaSources[0]; !strings.Contains(s.LastError, "nothing received from the source") {
+			return fmt.Errorf("status %s: %s", s.Status, s.LastError)
+		}
+		if time.Since(silentSince) < 8*time.Second {
+			return fmt.Errorf("silent for %s", time.Since(silentSince).Round(time.Second))
+		}
+		return nil
+	})
+	assert.Equal(t, 1.0, stalled())
+	logged := strings.Count(i.LogsSince(mark), "replication watchdog")
+	assert.Equal(t, 1, logged, "watchdog lines about one silence:\n%s", i.LogsSince(mark))
+
+	require.NoError(t, syscall.Kill(src.PID(), syscall.SIGCONT))
+	frozen = false
+	a.waitInSync(dst.UID, time.Minute)
+	redistest.Eventually(t, 30*time.Second, "the stalled gauge is 0 again", func() error {
+		if v := stalled(); v != 0 {
+			return fmt.Errorf("replicad_replica_stalled %g", v)
+		}
+		return nil
+	})
 }
