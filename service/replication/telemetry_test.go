@@ -110,3 +110,87 @@ func TestASilentSourceIsStalledInMetricsAndLoggedOnce(t *testing.T) {
 		return nil
 	})
 }
+
+// The lag says how far behind its source a destination is. It counted
+// only commands received and not applied, so it stayed 0 while the source
+// was not followed at all: killed, or frozen, the destination missing
+// whatever it did meanwhile, and an alert on the lag never fired. Now,
+// while a source is not in sync, its lag counts at least from when it last
+// was (for a silent source, from when it last sent something), in the
+// status and the metrics alike, and is 0 again once the source is followed.
+func TestLagGrowsWhileTheSourceIsNotFollowed(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	src := redistest.Start(t)
+	require.NoError(t, src.Client().Set(redistest.Ctx(t), "k", "v", 0).Err())
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	lagMetric := func() float64 {
+		return metric(a.metrics(), "replicad_replica_lag_seconds", fmt.Sprintf(`destination="%d"`, dst.UID), `source="`+src.Addr()+`"`)
+	}
+	require.Zero(t, a.get(dst.UID).ReplicaSources[0].Lag)
+
+	// Killed: the destination misses what the source would do; the lag
+	// grows with the time it is gone.
+	src.Stop() // SIGKILL
+	killed := time.Now()
+	var first int64
+	redistest.Eventually(t, time.Minute, "the lag of the killed source grows", func() error {
+		s := a.get(dst.UID).ReplicaSources[0]
+		if s.Status == api.SourceInSync {
+			return fmt.Errorf("in sync with a killed source")
+		}
+		if s.Lag < 3000 {
+			return fmt.Errorf("status %s, lag %d ms, %s after the kill: %s", s.Status, s.Lag, time.Since(killed).Round(time.Second), s.LastError)
+		}
+		first = s.Lag
+		return nil
+	})
+	assert.GreaterOrEqual(t, lagMetric(), float64(first)/1000, "replicad_replica_lag_seconds follows the status")
+	assert.LessOrEqual(t, time.Duration(first)*time.Millisecond, time.Since(killed)+time.Second, "the lag counts from when the source was last in sync")
+	redistest.Eventually(t, 30*time.Second, "the lag keeps growing", func() error {
+		if s := a.get(dst.UID).ReplicaSources[0]; s.Lag <= first+1000 {
+			return fmt.Errorf("lag %d ms, was %d", s.Lag, first)
+		}
+		return nil
+	})
+
+	// Back: followed again, the lag is 0 again.
+	src.Restart()
+	redistest.Eventually(t, time.Minute, "in sync with no lag once the source is back", func() error {
+		s := a.get(dst.UID).ReplicaSources[0]
+		if s.Status != api.SourceInSync || s.Lag != 0 {
+			return fmt.Errorf("status %s, lag %d ms: %s", s.Status, s.Lag, s.LastError)
+		}
+		return nil
+	})
+
+	// Frozen: the lag counts from what the source last sent, not from when
+	// the watchdog noticed its silence.
+	require.NoError(t, syscall.Kill(src.PID(), syscall.SIGSTOP))
+	frozen := true
+	t.Cleanup(func() {
+		if frozen {
+			_ = syscall.Kill(src.PID(), syscall.SIGCONT)
+		}
+	})
+	redistest.Eventually(t, time.Minute, "the frozen source is out of sync", func() error {
+		s := a.get(dst.UID).ReplicaSources[0]
+		if s.Status != api.SourceOutOfSync {
+			return fmt.Errorf("status %s, lag %d ms", s.Status, s.Lag)
+		}
+		// Silent for the watchdog's 15 s at least (its pings come every
+		// 10 s, so up to 10 s more).
+		assert.GreaterOrEqual(t, s.Lag, int64(15000), "lag of a source silent for 15 s: %s", s.LastError)
+		return nil
+	})
+	require.NoError(t, syscall.Kill(src.PID(), syscall.SIGCONT))
+	frozen = false
+	redistest.Eventually(t, time.Minute, "in sync with no lag once the source answers", func() error {
+		s := a.get(dst.UID).ReplicaSources[0]
+		if s.Status != api.SourceInSync || s.Lag != 0 {
+			return fmt.Errorf("status %s, lag %d ms: %s", s.Status, s.Lag, s.LastError)
+		}
+		return nil
+	})
+}

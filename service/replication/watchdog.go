@@ -114,6 +114,14 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		if changed {
 			st.lastUpdate = now.UTC()
 		}
+		switch {
+		case st.inSyncLocked(now):
+			st.followedAt = now
+		case kind == "silent" && lastData.Before(st.followedAt):
+			// In sync until the silence was noticed, as far as the status
+			// could tell; followed only until the source last sent.
+			st.followedAt = lastData
+		}
 		st.mu.Unlock()
 		if kind != logged && note != "" {
 			s.log.Warn("replication watchdog", "source", s.url.String(), "note", note)
