@@ -194,3 +194,31 @@ func TestLagGrowsWhileTheSourceIsNotFollowed(t *testing.T) {
 		return nil
 	})
 }
+
+// A source that is down is retried every few seconds (backoff up to 10 s)
+// for as long as it is down, and each retry logged a warning: a source
+// down for a night wrote thousands of identical lines. The same failure
+// is now logged once a minute, with how many retries it stands for.
+func TestADownSourceIsNotLoggedAtEachRetry(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	src := redistest.Start(t)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	errs := func() float64 {
+		return metric(a.metrics(), "replicad_replica_errors_total", fmt.Sprintf(`destination="%d"`, dst.UID), `source="`+src.Addr()+`"`)
+	}
+	before := errs()
+	mark := i.LogMark()
+	src.Stop()
+	redistest.Eventually(t, time.Minute, "the syncer retries the source a few times", func() error {
+		if n := errs() - before; n < 7 {
+			return fmt.Errorf("%g retries", n)
+		}
+		return nil
+	})
+	logs := i.LogsSince(mark)
+	// The session's end, then the refused connections: two kinds of error.
+	assert.LessOrEqual(t, strings.Count(logs, "replication link failed"), 2, "warnings about the failed retries:\n%s", logs)
+	assert.Contains(t, a.get(dst.UID).ReplicaSources[0].LastError, "connection refused", "the status says why at each retry")
+}
