@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,4 +98,69 @@ func TestLogLinesNameTheirDatabase(t *testing.T) {
 	}
 	assert.Positive(t, about, "lines about databases were logged")
 	assert.Positive(t, requests, "requests were logged at debug")
+}
+
+// A scrape of /metrics and the console's overview read each database's
+// memory. They asked every redis-server at the time of the read, a second
+// (or more, behind the pool's other users) per frozen one, one after the
+// other: with a few databases frozen, a scrape outlasted Prometheus's
+// timeout (10 s), and every series was lost, replicad_database_up == 0
+// included, just when it should alert. They now read what the databases'
+// watchers last saw.
+func TestMetricsAndConsoleDoNotWaitForFrozenDatabases(t *testing.T) {
+	i := servicetest.Start(t)
+	awake := mustCreate(t, i, api.CreateDatabaseRequest{Name: "awake", MemorySize: 16 << 20})
+	const n = 6
+	var pids []int
+	for k := range n {
+		db := mustCreate(t, i, api.CreateDatabaseRequest{Name: fmt.Sprintf("frozen-%d", k), MemorySize: 16 << 20})
+		pid := i.App.Databases().PID(ctx(t), db.UID)
+		require.NotZero(t, pid)
+		pids = append(pids, pid)
+	}
+	memorySeries := fmt.Sprintf(`replicad_database_memory_used_bytes{database="%d",name="awake"}`, awake.UID)
+	eventually(t, time.Minute, "the memory of the databases is known", func() error {
+		code, body, err := request(i, "GET", "/metrics", nil)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("GET /metrics: %d %v", code, err)
+		}
+		if !strings.Contains(string(body), memorySeries) {
+			return fmt.Errorf("no %s", memorySeries)
+		}
+		return nil
+	})
+	for _, pid := range pids {
+		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	}
+	// The bound is far above what a read takes, far below what waiting
+	// for the frozen databases costs.
+	const bound = 2 * time.Second
+	for range 3 {
+		began := time.Now()
+		code, body, err := request(i, "GET", "/metrics", nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code, "%s", body)
+		assert.Less(t, time.Since(began), bound, "GET /metrics with %d frozen databases", n)
+		assert.Contains(t, string(body), memorySeries, "the memory of the database that answers is still there")
+
+		began = time.Now()
+		var o struct {
+			Databases []struct {
+				UID        int   `json:"uid"`
+				MemoryUsed int64 `json:"memory_used"`
+			} `json:"databases"`
+		}
+		code, body, err = request(i, "GET", "/ui/api/overview", nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code, "%s", body)
+		assert.Less(t, time.Since(began), bound, "GET /ui/api/overview with %d frozen databases", n)
+		require.NoError(t, json.Unmarshal(body, &o))
+		require.Len(t, o.Databases, n+1)
+		for _, d := range o.Databases {
+			if d.UID == awake.UID {
+				assert.Positive(t, d.MemoryUsed, "the console shows the memory of the database that answers")
+			}
+		}
+	}
 }

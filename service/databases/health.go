@@ -25,6 +25,11 @@ type health struct {
 	// aofWriteErr: its last write to its AOF failed (a full or read-only
 	// disk), so it refuses every write (MISCONF) until one succeeds.
 	aofWriteErr bool
+	// usedMemory is its used_memory and master whether it is a master, at
+	// its last answer: metrics and the console read them, never the
+	// server itself.
+	usedMemory int64
+	master     bool
 }
 
 // Watch intervals: quick while a child comes up, so that its status follows
@@ -67,7 +72,7 @@ func (p *process) observe(ctx context.Context, c *redis.Client) bool {
 	if pid == 0 {
 		return false
 	}
-	info, err := c.Info(ctx, "server", "persistence").Result()
+	info, err := c.Info(ctx, "server", "persistence", "memory", "replication").Result()
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -98,6 +103,8 @@ func (p *process) observe(ctx context.Context, c *redis.Client) bool {
 	p.health.loading = fields["loading"] == "1"
 	p.health.loadedPerc, _ = strconv.ParseFloat(fields["loading_loaded_perc"], 64)
 	p.health.aofWriteErr = fields["aof_last_write_status"] == "err"
+	p.health.usedMemory, _ = strconv.ParseInt(fields["used_memory"], 10, 64)
+	p.health.master = fields["role"] == "master"
 	return !p.health.loading && p.health.ready
 }
 
@@ -166,6 +173,18 @@ func (p *process) status(now time.Time) (string, float64) {
 		return api.StatusPending, 0
 	}
 	return api.StatusActive, 0
+}
+
+// memory is the child's used_memory and whether it is a master, as last
+// seen; ok is false when it has not answered lately.
+func (p *process) memory(now time.Time) (used int64, master, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.health
+	if !p.running || h.answered.IsZero() || h.pid != p.pid || now.Sub(h.answered) > unresponsiveAfter {
+		return 0, false, false
+	}
+	return h.usedMemory, h.master, true
 }
 
 // problem says why the child does not serve: its last run ended, or its

@@ -705,6 +705,38 @@ func (m *Manager) Status(uid int) (status string, loadedPercent float64) {
 	return p.status(time.Now())
 }
 
+// MemoryUsed is the used_memory of database uid: of its redis-server, or
+// summed over the masters of a sharded database (the data memory_size
+// bounds; replicas hold copies). Like Status, it does no I/O: it reads what
+// the watchers last saw, so that a scrape of the metrics or the console
+// never waits for a busy or frozen server. ok is false when one of its
+// servers has not answered lately (part of the sum would be missing).
+func (m *Manager) MemoryUsed(uid int) (int64, bool) {
+	p, nodes, clustered := m.processesOf(uid)
+	now := time.Now()
+	if !clustered {
+		if p == nil {
+			return 0, false
+		}
+		used, _, ok := p.memory(now)
+		return used, ok
+	}
+	var total int64
+	for _, n := range nodes {
+		if n == nil {
+			return 0, false
+		}
+		used, master, ok := n.memory(now)
+		if !ok {
+			return 0, false
+		}
+		if master {
+			total += used
+		}
+	}
+	return total, true
+}
+
 // PID returns the process id of the running child of uid, 0 if none (tests
 // use it to kill a child).
 func (m *Manager) PID(ctx context.Context, uid int) int {

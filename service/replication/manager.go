@@ -186,6 +186,11 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 	m.mu.Lock()
 	m.dests[d.UID] = dest
 	m.mu.Unlock()
+	addrs := map[string]bool{}
+	for _, s := range dest.sources {
+		addrs[s.url.Addr()] = true
+	}
+	m.metrics.keepSources(d.UID, addrs)
 	m.cfg.Logger.Info("replica of configured", "destination", d.UID, "sources", len(dest.sources), "sync", d.ReplicaSync, "generation", d.ReplicaGeneration)
 	dest.start(m.ctx)
 }

@@ -2,6 +2,8 @@ package replication
 
 import (
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,6 +17,11 @@ type metrics struct {
 	batches, stalls                      *prometheus.CounterVec
 	appliedOffset, lag, stalled          *prometheus.GaugeVec
 	shardInfo                            *prometheus.GaugeVec // cluster.go
+
+	// sources are the source labels of each destination's series, so that
+	// those of a removed source can be deleted (a Vec cannot list them).
+	mu      sync.Mutex
+	sources map[int]map[string]bool
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -42,8 +49,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		appliedOffset:   gauge("applied_offset", "Replication offset of the source applied to the destination."),
 		lag:             gauge("batch_lag_seconds", "Time from receiving the commands of the last applied batch to applying them."),
 		stalls:          counter("stalls_total", "Times the watchdog found the syncer stuck (commands pending, nothing applied) and restarted it from its checkpoint."),
-		stalled:         gauge("stalled", "1 while the watchdog holds the source out of sync: the syncer is stuck, or the source sends nothing, not even pings."),
+		stalled:         gauge("stalled", "1 while the watchdog holds the source out of sync (its last_error says why): the syncer is stuck, the source sends nothing, not even pings, the destination takes none of a full load, or a transaction of another source holds the writes back."),
 		shardInfo:       newShardInfo(reg),
+		sources:         map[int]map[string]bool{},
 	}
 }
 
@@ -58,6 +66,12 @@ type sourceMetrics struct {
 
 func (m *metrics) forSource(uid int, addr string) *sourceMetrics {
 	l := prometheus.Labels{"destination": strconv.Itoa(uid), "source": addr}
+	m.mu.Lock()
+	if m.sources[uid] == nil {
+		m.sources[uid] = map[string]bool{}
+	}
+	m.sources[uid][addr] = true
+	m.mu.Unlock()
 	return &sourceMetrics{
 		bytesIn: m.bytesIn.With(l), commandsIn: m.commandsIn.With(l), commandsApplied: m.commandsApplied.With(l),
 		bytesApplied: m.bytesApplied.With(l), wireIn: m.wireIn.With(l),
@@ -68,7 +82,35 @@ func (m *metrics) forSource(uid int, addr string) *sourceMetrics {
 }
 
 func (m *metrics) removeDestination(uid int) {
-	l := prometheus.Labels{"destination": strconv.Itoa(uid)}
+	m.mu.Lock()
+	delete(m.sources, uid)
+	m.mu.Unlock()
+	m.deleteSeries(prometheus.Labels{"destination": strconv.Itoa(uid)})
+}
+
+// keepSources deletes the series of destination uid's sources whose
+// address is not in addrs: a source removed from a destination would
+// otherwise be scraped until the destination is deleted, its last values
+// frozen (a stalled source stalled for ever). A clustered source's series
+// are per shard ("addr#slots") and go with its address.
+func (m *metrics) keepSources(uid int, addrs map[string]bool) {
+	m.mu.Lock()
+	var gone []string
+	for key := range m.sources[uid] {
+		addr, _, _ := strings.Cut(key, "#")
+		if !addrs[addr] {
+			gone = append(gone, key)
+			delete(m.sources[uid], key)
+		}
+	}
+	m.mu.Unlock()
+	for _, key := range gone {
+		m.deleteSeries(prometheus.Labels{"destination": strconv.Itoa(uid), "source": key})
+	}
+}
+
+// deleteSeries deletes every syncer series whose labels include l.
+func (m *metrics) deleteSeries(l prometheus.Labels) {
 	for _, v := range []*prometheus.CounterVec{m.bytesIn, m.commandsIn, m.commandsApplied, m.bytesApplied, m.wireIn, m.fullSyncs, m.partialSyncs, m.errors, m.batches, m.stalls} {
 		v.DeletePartialMatch(l)
 	}

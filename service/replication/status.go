@@ -74,6 +74,14 @@ type sourceStatus struct {
 	// watchdogNote says why the watchdog holds the source out of sync
 	// (a stuck syncer, a silent source); empty when it does not.
 	watchdogNote string
+	// followedAt is when the source was last known to be followed: in
+	// sync, or, for a source gone silent, when it last sent something.
+	// While it is not in sync (its link down, silent, a load under way,
+	// the sync paused or stopped), the lag counts from then: the
+	// destination misses whatever the source did since (the watchdog and
+	// each change of the status record it; zero until the source is first
+	// in sync).
+	followedAt time.Time
 	// loadWriting, during a load over the master link, is when the write
 	// to the destination under way began (zero when none is).
 	loadWriting func() time.Time
@@ -152,8 +160,14 @@ func (s *sourceStatus) progress() {
 func (s *sourceStatus) set(f func(s *sourceStatus)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
+	if s.inSyncLocked(now) {
+		// A change may end the sync (a session that fails): it was
+		// followed until now. (The watchdog records it while it lasts.)
+		s.followedAt = now
+	}
 	f(s)
-	s.lastUpdate = time.Now().UTC()
+	s.lastUpdate = now.UTC()
 }
 
 // inSyncMaxLag: a source whose oldest unapplied command has waited longer
@@ -169,6 +183,12 @@ func (s *sourceStatus) lagLocked(now time.Time) time.Duration {
 	return now.Sub(s.pendingSince)
 }
 
+// inSyncLocked says whether the applied offset follows the source's now.
+func (s *sourceStatus) inSyncLocked(now time.Time) bool {
+	return s.phase == phaseStreaming && s.connected && s.watchdogNote == "" &&
+		(s.caughtUp == nil || s.caughtUp(now)) && s.lagLocked(now) <= inSyncMaxLag
+}
+
 func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -180,13 +200,19 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 		out.RDBSize, out.RDBTransferred = s.rdbLive()
 	}
 	now := time.Now()
-	out.Lag = s.lagLocked(now).Milliseconds()
+	inSync := s.inSyncLocked(now)
+	lag := s.lagLocked(now)
+	if !inSync && !s.followedAt.IsZero() {
+		// Not only what was received and waits: what the source did since
+		// it was last followed is missing too.
+		lag = max(lag, now.Sub(s.followedAt))
+	}
+	out.Lag = lag.Milliseconds()
 	if out.LastError == "" {
 		out.LastError = s.watchdogNote
 	}
 	switch {
-	case s.phase == phaseStreaming && s.connected && s.watchdogNote == "" &&
-		(s.caughtUp == nil || s.caughtUp(now)) && s.lagLocked(now) <= inSyncMaxLag:
+	case inSync:
 		out.Status = api.SourceInSync
 	case s.phase == phaseStopped || s.phase == phasePaused || s.lastError != "" || s.watchdogNote != "":
 		out.Status = api.SourceOutOfSync

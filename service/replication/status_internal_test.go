@@ -67,3 +67,22 @@ func TestErrorsNameTheNodeReadFrom(t *testing.T) {
 	assert.Equal(t, "redis://:xxxxx@10.0.0.1:7000 (node 10.0.0.2:7001)", s.from())
 	assert.NotContains(t, s.from(), "secret-pw")
 }
+
+func TestRetryLogWarnsOfTheSameFailureOnceAMinute(t *testing.T) {
+	var r retryLog
+	at := time.Unix(1000, 0)
+	warn := func(err string, after time.Duration) (int, bool) { at = at.Add(after); return r.warn(err, at) }
+	n, ok := warn("refused", 0)
+	assert.True(t, ok, "a new failure is a warning")
+	assert.Zero(t, n)
+	for range 5 {
+		_, ok = warn("refused", 10*time.Second)
+		assert.False(t, ok, "the same failure within a minute is not")
+	}
+	n, ok = warn("refused", 10*time.Second)
+	assert.True(t, ok, "the same failure a minute after its warning is")
+	assert.Equal(t, 5, n, "with the retries it stands for")
+	n, ok = warn("timeout", time.Second)
+	assert.True(t, ok, "another failure is a warning at once")
+	assert.Zero(t, n)
+}

@@ -218,11 +218,13 @@ func (s *syncer) asCut(err error, closed bool) error {
 func (s *syncer) run(ctx context.Context) error {
 	backoff, quick := newBackoff(), newBackoff()
 	var lastQuick time.Time
+	var retries retryLog
 	for {
 		began := time.Now()
 		err := s.session(ctx)
 		if time.Since(began) > 30*time.Second {
 			backoff.reset() // the link was healthy for a while
+			retries = retryLog{}
 		}
 		if time.Since(began) > cutWindow {
 			s.lastCut = nil
@@ -282,7 +284,14 @@ func (s *syncer) run(ctx context.Context) error {
 			}
 		}
 		wait := backoff.next()
-		s.log.Warn("replication link failed; retrying", "source", s.url.String(), "err", err, "in", wait.Round(time.Millisecond))
+		attrs := []any{"source", s.url.String(), "err", err, "in", wait.Round(time.Millisecond)}
+		if repeats, ok := retries.warn(err.Error(), time.Now()); !ok {
+			s.log.Debug("replication link failed; retrying", attrs...)
+		} else if repeats > 0 {
+			s.log.Warn("replication link failed; retrying", append(attrs, "failed_the_same_way_since_the_last_warning", repeats)...)
+		} else {
+			s.log.Warn("replication link failed; retrying", attrs...)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -841,6 +850,33 @@ type backoff struct {
 }
 
 // newBackoff is the backoff of connection errors: from 100 ms to 10 s.
+// retryWarnEvery: the same failure of a source's link, retried for as long
+// as the source is down, is a warning once in this long; the status says
+// it at each retry.
+const retryWarnEvery = time.Minute
+
+// retryLog decides which failed retries of a link are warnings: a new
+// failure, or the same one again once retryWarnEvery has passed (with how
+// many retries it stood for meanwhile). A source down for a night wrote a
+// warning every few seconds.
+type retryLog struct {
+	last     string
+	warnedAt time.Time
+	repeats  int
+}
+
+// warn records a failure and says whether to warn of it, with the times it
+// failed the same way since the last warning.
+func (r *retryLog) warn(err string, now time.Time) (repeats int, ok bool) {
+	if err == r.last && now.Sub(r.warnedAt) < retryWarnEvery {
+		r.repeats++
+		return 0, false
+	}
+	repeats = r.repeats
+	r.last, r.warnedAt, r.repeats = err, now, 0
+	return repeats, true
+}
+
 func newBackoff() *backoff { return &backoff{base: 100 * time.Millisecond, most: 10 * time.Second} }
 
 func (b *backoff) reset() { b.n = 0 }

@@ -52,6 +52,10 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 	defer t.Stop()
 	lastWire, lastData := conn.WireBytes(), time.Now()
 	defer s.status.set(func(st *sourceStatus) { st.watchdogNote = "" })
+	// logged is the kind of the last note logged: a note's text changes
+	// every second (it says for how long), its log line only when its kind
+	// does, not once a second for as long as a source is silent.
+	logged := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -77,7 +81,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		// one is behind, and says why, but is not stuck.
 		waiting := where == writerWaitingLink && st.linkHeldBy != nil
 		stuck := pending && where != writerHeld && !waiting && !since.IsZero() && stuckFor > limit
-		note := ""
+		note, kind := "", ""
 		var writingSince time.Time
 		if st.phase == phaseLoading && st.loadWriting != nil {
 			writingSince = st.loadWriting()
@@ -85,6 +89,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		switch {
 		case !writingSince.IsZero() && now.Sub(writingSince) > s.stallTimeout:
 			// Not stuck: the load goes on once the destination reads.
+			kind = "load waits"
 			note = fmt.Sprintf("the destination has taken none of the full load's data for %s (is its redis-server stopped, or too busy to read?): the load waits for it",
 				now.Sub(writingSince).Round(time.Second))
 		case !streaming:
@@ -93,12 +98,15 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 			if holder == "" {
 				break // let go just now
 			}
+			kind = "behind"
 			note = fmt.Sprintf("behind: its writes wait for the destination's master link, which source %s holds for a transaction that it has been receiving for %s (a transaction goes to the destination as it arrives, whole, from its MULTI to its EXEC); they follow once it is applied",
 				holder, now.Sub(heldSince).Round(time.Second))
 		case stuck:
+			kind = "stuck"
 			note = fmt.Sprintf("%s: its writer is %s (%d of its sends unanswered) and applied nothing for %s; applied offset %d, received %d; restarting from the checkpoint",
 				errStalled, where, unanswered, stuckFor.Round(time.Second), applied, received)
 		case now.Sub(lastData) > s.silenceTimeout:
+			kind = "silent"
 			note = fmt.Sprintf("nothing received from the source for %s, not even its ping (sent every repl-ping-replica-period, 10 s by default): the source or the link is frozen", now.Sub(lastData).Round(time.Second))
 		}
 		changed := note != st.watchdogNote
@@ -106,18 +114,33 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		if changed {
 			st.lastUpdate = now.UTC()
 		}
+		switch {
+		case st.inSyncLocked(now):
+			st.followedAt = now
+		case kind == "silent" && lastData.Before(st.followedAt):
+			// In sync until the silence was noticed, as far as the status
+			// could tell; followed only until the source last sent.
+			st.followedAt = lastData
+		}
 		st.mu.Unlock()
-		if changed && note != "" {
+		if kind != logged && note != "" {
 			s.log.Warn("replication watchdog", "source", s.url.String(), "note", note)
 		}
+		logged = kind
+		// Whatever the note, the source is out of sync while it stands
+		// (sourceStatus.view): the gauge says so too.
+		s.metrics.stalled.Set(bool01(note != ""))
 		if stuck && streaming {
-			s.metrics.stalled.Set(1)
 			s.metrics.stalls.Inc()
 			stop(stallError{note})
 			return
 		}
-		if note == "" {
-			s.metrics.stalled.Set(0)
-		}
 	}
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -233,14 +233,16 @@ func (c *Console) counters() map[counterKey]byteCounts {
 				case "destination":
 					k.uid = lp.GetValue()
 				case "source":
-					k.addr = lp.GetValue()
+					// A clustered source counts per shard
+					// ("host:port#slots"): its shards add up.
+					k.addr, _, _ = strings.Cut(lp.GetValue(), "#")
 				}
 			}
 			b := out[k]
 			if strings.Contains(name, "wire") {
-				b.wire = m.GetCounter().GetValue()
+				b.wire += m.GetCounter().GetValue()
 			} else {
-				b.plain = m.GetCounter().GetValue()
+				b.plain += m.GetCounter().GetValue()
 			}
 			out[k] = b
 		}

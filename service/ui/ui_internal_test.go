@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"context"
+	"encoding/json"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -45,4 +49,36 @@ func TestConsoleHasNoExternalAssets(t *testing.T) {
 		assert.Contains(t, rec.Header().Get("Content-Type"), typ, path)
 		assert.Contains(t, rec.Header().Get("Content-Security-Policy"), "default-src 'self'", path)
 	}
+}
+
+// A clustered source is replicated shard by shard, and its syncers count
+// bytes per shard (source "host:port#slots"). The console summed nothing
+// of them (it looked for "host:port" only): compression of such a source
+// showed "0 B saved".
+func TestConsoleSumsTheBytesOfAClusteredSourcesShards(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	plain := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicad_replica_bytes_received_total"}, []string{"destination", "source"})
+	wire := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicad_replica_wire_bytes_received_total"}, []string{"destination", "source"})
+	reg.MustRegister(plain, wire)
+	plain.WithLabelValues("2", "10.0.0.1:7000#0-8191").Add(1000)
+	plain.WithLabelValues("2", "10.0.0.1:7000#8192-16383").Add(3000)
+	wire.WithLabelValues("2", "10.0.0.1:7000#0-8191").Add(100)
+	wire.WithLabelValues("2", "10.0.0.1:7000#8192-16383").Add(300)
+	plain.WithLabelValues("2", "10.0.0.2:6379").Add(50)
+	wire.WithLabelValues("2", "10.0.0.2:6379").Add(40)
+	c := &Console{history: map[sourceKey]*ring{}, cfg: Config{Gatherer: reg, Databases: func(context.Context) ([]api.Database, error) {
+		return []api.Database{{UID: 2, Name: "dst", ReplicaSources: []api.ReplicaSourceStatus{
+			{ReplicaSource: api.ReplicaSource{URI: "redis://admin:secret@10.0.0.1:7000", Compression: 3}, CompressionActive: true},
+			{ReplicaSource: api.ReplicaSource{URI: "redis://10.0.0.2:6379", Compression: 3}, CompressionActive: true},
+		}}}, nil
+	}}}
+	rec := httptest.NewRecorder()
+	c.overview(rec, httptest.NewRequest("GET", "/ui/api/overview", nil))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var o overview
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &o))
+	require.Len(t, o.Databases, 1)
+	require.Len(t, o.Databases[0].Sources, 2)
+	assert.Equal(t, source{Address: "10.0.0.1:7000", BytesReceived: 4000, WireBytesReceived: 400, Lag: [][2]float64{}}, o.Databases[0].Sources[0], "the shards' bytes, summed")
+	assert.Equal(t, source{Address: "10.0.0.2:6379", BytesReceived: 50, WireBytesReceived: 40, Lag: [][2]float64{}}, o.Databases[0].Sources[1])
 }
