@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -513,13 +514,58 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	// plan's never reaches the second) and the same client capabilities;
 	// and warning from Create instead would warn after the user approved.
 	// See hashicorp/terraform-plugin-framework#1306. The docs say so.
-	summary, detail, missing := r.flushWarning(ctx, plan, state, ch)
+	summary, detail, db, missing := r.flushWarning(ctx, plan, state, ch)
 	if missing {
 		resp.Diagnostics.AddAttributeError(path.Root("database_id"), "No such database",
 			fmt.Sprintf("The database %s does not exist on %s.", plan.DatabaseID.ValueString(), r.client.Endpoint()))
 		return
 	}
+	if db != nil {
+		// The service refuses a database as its own source: said at plan
+		// time, not after a warning that the apply flushes it.
+		planned, _ := sourcesFromSet(ctx, plan.Source, &resp.Diagnostics)
+		for _, addr := range ownSources(db, planned) {
+			resp.Diagnostics.AddAttributeError(path.Root("source"), "A database cannot be a Replica Of itself",
+				fmt.Sprintf("The source %s is the database %d (%q) itself, the destination of this Replica Of: remove it "+
+					"from the sources.", addr, db.UID, db.Name))
+		}
+		if resp.Diagnostics.HasError() {
+			return
+		}
+	}
 	resp.Diagnostics.AddAttributeWarning(path.Root("source"), summary, detail)
+}
+
+// ownSources returns the known addresses of sources that name db itself:
+// one of its ports, on its host as the service advertises it, localhost or
+// a loopback address (the service connects to the sources, so these are
+// its own host), as the service checks.
+func ownSources(db *api.Database, sources []replicaSourceModel) []string {
+	ports := map[int]bool{db.Port: true, db.Endpoint.Port: true, db.ReplicationPort: true}
+	for _, n := range db.Endpoints {
+		ports[n.Port], ports[n.ReplicationPort] = true, true
+	}
+	delete(ports, 0)
+	var out []string
+	for _, s := range sources {
+		if s.Address.IsUnknown() || s.Address.IsNull() {
+			continue
+		}
+		host, portText, err := net.SplitHostPort(s.Address.ValueString())
+		if err != nil {
+			continue
+		}
+		port, err := strconv.Atoi(portText)
+		if err != nil || !ports[port] {
+			continue
+		}
+		ip := net.ParseIP(host)
+		if strings.EqualFold(host, db.Endpoint.Host) || strings.EqualFold(host, "localhost") ||
+			(ip != nil && (ip.IsLoopback() || ip.String() == db.Endpoint.Host)) {
+			out = append(out, s.Address.ValueString())
+		}
+	}
+	return sortedUnique(out)
 }
 
 // readersDuringLoad is what the readers of a destination see while it is
@@ -532,17 +578,18 @@ const readersDuringLoad = "Until the load completes, readers of a one-server des
 // destination will do: which database, from which sources, and why.
 // missing says that the destination does not exist (the service said so;
 // an error reaching it says nothing).
-func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfResourceModel, state *replicaOfResourceModel, ch replicaChange) (summary, detail string, missing bool) {
+func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfResourceModel, state *replicaOfResourceModel, ch replicaChange) (summary, detail string, db *api.Database, missing bool) {
 	var diags diag.Diagnostics
 	dest := "the destination database"
 	if !plan.DatabaseID.IsUnknown() {
 		dest = "database " + plan.DatabaseID.ValueString()
 		if uid, err := parseDatabaseID(plan.DatabaseID.ValueString()); err == nil && r.client != nil {
-			db, err := findDatabaseByID(ctx, r.client, uid)
+			found, err := findDatabaseByID(ctx, r.client, uid)
 			if err == nil {
+				db = found
 				dest += " (" + strconv.Quote(db.Name) + ")"
 			} else if client.IsNotFound(err) {
-				return "", "", true
+				return "", "", nil, true
 			}
 		}
 	}
@@ -555,7 +602,7 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	if ch.create {
 		return "Replica Of flushes " + dest,
 			fmt.Sprintf("Making %s a Replica Of deletes its data, then loads every source: %s. "+
-				readersDuringLoad, dest, all), false
+				readersDuringLoad, dest, all), db, false
 	}
 
 	var changes []string
@@ -602,7 +649,7 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	}
 	return "Replica Of re-replicates " + dest,
 		fmt.Sprintf("This plan changes the Replica Of of %s (%s). The service will flush the destination and "+
-			"load it again from all its sources: %s. "+readersDuringLoad, dest, strings.Join(changes, "; "), all), false
+			"load it again from all its sources: %s. "+readersDuringLoad, dest, strings.Join(changes, "; "), all), db, false
 }
 
 func sourceAddresses(sources []replicaSourceModel) []string {

@@ -1110,6 +1110,52 @@ resource "redis_replica_of" "dst" {
 	})
 }
 
+// A database named as its own source (its replication endpoint, its port,
+// by any name of the service's host) is an error at plan time, when the
+// destination exists: not a plan that warns of a flush followed by an apply
+// that the service refuses.
+func TestAccReplicaOf_ownSourceAtPlan(t *testing.T) {
+	e := testAccStart(t)
+	legacy := redistest.Start(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	dbs := e.providerConfig() + hclDatabase("a", "dst", prefix) + hclDatabase("a", "solo", prefix)
+	replica := func(sources string) string {
+		return dbs + fmt.Sprintf(`
+resource "redis_replica_of" "dst" {
+  database_id = redis_database.dst.id
+  source      = [%s]
+}
+`, sources)
+	}
+	legacySource := fmt.Sprintf("{ address = %q }", legacy.Addr())
+	itself := `(?s)A database cannot be a Replica Of itself.*The\s+source\s+%s\s+is\s+the\s+database\s+%s\s+\(%q\)\s+itself`
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: replica(legacySource)},
+			{
+				// A source added to an existing Replica Of: its replication endpoint.
+				Config:   replica(legacySource + ", { address = redis_database.dst.replication_endpoint }"),
+				PlanOnly: true,
+				ExpectError: regexp.MustCompile(fmt.Sprintf(itself, `127\.0\.0\.1:\d+`, `\d+`,
+					prefix+"-dst")),
+			},
+			{
+				// A new Replica Of of an existing database: its own port,
+				// by the name localhost.
+				Config: replica(legacySource) + `
+resource "redis_replica_of" "solo" {
+  database_id = redis_database.solo.id
+  source      = [{ address = "localhost:${split(":", redis_database.solo.endpoint)[1]}" }]
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(fmt.Sprintf(itself, `localhost:\d+`, `\d+`, prefix+"-solo")),
+			},
+		},
+	})
+}
+
 // Two redis_replica_of on one database_id, created in the same apply
 // (in parallel): one makes it a Replica Of, the other fails and says to
 // import it, instead of both being created and undoing each other at
