@@ -2,6 +2,10 @@ package provider
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -139,7 +143,10 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				MarkdownDescription: "Like `password`, but write-only (Terraform 1.11+): never stored in the plan or " +
 					"the state, so it accepts ephemeral values (for example from an `ephemeral \"random_password\"`). " +
 					"Requires `password_wo_version`; conflicts with `password`. Terraform cannot see a change of a " +
-					"write-only value: change `password_wo_version` to set the new password. Removing both from the " +
+					"write-only value: change `password_wo_version` to set the new password. A password changed outside " +
+					"Terraform (through the REST API) shows in the next plan as `password_wo_version` added, and the " +
+					"apply sets `password_wo` again: the provider keeps a salted digest of the password it set (in the " +
+					"resource's private state) and compares it with the service's on refresh. Removing both from the " +
 					"configuration keeps the database's password, and the state then records it in `password` (a " +
 					"sensitive attribute): keep them to keep it out of the state.",
 				Optional:  true,
@@ -336,6 +343,9 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 		return
 	}
 	tflog.Info(ctx, "created a database", map[string]any{"uid": db.UID})
+	if !wo.IsNull() && !wo.IsUnknown() {
+		recordSentPassword(ctx, resp.Private, wo.ValueString(), &resp.Diagnostics)
+	}
 
 	// Save what exists now, so that a database that fails to start is
 	// tainted in the state (and replaced by the next apply), not forgotten.
@@ -377,6 +387,15 @@ func (r *databaseResource) Read(ctx context.Context, req resource.ReadRequest, r
 		return
 	}
 	resp.Diagnostics.Append(flattenDatabase(db, &state)...)
+	if db.AuthenticationRedisPass != "" && sentPasswordDiffers(ctx, req.Private, db.AuthenticationRedisPass) {
+		// The password is not the write-only one the provider set last.
+		// The state records no version for it, never the password, so that
+		// the plan sets password_wo again, and shows it.
+		resp.Diagnostics.AddWarning(fmt.Sprintf("The password of database %d was changed outside Terraform", uid),
+			"The database's password is not the write-only password (password_wo) that Terraform set last. The plan "+
+				"sets password_wo again: it shows password_wo_version as added.")
+		state.Password, state.PasswordWOVersion = types.StringNull(), types.Int64Null()
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -421,6 +440,12 @@ func (r *databaseResource) Update(ctx context.Context, req resource.UpdateReques
 			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the database %d", uid), err.Error())
 			return
 		}
+	}
+	switch {
+	case plan.PasswordWOVersion.IsNull():
+		recordSentPassword(ctx, resp.Private, "", &resp.Diagnostics)
+	case !plan.PasswordWOVersion.Equal(state.PasswordWOVersion) && in.AuthenticationRedisPass != nil:
+		recordSentPassword(ctx, resp.Private, *in.AuthenticationRedisPass, &resp.Diagnostics)
 	}
 	db, err = waitForDatabaseActive(ctx, r.client, uid, timeout)
 	if db != nil {
@@ -630,6 +655,49 @@ func refuseReshard(plan, state databaseResourceModel, diags *diag.Diagnostics) {
 					b.attr, name, b.state.ValueBool(), b.plan.ValueBool(), b.state.ValueBool()))
 		}
 	}
+}
+
+// sentPasswordKey holds, in the private state, a salted digest of the
+// write-only password the provider set last (as sentURIsKey does for the
+// write-only source URLs): Terraform cannot read password_wo back, so a
+// refresh compares the service's password with it to see a change made
+// outside Terraform.
+const sentPasswordKey = "password_wo_sent"
+
+// recordSentPassword keeps the digest of password under a new random salt;
+// an empty password removes the record.
+func recordSentPassword(ctx context.Context, private privateSetter, password string, diags *diag.Diagnostics) {
+	if password == "" {
+		diags.Append(private.SetKey(ctx, sentPasswordKey, nil)...)
+		return
+	}
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	raw, err := json.Marshal(sentURIs{KDF: sentKDF, Salt: hex.EncodeToString(salt), Sum: uriDigest(sentKDF, salt, []string{password})})
+	if err != nil {
+		diags.AddError("Could not record the write-only password set", err.Error())
+		return
+	}
+	diags.Append(private.SetKey(ctx, sentPasswordKey, raw)...)
+}
+
+// sentPasswordDiffers says whether current differs from the write-only
+// password recorded; false without a record (an import, a password that is
+// not write-only).
+func sentPasswordDiffers(ctx context.Context, private privateGetter, current string) bool {
+	if private == nil {
+		return false
+	}
+	raw, _ := private.GetKey(ctx, sentPasswordKey)
+	var rec sentURIs
+	if len(raw) == 0 || json.Unmarshal(raw, &rec) != nil {
+		return false
+	}
+	salt, err := hex.DecodeString(rec.Salt)
+	if err != nil {
+		return false
+	}
+	return !hmac.Equal([]byte(uriDigest(rec.KDF, salt, []string{current})), []byte(rec.Sum))
 }
 
 // nullWithWriteOnlyPassword plans a null password when the configuration
