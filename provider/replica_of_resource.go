@@ -202,7 +202,8 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 					"with them and continue where they were. Requires `source_uris_wo`. The provider also keeps a " +
 					"salted digest of the URLs it sent (in the resource's private state, never in the plan): URLs " +
 					"that differ from it, or that are known only at apply time, are sent again without a new version, " +
-					"and the plan warns that they are.",
+					"and the plan warns that they are; so are they when a refresh finds that the service's source URLs " +
+					"were changed outside Terraform.",
 				Optional: true,
 				Validators: []validator.Int64{
 					int64validator.AlsoRequires(path.MatchRoot("source_uris_wo")),
@@ -489,8 +490,9 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 				// The plan shows only the status changing: say why.
 				resp.Diagnostics.AddWarning("The write-only source URLs are sent again", fmt.Sprintf(
 					"The write-only source URLs (source_uris_wo) of the Replica Of of database %s changed since the last "+
-						"apply, or are known only at apply time, although source_uris_wo_version did not change (a source's "+
-						"password regenerated, say): the apply sends them again. The syncers reconnect with them and "+
+						"apply, are known only at apply time, or the service's source URLs were changed outside Terraform, "+
+						"although source_uris_wo_version did not change (a source's password regenerated, say): the apply "+
+						"sends them again. The syncers reconnect with them and "+
 						"continue where they were; nothing is flushed.", state.ID.ValueString()))
 			}
 		}
@@ -805,6 +807,7 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 		return
 	}
 	recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)
+	recordAppliedURIs(ctx, resp.Private, config.SourceURIsWO, list, &resp.Diagnostics)
 	plan.ID = plan.DatabaseID
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), true, &resp.State, resp.Private, &resp.Diagnostics)
 }
@@ -939,6 +942,11 @@ func (r *replicaOfResource) Read(ctx context.Context, req resource.ReadRequest, 
 		resp.State.RemoveResource(ctx)
 		return
 	}
+	if !state.SourceURIsWOVersion.IsNull() && appliedURIsChanged(ctx, req.Private, db.ReplicaSources) {
+		// The service's URLs are not those the last apply sent: the
+		// write-only ones may have been changed outside Terraform.
+		markSentURIsChanged(ctx, resp.Private, &resp.Diagnostics)
+	}
 	flattenReplicaOf(ctx, db, &state, &resp.Diagnostics)
 	if db.ReplicaSyncStatus == api.SourceInSync {
 		// The wait an earlier apply could not finish is over.
@@ -1029,6 +1037,7 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 	}
 	if ch.sourcesChanged {
 		recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)
+		recordAppliedURIs(ctx, resp.Private, config.SourceURIsWO, list, &resp.Diagnostics)
 	}
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), false, &resp.State, resp.Private, &resp.Diagnostics)
 }
