@@ -1048,6 +1048,8 @@ resource "redis_replica_of" "bad" {
 		{`source = [{ address = "redis://:s3cret-pw@10.0.0.1:6379" }]`, `a source address is a URL, "redis://:xxxxx@10.0.0.1:6379", not a host:port address`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"s3cret-pw\"]", `invalid source URL \(the value is not shown: it does not parse, and may be a secret\): the scheme must be redis:// or rediss://`},
 		{`source = [{ address = "10.0.0.1:6379" }, { address = "10.0.0.1:6379", compression = 2 }]`, `The source 10.0.0.1:6379 is listed twice`},
+		// Host names are not case-sensitive: the same server twice.
+		{`source = [{ address = "cache.example.com:6379" }, { address = "CACHE.example.com:6379" }]`, `The source (?i:cache.example.com):6379 is listed twice`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"redis://:s3cret-pw@10.0.0.2:6379\"]", `(?s)A URL in source_uris or source_uris_wo is for\s+10.0.0.2:6379, which is not the address of any source\s+\(10.0.0.1:6379\)`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"redis://:s3cret-pw@10.0.0.1:6379\", \"redis://:other-pw@10.0.0.1:6379\"]", `Two source URLs \(in source_uris or source_uris_wo\) are for 10.0.0.1:6379`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"http://admin:s3cret-pw@10.0.0.1:6379\"]", `(?s)invalid source URL "http://admin:xxxxx@10.0.0.1:6379": the scheme must\s+be redis:// or rediss://`},
