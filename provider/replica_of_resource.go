@@ -420,8 +420,10 @@ func planReplicaChange(plan replicaOfResourceModel, state *replicaOfResourceMode
 	return ch
 }
 
-// setAddresses returns the sorted addresses of a `source` set; known is
-// false when the set or an address is not known yet.
+// setAddresses returns the sorted addresses of a `source` set, in lower
+// case (host names are not case-sensitive, for the service either: the
+// same address in another case is the same source); known is false when
+// the set or an address is not known yet.
 func setAddresses(set types.Set) (addrs []string, known bool) {
 	if set.IsUnknown() {
 		return nil, false
@@ -435,7 +437,7 @@ func setAddresses(set types.Set) (addrs []string, known bool) {
 		if !ok || a.IsUnknown() {
 			return nil, false
 		}
-		addrs = append(addrs, a.ValueString())
+		addrs = append(addrs, strings.ToLower(a.ValueString()))
 	}
 	return sortedUnique(addrs), true
 }

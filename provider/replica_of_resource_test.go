@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-testing/helper/acctest"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
@@ -1183,5 +1184,53 @@ resource "redis_replica_of" "two" {
 			Config:      config,
 			ExpectError: regexp.MustCompile(`(?s)The database is already a Replica Of.*terraform import`),
 		}},
+	})
+}
+
+// Host names are not case-sensitive, for the service either: the same
+// source written in another case is the same source, continued without a
+// flush. The plan said the destination would be flushed (a source added and
+// one removed), with an unknown generation.
+func TestAccReplicaOf_hostNameCaseDoesNotFlush(t *testing.T) {
+	e := testAccStart(t)
+	legacy := redistest.Start(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	const dst = "redis_replica_of.dst"
+	config := func(host string) string {
+		return e.providerConfig() + hclDatabase("a", "dst", prefix) + fmt.Sprintf(`
+resource "redis_replica_of" "dst" {
+  database_id = redis_database.dst.id
+  source      = [{ address = "%s:%d" }]
+}
+`, host, legacy.Port)
+	}
+	var gen int64
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config("localhost"),
+				Check:  captureGeneration(dst, &gen),
+			},
+			{
+				Config: config("LOCALHOST"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate),
+						plancheck.ExpectKnownValue(dst, tfjsonpath.New("generation"), knownvalue.Int64Func(func(v int64) error {
+							if v != gen {
+								return fmt.Errorf("the plan changes the generation from %d to %d", gen, v)
+							}
+							return nil
+						})),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					checkGeneration(dst, &gen, 0),
+					resource.TestCheckResourceAttr(dst, "status", api.SourceInSync),
+				),
+			},
+		},
 	})
 }
