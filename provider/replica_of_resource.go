@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -856,6 +857,29 @@ func (r *replicaOfResource) finishApply(ctx context.Context, uid int, plan *repl
 	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	db, err := findDatabaseByID(readCtx, r.client, uid)
+	if err != nil && create {
+		// The Replica Of is configured on the service: a create left out
+		// of the state would make every later apply fail ("already a
+		// Replica Of"), and a tainted one would be replaced, flushing the
+		// destination. It is kept, unread, as a create whose wait meets an
+		// outage is; the next refresh reads it and the next apply waits.
+		if plan.Status.IsUnknown() {
+			plan.Status = types.StringValue(api.SourceSyncing)
+		}
+		if plan.Generation.IsUnknown() {
+			plan.Generation = types.Int64Value(0)
+		}
+		if plan.SourceStatus.IsUnknown() {
+			plan.SourceStatus = types.MapValueMust(types.ObjectType{AttrTypes: sourceStatusAttrTypes}, map[string]attr.Value{})
+		}
+		diags.Append(private.SetKey(ctx, awaitingSyncKey, []byte("true"))...)
+		diags.Append(state.Set(ctx, plan)...)
+		diags.AddWarning(fmt.Sprintf("The Replica Of of database %d could not be read after it was made", uid),
+			redactSecrets(err.Error())+"\n\nThe service took the sources; the resource is created and kept (not tainted), "+
+				"and the next refresh reads it. The next plan shows it as an update of status, and the next apply waits for "+
+				"the sync, without a flush or a reload.")
+		return
+	}
 	if err != nil {
 		diags.AddError(fmt.Sprintf("Could not read the database %d", uid), err.Error())
 		return
