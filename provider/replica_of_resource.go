@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -799,20 +800,52 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 	// resource on the same database_id, another configuration) that made
 	// it a Replica Of since then makes this one fail, not take it over.
 	gen := db.ReplicaGeneration
-	if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &sync, IfReplicaGeneration: &gen}); err != nil {
-		if client.IsConflict(err) {
-			if now, rerr := findDatabaseByID(ctx, r.client, uid); rerr == nil && len(now.ReplicaSources) > 0 {
-				addAlreadyReplicaOf(&resp.Diagnostics, now)
-				return
-			}
+	var retries atomic.Int32
+	in := api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &sync, IfReplicaGeneration: &gen}
+	if _, err := r.client.UpdateDatabase(client.WithRetryCount(ctx, &retries), uid, in); err != nil {
+		now, rerr := findDatabaseByID(ctx, r.client, uid)
+		switch {
+		case client.IsConflict(err) && retries.Load() > 0 && rerr == nil && now.ReplicaGeneration == gen+1 &&
+			sameReplicaSources(now.ReplicaSources, list):
+			// This request made it a Replica Of: its answer was lost (a
+			// proxy's timeout, say) and the client sent it again, which
+			// the condition on the generation refused.
+			tflog.Info(ctx, "the database is the Replica Of this create asked for; an earlier attempt of the request made it one")
+		case client.IsConflict(err) && rerr == nil && len(now.ReplicaSources) > 0:
+			addAlreadyReplicaOf(&resp.Diagnostics, now)
+			return
+		default:
+			resp.Diagnostics.AddError(fmt.Sprintf("Could not make the database %d a Replica Of", uid), redactSecrets(err.Error(), list2uris(list)...))
+			return
 		}
-		resp.Diagnostics.AddError(fmt.Sprintf("Could not make the database %d a Replica Of", uid), redactSecrets(err.Error(), list2uris(list)...))
-		return
 	}
 	recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)
 	recordAppliedURIs(ctx, resp.Private, config.SourceURIsWO, list, &resp.Diagnostics)
 	plan.ID = plan.DatabaseID
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), true, &resp.State, resp.Private, &resp.Diagnostics)
+}
+
+// sameReplicaSources says whether the service's sources are those of list,
+// credentials and settings included, in any order.
+func sameReplicaSources(have []api.ReplicaSourceStatus, list []api.ReplicaSource) bool {
+	if len(have) != len(list) {
+		return false
+	}
+	key := func(s api.ReplicaSource) string {
+		return fmt.Sprintf("%s\x00%t\x00%s\x00%d\x00%s", s.URI, s.Encryption, s.ServerCert, s.Compression, s.ReadFrom)
+	}
+	want := map[string]int{}
+	for _, s := range list {
+		want[key(s)]++
+	}
+	for _, s := range have {
+		k := key(s.ReplicaSource)
+		if want[k] == 0 {
+			return false
+		}
+		want[k]--
+	}
+	return true
 }
 
 // addAlreadyReplicaOf says that database db, which a create was to make a
