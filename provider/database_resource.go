@@ -337,7 +337,18 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 		"name": in.Name, "memory_size": in.MemorySize, "port": in.Port,
 		"tls_mode": in.TLSMode, "client_certificates": len(in.ClientCertificates),
 	})
+	// The databases before the create: when its answer is lost (a proxy's
+	// timeout, a reset connection), the service may have taken it; a
+	// create is not sent again, and the database it made is found by its
+	// name (unique on the service), which none of these had.
+	before, listErr := r.client.ListDatabases(ctx)
 	db, err := r.client.CreateDatabase(ctx, in)
+	if err != nil && listErr == nil && client.IsUnreachable(err) {
+		if found := createdDatabase(ctx, r.client, in.Name, before); found != nil {
+			tflog.Warn(ctx, "the answer to the create was lost; the service created the database", map[string]any{"uid": found.UID, "error": err.Error()})
+			db, err = found, nil
+		}
+	}
 	if err != nil {
 		resp.Diagnostics.AddError("Could not create the database "+strconv.Quote(in.Name), err.Error())
 		return
@@ -363,6 +374,35 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	if err != nil {
 		resp.Diagnostics.AddError("The database "+strconv.Quote(in.Name)+" did not become active", err.Error())
 	}
+}
+
+// createdDatabase returns the database named name that is not among
+// before, the databases listed before a create whose answer was lost: the
+// one that create made. nil when there is none (or the service cannot be
+// read either).
+func createdDatabase(ctx context.Context, c *client.Client, name string, before []api.Database) *api.Database {
+	known := map[int]bool{}
+	for _, d := range before {
+		known[d.UID] = true
+	}
+	// The service may still be making it: a create is answered once done.
+	for range 3 {
+		all, err := c.ListDatabases(ctx)
+		if err != nil {
+			return nil
+		}
+		for _, d := range all {
+			if d.Name == name && !known[d.UID] {
+				return &d
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return nil
 }
 
 func (r *databaseResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {

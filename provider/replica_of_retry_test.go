@@ -107,3 +107,44 @@ resource "redis_replica_of" "dst" {
 		}},
 	})
 }
+
+// TestAccDatabaseResource_createAnswerLost: the service creates the
+// database, but its answer is lost (a 504 from a proxy whose timeout is
+// shorter than the request; a create is not sent again, as it may have
+// been taken). The apply finds the database it created, by its name that
+// no database had before, and records it. It failed and left the database
+// out of the state: the next apply was refused (the name is taken) until
+// the database was imported or deleted by hand.
+func TestAccDatabaseResource_createAnswerLost(t *testing.T) {
+	e := testAccStart(t)
+	name := acctest.RandomWithPrefix("tf-acc")
+	providerConfig, lost := startLosingProxy(t, e, func(r *http.Request, _ []byte) bool {
+		return r.Method == http.MethodPost && r.URL.Path == "/v1/bdbs"
+	})
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             e.checkDatabasesDestroyed,
+		Steps: []resource.TestStep{{
+			Config: providerConfig + fmt.Sprintf(`
+resource "redis_database" "test" {
+  name        = %q
+  memory_size = 67108864
+}
+`, name),
+			ConfigPlanChecks: resource.ConfigPlanChecks{
+				PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+			},
+			Check: resource.ComposeAggregateTestCheckFunc(
+				func(*terraform.State) error {
+					if !lost.Load() {
+						return fmt.Errorf("no answer was lost: the test tests nothing")
+					}
+					return nil
+				},
+				resource.TestCheckResourceAttr(testAccDatabaseResource, "name", name),
+				resource.TestCheckResourceAttr(testAccDatabaseResource, "status", api.StatusActive),
+				testAccCheckDatabaseConnects(testAccDatabaseResource),
+			),
+		}},
+	})
+}
