@@ -148,3 +148,46 @@ resource "redis_database" "test" {
 		}},
 	})
 }
+
+// TestAccSourceURLPassword_regenerateAnswerLost: the service regenerates
+// the password, but its answer is lost (a 504 from a proxy). The apply
+// finds the new password, tagged with its keepers, and records it. It
+// failed and recorded nothing: the next apply regenerated the password
+// again, which ends at once the grace period of the password the
+// destinations still used.
+func TestAccSourceURLPassword_regenerateAnswerLost(t *testing.T) {
+	e := testAccStart(t)
+	name := acctest.RandomWithPrefix("tf-acc")
+	providerConfig, lost := startLosingProxy(t, e, func(r *http.Request, _ []byte) bool {
+		return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/actions/regenerate_admin_password")
+	})
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: providerConfig + fmt.Sprintf(`
+resource "redis_database" "src" {
+  name        = %q
+  memory_size = 67108864
+}
+
+resource "redis_source_url_password" "src" {
+  database_id = redis_database.src.id
+  keepers     = { rotation = "1" }
+}
+`, name),
+			ConfigPlanChecks: resource.ConfigPlanChecks{
+				PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+			},
+			Check: resource.ComposeAggregateTestCheckFunc(
+				func(*terraform.State) error {
+					if !lost.Load() {
+						return fmt.Errorf("no answer was lost: the test tests nothing")
+					}
+					return nil
+				},
+				e.checkSourceURLMatches("redis_source_url_password.src"),
+				resource.TestCheckResourceAttr("redis_source_url_password.src", "keepers.rotation", "1"),
+			),
+		}},
+	})
+}
