@@ -194,7 +194,8 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 					"certificate too: one of them, or one signed by the instance's `ca_cert`. When unset or empty, " +
 					"any TLS client that knows the source URL's password may replicate. Can be changed in place, " +
 					"without a restart: replication sessions whose certificate is no longer listed are closed, the " +
-					"others go on.",
+					"others go on. Leave it out (or `null`) rather than writing `[]`: an import cannot tell an empty set " +
+					"from none, and the plan after it would add `[]`.",
 				Optional:    true,
 				ElementType: types.StringType,
 				Validators: []validator.Set{
