@@ -527,8 +527,9 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		return
 	}
 	if db != nil {
-		// The service refuses a database as its own source: said at plan
-		// time, not after a warning that the apply flushes it.
+		// The service refuses a database as its own source, and a cycle
+		// of Replica Of among its databases: said at plan time, not after
+		// a warning that the apply flushes the destination.
 		planned, _ := sourcesFromSet(ctx, plan.Source, &resp.Diagnostics)
 		for _, addr := range ownSources(db, planned) {
 			resp.Diagnostics.AddAttributeError(path.Root("source"), "A database cannot be a Replica Of itself",
@@ -538,40 +539,107 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		if resp.Diagnostics.HasError() {
 			return
 		}
+		if all, err := r.client.ListDatabases(ctx); err == nil {
+			if cycle := replicaCycle(db, planned, all); cycle != "" {
+				resp.Diagnostics.AddAttributeError(path.Root("source"), "A replication cycle",
+					fmt.Sprintf("With these sources, the databases of %s would replicate from each other in a cycle, which "+
+						"the service refuses: %s. Remove the source that closes it. To reverse a Replica Of, remove the "+
+						"current one in an apply of its own first (terraform apply -target=<its address> of a configuration "+
+						"without it): Terraform does not order the removal of one resource before the creation of another.",
+						r.client.Endpoint(), cycle))
+				return
+			}
+		}
 	}
 	resp.Diagnostics.AddAttributeWarning(path.Root("source"), summary, detail)
 }
 
-// ownSources returns the known addresses of sources that name db itself:
-// one of its ports, on its host as the service advertises it, localhost or
-// a loopback address (the service connects to the sources, so these are
-// its own host), as the service checks.
+// ownSources returns the known addresses of sources that name db itself
+// (see namesDatabase), as the service checks.
 func ownSources(db *api.Database, sources []replicaSourceModel) []string {
-	ports := map[int]bool{db.Port: true, db.Endpoint.Port: true, db.ReplicationPort: true}
-	for _, n := range db.Endpoints {
-		ports[n.Port], ports[n.ReplicationPort] = true, true
-	}
-	delete(ports, 0)
 	var out []string
 	for _, s := range sources {
-		if s.Address.IsUnknown() || s.Address.IsNull() {
-			continue
-		}
-		host, portText, err := net.SplitHostPort(s.Address.ValueString())
-		if err != nil {
-			continue
-		}
-		port, err := strconv.Atoi(portText)
-		if err != nil || !ports[port] {
-			continue
-		}
-		ip := net.ParseIP(host)
-		if strings.EqualFold(host, db.Endpoint.Host) || strings.EqualFold(host, "localhost") ||
-			(ip != nil && (ip.IsLoopback() || ip.String() == db.Endpoint.Host)) {
+		if !s.Address.IsUnknown() && !s.Address.IsNull() && namesDatabase(s.Address.ValueString(), db) {
 			out = append(out, s.Address.ValueString())
 		}
 	}
 	return sortedUnique(out)
+}
+
+// namesDatabase says whether addr (host:port) is one of the ports of db,
+// on its host as the service advertises it, localhost or a loopback
+// address: the service connects to the sources, so these are its own host.
+func namesDatabase(addr string, db *api.Database) bool {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port == 0 {
+		return false
+	}
+	ports := map[int]bool{db.Port: true, db.Endpoint.Port: true, db.ReplicationPort: true}
+	for _, n := range db.Endpoints {
+		ports[n.Port], ports[n.ReplicationPort] = true, true
+	}
+	if !ports[port] {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, db.Endpoint.Host) || strings.EqualFold(host, "localhost") ||
+		(ip != nil && (ip.IsLoopback() || ip.String() == db.Endpoint.Host))
+}
+
+// replicaCycle describes the replication cycle that dst closes with the
+// sources planned, among the databases all of its instance and their
+// Replica Of ("a <- b, b <- a"), or returns "".
+func replicaCycle(dst *api.Database, planned []replicaSourceModel, all []api.Database) string {
+	byUID := map[int]*api.Database{}
+	for i := range all {
+		byUID[all[i].UID] = &all[i]
+	}
+	byUID[dst.UID] = dst
+	local := func(addr string) *api.Database {
+		for _, d := range all {
+			if namesDatabase(addr, &d) {
+				return byUID[d.UID]
+			}
+		}
+		return nil
+	}
+	sources := func(d *api.Database) []string {
+		if d.UID == dst.UID {
+			return sourceAddresses(planned)
+		}
+		return apiSourceAddresses(d.ReplicaSources)
+	}
+	var path []string
+	visited := map[int]bool{}
+	var walk func(d *api.Database) bool
+	walk = func(d *api.Database) bool {
+		for _, addr := range sources(d) {
+			src := local(addr)
+			if src == nil {
+				continue
+			}
+			path = append(path, d.Name+" <- "+src.Name)
+			if src.UID == dst.UID {
+				return true
+			}
+			if !visited[src.UID] {
+				visited[src.UID] = true
+				if walk(src) {
+					return true
+				}
+			}
+			path = path[:len(path)-1]
+		}
+		return false
+	}
+	if walk(dst) {
+		return strings.Join(path, ", ")
+	}
+	return ""
 }
 
 // readersDuringLoad is what the readers of a destination see while it is

@@ -1159,6 +1159,31 @@ resource "redis_replica_of" "solo" {
 	})
 }
 
+// A Replica Of that would close a replication cycle through the Replica Of
+// that the service has already (a <- b, then b <- a) is an error at plan
+// time, as the service refuses it, not a plan that warns of a flush
+// followed by a failed apply.
+func TestAccReplicaOf_cycleAtPlan(t *testing.T) {
+	e := testAccStart(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	base := e.providerConfig() + hclDatabase("a", "a", prefix) + hclDatabase("a", "b", prefix) + hclDatabase("a", "c", prefix) +
+		hclSourcePassword("a", "a", "") + hclSourcePassword("a", "b", "") + hclSourcePassword("a", "c", "") +
+		hclReplicaOf("a", "a", []string{"b"}, "") + hclReplicaOf("a", "b", []string{"c"}, "")
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: base},
+			{
+				// c <- a closes a <- b <- c.
+				Config:   base + hclReplicaOf("a", "c", []string{"a"}, ""),
+				PlanOnly: true,
+				ExpectError: regexp.MustCompile(`(?s)A replication cycle.*` + strings.ReplaceAll(
+					regexp.QuoteMeta(fmt.Sprintf(`%[1]s-c <- %[1]s-a, %[1]s-a <- %[1]s-b, %[1]s-b <- %[1]s-c`, prefix)), " ", `\s+`)),
+			},
+		},
+	})
+}
+
 // Two redis_replica_of on one database_id, created in the same apply
 // (in parallel): one makes it a Replica Of, the other fails and says to
 // import it, instead of both being created and undoing each other at
