@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -629,13 +630,31 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 
 // ModifyPlan warns that a new tls_mode restarts the database.
 func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if req.Plan.Raw.IsNull() || req.State.Raw.IsNull() {
+	if req.Plan.Raw.IsNull() {
 		return
 	}
 	var plan, state databaseResourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if !req.State.Raw.IsNull() {
+		resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	}
 	if resp.Diagnostics.HasError() {
+		return
+	}
+	// A replacement (a new port) is planned twice: with the prior state,
+	// then as a create, which receives the private data of the first. The
+	// database replaced is deleted before the new one is created: its name
+	// is not taken.
+	replaced, _ := req.Private.GetKey(ctx, replacingKey)
+	if !req.State.Raw.IsNull() {
+		replaced = nil
+		if plan.Port.IsUnknown() || !plan.Port.Equal(state.Port) {
+			replaced = []byte(state.ID.ValueString())
+		}
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, replacingKey, replaced)...)
+	}
+	r.refuseTaken(ctx, plan, state, string(replaced), &resp.Diagnostics)
+	if req.State.Raw.IsNull() || resp.Diagnostics.HasError() {
 		return
 	}
 	refuseReshard(plan, state, &resp.Diagnostics)
@@ -673,6 +692,54 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 		detail += " Destinations that replicate from it with encryption = true are refused until their source has encryption = false."
 	}
 	resp.Diagnostics.AddAttributeWarning(path.Root("tls_mode"), "The database restarts", detail)
+}
+
+// replacingKey holds, in the private data of a plan that replaces a
+// database, the uid of the database replaced.
+const replacingKey = "replacing"
+
+// refuseTaken says at plan time that another database of the instance has
+// the name (regardless of case) or the port that a new database, or a
+// renamed one, asks for: the service refuses them (409). state is the zero
+// value for a create.
+func (r *databaseResource) refuseTaken(ctx context.Context, plan, state databaseResourceModel, replacing string, diags *diag.Diagnostics) {
+	create := state.ID.IsNull()
+	renamed := !create && !plan.Name.IsUnknown() && !plan.Name.Equal(state.Name)
+	newPort := !plan.Port.IsUnknown() && !plan.Port.IsNull() && (create || !plan.Port.Equal(state.Port))
+	if r.client == nil || !(create && !plan.Name.IsUnknown() || renamed || newPort) {
+		return
+	}
+	all, err := r.client.ListDatabases(ctx)
+	if err != nil {
+		return // not fatal for a plan: the service says so at apply time
+	}
+	// A replacement (a new port) deletes this database before it creates
+	// the new one: its own name and ports are not taken.
+	for _, d := range all {
+		if uid := strconv.Itoa(d.UID); uid == state.ID.ValueString() || uid == replacing {
+			continue
+		}
+		hint := fmt.Sprintf("Give another one, or, if it is the database this resource is meant to manage, import it "+
+			"(terraform import <address of this resource> %d); if another resource of this configuration, which this "+
+			"plan removes, manages it, use a moved block instead (Terraform does not order the removal of one resource "+
+			"before the creation of another).", d.UID)
+		if (create || renamed) && !plan.Name.IsUnknown() && strings.EqualFold(d.Name, plan.Name.ValueString()) {
+			diags.AddAttributeError(path.Root("name"), "Database name taken",
+				fmt.Sprintf("A database named %q already exists (uid %d) on %s: names are unique regardless of case. %s",
+					d.Name, d.UID, r.client.Endpoint(), hint))
+		}
+		if newPort {
+			port := int(plan.Port.ValueInt64())
+			taken := d.Port == port || d.ReplicationPort == port || d.Endpoint.Port == port
+			for _, n := range d.Endpoints {
+				taken = taken || n.Port == port || n.ReplicationPort == port
+			}
+			if taken {
+				diags.AddAttributeError(path.Root("port"), "Port taken",
+					fmt.Sprintf("The port %d is taken by the database %d (%q) on %s. %s", port, d.UID, d.Name, r.client.Endpoint(), hint))
+			}
+		}
+	}
 }
 
 // refuseReshard says at plan time that the shards of a database cannot
