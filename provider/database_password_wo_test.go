@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
 )
 
 func testAccDatabasePasswordWOConfig(e *testAccEnv, name, password string, version int) string {
@@ -128,6 +130,57 @@ resource "redis_database" "test" {
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr(testAccDatabaseResource, "password", "plain-password-3"),
 					testAccCheckPassword("plain-password-3", second),
+				),
+			},
+		},
+	})
+}
+
+// TestAccDatabaseResource_passwordWODrift changes, through the REST API,
+// the password of a database whose password is write-only: the next plan
+// shows it (an update that sets password_wo again), as it does for
+// `password`, and the apply puts the configured password back. It planned
+// nothing: Terraform cannot read a write-only value back, and the
+// provider did not compare the service's password with the one it set.
+func TestAccDatabaseResource_passwordWODrift(t *testing.T) {
+	e := testAccStart(t)
+	name := acctest.RandomWithPrefix("tf-acc")
+	const configured, outside = "wo-password-configured-1", "changed-outside-terraform-2"
+	var uid int
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             e.checkDatabasesDestroyed,
+		Steps: []resource.TestStep{
+			{
+				Config: testAccDatabasePasswordWOConfig(e, name, configured, 1),
+				Check: resource.ComposeAggregateTestCheckFunc(
+					testAccCaptureDatabaseUID(testAccDatabaseResource, &uid),
+					testAccCheckPassword(configured, ""),
+				),
+			},
+			// Nothing changed: a refresh finds the password Terraform set.
+			{
+				Config: testAccDatabasePasswordWOConfig(e, name, configured, 1),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+			},
+			{
+				PreConfig: func() {
+					pw := outside
+					if _, err := e.client.UpdateDatabase(context.Background(), uid, api.UpdateDatabaseRequest{AuthenticationRedisPass: &pw}); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: testAccDatabasePasswordWOConfig(e, name, configured, 1),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(testAccDatabaseResource, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckNoResourceAttr(testAccDatabaseResource, "password"),
+					resource.TestCheckResourceAttr(testAccDatabaseResource, "password_wo_version", "1"),
+					testAccCheckPassword(configured, outside),
 				),
 			},
 		},

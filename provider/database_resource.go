@@ -2,9 +2,14 @@ package provider
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -139,7 +144,10 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				MarkdownDescription: "Like `password`, but write-only (Terraform 1.11+): never stored in the plan or " +
 					"the state, so it accepts ephemeral values (for example from an `ephemeral \"random_password\"`). " +
 					"Requires `password_wo_version`; conflicts with `password`. Terraform cannot see a change of a " +
-					"write-only value: change `password_wo_version` to set the new password. Removing both from the " +
+					"write-only value: change `password_wo_version` to set the new password. A password changed outside " +
+					"Terraform (through the REST API) shows in the next plan as `password_wo_version` added, and the " +
+					"apply sets `password_wo` again: the provider keeps a salted digest of the password it set (in the " +
+					"resource's private state) and compares it with the service's on refresh. Removing both from the " +
 					"configuration keeps the database's password, and the state then records it in `password` (a " +
 					"sensitive attribute): keep them to keep it out of the state.",
 				Optional:  true,
@@ -187,7 +195,8 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 					"certificate too: one of them, or one signed by the instance's `ca_cert`. When unset or empty, " +
 					"any TLS client that knows the source URL's password may replicate. Can be changed in place, " +
 					"without a restart: replication sessions whose certificate is no longer listed are closed, the " +
-					"others go on.",
+					"others go on. Leave it out (or `null`) rather than writing `[]`: an import cannot tell an empty set " +
+					"from none, and the plan after it would add `[]`.",
 				Optional:    true,
 				ElementType: types.StringType,
 				Validators: []validator.Set{
@@ -330,12 +339,26 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 		"name": in.Name, "memory_size": in.MemorySize, "port": in.Port,
 		"tls_mode": in.TLSMode, "client_certificates": len(in.ClientCertificates),
 	})
+	// The databases before the create: when its answer is lost (a proxy's
+	// timeout, a reset connection), the service may have taken it; a
+	// create is not sent again, and the database it made is found by its
+	// name (unique on the service), which none of these had.
+	before, listErr := r.client.ListDatabases(ctx)
 	db, err := r.client.CreateDatabase(ctx, in)
+	if err != nil && listErr == nil && client.IsUnreachable(err) {
+		if found := createdDatabase(ctx, r.client, in.Name, before); found != nil {
+			tflog.Warn(ctx, "the answer to the create was lost; the service created the database", map[string]any{"uid": found.UID, "error": err.Error()})
+			db, err = found, nil
+		}
+	}
 	if err != nil {
 		resp.Diagnostics.AddError("Could not create the database "+strconv.Quote(in.Name), err.Error())
 		return
 	}
 	tflog.Info(ctx, "created a database", map[string]any{"uid": db.UID})
+	if !wo.IsNull() && !wo.IsUnknown() {
+		recordSentPassword(ctx, resp.Private, wo.ValueString(), &resp.Diagnostics)
+	}
 
 	// Save what exists now, so that a database that fails to start is
 	// tainted in the state (and replaced by the next apply), not forgotten.
@@ -353,6 +376,35 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	if err != nil {
 		resp.Diagnostics.AddError("The database "+strconv.Quote(in.Name)+" did not become active", err.Error())
 	}
+}
+
+// createdDatabase returns the database named name that is not among
+// before, the databases listed before a create whose answer was lost: the
+// one that create made. nil when there is none (or the service cannot be
+// read either).
+func createdDatabase(ctx context.Context, c *client.Client, name string, before []api.Database) *api.Database {
+	known := map[int]bool{}
+	for _, d := range before {
+		known[d.UID] = true
+	}
+	// The service may still be making it: a create is answered once done.
+	for range 3 {
+		all, err := c.ListDatabases(ctx)
+		if err != nil {
+			return nil
+		}
+		for _, d := range all {
+			if d.Name == name && !known[d.UID] {
+				return &d
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return nil
 }
 
 func (r *databaseResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -377,6 +429,15 @@ func (r *databaseResource) Read(ctx context.Context, req resource.ReadRequest, r
 		return
 	}
 	resp.Diagnostics.Append(flattenDatabase(db, &state)...)
+	if db.AuthenticationRedisPass != "" && sentPasswordDiffers(ctx, req.Private, db.AuthenticationRedisPass) {
+		// The password is not the write-only one the provider set last.
+		// The state records no version for it, never the password, so that
+		// the plan sets password_wo again, and shows it.
+		resp.Diagnostics.AddWarning(fmt.Sprintf("The password of database %d was changed outside Terraform", uid),
+			"The database's password is not the write-only password (password_wo) that Terraform set last. The plan "+
+				"sets password_wo again: it shows password_wo_version as added.")
+		state.Password, state.PasswordWOVersion = types.StringNull(), types.Int64Null()
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -421,6 +482,12 @@ func (r *databaseResource) Update(ctx context.Context, req resource.UpdateReques
 			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the database %d", uid), err.Error())
 			return
 		}
+	}
+	switch {
+	case plan.PasswordWOVersion.IsNull():
+		recordSentPassword(ctx, resp.Private, "", &resp.Diagnostics)
+	case !plan.PasswordWOVersion.Equal(state.PasswordWOVersion) && in.AuthenticationRedisPass != nil:
+		recordSentPassword(ctx, resp.Private, *in.AuthenticationRedisPass, &resp.Diagnostics)
 	}
 	db, err = waitForDatabaseActive(ctx, r.client, uid, timeout)
 	if db != nil {
@@ -563,13 +630,31 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 
 // ModifyPlan warns that a new tls_mode restarts the database.
 func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if req.Plan.Raw.IsNull() || req.State.Raw.IsNull() {
+	if req.Plan.Raw.IsNull() {
 		return
 	}
 	var plan, state databaseResourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if !req.State.Raw.IsNull() {
+		resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	}
 	if resp.Diagnostics.HasError() {
+		return
+	}
+	// A replacement (a new port) is planned twice: with the prior state,
+	// then as a create, which receives the private data of the first. The
+	// database replaced is deleted before the new one is created: its name
+	// is not taken.
+	replaced, _ := req.Private.GetKey(ctx, replacingKey)
+	if !req.State.Raw.IsNull() {
+		replaced = nil
+		if plan.Port.IsUnknown() || !plan.Port.Equal(state.Port) {
+			replaced = []byte(state.ID.ValueString())
+		}
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, replacingKey, replaced)...)
+	}
+	r.refuseTaken(ctx, plan, state, string(replaced), &resp.Diagnostics)
+	if req.State.Raw.IsNull() || resp.Diagnostics.HasError() {
 		return
 	}
 	refuseReshard(plan, state, &resp.Diagnostics)
@@ -609,6 +694,54 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	resp.Diagnostics.AddAttributeWarning(path.Root("tls_mode"), "The database restarts", detail)
 }
 
+// replacingKey holds, in the private data of a plan that replaces a
+// database, the uid of the database replaced.
+const replacingKey = "replacing"
+
+// refuseTaken says at plan time that another database of the instance has
+// the name (regardless of case) or the port that a new database, or a
+// renamed one, asks for: the service refuses them (409). state is the zero
+// value for a create.
+func (r *databaseResource) refuseTaken(ctx context.Context, plan, state databaseResourceModel, replacing string, diags *diag.Diagnostics) {
+	create := state.ID.IsNull()
+	renamed := !create && !plan.Name.IsUnknown() && !plan.Name.Equal(state.Name)
+	newPort := !plan.Port.IsUnknown() && !plan.Port.IsNull() && (create || !plan.Port.Equal(state.Port))
+	if r.client == nil || !(create && !plan.Name.IsUnknown() || renamed || newPort) {
+		return
+	}
+	all, err := r.client.ListDatabases(ctx)
+	if err != nil {
+		return // not fatal for a plan: the service says so at apply time
+	}
+	// A replacement (a new port) deletes this database before it creates
+	// the new one: its own name and ports are not taken.
+	for _, d := range all {
+		if uid := strconv.Itoa(d.UID); uid == state.ID.ValueString() || uid == replacing {
+			continue
+		}
+		hint := fmt.Sprintf("Give another one, or, if it is the database this resource is meant to manage, import it "+
+			"(terraform import <address of this resource> %d); if another resource of this configuration, which this "+
+			"plan removes, manages it, use a moved block instead (Terraform does not order the removal of one resource "+
+			"before the creation of another).", d.UID)
+		if (create || renamed) && !plan.Name.IsUnknown() && strings.EqualFold(d.Name, plan.Name.ValueString()) {
+			diags.AddAttributeError(path.Root("name"), "Database name taken",
+				fmt.Sprintf("A database named %q already exists (uid %d) on %s: names are unique regardless of case. %s",
+					d.Name, d.UID, r.client.Endpoint(), hint))
+		}
+		if newPort {
+			port := int(plan.Port.ValueInt64())
+			taken := d.Port == port || d.ReplicationPort == port || d.Endpoint.Port == port
+			for _, n := range d.Endpoints {
+				taken = taken || n.Port == port || n.ReplicationPort == port
+			}
+			if taken {
+				diags.AddAttributeError(path.Root("port"), "Port taken",
+					fmt.Sprintf("The port %d is taken by the database %d (%q) on %s. %s", port, d.UID, d.Name, r.client.Endpoint(), hint))
+			}
+		}
+	}
+}
+
 // refuseReshard says at plan time that the shards of a database cannot
 // change yet, rather than letting the apply fail (or replacing the database,
 // which would lose its data).
@@ -630,6 +763,49 @@ func refuseReshard(plan, state databaseResourceModel, diags *diag.Diagnostics) {
 					b.attr, name, b.state.ValueBool(), b.plan.ValueBool(), b.state.ValueBool()))
 		}
 	}
+}
+
+// sentPasswordKey holds, in the private state, a salted digest of the
+// write-only password the provider set last (as sentURIsKey does for the
+// write-only source URLs): Terraform cannot read password_wo back, so a
+// refresh compares the service's password with it to see a change made
+// outside Terraform.
+const sentPasswordKey = "password_wo_sent"
+
+// recordSentPassword keeps the digest of password under a new random salt;
+// an empty password removes the record.
+func recordSentPassword(ctx context.Context, private privateSetter, password string, diags *diag.Diagnostics) {
+	if password == "" {
+		diags.Append(private.SetKey(ctx, sentPasswordKey, nil)...)
+		return
+	}
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	raw, err := json.Marshal(sentURIs{KDF: sentKDF, Salt: hex.EncodeToString(salt), Sum: uriDigest(sentKDF, salt, []string{password})})
+	if err != nil {
+		diags.AddError("Could not record the write-only password set", err.Error())
+		return
+	}
+	diags.Append(private.SetKey(ctx, sentPasswordKey, raw)...)
+}
+
+// sentPasswordDiffers says whether current differs from the write-only
+// password recorded; false without a record (an import, a password that is
+// not write-only).
+func sentPasswordDiffers(ctx context.Context, private privateGetter, current string) bool {
+	if private == nil {
+		return false
+	}
+	raw, _ := private.GetKey(ctx, sentPasswordKey)
+	var rec sentURIs
+	if len(raw) == 0 || json.Unmarshal(raw, &rec) != nil {
+		return false
+	}
+	salt, err := hex.DecodeString(rec.Salt)
+	if err != nil {
+		return false
+	}
+	return !hmac.Equal([]byte(uriDigest(rec.KDF, salt, []string{current})), []byte(rec.Sum))
 }
 
 // nullWithWriteOnlyPassword plans a null password when the configuration

@@ -533,3 +533,61 @@ func (e *testAccEnv) checkDatabasesDestroyed(s *terraform.State) error {
 	}
 	return nil
 }
+
+// A new database whose name (in any case) or port another database of the
+// instance has is an error at plan time, naming that database, not a
+// plan that the service refuses at apply time.
+func TestAccDatabaseResource_conflictsAtPlan(t *testing.T) {
+	e := testAccStart(t)
+	name := acctest.RandomWithPrefix("tf-acc")
+	base := e.providerConfig() + fmt.Sprintf(`
+resource "redis_database" "test" {
+  name        = %q
+  memory_size = 67108864
+}
+`, name)
+	second := func(body string) string {
+		return base + `
+resource "redis_database" "second" {
+  memory_size = 67108864
+` + body + `
+}
+`
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             e.checkDatabasesDestroyed,
+		Steps: []resource.TestStep{
+			{Config: base},
+			{
+				Config:      second(fmt.Sprintf("name = %q", strings.ToUpper(name))),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)Database name taken.*database\s+named\s+"` + regexp.QuoteMeta(name) + `"\s+already\s+exists\s+\(uid\s+\d+\)`),
+			},
+			{
+				Config:      second(fmt.Sprintf("name = %q\nport = redis_database.test.port", name+"-2")),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)Port taken.*port\s+\d+\s+is\s+taken\s+by\s+the\s+database\s+\d+\s+\("` + regexp.QuoteMeta(name) + `"\)`),
+			},
+			{
+				// The same, once the database exists: a rename.
+				Config: base + fmt.Sprintf(`
+resource "redis_database" "second" {
+  name        = %q
+  memory_size = 67108864
+}
+`, name+"-2"),
+			},
+			{
+				Config: base + fmt.Sprintf(`
+resource "redis_database" "second" {
+  name        = %q
+  memory_size = 67108864
+}
+`, strings.ToUpper(name)),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)Database name taken.*already\s+exists`),
+			},
+		},
+	})
+}

@@ -219,7 +219,7 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 		diags.AddAttributeError(path.Root("source"), "Too many sources",
 			fmt.Sprintf("A database can be a Replica Of at most %d sources, not %d.", api.MaxReplicaSources, len(sources)))
 	}
-	seen := map[string]bool{}
+	seen, folded := map[string]bool{}, map[string]bool{}
 	invalid := false
 	for _, s := range sources {
 		if s.Address.IsUnknown() || s.Address.IsNull() {
@@ -237,10 +237,14 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 			invalid = true
 			continue
 		}
-		if seen[addr] {
+		// Host names are not case-sensitive: two cases are one server,
+		// whose writes two syncers would apply twice.
+		if folded[strings.ToLower(addr)] {
 			diags.AddAttributeError(path.Root("source"), "Source listed twice",
-				fmt.Sprintf("The source %s is listed twice with different settings: list each source once.", addr))
+				fmt.Sprintf("The source %s is listed twice (with different settings, or its host name in another case): "+
+					"list each source once.", addr))
 		}
+		folded[strings.ToLower(addr)] = true
 		seen[addr] = true
 		checkSourceTLS(addr, s, creds.byAddr[addr], diags)
 	}

@@ -54,7 +54,7 @@ func TestFlushWarningNamesAddedSourcesOnce(t *testing.T) {
 		plan.Source = sourceSet("127.0.0.1:23780", "127.0.0.1:23781")
 		plan.SourceURIs = tc.uris
 		ch := planReplicaChange(plan, &state)
-		_, detail, _ := r.flushWarning(ctx, plan, &state, ch)
+		_, detail, _, _ := r.flushWarning(ctx, plan, &state, ch)
 		for _, w := range tc.want {
 			assert.Contains(t, detail, w, name)
 		}

@@ -3,10 +3,12 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -14,6 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -201,7 +204,8 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 					"with them and continue where they were. Requires `source_uris_wo`. The provider also keeps a " +
 					"salted digest of the URLs it sent (in the resource's private state, never in the plan): URLs " +
 					"that differ from it, or that are known only at apply time, are sent again without a new version, " +
-					"and the plan warns that they are.",
+					"and the plan warns that they are; so are they when a refresh finds that the service's source URLs " +
+					"were changed outside Terraform.",
 				Optional: true,
 				Validators: []validator.Int64{
 					int64validator.AlsoRequires(path.MatchRoot("source_uris_wo")),
@@ -418,8 +422,10 @@ func planReplicaChange(plan replicaOfResourceModel, state *replicaOfResourceMode
 	return ch
 }
 
-// setAddresses returns the sorted addresses of a `source` set; known is
-// false when the set or an address is not known yet.
+// setAddresses returns the sorted addresses of a `source` set, in lower
+// case (host names are not case-sensitive, for the service either: the
+// same address in another case is the same source); known is false when
+// the set or an address is not known yet.
 func setAddresses(set types.Set) (addrs []string, known bool) {
 	if set.IsUnknown() {
 		return nil, false
@@ -433,7 +439,7 @@ func setAddresses(set types.Set) (addrs []string, known bool) {
 		if !ok || a.IsUnknown() {
 			return nil, false
 		}
-		addrs = append(addrs, a.ValueString())
+		addrs = append(addrs, strings.ToLower(a.ValueString()))
 	}
 	return sortedUnique(addrs), true
 }
@@ -488,8 +494,9 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 				// The plan shows only the status changing: say why.
 				resp.Diagnostics.AddWarning("The write-only source URLs are sent again", fmt.Sprintf(
 					"The write-only source URLs (source_uris_wo) of the Replica Of of database %s changed since the last "+
-						"apply, or are known only at apply time, although source_uris_wo_version did not change (a source's "+
-						"password regenerated, say): the apply sends them again. The syncers reconnect with them and "+
+						"apply, are known only at apply time, or the service's source URLs were changed outside Terraform, "+
+						"although source_uris_wo_version did not change (a source's password regenerated, say): the apply "+
+						"sends them again. The syncers reconnect with them and "+
 						"continue where they were; nothing is flushed.", state.ID.ValueString()))
 			}
 		}
@@ -513,13 +520,126 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	// plan's never reaches the second) and the same client capabilities;
 	// and warning from Create instead would warn after the user approved.
 	// See hashicorp/terraform-plugin-framework#1306. The docs say so.
-	summary, detail, missing := r.flushWarning(ctx, plan, state, ch)
+	summary, detail, db, missing := r.flushWarning(ctx, plan, state, ch)
 	if missing {
 		resp.Diagnostics.AddAttributeError(path.Root("database_id"), "No such database",
 			fmt.Sprintf("The database %s does not exist on %s.", plan.DatabaseID.ValueString(), r.client.Endpoint()))
 		return
 	}
+	if db != nil {
+		// The service refuses a database as its own source, and a cycle
+		// of Replica Of among its databases: said at plan time, not after
+		// a warning that the apply flushes the destination.
+		planned, _ := sourcesFromSet(ctx, plan.Source, &resp.Diagnostics)
+		for _, addr := range ownSources(db, planned) {
+			resp.Diagnostics.AddAttributeError(path.Root("source"), "A database cannot be a Replica Of itself",
+				fmt.Sprintf("The source %s is the database %d (%q) itself, the destination of this Replica Of: remove it "+
+					"from the sources.", addr, db.UID, db.Name))
+		}
+		if resp.Diagnostics.HasError() {
+			return
+		}
+		if all, err := r.client.ListDatabases(ctx); err == nil {
+			if cycle := replicaCycle(db, planned, all); cycle != "" {
+				resp.Diagnostics.AddAttributeError(path.Root("source"), "A replication cycle",
+					fmt.Sprintf("With these sources, the databases of %s would replicate from each other in a cycle, which "+
+						"the service refuses: %s. Remove the source that closes it. To reverse a Replica Of, remove the "+
+						"current one in an apply of its own first (terraform apply -target=<its address> of a configuration "+
+						"without it): Terraform does not order the removal of one resource before the creation of another.",
+						r.client.Endpoint(), cycle))
+				return
+			}
+		}
+	}
 	resp.Diagnostics.AddAttributeWarning(path.Root("source"), summary, detail)
+}
+
+// ownSources returns the known addresses of sources that name db itself
+// (see namesDatabase), as the service checks.
+func ownSources(db *api.Database, sources []replicaSourceModel) []string {
+	var out []string
+	for _, s := range sources {
+		if !s.Address.IsUnknown() && !s.Address.IsNull() && namesDatabase(s.Address.ValueString(), db) {
+			out = append(out, s.Address.ValueString())
+		}
+	}
+	return sortedUnique(out)
+}
+
+// namesDatabase says whether addr (host:port) is one of the ports of db,
+// on its host as the service advertises it, localhost or a loopback
+// address: the service connects to the sources, so these are its own host.
+func namesDatabase(addr string, db *api.Database) bool {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port == 0 {
+		return false
+	}
+	ports := map[int]bool{db.Port: true, db.Endpoint.Port: true, db.ReplicationPort: true}
+	for _, n := range db.Endpoints {
+		ports[n.Port], ports[n.ReplicationPort] = true, true
+	}
+	if !ports[port] {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, db.Endpoint.Host) || strings.EqualFold(host, "localhost") ||
+		(ip != nil && (ip.IsLoopback() || ip.String() == db.Endpoint.Host))
+}
+
+// replicaCycle describes the replication cycle that dst closes with the
+// sources planned, among the databases all of its instance and their
+// Replica Of ("a <- b, b <- a"), or returns "".
+func replicaCycle(dst *api.Database, planned []replicaSourceModel, all []api.Database) string {
+	byUID := map[int]*api.Database{}
+	for i := range all {
+		byUID[all[i].UID] = &all[i]
+	}
+	byUID[dst.UID] = dst
+	local := func(addr string) *api.Database {
+		for _, d := range all {
+			if namesDatabase(addr, &d) {
+				return byUID[d.UID]
+			}
+		}
+		return nil
+	}
+	sources := func(d *api.Database) []string {
+		if d.UID == dst.UID {
+			return sourceAddresses(planned)
+		}
+		return apiSourceAddresses(d.ReplicaSources)
+	}
+	var path []string
+	visited := map[int]bool{}
+	var walk func(d *api.Database) bool
+	walk = func(d *api.Database) bool {
+		for _, addr := range sources(d) {
+			src := local(addr)
+			if src == nil {
+				continue
+			}
+			path = append(path, d.Name+" <- "+src.Name)
+			if src.UID == dst.UID {
+				return true
+			}
+			if !visited[src.UID] {
+				visited[src.UID] = true
+				if walk(src) {
+					return true
+				}
+			}
+			path = path[:len(path)-1]
+		}
+		return false
+	}
+	if walk(dst) {
+		return strings.Join(path, ", ")
+	}
+	return ""
 }
 
 // readersDuringLoad is what the readers of a destination see while it is
@@ -532,17 +652,18 @@ const readersDuringLoad = "Until the load completes, readers of a one-server des
 // destination will do: which database, from which sources, and why.
 // missing says that the destination does not exist (the service said so;
 // an error reaching it says nothing).
-func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfResourceModel, state *replicaOfResourceModel, ch replicaChange) (summary, detail string, missing bool) {
+func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfResourceModel, state *replicaOfResourceModel, ch replicaChange) (summary, detail string, db *api.Database, missing bool) {
 	var diags diag.Diagnostics
 	dest := "the destination database"
 	if !plan.DatabaseID.IsUnknown() {
 		dest = "database " + plan.DatabaseID.ValueString()
 		if uid, err := parseDatabaseID(plan.DatabaseID.ValueString()); err == nil && r.client != nil {
-			db, err := findDatabaseByID(ctx, r.client, uid)
+			found, err := findDatabaseByID(ctx, r.client, uid)
 			if err == nil {
+				db = found
 				dest += " (" + strconv.Quote(db.Name) + ")"
 			} else if client.IsNotFound(err) {
-				return "", "", true
+				return "", "", nil, true
 			}
 		}
 	}
@@ -555,7 +676,7 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	if ch.create {
 		return "Replica Of flushes " + dest,
 			fmt.Sprintf("Making %s a Replica Of deletes its data, then loads every source: %s. "+
-				readersDuringLoad, dest, all), false
+				readersDuringLoad, dest, all), db, false
 	}
 
 	var changes []string
@@ -602,7 +723,7 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	}
 	return "Replica Of re-replicates " + dest,
 		fmt.Sprintf("This plan changes the Replica Of of %s (%s). The service will flush the destination and "+
-			"load it again from all its sources: %s. "+readersDuringLoad, dest, strings.Join(changes, "; "), all), false
+			"load it again from all its sources: %s. "+readersDuringLoad, dest, strings.Join(changes, "; "), all), db, false
 }
 
 func sourceAddresses(sources []replicaSourceModel) []string {
@@ -747,19 +868,52 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 	// resource on the same database_id, another configuration) that made
 	// it a Replica Of since then makes this one fail, not take it over.
 	gen := db.ReplicaGeneration
-	if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &sync, IfReplicaGeneration: &gen}); err != nil {
-		if client.IsConflict(err) {
-			if now, rerr := findDatabaseByID(ctx, r.client, uid); rerr == nil && len(now.ReplicaSources) > 0 {
-				addAlreadyReplicaOf(&resp.Diagnostics, now)
-				return
-			}
+	var retries atomic.Int32
+	in := api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &sync, IfReplicaGeneration: &gen}
+	if _, err := r.client.UpdateDatabase(client.WithRetryCount(ctx, &retries), uid, in); err != nil {
+		now, rerr := findDatabaseByID(ctx, r.client, uid)
+		switch {
+		case client.IsConflict(err) && retries.Load() > 0 && rerr == nil && now.ReplicaGeneration == gen+1 &&
+			sameReplicaSources(now.ReplicaSources, list):
+			// This request made it a Replica Of: its answer was lost (a
+			// proxy's timeout, say) and the client sent it again, which
+			// the condition on the generation refused.
+			tflog.Info(ctx, "the database is the Replica Of this create asked for; an earlier attempt of the request made it one")
+		case client.IsConflict(err) && rerr == nil && len(now.ReplicaSources) > 0:
+			addAlreadyReplicaOf(&resp.Diagnostics, now)
+			return
+		default:
+			resp.Diagnostics.AddError(fmt.Sprintf("Could not make the database %d a Replica Of", uid), redactSecrets(err.Error(), list2uris(list)...))
+			return
 		}
-		resp.Diagnostics.AddError(fmt.Sprintf("Could not make the database %d a Replica Of", uid), redactSecrets(err.Error(), list2uris(list)...))
-		return
 	}
 	recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)
+	recordAppliedURIs(ctx, resp.Private, config.SourceURIsWO, list, &resp.Diagnostics)
 	plan.ID = plan.DatabaseID
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), true, &resp.State, resp.Private, &resp.Diagnostics)
+}
+
+// sameReplicaSources says whether the service's sources are those of list,
+// credentials and settings included, in any order.
+func sameReplicaSources(have []api.ReplicaSourceStatus, list []api.ReplicaSource) bool {
+	if len(have) != len(list) {
+		return false
+	}
+	key := func(s api.ReplicaSource) string {
+		return fmt.Sprintf("%s\x00%t\x00%s\x00%d\x00%s", s.URI, s.Encryption, s.ServerCert, s.Compression, s.ReadFrom)
+	}
+	want := map[string]int{}
+	for _, s := range list {
+		want[key(s)]++
+	}
+	for _, s := range have {
+		k := key(s.ReplicaSource)
+		if want[k] == 0 {
+			return false
+		}
+		want[k]--
+	}
+	return true
 }
 
 // addAlreadyReplicaOf says that database db, which a create was to make a
@@ -804,6 +958,29 @@ func (r *replicaOfResource) finishApply(ctx context.Context, uid int, plan *repl
 	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	db, err := findDatabaseByID(readCtx, r.client, uid)
+	if err != nil && create {
+		// The Replica Of is configured on the service: a create left out
+		// of the state would make every later apply fail ("already a
+		// Replica Of"), and a tainted one would be replaced, flushing the
+		// destination. It is kept, unread, as a create whose wait meets an
+		// outage is; the next refresh reads it and the next apply waits.
+		if plan.Status.IsUnknown() {
+			plan.Status = types.StringValue(api.SourceSyncing)
+		}
+		if plan.Generation.IsUnknown() {
+			plan.Generation = types.Int64Value(0)
+		}
+		if plan.SourceStatus.IsUnknown() {
+			plan.SourceStatus = types.MapValueMust(types.ObjectType{AttrTypes: sourceStatusAttrTypes}, map[string]attr.Value{})
+		}
+		diags.Append(private.SetKey(ctx, awaitingSyncKey, []byte("true"))...)
+		diags.Append(state.Set(ctx, plan)...)
+		diags.AddWarning(fmt.Sprintf("The Replica Of of database %d could not be read after it was made", uid),
+			redactSecrets(err.Error())+"\n\nThe service took the sources; the resource is created and kept (not tainted), "+
+				"and the next refresh reads it. The next plan shows it as an update of status, and the next apply waits for "+
+				"the sync, without a flush or a reload.")
+		return
+	}
 	if err != nil {
 		diags.AddError(fmt.Sprintf("Could not read the database %d", uid), err.Error())
 		return
@@ -891,6 +1068,11 @@ func (r *replicaOfResource) Read(ctx context.Context, req resource.ReadRequest, 
 		tflog.Warn(ctx, "the database is no longer a Replica Of, removing it from the state", map[string]any{"uid": uid})
 		resp.State.RemoveResource(ctx)
 		return
+	}
+	if !state.SourceURIsWOVersion.IsNull() && appliedURIsChanged(ctx, req.Private, db.ReplicaSources) {
+		// The service's URLs are not those the last apply sent: the
+		// write-only ones may have been changed outside Terraform.
+		markSentURIsChanged(ctx, resp.Private, &resp.Diagnostics)
 	}
 	flattenReplicaOf(ctx, db, &state, &resp.Diagnostics)
 	if db.ReplicaSyncStatus == api.SourceInSync {
@@ -982,6 +1164,7 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 	}
 	if ch.sourcesChanged {
 		recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)
+		recordAppliedURIs(ctx, resp.Private, config.SourceURIsWO, list, &resp.Diagnostics)
 	}
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), false, &resp.State, resp.Private, &resp.Diagnostics)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-testing/helper/acctest"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
@@ -1048,6 +1049,8 @@ resource "redis_replica_of" "bad" {
 		{`source = [{ address = "redis://:s3cret-pw@10.0.0.1:6379" }]`, `a source address is a URL, "redis://:xxxxx@10.0.0.1:6379", not a host:port address`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"s3cret-pw\"]", `invalid source URL \(the value is not shown: it does not parse, and may be a secret\): the scheme must be redis:// or rediss://`},
 		{`source = [{ address = "10.0.0.1:6379" }, { address = "10.0.0.1:6379", compression = 2 }]`, `The source 10.0.0.1:6379 is listed twice`},
+		// Host names are not case-sensitive: the same server twice.
+		{`source = [{ address = "cache.example.com:6379" }, { address = "CACHE.example.com:6379" }]`, `The source (?i:cache.example.com):6379 is listed twice`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"redis://:s3cret-pw@10.0.0.2:6379\"]", `(?s)A URL in source_uris or source_uris_wo is for\s+10.0.0.2:6379, which is not the address of any source\s+\(10.0.0.1:6379\)`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"redis://:s3cret-pw@10.0.0.1:6379\", \"redis://:other-pw@10.0.0.1:6379\"]", `Two source URLs \(in source_uris or source_uris_wo\) are for 10.0.0.1:6379`},
 		{"source = [{ address = \"10.0.0.1:6379\" }]\nsource_uris = [\"http://admin:s3cret-pw@10.0.0.1:6379\"]", `(?s)invalid source URL "http://admin:xxxxx@10.0.0.1:6379": the scheme must\s+be redis:// or rediss://`},
@@ -1110,6 +1113,77 @@ resource "redis_replica_of" "dst" {
 	})
 }
 
+// A database named as its own source (its replication endpoint, its port,
+// by any name of the service's host) is an error at plan time, when the
+// destination exists: not a plan that warns of a flush followed by an apply
+// that the service refuses.
+func TestAccReplicaOf_ownSourceAtPlan(t *testing.T) {
+	e := testAccStart(t)
+	legacy := redistest.Start(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	dbs := e.providerConfig() + hclDatabase("a", "dst", prefix) + hclDatabase("a", "solo", prefix)
+	replica := func(sources string) string {
+		return dbs + fmt.Sprintf(`
+resource "redis_replica_of" "dst" {
+  database_id = redis_database.dst.id
+  source      = [%s]
+}
+`, sources)
+	}
+	legacySource := fmt.Sprintf("{ address = %q }", legacy.Addr())
+	itself := `(?s)A database cannot be a Replica Of itself.*The\s+source\s+%s\s+is\s+the\s+database\s+%s\s+\(%q\)\s+itself`
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: replica(legacySource)},
+			{
+				// A source added to an existing Replica Of: its replication endpoint.
+				Config:   replica(legacySource + ", { address = redis_database.dst.replication_endpoint }"),
+				PlanOnly: true,
+				ExpectError: regexp.MustCompile(fmt.Sprintf(itself, `127\.0\.0\.1:\d+`, `\d+`,
+					prefix+"-dst")),
+			},
+			{
+				// A new Replica Of of an existing database: its own port,
+				// by the name localhost.
+				Config: replica(legacySource) + `
+resource "redis_replica_of" "solo" {
+  database_id = redis_database.solo.id
+  source      = [{ address = "localhost:${split(":", redis_database.solo.endpoint)[1]}" }]
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(fmt.Sprintf(itself, `localhost:\d+`, `\d+`, prefix+"-solo")),
+			},
+		},
+	})
+}
+
+// A Replica Of that would close a replication cycle through the Replica Of
+// that the service has already (a <- b, then b <- a) is an error at plan
+// time, as the service refuses it, not a plan that warns of a flush
+// followed by a failed apply.
+func TestAccReplicaOf_cycleAtPlan(t *testing.T) {
+	e := testAccStart(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	base := e.providerConfig() + hclDatabase("a", "a", prefix) + hclDatabase("a", "b", prefix) + hclDatabase("a", "c", prefix) +
+		hclSourcePassword("a", "a", "") + hclSourcePassword("a", "b", "") + hclSourcePassword("a", "c", "") +
+		hclReplicaOf("a", "a", []string{"b"}, "") + hclReplicaOf("a", "b", []string{"c"}, "")
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: base},
+			{
+				// c <- a closes a <- b <- c.
+				Config:   base + hclReplicaOf("a", "c", []string{"a"}, ""),
+				PlanOnly: true,
+				ExpectError: regexp.MustCompile(`(?s)A replication cycle.*` + strings.ReplaceAll(
+					regexp.QuoteMeta(fmt.Sprintf(`%[1]s-c <- %[1]s-a, %[1]s-a <- %[1]s-b, %[1]s-b <- %[1]s-c`, prefix)), " ", `\s+`)),
+			},
+		},
+	})
+}
+
 // Two redis_replica_of on one database_id, created in the same apply
 // (in parallel): one makes it a Replica Of, the other fails and says to
 // import it, instead of both being created and undoing each other at
@@ -1135,5 +1209,53 @@ resource "redis_replica_of" "two" {
 			Config:      config,
 			ExpectError: regexp.MustCompile(`(?s)The database is already a Replica Of.*terraform import`),
 		}},
+	})
+}
+
+// Host names are not case-sensitive, for the service either: the same
+// source written in another case is the same source, continued without a
+// flush. The plan said the destination would be flushed (a source added and
+// one removed), with an unknown generation.
+func TestAccReplicaOf_hostNameCaseDoesNotFlush(t *testing.T) {
+	e := testAccStart(t)
+	legacy := redistest.Start(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	const dst = "redis_replica_of.dst"
+	config := func(host string) string {
+		return e.providerConfig() + hclDatabase("a", "dst", prefix) + fmt.Sprintf(`
+resource "redis_replica_of" "dst" {
+  database_id = redis_database.dst.id
+  source      = [{ address = "%s:%d" }]
+}
+`, host, legacy.Port)
+	}
+	var gen int64
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config("localhost"),
+				Check:  captureGeneration(dst, &gen),
+			},
+			{
+				Config: config("LOCALHOST"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate),
+						plancheck.ExpectKnownValue(dst, tfjsonpath.New("generation"), knownvalue.Int64Func(func(v int64) error {
+							if v != gen {
+								return fmt.Errorf("the plan changes the generation from %d to %d", gen, v)
+							}
+							return nil
+						})),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					checkGeneration(dst, &gen, 0),
+					resource.TestCheckResourceAttr(dst, "status", api.SourceInSync),
+				),
+			},
+		},
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"golang.org/x/crypto/argon2"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
 )
 
 // Write-only source URLs are never in the plan or the state, so Terraform
@@ -111,6 +113,65 @@ func recordSentURIs(ctx context.Context, private privateSetter, list types.List,
 	raw, err := json.Marshal(sentURIs{KDF: sentKDF, Salt: hex.EncodeToString(salt), Sum: uriDigest(sentKDF, salt, uris)})
 	if err != nil {
 		diags.AddError("Could not record the write-only source URLs sent", err.Error())
+		return
+	}
+	diags.Append(private.SetKey(ctx, sentURIsKey, raw)...)
+}
+
+// appliedURIsKey holds a salted digest of every source URL the service was
+// given with write-only URLs; the service returns them as given. A refresh
+// that finds other URLs (credentials changed through the REST API, which
+// Terraform cannot compare with a write-only value) marks the write-only
+// URLs as differing from those sent (markSentURIsChanged), so that the plan
+// sends them again, with a warning, as it does when the configuration's
+// change.
+const appliedURIsKey = "source_uris_applied"
+
+// recordAppliedURIs keeps the digest of the URLs of list, the sources just
+// sent, when the configuration has write-only URLs (nothing otherwise).
+func recordAppliedURIs(ctx context.Context, private privateSetter, wo types.List, list []api.ReplicaSource, diags *diag.Diagnostics) {
+	if wo.IsNull() {
+		diags.Append(private.SetKey(ctx, appliedURIsKey, nil)...)
+		return
+	}
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	raw, err := json.Marshal(sentURIs{KDF: sentKDF, Salt: hex.EncodeToString(salt), Sum: uriDigest(sentKDF, salt, list2uris(list))})
+	if err != nil {
+		diags.AddError("Could not record the source URLs sent", err.Error())
+		return
+	}
+	diags.Append(private.SetKey(ctx, appliedURIsKey, raw)...)
+}
+
+// appliedURIsChanged says whether the service's source URLs differ from
+// those recorded by recordAppliedURIs; false without a record.
+func appliedURIsChanged(ctx context.Context, private privateGetter, in []api.ReplicaSourceStatus) bool {
+	if private == nil {
+		return false
+	}
+	raw, _ := private.GetKey(ctx, appliedURIsKey)
+	var rec sentURIs
+	if len(raw) == 0 || json.Unmarshal(raw, &rec) != nil {
+		return false
+	}
+	salt, err := hex.DecodeString(rec.Salt)
+	if err != nil {
+		return false
+	}
+	uris := make([]string, len(in))
+	for i, s := range in {
+		uris[i] = s.URI
+	}
+	return !hmac.Equal([]byte(uriDigest(rec.KDF, salt, uris)), []byte(rec.Sum))
+}
+
+// markSentURIsChanged makes sentURIsDiffer report that the write-only URLs
+// differ from those sent, whatever they are, until an apply sends them.
+func markSentURIsChanged(ctx context.Context, private privateSetter, diags *diag.Diagnostics) {
+	raw, err := json.Marshal(sentURIs{KDF: sentKDF, Salt: hex.EncodeToString([]byte("changed")), Sum: "changed outside Terraform"})
+	if err != nil {
+		diags.AddError("Could not record the source URLs changed", err.Error())
 		return
 	}
 	diags.Append(private.SetKey(ctx, sentURIsKey, raw)...)

@@ -170,3 +170,31 @@ func TestFinishApplyInterruptedCreateIsKept(t *testing.T) {
 	assert.True(t, resumable(err))
 	assert.Contains(t, err.Error(), "interrupted")
 }
+
+// A create whose PUT succeeded but whose read that follows fails (the
+// service restarting, its API unreachable for a while) keeps the resource,
+// as a create whose wait meets an outage does: the Replica Of is configured
+// on the service. It was left out of the state, and every later apply
+// failed with "The database is already a Replica Of" until it was imported.
+func TestFinishApplyCreateKeptWhenTheReadFails(t *testing.T) {
+	f := &fakeReplicaAPI{}
+	f.down.Store(true)
+	c := newFakeClient(t, f)
+	plan := replicaOfResourceModel{
+		ID: types.StringValue("1"), DatabaseID: types.StringValue("1"),
+		Sync: types.StringValue(api.SyncEnabled), WaitForSync: types.BoolValue(true),
+		Status: types.StringUnknown(), Generation: types.Int64Unknown(),
+		SourceStatus: types.MapUnknown(types.ObjectType{AttrTypes: sourceStatusAttrTypes}),
+	}
+	r := &replicaOfResource{client: c}
+	state, private := &fakeStateSetter{}, fakePrivate{}
+	var diags diag.Diagnostics
+	r.finishApply(context.Background(), 1, &plan, syncWait{timeout: time.Minute}, true, state, private, &diags)
+	require.False(t, diags.HasError(), "a create whose Replica Of is configured fails (and is tainted): %v", diags)
+	require.Equal(t, 1, diags.WarningsCount(), "%v", diags)
+	assert.Contains(t, diags.Warnings()[0].Detail(), "not tainted")
+	assert.Positive(t, state.sets, "the resource is not saved in the state")
+	assert.Equal(t, "true", string(private[awaitingSyncKey]), "the next apply does not wait for the sync")
+	assert.False(t, plan.Status.IsUnknown() || plan.Generation.IsUnknown() || plan.SourceStatus.IsUnknown(),
+		"the state holds unknown values")
+}

@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -8,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 )
 
@@ -167,5 +170,70 @@ output "dst_id" {
 	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color")
 	assert.NotContains(t, cli.all.String()[before:], "are sent again", "the warning stays once the URLs are sent")
 	cli.checkNoSecrets(map[string]string{"first password": urlPassword(t, first.URI), "new password": rotated.AuthenticationAdminPass})
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
+}
+
+// TestAccReplicaOf_writeOnlyDriftShows changes, through the REST API, the
+// credentials of a source whose URL is write-only: the next plan shows it
+// (an update that sends the URL of the configuration again, with the
+// warning that says why), as it does for a URL in source_uris, and the
+// apply puts it back without a flush. It planned nothing: a write-only URL
+// cannot be read back, and the provider compared the configuration's URLs
+// with those it sent, not with the service's.
+func TestAccReplicaOf_writeOnlyDriftShows(t *testing.T) {
+	e := testAccStart(t)
+	legacy := redistest.Start(t, "--requirepass", "legacy-wo-drift-"+strconv.Itoa(redistest.FreePort(t)))
+	configured := "redis://:" + url.PathEscape(legacy.Password) + "@" + legacy.Addr()
+	outside := "redis://default:" + url.PathEscape(legacy.Password) + "@" + legacy.Addr()
+	cli := newTestAccCLI(t, "TF_VAR_endpoint="+e.inst.URL, "TF_VAR_password="+e.inst.Password, "TF_VAR_ca_cert="+e.inst.CACert,
+		"TF_VAR_legacy_url="+configured)
+	cli.write("main.tf", testAccCLIProviderConfig+`
+variable "legacy_url" { sensitive = true }
+
+resource "redis_database" "dst" {
+  name        = "wodrift-dst"
+  memory_size = 8388608
+}
+
+resource "redis_replica_of" "dst" {
+  database_id            = redis_database.dst.id
+  source                 = [{ address = "`+legacy.Addr()+`" }]
+  source_uris_wo         = [var.legacy_url]
+  source_uris_wo_version = 1
+}
+
+output "dst_id" {
+  value = redis_database.dst.id
+}
+`)
+	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
+	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color")
+	ctx := testAccContext(t)
+	dstUID := mustAtoi(t, strings.TrimSpace(cli.mustRun(0, "output", "-raw", "dst_id")))
+	before, err := e.client.GetDatabase(ctx, dstUID)
+	require.NoError(t, err)
+	require.Len(t, before.ReplicaSources, 1)
+	require.Equal(t, configured, before.ReplicaSources[0].URI)
+
+	// Other credentials that work, given through the API.
+	changed := []api.ReplicaSource{{URI: outside}}
+	_, err = e.client.UpdateDatabase(ctx, dstUID, api.UpdateDatabaseRequest{ReplicaSources: &changed})
+	require.NoError(t, err)
+
+	start := cli.all.Len()
+	plan := flat(cli.mustRun(2, "plan", "-detailed-exitcode", "-no-color"))
+	all := flat(cli.all.String()[start:])
+	assert.Contains(t, plan, "redis_replica_of.dst will be updated in-place")
+	assert.Contains(t, all, "Warning: The write-only source URLs are sent again")
+	assert.Contains(t, all, "changed outside Terraform")
+	assert.NotContains(t, all, "flush the destination")
+	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
+	after, err := e.client.GetDatabase(ctx, dstUID)
+	require.NoError(t, err)
+	require.Len(t, after.ReplicaSources, 1)
+	assert.Equal(t, configured, after.ReplicaSources[0].URI, "the apply does not send the configured URL")
+	assert.Equal(t, before.ReplicaGeneration, after.ReplicaGeneration, "the destination was flushed")
+	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color")
+	cli.checkNoSecrets(map[string]string{"legacy password": legacy.Password})
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
 }

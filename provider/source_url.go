@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
+	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/client"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 )
@@ -67,8 +68,21 @@ func lookupSourceURL(ctx context.Context, c *client.Client, databaseID string, d
 
 // regenerateSourceURL gives the database uid a new admin password, tagged
 // with keepers, and returns the new source URL.
+//
+// A regeneration is not sent again when its answer is lost (a proxy's
+// timeout, a reset connection): the service may have taken it, and a second
+// one would end at once the grace period of the password the destinations
+// still use. The source URL is read instead: a new password tagged with
+// keepers is the one this regeneration made.
 func regenerateSourceURL(ctx context.Context, c *client.Client, uid int, keepers map[string]string) (sourceURL, error) {
+	before, beforeErr := c.GetSourceURL(ctx, uid)
 	out, err := c.RegenerateAdminPassword(ctx, uid, keepers)
+	if err != nil && beforeErr == nil && client.IsUnreachable(err) {
+		if now, nerr := c.GetSourceURL(ctx, uid); nerr == nil && now.URI != before.URI && maps.Equal(now.AdminPasswordKeepers, keepers) {
+			tflog.Warn(ctx, "the answer to the regeneration was lost; the service regenerated the password", map[string]any{"uid": uid, "error": err.Error()})
+			out, err = &api.AdminPassword{URI: now.URI, AdminPasswordKeepers: now.AdminPasswordKeepers}, nil
+		}
+	}
 	if err != nil {
 		return sourceURL{}, err
 	}

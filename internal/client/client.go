@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -428,6 +429,15 @@ func uriSecrets(uri string) []string {
 	return []string{u.User.Username(), raw}
 }
 
+type retryCountKey struct{}
+
+// WithRetryCount returns a context whose requests count in n the attempts
+// they retry, so that a caller can tell a conflict caused by its own
+// earlier attempt (whose answer was lost) from another client's change.
+func WithRetryCount(ctx context.Context, n *atomic.Int32) context.Context {
+	return context.WithValue(ctx, retryCountKey{}, n)
+}
+
 // checkRetry decides whether an attempt is retried. Connection errors, 5xx
 // (but 501) and 429 are retried, 4xx never. A POST creates something, so it is
 // retried only when the service surely did not act on it: the connection was
@@ -446,6 +456,9 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	}
 	if err != nil && !isDialError(err) && isPOST(err) {
 		retry = false
+	}
+	if n, ok := ctx.Value(retryCountKey{}).(*atomic.Int32); ok && retry {
+		n.Add(1)
 	}
 	if retry && c.log != nil {
 		fields := map[string]any{}

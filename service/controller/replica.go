@@ -121,10 +121,11 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 				return invalid("replica_sources[%d] (%s): server_cert is set but encryption is off", i, u)
 			}
 		}
-		if seen[u.Addr()] {
+		// Host names are not case-sensitive (sameSources neither).
+		if seen[strings.ToLower(u.Addr())] {
 			return invalid("replica_sources[%d]: %s is listed twice", i, u)
 		}
-		seen[u.Addr()] = true
+		seen[strings.ToLower(u.Addr())] = true
 		if c.isLocalHost(u.Host) && slices.Contains(d.Ports(), u.Port) {
 			return invalid("replica_sources[%d]: %s is this database itself", i, u)
 		}

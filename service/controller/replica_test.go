@@ -105,3 +105,16 @@ func TestLeavingAStoppedSyncReloads(t *testing.T) {
 		t.Fatalf("paused -> enabled: generation %d, want 5 (the reload is already owed)", d.ReplicaGeneration)
 	}
 }
+
+// Host names are not case-sensitive: the same source written in two cases
+// is listed twice (two syncers would apply each of its writes twice).
+func TestValidateSourcesRefusesASourceTwiceInAnotherCase(t *testing.T) {
+	c := &Controller{cfg: Config{AdvertiseHost: "10.1.1.1"}}
+	d := store.Database{UID: 5, Name: "d", Port: 500, ReplicationPort: 501, ReplicaSources: []api.ReplicaSource{
+		{URI: "redis://cache.example.com:6379"}, {URI: "redis://:pw@CACHE.example.com:6379"},
+	}}
+	err := c.validateSources(d, nil)
+	if err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("validateSources = %v, want an error saying the source is listed twice", err)
+	}
+}
