@@ -701,7 +701,10 @@ const replacingKey = "replacing"
 // refuseTaken says at plan time that another database of the instance has
 // the name (regardless of case) or the port that a new database, or a
 // renamed one, asks for: the service refuses them (409). state is the zero
-// value for a create.
+// value for a create. A create is only warned: Terraform plans the
+// replacement of a tainted database (one that failed to start) as a create
+// without its prior state, so the database it deletes first cannot be told
+// from another one.
 func (r *databaseResource) refuseTaken(ctx context.Context, plan, state databaseResourceModel, replacing string, diags *diag.Diagnostics) {
 	create := state.ID.IsNull()
 	renamed := !create && !plan.Name.IsUnknown() && !plan.Name.Equal(state.Name)
@@ -715,6 +718,10 @@ func (r *databaseResource) refuseTaken(ctx context.Context, plan, state database
 	}
 	// A replacement (a new port) deletes this database before it creates
 	// the new one: its own name and ports are not taken.
+	report := diags.AddAttributeError
+	if create {
+		report = diags.AddAttributeWarning
+	}
 	for _, d := range all {
 		if uid := strconv.Itoa(d.UID); uid == state.ID.ValueString() || uid == replacing {
 			continue
@@ -723,8 +730,11 @@ func (r *databaseResource) refuseTaken(ctx context.Context, plan, state database
 			"(terraform import <address of this resource> %d); if another resource of this configuration, which this "+
 			"plan removes, manages it, use a moved block instead (Terraform does not order the removal of one resource "+
 			"before the creation of another).", d.UID)
+		if create {
+			hint = "Unless this plan replaces that very database (a tainted one), the apply fails. " + hint
+		}
 		if (create || renamed) && !plan.Name.IsUnknown() && strings.EqualFold(d.Name, plan.Name.ValueString()) {
-			diags.AddAttributeError(path.Root("name"), "Database name taken",
+			report(path.Root("name"), "Database name taken",
 				fmt.Sprintf("A database named %q already exists (uid %d) on %s: names are unique regardless of case. %s",
 					d.Name, d.UID, r.client.Endpoint(), hint))
 		}
@@ -735,7 +745,7 @@ func (r *databaseResource) refuseTaken(ctx context.Context, plan, state database
 				taken = taken || n.Port == port || n.ReplicationPort == port
 			}
 			if taken {
-				diags.AddAttributeError(path.Root("port"), "Port taken",
+				report(path.Root("port"), "Port taken",
 					fmt.Sprintf("The port %d is taken by the database %d (%q) on %s. %s", port, d.UID, d.Name, r.client.Endpoint(), hint))
 			}
 		}
