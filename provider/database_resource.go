@@ -628,7 +628,9 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 	return diags
 }
 
-// ModifyPlan warns that a new tls_mode restarts the database.
+// ModifyPlan refuses a name or a port that another database has, and
+// changes the service cannot make yet, and warns that a new tls_mode
+// restarts the database.
 func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.Plan.Raw.IsNull() {
 		return
