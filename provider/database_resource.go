@@ -628,9 +628,10 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 	return diags
 }
 
-// ModifyPlan refuses a name or a port that another database has, and
-// changes the service cannot make yet, and warns that a new tls_mode
-// restarts the database.
+// ModifyPlan refuses a new name or port that another database has (and
+// warns of one given to a new database, see refuseTaken), refuses changes
+// the service cannot make yet, and warns that a new tls_mode restarts the
+// database.
 func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.Plan.Raw.IsNull() {
 		return
