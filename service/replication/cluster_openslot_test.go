@@ -14,6 +14,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -80,7 +81,9 @@ func TestAnOpenSlotKeepsAClusteredSourceOutOfSync(t *testing.T) {
 	require.NoError(t, from.Client().ConfigSet(ctx, "rdb-key-save-delay", "30000").Err())
 	require.NoError(t, to.Client().ConfigSet(ctx, "repl-diskless-sync-delay", "5").Err())
 
-	a := newAPI(t, servicetest.Start(t))
+	// Every shard asks for its full sync at once (none waits for a load
+	// slot, which would let the other fork first).
+	a := newAPI(t, servicetest.StartWith(t, func(c *app.Config) { c.MaxConcurrentLoads = 3 }))
 	dst := a.create(api.CreateDatabaseRequest{Name: "sharded", MemorySize: 256 << 20, ShardsCount: 2,
 		ReplicaSources: []api.ReplicaSource{{URI: from.URL()}}})
 	redistest.Eventually(t, time.Minute, "the shard of "+from.Addr()+" forked for its RDB", func() error {

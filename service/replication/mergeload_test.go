@@ -179,7 +179,20 @@ func TestAKeyOutsideItsShardStopsTheMerge(t *testing.T) {
 	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
 		ReplicaSources: []api.ReplicaSource{{URI: from.URL()}}})
 	logDestOnFailure(t, i, dst.UID)
-	a.waitInSync(dst.UID, 3*time.Minute)
+	// Every shard loaded; the source is out of sync while its slot is
+	// open (see TestAnOpenSlotKeepsAClusteredSourceOutOfSync).
+	redistest.Eventually(t, 3*time.Minute, "every shard in sync, the slot open", func() error {
+		src := a.get(dst.UID).ReplicaSources[0]
+		for _, sh := range src.Shards {
+			if sh.Status != api.SourceInSync {
+				return fmt.Errorf("shard %s: %s %q", sh.Slots, sh.Status, sh.LastError)
+			}
+		}
+		if len(src.Shards) != 3 || src.Status != api.SourceOutOfSync || !strings.Contains(src.LastError, fmt.Sprintf("slot %d is open", slot)) {
+			return fmt.Errorf("status %s %q, shards %+v", src.Status, src.LastError, src.Shards)
+		}
+		return nil
+	})
 	dc := destClient(t, dst, 0)
 	pid := i.App.Databases().PID(ctx, dst.UID)
 	got, err := dc.Dump(ctx, keys[0]).Result()
@@ -192,6 +205,7 @@ func TestAKeyOutsideItsShardStopsTheMerge(t *testing.T) {
 	for _, m := range cl.Masters() {
 		require.NoError(t, m.Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", cl.NodeID(to)).Err())
 	}
+	a.waitInSync(dst.UID, 3*time.Minute)
 	eventuallyEqualCluster(t, a, dst, dc, cl)
 }
 
