@@ -330,3 +330,74 @@ func do(t *testing.T, i *servicetest.Instance, user, password, method, path stri
 	}
 	return status
 }
+
+// The page shows the last status it read. When it cannot read a newer one
+// (the service stopped, or not answering), it must not go on showing
+// "in-sync" as if it were now: the cards are marked stale, with the time
+// they are from. A read that hung (no answer, the connection open) kept
+// the page from ever refreshing again, with no error at all.
+func TestConsoleSaysWhenItsStatusIsStale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.Start(t)
+	src := create(t, i, api.CreateDatabaseRequest{Name: "orders", MemorySize: 32 << 20})
+	var su api.SourceURL
+	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &su)
+	dst := create(t, i, api.CreateDatabaseRequest{Name: "orders_replica", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: su.URI}}})
+	waitSync(t, i, dst.UID, api.SyncEnabled, api.SourceInSync)
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	card := fmt.Sprintf("#db-%d", dst.UID)
+	logIn(t, bctx, i.Username, i.Password, card)
+	waitText(t, bctx, card+" .source-status", api.SourceInSync)
+	stale := func() bool {
+		return eval[bool](t, bctx, `document.getElementById("databases").classList.contains("stale")`)
+	}
+	require.False(t, stale())
+
+	// The service stops: the next refresh fails, and says the status shown
+	// is an old one.
+	i.Stop(t)
+	redistest.Eventually(t, time.Minute, "the page marks its status stale", func() error {
+		if !stale() {
+			return fmt.Errorf("not marked stale; error shown: %q", text(t, bctx, "#error"))
+		}
+		return nil
+	})
+	assert.Contains(t, text(t, bctx, "#error"), "as of", "the error says when the status shown is from")
+
+	// Back: fresh again.
+	i.StartAgain(t)
+	redistest.Eventually(t, time.Minute, "the page is fresh again", func() error {
+		if stale() {
+			return fmt.Errorf("still stale: %q", text(t, bctx, "#error"))
+		}
+		return nil
+	})
+	waitText(t, bctx, card+" .source-status", api.SourceInSync)
+
+	// A read that gets no answer (a service that hangs, a network that
+	// drops packets) is given up after a while, and says so, as a failed
+	// one does.
+	eval[bool](t, bctx, `(() => {
+		const real = window.fetch;
+		window.fetch = (url, opts) => String(url).includes("/ui/api/overview")
+			? new Promise((_, reject) => opts && opts.signal && opts.signal.addEventListener("abort", () => reject(opts.signal.reason)))
+			: real(url, opts);
+		return true;
+	})()`)
+	redistest.Eventually(t, time.Minute, "the page marks its status stale when reads hang", func() error {
+		if !stale() {
+			return fmt.Errorf("not marked stale; error shown: %q", text(t, bctx, "#error"))
+		}
+		return nil
+	})
+	assert.Contains(t, text(t, bctx, "#error"), "as of")
+}

@@ -4,6 +4,10 @@
 "use strict";
 
 const REFRESH_MS = 3000;
+// A refresh that gets no answer for this long is given up: a service that
+// hangs, or a network that drops packets, would otherwise hold the page on
+// its last status, refreshing never again and saying nothing.
+const LOAD_TIMEOUT_MS = 10000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
@@ -11,6 +15,7 @@ let auth = sessionStorage.getItem("replicad-auth") || "";
 let role = "";
 let timer = 0;
 let loading = false;
+let refreshedAt = null; // when the status shown was read
 
 // el builds an element; text is set as text, never parsed as HTML.
 function el(tag, attrs, ...children) {
@@ -24,10 +29,18 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
-async function call(method, path, body) {
+async function call(method, path, body, timeoutMs) {
   const headers = { "Authorization": "Basic " + auth, "X-Requested-With": "replicad-console" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+  const opts = { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" };
+  if (timeoutMs) opts.signal = AbortSignal.timeout(timeoutMs);
+  let resp;
+  try {
+    resp = await fetch(path, opts);
+  } catch (e) {
+    if (e && e.name === "TimeoutError") throw new Error(`no answer within ${timeoutMs / 1000} s`);
+    throw e;
+  }
   let data = null;
   const text = await resp.text();
   if (text) { try { data = JSON.parse(text); } catch (_) { data = null; } }
@@ -258,11 +271,17 @@ async function load() {
   if (loading || !auth) return;
   loading = true;
   try {
-    render(await call("GET", "/ui/api/overview"));
+    render(await call("GET", "/ui/api/overview", undefined, LOAD_TIMEOUT_MS));
+    refreshedAt = new Date();
+    $("databases").classList.remove("stale");
     $("error").textContent = "";
   } catch (e) {
     if (e.status === 401) { logout("Wrong user name or password."); return; }
-    $("error").textContent = "Cannot refresh: " + e.message;
+    // The cards still show the last status read: say how old it is, so
+    // that an "in-sync" of then is not taken for one of now.
+    $("databases").classList.add("stale");
+    const asOf = refreshedAt ? refreshedAt.toLocaleTimeString() : "the last refresh";
+    $("error").textContent = `Cannot refresh: ${e.message}. The status below is as of ${asOf}.`;
   } finally { loading = false; }
 }
 
