@@ -401,3 +401,54 @@ func TestConsoleSaysWhenItsStatusIsStale(t *testing.T) {
 	})
 	assert.Contains(t, text(t, bctx, "#error"), "as of")
 }
+
+// An action the API refuses says why on the page until the next action.
+// The refresh that follows every action cleared the message at once, so
+// that a refused pause, say, seemed to have done nothing at all.
+func TestConsoleKeepsAnActionsError(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.Start(t)
+	src := create(t, i, api.CreateDatabaseRequest{Name: "orders", MemorySize: 32 << 20})
+	var su api.SourceURL
+	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &su)
+	dst := create(t, i, api.CreateDatabaseRequest{Name: "orders_replica", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: su.URI}}})
+	waitSync(t, i, dst.UID, api.SyncEnabled, api.SourceInSync)
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	card := fmt.Sprintf("#db-%d", dst.UID)
+	logIn(t, bctx, i.Username, i.Password, card)
+	waitText(t, bctx, card+" .source-status", api.SourceInSync)
+
+	// The API refuses the change (as it does a change racing another, with
+	// a 409): here, the page's own fetch answers for it.
+	eval[bool](t, bctx, `(() => {
+		const real = window.fetch;
+		window.fetch = (url, opts) => opts && opts.method === "PUT"
+			? Promise.resolve(new Response(JSON.stringify({error_code: "conflict", description: "refused for the test"}), {status: 409, headers: {"Content-Type": "application/json"}}))
+			: real(url, opts);
+		return true;
+	})()`)
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(card+` button[data-action="pause"]`))))
+	refreshes := func() int { return eval[int](t, bctx, `window.__refreshes || 0`) }
+	eval[bool](t, bctx, `(() => {
+		new MutationObserver(() => { window.__refreshes = (window.__refreshes || 0) + 1; })
+			.observe(document.getElementById("refreshed"), {childList: true, characterData: true, subtree: true});
+		return true;
+	})()`)
+	redistest.Eventually(t, time.Minute, "two refreshes after the refused action", func() error {
+		if n := refreshes(); n < 2 {
+			return fmt.Errorf("%d refreshes", n)
+		}
+		return nil
+	})
+	assert.Contains(t, eval[string](t, bctx, `document.body.innerText`), "refused for the test", "the page still says why the action was refused")
+	waitText(t, bctx, card+" .replica-sync", api.SyncEnabled)
+}

@@ -156,9 +156,12 @@ async function copyURL() {
   setTimeout(() => { $("dialog-copy").textContent = "Copy"; }, 1500);
 }
 
+// act runs an action, then refreshes. Its error has an element of its own,
+// kept until the next action: the refresh clears only its own (#error), and
+// cleared the action's at once when they shared one.
 async function act(fn) {
-  $("error").textContent = "";
-  try { await fn(); } catch (e) { $("error").textContent = e.message; }
+  $("action-error").textContent = "";
+  try { await fn(); } catch (e) { $("action-error").textContent = e.message; }
   await load();
 }
 
@@ -170,7 +173,7 @@ async function showSourceURL(db) {
   try {
     const r = await call("GET", `/v1/bdbs/${db.uid}/source_url`);
     await ask(`Replica Of source URL of ${db.name}`, "Destinations replicate from this URL. It holds the admin password: keep it secret.", r.uri);
-  } catch (e) { $("error").textContent = e.message; }
+  } catch (e) { $("action-error").textContent = e.message; }
 }
 
 async function regenerate(db) {
@@ -293,6 +296,7 @@ function show(loggedIn) {
 
 function logout(message) {
   auth = "";
+  $("action-error").textContent = "";
   sessionStorage.removeItem("replicad-auth");
   clearInterval(timer);
   show(false);
