@@ -452,3 +452,25 @@ func TestConsoleKeepsAnActionsError(t *testing.T) {
 	assert.Contains(t, eval[string](t, bctx, `document.body.innerText`), "refused for the test", "the page still says why the action was refused")
 	waitText(t, bctx, card+" .replica-sync", api.SyncEnabled)
 }
+
+// A lag can be long (a source down for a day: the lag counts from when it
+// was last in sync): the page says it in hours and days, not thousands of
+// minutes.
+func TestConsoleShowsLongLagsInHoursAndDays(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.Start(t)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	for seconds, want := range map[float64]string{
+		0.25: "250 ms", 42: "42.0 s", 600: "10 min", 3 * 3600: "3.0 h", 30 * 3600: "30.0 h", 3 * 86400: "3.0 days",
+	} {
+		assert.Equal(t, want, eval[string](t, bctx, fmt.Sprintf("duration(%g)", seconds)), "%g s", seconds)
+	}
+}

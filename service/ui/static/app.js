@@ -63,7 +63,11 @@ function bytes(n) {
 function duration(seconds) {
   if (seconds < 1) return Math.round(seconds * 1000) + " ms";
   if (seconds < 120) return seconds.toFixed(1) + " s";
-  return Math.round(seconds / 60) + " min";
+  if (seconds < 7200) return Math.round(seconds / 60) + " min";
+  // A source down for long has a long lag: hours, then days, not
+  // thousands of minutes.
+  if (seconds < 48 * 3600) return (seconds / 3600).toFixed(1) + " h";
+  return (seconds / 86400).toFixed(1) + " days";
 }
 
 function badge(text, cls) { return el("span", { class: "badge " + (cls || text) }, text); }
