@@ -222,3 +222,34 @@ func TestADownSourceIsNotLoggedAtEachRetry(t *testing.T) {
 	assert.LessOrEqual(t, strings.Count(logs, "replication link failed"), 2, "warnings about the failed retries:\n%s", logs)
 	assert.Contains(t, a.get(dst.UID).ReplicaSources[0].LastError, "connection refused", "the status says why at each retry")
 }
+
+// replicad_replica_stalled is about the session the watchdog watches: once
+// that session ends (the sync paused, here, while the source was silent),
+// nothing holds the source stalled. The gauge stayed 1 for as long as the
+// sync was paused.
+func TestAPausedSyncIsNotStalled(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	src := redistest.Start(t)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	stalled := func() float64 {
+		return metric(a.metrics(), "replicad_replica_stalled", fmt.Sprintf(`destination="%d"`, dst.UID), `source="`+src.Addr()+`"`)
+	}
+	require.NoError(t, syscall.Kill(src.PID(), syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(src.PID(), syscall.SIGCONT) })
+	redistest.Eventually(t, time.Minute, "the silent source is stalled", func() error {
+		if v := stalled(); v != 1 {
+			return fmt.Errorf("replicad_replica_stalled %g", v)
+		}
+		return nil
+	})
+	paused := api.SyncPaused
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &paused})
+	redistest.Eventually(t, 30*time.Second, "the paused sync is not stalled", func() error {
+		if v := stalled(); v != 0 {
+			return fmt.Errorf("replicad_replica_stalled %g", v)
+		}
+		return nil
+	})
+}
