@@ -474,3 +474,44 @@ func TestConsoleShowsLongLagsInHoursAndDays(t *testing.T) {
 		assert.Equal(t, want, eval[string](t, bctx, fmt.Sprintf("duration(%g)", seconds)), "%g s", seconds)
 	}
 }
+
+// A source's sync_note says what of it the destination does not reproduce
+// (keys missing until the next full resync, writes not replicated): the
+// page showed no word of it, the source in sync and its row clean.
+func TestConsoleShowsASourcesSyncNote(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.Start(t)
+	src := create(t, i, api.CreateDatabaseRequest{Name: "orders", MemorySize: 32 << 20})
+	// Logical database 16 is the service's own: what an application puts
+	// there is not replicated, and the sync note counts it.
+	db16 := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", src.Endpoint.Host, src.Endpoint.Port), Password: src.AuthenticationRedisPass, DB: 16})
+	t.Cleanup(func() { db16.Close() })
+	require.NoError(t, db16.Set(context.Background(), "not-replicated", "x", 0).Err())
+	var su api.SourceURL
+	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &su)
+	dst := create(t, i, api.CreateDatabaseRequest{Name: "orders_replica", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: su.URI}}})
+	waitSync(t, i, dst.UID, api.SyncEnabled, api.SourceInSync)
+	var note string
+	redistest.Eventually(t, time.Minute, "the source has a sync note", func() error {
+		var d api.Database
+		do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &d)
+		if note = d.ReplicaSources[0].SyncNote; note == "" {
+			return fmt.Errorf("no sync_note")
+		}
+		return nil
+	})
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	card := fmt.Sprintf("#db-%d", dst.UID)
+	logIn(t, bctx, i.Username, i.Password, card)
+	waitText(t, bctx, card+" .source-status", api.SourceInSync)
+	assert.Contains(t, text(t, bctx, card+" tr.source"), note, "the source's row shows its sync note")
+}

@@ -248,11 +248,14 @@ function renderDatabase(db, inst) {
         el("td", { class: "source-lag" }, duration(s.lag / 1000)),
         el("td", null, bar(s.rdb_transferred, s.rdb_size)),
         el("td", null, compression),
-        el("td", { class: "error source-error" }, s.last_error || ""),
+        el("td", null, el("div", { class: "error source-error" }, s.last_error || ""),
+          // What of the source the destination does not reproduce: a
+          // source in sync may still miss keys; say it beside its errors.
+          s.sync_note ? el("div", { class: "note sync-note" }, s.sync_note) : null),
         el("td", null, lagGraph(extra.lag, inst.window_seconds)));
     });
     card.append(el("table", { class: "sources" },
-      el("thead", null, el("tr", null, ...["Source", "Status", "Lag", "Load", "Compression", "Last error", "Lag, last 15 min"].map((h) => el("th", null, h)))),
+      el("thead", null, el("tr", null, ...["Source", "Status", "Lag", "Load", "Compression", "Last error, notes", "Lag, last 15 min"].map((h) => el("th", null, h)))),
       el("tbody", null, ...rows)));
   }
   return card;
