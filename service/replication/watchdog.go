@@ -125,7 +125,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 			st.lastUpdate = now.UTC()
 		}
 		switch {
-		case st.inSyncLocked(now):
+		case st.followedLocked(now):
 			st.followedAt = now
 		case kind == "silent" && lastData.Before(st.followedAt):
 			// In sync until the silence was noticed, as far as the status
