@@ -515,3 +515,42 @@ func TestConsoleShowsASourcesSyncNote(t *testing.T) {
 	waitText(t, bctx, card+" .source-status", api.SourceInSync)
 	assert.Contains(t, text(t, bctx, card+" tr.source"), note, "the source's row shows its sync note")
 }
+
+// The source URL dialog holds the admin password while it is open, not
+// after: the URL stayed in the page (the dialog's input) once closed, and
+// after a logout, for whoever used the page next (the viewer, say).
+func TestConsoleForgetsASourceURLOnceItsDialogCloses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.StartWith(t, func(c *app.Config) { c.ViewerUser, c.ViewerPassword = viewerUser, viewerPassword })
+	src := create(t, i, api.CreateDatabaseRequest{Name: "orders", MemorySize: 32 << 20})
+	var su api.SourceURL
+	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &su)
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	card := fmt.Sprintf("#db-%d", src.UID)
+	logIn(t, bctx, i.Username, i.Password, card)
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(card+` button[data-action="source-url"]`)), chromedp.WaitVisible(chromedp.CSS("#dialog-url"))))
+	require.Equal(t, su.URI, eval[string](t, bctx, `document.getElementById("dialog-url").value`), "the dialog shows the URL")
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#dialog-ok")), chromedp.WaitNotVisible(chromedp.CSS("#dialog"))))
+	// The dialog's close event follows its closing.
+	redistest.Eventually(t, 10*time.Second, "the closed dialog keeps no URL", func() error {
+		if v := eval[string](t, bctx, `document.getElementById("dialog-url").value`); v != "" {
+			return fmt.Errorf("the dialog's input holds %q", v)
+		}
+		return nil
+	})
+
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#logout"))))
+	logIn(t, bctx, viewerUser, viewerPassword, card)
+	for _, input := range eval[[]string](t, bctx, `Array.from(document.querySelectorAll("input")).map((e) => e.value)`) {
+		assert.NotContains(t, input, su.URI, "the viewer's page holds the admin's source URL")
+	}
+}

@@ -147,7 +147,11 @@ function ask(title, text, url, okLabel) {
     $("dialog-cancel").hidden = !okLabel;
     $("dialog-ok").textContent = okLabel || "Close";
     d.returnValue = "";
-    d.addEventListener("close", () => resolve(d.returnValue === "ok"), { once: true });
+    d.addEventListener("close", () => {
+      // The URL holds a password: it stays in the page only while shown.
+      $("dialog-url").value = "";
+      resolve(d.returnValue === "ok");
+    }, { once: true });
     d.showModal();
   });
 }
@@ -303,6 +307,8 @@ function show(loggedIn) {
 
 function logout(message) {
   auth = "";
+  if ($("dialog").open) $("dialog").close();
+  $("dialog-url").value = "";
   $("action-error").textContent = "";
   sessionStorage.removeItem("replicad-auth");
   clearInterval(timer);
