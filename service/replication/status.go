@@ -161,7 +161,7 @@ func (s *sourceStatus) set(f func(s *sourceStatus)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	if s.inSyncLocked(now) {
+	if s.followedLocked(now) {
 		// A change may end the sync (a session that fails): it was
 		// followed until now. (The watchdog records it while it lasts.)
 		s.followedAt = now
@@ -187,6 +187,14 @@ func (s *sourceStatus) lagLocked(now time.Time) time.Duration {
 func (s *sourceStatus) inSyncLocked(now time.Time) bool {
 	return s.phase == phaseStreaming && s.connected && s.watchdogNote == "" &&
 		(s.caughtUp == nil || s.caughtUp(now)) && s.lagLocked(now) <= inSyncMaxLag
+}
+
+// followedLocked says whether the source is known to be followed now: in
+// sync while its stream's reader runs. A session that ends looks in sync
+// for an instant (its reader gone, the watchdog's note cleared): that is
+// no news of the source.
+func (s *sourceStatus) followedLocked(now time.Time) bool {
+	return s.caughtUp != nil && s.inSyncLocked(now)
 }
 
 func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {

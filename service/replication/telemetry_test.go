@@ -222,3 +222,60 @@ func TestADownSourceIsNotLoggedAtEachRetry(t *testing.T) {
 	assert.LessOrEqual(t, strings.Count(logs, "replication link failed"), 2, "warnings about the failed retries:\n%s", logs)
 	assert.Contains(t, a.get(dst.UID).ReplicaSources[0].LastError, "connection refused", "the status says why at each retry")
 }
+
+// replicad_replica_stalled is about the session the watchdog watches: once
+// that session ends (the sync paused, here, while the source was silent),
+// nothing holds the source stalled. The gauge stayed 1 for as long as the
+// sync was paused.
+func TestAPausedSyncIsNotStalled(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	src := redistest.Start(t)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	stalled := func() float64 {
+		return metric(a.metrics(), "replicad_replica_stalled", fmt.Sprintf(`destination="%d"`, dst.UID), `source="`+src.Addr()+`"`)
+	}
+	require.NoError(t, syscall.Kill(src.PID(), syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(src.PID(), syscall.SIGCONT) })
+	redistest.Eventually(t, time.Minute, "the silent source is stalled", func() error {
+		if v := stalled(); v != 1 {
+			return fmt.Errorf("replicad_replica_stalled %g", v)
+		}
+		return nil
+	})
+	paused := api.SyncPaused
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &paused})
+	redistest.Eventually(t, 30*time.Second, "the paused sync is not stalled", func() error {
+		if v := stalled(); v != 0 {
+			return fmt.Errorf("replicad_replica_stalled %g", v)
+		}
+		return nil
+	})
+}
+
+// A silent source's session ends at the read timeout (a minute): its lag
+// still counts from what the source last sent. The end of the session
+// made the status look in sync for an instant (the watchdog's note gone,
+// the stream's reader too), and the lag started again from 0.
+func TestTheLagOfASilentSourceOutlivesItsSession(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	src := redistest.Start(t)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	require.NoError(t, syscall.Kill(src.PID(), syscall.SIGSTOP))
+	frozen := time.Now()
+	t.Cleanup(func() { _ = syscall.Kill(src.PID(), syscall.SIGCONT) })
+	redistest.Eventually(t, 2*time.Minute, "the silent source's session ends", func() error {
+		s := a.get(dst.UID).ReplicaSources[0]
+		if s.LastError == "" || strings.Contains(s.LastError, "nothing received from the source") {
+			return fmt.Errorf("status %s, lag %d ms, %s after the freeze: %s", s.Status, s.Lag, time.Since(frozen).Round(time.Second), s.LastError)
+		}
+		return nil
+	})
+	s := a.get(dst.UID).ReplicaSources[0]
+	assert.NotEqual(t, api.SourceInSync, s.Status)
+	assert.GreaterOrEqual(t, time.Duration(s.Lag)*time.Millisecond, time.Since(frozen)-10*time.Second,
+		"the lag counts from before the freeze (pings come every 10 s): %s", s.LastError)
+}

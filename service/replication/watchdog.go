@@ -52,6 +52,16 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 	defer t.Stop()
 	lastWire, lastData := conn.WireBytes(), time.Now()
 	defer s.status.set(func(st *sourceStatus) { st.watchdogNote = "" })
+	// Once the session ends, nothing holds the source stalled: a sync
+	// paused or stopped meanwhile kept the gauge at 1 for as long as it was.
+	// A stuck session is the exception: it ends stalled, and the next
+	// one's watchdog says whether it still is.
+	stalledAtEnd := false
+	defer func() {
+		if !stalledAtEnd {
+			s.metrics.stalled.Set(0)
+		}
+	}()
 	// logged is the kind of the last note logged: a note's text changes
 	// every second (it says for how long), its log line only when its kind
 	// does, not once a second for as long as a source is silent.
@@ -115,7 +125,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 			st.lastUpdate = now.UTC()
 		}
 		switch {
-		case st.inSyncLocked(now):
+		case st.followedLocked(now):
 			st.followedAt = now
 		case kind == "silent" && lastData.Before(st.followedAt):
 			// In sync until the silence was noticed, as far as the status
@@ -131,6 +141,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		// (sourceStatus.view): the gauge says so too.
 		s.metrics.stalled.Set(bool01(note != ""))
 		if stuck && streaming {
+			stalledAtEnd = true
 			s.metrics.stalls.Inc()
 			stop(stallError{note})
 			return

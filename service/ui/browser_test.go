@@ -330,3 +330,227 @@ func do(t *testing.T, i *servicetest.Instance, user, password, method, path stri
 	}
 	return status
 }
+
+// The page shows the last status it read. When it cannot read a newer one
+// (the service stopped, or not answering), it must not go on showing
+// "in-sync" as if it were now: the cards are marked stale, with the time
+// they are from. A read that hung (no answer, the connection open) kept
+// the page from ever refreshing again, with no error at all.
+func TestConsoleSaysWhenItsStatusIsStale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.Start(t)
+	src := create(t, i, api.CreateDatabaseRequest{Name: "orders", MemorySize: 32 << 20})
+	var su api.SourceURL
+	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &su)
+	dst := create(t, i, api.CreateDatabaseRequest{Name: "orders_replica", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: su.URI}}})
+	waitSync(t, i, dst.UID, api.SyncEnabled, api.SourceInSync)
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	card := fmt.Sprintf("#db-%d", dst.UID)
+	logIn(t, bctx, i.Username, i.Password, card)
+	waitText(t, bctx, card+" .source-status", api.SourceInSync)
+	stale := func() bool {
+		return eval[bool](t, bctx, `document.getElementById("databases").classList.contains("stale")`)
+	}
+	require.False(t, stale())
+
+	// The service stops: the next refresh fails, and says the status shown
+	// is an old one.
+	i.Stop(t)
+	redistest.Eventually(t, time.Minute, "the page marks its status stale", func() error {
+		if !stale() {
+			return fmt.Errorf("not marked stale; error shown: %q", text(t, bctx, "#error"))
+		}
+		return nil
+	})
+	assert.Contains(t, text(t, bctx, "#error"), "as of", "the error says when the status shown is from")
+
+	// Back: fresh again.
+	i.StartAgain(t)
+	redistest.Eventually(t, time.Minute, "the page is fresh again", func() error {
+		if stale() {
+			return fmt.Errorf("still stale: %q", text(t, bctx, "#error"))
+		}
+		return nil
+	})
+	waitText(t, bctx, card+" .source-status", api.SourceInSync)
+
+	// A read that gets no answer (a service that hangs, a network that
+	// drops packets) is given up after a while, and says so, as a failed
+	// one does.
+	eval[bool](t, bctx, `(() => {
+		const real = window.fetch;
+		window.fetch = (url, opts) => String(url).includes("/ui/api/overview")
+			? new Promise((_, reject) => opts && opts.signal && opts.signal.addEventListener("abort", () => reject(opts.signal.reason)))
+			: real(url, opts);
+		return true;
+	})()`)
+	redistest.Eventually(t, time.Minute, "the page marks its status stale when reads hang", func() error {
+		if !stale() {
+			return fmt.Errorf("not marked stale; error shown: %q", text(t, bctx, "#error"))
+		}
+		return nil
+	})
+	assert.Contains(t, text(t, bctx, "#error"), "as of")
+}
+
+// An action the API refuses says why on the page until the next action.
+// The refresh that follows every action cleared the message at once, so
+// that a refused pause, say, seemed to have done nothing at all.
+func TestConsoleKeepsAnActionsError(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.Start(t)
+	src := create(t, i, api.CreateDatabaseRequest{Name: "orders", MemorySize: 32 << 20})
+	var su api.SourceURL
+	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &su)
+	dst := create(t, i, api.CreateDatabaseRequest{Name: "orders_replica", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: su.URI}}})
+	waitSync(t, i, dst.UID, api.SyncEnabled, api.SourceInSync)
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	card := fmt.Sprintf("#db-%d", dst.UID)
+	logIn(t, bctx, i.Username, i.Password, card)
+	waitText(t, bctx, card+" .source-status", api.SourceInSync)
+
+	// The API refuses the change (as it does a change racing another, with
+	// a 409): here, the page's own fetch answers for it.
+	eval[bool](t, bctx, `(() => {
+		const real = window.fetch;
+		window.fetch = (url, opts) => opts && opts.method === "PUT"
+			? Promise.resolve(new Response(JSON.stringify({error_code: "conflict", description: "refused for the test"}), {status: 409, headers: {"Content-Type": "application/json"}}))
+			: real(url, opts);
+		return true;
+	})()`)
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(card+` button[data-action="pause"]`))))
+	refreshes := func() int { return eval[int](t, bctx, `window.__refreshes || 0`) }
+	eval[bool](t, bctx, `(() => {
+		new MutationObserver(() => { window.__refreshes = (window.__refreshes || 0) + 1; })
+			.observe(document.getElementById("refreshed"), {childList: true, characterData: true, subtree: true});
+		return true;
+	})()`)
+	redistest.Eventually(t, time.Minute, "two refreshes after the refused action", func() error {
+		if n := refreshes(); n < 2 {
+			return fmt.Errorf("%d refreshes", n)
+		}
+		return nil
+	})
+	assert.Contains(t, eval[string](t, bctx, `document.body.innerText`), "refused for the test", "the page still says why the action was refused")
+	waitText(t, bctx, card+" .replica-sync", api.SyncEnabled)
+}
+
+// A lag can be long (a source down for a day: the lag counts from when it
+// was last in sync): the page says it in hours and days, not thousands of
+// minutes.
+func TestConsoleShowsLongLagsInHoursAndDays(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.Start(t)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	for seconds, want := range map[float64]string{
+		0.25: "250 ms", 42: "42.0 s", 600: "10 min", 3 * 3600: "3.0 h", 30 * 3600: "30.0 h", 3 * 86400: "3.0 days",
+	} {
+		assert.Equal(t, want, eval[string](t, bctx, fmt.Sprintf("duration(%g)", seconds)), "%g s", seconds)
+	}
+}
+
+// A source's sync_note says what of it the destination does not reproduce
+// (keys missing until the next full resync, writes not replicated): the
+// page showed no word of it, the source in sync and its row clean.
+func TestConsoleShowsASourcesSyncNote(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.Start(t)
+	src := create(t, i, api.CreateDatabaseRequest{Name: "orders", MemorySize: 32 << 20})
+	// Logical database 16 is the service's own: what an application puts
+	// there is not replicated, and the sync note counts it.
+	db16 := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", src.Endpoint.Host, src.Endpoint.Port), Password: src.AuthenticationRedisPass, DB: 16})
+	t.Cleanup(func() { db16.Close() })
+	require.NoError(t, db16.Set(context.Background(), "not-replicated", "x", 0).Err())
+	var su api.SourceURL
+	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &su)
+	dst := create(t, i, api.CreateDatabaseRequest{Name: "orders_replica", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: su.URI}}})
+	waitSync(t, i, dst.UID, api.SyncEnabled, api.SourceInSync)
+	var note string
+	redistest.Eventually(t, time.Minute, "the source has a sync note", func() error {
+		var d api.Database
+		do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &d)
+		if note = d.ReplicaSources[0].SyncNote; note == "" {
+			return fmt.Errorf("no sync_note")
+		}
+		return nil
+	})
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	card := fmt.Sprintf("#db-%d", dst.UID)
+	logIn(t, bctx, i.Username, i.Password, card)
+	waitText(t, bctx, card+" .source-status", api.SourceInSync)
+	assert.Contains(t, text(t, bctx, card+" tr.source"), note, "the source's row shows its sync note")
+}
+
+// The source URL dialog holds the admin password while it is open, not
+// after: the URL stayed in the page (the dialog's input) once closed, and
+// after a logout, for whoever used the page next (the viewer, say).
+func TestConsoleForgetsASourceURLOnceItsDialogCloses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.StartWith(t, func(c *app.Config) { c.ViewerUser, c.ViewerPassword = viewerUser, viewerPassword })
+	src := create(t, i, api.CreateDatabaseRequest{Name: "orders", MemorySize: 32 << 20})
+	var su api.SourceURL
+	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &su)
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	card := fmt.Sprintf("#db-%d", src.UID)
+	logIn(t, bctx, i.Username, i.Password, card)
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(card+` button[data-action="source-url"]`)), chromedp.WaitVisible(chromedp.CSS("#dialog-url"))))
+	require.Equal(t, su.URI, eval[string](t, bctx, `document.getElementById("dialog-url").value`), "the dialog shows the URL")
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#dialog-ok")), chromedp.WaitNotVisible(chromedp.CSS("#dialog"))))
+	// The dialog's close event follows its closing.
+	redistest.Eventually(t, 10*time.Second, "the closed dialog keeps no URL", func() error {
+		if v := eval[string](t, bctx, `document.getElementById("dialog-url").value`); v != "" {
+			return fmt.Errorf("the dialog's input holds %q", v)
+		}
+		return nil
+	})
+
+	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#logout"))))
+	logIn(t, bctx, viewerUser, viewerPassword, card)
+	for _, input := range eval[[]string](t, bctx, `Array.from(document.querySelectorAll("input")).map((e) => e.value)`) {
+		assert.NotContains(t, input, su.URI, "the viewer's page holds the admin's source URL")
+	}
+}

@@ -171,10 +171,10 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	counters := c.counters()
 	c.mu.Lock()
 	for _, d := range dbs {
-		v := database{Database: d, Sources: []source{}}
-		if viewer {
-			v.Database = apiserver.ForViewer(d)
-		}
+		// Without its secrets, for the admin too: the page shows none (its
+		// source URL dialog asks the API when opened), and this answer goes
+		// to the browser every few seconds.
+		v := database{Database: apiserver.ForViewer(d), Sources: []source{}}
 		for _, s := range d.ReplicaSources {
 			addr := address(s.URI)
 			sv := source{Address: addr, Lag: [][2]float64{}}

@@ -82,3 +82,25 @@ func TestConsoleSumsTheBytesOfAClusteredSourcesShards(t *testing.T) {
 	assert.Equal(t, source{Address: "10.0.0.1:7000", BytesReceived: 4000, WireBytesReceived: 400, Lag: [][2]float64{}}, o.Databases[0].Sources[0], "the shards' bytes, summed")
 	assert.Equal(t, source{Address: "10.0.0.2:6379", BytesReceived: 50, WireBytesReceived: 40, Lag: [][2]float64{}}, o.Databases[0].Sources[1])
 }
+
+// The page shows no password, the admin's no more than the viewer's (the
+// source URL dialog asks the API for it when opened). Its data call gave
+// the admin's browser every database's application password and every
+// source URL with its password, every 3 seconds, for nothing.
+func TestConsoleDataHoldsNoPasswordForTheAdminEither(t *testing.T) {
+	c := &Console{history: map[sourceKey]*ring{}, cfg: Config{Databases: func(context.Context) ([]api.Database, error) {
+		return []api.Database{{UID: 2, Name: "dst", AuthenticationRedisPass: "app-password-secret", ReplicaSources: []api.ReplicaSourceStatus{
+			{ReplicaSource: api.ReplicaSource{URI: "redis://admin:source-password-secret@10.0.0.1:7000"}, Status: api.SourceOutOfSync,
+				LastError: "the source said source-password-secret"},
+		}}}, nil
+	}}}
+	rec := httptest.NewRecorder()
+	c.overview(rec, httptest.NewRequest("GET", "/ui/api/overview", nil))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.NotContains(t, rec.Body.String(), "secret")
+	var o overview
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &o))
+	require.Len(t, o.Databases, 1)
+	assert.Equal(t, "10.0.0.1:7000", o.Databases[0].Sources[0].Address, "the page still has each source's address")
+	assert.Equal(t, api.SourceOutOfSync, o.Databases[0].ReplicaSources[0].Status, "and its status")
+}

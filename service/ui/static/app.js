@@ -4,6 +4,10 @@
 "use strict";
 
 const REFRESH_MS = 3000;
+// A refresh that gets no answer for this long is given up: a service that
+// hangs, or a network that drops packets, would otherwise hold the page on
+// its last status, refreshing never again and saying nothing.
+const LOAD_TIMEOUT_MS = 10000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
@@ -11,6 +15,7 @@ let auth = sessionStorage.getItem("replicad-auth") || "";
 let role = "";
 let timer = 0;
 let loading = false;
+let refreshedAt = null; // when the status shown was read
 
 // el builds an element; text is set as text, never parsed as HTML.
 function el(tag, attrs, ...children) {
@@ -24,10 +29,18 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
-async function call(method, path, body) {
+async function call(method, path, body, timeoutMs) {
   const headers = { "Authorization": "Basic " + auth, "X-Requested-With": "replicad-console" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+  const opts = { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" };
+  if (timeoutMs) opts.signal = AbortSignal.timeout(timeoutMs);
+  let resp;
+  try {
+    resp = await fetch(path, opts);
+  } catch (e) {
+    if (e && e.name === "TimeoutError") throw new Error(`no answer within ${timeoutMs / 1000} s`);
+    throw e;
+  }
   let data = null;
   const text = await resp.text();
   if (text) { try { data = JSON.parse(text); } catch (_) { data = null; } }
@@ -50,7 +63,11 @@ function bytes(n) {
 function duration(seconds) {
   if (seconds < 1) return Math.round(seconds * 1000) + " ms";
   if (seconds < 120) return seconds.toFixed(1) + " s";
-  return Math.round(seconds / 60) + " min";
+  if (seconds < 7200) return Math.round(seconds / 60) + " min";
+  // A source down for long has a long lag: hours, then days, not
+  // thousands of minutes.
+  if (seconds < 48 * 3600) return (seconds / 3600).toFixed(1) + " h";
+  return (seconds / 86400).toFixed(1) + " days";
 }
 
 function badge(text, cls) { return el("span", { class: "badge " + (cls || text) }, text); }
@@ -130,7 +147,11 @@ function ask(title, text, url, okLabel) {
     $("dialog-cancel").hidden = !okLabel;
     $("dialog-ok").textContent = okLabel || "Close";
     d.returnValue = "";
-    d.addEventListener("close", () => resolve(d.returnValue === "ok"), { once: true });
+    d.addEventListener("close", () => {
+      // The URL holds a password: it stays in the page only while shown.
+      $("dialog-url").value = "";
+      resolve(d.returnValue === "ok");
+    }, { once: true });
     d.showModal();
   });
 }
@@ -143,9 +164,12 @@ async function copyURL() {
   setTimeout(() => { $("dialog-copy").textContent = "Copy"; }, 1500);
 }
 
+// act runs an action, then refreshes. Its error has an element of its own,
+// kept until the next action: the refresh clears only its own (#error), and
+// cleared the action's at once when they shared one.
 async function act(fn) {
-  $("error").textContent = "";
-  try { await fn(); } catch (e) { $("error").textContent = e.message; }
+  $("action-error").textContent = "";
+  try { await fn(); } catch (e) { $("action-error").textContent = e.message; }
   await load();
 }
 
@@ -157,7 +181,7 @@ async function showSourceURL(db) {
   try {
     const r = await call("GET", `/v1/bdbs/${db.uid}/source_url`);
     await ask(`Replica Of source URL of ${db.name}`, "Destinations replicate from this URL. It holds the admin password: keep it secret.", r.uri);
-  } catch (e) { $("error").textContent = e.message; }
+  } catch (e) { $("action-error").textContent = e.message; }
 }
 
 async function regenerate(db) {
@@ -228,11 +252,14 @@ function renderDatabase(db, inst) {
         el("td", { class: "source-lag" }, duration(s.lag / 1000)),
         el("td", null, bar(s.rdb_transferred, s.rdb_size)),
         el("td", null, compression),
-        el("td", { class: "error source-error" }, s.last_error || ""),
+        el("td", null, el("div", { class: "error source-error" }, s.last_error || ""),
+          // What of the source the destination does not reproduce: a
+          // source in sync may still miss keys; say it beside its errors.
+          s.sync_note ? el("div", { class: "note sync-note" }, s.sync_note) : null),
         el("td", null, lagGraph(extra.lag, inst.window_seconds)));
     });
     card.append(el("table", { class: "sources" },
-      el("thead", null, el("tr", null, ...["Source", "Status", "Lag", "Load", "Compression", "Last error", "Lag, last 15 min"].map((h) => el("th", null, h)))),
+      el("thead", null, el("tr", null, ...["Source", "Status", "Lag", "Load", "Compression", "Last error, notes", "Lag, last 15 min"].map((h) => el("th", null, h)))),
       el("tbody", null, ...rows)));
   }
   return card;
@@ -258,11 +285,17 @@ async function load() {
   if (loading || !auth) return;
   loading = true;
   try {
-    render(await call("GET", "/ui/api/overview"));
+    render(await call("GET", "/ui/api/overview", undefined, LOAD_TIMEOUT_MS));
+    refreshedAt = new Date();
+    $("databases").classList.remove("stale");
     $("error").textContent = "";
   } catch (e) {
     if (e.status === 401) { logout("Wrong user name or password."); return; }
-    $("error").textContent = "Cannot refresh: " + e.message;
+    // The cards still show the last status read: say how old it is, so
+    // that an "in-sync" of then is not taken for one of now.
+    $("databases").classList.add("stale");
+    const asOf = refreshedAt ? refreshedAt.toLocaleTimeString() : "the last refresh";
+    $("error").textContent = `Cannot refresh: ${e.message}. The status below is as of ${asOf}.`;
   } finally { loading = false; }
 }
 
@@ -274,6 +307,9 @@ function show(loggedIn) {
 
 function logout(message) {
   auth = "";
+  if ($("dialog").open) $("dialog").close();
+  $("dialog-url").value = "";
+  $("action-error").textContent = "";
   sessionStorage.removeItem("replicad-auth");
   clearInterval(timer);
   show(false);
