@@ -130,3 +130,35 @@ func TestADatabaseWhoseDiskIsFullSaysSo(t *testing.T) {
 		return nil
 	})
 }
+
+// A database whose files cannot be written when the service starts (its
+// disk full) says so, and starts as soon as they can be: the service used
+// to log that it retried, and never did.
+func TestADatabaseThatCannotStartWithTheServiceStartsOnceItCan(t *testing.T) {
+	disk := smallDataDisk(t, 64<<20)
+	i := servicetest.StartWith(t, func(c *app.Config) { c.DataDir = filepath.Join(disk, "data") })
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "later", MemorySize: 16 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	require.NoError(t, c.Set(ctx(t), "k", "v", 0).Err())
+	i.Stop(t)
+	filler := fillDataDisk(t, disk)
+	t.Cleanup(func() { _ = os.Remove(filler) })
+	i.StartAgain(t)
+	var got api.Database
+	call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+	require.NotEqual(t, api.StatusActive, got.Status)
+	require.Contains(t, got.LastError, "could not be started")
+
+	require.NoError(t, os.Remove(filler))
+	eventually(t, time.Minute, "the database starts once its files can be written", func() error {
+		var got api.Database
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got)
+		if got.Status != api.StatusActive || got.LastError != "" {
+			return fmt.Errorf("status %s: %s", got.Status, got.LastError)
+		}
+		return nil
+	})
+	v, err := c.Get(ctx(t), "k").Result()
+	require.NoError(t, err)
+	require.Equal(t, "v", v)
+}

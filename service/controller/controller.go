@@ -190,6 +190,9 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 		if err := c.cfg.Databases.Start(d); err != nil {
 			c.cfg.Logger.Error("database did not start; retrying in the background", "uid", d.UID, "name", d.Name, "err", err)
+			c.setNotStarted(d.UID, err)
+			c.retries.Add(1)
+			go c.retryStart(c.retryCtx, d.UID)
 			continue
 		}
 		c.cfg.Logger.Info("database starting", "uid", d.UID, "name", d.Name, "port", d.Port)
@@ -875,7 +878,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		CreatedAt:               d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
 	down := c.cfg.Databases.Problem(d.UID)
-	out.LastError = joinProblems(down, c.cfg.Databases.Degraded(d.UID), c.cfg.Databases.SettingsPending(d.UID), c.endpointProblem(d.UID))
+	out.LastError = joinProblems(down, c.startProblem(d.UID), c.cfg.Databases.Degraded(d.UID), c.cfg.Databases.SettingsPending(d.UID), c.endpointProblem(d.UID))
 	if out.TLSMode == "" {
 		out.TLSMode = api.TLSDisabled
 	}

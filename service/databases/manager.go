@@ -437,13 +437,18 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 		// process picks that up.
 		m.stop(d.UID)
 	}
+	// The files the server starts from are replaced whole, and the
+	// trusted certificates of the previous config go only once the new
+	// config names others: a write that fails (a full disk) leaves the
+	// previous files, from which the server still starts again.
 	confPath := filepath.Join(dir, "redis.conf")
 	if err := writeClientCAs(dir, clientCAFile(d), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
 		return nil, fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
 	}
-	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.cfg.AdvertiseHost, m.Socket(d.UID), m.cfg.TLS)), 0o600); err != nil {
+	if err := writeFileWhole(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.cfg.AdvertiseHost, m.Socket(d.UID), m.cfg.TLS))); err != nil {
 		return nil, fmt.Errorf("write config of database %d: %w", d.UID, err)
 	}
+	removeOtherClientCAs(dir, clientCAFile(d))
 	m.mu.Lock()
 	m.current[d.UID] = d
 	p, running := m.procs[d.UID]
@@ -879,16 +884,8 @@ func clientCAFile(d store.Database) string {
 // writeClientCAs writes name in dir, what a TLS database trusts from
 // clients: the instance's CA (the service's own certificates) and the client
 // certificates the database allows. Client certificates are trusted as
-// given (pinned). Files of earlier pins are removed.
+// given (pinned). The files of earlier pins stay (removeOtherClientCAs).
 func writeClientCAs(dir, name, caFile string, clientCerts []string) error {
-	if old, err := filepath.Glob(filepath.Join(dir, "clients*.pem")); err == nil {
-		for _, f := range old {
-			if filepath.Base(f) != name {
-				_ = os.Remove(f)
-			}
-		}
-	}
-	path := filepath.Join(dir, name)
 	var buf []byte
 	if caFile != "" {
 		ca, err := os.ReadFile(caFile)
@@ -900,7 +897,40 @@ func writeClientCAs(dir, name, caFile string, clientCerts []string) error {
 	for _, c := range clientCerts {
 		buf = append(buf, []byte(strings.TrimSpace(c)+"\n")...)
 	}
-	return os.WriteFile(path, buf, 0o600)
+	return writeFileWhole(filepath.Join(dir, name), buf)
+}
+
+// removeOtherClientCAs removes the files of earlier pins (all but name),
+// once the config names name.
+func removeOtherClientCAs(dir, name string) {
+	if old, err := filepath.Glob(filepath.Join(dir, "clients*.pem")); err == nil {
+		for _, f := range old {
+			if filepath.Base(f) != name {
+				_ = os.Remove(f)
+			}
+		}
+	}
+}
+
+// writeFileWhole replaces path (mode 0600) with data in one step: a write
+// that fails halfway (a full disk) leaves the previous file, never part of
+// the new one.
+func writeFileWhole(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
 }
 
 // MemoryInUse is the most memory that the data of a node of d takes
