@@ -345,7 +345,6 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	}
 
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := time.Now().UTC()
 	d := store.Database{
 		Name: req.Name, Port: req.Port, MemorySize: req.MemorySize,
@@ -385,10 +384,18 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		// The uid is assigned after this check; 0 is never a real uid.
 		return c.validateSources(*d, existing)
 	})
+	c.mu.Unlock()
 	if err != nil {
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
+	// The record holds its name and ports; its processes start in its own
+	// turn, without Controller.mu: a redis-server slow to come up (for up
+	// to 30 s, at each port tried) must not hold the changes, creates and
+	// deletes of the other databases. A change or a delete of this one
+	// waits for its turn.
+	release := c.turns.take(d.UID)
+	defer release()
 	d, err = c.startNew(ctx, d, autoPort)
 	if err == nil {
 		var done store.Database
@@ -404,13 +411,18 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 			if rmErr := c.cfg.Databases.Remove(d.UID); rmErr != nil {
 				c.cfg.Logger.Error("remove the files of a database that failed to be recorded", "uid", d.UID, "err", rmErr)
 			}
-			err = fmt.Errorf("record database %d as created: %w", d.UID, err)
+			if errors.Is(err, store.ErrNotFound) {
+				// A delete of it came while it started.
+				err = conflict("database %d was deleted while it was being created", d.UID)
+			} else {
+				err = fmt.Errorf("record database %d as created: %w", d.UID, err)
+			}
 		}
 	}
 	if err != nil {
 		// A failed create leaves nothing behind: startNew removed the
 		// process, its files and its endpoint; the record goes too.
-		if delErr := c.cfg.Store.Delete(d.UID); delErr != nil {
+		if delErr := c.cfg.Store.Delete(d.UID); delErr != nil && !errors.Is(delErr, store.ErrNotFound) {
 			c.cfg.Logger.Error("remove the record of a database that failed to start", "uid", d.UID, "err", delErr)
 		}
 		c.cfg.Logger.Warn("database creation failed; nothing was kept", "uid", d.UID, "name", d.Name, "err", err)
@@ -460,6 +472,7 @@ func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) 
 		}
 		tried[taken] = true
 		c.cfg.Logger.Warn("a port chosen for a new database is taken; choosing another", "uid", d.UID, "port", taken)
+		c.mu.Lock()
 		next, uerr := c.cfg.Store.Update(d.UID, func(n *store.Database, others []store.Database) error {
 			avoid := maps.Clone(tried)
 			if taken == n.Port {
@@ -485,6 +498,7 @@ func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) 
 			}
 			return c.nodePortsAvoiding(n, others, avoid)
 		})
+		c.mu.Unlock()
 		if uerr != nil {
 			return d, uerr
 		}
