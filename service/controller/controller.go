@@ -114,6 +114,11 @@ type Controller struct {
 	// database's processes (turns.go).
 	mu    sync.Mutex
 	turns turns
+	// creating holds the uids whose create is under way (under mu): their
+	// records say Creating, and Start must not take them for those of
+	// creates that a previous life of the service never finished (the
+	// API serves while Start runs).
+	creating map[int]bool
 
 	// Replication endpoints retried in the background (endpoints.go).
 	downMu      sync.Mutex
@@ -160,6 +165,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	kept := all[:0]
 	for _, d := range all {
+		if d.Creating && c.creating[d.UID] {
+			continue // its create, under way, starts it
+		}
 		if d.Creating {
 			// Its create never answered: a failed request leaves nothing.
 			c.cfg.Logger.Warn("removing a database whose creation did not finish", "uid", d.UID, "name", d.Name)
@@ -222,6 +230,9 @@ func (c *Controller) removeLeftovers(all []store.Database) {
 	keep := map[int]bool{}
 	for _, d := range all {
 		keep[d.UID] = true
+	}
+	for uid := range c.creating {
+		keep[uid] = true // its create, under way, owns its files
 	}
 	removed, err := c.cfg.Databases.RemoveLeftovers(keep, next)
 	for _, uid := range removed {
@@ -384,6 +395,17 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		// The uid is assigned after this check; 0 is never a real uid.
 		return c.validateSources(*d, existing)
 	})
+	if err == nil {
+		if c.creating == nil {
+			c.creating = map[int]bool{}
+		}
+		c.creating[d.UID] = true
+		defer func() {
+			c.mu.Lock()
+			delete(c.creating, d.UID)
+			c.mu.Unlock()
+		}()
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return api.Database{}, err
