@@ -330,8 +330,36 @@ func (m *Manager) Start(d store.Database) error {
 		}
 		return nil
 	}
+	m.mu.Lock()
+	_, running := m.procs[d.UID]
+	m.mu.Unlock()
+	if !running {
+		m.removeLoadLeftovers(d.UID)
+	}
 	_, err := m.launch(d, false)
 	return err
+}
+
+// removeLoadLeftovers removes what a load of database uid that the
+// service's death cut short left in its directory: the RDB file it was
+// writing (CreateRDB), the reload server's directory (StartShadow), the
+// dataset being swapped in (LoadRDB). The next load of the database, which
+// removes them too, may never come (its Replica Of ended, or it loads
+// another way). Called before its process starts: no load of it runs.
+func (m *Manager) removeLoadLeftovers(uid int) {
+	dir := m.Dir(uid)
+	left, _ := filepath.Glob(filepath.Join(dir, "load-*.rdb"))
+	left = append(left, filepath.Join(dir, "dump.rdb"), filepath.Join(dir, "reload"))
+	for _, p := range left {
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			m.cfg.Logger.Warn("remove what a load cut short left", "uid", uid, "path", p, "err", err)
+			continue
+		}
+		m.cfg.Logger.Info("removed what a load cut short by the service's death left", "uid", uid, "path", p)
+	}
 }
 
 // PortInUseError says that another program holds the port a new database
