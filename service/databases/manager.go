@@ -135,6 +135,8 @@ type Manager struct {
 	cancel   context.CancelFunc
 
 	rewriterDone chan struct{} // closed when scheduleRewrites returns
+
+	files map[int]*sync.Mutex // by process key: see filesLock
 }
 
 // NewManager returns a Manager with no processes.
@@ -249,7 +251,7 @@ const applyWait = 15 * time.Second
 func (m *Manager) ensureOne(ctx context.Context, d store.Database) error {
 	p, err := m.launch(d, false)
 	if err != nil {
-		return err
+		return m.filesNotWritten(ctx, d, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, applyWait)
 	defer cancel()
@@ -258,6 +260,35 @@ func (m *Manager) ensureOne(ctx context.Context, d store.Database) error {
 		return fmt.Errorf("%w; the change is recorded, and is applied as soon as its redis-server answers", err)
 	}
 	return nil
+}
+
+// filesNotWritten handles a change of d whose files could not be written
+// (why: its disk full, say), which is recorded: its running server takes
+// it all the same, its files are written again in the background until
+// they are, and until then the database's last_error says so. The record
+// and the server must not disagree until the next change. A change of its
+// port or TLS mode, which only a restart takes, is not applied (the server
+// keeps serving as it did); it is at the next change or start.
+func (m *Manager) filesNotWritten(ctx context.Context, d store.Database, why error) error {
+	m.mu.Lock()
+	p := m.procs[d.UID]
+	prev, known := m.current[d.UID]
+	live := p != nil && known && prev.TLSMode == d.TLSMode && prev.Port == d.Port
+	if live {
+		m.current[d.UID] = d
+	}
+	m.mu.Unlock()
+	if !live {
+		return why
+	}
+	p.mu.Lock()
+	p.filesPending = true
+	p.mu.Unlock()
+	actx, cancel := context.WithTimeout(ctx, applyWait)
+	_ = m.applyLive(actx, d)
+	cancel()
+	m.reapplyLater(d.UID, p, fmt.Errorf("its files could not be written, so a restart of its redis-server would undo the change: %w", why))
+	return fmt.Errorf("%w; the change is recorded and applied to the running redis-server, and its files are written as soon as they can be", why)
 }
 
 // reapplyLater keeps applying the latest settings of uid to p in the
@@ -290,9 +321,23 @@ func (m *Manager) reapplyLater(uid int, p *process, why error) {
 			m.mu.Unlock()
 			var err error
 			if known {
-				ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
-				err = m.applyLive(ctx, d)
-				cancel()
+				p.mu.Lock()
+				files := p.filesPending
+				p.mu.Unlock()
+				if files {
+					if err = m.rewriteFiles(uid); err == nil {
+						p.mu.Lock()
+						p.filesPending = false
+						p.mu.Unlock()
+					} else {
+						err = fmt.Errorf("its files could not be written, so a restart of its redis-server would undo the change: %w", err)
+					}
+				}
+				if err == nil {
+					ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+					err = m.applyLive(ctx, d)
+					cancel()
+				}
 			}
 			p.mu.Lock()
 			if err == nil || !known {
@@ -451,32 +496,26 @@ func lastLines(text string, n int) string {
 // launch writes d's files and starts its process when none runs (fresh: d
 // was just created).
 func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
-	dir := m.Dir(d.UID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create directory of database %d: %w", d.UID, err)
-	}
+	mu := m.filesLock(d.UID)
+	mu.Lock()
+	defer mu.Unlock()
 	m.mu.Lock()
 	prev, known := m.current[d.UID]
 	_, running := m.procs[d.UID]
 	m.mu.Unlock()
+	// The files first: a write that fails (a full disk) leaves the
+	// previous files and the running server as they were.
+	confPath, err := m.writeFiles(d)
+	if err != nil {
+		return nil, err
+	}
 	restart := running && known && (prev.TLSMode != d.TLSMode || prev.Port != d.Port)
 	if restart {
 		// Its listening port changes protocol (or number): only a new
 		// process picks that up.
 		m.stop(d.UID)
 	}
-	// The files the server starts from are replaced whole, and the
-	// trusted certificates of the previous config go only once the new
-	// config names others: a write that fails (a full disk) leaves the
-	// previous files, from which the server still starts again.
-	confPath := filepath.Join(dir, "redis.conf")
-	if err := writeClientCAs(dir, clientCAFile(d), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
-		return nil, fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
-	}
-	if err := writeFileWhole(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.cfg.AdvertiseHost, m.Socket(d.UID), m.cfg.TLS))); err != nil {
-		return nil, fmt.Errorf("write config of database %d: %w", d.UID, err)
-	}
-	removeOtherClientCAs(dir, clientCAFile(d))
+	dir := m.Dir(d.UID)
 	m.mu.Lock()
 	m.current[d.UID] = d
 	p, running := m.procs[d.UID]
@@ -515,6 +554,61 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 		old.Close()
 	}
 	return p, nil
+}
+
+// writeFiles writes the files d's redis-server starts from, and says where
+// its config is. They are replaced whole, and the trusted certificates of
+// the previous config go only once the new config names others: a write
+// that fails (a full disk) leaves the previous files, from which the
+// server still starts again.
+func (m *Manager) writeFiles(d store.Database) (string, error) {
+	dir := m.Dir(d.UID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create directory of database %d: %w", d.UID, err)
+	}
+	confPath := filepath.Join(dir, "redis.conf")
+	if err := writeClientCAs(dir, clientCAFile(d), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
+		return "", fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
+	}
+	if err := writeFileWhole(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.cfg.AdvertiseHost, m.Socket(d.UID), m.cfg.TLS))); err != nil {
+		return "", fmt.Errorf("write config of database %d: %w", d.UID, err)
+	}
+	removeOtherClientCAs(dir, clientCAFile(d))
+	return confPath, nil
+}
+
+// filesLock is the lock under which the files of process key are written
+// from its record (launch, rewriteFiles).
+func (m *Manager) filesLock(key int) *sync.Mutex {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.files == nil {
+		m.files = map[int]*sync.Mutex{}
+	}
+	if m.files[key] == nil {
+		m.files[key] = &sync.Mutex{}
+	}
+	return m.files[key]
+}
+
+// rewriteFiles writes the files of process key from its latest record
+// again, after a launch could not. A launch under way (which may be
+// stopping the process, and waiting for its background work) is not
+// waited for: this attempt fails, and the next one comes.
+func (m *Manager) rewriteFiles(key int) error {
+	mu := m.filesLock(key)
+	if !mu.TryLock() {
+		return errors.New("its files are being written")
+	}
+	defer mu.Unlock()
+	m.mu.Lock()
+	d, known := m.current[key]
+	m.mu.Unlock()
+	if !known {
+		return nil
+	}
+	_, err := m.writeFiles(d)
+	return err
 }
 
 // afterStart applies the live settings once a (re)started child answers;
