@@ -188,7 +188,7 @@ func TestAChangeWhoseFilesCannotBeWrittenIsAppliedAndWrittenLater(t *testing.T) 
 	eventually(t, 30*time.Second, "the running server takes the recorded password", func() error {
 		return nc.Ping(ctx(t)).Err()
 	})
-	require.Contains(t, got.LastError, "not applied", "the database says that its change is not all applied")
+	require.Contains(t, got.LastError, "its files can be written", "the database says that its change is not all applied")
 
 	require.NoError(t, os.Remove(filler))
 	eventually(t, 30*time.Second, "its files are written once the disk has room", func() error {
