@@ -114,6 +114,11 @@ type Controller struct {
 	// database's processes (turns.go).
 	mu    sync.Mutex
 	turns turns
+	// creating holds the uids whose create is under way (under mu): their
+	// records say Creating, and Start must not take them for those of
+	// creates that a previous life of the service never finished (the
+	// API serves while Start runs).
+	creating map[int]bool
 
 	// Replication endpoints retried in the background (endpoints.go).
 	downMu      sync.Mutex
@@ -160,6 +165,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	kept := all[:0]
 	for _, d := range all {
+		if d.Creating && c.creating[d.UID] {
+			continue // its create, under way, starts it
+		}
 		if d.Creating {
 			// Its create never answered: a failed request leaves nothing.
 			c.cfg.Logger.Warn("removing a database whose creation did not finish", "uid", d.UID, "name", d.Name)
@@ -190,6 +198,9 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 		if err := c.cfg.Databases.Start(d); err != nil {
 			c.cfg.Logger.Error("database did not start; retrying in the background", "uid", d.UID, "name", d.Name, "err", err)
+			c.setNotStarted(d.UID, err)
+			c.retries.Add(1)
+			go c.retryStart(c.retryCtx, d.UID)
 			continue
 		}
 		c.cfg.Logger.Info("database starting", "uid", d.UID, "name", d.Name, "port", d.Port)
@@ -219,6 +230,9 @@ func (c *Controller) removeLeftovers(all []store.Database) {
 	keep := map[int]bool{}
 	for _, d := range all {
 		keep[d.UID] = true
+	}
+	for uid := range c.creating {
+		keep[uid] = true // its create, under way, owns its files
 	}
 	removed, err := c.cfg.Databases.RemoveLeftovers(keep, next)
 	for _, uid := range removed {
@@ -342,7 +356,6 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	}
 
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := time.Now().UTC()
 	d := store.Database{
 		Name: req.Name, Port: req.Port, MemorySize: req.MemorySize,
@@ -382,10 +395,29 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		// The uid is assigned after this check; 0 is never a real uid.
 		return c.validateSources(*d, existing)
 	})
+	if err == nil {
+		if c.creating == nil {
+			c.creating = map[int]bool{}
+		}
+		c.creating[d.UID] = true
+		defer func() {
+			c.mu.Lock()
+			delete(c.creating, d.UID)
+			c.mu.Unlock()
+		}()
+	}
+	c.mu.Unlock()
 	if err != nil {
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
+	// The record holds its name and ports; its processes start in its own
+	// turn, without Controller.mu: a redis-server slow to come up (for up
+	// to 30 s, at each port tried) must not hold the changes, creates and
+	// deletes of the other databases. A change or a delete of this one
+	// waits for its turn.
+	release := c.turns.take(d.UID)
+	defer release()
 	d, err = c.startNew(ctx, d, autoPort)
 	if err == nil {
 		var done store.Database
@@ -401,13 +433,18 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 			if rmErr := c.cfg.Databases.Remove(d.UID); rmErr != nil {
 				c.cfg.Logger.Error("remove the files of a database that failed to be recorded", "uid", d.UID, "err", rmErr)
 			}
-			err = fmt.Errorf("record database %d as created: %w", d.UID, err)
+			if errors.Is(err, store.ErrNotFound) {
+				// A delete of it came while it started.
+				err = conflict("database %d was deleted while it was being created", d.UID)
+			} else {
+				err = fmt.Errorf("record database %d as created: %w", d.UID, err)
+			}
 		}
 	}
 	if err != nil {
 		// A failed create leaves nothing behind: startNew removed the
 		// process, its files and its endpoint; the record goes too.
-		if delErr := c.cfg.Store.Delete(d.UID); delErr != nil {
+		if delErr := c.cfg.Store.Delete(d.UID); delErr != nil && !errors.Is(delErr, store.ErrNotFound) {
 			c.cfg.Logger.Error("remove the record of a database that failed to start", "uid", d.UID, "err", delErr)
 		}
 		c.cfg.Logger.Warn("database creation failed; nothing was kept", "uid", d.UID, "name", d.Name, "err", err)
@@ -457,6 +494,7 @@ func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) 
 		}
 		tried[taken] = true
 		c.cfg.Logger.Warn("a port chosen for a new database is taken; choosing another", "uid", d.UID, "port", taken)
+		c.mu.Lock()
 		next, uerr := c.cfg.Store.Update(d.UID, func(n *store.Database, others []store.Database) error {
 			avoid := maps.Clone(tried)
 			if taken == n.Port {
@@ -482,6 +520,7 @@ func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) 
 			}
 			return c.nodePortsAvoiding(n, others, avoid)
 		})
+		c.mu.Unlock()
 		if uerr != nil {
 			return d, uerr
 		}
@@ -875,7 +914,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		CreatedAt:               d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
 	down := c.cfg.Databases.Problem(d.UID)
-	out.LastError = joinProblems(down, c.cfg.Databases.Degraded(d.UID), c.cfg.Databases.SettingsPending(d.UID), c.endpointProblem(d.UID))
+	out.LastError = joinProblems(down, c.startProblem(d.UID), c.cfg.Databases.Degraded(d.UID), c.cfg.Databases.SettingsPending(d.UID), c.endpointProblem(d.UID))
 	if out.TLSMode == "" {
 		out.TLSMode = api.TLSDisabled
 	}

@@ -16,6 +16,9 @@ import (
 // destinations connect, while the database looked healthy.
 type endpointsDown struct {
 	down map[int]string // uid -> why its endpoint does not listen
+	// notStarted: uid -> why its process could not be started when the
+	// service started (its files could not be written: a full disk).
+	notStarted map[int]string
 }
 
 // retryEndpoint retries the replication endpoint of database uid until it
@@ -51,6 +54,55 @@ func (c *Controller) retryEndpoint(ctx context.Context, uid int) {
 	}
 }
 
+// retryStart retries the start of the process of database uid, which
+// could not start when the service did (its files could not be written:
+// its disk full, say), until it starts, the database is deleted, or the
+// controller closes. Each attempt takes the database's turn and its
+// latest record, so that it never races a change or a delete of it.
+func (c *Controller) retryStart(ctx context.Context, uid int) {
+	defer c.retries.Done()
+	wait := 200 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+		release := c.turns.take(uid)
+		d, err := c.cfg.Store.Get(uid)
+		if errors.Is(err, store.ErrNotFound) {
+			release()
+			c.setNotStarted(uid, nil)
+			return
+		}
+		if err == nil {
+			err = c.cfg.Databases.Start(d)
+		}
+		release()
+		c.setNotStarted(uid, err)
+		if err == nil {
+			c.cfg.Logger.Info("database starting after all", "uid", uid, "name", d.Name, "port", d.Port)
+			return
+		}
+	}
+}
+
+// setNotStarted records why the process of uid could not be started (nil:
+// it could).
+func (c *Controller) setNotStarted(uid int, err error) {
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	if err == nil {
+		delete(c.epDown.notStarted, uid)
+		return
+	}
+	if c.epDown.notStarted == nil {
+		c.epDown.notStarted = map[int]string{}
+	}
+	c.epDown.notStarted[uid] = fmt.Sprintf("its redis-server could not be started (retrying): %v", err)
+}
+
 // setEndpointDown records why the endpoint of uid does not listen (nil: it
 // does).
 func (c *Controller) setEndpointDown(uid int, err error) {
@@ -71,6 +123,13 @@ func (c *Controller) endpointProblem(uid int) string {
 	c.downMu.Lock()
 	defer c.downMu.Unlock()
 	return c.epDown.down[uid]
+}
+
+// startProblem says why the process of uid could not be started.
+func (c *Controller) startProblem(uid int) string {
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	return c.epDown.notStarted[uid]
 }
 
 // Close stops what the controller runs in the background and waits for it.

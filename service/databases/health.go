@@ -237,6 +237,9 @@ func (p *process) settingsPending() string {
 	if p.applyErr == "" {
 		return ""
 	}
+	if p.filesPending {
+		return "its latest settings are not all applied yet (they are as soon as its files can be written): " + p.applyErr
+	}
 	return "its latest settings are not applied yet (they are as soon as its redis-server answers): " + p.applyErr
 }
 

@@ -135,6 +135,8 @@ type Manager struct {
 	cancel   context.CancelFunc
 
 	rewriterDone chan struct{} // closed when scheduleRewrites returns
+
+	files map[int]*sync.Mutex // by process key: see filesLock
 }
 
 // NewManager returns a Manager with no processes.
@@ -249,7 +251,7 @@ const applyWait = 15 * time.Second
 func (m *Manager) ensureOne(ctx context.Context, d store.Database) error {
 	p, err := m.launch(d, false)
 	if err != nil {
-		return err
+		return m.filesNotWritten(ctx, d, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, applyWait)
 	defer cancel()
@@ -258,6 +260,35 @@ func (m *Manager) ensureOne(ctx context.Context, d store.Database) error {
 		return fmt.Errorf("%w; the change is recorded, and is applied as soon as its redis-server answers", err)
 	}
 	return nil
+}
+
+// filesNotWritten handles a change of d whose files could not be written
+// (why: its disk full, say), which is recorded: its running server takes
+// it all the same, its files are written again in the background until
+// they are, and until then the database's last_error says so. The record
+// and the server must not disagree until the next change. A change of its
+// port or TLS mode, which only a restart takes, is not applied (the server
+// keeps serving as it did); it is at the next change or start.
+func (m *Manager) filesNotWritten(ctx context.Context, d store.Database, why error) error {
+	m.mu.Lock()
+	p := m.procs[d.UID]
+	prev, known := m.current[d.UID]
+	live := p != nil && known && prev.TLSMode == d.TLSMode && prev.Port == d.Port
+	if live {
+		m.current[d.UID] = d
+	}
+	m.mu.Unlock()
+	if !live {
+		return why
+	}
+	p.mu.Lock()
+	p.filesPending = true
+	p.mu.Unlock()
+	actx, cancel := context.WithTimeout(ctx, applyWait)
+	_ = m.applyLive(actx, d)
+	cancel()
+	m.reapplyLater(d.UID, p, fmt.Errorf("its files could not be written, so a restart of its redis-server would undo the change: %w", why))
+	return fmt.Errorf("%w; the change is recorded and applied to the running redis-server, and its files are written as soon as they can be", why)
 }
 
 // reapplyLater keeps applying the latest settings of uid to p in the
@@ -290,9 +321,23 @@ func (m *Manager) reapplyLater(uid int, p *process, why error) {
 			m.mu.Unlock()
 			var err error
 			if known {
-				ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
-				err = m.applyLive(ctx, d)
-				cancel()
+				p.mu.Lock()
+				files := p.filesPending
+				p.mu.Unlock()
+				if files {
+					if err = m.rewriteFiles(uid); err == nil {
+						p.mu.Lock()
+						p.filesPending = false
+						p.mu.Unlock()
+					} else {
+						err = fmt.Errorf("its files could not be written, so a restart of its redis-server would undo the change: %w", err)
+					}
+				}
+				if err == nil {
+					ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+					err = m.applyLive(ctx, d)
+					cancel()
+				}
 			}
 			p.mu.Lock()
 			if err == nil || !known {
@@ -330,8 +375,36 @@ func (m *Manager) Start(d store.Database) error {
 		}
 		return nil
 	}
+	m.mu.Lock()
+	_, running := m.procs[d.UID]
+	m.mu.Unlock()
+	if !running {
+		m.removeLoadLeftovers(d.UID)
+	}
 	_, err := m.launch(d, false)
 	return err
+}
+
+// removeLoadLeftovers removes what a load of database uid that the
+// service's death cut short left in its directory: the RDB file it was
+// writing (CreateRDB), the reload server's directory (StartShadow), the
+// dataset being swapped in (LoadRDB). The next load of the database, which
+// removes them too, may never come (its Replica Of ended, or it loads
+// another way). Called before its process starts: no load of it runs.
+func (m *Manager) removeLoadLeftovers(uid int) {
+	dir := m.Dir(uid)
+	left, _ := filepath.Glob(filepath.Join(dir, "load-*.rdb"))
+	left = append(left, filepath.Join(dir, "dump.rdb"), filepath.Join(dir, "reload"))
+	for _, p := range left {
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			m.cfg.Logger.Warn("remove what a load cut short left", "uid", uid, "path", p, "err", err)
+			continue
+		}
+		m.cfg.Logger.Info("removed what a load cut short by the service's death left", "uid", uid, "path", p)
+	}
 }
 
 // PortInUseError says that another program holds the port a new database
@@ -423,27 +496,26 @@ func lastLines(text string, n int) string {
 // launch writes d's files and starts its process when none runs (fresh: d
 // was just created).
 func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
-	dir := m.Dir(d.UID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create directory of database %d: %w", d.UID, err)
-	}
+	mu := m.filesLock(d.UID)
+	mu.Lock()
+	defer mu.Unlock()
 	m.mu.Lock()
 	prev, known := m.current[d.UID]
 	_, running := m.procs[d.UID]
 	m.mu.Unlock()
+	// The files first: a write that fails (a full disk) leaves the
+	// previous files and the running server as they were.
+	confPath, err := m.writeFiles(d)
+	if err != nil {
+		return nil, err
+	}
 	restart := running && known && (prev.TLSMode != d.TLSMode || prev.Port != d.Port)
 	if restart {
 		// Its listening port changes protocol (or number): only a new
 		// process picks that up.
 		m.stop(d.UID)
 	}
-	confPath := filepath.Join(dir, "redis.conf")
-	if err := writeClientCAs(dir, clientCAFile(d), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
-		return nil, fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
-	}
-	if err := os.WriteFile(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.cfg.AdvertiseHost, m.Socket(d.UID), m.cfg.TLS)), 0o600); err != nil {
-		return nil, fmt.Errorf("write config of database %d: %w", d.UID, err)
-	}
+	dir := m.Dir(d.UID)
 	m.mu.Lock()
 	m.current[d.UID] = d
 	p, running := m.procs[d.UID]
@@ -482,6 +554,61 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 		old.Close()
 	}
 	return p, nil
+}
+
+// writeFiles writes the files d's redis-server starts from, and says where
+// its config is. They are replaced whole, and the trusted certificates of
+// the previous config go only once the new config names others: a write
+// that fails (a full disk) leaves the previous files, from which the
+// server still starts again.
+func (m *Manager) writeFiles(d store.Database) (string, error) {
+	dir := m.Dir(d.UID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create directory of database %d: %w", d.UID, err)
+	}
+	confPath := filepath.Join(dir, "redis.conf")
+	if err := writeClientCAs(dir, clientCAFile(d), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
+		return "", fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
+	}
+	if err := writeFileWhole(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.cfg.AdvertiseHost, m.Socket(d.UID), m.cfg.TLS))); err != nil {
+		return "", fmt.Errorf("write config of database %d: %w", d.UID, err)
+	}
+	removeOtherClientCAs(dir, clientCAFile(d))
+	return confPath, nil
+}
+
+// filesLock is the lock under which the files of process key are written
+// from its record (launch, rewriteFiles).
+func (m *Manager) filesLock(key int) *sync.Mutex {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.files == nil {
+		m.files = map[int]*sync.Mutex{}
+	}
+	if m.files[key] == nil {
+		m.files[key] = &sync.Mutex{}
+	}
+	return m.files[key]
+}
+
+// rewriteFiles writes the files of process key from its latest record
+// again, after a launch could not. A launch under way (which may be
+// stopping the process, and waiting for its background work) is not
+// waited for: this attempt fails, and the next one comes.
+func (m *Manager) rewriteFiles(key int) error {
+	mu := m.filesLock(key)
+	if !mu.TryLock() {
+		return errors.New("its files are being written")
+	}
+	defer mu.Unlock()
+	m.mu.Lock()
+	d, known := m.current[key]
+	m.mu.Unlock()
+	if !known {
+		return nil
+	}
+	_, err := m.writeFiles(d)
+	return err
 }
 
 // afterStart applies the live settings once a (re)started child answers;
@@ -911,16 +1038,8 @@ func clientCAFile(d store.Database) string {
 // writeClientCAs writes name in dir, what a TLS database trusts from
 // clients: the instance's CA (the service's own certificates) and the client
 // certificates the database allows. Client certificates are trusted as
-// given (pinned). Files of earlier pins are removed.
+// given (pinned). The files of earlier pins stay (removeOtherClientCAs).
 func writeClientCAs(dir, name, caFile string, clientCerts []string) error {
-	if old, err := filepath.Glob(filepath.Join(dir, "clients*.pem")); err == nil {
-		for _, f := range old {
-			if filepath.Base(f) != name {
-				_ = os.Remove(f)
-			}
-		}
-	}
-	path := filepath.Join(dir, name)
 	var buf []byte
 	if caFile != "" {
 		ca, err := os.ReadFile(caFile)
@@ -932,7 +1051,40 @@ func writeClientCAs(dir, name, caFile string, clientCerts []string) error {
 	for _, c := range clientCerts {
 		buf = append(buf, []byte(strings.TrimSpace(c)+"\n")...)
 	}
-	return os.WriteFile(path, buf, 0o600)
+	return writeFileWhole(filepath.Join(dir, name), buf)
+}
+
+// removeOtherClientCAs removes the files of earlier pins (all but name),
+// once the config names name.
+func removeOtherClientCAs(dir, name string) {
+	if old, err := filepath.Glob(filepath.Join(dir, "clients*.pem")); err == nil {
+		for _, f := range old {
+			if filepath.Base(f) != name {
+				_ = os.Remove(f)
+			}
+		}
+	}
+}
+
+// writeFileWhole replaces path (mode 0600) with data in one step: a write
+// that fails halfway (a full disk) leaves the previous file, never part of
+// the new one.
+func writeFileWhole(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
 }
 
 // MemoryInUse is the most memory that the data of a node of d takes

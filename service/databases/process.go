@@ -59,6 +59,9 @@ type process struct {
 	// reapplying retries them in the background (Manager.reapplyLater).
 	applyErr   string
 	reapplying bool
+	// filesPending: the files of its latest settings could not be
+	// written (Manager.filesNotWritten); reapplying writes them.
+	filesPending bool
 
 	ctx    context.Context // ends when the process is stopped
 	cancel context.CancelFunc
