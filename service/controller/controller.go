@@ -405,19 +405,22 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 			delete(c.creating, d.UID)
 			c.mu.Unlock()
 		}()
+		// The record holds its name and ports; its processes start in its
+		// own turn, without Controller.mu: a redis-server slow to come up
+		// (for up to 30 s, at each port tried) must not hold the changes,
+		// creates and deletes of the other databases. A change or a
+		// delete of this one waits for its turn, which is taken before
+		// Controller.mu is let go: a change that took it first would
+		// apply the record to processes not started yet. (A uid is never
+		// used twice, so nobody holds its turn: this does not wait.)
+		release := c.turns.take(d.UID)
+		defer release()
 	}
 	c.mu.Unlock()
 	if err != nil {
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
-	// The record holds its name and ports; its processes start in its own
-	// turn, without Controller.mu: a redis-server slow to come up (for up
-	// to 30 s, at each port tried) must not hold the changes, creates and
-	// deletes of the other databases. A change or a delete of this one
-	// waits for its turn.
-	release := c.turns.take(d.UID)
-	defer release()
 	d, err = c.startNew(ctx, d, autoPort)
 	if err == nil {
 		var done store.Database
