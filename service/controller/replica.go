@@ -110,6 +110,11 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 		if s.ReadFrom != "" && s.ReadFrom != api.ReadFromMaster && s.ReadFrom != api.ReadFromReplica {
 			return invalid("replica_sources[%d] (%s): read_from %q is invalid: use master or replica (which node of each shard of a clustered source to replicate from)", i, u, s.ReadFrom)
 		}
+		if u.TLS && !s.Encryption {
+			// The syncer connects as encryption says, whatever the scheme:
+			// it would send the password in plain text to whatever answers.
+			return invalid("replica_sources[%d] (%s): the URL is rediss:// but encryption is off: TLS is set by encryption (with server_cert), not by the URL's scheme", i, u)
+		}
 		if s.Encryption && s.ServerCert == "" {
 			return invalid("replica_sources[%d] (%s): encryption needs server_cert: the source instance's proxy_cert, or the CA of an open-source Redis", i, u)
 		}
