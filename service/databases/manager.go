@@ -431,7 +431,12 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 	prev, known := m.current[d.UID]
 	_, running := m.procs[d.UID]
 	m.mu.Unlock()
-	restart := running && known && (prev.TLSMode != d.TLSMode || prev.Port != d.Port)
+	// Only enabled puts TLS on the database's port: replica_ssl is the
+	// replication endpoint's (the gateway's), and a restart would cost the
+	// applications their connections and every destination a full
+	// resync (a new replication ID).
+	portTLS := func(db store.Database) bool { return db.TLSMode == api.TLSEnabled }
+	restart := running && known && (portTLS(prev) != portTLS(d) || prev.Port != d.Port)
 	if restart {
 		// Its listening port changes protocol (or number): only a new
 		// process picks that up.

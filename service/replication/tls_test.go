@@ -293,3 +293,60 @@ func selfSignedClient(t *testing.T) (certPEM, keyPEM []byte) {
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
+
+// Turning TLS on under a running destination closes its plain session, and
+// its status says why until it is given encryption; then it continues
+// where it was, without a reload. Turning TLS off again lets the
+// destination go back to plain text, again without a reload.
+func TestTLSModeChangedUnderARunningDestination(t *testing.T) {
+	a := newAPI(t, servicetest.Start(t))
+	src := a.create(api.CreateDatabaseRequest{Name: "src", MemorySize: 64 << 20})
+	sc := destClient(t, src, 0)
+	writeDataset(t, sc, "", 100)
+	plain := []api.ReplicaSource{{URI: a.sourceURL(src.UID)}}
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: plain})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	ctx := redistest.Ctx(t)
+	fullSyncs := func() float64 { return metric(a.metrics(), "replicad_replica_full_syncs_total") }
+	require.Equal(t, 1.0, fullSyncs())
+
+	runID := func() string {
+		for _, l := range strings.Split(sc.Info(ctx, "server").Val(), "\r\n") {
+			if v, ok := strings.CutPrefix(l, "run_id:"); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	before := runID()
+	require.NotEmpty(t, before)
+
+	on, off := api.TLSReplicaSSL, api.TLSDisabled
+	a.update(src.UID, api.UpdateDatabaseRequest{TLSMode: &on})
+	// replica_ssl is the replication endpoint's business: the database's
+	// own port, its clients and its replication history stay.
+	assert.Equal(t, before, runID(), "tls_mode replica_ssl restarted the source's redis-server")
+	sc.Set(ctx, "while-tls-required", "1", 0)
+	db := a.waitSourceError(dst.UID, "TLS is required")
+	assert.NotEqual(t, api.SourceInSync, db.ReplicaSources[0].Status)
+
+	encrypted := []api.ReplicaSource{{URI: a.sourceURL(src.UID), Encryption: true, ServerCert: a.cluster().ProxyCert}}
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &encrypted})
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, sc)
+	assert.Equal(t, 1.0, fullSyncs(), "encryption given for the same source reloaded the destination\n%s", grep(a.metrics(), "syncs_total"))
+
+	a.update(src.UID, api.UpdateDatabaseRequest{TLSMode: &off})
+	assert.Equal(t, before, runID(), "tls_mode disabled restarted the source's redis-server")
+	// The TLS session goes on: an endpoint without TLS refuses new TLS
+	// sessions only.
+	sc.Set(ctx, "after-tls-off", "1", 0)
+	eventuallyEqual(t, time.Minute, dc, sc)
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &plain})
+	sc.Set(ctx, "back-to-plain", "1", 0)
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, sc)
+	assert.Equal(t, 1.0, fullSyncs(), "going back to plain text reloaded the destination\n%s", grep(a.metrics(), "syncs_total"))
+	assert.Equal(t, api.SourceInSync, a.get(dst.UID).ReplicaSources[0].Status)
+}
