@@ -350,3 +350,55 @@ func TestTLSModeChangedUnderARunningDestination(t *testing.T) {
 	assert.Equal(t, 1.0, fullSyncs(), "going back to plain text reloaded the destination\n%s", grep(a.metrics(), "syncs_total"))
 	assert.Equal(t, api.SourceInSync, a.get(dst.UID).ReplicaSources[0].Status)
 }
+
+// Compression changed on a running sync reconnects and continues, without
+// a reload, and the source's status says whether it is active.
+func TestCompressionChangedOnARunningSync(t *testing.T) {
+	a := newAPI(t, servicetest.Start(t))
+	src := a.create(api.CreateDatabaseRequest{Name: "src", MemorySize: 64 << 20})
+	sc := destClient(t, src, 0)
+	writeDataset(t, sc, "", 100)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(src.UID)}}})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	ctx := redistest.Ctx(t)
+	for _, level := range []int{3, 6, 1, 0, 4} {
+		sources := []api.ReplicaSource{{URI: a.sourceURL(src.UID), Compression: level}}
+		a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &sources})
+		sc.Set(ctx, fmt.Sprint("after-level-", level), strings.Repeat("x", 1000), 0)
+		eventuallyEqual(t, time.Minute, dc, sc)
+		redistest.Eventually(t, time.Minute, fmt.Sprint("compression_active at level ", level), func() error {
+			s := a.get(dst.UID).ReplicaSources[0]
+			if s.Status != api.SourceInSync || s.CompressionActive != (level > 0) {
+				return fmt.Errorf("status %s, compression_active %v, codec %q, note %q", s.Status, s.CompressionActive, s.CompressionCodec, s.CompressionNote)
+			}
+			return nil
+		})
+	}
+	assert.Equal(t, 1.0, metric(a.metrics(), "replicad_replica_full_syncs_total"), "a compression change reloaded the destination\n%s", grep(a.metrics(), "syncs_total"))
+}
+
+// A destination whose syncer certificate is removed from the source's
+// client_certificates is cut off at once and says why; listed again, it
+// continues without a reload.
+func TestAClientCertificateRemovedCutsItsDestinationOff(t *testing.T) {
+	us, eu, src := twoRegions(t)
+	dst := eu.create(api.CreateDatabaseRequest{Name: "orders-eu", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: us.sourceURL(src.UID), Encryption: true, ServerCert: us.cluster().ProxyCert}}})
+	eu.waitInSync(dst.UID, time.Minute)
+	sc, dc := destClient(t, src, 0), destClient(t, dst, 0)
+	ctx := redistest.Ctx(t)
+
+	other, _ := selfSignedClient(t)
+	only := []string{string(other)}
+	us.update(src.UID, api.UpdateDatabaseRequest{ClientCertificates: &only})
+	sc.Set(ctx, "after-removal", "1", 0)
+	eu.waitSourceError(dst.UID, "client certificate")
+	assert.Zero(t, dc.Exists(ctx, "after-removal").Val(), "a write reached a destination whose certificate was removed")
+
+	again := []string{string(other), eu.cluster().SyncerCert}
+	us.update(src.UID, api.UpdateDatabaseRequest{ClientCertificates: &again})
+	eu.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, sc)
+	assert.Equal(t, 1.0, metric(eu.metrics(), "replicad_replica_full_syncs_total"), "listing the certificate again reloaded the destination\n%s", grep(eu.metrics(), "syncs_total"))
+}
