@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
+	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -401,4 +404,36 @@ func TestAClientCertificateRemovedCutsItsDestinationOff(t *testing.T) {
 	eu.waitInSync(dst.UID, time.Minute)
 	eventuallyEqual(t, time.Minute, dc, sc)
 	assert.Equal(t, 1.0, metric(eu.metrics(), "replicad_replica_full_syncs_total"), "listing the certificate again reloaded the destination\n%s", grep(eu.metrics(), "syncs_total"))
+}
+
+// A plain-text destination of an open-source Redis's TLS port, and a TLS
+// destination of its plain port, say what to change.
+func TestOpenSourceRedisTLSPortMismatch(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.LoadOrCreateCA(dir, "oss test CA")
+	require.NoError(t, err)
+	_, _, err = ca.LoadOrIssue(dir, "node", []string{"127.0.0.1"}, false)
+	require.NoError(t, err)
+	tlsPort := redistest.FreePort(t)
+	oss := redistest.Start(t, "--requirepass", "oss-secret", "--tls-port", fmt.Sprint(tlsPort),
+		"--tls-cert-file", filepath.Join(dir, "node.pem"), "--tls-key-file", filepath.Join(dir, "node-key.pem"),
+		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no")
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	require.NoError(t, err)
+	a := newAPI(t, servicetest.Start(t))
+
+	plain := a.create(api.CreateDatabaseRequest{Name: "plain-to-tls", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: fmt.Sprintf("redis://:oss-secret@127.0.0.1:%d", tlsPort)}}})
+	db := a.waitSourceError(plain.UID, "TLS")
+	assert.NotContains(t, db.ReplicaSources[0].LastError, "oss-secret")
+
+	tlsToPlain := a.create(api.CreateDatabaseRequest{Name: "tls-to-plain", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: oss.URL(), Encryption: true, ServerCert: string(caPEM)}}})
+	db = a.waitSourceError(tlsToPlain.UID, "does not speak TLS")
+	assert.Contains(t, db.ReplicaSources[0].LastError, "encryption = false")
+	assert.NotContains(t, db.ReplicaSources[0].LastError, "oss-secret")
+
+	ok := a.create(api.CreateDatabaseRequest{Name: "tls", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: fmt.Sprintf("rediss://:oss-secret@127.0.0.1:%d", tlsPort), Encryption: true, ServerCert: string(caPEM)}}})
+	a.waitInSync(ok.UID, time.Minute)
 }
