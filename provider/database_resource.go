@@ -178,7 +178,8 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			},
 			"tls_mode": schema.StringAttribute{
 				MarkdownDescription: "TLS of the database: " + tlsModeDescription + ". Can be changed in place: " +
-					"the change restarts the database's `redis-server` (the data stays), which disconnects its clients. " +
+					"a change to or from `enabled` restarts the database's `redis-server` (the data stays), which disconnects its clients; " +
+					"between `disabled` and `replica_ssl` only the replication endpoint changes. " +
 					"On a sharded database, a change to or from `enabled` is refused at plan time (not supported yet).",
 				Optional: true,
 				Computed: true,
@@ -631,7 +632,7 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 // ModifyPlan refuses a new name or port that another database has (and
 // warns of one given to a new database, see refuseTaken), refuses changes
 // the service cannot make yet, and warns that a new tls_mode restarts the
-// database.
+// database (to or from enabled) or changes how destinations must connect.
 func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.Plan.Raw.IsNull() {
 		return
@@ -680,8 +681,15 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 				state.TLSMode.ValueString()))
 		return
 	}
-	detail := fmt.Sprintf("Changing tls_mode of database %s (%q) from %q to %q restarts its redis-server: the data stays, "+
+	// Only enabled changes the protocol of the database's own port; the
+	// other modes differ in the replication endpoint only.
+	restarts := plan.TLSMode.ValueString() == api.TLSEnabled || state.TLSMode.ValueString() == api.TLSEnabled
+	summary, detail := "The database restarts", fmt.Sprintf("Changing tls_mode of database %s (%q) from %q to %q restarts its redis-server: the data stays, "+
 		"but every client is disconnected.", state.ID.ValueString(), state.Name.ValueString(), state.TLSMode.ValueString(), plan.TLSMode.ValueString())
+	if !restarts {
+		summary, detail = "Replication changes protocol", fmt.Sprintf("Changing tls_mode of database %s (%q) from %q to %q changes its replication endpoint only: "+
+			"its redis-server and its clients are not disturbed.", state.ID.ValueString(), state.Name.ValueString(), state.TLSMode.ValueString(), plan.TLSMode.ValueString())
+	}
 	switch {
 	case plan.TLSMode.ValueString() == api.TLSEnabled:
 		detail += " From then on, applications must connect with TLS (trusting the instance's ca_cert)."
@@ -694,7 +702,7 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	if plan.TLSMode.ValueString() == api.TLSDisabled {
 		detail += " Destinations that replicate from it with encryption = true are refused until their source has encryption = false."
 	}
-	resp.Diagnostics.AddAttributeWarning(path.Root("tls_mode"), "The database restarts", detail)
+	resp.Diagnostics.AddAttributeWarning(path.Root("tls_mode"), summary, detail)
 }
 
 // replacingKey holds, in the private data of a plan that replaces a
