@@ -17,7 +17,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/certs"
 )
 
-// psyncAfter sends PSYNC on c and says whether the session streams: a
+// psyncStreams sends PSYNC on c and says whether the session streams: a
 // +FULLRESYNC, rather than an error or a closed connection.
 func psyncStreams(t *testing.T, c net.Conn) bool {
 	t.Helper()
@@ -108,4 +108,33 @@ func TestASessionLoggedInBeforeATLSChangeIsHeldToTheNewSettings(t *testing.T) {
 		require.False(t, psyncStreams(t, ca), "a session whose certificate is no longer listed replicates")
 		require.True(t, psyncStreams(t, cb), "a session whose certificate is still listed replicates")
 	})
+}
+
+// A TLS handshake that never completes (a record header, then nothing; or
+// garbage that starts like a TLS record) is closed when the handshake time
+// is up, and a destination still gets in.
+func TestStalledTLSHandshakesAreClosed(t *testing.T) {
+	c, k, err := certs.LoadOrCreateSelfSigned(t.TempDir(), "proxy", "proxy")
+	require.NoError(t, err)
+	kp, err := tls.X509KeyPair(c, k)
+	require.NoError(t, err)
+	up := startFakeRedis(t)
+	g := New(slog.New(&logLines{}), prometheus.NewRegistry())
+	g.handshakeTimeout = time.Second
+	t.Cleanup(g.Close)
+	ep := Endpoint{UID: 1, Listen: freeLoopbackAddr(t), AdminUser: "admin", AdminPassword: "secret", TLS: certs.ServerTLS(kp),
+		UpstreamNetwork: "tcp", UpstreamAddr: up.ln.Addr().String(), UpstreamUser: "admin", UpstreamPassword: "x"}
+	require.NoError(t, g.Ensure(ep))
+	for name, first := range map[string]string{"a record header only": "\x16\x03\x01", "garbage": "\x16garbage\r\n*1\r\n$4\r\nPING\r\n"} {
+		raw, err := net.Dial("tcp", ep.Listen)
+		require.NoError(t, err)
+		defer raw.Close()
+		raw.SetDeadline(time.Now().Add(20 * time.Second))
+		_, err = raw.Write([]byte(first))
+		require.NoError(t, err)
+		start := time.Now()
+		io.ReadAll(raw)
+		require.Less(t, time.Since(start), 10*time.Second, "%s: closed by the gateway, not by the test's deadline", name)
+	}
+	require.True(t, psyncStreams(t, tlsLogin(t, ep.Listen, kp)))
 }
