@@ -193,7 +193,8 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 					"typically the `syncer_cert` of the `redis_cluster` data source of each destination's instance. " +
 					"When set, the replication endpoint admits only clients that present one of them, compared " +
 					"exactly (pinned); with `tls_mode = \"enabled\"`, the database's port then requires a client " +
-					"certificate too: one of them, or one signed by the instance's `ca_cert`. When unset or empty, " +
+					"certificate too: one of them, or one signed by the instance's `ca_cert`. Needs `tls_mode` `replica_ssl` " +
+					"or `enabled` (refused with `disabled`: the endpoint would admit any client, in plain text). When unset or empty, " +
 					"any TLS client that knows the source URL's password may replicate. Can be changed in place, " +
 					"without a restart: replication sessions whose certificate is no longer listed are closed, the " +
 					"others go on. Leave it out (or `null`) rather than writing `[]`: an import cannot tell an empty set " +
@@ -271,6 +272,30 @@ func (r *databaseResource) ValidateConfig(ctx context.Context, req resource.Vali
 		return // a value that does not convert: its attribute's check says why
 	}
 	resp.Diagnostics.Append(checkSharding(memory.Int64Value, shards, replication, ossCluster)...)
+	var tlsMode types.String
+	var pins types.Set
+	if req.Config.GetAttribute(ctx, path.Root("tls_mode"), &tlsMode).HasError() ||
+		req.Config.GetAttribute(ctx, path.Root("client_certificates"), &pins).HasError() {
+		return
+	}
+	resp.Diagnostics.Append(checkPinsNeedTLS(tlsMode, pins)...)
+}
+
+// checkPinsNeedTLS is the service's refusal of client_certificates on a
+// database whose replication endpoint has no TLS (tls_mode disabled, the
+// default): the pins would admit nobody less, and the service answers 400.
+func checkPinsNeedTLS(tlsMode types.String, pins types.Set) diag.Diagnostics {
+	var diags diag.Diagnostics
+	if tlsMode.IsUnknown() || pins.IsUnknown() || pins.IsNull() || len(pins.Elements()) == 0 {
+		return diags
+	}
+	if tlsMode.IsNull() || tlsMode.ValueString() == api.TLSDisabled {
+		diags.AddAttributeError(path.Root("client_certificates"), "client_certificates need TLS",
+			"client_certificates pin the TLS clients of the replication endpoint, which has no TLS with tls_mode = \"disabled\" "+
+				"(the default): any client that knows the password would replicate, in plain text. Set tls_mode to \"replica_ssl\" "+
+				"or \"enabled\", or remove client_certificates.")
+	}
+	return diags
 }
 
 // checkSharding is the service's validateSharding on configuration values;

@@ -218,6 +218,18 @@ func (c *Controller) findCycle(start int, all []store.Database) string {
 }
 
 // validateTLS checks tls_mode and the client certificates (PEM).
+// pinsNeedTLS refuses client_certificates on a database whose replication
+// endpoint has no TLS: the pins would be ignored, and any client that knows
+// the password would replicate, in plain text. Checked when a request sets
+// either field, so that a database recorded before keeps taking updates of
+// the others.
+func pinsNeedTLS(mode string, certs []string) error {
+	if len(certs) > 0 && (mode == "" || mode == api.TLSDisabled) {
+		return invalid("client_certificates pin the TLS clients of the replication endpoint, which has no TLS with tls_mode %q: any client that knows the password would replicate, in plain text; set tls_mode to replica_ssl or enabled, or remove client_certificates", api.TLSDisabled)
+	}
+	return nil
+}
+
 func validateTLS(mode string, certs []string) error {
 	switch mode {
 	case "", api.TLSDisabled, api.TLSEnabled, api.TLSReplicaSSL:

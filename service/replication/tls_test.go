@@ -437,3 +437,26 @@ func TestOpenSourceRedisTLSPortMismatch(t *testing.T) {
 		URI: fmt.Sprintf("rediss://:oss-secret@127.0.0.1:%d", tlsPort), Encryption: true, ServerCert: string(caPEM)}}})
 	a.waitInSync(ok.UID, time.Minute)
 }
+
+// client_certificates pin the TLS clients of the replication endpoint:
+// with tls_mode disabled the endpoint has no TLS, and any client that knows
+// the password would replicate, in plain text. The API refuses the
+// combination rather than ignore the pins.
+func TestClientCertificatesNeedTLS(t *testing.T) {
+	a := newAPI(t, servicetest.Start(t))
+	pin, _ := selfSignedClient(t)
+	code, body := a.do("POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "pinned-plain", MemorySize: 64 << 20,
+		ClientCertificates: []string{string(pin)}}, nil)
+	require.Equal(t, 400, code, body)
+	assert.Contains(t, body, "tls_mode")
+
+	db := a.create(api.CreateDatabaseRequest{Name: "pinned", MemorySize: 64 << 20, TLSMode: api.TLSReplicaSSL,
+		ClientCertificates: []string{string(pin)}})
+	off := api.TLSDisabled
+	code, body = a.do("PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), api.UpdateDatabaseRequest{TLSMode: &off}, nil)
+	require.Equal(t, 400, code, body)
+	assert.Equal(t, api.TLSReplicaSSL, a.get(db.UID).TLSMode, "nothing changed")
+	// Both at once is fine.
+	none := []string{}
+	a.update(db.UID, api.UpdateDatabaseRequest{TLSMode: &off, ClientCertificates: &none})
+}
