@@ -178,7 +178,8 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			},
 			"tls_mode": schema.StringAttribute{
 				MarkdownDescription: "TLS of the database: " + tlsModeDescription + ". Can be changed in place: " +
-					"the change restarts the database's `redis-server` (the data stays), which disconnects its clients. " +
+					"a change to or from `enabled` restarts the database's `redis-server` (the data stays), which disconnects its clients; " +
+					"between `disabled` and `replica_ssl` only the replication endpoint changes. " +
 					"On a sharded database, a change to or from `enabled` is refused at plan time (not supported yet).",
 				Optional: true,
 				Computed: true,
@@ -192,7 +193,8 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 					"typically the `syncer_cert` of the `redis_cluster` data source of each destination's instance. " +
 					"When set, the replication endpoint admits only clients that present one of them, compared " +
 					"exactly (pinned); with `tls_mode = \"enabled\"`, the database's port then requires a client " +
-					"certificate too: one of them, or one signed by the instance's `ca_cert`. When unset or empty, " +
+					"certificate too: one of them, or one signed by the instance's `ca_cert`. Needs `tls_mode` `replica_ssl` " +
+					"or `enabled` (refused with `disabled`: the endpoint would admit any client, in plain text). When unset or empty, " +
 					"any TLS client that knows the source URL's password may replicate. Can be changed in place, " +
 					"without a restart: replication sessions whose certificate is no longer listed are closed, the " +
 					"others go on. Leave it out (or `null`) rather than writing `[]`: an import cannot tell an empty set " +
@@ -270,6 +272,30 @@ func (r *databaseResource) ValidateConfig(ctx context.Context, req resource.Vali
 		return // a value that does not convert: its attribute's check says why
 	}
 	resp.Diagnostics.Append(checkSharding(memory.Int64Value, shards, replication, ossCluster)...)
+	var tlsMode types.String
+	var pins types.Set
+	if req.Config.GetAttribute(ctx, path.Root("tls_mode"), &tlsMode).HasError() ||
+		req.Config.GetAttribute(ctx, path.Root("client_certificates"), &pins).HasError() {
+		return
+	}
+	resp.Diagnostics.Append(checkPinsNeedTLS(tlsMode, pins)...)
+}
+
+// checkPinsNeedTLS is the service's refusal of client_certificates on a
+// database whose replication endpoint has no TLS (tls_mode disabled, the
+// default): the pins would admit nobody less, and the service answers 400.
+func checkPinsNeedTLS(tlsMode types.String, pins types.Set) diag.Diagnostics {
+	var diags diag.Diagnostics
+	if tlsMode.IsUnknown() || pins.IsUnknown() || pins.IsNull() || len(pins.Elements()) == 0 {
+		return diags
+	}
+	if tlsMode.IsNull() || tlsMode.ValueString() == api.TLSDisabled {
+		diags.AddAttributeError(path.Root("client_certificates"), "client_certificates need TLS",
+			"client_certificates pin the TLS clients of the replication endpoint, which has no TLS with tls_mode = \"disabled\" "+
+				"(the default): any client that knows the password would replicate, in plain text. Set tls_mode to \"replica_ssl\" "+
+				"or \"enabled\", or remove client_certificates.")
+	}
+	return diags
 }
 
 // checkSharding is the service's validateSharding on configuration values;
@@ -631,7 +657,7 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 // ModifyPlan refuses a new name or port that another database has (and
 // warns of one given to a new database, see refuseTaken), refuses changes
 // the service cannot make yet, and warns that a new tls_mode restarts the
-// database.
+// database (to or from enabled) or changes how destinations must connect.
 func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.Plan.Raw.IsNull() {
 		return
@@ -680,8 +706,15 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 				state.TLSMode.ValueString()))
 		return
 	}
-	detail := fmt.Sprintf("Changing tls_mode of database %s (%q) from %q to %q restarts its redis-server: the data stays, "+
+	// Only enabled changes the protocol of the database's own port; the
+	// other modes differ in the replication endpoint only.
+	restarts := plan.TLSMode.ValueString() == api.TLSEnabled || state.TLSMode.ValueString() == api.TLSEnabled
+	summary, detail := "The database restarts", fmt.Sprintf("Changing tls_mode of database %s (%q) from %q to %q restarts its redis-server: the data stays, "+
 		"but every client is disconnected.", state.ID.ValueString(), state.Name.ValueString(), state.TLSMode.ValueString(), plan.TLSMode.ValueString())
+	if !restarts {
+		summary, detail = "Replication changes protocol", fmt.Sprintf("Changing tls_mode of database %s (%q) from %q to %q changes its replication endpoint only: "+
+			"its redis-server and its clients are not disturbed.", state.ID.ValueString(), state.Name.ValueString(), state.TLSMode.ValueString(), plan.TLSMode.ValueString())
+	}
 	switch {
 	case plan.TLSMode.ValueString() == api.TLSEnabled:
 		detail += " From then on, applications must connect with TLS (trusting the instance's ca_cert)."
@@ -694,7 +727,7 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	if plan.TLSMode.ValueString() == api.TLSDisabled {
 		detail += " Destinations that replicate from it with encryption = true are refused until their source has encryption = false."
 	}
-	resp.Diagnostics.AddAttributeWarning(path.Root("tls_mode"), "The database restarts", detail)
+	resp.Diagnostics.AddAttributeWarning(path.Root("tls_mode"), summary, detail)
 }
 
 // replacingKey holds, in the private data of a plan that replaces a

@@ -354,6 +354,7 @@ resource "redis_database" "test" {
 		{"memory_size = 4194304\npassword = \"" + strings.Repeat("p", 129) + "\"", `The password must be 8 to 128 characters long`},
 		{"memory_size = 4194304\npassword = \"with a\\ttab\"", `The password may not contain control characters`},
 		{"memory_size = 4194304\nport = 80", `port.*must be between 1024 and 65535`},
+		{"memory_size = 4194304\nclient_certificates = [\"-----BEGIN CERTIFICATE-----\"]", `client_certificates pin the TLS clients of the replication endpoint, which has no TLS with tls_mode = "disabled"`},
 	} {
 		want := strings.ReplaceAll(regexp.QuoteMeta(s.want), " ", `\s+`)
 		if strings.HasPrefix(s.want, "port") {

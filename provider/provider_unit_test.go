@@ -292,3 +292,27 @@ func TestSchemasAreDocumented(t *testing.T) {
 		check("data."+md.TypeName, s.Schema.MarkdownDescription, attrs)
 	}
 }
+
+// client_certificates without TLS are refused at plan time, as the service
+// refuses them; unknown values wait for the apply.
+func TestCheckPinsNeedTLS(t *testing.T) {
+	pins := types.SetValueMust(types.StringType, []attr.Value{types.StringValue("c1")})
+	for _, c := range []struct {
+		mode types.String
+		pins types.Set
+		bad  bool
+	}{
+		{types.StringNull(), pins, true},
+		{types.StringValue(api.TLSDisabled), pins, true},
+		{types.StringValue(api.TLSReplicaSSL), pins, false},
+		{types.StringValue(api.TLSEnabled), pins, false},
+		{types.StringUnknown(), pins, false},
+		{types.StringNull(), types.SetNull(types.StringType), false},
+		{types.StringNull(), types.SetValueMust(types.StringType, nil), false},
+		{types.StringNull(), types.SetUnknown(types.StringType), false},
+	} {
+		if got := checkPinsNeedTLS(c.mode, c.pins).HasError(); got != c.bad {
+			t.Errorf("tls_mode %v, client_certificates %v: error %v, want %v", c.mode, c.pins, got, c.bad)
+		}
+	}
+}

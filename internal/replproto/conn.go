@@ -227,7 +227,11 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		dc.ctx = nil
 		if err != nil {
 			raw.Close()
-			return nil, tlsError(err)
+			e := tlsError(err)
+			if e.Kind == ErrConn && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && dc.read.Load() == 0 {
+				e.Err = errors.Join(ErrNoTLSAnswer, e.Err)
+			}
+			return nil, e
 		}
 		nc = tc
 	}

@@ -49,6 +49,16 @@ var (
 	ErrClientCertRejected = errors.New("the source refused the client certificate")
 	// ErrNotTLS: what the source answered is not TLS.
 	ErrNotTLS = errors.New("the source does not speak TLS")
+	// ErrNoTLSAnswer is wrapped beside ErrConn when the source accepted
+	// the connection but sent nothing back to our TLS hello before the
+	// dial timeout: what a plain-text Redis port does (it waits for the
+	// end of a line that never comes).
+	ErrNoTLSAnswer = errors.New("the source sent nothing in answer to the TLS handshake")
+	// ErrClosedAtFirstCommand is wrapped beside ErrConn when a source
+	// reached in plain text closes the connection at the first command,
+	// without a reply: what a TLS port does (Redis resets a connection
+	// whose first bytes are not TLS).
+	ErrClosedAtFirstCommand = errors.New("the source closed the connection at the first command, without a reply")
 )
 
 // Error describes a failed step of the replication protocol.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
@@ -100,6 +101,11 @@ func (c *Conn) roundTrip(ctx context.Context, op string, args ...string) (resp.V
 func (c *Conn) sendPing(ctx context.Context) error {
 	v, err := c.roundTrip(ctx, "PING", "PING")
 	if err != nil {
+		var e *Error
+		if c.opts.TLSConfig == nil && errors.As(err, &e) && e.Kind == ErrConn &&
+			(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			e.Err = errors.Join(ErrClosedAtFirstCommand, e.Err)
+		}
 		return err
 	}
 	if se, ok := v.Err().(*resp.ServerError); ok {

@@ -351,6 +351,9 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	if err := validateTLS(req.TLSMode, req.ClientCertificates); err != nil {
 		return api.Database{}, err
 	}
+	if err := pinsNeedTLS(req.TLSMode, req.ClientCertificates); err != nil {
+		return api.Database{}, err
+	}
 	if err := validateSharding(req); err != nil {
 		return api.Database{}, err
 	}
@@ -639,6 +642,11 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		}
 		if err := validateTLS(d.TLSMode, d.ClientCertificates); err != nil {
 			return err
+		}
+		if req.TLSMode != nil || req.ClientCertificates != nil {
+			if err := pinsNeedTLS(d.TLSMode, d.ClientCertificates); err != nil {
+				return err
+			}
 		}
 		if err := c.applyReplicaChange(d, req); err != nil {
 			return err

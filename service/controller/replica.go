@@ -110,6 +110,11 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 		if s.ReadFrom != "" && s.ReadFrom != api.ReadFromMaster && s.ReadFrom != api.ReadFromReplica {
 			return invalid("replica_sources[%d] (%s): read_from %q is invalid: use master or replica (which node of each shard of a clustered source to replicate from)", i, u, s.ReadFrom)
 		}
+		if u.TLS && !s.Encryption {
+			// The syncer connects as encryption says, whatever the scheme:
+			// it would send the password in plain text to whatever answers.
+			return invalid("replica_sources[%d] (%s): the URL is rediss:// but encryption is off: TLS is set by encryption (with server_cert), not by the URL's scheme", i, u)
+		}
 		if s.Encryption && s.ServerCert == "" {
 			return invalid("replica_sources[%d] (%s): encryption needs server_cert: the source instance's proxy_cert, or the CA of an open-source Redis", i, u)
 		}
@@ -213,6 +218,18 @@ func (c *Controller) findCycle(start int, all []store.Database) string {
 }
 
 // validateTLS checks tls_mode and the client certificates (PEM).
+// pinsNeedTLS refuses client_certificates on a database whose replication
+// endpoint has no TLS: the pins would be ignored, and any client that knows
+// the password would replicate, in plain text. Checked when a request sets
+// either field, so that a database recorded before keeps taking updates of
+// the others.
+func pinsNeedTLS(mode string, certs []string) error {
+	if len(certs) > 0 && (mode == "" || mode == api.TLSDisabled) {
+		return invalid("client_certificates pin the TLS clients of the replication endpoint, which has no TLS with tls_mode %q: any client that knows the password would replicate, in plain text; set tls_mode to replica_ssl or enabled, or remove client_certificates", api.TLSDisabled)
+	}
+	return nil
+}
+
 func validateTLS(mode string, certs []string) error {
 	switch mode {
 	case "", api.TLSDisabled, api.TLSEnabled, api.TLSReplicaSSL:

@@ -273,7 +273,7 @@ func (m *Manager) filesNotWritten(ctx context.Context, d store.Database, why err
 	m.mu.Lock()
 	p := m.procs[d.UID]
 	prev, known := m.current[d.UID]
-	live := p != nil && known && prev.TLSMode == d.TLSMode && prev.Port == d.Port
+	live := p != nil && known && portTLS(prev) == portTLS(d) && prev.Port == d.Port
 	if live {
 		m.current[d.UID] = d
 	}
@@ -509,7 +509,11 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	restart := running && known && (prev.TLSMode != d.TLSMode || prev.Port != d.Port)
+	// Only enabled puts TLS on the database's port: replica_ssl is the
+	// replication endpoint's (the gateway's), and a restart would cost the
+	// applications their connections and every destination a full
+	// resync (a new replication ID).
+	restart := running && known && (portTLS(prev) != portTLS(d) || prev.Port != d.Port)
 	if restart {
 		// Its listening port changes protocol (or number): only a new
 		// process picks that up.
@@ -1140,3 +1144,8 @@ func (m *Manager) MemoryInUse(ctx context.Context, d store.Database) (int64, err
 	}
 	return most, nil
 }
+
+// portTLS says whether d's own port speaks TLS: only tls_mode enabled puts
+// it there (replica_ssl is the replication endpoint's, the gateway's), so
+// only a change to or from enabled needs a new process.
+func portTLS(d store.Database) bool { return d.TLSMode == api.TLSEnabled }

@@ -187,6 +187,7 @@ type endpoint struct {
 
 type session struct {
 	client   net.Conn
+	tls      bool              // the session came over TLS
 	cert     *x509.Certificate // the client's, when it showed one
 	password []byte            // the password it authenticated with
 
@@ -315,23 +316,36 @@ func (e *endpoint) stop() {
 func (e *endpoint) update(ep Endpoint) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	old := e.cfg
 	e.cfg = ep
 	e.scheduleExpiry()
 	now := time.Now()
 	for s := range e.sessions {
-		switch {
-		case !ep.acceptsPassword(s.password, now):
-			s.close() // its password no longer opens a session
-		case ep.TLS != nil && s.cert == nil && requiresClientCert(ep.TLS):
+		if !ep.admits(s, now) {
 			s.close()
-		case ep.TLS != nil && s.cert != nil && ep.TLS.VerifyPeerCertificate != nil &&
-			ep.TLS.VerifyPeerCertificate([][]byte{s.cert.Raw}, nil) != nil:
-			s.close() // its certificate is no longer allowed
-		case ep.TLS != nil && old.TLS == nil:
-			s.close() // plain sessions must go once TLS is required
 		}
 	}
+}
+
+// admits reports whether the endpoint's settings let session s replicate at
+// now: its password is accepted, it came over TLS when TLS is required, and
+// its certificate is allowed. A session is checked again when it starts to
+// replicate (track), since it may have logged in under settings changed
+// meanwhile.
+func (ep Endpoint) admits(s *session, now time.Time) bool {
+	switch {
+	case !ep.acceptsPassword(s.password, now):
+		return false // its password no longer opens a session
+	case ep.TLS == nil:
+		return true
+	case !s.tls:
+		return false // plain sessions must go once TLS is required
+	case s.cert == nil:
+		return !requiresClientCert(ep.TLS)
+	case ep.TLS.VerifyPeerCertificate != nil:
+		// its certificate may no longer be allowed
+		return ep.TLS.VerifyPeerCertificate([][]byte{s.cert.Raw}, nil) == nil
+	}
+	return true
 }
 
 // scheduleExpiry arms the timer that closes the sessions of the previous
@@ -440,6 +454,7 @@ func (e *endpoint) serve(raw net.Conn) {
 			log.Debug("refused a replication session: TLS handshake failed", "err", err)
 			return
 		}
+		s.tls = true
 		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
 			s.cert = certs[0]
 		}
@@ -558,8 +573,10 @@ func (e *endpoint) stream(s *session, rd *resp.Reader, rw *replyWriter, upRd *re
 func (e *endpoint) track(s *session, cfg Endpoint) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.cfg.acceptsPassword(s.password, time.Now()) {
-		return false // regenerated while this session was logging in
+	if !e.cfg.admits(s, time.Now()) {
+		// The password was regenerated, or TLS or the client
+		// certificates changed, while this session was logging in.
+		return false
 	}
 	if len(e.sessions) >= maxSessionsPerEndpoint {
 		e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "too_many_sessions").Inc()

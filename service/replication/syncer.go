@@ -895,6 +895,10 @@ func explain(err error) error {
 	switch {
 	case errors.Is(err, replproto.ErrClientCertRejected):
 		return fmt.Errorf("the source refused this instance's TLS client certificate (add the instance's syncer_cert to the source database's client_certificates): %w", err)
+	case errors.Is(err, replproto.ErrNoTLSAnswer):
+		return fmt.Errorf("the source does not speak TLS, it seems (it answered nothing to the TLS handshake, as a plain-text port does): set encryption = false, or enable TLS on the source: %w", err)
+	case errors.Is(err, replproto.ErrClosedAtFirstCommand):
+		return fmt.Errorf("the source closed the connection at the first command, as a TLS port does to a plain-text client: if it serves TLS, set encryption = true with its server_cert: %w", err)
 	case errors.Is(err, replproto.ErrNotTLS):
 		return fmt.Errorf("the source does not speak TLS: set encryption = false, or enable TLS on the source: %w", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
+	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -292,4 +295,168 @@ func selfSignedClient(t *testing.T) (certPEM, keyPEM []byte) {
 	kb, err := x509.MarshalECPrivateKey(key)
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
+
+// Turning TLS on under a running destination closes its plain session, and
+// its status says why until it is given encryption; then it continues
+// where it was, without a reload. Turning TLS off again lets the
+// destination go back to plain text, again without a reload.
+func TestTLSModeChangedUnderARunningDestination(t *testing.T) {
+	a := newAPI(t, servicetest.Start(t))
+	src := a.create(api.CreateDatabaseRequest{Name: "src", MemorySize: 64 << 20})
+	sc := destClient(t, src, 0)
+	writeDataset(t, sc, "", 100)
+	plain := []api.ReplicaSource{{URI: a.sourceURL(src.UID)}}
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: plain})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	ctx := redistest.Ctx(t)
+	fullSyncs := func() float64 { return metric(a.metrics(), "replicad_replica_full_syncs_total") }
+	require.Equal(t, 1.0, fullSyncs())
+
+	runID := func() string {
+		for _, l := range strings.Split(sc.Info(ctx, "server").Val(), "\r\n") {
+			if v, ok := strings.CutPrefix(l, "run_id:"); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	before := runID()
+	require.NotEmpty(t, before)
+
+	on, off := api.TLSReplicaSSL, api.TLSDisabled
+	a.update(src.UID, api.UpdateDatabaseRequest{TLSMode: &on})
+	// replica_ssl is the replication endpoint's business: the database's
+	// own port, its clients and its replication history stay.
+	assert.Equal(t, before, runID(), "tls_mode replica_ssl restarted the source's redis-server")
+	sc.Set(ctx, "while-tls-required", "1", 0)
+	db := a.waitSourceError(dst.UID, "TLS is required")
+	assert.NotEqual(t, api.SourceInSync, db.ReplicaSources[0].Status)
+
+	encrypted := []api.ReplicaSource{{URI: a.sourceURL(src.UID), Encryption: true, ServerCert: a.cluster().ProxyCert}}
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &encrypted})
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, sc)
+	assert.Equal(t, 1.0, fullSyncs(), "encryption given for the same source reloaded the destination\n%s", grep(a.metrics(), "syncs_total"))
+
+	a.update(src.UID, api.UpdateDatabaseRequest{TLSMode: &off})
+	assert.Equal(t, before, runID(), "tls_mode disabled restarted the source's redis-server")
+	// The TLS session goes on: an endpoint without TLS refuses new TLS
+	// sessions only.
+	sc.Set(ctx, "after-tls-off", "1", 0)
+	eventuallyEqual(t, time.Minute, dc, sc)
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &plain})
+	sc.Set(ctx, "back-to-plain", "1", 0)
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, sc)
+	assert.Equal(t, 1.0, fullSyncs(), "going back to plain text reloaded the destination\n%s", grep(a.metrics(), "syncs_total"))
+	assert.Equal(t, api.SourceInSync, a.get(dst.UID).ReplicaSources[0].Status)
+}
+
+// Compression changed on a running sync reconnects and continues, without
+// a reload, and the source's status says whether it is active.
+func TestCompressionChangedOnARunningSync(t *testing.T) {
+	a := newAPI(t, servicetest.Start(t))
+	src := a.create(api.CreateDatabaseRequest{Name: "src", MemorySize: 64 << 20})
+	sc := destClient(t, src, 0)
+	writeDataset(t, sc, "", 100)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(src.UID)}}})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	ctx := redistest.Ctx(t)
+	for _, level := range []int{3, 6, 1, 0, 4} {
+		sources := []api.ReplicaSource{{URI: a.sourceURL(src.UID), Compression: level}}
+		a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &sources})
+		sc.Set(ctx, fmt.Sprint("after-level-", level), strings.Repeat("x", 1000), 0)
+		eventuallyEqual(t, time.Minute, dc, sc)
+		redistest.Eventually(t, time.Minute, fmt.Sprint("compression_active at level ", level), func() error {
+			s := a.get(dst.UID).ReplicaSources[0]
+			if s.Status != api.SourceInSync || s.CompressionActive != (level > 0) {
+				return fmt.Errorf("status %s, compression_active %v, codec %q, note %q", s.Status, s.CompressionActive, s.CompressionCodec, s.CompressionNote)
+			}
+			return nil
+		})
+	}
+	assert.Equal(t, 1.0, metric(a.metrics(), "replicad_replica_full_syncs_total"), "a compression change reloaded the destination\n%s", grep(a.metrics(), "syncs_total"))
+}
+
+// A destination whose syncer certificate is removed from the source's
+// client_certificates is cut off at once and says why; listed again, it
+// continues without a reload.
+func TestAClientCertificateRemovedCutsItsDestinationOff(t *testing.T) {
+	us, eu, src := twoRegions(t)
+	dst := eu.create(api.CreateDatabaseRequest{Name: "orders-eu", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: us.sourceURL(src.UID), Encryption: true, ServerCert: us.cluster().ProxyCert}}})
+	eu.waitInSync(dst.UID, time.Minute)
+	sc, dc := destClient(t, src, 0), destClient(t, dst, 0)
+	ctx := redistest.Ctx(t)
+
+	other, _ := selfSignedClient(t)
+	only := []string{string(other)}
+	us.update(src.UID, api.UpdateDatabaseRequest{ClientCertificates: &only})
+	sc.Set(ctx, "after-removal", "1", 0)
+	eu.waitSourceError(dst.UID, "client certificate")
+	assert.Zero(t, dc.Exists(ctx, "after-removal").Val(), "a write reached a destination whose certificate was removed")
+
+	again := []string{string(other), eu.cluster().SyncerCert}
+	us.update(src.UID, api.UpdateDatabaseRequest{ClientCertificates: &again})
+	eu.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, dc, sc)
+	assert.Equal(t, 1.0, metric(eu.metrics(), "replicad_replica_full_syncs_total"), "listing the certificate again reloaded the destination\n%s", grep(eu.metrics(), "syncs_total"))
+}
+
+// A plain-text destination of an open-source Redis's TLS port, and a TLS
+// destination of its plain port, say what to change.
+func TestOpenSourceRedisTLSPortMismatch(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.LoadOrCreateCA(dir, "oss test CA")
+	require.NoError(t, err)
+	_, _, err = ca.LoadOrIssue(dir, "node", []string{"127.0.0.1"}, false)
+	require.NoError(t, err)
+	tlsPort := redistest.FreePort(t)
+	oss := redistest.Start(t, "--requirepass", "oss-secret", "--tls-port", fmt.Sprint(tlsPort),
+		"--tls-cert-file", filepath.Join(dir, "node.pem"), "--tls-key-file", filepath.Join(dir, "node-key.pem"),
+		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no")
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	require.NoError(t, err)
+	a := newAPI(t, servicetest.Start(t))
+
+	plain := a.create(api.CreateDatabaseRequest{Name: "plain-to-tls", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: fmt.Sprintf("redis://:oss-secret@127.0.0.1:%d", tlsPort)}}})
+	db := a.waitSourceError(plain.UID, "TLS")
+	assert.NotContains(t, db.ReplicaSources[0].LastError, "oss-secret")
+
+	tlsToPlain := a.create(api.CreateDatabaseRequest{Name: "tls-to-plain", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: oss.URL(), Encryption: true, ServerCert: string(caPEM)}}})
+	db = a.waitSourceError(tlsToPlain.UID, "does not speak TLS")
+	assert.Contains(t, db.ReplicaSources[0].LastError, "encryption = false")
+	assert.NotContains(t, db.ReplicaSources[0].LastError, "oss-secret")
+
+	ok := a.create(api.CreateDatabaseRequest{Name: "tls", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{
+		URI: fmt.Sprintf("rediss://:oss-secret@127.0.0.1:%d", tlsPort), Encryption: true, ServerCert: string(caPEM)}}})
+	a.waitInSync(ok.UID, time.Minute)
+}
+
+// client_certificates pin the TLS clients of the replication endpoint:
+// with tls_mode disabled the endpoint has no TLS, and any client that knows
+// the password would replicate, in plain text. The API refuses the
+// combination rather than ignore the pins.
+func TestClientCertificatesNeedTLS(t *testing.T) {
+	a := newAPI(t, servicetest.Start(t))
+	pin, _ := selfSignedClient(t)
+	code, body := a.do("POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "pinned-plain", MemorySize: 64 << 20,
+		ClientCertificates: []string{string(pin)}}, nil)
+	require.Equal(t, 400, code, body)
+	assert.Contains(t, body, "tls_mode")
+
+	db := a.create(api.CreateDatabaseRequest{Name: "pinned", MemorySize: 64 << 20, TLSMode: api.TLSReplicaSSL,
+		ClientCertificates: []string{string(pin)}})
+	off := api.TLSDisabled
+	code, body = a.do("PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), api.UpdateDatabaseRequest{TLSMode: &off}, nil)
+	require.Equal(t, 400, code, body)
+	assert.Equal(t, api.TLSReplicaSSL, a.get(db.UID).TLSMode, "nothing changed")
+	// Both at once is fine.
+	none := []string{}
+	a.update(db.UID, api.UpdateDatabaseRequest{TLSMode: &off, ClientCertificates: &none})
 }
