@@ -7,7 +7,7 @@ package replication
 import (
 	"context"
 	"crypto/tls"
-	"github.com/replicad/terraform-provider-redis/internal/layout"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/internal/tlspin"
 	"github.com/replicad/terraform-provider-redis/service/store"
@@ -313,8 +314,15 @@ func (m *Manager) Close() {
 // syncer certificate and trusts the source's server_cert: a CA certificate
 // is used as a trust root (an open-source Redis with its own CA), any other
 // certificate must be exactly what the source presents (pinned).
+//
+// A rediss:// source without encryption, which the API now refuses but a
+// record made before may hold, is not dialed in plain text: that would send
+// its password in the clear to whatever answers.
 func (m *Manager) sourceTLS(src api.ReplicaSource) (*tls.Config, error) {
 	if !src.Encryption {
+		if u, err := redisurl.Parse(src.URI); err == nil && u.TLS {
+			return nil, fmt.Errorf("the source URL %s is rediss:// (TLS) but encryption is off, and the password is not sent in plain text: set encryption and server_cert", u)
+		}
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{m.cfg.SyncerCert}}
