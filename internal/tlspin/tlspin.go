@@ -31,7 +31,10 @@ func ParseCertificate(text string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("the certificate does not parse: %v", err)
 	}
 	if len(strings.TrimSpace(string(rest))) != 0 {
-		return nil, errors.New("the value holds more than one PEM block: give one certificate")
+		if next, _ := pem.Decode(rest); next != nil {
+			return nil, errors.New("the value holds more than one PEM block: give one certificate")
+		}
+		return nil, errors.New("text follows the certificate's PEM block (after -----END CERTIFICATE-----): give the certificate alone")
 	}
 	return c, nil
 }
