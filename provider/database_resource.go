@@ -2,10 +2,6 @@ package provider
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -821,37 +817,19 @@ const sentPasswordKey = "password_wo_sent"
 // recordSentPassword keeps the digest of password under a new random salt;
 // an empty password removes the record.
 func recordSentPassword(ctx context.Context, private privateSetter, password string, diags *diag.Diagnostics) {
-	if password == "" {
-		diags.Append(private.SetKey(ctx, sentPasswordKey, nil)...)
-		return
+	var values []string
+	if password != "" {
+		values = []string{password}
 	}
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	raw, err := json.Marshal(sentURIs{KDF: sentKDF, Salt: hex.EncodeToString(salt), Sum: uriDigest(sentKDF, salt, []string{password})})
-	if err != nil {
-		diags.AddError("Could not record the write-only password set", err.Error())
-		return
-	}
-	diags.Append(private.SetKey(ctx, sentPasswordKey, raw)...)
+	recordDigest(ctx, private, sentPasswordKey, values, "the write-only password set", diags)
 }
 
 // sentPasswordDiffers says whether current differs from the write-only
 // password recorded; false without a record (an import, a password that is
 // not write-only).
 func sentPasswordDiffers(ctx context.Context, private privateGetter, current string) bool {
-	if private == nil {
-		return false
-	}
-	raw, _ := private.GetKey(ctx, sentPasswordKey)
-	var rec sentURIs
-	if len(raw) == 0 || json.Unmarshal(raw, &rec) != nil {
-		return false
-	}
-	salt, err := hex.DecodeString(rec.Salt)
-	if err != nil {
-		return false
-	}
-	return !hmac.Equal([]byte(uriDigest(rec.KDF, salt, []string{current})), []byte(rec.Sum))
+	differs, _ := recordedDigestDiffers(ctx, private, sentPasswordKey, []string{current})
+	return differs
 }
 
 // nullWithWriteOnlyPassword plans a null password when the configuration

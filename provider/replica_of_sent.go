@@ -84,20 +84,12 @@ func uriDigest(kdf string, salt []byte, uris []string) string {
 // imported, or applied by an earlier version), only source_uris_wo_version
 // says so, as before.
 func sentURIsDiffer(ctx context.Context, private privateGetter, list types.List) bool {
-	if private == nil || list.IsNull() {
-		return false
-	}
-	raw, _ := private.GetKey(ctx, sentURIsKey)
-	var rec sentURIs
-	if len(raw) == 0 || json.Unmarshal(raw, &rec) != nil {
-		return false
-	}
-	salt, err := hex.DecodeString(rec.Salt)
-	if err != nil {
+	if list.IsNull() {
 		return false
 	}
 	uris, known := writeOnlyURIs(list)
-	return !known || !hmac.Equal([]byte(uriDigest(rec.KDF, salt, uris)), []byte(rec.Sum))
+	differs, recorded := recordedDigestDiffers(ctx, private, sentURIsKey, uris)
+	return recorded && (!known || differs)
 }
 
 // recordSentURIs keeps the digest of the write-only URLs just sent, under a
@@ -105,17 +97,48 @@ func sentURIsDiffer(ctx context.Context, private privateGetter, list types.List)
 func recordSentURIs(ctx context.Context, private privateSetter, list types.List, diags *diag.Diagnostics) {
 	uris, known := writeOnlyURIs(list)
 	if list.IsNull() || !known {
-		diags.Append(private.SetKey(ctx, sentURIsKey, nil)...)
+		uris = nil
+	} else {
+		uris = append([]string{}, uris...)
+	}
+	recordDigest(ctx, private, sentURIsKey, uris, "the write-only source URLs sent", diags)
+}
+
+// recordDigest keeps under key, in the private state, the digest of values
+// (in any order) under a new random salt; nil values remove the record.
+// what names them in an error.
+func recordDigest(ctx context.Context, private privateSetter, key string, values []string, what string, diags *diag.Diagnostics) {
+	if values == nil {
+		diags.Append(private.SetKey(ctx, key, nil)...)
 		return
 	}
 	salt := make([]byte, 16)
 	_, _ = rand.Read(salt)
-	raw, err := json.Marshal(sentURIs{KDF: sentKDF, Salt: hex.EncodeToString(salt), Sum: uriDigest(sentKDF, salt, uris)})
+	raw, err := json.Marshal(sentURIs{KDF: sentKDF, Salt: hex.EncodeToString(salt), Sum: uriDigest(sentKDF, salt, values)})
 	if err != nil {
-		diags.AddError("Could not record the write-only source URLs sent", err.Error())
+		diags.AddError("Could not record "+what, err.Error())
 		return
 	}
-	diags.Append(private.SetKey(ctx, sentURIsKey, raw)...)
+	diags.Append(private.SetKey(ctx, key, raw)...)
+}
+
+// recordedDigestDiffers says whether values differ from those whose digest
+// recordDigest kept under key; recorded is false without a (readable)
+// record, and differs is then false too.
+func recordedDigestDiffers(ctx context.Context, private privateGetter, key string, values []string) (differs, recorded bool) {
+	if private == nil {
+		return false, false
+	}
+	raw, _ := private.GetKey(ctx, key)
+	var rec sentURIs
+	if len(raw) == 0 || json.Unmarshal(raw, &rec) != nil {
+		return false, false
+	}
+	salt, err := hex.DecodeString(rec.Salt)
+	if err != nil {
+		return false, false
+	}
+	return !hmac.Equal([]byte(uriDigest(rec.KDF, salt, values)), []byte(rec.Sum)), true
 }
 
 // appliedURIsKey holds a salted digest of every source URL the service was
@@ -130,40 +153,22 @@ const appliedURIsKey = "source_uris_applied"
 // recordAppliedURIs keeps the digest of the URLs of list, the sources just
 // sent, when the configuration has write-only URLs (nothing otherwise).
 func recordAppliedURIs(ctx context.Context, private privateSetter, wo types.List, list []api.ReplicaSource, diags *diag.Diagnostics) {
-	if wo.IsNull() {
-		diags.Append(private.SetKey(ctx, appliedURIsKey, nil)...)
-		return
+	var uris []string
+	if !wo.IsNull() {
+		uris = append([]string{}, list2uris(list)...)
 	}
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	raw, err := json.Marshal(sentURIs{KDF: sentKDF, Salt: hex.EncodeToString(salt), Sum: uriDigest(sentKDF, salt, list2uris(list))})
-	if err != nil {
-		diags.AddError("Could not record the source URLs sent", err.Error())
-		return
-	}
-	diags.Append(private.SetKey(ctx, appliedURIsKey, raw)...)
+	recordDigest(ctx, private, appliedURIsKey, uris, "the source URLs sent", diags)
 }
 
 // appliedURIsChanged says whether the service's source URLs differ from
 // those recorded by recordAppliedURIs; false without a record.
 func appliedURIsChanged(ctx context.Context, private privateGetter, in []api.ReplicaSourceStatus) bool {
-	if private == nil {
-		return false
-	}
-	raw, _ := private.GetKey(ctx, appliedURIsKey)
-	var rec sentURIs
-	if len(raw) == 0 || json.Unmarshal(raw, &rec) != nil {
-		return false
-	}
-	salt, err := hex.DecodeString(rec.Salt)
-	if err != nil {
-		return false
-	}
 	uris := make([]string, len(in))
 	for i, s := range in {
 		uris[i] = s.URI
 	}
-	return !hmac.Equal([]byte(uriDigest(rec.KDF, salt, uris)), []byte(rec.Sum))
+	differs, _ := recordedDigestDiffers(ctx, private, appliedURIsKey, uris)
+	return differs
 }
 
 // markSentURIsChanged makes sentURIsDiffer report that the write-only URLs

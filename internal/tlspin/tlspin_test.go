@@ -121,8 +121,8 @@ func TestParseCertificateSaysWhy(t *testing.T) {
 	_, err := tlspin.ParseCertificate(c.pem)
 	require.NoError(t, err)
 	for text, want := range map[string]string{
-		"":            "not PEM",
-		c.pem + c.pem: "more than one PEM block",
+		"":                            "not PEM",
+		c.pem + c.pem:                 "more than one PEM block",
 		c.pem + "subject=CN = unit\n": "text follows the certificate's PEM block",
 		"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n": `"PRIVATE KEY", not a CERTIFICATE`,
 		"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n": "does not parse",
