@@ -34,7 +34,7 @@ type statusCollector struct {
 	src                                           Source
 	buildInfo, dbUp, memUsed, memLimit, replSync  *prometheus.Desc
 	srcStatus, lag, loadBytes, loadTotal, certExp *prometheus.Desc
-	compression                                   *prometheus.Desc
+	compression, dbProblem, incomplete            *prometheus.Desc
 }
 
 // States of the enum gauges, one series each.
@@ -46,7 +46,8 @@ var (
 // NewStatusCollector returns the collector of the status series:
 // replicad_build_info, replicad_database_*, replicad_replica_sync,
 // replicad_replica_source_status, replicad_replica_lag_seconds,
-// replicad_replica_load_bytes, replicad_replica_load_total_bytes and
+// replicad_replica_load_bytes, replicad_replica_load_total_bytes,
+// replicad_replica_source_incomplete, replicad_database_problem and
 // replicad_certificate_expiry_timestamp_seconds.
 func NewStatusCollector(src Source) prometheus.Collector {
 	db := []string{"database", "name"}
@@ -66,6 +67,8 @@ func NewStatusCollector(src Source) prometheus.Collector {
 		loadBytes:   prometheus.NewDesc("replicad_replica_load_bytes", "Bytes of the source's RDB loaded so far by the current or last full load.", source, nil),
 		loadTotal:   prometheus.NewDesc("replicad_replica_load_total_bytes", "Size of the source's RDB of the current or last full load; 0 while unknown (diskless).", source, nil),
 		compression: prometheus.NewDesc("replicad_replica_compression_active", "1 when the source compresses what it sends to this destination.", source, nil),
+		dbProblem:   prometheus.NewDesc("replicad_database_problem", "1 while the database's last_error says something is wrong with it (down, not answering, unable to write its AOF, settings or files not applied yet, its replication endpoint not listening), 0 otherwise.", db, nil),
+		incomplete:  prometheus.NewDesc("replicad_replica_source_incomplete", "1 while the source's sync_note says the destination could not reproduce part of it (keys missing, writes not replicated), 0 otherwise.", source, nil),
 		certExp: prometheus.NewDesc("replicad_certificate_expiry_timestamp_seconds", "When each of the instance's certificates expires (Unix time).",
 			[]string{"certificate"}, nil),
 	}
@@ -99,6 +102,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		// how the load goes.
 		gauge(c.dbUp, bool01(d.Status == api.StatusActive || d.Status == api.StatusLoading), uid, d.Name)
 		gauge(c.memLimit, float64(d.MemorySize), uid, d.Name)
+		gauge(c.dbProblem, bool01(d.LastError != ""), uid, d.Name)
 		if c.src.MemoryUsed != nil {
 			if used, ok := c.src.MemoryUsed(ctx, d.UID); ok {
 				gauge(c.memUsed, float64(used), uid, d.Name)
@@ -124,6 +128,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.loadBytes, float64(s.RDBTransferred), uid, d.Name, addr)
 			gauge(c.loadTotal, float64(max(s.RDBSize, 0)), uid, d.Name, addr) // -1: not known (diskless)
 			gauge(c.compression, bool01(s.CompressionActive), uid, d.Name, addr)
+			gauge(c.incomplete, bool01(s.SyncNote != ""), uid, d.Name, addr)
 		}
 	}
 }

@@ -93,3 +93,39 @@ func TestLoadingDatabasesAreUp(t *testing.T) {
 	assert.Equal(t, 0.0, values["replicad_replica_load_total_bytes/loading"])
 	assert.Equal(t, 4096.0, values["replicad_replica_load_bytes/loading"])
 }
+
+// An operator can alert on what the status says in words: a database's
+// last_error, a source's sync_note (what of it the destination could not
+// reproduce), as 0 or 1, never with the text as a label.
+func TestProblemsAndSyncNotesAreGauges(t *testing.T) {
+	dbs := []api.Database{
+		{UID: 1, Name: "fine", Status: api.StatusActive, ReplicaSync: api.SyncEnabled,
+			ReplicaSources: []api.ReplicaSourceStatus{{ReplicaSource: api.ReplicaSource{URI: "redis://10.0.0.1:6379"}, Status: api.SourceInSync}}},
+		{UID: 2, Name: "diskfull", Status: api.StatusActive, LastError: "its redis-server cannot write its AOF", ReplicaSync: api.SyncEnabled,
+			ReplicaSources: []api.ReplicaSourceStatus{{ReplicaSource: api.ReplicaSource{URI: "redis://:pw@10.0.0.2:6379"}, Status: api.SourceInSync,
+				SyncNote: "3 keys of the source are not at the destination"}}},
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewStatusCollector(Source{Version: "test", Databases: func(context.Context) ([]api.Database, error) { return dbs, nil }}))
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	values := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			key := mf.GetName()
+			for _, lp := range m.Label {
+				assert.NotContains(t, lp.GetValue(), "AOF", "no status text in a label")
+				assert.NotContains(t, lp.GetValue(), "pw", "no password in a label")
+				if lp.GetName() == "name" {
+					key += "/" + lp.GetValue()
+				}
+			}
+			values[key] = m.GetGauge().GetValue()
+		}
+	}
+	assert.Equal(t, map[string]float64{"fine": 0, "diskfull": 1}, map[string]float64{
+		"fine": values["replicad_database_problem/fine"], "diskfull": values["replicad_database_problem/diskfull"]})
+	require.Contains(t, values, "replicad_replica_source_incomplete/fine")
+	assert.Equal(t, 0.0, values["replicad_replica_source_incomplete/fine"])
+	assert.Equal(t, 1.0, values["replicad_replica_source_incomplete/diskfull"])
+}
