@@ -91,31 +91,28 @@ func (c *Controller) retryStart(ctx context.Context, uid int) {
 // setNotStarted records why the process of uid could not be started (nil:
 // it could).
 func (c *Controller) setNotStarted(uid int, err error) {
-	c.downMu.Lock()
-	defer c.downMu.Unlock()
-	if err == nil {
-		delete(c.epDown.notStarted, uid)
-		return
-	}
-	if c.epDown.notStarted == nil {
-		c.epDown.notStarted = map[int]string{}
-	}
-	c.epDown.notStarted[uid] = fmt.Sprintf("its redis-server could not be started (retrying): %v", err)
+	c.setDown(&c.epDown.notStarted, uid, err, "its redis-server could not be started (retrying)")
 }
 
 // setEndpointDown records why the endpoint of uid does not listen (nil: it
 // does).
 func (c *Controller) setEndpointDown(uid int, err error) {
+	c.setDown(&c.epDown.down, uid, err, "its replication endpoint does not listen, so destinations cannot replicate from it (retrying)")
+}
+
+// setDown records in *m why uid does not serve (what, then err), or
+// forgets it when err is nil.
+func (c *Controller) setDown(m *map[int]string, uid int, err error, what string) {
 	c.downMu.Lock()
 	defer c.downMu.Unlock()
 	if err == nil {
-		delete(c.epDown.down, uid)
+		delete(*m, uid)
 		return
 	}
-	if c.epDown.down == nil {
-		c.epDown.down = map[int]string{}
+	if *m == nil {
+		*m = map[int]string{}
 	}
-	c.epDown.down[uid] = fmt.Sprintf("its replication endpoint does not listen, so destinations cannot replicate from it (retrying): %v", err)
+	(*m)[uid] = fmt.Sprintf("%s: %v", what, err)
 }
 
 // endpointProblem says why the replication endpoint of uid does not listen.

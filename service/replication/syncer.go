@@ -849,7 +849,6 @@ type backoff struct {
 	n          int
 }
 
-// newBackoff is the backoff of connection errors: from 100 ms to 10 s.
 // retryWarnEvery: the same failure of a source's link, retried for as long
 // as the source is down, is a warning once in this long; the status says
 // it at each retry.
@@ -877,6 +876,7 @@ func (r *retryLog) warn(err string, now time.Time) (repeats int, ok bool) {
 	return repeats, true
 }
 
+// newBackoff is the backoff of connection errors: from 100 ms to 10 s.
 func newBackoff() *backoff { return &backoff{base: 100 * time.Millisecond, most: 10 * time.Second} }
 
 func (b *backoff) reset() { b.n = 0 }
