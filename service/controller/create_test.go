@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/service/controller"
 	"github.com/replicad/terraform-provider-redis/service/databases"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
@@ -98,8 +99,12 @@ func newFixture(t *testing.T, raced ...int) *fixture {
 	require.NoError(t, err)
 	t.Cleanup(dbs.Close)
 	// Below the kernel's ephemeral range (32768 and up), where outgoing
-	// connections of this and other tests would take ports at random.
+	// connections of this and other tests would take ports at random; in
+	// the service's windows when the test's ports are confined.
 	base := 11000 + 10*rand.IntN(300)
+	if wb, n, sz, ok := redistest.ServiceWindows(); ok {
+		base = wb + sz*rand.IntN(n)
+	}
 	r := racedDatabases{Manager: dbs, raced: map[int]bool{}}
 	for _, p := range raced {
 		r.raced[base+p] = true
