@@ -86,3 +86,17 @@ func TestRetryLogWarnsOfTheSameFailureOnceAMinute(t *testing.T) {
 	assert.True(t, ok, "another failure is a warning at once")
 	assert.Zero(t, n)
 }
+
+func TestRetryLogTakesCutsOfTwoConnectionsForTheSameFailure(t *testing.T) {
+	var r retryLog
+	at := time.Unix(1000, 0)
+	_, ok := r.warn("read tcp 127.0.0.1:41392->127.0.0.1:6379: read: connection reset by peer", at)
+	assert.True(t, ok)
+	_, ok = r.warn("read tcp 127.0.0.1:41408->127.0.0.1:6379: read: connection reset by peer", at.Add(time.Second))
+	assert.False(t, ok, "the same cut of the next connection, from another local port, is the same failure")
+	_, ok = r.warn("read tcp [::1]:41410->[::1]:6379: read: connection reset by peer", at.Add(2*time.Second))
+	assert.True(t, ok, "a cut of a link to another address is another failure")
+	_, ok = r.warn("read tcp 127.0.0.1:41500->127.0.0.1:6380: read: connection reset by peer", at.Add(3*time.Second))
+	assert.True(t, ok, "a cut of a link to another node is another failure")
+	assert.Equal(t, "read tcp ->[::1]:6379: x", withoutLocalPorts("read tcp [::1]:41410->[::1]:6379: x"))
+}

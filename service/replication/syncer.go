@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -867,6 +868,7 @@ type retryLog struct {
 // warn records a failure and says whether to warn of it, with the times it
 // failed the same way since the last warning.
 func (r *retryLog) warn(err string, now time.Time) (repeats int, ok bool) {
+	err = withoutLocalPorts(err)
 	if err == r.last && now.Sub(r.warnedAt) < retryWarnEvery {
 		r.repeats++
 		return 0, false
@@ -875,6 +877,15 @@ func (r *retryLog) warn(err string, now time.Time) (repeats int, ok bool) {
 	r.last, r.warnedAt, r.repeats = err, now, 0
 	return repeats, true
 }
+
+// localEndpoint is the local address Go's net errors name before the
+// remote one ("read tcp 127.0.0.1:41392->10.0.0.1:6379: ..."): its port is
+// a new ephemeral one at each connection.
+var localEndpoint = regexp.MustCompile(`[0-9A-Za-z.:\[\]%]+:[0-9]+->`)
+
+// withoutLocalPorts is a failure's text without the local endpoints, so
+// that the same failure of two connections reads the same.
+func withoutLocalPorts(err string) string { return localEndpoint.ReplaceAllString(err, "->") }
 
 // newBackoff is the backoff of connection errors: from 100 ms to 10 s.
 func newBackoff() *backoff { return &backoff{base: 100 * time.Millisecond, most: 10 * time.Second} }
