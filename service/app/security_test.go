@@ -390,6 +390,13 @@ func TestAPIRefusesAmbiguousInput(t *testing.T) {
 	rename = "OTHER"
 	code, _ = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", other.UID), api.UpdateDatabaseRequest{Name: &rename}, nil)
 	assert.Equal(t, 200, code, "a database may change the case of its own name")
+	// An update checks shards_count's range as a create does: a negative
+	// count was read as 1, the count the database has, and answered 200.
+	for _, n := range []int{-1, -100, api.MaxShards + 1} {
+		code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", other.UID), api.UpdateDatabaseRequest{ShardsCount: &n}, nil)
+		assert.Equal(t, 400, code, "shards_count %d", n)
+		assert.Contains(t, e.Description, "out of range", "shards_count %d", n)
+	}
 	var list []api.Database
 	call(t, i, "GET", "/v1/bdbs", nil, &list)
 	assert.Len(t, list, 2, "nothing left behind by the refused calls")
@@ -423,8 +430,8 @@ func TestACraftedRestoreOfTheApplicationUserIsRefused(t *testing.T) {
 }
 
 // A flood of connections to the API (idle, never authenticated) holds at
-// most MaxAPIConnections of the service's file descriptors: the others wait
-// in the kernel's queue. They used to take one each, until the process had
+// most MaxAPIConnections of the service's file descriptors: past it, a new
+// connection displaces an idle one. They used to take one each, until the process had
 // none left for anything else (a database's restart failed with "too many
 // open files"). The API answers during the flood and after it.
 func TestAFloodOfAPIConnectionsHoldsABoundedNumberOfFiles(t *testing.T) {
