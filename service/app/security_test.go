@@ -2,13 +2,17 @@ package app_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc64"
 	"io"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +26,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 	"github.com/replicad/terraform-provider-redis/service/app"
+	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -544,4 +549,56 @@ func TestReadersHoldingMemoryDoNotStopTheSync(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A sharded database with TLS trusted its client_certificates on its
+// cluster bus too (Redis has one list of trusted certificates for its port
+// and its bus): whoever held one, typically a destination instance's
+// syncer certificate, could join the cluster with a node of its own
+// (CLUSTER MEET from it) and take its slots. Its nodes now trust the
+// instance's CA alone; the pinned certificates still open its replication
+// endpoints, which pin them exactly.
+func TestPinnedClientCertificatesDoNotOpenTheClusterBus(t *testing.T) {
+	i := servicetest.Start(t)
+	certPEM, keyPEM, err := certs.LoadOrCreateSelfSigned(t.TempDir(), "pinned", "pinned client")
+	require.NoError(t, err)
+	pinned, err := tls.X509KeyPair(certPEM, keyPEM)
+	require.NoError(t, err)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "pinned", MemorySize: 64 << 20, ShardsCount: 2,
+		TLSMode: api.TLSEnabled, ClientCertificates: []string{string(certPEM)}})
+	conf, err := os.ReadFile(filepath.Join(i.DataDir, "dbs", strconv.Itoa(db.UID), "redis.conf"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^cluster-port (\d+)$`).FindSubmatch(conf)
+	require.NotNil(t, m, "the first node's cluster bus port")
+	bus := net.JoinHostPort(db.Endpoints[0].Host, string(m[1]))
+
+	// With TLS 1.3 the server checks the client's certificate once the
+	// client's side of the handshake is done: a refusal is an alert on
+	// the first read, an admission a read that waits for bus messages.
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", bus,
+		&tls.Config{Certificates: []tls.Certificate{pinned}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	if err == nil {
+		defer conn.Close()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+	}
+	require.Error(t, err)
+	var netErr net.Error
+	assert.False(t, errors.As(err, &netErr) && netErr.Timeout(), "the cluster bus admitted a pinned client certificate")
+
+	// The replication endpoint of that node admits the pinned certificate.
+	addr, pw := sourceEndpoint(t, i, db)
+	rc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{Certificates: []tls.Certificate{pinned}, InsecureSkipVerify: true})
+	require.NoError(t, err)
+	defer rc.Close()
+	rc.SetDeadline(time.Now().Add(30 * time.Second))
+	_, err = fmt.Fprintf(rc, "*3\r\n$4\r\nAUTH\r\n$5\r\nadmin\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n", len(pw), pw)
+	require.NoError(t, err)
+	rd := resp.NewReader(bufio.NewReader(rc))
+	for _, want := range []string{"+OK", "+PONG"} {
+		v, err := rd.ReadValue()
+		require.NoError(t, err)
+		assert.Equal(t, want, v.String())
+	}
 }
