@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -601,4 +602,56 @@ func TestPinnedClientCertificatesDoNotOpenTheClusterBus(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, v.String())
 	}
+}
+
+// The replicas of a sharded database log in to their masters over the
+// network (the nodes' ports, in plain text without TLS). They did so as
+// the service's own user, so that whoever saw that traffic held every
+// right over every node (CONFIG, ACL, DEBUG, SHUTDOWN). They log in as
+// the user that may only replicate now.
+func TestShardReplicasLogInWithReplicationRightsOnly(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "replicated", MemorySize: 64 << 20, ShardsCount: 2, Replication: true})
+	nodes := i.App.Databases().NodeClients(db.UID)
+	require.Len(t, nodes, 4)
+	conf, err := nodes[0].ConfigGet(ctx(t), "master*").Result()
+	require.NoError(t, err)
+	user, pw := conf["masteruser"], conf["masterauth"]
+	require.NotEmpty(t, pw, "the replicas' credentials")
+	for _, ep := range db.Endpoints {
+		c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)), Username: user, Password: pw, MaxRetries: -1})
+		defer c.Close()
+		require.NoError(t, c.Ping(ctx(t)).Err(), "the replicas' credentials log in to node %d", ep.Port)
+		for _, cmd := range [][]any{{"CONFIG", "GET", "maxmemory"}, {"ACL", "LIST"}, {"GET", "k"}, {"CLUSTER", "RESET"}, {"FLUSHALL"}} {
+			err := c.Do(ctx(t), cmd...).Err()
+			require.Error(t, err, "%v with the replicas' credentials", cmd)
+			assert.Contains(t, err.Error(), "NOPERM", "%v with the replicas' credentials", cmd)
+		}
+	}
+
+	// The replicas still replicate their masters.
+	var addrs []string
+	for _, ep := range db.Endpoints {
+		addrs = append(addrs, net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)))
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: db.AuthenticationRedisPass})
+	defer cc.Close()
+	for k := range 100 {
+		require.NoError(t, cc.Set(ctx(t), "k"+strconv.Itoa(k), k, 0).Err())
+	}
+	eventually(t, 60*time.Second, "every replica holds its master's keys", func() error {
+		return cc.ForEachSlave(ctx(t), func(ctx context.Context, r *redis.Client) error {
+			if err := r.ReadOnly(ctx).Err(); err != nil {
+				return err
+			}
+			n, err := r.DBSize(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if n < 20 {
+				return fmt.Errorf("a replica holds %d keys", n)
+			}
+			return nil
+		})
+	})
 }
