@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/netutil"
+	"github.com/replicad/terraform-provider-redis/internal/connlimit"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	apiserver "github.com/replicad/terraform-provider-redis/service/api"
@@ -77,10 +77,11 @@ type Config struct {
 	// API, the console and /metrics.
 	ViewerUser     string
 	ViewerPassword string
-	// MaxAPIConnections bounds the API's open connections (0: 1024): more
-	// wait in the kernel's queue until one closes, so that a flood of
-	// connections cannot use up the file descriptors that the databases'
-	// restarts, logs and replication need.
+	// MaxAPIConnections bounds the API's open connections (0: 1024), so
+	// that a flood of connections cannot use up the file descriptors that
+	// the databases' restarts, logs and replication need. A connection
+	// past it closes an idle one of the address holding the most
+	// (package connlimit), so a flood does not lock others out.
 	MaxAPIConnections int
 }
 
@@ -253,7 +254,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if maxConns <= 0 {
 		maxConns = defaultMaxAPIConnections
 	}
-	a.listener = netutil.LimitListener(a.listener, maxConns)
+	limited := connlimit.New(a.listener, maxConns)
+	a.listener = limited
 	certPEMs := map[string][]byte{"ca": ca.CertPEM, "proxy": proxyPEM, "syncer": syncerPEM}
 	if len(tlsCert.Certificate) > 0 {
 		certPEMs["api"] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsCert.Certificate[0]})
@@ -278,7 +280,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.endRequests = endRequests
 	a.http = &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
-		Handler:           handler,
+		ConnContext:       limited.ConnContext,
+		Handler:           limited.Track(handler),
 		TLSConfig:         certs.ServerTLS(tlsCert),
 		ReadHeaderTimeout: 10 * time.Second,
 		// A request's body (4 MiB at most) arrives within a minute, and a

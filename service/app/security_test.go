@@ -2,13 +2,18 @@ package app_test
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc64"
 	"io"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +27,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 	"github.com/replicad/terraform-provider-redis/service/app"
+	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -390,6 +396,13 @@ func TestAPIRefusesAmbiguousInput(t *testing.T) {
 	rename = "OTHER"
 	code, _ = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", other.UID), api.UpdateDatabaseRequest{Name: &rename}, nil)
 	assert.Equal(t, 200, code, "a database may change the case of its own name")
+	// An update checks shards_count's range as a create does: a negative
+	// count was read as 1, the count the database has, and answered 200.
+	for _, n := range []int{-1, -100, api.MaxShards + 1} {
+		code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", other.UID), api.UpdateDatabaseRequest{ShardsCount: &n}, nil)
+		assert.Equal(t, 400, code, "shards_count %d", n)
+		assert.Contains(t, e.Description, "out of range", "shards_count %d", n)
+	}
 	var list []api.Database
 	call(t, i, "GET", "/v1/bdbs", nil, &list)
 	assert.Len(t, list, 2, "nothing left behind by the refused calls")
@@ -423,10 +436,10 @@ func TestACraftedRestoreOfTheApplicationUserIsRefused(t *testing.T) {
 }
 
 // A flood of connections to the API (idle, never authenticated) holds at
-// most MaxAPIConnections of the service's file descriptors: the others wait
-// in the kernel's queue. They used to take one each, until the process had
+// most MaxAPIConnections of the service's file descriptors: past it, a new
+// connection displaces an idle one. They used to take one each, until the process had
 // none left for anything else (a database's restart failed with "too many
-// open files"). Once the flood ends, the API answers.
+// open files"). The API answers during the flood and after it.
 func TestAFloodOfAPIConnectionsHoldsABoundedNumberOfFiles(t *testing.T) {
 	const limit = 8
 	i := servicetest.StartWith(t, func(cfg *app.Config) { cfg.MaxAPIConnections = limit })
@@ -457,11 +470,22 @@ func TestAFloodOfAPIConnectionsHoldsABoundedNumberOfFiles(t *testing.T) {
 	})
 	assert.LessOrEqual(t, openFiles()-before-len(flood), limit+4, "files held by the service for the flood")
 
+	// While the flood stays open, the API still answers at once: a new
+	// connection displaces an idle one of the flood. It used to wait in
+	// the kernel's queue behind the whole flood, each connection held
+	// until the TLS handshake timed out (10 s): a client that kept its
+	// connections coming locked everybody out of the API.
+	start := time.Now()
+	code, apiErr := call(t, i, "GET", "/v1/bdbs", nil, nil)
+	assert.Equal(t, 200, code, "%v", apiErr)
+	assert.Less(t, time.Since(start), 5*time.Second, "the API's answer during a flood")
+	assert.LessOrEqual(t, openFiles()-before-len(flood), limit+4, "files held by the service for the flood")
+
 	for _, c := range flood {
 		c.Close()
 	}
 	flood = nil
-	code, apiErr := call(t, i, "GET", "/v1/bdbs", nil, nil)
+	code, apiErr = call(t, i, "GET", "/v1/bdbs", nil, nil)
 	assert.Equal(t, 200, code, "%v", apiErr)
 }
 
@@ -525,5 +549,109 @@ func TestReadersHoldingMemoryDoNotStopTheSync(t *testing.T) {
 			return fmt.Errorf("status %s", s)
 		}
 		return nil
+	})
+}
+
+// A sharded database with TLS trusted its client_certificates on its
+// cluster bus too (Redis has one list of trusted certificates for its port
+// and its bus): whoever held one, typically a destination instance's
+// syncer certificate, could join the cluster with a node of its own
+// (CLUSTER MEET from it) and take its slots. Its nodes now trust the
+// instance's CA alone; the pinned certificates still open its replication
+// endpoints, which pin them exactly.
+func TestPinnedClientCertificatesDoNotOpenTheClusterBus(t *testing.T) {
+	i := servicetest.Start(t)
+	certPEM, keyPEM, err := certs.LoadOrCreateSelfSigned(t.TempDir(), "pinned", "pinned client")
+	require.NoError(t, err)
+	pinned, err := tls.X509KeyPair(certPEM, keyPEM)
+	require.NoError(t, err)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "pinned", MemorySize: 64 << 20, ShardsCount: 2,
+		TLSMode: api.TLSEnabled, ClientCertificates: []string{string(certPEM)}})
+	conf, err := os.ReadFile(filepath.Join(i.DataDir, "dbs", strconv.Itoa(db.UID), "redis.conf"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^cluster-port (\d+)$`).FindSubmatch(conf)
+	require.NotNil(t, m, "the first node's cluster bus port")
+	bus := net.JoinHostPort(db.Endpoints[0].Host, string(m[1]))
+
+	// With TLS 1.3 the server checks the client's certificate once the
+	// client's side of the handshake is done: a refusal is an alert on
+	// the first read, an admission a read that waits for bus messages.
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", bus,
+		&tls.Config{Certificates: []tls.Certificate{pinned}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	if err == nil {
+		defer conn.Close()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+	}
+	require.Error(t, err)
+	var netErr net.Error
+	assert.False(t, errors.As(err, &netErr) && netErr.Timeout(), "the cluster bus admitted a pinned client certificate")
+
+	// The replication endpoint of that node admits the pinned certificate.
+	addr, pw := sourceEndpoint(t, i, db)
+	rc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{Certificates: []tls.Certificate{pinned}, InsecureSkipVerify: true})
+	require.NoError(t, err)
+	defer rc.Close()
+	rc.SetDeadline(time.Now().Add(30 * time.Second))
+	_, err = fmt.Fprintf(rc, "*3\r\n$4\r\nAUTH\r\n$5\r\nadmin\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n", len(pw), pw)
+	require.NoError(t, err)
+	rd := resp.NewReader(bufio.NewReader(rc))
+	for _, want := range []string{"+OK", "+PONG"} {
+		v, err := rd.ReadValue()
+		require.NoError(t, err)
+		assert.Equal(t, want, v.String())
+	}
+}
+
+// The replicas of a sharded database log in to their masters over the
+// network (the nodes' ports, in plain text without TLS). They did so as
+// the service's own user, so that whoever saw that traffic held every
+// right over every node (CONFIG, ACL, DEBUG, SHUTDOWN). They log in as
+// the user that may only replicate now.
+func TestShardReplicasLogInWithReplicationRightsOnly(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "replicated", MemorySize: 64 << 20, ShardsCount: 2, Replication: true})
+	nodes := i.App.Databases().NodeClients(db.UID)
+	require.Len(t, nodes, 4)
+	conf, err := nodes[0].ConfigGet(ctx(t), "master*").Result()
+	require.NoError(t, err)
+	user, pw := conf["masteruser"], conf["masterauth"]
+	require.NotEmpty(t, pw, "the replicas' credentials")
+	for _, ep := range db.Endpoints {
+		c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)), Username: user, Password: pw, MaxRetries: -1})
+		defer c.Close()
+		require.NoError(t, c.Ping(ctx(t)).Err(), "the replicas' credentials log in to node %d", ep.Port)
+		for _, cmd := range [][]any{{"CONFIG", "GET", "maxmemory"}, {"ACL", "LIST"}, {"GET", "k"}, {"CLUSTER", "RESET"}, {"FLUSHALL"}} {
+			err := c.Do(ctx(t), cmd...).Err()
+			require.Error(t, err, "%v with the replicas' credentials", cmd)
+			assert.Contains(t, err.Error(), "NOPERM", "%v with the replicas' credentials", cmd)
+		}
+	}
+
+	// The replicas still replicate their masters.
+	var addrs []string
+	for _, ep := range db.Endpoints {
+		addrs = append(addrs, net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)))
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: db.AuthenticationRedisPass})
+	defer cc.Close()
+	for k := range 100 {
+		require.NoError(t, cc.Set(ctx(t), "k"+strconv.Itoa(k), k, 0).Err())
+	}
+	eventually(t, 60*time.Second, "every replica holds its master's keys", func() error {
+		return cc.ForEachSlave(ctx(t), func(ctx context.Context, r *redis.Client) error {
+			if err := r.ReadOnly(ctx).Err(); err != nil {
+				return err
+			}
+			n, err := r.DBSize(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if n < 20 {
+				return fmt.Errorf("a replica holds %d keys", n)
+			}
+			return nil
+		})
 	})
 }

@@ -35,6 +35,10 @@ func validateSharding(req api.CreateDatabaseRequest) error {
 // shards, their replicas or cluster mode moves data between servers, which
 // the service does not do yet.
 func checkShardingChange(d store.Database, req api.UpdateDatabaseRequest) error {
+	if n := req.ShardsCount; n != nil && (*n < 0 || *n > api.MaxShards) {
+		// Out of range as in a create, not taken for 1.
+		return invalid("shards_count %d is out of range 1-%d", *n, api.MaxShards)
+	}
 	if req.ShardsCount != nil && max(*req.ShardsCount, 1) != d.Shards() {
 		return invalid("shards_count cannot change (from %d to %d): resharding a database is not supported yet; create a new database with the shards wanted instead", d.Shards(), *req.ShardsCount)
 	}

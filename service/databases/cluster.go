@@ -370,14 +370,16 @@ func nodesStatus(statuses []string, progress []float64) (string, float64) {
 	return worst, perc
 }
 
-// masterAuth lets a cluster replica log in to its master as the service's
-// own user. It is set live, never written to the config file: the
-// password would be there in clear.
+// masterAuth lets a cluster replica log in to its master as the user that
+// may only replicate (adminRules): the link crosses the network, in plain
+// text on a database without TLS, and the service's own user would give
+// whoever saw it every right over every node. It is set live, never
+// written to the config file: the password would be there in clear.
 func masterAuth(ctx context.Context, c *redis.Client, d store.Database) error {
-	if err := c.ConfigSet(ctx, "masteruser", InternalUser).Err(); err != nil {
+	if err := c.ConfigSet(ctx, "masteruser", AdminUser).Err(); err != nil {
 		return fmt.Errorf("set masteruser: %w", err)
 	}
-	if err := c.ConfigSet(ctx, "masterauth", d.InternalPassword).Err(); err != nil {
+	if err := c.ConfigSet(ctx, "masterauth", AdminSecret(d)).Err(); err != nil {
 		return fmt.Errorf("set masterauth: %w", err)
 	}
 	return nil

@@ -107,7 +107,7 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 		line("tls-cert-file %s", quote(tlsFiles.CertFile))
 		line("tls-key-file %s", quote(tlsFiles.KeyFile))
 		line("tls-ca-cert-file %s", quote(filepath.Join(dir, clientCAFile(d))))
-		if len(d.ClientCertificates) > 0 {
+		if len(redisTrustedClients(d)) > 0 {
 			line("tls-auth-clients yes")
 		} else {
 			line("tls-auth-clients optional")

@@ -571,7 +571,7 @@ func (m *Manager) writeFiles(d store.Database) (string, error) {
 		return "", fmt.Errorf("create directory of database %d: %w", d.UID, err)
 	}
 	confPath := filepath.Join(dir, "redis.conf")
-	if err := writeClientCAs(dir, clientCAFile(d), m.cfg.TLS.CAFile, d.ClientCertificates); err != nil {
+	if err := writeClientCAs(dir, clientCAFile(d), m.cfg.TLS.CAFile, redisTrustedClients(d)); err != nil {
 		return "", fmt.Errorf("write trusted client certificates of database %d: %w", d.UID, err)
 	}
 	if err := writeFileWhole(confPath, []byte(renderConfig(d, dir, m.bindHost(), m.cfg.AdvertiseHost, m.Socket(d.UID), m.cfg.TLS))); err != nil {
@@ -687,7 +687,7 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 		// The pinned client certificates, which the config file holds for
 		// the next start, apply to this one too.
 		auth := "optional"
-		if len(d.ClientCertificates) > 0 {
+		if len(redisTrustedClients(d)) > 0 {
 			auth = "yes"
 		}
 		if err := c.Do(ctx, "CONFIG", "SET", "tls-ca-cert-file", filepath.Join(m.Dir(d.UID), clientCAFile(d)), "tls-auth-clients", auth).Err(); err != nil {
@@ -1035,8 +1035,26 @@ func (m *Manager) PortFree(port int) bool {
 // a new path, which CONFIG SET tls-ca-cert-file applies to the running
 // server (the same path would not be read again).
 func clientCAFile(d store.Database) string {
-	sum := sha256.Sum256([]byte(strings.Join(d.ClientCertificates, "\n")))
+	sum := sha256.Sum256([]byte(strings.Join(redisTrustedClients(d), "\n")))
 	return "clients-" + hex.EncodeToString(sum[:6]) + ".pem"
+}
+
+// redisTrustedClients are the client certificates that d's redis-server
+// trusts besides the instance's CA: its client_certificates, except on a
+// sharded database, whose nodes trust the instance's CA alone. Redis has
+// one list of trusted certificates for its port and its cluster bus, and a
+// bus that admits a certificate admits a node of its holder's (CLUSTER
+// MEET), which can take slots: a destination instance whose syncer
+// certificate was pinned could take the cluster over. client_certificates
+// pin who may replicate, which the replication endpoints enforce exactly
+// on every database; a sharded database's TLS port then admits clients
+// without a certificate, as a TLS database without pins does (the password
+// still applies).
+func redisTrustedClients(d store.Database) []string {
+	if d.Clustered() {
+		return nil
+	}
+	return d.ClientCertificates
 }
 
 // writeClientCAs writes name in dir, what a TLS database trusts from

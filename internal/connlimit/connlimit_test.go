@@ -1,0 +1,101 @@
+package connlimit
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// dialFrom opens a connection to addr from the loopback address ip.
+func dialFrom(t *testing.T, ip, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedByServer says whether the server closed c (EOF within a while).
+func closedByServer(c net.Conn, within time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(within))
+	_, err := c.Read(make([]byte, 1))
+	return err == io.EOF
+}
+
+// A connection past the limit displaces an idle one of the address that
+// holds the most connections, never a connection serving a request, nor
+// the lone connection of another address.
+func TestAFloodDisplacesItsOwnIdleConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l := New(ln, 3)
+	release := make(chan struct{})
+	inHandler := make(chan struct{}, 1)
+	srv := &http.Server{ConnContext: l.ConnContext, ReadHeaderTimeout: time.Minute,
+		Handler: l.Track(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			inHandler <- struct{}{}
+			<-release
+		}))}
+	go srv.Serve(l)
+	defer srv.Close()
+	addr := ln.Addr().String()
+
+	// The oldest: a request being served, from the flooding address.
+	busy := dialFrom(t, "127.0.0.1", addr)
+	_, err = busy.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	require.NoError(t, err)
+	<-inHandler
+	other := dialFrom(t, "127.0.0.2", addr) // another client, idle
+	idle := dialFrom(t, "127.0.0.1", addr)  // the flood's first idle one
+	// Past the limit: the flood's idle connection goes.
+	dialFrom(t, "127.0.0.1", addr)
+	assert.True(t, closedByServer(idle, 5*time.Second), "the flooding address's idle connection is closed")
+	assert.False(t, closedByServer(other, 200*time.Millisecond), "another address's connection stays")
+	assert.False(t, closedByServer(busy, 200*time.Millisecond), "a connection serving a request stays")
+	close(release)
+	busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, err := busy.Read(buf)
+	require.NoError(t, err)
+	assert.Contains(t, string(buf[:n]), "HTTP/1.1 200", "the request served to its end")
+}
+
+// When every connection serves a request, a new one waits for room, and
+// a closed listener ends that wait.
+func TestAcceptWaitsWhileAllServe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l := New(ln, 1)
+	first := dialFrom(t, "127.0.0.1", ln.Addr().String())
+	c, err := l.Accept()
+	require.NoError(t, err)
+	defer c.Close()
+	l.mu.Lock()
+	l.conns[0].serving = 1
+	l.mu.Unlock()
+	dialFrom(t, "127.0.0.1", ln.Addr().String())
+	accepted := make(chan error, 1)
+	go func() {
+		_, err := l.Accept()
+		accepted <- err
+	}()
+	select {
+	case err := <-accepted:
+		t.Fatalf("accepted past the limit while every connection serves: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	assert.False(t, closedByServer(first, 10*time.Millisecond))
+	require.NoError(t, l.Close())
+	select {
+	case err := <-accepted:
+		assert.ErrorIs(t, err, net.ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still waits after Close")
+	}
+}
