@@ -29,6 +29,40 @@ type Proxy struct {
 	down atomic.Bool
 	// forwarded counts the bytes the target sent that went on.
 	forwarded atomic.Int64
+	// stalled, while open, holds what the target sends: the connections
+	// stay open and silent (nil: not stalled). Guarded by mu.
+	stalled chan struct{}
+}
+
+// Stall holds every byte the target sends, the connections left open, until
+// Unstall: a link that goes silent without closing (a half-open connection,
+// a frozen router).
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled == nil {
+		p.stalled = make(chan struct{})
+	}
+}
+
+// Unstall lets what Stall held go on.
+func (p *Proxy) Unstall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled != nil {
+		close(p.stalled)
+		p.stalled = nil
+	}
+}
+
+// waitUnstalled returns once the proxy is not stalled.
+func (p *Proxy) waitUnstalled() {
+	p.mu.Lock()
+	ch := p.stalled
+	p.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 // Forwarded is how many bytes from the target the proxy has passed on so
@@ -59,6 +93,7 @@ func (p *Proxy) copyDown(dst, src net.Conn) {
 	for {
 		n, err := src.Read(buf)
 		for b := buf[:n]; len(b) > 0; {
+			p.waitUnstalled()
 			chunk := len(b)
 			if c := int(p.slowChunk.Load()); c > 0 && c < chunk {
 				chunk = c
@@ -91,7 +126,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	}
 	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln}
 	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.Cut() })
+	t.Cleanup(func() { ln.Close(); p.Unstall(); p.Cut() })
 	return p
 }
 
