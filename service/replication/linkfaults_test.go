@@ -2,6 +2,7 @@ package replication_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,4 +60,101 @@ func TestALinkSilentMidLoadIsOutOfSync(t *testing.T) {
 	require.NoError(t, src.Client().Incr(redistest.Ctx(t), "after").Err())
 	eventuallyEqual(t, time.Minute, dc, src.Client())
 	require.Empty(t, a.get(dst.UID).ReplicaSources[0].LastError)
+}
+
+// TestABigKeyOverASlowLinkLoads: a source whose 4 MB key takes longer than
+// a minute (Redis's repl-timeout) to arrive, over a link of about 50 KB/s
+// (a 100 MB key over a link of a few Mbit/s is the same). The service
+// decodes a key whole before it sends it on to the destination, which sat
+// silent on its link meanwhile: it gave the link up after its repl-timeout,
+// the load was cut, and the next full sync was cut at the same key, for
+// ever. It must load once, and then stream.
+func TestABigKeyOverASlowLinkLoads(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "pw-big")
+	ctx := redistest.Ctx(t)
+	require.NoError(t, src.Client().Set(ctx, "big", noise(4<<20), 0).Err())
+	fillStrings(t, src.Client(), "k:", 100, 100)
+	proxy := redistest.StartProxy(t, src.Addr())
+	proxy.Slow(2<<10, 40*time.Millisecond) // about 50 KB/s: the big key takes 80 s
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://:pw-big@" + proxy.Addr}}})
+	logDestOnFailure(t, i, dst.UID)
+	redistest.Eventually(t, 3*time.Minute, "the big key loaded", func() error {
+		if n := proxy.Forwarded(); n < 4<<20 {
+			return fmt.Errorf("%d bytes forwarded, source %+v", n, a.get(dst.UID).ReplicaSources[0])
+		}
+		return nil
+	})
+	proxy.Slow(0, 0)
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	require.NoError(t, src.Client().Incr(ctx, "after").Err())
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	info, err := src.Client().InfoMap(ctx, "stats").Result()
+	require.NoError(t, err)
+	require.Equal(t, "1", info["Stats"]["sync_full"], "one full sync: the load was never cut")
+}
+
+// TestASourceReplicaPromotedContinues: the source is a replica of another
+// server, and is promoted (REPLICAOF NO ONE) while that server is written
+// to: it starts a new history, and a native sub-replica continues across
+// it with a partial sync. So must the service, and every later cut of the
+// link too (the checkpoint follows the new history), with the INCR
+// counters exactly those of the promoted source.
+func TestASourceReplicaPromotedContinues(t *testing.T) {
+	ctx := redistest.Ctx(t)
+	r := redistest.Start(t)
+	// A backlog that holds whatever the writers send while the link is
+	// down: a full sync is then no one's fault but the service's.
+	s := redistest.Start(t, "--replicaof", "127.0.0.1", fmt.Sprint(r.Port), "--repl-backlog-size", "256mb")
+	// Synced with its master first: a replica's own full sync gives it
+	// its master's history, and its replicas resync in full then.
+	redistest.Eventually(t, time.Minute, "the source replica synced", func() error {
+		info, err := s.Client().Info(ctx, "replication").Result()
+		if err != nil || !strings.Contains(info, "master_link_status:up") {
+			return fmt.Errorf("%v: %s", err, info)
+		}
+		return nil
+	})
+	proxy := redistest.StartProxy(t, s.Addr())
+	a := newAPI(t, servicetest.Start(t))
+	w := startIncrWriter(t, r.Client(), 20)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + proxy.Addr}}})
+	a.waitInSync(dst.UID, time.Minute)
+	redistest.Eventually(t, time.Minute, "counters streamed through the replica", func() error {
+		if n := w.written.Load(); n < 20000 {
+			return fmt.Errorf("%d written", n)
+		}
+		return nil
+	})
+	// Promoted under writes to its former master, which it no longer
+	// follows from then on.
+	require.NoError(t, s.Client().SlaveOf(ctx, "NO", "ONE").Err())
+	w.stop()
+	w2 := startIncrWriter(t, s.Client(), 20)
+	redistest.Eventually(t, time.Minute, "counters written to the promoted source", func() error {
+		if n := w2.written.Load(); n < 20000 {
+			return fmt.Errorf("%d written", n)
+		}
+		return nil
+	})
+	proxy.Cut()
+	cut := w2.written.Load()
+	redistest.Eventually(t, time.Minute, "counters written after the cut", func() error {
+		if n := w2.written.Load(); n < cut+10000 {
+			return fmt.Errorf("%d written", n-cut)
+		}
+		return nil
+	})
+	w2.stop()
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, s.Client())
+	a.waitInSync(dst.UID, time.Minute)
+	info, err := s.Client().InfoMap(ctx, "stats").Result()
+	require.NoError(t, err)
+	require.Equal(t, "1", info["Stats"]["sync_full"], "one full sync, the first: the promotion and the cut continued")
 }
