@@ -158,3 +158,44 @@ func TestASourceReplicaPromotedContinues(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "1", info["Stats"]["sync_full"], "one full sync, the first: the promotion and the cut continued")
 }
+
+// TestASourceRestartedFromAnOlderSnapshot: a source without AOF is killed
+// and restarts from its last RDB snapshot, which holds its replication id
+// and the offset of that moment: the writes after it are lost at the
+// source. Written to again before the service reconnects, its offset soon
+// passes the destination's checkpoint: had it kept the snapshot's
+// replication id (Redis 7.0 starts a new one; a server that kept it would
+// accept the checkpoint's PSYNC), the destination would keep the lost
+// writes with the new ones on top. It must end equal to the source.
+func TestASourceRestartedFromAnOlderSnapshot(t *testing.T) {
+	ctx := redistest.Ctx(t)
+	src := redistest.Start(t, "--save", "", "--appendonly", "no", "--repl-backlog-size", "64mb")
+	proxy := redistest.StartProxy(t, src.Addr())
+	a := newAPI(t, servicetest.Start(t))
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + proxy.Addr}}})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	sc := src.Client()
+	incr := func(n int) {
+		p := sc.Pipeline()
+		for k := range n {
+			p.Incr(ctx, fmt.Sprint("counter:", k%40))
+		}
+		_, err := p.Exec(ctx)
+		require.NoError(t, err)
+	}
+	incr(4000)
+	eventuallyEqual(t, time.Minute, dc, sc)
+	require.NoError(t, sc.Save(ctx).Err())
+	incr(4000) // lost at the source by the kill
+	eventuallyEqual(t, time.Minute, dc, sc)
+	proxy.Down()
+	src.Restart()
+	sc = src.Client()
+	incr(40000) // past the destination's checkpoint
+	proxy.Restore()
+	eventuallyEqual(t, time.Minute, dc, sc)
+	a.waitInSync(dst.UID, time.Minute)
+	require.NoError(t, redistest.Diff(ctx, dc, sc))
+}
