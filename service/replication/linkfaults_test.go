@@ -199,3 +199,48 @@ func TestASourceRestartedFromAnOlderSnapshot(t *testing.T) {
 	a.waitInSync(dst.UID, time.Minute)
 	require.NoError(t, redistest.Diff(ctx, dc, sc))
 }
+
+// TestCutsAroundTheEndOfTheRDB: the link cut a byte before the end of the
+// full sync's RDB, right at its end, a byte after (in the middle of the
+// first command of the stream) and further into the stream, while INCRs
+// flow: each time the destination ends equal to the source, every counter
+// exactly, and in sync; a link cut once the RDB was whole continues with
+// a partial sync.
+func TestCutsAroundTheEndOfTheRDB(t *testing.T) {
+	for _, delta := range []int{-1, 0, 1, 300} {
+		t.Run(fmt.Sprint(delta), func(t *testing.T) {
+			ctx := redistest.Ctx(t)
+			src := redistest.Start(t, "--repl-backlog-size", "64mb")
+			fillStrings(t, src.Client(), "k:", 2000, 100)
+			w := startIncrWriter(t, src.Client(), 20)
+			proxy := redistest.StartProxy(t, src.Addr())
+			proxy.CutAroundRDBEnd(delta)
+			i := servicetest.Start(t)
+			a := newAPI(t, i)
+			dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+				ReplicaSources: []api.ReplicaSource{{URI: "redis://" + proxy.Addr}}})
+			logDestOnFailure(t, i, dst.UID)
+			redistest.Eventually(t, time.Minute, "the link cut and the sync resumed", func() error {
+				if proxy.CutPending() {
+					return fmt.Errorf("not cut yet: %+v", a.get(dst.UID).ReplicaSources[0])
+				}
+				if s := a.get(dst.UID).ReplicaSources[0]; s.Status != api.SourceInSync {
+					return fmt.Errorf("source %+v", s)
+				}
+				return nil
+			})
+			w.stop()
+			eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
+			a.waitInSync(dst.UID, time.Minute)
+			// The RDB whole, the sync continues from its end; one byte
+			// short, it starts over.
+			full := "1"
+			if delta < 0 {
+				full = "2"
+			}
+			require.Equal(t, full, infoField(t, src.Client(), "stats", "sync_full"), "full syncs")
+			require.NoError(t, src.Client().Incr(ctx, "after").Err())
+			eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
+		})
+	}
+}
