@@ -244,3 +244,37 @@ func TestCutsAroundTheEndOfTheRDB(t *testing.T) {
 		})
 	}
 }
+
+// TestTheLagOfALinkThatSlowsDownGrows: a source said in sync, whose link
+// then slows down to 50 KB/s under four times that in writes: it is not in
+// sync, and its lag counts from when it last was, growing, as the README
+// says; it stayed 0.
+func TestTheLagOfALinkThatSlowsDownGrows(t *testing.T) {
+	src := redistest.Start(t, "--repl-backlog-size", "256mb", "--client-output-buffer-limit", "replica 0 0 0")
+	proxy := redistest.StartProxy(t, src.Addr())
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + proxy.Addr}}})
+	a.waitInSync(dst.UID, time.Minute)
+	proxy.Slow(2<<10, 40*time.Millisecond) // about 50 KB/s
+	ctx := redistest.Ctx(t)
+	slowed := time.Now()
+	redistest.Eventually(t, time.Minute, "a lag of 5 s", func() error {
+		// About 200 KB/s of writes, between the polls.
+		p := src.Client().Pipeline()
+		for n := range 20 {
+			p.Set(ctx, fmt.Sprint("k:", n), noise(2000), 0)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return err
+		}
+		if s := a.get(dst.UID).ReplicaSources[0]; s.Status == api.SourceInSync || s.Lag < 5000 {
+			return fmt.Errorf("%s after %s: %+v", s.Status, time.Since(slowed).Round(time.Second), s)
+		}
+		return nil
+	})
+	proxy.Slow(0, 0)
+	a.waitInSync(dst.UID, time.Minute)
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), src.Client())
+}
