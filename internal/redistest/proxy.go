@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"strconv"
@@ -29,6 +30,87 @@ type Proxy struct {
 	down atomic.Bool
 	// forwarded counts the bytes the target sent that went on.
 	forwarded atomic.Int64
+	// stalled, while open, holds what the target sends: the connections
+	// stay open and silent (nil: not stalled). Guarded by mu.
+	stalled chan struct{}
+	// cutAround, when set, is where the next full sync's connection is
+	// cut, in bytes from the end of its RDB (see CutAroundRDBEnd).
+	// Guarded by mu.
+	cutAround *int
+}
+
+// CutAroundRDBEnd cuts the next connection that carries an RDB (a full
+// sync) delta bytes from the RDB's end: its last byte not sent (-1), sent
+// and nothing after it (0), or part of what follows (delta > 0). Only
+// that connection is cut, once, having forwarded exactly that much.
+func (p *Proxy) CutAroundRDBEnd(delta int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cutAround = &delta
+}
+
+// rdbEnd finds where the RDB of a full sync ends in what a source sent on
+// one connection (from its first byte): -1 while it cannot tell yet.
+func rdbEnd(seen []byte) int {
+	i := bytes.Index(seen, []byte("+FULLRESYNC "))
+	if i < 0 {
+		return -1
+	}
+	// The payload's header, '$', comes after the line and the newlines
+	// the source sends while it prepares the RDB.
+	j := bytes.IndexByte(seen[i:], '$')
+	if j < 0 {
+		return -1
+	}
+	head := i + j
+	eol := bytes.Index(seen[head:], []byte("\r\n"))
+	if eol < 0 {
+		return -1
+	}
+	body := head + eol + 2
+	if mark, ok := bytes.CutPrefix(seen[head+1:head+eol], []byte("EOF:")); ok {
+		k := bytes.Index(seen[body:], mark)
+		if k < 0 {
+			return -1
+		}
+		return body + k + len(mark)
+	}
+	n, err := strconv.Atoi(string(seen[head+1 : head+eol]))
+	if err != nil {
+		return -1
+	}
+	return body + n
+}
+
+// Stall holds every byte the target sends, the connections left open, until
+// Unstall: a link that goes silent without closing (a half-open connection,
+// a frozen router).
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled == nil {
+		p.stalled = make(chan struct{})
+	}
+}
+
+// Unstall lets what Stall held go on.
+func (p *Proxy) Unstall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled != nil {
+		close(p.stalled)
+		p.stalled = nil
+	}
+}
+
+// waitUnstalled returns once the proxy is not stalled.
+func (p *Proxy) waitUnstalled() {
+	p.mu.Lock()
+	ch := p.stalled
+	p.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 // Forwarded is how many bytes from the target the proxy has passed on so
@@ -56,26 +138,72 @@ func (p *Proxy) Slow(chunk int, gap time.Duration) {
 // copyDown forwards what the target sends, slowly when asked.
 func (p *Proxy) copyDown(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
+	// What this connection carried, while a cut around the end of its RDB
+	// may be due; how much it forwarded, and where it is cut (-1: not).
+	var seen []byte
+	total, limit := 0, -1
 	for {
 		n, err := src.Read(buf)
+		if limit < 0 && n > 0 && (seen != nil || p.cutArmed()) {
+			seen = append(seen, buf[:n]...)
+			if end := rdbEnd(seen); end >= 0 {
+				if d, ok := p.takeCut(); ok {
+					limit = max(end+d, 0)
+				}
+				seen = nil
+			}
+		}
 		for b := buf[:n]; len(b) > 0; {
+			p.waitUnstalled()
 			chunk := len(b)
 			if c := int(p.slowChunk.Load()); c > 0 && c < chunk {
 				chunk = c
 			}
+			if limit >= 0 {
+				if chunk = min(chunk, limit-total); chunk <= 0 {
+					break
+				}
+			}
 			if _, werr := dst.Write(b[:chunk]); werr != nil {
 				return
 			}
+			total += chunk
 			p.forwarded.Add(int64(chunk))
 			b = b[chunk:]
 			if gap := time.Duration(p.slowGap.Load()); gap > 0 {
 				time.Sleep(gap) // the slow link's pace, not a wait for an outcome
 			}
 		}
+		if limit >= 0 && total >= limit {
+			src.Close()
+			return
+		}
 		if err != nil {
 			return
 		}
 	}
+}
+
+// CutPending says whether the cut CutAroundRDBEnd asked for is still to
+// come.
+func (p *Proxy) CutPending() bool { return p.cutArmed() }
+
+func (p *Proxy) cutArmed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cutAround != nil
+}
+
+// takeCut takes the armed cut, for one connection only.
+func (p *Proxy) takeCut() (int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cutAround == nil {
+		return 0, false
+	}
+	d := *p.cutAround
+	p.cutAround = nil
+	return d, true
 }
 
 // StartProxy listens on a free loopback port and forwards to target.
@@ -91,7 +219,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	}
 	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln}
 	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.Cut() })
+	t.Cleanup(func() { ln.Close(); p.Unstall(); p.Cut() })
 	return p
 }
 

@@ -611,6 +611,19 @@ func (c *Conn) CaughtUp(since, now time.Time) bool {
 	return we >= since.UnixNano() && now.UnixNano()-we <= int64(caughtUpWindow)
 }
 
+// ReadWaiting is how long the read under way has waited for the network,
+// between commands or in the middle of one (an RDB's bytes): 0 when no
+// read is under way, because the reader is busy with what it read or held
+// back by what it hands its bytes to. A source that sends nothing at all,
+// on a connection that stays open, shows as a wait that only grows.
+func (c *Conn) ReadWaiting(now time.Time) time.Duration {
+	since := max(c.dc.readingSince.Load(), c.dc.midSince.Load())
+	if since == 0 {
+		return 0
+	}
+	return max(now.Sub(time.Unix(0, since)), 0)
+}
+
 // watch makes the cancellation of ctx interrupt a blocked read by moving
 // the deadline to the past. The previous context's callback, if it ran, is
 // waited for, so that it cannot clobber a later deadline.

@@ -55,6 +55,17 @@ import (
 // linkUser is the user name the destination presents to the master link.
 const linkUser = "replicad-link"
 
+// linkReplTimeout (seconds) is the destination's repl-timeout while it is
+// a replica of its link. Redis's 60 s made it drop the link whenever the
+// service sent nothing for a minute, which a source gives no reason to:
+// a key of 100 MB arriving over a slow link is decoded whole before its
+// first byte goes on (a load cut at each attempt, again and again), a
+// paused sync, a source with a long repl-ping-replica-period. The master
+// is the service, over loopback: its death closes the link, and the
+// source's silences are its own watchdog's and read timeout's business.
+// An hour still ends a link that a service stuck for good holds open.
+const linkReplTimeout = 3600
+
 // loadingEventsEvery: a destination loading a full sync over its link
 // answers its clients (from its previous data) every this many bytes
 // loaded; Redis's default, 2 MB, would hold them for seconds on a slow
@@ -207,7 +218,8 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 	}
 	// swapdb: a full sync from the link (linkload.go) is loaded as it
 	// arrives, the previous data readable until it is complete.
-	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "no"}, {"repl-diskless-load", "swapdb"}, {"loading-process-events-interval-bytes", strconv.Itoa(loadingEventsEvery)}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
+	// repl-timeout: see linkReplTimeout.
+	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "no"}, {"repl-diskless-load", "swapdb"}, {"loading-process-events-interval-bytes", strconv.Itoa(loadingEventsEvery)}, {"repl-timeout", strconv.Itoa(linkReplTimeout)}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
 		if err := c.ConfigSet(actx, kv[0], kv[1]).Err(); err != nil {
 			return fmt.Errorf("configure the destination's master link (%s): %w", kv[0], err)
 		}
@@ -302,6 +314,10 @@ func detachDestination(ctx context.Context, acc Access) error {
 	}
 	if err := c.Do(ctx, "DEBUG", "SET-ACTIVE-EXPIRE", "1").Err(); err != nil {
 		return fmt.Errorf("restore the former destination's expiry: %w", err)
+	}
+	// Redis's default again: as a primary it times its own replicas out.
+	if err := c.ConfigSet(ctx, "repl-timeout", "60").Err(); err != nil {
+		return fmt.Errorf("restore the former destination's repl-timeout: %w", err)
 	}
 	return c.ConfigSet(ctx, "replica-read-only", "yes").Err()
 }

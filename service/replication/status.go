@@ -209,6 +209,13 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 	}
 	now := time.Now()
 	inSync := s.inSyncLocked(now)
+	if inSync && s.caughtUp != nil {
+		// Said in sync now: the lag counts from here once it is not.
+		// The watchdog's ticks alone missed an in-sync shorter than
+		// their period, and the lag of a link that slowed down right
+		// after stayed 0 while the destination fell behind.
+		s.followedAt = now
+	}
 	lag := s.lagLocked(now)
 	if !inSync && !s.followedAt.IsZero() {
 		// Not only what was received and waits: what the source did since

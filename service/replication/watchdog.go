@@ -102,6 +102,16 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 			kind = "load waits"
 			note = fmt.Sprintf("the destination has taken none of the full load's data for %s (is its redis-server stopped, or too busy to read?): the load waits for it",
 				now.Sub(writingSince).Round(time.Second))
+		case !streaming && conn.ReadWaiting(now) > s.silenceTimeout:
+			// A load, or the wait for it, reads the source without pause
+			// unless the destination holds it back (then no read waits).
+			// A source sends newlines while it prepares the RDB, and the
+			// RDB at the link's pace: a read that waits this long waits
+			// for a source or a link that is frozen, on a connection still
+			// open (the read timeout ends it later).
+			kind = "silent"
+			note = fmt.Sprintf("nothing received from the source for %s during the full sync, not even the newlines a source sends while it prepares its RDB: the source or the link is frozen; the load waits for it",
+				conn.ReadWaiting(now).Round(time.Second))
 		case !streaming:
 		case waiting && pending && !since.IsZero() && stuckFor > limit:
 			holder, heldSince := st.linkHeldBy()
