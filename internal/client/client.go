@@ -322,7 +322,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, secre
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &redactedError{msg: method + " " + path + ": " + c.redact(err.Error(), secrets), err: err}
+		msg := method + " " + path + ": " + c.redact(err.Error(), secrets)
+		if hint := tlsHint(err); hint != "" {
+			msg += ": " + hint
+		}
+		return &redactedError{msg: msg, err: err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize))
@@ -538,7 +542,32 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("%s %s: HTTP %d: %s", e.Method, e.Path, e.StatusCode, e.Err.Error())
+	msg := fmt.Sprintf("%s %s: HTTP %d: %s", e.Method, e.Path, e.StatusCode, e.Err.Error())
+	if e.StatusCode == http.StatusUnauthorized {
+		// What a new user needs to know: which settings hold the credentials.
+		msg += " (check the provider's username and password, or REDIS_REPLICAD_USERNAME and " +
+			"REDIS_REPLICAD_PASSWORD: redis-replicad writes a generated password to DATA_DIR/admin-password)"
+	}
+	return msg
+}
+
+// tlsHint says what to do about a TLS verification error of the API's
+// certificate, "" for other errors: Go's messages name the problem, not the
+// settings that solve it.
+func tlsHint(err error) string {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknownCA):
+		return "the API's certificate is not signed by a trusted authority: set the provider's ca_cert (or " +
+			"REDIS_REPLICAD_CA_CERT) to the PEM certificate of its CA (redis-replicad writes its own to DATA_DIR/ca.pem)"
+	case errors.As(err, &hostname):
+		return "the API's certificate does not name the endpoint's host: use a host name or address that it names"
+	case errors.As(err, &invalid):
+		return "the API's certificate is not valid (expired, or not for a server): give redis-replicad a valid one"
+	}
+	return ""
 }
 
 // Unwrap returns the service's *api.Error.

@@ -520,3 +520,35 @@ func TestIsUnreachable(t *testing.T) {
 	}
 	assert.False(t, IsUnreachable(nil))
 }
+
+// TestErrorsSayWhichSettingToFix: a wrong password and an API certificate
+// that does not verify are answered with the settings that fix them, never
+// with the password.
+func TestErrorsSayWhichSettingToFix(t *testing.T) {
+	_, srv := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, api.Cluster{Name: "c"})
+	})
+	get := func(cfg Config) string {
+		t.Helper()
+		c, err := New(cfg)
+		require.NoError(t, err)
+		_, err = c.GetCluster(context.Background())
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), cfg.Password)
+		return err.Error()
+	}
+
+	msg := get(Config{Endpoint: srv.URL, Password: "wrong-password", CACert: certPEM(srv)})
+	assert.Contains(t, msg, "HTTP 401")
+	assert.Contains(t, msg, "REDIS_REPLICAD_PASSWORD")
+
+	msg = get(Config{Endpoint: srv.URL, Password: testPassword})
+	assert.Contains(t, msg, "certificate signed by unknown authority")
+	assert.Contains(t, msg, "set the provider's ca_cert (or REDIS_REPLICAD_CA_CERT)")
+
+	// httptest's certificate names 127.0.0.1 and example.com, not localhost.
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
+	require.NoError(t, err)
+	msg = get(Config{Endpoint: "https://localhost:" + port, Password: testPassword, CACert: certPEM(srv)})
+	assert.Contains(t, msg, "does not name the endpoint's host")
+}
