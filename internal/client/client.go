@@ -364,8 +364,6 @@ func fallbackCode(status int) string {
 		return api.CodeInvalidRequest
 	case status == http.StatusUnauthorized:
 		return api.CodeUnauthorized
-	case status == http.StatusNotFound:
-		return api.CodeNotFound
 	case status == http.StatusConflict:
 		return api.CodeConflict
 	case status >= 500:
@@ -543,6 +541,10 @@ type StatusError struct {
 
 func (e *StatusError) Error() string {
 	msg := fmt.Sprintf("%s %s: HTTP %d: %s", e.Method, e.Path, e.StatusCode, e.Err.Error())
+	if e.StatusCode == http.StatusNotFound && e.Err.Code != api.CodeNotFound {
+		msg += " (this is not a path of the redis-replicad API: check the provider's endpoint, " +
+			"which is the URL of the API's root, such as https://replicad.example.com:9443)"
+	}
 	if e.StatusCode == http.StatusUnauthorized {
 		// What a new user needs to know: which settings hold the credentials.
 		msg += " (check the provider's username and password, or REDIS_REPLICAD_USERNAME and " +
@@ -583,8 +585,14 @@ func StatusCode(err error) int {
 	return 0
 }
 
-// IsNotFound reports whether err is an HTTP 404 answer.
-func IsNotFound(err error) bool { return StatusCode(err) == http.StatusNotFound }
+// IsNotFound reports whether err is the service's answer that the object
+// asked for does not exist. Another 404 (a path that is none of the API's,
+// a proxy's page) is not: an endpoint with a wrong path must not make every
+// resource look deleted, and their re-creation planned.
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.StatusCode == http.StatusNotFound && se.Err.Code == api.CodeNotFound
+}
 
 // IsConflict reports whether err is an HTTP 409 answer.
 func IsConflict(err error) bool { return StatusCode(err) == http.StatusConflict }
