@@ -159,8 +159,11 @@ func (p *redisProvider) Configure(ctx context.Context, req provider.ConfigureReq
 // environment variable.
 func clientConfig(config providerModel, getenv func(string) string) (client.Config, diag.Diagnostics) {
 	var diags diag.Diagnostics
+	// An empty string is left out too: `password = var.password` with an
+	// empty default must not hide the environment variable (and then ask
+	// for it, as missing).
 	pick := func(v types.String, env string) string {
-		if !v.IsNull() && !v.IsUnknown() {
+		if !v.IsNull() && !v.IsUnknown() && v.ValueString() != "" {
 			return v.ValueString()
 		}
 		return getenv(env)
