@@ -112,7 +112,8 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 					"do not: the syncers reconnect and continue where they were.",
 				Required: true,
 				Validators: []validator.Set{
-					setvalidator.SizeBetween(1, api.MaxReplicaSources),
+					// An empty set is said in ValidateConfig, with what to do instead.
+					setvalidator.SizeAtMost(api.MaxReplicaSources),
 				},
 				NestedObject: schema.NestedAttributeObject{
 					Attributes: map[string]schema.Attribute{
@@ -341,6 +342,12 @@ func (r *replicaOfResource) ValidateConfig(ctx context.Context, req resource.Val
 		return
 	}
 	checkTimeouts(ctx, req.Config, &resp.Diagnostics)
+	if !config.Source.IsNull() && !config.Source.IsUnknown() && len(config.Source.Elements()) == 0 {
+		resp.Diagnostics.AddAttributeError(path.Root("source"), "No source",
+			"A Replica Of needs at least one source. To end it (a for expression or a count that leaves no source, "+
+				"say), remove the redis_replica_of resource instead, or give it count = 0: its destroy makes the "+
+				"database writable again and keeps its data.")
+	}
 	r.credentials(ctx, config.SourceURIs, config.SourceURIsWO, config.Source, &resp.Diagnostics)
 	if addrs := urisWithoutCredentials(ctx, config.SourceURIs); len(addrs) > 0 {
 		resp.Diagnostics.AddWarning("A source URL without credentials in source_uris",
