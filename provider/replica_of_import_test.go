@@ -89,3 +89,34 @@ import {
 
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
 }
+
+// TestAccReplicaOf_importNothing: importing a Replica Of from a database
+// that is none, or that does not exist, says which, rather than Terraform's
+// "no object exists with the given id" for a database that exists.
+func TestAccReplicaOf_importNothing(t *testing.T) {
+	e := testAccStart(t)
+	cli := newTestAccCLI(t, "TF_VAR_endpoint="+e.inst.URL, "TF_VAR_password="+e.inst.Password, "TF_VAR_ca_cert="+e.inst.CACert)
+	cli.write("main.tf", testAccGeneratedImportConfig(`
+resource "redis_replica_of" "dst" {
+  database_id = redis_database.dst.id
+  source      = [{ address = "127.0.0.1:6379" }]
+}
+`))
+	cli.mustRun(0, "apply", "-auto-approve", "-no-color", "-target=redis_database.dst")
+	id := stateAttr(t, cli.mustRun(0, "state", "show", "-no-color", "redis_database.dst"), "id")
+
+	cli.all.Reset()
+	cli.mustRun(1, "import", "-no-color", "redis_replica_of.dst", id)
+	out := flat(cli.all.String())
+	assert.Contains(t, out, "Error: Not a Replica Of")
+	assert.Contains(t, out, `The database `+id+` ("gen-dst") has no sources`)
+
+	cli.all.Reset()
+	cli.mustRun(1, "import", "-no-color", "redis_replica_of.dst", "999")
+	out = flat(cli.all.String())
+	assert.Contains(t, out, "Error: No such database")
+	assert.Contains(t, out, "The database 999 does not exist on "+e.inst.URL)
+
+	cli.mustRun(1, "state", "show", "-no-color", "redis_replica_of.dst")
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
+}

@@ -1100,7 +1100,16 @@ func (r *replicaOfResource) Read(ctx context.Context, req resource.ReadRequest, 
 		resp.Diagnostics.AddAttributeError(path.Root("id"), "Invalid database id", err.Error())
 		return
 	}
+	// Right after ImportState, the state holds the id only (source is
+	// required otherwise): nothing to import is said as such, rather than
+	// as Terraform's "no object exists with the given id".
+	importing := state.Source.IsNull()
 	db, err := findDatabaseByID(ctx, r.client, uid)
+	if client.IsNotFound(err) && importing {
+		resp.Diagnostics.AddError("No such database", fmt.Sprintf("The database %d does not exist on %s: import a "+
+			"Replica Of by the uid of its destination database.", uid, r.client.Endpoint()))
+		return
+	}
 	if client.IsNotFound(err) {
 		tflog.Warn(ctx, "the destination database no longer exists, removing its Replica Of from the state", map[string]any{"uid": uid})
 		resp.State.RemoveResource(ctx)
@@ -1108,6 +1117,11 @@ func (r *replicaOfResource) Read(ctx context.Context, req resource.ReadRequest, 
 	}
 	if err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("Could not read the database %d", uid), err.Error())
+		return
+	}
+	if len(db.ReplicaSources) == 0 && importing {
+		resp.Diagnostics.AddError("Not a Replica Of", fmt.Sprintf("The database %d (%q) has no sources: there is no "+
+			"Replica Of to import. Apply a redis_replica_of for it instead (which flushes it and loads its sources).", uid, db.Name))
 		return
 	}
 	if len(db.ReplicaSources) == 0 {
