@@ -431,8 +431,8 @@ func planReplicaChange(plan replicaOfResourceModel, state *replicaOfResourceMode
 
 // credentialsDropped returns the addresses of the sources that keep their
 // place in the plan, had a URL with credentials in the state (source_uris,
-// as applied or imported), and get no URL from the configuration: the apply
-// would reach them without a password. Nothing is said while a URL or an
+// as applied or imported), and get none from the configuration (no URL, or
+// one without credentials): the apply would reach them without a password. Nothing is said while a URL or an
 // address is not known yet.
 func credentialsDropped(ctx context.Context, state, plan replicaOfResourceModel, wo types.List) []string {
 	var diags diag.Diagnostics
@@ -450,7 +450,7 @@ func credentialsDropped(ctx context.Context, state, plan replicaOfResourceModel,
 	}
 	var out []string
 	for addr, uri := range before.byAddr {
-		if stays[strings.ToLower(addr)] && hasCredentials(uri) && after.byAddr[addr] == "" {
+		if stays[strings.ToLower(addr)] && hasCredentials(uri) && !hasCredentials(after.byAddr[addr]) {
 			out = append(out, addr)
 		}
 	}
