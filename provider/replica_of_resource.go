@@ -1119,6 +1119,16 @@ func (r *replicaOfResource) Read(ctx context.Context, req resource.ReadRequest, 
 		resp.Diagnostics.AddError(fmt.Sprintf("Could not read the database %d", uid), err.Error())
 		return
 	}
+	if readOnlyView(db) {
+		// A read-only API user sees addresses instead of URLs: read as
+		// such, every source would look replaced and the plan would
+		// re-replicate the destination.
+		resp.Diagnostics.AddError("A read-only API user", fmt.Sprintf("The service answered the sources of database %d "+
+			"without their URLs, as it does for its read-only (viewer) user: the provider cannot read a Replica Of "+
+			"with it. Give the provider the admin user of %s (username and password, or REDIS_REPLICAD_USERNAME "+
+			"and REDIS_REPLICAD_PASSWORD).", uid, r.client.Endpoint()))
+		return
+	}
 	if len(db.ReplicaSources) == 0 && importing {
 		resp.Diagnostics.AddError("Not a Replica Of", fmt.Sprintf("The database %d (%q) has no sources: there is no "+
 			"Replica Of to import. Apply a redis_replica_of for it instead (which flushes it and loads its sources).", uid, db.Name))
