@@ -36,7 +36,8 @@ resource "redis_database" "dst" {
 // terraform plan -generate-config-out gets source_uris = null (Terraform
 // writes no sensitive value), so the plan of that configuration would
 // reconnect the source without its password. The plan says so, naming the
-// source; with the URLs put back, the import plans no change.
+// source; with the URLs put back, the import of the destination, its Replica
+// Of and the source's password plans no change.
 func TestAccReplicaOf_importWithGeneratedConfig(t *testing.T) {
 	e := testAccStart(t)
 	cli := newTestAccCLI(t, "TF_VAR_endpoint="+e.inst.URL, "TF_VAR_password="+e.inst.Password, "TF_VAR_ca_cert="+e.inst.CACert)
@@ -60,13 +61,32 @@ resource "redis_replica_of" "dst" {
 	password, _ := u.User.Password()
 	defer cli.checkNoSecrets(map[string]string{"source password": password, "API password": e.inst.Password})
 
-	cli.mustRun(0, "state", "rm", addr)
-	cli.write("main.tf", testAccGeneratedImportConfig(`
+	// The three resources of the destination's side imported with a
+	// generated configuration; the source database stays.
+	dbID := stateAttr(t, cli.mustRun(0, "state", "show", "-no-color", "redis_database.dst"), "id")
+	passwordID := stateAttr(t, cli.mustRun(0, "state", "show", "-no-color", "redis_source_url_password.src"), "id")
+	cli.mustRun(0, "state", "rm", addr, "redis_database.dst", "redis_source_url_password.src")
+	cli.write("main.tf", testAccCLIProviderConfig+`
+resource "redis_database" "src" {
+  name        = "gen-src"
+  memory_size = 67108864
+}
+
+import {
+  to = redis_database.dst
+  id = "`+dbID+`"
+}
+
+import {
+  to = redis_source_url_password.src
+  id = "`+passwordID+`"
+}
+
 import {
   to = `+addr+`
   id = "`+id+`"
 }
-`))
+`)
 	cli.mustRun(0, "plan", "-no-color", "-generate-config-out=generated.tf")
 	generated, err := os.ReadFile(filepath.Join(cli.dir, "generated.tf"))
 	require.NoError(t, err)
@@ -81,7 +101,7 @@ import {
 	// The URLs put back, as the warning says: an import and nothing else.
 	cli.write("generated.tf", nullURIs.ReplaceAllString(string(generated), "${1}[redis_source_url_password.src.source_url]"))
 	plan = flat(cli.mustRun(2, "plan", "-detailed-exitcode", "-no-color"))
-	assert.Contains(t, plan, "1 to import, 0 to add, 0 to change, 0 to destroy")
+	assert.Contains(t, plan, "3 to import, 0 to add, 0 to change, 0 to destroy")
 	assert.NotContains(t, plan, "lose their credentials")
 	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
 	out, code := cli.run("plan", "-detailed-exitcode", "-no-color")
