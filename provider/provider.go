@@ -92,7 +92,7 @@ func (p *redisProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp
 			},
 			"insecure_skip_verify": schema.BoolAttribute{
 				MarkdownDescription: "Skip the verification of the API's TLS certificate. " +
-					"Only for tests: anyone on the network path could then read the credentials. Defaults to `false`.",
+					"Only for tests: anyone on the network path could then read the credentials. Every run then warns about it, and `ca_cert` is not used. Defaults to `false`.",
 				Optional: true,
 			},
 		},
@@ -195,6 +195,15 @@ func clientConfig(config providerModel, getenv func(string) string) (client.Conf
 		diags.AddAttributeError(path.Root("password"), "Missing redis-replicad password",
 			"The provider needs the password of the redis-replicad REST API user "+cfg.Username+". "+
 				"Set the password attribute of the provider block or the "+EnvPassword+" environment variable.")
+	}
+	if cfg.InsecureSkipVerify {
+		detail := "The provider does not verify the TLS certificate of " + cfg.Endpoint + ": anyone on the network " +
+			"path could pose as the API and read the credentials and passwords it is sent. Use it for tests only; " +
+			"give ca_cert (or " + EnvCACert + ") instead."
+		if cfg.CACert != "" {
+			detail += " The ca_cert given is not used while insecure_skip_verify is set."
+		}
+		diags.AddAttributeWarning(path.Root("insecure_skip_verify"), "The API's certificate is not verified", detail)
 	}
 	if cfg.CACert != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(cfg.CACert)) {
 		diags.AddAttributeError(path.Root("ca_cert"), "Invalid CA certificate",

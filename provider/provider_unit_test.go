@@ -88,6 +88,22 @@ func TestClientConfigEmptyStringsFallBackToEnvironment(t *testing.T) {
 	assert.Equal(t, client.Config{Endpoint: "https://env:2", Username: "envuser", Password: "env-pw", CACert: ca}, cfg)
 }
 
+// TestClientConfigWarnsWhenNotVerifying: insecure_skip_verify is said at
+// every run, with the ca_cert it makes useless.
+func TestClientConfigWarnsWhenNotVerifying(t *testing.T) {
+	_, diags := clientConfig(providerModel{
+		Endpoint: types.StringValue("https://h:1"), Password: types.StringValue("pw"),
+		InsecureSkipVerify: types.BoolValue(true),
+	}, env(map[string]string{EnvCACert: testCertificatePEM(t, "ca")}))
+	require.False(t, diags.HasError(), diagSummaries(diags))
+	require.Equal(t, 1, diags.WarningsCount())
+	assert.Equal(t, "The API's certificate is not verified", diags.Warnings()[0].Summary())
+	assert.Contains(t, diags.Warnings()[0].Detail(), "The ca_cert given is not used")
+
+	_, diags = clientConfig(providerModel{Endpoint: types.StringValue("https://h:1"), Password: types.StringValue("pw")}, env(nil))
+	assert.Empty(t, diags)
+}
+
 func TestClientConfigRejects(t *testing.T) {
 	for name, tc := range map[string]struct {
 		m    providerModel
