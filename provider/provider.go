@@ -92,7 +92,7 @@ func (p *redisProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp
 			},
 			"insecure_skip_verify": schema.BoolAttribute{
 				MarkdownDescription: "Skip the verification of the API's TLS certificate. " +
-					"Only for tests: anyone on the network path could then read the credentials. Defaults to `false`.",
+					"Only for tests: anyone on the network path could then read the credentials. Every run then warns about it, and `ca_cert` is not used. Defaults to `false`.",
 				Optional: true,
 			},
 		},
@@ -159,8 +159,11 @@ func (p *redisProvider) Configure(ctx context.Context, req provider.ConfigureReq
 // environment variable.
 func clientConfig(config providerModel, getenv func(string) string) (client.Config, diag.Diagnostics) {
 	var diags diag.Diagnostics
+	// An empty string is left out too: `password = var.password` with an
+	// empty default must not hide the environment variable (and then ask
+	// for it, as missing).
 	pick := func(v types.String, env string) string {
-		if !v.IsNull() && !v.IsUnknown() {
+		if !v.IsNull() && !v.IsUnknown() && v.ValueString() != "" {
 			return v.ValueString()
 		}
 		return getenv(env)
@@ -192,6 +195,15 @@ func clientConfig(config providerModel, getenv func(string) string) (client.Conf
 		diags.AddAttributeError(path.Root("password"), "Missing redis-replicad password",
 			"The provider needs the password of the redis-replicad REST API user "+cfg.Username+". "+
 				"Set the password attribute of the provider block or the "+EnvPassword+" environment variable.")
+	}
+	if cfg.InsecureSkipVerify {
+		detail := "The provider does not verify the TLS certificate of " + cfg.Endpoint + ": anyone on the network " +
+			"path could pose as the API and read the credentials and passwords it is sent. Use it for tests only; " +
+			"give ca_cert (or " + EnvCACert + ") instead."
+		if cfg.CACert != "" {
+			detail += " The ca_cert given is not used while insecure_skip_verify is set."
+		}
+		diags.AddAttributeWarning(path.Root("insecure_skip_verify"), "The API's certificate is not verified", detail)
 	}
 	if cfg.CACert != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(cfg.CACert)) {
 		diags.AddAttributeError(path.Root("ca_cert"), "Invalid CA certificate",

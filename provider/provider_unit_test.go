@@ -16,7 +16,11 @@ import (
 	rschema "github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/client"
 )
 
 func env(m map[string]string) func(string) string {
@@ -67,6 +71,37 @@ func TestClientConfigBlockWinsOverEnvironment(t *testing.T) {
 	if cfg.Endpoint != "https://block:1" || cfg.Username != "ops" || cfg.Password != "block-pw" || !cfg.InsecureSkipVerify {
 		t.Fatalf("cfg = %+v", cfg)
 	}
+}
+
+// TestClientConfigEmptyStringsFallBackToEnvironment: a setting given as ""
+// (a variable with an empty default) is left out, so the environment
+// variable is used rather than said to be missing.
+func TestClientConfigEmptyStringsFallBackToEnvironment(t *testing.T) {
+	ca := testCertificatePEM(t, "ca")
+	cfg, diags := clientConfig(providerModel{
+		Endpoint: types.StringValue(""),
+		Username: types.StringValue(""),
+		Password: types.StringValue(""),
+		CACert:   types.StringValue(""),
+	}, env(map[string]string{EnvEndpoint: "https://env:2", EnvUsername: "envuser", EnvPassword: "env-pw", EnvCACert: ca}))
+	require.False(t, diags.HasError(), diagSummaries(diags))
+	assert.Equal(t, client.Config{Endpoint: "https://env:2", Username: "envuser", Password: "env-pw", CACert: ca}, cfg)
+}
+
+// TestClientConfigWarnsWhenNotVerifying: insecure_skip_verify is said at
+// every run, with the ca_cert it makes useless.
+func TestClientConfigWarnsWhenNotVerifying(t *testing.T) {
+	_, diags := clientConfig(providerModel{
+		Endpoint: types.StringValue("https://h:1"), Password: types.StringValue("pw"),
+		InsecureSkipVerify: types.BoolValue(true),
+	}, env(map[string]string{EnvCACert: testCertificatePEM(t, "ca")}))
+	require.False(t, diags.HasError(), diagSummaries(diags))
+	require.Equal(t, 1, diags.WarningsCount())
+	assert.Equal(t, "The API's certificate is not verified", diags.Warnings()[0].Summary())
+	assert.Contains(t, diags.Warnings()[0].Detail(), "The ca_cert given is not used")
+
+	_, diags = clientConfig(providerModel{Endpoint: types.StringValue("https://h:1"), Password: types.StringValue("pw")}, env(nil))
+	assert.Empty(t, diags)
 }
 
 func TestClientConfigRejects(t *testing.T) {

@@ -363,6 +363,18 @@ func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []
 	return out
 }
 
+// readOnlyView says whether db is the service's answer to its read-only
+// (viewer) user, which gives each source's address (host:port) instead of
+// its URL; the admin user always gets redis:// or rediss:// URLs.
+func readOnlyView(db *api.Database) bool {
+	for _, s := range db.ReplicaSources {
+		if !strings.Contains(s.URI, "://") {
+			return true
+		}
+	}
+	return false
+}
+
 // sourceAddress is the host:port of a source URL as the service returns it;
 // a URL that does not parse is shown redacted (or not at all when it is not
 // URL-like), so that the plan still shows that something differs.

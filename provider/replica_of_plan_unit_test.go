@@ -75,3 +75,41 @@ func TestURIsWithoutCredentials(t *testing.T) {
 	assert.Empty(t, urisWithoutCredentials(ctx, types.SetNull(types.StringType)))
 	assert.Empty(t, urisWithoutCredentials(ctx, types.SetUnknown(types.StringType)))
 }
+
+// A source that keeps its place but whose URL with credentials is gone from
+// the configuration (or replaced by one without credentials) is named; one
+// given its URL in source_uris_wo, or removed, or whose URL is not known
+// yet, is not.
+func TestCredentialsDropped(t *testing.T) {
+	ctx := context.Background()
+	const a, b = "10.0.0.1:6379", "10.0.0.2:6379"
+	state := replicaOfResourceModel{
+		Source:     sourceSet(a, b),
+		SourceURIs: stringSet(t, "redis://:pw-a@"+a, "redis://:pw-b@"+b),
+	}
+	nullWO := types.ListNull(types.StringType)
+	for name, tc := range map[string]struct {
+		source types.Set
+		uris   types.Set
+		wo     types.List
+		want   []string
+	}{
+		"generated config":           {sourceSet(a, b), types.SetNull(types.StringType), nullWO, []string{a, b}},
+		"one left":                   {sourceSet(a, b), stringSet(t, "redis://:pw-a@"+a), nullWO, []string{b}},
+		"without credentials":        {sourceSet(a, b), stringSet(t, "redis://:pw-a@"+a, "redis://"+b), nullWO, []string{b}},
+		"moved to write-only":        {sourceSet(a, b), types.SetNull(types.StringType), woList("redis://:pw-a@"+a, "redis://:pw-b@"+b), nil},
+		"removed with its URL":       {sourceSet(a), stringSet(t, "redis://:pw-a@"+a), nullWO, nil},
+		"URLs unknown":               {sourceSet(a, b), types.SetUnknown(types.StringType), nullWO, nil},
+		"write-only unknown":         {sourceSet(a, b), types.SetNull(types.StringType), types.ListUnknown(types.StringType), nil},
+		"addresses unknown":          {types.SetUnknown(types.ObjectType{AttrTypes: replicaSourceAttrTypes}), types.SetNull(types.StringType), nullWO, nil},
+		"new password, same address": {sourceSet(a, b), stringSet(t, "redis://:new-a@"+a, "redis://:new-b@"+b), nullWO, nil},
+	} {
+		plan := replicaOfResourceModel{Source: tc.source, SourceURIs: tc.uris}
+		got := credentialsDropped(ctx, state, plan, tc.wo)
+		if tc.want == nil {
+			assert.Empty(t, got, name)
+		} else {
+			assert.Equal(t, tc.want, got, name)
+		}
+	}
+}

@@ -334,9 +334,13 @@ const (
 	CodeUnauthorized    = "unauthorized"
 	CodeForbidden       = "forbidden"         // a read-only (viewer) user asked for a change or a secret
 	CodeTooManyRequests = "too_many_requests" // wrong passwords from the address: retry after Retry-After
-	CodeNotFound        = "not_found"
-	CodeConflict        = "conflict"
-	CodeInternal        = "internal_error"
+	CodeNotFound        = "not_found"         // the object named (a database) does not exist
+	// CodeNoRoute: the path is none of the API's. Not CodeNotFound, so
+	// that a client given a wrong endpoint (a path too many) does not take
+	// every object for deleted.
+	CodeNoRoute  = "no_route"
+	CodeConflict = "conflict"
+	CodeInternal = "internal_error"
 )
 
 func (e *Error) Error() string { return e.Code + ": " + e.Description }

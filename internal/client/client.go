@@ -322,7 +322,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, secre
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &redactedError{msg: method + " " + path + ": " + c.redact(err.Error(), secrets), err: err}
+		msg := method + " " + path + ": " + c.redact(err.Error(), secrets)
+		if hint := tlsHint(err); hint != "" {
+			msg += ": " + hint
+		}
+		return &redactedError{msg: msg, err: err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize))
@@ -360,8 +364,6 @@ func fallbackCode(status int) string {
 		return api.CodeInvalidRequest
 	case status == http.StatusUnauthorized:
 		return api.CodeUnauthorized
-	case status == http.StatusNotFound:
-		return api.CodeNotFound
 	case status == http.StatusConflict:
 		return api.CodeConflict
 	case status >= 500:
@@ -538,7 +540,36 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("%s %s: HTTP %d: %s", e.Method, e.Path, e.StatusCode, e.Err.Error())
+	msg := fmt.Sprintf("%s %s: HTTP %d: %s", e.Method, e.Path, e.StatusCode, e.Err.Error())
+	if e.StatusCode == http.StatusNotFound && e.Err.Code != api.CodeNotFound {
+		msg += " (this is not a path of the redis-replicad API: check the provider's endpoint, " +
+			"which is the URL of the API's root, such as https://replicad.example.com:9443)"
+	}
+	if e.StatusCode == http.StatusUnauthorized {
+		// What a new user needs to know: which settings hold the credentials.
+		msg += " (check the provider's username and password, or REDIS_REPLICAD_USERNAME and " +
+			"REDIS_REPLICAD_PASSWORD: redis-replicad writes a generated password to DATA_DIR/admin-password)"
+	}
+	return msg
+}
+
+// tlsHint says what to do about a TLS verification error of the API's
+// certificate, "" for other errors: Go's messages name the problem, not the
+// settings that solve it.
+func tlsHint(err error) string {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknownCA):
+		return "the API's certificate is not signed by a trusted authority: set the provider's ca_cert (or " +
+			"REDIS_REPLICAD_CA_CERT) to the PEM certificate of its CA (redis-replicad writes its own to DATA_DIR/ca.pem)"
+	case errors.As(err, &hostname):
+		return "the API's certificate does not name the endpoint's host: use a host name or address that it names"
+	case errors.As(err, &invalid):
+		return "the API's certificate is not valid (expired, or not for a server): give redis-replicad a valid one"
+	}
+	return ""
 }
 
 // Unwrap returns the service's *api.Error.
@@ -554,8 +585,14 @@ func StatusCode(err error) int {
 	return 0
 }
 
-// IsNotFound reports whether err is an HTTP 404 answer.
-func IsNotFound(err error) bool { return StatusCode(err) == http.StatusNotFound }
+// IsNotFound reports whether err is the service's answer that the object
+// asked for does not exist. Another 404 (a path that is none of the API's,
+// a proxy's page) is not: an endpoint with a wrong path must not make every
+// resource look deleted, and their re-creation planned.
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.StatusCode == http.StatusNotFound && se.Err.Code == api.CodeNotFound
+}
 
 // IsConflict reports whether err is an HTTP 409 answer.
 func IsConflict(err error) bool { return StatusCode(err) == http.StatusConflict }

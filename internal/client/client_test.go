@@ -520,3 +520,63 @@ func TestIsUnreachable(t *testing.T) {
 	}
 	assert.False(t, IsUnreachable(nil))
 }
+
+// TestErrorsSayWhichSettingToFix: a wrong password and an API certificate
+// that does not verify are answered with the settings that fix them, never
+// with the password.
+func TestErrorsSayWhichSettingToFix(t *testing.T) {
+	_, srv := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, api.Cluster{Name: "c"})
+	})
+	get := func(cfg Config) string {
+		t.Helper()
+		c, err := New(cfg)
+		require.NoError(t, err)
+		_, err = c.GetCluster(context.Background())
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), cfg.Password)
+		return err.Error()
+	}
+
+	msg := get(Config{Endpoint: srv.URL, Password: "wrong-password", CACert: certPEM(srv)})
+	assert.Contains(t, msg, "HTTP 401")
+	assert.Contains(t, msg, "REDIS_REPLICAD_PASSWORD")
+
+	msg = get(Config{Endpoint: srv.URL, Password: testPassword})
+	assert.Contains(t, msg, "certificate signed by unknown authority")
+	assert.Contains(t, msg, "set the provider's ca_cert (or REDIS_REPLICAD_CA_CERT)")
+
+	// httptest's certificate names 127.0.0.1 and example.com, not localhost.
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
+	require.NoError(t, err)
+	msg = get(Config{Endpoint: "https://localhost:" + port, Password: testPassword, CACert: certPEM(srv)})
+	assert.Contains(t, msg, "does not name the endpoint's host")
+}
+
+// TestNotFoundIsTheServicesAnswerOnly: only the service's not_found says
+// that an object does not exist. A 404 for a path that is none of the
+// API's (an endpoint with a path too many) or from something else (a
+// proxy's page) is an error that points at the endpoint, so that the
+// provider does not take every resource for deleted.
+func TestNotFoundIsTheServicesAnswerOnly(t *testing.T) {
+	c, _ := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/bdbs/1":
+			writeError(w, http.StatusNotFound, api.CodeNotFound, "database 1 does not exist")
+		case "/v1/bdbs/2":
+			writeError(w, http.StatusNotFound, api.CodeNoRoute, "no route for GET /v1/bdbs/2")
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, "<html>Not Found</html>")
+		}
+	})
+	_, err := c.GetDatabase(context.Background(), 1)
+	assert.True(t, IsNotFound(err), "%v", err)
+	for _, uid := range []int{2, 3} {
+		_, err := c.GetDatabase(context.Background(), uid)
+		require.Error(t, err)
+		assert.False(t, IsNotFound(err), "%v", err)
+		assert.Equal(t, http.StatusNotFound, StatusCode(err))
+		assert.Contains(t, err.Error(), "check the provider's endpoint")
+	}
+}

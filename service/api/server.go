@@ -115,7 +115,7 @@ func NewHandler(cfg Config) http.Handler {
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, api.CodeNoRoute, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
 	// A browser that logged in to the API (basic auth, which it then
 	// sends by itself) must not let another site's page change anything:

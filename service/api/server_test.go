@@ -336,7 +336,7 @@ func TestAnswersWithSecretsAreNotCached(t *testing.T) {
 }
 
 // A known path asked with a method it does not take is a 405 naming the
-// ones it takes; an unknown path is a 404.
+// ones it takes; an unknown path is a 404 (no_route).
 func TestWrongMethodIsMethodNotAllowed(t *testing.T) {
 	h := newTestHandler(&backend{})
 	for _, c := range []struct{ method, path, allow string }{
@@ -350,6 +350,11 @@ func TestWrongMethodIsMethodNotAllowed(t *testing.T) {
 		assert.Equal(t, c.allow, rec.Header().Get("Allow"), "%s %s", c.method, c.path)
 		assert.Contains(t, rec.Body.String(), "takes "+c.allow, "%s %s", c.method, c.path)
 	}
-	assert.Equal(t, http.StatusNotFound, request(h, "admin", "admin-pw", "GET", "/v1/nothing", "").Code)
+	// A path that is none of the API's is no_route, not the not_found
+	// that says a database does not exist (which a client takes for a
+	// deletion).
+	rec := request(h, "admin", "admin-pw", "GET", "/v1/v1/bdbs/1", "")
+	assert.Equal(t, http.StatusNotFound, rec.Code)
+	assert.Contains(t, rec.Body.String(), `"error_code":"no_route"`)
 	assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "GET", "/v1/bdbs/1", "").Code)
 }

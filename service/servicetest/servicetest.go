@@ -71,12 +71,12 @@ func Start(t testing.TB) *Instance {
 	return StartWith(t, nil)
 }
 
-// StartWith runs an instance whose configuration change adjusts first (a
-// port range shared with another instance, another redis-server binary).
-func StartWith(t testing.TB, change func(*app.Config)) *Instance {
+// PortWindow returns the range of database ports and the API address of
+// one instance, as StartWith draws them: for a test that runs
+// redis-replicad as a program. listen may be 127.0.0.1:0 (any port) when
+// REDIS_REPLICAD_TEST_PORTS does not confine the tests' ports.
+func PortWindow(t testing.TB) (portMin, portMax int, listen string) {
 	t.Helper()
-	RequireRedisServer(t)
-	i := &Instance{DataDir: t.TempDir(), recent: &logTail{}}
 	// 14000-29999: below the ephemeral ports (32768 and up) and apart from
 	// the windows of StartProcess and of the controller tests.
 	base, size, listen := 14000+200*int((windowSeed+nextWindow.Add(1))%80), 200, "127.0.0.1:0"
@@ -84,8 +84,18 @@ func StartWith(t testing.TB, change func(*app.Config)) *Instance {
 		base, size = wb+sz*int((windowSeed+nextWindow.Add(1))%uint64(n)), sz
 		listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
 	}
+	return base, base + size - 1, listen
+}
+
+// StartWith runs an instance whose configuration change adjusts first (a
+// port range shared with another instance, another redis-server binary).
+func StartWith(t testing.TB, change func(*app.Config)) *Instance {
+	t.Helper()
+	RequireRedisServer(t)
+	i := &Instance{DataDir: t.TempDir(), recent: &logTail{}}
+	portMin, portMax, listen := PortWindow(t)
 	i.cfg = app.Config{
-		PortMin: base, PortMax: base + size - 1,
+		PortMin: portMin, PortMax: portMax,
 		DataDir: i.DataDir, Listen: listen, Name: "test",
 		// Each instance draws its database ports from a window of its own, so
 		// that two instances of one test do not race for the same port.

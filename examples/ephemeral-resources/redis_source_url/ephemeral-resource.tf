@@ -1,3 +1,39 @@
+# Two locations, one provider block (alias) each.
+provider "redis" {
+  alias    = "us"
+  endpoint = "https://replicad-us.example.com:9443"
+}
+
+provider "redis" {
+  alias    = "eu"
+  endpoint = "https://replicad-eu.example.com:9443"
+}
+
+# Sources in the US, destinations in Europe.
+resource "redis_database" "orders" {
+  provider    = redis.us
+  name        = "orders"
+  memory_size = 256 * 1024 * 1024
+}
+
+resource "redis_database" "orders_eu" {
+  provider    = redis.eu
+  name        = "orders-eu"
+  memory_size = 256 * 1024 * 1024
+}
+
+resource "redis_database" "inventory" {
+  provider    = redis.us
+  name        = "inventory"
+  memory_size = 256 * 1024 * 1024
+}
+
+resource "redis_database" "inventory_eu" {
+  provider    = redis.eu
+  name        = "inventory-eu"
+  memory_size = 256 * 1024 * 1024
+}
+
 # Terraform 1.11+: the source URL of orders, read from the US location at
 # every plan and apply, and never stored in the plan or the state.
 ephemeral "redis_source_url" "orders" {
