@@ -102,6 +102,10 @@ func TestViewerReadsButChangesNothing(t *testing.T) {
 		assert.NotContains(t, rec.Body.String(), redisPass, "viewer GET %s shows the database password", path)
 		assert.NotContains(t, rec.Body.String(), "s3cret-admin", "viewer GET %s shows a source's password", path)
 		assert.NotContains(t, rec.Body.String(), "redis://", "viewer GET %s shows a source URL", path)
+		// The README: in what the viewer reads, the databases have no
+		// authentication_redis_pass (not an empty one, which reads as "no
+		// password").
+		assert.NotContains(t, rec.Body.String(), "authentication_redis_pass", "viewer GET %s", path)
 	}
 	var dbs []api.Database
 	require.NoError(t, json.Unmarshal(request(h, "viewer", "viewer-pw", "GET", "/v1/bdbs", "").Body.Bytes(), &dbs))
@@ -130,6 +134,14 @@ func TestViewerReadsButChangesNothing(t *testing.T) {
 	assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "PUT", "/v1/bdbs/1", `{"replica_sync":"paused"}`).Code)
 	assert.Contains(t, request(h, "admin", "admin-pw", "GET", "/v1/bdbs/1", "").Body.String(), sourceURL)
 	assert.Equal(t, []string{"update"}, b.calls)
+}
+
+// A source that has sent nothing yet has no last_update, rather than the
+// year 1 (Go's zero time), which reads as a date.
+func TestNoLastUpdateBeforeTheSourceSendsAnything(t *testing.T) {
+	body := request(newTestHandler(&backend{}), "admin", "admin-pw", "GET", "/v1/bdbs/1", "").Body.String()
+	assert.Contains(t, body, `"status":"in-sync"`)
+	assert.NotContains(t, body, "last_update")
 }
 
 func TestAuthentication(t *testing.T) {
