@@ -365,3 +365,30 @@ func TestWrongMethodIsMethodNotAllowed(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, request(h, "admin", "admin-pw", "GET", "/v1/nothing", "").Code)
 	assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "GET", "/v1/bdbs/1", "").Code)
 }
+
+// Field names are matched exactly, as Redis Enterprise's are: "NAME" or
+// "Memory_Size" is an unknown field (Go's decoder alone would take it for
+// "name"), refused before anything reaches the backend, at any depth.
+func TestFieldNamesAreCaseSensitive(t *testing.T) {
+	b := &backend{}
+	h := newTestHandler(b)
+	for _, c := range []struct{ method, path, body, field string }{
+		{"POST", "/v1/bdbs", `{"NAME":"x","memory_size":4194304}`, `"NAME"`},
+		{"PUT", "/v1/bdbs/1", `{"Memory_Size":4194304}`, `"Memory_Size"`},
+		{"PUT", "/v1/bdbs/1", `{"replica_sources":[{"URI":"redis://a:b@h:1"}]}`, `"URI"`},
+		{"POST", "/v1/bdbs/1/actions/regenerate_admin_password", `{"Keepers":{"a":"b"}}`, `"Keepers"`},
+		{"PUT", "/v1/bdbs/1/admin_password_keepers", `{"KEEPERS":{"a":"b"}}`, `"KEEPERS"`},
+	} {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, c.body)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, "%s %s %s", c.method, c.path, c.body)
+		var e api.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+		assert.Equal(t, api.CodeInvalidRequest, e.Code)
+		assert.Contains(t, e.Description, "unknown field "+c.field)
+	}
+	assert.Empty(t, b.calls, "nothing reached the backend")
+	// Keys of a map (keepers) are the caller's: any case goes.
+	rec := request(h, "admin", "admin-pw", "POST", "/v1/bdbs/1/actions/regenerate_admin_password", `{"keepers":{"Rotation":"B"}}`)
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, map[string]string{"Rotation": "B"}, b.keepers)
+}
