@@ -173,7 +173,8 @@ type ReplicaSourceStatus struct {
 	Status    string `json:"status"`
 	Lag       int64  `json:"lag"` // milliseconds
 	LastError string `json:"last_error,omitempty"`
-	// LastUpdate is when the source last sent something (absent until then).
+	// LastUpdate is when the source's status last changed (absent until it
+	// has).
 	LastUpdate     time.Time `json:"last_update,omitzero"`
 	RDBSize        int64     `json:"rdb_size"`
 	RDBTransferred int64     `json:"rdb_transferred"`
