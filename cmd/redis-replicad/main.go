@@ -110,7 +110,9 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envName(f.Name)
-		if v, ok := os.LookupEnv(name); ok {
+		// An empty variable is unset, as in most tools: a deployment
+		// template that leaves one blank gets the default.
+		if v := os.Getenv(name); v != "" {
 			if err := f.Value.Set(v); err != nil && envErr == nil {
 				envErr = fmt.Errorf("invalid value %q for $%s (--%s): %w", v, name, f.Name, err)
 			}

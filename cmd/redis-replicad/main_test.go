@@ -116,8 +116,17 @@ func TestServeFlagErrorsNameTheFlag(t *testing.T) {
 		}
 	}
 
+	// An empty variable is unset: the default, not an error about a flag
+	// that was not given.
+	t.Setenv("REDIS_REPLICAD_PORT_RANGE", "")
+	t.Setenv("REDIS_REPLICAD_ADMIN_PASSWORD_GRACE", "")
+	cfg, _, err := parseServe([]string{"--data-dir", t.TempDir()}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 12000, cfg.PortMin)
+	assert.Equal(t, "15m0s", cfg.AdminPasswordGrace.String())
+
 	t.Setenv("REDIS_REPLICAD_ADMIN_PASSWORD_GRACE", "soon")
-	_, _, err := parseServe([]string{"--data-dir", t.TempDir()}, &bytes.Buffer{})
+	_, _, err = parseServe([]string{"--data-dir", t.TempDir()}, &bytes.Buffer{})
 	require.Error(t, err)
 	for _, w := range []string{"REDIS_REPLICAD_ADMIN_PASSWORD_GRACE", "--admin-password-grace", `"soon"`} {
 		assert.Contains(t, err.Error(), w)
