@@ -462,7 +462,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := dec.Decode(v); errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "the request needs a JSON object as its body, and it has none")
+		return false
+	} else if err != nil {
 		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: "+err.Error())
 		return false
 	}

@@ -392,3 +392,19 @@ func TestFieldNamesAreCaseSensitive(t *testing.T) {
 	assert.Equal(t, http.StatusOK, rec.Code)
 	assert.Equal(t, map[string]string{"Rotation": "B"}, b.keepers)
 }
+
+// A request without the body it needs says so in a sentence, not "EOF".
+func TestAMissingBodyIsNamed(t *testing.T) {
+	b := &backend{}
+	h := newTestHandler(b)
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/v1/bdbs"}, {"PUT", "/v1/bdbs/1"}, {"PUT", "/v1/bdbs/1/admin_password_keepers"},
+	} {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, "  ")
+		assert.Equal(t, http.StatusBadRequest, rec.Code, "%s %s", c.method, c.path)
+		var e api.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+		assert.Equal(t, "the request needs a JSON object as its body, and it has none", e.Description, "%s %s", c.method, c.path)
+	}
+	assert.Empty(t, b.calls)
+}
