@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -32,6 +33,8 @@ const (
 	EnvUsername = "REDIS_REPLICAD_USERNAME"
 	EnvPassword = "REDIS_REPLICAD_PASSWORD"
 	EnvCACert   = "REDIS_REPLICAD_CA_CERT"
+	// EnvInsecureSkipVerify is true or false (strconv.ParseBool).
+	EnvInsecureSkipVerify = "REDIS_REPLICAD_INSECURE_SKIP_VERIFY"
 )
 
 var (
@@ -92,7 +95,8 @@ func (p *redisProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp
 			},
 			"insecure_skip_verify": schema.BoolAttribute{
 				MarkdownDescription: "Skip the verification of the API's TLS certificate. " +
-					"Only for tests: anyone on the network path could then read the credentials. Every run then warns about it, and `ca_cert` is not used. Defaults to `false`.",
+					"Only for tests: anyone on the network path could then read the credentials. Every run then warns about it, and `ca_cert` is not used. Defaults to `false`. " +
+					"May also be set with the `" + EnvInsecureSkipVerify + "` environment variable (`true` or `false`).",
 				Optional: true,
 			},
 		},
@@ -174,6 +178,16 @@ func clientConfig(config providerModel, getenv func(string) string) (client.Conf
 		Password:           pick(config.Password, EnvPassword),
 		CACert:             pick(config.CACert, EnvCACert),
 		InsecureSkipVerify: config.InsecureSkipVerify.ValueBool(),
+	}
+	if config.InsecureSkipVerify.IsNull() {
+		if v := strings.TrimSpace(getenv(EnvInsecureSkipVerify)); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				diags.AddAttributeError(path.Root("insecure_skip_verify"), "Invalid "+EnvInsecureSkipVerify,
+					fmt.Sprintf("%s is %q: use true or false.", EnvInsecureSkipVerify, v))
+			}
+			cfg.InsecureSkipVerify = b
+		}
 	}
 	if cfg.Username == "" {
 		cfg.Username = client.DefaultUsername

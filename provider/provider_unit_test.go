@@ -104,6 +104,31 @@ func TestClientConfigWarnsWhenNotVerifying(t *testing.T) {
 	assert.Empty(t, diags)
 }
 
+// insecure_skip_verify falls back to its environment variable as every
+// other setting of the provider block does; a bad value names the variable.
+func TestClientConfigInsecureSkipVerifyFromEnvironment(t *testing.T) {
+	base := map[string]string{EnvEndpoint: "https://h:9443", EnvPassword: "pw"}
+	with := func(v string) map[string]string {
+		m := map[string]string{EnvInsecureSkipVerify: v}
+		for k, x := range base {
+			m[k] = x
+		}
+		return m
+	}
+	cfg, diags := clientConfig(providerModel{}, env(with("true")))
+	if diags.HasError() || !cfg.InsecureSkipVerify {
+		t.Fatalf("%s=true: cfg = %+v, %s", EnvInsecureSkipVerify, cfg, diagSummaries(diags))
+	}
+	cfg, diags = clientConfig(providerModel{InsecureSkipVerify: types.BoolValue(false)}, env(with("true")))
+	if diags.HasError() || cfg.InsecureSkipVerify {
+		t.Fatalf("the block's false wins over the environment: cfg = %+v, %s", cfg, diagSummaries(diags))
+	}
+	_, diags = clientConfig(providerModel{}, env(with("maybe")))
+	if got := diagSummaries(diags); !strings.Contains(got, EnvInsecureSkipVerify) || !strings.Contains(got, `"maybe"`) {
+		t.Fatalf("diagnostics %q do not name %s and its value", got, EnvInsecureSkipVerify)
+	}
+}
+
 func TestClientConfigRejects(t *testing.T) {
 	for name, tc := range map[string]struct {
 		m    providerModel

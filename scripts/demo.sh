@@ -22,8 +22,11 @@ cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/ensure-deps.sh
 echo "== building redis-replicad and terraform-provider-redis"
-go build -o bin/redis-replicad ./cmd/redis-replicad
-go build -o bin/terraform-provider-redis .
+# Versioned as make build does (make may be missing on a fresh machine).
+version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+ldflags="-X main.version=$version -X github.com/replicad/terraform-provider-redis/service/app.Version=$version"
+go build -ldflags "$ldflags" -o bin/redis-replicad ./cmd/redis-replicad
+go build -ldflags "$ldflags" -o bin/terraform-provider-redis .
 
 work=$(mktemp -d /tmp/redis-replicad-demo.XXXXXX)
 pids=()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the service and the tests need when it is missing: redis-server,
-# Chromium (the console's browser test), promtool (the alert rules' check) and
+# Chromium (the console's browser test), promtool (the alert rules' check),
 # jq (the CI recipe of the redis_replica_of documentation, which a test runs),
-# all Debian packages, and checks for Go and Terraform. Sourced by the other scripts.
+# make and gcc, all Debian packages, and checks for Go and Terraform. Sourced by the other scripts.
 set -euo pipefail
 
 need_apt=()
@@ -11,6 +11,10 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium fonts-liberation)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+# make runs the tests (scripts/test.sh); gcc is what go test -race needs
+# (cgo), which .ci/run uses.
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "missing: ${need_apt[*]} — install them (for example: sudo apt-get install -y --no-install-recommends ${need_apt[*]})" >&2

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -31,13 +32,29 @@ func main() {
 	}
 }
 
+// topUsage is the help of the command itself.
+const topUsage = `usage: redis-replicad <command> [flags]
+
+commands:
+  serve     run the service (redis-replicad serve -h lists its flags)
+  version   print the version
+  help      print this help
+`
+
 func run(args []string, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "serve" {
-		if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
-			fmt.Println(app.Version)
-			return nil
-		}
-		return errors.New("usage: redis-replicad serve [flags]   (redis-replicad serve -h lists them)")
+	if len(args) == 0 {
+		return errors.New("a command is needed: serve, version or help (redis-replicad help)")
+	}
+	switch args[0] {
+	case "serve":
+	case "version", "--version", "-version":
+		fmt.Println(app.Version)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(os.Stdout, topUsage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q: want serve, version or help (redis-replicad help)", args[0])
 	}
 	cfg, logOpts, err := parseServe(args[1:], stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -81,8 +98,8 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate of the API (default: issued by the instance's own CA, <data-dir>/ca.pem)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM key of --tls-cert")
 	fs.StringVar(&cfg.RedisServer, "redis-server", "", "path of the redis-server binary (default: found on PATH)")
-	fs.StringVar(&portRange, "port-range", "12000-12999", "ports given to databases that do not ask for one")
-	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host name that database endpoints and source URLs advertise (default: the listen host)")
+	fs.StringVar(&portRange, "port-range", "12000-12999", "FROM-TO: the ports of databases that do not ask for one, and of every replication endpoint (a sharded database's nodes take three each)")
+	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host name that database endpoints and source URLs advertise (default: the listen host, 127.0.0.1 when it listens on every address)")
 	fs.StringVar(&cfg.ViewerUser, "viewer-user", "", "user name of a read-only user of the API, the console and /metrics (default: none)")
 	fs.StringVar(&cfg.ViewerPassword, "viewer-password", "", "password of --viewer-user")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (API requests are logged at debug)")
@@ -93,9 +110,11 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envName(f.Name)
-		if v, ok := os.LookupEnv(name); ok {
+		// An empty variable is unset, as in most tools: a deployment
+		// template that leaves one blank gets the default.
+		if v := os.Getenv(name); v != "" {
 			if err := f.Value.Set(v); err != nil && envErr == nil {
-				envErr = fmt.Errorf("%s: %w", name, err)
+				envErr = fmt.Errorf("invalid value %q for $%s (--%s): %w", v, name, f.Name, err)
 			}
 		}
 	})
@@ -105,16 +124,27 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 	if err := fs.Parse(args); err != nil {
 		return cfg, lo, err
 	}
+	if fs.NArg() > 0 {
+		// A value meant for a flag whose name was mistyped, or a flag
+		// after a stray word: ignoring it would run with a default.
+		return cfg, lo, fmt.Errorf("unexpected argument %q: serve takes flags only (redis-replicad serve -h)", fs.Arg(0))
+	}
 	if cfg.DataDir == "" {
 		return cfg, lo, errors.New("--data-dir (or REDIS_REPLICAD_DATA_DIR) is required")
 	}
 	from, to, ok := strings.Cut(portRange, "-")
 	min, err1 := strconv.Atoi(from)
 	max, err2 := strconv.Atoi(to)
-	if !ok || err1 != nil || err2 != nil {
-		return cfg, lo, fmt.Errorf("--port-range %q: want FROM-TO, for example 12000-12999", portRange)
+	if !ok || err1 != nil || err2 != nil || min < 1 || max > 65535 || min > max {
+		return cfg, lo, fmt.Errorf("--port-range %q: want FROM-TO, ports from 1 to 65535 with FROM <= TO, for example 12000-12999", portRange)
 	}
 	cfg.PortMin, cfg.PortMax = min, max
+	if err := checkListen(cfg.Listen); err != nil {
+		return cfg, lo, err
+	}
+	if cfg.AdminPasswordGrace < 0 {
+		return cfg, lo, fmt.Errorf("--admin-password-grace %s: must not be negative (0s: no grace period)", cfg.AdminPasswordGrace)
+	}
 	if cfg.AdminPasswordGrace == 0 {
 		cfg.AdminPasswordGrace = -1 // app.Config's zero value is the default
 	}
@@ -125,6 +155,19 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 		return cfg, lo, fmt.Errorf("--log-format %q: want text or json", lo.format)
 	}
 	return cfg, lo, nil
+}
+
+// checkListen checks --listen before anything is written to the data
+// directory: HOST:PORT, the port a number (0 picks one).
+func checkListen(listen string) error {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: want HOST:PORT, for example 127.0.0.1:9443: %w", listen, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("--listen %q: the port must be a number from 0 to 65535", listen)
+	}
+	return nil
 }
 
 // envName is the environment variable that sets flag name.

@@ -88,3 +88,60 @@ func TestGoRedisMessagesAreLogLines(t *testing.T) {
 	assert.Equal(t, "go-redis", line["component"])
 	assert.Equal(t, "DEBUG", line["level"])
 }
+
+// A bad value of a flag or of its environment variable is refused before
+// anything starts, with an error that names the flag (or the variable) and
+// the value, never run with a default or turned into another value.
+func TestServeFlagErrorsNameTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--port-range", "5-3"}, []string{"--port-range", `"5-3"`}},
+		{[]string{"--port-range", "0-100"}, []string{"--port-range", `"0-100"`}},
+		{[]string{"--port-range", "12000-70000"}, []string{"--port-range"}},
+		{[]string{"--port-range", "12000"}, []string{"--port-range"}},
+		{[]string{"--listen", "nonsense"}, []string{"--listen", `"nonsense"`}},
+		{[]string{"--listen", "127.0.0.1:99999"}, []string{"--listen", "99999"}},
+		{[]string{"--listen", "127.0.0.1:https"}, []string{"--listen"}},
+		{[]string{"--admin-password-grace", "-5m"}, []string{"--admin-password-grace", "negative"}},
+		{[]string{"--log-level", "loud"}, []string{"--log-level"}},
+		{[]string{"stray"}, []string{`"stray"`}},
+	} {
+		args := append([]string{"--data-dir", t.TempDir()}, tc.args...)
+		_, _, err := parseServe(args, &bytes.Buffer{})
+		require.Error(t, err, "%v", tc.args)
+		for _, w := range tc.want {
+			assert.Contains(t, err.Error(), w, "%v", tc.args)
+		}
+	}
+
+	// An empty variable is unset: the default, not an error about a flag
+	// that was not given.
+	t.Setenv("REDIS_REPLICAD_PORT_RANGE", "")
+	t.Setenv("REDIS_REPLICAD_ADMIN_PASSWORD_GRACE", "")
+	cfg, _, err := parseServe([]string{"--data-dir", t.TempDir()}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 12000, cfg.PortMin)
+	assert.Equal(t, "15m0s", cfg.AdminPasswordGrace.String())
+
+	t.Setenv("REDIS_REPLICAD_ADMIN_PASSWORD_GRACE", "soon")
+	_, _, err = parseServe([]string{"--data-dir", t.TempDir()}, &bytes.Buffer{})
+	require.Error(t, err)
+	for _, w := range []string{"REDIS_REPLICAD_ADMIN_PASSWORD_GRACE", "--admin-password-grace", `"soon"`} {
+		assert.Contains(t, err.Error(), w)
+	}
+}
+
+// `redis-replicad --help` (and -h, help) is help, not an error; an unknown
+// command is named in the error.
+func TestCommandHelpAndUnknownCommand(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "help"} {
+		require.NoError(t, run([]string{arg}, &bytes.Buffer{}), arg)
+	}
+	err := run([]string{"srve"}, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"srve"`)
+	assert.Contains(t, err.Error(), "serve")
+	require.Error(t, run(nil, &bytes.Buffer{}))
+}

@@ -70,8 +70,9 @@ type Database struct {
 	Replication bool           `json:"replication"`
 	OSSCluster  bool           `json:"oss_cluster"`
 	Endpoints   []NodeEndpoint `json:"endpoints"`
-	// AuthenticationRedisPass is the password of the application user "default".
-	AuthenticationRedisPass string `json:"authentication_redis_pass"`
+	// AuthenticationRedisPass is the password of the application user
+	// "default"; absent in what the viewer user reads.
+	AuthenticationRedisPass string `json:"authentication_redis_pass,omitempty"`
 	// ReplicationPort is the port destinations replicate from (the port of
 	// the source URL), served by the instance's replication gateway.
 	ReplicationPort int `json:"replication_port"`
@@ -151,7 +152,7 @@ type ReplicaShardStatus struct {
 	Status     string    `json:"status"`
 	Lag        int64     `json:"lag"` // milliseconds
 	LastError  string    `json:"last_error,omitempty"`
-	LastUpdate time.Time `json:"last_update"`
+	LastUpdate time.Time `json:"last_update,omitzero"`
 	// RDBSize and RDBTransferred are the progress of the shard's full load.
 	RDBSize        int64 `json:"rdb_size"`
 	RDBTransferred int64 `json:"rdb_transferred"`
@@ -169,10 +170,12 @@ type ReplicaShardStatus struct {
 // print it must redact it.
 type ReplicaSourceStatus struct {
 	ReplicaSource
-	Status         string    `json:"status"`
-	Lag            int64     `json:"lag"` // milliseconds
-	LastError      string    `json:"last_error,omitempty"`
-	LastUpdate     time.Time `json:"last_update"`
+	Status    string `json:"status"`
+	Lag       int64  `json:"lag"` // milliseconds
+	LastError string `json:"last_error,omitempty"`
+	// LastUpdate is when the source's status last changed (absent until it
+	// has).
+	LastUpdate     time.Time `json:"last_update,omitzero"`
 	RDBSize        int64     `json:"rdb_size"`
 	RDBTransferred int64     `json:"rdb_transferred"`
 	// CompressionActive says whether the source agreed to compress.

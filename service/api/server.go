@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -461,7 +462,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := dec.Decode(v); errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "the request needs a JSON object as its body, and it has none")
+		return false
+	} else if err != nil {
 		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: "+err.Error())
 		return false
 	}
@@ -469,7 +473,83 @@ func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: data after the JSON object")
 		return false
 	}
+	var raw any
+	if err := json.Unmarshal(body, &raw); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: "+err.Error())
+		return false
+	}
+	if err := exactFieldNames(reflect.TypeOf(v), raw); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: "+err.Error())
+		return false
+	}
 	return true
+}
+
+// exactFieldNames checks that every object key of raw (a decoded body) is
+// spelled exactly as a field of t: encoding/json matches names regardless
+// of case, so "NAME" would set name, where the API (as Redis Enterprise's)
+// has one spelling and refuses any other as an unknown field.
+func exactFieldNames(t reflect.Type, raw any) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch x := raw.(type) {
+	case map[string]any:
+		switch t.Kind() {
+		case reflect.Map:
+			for _, e := range x {
+				if err := exactFieldNames(t.Elem(), e); err != nil {
+					return err
+				}
+			}
+		case reflect.Struct:
+			fields := map[string]reflect.Type{}
+			jsonFields(t, fields)
+			for k, e := range x {
+				ft, ok := fields[k]
+				if !ok {
+					return fmt.Errorf("json: unknown field %q", k)
+				}
+				if err := exactFieldNames(ft, e); err != nil {
+					return err
+				}
+			}
+		}
+	case []any:
+		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			for _, e := range x {
+				if err := exactFieldNames(t.Elem(), e); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// jsonFields adds the JSON names of struct t's fields (and of its embedded
+// structs') to fields.
+func jsonFields(t reflect.Type, fields map[string]reflect.Type) {
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() && !f.Anonymous {
+			continue
+		}
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				jsonFields(ft, fields)
+				continue
+			}
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = f.Type
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -102,6 +102,10 @@ func TestViewerReadsButChangesNothing(t *testing.T) {
 		assert.NotContains(t, rec.Body.String(), redisPass, "viewer GET %s shows the database password", path)
 		assert.NotContains(t, rec.Body.String(), "s3cret-admin", "viewer GET %s shows a source's password", path)
 		assert.NotContains(t, rec.Body.String(), "redis://", "viewer GET %s shows a source URL", path)
+		// The README: in what the viewer reads, the databases have no
+		// authentication_redis_pass (not an empty one, which reads as "no
+		// password").
+		assert.NotContains(t, rec.Body.String(), "authentication_redis_pass", "viewer GET %s", path)
 	}
 	var dbs []api.Database
 	require.NoError(t, json.Unmarshal(request(h, "viewer", "viewer-pw", "GET", "/v1/bdbs", "").Body.Bytes(), &dbs))
@@ -130,6 +134,14 @@ func TestViewerReadsButChangesNothing(t *testing.T) {
 	assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "PUT", "/v1/bdbs/1", `{"replica_sync":"paused"}`).Code)
 	assert.Contains(t, request(h, "admin", "admin-pw", "GET", "/v1/bdbs/1", "").Body.String(), sourceURL)
 	assert.Equal(t, []string{"update"}, b.calls)
+}
+
+// A source that has sent nothing yet has no last_update, rather than the
+// year 1 (Go's zero time), which reads as a date.
+func TestNoLastUpdateBeforeTheSourceSendsAnything(t *testing.T) {
+	body := request(newTestHandler(&backend{}), "admin", "admin-pw", "GET", "/v1/bdbs/1", "").Body.String()
+	assert.Contains(t, body, `"status":"in-sync"`)
+	assert.NotContains(t, body, "last_update")
 }
 
 func TestAuthentication(t *testing.T) {
@@ -357,4 +369,47 @@ func TestWrongMethodIsMethodNotAllowed(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, rec.Code)
 	assert.Contains(t, rec.Body.String(), `"error_code":"no_route"`)
 	assert.Equal(t, http.StatusOK, request(h, "admin", "admin-pw", "GET", "/v1/bdbs/1", "").Code)
+}
+
+// Field names are matched exactly, as Redis Enterprise's are: "NAME" or
+// "Memory_Size" is an unknown field (Go's decoder alone would take it for
+// "name"), refused before anything reaches the backend, at any depth.
+func TestFieldNamesAreCaseSensitive(t *testing.T) {
+	b := &backend{}
+	h := newTestHandler(b)
+	for _, c := range []struct{ method, path, body, field string }{
+		{"POST", "/v1/bdbs", `{"NAME":"x","memory_size":4194304}`, `"NAME"`},
+		{"PUT", "/v1/bdbs/1", `{"Memory_Size":4194304}`, `"Memory_Size"`},
+		{"PUT", "/v1/bdbs/1", `{"replica_sources":[{"URI":"redis://a:b@h:1"}]}`, `"URI"`},
+		{"POST", "/v1/bdbs/1/actions/regenerate_admin_password", `{"Keepers":{"a":"b"}}`, `"Keepers"`},
+		{"PUT", "/v1/bdbs/1/admin_password_keepers", `{"KEEPERS":{"a":"b"}}`, `"KEEPERS"`},
+	} {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, c.body)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, "%s %s %s", c.method, c.path, c.body)
+		var e api.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+		assert.Equal(t, api.CodeInvalidRequest, e.Code)
+		assert.Contains(t, e.Description, "unknown field "+c.field)
+	}
+	assert.Empty(t, b.calls, "nothing reached the backend")
+	// Keys of a map (keepers) are the caller's: any case goes.
+	rec := request(h, "admin", "admin-pw", "POST", "/v1/bdbs/1/actions/regenerate_admin_password", `{"keepers":{"Rotation":"B"}}`)
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, map[string]string{"Rotation": "B"}, b.keepers)
+}
+
+// A request without the body it needs says so in a sentence, not "EOF".
+func TestAMissingBodyIsNamed(t *testing.T) {
+	b := &backend{}
+	h := newTestHandler(b)
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/v1/bdbs"}, {"PUT", "/v1/bdbs/1"}, {"PUT", "/v1/bdbs/1/admin_password_keepers"},
+	} {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, "  ")
+		assert.Equal(t, http.StatusBadRequest, rec.Code, "%s %s", c.method, c.path)
+		var e api.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+		assert.Equal(t, "the request needs a JSON object as its body, and it has none", e.Description, "%s %s", c.method, c.path)
+	}
+	assert.Empty(t, b.calls)
 }

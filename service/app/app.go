@@ -426,7 +426,7 @@ func apiCertificate(cfg Config, ca *certs.CA) (tls.Certificate, error) {
 	if cfg.TLSCert != "" {
 		c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
-			return tls.Certificate{}, fmt.Errorf("load API certificate: %w", err)
+			return tls.Certificate{}, fmt.Errorf("load the API certificate (--tls-cert, --tls-key): %w", err)
 		}
 		return c, nil
 	}

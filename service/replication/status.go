@@ -80,7 +80,9 @@ type sourceStatus struct {
 	// the sync paused or stopped), the lag counts from then: the
 	// destination misses whatever the source did since (the watchdog and
 	// each change of the status record it; zero until the source is first
-	// in sync).
+	// in sync, or, for a source the destination already held a load of
+	// when this run of the service began, when that was found:
+	// destination.notFollowedSince).
 	followedAt time.Time
 	// loadWriting, during a load over the master link, is when the write
 	// to the destination under way began (zero when none is).

@@ -279,3 +279,49 @@ func TestTheLagOfASilentSourceOutlivesItsSession(t *testing.T) {
 	assert.GreaterOrEqual(t, time.Duration(s.Lag)*time.Millisecond, time.Since(frozen)-10*time.Second,
 		"the lag counts from before the freeze (pings come every 10 s): %s", s.LastError)
 }
+
+// A restarted service knew nothing of when its sources were last in sync,
+// so a source that was down when it came back (or a sync it found paused)
+// had a lag of 0 for ever, though the destination missed everything the
+// source did: the lag alert never fired. The restart is now a lower bound:
+// from then on, such a source's lag grows until it is followed again.
+func TestLagGrowsAfterARestartWhileTheSourceIsNotFollowed(t *testing.T) {
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	src := redistest.Start(t)
+	other := redistest.Start(t)
+	require.NoError(t, src.Client().Set(redistest.Ctx(t), "k", "v", 0).Err())
+	require.NoError(t, other.Client().Set(redistest.Ctx(t), "o", "v", 0).Err())
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	paused := a.create(api.CreateDatabaseRequest{Name: "paused", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: other.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+	a.waitInSync(paused.UID, time.Minute)
+	sync := api.SyncPaused
+	a.update(paused.UID, api.UpdateDatabaseRequest{ReplicaSync: &sync})
+
+	i.Stop(t)
+	src.Stop() // SIGKILL: down when the service comes back
+	i.StartAgain(t)
+	back := time.Now()
+	for _, uid := range []int{dst.UID, paused.UID} {
+		redistest.Eventually(t, time.Minute, "the lag grows after the restart", func() error {
+			s := a.get(uid).ReplicaSources[0]
+			if s.Status == api.SourceInSync {
+				return fmt.Errorf("database %d in sync", uid)
+			}
+			if s.Lag < 3000 {
+				return fmt.Errorf("database %d: status %s, lag %d ms, %s after the restart: %s", uid, s.Status, s.Lag, time.Since(back).Round(time.Second), s.LastError)
+			}
+			return nil
+		})
+	}
+
+	src.Restart()
+	redistest.Eventually(t, time.Minute, "in sync with no lag once the source is back", func() error {
+		s := a.get(dst.UID).ReplicaSources[0]
+		if s.Status != api.SourceInSync || s.Lag != 0 {
+			return fmt.Errorf("status %s, lag %d ms: %s", s.Status, s.Lag, s.LastError)
+		}
+		return nil
+	})
+}
