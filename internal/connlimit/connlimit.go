@@ -20,15 +20,15 @@ import (
 )
 
 // Listener is a net.Listener holding at most max connections open. Its
-// Track middleware and ConnContext tell it which connections serve a
-// request; without them every connection is taken for idle.
+// Track middleware, ConnContext and ConnState tell it which connections
+// serve a request; without them every connection is taken for idle.
 type Listener struct {
 	net.Listener
 	max int
 
 	mu     sync.Mutex
 	conns  []*conn       // in the order they were accepted
-	freed  chan struct{} // closed (and replaced) whenever a connection closes
+	freed  chan struct{} // closed (and replaced) whenever a connection closes or goes idle
 	closed chan struct{}
 	once   sync.Once
 }
@@ -42,7 +42,7 @@ type conn struct {
 	net.Conn
 	l       *Listener
 	host    string
-	serving int // requests in a handler; guarded by l.mu
+	serving bool // from a handler's start to its answer's end; guarded by l.mu
 	once    sync.Once
 }
 
@@ -54,7 +54,7 @@ func (c *conn) Close() error {
 
 // Accept returns the next connection, closing an idle one of the
 // address that holds the most when max are open. Only when every open
-// connection serves a request does it wait for one to end.
+// connection serves a request does it wait for one to end or go idle.
 func (l *Listener) Accept() (net.Conn, error) {
 	nc, err := l.Listener.Accept()
 	if err != nil {
@@ -103,7 +103,7 @@ func (l *Listener) victimLocked() *conn {
 	}
 	var oldestIdle *conn
 	for _, c := range l.conns {
-		if c.serving > 0 {
+		if c.serving {
 			continue
 		}
 		if c.host == top {
@@ -125,8 +125,25 @@ func (l *Listener) forget(c *conn) {
 			break
 		}
 	}
+	l.wakeLocked()
+}
+
+// wakeLocked wakes an Accept waiting for room: a connection closed, or
+// went idle and may be displaced.
+func (l *Listener) wakeLocked() {
 	close(l.freed)
 	l.freed = make(chan struct{})
+}
+
+// own is the connection of l under nc (a *tls.Conn's too), or nil.
+func (l *Listener) own(nc net.Conn) *conn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if c, ok := nc.(*conn); ok && c.l == l {
+		return c
+	}
+	return nil
 }
 
 type connKey struct{}
@@ -134,29 +151,42 @@ type connKey struct{}
 // ConnContext is for http.Server.ConnContext: it lets Track find the
 // connection of a request.
 func (l *Listener) ConnContext(ctx context.Context, nc net.Conn) context.Context {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	if c, ok := nc.(*conn); ok && c.l == l {
+	if c := l.own(nc); c != nil {
 		return context.WithValue(ctx, connKey{}, c)
 	}
 	return ctx
 }
 
-// Track marks a request's connection as serving while next handles it,
-// so that Accept never closes it under the request.
+// ConnState is for http.Server.ConnState: a connection serves from
+// Track's start of a request until the server says it is idle again,
+// which is once the answer is written out. The handler's return is too
+// early: its answer may still sit in the server's buffer, and closing
+// the connection then would cut it.
+func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
+	if st != http.StateIdle {
+		return
+	}
+	if c := l.own(nc); c != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		c.serving = false
+		// An Accept waiting because every connection served a
+		// request may displace this one now.
+		l.wakeLocked()
+	}
+}
+
+// Track marks a request's connection as serving from the start of its
+// handler until ConnState hears it is idle, so that Accept never closes
+// it under the request or its answer. (Not from the request's first
+// byte: a flood of connections each sending a byte now and then would
+// hold every place.)
 func (l *Listener) Track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _ := r.Context().Value(connKey{}).(*conn)
-		if c != nil {
+		if c, _ := r.Context().Value(connKey{}).(*conn); c != nil {
 			l.mu.Lock()
-			c.serving++
+			c.serving = true
 			l.mu.Unlock()
-			defer func() {
-				l.mu.Lock()
-				c.serving--
-				l.mu.Unlock()
-			}()
 		}
 		next.ServeHTTP(w, r)
 	})

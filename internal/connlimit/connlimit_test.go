@@ -37,7 +37,7 @@ func TestAFloodDisplacesItsOwnIdleConnections(t *testing.T) {
 	l := New(ln, 3)
 	release := make(chan struct{})
 	inHandler := make(chan struct{}, 1)
-	srv := &http.Server{ConnContext: l.ConnContext, ReadHeaderTimeout: time.Minute,
+	srv := &http.Server{ConnContext: l.ConnContext, ConnState: l.ConnState, ReadHeaderTimeout: time.Minute,
 		Handler: l.Track(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			inHandler <- struct{}{}
 			<-release
@@ -77,7 +77,7 @@ func TestAcceptWaitsWhileAllServe(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	l.mu.Lock()
-	l.conns[0].serving = 1
+	l.conns[0].serving = true
 	l.mu.Unlock()
 	dialFrom(t, "127.0.0.1", ln.Addr().String())
 	accepted := make(chan error, 1)
@@ -98,4 +98,47 @@ func TestAcceptWaitsWhileAllServe(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Accept still waits after Close")
 	}
+}
+
+// When every connection served a request and they all end up idle (kept
+// alive by their clients), the connection waiting for room displaces one
+// at once: it does not wait for a server timeout to close one.
+func TestAWaitingConnectionIsServedOnceTheOthersGoIdle(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l := New(ln, 1)
+	release := make(chan struct{})
+	inHandler := make(chan struct{}, 1)
+	first := true
+	srv := &http.Server{ConnContext: l.ConnContext, ConnState: l.ConnState, ReadHeaderTimeout: time.Minute,
+		Handler: l.Track(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if first {
+				first = false
+				inHandler <- struct{}{}
+				<-release
+			}
+		}))}
+	go srv.Serve(l)
+	defer srv.Close()
+	addr := ln.Addr().String()
+
+	busy := dialFrom(t, "127.0.0.1", addr)
+	_, err = busy.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	require.NoError(t, err)
+	<-inHandler
+	waiting := dialFrom(t, "127.0.0.2", addr)
+	_, err = waiting.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	require.NoError(t, err)
+	close(release)
+	// The busy connection's answer arrives and it stays open, idle.
+	busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	n, err := busy.Read(buf)
+	require.NoError(t, err)
+	require.Contains(t, string(buf[:n]), "HTTP/1.1 200")
+
+	waiting.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err = waiting.Read(buf)
+	require.NoError(t, err, "the waiting connection is served once the other one is idle")
+	assert.Contains(t, string(buf[:n]), "HTTP/1.1 200")
 }

@@ -281,6 +281,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.http = &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ConnContext:       limited.ConnContext,
+		ConnState:         limited.ConnState,
 		Handler:           limited.Track(handler),
 		TLSConfig:         certs.ServerTLS(tlsCert),
 		ReadHeaderTimeout: 10 * time.Second,
