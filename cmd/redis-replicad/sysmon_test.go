@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/internal/sysmon"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
 // `redis-replicad serve` runs with sysmon kept awake: the same process
@@ -35,13 +37,19 @@ func TestServeKeepsSysmonAwake(t *testing.T) {
 	bin := buildBinary(t, dir)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--port-range", "31900-31949")
+	portMin, portMax, _ := servicetest.PortWindow(t)
+	cmd := exec.Command(bin, "serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--port-range", fmt.Sprintf("%d-%d", portMin, portMax))
 	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=0")
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
+	// stderr is read once the process has ended: its writes come from
+	// another goroutine until then.
+	stop := sync.OnceFunc(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+	})
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
 			t.Logf("stderr:\n%s", stderr.String())
 		}
@@ -63,6 +71,7 @@ func TestServeKeepsSysmonAwake(t *testing.T) {
 	assert.Contains(t, vars, "GODEBUG=gctrace=0,"+sysmon.Setting)
 	// The trace prints once the host's monotonic clock passes a multiple of
 	// the period (about 24.8 days): on a host up for less, never.
+	stop()
 	if up := uptimeSeconds(t); up < 2147483 {
 		assert.NotContains(t, stderr.String(), "SCHED ", "no scheduler trace on a host up for %.0f s", up)
 	}
