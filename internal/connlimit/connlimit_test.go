@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,32 @@ func dialFrom(t *testing.T, ip, addr string) net.Conn {
 	return c
 }
 
+// serve runs an HTTP server on a Listener of at most n connections,
+// tracked as the API's server does, and returns its address.
+func serve(t *testing.T, n int, h http.HandlerFunc) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l := New(ln, n)
+	srv := &http.Server{ConnContext: l.ConnContext, ConnState: l.ConnState, ReadHeaderTimeout: time.Minute, Handler: l.Track(h)}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// holding is a handler that holds the first n requests until release is
+// closed, each telling inHandler once it is in the handler.
+func holding(n int) (h http.HandlerFunc, inHandler, release chan struct{}) {
+	inHandler, release = make(chan struct{}, n), make(chan struct{})
+	var held atomic.Int64
+	return func(http.ResponseWriter, *http.Request) {
+		if held.Add(1) <= int64(n) {
+			inHandler <- struct{}{}
+			<-release
+		}
+	}, inHandler, release
+}
+
 // closedByServer says whether the server closed c (EOF within a while).
 func closedByServer(c net.Conn, within time.Duration) bool {
 	c.SetReadDeadline(time.Now().Add(within))
@@ -32,23 +59,12 @@ func closedByServer(c net.Conn, within time.Duration) bool {
 // holds the most connections, never a connection serving a request, nor
 // the lone connection of another address.
 func TestAFloodDisplacesItsOwnIdleConnections(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	l := New(ln, 3)
-	release := make(chan struct{})
-	inHandler := make(chan struct{}, 1)
-	srv := &http.Server{ConnContext: l.ConnContext, ConnState: l.ConnState, ReadHeaderTimeout: time.Minute,
-		Handler: l.Track(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			inHandler <- struct{}{}
-			<-release
-		}))}
-	go srv.Serve(l)
-	defer srv.Close()
-	addr := ln.Addr().String()
+	h, inHandler, release := holding(1)
+	addr := serve(t, 3, h)
 
 	// The oldest: a request being served, from the flooding address.
 	busy := dialFrom(t, "127.0.0.1", addr)
-	_, err = busy.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	_, err := busy.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 	require.NoError(t, err)
 	<-inHandler
 	other := dialFrom(t, "127.0.0.2", addr) // another client, idle
@@ -104,26 +120,11 @@ func TestAcceptWaitsWhileAllServe(t *testing.T) {
 // alive by their clients), the connection waiting for room displaces one
 // at once: it does not wait for a server timeout to close one.
 func TestAWaitingConnectionIsServedOnceTheOthersGoIdle(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	l := New(ln, 1)
-	release := make(chan struct{})
-	inHandler := make(chan struct{}, 1)
-	first := true
-	srv := &http.Server{ConnContext: l.ConnContext, ConnState: l.ConnState, ReadHeaderTimeout: time.Minute,
-		Handler: l.Track(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			if first {
-				first = false
-				inHandler <- struct{}{}
-				<-release
-			}
-		}))}
-	go srv.Serve(l)
-	defer srv.Close()
-	addr := ln.Addr().String()
+	h, inHandler, release := holding(1)
+	addr := serve(t, 1, h)
 
 	busy := dialFrom(t, "127.0.0.1", addr)
-	_, err = busy.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	_, err := busy.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 	require.NoError(t, err)
 	<-inHandler
 	waiting := dialFrom(t, "127.0.0.2", addr)
