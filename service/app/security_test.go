@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -639,19 +638,5 @@ func TestShardReplicasLogInWithReplicationRightsOnly(t *testing.T) {
 	for k := range 100 {
 		require.NoError(t, cc.Set(ctx(t), "k"+strconv.Itoa(k), k, 0).Err())
 	}
-	eventually(t, 60*time.Second, "every replica holds its master's keys", func() error {
-		return cc.ForEachSlave(ctx(t), func(ctx context.Context, r *redis.Client) error {
-			if err := r.ReadOnly(ctx).Err(); err != nil {
-				return err
-			}
-			n, err := r.DBSize(ctx).Result()
-			if err != nil {
-				return err
-			}
-			if n < 20 {
-				return fmt.Errorf("a replica holds %d keys", n)
-			}
-			return nil
-		})
-	})
+	replicasHoldTheirMastersKeys(t, cc)
 }

@@ -305,21 +305,7 @@ func TestShardedDatabaseWithTLS(t *testing.T) {
 		assert.Equal(t, strconv.Itoa(k), v)
 	}
 	// The replicas replicate over TLS too: each holds its master's keys.
-	eventually(t, 60*time.Second, "every replica holds its master's keys", func() error {
-		return c.ForEachSlave(ctx(t), func(ctx context.Context, r *redis.Client) error {
-			if err := r.ReadOnly(ctx).Err(); err != nil {
-				return err
-			}
-			n, err := r.DBSize(ctx).Result()
-			if err != nil {
-				return err
-			}
-			if n < 20 {
-				return fmt.Errorf("a replica holds %d keys", n)
-			}
-			return nil
-		})
-	})
+	replicasHoldTheirMastersKeys(t, c)
 	// A plain-text client is refused.
 	plain := redis.NewClient(&redis.Options{Addr: addrs[0], Password: db.AuthenticationRedisPass, MaxRetries: -1})
 	defer plain.Close()
@@ -599,4 +585,25 @@ func infoClusterState(t *testing.T, c *redis.Client) string {
 	}
 	t.Fatalf("no cluster_state in CLUSTER INFO:\n%s", out)
 	return ""
+}
+
+// replicasHoldTheirMastersKeys waits until every replica of c holds 20 keys
+// or more: those of its master, of the 100 that the tests write.
+func replicasHoldTheirMastersKeys(t *testing.T, c *redis.ClusterClient) {
+	t.Helper()
+	eventually(t, 60*time.Second, "every replica holds its master's keys", func() error {
+		return c.ForEachSlave(ctx(t), func(ctx context.Context, r *redis.Client) error {
+			if err := r.ReadOnly(ctx).Err(); err != nil {
+				return err
+			}
+			n, err := r.DBSize(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if n < 20 {
+				return fmt.Errorf("a replica holds %d keys", n)
+			}
+			return nil
+		})
+	})
 }
