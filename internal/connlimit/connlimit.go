@@ -28,7 +28,7 @@ type Listener struct {
 
 	mu     sync.Mutex
 	conns  []*conn       // in the order they were accepted
-	freed  chan struct{} // closed (and replaced) whenever a connection closes or goes idle
+	freed  chan struct{} // closed (and replaced) whenever a connection closes or has answered
 	closed chan struct{}
 	once   sync.Once
 }
@@ -42,7 +42,7 @@ type conn struct {
 	net.Conn
 	l       *Listener
 	host    string
-	serving bool // from a handler's start to its answer's end; guarded by l.mu
+	serving int // requests in a handler; guarded by l.mu
 	once    sync.Once
 }
 
@@ -54,7 +54,8 @@ func (c *conn) Close() error {
 
 // Accept returns the next connection, closing an idle one of the
 // address that holds the most when max are open. Only when every open
-// connection serves a request does it wait for one to end or go idle.
+// connection serves a request does it wait, until one closes or has
+// answered.
 func (l *Listener) Accept() (net.Conn, error) {
 	nc, err := l.Listener.Accept()
 	if err != nil {
@@ -103,7 +104,7 @@ func (l *Listener) victimLocked() *conn {
 	}
 	var oldestIdle *conn
 	for _, c := range l.conns {
-		if c.serving {
+		if c.serving > 0 {
 			continue
 		}
 		if c.host == top {
@@ -157,11 +158,11 @@ func (l *Listener) ConnContext(ctx context.Context, nc net.Conn) context.Context
 	return ctx
 }
 
-// ConnState is for http.Server.ConnState: a connection serves from
-// Track's start of a request until the server says it is idle again,
-// which is once the answer is written out. The handler's return is too
-// early: its answer may still sit in the server's buffer, and closing
-// the connection then would cut it.
+// ConnState is for http.Server.ConnState: a connection that has written
+// its answer out and waits for the next request wakes an Accept that
+// waits because every connection served a request, which may displace it
+// now. Not at the handler's return: the answer may still sit in the
+// server's buffer, and the woken Accept would cut it.
 func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 	if st != http.StateIdle {
 		return
@@ -169,24 +170,28 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 	if c := l.own(nc); c != nil {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		c.serving = false
-		// An Accept waiting because every connection served a
-		// request may displace this one now.
 		l.wakeLocked()
 	}
 }
 
-// Track marks a request's connection as serving from the start of its
-// handler until ConnState hears it is idle, so that Accept never closes
-// it under the request or its answer. (Not from the request's first
-// byte: a flood of connections each sending a byte now and then would
-// hold every place.)
+// Track marks a request's connection as serving while next handles it,
+// so that Accept never closes it under the request. Only while the
+// handler runs: not from the request's first byte, nor until the answer
+// is out, since the server reads what is left of a body the handler did
+// not read (a refusal's) before it answers, and a flood of connections
+// sending theirs a byte at a time would hold every place.
 func (l *Listener) Track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, _ := r.Context().Value(connKey{}).(*conn); c != nil {
+		c, _ := r.Context().Value(connKey{}).(*conn)
+		if c != nil {
 			l.mu.Lock()
-			c.serving = true
+			c.serving++
 			l.mu.Unlock()
+			defer func() {
+				l.mu.Lock()
+				c.serving--
+				l.mu.Unlock()
+			}()
 		}
 		next.ServeHTTP(w, r)
 	})

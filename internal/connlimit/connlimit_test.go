@@ -24,7 +24,7 @@ func dialFrom(t *testing.T, ip, addr string) net.Conn {
 
 // serve runs an HTTP server on a Listener of at most n connections,
 // tracked as the API's server does, and returns its address.
-func serve(t *testing.T, n int, h http.HandlerFunc) string {
+func serve(t *testing.T, n int, h http.HandlerFunc) (*Listener, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -32,7 +32,7 @@ func serve(t *testing.T, n int, h http.HandlerFunc) string {
 	srv := &http.Server{ConnContext: l.ConnContext, ConnState: l.ConnState, ReadHeaderTimeout: time.Minute, Handler: l.Track(h)}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	return l, ln.Addr().String()
 }
 
 // holding is a handler that holds the first n requests until release is
@@ -60,7 +60,7 @@ func closedByServer(c net.Conn, within time.Duration) bool {
 // the lone connection of another address.
 func TestAFloodDisplacesItsOwnIdleConnections(t *testing.T) {
 	h, inHandler, release := holding(1)
-	addr := serve(t, 3, h)
+	_, addr := serve(t, 3, h)
 
 	// The oldest: a request being served, from the flooding address.
 	busy := dialFrom(t, "127.0.0.1", addr)
@@ -93,7 +93,7 @@ func TestAcceptWaitsWhileAllServe(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	l.mu.Lock()
-	l.conns[0].serving = true
+	l.conns[0].serving = 1
 	l.mu.Unlock()
 	dialFrom(t, "127.0.0.1", ln.Addr().String())
 	accepted := make(chan error, 1)
@@ -121,7 +121,7 @@ func TestAcceptWaitsWhileAllServe(t *testing.T) {
 // at once: it does not wait for a server timeout to close one.
 func TestAWaitingConnectionIsServedOnceTheOthersGoIdle(t *testing.T) {
 	h, inHandler, release := holding(1)
-	addr := serve(t, 1, h)
+	_, addr := serve(t, 1, h)
 
 	busy := dialFrom(t, "127.0.0.1", addr)
 	_, err := busy.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
@@ -142,4 +142,34 @@ func TestAWaitingConnectionIsServedOnceTheOthersGoIdle(t *testing.T) {
 	n, err = waiting.Read(buf)
 	require.NoError(t, err, "the waiting connection is served once the other one is idle")
 	assert.Contains(t, string(buf[:n]), "HTTP/1.1 200")
+}
+
+// A request whose body the handler left unread (a refusal: 401 before the
+// body is read) holds no place once its handler returned, though the
+// server still waits for that body before it answers: a flood of them,
+// each sending its body a byte at a time, would otherwise keep every place
+// for as long as the server's read timeout.
+func TestAnUnreadBodyDoesNotHoldAPlace(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	l, addr := serve(t, 1, func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	slow := dialFrom(t, "127.0.0.1", addr)
+	_, err := slow.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx"))
+	require.NoError(t, err)
+	<-entered
+	require.Eventually(t, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.conns) == 1 && l.conns[0].serving == 0
+	}, 5*time.Second, time.Millisecond, "the refusal's handler returned")
+	other := dialFrom(t, "127.0.0.2", addr)
+	_, err = other.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	require.NoError(t, err)
+	other.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	n, err := other.Read(buf)
+	require.NoError(t, err, "another client is served while a request's body trickles in")
+	assert.Contains(t, string(buf[:n]), "HTTP/1.1 401")
 }
