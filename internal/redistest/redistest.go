@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -61,6 +62,21 @@ func Start(t testing.TB, args ...string) *Server {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is required by this test and is not on PATH: install Redis 7+ (apt-get install -y redis-server)")
+	}
+	clustered, busGiven := false, false
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "--cluster-enabled":
+			clustered = args[i+1] == "yes"
+		case "--cluster-port":
+			busGiven = true
+		}
+	}
+	if clustered && !busGiven {
+		// Redis's default bus port, its port + 10000, lies outside the
+		// test's ports (TestPortsEnv), where others' may be: the server
+		// could not start (TestShardedDatabaseBusRefusesStrangers).
+		args = append(slices.Clone(args), "--cluster-port", strconv.Itoa(FreePort(t)))
 	}
 	s := &Server{Dir: t.TempDir(), t: t, args: args}
 	for i := 0; i+1 < len(args); i++ {
