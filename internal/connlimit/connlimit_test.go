@@ -48,6 +48,23 @@ func holding(n int) (h http.HandlerFunc, inHandler, release chan struct{}) {
 	}, inHandler, release
 }
 
+// get sends a GET request on c.
+func get(t *testing.T, c net.Conn) {
+	t.Helper()
+	_, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	require.NoError(t, err)
+}
+
+// answer is the start of the answer that c receives within 5 s.
+func answer(t *testing.T, c net.Conn, msgAndArgs ...any) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	n, err := c.Read(buf)
+	require.NoError(t, err, msgAndArgs...)
+	return string(buf[:n])
+}
+
 // closedByServer says whether the server closed c (EOF within a while).
 func closedByServer(c net.Conn, within time.Duration) bool {
 	c.SetReadDeadline(time.Now().Add(within))
@@ -64,8 +81,7 @@ func TestAFloodDisplacesItsOwnIdleConnections(t *testing.T) {
 
 	// The oldest: a request being served, from the flooding address.
 	busy := dialFrom(t, "127.0.0.1", addr)
-	_, err := busy.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
-	require.NoError(t, err)
+	get(t, busy)
 	<-inHandler
 	other := dialFrom(t, "127.0.0.2", addr) // another client, idle
 	idle := dialFrom(t, "127.0.0.1", addr)  // the flood's first idle one
@@ -75,11 +91,7 @@ func TestAFloodDisplacesItsOwnIdleConnections(t *testing.T) {
 	assert.False(t, closedByServer(other, 200*time.Millisecond), "another address's connection stays")
 	assert.False(t, closedByServer(busy, 200*time.Millisecond), "a connection serving a request stays")
 	close(release)
-	busy.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 64)
-	n, err := busy.Read(buf)
-	require.NoError(t, err)
-	assert.Contains(t, string(buf[:n]), "HTTP/1.1 200", "the request served to its end")
+	assert.Contains(t, answer(t, busy), "HTTP/1.1 200", "the request served to its end")
 }
 
 // When every connection serves a request, a new one waits for room, and
@@ -124,24 +136,14 @@ func TestAWaitingConnectionIsServedOnceTheOthersGoIdle(t *testing.T) {
 	_, addr := serve(t, 1, h)
 
 	busy := dialFrom(t, "127.0.0.1", addr)
-	_, err := busy.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
-	require.NoError(t, err)
+	get(t, busy)
 	<-inHandler
 	waiting := dialFrom(t, "127.0.0.2", addr)
-	_, err = waiting.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
-	require.NoError(t, err)
+	get(t, waiting)
 	close(release)
 	// The busy connection's answer arrives and it stays open, idle.
-	busy.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 256)
-	n, err := busy.Read(buf)
-	require.NoError(t, err)
-	require.Contains(t, string(buf[:n]), "HTTP/1.1 200")
-
-	waiting.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err = waiting.Read(buf)
-	require.NoError(t, err, "the waiting connection is served once the other one is idle")
-	assert.Contains(t, string(buf[:n]), "HTTP/1.1 200")
+	require.Contains(t, answer(t, busy), "HTTP/1.1 200")
+	assert.Contains(t, answer(t, waiting, "the waiting connection is served once the other one is idle"), "HTTP/1.1 200")
 }
 
 // A request whose body the handler left unread (a refusal: 401 before the
@@ -165,11 +167,6 @@ func TestAnUnreadBodyDoesNotHoldAPlace(t *testing.T) {
 		return len(l.conns) == 1 && l.conns[0].serving == 0
 	}, 5*time.Second, time.Millisecond, "the refusal's handler returned")
 	other := dialFrom(t, "127.0.0.2", addr)
-	_, err = other.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
-	require.NoError(t, err)
-	other.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 256)
-	n, err := other.Read(buf)
-	require.NoError(t, err, "another client is served while a request's body trickles in")
-	assert.Contains(t, string(buf[:n]), "HTTP/1.1 401")
+	get(t, other)
+	assert.Contains(t, answer(t, other, "another client is served while a request's body trickles in"), "HTTP/1.1 401")
 }
