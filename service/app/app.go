@@ -70,9 +70,10 @@ type Config struct {
 	MaxConcurrentLoads int
 	// FileLoadRawLimit: see replication.Config (0: its default).
 	FileLoadRawLimit int
-	// NoLinkLoad, NoMergedLoad, MergeReadyTimeout: see replication.Config.
-	NoLinkLoad, NoMergedLoad bool
-	MergeReadyTimeout        time.Duration
+	// NoLinkLoad, NoMergedLoad, MergeReadyTimeout, LinkReplTimeout: see
+	// replication.Config.
+	NoLinkLoad, NoMergedLoad           bool
+	MergeReadyTimeout, LinkReplTimeout time.Duration
 	// ViewerUser and ViewerPassword, when set, are a read-only user of the
 	// API, the console and /metrics.
 	ViewerUser     string
@@ -234,7 +235,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
-		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad, NoMergedLoad: cfg.NoMergedLoad, MergeReadyTimeout: cfg.MergeReadyTimeout, InstanceID: instanceID,
+		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad, NoMergedLoad: cfg.NoMergedLoad, MergeReadyTimeout: cfg.MergeReadyTimeout, LinkReplTimeout: cfg.LinkReplTimeout, InstanceID: instanceID,
 		OnStopped: func(failed store.Database, why map[string]string) {
 			a.ctrl.MarkStopped(context.Background(), failed, why)
 		},

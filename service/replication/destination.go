@@ -128,7 +128,7 @@ func (d *destination) start(parent context.Context) {
 	d.cancel, d.done = cancel, make(chan struct{})
 	d.linkFatal = make(chan error, 1)
 	if acc := d.m.cfg.Destinations.Access(d.db); !acc.clustered() {
-		l, err := newMasterLink(d.db.UID, acc, d.log, d.linkFailed)
+		l, err := newMasterLink(d.db.UID, acc, d.log, d.m.cfg.LinkReplTimeout, d.linkFailed)
 		if err != nil {
 			d.log.Error("the destination expires keys by itself: no master link", "destination", d.db.UID, "err", err)
 		} else {
@@ -774,7 +774,7 @@ func (d *destination) swapUnderHold(ctx context.Context, shadow Shadow, stopShad
 // own, which the sources' writers use until the swap; stop ends it (once,
 // whoever calls it first).
 func (d *destination) startShadowLink(ctx context.Context, acc Access) (*masterLink, func(), error) {
-	l, err := newMasterLink(d.db.UID, acc, d.log.With("shadow", true), d.linkFailed)
+	l, err := newMasterLink(d.db.UID, acc, d.log.With("shadow", true), d.m.cfg.LinkReplTimeout, d.linkFailed)
 	if err != nil {
 		return nil, nil, fmt.Errorf("master link of the reload server: %w", err)
 	}

@@ -63,6 +63,10 @@ type Config struct {
 	// MergeReadyTimeout bounds the wait of a merged load for every shard's
 	// FULLRESYNC (default 30 s). For tests.
 	MergeReadyTimeout time.Duration
+	// LinkReplTimeout is a one-server destination's repl-timeout while it
+	// is a replica of its master link (default DefaultLinkReplTimeout;
+	// whole seconds). Shorter in tests that check the link is kept alive.
+	LinkReplTimeout time.Duration
 	// InstanceID names this instance in the lineages of its databases
 	// (lineage.go): stable across restarts, unique among the instances
 	// that replicate from one another. Default: a random one.

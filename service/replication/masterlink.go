@@ -55,8 +55,8 @@ import (
 // linkUser is the user name the destination presents to the master link.
 const linkUser = "replicad-link"
 
-// linkReplTimeout (seconds) is the destination's repl-timeout while it is
-// a replica of its link. Redis's 60 s made it drop the link whenever the
+// DefaultLinkReplTimeout is the destination's repl-timeout while it is a
+// replica of its link (Config.LinkReplTimeout). Redis's 60 s made it drop the link whenever the
 // service sent nothing for a minute, which a source gives no reason to:
 // a key of 100 MB arriving over a slow link is decoded whole before its
 // first byte goes on (a load cut at each attempt, again and again), a
@@ -64,7 +64,7 @@ const linkUser = "replicad-link"
 // is the service, over loopback: its death closes the link, and the
 // source's silences are its own watchdog's and read timeout's business.
 // An hour still ends a link that a service stuck for good holds open.
-const linkReplTimeout = 3600
+const DefaultLinkReplTimeout = time.Hour
 
 // loadingEventsEvery: a destination loading a full sync over its link
 // answers its clients (from its previous data) every this many bytes
@@ -88,6 +88,9 @@ type masterLink struct {
 	counterFailures, counterWarned atomic.Int64
 	ln                             net.Listener
 	secret                         string
+	// replTimeout: the destination's repl-timeout while attached (see
+	// DefaultLinkReplTimeout).
+	replTimeout time.Duration
 
 	// onFatal is told when the destination answered a replicated command
 	// with an error: the sync stops.
@@ -138,14 +141,17 @@ const maxLinkOffset = 1 << 62
 // refusalLogEvery bounds the log lines of refused connections.
 const refusalLogEvery = 10 * time.Second
 
-func newMasterLink(uid int, acc Access, log *slog.Logger, onFatal func(error)) (*masterLink, error) {
+func newMasterLink(uid int, acc Access, log *slog.Logger, replTimeout time.Duration, onFatal func(error)) (*masterLink, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen for destination %d's master link: %w", uid, err)
 	}
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
-	return &masterLink{uid: uid, acc: acc, log: log, ln: ln, secret: hex.EncodeToString(b), changed: make(chan struct{}), onFatal: onFatal}, nil
+	if replTimeout < time.Second {
+		replTimeout = DefaultLinkReplTimeout
+	}
+	return &masterLink{uid: uid, acc: acc, log: log, ln: ln, secret: hex.EncodeToString(b), replTimeout: replTimeout, changed: make(chan struct{}), onFatal: onFatal}, nil
 }
 
 func (l *masterLink) port() int { return l.ln.Addr().(*net.TCPAddr).Port }
@@ -218,8 +224,8 @@ func (l *masterLink) attach(ctx context.Context, c *redis.Client) error {
 	}
 	// swapdb: a full sync from the link (linkload.go) is loaded as it
 	// arrives, the previous data readable until it is complete.
-	// repl-timeout: see linkReplTimeout.
-	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "no"}, {"repl-diskless-load", "swapdb"}, {"loading-process-events-interval-bytes", strconv.Itoa(loadingEventsEvery)}, {"repl-timeout", strconv.Itoa(linkReplTimeout)}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
+	// repl-timeout: see DefaultLinkReplTimeout.
+	for _, kv := range [][2]string{{"replica-read-only", "no"}, {"replica-ignore-maxmemory", "no"}, {"repl-diskless-load", "swapdb"}, {"loading-process-events-interval-bytes", strconv.Itoa(loadingEventsEvery)}, {"repl-timeout", strconv.Itoa(int(l.replTimeout.Seconds()))}, {"masteruser", linkUser}, {"masterauth", l.secret}} {
 		if err := c.ConfigSet(actx, kv[0], kv[1]).Err(); err != nil {
 			return fmt.Errorf("configure the destination's master link (%s): %w", kv[0], err)
 		}

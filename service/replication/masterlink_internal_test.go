@@ -25,7 +25,7 @@ import (
 
 func testLink(t *testing.T) *masterLink {
 	t.Helper()
-	l, err := newMasterLink(1, Access{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	l, err := newMasterLink(1, Access{}, slog.New(slog.NewTextHandler(io.Discard, nil)), 0, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { l.ln.Close() })
 	return l
@@ -306,7 +306,7 @@ func TestLinkAttachNoticesARestartedDestination(t *testing.T) {
 	dst := redistest.Start(t, "--enable-debug-command", "yes",
 		"--user", "default", "on", "nopass", "~*", "&*", "+@all", "-@write",
 		"--user", "svc", "on", ">svc", "~*", "&*", "+@all")
-	l, err := newMasterLink(1, Access{Network: "tcp", Addr: dst.Addr(), Username: "svc", Password: "svc"}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	l, err := newMasterLink(1, Access{Network: "tcp", Addr: dst.Addr(), Username: "svc", Password: "svc"}, slog.New(slog.NewTextHandler(io.Discard, nil)), 0, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { l.ln.Close() })
 	// Nobody accepts on the link: the destination connects, never gets
@@ -337,7 +337,7 @@ func TestLinkAttachNoticesARestartedDestination(t *testing.T) {
 // log line per refusalLogEvery, which counts them, not one per connection.
 func TestLinkRefusalsAreLoggedSparingly(t *testing.T) {
 	var logged bytes.Buffer
-	l, err := newMasterLink(1, Access{}, slog.New(slog.NewTextHandler(&logged, nil)), nil)
+	l, err := newMasterLink(1, Access{}, slog.New(slog.NewTextHandler(&logged, nil)), 0, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { l.ln.Close() })
 	for range 1000 {

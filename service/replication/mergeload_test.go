@@ -332,12 +332,14 @@ func TestAMergedLoadWaitsForAShardThatSavesToDisk(t *testing.T) {
 	}
 	// One master's save takes several seconds.
 	require.NoError(t, masters[1].Client().ConfigSet(ctx, "rdb-key-save-delay", "10000").Err())
-	i := servicetest.StartWith(t, func(c *app.Config) { c.MergeReadyTimeout = 2 * time.Second })
+	// A link repl-timeout shorter than the slowest save.
+	i := servicetest.StartWith(t, func(c *app.Config) {
+		c.MergeReadyTimeout, c.LinkReplTimeout = 2*time.Second, 3*time.Second
+	})
 	a := newAPI(t, i)
 	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20})
 	logDestOnFailure(t, i, dst.UID)
 	admin := i.App.Databases().Client(dst.UID)
-	require.NoError(t, admin.ConfigSet(ctx, "repl-timeout", "3").Err())
 	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: masters[0].URL()}}})
 	a.waitInSync(dst.UID, 2*time.Minute)
 	assert.Equal(t, "3", infoConfig(t, admin, "repl-timeout"), "the destination's repl-timeout stayed short")
