@@ -379,8 +379,11 @@ func withoutNotes(msg string) string {
 // notFollowedSince records, for each source (and shard) with no record of
 // when it was last followed, that it has not been since at least since: a
 // restarted service knows nothing earlier, and a lag of 0 would say that
-// the destination misses nothing of a source that is down. A source not
-// yet loaded keeps none: its load is what it misses.
+// the destination misses nothing of a source that is down. Called by a
+// round that finds the destination holding a load of this generation (a
+// round that loads keeps none: the load is what the destination misses),
+// and for a sync found paused or stopped, whose sources, loaded or not,
+// miss whatever their sources do meanwhile.
 func (d *destination) notFollowedSince(since time.Time) {
 	for _, s := range d.sources {
 		sts := []*sourceStatus{s.status}
