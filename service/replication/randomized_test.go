@@ -1,0 +1,812 @@
+package replication_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// A seeded random workload of Redis 7.0 write commands over every type,
+// several logical databases, transactions, scripts and functions, written
+// before the load, during it and on the stream; the destination must then
+// equal the sources key by key. A failure prints its seed:
+// REDIS_REPLICAD_RANDOM_SEED=<seed> replays the same commands (their
+// interleaving with the load depends on timing), and
+// REDIS_REPLICAD_RANDOM_SOAK=1 runs ten times as many.
+
+// randomDBs are the logical databases the workload writes to.
+var randomDBs = []int{0, 1, 2, 15}
+
+func randomSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("REDIS_REPLICAD_RANDOM_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err, "REDIS_REPLICAD_RANDOM_SEED")
+		seed = v
+	}
+	t.Logf("seed %d", seed)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("replay with REDIS_REPLICAD_RANDOM_SEED=%d go test ./service/replication -run '^%s$'", seed, t.Name())
+		}
+	})
+	return seed
+}
+
+func randomOps(n int) int {
+	if os.Getenv("REDIS_REPLICAD_RANDOM_SOAK") != "" {
+		return 10 * n
+	}
+	return n
+}
+
+// randomWorkload generates commands on keys of its own prefix, so that
+// several workloads can write to several sources of one destination.
+type randomWorkload struct {
+	rng    *rand.Rand
+	prefix string
+	keys   int
+	// keyspaceWide allows SWAPDB and FLUSHDB (each reloads a destination
+	// of several sources: kept rare).
+	keyspaceWide bool
+	// shortTTLUntil is the latest expiry time (Unix ms) of a short TTL
+	// the workload set: after it, no key of the workload expires soon.
+	shortTTLUntil int64
+	db            int
+	scriptSHA     string
+	// steps counts the steps run in the background.
+	steps atomic.Int64
+}
+
+func newRandomWorkload(seed uint64, prefix string) *randomWorkload {
+	return &randomWorkload{rng: rand.New(rand.NewPCG(seed, 0x5eed)), prefix: prefix, keys: 12}
+}
+
+func (w *randomWorkload) key(kind string) string {
+	return fmt.Sprintf("%s%s:%d", w.prefix, kind, w.rng.IntN(w.keys))
+}
+
+// anyKey is a key of any kind (commands that take any type).
+func (w *randomWorkload) anyKey() string {
+	kinds := []string{"s", "n", "b", "p", "l", "h", "z", "g", "t", "x"}
+	return w.key(kinds[w.rng.IntN(len(kinds))])
+}
+
+func (w *randomWorkload) val() string {
+	switch w.rng.IntN(6) {
+	case 0:
+		return ""
+	case 1:
+		return strconv.Itoa(w.rng.IntN(1000) - 500)
+	case 2:
+		return strings.Repeat("v", 40+w.rng.IntN(300)) // past embstr
+	case 3:
+		return "\x00bin\xff\r\n" + strconv.Itoa(w.rng.IntN(10))
+	}
+	return fmt.Sprintf("v%d", w.rng.IntN(100))
+}
+
+// longTTL is in seconds; shortTTL in milliseconds, and remembered.
+func (w *randomWorkload) longTTL() int { return 1000 + w.rng.IntN(100000) }
+func (w *randomWorkload) shortTTL() int {
+	ms := 50 + w.rng.IntN(2000)
+	w.shortTTLUntil = max(w.shortTTLUntil, time.Now().UnixMilli()+int64(ms)+100)
+	return ms
+}
+
+func (w *randomWorkload) streamID() string {
+	return fmt.Sprintf("%d-%d", 1+w.rng.IntN(400), w.rng.IntN(3))
+}
+
+// command returns one random write command (or a read one that changes
+// what replicates, such as XREADGROUP).
+func (w *randomWorkload) command() []any {
+	r := w.rng
+	switch r.IntN(78) {
+	// Strings.
+	case 0, 1:
+		a := []any{"SET", w.key("s"), w.val()}
+		switch r.IntN(6) {
+		case 0:
+			a = append(a, "EX", w.longTTL())
+		case 1:
+			a = append(a, "PX", w.shortTTL())
+		case 2:
+			a = append(a, "KEEPTTL")
+		case 3:
+			a = append(a, "PXAT", time.Now().UnixMilli()+int64(w.longTTL())*1000)
+		}
+		switch r.IntN(4) {
+		case 0:
+			a = append(a, "NX")
+		case 1:
+			a = append(a, "XX")
+		}
+		if r.IntN(3) == 0 {
+			a = append(a, "GET")
+		}
+		return a
+	case 2:
+		if r.IntN(2) == 0 {
+			return []any{"GETEX", w.key("s"), "PERSIST"}
+		}
+		return []any{"GETEX", w.key("s"), "EX", w.longTTL()}
+	case 3:
+		return []any{"GETDEL", w.key("s")}
+	case 4:
+		return []any{"SETRANGE", w.key("s"), r.IntN(50), w.val()}
+	case 5:
+		return []any{"APPEND", w.key("s"), w.val()}
+	case 6:
+		return []any{"INCRBYFLOAT", w.key("n"), fmt.Sprintf("%.3f", r.Float64()*100-50)}
+	case 7:
+		return []any{"INCRBY", w.key("n"), r.IntN(100)}
+	case 8:
+		return []any{"BITFIELD", w.key("b"), "SET", "u8", fmt.Sprintf("#%d", r.IntN(20)), r.IntN(256), "INCRBY", "i5", r.IntN(100), r.IntN(10), "OVERFLOW", "SAT", "INCRBY", "u4", 3, 7}
+	case 9:
+		return []any{"SETBIT", w.key("b"), r.IntN(2000), r.IntN(2)}
+	case 10:
+		a := []any{"PFADD", w.key("p")}
+		for range 1 + r.IntN(20) {
+			a = append(a, fmt.Sprint("e", r.IntN(3000)))
+		}
+		return a
+	case 11:
+		return []any{"PFMERGE", w.key("p"), w.key("p"), w.key("p")}
+	case 12:
+		return []any{"MSET", w.key("s"), w.val(), w.key("s"), w.val()}
+	case 13:
+		return []any{"SETEX", w.key("s"), w.longTTL(), w.val()}
+	case 14:
+		return []any{"MSETNX", w.key("s"), w.val(), w.key("s"), w.val()}
+	// Geo.
+	case 15:
+		return []any{"GEOADD", w.key("g"), fmt.Sprintf("%.5f", r.Float64()*20), fmt.Sprintf("%.5f", 40+r.Float64()*10), fmt.Sprint("place", r.IntN(30))}
+	case 16:
+		a := []any{"GEOSEARCHSTORE", w.key("g"), w.key("g"), "FROMLONLAT", 10, 45, "BYRADIUS", 300 + r.IntN(600), "km", "ASC"}
+		if r.IntN(2) == 0 {
+			a = append(a, "STOREDIST")
+		}
+		return a
+	// Lists.
+	case 17, 18:
+		a := []any{[]string{"LPUSH", "RPUSH", "LPUSHX", "RPUSHX"}[r.IntN(4)], w.key("l")}
+		for range 1 + r.IntN(5) {
+			a = append(a, w.val())
+		}
+		return a
+	case 19:
+		dirs := []string{"LEFT", "RIGHT"}
+		return []any{"LMOVE", w.key("l"), w.key("l"), dirs[r.IntN(2)], dirs[r.IntN(2)]}
+	case 20:
+		return []any{"LREM", w.key("l"), r.IntN(5) - 2, w.val()}
+	case 21:
+		return []any{"LTRIM", w.key("l"), r.IntN(3), 5 + r.IntN(20)}
+	case 22:
+		return []any{"LSET", w.key("l"), r.IntN(6) - 3, w.val()}
+	case 23:
+		return []any{"LINSERT", w.key("l"), []string{"BEFORE", "AFTER"}[r.IntN(2)], w.val(), w.val()}
+	case 24:
+		return []any{[]string{"LPOP", "RPOP"}[r.IntN(2)], w.key("l"), 1 + r.IntN(3)}
+	case 25:
+		return []any{"LPOS", w.key("l"), w.val()} // a read: replicates nothing
+	case 26:
+		return []any{"RPOPLPUSH", w.key("l"), w.key("l")}
+	// Sets.
+	case 27, 28:
+		a := []any{"SADD", w.key("t")}
+		for range 1 + r.IntN(6) {
+			a = append(a, fmt.Sprint("m", r.IntN(40)))
+		}
+		return a
+	case 29:
+		return []any{"SMOVE", w.key("t"), w.key("t"), fmt.Sprint("m", r.IntN(40))}
+	case 30:
+		return []any{[]string{"SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"}[r.IntN(3)], w.key("t"), w.key("t"), w.key("t")}
+	case 31:
+		if r.IntN(2) == 0 {
+			return []any{"SPOP", w.key("t")}
+		}
+		return []any{"SPOP", w.key("t"), 1 + r.IntN(4)}
+	case 32:
+		return []any{"SREM", w.key("t"), fmt.Sprint("m", r.IntN(40)), fmt.Sprint("m", r.IntN(40))}
+	// Sorted sets.
+	case 33, 34:
+		a := []any{"ZADD", w.key("z")}
+		switch r.IntN(4) {
+		case 0:
+			a = append(a, "GT")
+		case 1:
+			a = append(a, "LT")
+		}
+		if r.IntN(3) == 0 {
+			a = append(a, "CH")
+		}
+		if r.IntN(4) == 0 {
+			return append(a, "INCR", fmt.Sprintf("%.2f", r.Float64()*10-5), fmt.Sprint("m", r.IntN(30)))
+		}
+		for range 1 + r.IntN(5) {
+			a = append(a, fmt.Sprintf("%.3f", r.Float64()*100-50), fmt.Sprint("m", r.IntN(30)))
+		}
+		return a
+	case 35:
+		return []any{"ZRANGESTORE", w.key("z"), w.key("z"), 0, r.IntN(10) - 1}
+	case 36:
+		return []any{[]string{"ZPOPMIN", "ZPOPMAX"}[r.IntN(2)], w.key("z"), 1 + r.IntN(3)}
+	case 37:
+		a := []any{[]string{"ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"}[r.IntN(3)], w.key("z"), 2, w.key("z"), w.key("z")}
+		if a[0] != "ZDIFFSTORE" && r.IntN(2) == 0 {
+			a = append(a, "WEIGHTS", 2, 0.5, "AGGREGATE", []string{"SUM", "MIN", "MAX"}[r.IntN(3)])
+		}
+		return a
+	case 38:
+		return []any{"ZREMRANGEBYSCORE", w.key("z"), -10 + r.IntN(20), 10 + r.IntN(20)}
+	case 39:
+		return []any{"ZINCRBY", w.key("z"), r.IntN(10), fmt.Sprint("m", r.IntN(30))}
+	// Hashes.
+	case 40, 41:
+		a := []any{"HSET", w.key("h")}
+		for range 1 + r.IntN(5) {
+			a = append(a, fmt.Sprint("f", r.IntN(30)), w.val())
+		}
+		return a
+	case 42:
+		return []any{"HINCRBYFLOAT", w.key("h"), fmt.Sprint("n", r.IntN(5)), fmt.Sprintf("%.4f", r.Float64()*10-5)}
+	case 43:
+		return []any{"HDEL", w.key("h"), fmt.Sprint("f", r.IntN(30)), fmt.Sprint("f", r.IntN(30))}
+	case 44:
+		return []any{"HINCRBY", w.key("h"), fmt.Sprint("i", r.IntN(5)), r.IntN(100) - 50}
+	case 45:
+		return []any{"HSETNX", w.key("h"), fmt.Sprint("f", r.IntN(30)), w.val()}
+	// Streams.
+	case 46, 47, 48:
+		a := []any{"XADD", w.key("x")}
+		switch r.IntN(5) {
+		case 0:
+			a = append(a, "MAXLEN", "~", 5+r.IntN(20))
+		case 1:
+			a = append(a, "MAXLEN", 5+r.IntN(20))
+		case 2:
+			a = append(a, "MINID", w.streamID())
+		}
+		if r.IntN(4) == 0 {
+			a = append(a, w.streamID()) // often too small: an error, nothing replicated
+		} else {
+			a = append(a, "*")
+		}
+		return append(a, "f", w.val(), "g", r.IntN(10))
+	case 49:
+		a := []any{"XGROUP", "CREATE", w.key("x"), fmt.Sprint("g", r.IntN(3)), []string{"$", "0"}[r.IntN(2)], "MKSTREAM"}
+		if r.IntN(2) == 0 {
+			a = append(a, "ENTRIESREAD", r.IntN(10))
+		}
+		return a
+	case 50:
+		return []any{"XGROUP", "SETID", w.key("x"), fmt.Sprint("g", r.IntN(3)), []string{"$", "0", w.streamID()}[r.IntN(3)]}
+	case 51:
+		return []any{"XGROUP", "DELCONSUMER", w.key("x"), fmt.Sprint("g", r.IntN(3)), fmt.Sprint("c", r.IntN(3))}
+	case 52:
+		return []any{"XGROUP", "CREATECONSUMER", w.key("x"), fmt.Sprint("g", r.IntN(3)), fmt.Sprint("c", r.IntN(3))}
+	case 53, 54:
+		a := []any{"XREADGROUP", "GROUP", fmt.Sprint("g", r.IntN(3)), fmt.Sprint("c", r.IntN(3)), "COUNT", 1 + r.IntN(4)}
+		if r.IntN(4) == 0 {
+			a = append(a, "NOACK")
+		}
+		// Not "0": a consumer that reading its history creates is not
+		// replicated by Redis 7.0, not even to its own replicas.
+		return append(a, "STREAMS", w.key("x"), ">")
+	case 55:
+		return []any{"XACK", w.key("x"), fmt.Sprint("g", r.IntN(3)), w.streamID(), w.streamID()}
+	case 56:
+		a := []any{"XCLAIM", w.key("x"), fmt.Sprint("g", r.IntN(3)), fmt.Sprint("c", r.IntN(3)), 0, w.streamID(), w.streamID()}
+		if r.IntN(2) == 0 {
+			a = append(a, "JUSTID")
+		}
+		return a
+	case 57:
+		return []any{"XAUTOCLAIM", w.key("x"), fmt.Sprint("g", r.IntN(3)), fmt.Sprint("c", r.IntN(3)), 0, "0-0", "COUNT", 1 + r.IntN(5)}
+	case 58:
+		if r.IntN(2) == 0 {
+			return []any{"XTRIM", w.key("x"), "MAXLEN", r.IntN(10)}
+		}
+		return []any{"XTRIM", w.key("x"), "MINID", w.streamID()}
+	case 59:
+		return []any{"XSETID", w.key("x"), fmt.Sprintf("%d-0", 500+r.IntN(100000))}
+	case 60:
+		return []any{"XDEL", w.key("x"), w.streamID(), w.streamID()}
+	case 61:
+		return []any{"XGROUP", "DESTROY", w.key("x"), fmt.Sprint("g", r.IntN(3))}
+	// Expiry.
+	case 62, 63:
+		a := []any{"EXPIRE", w.anyKey(), w.longTTL()}
+		if r.IntN(2) == 0 {
+			a = append(a, []string{"NX", "XX", "GT", "LT"}[r.IntN(4)])
+		}
+		return a
+	case 64:
+		return []any{"PEXPIRE", w.anyKey(), w.shortTTL()}
+	case 65:
+		switch r.IntN(3) {
+		case 0: // in the past: deletes the key
+			return []any{"PEXPIREAT", w.anyKey(), r.IntN(1000)}
+		case 1:
+			return []any{"EXPIRE", w.anyKey(), -r.IntN(100)}
+		}
+		return []any{"PEXPIREAT", w.anyKey(), time.Now().UnixMilli() + int64(w.longTTL())*1000}
+	case 66:
+		return []any{"PERSIST", w.anyKey()}
+	// Keyspace.
+	case 67:
+		k := w.anyKey()
+		if r.IntN(2) == 0 {
+			return []any{"RENAME", k, k[:len(w.prefix)+1] + ":" + strconv.Itoa(r.IntN(w.keys))}
+		}
+		return []any{"RENAMENX", k, w.anyKey()}
+	case 68:
+		a := []any{"COPY", w.anyKey(), w.anyKey()}
+		if r.IntN(2) == 0 {
+			a = append(a, "DB", randomDBs[r.IntN(len(randomDBs))])
+		}
+		if r.IntN(2) == 0 {
+			a = append(a, "REPLACE")
+		}
+		return a
+	case 69:
+		return []any{"MOVE", w.anyKey(), randomDBs[r.IntN(len(randomDBs))]}
+	case 70:
+		return []any{[]string{"DEL", "UNLINK"}[r.IntN(2)], w.anyKey(), w.anyKey()}
+	case 71:
+		if w.keyspaceWide && r.IntN(8) == 0 {
+			if r.IntN(2) == 0 {
+				return []any{"FLUSHDB"}
+			}
+			return []any{"SWAPDB", randomDBs[r.IntN(len(randomDBs))], randomDBs[r.IntN(len(randomDBs))]}
+		}
+		return []any{"TOUCH", w.anyKey()}
+	case 72:
+		return []any{"SORT", w.key(string("lt"[r.IntN(2)])), "ALPHA", "LIMIT", 0, 1 + r.IntN(10), "STORE", w.key("l")}
+	// Scripts and functions, each writing several keys.
+	case 73, 74:
+		return []any{"EVAL", randomScript, 3, w.key("s"), w.key("l"), w.key("h"), w.val(), w.longTTL()}
+	case 75:
+		return []any{"EVALSHA", w.scriptSHA, 3, w.key("s"), w.key("l"), w.key("h"), w.val(), w.longTTL()}
+	case 76:
+		return []any{"FCALL", w.functionName(), 2, w.key("z"), w.key("x"), r.IntN(100)}
+	default:
+		return []any{"OBJECT", "FREQ", w.anyKey()} // a read: refused without LFU, replicates nothing
+	}
+}
+
+// randomScript writes a string (with a TTL), a list and a hash.
+const randomScript = `redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'calls', 1)
+if redis.call('LLEN', KEYS[2]) > 8 then redis.call('LPOP', KEYS[2]) end
+return 1`
+
+func (w *randomWorkload) library() string {
+	return "lib_" + strings.TrimSuffix(strings.ReplaceAll(w.prefix, ":", "_"), "_")
+}
+func (w *randomWorkload) functionName() string { return w.library() + "_f" }
+
+// functionLibrary adds to a sorted set and a stream in one call.
+func (w *randomWorkload) functionLibrary() string {
+	return fmt.Sprintf(`#!lua name=%s
+redis.register_function('%s', function(keys, args)
+  redis.call('ZINCRBY', keys[1], args[1], 'fn')
+  redis.call('XADD', keys[2], 'MAXLEN', 20, '*', 'fn', args[1])
+  return 1
+end)`, w.library(), w.functionName())
+}
+
+// step runs one command, or a transaction of a few, on conn, sometimes
+// selecting another database first.
+func (w *randomWorkload) step(ctx context.Context, conn *redis.Conn) error {
+	if w.rng.IntN(10) == 0 {
+		db := randomDBs[w.rng.IntN(len(randomDBs))]
+		if err := conn.Do(ctx, "SELECT", db).Err(); err != nil {
+			return fmt.Errorf("select %d: %w", db, err)
+		}
+		w.db = db
+	}
+	if w.rng.IntN(12) == 0 {
+		_, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for range 2 + w.rng.IntN(5) {
+				p.Do(ctx, w.command()...)
+			}
+			return nil
+		})
+		return transportError(err)
+	}
+	return transportError(conn.Do(ctx, w.command()...).Err())
+}
+
+// transportError keeps the errors that are not Redis's answer to a
+// command (a WRONGTYPE, say, which is part of the workload).
+func transportError(err error) error {
+	var re redis.Error
+	if err == nil || errors.Is(err, redis.Nil) || errors.As(err, &re) {
+		return nil
+	}
+	return err
+}
+
+// prepare loads the workload's script and function library at the source.
+func (w *randomWorkload) prepare(ctx context.Context, c *redis.Client) error {
+	sha, err := c.ScriptLoad(ctx, randomScript).Result()
+	if err != nil {
+		return fmt.Errorf("script load: %w", err)
+	}
+	w.scriptSHA = sha
+	if err := c.FunctionLoadReplace(ctx, w.functionLibrary()).Err(); err != nil {
+		return fmt.Errorf("function load: %w", err)
+	}
+	return nil
+}
+
+// run runs n steps on one connection of c.
+func (w *randomWorkload) run(ctx context.Context, c *redis.Client, n int) error {
+	conn := c.Conn()
+	defer conn.Close()
+	if err := conn.Do(ctx, "SELECT", w.db).Err(); err != nil {
+		return err
+	}
+	for i := range n {
+		if err := w.step(ctx, conn); err != nil {
+			return fmt.Errorf("step %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// background runs steps until stopped, and returns how many it ran.
+func (w *randomWorkload) background(t *testing.T, c *redis.Client) (stop func() int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		wg   sync.WaitGroup
+		ferr error
+	)
+	base := w.steps.Load()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		conn := c.Conn()
+		defer conn.Close()
+		if err := conn.Do(ctx, "SELECT", w.db).Err(); err != nil {
+			ferr = err
+			return
+		}
+		for ctx.Err() == nil {
+			if err := w.step(ctx, conn); err != nil {
+				if ctx.Err() == nil {
+					ferr = err
+				}
+				return
+			}
+			w.steps.Add(1)
+		}
+	}()
+	var once sync.Once
+	stop = func() int {
+		once.Do(func() { cancel(); wg.Wait() })
+		require.NoError(t, ferr, "random writer")
+		return int(w.steps.Load() - base)
+	}
+	t.Cleanup(func() { once.Do(func() { cancel(); wg.Wait() }) })
+	return stop
+}
+
+// settle waits until every short TTL the workloads set has passed, and has
+// each source delete its expired keys (a read of each key does), so that
+// no key expires while the comparison reads it.
+func settle(t *testing.T, sources []*redis.Client, ws ...*randomWorkload) {
+	t.Helper()
+	var until int64
+	for _, w := range ws {
+		until = max(until, w.shortTTLUntil)
+	}
+	redistest.Eventually(t, time.Minute, "the short TTLs have passed", func() error {
+		if now := time.Now().UnixMilli(); now < until {
+			return fmt.Errorf("%d ms to go", until-now)
+		}
+		return nil
+	})
+	ctx := redistest.Ctx(t)
+	for _, s := range sources {
+		for _, n := range randomDBs {
+			c := selectDB(s, n)
+			keys, err := redistest.Keys(ctx, c)
+			require.NoError(t, err)
+			for _, k := range keys {
+				require.NoError(t, c.Exists(ctx, k).Err())
+			}
+			c.Close()
+		}
+	}
+}
+
+// unionDiff compares every database of randomDBs of dst with the union of
+// the sources' (disjoint keys): type, value, exact expiry time, streams by
+// XINFO STREAM FULL, and the function libraries.
+func unionDiff(ctx context.Context, dst *redis.Client, sources ...*redis.Client) error {
+	var problems []string
+	for _, n := range randomDBs {
+		d := selectDB(dst, n)
+		want := map[string]*redis.Client{}
+		var ss []*redis.Client
+		for _, src := range sources {
+			s := selectDB(src, n)
+			ss = append(ss, s)
+			keys, err := redistest.Keys(ctx, s)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				want[k] = s
+			}
+		}
+		err := func() error {
+			defer d.Close()
+			for _, s := range ss {
+				defer s.Close()
+			}
+			keys := slices.Sorted(func(yield func(string) bool) {
+				for k := range want {
+					if !yield(k) {
+						return
+					}
+				}
+			})
+			for _, k := range keys {
+				s := want[k]
+				w, err := redistest.Read(ctx, s, k)
+				if err != nil {
+					return err
+				}
+				g, err := redistest.Read(ctx, d, k)
+				if err != nil {
+					return err
+				}
+				switch {
+				case g.Type != w.Type:
+					problems = append(problems, fmt.Sprintf("db %d %q: type %s, want %s", n, k, g.Type, w.Type))
+				case g.Value != w.Value:
+					problems = append(problems, fmt.Sprintf("db %d %q (%s): value %.300q, want %.300q", n, k, w.Type, g.Value, w.Value))
+				case g.PTTL != w.PTTL:
+					problems = append(problems, fmt.Sprintf("db %d %q: expires at %d, want %d", n, k, g.PTTL, w.PTTL))
+				case w.Type == "stream":
+					ws, err1 := streamFull(ctx, s, k)
+					gs, err2 := streamFull(ctx, d, k)
+					if err1 != nil || err2 != nil {
+						return fmt.Errorf("xinfo %q: %v %v", k, err1, err2)
+					}
+					if ws != gs {
+						problems = append(problems, fmt.Sprintf("db %d %q: XINFO STREAM FULL\n got %s\nwant %s", n, k, gs, ws))
+					}
+				}
+			}
+			dk, err := redistest.Keys(ctx, d)
+			if err != nil {
+				return err
+			}
+			for _, k := range dk {
+				if _, ok := want[k]; !ok {
+					problems = append(problems, fmt.Sprintf("db %d %q: not at any source", n, k))
+				}
+			}
+			return nil
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	libs, err := dst.FunctionList(ctx, redis.FunctionListQuery{}).Result()
+	if err != nil {
+		return fmt.Errorf("function list: %w", err)
+	}
+	var got []string
+	for _, l := range libs {
+		got = append(got, l.Name)
+	}
+	for _, src := range sources {
+		libs, err := src.FunctionList(ctx, redis.FunctionListQuery{}).Result()
+		if err != nil {
+			return fmt.Errorf("function list: %w", err)
+		}
+		for _, l := range libs {
+			if !slices.Contains(got, l.Name) {
+				problems = append(problems, fmt.Sprintf("function library %s missing (has %v)", l.Name, got))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		if len(problems) > 15 {
+			problems = append(problems[:15], fmt.Sprintf("... %d more", len(problems)-15))
+		}
+		return fmt.Errorf("%d differences:\n%s", len(problems), strings.Join(problems, "\n"))
+	}
+	return nil
+}
+
+func eventuallyUnionEqual(t *testing.T, timeout time.Duration, dst *redis.Client, sources ...*redis.Client) {
+	t.Helper()
+	redistest.Eventually(t, timeout, "the destination equals the sources, key by key", func() error {
+		return unionDiff(context.Background(), dst, sources...)
+	})
+}
+
+// randomFault is what happens to a syncer while the stream goes on.
+type randomFault int
+
+const (
+	noFault randomFault = iota
+	killService
+	cutLink
+	restartSource
+)
+
+// randomRun is one run of the workload: sources written before the load,
+// during it and on the stream, with a fault on the stream.
+func randomRun(t *testing.T, sourceCount int, fault randomFault) {
+	seed := randomSeed(t)
+	ctx := redistest.Ctx(t)
+	var (
+		servers []*redistest.Server
+		sources []*redis.Client
+		uris    []api.ReplicaSource
+		proxies []*redistest.Proxy
+		works   []*randomWorkload
+	)
+	for n := range sourceCount {
+		args := []string{"--repl-backlog-size", "64mb"}
+		if fault == restartSource {
+			args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+		}
+		s := redistest.Start(t, args...)
+		servers = append(servers, s)
+		sources = append(sources, s.Client())
+		uri := s.URL()
+		if fault == cutLink {
+			p := redistest.StartProxy(t, s.Addr())
+			proxies = append(proxies, p)
+			uri = "redis://" + p.Addr
+		}
+		uris = append(uris, api.ReplicaSource{URI: uri})
+		w := newRandomWorkload(seed+uint64(n), fmt.Sprintf("%c:", 'a'+n))
+		w.keyspaceWide = sourceCount == 1
+		require.NoError(t, w.prepare(ctx, s.Client()))
+		works = append(works, w)
+	}
+	// Phase 1: before the load. A bigger hash makes the load last long
+	// enough for writes to land during it.
+	errs := make([]error, len(works))
+	var wg sync.WaitGroup
+	for n := range works {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[n] = works[n].run(ctx, sources[n], randomOps(1500)); errs[n] == nil {
+				errs[n] = bulkHash(ctx, sources[n], works[n].prefix+"bulk", 100000)
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...), "writes before the load")
+
+	var (
+		a    *apiClient
+		dst  api.Database
+		proc *servicetest.Process
+		inst *servicetest.Instance
+	)
+	if fault == killService {
+		proc = servicetest.StartProcess(t)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("service log:\n%s", proc.Log())
+			}
+		})
+		a = newAPI(t, &servicetest.Instance{URL: proc.URL, Username: "admin", Password: proc.Password(t), CACert: proc.CACert(t)})
+	} else {
+		inst = servicetest.Start(t)
+		a = newAPI(t, inst)
+	}
+
+	// Phase 2: during the load.
+	var stops []func() int
+	for n := range works {
+		stops = append(stops, works[n].background(t, sources[n]))
+	}
+	dst = a.create(api.CreateDatabaseRequest{Name: "random", MemorySize: 512 << 20, ReplicaSources: uris})
+	if inst != nil {
+		logDestOnFailure(t, inst, dst.UID)
+	}
+	a.waitInSync(dst.UID, 2*time.Minute)
+	during := 0
+	for _, stop := range stops {
+		during += stop()
+	}
+	t.Logf("%d steps during the load", during)
+	dc := destClient(t, dst, 0)
+
+	// Phase 3: on the stream, with the fault in the middle.
+	stops = stops[:0]
+	for n := range works {
+		stops = append(stops, works[n].background(t, sources[n]))
+	}
+	waitSteps := func(what string) {
+		base := works[0].stepsDone()
+		redistest.Eventually(t, time.Minute, what, func() error {
+			if works[0].stepsDone() < base+randomOps(500) {
+				return fmt.Errorf("%d steps", works[0].stepsDone()-base)
+			}
+			return nil
+		})
+	}
+	waitSteps("writes on the stream")
+	switch fault {
+	case killService:
+		t.Log("killing the service")
+		proc.Kill(t)
+		waitSteps("writes while the service is down")
+		proc.Start(t)
+	case cutLink:
+		for _, p := range proxies {
+			t.Logf("cut %d connections", p.Cut())
+		}
+	case restartSource:
+		t.Log("restarting the first source")
+		stops[0]()
+		servers[0].Restart()
+		stops[0] = works[0].background(t, sources[0])
+	}
+	waitSteps("writes after the fault")
+	after := 0
+	for _, stop := range stops {
+		after += stop()
+	}
+	t.Logf("%d steps on the stream", after)
+	settle(t, sources, works...)
+	a.waitInSync(dst.UID, 2*time.Minute)
+	eventuallyUnionEqual(t, time.Minute, dc, sources...)
+}
+
+func (w *randomWorkload) stepsDone() int { return int(w.steps.Load()) }
+
+// bulkHash writes a hash of n fields to key.
+func bulkHash(ctx context.Context, c *redis.Client, key string, n int) error {
+	for start := 0; start < n; start += 10000 {
+		fields := make([]any, 0, 20000)
+		for i := start; i < min(n, start+10000); i++ {
+			fields = append(fields, "f"+strconv.Itoa(i), i)
+		}
+		if err := c.HSet(ctx, key, fields...).Err(); err != nil {
+			return fmt.Errorf("hset %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+func TestRandomWorkloadOneSource(t *testing.T)      { randomRun(t, 1, noFault) }
+func TestRandomWorkloadThreeSources(t *testing.T)   { randomRun(t, 3, noFault) }
+func TestRandomWorkloadServiceKilled(t *testing.T)  { randomRun(t, 1, killService) }
+func TestRandomWorkloadTwoSourcesCut(t *testing.T)  { randomRun(t, 2, cutLink) }
+func TestRandomWorkloadSourceRestart(t *testing.T)  { randomRun(t, 1, restartSource) }
+func TestRandomWorkloadTwoSourcesKill(t *testing.T) { randomRun(t, 2, killService) }
