@@ -119,7 +119,7 @@ func (w *randomWorkload) streamID() string {
 // what replicates, such as XREADGROUP).
 func (w *randomWorkload) command() []any {
 	r := w.rng
-	switch r.IntN(78) {
+	switch r.IntN(79) {
 	// Strings.
 	case 0, 1:
 		a := []any{"SET", w.key("s"), w.val()}
@@ -389,6 +389,10 @@ func (w *randomWorkload) command() []any {
 		return []any{"EVALSHA", w.scriptSHA, 3, w.key("s"), w.key("l"), w.key("h"), w.val(), w.longTTL()}
 	case 76:
 		return []any{"FCALL", w.functionName(), 2, w.key("z"), w.key("x"), r.IntN(100)}
+	case 77:
+		// A script that writes to another database: its effects carry
+		// their own SELECTs, and the caller's database is back after it.
+		return []any{"EVAL", selectingScript, 2, w.key("n"), w.key("s"), randomDBs[r.IntN(len(randomDBs))], w.val()}
 	default:
 		return []any{"OBJECT", "FREQ", w.anyKey()} // a read: refused without LFU, replicates nothing
 	}
@@ -399,6 +403,14 @@ const randomScript = `redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'calls', 1)
 if redis.call('LLEN', KEYS[2]) > 8 then redis.call('LPOP', KEYS[2]) end
+return 1`
+
+// selectingScript increments a counter in the caller's database, sets a
+// string in another one, and increments the counter again.
+const selectingScript = `redis.call('INCR', KEYS[1])
+redis.call('SELECT', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('INCR', KEYS[1])
 return 1`
 
 func (w *randomWorkload) library() string {
@@ -429,11 +441,22 @@ func (w *randomWorkload) step(ctx context.Context, conn *redis.Conn) error {
 	if w.rng.IntN(12) == 0 {
 		_, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for range 2 + w.rng.IntN(5) {
+				if w.rng.IntN(6) == 0 {
+					// A SELECT inside the transaction changes the
+					// connection's database after it too.
+					w.db = randomDBs[w.rng.IntN(len(randomDBs))]
+					p.Do(ctx, "SELECT", w.db)
+				}
 				p.Do(ctx, w.command()...)
 			}
 			return nil
 		})
-		return transportError(err)
+		if err := transportError(err); err != nil {
+			return err
+		}
+		// The database the connection is in, whatever became of the
+		// transaction.
+		return conn.Do(ctx, "SELECT", w.db).Err()
 	}
 	return transportError(conn.Do(ctx, w.command()...).Err())
 }
@@ -542,12 +565,14 @@ func settle(t *testing.T, sources []*redis.Client, ws ...*randomWorkload) {
 	}
 }
 
-// unionDiff compares every database of randomDBs of dst with the union of
+// unionDiff compares every application database of dst with the union of
 // the sources' (disjoint keys): type, value, exact expiry time, streams by
 // XINFO STREAM FULL, and the function libraries.
 func unionDiff(ctx context.Context, dst *redis.Client, sources ...*redis.Client) error {
 	var problems []string
-	for _, n := range randomDBs {
+	// Every application database, those the workload never selects too:
+	// a database must land where it was, nowhere else.
+	for n := range 16 {
 		d := selectDB(dst, n)
 		want := map[string]*redis.Client{}
 		var ss []*redis.Client
@@ -625,16 +650,20 @@ func unionDiff(ctx context.Context, dst *redis.Client, sources ...*redis.Client)
 	for _, l := range libs {
 		got = append(got, l.Name)
 	}
+	var want []string
 	for _, src := range sources {
 		libs, err := src.FunctionList(ctx, redis.FunctionListQuery{}).Result()
 		if err != nil {
 			return fmt.Errorf("function list: %w", err)
 		}
 		for _, l := range libs {
-			if !slices.Contains(got, l.Name) {
-				problems = append(problems, fmt.Sprintf("function library %s missing (has %v)", l.Name, got))
-			}
+			want = append(want, l.Name)
 		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		problems = append(problems, fmt.Sprintf("function libraries %v, want %v", got, want))
 	}
 	if len(problems) > 0 {
 		if len(problems) > 15 {
@@ -660,6 +689,16 @@ const (
 	killService
 	cutLink
 	restartSource
+	// restartSourceEmpty restarts a source without persistence: it comes
+	// back empty, with a new replication id.
+	restartSourceEmpty
+	// killDuringLoad kills the service while it loads the sources.
+	killDuringLoad
+	// killDestination kills the destination's redis-server on the stream.
+	killDestinationRedis
+	// freezeDestination stops the destination's redis-server while short
+	// TTLs expire at the sources, then lets it go on.
+	freezeDestination
 )
 
 // randomRun is one run of the workload: sources written before the load,
@@ -667,6 +706,9 @@ const (
 func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 	seed := randomSeed(t)
 	ctx := redistest.Ctx(t)
+	// Killed during the load: a load long enough to be killed in, with a
+	// million-field hash and a 100 MB string.
+	huge := fault == killDuringLoad
 	var (
 		servers []*redistest.Server
 		sources []*redis.Client
@@ -702,8 +744,17 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			fields := 100000
+			if huge {
+				fields = 1000000
+			}
 			if errs[n] = works[n].run(ctx, sources[n], randomOps(1500)); errs[n] == nil {
-				errs[n] = bulkHash(ctx, sources[n], works[n].prefix+"bulk", 100000)
+				errs[n] = bulkHash(ctx, sources[n], works[n].prefix+"bulk", fields)
+			}
+			if errs[n] == nil && huge && n == 0 {
+				// A 100 MB string with a TTL among the random keys.
+				big := works[n].prefix + "huge"
+				errs[n] = sources[n].Set(ctx, big, strings.Repeat("0123456789abcdef", 100<<20/16), 5*time.Hour).Err()
 			}
 		}()
 	}
@@ -716,7 +767,7 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		proc *servicetest.Process
 		inst *servicetest.Instance
 	)
-	if fault == killService {
+	if fault == killService || fault == killDuringLoad {
 		proc = servicetest.StartProcess(t)
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -737,6 +788,18 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 	dst = a.create(api.CreateDatabaseRequest{Name: "random", MemorySize: 512 << 20, ReplicaSources: uris})
 	if inst != nil {
 		logDestOnFailure(t, inst, dst.UID)
+	}
+	if fault == killDuringLoad {
+		redistest.Eventually(t, time.Minute, "the full load is under way", func() error {
+			db := a.get(dst.UID)
+			if db.Status != api.StatusLoading {
+				return fmt.Errorf("status %s", db.Status)
+			}
+			return nil
+		})
+		t.Log("killing the service during the load")
+		proc.Kill(t)
+		proc.Start(t)
 	}
 	a.waitInSync(dst.UID, 2*time.Minute)
 	during := 0
@@ -771,7 +834,28 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		for _, p := range proxies {
 			t.Logf("cut %d connections", p.Cut())
 		}
-	case restartSource:
+	case killDestinationRedis:
+		killDestination(t, inst, dst.UID)
+	case freezeDestination:
+		thaw := freeze(t, pidOf(t, dc))
+		t.Log("destination frozen")
+		// Short TTLs set while it is frozen expire before it goes on.
+		for _, w := range works {
+			w.shortTTLUntil = 0
+		}
+		waitSteps("writes while the destination is frozen")
+		var until int64
+		for _, w := range works {
+			until = max(until, w.shortTTLUntil)
+		}
+		redistest.Eventually(t, time.Minute, "the short TTLs set meanwhile have passed", func() error {
+			if now := time.Now().UnixMilli(); now < until {
+				return fmt.Errorf("%d ms to go", until-now)
+			}
+			return nil
+		})
+		thaw()
+	case restartSource, restartSourceEmpty:
 		t.Log("restarting the first source")
 		stops[0]()
 		servers[0].Restart()
@@ -810,3 +894,12 @@ func TestRandomWorkloadServiceKilled(t *testing.T)  { randomRun(t, 1, killServic
 func TestRandomWorkloadTwoSourcesCut(t *testing.T)  { randomRun(t, 2, cutLink) }
 func TestRandomWorkloadSourceRestart(t *testing.T)  { randomRun(t, 1, restartSource) }
 func TestRandomWorkloadTwoSourcesKill(t *testing.T) { randomRun(t, 2, killService) }
+func TestRandomWorkloadKillDuringLoad(t *testing.T) { randomRun(t, 1, killDuringLoad) }
+func TestRandomWorkloadThreeSourcesKillDuringLoad(t *testing.T) {
+	randomRun(t, 3, killDuringLoad)
+}
+func TestRandomWorkloadDestinationKilled(t *testing.T) { randomRun(t, 2, killDestinationRedis) }
+func TestRandomWorkloadFrozenDestination(t *testing.T) { randomRun(t, 1, freezeDestination) }
+func TestRandomWorkloadSourceRestartsEmpty(t *testing.T) {
+	randomRun(t, 2, restartSourceEmpty)
+}
