@@ -699,6 +699,9 @@ const (
 	// freezeDestination stops the destination's redis-server while short
 	// TTLs expire at the sources, then lets it go on.
 	freezeDestination
+	// managedSources: the sources are databases of the service, replicated
+	// through their gateway with compression.
+	managedSources
 )
 
 // randomRun is one run of the workload: sources written before the load,
@@ -709,6 +712,25 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 	// Killed during the load: a load long enough to be killed in, with a
 	// million-field hash and a 100 MB string.
 	huge := fault == killDuringLoad
+	var (
+		a    *apiClient
+		dst  api.Database
+		proc *servicetest.Process
+		inst *servicetest.Instance
+	)
+	if fault == killService || fault == killDuringLoad {
+		proc = servicetest.StartProcess(t)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("service log:\n%s", proc.Log())
+			}
+		})
+		a = newAPI(t, &servicetest.Instance{URL: proc.URL, Username: "admin", Password: proc.Password(t), CACert: proc.CACert(t)})
+	} else {
+		inst = servicetest.Start(t)
+		a = newAPI(t, inst)
+	}
+
 	var (
 		servers []*redistest.Server
 		sources []*redis.Client
@@ -721,6 +743,18 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		if fault == restartSource {
 			args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 		}
+		w := newRandomWorkload(seed+uint64(n), fmt.Sprintf("%c:", 'a'+n))
+		w.keyspaceWide = sourceCount == 1
+		works = append(works, w)
+		if fault == managedSources {
+			// A database of the service, through its replication
+			// gateway, compressed.
+			db := a.create(api.CreateDatabaseRequest{Name: fmt.Sprint("src", n), MemorySize: 256 << 20})
+			sources = append(sources, destClient(t, db, 0))
+			uris = append(uris, api.ReplicaSource{URI: a.sourceURL(db.UID), Compression: 3})
+			require.NoError(t, w.prepare(ctx, sources[n]))
+			continue
+		}
 		s := redistest.Start(t, args...)
 		servers = append(servers, s)
 		sources = append(sources, s.Client())
@@ -731,10 +765,7 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 			uri = "redis://" + p.Addr
 		}
 		uris = append(uris, api.ReplicaSource{URI: uri})
-		w := newRandomWorkload(seed+uint64(n), fmt.Sprintf("%c:", 'a'+n))
-		w.keyspaceWide = sourceCount == 1
 		require.NoError(t, w.prepare(ctx, s.Client()))
-		works = append(works, w)
 	}
 	// Phase 1: before the load. A bigger hash makes the load last long
 	// enough for writes to land during it.
@@ -760,25 +791,6 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 	}
 	wg.Wait()
 	require.NoError(t, errors.Join(errs...), "writes before the load")
-
-	var (
-		a    *apiClient
-		dst  api.Database
-		proc *servicetest.Process
-		inst *servicetest.Instance
-	)
-	if fault == killService || fault == killDuringLoad {
-		proc = servicetest.StartProcess(t)
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("service log:\n%s", proc.Log())
-			}
-		})
-		a = newAPI(t, &servicetest.Instance{URL: proc.URL, Username: "admin", Password: proc.Password(t), CACert: proc.CACert(t)})
-	} else {
-		inst = servicetest.Start(t)
-		a = newAPI(t, inst)
-	}
 
 	// Phase 2: during the load.
 	var stops []func() int
@@ -900,6 +912,7 @@ func TestRandomWorkloadThreeSourcesKillDuringLoad(t *testing.T) {
 }
 func TestRandomWorkloadDestinationKilled(t *testing.T) { randomRun(t, 2, killDestinationRedis) }
 func TestRandomWorkloadFrozenDestination(t *testing.T) { randomRun(t, 1, freezeDestination) }
+func TestRandomWorkloadManagedSources(t *testing.T)    { randomRun(t, 2, managedSources) }
 func TestRandomWorkloadSourceRestartsEmpty(t *testing.T) {
 	randomRun(t, 2, restartSourceEmpty)
 }
