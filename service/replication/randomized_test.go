@@ -80,7 +80,12 @@ func newRandomWorkload(seed uint64, prefix string) *randomWorkload {
 }
 
 func (w *randomWorkload) key(kind string) string {
-	return fmt.Sprintf("%s%s:%d", w.prefix, kind, w.rng.IntN(w.keys))
+	n := w.rng.IntN(w.keys)
+	if n == w.keys-1 {
+		// A key name with bytes that RESP and logs must carry as they are.
+		return fmt.Sprintf("%s%s:\x00\r\n*1 $%d\xff", w.prefix, kind, n)
+	}
+	return fmt.Sprintf("%s%s:%d", w.prefix, kind, n)
 }
 
 // anyKey is a key of any kind (commands that take any type).
@@ -119,7 +124,7 @@ func (w *randomWorkload) streamID() string {
 // what replicates, such as XREADGROUP).
 func (w *randomWorkload) command() []any {
 	r := w.rng
-	switch r.IntN(79) {
+	switch r.IntN(80) {
 	// Strings.
 	case 0, 1:
 		a := []any{"SET", w.key("s"), w.val()}
@@ -373,9 +378,12 @@ func (w *randomWorkload) command() []any {
 	case 70:
 		return []any{[]string{"DEL", "UNLINK"}[r.IntN(2)], w.anyKey(), w.anyKey()}
 	case 71:
-		if w.keyspaceWide && r.IntN(8) == 0 {
-			if r.IntN(2) == 0 {
+		if w.keyspaceWide && r.IntN(3) == 0 {
+			switch r.IntN(8) {
+			case 0:
 				return []any{"FLUSHDB"}
+			case 1:
+				return []any{"FLUSHALL"}
 			}
 			return []any{"SWAPDB", randomDBs[r.IntN(len(randomDBs))], randomDBs[r.IntN(len(randomDBs))]}
 		}
@@ -393,6 +401,26 @@ func (w *randomWorkload) command() []any {
 		// A script that writes to another database: its effects carry
 		// their own SELECTs, and the caller's database is back after it.
 		return []any{"EVAL", selectingScript, 2, w.key("n"), w.key("s"), randomDBs[r.IntN(len(randomDBs))], w.val()}
+	case 78:
+		// A key copied by DUMP and RESTORE (run by step).
+		a := []any{dumpRestore, w.anyKey(), w.anyKey(), 0}
+		switch r.IntN(4) {
+		case 0:
+			a[3] = time.Now().UnixMilli() + int64(w.longTTL())*1000
+			a = append(a, "ABSTTL")
+		case 1:
+			a[3] = 1 + r.IntN(1000) // expired already: no key
+			a = append(a, "ABSTTL")
+		case 2:
+			a[3] = w.longTTL() * 1000
+		}
+		if r.IntN(2) == 0 {
+			a = append(a, "REPLACE")
+		}
+		if r.IntN(3) == 0 {
+			a = append(a, "IDLETIME", r.IntN(1000))
+		}
+		return a
 	default:
 		return []any{"OBJECT", "FREQ", w.anyKey()} // a read: refused without LFU, replicates nothing
 	}
@@ -447,7 +475,11 @@ func (w *randomWorkload) step(ctx context.Context, conn *redis.Conn) error {
 					w.db = randomDBs[w.rng.IntN(len(randomDBs))]
 					p.Do(ctx, "SELECT", w.db)
 				}
-				p.Do(ctx, w.command()...)
+				cmd := w.command()
+				if cmd[0] == dumpRestore {
+					cmd = []any{"DEL", cmd[2]}
+				}
+				p.Do(ctx, cmd...)
 			}
 			return nil
 		})
@@ -458,7 +490,23 @@ func (w *randomWorkload) step(ctx context.Context, conn *redis.Conn) error {
 		// transaction.
 		return conn.Do(ctx, "SELECT", w.db).Err()
 	}
-	return transportError(conn.Do(ctx, w.command()...).Err())
+	return transportError(w.do(ctx, conn, w.command()))
+}
+
+// dumpRestore, as a command name, asks step for a DUMP of the first key
+// and a RESTORE of it as the second, with the arguments that follow.
+const dumpRestore = "dump+restore"
+
+// do runs one command of the workload.
+func (w *randomWorkload) do(ctx context.Context, c *redis.Conn, cmd []any) error {
+	if cmd[0] != dumpRestore {
+		return c.Do(ctx, cmd...).Err()
+	}
+	payload, err := c.Dump(ctx, cmd[1].(string)).Result()
+	if err != nil {
+		return err
+	}
+	return c.Do(ctx, append([]any{"RESTORE", cmd[2], cmd[3], payload}, cmd[4:]...)...).Err()
 }
 
 // transportError keeps the errors that are not Redis's answer to a
@@ -779,8 +827,17 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 			if huge {
 				fields = 1000000
 			}
-			if errs[n] = works[n].run(ctx, sources[n], randomOps(1500)); errs[n] == nil {
-				errs[n] = bulkHash(ctx, sources[n], works[n].prefix+"bulk", fields)
+			w, sc := works[n], sources[n]
+			if errs[n] = w.run(ctx, sc, randomOps(1500)); errs[n] == nil {
+				errs[n] = bulkHash(ctx, sc, w.prefix+"bulk", fields)
+			}
+			if errs[n] == nil {
+				// Big keys with TTLs that change during the load.
+				errs[n] = errors.Join(
+					bulkHash(ctx, sc, w.prefix+"bulk-persisted", fields/2),
+					sc.Expire(ctx, w.prefix+"bulk-persisted", time.Hour).Err(),
+					bulkHash(ctx, sc, w.prefix+"bulk-expiring", fields/2),
+					sc.Expire(ctx, w.prefix+"bulk-expiring", time.Hour).Err())
 			}
 			if errs[n] == nil && huge && n == 0 {
 				// A 100 MB string with a TTL among the random keys.
@@ -798,6 +855,12 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		stops = append(stops, works[n].background(t, sources[n]))
 	}
 	dst = a.create(api.CreateDatabaseRequest{Name: "random", MemorySize: 512 << 20, ReplicaSources: uris})
+	for n, sc := range sources {
+		// A TTL removed during the load, and one that expires during it
+		// (or soon after).
+		require.NoError(t, sc.Persist(ctx, works[n].prefix+"bulk-persisted").Err())
+		require.NoError(t, sc.PExpire(ctx, works[n].prefix+"bulk-expiring", time.Duration(works[n].shortTTL())*time.Millisecond).Err())
+	}
 	if inst != nil {
 		logDestOnFailure(t, inst, dst.UID)
 	}
