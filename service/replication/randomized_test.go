@@ -68,6 +68,9 @@ type randomWorkload struct {
 	keyspaceWide bool
 	// shortTTLUntil is the latest expiry time (Unix ms) of a short TTL
 	// the workload set: after it, no key of the workload expires soon.
+	// dbZeroOnly keeps the workload in database 0 (a cluster has no
+	// other).
+	dbZeroOnly    bool
 	shortTTLUntil int64
 	db            int
 	scriptSHA     string
@@ -77,6 +80,14 @@ type randomWorkload struct {
 
 func newRandomWorkload(seed uint64, prefix string) *randomWorkload {
 	return &randomWorkload{rng: rand.New(rand.NewPCG(seed, 0x5eed)), prefix: prefix, keys: 12}
+}
+
+// anyDB is a database the workload writes to.
+func (w *randomWorkload) anyDB() int {
+	if w.dbZeroOnly {
+		return 0
+	}
+	return randomDBs[w.rng.IntN(len(randomDBs))]
 }
 
 func (w *randomWorkload) key(kind string) string {
@@ -112,6 +123,12 @@ func (w *randomWorkload) val() string {
 func (w *randomWorkload) longTTL() int { return 1000 + w.rng.IntN(100000) }
 func (w *randomWorkload) shortTTL() int {
 	ms := 50 + w.rng.IntN(2000)
+	if w.dbZeroOnly {
+		// A sharded destination expires keys by itself: a command on a
+		// key that expired there while it lagged may fail (README,
+		// "Sharded destinations expire keys by themselves").
+		return ms + 1000000
+	}
 	w.shortTTLUntil = max(w.shortTTLUntil, time.Now().UnixMilli()+int64(ms)+100)
 	return ms
 }
@@ -367,25 +384,25 @@ func (w *randomWorkload) command() []any {
 	case 68:
 		a := []any{"COPY", w.anyKey(), w.anyKey()}
 		if r.IntN(2) == 0 {
-			a = append(a, "DB", randomDBs[r.IntN(len(randomDBs))])
+			a = append(a, "DB", w.anyDB())
 		}
 		if r.IntN(2) == 0 {
 			a = append(a, "REPLACE")
 		}
 		return a
 	case 69:
-		return []any{"MOVE", w.anyKey(), randomDBs[r.IntN(len(randomDBs))]}
+		return []any{"MOVE", w.anyKey(), w.anyDB()}
 	case 70:
 		return []any{[]string{"DEL", "UNLINK"}[r.IntN(2)], w.anyKey(), w.anyKey()}
 	case 71:
-		if w.keyspaceWide && r.IntN(3) == 0 {
+		if w.keyspaceWide && r.IntN(3) == 0 && !w.dbZeroOnly {
 			switch r.IntN(8) {
 			case 0:
 				return []any{"FLUSHDB"}
 			case 1:
 				return []any{"FLUSHALL"}
 			}
-			return []any{"SWAPDB", randomDBs[r.IntN(len(randomDBs))], randomDBs[r.IntN(len(randomDBs))]}
+			return []any{"SWAPDB", w.anyDB(), w.anyDB()}
 		}
 		return []any{"TOUCH", w.anyKey()}
 	case 72:
@@ -400,7 +417,7 @@ func (w *randomWorkload) command() []any {
 	case 77:
 		// A script that writes to another database: its effects carry
 		// their own SELECTs, and the caller's database is back after it.
-		return []any{"EVAL", selectingScript, 2, w.key("n"), w.key("s"), randomDBs[r.IntN(len(randomDBs))], w.val()}
+		return []any{"EVAL", selectingScript, 2, w.key("n"), w.key("s"), w.anyDB(), w.val()}
 	case 78:
 		// A key copied by DUMP and RESTORE (run by step).
 		a := []any{dumpRestore, w.anyKey(), w.anyKey(), 0}
@@ -442,7 +459,7 @@ redis.call('INCR', KEYS[1])
 return 1`
 
 func (w *randomWorkload) library() string {
-	return "lib_" + strings.TrimSuffix(strings.ReplaceAll(w.prefix, ":", "_"), "_")
+	return "lib_" + strings.Trim(w.prefix, "{}:")
 }
 func (w *randomWorkload) functionName() string { return w.library() + "_f" }
 
@@ -460,7 +477,7 @@ end)`, w.library(), w.functionName())
 // selecting another database first.
 func (w *randomWorkload) step(ctx context.Context, conn *redis.Conn) error {
 	if w.rng.IntN(10) == 0 {
-		db := randomDBs[w.rng.IntN(len(randomDBs))]
+		db := w.anyDB()
 		if err := conn.Do(ctx, "SELECT", db).Err(); err != nil {
 			return fmt.Errorf("select %d: %w", db, err)
 		}
@@ -472,7 +489,7 @@ func (w *randomWorkload) step(ctx context.Context, conn *redis.Conn) error {
 				if w.rng.IntN(6) == 0 {
 					// A SELECT inside the transaction changes the
 					// connection's database after it too.
-					w.db = randomDBs[w.rng.IntN(len(randomDBs))]
+					w.db = w.anyDB()
 					p.Do(ctx, "SELECT", w.db)
 				}
 				cmd := w.command()
@@ -750,6 +767,10 @@ const (
 	// managedSources: the sources are databases of the service, replicated
 	// through their gateway with compression.
 	managedSources
+	// shardedDest: the destination is a database of 3 shards; each
+	// source's keys share a hash tag (commands over several keys stay in
+	// one slot), and database 0 only.
+	shardedDest
 )
 
 // randomRun is one run of the workload: sources written before the load,
@@ -793,6 +814,10 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		}
 		w := newRandomWorkload(seed+uint64(n), fmt.Sprintf("%c:", 'a'+n))
 		w.keyspaceWide = sourceCount == 1
+		if fault == shardedDest {
+			w.prefix = fmt.Sprintf("{%c}:", 'a'+n)
+			w.dbZeroOnly = true
+		}
 		works = append(works, w)
 		if fault == managedSources {
 			// A database of the service, through its replication
@@ -854,7 +879,11 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 	for n := range works {
 		stops = append(stops, works[n].background(t, sources[n]))
 	}
-	dst = a.create(api.CreateDatabaseRequest{Name: "random", MemorySize: 512 << 20, ReplicaSources: uris})
+	shards := 0
+	if fault == shardedDest {
+		shards = 3
+	}
+	dst = a.create(api.CreateDatabaseRequest{Name: "random", MemorySize: 512 << 20, ShardsCount: shards, ReplicaSources: uris})
 	for n, sc := range sources {
 		// A TTL removed during the load, and one that expires during it
 		// (or soon after).
@@ -944,6 +973,10 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 	t.Logf("%d steps on the stream", after)
 	settle(t, sources, works...)
 	a.waitInSync(dst.UID, 2*time.Minute)
+	if fault == shardedDest {
+		eventuallyEqualSharded(t, a, dst.UID, time.Minute, sources...)
+		return
+	}
 	eventuallyUnionEqual(t, time.Minute, dc, sources...)
 }
 
@@ -979,3 +1012,4 @@ func TestRandomWorkloadManagedSources(t *testing.T)    { randomRun(t, 2, managed
 func TestRandomWorkloadSourceRestartsEmpty(t *testing.T) {
 	randomRun(t, 2, restartSourceEmpty)
 }
+func TestRandomWorkloadShardedDestination(t *testing.T) { randomRun(t, 2, shardedDest) }
