@@ -620,13 +620,14 @@ func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error)
 		partOOM := false
 		w.deadline(ctx)
 		part := sentBatch{sent: p.sent}
+		reply := 0 // the reply being read
 		nested := &resp.Nested{Error: func(at int, msg []byte) {
 			if isClusterRedirect(msg) {
 				if moved == nil {
 					moved = fmt.Errorf("%w: shard %s: %s", errDestMoved, addr, msg)
 				}
 			} else if firstErr == nil {
-				firstErr = fmt.Errorf("the destination failed a replicated command in a transaction on shard %s: %s", addr, msg)
+				firstErr = fmt.Errorf("the destination failed a replicated command in a transaction on shard %s: %s: %s%s", addr, part.execCommand(reply, at), msg, selfExpiredHint(msg))
 			}
 		}}
 		checks := p.checks
@@ -636,6 +637,7 @@ func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error)
 				nested.Int = cw.checkAnswers(checks[0].checks)
 				checks = checks[1:]
 			}
+			reply = i
 			msg, err := w.rd.SkipValueIndexed(nested)
 			if err != nil {
 				w.recycle(p.sent)
@@ -660,7 +662,7 @@ func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error)
 					moved = fmt.Errorf("%w: shard %s: %s", errDestMoved, addr, msg)
 				}
 			case firstErr == nil:
-				firstErr = fmt.Errorf("the destination refused a replicated command on shard %s: %s: %s", addr, part.command(i), msg)
+				firstErr = fmt.Errorf("the destination refused a replicated command on shard %s: %s: %s%s", addr, part.command(i), msg, selfExpiredHint(msg))
 			}
 		}
 		w.recycle(p.sent)
@@ -683,6 +685,19 @@ func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error)
 		return 0, &fatalError{firstErr}
 	}
 	return 0, nil
+}
+
+// selfExpiredHint explains an error that says a key is missing: a sharded
+// destination is a primary and expires keys by itself, so a key the source
+// still held when it ran the command may have expired there while the
+// destination lagged (README, "Sharded destinations expire keys by
+// themselves"). Without it, the error reads like a bug of the service.
+func selfExpiredHint(msg []byte) string {
+	m := bytes.ToLower(msg)
+	if !bytes.Contains(m, []byte("no such key")) && !bytes.Contains(m, []byte("key to exist")) {
+		return ""
+	}
+	return " (the key may have expired on the destination by itself while it lagged: a sharded destination expires keys itself; a full resync, restarting the sync, loads it again)"
 }
 
 // checkAnswers returns the callback that counts, in the results of one

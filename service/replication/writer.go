@@ -590,6 +590,29 @@ func (b sentBatch) queuedCommand(at int) string {
 	return b.command(j)
 }
 
+// execCommand describes the command at index at of the results of the
+// EXEC that is reply i of what was sent: the at-th command queued after
+// the MULTI that opened it.
+func (b sentBatch) execCommand(i, at int) string {
+	multi := -1
+	if b.sent != nil {
+		rd := resp.NewReader(bufio.NewReader(bytes.NewReader(b.sent)))
+		for n := 0; n < i; n++ {
+			args, _, err := rd.ReadCommand()
+			if err != nil {
+				break
+			}
+			if len(args) == 1 && strings.EqualFold(string(args[0]), "MULTI") {
+				multi = n
+			}
+		}
+	}
+	if multi < 0 {
+		return fmt.Sprintf("command %d of a transaction", at+1)
+	}
+	return b.command(multi + 1 + at)
+}
+
 // describe names a command by its name and first argument (the key, for
 // most), without its values, which may be big or binary.
 func describe(args [][]byte) string {
@@ -597,6 +620,11 @@ func describe(args [][]byte) string {
 		return "an empty command"
 	}
 	out := strings.ToUpper(string(args[0]))
+	if len(args) > 2 && out == "XGROUP" {
+		// XGROUP <subcommand> <key> ...: the key says which stream.
+		out += " " + strings.ToUpper(string(args[1]))
+		args = args[1:]
+	}
 	if len(args) > 1 {
 		k := args[1]
 		if len(k) > 64 {
