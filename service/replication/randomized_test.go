@@ -767,6 +767,9 @@ const (
 	// managedSources: the sources are databases of the service, replicated
 	// through their gateway with compression.
 	managedSources
+	// keyspaceWide: SWAPDB, FLUSHDB and FLUSHALL at several sources,
+	// each a reload of the destination from every source.
+	keyspaceWide
 	// shardedDest: the destination is a database of 3 shards; each
 	// source's keys share a hash tag (commands over several keys stay in
 	// one slot), and database 0 only.
@@ -813,7 +816,7 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 			args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 		}
 		w := newRandomWorkload(seed+uint64(n), fmt.Sprintf("%c:", 'a'+n))
-		w.keyspaceWide = sourceCount == 1
+		w.keyspaceWide = sourceCount == 1 || fault == keyspaceWide
 		if fault == shardedDest {
 			w.prefix = fmt.Sprintf("{%c}:", 'a'+n)
 			w.dbZeroOnly = true
@@ -1012,4 +1015,5 @@ func TestRandomWorkloadManagedSources(t *testing.T)    { randomRun(t, 2, managed
 func TestRandomWorkloadSourceRestartsEmpty(t *testing.T) {
 	randomRun(t, 2, restartSourceEmpty)
 }
-func TestRandomWorkloadShardedDestination(t *testing.T) { randomRun(t, 2, shardedDest) }
+func TestRandomWorkloadShardedDestination(t *testing.T)     { randomRun(t, 2, shardedDest) }
+func TestRandomWorkloadTwoSourcesKeyspaceWide(t *testing.T) { randomRun(t, 2, keyspaceWide) }
