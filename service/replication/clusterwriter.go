@@ -313,6 +313,9 @@ func (cw *clusterWriter) route(ctx context.Context, raw []byte, offset int64) er
 			return fatal("the source writes key %q, a name a sharded destination keeps for its replication checkpoints: the sync stops before applying it", args[k])
 		}
 	}
+	if trimmed, ok := withoutExactTrimLimit(args); ok {
+		raw = resp.AppendCommand(nil, trimmed...)
+	}
 	slot := cluster.KeySlot(args[keys[0]])
 	same := true
 	for _, k := range keys[1:] {
@@ -351,6 +354,43 @@ func (cw *clusterWriter) route(ctx context.Context, raw []byte, offset int64) er
 		cw.addUnlessApplied(s, resp.AppendCommand(nil, bySlot[s]...), offset)
 	}
 	return nil
+}
+
+// withoutExactTrimLimit drops the LIMIT of an XADD or XTRIM whose trim is
+// exact. A source rewrites an approximate trim ("MAXLEN ~ 1000 LIMIT 100")
+// into the exact one it made ("MAXLEN = 1012"), keeping the LIMIT: its
+// replicas and its AOF accept that, but a sharded destination is a plain
+// primary, which refuses it as a syntax error (LIMIT needs "~"), and the
+// sync stopped. Without its LIMIT the exact trim removes the same entries.
+func withoutExactTrimLimit(args [][]byte) ([][]byte, bool) {
+	xadd := equalFold(args[0], "XADD")
+	if !xadd && !equalFold(args[0], "XTRIM") {
+		return nil, false
+	}
+	limit, approx := -1, false
+	// Options follow the key; for XADD they end at the entry's ID.
+	for i := 2; i < len(args); i++ {
+		switch {
+		case equalFold(args[i], "NOMKSTREAM") && xadd:
+		case equalFold(args[i], "MAXLEN") || equalFold(args[i], "MINID"):
+			if i+1 < len(args) && (string(args[i+1]) == "~" || string(args[i+1]) == "=") {
+				approx = string(args[i+1]) == "~"
+				i++
+			}
+			i++ // the threshold
+		case equalFold(args[i], "LIMIT") && i+1 < len(args):
+			limit = i
+			i++
+		default:
+			i = len(args) // XADD's ID, or something this does not know
+		}
+	}
+	if limit < 0 || approx {
+		return nil, false
+	}
+	out := make([][]byte, 0, len(args)-2)
+	out = append(out, args[:limit]...)
+	return append(out, args[limit+2:]...), true
 }
 
 // keyless places a command without keys. A function library goes to

@@ -304,3 +304,38 @@ func TestClusterWriterChainedSourceCheckpoints(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(got, "FLUSHALL"), got)
 	assert.Contains(t, got, "SET a 1")
 }
+
+// TestWithoutExactTrimLimit: the LIMIT of an exact trim (a source's
+// rewrite of an approximate one) goes; anything else stays as it is.
+func TestWithoutExactTrimLimit(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"XADD s MAXLEN = 12 LIMIT 5 * f v", "XADD s MAXLEN = 12 * f v"},
+		{"xadd s nomkstream minid = 5-0 limit 100 7-1 f v", "xadd s nomkstream minid = 5-0 7-1 f v"},
+		{"XTRIM s MAXLEN = 3 LIMIT 10", "XTRIM s MAXLEN = 3"},
+		{"XTRIM s MINID 9-0 LIMIT 10", "XTRIM s MINID 9-0"},
+		{"XADD s MAXLEN ~ 12 LIMIT 5 * f v", ""},
+		{"XADD s * LIMIT 5", ""}, // a field named LIMIT
+		{"XADD s MAXLEN = 12 * f v", ""},
+		{"SET LIMIT 5", ""},
+	} {
+		got, ok := withoutExactTrimLimit(bytesArgs(strings.Fields(c.in)))
+		if c.want == "" {
+			assert.False(t, ok, c.in)
+			continue
+		}
+		require.True(t, ok, c.in)
+		var s []string
+		for _, a := range got {
+			s = append(s, string(a))
+		}
+		assert.Equal(t, c.want, strings.Join(s, " "), c.in)
+	}
+}
+
+func bytesArgs(s []string) [][]byte {
+	out := make([][]byte, len(s))
+	for i, a := range s {
+		out[i] = []byte(a)
+	}
+	return out
+}

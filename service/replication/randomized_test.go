@@ -141,7 +141,7 @@ func (w *randomWorkload) streamID() string {
 // what replicates, such as XREADGROUP).
 func (w *randomWorkload) command() []any {
 	r := w.rng
-	switch r.IntN(80) {
+	switch r.IntN(90) {
 	// Strings.
 	case 0, 1:
 		a := []any{"SET", w.key("s"), w.val()}
@@ -438,6 +438,43 @@ func (w *randomWorkload) command() []any {
 			a = append(a, "IDLETIME", r.IntN(1000))
 		}
 		return a
+	case 79:
+		// Redis 7.0 commands, propagated as others (LPOP, ZPOPMIN, ...).
+		switch r.IntN(3) {
+		case 0:
+			return []any{"LMPOP", 2, w.key("l"), w.key("l"), []string{"LEFT", "RIGHT"}[r.IntN(2)], "COUNT", 1 + r.IntN(3)}
+		case 1:
+			return []any{"ZMPOP", 2, w.key("z"), w.key("z"), []string{"MIN", "MAX"}[r.IntN(2)], "COUNT", 1 + r.IntN(3)}
+		}
+		return []any{"BLMPOP", 0.01, 1, w.key("l"), "LEFT"}
+	case 80:
+		// Integer members: an intset until a string joins.
+		return []any{"SADD", w.key("t"), r.IntN(100), r.IntN(100000)}
+	case 81:
+		a := []any{"XCLAIM", w.key("x"), fmt.Sprint("g", r.IntN(3)), fmt.Sprint("c", r.IntN(3)), 0, w.streamID()}
+		switch r.IntN(3) {
+		case 0:
+			a = append(a, "FORCE", "RETRYCOUNT", r.IntN(5))
+		case 1:
+			a = append(a, "IDLE", r.IntN(100000))
+		default:
+			a = append(a, "TIME", time.Now().UnixMilli()-int64(r.IntN(100000)), "LASTID", w.streamID())
+		}
+		return a
+	case 82:
+		return []any{"XSETID", w.key("x"), fmt.Sprintf("%d-5", 500+r.IntN(100000)), "ENTRIESADDED", 1000 + r.IntN(1000), "MAXDELETEDID", w.streamID()}
+	case 83:
+		return []any{"XADD", w.key("x"), "NOMKSTREAM", "MAXLEN", "~", 10, "LIMIT", 5, "*", "f", w.val()}
+	case 84:
+		return []any{"BITOP", []string{"AND", "OR", "XOR"}[r.IntN(3)], w.key("b"), w.key("b"), w.key("b")}
+	case 85:
+		return []any{"GEOADD", w.key("g"), []string{"NX", "XX", "CH"}[r.IntN(3)], fmt.Sprintf("%.5f", r.Float64()*20), fmt.Sprintf("%.5f", 40+r.Float64()*10), fmt.Sprint("place", r.IntN(30))}
+	case 86:
+		return []any{[]string{"GETSET", "SETNX"}[r.IntN(2)], w.key("s"), w.val()}
+	case 87:
+		return []any{"BLMOVE", w.key("l"), w.key("l"), "RIGHT", "LEFT", 0.01}
+	case 88:
+		return []any{"BZPOPMIN", w.key("z"), 0.01}
 	default:
 		return []any{"OBJECT", "FREQ", w.anyKey()} // a read: refused without LFU, replicates nothing
 	}

@@ -63,3 +63,28 @@ func TestShardedDestinationMissingKeyErrorSaysWhy(t *testing.T) {
 	assert.Contains(t, lastError, "requires the key to exist")
 	assert.True(t, strings.Contains(lastError, "may have expired on the destination by itself"), lastError)
 }
+
+// TestShardedDestinationApproximateStreamTrims: an XADD or XTRIM with an
+// approximate trim and a LIMIT reaches the stream rewritten by the source
+// as an exact trim that keeps its LIMIT, which a plain primary refuses;
+// a sharded destination applied it as it came and stopped (found by
+// TestRandomWorkloadShardedDestination).
+func TestShardedDestinationApproximateStreamTrims(t *testing.T) {
+	ctx := redistest.Ctx(t)
+	src := redistest.Start(t, "--stream-node-max-entries", "4")
+	sc := src.Client()
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "sharded", MemorySize: 96 << 20, ShardsCount: 3,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	a.waitInSync(dst.UID, time.Minute)
+
+	for n := range 200 {
+		require.NoError(t, sc.Do(ctx, "XADD", "events", "MAXLEN", "~", 10, "LIMIT", 8, "*", "n", n).Err())
+		require.NoError(t, sc.Do(ctx, "XADD", "other", "MINID", "~", "0-1", "LIMIT", 4, "*", "n", n).Err())
+	}
+	require.NoError(t, sc.Do(ctx, "XTRIM", "other", "MAXLEN", "~", 20, "LIMIT", 8).Err())
+	eventuallyEqualSharded(t, a, dst.UID, time.Minute, sc)
+	db := a.waitInSync(dst.UID, time.Minute)
+	assert.Empty(t, db.ReplicaSources[0].LastError)
+}
