@@ -829,6 +829,10 @@ const (
 	// keyspaceWide: SWAPDB, FLUSHDB and FLUSHALL at several sources,
 	// each a reload of the destination from every source.
 	keyspaceWide
+	// pauseResume pauses the sync while the sources are written, then
+	// enables it; stopResume stops it (a reload when enabled again).
+	pauseResume
+	stopResume
 	// shardedDest: the destination is a database of 3 shards; each
 	// source's keys share a hash tag (commands over several keys stay in
 	// one slot), and database 0 only.
@@ -1004,6 +1008,14 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		for _, p := range proxies {
 			t.Logf("cut %d connections", p.Cut())
 		}
+	case pauseResume, stopResume:
+		state, enabled := api.SyncPaused, api.SyncEnabled
+		if fault == stopResume {
+			state = api.SyncStopped
+		}
+		a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &state})
+		waitSteps("writes while the sync is " + state)
+		a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &enabled})
 	case killDestinationRedis:
 		killDestination(t, inst, dst.UID)
 	case freezeDestination:
@@ -1085,3 +1097,5 @@ func TestRandomWorkloadSourceRestartsEmpty(t *testing.T) {
 }
 func TestRandomWorkloadShardedDestination(t *testing.T)     { randomRun(t, 2, shardedDest) }
 func TestRandomWorkloadTwoSourcesKeyspaceWide(t *testing.T) { randomRun(t, 2, keyspaceWide) }
+func TestRandomWorkloadPausedAndResumed(t *testing.T)       { randomRun(t, 2, pauseResume) }
+func TestRandomWorkloadStoppedAndResumed(t *testing.T)      { randomRun(t, 1, stopResume) }
