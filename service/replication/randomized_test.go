@@ -669,7 +669,11 @@ func settle(t *testing.T, sources []*redis.Client, ws ...*randomWorkload) {
 	})
 	ctx := redistest.Ctx(t)
 	for _, s := range sources {
-		for _, n := range randomDBs {
+		dbs := randomDBs
+		if ws[0].dbZeroOnly {
+			dbs = []int{0}
+		}
+		for _, n := range dbs {
 			c := selectDB(s, n)
 			keys, err := redistest.Keys(ctx, c)
 			require.NoError(t, err)
@@ -693,10 +697,15 @@ func slowReader(c *redis.Client, n int) *redis.Client {
 // the sources' (disjoint keys): type, value, exact expiry time, streams by
 // XINFO STREAM FULL, and the function libraries.
 func unionDiff(ctx context.Context, dst *redis.Client, sources ...*redis.Client) error {
+	return unionDiffDBs(ctx, 16, dst, sources...)
+}
+
+// unionDiffDBs is unionDiff over databases 0 to dbs-1.
+func unionDiffDBs(ctx context.Context, dbs int, dst *redis.Client, sources ...*redis.Client) error {
 	var problems []string
 	// Every application database, those the workload never selects too:
 	// a database must land where it was, nowhere else.
-	for n := range 16 {
+	for n := range dbs {
 		d := slowReader(dst, n)
 		want := map[string]*redis.Client{}
 		var ss []*redis.Client
@@ -1099,3 +1108,74 @@ func TestRandomWorkloadShardedDestination(t *testing.T)     { randomRun(t, 2, sh
 func TestRandomWorkloadTwoSourcesKeyspaceWide(t *testing.T) { randomRun(t, 2, keyspaceWide) }
 func TestRandomWorkloadPausedAndResumed(t *testing.T)       { randomRun(t, 2, pauseResume) }
 func TestRandomWorkloadStoppedAndResumed(t *testing.T)      { randomRun(t, 1, stopResume) }
+
+// TestRandomWorkloadClusterSource: the random workload on each master of a
+// Redis Cluster source (a hash tag per master), replicated into a
+// one-server destination: before, during and after its load, and across a
+// kill of a source master's replication link (CLIENT KILL TYPE replica).
+func TestRandomWorkloadClusterSource(t *testing.T) {
+	seed := randomSeed(t)
+	ctx := redistest.Ctx(t)
+	cl := redistest.StartCluster(t, 3, 0, "--repl-backlog-size", "64mb")
+	cc := cl.Client()
+	var (
+		works   []*randomWorkload
+		masters []*redis.Client
+	)
+	for n, tag := range []string{"a", "b", "c"} {
+		w := newRandomWorkload(seed+uint64(n), "{"+tag+"}:")
+		w.dbZeroOnly = true
+		m, err := cc.MasterForKey(ctx, "{"+tag+"}")
+		require.NoError(t, err)
+		require.NoError(t, w.prepare(ctx, m))
+		require.NoError(t, w.run(ctx, m, randomOps(1000)))
+		works, masters = append(works, w), append(masters, m)
+	}
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	var stops []func() int
+	for n, w := range works {
+		stops = append(stops, w.background(t, masters[n]))
+	}
+	dst := a.create(api.CreateDatabaseRequest{Name: "random", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: cl.Nodes[0].URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, 2*time.Minute)
+	during := 0
+	for _, stop := range stops {
+		during += stop()
+	}
+	t.Logf("%d steps during the load", during)
+	stops = stops[:0]
+	for n, w := range works {
+		stops = append(stops, w.background(t, masters[n]))
+	}
+	base := works[0].stepsDone()
+	redistest.Eventually(t, time.Minute, "writes on the stream", func() error {
+		if works[0].stepsDone() < base+randomOps(500) {
+			return fmt.Errorf("%d steps", works[0].stepsDone()-base)
+		}
+		return nil
+	})
+	for _, m := range masters {
+		require.NoError(t, m.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err())
+	}
+	base = works[0].stepsDone()
+	redistest.Eventually(t, time.Minute, "writes after the links were cut", func() error {
+		if works[0].stepsDone() < base+randomOps(500) {
+			return fmt.Errorf("%d steps", works[0].stepsDone()-base)
+		}
+		return nil
+	})
+	after := 0
+	for _, stop := range stops {
+		after += stop()
+	}
+	t.Logf("%d steps on the stream", after)
+	settle(t, masters, works...)
+	a.waitInSync(dst.UID, 2*time.Minute)
+	dc := destClient(t, dst, 0)
+	redistest.Eventually(t, time.Minute, "the destination equals the source's masters, key by key", func() error {
+		return unionDiffDBs(context.Background(), 1, dc, masters...)
+	})
+}
