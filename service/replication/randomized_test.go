@@ -71,10 +71,13 @@ type randomWorkload struct {
 	// the workload set: after it, no key of the workload expires soon.
 	// dbZeroOnly keeps the workload in database 0 (a cluster has no
 	// other).
-	dbZeroOnly    bool
-	shortTTLUntil int64
-	db            int
-	scriptSHA     string
+	dbZeroOnly bool
+	// selfExpiringDest: the destination expires keys by itself (a sharded
+	// one), so no TTL is short.
+	selfExpiringDest bool
+	shortTTLUntil    int64
+	db               int
+	scriptSHA        string
 	// steps counts the steps run in the background.
 	steps atomic.Int64
 }
@@ -134,7 +137,7 @@ func (w *randomWorkload) val() string {
 func (w *randomWorkload) longTTL() int { return 1000 + w.rng.IntN(100000) }
 func (w *randomWorkload) shortTTL() int {
 	ms := 50 + w.rng.IntN(2000)
-	if w.dbZeroOnly {
+	if w.selfExpiringDest {
 		// A sharded destination expires keys by itself: a command on a
 		// key that expired there while it lagged may fail (README,
 		// "Sharded destinations expire keys by themselves").
@@ -602,7 +605,9 @@ func (w *randomWorkload) prepare(ctx context.Context, c *redis.Client) error {
 
 // run runs n steps on one connection of c.
 func (w *randomWorkload) run(ctx context.Context, c *redis.Client, n int) error {
-	conn := c.Conn()
+	sc := slowReader(c, w.db)
+	defer sc.Close()
+	conn := sc.Conn()
 	defer conn.Close()
 	if err := conn.Do(ctx, "SELECT", w.db).Err(); err != nil {
 		return err
@@ -626,7 +631,11 @@ func (w *randomWorkload) background(t *testing.T, c *redis.Client) (stop func() 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		conn := c.Conn()
+		// Patient: a loaded machine may stall the source for seconds
+		// (a fork for the load of a big dataset, say).
+		sc := slowReader(c, w.db)
+		defer sc.Close()
+		conn := sc.Conn()
 		defer conn.Close()
 		if err := conn.Do(ctx, "SELECT", w.db).Err(); err != nil {
 			ferr = err
@@ -915,7 +924,7 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		w.keyspaceWide = sourceCount == 1 || fault == keyspaceWide
 		if fault == shardedDest {
 			w.prefix = fmt.Sprintf("{%c}:", 'a'+n)
-			w.dbZeroOnly = true
+			w.dbZeroOnly, w.selfExpiringDest = true, true
 		}
 		works = append(works, w)
 		if fault == managedSources {
@@ -1137,7 +1146,13 @@ func TestRandomWorkloadStoppedAndResumed(t *testing.T)      { randomRun(t, 1, st
 // Redis Cluster source (a hash tag per master), replicated into a
 // one-server destination: before, during and after its load, and across a
 // kill of a source master's replication link (CLIENT KILL TYPE replica).
-func TestRandomWorkloadClusterSource(t *testing.T) {
+func TestRandomWorkloadClusterSource(t *testing.T) { clusterSourceRun(t, 0) }
+
+// TestRandomWorkloadClusterSourceShardedDestination: the same into a
+// sharded destination of 2 shards (the source has 3).
+func TestRandomWorkloadClusterSourceShardedDestination(t *testing.T) { clusterSourceRun(t, 2) }
+
+func clusterSourceRun(t *testing.T, shards int) {
 	seed := randomSeed(t)
 	ctx := redistest.Ctx(t)
 	cl := redistest.StartCluster(t, 3, 0, "--repl-backlog-size", "64mb")
@@ -1148,7 +1163,7 @@ func TestRandomWorkloadClusterSource(t *testing.T) {
 	)
 	for n, tag := range []string{"a", "b", "c"} {
 		w := newRandomWorkload(seed+uint64(n), "{"+tag+"}:")
-		w.dbZeroOnly = true
+		w.dbZeroOnly, w.selfExpiringDest = true, shards > 0
 		m, err := cc.MasterForKey(ctx, "{"+tag+"}")
 		require.NoError(t, err)
 		require.NoError(t, w.prepare(ctx, m))
@@ -1161,7 +1176,7 @@ func TestRandomWorkloadClusterSource(t *testing.T) {
 	for n, w := range works {
 		stops = append(stops, w.background(t, masters[n]))
 	}
-	dst := a.create(api.CreateDatabaseRequest{Name: "random", MemorySize: 256 << 20,
+	dst := a.create(api.CreateDatabaseRequest{Name: "random", MemorySize: 256 << 20, ShardsCount: shards,
 		ReplicaSources: []api.ReplicaSource{{URI: cl.Nodes[0].URL()}}})
 	logDestOnFailure(t, i, dst.UID)
 	a.waitInSync(dst.UID, 2*time.Minute)
@@ -1198,6 +1213,10 @@ func TestRandomWorkloadClusterSource(t *testing.T) {
 	t.Logf("%d steps on the stream", after)
 	settle(t, masters, works...)
 	a.waitInSync(dst.UID, 2*time.Minute)
+	if shards > 0 {
+		eventuallyEqualSharded(t, a, dst.UID, time.Minute, masters...)
+		return
+	}
 	dc := destClient(t, dst, 0)
 	redistest.Eventually(t, time.Minute, "the destination equals the source's masters, key by key", func() error {
 		return unionDiffDBs(context.Background(), 1, dc, masters...)
