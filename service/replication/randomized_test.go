@@ -870,6 +870,8 @@ const (
 	// encoding (hashtable, skiplist, quicklist of one-entry nodes, streams
 	// of two-entry nodes), so that their RDB has those.
 	otherEncodings
+	// chain: a second destination replicates the first one.
+	chain
 	// shardedDest: the destination is a database of 3 shards; each
 	// source's keys share a hash tag (commands over several keys stay in
 	// one slot), and database 0 only.
@@ -1005,6 +1007,12 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 	if inst != nil {
 		logDestOnFailure(t, inst, dst.UID)
 	}
+	var chained api.Database
+	if fault == chain {
+		// A Replica Of the destination, made while it loads.
+		chained = a.create(api.CreateDatabaseRequest{Name: "chained", MemorySize: memory,
+			ReplicaSources: []api.ReplicaSource{{URI: a.sourceURL(dst.UID)}}})
+	}
 	if fault == killDuringLoad {
 		redistest.Eventually(t, time.Minute, "the full load is under way", func() error {
 			db := a.get(dst.UID)
@@ -1103,6 +1111,10 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		return
 	}
 	eventuallyUnionEqual(t, time.Minute, dc, sources...)
+	if fault == chain {
+		a.waitInSync(chained.UID, 2*time.Minute)
+		eventuallyUnionEqual(t, time.Minute, destClient(t, chained, 0), sources...)
+	}
 }
 
 func (w *randomWorkload) stepsDone() int { return int(w.steps.Load()) }
@@ -1227,3 +1239,6 @@ func TestRandomWorkloadOtherEncodings(t *testing.T) { randomRun(t, 2, otherEncod
 func TestRandomWorkloadOtherEncodingsOneSource(t *testing.T) {
 	randomRun(t, 1, otherEncodings)
 }
+
+func TestRandomWorkloadThroughAChain(t *testing.T)           { randomRun(t, 1, chain) }
+func TestRandomWorkloadTwoSourcesThroughAChain(t *testing.T) { randomRun(t, 2, chain) }
