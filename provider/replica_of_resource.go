@@ -150,7 +150,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"source compresses, and `compression_note` why not. Compression costs some CPU on both " +
 								"sides and saves bandwidth between regions.",
 							Optional:   true,
-							Validators: []validator.Int64{int64validator.Between(0, 6)},
+							Validators: []validator.Int64{inSource(int64validator.Between(0, 6))},
 						},
 						"read_from": schema.StringAttribute{
 							MarkdownDescription: "For a source that is a Redis Cluster (its address names any of its " +
@@ -159,7 +159,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"does not load the masters. Changing it continues the sync without a reload. A source " +
 								"that is one server ignores it.",
 							Optional:   true,
-							Validators: []validator.String{noEcho(stringvalidator.OneOf(api.ReadFromMaster, api.ReadFromReplica))},
+							Validators: []validator.String{inSourceString(stringvalidator.OneOf(api.ReadFromMaster, api.ReadFromReplica))},
 						},
 					},
 				},
