@@ -10,7 +10,6 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
-	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -199,9 +198,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 					"from none, and the plan after it would add `[]`.",
 				Optional:    true,
 				ElementType: types.StringType,
-				Validators: []validator.Set{
-					setvalidator.ValueStringsAre(pemCertificate()),
-				},
+				Validators:  []validator.Set{pemCertificates()},
 			},
 			"replication_endpoint": schema.StringAttribute{
 				MarkdownDescription: "Where destinations replicate this database from, as `host:port`: the address " +

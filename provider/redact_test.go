@@ -214,3 +214,50 @@ func TestSourceAttributeValidatorsDoNotShowTheSource(t *testing.T) {
 		assert.Contains(t, text, "read_from "+tc.want)
 	}
 }
+
+// TestAccValidation_noKeyInErrors plans, with TF_LOG=DEBUG, a private key
+// given where a certificate is expected (client_certificates of a database,
+// server_cert of a source), from a sensitive variable: the mix-up of
+// tls_private_key's private_key_pem and cert_pem. The plan fails, naming
+// the attribute, and nothing terraform prints (its logs included, which
+// name the attribute of each diagnostic) shows the key.
+func TestAccValidation_noKeyInErrors(t *testing.T) {
+	const keyBody = "MIIEpAIBAAKCAQEA" + testSecret + "q0Zr5yVx1tL2w9kPc3nB7sD4fG6hJ8mK"
+	key := "-----BEGIN RSA PRIVATE KEY-----\n" + keyBody + "\n-----END RSA PRIVATE KEY-----\n"
+	cli := newTestAccCLI(t, "TF_LOG=DEBUG", "TF_VAR_key="+key)
+	cli.write("main.tf", `
+terraform {
+  required_providers {
+    redis = { source = "replicad/redis" }
+  }
+}
+
+provider "redis" {
+  endpoint = "https://127.0.0.1:1"
+  password = "unused"
+}
+
+variable "key" {
+  type      = string
+  sensitive = true
+}
+
+resource "redis_database" "d" {
+  name                = "pinned"
+  memory_size         = 8388608
+  tls_mode            = "replica_ssl"
+  client_certificates = [var.key]
+}
+
+resource "redis_replica_of" "r" {
+  database_id = "4"
+  source      = [{ address = "127.0.0.1:23780", encryption = true, server_cert = var.key }]
+}
+`)
+	cli.mustRun(1, "plan", "-no-color")
+	all := flat(cli.all.String())
+	assert.Contains(t, all, "Invalid certificate")
+	assert.Contains(t, all, "client_certificates")
+	assert.Contains(t, all, "server_cert")
+	cli.checkNoSecrets(map[string]string{"key": keyBody})
+}
