@@ -373,7 +373,13 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 		}
 	}
 	if err != nil {
-		resp.Diagnostics.AddError("Could not create the database "+strconv.Quote(in.Name), err.Error())
+		detail := err.Error()
+		if client.IsConflict(err) {
+			detail += "\n\nIf this apply replaces a database of the same name and the resource has lifecycle " +
+				"create_before_destroy, the new database is created while the old one still holds the name: give the " +
+				"new database another name, or remove create_before_destroy."
+		}
+		resp.Diagnostics.AddError("Could not create the database "+strconv.Quote(in.Name), detail)
 		return
 	}
 	tflog.Info(ctx, "created a database", map[string]any{"uid": db.UID})
@@ -676,6 +682,17 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 			replaced = []byte(state.ID.ValueString())
 		}
 		resp.Diagnostics.Append(resp.Private.SetKey(ctx, replacingKey, replaced)...)
+		if replaced != nil && !plan.Name.IsUnknown() && strings.EqualFold(plan.Name.ValueString(), state.Name.ValueString()) {
+			// Terraform does not tell a provider about create_before_destroy
+			// (and shows no warning of the plan of the replacement's create):
+			// said here, since such an apply fails midway.
+			resp.Diagnostics.AddAttributeWarning(path.Root("name"), "The new database has the name of the one it replaces",
+				fmt.Sprintf("This plan replaces the database %s (%q) with a new database of the same name. Terraform deletes "+
+					"the old database first, unless the resource has lifecycle create_before_destroy: then it creates the new "+
+					"one first, while the old one still holds the name, and the apply fails (names are unique on the "+
+					"instance). With create_before_destroy, give the new database another name.",
+					state.ID.ValueString(), state.Name.ValueString()))
+		}
 	}
 	r.refuseTaken(ctx, plan, state, string(replaced), &resp.Diagnostics)
 	if req.State.Raw.IsNull() || resp.Diagnostics.HasError() {
