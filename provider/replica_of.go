@@ -257,6 +257,20 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 		if seen[addr] {
 			continue
 		}
+		if folded[strings.ToLower(addr)] {
+			// Adding a source with the URL's spelling, as said below, would
+			// list one source twice.
+			var source string
+			for a := range seen {
+				if strings.EqualFold(a, addr) {
+					source = a
+				}
+			}
+			diags.AddError("Source URL in another case",
+				fmt.Sprintf("A URL in source_uris or source_uris_wo is for %s, and the source's address is %s: write the "+
+					"host in the same case in both (the service names a source by the host:port of its URL).", addr, source))
+			continue
+		}
 		diags.AddError("Source URL without a source",
 			fmt.Sprintf("A URL in source_uris or source_uris_wo is for %s, which is not the address of any source (%s). "+
 				"Add a source with address = %q, or remove the URL.", addr, strings.Join(sortedKeys(seen), ", "), addr))

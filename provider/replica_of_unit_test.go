@@ -340,3 +340,20 @@ func TestExpandedAddressParsesBack(t *testing.T) {
 		}
 	}
 }
+
+// A URL whose host is the source's in another case is said so: adding a
+// source with the URL's spelling, as a URL for no source is told to, would
+// list one source twice.
+func TestSourceURLInAnotherCase(t *testing.T) {
+	ctx := context.Background()
+	var diags diag.Diagnostics
+	var creds credentialSet
+	creds.add(ctx, path.Root("source_uris"), stringList(t, "redis://:hunter2-secret@Cache.Internal:6379"), &diags)
+	checkSources([]replicaSourceModel{source("cache.internal:6379")}, true, creds, &diags)
+	require.True(t, diags.HasError())
+	text := diagSummaries(diags)
+	assert.Contains(t, text, "Source URL in another case: A URL in source_uris or source_uris_wo is for Cache.Internal:6379, "+
+		"and the source's address is cache.internal:6379: write the host in the same case in both")
+	assert.NotContains(t, text, "Add a source")
+	assert.NotContains(t, text, "hunter2")
+}
