@@ -123,8 +123,11 @@ func (p *redisProvider) Configure(ctx context.Context, req provider.ConfigureReq
 		if a.value.IsUnknown() {
 			resp.Diagnostics.AddAttributeError(path.Root(a.name),
 				"Unknown redis-replicad "+a.name,
-				fmt.Sprintf("The provider cannot talk to redis-replicad because the value of %q is not known yet. "+
-					"Set it to a value known at plan time, or use the %s environment variable.", a.name, a.env))
+				fmt.Sprintf("The provider cannot talk to redis-replicad because the value of %q is not known yet (it "+
+					"comes from a resource that this plan creates or changes). Set it to a value known at plan time, or "+
+					"leave it out of the provider block and set the %s environment variable (which the provider "+
+					"reads only then), or apply what it depends on first (terraform apply -target=<that resource>).",
+					a.name, a.env))
 		}
 	}
 	if config.InsecureSkipVerify.IsUnknown() {
