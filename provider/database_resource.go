@@ -366,8 +366,15 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	// name (unique on the service), which none of these had.
 	before, listErr := r.client.ListDatabases(ctx)
 	db, err := r.client.CreateDatabase(ctx, in)
-	if err != nil && listErr == nil && client.IsUnreachable(err) {
-		if found := createdDatabase(ctx, r.client, in.Name, before); found != nil {
+	// Interrupted (Ctrl-C cancels ctx) while the request was out, the
+	// create may have been taken all the same: it is looked for, beyond
+	// the interruption, so that it is recorded rather than left behind.
+	interrupted := err != nil && ctx.Err() != nil
+	if err != nil && listErr == nil && (client.IsUnreachable(err) || interrupted) {
+		lookCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		found := createdDatabase(lookCtx, r.client, in.Name, before)
+		cancel()
+		if found != nil {
 			tflog.Warn(ctx, "the answer to the create was lost; the service created the database", map[string]any{"uid": found.UID, "error": err.Error()})
 			db, err = found, nil
 		}
@@ -395,12 +402,18 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 		return
 	}
 
-	db, err = waitForDatabaseActive(ctx, r.client, db.UID, timeout)
+	uid := db.UID
+	db, err = waitForDatabaseActive(ctx, r.client, uid, timeout)
 	if db != nil {
 		resp.Diagnostics.Append(flattenDatabase(db, &plan)...)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() == context.Canceled:
+		resp.Diagnostics.AddError("The database "+strconv.Quote(in.Name)+" did not become active",
+			fmt.Sprintf("Terraform was interrupted before the database (uid %d) was seen active. It is recorded in the "+
+				"state, tainted: the next apply deletes it and creates it again.", uid))
+	case err != nil:
 		resp.Diagnostics.AddError("The database "+strconv.Quote(in.Name)+" did not become active", err.Error())
 	}
 }
