@@ -21,6 +21,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 )
 
 // startHoldingProxy serves the API of e through a TLS reverse proxy that
@@ -143,5 +145,48 @@ resource "redis_database" "db" {
 		}
 	}
 	assert.Equal(t, 1, named, "databases named interrupted: %+v", dbs)
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
+}
+
+// TestAccReplicaOf_createInterrupted: Terraform is interrupted (Ctrl-C)
+// while the service makes a database a Replica Of. The resource is recorded
+// (not tainted: a replacement would flush the destination), and the next
+// apply waits for the sync without a flush. It was left out of the state
+// while the database was a Replica Of, and every later apply failed with
+// "The database is already a Replica Of".
+func TestAccReplicaOf_createInterrupted(t *testing.T) {
+	e := testAccStart(t)
+	legacy := redistest.Start(t, "--requirepass", "legacy-interrupted-secret")
+	providerConfig, taken := startHoldingProxy(t, e, func(r *http.Request, body []byte) bool {
+		return r.Method == http.MethodPut && strings.Contains(string(body), "replica_sources")
+	})
+	cli := newTestAccCLI(t)
+	cli.write("main.tf", `
+terraform {
+  required_providers {
+    redis = { source = "replicad/redis" }
+  }
+}
+`+providerConfig+fmt.Sprintf(`
+resource "redis_database" "dst" {
+  name        = "interrupted-dst"
+  memory_size = 8388608
+}
+
+resource "redis_replica_of" "dst" {
+  database_id = redis_database.dst.id
+  source      = [{ address = %q }]
+  source_uris = [%q]
+}
+`, legacy.Addr(), legacy.URL()))
+	interruptedApply(t, cli, taken)
+
+	out := cli.mustRun(0, "apply", "-auto-approve", "-no-color")
+	assert.NotContains(t, out, "must be replaced")
+	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color")
+	dbs, err := e.client.ListDatabases(testAccContext(t))
+	require.NoError(t, err)
+	require.Len(t, dbs, 1)
+	assert.EqualValues(t, 1, dbs[0].ReplicaGeneration, "the destination was flushed again")
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
 }

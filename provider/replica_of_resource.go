@@ -917,13 +917,21 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 	var retries atomic.Int32
 	in := api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &sync, IfReplicaGeneration: &gen}
 	if _, err := r.client.UpdateDatabase(client.WithRetryCount(ctx, &retries), uid, in); err != nil {
-		now, rerr := findDatabaseByID(ctx, r.client, uid)
+		// Interrupted (Ctrl-C cancels ctx) while the request was out, the
+		// service may have taken it: read beyond the interruption.
+		interrupted := ctx.Err() != nil
+		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		now, rerr := findDatabaseByID(readCtx, r.client, uid)
+		cancel()
 		switch {
-		case client.IsConflict(err) && retries.Load() > 0 && rerr == nil && now.ReplicaGeneration == gen+1 &&
+		case (client.IsConflict(err) && retries.Load() > 0 || interrupted) && rerr == nil && now.ReplicaGeneration == gen+1 &&
 			sameReplicaSources(now.ReplicaSources, list):
 			// This request made it a Replica Of: its answer was lost (a
 			// proxy's timeout, say) and the client sent it again, which
-			// the condition on the generation refused.
+			// the condition on the generation refused; or Terraform was
+			// interrupted after the service took it. Left out of the
+			// state, it would make every later apply fail ("already a
+			// Replica Of").
 			tflog.Info(ctx, "the database is the Replica Of this create asked for; an earlier attempt of the request made it one")
 		case client.IsConflict(err) && rerr == nil && len(now.ReplicaSources) > 0:
 			addAlreadyReplicaOf(&resp.Diagnostics, now)
