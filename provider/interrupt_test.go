@@ -190,3 +190,47 @@ resource "redis_replica_of" "dst" {
 	assert.EqualValues(t, 1, dbs[0].ReplicaGeneration, "the destination was flushed again")
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
 }
+
+// TestAccSourceURLPassword_createInterrupted: Terraform is interrupted
+// (Ctrl-C) while the service regenerates a database's admin password. The
+// new password is recorded, and the next apply regenerates nothing: a
+// second regeneration would end at once the grace period of the password
+// that destinations still use. It was left out of the state, and the next
+// apply regenerated the password again.
+func TestAccSourceURLPassword_createInterrupted(t *testing.T) {
+	e := testAccStart(t)
+	providerConfig, taken := startHoldingProxy(t, e, func(r *http.Request, _ []byte) bool {
+		return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/actions/regenerate_admin_password")
+	})
+	cli := newTestAccCLI(t)
+	cli.write("main.tf", `
+terraform {
+  required_providers {
+    redis = { source = "replicad/redis" }
+  }
+}
+`+providerConfig+`
+resource "redis_database" "src" {
+  name        = "interrupted-src"
+  memory_size = 8388608
+}
+
+resource "redis_source_url_password" "src" {
+  database_id = redis_database.src.id
+  keepers     = { rotation = "1" }
+}
+`)
+	interruptedApply(t, cli, taken)
+	dbs, err := e.client.ListDatabases(testAccContext(t))
+	require.NoError(t, err)
+	require.Len(t, dbs, 1)
+	regenerated, err := e.client.GetSourceURL(testAccContext(t), dbs[0].UID)
+	require.NoError(t, err)
+
+	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
+	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color")
+	now, err := e.client.GetSourceURL(testAccContext(t), dbs[0].UID)
+	require.NoError(t, err)
+	assert.True(t, now.URI == regenerated.URI, "the next apply regenerated the password again")
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
+}
