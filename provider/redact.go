@@ -157,6 +157,22 @@ func (v inSourceStringValidator) ValidateString(ctx context.Context, req validat
 	resp.Diagnostics.Append(withoutElementValue(inner.Diagnostics, req.Path)...)
 }
 
+// certificateInSource is pemCertificate for server_cert, as inSourceString
+// reports it, its messages naming the source (pemCertificate's own name no
+// attribute: with several sources, which one would not be said).
+func certificateInSource() validator.String { return inSourceString(namedCertificateValidator{}) }
+
+type namedCertificateValidator struct{ pemCertificateValidator }
+
+func (namedCertificateValidator) ValidateString(ctx context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if err := checkPEMCertificate(req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid certificate", req.Path.String()+": "+err.Error())
+	}
+}
+
 // withoutElementValue rewrites diagnostics about the attribute at p so that
 // their text names it as sourceAttributeName does, not by p, and attaches
 // them to the set itself: Terraform logs the path of a diagnostic, element

@@ -212,6 +212,15 @@ func TestSourceAttributeValidatorsDoNotShowTheSource(t *testing.T) {
 		text = diagsText(sr.Diagnostics)
 		assert.NotContains(t, text, testSecret)
 		assert.Contains(t, text, "read_from "+tc.want)
+
+		sr = validator.StringResponse{}
+		for _, v := range nested["server_cert"].(schema.StringAttribute).Validators {
+			v.ValidateString(ctx, validator.StringRequest{Path: at.AtName("server_cert"), ConfigValue: types.StringValue(testSecret)}, &sr)
+		}
+		require.True(t, sr.Diagnostics.HasError(), "server_cert")
+		text = diagsText(sr.Diagnostics)
+		assert.NotContains(t, text, testSecret)
+		assert.Contains(t, text, "server_cert "+tc.want+": the value is not PEM")
 	}
 }
 

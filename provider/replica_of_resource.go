@@ -139,7 +139,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"that presents another certificate is not trusted: nothing is replicated and " +
 								"`source_status[*].last_error` says so.",
 							Optional:   true,
-							Validators: []validator.String{inSourceString(pemCertificate())},
+							Validators: []validator.String{certificateInSource()},
 						},
 						"compression": schema.Int64Attribute{
 							MarkdownDescription: "Compression level of the replication traffic, `0` (off, the " +
