@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -232,5 +233,63 @@ resource "redis_source_url_password" "src" {
 	now, err := e.client.GetSourceURL(testAccContext(t), dbs[0].UID)
 	require.NoError(t, err)
 	assert.True(t, now.URI == regenerated.URI, "the next apply regenerated the password again")
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
+}
+
+// TestAccReplicaOf_updateInterrupted: Terraform is interrupted (Ctrl-C)
+// while the service takes a new source of a Replica Of, one that never
+// comes in sync (it accepts connections and says nothing). The update is
+// recorded as applied and the next plan still shows the wait for the sync
+// (an update of status), as after an interrupted create. It showed no
+// change: the refresh read the new sources, and no apply ever waited.
+func TestAccReplicaOf_updateInterrupted(t *testing.T) {
+	e := testAccStart(t)
+	legacy := redistest.Start(t)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = silent.Close() })
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}()
+	providerConfig, taken := startHoldingProxy(t, e, func(r *http.Request, body []byte) bool {
+		return r.Method == http.MethodPut && strings.Contains(string(body), silent.Addr().String())
+	})
+	cli := newTestAccCLI(t)
+	config := func(sources string) string {
+		return `
+terraform {
+  required_providers {
+    redis = { source = "replicad/redis" }
+  }
+}
+` + providerConfig + fmt.Sprintf(`
+resource "redis_database" "dst" {
+  name        = "interrupted-update"
+  memory_size = 8388608
+}
+
+resource "redis_replica_of" "dst" {
+  database_id = redis_database.dst.id
+  source      = [%s]
+}
+`, sources)
+	}
+	cli.write("main.tf", config(fmt.Sprintf(`{ address = %q }`, legacy.Addr())))
+	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
+
+	cli.write("main.tf", config(fmt.Sprintf(`{ address = %q }, { address = %q }`, legacy.Addr(), silent.Addr())))
+	out := flat(interruptedApply(t, cli, taken))
+	assert.Contains(t, out, "the wait for the sync was interrupted")
+	cli.all.Reset()
+	cli.mustRun(2, "plan", "-detailed-exitcode", "-no-color")
+	plan := flat(cli.all.String())
+	assert.Contains(t, plan, "redis_replica_of.dst will be updated in-place")
+	assert.NotContains(t, plan, "re-replicates", "the sources were taken: no flush is planned")
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
 }

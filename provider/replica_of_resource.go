@@ -947,6 +947,21 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), true, &resp.State, resp.Private, &resp.Diagnostics)
 }
 
+// tookUpdate says whether the service holds what update in asked of the
+// database uid, read beyond an interruption of ctx.
+func (r *replicaOfResource) tookUpdate(ctx context.Context, uid int, in api.UpdateDatabaseRequest) bool {
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	now, err := findDatabaseByID(readCtx, r.client, uid)
+	if err != nil {
+		return false
+	}
+	if in.ReplicaSources != nil && !sameReplicaSources(now.ReplicaSources, *in.ReplicaSources) {
+		return false
+	}
+	return in.ReplicaSync == nil || now.ReplicaSync == *in.ReplicaSync
+}
+
 // sameReplicaSources says whether the service's sources are those of list,
 // credentials and settings included, in any order.
 func sameReplicaSources(have []api.ReplicaSourceStatus, list []api.ReplicaSource) bool {
@@ -1237,8 +1252,14 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		"sync": plan.Sync.ValueString(), "flush": ch.flushes(),
 	})
 	if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
-		resp.Diagnostics.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), redactSecrets(err.Error(), list2uris(list)...))
-		return
+		if ctx.Err() == nil || !r.tookUpdate(ctx, uid, in) {
+			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), redactSecrets(err.Error(), list2uris(list)...))
+			return
+		}
+		// Interrupted (Ctrl-C) after the service took it: recorded as
+		// applied, its wait left to the next apply (awaitingSyncKey), as
+		// for an interrupted wait.
+		tflog.Info(ctx, "Terraform was interrupted after the service took the update of the Replica Of")
 	}
 	if ch.sourcesChanged {
 		recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)
