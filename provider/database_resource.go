@@ -10,7 +10,6 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
-	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -199,9 +198,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 					"from none, and the plan after it would add `[]`.",
 				Optional:    true,
 				ElementType: types.StringType,
-				Validators: []validator.Set{
-					setvalidator.ValueStringsAre(pemCertificate()),
-				},
+				Validators:  []validator.Set{pemCertificates()},
 			},
 			"replication_endpoint": schema.StringAttribute{
 				MarkdownDescription: "Where destinations replicate this database from, as `host:port`: the address " +
@@ -369,14 +366,27 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	// name (unique on the service), which none of these had.
 	before, listErr := r.client.ListDatabases(ctx)
 	db, err := r.client.CreateDatabase(ctx, in)
-	if err != nil && listErr == nil && client.IsUnreachable(err) {
-		if found := createdDatabase(ctx, r.client, in.Name, before); found != nil {
+	// Interrupted (Ctrl-C cancels ctx) while the request was out, the
+	// create may have been taken all the same: it is looked for, beyond
+	// the interruption, so that it is recorded rather than left behind.
+	interrupted := err != nil && ctx.Err() != nil
+	if err != nil && listErr == nil && (client.IsUnreachable(err) || interrupted) {
+		lookCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		found := createdDatabase(lookCtx, r.client, in.Name, before)
+		cancel()
+		if found != nil {
 			tflog.Warn(ctx, "the answer to the create was lost; the service created the database", map[string]any{"uid": found.UID, "error": err.Error()})
 			db, err = found, nil
 		}
 	}
 	if err != nil {
-		resp.Diagnostics.AddError("Could not create the database "+strconv.Quote(in.Name), err.Error())
+		detail := err.Error()
+		if client.IsConflict(err) {
+			detail += "\n\nIf this apply replaces a database of the same name and the resource has lifecycle " +
+				"create_before_destroy, the new database is created while the old one still holds the name: give the " +
+				"new database another name, or remove create_before_destroy."
+		}
+		resp.Diagnostics.AddError("Could not create the database "+strconv.Quote(in.Name), detail)
 		return
 	}
 	tflog.Info(ctx, "created a database", map[string]any{"uid": db.UID})
@@ -392,12 +402,18 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 		return
 	}
 
-	db, err = waitForDatabaseActive(ctx, r.client, db.UID, timeout)
+	uid := db.UID
+	db, err = waitForDatabaseActive(ctx, r.client, uid, timeout)
 	if db != nil {
 		resp.Diagnostics.Append(flattenDatabase(db, &plan)...)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	}
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() == context.Canceled:
+		resp.Diagnostics.AddError("The database "+strconv.Quote(in.Name)+" did not become active",
+			fmt.Sprintf("Terraform was interrupted before the database (uid %d) was seen active. It is recorded in the "+
+				"state, tainted: the next apply deletes it and creates it again.", uid))
+	case err != nil:
 		resp.Diagnostics.AddError("The database "+strconv.Quote(in.Name)+" did not become active", err.Error())
 	}
 }
@@ -679,6 +695,17 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 			replaced = []byte(state.ID.ValueString())
 		}
 		resp.Diagnostics.Append(resp.Private.SetKey(ctx, replacingKey, replaced)...)
+		if replaced != nil && !plan.Name.IsUnknown() && strings.EqualFold(plan.Name.ValueString(), state.Name.ValueString()) {
+			// Terraform does not tell a provider about create_before_destroy
+			// (and shows no warning of the plan of the replacement's create):
+			// said here, since such an apply fails midway.
+			resp.Diagnostics.AddAttributeWarning(path.Root("name"), "The new database has the name of the one it replaces",
+				fmt.Sprintf("This plan replaces the database %s (%q) with a new database of the same name. Terraform deletes "+
+					"the old database first, unless the resource has lifecycle create_before_destroy: then it creates the new "+
+					"one first, while the old one still holds the name, and the apply fails (names are unique on the "+
+					"instance). With create_before_destroy, give the new database another name.",
+					state.ID.ValueString(), state.Name.ValueString()))
+		}
 	}
 	r.refuseTaken(ctx, plan, state, string(replaced), &resp.Diagnostics)
 	if req.State.Raw.IsNull() || resp.Diagnostics.HasError() {

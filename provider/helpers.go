@@ -55,6 +55,39 @@ func (v pemCertificateValidator) ValidateString(ctx context.Context, req validat
 	}
 }
 
+// pemCertificates validates that every element of a set of strings is one
+// PEM certificate. Its diagnostics are attached to the set, not to the
+// element: the framework names an element of a set by its value, which
+// Terraform logs, and a private key given by mistake (private_key_pem for
+// cert_pem) would be written out.
+func pemCertificates() validator.Set { return pemCertificatesValidator{} }
+
+type pemCertificatesValidator struct{}
+
+func (pemCertificatesValidator) Description(context.Context) string {
+	return "each element must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)"
+}
+
+func (v pemCertificatesValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (pemCertificatesValidator) ValidateSet(ctx context.Context, req validator.SetRequest, resp *validator.SetResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	for _, e := range req.ConfigValue.Elements() {
+		s, ok := e.(types.String)
+		if !ok || s.IsNull() || s.IsUnknown() {
+			continue
+		}
+		if err := checkPEMCertificate(s.ValueString()); err != nil {
+			resp.Diagnostics.AddAttributeError(req.Path, "Invalid certificate",
+				fmt.Sprintf("An element of %s is not a certificate: %s.", req.Path, err))
+		}
+	}
+}
+
 // checkPEMCertificate reports why text is not one PEM certificate.
 func checkPEMCertificate(text string) error {
 	_, err := tlspin.ParseCertificate(text)

@@ -123,8 +123,11 @@ func (p *redisProvider) Configure(ctx context.Context, req provider.ConfigureReq
 		if a.value.IsUnknown() {
 			resp.Diagnostics.AddAttributeError(path.Root(a.name),
 				"Unknown redis-replicad "+a.name,
-				fmt.Sprintf("The provider cannot talk to redis-replicad because the value of %q is not known yet. "+
-					"Set it to a value known at plan time, or use the %s environment variable.", a.name, a.env))
+				fmt.Sprintf("The provider cannot talk to redis-replicad because the value of %q is not known yet (it "+
+					"comes from a resource that this plan creates or changes). Set it to a value known at plan time, or "+
+					"leave it out of the provider block and set the %s environment variable (which the provider "+
+					"reads only then), or apply what it depends on first (terraform apply -target=<that resource>).",
+					a.name, a.env))
 		}
 	}
 	if config.InsecureSkipVerify.IsUnknown() {
@@ -204,6 +207,17 @@ func clientConfig(config providerModel, getenv func(string) string) (client.Conf
 		diags.AddAttributeError(path.Root("endpoint"), "Invalid redis-replicad endpoint",
 			"The endpoint must not contain credentials: set the username and password attributes "+
 				"(or "+EnvUsername+" and "+EnvPassword+") instead.")
+	} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		// Not shown: it may hold a token.
+		diags.AddAttributeError(path.Root("endpoint"), "Invalid redis-replicad endpoint",
+			"The endpoint must not have a query or a fragment (?... or #...): give the base URL of the API only, "+
+				"for example https://replicad.example.com:9443 (the endpoint attribute, or "+EnvEndpoint+").")
+	}
+	if strings.Contains(cfg.Username, ":") {
+		// HTTP basic authentication ends the user name at its first colon.
+		diags.AddAttributeError(path.Root("username"), "Invalid redis-replicad username",
+			"The username may not contain a colon (HTTP basic authentication ends the user name at its first colon): "+
+				"check the username attribute, or "+EnvUsername+".")
 	}
 	if cfg.Password == "" {
 		diags.AddAttributeError(path.Root("password"), "Missing redis-replicad password",

@@ -138,6 +138,15 @@ func TestClientConfigRejects(t *testing.T) {
 		"no host":     {providerModel{Endpoint: types.StringValue("https://")}, "must be an https:// URL"},
 		"credentials": {providerModel{Endpoint: types.StringValue("https://u:secretpw@h:1")}, "must not contain credentials"},
 		"ca file":     {providerModel{Endpoint: types.StringValue("https://h:1"), CACert: types.StringValue("/etc/ca.pem")}, "not a file name"},
+		// Said at the setting, with its environment variable, not as an
+		// "Invalid redis-replicad provider configuration" of the client.
+		"query": {providerModel{Endpoint: types.StringValue("https://h:1/?token=secretpw")},
+			"The endpoint must not have a query or a fragment (?... or #...): give the base URL of the API only"},
+		"fragment": {providerModel{Endpoint: types.StringValue("https://h:1#secretpw")}, "must not have a query or a fragment"},
+		// HTTP basic authentication ends the user name at its first colon:
+		// every request would fail with 401, naming the password.
+		"colon in user": {providerModel{Endpoint: types.StringValue("https://h:1"), Username: types.StringValue("ad:min")},
+			"The username may not contain a colon"},
 	} {
 		tc.m.Password = types.StringValue("pw")
 		_, diags := clientConfig(tc.m, env(nil))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -237,14 +238,15 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 			invalid = true
 			continue
 		}
-		// Host names are not case-sensitive: two cases are one server,
-		// whose writes two syncers would apply twice.
-		if folded[strings.ToLower(addr)] {
+		// Host names are not case-sensitive, and an IP address has several
+		// spellings: each is one server, whose writes two syncers would
+		// apply twice.
+		if folded[sourceKey(addr)] {
 			diags.AddAttributeError(path.Root("source"), "Source listed twice",
 				fmt.Sprintf("The source %s is listed twice (with different settings, or its host name in another case): "+
 					"list each source once.", addr))
 		}
-		folded[strings.ToLower(addr)] = true
+		folded[sourceKey(addr)] = true
 		seen[addr] = true
 		checkSourceTLS(addr, s, creds.byAddr[addr], diags)
 	}
@@ -257,10 +259,38 @@ func checkSources(sources []replicaSourceModel, known bool, creds credentialSet,
 		if seen[addr] {
 			continue
 		}
+		if folded[sourceKey(addr)] {
+			// Adding a source with the URL's spelling, as said below, would
+			// list one source twice.
+			var source string
+			for a := range seen {
+				if sourceKey(a) == sourceKey(addr) {
+					source = a
+				}
+			}
+			diags.AddError("Source URL spelled otherwise",
+				fmt.Sprintf("A URL in source_uris or source_uris_wo is for %s, and the source's address is %s: write the "+
+					"host the same way in both, in the same case (the service names a source by the host:port of its URL).", addr, source))
+			continue
+		}
 		diags.AddError("Source URL without a source",
 			fmt.Sprintf("A URL in source_uris or source_uris_wo is for %s, which is not the address of any source (%s). "+
 				"Add a source with address = %q, or remove the URL.", addr, strings.Join(sortedKeys(seen), ", "), addr))
 	}
+}
+
+// sourceKey is what two addresses of one server have in common: the host
+// in lower case, or, for an IP address, its canonical form ("[0:0::1]" and
+// "[::1]", "[::ffff:10.0.0.5]" and "10.0.0.5" are one server).
+func sourceKey(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return strings.ToLower(addr)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return net.JoinHostPort(ip.Unmap().String(), port)
+	}
+	return net.JoinHostPort(strings.ToLower(host), port)
 }
 
 // checkSourceTLS reports a source whose TLS settings cannot work: encryption

@@ -139,7 +139,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"that presents another certificate is not trusted: nothing is replicated and " +
 								"`source_status[*].last_error` says so.",
 							Optional:   true,
-							Validators: []validator.String{pemCertificate()},
+							Validators: []validator.String{certificateInSource()},
 						},
 						"compression": schema.Int64Attribute{
 							MarkdownDescription: "Compression level of the replication traffic, `0` (off, the " +
@@ -150,7 +150,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"source compresses, and `compression_note` why not. Compression costs some CPU on both " +
 								"sides and saves bandwidth between regions.",
 							Optional:   true,
-							Validators: []validator.Int64{int64validator.Between(0, 6)},
+							Validators: []validator.Int64{inSource(int64validator.Between(0, 6))},
 						},
 						"read_from": schema.StringAttribute{
 							MarkdownDescription: "For a source that is a Redis Cluster (its address names any of its " +
@@ -159,7 +159,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"does not load the masters. Changing it continues the sync without a reload. A source " +
 								"that is one server ignores it.",
 							Optional:   true,
-							Validators: []validator.String{noEcho(stringvalidator.OneOf(api.ReadFromMaster, api.ReadFromReplica))},
+							Validators: []validator.String{inSourceString(stringvalidator.OneOf(api.ReadFromMaster, api.ReadFromReplica))},
 						},
 					},
 				},
@@ -917,13 +917,21 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 	var retries atomic.Int32
 	in := api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &sync, IfReplicaGeneration: &gen}
 	if _, err := r.client.UpdateDatabase(client.WithRetryCount(ctx, &retries), uid, in); err != nil {
-		now, rerr := findDatabaseByID(ctx, r.client, uid)
+		// Interrupted (Ctrl-C cancels ctx) while the request was out, the
+		// service may have taken it: read beyond the interruption.
+		interrupted := ctx.Err() != nil
+		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		now, rerr := findDatabaseByID(readCtx, r.client, uid)
+		cancel()
 		switch {
-		case client.IsConflict(err) && retries.Load() > 0 && rerr == nil && now.ReplicaGeneration == gen+1 &&
+		case (client.IsConflict(err) && retries.Load() > 0 || interrupted) && rerr == nil && now.ReplicaGeneration == gen+1 &&
 			sameReplicaSources(now.ReplicaSources, list):
 			// This request made it a Replica Of: its answer was lost (a
 			// proxy's timeout, say) and the client sent it again, which
-			// the condition on the generation refused.
+			// the condition on the generation refused; or Terraform was
+			// interrupted after the service took it. Left out of the
+			// state, it would make every later apply fail ("already a
+			// Replica Of").
 			tflog.Info(ctx, "the database is the Replica Of this create asked for; an earlier attempt of the request made it one")
 		case client.IsConflict(err) && rerr == nil && len(now.ReplicaSources) > 0:
 			addAlreadyReplicaOf(&resp.Diagnostics, now)
@@ -937,6 +945,21 @@ func (r *replicaOfResource) Create(ctx context.Context, req resource.CreateReque
 	recordAppliedURIs(ctx, resp.Private, config.SourceURIsWO, list, &resp.Diagnostics)
 	plan.ID = plan.DatabaseID
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), true, &resp.State, resp.Private, &resp.Diagnostics)
+}
+
+// tookUpdate says whether the service holds what update in asked of the
+// database uid, read beyond an interruption of ctx.
+func (r *replicaOfResource) tookUpdate(ctx context.Context, uid int, in api.UpdateDatabaseRequest) bool {
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	now, err := findDatabaseByID(readCtx, r.client, uid)
+	if err != nil {
+		return false
+	}
+	if in.ReplicaSources != nil && !sameReplicaSources(now.ReplicaSources, *in.ReplicaSources) {
+		return false
+	}
+	return in.ReplicaSync == nil || now.ReplicaSync == *in.ReplicaSync
 }
 
 // sameReplicaSources says whether the service's sources are those of list,
@@ -1229,8 +1252,14 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		"sync": plan.Sync.ValueString(), "flush": ch.flushes(),
 	})
 	if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
-		resp.Diagnostics.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), redactSecrets(err.Error(), list2uris(list)...))
-		return
+		if ctx.Err() == nil || !r.tookUpdate(ctx, uid, in) {
+			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), redactSecrets(err.Error(), list2uris(list)...))
+			return
+		}
+		// Interrupted (Ctrl-C) after the service took it: recorded as
+		// applied, its wait left to the next apply (awaitingSyncKey), as
+		// for an interrupted wait.
+		tflog.Info(ctx, "Terraform was interrupted after the service took the update of the Replica Of")
 	}
 	if ch.sourcesChanged {
 		recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)

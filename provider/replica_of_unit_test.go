@@ -340,3 +340,48 @@ func TestExpandedAddressParsesBack(t *testing.T) {
 		}
 	}
 }
+
+// A URL whose host is the source's in another case is said so: adding a
+// source with the URL's spelling, as a URL for no source is told to, would
+// list one source twice.
+func TestSourceURLInAnotherCase(t *testing.T) {
+	ctx := context.Background()
+	var diags diag.Diagnostics
+	var creds credentialSet
+	creds.add(ctx, path.Root("source_uris"), stringList(t, "redis://:hunter2-secret@Cache.Internal:6379"), &diags)
+	checkSources([]replicaSourceModel{source("cache.internal:6379")}, true, creds, &diags)
+	require.True(t, diags.HasError())
+	text := diagSummaries(diags)
+	assert.Contains(t, text, "Source URL spelled otherwise: A URL in source_uris or source_uris_wo is for Cache.Internal:6379, "+
+		"and the source's address is cache.internal:6379: write the host the same way in both, in the same case")
+	assert.NotContains(t, text, "Add a source")
+	assert.NotContains(t, text, "hunter2")
+}
+
+// One server named twice, its IP address spelled two ways, is one source
+// listed twice (two syncers would apply its writes twice), as a host name
+// in two cases is; and a URL for a source spelled another way says so.
+func TestSourceListedTwiceAsTwoSpellingsOfAnIP(t *testing.T) {
+	ctx := context.Background()
+	for _, pair := range [][2]string{
+		{"[::1]:6379", "[0:0::1]:6379"},
+		{"127.0.0.1:6379", "[::ffff:127.0.0.1]:6379"},
+		{"[2001:db8::1]:6379", "[2001:DB8::1]:6379"},
+		{"cache.internal:6379", "Cache.Internal:6379"},
+	} {
+		var diags diag.Diagnostics
+		checkSources([]replicaSourceModel{source(pair[0]), source(pair[1])}, true, credentialSet{}, &diags)
+		assert.Contains(t, diagSummaries(diags), "Source listed twice", "%s and %s", pair[0], pair[1])
+
+		var creds credentialSet
+		diags = nil
+		creds.add(ctx, path.Root("source_uris"), stringList(t, "redis://:hunter2-secret@"+pair[1]), &diags)
+		checkSources([]replicaSourceModel{source(pair[0])}, true, creds, &diags)
+		text := diagSummaries(diags)
+		assert.Contains(t, text, "Source URL spelled otherwise", "%s and %s", pair[0], pair[1])
+		assert.NotContains(t, text, "Add a source")
+	}
+	var diags diag.Diagnostics
+	checkSources([]replicaSourceModel{source("[::1]:6379"), source("[::2]:6379")}, true, credentialSet{}, &diags)
+	assert.False(t, diags.HasError(), diagSummaries(diags))
+}

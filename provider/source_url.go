@@ -77,8 +77,15 @@ func lookupSourceURL(ctx context.Context, c *client.Client, databaseID string, d
 func regenerateSourceURL(ctx context.Context, c *client.Client, uid int, keepers map[string]string) (sourceURL, error) {
 	before, beforeErr := c.GetSourceURL(ctx, uid)
 	out, err := c.RegenerateAdminPassword(ctx, uid, keepers)
-	if err != nil && beforeErr == nil && client.IsUnreachable(err) {
-		if now, nerr := c.GetSourceURL(ctx, uid); nerr == nil && now.URI != before.URI && maps.Equal(now.AdminPasswordKeepers, keepers) {
+	// Interrupted (Ctrl-C cancels ctx) while the request was out, the
+	// regeneration may have been taken all the same: read beyond the
+	// interruption, so that the new password is recorded, not made again.
+	interrupted := err != nil && ctx.Err() != nil
+	if err != nil && beforeErr == nil && (client.IsUnreachable(err) || interrupted) {
+		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		now, nerr := c.GetSourceURL(readCtx, uid)
+		cancel()
+		if nerr == nil && now.URI != before.URI && maps.Equal(now.AdminPasswordKeepers, keepers) {
 			tflog.Warn(ctx, "the answer to the regeneration was lost; the service regenerated the password", map[string]any{"uid": uid, "error": err.Error()})
 			out, err = &api.AdminPassword{URI: now.URI, AdminPasswordKeepers: now.AdminPasswordKeepers}, nil
 		}
