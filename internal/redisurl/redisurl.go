@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -24,6 +25,19 @@ type Source struct {
 
 // Addr is host:port, suitable for net.Dial.
 func (s Source) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
+
+// Key is the source's identity: its address with the host in one spelling,
+// a name in lower case (names are not case-sensitive) and an IP address in
+// its canonical form ("[0:0::1]" and "[::1]", "[::ffff:127.0.0.1]" and
+// "127.0.0.1" are one source). Two URLs with the same Key name the same
+// server, whose writes two syncers would apply twice.
+func (s Source) Key() string {
+	host := strings.ToLower(s.Host)
+	if ip, err := netip.ParseAddr(host); err == nil {
+		host = ip.Unmap().String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(s.Port))
+}
 
 // String is the URL without its password.
 func (s Source) String() string {

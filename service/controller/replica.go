@@ -83,7 +83,7 @@ func sourceAddrs(list []api.ReplicaSource) []string {
 	out := make([]string, 0, len(list))
 	for _, s := range list {
 		if u, err := redisurl.Parse(s.URI); err == nil {
-			out = append(out, strings.ToLower(u.Addr()))
+			out = append(out, u.Key())
 		} else {
 			out = append(out, s.URI)
 		}
@@ -126,11 +126,12 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 				return invalid("replica_sources[%d] (%s): server_cert is set but encryption is off", i, u)
 			}
 		}
-		// Host names are not case-sensitive (sameSources neither).
-		if seen[strings.ToLower(u.Addr())] {
+		// One server in two spellings (a name's case, an IP's forms) is
+		// listed twice (sameSources compares the same keys).
+		if seen[u.Key()] {
 			return invalid("replica_sources[%d]: %s is listed twice", i, u)
 		}
-		seen[strings.ToLower(u.Addr())] = true
+		seen[u.Key()] = true
 		if c.isLocalHost(u.Host) && slices.Contains(d.Ports(), u.Port) {
 			return invalid("replica_sources[%d]: %s is this database itself", i, u)
 		}

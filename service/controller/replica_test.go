@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
@@ -117,4 +120,25 @@ func TestValidateSourcesRefusesASourceTwiceInAnotherCase(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "listed twice") {
 		t.Fatalf("validateSources = %v, want an error saying the source is listed twice", err)
 	}
+}
+
+// An IP address has several spellings: each is the same server, listed
+// twice, and a change of spelling is no change of source.
+func TestValidateSourcesRefusesAnIPInTwoSpellings(t *testing.T) {
+	c := &Controller{cfg: Config{AdvertiseHost: "10.1.1.1"}}
+	for _, pair := range [][2]string{
+		{"redis://[::1]:6379", "redis://:pw@[0:0::1]:6379"},
+		{"redis://127.0.0.1:6379", "redis://[::ffff:127.0.0.1]:6379"},
+		{"redis://[2001:DB8::1]:6379", "redis://[2001:db8:0::1]:6379"},
+	} {
+		d := store.Database{UID: 5, Name: "d", Port: 500, ReplicationPort: 501, ReplicaSources: []api.ReplicaSource{
+			{URI: pair[0]}, {URI: pair[1]},
+		}}
+		err := c.validateSources(d, nil)
+		require.Error(t, err, pair)
+		assert.Contains(t, err.Error(), "listed twice", pair)
+		assert.NotContains(t, err.Error(), "pw", "the password is not in the error")
+		assert.True(t, sameSources(d.ReplicaSources[:1], d.ReplicaSources[1:]), "%v name one source", pair)
+	}
+	assert.False(t, sameSources([]api.ReplicaSource{{URI: "redis://[::1]:6379"}}, []api.ReplicaSource{{URI: "redis://[::2]:6379"}}))
 }
