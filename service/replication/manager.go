@@ -155,7 +155,7 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 		if err != nil {
 			continue // validated by the controller before it was stored
 		}
-		st := &sourceStatus{}
+		st := newSourceStatus()
 		var cl *clusterState
 		// Keep the status (last error above all) across a pause or a stop
 		// of the same generation.
