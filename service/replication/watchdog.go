@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
@@ -69,13 +71,21 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 	// A question on a second connection (sourceprobe.go) tells a frozen
 	// source or link from a quiet source before the silence limit.
 	var prober sourceProber
+	// The server this session reads (a clustered source's shard node),
+	// not the address of the URL.
+	probed := s.url
+	if host, port, err := net.SplitHostPort(s.node); err == nil {
+		if p, err := strconv.Atoi(port); err == nil {
+			probed.Host, probed.Port = host, p
+		}
+	}
 	probeCtx, stopProbe := context.WithCancel(ctx)
-	probed := make(chan struct{})
+	proberDone := make(chan struct{})
 	go func() {
-		defer close(probed)
-		prober.run(probeCtx, s.url, s.tls, s.log.Debug)
+		defer close(proberDone)
+		prober.run(probeCtx, probed, s.tls, s.log.Debug)
 	}()
-	defer func() { stopProbe(); <-probed }()
+	defer func() { stopProbe(); <-proberDone }()
 	for {
 		select {
 		case <-ctx.Done():
