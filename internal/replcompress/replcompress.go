@@ -6,12 +6,14 @@
 // redis-server) answers "unknown command", and the session goes on
 // uncompressed.
 //
-// The codec is negotiated: a destination that decodes zstd says so before
-// AUTH ("REPLICAD.CODECS zstd"), an endpoint that knows the offer answers
-// +OK and later answers the compression request +ZSTD, and the stream is
-// zstd. An endpoint that predates zstd answers the offer NOAUTH (as it
-// answers any command before AUTH) and the request +OK; a destination that
-// predates it makes no offer: either way the stream is DEFLATE, as before.
+// The codec is negotiated after AUTH, in that one request: a destination
+// that decodes zstd writes the level with a plus sign ("REPLICAD.COMPRESS
+// +3"); an endpoint that knows zstd answers +ZSTD and the stream is zstd.
+// An endpoint that predates zstd reads the signed level as the number it
+// is (strconv.Atoi takes the sign) and answers +OK; a destination that
+// predates zstd sends no sign: either way the stream is DEFLATE, as before.
+// Nothing is negotiated before AUTH, where an endpoint answers every
+// command but AUTH and QUIT with NOAUTH.
 package replcompress
 
 import (
@@ -43,17 +45,26 @@ func CheckLevel(level int) error {
 	return nil
 }
 
-// ParseLevel reads the level argument of a request.
-func ParseLevel(arg []byte) (int, error) {
-	level, err := strconv.Atoi(string(arg))
+// ParseLevel reads the level argument of a request, and whether it offers
+// zstd (a plus sign before the level).
+func ParseLevel(arg []byte) (level int, zstd bool, err error) {
+	zstd = len(arg) > 0 && arg[0] == '+'
+	level, err = strconv.Atoi(string(arg))
 	if err != nil || level < MinLevel || level > MaxLevel {
-		return 0, fmt.Errorf("compression level must be %d to %d", MinLevel, MaxLevel)
+		return 0, false, fmt.Errorf("compression level must be %d to %d", MinLevel, MaxLevel)
 	}
-	return level, nil
+	return level, zstd, nil
 }
 
-// Request is the command asking for level, as its arguments.
-func Request(level int) []string { return []string{Command, strconv.Itoa(level)} }
+// Request is the command asking for level, as its arguments; offerZstd
+// says the destination decodes zstd (the level is then signed).
+func Request(level int, offerZstd bool) []string {
+	arg := strconv.Itoa(level)
+	if offerZstd {
+		arg = "+" + arg
+	}
+	return []string{Command, arg}
+}
 
 // Refused says whether an error reply to the request means the source cannot
 // compress at all (it does not know the command), as opposed to an error of
@@ -79,25 +90,10 @@ const (
 	Zstd    = "zstd"
 )
 
-// CodecsCommand is the offer a destination sends before AUTH: the codecs
-// it decodes besides DEFLATE. Before AUTH, because an endpoint that predates
-// it accepts the compression request only as the first command after AUTH,
-// and answers any command before AUTH with NOAUTH, keeping the session.
+// CodecsCommand is the offer of zstd that destinations of an earlier
+// development version sent before AUTH. An endpoint answers it NOAUTH, as
+// any command before AUTH: such a destination then asks for DEFLATE.
 const CodecsCommand = "REPLICAD.CODECS"
-
-// Offer is the offer of zstd, as its arguments.
-func Offer() []string { return []string{CodecsCommand, Zstd} }
-
-// Offered says whether the offer's arguments name zstd; names it does not
-// know are ignored (a newer destination may offer more).
-func Offered(args [][]byte) bool {
-	for _, a := range args {
-		if strings.EqualFold(string(a), Zstd) {
-			return true
-		}
-	}
-	return false
-}
 
 // Reply is the endpoint's answer to the compression request for a codec:
 // +ZSTD, or +OK for DEFLATE (what every destination understands).

@@ -31,14 +31,18 @@ func TestRoundTripWithFlushedChunks(t *testing.T) {
 }
 
 func TestLevels(t *testing.T) {
-	for _, ok := range []string{"1", "6"} {
-		_, err := replcompress.ParseLevel([]byte(ok))
+	for _, ok := range []string{"1", "6", "+1", "+6"} {
+		level, zstd, err := replcompress.ParseLevel([]byte(ok))
 		assert.NoError(t, err, ok)
+		assert.Equal(t, ok[0] == '+', zstd, "%s offers zstd", ok)
+		assert.Equal(t, int(ok[len(ok)-1]-'0'), level)
 	}
-	for _, bad := range []string{"0", "7", "-1", "x", ""} {
-		_, err := replcompress.ParseLevel([]byte(bad))
+	for _, bad := range []string{"0", "7", "-1", "x", "", "+", "+0", "++3", "+7"} {
+		_, _, err := replcompress.ParseLevel([]byte(bad))
 		assert.Error(t, err, bad)
 	}
+	assert.Equal(t, []string{"REPLICAD.COMPRESS", "3"}, replcompress.Request(3, false))
+	assert.Equal(t, []string{"REPLICAD.COMPRESS", "+3"}, replcompress.Request(3, true))
 	assert.NoError(t, replcompress.CheckLevel(0))
 	assert.Error(t, replcompress.CheckLevel(7))
 	assert.True(t, replcompress.Refused("ERR unknown command 'REPLICAD.COMPRESS', with args beginning with: '3'"))
@@ -51,7 +55,7 @@ func FuzzParseLevel(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, arg []byte) {
-		level, err := replcompress.ParseLevel(arg)
+		level, _, err := replcompress.ParseLevel(arg)
 		if err == nil && (level < replcompress.MinLevel || level > replcompress.MaxLevel) {
 			t.Fatalf("level %d accepted from %q", level, arg)
 		}
@@ -89,9 +93,6 @@ func TestCodecsRoundTrip(t *testing.T) {
 }
 
 func TestCodecNegotiation(t *testing.T) {
-	assert.True(t, replcompress.Offered([][]byte{[]byte("lz4"), []byte("ZSTD")}))
-	assert.False(t, replcompress.Offered([][]byte{[]byte("lz4")}))
-	assert.False(t, replcompress.Offered(nil))
 	assert.Equal(t, replcompress.Zstd, replcompress.CodecOfReply(replcompress.Reply(replcompress.Zstd)))
 	assert.Equal(t, replcompress.Deflate, replcompress.CodecOfReply(replcompress.Reply(replcompress.Deflate)))
 	assert.Equal(t, "OK", replcompress.Reply(replcompress.Deflate), "an older destination reads +OK")

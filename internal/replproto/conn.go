@@ -169,13 +169,12 @@ type Conn struct {
 	// Reader-goroutine state.
 	// idle, when set, runs when ReadCommand consumed commands it handles
 	// itself and is about to wait for the network (see OnIdle).
-	idle        func()
-	state       connState
-	err         error // sticky error once state is stateBroken
-	replID      string
-	compressed  string   // the codec the source compresses with, "" for none
-	offeredZstd bool     // the source accepted our offer of zstd before AUTH
-	lineage     []string // the source's answer to LineageCommand
+	idle       func()
+	state      connState
+	err        error // sticky error once state is stateBroken
+	replID     string
+	compressed string   // the codec the source compresses with, "" for none
+	lineage    []string // the source's answer to LineageCommand
 
 	// Offsets, read from other goroutines.
 	offset  atomic.Int64 // bytes of the stream consumed so far

@@ -58,7 +58,6 @@ func (c *Conn) Handshake(ctx context.Context, replID string, offset int64) (Sync
 		run  func(context.Context) error
 	}{
 		{"PING", c.sendPing},
-		{replcompress.CodecsCommand, c.sendCodecs},
 		{"AUTH", c.sendAuth},
 		{replcompress.Command, c.sendCompress},
 		{LineageCommand, c.askLineage},
@@ -157,35 +156,19 @@ func (c *Conn) sendAuth(ctx context.Context) error {
 	return nil
 }
 
-// sendCodecs tells a redis-replicad source, before AUTH, that we decode
-// zstd besides DEFLATE, when we are going to ask for compression. A source
-// that answers anything but +OK (NOAUTH from a gateway that predates zstd or
-// from a redis-server with a password, unknown command from one without)
-// will be asked for DEFLATE: the session goes on either way. Before AUTH,
-// because a gateway that predates it accepts the compression request only
-// as the first command after AUTH.
-func (c *Conn) sendCodecs(ctx context.Context) error {
-	if c.opts.Compression <= 0 || c.opts.NoZstd {
-		return nil
-	}
-	v, err := c.roundTrip(ctx, replcompress.CodecsCommand, replcompress.Offer()...)
-	if err != nil {
-		return err
-	}
-	c.offeredZstd = v.Type == resp.SimpleString && string(v.Str) == "OK"
-	return nil
-}
-
 // sendCompress asks a redis-replicad source to compress the rest of the
-// session (with a flush after each chunk it relays). It answers +ZSTD when
-// it compresses with zstd (only if we offered it), +OK with DEFLATE. A
+// session (with a flush after each chunk it relays). The request offers
+// zstd (a plus sign before the level, which a source that predates zstd
+// reads as the same level). It answers +ZSTD when it compresses with zstd
+// (only if we offered it), +OK with DEFLATE. A
 // source that does not know the command (any plain redis-server) answers
 // with an error, and the session goes on uncompressed.
 func (c *Conn) sendCompress(ctx context.Context) error {
 	if c.opts.Compression <= 0 {
 		return nil
 	}
-	v, err := c.roundTrip(ctx, replcompress.Command, replcompress.Request(c.opts.Compression)...)
+	offerZstd := !c.opts.NoZstd
+	v, err := c.roundTrip(ctx, replcompress.Command, replcompress.Request(c.opts.Compression, offerZstd)...)
 	if err != nil {
 		return err
 	}
@@ -200,7 +183,7 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 	if v.Type == resp.SimpleString {
 		codec = replcompress.CodecOfReply(string(v.Str))
 	}
-	if codec == replcompress.Zstd && !c.offeredZstd {
+	if codec == replcompress.Zstd && !offerZstd {
 		return &Error{Op: replcompress.Command, Kind: ErrProtocol, Err: errors.New("the source chose zstd, which was not offered")}
 	}
 	// From here on, what the source sends is compressed. The bufio reader

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -231,10 +232,33 @@ func (s *server) authenticated(next http.HandlerFunc, adminOnly bool) http.Handl
 	})
 }
 
-// ForViewer is db as the viewer user sees it: without the application
-// password, and with each source's address instead of its URL (which may
-// hold a password).
+// ForViewer is db as the viewer user sees it: WithoutSecrets, and without
+// the source's data: the key names, members and values that a last_error
+// or sync_note quotes are replaced (see RedactData). The viewer reads the
+// status, not what the databases hold.
 func ForViewer(db api.Database) api.Database {
+	db = WithoutSecrets(db)
+	db.LastError = RedactData(db.LastError)
+	for i := range db.ReplicaSources {
+		src := &db.ReplicaSources[i]
+		src.LastError = RedactData(src.LastError)
+		src.SyncNote = RedactData(src.SyncNote)
+		src.CompressionNote = RedactData(src.CompressionNote)
+		if len(src.Shards) > 0 {
+			shards := make([]api.ReplicaShardStatus, len(src.Shards))
+			for j, sh := range src.Shards {
+				sh.LastError = RedactData(sh.LastError)
+				shards[j] = sh
+			}
+			src.Shards = shards
+		}
+	}
+	return db
+}
+
+// WithoutSecrets is db without the application password, and with each
+// source's address instead of its URL (which may hold a password).
+func WithoutSecrets(db api.Database) api.Database {
 	db.AuthenticationRedisPass = ""
 	sources := make([]api.ReplicaSourceStatus, len(db.ReplicaSources))
 	for i, src := range db.ReplicaSources {
@@ -252,6 +276,30 @@ func ForViewer(db api.Database) api.Database {
 	}
 	db.ReplicaSources = sources
 	return db
+}
+
+// Quoted data in status messages: the service quotes every key name,
+// member or value it writes into a message Go's way ("..."), cut long
+// ones with "..." after the quote; Redis quotes them in its error replies
+// with single quotes ('...', after a space, a colon or a parenthesis).
+var (
+	goQuoted    = regexp.MustCompile(`"(?:[^"\\]|\\.)*"(?:\.\.\.)?`)
+	redisQuoted = regexp.MustCompile(`(^|[\s(:,=])'[^'\n]*'`)
+)
+
+// RedactData replaces what a status message quotes of the data (key names,
+// members, values, a command's arguments) with "…", keeping the sentence:
+// what is wrong, and where, without what the database holds.
+func RedactData(msg string) string {
+	if msg == "" {
+		return msg
+	}
+	msg = goQuoted.ReplaceAllLiteralString(msg, `"…"`)
+	// Twice: two quoted words in a row share the space between them.
+	for range 2 {
+		msg = redisQuoted.ReplaceAllString(msg, "${1}'…'")
+	}
+	return msg
 }
 
 // logged logs each request's method, path, status and duration; never bodies,

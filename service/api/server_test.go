@@ -413,3 +413,18 @@ func TestAMissingBodyIsNamed(t *testing.T) {
 	}
 	assert.Empty(t, b.calls)
 }
+
+// What a status message quotes of the data goes, the sentence stays:
+// possessives are no quotes.
+func TestRedactData(t *testing.T) {
+	for in, want := range map[string]string{
+		``: ``,
+		`the source's link is down: the destination's redis-server stopped`: `the source's link is down: the destination's redis-server stopped`,
+		`3 pending entries: "orders:1" group "billing": 1 of 4`:             `3 pending entries: "…" group "…": 1 of 4`,
+		`key "a\"b"... (db 0): unknown rdb value type 99`:                   `key "…" (db 0): unknown rdb value type 99`,
+		`ERR unknown command 'FOO', with args beginning with: 'k1' 'v1' `:   `ERR unknown command '…', with args beginning with: '…' '…' `,
+		`NOGROUP No such key 'ledger' or consumer group 'g' in XREADGROUP`:  `NOGROUP No such key '…' or consumer group '…' in XREADGROUP`,
+	} {
+		assert.Equal(t, want, RedactData(in), in)
+	}
+}

@@ -932,6 +932,12 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 	if out.ClientCertificates == nil {
 		out.ClientCertificates = []string{}
 	}
+	if d.Creating {
+		// Its create is under way, and may yet fail and take it away:
+		// pending (Redis Enterprise's status of a database being
+		// created), whatever its redis-server says.
+		out.Status, out.LoadingProgress = api.StatusPending, 0
+	}
 	out.ShardsCount, out.Replication, out.OSSCluster = d.Shards(), d.Replication, d.OSSCluster
 	out.Endpoints = c.endpoints(ctx, d)
 	if d.IsReplica() {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/flate"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -33,29 +34,32 @@ func compressedReplies(t *testing.T, c *client, codec string) *resp.Reader {
 	return resp.NewReader(bufio.NewReader(r))
 }
 
-// A destination that offers zstd before AUTH gets it (+ZSTD), one that does
-// not (an instance that predates zstd) gets DEFLATE (+OK), as before.
+// A destination that offers zstd (the level's plus sign) gets it (+ZSTD),
+// one that does not (an instance that predates zstd) gets DEFLATE (+OK), as
+// before. So does a destination of an earlier development version, which
+// offered zstd before AUTH: answered NOAUTH, it asks without the sign.
 func TestCompressionCodecNegotiation(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		offer []string // REPLICAD.CODECS arguments; nil = not sent
-		reply string
-		codec string
+		name    string
+		preAuth bool // sends the offer of an earlier version before AUTH
+		level   string
+		reply   string
+		codec   string
 	}{
-		{"zstd offered", []string{"zstd"}, "ZSTD", replcompress.Zstd},
-		{"zstd offered among unknown codecs", []string{"brotli", "ZSTD"}, "ZSTD", replcompress.Zstd},
-		{"older destination", nil, "OK", replcompress.Deflate},
-		{"nothing it knows offered", []string{"lz4"}, "OK", replcompress.Deflate},
+		{"zstd offered", false, "+3", "ZSTD", replcompress.Zstd},
+		{"older destination", false, "3", "OK", replcompress.Deflate},
+		{"destination that offered before AUTH", true, "3", "OK", replcompress.Deflate},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, addr, _, _ := startGateway(t)
 			c := dial(t, addr)
-			if tc.offer != nil {
-				v := c.do(append([]string{CodecsCommand}, tc.offer...)...)
-				require.Equal(t, "OK", string(v.Str), "offer answered %s", v)
+			if tc.preAuth {
+				v := c.do(CodecsCommand, "zstd")
+				require.True(t, v.IsError(), "offer answered %s", v)
+				require.Contains(t, string(v.Str), "NOAUTH")
 			}
 			require.Equal(t, "OK", string(c.do("AUTH", "admin", "secret").Str))
-			v := c.do(CompressCommand, "3")
+			v := c.do(CompressCommand, tc.level)
 			require.Equal(t, resp.SimpleString, v.Type, "compression refused: %s", v)
 			assert.Equal(t, tc.reply, string(v.Str))
 			_, err := c.c.Write(resp.AppendCommandStrings(nil, "PING"))
@@ -67,15 +71,29 @@ func TestCompressionCodecNegotiation(t *testing.T) {
 	}
 }
 
-// The offer belongs before AUTH; after it, it is refused like any command
-// that is not replication's, and the session goes on uncompressed.
+// The old offer after AUTH is refused like any command that is not
+// replication's, and the session goes on uncompressed.
 func TestCodecsOfferAfterAuthIsRefused(t *testing.T) {
 	_, addr, up, _ := startGateway(t)
 	c := dial(t, addr)
 	require.Equal(t, "OK", string(c.do("AUTH", "admin", "secret").Str))
 	v := c.do(CodecsCommand, "zstd")
 	require.True(t, v.IsError())
-	assert.Contains(t, string(v.Str), "before AUTH")
+	assert.Contains(t, string(v.Str), "plus sign")
 	assert.Equal(t, "PONG", string(c.do("PING").Str))
 	assert.NotContains(t, up.commands(), "REPLICAD.CODECS ZSTD", "the offer never reaches redis-server")
+}
+
+// An unauthenticated client learns nothing from the codec offer: it is
+// answered NOAUTH as any command before AUTH (it was answered +OK, which told
+// a stranger that a redis-replicad endpoint of this version listens).
+func TestCodecsOfferBeforeAuthIsNoAuth(t *testing.T) {
+	_, addr, up, _ := startGateway(t)
+	c := dial(t, addr)
+	for _, offer := range [][]string{{CodecsCommand, "zstd"}, {CodecsCommand}, {strings.ToLower(CodecsCommand), "zstd", "lz4"}} {
+		v := c.do(offer...)
+		require.True(t, v.IsError(), "%v answered %s", offer, v)
+		assert.Equal(t, "NOAUTH Authentication required.", string(v.Str), "%v", offer)
+	}
+	assert.Empty(t, up.commands(), "nothing reached redis-server")
 }

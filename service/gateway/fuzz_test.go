@@ -71,11 +71,11 @@ func FuzzSession(f *testing.F) {
 		rd := resp.NewReader(bufio.NewReader(bytes.NewReader(in)))
 		rd.MaxBulkLen, rd.MaxArrayLen = maxArgLen, maxArgCount
 		client := &recordConn{}
-		_, offered, ok := e.login(context.Background(), client, rd, cfg, "peer")
+		_, ok := e.login(context.Background(), client, rd, cfg, "peer")
 		if !ok {
 			return
 		}
-		comp, first, err := readCompression(client, rd, offered)
+		comp, first, err := readCompression(client, rd)
 		if err != nil {
 			return
 		}

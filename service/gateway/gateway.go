@@ -11,8 +11,9 @@
 //     (REPLICAD.COMPRESS <level> right after AUTH), which only a gateway
 //     understands: a plain redis-server answers with an unknown-command error,
 //     which is how a destination learns that a source cannot compress. The
-//     codec is zstd when the destination said before AUTH that it decodes
-//     it (REPLICAD.CODECS zstd), DEFLATE otherwise (see replcompress);
+//     codec is zstd when the destination offers it in that request (a plus
+//     sign before the level), DEFLATE otherwise (see replcompress); before
+//     AUTH a client gets NOAUTH to anything but AUTH and QUIT;
 //   - accepts the previous admin password, after a regeneration, until its
 //     grace period ends (so that destinations can move to the new URL without
 //     an authentication error), then closes the sessions that used it;
@@ -45,11 +46,13 @@ import (
 
 // CompressCommand is the command a destination sends after AUTH to have the
 // rest of the session compressed (package replcompress owns the extension:
-// zstd when the destination offered it with CodecsCommand, else DEFLATE).
+// zstd when the destination offered it with a plus sign before the level,
+// else DEFLATE).
 const CompressCommand = replcompress.Command
 
-// CodecsCommand is what a destination sends before AUTH to say which codecs
-// it decodes besides DEFLATE (see replcompress).
+// CodecsCommand is the codec offer that destinations of an earlier
+// development version sent before AUTH: answered NOAUTH, they ask for
+// DEFLATE (see replcompress).
 const CodecsCommand = replcompress.CodecsCommand
 
 // Endpoint is the configuration of one database's replication endpoint.
@@ -465,12 +468,12 @@ func (e *endpoint) serve(raw net.Conn) {
 	rd := resp.NewReader(br)
 	rd.MaxBulkLen, rd.MaxArrayLen = maxArgLen, maxArgCount
 
-	pw, offered, ok := e.login(ctx, conn, rd, cfg, peer)
+	pw, ok := e.login(ctx, conn, rd, cfg, peer)
 	if !ok {
 		return
 	}
 	s.password = pw
-	comp, firstCmd, err := readCompression(conn, rd, offered)
+	comp, firstCmd, err := readCompression(conn, rd)
 	if err != nil {
 		return
 	}

@@ -19,8 +19,8 @@ import (
 // A session goes through three phases, as a replica connection to a Redis
 // master does:
 //
-//	login     until a valid AUTH: only AUTH, PING (NOAUTH), QUIT and
-//	          REPLICAD.CODECS (the codecs the client decodes);
+//	login     until a valid AUTH: only AUTH and QUIT; anything else gets
+//	          NOAUTH and tells a stranger nothing;
 //	handshake request/response, one reply per command: PING, REPLCONF, INFO
 //	          (replication section only), SELECT, ECHO, CLIENT SETNAME, and
 //	          REPLICAD.COMPRESS as the first command; REPLICAD.LINEAGE,
@@ -87,28 +87,22 @@ func commandName(args [][]byte) string {
 }
 
 // login reads commands until a valid AUTH, and returns the password that
-// opened the session and the codecs the client said it decodes besides
-// DEFLATE. PING before AUTH gets NOAUTH, as from a redis-server with a
-// password. Failed attempts are throttled per peer (see throttle.go).
-func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg Endpoint, peer string) ([]byte, codecs, bool) {
-	var offered codecs
+// opened the session. Any other command before AUTH (PING, the codec offer
+// of destinations of an earlier development version) gets NOAUTH, as from
+// a redis-server with a password. Failed attempts are throttled per peer
+// (see throttle.go).
+func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg Endpoint, peer string) ([]byte, bool) {
 	for {
 		args, _, err := rd.ReadCommand()
 		if err != nil {
 			if isProtocolError(err) {
 				io.WriteString(w, protocolErrorReply)
 			}
-			return nil, offered, false
+			return nil, false
 		}
 		switch commandName(args) {
 		case "":
 			io.WriteString(w, "-ERR empty command\r\n")
-		case CodecsCommand:
-			// Before AUTH, so that a gateway that does not know it (it
-			// answers NOAUTH, as a redis-server does) keeps the session
-			// open: the client then asks for DEFLATE.
-			offered = parseCodecs(args[1:])
-			io.WriteString(w, "+OK\r\n")
 		case "AUTH":
 			var user, pw []byte
 			switch len(args) {
@@ -127,22 +121,22 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 				// Closed without a reply: an error reply to AUTH means
 				// wrong credentials to a client, which stops its sync;
 				// a closed connection is retried.
-				return nil, offered, false
+				return nil, false
 			}
 			userOK := user == nil || string(user) == cfg.AdminUser
 			if userOK && cfg.acceptsPassword(pw, time.Now()) {
 				e.g.throttle.Succeeded(key)
 				if _, err := io.WriteString(w, "+OK\r\n"); err != nil {
-					return nil, offered, false
+					return nil, false
 				}
-				return append([]byte(nil), pw...), offered, true
+				return append([]byte(nil), pw...), true
 			}
 			e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "password").Inc()
 			e.g.throttle.Failed(key, "database", cfg.UID, "peer", peer)
 			io.WriteString(w, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
 		case "QUIT":
 			io.WriteString(w, "+OK\r\n")
-			return nil, offered, false
+			return nil, false
 		default:
 			io.WriteString(w, "-NOAUTH Authentication required.\r\n")
 		}
@@ -151,9 +145,10 @@ func (e *endpoint) login(ctx context.Context, w io.Writer, rd *resp.Reader, cfg 
 
 // readCompression reads the first command after AUTH: the compression
 // request, answered here, or the first command of the handshake (returned).
-// The codec is zstd when the client offered it before AUTH (the reply then
-// says +ZSTD), DEFLATE otherwise (+OK, what every client understands).
-func readCompression(w io.Writer, rd *resp.Reader, offered codecs) (compression, [][]byte, error) {
+// The codec is zstd when the client offered it with the level's plus sign
+// (the reply then says +ZSTD), DEFLATE otherwise (+OK, what every client
+// understands).
+func readCompression(w io.Writer, rd *resp.Reader) (compression, [][]byte, error) {
 	args, _, err := rd.ReadCommand()
 	if err != nil {
 		if isProtocolError(err) {
@@ -164,16 +159,16 @@ func readCompression(w io.Writer, rd *resp.Reader, offered codecs) (compression,
 	if commandName(args) != CompressCommand {
 		return compression{}, cloneArgs(args), nil
 	}
-	level, err := 0, errors.New("one argument: the level")
+	level, zstdOffered, err := 0, false, errors.New("one argument: the level")
 	if len(args) == 2 {
-		level, err = replcompress.ParseLevel(args[1])
+		level, zstdOffered, err = replcompress.ParseLevel(args[1])
 	}
 	if err != nil {
 		io.WriteString(w, "-ERR "+err.Error()+"\r\n")
 		return compression{}, nil, fmt.Errorf("bad compression request: %w", err)
 	}
 	c := compression{level: level, codec: replcompress.Deflate}
-	if offered.zstd {
+	if zstdOffered {
 		c.codec = replcompress.Zstd
 	}
 	if _, err := io.WriteString(w, "+"+replcompress.Reply(c.codec)+"\r\n"); err != nil {
@@ -244,7 +239,7 @@ func handshakeCommand(args [][]byte, clustered bool) (verdict, [][]byte, string)
 	case CompressCommand:
 		return refuse, nil, "-ERR " + CompressCommand + " must come right after AUTH\r\n"
 	case CodecsCommand:
-		return refuse, nil, "-ERR " + CodecsCommand + " must come before AUTH\r\n"
+		return refuse, nil, "-ERR " + CodecsCommand + " is not used: offer zstd with a plus sign before the level of " + CompressCommand + "\r\n"
 	}
 	return refuse, nil, "-NOPERM a replication endpoint serves PSYNC, SYNC, REPLCONF, PING, INFO replication and, for a sharded database, INFO cluster and CLUSTER SHARDS only\r\n"
 }

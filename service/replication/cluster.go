@@ -209,7 +209,7 @@ func (c *clusterState) shard(slots string) *sourceStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.shards[slots] == nil {
-		c.shards[slots] = &sourceStatus{}
+		c.shards[slots] = newSourceStatus()
 	}
 	return c.shards[slots]
 }

@@ -144,7 +144,7 @@ func TestFrozenSourceIsOutOfSync(t *testing.T) {
 		return nil
 	})
 	t.Logf("out of sync %s after the source froze", time.Since(frozen).Round(time.Second))
-	assert.Contains(t, db.ReplicaSources[0].LastError, "nothing received from the source")
+	assert.Contains(t, db.ReplicaSources[0].LastError, "the source or the link is frozen")
 
 	thaw()
 	require.NoError(t, src.Client().Set(context.Background(), "after-thaw", "1", 0).Err())

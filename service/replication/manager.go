@@ -155,7 +155,7 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 		if err != nil {
 			continue // validated by the controller before it was stored
 		}
-		st := &sourceStatus{}
+		st := newSourceStatus()
 		var cl *clusterState
 		// Keep the status (last error above all) across a pause or a stop
 		// of the same generation.
@@ -187,6 +187,18 @@ func (m *Manager) Configure(_ context.Context, d store.Database) {
 			ss.cluster.Store(cl)
 		}
 		dest.sources = append(dest.sources, ss)
+	}
+	if d.ReplicaSync == api.SyncPaused || d.ReplicaSync == api.SyncStopped {
+		// Out of sync once the update that paused or stopped it has
+		// answered, not once the destination's goroutine runs: a read
+		// in between said syncing (a session starting).
+		ph := phasePaused
+		if d.ReplicaSync == api.SyncStopped {
+			ph = phaseStopped
+		}
+		for _, s := range dest.sources {
+			s.status.set(func(st *sourceStatus) { st.phase, st.connected = ph, false })
+		}
 	}
 	m.mu.Lock()
 	m.dests[d.UID] = dest

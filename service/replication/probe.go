@@ -57,7 +57,7 @@ func (m *Manager) ProbeCompression(ctx context.Context, src api.ReplicaSource) e
 			buf = resp.AppendCommandStrings(buf, "AUTH", u.Password)
 		}
 	}
-	buf = resp.AppendCommandStrings(buf, replcompress.Request(max(src.Compression, replcompress.MinLevel))...)
+	buf = resp.AppendCommandStrings(buf, replcompress.Request(max(src.Compression, replcompress.MinLevel), false)...)
 	if _, err := conn.Write(buf); err != nil {
 		return err
 	}

@@ -79,10 +79,11 @@ type sourceStatus struct {
 	// While it is not in sync (its link down, silent, a load under way,
 	// the sync paused or stopped), the lag counts from then: the
 	// destination misses whatever the source did since (the watchdog and
-	// each change of the status record it; zero until the source is first
-	// in sync, or, for a source the destination already held a load of
-	// when this run of the service began, when that was found:
-	// destination.notFollowedSince).
+	// each change of the status record it). Until the source is first in
+	// sync it is when the status was made (newSourceStatus: the source
+	// configured, or found by this run of the service): nothing of the
+	// source was followed before, and a lag of 0 would say the destination
+	// misses nothing of a source slow or down from the start.
 	followedAt time.Time
 	// loadWriting, during a load over the master link, is when the write
 	// to the destination under way began (zero when none is).
@@ -91,6 +92,10 @@ type sourceStatus struct {
 	// while the writer waits for it (writerWaitingLink).
 	linkHeldBy func() (string, time.Time)
 }
+
+// newSourceStatus is the status of a source not followed yet: its lag
+// counts from now until it is first in sync.
+func newSourceStatus() *sourceStatus { return &sourceStatus{followedAt: time.Now()} }
 
 // writerActivity is what a syncer's writer is doing.
 type writerActivity uint8
@@ -219,7 +224,7 @@ func (s *sourceStatus) view(src api.ReplicaSource) api.ReplicaSourceStatus {
 		s.followedAt = now
 	}
 	lag := s.lagLocked(now)
-	if !inSync && !s.followedAt.IsZero() {
+	if !inSync && !s.followedAt.IsZero() { // zero only in tests' statuses
 		// Not only what was received and waits: what the source did since
 		// it was last followed is missing too.
 		lag = max(lag, now.Sub(s.followedAt))

@@ -166,10 +166,10 @@ func TestCompressedReplication(t *testing.T) {
 	}
 }
 
-// A destination instance that predates zstd asks for DEFLATE (it sends no
-// codec offer before AUTH): the gateway of this version compresses with
-// DEFLATE, and the destination reads the whole RDB and the stream after
-// it. The same session with the offer gets zstd.
+// A destination instance that predates zstd asks for DEFLATE (its
+// compression request offers no codec): the gateway of this version
+// compresses with DEFLATE, and the destination reads the whole RDB and the
+// stream after it. The same session with the offer gets zstd.
 func TestCompressedFullSyncForOlderAndNewerDestinations(t *testing.T) {
 	us := newAPI(t, servicetest.Start(t))
 	src := us.create(api.CreateDatabaseRequest{Name: "text", MemorySize: 128 << 20})

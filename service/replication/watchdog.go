@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
@@ -66,6 +68,24 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 	// every second (it says for how long), its log line only when its kind
 	// does, not once a second for as long as a source is silent.
 	logged := ""
+	// A question on a second connection (sourceprobe.go) tells a frozen
+	// source or link from a quiet source before the silence limit.
+	var prober sourceProber
+	// The server this session reads (a clustered source's shard node),
+	// not the address of the URL.
+	probed := s.url
+	if host, port, err := net.SplitHostPort(s.node); err == nil {
+		if p, err := strconv.Atoi(port); err == nil {
+			probed.Host, probed.Port = host, p
+		}
+	}
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	proberDone := make(chan struct{})
+	go func() {
+		defer close(proberDone)
+		prober.run(probeCtx, probed, s.tls, s.log.Debug)
+	}()
+	defer func() { stopProbe(); <-proberDone }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -76,6 +96,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		if w := conn.WireBytes(); w != lastWire {
 			lastWire, lastData = w, now
 		}
+		silentSince := prober.unansweredSince()
 		st := s.status
 		st.mu.Lock()
 		streaming := st.phase == phaseStreaming
@@ -128,6 +149,10 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		case now.Sub(lastData) > s.silenceTimeout:
 			kind = "silent"
 			note = fmt.Sprintf("nothing received from the source for %s, not even its ping (sent every repl-ping-replica-period, 10 s by default): the source or the link is frozen", now.Sub(lastData).Round(time.Second))
+		case !silentSince.IsZero() && lastData.Before(silentSince) && conn.ReadWaiting(now) > 0:
+			kind = "silent" // as below, sooner
+			note = fmt.Sprintf("the source has not answered a question on a second connection (INFO replication) for %s, and nothing of its stream has arrived since: the source or the link is frozen",
+				now.Sub(silentSince).Round(time.Second))
 		}
 		changed := note != st.watchdogNote
 		st.watchdogNote = note

@@ -173,8 +173,13 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	for _, d := range dbs {
 		// Without its secrets, for the admin too: the page shows none (its
 		// source URL dialog asks the API when opened), and this answer goes
-		// to the browser every few seconds.
-		v := database{Database: apiserver.ForViewer(d), Sources: []source{}}
+		// to the browser every few seconds. The viewer reads no data of
+		// the databases either (key names in a last_error or sync_note).
+		view := apiserver.WithoutSecrets
+		if viewer {
+			view = apiserver.ForViewer
+		}
+		v := database{Database: view(d), Sources: []source{}}
 		for _, s := range d.ReplicaSources {
 			addr := address(s.URI)
 			sv := source{Address: addr, Lag: [][2]float64{}}
