@@ -892,6 +892,9 @@ func (m *Manager) Remove(uid int) error {
 		m.stopAll(d)
 	}
 	m.stop(uid)
+	// A server of a previous life of the service left there (a create
+	// that its death cut short) must not hold the port or the files.
+	endLeftovers(m.ctx, m.cfg.Logger, m.Dir(uid), m.cfg.RedisServer, true)
 	if err := os.RemoveAll(m.Dir(uid)); err != nil {
 		return fmt.Errorf("remove files of database %d: %w", uid, err)
 	}
@@ -918,6 +921,7 @@ func (m *Manager) RemoveLeftovers(keep map[int]bool, next int) ([]int, error) {
 		if err != nil || !e.IsDir() || uid <= 0 || uid >= next || keep[uid] {
 			continue
 		}
+		endLeftovers(m.ctx, m.cfg.Logger, m.Dir(uid), m.cfg.RedisServer, true)
 		if err := os.RemoveAll(m.Dir(uid)); err != nil {
 			return removed, fmt.Errorf("remove the files of deleted database %d: %w", uid, err)
 		}

@@ -1,0 +1,82 @@
+package app_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// A redis-server that a kill -9 of the service left running (busy in a
+// script, it does not act on the SIGTERM it got when the service died) is
+// ended by the next start: it held the database's port for ever, and the
+// database never came back ("port ... is taken by another process").
+func TestALeftoverServerOfAKilledServiceDoesNotHoldItsPort(t *testing.T) {
+	p := servicetest.StartProcess(t)
+	i := &servicetest.Instance{URL: p.URL, Username: "admin", Password: p.Password(t), CACert: p.CACert(t)}
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "busy", MemorySize: 32 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	require.NoError(t, c.Set(ctx(t), "k", "kept", 0).Err())
+	old, err := c.InfoMap(ctx(t), "server").Result()
+	require.NoError(t, err)
+	var pid int
+	_, err = fmt.Sscan(old["Server"]["process_id"], &pid)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) }) // if the test fails
+
+	// A script that never ends keeps the server busy.
+	busy := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", db.Port), Password: db.AuthenticationRedisPass, ReadTimeout: -1, MaxRetries: -1})
+	t.Cleanup(func() { busy.Close() })
+	go busy.Eval(ctx(t), "while true do end", nil)
+	eventually(t, 30*time.Second, "the server is busy in the script", func() error {
+		if err := c.Ping(ctx(t)).Err(); err == nil || !strings.HasPrefix(err.Error(), "BUSY") {
+			return fmt.Errorf("PING: %v", err)
+		}
+		return nil
+	})
+
+	p.Kill(t)
+	p.Start(t)
+	eventually(t, 60*time.Second, "the database is back, with its data, on its port", func() error {
+		var got api.Database
+		if code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got); code != 200 {
+			return fmt.Errorf("%d %v", code, e)
+		}
+		if got.Status != api.StatusActive {
+			return fmt.Errorf("status %s: %s", got.Status, got.LastError)
+		}
+		v, err := c.Get(ctx(t), "k").Result()
+		if err != nil {
+			return err
+		}
+		if v != "kept" {
+			return fmt.Errorf("k = %q", v)
+		}
+		return nil
+	})
+	require.True(t, processGone(pid), "the leftover server is gone")
+	require.Equal(t, []int{db.UID}, serverUIDs(t, p.DataDir), "one redis-server runs for the database")
+	require.Contains(t, p.Log(), "a redis-server of a previous life of the service still runs")
+}
+
+// processGone says whether pid has ended (a zombie not reaped yet has).
+func processGone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] == "Z"
+}
