@@ -80,3 +80,20 @@ func processGone(pid int) bool {
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
 	return len(f) > 0 && f[0] == "Z"
 }
+
+// The ports of a deleted database go to a new database only once the
+// range has been gone through, a restart of the service in between or
+// not: its destinations (on other instances) meanwhile find nothing there,
+// rather than another database that refuses their password, which stops
+// their sync. After a restart, the next create took them at once.
+func TestADeletedDatabasesPortsAreNotGivenAgainAfterARestart(t *testing.T) {
+	i := servicetest.Start(t)
+	mustCreate(t, i, api.CreateDatabaseRequest{Name: "stays", MemorySize: 16 << 20})
+	gone := mustCreate(t, i, api.CreateDatabaseRequest{Name: "deleted", MemorySize: 16 << 20})
+	code, e := call(t, i, "DELETE", fmt.Sprintf("/v1/bdbs/%d", gone.UID), nil, nil)
+	require.Equal(t, 204, code, "%v", e)
+	i.Restart(t)
+	next := mustCreate(t, i, api.CreateDatabaseRequest{Name: "next", MemorySize: 16 << 20})
+	require.NotContains(t, []int{gone.Port, gone.ReplicationPort}, next.Port, "the deleted database's ports: %d, %d", gone.Port, gone.ReplicationPort)
+	require.NotContains(t, []int{gone.Port, gone.ReplicationPort}, next.ReplicationPort, "the deleted database's ports: %d, %d", gone.Port, gone.ReplicationPort)
+}

@@ -154,6 +154,11 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read databases from the state file: %w", err)
 	}
+	next, err := c.cfg.Store.NextPort()
+	if err != nil {
+		return fmt.Errorf("read the next port from the state file: %w", err)
+	}
+	c.nextPort.Store(int64(next))
 	for _, d := range all {
 		for _, p := range d.Ports() {
 			// Ports a request named outside the range say nothing of
@@ -399,6 +404,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		return c.validateSources(*d, existing)
 	})
 	if err == nil {
+		c.recordNextPort()
 		if c.creating == nil {
 			c.creating = map[int]bool{}
 		}
@@ -526,6 +532,9 @@ func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) 
 			}
 			return c.nodePortsAvoiding(n, others, avoid)
 		})
+		if uerr == nil {
+			c.recordNextPort()
+		}
 		c.mu.Unlock()
 		if uerr != nil {
 			return d, uerr
@@ -556,6 +565,16 @@ func (c *Controller) checkPort(port int, existing []store.Database) error {
 		return conflict("port %d is in use by another program on this host", port)
 	}
 	return nil
+}
+
+// recordNextPort keeps nextPort in the state file, under c.mu after a
+// write that gave ports: a restart of the service must not give the ports
+// of a database deleted before it to the next database at once. The records'
+// own ports are the floor at start, so a failure here costs only that.
+func (c *Controller) recordNextPort() {
+	if err := c.cfg.Store.SetNextPort(int(c.nextPort.Load())); err != nil {
+		c.cfg.Logger.Warn("record the next port to give in the state file", "err", err)
+	}
 }
 
 // freePort picks the first free port of the range, other than those of

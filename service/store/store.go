@@ -19,6 +19,7 @@ var (
 	bucketDatabases = []byte("databases")
 	bucketMeta      = []byte("meta")
 	keyNextUID      = []byte("next_uid")
+	keyNextPort     = []byte("next_port")
 )
 
 // ErrNotFound is returned for an unknown uid.
@@ -197,6 +198,28 @@ func (s *Store) NextUID() (int, error) {
 		return nil
 	})
 	return next, err
+}
+
+// NextPort is where the controller's search for a free port starts (see
+// SetNextPort); 0 when none was recorded.
+func (s *Store) NextPort() (int, error) {
+	next := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyNextPort); v != nil {
+			next = int(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return next, err
+}
+
+// SetNextPort records where the search for a free port starts: after the
+// last port given, so that the ports of a deleted database are not given
+// again, after a restart either, before the range has been gone through.
+func (s *Store) SetNextPort(port int) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyNextPort, uidKey(port))
+	})
 }
 
 // Create stores a new database under a fresh uid, after check has approved
