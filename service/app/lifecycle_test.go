@@ -1,9 +1,14 @@
 package app_test
 
 import (
+	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -96,4 +102,45 @@ func TestADeletedDatabasesPortsAreNotGivenAgainAfterARestart(t *testing.T) {
 	next := mustCreate(t, i, api.CreateDatabaseRequest{Name: "next", MemorySize: 16 << 20})
 	require.NotContains(t, []int{gone.Port, gone.ReplicationPort}, next.Port, "the deleted database's ports: %d, %d", gone.Port, gone.ReplicationPort)
 	require.NotContains(t, []int{gone.Port, gone.ReplicationPort}, next.ReplicationPort, "the deleted database's ports: %d, %d", gone.Port, gone.ReplicationPort)
+}
+
+// A second instance started on the data directory of a running one is
+// refused, and changes nothing there first: it wrote the certificates and
+// secrets it found missing, and issued the API certificate again for its
+// own --advertise-host, before it found the state file locked. (Two
+// instances started at once on a new directory each wrote their own CA
+// and API password, and the one that went on served with files that were
+// no longer on disk.)
+func TestASecondInstanceOnTheDataDirectoryIsRefusedAndChangesNothing(t *testing.T) {
+	i := servicetest.Start(t)
+	before := topFiles(t, i.DataDir)
+	require.Contains(t, before, "api.pem")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	second, err := app.Start(ctx, app.Config{DataDir: i.DataDir, Listen: "127.0.0.1:0", AdvertiseHost: "elsewhere.example",
+		PortMin: 34390, PortMax: 34399, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if second != nil {
+		_ = second.Stop(context.Background())
+	}
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "another redis-replicad serves this data directory")
+	require.Equal(t, before, topFiles(t, i.DataDir), "the refused instance changed the data directory")
+}
+
+// topFiles maps the files at the top of dir (certificates, secrets), the
+// state file aside, to digests of their contents.
+func topFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || e.Name() == "state.db" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		out[e.Name()] = fmt.Sprintf("%x", sha256.Sum256(b))
+	}
+	return out
 }
