@@ -144,3 +144,27 @@ func topFiles(t *testing.T, dir string) map[string]string {
 	}
 	return out
 }
+
+// A database created where the state file does not know the directory of
+// its uid (the state file was lost, or restored from a backup older than
+// the databases) starts empty: it loaded the other database's AOF, and
+// served its data under the new name and password. The directory found
+// there is kept aside, not deleted.
+func TestANewDatabaseDoesNotLoadTheFilesOfOneTheStateFileDoesNotKnow(t *testing.T) {
+	i := servicetest.Start(t)
+	old := mustCreate(t, i, api.CreateDatabaseRequest{Name: "old", MemorySize: 16 << 20})
+	require.NoError(t, dbClient(t, old, old.AuthenticationRedisPass).Set(ctx(t), "secret-of-old", "v", 0).Err())
+	i.Stop(t)
+	// The state file from before the database was created.
+	require.NoError(t, os.Rename(filepath.Join(i.DataDir, "state.db"), filepath.Join(t.TempDir(), "state.db")))
+	i.StartAgain(t)
+
+	fresh := mustCreate(t, i, api.CreateDatabaseRequest{Name: "fresh", MemorySize: 16 << 20})
+	require.Equal(t, old.UID, fresh.UID, "the test needs the uid given again")
+	n, err := dbClient(t, fresh, fresh.AuthenticationRedisPass).DBSize(ctx(t)).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "a new database holds another database's keys")
+	aside, err := filepath.Glob(filepath.Join(i.DataDir, "dbs", fmt.Sprintf("%d.set-aside-*", old.UID), "appendonlydir"))
+	require.NoError(t, err)
+	require.Len(t, aside, 1, "the unknown database's files are kept aside")
+}
