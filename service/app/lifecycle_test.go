@@ -168,3 +168,33 @@ func TestANewDatabaseDoesNotLoadTheFilesOfOneTheStateFileDoesNotKnow(t *testing.
 	require.NoError(t, err)
 	require.Len(t, aside, 1, "the unknown database's files are kept aside")
 }
+
+// A database whose redis-server fails before it opens its log (here it
+// cannot read its configuration, as a redis-server of another version
+// that does not know a directive) says what the server said: last_error
+// pointed to a redis.log that had nothing of it.
+func TestADatabaseWhoseServerCannotReadItsConfigurationSaysWhy(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "config", MemorySize: 16 << 20})
+	i.Stop(t)
+	real := servicetest.RequireRedisServer(t)
+	wrapper := filepath.Join(t.TempDir(), "redis-server")
+	// --version and - (the checks of the binary at start) as they are.
+	require.NoError(t, os.WriteFile(wrapper, []byte(`#!/bin/sh
+case "$1" in
+--version|-) exec `+real+` "$@";;
+esac
+exec `+real+` "$@" --no-such-directive-of-this-version yes
+`), 0o755))
+	other := servicetest.StartWith(t, func(c *app.Config) { c.DataDir, c.RedisServer = i.DataDir, wrapper })
+	eventually(t, 30*time.Second, "the database says why its server does not start", func() error {
+		var got api.Database
+		if code, e := call(t, other, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got); code != 200 {
+			return fmt.Errorf("%d %v", code, e)
+		}
+		if !strings.Contains(got.LastError, "Bad directive") {
+			return fmt.Errorf("status %s, last_error %q", got.Status, got.LastError)
+		}
+		return nil
+	})
+}
