@@ -106,7 +106,9 @@ const leftoverGrace = 10 * time.Second
 
 // endLeftovers ends the servers of leftoverServers(dir, binary, below):
 // SIGTERM (and SIGCONT, for a stopped one), then SIGKILL after
-// leftoverGrace. It returns once they are gone, or ctx ends.
+// leftoverGrace. It returns once they are gone, ctx ends, or leftoverGrace
+// more has passed after the SIGKILL (a process stuck in the kernel: the
+// caller goes on, and finds the port taken).
 func endLeftovers(ctx context.Context, log *slog.Logger, dir, binary string, below bool) {
 	pids := leftoverServers(dir, binary, below)
 	if len(pids) == 0 {
@@ -124,12 +126,16 @@ func endLeftovers(ctx context.Context, log *slog.Logger, dir, binary string, bel
 		if len(pids) == 0 {
 			return
 		}
-		if !killed && time.Now().After(deadline) {
+		if time.Now().After(deadline) {
+			if killed {
+				log.Error("a leftover redis-server does not end, even killed", "pids", pids)
+				return
+			}
 			for _, pid := range pids {
 				log.Warn("a leftover redis-server did not stop within its grace period: killing it", "pid", pid, "grace", leftoverGrace)
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
-			killed = true
+			killed, deadline = true, time.Now().Add(leftoverGrace)
 		}
 		select {
 		case <-ctx.Done():
