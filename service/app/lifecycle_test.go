@@ -52,6 +52,16 @@ func TestALeftoverServerOfAKilledServiceDoesNotHoldItsPort(t *testing.T) {
 
 	p.Kill(t)
 	p.Start(t)
+	eventually(t, 10*time.Second, "the database says why it is not back yet", func() error {
+		var got api.Database
+		if code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got); code != 200 {
+			return fmt.Errorf("%d %v", code, e)
+		}
+		if got.Status != api.StatusPending || !strings.Contains(got.LastError, "previous life still runs in its directory") {
+			return fmt.Errorf("status %s: %s", got.Status, got.LastError)
+		}
+		return nil
+	})
 	eventually(t, 60*time.Second, "the database is back, with its data, on its port", func() error {
 		var got api.Database
 		if code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got); code != 200 {

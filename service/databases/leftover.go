@@ -109,10 +109,14 @@ const leftoverGrace = 10 * time.Second
 // leftoverGrace. It returns once they are gone, ctx ends, or leftoverGrace
 // more has passed after the SIGKILL (a process stuck in the kernel: the
 // caller goes on, and finds the port taken).
-func endLeftovers(ctx context.Context, log *slog.Logger, dir, binary string, below bool) {
+// found, when set, is told first that there are some.
+func endLeftovers(ctx context.Context, log *slog.Logger, dir, binary string, below bool, found func()) {
 	pids := leftoverServers(dir, binary, below)
 	if len(pids) == 0 {
 		return
+	}
+	if found != nil {
+		found()
 	}
 	for _, pid := range pids {
 		log.Warn("a redis-server of a previous life of the service still runs in a database's directory, holding its port: ending it", "pid", pid, "dir", dir)

@@ -476,7 +476,7 @@ func (m *Manager) setAsideForeignDir(uid int) error {
 	}
 	// Not ours if a server still runs there (a kill -9 of the service
 	// while the state file was being replaced, say).
-	endLeftovers(m.ctx, m.cfg.Logger, dir, m.cfg.RedisServer, true)
+	endLeftovers(m.ctx, m.cfg.Logger, dir, m.cfg.RedisServer, true, nil)
 	aside := fmt.Sprintf("%s.set-aside-%s", dir, time.Now().UTC().Format("20060102T150405.000000000"))
 	if err := os.Rename(dir, aside); err != nil {
 		return fmt.Errorf("set aside the files of an unknown database found in %s: %w", dir, err)
@@ -921,7 +921,7 @@ func (m *Manager) Remove(uid int) error {
 	m.stop(uid)
 	// A server of a previous life of the service left there (a create
 	// that its death cut short) must not hold the port or the files.
-	endLeftovers(m.ctx, m.cfg.Logger, m.Dir(uid), m.cfg.RedisServer, true)
+	endLeftovers(m.ctx, m.cfg.Logger, m.Dir(uid), m.cfg.RedisServer, true, nil)
 	if err := os.RemoveAll(m.Dir(uid)); err != nil {
 		return fmt.Errorf("remove files of database %d: %w", uid, err)
 	}
@@ -948,7 +948,7 @@ func (m *Manager) RemoveLeftovers(keep map[int]bool, next int) ([]int, error) {
 		if err != nil || !e.IsDir() || uid <= 0 || uid >= next || keep[uid] {
 			continue
 		}
-		endLeftovers(m.ctx, m.cfg.Logger, m.Dir(uid), m.cfg.RedisServer, true)
+		endLeftovers(m.ctx, m.cfg.Logger, m.Dir(uid), m.cfg.RedisServer, true, nil)
 		if err := os.RemoveAll(m.Dir(uid)); err != nil {
 			return removed, fmt.Errorf("remove the files of deleted database %d: %w", uid, err)
 		}

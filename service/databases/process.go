@@ -149,7 +149,11 @@ func (p *process) runOnce(ctx context.Context) error {
 	p.fresh = false
 	p.mu.Unlock()
 	if !fresh {
-		endLeftovers(ctx, p.log, p.dir, p.binary, false)
+		endLeftovers(ctx, p.log, p.dir, p.binary, false, func() {
+			p.mu.Lock()
+			p.waiting = "a redis-server of the service's previous life still runs in its directory, holding its port: ending it"
+			p.mu.Unlock()
+		})
 		err := waitPortFree(ctx, p.addr, 30*time.Second, func() {
 			p.mu.Lock()
 			p.waiting = fmt.Sprintf("port %s is taken by another process: waiting for it to be free (a redis-server of the service's previous life shutting down, or another program)", p.addr)
