@@ -208,3 +208,29 @@ exec `+real+` "$@" --no-such-directive-of-this-version yes
 		return nil
 	})
 }
+
+// A regeneration of the admin password of a database whose redis-server
+// does not answer (stopped, its disk stalled) answers with the new password
+// at once: the password lives in the replication endpoint, not in the
+// server. It answered 500 after 15 s, without the password, though the new
+// one was in force: a caller that regenerated again on that error ended the
+// grace period of the password its destinations still used.
+func TestARegenerationDoesNotWaitForARedisServerThatDoesNotAnswer(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "stalled", MemorySize: 16 << 20})
+	pid := i.App.Databases().PID(ctx(t), db.UID)
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+
+	began := time.Now()
+	var out api.AdminPassword
+	code, e := call(t, i, "POST", fmt.Sprintf("/v1/bdbs/%d/actions/regenerate_admin_password", db.UID), nil, &out)
+	require.Equal(t, 200, code, "%v", e)
+	require.Less(t, time.Since(began), 5*time.Second, "the answer waited for the stopped redis-server")
+	var url api.SourceURL
+	code, e = call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", db.UID), nil, &url)
+	require.Equal(t, 200, code, "%v", e)
+	require.Equal(t, url.URI, out.URI, "the answer has the password in force")
+	require.NotEmpty(t, out.AuthenticationAdminPass)
+}

@@ -838,8 +838,11 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int, req a
 	}
 	// The gateway closes the sessions of the old password when its grace
 	// period ends (at once without one). The answer is about the password
-	// this request made, even if another regeneration raced it.
-	if _, err := c.applyLatest(ctx, uid, false); err != nil {
+	// this request made, even if another regeneration raced it. Only the
+	// replication endpoint checks the admin password: the redis-server is
+	// not waited for (one that does not answer held the answer, which
+	// then lacked the password in force).
+	if err := c.applyToEndpoint(uid); err != nil {
 		return api.AdminPassword{}, err
 	}
 	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}
