@@ -234,3 +234,23 @@ func TestARegenerationDoesNotWaitForARedisServerThatDoesNotAnswer(t *testing.T) 
 	require.Equal(t, url.URI, out.URI, "the answer has the password in force")
 	require.NotEmpty(t, out.AuthenticationAdminPass)
 }
+
+// What a kill -9 of the service during the write of a database's files
+// leaves (the temporary file of its configuration or of its trusted
+// certificates, written before it replaces the file) is removed when the
+// database starts again: each such kill left one for good.
+func TestTheTemporaryFilesOfAWriteCutShortAreRemovedAtStart(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "cut", MemorySize: 16 << 20})
+	i.Stop(t)
+	dir := filepath.Join(i.DataDir, "dbs", fmt.Sprint(db.UID))
+	left := []string{filepath.Join(dir, ".redis.conf.2718281828"), filepath.Join(dir, ".clients-e3b0c44298fc.pem.3141592653")}
+	for _, p := range left {
+		require.NoError(t, os.WriteFile(p, []byte("half a file"), 0o600))
+	}
+	i.StartAgain(t)
+	for _, p := range left {
+		require.NoFileExists(t, p)
+	}
+	require.FileExists(t, filepath.Join(dir, "redis.conf"))
+}

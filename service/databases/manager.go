@@ -530,6 +530,9 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 	prev, known := m.current[d.UID]
 	_, running := m.procs[d.UID]
 	m.mu.Unlock()
+	if !running {
+		m.removeWriteLeftovers(d.UID)
+	}
 	// The files first: a write that fails (a full disk) leaves the
 	// previous files and the running server as they were.
 	confPath, err := m.writeFiles(d)
@@ -1114,6 +1117,22 @@ func removeOtherClientCAs(dir, name string) {
 		for _, f := range old {
 			if filepath.Base(f) != name {
 				_ = os.Remove(f)
+			}
+		}
+	}
+}
+
+// removeWriteLeftovers removes the temporary files of writeFileWhole that
+// a kill -9 of the service during a write left in the directory of process
+// key. Called under the key's files lock, before its process starts: no
+// write of them is under way.
+func (m *Manager) removeWriteLeftovers(key int) {
+	dir := m.Dir(key)
+	for _, pattern := range []string{".redis.conf.*", ".clients-*.pem.*"} {
+		left, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, p := range left {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				m.cfg.Logger.Warn("remove a temporary file that a write cut short left", "path", p, "err", err)
 			}
 		}
 	}
