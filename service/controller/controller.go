@@ -180,7 +180,9 @@ func (c *Controller) Start(ctx context.Context) error {
 				c.cfg.Logger.Error("remove the files of an unfinished database", "uid", d.UID, "err", err)
 			}
 			if err := c.cfg.Store.Delete(d.UID); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("remove the record of unfinished database %d: %w", d.UID, err)
+				// The other databases still come back; the next start
+				// removes it.
+				c.cfg.Logger.Error("remove the record of a database whose creation did not finish", "uid", d.UID, "err", err)
 			}
 			continue
 		}
