@@ -254,3 +254,32 @@ func TestTheTemporaryFilesOfAWriteCutShortAreRemovedAtStart(t *testing.T) {
 	}
 	require.FileExists(t, filepath.Join(dir, "redis.conf"))
 }
+
+// A database whose redis-server cannot be started again (its binary gone,
+// removed by a package upgrade say) says so in last_error, and nothing of
+// the previous server's log: the warnings the previous server logged when
+// it started were given as the cause.
+func TestADatabaseWhoseServerBinaryIsGoneSaysSo(t *testing.T) {
+	real := servicetest.RequireRedisServer(t)
+	wrapper := filepath.Join(t.TempDir(), "redis-server")
+	require.NoError(t, os.WriteFile(wrapper, []byte("#!/bin/sh\nexec "+real+" \"$@\"\n"), 0o755))
+	i := servicetest.StartWith(t, func(c *app.Config) { c.RedisServer = wrapper })
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "orphaned", MemorySize: 16 << 20})
+	pid := i.App.Databases().PID(ctx(t), db.UID)
+	require.NotZero(t, pid)
+	require.NoError(t, os.Remove(wrapper))
+	killAndWaitGone(t, pid)
+	eventually(t, 30*time.Second, "the database says that its redis-server cannot start", func() error {
+		var got api.Database
+		if code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, &got); code != 200 {
+			return fmt.Errorf("%d %v", code, e)
+		}
+		if !strings.Contains(got.LastError, "no such file or directory") {
+			return fmt.Errorf("status %s, last_error %q", got.Status, got.LastError)
+		}
+		if strings.Contains(got.LastError, "Server initialized") {
+			return fmt.Errorf("the previous server's log is given as the cause: %q", got.LastError)
+		}
+		return nil
+	})
+}

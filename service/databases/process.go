@@ -166,6 +166,11 @@ func (p *process) runOnce(ctx context.Context) error {
 			return err
 		}
 	}
+	// Until a child starts, no log lines are its: a start that fails (the
+	// binary gone) must not be explained by the previous child's.
+	p.mu.Lock()
+	p.lastPID = 0
+	p.mu.Unlock()
 	cmd := exec.Command(p.binary, p.confPath)
 	cmd.Dir = p.dir
 	// SIGTERM, not SIGKILL: redis-server then writes out its AOF buffer,
