@@ -254,6 +254,12 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log, AdminPasswordGrace: max(cfg.AdminPasswordGrace, 0),
 		Cluster: api.Cluster{Name: cfg.Name, Version: Version, CACert: string(ca.CertPEM), ProxyCert: string(proxyPEM), SyncerCert: string(syncerPEM)},
 	})
+	// Before the API serves: no one may read a database whose create was
+	// never answered.
+	if err := a.ctrl.DropUnfinished(); err != nil {
+		a.closeParts()
+		return nil, err
+	}
 	a.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		a.closeParts()

@@ -283,3 +283,38 @@ func TestADatabaseWhoseServerBinaryIsGoneSaysSo(t *testing.T) {
 		return nil
 	})
 }
+
+// A create that a kill -9 of the service cut short was never answered: the
+// restarted service does not list it, not even for a moment. It served
+// its record (a database "pending", its name taken: a create of the same
+// name was a 409) until the start had removed it, tens of milliseconds
+// after the API answered.
+func TestAnUnfinishedCreateIsNeverListedAfterARestart(t *testing.T) {
+	p := servicetest.StartProcess(t)
+	i := &servicetest.Instance{URL: p.URL, Username: "admin", Password: p.Password(t), CACert: p.CACert(t)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// A sharded database with replicas takes a few seconds to form.
+		_, _, _ = tryCall(i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "cut", MemorySize: 32 << 20, ShardsCount: 3, Replication: true})
+	}()
+	eventually(t, 10*time.Second, "the create is under way", func() error {
+		if uids := listedUIDs(t, i); len(uids) != 1 {
+			return fmt.Errorf("listed %v", uids)
+		}
+		return nil
+	})
+	p.Kill(t)
+	<-done
+	p.Start(t)
+	require.Empty(t, listedUIDs(t, i), "the unanswered create is listed")
+	var db api.Database
+	code, e := call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "cut", MemorySize: 16 << 20}, &db)
+	require.Equal(t, 200, code, "its name is free: %v", e)
+	eventually(t, 30*time.Second, "only the new database's redis-server runs", func() error {
+		if s := serverUIDs(t, p.DataDir); fmt.Sprint(s) != fmt.Sprint([]int{db.UID}) {
+			return fmt.Errorf("servers of %v", s)
+		}
+		return nil
+	})
+}

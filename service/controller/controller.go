@@ -175,14 +175,19 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 		if d.Creating {
 			// Its create never answered: a failed request leaves nothing.
+			// (DropUnfinished, before the API served, removed those it
+			// found.) The record first, so that nobody reads it while its
+			// processes end; its files go after, or with the leftovers of
+			// the next start.
 			c.cfg.Logger.Warn("removing a database whose creation did not finish", "uid", d.UID, "name", d.Name)
-			if err := c.cfg.Databases.Remove(d.UID); err != nil {
-				c.cfg.Logger.Error("remove the files of an unfinished database", "uid", d.UID, "err", err)
-			}
 			if err := c.cfg.Store.Delete(d.UID); err != nil && !errors.Is(err, store.ErrNotFound) {
 				// The other databases still come back; the next start
 				// removes it.
 				c.cfg.Logger.Error("remove the record of a database whose creation did not finish", "uid", d.UID, "err", err)
+				continue
+			}
+			if err := c.cfg.Databases.Remove(d.UID); err != nil {
+				c.cfg.Logger.Error("remove the files of an unfinished database", "uid", d.UID, "err", err)
 			}
 			continue
 		}
@@ -215,6 +220,30 @@ func (c *Controller) Start(ctx context.Context) error {
 	for _, d := range all {
 		if d.IsReplica() {
 			c.cfg.Replicator.Configure(ctx, d)
+		}
+	}
+	return nil
+}
+
+// DropUnfinished removes the records of the creates that a previous life
+// of the service never finished (it died during them): those requests were
+// never answered, so nobody may read the databases they were making, nor
+// find their names taken. It runs before the API serves; Start then removes
+// their files and processes with the other leftovers.
+func (c *Controller) DropUnfinished() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	all, err := c.cfg.Store.List()
+	if err != nil {
+		return fmt.Errorf("read databases from the state file: %w", err)
+	}
+	for _, d := range all {
+		if !d.Creating || c.creating[d.UID] {
+			continue
+		}
+		c.cfg.Logger.Warn("removing a database whose creation did not finish", "uid", d.UID, "name", d.Name)
+		if err := c.cfg.Store.Delete(d.UID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("remove the record of unfinished database %d: %w", d.UID, err)
 		}
 	}
 	return nil
