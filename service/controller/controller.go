@@ -154,19 +154,8 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read databases from the state file: %w", err)
 	}
-	next, err := c.cfg.Store.NextPort()
-	if err != nil {
-		return fmt.Errorf("read the next port from the state file: %w", err)
-	}
-	c.nextPort.Store(int64(next))
-	for _, d := range all {
-		for _, p := range d.Ports() {
-			// Ports a request named outside the range say nothing of
-			// where the range was given up to.
-			if p >= c.cfg.PortMin && p <= c.cfg.PortMax && int64(p) >= c.nextPort.Load() {
-				c.nextPort.Store(int64(p + 1))
-			}
-		}
+	if err := c.restoreNextPort(all); err != nil {
+		return err
 	}
 	kept := all[:0]
 	for _, d := range all {
@@ -244,6 +233,34 @@ func (c *Controller) DropUnfinished() error {
 		c.cfg.Logger.Warn("removing a database whose creation did not finish", "uid", d.UID, "name", d.Name)
 		if err := c.cfg.Store.Delete(d.UID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("remove the record of unfinished database %d: %w", d.UID, err)
+		}
+	}
+	// A create that comes before Start must not give the ports of a
+	// database deleted before the restart either.
+	return c.restoreNextPort(all)
+}
+
+// restoreNextPort sets where the search for a free port goes on: where the
+// state file says, and past every port of the range that all hold. It
+// never goes back (a create may have moved it on already).
+func (c *Controller) restoreNextPort(all []store.Database) error {
+	next, err := c.cfg.Store.NextPort()
+	if err != nil {
+		return fmt.Errorf("read the next port from the state file: %w", err)
+	}
+	raise := func(p int) {
+		if int64(p) > c.nextPort.Load() {
+			c.nextPort.Store(int64(p))
+		}
+	}
+	raise(next)
+	for _, d := range all {
+		for _, p := range d.Ports() {
+			// Ports a request named outside the range say nothing of
+			// where the range was given up to.
+			if p >= c.cfg.PortMin && p <= c.cfg.PortMax {
+				raise(p + 1)
+			}
 		}
 	}
 	return nil
