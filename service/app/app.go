@@ -152,6 +152,18 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
+	// The state file's lock first: a second instance on the data directory
+	// is refused before it writes anything there (secrets, certificates).
+	st, err := store.Open(filepath.Join(cfg.DataDir, "state.db"))
+	if err != nil {
+		return nil, err
+	}
+	owned := false // once the App owns st, its closeParts closes it
+	defer func() {
+		if !owned {
+			st.Close()
+		}
+	}()
 	redisServer, err := databases.FindRedisServer(cfg.RedisServer)
 	if err != nil {
 		return nil, err
@@ -200,13 +212,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, "state.db"))
-	if err != nil {
-		return nil, err
-	}
 	stored, err := st.List()
 	if err != nil {
-		st.Close()
 		return nil, fmt.Errorf("read the state: %w", err)
 	}
 	for _, d := range stored {
@@ -223,6 +230,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{}), started: make(chan struct{}), startupDone: make(chan struct{})}
+	owned = true
 	a.dbs, err = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log,
 		AdvertiseHost: cfg.AdvertiseHost,
 		// Set below, before any database starts, so before any restarts.
@@ -246,6 +254,12 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: log, AdminPasswordGrace: max(cfg.AdminPasswordGrace, 0),
 		Cluster: api.Cluster{Name: cfg.Name, Version: Version, CACert: string(ca.CertPEM), ProxyCert: string(proxyPEM), SyncerCert: string(syncerPEM)},
 	})
+	// Before the API serves: no one may read a database whose create was
+	// never answered.
+	if err := a.ctrl.DropUnfinished(); err != nil {
+		a.closeParts()
+		return nil, err
+	}
 	a.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		a.closeParts()

@@ -154,14 +154,8 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read databases from the state file: %w", err)
 	}
-	for _, d := range all {
-		for _, p := range d.Ports() {
-			// Ports a request named outside the range say nothing of
-			// where the range was given up to.
-			if p >= c.cfg.PortMin && p <= c.cfg.PortMax && int64(p) >= c.nextPort.Load() {
-				c.nextPort.Store(int64(p + 1))
-			}
-		}
+	if err := c.restoreNextPort(all); err != nil {
+		return err
 	}
 	kept := all[:0]
 	for _, d := range all {
@@ -170,12 +164,19 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 		if d.Creating {
 			// Its create never answered: a failed request leaves nothing.
+			// (DropUnfinished, before the API served, removed those it
+			// found.) The record first, so that nobody reads it while its
+			// processes end; its files go after, or with the leftovers of
+			// the next start.
 			c.cfg.Logger.Warn("removing a database whose creation did not finish", "uid", d.UID, "name", d.Name)
+			if err := c.cfg.Store.Delete(d.UID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				// The other databases still come back; the next start
+				// removes it.
+				c.cfg.Logger.Error("remove the record of a database whose creation did not finish", "uid", d.UID, "err", err)
+				continue
+			}
 			if err := c.cfg.Databases.Remove(d.UID); err != nil {
 				c.cfg.Logger.Error("remove the files of an unfinished database", "uid", d.UID, "err", err)
-			}
-			if err := c.cfg.Store.Delete(d.UID); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("remove the record of unfinished database %d: %w", d.UID, err)
 			}
 			continue
 		}
@@ -208,6 +209,58 @@ func (c *Controller) Start(ctx context.Context) error {
 	for _, d := range all {
 		if d.IsReplica() {
 			c.cfg.Replicator.Configure(ctx, d)
+		}
+	}
+	return nil
+}
+
+// DropUnfinished removes the records of the creates that a previous life
+// of the service never finished (it died during them): those requests were
+// never answered, so nobody may read the databases they were making, nor
+// find their names taken. It runs before the API serves; Start then removes
+// their files and processes with the other leftovers.
+func (c *Controller) DropUnfinished() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	all, err := c.cfg.Store.List()
+	if err != nil {
+		return fmt.Errorf("read databases from the state file: %w", err)
+	}
+	for _, d := range all {
+		if !d.Creating || c.creating[d.UID] {
+			continue
+		}
+		c.cfg.Logger.Warn("removing a database whose creation did not finish", "uid", d.UID, "name", d.Name)
+		if err := c.cfg.Store.Delete(d.UID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("remove the record of unfinished database %d: %w", d.UID, err)
+		}
+	}
+	// A create that comes before Start must not give the ports of a
+	// database deleted before the restart either.
+	return c.restoreNextPort(all)
+}
+
+// restoreNextPort sets where the search for a free port goes on: where the
+// state file says, and past every port of the range that all hold. It
+// never goes back (a create may have moved it on already).
+func (c *Controller) restoreNextPort(all []store.Database) error {
+	next, err := c.cfg.Store.NextPort()
+	if err != nil {
+		return fmt.Errorf("read the next port from the state file: %w", err)
+	}
+	raise := func(p int) {
+		if int64(p) > c.nextPort.Load() {
+			c.nextPort.Store(int64(p))
+		}
+	}
+	raise(next)
+	for _, d := range all {
+		for _, p := range d.Ports() {
+			// Ports a request named outside the range say nothing of
+			// where the range was given up to.
+			if p >= c.cfg.PortMin && p <= c.cfg.PortMax {
+				raise(p + 1)
+			}
 		}
 	}
 	return nil
@@ -399,6 +452,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		return c.validateSources(*d, existing)
 	})
 	if err == nil {
+		c.recordNextPort()
 		if c.creating == nil {
 			c.creating = map[int]bool{}
 		}
@@ -526,6 +580,9 @@ func (c *Controller) startNew(ctx context.Context, d store.Database, auto bool) 
 			}
 			return c.nodePortsAvoiding(n, others, avoid)
 		})
+		if uerr == nil {
+			c.recordNextPort()
+		}
 		c.mu.Unlock()
 		if uerr != nil {
 			return d, uerr
@@ -556,6 +613,16 @@ func (c *Controller) checkPort(port int, existing []store.Database) error {
 		return conflict("port %d is in use by another program on this host", port)
 	}
 	return nil
+}
+
+// recordNextPort keeps nextPort in the state file, under c.mu after a
+// write that gave ports: a restart of the service must not give the ports
+// of a database deleted before it to the next database at once. The records'
+// own ports are the floor at start, so a failure here costs only that.
+func (c *Controller) recordNextPort() {
+	if err := c.cfg.Store.SetNextPort(int(c.nextPort.Load())); err != nil {
+		c.cfg.Logger.Warn("record the next port to give in the state file", "err", err)
+	}
 }
 
 // freePort picks the first free port of the range, other than those of
@@ -819,8 +886,11 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int, req a
 	}
 	// The gateway closes the sessions of the old password when its grace
 	// period ends (at once without one). The answer is about the password
-	// this request made, even if another regeneration raced it.
-	if _, err := c.applyLatest(ctx, uid, false); err != nil {
+	// this request made, even if another regeneration raced it. Only the
+	// replication endpoint checks the admin password: the redis-server is
+	// not waited for (one that does not answer held the answer, which
+	// then lacked the password in force).
+	if err := c.applyToEndpoint(uid); err != nil {
 		return api.AdminPassword{}, err
 	}
 	out := api.AdminPassword{AuthenticationAdminPass: d.AdminPassword, URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}

@@ -78,3 +78,19 @@ func (c *Controller) applyLatest(ctx context.Context, uid int, replica bool) (st
 	}
 	return d, err
 }
+
+// applyToEndpoint brings the replication endpoint of uid to its latest
+// record, in uid's turn, for a change that only the endpoint sees (the
+// admin password). A database deleted meanwhile is not found.
+func (c *Controller) applyToEndpoint(uid int) error {
+	release := c.turns.take(uid)
+	defer release()
+	d, err := c.cfg.Store.Get(uid)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound(uid)
+	}
+	if err != nil {
+		return err
+	}
+	return c.cfg.Gateway.Ensure(d)
+}

@@ -83,6 +83,21 @@ func TestExitCauseReadsTheLastWarningsOfTheChild(t *testing.T) {
 	assert.LessOrEqual(t, len(exitCause(path, 300)), 403)
 }
 
+// What a redis-server said on its standard error before it had a log (its
+// configuration unreadable) is why its database is down: only what this
+// child wrote, never a quoted configuration line.
+func TestOutputCauseReadsWhatTheChildSaid(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stdout.log")
+	before := "an earlier child's output\n"
+	out := before + "\n*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***\nReading the configuration file, at line 7\n>>> 'user app on #0123abcd ~* +@all'\nBad directive or wrong number of arguments\n"
+	require.NoError(t, os.WriteFile(path, []byte(out), 0o600))
+	got := outputCause(path, int64(len(before)))
+	assert.Equal(t, "*** FATAL CONFIG FILE ERROR (Redis 7.0.15) *** | Reading the configuration file, at line 7 | Bad directive or wrong number of arguments", got)
+	assert.NotContains(t, got, "0123abcd")
+	assert.Empty(t, outputCause(path, int64(len(out))), "nothing written since")
+	assert.Empty(t, outputCause(filepath.Join(t.TempDir(), "none.log"), 0))
+}
+
 func TestInfoFields(t *testing.T) {
 	f := infoFields("# Server\r\nprocess_id:42\r\n# Persistence\r\nloading:1\r\nloading_loaded_perc:12.50\r\n")
 	assert.Equal(t, "42", f["process_id"])

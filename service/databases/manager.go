@@ -420,6 +420,9 @@ func (e *PortInUseError) Error() string {
 // a second instance on the same host can do), it leaves nothing behind: no
 // process, no files; a taken port is a *PortInUseError.
 func (m *Manager) Create(ctx context.Context, d store.Database) (err error) {
+	if err := m.setAsideForeignDir(d.UID); err != nil {
+		return err
+	}
 	defer func() {
 		if err != nil {
 			m.stopAll(d)
@@ -456,6 +459,30 @@ func (m *Manager) Create(ctx context.Context, d store.Database) (err error) {
 		// Its files go with the failed create: say what its log said.
 		return fmt.Errorf("start database %d: %w; redis-server said: %s", d.UID, exit, lastLines(tail, 3))
 	}
+}
+
+// setAsideForeignDir moves away a directory that a new database's uid
+// already has: the state file does not know it (it was lost, or restored
+// from a backup older than the directory), so it holds another database's
+// data, which the new one would have loaded as its own. It is kept, under
+// a name the service never uses (dbs/<uid>.set-aside-<time>), for whoever
+// knows what it is.
+func (m *Manager) setAsideForeignDir(uid int) error {
+	dir := m.Dir(uid)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("look for files of a previous database %d: %w", uid, err)
+	}
+	// Not ours if a server still runs there (a kill -9 of the service
+	// while the state file was being replaced, say).
+	endLeftovers(m.ctx, m.cfg.Logger, dir, m.cfg.RedisServer, true, nil)
+	aside := fmt.Sprintf("%s.set-aside-%s", dir, time.Now().UTC().Format("20060102T150405.000000000"))
+	if err := os.Rename(dir, aside); err != nil {
+		return fmt.Errorf("set aside the files of an unknown database found in %s: %w", dir, err)
+	}
+	m.cfg.Logger.Warn("a new database's directory held the files of a database the state file does not know (was the state file lost, or restored from an older backup?): they are kept aside, not loaded", "uid", uid, "kept_in", aside)
+	return nil
 }
 
 // startLog is what a redis-server that failed to start in dir said: the end
@@ -503,6 +530,9 @@ func (m *Manager) launch(d store.Database, fresh bool) (*process, error) {
 	prev, known := m.current[d.UID]
 	_, running := m.procs[d.UID]
 	m.mu.Unlock()
+	if !running {
+		m.removeWriteLeftovers(d.UID)
+	}
 	// The files first: a write that fails (a full disk) leaves the
 	// previous files and the running server as they were.
 	confPath, err := m.writeFiles(d)
@@ -892,6 +922,9 @@ func (m *Manager) Remove(uid int) error {
 		m.stopAll(d)
 	}
 	m.stop(uid)
+	// A server of a previous life of the service left there (a create
+	// that its death cut short) must not hold the port or the files.
+	endLeftovers(m.ctx, m.cfg.Logger, m.Dir(uid), m.cfg.RedisServer, true, nil)
 	if err := os.RemoveAll(m.Dir(uid)); err != nil {
 		return fmt.Errorf("remove files of database %d: %w", uid, err)
 	}
@@ -918,6 +951,7 @@ func (m *Manager) RemoveLeftovers(keep map[int]bool, next int) ([]int, error) {
 		if err != nil || !e.IsDir() || uid <= 0 || uid >= next || keep[uid] {
 			continue
 		}
+		endLeftovers(m.ctx, m.cfg.Logger, m.Dir(uid), m.cfg.RedisServer, true, nil)
 		if err := os.RemoveAll(m.Dir(uid)); err != nil {
 			return removed, fmt.Errorf("remove the files of deleted database %d: %w", uid, err)
 		}
@@ -1083,6 +1117,22 @@ func removeOtherClientCAs(dir, name string) {
 		for _, f := range old {
 			if filepath.Base(f) != name {
 				_ = os.Remove(f)
+			}
+		}
+	}
+}
+
+// removeWriteLeftovers removes the temporary files of writeFileWhole that
+// a kill -9 of the service during a write left in the directory of process
+// key. Called under the key's files lock, before its process starts: no
+// write of them is under way.
+func (m *Manager) removeWriteLeftovers(key int) {
+	dir := m.Dir(key)
+	for _, pattern := range []string{".redis.conf.*", ".clients-*.pem.*"} {
+		left, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, p := range left {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				m.cfg.Logger.Warn("remove a temporary file that a write cut short left", "path", p, "err", err)
 			}
 		}
 	}

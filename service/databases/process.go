@@ -54,6 +54,9 @@ type process struct {
 	lastErr string
 	waiting string // why the next child waits to start (its port is taken)
 	lastPID int    // the pid of the last child started, whose log lines say why it ended
+	// outFrom is where the last child's output starts in stdout.log: what
+	// it said before it opened its log (its configuration unreadable).
+	outFrom int64
 	health  health // what the watcher saw of the current child
 	// applyErr says why the latest settings are not applied yet, while
 	// reapplying retries them in the background (Manager.reapplyLater).
@@ -105,7 +108,14 @@ func (p *process) supervise(ctx context.Context) {
 		}
 		served := time.Since(began) > 10*time.Second
 		cause := fmt.Sprint(err)
-		if why := exitCause(filepath.Join(p.dir, "redis.log"), p.lastPID); why != "" {
+		why := exitCause(filepath.Join(p.dir, "redis.log"), p.lastPID)
+		if why == "" {
+			p.mu.Lock()
+			from := p.outFrom
+			p.mu.Unlock()
+			why = outputCause(filepath.Join(p.dir, "stdout.log"), from)
+		}
+		if why != "" {
 			cause += ": " + why
 		}
 		p.mu.Lock()
@@ -139,6 +149,11 @@ func (p *process) runOnce(ctx context.Context) error {
 	p.fresh = false
 	p.mu.Unlock()
 	if !fresh {
+		endLeftovers(ctx, p.log, p.dir, p.binary, false, func() {
+			p.mu.Lock()
+			p.waiting = "a redis-server of the service's previous life still runs in its directory, holding its port: ending it"
+			p.mu.Unlock()
+		})
 		err := waitPortFree(ctx, p.addr, 30*time.Second, func() {
 			p.mu.Lock()
 			p.waiting = fmt.Sprintf("port %s is taken by another process: waiting for it to be free (a redis-server of the service's previous life shutting down, or another program)", p.addr)
@@ -151,6 +166,11 @@ func (p *process) runOnce(ctx context.Context) error {
 			return err
 		}
 	}
+	// Until a child starts, no log lines are its: a start that fails (the
+	// binary gone) must not be explained by the previous child's.
+	p.mu.Lock()
+	p.lastPID = 0
+	p.mu.Unlock()
 	cmd := exec.Command(p.binary, p.confPath)
 	cmd.Dir = p.dir
 	// SIGTERM, not SIGKILL: redis-server then writes out its AOF buffer,
@@ -161,6 +181,11 @@ func (p *process) runOnce(ctx context.Context) error {
 		return fmt.Errorf("open stdout log: %w", err)
 	}
 	defer out.Close()
+	if st, err := out.Stat(); err == nil {
+		p.mu.Lock()
+		p.outFrom = st.Size()
+		p.mu.Unlock()
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.binary, err)
@@ -269,6 +294,38 @@ func exitCause(logPath string, pid int) string {
 		warnings = warnings[len(warnings)-2:]
 	}
 	out := strings.Join(warnings, "; ")
+	if len(out) > 400 {
+		out = out[:400] + "..."
+	}
+	return out
+}
+
+// outputCause is the end of what a redis-server wrote to its standard
+// output and error (path) from offset on: a server that cannot read its
+// configuration says why there, before it opens its log. Lines quoting a
+// configuration line (">>> '...'") are left out: they may hold a secret.
+func outputCause(path string, offset int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const tail = 16 << 10
+	if st, err := f.Stat(); err == nil && st.Size()-offset > tail {
+		offset = st.Size() - tail
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, tail))
+	var lines []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		line, _, _ = strings.Cut(line, ">>>")
+		if line = strings.TrimSpace(line); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	out := strings.Join(lines[max(0, len(lines)-3):], " | ")
 	if len(out) > 400 {
 		out = out[:400] + "..."
 	}

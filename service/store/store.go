@@ -8,6 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -19,6 +22,7 @@ var (
 	bucketDatabases = []byte("databases")
 	bucketMeta      = []byte("meta")
 	keyNextUID      = []byte("next_uid")
+	keyNextPort     = []byte("next_port")
 )
 
 // ErrNotFound is returned for an unknown uid.
@@ -125,13 +129,30 @@ func (d *Database) IsReplica() bool { return len(d.ReplicaSources) > 0 }
 type Store struct{ db *bolt.DB }
 
 // Open opens (or creates) the state file at path, mode 0600: it holds secrets.
-func Open(path string) (*Store, error) {
+// A damaged file is an error that says so, and is left as it is: every
+// record is read once here, so that damage shows now rather than as a
+// failure (or a panic of bbolt) in the middle of a request.
+func Open(path string) (s *Store, err error) {
+	// bbolt panics on some damaged pages (its freelist, a branch).
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, damaged(path, fmt.Errorf("%v", r))
+		}
+	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open state file %s: it is locked: another redis-replicad serves this data directory (%w)", path, err)
 	}
+	if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) || errors.Is(err, bolterrors.ErrVersionMismatch) ||
+		err != nil && strings.Contains(err.Error(), "file size too small") {
+		return nil, damaged(path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
+	if err := readAll(db, path); err != nil {
+		db.Close()
+		return nil, damaged(path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketDatabases, bucketMeta} {
@@ -146,6 +167,44 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("initialise state file %s: %w", path, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// damaged is the error of a state file that cannot be read.
+func damaged(path string, err error) error {
+	return fmt.Errorf("state file %s is damaged (%w): the service does not start on it, and left it as it is; restore it from a backup", path, err)
+}
+
+// readAll reads every record of the file at path once (see Open).
+func readAll(db *bolt.DB, path string) (err error) {
+	// A page past the end of a file cut short is a fault of the memory
+	// map, which would end the process: a panic, caught here, instead.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return db.View(func(tx *bolt.Tx) error {
+		st, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if tx.Size() > st.Size() {
+			return fmt.Errorf("cut short: its pages take %d bytes, the file has %d", tx.Size(), st.Size())
+		}
+		if b := tx.Bucket(bucketMeta); b != nil {
+			for _, k := range [][]byte{keyNextUID, keyNextPort} {
+				if v := b.Get(k); v != nil && len(v) != 8 {
+					return fmt.Errorf("meta %s holds %d bytes, not 8", k, len(v))
+				}
+			}
+		}
+		if tx.Bucket(bucketDatabases) == nil {
+			return nil
+		}
+		_, err = listTx(tx)
+		return err
+	})
 }
 
 // Close closes the file.
@@ -197,6 +256,28 @@ func (s *Store) NextUID() (int, error) {
 		return nil
 	})
 	return next, err
+}
+
+// NextPort is where the controller's search for a free port starts (see
+// SetNextPort); 0 when none was recorded.
+func (s *Store) NextPort() (int, error) {
+	next := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyNextPort); v != nil {
+			next = int(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return next, err
+}
+
+// SetNextPort records where the search for a free port starts: after the
+// last port given, so that the ports of a deleted database are not given
+// again, after a restart either, before the range has been gone through.
+func (s *Store) SetNextPort(port int) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyNextPort, uidKey(port))
+	})
 }
 
 // Create stores a new database under a fresh uid, after check has approved

@@ -1,8 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -86,4 +91,58 @@ func TestASecondOpenSaysTheFileIsLocked(t *testing.T) {
 	_, err = Open(path)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "another redis-replicad serves this data directory")
+}
+
+// A damaged state file (cut short, or pages overwritten) is an error at
+// Open that says so and what to do, and the file is left as it is: bbolt
+// panicked on most of these, and the service died with a stack trace.
+func TestADamagedStateFileIsAClearErrorAndLeftAsItIs(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.db")
+	s, err := Open(path)
+	require.NoError(t, err)
+	for n := range 60 {
+		// Records of a few kB, as with client certificates: the file
+		// takes many pages.
+		_, err := s.Create(Database{Name: fmt.Sprint("db", n), ClientCertificates: []string{strings.Repeat("c", 3000)}},
+			func(*Database, []Database) error { return nil })
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close())
+	whole, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	overwrite := func(from int, b byte) []byte {
+		out := slices.Clone(whole)
+		for i := from; i < len(out); i++ {
+			out[i] = b
+		}
+		return out
+	}
+	cases := map[string][]byte{
+		"cut after its meta pages": whole[:8192],
+		"cut in the middle":        whole[:len(whole)/2],
+		"cut in its first page":    whole[:100],
+		"data pages overwritten":   overwrite(8192, 0xab),
+		"data pages zeroed":        overwrite(8192, 0),
+		"not a state file":         []byte("these are not the pages of a state file\n"),
+	}
+	for name, content := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "state.db")
+			require.NoError(t, os.WriteFile(p, content, 0o600))
+			s, err := Open(p)
+			if s != nil {
+				s.Close()
+			}
+			require.Error(t, err)
+			t.Log(err)
+			assert.Contains(t, err.Error(), p)
+			assert.Contains(t, err.Error(), "is damaged")
+			assert.Contains(t, err.Error(), "restore it from a backup")
+			after, rerr := os.ReadFile(p)
+			require.NoError(t, rerr)
+			assert.True(t, bytes.Equal(content, after), "the damaged file is left as it is")
+		})
+	}
 }
