@@ -34,18 +34,42 @@ func (m *Manager) ProbeCompression(ctx context.Context, src api.ReplicaSource) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", u.Addr())
+	v, err := askSourceOnce(ctx, u, tlsCfg, replcompress.Request(max(src.Compression, replcompress.MinLevel), false)...)
 	if err != nil {
 		return err
 	}
+	if v.IsError() {
+		if replcompress.Refused(string(v.Str)) {
+			return ErrCannotCompress
+		}
+		return fmt.Errorf("the source answered: %s", v.Str)
+	}
+	return nil
+}
+
+// errAuthRefused: the source refused askSourceOnce's login.
+var errAuthRefused = errors.New("authentication failed")
+
+// askSourceOnce logs in to the source at u on a connection of its own,
+// sends cmd and returns the reply, then hangs up; ctx bounds it all (its
+// end closes the connection at once). A refused login is errAuthRefused;
+// an error reply to cmd is returned as a value, for the caller to read.
+func askSourceOnce(ctx context.Context, u redisurl.Source, tlsCfg *tls.Config, cmd ...string) (resp.Value, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", u.Addr())
+	if err != nil {
+		return resp.Value{}, err
+	}
 	defer conn.Close()
-	deadline, _ := ctx.Deadline()
-	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
 	if tlsCfg != nil {
 		tc := tls.Client(conn, tlsCfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return err
+			return resp.Value{}, err
 		}
 		conn = tc
 	}
@@ -57,29 +81,19 @@ func (m *Manager) ProbeCompression(ctx context.Context, src api.ReplicaSource) e
 			buf = resp.AppendCommandStrings(buf, "AUTH", u.Password)
 		}
 	}
-	buf = resp.AppendCommandStrings(buf, replcompress.Request(max(src.Compression, replcompress.MinLevel), false)...)
+	buf = resp.AppendCommandStrings(buf, cmd...)
 	if _, err := conn.Write(buf); err != nil {
-		return err
+		return resp.Value{}, err
 	}
 	rd := resp.NewReader(bufio.NewReader(conn))
 	if u.Password != "" {
 		v, err := rd.ReadValue()
 		if err != nil {
-			return err
+			return resp.Value{}, err
 		}
 		if v.IsError() {
-			return fmt.Errorf("authentication failed")
+			return resp.Value{}, errAuthRefused
 		}
 	}
-	v, err := rd.ReadValue()
-	if err != nil {
-		return err
-	}
-	if v.IsError() {
-		if replcompress.Refused(string(v.Str)) {
-			return ErrCannotCompress
-		}
-		return fmt.Errorf("the source answered: %s", v.Str)
-	}
-	return nil
+	return rd.ReadValue()
 }

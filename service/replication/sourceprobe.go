@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
-	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
 // A question to the source on a second connection (INFO replication)
@@ -94,48 +92,11 @@ func askSource(ctx context.Context, u redisurl.Source, tlsCfg *tls.Config) (refu
 			err = fmt.Errorf("%w: %w", errUnanswered, err)
 		}
 	}()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", u.Addr())
-	if err != nil {
-		return false, err
+	v, err := askSourceOnce(ctx, u, tlsCfg, "INFO", "replication")
+	if errors.Is(err, errAuthRefused) {
+		// The session's own AUTH says so in its status.
+		return true, err
 	}
-	defer conn.Close()
-	// The session's end closes it at once: its watchdog waits for this.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	deadline, _ := ctx.Deadline()
-	conn.SetDeadline(deadline)
-	if tlsCfg != nil {
-		tc := tls.Client(conn, tlsCfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return false, err
-		}
-		conn = tc
-	}
-	var buf []byte
-	if u.Password != "" {
-		if u.Username != "" {
-			buf = resp.AppendCommandStrings(buf, "AUTH", u.Username, u.Password)
-		} else {
-			buf = resp.AppendCommandStrings(buf, "AUTH", u.Password)
-		}
-	}
-	buf = resp.AppendCommandStrings(buf, "INFO", "replication")
-	if _, err := conn.Write(buf); err != nil {
-		return false, err
-	}
-	rd := resp.NewReader(bufio.NewReader(conn))
-	if u.Password != "" {
-		v, err := rd.ReadValue()
-		if err != nil {
-			return false, err
-		}
-		if v.IsError() {
-			// The session's own AUTH says so in its status.
-			return true, errors.New("authentication failed")
-		}
-	}
-	v, err := rd.ReadValue()
 	if err != nil {
 		return false, err
 	}
