@@ -127,7 +127,7 @@ func (d *destination) start(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
 	d.cancel, d.done = cancel, make(chan struct{})
 	d.linkFatal = make(chan error, 1)
-	if acc := d.m.cfg.Destinations.Access(d.db); !acc.clustered() {
+	if acc := d.m.cfg.Destinations.Access(d.db); !acc.clustered() && !d.m.cfg.NoMasterLink {
 		l, err := newMasterLink(d.db.UID, acc, d.log, d.m.cfg.LinkReplTimeout, d.linkFailed)
 		if err != nil {
 			d.log.Error("the destination expires keys by itself: no master link", "destination", d.db.UID, "err", err)
