@@ -428,6 +428,16 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			ckc.Close()
 			return fmt.Errorf("destination %d: %w", d.db.UID, err)
 		}
+		if d.link == nil {
+			// No master link could be made: the destination, a read-only
+			// replica until one attaches it, would refuse the round's
+			// flush and every write (READONLY). It takes the sources as a
+			// primary (see syncer.session).
+			if err := ckc.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+				ckc.Close()
+				return fmt.Errorf("make destination %d a primary (it has no master link): %w", d.db.UID, err)
+			}
+		}
 		var gen string
 		if gen, cps, err = readCheckpoints(ctx, ckc); err != nil {
 			ckc.Close()
