@@ -1,6 +1,7 @@
 package replication_test
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -57,6 +58,15 @@ func TestNoMasterLinkReplicaOnlyForms(t *testing.T) {
 	require.NoError(t, sc.Do(ctx, "EXPIRE", "gone", -1).Err())
 	require.NoError(t, sc.Set(ctx, "done", "1", 0).Err())
 
+	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
+
+	// Restarted, the destination is configured a read-only replica
+	// again: the sync makes it a primary anew and goes on.
+	killDestination(t, i, dst.UID)
+	for n := range 50 {
+		require.NoError(t, sc.Do(ctx, "XADD", "events", "MAXLEN", "~", 10, "LIMIT", 8, "*", "n", n).Err())
+		require.NoError(t, sc.Set(ctx, "after:"+strconv.Itoa(n), n, 0).Err())
+	}
 	eventuallyEqual(t, time.Minute, destClient(t, dst, 0), sc)
 	db := a.get(dst.UID)
 	require.Len(t, db.ReplicaSources, 1)
