@@ -72,7 +72,9 @@ type Config struct {
 	FileLoadRawLimit int
 	// NoLinkLoad, NoMergedLoad, MergeReadyTimeout, LinkReplTimeout: see
 	// replication.Config.
-	NoLinkLoad, NoMergedLoad           bool
+	NoLinkLoad, NoMergedLoad bool
+	// NoMasterLink: see replication.Config. For tests.
+	NoMasterLink                       bool
 	MergeReadyTimeout, LinkReplTimeout time.Duration
 	// ViewerUser and ViewerPassword, when set, are a read-only user of the
 	// API, the console and /metrics.
@@ -243,7 +245,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
-		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad, NoMergedLoad: cfg.NoMergedLoad, MergeReadyTimeout: cfg.MergeReadyTimeout, LinkReplTimeout: cfg.LinkReplTimeout, InstanceID: instanceID,
+		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad, NoMasterLink: cfg.NoMasterLink, NoMergedLoad: cfg.NoMergedLoad, MergeReadyTimeout: cfg.MergeReadyTimeout, LinkReplTimeout: cfg.LinkReplTimeout, InstanceID: instanceID,
 		OnStopped: func(failed store.Database, why map[string]string) {
 			a.ctrl.MarkStopped(context.Background(), failed, why)
 		},

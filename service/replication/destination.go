@@ -127,7 +127,7 @@ func (d *destination) start(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
 	d.cancel, d.done = cancel, make(chan struct{})
 	d.linkFatal = make(chan error, 1)
-	if acc := d.m.cfg.Destinations.Access(d.db); !acc.clustered() {
+	if acc := d.m.cfg.Destinations.Access(d.db); !acc.clustered() && !d.m.cfg.NoMasterLink {
 		l, err := newMasterLink(d.db.UID, acc, d.log, d.m.cfg.LinkReplTimeout, d.linkFailed)
 		if err != nil {
 			d.log.Error("the destination expires keys by itself: no master link", "destination", d.db.UID, "err", err)
@@ -427,6 +427,16 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		if err != nil {
 			ckc.Close()
 			return fmt.Errorf("destination %d: %w", d.db.UID, err)
+		}
+		if d.link == nil {
+			// No master link could be made: the destination, a read-only
+			// replica until one attaches it, would refuse the round's
+			// flush and every write (READONLY). It takes the sources as a
+			// primary (see syncer.session).
+			if err := ckc.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+				ckc.Close()
+				return fmt.Errorf("make destination %d a primary (it has no master link): %w", d.db.UID, err)
+			}
 		}
 		var gen string
 		if gen, cps, err = readCheckpoints(ctx, ckc); err != nil {

@@ -56,6 +56,10 @@ type Config struct {
 	// (DEBUG RELOAD), never as a full sync over their master link
 	// (linkload.go). For tests and comparisons.
 	NoLinkLoad bool
+	// NoMasterLink: one-server destinations get no master link, as when
+	// one cannot be made: the stream is written as a client's commands,
+	// to a primary. For tests of that path.
+	NoMasterLink bool
 	// NoMergedLoad: several sources loaded at once go into a second
 	// server with commands (shadow.go), never as one full sync
 	// (mergeload.go). For tests and comparisons.

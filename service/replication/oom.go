@@ -44,10 +44,18 @@ var errDestClientsOOM = errors.New("the destination refused a write out of memor
 type destOOMError struct {
 	msg  string
 	node *Access
+	// used and limit are the data and maxmemory of the server that
+	// refused the write, as classifyOOM read them (limit 0: not read).
+	used, limit int64
 }
 
 func (e *destOOMError) Error() string {
-	return "the destination is out of memory (raise its memory_size): " + e.msg
+	s := "the destination is out of memory (raise its memory_size): " + e.msg
+	if e.limit > 0 {
+		// Redis' own words name no figure: say what takes what.
+		s += fmt.Sprintf("; its data takes %d MiB, its memory_size is %d MiB", e.used>>20, e.limit>>20)
+	}
+	return s
 }
 
 func (e *destOOMError) Unwrap() error { return errFatal }
@@ -125,13 +133,21 @@ func classifyOOM(ctx context.Context, dest Access, oom *destOOMError) error {
 	// each client about once a second: a reader's buffer that just grew
 	// shows in used_memory first. So a reading where the data does not
 	// fit is taken again until it does or a second and a half passed.
+	//
+	// The figures are read even when ctx ended: another source's OOM
+	// ends the round, and this source's error would not name them.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	var m memoryUse
 	var err error
 	for deadline := time.Now().Add(oomRecount); ; {
-		if m, err = readMemory(ctx, c); err == nil && m.dataFits() {
+		if m, err = readMemory(rctx, c); err == nil && m.dataFits() {
 			break
 		}
-		if time.Now().After(deadline) {
+		if err == nil {
+			oom.used, oom.limit = m.data(), m.limit
+		}
+		if time.Now().After(deadline) || rctx.Err() != nil {
 			return oom
 		}
 		select {

@@ -67,17 +67,18 @@ type randomWorkload struct {
 	// keyspaceWide allows SWAPDB and FLUSHDB (each reloads a destination
 	// of several sources: kept rare).
 	keyspaceWide bool
-	// shortTTLUntil is the latest expiry time (Unix ms) of a short TTL
-	// the workload set: after it, no key of the workload expires soon.
 	// dbZeroOnly keeps the workload in database 0 (a cluster has no
 	// other).
 	dbZeroOnly bool
 	// selfExpiringDest: the destination expires keys by itself (a sharded
 	// one), so no TTL is short.
 	selfExpiringDest bool
-	shortTTLUntil    int64
-	db               int
-	scriptSHA        string
+	// shortTTLUntil is the latest expiry time (Unix ms) of a short TTL
+	// the workload set: after it, no key of the workload expires soon.
+	// Atomic: the test reads it while the workload's writer sets it.
+	shortTTLUntil atomic.Int64
+	db            int
+	scriptSHA     string
 	// steps counts the steps run in the background.
 	steps atomic.Int64
 }
@@ -143,8 +144,19 @@ func (w *randomWorkload) shortTTL() int {
 		// "Sharded destinations expire keys by themselves").
 		return ms + 1000000
 	}
-	w.shortTTLUntil = max(w.shortTTLUntil, time.Now().UnixMilli()+int64(ms)+100)
+	w.noteShortTTL(ms)
 	return ms
+}
+
+// noteShortTTL records a short TTL of ms set now.
+func (w *randomWorkload) noteShortTTL(ms int) {
+	until := time.Now().UnixMilli() + int64(ms) + 100
+	for {
+		cur := w.shortTTLUntil.Load()
+		if cur >= until || w.shortTTLUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
 }
 
 func (w *randomWorkload) streamID() string {
@@ -668,7 +680,7 @@ func settle(t *testing.T, sources []*redis.Client, ws ...*randomWorkload) {
 	t.Helper()
 	var until int64
 	for _, w := range ws {
-		until = max(until, w.shortTTLUntil)
+		until = max(until, w.shortTTLUntil.Load())
 	}
 	redistest.Eventually(t, time.Minute, "the short TTLs have passed", func() error {
 		if now := time.Now().UnixMilli(); now < until {
@@ -984,7 +996,16 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 	wg.Wait()
 	require.NoError(t, errors.Join(errs...), "writes before the load")
 
-	// Phase 2: during the load.
+	// Phase 2: during the load. The TTL set during it is drawn now: the
+	// workload's rng is its writer's alone once that runs.
+	expiring := make([]int, len(works))
+	for n, w := range works {
+		if w.selfExpiringDest {
+			expiring[n] = w.shortTTL()
+		} else {
+			expiring[n] = 50 + w.rng.IntN(2000)
+		}
+	}
 	var stops []func() int
 	for n := range works {
 		stops = append(stops, works[n].background(t, sources[n]))
@@ -1002,7 +1023,10 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		// A TTL removed during the load, and one that expires during it
 		// (or soon after).
 		require.NoError(t, sc.Persist(ctx, works[n].prefix+"bulk-persisted").Err())
-		require.NoError(t, sc.PExpire(ctx, works[n].prefix+"bulk-expiring", time.Duration(works[n].shortTTL())*time.Millisecond).Err())
+		require.NoError(t, sc.PExpire(ctx, works[n].prefix+"bulk-expiring", time.Duration(expiring[n])*time.Millisecond).Err())
+		if !works[n].selfExpiringDest {
+			works[n].noteShortTTL(expiring[n])
+		}
 	}
 	if inst != nil {
 		logDestOnFailure(t, inst, dst.UID)
@@ -1056,7 +1080,11 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		proc.Start(t)
 	case cutLink:
 		for _, p := range proxies {
-			t.Logf("cut %d connections", p.Cut())
+			// The syncer's link goes through it: a cut of none would
+			// leave the fault untested.
+			n := p.Cut()
+			t.Logf("cut %d connections", n)
+			require.Positive(t, n, "the proxy carried the source's replication link")
 		}
 	case pauseResume, stopResume:
 		state, enabled := api.SyncPaused, api.SyncEnabled
@@ -1073,12 +1101,12 @@ func randomRun(t *testing.T, sourceCount int, fault randomFault) {
 		t.Log("destination frozen")
 		// Short TTLs set while it is frozen expire before it goes on.
 		for _, w := range works {
-			w.shortTTLUntil = 0
+			w.shortTTLUntil.Store(0)
 		}
 		waitSteps("writes while the destination is frozen")
 		var until int64
 		for _, w := range works {
-			until = max(until, w.shortTTLUntil)
+			until = max(until, w.shortTTLUntil.Load())
 		}
 		redistest.Eventually(t, time.Minute, "the short TTLs set meanwhile have passed", func() error {
 			if now := time.Now().UnixMilli(); now < until {

@@ -329,6 +329,17 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	defer w.Close()
 	w.restarted = restarted
 	w.onLinkWait, w.onLinkGot = s.linkWait, s.linkGot
+	if s.destLink() == nil && !s.destAccess().clustered() {
+		// No master link could be made: the destination, configured a
+		// read-only replica until one attaches it (of port 0, which
+		// refuses it), would refuse every write (READONLY). It takes the
+		// stream as a primary then, written as a client's commands, and
+		// expires keys by itself. A restart configures it a replica
+		// again: each session says it anew.
+		if err := w.do(ctx, "REPLICAOF", "NO", "ONE"); err != nil {
+			return fmt.Errorf("make destination %s a primary (it has no master link): %w", s.destAccess().Addr, err)
+		}
+	}
 	s.wireSeen = 0
 	stopW := context.AfterFunc(ctx, func() { w.Close() })
 	defer stopW()

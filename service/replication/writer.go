@@ -505,7 +505,11 @@ func (w *destWriter) encodeItems(batch []item) error {
 			if it.mustChange {
 				w.hits = append(w.hits, w.queued)
 			}
-			w.buf = append(w.buf, it.raw...)
+			if w.link == nil {
+				w.buf = append(w.buf, asPrimary(it.raw)...)
+			} else {
+				w.buf = append(w.buf, it.raw...)
+			}
 			w.queued++
 		case kindBadDB:
 			return fatal("the source ran %s with logical database %d; destinations offer databases 0 to %d (%d holds replication checkpoints): the sync stops before applying it", it.raw, it.db, layout.CheckpointDB-1, layout.CheckpointDB)
@@ -636,4 +640,44 @@ func describe(args [][]byte) string {
 		out += " ..."
 	}
 	return out
+}
+
+// asPrimary is a command of the stream in a form that a primary accepts
+// from a client. Over the master link the destination takes the stream as
+// a replica, which accepts what its master propagates; written as a client
+// (no master link), an exact stream trim with LIMIT, as a source
+// propagates an approximate one, is a syntax error there and stopped the
+// sync (see withoutExactTrimLimit).
+func asPrimary(raw []byte) []byte {
+	name := commandName(raw)
+	if !equalFold(name, "XADD") && !equalFold(name, "XTRIM") {
+		return raw
+	}
+	args, _, err := resp.NewReader(bufio.NewReader(bytes.NewReader(raw))).ReadCommand()
+	if err != nil {
+		return raw
+	}
+	if trimmed, ok := withoutExactTrimLimit(args); ok {
+		return resp.AppendCommand(nil, trimmed...)
+	}
+	return raw
+}
+
+// commandName is the first argument of an encoded command (nil: not one).
+func commandName(raw []byte) []byte {
+	// *<count>\r\n$<len>\r\n<name>\r\n
+	i := bytes.Index(raw, []byte("\r\n$"))
+	if len(raw) == 0 || raw[0] != '*' || i < 0 {
+		return nil
+	}
+	rest := raw[i+3:]
+	j := bytes.Index(rest, []byte("\r\n"))
+	if j < 0 {
+		return nil
+	}
+	n, err := strconv.Atoi(string(rest[:j]))
+	if err != nil || n < 0 || j+2+n > len(rest) {
+		return nil
+	}
+	return rest[j+2 : j+2+n]
 }
