@@ -259,7 +259,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 							Computed:            true,
 						},
 						"lag": schema.Int64Attribute{
-							MarkdownDescription: "How long, in milliseconds, the oldest write received from the source has waited to be applied.",
+							MarkdownDescription: "How long, in milliseconds, the oldest write received from the source has waited to be applied. While the source is not `in-sync` (its link down, the source silent, a load under way, the sync paused or stopped), at least how long since it last was, or, never yet, since it was configured or the service started: the destination misses what the source did since.",
 							Computed:            true,
 						},
 						"last_error": schema.StringAttribute{
