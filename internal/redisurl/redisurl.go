@@ -105,6 +105,12 @@ func Parse(raw string) (Source, error) {
 	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
 		return fail("the host is not a name or an IP address")
 	}
+	if net.ParseIP(host) == nil && !isHostName(host) {
+		// A percent-encoded host decodes to any bytes: not valid UTF-8,
+		// quotes, angle brackets. No resolver finds such a name, and the
+		// address goes into metrics' labels, logs and the console.
+		return fail("the host is not a name (letters, digits, '-', '_' and '.') or an IP address")
+	}
 	if len(host) > 253 {
 		return fail("the host name is longer than 253 characters, which DNS allows")
 	}
@@ -131,6 +137,19 @@ func Parse(raw string) (Source, error) {
 		return fail("the password may not contain line breaks")
 	}
 	return s, nil
+}
+
+// isHostName reports whether host is spelled as a DNS name: ASCII letters,
+// digits, '-', '_' and '.', what Go's resolver looks up.
+func isHostName(host string) bool {
+	for _, c := range []byte(host) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Redact returns raw with any password replaced, also when raw does not

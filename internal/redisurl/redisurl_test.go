@@ -44,6 +44,8 @@ func TestParseRejects(t *testing.T) {
 		"", " redis://h:1", "http://h:1", "redis://h", "redis://:pw@h", "redis://h:0", "redis://h:70000",
 		"redis://h:1/0", "redis://h:1?db=2", "redis://:topsecret@h:1#x", "redis:///", "not a url at all",
 		"redis://u:pa%0Ass@h:1", "redis://" + strings.Repeat("h", 254) + ":1",
+		// Hosts no resolver looks up, whose bytes would reach labels and logs.
+		"redis://a%FF:1", "redis://h%C3%A9:1", `redis://<b>"x':1`, "redis://a$b:1", "redis://:topsecret@a%FF:1",
 	} {
 		_, err := Parse(in)
 		if err == nil {
