@@ -27,10 +27,24 @@ func main() {
 		sysmon.KeepAwake()
 	}
 	if err := run(os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "redis-replicad:", err)
+		if !errors.Is(err, errLogged) {
+			fmt.Fprintln(os.Stderr, "redis-replicad:", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// errLogged wraps an error that run has written to the service's log
+// already, in its format: a plain line after it would be the one line of
+// a JSON log that does not parse, and the one that says why the service
+// ended.
+var errLogged = errors.New("logged")
+
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string        { return e.err.Error() }
+func (e loggedError) Is(target error) bool { return target == errLogged }
+func (e loggedError) Unwrap() error        { return e.err }
 
 // topUsage is the help of the command itself.
 const topUsage = `usage: redis-replicad <command> [flags]
@@ -73,13 +87,18 @@ func run(args []string, stderr io.Writer) error {
 	defer stop()
 	a, err := app.Start(ctx, cfg)
 	if err != nil {
-		return err
+		cfg.Logger.Error("cannot start", "err", err)
+		return loggedError{err}
 	}
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return a.Stop(shutdownCtx)
+	if err := a.Stop(shutdownCtx); err != nil {
+		cfg.Logger.Error("stop", "err", err)
+		return loggedError{err}
+	}
+	return nil
 }
 
 // parseServe reads the flags of "serve"; each flag can also be given as the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -144,4 +145,26 @@ func TestCommandHelpAndUnknownCommand(t *testing.T) {
 	assert.Contains(t, err.Error(), `"srve"`)
 	assert.Contains(t, err.Error(), "serve")
 	require.Error(t, run(nil, &bytes.Buffer{}))
+}
+
+// A service that cannot start says why in its log's format: with
+// --log-format json, a plain "redis-replicad: ..." line was the one line a
+// log collector could not parse, and the one that mattered.
+func TestStartErrorIsALogLineOfTheChosenFormat(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notDir, []byte("x"), 0o600))
+	var out bytes.Buffer
+	err := run([]string{"serve", "--data-dir", notDir, "--log-format", "json", "--listen", "127.0.0.1:0"}, &out)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, errLogged, "main prints nothing more: the error is in the log")
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.NotEmpty(t, lines)
+	for _, l := range lines {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m), "every line is JSON: %s", l)
+	}
+	var last map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &last))
+	assert.Equal(t, "ERROR", last["level"])
+	assert.Contains(t, last["err"], notDir, "the line says why")
 }
