@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 )
 
 // Slots is the number of hash slots of a Redis Cluster.
@@ -197,6 +198,13 @@ func Discover(ctx context.Context, c *redis.Client, tls bool) (Topology, error) 
 			}
 			if host == "" || port <= 0 {
 				continue // a node with no address to reach yet
+			}
+			if !redisurl.ValidHost(host) || (n.Role != RoleMaster && n.Role != RoleReplica) {
+				// What the source says goes into metric labels (which
+				// panic on bytes that are not UTF-8), logs and the
+				// status: a host that is no name, or a role Redis does
+				// not have, is no node to replicate from.
+				continue
 			}
 			sh.Nodes = append(sh.Nodes, Node{ID: n.ID, Addr: net.JoinHostPort(host, strconv.FormatInt(port, 10)),
 				Role: n.Role, Health: n.Health, Offset: n.ReplicationOffset})

@@ -105,7 +105,7 @@ func Parse(raw string) (Source, error) {
 	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
 		return fail("the host is not a name or an IP address")
 	}
-	if net.ParseIP(host) == nil && !isHostName(host) {
+	if !ValidHost(host) {
 		// A percent-encoded host decodes to any bytes: not valid UTF-8,
 		// quotes, angle brackets. No resolver finds such a name, and the
 		// address goes into metrics' labels, logs and the console.
@@ -139,8 +139,12 @@ func Parse(raw string) (Source, error) {
 	return s, nil
 }
 
-// isHostName reports whether host is spelled as a DNS name: ASCII letters,
-// digits, '-', '_' and '.', what Go's resolver looks up.
+// ValidHost reports whether host is an IP address or spelled as a DNS
+// name: ASCII letters, digits, '-', '_' and '.', what Go's resolver looks up.
+func ValidHost(host string) bool {
+	return net.ParseIP(host) != nil || isHostName(host)
+}
+
 func isHostName(host string) bool {
 	for _, c := range []byte(host) {
 		switch {
