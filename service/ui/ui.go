@@ -100,8 +100,14 @@ func (c *Console) Files() http.Handler {
 	sub, _ := fs.Sub(static, "static")
 	files := http.StripPrefix("/ui/", http.FileServerFS(sub))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
+		// The page holds the login of the API: no other site may frame it
+		// (clickjacking; X-Frame-Options for browsers without CSP's
+		// frame-ancestors), and no injected <base> or form may send
+		// anything elsewhere.
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
 		if r.URL.Path == "/" {
 			http.ServeFileFS(w, r, sub, "index.html")
 			return

@@ -51,6 +51,24 @@ func TestConsoleHasNoExternalAssets(t *testing.T) {
 	}
 }
 
+// The page asks for the API's password: another site may not frame it
+// (clickjacking), in browsers that know CSP's frame-ancestors or only
+// X-Frame-Options, nor point its links or forms elsewhere.
+func TestConsoleMayNotBeFramed(t *testing.T) {
+	c := &Console{}
+	for _, path := range []string{"/", "/ui/", "/ui/app.js", "/ui/missing"} {
+		rec := httptest.NewRecorder()
+		c.Files().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		csp := rec.Header().Get("Content-Security-Policy")
+		for _, d := range []string{"frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'", "object-src 'none'"} {
+			assert.Contains(t, csp, d, path)
+		}
+		assert.Equal(t, "DENY", rec.Header().Get("X-Frame-Options"), path)
+		assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"), path)
+		assert.Equal(t, "no-referrer", rec.Header().Get("Referrer-Policy"), path)
+	}
+}
+
 // A clustered source is replicated shard by shard, and its syncers count
 // bytes per shard (source "host:port#slots"). The console summed nothing
 // of them (it looked for "host:port" only): compression of such a source
