@@ -280,12 +280,8 @@ func WithoutSecrets(db api.Database) api.Database {
 
 // Quoted data in status messages: the service quotes every key name,
 // member or value it writes into a message Go's way ("..."), cut long
-// ones with "..." after the quote; Redis quotes them in its error replies
-// with single quotes ('...', after a space, a colon or a parenthesis).
-var (
-	goQuoted    = regexp.MustCompile(`"(?:[^"\\]|\\.)*"(?:\.\.\.)?`)
-	redisQuoted = regexp.MustCompile(`(^|[\s(:,=])'[^'\n]*'`)
-)
+// ones with "..." after the quote.
+var goQuoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"(?:\.\.\.)?`)
 
 // RedactData replaces what a status message quotes of the data (key names,
 // members, values, a command's arguments) with "…", keeping the sentence:
@@ -295,11 +291,43 @@ func RedactData(msg string) string {
 		return msg
 	}
 	msg = goQuoted.ReplaceAllLiteralString(msg, `"…"`)
-	// Twice: two quoted words in a row share the space between them.
-	for range 2 {
-		msg = redisQuoted.ReplaceAllString(msg, "${1}'…'")
+	return redactRedisQuoted(msg)
+}
+
+// redactRedisQuoted replaces what Redis quotes in its error replies:
+// single quotes after a space, a colon, a comma, '=' or a parenthesis.
+// Redis does not escape a quote inside ("'customer's ledger'" is one key):
+// the data ends at a quote followed by a space, punctuation or the end of
+// the line, else at the line's last quote.
+func redactRedisQuoted(msg string) string {
+	var b strings.Builder
+	for i := 0; i < len(msg); i++ {
+		if msg[i] != '\'' || (i > 0 && !strings.ContainsRune(" \t(:,=", rune(msg[i-1]))) {
+			b.WriteByte(msg[i])
+			continue
+		}
+		end, last := -1, -1
+		for j := i + 1; j < len(msg) && msg[j] != '\n'; j++ {
+			if msg[j] != '\'' {
+				continue
+			}
+			last = j
+			if j+1 == len(msg) || strings.ContainsRune(" \t\n),.:;", rune(msg[j+1])) {
+				end = j
+				break
+			}
+		}
+		if end < 0 {
+			end = last
+		}
+		if end < 0 {
+			b.WriteByte(msg[i]) // an apostrophe, not a quote
+			continue
+		}
+		b.WriteString("'…'")
+		i = end
 	}
-	return msg
+	return b.String()
 }
 
 // logged logs each request's method, path, status and duration; never bodies,

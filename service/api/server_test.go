@@ -428,3 +428,21 @@ func TestRedactData(t *testing.T) {
 		assert.Equal(t, want, RedactData(in), in)
 	}
 }
+
+// Redis does not escape a quote inside the data it quotes: a key name with
+// an apostrophe ("customer's ledger") was redacted up to its apostrophe,
+// and the viewer read the rest of it.
+func TestRedactDataKeysWithQuotes(t *testing.T) {
+	for in, want := range map[string]string{
+		`NOGROUP No such key 'customer's ledger' or consumer group 'g' in XREADGROUP`: `NOGROUP No such key '…' or consumer group '…' in XREADGROUP`,
+		`ERR unknown command 'FOO', with args beginning with: 'it's' 'o'brien' `:      `ERR unknown command '…', with args beginning with: '…' '…' `,
+		`WRONGTYPE on key 'a'b'c'.`: `WRONGTYPE on key '…'.`,
+		`the source's link is down: the destinations' redis-servers stopped`: `the source's link is down: the destinations' redis-servers stopped`,
+	} {
+		got := RedactData(in)
+		assert.Equal(t, want, got, in)
+		for _, secret := range []string{"ledger", "brien", "b'c"} {
+			assert.NotContains(t, got, secret, in)
+		}
+	}
+}
