@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"runtime"
 	"slices"
 	"strconv"
@@ -93,6 +94,10 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	dbs, err := c.src.Databases(ctx)
 	if err != nil {
+		// The scrape fails (Prometheus's up is 0, its error says this):
+		// a scrape without the databases' series would leave every alert
+		// on them (replicad_database_up == 0 first) silent.
+		ch <- prometheus.NewInvalidMetric(c.dbUp, fmt.Errorf("list the databases: %w", err))
 		return
 	}
 	for _, d := range dbs {

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 	"testing"
@@ -128,4 +129,17 @@ func TestProblemsAndSyncNotesAreGauges(t *testing.T) {
 	require.Contains(t, values, "replicad_replica_source_incomplete/fine")
 	assert.Equal(t, 0.0, values["replicad_replica_source_incomplete/fine"])
 	assert.Equal(t, 1.0, values["replicad_replica_source_incomplete/diskfull"])
+}
+
+// A scrape while the databases cannot be listed fails, with why: it
+// answered with build_info alone, and alerts on the databases' series
+// (replicad_database_up == 0) had nothing to fire on.
+func TestScrapeFailsWhenTheDatabasesCannotBeListed(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewStatusCollector(Source{Version: "v1", Databases: func(context.Context) ([]api.Database, error) {
+		return nil, errors.New("state file: input/output error")
+	}}))
+	_, err := reg.Gather()
+	require.Error(t, err, "the scrape fails")
+	assert.Contains(t, err.Error(), "list the databases: state file: input/output error")
 }
