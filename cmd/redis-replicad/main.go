@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/sysmon"
@@ -166,6 +167,13 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 	}
 	if cfg.AdminPasswordGrace == 0 {
 		cfg.AdminPasswordGrace = -1 // app.Config's zero value is the default
+	}
+	for flagName, user := range map[string]string{"--admin-user": cfg.AdminUser, "--viewer-user": cfg.ViewerUser} {
+		// Basic auth ends the user name at the first colon: such a user
+		// could never log in, to the API, /metrics or the console.
+		if strings.ContainsRune(user, ':') || strings.ContainsFunc(user, unicode.IsControl) {
+			return cfg, lo, fmt.Errorf("%s %q: a user name may not contain ':' or control characters (basic auth ends the user name at the first ':')", flagName, user)
+		}
 	}
 	if err := lo.level.UnmarshalText([]byte(logLevel)); err != nil {
 		return cfg, lo, fmt.Errorf("--log-level: %w", err)

@@ -108,6 +108,10 @@ func TestServeFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--admin-password-grace", "-5m"}, []string{"--admin-password-grace", "negative"}},
 		{[]string{"--log-level", "loud"}, []string{"--log-level"}},
 		{[]string{"stray"}, []string{`"stray"`}},
+		// Basic auth ends the user name at the first colon: nobody could log in.
+		{[]string{"--admin-user", "ops:admin"}, []string{"--admin-user", `"ops:admin"`, "':'"}},
+		{[]string{"--viewer-user", "grafana:ro", "--viewer-password", "pw-123456"}, []string{"--viewer-user", `"grafana:ro"`}},
+		{[]string{"--viewer-user", "graf\nana", "--viewer-password", "pw-123456"}, []string{"--viewer-user", "control"}},
 	} {
 		args := append([]string{"--data-dir", t.TempDir()}, tc.args...)
 		_, _, err := parseServe(args, &bytes.Buffer{})
