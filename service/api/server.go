@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -336,6 +337,23 @@ func (s *server) logged(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		began := time.Now()
+		defer func() {
+			// A panic is a bug: logged at error, with its stack, and
+			// answered 500. net/http would log it through the server's
+			// ErrorLog, which is at debug (TLS handshake noise), unseen.
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.cfg.Logger.Error("api request failed: internal error", "method", r.Method, "path", r.URL.Path,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if !rec.written {
+				writeError(rec, http.StatusInternalServerError, api.CodeInternal, "internal error: the service's log says more")
+			}
+		}()
 		next.ServeHTTP(rec, r)
 		if r.URL.Path == "/healthz" || r.URL.Path == "/metrics" {
 			return
@@ -348,12 +366,27 @@ func (s *server) logged(next http.Handler) http.Handler {
 
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status  int
+	written bool // a header or body was sent
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
+	r.status, r.written = code, true
 	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.written = true
+	return r.ResponseWriter.Write(b)
+}
+
+// Flush lets a handler behind the recorder stream (the metrics'
+// compression writer flushes).
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		r.written = true
+		f.Flush()
+	}
 }
 
 func (s *server) cluster(w http.ResponseWriter, r *http.Request) {

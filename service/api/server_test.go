@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -445,4 +446,34 @@ func TestRedactDataKeysWithQuotes(t *testing.T) {
 			assert.NotContains(t, got, secret, in)
 		}
 	}
+}
+
+type panickingBackend struct{ backend }
+
+func (panickingBackend) ListDatabases(context.Context) ([]api.Database, error) {
+	panic("a bug in listing")
+}
+
+// A handler that panics is a bug the operator must see: net/http logged it
+// through the server's ErrorLog, at debug level (where TLS handshake noise
+// goes), so that a default log said nothing. It is an error line with the
+// stack, and the client gets a 500 in the API's JSON.
+func TestAPanicIsLoggedAsAnError(t *testing.T) {
+	var logs bytes.Buffer
+	h := NewHandler(Config{Username: "admin", Password: "admin-pw", Backend: &panickingBackend{}, Metrics: http.NotFoundHandler(),
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/v1/bdbs", nil)
+	req.SetBasicAuth("admin", "admin-pw")
+	require.NotPanics(t, func() { h.ServeHTTP(rec, req) })
+	assert.Equal(t, http.StatusInternalServerError, rec.Code)
+	var e api.Error
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e), rec.Body.String())
+	assert.Equal(t, api.CodeInternal, e.Code)
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(logs.Bytes(), &line), "one JSON line: %s", logs.String())
+	assert.Equal(t, "ERROR", line["level"])
+	assert.Equal(t, "a bug in listing", line["panic"])
+	assert.Contains(t, line["stack"], "ListDatabases")
+	assert.Equal(t, "/v1/bdbs", line["path"])
 }
