@@ -554,3 +554,47 @@ func TestConsoleForgetsASourceURLOnceItsDialogCloses(t *testing.T) {
 		assert.NotContains(t, input, su.URI, "the viewer's page holds the admin's source URL")
 	}
 }
+
+// The lag samples carry the service's time, and the graph placed them from
+// the browser's clock: a browser minutes behind (or a service minutes
+// ahead) drew every sample past the graph's right edge, an empty graph.
+func TestConsoleLagGraphFollowsTheServicesClock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.Start(t)
+	src := create(t, i, api.CreateDatabaseRequest{Name: "orders", MemorySize: 32 << 20})
+	var su api.SourceURL
+	do(t, i, i.Username, i.Password, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", src.UID), nil, &su)
+	dst := create(t, i, api.CreateDatabaseRequest{Name: "orders_replica", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: su.URI}}})
+	waitSync(t, i, dst.UID, api.SyncEnabled, api.SourceInSync)
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	// The browser's clock is 10 minutes behind the service's.
+	eval[bool](t, bctx, `(() => { const real = Date.now; Date.now = () => real() - 600000; return true; })()`)
+	card := fmt.Sprintf("#db-%d", dst.UID)
+	logIn(t, bctx, i.Username, i.Password, card)
+	redistest.Eventually(t, time.Minute, "the lag graph draws the samples inside it", func() error {
+		xs := eval[[]float64](t, bctx, `(() => {
+			const dot = document.querySelector("`+card+` svg.lag circle");
+			const line = document.querySelector("`+card+` svg.lag polyline");
+			if (!dot || !line) return [];
+			return [parseFloat(dot.getAttribute("cx"))].concat(line.getAttribute("points").split(" ").map((p) => parseFloat(p.split(",")[0])));
+		})()`)
+		if len(xs) == 0 {
+			return fmt.Errorf("no sample drawn yet")
+		}
+		for _, x := range xs {
+			if x < 0 || x > 240 {
+				return fmt.Errorf("a sample drawn at x=%g, outside the graph's 0-240", x)
+			}
+		}
+		return nil
+	})
+}

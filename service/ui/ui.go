@@ -137,6 +137,11 @@ type instance struct {
 	Certificates []certificate `json:"certificates"`
 	SampleEvery  float64       `json:"sample_every_seconds"`
 	Window       float64       `json:"window_seconds"`
+	// Now is the service's time (unix seconds): the page places the lag
+	// samples, which carry the service's time, and counts the days left
+	// of the certificates from it, not from the browser's clock, which
+	// may be minutes off.
+	Now float64 `json:"now"`
 }
 
 type database struct {
@@ -168,7 +173,8 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	out := overview{
 		Instance: instance{Name: c.cfg.Name, Version: c.cfg.Version, Role: "admin", Certificates: c.certs,
-			SampleEvery: c.cfg.SampleEvery.Seconds(), Window: c.cfg.Window.Seconds()},
+			SampleEvery: c.cfg.SampleEvery.Seconds(), Window: c.cfg.Window.Seconds(),
+			Now: float64(time.Now().UnixMilli()) / 1000},
 		Databases: []database{},
 	}
 	if viewer {

@@ -88,15 +88,16 @@ function bar(done, total) {
   return wrap;
 }
 
-// lagGraph draws the samples of the last window as an SVG line.
-function lagGraph(points, windowSeconds) {
+// lagGraph draws the samples of the last window as an SVG line. now is the
+// service's time (unix seconds), which the samples carry: the browser's
+// clock may be minutes off, and drew them off the graph.
+function lagGraph(points, windowSeconds, now) {
   const w = 240, h = 48, pad = 3;
   const svg = document.createElementNS(SVG_NS, "svg");
   svg.setAttribute("class", "lag");
   svg.setAttribute("width", w);
   svg.setAttribute("height", h);
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
-  const now = Date.now() / 1000;
   const max = Math.max(1, ...points.map((p) => p[1]));
   const x = (t) => pad + (w - 2 * pad) * (1 - (now - t) / windowSeconds);
   const y = (v) => h - pad - (h - 2 * pad) * (v / max);
@@ -256,7 +257,7 @@ function renderDatabase(db, inst) {
           // What of the source the destination does not reproduce: a
           // source in sync may still miss keys; say it beside its errors.
           s.sync_note ? el("div", { class: "note sync-note" }, s.sync_note) : null),
-        el("td", null, lagGraph(extra.lag, inst.window_seconds)));
+        el("td", null, lagGraph(extra.lag, inst.window_seconds, inst.now)));
     });
     card.append(el("table", { class: "sources" },
       el("thead", null, el("tr", null, ...["Source", "Status", "Lag", "Load", "Compression", "Last error, notes", "Lag, last 15 min"].map((h) => el("th", null, h)))),
@@ -272,7 +273,7 @@ function render(o) {
   $("role").className = "badge " + role;
   $("refreshed").textContent = "updated " + new Date().toLocaleTimeString();
   $("certificates").replaceChildren(...o.instance.certificates.map((c) => {
-    const days = Math.floor((new Date(c.not_after) - Date.now()) / 86400000);
+    const days = Math.floor((new Date(c.not_after) - o.instance.now * 1000) / 86400000);
     return el("tr", null, el("td", null, c.role), el("td", null, c.subject), el("td", { class: "mono" }, c.sha256),
       el("td", { class: days < 30 ? "error" : "" }, `${c.not_after.slice(0, 10)} (${days} days)`));
   }));
