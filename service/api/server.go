@@ -335,6 +335,10 @@ func redactRedisQuoted(msg string) string {
 // which carry passwords.
 func (s *server) logged(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// No answer is to be read as another type than it says: a JSON
+		// error quotes the path it was asked, which a browser sniffing
+		// for HTML might run.
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		began := time.Now()
 		defer func() {

@@ -477,3 +477,18 @@ func TestAPanicIsLoggedAsAnError(t *testing.T) {
 	assert.Contains(t, line["stack"], "ListDatabases")
 	assert.Equal(t, "/v1/bdbs", line["path"])
 }
+
+// Every answer, the API's JSON, its errors (which quote the path asked) and
+// the metrics, tells browsers not to sniff it for another type.
+func TestAnswersAreNotSniffed(t *testing.T) {
+	h := newTestHandler(&backend{})
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/v1/bdbs"}, {"GET", "/v1/nope/<script>alert(1)</script>"}, {"GET", "/metrics"}, {"GET", "/healthz"}, {"POST", "/v1/cluster"},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(c.method, c.path, nil)
+		req.SetBasicAuth("admin", "admin-pw")
+		h.ServeHTTP(rec, req)
+		assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"), "%s %s (%d)", c.method, c.path, rec.Code)
+	}
+}
