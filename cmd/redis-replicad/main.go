@@ -76,6 +76,12 @@ func run(args []string, stderr io.Writer) error {
 		return nil
 	}
 	if err != nil {
+		if logOpts.format == "json" {
+			// JSON was asked for and understood: the one line saying
+			// why the service does not start is JSON too.
+			logOpts.logger(stderr).Error("invalid configuration", "err", err)
+			return loggedError{err}
+		}
 		return err
 	}
 	cfg.Logger = logOpts.logger(stderr)

@@ -171,4 +171,14 @@ func TestStartErrorIsALogLineOfTheChosenFormat(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &last))
 	assert.Equal(t, "ERROR", last["level"])
 	assert.Contains(t, last["err"], notDir, "the line says why")
+
+	// A setting refused before the start, JSON asked for: a JSON line too.
+	out.Reset()
+	err = run([]string{"serve", "--data-dir", t.TempDir(), "--log-format", "json", "--port-range", "9-3"}, &out)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, errLogged)
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(out.Bytes(), &line), "a JSON line: %s", out.String())
+	assert.Equal(t, "ERROR", line["level"])
+	assert.Contains(t, line["err"], "--port-range")
 }
