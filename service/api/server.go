@@ -384,6 +384,9 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	return r.ResponseWriter.Write(b)
 }
 
+// Unwrap gives http.ResponseController the connection's writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 // Flush lets a handler behind the recorder stream (the metrics'
 // compression writer flushes).
 func (r *statusRecorder) Flush() {
