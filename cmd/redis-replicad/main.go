@@ -178,7 +178,8 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 		// Basic auth ends the user name at the first colon: such a user
 		// could never log in, to the API, /metrics or the console.
 		if strings.ContainsRune(user, ':') || strings.ContainsFunc(user, unicode.IsControl) {
-			return cfg, lo, fmt.Errorf("%s %q: a user name may not contain ':' or control characters (basic auth ends the user name at the first ':')", flagName, user)
+			// Not quoted: "user:password" in one flag is a common slip.
+			return cfg, lo, fmt.Errorf("%s: a user name may not contain ':' or control characters (basic auth ends the user name at the first ':')", flagName)
 		}
 	}
 	if err := lo.level.UnmarshalText([]byte(logLevel)); err != nil {
