@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -26,6 +25,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/connlimit"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/atomicfile"
 	apiserver "github.com/replicad/terraform-provider-redis/service/api"
 	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/controller"
@@ -171,11 +171,11 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	if cfg.AdminPassword == "" {
-		if cfg.AdminPassword, err = loadOrCreateSecret(filepath.Join(cfg.DataDir, "admin-password")); err != nil {
+		if cfg.AdminPassword, err = loadOrCreateSecret(filepath.Join(cfg.DataDir, "admin-password"), log); err != nil {
 			return nil, err
 		}
 	}
-	ca, err := certs.LoadOrCreateCA(cfg.DataDir, "redis-replicad "+cfg.Name+" CA")
+	ca, err := certs.OpenCA(cfg.DataDir, "redis-replicad "+cfg.Name+" CA", []string{"api", "proxy", "node"}, log)
 	if err != nil {
 		return nil, fmt.Errorf("load or create the instance CA: %w", err)
 	}
@@ -210,7 +210,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 
 	// The instance's name in the lineages that find replication cycles
 	// across instances (see package replication): random once, kept.
-	instanceID, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, "instance-id"))
+	instanceID, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, "instance-id"), log)
 	if err != nil {
 		return nil, err
 	}
@@ -452,61 +452,35 @@ func apiCertificate(cfg Config, ca *certs.CA) (tls.Certificate, error) {
 	if h, _, _ := net.SplitHostPort(cfg.Listen); h != "" && !slices.Contains(hosts, h) {
 		hosts = append(hosts, h)
 	}
+	// LoadOrIssue issues it again when a start with another --listen or
+	// --advertise-host issued it: nobody pins the API's certificate (they
+	// trust the CA).
 	certPEM, keyPEM, err := ca.LoadOrIssue(cfg.DataDir, "api", hosts, false)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if !coversHosts(certPEM, hosts) {
-		// Issued by a start with another --listen or --advertise-host:
-		// clients would not verify it. Nobody pins the API's certificate
-		// (they trust the CA), so it is issued again.
-		for _, f := range []string{"api.pem", "api-key.pem"} {
-			_ = os.Remove(filepath.Join(cfg.DataDir, f))
-		}
-		if certPEM, keyPEM, err = ca.LoadOrIssue(cfg.DataDir, "api", hosts, false); err != nil {
-			return tls.Certificate{}, err
-		}
-	}
 	return tls.X509KeyPair(certPEM, keyPEM)
 }
 
-// coversHosts says whether the certificate in certPEM is valid for every
-// host (names and addresses; unspecified addresses such as 0.0.0.0 aside).
-func coversHosts(certPEM []byte, hosts []string) bool {
-	block, _ := pem.Decode(certPEM)
-	if block == nil {
-		return false
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return false
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
-			continue
-		}
-		if cert.VerifyHostname(h) != nil {
-			return false
-		}
-	}
-	return true
-}
-
 // loadOrCreateSecret reads a secret file, writing a new random secret (mode
-// 0600) the first time.
-func loadOrCreateSecret(path string) (string, error) {
+// 0600) the first time. An empty file is what an earlier version's write,
+// cut short by a crash of the first start, left: nobody can have read a
+// secret from it, so a new one is made (and said).
+func loadOrCreateSecret(path string, log *slog.Logger) (string, error) {
+	atomicfile.RemoveLeftovers(path)
 	if b, err := os.ReadFile(path); err == nil {
 		if s := strings.TrimSpace(string(b)); s != "" {
 			return s, nil
 		}
+		log.Warn("a secret file is empty (an earlier start died while writing it): making a new secret", "path", path)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	buf := make([]byte, 24)
 	_, _ = rand.Read(buf)
 	s := base64.RawURLEncoding.EncodeToString(buf)
-	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
+	if err := atomicfile.Write(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", err
 	}
 	return s, nil
 }
