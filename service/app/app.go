@@ -26,6 +26,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/atomicfile"
+	"github.com/replicad/terraform-provider-redis/internal/dirlock"
 	apiserver "github.com/replicad/terraform-provider-redis/service/api"
 	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/controller"
@@ -92,6 +93,7 @@ type Config struct {
 type App struct {
 	cfg      Config
 	store    *store.Store
+	lock     *dirlock.Lock // of the data directory, released last
 	dbs      *databases.Manager
 	repl     *replication.Manager
 	gw       *gateway.Gateway
@@ -154,16 +156,27 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	// The state file's lock first: a second instance on the data directory
-	// is refused before it writes anything there (secrets, certificates).
+	// The data directory's lock first: a second instance on it is refused
+	// before it writes anything there (secrets, certificates). It locks the
+	// directory itself: the state file's own lock went with the file when
+	// someone deleted it, and let a second instance in.
+	lock, err := dirlock.Acquire(ctx, cfg.DataDir, 5*time.Second)
+	if errors.Is(err, dirlock.ErrHeld) {
+		return nil, fmt.Errorf("data directory %s is locked: another redis-replicad serves this data directory (stop it first, or give this one another --data-dir)", cfg.DataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock the data directory: %w", err)
+	}
 	st, err := store.Open(filepath.Join(cfg.DataDir, "state.db"))
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
-	owned := false // once the App owns st, its closeParts closes it
+	owned := false // once the App owns st and lock, its closeParts closes them
 	defer func() {
 		if !owned {
 			st.Close()
+			lock.Close()
 		}
 	}()
 	redisServer, err := databases.FindRedisServer(cfg.RedisServer)
@@ -231,7 +244,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{}), started: make(chan struct{}), startupDone: make(chan struct{})}
+	a := &App{cfg: cfg, store: st, lock: lock, caPEM: ca.CertPEM, served: make(chan struct{}), started: make(chan struct{}), startupDone: make(chan struct{})}
 	owned = true
 	a.dbs, err = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log,
 		AdvertiseHost: cfg.AdvertiseHost,
@@ -241,6 +254,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 			NodeCertFile: filepath.Join(cfg.DataDir, "node.pem"), NodeKeyFile: filepath.Join(cfg.DataDir, "node-key.pem")}})
 	if err != nil {
 		st.Close()
+		lock.Close()
 		return nil, err
 	}
 	a.gw = gateway.New(log, reg)
@@ -376,6 +390,7 @@ func (a *App) closeParts() {
 	a.gw.Close()
 	a.dbs.Close()
 	a.store.Close()
+	a.lock.Close()
 }
 
 func defaults(cfg *Config) error {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -155,4 +156,24 @@ func TestEmptyFilesOfAnInterruptedFirstStart(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "ca-key.pem")
 	assert.Contains(t, err.Error(), "empty")
+}
+
+// Deleting the state file under a running instance does not let a second
+// instance start on its data directory: the lock was the state file's,
+// and went with it.
+func TestDeletedStateFileDoesNotLetASecondInstanceIn(t *testing.T) {
+	i := servicetest.Start(t)
+	require.NoError(t, os.Remove(filepath.Join(i.DataDir, "state.db")))
+	before := topFiles(t, i.DataDir)
+	_, err := startOn(t, app.Config{DataDir: i.DataDir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "another redis-replicad serves this data directory")
+	assert.Equal(t, before, topFiles(t, i.DataDir), "the refused instance changed the data directory")
+	_, err = os.Stat(filepath.Join(i.DataDir, "state.db"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "the refused instance made no state file")
+
+	// The first instance's stop releases the directory.
+	i.Stop(t)
+	_, err = startOn(t, app.Config{DataDir: i.DataDir})
+	require.NoError(t, err)
 }
