@@ -87,6 +87,12 @@ type Database struct {
 	// started it: a record still creating when the service starts belongs
 	// to a request that never answered (the service died), and goes.
 	Creating bool `json:"creating,omitempty"`
+	// Deleting is set by a DELETE before it stops the database and removes
+	// its files, and the record goes once they are gone: a delete that
+	// could not remove them (or that the service's death cut short) is
+	// finished by the next DELETE or start, rather than leaving files and
+	// ports that no record accounts for.
+	Deleting bool `json:"deleting,omitempty"`
 }
 
 // Node is one redis-server of a clustered database.
