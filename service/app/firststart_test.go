@@ -159,8 +159,8 @@ func TestEmptyFilesOfAnInterruptedFirstStart(t *testing.T) {
 }
 
 // Deleting the state file under a running instance does not let a second
-// instance start on its data directory: the lock was the state file's,
-// and went with it.
+// instance start on its data directory (the lock was the state file's, and
+// went with it), and the running one refuses changes it would lose.
 func TestDeletedStateFileDoesNotLetASecondInstanceIn(t *testing.T) {
 	i := servicetest.Start(t)
 	require.NoError(t, os.Remove(filepath.Join(i.DataDir, "state.db")))
@@ -171,6 +171,14 @@ func TestDeletedStateFileDoesNotLetASecondInstanceIn(t *testing.T) {
 	assert.Equal(t, before, topFiles(t, i.DataDir), "the refused instance changed the data directory")
 	_, err = os.Stat(filepath.Join(i.DataDir, "state.db"))
 	assert.ErrorIs(t, err, os.ErrNotExist, "the refused instance made no state file")
+
+	// The running instance refuses changes, which the deleted file would
+	// have lost at its next start although it answered them as done.
+	code, e := call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "lost", MemorySize: 16 << 20}, nil)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, e.Description, "state file was deleted or replaced")
+	code, _ = call(t, i, "GET", "/v1/bdbs", nil, nil)
+	assert.Equal(t, 200, code, "reads still answer")
 
 	// The first instance's stop releases the directory.
 	i.Stop(t)
