@@ -196,7 +196,10 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	proxyPEM, proxyKey, err := ca.LoadOrIssue(cfg.DataDir, "proxy", []string{cfg.AdvertiseHost, "localhost", "127.0.0.1"}, false)
+	// The databases' certificates name every address they are reached at:
+	// the advertised host, the address they listen on, and loopback. A
+	// start where these changed issues them again (same CA, same key).
+	proxyPEM, proxyKey, err := ca.LoadOrIssue(cfg.DataDir, "proxy", databaseHosts(cfg), false)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +210,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	// The nodes of a sharded database with TLS talk to each other (cluster
 	// bus, replica links) as clients with this certificate of the
 	// instance's CA, which every database trusts.
-	if _, _, err := ca.LoadOrIssue(cfg.DataDir, "node", []string{cfg.AdvertiseHost, "localhost", "127.0.0.1"}, true); err != nil {
+	if _, _, err := ca.LoadOrIssue(cfg.DataDir, "node", databaseHosts(cfg), true); err != nil {
 		return nil, err
 	}
 	// The syncer certificate is self-signed: a source pins it as it is,
@@ -453,6 +456,19 @@ func bindHost(listen string) string {
 		return "0.0.0.0"
 	}
 	return host
+}
+
+// databaseHosts are the names and addresses the databases' certificates
+// name: the advertised host, loopback, and the --listen host when it is one
+// address (the databases listen there too).
+func databaseHosts(cfg Config) []string {
+	hosts := []string{cfg.AdvertiseHost, "localhost", "127.0.0.1"}
+	if h := bindHost(cfg.Listen); !slices.Contains(hosts, h) {
+		if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }
 
 func apiCertificate(cfg Config, ca *certs.CA) (tls.Certificate, error) {
