@@ -85,6 +85,14 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = logOpts.logger(stderr)
+	for _, w := range logOpts.warnings {
+		cfg.Logger.Warn(w)
+	}
+	// The redis-server children inherit the environment: a password
+	// given there is no business of theirs.
+	for _, name := range []string{"admin-password", "viewer-password"} {
+		_ = os.Unsetenv(envName(name))
+	}
 	// go-redis prints its own complaints (a pool that cannot dial a
 	// database that is down) with the standard logger: they go through
 	// ours instead, so that every line has the chosen format.
@@ -120,14 +128,17 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9443", "host:port of the HTTPS REST API")
 	fs.StringVar(&cfg.Name, "name", "", "cluster name shown by /v1/cluster (default: the host name)")
 	fs.StringVar(&cfg.AdminUser, "admin-user", "admin", "user name of the REST API")
-	fs.StringVar(&cfg.AdminPassword, "admin-password", "", "password of the REST API (default: generated into <data-dir>/admin-password)")
+	fs.StringVar(&cfg.AdminPassword, "admin-password", "", "password of the REST API (default: generated into <data-dir>/admin-password); on the command line every local user can read it (ps): prefer the environment variable or --admin-password-file")
+	var adminPasswordFile, viewerPasswordFile string
+	fs.StringVar(&adminPasswordFile, "admin-password-file", "", "file whose content (a trailing newline aside) is the password of the REST API, instead of --admin-password")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate of the API (default: issued by the instance's own CA, <data-dir>/ca.pem)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM key of --tls-cert")
 	fs.StringVar(&cfg.RedisServer, "redis-server", "", "path of the redis-server binary (default: found on PATH)")
 	fs.StringVar(&portRange, "port-range", "12000-12999", "FROM-TO: the ports of databases that do not ask for one, and of every replication endpoint (a sharded database's nodes take three each)")
 	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host name that database endpoints and source URLs advertise (default: the listen host, 127.0.0.1 when it listens on every address)")
 	fs.StringVar(&cfg.ViewerUser, "viewer-user", "", "user name of a read-only user of the API, the console and /metrics (default: none)")
-	fs.StringVar(&cfg.ViewerPassword, "viewer-password", "", "password of --viewer-user")
+	fs.StringVar(&cfg.ViewerPassword, "viewer-password", "", "password of --viewer-user; on the command line every local user can read it (ps): prefer the environment variable or --viewer-password-file")
+	fs.StringVar(&viewerPasswordFile, "viewer-password-file", "", "file whose content (a trailing newline aside) is the password of --viewer-user, instead of --viewer-password")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (API requests are logged at debug)")
 	fs.StringVar(&lo.format, "log-format", "text", "text (key=value) or json (one object a line)")
 	fs.DurationVar(&cfg.AdminPasswordGrace, "admin-password-grace", app.DefaultAdminPasswordGrace,
@@ -149,6 +160,29 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, lo, err
+	}
+	// A password on the command line shows in ps and /proc/<pid>/cmdline
+	// to every local user. Said without the value.
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "admin-password" || f.Name == "viewer-password" {
+			lo.warnings = append(lo.warnings, fmt.Sprintf("--%s was given on the command line, where every local user can read it (ps, /proc/<pid>/cmdline): give it with --%s-file or $%s instead", f.Name, f.Name, envName(f.Name)))
+		}
+	})
+	for _, pf := range []struct {
+		flag, file string
+		into       *string
+	}{{"admin-password", adminPasswordFile, &cfg.AdminPassword}, {"viewer-password", viewerPasswordFile, &cfg.ViewerPassword}} {
+		if pf.file == "" {
+			continue
+		}
+		if *pf.into != "" {
+			return cfg, lo, fmt.Errorf("--%s and --%s-file both give the password: keep one", pf.flag, pf.flag)
+		}
+		pw, err := readPasswordFile(pf.file)
+		if err != nil {
+			return cfg, lo, fmt.Errorf("--%s-file: %w", pf.flag, err)
+		}
+		*pf.into = pw
 	}
 	if fs.NArg() > 0 {
 		// A value meant for a flag whose name was mistyped, or a flag
@@ -191,6 +225,23 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 	return cfg, lo, nil
 }
 
+// readPasswordFile reads a password from path: its content without the
+// line end that editors and echo add. The error never quotes the content.
+func readPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read the password: %w", err)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	if strings.ContainsAny(pw, "\r\n") {
+		return "", fmt.Errorf("%s holds more than one line: it must hold the password only", path)
+	}
+	return pw, nil
+}
+
 // checkListen checks --listen before anything is written to the data
 // directory: HOST:PORT, the port a number (0 picks one).
 func checkListen(listen string) error {
@@ -228,6 +279,8 @@ func usage(fs *flag.FlagSet) {
 type logOptions struct {
 	level  slog.Level
 	format string
+	// warnings found while reading the flags, logged once the logger is made.
+	warnings []string
 }
 
 func (o logOptions) logger(w io.Writer) *slog.Logger {

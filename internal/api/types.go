@@ -18,6 +18,10 @@ const (
 	StatusLoading = "loading"
 	StatusActive  = "active" // redis-server answering
 	StatusFailed  = "failed" // redis-server could not be started
+	// StatusDeleting: a DELETE stopped it but could not remove its files
+	// yet (last_error says why); a DELETE again, or the next start of the
+	// service, finishes it.
+	StatusDeleting = "deleting"
 )
 
 // Replica Of sync states (replica_sync).

@@ -28,3 +28,12 @@ func TestAPICertificateNamesTheListenHost(t *testing.T) {
 	assert.NoError(t, cert.Leaf.VerifyHostname("10.1.2.3"))
 	assert.NoError(t, cert.Leaf.VerifyHostname("replicad.example"))
 }
+
+// The databases' certificates name the --listen address too, where the
+// databases listen, but not an address that means every interface.
+func TestDatabaseCertificatesNameTheListenAddress(t *testing.T) {
+	assert.Equal(t, []string{"db.example", "localhost", "127.0.0.1", "10.1.2.3"}, databaseHosts(Config{Listen: "10.1.2.3:9443", AdvertiseHost: "db.example"}))
+	assert.Equal(t, []string{"db.example", "localhost", "127.0.0.1"}, databaseHosts(Config{Listen: "0.0.0.0:9443", AdvertiseHost: "db.example"}))
+	assert.Equal(t, []string{"db.example", "localhost", "127.0.0.1"}, databaseHosts(Config{Listen: ":9443", AdvertiseHost: "db.example"}))
+	assert.Len(t, databaseHosts(Config{Listen: "127.0.0.1:9443", AdvertiseHost: "127.0.0.1"}), 3, "loopback is named already")
+}

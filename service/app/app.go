@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -26,6 +25,8 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/connlimit"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/atomicfile"
+	"github.com/replicad/terraform-provider-redis/internal/dirlock"
 	apiserver "github.com/replicad/terraform-provider-redis/service/api"
 	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/controller"
@@ -92,6 +93,7 @@ type Config struct {
 type App struct {
 	cfg      Config
 	store    *store.Store
+	lock     *dirlock.Lock // of the data directory, released last
 	dbs      *databases.Manager
 	repl     *replication.Manager
 	gw       *gateway.Gateway
@@ -154,16 +156,27 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	// The state file's lock first: a second instance on the data directory
-	// is refused before it writes anything there (secrets, certificates).
+	// The data directory's lock first: a second instance on it is refused
+	// before it writes anything there (secrets, certificates). It locks the
+	// directory itself: the state file's own lock went with the file when
+	// someone deleted it, and let a second instance in.
+	lock, err := dirlock.Acquire(ctx, cfg.DataDir, 5*time.Second)
+	if errors.Is(err, dirlock.ErrHeld) {
+		return nil, fmt.Errorf("data directory %s is locked: another redis-replicad serves this data directory (stop it first, or give this one another --data-dir)", cfg.DataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock the data directory: %w", err)
+	}
 	st, err := store.Open(filepath.Join(cfg.DataDir, "state.db"))
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
-	owned := false // once the App owns st, its closeParts closes it
+	owned := false // once the App owns st and lock, its closeParts closes them
 	defer func() {
 		if !owned {
 			st.Close()
+			lock.Close()
 		}
 	}()
 	redisServer, err := databases.FindRedisServer(cfg.RedisServer)
@@ -171,11 +184,11 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	if cfg.AdminPassword == "" {
-		if cfg.AdminPassword, err = loadOrCreateSecret(filepath.Join(cfg.DataDir, "admin-password")); err != nil {
+		if cfg.AdminPassword, err = loadOrCreateSecret(filepath.Join(cfg.DataDir, "admin-password"), log); err != nil {
 			return nil, err
 		}
 	}
-	ca, err := certs.LoadOrCreateCA(cfg.DataDir, "redis-replicad "+cfg.Name+" CA")
+	ca, err := certs.OpenCA(cfg.DataDir, "redis-replicad "+cfg.Name+" CA", []string{"api", "proxy", "node"}, log)
 	if err != nil {
 		return nil, fmt.Errorf("load or create the instance CA: %w", err)
 	}
@@ -183,7 +196,10 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	proxyPEM, proxyKey, err := ca.LoadOrIssue(cfg.DataDir, "proxy", []string{cfg.AdvertiseHost, "localhost", "127.0.0.1"}, false)
+	// The databases' certificates name every address they are reached at:
+	// the advertised host, the address they listen on, and loopback. A
+	// start where these changed issues them again (same CA, same key).
+	proxyPEM, proxyKey, err := ca.LoadOrIssue(cfg.DataDir, "proxy", databaseHosts(cfg), false)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +210,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	// The nodes of a sharded database with TLS talk to each other (cluster
 	// bus, replica links) as clients with this certificate of the
 	// instance's CA, which every database trusts.
-	if _, _, err := ca.LoadOrIssue(cfg.DataDir, "node", []string{cfg.AdvertiseHost, "localhost", "127.0.0.1"}, true); err != nil {
+	if _, _, err := ca.LoadOrIssue(cfg.DataDir, "node", databaseHosts(cfg), true); err != nil {
 		return nil, err
 	}
 	// The syncer certificate is self-signed: a source pins it as it is,
@@ -210,7 +226,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 
 	// The instance's name in the lineages that find replication cycles
 	// across instances (see package replication): random once, kept.
-	instanceID, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, "instance-id"))
+	instanceID, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, "instance-id"), log)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +247,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &App{cfg: cfg, store: st, caPEM: ca.CertPEM, served: make(chan struct{}), started: make(chan struct{}), startupDone: make(chan struct{})}
+	a := &App{cfg: cfg, store: st, lock: lock, caPEM: ca.CertPEM, served: make(chan struct{}), started: make(chan struct{}), startupDone: make(chan struct{})}
 	owned = true
 	a.dbs, err = databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: cfg.DataDir, BindHost: bindHost(cfg.Listen), Logger: log,
 		AdvertiseHost: cfg.AdvertiseHost,
@@ -241,6 +257,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 			NodeCertFile: filepath.Join(cfg.DataDir, "node.pem"), NodeKeyFile: filepath.Join(cfg.DataDir, "node-key.pem")}})
 	if err != nil {
 		st.Close()
+		lock.Close()
 		return nil, err
 	}
 	a.gw = gateway.New(log, reg)
@@ -376,6 +393,7 @@ func (a *App) closeParts() {
 	a.gw.Close()
 	a.dbs.Close()
 	a.store.Close()
+	a.lock.Close()
 }
 
 func defaults(cfg *Config) error {
@@ -440,6 +458,19 @@ func bindHost(listen string) string {
 	return host
 }
 
+// databaseHosts are the names and addresses the databases' certificates
+// name: the advertised host, loopback, and the --listen host when it is one
+// address (the databases listen there too).
+func databaseHosts(cfg Config) []string {
+	hosts := []string{cfg.AdvertiseHost, "localhost", "127.0.0.1"}
+	if h := bindHost(cfg.Listen); !slices.Contains(hosts, h) {
+		if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
 func apiCertificate(cfg Config, ca *certs.CA) (tls.Certificate, error) {
 	if cfg.TLSCert != "" {
 		c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -452,61 +483,35 @@ func apiCertificate(cfg Config, ca *certs.CA) (tls.Certificate, error) {
 	if h, _, _ := net.SplitHostPort(cfg.Listen); h != "" && !slices.Contains(hosts, h) {
 		hosts = append(hosts, h)
 	}
+	// LoadOrIssue issues it again when a start with another --listen or
+	// --advertise-host issued it: nobody pins the API's certificate (they
+	// trust the CA).
 	certPEM, keyPEM, err := ca.LoadOrIssue(cfg.DataDir, "api", hosts, false)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if !coversHosts(certPEM, hosts) {
-		// Issued by a start with another --listen or --advertise-host:
-		// clients would not verify it. Nobody pins the API's certificate
-		// (they trust the CA), so it is issued again.
-		for _, f := range []string{"api.pem", "api-key.pem"} {
-			_ = os.Remove(filepath.Join(cfg.DataDir, f))
-		}
-		if certPEM, keyPEM, err = ca.LoadOrIssue(cfg.DataDir, "api", hosts, false); err != nil {
-			return tls.Certificate{}, err
-		}
-	}
 	return tls.X509KeyPair(certPEM, keyPEM)
 }
 
-// coversHosts says whether the certificate in certPEM is valid for every
-// host (names and addresses; unspecified addresses such as 0.0.0.0 aside).
-func coversHosts(certPEM []byte, hosts []string) bool {
-	block, _ := pem.Decode(certPEM)
-	if block == nil {
-		return false
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return false
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
-			continue
-		}
-		if cert.VerifyHostname(h) != nil {
-			return false
-		}
-	}
-	return true
-}
-
 // loadOrCreateSecret reads a secret file, writing a new random secret (mode
-// 0600) the first time.
-func loadOrCreateSecret(path string) (string, error) {
+// 0600) the first time. An empty file is what an earlier version's write,
+// cut short by a crash of the first start, left: nobody can have read a
+// secret from it, so a new one is made (and said).
+func loadOrCreateSecret(path string, log *slog.Logger) (string, error) {
+	atomicfile.RemoveLeftovers(path)
 	if b, err := os.ReadFile(path); err == nil {
 		if s := strings.TrimSpace(string(b)); s != "" {
 			return s, nil
 		}
+		log.Warn("a secret file is empty (an earlier start died while writing it): making a new secret", "path", path)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	buf := make([]byte, 24)
 	_, _ = rand.Read(buf)
 	s := base64.RawURLEncoding.EncodeToString(buf)
-	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
+	if err := atomicfile.Write(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", err
 	}
 	return s, nil
 }

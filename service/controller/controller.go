@@ -121,11 +121,14 @@ type Controller struct {
 	creating map[int]bool
 
 	// Replication endpoints retried in the background (endpoints.go).
-	downMu      sync.Mutex
-	epDown      endpointsDown
-	retryCtx    context.Context
-	stopRetries context.CancelFunc
-	retries     sync.WaitGroup
+	downMu sync.Mutex
+	epDown endpointsDown
+	// deleteFailed says why the delete of a database did not finish, by
+	// uid (under downMu).
+	deleteFailed map[int]string
+	retryCtx     context.Context
+	stopRetries  context.CancelFunc
+	retries      sync.WaitGroup
 
 	// nextPort is where the search for a free port starts: after the last
 	// port given. A port that a deleted database released goes to a new
@@ -158,9 +161,26 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	kept := all[:0]
+	deleting := map[int]bool{} // whose unfinished delete failed again: their files stay
 	for _, d := range all {
 		if d.Creating && c.creating[d.UID] {
 			continue // its create, under way, starts it
+		}
+		if d.Deleting {
+			// A delete that did not finish (its files could not be
+			// removed, or the service died during it): finished now,
+			// before anything starts it again.
+			err := c.removeDeleted(d.UID)
+			if err == nil {
+				err = c.dropDeletedRecord(d.UID)
+			}
+			if err != nil {
+				c.cfg.Logger.Error("finish the delete of a database; it stays deleting", "uid", d.UID, "name", d.Name, "err", err)
+				deleting[d.UID] = true
+				continue
+			}
+			c.cfg.Logger.Warn("finished the delete of a database that an earlier delete left unfinished", "uid", d.UID, "name", d.Name)
+			continue
 		}
 		if d.Creating {
 			// Its create never answered: a failed request leaves nothing.
@@ -183,7 +203,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		kept = append(kept, d)
 	}
 	all = kept
-	c.removeLeftovers(all)
+	c.removeLeftovers(all, deleting)
 	for i, d := range all {
 		all[i] = c.giveNodesReplicationPorts(d)
 	}
@@ -274,7 +294,7 @@ const startGrace = 10 * time.Second
 // removeLeftovers deletes the files of deleted databases that a delete
 // interrupted by the service's death left (its record gone, its files
 // not). A failure is logged: it costs disk, not service.
-func (c *Controller) removeLeftovers(all []store.Database) {
+func (c *Controller) removeLeftovers(all []store.Database, keepToo map[int]bool) {
 	next, err := c.cfg.Store.NextUID()
 	if err != nil {
 		c.cfg.Logger.Error("read the next uid from the state file", "err", err)
@@ -286,6 +306,9 @@ func (c *Controller) removeLeftovers(all []store.Database) {
 	}
 	for uid := range c.creating {
 		keep[uid] = true // its create, under way, owns its files
+	}
+	for uid := range keepToo {
+		keep[uid] = true
 	}
 	removed, err := c.cfg.Databases.RemoveLeftovers(keep, next)
 	for _, uid := range removed {
@@ -308,6 +331,9 @@ func (c *Controller) WaitStarted(ctx context.Context) error {
 	for {
 		waiting := 0
 		for _, d := range all {
+			if d.Deleting {
+				continue // nothing of it starts
+			}
 			switch st, _ := c.cfg.Databases.Status(d.UID); st {
 			case api.StatusLoading:
 				waiting++
@@ -482,6 +508,9 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	if err == nil {
 		var done store.Database
 		done, err = c.cfg.Store.Update(d.UID, func(n *store.Database, _ []store.Database) error {
+			if n.Deleting {
+				return store.ErrNotFound // a DELETE of it came while it started
+			}
 			n.Creating = false
 			return nil
 		})
@@ -680,6 +709,9 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 	c.mu.Lock()
 	var before store.Database
 	d, err := c.cfg.Store.Update(uid, func(d *store.Database, others []store.Database) error {
+		if d.Deleting {
+			return errDeleting(uid)
+		}
 		before = *d
 		if g := req.IfReplicaGeneration; g != nil && *g != shownGeneration(*d) {
 			return conflict("the Replica Of of database %d changed since it was read (replica_generation is %d, not %d): read it again", d.UID, shownGeneration(*d), *g)
@@ -762,9 +794,13 @@ func (c *Controller) checkMemoryFits(ctx context.Context, uid int, size int64) e
 	return nil
 }
 
-// DeleteDatabase stops a database and removes its files.
+// DeleteDatabase stops a database and removes its files. Its record says
+// Deleting meanwhile and goes last: a delete whose files could not be
+// removed answers an error and keeps the record (status deleting), which a
+// DELETE again or the next start finishes; it never leaves files that no
+// record accounts for behind a 404.
 func (c *Controller) DeleteDatabase(ctx context.Context, uid int) error {
-	if err := c.deleteRecord(uid); err != nil {
+	if err := c.markDeleting(uid); err != nil {
 		return err
 	}
 	// The processes go in the database's turn: after any change of it
@@ -772,17 +808,82 @@ func (c *Controller) DeleteDatabase(ctx context.Context, uid int) error {
 	// changes while a redis-server that does not answer is stopped.
 	release := c.turns.take(uid)
 	defer release()
-	c.cfg.Replicator.Remove(uid)
-	c.cfg.Gateway.Remove(uid)
-	if err := c.cfg.Databases.Remove(uid); err != nil {
-		return err
+	if _, err := c.cfg.Store.Get(uid); errors.Is(err, store.ErrNotFound) {
+		// Gone meanwhile: a DELETE that raced this one finished it, or
+		// the create under way gave up on seeing it deleting.
+		return nil
+	}
+	err := c.removeDeleted(uid)
+	if err == nil {
+		c.mu.Lock()
+		err = c.dropDeletedRecord(uid)
+		c.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("database %d is stopped, but its delete did not finish: %w; it is kept with status %q until its files are gone: DELETE it again (a restart of the service retries too)", uid, err, api.StatusDeleting)
 	}
 	c.cfg.Logger.Info("database deleted", "uid", uid)
 	return nil
 }
 
-// deleteRecord removes the record of uid.
-func (c *Controller) deleteRecord(uid int) error {
+// removeDeleted stops what runs of the database uid, whose record says
+// Deleting, and removes its files. Called in uid's turn, or by Start
+// before anything runs.
+func (c *Controller) removeDeleted(uid int) error {
+	c.cfg.Replicator.Remove(uid)
+	c.cfg.Gateway.Remove(uid)
+	if err := c.cfg.Databases.Remove(uid); err != nil {
+		c.setDeleteFailed(uid, err)
+		return err
+	}
+	return nil
+}
+
+// dropDeletedRecord removes the record of uid once its files are gone.
+// Called under c.mu.
+func (c *Controller) dropDeletedRecord(uid int) error {
+	if err := c.cfg.Store.Delete(uid); err != nil && !errors.Is(err, store.ErrNotFound) {
+		err = fmt.Errorf("remove its record: %w", err)
+		c.setDeleteFailed(uid, err)
+		return err
+	}
+	c.setDeleteFailed(uid, nil)
+	return nil
+}
+
+// setDeleteFailed records why the delete of uid did not finish (nil: it did).
+func (c *Controller) setDeleteFailed(uid int, err error) {
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	if err == nil {
+		delete(c.deleteFailed, uid)
+		return
+	}
+	if c.deleteFailed == nil {
+		c.deleteFailed = map[int]string{}
+	}
+	c.deleteFailed[uid] = err.Error()
+}
+
+// deleteProblem is what last_error says of a database whose delete did not
+// finish.
+func (c *Controller) deleteProblem(uid int) string {
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	why := c.deleteFailed[uid]
+	if why == "" {
+		return "its delete did not finish: DELETE it again"
+	}
+	return "its delete did not finish (" + why + "): DELETE it again"
+}
+
+// errDeleting refuses a change of a database whose delete began.
+func errDeleting(uid int) error {
+	return conflict("database %d is being deleted (status %q): DELETE it again to finish, or wait for the delete under way", uid, api.StatusDeleting)
+}
+
+// markDeleting records that uid is being deleted.
+func (c *Controller) markDeleting(uid int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	all, err := c.cfg.Store.List()
@@ -801,12 +902,21 @@ func (c *Controller) deleteRecord(uid int) error {
 			}
 		}
 	}
-	if err := c.cfg.Store.Delete(uid); errors.Is(err, store.ErrNotFound) {
+	_, err = c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
+		if d.Deleting {
+			return errUnchanged // a DELETE again: it finishes the first
+		}
+		d.Deleting = true
+		d.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
 		return notFound(uid)
-	} else if err != nil {
-		return err
 	}
-	return nil
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
+	return err
 }
 
 // GetDatabase returns one database with its live status.
@@ -865,6 +975,9 @@ func (c *Controller) RegenerateAdminPassword(ctx context.Context, uid int, req a
 	c.mu.Lock()
 	now := time.Now().UTC()
 	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
+		if d.Deleting {
+			return errDeleting(uid)
+		}
 		d.PreviousAdminPassword, d.PreviousAdminPasswordUntil = "", time.Time{}
 		if c.cfg.AdminPasswordGrace > 0 {
 			d.PreviousAdminPassword, d.PreviousAdminPasswordUntil = d.AdminPassword, now.Add(c.cfg.AdminPasswordGrace)
@@ -912,6 +1025,9 @@ func (c *Controller) RecordAdminPasswordKeepers(_ context.Context, uid int, req 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d, err := c.cfg.Store.Update(uid, func(d *store.Database, _ []store.Database) error {
+		if d.Deleting {
+			return errDeleting(uid)
+		}
 		if d.AdminPasswordKeepers != nil {
 			if maps.Equal(d.AdminPasswordKeepers, req.Keepers) {
 				return errUnchanged
@@ -1001,6 +1117,10 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 	}
 	if out.ClientCertificates == nil {
 		out.ClientCertificates = []string{}
+	}
+	if d.Deleting {
+		out.Status, out.LoadingProgress = api.StatusDeleting, 0
+		out.LastError = c.deleteProblem(d.UID)
 	}
 	if d.Creating {
 		// Its create is under way, and may yet fail and take it away:

@@ -37,7 +37,7 @@ func (c *Controller) retryEndpoint(ctx context.Context, uid int) {
 		wait = min(wait*2, 5*time.Second)
 		c.mu.Lock()
 		d, err := c.cfg.Store.Get(uid)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) || err == nil && d.Deleting {
 			c.setEndpointDown(uid, nil)
 			c.mu.Unlock()
 			return
@@ -71,7 +71,7 @@ func (c *Controller) retryStart(ctx context.Context, uid int) {
 		wait = min(wait*2, 5*time.Second)
 		release := c.turns.take(uid)
 		d, err := c.cfg.Store.Get(uid)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) || err == nil && d.Deleting {
 			release()
 			c.setNotStarted(uid, nil)
 			return

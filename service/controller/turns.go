@@ -69,6 +69,9 @@ func (c *Controller) applyLatest(ctx context.Context, uid int, replica bool) (st
 	if err != nil {
 		return d, err
 	}
+	if d.Deleting {
+		return d, errDeleting(uid) // nothing of it may run again
+	}
 	// The syncers follow the record even when the process has not taken
 	// its settings yet (they are retried): a failed apply must not leave
 	// the replication of the previous record running.
@@ -91,6 +94,9 @@ func (c *Controller) applyToEndpoint(uid int) error {
 	}
 	if err != nil {
 		return err
+	}
+	if d.Deleting {
+		return errDeleting(uid)
 	}
 	return c.cfg.Gateway.Ensure(d)
 }

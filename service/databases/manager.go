@@ -23,6 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/atomicfile"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
@@ -152,7 +153,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("create the directory of the databases' sockets: %w", err)
 	}
 	if cfg.DataDir != "" {
-		if err := os.WriteFile(filepath.Join(cfg.DataDir, runDirFile), []byte(runDir), 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(cfg.DataDir, runDirFile), []byte(runDir), 0o600); err != nil {
 			cfg.Logger.Warn("record the directory of the databases' sockets", "err", err)
 		}
 	}

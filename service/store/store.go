@@ -87,6 +87,12 @@ type Database struct {
 	// started it: a record still creating when the service starts belongs
 	// to a request that never answered (the service died), and goes.
 	Creating bool `json:"creating,omitempty"`
+	// Deleting is set by a DELETE before it stops the database and removes
+	// its files, and the record goes once they are gone: a delete that
+	// could not remove them (or that the service's death cut short) is
+	// finished by the next DELETE or start, rather than leaving files and
+	// ports that no record accounts for.
+	Deleting bool `json:"deleting,omitempty"`
 }
 
 // Node is one redis-server of a clustered database.
@@ -126,7 +132,13 @@ func (d *Database) Ports() []int {
 func (d *Database) IsReplica() bool { return len(d.ReplicaSources) > 0 }
 
 // Store is a bbolt-backed state file.
-type Store struct{ db *bolt.DB }
+type Store struct {
+	db   *bolt.DB
+	path string
+	// file is the state file as opened, to tell whether path still names
+	// it (see update).
+	file os.FileInfo
+}
 
 // Open opens (or creates) the state file at path, mode 0600: it holds secrets.
 // A damaged file is an error that says so, and is left as it is: every
@@ -166,7 +178,27 @@ func Open(path string) (s *Store, err error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise state file %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	file, err := os.Stat(path)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
+	return &Store{db: db, path: path, file: file}, nil
+}
+
+// ErrFileGone is the error of a change made after the state file was
+// deleted or replaced under the running service.
+var ErrFileGone = errors.New("the state file was deleted or replaced under the running service")
+
+// update runs a write transaction, unless the state file is no longer the
+// one this Store has open: bbolt would go on writing the deleted file,
+// which nobody reads at the next start, so a change answered as done
+// would be lost then.
+func (s *Store) update(fn func(tx *bolt.Tx) error) error {
+	if now, err := os.Stat(s.path); err != nil || !os.SameFile(now, s.file) {
+		return fmt.Errorf("%w (%s): changes are refused, since the next start would not see them; what runs keeps running: stop the service and restore the file from a backup", ErrFileGone, s.path)
+	}
+	return s.db.Update(fn)
 }
 
 // damaged is the error of a state file that cannot be read.
@@ -275,7 +307,7 @@ func (s *Store) NextPort() (int, error) {
 // last port given, so that the ports of a deleted database are not given
 // again, after a restart either, before the range has been gone through.
 func (s *Store) SetNextPort(port int) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keyNextPort, uidKey(port))
 	})
 }
@@ -284,7 +316,7 @@ func (s *Store) SetNextPort(port int) error {
 // (and completed, say with a free port) it against every existing database
 // inside the same transaction, so that uniqueness checks cannot race.
 func (s *Store) Create(d Database, check func(d *Database, existing []Database) error) (Database, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		all, err := listTx(tx)
 		if err != nil {
 			return err
@@ -310,7 +342,7 @@ func (s *Store) Create(d Database, check func(d *Database, existing []Database) 
 // check sees every other database. Nothing is written when either fails.
 func (s *Store) Update(uid int, change func(d *Database, others []Database) error) (Database, error) {
 	var out Database
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		all, err := listTx(tx)
 		if err != nil {
 			return err
@@ -337,7 +369,7 @@ func (s *Store) Update(uid int, change func(d *Database, others []Database) erro
 
 // Delete removes a database record.
 func (s *Store) Delete(uid int) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDatabases)
 		if b.Get(uidKey(uid)) == nil {
 			return ErrNotFound

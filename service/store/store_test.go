@@ -146,3 +146,30 @@ func TestADamagedStateFileIsAClearErrorAndLeftAsItIs(t *testing.T) {
 		})
 	}
 }
+
+// A change after the state file was deleted under the running service is
+// refused: it would have gone to the deleted file, and been lost at the
+// next start although answered as done. Reads still answer.
+func TestChangesAfterTheFileIsDeletedAreRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	d, err := s.Create(Database{Name: "a"}, func(*Database, []Database) error { return nil })
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(path))
+
+	_, err = s.Create(Database{Name: "b"}, func(*Database, []Database) error { return nil })
+	require.ErrorIs(t, err, ErrFileGone)
+	assert.Contains(t, err.Error(), path)
+	_, err = s.Update(d.UID, func(d *Database, _ []Database) error { d.Name = "c"; return nil })
+	require.ErrorIs(t, err, ErrFileGone)
+	require.ErrorIs(t, s.Delete(d.UID), ErrFileGone)
+	got, err := s.Get(d.UID)
+	require.NoError(t, err)
+	assert.Equal(t, "a", got.Name)
+
+	// Nor is a file put in its place taken for it.
+	require.NoError(t, os.WriteFile(path, nil, 0o600))
+	require.ErrorIs(t, s.SetNextPort(5), ErrFileGone)
+}

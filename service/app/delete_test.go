@@ -1,0 +1,107 @@
+package app_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// blockRemoval mounts a tmpfs inside dir: its files can go, but not the
+// mount point, so removing dir fails (EBUSY) as long as it is mounted. It
+// returns the function that unmounts it. Needs root.
+func blockRemoval(t *testing.T, dir string) (unblock func()) {
+	t.Helper()
+	mnt := filepath.Join(dir, "mounted")
+	require.NoError(t, os.MkdirAll(mnt, 0o700))
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("this test makes a database's files impossible to remove with a tmpfs it mounts: run it as root (scripts/test.sh does): mount: %v %s", err, out)
+	}
+	mounted := true
+	unblock = func() {
+		if !mounted {
+			return
+		}
+		mounted = false
+		if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", mnt, err, out)
+		}
+	}
+	t.Cleanup(unblock)
+	return unblock
+}
+
+// A DELETE whose files cannot be removed says so, and keeps the database
+// (status deleting, stopped, refusing changes) so that a DELETE again
+// finishes it: the record went first, the answer was a 500, and a retry
+// said 404 while the files stayed behind.
+func TestDeleteThatCannotRemoveFilesCanBeFinished(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "stuck", MemorySize: 16 << 20})
+	c := dbClient(t, db, db.AuthenticationRedisPass)
+	require.NoError(t, c.Set(ctx(t), "k", "v", 0).Err())
+	dir := filepath.Join(i.DataDir, "dbs", fmt.Sprint(db.UID))
+	unblock := blockRemoval(t, dir)
+	path := fmt.Sprintf("/v1/bdbs/%d", db.UID)
+
+	code, e := call(t, i, "DELETE", path, nil, nil)
+	require.Equal(t, 500, code, "the delete did not finish: %v", e)
+	assert.Contains(t, e.Description, "DELETE it again")
+	var got api.Database
+	code, e = call(t, i, "GET", path, nil, &got)
+	require.Equal(t, 200, code, "the database is still there, deleting: %v", e)
+	assert.Equal(t, api.StatusDeleting, got.Status)
+	assert.Contains(t, got.LastError, "delete did not finish")
+	assert.Error(t, c.Ping(ctx(t)).Err(), "its redis-server is stopped")
+	renamed := "renamed"
+	code, e = call(t, i, "PUT", path, api.UpdateDatabaseRequest{Name: &renamed}, nil)
+	assert.Equal(t, 409, code, "a database being deleted takes no change: %v", e)
+
+	// A restart does not bring it back, and keeps it while its files
+	// still cannot go.
+	i.Restart(t)
+	code, _ = call(t, i, "GET", path, nil, &got)
+	require.Equal(t, 200, code)
+	assert.Equal(t, api.StatusDeleting, got.Status)
+	assert.Error(t, c.Ping(ctx(t)).Err(), "not started again")
+
+	unblock()
+	code, e = call(t, i, "DELETE", path, nil, nil)
+	require.Equal(t, 204, code, "%v", e)
+	code, _ = call(t, i, "GET", path, nil, nil)
+	assert.Equal(t, 404, code)
+	_, err := os.Stat(dir)
+	assert.ErrorIs(t, err, os.ErrNotExist, "its files are gone")
+	// Its name is free again.
+	mustCreate(t, i, api.CreateDatabaseRequest{Name: "stuck", MemorySize: 16 << 20})
+}
+
+// The next start finishes a delete that could not remove the files.
+func TestStartFinishesAnUnfinishedDelete(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "stuck", MemorySize: 16 << 20})
+	dir := filepath.Join(i.DataDir, "dbs", fmt.Sprint(db.UID))
+	unblock := blockRemoval(t, dir)
+	path := fmt.Sprintf("/v1/bdbs/%d", db.UID)
+	code, e := call(t, i, "DELETE", path, nil, nil)
+	require.Equal(t, 500, code, "%v", e)
+	i.Stop(t)
+	unblock()
+	i.StartAgain(t)
+	eventually(t, 10*time.Second, "the delete is finished", func() error {
+		if code, _ := call(t, i, "GET", path, nil, nil); code != 404 {
+			return fmt.Errorf("GET: %d", code)
+		}
+		return nil
+	})
+	_, err := os.Stat(dir)
+	assert.ErrorIs(t, err, os.ErrNotExist, "its files are gone")
+}
