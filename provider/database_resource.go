@@ -48,9 +48,11 @@ var (
 
 type databaseResource struct {
 	client *client.Client
+	// destroying: the checks of a create or an update are left out
+	// (see destroyCommand).
+	destroying bool
 }
 
-func newDatabaseResource() resource.Resource { return &databaseResource{} }
 
 type databaseResourceModel struct {
 	ID         types.String `tfsdk:"id"`
@@ -254,6 +256,9 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 // so that one that does not convert (reported by its own check) does not
 // hide the others.
 func (r *databaseResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	if r.destroying {
+		return
+	}
 	var memory wholeNumber
 	var shards types.Int64
 	var replication, ossCluster types.Bool
@@ -673,7 +678,7 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 // the service cannot make yet, and warns that a new tls_mode restarts the
 // database (to or from enabled) or changes how destinations must connect.
 func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if req.Plan.Raw.IsNull() {
+	if req.Plan.Raw.IsNull() || r.destroying {
 		return
 	}
 	var plan, state databaseResourceModel

@@ -33,9 +33,11 @@ var (
 
 type sourceURLPasswordResource struct {
 	client *client.Client
+	// destroying: the checks of a create or an update are left out
+	// (see destroyCommand).
+	destroying bool
 }
 
-func newSourceURLPasswordResource() resource.Resource { return &sourceURLPasswordResource{} }
 
 type sourceURLPasswordResourceModel struct {
 	ID         types.String `tfsdk:"id"`
@@ -235,7 +237,7 @@ func keepersChanged(_ context.Context, req planmodifier.MapRequest, resp *mappla
 // destination whose source address is unknown would be planned (and warned)
 // as a flush.
 func (r *sourceURLPasswordResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if req.Plan.Raw.IsNull() || r.client == nil {
+	if req.Plan.Raw.IsNull() || r.client == nil || r.destroying {
 		return
 	}
 	var plan sourceURLPasswordResourceModel
