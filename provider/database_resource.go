@@ -53,7 +53,6 @@ type databaseResource struct {
 	destroying bool
 }
 
-
 type databaseResourceModel struct {
 	ID         types.String `tfsdk:"id"`
 	Name       types.String `tfsdk:"name"`

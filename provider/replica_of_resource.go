@@ -53,7 +53,6 @@ type replicaOfResource struct {
 	destroying bool
 }
 
-
 type replicaOfResourceModel struct {
 	ID                  types.String   `tfsdk:"id"`
 	DatabaseID          types.String   `tfsdk:"database_id"`

@@ -38,7 +38,6 @@ type sourceURLPasswordResource struct {
 	destroying bool
 }
 
-
 type sourceURLPasswordResourceModel struct {
 	ID         types.String `tfsdk:"id"`
 	DatabaseID types.String `tfsdk:"database_id"`
