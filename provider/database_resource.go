@@ -368,16 +368,37 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	// timeout, a reset connection), the service may have taken it; a
 	// create is not sent again, and the database it made is found by its
 	// name (unique on the service), which none of these had.
-	before, listErr := r.client.ListDatabases(ctx)
-	db, err := r.client.CreateDatabase(ctx, in)
-	// Interrupted (Ctrl-C cancels ctx) while the request was out, the
-	// create may have been taken all the same: it is looked for, beyond
-	// the interruption, so that it is recorded rather than left behind.
+	// timeouts.create bounds the whole create: the service answers a
+	// create once the database's redis-server has started, which a loaded
+	// host can make long, and the client retries.
+	deadline := time.Now().Add(timeout)
+	createCtx, cancelCreate := context.WithDeadline(ctx, deadline)
+	defer cancelCreate()
+	before, listErr := r.client.ListDatabases(createCtx)
+	db, err := r.client.CreateDatabase(createCtx, in)
+	// Interrupted (Ctrl-C cancels ctx) or timed out while the request was
+	// out, the create may have been taken all the same: it is looked for,
+	// beyond the interruption, so that it is recorded rather than left
+	// behind.
 	interrupted := err != nil && ctx.Err() != nil
-	if err != nil && listErr == nil && (client.IsUnreachable(err) || interrupted) {
+	timedOut := err != nil && !interrupted && createCtx.Err() != nil
+	if timedOut {
+		err = fmt.Errorf("the create timeout (%s) passed before the service answered the create: %w", timeout, err)
+	}
+	if err != nil && listErr == nil && (client.IsUnreachable(err) || interrupted || timedOut) {
 		lookCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		found := createdDatabase(lookCtx, r.client, in.Name, before)
 		cancel()
+		if found != nil && timedOut {
+			// Recorded, and tainted by the error: the next apply replaces it.
+			resp.Diagnostics.Append(flattenDatabase(found, &plan)...)
+			resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+			resp.Diagnostics.AddError("The database "+strconv.Quote(in.Name)+" did not become active",
+				fmt.Sprintf("The create timeout (%s) passed before the service answered the create. The database it was "+
+					"making (uid %d, status %q) is recorded in the state, tainted: the next apply deletes it and creates it "+
+					"again. Raise timeouts.create if the service needs longer to start a database.", timeout, found.UID, found.Status))
+			return
+		}
 		if found != nil {
 			tflog.Warn(ctx, "the answer to the create was lost; the service created the database", map[string]any{"uid": found.UID, "error": err.Error()})
 			db, err = found, nil
@@ -407,7 +428,7 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	}
 
 	uid := db.UID
-	db, err = waitForDatabaseActive(ctx, r.client, uid, timeout)
+	db, err = waitForDatabaseActive(ctx, r.client, uid, max(time.Until(deadline).Round(time.Second), time.Second))
 	if db != nil {
 		resp.Diagnostics.Append(flattenDatabase(db, &plan)...)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
