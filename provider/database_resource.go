@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -443,6 +444,34 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	}
 }
 
+// tookDatabaseUpdate returns the database uid, read beyond an interruption
+// of ctx, when it holds everything that update in asked for; nil otherwise.
+func tookDatabaseUpdate(ctx context.Context, c *client.Client, uid int, in api.UpdateDatabaseRequest) *api.Database {
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	db, err := findDatabaseByID(readCtx, c, uid)
+	if err != nil {
+		return nil
+	}
+	pems := func(certs []string) []string {
+		out := make([]string, len(certs))
+		for i, c := range certs {
+			out[i] = strings.TrimSpace(c)
+		}
+		slices.Sort(out)
+		return out
+	}
+	switch {
+	case in.Name != nil && *in.Name != db.Name,
+		in.MemorySize != nil && *in.MemorySize != db.MemorySize,
+		in.AuthenticationRedisPass != nil && *in.AuthenticationRedisPass != db.AuthenticationRedisPass,
+		in.TLSMode != nil && *in.TLSMode != db.TLSMode,
+		in.ClientCertificates != nil && !slices.Equal(pems(*in.ClientCertificates), pems(db.ClientCertificates)):
+		return nil
+	}
+	return db
+}
+
 // createdDatabase returns the database named name that is not among
 // before, the databases listed before a create whose answer was lost: the
 // one that create made. nil when there is none (or the service cannot be
@@ -544,7 +573,23 @@ func (r *databaseResource) Update(ctx context.Context, req resource.UpdateReques
 			"client_certificates_changed": in.ClientCertificates != nil,
 		})
 		if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
-			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the database %d", uid), err.Error())
+			// Interrupted (Ctrl-C cancels ctx) while the request was out,
+			// the service may have taken it: recorded as applied, so that
+			// the next plan does not set it again, nor take a new
+			// write-only password for one changed outside Terraform.
+			now := tookDatabaseUpdate(ctx, r.client, uid, in)
+			if ctx.Err() == nil || now == nil {
+				resp.Diagnostics.AddError(fmt.Sprintf("Could not update the database %d", uid), err.Error())
+				return
+			}
+			if in.AuthenticationRedisPass != nil && !plan.PasswordWOVersion.IsNull() {
+				recordSentPassword(ctx, resp.Private, *in.AuthenticationRedisPass, &resp.Diagnostics)
+			}
+			resp.Diagnostics.Append(flattenDatabase(now, &plan)...)
+			resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+			resp.Diagnostics.AddError(fmt.Sprintf("The update of database %d was interrupted", uid),
+				fmt.Sprintf("Terraform was interrupted after the service took the update of database %d: it is recorded "+
+					"as applied (database status %q).", uid, now.Status))
 			return
 		}
 	}

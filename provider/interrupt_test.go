@@ -293,3 +293,47 @@ resource "redis_replica_of" "dst" {
 	assert.NotContains(t, plan, "re-replicates", "the sources were taken: no flush is planned")
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
 }
+
+// TestAccDatabaseResource_passwordWOUpdateInterrupted: Terraform is
+// interrupted (Ctrl-C) while the service sets a new write-only password
+// (password_wo_version bumped). The update is recorded as applied: the
+// next plan is empty, with no warning that the password was changed outside
+// Terraform. It warned so, and planned to set the password again.
+func TestAccDatabaseResource_passwordWOUpdateInterrupted(t *testing.T) {
+	e := testAccStart(t)
+	const first, second = "wo-interrupted-first-1", "wo-interrupted-second-2"
+	providerConfig, taken := startHoldingProxy(t, e, func(r *http.Request, body []byte) bool {
+		return r.Method == http.MethodPut && strings.Contains(string(body), second)
+	})
+	cli := newTestAccCLI(t)
+	config := func(password string, version int) string {
+		return `
+terraform {
+  required_providers {
+    redis = { source = "replicad/redis" }
+  }
+}
+` + providerConfig + fmt.Sprintf(`
+resource "redis_database" "db" {
+  name                = "wo-interrupted"
+  memory_size         = 8388608
+  password_wo         = %q
+  password_wo_version = %d
+}
+`, password, version)
+	}
+	cli.write("main.tf", config(first, 1))
+	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
+
+	cli.write("main.tf", config(second, 2))
+	out := flat(interruptedApply(t, cli, taken))
+	assert.Contains(t, out, "Terraform was interrupted after the service took the update of database 1")
+
+	cli.all.Reset()
+	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color")
+	assert.NotContains(t, flat(cli.all.String()), "changed outside Terraform")
+	db, err := e.client.GetDatabase(testAccContext(t), 1)
+	require.NoError(t, err)
+	assert.Equal(t, second, db.AuthenticationRedisPass)
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
+}
