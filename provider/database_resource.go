@@ -248,6 +248,9 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
 		},
 	}
+	if r.destroying {
+		resp.Schema.Attributes = withoutValidators(resp.Schema.Attributes)
+	}
 }
 
 // ValidateConfig checks what the service would refuse of the sharding

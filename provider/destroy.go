@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	rschema "github.com/hashicorp/terraform-plugin-framework/resource/schema"
 )
 
 // terraform destroy (and plan or apply -destroy) first plans the
@@ -55,4 +58,57 @@ func destroyCommand(args []string) bool {
 		return false
 	}
 	return false
+}
+
+// missingWhileDestroying reports, as a warning, a database that a data
+// source reads and that no longer exists, while terraform destroys: the
+// resources that used it are destroyed all the same. what says which.
+func missingWhileDestroying(what string, diags *diag.Diagnostics) {
+	diags.AddWarning(what, what+": this terraform command destroys, so the data source reads as empty "+
+		"(\"\", 0), and the resources that use it are destroyed all the same (a plan or an apply fails on it).")
+}
+
+// withoutValidators returns attrs with no validator, nested attributes
+// included: while terraform destroys, a value that a create or an update
+// would refuse (read empty from a data source whose database is gone, say)
+// must not stop the destroy. Terraform's own checks (required arguments,
+// types) stay.
+func withoutValidators(attrs map[string]rschema.Attribute) map[string]rschema.Attribute {
+	out := make(map[string]rschema.Attribute, len(attrs))
+	for name, a := range attrs {
+		switch v := a.(type) {
+		case rschema.StringAttribute:
+			v.Validators = nil
+			a = v
+		case rschema.BoolAttribute:
+			v.Validators = nil
+			a = v
+		case rschema.Int64Attribute:
+			v.Validators = nil
+			a = v
+		case rschema.ListAttribute:
+			v.Validators = nil
+			a = v
+		case rschema.MapAttribute:
+			v.Validators = nil
+			a = v
+		case rschema.SetAttribute:
+			v.Validators = nil
+			a = v
+		case rschema.ListNestedAttribute:
+			v.Validators, v.NestedObject.Validators = nil, nil
+			v.NestedObject.Attributes = withoutValidators(v.NestedObject.Attributes)
+			a = v
+		case rschema.MapNestedAttribute:
+			v.Validators, v.NestedObject.Validators = nil, nil
+			v.NestedObject.Attributes = withoutValidators(v.NestedObject.Attributes)
+			a = v
+		case rschema.SetNestedAttribute:
+			v.Validators, v.NestedObject.Validators = nil, nil
+			v.NestedObject.Attributes = withoutValidators(v.NestedObject.Attributes)
+			a = v
+		}
+		out[name] = a
+	}
+	return out
 }

@@ -1,10 +1,13 @@
 package provider
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
 )
 
 // TestAccDestroy_notStoppedByPlanChecks: terraform destroy first plans the
@@ -59,4 +62,52 @@ resource "redis_replica_of" "dst" {
 	dbs, err = e.client.ListDatabases(t.Context())
 	require.NoError(t, err)
 	assert.Empty(t, dbs, "terraform apply -destroy removed every database")
+}
+
+// TestAccDestroy_notStoppedByAMissingSource: a Replica Of whose source is a
+// database managed elsewhere, read through the redis_source_url and
+// redis_database data sources, can be destroyed once that database is gone:
+// the plan that terraform destroy makes first reads the data sources, and
+// their "does not exist" stopped it. A plan still fails on it.
+func TestAccDestroy_notStoppedByAMissingSource(t *testing.T) {
+	e := testAccStart(t)
+	src, err := e.client.CreateDatabase(t.Context(), api.CreateDatabaseRequest{Name: "elsewhere", MemorySize: 8 << 20})
+	require.NoError(t, err)
+	cli := newTestAccCLI(t, "TF_VAR_endpoint="+e.inst.URL, "TF_VAR_password="+e.inst.Password, "TF_VAR_ca_cert="+e.inst.CACert,
+		"TF_VAR_src_id="+strconv.Itoa(src.UID))
+	cli.write("main.tf", testAccCLIProviderConfig+`
+variable "src_id" {}
+
+data "redis_source_url" "src" {
+  database_id = var.src_id
+}
+
+data "redis_database" "src" {
+  id = var.src_id
+}
+
+resource "redis_database" "dst" {
+  name        = "missing-source-dst"
+  memory_size = 8388608
+  tls_mode    = data.redis_database.src.tls_mode
+}
+
+resource "redis_replica_of" "dst" {
+  database_id = redis_database.dst.id
+  source      = [{ address = data.redis_source_url.src.address }]
+  source_uris = [data.redis_source_url.src.uri]
+}
+`)
+	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
+	require.NoError(t, e.client.DeleteDatabase(t.Context(), src.UID))
+
+	cli.all.Reset()
+	cli.mustRun(1, "plan", "-no-color")
+	assert.Contains(t, flat(cli.all.String()), "does not exist")
+
+	cli.all.Reset()
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
+	dbs, err := e.client.ListDatabases(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, dbs, "terraform destroy removed the destination")
 }

@@ -255,9 +255,9 @@ func (p *redisProvider) Resources(context.Context) []func() resource.Resource {
 
 func (p *redisProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
-		newDatabaseDataSource,
+		func() datasource.DataSource { return &databaseDataSource{destroying: p.destroying} },
 		newClusterDataSource,
-		newSourceURLDataSource,
+		func() datasource.DataSource { return &sourceURLDataSource{destroying: p.destroying} },
 	}
 }
 

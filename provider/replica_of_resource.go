@@ -330,6 +330,9 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true}),
 		},
 	}
+	if r.destroying {
+		resp.Schema.Attributes = withoutValidators(resp.Schema.Attributes)
+	}
 }
 
 func (r *replicaOfResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {

@@ -133,6 +133,9 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 			},
 		},
 	}
+	if r.destroying {
+		resp.Schema.Attributes = withoutValidators(resp.Schema.Attributes)
+	}
 }
 
 func (r *sourceURLPasswordResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
