@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strconv"
 
@@ -26,9 +27,10 @@ var (
 
 type databaseDataSource struct {
 	client *client.Client
+	// destroying: a database that does not exist is a warning (see
+	// destroyCommand and missingWhileDestroying).
+	destroying bool
 }
-
-func newDatabaseDataSource() datasource.DataSource { return &databaseDataSource{} }
 
 type databaseDataSourceModel struct {
 	ID         types.String `tfsdk:"id"`
@@ -153,6 +155,20 @@ func (d *databaseDataSource) Read(ctx context.Context, req datasource.ReadReques
 			return
 		}
 		db, err = findDatabaseByID(ctx, d.client, uid)
+		if d.destroying && client.IsNotFound(err) {
+			missingWhileDestroying(fmt.Sprintf("The database %d does not exist", uid), &resp.Diagnostics)
+			// Empty values rather than null, which a required argument
+			// of a resource would refuse.
+			resp.Diagnostics.Append(resp.State.Set(ctx, &databaseDataSourceModel{
+				ID: config.ID, Name: types.StringValue(config.Name.ValueString()), MemorySize: types.Int64Value(0),
+				Port: types.Int64Value(0), Password: types.StringValue(""), Endpoint: types.StringValue(""),
+				Status: types.StringValue(""), TLSMode: types.StringValue(""),
+				ClientCertificates: types.SetValueMust(types.StringType, nil), ReplicationEndpoint: types.StringValue(""),
+				ShardsCount: types.Int64Value(0), Replication: types.BoolValue(false), OSSCluster: types.BoolValue(false),
+				Endpoints: types.ListValueMust(types.StringType, nil),
+			})...)
+			return
+		}
 		if err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("id"), "Could not read the database "+strconv.Itoa(uid), err.Error())
 			return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,9 +49,10 @@ var (
 
 type databaseResource struct {
 	client *client.Client
+	// destroying: the checks of a create or an update are left out
+	// (see destroyCommand).
+	destroying bool
 }
-
-func newDatabaseResource() resource.Resource { return &databaseResource{} }
 
 type databaseResourceModel struct {
 	ID         types.String `tfsdk:"id"`
@@ -246,6 +248,9 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
 		},
 	}
+	if r.destroying {
+		resp.Schema.Attributes = withoutValidators(resp.Schema.Attributes)
+	}
 }
 
 // ValidateConfig checks what the service would refuse of the sharding
@@ -254,6 +259,9 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 // so that one that does not convert (reported by its own check) does not
 // hide the others.
 func (r *databaseResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	if r.destroying {
+		return
+	}
 	var memory wholeNumber
 	var shards types.Int64
 	var replication, ossCluster types.Bool
@@ -364,16 +372,37 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	// timeout, a reset connection), the service may have taken it; a
 	// create is not sent again, and the database it made is found by its
 	// name (unique on the service), which none of these had.
-	before, listErr := r.client.ListDatabases(ctx)
-	db, err := r.client.CreateDatabase(ctx, in)
-	// Interrupted (Ctrl-C cancels ctx) while the request was out, the
-	// create may have been taken all the same: it is looked for, beyond
-	// the interruption, so that it is recorded rather than left behind.
+	// timeouts.create bounds the whole create: the service answers a
+	// create once the database's redis-server has started, which a loaded
+	// host can make long, and the client retries.
+	deadline := time.Now().Add(timeout)
+	createCtx, cancelCreate := context.WithDeadline(ctx, deadline)
+	defer cancelCreate()
+	before, listErr := r.client.ListDatabases(createCtx)
+	db, err := r.client.CreateDatabase(createCtx, in)
+	// Interrupted (Ctrl-C cancels ctx) or timed out while the request was
+	// out, the create may have been taken all the same: it is looked for,
+	// beyond the interruption, so that it is recorded rather than left
+	// behind.
 	interrupted := err != nil && ctx.Err() != nil
-	if err != nil && listErr == nil && (client.IsUnreachable(err) || interrupted) {
+	timedOut := err != nil && !interrupted && createCtx.Err() != nil
+	if timedOut {
+		err = fmt.Errorf("the create timeout (%s) passed before the service answered the create: %w", timeout, err)
+	}
+	if err != nil && listErr == nil && (client.IsUnreachable(err) || interrupted || timedOut) {
 		lookCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		found := createdDatabase(lookCtx, r.client, in.Name, before)
 		cancel()
+		if found != nil && timedOut {
+			// Recorded, and tainted by the error: the next apply replaces it.
+			resp.Diagnostics.Append(flattenDatabase(found, &plan)...)
+			resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+			resp.Diagnostics.AddError("The database "+strconv.Quote(in.Name)+" did not become active",
+				fmt.Sprintf("The create timeout (%s) passed before the service answered the create. The database it was "+
+					"making (uid %d, status %q) is recorded in the state, tainted: the next apply deletes it and creates it "+
+					"again. Raise timeouts.create if the service needs longer to start a database.", timeout, found.UID, found.Status))
+			return
+		}
 		if found != nil {
 			tflog.Warn(ctx, "the answer to the create was lost; the service created the database", map[string]any{"uid": found.UID, "error": err.Error()})
 			db, err = found, nil
@@ -403,7 +432,7 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	}
 
 	uid := db.UID
-	db, err = waitForDatabaseActive(ctx, r.client, uid, timeout)
+	db, err = waitForDatabaseActive(ctx, r.client, uid, max(time.Until(deadline).Round(time.Second), time.Second))
 	if db != nil {
 		resp.Diagnostics.Append(flattenDatabase(db, &plan)...)
 		resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
@@ -416,6 +445,34 @@ func (r *databaseResource) Create(ctx context.Context, req resource.CreateReques
 	case err != nil:
 		resp.Diagnostics.AddError("The database "+strconv.Quote(in.Name)+" did not become active", err.Error())
 	}
+}
+
+// tookDatabaseUpdate returns the database uid, read beyond an interruption
+// of ctx, when it holds everything that update in asked for; nil otherwise.
+func tookDatabaseUpdate(ctx context.Context, c *client.Client, uid int, in api.UpdateDatabaseRequest) *api.Database {
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	db, err := findDatabaseByID(readCtx, c, uid)
+	if err != nil {
+		return nil
+	}
+	pems := func(certs []string) []string {
+		out := make([]string, len(certs))
+		for i, c := range certs {
+			out[i] = strings.TrimSpace(c)
+		}
+		slices.Sort(out)
+		return out
+	}
+	switch {
+	case in.Name != nil && *in.Name != db.Name,
+		in.MemorySize != nil && *in.MemorySize != db.MemorySize,
+		in.AuthenticationRedisPass != nil && *in.AuthenticationRedisPass != db.AuthenticationRedisPass,
+		in.TLSMode != nil && *in.TLSMode != db.TLSMode,
+		in.ClientCertificates != nil && !slices.Equal(pems(*in.ClientCertificates), pems(db.ClientCertificates)):
+		return nil
+	}
+	return db
 }
 
 // createdDatabase returns the database named name that is not among
@@ -519,7 +576,23 @@ func (r *databaseResource) Update(ctx context.Context, req resource.UpdateReques
 			"client_certificates_changed": in.ClientCertificates != nil,
 		})
 		if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
-			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the database %d", uid), err.Error())
+			// Interrupted (Ctrl-C cancels ctx) while the request was out,
+			// the service may have taken it: recorded as applied, so that
+			// the next plan does not set it again, nor take a new
+			// write-only password for one changed outside Terraform.
+			now := tookDatabaseUpdate(ctx, r.client, uid, in)
+			if ctx.Err() == nil || now == nil {
+				resp.Diagnostics.AddError(fmt.Sprintf("Could not update the database %d", uid), err.Error())
+				return
+			}
+			if in.AuthenticationRedisPass != nil && !plan.PasswordWOVersion.IsNull() {
+				recordSentPassword(ctx, resp.Private, *in.AuthenticationRedisPass, &resp.Diagnostics)
+			}
+			resp.Diagnostics.Append(flattenDatabase(now, &plan)...)
+			resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+			resp.Diagnostics.AddError(fmt.Sprintf("The update of database %d was interrupted", uid),
+				fmt.Sprintf("Terraform was interrupted after the service took the update of database %d: it is recorded "+
+					"as applied (database status %q).", uid, now.Status))
 			return
 		}
 	}
@@ -673,7 +746,7 @@ func flattenDatabase(db *api.Database, m *databaseResourceModel) diag.Diagnostic
 // the service cannot make yet, and warns that a new tls_mode restarts the
 // database (to or from enabled) or changes how destinations must connect.
 func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if req.Plan.Raw.IsNull() {
+	if req.Plan.Raw.IsNull() || r.destroying {
 		return
 	}
 	var plan, state databaseResourceModel

@@ -2,16 +2,10 @@ package provider
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -34,46 +28,24 @@ import (
 // the proxy.
 func startHoldingProxy(t *testing.T, e *testAccEnv, hold func(r *http.Request, body []byte) bool) (providerConfig string, taken <-chan struct{}) {
 	t.Helper()
-	backend, err := url.Parse(e.inst.URL)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM([]byte(e.inst.CACert)))
-	proxy := httputil.NewSingleHostReverseProxy(backend)
-	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	done := make(chan struct{})
 	var once sync.Once
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+	providerConfig = startAPIProxy(t, e, func(w http.ResponseWriter, r *http.Request, body []byte, forward func(http.ResponseWriter, *http.Request)) {
 		held := false
 		if hold(r, body) {
 			once.Do(func() { held = true })
 		}
 		if !held {
-			proxy.ServeHTTP(w, r)
+			forward(w, r)
 			return
 		}
 		// The service's own request is not the client's: the client's
 		// going away must not cancel it.
-		fwd := r.Clone(t.Context())
-		proxy.ServeHTTP(httptest.NewRecorder(), fwd)
+		forward(httptest.NewRecorder(), r.Clone(t.Context()))
 		close(done)
 		<-r.Context().Done()
-	}))
-	t.Cleanup(srv.Close)
-	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
-	return fmt.Sprintf(`
-provider "redis" {
-  endpoint = %s
-  username = %s
-  password = %s
-  ca_cert  = %s
-}
-`, hclString(srv.URL), hclString(e.inst.Username), hclString(e.inst.Password), hclString(ca)), done
+	})
+	return providerConfig, done
 }
 
 // interruptedApply runs terraform apply in cli's directory and sends it
@@ -120,13 +92,7 @@ func TestAccDatabaseResource_createInterrupted(t *testing.T) {
 		return r.Method == http.MethodPost && strings.TrimSuffix(r.URL.Path, "/") == "/v1/bdbs"
 	})
 	cli := newTestAccCLI(t)
-	cli.write("main.tf", `
-terraform {
-  required_providers {
-    redis = { source = "replicad/redis" }
-  }
-}
-`+providerConfig+`
+	cli.write("main.tf", testAccCLIProxiedConfig(providerConfig)+`
 resource "redis_database" "db" {
   name        = "interrupted"
   memory_size = 8388608
@@ -162,13 +128,7 @@ func TestAccReplicaOf_createInterrupted(t *testing.T) {
 		return r.Method == http.MethodPut && strings.Contains(string(body), "replica_sources")
 	})
 	cli := newTestAccCLI(t)
-	cli.write("main.tf", `
-terraform {
-  required_providers {
-    redis = { source = "replicad/redis" }
-  }
-}
-`+providerConfig+fmt.Sprintf(`
+	cli.write("main.tf", testAccCLIProxiedConfig(providerConfig)+fmt.Sprintf(`
 resource "redis_database" "dst" {
   name        = "interrupted-dst"
   memory_size = 8388608
@@ -204,13 +164,7 @@ func TestAccSourceURLPassword_createInterrupted(t *testing.T) {
 		return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/actions/regenerate_admin_password")
 	})
 	cli := newTestAccCLI(t)
-	cli.write("main.tf", `
-terraform {
-  required_providers {
-    redis = { source = "replicad/redis" }
-  }
-}
-`+providerConfig+`
+	cli.write("main.tf", testAccCLIProxiedConfig(providerConfig)+`
 resource "redis_database" "src" {
   name        = "interrupted-src"
   memory_size = 8388608
@@ -262,13 +216,7 @@ func TestAccReplicaOf_updateInterrupted(t *testing.T) {
 	})
 	cli := newTestAccCLI(t)
 	config := func(sources string) string {
-		return `
-terraform {
-  required_providers {
-    redis = { source = "replicad/redis" }
-  }
-}
-` + providerConfig + fmt.Sprintf(`
+		return testAccCLIProxiedConfig(providerConfig) + fmt.Sprintf(`
 resource "redis_database" "dst" {
   name        = "interrupted-update"
   memory_size = 8388608
@@ -291,5 +239,43 @@ resource "redis_replica_of" "dst" {
 	plan := flat(cli.all.String())
 	assert.Contains(t, plan, "redis_replica_of.dst will be updated in-place")
 	assert.NotContains(t, plan, "re-replicates", "the sources were taken: no flush is planned")
+	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
+}
+
+// TestAccDatabaseResource_passwordWOUpdateInterrupted: Terraform is
+// interrupted (Ctrl-C) while the service sets a new write-only password
+// (password_wo_version bumped). The update is recorded as applied: the
+// next plan is empty, with no warning that the password was changed outside
+// Terraform. It warned so, and planned to set the password again.
+func TestAccDatabaseResource_passwordWOUpdateInterrupted(t *testing.T) {
+	e := testAccStart(t)
+	const first, second = "wo-interrupted-first-1", "wo-interrupted-second-2"
+	providerConfig, taken := startHoldingProxy(t, e, func(r *http.Request, body []byte) bool {
+		return r.Method == http.MethodPut && strings.Contains(string(body), second)
+	})
+	cli := newTestAccCLI(t)
+	config := func(password string, version int) string {
+		return testAccCLIProxiedConfig(providerConfig) + fmt.Sprintf(`
+resource "redis_database" "db" {
+  name                = "wo-interrupted"
+  memory_size         = 8388608
+  password_wo         = %q
+  password_wo_version = %d
+}
+`, password, version)
+	}
+	cli.write("main.tf", config(first, 1))
+	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
+
+	cli.write("main.tf", config(second, 2))
+	out := flat(interruptedApply(t, cli, taken))
+	assert.Contains(t, out, "Terraform was interrupted after the service took the update of database 1")
+
+	cli.all.Reset()
+	cli.mustRun(0, "plan", "-detailed-exitcode", "-no-color")
+	assert.NotContains(t, flat(cli.all.String()), "changed outside Terraform")
+	db, err := e.client.GetDatabase(testAccContext(t), 1)
+	require.NoError(t, err)
+	assert.Equal(t, second, db.AuthenticationRedisPass)
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
 }

@@ -1,16 +1,9 @@
 package provider
 
 import (
-	"bytes"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,7 +12,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
-	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
@@ -31,39 +23,28 @@ import (
 // the request does. It returns the provider block that points at it.
 func startLosingProxy(t *testing.T, e *testAccEnv, lose func(r *http.Request, body []byte) bool) (providerConfig string, lost *atomic.Bool) {
 	t.Helper()
-	backend, err := url.Parse(e.inst.URL)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM([]byte(e.inst.CACert)))
-	proxy := httputil.NewSingleHostReverseProxy(backend)
-	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	lost = &atomic.Bool{}
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+	providerConfig = startAPIProxy(t, e, func(w http.ResponseWriter, r *http.Request, body []byte, forward func(http.ResponseWriter, *http.Request)) {
 		if !lost.Load() && lose(r, body) {
-			rec := httptest.NewRecorder()
-			proxy.ServeHTTP(rec, r)
+			forward(httptest.NewRecorder(), r)
 			lost.Store(true)
 			http.Error(w, "upstream timed out", http.StatusGatewayTimeout)
 			return
 		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
-	return fmt.Sprintf(`
-provider "redis" {
-  endpoint = %s
-  username = %s
-  password = %s
-  ca_cert  = %s
+		forward(w, r)
+	})
+	return providerConfig, lost
 }
-`, hclString(srv.URL), hclString(e.inst.Username), hclString(e.inst.Password), hclString(ca)), lost
+
+// checkAnswerLost fails a test step whose proxy lost no answer: the test
+// would test nothing.
+func checkAnswerLost(lost *atomic.Bool) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		if !lost.Load() {
+			return fmt.Errorf("no answer was lost: the test tests nothing")
+		}
+		return nil
+	}
 }
 
 // TestAccReplicaOf_createRetriedAfterALostAnswer: the service makes the
@@ -95,12 +76,7 @@ resource "redis_replica_of" "dst" {
 				PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
 			},
 			Check: resource.ComposeAggregateTestCheckFunc(
-				func(*terraform.State) error {
-					if !lost.Load() {
-						return fmt.Errorf("no answer was lost: the test tests nothing")
-					}
-					return nil
-				},
+				checkAnswerLost(lost),
 				resource.TestCheckResourceAttr("redis_replica_of.dst", "status", api.SourceInSync),
 				resource.TestCheckResourceAttr("redis_replica_of.dst", "generation", "1"),
 			),
@@ -135,12 +111,7 @@ resource "redis_database" "test" {
 				PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
 			},
 			Check: resource.ComposeAggregateTestCheckFunc(
-				func(*terraform.State) error {
-					if !lost.Load() {
-						return fmt.Errorf("no answer was lost: the test tests nothing")
-					}
-					return nil
-				},
+				checkAnswerLost(lost),
 				resource.TestCheckResourceAttr(testAccDatabaseResource, "name", name),
 				resource.TestCheckResourceAttr(testAccDatabaseResource, "status", api.StatusActive),
 				testAccCheckDatabaseConnects(testAccDatabaseResource),
@@ -179,12 +150,7 @@ resource "redis_source_url_password" "src" {
 				PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
 			},
 			Check: resource.ComposeAggregateTestCheckFunc(
-				func(*terraform.State) error {
-					if !lost.Load() {
-						return fmt.Errorf("no answer was lost: the test tests nothing")
-					}
-					return nil
-				},
+				checkAnswerLost(lost),
 				e.checkSourceURLMatches("redis_source_url_password.src"),
 				resource.TestCheckResourceAttr("redis_source_url_password.src", "keepers.rotation", "1"),
 			),

@@ -44,11 +44,15 @@ var (
 
 type redisProvider struct {
 	version string
+	// destroying is true when the terraform command that started the
+	// provider destroys (see destroyCommand).
+	destroying bool
 }
 
 // New returns the constructor of the provider, as providerserver wants it.
 func New(version string) func() provider.Provider {
-	return func() provider.Provider { return &redisProvider{version: version} }
+	destroying := destroyCommand(parentCommandLine())
+	return func() provider.Provider { return &redisProvider{version: version, destroying: destroying} }
 }
 
 type providerModel struct {
@@ -243,17 +247,17 @@ func clientConfig(config providerModel, getenv func(string) string) (client.Conf
 
 func (p *redisProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
-		newDatabaseResource,
-		newReplicaOfResource,
-		newSourceURLPasswordResource,
+		func() resource.Resource { return &databaseResource{destroying: p.destroying} },
+		func() resource.Resource { return &replicaOfResource{destroying: p.destroying} },
+		func() resource.Resource { return &sourceURLPasswordResource{destroying: p.destroying} },
 	}
 }
 
 func (p *redisProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
-		newDatabaseDataSource,
+		func() datasource.DataSource { return &databaseDataSource{destroying: p.destroying} },
 		newClusterDataSource,
-		newSourceURLDataSource,
+		func() datasource.DataSource { return &sourceURLDataSource{destroying: p.destroying} },
 	}
 }
 

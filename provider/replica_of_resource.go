@@ -48,9 +48,10 @@ var (
 
 type replicaOfResource struct {
 	client *client.Client
+	// destroying: the checks of a create or an update are left out
+	// (see destroyCommand).
+	destroying bool
 }
-
-func newReplicaOfResource() resource.Resource { return &replicaOfResource{} }
 
 type replicaOfResourceModel struct {
 	ID                  types.String   `tfsdk:"id"`
@@ -329,6 +330,9 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true}),
 		},
 	}
+	if r.destroying {
+		resp.Schema.Attributes = withoutValidators(resp.Schema.Attributes)
+	}
 }
 
 func (r *replicaOfResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -336,6 +340,9 @@ func (r *replicaOfResource) Configure(_ context.Context, req resource.ConfigureR
 }
 
 func (r *replicaOfResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	if r.destroying {
+		return
+	}
 	var config replicaOfResourceModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...)
 	if resp.Diagnostics.HasError() {
@@ -480,7 +487,7 @@ func setAddresses(set types.Set) (addrs []string, known bool) {
 }
 
 func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if req.Plan.Raw.IsNull() {
+	if req.Plan.Raw.IsNull() || r.destroying {
 		return // destroy: the data stays
 	}
 	var plan replicaOfResourceModel

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -19,9 +20,10 @@ var (
 
 type sourceURLDataSource struct {
 	client *client.Client
+	// destroying: a database that does not exist is a warning (see
+	// destroyCommand and missingWhileDestroying).
+	destroying bool
 }
-
-func newSourceURLDataSource() datasource.DataSource { return &sourceURLDataSource{} }
 
 type sourceURLDataSourceModel struct {
 	DatabaseID types.String `tfsdk:"database_id"`
@@ -68,6 +70,16 @@ func (d *sourceURLDataSource) Read(ctx context.Context, req datasource.ReadReque
 	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...)
 	if resp.Diagnostics.HasError() {
 		return
+	}
+	if d.destroying {
+		if uid, err := parseDatabaseID(config.DatabaseID.ValueString()); err == nil {
+			if _, err := readSourceURL(ctx, d.client, uid); client.IsNotFound(err) {
+				missingWhileDestroying(fmt.Sprintf("The database %d, whose source URL is read, does not exist", uid), &resp.Diagnostics)
+				resp.Diagnostics.Append(resp.State.Set(ctx, &sourceURLDataSourceModel{DatabaseID: config.DatabaseID,
+					URI: types.StringValue(""), Address: types.StringValue("")})...)
+				return
+			}
+		}
 	}
 	s, ok := lookupSourceURL(ctx, d.client, config.DatabaseID.ValueString(), &resp.Diagnostics)
 	if !ok {

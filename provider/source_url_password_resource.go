@@ -33,9 +33,10 @@ var (
 
 type sourceURLPasswordResource struct {
 	client *client.Client
+	// destroying: the checks of a create or an update are left out
+	// (see destroyCommand).
+	destroying bool
 }
-
-func newSourceURLPasswordResource() resource.Resource { return &sourceURLPasswordResource{} }
 
 type sourceURLPasswordResourceModel struct {
 	ID         types.String `tfsdk:"id"`
@@ -97,6 +98,7 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 					mapvalidator.SizeAtMost(64),
 					mapvalidator.KeysAre(stringvalidator.LengthBetween(1, 256)),
 					mapvalidator.ValueStringsAre(stringvalidator.LengthAtMost(4096)),
+					keepersWithValues{},
 				},
 				PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplaceIf(keepersChanged,
 					"A change of keepers regenerates the password; keepers given to a resource that had none do not.",
@@ -131,6 +133,9 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 				PlanModifiers: []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
 			},
 		},
+	}
+	if r.destroying {
+		resp.Schema.Attributes = withoutValidators(resp.Schema.Attributes)
 	}
 }
 
@@ -235,7 +240,7 @@ func keepersChanged(_ context.Context, req planmodifier.MapRequest, resp *mappla
 // destination whose source address is unknown would be planned (and warned)
 // as a flush.
 func (r *sourceURLPasswordResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if req.Plan.Raw.IsNull() || r.client == nil {
+	if req.Plan.Raw.IsNull() || r.client == nil || r.destroying {
 		return
 	}
 	var plan sourceURLPasswordResourceModel
@@ -299,6 +304,30 @@ func (r *sourceURLPasswordResource) ImportState(ctx context.Context, req resourc
 }
 
 // keepersOf is the keepers attribute as a Go map (nil when null or empty).
+// keepersWithValues refuses a keeper whose value is null (an unset
+// variable, say): the service stores strings, and the framework's
+// conversion error blamed the provider.
+type keepersWithValues struct{}
+
+func (keepersWithValues) Description(context.Context) string {
+	return "every keeper has a value"
+}
+
+func (v keepersWithValues) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (keepersWithValues) ValidateMap(_ context.Context, req validator.MapRequest, resp *validator.MapResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	for k, e := range req.ConfigValue.Elements() {
+		if e.IsNull() {
+			resp.Diagnostics.AddAttributeError(req.Path.AtMapKey(k), "Keeper without a value",
+				fmt.Sprintf("keepers[%q] is null: give every keeper a string (a keeper from an unset variable, say, "+
+					"needs a default), or leave the key out.", k))
+		}
+	}
+}
+
 func keepersOf(ctx context.Context, m types.Map) (map[string]string, diag.Diagnostics) {
 	if m.IsNull() || m.IsUnknown() || len(m.Elements()) == 0 {
 		return nil, nil

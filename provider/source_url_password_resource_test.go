@@ -185,6 +185,10 @@ func TestAccSourceURLPassword_keepersLimitsAtPlan(t *testing.T) {
 		{`{ "" = "x" }`, `string length must be between 1 and 256`},
 		{"{ " + many + "}", `must contain at most 64 elements`},
 		{`{ a = "` + long + `" }`, `string length must be at most 4096`},
+		// A null keeper (an unset variable): a clear error, not the
+		// framework's "Value Conversion Error ... always an error in the
+		// provider".
+		{`{ rotation = null }`, `(?s)Keeper without a value.*keepers\["rotation"\] is null`},
 	} {
 		steps = append(steps, resource.TestStep{
 			Config: e.providerConfig() + `
