@@ -2,6 +2,7 @@ package replproto
 
 import (
 	"bytes"
+	"compress/flate"
 	"context"
 	"runtime"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -151,4 +153,81 @@ func TestACompressedCommandBombIsRefusedUnread(t *testing.T) {
 	require.ErrorIs(t, err, resp.ErrCommandTooBig)
 	assert.Contains(t, err.Error(), "exceed 67108864 bytes")
 	assert.Less(t, alloc, uint64(32<<20), "the replica held the value (%d MB allocated)", alloc>>20)
+}
+
+// A compressed stream that does not decode is told apart from a link that
+// is cut: its error is a protocol error wrapping replcompress.ErrCorrupt
+// that names the codec, while a stream cut in the middle of a frame is a
+// connection error, as any cut link.
+func TestCorruptCompressedStreamsAreToldFromCutLinks(t *testing.T) {
+	for name, tc := range map[string]struct {
+		codec   string
+		tail    []byte
+		corrupt bool
+	}{
+		"zstd reserved block type": {CodecZstd, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, true},
+		// A new frame announcing a 1 TiB window.
+		"zstd window bomb":    {CodecZstd, []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xf0, 0, 0, 0}, true},
+		"zstd cut":            {CodecZstd, []byte{0x28, 0xb5, 0x2f}, false},
+		"deflate bad block":   {CodecDeflate, []byte{0xff, 0xff, 0xff, 0xff}, true},
+		"deflate final block": {CodecDeflate, []byte{0x03, 0x00}, true},  // an empty final block: the stream may not end
+		"deflate cut":         {CodecDeflate, []byte{0x00, 0x05}, false}, // a stored block's header, cut
+	} {
+		t.Run(name, func(t *testing.T) {
+			f, c := newFakePair(t, Options{Password: "pw", Compression: 3, NoZstd: tc.codec == CodecDeflate})
+			f.run(func() {
+				f.expect("PING")
+				f.send("-NOAUTH Authentication required.\r\n")
+				f.expect("AUTH", "pw")
+				f.send("+OK\r\n")
+				var w flushWriter
+				var closeW func()
+				if tc.codec == CodecZstd {
+					f.expect("REPLICAD.COMPRESS", "+3")
+					f.send("+ZSTD\r\n")
+					zw, err := zstd.NewWriter(f.conn, zstd.WithEncoderConcurrency(1))
+					if err != nil {
+						f.errorf("zstd writer: %v", err)
+						return
+					}
+					w, closeW = zw, func() { zw.Close() }
+				} else {
+					f.expect("REPLICAD.COMPRESS", "3")
+					f.send("+OK\r\n")
+					fw, err := flate.NewWriter(f.conn, 3)
+					if err != nil {
+						f.errorf("flate writer: %v", err)
+						return
+					}
+					w, closeW = fw, func() {}
+				}
+				f.compressedHandshake(w)
+				f.sendCompressed(w, cmd("SET", "a", "1"))
+				if tc.codec == CodecZstd {
+					closeW() // the frame ends; what follows is read as the next one
+				}
+				f.conn.Write(tc.tail)
+				f.conn.Close()
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := c.Handshake(ctx, testReplID, 500)
+			require.NoError(t, err)
+			got, err := c.ReadCommand(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, "SET a 1", argsString(got.Args), "what decoded before the damage is returned")
+			_, err = c.ReadCommand(ctx)
+			require.Error(t, err)
+			require.NoError(t, ctx.Err(), "the error came from the stream, not from the test's deadline")
+			if tc.corrupt {
+				assert.ErrorIs(t, err, replcompress.ErrCorrupt)
+				assert.ErrorIs(t, err, ErrProtocol)
+				assert.Contains(t, err.Error(), "("+tc.codec+")")
+			} else {
+				assert.NotErrorIs(t, err, replcompress.ErrCorrupt)
+				assert.ErrorIs(t, err, ErrConn)
+			}
+			t.Log(err)
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -122,4 +123,101 @@ func TestACompressedCommandBiggerThanTheDestinationStopsTheSync(t *testing.T) {
 	n, err := destClient(t, dst, 0).Exists(redistest.Ctx(t), "big").Result()
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing of the command is applied")
+}
+
+// corruptingProxy relays a replication link; while armed, it replaces
+// what the source sends, past the first three replies of a session (the
+// plain-text ones: PING, AUTH, the compression request), with bytes that
+// no decompressor takes: a man in the middle of a plain-text link.
+type corruptingProxy struct {
+	ln     net.Listener
+	target string
+	armed  atomic.Bool
+	hits   atomic.Int64 // chunks replaced
+}
+
+func startCorruptingProxy(t *testing.T, target string) *corruptingProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &corruptingProxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.relay(c)
+		}
+	}()
+	return p
+}
+
+func (p *corruptingProxy) relay(c net.Conn) {
+	defer c.Close()
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	go func() {
+		io.Copy(up, c)
+		up.Close()
+	}()
+	buf := make([]byte, 64<<10)
+	for chunk := 0; ; chunk++ {
+		n, err := up.Read(buf)
+		if n > 0 {
+			if chunk >= 3 && p.armed.Load() {
+				for i := range buf[:n] {
+					buf[i] = 0xff
+				}
+				p.hits.Add(1)
+			}
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// A compressed stream altered on the way (a man in the middle of a
+// plain-text link) is said in last_error to be a compressed stream that
+// does not decode, not a connection error; once the link carries the
+// stream intact again, the sync continues and the destination equals the
+// source key by key, the writes made meanwhile applied once.
+func TestACompressedStreamAlteredOnTheWayIsToldAndRecovered(t *testing.T) {
+	a := newAPI(t, servicetest.Start(t))
+	src := a.create(api.CreateDatabaseRequest{Name: "src", MemorySize: 64 << 20})
+	sc := destClient(t, src, 0)
+	writeDataset(t, sc, "", 100)
+	u, err := url.Parse(a.sourceURL(src.UID))
+	require.NoError(t, err)
+	proxy := startCorruptingProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20, ReplicaSources: []api.ReplicaSource{{URI: u.String(), Compression: 3}}})
+	a.waitInSync(dst.UID, time.Minute)
+	dc := destClient(t, dst, 0)
+	ctx := redistest.Ctx(t)
+
+	proxy.armed.Store(true)
+	for range 20 {
+		require.NoError(t, sc.Incr(ctx, "counter").Err())
+	}
+	redistest.Eventually(t, time.Minute, "last_error says the compressed stream does not decode", func() error {
+		s := a.get(dst.UID).ReplicaSources[0]
+		if s.Status == api.SourceInSync || !strings.Contains(s.LastError, "compressed stream does not decode") {
+			return fmt.Errorf("status %s, last_error %q (%d chunks altered)", s.Status, s.LastError, proxy.hits.Load())
+		}
+		return nil
+	})
+	proxy.armed.Store(false)
+	require.NoError(t, sc.Incr(ctx, "counter").Err())
+	eventuallyEqual(t, time.Minute, dc, sc)
+	assert.Equal(t, "21", dc.Get(ctx, "counter").Val())
+	s := a.waitInSync(dst.UID, time.Minute).ReplicaSources[0]
+	assert.True(t, s.CompressionActive, "compression is active again")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
@@ -925,6 +926,8 @@ func explain(err error) error {
 		// The source would send it again after a reconnect: retrying
 		// cannot help, and each try would make this instance read it.
 		return &fatalError{fmt.Errorf("the source sent a command bigger than twice the destination's memory_size (plus 64 MiB), which the destination could not hold; nothing of it was applied and the sync stops: %w", err)}
+	case errors.Is(err, replcompress.ErrCorrupt):
+		return fmt.Errorf("the source's compressed stream does not decode: something on the way alters it (encryption protects it), or what answers is not a replication endpoint that compresses as it said; nothing past the damage is applied, and the syncer reconnects: %w", err)
 	case errors.Is(err, replproto.ErrClientCertRejected):
 		return fmt.Errorf("the source refused this instance's TLS client certificate (add the instance's syncer_cert to the source database's client_certificates): %w", err)
 	case errors.Is(err, replproto.ErrNoTLSAnswer):
