@@ -18,6 +18,7 @@ package replcompress
 
 import (
 	"compress/flate"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -157,16 +158,78 @@ func NewCompressor(w io.Writer, codec string, level int) (Compressor, error) {
 	return nil, fmt.Errorf("unknown codec %q", codec)
 }
 
+// ErrCorrupt is wrapped by the error of a decompressor whose input does
+// not decode (as opposed to input that ends, or fails to arrive, which
+// the decompressor passes on as the network's error).
+var ErrCorrupt = errors.New("the compressed stream does not decode")
+
 // NewDecompressor is the client side for codec. r should be a bufio.Reader:
 // DEFLATE then reads nothing ahead of need, and zstd reads whole blocks,
-// which the source flushes one at a time.
-func NewDecompressor(r io.Reader, codec string) (io.Reader, error) {
+// which the source flushes one at a time. Its errors that come from the
+// compressed bytes themselves wrap ErrCorrupt.
+func NewDecompressor(r interface {
+	io.Reader
+	io.ByteReader
+}, codec string) (io.Reader, error) {
+	src := &inputReader{r: r, br: r}
+	var dec io.Reader
 	switch codec {
 	case Zstd:
 		// Synchronous (no goroutine to stop), with a bound on the window.
-		return zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow))
+		zr, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow))
+		if err != nil {
+			return nil, err
+		}
+		dec = zr
 	case Deflate:
-		return NewReader(r), nil
+		dec = NewReader(src)
+	default:
+		return nil, fmt.Errorf("unknown codec %q", codec)
 	}
-	return nil, fmt.Errorf("unknown codec %q", codec)
+	return &decoder{dec: dec, src: src, codec: codec}, nil
+}
+
+// inputReader passes the compressed bytes on and keeps the error of their
+// reader, so that decoder can tell the two kinds of error apart. It is an
+// io.ByteReader, so that DEFLATE reads nothing ahead of need.
+type inputReader struct {
+	r   io.Reader
+	br  io.ByteReader
+	err error
+}
+
+func (i *inputReader) Read(p []byte) (int, error) {
+	n, err := i.r.Read(p)
+	if err != nil {
+		i.err = err
+	}
+	return n, err
+}
+
+func (i *inputReader) ReadByte() (byte, error) {
+	b, err := i.br.ReadByte()
+	if err != nil {
+		i.err = err
+	}
+	return b, err
+}
+
+type decoder struct {
+	dec   io.Reader
+	src   *inputReader
+	codec string
+}
+
+func (d *decoder) Read(p []byte) (int, error) {
+	n, err := d.dec.Read(p)
+	if err != nil && d.src.err == nil {
+		// Nothing failed under the decompressor: its input is wrong
+		// (corrupt, a window beyond the bound, or an end of stream where
+		// the source must not end it).
+		if err == io.EOF {
+			return n, fmt.Errorf("%w (%s): it ends, which a source's stream never does", ErrCorrupt, d.codec)
+		}
+		err = fmt.Errorf("%w (%s): %w", ErrCorrupt, d.codec, err)
+	}
+	return n, err
 }

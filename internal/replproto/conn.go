@@ -140,7 +140,35 @@ type Options struct {
 	// source did not answer); an error ends the handshake with it, before
 	// the source starts a sync for nothing.
 	OnLineage func(lineage []string) error
-	Logger    *slog.Logger // nil = discard
+	// MaxCommandBytes, when positive, bounds one command of the stream
+	// (its arguments added up): a bigger one ends the session with an
+	// error that wraps resp.ErrCommandTooBig, before its bytes are held.
+	// A compressed stream can otherwise make the destination hold
+	// gigabytes from a few kilobytes on the wire.
+	MaxCommandBytes int64
+	Logger          *slog.Logger // nil = discard
+}
+
+// Limits of the replies read during the handshake. A source answers each
+// step with a short line (the lineage has its own limits, see
+// readLineageReply); after REPLICAD.COMPRESS the replies come through the
+// decompressor, where a few bytes on the wire can stand for a reply of
+// any size, so the reader's stream defaults would not bound anything.
+const (
+	handshakeMaxBulk  = 64 << 10
+	handshakeMaxArray = 64
+	handshakeMaxDepth = 2
+)
+
+// replyLimits sets the reader's limits for the handshake (true) or for the
+// stream that follows it.
+func (c *Conn) replyLimits(handshake bool) {
+	if handshake {
+		c.rd.MaxBulkLen, c.rd.MaxArrayLen, c.rd.MaxDepth, c.rd.MaxCommandBytes = handshakeMaxBulk, handshakeMaxArray, handshakeMaxDepth, 0
+		return
+	}
+	c.rd.MaxBulkLen, c.rd.MaxArrayLen, c.rd.MaxDepth = resp.DefaultMaxBulkLen, resp.DefaultMaxArrayLen, resp.DefaultMaxDepth
+	c.rd.MaxCommandBytes = c.opts.MaxCommandBytes
 }
 
 type connState int
@@ -258,7 +286,7 @@ func (o Options) withDefaults() Options {
 // newConn wraps an established connection: nc is dc, or TLS over dc.
 func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
 	br := bufio.NewReaderSize(boundaryReader{peerReader{nc, &dc.peerClosed}, &dc.atBoundary}, readBufferSize)
-	return &Conn{
+	c := &Conn{
 		opts: o,
 		log:  o.Logger.With("source", o.Addr),
 		dc:   dc,
@@ -267,6 +295,8 @@ func newConn(o Options, dc *deadlineConn, nc net.Conn) *Conn {
 		rd:   resp.NewReader(br),
 		done: make(chan struct{}),
 	}
+	c.replyLimits(true)
+	return c
 }
 
 // Compressed reports whether the source agreed to compress the session.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -117,7 +118,7 @@ func ioError(op string, err error) *Error {
 		// With TLS 1.3 the source checks the client certificate after the
 		// handshake: its refusal comes with the first read.
 		kind, err = ErrTLS, errors.Join(ErrClientCertRejected, err)
-	case errors.Is(err, resp.ErrProtocol):
+	case errors.Is(err, resp.ErrProtocol), errors.Is(err, replcompress.ErrCorrupt):
 		kind = ErrProtocol
 	case errors.Is(err, io.EOF):
 		// The source closed the link between two values.

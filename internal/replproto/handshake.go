@@ -74,6 +74,7 @@ func (c *Conn) Handshake(ctx context.Context, replID string, offset int64) (Sync
 	if err != nil {
 		return Sync{}, c.failErr(err)
 	}
+	c.replyLimits(false)
 	return sync, nil
 }
 
@@ -195,6 +196,7 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 	}
 	c.br = bufio.NewReaderSize(boundaryReader{src, &c.dc.atBoundary}, readBufferSize)
 	c.rd = resp.NewReader(c.br)
+	c.replyLimits(true)
 	c.compressed = codec
 	c.log.Debug("the source compresses", "codec", codec, "compression_level", c.opts.Compression)
 	return nil

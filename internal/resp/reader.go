@@ -3,6 +3,7 @@ package resp
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 )
@@ -41,6 +42,12 @@ type Reader struct {
 	MaxBulkLen  int64 // maximum bulk string length (default DefaultMaxBulkLen)
 	MaxArrayLen int64 // maximum number of array elements (default DefaultMaxArrayLen)
 	MaxDepth    int   // maximum nesting of arrays in ReadValue (default DefaultMaxDepth)
+	// MaxCommandBytes, when positive, bounds the arguments of one command
+	// of ReadCommand, added up: checked at each argument's length, before
+	// its bytes are read. Without it a command may hold MaxArrayLen
+	// arguments of MaxBulkLen each, which a compressed stream delivers
+	// from a few kilobytes on the wire.
+	MaxCommandBytes int64
 
 	// Reused by ReadCommand: all arguments of one command live in buf.
 	buf  []byte
@@ -115,6 +122,7 @@ func (r *Reader) ReadCommand() (args [][]byte, n int64, err error) {
 	}
 
 	buf, ends := r.buf[:0], r.ends[:0]
+	var total int64
 	for i := int64(0); i < count; i++ {
 		line, ln, err := r.readLine()
 		if err != nil {
@@ -127,6 +135,10 @@ func (r *Reader) ReadCommand() (args [][]byte, n int64, err error) {
 		}
 		if size < 0 {
 			return nil, 0, protoErrorf("command: null bulk string as argument %d", i)
+		}
+		if total += size; r.MaxCommandBytes > 0 && total > r.MaxCommandBytes {
+			r.buf = buf[:0]
+			return nil, 0, fmt.Errorf("%w: %w: its arguments exceed %d bytes (argument %d of %d)", ErrProtocol, ErrCommandTooBig, r.MaxCommandBytes, i+1, count)
 		}
 		buf, err = r.readBulk(buf, size)
 		if err != nil {
@@ -183,12 +195,14 @@ func (r *Reader) readBuffered() (args [][]byte, n int64, done bool, err error) {
 		return nil, 0, false, nil
 	}
 	ends := r.ends[:0]
+	var total int64
 	for range count {
 		if pos >= len(b) || b[pos] != '$' {
 			return nil, 0, false, nil
 		}
 		size, next, ok := bufferedLength(b, pos+1)
-		if !ok || size < 0 || size > r.MaxBulkLen || int64(len(b)-next) < size+2 {
+		if total += size; !ok || size < 0 || size > r.MaxBulkLen || int64(len(b)-next) < size+2 ||
+			(r.MaxCommandBytes > 0 && total > r.MaxCommandBytes) {
 			return nil, 0, false, nil
 		}
 		end := next + int(size)

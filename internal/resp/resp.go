@@ -20,6 +20,10 @@ import (
 // protocol error: it yields io.EOF (nothing read) or io.ErrUnexpectedEOF.
 var ErrProtocol = errors.New("resp: protocol error")
 
+// ErrCommandTooBig is wrapped (beside ErrProtocol) by the error of a
+// command whose arguments add up to more than Reader.MaxCommandBytes.
+var ErrCommandTooBig = errors.New("command too big")
+
 func protoErrorf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
 }

@@ -666,7 +666,7 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			log = log.With("shard", u.shard)
 		}
 		sy := &syncer{
-			source: s.src, url: s.url, dest: dest, tls: tlsCfg,
+			source: s.src, url: s.url, dest: dest, tls: tlsCfg, maxCommand: maxStreamCommand(d.db.MemorySize),
 			status: u.status, metrics: d.m.metrics.forSource(d.db.UID, u.key),
 			log:          log,
 			stallTimeout: d.m.cfg.StallTimeout, silenceTimeout: d.m.cfg.SilenceTimeout,

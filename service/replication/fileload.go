@@ -292,6 +292,19 @@ func (s *syncer) decodeDataset(ctx context.Context, fw *rdb.FileWriter, payload 
 	return nil
 }
 
+// maxStreamCommand is the biggest command of a source's stream that a
+// destination of memorySize reads: one its data could not hold twice over.
+// The bound protects the service, which holds a command whole before it
+// applies it: a compressed stream delivers a command of gigabytes from a
+// few kilobytes on the wire. 0 (size unknown) leaves the RESP reader's
+// own limits.
+func maxStreamCommand(memorySize int64) int64 {
+	if memorySize <= 0 {
+		return 0
+	}
+	return 2*memorySize + maxLoadSlack
+}
+
 // maxLoadSlack: what an RDB written for a load may take past twice the
 // destination's memory_size (the service's own keys, the RDB's framing).
 const maxLoadSlack = 64 << 20

@@ -19,7 +19,9 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/rdb"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/replproto"
+	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
 // errNeedFullSync ends a round: this source cannot continue from its
@@ -44,6 +46,10 @@ type syncer struct {
 	status  *sourceStatus
 	metrics *sourceMetrics
 	log     *slog.Logger
+
+	// maxCommand bounds one command of the stream (see maxStreamCommand);
+	// 0: no bound beyond the RESP reader's.
+	maxCommand int64
 
 	// checkpoint to resume from; nil when this round must load in full.
 	resume *checkpoint
@@ -379,6 +385,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		Addr: addr, Username: s.url.Username, Password: s.url.Password, TLSConfig: s.tls,
 		Compression: s.source.Compression, AskLineage: true, OnLineage: onLineage,
 		DialTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, Logger: s.log,
+		MaxCommandBytes: s.maxCommand,
 	})
 	if err != nil {
 		if s.avoid != nil && s.avoid(addr) {
@@ -915,6 +922,12 @@ func (b *backoff) next() time.Duration {
 // from the protocol's words (replproto classifies them).
 func explain(err error) error {
 	switch {
+	case errors.Is(err, resp.ErrCommandTooBig):
+		// The source would send it again after a reconnect: retrying
+		// cannot help, and each try would make this instance read it.
+		return &fatalError{fmt.Errorf("the source sent a command bigger than twice the destination's memory_size (plus 64 MiB), which the destination could not hold; nothing of it was applied and the sync stops: %w", err)}
+	case errors.Is(err, replcompress.ErrCorrupt):
+		return fmt.Errorf("the source's compressed stream does not decode: something on the way alters it (encryption protects it), or what answers is not a replication endpoint that compresses as it said; nothing past the damage is applied, and the syncer reconnects: %w", err)
 	case errors.Is(err, replproto.ErrClientCertRejected):
 		return fmt.Errorf("the source refused this instance's TLS client certificate (add the instance's syncer_cert to the source database's client_certificates): %w", err)
 	case errors.Is(err, replproto.ErrNoTLSAnswer):
