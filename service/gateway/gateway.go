@@ -481,8 +481,12 @@ func (e *endpoint) serve(raw net.Conn) {
 		io.WriteString(conn, "-ERR "+sanitize(cfg.Refuse)+"\r\n")
 		return
 	}
+	// Past login, a session lives as long as it asks (handshakeEnv.idle),
+	// beyond the handshake's context; each call below bounds itself.
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
 	up := &upstream{dial: func() (net.Conn, *resp.Reader, error) {
-		c, rd, err := dialUpstream(ctx, cfg)
+		c, rd, err := dialUpstream(sctx, cfg)
 		if err != nil {
 			log.Error("replication session: cannot reach the database", "err", err)
 			return nil, nil, err
@@ -514,9 +518,11 @@ func (e *endpoint) serve(raw net.Conn) {
 	}
 	rw.w = &countingWriter{w: rw.w, n: plain}
 
-	env := handshakeEnv{up: up, refuse: cfg.Refuse, lineage: cfg.Lineage}
+	env := handshakeEnv{up: up, refuse: cfg.Refuse, lineage: cfg.Lineage, idle: e.g.handshakeTimeout}
 	if cfg.Cluster != nil {
 		env.shards = func() ([]byte, error) {
+			ctx, cancel := context.WithTimeout(sctx, e.g.handshakeTimeout)
+			defer cancel()
 			t, err := cfg.Cluster(ctx)
 			if err != nil {
 				return nil, err
