@@ -516,3 +516,39 @@ func TestAQuestioningSessionIsKeptUntilItStopsAsking(t *testing.T) {
 	}
 	assert.Equal(t, asked, n, "every question reached redis-server")
 }
+
+// Each destination keeps a session that does not stream beside its stream
+// (its source probe): those sessions do not take the streams' places. The
+// endpoint allows maxSessionsPerEndpoint streams and, apart from them,
+// maxQuestionSessionsPerEndpoint sessions that do not stream; past either,
+// a session is refused. 64 probe sessions took every place, and no
+// destination could stream.
+func TestSessionsThatDoNotStreamDoNotTakeTheStreamsPlaces(t *testing.T) {
+	_, addr, _, _ := startGateway(t)
+	ask := func() *client {
+		c := dial(t, addr)
+		require.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+		return c
+	}
+	for k := 0; k < maxSessionsPerEndpoint; k++ {
+		info := ask().do("INFO", "replication")
+		require.False(t, info.IsError(), "question session %d: %s", k, info.Str)
+	}
+	psync := func(c *client) string {
+		_, err := c.c.Write(resp.AppendCommandStrings(nil, "PSYNC", "?", "-1"))
+		require.NoError(t, err)
+		line, err := c.rd.Buffered().ReadString('\n')
+		require.NoError(t, err)
+		return line
+	}
+	for k := 0; k < maxSessionsPerEndpoint; k++ {
+		line := psync(ask())
+		require.True(t, strings.HasPrefix(line, "+FULLRESYNC"), "stream %d: %s", k, line)
+	}
+	assert.Contains(t, psync(ask()), "too many replication sessions", "one stream more")
+	for k := maxSessionsPerEndpoint; k < maxQuestionSessionsPerEndpoint; k++ {
+		info := ask().do("INFO", "replication")
+		require.False(t, info.IsError(), "question session %d: %s", k, info.Str)
+	}
+	assert.Contains(t, string(ask().do("INFO", "replication").Str), "too many replication sessions", "one question session more")
+}

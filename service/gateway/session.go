@@ -282,6 +282,9 @@ type handshakeEnv struct {
 	// deadline, counted from the connection, cut it and made it dial
 	// again. A client that stops asking is still closed after idle.
 	idle time.Duration
+	// admitStream, when set, says whether the session may stream: the
+	// endpoint bounds its streams (maxSessionsPerEndpoint).
+	admitStream func() bool
 }
 
 // handshake relays the client's commands one at a time, each with its
@@ -338,6 +341,10 @@ func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, env handshakeEnv
 		case startStream:
 			if env.refuse != "" {
 				w.writeString("-ERR " + sanitize(env.refuse) + "\r\n")
+				return false, errQuit
+			}
+			if env.admitStream != nil && !env.admitStream() {
+				w.writeString(tooManySessions)
 				return false, errQuit
 			}
 		}
