@@ -83,11 +83,28 @@ func (noReplicas) ProbeCompression(context.Context, api.ReplicaSource) error { r
 type fixture struct {
 	ctrl    *controller.Controller
 	store   *store.Store
+	dbs     *databases.Manager // the real process manager
 	dataDir string
 	base    int // first port of the range (10 ports)
 }
 
+// newFixture is a controller over the real process manager, in a port
+// range of 10 from base, whose ports at base+raced are called free when
+// taken (racedDatabases).
 func newFixture(t *testing.T, raced ...int) *fixture {
+	t.Helper()
+	return newFixtureWith(t, func(dbs *databases.Manager, base int) controller.Databases {
+		r := racedDatabases{Manager: dbs, raced: map[int]bool{}}
+		for _, p := range raced {
+			r.raced[base+p] = true
+		}
+		return r
+	})
+}
+
+// newFixtureWith is newFixture with the process manager the controller
+// is given made by wrap, from the real one and the range's first port.
+func newFixtureWith(t *testing.T, wrap func(dbs *databases.Manager, base int) controller.Databases) *fixture {
 	t.Helper()
 	redisServer := servicetest.RequireRedisServer(t)
 	dir := t.TempDir()
@@ -105,10 +122,6 @@ func newFixture(t *testing.T, raced ...int) *fixture {
 	if wb, n, sz, ok := redistest.ServiceWindows(); ok {
 		base = wb + sz*rand.IntN(n)
 	}
-	r := racedDatabases{Manager: dbs, raced: map[int]bool{}}
-	for _, p := range raced {
-		r.raced[base+p] = true
-	}
 	gw := &listeningGateway{lns: map[int]net.Listener{}}
 	t.Cleanup(func() {
 		for uid := range gw.lns {
@@ -116,10 +129,10 @@ func newFixture(t *testing.T, raced ...int) *fixture {
 		}
 	})
 	ctrl := controller.New(controller.Config{
-		Store: st, Databases: r, Replicator: noReplicas{}, Gateway: gw,
+		Store: st, Databases: wrap(dbs, base), Replicator: noReplicas{}, Gateway: gw,
 		AdvertiseHost: "127.0.0.1", PortMin: base, PortMax: base + 9, Logger: log,
 	})
-	return &fixture{ctrl: ctrl, store: st, dataDir: dir, base: base}
+	return &fixture{ctrl: ctrl, store: st, dbs: dbs, dataDir: dir, base: base}
 }
 
 // squat holds a port as another program (or instance) would.

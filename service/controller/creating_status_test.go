@@ -2,11 +2,6 @@ package controller_test
 
 import (
 	"context"
-	"log/slog"
-	"math/rand/v2"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,7 +12,6 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/service/controller"
 	"github.com/replicad/terraform-provider-redis/service/databases"
-	"github.com/replicad/terraform-provider-redis/service/servicetest"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
@@ -44,30 +38,12 @@ func (h heldDatabases) Create(ctx context.Context, d store.Database) error {
 // redis-server says: its create may still fail and take it away. It was
 // active as soon as its redis-server answered.
 func TestADatabaseBeingCreatedIsPending(t *testing.T) {
-	redisServer := servicetest.RequireRedisServer(t)
-	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "state.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dbs, err := databases.NewManager(databases.Config{RedisServer: redisServer, DataDir: dir, BindHost: "127.0.0.1", Logger: log})
-	require.NoError(t, err)
-	t.Cleanup(dbs.Close)
-	base := 11000 + 10*rand.IntN(300)
-	if wb, n, sz, ok := redistest.ServiceWindows(); ok {
-		base = wb + sz*rand.IntN(n)
-	}
-	held := heldDatabases{Manager: dbs, started: make(chan struct{}), release: make(chan struct{})}
-	gw := &listeningGateway{lns: map[int]net.Listener{}}
-	t.Cleanup(func() {
-		for uid := range gw.lns {
-			gw.Remove(uid)
-		}
+	held := heldDatabases{started: make(chan struct{}), release: make(chan struct{})}
+	f := newFixtureWith(t, func(dbs *databases.Manager, _ int) controller.Databases {
+		held.Manager = dbs
+		return held
 	})
-	ctrl := controller.New(controller.Config{
-		Store: st, Databases: held, Replicator: noReplicas{}, Gateway: gw,
-		AdvertiseHost: "127.0.0.1", PortMin: base, PortMax: base + 9, Logger: log,
-	})
+	ctrl, dbs := f.ctrl, f.dbs
 	type result struct {
 		db  api.Database
 		err error

@@ -116,9 +116,17 @@ type Gateway struct {
 // source database at a time.
 const maxPendingPerPeer = 128
 
-// maxSessionsPerEndpoint bounds the replication sessions of one database:
-// each may make redis-server buffer up to its replica output-buffer limit.
+// maxSessionsPerEndpoint bounds the replication sessions of one database
+// that stream: each may make redis-server buffer up to its replica
+// output-buffer limit.
 const maxSessionsPerEndpoint = 64
+
+// maxQuestionSessionsPerEndpoint bounds the logged-in sessions of one
+// database that do not stream (yet), apart from the streams, so that they
+// do not take the streams' places: each destination keeps one for its
+// source probe beside its stream, and each stream is one of them until its
+// PSYNC.
+const maxQuestionSessionsPerEndpoint = 2 * maxSessionsPerEndpoint
 
 // New returns a Gateway with no endpoints. Close stops it.
 func New(log *slog.Logger, reg prometheus.Registerer) *Gateway {
@@ -199,6 +207,9 @@ type session struct {
 	mu       sync.Mutex
 	upstream net.Conn
 	closed   bool
+
+	// streaming: the session got past PSYNC. Guarded by endpoint.mu.
+	streaming bool
 }
 
 // setUpstream records the session's connection to redis-server, unless
@@ -481,8 +492,12 @@ func (e *endpoint) serve(raw net.Conn) {
 		io.WriteString(conn, "-ERR "+sanitize(cfg.Refuse)+"\r\n")
 		return
 	}
+	// Past login, a session lives as long as it asks (handshakeEnv.idle),
+	// beyond the handshake's context; each call below bounds itself.
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
 	up := &upstream{dial: func() (net.Conn, *resp.Reader, error) {
-		c, rd, err := dialUpstream(ctx, cfg)
+		c, rd, err := dialUpstream(sctx, cfg)
 		if err != nil {
 			log.Error("replication session: cannot reach the database", "err", err)
 			return nil, nil, err
@@ -514,9 +529,12 @@ func (e *endpoint) serve(raw net.Conn) {
 	}
 	rw.w = &countingWriter{w: rw.w, n: plain}
 
-	env := handshakeEnv{up: up, refuse: cfg.Refuse, lineage: cfg.Lineage}
+	env := handshakeEnv{up: up, refuse: cfg.Refuse, lineage: cfg.Lineage, idle: e.g.handshakeTimeout,
+		admitStream: func() bool { return e.admitStream(s, cfg) }}
 	if cfg.Cluster != nil {
 		env.shards = func() ([]byte, error) {
+			ctx, cancel := context.WithTimeout(sctx, e.g.handshakeTimeout)
+			defer cancel()
 			t, err := cfg.Cluster(ctx)
 			if err != nil {
 				return nil, err
@@ -581,13 +599,39 @@ func (e *endpoint) track(s *session, cfg Endpoint) bool {
 		// certificates changed, while this session was logging in.
 		return false
 	}
-	if len(e.sessions) >= maxSessionsPerEndpoint {
+	if e.countLocked(false) >= maxQuestionSessionsPerEndpoint {
 		e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "too_many_sessions").Inc()
-		io.WriteString(s.client, "-ERR too many replication sessions of this database\r\n")
+		io.WriteString(s.client, tooManySessions)
 		return false
 	}
 	e.sessions[s] = struct{}{}
 	return true
+}
+
+const tooManySessions = "-ERR too many replication sessions of this database\r\n"
+
+// admitStream counts s among the sessions that stream, unless there are as
+// many as allowed.
+func (e *endpoint) admitStream(s *session, cfg Endpoint) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.countLocked(true) >= maxSessionsPerEndpoint {
+		e.g.metrics.refused.WithLabelValues(strconv.Itoa(cfg.UID), "too_many_sessions").Inc()
+		return false
+	}
+	s.streaming = true
+	return true
+}
+
+// countLocked counts the tracked sessions that stream, or that do not.
+func (e *endpoint) countLocked(streaming bool) int {
+	n := 0
+	for s := range e.sessions {
+		if s.streaming == streaming {
+			n++
+		}
+	}
+	return n
 }
 
 func (e *endpoint) untrack(s *session) {

@@ -478,3 +478,77 @@ func freeLoopbackAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// A logged-in session that keeps asking (a destination's source probe
+// asks INFO replication every 2 s on one connection for as long as its
+// sync streams) is kept past the handshake time, and logs nothing while it
+// asks; once it stops asking it is closed, one handshake time after its
+// last question. It was cut at the handshake time counted from its
+// connection, and the probe dialled again.
+func TestAQuestioningSessionIsKeptUntilItStopsAsking(t *testing.T) {
+	const limit = time.Second
+	_, addr, up, logs := startGateway(t, func(g *Gateway) { g.handshakeTimeout = limit })
+	c := dial(t, addr)
+	require.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+	opened := time.Now()
+	tick := time.NewTicker(limit / 4)
+	defer tick.Stop()
+	asked := 0
+	for time.Since(opened) < 4*limit {
+		<-tick.C
+		info := c.do("INFO", "replication")
+		require.False(t, info.IsError(), "question %d after %s: %s", asked, time.Since(opened), info.Str)
+		asked++
+	}
+	assert.Equal(t, 0, logs.count(""), "nothing logged while the session asks")
+	last := time.Now()
+	_, err := io.ReadAll(c.c)
+	assert.NoError(t, err, "closed by the gateway, not by the test's deadline")
+	idle := time.Since(last)
+	assert.GreaterOrEqual(t, idle, limit-100*time.Millisecond, "closed once idle for the handshake time")
+	assert.Less(t, idle, 10*limit, "closed once idle for the handshake time")
+	assert.LessOrEqual(t, logs.count(""), 1, "at most one line when it ends")
+	n := 0
+	for _, cmd := range up.commands() {
+		if cmd == "INFO REPLICATION" {
+			n++
+		}
+	}
+	assert.Equal(t, asked, n, "every question reached redis-server")
+}
+
+// Each destination keeps a session that does not stream beside its stream
+// (its source probe): those sessions do not take the streams' places. The
+// endpoint allows maxSessionsPerEndpoint streams and, apart from them,
+// maxQuestionSessionsPerEndpoint sessions that do not stream; past either,
+// a session is refused. 64 probe sessions took every place, and no
+// destination could stream.
+func TestSessionsThatDoNotStreamDoNotTakeTheStreamsPlaces(t *testing.T) {
+	_, addr, _, _ := startGateway(t)
+	ask := func() *client {
+		c := dial(t, addr)
+		require.Equal(t, "OK", string(c.do("AUTH", "secret").Str))
+		return c
+	}
+	for k := 0; k < maxSessionsPerEndpoint; k++ {
+		info := ask().do("INFO", "replication")
+		require.False(t, info.IsError(), "question session %d: %s", k, info.Str)
+	}
+	psync := func(c *client) string {
+		_, err := c.c.Write(resp.AppendCommandStrings(nil, "PSYNC", "?", "-1"))
+		require.NoError(t, err)
+		line, err := c.rd.Buffered().ReadString('\n')
+		require.NoError(t, err)
+		return line
+	}
+	for k := 0; k < maxSessionsPerEndpoint; k++ {
+		line := psync(ask())
+		require.True(t, strings.HasPrefix(line, "+FULLRESYNC"), "stream %d: %s", k, line)
+	}
+	assert.Contains(t, psync(ask()), "too many replication sessions", "one stream more")
+	for k := maxSessionsPerEndpoint; k < maxQuestionSessionsPerEndpoint; k++ {
+		info := ask().do("INFO", "replication")
+		require.False(t, info.IsError(), "question session %d: %s", k, info.Str)
+	}
+	assert.Contains(t, string(ask().do("INFO", "replication").Str), "too many replication sessions", "one question session more")
+}

@@ -276,6 +276,15 @@ type handshakeEnv struct {
 	refuse string
 	// lineage answers replproto.LineageCommand; nil: an empty lineage.
 	lineage func() []string
+	// idle, when set, is how long a logged-in client has to send its
+	// next command once one is answered. A destination's source probe
+	// keeps its session and asks INFO every few seconds: the handshake's
+	// deadline, counted from the connection, cut it and made it dial
+	// again. A client that stops asking is still closed after idle.
+	idle time.Duration
+	// admitStream, when set, says whether the session may stream: the
+	// endpoint bounds its streams (maxSessionsPerEndpoint).
+	admitStream func() bool
 }
 
 // handshake relays the client's commands one at a time, each with its
@@ -284,6 +293,9 @@ func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, env handshakeEnv
 	args := first
 	for {
 		if args == nil {
+			if env.idle > 0 {
+				w.conn.SetReadDeadline(time.Now().Add(env.idle))
+			}
 			var err error
 			if args, _, err = rd.ReadCommand(); err != nil {
 				if isProtocolError(err) {
@@ -329,6 +341,10 @@ func handshake(w *replyWriter, rd *resp.Reader, first [][]byte, env handshakeEnv
 		case startStream:
 			if env.refuse != "" {
 				w.writeString("-ERR " + sanitize(env.refuse) + "\r\n")
+				return false, errQuit
+			}
+			if env.admitStream != nil && !env.admitStream() {
+				w.writeString(tooManySessions)
 				return false, errQuit
 			}
 		}

@@ -174,7 +174,6 @@ func (d *destination) run(ctx context.Context) {
 		for _, s := range d.sources {
 			s.status.set(func(st *sourceStatus) { st.phase, st.connected = ph, false })
 		}
-		d.notFollowedSince(time.Now())
 		d.log.Info("replica sync is "+d.db.ReplicaSync, "destination", d.db.UID)
 		return
 	}
@@ -376,34 +375,6 @@ func withoutNotes(msg string) string {
 	return msg
 }
 
-// notFollowedSince records, for each source (and shard) with no record of
-// when it was last followed, that it has not been since at least since: a
-// restarted service knows nothing earlier, and a lag of 0 would say that
-// the destination misses nothing of a source that is down. Called by a
-// round that finds the destination holding a load of this generation (a
-// round that loads keeps none: the load is what the destination misses),
-// and for a sync found paused or stopped, whose sources, loaded or not,
-// miss whatever their sources do meanwhile.
-func (d *destination) notFollowedSince(since time.Time) {
-	for _, s := range d.sources {
-		sts := []*sourceStatus{s.status}
-		if c := s.cluster.Load(); c != nil {
-			c.mu.Lock()
-			for _, st := range c.shards {
-				sts = append(sts, st)
-			}
-			c.mu.Unlock()
-		}
-		for _, st := range sts {
-			st.mu.Lock()
-			if st.followedAt.IsZero() {
-				st.followedAt = since
-			}
-			st.mu.Unlock()
-		}
-	}
-}
-
 // round runs every source until one needs the destination's attention.
 func (d *destination) round(parent context.Context, forceFull bool) error {
 	ctx := parent
@@ -449,11 +420,6 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 			"generation_marked", marked, "checkpoints", len(cps), "force_full", forceFull)
 	}
 	defer ckc.Close()
-	if !full {
-		// The destination holds a load of this generation, made before
-		// this round (by a previous run of the service, say).
-		d.notFollowedSince(time.Now())
-	}
 	// A source that is a Redis Cluster is replicated shard by shard.
 	units, err := d.plan(ctx, ckc, cps)
 	if err != nil {

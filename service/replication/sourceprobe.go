@@ -1,15 +1,19 @@
 package replication
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
 // A question to the source on a second connection (INFO replication)
@@ -18,6 +22,10 @@ import (
 // repl-ping-replica-period (10 s by default), so without it the status
 // said in-sync, with a lag of 0, for the whole silence limit (15 s) while
 // the source may have taken writes that never arrived.
+//
+// The connection is kept for the session: a new one every period cost a
+// TLS handshake and an AUTH each time, and each counted against the
+// source's connection limits (a gateway's sessions, maxclients).
 const (
 	// probeEvery is how often the source is asked.
 	probeEvery = 2 * time.Second
@@ -25,19 +33,31 @@ const (
 	// over a link that brings nothing of its stream either, is frozen, or
 	// the link is (the same path holds both back).
 	probeTimeout = 5 * time.Second
+	// probeClientName names the probe's connection in the source's CLIENT
+	// LIST, for an operator who wonders what it is.
+	probeClientName = "replicad-probe"
+	// probeMaxReply bounds a reply: INFO replication is a few hundred
+	// bytes, plus a line per replica of the source.
+	probeMaxReply = 1 << 20
 )
 
-// errUnanswered: the source did not answer within probeTimeout.
+// errUnanswered: the source did not answer within the question's deadline.
 var errUnanswered = errors.New("no answer in time")
 
-// sourceProber asks a source a question every probeEvery until its
-// context ends or the source will not answer it (a user that may not run
-// INFO): the session then goes on with the silence limit alone.
+// sourceProber asks a source a question every period until its context
+// ends or the source will not answer it (a user that may not run INFO):
+// the session then goes on with the silence limit alone.
 type sourceProber struct {
+	// period and timeout are probeEvery and probeTimeout unless set
+	// (tests).
+	period, timeout time.Duration
+
 	mu sync.Mutex
 	// unanswered is when the question that timed out, with none answered
 	// since, was asked; zero while the source answers.
 	unanswered time.Time
+	// dials counts the connections the prober opened.
+	dials int
 }
 
 func (p *sourceProber) unansweredSince() time.Time {
@@ -46,8 +66,23 @@ func (p *sourceProber) unansweredSince() time.Time {
 	return p.unanswered
 }
 
+func (p *sourceProber) dialCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dials
+}
+
 func (p *sourceProber) run(ctx context.Context, u redisurl.Source, tlsCfg *tls.Config, log func(msg string, args ...any)) {
-	t := time.NewTicker(probeEvery)
+	period, timeout := p.period, p.timeout
+	if period <= 0 {
+		period = probeEvery
+	}
+	if timeout <= 0 {
+		timeout = probeTimeout
+	}
+	var pc *probeConn
+	defer func() { pc.close() }()
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
@@ -56,18 +91,18 @@ func (p *sourceProber) run(ctx context.Context, u redisurl.Source, tlsCfg *tls.C
 		case <-t.C:
 		}
 		asked := time.Now()
-		refused, err := askSource(ctx, u, tlsCfg)
-		if refused {
+		var err error
+		pc, err = p.ask(ctx, pc, u, tlsCfg, asked.Add(timeout))
+		var refused refusedError
+		switch {
+		case errors.As(err, &refused):
 			log("the source does not answer INFO replication; its status relies on its pings", "reason", err)
 			return
-		}
-		var ne net.Error
-		switch {
 		case err == nil:
 			p.mu.Lock()
 			p.unanswered = time.Time{}
 			p.mu.Unlock()
-		case (errors.Is(err, errUnanswered) || errors.As(err, &ne) && ne.Timeout()) && ctx.Err() == nil:
+		case errors.Is(err, errUnanswered) && ctx.Err() == nil:
 			p.mu.Lock()
 			if p.unanswered.IsZero() {
 				p.unanswered = asked
@@ -75,33 +110,180 @@ func (p *sourceProber) run(ctx context.Context, u redisurl.Source, tlsCfg *tls.C
 			p.mu.Unlock()
 		}
 		// Other failures (refused, reset) end the session's stream too,
-		// whose error says what happened.
+		// whose error says what happened; the next period dials again.
 	}
 }
 
-// askSource logs in to the source and asks INFO replication, which a
-// replication endpoint of this service answers too. refused says the source
-// answered with an error (no permission, wrong password): asking again
-// would get the same answer.
-func askSource(ctx context.Context, u redisurl.Source, tlsCfg *tls.Config) (refused bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+// refusedError: the source answered, but not the question (no permission,
+// wrong password, an unknown command, a reply that is not RESP): asking
+// again would get the same answer.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string { return e.err.Error() }
+func (e refusedError) Unwrap() error { return e.err }
+
+// ask asks the question on pc, the connection kept from the last one, or
+// on a new connection when there is none or pc failed (the source closed
+// it: CLIENT KILL, its timeout, a restart). It returns the connection to
+// keep, nil when there is none. A connection whose question timed out is
+// closed: its reply may still come, out of step with the next question.
+func (p *sourceProber) ask(ctx context.Context, pc *probeConn, u redisurl.Source, tlsCfg *tls.Config, deadline time.Time) (*probeConn, error) {
+	qctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	defer func() {
-		// However the wait ended (the deadline, or the close at it).
-		if err != nil && !refused && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("%w: %w", errUnanswered, err)
+	if pc != nil {
+		err := pc.info(deadline)
+		if err == nil {
+			return pc, nil
 		}
-	}()
-	v, err := askSourceOnce(ctx, u, tlsCfg, "INFO", "replication")
-	if errors.Is(err, errAuthRefused) {
-		// The session's own AUTH says so in its status.
-		return true, err
+		pc.close()
+		var refused refusedError
+		if errors.As(err, &refused) || timedOut(qctx, err) {
+			return nil, probeFailure(qctx, err)
+		}
+		// Broken while idle: one new connection, in the same deadline.
+	}
+	p.mu.Lock()
+	p.dials++
+	p.mu.Unlock()
+	pc, err := dialProbe(qctx, ctx, u, tlsCfg, deadline)
+	if err == nil {
+		err = pc.info(deadline)
 	}
 	if err != nil {
-		return false, err
+		pc.close()
+		return nil, probeFailure(qctx, err)
 	}
-	if v.IsError() {
-		return true, fmt.Errorf("INFO replication: %s", v.Str)
+	return pc, nil
+}
+
+// timedOut says whether err ended a wait at the question's deadline.
+func timedOut(qctx context.Context, err error) bool {
+	var ne net.Error
+	return errors.Is(qctx.Err(), context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// probeFailure makes a failure at the question's deadline errUnanswered.
+func probeFailure(qctx context.Context, err error) error {
+	var refused refusedError
+	if !errors.As(err, &refused) && timedOut(qctx, err) {
+		return fmt.Errorf("%w: %w", errUnanswered, err)
 	}
-	return false, nil
+	return err
+}
+
+// probeConn is the prober's connection to the source, logged in.
+type probeConn struct {
+	conn net.Conn
+	rd   *resp.Reader
+	// stop undoes the close at the end of the session's context.
+	stop func() bool
+}
+
+// dialProbe connects to the source at u and logs in, within qctx; the
+// connection is closed when sessionCtx ends.
+func dialProbe(qctx, sessionCtx context.Context, u redisurl.Source, tlsCfg *tls.Config, deadline time.Time) (*probeConn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(qctx, "tcp", u.Addr())
+	if err != nil {
+		return nil, err
+	}
+	pc := &probeConn{conn: conn}
+	// A connection blocked in a read or write ends with the session.
+	pc.stop = context.AfterFunc(sessionCtx, func() { conn.Close() })
+	conn.SetDeadline(deadline)
+	if tlsCfg != nil {
+		tc := tls.Client(conn, tlsCfg)
+		if err := tc.HandshakeContext(qctx); err != nil {
+			pc.close()
+			return nil, err
+		}
+		pc.conn = tc
+	}
+	var buf []byte
+	if u.Password != "" {
+		if u.Username != "" {
+			buf = resp.AppendCommandStrings(buf, "AUTH", u.Username, u.Password)
+		} else {
+			buf = resp.AppendCommandStrings(buf, "AUTH", u.Password)
+		}
+	}
+	buf = resp.AppendCommandStrings(buf, "CLIENT", "SETNAME", probeClientName)
+	if _, err := pc.conn.Write(buf); err != nil {
+		pc.close()
+		return nil, err
+	}
+	pc.rd = resp.NewReader(bufio.NewReader(pc.conn))
+	pc.rd.MaxBulkLen, pc.rd.MaxArrayLen = probeMaxReply, 1024
+	if u.Password != "" {
+		v, err := pc.read()
+		if err != nil {
+			pc.close()
+			return nil, err
+		}
+		if v.IsError() {
+			pc.close()
+			// The session's own AUTH says so in its status.
+			return nil, refusedError{errAuthRefused}
+		}
+	}
+	// A user that may not name its connection (NOPERM), or a server
+	// without CLIENT SETNAME, can still be asked.
+	if _, err := pc.read(); err != nil {
+		pc.close()
+		return nil, err
+	}
+	return pc, nil
+}
+
+// info asks INFO replication and reads the answer by deadline. Any answer
+// but an error says the source and the link work: its content is not
+// read (a Redis-compatible proxy may lack the section).
+func (pc *probeConn) info(deadline time.Time) error {
+	pc.conn.SetDeadline(deadline)
+	if _, err := pc.conn.Write(resp.AppendCommandStrings(nil, "INFO", "replication")); err != nil {
+		return err
+	}
+	v, err := pc.read()
+	if err != nil {
+		return err
+	}
+	if v.IsError() && !busyReply(string(v.Str)) {
+		return refusedError{fmt.Errorf("INFO replication: %s", v.Str)}
+	}
+	return nil
+}
+
+// busyReply says whether an error reply says the source is busy (a script
+// past busy-reply-threshold, a dataset loading): it answers, so it is not
+// frozen, and will answer the question later.
+func busyReply(msg string) bool {
+	code, _, _ := strings.Cut(msg, " ")
+	switch code {
+	case "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN":
+		return true
+	}
+	return false
+}
+
+// read reads one reply; what is not RESP within the limits is a refusal
+// (asking again would read the same).
+func (pc *probeConn) read() (resp.Value, error) {
+	v, err := pc.rd.ReadValue()
+	var ne net.Error
+	if err != nil && !errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) && !isEOF(err) {
+		return v, refusedError{fmt.Errorf("the source's reply is not RESP: %w", err)}
+	}
+	return v, err
+}
+
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+func (pc *probeConn) close() {
+	if pc == nil {
+		return
+	}
+	pc.stop()
+	pc.conn.Close()
 }

@@ -1,0 +1,231 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/resp"
+)
+
+// probedSource is a source for the prober: it answers AUTH, CLIENT SETNAME
+// and INFO, counts its connections and questions, and can be told how to
+// answer INFO next.
+type probedSource struct {
+	ln net.Listener
+	mu sync.Mutex
+	// accepted counts connections; asked, INFO questions.
+	accepted, asked int
+	// answer is the next reply to INFO, raw; "" answers with a
+	// replication section. hold keeps INFO unanswered while set.
+	answer string
+	hold   bool
+	conns  []net.Conn
+}
+
+func startProbedSource(t *testing.T) *probedSource {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &probedSource{ln: ln}
+	t.Cleanup(func() {
+		ln.Close()
+		s.kill()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.accepted++
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+			go s.serve(c)
+		}
+	}()
+	return s
+}
+
+func (s *probedSource) serve(c net.Conn) {
+	defer c.Close()
+	rd := resp.NewReader(bufio.NewReader(c))
+	for {
+		args, _, err := rd.ReadCommand()
+		if err != nil {
+			return
+		}
+		switch strings.ToUpper(string(args[0])) {
+		case "INFO":
+			s.mu.Lock()
+			s.asked++
+			hold, answer := s.hold, s.answer
+			s.mu.Unlock()
+			if hold {
+				continue // never answered: the next read of the prober times out
+			}
+			if answer == "" {
+				body := "# Replication\r\nrole:master\r\nmaster_repl_offset:1\r\n"
+				answer = fmt.Sprintf("$%d\r\n%s\r\n", len(body), body)
+			}
+			c.Write([]byte(answer))
+		default:
+			c.Write([]byte("+OK\r\n"))
+		}
+	}
+}
+
+func (s *probedSource) set(f func(s *probedSource)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+func (s *probedSource) counts() (accepted, asked int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted, s.asked
+}
+
+// kill closes every connection the source accepted (CLIENT KILL).
+func (s *probedSource) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
+}
+
+// startProber runs a prober against s, fast, until the test ends; it
+// returns the prober and a channel closed when run returns, with what was
+// logged.
+func startProber(t *testing.T, s *probedSource) (*sourceProber, chan struct{}, *[]string) {
+	t.Helper()
+	u, err := redisurl.Parse("redis://:pw@" + s.ln.Addr().String())
+	require.NoError(t, err)
+	p := &sourceProber{period: 20 * time.Millisecond, timeout: 200 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var mu sync.Mutex
+	var logged []string
+	go func() {
+		defer close(done)
+		p.run(ctx, u, nil, func(msg string, args ...any) {
+			mu.Lock()
+			logged = append(logged, fmt.Sprint(append([]any{msg}, args...)...))
+			mu.Unlock()
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return p, done, &logged
+}
+
+func waitAsked(t *testing.T, s *probedSource, n int) {
+	t.Helper()
+	_, from := s.counts()
+	redistest.Eventually(t, 10*time.Second, fmt.Sprintf("%d more questions", n), func() error {
+		if _, asked := s.counts(); asked < from+n {
+			return fmt.Errorf("%d asked", asked-from)
+		}
+		return nil
+	})
+}
+
+// The prober keeps one connection for as many questions as it asks; one
+// that the source closes is replaced at the next question without a
+// question going unanswered; a source that stops answering is unanswered
+// since the question it held, and answered again once it answers.
+func TestTheSourceProbeKeepsOneConnection(t *testing.T) {
+	s := startProbedSource(t)
+	p, _, _ := startProber(t, s)
+	waitAsked(t, s, 50)
+	accepted, _ := s.counts()
+	assert.Equal(t, 1, accepted, "one connection for 50 questions")
+	assert.Equal(t, 1, p.dialCount())
+	assert.True(t, p.unansweredSince().IsZero())
+
+	s.kill()
+	waitAsked(t, s, 10)
+	accepted, _ = s.counts()
+	assert.Equal(t, 2, accepted, "a killed connection is dialled again, once")
+	assert.True(t, p.unansweredSince().IsZero(), "a killed connection is no unanswered question")
+
+	s.set(func(s *probedSource) { s.hold = true })
+	held := time.Now()
+	redistest.Eventually(t, 10*time.Second, "unanswered", func() error {
+		if p.unansweredSince().IsZero() {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	since := p.unansweredSince()
+	assert.WithinDuration(t, held, since, 100*time.Millisecond, "since the first question held")
+	s.set(func(s *probedSource) { s.hold = false })
+	redistest.Eventually(t, 10*time.Second, "answered again", func() error {
+		if !p.unansweredSince().IsZero() {
+			return fmt.Errorf("unanswered since %s", since)
+		}
+		return nil
+	})
+}
+
+// Answers that are not a replication section count as answers: a proxy
+// may lack the section, and a source busy with a script past
+// busy-reply-threshold (BUSY) or loading its dataset (LOADING) answers,
+// so it is not frozen. Before, BUSY ended the probe for the rest of the
+// session, as if the user could not run INFO.
+func TestTheSourceProbeTakesAnyAnswerButARefusal(t *testing.T) {
+	s := startProbedSource(t)
+	p, done, logged := startProber(t, s)
+	for _, answer := range []string{"+OK\r\n", "$0\r\n\r\n", "$-1\r\n", ":1\r\n", "*0\r\n",
+		"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n",
+		"-LOADING Redis is loading the dataset in memory\r\n"} {
+		s.set(func(s *probedSource) { s.answer = answer })
+		waitAsked(t, s, 3)
+		assert.True(t, p.unansweredSince().IsZero(), "%q", answer)
+		select {
+		case <-done:
+			t.Fatalf("the probe ended on %q: %v", answer, *logged)
+		default:
+		}
+	}
+	accepted, _ := s.counts()
+	assert.Equal(t, 1, accepted)
+}
+
+// A refusal (a user that may not run INFO, an unknown command, a reply that
+// is not RESP) ends the probe for the session, logged once, and leaves no
+// connection behind.
+func TestTheSourceProbeStopsAtARefusal(t *testing.T) {
+	for _, answer := range []string{
+		"-NOPERM this user has no permissions to run the 'info' command\r\n",
+		"-ERR unknown command 'INFO'\r\n",
+		"HTTP/1.1 400 Bad Request\r\n\r\n",
+	} {
+		s := startProbedSource(t)
+		s.set(func(s *probedSource) { s.answer = answer })
+		p, done, logged := startProber(t, s)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the probe goes on after %q", answer)
+		}
+		assert.Len(t, *logged, 1, "%q", answer)
+		assert.True(t, p.unansweredSince().IsZero())
+		accepted, asked := s.counts()
+		assert.Equal(t, 1, accepted, "%q", answer)
+		assert.Equal(t, 1, asked, "%q", answer)
+	}
+}
