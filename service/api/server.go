@@ -354,9 +354,12 @@ func (s *server) logged(next http.Handler) http.Handler {
 			}
 			s.cfg.Logger.Error("api request failed: internal error", "method", r.Method, "path", r.URL.Path,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			if !rec.written {
-				writeError(rec, http.StatusInternalServerError, api.CodeInternal, "internal error: the service's log says more")
+			if rec.written {
+				// Part of an answer is out: the connection is cut, so
+				// that the client does not take it for a whole one.
+				panic(http.ErrAbortHandler)
 			}
+			writeError(rec, http.StatusInternalServerError, api.CodeInternal, "internal error: the service's log says more")
 		}()
 		next.ServeHTTP(rec, r)
 		if r.URL.Path == "/healthz" || r.URL.Path == "/metrics" {
