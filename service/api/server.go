@@ -354,9 +354,12 @@ func (s *server) logged(next http.Handler) http.Handler {
 			}
 			s.cfg.Logger.Error("api request failed: internal error", "method", r.Method, "path", r.URL.Path,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			if !rec.written {
-				writeError(rec, http.StatusInternalServerError, api.CodeInternal, "internal error: the service's log says more")
+			if rec.written {
+				// Part of an answer is out: the connection is cut, so
+				// that the client does not take it for a whole one.
+				panic(http.ErrAbortHandler)
 			}
+			writeError(rec, http.StatusInternalServerError, api.CodeInternal, "internal error: the service's log says more")
 		}()
 		next.ServeHTTP(rec, r)
 		if r.URL.Path == "/healthz" || r.URL.Path == "/metrics" {
@@ -398,7 +401,7 @@ func (r *statusRecorder) Flush() {
 
 func (s *server) cluster(w http.ResponseWriter, r *http.Request) {
 	c, err := s.cfg.Backend.Cluster(r.Context())
-	s.reply(w, c, err)
+	s.reply(w, r, c, err)
 }
 
 func (s *server) list(w http.ResponseWriter, r *http.Request) {
@@ -411,7 +414,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 			dbs[i] = ForViewer(dbs[i])
 		}
 	}
-	s.reply(w, dbs, err)
+	s.reply(w, r, dbs, err)
 }
 
 func (s *server) create(w http.ResponseWriter, r *http.Request) {
@@ -420,7 +423,7 @@ func (s *server) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	db, err := s.cfg.Backend.CreateDatabase(r.Context(), req)
-	s.reply(w, db, err)
+	s.reply(w, r, db, err)
 }
 
 func (s *server) get(w http.ResponseWriter, r *http.Request) {
@@ -432,7 +435,7 @@ func (s *server) get(w http.ResponseWriter, r *http.Request) {
 	if IsViewer(r.Context()) {
 		db = ForViewer(db)
 	}
-	s.reply(w, db, err)
+	s.reply(w, r, db, err)
 }
 
 func (s *server) update(w http.ResponseWriter, r *http.Request) {
@@ -445,7 +448,7 @@ func (s *server) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	db, err := s.cfg.Backend.UpdateDatabase(r.Context(), uid, req)
-	s.reply(w, db, err)
+	s.reply(w, r, db, err)
 }
 
 func (s *server) delete(w http.ResponseWriter, r *http.Request) {
@@ -454,7 +457,7 @@ func (s *server) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.cfg.Backend.DeleteDatabase(r.Context(), uid); err != nil {
-		s.reply(w, nil, err)
+		s.reply(w, r, nil, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -466,7 +469,7 @@ func (s *server) sourceURL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := s.cfg.Backend.SourceURL(r.Context(), uid)
-	s.reply(w, u, err)
+	s.reply(w, r, u, err)
 }
 
 func (s *server) regenerate(w http.ResponseWriter, r *http.Request) {
@@ -484,7 +487,7 @@ func (s *server) regenerate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := s.cfg.Backend.RegenerateAdminPassword(r.Context(), uid, req)
-	s.reply(w, p, err)
+	s.reply(w, r, p, err)
 }
 
 func (s *server) recordKeepers(w http.ResponseWriter, r *http.Request) {
@@ -501,11 +504,11 @@ func (s *server) recordKeepers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := s.cfg.Backend.RecordAdminPasswordKeepers(r.Context(), uid, req)
-	s.reply(w, u, err)
+	s.reply(w, r, u, err)
 }
 
 // reply writes v, or the error with the status its code calls for.
-func (s *server) reply(w http.ResponseWriter, v any, err error) {
+func (s *server) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err == nil {
 		writeJSON(w, http.StatusOK, v)
 		return
@@ -515,7 +518,12 @@ func (s *server) reply(w http.ResponseWriter, v any, err error) {
 		writeError(w, statusOf(apiErr.Code), apiErr.Code, apiErr.Description)
 		return
 	}
-	s.cfg.Logger.Error("request failed", "err", err)
+	// Which request, and which database: the line alone says what failed.
+	attrs := []any{"method", r.Method, "path", r.URL.Path}
+	if uid, convErr := strconv.Atoi(r.PathValue("uid")); convErr == nil {
+		attrs = append(attrs, "uid", uid)
+	}
+	s.cfg.Logger.Error("request failed", append(attrs, "err", err)...)
 	writeError(w, http.StatusInternalServerError, api.CodeInternal, err.Error())
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -491,4 +492,30 @@ func TestAnswersAreNotSniffed(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"), "%s %s (%d)", c.method, c.path, rec.Code)
 	}
+}
+
+type failingBackend struct{ backend }
+
+func (failingBackend) GetDatabase(context.Context, int) (api.Database, error) {
+	return api.Database{}, errors.New("read the state file: input/output error")
+}
+
+// A request that fails inside the service is an error line that says which
+// request, and which database: it said "request failed" and the error only.
+func TestAFailedRequestIsLoggedWithWhatWasAsked(t *testing.T) {
+	var logs bytes.Buffer
+	h := NewHandler(Config{Username: "admin", Password: "admin-pw", Backend: &failingBackend{}, Metrics: http.NotFoundHandler(),
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/v1/bdbs/7", nil)
+	req.SetBasicAuth("admin", "admin-pw")
+	h.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusInternalServerError, rec.Code)
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(logs.Bytes(), &line), "one JSON line: %s", logs.String())
+	assert.Equal(t, "ERROR", line["level"])
+	assert.Equal(t, "GET", line["method"])
+	assert.Equal(t, "/v1/bdbs/7", line["path"])
+	assert.EqualValues(t, 7, line["uid"], "the line names the database, so that the log's handler adds its name")
+	assert.Contains(t, line["err"], "input/output error")
 }
