@@ -72,7 +72,7 @@ const maxBody = 4 << 20
 // NewHandler returns the API's routes.
 func NewHandler(cfg Config) http.Handler {
 	if cfg.Logins == nil {
-		cfg.Logins = throttle.New(cfg.Logger, "API login")
+		cfg.Logins = throttle.New(cfg.Logger, "login to the API")
 	}
 	s := &server{cfg: cfg}
 	mux := http.NewServeMux()

@@ -256,9 +256,19 @@ func (m *Manager) Status(d store.Database) []api.ReplicaSourceStatus {
 		if dest == nil {
 			continue
 		}
+		found := false
 		for _, s := range dest.sources {
 			if s.src == src {
-				out[i] = s.view()
+				out[i], found = s.view(), true
+			}
+		}
+		if !found {
+			if _, err := redisurl.Parse(src.URI); err != nil {
+				// Stored by a version that took it (the URL rules grew
+				// stricter since): no syncer runs for it, which must not
+				// read as a sync in progress.
+				out[i].Status = api.SourceOutOfSync
+				out[i].LastError = fmt.Sprintf("this source's URL, stored by an earlier version, is no longer valid and is not replicated: replace it in the Replica Of's sources: %v", err)
 			}
 		}
 		// A source loaded into a reload's second server is not in sync
