@@ -116,43 +116,6 @@ func writeRich(t *testing.T, c *redis.Client, prefix string) {
 	do("EXPIRE", p("ttl-set"), 86400*365*20) // far
 }
 
-// streamFull is what XINFO STREAM FULL says of a stream that a replica
-// must reproduce: everything but the times of reading and of delivery.
-func streamFull(ctx context.Context, c *redis.Client, key string) (string, error) {
-	v, err := c.Do(ctx, "XINFO", "STREAM", key, "FULL", "COUNT", 0).Result()
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprint(scrubTimes(v)), nil
-}
-
-// scrubTimes drops the fields of a RESP2 XINFO answer that hold times.
-func scrubTimes(v any) any {
-	switch x := v.(type) {
-	case []any:
-		out := make([]any, 0, len(x))
-		for i := 0; i < len(x); i++ {
-			if k, ok := x[i].(string); ok && i+1 < len(x) && (k == "seen-time" || k == "active-time" || k == "entries-read" || k == "lag") {
-				i++
-				continue
-			}
-			out = append(out, scrubTimes(x[i]))
-		}
-		return out
-	case map[any]any:
-		out := map[string]any{}
-		for k, val := range x {
-			ks := fmt.Sprint(k)
-			if ks == "seen-time" || ks == "active-time" || ks == "entries-read" || ks == "lag" { // Redis 7.0 does not replicate the last two exactly, not even to its own replicas
-				continue
-			}
-			out[ks] = scrubTimes(val)
-		}
-		return out
-	}
-	return v
-}
-
 // strictDiff compares every logical database of dst with src: each key's
 // type, value, expiry time (exactly: a replica keeps the absolute time),
 // and for streams everything XINFO STREAM FULL tells but times.
@@ -169,47 +132,16 @@ func strictDiff(ctx context.Context, dst, src *redis.Client, dbs ...int) error {
 				return err
 			}
 			slices.Sort(keys)
-			for _, k := range keys {
-				w, err := redistest.Read(ctx, s, k)
-				if err != nil {
-					return err
-				}
-				g, err := redistest.Read(ctx, d, k)
-				if err != nil {
-					return err
-				}
-				switch {
-				case g.Type != w.Type:
-					problems = append(problems, fmt.Sprintf("db %d %q: type %s, want %s", n, k, g.Type, w.Type))
-				case g.Value != w.Value:
-					problems = append(problems, fmt.Sprintf("db %d %q (%s): value %.300q, want %.300q", n, k, w.Type, g.Value, w.Value))
-				case g.PTTL != w.PTTL:
-					problems = append(problems, fmt.Sprintf("db %d %q: expires at %d, want %d", n, k, g.PTTL, w.PTTL))
-				case w.Type == "stream":
-					ws, err1 := streamFull(ctx, s, k)
-					gs, err2 := streamFull(ctx, d, k)
-					if err1 != nil || err2 != nil {
-						return fmt.Errorf("xinfo %q: %v %v", k, err1, err2)
-					}
-					if ws != gs {
-						problems = append(problems, fmt.Sprintf("db %d %q: XINFO STREAM FULL\n got %s\nwant %s", n, k, gs, ws))
-					}
-				}
-			}
-			dn, err := d.DBSize(ctx).Result()
+			diffs, err := diffKeys(ctx, n, keys, d, func(string) *redis.Client { return s }, streamFull)
 			if err != nil {
 				return err
 			}
-			if int(dn) != len(keys) {
-				dk, _ := redistest.Keys(ctx, d)
-				var extra []string
-				for _, k := range dk {
-					if !slices.Contains(keys, k) {
-						extra = append(extra, k)
-					}
-				}
-				problems = append(problems, fmt.Sprintf("db %d: %d keys, want %d (extra %.20q)", n, dn, len(keys), extra))
+			problems = append(problems, diffs...)
+			extra, err := keysAtNoSource(ctx, n, d, func(k string) bool { _, ok := slices.BinarySearch(keys, k); return ok })
+			if err != nil {
+				return err
 			}
+			problems = append(problems, extra...)
 			return nil
 		}()
 		if err != nil {

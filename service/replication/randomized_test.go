@@ -706,21 +706,6 @@ func settle(t *testing.T, sources []*redis.Client, ws ...*randomWorkload) {
 	}
 }
 
-// streamLogical is streamFull without the shape of the stream's radix
-// tree, which follows the server's stream-node-max-entries, not the data.
-func streamLogical(ctx context.Context, c *redis.Client, key string) (string, error) {
-	v, err := c.Do(ctx, "XINFO", "STREAM", key, "FULL", "COUNT", 0).Result()
-	if err != nil {
-		return "", err
-	}
-	v = scrubTimes(v)
-	if m, ok := v.(map[string]any); ok {
-		delete(m, "radix-tree-keys")
-		delete(m, "radix-tree-nodes")
-	}
-	return fmt.Sprint(v), nil
-}
-
 // slowReader is a client of database n of c's server that waits for a
 // big value (a million-field hash) to be read whole, on a busy machine.
 func slowReader(c *redis.Client, n int) *redis.Client {
@@ -768,43 +753,16 @@ func unionDiffDBs(ctx context.Context, dbs int, dst *redis.Client, sources ...*r
 					}
 				}
 			})
-			for _, k := range keys {
-				s := want[k]
-				w, err := redistest.Read(ctx, s, k)
-				if err != nil {
-					return err
-				}
-				g, err := redistest.Read(ctx, d, k)
-				if err != nil {
-					return err
-				}
-				switch {
-				case g.Type != w.Type:
-					problems = append(problems, fmt.Sprintf("db %d %q: type %s, want %s", n, k, g.Type, w.Type))
-				case g.Value != w.Value:
-					problems = append(problems, fmt.Sprintf("db %d %q (%s): value %.300q, want %.300q", n, k, w.Type, g.Value, w.Value))
-				case g.PTTL != w.PTTL:
-					problems = append(problems, fmt.Sprintf("db %d %q: expires at %d, want %d", n, k, g.PTTL, w.PTTL))
-				case w.Type == "stream":
-					ws, err1 := streamLogical(ctx, s, k)
-					gs, err2 := streamLogical(ctx, d, k)
-					if err1 != nil || err2 != nil {
-						return fmt.Errorf("xinfo %q: %v %v", k, err1, err2)
-					}
-					if ws != gs {
-						problems = append(problems, fmt.Sprintf("db %d %q: XINFO STREAM FULL\n got %s\nwant %s", n, k, gs, ws))
-					}
-				}
-			}
-			dk, err := redistest.Keys(ctx, d)
+			diffs, err := diffKeys(ctx, n, keys, d, func(k string) *redis.Client { return want[k] }, streamLogical)
 			if err != nil {
 				return err
 			}
-			for _, k := range dk {
-				if _, ok := want[k]; !ok {
-					problems = append(problems, fmt.Sprintf("db %d %q: not at any source", n, k))
-				}
+			problems = append(problems, diffs...)
+			extra, err := keysAtNoSource(ctx, n, d, func(k string) bool { _, ok := want[k]; return ok })
+			if err != nil {
+				return err
 			}
+			problems = append(problems, extra...)
 			return nil
 		}()
 		if err != nil {

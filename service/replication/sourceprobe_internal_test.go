@@ -31,6 +31,8 @@ type probedSource struct {
 	answer string
 	hold   bool
 	conns  []net.Conn
+	// open counts the connections not closed yet by the prober.
+	open int
 }
 
 func startProbedSource(t *testing.T) *probedSource {
@@ -59,6 +61,8 @@ func startProbedSource(t *testing.T) *probedSource {
 }
 
 func (s *probedSource) serve(c net.Conn) {
+	s.set(func(s *probedSource) { s.open++ })
+	defer s.set(func(s *probedSource) { s.open-- })
 	defer c.Close()
 	rd := resp.NewReader(bufio.NewReader(c))
 	for {
@@ -112,6 +116,12 @@ func (s *probedSource) kill() {
 // returns the prober and a channel closed when run returns, with what was
 // logged.
 func startProber(t *testing.T, s *probedSource) (*sourceProber, chan struct{}, *[]string) {
+	p, done, logged, _ := startProberCancel(t, s)
+	return p, done, logged
+}
+
+// startProberCancel is startProber that returns the end of the session too.
+func startProberCancel(t *testing.T, s *probedSource) (*sourceProber, chan struct{}, *[]string, func()) {
 	t.Helper()
 	u, err := redisurl.Parse("redis://:pw@" + s.ln.Addr().String())
 	require.NoError(t, err)
@@ -129,7 +139,7 @@ func startProber(t *testing.T, s *probedSource) (*sourceProber, chan struct{}, *
 		})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return p, done, &logged
+	return p, done, &logged, func() { cancel(); <-done }
 }
 
 func waitAsked(t *testing.T, s *probedSource, n int) {
@@ -146,10 +156,11 @@ func waitAsked(t *testing.T, s *probedSource, n int) {
 // The prober keeps one connection for as many questions as it asks; one
 // that the source closes is replaced at the next question without a
 // question going unanswered; a source that stops answering is unanswered
-// since the question it held, and answered again once it answers.
+// since the question it held, and answered again once it answers. The
+// connection is closed when the session ends.
 func TestTheSourceProbeKeepsOneConnection(t *testing.T) {
 	s := startProbedSource(t)
-	p, _, _ := startProber(t, s)
+	p, _, _, end := startProberCancel(t, s)
 	waitAsked(t, s, 50)
 	accepted, _ := s.counts()
 	assert.Equal(t, 1, accepted, "one connection for 50 questions")
@@ -176,6 +187,16 @@ func TestTheSourceProbeKeepsOneConnection(t *testing.T) {
 	redistest.Eventually(t, 10*time.Second, "answered again", func() error {
 		if !p.unansweredSince().IsZero() {
 			return fmt.Errorf("unanswered since %s", since)
+		}
+		return nil
+	})
+
+	end()
+	redistest.Eventually(t, 10*time.Second, "the connection closed with the session", func() error {
+		open := 0
+		s.set(func(s *probedSource) { open = s.open })
+		if open != 0 {
+			return fmt.Errorf("%d open", open)
 		}
 		return nil
 	})

@@ -154,6 +154,16 @@ func TestTheSourceProbeKeepsOneConnectionPerSession(t *testing.T) {
 	require.NoError(t, sc.Set(ctx, "after-thaw", "1", 0).Err())
 	eventuallyEqual(t, time.Minute, dc, sc)
 	a.waitInSync(dst.UID, time.Minute)
+
+	// The session ends with the sync: its probe connection too.
+	paused := api.SyncPaused
+	a.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSync: &paused})
+	redistest.Eventually(t, 30*time.Second, "no probe connection once paused", func() error {
+		if ids := clientIDs(t, sc, "replicad-probe", ""); len(ids) != 0 {
+			return fmt.Errorf("probe connections %v", ids)
+		}
+		return nil
+	})
 }
 
 // syncBuffer is a log the test reads while the service writes it.
