@@ -189,7 +189,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				MarkdownDescription: "PEM client certificates allowed to replicate from this database over TLS, " +
 					"typically the `syncer_cert` of the `redis_cluster` data source of each destination's instance. " +
 					"When set, the replication endpoint admits only clients that present one of them, compared " +
-					"exactly (pinned); with `tls_mode = \"enabled\"`, the database's port then requires a client " +
+					"exactly (pinned), within its validity dates; with `tls_mode = \"enabled\"`, the database's port then requires a client " +
 					"certificate too: one of them, or one signed by the instance's `ca_cert` (except on a sharded database, " +
 					"whose nodes' ports admit TLS clients without one: Redis trusts the same certificates on a node's port " +
 					"and its cluster bus, which must trust the instance's nodes alone). Needs `tls_mode` `replica_ssl` " +

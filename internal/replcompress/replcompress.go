@@ -106,12 +106,18 @@ func Reply(codec string) string {
 }
 
 // CodecOfReply is the codec a destination reads after the reply (a
-// simple string) to its compression request.
+// simple string) to its compression request: +ZSTD, or +OK for DEFLATE.
+// Any other answer names no codec this side decodes: "" (reading the
+// stream as DEFLATE would only fail later, with a message about corrupt
+// data instead of the answer).
 func CodecOfReply(reply string) string {
-	if reply == "ZSTD" {
+	switch reply {
+	case "ZSTD":
 		return Zstd
+	case "OK":
+		return Deflate
 	}
-	return Deflate
+	return ""
 }
 
 // ZstdWindow is the window an endpoint compresses with: what a session's

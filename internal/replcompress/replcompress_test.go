@@ -96,6 +96,7 @@ func TestCodecNegotiation(t *testing.T) {
 	assert.Equal(t, replcompress.Zstd, replcompress.CodecOfReply(replcompress.Reply(replcompress.Zstd)))
 	assert.Equal(t, replcompress.Deflate, replcompress.CodecOfReply(replcompress.Reply(replcompress.Deflate)))
 	assert.Equal(t, "OK", replcompress.Reply(replcompress.Deflate), "an older destination reads +OK")
+	assert.Empty(t, replcompress.CodecOfReply("LZ4"), "an answer that names no known codec is none")
 	assert.Equal(t, zstd.SpeedFastest, replcompress.ZstdLevel(1))
 	assert.Equal(t, zstd.SpeedFastest, replcompress.ZstdLevel(3))
 	assert.Equal(t, zstd.SpeedDefault, replcompress.ZstdLevel(4))

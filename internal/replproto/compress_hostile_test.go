@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -230,4 +231,30 @@ func TestCorruptCompressedStreamsAreToldFromCutLinks(t *testing.T) {
 			t.Log(err)
 		})
 	}
+}
+
+// An enormous answer to the compression request (a bulk string of 100 MiB)
+// is refused at its length, before its bytes are read.
+func TestAnEnormousAnswerToTheCompressionRequestIsRefusedUnread(t *testing.T) {
+	f, c := newFakePair(t, Options{Password: "pw", Compression: 3})
+	var sent atomic.Int64
+	f.run(func() {
+		f.expect("PING")
+		f.send("-NOAUTH Authentication required.\r\n")
+		f.expect("AUTH", "pw")
+		f.send("+OK\r\n")
+		f.expect("REPLICAD.COMPRESS", "+3")
+		f.send("$104857600\r\n")
+		chunk := bytes.Repeat([]byte{'z'}, 1<<20)
+		for range 100 {
+			if _, err := f.conn.Write(chunk); err != nil {
+				return
+			}
+			sent.Add(int64(len(chunk)))
+		}
+	})
+	_, err := c.Handshake(context.Background(), testReplID, 500)
+	require.ErrorIs(t, err, ErrProtocol)
+	assert.Contains(t, err.Error(), "bulk length 104857600 exceeds limit")
+	assert.Less(t, sent.Load(), int64(8<<20), "the destination read the answer")
 }

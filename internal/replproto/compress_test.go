@@ -154,3 +154,27 @@ func TestAuthClosedWithoutAnswerIsRetryable(t *testing.T) {
 	assert.True(t, IsRetryable(err), "%v", err)
 	assert.Contains(t, err.Error(), "throttles failed authentications")
 }
+
+// A source that answers the compression request with a codec this side
+// does not know (+LZ4), or with anything but a simple string, fails the
+// handshake with an error that quotes the answer; its stream was read as
+// DEFLATE and failed later as corrupt data.
+func TestAnUnknownCodecIsRefusedAtTheHandshake(t *testing.T) {
+	for _, reply := range []string{"+LZ4\r\n", ":1\r\n", "$4\r\nZSTD\r\n"} {
+		t.Run(reply[:len(reply)-2], func(t *testing.T) {
+			f, c := newFakePair(t, Options{Password: "pw", Compression: 3})
+			f.run(func() {
+				f.expect("PING")
+				f.send("-NOAUTH Authentication required.\r\n")
+				f.expect("AUTH", "pw")
+				f.send("+OK\r\n")
+				f.expect("REPLICAD.COMPRESS", "+3")
+				f.send(reply)
+			})
+			_, err := c.Handshake(context.Background(), testReplID, 500)
+			require.ErrorIs(t, err, ErrProtocol)
+			assert.Contains(t, err.Error(), "names no codec this instance decodes")
+			assert.False(t, c.Compressed())
+		})
+	}
+}

@@ -180,9 +180,12 @@ func (c *Conn) sendCompress(ctx context.Context) error {
 	if c.br.Buffered() != 0 {
 		return &Error{Op: replcompress.Command, Kind: ErrProtocol, Err: errors.New("data after the reply to the compression request")}
 	}
-	codec := replcompress.Deflate
+	codec := ""
 	if v.Type == resp.SimpleString {
 		codec = replcompress.CodecOfReply(string(v.Str))
+	}
+	if codec == "" {
+		return &Error{Op: replcompress.Command, Kind: ErrProtocol, Err: fmt.Errorf("the source answered %.64s, which names no codec this instance decodes (+ZSTD or +OK for DEFLATE)", v.String())}
 	}
 	if codec == replcompress.Zstd && !offerZstd {
 		return &Error{Op: replcompress.Command, Kind: ErrProtocol, Err: errors.New("the source chose zstd, which was not offered")}

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -664,4 +665,27 @@ func TestReadCommandReturnsTheReadError(t *testing.T) {
 	_, _, err = r.ReadCommand()
 	assert.ErrorIs(t, err, cut)
 	assert.Equal(t, 1, src.n, "one read after the data")
+}
+
+// MaxCommandBytes bounds a command's arguments added up, whether the
+// command is buffered whole or arrives piece by piece; the error wraps
+// ErrCommandTooBig and ErrProtocol. Commands within it are read.
+func TestMaxCommandBytes(t *testing.T) {
+	in := string(AppendCommandStrings(nil, "SET", "k", "0123456789")) + string(AppendCommandStrings(nil, "SET", "k", strings.Repeat("x", 100)))
+	for name, br := range map[string]*bufio.Reader{
+		"buffered":       bufio.NewReader(strings.NewReader(in)),
+		"piece by piece": bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(in)), 16),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := NewReader(br)
+			r.MaxCommandBytes = 20
+			args, _, err := r.ReadCommand()
+			require.NoError(t, err)
+			require.Len(t, args, 3)
+			_, _, err = r.ReadCommand()
+			require.ErrorIs(t, err, ErrCommandTooBig)
+			require.ErrorIs(t, err, ErrProtocol)
+			require.Contains(t, err.Error(), "exceed 20 bytes (argument 3 of 3)")
+		})
+	}
 }

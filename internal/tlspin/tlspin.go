@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // ParseCertificate reads text that holds exactly one PEM certificate, and
@@ -57,12 +58,26 @@ func RequireClientCerts(cfg *tls.Config, allowed []string) error {
 		}
 		for _, a := range pinned {
 			if bytes.Equal(a.Raw, raw[0]) {
+				if why := outsideValidity(a, time.Now()); why != "" {
+					return fmt.Errorf("the client certificate is among the database's client_certificates, but it %s: the destination instance needs a new syncer certificate, listed in client_certificates", why)
+				}
 				return nil
 			}
 		}
 		return errors.New("the client certificate is not among the database's client_certificates")
 	}
 	return nil
+}
+
+// outsideValidity says how c is not valid at now ("" when it is).
+func outsideValidity(c *x509.Certificate, now time.Time) string {
+	switch {
+	case now.After(c.NotAfter):
+		return "expired on " + c.NotAfter.UTC().Format(time.RFC3339)
+	case now.Before(c.NotBefore):
+		return "is not valid before " + c.NotBefore.UTC().Format(time.RFC3339)
+	}
+	return ""
 }
 
 // TrustServer makes a client configuration trust a server by serverCert
@@ -85,6 +100,12 @@ func TrustServer(cfg *tls.Config, serverCert string) error {
 			return err
 		}
 		if bytes.Equal(leaf.Raw, want.Raw) {
+			// A pin names the certificate, not a time without end: one
+			// that expired (or is not valid yet) is refused, as any TLS
+			// client refuses it.
+			if why := outsideValidity(leaf, time.Now()); why != "" {
+				return fmt.Errorf("the source presents the server_cert given for this source, but it %s: give the source a valid certificate, and set it as server_cert", why)
+			}
 			return nil
 		}
 		if want.IsCA {

@@ -166,3 +166,62 @@ func TestTrustServerSaysWhenTheSignedCertificateIsNotValid(t *testing.T) {
 	assert.ErrorContains(t, err, "signed by the server_cert given for this source, but is not valid")
 	assert.ErrorContains(t, err, "expired")
 }
+
+// selfSigned makes a self-signed certificate valid from notBefore to
+// notAfter.
+func selfSigned(t *testing.T, name string, notBefore, notAfter time.Time) keyPair {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: notBefore, NotAfter: notAfter, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	c, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return keyPair{cert: c, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		tls: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
+}
+
+// A pinned certificate, server_cert or one of client_certificates, is
+// refused outside its validity (expired, or not valid yet), with an error
+// that says which and when, as any TLS peer refuses it; within it, it is
+// trusted.
+func TestAPinnedCertificateOutsideItsValidityIsRefused(t *testing.T) {
+	now := time.Now()
+	for name, tc := range map[string]struct {
+		cert keyPair
+		want string
+	}{
+		"expired":       {selfSigned(t, "old", now.Add(-48*time.Hour), now.Add(-time.Hour)), "expired on"},
+		"not yet valid": {selfSigned(t, "early", now.Add(time.Hour), now.Add(48*time.Hour)), "is not valid before"},
+		"valid":         {selfSigned(t, "good", now.Add(-time.Hour), now.Add(time.Hour)), ""},
+	} {
+		t.Run(name+" server_cert", func(t *testing.T) {
+			client := &tls.Config{MinVersion: tls.VersionTLS12}
+			require.NoError(t, tlspin.TrustServer(client, tc.cert.pem))
+			err := handshake(t, &tls.Config{Certificates: []tls.Certificate{tc.cert.tls}}, client)
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "the source presents the server_cert given for this source, but it "+tc.want)
+		})
+		t.Run(name+" client certificate", func(t *testing.T) {
+			srv, _ := issue(t, "server", false, nil, nil)
+			server := &tls.Config{Certificates: []tls.Certificate{srv.tls}}
+			require.NoError(t, tlspin.RequireClientCerts(server, []string{tc.cert.pem}))
+			err := handshake(t, server, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{tc.cert.tls}})
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err, "the server refuses the client")
+		})
+	}
+}

@@ -138,3 +138,33 @@ func TestStalledTLSHandshakesAreClosed(t *testing.T) {
 	}
 	require.True(t, psyncStreams(t, tlsLogin(t, ep.Listen, kp)))
 }
+
+// A client that offers TLS 1.0 or 1.1 only (a downgrade) is refused at
+// the handshake, at once, and TLS 1.2 and 1.3 clients replicate.
+func TestOldTLSVersionsAreRefused(t *testing.T) {
+	c, k, err := certs.LoadOrCreateSelfSigned(t.TempDir(), "proxy", "proxy")
+	require.NoError(t, err)
+	kp, err := tls.X509KeyPair(c, k)
+	require.NoError(t, err)
+	up := startFakeRedis(t)
+	g := New(slog.New(&logLines{}), prometheus.NewRegistry())
+	t.Cleanup(g.Close)
+	ep := Endpoint{UID: 1, Listen: freeLoopbackAddr(t), AdminUser: "admin", AdminPassword: "secret", TLS: certs.ServerTLS(kp),
+		UpstreamNetwork: "tcp", UpstreamAddr: up.ln.Addr().String(), UpstreamUser: "admin", UpstreamPassword: "x"}
+	require.NoError(t, g.Ensure(ep))
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		d := &net.Dialer{Timeout: 10 * time.Second}
+		start := time.Now()
+		_, err := tls.DialWithDialer(d, "tcp", ep.Listen, &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v})
+		require.Error(t, err, "%s", tls.VersionName(v))
+		require.Contains(t, err.Error(), "protocol version", "%s", tls.VersionName(v))
+		require.Less(t, time.Since(start), 5*time.Second)
+	}
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		c, err := tls.Dial("tcp", ep.Listen, &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v})
+		require.NoError(t, err, "%s", tls.VersionName(v))
+		t.Cleanup(func() { c.Close() })
+		login(t, c)
+		require.True(t, psyncStreams(t, c), "%s", tls.VersionName(v))
+	}
+}
