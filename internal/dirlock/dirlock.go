@@ -18,6 +18,32 @@ import (
 // ErrHeld is returned when another process holds the directory.
 var ErrHeld = errors.New("held by another process")
 
+// HeldError says which process holds the directory, when that can be told
+// (Linux): the user's next question.
+type HeldError struct {
+	Dir     string
+	PID     int    // 0 when unknown
+	Command string // its command name, without arguments (which may hold secrets)
+}
+
+// Holder describes the holder: "process 4242 (redis-replicad)", or
+// "another process" when it cannot be told.
+func (e *HeldError) Holder() string {
+	switch {
+	case e.PID == 0:
+		return "another process"
+	case e.Command == "":
+		return fmt.Sprintf("process %d", e.PID)
+	default:
+		return fmt.Sprintf("process %d (%s)", e.PID, e.Command)
+	}
+}
+
+func (e *HeldError) Error() string { return fmt.Sprintf("lock %s: held by %s", e.Dir, e.Holder()) }
+
+// Is makes a HeldError an ErrHeld.
+func (e *HeldError) Is(target error) bool { return target == ErrHeld }
+
 // Lock is a held directory lock; Close releases it.
 type Lock struct{ f *os.File }
 
@@ -39,8 +65,9 @@ func Acquire(ctx context.Context, dir string, wait time.Duration) (*Lock, error)
 			return nil, fmt.Errorf("lock %s: %w", dir, err)
 		}
 		if time.Now().After(deadline) {
+			pid, command := holder(f)
 			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", dir, ErrHeld)
+			return nil, &HeldError{Dir: dir, PID: pid, Command: command}
 		}
 		select {
 		case <-ctx.Done():

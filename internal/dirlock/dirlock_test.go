@@ -2,8 +2,11 @@ package dirlock
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,4 +30,25 @@ func TestLockHoldsWhateverIsDeletedInTheDirectory(t *testing.T) {
 	l2, err := Acquire(context.Background(), dir, 0)
 	require.NoError(t, err)
 	assert.NoError(t, l2.Close())
+}
+
+// A refused lock names the process that holds it: "held by another
+// process" left the user to hunt for it (a service restarted by hand
+// while the supervisor's copy still runs).
+func TestHeldSaysWhichProcessHoldsIt(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the holder is told on Linux only (/proc/locks)")
+	}
+	dir := t.TempDir()
+	l, err := Acquire(context.Background(), dir, 0)
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = Acquire(context.Background(), dir, 0)
+	require.ErrorIs(t, err, ErrHeld)
+	var held *HeldError
+	require.ErrorAs(t, err, &held)
+	assert.Equal(t, os.Getpid(), held.PID)
+	assert.Contains(t, err.Error(), fmt.Sprintf("process %d (", os.Getpid()))
+	comm, _ := os.ReadFile("/proc/self/comm")
+	assert.Equal(t, strings.TrimSpace(string(comm)), held.Command)
 }

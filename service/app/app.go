@@ -161,8 +161,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	// directory itself: the state file's own lock went with the file when
 	// someone deleted it, and let a second instance in.
 	lock, err := dirlock.Acquire(ctx, cfg.DataDir, 5*time.Second)
-	if errors.Is(err, dirlock.ErrHeld) {
-		return nil, fmt.Errorf("data directory %s is locked: another redis-replicad serves this data directory (stop it first, or give this one another --data-dir)", cfg.DataDir)
+	if held := (*dirlock.HeldError)(nil); errors.As(err, &held) {
+		return nil, fmt.Errorf("data directory %s is locked by %s: another redis-replicad serves this data directory (stop it first, or give this one another --data-dir)", cfg.DataDir, held.Holder())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock the data directory: %w", err)
