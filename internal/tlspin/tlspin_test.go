@@ -166,3 +166,32 @@ func TestTrustServerSaysWhenTheSignedCertificateIsNotValid(t *testing.T) {
 	assert.ErrorContains(t, err, "signed by the server_cert given for this source, but is not valid")
 	assert.ErrorContains(t, err, "expired")
 }
+
+// A source instance issues its proxy certificate again, with the same key,
+// when its names change: a destination that pinned the old one goes on
+// trusting it, since the handshake proves the source holds the pinned
+// key. It stopped syncing with "not trusted" until given the new one.
+func TestTrustServerFollowsThePinnedCertificateIssuedAgainWithItsKey(t *testing.T) {
+	ca, caKey := issue(t, "ca", true, nil, nil)
+	pinned, key := issue(t, "proxy", false, &ca, caKey)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano() + 1), Subject: pkix.Name{CommonName: "proxy"},
+		DNSNames:  []string{"new-name.example"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(2 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	again := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+
+	client := &tls.Config{}
+	require.NoError(t, tlspin.TrustServer(client, pinned.pem))
+	assert.NoError(t, handshake(t, &tls.Config{Certificates: []tls.Certificate{again}}, client),
+		"the pinned certificate issued again with its key")
+
+	// Another key of the same CA is not the pinned certificate.
+	sibling, _ := issue(t, "proxy", false, &ca, caKey)
+	client = &tls.Config{}
+	require.NoError(t, tlspin.TrustServer(client, pinned.pem))
+	assert.ErrorContains(t, handshake(t, &tls.Config{Certificates: []tls.Certificate{sibling.tls}}, client), "not trusted")
+}
