@@ -154,6 +154,10 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	names := telemetry.NewNames(nil)
 	log := slog.New(telemetry.NewLogHandler(cfg.Logger.Handler(), names))
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		if target, lerr := os.Readlink(cfg.DataDir); lerr == nil {
+			// mkdir's "file exists" would name the link, which exists.
+			return nil, fmt.Errorf("create data directory: %s is a symbolic link to %s, which is not a directory: create that directory, or give another --data-dir", cfg.DataDir, target)
+		}
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	// The data directory's lock first: a second instance on it is refused

@@ -185,3 +185,22 @@ func TestDeletedStateFileDoesNotLetASecondInstanceIn(t *testing.T) {
 	_, err = startOn(t, app.Config{DataDir: i.DataDir})
 	require.NoError(t, err)
 }
+
+// A data directory that is a symbolic link works as its target does (the
+// lock is the target's, whichever name a second instance uses), and one
+// whose target is missing says so: mkdir's "file exists" named the link.
+func TestDataDirectoryThatIsASymbolicLink(t *testing.T) {
+	base := t.TempDir()
+	link := filepath.Join(base, "dangling")
+	require.NoError(t, os.Symlink(filepath.Join(base, "nowhere"), link))
+	_, err := startOn(t, app.Config{DataDir: link, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "symbolic link to "+filepath.Join(base, "nowhere"))
+
+	i := servicetest.Start(t)
+	other := filepath.Join(base, "another-name")
+	require.NoError(t, os.Symlink(i.DataDir, other))
+	_, err = startOn(t, app.Config{DataDir: other, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "another redis-replicad serves this data directory")
+}
