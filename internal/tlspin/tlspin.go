@@ -115,6 +115,11 @@ func TrustServer(cfg *tls.Config, serverCert string) error {
 				return fmt.Errorf("the source's certificate is signed by the server_cert given for this source, but is not valid: %w", err)
 			}
 		}
+		if !want.IsCA && bytes.Equal(leaf.RawIssuer, want.RawIssuer) {
+			// A pinned leaf whose source now presents another of the
+			// same issuer: what changed is most likely the source.
+			return errors.New("the source's certificate is not trusted: it is not the server_cert given for this source, nor signed by it, but has the same issuer (the source's instance issued its certificate again, with a new key?): give its current proxy_cert, or its ca_cert, which follows such changes")
+		}
 		return errors.New("the source's certificate is not trusted: it is not the server_cert given for this source, nor signed by it")
 	}
 	return nil

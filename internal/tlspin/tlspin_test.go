@@ -193,5 +193,7 @@ func TestTrustServerFollowsThePinnedCertificateIssuedAgainWithItsKey(t *testing.
 	sibling, _ := issue(t, "proxy", false, &ca, caKey)
 	client = &tls.Config{}
 	require.NoError(t, tlspin.TrustServer(client, pinned.pem))
-	assert.ErrorContains(t, handshake(t, &tls.Config{Certificates: []tls.Certificate{sibling.tls}}, client), "not trusted")
+	err = handshake(t, &tls.Config{Certificates: []tls.Certificate{sibling.tls}}, client)
+	assert.ErrorContains(t, err, "not trusted")
+	assert.ErrorContains(t, err, "give its current proxy_cert, or its ca_cert", "says what to give when the source's certificate was issued anew")
 }
