@@ -27,6 +27,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/atomicfile"
 	"github.com/replicad/terraform-provider-redis/internal/dirlock"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	apiserver "github.com/replicad/terraform-provider-redis/service/api"
 	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/controller"
@@ -423,6 +424,16 @@ func defaults(cfg *Config) error {
 		if host == "" || host == "0.0.0.0" || host == "::" {
 			cfg.AdvertiseHost = "127.0.0.1"
 		}
+	}
+	// An IPv6 address may be given as a URL writes it; the endpoints,
+	// source URLs and certificates take it bare ("[::1]" was a DNS name
+	// in the certificates, which never matched it and were issued again
+	// at every start).
+	if h := cfg.AdvertiseHost; len(h) > 2 && h[0] == '[' && h[len(h)-1] == ']' {
+		cfg.AdvertiseHost = h[1 : len(h)-1]
+	}
+	if ip := net.ParseIP(cfg.AdvertiseHost); !redisurl.ValidHost(cfg.AdvertiseHost) || len(cfg.AdvertiseHost) > 253 || ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("--advertise-host %q is not a host name or an IP address to reach this host at (no port, not 0.0.0.0 or ::): the databases' endpoints and source URLs name it", cfg.AdvertiseHost)
 	}
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()

@@ -204,3 +204,34 @@ func TestDataDirectoryThatIsASymbolicLink(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "another redis-replicad serves this data directory")
 }
+
+// --advertise-host takes an IPv6 address in brackets too, as a URL writes
+// it: the endpoints name it bare, and its certificates are not issued
+// again at every start ("[::1]" went into them as a DNS name, which never
+// matched). A value that is no host (a port, 0.0.0.0) is refused.
+func TestAdvertiseHostInBrackets(t *testing.T) {
+	servicetest.RequireRedisServer(t)
+	portMin, portMax, listen := servicetest.PortWindow(t)
+	cfg := app.Config{DataDir: t.TempDir(), PortMin: portMin, PortMax: portMax, Listen: listen, AdvertiseHost: "[::1]"}
+	i, err := startOn(t, cfg)
+	require.NoError(t, err)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "v6", MemorySize: 16 << 20})
+	assert.Equal(t, "::1", db.Endpoint.Host)
+	before, err := os.ReadFile(filepath.Join(cfg.DataDir, "proxy.pem"))
+	require.NoError(t, err)
+	stopApp(t, i)
+	cfg.Listen = i.URL[len("https://"):]
+	i, err = startOn(t, cfg)
+	require.NoError(t, err)
+	stopApp(t, i)
+	after, err := os.ReadFile(filepath.Join(cfg.DataDir, "proxy.pem"))
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after), "proxy.pem is not issued again by a start with the same --advertise-host")
+
+	for _, bad := range []string{"1.2.3.4:5", "0.0.0.0", "[::]", "a host"} {
+		cfg.AdvertiseHost = bad
+		_, err := startOn(t, cfg)
+		require.Error(t, err, bad)
+		assert.Contains(t, err.Error(), "--advertise-host", bad)
+	}
+}
