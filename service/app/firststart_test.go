@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
@@ -217,6 +218,12 @@ func TestAdvertiseHostInBrackets(t *testing.T) {
 	require.NoError(t, err)
 	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "v6", MemorySize: 16 << 20})
 	assert.Equal(t, "::1", db.Endpoint.Host)
+	var su api.SourceURL
+	code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", db.UID), nil, &su)
+	require.Equal(t, 200, code, "%v", e)
+	src, err := redisurl.Parse(su.URI)
+	require.NoError(t, err, "the source URL parses")
+	assert.Equal(t, "::1", src.Host)
 	before, err := os.ReadFile(filepath.Join(cfg.DataDir, "proxy.pem"))
 	require.NoError(t, err)
 	stopApp(t, i)
