@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,4 +52,22 @@ func TestHeldSaysWhichProcessHoldsIt(t *testing.T) {
 	assert.Contains(t, err.Error(), fmt.Sprintf("process %d (", os.Getpid()))
 	comm, _ := os.ReadFile("/proc/self/comm")
 	assert.Equal(t, strings.TrimSpace(string(comm)), held.Command)
+}
+
+// A filesystem that cannot lock a directory (NFS answers EBADF: its locks
+// need a file open for writing) does not stop the start: the state file's
+// own lock, which worked there, remains, and Unsupported says why the
+// directory is not locked. Any other failure is still an error.
+func TestAFilesystemThatLocksNoDirectoryIsNotARefusal(t *testing.T) {
+	dir := t.TempDir()
+	nfs := func(*os.File) (bool, error) { return false, syscall.EBADF }
+	l, err := acquire(context.Background(), dir, 0, nfs)
+	require.NoError(t, err)
+	require.Error(t, l.Unsupported())
+	assert.Contains(t, l.Unsupported().Error(), dir)
+	assert.NoError(t, l.Close())
+
+	broken := func(*os.File) (bool, error) { return false, syscall.EIO }
+	_, err = acquire(context.Background(), dir, 0, broken)
+	assert.ErrorIs(t, err, syscall.EIO)
 }

@@ -172,6 +172,9 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock the data directory: %w", err)
 	}
+	if why := lock.Unsupported(); why != nil {
+		log.Warn("the data directory's filesystem cannot lock a directory: only the state file's lock keeps a second instance out, and deleting state.db under this one would let one in", "err", why)
+	}
 	st, err := store.Open(filepath.Join(cfg.DataDir, "state.db"))
 	if err != nil {
 		lock.Close()
