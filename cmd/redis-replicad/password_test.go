@@ -193,3 +193,16 @@ func TestPasswordFileReadableByAllIsWarnedAbout(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, lo.warnings, "readable by its group only, as a service's group may need")
 }
+
+// A viewer password file without a viewer user is refused with the flag the
+// user gave: the error named --viewer-password alone.
+func TestViewerPasswordFileWithoutAViewerUser(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pw")
+	require.NoError(t, os.WriteFile(file, []byte("viewer-s3cret\n"), 0o600))
+	var stderr bytes.Buffer
+	err := run([]string{"serve", "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--viewer-password-file", file}, &stderr)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--viewer-password-file")
+	assert.NotContains(t, err.Error()+stderr.String(), "viewer-s3cret")
+}

@@ -460,7 +460,7 @@ func defaults(cfg *Config) error {
 		cfg.Logger = slog.Default()
 	}
 	if (cfg.ViewerUser == "") != (cfg.ViewerPassword == "") {
-		return errors.New("--viewer-user and --viewer-password go together")
+		return errors.New("--viewer-user and --viewer-password (or --viewer-password-file) go together: give both, or neither")
 	}
 	if cfg.ViewerUser != "" && cfg.ViewerUser == cfg.AdminUser {
 		return errors.New("the viewer user must not be the admin user")
