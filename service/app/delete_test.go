@@ -115,7 +115,11 @@ func TestADatabaseBeingDeletedIsNoSourceAndSaysHowToFreeItsName(t *testing.T) {
 	dir := filepath.Join(i.DataDir, "dbs", fmt.Sprint(db.UID))
 	blockRemoval(t, dir)
 	path := fmt.Sprintf("/v1/bdbs/%d", db.UID)
-	code, e := call(t, i, "DELETE", path, nil, nil)
+	var su api.SourceURL
+	code, e := call(t, i, "GET", path+"/source_url", nil, &su)
+	require.Equal(t, 200, code, "%v", e)
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 16 << 20})
+	code, e = call(t, i, "DELETE", path, nil, nil)
 	require.Equal(t, 500, code, "the delete did not finish: %v", e)
 
 	code, e = call(t, i, "GET", path+"/source_url", nil, nil)
@@ -127,4 +131,15 @@ func TestADatabaseBeingDeletedIsNoSourceAndSaysHowToFreeItsName(t *testing.T) {
 	code, e = call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "other", Port: db.Port, MemorySize: 16 << 20}, nil)
 	assert.Equal(t, 409, code, "%v", e)
 	assert.Contains(t, e.Description, fmt.Sprintf("DELETE /v1/bdbs/%d again", db.UID))
+
+	// A URL read before is refused as a new source, at create and update.
+	code, e = call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "replica", MemorySize: 16 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: su.URI}}}, nil)
+	assert.Equal(t, 400, code, "%v", e)
+	assert.Contains(t, e.Description, "being deleted")
+	assert.NotContains(t, e.Description, db.AuthenticationRedisPass)
+	sources := []api.ReplicaSource{{URI: su.URI}}
+	code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{ReplicaSources: &sources}, nil)
+	assert.Equal(t, 400, code, "%v", e)
+	assert.Contains(t, e.Description, "being deleted")
 }

@@ -475,7 +475,10 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 			return err
 		}
 		// The uid is assigned after this check; 0 is never a real uid.
-		return c.validateSources(*d, existing)
+		if err := c.validateSources(*d, existing); err != nil {
+			return err
+		}
+		return c.refuseSourcesBeingDeleted(*d, nil, existing)
 	})
 	if err == nil {
 		c.recordNextPort()
@@ -751,7 +754,10 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 			return err
 		}
 		d.UpdatedAt = time.Now().UTC()
-		return c.validateSources(*d, others)
+		if err := c.validateSources(*d, others); err != nil {
+			return err
+		}
+		return c.refuseSourcesBeingDeleted(*d, before.ReplicaSources, others)
 	})
 	c.mu.Unlock()
 	if errors.Is(err, store.ErrNotFound) {
