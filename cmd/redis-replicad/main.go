@@ -183,6 +183,11 @@ func parseServe(args []string, stderr io.Writer) (app.Config, logOptions, error)
 			return cfg, lo, fmt.Errorf("--%s-file: %w", pf.flag, err)
 		}
 		*pf.into = pw
+		if st, err := os.Stat(pf.file); err == nil && st.Mode().Perm()&0o004 != 0 {
+			// The file was meant to keep the password from other
+			// local users, as the command line does not.
+			lo.warnings = append(lo.warnings, fmt.Sprintf("--%s-file %s can be read by every local user (mode %#o): chmod o-r it", pf.flag, pf.file, st.Mode().Perm()))
+		}
 	}
 	if fs.NArg() > 0 {
 		// A value meant for a flag whose name was mistyped, or a flag
@@ -232,7 +237,9 @@ func readPasswordFile(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read the password: %w", err)
 	}
-	pw := strings.TrimRight(string(b), "\r\n")
+	// Without the byte order mark some Windows editors begin a file with,
+	// which nobody types as part of a password either.
+	pw := strings.TrimRight(strings.TrimPrefix(string(b), "\ufeff"), "\r\n")
 	if pw == "" {
 		return "", fmt.Errorf("%s is empty", path)
 	}

@@ -171,3 +171,38 @@ func children(t *testing.T, pid int) []int {
 	}
 	return out
 }
+
+// A password file that every local user can read defeats its purpose: it
+// is warned about (without the password). A file written by a Windows
+// editor (a byte order mark, CRLF) gives the password typed.
+func TestPasswordFileReadableByAllIsWarnedAbout(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pw")
+	require.NoError(t, os.WriteFile(file, []byte("\ufeffwin-s3cret\r\n"), 0o600))
+	require.NoError(t, os.Chmod(file, 0o644)) // whatever the umask
+	cfg, lo, err := parseServe([]string{"--data-dir", dir, "--admin-password-file", file}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, "win-s3cret", cfg.AdminPassword)
+	require.Len(t, lo.warnings, 1)
+	assert.Contains(t, lo.warnings[0], "every local user")
+	assert.Contains(t, lo.warnings[0], "--admin-password-file")
+	assert.NotContains(t, lo.warnings[0], "s3cret")
+
+	require.NoError(t, os.Chmod(file, 0o640))
+	_, lo, err = parseServe([]string{"--data-dir", dir, "--admin-password-file", file}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Empty(t, lo.warnings, "readable by its group only, as a service's group may need")
+}
+
+// A viewer password file without a viewer user is refused with the flag the
+// user gave: the error named --viewer-password alone.
+func TestViewerPasswordFileWithoutAViewerUser(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pw")
+	require.NoError(t, os.WriteFile(file, []byte("viewer-s3cret\n"), 0o600))
+	var stderr bytes.Buffer
+	err := run([]string{"serve", "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--viewer-password-file", file}, &stderr)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--viewer-password-file")
+	assert.NotContains(t, err.Error()+stderr.String(), "viewer-s3cret")
+}

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Source is a parsed source URL.
@@ -102,6 +104,11 @@ func Parse(raw string) (Source, error) {
 	if host == "" {
 		return fail("a host is required")
 	}
+	if addr, zone, ok := strings.Cut(host, "%"); ok && net.ParseIP(addr) != nil {
+		// A link-local address needs its zone to be reached, and the
+		// service's source URLs carry none (nor do Redis's own).
+		return fail(fmt.Sprintf("an IPv6 address with a zone (%%%s) is not supported: give an address that needs no zone, or a host name", zoneText(zone)))
+	}
 	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
 		return fail("the host is not a name or an IP address")
 	}
@@ -109,7 +116,11 @@ func Parse(raw string) (Source, error) {
 		// A percent-encoded host decodes to any bytes: not valid UTF-8,
 		// quotes, angle brackets. No resolver finds such a name, and the
 		// address goes into metrics' labels, logs and the console.
-		return fail("the host is not a name (letters, digits, '-', '_' and '.') or an IP address")
+		why := "the host is not a name (letters, digits, '-', '_' and '.') or an IP address"
+		if utf8.ValidString(host) && strings.ContainsFunc(host, func(r rune) bool { return r > unicode.MaxASCII && unicode.IsLetter(r) }) {
+			why += ": a name in letters beyond ASCII is given in its xn-- form (IDNA)"
+		}
+		return fail(why)
 	}
 	if len(host) > 253 {
 		return fail("the host name is longer than 253 characters, which DNS allows")
@@ -137,6 +148,15 @@ func Parse(raw string) (Source, error) {
 		return fail("the password may not contain line breaks")
 	}
 	return s, nil
+}
+
+// zoneText is a zone as an error may show it: an interface's name, or
+// nothing of bytes that are no name.
+func zoneText(zone string) string {
+	if zone == "" || !isHostName(zone) {
+		return "..."
+	}
+	return zone
 }
 
 // ValidHost reports whether host is an IP address or spelled as a DNS

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestParse(t *testing.T) {
@@ -113,4 +116,23 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip of %q: %+v != %+v", raw, back, s)
 		}
 	})
+}
+
+// A refused host says what would be accepted: an IPv6 address with a zone
+// is an IP address (the error said it was not one), and a name in letters
+// beyond ASCII has an xn-- form that is.
+func TestParseSaysWhyAHostIsRefused(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://[fe80::1%25eth0]:6379":         "an IPv6 address with a zone (%eth0) is not supported",
+		"redis://:topsecret@[fe80::1%252]:6379": "an IPv6 address with a zone (%2) is not supported",
+		"redis://b%C3%BCcher.example:6379":      "its xn-- form",
+	} {
+		_, err := Parse(in)
+		require.ErrorIs(t, err, ErrInvalid, in)
+		assert.Contains(t, err.Error(), want, in)
+		assert.NotContains(t, err.Error(), "topsecret", in)
+	}
+	_, err := Parse("redis://a%FF:1")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "xn--", "bytes that are no letters have no xn-- form")
 }

@@ -8,6 +8,7 @@ package tlspin
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -108,6 +109,17 @@ func TrustServer(cfg *tls.Config, serverCert string) error {
 			}
 			return nil
 		}
+		if !want.IsCA && sameKey(leaf.PublicKey, want.PublicKey) {
+			// The pinned certificate issued again with its key (a
+			// source instance does so when its names change, or as the
+			// certificate nears its end): the handshake proved that
+			// the source holds that key, which is what the pin trusts;
+			// within the new certificate's validity, as above.
+			if why := outsideValidity(leaf, time.Now()); why != "" {
+				return fmt.Errorf("the source presents a certificate with the key of the server_cert given for this source, but it %s: give the source a valid certificate, and set it as server_cert", why)
+			}
+			return nil
+		}
 		if want.IsCA {
 			roots := x509.NewCertPool()
 			roots.AddCert(want)
@@ -128,7 +140,18 @@ func TrustServer(cfg *tls.Config, serverCert string) error {
 				return fmt.Errorf("the source's certificate is signed by the server_cert given for this source, but is not valid: %w", err)
 			}
 		}
+		if !want.IsCA && bytes.Equal(leaf.RawIssuer, want.RawIssuer) {
+			// A pinned leaf whose source now presents another of the
+			// same issuer: what changed is most likely the source.
+			return errors.New("the source's certificate is not trusted: it is not the server_cert given for this source, nor signed by it, but has the same issuer (the source's instance issued its certificate again, with a new key?): give its current proxy_cert, or its ca_cert, which follows such changes")
+		}
 		return errors.New("the source's certificate is not trusted: it is not the server_cert given for this source, nor signed by it")
 	}
 	return nil
+}
+
+// sameKey says whether two public keys are one.
+func sameKey(a, b any) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && b != nil && k.Equal(b)
 }

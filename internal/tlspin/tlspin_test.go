@@ -225,3 +225,44 @@ func TestAPinnedCertificateOutsideItsValidityIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// A source instance issues its proxy certificate again, with the same key,
+// when its names change: a destination that pinned the old one goes on
+// trusting it, since the handshake proves the source holds the pinned
+// key. It stopped syncing with "not trusted" until given the new one.
+func TestTrustServerFollowsThePinnedCertificateIssuedAgainWithItsKey(t *testing.T) {
+	ca, caKey := issue(t, "ca", true, nil, nil)
+	pinned, key := issue(t, "proxy", false, &ca, caKey)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano() + 1), Subject: pkix.Name{CommonName: "proxy"},
+		DNSNames:  []string{"new-name.example"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(2 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	again := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+
+	client := &tls.Config{}
+	require.NoError(t, tlspin.TrustServer(client, pinned.pem))
+	assert.NoError(t, handshake(t, &tls.Config{Certificates: []tls.Certificate{again}}, client),
+		"the pinned certificate issued again with its key")
+
+	// Issued again with its key but expired: refused, as the pinned one
+	// would be.
+	tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = big.NewInt(time.Now().UnixNano()+2), time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)
+	der, err = x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	expired := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	client = &tls.Config{}
+	require.NoError(t, tlspin.TrustServer(client, pinned.pem))
+	assert.ErrorContains(t, handshake(t, &tls.Config{Certificates: []tls.Certificate{expired}}, client), "expired on")
+
+	// Another key of the same CA is not the pinned certificate.
+	sibling, _ := issue(t, "proxy", false, &ca, caKey)
+	client = &tls.Config{}
+	require.NoError(t, tlspin.TrustServer(client, pinned.pem))
+	err = handshake(t, &tls.Config{Certificates: []tls.Certificate{sibling.tls}}, client)
+	assert.ErrorContains(t, err, "not trusted")
+	assert.ErrorContains(t, err, "give its current proxy_cert, or its ca_cert", "says what to give when the source's certificate was issued anew")
+}

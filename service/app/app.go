@@ -27,6 +27,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/atomicfile"
 	"github.com/replicad/terraform-provider-redis/internal/dirlock"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	apiserver "github.com/replicad/terraform-provider-redis/service/api"
 	"github.com/replicad/terraform-provider-redis/service/certs"
 	"github.com/replicad/terraform-provider-redis/service/controller"
@@ -154,6 +155,10 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	names := telemetry.NewNames(nil)
 	log := slog.New(telemetry.NewLogHandler(cfg.Logger.Handler(), names))
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		if target, lerr := os.Readlink(cfg.DataDir); lerr == nil {
+			// mkdir's "file exists" would name the link, which exists.
+			return nil, fmt.Errorf("create data directory: %s is a symbolic link to %s, which is not a directory: create that directory, or give another --data-dir", cfg.DataDir, target)
+		}
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	// The data directory's lock first: a second instance on it is refused
@@ -161,11 +166,14 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	// directory itself: the state file's own lock went with the file when
 	// someone deleted it, and let a second instance in.
 	lock, err := dirlock.Acquire(ctx, cfg.DataDir, 5*time.Second)
-	if errors.Is(err, dirlock.ErrHeld) {
-		return nil, fmt.Errorf("data directory %s is locked: another redis-replicad serves this data directory (stop it first, or give this one another --data-dir)", cfg.DataDir)
+	if held := (*dirlock.HeldError)(nil); errors.As(err, &held) {
+		return nil, fmt.Errorf("data directory %s is locked by %s: another redis-replicad serves this data directory (stop it first, or give this one another --data-dir)", cfg.DataDir, held.Holder())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock the data directory: %w", err)
+	}
+	if why := lock.Unsupported(); why != nil {
+		log.Warn("the data directory's filesystem cannot lock a directory: only the state file's lock keeps a second instance out, and deleting state.db under this one would let one in", "err", why)
 	}
 	st, err := store.Open(filepath.Join(cfg.DataDir, "state.db"))
 	if err != nil {
@@ -420,6 +428,16 @@ func defaults(cfg *Config) error {
 			cfg.AdvertiseHost = "127.0.0.1"
 		}
 	}
+	// An IPv6 address may be given as a URL writes it; the endpoints,
+	// source URLs and certificates take it bare ("[::1]" was a DNS name
+	// in the certificates, which never matched it and were issued again
+	// at every start).
+	if h := cfg.AdvertiseHost; len(h) > 2 && h[0] == '[' && h[len(h)-1] == ']' {
+		cfg.AdvertiseHost = h[1 : len(h)-1]
+	}
+	if ip := net.ParseIP(cfg.AdvertiseHost); !redisurl.ValidHost(cfg.AdvertiseHost) || len(cfg.AdvertiseHost) > 253 || ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("--advertise-host %q is not a host name or an IP address to reach this host at (no port, not 0.0.0.0 or ::): the databases' endpoints and source URLs name it", cfg.AdvertiseHost)
+	}
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
@@ -442,7 +460,7 @@ func defaults(cfg *Config) error {
 		cfg.Logger = slog.Default()
 	}
 	if (cfg.ViewerUser == "") != (cfg.ViewerPassword == "") {
-		return errors.New("--viewer-user and --viewer-password go together")
+		return errors.New("--viewer-user and --viewer-password (or --viewer-password-file) go together: give both, or neither")
 	}
 	if cfg.ViewerUser != "" && cfg.ViewerUser == cfg.AdminUser {
 		return errors.New("the viewer user must not be the admin user")

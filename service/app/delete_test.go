@@ -105,3 +105,41 @@ func TestStartFinishesAnUnfinishedDelete(t *testing.T) {
 	_, err := os.Stat(dir)
 	assert.ErrorIs(t, err, os.ErrNotExist, "its files are gone")
 }
+
+// A database being deleted is no source (its URL would never sync), and a
+// create that its name or port stops says that DELETE again frees them:
+// "already exists" alone sent users looking for a database they deleted.
+func TestADatabaseBeingDeletedIsNoSourceAndSaysHowToFreeItsName(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "stuck", MemorySize: 16 << 20})
+	dir := filepath.Join(i.DataDir, "dbs", fmt.Sprint(db.UID))
+	blockRemoval(t, dir)
+	path := fmt.Sprintf("/v1/bdbs/%d", db.UID)
+	var su api.SourceURL
+	code, e := call(t, i, "GET", path+"/source_url", nil, &su)
+	require.Equal(t, 200, code, "%v", e)
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 16 << 20})
+	code, e = call(t, i, "DELETE", path, nil, nil)
+	require.Equal(t, 500, code, "the delete did not finish: %v", e)
+
+	code, e = call(t, i, "GET", path+"/source_url", nil, nil)
+	assert.Equal(t, 409, code, "no source URL of a database being deleted: %v", e)
+	assert.Contains(t, e.Description, "being deleted")
+	code, e = call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "STUCK", MemorySize: 16 << 20}, nil)
+	assert.Equal(t, 409, code, "%v", e)
+	assert.Contains(t, e.Description, fmt.Sprintf("DELETE /v1/bdbs/%d again", db.UID))
+	code, e = call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "other", Port: db.Port, MemorySize: 16 << 20}, nil)
+	assert.Equal(t, 409, code, "%v", e)
+	assert.Contains(t, e.Description, fmt.Sprintf("DELETE /v1/bdbs/%d again", db.UID))
+
+	// A URL read before is refused as a new source, at create and update.
+	code, e = call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "replica", MemorySize: 16 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: su.URI}}}, nil)
+	assert.Equal(t, 400, code, "%v", e)
+	assert.Contains(t, e.Description, "being deleted")
+	assert.NotContains(t, e.Description, db.AuthenticationRedisPass)
+	sources := []api.ReplicaSource{{URI: su.URI}}
+	code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), api.UpdateDatabaseRequest{ReplicaSources: &sources}, nil)
+	assert.Equal(t, 400, code, "%v", e)
+	assert.Contains(t, e.Description, "being deleted")
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redisurl"
 	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
@@ -184,4 +185,60 @@ func TestDeletedStateFileDoesNotLetASecondInstanceIn(t *testing.T) {
 	i.Stop(t)
 	_, err = startOn(t, app.Config{DataDir: i.DataDir})
 	require.NoError(t, err)
+}
+
+// A data directory that is a symbolic link works as its target does (the
+// lock is the target's, whichever name a second instance uses), and one
+// whose target is missing says so: mkdir's "file exists" named the link.
+func TestDataDirectoryThatIsASymbolicLink(t *testing.T) {
+	base := t.TempDir()
+	link := filepath.Join(base, "dangling")
+	require.NoError(t, os.Symlink(filepath.Join(base, "nowhere"), link))
+	_, err := startOn(t, app.Config{DataDir: link, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "symbolic link to "+filepath.Join(base, "nowhere"))
+
+	i := servicetest.Start(t)
+	other := filepath.Join(base, "another-name")
+	require.NoError(t, os.Symlink(i.DataDir, other))
+	_, err = startOn(t, app.Config{DataDir: other, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "another redis-replicad serves this data directory")
+}
+
+// --advertise-host takes an IPv6 address in brackets too, as a URL writes
+// it: the endpoints name it bare, and its certificates are not issued
+// again at every start ("[::1]" went into them as a DNS name, which never
+// matched). A value that is no host (a port, 0.0.0.0) is refused.
+func TestAdvertiseHostInBrackets(t *testing.T) {
+	servicetest.RequireRedisServer(t)
+	portMin, portMax, listen := servicetest.PortWindow(t)
+	cfg := app.Config{DataDir: t.TempDir(), PortMin: portMin, PortMax: portMax, Listen: listen, AdvertiseHost: "[::1]"}
+	i, err := startOn(t, cfg)
+	require.NoError(t, err)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "v6", MemorySize: 16 << 20})
+	assert.Equal(t, "::1", db.Endpoint.Host)
+	var su api.SourceURL
+	code, e := call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d/source_url", db.UID), nil, &su)
+	require.Equal(t, 200, code, "%v", e)
+	src, err := redisurl.Parse(su.URI)
+	require.NoError(t, err, "the source URL parses")
+	assert.Equal(t, "::1", src.Host)
+	before, err := os.ReadFile(filepath.Join(cfg.DataDir, "proxy.pem"))
+	require.NoError(t, err)
+	stopApp(t, i)
+	cfg.Listen = i.URL[len("https://"):]
+	i, err = startOn(t, cfg)
+	require.NoError(t, err)
+	stopApp(t, i)
+	after, err := os.ReadFile(filepath.Join(cfg.DataDir, "proxy.pem"))
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after), "proxy.pem is not issued again by a start with the same --advertise-host")
+
+	for _, bad := range []string{"1.2.3.4:5", "0.0.0.0", "[::]", "a host"} {
+		cfg.AdvertiseHost = bad
+		_, err := startOn(t, cfg)
+		require.Error(t, err, bad)
+		assert.Contains(t, err.Error(), "--advertise-host", bad)
+	}
 }

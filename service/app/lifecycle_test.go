@@ -134,6 +134,8 @@ func TestASecondInstanceOnTheDataDirectoryIsRefusedAndChangesNothing(t *testing.
 	}
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "another redis-replicad serves this data directory")
+	// The instance above runs in this process: the error names it.
+	require.Contains(t, err.Error(), fmt.Sprintf("locked by process %d", os.Getpid()))
 	require.Equal(t, before, topFiles(t, i.DataDir), "the refused instance changed the data directory")
 }
 

@@ -454,7 +454,7 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	d, err = c.cfg.Store.Create(d, func(d *store.Database, existing []store.Database) error {
 		for _, o := range existing {
 			if sameName(o.Name, d.Name) {
-				return conflict("a database named %q already exists (uid %d): names are unique regardless of case", o.Name, o.UID)
+				return conflict("a database named %q already exists (uid %d%s): names are unique regardless of case", o.Name, o.UID, deletingNote(o))
 			}
 		}
 		if d.Port == 0 {
@@ -475,7 +475,10 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 			return err
 		}
 		// The uid is assigned after this check; 0 is never a real uid.
-		return c.validateSources(*d, existing)
+		if err := c.validateSources(*d, existing); err != nil {
+			return err
+		}
+		return c.refuseSourcesBeingDeleted(*d, nil, existing)
 	})
 	if err == nil {
 		c.recordNextPort()
@@ -635,7 +638,7 @@ func (c *Controller) ensure(ctx context.Context, d store.Database) error {
 func (c *Controller) checkPort(port int, existing []store.Database) error {
 	for _, o := range existing {
 		if slices.Contains(o.Ports(), port) {
-			return conflict("port %d is taken by database %d (%s)", port, o.UID, o.Name)
+			return conflict("port %d is taken by database %d (%s%s)", port, o.UID, o.Name, deletingNote(o))
 		}
 	}
 	if !c.cfg.Databases.PortFree(port) {
@@ -719,7 +722,7 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		if req.Name != nil {
 			for _, o := range others {
 				if o.UID != d.UID && sameName(o.Name, *req.Name) {
-					return conflict("a database named %q already exists (uid %d): names are unique regardless of case", o.Name, o.UID)
+					return conflict("a database named %q already exists (uid %d%s): names are unique regardless of case", o.Name, o.UID, deletingNote(o))
 				}
 			}
 			d.Name = *req.Name
@@ -751,7 +754,10 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 			return err
 		}
 		d.UpdatedAt = time.Now().UTC()
-		return c.validateSources(*d, others)
+		if err := c.validateSources(*d, others); err != nil {
+			return err
+		}
+		return c.refuseSourcesBeingDeleted(*d, before.ReplicaSources, others)
 	})
 	c.mu.Unlock()
 	if errors.Is(err, store.ErrNotFound) {
@@ -877,6 +883,15 @@ func (c *Controller) deleteProblem(uid int) string {
 	return "its delete did not finish (" + why + "): DELETE it again"
 }
 
+// deletingNote tells, in a conflict with o, that o is only waiting for its
+// delete to finish: the user's way out is to finish it.
+func deletingNote(o store.Database) string {
+	if !o.Deleting {
+		return ""
+	}
+	return fmt.Sprintf(", being deleted: DELETE /v1/bdbs/%d again to finish its delete and free it", o.UID)
+}
+
 // errDeleting refuses a change of a database whose delete began.
 func errDeleting(uid int) error {
 	return conflict("database %d is being deleted (status %q): DELETE it again to finish, or wait for the delete under way", uid, api.StatusDeleting)
@@ -952,6 +967,11 @@ func (c *Controller) SourceURL(_ context.Context, uid int) (api.SourceURL, error
 	}
 	if err != nil {
 		return api.SourceURL{}, err
+	}
+	if d.Deleting {
+		// Its redis-server is stopped for good: a destination given
+		// this URL would never sync.
+		return api.SourceURL{}, conflict("database %d is being deleted (status %q): it is no source to replicate from", uid, api.StatusDeleting)
 	}
 	return api.SourceURL{URI: c.sourceURL(d), AdminPasswordKeepers: d.AdminPasswordKeepers}, nil
 }

@@ -148,6 +148,33 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 	return nil
 }
 
+// refuseSourcesBeingDeleted refuses a source that d did not have before
+// (none, for a create) and that is a database of this instance being
+// deleted: its redis-server is stopped for good, and the destination would
+// only ever fail to reach it. A source it had already stays (the
+// destination's other changes go on).
+func (c *Controller) refuseSourcesBeingDeleted(d store.Database, before []api.ReplicaSource, all []store.Database) error {
+	had := map[string]bool{}
+	for _, s := range before {
+		if u, err := redisurl.Parse(s.URI); err == nil {
+			had[u.Key()] = true
+		}
+	}
+	for i, s := range d.ReplicaSources {
+		u, err := redisurl.Parse(s.URI)
+		if err != nil || had[u.Key()] {
+			continue
+		}
+		uid := c.localSource(s.URI, all)
+		for _, o := range all {
+			if o.UID == uid && uid != 0 && o.Deleting {
+				return invalid("replica_sources[%d] (%s) is database %d of this instance, which is being deleted (status %q): it is no source to replicate from", i, u, uid, api.StatusDeleting)
+			}
+		}
+	}
+	return nil
+}
+
 // localSource returns the uid of the database of this instance that uri
 // names, or 0.
 func (c *Controller) localSource(uri string, all []store.Database) int {

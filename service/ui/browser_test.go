@@ -598,3 +598,35 @@ func TestConsoleLagGraphFollowsTheServicesClock(t *testing.T) {
 		return nil
 	})
 }
+
+// A database whose delete did not finish (status deleting) offers no
+// action in the console: each of them (source URL, regenerate) is refused,
+// and the card says what finishes it instead.
+func TestConsoleOffersNoActionOnADatabaseBeingDeleted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-replicad and Chromium")
+	}
+	browser := chromium(t)
+	i := servicetest.Start(t)
+	db := create(t, i, api.CreateDatabaseRequest{Name: "stuck", MemorySize: 16 << 20})
+	// A mount inside its directory makes its files impossible to remove.
+	mnt := filepath.Join(i.DataDir, "dbs", fmt.Sprint(db.UID), "mounted")
+	require.NoError(t, os.MkdirAll(mnt, 0o700))
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("this test blocks a delete with a tmpfs it mounts: run it as root (scripts/test.sh does): mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	require.Equal(t, http.StatusInternalServerError, do(t, i, i.Username, i.Password, "DELETE", fmt.Sprintf("/v1/bdbs/%d", db.UID), nil, nil))
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("ignore-certificate-errors", true))...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(i.URL+"/")), "start Chromium and open the console")
+	card := fmt.Sprintf("#db-%d", db.UID)
+	logIn(t, bctx, i.Username, i.Password, card)
+	waitText(t, bctx, card+" .badge.deleting", api.StatusDeleting)
+	assert.Contains(t, eval[string](t, bctx, fmt.Sprintf(`document.querySelector(%q).innerText`, card+" .actions")), "being deleted")
+	assert.Equal(t, 0, eval[int](t, bctx, fmt.Sprintf(`document.querySelectorAll(%q).length`, card+" button[data-action]")), "no action is offered")
+}

@@ -201,6 +201,8 @@ async function confirmSync(db, state, text) {
 
 function actions(db) {
   if (role !== "admin") return el("div", { class: "actions muted" }, "read-only");
+  // Stopped for good: every action on it is refused until its delete ends.
+  if (db.status === "deleting") return el("div", { class: "actions muted" }, "being deleted: DELETE it again to finish");
   const buttons = [];
   if (db.replica_sources.length > 0) {
     if (db.replica_sync === "enabled") {

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package dirlock
+
+func cannotLockDirectories(error) bool { return false }
