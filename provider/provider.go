@@ -263,6 +263,6 @@ func (p *redisProvider) DataSources(context.Context) []func() datasource.DataSou
 
 func (p *redisProvider) EphemeralResources(context.Context) []func() ephemeral.EphemeralResource {
 	return []func() ephemeral.EphemeralResource{
-		newSourceURLEphemeralResource,
+		func() ephemeral.EphemeralResource { return &sourceURLEphemeralResource{destroying: p.destroying} },
 	}
 }
