@@ -327,6 +327,25 @@ resource "redis_database" "test" {
 				PlanOnly:    true,
 				ExpectError: regexp.MustCompile(`(?s)Invalid certificate.*"PRIVATE KEY", not a CERTIFICATE`),
 			},
+			{
+				// A null element (an unset variable): said at plan time,
+				// not by the framework's conversion error at apply.
+				Config: provider + `
+variable "unset" {
+  type    = string
+  default = null
+}
+
+resource "redis_database" "test" {
+  name                = "bad"
+  memory_size         = 4194304
+  tls_mode            = "replica_ssl"
+  client_certificates = [var.unset]
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)Invalid certificate.*An element of client_certificates is null`),
+			},
 		}, testAccServiceRulesAtPlan(provider)...),
 	})
 }

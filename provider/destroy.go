@@ -2,6 +2,7 @@ package provider
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	rschema "github.com/hashicorp/terraform-plugin-framework/resource/schema"
+
+	"github.com/replicad/terraform-provider-redis/internal/client"
 )
 
 // terraform destroy (and plan or apply -destroy) first plans the
@@ -111,4 +114,19 @@ func withoutValidators(attrs map[string]rschema.Attribute) map[string]rschema.At
 		out[name] = a
 	}
 	return out
+}
+
+// sourceURLMissing says, with a warning, whether the database databaseID
+// whose source URL a data source or an ephemeral resource reads no longer
+// exists; for use while destroying only.
+func sourceURLMissing(ctx context.Context, c *client.Client, databaseID string, diags *diag.Diagnostics) bool {
+	uid, err := parseDatabaseID(databaseID)
+	if err != nil {
+		return false
+	}
+	if _, err := readSourceURL(ctx, c, uid); !client.IsNotFound(err) {
+		return false
+	}
+	missingWhileDestroying(fmt.Sprintf("The database %d, whose source URL is read, does not exist", uid), diags)
+	return true
 }

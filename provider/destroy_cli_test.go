@@ -97,6 +97,23 @@ resource "redis_replica_of" "dst" {
   source      = [{ address = data.redis_source_url.src.address }]
   source_uris = [data.redis_source_url.src.uri]
 }
+
+# The same through the ephemeral resource, into source_uris_wo.
+ephemeral "redis_source_url" "src" {
+  database_id = var.src_id
+}
+
+resource "redis_database" "dst_wo" {
+  name        = "missing-source-dst-wo"
+  memory_size = 8388608
+}
+
+resource "redis_replica_of" "dst_wo" {
+  database_id            = redis_database.dst_wo.id
+  source                 = [{ address = data.redis_source_url.src.address }]
+  source_uris_wo         = [ephemeral.redis_source_url.src.uri]
+  source_uris_wo_version = 1
+}
 `)
 	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
 	require.NoError(t, e.client.DeleteDatabase(t.Context(), src.UID))
@@ -109,5 +126,5 @@ resource "redis_replica_of" "dst" {
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
 	dbs, err := e.client.ListDatabases(t.Context())
 	require.NoError(t, err)
-	assert.Empty(t, dbs, "terraform destroy removed the destination")
+	assert.Empty(t, dbs, "terraform destroy removed the destinations")
 }

@@ -78,7 +78,12 @@ func (pemCertificatesValidator) ValidateSet(ctx context.Context, req validator.S
 	}
 	for _, e := range req.ConfigValue.Elements() {
 		s, ok := e.(types.String)
-		if !ok || s.IsNull() || s.IsUnknown() {
+		if ok && s.IsNull() {
+			resp.Diagnostics.AddAttributeError(req.Path, "Invalid certificate",
+				fmt.Sprintf("An element of %s is null: every element must be a PEM certificate.", req.Path))
+			continue
+		}
+		if !ok || s.IsUnknown() {
 			continue
 		}
 		if err := checkPEMCertificate(s.ValueString()); err != nil {

@@ -159,6 +159,9 @@ func (p *redisProvider) Configure(ctx context.Context, req provider.ConfigureReq
 	}
 	ctx = tflog.SetField(ctx, "redis_replicad_endpoint", c.Endpoint())
 	tflog.Info(ctx, "configured the redis-replicad client", map[string]any{"provider_version": p.version})
+	if p.destroying {
+		tflog.Info(ctx, "the terraform command destroys: the checks of a create or an update are left out")
+	}
 
 	resp.ResourceData = c
 	resp.DataSourceData = c
@@ -263,6 +266,6 @@ func (p *redisProvider) DataSources(context.Context) []func() datasource.DataSou
 
 func (p *redisProvider) EphemeralResources(context.Context) []func() ephemeral.EphemeralResource {
 	return []func() ephemeral.EphemeralResource{
-		newSourceURLEphemeralResource,
+		func() ephemeral.EphemeralResource { return &sourceURLEphemeralResource{destroying: p.destroying} },
 	}
 }

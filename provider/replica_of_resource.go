@@ -501,6 +501,10 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		return
 	}
 	ch := planReplicaChange(plan, state)
+	if state != nil && !plan.DatabaseID.Equal(state.DatabaseID) {
+		r.warnMoved(ctx, plan, *state, resp)
+		return
+	}
 	if state != nil {
 		var wo types.List
 		resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("source_uris_wo"), &wo)...)
@@ -605,6 +609,30 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		}
 	}
 	resp.Diagnostics.AddAttributeWarning(path.Root("source"), summary, detail)
+}
+
+// warnMoved warns of the flush of a new database_id, which replaces the
+// Replica Of: Terraform plans the replacement's create again, without the
+// prior state, and does not show that plan's warnings. A database created
+// by the same apply (an unknown id) holds no data.
+func (r *replicaOfResource) warnMoved(ctx context.Context, plan, state replicaOfResourceModel, resp *resource.ModifyPlanResponse) {
+	if plan.DatabaseID.IsUnknown() {
+		return
+	}
+	summary, detail, _, missing := r.flushWarning(ctx, plan, nil, replicaChange{create: true})
+	if missing {
+		resp.Diagnostics.AddAttributeError(path.Root("database_id"), "No such database",
+			fmt.Sprintf("The database %s does not exist on %s.", plan.DatabaseID.ValueString(), r.client.Endpoint()))
+		return
+	}
+	old := "database " + state.DatabaseID.ValueString()
+	if uid, err := parseDatabaseID(state.DatabaseID.ValueString()); err == nil && r.client != nil {
+		if db, err := findDatabaseByID(ctx, r.client, uid); err == nil {
+			old += " (" + strconv.Quote(db.Name) + ")"
+		}
+	}
+	resp.Diagnostics.AddAttributeWarning(path.Root("database_id"), summary,
+		detail+" This plan moves the Replica Of: "+old+" stops being a Replica Of and keeps its data.")
 }
 
 // ownSources returns the known addresses of sources that name db itself

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -71,15 +70,10 @@ func (d *sourceURLDataSource) Read(ctx context.Context, req datasource.ReadReque
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if d.destroying {
-		if uid, err := parseDatabaseID(config.DatabaseID.ValueString()); err == nil {
-			if _, err := readSourceURL(ctx, d.client, uid); client.IsNotFound(err) {
-				missingWhileDestroying(fmt.Sprintf("The database %d, whose source URL is read, does not exist", uid), &resp.Diagnostics)
-				resp.Diagnostics.Append(resp.State.Set(ctx, &sourceURLDataSourceModel{DatabaseID: config.DatabaseID,
-					URI: types.StringValue(""), Address: types.StringValue("")})...)
-				return
-			}
-		}
+	if d.destroying && sourceURLMissing(ctx, d.client, config.DatabaseID.ValueString(), &resp.Diagnostics) {
+		config.URI, config.Address = types.StringValue(""), types.StringValue("")
+		resp.Diagnostics.Append(resp.State.Set(ctx, &config)...)
+		return
 	}
 	s, ok := lookupSourceURL(ctx, d.client, config.DatabaseID.ValueString(), &resp.Diagnostics)
 	if !ok {

@@ -19,10 +19,9 @@ var (
 
 type sourceURLEphemeralResource struct {
 	client *client.Client
-}
-
-func newSourceURLEphemeralResource() ephemeral.EphemeralResource {
-	return &sourceURLEphemeralResource{}
+	// destroying: a database that does not exist is a warning (see
+	// destroyCommand and missingWhileDestroying).
+	destroying bool
 }
 
 type sourceURLEphemeralModel struct {
@@ -82,6 +81,12 @@ func (e *sourceURLEphemeralResource) Open(ctx context.Context, req ephemeral.Ope
 	var config sourceURLEphemeralModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...)
 	if resp.Diagnostics.HasError() {
+		return
+	}
+	if e.destroying && sourceURLMissing(ctx, e.client, config.DatabaseID.ValueString(), &resp.Diagnostics) {
+		config.URI, config.Address = types.StringValue(""), types.StringValue("")
+		config.Username, config.Password = types.StringValue(""), types.StringValue("")
+		resp.Diagnostics.Append(resp.Result.Set(ctx, &config)...)
 		return
 	}
 	s, ok := lookupSourceURL(ctx, e.client, config.DatabaseID.ValueString(), &resp.Diagnostics)
