@@ -91,7 +91,7 @@ func (d *databaseDataSource) Schema(_ context.Context, _ datasource.SchemaReques
 				Computed:            true,
 			},
 			"status": schema.StringAttribute{
-				MarkdownDescription: "Status of the database: `pending` (starting), `loading` (loading its data: after a restart, or reloaded from its Replica Of sources), `active` (answering) or `failed`.",
+				MarkdownDescription: "Status of the database: `pending` (starting), `loading` (loading its data: after a restart, or reloaded from its Replica Of sources), `active` (answering), `failed`, or `deleting` (a delete that could not remove its files yet; a DELETE again finishes it).",
 				Computed:            true,
 			},
 			"tls_mode": schema.StringAttribute{

@@ -169,7 +169,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"status": schema.StringAttribute{
-				MarkdownDescription: "Status of the database: `pending` (starting), `loading` (loading its data: after a restart, or reloaded from its Replica Of sources), `active` (answering) or `failed`.",
+				MarkdownDescription: "Status of the database: `pending` (starting), `loading` (loading its data: after a restart, or reloaded from its Replica Of sources), `active` (answering), `failed`, or `deleting` (a delete that could not remove its files yet: the next plan replaces it).",
 				Computed:            true,
 				PlanModifiers:       []planmodifier.String{useStateWhenActive()},
 			},
@@ -764,8 +764,22 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	replaced, _ := req.Private.GetKey(ctx, replacingKey)
 	if !req.State.Raw.IsNull() {
 		replaced = nil
-		if plan.Port.IsUnknown() || !plan.Port.Equal(state.Port) {
+		deleting := state.Status.ValueString() == api.StatusDeleting
+		if plan.Port.IsUnknown() || !plan.Port.Equal(state.Port) || deleting {
 			replaced = []byte(state.ID.ValueString())
+		}
+		if deleting {
+			// A DELETE stopped it but could not remove its files (a destroy
+			// that failed midway): it serves nothing and takes no change,
+			// and planned no change at all. Replacing it deletes it again,
+			// which finishes the delete, and creates it anew.
+			resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("status"), types.StringUnknown())...)
+			resp.RequiresReplace.Append(path.Root("status"))
+			resp.Diagnostics.AddAttributeWarning(path.Root("status"), "The database is being deleted",
+				fmt.Sprintf("Database %s (%q) is being deleted: a DELETE stopped it but could not remove its files (see its "+
+					"last_error in the service). It serves nothing, so this plan replaces it: the apply deletes it again, "+
+					"which finishes the delete once its files can be removed, then creates it anew, empty.",
+					state.ID.ValueString(), state.Name.ValueString()))
 		}
 		resp.Diagnostics.Append(resp.Private.SetKey(ctx, replacingKey, replaced)...)
 		if replaced != nil && !plan.Name.IsUnknown() && strings.EqualFold(plan.Name.ValueString(), state.Name.ValueString()) {

@@ -135,7 +135,8 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 						"server_cert": schema.StringAttribute{
 							MarkdownDescription: "With `encryption`, the PEM certificate to trust: for a database of " +
 								"another `redis-replicad`, its instance's `proxy_cert` (from the `redis_cluster` data " +
-								"source), which the source must present exactly (pinned), and within its validity dates; for an open-source Redis, the " +
+								"source), which the source must present (pinned: that certificate, or one issued again with its key, as an instance does when its " +
+								"names change), within its validity dates; for an open-source Redis, the " +
 								"certificate of the CA that signed its certificate. Host names are not checked. A source " +
 								"that presents another certificate is not trusted: nothing is replicated and " +
 								"`source_status[*].last_error` says so.",
