@@ -2,7 +2,6 @@ package redistest
 
 import (
 	"bytes"
-	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -33,6 +32,9 @@ type Proxy struct {
 	// stalled, while open, holds what the target sends: the connections
 	// stay open and silent (nil: not stalled). Guarded by mu.
 	stalled chan struct{}
+	// stallStreams limits a stall to the connections that asked for a
+	// replication stream (PSYNC or SYNC). Guarded by mu.
+	stallStreams bool
 	// cutAround, when set, is where the next full sync's connection is
 	// cut, in bytes from the end of its RDB (see CutAroundRDBEnd).
 	// Guarded by mu.
@@ -93,6 +95,19 @@ func (p *Proxy) Stall() {
 	}
 }
 
+// StallStreams holds what the target sends on the connections that asked
+// for a replication stream (PSYNC or SYNC) only, until Unstall: a link that
+// holds the stream while other connections to the same server (a status
+// question) pass.
+func (p *Proxy) StallStreams() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled == nil {
+		p.stalled = make(chan struct{})
+	}
+	p.stallStreams = true
+}
+
 // Unstall lets what Stall held go on.
 func (p *Proxy) Unstall() {
 	p.mu.Lock()
@@ -101,12 +116,17 @@ func (p *Proxy) Unstall() {
 		close(p.stalled)
 		p.stalled = nil
 	}
+	p.stallStreams = false
 }
 
-// waitUnstalled returns once the proxy is not stalled.
-func (p *Proxy) waitUnstalled() {
+// waitUnstalled returns once the proxy is not stalled, for a connection
+// that carries a replication stream or not.
+func (p *Proxy) waitUnstalled(stream bool) {
 	p.mu.Lock()
 	ch := p.stalled
+	if p.stallStreams && !stream {
+		ch = nil
+	}
 	p.mu.Unlock()
 	if ch != nil {
 		<-ch
@@ -136,7 +156,7 @@ func (p *Proxy) Slow(chunk int, gap time.Duration) {
 }
 
 // copyDown forwards what the target sends, slowly when asked.
-func (p *Proxy) copyDown(dst, src net.Conn) {
+func (p *Proxy) copyDown(dst, src net.Conn, stream *atomic.Bool) {
 	buf := make([]byte, 32<<10)
 	// What this connection carried, while a cut around the end of its RDB
 	// may be due; how much it forwarded, and where it is cut (-1: not).
@@ -154,7 +174,7 @@ func (p *Proxy) copyDown(dst, src net.Conn) {
 			}
 		}
 		for b := buf[:n]; len(b) > 0; {
-			p.waitUnstalled()
+			p.waitUnstalled(stream.Load())
 			chunk := len(b)
 			if c := int(p.slowChunk.Load()); c > 0 && c < chunk {
 				chunk = c
@@ -241,8 +261,32 @@ func (p *Proxy) serve() {
 		p.mu.Lock()
 		p.conns = append(p.conns, c, u)
 		p.mu.Unlock()
-		go func() { io.Copy(u, c); u.Close() }()
-		go func() { p.copyDown(c, u); c.Close() }()
+		stream := new(atomic.Bool)
+		go func() { copyUp(u, c, stream); u.Close() }()
+		go func() { p.copyDown(c, u, stream); c.Close() }()
+	}
+}
+
+// copyUp forwards what the client sends, noting a connection that asks for
+// a replication stream.
+func copyUp(dst, src net.Conn, stream *atomic.Bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !stream.Load() {
+			up := bytes.ToUpper(buf[:n])
+			if bytes.Contains(up, []byte("PSYNC")) || bytes.Contains(up, []byte("\r\nSYNC\r\n")) {
+				stream.Store(true)
+			}
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,32 @@ type sourceProber struct {
 	unanswered time.Time
 	// dials counts the connections the prober opened.
 	dials int
+	// answer is what the source said in its last answer to the question.
+	answer probeAnswer
+}
+
+// probeAnswer is what a source's answer to INFO replication said of its
+// replication stream, and when it came.
+type probeAnswer struct {
+	at time.Time
+	// replID and offset are the source's master_replid and
+	// master_repl_offset; offset is -1 when the answer did not have them
+	// (a server or a proxy without the replication section).
+	replID string
+	offset int64
+}
+
+// quietAt says whether the source is known to have had nothing for the
+// session in the last fresh: it answered within it, in the offset space
+// of the stream the session reads (the same replication id), at an offset
+// the session has received. Unknown or not comparable is not quiet: the
+// caller falls back on the source's pings.
+func (p *sourceProber) quietAt(now time.Time, fresh time.Duration, replID string, received int64) bool {
+	p.mu.Lock()
+	a := p.answer
+	p.mu.Unlock()
+	return !a.at.IsZero() && now.Sub(a.at) <= fresh && a.offset >= 0 &&
+		replID != "" && a.replID == replID && a.offset <= received
 }
 
 func (p *sourceProber) unansweredSince() time.Time {
@@ -92,7 +119,8 @@ func (p *sourceProber) run(ctx context.Context, u redisurl.Source, tlsCfg *tls.C
 		}
 		asked := time.Now()
 		var err error
-		pc, err = p.ask(ctx, pc, u, tlsCfg, asked.Add(timeout))
+		var ans probeAnswer
+		pc, ans, err = p.ask(ctx, pc, u, tlsCfg, asked.Add(timeout))
 		var refused refusedError
 		switch {
 		case errors.As(err, &refused):
@@ -101,6 +129,10 @@ func (p *sourceProber) run(ctx context.Context, u redisurl.Source, tlsCfg *tls.C
 		case err == nil:
 			p.mu.Lock()
 			p.unanswered = time.Time{}
+			// The source's offset when it was asked: what is quiet at the
+			// question's time, not at the answer's.
+			ans.at = asked
+			p.answer = ans
 			p.mu.Unlock()
 		case errors.Is(err, errUnanswered) && ctx.Err() == nil:
 			p.mu.Lock()
@@ -127,18 +159,18 @@ func (e refusedError) Unwrap() error { return e.err }
 // it: CLIENT KILL, its timeout, a restart). It returns the connection to
 // keep, nil when there is none. A connection whose question timed out is
 // closed: its reply may still come, out of step with the next question.
-func (p *sourceProber) ask(ctx context.Context, pc *probeConn, u redisurl.Source, tlsCfg *tls.Config, deadline time.Time) (*probeConn, error) {
+func (p *sourceProber) ask(ctx context.Context, pc *probeConn, u redisurl.Source, tlsCfg *tls.Config, deadline time.Time) (*probeConn, probeAnswer, error) {
 	qctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if pc != nil {
-		err := pc.info(deadline)
+		ans, err := pc.info(deadline)
 		if err == nil {
-			return pc, nil
+			return pc, ans, nil
 		}
 		pc.close()
 		var refused refusedError
 		if errors.As(err, &refused) || timedOut(qctx, err) {
-			return nil, probeFailure(qctx, err)
+			return nil, ans, probeFailure(qctx, err)
 		}
 		// Broken while idle: one new connection, in the same deadline.
 	}
@@ -146,14 +178,15 @@ func (p *sourceProber) ask(ctx context.Context, pc *probeConn, u redisurl.Source
 	p.dials++
 	p.mu.Unlock()
 	pc, err := dialProbe(qctx, ctx, u, tlsCfg, deadline)
+	var ans probeAnswer
 	if err == nil {
-		err = pc.info(deadline)
+		ans, err = pc.info(deadline)
 	}
 	if err != nil {
 		pc.close()
-		return nil, probeFailure(qctx, err)
+		return nil, ans, probeFailure(qctx, err)
 	}
-	return pc, nil
+	return pc, ans, nil
 }
 
 // timedOut says whether err ended a wait at the question's deadline.
@@ -236,21 +269,52 @@ func dialProbe(qctx, sessionCtx context.Context, u redisurl.Source, tlsCfg *tls.
 }
 
 // info asks INFO replication and reads the answer by deadline. Any answer
-// but an error says the source and the link work: its content is not
-// read (a Redis-compatible proxy may lack the section).
-func (pc *probeConn) info(deadline time.Time) error {
+// but an error says the source and the link work; the answer's offset is
+// read when it has one (a Redis-compatible proxy may lack the section).
+func (pc *probeConn) info(deadline time.Time) (probeAnswer, error) {
+	ans := probeAnswer{offset: -1}
 	pc.conn.SetDeadline(deadline)
 	if _, err := pc.conn.Write(resp.AppendCommandStrings(nil, "INFO", "replication")); err != nil {
-		return err
+		return ans, err
 	}
 	v, err := pc.read()
 	if err != nil {
-		return err
+		return ans, err
 	}
-	if v.IsError() && !busyReply(string(v.Str)) {
-		return refusedError{fmt.Errorf("INFO replication: %s", v.Str)}
+	if v.IsError() {
+		if !busyReply(string(v.Str)) {
+			return ans, refusedError{fmt.Errorf("INFO replication: %s", v.Str)}
+		}
+		return ans, nil
 	}
-	return nil
+	ans.replID, ans.offset = replicationPosition(string(v.Str))
+	return ans, nil
+}
+
+// replicationPosition reads master_replid and master_repl_offset from an
+// INFO replication answer; offset -1 when either is missing or malformed.
+func replicationPosition(info string) (replID string, offset int64) {
+	offset = -1
+	haveOffset := false
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "master_replid":
+			replID = v
+		case "master_repl_offset":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err == nil && n >= 0 {
+				offset, haveOffset = n, true
+			}
+		}
+	}
+	if replID == "" || !haveOffset {
+		return "", -1
+	}
+	return replID, offset
 }
 
 // busyReply says whether an error reply says the source is busy (a script

@@ -250,3 +250,29 @@ func TestTheSourceProbeStopsAtARefusal(t *testing.T) {
 		assert.Equal(t, 1, asked, "%q", answer)
 	}
 }
+
+// The probe's answer makes a silence quiet only when it is fresh, in the
+// stream's offset space (the same replication id) and not ahead of what
+// the session received; anything unknown falls back on the pings.
+func TestTheProbesAnswerIsQuietOnlyInTheStreamsOffsetSpace(t *testing.T) {
+	id := strings.Repeat("a", 40)
+	rid, off := replicationPosition("# Replication\r\nrole:master\r\nmaster_replid:" + id + "\r\nmaster_repl_offset:140\r\n")
+	require.Equal(t, id, rid)
+	require.EqualValues(t, 140, off)
+	for _, info := range []string{"", "# Replication\r\nrole:master\r\n", "master_replid:" + id + "\r\nmaster_repl_offset:x\r\n", "master_repl_offset:5\r\n"} {
+		_, off := replicationPosition(info)
+		require.EqualValues(t, -1, off, "%q", info)
+	}
+	now := time.Now()
+	p := &sourceProber{}
+	require.False(t, p.quietAt(now, 7*time.Second, id, 140), "no answer yet")
+	p.answer = probeAnswer{at: now.Add(-time.Second), replID: id, offset: 140}
+	require.True(t, p.quietAt(now, 7*time.Second, id, 140))
+	require.True(t, p.quietAt(now, 7*time.Second, id, 154))
+	require.False(t, p.quietAt(now, 7*time.Second, id, 126), "the source pinged past what arrived")
+	require.False(t, p.quietAt(now, 7*time.Second, strings.Repeat("b", 40), 140), "another replication id")
+	require.False(t, p.quietAt(now, 7*time.Second, "", 140))
+	require.False(t, p.quietAt(now.Add(10*time.Second), 7*time.Second, id, 140), "stale")
+	p.answer = probeAnswer{at: now, offset: -1}
+	require.False(t, p.quietAt(now, 7*time.Second, "", 140), "no offset in the answer")
+}

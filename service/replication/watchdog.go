@@ -146,7 +146,13 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 			kind = "stuck"
 			note = fmt.Sprintf("%s: its writer is %s (%d of its sends unanswered) and applied nothing for %s; applied offset %d, received %d; restarting from the checkpoint",
 				errStalled, where, unanswered, stuckFor.Round(time.Second), applied, received)
-		case now.Sub(lastData) > s.silenceTimeout:
+		case now.Sub(lastData) > s.silenceTimeout && !prober.quietAt(now, probeEvery+probeTimeout, conn.ReplID(), conn.Offset()):
+			// A source that answered the probe just now, at an offset the
+			// session has received, is quiet, not frozen: a source blocked
+			// for a while (DEBUG SLEEP, a long script) sends its next ping
+			// late. A link that holds the stream fails this as soon as the
+			// source pings (Redis propagates its pings into the stream, so
+			// its offset moves past what arrived).
 			kind = "silent"
 			note = fmt.Sprintf("nothing received from the source for %s, not even its ping (sent every repl-ping-replica-period, 10 s by default): the source or the link is frozen", now.Sub(lastData).Round(time.Second))
 		case !silentSince.IsZero() && lastData.Before(silentSince) && conn.ReadWaiting(now) > 0:
