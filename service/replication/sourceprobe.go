@@ -292,10 +292,13 @@ func (pc *probeConn) info(deadline time.Time) (probeAnswer, error) {
 }
 
 // replicationPosition reads master_replid and master_repl_offset from an
-// INFO replication answer; offset -1 when either is missing or malformed.
+// INFO replication answer; offset -1 when either is missing or malformed,
+// or when the source is a replica whose own master link is down: its
+// offset stands still because it has lost its master, not because nothing
+// happens (the silence limit still reads it, as before the probe's offset).
 func replicationPosition(info string) (replID string, offset int64) {
 	offset = -1
-	haveOffset := false
+	haveOffset, linkDown := false, false
 	for _, line := range strings.Split(info, "\n") {
 		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if !ok {
@@ -304,6 +307,8 @@ func replicationPosition(info string) (replID string, offset int64) {
 		switch k {
 		case "master_replid":
 			replID = v
+		case "master_link_status":
+			linkDown = v != "up"
 		case "master_repl_offset":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err == nil && n >= 0 {
@@ -311,7 +316,7 @@ func replicationPosition(info string) (replID string, offset int64) {
 			}
 		}
 	}
-	if replID == "" || !haveOffset {
+	if replID == "" || !haveOffset || linkDown {
 		return "", -1
 	}
 	return replID, offset

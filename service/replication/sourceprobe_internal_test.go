@@ -253,13 +253,17 @@ func TestTheSourceProbeStopsAtARefusal(t *testing.T) {
 
 // The probe's answer makes a silence quiet only when it is fresh, in the
 // stream's offset space (the same replication id) and not ahead of what
-// the session received; anything unknown falls back on the pings.
+// the session received; anything unknown (a replica whose own master link
+// is down: its offset stands still) falls back on the pings.
 func TestTheProbesAnswerIsQuietOnlyInTheStreamsOffsetSpace(t *testing.T) {
 	id := strings.Repeat("a", 40)
 	rid, off := replicationPosition("# Replication\r\nrole:master\r\nmaster_replid:" + id + "\r\nmaster_repl_offset:140\r\n")
 	require.Equal(t, id, rid)
 	require.EqualValues(t, 140, off)
-	for _, info := range []string{"", "# Replication\r\nrole:master\r\n", "master_replid:" + id + "\r\nmaster_repl_offset:x\r\n", "master_repl_offset:5\r\n"} {
+	_, off = replicationPosition("role:slave\r\nmaster_link_status:up\r\nmaster_replid:" + id + "\r\nmaster_repl_offset:140\r\n")
+	require.EqualValues(t, 140, off, "a replica whose master link is up")
+	for _, info := range []string{"", "# Replication\r\nrole:master\r\n", "master_replid:" + id + "\r\nmaster_repl_offset:x\r\n", "master_repl_offset:5\r\n",
+		"role:slave\r\nmaster_link_status:down\r\nmaster_replid:" + id + "\r\nmaster_repl_offset:140\r\n"} {
 		_, off := replicationPosition(info)
 		require.EqualValues(t, -1, off, "%q", info)
 	}
