@@ -483,6 +483,11 @@ func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[strin
 				avoid:  func(addr string) bool { return d.avoidReplica(s, slots, addr) }})
 		}
 	}
+	keys := map[string]bool{}
+	for _, u := range units {
+		keys[u.key] = true
+	}
+	d.m.metrics.keepUnits(d.db.UID, keys)
 	return units, nil
 }
 
