@@ -2,6 +2,7 @@ package replication_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,9 +71,14 @@ func TestClusterSourceMasterWithoutReplicaAndWholeClusterRestarted(t *testing.T)
 
 	// A master without a replica killed, then started again from its AOF.
 	masters[1].Stop()
-	redistest.Eventually(t, time.Minute, "the destination stops saying in sync", func() error {
-		if st := a.get(dst.UID).ReplicaSyncStatus; st == api.SourceInSync {
-			return fmt.Errorf("still %s with a source shard down", st)
+	redistest.Eventually(t, time.Minute, "the shard's status says its master is down without a replica", func() error {
+		db := a.get(dst.UID)
+		if db.ReplicaSyncStatus == api.SourceInSync {
+			return fmt.Errorf("still %s with a source shard down", db.ReplicaSyncStatus)
+		}
+		sh, ok := shardOf(db.ReplicaSources[0], masters[1].Addr())
+		if !ok || sh.Status == api.SourceInSync || !strings.Contains(sh.LastError, "no replica to promote") || !strings.Contains(sh.LastError, masters[1].Addr()) {
+			return fmt.Errorf("shard %+v", db.ReplicaSources[0].Shards)
 		}
 		return nil
 	})
