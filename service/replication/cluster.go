@@ -483,6 +483,11 @@ func (d *destination) plan(ctx context.Context, ckc *redis.Client, cps map[strin
 				avoid:  func(addr string) bool { return d.avoidReplica(s, slots, addr) }})
 		}
 	}
+	keys := map[string]bool{}
+	for _, u := range units {
+		keys[u.key] = true
+	}
+	d.m.metrics.keepUnits(d.db.UID, keys)
 	return units, nil
 }
 
@@ -557,6 +562,10 @@ func (d *destination) locate(ctx context.Context, s *sourceState, slots string) 
 	if node.Addr == "" {
 		m, ok := sh.Master()
 		if !ok || !m.Online() {
+			if ok && len(sh.Replicas()) == 0 {
+				// No failover will come: say so, and who is missing.
+				return "", fmt.Errorf("shard %s of source %s has no master online: its master %s is %s and the shard has no replica to promote; its slots are unavailable until that master is back", slots, s.url, m.Addr, m.Health)
+			}
 			return "", fmt.Errorf("shard %s of source %s has no master online (a failover may be in progress)", slots, s.url)
 		}
 		node = m

@@ -692,7 +692,7 @@ func (cw *clusterWriter) receive(ctx context.Context, sb sentBatch) (int, error)
 				partOOM = true
 				if oom == nil {
 					acc := cw.topo.shards[p.shard].acc
-					oom = &destOOMError{msg: fmt.Sprintf("shard %s: %s", addr, refusal), node: &acc}
+					oom = &destOOMError{msg: fmt.Sprintf("shard %s: %s", addr, refusal), node: &acc, shards: len(cw.topo.shards)}
 				}
 			case partOOM && bytes.HasPrefix(msg, []byte("EXECABORT")):
 				// The EXEC of a transaction a queued command of which was

@@ -109,6 +109,26 @@ func (m *metrics) keepSources(uid int, addrs map[string]bool) {
 	}
 }
 
+// keepUnits deletes the series of destination uid's syncers whose key is
+// not in keys, the syncers of a round (plan): a clustered source that
+// resharded has shards of other slots ("addr#slots"), and the series of
+// the shards that are gone would be scraped until the destination is
+// deleted, frozen at their last values (a lag, a stall, a node).
+func (m *metrics) keepUnits(uid int, keys map[string]bool) {
+	m.mu.Lock()
+	var gone []string
+	for key := range m.sources[uid] {
+		if !keys[key] {
+			gone = append(gone, key)
+			delete(m.sources[uid], key)
+		}
+	}
+	m.mu.Unlock()
+	for _, key := range gone {
+		m.deleteSeries(prometheus.Labels{"destination": strconv.Itoa(uid), "source": key})
+	}
+}
+
 // deleteSeries deletes every syncer series whose labels include l.
 func (m *metrics) deleteSeries(l prometheus.Labels) {
 	for _, v := range []*prometheus.CounterVec{m.bytesIn, m.commandsIn, m.commandsApplied, m.bytesApplied, m.wireIn, m.fullSyncs, m.partialSyncs, m.errors, m.batches, m.stalls} {

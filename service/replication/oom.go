@@ -47,13 +47,24 @@ type destOOMError struct {
 	// used and limit are the data and maxmemory of the server that
 	// refused the write, as classifyOOM read them (limit 0: not read).
 	used, limit int64
+	// shards is how many shards the sharded destination has: each holds
+	// memory_size / shards, which is its maxmemory (limit).
+	shards int
 }
 
 func (e *destOOMError) Error() string {
 	s := "the destination is out of memory (raise its memory_size): " + e.msg
 	if e.limit > 0 {
 		// Redis' own words name no figure: say what takes what.
-		s += fmt.Sprintf("; its data takes %d MiB, its memory_size is %d MiB", e.used>>20, e.limit>>20)
+		if e.node != nil && e.shards > 1 {
+			// A shard's maxmemory is only its part of memory_size:
+			// calling it the memory_size contradicts what the user set,
+			// and one shard fills first when keys gather in its slots.
+			s += fmt.Sprintf("; the shard's data takes %d MiB of its %d MiB (a memory_size of %d MiB split across %d shards; keys that share a hash tag, {...}, are all in one shard)",
+				e.used>>20, e.limit>>20, (e.limit*int64(e.shards))>>20, e.shards)
+		} else {
+			s += fmt.Sprintf("; its data takes %d MiB, its memory_size is %d MiB", e.used>>20, e.limit>>20)
+		}
 	}
 	return s
 }
