@@ -203,7 +203,8 @@ type ReplicaSourceStatus struct {
 type CreateDatabaseRequest struct {
 	Name       string `json:"name"`
 	MemorySize int64  `json:"memory_size"`
-	// Port is optional; one from the service's range is chosen when 0.
+	// Port is optional; one from the service's range is chosen when it is
+	// left out (an explicit 0 is refused).
 	Port int `json:"port,omitempty"`
 	// AuthenticationRedisPass is optional; one is generated when empty.
 	AuthenticationRedisPass string   `json:"authentication_redis_pass,omitempty"`

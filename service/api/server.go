@@ -419,7 +419,15 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) create(w http.ResponseWriter, r *http.Request) {
 	var req api.CreateDatabaseRequest
-	if !decode(w, r, &req) {
+	body, ok := readBody(w, r)
+	if !ok || !decodeBody(w, body, &req) {
+		return
+	}
+	// An absent port is one the service chooses; "port": 0 given is no
+	// port at all, and taking it for "choose one" would hide a caller's
+	// mistake (an unset variable rendered as 0).
+	if req.Port == 0 && hasField(body, "port") {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, fmt.Sprintf("port 0 is out of range %d-65535: leave port out for the service to choose one", api.MinPort))
 		return
 	}
 	db, err := s.cfg.Backend.CreateDatabase(r.Context(), req)
@@ -597,6 +605,10 @@ func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: data after the JSON object")
 		return false
 	}
+	if err := uniqueKeys(body); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: "+err.Error())
+		return false
+	}
 	var raw any
 	if err := json.Unmarshal(body, &raw); err != nil {
 		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: "+err.Error())
@@ -607,6 +619,68 @@ func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 		return false
 	}
 	return true
+}
+
+// hasField says whether the JSON object body gives the field name (null
+// included).
+func hasField(body []byte, name string) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return false
+	}
+	_, ok := m[name]
+	return ok
+}
+
+// uniqueKeys refuses a body whose top level is not an object, or in which
+// an object names a key twice: encoding/json keeps the last value and
+// drops the first in silence, so {"name":"a","name":"b"} created "b"
+// where a reader of the request (or a proxy that checked it) saw "a".
+func uniqueKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	// One frame per open container; keys is nil for an array.
+	type frame struct {
+		keys    map[string]bool
+		wantKey bool
+	}
+	var open []*frame
+	for n := 0; ; n++ {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if d, ok := tok.(json.Delim); n == 0 && (!ok || d != '{') {
+			return errors.New("the body must be a JSON object")
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			open = open[:len(open)-1]
+			continue
+		}
+		if len(open) > 0 {
+			top := open[len(open)-1]
+			if top.wantKey {
+				k, _ := tok.(string)
+				if top.keys[k] {
+					return fmt.Errorf("json: field %q is given twice", k)
+				}
+				top.keys[k] = true
+				top.wantKey = false
+				continue
+			}
+			// A value: in an object, a key comes after it.
+			top.wantKey = top.keys != nil
+		}
+		switch tok {
+		case json.Delim('{'):
+			open = append(open, &frame{keys: map[string]bool{}, wantKey: true})
+		case json.Delim('['):
+			open = append(open, &frame{})
+		}
+	}
 }
 
 // exactFieldNames checks that every object key of raw (a decoded body) is

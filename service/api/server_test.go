@@ -519,3 +519,43 @@ func TestAFailedRequestIsLoggedWithWhatWasAsked(t *testing.T) {
 	assert.EqualValues(t, 7, line["uid"], "the line names the database, so that the log's handler adds its name")
 	assert.Contains(t, line["err"], "input/output error")
 }
+
+// A body that names a field twice, is no object, or gives "port": 0 is
+// refused before anything reaches the backend. The first two used to be
+// taken (the last value won, so {"name":"a","name":"b"} created "b", and
+// "null" went on as an empty create); "port": 0 was taken as "choose one".
+func TestAmbiguousBodiesAreRefused(t *testing.T) {
+	b := &backend{}
+	h := newTestHandler(b)
+	for _, c := range []struct{ method, path, body, want string }{
+		{"POST", "/v1/bdbs", `{"name":"a","memory_size":4194304,"name":"b"}`, `field "name" is given twice`},
+		{"POST", "/v1/bdbs", `{"name":"a","memory_size":4194304,"n\u0061me":"b"}`, `field "name" is given twice`},
+		{"PUT", "/v1/bdbs/1", `{"replica_sources":[{"uri":"redis://h:1","uri":"redis://h:2"}]}`, `field "uri" is given twice`},
+		{"PUT", "/v1/bdbs/1", `{"memory_size":4194304,"memory_size":8388608}`, `field "memory_size" is given twice`},
+		{"PUT", "/v1/bdbs/1/admin_password_keepers", `{"keepers":{"a":"1","a":"2"}}`, `field "a" is given twice`},
+		{"POST", "/v1/bdbs/1/actions/regenerate_admin_password", `{"keepers":{"a":"1"},"keepers":{"b":"2"}}`, `field "keepers" is given twice`},
+		{"POST", "/v1/bdbs", `null`, "the body must be a JSON object"},
+		{"PUT", "/v1/bdbs/1", `null`, "the body must be a JSON object"},
+		{"POST", "/v1/bdbs", `{"name":"a","memory_size":4194304,"port":0}`, "port 0 is out of range 1024-65535: leave port out"},
+	} {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, c.body)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, "%s %s %s", c.method, c.path, c.body)
+		var e api.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+		assert.Equal(t, api.CodeInvalidRequest, e.Code)
+		assert.Contains(t, e.Description, c.want, "%s %s %s", c.method, c.path, c.body)
+	}
+	assert.Empty(t, b.calls, "nothing reached the backend")
+
+	// The same key in two objects, or as a key and a value, is fine.
+	ok := []struct{ method, path, body string }{
+		{"POST", "/v1/bdbs", `{"name":"a","memory_size":4194304,"replica_sources":[{"uri":"redis://h:1","server_cert":"c"},{"uri":"redis://h:2","server_cert":"c"}],"port":1024}`},
+		{"PUT", "/v1/bdbs/1", `{"replica_sources":[],"name":"name"}`},
+		{"POST", "/v1/bdbs/1/actions/regenerate_admin_password", `{"keepers":{"name":"keepers","keepers":"name"}}`},
+	}
+	for _, c := range ok {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, c.body)
+		assert.Equal(t, http.StatusOK, rec.Code, "%s %s %s: %s", c.method, c.path, c.body, rec.Body)
+	}
+	assert.Equal(t, []string{"create", "update", "regenerate"}, b.calls)
+}

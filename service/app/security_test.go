@@ -640,3 +640,49 @@ func TestShardReplicasLogInWithReplicationRightsOnly(t *testing.T) {
 	}
 	replicasHoldTheirMastersKeys(t, cc)
 }
+
+// A client that pipelines reads and never reads the replies is
+// disconnected once its unread replies reach the database's memory_size
+// (64 MiB at least). Redis bounds no normal client by default: 400 GETs of
+// a 1 MiB value left unread made a 32 MiB destination hold 400 MiB (one
+// such client took 5.7 GiB), and its sync stalled meanwhile.
+func TestAClientThatDoesNotReadItsRepliesIsDisconnected(t *testing.T) {
+	i := servicetest.Start(t)
+	src := redistest.Start(t)
+	sc := src.Client()
+	require.NoError(t, sc.Set(ctx(t), "big", strings.Repeat("x", 1<<20), 0).Err())
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst", MemorySize: 32 << 20, ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, time.Minute, "the destination has the value", func() error {
+		if n := dc.StrLen(ctx(t), "big").Val(); n != 1<<20 {
+			return fmt.Errorf("strlen %d", n)
+		}
+		return nil
+	})
+
+	hog, err := net.Dial("tcp", net.JoinHostPort(dst.Endpoint.Host, strconv.Itoa(dst.Endpoint.Port)))
+	require.NoError(t, err)
+	defer hog.Close()
+	const gets = 400
+	pw := dst.AuthenticationRedisPass
+	_, err = fmt.Fprintf(hog, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n%s", len(pw), pw, strings.Repeat("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n", gets))
+	require.NoError(t, err)
+	// The hog reads at last: what it gets ends with the server closing
+	// the connection, well before the 400 MiB it asked for.
+	require.NoError(t, hog.SetReadDeadline(time.Now().Add(time.Minute)))
+	n, err := io.Copy(io.Discard, hog)
+	require.NoError(t, err, "the server kept the connection of a client that did not read %d bytes of replies", n)
+	assert.Less(t, n, int64(gets<<20)/2, "bytes the server sent before it closed the connection")
+	peak, err := dc.Info(ctx(t), "memory").Result()
+	require.NoError(t, err)
+	m := regexp.MustCompile(`used_memory_peak:(\d+)`).FindStringSubmatch(peak)
+	require.NotNil(t, m)
+	used, _ := strconv.ParseInt(m[1], 10, 64)
+	assert.Less(t, used, int64(160<<20), "the destination's peak memory")
+
+	// The sync goes on.
+	require.NoError(t, sc.Set(ctx(t), "after", "1", 0).Err())
+	eventually(t, time.Minute, "the write after arrives", func() error {
+		return dc.Get(ctx(t), "after").Err()
+	})
+}

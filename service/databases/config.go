@@ -177,6 +177,11 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 	// fixed 256 MB.
 	hard, soft := replicaOutputLimits(d.MemorySize)
 	line("client-output-buffer-limit replica %d %d 60", hard, soft)
+	// And what a client that does not read its replies can make it hold:
+	// Redis sets no bound by default, so one connection that pipelined
+	// GETs of a big value and never read took gigabytes of a 64 MiB
+	// database (and of the host), and stalled its sync.
+	line("client-output-buffer-limit normal %d 0 0", normalOutputLimit(d.MemorySize))
 	// On SIGTERM, wait at most a second for replicas to catch up, so that a
 	// restart of the service is quick.
 	line("shutdown-timeout 1")
@@ -222,6 +227,21 @@ func renderConfig(d store.Database, dir, bindHost, advertise, socket string, tls
 func replicaOutputLimits(memorySize int64) (hard, soft int64) {
 	hard = min(max(memorySize/2, 32<<20), 512<<20)
 	return hard, hard / 2
+}
+
+// normalOutputLimit is the most replies one client connection may leave
+// unread before it is disconnected: the database's memory_size (at least
+// 64 MiB), so that any value, or a whole dataset, can still be read in
+// one reply, and a client that stops reading holds no more than that.
+func normalOutputLimit(memorySize int64) int64 {
+	return max(memorySize, 64<<20)
+}
+
+// outputLimits is the value of CONFIG SET client-output-buffer-limit that
+// the config file's lines set.
+func outputLimits(memorySize int64) string {
+	hard, soft := replicaOutputLimits(memorySize)
+	return fmt.Sprintf("replica %d %d 60 normal %d 0 0", hard, soft, normalOutputLimit(memorySize))
 }
 
 func quote(s string) string {

@@ -725,10 +725,8 @@ func (m *Manager) applyLive(ctx context.Context, d store.Database) error {
 			return fmt.Errorf("set the trusted client certificates of database %d: %w", d.UID, err)
 		}
 	}
-	hard, soft := replicaOutputLimits(d.MemorySize)
-	limit := fmt.Sprintf("replica %d %d 60", hard, soft)
-	if err := c.ConfigSet(ctx, "client-output-buffer-limit", limit).Err(); err != nil {
-		return fmt.Errorf("set the replica output-buffer limit of database %d: %w", d.UID, err)
+	if err := c.ConfigSet(ctx, "client-output-buffer-limit", outputLimits(d.MemorySize)).Err(); err != nil {
+		return fmt.Errorf("set the output-buffer limits of database %d: %w", d.UID, err)
 	}
 	p.markReady(pid)
 	p.mu.Lock()
