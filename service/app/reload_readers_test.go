@@ -1,0 +1,140 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// fill writes n keys of size bytes named prefix:<i> and a marker key that
+// both datasets share, with a value naming the dataset.
+func fill(t *testing.T, c *redis.Client, prefix string, n, size int) {
+	t.Helper()
+	v := strings.Repeat("v", size)
+	for k := 0; k < n; k += 1000 {
+		pipe := c.Pipeline()
+		for j := k; j < min(n, k+1000); j++ {
+			pipe.Set(ctx(t), prefix+":"+strconv.Itoa(j), v, 0)
+		}
+		_, err := pipe.Exec(ctx(t))
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.Set(ctx(t), "marker", prefix, 0).Err())
+}
+
+// pollReader reads the destination without pause until stop: every answer
+// must be the whole old dataset or the whole new one, never an error.
+type pollReader struct {
+	wg       sync.WaitGroup
+	stop     chan struct{}
+	mu       sync.Mutex
+	problems []string
+	reads    atomic.Int64
+	sawNew   atomic.Bool
+}
+
+func startPollReader(t *testing.T, c *redis.Client, sizes map[string]int64) *pollReader {
+	r := &pollReader{stop: make(chan struct{})}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			select {
+			case <-r.stop:
+				return
+			default:
+			}
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			// One transaction: the marker and the size of one dataset.
+			var m *redis.StringCmd
+			var n *redis.IntCmd
+			_, err := c.TxPipelined(cctx, func(pipe redis.Pipeliner) error {
+				m = pipe.Get(cctx, "marker")
+				n = pipe.DBSize(cctx)
+				return nil
+			})
+			if err != nil && m.Err() != nil && m.Err() != err {
+				err = fmt.Errorf("%w (GET: %v)", err, m.Err())
+			}
+			cancel()
+			r.reads.Add(1)
+			var problem string
+			switch want, known := sizes[m.Val()]; {
+			case err != nil:
+				problem = "error: " + err.Error()
+			case !known:
+				problem = fmt.Sprintf("marker %q", m.Val())
+			case n.Val() != want:
+				problem = fmt.Sprintf("marker %q with %d keys, not %d", m.Val(), n.Val(), want)
+			}
+			if m.Val() == "new" && err == nil {
+				r.sawNew.Store(true)
+			}
+			if problem != "" {
+				r.mu.Lock()
+				if len(r.problems) < 20 {
+					r.problems = append(r.problems, problem)
+				}
+				r.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(r.end)
+	return r
+}
+
+func (r *pollReader) end() {
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	r.wg.Wait()
+}
+
+// A reader that polls a destination without pause while its source list
+// changes sees the whole old dataset, then the whole new one: never an
+// error (LOADING), never an empty or partial dataset. Here the
+// destination's memory is more than half used, so the reload cannot hold
+// both datasets at once over its link and goes through a file.
+func TestReloadThroughAFileIsSeamlessForAPollingReader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	i := servicetest.Start(t)
+	oldSrc, newSrc := redistest.Start(t), redistest.Start(t)
+	const oldKeys, newKeys = 40000, 30000
+	fill(t, oldSrc.Client(), "old", oldKeys, 200)
+	fill(t, newSrc.Client(), "new", newKeys, 200)
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "polled", MemorySize: 24 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
+		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+	})
+	r := startPollReader(t, dc, map[string]int64{"old": oldKeys + 1, "new": newKeys + 1})
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: newSrc.URL()}}}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	eventually(t, 2*time.Minute, "the reader sees the new dataset", func() error {
+		if !r.sawNew.Load() {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	r.end()
+	require.Empty(t, r.problems, "what the polling reader saw during the reload (%d reads)", r.reads.Load())
+	require.NoError(t, redistest.Diff(ctx(t), dc, newSrc.Client()))
+}
