@@ -138,3 +138,40 @@ func TestReloadThroughAFileIsSeamlessForAPollingReader(t *testing.T) {
 	require.Empty(t, r.problems, "what the polling reader saw during the reload (%d reads)", r.reads.Load())
 	require.NoError(t, redistest.Diff(ctx(t), dc, newSrc.Client()))
 }
+
+// The same reader, while a destination of two sources is given two other
+// sources (with memory for both datasets: the reload loads beside the
+// previous data and is swapped in).
+func TestReloadOfSeveralSourcesIsSeamlessForAPollingReader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	i := servicetest.Start(t)
+	old1, old2, new1, new2 := redistest.Start(t), redistest.Start(t), redistest.Start(t), redistest.Start(t)
+	fill(t, old1.Client(), "old", 20000, 200)
+	fill(t, old2.Client(), "old2", 20000, 200)
+	require.NoError(t, old2.Client().Del(ctx(t), "marker").Err())
+	fill(t, new1.Client(), "new", 15000, 200)
+	fill(t, new2.Client(), "new2", 15000, 200)
+	require.NoError(t, new2.Client().Del(ctx(t), "marker").Err())
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "polled2", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: old1.URL()}, {URI: old2.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, 2*time.Minute, "the destination holds the old sources", func() error {
+		return redistest.Diff(ctx(t), dc, old1.Client(), old2.Client())
+	})
+	r := startPollReader(t, dc, map[string]int64{"old": 40001, "new": 30001})
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: new1.URL()}, {URI: new2.URL()}}}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	eventually(t, 2*time.Minute, "the reader sees the new dataset", func() error {
+		if !r.sawNew.Load() {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	eventually(t, 2*time.Minute, "the destination holds the new sources", func() error {
+		return redistest.Diff(ctx(t), dc, new1.Client(), new2.Client())
+	})
+	r.end()
+	require.Empty(t, r.problems, "what the polling reader saw during the reload (%d reads)", r.reads.Load())
+}
