@@ -3,11 +3,15 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,4 +178,86 @@ func TestReloadOfSeveralSourcesIsSeamlessForAPollingReader(t *testing.T) {
 	})
 	r.end()
 	require.Empty(t, r.problems, "what the polling reader saw during the reload (%d reads)", r.reads.Load())
+}
+
+// reloadLeftovers lists what a reload of the instance's databases left:
+// reload servers still running and their files.
+func reloadLeftovers(t *testing.T, i *servicetest.Instance) []string {
+	t.Helper()
+	var left []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), i.DataDir) && strings.Contains(string(b), "reload") {
+			left = append(left, "process "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	_ = filepath.WalkDir(i.DataDir, func(path string, e fs.DirEntry, err error) error {
+		if err == nil && (e.Name() == "reload" || strings.HasPrefix(e.Name(), "load-") || strings.HasSuffix(e.Name(), "-reload.sock")) {
+			left = append(left, path)
+		}
+		return nil
+	})
+	return left
+}
+
+// Semantics 8 during a reload: removing Replica Of while a new source list
+// is being loaded keeps the data readers had (the previous data, whole),
+// makes it writable, and leaves no reload server or file behind.
+func TestRemovingReplicaOfDuringAReloadKeepsThePreviousData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	for _, tc := range []struct {
+		name string
+		news int
+	}{{"one new source", 1}, {"two new sources", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			i := servicetest.Start(t)
+			oldSrc := redistest.Start(t)
+			fill(t, oldSrc.Client(), "old", 5000, 100)
+			dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "left", MemorySize: 64 << 20,
+				ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+			dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+			eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
+				return redistest.Diff(ctx(t), dc, oldSrc.Client())
+			})
+			var sources []api.ReplicaSource
+			for n := range tc.news {
+				s := redistest.Start(t)
+				fill(t, s.Client(), "new"+strconv.Itoa(n), 5000, 100)
+				sources = append(sources, api.ReplicaSource{URI: s.URL()})
+				if n == tc.news-1 {
+					// The last one is frozen: the reload cannot end.
+					require.NoError(t, syscall.Kill(s.PID(), syscall.SIGSTOP))
+					t.Cleanup(func() { _ = syscall.Kill(s.PID(), syscall.SIGCONT) })
+				}
+			}
+			code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": sources}, nil)
+			require.Equal(t, http.StatusOK, code, "%v", e)
+			var got api.Database
+			eventually(t, time.Minute, "the destination says loading", func() error {
+				call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+				if got.Status != api.StatusLoading {
+					return fmt.Errorf("status %s", got.Status)
+				}
+				return nil
+			})
+			code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{}}, nil)
+			require.Equal(t, http.StatusOK, code, "%v", e)
+			eventually(t, time.Minute, "the destination is writable", func() error {
+				return dc.Set(ctx(t), "written", "after", 0).Err()
+			})
+			require.NoError(t, dc.Del(ctx(t), "written").Err())
+			require.NoError(t, redistest.Diff(ctx(t), dc, oldSrc.Client()), "the previous data stays, whole")
+			eventually(t, time.Minute, "nothing of the reload is left", func() error {
+				if left := reloadLeftovers(t, i); len(left) > 0 {
+					return fmt.Errorf("left: %v", left)
+				}
+				return nil
+			})
+			call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+			require.Equal(t, api.StatusActive, got.Status)
+		})
+	}
 }
