@@ -261,3 +261,80 @@ func TestRemovingReplicaOfDuringAReloadKeepsThePreviousData(t *testing.T) {
 		})
 	}
 }
+
+// A source list changed twice more while its first reload runs: the
+// destination ends with the last list's data, key by key; readers see only
+// whole datasets meanwhile; no reload server or file is left, and the
+// status ends active and in sync.
+func TestSourceListChangedDuringAReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	i := servicetest.Start(t)
+	oldSrc := redistest.Start(t)
+	fill(t, oldSrc.Client(), "old", 20000, 100)
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "thrice", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
+		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+	})
+	mid1, frozen, mid2 := redistest.Start(t), redistest.Start(t), redistest.Start(t)
+	fill(t, mid1.Client(), "mid", 5000, 100)
+	fill(t, frozen.Client(), "frozen", 5000, 100)
+	fill(t, mid2.Client(), "mid2", 5000, 100)
+	new1, new2 := redistest.Start(t), redistest.Start(t)
+	fill(t, new1.Client(), "new", 15000, 100)
+	fill(t, new2.Client(), "new2", 15000, 100)
+	require.NoError(t, new2.Client().Del(ctx(t), "marker").Err())
+	require.NoError(t, syscall.Kill(frozen.PID(), syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(frozen.PID(), syscall.SIGCONT) })
+
+	// Whole intermediate datasets cannot be told apart by their marker
+	// alone; none may be swapped in, since none completes.
+	r := startPollReader(t, dc, map[string]int64{"old": 20001, "new": 30001})
+	put := func(sources ...*redistest.Server) {
+		var list []api.ReplicaSource
+		for _, s := range sources {
+			list = append(list, api.ReplicaSource{URI: s.URL()})
+		}
+		code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": list}, nil)
+		require.Equal(t, http.StatusOK, code, "%v", e)
+	}
+	var got api.Database
+	loading := func() {
+		eventually(t, time.Minute, "the destination says loading", func() error {
+			call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+			if got.Status != api.StatusLoading {
+				return fmt.Errorf("status %s", got.Status)
+			}
+			return nil
+		})
+	}
+	put(mid1, frozen)
+	loading()
+	put(frozen, mid2)
+	loading()
+	put(new1, new2)
+	eventually(t, 2*time.Minute, "the destination holds the last sources, and is active and in sync", func() error {
+		if err := redistest.Diff(ctx(t), dc, new1.Client(), new2.Client()); err != nil {
+			return err
+		}
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s, sync %s", got.Status, got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	r.end()
+	require.Empty(t, r.problems, "what the polling reader saw (%d reads)", r.reads.Load())
+	eventually(t, time.Minute, "nothing of the reloads is left", func() error {
+		if left := reloadLeftovers(t, i); len(left) > 0 {
+			return fmt.Errorf("left: %v", left)
+		}
+		return nil
+	})
+	for _, s := range got.ReplicaSources {
+		require.Empty(t, s.LastError, "source %s", s.URI)
+	}
+}
