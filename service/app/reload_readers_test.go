@@ -338,3 +338,66 @@ func TestSourceListChangedDuringAReload(t *testing.T) {
 		require.Empty(t, s.LastError, "source %s", s.URI)
 	}
 }
+
+// kill -9 of the destination's redis-server, then of one of the new
+// sources, while a reload from several sources runs: the destination comes
+// back with its previous data, whole, and ends equal to the new sources key
+// by key, with nothing of the reload left.
+func TestKillsDuringAReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	i := servicetest.Start(t)
+	oldSrc := redistest.Start(t)
+	fill(t, oldSrc.Client(), "old", 20000, 100)
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "killed", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
+		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+	})
+	new1, new2 := redistest.Start(t, "--appendonly", "yes"), redistest.Start(t)
+	fill(t, new1.Client(), "new", 15000, 100)
+	fill(t, new2.Client(), "new2", 15000, 100)
+	require.NoError(t, new2.Client().Del(ctx(t), "marker").Err())
+	require.NoError(t, syscall.Kill(new2.PID(), syscall.SIGSTOP))
+	thaw := sync.OnceFunc(func() { _ = syscall.Kill(new2.PID(), syscall.SIGCONT) })
+	t.Cleanup(thaw)
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: new1.URL()}, {URI: new2.URL()}}}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	var got api.Database
+	eventually(t, time.Minute, "the destination says loading", func() error {
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusLoading {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return nil
+	})
+	pid := i.App.Databases().PID(ctx(t), dst.UID)
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	eventually(t, time.Minute, "the restarted destination serves its previous data, whole", func() error {
+		if p := i.App.Databases().PID(ctx(t), dst.UID); p == pid || p == 0 {
+			return fmt.Errorf("not restarted yet")
+		}
+		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+	})
+	new1.Restart()
+	thaw()
+	eventually(t, 3*time.Minute, "the destination holds the new sources, and is active and in sync", func() error {
+		if err := redistest.Diff(ctx(t), dc, new1.Client(), new2.Client()); err != nil {
+			return err
+		}
+		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
+		if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s, sync %s", got.Status, got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	eventually(t, time.Minute, "nothing of the reload is left", func() error {
+		if left := reloadLeftovers(t, i); len(left) > 0 {
+			return fmt.Errorf("left: %v", left)
+		}
+		return nil
+	})
+}
