@@ -401,3 +401,74 @@ func TestKillsDuringAReload(t *testing.T) {
 		return nil
 	})
 }
+
+// A reload paused, then stopped, then enabled again: readers keep the
+// previous data, whole, until the reload completes; the status says paused
+// and stopped meanwhile; the destination ends equal to its sources.
+func TestPauseAndStopDuringAReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	i := servicetest.Start(t)
+	oldSrc := redistest.Start(t)
+	fill(t, oldSrc.Client(), "old", 20000, 100)
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "paused", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
+		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+	})
+	new1, new2 := redistest.Start(t), redistest.Start(t)
+	fill(t, new1.Client(), "new", 15000, 100)
+	fill(t, new2.Client(), "new2", 15000, 100)
+	require.NoError(t, new2.Client().Del(ctx(t), "marker").Err())
+	require.NoError(t, syscall.Kill(new2.PID(), syscall.SIGSTOP))
+	thaw := sync.OnceFunc(func() { _ = syscall.Kill(new2.PID(), syscall.SIGCONT) })
+	t.Cleanup(thaw)
+	r := startPollReader(t, dc, map[string]int64{"old": 20001, "new": 30001})
+	uri := fmt.Sprintf("/v1/bdbs/%d", dst.UID)
+	code, e := call(t, i, "PUT", uri, map[string]any{"replica_sources": []api.ReplicaSource{{URI: new1.URL()}, {URI: new2.URL()}}}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	var got api.Database
+	eventually(t, time.Minute, "the destination says loading", func() error {
+		call(t, i, "GET", uri, nil, &got)
+		if got.Status != api.StatusLoading {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return nil
+	})
+	for _, state := range []string{"paused", "stopped"} {
+		code, e = call(t, i, "PUT", uri, map[string]any{"replica_sync": state}, nil)
+		require.Equal(t, http.StatusOK, code, "%v", e)
+		eventually(t, time.Minute, "the sync says "+state, func() error {
+			call(t, i, "GET", uri, nil, &got)
+			if string(got.ReplicaSync) != state {
+				return fmt.Errorf("replica_sync %s", got.ReplicaSync)
+			}
+			return nil
+		})
+		require.NoError(t, redistest.Diff(ctx(t), dc, oldSrc.Client()), "the previous data while %s", state)
+	}
+	t.Logf("stopped: status %s, sync %s, sources %+v", got.Status, got.ReplicaSyncStatus, got.ReplicaSources)
+	thaw()
+	code, e = call(t, i, "PUT", uri, map[string]any{"replica_sync": "enabled"}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	eventually(t, 2*time.Minute, "the destination holds the new sources, and is active and in sync", func() error {
+		if err := redistest.Diff(ctx(t), dc, new1.Client(), new2.Client()); err != nil {
+			return err
+		}
+		call(t, i, "GET", uri, nil, &got)
+		if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s, sync %s", got.Status, got.ReplicaSyncStatus)
+		}
+		return nil
+	})
+	r.end()
+	require.Empty(t, r.problems, "what the polling reader saw (%d reads)", r.reads.Load())
+	eventually(t, time.Minute, "nothing of the reload is left", func() error {
+		if left := reloadLeftovers(t, i); len(left) > 0 {
+			return fmt.Errorf("left: %v", left)
+		}
+		return nil
+	})
+}
