@@ -472,3 +472,61 @@ func TestPauseAndStopDuringAReload(t *testing.T) {
 		return nil
 	})
 }
+
+// New sources whose data cannot fit the destination's memory_size: the
+// reload stops, out of memory, saying so; readers keep the previous data,
+// whole; nothing of the reload is left.
+func TestAReloadTooBigForTheDestinationKeepsThePreviousData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	for _, tc := range []struct {
+		name string
+		news int
+	}{{"one new source", 1}, {"two new sources", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			i := servicetest.Start(t)
+			oldSrc := redistest.Start(t)
+			fill(t, oldSrc.Client(), "old", 2000, 100)
+			dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "small", MemorySize: 8 << 20,
+				ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+			dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+			eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
+				return redistest.Diff(ctx(t), dc, oldSrc.Client())
+			})
+			var list []api.ReplicaSource
+			for n := range tc.news {
+				s := redistest.Start(t)
+				fill(t, s.Client(), "new"+strconv.Itoa(n), 20000, 1000)
+				list = append(list, api.ReplicaSource{URI: s.URL()})
+			}
+			r := startPollReader(t, dc, map[string]int64{"old": 2001})
+			uri := fmt.Sprintf("/v1/bdbs/%d", dst.UID)
+			code, e := call(t, i, "PUT", uri, map[string]any{"replica_sources": list}, nil)
+			require.Equal(t, http.StatusOK, code, "%v", e)
+			var got api.Database
+			eventually(t, 2*time.Minute, "the sync stops, out of memory", func() error {
+				call(t, i, "GET", uri, nil, &got)
+				if got.ReplicaSync != "stopped" {
+					return fmt.Errorf("replica_sync %s", got.ReplicaSync)
+				}
+				for _, s := range got.ReplicaSources {
+					if strings.Contains(strings.ToLower(s.LastError), "memory") {
+						return nil
+					}
+				}
+				return fmt.Errorf("no last_error names the memory: %+v", got.ReplicaSources)
+			})
+			r.end()
+			require.Empty(t, r.problems, "what the polling reader saw (%d reads)", r.reads.Load())
+			require.NoError(t, redistest.Diff(ctx(t), dc, oldSrc.Client()), "the previous data, whole")
+			eventually(t, time.Minute, "nothing of the reload is left", func() error {
+				if left := reloadLeftovers(t, i); len(left) > 0 {
+					return fmt.Errorf("left: %v", left)
+				}
+				return nil
+			})
+			t.Logf("status %s; sources %+v", got.Status, got.ReplicaSources)
+		})
+	}
+}
