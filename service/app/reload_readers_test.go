@@ -20,6 +20,7 @@ import (
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/app"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -527,6 +528,94 @@ func TestAReloadTooBigForTheDestinationKeepsThePreviousData(t *testing.T) {
 				return nil
 			})
 			t.Logf("status %s; sources %+v", got.Status, got.ReplicaSources)
+		})
+	}
+}
+
+// The data directory's disk full during a reload: readers keep the
+// previous data, whole; the status says what is wrong; once the disk has
+// room, the reload completes, and nothing of it is left.
+func TestDiskFullDuringAReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	for _, tc := range []struct {
+		name string
+		news int
+	}{{"one new source, through a file", 1}, {"two new sources, through a second server", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			disk := smallDataDisk(t, 96<<20)
+			i := servicetest.StartWith(t, func(c *app.Config) { c.DataDir = filepath.Join(disk, "data") })
+			oldSrc := redistest.Start(t)
+			fill(t, oldSrc.Client(), "old", 40000, 200)
+			dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "fulldisk", MemorySize: 24 << 20,
+				ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+			dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+			eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
+				return redistest.Diff(ctx(t), dc, oldSrc.Client())
+			})
+			var list []api.ReplicaSource
+			var clients []*redis.Client
+			for n := range tc.news {
+				s := redistest.Start(t)
+				fill(t, s.Client(), "new"+strconv.Itoa(n), 30000, 200)
+				if n > 0 {
+					require.NoError(t, s.Client().Del(ctx(t), "marker").Err())
+				}
+				list = append(list, api.ReplicaSource{URI: s.URL()})
+				clients = append(clients, s.Client())
+			}
+			// The AOF rewrite after the first load is done: the disk is
+			// filled now.
+			eventually(t, time.Minute, "the destination's AOF is rewritten", func() error {
+				if v := infoField(t, i.App.Databases().Client(dst.UID), "persistence", "aof_rewrite_in_progress"); v != "0" {
+					return fmt.Errorf("aof_rewrite_in_progress %s", v)
+				}
+				return nil
+			})
+			filler := fillDataDisk(t, disk)
+			t.Cleanup(func() { _ = os.Remove(filler) })
+			r := startPollReader(t, dc, map[string]int64{"old": 40001, "new0": 30000*int64(tc.news) + 1})
+			uri := fmt.Sprintf("/v1/bdbs/%d", dst.UID)
+			code, e := call(t, i, "PUT", uri, map[string]any{"replica_sources": list}, nil)
+			if code != http.StatusOK {
+				// The database's files cannot be written (see
+				// TestAChangeOfADatabaseWhoseDiskIsFullIsApplied).
+				require.Contains(t, e.Description, "the change is recorded and applied to the running redis-server", "%d", code)
+			}
+			var got api.Database
+			eventually(t, time.Minute, "the status says that the disk is full", func() error {
+				call(t, i, "GET", uri, nil, &got)
+				all := got.LastError
+				for _, s := range got.ReplicaSources {
+					all += " " + s.LastError
+				}
+				if !strings.Contains(all, "space") && !strings.Contains(all, "disk") && !strings.Contains(all, "AOF") {
+					return fmt.Errorf("status %s, last_error %q, sources %+v", got.Status, got.LastError, got.ReplicaSources)
+				}
+				return nil
+			})
+			t.Logf("disk full: status %s, last_error %q, sources %+v", got.Status, got.LastError, got.ReplicaSources)
+			require.NoError(t, redistest.Diff(ctx(t), dc, oldSrc.Client()), "the previous data, whole")
+			require.NoError(t, os.Remove(filler))
+			eventually(t, 3*time.Minute, "the destination holds the new sources, and is active and in sync", func() error {
+				if err := redistest.Diff(ctx(t), dc, clients...); err != nil {
+					return err
+				}
+				call(t, i, "GET", uri, nil, &got)
+				if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
+					return fmt.Errorf("status %s, sync %s, last_error %q", got.Status, got.ReplicaSyncStatus, got.LastError)
+				}
+				return nil
+			})
+			r.end()
+			require.Empty(t, r.problems, "what the polling reader saw (%d reads)", r.reads.Load())
+			eventually(t, time.Minute, "nothing of the reload is left", func() error {
+				if left := reloadLeftovers(t, i); len(left) > 0 {
+					return fmt.Errorf("left: %v", left)
+				}
+				return nil
+			})
 		})
 	}
 }
