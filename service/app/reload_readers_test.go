@@ -619,3 +619,43 @@ func TestDiskFullDuringAReload(t *testing.T) {
 		})
 	}
 }
+
+// Connections held across a reload's swap are not dropped: a subscriber
+// keeps its subscription and gets messages after it, and a transaction
+// opened before it executes after it, on the new data.
+func TestConnectionsHeldAcrossAReloadSurvive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	i := servicetest.Start(t)
+	oldSrc, newSrc := redistest.Start(t), redistest.Start(t)
+	fill(t, oldSrc.Client(), "old", 40000, 200)
+	fill(t, newSrc.Client(), "new", 30000, 200)
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "held", MemorySize: 24 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
+	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
+	eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
+		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+	})
+	sub := dc.Subscribe(ctx(t), "news")
+	defer sub.Close()
+	_, err := sub.Receive(ctx(t))
+	require.NoError(t, err)
+	conn := dc.Conn()
+	defer conn.Close()
+	require.NoError(t, conn.Do(ctx(t), "MULTI").Err())
+	require.NoError(t, conn.Do(ctx(t), "GET", "marker").Err())
+
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: newSrc.URL()}}}, nil)
+	require.Equal(t, http.StatusOK, code, "%v", e)
+	eventually(t, 2*time.Minute, "the destination holds the new source", func() error {
+		return redistest.Diff(ctx(t), dc, newSrc.Client())
+	})
+	got, err := conn.Do(ctx(t), "EXEC").Slice()
+	require.NoError(t, err, "the transaction opened before the reload")
+	require.Equal(t, []any{"new"}, got)
+	require.NoError(t, dc.Publish(ctx(t), "news", "after").Err())
+	msg, err := sub.ReceiveMessage(ctx(t))
+	require.NoError(t, err, "the subscription held across the reload")
+	require.Equal(t, "after", msg.Payload)
+}
