@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -163,6 +164,9 @@ func (g *gatewayAdapter) SourceURL(d store.Database, host string) string {
 
 func (x destinations) Shadow(ctx context.Context, d store.Database) (replication.Shadow, error) {
 	s, err := x.dbs.StartShadow(ctx, d)
+	if errors.Is(err, databases.ErrNoRoomForShadow) {
+		return nil, fmt.Errorf("%w: %w", replication.ErrNoRoomForShadow, err)
+	}
 	if err != nil {
 		return nil, err
 	}

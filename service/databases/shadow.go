@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,8 +190,25 @@ func (m *Manager) LoadRDB(ctx context.Context, d store.Database, path string) er
 	if err := ended(ctx, c.ConfigSet(ctx, "appendonly", "no").Err()); err != nil {
 		return fmt.Errorf("pause the AOF of database %d for the load: %w", d.UID, err)
 	}
+	// A loading server answers the clients it serves between two chunks
+	// of the file with LOADING (it does so every
+	// loading-process-events-interval-bytes, which the master link sets
+	// low). With the largest interval, readers wait for the load and then
+	// read the new data instead.
+	every, err := c.ConfigGet(ctx, "loading-process-events-interval-bytes").Result()
+	if err := ended(ctx, err); err != nil {
+		return fmt.Errorf("read how often database %d answers its clients while it loads: %w", d.UID, err)
+	}
+	if err := ended(ctx, c.ConfigSet(ctx, "loading-process-events-interval-bytes", strconv.Itoa(math.MaxInt32)).Err()); err != nil {
+		return fmt.Errorf("make the clients of database %d wait for the load: %w", d.UID, err)
+	}
 	if err := ended(ctx, c.Do(ctx, "DEBUG", "RELOAD", "NOSAVE").Err()); err != nil {
 		return fmt.Errorf("load the new data into database %d: %w", d.UID, err)
+	}
+	if v := every["loading-process-events-interval-bytes"]; v != "" {
+		if err := ended(ctx, c.ConfigSet(ctx, "loading-process-events-interval-bytes", v).Err()); err != nil {
+			return fmt.Errorf("restore how often database %d answers its clients while it loads: %w", d.UID, err)
+		}
 	}
 	// Its replicas hold the previous data: a new replication history makes
 	// them resync in full instead of continuing.

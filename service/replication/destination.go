@@ -441,7 +441,10 @@ func (d *destination) round(parent context.Context, forceFull bool) error {
 		d.reloading.Store(true)
 		if file = d.fileLoadFor(units); file == nil && !dest.clustered() {
 			if file = d.mergedLoadFor(ctx, units, ckc); file == nil {
-				shadow = d.startShadow(ctx, ckc)
+				if shadow, err = d.startShadow(ctx, ckc); err != nil {
+					// The previous data stays; the round is retried.
+					return err
+				}
 			}
 		}
 	}
@@ -774,21 +777,27 @@ var errSwapped = errors.New("the reloaded data was swapped in")
 // startShadow starts the server a reload loads while the destination keeps
 // serving, or returns nil when the reload is to happen in place: the
 // destination holds no data to keep (its first load), a swap failed before,
-// or no shadow can run (the host lacks the memory for two copies).
-func (d *destination) startShadow(ctx context.Context, ckc *redis.Client) Shadow {
+// or no shadow can run (the host lacks the memory for two copies). A
+// shadow that cannot start for another reason (a full disk, a failing
+// redis-server) is an error: reloading in place would flush the data that
+// readers have for a cause that passes.
+func (d *destination) startShadow(ctx context.Context, ckc *redis.Client) (Shadow, error) {
 	if d.inPlace {
-		return nil
+		return nil, nil
 	}
 	info, err := ckc.Info(ctx, "keyspace").Result()
 	if err != nil || !holdsData(info) {
-		return nil
+		return nil, nil
 	}
 	sh, err := d.m.cfg.Destinations.Shadow(ctx, d.db)
-	if err != nil {
+	if errors.Is(err, ErrNoRoomForShadow) {
 		d.log.Warn("reloading in place: readers see the destination fill up", "destination", d.db.UID, "err", err)
-		return nil
+		return nil, nil
 	}
-	return sh
+	if err != nil {
+		return nil, fmt.Errorf("start the second server that the reload loads while destination %d serves its previous data: %w", d.db.UID, err)
+	}
+	return sh, nil
 }
 
 // holdsData says whether an INFO keyspace reply shows keys in a database

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -16,11 +17,16 @@ import (
 type Destinations interface {
 	Access(d store.Database) Access
 	// Shadow starts a second, empty server beside d, which a reload
-	// loads while d keeps serving its previous data. An error (the host
-	// lacks the memory for a second copy, say) means the reload happens
-	// in place.
+	// loads while d keeps serving its previous data. ErrNoRoomForShadow
+	// (the host lacks the memory for a second copy) means the reload
+	// happens in place; another error (a full disk) is retried, with the
+	// previous data kept.
 	Shadow(ctx context.Context, d store.Database) (Shadow, error)
 }
+
+// ErrNoRoomForShadow: the host cannot hold a second copy of a destination,
+// which is then reloaded in place.
+var ErrNoRoomForShadow = errors.New("no room for a second copy of the destination")
 
 // RDBLoader is what Destinations may also offer: loading a whole dataset
 // into a database from an RDB file, natively, in one step for its readers.
