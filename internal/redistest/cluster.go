@@ -218,6 +218,28 @@ func (cl *Cluster) Promote(r *Server, failover bool) {
 		}
 		return nil
 	}
+	if failover {
+		// A manual failover that does not end within Redis's own 5 s
+		// (the master pauses its clients, the replica catches up, then
+		// wins the votes) is given up in silence: on a loaded machine it
+		// is asked again, and at last taken over, as an operator would.
+		deadline := time.Now().Add(30 * time.Second)
+		again := time.Now().Add(10 * time.Second)
+		for isMaster() != nil && time.Now().Before(deadline) {
+			if time.Now().After(again) {
+				cl.t.Logf("CLUSTER FAILOVER on %s did not end: asked again", r.Addr())
+				_ = cl.c(r).Do(ctx, "CLUSTER", "FAILOVER").Err()
+				again = time.Now().Add(10 * time.Second)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if isMaster() != nil {
+			cl.t.Logf("CLUSTER FAILOVER on %s did not end within 30 s: CLUSTER FAILOVER TAKEOVER", r.Addr())
+			if err := cl.c(r).Do(ctx, "CLUSTER", "FAILOVER", "TAKEOVER").Err(); err != nil {
+				cl.t.Fatalf("CLUSTER FAILOVER TAKEOVER on %s: %v", r.Addr(), err)
+			}
+		}
+	}
 	if !failover {
 		// The cluster's own election may not happen on a loaded machine
 		// (the replica finds its data too old to stand, or misses the
