@@ -1,6 +1,9 @@
 package app_test
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -139,4 +142,50 @@ func listedUIDs(t *testing.T, i *servicetest.Instance) []int {
 	}
 	sort.Ints(out)
 	return out
+}
+
+// A create the client stopped waiting for (its timeout passed, it was
+// interrupted, a proxy cut the connection) is carried through all the same:
+// the client was told nothing, and finds the database it asked for by its
+// name (the provider records it, tainted, when timeouts.create passes). A
+// create dropped with the connection would leave the client to guess.
+func TestACreateWhoseClientStoppedWaitingIsCarriedThrough(t *testing.T) {
+	bin := servicetest.RequireRedisServer(t)
+	wrapper := filepath.Join(t.TempDir(), "redis-server-slow-first")
+	script := "#!/bin/sh\ncase \"$PWD\" in */dbs/1) sleep 4;; esac\nexec " + bin + " \"$@\"\n"
+	require.NoError(t, os.WriteFile(wrapper, []byte(script), 0o755))
+	i := servicetest.StartWith(t, func(c *app.Config) { c.RedisServer = wrapper })
+
+	body, err := json.Marshal(api.CreateDatabaseRequest{Name: "abandoned", MemorySize: 16 << 20})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	req, err := http.NewRequestWithContext(ctx, "POST", i.URL+"/v1/bdbs", bytes.NewReader(body))
+	require.NoError(t, err)
+	req.SetBasicAuth(i.Username, i.Password)
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := i.HTTPClient().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	eventually(t, 10*time.Second, "the slow create is under way", func() error {
+		_, err := os.Stat(filepath.Join(i.DataDir, "dbs", "1", "redis.conf"))
+		return err
+	})
+	cancel()
+	require.Error(t, <-answered, "the client gave up before the answer")
+
+	eventually(t, time.Minute, "the abandoned create ends with an active database", func() error {
+		var dbs []api.Database
+		if code, e := call(t, i, "GET", "/v1/bdbs", nil, &dbs); code != http.StatusOK {
+			return fmt.Errorf("list: %d %v", code, e)
+		}
+		if len(dbs) != 1 || dbs[0].Name != "abandoned" || dbs[0].Status != api.StatusActive {
+			return fmt.Errorf("listed %+v", dbs)
+		}
+		return nil
+	})
+	require.Equal(t, []int{1}, serverUIDs(t, i.DataDir))
 }

@@ -507,6 +507,12 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
+	// A create taken is carried through when its client stops waiting (a
+	// timeout, an interrupt, a proxy that cut the connection): the client
+	// finds it by its name. Dropped with the request, it would be neither
+	// made nor said to have failed. Each step of the start has its own
+	// deadline.
+	ctx = context.WithoutCancel(ctx)
 	d, err = c.startNew(ctx, d, autoPort)
 	if err == nil {
 		var done store.Database
