@@ -81,6 +81,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/replicad/terraform-provider-redis/internal/monotime"
 	"github.com/replicad/terraform-provider-redis/internal/replcompress"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
@@ -524,7 +525,7 @@ type deadlineConn struct {
 	timeout time.Duration
 	ctx     context.Context // set by the reader goroutine around its reads
 	read    atomic.Int64    // bytes received on the wire
-	// When the read under way began, 0 when none is (unix ns), and when
+	// When the read under way began, 0 when none is (monotime stamps), and when
 	// the last read that waited for the network ended (see CaughtUp).
 	readingSince atomic.Int64
 	waitedEnd    atomic.Int64
@@ -579,9 +580,9 @@ func (d *deadlineConn) Read(p []byte) (n int, err error) {
 	boundary := d.atBoundary.Load()
 	began := time.Now()
 	if boundary {
-		d.readingSince.Store(began.UnixNano())
+		d.readingSince.Store(monotime.Stamp(began))
 	} else {
-		d.midSince.Store(began.UnixNano())
+		d.midSince.Store(monotime.Stamp(began))
 	}
 	n, err = d.Conn.Read(p)
 	if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
@@ -592,7 +593,7 @@ func (d *deadlineConn) Read(p []byte) (n int, err error) {
 	if boundary {
 		d.readingSince.Store(0)
 		if waited {
-			d.waitedEnd.Store(ended.UnixNano())
+			d.waitedEnd.Store(monotime.Stamp(ended))
 		}
 	} else {
 		d.midSince.Store(0)
@@ -630,14 +631,15 @@ const caughtUpWindow = time.Second
 // ever waiting; the applied offset alone cannot tell, since the source's
 // backlog is not received yet.
 func (c *Conn) CaughtUp(since, now time.Time) bool {
-	if ms := c.dc.midSince.Load(); ms != 0 && now.UnixNano()-ms >= int64(waitedRead) {
+	n, s := monotime.Stamp(now), monotime.Stamp(since)
+	if ms := c.dc.midSince.Load(); ms != 0 && n-ms >= int64(waitedRead) {
 		return false // waiting for the rest of a command
 	}
-	if rs := c.dc.readingSince.Load(); rs != 0 && rs >= since.UnixNano() && now.UnixNano()-rs >= int64(waitedRead) {
+	if rs := c.dc.readingSince.Load(); rs != 0 && rs >= s && n-rs >= int64(waitedRead) {
 		return true
 	}
 	we := c.dc.waitedEnd.Load()
-	return we >= since.UnixNano() && now.UnixNano()-we <= int64(caughtUpWindow)
+	return we != 0 && we >= s && n-we <= int64(caughtUpWindow)
 }
 
 // ReadWaiting is how long the read under way has waited for the network,
@@ -650,7 +652,7 @@ func (c *Conn) ReadWaiting(now time.Time) time.Duration {
 	if since == 0 {
 		return 0
 	}
-	return max(now.Sub(time.Unix(0, since)), 0)
+	return max(now.Sub(monotime.Time(since)), 0)
 }
 
 // watch makes the cancellation of ctx interrupt a blocked read by moving

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/replicad/terraform-provider-redis/internal/monotime"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -55,7 +56,7 @@ type linkLoad struct {
 	offset  int64             // the destination's offset once it has loaded
 	result  chan *linkSession // the session that follows the load, or nil
 	stop    func() bool       // ends the cancellation callback
-	// writing is when the write under way began (unix ns, 0: none), for
+	// writing is when the write under way began (a monotime stamp, 0: none), for
 	// the status of a destination that takes nothing (writingSince).
 	writing atomic.Int64
 	// runID is the destination's run_id when the load began ("": not
@@ -66,10 +67,7 @@ type linkLoad struct {
 // writingSince is when the write to the destination under way began (zero
 // when none is): a destination that stopped reading holds it.
 func (ld *linkLoad) writingSince() time.Time {
-	if n := ld.writing.Load(); n != 0 {
-		return time.Unix(0, n)
-	}
-	return time.Time{}
+	return monotime.Time(ld.writing.Load())
 }
 
 // fullSync asks the destination for a full sync over its link (by ending
@@ -187,7 +185,7 @@ func (ld *linkLoad) begin(replID string, psyncOffset int64, capaEOF bool) {
 // Write sends part of the RDB.
 func (ld *linkLoad) Write(p []byte) (int, error) {
 	ld.conn.SetWriteDeadline(time.Now().Add(time.Minute))
-	ld.writing.Store(time.Now().UnixNano())
+	ld.writing.Store(monotime.Stamp(time.Now()))
 	n, err := ld.conn.Write(p)
 	ld.writing.Store(0)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/replicad/terraform-provider-redis/internal/acceptloop"
 	"github.com/replicad/terraform-provider-redis/internal/layout"
+	"github.com/replicad/terraform-provider-redis/internal/monotime"
 	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
@@ -84,7 +85,7 @@ type masterLink struct {
 	acc         Access
 	log         *slog.Logger
 	// counterFailures counts the failures to read the destination's
-	// error counter since counterWarned (unix ns), when one was logged.
+	// error counter since counterWarned (a monotime stamp), when one was logged.
 	counterFailures, counterWarned atomic.Int64
 	ln                             net.Listener
 	secret                         string
@@ -489,8 +490,8 @@ func (l *masterLink) install(ctx context.Context, s *linkSession) {
 		// Logged once in a while: a destination that refuses the
 		// service's connections (maxclients reached) reconnects its
 		// link again and again.
-		if n := l.counterFailures.Add(1); time.Since(time.Unix(0, l.counterWarned.Load())) > 10*time.Second {
-			l.counterWarned.Store(time.Now().UnixNano())
+		if n := l.counterFailures.Add(1); time.Since(monotime.Time(l.counterWarned.Load())) > 10*time.Second {
+			l.counterWarned.Store(monotime.Stamp(time.Now()))
 			l.counterFailures.Store(0)
 			l.log.Warn("could not read the destination's error counter; its master link is closed for it to connect again", "destination", l.uid, "err", err, "times", n)
 		}
