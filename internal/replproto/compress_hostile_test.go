@@ -33,15 +33,8 @@ func TestHostileCompressedStreams(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f, c := newFakePair(t, Options{Password: "pw", Compression: 3})
 			f.run(func() {
-				f.expect("PING")
-				f.send("-NOAUTH Authentication required.\r\n")
-				f.expect("AUTH", "pw")
-				f.send("+OK\r\n")
-				f.expect("REPLICAD.COMPRESS", "+3")
-				f.send("+ZSTD\r\n")
-				zw, err := zstd.NewWriter(f.conn, zstd.WithEncoderConcurrency(1))
-				if err != nil {
-					f.errorf("zstd writer: %v", err)
+				zw := f.agreeZstd()
+				if zw == nil {
 					return
 				}
 				f.compressedHandshake(zw)
@@ -97,10 +90,7 @@ func TestACompressedHandshakeReplyBombIsRefusedUnread(t *testing.T) {
 	t.Logf("%d bytes on the wire for %d decompressed", len(blob), len(bomb))
 	f, c := newFakePair(t, Options{Password: "pw", Compression: 3})
 	f.run(func() {
-		f.expect("PING")
-		f.send("-NOAUTH Authentication required.\r\n")
-		f.expect("AUTH", "pw")
-		f.send("+OK\r\n")
+		f.authPW()
 		f.expect("REPLICAD.COMPRESS", "+3")
 		f.send("+ZSTD\r\n")
 		f.expect("REPLCONF", "listening-port", "0")
@@ -127,15 +117,8 @@ func TestACompressedCommandBombIsRefusedUnread(t *testing.T) {
 	blob := zstdBlob(t, head, bytes.Repeat([]byte{'x'}, size), []byte("\r\n"))
 	f, c := newFakePair(t, Options{Password: "pw", Compression: 3, MaxCommandBytes: 64 << 20})
 	f.run(func() {
-		f.expect("PING")
-		f.send("-NOAUTH Authentication required.\r\n")
-		f.expect("AUTH", "pw")
-		f.send("+OK\r\n")
-		f.expect("REPLICAD.COMPRESS", "+3")
-		f.send("+ZSTD\r\n")
-		zw, err := zstd.NewWriter(f.conn, zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			f.errorf("zstd writer: %v", err)
+		zw := f.agreeZstd()
+		if zw == nil {
 			return
 		}
 		f.compressedHandshake(zw)
@@ -177,10 +160,7 @@ func TestCorruptCompressedStreamsAreToldFromCutLinks(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f, c := newFakePair(t, Options{Password: "pw", Compression: 3, NoZstd: tc.codec == CodecDeflate})
 			f.run(func() {
-				f.expect("PING")
-				f.send("-NOAUTH Authentication required.\r\n")
-				f.expect("AUTH", "pw")
-				f.send("+OK\r\n")
+				f.authPW()
 				var w flushWriter
 				var closeW func()
 				if tc.codec == CodecZstd {
@@ -239,10 +219,7 @@ func TestAnEnormousAnswerToTheCompressionRequestIsRefusedUnread(t *testing.T) {
 	f, c := newFakePair(t, Options{Password: "pw", Compression: 3})
 	var sent atomic.Int64
 	f.run(func() {
-		f.expect("PING")
-		f.send("-NOAUTH Authentication required.\r\n")
-		f.expect("AUTH", "pw")
-		f.send("+OK\r\n")
+		f.authPW()
 		f.expect("REPLICAD.COMPRESS", "+3")
 		f.send("$104857600\r\n")
 		chunk := bytes.Repeat([]byte{'z'}, 1<<20)

@@ -42,6 +42,29 @@ func (f *fakeSource) compressedHandshake(w flushWriter) {
 	f.sendCompressed(w, "+CONTINUE\r\n")
 }
 
+// authPW plays PING answered NOAUTH, then AUTH "pw" answered +OK: the
+// start of every compressed session in these tests.
+func (f *fakeSource) authPW() {
+	f.expect("PING")
+	f.send("-NOAUTH Authentication required.\r\n")
+	f.expect("AUTH", "pw")
+	f.send("+OK\r\n")
+}
+
+// agreeZstd plays the compression request at level "+3" answered +ZSTD,
+// after authPW, and returns the source's compressor (nil after errorf).
+func (f *fakeSource) agreeZstd() *zstd.Encoder {
+	f.authPW()
+	f.expect("REPLICAD.COMPRESS", "+3")
+	f.send("+ZSTD\r\n")
+	zw, err := zstd.NewWriter(f.conn, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		f.errorf("zstd writer: %v", err)
+		return nil
+	}
+	return zw
+}
+
 // A source that knows zstd reads the offer in the compression request (the
 // level's plus sign, after AUTH: nothing is offered before) and answers
 // +ZSTD; each flushed block is readable at once,
@@ -50,15 +73,8 @@ func TestCompressionNegotiatesZstd(t *testing.T) {
 	f, c := newFakePair(t, Options{Password: "pw", Compression: 3})
 	more := make(chan struct{})
 	f.run(func() {
-		f.expect("PING")
-		f.send("-NOAUTH Authentication required.\r\n")
-		f.expect("AUTH", "pw")
-		f.send("+OK\r\n")
-		f.expect("REPLICAD.COMPRESS", "+3")
-		f.send("+ZSTD\r\n")
-		zw, err := zstd.NewWriter(f.conn, zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			f.errorf("zstd writer: %v", err)
+		zw := f.agreeZstd()
+		if zw == nil {
 			return
 		}
 		f.compressedHandshake(zw)
@@ -86,10 +102,7 @@ func TestCompressionNegotiatesZstd(t *testing.T) {
 func TestCompressionFallsBackToDeflateWithAnOlderSource(t *testing.T) {
 	f, c := newFakePair(t, Options{Password: "pw", Compression: 6})
 	f.run(func() {
-		f.expect("PING")
-		f.send("-NOAUTH Authentication required.\r\n")
-		f.expect("AUTH", "pw")
-		f.send("+OK\r\n")
+		f.authPW()
 		f.expect("REPLICAD.COMPRESS", "+6")
 		f.send("+OK\r\n")
 		fw, _ := flate.NewWriter(f.conn, 6)
@@ -164,10 +177,7 @@ func TestAnUnknownCodecIsRefusedAtTheHandshake(t *testing.T) {
 		t.Run(reply[:len(reply)-2], func(t *testing.T) {
 			f, c := newFakePair(t, Options{Password: "pw", Compression: 3})
 			f.run(func() {
-				f.expect("PING")
-				f.send("-NOAUTH Authentication required.\r\n")
-				f.expect("AUTH", "pw")
-				f.send("+OK\r\n")
+				f.authPW()
 				f.expect("REPLICAD.COMPRESS", "+3")
 				f.send(reply)
 			})
