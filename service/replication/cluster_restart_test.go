@@ -41,17 +41,7 @@ func TestClusterSourceMasterWithoutReplicaAndWholeClusterRestarted(t *testing.T)
 
 	progress := func(what string) {
 		t.Helper()
-		base := load.incrs.Load()
-		redistest.Eventually(t, 3*time.Minute, what, func() error {
-			if load.incrs.Load() < base+2000 {
-				return fmt.Errorf("%d INCRs since", load.incrs.Load()-base)
-			}
-			db := a.get(dst.UID)
-			if db.ReplicaSyncStatus != api.SourceInSync {
-				return fmt.Errorf("sync %s: %+v", db.ReplicaSyncStatus, db.ReplicaSources)
-			}
-			return nil
-		})
+		load.waitProgress(t, a, dst.UID, what)
 	}
 	check := func(what string) {
 		t.Helper()

@@ -94,6 +94,22 @@ func startClusterLoad(t *testing.T, c *redis.ClusterClient) *clusterLoad {
 	return l
 }
 
+// waitProgress waits until the load has written 2,000 more INCRs and the
+// destination uid is in sync again: the stream goes on after a fault.
+func (l *clusterLoad) waitProgress(t *testing.T, a *apiClient, uid int, what string) {
+	t.Helper()
+	base := l.incrs.Load()
+	redistest.Eventually(t, 3*time.Minute, what, func() error {
+		if l.incrs.Load() < base+2000 {
+			return fmt.Errorf("%d INCRs since", l.incrs.Load()-base)
+		}
+		if db := a.get(uid); db.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("sync %s: %+v", db.ReplicaSyncStatus, db.ReplicaSources)
+		}
+		return nil
+	})
+}
+
 // total is the sum of the counters and the length of the lists at c.
 func loadTotals(t *testing.T, c redis.Cmdable) (incrs, pushes int64) {
 	ctx := redistest.Ctx(t)

@@ -40,21 +40,9 @@ func TestClusterSourceIntoShardedDestinationUnderFaults(t *testing.T) {
 		ReplicaSources: []api.ReplicaSource{{URI: masters[0].URL()}}})
 	a.waitInSync(dst.UID, 3*time.Minute)
 
-	// progress waits until the load has written more and the destination
-	// is in sync again.
 	progress := func(what string) {
 		t.Helper()
-		base := load.incrs.Load()
-		redistest.Eventually(t, 3*time.Minute, what, func() error {
-			if load.incrs.Load() < base+2000 {
-				return fmt.Errorf("%d INCRs since", load.incrs.Load()-base)
-			}
-			db := a.get(dst.UID)
-			if db.ReplicaSyncStatus != api.SourceInSync {
-				return fmt.Errorf("sync %s: %+v", db.ReplicaSyncStatus, db.ReplicaSources)
-			}
-			return nil
-		})
+		load.waitProgress(t, a, dst.UID, what)
 	}
 
 	// CLUSTER FAILOVER of a source shard.
