@@ -124,15 +124,9 @@ func TestReloadThroughAFileIsSeamlessForAPollingReader(t *testing.T) {
 	const oldKeys, newKeys = 40000, 30000
 	fill(t, oldSrc.Client(), "old", oldKeys, 200)
 	fill(t, newSrc.Client(), "new", newKeys, 200)
-	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "polled", MemorySize: 24 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
-	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
-	eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
-		return redistest.Diff(ctx(t), dc, oldSrc.Client())
-	})
-	r := startPollReader(t, dc, map[string]int64{"old": oldKeys + 1, "new": newKeys + 1})
-	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: newSrc.URL()}}}, nil)
-	require.Equal(t, http.StatusOK, code, "%v", e)
+	rc := startReloadCase(t, i, "polled", 24<<20, oldSrc)
+	r := startPollReader(t, rc.dc, map[string]int64{"old": oldKeys + 1, "new": newKeys + 1})
+	rc.update(map[string]any{"replica_sources": sourcesOf(newSrc)})
 	eventually(t, 2*time.Minute, "the reader sees the new dataset", func() error {
 		if !r.sawNew.Load() {
 			return fmt.Errorf("not yet")
@@ -141,7 +135,7 @@ func TestReloadThroughAFileIsSeamlessForAPollingReader(t *testing.T) {
 	})
 	r.end()
 	require.Empty(t, r.problems, "what the polling reader saw during the reload (%d reads)", r.reads.Load())
-	require.NoError(t, redistest.Diff(ctx(t), dc, newSrc.Client()))
+	require.NoError(t, redistest.Diff(ctx(t), rc.dc, newSrc.Client()))
 }
 
 // The same reader, while a destination of two sources is given two other
@@ -159,15 +153,9 @@ func TestReloadOfSeveralSourcesIsSeamlessForAPollingReader(t *testing.T) {
 	fill(t, new1.Client(), "new", 15000, 200)
 	fill(t, new2.Client(), "new2", 15000, 200)
 	require.NoError(t, new2.Client().Del(ctx(t), "marker").Err())
-	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "polled2", MemorySize: 128 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: old1.URL()}, {URI: old2.URL()}}})
-	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
-	eventually(t, 2*time.Minute, "the destination holds the old sources", func() error {
-		return redistest.Diff(ctx(t), dc, old1.Client(), old2.Client())
-	})
-	r := startPollReader(t, dc, map[string]int64{"old": 40001, "new": 30001})
-	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: new1.URL()}, {URI: new2.URL()}}}, nil)
-	require.Equal(t, http.StatusOK, code, "%v", e)
+	rc := startReloadCase(t, i, "polled2", 128<<20, old1, old2)
+	r := startPollReader(t, rc.dc, map[string]int64{"old": 40001, "new": 30001})
+	rc.update(map[string]any{"replica_sources": sourcesOf(new1, new2)})
 	eventually(t, 2*time.Minute, "the reader sees the new dataset", func() error {
 		if !r.sawNew.Load() {
 			return fmt.Errorf("not yet")
@@ -175,7 +163,7 @@ func TestReloadOfSeveralSourcesIsSeamlessForAPollingReader(t *testing.T) {
 		return nil
 	})
 	eventually(t, 2*time.Minute, "the destination holds the new sources", func() error {
-		return redistest.Diff(ctx(t), dc, new1.Client(), new2.Client())
+		return redistest.Diff(ctx(t), rc.dc, new1.Client(), new2.Client())
 	})
 	r.end()
 	require.Empty(t, r.problems, "what the polling reader saw during the reload (%d reads)", r.reads.Load())
@@ -202,6 +190,106 @@ func reloadLeftovers(t *testing.T, i *servicetest.Instance) []string {
 	return left
 }
 
+// reloadCase is a destination of an instance that holds its first sources'
+// data, about to be given others: the steps the reload tests share.
+type reloadCase struct {
+	t   *testing.T
+	i   *servicetest.Instance
+	dst api.Database
+	dc  *redis.Client
+	uri string
+}
+
+// startReloadCase creates a destination named name of memory bytes with the
+// sources old, and waits until it holds their data.
+func startReloadCase(t *testing.T, i *servicetest.Instance, name string, memory int64, old ...*redistest.Server) *reloadCase {
+	t.Helper()
+	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: name, MemorySize: memory, ReplicaSources: sourcesOf(old...)})
+	rc := &reloadCase{t: t, i: i, dst: dst, dc: dbClient(t, dst, dst.AuthenticationRedisPass), uri: fmt.Sprintf("/v1/bdbs/%d", dst.UID)}
+	eventually(t, 2*time.Minute, "the destination holds the old sources", func() error {
+		return redistest.Diff(ctx(t), rc.dc, clientsOf(old...)...)
+	})
+	return rc
+}
+
+func sourcesOf(servers ...*redistest.Server) []api.ReplicaSource {
+	list := []api.ReplicaSource{}
+	for _, s := range servers {
+		list = append(list, api.ReplicaSource{URI: s.URL()})
+	}
+	return list
+}
+
+func clientsOf(servers ...*redistest.Server) []*redis.Client {
+	var out []*redis.Client
+	for _, s := range servers {
+		out = append(out, s.Client())
+	}
+	return out
+}
+
+// update PUTs body to the destination and requires it taken.
+func (rc *reloadCase) update(body map[string]any) {
+	rc.t.Helper()
+	code, e := call(rc.t, rc.i, "PUT", rc.uri, body, nil)
+	require.Equal(rc.t, http.StatusOK, code, "%v", e)
+}
+
+// status reads the destination's status.
+func (rc *reloadCase) status() api.Database {
+	var got api.Database
+	call(rc.t, rc.i, "GET", rc.uri, nil, &got)
+	return got
+}
+
+// waitLoading waits until the destination's status says loading.
+func (rc *reloadCase) waitLoading() {
+	rc.t.Helper()
+	eventually(rc.t, time.Minute, "the destination says loading", func() error {
+		if got := rc.status(); got.Status != api.StatusLoading {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return nil
+	})
+}
+
+// waitInSync waits until the destination holds the data of sources, key by
+// key, and its status is active and in sync.
+func (rc *reloadCase) waitInSync(within time.Duration, sources ...*redis.Client) api.Database {
+	rc.t.Helper()
+	var got api.Database
+	eventually(rc.t, within, "the destination holds the new sources, and is active and in sync", func() error {
+		if err := redistest.Diff(ctx(rc.t), rc.dc, sources...); err != nil {
+			return err
+		}
+		if got = rc.status(); got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
+			return fmt.Errorf("status %s, sync %s, last_error %q", got.Status, got.ReplicaSyncStatus, got.LastError)
+		}
+		return nil
+	})
+	return got
+}
+
+// waitNothingLeft waits until no reload server or file is left.
+func (rc *reloadCase) waitNothingLeft() {
+	rc.t.Helper()
+	eventually(rc.t, time.Minute, "nothing of the reload is left", func() error {
+		if left := reloadLeftovers(rc.t, rc.i); len(left) > 0 {
+			return fmt.Errorf("left: %v", left)
+		}
+		return nil
+	})
+}
+
+// frozen stops s (SIGSTOP) until the returned thaw, or the test's end.
+func frozen(t *testing.T, s *redistest.Server) (thaw func()) {
+	t.Helper()
+	require.NoError(t, syscall.Kill(s.PID(), syscall.SIGSTOP))
+	thaw = sync.OnceFunc(func() { _ = syscall.Kill(s.PID(), syscall.SIGCONT) })
+	t.Cleanup(thaw)
+	return thaw
+}
+
 // Semantics 8 during a reload: removing Replica Of while a new source list
 // is being loaded keeps the data readers had (the previous data, whole),
 // makes it writable, and leaves no reload server or file behind.
@@ -217,48 +305,24 @@ func TestRemovingReplicaOfDuringAReloadKeepsThePreviousData(t *testing.T) {
 			i := servicetest.Start(t)
 			oldSrc := redistest.Start(t)
 			fill(t, oldSrc.Client(), "old", 5000, 100)
-			dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "left", MemorySize: 64 << 20,
-				ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
-			dc := dbClient(t, dst, dst.AuthenticationRedisPass)
-			eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
-				return redistest.Diff(ctx(t), dc, oldSrc.Client())
-			})
-			var sources []api.ReplicaSource
+			rc := startReloadCase(t, i, "left", 64<<20, oldSrc)
+			var news []*redistest.Server
 			for n := range tc.news {
 				s := redistest.Start(t)
 				fill(t, s.Client(), "new"+strconv.Itoa(n), 5000, 100)
-				sources = append(sources, api.ReplicaSource{URI: s.URL()})
-				if n == tc.news-1 {
-					// The last one is frozen: the reload cannot end.
-					require.NoError(t, syscall.Kill(s.PID(), syscall.SIGSTOP))
-					t.Cleanup(func() { _ = syscall.Kill(s.PID(), syscall.SIGCONT) })
-				}
+				news = append(news, s)
 			}
-			code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": sources}, nil)
-			require.Equal(t, http.StatusOK, code, "%v", e)
-			var got api.Database
-			eventually(t, time.Minute, "the destination says loading", func() error {
-				call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
-				if got.Status != api.StatusLoading {
-					return fmt.Errorf("status %s", got.Status)
-				}
-				return nil
-			})
-			code, e = call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{}}, nil)
-			require.Equal(t, http.StatusOK, code, "%v", e)
+			frozen(t, news[len(news)-1]) // the reload cannot end
+			rc.update(map[string]any{"replica_sources": sourcesOf(news...)})
+			rc.waitLoading()
+			rc.update(map[string]any{"replica_sources": []api.ReplicaSource{}})
 			eventually(t, time.Minute, "the destination is writable", func() error {
-				return dc.Set(ctx(t), "written", "after", 0).Err()
+				return rc.dc.Set(ctx(t), "written", "after", 0).Err()
 			})
-			require.NoError(t, dc.Del(ctx(t), "written").Err())
-			require.NoError(t, redistest.Diff(ctx(t), dc, oldSrc.Client()), "the previous data stays, whole")
-			eventually(t, time.Minute, "nothing of the reload is left", func() error {
-				if left := reloadLeftovers(t, i); len(left) > 0 {
-					return fmt.Errorf("left: %v", left)
-				}
-				return nil
-			})
-			call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
-			require.Equal(t, api.StatusActive, got.Status)
+			require.NoError(t, rc.dc.Del(ctx(t), "written").Err())
+			require.NoError(t, redistest.Diff(ctx(t), rc.dc, oldSrc.Client()), "the previous data stays, whole")
+			rc.waitNothingLeft()
+			require.Equal(t, api.StatusActive, rc.status().Status)
 		})
 	}
 }
@@ -274,67 +338,29 @@ func TestSourceListChangedDuringAReload(t *testing.T) {
 	i := servicetest.Start(t)
 	oldSrc := redistest.Start(t)
 	fill(t, oldSrc.Client(), "old", 20000, 100)
-	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "thrice", MemorySize: 128 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
-	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
-	eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
-		return redistest.Diff(ctx(t), dc, oldSrc.Client())
-	})
-	mid1, frozen, mid2 := redistest.Start(t), redistest.Start(t), redistest.Start(t)
+	rc := startReloadCase(t, i, "thrice", 128<<20, oldSrc)
+	mid1, stuck, mid2 := redistest.Start(t), redistest.Start(t), redistest.Start(t)
 	fill(t, mid1.Client(), "mid", 5000, 100)
-	fill(t, frozen.Client(), "frozen", 5000, 100)
+	fill(t, stuck.Client(), "frozen", 5000, 100)
 	fill(t, mid2.Client(), "mid2", 5000, 100)
 	new1, new2 := redistest.Start(t), redistest.Start(t)
 	fill(t, new1.Client(), "new", 15000, 100)
 	fill(t, new2.Client(), "new2", 15000, 100)
 	require.NoError(t, new2.Client().Del(ctx(t), "marker").Err())
-	require.NoError(t, syscall.Kill(frozen.PID(), syscall.SIGSTOP))
-	t.Cleanup(func() { _ = syscall.Kill(frozen.PID(), syscall.SIGCONT) })
+	frozen(t, stuck)
 
 	// Whole intermediate datasets cannot be told apart by their marker
 	// alone; none may be swapped in, since none completes.
-	r := startPollReader(t, dc, map[string]int64{"old": 20001, "new": 30001})
-	put := func(sources ...*redistest.Server) {
-		var list []api.ReplicaSource
-		for _, s := range sources {
-			list = append(list, api.ReplicaSource{URI: s.URL()})
-		}
-		code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": list}, nil)
-		require.Equal(t, http.StatusOK, code, "%v", e)
-	}
-	var got api.Database
-	loading := func() {
-		eventually(t, time.Minute, "the destination says loading", func() error {
-			call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
-			if got.Status != api.StatusLoading {
-				return fmt.Errorf("status %s", got.Status)
-			}
-			return nil
-		})
-	}
-	put(mid1, frozen)
-	loading()
-	put(frozen, mid2)
-	loading()
-	put(new1, new2)
-	eventually(t, 2*time.Minute, "the destination holds the last sources, and is active and in sync", func() error {
-		if err := redistest.Diff(ctx(t), dc, new1.Client(), new2.Client()); err != nil {
-			return err
-		}
-		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
-		if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
-			return fmt.Errorf("status %s, sync %s", got.Status, got.ReplicaSyncStatus)
-		}
-		return nil
-	})
+	r := startPollReader(t, rc.dc, map[string]int64{"old": 20001, "new": 30001})
+	rc.update(map[string]any{"replica_sources": sourcesOf(mid1, stuck)})
+	rc.waitLoading()
+	rc.update(map[string]any{"replica_sources": sourcesOf(stuck, mid2)})
+	rc.waitLoading()
+	rc.update(map[string]any{"replica_sources": sourcesOf(new1, new2)})
+	got := rc.waitInSync(2*time.Minute, new1.Client(), new2.Client())
 	r.end()
 	require.Empty(t, r.problems, "what the polling reader saw (%d reads)", r.reads.Load())
-	eventually(t, time.Minute, "nothing of the reloads is left", func() error {
-		if left := reloadLeftovers(t, i); len(left) > 0 {
-			return fmt.Errorf("left: %v", left)
-		}
-		return nil
-	})
+	rc.waitNothingLeft()
 	for _, s := range got.ReplicaSources {
 		require.Empty(t, s.LastError, "source %s", s.URI)
 	}
@@ -351,56 +377,27 @@ func TestKillsDuringAReload(t *testing.T) {
 	i := servicetest.Start(t)
 	oldSrc := redistest.Start(t)
 	fill(t, oldSrc.Client(), "old", 20000, 100)
-	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "killed", MemorySize: 128 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
-	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
-	eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
-		return redistest.Diff(ctx(t), dc, oldSrc.Client())
-	})
+	rc := startReloadCase(t, i, "killed", 128<<20, oldSrc)
 	new1, new2 := redistest.Start(t, "--appendonly", "yes"), redistest.Start(t)
 	fill(t, new1.Client(), "new", 15000, 100)
 	fill(t, new2.Client(), "new2", 15000, 100)
 	require.NoError(t, new2.Client().Del(ctx(t), "marker").Err())
-	require.NoError(t, syscall.Kill(new2.PID(), syscall.SIGSTOP))
-	thaw := sync.OnceFunc(func() { _ = syscall.Kill(new2.PID(), syscall.SIGCONT) })
-	t.Cleanup(thaw)
-	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", dst.UID), map[string]any{"replica_sources": []api.ReplicaSource{{URI: new1.URL()}, {URI: new2.URL()}}}, nil)
-	require.Equal(t, http.StatusOK, code, "%v", e)
-	var got api.Database
-	eventually(t, time.Minute, "the destination says loading", func() error {
-		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
-		if got.Status != api.StatusLoading {
-			return fmt.Errorf("status %s", got.Status)
-		}
-		return nil
-	})
-	pid := i.App.Databases().PID(ctx(t), dst.UID)
+	thaw := frozen(t, new2)
+	rc.update(map[string]any{"replica_sources": sourcesOf(new1, new2)})
+	rc.waitLoading()
+	pid := i.App.Databases().PID(ctx(t), rc.dst.UID)
 	require.NotZero(t, pid)
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	eventually(t, time.Minute, "the restarted destination serves its previous data, whole", func() error {
-		if p := i.App.Databases().PID(ctx(t), dst.UID); p == pid || p == 0 {
+		if p := i.App.Databases().PID(ctx(t), rc.dst.UID); p == pid || p == 0 {
 			return fmt.Errorf("not restarted yet")
 		}
-		return redistest.Diff(ctx(t), dc, oldSrc.Client())
+		return redistest.Diff(ctx(t), rc.dc, oldSrc.Client())
 	})
 	new1.Restart()
 	thaw()
-	eventually(t, 3*time.Minute, "the destination holds the new sources, and is active and in sync", func() error {
-		if err := redistest.Diff(ctx(t), dc, new1.Client(), new2.Client()); err != nil {
-			return err
-		}
-		call(t, i, "GET", fmt.Sprintf("/v1/bdbs/%d", dst.UID), nil, &got)
-		if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
-			return fmt.Errorf("status %s, sync %s", got.Status, got.ReplicaSyncStatus)
-		}
-		return nil
-	})
-	eventually(t, time.Minute, "nothing of the reload is left", func() error {
-		if left := reloadLeftovers(t, i); len(left) > 0 {
-			return fmt.Errorf("left: %v", left)
-		}
-		return nil
-	})
+	rc.waitInSync(3*time.Minute, new1.Client(), new2.Client())
+	rc.waitNothingLeft()
 }
 
 // A reload paused, then stopped, then enabled again: readers keep the
@@ -413,65 +410,33 @@ func TestPauseAndStopDuringAReload(t *testing.T) {
 	i := servicetest.Start(t)
 	oldSrc := redistest.Start(t)
 	fill(t, oldSrc.Client(), "old", 20000, 100)
-	dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "paused", MemorySize: 128 << 20,
-		ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
-	dc := dbClient(t, dst, dst.AuthenticationRedisPass)
-	eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
-		return redistest.Diff(ctx(t), dc, oldSrc.Client())
-	})
+	rc := startReloadCase(t, i, "paused", 128<<20, oldSrc)
 	new1, new2 := redistest.Start(t), redistest.Start(t)
 	fill(t, new1.Client(), "new", 15000, 100)
 	fill(t, new2.Client(), "new2", 15000, 100)
 	require.NoError(t, new2.Client().Del(ctx(t), "marker").Err())
-	require.NoError(t, syscall.Kill(new2.PID(), syscall.SIGSTOP))
-	thaw := sync.OnceFunc(func() { _ = syscall.Kill(new2.PID(), syscall.SIGCONT) })
-	t.Cleanup(thaw)
-	r := startPollReader(t, dc, map[string]int64{"old": 20001, "new": 30001})
-	uri := fmt.Sprintf("/v1/bdbs/%d", dst.UID)
-	code, e := call(t, i, "PUT", uri, map[string]any{"replica_sources": []api.ReplicaSource{{URI: new1.URL()}, {URI: new2.URL()}}}, nil)
-	require.Equal(t, http.StatusOK, code, "%v", e)
+	thaw := frozen(t, new2)
+	r := startPollReader(t, rc.dc, map[string]int64{"old": 20001, "new": 30001})
+	rc.update(map[string]any{"replica_sources": sourcesOf(new1, new2)})
+	rc.waitLoading()
 	var got api.Database
-	eventually(t, time.Minute, "the destination says loading", func() error {
-		call(t, i, "GET", uri, nil, &got)
-		if got.Status != api.StatusLoading {
-			return fmt.Errorf("status %s", got.Status)
-		}
-		return nil
-	})
 	for _, state := range []string{"paused", "stopped"} {
-		code, e = call(t, i, "PUT", uri, map[string]any{"replica_sync": state}, nil)
-		require.Equal(t, http.StatusOK, code, "%v", e)
+		rc.update(map[string]any{"replica_sync": state})
 		eventually(t, time.Minute, "the sync says "+state, func() error {
-			call(t, i, "GET", uri, nil, &got)
-			if string(got.ReplicaSync) != state {
+			if got = rc.status(); string(got.ReplicaSync) != state {
 				return fmt.Errorf("replica_sync %s", got.ReplicaSync)
 			}
 			return nil
 		})
-		require.NoError(t, redistest.Diff(ctx(t), dc, oldSrc.Client()), "the previous data while %s", state)
+		require.NoError(t, redistest.Diff(ctx(t), rc.dc, oldSrc.Client()), "the previous data while %s", state)
 	}
 	t.Logf("stopped: status %s, sync %s, sources %+v", got.Status, got.ReplicaSyncStatus, got.ReplicaSources)
 	thaw()
-	code, e = call(t, i, "PUT", uri, map[string]any{"replica_sync": "enabled"}, nil)
-	require.Equal(t, http.StatusOK, code, "%v", e)
-	eventually(t, 2*time.Minute, "the destination holds the new sources, and is active and in sync", func() error {
-		if err := redistest.Diff(ctx(t), dc, new1.Client(), new2.Client()); err != nil {
-			return err
-		}
-		call(t, i, "GET", uri, nil, &got)
-		if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
-			return fmt.Errorf("status %s, sync %s", got.Status, got.ReplicaSyncStatus)
-		}
-		return nil
-	})
+	rc.update(map[string]any{"replica_sync": "enabled"})
+	rc.waitInSync(2*time.Minute, new1.Client(), new2.Client())
 	r.end()
 	require.Empty(t, r.problems, "what the polling reader saw (%d reads)", r.reads.Load())
-	eventually(t, time.Minute, "nothing of the reload is left", func() error {
-		if left := reloadLeftovers(t, i); len(left) > 0 {
-			return fmt.Errorf("left: %v", left)
-		}
-		return nil
-	})
+	rc.waitNothingLeft()
 }
 
 // New sources whose data cannot fit the destination's memory_size: the
@@ -489,26 +454,18 @@ func TestAReloadTooBigForTheDestinationKeepsThePreviousData(t *testing.T) {
 			i := servicetest.Start(t)
 			oldSrc := redistest.Start(t)
 			fill(t, oldSrc.Client(), "old", 2000, 100)
-			dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "small", MemorySize: 8 << 20,
-				ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
-			dc := dbClient(t, dst, dst.AuthenticationRedisPass)
-			eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
-				return redistest.Diff(ctx(t), dc, oldSrc.Client())
-			})
-			var list []api.ReplicaSource
+			rc := startReloadCase(t, i, "small", 8<<20, oldSrc)
+			var news []*redistest.Server
 			for n := range tc.news {
 				s := redistest.Start(t)
 				fill(t, s.Client(), "new"+strconv.Itoa(n), 20000, 1000)
-				list = append(list, api.ReplicaSource{URI: s.URL()})
+				news = append(news, s)
 			}
-			r := startPollReader(t, dc, map[string]int64{"old": 2001})
-			uri := fmt.Sprintf("/v1/bdbs/%d", dst.UID)
-			code, e := call(t, i, "PUT", uri, map[string]any{"replica_sources": list}, nil)
-			require.Equal(t, http.StatusOK, code, "%v", e)
+			r := startPollReader(t, rc.dc, map[string]int64{"old": 2001})
+			rc.update(map[string]any{"replica_sources": sourcesOf(news...)})
 			var got api.Database
 			eventually(t, 2*time.Minute, "the sync stops, out of memory", func() error {
-				call(t, i, "GET", uri, nil, &got)
-				if got.ReplicaSync != "stopped" {
+				if got = rc.status(); got.ReplicaSync != "stopped" {
 					return fmt.Errorf("replica_sync %s", got.ReplicaSync)
 				}
 				for _, s := range got.ReplicaSources {
@@ -520,13 +477,8 @@ func TestAReloadTooBigForTheDestinationKeepsThePreviousData(t *testing.T) {
 			})
 			r.end()
 			require.Empty(t, r.problems, "what the polling reader saw (%d reads)", r.reads.Load())
-			require.NoError(t, redistest.Diff(ctx(t), dc, oldSrc.Client()), "the previous data, whole")
-			eventually(t, time.Minute, "nothing of the reload is left", func() error {
-				if left := reloadLeftovers(t, i); len(left) > 0 {
-					return fmt.Errorf("left: %v", left)
-				}
-				return nil
-			})
+			require.NoError(t, redistest.Diff(ctx(t), rc.dc, oldSrc.Client()), "the previous data, whole")
+			rc.waitNothingLeft()
 			t.Logf("status %s; sources %+v", got.Status, got.ReplicaSources)
 		})
 	}
@@ -548,36 +500,28 @@ func TestDiskFullDuringAReload(t *testing.T) {
 			i := servicetest.StartWith(t, func(c *app.Config) { c.DataDir = filepath.Join(disk, "data") })
 			oldSrc := redistest.Start(t)
 			fill(t, oldSrc.Client(), "old", 40000, 200)
-			dst := mustCreate(t, i, api.CreateDatabaseRequest{Name: "fulldisk", MemorySize: 24 << 20,
-				ReplicaSources: []api.ReplicaSource{{URI: oldSrc.URL()}}})
-			dc := dbClient(t, dst, dst.AuthenticationRedisPass)
-			eventually(t, 2*time.Minute, "the destination holds the old source", func() error {
-				return redistest.Diff(ctx(t), dc, oldSrc.Client())
-			})
-			var list []api.ReplicaSource
-			var clients []*redis.Client
+			rc := startReloadCase(t, i, "fulldisk", 24<<20, oldSrc)
+			var news []*redistest.Server
 			for n := range tc.news {
 				s := redistest.Start(t)
 				fill(t, s.Client(), "new"+strconv.Itoa(n), 30000, 200)
 				if n > 0 {
 					require.NoError(t, s.Client().Del(ctx(t), "marker").Err())
 				}
-				list = append(list, api.ReplicaSource{URI: s.URL()})
-				clients = append(clients, s.Client())
+				news = append(news, s)
 			}
 			// The AOF rewrite after the first load is done: the disk is
 			// filled now.
 			eventually(t, time.Minute, "the destination's AOF is rewritten", func() error {
-				if v := infoField(t, i.App.Databases().Client(dst.UID), "persistence", "aof_rewrite_in_progress"); v != "0" {
+				if v := infoField(t, i.App.Databases().Client(rc.dst.UID), "persistence", "aof_rewrite_in_progress"); v != "0" {
 					return fmt.Errorf("aof_rewrite_in_progress %s", v)
 				}
 				return nil
 			})
 			filler := fillDataDisk(t, disk)
 			t.Cleanup(func() { _ = os.Remove(filler) })
-			r := startPollReader(t, dc, map[string]int64{"old": 40001, "new0": 30000*int64(tc.news) + 1})
-			uri := fmt.Sprintf("/v1/bdbs/%d", dst.UID)
-			code, e := call(t, i, "PUT", uri, map[string]any{"replica_sources": list}, nil)
+			r := startPollReader(t, rc.dc, map[string]int64{"old": 40001, "new0": 30000*int64(tc.news) + 1})
+			code, e := call(t, i, "PUT", rc.uri, map[string]any{"replica_sources": sourcesOf(news...)}, nil)
 			if code != http.StatusOK {
 				// The database's files cannot be written (see
 				// TestAChangeOfADatabaseWhoseDiskIsFullIsApplied).
@@ -585,7 +529,7 @@ func TestDiskFullDuringAReload(t *testing.T) {
 			}
 			var got api.Database
 			eventually(t, time.Minute, "the status says that the disk is full", func() error {
-				call(t, i, "GET", uri, nil, &got)
+				got = rc.status()
 				all := got.LastError
 				for _, s := range got.ReplicaSources {
 					all += " " + s.LastError
@@ -596,26 +540,12 @@ func TestDiskFullDuringAReload(t *testing.T) {
 				return nil
 			})
 			t.Logf("disk full: status %s, last_error %q, sources %+v", got.Status, got.LastError, got.ReplicaSources)
-			require.NoError(t, redistest.Diff(ctx(t), dc, oldSrc.Client()), "the previous data, whole")
+			require.NoError(t, redistest.Diff(ctx(t), rc.dc, oldSrc.Client()), "the previous data, whole")
 			require.NoError(t, os.Remove(filler))
-			eventually(t, 3*time.Minute, "the destination holds the new sources, and is active and in sync", func() error {
-				if err := redistest.Diff(ctx(t), dc, clients...); err != nil {
-					return err
-				}
-				call(t, i, "GET", uri, nil, &got)
-				if got.Status != api.StatusActive || got.ReplicaSyncStatus != api.SourceInSync {
-					return fmt.Errorf("status %s, sync %s, last_error %q", got.Status, got.ReplicaSyncStatus, got.LastError)
-				}
-				return nil
-			})
+			rc.waitInSync(3*time.Minute, clientsOf(news...)...)
 			r.end()
 			require.Empty(t, r.problems, "what the polling reader saw (%d reads)", r.reads.Load())
-			eventually(t, time.Minute, "nothing of the reload is left", func() error {
-				if left := reloadLeftovers(t, i); len(left) > 0 {
-					return fmt.Errorf("left: %v", left)
-				}
-				return nil
-			})
+			rc.waitNothingLeft()
 		})
 	}
 }
