@@ -2,6 +2,7 @@ package replication_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,4 +57,44 @@ func TestACommandOfMoreThanAMillionArgumentsOnTheStream(t *testing.T) {
 	db := a.waitInSync(dst.UID, time.Minute)
 	require.Empty(t, db.ReplicaSources[0].LastError)
 	require.Equal(t, api.SyncEnabled, db.ReplicaSync)
+}
+
+// TestASessionAfterAStallHasItsOwnStallClock: the destination froze with
+// a command pending, and the watchdog restarted the syncer from its
+// checkpoint, as it should. The next session asks the source for the
+// same commands again, over a link slow enough that they take longer
+// than the stall limit to arrive: the new session's writer waits for the
+// source, not for the destination, and is not stuck. It was taken for
+// stuck at once, with the last session's clock and offsets ("applied
+// nothing for 27s ... received N"), and restarted again and again.
+func TestASessionAfterAStallHasItsOwnStallClock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	src := redistest.Start(t, "--repl-backlog-size", "64mb")
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 64 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	sc, dc := src.Client(), destClient(t, dst, 0)
+
+	thaw := freeze(t, pidOf(t, dc))
+	require.NoError(t, sc.Set(ctx, "big", noise(2<<20), 0).Err())
+	require.NoError(t, sc.Incr(ctx, "after-big").Err())
+	redistest.Eventually(t, time.Minute, "the frozen destination's syncer restarted", func() error {
+		if s := a.get(dst.UID).ReplicaSources[0]; !strings.Contains(s.LastError, "stuck") {
+			return fmt.Errorf("source %+v", s)
+		}
+		return nil
+	})
+	thaw()
+	eventuallyEqual(t, 90*time.Second, dc, sc)
+	db := a.waitInSync(dst.UID, time.Minute)
+	require.Empty(t, db.ReplicaSources[0].LastError)
+	// One stall, the frozen destination's; under load, one more at most.
+	require.LessOrEqual(t, metric(a.metrics(), "replicad_replica_stalls_total"), 2.0,
+		"the syncer was restarted again and again after the destination thawed")
 }
