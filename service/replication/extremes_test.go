@@ -98,3 +98,77 @@ func TestASessionAfterAStallHasItsOwnStallClock(t *testing.T) {
 	require.LessOrEqual(t, metric(a.metrics(), "replicad_replica_stalls_total"), 2.0,
 		"the syncer was restarted again and again after the destination thawed")
 }
+
+// TestALinkBlackHoledMidLoadOverASlowLinkReconnects: a full load of 4 MB
+// over a link of about 200 KB/s, INCR counters written all along, whose
+// connection is black-holed in the middle of the RDB (no FIN: the route
+// died under it, a new connection gets through). Sampled all along, the
+// status never says in-sync while the RDB is incomplete, and its lag grows
+// from the start; within the silence limit the source is out-of-sync
+// with a last_error that says so; the service gives the dead connection
+// up at its read timeout (60 s), dials again, loads, and the destination
+// ends equal to the source key by key, every counter exact.
+func TestALinkBlackHoledMidLoadOverASlowLinkReconnects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	src := redistest.Start(t, "--repl-backlog-size", "128mb")
+	fillStrings(t, src.Client(), "k:", 4000, 1000) // 4 MB
+	proxy := redistest.StartProxy(t, src.Addr())
+	proxy.Slow(4<<10, 20*time.Millisecond) // about 200 KB/s: a load of 20 s
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	w := startIncrWriter(t, src.Client(), 5)
+	created := time.Now()
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 128 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + proxy.Addr}}})
+	logDestOnFailure(t, i, dst.UID)
+
+	// The sampler: until the link is fast again, no load can be whole.
+	var lies []string
+	sample := func() api.ReplicaSourceStatus {
+		s := a.get(dst.UID).ReplicaSources[0]
+		age := time.Since(created)
+		if s.Status == api.SourceInSync {
+			lies = append(lies, fmt.Sprintf("in-sync %s after the create, %d of the RDB's bytes transferred: %+v", age.Round(time.Second), s.RDBTransferred, s))
+		} else if age > 3*time.Second && time.Duration(s.Lag)*time.Millisecond < age-3*time.Second {
+			lies = append(lies, fmt.Sprintf("a lag of %d ms %s after the create, never in sync: %+v", s.Lag, age.Round(time.Second), s))
+		}
+		return s
+	}
+	redistest.Eventually(t, time.Minute, "a quarter of the RDB transferred", func() error {
+		sample()
+		if n := proxy.Forwarded(); n < 1<<20 {
+			return fmt.Errorf("%d bytes forwarded", n)
+		}
+		return nil
+	})
+	proxy.BlackHole()
+	holed := time.Now()
+	var s api.ReplicaSourceStatus
+	redistest.Eventually(t, time.Minute, "the silent link is out of sync", func() error {
+		if s = sample(); s.Status != api.SourceOutOfSync || !strings.Contains(s.LastError, "nothing received from the source") {
+			return fmt.Errorf("source %+v", s)
+		}
+		return nil
+	})
+	t.Logf("out of sync %s after the black hole: %s", time.Since(holed).Round(time.Second), s.LastError)
+	// The next connection's load at full speed, once the service dials it.
+	forwarded := proxy.Forwarded()
+	redistest.Eventually(t, 2*time.Minute, "a new connection after the read timeout", func() error {
+		sample()
+		if n := proxy.Forwarded(); n < forwarded+64<<10 {
+			return fmt.Errorf("%d bytes forwarded since the black hole", n-forwarded)
+		}
+		return nil
+	})
+	t.Logf("a new connection %s after the black hole", time.Since(holed).Round(time.Second))
+	proxy.Slow(0, 0)
+	require.Empty(t, lies, "the status while the load could not be whole")
+	w.stop()
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, time.Minute, dc, src.Client())
+	db := a.waitInSync(dst.UID, time.Minute)
+	require.Empty(t, db.ReplicaSources[0].LastError)
+	require.NoError(t, redistest.Diff(redistest.Ctx(t), dc, src.Client()))
+}
