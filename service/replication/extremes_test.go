@@ -172,3 +172,61 @@ func TestALinkBlackHoledMidLoadOverASlowLinkReconnects(t *testing.T) {
 	require.Empty(t, db.ReplicaSources[0].LastError)
 	require.NoError(t, redistest.Diff(redistest.Ctx(t), dc, src.Client()))
 }
+
+// TestAllSixteenDatabasesWithBigTransactionsAndScripts: a source with
+// keys in each of its 16 databases, a sorted set of a million members
+// among them, loaded in full; then on the stream a MULTI/EXEC of 60,000
+// writes that SELECTs every database in turn, a script of 60,000 writes
+// and a pipeline of 50,000 tiny commands: the destination equals the
+// source in every database, key by key, and is in sync.
+func TestAllSixteenDatabasesWithBigTransactionsAndScripts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	src := redistest.Start(t, "--repl-backlog-size", "256mb")
+	ctx := redistest.Ctx(t)
+	o := *src.Client().Options()
+	o.ReadTimeout = time.Minute
+	sc := redis.NewClient(&o)
+	t.Cleanup(func() { sc.Close() })
+	all := make([]int, 16)
+	for n := range all {
+		all[n] = n
+		c := selectDB(sc, n)
+		require.NoError(t, c.Set(ctx, fmt.Sprint("in-db:", n), n, 0).Err())
+		require.NoError(t, c.RPush(ctx, "seq", "loaded").Err())
+		c.Close()
+	}
+	require.NoError(t, sc.Eval(ctx, `for i = 1, tonumber(ARGV[1]) do redis.call('ZADD', KEYS[1], i, 'm' .. i) end return 1`,
+		[]string{"zset"}, 1_000_000).Err())
+
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 512 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: src.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, 2*time.Minute)
+	dc := destClient(t, dst, 0)
+
+	tx := sc.TxPipeline()
+	for k := range 60_000 {
+		if k%4000 == 0 {
+			tx.Do(ctx, "SELECT", k/4000)
+		}
+		tx.RPush(ctx, "seq", k)
+		tx.Incr(ctx, fmt.Sprint("counter:", k%7))
+	}
+	_, err := tx.Exec(ctx)
+	require.NoError(t, err)
+	require.NoError(t, sc.Eval(ctx, `for i = 1, tonumber(ARGV[1]) do redis.call('HSET', KEYS[1], 'f' .. i, i); redis.call('INCR', KEYS[2]) end return 1`,
+		[]string{"script:hash", "script:count"}, 30_000).Err())
+	p := sc.Pipeline()
+	for k := range 50_000 {
+		p.Incr(ctx, fmt.Sprint("tiny:", k%100))
+	}
+	_, err = p.Exec(ctx)
+	require.NoError(t, err)
+	eventuallyStrictEqual(t, 2*time.Minute, dc, sc, all...)
+	db := a.waitInSync(dst.UID, time.Minute)
+	require.Empty(t, db.ReplicaSources[0].LastError)
+}
