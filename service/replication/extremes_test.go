@@ -52,7 +52,10 @@ func TestACommandOfMoreThanAMillionArgumentsOnTheStream(t *testing.T) {
 	require.NoError(t, sc.Do(ctx, members...).Err())
 	require.NoError(t, sc.Incr(ctx, "after").Err())
 
-	dc := destClient(t, dst, 0)
+	do := *destClient(t, dst, 0).Options()
+	do.ReadTimeout = time.Minute // reading the big keys back, under load
+	dc := redis.NewClient(&do)
+	t.Cleanup(func() { dc.Close() })
 	// "after" follows the big commands: once it is there, they are
 	// applied, and one comparison of the big keys is enough.
 	redistest.Eventually(t, 2*time.Minute, "the command after the big ones applied", func() error {
