@@ -39,6 +39,35 @@ type Proxy struct {
 	// cut, in bytes from the end of its RDB (see CutAroundRDBEnd).
 	// Guarded by mu.
 	cutAround *int
+	// holed are the client sides of the connections BlackHole swallowed;
+	// closed ends their wait when the proxy is cleaned up. Guarded by mu.
+	holed  map[net.Conn]bool
+	closed chan struct{}
+}
+
+// BlackHole holds what the target sends on the connections open now, for
+// ever, the connections left open; later connections pass: a route that
+// died under established connections only (a NAT entry dropped), where a
+// peer that dials again gets through.
+func (p *Proxy) BlackHole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.holed == nil {
+		p.holed = map[net.Conn]bool{}
+	}
+	for i := 0; i < len(p.conns); i += 2 {
+		p.holed[p.conns[i]] = true
+	}
+}
+
+// waitHoled blocks while the connection to client c is black-holed.
+func (p *Proxy) waitHoled(c net.Conn) {
+	p.mu.Lock()
+	holed := p.holed[c]
+	p.mu.Unlock()
+	if holed {
+		<-p.closed
+	}
 }
 
 // CutAroundRDBEnd cuts the next connection that carries an RDB (a full
@@ -175,6 +204,7 @@ func (p *Proxy) copyDown(dst, src net.Conn, stream *atomic.Bool) {
 		}
 		for b := buf[:n]; len(b) > 0; {
 			p.waitUnstalled(stream.Load())
+			p.waitHoled(dst)
 			chunk := len(b)
 			if c := int(p.slowChunk.Load()); c > 0 && c < chunk {
 				chunk = c
@@ -237,9 +267,9 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, closed: make(chan struct{})}
 	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.Unstall(); p.Cut() })
+	t.Cleanup(func() { ln.Close(); close(p.closed); p.Unstall(); p.Cut() })
 	return p
 }
 

@@ -73,6 +73,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -170,7 +171,18 @@ func (c *Conn) replyLimits(handshake bool) {
 	}
 	c.rd.MaxBulkLen, c.rd.MaxArrayLen, c.rd.MaxDepth = resp.DefaultMaxBulkLen, resp.DefaultMaxArrayLen, resp.DefaultMaxDepth
 	c.rd.MaxCommandBytes = c.opts.MaxCommandBytes
+	if c.opts.MaxCommandBytes > 0 {
+		// A client may send a command of any number of arguments up to
+		// Redis's own bound, and the source propagates it as it came (an
+		// HSET of a million fields): the byte bound, which counts every
+		// argument, is what holds the memory of one command.
+		c.rd.MaxArrayLen = maxStreamArgs
+	}
 }
+
+// maxStreamArgs is Redis's own bound on the arguments of one command
+// (a multibulk length past INT_MAX is refused).
+const maxStreamArgs = math.MaxInt32
 
 type connState int
 

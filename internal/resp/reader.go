@@ -17,6 +17,11 @@ const (
 	DefaultMaxDepth    = 64
 )
 
+// ArgOverhead is what the Reader holds for one argument of a command
+// besides its bytes (its end offset and its slice), counted against
+// MaxCommandBytes: a command of millions of empty arguments is not free.
+const ArgOverhead = 32
+
 const (
 	// maxLineLen bounds header and simple-string lines. Headers are a few
 	// bytes; simple strings and errors from Redis are short messages.
@@ -43,10 +48,13 @@ type Reader struct {
 	MaxArrayLen int64 // maximum number of array elements (default DefaultMaxArrayLen)
 	MaxDepth    int   // maximum nesting of arrays in ReadValue (default DefaultMaxDepth)
 	// MaxCommandBytes, when positive, bounds the arguments of one command
-	// of ReadCommand, added up: checked at each argument's length, before
-	// its bytes are read. Without it a command may hold MaxArrayLen
-	// arguments of MaxBulkLen each, which a compressed stream delivers
-	// from a few kilobytes on the wire.
+	// of ReadCommand, added up, each with ArgOverhead for what the Reader
+	// keeps about it: checked at each argument's length, before its bytes
+	// are read. Without it a command may hold MaxArrayLen arguments of
+	// MaxBulkLen each, which a compressed stream delivers from a few
+	// kilobytes on the wire; with it, MaxArrayLen may be as large as the
+	// peer allows, the memory of a command of many small arguments bounded
+	// all the same.
 	MaxCommandBytes int64
 
 	// Reused by ReadCommand: all arguments of one command live in buf.
@@ -136,7 +144,7 @@ func (r *Reader) ReadCommand() (args [][]byte, n int64, err error) {
 		if size < 0 {
 			return nil, 0, protoErrorf("command: null bulk string as argument %d", i)
 		}
-		if total += size; r.MaxCommandBytes > 0 && total > r.MaxCommandBytes {
+		if total += size + ArgOverhead; r.MaxCommandBytes > 0 && total > r.MaxCommandBytes {
 			r.buf = buf[:0]
 			return nil, 0, fmt.Errorf("%w: %w: its arguments exceed %d bytes (argument %d of %d)", ErrProtocol, ErrCommandTooBig, r.MaxCommandBytes, i+1, count)
 		}
@@ -201,7 +209,7 @@ func (r *Reader) readBuffered() (args [][]byte, n int64, done bool, err error) {
 			return nil, 0, false, nil
 		}
 		size, next, ok := bufferedLength(b, pos+1)
-		if total += size; !ok || size < 0 || size > r.MaxBulkLen || int64(len(b)-next) < size+2 ||
+		if total += size + ArgOverhead; !ok || size < 0 || size > r.MaxBulkLen || int64(len(b)-next) < size+2 ||
 			(r.MaxCommandBytes > 0 && total > r.MaxCommandBytes) {
 			return nil, 0, false, nil
 		}

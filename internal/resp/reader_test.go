@@ -678,14 +678,35 @@ func TestMaxCommandBytes(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := NewReader(br)
-			r.MaxCommandBytes = 20
+			r.MaxCommandBytes = 20 + 3*ArgOverhead
 			args, _, err := r.ReadCommand()
 			require.NoError(t, err)
 			require.Len(t, args, 3)
 			_, _, err = r.ReadCommand()
 			require.ErrorIs(t, err, ErrCommandTooBig)
 			require.ErrorIs(t, err, ErrProtocol)
-			require.Contains(t, err.Error(), "exceed 20 bytes (argument 3 of 3)")
+			require.Contains(t, err.Error(), fmt.Sprintf("exceed %d bytes (argument 3 of 3)", 20+3*ArgOverhead))
+		})
+	}
+}
+
+// MaxCommandBytes counts each argument's bookkeeping too: a command of
+// many empty arguments, which the array limit no longer bounds on a
+// replication stream, is refused at the byte bound like a big one.
+func TestMaxCommandBytesCountsEachArgument(t *testing.T) {
+	args := make([]string, 1001)
+	args[0] = "SADD"
+	in := string(AppendCommandStrings(nil, args...))
+	for name, br := range map[string]*bufio.Reader{
+		"buffered":       bufio.NewReaderSize(strings.NewReader(in), 64<<10),
+		"piece by piece": bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(in)), 16),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := NewReader(br)
+			r.MaxArrayLen = 1 << 30
+			r.MaxCommandBytes = 500 * ArgOverhead
+			_, _, err := r.ReadCommand()
+			require.ErrorIs(t, err, ErrCommandTooBig)
 		})
 	}
 }

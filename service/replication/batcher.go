@@ -62,8 +62,13 @@ type batcher struct {
 
 	items []item // gathered, not sent
 	size  int    // bytes of items
+	// wide: the arguments of items past their first three, each counted
+	// as a command in the watchdog's allowance: one HSET of a million
+	// fields runs as long as a million SETs.
+	wide int
 	// Totals of the batch across its pieces, for metrics and lag.
 	txItems, txBytes int
+	txWide           int // wide, across the transaction's pieces
 	txFirst, lastAt  time.Time
 	txQueued         int   // commands queued in the destination's open MULTI
 	txHits           []int // of them, those that must answer 1 (sentBatch.hits)
@@ -230,6 +235,7 @@ func (b *batcher) gather(ctx context.Context) bool {
 		}
 		b.items = append(b.items, it)
 		b.size += len(it.raw)
+		b.wide += wideArgs(it.raw)
 		b.lastAt = it.at
 		if b.state == batchEmpty {
 			b.state = batchGathering
@@ -286,7 +292,7 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 		if opens {
 			b.w.openTx()
 			b.txQueued = 0
-			b.txItems, b.txBytes, b.txFirst = 0, 0, b.items[0].at
+			b.txItems, b.txBytes, b.txWide, b.txFirst = 0, 0, 0, b.items[0].at
 		}
 		b.w.hits = b.w.hits[:0]
 		if err := b.w.encodeItems(b.items); err != nil {
@@ -302,9 +308,10 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 		}
 		b.txItems += len(b.items)
 		b.txBytes += b.size
+		b.txWide += b.wide
 		if commit {
 			sb = b.w.commitTx()
-			sb.executes = b.txQueued + b.w.queued
+			sb.executes = b.txQueued + b.w.queued + b.txWide
 			sb.hits, b.txHits = b.txHits, nil
 			sb.items, sb.bytes, sb.first, sb.last = b.txItems, b.txBytes, b.txFirst, b.lastAt
 		}
@@ -312,7 +319,7 @@ func (b *batcher) send(ctx context.Context, commit bool) error {
 	}
 	b.c.release() // the items' bytes are in w.buf now
 	clear(b.items)
-	b.items, b.size, b.loadDone = b.items[:0], 0, false
+	b.items, b.size, b.wide, b.loadDone = b.items[:0], 0, 0, false
 	if commit {
 		b.state = batchEmpty
 	} else {
@@ -440,4 +447,23 @@ func (s *syncer) applied(b sentBatch, conn acker) error {
 	s.status.mu.Unlock()
 	s.metrics.lag.Set(s.status.lastLag.Seconds())
 	return nil
+}
+
+// wideArgs is how many arguments the command encoded in raw has past its
+// first three (0 for anything else).
+func wideArgs(raw []byte) int {
+	if len(raw) < 2 || raw[0] != '*' {
+		return 0
+	}
+	n := 0
+	for _, c := range raw[1:] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+		if n > 1<<31 {
+			return 0 // not a command's header
+		}
+	}
+	return max(n-3, 0)
 }

@@ -549,6 +549,12 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		// source resumes with (it sets caughtUp at once).
 		s.status.set(func(st *sourceStatus) {
 			st.phase, st.lastError, st.caughtUp = phaseStreaming, "", func(time.Time) bool { return false }
+			// The session resumes at its checkpoint and has received
+			// nothing yet: what an earlier session received and did not
+			// apply is not pending here, or the watchdog would time this
+			// session's writer from that session's wait, and take it for
+			// stuck at once, session after session.
+			st.applied, st.received = s.resume.Offset, s.resume.Offset
 		})
 	}
 	if readErr == nil {
