@@ -1,0 +1,351 @@
+package replication_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
+	"github.com/replicad/terraform-provider-redis/service/servicetest"
+)
+
+// geoPair is two redis-replicad processes on one host, as two regions: A
+// holds the source database, B the destinations that replicate it through
+// A's replication gateway.
+type geoPair struct {
+	t      *testing.T
+	a, b   *servicetest.Process
+	aa, ba *apiClient
+	src    api.Database
+	srcc   *redis.Client
+}
+
+func startGeoPair(t *testing.T, argsA ...string) *geoPair {
+	t.Helper()
+	g := &geoPair{t: t, a: servicetest.StartProcess(t, argsA...), b: servicetest.StartProcess(t)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("instance A log:\n%s", tail(g.a.Log(), 60))
+			t.Logf("instance B log:\n%s", tail(g.b.Log(), 60))
+		}
+	})
+	g.aa = newAPI(t, &servicetest.Instance{URL: g.a.URL, Username: "admin", Password: g.a.Password(t), CACert: g.a.CACert(t)})
+	g.ba = newAPI(t, &servicetest.Instance{URL: g.b.URL, Username: "admin", Password: g.b.Password(t), CACert: g.b.CACert(t)})
+	g.src = g.aa.create(api.CreateDatabaseRequest{Name: "geo-source", MemorySize: 256 << 20})
+	g.srcc = redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", g.src.Endpoint.Host, g.src.Endpoint.Port),
+		Password: g.src.AuthenticationRedisPass, MaxRetries: -1, DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second})
+	t.Cleanup(func() { g.srcc.Close() })
+	return g
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// preload writes n keys of size bytes to the source, so that a full load
+// takes a moment.
+func (g *geoPair) preload(n, size int) {
+	g.t.Helper()
+	ctx := context.Background()
+	val := strings.Repeat("v", size)
+	for i := 0; i < n; i += 1000 {
+		pipe := g.srcc.Pipeline()
+		for k := i; k < i+1000 && k < n; k++ {
+			pipe.Set(ctx, fmt.Sprint("bulk:", k), val, 0)
+		}
+		_, err := pipe.Exec(ctx)
+		require.NoError(g.t, err)
+	}
+}
+
+// sourceServerPID is the pid of the source database's redis-server.
+func (g *geoPair) sourceServerPID() int {
+	g.t.Helper()
+	info, err := g.srcc.Info(context.Background(), "server").Result()
+	require.NoError(g.t, err)
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			var pid int
+			fmt.Sscan(v, &pid)
+			return pid
+		}
+	}
+	g.t.Fatalf("no process_id in INFO server")
+	return 0
+}
+
+// restartA starts A again after a kill.
+func (g *geoPair) restartA() { g.a.Start(g.t) }
+
+// geoWriter writes INCRs of counters and RPUSHes of increasing numbers to
+// the source, in pipelines (every fourth a transaction), through every
+// fault: a lost or repeated command shows as a counter or a list that
+// differs.
+type geoWriter struct {
+	acked atomic.Int64
+	stop  func()
+}
+
+func startGeoWriter(t *testing.T, c *redis.Client) *geoWriter {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &geoWriter{}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; ctx.Err() == nil; n++ {
+			var pipe redis.Pipeliner
+			if n%4 == 0 {
+				pipe = c.TxPipeline()
+			} else {
+				pipe = c.Pipeline()
+			}
+			for k := range 20 {
+				pipe.Incr(ctx, fmt.Sprint("ctr:", (n+k)%30))
+				pipe.RPush(ctx, fmt.Sprint("seq:", k%8), n*20+k)
+			}
+			if _, err := pipe.Exec(ctx); err == nil {
+				w.acked.Add(20)
+				continue
+			}
+			// The source is down: try again shortly.
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	var once sync.Once
+	w.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(w.stop)
+	return w
+}
+
+// waitAcked waits until the writer has had n more writes acknowledged.
+func (w *geoWriter) waitAcked(t *testing.T, n int64) {
+	t.Helper()
+	base := w.acked.Load()
+	redistest.Eventually(t, 2*time.Minute, "the source takes writes", func() error {
+		if got := w.acked.Load() - base; got < n {
+			return fmt.Errorf("%d of %d writes", got, n)
+		}
+		return nil
+	})
+}
+
+func (g *geoPair) createReplica(name string, src api.ReplicaSource) api.Database {
+	g.t.Helper()
+	return g.ba.create(api.CreateDatabaseRequest{Name: name, MemorySize: 256 << 20, ReplicaSources: []api.ReplicaSource{src}})
+}
+
+// waitLoading waits until B's destination has begun its full load.
+func (g *geoPair) waitLoading(uid int) {
+	g.t.Helper()
+	redistest.Eventually(g.t, 2*time.Minute, "the full load has begun", func() error {
+		db := g.ba.get(uid)
+		if len(db.ReplicaSources) == 1 && db.ReplicaSources[0].RDBTransferred > 0 {
+			return nil
+		}
+		return fmt.Errorf("%+v", db.ReplicaSources)
+	})
+}
+
+// waitDown waits until B's destination tells that its source is not there:
+// not in sync, with an error and a lag that grows.
+func (g *geoPair) waitDown(uid int, why string) api.ReplicaSourceStatus {
+	g.t.Helper()
+	var s api.ReplicaSourceStatus
+	// The documented limits are 5 s (probe) and 15 s (silence); the margin
+	// is for a loaded machine.
+	redistest.Eventually(g.t, time.Minute, "B tells that "+why, func() error {
+		db := g.ba.get(uid)
+		if len(db.ReplicaSources) != 1 {
+			return fmt.Errorf("sources %+v", db.ReplicaSources)
+		}
+		s = db.ReplicaSources[0]
+		switch {
+		case db.ReplicaSyncStatus == api.SourceInSync || s.Status == api.SourceInSync:
+			return fmt.Errorf("status %s, source %s", db.ReplicaSyncStatus, s.Status)
+		case s.LastError == "":
+			return fmt.Errorf("no last_error: %+v", s)
+		case s.Lag <= 0:
+			return fmt.Errorf("lag %d", s.Lag)
+		}
+		return nil
+	})
+	return s
+}
+
+func (g *geoPair) waitEqual(dst api.Database) {
+	g.t.Helper()
+	dc := destClient(g.t, dst, 0)
+	g.ba.waitInSync(dst.UID, 2*time.Minute)
+	eventuallyEqual(g.t, 2*time.Minute, dc, g.srcc)
+}
+
+// TestGeoKill9OfEitherInstanceLosesNothing kills instance B during its full
+// load of A's database and while it streams, then A while B streams (B must
+// tell that A is gone, with a lag that grows), then the source's
+// redis-server, all under a write load of counters and lists: B ends equal
+// to the source, key by key.
+func TestGeoKill9OfEitherInstanceLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills real processes")
+	}
+	g := startGeoPair(t)
+	g.preload(60000, 1000)
+	w := startGeoWriter(t, g.srcc)
+	w.waitAcked(t, 2000)
+
+	dst := g.createReplica("geo-dest", api.ReplicaSource{URI: g.aa.sourceURL(g.src.UID)})
+	g.waitLoading(dst.UID)
+	t.Log("killing B during the full load")
+	g.b.Kill(t)
+	g.b.Start(t)
+	g.ba.waitInSync(dst.UID, 2*time.Minute)
+
+	w.waitAcked(t, 5000)
+	t.Log("killing B while it streams")
+	g.b.Kill(t)
+	g.b.Start(t)
+	g.ba.waitInSync(dst.UID, 2*time.Minute)
+
+	w.waitAcked(t, 5000)
+	t.Log("killing A while B streams")
+	g.a.Kill(t)
+	s := g.waitDown(dst.UID, "A is down")
+	t.Logf("while A is down: %+v", s)
+	g.restartA()
+	g.ba.waitInSync(dst.UID, 2*time.Minute)
+
+	w.waitAcked(t, 5000)
+	t.Log("killing the source's redis-server while B streams")
+	pid := g.sourceServerPID()
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	w.waitAcked(t, 5000)
+
+	w.stop()
+	g.waitEqual(dst)
+}
+
+// TestGeoKill9OfTheSourceInstanceDuringTheFullLoad kills A while B loads
+// its database, under writes: B says so, and once A is back it ends equal.
+func TestGeoKill9OfTheSourceInstanceDuringTheFullLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills real processes")
+	}
+	g := startGeoPair(t)
+	g.preload(60000, 1000)
+	w := startGeoWriter(t, g.srcc)
+	w.waitAcked(t, 2000)
+
+	dst := g.createReplica("geo-dest", api.ReplicaSource{URI: g.aa.sourceURL(g.src.UID), Compression: 3})
+	g.waitLoading(dst.UID)
+	t.Log("killing A during the full load")
+	g.a.Kill(t)
+	s := g.waitDown(dst.UID, "A is down during the load")
+	t.Logf("while A is down: %+v", s)
+	g.restartA()
+	w.waitAcked(t, 5000)
+	w.stop()
+	g.waitEqual(dst)
+}
+
+// regenerate regenerates the source's admin password on A.
+func (g *geoPair) regenerate() api.AdminPassword {
+	g.t.Helper()
+	var pw api.AdminPassword
+	code, body := g.aa.do("POST", fmt.Sprintf("/v1/bdbs/%d/actions/regenerate_admin_password", g.src.UID), nil, &pw)
+	require.Equal(g.t, 200, code, body)
+	return pw
+}
+
+// TestGeoAdminPasswordRegeneratedWhileStreaming regenerates the source's
+// admin password while B streams under writes. B keeps streaming through
+// the grace period; once it ends, B, not given the new URL, says that the
+// authentication failed; a second destination given the new URL within the
+// grace period continues without a full sync; and the first, given the new
+// URL, ends equal to the source.
+func TestGeoAdminPasswordRegeneratedWhileStreaming(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills real processes")
+	}
+	const grace = 25 * time.Second
+	g := startGeoPair(t, "--admin-password-grace", grace.String())
+	w := startGeoWriter(t, g.srcc)
+	w.waitAcked(t, 2000)
+	old := g.aa.sourceURL(g.src.UID)
+	late := g.createReplica("geo-late", api.ReplicaSource{URI: old})
+	prompt := g.createReplica("geo-prompt", api.ReplicaSource{URI: old, Compression: 2})
+	g.ba.waitInSync(late.UID, 2*time.Minute)
+	g.ba.waitInSync(prompt.UID, 2*time.Minute)
+	fullSyncs := func() float64 {
+		return metric(g.ba.metrics(), "replicad_replica_full_syncs_total", fmt.Sprintf(`destination="%d"`, prompt.UID))
+	}
+	fullBefore := fullSyncs()
+	require.Positive(t, fullBefore, "the first load is a full sync")
+
+	pw := g.regenerate()
+	require.NotEqual(t, old, pw.URI)
+	regenerated := time.Now()
+
+	// Within the grace period the old URL keeps working: the late
+	// destination follows the writes.
+	w.waitAcked(t, 3000)
+	g.ba.waitInSync(late.UID, time.Minute)
+	if time.Since(regenerated) < grace-5*time.Second {
+		db := g.ba.get(late.UID)
+		require.Equal(t, api.SourceInSync, db.ReplicaSyncStatus, "within the grace period: %+v", db.ReplicaSources)
+		require.Empty(t, db.ReplicaSources[0].LastError)
+	}
+
+	// The prompt destination is given the new URL: it continues.
+	g.ba.update(prompt.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: pw.URI, Compression: 2}}})
+	g.ba.waitInSync(prompt.UID, 2*time.Minute)
+
+	// Once the grace ends the late one says the authentication failed.
+	redistest.Eventually(t, grace+time.Minute, "the late destination says its authentication failed", func() error {
+		db := g.ba.get(late.UID)
+		s := db.ReplicaSources[0]
+		if db.ReplicaSyncStatus == api.SourceInSync || s.Status == api.SourceInSync ||
+			!strings.Contains(strings.ToLower(s.LastError), "auth") {
+			return fmt.Errorf("status %s sync %s: %+v", db.ReplicaSyncStatus, db.ReplicaSync, s)
+		}
+		if s.Lag <= 0 {
+			return fmt.Errorf("lag %d", s.Lag)
+		}
+		return nil
+	})
+	db := g.ba.get(late.UID)
+	require.NotContains(t, db.ReplicaSources[0].LastError, pw.AuthenticationAdminPass)
+	u, _ := url.Parse(old)
+	oldPW, _ := u.User.Password()
+	require.NotContains(t, db.ReplicaSources[0].LastError, oldPW)
+
+	// The prompt one never noticed, and was never loaded again.
+	w.waitAcked(t, 3000)
+	g.ba.waitInSync(prompt.UID, 2*time.Minute)
+	require.Equal(t, fullBefore, fullSyncs(), "full syncs of the destination given the new URL in time")
+
+	// The late one, given the new URL, ends equal too.
+	enabled := api.SyncEnabled
+	g.ba.update(late.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: pw.URI}}, ReplicaSync: &enabled})
+	w.waitAcked(t, 3000)
+	w.stop()
+	g.waitEqual(prompt)
+	g.waitEqual(late)
+}
