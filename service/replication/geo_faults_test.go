@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -348,4 +349,61 @@ func TestGeoAdminPasswordRegeneratedWhileStreaming(t *testing.T) {
 	w.stop()
 	g.waitEqual(prompt)
 	g.waitEqual(late)
+}
+
+// TestGeoInstancesOnOverlappingPortsAndDataDirectories starts B on the
+// port range of A, and a third instance on A's listen address and on A's
+// data directory: what collides is refused with an error that says which
+// port or directory, and A's source and B's replica of it go on untouched.
+func TestGeoInstancesOnOverlappingPortsAndDataDirectories(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	g := startGeoPair(t)
+	var portRange string
+	for i, a := range g.a.Cmd.Args {
+		if a == "--port-range" {
+			portRange = g.a.Cmd.Args[i+1]
+		}
+	}
+	require.NotEmpty(t, portRange)
+	// B again, on A's port range.
+	g.b.Kill(t)
+	g.b.Args = []string{"--port-range", portRange}
+	g.b.Start(t)
+
+	w := startGeoWriter(t, g.srcc)
+	w.waitAcked(t, 2000)
+	dst := g.createReplica("geo-dest", api.ReplicaSource{URI: g.aa.sourceURL(g.src.UID)})
+	g.ba.waitInSync(dst.UID, 2*time.Minute)
+	require.NotEqual(t, g.src.Endpoint.Port, dst.Endpoint.Port)
+	require.NotEqual(t, g.src.ReplicationPort, dst.Endpoint.Port)
+
+	for _, port := range []int{g.src.Endpoint.Port, g.src.ReplicationPort} {
+		var db api.Database
+		code, body := g.ba.do("POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: fmt.Sprint("taken-", port), MemorySize: 64 << 20, Port: port}, &db)
+		require.Contains(t, []int{400, 409}, code, "a create on port %d of A: %s", port, body)
+		require.Contains(t, body, fmt.Sprint(port), "the error names the port")
+	}
+	var list []api.Database
+	code, body := g.ba.do("GET", "/v1/bdbs", nil, &list)
+	require.Equal(t, 200, code, body)
+	require.Len(t, list, 1, "the refused creates left nothing on B")
+
+	// A third instance on A's listen address, and one on A's data directory.
+	for _, args := range [][]string{
+		{"serve", "--data-dir", t.TempDir(), "--listen", g.a.Listen, "--port-range", portRange},
+		{"serve", "--data-dir", g.a.DataDir, "--listen", g.b.Listen, "--port-range", portRange},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		out, err := exec.CommandContext(ctx, g.a.Cmd.Path, args...).CombinedOutput()
+		cancel()
+		require.Error(t, err, "%v started: %s", args, out)
+		require.NotEqual(t, context.DeadlineExceeded, ctx.Err(), "%v did not stop: %s", args, out)
+		require.Regexp(t, `(?i)(address already in use|in use|another|locked|already)`, string(out), "%v", args)
+	}
+
+	w.waitAcked(t, 3000)
+	w.stop()
+	g.waitEqual(dst)
 }
