@@ -407,3 +407,71 @@ func TestGeoInstancesOnOverlappingPortsAndDataDirectories(t *testing.T) {
 	w.stop()
 	g.waitEqual(dst)
 }
+
+// TestGeoTLSAndCompressionChangedWhileStreaming changes B's source from
+// plain to TLS (A's proxy certificate) with compression, restarts A (its
+// gateway with it), then turns TLS off with the most compression, under
+// writes: every change continues from the checkpoint, with no full sync (A's
+// restart gives its redis-server a new replication id: one), and B ends
+// equal.
+func TestGeoTLSAndCompressionChangedWhileStreaming(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	g := startGeoPair(t)
+	var cl api.Cluster
+	code, body := g.aa.do("GET", "/v1/cluster", nil, &cl)
+	require.Equal(t, 200, code, body)
+	require.NotEmpty(t, cl.ProxyCert)
+	w := startGeoWriter(t, g.srcc)
+	w.waitAcked(t, 2000)
+	uri := g.aa.sourceURL(g.src.UID)
+	dst := g.createReplica("geo-dest", api.ReplicaSource{URI: uri})
+	g.ba.waitInSync(dst.UID, 2*time.Minute)
+	fullSyncs := func() float64 {
+		return metric(g.ba.metrics(), "replicad_replica_full_syncs_total", fmt.Sprintf(`destination="%d"`, dst.UID))
+	}
+	full := fullSyncs()
+	require.Equal(t, 1.0, full)
+
+	tlsMode := func(mode string) {
+		var db api.Database
+		code, body := g.aa.do("PUT", fmt.Sprintf("/v1/bdbs/%d", g.src.UID), api.UpdateDatabaseRequest{TLSMode: &mode}, &db)
+		require.Equal(t, 200, code, body)
+	}
+	tlsOn := api.ReplicaSource{URI: uri, Encryption: true, ServerCert: cl.ProxyCert}
+	for i, step := range []struct {
+		mode string // A's source's tls_mode, changed first when set
+		src  api.ReplicaSource
+	}{
+		{src: api.ReplicaSource{URI: uri, Compression: 4}},
+		{mode: api.TLSReplicaSSL, src: api.ReplicaSource{URI: uri, Encryption: true, ServerCert: cl.ProxyCert, Compression: 1}},
+		{src: tlsOn},
+		{mode: api.TLSDisabled, src: api.ReplicaSource{URI: uri, Compression: 6}},
+	} {
+		if step.mode != "" {
+			tlsMode(step.mode)
+		}
+		g.ba.update(dst.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{step.src}})
+		w.waitAcked(t, 3000)
+		db := g.ba.waitInSync(dst.UID, 2*time.Minute)
+		s := db.ReplicaSources[0]
+		require.Equal(t, step.src.Compression > 0, s.CompressionActive, "change %d: %+v", i, s)
+		require.Equal(t, full, fullSyncs(), "change %d reloaded the destination", i)
+		if i == 1 {
+			t.Log("restarting A")
+			require.NoError(t, g.a.Cmd.Process.Signal(syscall.SIGTERM))
+			_ = g.a.Cmd.Wait()
+			g.restartA()
+			w.waitAcked(t, 3000)
+			g.ba.waitInSync(dst.UID, 2*time.Minute)
+			// The source's redis-server restarted with a new replication
+			// id: one full sync, as documented, and no more.
+			full = fullSyncs()
+			require.LessOrEqual(t, full, 2.0, "A's restart reloaded the destination more than once")
+		}
+	}
+	w.stop()
+	g.waitEqual(dst)
+	require.Equal(t, full, fullSyncs())
+}
