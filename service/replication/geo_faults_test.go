@@ -280,7 +280,8 @@ func (g *geoPair) regenerate() api.AdminPassword {
 // the grace period; once it ends, B, not given the new URL, says that the
 // authentication failed; a second destination given the new URL within the
 // grace period continues without a full sync; and the first, given the new
-// URL, ends equal to the source.
+// URL, continues from its checkpoint, without a full sync, and ends equal
+// to the source.
 func TestGeoAdminPasswordRegeneratedWhileStreaming(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real processes")
@@ -342,13 +343,18 @@ func TestGeoAdminPasswordRegeneratedWhileStreaming(t *testing.T) {
 	g.ba.waitInSync(prompt.UID, 2*time.Minute)
 	require.Equal(t, fullBefore, fullSyncs(), "full syncs of the destination given the new URL in time")
 
-	// The late one, given the new URL, ends equal too.
+	// The late one, given the new URL, continues from where it stopped,
+	// without a full sync, and ends equal too.
+	lateFull := metric(g.ba.metrics(), "replicad_replica_full_syncs_total", fmt.Sprintf(`destination="%d"`, late.UID))
+	require.Positive(t, lateFull)
 	enabled := api.SyncEnabled
 	g.ba.update(late.UID, api.UpdateDatabaseRequest{ReplicaSources: &[]api.ReplicaSource{{URI: pw.URI}}, ReplicaSync: &enabled})
 	w.waitAcked(t, 3000)
 	w.stop()
 	g.waitEqual(prompt)
 	g.waitEqual(late)
+	require.Equal(t, lateFull, metric(g.ba.metrics(), "replicad_replica_full_syncs_total", fmt.Sprintf(`destination="%d"`, late.UID)),
+		"full syncs of the destination given the new URL after its sync stopped")
 }
 
 // TestGeoInstancesOnOverlappingPortsAndDataDirectories starts B on the
