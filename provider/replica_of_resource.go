@@ -539,6 +539,15 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
+	if ch.restart && !ch.addressesChanged && r.client != nil {
+		// A sync stopped because a source refused its password continues
+		// from its checkpoints when enabled again: no flush to warn of.
+		if uid, err := parseDatabaseID(state.DatabaseID.ValueString()); err == nil {
+			if db, err := findDatabaseByID(ctx, r.client, uid); err == nil && db.ReplicaStopResumable {
+				ch.restart = false
+			}
+		}
+	}
 	if !ch.flushes() {
 		// New credentials or settings for the same sources, or a new sync
 		// state that does not restart: the destination is not flushed, so

@@ -719,11 +719,20 @@ func TestAccReplicaOf_passwordRotation(t *testing.T) {
 				),
 			},
 			// The new URL (and sync enabled again) recovers, from where
-			// the sync stopped: no flush, no reload.
+			// the sync stopped: no flush, no reload, and the plan says so
+			// (the generation stays known).
 			{
 				Config: config("2", ""),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
-					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate)},
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate),
+						plancheck.ExpectKnownValue(dst, tfjsonpath.New("generation"), knownvalue.Int64Func(func(v int64) error {
+							if v != gen {
+								return fmt.Errorf("planned generation %d, want %d (no reload)", v, gen)
+							}
+							return nil
+						})),
+					},
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
 				},
 				Check: resource.ComposeAggregateTestCheckFunc(

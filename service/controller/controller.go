@@ -1166,6 +1166,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		}
 		out.ReplicaSync = d.ReplicaSync
 		out.ReplicaGeneration = d.ReplicaGeneration
+		out.ReplicaStopResumable = d.ReplicaSync == api.SyncStopped && d.ReplicaStopResumable
 		out.ReplicaSources = c.cfg.Replicator.Status(d)
 		destinationNotServing(out.ReplicaSources, status)
 		destinationDown(out.ReplicaSources, down)
