@@ -217,7 +217,8 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			"sync": schema.StringAttribute{
 				MarkdownDescription: "State of the sync: `enabled` (the default), `paused` (the destination keeps its " +
 					"data and stops applying the sources' writes; `enabled` again resumes where it was, without a flush) " +
-					"or `stopped` (likewise, but `enabled` again flushes the destination and loads it again). The service " +
+					"or `stopped` (likewise, but `enabled` again flushes the destination and loads it again, unless the sync stopped " +
+					"because a source refused its password: then it continues where it stopped). The service " +
 					"stops the sync by itself on an error it cannot retry (a wrong password, out of memory, a data type " +
 					"it cannot load): the next plan then shows `stopped` -> `enabled`.",
 				Optional: true,
@@ -537,6 +538,15 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		}
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
+	}
+	if ch.restart && !ch.addressesChanged && r.client != nil {
+		// A sync stopped because a source refused its password continues
+		// from its checkpoints when enabled again: no flush to warn of.
+		if uid, err := parseDatabaseID(state.DatabaseID.ValueString()); err == nil {
+			if db, err := findDatabaseByID(ctx, r.client, uid); err == nil && db.ReplicaStopResumable {
+				ch.restart = false
+			}
+		}
 	}
 	if !ch.flushes() {
 		// New credentials or settings for the same sources, or a new sync

@@ -624,7 +624,7 @@ func testAccCheckKeysPresent(dst string, keys *[]string) resource.TestCheckFunc 
 // through keepers while the destination keeps the old URL: once the old
 // password's grace period is over (a few seconds here), the service stops
 // the sync with an authentication error, which the next plan shows; giving
-// the destination the new URL recovers.
+// the destination the new URL recovers without a reload.
 func TestAccReplicaOf_passwordRotation(t *testing.T) {
 	r := &testAccTwoRegions{a: testAccStartWith(t, testAccShortGrace), b: testAccStart(t)}
 	prefix := acctest.RandomWithPrefix("tf-acc")
@@ -718,17 +718,27 @@ func TestAccReplicaOf_passwordRotation(t *testing.T) {
 					},
 				),
 			},
-			// The new URL (and sync enabled again) recovers.
+			// The new URL (and sync enabled again) recovers, from where
+			// the sync stopped: no flush, no reload, and the plan says so
+			// (the generation stays known).
 			{
 				Config: config("2", ""),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
-					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate)},
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate),
+						plancheck.ExpectKnownValue(dst, tfjsonpath.New("generation"), knownvalue.Int64Func(func(v int64) error {
+							if v != gen {
+								return fmt.Errorf("planned generation %d, want %d (no reload)", v, gen)
+							}
+							return nil
+						})),
+					},
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
 				},
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr(dst, "sync", api.SyncEnabled),
 					testAccCheckSourceStatus(dst, 1),
-					checkGeneration(dst, &gen, 1),
+					checkGeneration(dst, &gen, 0),
 					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
 				),
 			},

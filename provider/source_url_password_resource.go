@@ -64,7 +64,7 @@ func (r *sourceURLPasswordResource) Schema(_ context.Context, _ resource.SchemaR
 			"A destination that still uses the old URL keeps replicating until the grace period ends; then the " +
 			"service closes its replication session, it fails to authenticate, and its sync stops (`sync` becomes " +
 			"`stopped` and `source_status[*].last_error` says why; the next plan shows `stopped` -> `enabled`, and " +
-			"enabling it again with the new URL flushes and reloads it). A second regeneration ends the grace " +
+			"enabling it again with the new URL continues where it stopped, without a flush). A second regeneration ends the grace " +
 			"period of the first password at once.\n\n" +
 			"Destroying this resource only forgets the password: the current one stays valid.",
 		Attributes: map[string]schema.Attribute{

@@ -94,6 +94,10 @@ type Database struct {
 	// ReplicaGeneration counts the times the source set changed; each change
 	// flushes the destination and reloads every source.
 	ReplicaGeneration int64 `json:"replica_generation,omitempty"`
+	// ReplicaStopResumable says that a stopped sync stopped because a
+	// source refused its password: enabling it again (with the new URL)
+	// continues from the checkpoints, without a flush.
+	ReplicaStopResumable bool `json:"replica_stop_resumable,omitempty"`
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`

@@ -271,8 +271,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.gw = gateway.New(log, reg)
 	a.repl = replication.NewManager(replication.Config{Destinations: destinations{a.dbs}, Registerer: reg, Logger: log, SyncerCert: syncerCert,
 		MaxConcurrentLoads: cfg.MaxConcurrentLoads, FileLoadRawLimit: cfg.FileLoadRawLimit, NoLinkLoad: cfg.NoLinkLoad, NoMasterLink: cfg.NoMasterLink, NoMergedLoad: cfg.NoMergedLoad, MergeReadyTimeout: cfg.MergeReadyTimeout, LinkReplTimeout: cfg.LinkReplTimeout, InstanceID: instanceID,
-		OnStopped: func(failed store.Database, why map[string]string) {
-			a.ctrl.MarkStopped(context.Background(), failed, why)
+		OnStopped: func(failed store.Database, why map[string]string, resumable bool) {
+			a.ctrl.MarkStopped(context.Background(), failed, why, resumable)
 		},
 		LocalEndpointDown: func(uri string) string { return a.ctrl.EndpointDownAt(uri) }})
 	a.ctrl = controller.New(controller.Config{

@@ -1093,15 +1093,17 @@ var errUnchanged = errors.New("unchanged")
 // (authentication, out of memory, unsupported data), unless its Replica Of
 // settings changed since: failed is the configuration that failed, and a
 // newer one (new credentials for the same sources, say) must not be stopped
-// by the failure of the old. Enabling it again flushes and reloads.
-func (c *Controller) MarkStopped(ctx context.Context, failed store.Database, why map[string]string) {
+// by the failure of the old. Enabling it again flushes and reloads, unless
+// resumable: a source refused the credentials, and the destination continues
+// from its checkpoints.
+func (c *Controller) MarkStopped(ctx context.Context, failed store.Database, why map[string]string, resumable bool) {
 	c.mu.Lock()
 	_, err := c.cfg.Store.Update(failed.UID, func(d *store.Database, _ []store.Database) error {
 		if d.ReplicaGeneration != failed.ReplicaGeneration || d.ReplicaSync != api.SyncEnabled ||
 			!slices.Equal(d.ReplicaSources, failed.ReplicaSources) {
 			return errStale
 		}
-		d.ReplicaSync, d.ReplicaStopErrors = api.SyncStopped, why
+		d.ReplicaSync, d.ReplicaStopErrors, d.ReplicaStopResumable = api.SyncStopped, why, resumable
 		d.UpdatedAt = time.Now().UTC()
 		return nil
 	})
@@ -1164,6 +1166,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		}
 		out.ReplicaSync = d.ReplicaSync
 		out.ReplicaGeneration = d.ReplicaGeneration
+		out.ReplicaStopResumable = d.ReplicaSync == api.SyncStopped && d.ReplicaStopResumable
 		out.ReplicaSources = c.cfg.Replicator.Status(d)
 		destinationNotServing(out.ReplicaSources, status)
 		destinationDown(out.ReplicaSources, down)

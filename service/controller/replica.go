@@ -58,15 +58,18 @@ func (c *Controller) applyReplicaChange(d *store.Database, req api.UpdateDatabas
 		return err
 	}
 	// Restarting a stopped sync flushes and reloads, whatever else the
-	// request changes (new credentials for the same sources included).
-	if wasStopped && sync != api.SyncStopped && !bumped {
+	// request changes (new credentials for the same sources included),
+	// unless it stopped because a source refused the credentials: then
+	// every batch was applied with its checkpoint or not at all, and the
+	// syncers continue from the checkpoints.
+	if wasStopped && sync != api.SyncStopped && !bumped && !d.ReplicaStopResumable {
 		// Paused first, then enabled, too: the reload is owed from the
 		// stop (a batch the destination refused may be missing).
 		d.ReplicaGeneration++
 	}
 	d.ReplicaSync = sync
 	if sync != api.SyncStopped || bumped {
-		d.ReplicaStopErrors = nil // they were about the sync that stopped
+		d.ReplicaStopErrors, d.ReplicaStopResumable = nil, false // they were about the sync that stopped
 	}
 	return nil
 }

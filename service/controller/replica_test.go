@@ -109,6 +109,32 @@ func TestLeavingAStoppedSyncReloads(t *testing.T) {
 	}
 }
 
+// A sync stopped because a source refused its credentials owes no reload:
+// given the new URL and enabled, it continues from the checkpoints (the
+// generation stays), and a later stop by the user reloads again.
+func TestLeavingASyncStoppedOnAuthenticationContinues(t *testing.T) {
+	c := &Controller{}
+	src := []api.ReplicaSource{{URI: "redis://admin:old@10.0.0.1:6379"}}
+	d := store.Database{ReplicaSources: src, ReplicaSync: api.SyncStopped, ReplicaGeneration: 4,
+		ReplicaStopErrors: map[string]string{"10.0.0.1:6379": "authentication failed"}, ReplicaStopResumable: true}
+	enabled, stopped := api.SyncEnabled, api.SyncStopped
+	next := []api.ReplicaSource{{URI: "redis://admin:new@10.0.0.1:6379"}}
+	if err := c.applyReplicaChange(&d, api.UpdateDatabaseRequest{ReplicaSources: &next, ReplicaSync: &enabled}); err != nil {
+		t.Fatal(err)
+	}
+	if d.ReplicaGeneration != 4 || d.ReplicaStopErrors != nil || d.ReplicaStopResumable {
+		t.Fatalf("stopped on authentication -> enabled: generation %d, stop errors %v, resumable %v", d.ReplicaGeneration, d.ReplicaStopErrors, d.ReplicaStopResumable)
+	}
+	for _, sync := range []*string{&stopped, &enabled} {
+		if err := c.applyReplicaChange(&d, api.UpdateDatabaseRequest{ReplicaSync: sync}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d.ReplicaGeneration != 5 {
+		t.Fatalf("stopped by the user -> enabled: generation %d, want 5", d.ReplicaGeneration)
+	}
+}
+
 // Host names are not case-sensitive: the same source written in two cases
 // is listed twice (two syncers would apply each of its writes twice).
 func TestValidateSourcesRefusesASourceTwiceInAnotherCase(t *testing.T) {

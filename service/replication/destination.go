@@ -16,6 +16,7 @@ import (
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/layout"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
+	"github.com/replicad/terraform-provider-redis/internal/replproto"
 	"github.com/replicad/terraform-provider-redis/service/store"
 )
 
@@ -276,7 +277,10 @@ func (d *destination) run(ctx context.Context) {
 					why[s.url.Addr()] = e
 				}
 			}
-			d.m.stopped(d.db, why)
+			// A source that refused the password leaves the checkpoints
+			// exact: nothing was refused half-way, unlike a batch
+			// refused for memory.
+			d.m.stopped(d.db, why, errors.Is(err, replproto.ErrAuth))
 			return
 		}
 		wait := backoff.next()

@@ -29,8 +29,11 @@ type Config struct {
 	Logger       *slog.Logger
 	// OnStopped is told that the sync of a destination, configured as
 	// failed says, stopped on an error, so that the stored state says
-	// stopped. It is called on a goroutine of its own.
-	OnStopped func(failed store.Database, why map[string]string)
+	// stopped. It is called on a goroutine of its own. resumable says
+	// that the sync stopped because a source refused its credentials:
+	// nothing the destination holds is wrong, so it may continue from its
+	// checkpoints once given new ones.
+	OnStopped func(failed store.Database, why map[string]string, resumable bool)
 	// LocalEndpointDown says why the replication endpoint of the database
 	// of this instance that a source URL names does not listen (empty: it
 	// listens, or the URL names no database of this instance). A wrong
@@ -314,14 +317,14 @@ func (m *Manager) Loading(uid int) (bool, float64) {
 
 // stopped reports a sync stopped by an error.
 // why is each source's last error, by address.
-func (m *Manager) stopped(failed store.Database, why map[string]string) {
+func (m *Manager) stopped(failed store.Database, why map[string]string, resumable bool) {
 	if m.cfg.OnStopped == nil {
 		return
 	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		m.cfg.OnStopped(failed, why)
+		m.cfg.OnStopped(failed, why, resumable)
 	}()
 }
 

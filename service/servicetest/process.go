@@ -26,6 +26,8 @@ type Process struct {
 	Listen  string
 	URL     string
 	Cmd     *exec.Cmd
+	// Args are extra flags of serve, given at every start.
+	Args    []string
 	binary  string
 	logPath string
 }
@@ -61,11 +63,12 @@ func Binary(t testing.TB) string {
 	return buildPath
 }
 
-// StartProcess runs the binary on a fresh data directory.
-func StartProcess(t testing.TB) *Process {
+// StartProcess runs the binary on a fresh data directory, with args as
+// extra flags of serve.
+func StartProcess(t testing.TB, args ...string) *Process {
 	t.Helper()
 	RequireRedisServer(t)
-	p := &Process{DataDir: t.TempDir(), binary: Binary(t), Listen: freeAddr(t)}
+	p := &Process{DataDir: t.TempDir(), binary: Binary(t), Listen: freeAddr(t), Args: args}
 	p.logPath = filepath.Join(p.DataDir, "service.log")
 	p.URL = "https://" + p.Listen
 	p.Start(t)
@@ -90,8 +93,9 @@ func (p *Process) Start(t testing.TB) {
 	if wb, n, sz, ok := redistest.ServiceWindows(); ok {
 		base, size = wb+sz*int(time.Now().UnixNano()%int64(n)), sz
 	}
-	p.Cmd = exec.Command(p.binary, "serve", "--data-dir", p.DataDir, "--listen", p.Listen,
-		"--port-range", strconv.Itoa(base)+"-"+strconv.Itoa(base+size-1))
+	args := append([]string{"serve", "--data-dir", p.DataDir, "--listen", p.Listen,
+		"--port-range", strconv.Itoa(base) + "-" + strconv.Itoa(base+size-1)}, p.Args...)
+	p.Cmd = exec.Command(p.binary, args...)
 	p.Cmd.Stdout, p.Cmd.Stderr = log, log
 	if err := p.Cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.binary, err)

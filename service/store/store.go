@@ -68,6 +68,10 @@ type Database struct {
 	// says it after a restart of the service. Empty unless ReplicaSync
 	// is stopped.
 	ReplicaStopErrors map[string]string `json:"replica_stop_errors,omitempty"`
+	// ReplicaStopResumable says that the sync stopped because a source
+	// refused its credentials: enabling it again continues from the
+	// destination's checkpoints instead of reloading.
+	ReplicaStopResumable bool `json:"replica_stop_resumable,omitempty"`
 	// ReplicaGeneration changes whenever the destination must be flushed and
 	// reloaded from all sources (source set changed, stopped then enabled).
 	ReplicaGeneration int64 `json:"replica_generation,omitempty"`
