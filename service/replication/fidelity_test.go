@@ -37,7 +37,11 @@ func TestBigTransactionsAreApplied(t *testing.T) {
 		ReplicaSources: []api.ReplicaSource{{URI: "redis://:pw-123456@" + proxy.Addr}}})
 	a.waitInSync(dst.UID, time.Minute)
 	ctx := redistest.Ctx(t)
-	sc, dc := src.Client(), destClient(t, dst, 0)
+	// A script of 100,000 writes runs for seconds on a loaded machine:
+	// longer than go-redis's default read timeout of 3 s.
+	sc := redis.NewClient(&redis.Options{Addr: src.Addr(), Password: "pw-123456", ReadTimeout: 2 * time.Minute})
+	t.Cleanup(func() { sc.Close() })
+	dc := destClient(t, dst, 0)
 
 	const n = 100000
 	script := `for i = 1, tonumber(ARGV[1]) do redis.call('HSET', KEYS[1], 'f' .. i, i) end
