@@ -81,8 +81,10 @@ func (e *Error) Error() string {
 		b.WriteString(e.Reply)
 	}
 	if e.Err != nil && e.Err != e.Kind {
+		// A cause that wraps the kind (a resp parser's protocol error)
+		// says it once, not twice.
 		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
+		b.WriteString(strings.TrimPrefix(e.Err.Error(), e.Kind.Error()+": "))
 	}
 	return b.String()
 }

@@ -3,10 +3,13 @@ package replproto
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/replicad/terraform-provider-redis/internal/resp"
 )
 
 func TestCertRejectionClassified(t *testing.T) {
@@ -19,4 +22,12 @@ func TestCertRejectionClassified(t *testing.T) {
 	assert.ErrorIs(t, tlsError(tls.AlertError(116)), ErrClientCertRejected)
 	assert.ErrorIs(t, tlsError(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), ErrNotTLS)
 	assert.NotErrorIs(t, ioError("PING", &net.OpError{Op: "read", Err: errors.New("connection reset")}), ErrClientCertRejected)
+}
+
+// A cause that wraps the kind, as the RESP parser's protocol errors do,
+// names the kind once.
+func TestAnErrorNamesItsKindOnce(t *testing.T) {
+	err := &Error{Op: "stream", Kind: ErrProtocol, Err: fmt.Errorf("%w: array length 3000000 exceeds limit", resp.ErrProtocol)}
+	assert.Equal(t, "replproto: stream: resp: protocol error: array length 3000000 exceeds limit", err.Error())
+	assert.ErrorIs(t, err, ErrProtocol)
 }
