@@ -357,9 +357,8 @@ func expandReplicaSources(sources []replicaSourceModel, creds map[string]string)
 }
 
 // flattenSources turns the service's sources into `source` set elements.
-// An option the service reports at its default value stays null when the
-// prior element of the same address had it null, so that a configuration
-// that leaves it out shows no difference.
+// server_cert, which has no default, stays null when the service has none
+// and the prior element of the same address had it null.
 func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []replicaSourceModel {
 	byAddr := map[string]replicaSourceModel{}
 	for _, p := range prior {
@@ -369,6 +368,9 @@ func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []
 	for _, s := range in {
 		addr := sourceAddress(s.URI)
 		p, had := byAddr[addr]
+		// encryption, compression and read_from have defaults in the
+		// schema, so they are read as they are, a default included
+		// (whether the configuration writes it out or not).
 		m := replicaSourceModel{
 			Address:     types.StringValue(addr),
 			Encryption:  types.BoolValue(s.Encryption),
@@ -376,17 +378,12 @@ func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []
 			Compression: types.Int64Value(int64(s.Compression)),
 			ReadFrom:    types.StringValue(s.ReadFrom),
 		}
-		if !s.Encryption && (!had || p.Encryption.IsNull()) {
-			m.Encryption = types.BoolNull()
+		if s.ReadFrom == "" {
+			// Set before read_from existed, or through the API without it.
+			m.ReadFrom = types.StringValue(api.ReadFromMaster)
 		}
 		if s.ServerCert == "" && (!had || p.ServerCert.IsNull()) {
 			m.ServerCert = types.StringNull()
-		}
-		if s.Compression == 0 && (!had || p.Compression.IsNull()) {
-			m.Compression = types.Int64Null()
-		}
-		if s.ReadFrom == "" && (!had || p.ReadFrom.IsNull()) {
-			m.ReadFrom = types.StringNull()
 		}
 		out = append(out, m)
 	}

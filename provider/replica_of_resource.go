@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -80,6 +81,7 @@ func (r *replicaOfResource) Metadata(_ context.Context, req resource.MetadataReq
 
 func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
+		Version: replicaOfSchemaVersion,
 		MarkdownDescription: "Makes a database a **Replica Of** a set of sources: it loads a full copy of every " +
 			"source, then applies their writes continuously. Sources can be databases of the same `redis-replicad`, " +
 			"of another instance (another region), or any Redis server. Making a database a replica, and adding or " +
@@ -130,7 +132,13 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 							MarkdownDescription: "Connect to the source with TLS (1.2 or later), presenting this instance's " +
 								"`syncer_cert`; `server_cert` is then required. Needed when the source database has " +
 								"`tls_mode` `replica_ssl` or `enabled`, refused when it has `disabled`. Defaults to `false`.",
+							// Computed with its default, as are compression
+							// and read_from: written out or left out, the
+							// default plans the same, before and after an
+							// import (which cannot tell them apart).
 							Optional: true,
+							Computed: true,
+							Default:  booldefault.StaticBool(false),
 						},
 						"server_cert": schema.StringAttribute{
 							MarkdownDescription: "With `encryption`, the PEM certificate to trust: for a database of " +
@@ -152,6 +160,8 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"source compresses, and `compression_note` why not. Compression costs some CPU on both " +
 								"sides and saves bandwidth between regions.",
 							Optional:   true,
+							Computed:   true,
+							Default:    int64default.StaticInt64(0),
 							Validators: []validator.Int64{inSource(int64validator.Between(0, 6))},
 						},
 						"read_from": schema.StringAttribute{
@@ -161,6 +171,8 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"does not load the masters. Changing it continues the sync without a reload. A source " +
 								"that is one server ignores it.",
 							Optional:   true,
+							Computed:   true,
+							Default:    stringdefault.StaticString(api.ReadFromMaster),
 							Validators: []validator.String{inSourceString(stringvalidator.OneOf(api.ReadFromMaster, api.ReadFromReplica))},
 						},
 					},
@@ -240,6 +252,8 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 					"source and its error, instead of waiting until the timeout. A duration such as `\"90s\"` or " +
 					"`\"5m\"`; `\"0s\"` waits until the timeout. Defaults to `\"3m\"`.",
 				Optional:   true,
+				Computed:   true,
+				Default:    stringdefault.StaticString(defaultFailAfterString),
 				Validators: []validator.String{durationString()},
 			},
 			"status": schema.StringAttribute{
@@ -1360,6 +1374,9 @@ func flattenReplicaOf(ctx context.Context, db *api.Database, m *replicaOfResourc
 	m.Sync = types.StringValue(db.ReplicaSync)
 	if m.WaitForSync.IsNull() || m.WaitForSync.IsUnknown() {
 		m.WaitForSync = types.BoolValue(true) // after an import
+	}
+	if m.FailAfter.IsNull() || m.FailAfter.IsUnknown() {
+		m.FailAfter = types.StringValue(defaultFailAfterString) // after an import
 	}
 	flattenReplicaOfStatus(db, m, diags)
 }
