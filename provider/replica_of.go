@@ -196,6 +196,35 @@ func (cs *credentialSet) add(ctx context.Context, attrPath path.Path, value attr
 	}
 }
 
+// sourcesWithDefaults is the planned `source` set: the configuration's, with
+// the defaults of the options it leaves out. The schema's Default cannot do
+// it: the framework finds the configuration of a set element by the
+// element's planned value, which Terraform fills from the prior state for
+// computed attributes, so that it found none and overwrote every option of
+// the element with its default (read_from = "replica" planned "master").
+func sourcesWithDefaults(ctx context.Context, config types.Set, diags *diag.Diagnostics) types.Set {
+	if config.IsNull() || config.IsUnknown() {
+		return config
+	}
+	var sources []replicaSourceModel
+	diags.Append(config.ElementsAs(ctx, &sources, false)...)
+	for i := range sources {
+		s := &sources[i]
+		if s.Encryption.IsNull() {
+			s.Encryption = types.BoolValue(false)
+		}
+		if s.Compression.IsNull() {
+			s.Compression = types.Int64Value(0)
+		}
+		if s.ReadFrom.IsNull() {
+			s.ReadFrom = types.StringValue(api.ReadFromMaster)
+		}
+	}
+	set, d := types.SetValueFrom(ctx, types.ObjectType{AttrTypes: replicaSourceAttrTypes}, sources)
+	diags.Append(d...)
+	return set
+}
+
 // sourcesFromSet reads the elements of the `source` set. known is false when
 // the set, or the address of one of its elements, is not known yet.
 func sourcesFromSet(ctx context.Context, set types.Set, diags *diag.Diagnostics) (sources []replicaSourceModel, known bool) {

@@ -22,7 +22,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -132,13 +131,13 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 							MarkdownDescription: "Connect to the source with TLS (1.2 or later), presenting this instance's " +
 								"`syncer_cert`; `server_cert` is then required. Needed when the source database has " +
 								"`tls_mode` `replica_ssl` or `enabled`, refused when it has `disabled`. Defaults to `false`.",
-							// Computed with its default, as are compression
-							// and read_from: written out or left out, the
-							// default plans the same, before and after an
-							// import (which cannot tell them apart).
+							// Computed, as are compression and read_from:
+							// written out or left out, the default plans the
+							// same, before and after an import (which cannot
+							// tell them apart). ModifyPlan fills the defaults
+							// (see sourcesWithDefaults).
 							Optional: true,
 							Computed: true,
-							Default:  booldefault.StaticBool(false),
 						},
 						"server_cert": schema.StringAttribute{
 							MarkdownDescription: "With `encryption`, the PEM certificate to trust: for a database of " +
@@ -161,7 +160,6 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"sides and saves bandwidth between regions.",
 							Optional:   true,
 							Computed:   true,
-							Default:    int64default.StaticInt64(0),
 							Validators: []validator.Int64{inSource(int64validator.Between(0, 6))},
 						},
 						"read_from": schema.StringAttribute{
@@ -172,7 +170,6 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"that is one server ignores it.",
 							Optional:   true,
 							Computed:   true,
-							Default:    stringdefault.StaticString(api.ReadFromMaster),
 							Validators: []validator.String{inSourceString(stringvalidator.OneOf(api.ReadFromMaster, api.ReadFromReplica))},
 						},
 					},
@@ -507,6 +504,13 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	}
 	var plan replicaOfResourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	var configSources types.Set
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("source"), &configSources)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	plan.Source = sourcesWithDefaults(ctx, configSources, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("source"), plan.Source)...)
 	var state *replicaOfResourceModel
 	if !req.State.Raw.IsNull() {
 		state = &replicaOfResourceModel{}
@@ -514,6 +518,14 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	}
 	if resp.Diagnostics.HasError() {
 		return
+	}
+	if state != nil && !plan.Source.Equal(state.Source) {
+		// The defaults filled above may be all that differs from the state
+		// (a compression set through the API, left out here): the framework
+		// saw no change, and kept the status of the state.
+		plan.Status, plan.Generation = types.StringUnknown(), types.Int64Unknown()
+		plan.SourceStatus = types.MapUnknown(types.ObjectType{AttrTypes: sourceStatusAttrTypes})
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 	}
 	ch := planReplicaChange(plan, state)
 	if state != nil && !plan.DatabaseID.Equal(state.DatabaseID) {
