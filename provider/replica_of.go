@@ -196,6 +196,35 @@ func (cs *credentialSet) add(ctx context.Context, attrPath path.Path, value attr
 	}
 }
 
+// sourcesWithDefaults is the planned `source` set: the configuration's, with
+// the defaults of the options it leaves out. The schema's Default cannot do
+// it: the framework finds the configuration of a set element by the
+// element's planned value, which Terraform fills from the prior state for
+// computed attributes, so that it found none and overwrote every option of
+// the element with its default (read_from = "replica" planned "master").
+func sourcesWithDefaults(ctx context.Context, config types.Set, diags *diag.Diagnostics) types.Set {
+	if config.IsNull() || config.IsUnknown() {
+		return config
+	}
+	var sources []replicaSourceModel
+	diags.Append(config.ElementsAs(ctx, &sources, false)...)
+	for i := range sources {
+		s := &sources[i]
+		if s.Encryption.IsNull() {
+			s.Encryption = types.BoolValue(false)
+		}
+		if s.Compression.IsNull() {
+			s.Compression = types.Int64Value(0)
+		}
+		if s.ReadFrom.IsNull() {
+			s.ReadFrom = types.StringValue(api.ReadFromMaster)
+		}
+	}
+	set, d := types.SetValueFrom(ctx, types.ObjectType{AttrTypes: replicaSourceAttrTypes}, sources)
+	diags.Append(d...)
+	return set
+}
+
 // sourcesFromSet reads the elements of the `source` set. known is false when
 // the set, or the address of one of its elements, is not known yet.
 func sourcesFromSet(ctx context.Context, set types.Set, diags *diag.Diagnostics) (sources []replicaSourceModel, known bool) {
@@ -357,9 +386,8 @@ func expandReplicaSources(sources []replicaSourceModel, creds map[string]string)
 }
 
 // flattenSources turns the service's sources into `source` set elements.
-// An option the service reports at its default value stays null when the
-// prior element of the same address had it null, so that a configuration
-// that leaves it out shows no difference.
+// server_cert, which has no default, stays null when the service has none
+// and the prior element of the same address had it null.
 func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []replicaSourceModel {
 	byAddr := map[string]replicaSourceModel{}
 	for _, p := range prior {
@@ -369,6 +397,9 @@ func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []
 	for _, s := range in {
 		addr := sourceAddress(s.URI)
 		p, had := byAddr[addr]
+		// encryption, compression and read_from have defaults in the
+		// schema, so they are read as they are, a default included
+		// (whether the configuration writes it out or not).
 		m := replicaSourceModel{
 			Address:     types.StringValue(addr),
 			Encryption:  types.BoolValue(s.Encryption),
@@ -376,17 +407,12 @@ func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []
 			Compression: types.Int64Value(int64(s.Compression)),
 			ReadFrom:    types.StringValue(s.ReadFrom),
 		}
-		if !s.Encryption && (!had || p.Encryption.IsNull()) {
-			m.Encryption = types.BoolNull()
+		if s.ReadFrom == "" {
+			// Set before read_from existed, or through the API without it.
+			m.ReadFrom = types.StringValue(api.ReadFromMaster)
 		}
 		if s.ServerCert == "" && (!had || p.ServerCert.IsNull()) {
 			m.ServerCert = types.StringNull()
-		}
-		if s.Compression == 0 && (!had || p.Compression.IsNull()) {
-			m.Compression = types.Int64Null()
-		}
-		if s.ReadFrom == "" && (!had || p.ReadFrom.IsNull()) {
-			m.ReadFrom = types.StringNull()
 		}
 		out = append(out, m)
 	}

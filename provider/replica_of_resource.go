@@ -80,6 +80,7 @@ func (r *replicaOfResource) Metadata(_ context.Context, req resource.MetadataReq
 
 func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
+		Version: replicaOfSchemaVersion,
 		MarkdownDescription: "Makes a database a **Replica Of** a set of sources: it loads a full copy of every " +
 			"source, then applies their writes continuously. Sources can be databases of the same `redis-replicad`, " +
 			"of another instance (another region), or any Redis server. Making a database a replica, and adding or " +
@@ -130,7 +131,13 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 							MarkdownDescription: "Connect to the source with TLS (1.2 or later), presenting this instance's " +
 								"`syncer_cert`; `server_cert` is then required. Needed when the source database has " +
 								"`tls_mode` `replica_ssl` or `enabled`, refused when it has `disabled`. Defaults to `false`.",
+							// Computed, as are compression and read_from:
+							// written out or left out, the default plans the
+							// same, before and after an import (which cannot
+							// tell them apart). ModifyPlan fills the defaults
+							// (see sourcesWithDefaults).
 							Optional: true,
+							Computed: true,
 						},
 						"server_cert": schema.StringAttribute{
 							MarkdownDescription: "With `encryption`, the PEM certificate to trust: for a database of " +
@@ -152,6 +159,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"source compresses, and `compression_note` why not. Compression costs some CPU on both " +
 								"sides and saves bandwidth between regions.",
 							Optional:   true,
+							Computed:   true,
 							Validators: []validator.Int64{inSource(int64validator.Between(0, 6))},
 						},
 						"read_from": schema.StringAttribute{
@@ -161,6 +169,7 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 								"does not load the masters. Changing it continues the sync without a reload. A source " +
 								"that is one server ignores it.",
 							Optional:   true,
+							Computed:   true,
 							Validators: []validator.String{inSourceString(stringvalidator.OneOf(api.ReadFromMaster, api.ReadFromReplica))},
 						},
 					},
@@ -241,6 +250,8 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 					"source and its error, instead of waiting until the timeout. A duration such as `\"90s\"` or " +
 					"`\"5m\"`; `\"0s\"` waits until the timeout. Defaults to `\"3m\"`.",
 				Optional:   true,
+				Computed:   true,
+				Default:    stringdefault.StaticString(defaultFailAfterString),
 				Validators: []validator.String{durationString()},
 			},
 			"status": schema.StringAttribute{
@@ -494,6 +505,13 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	}
 	var plan replicaOfResourceModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	var configSources types.Set
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("source"), &configSources)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	plan.Source = sourcesWithDefaults(ctx, configSources, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("source"), plan.Source)...)
 	var state *replicaOfResourceModel
 	if !req.State.Raw.IsNull() {
 		state = &replicaOfResourceModel{}
@@ -501,6 +519,14 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	}
 	if resp.Diagnostics.HasError() {
 		return
+	}
+	if state != nil && !plan.Source.Equal(state.Source) {
+		// The defaults filled above may be all that differs from the state
+		// (a compression set through the API, left out here): the framework
+		// saw no change, and kept the status of the state.
+		plan.Status, plan.Generation = types.StringUnknown(), types.Int64Unknown()
+		plan.SourceStatus = types.MapUnknown(types.ObjectType{AttrTypes: sourceStatusAttrTypes})
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 	}
 	ch := planReplicaChange(plan, state)
 	if state != nil && !plan.DatabaseID.Equal(state.DatabaseID) {
@@ -1381,6 +1407,9 @@ func flattenReplicaOf(ctx context.Context, db *api.Database, m *replicaOfResourc
 	m.Sync = types.StringValue(db.ReplicaSync)
 	if m.WaitForSync.IsNull() || m.WaitForSync.IsUnknown() {
 		m.WaitForSync = types.BoolValue(true) // after an import
+	}
+	if m.FailAfter.IsNull() || m.FailAfter.IsUnknown() {
+		m.FailAfter = types.StringValue(defaultFailAfterString) // after an import
 	}
 	flattenReplicaOfStatus(db, m, diags)
 }

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -9,7 +10,9 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -174,24 +177,57 @@ func TestCheckSourcesUnknown(t *testing.T) {
 	}
 }
 
-func TestFlattenSourcesKeepsNulls(t *testing.T) {
+// TestFlattenSourcesReadsDefaults: the options that have a default are read
+// with it, whether the prior state had them null (an import, a state of
+// schema version 0) or written out, so that either spelling plans nothing.
+func TestFlattenSourcesReadsDefaults(t *testing.T) {
 	prior := []replicaSourceModel{source("10.0.0.1:6379"), source("10.0.0.2:6379")}
 	prior[1].Compression = types.Int64Value(0) // written out in the configuration
 	in := []api.ReplicaSourceStatus{
 		{ReplicaSource: api.ReplicaSource{URI: "redis://admin:x-123@10.0.0.1:6379"}},
-		{ReplicaSource: api.ReplicaSource{URI: "redis://10.0.0.2:6379"}},
+		{ReplicaSource: api.ReplicaSource{URI: "redis://10.0.0.2:6379", ReadFrom: api.ReadFromReplica}},
 		{ReplicaSource: api.ReplicaSource{URI: "redis://10.0.0.3:6379", Encryption: true, Compression: 2}},
 	}
 	got := flattenSources(in, prior)
-	if got[0].Address.ValueString() != "10.0.0.1:6379" || !got[0].Compression.IsNull() || !got[0].Encryption.IsNull() {
+	for i, s := range got {
+		if s.Compression.IsNull() || s.Encryption.IsNull() || s.ReadFrom.IsNull() {
+			t.Errorf("source %d has a null default: %+v", i+1, s)
+		}
+	}
+	if got[0].Address.ValueString() != "10.0.0.1:6379" || got[0].Compression.ValueInt64() != 0 ||
+		got[0].Encryption.ValueBool() || got[0].ReadFrom.ValueString() != api.ReadFromMaster || !got[0].ServerCert.IsNull() {
 		t.Errorf("source 1 = %+v", got[0])
 	}
-	if got[1].Compression.IsNull() || got[1].Compression.ValueInt64() != 0 {
-		t.Errorf("source 2 lost its explicit compression = 0: %+v", got[1])
+	if got[1].ReadFrom.ValueString() != api.ReadFromReplica {
+		t.Errorf("source 2 = %+v", got[1])
 	}
 	if !got[2].Encryption.ValueBool() || got[2].Compression.ValueInt64() != 2 || !got[2].ServerCert.IsNull() {
 		t.Errorf("source 3 = %+v", got[2])
 	}
+}
+
+// TestUpgradeReplicaOfStateV0 fills the defaults a version 0 state left
+// null and keeps every other value.
+func TestUpgradeReplicaOfStateV0(t *testing.T) {
+	raw := `{"id":"3","database_id":"3","fail_after":null,"sync":"enabled","wait_for_sync":true,` +
+		`"source":[{"address":"10.0.0.1:6379","encryption":null,"server_cert":null,"compression":null,"read_from":null},` +
+		`{"address":"10.0.0.2:6379","encryption":true,"server_cert":"PEM","compression":3,"read_from":"replica"}]}`
+	var resp resource.UpgradeStateResponse
+	upgradeReplicaOfStateV0(context.Background(), resource.UpgradeStateRequest{RawState: &tfprotov6.RawState{JSON: []byte(raw)}}, &resp)
+	require.False(t, resp.Diagnostics.HasError(), "%v", resp.Diagnostics)
+	require.NotNil(t, resp.DynamicValue)
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(resp.DynamicValue.JSON, &got))
+	assert.Equal(t, "3m", got["fail_after"])
+	assert.Equal(t, "3", got["id"])
+	assert.Equal(t, []any{
+		map[string]any{"address": "10.0.0.1:6379", "encryption": false, "server_cert": nil, "compression": float64(0), "read_from": "master"},
+		map[string]any{"address": "10.0.0.2:6379", "encryption": true, "server_cert": "PEM", "compression": float64(3), "read_from": "replica"},
+	}, got["source"])
+
+	resp = resource.UpgradeStateResponse{}
+	upgradeReplicaOfStateV0(context.Background(), resource.UpgradeStateRequest{RawState: &tfprotov6.RawState{JSON: []byte("{")}}, &resp)
+	assert.True(t, resp.Diagnostics.HasError(), "a state that is no JSON is upgraded")
 }
 
 func TestFlattenSourceURIs(t *testing.T) {

@@ -17,6 +17,8 @@ const (
 	// defaultFailAfter is how long every source may fail before a wait
 	// for the sync gives up, when fail_after is not set.
 	defaultFailAfter = 3 * time.Minute
+	// defaultFailAfterString is defaultFailAfter as fail_after spells it.
+	defaultFailAfterString = "3m"
 	// progressLogInterval is how often a wait logs each source's status.
 	progressLogInterval = 5 * time.Second
 )
