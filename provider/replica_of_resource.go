@@ -1285,11 +1285,11 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		in.ReplicaSources = &list
 	}
 	if ch.restart && ch.sourcesChanged && !ch.addressesChanged {
-		// The service enables a stopped sync with a flush and a full load
-		// only when no source list comes with it (the same addresses with
-		// new credentials would resume instead). Send the sources first,
-		// with the sync still stopped, so that the apply does what the plan
-		// said: a flush and a full load.
+		// Send the sources first, with the sync still stopped, then
+		// enable it in a request of its own, which the service answers as
+		// the plan said: a flush and a full load, or, for a sync stopped
+		// because a source refused its password (replica_stop_resumable),
+		// a resume from the checkpoints with the new credentials.
 		tflog.Info(ctx, "updating the sources of the stopped Replica Of before enabling it", map[string]any{
 			"sources": strings.Join(sourceAddresses(sources), ", "),
 		})
