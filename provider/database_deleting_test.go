@@ -33,23 +33,7 @@ resource "redis_database" "db" {
 	require.Len(t, dbs, 1)
 	uid := dbs[0].UID
 
-	// A tmpfs mounted in its directory makes its files impossible to
-	// remove, as a busy or read-only mount would.
-	mnt := filepath.Join(e.inst.DataDir, "dbs", fmt.Sprint(uid), "mounted")
-	require.NoError(t, os.MkdirAll(mnt, 0o700))
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("this test makes a database's files impossible to remove with a tmpfs it mounts: run it as root (scripts/test.sh does): mount: %v %s", err, out)
-	}
-	mounted := true
-	unmount := func() {
-		if mounted {
-			mounted = false
-			if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil {
-				t.Errorf("umount %s: %v %s", mnt, err, out)
-			}
-		}
-	}
-	t.Cleanup(unmount)
+	unmount := holdDeleteMidway(t, e, uid)
 	require.Error(t, e.client.DeleteDatabase(ctx, uid), "the delete cannot finish")
 	db, err := e.client.GetDatabase(ctx, uid)
 	require.NoError(t, err)
@@ -69,4 +53,28 @@ resource "redis_database" "db" {
 	assert.Equal(t, "half-deleted", dbs[0].Name)
 	assert.Equal(t, api.StatusActive, dbs[0].Status)
 	cli.mustRun(0, "destroy", "-auto-approve", "-no-color")
+}
+
+// holdDeleteMidway makes the files of database uid impossible to remove,
+// as a busy or read-only mount would, with a tmpfs mounted in its
+// directory: its delete stops midway and leaves it `deleting`. The returned
+// function (also run at the test's end) lets it go.
+func holdDeleteMidway(t *testing.T, e *testAccEnv, uid int) (unmount func()) {
+	t.Helper()
+	mnt := filepath.Join(e.inst.DataDir, "dbs", fmt.Sprint(uid), "mounted")
+	require.NoError(t, os.MkdirAll(mnt, 0o700))
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("this test holds a database's delete with a tmpfs it mounts: run it as root (scripts/test.sh does): mount: %v %s", err, out)
+	}
+	mounted := true
+	unmount = func() {
+		if mounted {
+			mounted = false
+			if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil {
+				t.Errorf("umount %s: %v %s", mnt, err, out)
+			}
+		}
+	}
+	t.Cleanup(unmount)
+	return unmount
 }

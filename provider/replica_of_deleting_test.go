@@ -1,10 +1,6 @@
 package provider
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -30,16 +26,10 @@ resource "redis_replica_of" "dst" {
 	cli.mustRun(0, "apply", "-auto-approve", "-no-color")
 	uid := mustAtoi(t, stateAttr(t, cli.mustRun(0, "state", "show", "-no-color", "redis_database.dst"), "id"))
 
-	// The database's delete is held midway: a tmpfs mounted in its
-	// directory makes its files impossible to remove, so it stays
-	// `deleting`, as it is while a delete runs.
+	// The database's delete is held midway: it stays `deleting`, as it is
+	// while a delete runs.
 	ctx := testAccContext(t)
-	mnt := filepath.Join(e.inst.DataDir, "dbs", fmt.Sprint(uid), "mounted")
-	require.NoError(t, os.MkdirAll(mnt, 0o700))
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("this test holds a database's delete with a tmpfs it mounts: run it as root (scripts/test.sh does): mount: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	holdDeleteMidway(t, e, uid)
 	require.Error(t, e.client.DeleteDatabase(ctx, uid), "the delete cannot finish")
 	db, err := e.client.GetDatabase(ctx, uid)
 	require.NoError(t, err)
