@@ -850,7 +850,8 @@ func TestAccReplicaOf_drift(t *testing.T) {
 			// Other credentials for the same source through the API: the
 			// service reconnects with them (no reload) and stops the sync on
 			// the authentication error; the apply sends the configured URL and
-			// enables the sync again, which reloads.
+			// enables the sync again, which continues from the checkpoints
+			// (a sync stopped on a refused password owes no reload).
 			{
 				PreConfig: func() {
 					u, _ := url.Parse(srcURL)
@@ -869,7 +870,7 @@ func TestAccReplicaOf_drift(t *testing.T) {
 				},
 				Config:           config,
 				ConfigPlanChecks: expectUpdate,
-				Check:            resource.ComposeAggregateTestCheckFunc(inSync, checkGeneration(dst, &gen, 1)),
+				Check:            resource.ComposeAggregateTestCheckFunc(inSync, checkGeneration(dst, &gen, 0)),
 			},
 			// Replica Of removed through the API: planned for creation.
 			{
@@ -943,7 +944,8 @@ resource "redis_replica_of" "dst" {
 					return syncIs(api.SyncStopped)(db)
 				}),
 			},
-			// ... and a new version sends the current URL.
+			// ... and a new version sends the current URL: the sync
+			// continues from the checkpoints, without a reload.
 			{
 				Config: config(2),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
@@ -952,7 +954,7 @@ resource "redis_replica_of" "dst" {
 				},
 				Check: resource.ComposeAggregateTestCheckFunc(
 					testAccCheckSourceStatus(dst, 1),
-					checkGeneration(dst, &gen, 1),
+					checkGeneration(dst, &gen, 0),
 					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
 				),
 			},
