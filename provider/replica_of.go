@@ -397,9 +397,10 @@ func flattenSources(in []api.ReplicaSourceStatus, prior []replicaSourceModel) []
 	for _, s := range in {
 		addr := sourceAddress(s.URI)
 		p, had := byAddr[addr]
-		// encryption, compression and read_from have defaults in the
-		// schema, so they are read as they are, a default included
-		// (whether the configuration writes it out or not).
+		// encryption, compression and read_from are computed (ModifyPlan
+		// fills their defaults, see sourcesWithDefaults), so they are read
+		// as they are, a default included, whether the configuration
+		// writes it out or not.
 		m := replicaSourceModel{
 			Address:     types.StringValue(addr),
 			Encryption:  types.BoolValue(s.Encryption),
