@@ -8,7 +8,7 @@
 // connection past the limit is accepted at once, and room is made for it
 // by closing a connection that serves no request, taken from the address
 // that holds the most: a flood only ever displaces its own connections,
-// and a request being served is never cut.
+// and a request being served is never cut, nor its answer.
 package connlimit
 
 import (
@@ -17,25 +17,36 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
+
+// defaultAnswerGrace bounds how long a connection whose handler returned
+// is kept from displacement while the server writes its answer out. That
+// takes microseconds, unless the server first waits for a request body
+// the handler left unread (see Track): a client sending it a byte at a
+// time must not hold its place for the server's whole read timeout.
+const defaultAnswerGrace = 2 * time.Second
 
 // Listener is a net.Listener holding at most max connections open. Its
 // Track middleware, ConnContext and ConnState tell it which connections
 // serve a request; without them every connection is taken for idle.
 type Listener struct {
 	net.Listener
-	max int
+	max   int
+	grace time.Duration // see defaultAnswerGrace
 
 	mu     sync.Mutex
 	conns  []*conn       // in the order they were accepted
 	freed  chan struct{} // closed (and replaced) whenever a connection closes or has answered
 	closed chan struct{}
 	once   sync.Once
+
+	onWait func() // tests: Accept found no connection to displace
 }
 
 // New wraps ln, holding at most n connections (n < 1 counts as 1).
 func New(ln net.Listener, n int) *Listener {
-	return &Listener{Listener: ln, max: max(n, 1), freed: make(chan struct{}), closed: make(chan struct{})}
+	return &Listener{Listener: ln, max: max(n, 1), grace: defaultAnswerGrace, freed: make(chan struct{}), closed: make(chan struct{})}
 }
 
 type conn struct {
@@ -43,7 +54,12 @@ type conn struct {
 	l       *Listener
 	host    string
 	serving int // requests in a handler; guarded by l.mu
-	once    sync.Once
+	// answering: a handler returned and the server has not reported the
+	// connection idle yet, so its answer may not be out; since when.
+	// Guarded by l.mu.
+	answering bool
+	answerAt  time.Time
+	once      sync.Once
 }
 
 func (c *conn) Close() error {
@@ -54,8 +70,8 @@ func (c *conn) Close() error {
 
 // Accept returns the next connection, closing an idle one of the
 // address that holds the most when max are open. Only when every open
-// connection serves a request does it wait, until one closes or has
-// answered.
+// connection serves a request or writes its answer does it wait, until
+// one closes, has answered, or has taken longer than the grace to answer.
 func (l *Listener) Accept() (net.Conn, error) {
 	nc, err := l.Listener.Accept()
 	if err != nil {
@@ -69,19 +85,39 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.mu.Unlock()
 			return c, nil
 		}
-		victim, freed := l.victimLocked(), l.freed
+		victim, retry := l.victimLocked(time.Now())
+		freed := l.freed
 		l.mu.Unlock()
 		if victim != nil {
 			victim.Close()
 			continue
 		}
-		select {
-		case <-freed:
-		case <-l.closed:
+		if l.onWait != nil {
+			l.onWait()
+		}
+		if err := l.wait(freed, retry); err != nil {
 			nc.Close()
-			return nil, net.ErrClosed
+			return nil, err
 		}
 	}
+}
+
+// wait waits until freed is closed or, when retry > 0, for retry; it
+// fails once the listener is closed.
+func (l *Listener) wait(freed <-chan struct{}, retry time.Duration) error {
+	var timeout <-chan time.Time
+	if retry > 0 {
+		t := time.NewTimer(retry)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-freed:
+	case <-timeout:
+	case <-l.closed:
+		return net.ErrClosed
+	}
+	return nil
 }
 
 // Close closes the listener (not the connections it accepted).
@@ -92,8 +128,11 @@ func (l *Listener) Close() error {
 
 // victimLocked is the oldest idle connection of the address holding the
 // most connections, or the oldest idle one at all when that address has
-// none idle; nil when every connection serves a request.
-func (l *Listener) victimLocked() *conn {
+// none idle; nil when every connection serves a request or writes its
+// answer, and then retry is when the first answer's grace ends (0: none).
+// A connection is idle once the server said so, or if it never entered a
+// handler, or if its answer's grace has passed.
+func (l *Listener) victimLocked(now time.Time) (victim *conn, retry time.Duration) {
 	count := make(map[string]int)
 	top := ""
 	for _, c := range l.conns {
@@ -107,14 +146,25 @@ func (l *Listener) victimLocked() *conn {
 		if c.serving > 0 {
 			continue
 		}
+		if c.answering {
+			if left := l.grace - now.Sub(c.answerAt); left > 0 {
+				if retry == 0 || left < retry {
+					retry = left
+				}
+				continue
+			}
+		}
 		if c.host == top {
-			return c
+			return c, 0
 		}
 		if oldestIdle == nil {
 			oldestIdle = c
 		}
 	}
-	return oldestIdle
+	if oldestIdle != nil {
+		return oldestIdle, 0
+	}
+	return nil, retry
 }
 
 func (l *Listener) forget(c *conn) {
@@ -159,10 +209,9 @@ func (l *Listener) ConnContext(ctx context.Context, nc net.Conn) context.Context
 }
 
 // ConnState is for http.Server.ConnState: a connection that has written
-// its answer out and waits for the next request wakes an Accept that
-// waits because every connection served a request, which may displace it
-// now. Not at the handler's return: the answer may still sit in the
-// server's buffer, and the woken Accept would cut it.
+// its answer out and waits for the next request may be displaced now, and
+// wakes an Accept that waits for room. Not at the handler's return: the
+// answer may still sit in the server's buffer, and Accept would cut it.
 func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 	if st != http.StateIdle {
 		return
@@ -170,16 +219,17 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 	if c := l.own(nc); c != nil {
 		l.mu.Lock()
 		defer l.mu.Unlock()
+		c.answering = false
 		l.wakeLocked()
 	}
 }
 
 // Track marks a request's connection as serving while next handles it,
-// so that Accept never closes it under the request. Only while the
-// handler runs: not from the request's first byte, nor until the answer
-// is out, since the server reads what is left of a body the handler did
-// not read (a refusal's) before it answers, and a flood of connections
-// sending theirs a byte at a time would hold every place.
+// so that Accept never closes it under the request, and then as answering
+// until the server reports it idle, for at most the grace: the server
+// reads what is left of a body the handler did not read (a refusal's)
+// before it answers, and a flood of connections sending theirs a byte at
+// a time would otherwise hold every place.
 func (l *Listener) Track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := r.Context().Value(connKey{}).(*conn)
@@ -190,6 +240,9 @@ func (l *Listener) Track(next http.Handler) http.Handler {
 			defer func() {
 				l.mu.Lock()
 				c.serving--
+				if c.serving == 0 {
+					c.answering, c.answerAt = true, time.Now()
+				}
 				l.mu.Unlock()
 			}()
 		}

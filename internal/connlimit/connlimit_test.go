@@ -146,6 +146,66 @@ func TestAWaitingConnectionIsServedOnceTheOthersGoIdle(t *testing.T) {
 	assert.Contains(t, answer(t, waiting, "the waiting connection is served once the other one is idle"), "HTTP/1.1 200")
 }
 
+// A connection whose handler has returned, but whose answer the server
+// has not written out yet, is not displaced: the connection past the limit
+// waits until that answer is out (the answer arrives, then the other
+// connection is served). The server is held at that step here; a real
+// one is there for microseconds, which a busy machine stretches.
+func TestAnAnswerNotYetWrittenIsNotCut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l := New(ln, 1)
+	l.grace = time.Minute
+	waits := make(chan struct{}, 1)
+	l.onWait = func() {
+		select {
+		case waits <- struct{}{}:
+		default:
+		}
+	}
+	returned, proceed := make(chan struct{}, 1), make(chan struct{})
+	var first atomic.Bool
+	tracked := l.Track(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv := &http.Server{ConnContext: l.ConnContext, ConnState: l.ConnState, ReadHeaderTimeout: time.Minute,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tracked.ServeHTTP(w, r)
+			if first.CompareAndSwap(false, true) {
+				// The handler has returned; the answer is not written yet.
+				returned <- struct{}{}
+				<-proceed
+			}
+		})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+
+	busy := dialFrom(t, "127.0.0.1", addr)
+	get(t, busy)
+	<-returned
+	waiting := dialFrom(t, "127.0.0.2", addr)
+	get(t, waiting)
+	displaced := func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.conns) == 1 && l.conns[0].host == "127.0.0.2"
+	}
+	deadline := time.Now().Add(time.Minute)
+	for waited := false; !waited; {
+		select {
+		case <-waits:
+			waited = true
+		case <-time.After(5 * time.Millisecond):
+		}
+		if !waited && (displaced() || time.Now().After(deadline)) {
+			t.Error("the connection past the limit did not wait for the answer to be written out")
+			break
+		}
+	}
+	close(proceed)
+	assert.Contains(t, answer(t, busy, "the answer is not cut"), "HTTP/1.1 200")
+	assert.Contains(t, answer(t, waiting, "served once the other connection is idle"), "HTTP/1.1 200")
+}
+
 // A request whose body the handler left unread (a refusal: 401 before the
 // body is read) holds no place once its handler returned, though the
 // server still waits for that body before it answers: a flood of them,
@@ -157,6 +217,9 @@ func TestAnUnreadBodyDoesNotHoldAPlace(t *testing.T) {
 		entered <- struct{}{}
 		w.WriteHeader(http.StatusUnauthorized)
 	})
+	l.mu.Lock()
+	l.grace = 200 * time.Millisecond // the default's 2 s would do, slower
+	l.mu.Unlock()
 	slow := dialFrom(t, "127.0.0.1", addr)
 	_, err := slow.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx"))
 	require.NoError(t, err)
