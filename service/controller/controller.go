@@ -773,11 +773,36 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database updated", "uid", d.UID, "name", d.Name)
+	// A change recorded is carried through to the processes when its
+	// client stops waiting, as a create is: dropped with the request, a
+	// node of a sharded database could keep the settings of before.
+	ctx, done := c.carryThrough(ctx, "update", uid)
 	d, err = c.applyLatest(ctx, uid, before.IsReplica() || d.IsReplica())
+	done(err)
 	if err != nil {
 		return api.Database{}, err
 	}
 	return c.view(ctx, d), nil
+}
+
+// carryThrough detaches ctx from its request's cancellation for a change
+// already recorded, and logs it when the client stops waiting: nobody
+// reads the answer then, so the log says how the change ended. Each step
+// of the apply has its own deadline. done is called with the outcome.
+func (c *Controller) carryThrough(ctx context.Context, what string, uid int) (detached context.Context, done func(error)) {
+	stop := context.AfterFunc(ctx, func() {
+		c.cfg.Logger.Info("the client of a "+what+" stopped waiting; it is carried through", "uid", uid)
+	})
+	return context.WithoutCancel(ctx), func(err error) {
+		if stop() {
+			return // the client is there to read the outcome
+		}
+		if err != nil {
+			c.cfg.Logger.Warn("a "+what+" whose client stopped waiting is recorded, but not applied yet", "uid", uid, "err", err)
+			return
+		}
+		c.cfg.Logger.Info("a "+what+" whose client stopped waiting is applied", "uid", uid)
+	}
 }
 
 // checkMemoryFits refuses a memory_size that leaves a node of database uid
