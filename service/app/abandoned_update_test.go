@@ -116,3 +116,64 @@ func TestAnUpdateWhoseClientStoppedWaitingIsCarriedThrough(t *testing.T) {
 		return nil
 	})
 }
+
+// A change of a sharded database whose first node does not answer in time
+// reaches its other nodes all the same: each node is brought to the record
+// on its own, and the one that does not answer takes it once it does.
+func TestAChangeReachesEveryNodeWhenTheFirstDoesNotAnswer(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "first-node-frozen", MemorySize: 32 << 20, ShardsCount: 2,
+		AuthenticationRedisPass: "old-password-1"})
+	require.Len(t, db.Endpoints, 2)
+	var frozen, other api.NodeEndpoint
+	for _, ep := range db.Endpoints {
+		if ep.Port == db.Port {
+			frozen = ep // the first node: the database's own port
+		} else {
+			other = ep
+		}
+	}
+	require.NotZero(t, frozen.Port, "no node listens on the database's port %d: %+v", db.Port, db.Endpoints)
+	pid, err := strconv.Atoi(infoField(t, nodeClient(t, frozen, "old-password-1"), "server", "process_id"))
+	require.NoError(t, err)
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+
+	memory, password := int64(64<<20), "new-password-2"
+	code, e := call(t, i, "PUT", fmt.Sprintf("/v1/bdbs/%d", db.UID), api.UpdateDatabaseRequest{MemorySize: &memory, AuthenticationRedisPass: &password}, nil)
+	require.Equal(t, http.StatusInternalServerError, code, "%v", e)
+	require.Contains(t, e.Description, "the change is recorded, and is applied as soon as its redis-server answers")
+
+	eventually(t, time.Minute, "the node that answers has the new settings while the first does not answer", func() error {
+		c := nodeClient(t, other, password)
+		info, err := c.Info(t.Context(), "memory").Result()
+		if err != nil {
+			return fmt.Errorf("node %d with the new password: %w", other.Port, err)
+		}
+		if !strings.Contains(info, fmt.Sprintf("maxmemory:%d\r\n", memory/2)) {
+			return fmt.Errorf("node %d does not have maxmemory %d", other.Port, memory/2)
+		}
+		return nil
+	})
+	resume()
+	eventually(t, 2*time.Minute, "the first node has the new settings once it answers", func() error {
+		info, err := nodeClient(t, frozen, password).Info(t.Context(), "memory").Result()
+		if err != nil {
+			return fmt.Errorf("node %d with the new password: %w", frozen.Port, err)
+		}
+		if !strings.Contains(info, fmt.Sprintf("maxmemory:%d\r\n", memory/2)) {
+			return fmt.Errorf("node %d does not have maxmemory %d", frozen.Port, memory/2)
+		}
+		if got := getDB(t, i, db.UID); got.LastError != "" {
+			return fmt.Errorf("last_error %q", got.LastError)
+		}
+		return nil
+	})
+}
