@@ -532,6 +532,13 @@ func (s *server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 		attrs = append(attrs, "uid", uid)
 	}
 	s.cfg.Logger.Error("request failed", append(attrs, "err", err)...)
+	// The service cannot keep changes now (its state file): not a bug,
+	// and nothing of the request was made, which 500 did not say.
+	var unavailable interface{ Unavailable() bool }
+	if errors.As(err, &unavailable) && unavailable.Unavailable() {
+		writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, err.Error())
+		return
+	}
 	writeError(w, http.StatusInternalServerError, api.CodeInternal, err.Error())
 }
 
@@ -547,6 +554,8 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case api.CodeConflict:
 		return http.StatusConflict
+	case api.CodeUnavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
