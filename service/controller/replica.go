@@ -206,12 +206,18 @@ func (c *Controller) localSource(uri string, all []store.Database) int {
 	return 0
 }
 
+// isLocalHost says whether host names this host: its advertised name,
+// localhost, a loopback address, or the unspecified address (0.0.0.0, ::),
+// which a connection takes for a local one. A name's final dot (the root)
+// changes nothing.
 func (c *Controller) isLocalHost(host string) bool {
-	if strings.EqualFold(host, c.cfg.AdvertiseHost) || strings.EqualFold(host, "localhost") {
+	name := strings.TrimSuffix(host, ".")
+	if strings.EqualFold(host, c.cfg.AdvertiseHost) || strings.EqualFold(name, strings.TrimSuffix(c.cfg.AdvertiseHost, ".")) ||
+		strings.EqualFold(name, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)
-	return ip != nil && (ip.IsLoopback() || ip.String() == c.cfg.AdvertiseHost)
+	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified() || ip.String() == c.cfg.AdvertiseHost)
 }
 
 // findCycle follows the local Replica Of edges from start and describes the
