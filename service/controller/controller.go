@@ -692,6 +692,16 @@ func (c *Controller) freePort(existing []store.Database, avoid map[int]bool) (in
 
 // UpdateDatabase applies the fields req sets; nothing changes when any is invalid.
 func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.UpdateDatabaseRequest) (api.Database, error) {
+	// A database missing or being deleted says so first: the checks below
+	// ask its redis-server and the new sources, which would answer about
+	// something else (its server stopped), seconds each. The record's
+	// update checks again.
+	switch cur, err := c.cfg.Store.Get(uid); {
+	case errors.Is(err, store.ErrNotFound):
+		return api.Database{}, notFound(uid)
+	case err == nil && cur.Deleting:
+		return api.Database{}, errDeleting(uid)
+	}
 	if req.Name != nil {
 		if err := validateName(*req.Name); err != nil {
 			return api.Database{}, err
