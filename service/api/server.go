@@ -594,6 +594,11 @@ func decodeOptional(w http.ResponseWriter, r *http.Request, v any) bool {
 
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, api.CodeInvalidRequest,
+			fmt.Sprintf("the request body is larger than the API takes (%d bytes, 4 MiB)", tooLarge.Limit))
+		return nil, false
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "cannot read the request body: "+err.Error())
 		return nil, false

@@ -596,3 +596,22 @@ func TestBodiesWhoseTextIsNotUnicodeAreRefused(t *testing.T) {
 	}
 	assert.Equal(t, []string{"update", "update"}, b.calls)
 }
+
+// A body larger than the API takes is a 413 that says the bound: it was a
+// 400 "request body too large", with no size to go by.
+func TestABodyTooLargeSaysTheBound(t *testing.T) {
+	b := &backend{}
+	h := newTestHandler(b)
+	body := `{"name":"` + strings.Repeat("a", maxBody) + `"}`
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/v1/bdbs"}, {"PUT", "/v1/bdbs/1"}, {"POST", "/v1/bdbs/1/actions/regenerate_admin_password"},
+	} {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, body)
+		assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code, "%s %s", c.method, c.path)
+		var e api.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+		assert.Equal(t, api.CodeInvalidRequest, e.Code)
+		assert.Contains(t, e.Description, "4194304 bytes", "%s %s", c.method, c.path)
+	}
+	assert.Empty(t, b.calls, "nothing reached the backend")
+}
