@@ -353,6 +353,9 @@ const (
 	CodeNoRoute  = "no_route"
 	CodeConflict = "conflict"
 	CodeInternal = "internal_error"
+	// CodeUnavailable (503): the service cannot make changes now (it
+	// cannot write its state file); nothing of the request was made.
+	CodeUnavailable = "unavailable"
 )
 
 func (e *Error) Error() string { return e.Code + ": " + e.Description }

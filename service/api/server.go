@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
@@ -532,6 +533,13 @@ func (s *server) reply(w http.ResponseWriter, r *http.Request, v any, err error)
 		attrs = append(attrs, "uid", uid)
 	}
 	s.cfg.Logger.Error("request failed", append(attrs, "err", err)...)
+	// The service cannot keep changes now (its state file): not a bug,
+	// and nothing of the request was made, which 500 did not say.
+	var unavailable interface{ Unavailable() bool }
+	if errors.As(err, &unavailable) && unavailable.Unavailable() {
+		writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, err.Error())
+		return
+	}
 	writeError(w, http.StatusInternalServerError, api.CodeInternal, err.Error())
 }
 
@@ -547,6 +555,8 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case api.CodeConflict:
 		return http.StatusConflict
+	case api.CodeUnavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
@@ -584,6 +594,11 @@ func decodeOptional(w http.ResponseWriter, r *http.Request, v any) bool {
 
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, api.CodeInvalidRequest,
+			fmt.Sprintf("the request body is larger than the API takes (%d bytes, 4 MiB)", tooLarge.Limit))
+		return nil, false
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "cannot read the request body: "+err.Error())
 		return nil, false
@@ -592,6 +607,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 }
 
 func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
+	if err := unicodeText(body); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed JSON body: "+err.Error())
+		return false
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); errors.Is(err, io.EOF) {
@@ -619,6 +638,48 @@ func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 		return false
 	}
 	return true
+}
+
+// unicodeText refuses a body that is not UTF-8, or whose strings escape
+// half of a UTF-16 surrogate pair: encoding/json decodes both to U+FFFD in
+// silence, so a password (or a certificate, a keeper) would be stored as
+// another than the one sent.
+func unicodeText(body []byte) error {
+	if !utf8.Valid(body) {
+		return errors.New("the body is not UTF-8 text")
+	}
+	inString, pendingHigh := false, false
+	for i := 0; i < len(body); i++ {
+		ch := body[i]
+		if !inString {
+			inString = ch == '"'
+			continue
+		}
+		var r rune = -1 // not a \u escape
+		switch {
+		case ch == '"':
+			inString = false
+		case ch == '\\' && i+1 < len(body):
+			i++
+			if body[i] == 'u' && i+4 < len(body) {
+				if n, err := strconv.ParseUint(string(body[i+1:i+5]), 16, 32); err == nil {
+					r = rune(n)
+					i += 4
+				}
+			}
+		}
+		switch {
+		case pendingHigh && (r < 0xDC00 || r > 0xDFFF):
+			return errors.New("a string escapes half of a UTF-16 surrogate pair (\\uD800-\\uDBFF not followed by \\uDC00-\\uDFFF), which is no UTF-8 text")
+		case pendingHigh:
+			pendingHigh = false
+		case r >= 0xD800 && r <= 0xDBFF:
+			pendingHigh = true
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return errors.New("a string escapes half of a UTF-16 surrogate pair (\\uDC00-\\uDFFF alone), which is no UTF-8 text")
+		}
+	}
+	return nil
 }
 
 // hasField says whether the JSON object body gives the field name (null

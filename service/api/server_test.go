@@ -559,3 +559,59 @@ func TestAmbiguousBodiesAreRefused(t *testing.T) {
 	}
 	assert.Equal(t, []string{"create", "update", "regenerate"}, b.calls)
 }
+
+// A body that is not UTF-8 text, or whose strings escape half of a UTF-16
+// surrogate pair, is refused: encoding/json replaced such bytes with U+FFFD
+// in silence, so a password sent as "abc\xffdefgh" was stored as another
+// one, with which the client could never log in.
+func TestBodiesWhoseTextIsNotUnicodeAreRefused(t *testing.T) {
+	b := &backend{}
+	h := newTestHandler(b)
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/bdbs", "{\"name\":\"a\",\"memory_size\":4194304,\"authentication_redis_pass\":\"abc\xffdefgh\"}"},
+		{"PUT", "/v1/bdbs/1", "{\"authentication_redis_pass\":\"abc\xc3defgh\"}"},
+		{"PUT", "/v1/bdbs/1", `{"authentication_redis_pass":"abc\ud800defgh"}`},
+		{"PUT", "/v1/bdbs/1", `{"authentication_redis_pass":"abc\udc00defgh"}`},
+		{"PUT", "/v1/bdbs/1", `{"authentication_redis_pass":"abc\ud800\u0041defgh"}`},
+		{"PUT", "/v1/bdbs/1", `{"replica_sources":[{"uri":"redis://h:1","server_cert":"\uDBFF"}]}`},
+		{"PUT", "/v1/bdbs/1/admin_password_keepers", "{\"keepers\":{\"k\":\"\xed\xa0\x80\"}}"},
+	} {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, c.body)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, "%s %s %q", c.method, c.path, c.body)
+		var e api.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+		assert.Equal(t, api.CodeInvalidRequest, e.Code)
+		assert.Contains(t, e.Description, "UTF-8", "%s %s %q", c.method, c.path, c.body)
+	}
+	assert.Empty(t, b.calls, "nothing reached the backend")
+
+	// Escapes that are whole characters, a surrogate pair included, and
+	// an escaped backslash before a u, are text.
+	for _, body := range []string{
+		`{"authentication_redis_pass":"pass \ud83d\ude00 \u00e9 日本 \\ud800"}`,
+		`{"name":"\u0061bc"}`,
+	} {
+		rec := request(h, "admin", "admin-pw", "PUT", "/v1/bdbs/1", body)
+		assert.Equal(t, http.StatusOK, rec.Code, "%s: %s", body, rec.Body)
+	}
+	assert.Equal(t, []string{"update", "update"}, b.calls)
+}
+
+// A body larger than the API takes is a 413 that says the bound: it was a
+// 400 "request body too large", with no size to go by.
+func TestABodyTooLargeSaysTheBound(t *testing.T) {
+	b := &backend{}
+	h := newTestHandler(b)
+	body := `{"name":"` + strings.Repeat("a", maxBody) + `"}`
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/v1/bdbs"}, {"PUT", "/v1/bdbs/1"}, {"POST", "/v1/bdbs/1/actions/regenerate_admin_password"},
+	} {
+		rec := request(h, "admin", "admin-pw", c.method, c.path, body)
+		assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code, "%s %s", c.method, c.path)
+		var e api.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+		assert.Equal(t, api.CodeInvalidRequest, e.Code)
+		assert.Contains(t, e.Description, "4194304 bytes", "%s %s", c.method, c.path)
+	}
+	assert.Empty(t, b.calls, "nothing reached the backend")
+}

@@ -319,7 +319,10 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		Health: a.health,
 	})
 	reqCtx, endRequests := context.WithCancel(context.Background())
-	a.endRequests = endRequests
+	a.endRequests = func() {
+		endRequests()
+		a.ctrl.EndRequests() // and the changes whose clients stopped waiting
+	}
 	a.http = &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ConnContext:       limited.ConnContext,

@@ -143,3 +143,32 @@ func TestADatabaseBeingDeletedIsNoSourceAndSaysHowToFreeItsName(t *testing.T) {
 	assert.Equal(t, 400, code, "%v", e)
 	assert.Contains(t, e.Description, "being deleted")
 }
+
+// A change of a database that is being deleted, or that does not exist,
+// is refused as such before anything else is checked: a lowering of its
+// memory_size said it could not tell what the database held ("its
+// redis-server does not run"), and its new sources were asked whether they
+// could compress, seconds each when they do not answer.
+func TestAChangeOfADatabaseBeingDeletedOrMissingSaysSoFirst(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "stuck", MemorySize: 32 << 20})
+	unblock := blockRemoval(t, filepath.Join(i.DataDir, "dbs", fmt.Sprint(db.UID)))
+	defer unblock()
+	path := fmt.Sprintf("/v1/bdbs/%d", db.UID)
+	code, e := call(t, i, "DELETE", path, nil, nil)
+	require.Equal(t, 500, code, "the delete did not finish: %v", e)
+	silent := newSilentSource(t)
+
+	lower := int64(16 << 20)
+	sources := []api.ReplicaSource{{URI: silent.uri(), Compression: 1}}
+	for _, req := range []api.UpdateDatabaseRequest{{MemorySize: &lower}, {ReplicaSources: &sources}} {
+		code, e = call(t, i, "PUT", path, req, nil)
+		assert.Equal(t, 409, code, "%v", e)
+		assert.Contains(t, e.Description, "is being deleted")
+		code, e = call(t, i, "PUT", "/v1/bdbs/999", req, nil)
+		assert.Equal(t, 404, code, "%v", e)
+		assert.Equal(t, api.CodeNotFound, e.Code)
+	}
+	accepted, _ := silent.counts()
+	assert.Zero(t, accepted, "a source was asked about compression for a database being deleted or missing")
+}

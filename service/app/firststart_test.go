@@ -176,7 +176,7 @@ func TestDeletedStateFileDoesNotLetASecondInstanceIn(t *testing.T) {
 	// The running instance refuses changes, which the deleted file would
 	// have lost at its next start although it answered them as done.
 	code, e := call(t, i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "lost", MemorySize: 16 << 20}, nil)
-	assert.Equal(t, 500, code)
+	assert.Equal(t, 503, code)
 	assert.Contains(t, e.Description, "state file was deleted or replaced")
 	code, _ = call(t, i, "GET", "/v1/bdbs", nil, nil)
 	assert.Equal(t, 200, code, "reads still answer")

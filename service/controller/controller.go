@@ -129,6 +129,11 @@ type Controller struct {
 	retryCtx     context.Context
 	stopRetries  context.CancelFunc
 	retries      sync.WaitGroup
+	// carried ends the changes carried through after their clients
+	// stopped waiting (carryThrough) when the service stops: they are
+	// recorded, and applied at the next start.
+	carried    context.Context
+	endCarried context.CancelFunc
 
 	// nextPort is where the search for a free port starts: after the last
 	// port given. A port that a deleted database released goes to a new
@@ -143,8 +148,15 @@ type Controller struct {
 func New(cfg Config) *Controller {
 	c := &Controller{cfg: cfg}
 	c.retryCtx, c.stopRetries = context.WithCancel(context.Background())
+	c.carried, c.endCarried = context.WithCancel(context.Background())
 	return c
 }
+
+// EndRequests ends the changes in flight, those whose clients stopped
+// waiting included: the service stops, and must not wait for a
+// redis-server that does not answer. What they recorded is applied at the
+// next start.
+func (c *Controller) EndRequests() { c.endCarried() }
 
 // Start brings every stored database back: its replication endpoint, its
 // process, then its syncers. It does not wait for the databases to answer
@@ -512,7 +524,8 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 	// finds it by its name. Dropped with the request, it would be neither
 	// made nor said to have failed. Each step of the start has its own
 	// deadline.
-	ctx = context.WithoutCancel(ctx)
+	ctx, done := c.carryThrough(ctx, "create", d.UID)
+	defer func() { done(err) }()
 	d, err = c.startNew(ctx, d, autoPort)
 	if err == nil {
 		var done store.Database
@@ -692,6 +705,16 @@ func (c *Controller) freePort(existing []store.Database, avoid map[int]bool) (in
 
 // UpdateDatabase applies the fields req sets; nothing changes when any is invalid.
 func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.UpdateDatabaseRequest) (api.Database, error) {
+	// A database missing or being deleted says so first: the checks below
+	// ask its redis-server and the new sources, which would answer about
+	// something else (its server stopped), seconds each. The record's
+	// update checks again.
+	switch cur, err := c.cfg.Store.Get(uid); {
+	case errors.Is(err, store.ErrNotFound):
+		return api.Database{}, notFound(uid)
+	case err == nil && cur.Deleting:
+		return api.Database{}, errDeleting(uid)
+	}
 	if req.Name != nil {
 		if err := validateName(*req.Name); err != nil {
 			return api.Database{}, err
@@ -773,11 +796,41 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database updated", "uid", d.UID, "name", d.Name)
+	// A change recorded is carried through to the processes when its
+	// client stops waiting, as a create is: dropped with the request, a
+	// node of a sharded database could keep the settings of before.
+	ctx, done := c.carryThrough(ctx, "update", uid)
+	defer func() { done(err) }()
 	d, err = c.applyLatest(ctx, uid, before.IsReplica() || d.IsReplica())
 	if err != nil {
 		return api.Database{}, err
 	}
 	return c.view(ctx, d), nil
+}
+
+// carryThrough detaches ctx from its request's cancellation for a change
+// already recorded, and logs it when the client stops waiting: nobody
+// reads the answer then, so the log says how the change ended. Each step
+// of the apply has its own deadline. done is called with the outcome.
+func (c *Controller) carryThrough(ctx context.Context, what string, uid int) (detached context.Context, done func(error)) {
+	stop := context.AfterFunc(ctx, func() {
+		c.cfg.Logger.Info("the client of a "+what+" stopped waiting; it is carried through", "uid", uid)
+	})
+	// Ended only by the service's stop (EndRequests).
+	detached, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stopEnd := context.AfterFunc(c.carried, cancel)
+	return detached, func(err error) {
+		stopEnd()
+		cancel()
+		if stop() {
+			return // the client is there to read the outcome
+		}
+		if err != nil {
+			c.cfg.Logger.Warn("a "+what+" whose client stopped waiting is recorded, but not applied yet", "uid", uid, "err", err)
+			return
+		}
+		c.cfg.Logger.Info("a "+what+" whose client stopped waiting is applied", "uid", uid)
+	}
 }
 
 // checkMemoryFits refuses a memory_size that leaves a node of database uid

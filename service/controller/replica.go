@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
 	"github.com/replicad/terraform-provider-redis/internal/redisurl"
@@ -95,14 +96,14 @@ func sourceAddrs(list []api.ReplicaSource) []string {
 	return out
 }
 
-// validateSources checks d's sources: URLs, count, duplicates, itself, and
-// cycles among this instance's databases. others are every other database.
-func (c *Controller) validateSources(d store.Database, others []store.Database) error {
-	if len(d.ReplicaSources) > api.MaxReplicaSources {
-		return invalid("a database can have at most %d replica sources, not %d", api.MaxReplicaSources, len(d.ReplicaSources))
+// checkSourceList checks what of a source list needs nothing but the list:
+// count, URLs, compression levels, read_from, TLS settings, duplicates.
+func checkSourceList(sources []api.ReplicaSource) error {
+	if len(sources) > api.MaxReplicaSources {
+		return invalid("a database can have at most %d replica sources, not %d", api.MaxReplicaSources, len(sources))
 	}
 	seen := map[string]bool{}
-	for i, s := range d.ReplicaSources {
+	for i, s := range sources {
 		u, err := redisurl.Parse(s.URI)
 		if err != nil {
 			return invalid("replica_sources[%d]: %v", i, err)
@@ -135,6 +136,18 @@ func (c *Controller) validateSources(d store.Database, others []store.Database) 
 			return invalid("replica_sources[%d]: %s is listed twice", i, u)
 		}
 		seen[u.Key()] = true
+	}
+	return nil
+}
+
+// validateSources checks d's sources: URLs, count, duplicates, itself, and
+// cycles among this instance's databases. others are every other database.
+func (c *Controller) validateSources(d store.Database, others []store.Database) error {
+	if err := checkSourceList(d.ReplicaSources); err != nil {
+		return err
+	}
+	for i, s := range d.ReplicaSources {
+		u, _ := redisurl.Parse(s.URI)
 		if c.isLocalHost(u.Host) && slices.Contains(d.Ports(), u.Port) {
 			return invalid("replica_sources[%d]: %s is this database itself", i, u)
 		}
@@ -193,12 +206,18 @@ func (c *Controller) localSource(uri string, all []store.Database) int {
 	return 0
 }
 
+// isLocalHost says whether host names this host: its advertised name,
+// localhost, a loopback address, or the unspecified address (0.0.0.0, ::),
+// which a connection takes for a local one. A name's final dot (the root)
+// changes nothing.
 func (c *Controller) isLocalHost(host string) bool {
-	if strings.EqualFold(host, c.cfg.AdvertiseHost) || strings.EqualFold(host, "localhost") {
+	name := strings.TrimSuffix(host, ".")
+	if strings.EqualFold(host, c.cfg.AdvertiseHost) || strings.EqualFold(name, strings.TrimSuffix(c.cfg.AdvertiseHost, ".")) ||
+		strings.EqualFold(name, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)
-	return ip != nil && (ip.IsLoopback() || ip.String() == c.cfg.AdvertiseHost)
+	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified() || ip.String() == c.cfg.AdvertiseHost)
 }
 
 // findCycle follows the local Replica Of edges from start and describes the
@@ -278,17 +297,27 @@ func validateTLS(mode string, certs []string) error {
 // checkCompression refuses compression for sources that say they cannot
 // compress (open-source Redis servers: only a redis-replicad replication
 // endpoint can). A source that cannot be asked now (unreachable, say) is
-// accepted; its status will tell whether compression is active.
+// accepted; its status will tell whether compression is active. A list
+// refused whatever the sources answer is refused first, without asking
+// any; the others are asked side by side: each question to a source that
+// does not answer waits for its timeout.
 func (c *Controller) checkCompression(ctx context.Context, sources []api.ReplicaSource) error {
+	if err := checkSourceList(sources); err != nil {
+		return err
+	}
+	refused := make([]bool, len(sources))
+	var wg sync.WaitGroup
 	for i, s := range sources {
 		if s.Compression == 0 {
 			continue
 		}
-		if _, err := redisurl.Parse(s.URI); err != nil {
-			continue // reported by validateSources
-		}
-		err := c.cfg.Replicator.ProbeCompression(ctx, s)
-		if errors.Is(err, replication.ErrCannotCompress) {
+		wg.Go(func() {
+			refused[i] = errors.Is(c.cfg.Replicator.ProbeCompression(ctx, s), replication.ErrCannotCompress)
+		})
+	}
+	wg.Wait()
+	for i, s := range sources {
+		if refused[i] {
 			return invalid("replica_sources[%d] (%s): compression applies only between redis-replicad instances, and this source cannot compress (an open-source Redis?): set compression to 0", i, redisurl.Redact(s.URI))
 		}
 	}

@@ -232,12 +232,22 @@ func (m *Manager) Addr(port int) string {
 func (m *Manager) Ensure(ctx context.Context, d store.Database) error {
 	if d.Clustered() {
 		m.remember(d)
+		// Every node is brought to the record, whatever another did: a
+		// node that does not answer has its settings applied once it
+		// does (reapplyLater), and must not keep the others at the
+		// settings of before.
+		var errs error
 		for i := range d.Nodes {
-			if err := m.ensureOne(ctx, nodeDatabase(d, i)); err != nil {
-				return fmt.Errorf("node %d: %w", i, err)
+			err := m.ensureOne(ctx, nodeDatabase(d, i))
+			switch {
+			case err == nil:
+			case errs == nil:
+				errs = fmt.Errorf("node %d: %w", i, err)
+			default:
+				errs = fmt.Errorf("%w; node %d: %w", errs, i, err) // one line, for the API's answer
 			}
 		}
-		return nil
+		return errs
 	}
 	return m.ensureOne(ctx, d)
 }

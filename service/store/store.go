@@ -194,15 +194,41 @@ func Open(path string) (s *Store, err error) {
 // deleted or replaced under the running service.
 var ErrFileGone = errors.New("the state file was deleted or replaced under the running service")
 
+// ErrCannotPersist is (wraps) the error of a change that could not be
+// written to the state file, which is then not made: the request was
+// right, and so is the service, but it cannot keep changes now. Its error
+// also says Unavailable, which the API answers with 503.
+var ErrCannotPersist = errors.New("the change could not be written to the state file")
+
+// persistError is an ErrCannotPersist that says why.
+type persistError struct{ err error }
+
+func (e *persistError) Error() string       { return e.err.Error() }
+func (e *persistError) Unwrap() []error     { return []error{ErrCannotPersist, e.err} }
+func (e *persistError) Unavailable() bool   { return true }
+func cannotPersist(err error) *persistError { return &persistError{err: err} }
+
 // update runs a write transaction, unless the state file is no longer the
 // one this Store has open: bbolt would go on writing the deleted file,
 // which nobody reads at the next start, so a change answered as done
-// would be lost then.
+// would be lost then. A transaction that fn approved but that could not
+// be written (a full disk, an I/O error) is rolled back, and an
+// ErrCannotPersist too; what fn refuses is returned as it is.
 func (s *Store) update(fn func(tx *bolt.Tx) error) error {
-	if now, err := os.Stat(s.path); err != nil || !os.SameFile(now, s.file) {
-		return fmt.Errorf("%w (%s): changes are refused, since the next start would not see them; what runs keeps running: stop the service and restore the file from a backup", ErrFileGone, s.path)
+	if now, err := os.Stat(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return cannotPersist(fmt.Errorf("the state file %s cannot be checked (%v): changes are refused until it can", s.path, err))
+	} else if err != nil || !os.SameFile(now, s.file) {
+		return cannotPersist(fmt.Errorf("%w (%s): changes are refused, since the next start would not see them; what runs keeps running: stop the service and restore the file from a backup", ErrFileGone, s.path))
 	}
-	return s.db.Update(fn)
+	var fnErr error
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		return cannotPersist(fmt.Errorf("write the state file %s: %w; the change is not made", s.path, err))
+	}
+	return err
 }
 
 // damaged is the error of a state file that cannot be read.

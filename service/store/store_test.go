@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -172,4 +174,60 @@ func TestChangesAfterTheFileIsDeletedAreRefused(t *testing.T) {
 	// Nor is a file put in its place taken for it.
 	require.NoError(t, os.WriteFile(path, nil, 0o600))
 	require.ErrorIs(t, s.SetNextPort(5), ErrFileGone)
+}
+
+// A change whose write to the state file fails (its disk full here, a
+// tmpfs filled up) is an ErrCannotPersist that names the file, is not
+// made, and a check's own refusal stays what it was.
+func TestAChangeTheFileCannotTakeIsNotMade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a tmpfs it mounts: not run with -short")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("this test fills a small disk, a tmpfs it mounts: run it as root (scripts/test.sh does): mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	path := filepath.Join(dir, "state.db")
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer func() { s.Close() }()
+	d, err := s.Create(Database{Name: "a"}, func(*Database, []Database) error { return nil })
+	require.NoError(t, err)
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	require.NoError(t, err)
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			require.ErrorIs(t, err, syscall.ENOSPC)
+			break
+		}
+	}
+	require.NoError(t, f.Close())
+
+	// Records bigger than any page left: the write needs new ones.
+	big := strings.Repeat("x", 256<<10)
+	_, err = s.Update(d.UID, func(d *Database, _ []Database) error { d.Name = big; return nil })
+	require.ErrorIs(t, err, ErrCannotPersist)
+	assert.Contains(t, err.Error(), path)
+	var unavailable interface{ Unavailable() bool }
+	require.ErrorAs(t, err, &unavailable)
+	got, err := s.Get(d.UID)
+	require.NoError(t, err)
+	assert.Equal(t, "a", got.Name, "the change that could not be written is not made")
+
+	refused := errors.New("refused by the check")
+	_, err = s.Update(d.UID, func(*Database, []Database) error { return refused })
+	require.ErrorIs(t, err, refused)
+	assert.NotErrorIs(t, err, ErrCannotPersist)
+
+	// Once there is room, changes are written again, and kept.
+	require.NoError(t, os.Remove(filepath.Join(dir, "filler")))
+	_, err = s.Update(d.UID, func(d *Database, _ []Database) error { d.Name = big; return nil })
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	s, err = Open(path)
+	require.NoError(t, err)
+	got, err = s.Get(d.UID)
+	require.NoError(t, err)
+	assert.Equal(t, big, got.Name)
 }
