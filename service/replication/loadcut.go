@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -34,10 +35,10 @@ func (e *loadCutError) Error() string {
 	if e.node != "" && e.node != e.addr {
 		who = "the source's node " + e.node
 	}
-	return fmt.Sprintf("%s closed the replication link during the full sync or within %s of it, "+
-		"as Redis does when the writes it buffers for a replica meanwhile exceed its client-output-buffer-limit for replicas "+
-		"(its log then says \"scheduled to be closed ASAP for overcoming of output buffer limits\"; a restart or a CLIENT KILL of the source looks the same from here): "+
-		"if so, raise it on the source (for example CONFIG SET client-output-buffer-limit \"replica 1gb 512mb 120\", or \"replica 0 0 0\" for no limit) "+
+	return fmt.Sprintf("%s closed the replication link during the full sync or within %s of it, and accepts connections again. "+
+		"Possible causes: the writes it buffered for this replica meanwhile exceeded its client-output-buffer-limit for replicas "+
+		"(its log then says \"scheduled to be closed ASAP for overcoming of output buffer limits\"), a CLIENT KILL, or a restart of the source. "+
+		"If it is the limit, raise it on the source (for example CONFIG SET client-output-buffer-limit \"replica 1gb 512mb 120\", or \"replica 0 0 0\" for no limit) "+
 		"or lower its write rate during the sync: %v", who, cutWindow, e.err)
 }
 
@@ -52,6 +53,21 @@ func closedByPeer(err error) bool {
 	}
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// refused says whether addr refuses a TCP connection now: the server that
+// listened there is gone. A source that cut a replica over its output
+// buffer limit accepts the next one.
+func refused(ctx context.Context, addr string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}
+	c.Close()
+	return false
 }
 
 // cutBackoff spaces the loads of a destination whose source keeps cutting

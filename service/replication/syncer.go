@@ -209,10 +209,18 @@ const handshakeQuiet = 15 * time.Second
 // asCut returns err as a loadCutError when it ends a full session whose
 // source closed the link (closed) during the transfer or within cutWindow
 // of its end, and records it as the last cut; other errors as they are.
-func (s *syncer) asCut(err error, closed bool) error {
+// A source that refuses connections right after is no cut: it died.
+func (s *syncer) asCut(ctx context.Context, err error, closed bool) error {
 	if errors.Is(err, errLoadCut) || !s.fullSession || !closed || !closedByPeer(err) ||
 		(!s.transferEnd.IsZero() && time.Since(s.transferEnd) >= cutWindow) {
 		return err
+	}
+	addr := s.node
+	if addr == "" {
+		addr = s.url.Addr()
+	}
+	if refused(ctx, addr) {
+		return fmt.Errorf("the source closed the replication link and has refused connections since: it stopped, or is restarting: %w", err)
 	}
 	cut := &loadCutError{addr: s.url.Addr(), node: s.node, err: err}
 	s.lastCut = cut
@@ -263,7 +271,7 @@ func (s *syncer) run(ctx context.Context) error {
 			lastQuick = time.Now()
 			continue
 		}
-		err = s.asCut(explain(err), s.sourceClosed)
+		err = s.asCut(ctx, explain(err), s.sourceClosed)
 		var oom *destOOMError
 		if errors.As(err, &oom) {
 			err = classifyOOM(ctx, s.destAccess(), oom)
