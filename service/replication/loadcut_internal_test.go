@@ -98,6 +98,7 @@ func TestAsCutNeedsTheSourceToClose(t *testing.T) {
 	assert.NotErrorIs(t, s.asCut(ctx, eof, false), errLoadCut, "closed on our side")
 	cut := s.asCut(ctx, eof, true)
 	assert.ErrorIs(t, cut, errLoadCut)
+	assert.Contains(t, cut.Error(), "accepts connections again")
 	assert.Same(t, cut, s.asCut(ctx, cut, true), "not wrapped twice")
 	assert.Equal(t, cut, s.lastCut)
 

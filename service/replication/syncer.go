@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -219,10 +220,11 @@ func (s *syncer) asCut(ctx context.Context, err error, closed bool) error {
 	if addr == "" {
 		addr = s.url.Addr()
 	}
-	if refused(ctx, addr) {
+	derr := dialBack(ctx, addr)
+	if errors.Is(derr, syscall.ECONNREFUSED) {
 		return fmt.Errorf("the source closed the replication link and has refused connections since: it stopped, or is restarting: %w", err)
 	}
-	cut := &loadCutError{addr: s.url.Addr(), node: s.node, err: err}
+	cut := &loadCutError{addr: s.url.Addr(), node: s.node, err: err, accepting: derr == nil}
 	s.lastCut = cut
 	return cut
 }
