@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +50,12 @@ const grace = 40 * time.Second
 const inSyncSlack = 3 * time.Second
 
 func watchTruth(t *testing.T, a *apiClient, uid int) *truthWatch {
+	return watchSourceTruth(t, a, uid, "")
+}
+
+// watchSourceTruth is watchTruth for the source of URI uri of a
+// destination of several ("": its only one).
+func watchSourceTruth(t *testing.T, a *apiClient, uid int, uri string) *truthWatch {
 	w := &truthWatch{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -56,7 +63,7 @@ func watchTruth(t *testing.T, a *apiClient, uid int) *truthWatch {
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			w.sample(ctx, a, uid)
+			w.sample(ctx, a, uid, uri)
 			select {
 			case <-ctx.Done():
 			case <-time.After(200 * time.Millisecond): // the sampling period
@@ -69,7 +76,7 @@ func watchTruth(t *testing.T, a *apiClient, uid int) *truthWatch {
 	return w
 }
 
-func (w *truthWatch) sample(ctx context.Context, a *apiClient, uid int) {
+func (w *truthWatch) sample(ctx context.Context, a *apiClient, uid int, uri string) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/v1/bdbs/%d", a.base, uid), nil)
 	req.SetBasicAuth(a.user, a.pass)
 	resp, err := a.http.Do(req)
@@ -78,10 +85,14 @@ func (w *truthWatch) sample(ctx context.Context, a *apiClient, uid int) {
 	}
 	defer resp.Body.Close()
 	var db api.Database
-	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&db) != nil || len(db.ReplicaSources) != 1 {
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&db) != nil {
 		return
 	}
-	s := db.ReplicaSources[0]
+	i := slices.IndexFunc(db.ReplicaSources, func(s api.ReplicaSourceStatus) bool { return uri == "" || s.URI == uri })
+	if i < 0 || (uri == "" && len(db.ReplicaSources) != 1) {
+		return
+	}
+	s := db.ReplicaSources[i]
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.last = s
@@ -203,7 +214,7 @@ func TestASourceFrozenMidFullLoadThenKilled(t *testing.T) {
 // forwards again (resume). INCR and RPUSH writers run all along. The
 // status never says in-sync while the link holds the stream; the
 // destination never holds half a command; it ends equal to the source.
-func bigCommandStalled(t *testing.T, stall func(*redistest.Proxy, *redistest.Server) (resume func())) {
+func bigCommandStalled(t *testing.T, hold time.Duration, stall func(*redistest.Proxy, *redistest.Server) (resume func())) {
 	src := redistest.Start(t, "--repl-backlog-size", "256mb", "--client-output-buffer-limit", "replica 0 0 0")
 	proxy := redistest.StartProxy(t, src.Addr())
 	i := servicetest.Start(t)
@@ -255,8 +266,8 @@ func bigCommandStalled(t *testing.T, stall func(*redistest.Proxy, *redistest.Ser
 	n, err := dc.Exists(ctx, "big", "wide").Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "a command whose bytes have not all arrived is applied")
-	tw.hold(t, freezeFor)
-	t.Logf("the status %s into the stall: %+v", freezeFor, a.get(dst.UID).ReplicaSources[0])
+	tw.hold(t, hold)
+	t.Logf("the status %s into the stall: %+v", hold, a.get(dst.UID).ReplicaSources[0])
 	tw.fault(false)
 	resume()
 	proxy.Slow(0, 0)
@@ -275,14 +286,23 @@ func bigCommandStalled(t *testing.T, stall func(*redistest.Proxy, *redistest.Ser
 }
 
 func TestABigCommandStalledHalfwayOnTheLink(t *testing.T) {
-	bigCommandStalled(t, func(p *redistest.Proxy, _ *redistest.Server) func() {
+	bigCommandStalled(t, freezeFor, func(p *redistest.Proxy, _ *redistest.Server) func() {
+		p.Stall()
+		return p.Unstall
+	})
+}
+
+// Stalled for less than the read timeout, the same connection goes on
+// with the rest of the command.
+func TestABigCommandStalledHalfwayOnTheLinkForLessThanTheReadTimeout(t *testing.T) {
+	bigCommandStalled(t, 35*time.Second, func(p *redistest.Proxy, _ *redistest.Server) func() {
 		p.Stall()
 		return p.Unstall
 	})
 }
 
 func TestABigCommandStalledHalfwayBySIGSTOPOfTheSource(t *testing.T) {
-	bigCommandStalled(t, func(_ *redistest.Proxy, src *redistest.Server) func() {
+	bigCommandStalled(t, freezeFor, func(_ *redistest.Proxy, src *redistest.Server) func() {
 		return freeze(t, src.PID())
 	})
 }
@@ -293,7 +313,7 @@ func TestABigCommandStalledHalfwayBySIGSTOPOfTheSource(t *testing.T) {
 // full load; then it runs again. The status never says in-sync while it
 // is frozen, says why, and its lag grows; the destination ends equal to
 // the source, with no write lost or applied twice.
-func destinationFrozen(t *testing.T, midLoad bool) {
+func destinationFrozen(t *testing.T, midLoad bool, hold time.Duration) {
 	src := redistest.Start(t, "--repl-backlog-size", "256mb")
 	if midLoad {
 		fillStrings(t, src.Client(), "k:", 20000, 1000)
@@ -317,8 +337,15 @@ func destinationFrozen(t *testing.T, midLoad bool) {
 	acked.Store(w.acked.Load())
 	thaw := freeze(t, pid)
 	tw.fault(true)
-	tw.hold(t, freezeFor)
-	t.Logf("the status %s into the freeze: %+v", freezeFor, a.get(dst.UID).ReplicaSources[0])
+	tw.hold(t, hold)
+	s := a.get(dst.UID).ReplicaSources[0]
+	t.Logf("the status %s into the freeze: %+v", hold, s)
+	if !midLoad {
+		// The watchdog restarted the syncer, whose next session waits for
+		// the destination: the status says so now, not what the watchdog
+		// saw 5 s into the freeze.
+		require.Contains(t, s.LastError, "has not answered for", "last_error %s into the freeze", hold)
+	}
 	tw.fault(false)
 	thaw()
 	tw.check(t)
@@ -334,8 +361,15 @@ func destinationFrozen(t *testing.T, midLoad bool) {
 	require.NoError(t, redistest.Diff(redistest.Ctx(t), dc, src.Client()))
 }
 
-func TestADestinationFrozenWhileStreaming(t *testing.T) { destinationFrozen(t, false) }
-func TestADestinationFrozenMidFullLoad(t *testing.T)    { destinationFrozen(t, true) }
+func TestADestinationFrozenWhileStreaming(t *testing.T) { destinationFrozen(t, false, freezeFor) }
+func TestADestinationFrozenMidFullLoad(t *testing.T)    { destinationFrozen(t, true, freezeFor) }
+
+// Frozen past the stall limit but not the read timeout: the syncer
+// restarts from its checkpoint while the destination may still hold
+// batches sent before, unread.
+func TestADestinationFrozenWhileStreamingForLessThanTheReadTimeout(t *testing.T) {
+	destinationFrozen(t, false, 25*time.Second)
+}
 
 // A source killed soon after a full sync (and not back) closes the link as
 // one that cuts its replicas over their output buffer limit does, but
@@ -368,4 +402,50 @@ func TestASourceKilledSoonAfterAFullSyncIsNotBlamedOnItsBufferLimit(t *testing.T
 	fillStrings(t, src.Client(), "new:", 100, 20)
 	eventuallyEqual(t, time.Minute, dc, src.Client())
 	a.waitInSync(dst.UID, time.Minute)
+}
+
+// One of two sources frozen (SIGSTOP) in the middle of a full load of
+// both, for longer than the read timeout, then thawed: neither source is
+// in sync while the load cannot end, the frozen one says why, and the
+// destination ends equal to both.
+func TestOneOfTwoSourcesFrozenMidFullLoad(t *testing.T) {
+	srcA, srcB := redistest.Start(t, "--repl-backlog-size", "64mb"), redistest.Start(t, "--repl-backlog-size", "64mb")
+	fillStrings(t, srcA.Client(), "a:", 20000, 1000)
+	fillStrings(t, srcB.Client(), "b:", 2000, 1000)
+	require.NoError(t, srcA.Client().ConfigSet(redistest.Ctx(t), "rdb-key-save-delay", "1000").Err())
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	wA, wB := startPacedGeoWriter(t, srcA.Client(), 10*time.Millisecond), startIncrWriter(t, srcB.Client(), 10)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: srcA.URL()}, {URI: srcB.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	twA := watchSourceTruth(t, a, dst.UID, srcA.URL())
+	twB := watchSourceTruth(t, a, dst.UID, srcB.URL())
+	redistest.Eventually(t, 2*time.Minute, "part of A's RDB transferred", func() error {
+		for _, s := range a.get(dst.UID).ReplicaSources {
+			if s.URI == srcA.URL() && s.RDBTransferred >= 3<<20 {
+				return nil
+			}
+		}
+		return fmt.Errorf("%+v", a.get(dst.UID).ReplicaSources)
+	})
+	thaw := freeze(t, srcA.PID())
+	twA.fault(true)
+	twB.fault(true)
+	twA.hold(t, freezeFor)
+	t.Logf("the status %s into the freeze: %+v", freezeFor, a.get(dst.UID).ReplicaSources)
+	twA.fault(false)
+	twB.fault(false)
+	thaw()
+	twA.check(t)
+	twB.check(t)
+
+	require.NoError(t, srcA.Client().ConfigSet(redistest.Ctx(t), "rdb-key-save-delay", "0").Err())
+	wA.waitAcked(t, 2000)
+	wA.stop()
+	wB.stop()
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, 3*time.Minute, dc, srcA.Client(), srcB.Client())
+	a.waitInSync(dst.UID, time.Minute)
+	require.NoError(t, redistest.Diff(redistest.Ctx(t), dc, srcA.Client(), srcB.Client()))
 }
