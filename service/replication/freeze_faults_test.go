@@ -168,7 +168,7 @@ func waitRDBTransferred(t *testing.T, a *apiClient, uid int, n int64) {
 // kills it (a new empty server on its address). The status never says
 // in-sync while the source is frozen, says why, and its lag grows; the
 // destination ends equal to the source, every counter and list exact.
-func sourceFrozenMidLoad(t *testing.T, end func(src *redistest.Server, thaw func())) {
+func sourceFrozenMidLoad(t *testing.T, hold time.Duration, end func(src *redistest.Server, thaw func())) {
 	src := redistest.Start(t, "--repl-backlog-size", "64mb")
 	fillStrings(t, src.Client(), "k:", 20000, 1000)
 	require.NoError(t, src.Client().ConfigSet(redistest.Ctx(t), "rdb-key-save-delay", "1000").Err())
@@ -183,8 +183,8 @@ func sourceFrozenMidLoad(t *testing.T, end func(src *redistest.Server, thaw func
 
 	thaw := freeze(t, src.PID())
 	tw.fault(true)
-	tw.hold(t, freezeFor)
-	t.Logf("the status %s into the freeze: %+v", freezeFor, a.get(dst.UID).ReplicaSources[0])
+	tw.hold(t, hold)
+	t.Logf("the status %s into the freeze: %+v", hold, a.get(dst.UID).ReplicaSources[0])
 	tw.fault(false)
 	end(src, thaw)
 	tw.check(t)
@@ -200,11 +200,17 @@ func sourceFrozenMidLoad(t *testing.T, end func(src *redistest.Server, thaw func
 }
 
 func TestASourceFrozenMidFullLoadThenThawed(t *testing.T) {
-	sourceFrozenMidLoad(t, func(_ *redistest.Server, thaw func()) { thaw() })
+	sourceFrozenMidLoad(t, freezeFor, func(_ *redistest.Server, thaw func()) { thaw() })
 }
 
 func TestASourceFrozenMidFullLoadThenKilled(t *testing.T) {
-	sourceFrozenMidLoad(t, func(src *redistest.Server, _ func()) { src.Restart() })
+	sourceFrozenMidLoad(t, freezeFor, func(src *redistest.Server, _ func()) { src.Restart() })
+}
+
+// Thawed before the read timeout, the source goes on with the same
+// transfer.
+func TestASourceFrozenMidFullLoadForLessThanTheReadTimeout(t *testing.T) {
+	sourceFrozenMidLoad(t, 30*time.Second, func(_ *redistest.Server, thaw func()) { thaw() })
 }
 
 // bigCommandStalled: a 48 MB SET and an RPUSH of 400,000 elements
@@ -405,9 +411,9 @@ func TestASourceKilledSoonAfterAFullSyncIsNotBlamedOnItsBufferLimit(t *testing.T
 }
 
 // One of two sources frozen (SIGSTOP) in the middle of a full load of
-// both, for longer than the read timeout, then thawed: neither source is
-// in sync while the load cannot end, the frozen one says why, and the
-// destination ends equal to both.
+// both, for longer than the read timeout, then thawed: the frozen one is
+// not in sync and says why (the other, loaded, streams meanwhile), and
+// the destination ends equal to both.
 func TestOneOfTwoSourcesFrozenMidFullLoad(t *testing.T) {
 	srcA, srcB := redistest.Start(t, "--repl-backlog-size", "64mb"), redistest.Start(t, "--repl-backlog-size", "64mb")
 	fillStrings(t, srcA.Client(), "a:", 20000, 1000)
@@ -420,7 +426,6 @@ func TestOneOfTwoSourcesFrozenMidFullLoad(t *testing.T) {
 		ReplicaSources: []api.ReplicaSource{{URI: srcA.URL()}, {URI: srcB.URL()}}})
 	logDestOnFailure(t, i, dst.UID)
 	twA := watchSourceTruth(t, a, dst.UID, srcA.URL())
-	twB := watchSourceTruth(t, a, dst.UID, srcB.URL())
 	redistest.Eventually(t, 2*time.Minute, "part of A's RDB transferred", func() error {
 		for _, s := range a.get(dst.UID).ReplicaSources {
 			if s.URI == srcA.URL() && s.RDBTransferred >= 3<<20 {
@@ -431,16 +436,50 @@ func TestOneOfTwoSourcesFrozenMidFullLoad(t *testing.T) {
 	})
 	thaw := freeze(t, srcA.PID())
 	twA.fault(true)
-	twB.fault(true)
 	twA.hold(t, freezeFor)
 	t.Logf("the status %s into the freeze: %+v", freezeFor, a.get(dst.UID).ReplicaSources)
+	twA.fault(false)
+	thaw()
+	twA.check(t)
+
+	require.NoError(t, srcA.Client().ConfigSet(redistest.Ctx(t), "rdb-key-save-delay", "0").Err())
+	wA.waitAcked(t, 2000)
+	wA.stop()
+	wB.stop()
+	dc := destClient(t, dst, 0)
+	eventuallyEqual(t, 3*time.Minute, dc, srcA.Client(), srcB.Client())
+	a.waitInSync(dst.UID, time.Minute)
+	require.NoError(t, redistest.Diff(redistest.Ctx(t), dc, srcA.Client(), srcB.Client()))
+}
+
+// The destination of two sources frozen (SIGSTOP) while both stream
+// transactions of INCRs and RPUSHes, past the stall limit, then thawed:
+// neither source says in-sync while it is frozen, both say why with a lag
+// that grows, and the destination ends equal to both, nothing lost or
+// applied twice.
+func TestADestinationOfTwoSourcesFrozenWhileStreaming(t *testing.T) {
+	srcA, srcB := redistest.Start(t, "--repl-backlog-size", "256mb"), redistest.Start(t, "--repl-backlog-size", "256mb")
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	wA, wB := startPacedGeoWriter(t, srcA.Client(), time.Millisecond), startIncrWriter(t, srcB.Client(), 10)
+	dst := a.create(api.CreateDatabaseRequest{Name: "dst", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: srcA.URL()}, {URI: srcB.URL()}}})
+	logDestOnFailure(t, i, dst.UID)
+	a.waitInSync(dst.UID, 2*time.Minute)
+	wA.waitAcked(t, 2000)
+	twA := watchSourceTruth(t, a, dst.UID, srcA.URL())
+	twB := watchSourceTruth(t, a, dst.UID, srcB.URL())
+	thaw := freeze(t, i.App.Databases().PID(context.Background(), dst.UID))
+	twA.fault(true)
+	twB.fault(true)
+	twA.hold(t, 45*time.Second)
+	t.Logf("the status 45s into the freeze: %+v", a.get(dst.UID).ReplicaSources)
 	twA.fault(false)
 	twB.fault(false)
 	thaw()
 	twA.check(t)
 	twB.check(t)
 
-	require.NoError(t, srcA.Client().ConfigSet(redistest.Ctx(t), "rdb-key-save-delay", "0").Err())
 	wA.waitAcked(t, 2000)
 	wA.stop()
 	wB.stop()
