@@ -101,7 +101,12 @@ type geoWriter struct {
 	stop  func()
 }
 
-func startGeoWriter(t *testing.T, c *redis.Client) *geoWriter {
+func startGeoWriter(t *testing.T, c *redis.Client) *geoWriter { return startPacedGeoWriter(t, c, 0) }
+
+// startPacedGeoWriter is startGeoWriter with a pause of gap after each
+// pipeline: a write rate that a source's backlog holds through a long
+// fault.
+func startPacedGeoWriter(t *testing.T, c *redis.Client, gap time.Duration) *geoWriter {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &geoWriter{}
 	var wg sync.WaitGroup
@@ -119,14 +124,17 @@ func startGeoWriter(t *testing.T, c *redis.Client) *geoWriter {
 				pipe.Incr(ctx, fmt.Sprint("ctr:", (n+k)%30))
 				pipe.RPush(ctx, fmt.Sprint("seq:", k%8), n*20+k)
 			}
+			pause := gap
 			if _, err := pipe.Exec(ctx); err == nil {
 				w.acked.Add(20)
-				continue
+			} else {
+				pause = 50 * time.Millisecond // the source is down: try again shortly
 			}
-			// The source is down: try again shortly.
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
+			if pause > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
 			}
 		}
 	}()

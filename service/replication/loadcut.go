@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,9 @@ const cutWindow = 70 * time.Second
 type loadCutError struct {
 	addr, node string
 	err        error
+	// accepting: the source accepted a connection right after it closed
+	// the link (false: not known).
+	accepting bool
 }
 
 func (e *loadCutError) Error() string {
@@ -34,11 +38,15 @@ func (e *loadCutError) Error() string {
 	if e.node != "" && e.node != e.addr {
 		who = "the source's node " + e.node
 	}
-	return fmt.Sprintf("%s closed the replication link during the full sync or within %s of it, "+
-		"as Redis does when the writes it buffers for a replica meanwhile exceed its client-output-buffer-limit for replicas "+
-		"(its log then says \"scheduled to be closed ASAP for overcoming of output buffer limits\"; a restart or a CLIENT KILL of the source looks the same from here): "+
-		"if so, raise it on the source (for example CONFIG SET client-output-buffer-limit \"replica 1gb 512mb 120\", or \"replica 0 0 0\" for no limit) "+
-		"or lower its write rate during the sync: %v", who, cutWindow, e.err)
+	again := ""
+	if e.accepting {
+		again = ", and accepts connections again"
+	}
+	return fmt.Sprintf("%s closed the replication link during the full sync or within %s of it%s. "+
+		"Possible causes: the writes it buffered for this replica meanwhile exceeded its client-output-buffer-limit for replicas "+
+		"(its log then says \"scheduled to be closed ASAP for overcoming of output buffer limits\"), a CLIENT KILL, or a restart of the source. "+
+		"If it is the limit, raise it on the source (for example CONFIG SET client-output-buffer-limit \"replica 1gb 512mb 120\", or \"replica 0 0 0\" for no limit) "+
+		"or lower its write rate during the sync: %v", who, cutWindow, again, e.err)
 }
 
 func (e *loadCutError) Unwrap() []error { return []error{errLoadCut, e.err} }
@@ -52,6 +60,21 @@ func closedByPeer(err error) bool {
 	}
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// dialBack tries a TCP connection to addr, at once closed: nil when it is
+// accepted. A source that closed the link and refuses connections since is
+// gone; one that cut a replica over its output buffer limit accepts the
+// next.
+func dialBack(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 // cutBackoff spaces the loads of a destination whose source keeps cutting

@@ -1,9 +1,11 @@
 package replication
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"syscall"
 	"testing"
@@ -82,19 +84,36 @@ func TestAnEchoOfACutIsACut(t *testing.T) {
 }
 
 // A cut is told once: asCut does not wrap a cut again, and only a full
-// session whose source closed the link is one.
+// session whose source closed the link, and accepts connections again, is
+// one.
 func TestAsCutNeedsTheSourceToClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
 	u, err := redisurl.Parse("redis://h:1")
 	require.NoError(t, err)
-	s := &syncer{url: u, node: "h:2", fullSession: true}
+	ctx := context.Background()
+	s := &syncer{url: u, node: ln.Addr().String(), fullSession: true}
 	eof := fmt.Errorf("read: %w", io.ErrUnexpectedEOF)
-	assert.NotErrorIs(t, s.asCut(eof, false), errLoadCut, "closed on our side")
-	cut := s.asCut(eof, true)
+	assert.NotErrorIs(t, s.asCut(ctx, eof, false), errLoadCut, "closed on our side")
+	cut := s.asCut(ctx, eof, true)
 	assert.ErrorIs(t, cut, errLoadCut)
-	assert.Same(t, cut, s.asCut(cut, true), "not wrapped twice")
+	assert.Contains(t, cut.Error(), "accepts connections again")
+	assert.Same(t, cut, s.asCut(ctx, cut, true), "not wrapped twice")
 	assert.Equal(t, cut, s.lastCut)
+
+	// The source refuses connections since it closed the link: it died.
+	s.lastCut = nil
+	ln.Close()
+	gone := s.asCut(ctx, eof, true)
+	assert.NotErrorIs(t, gone, errLoadCut, "a source that died is no cut")
+	assert.Nil(t, s.lastCut)
+	assert.Contains(t, gone.Error(), "refused connections since")
+	assert.NotContains(t, gone.Error(), "client-output-buffer-limit")
+	assert.ErrorIs(t, gone, io.ErrUnexpectedEOF)
+
 	s.fullSession = false
-	assert.NotErrorIs(t, s.asCut(eof, true), errLoadCut, "a partial sync's link closing is no cut")
+	assert.NotErrorIs(t, s.asCut(ctx, eof, true), errLoadCut, "a partial sync's link closing is no cut")
 }
 
 // Reloads of a destination whose rounds keep ending soon after they start

@@ -343,7 +343,7 @@ func (s *syncer) loadMerged(ctx context.Context, syn replproto.Sync, payload *re
 		// A cut is told here, not only by run once the session is over:
 		// the other shards echo the load's error to the round, and the
 		// first error there decides whether the next load backs off.
-		err = s.asCut(err, s.srcConn != nil && s.srcConn.ClosedByPeer())
+		err = s.asCut(ctx, err, s.srcConn != nil && s.srcConn.ClosedByPeer())
 		if errors.Is(err, rdb.ErrNotWritable) || errors.Is(err, errOutsideShard) {
 			// A value the stream cannot take (ErrTooBigToStream), or
 			// that no RDB of this version can; a key of another

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -202,6 +203,67 @@ func (s *syncer) linkGot(executesAhead int64) {
 	})
 }
 
+// tellDestinationQuiet has the status say, with for how long, that the
+// destination has not answered what a new session asks it first (its
+// checkpoint, say), once that is longer than the stall limit; until the
+// returned function is called, which takes the note back. A session
+// restarted by the watchdog because the destination stopped answering
+// (a redis-server stopped with SIGSTOP) waits here: the stuck note it
+// ended with was no longer news, its durations frozen.
+func (s *syncer) tellDestinationQuiet() (answered func()) {
+	limit := s.stallTimeout
+	if limit <= 0 {
+		limit = DefaultStallTimeout
+	}
+	began := time.Now()
+	done, finished := make(chan struct{}), make(chan struct{})
+	// told: the note as told last; before: what the status said when the
+	// wait began (the last session's end). Guarded by the status's lock.
+	var told, before string
+	s.status.mu.Lock()
+	before = s.status.lastError
+	s.status.mu.Unlock()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if waited := time.Since(began); waited > limit {
+				note := fmt.Sprintf("the destination has not answered for %s (is its redis-server stopped, or too busy?): the sync continues from its checkpoint once it does",
+					waited.Round(time.Second))
+				s.status.set(func(st *sourceStatus) {
+					// What another part told meanwhile stands.
+					if st.lastError == "" || st.lastError == told || st.lastError == before {
+						st.lastError, told = note, note
+					}
+				})
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			<-finished
+			s.status.mu.Lock()
+			standing := told != "" && s.status.lastError == told
+			s.status.mu.Unlock()
+			if standing {
+				s.status.set(func(st *sourceStatus) {
+					if st.lastError == told {
+						st.lastError = ""
+					}
+				})
+			}
+		})
+	}
+}
+
 // handshakeQuiet is how long a source may take to answer the handshake
 // before the status says it has not.
 const handshakeQuiet = 15 * time.Second
@@ -209,12 +271,21 @@ const handshakeQuiet = 15 * time.Second
 // asCut returns err as a loadCutError when it ends a full session whose
 // source closed the link (closed) during the transfer or within cutWindow
 // of its end, and records it as the last cut; other errors as they are.
-func (s *syncer) asCut(err error, closed bool) error {
+// A source that refuses connections right after is no cut: it died.
+func (s *syncer) asCut(ctx context.Context, err error, closed bool) error {
 	if errors.Is(err, errLoadCut) || !s.fullSession || !closed || !closedByPeer(err) ||
 		(!s.transferEnd.IsZero() && time.Since(s.transferEnd) >= cutWindow) {
 		return err
 	}
-	cut := &loadCutError{addr: s.url.Addr(), node: s.node, err: err}
+	addr := s.node
+	if addr == "" {
+		addr = s.url.Addr()
+	}
+	derr := dialBack(ctx, addr)
+	if errors.Is(derr, syscall.ECONNREFUSED) {
+		return fmt.Errorf("the source closed the replication link and has refused connections since: it stopped, or is restarting: %w", err)
+	}
+	cut := &loadCutError{addr: s.url.Addr(), node: s.node, err: err, accepting: derr == nil}
 	s.lastCut = cut
 	return cut
 }
@@ -263,7 +334,7 @@ func (s *syncer) run(ctx context.Context) error {
 			lastQuick = time.Now()
 			continue
 		}
-		err = s.asCut(explain(err), s.sourceClosed)
+		err = s.asCut(ctx, explain(err), s.sourceClosed)
 		var oom *destOOMError
 		if errors.As(err, &oom) {
 			err = classifyOOM(ctx, s.destAccess(), oom)
@@ -328,7 +399,9 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	// The destination first: one that does not answer (stopped, say)
 	// must not hold a full-load slot that the instance's other
 	// destinations wait for.
+	destAnswered := s.tellDestinationQuiet()
 	w, err := dialDestination(ctx, s.destAccess(), s.checkpointKey())
+	destAnswered()
 	if err != nil {
 		return err
 	}
@@ -403,6 +476,8 @@ func (s *syncer) session(ctx context.Context) (err error) {
 		defer s.releaseLoadWhenIdle(ctx, conn.WireBytes)()
 	}
 
+	destAnswered = s.tellDestinationQuiet()
+	defer destAnswered()
 	if l := s.destLink(); l != nil {
 		// What an earlier session committed over the link is applied
 		// before the checkpoint is read.
@@ -428,6 +503,7 @@ func (s *syncer) session(ctx context.Context) (err error) {
 	if s.destRDB, err = w.rdbVersion(ctx); err != nil {
 		return err
 	}
+	destAnswered()
 	replID, offset := "", int64(-1)
 	if s.resume != nil {
 		replID, offset = s.resume.ReplID, s.resume.Offset
