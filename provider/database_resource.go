@@ -205,7 +205,7 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				// An import cannot tell [] from none (the service has no
 				// pins either way): they are one value, so that a plan after
 				// an import, or after either is written, changes nothing.
-				PlanModifiers: []planmodifier.Set{noPinsAsInState()},
+				PlanModifiers: []planmodifier.Set{emptySetAsInState()},
 			},
 			"replication_endpoint": schema.StringAttribute{
 				MarkdownDescription: "Where destinations replicate this database from, as `host:port`: the address " +
@@ -533,7 +533,7 @@ func (r *databaseResource) Read(ctx context.Context, req resource.ReadRequest, r
 	resp.Diagnostics.Append(flattenDatabase(db, &state)...)
 	if state.ClientCertificates.IsNull() {
 		// No pins are recorded as [], which a configuration that leaves
-		// client_certificates out plans as it is (noPinsAsInState).
+		// client_certificates out plans as it is (emptySetAsInState).
 		state.ClientCertificates = types.SetValueMust(types.StringType, []attr.Value{})
 	}
 	if db.AuthenticationRedisPass != "" && sentPasswordDiffers(ctx, req.Private, db.AuthenticationRedisPass) {
@@ -1011,22 +1011,23 @@ func (unknownWhenWriteOnlyPasswordDroppedModifier) PlanModifyString(ctx context.
 	}
 }
 
-// noPinsAsInState plans client_certificates left out of the configuration
-// as null, or, when the state records no pins as [] (a refresh, an import),
-// as that []: "none" either way, so that nothing is planned.
-func noPinsAsInState() planmodifier.Set { return noPinsAsInStateModifier{} }
+// emptySetAsInState plans a set left out of the configuration as null, or,
+// when the state records it as [] (a refresh, an import), as that []: for
+// client_certificates and source_uris, [] and null both mean none, and an
+// import cannot tell them apart, so that nothing is planned either way.
+func emptySetAsInState() planmodifier.Set { return emptySetAsInStateModifier{} }
 
-type noPinsAsInStateModifier struct{}
+type emptySetAsInStateModifier struct{}
 
-func (noPinsAsInStateModifier) Description(context.Context) string {
-	return "Plans no client certificates as the state records them: null or []."
+func (emptySetAsInStateModifier) Description(context.Context) string {
+	return "Plans a set left out of the configuration as the state records none: null or []."
 }
 
-func (m noPinsAsInStateModifier) MarkdownDescription(ctx context.Context) string {
+func (m emptySetAsInStateModifier) MarkdownDescription(ctx context.Context) string {
 	return m.Description(ctx)
 }
 
-func (noPinsAsInStateModifier) PlanModifySet(_ context.Context, req planmodifier.SetRequest, resp *planmodifier.SetResponse) {
+func (emptySetAsInStateModifier) PlanModifySet(_ context.Context, req planmodifier.SetRequest, resp *planmodifier.SetResponse) {
 	if !req.ConfigValue.IsNull() {
 		return
 	}

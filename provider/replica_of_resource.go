@@ -187,10 +187,14 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				// update whenever its order changes, and after every import
 				// (the imported state has no per-element marks). A set
 				// carries the marks of its elements as one mark on the set.
-				Optional:    true,
-				Sensitive:   true,
-				ElementType: types.StringType,
-				Validators:  []validator.Set{setvalidator.SizeAtMost(api.MaxReplicaSources)},
+				// Computed, so that [] and null are one value (an import
+				// cannot tell them apart): see emptySetAsInState.
+				Optional:      true,
+				Computed:      true,
+				Sensitive:     true,
+				ElementType:   types.StringType,
+				Validators:    []validator.Set{setvalidator.SizeAtMost(api.MaxReplicaSources)},
+				PlanModifiers: []planmodifier.Set{emptySetAsInState()},
 			},
 			"source_uris_wo": schema.ListAttribute{
 				MarkdownDescription: "Like `source_uris`, but write-only (Terraform 1.11+): never stored in the plan " +
@@ -1265,6 +1269,11 @@ func (r *replicaOfResource) Read(ctx context.Context, req resource.ReadRequest, 
 		markSentURIsChanged(ctx, resp.Private, &resp.Diagnostics)
 	}
 	flattenReplicaOf(ctx, db, &state, &resp.Diagnostics)
+	if state.SourceURIs.IsNull() {
+		// No URL is recorded as [], which a configuration that leaves
+		// source_uris out plans as it is (emptySetAsInState).
+		state.SourceURIs = types.SetValueMust(types.StringType, []attr.Value{})
+	}
 	recordStopResumable(ctx, db, resp.Private, &resp.Diagnostics)
 	if db.ReplicaSyncStatus == api.SourceInSync {
 		// The wait an earlier apply could not finish is over.
