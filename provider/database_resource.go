@@ -196,11 +196,16 @@ func (r *databaseResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 					"or `enabled` (refused with `disabled`: the endpoint would admit any client, in plain text). When unset or empty, " +
 					"any TLS client that knows the source URL's password may replicate. Can be changed in place, " +
 					"without a restart: replication sessions whose certificate is no longer listed are closed, the " +
-					"others go on. Leave it out (or `null`) rather than writing `[]`: an import cannot tell an empty set " +
-					"from none, and the plan after it would add `[]`.",
+					"others go on. Leaving it out and writing `[]` mean the same, and the state records `[]` for either " +
+					"once refreshed or imported: moving from one to the other plans nothing.",
 				Optional:    true,
+				Computed:    true,
 				ElementType: types.StringType,
 				Validators:  []validator.Set{pemCertificates()},
+				// An import cannot tell [] from none (the service has no
+				// pins either way): they are one value, so that a plan after
+				// an import, or after either is written, changes nothing.
+				PlanModifiers: []planmodifier.Set{emptySetAsInState()},
 			},
 			"replication_endpoint": schema.StringAttribute{
 				MarkdownDescription: "Where destinations replicate this database from, as `host:port`: the address " +
@@ -526,6 +531,11 @@ func (r *databaseResource) Read(ctx context.Context, req resource.ReadRequest, r
 		return
 	}
 	resp.Diagnostics.Append(flattenDatabase(db, &state)...)
+	if state.ClientCertificates.IsNull() {
+		// No pins are recorded as [], which a configuration that leaves
+		// client_certificates out plans as it is (emptySetAsInState).
+		state.ClientCertificates = types.SetValueMust(types.StringType, []attr.Value{})
+	}
 	if db.AuthenticationRedisPass != "" && sentPasswordDiffers(ctx, req.Private, db.AuthenticationRedisPass) {
 		// The password is not the write-only one the provider set last.
 		// The state records no version for it, never the password, so that
@@ -999,6 +1009,33 @@ func (unknownWhenWriteOnlyPasswordDroppedModifier) PlanModifyString(ctx context.
 	if !before.IsNull() && after.IsNull() {
 		resp.PlanValue = types.StringUnknown()
 	}
+}
+
+// emptySetAsInState plans a set left out of the configuration as null, or,
+// when the state records it as [] (a refresh, an import), as that []: for
+// client_certificates and source_uris, [] and null both mean none, and an
+// import cannot tell them apart, so that nothing is planned either way.
+func emptySetAsInState() planmodifier.Set { return emptySetAsInStateModifier{} }
+
+type emptySetAsInStateModifier struct{}
+
+func (emptySetAsInStateModifier) Description(context.Context) string {
+	return "Plans a set left out of the configuration as the state records none: null or []."
+}
+
+func (m emptySetAsInStateModifier) MarkdownDescription(ctx context.Context) string {
+	return m.Description(ctx)
+}
+
+func (emptySetAsInStateModifier) PlanModifySet(_ context.Context, req planmodifier.SetRequest, resp *planmodifier.SetResponse) {
+	if !req.ConfigValue.IsNull() {
+		return
+	}
+	if !req.StateValue.IsNull() && !req.StateValue.IsUnknown() && len(req.StateValue.Elements()) == 0 {
+		resp.PlanValue = req.StateValue
+		return
+	}
+	resp.PlanValue = types.SetNull(types.StringType)
 }
 
 // useStateWhenActive keeps the status of an active database in the plan:

@@ -187,10 +187,14 @@ func (r *replicaOfResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				// update whenever its order changes, and after every import
 				// (the imported state has no per-element marks). A set
 				// carries the marks of its elements as one mark on the set.
-				Optional:    true,
-				Sensitive:   true,
-				ElementType: types.StringType,
-				Validators:  []validator.Set{setvalidator.SizeAtMost(api.MaxReplicaSources)},
+				// Computed, so that [] and null are one value (an import
+				// cannot tell them apart): see emptySetAsInState.
+				Optional:      true,
+				Computed:      true,
+				Sensitive:     true,
+				ElementType:   types.StringType,
+				Validators:    []validator.Set{setvalidator.SizeAtMost(api.MaxReplicaSources)},
+				PlanModifiers: []planmodifier.Set{emptySetAsInState()},
 			},
 			"source_uris_wo": schema.ListAttribute{
 				MarkdownDescription: "Like `source_uris`, but write-only (Terraform 1.11+): never stored in the plan " +
@@ -565,14 +569,14 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
-	if ch.restart && !ch.addressesChanged && r.client != nil {
+	if ch.restart && !ch.addressesChanged && stopResumable(ctx, req.Private) {
 		// A sync stopped because a source refused its password continues
 		// from its checkpoints when enabled again: no flush to warn of.
-		if uid, err := parseDatabaseID(state.DatabaseID.ValueString()); err == nil {
-			if db, err := findDatabaseByID(ctx, r.client, uid); err == nil && db.ReplicaStopResumable {
-				ch.restart = false
-			}
-		}
+		// Taken from the refresh (the private state), not from the service
+		// now: Terraform plans again at apply time, and that plan must
+		// match this one. If the sync was stopped again since, the apply's
+		// replica_no_flush makes the service refuse the update.
+		ch.restart = false
 	}
 	if !ch.flushes() {
 		// New credentials or settings for the same sources, or a new sync
@@ -1071,6 +1075,31 @@ func addAlreadyReplicaOf(diags *diag.Diagnostics, db *api.Database) {
 // next plan then plans an update that waits again, instead of nothing.
 const awaitingSyncKey = "awaiting_sync"
 
+// stopResumableKey (private state) records that the refresh found the sync
+// stopped because a source refused its password (replica_stop_resumable):
+// the plan that enables it again shows no flush.
+const stopResumableKey = "replica_stop_resumable"
+
+func recordStopResumable(ctx context.Context, db *api.Database, private interface {
+	SetKey(context.Context, string, []byte) diag.Diagnostics
+}, diags *diag.Diagnostics) {
+	var v []byte
+	if db.ReplicaSync == api.SyncStopped && db.ReplicaStopResumable {
+		v = []byte("true")
+	}
+	diags.Append(private.SetKey(ctx, stopResumableKey, v)...)
+}
+
+func stopResumable(ctx context.Context, private interface {
+	GetKey(context.Context, string) ([]byte, diag.Diagnostics)
+}) bool {
+	if private == nil {
+		return false
+	}
+	v, _ := private.GetKey(ctx, stopResumableKey)
+	return string(v) == "true"
+}
+
 type stateSetter interface {
 	Set(context.Context, any) diag.Diagnostics
 }
@@ -1240,6 +1269,12 @@ func (r *replicaOfResource) Read(ctx context.Context, req resource.ReadRequest, 
 		markSentURIsChanged(ctx, resp.Private, &resp.Diagnostics)
 	}
 	flattenReplicaOf(ctx, db, &state, &resp.Diagnostics)
+	if state.SourceURIs.IsNull() {
+		// No URL is recorded as [], which a configuration that leaves
+		// source_uris out plans as it is (emptySetAsInState).
+		state.SourceURIs = types.SetValueMust(types.StringType, []attr.Value{})
+	}
+	recordStopResumable(ctx, db, resp.Private, &resp.Diagnostics)
 	if db.ReplicaSyncStatus == api.SourceInSync {
 		// The wait an earlier apply could not finish is over.
 		resp.Diagnostics.Append(resp.Private.SetKey(ctx, awaitingSyncKey, nil)...)
@@ -1280,6 +1315,14 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 	}
 	var in api.UpdateDatabaseRequest
 	var list []api.ReplicaSource
+	// A known generation in the plan is the plan's word that the
+	// destination is not flushed: the service refuses (409) an update that
+	// would flush it after all (the sync stopped again since the refresh).
+	var noFlush *bool
+	if !plan.Generation.IsUnknown() && !plan.Generation.IsNull() {
+		yes := true
+		noFlush = &yes
+	}
 	if ch.sourcesChanged {
 		list = expandReplicaSources(sources, creds.byAddr)
 		in.ReplicaSources = &list
@@ -1294,8 +1337,8 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 			"sources": strings.Join(sourceAddresses(sources), ", "),
 		})
 		stopped := api.SyncStopped
-		if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &stopped}); err != nil {
-			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), redactSecrets(err.Error(), list2uris(list)...))
+		if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &stopped, ReplicaNoFlush: noFlush}); err != nil {
+			addUpdateError(&resp.Diagnostics, uid, err, list)
 			return
 		}
 		in.ReplicaSources = nil
@@ -1323,9 +1366,10 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		"sources_changed": ch.sourcesChanged, "sources": strings.Join(sourceAddresses(sources), ", "),
 		"sync": plan.Sync.ValueString(), "flush": ch.flushes(),
 	})
+	in.ReplicaNoFlush = noFlush
 	if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
 		if ctx.Err() == nil || !r.tookUpdate(ctx, uid, in) {
-			resp.Diagnostics.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), redactSecrets(err.Error(), list2uris(list)...))
+			addUpdateError(&resp.Diagnostics, uid, err, list)
 			return
 		}
 		// Interrupted (Ctrl-C) after the service took it: recorded as
@@ -1338,6 +1382,19 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		recordAppliedURIs(ctx, resp.Private, config.SourceURIsWO, list, &resp.Diagnostics)
 	}
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), false, &resp.State, resp.Private, &resp.Diagnostics)
+}
+
+// addUpdateError says why an update of the Replica Of of database uid
+// failed, without the credentials of list.
+func addUpdateError(diags *diag.Diagnostics, uid int, err error, list []api.ReplicaSource) {
+	msg := redactSecrets(err.Error(), list2uris(list)...)
+	if client.IsWouldFlush(err) {
+		diags.AddError(fmt.Sprintf("The Replica Of of database %d changed since the plan", uid),
+			"The plan said the destination would not be flushed, and the service says the update would flush it now: "+
+				"nothing was changed. Run terraform plan again: it shows the flush, if it is still owed.\n\n"+msg)
+		return
+	}
+	diags.AddError(fmt.Sprintf("Could not update the Replica Of of database %d", uid), msg)
 }
 
 // awaitingSync reports whether an earlier apply left a wait for the sync

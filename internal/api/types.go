@@ -245,6 +245,14 @@ type UpdateDatabaseRequest struct {
 	// that two clients that read a database that was not a Replica Of
 	// cannot both make it one.
 	IfReplicaGeneration *int64 `json:"if_replica_generation,omitempty"`
+	// ReplicaNoFlush, when true, makes the update conditional too: it is
+	// refused (409) if it would flush the destination and load every
+	// source again (a new source set, or enabling a sync that is stopped
+	// and not replica_stop_resumable). A client that showed its user "no
+	// flush" (Terraform's plan) sends it, so that a change made since it
+	// read the database (the sync stopped again) cannot turn its update
+	// into a flush the user never saw.
+	ReplicaNoFlush *bool `json:"replica_no_flush,omitempty"`
 }
 
 // SourceURL is the answer of GET /v1/bdbs/{uid}/source_url: the URL another
@@ -352,7 +360,10 @@ const (
 	// every object for deleted.
 	CodeNoRoute  = "no_route"
 	CodeConflict = "conflict"
-	CodeInternal = "internal_error"
+	// CodeWouldFlush (409): an update with replica_no_flush would have
+	// flushed the destination; nothing was changed.
+	CodeWouldFlush = "would_flush"
+	CodeInternal   = "internal_error"
 	// CodeUnavailable (503): the service cannot make changes now (it
 	// cannot write its state file); nothing of the request was made.
 	CodeUnavailable = "unavailable"

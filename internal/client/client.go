@@ -594,6 +594,13 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &se) && se.StatusCode == http.StatusNotFound && se.Err.Code == api.CodeNotFound
 }
 
+// IsWouldFlush reports whether err is the service's refusal of an update
+// that asked for no flush (replica_no_flush) and would have flushed.
+func IsWouldFlush(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Err != nil && se.Err.Code == api.CodeWouldFlush
+}
+
 // IsConflict reports whether err is an HTTP 409 answer.
 func IsConflict(err error) bool { return StatusCode(err) == http.StatusConflict }
 

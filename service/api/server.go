@@ -553,7 +553,7 @@ func statusOf(code string) int {
 		return http.StatusForbidden
 	case api.CodeNotFound:
 		return http.StatusNotFound
-	case api.CodeConflict:
+	case api.CodeConflict, api.CodeWouldFlush:
 		return http.StatusConflict
 	case api.CodeUnavailable:
 		return http.StatusServiceUnavailable

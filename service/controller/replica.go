@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -38,6 +39,8 @@ func validateSync(sync string, replica bool) (string, error) {
 // destination is flushed and loaded again from every source.
 func (c *Controller) applyReplicaChange(d *store.Database, req api.UpdateDatabaseRequest) error {
 	wasStopped := d.ReplicaSync == api.SyncStopped
+	wasResumable := wasStopped && d.ReplicaStopResumable
+	generation := d.ReplicaGeneration
 	bumped := false
 	if req.ReplicaSources != nil {
 		next := *req.ReplicaSources
@@ -67,6 +70,16 @@ func (c *Controller) applyReplicaChange(d *store.Database, req api.UpdateDatabas
 		// Paused first, then enabled, too: the reload is owed from the
 		// stop (a batch the destination refused may be missing).
 		d.ReplicaGeneration++
+	}
+	if req.ReplicaNoFlush != nil && *req.ReplicaNoFlush && d.IsReplica() && d.ReplicaGeneration != generation {
+		// The client showed its user no flush (a plan): the database
+		// changed since it was read (a sync stopped again, and no longer
+		// resumable), and the user is to see the flush before it happens.
+		// d.ReplicaSync is still the value read.
+		return &api.Error{Code: api.CodeWouldFlush, Description: fmt.Sprintf("this update would flush database %d and load every source again, but it asks for no flush "+
+			"(replica_no_flush): the Replica Of changed since it was read (replica_sync is %q, replica_stop_resumable %t). "+
+			"Nothing was changed: read it again (with Terraform: run terraform plan again, which shows the flush)",
+			d.UID, d.ReplicaSync, wasResumable)}
 	}
 	d.ReplicaSync = sync
 	if sync != api.SyncStopped || bumped {

@@ -168,3 +168,46 @@ func TestValidateSourcesRefusesAnIPInTwoSpellings(t *testing.T) {
 	}
 	assert.False(t, sameSources([]api.ReplicaSource{{URI: "redis://[::1]:6379"}}, []api.ReplicaSource{{URI: "redis://[::2]:6379"}}))
 }
+
+// An update that asks for no flush (replica_no_flush: what a Terraform plan
+// showed) is refused with a conflict when it would flush: a sync stopped
+// again since the plan, and no longer resumable. Nothing of it is applied.
+// The same update is taken while the sync is still resumable.
+func TestReplicaNoFlushRefusesAnUpdateThatWouldFlush(t *testing.T) {
+	c := &Controller{}
+	src := []api.ReplicaSource{{URI: "redis://admin:old@10.0.0.1:6379"}}
+	enabled, yes := api.SyncEnabled, true
+	next := []api.ReplicaSource{{URI: "redis://admin:s3cr3t-pw@10.0.0.1:6379"}}
+	resumable := store.Database{UID: 3, ReplicaSources: src, ReplicaSync: api.SyncStopped, ReplicaGeneration: 4,
+		ReplicaStopErrors: map[string]string{"10.0.0.1:6379": "authentication failed"}, ReplicaStopResumable: true}
+	d := resumable
+	require.NoError(t, c.applyReplicaChange(&d, api.UpdateDatabaseRequest{ReplicaSources: &next, ReplicaSync: &enabled, ReplicaNoFlush: &yes}))
+	assert.Equal(t, int64(4), d.ReplicaGeneration)
+	assert.Equal(t, api.SyncEnabled, d.ReplicaSync)
+
+	// Stopped by the user: enabling flushes.
+	stoppedByUser := store.Database{UID: 3, ReplicaSources: src, ReplicaSync: api.SyncStopped, ReplicaGeneration: 4}
+	d = stoppedByUser
+	err := c.applyReplicaChange(&d, api.UpdateDatabaseRequest{ReplicaSources: &next, ReplicaSync: &enabled, ReplicaNoFlush: &yes})
+	var apiErr *api.Error
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, api.CodeWouldFlush, apiErr.Code)
+	assert.Contains(t, apiErr.Description, "terraform plan again")
+	assert.NotContains(t, apiErr.Description, "s3cr3t", "no password in the error")
+
+	// Another source set flushes too.
+	other := []api.ReplicaSource{{URI: "redis://10.0.0.2:6379"}}
+	d = resumable
+	err = c.applyReplicaChange(&d, api.UpdateDatabaseRequest{ReplicaSources: &other, ReplicaNoFlush: &yes})
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, api.CodeWouldFlush, apiErr.Code)
+
+	// Without the field, the flush is taken, as before.
+	d = stoppedByUser
+	require.NoError(t, c.applyReplicaChange(&d, api.UpdateDatabaseRequest{ReplicaSync: &enabled}))
+	assert.Equal(t, int64(5), d.ReplicaGeneration)
+	// Removing every source flushes nothing: the data stays.
+	d = stoppedByUser
+	none := []api.ReplicaSource{}
+	require.NoError(t, c.applyReplicaChange(&d, api.UpdateDatabaseRequest{ReplicaSources: &none, ReplicaNoFlush: &yes}))
+}
