@@ -826,7 +826,7 @@ func (c *Controller) carryThrough(ctx context.Context, what string, uid int) (de
 			return // the client is there to read the outcome
 		}
 		if err != nil {
-			c.cfg.Logger.Warn("a "+what+" whose client stopped waiting is recorded, but not applied yet", "uid", uid, "err", err)
+			c.cfg.Logger.Warn("a "+what+" whose client stopped waiting ended with an error", "uid", uid, "err", err)
 			return
 		}
 		c.cfg.Logger.Info("a "+what+" whose client stopped waiting is applied", "uid", uid)
