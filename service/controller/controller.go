@@ -720,6 +720,14 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 			return api.Database{}, err
 		}
 	}
+	// "" is no mode (an unset variable rendered as a string): taken as
+	// the default, it turned TLS off, and enabled a paused or stopped sync.
+	if req.TLSMode != nil && *req.TLSMode == "" {
+		return api.Database{}, invalid("tls_mode \"\" is invalid: use disabled, enabled or replica_ssl, or leave tls_mode out to keep it")
+	}
+	if req.ReplicaSync != nil && *req.ReplicaSync == "" {
+		return api.Database{}, invalid("replica_sync \"\" is invalid: use enabled, paused or stopped, or leave replica_sync out to keep it")
+	}
 	if req.MemorySize != nil {
 		if err := validateMemory(*req.MemorySize); err != nil {
 			return api.Database{}, err
