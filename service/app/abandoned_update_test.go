@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -176,4 +179,85 @@ func TestAChangeReachesEveryNodeWhenTheFirstDoesNotAnswer(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A delete whose client stopped waiting (here while an update of the same
+// database held its turn, its redis-server not answering) is carried
+// through: the database, its process and its files are gone, and a GET
+// says 404.
+func TestADeleteWhoseClientStoppedWaitingIsCarriedThrough(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "abandoned-delete", MemorySize: 32 << 20})
+	pid := i.App.Databases().PID(t.Context(), db.UID)
+	require.NotZero(t, pid)
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	path := fmt.Sprintf("/v1/bdbs/%d", db.UID)
+
+	// An update waits for the server, holding the database's turn.
+	memory := int64(48 << 20)
+	updated := make(chan error, 1)
+	go func() {
+		_, _, err := tryCall(i, "PUT", path, api.UpdateDatabaseRequest{MemorySize: &memory})
+		updated <- err
+	}()
+	eventually(t, time.Minute, "the update is recorded", func() error {
+		if got := getDB(t, i, db.UID); got.MemorySize != memory {
+			return fmt.Errorf("memory_size is %d", got.MemorySize)
+		}
+		return nil
+	})
+
+	reqCtx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req, err := http.NewRequestWithContext(reqCtx, "DELETE", i.URL+path, nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(i.Username, i.Password)
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := i.HTTPClient().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	eventually(t, time.Minute, "the delete is under way", func() error {
+		if got := getDB(t, i, db.UID); got.Status != api.StatusDeleting {
+			return fmt.Errorf("status %q", got.Status)
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case err := <-answered:
+		require.Error(t, err, "the client gave up before the answer")
+	case <-time.After(time.Minute):
+		t.Fatal("the client's request did not end when it was cancelled")
+	}
+	resume()
+
+	eventually(t, 2*time.Minute, "the database is gone, its process and files too", func() error {
+		if code, e := call(t, i, "GET", path, nil, nil); code != http.StatusNotFound {
+			return fmt.Errorf("GET: %d %v", code, e)
+		}
+		if uids := serverUIDs(t, i.DataDir); len(uids) != 0 {
+			return fmt.Errorf("redis-servers still run for %v", uids)
+		}
+		if _, err := os.Stat(filepath.Join(i.DataDir, "dbs", strconv.Itoa(db.UID))); !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("its directory: %v", err)
+		}
+		return nil
+	})
+	select {
+	case <-updated:
+	case <-time.After(time.Minute):
+		t.Fatal("the update never answered")
+	}
 }

@@ -31,7 +31,7 @@ func TestHugeBodyIsRefused(t *testing.T) {
 	i := servicetest.Start(t)
 	body := `{"name": "x", "memory_size": 1048576, "authentication_redis_pass": "` + strings.Repeat("a", 5<<20) + `"}`
 	code, e := call(t, i, "POST", "/v1/bdbs", body, nil)
-	assert.Equal(t, 400, code, "%v", e)
+	assert.Equal(t, 413, code, "%v", e)
 	var list []api.Database
 	call(t, i, "GET", "/v1/bdbs", nil, &list)
 	assert.Empty(t, list)

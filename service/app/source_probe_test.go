@@ -1,12 +1,17 @@
 package app_test
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -128,4 +133,93 @@ func TestSourcesAreAskedAboutCompressionSideBySide(t *testing.T) {
 	accepted, most := count.counts()
 	require.Equal(t, len(sources), accepted, "each source was asked once")
 	assert.Equal(t, len(sources), most, "the sources were asked one after the other, not side by side")
+}
+
+// An update whose client stops waiting while a new source is asked
+// whether it can compress ends as it would have with the client there:
+// the source says it cannot (an open-source Redis), and the update is
+// refused, not made. The question ended with the request, and the update,
+// taking the source for one that could not be asked, was recorded with a
+// compression the source refuses.
+func TestAnUpdateWhoseClientLeavesDuringTheCompressionQuestionEndsTheSame(t *testing.T) {
+	i := servicetest.Start(t)
+	db := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dest", MemorySize: 16 << 20})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	asked, hungUp, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf := make([]byte, 4096)
+		if _, err := conn.Read(buf); err != nil {
+			return
+		}
+		close(asked)
+		go func() {
+			// The prober hanging up before the answer ends this read.
+			if _, err := conn.Read(buf); err != nil {
+				close(hungUp)
+			}
+		}()
+		<-release
+		_, _ = conn.Write([]byte("-ERR unknown command 'REPLICAD.COMPRESS', with args beginning with: '3' \r\n"))
+	}()
+
+	sources := []api.ReplicaSource{{URI: "redis://" + ln.Addr().String(), Compression: 3}}
+	body, err := json.Marshal(api.UpdateDatabaseRequest{ReplicaSources: &sources})
+	require.NoError(t, err)
+	reqCtx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req, err := http.NewRequestWithContext(reqCtx, "PUT", fmt.Sprintf("%s/v1/bdbs/%d", i.URL, db.UID), bytes.NewReader(body))
+	require.NoError(t, err)
+	req.SetBasicAuth(i.Username, i.Password)
+	mark := i.LogMark()
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := i.HTTPClient().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	select {
+	case <-asked:
+	case <-time.After(time.Minute):
+		t.Fatal("the source was never asked whether it can compress")
+	}
+	cancel()
+	select {
+	case err := <-answered:
+		require.Error(t, err, "the client gave up before the answer")
+	case <-time.After(time.Minute):
+		t.Fatal("the client's request did not end when it was cancelled")
+	}
+	// The service has seen the client go: it carries the update through,
+	// or (before) hung up on the source.
+	eventually(t, time.Minute, "the service sees the client gone", func() error {
+		select {
+		case <-hungUp:
+			return nil
+		default:
+		}
+		if strings.Contains(i.LogsSince(mark), "stopped waiting") {
+			return nil
+		}
+		return fmt.Errorf("not yet")
+	})
+	close(release)
+	eventually(t, time.Minute, "the update ends", func() error {
+		logs := i.LogsSince(mark)
+		if strings.Contains(logs, "database updated") || strings.Contains(logs, "ended with an error") {
+			return nil
+		}
+		return fmt.Errorf("not yet")
+	})
+	got := getDB(t, i, db.UID)
+	assert.Empty(t, got.ReplicaSources, "the update the source refuses was made")
+	assert.Contains(t, i.LogsSince(mark), "this source cannot compress", "the log says why the update was refused")
 }

@@ -414,7 +414,21 @@ func newSecret() string {
 }
 
 // CreateDatabase validates req, records the database and starts it.
+//
+// A create received is carried through when its client stops waiting (a
+// timeout, an interrupt, a proxy that cut the connection), from its checks
+// on: it ends as it would have with the client there, which finds the
+// database by its name. Dropped with the request, it would be neither made
+// nor said to have failed, or made unchecked (a source asked whether it
+// can compress, cut off).
 func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseRequest) (api.Database, error) {
+	ctx, done := c.carryThrough(ctx, "create", "name", req.Name)
+	db, err := c.createDatabase(ctx, req)
+	done(err)
+	return db, err
+}
+
+func (c *Controller) createDatabase(ctx context.Context, req api.CreateDatabaseRequest) (api.Database, error) {
 	if err := validateName(req.Name); err != nil {
 		return api.Database{}, err
 	}
@@ -519,13 +533,8 @@ func (c *Controller) CreateDatabase(ctx context.Context, req api.CreateDatabaseR
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database created", "uid", d.UID, "name", d.Name, "port", d.Port)
-	// A create taken is carried through when its client stops waiting (a
-	// timeout, an interrupt, a proxy that cut the connection): the client
-	// finds it by its name. Dropped with the request, it would be neither
-	// made nor said to have failed. Each step of the start has its own
-	// deadline.
-	ctx, done := c.carryThrough(ctx, "create", d.UID)
-	defer func() { done(err) }()
+	// Each step of the start has its own deadline (ctx is not the
+	// client's: see CreateDatabase).
 	d, err = c.startNew(ctx, d, autoPort)
 	if err == nil {
 		var done store.Database
@@ -704,7 +713,20 @@ func (c *Controller) freePort(existing []store.Database, avoid map[int]bool) (in
 }
 
 // UpdateDatabase applies the fields req sets; nothing changes when any is invalid.
+//
+// An update received is carried through when its client stops waiting, as
+// a create is, from its checks on: dropped with the request once recorded,
+// a node of a sharded database could keep the settings of before; and a
+// new source asked whether it can compress, cut off, was taken for one
+// that could not be asked, and recorded.
 func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.UpdateDatabaseRequest) (api.Database, error) {
+	ctx, done := c.carryThrough(ctx, "update", "uid", uid)
+	db, err := c.updateDatabase(ctx, uid, req)
+	done(err)
+	return db, err
+}
+
+func (c *Controller) updateDatabase(ctx context.Context, uid int, req api.UpdateDatabaseRequest) (api.Database, error) {
 	// A database missing or being deleted says so first: the checks below
 	// ask its redis-server and the new sources, which would answer about
 	// something else (its server stopped), seconds each. The record's
@@ -719,6 +741,14 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		if err := validateName(*req.Name); err != nil {
 			return api.Database{}, err
 		}
+	}
+	// "" is no mode (an unset variable rendered as a string): taken as
+	// the default, it turned TLS off, and enabled a paused or stopped sync.
+	if req.TLSMode != nil && *req.TLSMode == "" {
+		return api.Database{}, invalid("tls_mode \"\" is invalid: use disabled, enabled or replica_ssl, or leave tls_mode out to keep it")
+	}
+	if req.ReplicaSync != nil && *req.ReplicaSync == "" {
+		return api.Database{}, invalid("replica_sync \"\" is invalid: use enabled, paused or stopped, or leave replica_sync out to keep it")
 	}
 	if req.MemorySize != nil {
 		if err := validateMemory(*req.MemorySize); err != nil {
@@ -796,11 +826,6 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 		return api.Database{}, err
 	}
 	c.cfg.Logger.Info("database updated", "uid", d.UID, "name", d.Name)
-	// A change recorded is carried through to the processes when its
-	// client stops waiting, as a create is: dropped with the request, a
-	// node of a sharded database could keep the settings of before.
-	ctx, done := c.carryThrough(ctx, "update", uid)
-	defer func() { done(err) }()
 	d, err = c.applyLatest(ctx, uid, before.IsReplica() || d.IsReplica())
 	if err != nil {
 		return api.Database{}, err
@@ -809,14 +834,14 @@ func (c *Controller) UpdateDatabase(ctx context.Context, uid int, req api.Update
 }
 
 // carryThrough detaches ctx from its request's cancellation for a change
-// already recorded, and logs it when the client stops waiting: nobody
+// (see CreateDatabase), and logs it when the client stops waiting: nobody
 // reads the answer then, so the log says how the change ended. Each step
-// of the apply has its own deadline. done is called with the outcome.
-func (c *Controller) carryThrough(ctx context.Context, what string, uid int) (detached context.Context, done func(error)) {
+// has its own deadline; the service's stop ends it (EndRequests). done is
+// called with the outcome.
+func (c *Controller) carryThrough(ctx context.Context, what string, attrs ...any) (detached context.Context, done func(error)) {
 	stop := context.AfterFunc(ctx, func() {
-		c.cfg.Logger.Info("the client of a "+what+" stopped waiting; it is carried through", "uid", uid)
+		c.cfg.Logger.Info("the client of the "+what+" stopped waiting; it is carried through", attrs...)
 	})
-	// Ended only by the service's stop (EndRequests).
 	detached, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stopEnd := context.AfterFunc(c.carried, cancel)
 	return detached, func(err error) {
@@ -826,10 +851,10 @@ func (c *Controller) carryThrough(ctx context.Context, what string, uid int) (de
 			return // the client is there to read the outcome
 		}
 		if err != nil {
-			c.cfg.Logger.Warn("a "+what+" whose client stopped waiting is recorded, but not applied yet", "uid", uid, "err", err)
+			c.cfg.Logger.Warn("the "+what+" whose client stopped waiting ended with an error", append(attrs, "err", err)...)
 			return
 		}
-		c.cfg.Logger.Info("a "+what+" whose client stopped waiting is applied", "uid", uid)
+		c.cfg.Logger.Info("the "+what+" whose client stopped waiting is made", attrs...)
 	}
 }
 

@@ -149,7 +149,10 @@ type Store struct {
 // record is read once here, so that damage shows now rather than as a
 // failure (or a panic of bbolt) in the middle of a request.
 func Open(path string) (s *Store, err error) {
-	// bbolt panics on some damaged pages (its freelist, a branch).
+	// bbolt panics on some damaged pages (its freelist, a branch), and
+	// reads the freelist of a file cut short past its end, a fault of the
+	// memory map that would end the process: a panic too, caught here.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			s, err = nil, damaged(path, fmt.Errorf("%v", r))
