@@ -488,3 +488,73 @@ func TestADestinationOfTwoSourcesFrozenWhileStreaming(t *testing.T) {
 	a.waitInSync(dst.UID, time.Minute)
 	require.NoError(t, redistest.Diff(redistest.Ctx(t), dc, srcA.Client(), srcB.Client()))
 }
+
+// A transaction of 100,000 RPUSHes from source A stalls halfway on its
+// link (the link holds what A sends) for longer than the read timeout,
+// while source B of the same destination writes. The half-received
+// transaction holds the destination's master link, and B's writes wait
+// behind it, saying so; once A's session gives the silent connection up,
+// the transaction is abandoned and B goes on, in sync while A is still
+// stalled. Resumed, A applies the transaction once: the destination ends
+// equal to both sources, no element of the list lost or doubled.
+func TestATransactionStalledHalfwayForLongerThanTheReadTimeout(t *testing.T) {
+	sa := redistest.Start(t, "--client-output-buffer-limit", "replica 0 0 0", "--repl-backlog-size", "64mb")
+	sb := redistest.Start(t)
+	proxy := redistest.StartProxy(t, sa.Addr())
+	i := servicetest.Start(t)
+	a := newAPI(t, i)
+	d := a.create(api.CreateDatabaseRequest{Name: "d", MemorySize: 256 << 20,
+		ReplicaSources: []api.ReplicaSource{{URI: "redis://" + proxy.Addr}, {URI: sb.URL()}}})
+	logDestOnFailure(t, i, d.UID)
+	a.waitInSync(d.UID, time.Minute)
+	ctx := redistest.Ctx(t)
+	wB := startIncrWriter(t, sb.Client(), 5)
+	twA := watchSourceTruth(t, a, d.UID, "redis://"+proxy.Addr)
+	seen := watchSourceErrors(t, a, d.UID)
+
+	proxy.Slow(4096, 20*time.Millisecond) // about 200 KB/s from A
+	before := proxy.Forwarded()
+	tx := sa.Client().TxPipeline()
+	for n := range 100000 {
+		tx.RPush(ctx, "a:list", n)
+	}
+	_, err := tx.Exec(ctx)
+	require.NoError(t, err)
+	redistest.Eventually(t, time.Minute, "part of A's transaction forwarded", func() error {
+		if n := proxy.Forwarded() - before; n < 1<<20 {
+			return fmt.Errorf("%d bytes forwarded", n)
+		}
+		proxy.Stall()
+		return nil
+	})
+	twA.fault(true)
+	dc := destClient(t, d, 0)
+	// B is held behind A's transaction until A's session gives it up.
+	redistest.Eventually(t, 3*time.Minute, "B in sync again while A is stalled", func() error {
+		db := a.get(d.UID)
+		for _, s := range db.ReplicaSources {
+			if s.URI == sb.URL() && s.Status == api.SourceInSync {
+				return nil
+			}
+		}
+		return fmt.Errorf("%+v", db.ReplicaSources)
+	})
+	n, err := dc.Exists(ctx, "a:list").Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "part of a transaction is applied")
+	twA.hold(t, freezeFor)
+	twA.fault(false)
+	proxy.Unstall()
+	proxy.Slow(0, 0)
+	twA.check(t)
+
+	wB.stop()
+	eventuallyEqual(t, 3*time.Minute, dc, sa.Client(), sb.Client())
+	a.waitInSync(d.UID, time.Minute)
+	require.NoError(t, redistest.Diff(ctx, dc, sa.Client(), sb.Client()))
+	for _, e := range seen() {
+		if strings.Contains(e, "stuck") {
+			t.Errorf("a source was taken for stuck: %s", e)
+		}
+	}
+}

@@ -62,20 +62,38 @@ func closedByPeer(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// dialBack tries a TCP connection to addr, at once closed: nil when it is
-// accepted. A source that closed the link and refuses connections since is
-// gone; one that cut a replica over its output buffer limit accepts the
-// next.
+// dialBack tries TCP connections to addr, each at once closed, a few
+// times over a second: nil when each is accepted, the first error
+// otherwise. A source that closed the link and refuses connections since
+// is gone; one that cut a replica over its output buffer limit accepts
+// the next. A dying server may still accept for an instant after its
+// replicas saw their links close: one accepted connection proves nothing.
 func dialBack(ctx context.Context, addr string) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
+	for try := range dialBackTries {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(dialBackGap):
+			}
+		}
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		var d net.Dialer
+		c, err := d.DialContext(dctx, "tcp", addr)
+		cancel()
+		if err != nil {
+			return err
+		}
+		c.Close()
 	}
-	return c.Close()
+	return nil
 }
+
+// dialBack's attempts and the gap between two.
+const (
+	dialBackTries = 4
+	dialBackGap   = 250 * time.Millisecond
+)
 
 // cutBackoff spaces the loads of a destination whose source keeps cutting
 // them: exponential with jitter, from 2 s to 5 min.
