@@ -20,6 +20,10 @@ import (
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
+// The tests of this file run two at a time (t.Parallel, after the
+// package's other tests): each mostly waits for its fault to outlast the
+// read timeout, and one after another they took 17 minutes.
+
 // freezeFor is how long the faults of this file last: past the watchdog's
 // limits (5 s stuck, 15 s silent) and past the read timeout (60 s) after
 // which the service gives a silent connection up and dials again.
@@ -200,16 +204,19 @@ func sourceFrozenMidLoad(t *testing.T, hold time.Duration, end func(src *rediste
 }
 
 func TestASourceFrozenMidFullLoadThenThawed(t *testing.T) {
+	t.Parallel()
 	sourceFrozenMidLoad(t, freezeFor, func(_ *redistest.Server, thaw func()) { thaw() })
 }
 
 func TestASourceFrozenMidFullLoadThenKilled(t *testing.T) {
+	t.Parallel()
 	sourceFrozenMidLoad(t, freezeFor, func(src *redistest.Server, _ func()) { src.Restart() })
 }
 
 // Thawed before the read timeout, the source goes on with the same
 // transfer.
 func TestASourceFrozenMidFullLoadForLessThanTheReadTimeout(t *testing.T) {
+	t.Parallel()
 	sourceFrozenMidLoad(t, 30*time.Second, func(_ *redistest.Server, thaw func()) { thaw() })
 }
 
@@ -292,6 +299,7 @@ func bigCommandStalled(t *testing.T, hold time.Duration, stall func(*redistest.P
 }
 
 func TestABigCommandStalledHalfwayOnTheLink(t *testing.T) {
+	t.Parallel()
 	bigCommandStalled(t, freezeFor, func(p *redistest.Proxy, _ *redistest.Server) func() {
 		p.Stall()
 		return p.Unstall
@@ -301,6 +309,7 @@ func TestABigCommandStalledHalfwayOnTheLink(t *testing.T) {
 // Stalled for less than the read timeout, the same connection goes on
 // with the rest of the command.
 func TestABigCommandStalledHalfwayOnTheLinkForLessThanTheReadTimeout(t *testing.T) {
+	t.Parallel()
 	bigCommandStalled(t, 35*time.Second, func(p *redistest.Proxy, _ *redistest.Server) func() {
 		p.Stall()
 		return p.Unstall
@@ -308,6 +317,7 @@ func TestABigCommandStalledHalfwayOnTheLinkForLessThanTheReadTimeout(t *testing.
 }
 
 func TestABigCommandStalledHalfwayBySIGSTOPOfTheSource(t *testing.T) {
+	t.Parallel()
 	bigCommandStalled(t, freezeFor, func(_ *redistest.Proxy, src *redistest.Server) func() {
 		return freeze(t, src.PID())
 	})
@@ -367,13 +377,20 @@ func destinationFrozen(t *testing.T, midLoad bool, hold time.Duration) {
 	require.NoError(t, redistest.Diff(redistest.Ctx(t), dc, src.Client()))
 }
 
-func TestADestinationFrozenWhileStreaming(t *testing.T) { destinationFrozen(t, false, freezeFor) }
-func TestADestinationFrozenMidFullLoad(t *testing.T)    { destinationFrozen(t, true, freezeFor) }
+func TestADestinationFrozenWhileStreaming(t *testing.T) {
+	t.Parallel()
+	destinationFrozen(t, false, freezeFor)
+}
+func TestADestinationFrozenMidFullLoad(t *testing.T) {
+	t.Parallel()
+	destinationFrozen(t, true, freezeFor)
+}
 
 // Frozen past the stall limit but not the read timeout: the syncer
 // restarts from its checkpoint while the destination may still hold
 // batches sent before, unread.
 func TestADestinationFrozenWhileStreamingForLessThanTheReadTimeout(t *testing.T) {
+	t.Parallel()
 	destinationFrozen(t, false, 25*time.Second)
 }
 
@@ -385,6 +402,7 @@ func TestADestinationFrozenWhileStreamingForLessThanTheReadTimeout(t *testing.T)
 // raise a limit that had nothing to do with it. Back with a new history,
 // the source is loaded again.
 func TestASourceKilledSoonAfterAFullSyncIsNotBlamedOnItsBufferLimit(t *testing.T) {
+	t.Parallel()
 	src := redistest.Start(t)
 	fillStrings(t, src.Client(), "k:", 200, 20)
 	_, a, dst, dc := startReplicaOf(t, src.URL(), 64<<20)
@@ -415,6 +433,7 @@ func TestASourceKilledSoonAfterAFullSyncIsNotBlamedOnItsBufferLimit(t *testing.T
 // not in sync and says why (the other, loaded, streams meanwhile), and
 // the destination ends equal to both.
 func TestOneOfTwoSourcesFrozenMidFullLoad(t *testing.T) {
+	t.Parallel()
 	srcA, srcB := redistest.Start(t, "--repl-backlog-size", "64mb"), redistest.Start(t, "--repl-backlog-size", "64mb")
 	fillStrings(t, srcA.Client(), "a:", 20000, 1000)
 	fillStrings(t, srcB.Client(), "b:", 2000, 1000)
@@ -458,6 +477,7 @@ func TestOneOfTwoSourcesFrozenMidFullLoad(t *testing.T) {
 // that grows, and the destination ends equal to both, nothing lost or
 // applied twice.
 func TestADestinationOfTwoSourcesFrozenWhileStreaming(t *testing.T) {
+	t.Parallel()
 	srcA, srcB := redistest.Start(t, "--repl-backlog-size", "256mb"), redistest.Start(t, "--repl-backlog-size", "256mb")
 	i := servicetest.Start(t)
 	a := newAPI(t, i)
@@ -498,6 +518,7 @@ func TestADestinationOfTwoSourcesFrozenWhileStreaming(t *testing.T) {
 // stalled. Resumed, A applies the transaction once: the destination ends
 // equal to both sources, no element of the list lost or doubled.
 func TestATransactionStalledHalfwayForLongerThanTheReadTimeout(t *testing.T) {
+	t.Parallel()
 	sa := redistest.Start(t, "--client-output-buffer-limit", "replica 0 0 0", "--repl-backlog-size", "64mb")
 	sb := redistest.Start(t)
 	proxy := redistest.StartProxy(t, sa.Addr())
