@@ -1,0 +1,190 @@
+package controller
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/cluster"
+	"github.com/replicad/terraform-provider-redis/service/store"
+)
+
+// How the reads of the API see the clusters of sharded databases. Asking
+// the nodes at each read made every read wait up to a second or two per
+// sharded database whose nodes did not answer (stopped, stalled on a
+// disk), one after the other: a list of five such databases took ten
+// seconds. Reads answer instead from what the nodes said a moment ago,
+// refreshed in the background, and wait for that refresh only briefly.
+const (
+	// topologyFresh: a topology read this recently is used as it is.
+	topologyFresh = 500 * time.Millisecond
+	// topologyReadWait: how long a read waits, at most, for a refresh
+	// under way (nodes that answer take milliseconds), before it answers
+	// with what was read last.
+	topologyReadWait = 100 * time.Millisecond
+	// topologyFirstWait: the same, when the nodes have not been read yet
+	// (after a start): every role would be unknown otherwise.
+	topologyFirstWait = time.Second
+	// topologyTimeout bounds one read of a cluster's nodes.
+	topologyTimeout = 2 * time.Second
+)
+
+// topologies holds what the nodes of each sharded database last said of
+// their cluster.
+type topologies struct {
+	mu      sync.Mutex
+	entries map[int]*topology
+	closed  bool           // Close was called: no refresh starts any more
+	running sync.WaitGroup // the refreshes under way
+}
+
+type topology struct {
+	byPort map[int]api.NodeEndpoint // empty when the nodes did not answer
+	read   bool                     // byPort holds a read (failed or not)
+	at     time.Time                // when byPort was read
+	// done is closed when the refresh under way ends; nil when none runs.
+	done chan struct{}
+}
+
+// closedChan is a refresh that has nothing to wait for.
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// refreshTopology starts reading the cluster of d in the background unless
+// what was read is fresh or a read is under way, and returns what is closed
+// once the cluster's latest read is in.
+func (c *Controller) refreshTopology(d store.Database) <-chan struct{} {
+	if !d.Clustered() {
+		return closedChan
+	}
+	t := &c.topo
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.entries == nil {
+		t.entries = map[int]*topology{}
+	}
+	e := t.entries[d.UID]
+	if e == nil {
+		e = &topology{}
+		t.entries[d.UID] = e
+	}
+	switch {
+	case e.done != nil:
+		return e.done
+	case t.closed, e.read && time.Since(e.at) < topologyFresh:
+		return closedChan
+	}
+	done := make(chan struct{})
+	e.done = done
+	t.running.Add(1)
+	go func() {
+		defer t.running.Done()
+		defer close(done)
+		ctx, cancel := context.WithTimeout(c.retryCtx, topologyTimeout)
+		byPort := c.readTopology(ctx, d.UID)
+		cancel()
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		e.byPort, e.read, e.at, e.done = byPort, true, time.Now(), nil
+	}()
+	return done
+}
+
+// cachedTopology is what the nodes of uid said last: ok is false when they
+// have not been read yet.
+func (c *Controller) cachedTopology(uid int) (byPort map[int]api.NodeEndpoint, ok bool) {
+	c.topo.mu.Lock()
+	defer c.topo.mu.Unlock()
+	e := c.topo.entries[uid]
+	if e == nil || !e.read {
+		return nil, false
+	}
+	return e.byPort, true
+}
+
+// topologyFor is the cluster of d for a read of the API that answers by
+// deadline at the latest: the latest read of its nodes, refreshed when it
+// is not fresh, and waited for until deadline (or until a second later
+// than now, when its nodes were never read). A zero deadline reads the
+// nodes now and waits for them (after a create or change, whose caller
+// expects the cluster as it is now).
+func (c *Controller) topologyFor(ctx context.Context, d store.Database, deadline time.Time) map[int]api.NodeEndpoint {
+	if deadline.IsZero() {
+		rctx, cancel := context.WithTimeout(ctx, topologyTimeout)
+		defer cancel()
+		byPort := c.readTopology(rctx, d.UID)
+		c.topo.mu.Lock()
+		if c.topo.entries == nil {
+			c.topo.entries = map[int]*topology{}
+		}
+		e := c.topo.entries[d.UID]
+		if e == nil {
+			e = &topology{}
+			c.topo.entries[d.UID] = e
+		}
+		if e.done == nil { // else the refresh under way records its read
+			e.byPort, e.read, e.at = byPort, true, time.Now()
+		}
+		c.topo.mu.Unlock()
+		return byPort
+	}
+	done := c.refreshTopology(d)
+	if _, ok := c.cachedTopology(d.UID); !ok {
+		deadline = time.Now().Add(topologyFirstWait)
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	byPort, _ := c.cachedTopology(d.UID)
+	return byPort
+}
+
+// forgetTopology drops what was read of the cluster of uid (deleted).
+func (c *Controller) forgetTopology(uid int) {
+	c.topo.mu.Lock()
+	defer c.topo.mu.Unlock()
+	delete(c.topo.entries, uid)
+}
+
+// closeTopologies ends the refreshes and waits for those under way.
+func (c *Controller) closeTopologies() {
+	c.topo.mu.Lock()
+	c.topo.closed = true
+	c.topo.mu.Unlock()
+	c.topo.running.Wait()
+}
+
+// readTopology asks the nodes of uid how their cluster stands now, as
+// endpoints by port (empty when none answers).
+func (c *Controller) readTopology(ctx context.Context, uid int) map[int]api.NodeEndpoint {
+	host := c.cfg.AdvertiseHost
+	byPort := map[int]api.NodeEndpoint{}
+	t, err := c.cfg.Databases.Topology(ctx, uid)
+	if err != nil {
+		return byPort
+	}
+	for _, sh := range t.Shards {
+		var master string
+		if m, ok := sh.Master(); ok {
+			master = m.Addr
+		}
+		for _, n := range sh.Nodes {
+			_, p, _ := net.SplitHostPort(n.Addr)
+			port, _ := strconv.Atoi(p)
+			ep := api.NodeEndpoint{Host: host, Port: port, Role: n.Role}
+			if n.Role == cluster.RoleMaster {
+				ep.Slots = sh.Key()
+			} else if _, mp, err := net.SplitHostPort(master); err == nil {
+				ep.Master = net.JoinHostPort(host, mp)
+			}
+			byPort[port] = ep
+		}
+	}
+	return byPort
+}
