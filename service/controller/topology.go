@@ -44,9 +44,19 @@ type topologies struct {
 type topology struct {
 	byPort map[int]api.NodeEndpoint // empty when the nodes did not answer
 	read   bool                     // byPort holds a read (failed or not)
-	at     time.Time                // when byPort was read
+	at     time.Time                // when the read of byPort began
+	since  time.Time                // when the first read began
 	// done is closed when the refresh under way ends; nil when none runs.
 	done chan struct{}
+}
+
+// record keeps byPort, read from a time began, unless a read that began
+// later is in already. Called under topologies.mu.
+func (e *topology) record(byPort map[int]api.NodeEndpoint, began time.Time) {
+	if e.read && e.at.After(began) {
+		return
+	}
+	e.byPort, e.read, e.at = byPort, true, began
 }
 
 // closedChan is a refresh that has nothing to wait for.
@@ -67,7 +77,7 @@ func (c *Controller) refreshTopology(d store.Database) <-chan struct{} {
 	}
 	e := t.entries[d.UID]
 	if e == nil {
-		e = &topology{}
+		e = &topology{since: time.Now()}
 		t.entries[d.UID] = e
 	}
 	switch {
@@ -82,36 +92,39 @@ func (c *Controller) refreshTopology(d store.Database) <-chan struct{} {
 	go func() {
 		defer t.running.Done()
 		defer close(done)
+		began := time.Now()
 		ctx, cancel := context.WithTimeout(c.retryCtx, topologyTimeout)
 		byPort := c.readTopology(ctx, d.UID)
 		cancel()
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		e.byPort, e.read, e.at, e.done = byPort, true, time.Now(), nil
+		e.done = nil
+		e.record(byPort, began)
 	}()
 	return done
 }
 
 // cachedTopology is what the nodes of uid said last: ok is false when they
-// have not been read yet.
-func (c *Controller) cachedTopology(uid int) (byPort map[int]api.NodeEndpoint, ok bool) {
+// have not been read yet, since says when their first read began.
+func (c *Controller) cachedTopology(uid int) (byPort map[int]api.NodeEndpoint, since time.Time, ok bool) {
 	c.topo.mu.Lock()
 	defer c.topo.mu.Unlock()
 	e := c.topo.entries[uid]
-	if e == nil || !e.read {
-		return nil, false
+	if e == nil {
+		return nil, time.Now(), false
 	}
-	return e.byPort, true
+	return e.byPort, e.since, e.read
 }
 
 // topologyFor is the cluster of d for a read of the API that answers by
 // deadline at the latest: the latest read of its nodes, refreshed when it
-// is not fresh, and waited for until deadline (or until a second later
-// than now, when its nodes were never read). A zero deadline reads the
+// is not fresh, and waited for until deadline (or until a second after
+// the first read began, when its nodes were never read). A zero deadline reads the
 // nodes now and waits for them (after a create or change, whose caller
 // expects the cluster as it is now).
 func (c *Controller) topologyFor(ctx context.Context, d store.Database, deadline time.Time) map[int]api.NodeEndpoint {
 	if deadline.IsZero() {
+		began := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, topologyTimeout)
 		defer cancel()
 		byPort := c.readTopology(rctx, d.UID)
@@ -121,18 +134,19 @@ func (c *Controller) topologyFor(ctx context.Context, d store.Database, deadline
 		}
 		e := c.topo.entries[d.UID]
 		if e == nil {
-			e = &topology{}
+			e = &topology{since: time.Now()}
 			c.topo.entries[d.UID] = e
 		}
-		if e.done == nil { // else the refresh under way records its read
-			e.byPort, e.read, e.at = byPort, true, time.Now()
-		}
+		e.record(byPort, began)
 		c.topo.mu.Unlock()
 		return byPort
 	}
 	done := c.refreshTopology(d)
-	if _, ok := c.cachedTopology(d.UID); !ok {
-		deadline = time.Now().Add(topologyFirstWait)
+	if _, since, ok := c.cachedTopology(d.UID); !ok && since.Add(topologyFirstWait).After(deadline) {
+		// From when the first read began, so that the databases of a list
+		// read side by side wait that long together, not one after the
+		// other.
+		deadline = since.Add(topologyFirstWait)
 	}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
@@ -141,7 +155,7 @@ func (c *Controller) topologyFor(ctx context.Context, d store.Database, deadline
 	case <-timer.C:
 	case <-ctx.Done():
 	}
-	byPort, _ := c.cachedTopology(d.UID)
+	byPort, _, _ := c.cachedTopology(d.UID)
 	return byPort
 }
 
