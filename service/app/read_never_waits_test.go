@@ -86,13 +86,20 @@ func TestReadsAnswerPromptlyWhileDatabasesDoNotAnswer(t *testing.T) {
 	}
 	// Right after the freeze (what was seen is still fresh), and on every
 	// round until the frozen databases say so.
+	slowest := map[string]time.Duration{}
 	readAll := func() {
 		t.Helper()
 		for _, p := range paths {
 			took, _ := timedRead(t, i, p)
 			require.Less(t, took, readBound, "GET %s took %s while databases do not answer", p, took)
+			slowest[p] = max(slowest[p], took)
 		}
 	}
+	defer func() {
+		for _, p := range paths {
+			t.Logf("slowest GET %s: %s", p, slowest[p])
+		}
+	}()
 	readAll()
 	eventually(t, 3*time.Minute, "every frozen database says that it does not answer, the others that they serve", func() error {
 		readAll()

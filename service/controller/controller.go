@@ -1043,7 +1043,7 @@ func (c *Controller) ListDatabases(ctx context.Context) ([]api.Database, error) 
 		return nil, err
 	}
 	for _, d := range all {
-		c.refreshTopology(d)
+		_, _ = c.refreshTopology(d)
 	}
 	deadline := time.Now().Add(topologyReadWait)
 	out := make([]api.Database, 0, len(all))

@@ -48,6 +48,8 @@ type topology struct {
 	since  time.Time                // when the first read began
 	// done is closed when the refresh under way ends; nil when none runs.
 	done chan struct{}
+	// refreshing is when the refresh under way began.
+	refreshing time.Time
 }
 
 // record keeps byPort, read from a time began, unless a read that began
@@ -64,10 +66,10 @@ var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); re
 
 // refreshTopology starts reading the cluster of d in the background unless
 // what was read is fresh or a read is under way, and returns what is closed
-// once the cluster's latest read is in.
-func (c *Controller) refreshTopology(d store.Database) <-chan struct{} {
+// once the cluster's latest read is in, and when that read began.
+func (c *Controller) refreshTopology(d store.Database) (<-chan struct{}, time.Time) {
 	if !d.Clustered() {
-		return closedChan
+		return closedChan, time.Now()
 	}
 	t := &c.topo
 	t.mu.Lock()
@@ -82,17 +84,16 @@ func (c *Controller) refreshTopology(d store.Database) <-chan struct{} {
 	}
 	switch {
 	case e.done != nil:
-		return e.done
+		return e.done, e.refreshing
 	case t.closed, e.read && time.Since(e.at) < topologyFresh:
-		return closedChan
+		return closedChan, e.at
 	}
-	done := make(chan struct{})
-	e.done = done
+	done, began := make(chan struct{}), time.Now()
+	e.done, e.refreshing = done, began
 	t.running.Add(1)
 	go func() {
 		defer t.running.Done()
 		defer close(done)
-		began := time.Now()
 		ctx, cancel := context.WithTimeout(c.retryCtx, topologyTimeout)
 		byPort := c.readTopology(ctx, d.UID)
 		cancel()
@@ -101,7 +102,7 @@ func (c *Controller) refreshTopology(d store.Database) <-chan struct{} {
 		e.done = nil
 		e.record(byPort, began)
 	}()
-	return done
+	return done, began
 }
 
 // cachedTopology is what the nodes of uid said last: ok is false when they
@@ -141,12 +142,17 @@ func (c *Controller) topologyFor(ctx context.Context, d store.Database, deadline
 		c.topo.mu.Unlock()
 		return byPort
 	}
-	done := c.refreshTopology(d)
-	if _, since, ok := c.cachedTopology(d.UID); !ok && since.Add(topologyFirstWait).After(deadline) {
+	done, began := c.refreshTopology(d)
+	if _, since, ok := c.cachedTopology(d.UID); !ok {
 		// From when the first read began, so that the databases of a list
 		// read side by side wait that long together, not one after the
 		// other.
 		deadline = since.Add(topologyFirstWait)
+	} else if until := began.Add(topologyReadWait); until.Before(deadline) {
+		// A refresh that has not answered within topologyReadWait of its
+		// start waits for nodes that do not answer: the reads that come
+		// meanwhile do not wait for it again.
+		deadline = until
 	}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
