@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
+	"github.com/replicad/terraform-provider-redis/internal/redistest"
 	"github.com/replicad/terraform-provider-redis/service/servicetest"
 )
 
@@ -138,4 +139,70 @@ func TestReadsAnswerPromptlyWhileDatabasesDoNotAnswer(t *testing.T) {
 		return nil
 	})
 	readAll()
+}
+
+// Reads answer promptly while replication and changes wait for servers
+// that do not answer: a source and a destination stopped, an update of a
+// sharded database whose nodes are stopped, and a create of a Replica Of
+// whose source is stopped, all under way. The status says what stands.
+func TestReadsAnswerPromptlyWhileReplicationAndChangesWait(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs redis-servers")
+	}
+	src := redistest.Start(t, "--requirepass", "pw-123456")
+	require.NoError(t, src.Client().Set(ctx(t), "k", "v", 0).Err())
+	i := servicetest.Start(t)
+	srcURI := "redis://:pw-123456@" + src.Addr()
+	plain := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst-plain", MemorySize: 16 << 20, ReplicaSources: []api.ReplicaSource{{URI: srcURI}}})
+	sharded := mustCreate(t, i, api.CreateDatabaseRequest{Name: "dst-sharded", MemorySize: 16 << 20, ShardsCount: 2, ReplicaSources: []api.ReplicaSource{{URI: srcURI}}})
+	busy := mustCreate(t, i, api.CreateDatabaseRequest{Name: "busy-sharded", MemorySize: 16 << 20, ShardsCount: 2})
+	eventually(t, 2*time.Minute, "both destinations in sync", func() error {
+		for _, db := range []api.Database{plain, sharded} {
+			if got := getDB(t, i, db.UID); got.ReplicaSyncStatus != api.SourceInSync {
+				return fmt.Errorf("%s: %s", db.Name, got.ReplicaSyncStatus)
+			}
+		}
+		return nil
+	})
+
+	require.NoError(t, syscall.Kill(src.PID(), syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(src.PID(), syscall.SIGCONT) })
+	freeze(t, plain)
+	freeze(t, busy)
+	// Changes that wait for what does not answer, under way meanwhile.
+	changes := make(chan error, 2)
+	go func() {
+		memory := int64(32 << 20)
+		_, _, err := tryCall(i, "PUT", fmt.Sprintf("/v1/bdbs/%d", busy.UID), api.UpdateDatabaseRequest{MemorySize: &memory})
+		changes <- err
+	}()
+	go func() {
+		_, _, err := tryCall(i, "POST", "/v1/bdbs", api.CreateDatabaseRequest{Name: "dst-new", MemorySize: 16 << 20, ReplicaSources: []api.ReplicaSource{{URI: srcURI}}})
+		changes <- err
+	}()
+
+	paths := []string{"/v1/bdbs", "/healthz", "/metrics", "/ui/api/overview",
+		fmt.Sprintf("/v1/bdbs/%d", plain.UID), fmt.Sprintf("/v1/bdbs/%d", sharded.UID), fmt.Sprintf("/v1/bdbs/%d", busy.UID)}
+	slowest := map[string]time.Duration{}
+	defer func() {
+		for _, p := range paths {
+			t.Logf("slowest GET %s: %s", p, slowest[p])
+		}
+	}()
+	eventually(t, 3*time.Minute, "the stopped databases and the stopped source say so", func() error {
+		for _, p := range paths {
+			took, _ := timedRead(t, i, p)
+			require.Less(t, took, readBound, "GET %s took %s while servers do not answer", p, took)
+			slowest[p] = max(slowest[p], took)
+		}
+		for _, db := range []api.Database{plain, busy} {
+			if got := getDB(t, i, db.UID); got.Status == api.StatusActive || !strings.Contains(got.LastError, "has not answered") {
+				return fmt.Errorf("%s: status %s, last_error %q", db.Name, got.Status, got.LastError)
+			}
+		}
+		if got := getDB(t, i, sharded.UID); got.ReplicaSyncStatus != api.SourceOutOfSync {
+			return fmt.Errorf("%s: replica_sync_status %s", sharded.Name, got.ReplicaSyncStatus)
+		}
+		return nil
+	})
 }
