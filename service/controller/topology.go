@@ -24,7 +24,7 @@ const (
 	// topologyReadWait: how long a read waits, at most, for a refresh
 	// under way (nodes that answer take milliseconds), before it answers
 	// with what was read last.
-	topologyReadWait = 100 * time.Millisecond
+	topologyReadWait = 50 * time.Millisecond
 	// topologyFirstWait: the same, when the nodes have not been read yet
 	// (after a start): every role would be unknown otherwise.
 	topologyFirstWait = time.Second
@@ -143,11 +143,15 @@ func (c *Controller) topologyFor(ctx context.Context, d store.Database, deadline
 		return byPort
 	}
 	done, began := c.refreshTopology(d)
-	if _, since, ok := c.cachedTopology(d.UID); !ok {
+	if byPort, since, ok := c.cachedTopology(d.UID); !ok {
 		// From when the first read began, so that the databases of a list
 		// read side by side wait that long together, not one after the
 		// other.
 		deadline = since.Add(topologyFirstWait)
+	} else if len(byPort) == 0 {
+		// No node answered the last read: the next one, if it answers at
+		// all, is not waited for (unknown roles are the truth until then).
+		deadline = time.Now()
 	} else if until := began.Add(topologyReadWait); until.Before(deadline) {
 		// A refresh that has not answered within topologyReadWait of its
 		// start waits for nodes that do not answer: the reads that come
