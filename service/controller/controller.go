@@ -119,6 +119,9 @@ type Controller struct {
 	// creates that a previous life of the service never finished (the
 	// API serves while Start runs).
 	creating map[int]bool
+	// topo is what the nodes of the sharded databases last said of their
+	// clusters, for the reads of the API (topology.go).
+	topo topologies
 
 	// Replication endpoints retried in the background (endpoints.go).
 	downMu sync.Mutex
@@ -573,7 +576,7 @@ func (c *Controller) createDatabase(ctx context.Context, req api.CreateDatabaseR
 	if d.IsReplica() {
 		c.cfg.Replicator.Configure(ctx, d)
 	}
-	return c.view(ctx, d), nil
+	return c.view(ctx, d, time.Time{}), nil
 }
 
 // portAttempts bounds how often a new database moves to other ports when
@@ -830,7 +833,7 @@ func (c *Controller) updateDatabase(ctx context.Context, uid int, req api.Update
 	if err != nil {
 		return api.Database{}, err
 	}
-	return c.view(ctx, d), nil
+	return c.view(ctx, d, time.Time{}), nil
 }
 
 // carryThrough detaches ctx from its request's cancellation for a change
@@ -920,6 +923,7 @@ func (c *Controller) DeleteDatabase(ctx context.Context, uid int) error {
 // Deleting, and removes its files. Called in uid's turn, or by Start
 // before anything runs.
 func (c *Controller) removeDeleted(uid int) error {
+	c.forgetTopology(uid)
 	c.cfg.Replicator.Remove(uid)
 	c.cfg.Gateway.Remove(uid)
 	if err := c.cfg.Databases.Remove(uid); err != nil {
@@ -1027,18 +1031,24 @@ func (c *Controller) GetDatabase(ctx context.Context, uid int) (api.Database, er
 	if err != nil {
 		return api.Database{}, err
 	}
-	return c.view(ctx, d), nil
+	return c.view(ctx, d, time.Now().Add(topologyReadWait)), nil
 }
 
-// ListDatabases returns every database.
+// ListDatabases returns every database. It answers at once whatever the
+// databases do: the clusters' topologies are refreshed side by side and
+// waited for together, briefly (topologyFor).
 func (c *Controller) ListDatabases(ctx context.Context) ([]api.Database, error) {
 	all, err := c.cfg.Store.List()
 	if err != nil {
 		return nil, err
 	}
+	for _, d := range all {
+		_, _ = c.refreshTopology(d)
+	}
+	deadline := time.Now().Add(topologyReadWait)
 	out := make([]api.Database, 0, len(all))
 	for _, d := range all {
-		out = append(out, c.view(ctx, d))
+		out = append(out, c.view(ctx, d, deadline))
 	}
 	return out, nil
 }
@@ -1201,8 +1211,9 @@ var errStale = errors.New("stale")
 // Cluster describes this instance.
 func (c *Controller) Cluster(context.Context) (api.Cluster, error) { return c.cfg.Cluster, nil }
 
-// view is the API form of d with its live status.
-func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
+// view is the API form of d with its live status; deadline is that of
+// endpoints.
+func (c *Controller) view(ctx context.Context, d store.Database, deadline time.Time) api.Database {
 	status, progress := c.cfg.Databases.Status(d.UID)
 	out := api.Database{
 		UID: d.UID, Name: d.Name, Port: d.Port, MemorySize: d.MemorySize,
@@ -1235,7 +1246,7 @@ func (c *Controller) view(ctx context.Context, d store.Database) api.Database {
 		out.Status, out.LoadingProgress = api.StatusPending, 0
 	}
 	out.ShardsCount, out.Replication, out.OSSCluster = d.Shards(), d.Replication, d.OSSCluster
-	out.Endpoints = c.endpoints(ctx, d)
+	out.Endpoints = c.endpoints(ctx, d, deadline)
 	if d.IsReplica() {
 		// While a reload runs, readers see part of the data: the
 		// database says so.

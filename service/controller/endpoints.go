@@ -133,6 +133,7 @@ func (c *Controller) startProblem(uid int) string {
 func (c *Controller) Close() {
 	c.stopRetries()
 	c.retries.Wait()
+	c.closeTopologies()
 }
 
 // EndpointDownAt says why the replication endpoint of the database of this

@@ -2,9 +2,7 @@ package controller
 
 import (
 	"context"
-	"net"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/replicad/terraform-provider-redis/internal/api"
@@ -102,35 +100,15 @@ func (c *Controller) nodePortsAvoiding(d *store.Database, existing []store.Datab
 }
 
 // endpoints lists where applications reach d: its one server, or every
-// node of its cluster with the role and slots the cluster gives it now. A
-// node no answering node knows of has role "unknown".
-func (c *Controller) endpoints(ctx context.Context, d store.Database) []api.NodeEndpoint {
+// node of its cluster with the role and slots the cluster gives it (as its
+// nodes said a moment ago: see topologyFor, whose deadline it passes on).
+// A node no answering node knows of has role "unknown".
+func (c *Controller) endpoints(ctx context.Context, d store.Database, deadline time.Time) []api.NodeEndpoint {
 	host := c.cfg.AdvertiseHost
 	if !d.Clustered() {
 		return []api.NodeEndpoint{{Host: host, Port: d.Port, Role: cluster.RoleMaster}}
 	}
-	byPort := map[int]api.NodeEndpoint{}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if t, err := c.cfg.Databases.Topology(ctx, d.UID); err == nil {
-		for _, sh := range t.Shards {
-			var master string
-			if m, ok := sh.Master(); ok {
-				master = m.Addr
-			}
-			for _, n := range sh.Nodes {
-				_, p, _ := net.SplitHostPort(n.Addr)
-				port, _ := strconv.Atoi(p)
-				ep := api.NodeEndpoint{Host: host, Port: port, Role: n.Role}
-				if n.Role == cluster.RoleMaster {
-					ep.Slots = sh.Key()
-				} else if _, mp, err := net.SplitHostPort(master); err == nil {
-					ep.Master = net.JoinHostPort(host, mp)
-				}
-				byPort[port] = ep
-			}
-		}
-	}
+	byPort := c.topologyFor(ctx, d, deadline)
 	out := make([]api.NodeEndpoint, 0, len(d.Nodes))
 	for _, n := range d.Nodes {
 		ep, ok := byPort[n.Port]
