@@ -1371,6 +1371,10 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		stopped := api.SyncStopped
 		if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &stopped, ReplicaNoFlush: noFlush}); err != nil {
 			addUpdateError(&resp.Diagnostics, uid, err, list)
+			if client.IsWouldFlush(err) {
+				// Refused: the state stays the prior one, not the plan.
+				resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+			}
 			return
 		}
 		in.ReplicaSources = nil
@@ -1402,6 +1406,10 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 	if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
 		if ctx.Err() == nil || !r.tookUpdate(ctx, uid, in) {
 			addUpdateError(&resp.Diagnostics, uid, err, list)
+			if client.IsWouldFlush(err) {
+				// Refused: the state stays the prior one, not the plan.
+				resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+			}
 			return
 		}
 		// Interrupted (Ctrl-C) after the service took it: recorded as
