@@ -112,7 +112,10 @@ resource "redis_replica_of" "unreachable" {
   source      = [{ address = var.unreachable_address }]
   source_uris = [var.unreachable_url]
   timeouts {
-    create = "4s"
+    # Long enough for the service to answer under load (CI runs three
+    # heavy packages on 2 cores): the warning names the source's status
+    # only once the service was read.
+    create = "30s"
   }
 }
 
@@ -222,7 +225,7 @@ func TestAccReplicaOf_noSecretsInOutput(t *testing.T) {
 	all := cli.all.String()
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`the service stopped the sync: source ` + regexp.QuoteMeta(legacy.Addr()) + ` is out-of-sync, last error: .*(?i:auth|WRONGPASS|password)`),
-		regexp.MustCompile(`not every source is in sync after 4s: source ` + regexp.QuoteMeta(unreachable) + ` is \S+.*last error: `),
+		regexp.MustCompile(`not every source is in sync after 30s: source ` + regexp.QuoteMeta(unreachable) + ` is \S+.*last error: `),
 	} {
 		if !want.MatchString(all) {
 			t.Errorf("terraform's output does not match %s:\n%s", want, tail(all, 6000))

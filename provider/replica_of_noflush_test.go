@@ -139,3 +139,69 @@ func TestAccReplicaOf_stoppedAgainBetweenPlanAndApply(t *testing.T) {
 		},
 	})
 }
+
+// TestAccReplicaOf_stoppedThenPaused: a sync stopped by the user, then
+// paused, owes the destination a reload (the service counts it when the
+// sync leaves stopped): the plan shows the generation changing, with the
+// warning, and the apply is not refused as a flush the plan did not show.
+func TestAccReplicaOf_stoppedThenPaused(t *testing.T) {
+	r := testAccStartTwo(t)
+	prefix := acctest.RandomWithPrefix("tf-acc")
+	base := r.providers() + hclDatabase("a", "src", prefix) + hclSourcePassword("a", "src", "") + hclDatabase("b", "dst", prefix)
+	config := func(sync string) string {
+		return base + hclReplicaOf("b", "dst", []string{"src"}, fmt.Sprintf("  sync = %q\n", sync))
+	}
+	const dst = "redis_replica_of.dst"
+	var gen int64
+	empty := []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccTwoRegionsFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:           config(api.SyncEnabled),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: empty},
+				Check:            captureGeneration(dst, &gen),
+			},
+			{
+				Config:           config(api.SyncStopped),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: empty},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					r.b.waitForReplica(dst, "the sync is stopped", syncIs(api.SyncStopped)),
+					checkGeneration(dst, &gen, 0),
+				),
+			},
+			{
+				Config: config(api.SyncPaused),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate),
+						plancheck.ExpectUnknownValue(dst, tfjsonpath.New("generation")),
+					},
+					PostApplyPostRefresh: empty,
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					r.b.waitForReplica(dst, "the sync is paused", syncIs(api.SyncPaused)),
+					checkGeneration(dst, &gen, 1),
+				),
+			},
+			// Enabled: the destination is flushed and loaded now, and the
+			// plan says so.
+			{
+				Config: config(api.SyncEnabled),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(dst, plancheck.ResourceActionUpdate),
+						plancheck.ExpectUnknownValue(dst, tfjsonpath.New("generation")),
+					},
+					PostApplyPostRefresh: empty,
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					testAccCheckSourceStatus(dst, 1),
+					testAccCheckReplicates([]string{"redis_database.src"}, []string{"redis_database.dst"}),
+					checkGeneration(dst, &gen, 0),
+				),
+			},
+		},
+	})
+}

@@ -427,7 +427,7 @@ type replicaChange struct {
 	sourcesChanged   bool // the source set, the URLs or the write-only version
 	addressesChanged bool // a source added or removed (or not known yet)
 	syncChanged      bool
-	restart          bool // stopped -> enabled
+	restart          bool // stopped -> enabled or paused
 	// resendWriteOnly: the write-only URLs differ from those sent last, or
 	// are known only at apply time (replica_of_sent.go).
 	resendWriteOnly bool
@@ -449,7 +449,9 @@ func planReplicaChange(plan replicaOfResourceModel, state *replicaOfResourceMode
 		after, knownAfter := setAddresses(plan.Source)
 		ch.addressesChanged = !knownBefore || !knownAfter || !slices.Equal(before, after)
 	}
-	ch.restart = state.Sync.ValueString() == api.SyncStopped && plan.Sync.ValueString() == api.SyncEnabled
+	// Leaving stopped for paused owes the reload too: the service counts it
+	// (generation) then, and flushes when the sync is enabled.
+	ch.restart = state.Sync.ValueString() == api.SyncStopped && !plan.Sync.IsUnknown() && plan.Sync.ValueString() != api.SyncStopped
 	return ch
 }
 
@@ -568,6 +570,12 @@ func (r *replicaOfResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		}
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
+	}
+	if state != nil && state.Sync.ValueString() == api.SyncPaused && plan.Sync.ValueString() == api.SyncEnabled &&
+		reloadOwed(ctx, req.Private) {
+		// Paused by an apply that left a stopped sync: the reload counted
+		// then happens now.
+		ch.restart = true
 	}
 	if ch.restart && !ch.addressesChanged && stopResumable(ctx, req.Private) {
 		// A sync stopped because a source refused its password continues
@@ -840,7 +848,12 @@ func (r *replicaOfResource) flushWarning(ctx context.Context, plan replicaOfReso
 	} else if ch.resendWriteOnly {
 		changes = append(changes, "the write-only source URLs differ from those sent last, or are known only after apply: they are sent again")
 	}
-	if ch.restart {
+	if ch.restart && state.Sync.ValueString() == api.SyncPaused {
+		changes = append(changes, "the sync, paused after it was stopped, is enabled: the reload counted then happens now")
+	} else if ch.restart && plan.Sync.ValueString() == api.SyncPaused {
+		changes = append(changes, "the stopped sync is paused: the reload it owes is counted now (generation), "+
+			"and the flush and load happen when the sync is enabled")
+	} else if ch.restart {
 		changes = append(changes, "the stopped sync is enabled again")
 	}
 	return "Replica Of re-replicates " + dest,
@@ -1090,6 +1103,22 @@ func recordStopResumable(ctx context.Context, db *api.Database, private interfac
 	diags.Append(private.SetKey(ctx, stopResumableKey, v)...)
 }
 
+// reloadOwedKey (private state) records that an apply paused a stopped
+// sync, which counts the reload that the sync owes (a new generation) and
+// leaves it for when the sync is enabled. A refresh that finds the sync
+// other than paused clears it.
+const reloadOwedKey = "replica_reload_owed"
+
+func reloadOwed(ctx context.Context, private interface {
+	GetKey(context.Context, string) ([]byte, diag.Diagnostics)
+}) bool {
+	if private == nil {
+		return false
+	}
+	v, _ := private.GetKey(ctx, reloadOwedKey)
+	return string(v) == "true"
+}
+
 func stopResumable(ctx context.Context, private interface {
 	GetKey(context.Context, string) ([]byte, diag.Diagnostics)
 }) bool {
@@ -1275,6 +1304,9 @@ func (r *replicaOfResource) Read(ctx context.Context, req resource.ReadRequest, 
 		state.SourceURIs = types.SetValueMust(types.StringType, []attr.Value{})
 	}
 	recordStopResumable(ctx, db, resp.Private, &resp.Diagnostics)
+	if db.ReplicaSync != api.SyncPaused {
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, reloadOwedKey, nil)...)
+	}
 	if db.ReplicaSyncStatus == api.SourceInSync {
 		// The wait an earlier apply could not finish is over.
 		resp.Diagnostics.Append(resp.Private.SetKey(ctx, awaitingSyncKey, nil)...)
@@ -1339,6 +1371,10 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		stopped := api.SyncStopped
 		if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &stopped, ReplicaNoFlush: noFlush}); err != nil {
 			addUpdateError(&resp.Diagnostics, uid, err, list)
+			if client.IsWouldFlush(err) {
+				// Refused: the state stays the prior one, not the plan.
+				resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+			}
 			return
 		}
 		in.ReplicaSources = nil
@@ -1370,12 +1406,21 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 	if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
 		if ctx.Err() == nil || !r.tookUpdate(ctx, uid, in) {
 			addUpdateError(&resp.Diagnostics, uid, err, list)
+			if client.IsWouldFlush(err) {
+				// Refused: the state stays the prior one, not the plan.
+				resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+			}
 			return
 		}
 		// Interrupted (Ctrl-C) after the service took it: recorded as
 		// applied, its wait left to the next apply (awaitingSyncKey), as
 		// for an interrupted wait.
 		tflog.Info(ctx, "Terraform was interrupted after the service took the update of the Replica Of")
+	}
+	if state.Sync.ValueString() == api.SyncStopped && plan.Sync.ValueString() == api.SyncPaused && noFlush == nil {
+		// The reload counted now happens when the sync is enabled: the
+		// plan that enables it shows it.
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, reloadOwedKey, []byte("true"))...)
 	}
 	if ch.sourcesChanged {
 		recordSentURIs(ctx, resp.Private, config.SourceURIsWO, &resp.Diagnostics)

@@ -615,3 +615,30 @@ func TestABodyTooLargeSaysTheBound(t *testing.T) {
 	}
 	assert.Empty(t, b.calls, "nothing reached the backend")
 }
+
+// wouldFlushBackend refuses every update as one that would flush.
+type wouldFlushBackend struct {
+	backend
+	got api.UpdateDatabaseRequest
+}
+
+func (b *wouldFlushBackend) UpdateDatabase(_ context.Context, _ int, req api.UpdateDatabaseRequest) (api.Database, error) {
+	b.got = req
+	return api.Database{}, &api.Error{Code: api.CodeWouldFlush, Description: "this update would flush database 1"}
+}
+
+// An update with replica_no_flush is read as such, and the refusal of one
+// that would flush is a 409 with its own error_code, which a client tells
+// from other conflicts.
+func TestAnUpdateRefusedAsWouldFlushIs409(t *testing.T) {
+	b := &wouldFlushBackend{}
+	h := NewHandler(Config{Username: "admin", Password: "admin-pw", Backend: b,
+		Metrics: http.NotFoundHandler(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	rec := request(h, "admin", "admin-pw", http.MethodPut, "/v1/bdbs/1", `{"replica_sync":"enabled","replica_no_flush":true}`)
+	require.Equal(t, http.StatusConflict, rec.Code, rec.Body.String())
+	var e api.Error
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+	assert.Equal(t, api.CodeWouldFlush, e.Code)
+	require.NotNil(t, b.got.ReplicaNoFlush)
+	assert.True(t, *b.got.ReplicaNoFlush)
+}
