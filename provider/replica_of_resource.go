@@ -1369,7 +1369,7 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 			"sources": strings.Join(sourceAddresses(sources), ", "),
 		})
 		stopped := api.SyncStopped
-		if _, err := r.client.UpdateDatabase(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &stopped, ReplicaNoFlush: noFlush}); err != nil {
+		if err := r.updateNoFlush(ctx, uid, api.UpdateDatabaseRequest{ReplicaSources: &list, ReplicaSync: &stopped, ReplicaNoFlush: noFlush}, &resp.Diagnostics); err != nil {
 			addUpdateError(&resp.Diagnostics, uid, err, list)
 			if client.IsWouldFlush(err) {
 				// Refused: the state stays the prior one, not the plan.
@@ -1403,7 +1403,7 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		"sync": plan.Sync.ValueString(), "flush": ch.flushes(),
 	})
 	in.ReplicaNoFlush = noFlush
-	if _, err := r.client.UpdateDatabase(ctx, uid, in); err != nil {
+	if err := r.updateNoFlush(ctx, uid, in, &resp.Diagnostics); err != nil {
 		if ctx.Err() == nil || !r.tookUpdate(ctx, uid, in) {
 			addUpdateError(&resp.Diagnostics, uid, err, list)
 			if client.IsWouldFlush(err) {
@@ -1427,6 +1427,25 @@ func (r *replicaOfResource) Update(ctx context.Context, req resource.UpdateReque
 		recordAppliedURIs(ctx, resp.Private, config.SourceURIsWO, list, &resp.Diagnostics)
 	}
 	r.finishApply(ctx, uid, &plan, syncWaitOf(plan, timeout, &resp.Diagnostics), false, &resp.State, resp.Private, &resp.Diagnostics)
+}
+
+// updateNoFlush sends the update in. A service older than replica_no_flush
+// refuses the field as unknown: the update is then sent again without it,
+// with a warning that this service cannot refuse a flush the plan did not
+// show, rather than failing every update until the service is upgraded.
+func (r *replicaOfResource) updateNoFlush(ctx context.Context, uid int, in api.UpdateDatabaseRequest, diags *diag.Diagnostics) error {
+	_, err := r.client.UpdateDatabase(ctx, uid, in)
+	if err == nil || in.ReplicaNoFlush == nil || !client.IsUnknownField(err, "replica_no_flush") {
+		return err
+	}
+	in.ReplicaNoFlush = nil
+	if _, err = r.client.UpdateDatabase(ctx, uid, in); err != nil {
+		return err
+	}
+	diags.AddWarning(fmt.Sprintf("The service of database %d does not check the plan's \"no flush\"", uid),
+		"This redis-replicad is older than the provider: it does not know replica_no_flush, so it could not refuse "+
+			"to flush the destination had its sync been stopped again since the plan. Upgrade redis-replicad.")
+	return nil
 }
 
 // addUpdateError says why an update of the Replica Of of database uid

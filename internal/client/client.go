@@ -601,6 +601,14 @@ func IsWouldFlush(err error) bool {
 	return errors.As(err, &se) && se.Err != nil && se.Err.Code == api.CodeWouldFlush
 }
 
+// IsUnknownField reports whether err is the service's refusal of a request
+// that names a field it does not know (a service older than the client).
+func IsUnknownField(err error, field string) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.StatusCode == http.StatusBadRequest && se.Err != nil &&
+		se.Err.Code == api.CodeInvalidRequest && strings.Contains(se.Err.Description, `unknown field "`+field+`"`)
+}
+
 // IsConflict reports whether err is an HTTP 409 answer.
 func IsConflict(err error) bool { return StatusCode(err) == http.StatusConflict }
 
