@@ -214,11 +214,7 @@ func (b *batcher) gather(ctx context.Context) bool {
 	for !b.full() {
 		wait := len(b.inFlight) == 0 && (len(b.items) == 0 || b.inSourceTx)
 		if wait {
-			activity := writerIdle
-			if b.inSourceTx {
-				activity = writerAwaitingTx
-			}
-			b.s.status.setWriter(activity, 0, 0)
+			b.s.status.setWriter(writerIdle, 0, 0)
 		}
 		var wake, moved <-chan struct{}
 		if b.mayHold() && len(b.items) == 0 && len(b.inFlight) == 0 {

@@ -106,7 +106,6 @@ const (
 	writerReceiving                         // reading the destination's replies
 	writerHeld                              // held while a reload is swapped in
 	writerWaitingLink                       // waiting for the master link another source's transaction holds
-	writerAwaitingTx                        // waiting for the rest of a source transaction from the source
 )
 
 func (a writerActivity) String() string {
@@ -117,8 +116,6 @@ func (a writerActivity) String() string {
 		return "waiting for the destination to answer"
 	case writerHeld:
 		return "held while the reloaded data is swapped in"
-	case writerAwaitingTx:
-		return "waiting for the rest of a source transaction from the source"
 	case writerWaitingLink:
 		return "waiting for the destination's master link, which another source's transaction holds"
 	default:
