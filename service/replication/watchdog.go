@@ -111,14 +111,7 @@ func (s *syncer) watchdog(ctx context.Context, conn *replproto.Conn, stop func(e
 		// master link until its EXEC arrives, is that source's time: this
 		// one is behind, and says why, but is not stuck.
 		waiting := where == writerWaitingLink && st.linkHeldBy != nil
-		// A writer idle with commands pending holds the part of a source
-		// transaction that has arrived, and waits for the rest from the
-		// source: the source's time, not the writer's (the silence checks
-		// below tell a frozen source or link). Taken for stuck, a session
-		// whose link paused for seconds mid-transaction was restarted, and
-		// fetched the whole transaction again, as often as the link paused.
-		idle := where == writerIdle
-		stuck := pending && where != writerHeld && !idle && !waiting && !since.IsZero() && stuckFor > limit
+		stuck := pending && where != writerHeld && !waiting && !since.IsZero() && stuckFor > limit
 		note, kind := "", ""
 		var writingSince time.Time
 		if st.phase == phaseLoading && st.loadWriting != nil {
